@@ -1,0 +1,129 @@
+//! `mvgen flavors`, `show` and `diff`: reading resolved flavors, for prompt authors.
+
+use std::process::ExitCode;
+
+use serde_json::{Map, Value, json};
+
+use crate::compiler::{Entry, FileKind, Flavor, ValueRef};
+use crate::flavor::value_json;
+
+/// One line per flavor: name, label, parent.
+pub fn flavors(all: &[&Flavor]) -> ExitCode {
+    let width = all.iter().map(|f| f.name.len()).max().unwrap_or(4).max(4);
+    let label_width = all.iter().map(|f| f.display_label().len()).max().unwrap_or(5).max(5);
+    println!("{:width$}  {:label_width$}  EXTENDS", "NAME", "LABEL");
+    for f in all {
+        println!("{:width$}  {:label_width$}  {}", f.name, f.display_label(), f.extends.as_deref().unwrap_or("-"));
+    }
+    ExitCode::SUCCESS
+}
+
+/// Every resolved value, file by file; `explain` adds each value's origin.
+pub fn show(flavor: &Flavor, explain: bool, json: bool) -> Result<ExitCode, String> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(&show_json(flavor)).map_err(|e| e.to_string())?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("flavor: {}", flavor.name);
+    println!("label: {}", flavor.display_label());
+    if let Some(d) = &flavor.description {
+        println!("description: {d}");
+    }
+    println!("extends: {}", flavor.extends.as_deref().unwrap_or("-"));
+    let mut file = None;
+    for entry in flavor.entries() {
+        if file != Some(entry.file) {
+            println!("\n# {}", entry.file.file_name());
+            file = Some(entry.file);
+        }
+        print_value(entry.key, entry.value);
+        if explain {
+            println!("  # {}", provenance(flavor, &entry));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Where a value came from, e.g. `own: mv1/parameters.yaml:5:19` or
+/// `inherited from default: default/parameters.yaml:3:3`.
+pub fn provenance(flavor: &Flavor, entry: &Entry<'_>) -> String {
+    if entry.origin.flavor == flavor.name {
+        format!("own: {}", entry.origin)
+    } else {
+        format!("inherited from {}: {}", entry.origin.flavor, entry.origin)
+    }
+}
+
+fn show_json(flavor: &Flavor) -> Value {
+    let mut files = Map::new();
+    for kind in FileKind::ALL {
+        let mut keys = Map::new();
+        for e in flavor.entries().into_iter().filter(|e| e.file == kind) {
+            keys.insert(
+                e.key.to_string(),
+                json!({
+                    "value": value_json(e.value),
+                    "origin": {
+                        "flavor": e.origin.flavor,
+                        "file": e.origin.file.file_name(),
+                        "line": e.origin.line,
+                        "col": e.origin.col,
+                    },
+                    "inherited": e.origin.flavor != flavor.name,
+                }),
+            );
+        }
+        if !keys.is_empty() {
+            files.insert(kind.file_name().to_string(), Value::Object(keys));
+        }
+    }
+    json!({
+        "name": flavor.name,
+        "label": flavor.label,
+        "description": flavor.description,
+        "extends": flavor.extends,
+        "files": files,
+    })
+}
+
+/// Keys whose resolved values differ; exit 1 when there are any, like diff(1).
+pub fn diff(a: &Flavor, b: &Flavor) -> Result<ExitCode, String> {
+    let mut differ = 0;
+    for (ea, eb) in a.entries().into_iter().zip(b.entries()) {
+        if ea.value == eb.value {
+            continue;
+        }
+        differ += 1;
+        println!("# {} {}", ea.file.file_name(), ea.key);
+        print_side('-', &a.name, ea.value);
+        print_side('+', &b.name, eb.value);
+    }
+    if differ == 0 {
+        println!("{} and {} resolve to the same values", a.name, b.name);
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("{differ} key(s) differ");
+        Ok(ExitCode::from(1))
+    }
+}
+
+fn print_value(key: &str, value: ValueRef<'_>) {
+    let text = value.to_string();
+    if text.contains('\n') {
+        println!("{key}: |");
+        for line in text.lines() {
+            println!("  {line}");
+        }
+    } else {
+        println!("{key}: {text}");
+    }
+}
+
+fn print_side(sign: char, flavor: &str, value: ValueRef<'_>) {
+    let text = value.to_string();
+    let mut lines = text.lines();
+    println!("{sign} {flavor}: {}", lines.next().unwrap_or(""));
+    for line in lines {
+        println!("{sign}   {line}");
+    }
+}

@@ -1,0 +1,158 @@
+//! `mvgen render`: prints exactly what would be sent upstream for a request, through the same
+//! `prompts` code the server uses.
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use serde_json::{Value, json};
+
+use crate::compiler::template::Template;
+use crate::compiler::{
+    AspectRatio, Choice, Flavor, OutputFormat, PersonGeneration, SafetyFilterLevel, VideoAspectRatio,
+};
+use crate::prompts::{self, CharacterInputs, SceneInputs, VideoInputs};
+
+#[derive(Debug, Subcommand)]
+pub enum RenderWhat {
+    /// The scene writer's prompt.
+    Scenes {
+        #[arg(long)]
+        idea: String,
+        #[arg(long)]
+        character_description: String,
+        #[arg(long)]
+        character_characteristics: Option<String>,
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=32))]
+        number_of_scenes: Option<u32>,
+        #[arg(long)]
+        video_type: Option<String>,
+        #[arg(long)]
+        video_characteristics: Option<String>,
+        #[arg(long)]
+        camera_angle: Option<String>,
+    },
+    /// The character reference image prompt.
+    Character {
+        #[arg(long)]
+        character_description: String,
+        #[arg(long, value_parser = choice::<AspectRatio>)]
+        aspect_ratio: Option<AspectRatio>,
+        #[arg(long, value_parser = choice::<SafetyFilterLevel>)]
+        safety_filter_level: Option<SafetyFilterLevel>,
+        #[arg(long, value_parser = choice::<PersonGeneration>)]
+        person_generation: Option<PersonGeneration>,
+        #[arg(long, value_parser = choice::<OutputFormat>)]
+        output_format: Option<OutputFormat>,
+        #[arg(long)]
+        negative_prompt: Option<String>,
+        #[arg(long)]
+        seed: Option<i64>,
+    },
+    /// A scene video prompt.
+    Video {
+        #[arg(long)]
+        prompt: String,
+        #[arg(long)]
+        negative_prompt: Option<String>,
+        #[arg(long, value_parser = choice::<VideoAspectRatio>)]
+        aspect_ratio: Option<VideoAspectRatio>,
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=60))]
+        duration: Option<u32>,
+        #[arg(long)]
+        generate_audio: Option<bool>,
+        #[arg(long)]
+        seed: Option<i64>,
+        /// Replaces the flavor's video rules template for this render.
+        #[arg(long)]
+        video_rules_template: Option<String>,
+    },
+}
+
+/// Prints the prompt exactly as sent (no added newline), or the JSON form.
+pub fn render(flavor: &Flavor, what: RenderWhat, json: bool) -> Result<ExitCode, String> {
+    let (prompt, parameters) = match what {
+        RenderWhat::Scenes {
+            idea,
+            character_description,
+            character_characteristics,
+            number_of_scenes,
+            video_type,
+            video_characteristics,
+            camera_angle,
+        } => {
+            let inputs = SceneInputs {
+                idea,
+                character_description,
+                character_characteristics,
+                number_of_scenes,
+                video_type,
+                video_characteristics,
+                camera_angle,
+            };
+            let plan = prompts::scene_plan(flavor, &inputs);
+            (plan.prompt, plan.parameters)
+        }
+        RenderWhat::Character {
+            character_description,
+            aspect_ratio,
+            safety_filter_level,
+            person_generation,
+            output_format,
+            negative_prompt,
+            seed,
+        } => {
+            let inputs = CharacterInputs {
+                character_description,
+                aspect_ratio,
+                safety_filter_level,
+                person_generation,
+                output_format,
+                negative_prompt,
+                seed,
+            };
+            let plan = prompts::image_plan(flavor, &inputs);
+            let parameters = plan.parameters();
+            (plan.prompt, parameters)
+        }
+        RenderWhat::Video {
+            prompt,
+            negative_prompt,
+            aspect_ratio,
+            duration,
+            generate_audio,
+            seed,
+            video_rules_template,
+        } => {
+            let video_rules_template = video_rules_template
+                .map(|src| Template::parse(&src, prompts::VIDEO_RULES_VARS, &[]))
+                .transpose()
+                .map_err(|e| format!("--video-rules-template: {e}"))?;
+            let inputs = VideoInputs {
+                prompt,
+                negative_prompt,
+                aspect_ratio,
+                duration,
+                generate_audio,
+                seed,
+                video_rules_template,
+            };
+            let plan = prompts::video_plan(flavor, &inputs);
+            let parameters = plan.parameters();
+            (plan.prompt, parameters)
+        }
+    };
+    if json {
+        let out: Value = json!({ "flavor": flavor.name, "prompt": prompt, "parameters": parameters });
+        println!("{out}");
+    } else {
+        print!("{prompt}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn choice<T: Choice>(s: &str) -> Result<T, String> {
+    T::parse(s).ok_or_else(|| {
+        let names: Vec<&str> = T::ALL.iter().map(|(n, _)| *n).collect();
+        format!("expected one of {}", names.join(", "))
+    })
+}

@@ -1,0 +1,360 @@
+//! The schema of each settings file: which keys exist, what type each holds, and how a YAML value is
+//! checked and turned into that type.
+//!
+//! Each file is declared once with `config_file!`, which generates the resolved struct (every key set,
+//! used at run time), a partial struct (what one flavor's file sets, used while compiling), the key
+//! list for did-you-mean, and the per-key inheritance step. Adding a key means adding one line here.
+
+use std::borrow::Cow;
+
+use super::model::{
+    AspectRatio, Choice, Entry, FileKind, Origin, OutputFormat, PersonGeneration, SafetyFilterLevel, Sourced, Text,
+    VideoAspectRatio, VideoPersonGeneration, View,
+};
+use super::template::{Template, Var};
+use super::yaml::Scalar;
+
+/// Why one key's value was refused.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fault {
+    pub message: String,
+    /// For template faults: the brace the problem starts at, as (brace, how many of that brace come
+    /// before it in the value), so the caller can find it in the file.
+    pub brace: Option<(char, usize)>,
+}
+
+impl Fault {
+    pub fn new(message: impl Into<String>) -> Fault {
+        Fault { message: message.into(), brace: None }
+    }
+}
+
+/// Why `set` refused a key.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SetError {
+    UnknownKey,
+    Bad(Fault),
+}
+
+impl From<Fault> for SetError {
+    fn from(f: Fault) -> Self {
+        SetError::Bad(f)
+    }
+}
+
+/// Turns a YAML value into a key's type, or says why it can't.
+pub trait Check<T> {
+    fn check(&self, value: &Scalar) -> Result<T, Fault>;
+}
+
+/// Any string.
+pub struct AnyText;
+
+impl Check<Text> for AnyText {
+    fn check(&self, value: &Scalar) -> Result<Text, Fault> {
+        match value {
+            Scalar::Str(s) => Ok(Cow::Owned(s.clone())),
+            Scalar::Int(_) | Scalar::Float(_) | Scalar::Bool(_) => Err(Fault::new(format!(
+                "expected a string, found {}: put it in quotes if you mean the text",
+                value.describe()
+            ))),
+            other => Err(Fault::new(format!("expected a string, found {}", other.describe()))),
+        }
+    }
+}
+
+/// A Gemini model name. It becomes part of the request URL path, so only name characters are allowed.
+pub struct GeminiModel;
+
+impl Check<Text> for GeminiModel {
+    fn check(&self, value: &Scalar) -> Result<Text, Fault> {
+        let s = AnyText.check(value)?;
+        let ok = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'));
+        if ok {
+            Ok(s)
+        } else {
+            Err(Fault::new(format!(
+                "expected a Gemini model name such as \"gemini-2.5-flash\" (letters, digits, '-', '.', '_'), found {}",
+                value.describe()
+            )))
+        }
+    }
+}
+
+/// A Replicate model as `owner/name`. It becomes part of the request URL path.
+pub struct ReplicateModel;
+
+impl Check<Text> for ReplicateModel {
+    fn check(&self, value: &Scalar) -> Result<Text, Fault> {
+        let s = AnyText.check(value)?;
+        let part_ok = |p: &str| {
+            !p.is_empty()
+                && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.' | '_'))
+        };
+        match s.split_once('/') {
+            Some((owner, name)) if part_ok(owner) && part_ok(name) => Ok(s),
+            _ => Err(Fault::new(format!(
+                "expected a Replicate model as \"owner/name\" such as \"google/imagen-4\" (lowercase), found {}",
+                value.describe()
+            ))),
+        }
+    }
+}
+
+/// An integer in `min..=max`.
+pub struct IntIn(pub u32, pub u32);
+
+impl Check<u32> for IntIn {
+    fn check(&self, value: &Scalar) -> Result<u32, Fault> {
+        match value {
+            Scalar::Int(n) if (i64::from(self.0)..=i64::from(self.1)).contains(n) => {
+                u32::try_from(*n).map_err(|_| Fault::new("out of range"))
+            }
+            other => {
+                Err(Fault::new(format!("expected an integer in {}..={}, found {}", self.0, self.1, other.describe())))
+            }
+        }
+    }
+}
+
+/// `true` or `false`.
+pub struct Flag;
+
+impl Check<bool> for Flag {
+    fn check(&self, value: &Scalar) -> Result<bool, Fault> {
+        match value {
+            Scalar::Bool(b) => Ok(*b),
+            other => Err(Fault::new(format!("expected true or false, found {}", other.describe()))),
+        }
+    }
+}
+
+/// One of an enum's spellings.
+pub struct OneOf;
+
+impl<T: Choice> Check<T> for OneOf {
+    fn check(&self, value: &Scalar) -> Result<T, Fault> {
+        let names: Vec<&str> = T::ALL.iter().map(|(n, _)| *n).collect();
+        let found = match value {
+            Scalar::Str(s) => match T::parse(s) {
+                Some(v) => return Ok(v),
+                None => s.as_str(),
+            },
+            _ => "",
+        };
+        let hint = match super::diag::nearest(found, &names) {
+            Some(n) if !found.is_empty() => format!(" (did you mean \"{n}\"?)"),
+            _ => String::new(),
+        };
+        Err(Fault::new(format!(
+            "expected one of {}, found {}{hint}",
+            names.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", "),
+            value.describe()
+        )))
+    }
+}
+
+/// A prompt template using only `allowed` placeholders and every one of `required`.
+pub struct TemplateOf {
+    pub allowed: &'static [Var],
+    pub required: &'static [Var],
+}
+
+impl Check<Template> for TemplateOf {
+    fn check(&self, value: &Scalar) -> Result<Template, Fault> {
+        let Scalar::Str(source) = value else {
+            return Err(Fault::new(format!("expected a template string, found {}", value.describe())));
+        };
+        Template::parse(source, self.allowed, self.required).map_err(|e| {
+            let brace = source.chars().nth(e.offset).filter(|c| matches!(c, '{' | '}')).map(|c| {
+                let before = source.chars().take(e.offset).filter(|x| *x == c).count();
+                (c, before)
+            });
+            Fault { message: e.message, brace }
+        })
+    }
+}
+
+macro_rules! config_file {
+    (
+        $(#[$doc:meta])*
+        $name:ident / $partial:ident = $kind:ident {
+            $( $(#[$fdoc:meta])* $field:ident : $ty:ty = $check:expr, )*
+        }
+    ) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq)]
+        pub struct $name {
+            $( $(#[$fdoc])* pub $field: Sourced<$ty>, )*
+        }
+
+        impl $name {
+            pub const FILE: FileKind = FileKind::$kind;
+            pub const KEYS: &'static [&'static str] = &[$(stringify!($field)),*];
+
+            /// Every key with its value and origin, in schema order.
+            pub fn entries(&self) -> Vec<Entry<'_>> {
+                vec![$(
+                    Entry {
+                        file: FileKind::$kind,
+                        key: stringify!($field),
+                        value: self.$field.value.view(),
+                        origin: &self.$field.origin,
+                    },
+                )*]
+            }
+        }
+
+        /// The keys one flavor's file sets.
+        #[derive(Debug, Clone, Default)]
+        pub struct $partial {
+            $( $field: Option<Sourced<$ty>>, )*
+        }
+
+        impl $partial {
+            /// Checks one key's value and records it.
+            pub fn set(&mut self, key: &str, value: &Scalar, origin: Origin) -> Result<(), SetError> {
+                match key {
+                    $( stringify!($field) => {
+                        let value = $check.check(value)?;
+                        self.$field = Some(Sourced { value, origin });
+                        Ok(())
+                    } )*
+                    _ => Err(SetError::UnknownKey),
+                }
+            }
+
+            /// This file's keys over `parent`'s: the per-key inheritance rule. Without a parent (the
+            /// default flavor) every key must be set; the error lists the missing ones.
+            pub fn resolve(&self, parent: Option<&$name>) -> Result<$name, Vec<&'static str>> {
+                let mut missing = Vec::new();
+                $(
+                    let $field = self.$field.clone().or_else(|| parent.map(|p| p.$field.clone()));
+                    if $field.is_none() {
+                        missing.push(stringify!($field));
+                    }
+                )*
+                match ($($field,)*) {
+                    ($(Some($field),)*) => Ok($name { $($field,)* }),
+                    _ => Err(missing),
+                }
+            }
+        }
+    };
+}
+
+const SCENE_VARS: &[Var] = &[
+    Var::Idea,
+    Var::CharacterDescription,
+    Var::CharacterCharacteristics,
+    Var::NumberOfScenes,
+    Var::VideoType,
+    Var::VideoCharacteristics,
+    Var::CameraAngle,
+];
+
+config_file! {
+    /// `parameters.yaml`: what the scene writer is asked for.
+    Parameters / PartialParameters = Parameters {
+        character_characteristics: Text = AnyText,
+        video_type: Text = AnyText,
+        video_characteristics: Text = AnyText,
+        camera_angle: Text = AnyText,
+        number_of_scenes: u32 = IntIn(1, 32),
+        /// The Gemini model that writes the scenes.
+        scene_model: Text = GeminiModel,
+    }
+}
+
+config_file! {
+    /// `scene_prompts.yaml`: the prompt the scene writer receives.
+    ScenePrompts / PartialScenePrompts = ScenePrompts {
+        scene_generation_prompt: Template = TemplateOf { allowed: SCENE_VARS, required: &[Var::Idea] },
+    }
+}
+
+config_file! {
+    /// `image_params.yaml`: image and video model settings.
+    ImageParams / PartialImageParams = ImageParams {
+        model: Text = ReplicateModel,
+        aspect_ratio: AspectRatio = OneOf,
+        safety_filter_level: SafetyFilterLevel = OneOf,
+        person_generation: PersonGeneration = OneOf,
+        output_format: OutputFormat = OneOf,
+        video_model: Text = ReplicateModel,
+        video_aspect_ratio: VideoAspectRatio = OneOf,
+        /// Seconds.
+        video_duration: u32 = IntIn(1, 60),
+        video_generate_audio: bool = Flag,
+        video_person_generation: VideoPersonGeneration = OneOf,
+        /// Appended to every video prompt, after a blank line.
+        video_rules_template: Template = TemplateOf { allowed: &[Var::AspectRatio], required: &[] },
+    }
+}
+
+config_file! {
+    /// `image_prompts.yaml`: the character reference prompt.
+    ImagePrompts / PartialImagePrompts = ImagePrompts {
+        character_reference_prompt: Template =
+            TemplateOf { allowed: &[Var::CharacterDescription], required: &[Var::CharacterDescription] },
+    }
+}
+
+/// The keys allowed in `file`, for did-you-mean.
+pub fn keys_of(file: FileKind) -> &'static [&'static str] {
+    match file {
+        FileKind::Parameters => Parameters::KEYS,
+        FileKind::ScenePrompts => ScenePrompts::KEYS,
+        FileKind::ImageParams => ImageParams::KEYS,
+        FileKind::ImagePrompts => ImagePrompts::KEYS,
+        FileKind::Meta => &["label", "description", "extends"],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origin() -> Origin {
+        Origin { flavor: Cow::Borrowed("t"), file: FileKind::Parameters, line: 1, col: 1 }
+    }
+
+    #[test]
+    fn int_range_message_names_the_range_and_the_value() {
+        let f = IntIn(1, 32).check(&Scalar::Str("six".into())).expect_err("string");
+        assert_eq!(f.message, "expected an integer in 1..=32, found \"six\"");
+        assert!(IntIn(1, 32).check(&Scalar::Int(33)).is_err());
+        assert!(IntIn(1, 32).check(&Scalar::Float(6.0)).is_err());
+        assert_eq!(IntIn(1, 32).check(&Scalar::Int(32)), Ok(32));
+    }
+
+    #[test]
+    fn enums_suggest_the_nearest_spelling() {
+        let f = Check::<OutputFormat>::check(&OneOf, &Scalar::Str("jpeg".into())).expect_err("jpeg");
+        assert!(f.message.contains("did you mean \"jpg\""), "{}", f.message);
+    }
+
+    #[test]
+    fn template_faults_name_the_brace() {
+        let t = TemplateOf { allowed: &[Var::Idea], required: &[] };
+        let f = t.check(&Scalar::Str("{idea} and {ideaz}".into())).expect_err("unknown");
+        assert_eq!(f.brace, Some(('{', 1)));
+    }
+
+    #[test]
+    fn model_names_are_path_safe() {
+        assert!(GeminiModel.check(&Scalar::Str("gemini-2.5-flash".into())).is_ok());
+        assert!(GeminiModel.check(&Scalar::Str("../x".into())).is_err());
+        assert!(ReplicateModel.check(&Scalar::Str("google/veo-3.1".into())).is_ok());
+        assert!(ReplicateModel.check(&Scalar::Str("google/veo/3".into())).is_err());
+    }
+
+    #[test]
+    fn resolve_takes_own_keys_over_the_parent_and_reports_missing_ones() {
+        let mut own = PartialParameters::default();
+        own.set("video_type", &Scalar::Str("own".into()), origin()).expect("valid");
+        let missing = own.resolve(None).expect_err("incomplete");
+        assert!(missing.contains(&"camera_angle") && !missing.contains(&"video_type"));
+        assert_eq!(own.set("video_typo", &Scalar::Null, origin()), Err(SetError::UnknownKey));
+    }
+}

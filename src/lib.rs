@@ -1,0 +1,18 @@
+//! mvgen: a music-video generation backend whose prompt templates and model parameters come in
+//! named **config flavors**, compiled into the binary and chosen per request.
+//!
+//! Data flows one way:
+//!
+//! ```text
+//! configs/ ──compiler──▶ build.rs ──▶ flavor table (phf, &'static) ──▶ api handlers ──▶ providers, storage
+//! ```
+//!
+//! - [`compiler`]: reads and checks a configs directory, resolves inheritance (also used by build.rs).
+//! - [`flavor`]: the embedded table and the per-request choice of flavor.
+//! - [`prompts`]: turns a flavor plus request inputs into exactly what is sent upstream.
+//! - [`cli`]: the `mvgen` subcommands for prompt authors and CI.
+
+pub mod cli;
+pub mod compiler;
+pub mod flavor;
+pub mod prompts;

@@ -1,0 +1,365 @@
+//! From a flavor plus a request's inputs to exactly what is sent upstream: the rendered prompt, the
+//! model and its parameters, and a record of which config values were consumed.
+//!
+//! Both the HTTP handlers and `mvgen render` go through here, so the prompt a provider receives is,
+//! byte for byte, what `mvgen render` prints. Request values override flavor values key by key.
+
+use serde_json::{Value, json};
+
+use crate::compiler::template::{Template, Var};
+use crate::compiler::{
+    AspectRatio, Choice, Entry, FileKind, Flavor, OutputFormat, PersonGeneration, SafetyFilterLevel, VideoAspectRatio,
+};
+
+/// A config value a plan used, and the variable it was loaded into (for debug logs).
+#[derive(Debug, Clone, Copy)]
+pub struct Consumed<'f> {
+    pub entry: Entry<'f>,
+    pub target: &'static str,
+}
+
+/// Request inputs for scene writing; `None` means "use the flavor's value".
+#[derive(Debug, Clone, Default)]
+pub struct SceneInputs {
+    pub idea: String,
+    pub character_description: String,
+    pub character_characteristics: Option<String>,
+    pub number_of_scenes: Option<u32>,
+    pub video_type: Option<String>,
+    pub video_characteristics: Option<String>,
+    pub camera_angle: Option<String>,
+}
+
+/// What the scene writer is sent.
+#[derive(Debug, Clone)]
+pub struct ScenePlan<'f> {
+    pub model: &'f str,
+    pub prompt: String,
+    pub number_of_scenes: u32,
+    /// The values actually used, by name.
+    pub parameters: Value,
+    pub consumed: Vec<Consumed<'f>>,
+}
+
+/// Collects the flavor values a plan reads, so debug logs can say where each came from.
+struct Reader<'f> {
+    flavor: &'f Flavor,
+    consumed: Vec<Consumed<'f>>,
+}
+
+impl<'f> Reader<'f> {
+    fn new(flavor: &'f Flavor) -> Self {
+        Reader { flavor, consumed: Vec::new() }
+    }
+
+    /// Records that `file`/`key` was loaded into `target`.
+    fn note(&mut self, file: FileKind, key: &str, target: &'static str) {
+        if let Some(entry) = self.flavor.entry(file, key) {
+            self.consumed.push(Consumed { entry, target });
+        }
+    }
+
+    /// The request's value when given, else the flavor's (which is then recorded as consumed).
+    fn pick<T: Clone>(&mut self, given: Option<T>, config: &T, file: FileKind, key: &str, target: &'static str) -> T {
+        match given {
+            Some(v) => v,
+            None => {
+                self.note(file, key, target);
+                config.clone()
+            }
+        }
+    }
+}
+
+/// Renders the scene prompt for `flavor` with the request's overrides.
+pub fn scene_plan<'f>(flavor: &'f Flavor, inputs: &SceneInputs) -> ScenePlan<'f> {
+    let p = &flavor.parameters;
+    let mut r = Reader::new(flavor);
+    let file = FileKind::Parameters;
+    let text = |v: &Option<String>| v.clone();
+    let character_characteristics = r.pick(
+        text(&inputs.character_characteristics),
+        &p.character_characteristics.value.to_string(),
+        file,
+        "character_characteristics",
+        "scene_generator.character_characteristics",
+    );
+    let video_type = r.pick(
+        text(&inputs.video_type),
+        &p.video_type.value.to_string(),
+        file,
+        "video_type",
+        "scene_generator.video_type",
+    );
+    let video_characteristics = r.pick(
+        text(&inputs.video_characteristics),
+        &p.video_characteristics.value.to_string(),
+        file,
+        "video_characteristics",
+        "scene_generator.video_characteristics",
+    );
+    let camera_angle = r.pick(
+        text(&inputs.camera_angle),
+        &p.camera_angle.value.to_string(),
+        file,
+        "camera_angle",
+        "scene_generator.camera_angle",
+    );
+    let number_of_scenes = r.pick(
+        inputs.number_of_scenes,
+        &p.number_of_scenes.value,
+        file,
+        "number_of_scenes",
+        "scene_generator.number_of_scenes",
+    );
+    r.note(file, "scene_model", "scene_generator.model");
+    r.note(FileKind::ScenePrompts, "scene_generation_prompt", "scene_generator.prompt_template");
+    let count = number_of_scenes.to_string();
+    let prompt = flavor.scene_prompts.scene_generation_prompt.value.render(|var| match var {
+        Var::Idea => &inputs.idea,
+        Var::CharacterDescription => &inputs.character_description,
+        Var::CharacterCharacteristics => &character_characteristics,
+        Var::NumberOfScenes => &count,
+        Var::VideoType => &video_type,
+        Var::VideoCharacteristics => &video_characteristics,
+        Var::CameraAngle => &camera_angle,
+        // Not in the scene template's allowed set, so never asked for.
+        Var::AspectRatio => "",
+    });
+    let parameters = json!({
+        "model": p.scene_model.value,
+        "number_of_scenes": number_of_scenes,
+        "character_characteristics": character_characteristics,
+        "video_type": video_type,
+        "video_characteristics": video_characteristics,
+        "camera_angle": camera_angle,
+    });
+    ScenePlan { model: &p.scene_model.value, prompt, number_of_scenes, parameters, consumed: r.consumed }
+}
+
+/// Request inputs for character reference images.
+#[derive(Debug, Clone, Default)]
+pub struct CharacterInputs {
+    pub character_description: String,
+    pub aspect_ratio: Option<AspectRatio>,
+    pub safety_filter_level: Option<SafetyFilterLevel>,
+    pub person_generation: Option<PersonGeneration>,
+    pub output_format: Option<OutputFormat>,
+    pub negative_prompt: Option<String>,
+    pub seed: Option<i64>,
+}
+
+/// What the image model is sent (once per image).
+#[derive(Debug, Clone)]
+pub struct ImagePlan<'f> {
+    pub model: &'f str,
+    pub prompt: String,
+    pub aspect_ratio: AspectRatio,
+    pub safety_filter_level: SafetyFilterLevel,
+    pub person_generation: PersonGeneration,
+    pub output_format: OutputFormat,
+    pub negative_prompt: Option<String>,
+    pub seed: Option<i64>,
+    pub consumed: Vec<Consumed<'f>>,
+}
+
+impl ImagePlan<'_> {
+    /// The values actually used, by name (the prompt aside).
+    pub fn parameters(&self) -> Value {
+        json!({
+            "model": self.model,
+            "aspect_ratio": self.aspect_ratio.as_str(),
+            "safety_filter_level": self.safety_filter_level.as_str(),
+            "person_generation": self.person_generation.as_str(),
+            "output_format": self.output_format.as_str(),
+            "negative_prompt": self.negative_prompt,
+            "seed": self.seed,
+        })
+    }
+}
+
+/// Renders the character reference prompt (trimmed, as the original service did) and settles the
+/// image parameters.
+pub fn image_plan<'f>(flavor: &'f Flavor, inputs: &CharacterInputs) -> ImagePlan<'f> {
+    let ip = &flavor.image_params;
+    let file = FileKind::ImageParams;
+    let mut r = Reader::new(flavor);
+    r.note(FileKind::ImagePrompts, "character_reference_prompt", "image_generator.prompt_template");
+    r.note(file, "model", "image_generator.model");
+    let aspect_ratio =
+        r.pick(inputs.aspect_ratio, &ip.aspect_ratio.value, file, "aspect_ratio", "image_generator.aspect_ratio");
+    let safety_filter_level = r.pick(
+        inputs.safety_filter_level,
+        &ip.safety_filter_level.value,
+        file,
+        "safety_filter_level",
+        "image_generator.safety_filter_level",
+    );
+    let person_generation = r.pick(
+        inputs.person_generation,
+        &ip.person_generation.value,
+        file,
+        "person_generation",
+        "image_generator.person_generation",
+    );
+    let output_format =
+        r.pick(inputs.output_format, &ip.output_format.value, file, "output_format", "image_generator.output_format");
+    let rendered = flavor.image_prompts.character_reference_prompt.value.render(|var| match var {
+        Var::CharacterDescription => &inputs.character_description,
+        _ => "",
+    });
+    ImagePlan {
+        model: &ip.model.value,
+        prompt: py_strip(&rendered).to_string(),
+        aspect_ratio,
+        safety_filter_level,
+        person_generation,
+        output_format,
+        negative_prompt: inputs.negative_prompt.clone(),
+        seed: inputs.seed,
+        consumed: r.consumed,
+    }
+}
+
+/// The placeholders a video rules template may use (also for per-request templates).
+pub const VIDEO_RULES_VARS: &[Var] = &[Var::AspectRatio];
+
+/// Request inputs for one scene video.
+#[derive(Debug, Clone, Default)]
+pub struct VideoInputs {
+    pub prompt: String,
+    pub negative_prompt: Option<String>,
+    pub aspect_ratio: Option<VideoAspectRatio>,
+    pub duration: Option<u32>,
+    pub generate_audio: Option<bool>,
+    pub seed: Option<i64>,
+    /// A per-request replacement for the flavor's rules template, already parsed.
+    pub video_rules_template: Option<Template>,
+}
+
+/// What the video model is sent.
+#[derive(Debug, Clone)]
+pub struct VideoPlan<'f> {
+    pub model: &'f str,
+    pub prompt: String,
+    pub aspect_ratio: VideoAspectRatio,
+    pub duration: u32,
+    pub generate_audio: bool,
+    pub person_generation: &'static str,
+    pub negative_prompt: Option<String>,
+    pub seed: Option<i64>,
+    pub consumed: Vec<Consumed<'f>>,
+}
+
+impl VideoPlan<'_> {
+    /// The values actually used, by name (the prompt aside).
+    pub fn parameters(&self) -> Value {
+        json!({
+            "model": self.model,
+            "aspect_ratio": self.aspect_ratio.as_str(),
+            "duration": self.duration,
+            "generate_audio": self.generate_audio,
+            "person_generation": self.person_generation,
+            "negative_prompt": self.negative_prompt,
+            "seed": self.seed,
+        })
+    }
+}
+
+/// The video prompt is the scene text, a blank line, then the rendered rules template.
+pub fn video_plan<'f>(flavor: &'f Flavor, inputs: &VideoInputs) -> VideoPlan<'f> {
+    let ip = &flavor.image_params;
+    let file = FileKind::ImageParams;
+    let mut r = Reader::new(flavor);
+    r.note(file, "video_model", "video_generator.model");
+    let aspect_ratio = r.pick(
+        inputs.aspect_ratio,
+        &ip.video_aspect_ratio.value,
+        file,
+        "video_aspect_ratio",
+        "video_generator.aspect_ratio",
+    );
+    let duration =
+        r.pick(inputs.duration, &ip.video_duration.value, file, "video_duration", "video_generator.duration");
+    let generate_audio = r.pick(
+        inputs.generate_audio,
+        &ip.video_generate_audio.value,
+        file,
+        "video_generate_audio",
+        "video_generator.generate_audio",
+    );
+    r.note(file, "video_person_generation", "video_generator.person_generation");
+    let rules = match &inputs.video_rules_template {
+        Some(t) => t,
+        None => {
+            r.note(file, "video_rules_template", "video_generator.rules_template");
+            &ip.video_rules_template.value
+        }
+    };
+    let rendered_rules = rules.render(|var| match var {
+        Var::AspectRatio => aspect_ratio.as_str(),
+        _ => "",
+    });
+    VideoPlan {
+        model: &ip.video_model.value,
+        prompt: format!("{}\n\n{}", inputs.prompt, rendered_rules),
+        aspect_ratio,
+        duration,
+        generate_audio,
+        person_generation: ip.video_person_generation.value.as_str(),
+        negative_prompt: inputs.negative_prompt.clone(),
+        seed: inputs.seed,
+        consumed: r.consumed,
+    }
+}
+
+/// Python's `str.strip()`: trims Unicode whitespace plus the ASCII separators \x1c-\x1f, which
+/// Python also counts as whitespace, so prompts stay byte-identical to the original service.
+pub fn py_strip(s: &str) -> &str {
+    s.trim_matches(|c: char| c.is_whitespace() || ('\x1c'..='\x1f').contains(&c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flavor;
+
+    #[test]
+    fn request_values_override_flavor_values_and_are_not_logged_as_consumed() {
+        let inputs = SceneInputs {
+            idea: "a {idea} with braces".into(),
+            character_description: "a fox".into(),
+            camera_angle: Some("top-down".into()),
+            number_of_scenes: Some(3),
+            ..Default::default()
+        };
+        let plan = scene_plan(flavor::default(), &inputs);
+        assert!(plan.prompt.contains("Idea: a {idea} with braces"), "values stay verbatim");
+        assert!(plan.prompt.contains("Camera: top-down."));
+        assert!(plan.prompt.contains("exactly\n3 scenes"));
+        assert_eq!(plan.parameters["camera_angle"], "top-down");
+        assert!(plan.consumed.iter().all(|c| c.entry.key != "camera_angle"));
+        assert!(plan.consumed.iter().any(|c| c.target == "scene_generator.video_type"));
+    }
+
+    #[test]
+    fn video_prompt_is_scene_text_blank_line_rules() {
+        let plan = video_plan(flavor::default(), &VideoInputs { prompt: "Scene one.".into(), ..Default::default() });
+        assert!(plan.prompt.starts_with("Scene one.\n\nRender one continuous shot in 16:9"), "{}", plan.prompt);
+    }
+
+    #[test]
+    fn character_prompt_is_trimmed() {
+        let plan = image_plan(
+            flavor::default(),
+            &CharacterInputs { character_description: "a tall woman".into(), ..Default::default() },
+        );
+        assert!(plan.prompt.starts_with("A full-body character reference photo of a tall woman."));
+        assert!(!plan.prompt.ends_with('\n'));
+    }
+
+    #[test]
+    fn py_strip_matches_python() {
+        assert_eq!(py_strip("\x1c\t a b \u{3000}\n"), "a b");
+    }
+}
