@@ -1,0 +1,149 @@
+//! The upstream models behind the API: who writes scenes, draws images and renders videos.
+//!
+//! Handlers turn a flavor plus a request into the plain request structs below, so real and mock
+//! providers see exactly the same inputs and can be tested alone. Providers know nothing about
+//! flavors, HTTP handlers or storage. Retries live inside each provider, bounded and with backoff;
+//! handlers never retry.
+
+pub mod gemini;
+pub mod http;
+pub mod mock;
+pub mod replicate;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A boxed future, so providers can sit behind `Arc<dyn Trait>`.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What the scene writer is asked. The structured fields are what the prompt was rendered from;
+/// real providers send only `prompt`, the mock builds its scenes from them.
+#[derive(Debug, Clone, Default)]
+pub struct SceneRequest {
+    pub model: String,
+    pub prompt: String,
+    pub number_of_scenes: u32,
+    pub idea: String,
+    pub character_description: String,
+    pub character_characteristics: String,
+    pub video_type: String,
+    pub video_characteristics: String,
+    pub camera_angle: String,
+}
+
+/// One scene as the LLM wrote it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Scene {
+    pub description: String,
+    pub negative_description: String,
+}
+
+/// One image to draw. Enum values are already their wire spellings.
+#[derive(Debug, Clone, Default)]
+pub struct ImageRequest {
+    pub model: String,
+    pub prompt: String,
+    pub aspect_ratio: String,
+    pub safety_filter_level: String,
+    pub person_generation: String,
+    pub output_format: String,
+    pub negative_prompt: Option<String>,
+    pub seed: Option<i64>,
+}
+
+/// One video to render.
+#[derive(Debug, Clone, Default)]
+pub struct VideoRequest {
+    pub model: String,
+    pub prompt: String,
+    pub aspect_ratio: String,
+    pub duration: u32,
+    pub generate_audio: bool,
+    pub person_generation: String,
+    pub negative_prompt: Option<String>,
+    pub seed: Option<i64>,
+    /// The picked character reference, sent to the model for subject consistency.
+    pub reference_image: Option<Media>,
+}
+
+/// A generated file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Media {
+    pub bytes: Vec<u8>,
+    /// e.g. `image/png`, `video/mp4`.
+    pub content_type: String,
+}
+
+impl Media {
+    /// The file extension for this content type.
+    pub fn extension(&self) -> &'static str {
+        extension_for(&self.content_type)
+    }
+}
+
+/// The file extension used to store a content type.
+pub fn extension_for(content_type: &str) -> &'static str {
+    match content_type {
+        "image/png" => "png",
+        "image/jpeg" => "jpg",
+        "image/webp" => "webp",
+        "video/mp4" => "mp4",
+        "video/webm" => "webm",
+        _ => "bin",
+    }
+}
+
+/// Why an upstream call failed. Display texts name the provider and never include a key or token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProviderError {
+    #[error("{provider} did not answer within {after:?}")]
+    Timeout { provider: &'static str, after: Duration },
+    #[error("{provider} could not be reached: {message}")]
+    Unreachable { provider: &'static str, message: String },
+    #[error("{provider} is rate limiting requests{}", retry_after.map(|d| format!(" (retry after {}s)", d.as_secs())).unwrap_or_default())]
+    RateLimited { provider: &'static str, retry_after: Option<Duration> },
+    #[error("{provider} answered {status}: {message}")]
+    Upstream { provider: &'static str, status: u16, message: String },
+    #[error("{provider} sent an unusable answer: {message}")]
+    Malformed { provider: &'static str, message: String },
+    #[error("{provider} refused the request: {message}")]
+    Refused { provider: &'static str, message: String },
+}
+
+/// Writes scenes from a prompt.
+pub trait SceneWriter: Send + Sync {
+    /// `"gemini"`, `"mock"`, ...: reported as `backend_used`.
+    fn backend(&self) -> &'static str;
+    fn is_mock(&self) -> bool {
+        false
+    }
+    fn write_scenes<'a>(&'a self, request: &'a SceneRequest) -> BoxFuture<'a, Result<Vec<Scene>, ProviderError>>;
+}
+
+/// Draws one image per call.
+pub trait ImageMaker: Send + Sync {
+    fn backend(&self) -> &'static str;
+    fn is_mock(&self) -> bool {
+        false
+    }
+    fn make_image<'a>(&'a self, request: &'a ImageRequest) -> BoxFuture<'a, Result<Media, ProviderError>>;
+}
+
+/// Renders one video per call.
+pub trait VideoMaker: Send + Sync {
+    fn backend(&self) -> &'static str;
+    fn is_mock(&self) -> bool {
+        false
+    }
+    fn make_video<'a>(&'a self, request: &'a VideoRequest) -> BoxFuture<'a, Result<Media, ProviderError>>;
+}
+
+/// The three providers a server uses.
+#[derive(Clone)]
+pub struct Providers {
+    pub scenes: Arc<dyn SceneWriter>,
+    pub images: Arc<dyn ImageMaker>,
+    pub videos: Arc<dyn VideoMaker>,
+}
