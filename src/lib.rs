@@ -10,9 +10,11 @@
 //! - [`compiler`]: reads and checks a configs directory, resolves inheritance (also used by build.rs).
 //! - [`flavor`]: the embedded table and the per-request choice of flavor.
 //! - [`prompts`]: turns a flavor plus request inputs into exactly what is sent upstream.
+//! - [`providers`]: the upstream models (Gemini, Replicate) behind traits, with offline mocks.
 //! - [`cli`]: the `mvgen` subcommands for prompt authors and CI.
 
 pub mod cli;
 pub mod compiler;
 pub mod flavor;
 pub mod prompts;
+pub mod providers;
