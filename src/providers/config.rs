@@ -41,20 +41,33 @@ pub const DEFAULT_REPLICATE_BASE_URL: &str = "https://api.replicate.com";
 pub struct ProviderConfig {
     /// `MV_PROVIDER=mock`: ignore keys and mock everything.
     pub force_mock: bool,
+    /// `GEMINI_API_KEY`; `Some` (and not forced mock) means real scenes.
     pub gemini_api_key: Option<String>,
+    /// `GEMINI_BASE_URL`, without the `/v1beta/...` path.
     pub gemini_base_url: String,
+    /// `REPLICATE_API_TOKEN`; `Some` (and not forced mock) means real images and videos.
     pub replicate_api_token: Option<String>,
+    /// `REPLICATE_BASE_URL`, without the `/v1/...` path.
     pub replicate_base_url: String,
+    /// TCP + TLS connect, per attempt.
     pub connect_timeout: Duration,
+    /// One API request attempt, answer body included (`Prefer: wait` time is added on top).
     pub request_timeout: Duration,
+    /// Retries of connect errors, 429 and 5xx.
     pub retry: RetryPolicy,
     /// Sent as `Prefer: wait=N` when creating a prediction; zero sends no `Prefer` header.
     pub replicate_wait: Duration,
+    /// Pause between two polls of a running prediction.
     pub poll_interval: Duration,
+    /// Create + polls of one image prediction; past it the prediction is cancelled.
     pub image_deadline: Duration,
+    /// Create + polls of one video prediction; past it the prediction is cancelled.
     pub video_deadline: Duration,
+    /// Downloading one output file, per attempt.
     pub download_timeout: Duration,
+    /// Largest image output accepted; a bigger one is `Malformed` and never fully read.
     pub max_image_bytes: u64,
+    /// Largest video output accepted; a bigger one is `Malformed` and never fully read.
     pub max_video_bytes: u64,
 }
 

@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use reqwest::header::HeaderValue;
 use reqwest::{StatusCode, Url};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -24,6 +25,8 @@ pub struct GeminiClient {
     http: reqwest::Client,
     base_url: Url,
     api_key: String,
+    /// The key as a header value marked sensitive, so it is masked wherever headers get logged.
+    key_header: HeaderValue,
     retry: RetryPolicy,
     timeout: Duration,
 }
@@ -34,14 +37,17 @@ impl GeminiClient {
     pub fn new(config: &ProviderConfig, http: reqwest::Client) -> Result<Self, String> {
         let api_key = config.gemini_key().ok_or("GEMINI_API_KEY is not set")?.to_owned();
         let base_url = Url::parse(&config.gemini_base_url).map_err(|e| format!("GEMINI_BASE_URL: {e}"))?;
-        Ok(GeminiClient { http, base_url, api_key, retry: config.retry, timeout: config.request_timeout })
+        let mut key_header = HeaderValue::from_str(&api_key)
+            .map_err(|_| "GEMINI_API_KEY contains characters that cannot be sent in a header".to_owned())?;
+        key_header.set_sensitive(true);
+        Ok(GeminiClient { http, base_url, api_key, key_header, retry: config.retry, timeout: config.request_timeout })
     }
 
     async fn generate(&self, request: &SceneRequest) -> Result<Vec<Scene>, ProviderError> {
         let url = endpoint(&self.base_url, &request.model)?;
         let body = request_body(&request.prompt);
         let mut response = http::send_with_retry(PROVIDER, &self.retry, self.timeout, || {
-            self.http.post(url.clone()).header("x-goog-api-key", &self.api_key).json(&body)
+            self.http.post(url.clone()).header("x-goog-api-key", self.key_header.clone()).json(&body)
         })
         .await?;
         let status = response.status();

@@ -142,11 +142,13 @@ impl Scripted {
         Scripted::status(200).with_delay(Duration::from_secs(3600))
     }
 
+    /// Adds a response header (e.g. `retry-after`).
     pub fn with_header(mut self, name: &str, value: &str) -> Self {
         self.headers.push((name.to_owned(), value.to_owned()));
         self
     }
 
+    /// Waits this long before answering.
     pub fn with_delay(mut self, delay: Duration) -> Self {
         self.delay = delay;
         self
@@ -199,6 +201,7 @@ struct GeminiShared {
 }
 
 impl FakeGemini {
+    /// Binds a free local port and starts serving.
     pub async fn start() -> FakeGemini {
         let shared = Arc::new(GeminiShared { default_scenes: AtomicU32::new(3), ..Default::default() });
         let app = Router::new().fallback(gemini_handler).with_state(shared.clone());
@@ -284,6 +287,7 @@ pub enum Route {
     Cancel,
     /// `GET /files/...`: the output files the fake serves itself.
     File,
+    /// Anything else (answered 404).
     Other,
 }
 
@@ -336,6 +340,7 @@ pub struct FakeFile {
 }
 
 impl FakeFile {
+    /// `bytes` served whole (with `Content-Length`) as `name`.
     pub fn new(name: &str, content_type: Option<&str>, bytes: impl Into<Vec<u8>>) -> FakeFile {
         FakeFile {
             name: name.to_owned(),
@@ -415,6 +420,7 @@ struct LivePrediction {
 }
 
 impl FakeReplicate {
+    /// Binds a free local port and starts serving.
     pub async fn start() -> FakeReplicate {
         let shared = Arc::new(ReplicateShared::default());
         let app = Router::new().fallback(replicate_handler).with_state(shared.clone());
