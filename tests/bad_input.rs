@@ -271,7 +271,7 @@ async fn every_bad_input_gets_a_clear_4xx_and_the_server_stays_healthy() {
         let Some(kind) = case.kind else { continue };
         let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         let detail = &body["detail"];
-        if detail["error"] != kind || !detail["message"].as_str().is_some_and(|m| !m.is_empty()) {
+        if detail["error"] != kind || detail["message"].as_str().is_none_or(str::is_empty) {
             failures.push(format!("{label}: expected error kind {kind} with a message, got {body}"));
         }
         if let Some(field) = case.field
