@@ -19,8 +19,10 @@ use crate::storage::Kind;
 #[serde(deny_unknown_fields)]
 pub struct CharacterReferenceBody {
     /// Required, not blank.
+    #[schema(min_length = 1, pattern = r"\S")]
     pub character_description: String,
     /// 1..=4, default 4.
+    #[schema(minimum = 1, maximum = 4)]
     pub num_images: Option<i64>,
     /// `1:1`, `16:9`, `9:16`, `4:3`, `3:4`.
     pub aspect_ratio: Option<String>,
@@ -30,6 +32,7 @@ pub struct CharacterReferenceBody {
     pub output_format: Option<String>,
     pub negative_prompt: Option<String>,
     /// 0..=4294967295.
+    #[schema(minimum = 0, maximum = 4294967295_i64)]
     pub seed: Option<i64>,
     pub config_flavor: Option<String>,
 }

@@ -34,8 +34,7 @@ pub struct ErrorDetail {
     pub error: String,
     /// A sentence for people.
     pub message: String,
-    /// The field path or other specifics.
-    #[schema(value_type = Object, nullable = true)]
+    /// The field path (a string) or other specifics (an object), or null.
     pub details: Value,
 }
 

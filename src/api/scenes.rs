@@ -16,11 +16,14 @@ use crate::providers::SceneRequest;
 #[serde(deny_unknown_fields)]
 pub struct CreateScenesBody {
     /// The video idea (required, not blank).
+    #[schema(min_length = 1, pattern = r"\S")]
     pub idea: String,
     /// Who the main character is (required, not blank).
+    #[schema(min_length = 1, pattern = r"\S")]
     pub character_description: String,
     pub character_characteristics: Option<String>,
     /// 1..=32.
+    #[schema(minimum = 1, maximum = 32)]
     pub number_of_scenes: Option<i64>,
     pub video_type: Option<String>,
     pub video_characteristics: Option<String>,

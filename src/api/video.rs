@@ -21,14 +21,17 @@ use crate::storage::{Kind, StorageError};
 #[serde(deny_unknown_fields)]
 pub struct GenerateVideoBody {
     /// The scene description (required, not blank).
+    #[schema(min_length = 1, pattern = r"\S")]
     pub prompt: String,
     pub negative_prompt: Option<String>,
     /// `16:9`, `9:16`, `1:1`.
     pub aspect_ratio: Option<String>,
     /// Seconds, 1..=60.
+    #[schema(minimum = 1, maximum = 60)]
     pub duration: Option<i64>,
     pub generate_audio: Option<bool>,
     /// 0..=4294967295.
+    #[schema(minimum = 0, maximum = 4294967295_i64)]
     pub seed: Option<i64>,
     /// An id from `generate_character_reference`; its image guides the video.
     pub character_reference_id: Option<String>,
