@@ -15,3 +15,6 @@ mod embedded;
 
 #[path = "compiler/cli.rs"]
 mod cli;
+
+#[path = "compiler/properties.rs"]
+mod properties;
