@@ -16,5 +16,8 @@ mod embedded;
 #[path = "compiler/cli.rs"]
 mod cli;
 
+#[path = "compiler/cargo_build.rs"]
+mod cargo_build;
+
 #[path = "compiler/properties.rs"]
 mod properties;
