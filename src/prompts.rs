@@ -59,29 +59,39 @@ impl ScenePlan<'_> {
 
 /// Collects the flavor values a plan reads, so debug logs can say where each came from.
 struct Reader<'f> {
-    flavor: &'f Flavor,
+    /// Listed once per plan: `Flavor::entry` builds the whole list on every call, and a plan notes
+    /// up to eight keys (most of the time a scene plan took went there).
+    entries: Vec<Entry<'f>>,
     consumed: Vec<Consumed<'f>>,
 }
 
 impl<'f> Reader<'f> {
     fn new(flavor: &'f Flavor) -> Self {
-        Reader { flavor, consumed: Vec::new() }
+        Reader { entries: flavor.entries(), consumed: Vec::with_capacity(8) }
     }
 
     /// Records that `file`/`key` was loaded into `target`.
     fn note(&mut self, file: FileKind, key: &str, target: &'static str) {
-        if let Some(entry) = self.flavor.entry(file, key) {
-            self.consumed.push(Consumed { entry, target });
+        if let Some(entry) = self.entries.iter().find(|e| e.file == file && e.key == key) {
+            self.consumed.push(Consumed { entry: *entry, target });
         }
     }
 
     /// The request's value when given, else the flavor's (which is then recorded as consumed).
-    fn pick<T: Clone>(&mut self, given: Option<T>, config: &T, file: FileKind, key: &str, target: &'static str) -> T {
+    /// `config` is borrowed (`&str` for text) so the flavor's value is copied once, only when used.
+    fn pick<T: ToOwned + ?Sized>(
+        &mut self,
+        given: Option<T::Owned>,
+        config: &T,
+        file: FileKind,
+        key: &str,
+        target: &'static str,
+    ) -> T::Owned {
         match given {
             Some(v) => v,
             None => {
                 self.note(file, key, target);
-                config.clone()
+                config.to_owned()
             }
         }
     }
@@ -95,28 +105,23 @@ pub fn scene_plan<'f>(flavor: &'f Flavor, inputs: &SceneInputs) -> ScenePlan<'f>
     let text = |v: &Option<String>| v.clone();
     let character_characteristics = r.pick(
         text(&inputs.character_characteristics),
-        &p.character_characteristics.value.to_string(),
+        &*p.character_characteristics.value,
         file,
         "character_characteristics",
         "scene_generator.character_characteristics",
     );
-    let video_type = r.pick(
-        text(&inputs.video_type),
-        &p.video_type.value.to_string(),
-        file,
-        "video_type",
-        "scene_generator.video_type",
-    );
+    let video_type =
+        r.pick(text(&inputs.video_type), &*p.video_type.value, file, "video_type", "scene_generator.video_type");
     let video_characteristics = r.pick(
         text(&inputs.video_characteristics),
-        &p.video_characteristics.value.to_string(),
+        &*p.video_characteristics.value,
         file,
         "video_characteristics",
         "scene_generator.video_characteristics",
     );
     let camera_angle = r.pick(
         text(&inputs.camera_angle),
-        &p.camera_angle.value.to_string(),
+        &*p.camera_angle.value,
         file,
         "camera_angle",
         "scene_generator.camera_angle",

@@ -11,9 +11,9 @@ use crate::flavor::value_json;
 pub fn flavors(all: &[&Flavor]) -> ExitCode {
     let width = all.iter().map(|f| f.name.len()).max().unwrap_or(4).max(4);
     let label_width = all.iter().map(|f| f.display_label().len()).max().unwrap_or(5).max(5);
-    println!("{:width$}  {:label_width$}  EXTENDS", "NAME", "LABEL");
+    outln!("{:width$}  {:label_width$}  EXTENDS", "NAME", "LABEL");
     for f in all {
-        println!("{:width$}  {:label_width$}  {}", f.name, f.display_label(), f.extends.as_deref().unwrap_or("-"));
+        outln!("{:width$}  {:label_width$}  {}", f.name, f.display_label(), f.extends.as_deref().unwrap_or("-"));
     }
     ExitCode::SUCCESS
 }
@@ -21,24 +21,24 @@ pub fn flavors(all: &[&Flavor]) -> ExitCode {
 /// Every resolved value, file by file; `explain` adds each value's origin.
 pub fn show(flavor: &Flavor, explain: bool, json: bool) -> Result<ExitCode, String> {
     if json {
-        println!("{}", serde_json::to_string_pretty(&show_json(flavor)).map_err(|e| e.to_string())?);
+        outln!("{}", serde_json::to_string_pretty(&show_json(flavor)).map_err(|e| e.to_string())?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("flavor: {}", flavor.name);
-    println!("label: {}", flavor.display_label());
+    outln!("flavor: {}", flavor.name);
+    outln!("label: {}", flavor.display_label());
     if let Some(d) = &flavor.description {
-        println!("description: {d}");
+        outln!("description: {d}");
     }
-    println!("extends: {}", flavor.extends.as_deref().unwrap_or("-"));
+    outln!("extends: {}", flavor.extends.as_deref().unwrap_or("-"));
     let mut file = None;
     for entry in flavor.entries() {
         if file != Some(entry.file) {
-            println!("\n# {}", entry.file.file_name());
+            outln!("\n# {}", entry.file.file_name());
             file = Some(entry.file);
         }
         print_value(entry.key, entry.value);
         if explain {
-            println!("  # {}", provenance(flavor, &entry));
+            outln!("  # {}", provenance(flavor, &entry));
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -94,15 +94,15 @@ pub fn diff(a: &Flavor, b: &Flavor) -> Result<ExitCode, String> {
             continue;
         }
         differ += 1;
-        println!("# {} {}", ea.file.file_name(), ea.key);
+        outln!("# {} {}", ea.file.file_name(), ea.key);
         print_side('-', &a.name, ea.value);
         print_side('+', &b.name, eb.value);
     }
     if differ == 0 {
-        println!("{} and {} resolve to the same values", a.name, b.name);
+        outln!("{} and {} resolve to the same values", a.name, b.name);
         Ok(ExitCode::SUCCESS)
     } else {
-        println!("{differ} key(s) differ");
+        outln!("{differ} key(s) differ");
         Ok(ExitCode::from(1))
     }
 }
@@ -110,20 +110,20 @@ pub fn diff(a: &Flavor, b: &Flavor) -> Result<ExitCode, String> {
 fn print_value(key: &str, value: ValueRef<'_>) {
     let text = value.to_string();
     if text.contains('\n') {
-        println!("{key}: |");
+        outln!("{key}: |");
         for line in text.lines() {
-            println!("  {line}");
+            outln!("  {line}");
         }
     } else {
-        println!("{key}: {text}");
+        outln!("{key}: {text}");
     }
 }
 
 fn print_side(sign: char, flavor: &str, value: ValueRef<'_>) {
     let text = value.to_string();
     let mut lines = text.lines();
-    println!("{sign} {flavor}: {}", lines.next().unwrap_or(""));
+    outln!("{sign} {flavor}: {}", lines.next().unwrap_or(""));
     for line in lines {
-        println!("{sign}   {line}");
+        outln!("{sign}   {line}");
     }
 }

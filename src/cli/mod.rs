@@ -1,6 +1,9 @@
 //! The `mvgen` command line: argument definitions and dispatch, one small function per subcommand.
 //! Exit codes: 0 success, 1 configs invalid (`check`) or flavors differ (`diff`), 2 usage or I/O error.
 
+// First, so its macros are in scope in the modules below.
+#[macro_use]
+mod output;
 mod healthcheck;
 mod inspect;
 mod render;
@@ -120,12 +123,12 @@ fn check(dir: &Path) -> ExitCode {
     match compiler::compile(dir) {
         Ok(flavors) => {
             let names: Vec<&str> = flavors.iter().map(|f| f.name.as_ref()).collect();
-            println!("{}: {} flavors OK ({})", dir.display(), flavors.len(), names.join(", "));
+            outln!("{}: {} flavors OK ({})", dir.display(), flavors.len(), names.join(", "));
             ExitCode::SUCCESS
         }
         Err(diags) => {
             // One fault per line on stdout, in the build's format, for editors and CI annotations.
-            println!("{diags}");
+            outln!("{diags}");
             ExitCode::from(1)
         }
     }

@@ -144,9 +144,9 @@ pub fn render(flavor: &Flavor, what: RenderWhat, json: bool) -> Result<ExitCode,
     };
     if json {
         let out: Value = json!({ "flavor": flavor.name, "prompt": prompt, "parameters": parameters });
-        println!("{out}");
+        outln!("{out}");
     } else {
-        print!("{prompt}");
+        out!("{prompt}");
     }
     Ok(ExitCode::SUCCESS)
 }

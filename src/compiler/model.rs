@@ -212,6 +212,8 @@ choice!(
 );
 choice!(
     /// How strictly the image model filters unsafe content.
+    // The names mirror the wire values, which all start with "block".
+    #[allow(clippy::enum_variant_names)]
     SafetyFilterLevel {
         LowAndAbove = "block_low_and_above",
         MediumAndAbove = "block_medium_and_above",

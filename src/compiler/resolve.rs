@@ -56,7 +56,11 @@ fn resolve_one<'a>(
                 return false;
             }
             let Some(parent_layer) = by_name.get(parent_name).copied() else {
-                report_unknown_parent(layer, parent_name, by_name, diags);
+                // A missing default is reported once, by discover; repeating it for every flavor
+                // that inherits from it would bury the one fault to fix under knock-on lines.
+                if parent_name != DEFAULT_FLAVOR {
+                    report_unknown_parent(layer, parent_name, by_name, diags);
+                }
                 done.insert(&layer.name, None);
                 return false;
             };

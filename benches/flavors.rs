@@ -1,0 +1,51 @@
+//! What a request pays for flavors at run time: the lookup, the default scene prompt, and every
+//! template of every shipped flavor. Run with `cargo bench --bench flavors`.
+
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use mvgen::compiler::{ValueRef, template::Var};
+use mvgen::flavor;
+use mvgen::prompts::{SceneInputs, scene_plan};
+
+fn inputs() -> SceneInputs {
+    SceneInputs {
+        idea: "a lighthouse keeper who befriends a storm".into(),
+        character_description: "a woman in her sixties with a yellow raincoat".into(),
+        ..Default::default()
+    }
+}
+
+fn lookup(c: &mut Criterion) {
+    c.bench_function("lookup/mv1", |b| b.iter(|| flavor::lookup(black_box("mv1"))));
+    c.bench_function("lookup/missing", |b| b.iter(|| flavor::lookup(black_box("no-such-flavor"))));
+}
+
+fn default_scene_prompt(c: &mut Criterion) {
+    let inputs = inputs();
+    c.bench_function("lookup+scene_plan/default", |b| {
+        b.iter(|| {
+            let f = flavor::lookup(black_box("default")).expect("default is embedded");
+            scene_plan(f, black_box(&inputs))
+        })
+    });
+}
+
+fn every_template(c: &mut Criterion) {
+    let mut group = c.benchmark_group("render");
+    for flavor in flavor::all() {
+        for entry in flavor.entries() {
+            let ValueRef::Template(t) = entry.value else { continue };
+            let value = |v: Var| match v {
+                Var::Idea => "a lighthouse keeper who befriends a storm",
+                Var::NumberOfScenes => "6",
+                _ => "some request value of ordinary length",
+            };
+            group.bench_function(format!("{}/{}", flavor.name, entry.key), |b| b.iter(|| black_box(t).render(value)));
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, lookup, default_scene_prompt, every_template);
+criterion_main!(benches);

@@ -1,0 +1,146 @@
+//! `mvgen` run as a user runs it: the real binary, its exit codes and exactly what it prints.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use mvgen::flavor;
+use mvgen::prompts::{SceneInputs, scene_plan};
+
+use crate::fixtures::{FIXTURES, materialize};
+use crate::scratch::{Scratch, copy_tree};
+
+const MVGEN: &str = env!("CARGO_BIN_EXE_mvgen");
+
+fn mvgen(args: &[&str]) -> Output {
+    Command::new(MVGEN)
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {MVGEN}: {e}"))
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone()).expect("stdout is UTF-8")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8(out.stderr.clone()).expect("stderr is UTF-8")
+}
+
+#[test]
+fn check_accepts_the_shipped_configs() {
+    let out = mvgen(&["check"]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    let names = flavor::names();
+    assert_eq!(stdout(&out), format!("configs: {} flavors OK ({})\n", names.len(), names.join(", ")));
+}
+
+#[test]
+fn check_prints_each_fault_in_the_build_format_and_exits_1() {
+    let scratch = Scratch::new("check-wrong-type");
+    let dir = scratch.path().join("configs");
+    materialize("wrong_type", &dir);
+    let out = mvgen(&["check", dir.to_str().expect("UTF-8 temp path")]);
+    assert_eq!(out.status.code(), Some(1), "stderr: {}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "{}/default/parameters.yaml:5:19: number_of_scenes: expected an integer in 1..=32, found \"six\"\n\
+             1 error in configs\n",
+            dir.display()
+        )
+    );
+}
+
+#[test]
+fn check_on_a_missing_directory_is_a_usage_error() {
+    let out = mvgen(&["check", "no/such/configs"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(stderr(&out), "mvgen: no/such/configs: not a directory\n");
+    assert_eq!(stdout(&out), "");
+}
+
+#[test]
+fn show_explain_names_own_and_inherited_origins() {
+    let out = mvgen(&["show", "mv1", "--explain"]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    let text = stdout(&out);
+    for expected in [
+        "scene_model: gemini-2.5-pro\n  # own: mv1/parameters.yaml:12:14\n",
+        "model: google/imagen-4\n  # inherited from default: default/image_params.yaml:2:8\n",
+        "video_duration: 8\n  # inherited from default: default/image_params.yaml:11:17\n",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn show_of_an_unknown_flavor_suggests_the_nearest() {
+    let out = mvgen(&["show", "mv2"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).starts_with("mvgen: no flavor named `mv2` (did you mean `mv1`?)"), "{}", stderr(&out));
+}
+
+#[test]
+fn diff_lists_differing_keys_and_exits_1_only_when_some_differ() {
+    let out = mvgen(&["diff", "default", "example"]);
+    assert_eq!(out.status.code(), Some(1), "stderr: {}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("# parameters.yaml video_type\n- default: music video\n+ example: short animated film\n"),
+        "{text}"
+    );
+    assert!(text.ends_with("\n3 key(s) differ\n"), "{text}");
+
+    let same = mvgen(&["diff", "example", "example"]);
+    assert_eq!(same.status.code(), Some(0));
+    assert_eq!(stdout(&same), "example and example resolve to the same values\n");
+}
+
+#[test]
+fn render_json_prints_what_the_server_would_send_with_the_flavors_own_values() {
+    let idea = "a {idea} on the moon";
+    let out = mvgen(&["render", "mv1", "scenes", "--idea", idea, "--character-description", "a drummer", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("render --json prints JSON");
+    let inputs = SceneInputs { idea: idea.into(), character_description: "a drummer".into(), ..Default::default() };
+    let plan = scene_plan(flavor::lookup("mv1").expect("mv1"), &inputs);
+    assert_eq!(json["flavor"], "mv1");
+    assert_eq!(json["prompt"], plan.prompt.as_str());
+    assert_eq!(json["parameters"]["model"], "gemini-2.5-pro");
+    assert_eq!(json["parameters"]["number_of_scenes"], 8);
+    let prompt = json["prompt"].as_str().expect("prompt is a string");
+    assert!(prompt.starts_with("You are directing a live performance music video."), "{prompt}");
+    assert!(prompt.contains("Song idea: a {idea} on the moon\n"), "the idea stays verbatim: {prompt}");
+    assert!(prompt.contains("Camera: low angles on the singer"), "{prompt}");
+}
+
+#[test]
+fn render_compiles_a_configs_dir_given_on_the_command_line() {
+    let scratch = Scratch::new("render-configs");
+    copy_tree(&Path::new(FIXTURES).join("_base/configs"), scratch.path());
+    let dir = scratch.path().to_str().expect("UTF-8 temp path");
+    let out =
+        mvgen(&["render", "default", "scenes", "--configs", dir, "--idea", "tides", "--character-description", "x"]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    assert_eq!(stdout(&out), "Write 6 scenes about tides.", "the on-disk template, not the embedded one");
+}
+
+#[test]
+fn a_reader_that_goes_away_is_not_an_error() {
+    // More than a pipe buffer (64 KiB on Linux) of output, so the write must fail once the reader is
+    // gone, however the two processes are scheduled.
+    let idea = "x".repeat(100_000);
+    let mut child = Command::new(MVGEN)
+        .args(["render", "default", "scenes", "--idea", &idea, "--character-description", "y"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn mvgen");
+    drop(child.stdout.take());
+    let mut err = String::new();
+    child.stderr.take().expect("piped stderr").read_to_string(&mut err).expect("read stderr");
+    let status = child.wait().expect("wait for mvgen");
+    assert_eq!((status.code(), err.as_str()), (Some(0), ""), "like `mvgen render ... | head`");
+}
