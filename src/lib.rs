@@ -11,8 +11,10 @@
 //! - [`flavor`]: the embedded table and the per-request choice of flavor.
 //! - [`prompts`]: turns a flavor plus request inputs into exactly what is sent upstream.
 //! - [`cli`]: the `mvgen` subcommands for prompt authors and CI.
+//! - [`page`]: the create page (`page/`), embedded and served at `/` and `/create`.
 
 pub mod cli;
 pub mod compiler;
 pub mod flavor;
+pub mod page;
 pub mod prompts;
