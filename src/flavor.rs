@@ -41,12 +41,40 @@ pub fn all() -> Vec<&'static Flavor> {
 }
 
 /// The flavor a request gets, and whether it asked for something else.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Chosen {
     pub flavor: &'static Flavor,
     /// What the request named, if anything.
-    pub requested: Option<&'static str>,
-    pub fell_back: bool,
+    pub requested: Option<String>,
+    /// Why the request did not get what it named; `None` when it did (or named nothing).
+    pub fallback_reason: Option<String>,
+}
+
+impl Chosen {
+    pub fn fell_back(&self) -> bool {
+        self.fallback_reason.is_some()
+    }
+}
+
+/// Picks the flavor for a request: the named one when it exists, else the default with a reason.
+/// The name is only ever used as a map key, never as a path.
+pub fn choose(requested: Option<&str>) -> Chosen {
+    match requested {
+        None => Chosen { flavor: default(), requested: None, fallback_reason: None },
+        Some(name) => match lookup(name) {
+            Some(flavor) => Chosen { flavor, requested: Some(name.to_string()), fallback_reason: None },
+            None => Chosen {
+                flavor: default(),
+                requested: Some(name.to_string()),
+                fallback_reason: Some(format!(
+                    "no flavor named {:?}; using {:?}. Available: {}",
+                    name,
+                    crate::compiler::DEFAULT_FLAVOR,
+                    names().join(", ")
+                )),
+            },
+        },
+    }
 }
 
 /// A resolved value as JSON: strings, numbers and booleans as themselves, templates as their source.

@@ -30,15 +30,31 @@ pub struct SceneInputs {
     pub camera_angle: Option<String>,
 }
 
-/// What the scene writer is sent.
+/// What the scene writer is sent, and the values the prompt was rendered from.
 #[derive(Debug, Clone)]
 pub struct ScenePlan<'f> {
     pub model: &'f str,
     pub prompt: String,
     pub number_of_scenes: u32,
-    /// The values actually used, by name.
-    pub parameters: Value,
+    pub character_characteristics: String,
+    pub video_type: String,
+    pub video_characteristics: String,
+    pub camera_angle: String,
     pub consumed: Vec<Consumed<'f>>,
+}
+
+impl ScenePlan<'_> {
+    /// The values actually used, by name (the prompt aside).
+    pub fn parameters(&self) -> Value {
+        json!({
+            "model": self.model,
+            "number_of_scenes": self.number_of_scenes,
+            "character_characteristics": self.character_characteristics,
+            "video_type": self.video_type,
+            "video_characteristics": self.video_characteristics,
+            "camera_angle": self.camera_angle,
+        })
+    }
 }
 
 /// Collects the flavor values a plan reads, so debug logs can say where each came from.
@@ -126,15 +142,16 @@ pub fn scene_plan<'f>(flavor: &'f Flavor, inputs: &SceneInputs) -> ScenePlan<'f>
         // Not in the scene template's allowed set, so never asked for.
         Var::AspectRatio => "",
     });
-    let parameters = json!({
-        "model": p.scene_model.value,
-        "number_of_scenes": number_of_scenes,
-        "character_characteristics": character_characteristics,
-        "video_type": video_type,
-        "video_characteristics": video_characteristics,
-        "camera_angle": camera_angle,
-    });
-    ScenePlan { model: &p.scene_model.value, prompt, number_of_scenes, parameters, consumed: r.consumed }
+    ScenePlan {
+        model: &p.scene_model.value,
+        prompt,
+        number_of_scenes,
+        character_characteristics,
+        video_type,
+        video_characteristics,
+        camera_angle,
+        consumed: r.consumed,
+    }
 }
 
 /// Request inputs for character reference images.
@@ -337,7 +354,7 @@ mod tests {
         assert!(plan.prompt.contains("Idea: a {idea} with braces"), "values stay verbatim");
         assert!(plan.prompt.contains("Camera: top-down."));
         assert!(plan.prompt.contains("exactly\n3 scenes"));
-        assert_eq!(plan.parameters["camera_angle"], "top-down");
+        assert_eq!(plan.parameters()["camera_angle"], "top-down");
         assert!(plan.consumed.iter().all(|c| c.entry.key != "camera_angle"));
         assert!(plan.consumed.iter().any(|c| c.target == "scene_generator.video_type"));
     }

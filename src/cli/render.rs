@@ -90,7 +90,8 @@ pub fn render(flavor: &Flavor, what: RenderWhat, json: bool) -> Result<ExitCode,
                 camera_angle,
             };
             let plan = prompts::scene_plan(flavor, &inputs);
-            (plan.prompt, plan.parameters)
+            let parameters = plan.parameters();
+            (plan.prompt, parameters)
         }
         RenderWhat::Character {
             character_description,

@@ -213,10 +213,10 @@ choice!(
 choice!(
     /// How strictly the image model filters unsafe content.
     SafetyFilterLevel {
-        BlockLowAndAbove = "block_low_and_above",
-        BlockMediumAndAbove = "block_medium_and_above",
-        BlockHighAndAbove = "block_high_and_above",
-        BlockNone = "block_none",
+        LowAndAbove = "block_low_and_above",
+        MediumAndAbove = "block_medium_and_above",
+        HighAndAbove = "block_high_and_above",
+        Off = "block_none",
     }
 );
 choice!(

@@ -5,11 +5,6 @@
 //! flavors, HTTP handlers or storage. Retries live inside each provider, bounded and with backoff;
 //! handlers never retry.
 
-pub mod gemini;
-pub mod http;
-pub mod mock;
-pub mod replicate;
-
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;

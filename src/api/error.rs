@@ -1,0 +1,115 @@
+//! `ApiError`: the one error type handlers return, and its JSON body.
+//!
+//! The body keeps the original service's shape, `{"detail": {"error", "message", "details"}}`.
+//! Caller mistakes get a 4xx saying what and where; upstream faults 502/504; only a true internal
+//! fault is a 500, logged once here with its cause.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::providers::ProviderError;
+use crate::storage::StorageError;
+
+/// An error answer: status, a machine-readable kind, a human message and where it applies.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub kind: &'static str,
+    pub message: String,
+    pub details: Value,
+}
+
+/// The JSON body of every error (documented in the OpenAPI spec).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub detail: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// A stable kind, e.g. `ValidationError`, `UpstreamError`.
+    pub error: String,
+    /// A sentence for people.
+    pub message: String,
+    /// The field path or other specifics.
+    #[schema(value_type = Object, nullable = true)]
+    pub details: Value,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>, details: Value) -> Self {
+        ApiError { status, kind, message: message.into(), details }
+    }
+
+    /// A well-formed request whose values make no sense (400), naming the field.
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        let message = message.into();
+        ApiError::new(StatusCode::BAD_REQUEST, "ValidationError", format!("{field}: {message}"), json!(field))
+    }
+
+    /// JSON that does not fit the body type (422).
+    pub fn body_mismatch(field: &str, message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "RequestValidationError", message, json!(field))
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", message, Value::Null)
+    }
+}
+
+impl From<ProviderError> for ApiError {
+    fn from(e: ProviderError) -> Self {
+        let (status, kind) = match &e {
+            ProviderError::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "UpstreamTimeout"),
+            ProviderError::RateLimited { .. } => (StatusCode::BAD_GATEWAY, "UpstreamRateLimited"),
+            ProviderError::Refused { .. } => (StatusCode::BAD_GATEWAY, "UpstreamRefused"),
+            ProviderError::Unreachable { .. } => (StatusCode::BAD_GATEWAY, "UpstreamUnreachable"),
+            ProviderError::Upstream { .. } | ProviderError::Malformed { .. } => {
+                (StatusCode::BAD_GATEWAY, "UpstreamError")
+            }
+        };
+        let provider = match &e {
+            ProviderError::Timeout { provider, .. }
+            | ProviderError::Unreachable { provider, .. }
+            | ProviderError::RateLimited { provider, .. }
+            | ProviderError::Upstream { provider, .. }
+            | ProviderError::Malformed { provider, .. }
+            | ProviderError::Refused { provider, .. } => *provider,
+        };
+        ApiError::new(status, kind, e.to_string(), json!({ "provider": provider }))
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::BadId(_) => ApiError::new(StatusCode::BAD_REQUEST, "InvalidId", e.to_string(), json!("id")),
+            StorageError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "NotFound", e.to_string(), json!("id")),
+            StorageError::Io(_) => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "StorageError",
+                format!("the generated file could not be stored or read ({e}); nothing was saved under its final name"),
+                Value::Null,
+            ),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::error!(status = self.status.as_u16(), kind = self.kind, "{}", self.message);
+        }
+        let body = ErrorBody {
+            detail: ErrorDetail { error: self.kind.to_string(), message: self.message, details: self.details },
+        };
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("ApiKey"));
+        }
+        response
+    }
+}

@@ -1,0 +1,139 @@
+//! Request extractors that answer with `ApiError` instead of axum's plain-text rejections.
+//!
+//! `ValidJson<T>` checks the content type (415), the size (413), the JSON syntax (400, with line and
+//! column) and the shape (422, naming the field path), so handlers only see well-typed bodies.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::{StatusCode, header};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use super::error::ApiError;
+
+/// The largest request body accepted.
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
+/// A JSON body of type `T`.
+pub struct ValidJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ValidJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !is_json(req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok())) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UnsupportedMediaType",
+                "send the body as JSON with `Content-Type: application/json`",
+                json!("content-type"),
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "PayloadTooLarge",
+                    format!("the request body is larger than {BODY_LIMIT} bytes"),
+                    json!({ "limit_bytes": BODY_LIMIT }),
+                )
+            } else {
+                ApiError::new(StatusCode::BAD_REQUEST, "InvalidBody", rejection.body_text(), serde_json::Value::Null)
+            }
+        })?;
+        parse(&bytes).map(ValidJson)
+    }
+}
+
+fn is_json(content_type: Option<&str>) -> bool {
+    let Some(ct) = content_type else { return false };
+    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// Deserializes `bytes`, telling syntax errors (400) from shape errors (422, with the field path).
+pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
+        let path = err.path().to_string();
+        classify(&path, &err.into_inner())
+    })?;
+    // Trailing bytes after the value are a syntax error like any other.
+    de.end().map_err(|e| classify(".", &e))?;
+    Ok(value)
+}
+
+fn classify(path: &str, error: &serde_json::Error) -> ApiError {
+    if error.is_data() {
+        let field = field_of(path, &error.to_string());
+        let message = format!("{field}: {}", strip_position(&error.to_string()));
+        ApiError::body_mismatch(&field, message)
+    } else {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidJson",
+            format!("the body is not valid JSON: {error}"),
+            json!({ "line": error.line(), "column": error.column() }),
+        )
+    }
+}
+
+/// serde reports a missing field at its parent's path, with the field's name in the message.
+fn field_of(path: &str, message: &str) -> String {
+    let missing = message.split_once("missing field `").and_then(|(_, rest)| rest.split('`').next());
+    match (path, missing) {
+        (".", Some(name)) => name.to_string(),
+        (_, Some(name)) => format!("{path}.{name}"),
+        (".", None) => "body".to_string(),
+        (_, None) => path.to_string(),
+    }
+}
+
+fn strip_position(message: &str) -> &str {
+    match message.rfind(" at line ") {
+        Some(i) => &message[..i],
+        None => message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        idea: String,
+        number_of_scenes: Option<i64>,
+    }
+
+    #[test]
+    fn shape_errors_name_the_field() {
+        let e = parse::<Body>(br#"{"idea": "x", "number_of_scenes": "six"}"#).expect_err("type");
+        assert_eq!((e.status, e.details.clone()), (StatusCode::UNPROCESSABLE_ENTITY, json!("number_of_scenes")));
+        let e = parse::<Body>(br#"{}"#).expect_err("missing");
+        assert_eq!(e.details, json!("idea"));
+        let e = parse::<Body>(br#"{"idea": "x", "extra": 1}"#).expect_err("unknown");
+        assert_eq!(e.details, json!("extra"));
+        let e = parse::<Body>(br#"[1]"#).expect_err("not an object");
+        assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY);
+    }
+
+    #[test]
+    fn syntax_errors_are_400_with_position() {
+        let e = parse::<Body>(b"{\"idea\": ").expect_err("eof");
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        let e = parse::<Body>(br#"{"idea": "x"} trailing"#).expect_err("trailing");
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn json_content_types() {
+        assert!(is_json(Some("application/json")));
+        assert!(is_json(Some("Application/JSON; charset=utf-8")));
+        assert!(is_json(Some("application/merge-patch+json")));
+        assert!(!is_json(Some("text/plain")));
+        assert!(!is_json(None));
+    }
+}

@@ -1,0 +1,68 @@
+//! `GET /api/mv/get_character_reference/{id}` and `GET /api/mv/get_video/{id}`: stored files, with
+//! Range support (so a `<video>` element can seek), conditional requests and the right content type.
+
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use tower::ServiceExt;
+use tower_http::services::ServeFile;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::storage::Kind;
+
+#[utoipa::path(
+    get,
+    path = "/api/mv/get_character_reference/{id}",
+    tag = "files",
+    params(("id" = String, Path, description = "An image id from generate_character_reference")),
+    responses(
+        (status = 200, description = "The image", content_type = "image/png", body = Vec<u8>),
+        (status = 400, description = "Malformed id", body = super::error::ErrorBody),
+        (status = 404, description = "Unknown id", body = super::error::ErrorBody),
+    )
+)]
+pub async fn get_character_reference(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    serve(&state, Kind::CharacterReference, &id, request).await
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/mv/get_video/{id}",
+    tag = "files",
+    params(("id" = String, Path, description = "A video id from generate_video")),
+    responses(
+        (status = 200, description = "The video", content_type = "video/mp4", body = Vec<u8>),
+        (status = 206, description = "Part of the video (Range request)", content_type = "video/mp4", body = Vec<u8>),
+        (status = 400, description = "Malformed id", body = super::error::ErrorBody),
+        (status = 404, description = "Unknown id", body = super::error::ErrorBody),
+        (status = 416, description = "Range not satisfiable"),
+    )
+)]
+pub async fn get_video(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    serve(&state, Kind::Video, &id, request).await
+}
+
+async fn serve(state: &AppState, kind: Kind, id: &str, request: Request) -> Result<Response, ApiError> {
+    let stored = state.storage.find(kind, id).await?;
+    // ServeFile implements Range, If-Modified-Since and HEAD, and types the file by its extension,
+    // which storage chose from the content type.
+    let response = match ServeFile::new(&stored.path).oneshot(request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    };
+    let mut response = response.into_response();
+    // Ids are never reused, so a stored file never changes.
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=31536000, immutable"));
+    Ok(response)
+}

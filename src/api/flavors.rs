@@ -1,0 +1,52 @@
+//! `GET /api/mv/get_config_flavors`: the embedded flavors, for pickers.
+
+use axum::Json;
+use serde::Serialize;
+
+use crate::compiler::DEFAULT_FLAVOR;
+use crate::flavor;
+
+/// The flavors a request may name.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FlavorList {
+    /// Every flavor name, sorted.
+    pub flavors: Vec<&'static str>,
+    /// The flavor used when a request names none.
+    pub default: &'static str,
+    pub details: Vec<FlavorDetails>,
+}
+
+/// A flavor's metadata from its `flavor.yaml`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FlavorDetails {
+    pub name: &'static str,
+    pub label: Option<&'static str>,
+    pub description: Option<&'static str>,
+    /// The parent it inherits from; null for default.
+    pub extends: Option<&'static str>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/mv/get_config_flavors",
+    tag = "flavors",
+    responses((status = 200, description = "The embedded config flavors", body = FlavorList))
+)]
+pub async fn get_config_flavors() -> Json<FlavorList> {
+    let details = flavor::names()
+        .iter()
+        .filter_map(|name| flavor::lookup(name))
+        .map(|f| FlavorDetails {
+            name: as_static(&f.name),
+            label: f.label.as_ref().map(as_static),
+            description: f.description.as_ref().map(as_static),
+            extends: f.extends.as_ref().map(as_static),
+        })
+        .collect();
+    Json(FlavorList { flavors: flavor::names().to_vec(), default: DEFAULT_FLAVOR, details })
+}
+
+/// Embedded flavors hold only borrowed `'static` text; this avoids copying it per request.
+fn as_static(text: &'static crate::compiler::Text) -> &'static str {
+    text.as_ref()
+}

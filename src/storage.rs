@@ -1,0 +1,205 @@
+//! Where generated images and videos are kept: `{MV_OUTPUT_DIR}/{kind}/{uuid}.{ext}`.
+//!
+//! Writes go to a temporary file in the same directory and are renamed into place, so a crash or a
+//! full disk never leaves a half-written file under a final name, and concurrent writers never
+//! overwrite each other (every file gets a fresh v4 UUID). Ids are parsed before they touch a path,
+//! so a request can't reach outside the output directory. The `Storage` trait keeps handlers
+//! independent of the local disk, so an object store can follow.
+
+use std::path::{Path, PathBuf};
+
+use uuid::Uuid;
+
+use crate::providers::{BoxFuture, extension_for};
+
+/// What a stored file is; each kind has its own directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    CharacterReference,
+    Video,
+}
+
+impl Kind {
+    fn dir_name(self) -> &'static str {
+        match self {
+            Kind::CharacterReference => "character_references",
+            Kind::Video => "videos",
+        }
+    }
+
+    /// The extensions a kind is stored with, tried in order when looking an id up.
+    fn extensions(self) -> &'static [&'static str] {
+        match self {
+            Kind::CharacterReference => &["png", "jpg", "webp"],
+            Kind::Video => &["mp4", "webm"],
+        }
+    }
+}
+
+/// Why a storage operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("`{0}` is not a valid id: ids are UUIDs such as 3f2b6c1e-8f0a-4d2b-9c51-0e4f1a2b3c4d")]
+    BadId(String),
+    #[error("no stored file with id {0}")]
+    NotFound(String),
+    #[error("storage failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A stored file found by id.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub id: String,
+    pub path: PathBuf,
+    pub content_type: &'static str,
+}
+
+/// Keeps generated files.
+pub trait Storage: Send + Sync {
+    /// Stores `bytes` as a new file and returns its id.
+    fn put<'a>(
+        &'a self,
+        kind: Kind,
+        content_type: &'a str,
+        bytes: &'a [u8],
+    ) -> BoxFuture<'a, Result<String, StorageError>>;
+    /// Finds a stored file by id.
+    fn find<'a>(&'a self, kind: Kind, id: &'a str) -> BoxFuture<'a, Result<Stored, StorageError>>;
+}
+
+/// Files on the local disk.
+#[derive(Debug, Clone)]
+pub struct LocalStorage {
+    root: PathBuf,
+}
+
+impl LocalStorage {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        LocalStorage { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+impl Storage for LocalStorage {
+    fn put<'a>(
+        &'a self,
+        kind: Kind,
+        content_type: &'a str,
+        bytes: &'a [u8],
+    ) -> BoxFuture<'a, Result<String, StorageError>> {
+        Box::pin(async move {
+            let dir = self.root.join(kind.dir_name());
+            tokio::fs::create_dir_all(&dir).await?;
+            let id = Uuid::new_v4().to_string();
+            let final_path = dir.join(format!("{id}.{}", extension_for(content_type)));
+            // Hidden temp name in the same directory: rename within one filesystem is atomic.
+            let temp_path = dir.join(format!(".{id}.partial"));
+            let written = write_then_rename(&temp_path, &final_path, bytes).await;
+            if written.is_err() {
+                let _ = tokio::fs::remove_file(&temp_path).await;
+            }
+            written.map(|()| id)
+        })
+    }
+
+    fn find<'a>(&'a self, kind: Kind, id: &'a str) -> BoxFuture<'a, Result<Stored, StorageError>> {
+        Box::pin(async move {
+            let id = parse_id(id)?;
+            let dir = self.root.join(kind.dir_name());
+            for ext in kind.extensions() {
+                let path = dir.join(format!("{id}.{ext}"));
+                if tokio::fs::try_exists(&path).await? {
+                    return Ok(Stored { id, path, content_type: content_type_for(ext) });
+                }
+            }
+            Err(StorageError::NotFound(id))
+        })
+    }
+}
+
+async fn write_then_rename(temp: &Path, final_path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
+    use tokio::io::AsyncWriteExt;
+    let mut file = tokio::fs::File::create(temp).await?;
+    file.write_all(bytes).await?;
+    // Flush to disk before the rename makes the file visible under its final name.
+    file.sync_all().await?;
+    drop(file);
+    tokio::fs::rename(temp, final_path).await?;
+    Ok(())
+}
+
+/// Ids are canonical lowercase hyphenated UUIDs; anything else is refused before any path is built.
+pub fn parse_id(id: &str) -> Result<String, StorageError> {
+    match Uuid::try_parse(id) {
+        Ok(uuid) if uuid.hyphenated().to_string() == id => Ok(id.to_string()),
+        _ => Err(StorageError::BadId(truncate(id, 80))),
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+fn content_type_for(ext: &str) -> &'static str {
+    match ext {
+        "png" => "image/png",
+        "jpg" => "image/jpeg",
+        "webp" => "image/webp",
+        "mp4" => "video/mp4",
+        "webm" => "video/webm",
+        _ => "application/octet-stream",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_root(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("mvgen-storage-{name}-{}", Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        dir
+    }
+
+    #[tokio::test]
+    async fn put_then_find_round_trips_and_leaves_no_temp_file() {
+        let root = temp_root("roundtrip");
+        let storage = LocalStorage::new(&root);
+        let id = storage.put(Kind::Video, "video/mp4", b"abc").await.expect("put");
+        let stored = storage.find(Kind::Video, &id).await.expect("find");
+        assert_eq!(stored.content_type, "video/mp4");
+        assert_eq!(std::fs::read(&stored.path).expect("read"), b"abc");
+        let names: Vec<String> = std::fs::read_dir(root.join("videos"))
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, vec![format!("{id}.mp4")]);
+        assert!(matches!(storage.find(Kind::CharacterReference, &id).await, Err(StorageError::NotFound(_))));
+    }
+
+    #[test]
+    fn ids_that_could_escape_the_directory_are_refused() {
+        for bad in
+            ["../../etc/passwd", "", "3F2B6C1E-8F0A-4D2B-9C51-0E4F1A2B3C4D", "3f2b6c1e8f0a4d2b9c510e4f1a2b3c4d", "a/b"]
+        {
+            assert!(matches!(parse_id(bad), Err(StorageError::BadId(_))), "{bad}");
+        }
+        assert!(parse_id("3f2b6c1e-8f0a-4d2b-9c51-0e4f1a2b3c4d").is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_leaves_nothing_behind() {
+        let root = temp_root("fail");
+        // A file where the kind's directory should be makes create_dir_all fail.
+        std::fs::write(root.join("videos"), b"not a dir").expect("write");
+        let storage = LocalStorage::new(&root);
+        assert!(matches!(storage.put(Kind::Video, "video/mp4", b"x").await, Err(StorageError::Io(_))));
+    }
+}
