@@ -96,6 +96,7 @@ pub fn app(state: AppState, settings: &Settings) -> Router {
     let mut router = Router::new()
         .nest("/api", api)
         .route("/health", get(health))
+        .merge(crate::page::router())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state);
