@@ -32,7 +32,9 @@
     for (const radio of document.querySelectorAll('input[name="generation-mode"]')) {
       radio.addEventListener('change', onModeChange);
     }
-    $('#video-description').addEventListener('input', () => hideError($('#video-description-error')));
+    for (const id of ['video-description', 'character-description']) {
+      $(`#${id}`).addEventListener('input', () => hideError($(`#${id}-error`)));
+    }
     loadFlavors();
   });
 
@@ -64,7 +66,7 @@
       state.flavors = new Map();
       select.replaceChildren(new Option('default', 'default'));
       select.value = 'default';
-      showError($('#config-flavor-error'), `Could not load the config flavors (${err.message}). Using “default”.`);
+      showError($('#config-flavor-error'), `Could not load the config flavors (${err.message.replace(/\.$/, '')}). Using “default”.`);
     } finally {
       select.disabled = false;
       describeFlavor();
@@ -100,16 +102,16 @@
 
   async function generateScenes(event) {
     event.preventDefault();
-    const description = $('#video-description');
-    const idea = description.value.trim();
-    if (!idea) {
-      description.setAttribute('aria-invalid', 'true');
-      showError($('#video-description-error'), 'Describe the video first.');
-      description.focus();
+    const idea = requireText('#video-description', '#video-description-error', 'Describe the video first.');
+    const character = requireText(
+      '#character-description',
+      '#character-description-error',
+      'Describe the character: every scene is written around them.',
+    );
+    if (idea === null || character === null) {
+      document.querySelector('[aria-invalid="true"]')?.focus();
       return;
     }
-    description.removeAttribute('aria-invalid');
-    hideError($('#video-description-error'));
     hideError($('#scenes-error'));
 
     const run = ++state.run;
@@ -120,7 +122,7 @@
     try {
       const { data, headers } = await api('/create_scenes', {
         idea,
-        character_description: $('#character-description').value.trim(),
+        character_description: character,
         config_flavor: flavor(),
       });
       if (run !== state.run) return;
@@ -130,7 +132,6 @@
       $('#scenes-meta').replaceChildren(resultMeta(data.metadata, headers));
       $('#scenes-section').hidden = false;
       $('#character-section').hidden = false;
-      $('#videos-section').hidden = false;
       updateVideoButton();
       status.textContent = `${scenes.length} ${scenes.length === 1 ? 'scene' : 'scenes'} ready.`;
     } catch (err) {
@@ -140,6 +141,20 @@
     } finally {
       if (run === state.run) button.disabled = false;
     }
+  }
+
+  // The trimmed text of a required field, or null after marking it and saying what is missing.
+  function requireText(selector, errorSelector, message) {
+    const field = $(selector);
+    const value = field.value.trim();
+    if (value) {
+      field.removeAttribute('aria-invalid');
+      hideError($(errorSelector));
+      return value;
+    }
+    field.setAttribute('aria-invalid', 'true');
+    showError($(errorSelector), message);
+    return null;
   }
 
   function drawScenes(scenes) {
@@ -164,11 +179,20 @@
     const status = $('#character-status');
     const count = Number($('#num-images').value) || 4;
     hideError($('#character-error'));
+    const character = requireText(
+      '#character-description',
+      '#character-description-error',
+      'Describe the character first.',
+    );
+    if (character === null) {
+      $('#character-description').focus();
+      return;
+    }
     button.disabled = true;
     status.textContent = `Drawing ${count} ${count === 1 ? 'image' : 'images'}…`;
     try {
       const { data, headers } = await api('/generate_character_reference', {
-        character_description: $('#character-description').value.trim(),
+        character_description: character,
         num_images: count,
         config_flavor: flavor(),
       });
@@ -379,7 +403,7 @@
         body: body === undefined ? undefined : JSON.stringify(body),
       });
     } catch {
-      throw new Error('could not reach the server; check that it is running and try again.');
+      throw new Error('could not reach the server');
     }
     if (response.status === 401 && !retried) {
       await askForKey(key ? 'The saved API key was not accepted. Enter it again.' : 'This server needs an API key.');
@@ -404,8 +428,8 @@
   function errorMessage(response, data) {
     const detail = data && data.detail;
     if (detail && typeof detail === 'object' && typeof detail.message === 'string' && detail.message) {
-      const where = typeof detail.details === 'string' && detail.details ? ` (${detail.details})` : '';
-      return detail.message + where;
+      const field = typeof detail.details === 'string' ? detail.details : '';
+      return field && !detail.message.includes(field) ? `${detail.message} (${field})` : detail.message;
     }
     if (typeof detail === 'string' && detail) return detail;
     return `the server answered ${response.status} ${response.statusText}`.trim();
