@@ -173,9 +173,9 @@ fn failed_video_shows_the_servers_message_and_retry_recovers() {
         t.open("/").await?;
         t.wait_for("flavors loaded", "!document.querySelector('#config-flavor').disabled").await?;
         t.fill("#video-description", "A lighthouse keeper befriends a whale").await?;
+        t.fill("#character-description", "An old lighthouse keeper with a grey beard").await?;
         t.click("#generate-scenes").await?;
         t.wait_for("scene cards", "document.querySelectorAll('.scene-card').length > 0").await?;
-        t.fill("#character-description", "An old lighthouse keeper with a grey beard").await?;
         t.click("#generate-character").await?;
         t.wait_for("reference images", "document.querySelectorAll('#character-images input').length > 0").await?;
         t.click("#character-images .ref-option").await?;
@@ -240,6 +240,7 @@ fn api_key_is_asked_for_once_and_then_sent() {
         t.wait_for("flavors loaded", "!document.querySelector('#config-flavor').disabled").await?;
         ensure!(!t.visible("#api-key-form").await?, "asked for the key again after a reload");
         t.fill("#video-description", "A cat DJ at a rooftop party").await?;
+        t.fill("#character-description", "A grey cat in headphones").await?;
         t.click("#generate-scenes").await?;
         t.wait_for("scene cards", "document.querySelectorAll('.scene-card').length > 0").await?;
         Ok(())
@@ -253,7 +254,14 @@ fn page_fits_a_375px_screen() {
         t.open("/").await?;
         t.wait_for("flavors loaded", "!document.querySelector('#config-flavor').disabled").await?;
         t.click("#config-toggle").await?;
+        // Empty fields are caught on the page, before any request, with the reason next to them.
+        t.click("#generate-scenes").await?;
+        ensure!(t.visible("#video-description-error").await?, "no message for an empty video description");
+        ensure!(t.visible("#character-description-error").await?, "no message for an empty character");
+        let focused: String = t.js("document.activeElement.id").await?;
+        ensure!(focused == "video-description", "focus went to {focused:?}, not the first empty field");
         t.fill("#video-description", "A skateboarder crosses a city at dawn, one trick per block").await?;
+        t.fill("#character-description", "A teenager with a green helmet").await?;
         t.click("#generate-scenes").await?;
         t.wait_for("scene cards", "document.querySelectorAll('.scene-card').length > 0").await?;
         t.click("#generate-character").await?;
