@@ -102,7 +102,10 @@ fn choosing_mv1_generates_mv1_scenes_and_is_remembered() {
 
         // The same request from the test: the server's own count for mv1 must match the cards.
         let direct = t
-            .api_post("/api/mv/create_scenes", json!({"idea": "x", "character_description": "y", "config_flavor": "mv1"}))
+            .api_post(
+                "/api/mv/create_scenes",
+                json!({"idea": "x", "character_description": "y", "config_flavor": "mv1"}),
+            )
             .await?;
         ensure!(direct["metadata"]["config_flavor"]["used"] == "mv1", "server did not use mv1: {direct}");
         let expected = direct["metadata"]["number_of_scenes"].as_u64().context("number_of_scenes")?;
@@ -181,11 +184,15 @@ fn failed_video_shows_the_servers_message_and_retry_recovers() {
         t.click("#character-images .ref-option").await?;
 
         // Every render fails upstream, the way the server reports it.
-        let detail = json!({"detail": {"error": "UpstreamError", "message": "The video model is overloaded.", "details": null}});
+        let detail =
+            json!({"detail": {"error": "UpstreamError", "message": "The video model is overloaded.", "details": null}});
         let blocked = t.intercept("*/api/mv/generate_video", Reply::Fulfill(503, detail.to_string())).await?;
         t.click("#generate-videos").await?;
-        t.wait_for("every card failed", "[...document.querySelectorAll('.scene-card')].every(c => c.dataset.state === 'failed')")
-            .await?;
+        t.wait_for(
+            "every card failed",
+            "[...document.querySelectorAll('.scene-card')].every(c => c.dataset.state === 'failed')",
+        )
+        .await?;
         let message = t.text(".scene-card .scene-error").await?;
         ensure!(message.contains("The video model is overloaded."), "card shows {message:?}, not the server's message");
         t.screenshot("failed_video_shows_the_servers_message_and_retry_recovers-failed").await;
@@ -334,7 +341,12 @@ fn e2e(name: &str, options: Options, scenario: impl AsyncFnOnce(&Tab) -> Result<
     eprintln!("{name}: passed in {:.1}s", started.elapsed().as_secs_f64());
 }
 
-async fn run(name: &str, chromium: &Path, options: Options, scenario: impl AsyncFnOnce(&Tab) -> Result<()>) -> Result<()> {
+async fn run(
+    name: &str,
+    chromium: &Path,
+    options: Options,
+    scenario: impl AsyncFnOnce(&Tab) -> Result<()>,
+) -> Result<()> {
     let server = Server::start(options.api_key).await?;
     let browser = Chromium::launch(chromium, options).await?;
     let tab = Tab::new(&browser, &server, options).await?;
@@ -498,7 +510,8 @@ impl Tab {
         tokio::spawn(async move {
             while let Some(event) = thrown.next().await {
                 let details = &event.exception_details;
-                let text = details.exception.as_ref().and_then(|e| e.description.clone()).unwrap_or(details.text.clone());
+                let text =
+                    details.exception.as_ref().and_then(|e| e.description.clone()).unwrap_or(details.text.clone());
                 sink.lock().unwrap_or_else(PoisonError::into_inner).push(text);
             }
         });
@@ -615,7 +628,9 @@ impl Tab {
             while let Some(event) = paused.next().await {
                 let id = event.request_id.clone();
                 let _ = match &reply {
-                    Reply::Fail => page.execute(FailRequestParams::new(id, ErrorReason::ConnectionRefused)).await.map(drop),
+                    Reply::Fail => {
+                        page.execute(FailRequestParams::new(id, ErrorReason::ConnectionRefused)).await.map(drop)
+                    }
                     Reply::Fulfill(status, body) => {
                         let mut answer = FulfillRequestParams::new(id, *status);
                         answer.response_headers = Some(vec![HeaderEntry::new("Content-Type", "application/json")]);
