@@ -5,10 +5,18 @@
 //! flavors, HTTP handlers or storage. Retries live inside each provider, bounded and with backoff;
 //! handlers never retry.
 
+pub mod config;
+pub mod gemini;
+pub mod http;
+pub mod mock;
+pub mod replicate;
+
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
+
+pub use config::{ProviderConfig, RetryPolicy};
 
 /// A boxed future, so providers can sit behind `Arc<dyn Trait>`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -141,4 +149,59 @@ pub struct Providers {
     pub scenes: Arc<dyn SceneWriter>,
     pub images: Arc<dyn ImageMaker>,
     pub videos: Arc<dyn VideoMaker>,
+}
+
+impl Providers {
+    /// Real providers where `config` has a key (Gemini key: scenes; Replicate token: images and
+    /// videos), the offline mocks elsewhere or everywhere when `config.force_mock` is set.
+    /// Fails when the settings are unusable or the HTTP client cannot be set up.
+    pub fn from_config(config: &ProviderConfig) -> Result<Providers, String> {
+        config.check()?;
+        let mock = Providers::mock();
+        if config.gemini_key().is_none() && config.replicate_token().is_none() {
+            return Ok(mock);
+        }
+        let client = http::build_client(config)?;
+        let scenes: Arc<dyn SceneWriter> = match config.gemini_key() {
+            Some(_) => Arc::new(gemini::GeminiClient::new(config, client.clone())?),
+            None => mock.scenes,
+        };
+        let (images, videos): (Arc<dyn ImageMaker>, Arc<dyn VideoMaker>) = match config.replicate_token() {
+            Some(_) => {
+                let replicate = Arc::new(replicate::ReplicateClient::new(config, client)?);
+                (replicate.clone(), replicate)
+            }
+            None => (mock.images, mock.videos),
+        };
+        Ok(Providers { scenes, images, videos })
+    }
+
+    /// All three offline mocks.
+    pub fn mock() -> Providers {
+        Providers {
+            scenes: Arc::new(mock::MockScenes),
+            images: Arc::new(mock::MockImages),
+            videos: Arc::new(mock::MockVideos),
+        }
+    }
+
+    /// One line for the startup log, e.g.
+    /// `providers: scenes=gemini images=mock videos=mock (mock: images, videos)`.
+    pub fn summary(&self) -> String {
+        let parts = [
+            ("scenes", self.scenes.backend(), self.scenes.is_mock()),
+            ("images", self.images.backend(), self.images.is_mock()),
+            ("videos", self.videos.backend(), self.videos.is_mock()),
+        ];
+        let chosen: Vec<String> = parts.iter().map(|(role, backend, _)| format!("{role}={backend}")).collect();
+        let mocked: Vec<&str> = parts.iter().filter(|(_, _, is_mock)| *is_mock).map(|(role, _, _)| *role).collect();
+        let note = if mocked.is_empty() { "no mocks".to_owned() } else { format!("mock: {}", mocked.join(", ")) };
+        format!("providers: {} ({note})", chosen.join(" "))
+    }
+}
+
+impl std::fmt::Debug for Providers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.summary())
+    }
 }

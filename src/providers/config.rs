@@ -1,0 +1,331 @@
+//! Provider settings read once at startup: which upstreams are real (a key is set) and which are
+//! mocked, where they live, and every timeout, retry and size limit the clients obey.
+//!
+//! This file only reads and checks values; it opens no connections. Secrets never appear in `Debug`
+//! output, so the whole config can be logged.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Default Gemini endpoint (Generative Language API).
+pub const DEFAULT_GEMINI_BASE_URL: &str = "https://generativelanguage.googleapis.com";
+/// Default Replicate endpoint.
+pub const DEFAULT_REPLICATE_BASE_URL: &str = "https://api.replicate.com";
+
+/// Everything the providers need, usually from [`ProviderConfig::from_env`].
+///
+/// Environment variables (durations in seconds, fractions allowed, e.g. `0.5`):
+///
+/// | variable | meaning | default |
+/// |---|---|---|
+/// | `MV_PROVIDER` | `mock` forces every provider to the offline mock; `auto` picks per key | `auto` |
+/// | `GEMINI_API_KEY` | real scene writer when set | unset (mock) |
+/// | `GEMINI_BASE_URL` | Gemini endpoint | `https://generativelanguage.googleapis.com` |
+/// | `REPLICATE_API_TOKEN` (or `REPLICATE_API_KEY`) | real images and videos when set | unset (mock) |
+/// | `REPLICATE_BASE_URL` | Replicate endpoint | `https://api.replicate.com` |
+/// | `MV_CONNECT_TIMEOUT_SECS` | TCP + TLS connect | 10 |
+/// | `MV_REQUEST_TIMEOUT_SECS` | one API request, answer included | 120 |
+/// | `MV_RETRY_MAX_ATTEMPTS` | attempts per request (1 = no retry) | 3 |
+/// | `MV_RETRY_BASE_DELAY_SECS` | first backoff, doubled per retry | 1 |
+/// | `MV_RETRY_MAX_DELAY_SECS` | cap on backoff and on a `Retry-After` wait | 30 |
+/// | `MV_REPLICATE_WAIT_SECS` | `Prefer: wait=N` (0 = don't send; at most 60) | 60 |
+/// | `MV_REPLICATE_POLL_SECS` | pause between prediction polls | 2 |
+/// | `MV_IMAGE_DEADLINE_SECS` | whole image prediction, polls included | 300 |
+/// | `MV_VIDEO_DEADLINE_SECS` | whole video prediction, polls included | 900 |
+/// | `MV_DOWNLOAD_TIMEOUT_SECS` | downloading one output file | 300 |
+/// | `MV_MAX_IMAGE_BYTES` | largest image output accepted | 20 MiB |
+/// | `MV_MAX_VIDEO_BYTES` | largest video output accepted | 200 MiB |
+///
+/// Keys are trimmed; an empty value counts as unset.
+#[derive(Clone)]
+pub struct ProviderConfig {
+    /// `MV_PROVIDER=mock`: ignore keys and mock everything.
+    pub force_mock: bool,
+    /// `GEMINI_API_KEY`; `Some` (and not forced mock) means real scenes.
+    pub gemini_api_key: Option<String>,
+    /// `GEMINI_BASE_URL`, without the `/v1beta/...` path.
+    pub gemini_base_url: String,
+    /// `REPLICATE_API_TOKEN`; `Some` (and not forced mock) means real images and videos.
+    pub replicate_api_token: Option<String>,
+    /// `REPLICATE_BASE_URL`, without the `/v1/...` path.
+    pub replicate_base_url: String,
+    /// TCP + TLS connect, per attempt.
+    pub connect_timeout: Duration,
+    /// One API request attempt, answer body included (`Prefer: wait` time is added on top).
+    pub request_timeout: Duration,
+    /// Retries of connect errors, 429 and 5xx.
+    pub retry: RetryPolicy,
+    /// Sent as `Prefer: wait=N` when creating a prediction; zero sends no `Prefer` header.
+    pub replicate_wait: Duration,
+    /// Pause between two polls of a running prediction.
+    pub poll_interval: Duration,
+    /// Create + polls of one image prediction; past it the prediction is cancelled.
+    pub image_deadline: Duration,
+    /// Create + polls of one video prediction; past it the prediction is cancelled.
+    pub video_deadline: Duration,
+    /// Downloading one output file, per attempt.
+    pub download_timeout: Duration,
+    /// Largest image output accepted; a bigger one is `Malformed` and never fully read.
+    pub max_image_bytes: u64,
+    /// Largest video output accepted; a bigger one is `Malformed` and never fully read.
+    pub max_video_bytes: u64,
+}
+
+/// How often and how patiently a request is retried (connect errors, 429 and 5xx only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in total, including the first; at least 1.
+    pub max_attempts: u32,
+    /// Backoff before the first retry, doubled for each further one.
+    pub base_delay: Duration,
+    /// Cap on any single wait, including one asked for by `Retry-After`.
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy { max_attempts: 3, base_delay: Duration::from_secs(1), max_delay: Duration::from_secs(30) }
+    }
+}
+
+impl Default for ProviderConfig {
+    /// All mock, real endpoints, production timeouts.
+    fn default() -> Self {
+        ProviderConfig {
+            force_mock: false,
+            gemini_api_key: None,
+            gemini_base_url: DEFAULT_GEMINI_BASE_URL.to_owned(),
+            replicate_api_token: None,
+            replicate_base_url: DEFAULT_REPLICATE_BASE_URL.to_owned(),
+            connect_timeout: Duration::from_secs(10),
+            // Gemini 2.5 Pro writing a dozen scenes with thinking on can take over a minute.
+            request_timeout: Duration::from_secs(120),
+            retry: RetryPolicy::default(),
+            replicate_wait: Duration::from_secs(60),
+            poll_interval: Duration::from_secs(2),
+            image_deadline: Duration::from_secs(300),
+            // Veo runs take minutes, and queueing adds more.
+            video_deadline: Duration::from_secs(900),
+            download_timeout: Duration::from_secs(300),
+            max_image_bytes: 20 * 1024 * 1024,
+            max_video_bytes: 200 * 1024 * 1024,
+        }
+    }
+}
+
+impl ProviderConfig {
+    /// Reads the process environment (see the table on [`ProviderConfig`]).
+    pub fn from_env() -> Result<Self, String> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup` instead of the process environment, so tests need not
+    /// mutate global state.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let text = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let defaults = ProviderConfig::default();
+        let secs = |name: &str, default: Duration| -> Result<Duration, String> {
+            match text(name) {
+                None => Ok(default),
+                Some(v) => parse_secs(&v).ok_or_else(|| format!("{name}={v:?} is not a number of seconds")),
+            }
+        };
+        let int = |name: &str, default: u64| -> Result<u64, String> {
+            match text(name) {
+                None => Ok(default),
+                Some(v) => v.parse::<u64>().map_err(|_| format!("{name}={v:?} is not a whole number")),
+            }
+        };
+
+        let force_mock = match text("MV_PROVIDER").as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("auto") => false,
+            Some("mock") => true,
+            Some(other) => return Err(format!("MV_PROVIDER={other:?}: expected \"mock\" or \"auto\"")),
+        };
+        let max_attempts = int("MV_RETRY_MAX_ATTEMPTS", u64::from(defaults.retry.max_attempts))?;
+        if !(1..=10).contains(&max_attempts) {
+            return Err(format!("MV_RETRY_MAX_ATTEMPTS={max_attempts}: expected 1..=10"));
+        }
+        let replicate_wait = secs("MV_REPLICATE_WAIT_SECS", defaults.replicate_wait)?;
+        if replicate_wait > MAX_PREFER_WAIT {
+            return Err(format!(
+                "MV_REPLICATE_WAIT_SECS={}: Replicate allows at most 60",
+                replicate_wait.as_secs_f64()
+            ));
+        }
+
+        let config = ProviderConfig {
+            force_mock,
+            gemini_api_key: text("GEMINI_API_KEY"),
+            gemini_base_url: text("GEMINI_BASE_URL").unwrap_or(defaults.gemini_base_url),
+            replicate_api_token: text("REPLICATE_API_TOKEN").or_else(|| text("REPLICATE_API_KEY")),
+            replicate_base_url: text("REPLICATE_BASE_URL").unwrap_or(defaults.replicate_base_url),
+            connect_timeout: secs("MV_CONNECT_TIMEOUT_SECS", defaults.connect_timeout)?,
+            request_timeout: secs("MV_REQUEST_TIMEOUT_SECS", defaults.request_timeout)?,
+            retry: RetryPolicy {
+                max_attempts: max_attempts as u32,
+                base_delay: secs("MV_RETRY_BASE_DELAY_SECS", defaults.retry.base_delay)?,
+                max_delay: secs("MV_RETRY_MAX_DELAY_SECS", defaults.retry.max_delay)?,
+            },
+            replicate_wait,
+            poll_interval: secs("MV_REPLICATE_POLL_SECS", defaults.poll_interval)?,
+            image_deadline: secs("MV_IMAGE_DEADLINE_SECS", defaults.image_deadline)?,
+            video_deadline: secs("MV_VIDEO_DEADLINE_SECS", defaults.video_deadline)?,
+            download_timeout: secs("MV_DOWNLOAD_TIMEOUT_SECS", defaults.download_timeout)?,
+            max_image_bytes: int("MV_MAX_IMAGE_BYTES", defaults.max_image_bytes)?,
+            max_video_bytes: int("MV_MAX_VIDEO_BYTES", defaults.max_video_bytes)?,
+        };
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Rejects values the clients could not work with, naming the setting.
+    pub fn check(&self) -> Result<(), String> {
+        check_base_url("GEMINI_BASE_URL", &self.gemini_base_url)?;
+        check_base_url("REPLICATE_BASE_URL", &self.replicate_base_url)?;
+        let positive = [
+            ("MV_CONNECT_TIMEOUT_SECS", self.connect_timeout),
+            ("MV_REQUEST_TIMEOUT_SECS", self.request_timeout),
+            ("MV_REPLICATE_POLL_SECS", self.poll_interval),
+            ("MV_IMAGE_DEADLINE_SECS", self.image_deadline),
+            ("MV_VIDEO_DEADLINE_SECS", self.video_deadline),
+            ("MV_DOWNLOAD_TIMEOUT_SECS", self.download_timeout),
+        ];
+        for (name, value) in positive {
+            if value.is_zero() {
+                return Err(format!("{name} must be greater than zero"));
+            }
+        }
+        if self.retry.max_attempts == 0 {
+            return Err("MV_RETRY_MAX_ATTEMPTS must be at least 1".to_owned());
+        }
+        Ok(())
+    }
+
+    /// The real-or-mock choice for scenes: `Some(key)` means use Gemini.
+    pub(crate) fn gemini_key(&self) -> Option<&str> {
+        self.gemini_api_key.as_deref().map(str::trim).filter(|k| !k.is_empty() && !self.force_mock)
+    }
+
+    /// The real-or-mock choice for images and videos: `Some(token)` means use Replicate.
+    pub(crate) fn replicate_token(&self) -> Option<&str> {
+        self.replicate_api_token.as_deref().map(str::trim).filter(|k| !k.is_empty() && !self.force_mock)
+    }
+}
+
+/// Replicate rejects `Prefer: wait=N` above 60 seconds.
+const MAX_PREFER_WAIT: Duration = Duration::from_secs(60);
+
+/// Written by hand so a logged config shows whether a secret is set, never what it is.
+impl fmt::Debug for ProviderConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secret = |s: &Option<String>| if s.is_some() { "<set>" } else { "<unset>" };
+        f.debug_struct("ProviderConfig")
+            .field("force_mock", &self.force_mock)
+            .field("gemini_api_key", &secret(&self.gemini_api_key))
+            .field("gemini_base_url", &self.gemini_base_url)
+            .field("replicate_api_token", &secret(&self.replicate_api_token))
+            .field("replicate_base_url", &self.replicate_base_url)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("retry", &self.retry)
+            .field("replicate_wait", &self.replicate_wait)
+            .field("poll_interval", &self.poll_interval)
+            .field("image_deadline", &self.image_deadline)
+            .field("video_deadline", &self.video_deadline)
+            .field("download_timeout", &self.download_timeout)
+            .field("max_image_bytes", &self.max_image_bytes)
+            .field("max_video_bytes", &self.max_video_bytes)
+            .finish()
+    }
+}
+
+/// `"2"`, `"0.25"`: a non-negative, finite number of seconds.
+fn parse_secs(text: &str) -> Option<Duration> {
+    let secs: f64 = text.parse().ok()?;
+    Duration::try_from_secs_f64(secs).ok()
+}
+
+fn check_base_url(name: &str, value: &str) -> Result<(), String> {
+    let url = reqwest::Url::parse(value).map_err(|e| format!("{name}={value:?} is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!("{name}={value:?}: expected an http(s) URL with a host"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("{name}={value:?}: a base URL takes no query or fragment"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn from(pairs: &[(&str, &str)]) -> Result<ProviderConfig, String> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        ProviderConfig::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn empty_environment_is_all_mock_with_defaults() {
+        let config = from(&[]).unwrap();
+        assert_eq!(config.gemini_key(), None);
+        assert_eq!(config.replicate_token(), None);
+        assert_eq!(config.gemini_base_url, DEFAULT_GEMINI_BASE_URL);
+        assert_eq!(config.replicate_base_url, DEFAULT_REPLICATE_BASE_URL);
+        assert_eq!(config.max_video_bytes, 200 * 1024 * 1024);
+    }
+
+    #[test]
+    fn keys_are_trimmed_and_blank_means_unset() {
+        let config = from(&[("GEMINI_API_KEY", "  g-key \n"), ("REPLICATE_API_TOKEN", "   ")]).unwrap();
+        assert_eq!(config.gemini_key(), Some("g-key"));
+        assert_eq!(config.replicate_token(), None);
+    }
+
+    #[test]
+    fn replicate_api_key_is_accepted_as_a_fallback_name() {
+        let config = from(&[("REPLICATE_API_KEY", "r8_x")]).unwrap();
+        assert_eq!(config.replicate_token(), Some("r8_x"));
+        let both = from(&[("REPLICATE_API_KEY", "old"), ("REPLICATE_API_TOKEN", "new")]).unwrap();
+        assert_eq!(both.replicate_token(), Some("new"));
+    }
+
+    #[test]
+    fn mv_provider_mock_overrides_keys() {
+        let config = from(&[("MV_PROVIDER", "MOCK"), ("GEMINI_API_KEY", "k"), ("REPLICATE_API_TOKEN", "t")]).unwrap();
+        assert_eq!(config.gemini_key(), None);
+        assert_eq!(config.replicate_token(), None);
+        assert!(from(&[("MV_PROVIDER", "real")]).unwrap_err().contains("MV_PROVIDER"));
+    }
+
+    #[test]
+    fn durations_accept_fractions_and_reject_garbage() {
+        let config = from(&[("MV_REPLICATE_POLL_SECS", "0.25"), ("MV_REQUEST_TIMEOUT_SECS", "7")]).unwrap();
+        assert_eq!(config.poll_interval, Duration::from_millis(250));
+        assert_eq!(config.request_timeout, Duration::from_secs(7));
+        let err = from(&[("MV_REQUEST_TIMEOUT_SECS", "soon")]).unwrap_err();
+        assert!(err.contains("MV_REQUEST_TIMEOUT_SECS"), "{err}");
+        assert!(from(&[("MV_REQUEST_TIMEOUT_SECS", "-1")]).is_err());
+        assert!(from(&[("MV_REQUEST_TIMEOUT_SECS", "0")]).is_err());
+        assert!(from(&[("MV_REPLICATE_WAIT_SECS", "61")]).is_err());
+        assert!(from(&[("MV_RETRY_MAX_ATTEMPTS", "0")]).is_err());
+    }
+
+    #[test]
+    fn base_urls_must_be_http_with_a_host() {
+        assert!(from(&[("GEMINI_BASE_URL", "http://127.0.0.1:9")]).is_ok());
+        assert!(from(&[("GEMINI_BASE_URL", "ftp://example.com")]).is_err());
+        assert!(from(&[("REPLICATE_BASE_URL", "not a url")]).is_err());
+        assert!(from(&[("REPLICATE_BASE_URL", "https://x.test/?key=1")]).is_err());
+    }
+
+    #[test]
+    fn debug_never_shows_secrets() {
+        let config = from(&[("GEMINI_API_KEY", "AIza-secret"), ("REPLICATE_API_TOKEN", "r8_secret")]).unwrap();
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("AIza-secret") && !shown.contains("r8_secret"), "{shown}");
+        assert!(shown.contains("<set>"));
+    }
+}

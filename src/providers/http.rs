@@ -1,0 +1,283 @@
+//! The HTTP plumbing every real provider shares: the one `reqwest::Client`, the bounded retry
+//! loop, size-limited body reads, and the mapping of transport failures to [`ProviderError`].
+//!
+//! Nothing here knows a provider's wire format; callers decode bodies and map upstream error
+//! bodies themselves. No text produced here contains a URL's query or a request header, so keys and
+//! tokens cannot leak through it.
+
+use std::error::Error as _;
+use std::time::Duration;
+
+use reqwest::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER};
+use reqwest::{RequestBuilder, Response, StatusCode, Url, redirect};
+
+use super::ProviderError;
+use super::config::{ProviderConfig, RetryPolicy};
+
+/// Redirects followed at most, as browsers and curl do by default (roughly).
+const MAX_REDIRECTS: usize = 5;
+
+/// Builds the client all providers share (one connection pool, one TLS setup).
+///
+/// Fails rather than panics when the platform has no usable TLS roots, so the server can report it
+/// at startup.
+pub fn build_client(config: &ProviderConfig) -> Result<reqwest::Client, String> {
+    let api_origins: Vec<_> = [&config.gemini_base_url, &config.replicate_base_url]
+        .into_iter()
+        .filter_map(|base| Url::parse(base).ok())
+        .map(|url| url.origin())
+        .collect();
+    // API calls carry a key in a header that reqwest would forward on a redirect to another host
+    // (it strips only `Authorization`), so an API answer may redirect only within its own origin.
+    // Output downloads carry no secret and follow redirects to CDNs freely.
+    let policy = redirect::Policy::custom(move |attempt| {
+        let first_origin = attempt.previous().first().map(Url::origin);
+        if attempt.previous().len() > MAX_REDIRECTS {
+            attempt.error("too many redirects")
+        } else if first_origin.as_ref().is_some_and(|o| api_origins.contains(o) && *o != attempt.url().origin()) {
+            attempt.stop()
+        } else {
+            attempt.follow()
+        }
+    });
+    reqwest::Client::builder()
+        .user_agent(concat!("mvgen/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(config.connect_timeout)
+        .redirect(policy)
+        .build()
+        .map_err(|e| format!("cannot set up the HTTP client: {}", describe(&e)))
+}
+
+/// Sends the request made by `build` and retries it while that is worth it: on connect errors,
+/// 429 (waiting for `Retry-After` seconds, capped) and 5xx, at most `policy.max_attempts` times in
+/// all, with exponential backoff. Any other answer, or the last one, is returned for the caller to
+/// decode, whatever its status.
+///
+/// `timeout` bounds each attempt, answer body included; a timed-out attempt is not retried because
+/// the upstream may still be working on it and a retry would only multiply the wait.
+pub async fn send_with_retry(
+    provider: &'static str,
+    policy: &RetryPolicy,
+    timeout: Duration,
+    mut build: impl FnMut() -> RequestBuilder,
+) -> Result<Response, ProviderError> {
+    let mut attempt = 1;
+    loop {
+        let last = attempt >= policy.max_attempts;
+        let result = build().timeout(timeout).send().await;
+        let retry_after = match result {
+            Ok(response) if !last && is_retryable(response.status()) => {
+                let wait = parse_retry_after(response.headers());
+                tracing::warn!(provider, status = response.status().as_u16(), attempt, "upstream asked us to retry");
+                wait
+            }
+            Ok(response) => return Ok(response),
+            Err(err) if !last && err.is_connect() => {
+                tracing::warn!(provider, attempt, error = %describe(&err), "cannot connect, will retry");
+                None
+            }
+            Err(err) => return Err(transport_error(provider, &err, timeout)),
+        };
+        tokio::time::sleep(retry_delay(policy, attempt, retry_after)).await;
+        attempt += 1;
+    }
+}
+
+/// 429 and every 5xx; no other 4xx, since repeating a bad request gives the same answer.
+pub fn is_retryable(status: StatusCode) -> bool {
+    status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
+}
+
+/// The wait before retry number `retry` (1 = the first retry): what the upstream asked for, else
+/// `base_delay` doubled per retry; never more than `max_delay`.
+pub fn retry_delay(policy: &RetryPolicy, retry: u32, retry_after: Option<Duration>) -> Duration {
+    let backoff = || policy.base_delay.saturating_mul(2u32.saturating_pow(retry.saturating_sub(1)));
+    retry_after.unwrap_or_else(backoff).min(policy.max_delay)
+}
+
+/// `Retry-After` in seconds. The HTTP-date form is ignored (neither Gemini nor Replicate sends it),
+/// which falls back to plain backoff.
+pub fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let text = headers.get(RETRY_AFTER)?.to_str().ok()?;
+    text.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// Maps a reqwest failure (sending, or reading the body) to a provider error.
+pub fn transport_error(provider: &'static str, err: &reqwest::Error, timeout: Duration) -> ProviderError {
+    if err.is_timeout() {
+        ProviderError::Timeout { provider, after: timeout }
+    } else if err.is_connect() {
+        ProviderError::Unreachable { provider, message: describe(err) }
+    } else if err.is_body() || err.is_decode() {
+        ProviderError::Unreachable {
+            provider,
+            message: format!("connection lost while reading the answer: {}", describe(err)),
+        }
+    } else {
+        ProviderError::Unreachable { provider, message: describe(err) }
+    }
+}
+
+/// An error and its causes on one line, without the request URL.
+///
+/// reqwest's own Display names only the outermost layer ("error sending request"); the useful
+/// part ("Connection refused") is in the source chain.
+pub fn describe(err: &reqwest::Error) -> String {
+    let mut parts = vec![strip_url(&err.to_string())];
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = cause.source();
+    }
+    parts.join(": ")
+}
+
+/// reqwest appends ` for url (...)` to its messages; the URL is ours and says nothing new.
+fn strip_url(text: &str) -> String {
+    match text.find(" for url (") {
+        Some(at) => text[..at].to_owned(),
+        None => text.to_owned(),
+    }
+}
+
+/// Why [`read_limited`] stopped.
+#[derive(Debug)]
+pub enum ReadError {
+    /// The body is longer than the limit; nothing beyond the limit was buffered.
+    TooLarge,
+    Transport(reqwest::Error),
+}
+
+/// Reads a body chunk by chunk and stops as soon as it would exceed `limit` bytes, so an oversized
+/// (or endless) answer never sits in memory whole.
+pub async fn read_limited(response: &mut Response, limit: u64) -> Result<Vec<u8>, ReadError> {
+    if response.content_length().is_some_and(|len| len > limit) {
+        return Err(ReadError::TooLarge);
+    }
+    let capacity = response.content_length().unwrap_or(0).min(limit).min(MAX_PREALLOCATION);
+    let mut bytes = Vec::with_capacity(capacity as usize);
+    while let Some(chunk) = response.chunk().await.map_err(ReadError::Transport)? {
+        if (bytes.len() + chunk.len()) as u64 > limit {
+            return Err(ReadError::TooLarge);
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
+/// A lying `Content-Length` must not make us reserve the full limit up front.
+const MAX_PREALLOCATION: u64 = 16 * 1024 * 1024;
+
+/// The media type of a response (`image/png`), lowercased and without parameters.
+pub fn media_type(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(CONTENT_TYPE)?.to_str().ok()?;
+    let essence = value.split(';').next()?.trim().to_ascii_lowercase();
+    (!essence.is_empty()).then_some(essence)
+}
+
+/// `200 MiB`, `512 KiB`, `1000 bytes`: for size-limit messages.
+pub fn human_bytes(n: u64) -> String {
+    const KIB: u64 = 1024;
+    const MIB: u64 = 1024 * 1024;
+    if n >= MIB && n.is_multiple_of(MIB) {
+        format!("{} MiB", n / MIB)
+    } else if n >= KIB && n.is_multiple_of(KIB) {
+        format!("{} KiB", n / KIB)
+    } else {
+        format!("{n} bytes")
+    }
+}
+
+/// Shortens upstream text for an error message and removes `secret` from it, in case an upstream
+/// ever echoes the credential back.
+pub fn clean_message(text: &str, secret: &str) -> String {
+    const MAX_CHARS: usize = 300;
+    let text = text.trim();
+    let redacted = if secret.is_empty() { text.to_owned() } else { text.replace(secret, "[redacted]") };
+    match redacted.char_indices().nth(MAX_CHARS) {
+        Some((cut, _)) => format!("{}…", &redacted[..cut]),
+        None => redacted,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy { max_attempts: 5, base_delay: Duration::from_millis(100), max_delay: Duration::from_secs(2) }
+    }
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let p = policy();
+        assert_eq!(retry_delay(&p, 1, None), Duration::from_millis(100));
+        assert_eq!(retry_delay(&p, 2, None), Duration::from_millis(200));
+        assert_eq!(retry_delay(&p, 3, None), Duration::from_millis(400));
+        assert_eq!(retry_delay(&p, 10, None), Duration::from_secs(2));
+        assert_eq!(retry_delay(&p, u32::MAX, None), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn retry_after_wins_over_backoff_but_is_capped() {
+        let p = policy();
+        assert_eq!(retry_delay(&p, 1, Some(Duration::from_secs(1))), Duration::from_secs(1));
+        assert_eq!(retry_delay(&p, 1, Some(Duration::from_secs(3600))), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn retry_after_is_read_in_seconds_only() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(parse_retry_after(&headers), None);
+        headers.insert(RETRY_AFTER, HeaderValue::from_static(" 7 "));
+        assert_eq!(parse_retry_after(&headers), Some(Duration::from_secs(7)));
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"));
+        assert_eq!(parse_retry_after(&headers), None);
+    }
+
+    #[test]
+    fn only_429_and_5xx_are_retried() {
+        assert!(is_retryable(StatusCode::TOO_MANY_REQUESTS));
+        assert!(is_retryable(StatusCode::INTERNAL_SERVER_ERROR));
+        assert!(is_retryable(StatusCode::SERVICE_UNAVAILABLE));
+        assert!(!is_retryable(StatusCode::BAD_REQUEST));
+        assert!(!is_retryable(StatusCode::FORBIDDEN));
+        assert!(!is_retryable(StatusCode::UNPROCESSABLE_ENTITY));
+        assert!(!is_retryable(StatusCode::OK));
+    }
+
+    #[test]
+    fn media_type_drops_parameters() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(media_type(&headers), None);
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("Video/MP4; charset=binary"));
+        assert_eq!(media_type(&headers).as_deref(), Some("video/mp4"));
+    }
+
+    #[test]
+    fn messages_are_redacted_and_shortened() {
+        assert_eq!(clean_message(" bad key sk-123 ", "sk-123"), "bad key [redacted]");
+        assert_eq!(clean_message("no secret here", ""), "no secret here");
+        let long = "é".repeat(1000);
+        let short = clean_message(&long, "x");
+        assert_eq!(short.chars().count(), 301);
+        assert!(short.ends_with('…'));
+    }
+
+    #[test]
+    fn sizes_read_naturally() {
+        assert_eq!(human_bytes(200 * 1024 * 1024), "200 MiB");
+        assert_eq!(human_bytes(512 * 1024), "512 KiB");
+        assert_eq!(human_bytes(1000), "1000 bytes");
+    }
+
+    #[test]
+    fn urls_are_cut_from_reqwest_messages() {
+        assert_eq!(strip_url("error sending request for url (http://x/y?key=1)"), "error sending request");
+        assert_eq!(strip_url("plain"), "plain");
+    }
+}

@@ -1,0 +1,563 @@
+//! The Replicate image and video maker: create a prediction on an official model, poll it until it
+//! ends or a deadline passes (then cancel it), and download its output within a size limit.
+//!
+//! Wire shapes follow `shared/reference/providers.md`. Retries and transport errors are handled by
+//! [`super::http`]; this file owns the model inputs, the prediction life cycle and the download.
+//! The API token is sent to the configured base URL only, never to the host serving the output.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use reqwest::{StatusCode, Url};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use tokio::time::{Instant, timeout_at};
+
+use super::config::{ProviderConfig, RetryPolicy};
+use super::http::{self, ReadError};
+use super::{BoxFuture, ImageMaker, ImageRequest, Media, ProviderError, VideoMaker, VideoRequest};
+
+const PROVIDER: &str = "replicate";
+
+/// Veo's resolution. mvgen's flavors have no setting for it yet, and 720p keeps runs short and
+/// cheap; 1080p is the other value the model takes.
+const VIDEO_RESOLUTION: &str = "720p";
+
+/// Prediction JSON is small; anything bigger is not a prediction.
+const MAX_ANSWER_BYTES: u64 = 1024 * 1024;
+
+/// Cancelling is a courtesy after we already gave up, so it gets a short leash.
+const CANCEL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Makes images and videos with Replicate (`backend() == "replicate"`).
+pub struct ReplicateClient {
+    http: reqwest::Client,
+    base_url: Url,
+    token: String,
+    retry: RetryPolicy,
+    request_timeout: Duration,
+    wait: Duration,
+    poll_interval: Duration,
+    download_timeout: Duration,
+    image: Limits,
+    video: Limits,
+}
+
+/// How long one kind of prediction may take and how big its output may be.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    deadline: Duration,
+    max_bytes: u64,
+}
+
+impl ReplicateClient {
+    /// A client for `config.replicate_base_url` with `config.replicate_api_token`; fails when the
+    /// token is unset (or mocking is forced) or the base URL is unusable.
+    pub fn new(config: &ProviderConfig, http: reqwest::Client) -> Result<Self, String> {
+        let token = config.replicate_token().ok_or("REPLICATE_API_TOKEN is not set")?.to_owned();
+        let base_url = Url::parse(&config.replicate_base_url).map_err(|e| format!("REPLICATE_BASE_URL: {e}"))?;
+        Ok(ReplicateClient {
+            http,
+            base_url,
+            token,
+            retry: config.retry,
+            request_timeout: config.request_timeout,
+            wait: config.replicate_wait,
+            poll_interval: config.poll_interval,
+            download_timeout: config.download_timeout,
+            image: Limits { deadline: config.image_deadline, max_bytes: config.max_image_bytes },
+            video: Limits { deadline: config.video_deadline, max_bytes: config.max_video_bytes },
+        })
+    }
+
+    /// Runs one prediction to its downloaded output. `fallback_type` is the content type used when
+    /// neither the download's header nor its URL says what the file is.
+    async fn run(
+        &self,
+        model: &str,
+        input: Value,
+        limits: Limits,
+        fallback_type: &str,
+    ) -> Result<Media, ProviderError> {
+        let url = self.api_url(&model_path(model)?)?;
+        let deadline = Instant::now() + limits.deadline;
+        let timeout = ProviderError::Timeout { provider: PROVIDER, after: limits.deadline };
+
+        let created = timeout_at(deadline, self.create(url, &input)).await.map_err(|_| timeout.clone())??;
+        let id = created.id.clone();
+        let finished = match timeout_at(deadline, self.wait_until_done(created)).await {
+            Ok(result) => result?,
+            Err(_) => {
+                self.cancel(&id).await;
+                return Err(timeout);
+            }
+        };
+        let output = output_url(&finished)?;
+        tracing::debug!(model, prediction = %id, "replicate prediction succeeded");
+        self.download(&output, limits.max_bytes, fallback_type).await
+    }
+
+    async fn create(&self, url: Url, input: &Value) -> Result<Prediction, ProviderError> {
+        let body = json!({ "input": input });
+        // `Prefer: wait` holds the answer back for up to N seconds, so the attempt may take that long.
+        let attempt_timeout = self.request_timeout + self.wait;
+        let prefer = prefer_header(self.wait);
+        let response = http::send_with_retry(PROVIDER, &self.retry, attempt_timeout, || {
+            let request = self.http.post(url.clone()).bearer_auth(&self.token).json(&body);
+            match &prefer {
+                Some(value) => request.header("Prefer", value),
+                None => request,
+            }
+        })
+        .await?;
+        self.read_prediction(response, attempt_timeout).await
+    }
+
+    async fn wait_until_done(&self, mut prediction: Prediction) -> Result<Prediction, ProviderError> {
+        loop {
+            match prediction.status.as_str() {
+                "succeeded" => return Ok(prediction),
+                "failed" | "canceled" | "aborted" => return Err(prediction.failure(&self.token)),
+                _ => {}
+            }
+            tokio::time::sleep(self.poll_interval).await;
+            // Polled by id on our own base URL rather than via `urls.get`, so the token only ever
+            // goes to the host we were configured with.
+            let url = self.api_url(&["v1", "predictions", &prediction.id])?;
+            let response = http::send_with_retry(PROVIDER, &self.retry, self.request_timeout, || {
+                self.http.get(url.clone()).bearer_auth(&self.token)
+            })
+            .await?;
+            prediction = self.read_prediction(response, self.request_timeout).await?;
+        }
+    }
+
+    /// Best effort: the prediction runs on (and bills) until cancelled, but our caller already has
+    /// its answer, so failures are only logged.
+    async fn cancel(&self, id: &str) {
+        let Ok(url) = self.api_url(&["v1", "predictions", id, "cancel"]) else { return };
+        let sent =
+            self.http.post(url).bearer_auth(&self.token).timeout(CANCEL_TIMEOUT.min(self.request_timeout)).send();
+        match sent.await {
+            Ok(response) if response.status().is_success() => tracing::info!(prediction = id, "cancelled prediction"),
+            Ok(response) => tracing::warn!(prediction = id, status = response.status().as_u16(), "cancel refused"),
+            Err(err) => tracing::warn!(prediction = id, error = %http::describe(&err), "cancel failed"),
+        }
+    }
+
+    async fn read_prediction(
+        &self,
+        mut response: reqwest::Response,
+        timeout: Duration,
+    ) -> Result<Prediction, ProviderError> {
+        let status = response.status();
+        let bytes = match http::read_limited(&mut response, MAX_ANSWER_BYTES).await {
+            Ok(bytes) => bytes,
+            Err(ReadError::TooLarge) => return Err(malformed("prediction answer is too large".to_owned())),
+            Err(ReadError::Transport(e)) => return Err(http::transport_error(PROVIDER, &e, timeout)),
+        };
+        if !status.is_success() {
+            let retry_after = http::parse_retry_after(response.headers());
+            return Err(error_from_answer(status, &bytes, retry_after, &self.token));
+        }
+        let mut prediction: Prediction = serde_json::from_slice(&bytes)
+            .map_err(|e| malformed(format!("answer is not a prediction ({e}): {}", snippet(&bytes))))?;
+        if prediction.id.trim().is_empty() {
+            return Err(malformed("prediction has no id".to_owned()));
+        }
+        prediction.http_status = status.as_u16();
+        Ok(prediction)
+    }
+
+    /// A plain GET without the token: output links are pre-signed and live on another host.
+    async fn download(&self, url: &str, max_bytes: u64, fallback_type: &str) -> Result<Media, ProviderError> {
+        if let Some(data) = url.strip_prefix("data:") {
+            return decode_data_uri(data, max_bytes);
+        }
+        let parsed = Url::parse(url).map_err(|e| malformed(format!("output {url:?} is not a URL: {e}")))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(malformed(format!("output URL scheme {:?} is not http(s)", parsed.scheme())));
+        }
+        let mut response =
+            http::send_with_retry(PROVIDER, &self.retry, self.download_timeout, || self.http.get(parsed.clone()))
+                .await?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(ProviderError::Upstream {
+                provider: PROVIDER,
+                status: status.as_u16(),
+                message: "downloading the prediction output failed".to_owned(),
+            });
+        }
+        let bytes = match http::read_limited(&mut response, max_bytes).await {
+            Ok(bytes) => bytes,
+            Err(ReadError::TooLarge) => {
+                return Err(malformed(format!("output larger than {}", http::human_bytes(max_bytes))));
+            }
+            Err(ReadError::Transport(e)) => return Err(http::transport_error(PROVIDER, &e, self.download_timeout)),
+        };
+        if bytes.is_empty() {
+            return Err(malformed("output file is empty".to_owned()));
+        }
+        let content_type = http::media_type(response.headers())
+            .filter(|t| !is_generic_type(t))
+            .or_else(|| type_from_extension(parsed.path()).map(str::to_owned))
+            .unwrap_or_else(|| fallback_type.to_owned());
+        Ok(Media { bytes, content_type })
+    }
+
+    /// `segments` appended to the base URL, each escaped, so an id or model name cannot change
+    /// which endpoint is called.
+    fn api_url(&self, segments: &[&str]) -> Result<Url, ProviderError> {
+        let mut url = self.base_url.clone();
+        url.path_segments_mut()
+            .map_err(|()| malformed("base URL cannot take a path".to_owned()))?
+            .pop_if_empty()
+            .extend(segments);
+        Ok(url)
+    }
+}
+
+impl ImageMaker for ReplicateClient {
+    fn backend(&self) -> &'static str {
+        PROVIDER
+    }
+
+    fn make_image<'a>(&'a self, request: &'a ImageRequest) -> BoxFuture<'a, Result<Media, ProviderError>> {
+        let fallback = match request.output_format.as_str() {
+            "jpg" | "jpeg" => "image/jpeg",
+            "webp" => "image/webp",
+            _ => "image/png",
+        };
+        Box::pin(self.run(&request.model, image_input(request), self.image, fallback))
+    }
+}
+
+impl VideoMaker for ReplicateClient {
+    fn backend(&self) -> &'static str {
+        PROVIDER
+    }
+
+    fn make_video<'a>(&'a self, request: &'a VideoRequest) -> BoxFuture<'a, Result<Media, ProviderError>> {
+        Box::pin(self.run(&request.model, video_input(request), self.video, "video/mp4"))
+    }
+}
+
+/// The `input` object for an image model (google/imagen-4 and alikes).
+pub fn image_input(request: &ImageRequest) -> Value {
+    let mut input = Map::new();
+    input.insert("prompt".into(), json!(request.prompt));
+    input.insert("aspect_ratio".into(), json!(request.aspect_ratio));
+    input.insert("output_format".into(), json!(request.output_format));
+    input.insert("safety_filter_level".into(), json!(request.safety_filter_level));
+    input.insert("person_generation".into(), json!(request.person_generation));
+    insert_optional(&mut input, request.seed, request.negative_prompt.as_deref());
+    Value::Object(input)
+}
+
+/// The `input` object for a video model (google/veo-3.1 and alikes).
+///
+/// `person_generation` is not sent: veo's input schema has no such field and some models reject
+/// unknown fields.
+pub fn video_input(request: &VideoRequest) -> Value {
+    let mut input = Map::new();
+    input.insert("prompt".into(), json!(request.prompt));
+    input.insert("aspect_ratio".into(), json!(request.aspect_ratio));
+    input.insert("duration".into(), json!(request.duration));
+    input.insert("resolution".into(), json!(VIDEO_RESOLUTION));
+    input.insert("generate_audio".into(), json!(request.generate_audio));
+    insert_optional(&mut input, request.seed, request.negative_prompt.as_deref());
+    if let Some(reference) = &request.reference_image {
+        input.insert("reference_images".into(), json!([data_uri(reference)]));
+    }
+    Value::Object(input)
+}
+
+fn insert_optional(input: &mut Map<String, Value>, seed: Option<i64>, negative_prompt: Option<&str>) {
+    if let Some(seed) = seed {
+        input.insert("seed".into(), json!(seed));
+    }
+    if let Some(negative) = negative_prompt.filter(|n| !n.trim().is_empty()) {
+        input.insert("negative_prompt".into(), json!(negative));
+    }
+}
+
+/// A reference image inline, which spares an upload round trip for the small files we send.
+pub fn data_uri(media: &Media) -> String {
+    format!("data:{};base64,{}", media.content_type, base64::engine::general_purpose::STANDARD.encode(&media.bytes))
+}
+
+/// `owner/name` as the path of the official-model predictions endpoint.
+fn model_path(model: &str) -> Result<[&str; 5], ProviderError> {
+    let bad = || malformed(format!("model {model:?} is not of the form owner/name"));
+    let (owner, name) = model.trim().split_once('/').ok_or_else(bad)?;
+    let usable = |s: &str| !s.is_empty() && s != "." && s != ".." && !s.contains('/');
+    if !usable(owner) || !usable(name) {
+        return Err(bad());
+    }
+    Ok(["v1", "models", owner, name, "predictions"])
+}
+
+/// `wait=N` in whole seconds (at least 1), or no header when waiting is switched off.
+fn prefer_header(wait: Duration) -> Option<String> {
+    (!wait.is_zero()).then(|| format!("wait={}", wait.as_secs().clamp(1, 60)))
+}
+
+#[derive(Debug, Deserialize)]
+struct Prediction {
+    id: String,
+    status: String,
+    #[serde(default)]
+    output: Value,
+    #[serde(default)]
+    error: Value,
+    /// The status of the HTTP answer that carried this prediction, for error reports.
+    #[serde(skip)]
+    http_status: u16,
+}
+
+impl Prediction {
+    /// The error for a prediction that ended without success.
+    fn failure(&self, token: &str) -> ProviderError {
+        let reason = match &self.error {
+            Value::String(s) if !s.trim().is_empty() => s.clone(),
+            Value::Null => "no reason given".to_owned(),
+            other => other.to_string(),
+        };
+        let reason = http::clean_message(&reason, token);
+        if self.status != "failed" {
+            let message = format!("prediction {} was {}: {reason}", self.id, self.status);
+            return ProviderError::Upstream { provider: PROVIDER, status: self.http_status, message };
+        }
+        if looks_like_content_refusal(&reason) {
+            return ProviderError::Refused { provider: PROVIDER, message: reason };
+        }
+        let message = format!("prediction {} failed: {reason}", self.id);
+        ProviderError::Upstream { provider: PROVIDER, status: self.http_status, message }
+    }
+}
+
+/// Safety filters report through the prediction's error text (Replicate's E005 "flagged as
+/// sensitive", Google's safety messages); a refusal is the user's to fix, not an outage.
+fn looks_like_content_refusal(reason: &str) -> bool {
+    let lower = reason.to_ascii_lowercase();
+    ["e005", "sensitive", "safety", "nsfw", "flagged"].iter().any(|w| lower.contains(w))
+}
+
+/// The first output file of a succeeded prediction: `output` is a URL or a list of URLs.
+fn output_url(prediction: &Prediction) -> Result<String, ProviderError> {
+    let first = match &prediction.output {
+        Value::String(url) => Some(url.as_str()),
+        Value::Array(items) => items.first().and_then(Value::as_str),
+        _ => None,
+    };
+    match first {
+        Some(url) if !url.trim().is_empty() => Ok(url.trim().to_owned()),
+        _ => Err(malformed(format!("prediction {} succeeded without an output URL", prediction.id))),
+    }
+}
+
+/// A `data:` output (Replicate may inline small files), decoded within the same size limit.
+fn decode_data_uri(data: &str, max_bytes: u64) -> Result<Media, ProviderError> {
+    let (meta, payload) = data.split_once(',').ok_or_else(|| malformed("output data URI has no comma".to_owned()))?;
+    let content_type =
+        meta.strip_suffix(";base64").ok_or_else(|| malformed("output data URI is not base64".to_owned()))?;
+    // base64 is 4 characters per 3 bytes; checked before decoding so nothing oversized is allocated.
+    if (payload.len() as u64 / 4).saturating_mul(3) > max_bytes {
+        return Err(malformed(format!("output larger than {}", http::human_bytes(max_bytes))));
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(payload)
+        .map_err(|e| malformed(format!("output data URI is not valid base64: {e}")))?;
+    let content_type = if content_type.is_empty() { "application/octet-stream" } else { content_type };
+    Ok(Media { bytes, content_type: content_type.to_ascii_lowercase() })
+}
+
+/// Types a file host sends when it does not know better; the URL's extension says more.
+fn is_generic_type(media_type: &str) -> bool {
+    matches!(media_type, "application/octet-stream" | "binary/octet-stream" | "application/binary")
+}
+
+/// The content type for a URL path's extension, for hosts that send none.
+fn type_from_extension(path: &str) -> Option<&'static str> {
+    let (_, ext) = path.rsplit_once('/').unwrap_or(("", path)).1.rsplit_once('.')?;
+    match ext.to_ascii_lowercase().as_str() {
+        "png" => Some("image/png"),
+        "jpg" | "jpeg" => Some("image/jpeg"),
+        "webp" => Some("image/webp"),
+        "gif" => Some("image/gif"),
+        "mp4" => Some("video/mp4"),
+        "webm" => Some("video/webm"),
+        "mov" => Some("video/quicktime"),
+        _ => None,
+    }
+}
+
+/// Maps a non-2xx API answer: the `detail` of Replicate's problem+json when present.
+fn error_from_answer(status: StatusCode, body: &[u8], retry_after: Option<Duration>, token: &str) -> ProviderError {
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        return ProviderError::RateLimited { provider: PROVIDER, retry_after };
+    }
+    #[derive(Deserialize)]
+    struct Problem {
+        title: Option<String>,
+        detail: Option<String>,
+    }
+    let message = match serde_json::from_slice::<Problem>(body) {
+        Ok(Problem { detail: Some(detail), .. }) if !detail.trim().is_empty() => detail,
+        Ok(Problem { title: Some(title), .. }) if !title.trim().is_empty() => title,
+        _ if body.is_empty() => status.canonical_reason().unwrap_or("no message").to_owned(),
+        _ => String::from_utf8_lossy(body).into_owned(),
+    };
+    ProviderError::Upstream {
+        provider: PROVIDER,
+        status: status.as_u16(),
+        message: http::clean_message(&message, token),
+    }
+}
+
+fn malformed(message: String) -> ProviderError {
+    ProviderError::Malformed { provider: PROVIDER, message }
+}
+
+fn snippet(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let short: String = text.chars().take(120).collect();
+    if short.len() < text.len() { format!("{short:?}…") } else { format!("{short:?}") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prediction(status: &str, output: Value, error: Value) -> Prediction {
+        Prediction { id: "p1".into(), status: status.into(), output, error, http_status: 200 }
+    }
+
+    #[test]
+    fn image_input_sends_optional_fields_only_when_given() {
+        let mut request = ImageRequest {
+            model: "google/imagen-4".into(),
+            prompt: "a cat".into(),
+            aspect_ratio: "1:1".into(),
+            safety_filter_level: "block_medium_and_above".into(),
+            person_generation: "allow_adult".into(),
+            output_format: "png".into(),
+            ..Default::default()
+        };
+        let input = image_input(&request);
+        assert_eq!(
+            input,
+            json!({"prompt": "a cat", "aspect_ratio": "1:1", "output_format": "png",
+                   "safety_filter_level": "block_medium_and_above", "person_generation": "allow_adult"})
+        );
+        request.seed = Some(-7);
+        request.negative_prompt = Some("blur".into());
+        let input = image_input(&request);
+        assert_eq!(input["seed"], json!(-7));
+        assert_eq!(input["negative_prompt"], json!("blur"));
+    }
+
+    #[test]
+    fn video_input_has_no_person_generation_and_inlines_the_reference() {
+        let request = VideoRequest {
+            model: "google/veo-3.1".into(),
+            prompt: "dance".into(),
+            aspect_ratio: "16:9".into(),
+            duration: 8,
+            generate_audio: true,
+            person_generation: "allow_all".into(),
+            reference_image: Some(Media { bytes: b"abc".to_vec(), content_type: "image/png".into() }),
+            ..Default::default()
+        };
+        let input = video_input(&request);
+        assert_eq!(
+            input,
+            json!({"prompt": "dance", "aspect_ratio": "16:9", "duration": 8, "resolution": "720p",
+                   "generate_audio": true, "reference_images": ["data:image/png;base64,YWJj"]})
+        );
+    }
+
+    #[test]
+    fn model_must_be_owner_slash_name() {
+        assert_eq!(model_path("google/veo-3.1").unwrap(), ["v1", "models", "google", "veo-3.1", "predictions"]);
+        for bad in ["imagen", "a/b/c", "/x", "x/", "../x", "a/.."] {
+            assert!(model_path(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn prefer_header_is_whole_seconds_within_replicate_limits() {
+        assert_eq!(prefer_header(Duration::ZERO), None);
+        assert_eq!(prefer_header(Duration::from_millis(300)).as_deref(), Some("wait=1"));
+        assert_eq!(prefer_header(Duration::from_secs(60)).as_deref(), Some("wait=60"));
+    }
+
+    #[test]
+    fn output_is_a_string_or_the_first_of_a_list() {
+        let single = prediction("succeeded", json!("https://x/a.png"), Value::Null);
+        assert_eq!(output_url(&single).unwrap(), "https://x/a.png");
+        let list = prediction("succeeded", json!(["https://x/1.mp4", "https://x/2.mp4"]), Value::Null);
+        assert_eq!(output_url(&list).unwrap(), "https://x/1.mp4");
+        for empty in [Value::Null, json!([]), json!(""), json!({"url": 1})] {
+            assert!(output_url(&prediction("succeeded", empty, Value::Null)).is_err());
+        }
+    }
+
+    #[test]
+    fn failures_carry_replicates_message() {
+        let failed = prediction("failed", Value::Null, json!("CUDA out of memory"));
+        assert_eq!(
+            failed.failure("tok"),
+            ProviderError::Upstream {
+                provider: "replicate",
+                status: 200,
+                message: "prediction p1 failed: CUDA out of memory".into()
+            }
+        );
+        let flagged = prediction("failed", Value::Null, json!("Output flagged as sensitive (E005)"));
+        assert!(matches!(flagged.failure("tok"), ProviderError::Refused { .. }));
+        let canceled = prediction("canceled", Value::Null, Value::Null);
+        assert!(
+            matches!(canceled.failure("tok"), ProviderError::Upstream { message, .. } if message.contains("was canceled"))
+        );
+    }
+
+    #[test]
+    fn problem_json_detail_is_used() {
+        let body = br#"{"title": "Invalid input", "detail": "aspect_ratio: must be one of 1:1, 16:9", "status": 422}"#;
+        let err = error_from_answer(StatusCode::UNPROCESSABLE_ENTITY, body, None, "tok");
+        assert_eq!(
+            err,
+            ProviderError::Upstream {
+                provider: "replicate",
+                status: 422,
+                message: "aspect_ratio: must be one of 1:1, 16:9".into()
+            }
+        );
+        let err = error_from_answer(StatusCode::UNAUTHORIZED, br#"{"title": "Unauthenticated"}"#, None, "tok");
+        assert!(matches!(err, ProviderError::Upstream { status: 401, message, .. } if message == "Unauthenticated"));
+    }
+
+    #[test]
+    fn content_type_comes_from_the_extension_when_missing() {
+        assert_eq!(type_from_extension("/files/out.MP4"), Some("video/mp4"));
+        assert_eq!(type_from_extension("/a.b/out"), None);
+        assert_eq!(type_from_extension("/x/y.jpeg"), Some("image/jpeg"));
+        assert!(is_generic_type("application/octet-stream"));
+    }
+
+    #[test]
+    fn data_uris_decode_within_the_limit() {
+        let media = decode_data_uri("image/png;base64,YWJj", 10).unwrap();
+        assert_eq!(media, Media { bytes: b"abc".to_vec(), content_type: "image/png".into() });
+        assert!(decode_data_uri("image/png;base64,YWJjYWJjYWJj", 3).is_err());
+        assert!(decode_data_uri("image/png,abc", 10).is_err());
+    }
+
+    #[test]
+    fn reference_images_become_data_uris() {
+        let media = Media { bytes: vec![0xff, 0x00], content_type: "image/jpeg".into() };
+        assert_eq!(data_uri(&media), "data:image/jpeg;base64,/wA=");
+    }
+}

@@ -1,0 +1,674 @@
+//! The real Gemini and Replicate clients against the fake upstreams in `support/fake_upstream.rs`,
+//! asserting what the fakes received as much as what the clients returned; and the offline mocks.
+//!
+//! Timeouts, poll intervals and backoff are configured tiny, so every test takes milliseconds; the
+//! few that wait for a timeout are bounded by an outer `tokio::time::timeout`, never by a sleep.
+
+mod support;
+
+use std::time::Duration;
+
+use mvgen::providers::gemini::GeminiClient;
+use mvgen::providers::mock::{MOCK_LABEL, MockImages, MockScenes, MockVideos};
+use mvgen::providers::replicate::ReplicateClient;
+use mvgen::providers::{
+    ImageMaker, ImageRequest, Media, ProviderConfig, ProviderError, Providers, SceneRequest, SceneWriter, VideoMaker,
+    VideoRequest,
+};
+use serde_json::{Value, json};
+use support::fake_upstream::{
+    FakeFile, FakeGemini, FakeReplicate, Outcome, PredictionPlan, Route, Scripted, TEST_GEMINI_KEY,
+    TEST_REPLICATE_TOKEN, test_provider_config,
+};
+
+/// Outer bound for calls expected to time out: far above the configured timeouts, far below
+/// anything that would hang CI.
+const BOUND: Duration = Duration::from_secs(10);
+
+// ---------------------------------------------------------------------------------------------
+// Gemini
+
+#[tokio::test]
+async fn gemini_sends_prompt_key_and_schema_and_returns_the_scenes() {
+    let fake = FakeGemini::start().await;
+    fake.set_default_scenes(4);
+    let client = gemini(&test_provider_config(&fake.base_url, "http://127.0.0.1:9"));
+
+    let scenes = client.write_scenes(&scene_request(4)).await.unwrap();
+
+    assert_eq!(scenes.len(), 4);
+    assert_eq!(scenes[3].description, "fake scene 4 of 4");
+    assert_eq!(scenes[3].negative_description, "fake negative 4");
+    let received = fake.received();
+    assert_eq!(received.len(), 1);
+    let request = &received[0];
+    assert_eq!(request.method, "POST");
+    assert_eq!(request.path, "/v1beta/models/gemini-2.5-flash:generateContent");
+    assert_eq!(request.query, None, "the key goes in a header, never the query");
+    assert_eq!(request.header("x-goog-api-key"), Some(TEST_GEMINI_KEY));
+    assert_eq!(request.header("content-type"), Some("application/json"));
+    // The exact body from providers.md, written out here independently of the client's code.
+    assert_eq!(
+        request.json(),
+        json!({
+            "contents": [{"role": "user", "parts": [{"text": "Write 4 scenes about a night drive."}]}],
+            "generationConfig": {
+                "responseMimeType": "application/json",
+                "responseSchema": {
+                    "type": "OBJECT",
+                    "properties": {"scenes": {"type": "ARRAY", "items": {"type": "OBJECT",
+                        "properties": {"description": {"type": "STRING"}, "negative_description": {"type": "STRING"}},
+                        "required": ["description", "negative_description"]}}},
+                    "required": ["scenes"]
+                }
+            }
+        })
+    );
+}
+
+#[tokio::test]
+async fn gemini_waits_out_429_with_retry_after_then_succeeds() {
+    let fake = FakeGemini::start().await;
+    fake.push_response(
+        Scripted::json(429, FakeGemini::error_body(429, "RESOURCE_EXHAUSTED", "Quota exceeded"))
+            .with_header("retry-after", "1"),
+    );
+    let client = gemini(&test_provider_config(&fake.base_url, "http://127.0.0.1:9"));
+
+    let scenes = client.write_scenes(&scene_request(3)).await.unwrap();
+
+    assert_eq!(scenes.len(), 3);
+    assert_eq!(fake.received().len(), 2);
+}
+
+#[tokio::test]
+async fn gemini_retries_500_and_503_then_succeeds() {
+    let fake = FakeGemini::start().await;
+    fake.push_response(Scripted::json(500, FakeGemini::error_body(500, "INTERNAL", "oops")));
+    fake.push_response(Scripted::json(503, FakeGemini::error_body(503, "UNAVAILABLE", "overloaded")));
+    let client = gemini(&test_provider_config(&fake.base_url, "http://127.0.0.1:9"));
+
+    assert_eq!(client.write_scenes(&scene_request(3)).await.unwrap().len(), 3);
+    assert_eq!(fake.received().len(), 3);
+}
+
+#[tokio::test]
+async fn gemini_retries_are_bounded_and_keep_the_upstream_message() {
+    let fake = FakeGemini::start().await;
+    for _ in 0..5 {
+        fake.push_response(Scripted::json(503, FakeGemini::error_body(503, "UNAVAILABLE", "The model is overloaded.")));
+    }
+    let client = gemini(&test_provider_config(&fake.base_url, "http://127.0.0.1:9"));
+
+    let err = client.write_scenes(&scene_request(3)).await.unwrap_err();
+
+    assert_eq!(
+        err,
+        ProviderError::Upstream { provider: "gemini", status: 503, message: "The model is overloaded.".into() }
+    );
+    assert_eq!(fake.received().len(), 3, "max_attempts is 3");
+}
+
+#[tokio::test]
+async fn gemini_gives_up_on_429_as_rate_limited() {
+    let fake = FakeGemini::start().await;
+    for _ in 0..3 {
+        fake.push_response(
+            Scripted::json(429, FakeGemini::error_body(429, "RESOURCE_EXHAUSTED", "Quota exceeded"))
+                .with_header("retry-after", "7"),
+        );
+    }
+    let client = gemini(&test_provider_config(&fake.base_url, "http://127.0.0.1:9"));
+
+    let err = client.write_scenes(&scene_request(3)).await.unwrap_err();
+
+    assert_eq!(err, ProviderError::RateLimited { provider: "gemini", retry_after: Some(Duration::from_secs(7)) });
+    assert_eq!(fake.received().len(), 3);
+}
+
+#[tokio::test]
+async fn gemini_does_not_retry_other_4xx() {
+    let fake = FakeGemini::start().await;
+    fake.push_response(Scripted::json(
+        400,
+        FakeGemini::error_body(400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key."),
+    ));
+    let client = gemini(&test_provider_config(&fake.base_url, "http://127.0.0.1:9"));
+
+    let err = client.write_scenes(&scene_request(3)).await.unwrap_err();
+
+    assert_eq!(
+        err,
+        ProviderError::Upstream {
+            provider: "gemini",
+            status: 400,
+            message: "API key not valid. Please pass a valid API key.".into()
+        }
+    );
+    assert_eq!(fake.received().len(), 1);
+}
+
+#[tokio::test]
+async fn gemini_times_out_without_retrying() {
+    let fake = FakeGemini::start().await;
+    fake.push_response(Scripted::hang());
+    let mut config = test_provider_config(&fake.base_url, "http://127.0.0.1:9");
+    config.request_timeout = Duration::from_millis(200);
+    let client = gemini(&config);
+
+    let err = tokio::time::timeout(BOUND, client.write_scenes(&scene_request(3))).await.unwrap().unwrap_err();
+
+    assert_eq!(err, ProviderError::Timeout { provider: "gemini", after: Duration::from_millis(200) });
+    assert_eq!(fake.received().len(), 1);
+}
+
+#[tokio::test]
+async fn gemini_unusable_answers_are_malformed_and_say_why() {
+    let cases = [
+        (Scripted::bytes(200, "<html>Bad Gateway</html>"), "not a generateContent response"),
+        (Scripted::json(200, FakeGemini::text_body("Here are your scenes: ...", "STOP")), "scenes text is not"),
+        (Scripted::json(200, FakeGemini::text_body(r#"{"shots": []}"#, "STOP")), "scenes text is not"),
+        (Scripted::json(200, FakeGemini::text_body(r#"{"scenes": [{"desc": 1}]}"#, "STOP")), "scenes text is not"),
+        (Scripted::json(200, FakeGemini::text_body(r#"{"scenes": [{"descr"#, "MAX_TOKENS")), "MAX_TOKENS"),
+        (Scripted::json(200, FakeGemini::scenes_body(4)), "asked for 6 scenes, got 4"),
+    ];
+    for (answer, expected) in cases {
+        let fake = FakeGemini::start().await;
+        fake.push_response(answer);
+        let client = gemini(&test_provider_config(&fake.base_url, "http://127.0.0.1:9"));
+
+        let err = client.write_scenes(&scene_request(6)).await.unwrap_err();
+
+        match &err {
+            ProviderError::Malformed { provider: "gemini", message } => {
+                assert!(message.contains(expected), "{message:?} should contain {expected:?}")
+            }
+            other => panic!("expected Malformed containing {expected:?}, got {other:?}"),
+        }
+        assert_eq!(fake.received().len(), 1, "a malformed answer is not retried");
+    }
+}
+
+#[tokio::test]
+async fn gemini_blocked_prompts_and_safety_stops_are_refused() {
+    let blocked = Scripted::json(200, json!({"promptFeedback": {"blockReason": "PROHIBITED_CONTENT"}}));
+    let safety = Scripted::json(200, FakeGemini::text_body("", "SAFETY"));
+    for answer in [blocked, safety] {
+        let fake = FakeGemini::start().await;
+        fake.push_response(answer);
+        let client = gemini(&test_provider_config(&fake.base_url, "http://127.0.0.1:9"));
+
+        let err = client.write_scenes(&scene_request(3)).await.unwrap_err();
+
+        assert!(matches!(err, ProviderError::Refused { provider: "gemini", .. }), "{err:?}");
+    }
+}
+
+#[tokio::test]
+async fn gemini_connection_dropped_mid_answer_is_unreachable() {
+    let fake = FakeGemini::start().await;
+    fake.push_response(Scripted::broken(200, r#"{"candidates": [{"content": "#));
+    let client = gemini(&test_provider_config(&fake.base_url, "http://127.0.0.1:9"));
+
+    let err = client.write_scenes(&scene_request(3)).await.unwrap_err();
+
+    assert!(matches!(err, ProviderError::Unreachable { provider: "gemini", .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn unreachable_upstreams_are_reported_without_secrets() {
+    let closed = closed_port_url().await;
+    let client = gemini(&test_provider_config(&closed, &closed));
+    let replicate = replicate(&test_provider_config(&closed, &closed));
+
+    let scene_err = client.write_scenes(&scene_request(3)).await.unwrap_err();
+    let image_err = replicate.make_image(&image_request()).await.unwrap_err();
+
+    assert!(matches!(scene_err, ProviderError::Unreachable { provider: "gemini", .. }), "{scene_err:?}");
+    assert!(matches!(image_err, ProviderError::Unreachable { provider: "replicate", .. }), "{image_err:?}");
+    assert_no_secrets(&scene_err);
+    assert_no_secrets(&image_err);
+}
+
+#[tokio::test]
+async fn echoed_credentials_are_redacted_from_errors() {
+    let gemini_fake = FakeGemini::start().await;
+    gemini_fake.push_response(Scripted::json(
+        403,
+        FakeGemini::error_body(403, "PERMISSION_DENIED", &format!("key {TEST_GEMINI_KEY} is suspended")),
+    ));
+    let replicate_fake = FakeReplicate::start().await;
+    replicate_fake.push_response(
+        Route::Create,
+        Scripted::json(
+            401,
+            FakeReplicate::problem_body(401, "Unauthenticated", &format!("token {TEST_REPLICATE_TOKEN} revoked")),
+        ),
+    );
+    let config = test_provider_config(&gemini_fake.base_url, &replicate_fake.base_url);
+
+    let scene_err = gemini(&config).write_scenes(&scene_request(3)).await.unwrap_err();
+    let image_err = replicate(&config).make_image(&image_request()).await.unwrap_err();
+
+    assert!(
+        matches!(&scene_err, ProviderError::Upstream { status: 403, message, .. } if message.contains("[redacted]"))
+    );
+    assert!(
+        matches!(&image_err, ProviderError::Upstream { status: 401, message, .. } if message.contains("[redacted]"))
+    );
+    assert_no_secrets(&scene_err);
+    assert_no_secrets(&image_err);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Replicate
+
+#[tokio::test]
+async fn replicate_image_creates_polls_and_downloads_without_the_token() {
+    let fake = FakeReplicate::start().await;
+    let file = FakeFile::png();
+    fake.push_prediction(PredictionPlan { polls_until_done: 2, outcome: Outcome::Succeed(file.clone()) });
+    let client = replicate(&test_provider_config("http://127.0.0.1:9", &fake.base_url));
+    let mut request = image_request();
+    request.seed = Some(42);
+
+    let media = client.make_image(&request).await.unwrap();
+
+    assert_eq!(media, Media { bytes: file.bytes().to_vec(), content_type: "image/png".into() });
+    let creates = fake.received_on(Route::Create);
+    assert_eq!(creates.len(), 1);
+    assert_eq!(creates[0].path, "/v1/models/google/imagen-4/predictions");
+    assert_eq!(creates[0].header("authorization"), Some(format!("Bearer {TEST_REPLICATE_TOKEN}").as_str()));
+    assert_eq!(creates[0].header("prefer"), Some("wait=5"));
+    assert_eq!(creates[0].header("content-type"), Some("application/json"));
+    assert_eq!(
+        creates[0].json(),
+        json!({"input": {
+            "prompt": "a woman in a red coat, full body, studio light",
+            "aspect_ratio": "3:4",
+            "output_format": "png",
+            "safety_filter_level": "block_medium_and_above",
+            "person_generation": "allow_adult",
+            "seed": 42
+        }})
+    );
+    let polls = fake.received_on(Route::Poll);
+    assert_eq!(polls.iter().map(|r| r.path.as_str()).collect::<Vec<_>>(), ["/v1/predictions/pred-1"; 2]);
+    assert!(polls.iter().all(|p| p.header("authorization") == Some(&format!("Bearer {TEST_REPLICATE_TOKEN}"))));
+    let files = fake.received_on(Route::File);
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0].header("authorization"), None, "the token must not go to the file host");
+    assert!(fake.cancelled().is_empty());
+}
+
+#[tokio::test]
+async fn replicate_video_sends_veo_inputs_and_the_reference_as_a_data_uri() {
+    let fake = FakeReplicate::start().await;
+    let file = FakeFile::mp4();
+    fake.push_prediction(PredictionPlan { polls_until_done: 0, outcome: Outcome::SucceedAsList(file.clone()) });
+    let client = replicate(&test_provider_config("http://127.0.0.1:9", &fake.base_url));
+    let request = VideoRequest {
+        model: "google/veo-3.1-fast".into(),
+        prompt: "she drives through neon rain".into(),
+        aspect_ratio: "16:9".into(),
+        duration: 8,
+        generate_audio: false,
+        person_generation: "allow_all".into(),
+        negative_prompt: Some("blurry".into()),
+        seed: Some(7),
+        reference_image: Some(Media { bytes: vec![0x89, b'P', b'N', b'G'], content_type: "image/png".into() }),
+    };
+
+    let media = client.make_video(&request).await.unwrap();
+
+    assert_eq!(media.content_type, "video/mp4");
+    assert_eq!(media.bytes, file.bytes());
+    let creates = fake.received_on(Route::Create);
+    assert_eq!(creates[0].path, "/v1/models/google/veo-3.1-fast/predictions");
+    assert_eq!(
+        creates[0].json(),
+        json!({"input": {
+            "prompt": "she drives through neon rain",
+            "aspect_ratio": "16:9",
+            "duration": 8,
+            "resolution": "720p",
+            "generate_audio": false,
+            "negative_prompt": "blurry",
+            "seed": 7,
+            "reference_images": ["data:image/png;base64,iVBORw=="]
+        }})
+    );
+    assert!(fake.received_on(Route::Poll).is_empty(), "a finished create answer needs no poll");
+}
+
+#[tokio::test]
+async fn replicate_content_type_falls_back_to_the_url_extension() {
+    let fake = FakeReplicate::start().await;
+    let file = FakeFile::new("frame.webp", Some("application/octet-stream"), b"RIFF....WEBP".to_vec()).streamed();
+    fake.push_prediction(PredictionPlan { polls_until_done: 1, outcome: Outcome::Succeed(file) });
+    let client = replicate(&test_provider_config("http://127.0.0.1:9", &fake.base_url));
+
+    let media = client.make_image(&image_request()).await.unwrap();
+
+    assert_eq!(media.content_type, "image/webp");
+    assert_eq!(media.bytes, b"RIFF....WEBP");
+}
+
+#[tokio::test]
+async fn replicate_waits_out_429_on_create_then_succeeds() {
+    let fake = FakeReplicate::start().await;
+    fake.push_response(
+        Route::Create,
+        Scripted::json(429, FakeReplicate::problem_body(429, "Too Many Requests", "slow down"))
+            .with_header("retry-after", "1"),
+    );
+    let client = replicate(&test_provider_config("http://127.0.0.1:9", &fake.base_url));
+
+    let media = client.make_image(&image_request()).await.unwrap();
+
+    assert_eq!(media.content_type, "image/png");
+    assert_eq!(fake.received_on(Route::Create).len(), 2);
+}
+
+#[tokio::test]
+async fn replicate_retries_5xx_on_polls_and_downloads() {
+    let fake = FakeReplicate::start().await;
+    fake.push_response(Route::Poll, Scripted::status(502));
+    fake.push_response(Route::File, Scripted::status(503));
+    let client = replicate(&test_provider_config("http://127.0.0.1:9", &fake.base_url));
+
+    client.make_image(&image_request()).await.unwrap();
+
+    assert_eq!(fake.received_on(Route::Poll).len(), 2);
+    assert_eq!(fake.received_on(Route::File).len(), 2);
+}
+
+#[tokio::test]
+async fn replicate_create_retries_are_bounded() {
+    let fake = FakeReplicate::start().await;
+    for _ in 0..5 {
+        fake.push_response(
+            Route::Create,
+            Scripted::json(503, FakeReplicate::problem_body(503, "Service Unavailable", "try later")),
+        );
+    }
+    let client = replicate(&test_provider_config("http://127.0.0.1:9", &fake.base_url));
+
+    let err = client.make_image(&image_request()).await.unwrap_err();
+
+    assert_eq!(err, ProviderError::Upstream { provider: "replicate", status: 503, message: "try later".into() });
+    assert_eq!(fake.received_on(Route::Create).len(), 3);
+}
+
+#[tokio::test]
+async fn replicate_validation_errors_use_the_problem_detail_and_are_not_retried() {
+    let fake = FakeReplicate::start().await;
+    let detail = "- input.aspect_ratio: aspect_ratio must be one of the following: \"1:1\", \"9:16\"";
+    fake.push_response(
+        Route::Create,
+        Scripted::json(422, FakeReplicate::problem_body(422, "Input validation failed", detail)),
+    );
+    let client = replicate(&test_provider_config("http://127.0.0.1:9", &fake.base_url));
+
+    let err = client.make_image(&image_request()).await.unwrap_err();
+
+    assert_eq!(err, ProviderError::Upstream { provider: "replicate", status: 422, message: detail.into() });
+    assert_eq!(fake.received_on(Route::Create).len(), 1);
+}
+
+#[tokio::test]
+async fn replicate_failed_predictions_carry_replicates_message() {
+    let fake = FakeReplicate::start().await;
+    fake.push_prediction(PredictionPlan { polls_until_done: 2, outcome: Outcome::Fail("CUDA out of memory".into()) });
+    fake.push_prediction(PredictionPlan {
+        polls_until_done: 1,
+        outcome: Outcome::Fail("The output was flagged as sensitive (E005)".into()),
+    });
+    fake.push_prediction(PredictionPlan { polls_until_done: 1, outcome: Outcome::Canceled });
+    let client = replicate(&test_provider_config("http://127.0.0.1:9", &fake.base_url));
+
+    let failed = client.make_image(&image_request()).await.unwrap_err();
+    let flagged = client.make_image(&image_request()).await.unwrap_err();
+    let canceled = client.make_image(&image_request()).await.unwrap_err();
+
+    assert!(
+        matches!(&failed, ProviderError::Upstream { provider: "replicate", message, .. } if message.contains("CUDA out of memory")),
+        "{failed:?}"
+    );
+    assert_eq!(
+        flagged,
+        ProviderError::Refused { provider: "replicate", message: "The output was flagged as sensitive (E005)".into() }
+    );
+    assert!(
+        matches!(&canceled, ProviderError::Upstream { message, .. } if message.contains("canceled")),
+        "{canceled:?}"
+    );
+    assert!(fake.received_on(Route::File).is_empty());
+}
+
+#[tokio::test]
+async fn replicate_never_finishing_prediction_times_out_and_is_cancelled() {
+    let fake = FakeReplicate::start().await;
+    fake.push_prediction(PredictionPlan { polls_until_done: 1, outcome: Outcome::NeverFinish });
+    let mut config = test_provider_config("http://127.0.0.1:9", &fake.base_url);
+    config.video_deadline = Duration::from_millis(300);
+    let client = replicate(&config);
+
+    let err = tokio::time::timeout(BOUND, client.make_video(&video_request())).await.unwrap().unwrap_err();
+
+    assert_eq!(err, ProviderError::Timeout { provider: "replicate", after: Duration::from_millis(300) });
+    assert_eq!(fake.cancelled(), ["pred-1"]);
+    let cancel = &fake.received_on(Route::Cancel)[0];
+    assert_eq!(cancel.header("authorization"), Some(format!("Bearer {TEST_REPLICATE_TOKEN}").as_str()));
+    assert!(fake.received_on(Route::Poll).len() >= 2, "it polled while waiting");
+}
+
+#[tokio::test]
+async fn replicate_hanging_create_times_out_at_the_deadline() {
+    let fake = FakeReplicate::start().await;
+    fake.push_response(Route::Create, Scripted::hang());
+    let mut config = test_provider_config("http://127.0.0.1:9", &fake.base_url);
+    config.image_deadline = Duration::from_millis(300);
+    let client = replicate(&config);
+
+    let err = tokio::time::timeout(BOUND, client.make_image(&image_request())).await.unwrap().unwrap_err();
+
+    assert_eq!(err, ProviderError::Timeout { provider: "replicate", after: Duration::from_millis(300) });
+}
+
+#[tokio::test]
+async fn replicate_missing_output_file_is_an_upstream_error() {
+    let fake = FakeReplicate::start().await;
+    fake.push_prediction(PredictionPlan { polls_until_done: 1, outcome: Outcome::SucceedWithMissingFile });
+    let client = replicate(&test_provider_config("http://127.0.0.1:9", &fake.base_url));
+
+    let err = client.make_image(&image_request()).await.unwrap_err();
+
+    assert!(matches!(err, ProviderError::Upstream { provider: "replicate", status: 404, .. }), "{err:?}");
+    assert_eq!(fake.received_on(Route::File).len(), 1, "404 is not retried");
+}
+
+#[tokio::test]
+async fn replicate_oversized_outputs_are_rejected() {
+    let fake = FakeReplicate::start().await;
+    // One announced by Content-Length, one streamed without it, one that never ends: the last
+    // only finishes if the client stops reading at the limit instead of buffering everything.
+    let big = FakeFile::new("big.png", Some("image/png"), vec![7u8; 64 * 1024]);
+    fake.push_prediction(PredictionPlan { polls_until_done: 1, outcome: Outcome::Succeed(big.clone()) });
+    fake.push_prediction(PredictionPlan { polls_until_done: 1, outcome: Outcome::Succeed(big.streamed()) });
+    fake.push_prediction(PredictionPlan {
+        polls_until_done: 1,
+        outcome: Outcome::Succeed(FakeFile::endless("big.mp4")),
+    });
+    let mut config = test_provider_config("http://127.0.0.1:9", &fake.base_url);
+    config.max_image_bytes = 1024;
+    let client = replicate(&config);
+
+    for _ in 0..3 {
+        let err = tokio::time::timeout(BOUND, client.make_image(&image_request())).await.unwrap().unwrap_err();
+        assert_eq!(err, ProviderError::Malformed { provider: "replicate", message: "output larger than 1 KiB".into() });
+    }
+}
+
+#[tokio::test]
+async fn replicate_requests_without_a_token_are_rejected_by_the_fake() {
+    // Guards the fake itself: the API tests rely on it rejecting unauthenticated calls.
+    let fake = FakeReplicate::start().await;
+    let url = format!("{}/v1/models/google/imagen-4/predictions", fake.base_url);
+    let answer = reqwest::Client::new().post(url).json(&json!({"input": {}})).send().await.unwrap();
+    assert_eq!(answer.status(), 401);
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(body["title"], "Unauthenticated");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Choosing providers
+
+#[tokio::test]
+async fn from_config_uses_real_clients_when_keys_are_set() {
+    let gemini_fake = FakeGemini::start().await;
+    gemini_fake.set_default_scenes(2);
+    let replicate_fake = FakeReplicate::start().await;
+    let providers =
+        Providers::from_config(&test_provider_config(&gemini_fake.base_url, &replicate_fake.base_url)).unwrap();
+
+    assert_eq!(providers.summary(), "providers: scenes=gemini images=replicate videos=replicate (no mocks)");
+    assert_eq!(providers.scenes.write_scenes(&scene_request(2)).await.unwrap().len(), 2);
+    assert_eq!(providers.videos.make_video(&video_request()).await.unwrap().content_type, "video/mp4");
+    assert_eq!(gemini_fake.received().len(), 1);
+    assert_eq!(replicate_fake.received_on(Route::Create).len(), 1);
+}
+
+#[test]
+fn from_config_mocks_whatever_has_no_key() {
+    let only_gemini = ProviderConfig { gemini_api_key: Some("k".into()), ..ProviderConfig::default() };
+    let providers = Providers::from_config(&only_gemini).unwrap();
+    assert_eq!(providers.summary(), "providers: scenes=gemini images=mock videos=mock (mock: images, videos)");
+
+    let forced = ProviderConfig {
+        force_mock: true,
+        gemini_api_key: Some("k".into()),
+        replicate_api_token: Some("t".into()),
+        ..ProviderConfig::default()
+    };
+    let providers = Providers::from_config(&forced).unwrap();
+    assert!(providers.scenes.is_mock() && providers.images.is_mock() && providers.videos.is_mock());
+    assert_eq!(providers.summary(), "providers: scenes=mock images=mock videos=mock (mock: scenes, images, videos)");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mocks
+
+#[tokio::test]
+async fn mock_scenes_are_exact_labelled_varied_and_deterministic() {
+    let request = scene_request(6);
+
+    let first = MockScenes.write_scenes(&request).await.unwrap();
+    let again = MockScenes.write_scenes(&request).await.unwrap();
+
+    assert_eq!(first.len(), 6);
+    assert_eq!(first, again);
+    assert!(
+        first.iter().all(|s| s.description.starts_with(MOCK_LABEL) && s.negative_description.starts_with(MOCK_LABEL))
+    );
+    let distinct: std::collections::HashSet<_> = first.iter().map(|s| &s.description).collect();
+    assert_eq!(distinct.len(), 6);
+    assert!(first[0].description.contains("a night drive"));
+    assert_eq!(MockScenes.write_scenes(&scene_request(1)).await.unwrap().len(), 1);
+    assert!(MockScenes.is_mock());
+    assert_eq!(MockScenes.backend(), "mock");
+}
+
+#[tokio::test]
+async fn mock_images_are_real_pngs_sized_by_aspect_ratio_and_differ_by_prompt() {
+    let mut request = image_request();
+    request.aspect_ratio = "16:9".into();
+    request.output_format = "jpg".into();
+
+    let image = MockImages.make_image(&request).await.unwrap();
+    let same = MockImages.make_image(&request).await.unwrap();
+    request.prompt = "a man in a blue hat".into();
+    let other = MockImages.make_image(&request).await.unwrap();
+
+    assert_eq!(image.content_type, "image/png", "the mock always draws PNG");
+    assert_eq!(image, same);
+    assert_ne!(image.bytes, other.bytes);
+    let decoder = png::Decoder::new(std::io::Cursor::new(image.bytes));
+    let reader = decoder.read_info().unwrap();
+    assert_eq!((reader.info().width, reader.info().height), (384, 216));
+}
+
+#[tokio::test]
+async fn mock_video_is_an_mp4() {
+    let video = MockVideos.make_video(&video_request()).await.unwrap();
+
+    assert_eq!(video.content_type, "video/mp4");
+    assert_eq!(&video.bytes[4..8], b"ftyp");
+    assert!(video.bytes.len() < 100 * 1024);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+fn gemini(config: &ProviderConfig) -> GeminiClient {
+    GeminiClient::new(config, mvgen::providers::http::build_client(config).unwrap()).unwrap()
+}
+
+fn replicate(config: &ProviderConfig) -> ReplicateClient {
+    ReplicateClient::new(config, mvgen::providers::http::build_client(config).unwrap()).unwrap()
+}
+
+fn scene_request(n: u32) -> SceneRequest {
+    SceneRequest {
+        model: "gemini-2.5-flash".into(),
+        prompt: format!("Write {n} scenes about a night drive."),
+        number_of_scenes: n,
+        idea: "a night drive".into(),
+        character_description: "a woman in a red coat".into(),
+        character_characteristics: "calm".into(),
+        video_type: "cinematic".into(),
+        video_characteristics: "neon".into(),
+        camera_angle: "low angle".into(),
+    }
+}
+
+fn image_request() -> ImageRequest {
+    ImageRequest {
+        model: "google/imagen-4".into(),
+        prompt: "a woman in a red coat, full body, studio light".into(),
+        aspect_ratio: "3:4".into(),
+        safety_filter_level: "block_medium_and_above".into(),
+        person_generation: "allow_adult".into(),
+        output_format: "png".into(),
+        negative_prompt: None,
+        seed: None,
+    }
+}
+
+fn video_request() -> VideoRequest {
+    VideoRequest {
+        model: "google/veo-3.1".into(),
+        prompt: "she drives".into(),
+        aspect_ratio: "16:9".into(),
+        duration: 4,
+        generate_audio: true,
+        person_generation: "allow_all".into(),
+        negative_prompt: None,
+        seed: None,
+        reference_image: None,
+    }
+}
+
+/// A local URL nothing listens on: bind a port, then free it.
+async fn closed_port_url() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    drop(listener);
+    format!("http://{address}")
+}
+
+fn assert_no_secrets(err: &ProviderError) {
+    let shown = format!("{err} / {err:?}");
+    assert!(!shown.contains(TEST_GEMINI_KEY), "{shown}");
+    assert!(!shown.contains(TEST_REPLICATE_TOKEN), "{shown}");
+}

@@ -1,0 +1,612 @@
+//! Fake Gemini and Replicate servers on `127.0.0.1:0`, speaking the wire formats of
+//! `shared/reference/providers.md`, so tests exercise the real HTTP clients without the network.
+//!
+//! Both fakes record every request they receive ([`ReceivedRequest`]: method, path, query, headers,
+//! body) and can be scripted per call: [`Scripted`] answers (status, headers, body, delay; also
+//! endless and broken bodies) are queued and used before the default behaviour. A fake stops when
+//! it is dropped.
+//!
+//! ```ignore
+//! let gemini = FakeGemini::start().await;
+//! gemini.set_default_scenes(4);
+//! gemini.push_response(Scripted::json(429, FakeGemini::error_body(429, "RESOURCE_EXHAUSTED", "slow down"))
+//!     .with_header("retry-after", "1"));
+//! let replicate = FakeReplicate::start().await;
+//! replicate.push_prediction(PredictionPlan { polls_until_done: 3, outcome: Outcome::Fail("boom".into()) });
+//! let config = test_provider_config(&gemini.base_url, &replicate.base_url);
+//! let providers = Providers::from_config(&config)?;
+//! // ... then assert on gemini.received(), replicate.received_on(Route::Create), ...
+//! ```
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::Response;
+use futures_util::stream;
+use mvgen::providers::{ProviderConfig, RetryPolicy};
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+
+/// The Gemini key [`test_provider_config`] configures.
+pub const TEST_GEMINI_KEY: &str = "test-gemini-key-AIza0000";
+/// The Replicate token [`test_provider_config`] configures.
+pub const TEST_REPLICATE_TOKEN: &str = "r8_test-replicate-token-0000";
+
+/// Real clients pointed at the fakes with test keys and tiny timeouts, poll intervals and backoff,
+/// so a whole retrying, polling run takes milliseconds. Tests tweak single fields as needed.
+pub fn test_provider_config(gemini_base_url: &str, replicate_base_url: &str) -> ProviderConfig {
+    ProviderConfig {
+        force_mock: false,
+        gemini_api_key: Some(TEST_GEMINI_KEY.to_owned()),
+        gemini_base_url: gemini_base_url.to_owned(),
+        replicate_api_token: Some(TEST_REPLICATE_TOKEN.to_owned()),
+        replicate_base_url: replicate_base_url.to_owned(),
+        connect_timeout: Duration::from_secs(2),
+        request_timeout: Duration::from_secs(5),
+        retry: RetryPolicy {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(5),
+            max_delay: Duration::from_millis(50),
+        },
+        replicate_wait: Duration::from_secs(5),
+        poll_interval: Duration::from_millis(5),
+        image_deadline: Duration::from_secs(5),
+        video_deadline: Duration::from_secs(5),
+        download_timeout: Duration::from_secs(5),
+        max_image_bytes: 20 * 1024 * 1024,
+        max_video_bytes: 200 * 1024 * 1024,
+    }
+}
+
+/// One request as a fake received it.
+#[derive(Debug, Clone)]
+pub struct ReceivedRequest {
+    pub method: String,
+    /// The path without the query, e.g. `/v1/predictions/pred-1`.
+    pub path: String,
+    pub query: Option<String>,
+    /// Header names lowercased, in arrival order.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl ReceivedRequest {
+    /// The first value of header `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON, or `Value::Null` when it is not JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+/// A canned answer for one request.
+#[derive(Debug, Clone)]
+pub struct Scripted {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: ScriptedBody,
+    /// Waited before answering: longer than the client's timeout makes it a hang.
+    pub delay: Duration,
+}
+
+/// How a [`Scripted`] body is sent.
+#[derive(Debug, Clone)]
+pub enum ScriptedBody {
+    /// All at once, with `Content-Length`.
+    Bytes(Vec<u8>),
+    /// Chunked, without `Content-Length`.
+    Streamed(Vec<u8>),
+    /// Chunked zeros that never end (until the client hangs up).
+    Endless,
+    /// These bytes, chunked, then the connection is aborted mid-body.
+    BrokenAfter(Vec<u8>),
+}
+
+impl Scripted {
+    /// `status` with a JSON body.
+    pub fn json(status: u16, body: Value) -> Self {
+        Scripted::bytes(status, body.to_string().into_bytes()).with_header("content-type", "application/json")
+    }
+
+    /// `status` with raw bytes and no content type (for garbage answers).
+    pub fn bytes(status: u16, body: impl Into<Vec<u8>>) -> Self {
+        Scripted { status, headers: Vec::new(), body: ScriptedBody::Bytes(body.into()), delay: Duration::ZERO }
+    }
+
+    /// `status` with an empty body.
+    pub fn status(status: u16) -> Self {
+        Scripted::bytes(status, Vec::new())
+    }
+
+    /// 200 with a body that never ends.
+    pub fn endless() -> Self {
+        Scripted { body: ScriptedBody::Endless, ..Scripted::status(200) }
+    }
+
+    /// `status` and the start of `body`, then the connection drops.
+    pub fn broken(status: u16, body_start: impl Into<Vec<u8>>) -> Self {
+        Scripted { body: ScriptedBody::BrokenAfter(body_start.into()), ..Scripted::status(status) }
+    }
+
+    /// An answer that does not come for an hour: a client timeout fires first.
+    pub fn hang() -> Self {
+        Scripted::status(200).with_delay(Duration::from_secs(3600))
+    }
+
+    /// Adds a response header (e.g. `retry-after`).
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Waits this long before answering.
+    pub fn with_delay(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+
+    async fn into_response(self) -> Response {
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        let body = match self.body {
+            ScriptedBody::Bytes(bytes) => Body::from(bytes),
+            ScriptedBody::Streamed(bytes) => {
+                let chunks: Vec<Result<Bytes, std::io::Error>> =
+                    bytes.chunks(4096).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+                Body::from_stream(stream::iter(chunks))
+            }
+            ScriptedBody::Endless => Body::from_stream(stream::repeat_with(|| {
+                Ok::<_, std::io::Error>(Bytes::from_static(&[0u8; 16 * 1024]))
+            })),
+            ScriptedBody::BrokenAfter(bytes) => Body::from_stream(stream::iter([
+                Ok(Bytes::from(bytes)),
+                Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "fake upstream hung up")),
+            ])),
+        };
+        let mut response = Response::new(body);
+        *response.status_mut() = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        for (name, value) in self.headers {
+            if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+                response.headers_mut().append(name, value);
+            }
+        }
+        response
+    }
+}
+
+/// A fake Gemini: `POST /v1beta/models/{model}:generateContent` answers queued responses first,
+/// then a valid scenes answer with [`FakeGemini::set_default_scenes`] scenes (3 unless set).
+pub struct FakeGemini {
+    /// `http://127.0.0.1:PORT`, for `GEMINI_BASE_URL`.
+    pub base_url: String,
+    shared: Arc<GeminiShared>,
+    server: JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct GeminiShared {
+    received: Mutex<Vec<ReceivedRequest>>,
+    queue: Mutex<VecDeque<Scripted>>,
+    default_scenes: AtomicU32,
+}
+
+impl FakeGemini {
+    /// Binds a free local port and starts serving.
+    pub async fn start() -> FakeGemini {
+        let shared = Arc::new(GeminiShared { default_scenes: AtomicU32::new(3), ..Default::default() });
+        let app = Router::new().fallback(gemini_handler).with_state(shared.clone());
+        let (base_url, server) = serve(app).await;
+        FakeGemini { base_url, shared, server }
+    }
+
+    /// Every request received so far, oldest first.
+    pub fn received(&self) -> Vec<ReceivedRequest> {
+        lock(&self.shared.received).clone()
+    }
+
+    /// Answers the next `generateContent` call with `response` (queued, first in first out).
+    pub fn push_response(&self, response: Scripted) {
+        lock(&self.shared.queue).push_back(response);
+    }
+
+    /// How many scenes the default answer has.
+    pub fn set_default_scenes(&self, n: u32) {
+        self.shared.default_scenes.store(n, Ordering::SeqCst);
+    }
+
+    /// A 200 `generateContent` body whose text is `{"scenes": [...]}` with `n` scenes.
+    pub fn scenes_body(n: u32) -> Value {
+        FakeGemini::text_body(&FakeGemini::scenes_json(n).to_string(), "STOP")
+    }
+
+    /// `{"scenes": [...]}` with `n` scenes: `fake scene {i} of {n}` / `fake negative {i}`.
+    pub fn scenes_json(n: u32) -> Value {
+        let scenes: Vec<Value> = (1..=n)
+            .map(|i| json!({"description": format!("fake scene {i} of {n}"), "negative_description": format!("fake negative {i}")}))
+            .collect();
+        json!({ "scenes": scenes })
+    }
+
+    /// A 200 `generateContent` body with one candidate whose single part is `text`.
+    pub fn text_body(text: &str, finish_reason: &str) -> Value {
+        json!({
+            "candidates": [{
+                "content": {"role": "model", "parts": [{"text": text}]},
+                "finishReason": finish_reason,
+                "index": 0
+            }],
+            "usageMetadata": {"promptTokenCount": 10, "candidatesTokenCount": 20, "totalTokenCount": 30},
+            "modelVersion": "gemini-2.5-flash"
+        })
+    }
+
+    /// Google's error body: `{"error": {"code", "message", "status"}}`.
+    pub fn error_body(code: u16, status: &str, message: &str) -> Value {
+        json!({"error": {"code": code, "message": message, "status": status}})
+    }
+}
+
+impl Drop for FakeGemini {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+async fn gemini_handler(State(shared): State<Arc<GeminiShared>>, request: Request) -> Response {
+    let received = record(&shared.received, request).await;
+    let is_generate = received.method == "POST"
+        && received.path.strip_prefix("/v1beta/models/").is_some_and(|rest| rest.ends_with(":generateContent"));
+    if !is_generate {
+        let body = FakeGemini::error_body(404, "NOT_FOUND", &format!("no such method: {}", received.path));
+        return Scripted::json(404, body).into_response().await;
+    }
+    let scripted = lock(&shared.queue).pop_front();
+    let scripted = scripted
+        .unwrap_or_else(|| Scripted::json(200, FakeGemini::scenes_body(shared.default_scenes.load(Ordering::SeqCst))));
+    scripted.into_response().await
+}
+
+/// Which Replicate endpoint a request hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Route {
+    /// `POST /v1/models/{owner}/{name}/predictions`
+    Create,
+    /// `GET /v1/predictions/{id}`
+    Poll,
+    /// `POST /v1/predictions/{id}/cancel`
+    Cancel,
+    /// `GET /files/...`: the output files the fake serves itself.
+    File,
+    /// Anything else (answered 404).
+    Other,
+}
+
+impl Route {
+    fn of(method: &str, path: &str) -> Route {
+        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        match (method, segments.as_slice()) {
+            ("POST", ["v1", "models", _, _, "predictions"]) => Route::Create,
+            ("GET", ["v1", "predictions", _]) => Route::Poll,
+            ("POST", ["v1", "predictions", _, "cancel"]) => Route::Cancel,
+            ("GET", ["files", ..]) => Route::File,
+            _ => Route::Other,
+        }
+    }
+}
+
+/// How one prediction created on [`FakeReplicate`] behaves.
+#[derive(Debug, Clone)]
+pub struct PredictionPlan {
+    /// 0: the create answer is already terminal (as if `Prefer: wait` saw it finish);
+    /// n: create says `starting`, polls 1..n-1 say `processing`, poll n is terminal.
+    pub polls_until_done: u32,
+    pub outcome: Outcome,
+}
+
+/// How a prediction ends.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// `output` is the URL of this file, served by the fake.
+    Succeed(FakeFile),
+    /// `output` is a one-element list with the URL of this file.
+    SucceedAsList(FakeFile),
+    /// `output` points at a file the fake answers 404 for.
+    SucceedWithMissingFile,
+    /// `status: failed` with this `error`.
+    Fail(String),
+    /// `status: canceled` (cancelled by someone else).
+    Canceled,
+    /// Stays `processing` until cancelled.
+    NeverFinish,
+}
+
+/// An output file the fake serves at `{base_url}/files/{prediction id}/{name}`.
+#[derive(Debug, Clone)]
+pub struct FakeFile {
+    pub name: String,
+    /// `None` sends no `Content-Type` header.
+    pub content_type: Option<String>,
+    pub body: ScriptedBody,
+}
+
+impl FakeFile {
+    /// `bytes` served whole (with `Content-Length`) as `name`.
+    pub fn new(name: &str, content_type: Option<&str>, bytes: impl Into<Vec<u8>>) -> FakeFile {
+        FakeFile {
+            name: name.to_owned(),
+            content_type: content_type.map(str::to_owned),
+            body: ScriptedBody::Bytes(bytes.into()),
+        }
+    }
+
+    /// A real 16x9 PNG (`out.png`, `image/png`).
+    pub fn png() -> FakeFile {
+        let bytes = mvgen::providers::mock::mock_png("fake replicate", Some(1), 16, 9).unwrap_or_default();
+        FakeFile::new("out.png", Some("image/png"), bytes)
+    }
+
+    /// A real small MP4 (`out.mp4`, `video/mp4`).
+    pub fn mp4() -> FakeFile {
+        FakeFile::new("out.mp4", Some("video/mp4"), mvgen::providers::mock::MOCK_CLIP)
+    }
+
+    /// A file whose body never ends and has no `Content-Length`.
+    pub fn endless(name: &str) -> FakeFile {
+        FakeFile { name: name.to_owned(), content_type: Some("video/mp4".to_owned()), body: ScriptedBody::Endless }
+    }
+
+    /// Sends the body chunked, without `Content-Length`.
+    pub fn streamed(mut self) -> FakeFile {
+        if let ScriptedBody::Bytes(bytes) = self.body {
+            self.body = ScriptedBody::Streamed(bytes);
+        }
+        self
+    }
+
+    /// The bytes the file serves (empty for endless or broken bodies).
+    pub fn bytes(&self) -> &[u8] {
+        match &self.body {
+            ScriptedBody::Bytes(b) | ScriptedBody::Streamed(b) => b,
+            _ => &[],
+        }
+    }
+
+    fn scripted(&self) -> Scripted {
+        let mut scripted = Scripted { body: self.body.clone(), ..Scripted::status(200) };
+        if let Some(content_type) = &self.content_type {
+            scripted = scripted.with_header("content-type", content_type);
+        }
+        scripted
+    }
+}
+
+/// A fake Replicate: creates, polls and cancels predictions as planned, and serves their outputs.
+///
+/// Without a queued [`PredictionPlan`], a prediction succeeds on its first poll with a PNG, or an
+/// MP4 when the model name contains `veo`. Requests without `Authorization: Bearer ...` get 401.
+pub struct FakeReplicate {
+    /// `http://127.0.0.1:PORT`, for `REPLICATE_BASE_URL`.
+    pub base_url: String,
+    shared: Arc<ReplicateShared>,
+    server: JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct ReplicateShared {
+    base_url: Mutex<String>,
+    received: Mutex<Vec<ReceivedRequest>>,
+    overrides: Mutex<HashMap<Route, VecDeque<Scripted>>>,
+    plans: Mutex<VecDeque<PredictionPlan>>,
+    predictions: Mutex<HashMap<String, LivePrediction>>,
+    next_id: AtomicU64,
+}
+
+struct LivePrediction {
+    model: String,
+    input: Value,
+    plan: PredictionPlan,
+    polls: u32,
+    canceled: bool,
+}
+
+impl FakeReplicate {
+    /// Binds a free local port and starts serving.
+    pub async fn start() -> FakeReplicate {
+        let shared = Arc::new(ReplicateShared::default());
+        let app = Router::new().fallback(replicate_handler).with_state(shared.clone());
+        let (base_url, server) = serve(app).await;
+        *lock(&shared.base_url) = base_url.clone();
+        FakeReplicate { base_url, shared, server }
+    }
+
+    /// Every request received so far, oldest first.
+    pub fn received(&self) -> Vec<ReceivedRequest> {
+        lock(&self.shared.received).clone()
+    }
+
+    /// The requests that hit `route`, oldest first.
+    pub fn received_on(&self, route: Route) -> Vec<ReceivedRequest> {
+        self.received().into_iter().filter(|r| Route::of(&r.method, &r.path) == route).collect()
+    }
+
+    /// The plan for the next prediction created (queued, first in first out).
+    pub fn push_prediction(&self, plan: PredictionPlan) {
+        lock(&self.shared.plans).push_back(plan);
+    }
+
+    /// Answers the next request on `route` with `response` instead of the normal behaviour
+    /// (queued per route). The request is still recorded.
+    pub fn push_response(&self, route: Route, response: Scripted) {
+        lock(&self.shared.overrides).entry(route).or_default().push_back(response);
+    }
+
+    /// Ids of the predictions that were cancelled, in order.
+    pub fn cancelled(&self) -> Vec<String> {
+        self.received_on(Route::Cancel).iter().filter_map(|r| r.path.split('/').nth(3).map(str::to_owned)).collect()
+    }
+
+    /// Replicate's problem+json error body.
+    pub fn problem_body(status: u16, title: &str, detail: &str) -> Value {
+        json!({"title": title, "detail": detail, "status": status})
+    }
+}
+
+impl Drop for FakeReplicate {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+async fn replicate_handler(State(shared): State<Arc<ReplicateShared>>, request: Request) -> Response {
+    let received = record(&shared.received, request).await;
+    let route = Route::of(&received.method, &received.path);
+    let scripted = lock(&shared.overrides).get_mut(&route).and_then(VecDeque::pop_front);
+    if let Some(scripted) = scripted {
+        return scripted.into_response().await;
+    }
+    let problem = |status: u16, title: &str, detail: &str| {
+        Scripted::json(status, FakeReplicate::problem_body(status, title, detail))
+    };
+    let authorized = received.header("authorization").is_some_and(|v| v.starts_with("Bearer ") && v.len() > 7);
+    if route != Route::File && !authorized {
+        return problem(401, "Unauthenticated", "You did not pass a valid authentication token").into_response().await;
+    }
+    let segments: Vec<&str> = received.path.trim_start_matches('/').split('/').collect();
+    let answer = match route {
+        Route::Create => create_prediction(&shared, &received, &format!("{}/{}", segments[2], segments[3])),
+        Route::Poll => poll_prediction(&shared, segments[2]),
+        Route::Cancel => cancel_prediction(&shared, segments[2]),
+        Route::File => serve_file(&shared, &segments[1..]),
+        Route::Other => None,
+    };
+    answer
+        .unwrap_or_else(|| problem(404, "Not found", "The requested resource could not be found."))
+        .into_response()
+        .await
+}
+
+fn create_prediction(shared: &ReplicateShared, received: &ReceivedRequest, model: &str) -> Option<Scripted> {
+    let body = received.json();
+    let Some(input) = body.get("input").filter(|i| i.is_object()).cloned() else {
+        let problem = FakeReplicate::problem_body(422, "Input validation failed", "body must be {\"input\": {...}}");
+        return Some(Scripted::json(422, problem));
+    };
+    let plan = lock(&shared.plans).pop_front().unwrap_or_else(|| PredictionPlan {
+        polls_until_done: 1,
+        outcome: Outcome::Succeed(if model.contains("veo") { FakeFile::mp4() } else { FakeFile::png() }),
+    });
+    let id = format!("pred-{}", shared.next_id.fetch_add(1, Ordering::SeqCst) + 1);
+    let live = LivePrediction { model: model.to_owned(), input, plan, polls: 0, canceled: false };
+    let done = live.plan.polls_until_done == 0;
+    let answer = prediction_json(&lock(&shared.base_url), &id, &live);
+    lock(&shared.predictions).insert(id, live);
+    Some(Scripted::json(if done { 200 } else { 201 }, answer))
+}
+
+fn poll_prediction(shared: &ReplicateShared, id: &str) -> Option<Scripted> {
+    let base_url = lock(&shared.base_url).clone();
+    let mut predictions = lock(&shared.predictions);
+    let live = predictions.get_mut(id)?;
+    live.polls += 1;
+    Some(Scripted::json(200, prediction_json(&base_url, id, live)))
+}
+
+fn cancel_prediction(shared: &ReplicateShared, id: &str) -> Option<Scripted> {
+    let base_url = lock(&shared.base_url).clone();
+    let mut predictions = lock(&shared.predictions);
+    let live = predictions.get_mut(id)?;
+    live.canceled = true;
+    Some(Scripted::json(200, prediction_json(&base_url, id, live)))
+}
+
+/// `/files/{id}/{name}`: the output of a succeeded prediction.
+fn serve_file(shared: &ReplicateShared, rest: &[&str]) -> Option<Scripted> {
+    let [id, name] = rest else { return None };
+    let predictions = lock(&shared.predictions);
+    match &predictions.get(*id)?.plan.outcome {
+        Outcome::Succeed(file) | Outcome::SucceedAsList(file) if file.name == *name => Some(file.scripted()),
+        _ => None,
+    }
+}
+
+/// The prediction object as Replicate sends it, in the state `live` is in now.
+fn prediction_json(base_url: &str, id: &str, live: &LivePrediction) -> Value {
+    let finished = live.polls >= live.plan.polls_until_done;
+    let file_url = |name: &str| format!("{base_url}/files/{id}/{name}");
+    let (status, output, error) = match (&live.plan.outcome, live.canceled, finished) {
+        (_, true, _) => ("canceled", Value::Null, Value::Null),
+        (Outcome::NeverFinish, false, _) | (_, false, false) if live.polls == 0 => {
+            ("starting", Value::Null, Value::Null)
+        }
+        (Outcome::NeverFinish, false, _) | (_, false, false) => ("processing", Value::Null, Value::Null),
+        (Outcome::Succeed(file), ..) => ("succeeded", json!(file_url(&file.name)), Value::Null),
+        (Outcome::SucceedAsList(file), ..) => ("succeeded", json!([file_url(&file.name)]), Value::Null),
+        (Outcome::SucceedWithMissingFile, ..) => ("succeeded", json!(file_url("missing.png")), Value::Null),
+        (Outcome::Fail(message), ..) => ("failed", Value::Null, json!(message)),
+        (Outcome::Canceled, ..) => ("canceled", Value::Null, Value::Null),
+    };
+    json!({
+        "id": id,
+        "model": live.model,
+        "version": "fake-version",
+        "input": live.input,
+        "status": status,
+        "output": output,
+        "error": error,
+        "logs": "",
+        "created_at": "2025-01-01T00:00:00.000Z",
+        "started_at": null,
+        "completed_at": null,
+        "urls": {
+            "get": format!("{base_url}/v1/predictions/{id}"),
+            "cancel": format!("{base_url}/v1/predictions/{id}/cancel")
+        }
+    })
+}
+
+/// Binds `127.0.0.1:0` and serves `app` in the background.
+async fn serve(app: Router) -> (String, JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a local port for a fake upstream");
+    let address = listener.local_addr().expect("a bound listener has an address");
+    let server = tokio::spawn(async move {
+        // Ends only when the fake is dropped (the task is aborted) or the runtime shuts down.
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{address}"), server)
+}
+
+/// Records a request and returns what was recorded.
+async fn record(log: &Mutex<Vec<ReceivedRequest>>, request: Request) -> ReceivedRequest {
+    let (parts, body) = request.into_parts();
+    // Large enough for a reference image inlined as a data URI.
+    let body = axum::body::to_bytes(body, 64 * 1024 * 1024).await.map(|b| b.to_vec()).unwrap_or_default();
+    let received = ReceivedRequest {
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_owned(),
+        query: parts.uri.query().map(str::to_owned),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+            .collect(),
+        body,
+    };
+    lock(log).push(received.clone());
+    received
+}
+
+/// A std mutex is enough: no lock is held across an await. A test that panicked while holding
+/// one has already failed, so the poison is ignored.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
