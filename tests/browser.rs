@@ -150,6 +150,12 @@ fn every_scene_renders_to_a_playable_video() {
             .js("[...document.querySelectorAll('.scene-card[data-state=failed]')].map(c => c.textContent.trim())")
             .await?;
         ensure!(failed.is_empty(), "scenes failed: {failed:?}");
+        // Chromium itself must be able to read each file, not just fetch it.
+        t.wait_for(
+            "video metadata",
+            "[...document.querySelectorAll('.scene-card video')].every(v => v.readyState >= 1 && !v.error)",
+        )
+        .await?;
 
         let sources: Vec<String> = t.js("[...document.querySelectorAll('.scene-card video')].map(v => v.src)").await?;
         let cards: usize = t.js("document.querySelectorAll('.scene-card').length").await?;
@@ -235,6 +241,7 @@ fn api_key_is_asked_for_once_and_then_sent() {
     e2e("api_key_is_asked_for_once_and_then_sent", options, async |t| {
         t.open("/").await?;
         t.wait_for("the key form", "!document.querySelector('#api-key-form').hidden").await?;
+        t.screenshot("api_key_is_asked_for_once_and_then_sent-form").await;
         t.fill("#api-key", "e2e-secret").await?;
         t.page.find_element("#api-key").await?.press_key("Enter").await?;
         t.wait_for("flavors loaded", "!document.querySelector('#config-flavor').disabled").await?;
@@ -250,6 +257,14 @@ fn api_key_is_asked_for_once_and_then_sent() {
         t.fill("#character-description", "A grey cat in headphones").await?;
         t.click("#generate-scenes").await?;
         t.wait_for("scene cards", "document.querySelectorAll('.scene-card').length > 0").await?;
+        // <img> cannot send the key header, so the page fetches the bytes itself; they must show.
+        t.click("#generate-character").await?;
+        t.wait_for(
+            "reference images drawn",
+            "(() => { const imgs = [...document.querySelectorAll('#character-images img')]; \
+             return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0); })()",
+        )
+        .await?;
         Ok(())
     });
 }
@@ -267,6 +282,7 @@ fn page_fits_a_375px_screen() {
         ensure!(t.visible("#character-description-error").await?, "no message for an empty character");
         let focused: String = t.js("document.activeElement.id").await?;
         ensure!(focused == "video-description", "focus went to {focused:?}, not the first empty field");
+        t.screenshot("page_fits_a_375px_screen-validation").await;
         t.fill("#video-description", "A skateboarder crosses a city at dawn, one trick per block").await?;
         t.fill("#character-description", "A teenager with a green helmet").await?;
         t.click("#generate-scenes").await?;
@@ -472,6 +488,7 @@ struct Tab {
     base: String,
     http: reqwest::Client,
     exceptions: Arc<Mutex<Vec<String>>>,
+    options: Options,
 }
 
 enum Reply {
@@ -495,8 +512,7 @@ impl Interception {
 impl Tab {
     async fn new(browser: &Chromium, server: &Server, options: Options) -> Result<Self> {
         let page = browser.browser.new_page("about:blank").await.context("new page")?;
-        let metrics = SetDeviceMetricsOverrideParams::new(options.width, options.height, 1.0, options.width < 500);
-        page.execute(metrics).await.context("viewport")?;
+        emulate_viewport(&page, options).await?;
         // CSP violations are not exceptions; collect them so a too-strict policy fails the test.
         page.evaluate_on_new_document(
             "window.__csp = []; document.addEventListener('securitypolicyviolation', \
@@ -520,7 +536,7 @@ impl Tab {
             headers.insert("x-api-key", key.parse().context("api key header")?);
         }
         let http = reqwest::Client::builder().default_headers(headers).build().context("http client")?;
-        Ok(Self { page, base: server.base.clone(), http, exceptions })
+        Ok(Self { page, base: server.base.clone(), http, exceptions, options })
     }
 
     async fn open(&self, path: &str) -> Result<()> {
@@ -673,7 +689,18 @@ impl Tab {
         if let Err(err) = self.page.save_screenshot(params, &path).await {
             eprintln!("screenshot {} failed: {err}", path.display());
         }
+        // A full-page capture clears the device metrics, and a headless window is never narrower
+        // than 500 px: without this, a mid-test screenshot would silently widen a phone viewport.
+        if let Err(err) = emulate_viewport(&self.page, self.options).await {
+            eprintln!("restoring the viewport after a screenshot failed: {err:#}");
+        }
     }
+}
+
+async fn emulate_viewport(page: &Page, options: Options) -> Result<()> {
+    let metrics = SetDeviceMetricsOverrideParams::new(options.width, options.height, 1.0, options.width < 500);
+    page.execute(metrics).await.context("viewport")?;
+    Ok(())
 }
 
 fn screenshot_path(name: &str) -> PathBuf {
