@@ -393,6 +393,63 @@ fn debug_mode_logs_flavor_values_targets_and_prompt_but_never_keys() {
     assert!(!quiet.contains("config value loaded") && !quiet.contains("final prompt"), "{quiet}");
 }
 
+#[tokio::test]
+async fn mock_providers_work_offline_and_say_so_in_every_answer() {
+    let t = TestApp::with(|_| {}, |p| *p = Providers::mock());
+    let (status, resp) = t
+        .post("/api/mv/create_scenes", &json!({"idea": "i", "character_description": "c", "config_flavor": "mv1"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{resp}");
+    assert_eq!(
+        (resp["metadata"]["backend_used"].as_str(), resp["metadata"]["is_mock"].as_bool()),
+        (Some("mock"), Some(true))
+    );
+    assert_eq!(resp["scenes"].as_array().map(Vec::len), Some(8), "mv1 asks for 8 scenes");
+
+    let (status, resp) =
+        t.post("/api/mv/generate_character_reference", &json!({"character_description": "c", "num_images": 1})).await;
+    assert_eq!(status, StatusCode::OK, "{resp}");
+    assert_eq!(
+        (resp["metadata"]["backend_used"].as_str(), resp["metadata"]["is_mock"].as_bool()),
+        (Some("mock"), Some(true))
+    );
+    let (_, _, png) = t.get_bytes(resp["images"][0]["url"].as_str().expect("url"), None).await;
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a real PNG is stored");
+
+    let (status, resp) = t.post("/api/mv/generate_video", &json!({"prompt": "p"})).await;
+    assert_eq!(status, StatusCode::OK, "{resp}");
+    assert_eq!(
+        (resp["metadata"]["backend_used"].as_str(), resp["metadata"]["is_mock"].as_bool()),
+        (Some("mock"), Some(true))
+    );
+    let (status, headers, mp4) = t.get_bytes(resp["video_url"].as_str().expect("url"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()), Some("video/mp4"));
+    assert_eq!(&mp4[4..8], b"ftyp");
+}
+
+#[tokio::test]
+async fn cors_allows_only_the_configured_origins() {
+    let t = TestApp::with(|s| s.cors_origins = vec!["https://studio.example".into()], |_| {});
+    let preflight = |origin: &str| {
+        Request::builder()
+            .method("OPTIONS")
+            .uri("/api/mv/create_scenes")
+            .header(header::ORIGIN, origin)
+            .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
+            .header(header::ACCESS_CONTROL_REQUEST_HEADERS, "content-type,x-api-key")
+            .body(Body::empty())
+            .expect("request")
+    };
+    let (_, headers, _) = t.call(preflight("https://studio.example")).await;
+    assert_eq!(
+        headers.get(header::ACCESS_CONTROL_ALLOW_ORIGIN).and_then(|v| v.to_str().ok()),
+        Some("https://studio.example")
+    );
+    let (_, headers, _) = t.call(preflight("https://evil.example")).await;
+    assert!(headers.get(header::ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
+}
+
 // ---- helpers ----
 
 const TINY_PNG: &[u8] = b"\x89PNG\r\n\x1a\nnot-really-a-png";

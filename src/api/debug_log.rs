@@ -12,7 +12,7 @@ pub fn chosen(chosen: &Chosen) {
     let found = if chosen.fell_back() { "not found" } else { "found" };
     tracing::info!(
         target: TARGET,
-        requested = ?chosen.requested,
+        requested = chosen.requested.as_deref().unwrap_or("(none)"),
         used = %chosen.flavor.name,
         found,
         "config flavor chosen"

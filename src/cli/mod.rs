@@ -1,8 +1,10 @@
 //! The `mvgen` command line: argument definitions and dispatch, one small function per subcommand.
 //! Exit codes: 0 success, 1 configs invalid (`check`) or flavors differ (`diff`), 2 usage or I/O error.
 
+mod healthcheck;
 mod inspect;
 mod render;
+mod serve;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -22,6 +24,18 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Serve the HTTP API and the create page (the default when no subcommand is given).
+    Serve {
+        /// Address to listen on [env: MVGEN_ADDR; `PORT` sets only the port; default 127.0.0.1:8000].
+        #[arg(long)]
+        addr: Option<std::net::SocketAddr>,
+    },
+    /// Exit 0 when a server answers 200 on /health (for container health checks).
+    Healthcheck {
+        /// The server's address [env: MVGEN_ADDR; `PORT` sets only the port; default 127.0.0.1:8000].
+        #[arg(long)]
+        addr: Option<std::net::SocketAddr>,
+    },
     /// Validate a configs directory with exactly the build's rules.
     Check {
         /// The configs directory.
@@ -77,6 +91,8 @@ pub struct Source {
 /// Runs a non-server subcommand.
 pub fn run(command: Command) -> ExitCode {
     let result = match command {
+        Command::Serve { addr } => return serve::serve(addr),
+        Command::Healthcheck { addr } => return healthcheck::healthcheck(addr),
         Command::Check { dir } => return check(&dir),
         Command::Flavors { source } => Catalog::load(&source).map(|c| inspect::flavors(&c.all())),
         Command::Show { flavor, explain, json, source } => {
@@ -154,12 +170,5 @@ impl Catalog {
             let hint = compiler::nearest(name, &names).map(|n| format!(" (did you mean `{n}`?)")).unwrap_or_default();
             format!("no flavor named `{name}`{hint}; flavors: {}", names.join(", "))
         })
-    }
-}
-
-impl Source {
-    /// The flavors embedded in this binary.
-    pub fn embedded() -> Self {
-        Source { configs: None }
     }
 }

@@ -1,0 +1,74 @@
+//! `mvgen serve` (also what `mvgen` does with no subcommand): logging, providers, storage, then the
+//! HTTP server until Ctrl-C or SIGTERM.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use crate::api::AppState;
+use crate::providers::{ProviderConfig, Providers};
+use crate::server::{self, Settings};
+use crate::storage::LocalStorage;
+
+pub fn serve(addr: Option<SocketAddr>) -> ExitCode {
+    let settings = match Settings::from_env(addr) {
+        Ok(s) => s,
+        Err(e) => return fail(&format!("invalid settings: {e}")),
+    };
+    init_logging(settings.log_json);
+    let provider_config = match ProviderConfig::from_env() {
+        Ok(c) => c,
+        Err(e) => return fail(&format!("invalid provider settings: {e}")),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
+    };
+    match runtime.block_on(run(settings, provider_config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+async fn run(settings: Settings, provider_config: ProviderConfig) -> Result<(), String> {
+    let providers = Providers::from_config(&provider_config)?;
+    tracing::info!(providers = %providers.summary(), "providers ready");
+    let names = crate::flavor::names();
+    if settings.debug {
+        tracing::info!(count = names.len(), flavors = %names.join(", "), "debug mode: embedded config flavors");
+    }
+    let listener = tokio::net::TcpListener::bind(settings.addr)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", settings.addr))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let state = AppState {
+        providers,
+        storage: Arc::new(LocalStorage::new(&settings.output_dir)),
+        debug: settings.debug,
+        strict_flavors: settings.strict_flavors,
+    };
+    tracing::info!(
+        "mvgen listening on http://{local} ({} flavors, outputs in {})",
+        names.len(),
+        settings.output_dir.display()
+    );
+    let router = server::app(state, &settings);
+    server::serve(listener, router, server::shutdown_signal()).await.map_err(|e| format!("server error: {e}"))
+}
+
+/// `RUST_LOG` filters (default `info`); `MVGEN_LOG_FORMAT=json` writes JSON lines.
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("mvgen: {message}");
+    ExitCode::from(2)
+}

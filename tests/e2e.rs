@@ -1,0 +1,306 @@
+//! End to end: the real server on 127.0.0.1 with the real Gemini and Replicate clients, against fake
+//! upstreams speaking their protocols. What the fakes RECEIVE must be exactly what `mvgen render`
+//! prints for the same flavor and inputs. Also the binary itself: startup, debug logs, no leaked
+//! keys, graceful shutdown.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mvgen::api::AppState;
+use mvgen::providers::Providers;
+use mvgen::server::{Settings, app, serve};
+use mvgen::storage::LocalStorage;
+use serde_json::{Value, json};
+use support::fake_upstream::{
+    FakeGemini, FakeReplicate, Outcome, PredictionPlan, Route, Scripted, TEST_GEMINI_KEY, TEST_REPLICATE_TOKEN,
+    test_provider_config,
+};
+
+const CASES: [(Option<&str>, &str); 5] = [
+    (None, "default"),
+    (Some("default"), "default"),
+    (Some("mv1"), "mv1"),
+    (Some("example"), "example"),
+    (Some("no-such"), "default"),
+];
+
+#[tokio::test]
+async fn scene_prompts_received_by_gemini_equal_mvgen_render() {
+    let up = Upstreams::start().await;
+    let server = up.server(|_| {}).await;
+    for (requested, used) in CASES {
+        let flavor = mvgen::flavor::lookup(used).expect("flavor");
+        up.gemini.set_default_scenes(flavor.parameters.number_of_scenes.value);
+        let before = up.gemini.received().len();
+        let mut body = json!({"idea": "a lighthouse keeper's last night", "character_description": "an old sailor"});
+        if let Some(r) = requested {
+            body["config_flavor"] = json!(r);
+        }
+        let (status, resp) = server.post("/api/mv/create_scenes", &body).await;
+        assert_eq!(status, 200, "{requested:?}: {resp}");
+        assert_eq!(resp["metadata"]["config_flavor"]["used"], used);
+        assert_eq!(resp["metadata"]["backend_used"], "gemini");
+        assert_eq!(resp["metadata"]["is_mock"], false);
+
+        let render = mvgen_render(&[
+            used,
+            "scenes",
+            "--idea",
+            "a lighthouse keeper's last night",
+            "--character-description",
+            "an old sailor",
+        ]);
+        let received = &up.gemini.received()[before];
+        let model = render["parameters"]["model"].as_str().expect("model");
+        assert_eq!(received.path, format!("/v1beta/models/{model}:generateContent"));
+        assert_eq!(received.header("x-goog-api-key"), Some(TEST_GEMINI_KEY));
+        assert_eq!(received.json()["contents"][0]["parts"][0]["text"], render["prompt"], "{requested:?}");
+        assert_eq!(resp["metadata"]["parameters_used"], render["parameters"]);
+    }
+}
+
+#[tokio::test]
+async fn image_and_video_inputs_received_by_replicate_equal_mvgen_render() {
+    let up = Upstreams::start().await;
+    let server = up.server(|_| {}).await;
+    for (requested, used) in CASES {
+        let before = up.replicate.received_on(Route::Create).len();
+        let mut body = json!({"character_description": "a drummer with silver hair", "num_images": 1});
+        if let Some(r) = requested {
+            body["config_flavor"] = json!(r);
+        }
+        let (status, resp) = server.post("/api/mv/generate_character_reference", &body).await;
+        assert_eq!(status, 200, "{resp}");
+        assert_eq!(resp["metadata"]["config_flavor"]["used"], used);
+        let image_id = resp["images"][0]["id"].as_str().expect("id").to_string();
+
+        let render = mvgen_render(&[used, "character", "--character-description", "a drummer with silver hair"]);
+        let created = &up.replicate.received_on(Route::Create)[before];
+        let model = render["parameters"]["model"].as_str().expect("model");
+        assert_eq!(created.path, format!("/v1/models/{model}/predictions"));
+        assert_eq!(created.header("authorization"), Some(format!("Bearer {TEST_REPLICATE_TOKEN}").as_str()));
+        let input = &created.json()["input"];
+        assert_eq!(input["prompt"], render["prompt"]);
+        for key in ["aspect_ratio", "output_format", "safety_filter_level", "person_generation"] {
+            assert_eq!(input[key], render["parameters"][key], "{key}");
+        }
+
+        let mut body = json!({"prompt": "The drummer counts in the band.", "character_reference_id": image_id});
+        if let Some(r) = requested {
+            body["config_flavor"] = json!(r);
+        }
+        let (status, resp) = server.post("/api/mv/generate_video", &body).await;
+        assert_eq!(status, 200, "{resp}");
+        assert_eq!(resp["character_reference_warning"], Value::Null);
+        let render = mvgen_render(&[used, "video", "--prompt", "The drummer counts in the band."]);
+        let created = up.replicate.received_on(Route::Create).last().cloned().expect("video prediction");
+        let input = &created.json()["input"];
+        assert_eq!(input["prompt"], render["prompt"]);
+        assert_eq!(input["duration"], render["parameters"]["duration"]);
+        assert_eq!(input["aspect_ratio"], render["parameters"]["aspect_ratio"]);
+        assert_eq!(input["generate_audio"], render["parameters"]["generate_audio"]);
+        assert!(
+            input["reference_images"][0].as_str().is_some_and(|u| u.starts_with("data:image/png;base64,")),
+            "the character reference travels with the video request"
+        );
+        let (status, bytes) = server.get_bytes(resp["video_url"].as_str().expect("url")).await;
+        assert_eq!(status, 200);
+        assert!(bytes.windows(4).any(|w| w == b"ftyp"), "the downloaded video is stored and served");
+    }
+}
+
+#[tokio::test]
+async fn strict_mode_sends_nothing_upstream_for_unknown_flavors() {
+    let up = Upstreams::start().await;
+    let server = up.server(|s| s.strict_flavors = true).await;
+    for (path, body) in [
+        ("/api/mv/create_scenes", json!({"idea": "i", "character_description": "c", "config_flavor": "nope"})),
+        ("/api/mv/generate_character_reference", json!({"character_description": "c", "config_flavor": "nope"})),
+        ("/api/mv/generate_video", json!({"prompt": "p", "config_flavor": "nope"})),
+    ] {
+        let (status, resp) = server.post(path, &body).await;
+        assert_eq!(status, 400, "{path}: {resp}");
+        assert_eq!(resp["detail"]["error"], "UnknownFlavor");
+    }
+    assert!(up.gemini.received().is_empty() && up.replicate.received().is_empty());
+}
+
+#[tokio::test]
+async fn upstream_faults_become_502_or_504_with_the_upstream_message() {
+    let up = Upstreams::start_with(|c| c.request_timeout = Duration::from_millis(300)).await;
+    let server = up.server(|_| {}).await;
+    let scenes = json!({"idea": "i", "character_description": "c"});
+
+    for _ in 0..3 {
+        up.gemini.push_response(Scripted::json(500, FakeGemini::error_body(500, "INTERNAL", "the model fell over")));
+    }
+    let (status, resp) = server.post("/api/mv/create_scenes", &scenes).await;
+    assert_eq!(status, 502, "{resp}");
+    assert!(resp["detail"]["message"].as_str().is_some_and(|m| m.contains("the model fell over")), "{resp}");
+
+    up.gemini.push_response(Scripted::hang());
+    let (status, resp) = server.post("/api/mv/create_scenes", &scenes).await;
+    assert_eq!((status, resp["detail"]["error"].as_str()), (504, Some("UpstreamTimeout")), "{resp}");
+
+    up.gemini.push_response(Scripted::bytes(200, "<html>not json</html>"));
+    let (status, resp) = server.post("/api/mv/create_scenes", &scenes).await;
+    assert_eq!((status, resp["detail"]["error"].as_str()), (502, Some("UpstreamError")), "{resp}");
+
+    up.gemini.push_response(Scripted::json(429, FakeGemini::error_body(429, "RESOURCE_EXHAUSTED", "slow down")));
+    up.gemini.set_default_scenes(6);
+    let (status, resp) = server.post("/api/mv/create_scenes", &scenes).await;
+    assert_eq!(status, 200, "a single 429 is retried: {resp}");
+
+    up.replicate.push_prediction(PredictionPlan { polls_until_done: 1, outcome: Outcome::Fail("GPU lost".into()) });
+    let (status, resp) = server.post("/api/mv/generate_video", &json!({"prompt": "p"})).await;
+    assert_eq!(status, 502, "{resp}");
+
+    let leaked = format!("{resp}");
+    assert!(!leaked.contains(TEST_REPLICATE_TOKEN) && !leaked.contains(TEST_GEMINI_KEY));
+}
+
+/// The binary as a user runs it: debug mode logs flavors at startup and config values per request,
+/// keys never appear, and SIGTERM shuts it down cleanly.
+#[test]
+fn binary_serves_logs_in_debug_mode_and_never_prints_keys() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let gemini = rt.block_on(FakeGemini::start());
+    gemini.set_default_scenes(8);
+    let port = free_port();
+    let out_dir = std::env::temp_dir().join(format!("mvgen-e2e-bin-{}", uuid::Uuid::new_v4()));
+    let secret_gemini = "AIzaSy-super-secret-gemini-key";
+    let secret_api = "api-key-never-logged-42";
+    let child = Command::new(env!("CARGO_BIN_EXE_mvgen"))
+        .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
+        .env_clear()
+        .env("MV_DEBUG_MODE", "true")
+        .env("GEMINI_API_KEY", secret_gemini)
+        .env("GEMINI_BASE_URL", &gemini.base_url)
+        .env("API_KEY", secret_api)
+        .env("MV_OUTPUT_DIR", &out_dir)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start mvgen");
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let ready = rt.block_on(wait_ready(&client, &base));
+    assert!(ready, "server did not start");
+    let resp = rt.block_on(
+        client
+            .post(format!("{base}/api/mv/create_scenes"))
+            .header("x-api-key", secret_api)
+            .json(&json!({"idea": "i", "character_description": "c", "config_flavor": "mv1"}))
+            .send(),
+    );
+    let resp = resp.expect("request");
+    assert_eq!(resp.status(), 200);
+    let body: Value = rt.block_on(resp.json()).expect("json");
+    assert_eq!(body["metadata"]["backend_used"], "gemini");
+
+    terminate(&child);
+    let output = child.wait_with_output().expect("wait");
+    let logs = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "graceful shutdown exits 0: {logs}");
+    assert!(logs.contains("debug mode: embedded config flavors") && logs.contains("default, example, mv1"), "{logs}");
+    assert!(
+        logs.contains("scenes=gemini") && logs.contains("images=mock"),
+        "startup says which providers are mock: {logs}"
+    );
+    assert!(logs.contains("loaded_into") && logs.contains("scene_generator.camera_angle"), "{logs}");
+    assert!(!logs.contains(secret_gemini) && !logs.contains(secret_api), "a key leaked into the logs:\n{logs}");
+    let received = gemini.received();
+    assert_eq!(received[0].header("x-goog-api-key"), Some(secret_gemini), "the key is sent upstream as a header");
+    assert!(received[0].query.as_deref().is_none_or(|q| !q.contains(secret_gemini)), "never in the URL");
+}
+
+// ---- helpers ----
+
+struct Upstreams {
+    gemini: FakeGemini,
+    replicate: FakeReplicate,
+    providers: Providers,
+}
+
+impl Upstreams {
+    async fn start() -> Self {
+        Upstreams::start_with(|_| {}).await
+    }
+
+    async fn start_with(tweak: impl FnOnce(&mut mvgen::providers::ProviderConfig)) -> Self {
+        let gemini = FakeGemini::start().await;
+        let replicate = FakeReplicate::start().await;
+        let mut config = test_provider_config(&gemini.base_url, &replicate.base_url);
+        tweak(&mut config);
+        let providers = Providers::from_config(&config).expect("providers");
+        Upstreams { gemini, replicate, providers }
+    }
+
+    async fn server(&self, tweak: impl FnOnce(&mut Settings)) -> TestServer {
+        let mut settings = Settings::from_vars(None, |_| None).expect("settings");
+        settings.output_dir = std::env::temp_dir().join(format!("mvgen-e2e-{}", uuid::Uuid::new_v4()));
+        tweak(&mut settings);
+        let state = AppState {
+            providers: self.providers.clone(),
+            storage: Arc::new(LocalStorage::new(&settings.output_dir)),
+            debug: settings.debug,
+            strict_flavors: settings.strict_flavors,
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let router = app(state, &settings);
+        tokio::spawn(serve(listener, router, std::future::pending()));
+        TestServer { base, client: reqwest::Client::new() }
+    }
+}
+
+struct TestServer {
+    base: String,
+    client: reqwest::Client,
+}
+
+impl TestServer {
+    async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let resp = self.client.post(format!("{}{path}", self.base)).json(body).send().await.expect("request");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get_bytes(&self, path: &str) -> (u16, Vec<u8>) {
+        let resp = self.client.get(format!("{}{path}", self.base)).send().await.expect("request");
+        let status = resp.status().as_u16();
+        (status, resp.bytes().await.map(|b| b.to_vec()).unwrap_or_default())
+    }
+}
+
+/// `mvgen render FLAVOR ... --json`, run as a user would.
+fn mvgen_render(args: &[&str]) -> Value {
+    let output =
+        Command::new(env!("CARGO_BIN_EXE_mvgen")).arg("render").args(args).arg("--json").output().expect("run");
+    assert!(output.status.success(), "render failed: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).expect("render --json prints JSON")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+async fn wait_ready(client: &reqwest::Client, base: &str) -> bool {
+    for _ in 0..200 {
+        if client.get(format!("{base}/health")).send().await.is_ok_and(|r| r.status().is_success()) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    false
+}
+
+fn terminate(child: &std::process::Child) {
+    // SIGTERM, as a container runtime sends it; the server must finish and exit 0.
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    assert!(status.success());
+}
