@@ -346,10 +346,15 @@
       box.append(mock);
     }
     if (choice.fallback) {
-      const asked = choice.requested ? `“${choice.requested}”` : 'The requested flavor';
-      const why = choice.reason ? ` (${choice.reason})` : '';
-      const note = warning(`${asked} was not used${why}; the server fell back to “${used || 'default'}”.`);
+      const asked = choice.requested ? `“${choice.requested}”` : 'the requested flavor';
+      const note = warning(`Used “${used || 'default'}” instead of ${asked}.`);
       note.classList.add('flavor-fallback');
+      if (choice.reason) {
+        const reason = document.createElement('small');
+        reason.className = 'reason';
+        reason.textContent = choice.reason;
+        note.append(reason);
+      }
       box.append(note);
     }
     return box;
