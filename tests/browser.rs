@@ -113,10 +113,35 @@ fn choosing_mv1_generates_mv1_scenes_and_is_remembered() {
         ensure!(cards == expected, "{cards} scene cards, mv1 has {expected} scenes");
         let first = t.text(".scene-card .scene-description").await?;
         ensure!(!first.is_empty(), "scene card has no description");
+        t.screenshot("choosing_mv1_generates_mv1_scenes_and_is_remembered-scenes").await;
 
         t.open("/").await?;
         t.wait_for("flavors loaded", "!document.querySelector('#config-flavor').disabled").await?;
         ensure!(t.value("#config-flavor").await? == "mv1", "the chosen flavor was not remembered");
+        Ok(())
+    });
+}
+
+#[test]
+fn server_fallback_to_default_is_shown_as_a_warning() {
+    e2e("server_fallback_to_default_is_shown_as_a_warning", Options::default(), async |t| {
+        t.open("/").await?;
+        t.wait_for("flavors loaded", "!document.querySelector('#config-flavor').disabled").await?;
+        // A page loaded before the flavor was removed from the server still offers it.
+        t.js::<bool>(
+            "(() => { const s = document.querySelector('#config-flavor'); \
+             s.add(new Option('Retired', 'retired-flavor')); return true; })()",
+        )
+        .await?;
+        t.select("#config-flavor", "retired-flavor").await?;
+        t.fill("#video-description", "A paper plane crosses the city").await?;
+        t.fill("#character-description", "A boy with a blue cap").await?;
+        t.click("#generate-scenes").await?;
+        t.wait_for("scene cards", "document.querySelectorAll('.scene-card').length > 0").await?;
+        ensure!(t.text("#scenes-meta .flavor-used").await? == "default", "fallback result not labelled default");
+        ensure!(t.visible("#scenes-meta .flavor-fallback").await?, "no visible fallback warning");
+        let warning = t.text("#scenes-meta .flavor-fallback").await?;
+        ensure!(warning.contains("retired-flavor"), "warning does not name the requested flavor: {warning:?}");
         Ok(())
     });
 }
@@ -685,6 +710,9 @@ impl Tab {
         if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
+        // Capture starts at y = 0 of the viewport, so a page scrolled by earlier clicks would come
+        // out shifted with its bottom cut off.
+        let _ = self.page.evaluate("window.scrollTo(0, 0)").await;
         let params = ScreenshotParams::builder().full_page(true).build();
         if let Err(err) = self.page.save_screenshot(params, &path).await {
             eprintln!("screenshot {} failed: {err}", path.display());
