@@ -98,6 +98,7 @@ pub fn app(state: AppState, settings: &Settings) -> Router {
         .route("/health", get(health))
         .merge(crate::page::router())
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state);
     if !settings.cors_origins.is_empty() {
@@ -116,6 +117,15 @@ async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
         "NotFound",
         format!("no route for {method} {}", uri.path()),
         json!({ "path": uri.path() }),
+    )
+}
+
+async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "MethodNotAllowed",
+        format!("{method} is not allowed on {}", uri.path()),
+        json!({ "path": uri.path(), "method": method.as_str() }),
     )
 }
 

@@ -53,7 +53,18 @@ fn is_json(content_type: Option<&str>) -> bool {
 
 /// Deserializes `bytes`, telling syntax errors (400) from shape errors (422, with the field path).
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
+    // Syntax first: a body that isn't JSON at all is a 400 whatever its first key says. JSON is
+    // UTF-8 by definition, and skipping unknown keys would not check their strings.
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidJson",
+            format!("the body is not valid UTF-8 (invalid byte at offset {})", e.valid_up_to()),
+            json!({ "offset": e.valid_up_to() }),
+        )
+    })?;
+    serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(|e| classify(".", &e))?;
+    let mut de = serde_json::Deserializer::from_str(text);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let path = err.path().to_string();
         classify(&path, &err.into_inner())

@@ -1,0 +1,299 @@
+//! Table-driven bad input over every endpoint: each case must get the right status and the JSON
+//! error body naming the field, never a 5xx, and the server must stay healthy afterwards. Cases
+//! that are odd but valid (strange flavor names, braces in user text) must succeed.
+
+mod support;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use serde_json::{Value, json};
+use support::test_app::TestApp;
+
+const CS: &str = "/api/mv/create_scenes";
+const CR: &str = "/api/mv/generate_character_reference";
+const GV: &str = "/api/mv/generate_video";
+const UNKNOWN_ID: &str = "3f2b6c1e-8f0a-4d2b-9c51-0e4f1a2b3c4d";
+
+/// One request and what it must get.
+struct Case {
+    method: &'static str,
+    path: String,
+    content_type: Option<&'static str>,
+    body: Vec<u8>,
+    status: u16,
+    /// The `detail.error` kind, for error answers.
+    kind: Option<&'static str>,
+    /// What `detail.details` must name (a field), for error answers.
+    field: Option<&'static str>,
+}
+
+fn post(path: &str, body: Value, status: u16, kind: &'static str, field: Option<&'static str>) -> Case {
+    Case {
+        method: "POST",
+        path: path.to_string(),
+        content_type: Some("application/json"),
+        body: body.to_string().into_bytes(),
+        status,
+        kind: if status >= 400 { Some(kind) } else { None },
+        field,
+    }
+}
+
+fn raw(path: &str, content_type: Option<&'static str>, body: &[u8], status: u16, kind: &'static str) -> Case {
+    Case {
+        method: "POST",
+        path: path.to_string(),
+        content_type,
+        body: body.to_vec(),
+        status,
+        kind: Some(kind),
+        field: None,
+    }
+}
+
+fn get(path: String, status: u16, kind: &'static str) -> Case {
+    Case { method: "GET", path, content_type: None, body: Vec::new(), status, kind: Some(kind), field: None }
+}
+
+/// A valid body for `path` with `key` set to `value` (or removed when `value` is `None`).
+fn with(path: &str, key: &str, value: Option<Value>) -> Value {
+    let mut body = match path {
+        CS => json!({"idea": "a storm at sea", "character_description": "a young captain"}),
+        CR => json!({"character_description": "a young captain", "num_images": 1}),
+        _ => json!({"prompt": "The captain climbs the mast."}),
+    };
+    match value {
+        Some(v) => body[key] = v,
+        None => {
+            body.as_object_mut().map(|o| o.remove(key));
+        }
+    }
+    body
+}
+
+fn bad(path: &str, key: &'static str, value: Value, status: u16) -> Case {
+    let kind = if status == 422 { "RequestValidationError" } else { "ValidationError" };
+    post(path, with(path, key, Some(value)), status, kind, Some(key))
+}
+
+fn ok(path: &str, key: &str, value: Value) -> Case {
+    post(path, with(path, key, Some(value)), 200, "", None)
+}
+
+fn cases() -> Vec<Case> {
+    let long_name = "x".repeat(10_000);
+    let huge = format!("{{\"idea\": \"{}\", \"character_description\": \"c\"}}", "y".repeat(1024 * 1024));
+    let deep = format!("{{\"idea\": {}\"x\"{}, \"character_description\": \"c\"}}", "[".repeat(500), "]".repeat(500));
+    let mut cases = Vec::new();
+
+    // Malformed bodies, on every generation endpoint.
+    for path in [CS, CR, GV] {
+        cases.push(raw(path, Some("application/json"), b"{", 400, "InvalidJson"));
+        cases.push(raw(path, Some("application/json"), b"", 400, "InvalidJson"));
+        cases.push(raw(path, Some("application/json"), b"{\"a\": 1} trailing", 400, "InvalidJson"));
+        cases.push(raw(path, Some("application/json"), b"{\"idea\": \"\xff\xfe\"}", 400, "InvalidJson"));
+        cases.push(raw(path, Some("application/json"), b"null", 422, "RequestValidationError"));
+        cases.push(raw(path, Some("application/json"), b"[]", 422, "RequestValidationError"));
+        cases.push(raw(path, Some("application/json"), b"\"text\"", 422, "RequestValidationError"));
+        cases.push(raw(path, Some("application/json"), b"42", 422, "RequestValidationError"));
+        cases.push(raw(path, Some("text/plain"), b"{}", 415, "UnsupportedMediaType"));
+        cases.push(raw(path, None, b"{}", 415, "UnsupportedMediaType"));
+        cases.push(raw(path, Some("application/x-www-form-urlencoded"), b"idea=x", 415, "UnsupportedMediaType"));
+        cases.push(raw(path, Some("application/json"), huge.as_bytes(), 413, "PayloadTooLarge"));
+        cases.push(bad(path, "unexpected_field", json!(1), 422));
+        cases.push(bad(path, "config_flavor", json!(123), 422));
+        cases.push(bad(path, "config_flavor", json!(["mv1"]), 422));
+        cases.push(bad(path, "config_flavor", json!({"name": "mv1"}), 422));
+        cases.push(bad(path, "config_flavor", json!(true), 422));
+        // Flavor names are only ever map keys: anything unknown falls back to default.
+        for name in ["../../etc/passwd", "DEFAULT", "", "mv1\u{0}", "mv1 ", "default/../mv1", long_name.as_str()] {
+            cases.push(ok(path, "config_flavor", json!(name)));
+        }
+        cases.push(ok(path, "config_flavor", Value::Null));
+    }
+
+    // create_scenes
+    cases.push(post(CS, with(CS, "idea", None), 422, "RequestValidationError", Some("idea")));
+    cases.push(post(
+        CS,
+        with(CS, "character_description", None),
+        422,
+        "RequestValidationError",
+        Some("character_description"),
+    ));
+    for v in [Value::Null, json!(5), json!(["idea"]), json!({"text": "x"}), json!(false)] {
+        cases.push(bad(CS, "idea", v, 422));
+    }
+    for v in ["", "   ", "\n\t "] {
+        cases.push(bad(CS, "idea", json!(v), 400));
+        cases.push(bad(CS, "character_description", json!(v), 400));
+    }
+    for v in [0, -1, 33, 1000, i64::MIN] {
+        cases.push(bad(CS, "number_of_scenes", json!(v), 400));
+    }
+    for v in [json!(2.5), json!("6"), json!(1e30), json!(true), json!([6])] {
+        cases.push(bad(CS, "number_of_scenes", v, 422));
+    }
+    cases.push(raw(
+        CS,
+        Some("application/json"),
+        b"{\"idea\": \"x\", \"character_description\": \"c\", \"number_of_scenes\": 99999999999999999999}",
+        422,
+        "RequestValidationError",
+    ));
+    cases.push(raw(CS, Some("application/json"), deep.as_bytes(), 422, "RequestValidationError"));
+    cases.push(raw(
+        CS,
+        Some("application/json"),
+        b"{\"idea\": \"a\", \"idea\": \"b\", \"character_description\": \"c\"}",
+        422,
+        "RequestValidationError",
+    ));
+    cases.push(raw(
+        CS,
+        Some("application/json"),
+        b"{\"idea\": \"\\ud800\", \"character_description\": \"c\"}",
+        400,
+        "InvalidJson",
+    ));
+    for key in ["camera_angle", "video_type", "video_characteristics", "character_characteristics"] {
+        cases.push(bad(CS, key, json!(3), 422));
+        cases.push(ok(CS, key, Value::Null));
+    }
+    cases.push(ok(CS, "number_of_scenes", Value::Null));
+    cases.push(ok(CS, "number_of_scenes", json!(32)));
+    for text in ["{idea} {{ }} {", "\u{0} nul and \u{1b}[31m escape", "雨の夜 🌧️", "}} {0} {idea!r}"] {
+        cases.push(ok(CS, "idea", json!(text)));
+    }
+
+    // generate_character_reference
+    cases.push(post(
+        CR,
+        with(CR, "character_description", None),
+        422,
+        "RequestValidationError",
+        Some("character_description"),
+    ));
+    cases.push(bad(CR, "character_description", json!(""), 400));
+    cases.push(bad(CR, "character_description", json!(7), 422));
+    for v in [0, 5, -3] {
+        cases.push(bad(CR, "num_images", json!(v), 400));
+    }
+    for v in [json!(2.0), json!("4")] {
+        cases.push(bad(CR, "num_images", v, 422));
+    }
+    for (key, v) in [
+        ("aspect_ratio", "2:1"),
+        ("aspect_ratio", "16:9 "),
+        ("safety_filter_level", "none"),
+        ("person_generation", "allow_all"),
+        ("output_format", "gif"),
+        ("output_format", "PNG"),
+    ] {
+        cases.push(bad(CR, key, json!(v), 400));
+    }
+    cases.push(bad(CR, "aspect_ratio", json!(16), 422));
+    cases.push(bad(CR, "seed", json!(-1), 400));
+    cases.push(bad(CR, "seed", json!(4_294_967_296_i64), 400));
+    cases.push(bad(CR, "seed", json!("7"), 422));
+    cases.push(bad(CR, "seed", json!(1.5), 422));
+    cases.push(bad(CR, "negative_prompt", json!(1), 422));
+    cases.push(ok(CR, "seed", json!(4_294_967_295_i64)));
+    cases.push(ok(CR, "output_format", json!("webp")));
+
+    // generate_video
+    cases.push(post(GV, with(GV, "prompt", None), 422, "RequestValidationError", Some("prompt")));
+    cases.push(bad(GV, "prompt", json!(""), 400));
+    cases.push(bad(GV, "prompt", json!("  "), 400));
+    for v in [0, 61, -5] {
+        cases.push(bad(GV, "duration", json!(v), 400));
+    }
+    cases.push(bad(GV, "duration", json!("8"), 422));
+    cases.push(bad(GV, "aspect_ratio", json!("4:3"), 400));
+    cases.push(bad(GV, "generate_audio", json!("yes"), 422));
+    cases.push(bad(GV, "generate_audio", json!(1), 422));
+    cases.push(bad(GV, "seed", json!(-7), 400));
+    for id in ["../../etc/passwd", "3F2B6C1E-8F0A-4D2B-9C51-0E4F1A2B3C4D", "not-an-id"] {
+        cases.push(bad(GV, "character_reference_id", json!(id), 400));
+    }
+    cases.push(bad(GV, "character_reference_id", json!(123), 422));
+    cases.push(ok(GV, "character_reference_id", json!("")));
+    cases.push(ok(GV, "character_reference_id", json!(UNKNOWN_ID)));
+    for template in ["{idea}", "{", "}", "{0}", "{}", "{aspect_ratio:>3}", "{aspect_ratio!r}"] {
+        cases.push(bad(GV, "video_rules_template", json!(template), 400));
+    }
+    cases.push(ok(GV, "video_rules_template", json!("{{literal}} in {aspect_ratio}")));
+
+    // Stored files.
+    for kind in ["get_character_reference", "get_video"] {
+        for id in ["not-a-uuid", "..%2F..%2Fetc%2Fpasswd", "%00", "3F2B6C1E-8F0A-4D2B-9C51-0E4F1A2B3C4D"] {
+            cases.push(get(format!("/api/mv/{kind}/{id}"), 400, "InvalidId"));
+        }
+        cases.push(get(format!("/api/mv/{kind}/{UNKNOWN_ID}.mp4"), 400, "InvalidId"));
+        cases.push(get(format!("/api/mv/{kind}/{}", "a".repeat(10_000)), 400, "InvalidId"));
+        cases.push(get(format!("/api/mv/{kind}/{UNKNOWN_ID}"), 404, "NotFound"));
+        cases.push(raw(
+            &format!("/api/mv/{kind}/{UNKNOWN_ID}"),
+            Some("application/json"),
+            b"{}",
+            405,
+            "MethodNotAllowed",
+        ));
+    }
+    cases.push(get(CS.to_string(), 405, "MethodNotAllowed"));
+    cases.push(get("/api/mv/does_not_exist".to_string(), 404, "NotFound"));
+    cases
+}
+
+#[tokio::test]
+async fn every_bad_input_gets_a_clear_4xx_and_the_server_stays_healthy() {
+    let t = TestApp::new();
+    let cases = cases();
+    assert!(cases.len() >= 100, "only {} cases", cases.len());
+    let mut failures = Vec::new();
+    for case in &cases {
+        let mut req = Request::builder().method(case.method).uri(&case.path);
+        if let Some(ct) = case.content_type {
+            req = req.header(header::CONTENT_TYPE, ct);
+        }
+        let req = req.body(Body::from(case.body.clone())).expect("request");
+        let (status, _, bytes) = t.call(req).await;
+        let label =
+            format!("{} {} {}", case.method, shorten(&case.path), shorten(&String::from_utf8_lossy(&case.body)));
+        if status.as_u16() != case.status {
+            failures.push(format!(
+                "{label}: expected {}, got {status}: {}",
+                case.status,
+                shorten(&String::from_utf8_lossy(&bytes))
+            ));
+            continue;
+        }
+        let Some(kind) = case.kind else { continue };
+        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let detail = &body["detail"];
+        if detail["error"] != kind || detail["message"].as_str().is_none_or(str::is_empty) {
+            failures.push(format!("{label}: expected error kind {kind} with a message, got {body}"));
+        }
+        if let Some(field) = case.field
+            && detail["details"] != json!(field)
+        {
+            failures.push(format!("{label}: expected details to name {field}, got {body}"));
+        }
+    }
+    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    let (status, _) = t.get("/health").await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn user_text_with_braces_reaches_the_prompt_verbatim() {
+    let t = TestApp::new();
+    let idea = "{idea} {{ }} {character_description} {0} {";
+    let (status, _) = t.post(CS, &json!({"idea": idea, "character_description": "c"})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(t.scenes.received()[0].prompt.contains(&format!("Idea: {idea}\n")));
+}
+
+fn shorten(s: &str) -> String {
+    if s.chars().count() > 120 { format!("{}…", s.chars().take(120).collect::<String>()) } else { s.to_string() }
+}

@@ -1,0 +1,57 @@
+//! Storage faults through the API: an unwritable output directory fails that request with a clear
+//! StorageError, leaves no file under a final name, and the server keeps serving; concurrent
+//! generations each get their own file.
+
+mod support;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use serde_json::json;
+use support::test_app::{FAKE_MP4, TestApp};
+
+#[tokio::test]
+async fn an_unwritable_output_dir_fails_the_request_cleanly_and_the_server_keeps_serving() {
+    let t = TestApp::new();
+    std::fs::create_dir_all(&t.output_dir).expect("output dir");
+    // Where the videos directory should be there is a file, so nothing can be written there.
+    std::fs::write(t.output_dir.join("videos"), b"in the way").expect("blocker");
+
+    let (status, resp) = t.post("/api/mv/generate_video", &json!({"prompt": "p"})).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{resp}");
+    assert_eq!(resp["detail"]["error"], "StorageError");
+    assert!(resp["detail"]["message"].as_str().is_some_and(|m| m.contains("could not be stored")), "{resp}");
+    assert_eq!(std::fs::read(t.output_dir.join("videos")).expect("blocker"), b"in the way", "nothing overwritten");
+
+    let (status, _) = t.get("/health").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, resp) =
+        t.post("/api/mv/generate_character_reference", &json!({"character_description": "c", "num_images": 1})).await;
+    assert_eq!(status, StatusCode::OK, "other kinds still work: {resp}");
+    let (status, _) = t.post("/api/mv/create_scenes", &json!({"idea": "i", "character_description": "c"})).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_generations_never_overwrite_each_other() {
+    let t = Arc::new(TestApp::new());
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..50 {
+        let t = Arc::clone(&t);
+        tasks.spawn(async move { t.post("/api/mv/generate_video", &json!({"prompt": format!("scene {i}")})).await });
+    }
+    let mut ids = HashSet::new();
+    while let Some(done) = tasks.join_next().await {
+        let (status, resp) = done.expect("task");
+        assert_eq!(status, StatusCode::OK, "{resp}");
+        ids.insert(resp["video_id"].as_str().expect("id").to_string());
+    }
+    assert_eq!(ids.len(), 50, "every generation got its own id");
+    let files: Vec<_> =
+        std::fs::read_dir(t.output_dir.join("videos")).expect("videos").map(|e| e.expect("entry").path()).collect();
+    assert_eq!(files.len(), 50, "one file per generation, no temp files left: {files:?}");
+    for f in files {
+        assert_eq!(std::fs::read(&f).expect("read"), FAKE_MP4, "{} intact", f.display());
+    }
+}
