@@ -18,6 +18,8 @@ use compiler::{DEFAULT_FLAVOR, Flavor, Origin, Segment, Template, ValueRef};
 fn main() {
     println!("cargo::rerun-if-env-changed=MVGEN_CONFIGS_DIR");
     println!("cargo::rerun-if-changed=src/compiler");
+    // include_dir! (src/page.rs) sees edits to embedded files but not new ones; this catches those.
+    println!("cargo::rerun-if-changed=page");
     let configs = std::env::var_os("MVGEN_CONFIGS_DIR").map_or_else(|| PathBuf::from("configs"), PathBuf::from);
     // A directory here makes cargo rerun us when any file below it is added, edited or removed.
     println!("cargo::rerun-if-changed={}", configs.display());

@@ -96,6 +96,7 @@ pub fn app(state: AppState, settings: &Settings) -> Router {
     let mut router = Router::new()
         .nest("/api", api)
         .route("/health", get(health))
+        .merge(crate::page::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
