@@ -69,10 +69,8 @@ impl Layer {
             Ok(()) => Ok(()),
             Err(SetError::UnknownKey) => Err(unknown_key(kind, file, key)),
             Err(SetError::Bad(fault)) => {
-                let (line, col) = fault
-                    .brace
-                    .and_then(|(ch, nth)| file.find_char((value.line, value.col), ch, nth))
-                    .unwrap_or((value.line, value.col));
+                let (line, col) =
+                    fault.brace.and_then(|(ch, nth)| file.find_char(value, ch, nth)).unwrap_or((value.line, value.col));
                 Err(Diagnostic::at(file.path.clone(), line, col, format!("{}: {}", key.value, fault.message)))
             }
         }
@@ -88,7 +86,7 @@ impl Layer {
                 if !super::is_flavor_name(&name) {
                     return Err(SetError::Bad(Fault::new(format!("`{name}` is not a valid flavor name"))));
                 }
-                self.extends = Some(At { value: name.into_owned(), line: value.line, col: value.col });
+                self.extends = Some(At { value: name.into_owned(), line: value.line, col: value.col, end: value.end });
             }
             _ => return Err(SetError::UnknownKey),
         }

@@ -46,6 +46,8 @@ pub struct At<T> {
     pub value: T,
     pub line: u32,
     pub col: u32,
+    /// Where the value's source text ends, as a character offset into the file, when known.
+    pub end: Option<usize>,
 }
 
 /// One configs file: its display path, its text, and its top-level entries in file order.
@@ -66,7 +68,10 @@ impl YamlFile {
                 return Err(Diagnostic::at(path, line, col, "file is not valid UTF-8: save it as UTF-8"));
             }
         };
-        match serde_saphyr::from_str::<Option<Entries>>(&text) {
+        // YAML 1.2 booleans only: `yes`, `no`, `on` and `off` stay strings, as the README documents.
+        let mut options = serde_saphyr::Options::default();
+        options.strict_booleans = true;
+        match serde_saphyr::from_str_with_options::<Option<Entries>>(&text, options) {
             Ok(entries) => Ok(YamlFile { path, text, entries: entries.map(|e| e.0).unwrap_or_default() }),
             Err(err) => {
                 let (line, col) = err
@@ -79,13 +84,18 @@ impl YamlFile {
         }
     }
 
-    /// The position of the `nth` (0-based) occurrence of `ch` at or after `from`, if the file has it.
-    /// Template faults are found in the decoded string; braces are never escaped or folded by any
-    /// YAML scalar style, so counting them in the raw text finds the same brace.
-    pub fn find_char(&self, from: (u32, u32), ch: char, nth: usize) -> Option<(u32, u32)> {
+    /// The position of the `nth` (0-based) occurrence of `ch` inside `value`'s source text.
+    /// Template faults are found in the decoded string; braces are never folded by any YAML scalar
+    /// style, so counting them in the raw text finds the same brace. The search stops at the end of
+    /// the value, so an escaped brace (`\x7b`) can't push it into the next key.
+    pub fn find_char<T>(&self, value: &At<T>, ch: char, nth: usize) -> Option<(u32, u32)> {
+        let from = (value.line, value.col);
         let (mut line, mut col) = (1u32, 1u32);
         let mut seen = 0;
-        for c in self.text.chars() {
+        for (index, c) in self.text.chars().enumerate() {
+            if value.end.is_some_and(|end| index >= end) {
+                return None;
+            }
             if (line, col) >= from && c == ch {
                 if seen == nth {
                     return Some((line, col));
@@ -166,7 +176,9 @@ impl<'de> Deserialize<'de> for Entries {
 }
 
 fn at<T>(s: Spanned<T>) -> At<T> {
-    At { value: s.value, line: to_u32(s.referenced.line()).max(1), col: to_u32(s.referenced.column()).max(1) }
+    let span = s.referenced.span();
+    let end = (span.len() > 0).then(|| usize::try_from(span.offset() + span.len()).unwrap_or(usize::MAX));
+    At { value: s.value, line: to_u32(s.referenced.line()).max(1), col: to_u32(s.referenced.column()).max(1), end }
 }
 
 impl<'de> Deserialize<'de> for Scalar {
@@ -268,9 +280,20 @@ mod tests {
     }
 
     #[test]
-    fn find_char_counts_from_a_position() {
+    fn find_char_counts_inside_the_value_only() {
         let f = parse("a: '{'\nb: |\n  x { y {\n").expect("valid");
-        assert_eq!(f.find_char((3, 3), '{', 1), Some((3, 9)));
-        assert_eq!(f.find_char((3, 3), '{', 2), None);
+        let b = &f.entries[1].1;
+        assert_eq!(f.find_char(b, '{', 1), Some((3, 9)));
+        assert_eq!(f.find_char(b, '{', 2), None);
+        let f = parse("a: \"\\x7b {\"\nb: '{'\n").expect("valid");
+        let a = &f.entries[0].1;
+        assert_eq!(f.find_char(a, '{', 1), None, "the escaped brace is not in the raw text; don't run into `b`");
+    }
+
+    #[test]
+    fn only_yaml_1_2_booleans_are_booleans() {
+        let f = parse("a: yes\nb: off\nc: true\n").expect("valid");
+        let values: Vec<&Scalar> = f.entries.iter().map(|(_, v)| &v.value).collect();
+        assert_eq!(values, vec![&Scalar::Str("yes".into()), &Scalar::Str("off".into()), &Scalar::Bool(true)]);
     }
 }
