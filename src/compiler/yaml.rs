@@ -177,7 +177,7 @@ impl<'de> Deserialize<'de> for Entries {
 
 fn at<T>(s: Spanned<T>) -> At<T> {
     let span = s.referenced.span();
-    let end = (span.len() > 0).then(|| usize::try_from(span.offset() + span.len()).unwrap_or(usize::MAX));
+    let end = (!span.is_empty()).then(|| usize::try_from(span.offset() + span.len()).unwrap_or(usize::MAX));
     At { value: s.value, line: to_u32(s.referenced.line()).max(1), col: to_u32(s.referenced.column()).max(1), end }
 }
 
