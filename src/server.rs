@@ -13,7 +13,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 use subtle::ConstantTimeEq;
+use tower_http::LatencyUnit;
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 use crate::api::{self, AppState, error::ApiError, extract::BODY_LIMIT};
 
@@ -104,7 +106,16 @@ pub fn app(state: AppState, settings: &Settings) -> Router {
     if !settings.cors_origins.is_empty() {
         router = router.layer(cors(&settings.cors_origins));
     }
-    router
+    // One line per request: method, path, status, latency. Only the path is logged, never the
+    // query string, because `?api_key=` may carry a key.
+    router.layer(
+        TraceLayer::new_for_http()
+            .make_span_with(|request: &Request| {
+                tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
+            })
+            .on_request(())
+            .on_response(DefaultOnResponse::new().level(tracing::Level::INFO).latency_unit(LatencyUnit::Micros)),
+    )
 }
 
 async fn health() -> impl IntoResponse {

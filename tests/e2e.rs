@@ -202,6 +202,9 @@ fn binary_serves_logs_in_debug_mode_and_never_prints_keys() {
     let body: Value = rt.block_on(resp.json()).expect("json");
     assert_eq!(body["metadata"]["backend_used"], "gemini");
 
+    let by_query = rt.block_on(client.get(format!("{base}/api/mv/get_config_flavors?api_key={secret_api}")).send());
+    assert_eq!(by_query.expect("request").status(), 200, "the key also works as ?api_key=");
+
     terminate(&child);
     let output = child.wait_with_output().expect("wait");
     let logs = String::from_utf8_lossy(&output.stderr);
@@ -213,6 +216,7 @@ fn binary_serves_logs_in_debug_mode_and_never_prints_keys() {
     );
     assert!(logs.contains("loaded_into") && logs.contains("scene_generator.camera_angle"), "{logs}");
     assert!(!logs.contains(secret_gemini) && !logs.contains(secret_api), "a key leaked into the logs:\n{logs}");
+    assert!(logs.contains("path=/api/mv/get_config_flavors") && logs.contains("status=200"), "access log: {logs}");
     let received = gemini.received();
     assert_eq!(received[0].header("x-goog-api-key"), Some(secret_gemini), "the key is sent upstream as a header");
     assert!(received[0].query.as_deref().is_none_or(|q| !q.contains(secret_gemini)), "never in the URL");
