@@ -35,9 +35,16 @@ pub fn names() -> &'static [&'static str] {
 
 /// Every embedded flavor, default first, then by name.
 pub fn all() -> Vec<&'static Flavor> {
-    let mut all: Vec<&'static Flavor> = names().iter().filter_map(|n| lookup(n)).collect();
-    all.sort_by_key(|f| (f.name != crate::compiler::DEFAULT_FLAVOR, f.name.clone()));
-    all
+    default_first(names().iter().filter_map(|n| lookup(n)))
+}
+
+/// `flavors` in listing order: default first, then by name.
+pub fn default_first<'a>(flavors: impl IntoIterator<Item = &'a Flavor>) -> Vec<&'a Flavor> {
+    let mut list: Vec<&Flavor> = flavors.into_iter().collect();
+    list.sort_by(|a, b| {
+        (a.name != crate::compiler::DEFAULT_FLAVOR, &a.name).cmp(&(b.name != crate::compiler::DEFAULT_FLAVOR, &b.name))
+    });
+    list
 }
 
 /// The flavor a request gets, and whether it asked for something else.

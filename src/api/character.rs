@@ -75,14 +75,7 @@ pub struct CharacterMetadata {
     responses(
         (status = 200, description = "Images generated and stored", body = CharacterReferenceResponse,
             headers(("X-Config-Flavor" = String, description = "The flavor used"))),
-        (status = 400, description = "Invalid values or malformed JSON", body = super::error::ErrorBody),
-        (status = 401, description = "API key required", body = super::error::ErrorBody),
-        (status = 413, description = "Body too large", body = super::error::ErrorBody),
-        (status = 415, description = "Not JSON", body = super::error::ErrorBody),
-        (status = 422, description = "JSON of the wrong shape", body = super::error::ErrorBody),
-        (status = 500, description = "Storage failed", body = super::error::ErrorBody),
-        (status = 502, description = "The image model failed", body = super::error::ErrorBody),
-        (status = 504, description = "The image model timed out", body = super::error::ErrorBody),
+        super::error::GenerationErrors,
     )
 )]
 pub async fn generate_character_reference(

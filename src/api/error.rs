@@ -38,6 +38,28 @@ pub struct ErrorDetail {
     pub details: Value,
 }
 
+/// The error answers every generation endpoint may give, listed once for the OpenAPI document.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // Only read by the OpenAPI derive, never constructed.
+pub enum GenerationErrors {
+    #[response(status = 400, description = "Invalid values or malformed JSON")]
+    BadRequest(ErrorBody),
+    #[response(status = 401, description = "A valid API key is required")]
+    Unauthorized(ErrorBody),
+    #[response(status = 413, description = "Body larger than 1 MiB")]
+    TooLarge(ErrorBody),
+    #[response(status = 415, description = "The body is not JSON")]
+    NotJson(ErrorBody),
+    #[response(status = 422, description = "JSON of the wrong shape; `details` names the field")]
+    WrongShape(ErrorBody),
+    #[response(status = 500, description = "A generated file could not be stored")]
+    Storage(ErrorBody),
+    #[response(status = 502, description = "The upstream model failed; the message is the upstream's")]
+    Upstream(ErrorBody),
+    #[response(status = 504, description = "The upstream model timed out")]
+    Timeout(ErrorBody),
+}
+
 impl ApiError {
     pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>, details: Value) -> Self {
         ApiError { status, kind, message: message.into(), details }

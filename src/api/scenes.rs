@@ -66,13 +66,7 @@ pub struct ScenesMetadata {
     responses(
         (status = 200, description = "Scenes written", body = CreateScenesResponse,
             headers(("X-Config-Flavor" = String, description = "The flavor used"))),
-        (status = 400, description = "Invalid values or malformed JSON", body = super::error::ErrorBody),
-        (status = 401, description = "API key required", body = super::error::ErrorBody),
-        (status = 413, description = "Body too large", body = super::error::ErrorBody),
-        (status = 415, description = "Not JSON", body = super::error::ErrorBody),
-        (status = 422, description = "JSON of the wrong shape", body = super::error::ErrorBody),
-        (status = 502, description = "The scene model failed", body = super::error::ErrorBody),
-        (status = 504, description = "The scene model timed out", body = super::error::ErrorBody),
+        super::error::GenerationErrors,
     )
 )]
 pub async fn create_scenes(

@@ -71,14 +71,7 @@ pub struct VideoMetadata {
     responses(
         (status = 200, description = "Video generated and stored", body = GenerateVideoResponse,
             headers(("X-Config-Flavor" = String, description = "The flavor used"))),
-        (status = 400, description = "Invalid values or malformed JSON", body = super::error::ErrorBody),
-        (status = 401, description = "API key required", body = super::error::ErrorBody),
-        (status = 413, description = "Body too large", body = super::error::ErrorBody),
-        (status = 415, description = "Not JSON", body = super::error::ErrorBody),
-        (status = 422, description = "JSON of the wrong shape", body = super::error::ErrorBody),
-        (status = 500, description = "Storage failed", body = super::error::ErrorBody),
-        (status = 502, description = "The video model failed", body = super::error::ErrorBody),
-        (status = 504, description = "The video model timed out", body = super::error::ErrorBody),
+        super::error::GenerationErrors,
     )
 )]
 pub async fn generate_video(

@@ -154,11 +154,7 @@ impl Catalog {
     fn all(&self) -> Vec<&Flavor> {
         match self {
             Catalog::Embedded => flavor::all(),
-            Catalog::Compiled(list) => {
-                let mut all: Vec<&Flavor> = list.iter().collect();
-                all.sort_by_key(|f| (f.name != compiler::DEFAULT_FLAVOR, f.name.clone()));
-                all
-            }
+            Catalog::Compiled(list) => flavor::default_first(list),
         }
     }
 

@@ -173,7 +173,7 @@ const REFUSAL_REASONS: &[&str] = &["SAFETY", "RECITATION", "BLOCKLIST", "PROHIBI
 /// Decodes a 200 answer into exactly `expected` scenes.
 pub fn parse_answer(body: &[u8], expected: u32) -> Result<Vec<Scene>, ProviderError> {
     let answer: Answer = serde_json::from_slice(body)
-        .map_err(|e| malformed(format!("answer is not a generateContent response ({e}): {}", snippet(body))))?;
+        .map_err(|e| malformed(format!("answer is not a generateContent response ({e}): {}", http::snippet(body))))?;
     let Some(candidate) = answer.candidates.into_iter().next() else {
         return Err(match answer.prompt_feedback.and_then(|f| f.block_reason) {
             Some(reason) => {
@@ -197,7 +197,7 @@ pub fn parse_answer(body: &[u8], expected: u32) -> Result<Vec<Scene>, ProviderEr
         return Err(malformed(format!("answer has no text (finishReason {finish:?})")));
     }
     let payload: ScenesPayload = serde_json::from_str(strip_code_fence(&text)).map_err(|e| {
-        malformed(format!("scenes text is not {{\"scenes\": [...]}} JSON ({e}): {}", snippet(text.as_bytes())))
+        malformed(format!("scenes text is not {{\"scenes\": [...]}} JSON ({e}): {}", http::snippet(text.as_bytes())))
     })?;
     check_scenes(payload.scenes, expected)
 }
@@ -235,27 +235,14 @@ fn error_from_answer(status: StatusCode, body: &[u8], retry_after: Option<Durati
         status: Option<String>,
     }
     let message = match serde_json::from_slice::<ErrorBody>(body) {
-        Ok(ErrorBody { error: ErrorDetail { message: Some(m), .. } }) if !m.trim().is_empty() => m,
-        Ok(ErrorBody { error: ErrorDetail { status: Some(s), .. } }) => s,
-        _ if body.is_empty() => status.canonical_reason().unwrap_or("no message").to_owned(),
-        _ => String::from_utf8_lossy(body).into_owned(),
+        Ok(ErrorBody { error }) => error.message.filter(|m| !m.trim().is_empty()).or(error.status),
+        Err(_) => None,
     };
-    ProviderError::Upstream {
-        provider: PROVIDER,
-        status: status.as_u16(),
-        message: http::clean_message(&message, api_key),
-    }
+    http::upstream_error(PROVIDER, status, message, body, api_key)
 }
 
 fn malformed(message: String) -> ProviderError {
     ProviderError::Malformed { provider: PROVIDER, message }
-}
-
-/// The start of an unusable answer, quoted, so the log shows what came back.
-fn snippet(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    let short: String = text.chars().take(120).collect();
-    if short.len() < text.len() { format!("{short:?}…") } else { format!("{short:?}") }
 }
 
 #[cfg(test)]

@@ -203,6 +203,30 @@ pub fn clean_message(text: &str, secret: &str) -> String {
     }
 }
 
+/// A non-2xx answer as `Upstream`: the provider's own message when its error body carried one,
+/// else the raw body (or the status reason when empty), cleaned of any echoed `secret`.
+pub fn upstream_error(
+    provider: &'static str,
+    status: StatusCode,
+    message: Option<String>,
+    body: &[u8],
+    secret: &str,
+) -> ProviderError {
+    let message = match message.filter(|m| !m.trim().is_empty()) {
+        Some(m) => m,
+        None if body.is_empty() => status.canonical_reason().unwrap_or("no message").to_owned(),
+        None => String::from_utf8_lossy(body).into_owned(),
+    };
+    ProviderError::Upstream { provider, status: status.as_u16(), message: clean_message(&message, secret) }
+}
+
+/// The start of an unusable answer, quoted, so the error shows what came back.
+pub fn snippet(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let short: String = text.chars().take(120).collect();
+    if short.len() < text.len() { format!("{short:?}…") } else { format!("{short:?}") }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

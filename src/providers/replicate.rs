@@ -161,7 +161,7 @@ impl ReplicateClient {
             return Err(error_from_answer(status, &bytes, retry_after, &self.token));
         }
         let mut prediction: Prediction = serde_json::from_slice(&bytes)
-            .map_err(|e| malformed(format!("answer is not a prediction ({e}): {}", snippet(&bytes))))?;
+            .map_err(|e| malformed(format!("answer is not a prediction ({e}): {}", http::snippet(&bytes))))?;
         if prediction.id.trim().is_empty() {
             return Err(malformed("prediction has no id".to_owned()));
         }
@@ -404,26 +404,14 @@ fn error_from_answer(status: StatusCode, body: &[u8], retry_after: Option<Durati
         detail: Option<String>,
     }
     let message = match serde_json::from_slice::<Problem>(body) {
-        Ok(Problem { detail: Some(detail), .. }) if !detail.trim().is_empty() => detail,
-        Ok(Problem { title: Some(title), .. }) if !title.trim().is_empty() => title,
-        _ if body.is_empty() => status.canonical_reason().unwrap_or("no message").to_owned(),
-        _ => String::from_utf8_lossy(body).into_owned(),
+        Ok(Problem { detail, title }) => detail.filter(|d| !d.trim().is_empty()).or(title),
+        Err(_) => None,
     };
-    ProviderError::Upstream {
-        provider: PROVIDER,
-        status: status.as_u16(),
-        message: http::clean_message(&message, token),
-    }
+    http::upstream_error(PROVIDER, status, message, body, token)
 }
 
 fn malformed(message: String) -> ProviderError {
     ProviderError::Malformed { provider: PROVIDER, message }
-}
-
-fn snippet(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    let short: String = text.chars().take(120).collect();
-    if short.len() < text.len() { format!("{short:?}…") } else { format!("{short:?}") }
 }
 
 #[cfg(test)]
