@@ -15,8 +15,8 @@ use mvgen::server::{Settings, app, serve};
 use mvgen::storage::LocalStorage;
 use serde_json::{Value, json};
 use support::fake_upstream::{
-    FakeGemini, FakeReplicate, Outcome, PredictionPlan, Route, Scripted, TEST_GEMINI_KEY, TEST_REPLICATE_TOKEN,
-    test_provider_config,
+    FakeFile, FakeGemini, FakeReplicate, Outcome, PredictionPlan, Route, Scripted, TEST_GEMINI_KEY,
+    TEST_REPLICATE_TOKEN, test_provider_config,
 };
 
 const CASES: [(Option<&str>, &str); 5] = [
@@ -162,6 +162,40 @@ async fn upstream_faults_become_502_or_504_with_the_upstream_message() {
     assert!(!leaked.contains(TEST_REPLICATE_TOKEN) && !leaked.contains(TEST_GEMINI_KEY));
 }
 
+/// Replicate faults end in bounded time with 502/504 and leave no file behind.
+#[tokio::test]
+async fn replicate_faults_end_in_bounded_time_and_store_nothing() {
+    let up = Upstreams::start_with(|c| {
+        c.video_deadline = Duration::from_millis(400);
+        c.max_video_bytes = 64 * 1024;
+    })
+    .await;
+    let (server, out_dir) = up.server_with_dir(|_| {}).await;
+    let video = json!({"prompt": "p"});
+    let cases: Vec<(PredictionPlan, u16, &str)> = vec![
+        (PredictionPlan { polls_until_done: 1, outcome: Outcome::NeverFinish }, 504, "UpstreamTimeout"),
+        (PredictionPlan { polls_until_done: 1, outcome: Outcome::SucceedWithMissingFile }, 502, "UpstreamError"),
+        (
+            PredictionPlan { polls_until_done: 1, outcome: Outcome::Succeed(FakeFile::endless("huge.mp4")) },
+            502,
+            "UpstreamError",
+        ),
+        (PredictionPlan { polls_until_done: 2, outcome: Outcome::Canceled }, 502, "UpstreamError"),
+    ];
+    for (plan, status, kind) in cases {
+        let label = format!("{:?}", plan.outcome);
+        up.replicate.push_prediction(plan);
+        // A liveness bound, not a speed target: a hang would otherwise stall the suite.
+        let answer = tokio::time::timeout(Duration::from_secs(30), server.post("/api/mv/generate_video", &video)).await;
+        let (got, resp) = answer.unwrap_or_else(|_| panic!("{label}: no answer within 30 s"));
+        assert_eq!((got, resp["detail"]["error"].as_str()), (status, Some(kind)), "{label}: {resp}");
+        assert!(resp["detail"]["message"].as_str().is_some_and(|m| m.contains("replicate")), "{label}: {resp}");
+    }
+    assert!(!up.replicate.cancelled().is_empty(), "a prediction past its deadline is cancelled upstream");
+    let stored: Vec<_> = std::fs::read_dir(out_dir.join("videos")).map(|d| d.flatten().collect()).unwrap_or_default();
+    assert!(stored.is_empty(), "no partial or failed video may be stored: {stored:?}");
+}
+
 /// The binary as a user runs it: debug mode logs flavors at startup and config values per request,
 /// keys never appear, and SIGTERM shuts it down cleanly.
 #[test]
@@ -245,6 +279,11 @@ impl Upstreams {
     }
 
     async fn server(&self, tweak: impl FnOnce(&mut Settings)) -> TestServer {
+        self.server_with_dir(tweak).await.0
+    }
+
+    /// A server and its output directory.
+    async fn server_with_dir(&self, tweak: impl FnOnce(&mut Settings)) -> (TestServer, std::path::PathBuf) {
         let mut settings = Settings::from_vars(None, |_| None).expect("settings");
         settings.output_dir = std::env::temp_dir().join(format!("mvgen-e2e-{}", uuid::Uuid::new_v4()));
         tweak(&mut settings);
@@ -258,7 +297,7 @@ impl Upstreams {
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let router = app(state, &settings);
         tokio::spawn(serve(listener, router, std::future::pending()));
-        TestServer { base, client: reqwest::Client::new() }
+        (TestServer { base, client: reqwest::Client::new() }, settings.output_dir)
     }
 }
 
