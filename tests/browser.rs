@@ -10,10 +10,10 @@
 //! `MVGEN_CHROMIUM=/path` picks the browser (and pointing it at nothing exercises the skip).
 //! Every test leaves a screenshot in `target/browser-screenshots/<test>.png`, pass or fail.
 
+mod support;
+
 use std::io::Write as _;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, Once, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -29,6 +29,7 @@ use chromiumoxide::page::{Page, ScreenshotParams};
 use futures_util::StreamExt as _;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use support::server_process::ServerProcess;
 
 // ---- Tests ---------------------------------------------------------------------------------------
 
@@ -388,7 +389,11 @@ async fn run(
     options: Options,
     scenario: impl AsyncFnOnce(&Tab) -> Result<()>,
 ) -> Result<()> {
-    let server = Server::start(options.api_key).await?;
+    let mut envs = vec![("RUST_LOG", "info")];
+    if let Some(key) = options.api_key {
+        envs.push(("API_KEY", key));
+    }
+    let server = ServerProcess::start(&envs).map_err(|e| anyhow!(e))?;
     let browser = Chromium::launch(chromium, options).await?;
     let tab = Tab::new(&browser, &server, options).await?;
     let outcome = scenario(&tab).await;
@@ -399,69 +404,6 @@ async fn run(
     }
     browser.close().await;
     outcome
-}
-
-/// The `mvgen serve` child process, killed on drop.
-struct Server {
-    child: Child,
-    base: String,
-    dir: tempfile::TempDir,
-}
-
-impl Server {
-    async fn start(api_key: Option<&str>) -> Result<Self> {
-        let dir = tempfile::tempdir().context("temp dir for the server")?;
-        let port = free_port()?;
-        let log = std::fs::File::create(dir.path().join("server.log")).context("server log")?;
-        let mut command = Command::new(env!("CARGO_BIN_EXE_mvgen"));
-        // A clean environment: no provider keys can leak in from the developer's shell, so the
-        // server always runs its mock providers.
-        command
-            .env_clear()
-            .env("MV_OUTPUT_DIR", dir.path().join("outputs"))
-            .env("RUST_LOG", "info")
-            .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().context("server log")?)
-            .stderr(log);
-        if let Some(key) = api_key {
-            command.env("API_KEY", key);
-        }
-        let child = command.spawn().context("starting mvgen serve")?;
-        let mut server = Server { child, base: format!("http://127.0.0.1:{port}"), dir };
-        server.wait_until_listening().await?;
-        Ok(server)
-    }
-
-    async fn wait_until_listening(&mut self) -> Result<()> {
-        let http = reqwest::Client::new();
-        let url = format!("{}/api/mv/get_config_flavors", self.base);
-        let deadline = Instant::now() + WAIT_TIMEOUT;
-        loop {
-            // Any answer, even a 401, means the server is up.
-            if http.get(&url).send().await.is_ok() {
-                return Ok(());
-            }
-            if let Some(status) = self.child.try_wait()? {
-                bail!("mvgen serve exited with {status} before listening:\n{}", self.log());
-            }
-            if Instant::now() > deadline {
-                bail!("mvgen serve did not answer on {} within {WAIT_TIMEOUT:?}:\n{}", self.base, self.log());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Headless Chromium with a throwaway profile; its CDP event loop runs on a task.
@@ -535,7 +477,7 @@ impl Interception {
 }
 
 impl Tab {
-    async fn new(browser: &Chromium, server: &Server, options: Options) -> Result<Self> {
+    async fn new(browser: &Chromium, server: &ServerProcess, options: Options) -> Result<Self> {
         let page = browser.browser.new_page("about:blank").await.context("new page")?;
         emulate_viewport(&page, options).await?;
         // CSP violations are not exceptions; collect them so a too-strict policy fails the test.
@@ -754,11 +696,6 @@ fn find_chromium() -> Option<PathBuf> {
 
 fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
-}
-
-fn free_port() -> Result<u16> {
-    // Closed again before the server binds; the kernel does not hand the port out again that fast.
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 fn base64(bytes: &[u8]) -> String {

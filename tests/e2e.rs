@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +18,7 @@ use support::fake_upstream::{
     FakeFile, FakeGemini, FakeReplicate, Outcome, PredictionPlan, Route, Scripted, TEST_GEMINI_KEY,
     TEST_REPLICATE_TOKEN, test_provider_config,
 };
+use support::server_process::ServerProcess;
 
 const CASES: [(Option<&str>, &str); 5] = [
     (None, "default"),
@@ -130,7 +131,7 @@ async fn strict_mode_sends_nothing_upstream_for_unknown_flavors() {
 
 #[tokio::test]
 async fn upstream_faults_become_502_or_504_with_the_upstream_message() {
-    let up = Upstreams::start_with(|c| c.request_timeout = Duration::from_millis(300)).await;
+    let up = Upstreams::start_with(|c| c.request_timeout = Duration::from_secs(2)).await;
     let server = up.server(|_| {}).await;
     let scenes = json!({"idea": "i", "character_description": "c"});
 
@@ -203,27 +204,17 @@ fn binary_serves_logs_in_debug_mode_and_never_prints_keys() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let gemini = rt.block_on(FakeGemini::start());
     gemini.set_default_scenes(8);
-    let port = free_port();
-    let out_dir = std::env::temp_dir().join(format!("mvgen-e2e-bin-{}", uuid::Uuid::new_v4()));
     let secret_gemini = "AIzaSy-super-secret-gemini-key";
     let secret_api = "api-key-never-logged-42";
-    let child = Command::new(env!("CARGO_BIN_EXE_mvgen"))
-        .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
-        .env_clear()
-        .env("MV_DEBUG_MODE", "true")
-        .env("GEMINI_API_KEY", secret_gemini)
-        .env("GEMINI_BASE_URL", &gemini.base_url)
-        .env("API_KEY", secret_api)
-        .env("MV_OUTPUT_DIR", &out_dir)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start mvgen");
-    let base = format!("http://127.0.0.1:{port}");
+    let server = ServerProcess::start(&[
+        ("MV_DEBUG_MODE", "true"),
+        ("GEMINI_API_KEY", secret_gemini),
+        ("GEMINI_BASE_URL", &gemini.base_url),
+        ("API_KEY", secret_api),
+    ])
+    .expect("start mvgen");
+    let base = server.base.clone();
     let client = reqwest::Client::new();
-    let ready = rt.block_on(wait_ready(&client, &base));
-    assert!(ready, "server did not start");
     let resp = rt.block_on(
         client
             .post(format!("{base}/api/mv/create_scenes"))
@@ -239,10 +230,8 @@ fn binary_serves_logs_in_debug_mode_and_never_prints_keys() {
     let by_query = rt.block_on(client.get(format!("{base}/api/mv/get_config_flavors?api_key={secret_api}")).send());
     assert_eq!(by_query.expect("request").status(), 200, "the key also works as ?api_key=");
 
-    terminate(&child);
-    let output = child.wait_with_output().expect("wait");
-    let logs = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "graceful shutdown exits 0: {logs}");
+    let (status, logs) = server.terminate();
+    assert!(status.success(), "graceful shutdown exits 0: {logs}");
     assert!(logs.contains("debug mode: embedded config flavors") && logs.contains("default, example, mv1"), "{logs}");
     assert!(
         logs.contains("scenes=gemini") && logs.contains("images=mock"),
@@ -285,7 +274,8 @@ impl Upstreams {
     /// A server and its output directory.
     async fn server_with_dir(&self, tweak: impl FnOnce(&mut Settings)) -> (TestServer, std::path::PathBuf) {
         let mut settings = Settings::from_vars(None, |_| None).expect("settings");
-        settings.output_dir = std::env::temp_dir().join(format!("mvgen-e2e-{}", uuid::Uuid::new_v4()));
+        let dir = tempfile::tempdir().expect("temp dir");
+        settings.output_dir = dir.path().join("outputs");
         tweak(&mut settings);
         let state = AppState {
             providers: self.providers.clone(),
@@ -297,13 +287,15 @@ impl Upstreams {
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let router = app(state, &settings);
         tokio::spawn(serve(listener, router, std::future::pending()));
-        (TestServer { base, client: reqwest::Client::new() }, settings.output_dir)
+        (TestServer { base, client: reqwest::Client::new(), _dir: dir }, settings.output_dir)
     }
 }
 
 struct TestServer {
     base: String,
     client: reqwest::Client,
+    /// Holds the output directory until the test ends, then removes it.
+    _dir: tempfile::TempDir,
 }
 
 impl TestServer {
@@ -326,24 +318,4 @@ fn mvgen_render(args: &[&str]) -> Value {
         Command::new(env!("CARGO_BIN_EXE_mvgen")).arg("render").args(args).arg("--json").output().expect("run");
     assert!(output.status.success(), "render failed: {}", String::from_utf8_lossy(&output.stderr));
     serde_json::from_slice(&output.stdout).expect("render --json prints JSON")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
-}
-
-async fn wait_ready(client: &reqwest::Client, base: &str) -> bool {
-    for _ in 0..200 {
-        if client.get(format!("{base}/health")).send().await.is_ok_and(|r| r.status().is_success()) {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    false
-}
-
-fn terminate(child: &std::process::Child) {
-    // SIGTERM, as a container runtime sends it; the server must finish and exit 0.
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
-    assert!(status.success());
 }

@@ -3,17 +3,18 @@
 //! that checks every prompt it receives against its own request's flavor. Expect no cross-talk, no
 //! errors, and resident memory after the run within 10% of what it was after warm-up.
 
+mod support;
+
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
 use axum::routing::post;
 use mvgen::prompts::{SceneInputs, scene_plan};
 use serde_json::{Value, json};
+use support::server_process::ServerProcess;
 
 const FLAVORS: [&str; 5] = ["default", "mv1", "example", "no-such-flavor", "MV1"];
 const CONNECTIONS: usize = 64;
@@ -25,15 +26,19 @@ fn ten_thousand_mixed_flavor_requests_never_mix_and_do_not_grow_memory() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     rt.block_on(async {
         let fake = CheckingGemini::start().await;
-        let server = Server::start(&fake.base_url);
+        let server = ServerProcess::start(&[
+            ("GEMINI_API_KEY", "load-test-key"),
+            ("GEMINI_BASE_URL", &fake.base_url),
+            ("RUST_LOG", "error"),
+        ])
+        .expect("start mvgen");
         let client = reqwest::Client::builder().pool_max_idle_per_host(CONNECTIONS).build().expect("client");
-        assert!(server.wait_ready(&client).await, "mvgen did not start");
 
         let errors = Arc::new(AtomicUsize::new(0));
         run(&client, &server.base, 0, WARM_UP, &errors).await;
-        let rss_warm = server.rss_kib();
+        let rss_warm = rss_kib(server.pid());
         run(&client, &server.base, WARM_UP, REQUESTS, &errors).await;
-        let rss_after = server.rss_kib();
+        let rss_after = rss_kib(server.pid());
 
         assert_eq!(errors.load(Ordering::Relaxed), 0, "requests failed");
         assert_eq!(fake.checked.load(Ordering::Relaxed), WARM_UP + REQUESTS, "every request reached the fake");
@@ -145,50 +150,9 @@ async fn answer(State(counters): State<Counters>, Json(body): Json<Value>) -> Js
     }))
 }
 
-/// The mvgen binary, stopped when dropped.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    fn start(gemini_base_url: &str) -> Server {
-        let port =
-            std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("port");
-        let child = Command::new(env!("CARGO_BIN_EXE_mvgen"))
-            .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
-            .env_clear()
-            .env("GEMINI_API_KEY", "load-test-key")
-            .env("GEMINI_BASE_URL", gemini_base_url)
-            .env("MV_OUTPUT_DIR", std::env::temp_dir().join("mvgen-mixed-flavors"))
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start mvgen");
-        Server { child, base: format!("http://127.0.0.1:{port}") }
-    }
-
-    async fn wait_ready(&self, client: &reqwest::Client) -> bool {
-        for _ in 0..400 {
-            if client.get(format!("{}/health", self.base)).send().await.is_ok_and(|r| r.status().is_success()) {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        false
-    }
-
-    fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
-        let fields: HashMap<&str, &str> = status.lines().filter_map(|l| l.split_once(':')).collect();
-        fields.get("VmRSS").and_then(|v| v.split_whitespace().next()).and_then(|n| n.parse().ok()).unwrap_or(0)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Resident memory of a process, from /proc.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let fields: HashMap<&str, &str> = status.lines().filter_map(|l| l.split_once(':')).collect();
+    fields.get("VmRSS").and_then(|v| v.split_whitespace().next()).and_then(|n| n.parse().ok()).unwrap_or(0)
 }

@@ -5,4 +5,5 @@
 #![allow(dead_code)]
 
 pub mod fake_upstream;
+pub mod server_process;
 pub mod test_app;

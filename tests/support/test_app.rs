@@ -91,6 +91,8 @@ pub struct TestApp {
     pub images: Arc<Recording<ImageRequest>>,
     pub videos: Arc<Recording<VideoRequest>>,
     pub output_dir: std::path::PathBuf,
+    /// Removes the output directory when the test ends.
+    _dir: tempfile::TempDir,
 }
 
 impl TestApp {
@@ -100,7 +102,8 @@ impl TestApp {
 
     pub fn with(settings: impl FnOnce(&mut Settings), providers: impl FnOnce(&mut Providers)) -> Self {
         let mut s = Settings::from_vars(None, |_| None).expect("settings");
-        s.output_dir = std::env::temp_dir().join(format!("mvgen-api-test-{}", uuid::Uuid::new_v4()));
+        let dir = tempfile::tempdir().expect("temp dir");
+        s.output_dir = dir.path().join("outputs");
         settings(&mut s);
         let scenes = Arc::new(Recording::new());
         let images = Arc::new(Recording::new());
@@ -113,7 +116,7 @@ impl TestApp {
             debug: s.debug,
             strict_flavors: s.strict_flavors,
         };
-        TestApp { router: app(state, &s), scenes, images, videos, output_dir: s.output_dir }
+        TestApp { router: app(state, &s), scenes, images, videos, output_dir: s.output_dir, _dir: dir }
     }
 
     pub async fn send(&self, req: axum::http::request::Builder) -> (StatusCode, Value) {
