@@ -68,13 +68,22 @@ impl Settings {
                 .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
                 .unwrap_or_default()
         };
+        let cors_origins = list("CORS_ORIGINS");
+        for origin in &cors_origins {
+            let valid = origin == "*"
+                || ((origin.starts_with("http://") || origin.starts_with("https://"))
+                    && HeaderValue::from_str(origin).is_ok());
+            if !valid {
+                return Err(format!("CORS_ORIGINS: {origin:?} is not an origin such as https://studio.example or *"));
+            }
+        }
         Ok(Settings {
             addr,
             debug: truthy(var("MV_DEBUG_MODE")),
             strict_flavors: truthy(var("MV_STRICT_FLAVORS")),
             output_dir: var("MV_OUTPUT_DIR").map_or_else(|| PathBuf::from("mv-outputs"), PathBuf::from),
             api_keys: list("API_KEY"),
-            cors_origins: list("CORS_ORIGINS"),
+            cors_origins,
             log_json: var("MVGEN_LOG_FORMAT").is_some_and(|v| v.eq_ignore_ascii_case("json")),
         })
     }
@@ -114,6 +123,8 @@ pub fn app(state: AppState, settings: &Settings) -> Router {
                 tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
             })
             .on_request(())
+            // ApiError already logs a 5xx once, with its cause.
+            .on_failure(())
             .on_response(DefaultOnResponse::new().level(tracing::Level::INFO).latency_unit(LatencyUnit::Micros)),
     )
 }
@@ -194,10 +205,15 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Origins were checked by `Settings`; `*` allows any origin (no credentials are involved).
 fn cors(origins: &[String]) -> CorsLayer {
-    let origins: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
     CorsLayer::new()
-        .allow_origin(AllowOrigin::list(origins))
+        .allow_origin(allow)
         .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
         .allow_headers([header::CONTENT_TYPE, header::HeaderName::from_static("x-api-key"), header::RANGE])
         .expose_headers([header::HeaderName::from_static("x-config-flavor"), header::CONTENT_RANGE])
@@ -260,6 +276,16 @@ mod tests {
         assert!(s.debug && !s.strict_flavors);
         assert_eq!(s.api_keys, vec!["k1", "k2"]);
         assert!(!format!("{s:?}").contains("k1"));
+    }
+
+    #[test]
+    fn cors_origins_are_checked_and_star_means_any() {
+        assert!(settings(&[("CORS_ORIGINS", "https://a.example, http://localhost:3000")]).is_ok());
+        let star = settings(&[("CORS_ORIGINS", "*")]).expect("star");
+        let _layer = cors(&star.cors_origins);
+        let err = settings(&[("CORS_ORIGINS", "a.example")]).expect_err("no scheme");
+        assert!(err.contains("CORS_ORIGINS"), "{err}");
+        assert!(settings(&[("CORS_ORIGINS", "https://bad\norigin")]).is_err());
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use uuid::Uuid;
 
-use crate::providers::{BoxFuture, extension_for};
+use crate::providers::{BoxFuture, content_type_for, extension_for};
 
 /// What a stored file is; each kind has its own directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +20,14 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// How the kind is named in messages.
+    pub fn noun(self) -> &'static str {
+        match self {
+            Kind::CharacterReference => "image",
+            Kind::Video => "video",
+        }
+    }
+
     fn dir_name(self) -> &'static str {
         match self {
             Kind::CharacterReference => "character_references",
@@ -43,6 +51,8 @@ pub enum StorageError {
     BadId(String),
     #[error("no stored file with id {0}")]
     NotFound(String),
+    #[error("`{content_type}` is not a {kind} format mvgen stores")]
+    Unsupported { content_type: String, kind: &'static str },
     #[error("storage failed: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -50,7 +60,6 @@ pub enum StorageError {
 /// A stored file found by id.
 #[derive(Debug, Clone)]
 pub struct Stored {
-    pub id: String,
     pub path: PathBuf,
     pub content_type: &'static str,
 }
@@ -78,10 +87,6 @@ impl LocalStorage {
     pub fn new(root: impl Into<PathBuf>) -> Self {
         LocalStorage { root: root.into() }
     }
-
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
 }
 
 impl Storage for LocalStorage {
@@ -92,17 +97,20 @@ impl Storage for LocalStorage {
         bytes: &'a [u8],
     ) -> BoxFuture<'a, Result<String, StorageError>> {
         Box::pin(async move {
+            // A file stored under an extension `find` never tries would be unreachable.
+            let ext = extension_for(content_type).filter(|ext| kind.extensions().contains(ext)).ok_or_else(|| {
+                StorageError::Unsupported { content_type: content_type.to_string(), kind: kind.noun() }
+            })?;
             let dir = self.root.join(kind.dir_name());
             tokio::fs::create_dir_all(&dir).await?;
             let id = Uuid::new_v4().to_string();
-            let final_path = dir.join(format!("{id}.{}", extension_for(content_type)));
-            // Hidden temp name in the same directory: rename within one filesystem is atomic.
-            let temp_path = dir.join(format!(".{id}.partial"));
-            let written = write_then_rename(&temp_path, &final_path, bytes).await;
-            if written.is_err() {
-                let _ = tokio::fs::remove_file(&temp_path).await;
-            }
-            written.map(|()| id)
+            let final_path = dir.join(format!("{id}.{ext}"));
+            // Hidden temp name in the same directory: rename within one filesystem is atomic. The
+            // guard removes it if anything fails, or if the request is dropped mid-write.
+            let temp = TempFile { path: dir.join(format!(".{id}.partial")), keep: false };
+            write_then_rename(&temp.path, &final_path, bytes).await?;
+            temp.disarm();
+            Ok(id)
         })
     }
 
@@ -113,11 +121,32 @@ impl Storage for LocalStorage {
             for ext in kind.extensions() {
                 let path = dir.join(format!("{id}.{ext}"));
                 if tokio::fs::try_exists(&path).await? {
-                    return Ok(Stored { id, path, content_type: content_type_for(ext) });
+                    let content_type = content_type_for(ext).unwrap_or("application/octet-stream");
+                    return Ok(Stored { path, content_type });
                 }
             }
             Err(StorageError::NotFound(id))
         })
+    }
+}
+
+/// A temporary file that is removed on drop unless it was renamed into place.
+struct TempFile {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl TempFile {
+    fn disarm(mut self) {
+        self.keep = true;
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 
@@ -144,17 +173,6 @@ fn truncate(s: &str, max: usize) -> String {
     match s.char_indices().nth(max) {
         Some((i, _)) => format!("{}…", &s[..i]),
         None => s.to_string(),
-    }
-}
-
-fn content_type_for(ext: &str) -> &'static str {
-    match ext {
-        "png" => "image/png",
-        "jpg" => "image/jpeg",
-        "webp" => "image/webp",
-        "mp4" => "video/mp4",
-        "webm" => "video/webm",
-        _ => "application/octet-stream",
     }
 }
 
@@ -201,5 +219,19 @@ mod tests {
         std::fs::write(root.join("videos"), b"not a dir").expect("write");
         let storage = LocalStorage::new(&root);
         assert!(matches!(storage.put(Kind::Video, "video/mp4", b"x").await, Err(StorageError::Io(_))));
+    }
+
+    #[tokio::test]
+    async fn only_types_a_kind_can_be_found_again_are_stored() {
+        let root = temp_root("types");
+        let storage = LocalStorage::new(&root);
+        for (kind, ct) in
+            [(Kind::Video, "image/png"), (Kind::Video, "video/quicktime"), (Kind::CharacterReference, "image/gif")]
+        {
+            let refused = storage.put(kind, ct, b"x").await;
+            assert!(matches!(refused, Err(StorageError::Unsupported { .. })), "{ct}");
+        }
+        let id = storage.put(Kind::CharacterReference, "image/jpeg; charset=binary", b"x").await.expect("jpeg");
+        assert_eq!(storage.find(Kind::CharacterReference, &id).await.expect("find").content_type, "image/jpeg");
     }
 }

@@ -177,7 +177,10 @@ async fn character_references_are_stored_and_served() {
     let received = t.images.received();
     assert_eq!(received.len(), 2);
     assert!(received[0].prompt.starts_with("A full-body character reference photo of a tall dancer."));
-    assert_eq!((received[0].seed, received[0].aspect_ratio.as_str()), (Some(7), "1:1"));
+    let mut seeds: Vec<Option<i64>> = received.iter().map(|r| r.seed).collect();
+    seeds.sort();
+    assert_eq!(seeds, vec![Some(7), Some(8)], "each image gets its own seed");
+    assert_eq!(received[0].aspect_ratio, "1:1");
 
     let url = images[0]["url"].as_str().expect("url");
     let (status, headers, bytes) = t.get_bytes(url, None).await;
@@ -240,17 +243,29 @@ async fn videos_carry_the_reference_rules_and_support_range() {
 }
 
 #[tokio::test]
-async fn upstream_faults_map_to_502_and_504() {
+async fn upstream_faults_map_to_502_503_504_and_refusals_to_422() {
     for (fault, status) in [
         (ProviderError::Timeout { provider: "gemini", after: Duration::from_secs(60) }, StatusCode::GATEWAY_TIMEOUT),
         (ProviderError::Upstream { provider: "gemini", status: 500, message: "boom".into() }, StatusCode::BAD_GATEWAY),
         (ProviderError::Malformed { provider: "gemini", message: "not JSON".into() }, StatusCode::BAD_GATEWAY),
+        (
+            ProviderError::Refused { provider: "gemini", message: "blocked: SAFETY".into() },
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            ProviderError::RateLimited { provider: "gemini", retry_after: Some(Duration::from_secs(7)) },
+            StatusCode::SERVICE_UNAVAILABLE,
+        ),
     ] {
         let t = TestApp::with(|_| {}, |p| p.scenes = Arc::new(Recording::<SceneRequest>::failing(fault.clone())));
-        let (got, resp) = t.post("/api/mv/create_scenes", &json!({"idea": "i", "character_description": "c"})).await;
+        let (got, headers, resp) =
+            t.post_full("/api/mv/create_scenes", &json!({"idea": "i", "character_description": "c"})).await;
         assert_eq!(got, status, "{resp}");
         assert!(resp["detail"]["message"].as_str().is_some_and(|m| m.contains("gemini")), "{resp}");
         assert_eq!(resp["detail"]["details"]["provider"], "gemini");
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            assert_eq!(headers.get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()), Some("7"));
+        }
     }
 }
 

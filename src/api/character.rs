@@ -112,8 +112,15 @@ pub async fn generate_character_reference(
 
     // One prediction per image, all at once; each is stored as soon as it arrives.
     let maker = &state.providers.images;
-    let attempts = join_all((0..num_images).map(|_| async {
-        let media = maker.make_image(&request).await.map_err(ApiError::from)?;
+    // With a seed, image i gets seed + i: the same seed for all would draw one picture N times.
+    let requests: Vec<ImageRequest> = (0..num_images)
+        .map(|i| ImageRequest {
+            seed: request.seed.map(|s| (s + i64::from(i)) % (i64::from(u32::MAX) + 1)),
+            ..request.clone()
+        })
+        .collect();
+    let attempts = join_all(requests.iter().map(|request| async {
+        let media = maker.make_image(request).await.map_err(ApiError::from)?;
         let id = state.storage.put(Kind::CharacterReference, &media.content_type, &media.bytes).await?;
         Ok::<_, ApiError>(ImageOut {
             url: format!("/api/mv/get_character_reference/{id}"),

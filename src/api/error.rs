@@ -50,12 +50,17 @@ pub enum GenerationErrors {
     TooLarge(ErrorBody),
     #[response(status = 415, description = "The body is not JSON")]
     NotJson(ErrorBody),
-    #[response(status = 422, description = "JSON of the wrong shape; `details` names the field")]
+    #[response(
+        status = 422,
+        description = "JSON of the wrong shape (`details` names the field), or content the model refused"
+    )]
     WrongShape(ErrorBody),
     #[response(status = 500, description = "A generated file could not be stored")]
     Storage(ErrorBody),
     #[response(status = 502, description = "The upstream model failed; the message is the upstream's")]
     Upstream(ErrorBody),
+    #[response(status = 503, description = "The upstream is rate limiting; see Retry-After")]
+    RateLimited(ErrorBody),
     #[response(status = 504, description = "The upstream model timed out")]
     Timeout(ErrorBody),
 }
@@ -85,8 +90,10 @@ impl From<ProviderError> for ApiError {
     fn from(e: ProviderError) -> Self {
         let (status, kind) = match &e {
             ProviderError::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "UpstreamTimeout"),
-            ProviderError::RateLimited { .. } => (StatusCode::BAD_GATEWAY, "UpstreamRateLimited"),
-            ProviderError::Refused { .. } => (StatusCode::BAD_GATEWAY, "UpstreamRefused"),
+            // Still limited after our own bounded retries: the caller may try again later.
+            ProviderError::RateLimited { .. } => (StatusCode::SERVICE_UNAVAILABLE, "UpstreamRateLimited"),
+            // A safety refusal is about the caller's content; retrying the same prompt won't help.
+            ProviderError::Refused { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "ContentRefused"),
             ProviderError::Unreachable { .. } => (StatusCode::BAD_GATEWAY, "UpstreamUnreachable"),
             ProviderError::Upstream { .. } | ProviderError::Malformed { .. } => {
                 (StatusCode::BAD_GATEWAY, "UpstreamError")
@@ -100,7 +107,15 @@ impl From<ProviderError> for ApiError {
             | ProviderError::Malformed { provider, .. }
             | ProviderError::Refused { provider, .. } => *provider,
         };
-        ApiError::new(status, kind, e.to_string(), json!({ "provider": provider }))
+        let retry_after = match &e {
+            ProviderError::RateLimited { retry_after, .. } => Some(retry_after.map_or(30, |d| d.as_secs().max(1))),
+            _ => None,
+        };
+        let details = match retry_after {
+            Some(secs) => json!({ "provider": provider, "retry_after_seconds": secs }),
+            None => json!({ "provider": provider }),
+        };
+        ApiError::new(status, kind, e.to_string(), details)
     }
 }
 
@@ -109,6 +124,10 @@ impl From<StorageError> for ApiError {
         match e {
             StorageError::BadId(_) => ApiError::new(StatusCode::BAD_REQUEST, "InvalidId", e.to_string(), json!("id")),
             StorageError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "NotFound", e.to_string(), json!("id")),
+            // The model answered with a file type we can't serve back: the upstream's fault.
+            StorageError::Unsupported { .. } => {
+                ApiError::new(StatusCode::BAD_GATEWAY, "UpstreamError", format!("the model's output: {e}"), Value::Null)
+            }
             StorageError::Io(_) => ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "StorageError",
@@ -124,10 +143,14 @@ impl IntoResponse for ApiError {
         if self.status.is_server_error() {
             tracing::error!(status = self.status.as_u16(), kind = self.kind, "{}", self.message);
         }
+        let retry_after = self.details.get("retry_after_seconds").and_then(Value::as_u64);
         let body = ErrorBody {
             detail: ErrorDetail { error: self.kind.to_string(), message: self.message, details: self.details },
         };
         let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(secs) = retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("ApiKey"));
         }

@@ -143,9 +143,6 @@ impl ProviderConfig {
             Some(other) => return Err(format!("MV_PROVIDER={other:?}: expected \"mock\" or \"auto\"")),
         };
         let max_attempts = int("MV_RETRY_MAX_ATTEMPTS", u64::from(defaults.retry.max_attempts))?;
-        if !(1..=10).contains(&max_attempts) {
-            return Err(format!("MV_RETRY_MAX_ATTEMPTS={max_attempts}: expected 1..=10"));
-        }
         let replicate_wait = secs("MV_REPLICATE_WAIT_SECS", defaults.replicate_wait)?;
         if replicate_wait > MAX_PREFER_WAIT {
             return Err(format!(
@@ -163,7 +160,7 @@ impl ProviderConfig {
             connect_timeout: secs("MV_CONNECT_TIMEOUT_SECS", defaults.connect_timeout)?,
             request_timeout: secs("MV_REQUEST_TIMEOUT_SECS", defaults.request_timeout)?,
             retry: RetryPolicy {
-                max_attempts: max_attempts as u32,
+                max_attempts: u32::try_from(max_attempts).unwrap_or(u32::MAX),
                 base_delay: secs("MV_RETRY_BASE_DELAY_SECS", defaults.retry.base_delay)?,
                 max_delay: secs("MV_RETRY_MAX_DELAY_SECS", defaults.retry.max_delay)?,
             },
@@ -196,8 +193,19 @@ impl ProviderConfig {
                 return Err(format!("{name} must be greater than zero"));
             }
         }
-        if self.retry.max_attempts == 0 {
-            return Err("MV_RETRY_MAX_ATTEMPTS must be at least 1".to_owned());
+        // Deadlines are added to `Instant::now()`; an absurd value would overflow and panic there.
+        let bounded = [
+            ("MV_RETRY_BASE_DELAY_SECS", self.retry.base_delay),
+            ("MV_RETRY_MAX_DELAY_SECS", self.retry.max_delay),
+            ("MV_REPLICATE_WAIT_SECS", self.replicate_wait),
+        ];
+        for (name, value) in positive.into_iter().chain(bounded) {
+            if value > MAX_DURATION {
+                return Err(format!("{name}: at most {} seconds (a day)", MAX_DURATION.as_secs()));
+            }
+        }
+        if !(1..=10).contains(&self.retry.max_attempts) {
+            return Err(format!("MV_RETRY_MAX_ATTEMPTS={}: expected 1..=10", self.retry.max_attempts));
         }
         Ok(())
     }
@@ -212,6 +220,9 @@ impl ProviderConfig {
         self.replicate_api_token.as_deref().map(str::trim).filter(|k| !k.is_empty() && !self.force_mock)
     }
 }
+
+/// The longest any timeout, deadline or delay may be.
+const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Replicate rejects `Prefer: wait=N` above 60 seconds.
 const MAX_PREFER_WAIT: Duration = Duration::from_secs(60);
@@ -311,6 +322,11 @@ mod tests {
         assert!(from(&[("MV_REQUEST_TIMEOUT_SECS", "0")]).is_err());
         assert!(from(&[("MV_REPLICATE_WAIT_SECS", "61")]).is_err());
         assert!(from(&[("MV_RETRY_MAX_ATTEMPTS", "0")]).is_err());
+        assert!(from(&[("MV_RETRY_MAX_ATTEMPTS", "11")]).is_err());
+        // Would overflow `Instant::now() + deadline` on the request path.
+        let err = from(&[("MV_VIDEO_DEADLINE_SECS", "1e19")]).unwrap_err();
+        assert!(err.contains("MV_VIDEO_DEADLINE_SECS"), "{err}");
+        assert!(from(&[("MV_RETRY_MAX_DELAY_SECS", "100000")]).is_err());
     }
 
     #[test]

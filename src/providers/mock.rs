@@ -6,6 +6,8 @@
 //! API can be developed and tested without accounts. Every result says it is a mock: scene texts
 //! start with [`MOCK_LABEL`] and `backend()` is `"mock"`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use super::{
     BoxFuture, ImageMaker, ImageRequest, Media, ProviderError, Scene, SceneRequest, SceneWriter, VideoMaker,
     VideoRequest,
@@ -63,13 +65,19 @@ impl ImageMaker for MockImages {
         // extension. Pulling in JPEG/WebP encoders for a placeholder isn't worth it.
         Box::pin(async move {
             let (width, height) = mock_dimensions(&request.aspect_ratio);
-            let bytes = mock_png(&request.prompt, request.seed, width, height).map_err(|e| {
-                ProviderError::Malformed { provider: BACKEND, message: format!("cannot draw the mock image: {e}") }
+            // Like a real model, an unseeded call draws a new picture each time.
+            let seed = request.seed.or_else(|| Some(UNSEEDED_CALLS.fetch_add(1, Ordering::Relaxed) as i64 + (1 << 40)));
+            let bytes = mock_png(&request.prompt, seed, width, height).map_err(|e| ProviderError::Malformed {
+                provider: BACKEND,
+                message: format!("cannot draw the mock image: {e}"),
             })?;
             Ok(Media { bytes, content_type: "image/png".to_owned() })
         })
     }
 }
+
+/// Counts unseeded mock images, so each one differs (seeds from the API never reach 2^40).
+static UNSEEDED_CALLS: AtomicU64 = AtomicU64::new(0);
 
 impl VideoMaker for MockVideos {
     fn backend(&self) -> &'static str {

@@ -79,23 +79,26 @@ pub struct Media {
     pub content_type: String,
 }
 
-impl Media {
-    /// The file extension for this content type.
-    pub fn extension(&self) -> &'static str {
-        extension_for(&self.content_type)
-    }
+/// The file types mvgen stores, as (content type, extension). One table, so what a provider
+/// returns, how it is stored and how it is served back always agree.
+pub const MEDIA_TYPES: &[(&str, &str)] = &[
+    ("image/png", "png"),
+    ("image/jpeg", "jpg"),
+    ("image/webp", "webp"),
+    ("video/mp4", "mp4"),
+    ("video/webm", "webm"),
+];
+
+/// The stored extension for a content type (parameters such as `; charset` ignored), if mvgen
+/// stores that type at all.
+pub fn extension_for(content_type: &str) -> Option<&'static str> {
+    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    MEDIA_TYPES.iter().find(|(ct, _)| *ct == essence).map(|(_, ext)| *ext)
 }
 
-/// The file extension used to store a content type.
-pub fn extension_for(content_type: &str) -> &'static str {
-    match content_type {
-        "image/png" => "png",
-        "image/jpeg" => "jpg",
-        "image/webp" => "webp",
-        "video/mp4" => "mp4",
-        "video/webm" => "webm",
-        _ => "bin",
-    }
+/// The content type a stored extension is served with.
+pub fn content_type_for(extension: &str) -> Option<&'static str> {
+    MEDIA_TYPES.iter().find(|(_, ext)| *ext == extension).map(|(ct, _)| *ct)
 }
 
 /// Why an upstream call failed. Display texts name the provider and never include a key or token.
