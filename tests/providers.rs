@@ -401,6 +401,39 @@ async fn replicate_create_retries_are_bounded() {
 }
 
 #[tokio::test]
+async fn replicate_create_is_not_repeated_after_an_ambiguous_5xx() {
+    // A 500 may arrive after the prediction was created; a retry would start (and bill) it twice.
+    let fake = FakeReplicate::start().await;
+    fake.push_response(Route::Create, Scripted::json(500, FakeReplicate::problem_body(500, "Internal", "oops")));
+    let client = replicate(&test_provider_config("http://127.0.0.1:9", &fake.base_url));
+
+    let err = client.make_image(&image_request()).await.unwrap_err();
+
+    assert!(matches!(err, ProviderError::Upstream { status: 500, .. }), "{err:?}");
+    assert_eq!(fake.received_on(Route::Create).len(), 1);
+}
+
+#[tokio::test]
+async fn replicate_prediction_is_cancelled_when_polling_fails() {
+    let fake = FakeReplicate::start().await;
+    fake.push_prediction(PredictionPlan { polls_until_done: 5, outcome: Outcome::NeverFinish });
+    fake.push_response(Route::Poll, Scripted::json(404, FakeReplicate::problem_body(404, "Not found", "gone")));
+    let client = replicate(&test_provider_config("http://127.0.0.1:9", &fake.base_url));
+
+    let err = client.make_image(&image_request()).await.unwrap_err();
+
+    assert!(matches!(err, ProviderError::Upstream { status: 404, .. }), "{err:?}");
+    // The cancel goes out on its own task; give it a bounded moment to arrive.
+    for _ in 0..200 {
+        if !fake.cancelled().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(fake.cancelled(), ["pred-1"], "an abandoned prediction is cancelled upstream");
+}
+
+#[tokio::test]
 async fn replicate_validation_errors_use_the_problem_detail_and_are_not_retried() {
     let fake = FakeReplicate::start().await;
     let detail = "- input.aspect_ratio: aspect_ratio must be one of the following: \"1:1\", \"9:16\"";
@@ -432,7 +465,7 @@ async fn replicate_failed_predictions_carry_replicates_message() {
     let canceled = client.make_image(&image_request()).await.unwrap_err();
 
     assert!(
-        matches!(&failed, ProviderError::Upstream { provider: "replicate", message, .. } if message.contains("CUDA out of memory")),
+        matches!(&failed, ProviderError::RunFailed { provider: "replicate", message } if message.contains("CUDA out of memory")),
         "{failed:?}"
     );
     assert_eq!(
@@ -440,7 +473,7 @@ async fn replicate_failed_predictions_carry_replicates_message() {
         ProviderError::Refused { provider: "replicate", message: "The output was flagged as sensitive (E005)".into() }
     );
     assert!(
-        matches!(&canceled, ProviderError::Upstream { message, .. } if message.contains("canceled")),
+        matches!(&canceled, ProviderError::RunFailed { message, .. } if message.contains("canceled")),
         "{canceled:?}"
     );
     assert!(fake.received_on(Route::File).is_empty());
@@ -584,15 +617,19 @@ async fn mock_images_are_real_pngs_sized_by_aspect_ratio_and_differ_by_prompt() 
     let mut request = image_request();
     request.aspect_ratio = "16:9".into();
     request.output_format = "jpg".into();
+    request.seed = Some(7);
 
     let image = MockImages.make_image(&request).await.unwrap();
     let same = MockImages.make_image(&request).await.unwrap();
     request.prompt = "a man in a blue hat".into();
     let other = MockImages.make_image(&request).await.unwrap();
+    request.seed = None;
+    let unseeded = [MockImages.make_image(&request).await.unwrap(), MockImages.make_image(&request).await.unwrap()];
 
     assert_eq!(image.content_type, "image/png", "the mock always draws PNG");
-    assert_eq!(image, same);
+    assert_eq!(image, same, "the same seed and prompt draw the same picture");
     assert_ne!(image.bytes, other.bytes);
+    assert_ne!(unseeded[0].bytes, unseeded[1].bytes, "like a model, unseeded calls differ");
     let decoder = png::Decoder::new(std::io::Cursor::new(image.bytes));
     let reader = decoder.read_info().unwrap();
     assert_eq!((reader.info().width, reader.info().height), (384, 216));

@@ -95,7 +95,7 @@ impl From<ProviderError> for ApiError {
             // A safety refusal is about the caller's content; retrying the same prompt won't help.
             ProviderError::Refused { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "ContentRefused"),
             ProviderError::Unreachable { .. } => (StatusCode::BAD_GATEWAY, "UpstreamUnreachable"),
-            ProviderError::Upstream { .. } | ProviderError::Malformed { .. } => {
+            ProviderError::Upstream { .. } | ProviderError::Malformed { .. } | ProviderError::RunFailed { .. } => {
                 (StatusCode::BAD_GATEWAY, "UpstreamError")
             }
         };
@@ -105,6 +105,7 @@ impl From<ProviderError> for ApiError {
             | ProviderError::RateLimited { provider, .. }
             | ProviderError::Upstream { provider, .. }
             | ProviderError::Malformed { provider, .. }
+            | ProviderError::RunFailed { provider, .. }
             | ProviderError::Refused { provider, .. } => *provider,
         };
         let retry_after = match &e {

@@ -46,7 +46,7 @@ impl GeminiClient {
     async fn generate(&self, request: &SceneRequest) -> Result<Vec<Scene>, ProviderError> {
         let url = endpoint(&self.base_url, &request.model)?;
         let body = request_body(&request.prompt);
-        let mut response = http::send_with_retry(PROVIDER, &self.retry, self.timeout, || {
+        let mut response = http::send_with_retry(PROVIDER, &self.retry, self.timeout, http::Repeat::Safe, || {
             self.http.post(url.clone()).header("x-goog-api-key", self.key_header.clone()).json(&body)
         })
         .await?;

@@ -48,9 +48,19 @@ pub fn build_client(config: &ProviderConfig) -> Result<reqwest::Client, String> 
         .map_err(|e| format!("cannot set up the HTTP client: {}", describe(&e)))
 }
 
+/// Whether repeating a request is harmless once the upstream may have acted on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Repeat {
+    /// Reads and answers without lasting effects: retry on 429 and every 5xx.
+    Safe,
+    /// Starts paid work (a Replicate prediction): a 500, 502 or 504 may come after the work was
+    /// created, and a retry would start it twice. Retry only where it surely wasn't: 429 and 503.
+    CreatesWork,
+}
+
 /// Sends the request made by `build` and retries it while that is worth it: on connect errors,
-/// 429 (waiting for `Retry-After` seconds, capped) and 5xx, at most `policy.max_attempts` times in
-/// all, with exponential backoff. Any other answer, or the last one, is returned for the caller to
+/// 429 (waiting for `Retry-After` seconds, capped) and 5xx (see [`Repeat`]), at most
+/// `policy.max_attempts` times in all, with exponential backoff. Any other answer, or the last one, is returned for the caller to
 /// decode, whatever its status.
 ///
 /// `timeout` bounds each attempt, answer body included; a timed-out attempt is not retried because
@@ -59,6 +69,7 @@ pub async fn send_with_retry(
     provider: &'static str,
     policy: &RetryPolicy,
     timeout: Duration,
+    repeat: Repeat,
     mut build: impl FnMut() -> RequestBuilder,
 ) -> Result<Response, ProviderError> {
     let mut attempt = 1;
@@ -66,7 +77,7 @@ pub async fn send_with_retry(
         let last = attempt >= policy.max_attempts;
         let result = build().timeout(timeout).send().await;
         let retry_after = match result {
-            Ok(response) if !last && is_retryable(response.status()) => {
+            Ok(response) if !last && is_retryable(response.status(), repeat) => {
                 let wait = parse_retry_after(response.headers());
                 tracing::warn!(provider, status = response.status().as_u16(), attempt, "upstream asked us to retry");
                 wait
@@ -83,9 +94,12 @@ pub async fn send_with_retry(
     }
 }
 
-/// 429 and every 5xx; no other 4xx, since repeating a bad request gives the same answer.
-pub fn is_retryable(status: StatusCode) -> bool {
-    status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
+/// 429 and 5xx as `repeat` allows; no other 4xx, since repeating a bad request gives the same answer.
+pub fn is_retryable(status: StatusCode, repeat: Repeat) -> bool {
+    match repeat {
+        Repeat::Safe => status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error(),
+        Repeat::CreatesWork => matches!(status, StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE),
+    }
 }
 
 /// The wait before retry number `retry` (1 = the first retry): what the upstream asked for, else
@@ -265,13 +279,17 @@ mod tests {
 
     #[test]
     fn only_429_and_5xx_are_retried() {
-        assert!(is_retryable(StatusCode::TOO_MANY_REQUESTS));
-        assert!(is_retryable(StatusCode::INTERNAL_SERVER_ERROR));
-        assert!(is_retryable(StatusCode::SERVICE_UNAVAILABLE));
-        assert!(!is_retryable(StatusCode::BAD_REQUEST));
-        assert!(!is_retryable(StatusCode::FORBIDDEN));
-        assert!(!is_retryable(StatusCode::UNPROCESSABLE_ENTITY));
-        assert!(!is_retryable(StatusCode::OK));
+        let safe = |s| is_retryable(s, Repeat::Safe);
+        assert!(safe(StatusCode::TOO_MANY_REQUESTS));
+        assert!(safe(StatusCode::INTERNAL_SERVER_ERROR));
+        assert!(safe(StatusCode::SERVICE_UNAVAILABLE));
+        assert!(!safe(StatusCode::BAD_REQUEST));
+        assert!(!safe(StatusCode::FORBIDDEN));
+        assert!(!safe(StatusCode::UNPROCESSABLE_ENTITY));
+        assert!(!safe(StatusCode::OK));
+        let creates = |s| is_retryable(s, Repeat::CreatesWork);
+        assert!(creates(StatusCode::TOO_MANY_REQUESTS) && creates(StatusCode::SERVICE_UNAVAILABLE));
+        assert!(!creates(StatusCode::INTERNAL_SERVER_ERROR) && !creates(StatusCode::GATEWAY_TIMEOUT));
     }
 
     #[test]

@@ -112,6 +112,9 @@ pub enum ProviderError {
     RateLimited { provider: &'static str, retry_after: Option<Duration> },
     #[error("{provider} answered {status}: {message}")]
     Upstream { provider: &'static str, status: u16, message: String },
+    /// The upstream accepted the job but the run itself failed (a failed or canceled prediction).
+    #[error("{provider}: {message}")]
+    RunFailed { provider: &'static str, message: String },
     #[error("{provider} sent an unusable answer: {message}")]
     Malformed { provider: &'static str, message: String },
     #[error("{provider} refused the request: {message}")]

@@ -85,12 +85,27 @@ impl ReplicateClient {
 
         let created = timeout_at(deadline, self.create(url, &input)).await.map_err(|_| timeout.clone())??;
         let id = created.id.clone();
+        // From here on the prediction runs (and bills) until it ends or is cancelled: if polling
+        // fails or the request is dropped, the guard cancels it.
+        let guard = CancelOnDrop::new(self, &id);
         let finished = match timeout_at(deadline, self.wait_until_done(created)).await {
-            Ok(result) => result?,
+            Ok(result) => result,
             Err(_) => {
+                guard.disarm();
                 self.cancel(&id).await;
                 return Err(timeout);
             }
+        };
+        let finished = match finished {
+            Ok(prediction) => {
+                guard.disarm();
+                prediction
+            }
+            Err(e) if e.ended_upstream => {
+                guard.disarm();
+                return Err(e.error);
+            }
+            Err(e) => return Err(e.error),
         };
         let output = output_url(&finished)?;
         tracing::debug!(model, prediction = %id, "replicate prediction succeeded");
@@ -102,7 +117,7 @@ impl ReplicateClient {
         // `Prefer: wait` holds the answer back for up to N seconds, so the attempt may take that long.
         let attempt_timeout = self.request_timeout + self.wait;
         let prefer = prefer_header(self.wait);
-        let response = http::send_with_retry(PROVIDER, &self.retry, attempt_timeout, || {
+        let response = http::send_with_retry(PROVIDER, &self.retry, attempt_timeout, http::Repeat::CreatesWork, || {
             let request = self.http.post(url.clone()).bearer_auth(&self.token).json(&body);
             match &prefer {
                 Some(value) => request.header("Prefer", value),
@@ -113,23 +128,30 @@ impl ReplicateClient {
         self.read_prediction(response, attempt_timeout).await
     }
 
-    async fn wait_until_done(&self, mut prediction: Prediction) -> Result<Prediction, ProviderError> {
+    async fn wait_until_done(&self, mut prediction: Prediction) -> Result<Prediction, WaitError> {
         loop {
             match prediction.status.as_str() {
                 "succeeded" => return Ok(prediction),
-                "failed" | "canceled" | "aborted" => return Err(prediction.failure(&self.token)),
+                "failed" | "canceled" | "aborted" => {
+                    return Err(WaitError { error: prediction.failure(&self.token), ended_upstream: true });
+                }
                 _ => {}
             }
-            tokio::time::sleep(self.poll_interval).await;
-            // Polled by id on our own base URL rather than via `urls.get`, so the token only ever
-            // goes to the host we were configured with.
-            let url = self.api_url(&["v1", "predictions", &prediction.id])?;
-            let response = http::send_with_retry(PROVIDER, &self.retry, self.request_timeout, || {
-                self.http.get(url.clone()).bearer_auth(&self.token)
-            })
-            .await?;
-            prediction = self.read_prediction(response, self.request_timeout).await?;
+            prediction = self.poll(&prediction.id).await.map_err(|error| WaitError { error, ended_upstream: false })?;
         }
+    }
+
+    /// One poll, after the poll interval.
+    async fn poll(&self, id: &str) -> Result<Prediction, ProviderError> {
+        tokio::time::sleep(self.poll_interval).await;
+        // Polled by id on our own base URL rather than via `urls.get`, so the token only ever goes
+        // to the host we were configured with.
+        let url = self.api_url(&["v1", "predictions", id])?;
+        let response = http::send_with_retry(PROVIDER, &self.retry, self.request_timeout, http::Repeat::Safe, || {
+            self.http.get(url.clone()).bearer_auth(&self.token)
+        })
+        .await?;
+        self.read_prediction(response, self.request_timeout).await
     }
 
     /// Best effort: the prediction runs on (and bills) until cancelled, but our caller already has
@@ -179,8 +201,10 @@ impl ReplicateClient {
             return Err(malformed(format!("output URL scheme {:?} is not http(s)", parsed.scheme())));
         }
         let mut response =
-            http::send_with_retry(PROVIDER, &self.retry, self.download_timeout, || self.http.get(parsed.clone()))
-                .await?;
+            http::send_with_retry(PROVIDER, &self.retry, self.download_timeout, http::Repeat::Safe, || {
+                self.http.get(parsed.clone())
+            })
+            .await?;
         let status = response.status();
         if !status.is_success() {
             return Err(ProviderError::Upstream {
@@ -327,13 +351,13 @@ impl Prediction {
         let reason = http::clean_message(&reason, token);
         if self.status != "failed" {
             let message = format!("prediction {} was {}: {reason}", self.id, self.status);
-            return ProviderError::Upstream { provider: PROVIDER, status: self.http_status, message };
+            return ProviderError::RunFailed { provider: PROVIDER, message };
         }
         if looks_like_content_refusal(&reason) {
             return ProviderError::Refused { provider: PROVIDER, message: reason };
         }
         let message = format!("prediction {} failed: {reason}", self.id);
-        ProviderError::Upstream { provider: PROVIDER, status: self.http_status, message }
+        ProviderError::RunFailed { provider: PROVIDER, message }
     }
 }
 
@@ -412,6 +436,48 @@ fn error_from_answer(status: StatusCode, body: &[u8], retry_after: Option<Durati
 
 fn malformed(message: String) -> ProviderError {
     ProviderError::Malformed { provider: PROVIDER, message }
+}
+
+/// Why waiting for a prediction stopped without success: `ended_upstream` when Replicate itself
+/// ended it (failed, canceled), so there is nothing left to cancel.
+struct WaitError {
+    error: ProviderError,
+    ended_upstream: bool,
+}
+
+/// Cancels a running prediction when dropped, unless disarmed: covers polling errors and requests
+/// dropped by their client, which would otherwise leave a prediction running and billing.
+struct CancelOnDrop {
+    /// `None` once disarmed.
+    cancel: Option<(reqwest::Client, Url, String, Duration)>,
+}
+
+impl CancelOnDrop {
+    fn new(client: &ReplicateClient, id: &str) -> Self {
+        let cancel = client
+            .api_url(&["v1", "predictions", id, "cancel"])
+            .ok()
+            .map(|url| (client.http.clone(), url, client.token.clone(), CANCEL_TIMEOUT.min(client.request_timeout)));
+        CancelOnDrop { cancel }
+    }
+
+    fn disarm(mut self) {
+        self.cancel = None;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        let Some((http, url, token, timeout)) = self.cancel.take() else { return };
+        // Drop can't await: the cancel goes out on its own task, best effort.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(err) = http.post(url).bearer_auth(token).timeout(timeout).send().await {
+                    tracing::warn!(error = %http::describe(&err), "cancel after an abandoned prediction failed");
+                }
+            });
+        }
+    }
 }
 
 #[cfg(test)]
@@ -497,9 +563,8 @@ mod tests {
         let failed = prediction("failed", Value::Null, json!("CUDA out of memory"));
         assert_eq!(
             failed.failure("tok"),
-            ProviderError::Upstream {
+            ProviderError::RunFailed {
                 provider: "replicate",
-                status: 200,
                 message: "prediction p1 failed: CUDA out of memory".into()
             }
         );
@@ -507,7 +572,7 @@ mod tests {
         assert!(matches!(flagged.failure("tok"), ProviderError::Refused { .. }));
         let canceled = prediction("canceled", Value::Null, Value::Null);
         assert!(
-            matches!(canceled.failure("tok"), ProviderError::Upstream { message, .. } if message.contains("was canceled"))
+            matches!(canceled.failure("tok"), ProviderError::RunFailed { message, .. } if message.contains("was canceled"))
         );
     }
 
