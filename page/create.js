@@ -476,7 +476,15 @@
     try {
       const response = await fetch(url, { headers: { 'X-API-Key': key } });
       if (!response.ok) throw new Error(String(response.status));
-      element.src = URL.createObjectURL(await response.blob());
+      // A blob URL pins its bytes until revoked: free the one this element showed before, and an
+      // image's as soon as it is decoded (a video may still read from its blob while playing).
+      if (element.dataset.blobUrl) URL.revokeObjectURL(element.dataset.blobUrl);
+      const blobUrl = URL.createObjectURL(await response.blob());
+      element.dataset.blobUrl = blobUrl;
+      if (element.tagName === 'IMG') {
+        element.addEventListener('load', () => URL.revokeObjectURL(blobUrl), { once: true });
+      }
+      element.src = blobUrl;
     } catch {
       element.src = url;
     }

@@ -75,12 +75,20 @@ pub fn choose(requested: Option<&str>) -> Chosen {
                 requested: Some(name.to_string()),
                 fallback_reason: Some(format!(
                     "no flavor named {:?}; using {:?}. Available: {}",
-                    name,
+                    shorten(name),
                     crate::compiler::DEFAULT_FLAVOR,
                     names().join(", ")
                 )),
             },
         },
+    }
+}
+
+/// Flavor names are at most 64 characters; a longer request value is cut in messages and logs.
+fn shorten(name: &str) -> String {
+    match name.char_indices().nth(80) {
+        Some((i, _)) => format!("{}…", &name[..i]),
+        None => name.to_string(),
     }
 }
 

@@ -129,7 +129,9 @@ pub fn app(state: AppState, settings: &Settings) -> Router {
     )
 }
 
-async fn health() -> impl IntoResponse {
+/// Liveness, for probes and `mvgen healthcheck`; open even when `API_KEY` is set.
+#[utoipa::path(get, path = "/health", tag = "health", responses((status = 200, description = "The server is up")))]
+pub async fn health() -> impl IntoResponse {
     axum::Json(json!({ "status": "ok", "flavors": crate::flavor::names().len() }))
 }
 

@@ -217,7 +217,7 @@ async fn gemini_connection_dropped_mid_answer_is_unreachable() {
 
 #[tokio::test]
 async fn unreachable_upstreams_are_reported_without_secrets() {
-    let closed = closed_port_url().await;
+    let (closed, _held) = closed_port_url();
     let client = gemini(&test_provider_config(&closed, &closed));
     let replicate = replicate(&test_provider_config(&closed, &closed));
 
@@ -697,11 +697,13 @@ fn video_request() -> VideoRequest {
 }
 
 /// A local URL nothing listens on: bind a port, then free it.
-async fn closed_port_url() -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    drop(listener);
-    format!("http://{address}")
+/// A URL whose port refuses connections: the socket is bound (so no other test can take the port)
+/// but never listens. Keep the socket alive for as long as the URL is used.
+fn closed_port_url() -> (String, tokio::net::TcpSocket) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let address = socket.local_addr().unwrap();
+    (format!("http://{address}"), socket)
 }
 
 fn assert_no_secrets(err: &ProviderError) {

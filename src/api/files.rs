@@ -60,9 +60,12 @@ async fn serve(state: &AppState, kind: Kind, id: &str, request: Request) -> Resu
         Err(never) => match never {},
     };
     let mut response = response.into_response();
-    // Ids are never reused, so a stored file never changes.
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=31536000, immutable"));
+    // Ids are never reused, so a stored file never changes; errors must not be cached that long.
+    let status = response.status();
+    if status.is_success() || status == axum::http::StatusCode::NOT_MODIFIED {
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=31536000, immutable"));
+    }
     Ok(response)
 }

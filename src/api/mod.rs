@@ -73,7 +73,7 @@ fn choose_flavor(state: &AppState, requested: Option<&str>) -> Result<Chosen, Ap
                 json!({ "field": "config_flavor", "available": flavor::names() }),
             ));
         }
-        tracing::warn!(requested = ?chosen.requested, used = %chosen.flavor.name, "unknown config flavor, using default");
+        tracing::warn!(used = %chosen.flavor.name, "unknown config flavor: {reason}");
     }
     if state.debug {
         debug_log::chosen(&chosen);
@@ -121,10 +121,9 @@ fn in_range(field: &str, value: Option<i64>, min: i64, max: i64) -> Result<Optio
 fn choice<T: crate::compiler::Choice>(field: &str, value: Option<&str>) -> Result<Option<T>, ApiError> {
     match value {
         None => Ok(None),
-        Some(s) => T::parse(s).map(Some).ok_or_else(|| {
-            let names: Vec<&str> = T::ALL.iter().map(|(n, _)| *n).collect();
-            ApiError::invalid(field, format!("expected one of {}, got {s:?}", names.join(", ")))
-        }),
+        Some(s) => T::parse(s)
+            .map(Some)
+            .ok_or_else(|| ApiError::invalid(field, format!("expected one of {}, got {s:?}", T::spellings()))),
     }
 }
 

@@ -10,6 +10,7 @@ use super::{character, error, files, flavors, scenes, video};
 #[openapi(
     info(title = "mvgen", description = "Music-video generation API with per-request config flavors"),
     paths(
+        crate::server::health,
         flavors::get_config_flavors,
         scenes::create_scenes,
         character::generate_character_reference,

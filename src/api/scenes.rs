@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::error::ApiError;
 use super::extract::ValidJson;
 use super::{AppState, FlavorReport, choose_flavor, debug_log, in_range, required, with_flavor};
+use crate::compiler::NUMBER_OF_SCENES;
 use crate::prompts::{self, SceneInputs};
 use crate::providers::SceneRequest;
 
@@ -75,7 +76,8 @@ pub async fn create_scenes(
 ) -> Result<Response, ApiError> {
     required("idea", &body.idea)?;
     required("character_description", &body.character_description)?;
-    let number_of_scenes = in_range("number_of_scenes", body.number_of_scenes, 1, 32)?;
+    let (min, max) = NUMBER_OF_SCENES;
+    let number_of_scenes = in_range("number_of_scenes", body.number_of_scenes, min.into(), max.into())?;
     let chosen = choose_flavor(&state, body.config_flavor.as_deref())?;
 
     let inputs = SceneInputs {

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use super::error::ApiError;
 use super::extract::ValidJson;
 use super::{AppState, FlavorReport, choice, choose_flavor, debug_log, in_range, required, seed, with_flavor};
-use crate::compiler::Choice;
 use crate::compiler::template::Template;
+use crate::compiler::{Choice, VIDEO_DURATION};
 use crate::prompts::{self, VideoInputs};
 use crate::providers::{Media, VideoRequest};
 use crate::storage::{Kind, StorageError};
@@ -90,14 +90,15 @@ pub async fn generate_video(
         prompt: body.prompt,
         negative_prompt: body.negative_prompt,
         aspect_ratio: choice("aspect_ratio", body.aspect_ratio.as_deref())?,
-        duration: in_range("duration", body.duration, 1, 60)?,
+        duration: in_range("duration", body.duration, VIDEO_DURATION.0.into(), VIDEO_DURATION.1.into())?,
         generate_audio: body.generate_audio,
         seed: seed(body.seed)?,
         video_rules_template,
     };
+    // Cheap checks (strict flavor mode) before reading the reference image from disk.
+    let chosen = choose_flavor(&state, body.config_flavor.as_deref())?;
     let (reference_image, character_reference_warning) =
         load_reference(&state, body.character_reference_id.as_deref()).await?;
-    let chosen = choose_flavor(&state, body.config_flavor.as_deref())?;
     let plan = prompts::video_plan(chosen.flavor, &inputs);
     if state.debug {
         debug_log::consumed(&chosen, &plan.consumed);

@@ -8,7 +8,8 @@ use serde_json::{Value, json};
 
 use crate::compiler::template::Template;
 use crate::compiler::{
-    AspectRatio, Choice, Flavor, OutputFormat, PersonGeneration, SafetyFilterLevel, VideoAspectRatio,
+    AspectRatio, Choice, Flavor, NUMBER_OF_SCENES, OutputFormat, PersonGeneration, SafetyFilterLevel, VIDEO_DURATION,
+    VideoAspectRatio,
 };
 use crate::prompts::{self, CharacterInputs, SceneInputs, VideoInputs};
 
@@ -22,7 +23,7 @@ pub enum RenderWhat {
         character_description: String,
         #[arg(long)]
         character_characteristics: Option<String>,
-        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=32))]
+        #[arg(long, value_parser = clap::value_parser!(u32).range(i64::from(NUMBER_OF_SCENES.0)..=i64::from(NUMBER_OF_SCENES.1)))]
         number_of_scenes: Option<u32>,
         #[arg(long)]
         video_type: Option<String>,
@@ -45,7 +46,8 @@ pub enum RenderWhat {
         output_format: Option<OutputFormat>,
         #[arg(long)]
         negative_prompt: Option<String>,
-        #[arg(long)]
+        /// 0..=4294967295, as the API accepts.
+        #[arg(long, value_parser = clap::value_parser!(i64).range(0..=i64::from(u32::MAX)))]
         seed: Option<i64>,
     },
     /// A scene video prompt.
@@ -56,11 +58,11 @@ pub enum RenderWhat {
         negative_prompt: Option<String>,
         #[arg(long, value_parser = choice::<VideoAspectRatio>)]
         aspect_ratio: Option<VideoAspectRatio>,
-        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=60))]
+        #[arg(long, value_parser = clap::value_parser!(u32).range(i64::from(VIDEO_DURATION.0)..=i64::from(VIDEO_DURATION.1)))]
         duration: Option<u32>,
         #[arg(long)]
         generate_audio: Option<bool>,
-        #[arg(long)]
+        #[arg(long, value_parser = clap::value_parser!(i64).range(0..=i64::from(u32::MAX)))]
         seed: Option<i64>,
         /// Replaces the flavor's video rules template for this render.
         #[arg(long)]
@@ -152,8 +154,5 @@ pub fn render(flavor: &Flavor, what: RenderWhat, json: bool) -> Result<ExitCode,
 }
 
 fn choice<T: Choice>(s: &str) -> Result<T, String> {
-    T::parse(s).ok_or_else(|| {
-        let names: Vec<&str> = T::ALL.iter().map(|(n, _)| *n).collect();
-        format!("expected one of {}", names.join(", "))
-    })
+    T::parse(s).ok_or_else(|| format!("expected one of {}", T::spellings()))
 }

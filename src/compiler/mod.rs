@@ -22,7 +22,7 @@ pub use model::{
     AspectRatio, Choice, Entry, FileKind, Flavor, Origin, OutputFormat, PersonGeneration, SafetyFilterLevel, Sourced,
     Text, ValueRef, VideoAspectRatio, VideoPersonGeneration,
 };
-pub use schema::{ImageParams, ImagePrompts, Parameters, ScenePrompts};
+pub use schema::{ImageParams, ImagePrompts, NUMBER_OF_SCENES, Parameters, ScenePrompts, VIDEO_DURATION};
 pub use template::{Segment, Template, TemplateError, Var};
 
 /// The flavor every other one inherits from, and the one used when a request names none.

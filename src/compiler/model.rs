@@ -174,6 +174,10 @@ pub trait Choice: Sized + Copy + 'static {
     fn parse(s: &str) -> Option<Self> {
         Self::ALL.iter().find(|(name, _)| *name == s).map(|(_, v)| *v)
     }
+    /// Every spelling, quoted and comma-separated, for "expected one of ..." messages.
+    fn spellings() -> String {
+        Self::ALL.iter().map(|(n, _)| format!("\"{n}\"")).collect::<Vec<_>>().join(", ")
+    }
 }
 
 macro_rules! choice {

@@ -101,6 +101,11 @@ impl Check<Text> for ReplicateModel {
     }
 }
 
+/// How many scenes a flavor or a request may ask for (the API and CLI use the same bounds).
+pub const NUMBER_OF_SCENES: (u32, u32) = (1, 32);
+/// How long a scene video may be, in seconds.
+pub const VIDEO_DURATION: (u32, u32) = (1, 60);
+
 /// An integer in `min..=max`.
 pub struct IntIn(pub u32, pub u32);
 
@@ -146,11 +151,7 @@ impl<T: Choice> Check<T> for OneOf {
             Some(n) if !found.is_empty() => format!(" (did you mean \"{n}\"?)"),
             _ => String::new(),
         };
-        Err(Fault::new(format!(
-            "expected one of {}, found {}{hint}",
-            names.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", "),
-            value.describe()
-        )))
+        Err(Fault::new(format!("expected one of {}, found {}{hint}", T::spellings(), value.describe())))
     }
 }
 
@@ -260,7 +261,7 @@ config_file! {
         video_type: Text = AnyText,
         video_characteristics: Text = AnyText,
         camera_angle: Text = AnyText,
-        number_of_scenes: u32 = IntIn(1, 32),
+        number_of_scenes: u32 = IntIn(NUMBER_OF_SCENES.0, NUMBER_OF_SCENES.1),
         /// The Gemini model that writes the scenes.
         scene_model: Text = GeminiModel,
     }
@@ -284,7 +285,7 @@ config_file! {
         video_model: Text = ReplicateModel,
         video_aspect_ratio: VideoAspectRatio = OneOf,
         /// Seconds.
-        video_duration: u32 = IntIn(1, 60),
+        video_duration: u32 = IntIn(VIDEO_DURATION.0, VIDEO_DURATION.1),
         video_generate_audio: bool = Flag,
         video_person_generation: VideoPersonGeneration = OneOf,
         /// Appended to every video prompt, after a blank line.
