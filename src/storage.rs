@@ -154,7 +154,10 @@ async fn write_then_rename(temp: &Path, final_path: &Path, bytes: &[u8]) -> Resu
     use tokio::io::AsyncWriteExt;
     let mut file = tokio::fs::File::create(temp).await?;
     file.write_all(bytes).await?;
-    // Flush to disk before the rename makes the file visible under its final name.
+    // tokio writes in the background: only flush reports a failed write (a full disk, say); a
+    // bare sync_all can succeed after it and let a truncated file be renamed into place.
+    file.flush().await?;
+    // On disk before the rename makes the file visible under its final name.
     file.sync_all().await?;
     drop(file);
     tokio::fs::rename(temp, final_path).await?;

@@ -1,6 +1,6 @@
-//! Storage faults through the API: an unwritable output directory fails that request with a clear
-//! StorageError, leaves no file under a final name, and the server keeps serving; concurrent
-//! generations each get their own file.
+//! Storage faults through the API: an unwritable or full output directory fails that request with
+//! a clear StorageError, leaves no file under a final name, and the server keeps serving;
+//! concurrent generations each get their own file.
 
 mod support;
 
@@ -8,6 +8,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use axum::http::StatusCode;
+use mvgen::providers::Providers;
 use serde_json::json;
 use support::test_app::{FAKE_MP4, TestApp};
 
@@ -53,5 +54,47 @@ async fn concurrent_generations_never_overwrite_each_other() {
     assert_eq!(files.len(), 50, "one file per generation, no temp files left: {files:?}");
     for f in files {
         assert_eq!(std::fs::read(&f).expect("read"), FAKE_MP4, "{} intact", f.display());
+    }
+}
+
+/// A disk that fills up mid-write: the request fails with StorageError, nothing is left under a
+/// final name or as a temp file, and the server keeps serving. Needs root to mount a tiny tmpfs.
+#[tokio::test]
+async fn a_full_disk_fails_the_request_and_leaves_no_partial_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mount_point = dir.path().join("tiny");
+    std::fs::create_dir_all(&mount_point).expect("mount point");
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=16k", "tmpfs"])
+        .arg(&mount_point)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "CI runs as root and must be able to mount a tmpfs");
+        eprintln!("full-disk test skipped: mounting a tmpfs needs root");
+        return;
+    }
+    let _unmount = Unmount(mount_point.clone());
+    let out = mount_point.clone();
+    // The mock clip (about 18 KB) can't fit in 16 KiB.
+    let t = TestApp::with(|s| s.output_dir = out, |p| *p = Providers::mock());
+
+    let (status, resp) = t.post("/api/mv/generate_video", &json!({"prompt": "p"})).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{resp}");
+    assert_eq!(resp["detail"]["error"], "StorageError");
+    let left: Vec<_> = std::fs::read_dir(mount_point.join("videos")).map(|d| d.flatten().collect()).unwrap_or_default();
+    assert!(left.is_empty(), "no partial or final file may remain: {left:?}");
+
+    let (status, _) = t.get("/health").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = t.post("/api/mv/create_scenes", &json!({"idea": "i", "character_description": "c"})).await;
+    assert_eq!(status, StatusCode::OK, "requests that store nothing still work");
+}
+
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
     }
 }
