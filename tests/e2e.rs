@@ -230,6 +230,16 @@ fn binary_serves_logs_in_debug_mode_and_never_prints_keys() {
     let by_query = rt.block_on(client.get(format!("{base}/api/mv/get_config_flavors?api_key={secret_api}")).send());
     assert_eq!(by_query.expect("request").status(), 200, "the key also works as ?api_key=");
 
+    let spec = rt.block_on(async {
+        let resp = client.get(format!("{base}/api/openapi.json")).header("x-api-key", secret_api).send().await;
+        resp.expect("request").text().await.expect("body")
+    });
+    assert!(spec.contains("\"openapi\"") && !spec.contains(secret_api) && !spec.contains(secret_gemini));
+    let refused =
+        rt.block_on(client.get(format!("{base}/api/mv/get_config_flavors")).header("x-api-key", "wrong").send());
+    let refused = rt.block_on(refused.expect("request").text()).expect("body");
+    assert!(refused.contains("Unauthorized") && !refused.contains(secret_api), "errors never echo a key: {refused}");
+
     let (status, logs) = server.terminate();
     assert!(status.success(), "graceful shutdown exits 0: {logs}");
     assert!(logs.contains("debug mode: embedded config flavors") && logs.contains("default, example, mv1"), "{logs}");
