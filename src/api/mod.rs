@@ -25,6 +25,9 @@ use crate::providers::Providers;
 use crate::storage::Storage;
 use error::ApiError;
 
+// Public so benches and clients can build and read these bodies outside the handlers.
+pub use scenes::{CreateScenesBody, CreateScenesResponse, SceneOut, ScenesMetadata};
+
 /// What handlers share. Flavors are not here: they are `static` data, so requests with different
 /// flavors share no mutable config state at all.
 #[derive(Clone)]
