@@ -1,6 +1,10 @@
 //! `GET /api/mv/get_config_flavors`: the embedded flavors, for pickers.
 
-use axum::Json;
+use std::sync::LazyLock;
+
+use axum::body::Bytes;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::compiler::DEFAULT_FLAVOR;
@@ -32,7 +36,14 @@ pub struct FlavorDetails {
     tag = "flavors",
     responses((status = 200, description = "The embedded config flavors", body = FlavorList))
 )]
-pub async fn get_config_flavors() -> Json<FlavorList> {
+pub async fn get_config_flavors() -> Response {
+    // The embedded flavors never change while the process runs, so the answer is serialized once.
+    static BODY: LazyLock<Bytes> =
+        LazyLock::new(|| serde_json::to_vec(&flavor_list()).expect("the flavor list serializes").into());
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], BODY.clone()).into_response()
+}
+
+fn flavor_list() -> FlavorList {
     let details = flavor::names()
         .iter()
         .filter_map(|name| flavor::lookup(name))
@@ -43,7 +54,7 @@ pub async fn get_config_flavors() -> Json<FlavorList> {
             extends: f.extends.as_ref().map(as_static),
         })
         .collect();
-    Json(FlavorList { flavors: flavor::names().to_vec(), default: DEFAULT_FLAVOR, details })
+    FlavorList { flavors: flavor::names().to_vec(), default: DEFAULT_FLAVOR, details }
 }
 
 /// Embedded flavors hold only borrowed `'static` text; this avoids copying it per request.

@@ -25,6 +25,9 @@ use crate::providers::Providers;
 use crate::storage::Storage;
 use error::ApiError;
 
+// Public so benches and clients can build and read these bodies outside the handlers.
+pub use scenes::{CreateScenesBody, CreateScenesResponse, SceneOut, ScenesMetadata};
+
 /// What handlers share. Flavors are not here: they are `static` data, so requests with different
 /// flavors share no mutable config state at all.
 #[derive(Clone)]
@@ -37,15 +40,16 @@ pub struct AppState {
     pub strict_flavors: bool,
 }
 
-/// Every `/api/mv` route.
+/// Every `/api/mv` route, at its full path: nesting would wrap each route in two prefix-stripping
+/// layers, a measurable share of a request as cheap as the flavor list (BENCHMARKS.md).
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/get_config_flavors", get(flavors::get_config_flavors))
-        .route("/create_scenes", post(scenes::create_scenes))
-        .route("/generate_character_reference", post(character::generate_character_reference))
-        .route("/generate_video", post(video::generate_video))
-        .route("/get_character_reference/{id}", get(files::get_character_reference))
-        .route("/get_video/{id}", get(files::get_video))
+        .route("/api/mv/get_config_flavors", get(flavors::get_config_flavors))
+        .route("/api/mv/create_scenes", post(scenes::create_scenes))
+        .route("/api/mv/generate_character_reference", post(character::generate_character_reference))
+        .route("/api/mv/generate_video", post(video::generate_video))
+        .route("/api/mv/get_character_reference/{id}", get(files::get_character_reference))
+        .route("/api/mv/get_video/{id}", get(files::get_video))
 }
 
 /// Which flavor served a request, as reported in `metadata.config_flavor`.

@@ -44,8 +44,19 @@ pub fn build_client(config: &ProviderConfig) -> Result<reqwest::Client, String> 
         .user_agent(concat!("mvgen/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(config.connect_timeout)
         .redirect(policy)
+        // Mozilla's roots are compiled in, so HTTPS works where there is no CA store at all (a
+        // `scratch` image has no /etc/ssl) and trusts the same roots on every host.
+        .tls_certs_only(embedded_roots()?)
         .build()
         .map_err(|e| format!("cannot set up the HTTP client: {}", describe(&e)))
+}
+
+fn embedded_roots() -> Result<Vec<reqwest::Certificate>, String> {
+    webpki_root_certs::TLS_SERVER_ROOT_CERTS
+        .iter()
+        .map(|der| reqwest::Certificate::from_der(der))
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("cannot load the embedded TLS roots: {}", describe(&e)))
 }
 
 /// Whether repeating a request is harmless once the upstream may have acted on it.
@@ -321,5 +332,30 @@ mod tests {
     fn urls_are_cut_from_reqwest_messages() {
         assert_eq!(strip_url("error sending request for url (http://x/y?key=1)"), "error sending request");
         assert_eq!(strip_url("plain"), "plain");
+    }
+
+    /// The client must not depend on the host's CA store. `SSL_CERT_FILE` and `SSL_CERT_DIR`
+    /// pointing at nothing leave rustls' platform verifier with no roots (the empty-root case); the
+    /// check runs in a child process so this process's environment stays untouched.
+    #[test]
+    fn client_builds_without_a_system_ca_store() {
+        let empty = std::env::temp_dir().join(format!("mvgen-no-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&empty).expect("create an empty CA dir");
+        let output = std::process::Command::new(std::env::current_exe().expect("the test binary"))
+            .args(["--exact", "providers::http::tests::client_builds_here", "--ignored", "--nocapture"])
+            .env("SSL_CERT_FILE", empty.join("no-such-bundle.pem"))
+            .env("SSL_CERT_DIR", &empty)
+            .output()
+            .expect("run the test binary");
+        let _ = std::fs::remove_dir(&empty);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success() && stdout.contains("1 passed"), "{stdout}\n{stderr}");
+    }
+
+    #[test]
+    #[ignore = "run by client_builds_without_a_system_ca_store with the CA store hidden"]
+    fn client_builds_here() {
+        build_client(&ProviderConfig::default()).expect("the HTTP client builds");
     }
 }
