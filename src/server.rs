@@ -31,6 +31,9 @@ pub struct Settings {
     /// `CORS_ORIGINS`: browser origins allowed to call the API.
     pub cors_origins: Vec<String>,
     pub log_json: bool,
+    /// `MVGEN_ACCESS_LOG`: one log line per request. Off by default: writing a line per request
+    /// costs more CPU than serving a flavor list (see BENCHMARKS.md).
+    pub access_log: bool,
 }
 
 impl std::fmt::Debug for Settings {
@@ -44,6 +47,7 @@ impl std::fmt::Debug for Settings {
             .field("api_keys", &format_args!("[{} redacted]", self.api_keys.len()))
             .field("cors_origins", &self.cors_origins)
             .field("log_json", &self.log_json)
+            .field("access_log", &self.access_log)
             .finish()
     }
 }
@@ -85,6 +89,7 @@ impl Settings {
             api_keys: list("API_KEY"),
             cors_origins,
             log_json: var("MVGEN_LOG_FORMAT").is_some_and(|v| v.eq_ignore_ascii_case("json")),
+            access_log: truthy(var("MVGEN_ACCESS_LOG")),
         })
     }
 
@@ -116,6 +121,9 @@ pub fn app(state: AppState, settings: &Settings) -> Router {
         .with_state(state);
     if !settings.cors_origins.is_empty() {
         router = router.layer(cors(&settings.cors_origins));
+    }
+    if !settings.access_log {
+        return router;
     }
     // One line per request: method, path, status, latency. Only the path is logged, never the
     // query string, because `?api_key=` may carry a key.

@@ -211,6 +211,7 @@ fn binary_serves_logs_in_debug_mode_and_never_prints_keys() {
         ("GEMINI_API_KEY", secret_gemini),
         ("GEMINI_BASE_URL", &gemini.base_url),
         ("API_KEY", secret_api),
+        ("MVGEN_ACCESS_LOG", "true"),
     ])
     .expect("start mvgen");
     let base = server.base.clone();
