@@ -102,25 +102,24 @@ pub fn scene_plan<'f>(flavor: &'f Flavor, inputs: &SceneInputs) -> ScenePlan<'f>
     let p = &flavor.parameters;
     let mut r = Reader::new(flavor);
     let file = FileKind::Parameters;
-    let text = |v: &Option<String>| v.clone();
     let character_characteristics = r.pick(
-        text(&inputs.character_characteristics),
+        inputs.character_characteristics.clone(),
         &*p.character_characteristics.value,
         file,
         "character_characteristics",
         "scene_generator.character_characteristics",
     );
     let video_type =
-        r.pick(text(&inputs.video_type), &*p.video_type.value, file, "video_type", "scene_generator.video_type");
+        r.pick(inputs.video_type.clone(), &*p.video_type.value, file, "video_type", "scene_generator.video_type");
     let video_characteristics = r.pick(
-        text(&inputs.video_characteristics),
+        inputs.video_characteristics.clone(),
         &*p.video_characteristics.value,
         file,
         "video_characteristics",
         "scene_generator.video_characteristics",
     );
     let camera_angle = r.pick(
-        text(&inputs.camera_angle),
+        inputs.camera_angle.clone(),
         &*p.camera_angle.value,
         file,
         "camera_angle",

@@ -96,8 +96,7 @@ pub async fn generate_character_reference(
     let chosen = choose_flavor(&state, body.config_flavor.as_deref())?;
     let plan = prompts::image_plan(chosen.flavor, &inputs);
     if state.debug {
-        debug_log::consumed(&chosen, &plan.consumed);
-        debug_log::prompt(&chosen, "character_reference", &plan.prompt);
+        debug_log::plan(&chosen, "character_reference", &plan.consumed, &plan.prompt);
     }
     let request = ImageRequest {
         model: plan.model.to_string(),

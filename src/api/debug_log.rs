@@ -19,7 +19,7 @@ pub fn chosen(chosen: &Chosen) {
     );
 }
 
-pub fn consumed(chosen: &Chosen, consumed: &[Consumed<'_>]) {
+fn consumed(chosen: &Chosen, consumed: &[Consumed<'_>]) {
     for c in consumed {
         let origin = if c.entry.origin.flavor == chosen.flavor.name {
             format!("own {}", c.entry.origin)
@@ -39,6 +39,12 @@ pub fn consumed(chosen: &Chosen, consumed: &[Consumed<'_>]) {
     }
 }
 
-pub fn prompt(chosen: &Chosen, kind: &'static str, prompt: &str) {
+/// Everything a plan took from the flavor, then the prompt it sends.
+pub fn plan(chosen: &Chosen, kind: &'static str, consumed: &[Consumed<'_>], prompt: &str) {
+    self::consumed(chosen, consumed);
+    self::prompt(chosen, kind, prompt);
+}
+
+fn prompt(chosen: &Chosen, kind: &'static str, prompt: &str) {
     tracing::info!(target: TARGET, flavor = %chosen.flavor.name, kind, prompt, "final prompt");
 }

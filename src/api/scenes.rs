@@ -91,8 +91,7 @@ pub async fn create_scenes(
     };
     let plan = prompts::scene_plan(chosen.flavor, &inputs);
     if state.debug {
-        debug_log::consumed(&chosen, &plan.consumed);
-        debug_log::prompt(&chosen, "scenes", &plan.prompt);
+        debug_log::plan(&chosen, "scenes", &plan.consumed, &plan.prompt);
     }
     let request = SceneRequest {
         model: plan.model.to_string(),

@@ -101,8 +101,7 @@ pub async fn generate_video(
         load_reference(&state, body.character_reference_id.as_deref()).await?;
     let plan = prompts::video_plan(chosen.flavor, &inputs);
     if state.debug {
-        debug_log::consumed(&chosen, &plan.consumed);
-        debug_log::prompt(&chosen, "video", &plan.prompt);
+        debug_log::plan(&chosen, "video", &plan.consumed, &plan.prompt);
     }
     let request = VideoRequest {
         model: plan.model.to_string(),

@@ -182,12 +182,11 @@ impl ReplicateClient {
             let retry_after = http::parse_retry_after(response.headers());
             return Err(error_from_answer(status, &bytes, retry_after, &self.token));
         }
-        let mut prediction: Prediction = serde_json::from_slice(&bytes)
+        let prediction: Prediction = serde_json::from_slice(&bytes)
             .map_err(|e| malformed(format!("answer is not a prediction ({e}): {}", http::snippet(&bytes))))?;
         if prediction.id.trim().is_empty() {
             return Err(malformed("prediction has no id".to_owned()));
         }
-        prediction.http_status = status.as_u16();
         Ok(prediction)
     }
 
@@ -335,9 +334,6 @@ struct Prediction {
     output: Value,
     #[serde(default)]
     error: Value,
-    /// The status of the HTTP answer that carried this prediction, for error reports.
-    #[serde(skip)]
-    http_status: u16,
 }
 
 impl Prediction {
@@ -485,7 +481,7 @@ mod tests {
     use super::*;
 
     fn prediction(status: &str, output: Value, error: Value) -> Prediction {
-        Prediction { id: "p1".into(), status: status.into(), output, error, http_status: 200 }
+        Prediction { id: "p1".into(), status: status.into(), output, error }
     }
 
     #[test]
