@@ -9,7 +9,8 @@ mod support;
 use std::time::Duration;
 
 use mvgen::providers::gemini::GeminiClient;
-use mvgen::providers::mock::{MOCK_LABEL, MockImages, MockScenes, MockVideos};
+use mvgen::providers::gemini_video::GeminiVideoClient;
+use mvgen::providers::mock::{MOCK_LABEL, MockGeminiVideos, MockImages, MockScenes, MockVideos};
 use mvgen::providers::replicate::ReplicateClient;
 use mvgen::providers::{
     ImageMaker, ImageRequest, Media, ProviderConfig, ProviderError, Providers, SceneRequest, SceneWriter, VideoMaker,
@@ -18,7 +19,7 @@ use mvgen::providers::{
 use serde_json::{Value, json};
 use support::fake_upstream::{
     FakeFile, FakeGemini, FakeReplicate, Outcome, PredictionPlan, Route, Scripted, TEST_GEMINI_KEY,
-    TEST_REPLICATE_TOKEN, test_provider_config,
+    TEST_REPLICATE_TOKEN, VeoOutcome, VeoPlan, VeoRoute, test_provider_config,
 };
 
 /// Outer bound for calls expected to time out: far above the configured timeouts, far below
@@ -555,6 +556,218 @@ async fn replicate_requests_without_a_token_are_rejected_by_the_fake() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Veo on the Gemini API (backend: "gemini")
+
+#[tokio::test]
+async fn veo_starts_polls_and_downloads_with_the_key_only_where_it_belongs() {
+    let fake = FakeGemini::start().await;
+    fake.push_veo_plan(VeoPlan { polls_until_done: 3, outcome: VeoOutcome::Succeed(FakeFile::mp4()) });
+    let client = veo(&test_provider_config(&fake.base_url, "http://127.0.0.1:9"));
+    let mut request = veo_request();
+    request.negative_prompt = Some("blurry".into());
+    request.seed = Some(42);
+    request.reference_image = Some(Media { bytes: vec![0x89, b'P', b'N', b'G'], content_type: "image/png".into() });
+
+    let video = client.make_video(&request).await.unwrap();
+
+    assert_eq!(video, Media { bytes: FakeFile::mp4().bytes().to_vec(), content_type: "video/mp4".into() });
+    let started = fake.received_on(VeoRoute::Start);
+    assert_eq!(started.len(), 1);
+    assert_eq!(started[0].path, "/v1beta/models/veo-3.1-generate-preview:predictLongRunning");
+    // The exact body from providers.md, written out here independently of the client's code.
+    assert_eq!(
+        started[0].json(),
+        json!({
+            "instances": [{"prompt": "she drives\n\nRules: 16:9",
+                           "image": {"bytesBase64Encoded": "iVBORw==", "mimeType": "image/png"}}],
+            "parameters": {"aspectRatio": "16:9", "personGeneration": "allow_all", "negativePrompt": "blurry",
+                           "durationSeconds": 8, "seed": 42}
+        })
+    );
+    let polls = fake.received_on(VeoRoute::Poll);
+    assert_eq!(polls.len(), 3, "polled until done");
+    assert!(polls.iter().all(|p| p.path == "/v1beta/models/veo-3.1-generate-preview/operations/op-1"));
+    assert_eq!(fake.received_on(VeoRoute::Download).len(), 1);
+    for sent in started.iter().chain(&polls).chain(&fake.received_on(VeoRoute::Download)) {
+        assert_eq!(sent.header("x-goog-api-key"), Some(TEST_GEMINI_KEY), "{}", sent.path);
+    }
+    let file_host = fake.received_on(VeoRoute::FileHost);
+    assert_eq!(file_host.len(), 1, "the redirect to the file host was followed");
+    assert_eq!(file_host[0].header("x-goog-api-key"), None, "the key never goes to the file host");
+    for sent in fake.received() {
+        assert!(sent.query.as_deref().is_none_or(|q| !q.contains(TEST_GEMINI_KEY)), "key in a query: {sent:?}");
+    }
+    assert!(fake.cancelled_operations().is_empty(), "a finished operation is not cancelled");
+}
+
+#[tokio::test]
+async fn veo_without_a_reference_sends_no_image_and_no_optional_parameters() {
+    let fake = FakeGemini::start().await;
+    fake.push_veo_plan(VeoPlan { polls_until_done: 0, outcome: VeoOutcome::Succeed(FakeFile::mp4()) });
+    let client = veo(&test_provider_config(&fake.base_url, "http://127.0.0.1:9"));
+
+    client.make_video(&veo_request()).await.unwrap();
+
+    let body = fake.received_on(VeoRoute::Start)[0].json();
+    assert_eq!(body["instances"], json!([{"prompt": "she drives\n\nRules: 16:9"}]));
+    assert_eq!(
+        body["parameters"],
+        json!({"aspectRatio": "16:9", "personGeneration": "allow_all", "durationSeconds": 8})
+    );
+    assert!(fake.received_on(VeoRoute::Poll).is_empty(), "an operation done at once is not polled");
+}
+
+#[tokio::test]
+async fn veo_failed_operation_carries_its_message_and_is_not_cancelled() {
+    let fake = FakeGemini::start().await;
+    let message = "Video generation failed due to an internal error.".to_owned();
+    fake.push_veo_plan(VeoPlan { polls_until_done: 2, outcome: VeoOutcome::Fail { code: 13, message } });
+    let client = veo(&test_provider_config(&fake.base_url, "http://127.0.0.1:9"));
+
+    let err = client.make_video(&veo_request()).await.unwrap_err();
+
+    assert_eq!(
+        err,
+        ProviderError::RunFailed {
+            provider: "gemini",
+            message: "operation models/veo-3.1-generate-preview/operations/op-1 failed: Video generation failed due to an internal error. (code 13)".into()
+        }
+    );
+    assert!(fake.received_on(VeoRoute::Download).is_empty());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(fake.cancelled_operations().is_empty(), "an operation that ended upstream needs no cancel");
+}
+
+#[tokio::test]
+async fn veo_safety_block_is_refused() {
+    let fake = FakeGemini::start().await;
+    let reasons = vec!["The video could not be generated because it may violate our policies.".to_owned()];
+    fake.push_veo_plan(VeoPlan { polls_until_done: 1, outcome: VeoOutcome::SafetyBlock(reasons) });
+    let client = veo(&test_provider_config(&fake.base_url, "http://127.0.0.1:9"));
+
+    let err = client.make_video(&veo_request()).await.unwrap_err();
+
+    assert!(
+        matches!(&err, ProviderError::Refused { provider: "gemini", message } if message.contains("violate our policies")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn veo_retries_429_and_503_then_succeeds() {
+    let fake = FakeGemini::start().await;
+    let busy = |status: u16, name: &str| Scripted::json(status, FakeGemini::error_body(status, name, "try later"));
+    fake.push_veo_response(VeoRoute::Start, busy(429, "RESOURCE_EXHAUSTED").with_header("retry-after", "0"));
+    fake.push_veo_response(VeoRoute::Start, busy(503, "UNAVAILABLE"));
+    fake.push_veo_response(VeoRoute::Poll, busy(503, "UNAVAILABLE"));
+    fake.push_veo_response(VeoRoute::Download, busy(500, "INTERNAL"));
+    let client = veo(&test_provider_config(&fake.base_url, "http://127.0.0.1:9"));
+
+    let video = client.make_video(&veo_request()).await.unwrap();
+
+    assert_eq!(video.content_type, "video/mp4");
+    assert_eq!(fake.received_on(VeoRoute::Start).len(), 3);
+    assert_eq!(fake.received_on(VeoRoute::Poll).len(), 2);
+    assert_eq!(fake.received_on(VeoRoute::Download).len(), 2);
+}
+
+#[tokio::test]
+async fn veo_start_is_bounded_and_not_repeated_after_an_ambiguous_5xx() {
+    let fake = FakeGemini::start().await;
+    for _ in 0..3 {
+        let body = FakeGemini::error_body(429, "RESOURCE_EXHAUSTED", "Quota exceeded");
+        fake.push_veo_response(VeoRoute::Start, Scripted::json(429, body).with_header("retry-after", "0"));
+    }
+    let client = veo(&test_provider_config(&fake.base_url, "http://127.0.0.1:9"));
+    let err = client.make_video(&veo_request()).await.unwrap_err();
+    assert_eq!(err, ProviderError::RateLimited { provider: "gemini", retry_after: Some(Duration::ZERO) });
+    assert_eq!(fake.received_on(VeoRoute::Start).len(), 3, "max_attempts in all");
+
+    // A 500 may come after the operation was created; repeating would render (and bill) twice.
+    let fake = FakeGemini::start().await;
+    fake.push_veo_response(VeoRoute::Start, Scripted::json(500, FakeGemini::error_body(500, "INTERNAL", "oops")));
+    let client = veo(&test_provider_config(&fake.base_url, "http://127.0.0.1:9"));
+    let err = client.make_video(&veo_request()).await.unwrap_err();
+    assert_eq!(err, ProviderError::Upstream { provider: "gemini", status: 500, message: "oops".into() });
+    assert_eq!(fake.received_on(VeoRoute::Start).len(), 1);
+}
+
+#[tokio::test]
+async fn veo_never_finishing_operation_times_out_and_is_cancelled() {
+    let fake = FakeGemini::start().await;
+    fake.push_veo_plan(VeoPlan { polls_until_done: 1, outcome: VeoOutcome::NeverFinish });
+    let mut config = test_provider_config(&fake.base_url, "http://127.0.0.1:9");
+    config.video_deadline = Duration::from_millis(300);
+    let client = veo(&config);
+
+    let err = tokio::time::timeout(BOUND, client.make_video(&veo_request())).await.unwrap().unwrap_err();
+
+    assert_eq!(err, ProviderError::Timeout { provider: "gemini", after: Duration::from_millis(300) });
+    assert_eq!(fake.cancelled_operations(), ["models/veo-3.1-generate-preview/operations/op-1"]);
+    assert_eq!(fake.received_on(VeoRoute::Cancel)[0].header("x-goog-api-key"), Some(TEST_GEMINI_KEY));
+    assert!(fake.received_on(VeoRoute::Poll).len() >= 2, "it polled while waiting");
+}
+
+#[tokio::test]
+async fn veo_hanging_start_times_out_at_the_deadline() {
+    let fake = FakeGemini::start().await;
+    fake.push_veo_response(VeoRoute::Start, Scripted::hang());
+    let mut config = test_provider_config(&fake.base_url, "http://127.0.0.1:9");
+    config.video_deadline = Duration::from_millis(300);
+    let client = veo(&config);
+
+    let err = tokio::time::timeout(BOUND, client.make_video(&veo_request())).await.unwrap().unwrap_err();
+
+    assert_eq!(err, ProviderError::Timeout { provider: "gemini", after: Duration::from_millis(300) });
+}
+
+#[tokio::test]
+async fn veo_operation_is_cancelled_when_the_caller_abandons_it() {
+    let fake = FakeGemini::start().await;
+    fake.push_veo_plan(VeoPlan { polls_until_done: 1, outcome: VeoOutcome::NeverFinish });
+    let client = veo(&test_provider_config(&fake.base_url, "http://127.0.0.1:9"));
+
+    // The caller gives up (as a closed client connection drops the handler's future).
+    let abandoned = tokio::time::timeout(Duration::from_millis(200), client.make_video(&veo_request())).await;
+    assert!(abandoned.is_err(), "the operation never finishes");
+
+    wait_for(|| !fake.cancelled_operations().is_empty()).await;
+    assert_eq!(fake.cancelled_operations(), ["models/veo-3.1-generate-preview/operations/op-1"]);
+}
+
+#[tokio::test]
+async fn veo_operation_is_cancelled_when_polling_fails() {
+    let fake = FakeGemini::start().await;
+    fake.push_veo_plan(VeoPlan { polls_until_done: 5, outcome: VeoOutcome::NeverFinish });
+    let body = FakeGemini::error_body(403, "PERMISSION_DENIED", "The caller does not have permission");
+    fake.push_veo_response(VeoRoute::Poll, Scripted::json(403, body));
+    let client = veo(&test_provider_config(&fake.base_url, "http://127.0.0.1:9"));
+
+    let err = client.make_video(&veo_request()).await.unwrap_err();
+
+    assert!(matches!(err, ProviderError::Upstream { status: 403, .. }), "{err:?}");
+    wait_for(|| !fake.cancelled_operations().is_empty()).await;
+    assert_eq!(fake.cancelled_operations().len(), 1);
+}
+
+#[tokio::test]
+async fn veo_downloads_that_are_not_videos_or_too_big_are_refused() {
+    let fake = FakeGemini::start().await;
+    fake.push_veo_response(
+        VeoRoute::FileHost,
+        Scripted::bytes(200, "<html>sign in</html>").with_header("content-type", "text/html"),
+    );
+    let client = veo(&test_provider_config(&fake.base_url, "http://127.0.0.1:9"));
+    let err = client.make_video(&veo_request()).await.unwrap_err();
+    assert!(matches!(&err, ProviderError::Malformed { message, .. } if message.contains("text/html")), "{err:?}");
+
+    let mut config = test_provider_config(&fake.base_url, "http://127.0.0.1:9");
+    config.max_video_bytes = 1024;
+    let err = veo(&config).make_video(&veo_request()).await.unwrap_err();
+    assert_eq!(err, ProviderError::Malformed { provider: "gemini", message: "video larger than 1 KiB".into() });
+}
+
+// ---------------------------------------------------------------------------------------------
 // Choosing providers
 
 #[tokio::test]
@@ -565,10 +778,14 @@ async fn from_config_uses_real_clients_when_keys_are_set() {
     let providers =
         Providers::from_config(&test_provider_config(&gemini_fake.base_url, &replicate_fake.base_url)).unwrap();
 
-    assert_eq!(providers.summary(), "providers: scenes=gemini images=replicate videos=replicate (no mocks)");
+    assert_eq!(
+        providers.summary(),
+        "providers: scenes=gemini images=replicate videos=replicate gemini_videos=gemini (no mocks)"
+    );
     assert_eq!(providers.scenes.write_scenes(&scene_request(2)).await.unwrap().len(), 2);
     assert_eq!(providers.videos.make_video(&video_request()).await.unwrap().content_type, "video/mp4");
-    assert_eq!(gemini_fake.received().len(), 1);
+    assert_eq!(providers.gemini_videos.make_video(&veo_request()).await.unwrap().content_type, "video/mp4");
+    assert_eq!(gemini_fake.received_on(VeoRoute::Start).len(), 1);
     assert_eq!(replicate_fake.received_on(Route::Create).len(), 1);
 }
 
@@ -576,7 +793,10 @@ async fn from_config_uses_real_clients_when_keys_are_set() {
 fn from_config_mocks_whatever_has_no_key() {
     let only_gemini = ProviderConfig { gemini_api_key: Some("k".into()), ..ProviderConfig::default() };
     let providers = Providers::from_config(&only_gemini).unwrap();
-    assert_eq!(providers.summary(), "providers: scenes=gemini images=mock videos=mock (mock: images, videos)");
+    assert_eq!(
+        providers.summary(),
+        "providers: scenes=gemini images=mock videos=mock gemini_videos=gemini (mock: images, videos)"
+    );
 
     let forced = ProviderConfig {
         force_mock: true,
@@ -586,7 +806,11 @@ fn from_config_mocks_whatever_has_no_key() {
     };
     let providers = Providers::from_config(&forced).unwrap();
     assert!(providers.scenes.is_mock() && providers.images.is_mock() && providers.videos.is_mock());
-    assert_eq!(providers.summary(), "providers: scenes=mock images=mock videos=mock (mock: scenes, images, videos)");
+    assert!(providers.gemini_videos.is_mock());
+    assert_eq!(
+        providers.summary(),
+        "providers: scenes=mock images=mock videos=mock gemini_videos=gemini-mock (mock: scenes, images, videos, gemini_videos)"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -644,11 +868,43 @@ async fn mock_video_is_an_mp4() {
     assert!(video.bytes.len() < 100 * 1024);
 }
 
+#[tokio::test]
+async fn mock_gemini_video_is_labelled_as_both() {
+    let video = MockGeminiVideos.make_video(&veo_request()).await.unwrap();
+
+    assert_eq!(video, MockVideos.make_video(&video_request()).await.unwrap());
+    assert_eq!((MockGeminiVideos.backend(), MockGeminiVideos.is_mock()), ("gemini-mock", true));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
 fn gemini(config: &ProviderConfig) -> GeminiClient {
     GeminiClient::new(config, mvgen::providers::http::build_client(config).unwrap()).unwrap()
+}
+
+fn veo(config: &ProviderConfig) -> GeminiVideoClient {
+    GeminiVideoClient::new(config, mvgen::providers::http::build_client(config).unwrap()).unwrap()
+}
+
+/// What the handler sends for `backend: "gemini"`: a Gemini model name and the full prompt.
+fn veo_request() -> VideoRequest {
+    VideoRequest {
+        model: "veo-3.1-generate-preview".into(),
+        prompt: "she drives\n\nRules: 16:9".into(),
+        duration: 8,
+        ..video_request()
+    }
+}
+
+/// Waits (bounded) for something a background task does, such as a cancel sent on drop.
+async fn wait_for(condition: impl Fn() -> bool) {
+    for _ in 0..200 {
+        if condition() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 fn replicate(config: &ProviderConfig) -> ReplicateClient {

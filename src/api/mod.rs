@@ -1,6 +1,7 @@
 //! The MV HTTP API under `/api/mv`: the route table, the state handlers share, and the pieces every
 //! generation endpoint uses (flavor choice, the `X-Config-Flavor` header). One file per endpoint area.
 
+mod backend;
 mod character;
 mod debug_log;
 pub mod error;

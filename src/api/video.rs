@@ -7,6 +7,7 @@ use axum::extract::State;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 
+use super::backend::VideoBackend;
 use super::error::ApiError;
 use super::extract::ValidJson;
 use super::{AppState, FlavorReport, choice, choose_flavor, debug_log, in_range, required, seed, with_flavor};
@@ -38,6 +39,11 @@ pub struct GenerateVideoBody {
     /// Replaces the flavor's video rules for this request; may use `{aspect_ratio}`.
     pub video_rules_template: Option<String>,
     pub config_flavor: Option<String>,
+    /// Where the video is rendered: `replicate` (the default, also for null, `""` or blank) or
+    /// `gemini` (Veo through the Gemini API, with the flavor's Gemini video model). Anything else
+    /// is a 400.
+    #[schema(nullable, example = "gemini")]
+    pub backend: Option<String>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -57,7 +63,10 @@ pub struct VideoMetadata {
     #[schema(value_type = Object)]
     pub parameters_used: serde_json::Value,
     pub config_flavor: FlavorReport,
+    /// The provider that rendered: `replicate`, `gemini`, or `mock` / `gemini-mock` (then
+    /// `is_mock` is true).
     pub backend_used: String,
+    /// The model the backend was asked for (Replicate `owner/name`, or a Gemini Veo model).
     pub model_used: String,
     pub is_mock: bool,
     pub processing_time_seconds: f64,
@@ -80,6 +89,7 @@ pub async fn generate_video(
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     required("prompt", &body.prompt)?;
+    let backend = VideoBackend::parse(body.backend.as_deref())?;
     let video_rules_template = body
         .video_rules_template
         .as_deref()
@@ -99,7 +109,12 @@ pub async fn generate_video(
     let chosen = choose_flavor(&state, body.config_flavor.as_deref())?;
     let (reference_image, character_reference_warning) =
         load_reference(&state, body.character_reference_id.as_deref()).await?;
-    let plan = prompts::video_plan(chosen.flavor, &inputs);
+    let mut plan = prompts::video_plan(chosen.flavor, &inputs);
+    if backend != VideoBackend::Replicate {
+        plan.model = backend.model(chosen.flavor, plan.model);
+        // The Replicate model was not used; the debug log must not say it was.
+        plan.consumed.retain(|c| c.target != "video_generator.model");
+    }
     if state.debug {
         debug_log::plan(&chosen, "video", &plan.consumed, &plan.prompt);
     }
@@ -114,7 +129,7 @@ pub async fn generate_video(
         seed: plan.seed,
         reference_image,
     };
-    let maker = &state.providers.videos;
+    let maker = backend.maker(&state.providers);
     let media = maker.make_video(&request).await?;
     let video_id = state.storage.put(Kind::Video, &media.content_type, &media.bytes).await?;
 

@@ -35,6 +35,7 @@ pub const DEFAULT_REPLICATE_BASE_URL: &str = "https://api.replicate.com";
 /// | `MV_DOWNLOAD_TIMEOUT_SECS` | downloading one output file | 300 |
 /// | `MV_MAX_IMAGE_BYTES` | largest image output accepted | 20 MiB |
 /// | `MV_MAX_VIDEO_BYTES` | largest video output accepted | 200 MiB |
+/// | `MV_GEMINI_POLL_SECS` | pause between polls of a Veo operation (`backend: "gemini"`) | 10 |
 ///
 /// Keys are trimmed; an empty value counts as unset.
 #[derive(Clone)]
@@ -69,6 +70,8 @@ pub struct ProviderConfig {
     pub max_image_bytes: u64,
     /// Largest video output accepted; a bigger one is `Malformed` and never fully read.
     pub max_video_bytes: u64,
+    /// Pause between two polls of a running Veo operation on the Gemini API (`backend: "gemini"`).
+    pub gemini_poll_interval: Duration,
 }
 
 /// How often and how patiently a request is retried (connect errors, 429 and 5xx only).
@@ -109,6 +112,8 @@ impl Default for ProviderConfig {
             download_timeout: Duration::from_secs(300),
             max_image_bytes: 20 * 1024 * 1024,
             max_video_bytes: 200 * 1024 * 1024,
+            // Google's own clients poll Veo operations every 10 s; a run takes minutes.
+            gemini_poll_interval: Duration::from_secs(10),
         }
     }
 }
@@ -171,6 +176,7 @@ impl ProviderConfig {
             download_timeout: secs("MV_DOWNLOAD_TIMEOUT_SECS", defaults.download_timeout)?,
             max_image_bytes: int("MV_MAX_IMAGE_BYTES", defaults.max_image_bytes)?,
             max_video_bytes: int("MV_MAX_VIDEO_BYTES", defaults.max_video_bytes)?,
+            gemini_poll_interval: secs("MV_GEMINI_POLL_SECS", defaults.gemini_poll_interval)?,
         };
         config.check()?;
         Ok(config)
@@ -187,6 +193,7 @@ impl ProviderConfig {
             ("MV_IMAGE_DEADLINE_SECS", self.image_deadline),
             ("MV_VIDEO_DEADLINE_SECS", self.video_deadline),
             ("MV_DOWNLOAD_TIMEOUT_SECS", self.download_timeout),
+            ("MV_GEMINI_POLL_SECS", self.gemini_poll_interval),
         ];
         for (name, value) in positive {
             if value.is_zero() {
@@ -247,6 +254,7 @@ impl fmt::Debug for ProviderConfig {
             .field("download_timeout", &self.download_timeout)
             .field("max_image_bytes", &self.max_image_bytes)
             .field("max_video_bytes", &self.max_video_bytes)
+            .field("gemini_poll_interval", &self.gemini_poll_interval)
             .finish()
     }
 }
@@ -320,6 +328,10 @@ mod tests {
         assert!(err.contains("MV_REQUEST_TIMEOUT_SECS"), "{err}");
         assert!(from(&[("MV_REQUEST_TIMEOUT_SECS", "-1")]).is_err());
         assert!(from(&[("MV_REQUEST_TIMEOUT_SECS", "0")]).is_err());
+        assert_eq!(config.gemini_poll_interval, Duration::from_secs(10));
+        let gemini_poll = from(&[("MV_GEMINI_POLL_SECS", "0.5")]).unwrap().gemini_poll_interval;
+        assert_eq!(gemini_poll, Duration::from_millis(500));
+        assert!(from(&[("MV_GEMINI_POLL_SECS", "0")]).is_err());
         assert!(from(&[("MV_REPLICATE_WAIT_SECS", "61")]).is_err());
         assert!(from(&[("MV_RETRY_MAX_ATTEMPTS", "0")]).is_err());
         assert!(from(&[("MV_RETRY_MAX_ATTEMPTS", "11")]).is_err());

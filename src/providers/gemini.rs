@@ -37,9 +37,7 @@ impl GeminiClient {
     pub fn new(config: &ProviderConfig, http: reqwest::Client) -> Result<Self, String> {
         let api_key = config.gemini_key().ok_or("GEMINI_API_KEY is not set")?.to_owned();
         let base_url = Url::parse(&config.gemini_base_url).map_err(|e| format!("GEMINI_BASE_URL: {e}"))?;
-        let mut key_header = HeaderValue::from_str(&api_key)
-            .map_err(|_| "GEMINI_API_KEY contains characters that cannot be sent in a header".to_owned())?;
-        key_header.set_sensitive(true);
+        let key_header = key_header(&api_key)?;
         Ok(GeminiClient { http, base_url, api_key, key_header, retry: config.retry, timeout: config.request_timeout })
     }
 
@@ -68,6 +66,15 @@ impl GeminiClient {
     }
 }
 
+/// The key as an `x-goog-api-key` value, marked sensitive so it is masked wherever headers get
+/// logged.
+pub(super) fn key_header(api_key: &str) -> Result<HeaderValue, String> {
+    let mut value = HeaderValue::from_str(api_key)
+        .map_err(|_| "GEMINI_API_KEY contains characters that cannot be sent in a header".to_owned())?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
 impl SceneWriter for GeminiClient {
     fn backend(&self) -> &'static str {
         PROVIDER
@@ -81,6 +88,11 @@ impl SceneWriter for GeminiClient {
 /// `{base}/v1beta/models/{model}:generateContent`, with the model as one escaped path segment so
 /// a model name can never reach another endpoint.
 fn endpoint(base: &Url, model: &str) -> Result<Url, ProviderError> {
+    model_method_url(base, model, "generateContent")
+}
+
+/// `{base}/v1beta/models/{model}:{method}` (also used by the Veo client for `predictLongRunning`).
+pub(super) fn model_method_url(base: &Url, model: &str, method: &str) -> Result<Url, ProviderError> {
     let model = model.trim().strip_prefix("models/").unwrap_or(model.trim());
     if model.is_empty() || model == "." || model == ".." {
         return Err(malformed(format!("model name {model:?} is not usable")));
@@ -89,7 +101,7 @@ fn endpoint(base: &Url, model: &str) -> Result<Url, ProviderError> {
     url.path_segments_mut().map_err(|()| malformed("base URL cannot take a path".to_owned()))?.pop_if_empty().extend([
         "v1beta",
         "models",
-        &format!("{model}:generateContent"),
+        &format!("{model}:{method}"),
     ]);
     Ok(url)
 }
@@ -220,8 +232,14 @@ fn strip_code_fence(text: &str) -> &str {
     inner.strip_suffix("```").unwrap_or(inner).trim()
 }
 
-/// Maps a non-2xx answer: the upstream's own `error.message` when it sent its error body.
-fn error_from_answer(status: StatusCode, body: &[u8], retry_after: Option<Duration>, api_key: &str) -> ProviderError {
+/// Maps a non-2xx answer: the upstream's own `error.message` when it sent its error body. Every
+/// Generative Language API method answers errors this way, so the Veo client uses it too.
+pub(super) fn error_from_answer(
+    status: StatusCode,
+    body: &[u8],
+    retry_after: Option<Duration>,
+    api_key: &str,
+) -> ProviderError {
     if status == StatusCode::TOO_MANY_REQUESTS {
         return ProviderError::RateLimited { provider: PROVIDER, retry_after };
     }

@@ -252,6 +252,52 @@ pub fn snippet(bytes: &[u8]) -> String {
     if short.len() < text.len() { format!("{short:?}…") } else { format!("{short:?}") }
 }
 
+/// Sends a prepared cancel request when dropped, unless disarmed. Armed while a paid upstream job
+/// runs, it covers polling errors and requests dropped by their client (a closed connection drops
+/// the handler's future), which would otherwise leave the job running and billing.
+pub struct CancelOnDrop {
+    provider: &'static str,
+    /// `None` once disarmed.
+    cancel: Option<RequestBuilder>,
+}
+
+impl CancelOnDrop {
+    /// `cancel` should carry its own (short) timeout: nobody waits for it.
+    pub fn new(provider: &'static str, cancel: RequestBuilder) -> Self {
+        CancelOnDrop { provider, cancel: Some(cancel) }
+    }
+
+    /// The job ended or was cancelled otherwise: nothing to do on drop.
+    pub fn disarm(mut self) {
+        self.cancel = None;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        let Some(cancel) = self.cancel.take() else { return };
+        let provider = self.provider;
+        // Drop can't await: the cancel goes out on its own task, best effort.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                match cancel.send().await {
+                    Ok(response) if response.status().is_success() => {
+                        tracing::info!(provider, "cancelled an abandoned upstream job");
+                    }
+                    Ok(response) => {
+                        tracing::warn!(
+                            provider,
+                            status = response.status().as_u16(),
+                            "cancel of an abandoned job refused"
+                        );
+                    }
+                    Err(err) => tracing::warn!(provider, error = %describe(&err), "cancel of an abandoned job failed"),
+                }
+            });
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,8 +3,9 @@
 //! binary.
 //!
 //! Everything here is deterministic (same input, same bytes) and needs no network, so the whole
-//! API can be developed and tested without accounts. Every result says it is a mock: scene texts
-//! start with [`MOCK_LABEL`] and `backend()` is `"mock"`.
+//! API can be developed and tested without accounts. Every result says it is a mock: `is_mock()` is
+//! true, scene texts start with [`MOCK_LABEL`] and `backend()` is `"mock"` (`"gemini-mock"` for
+//! the stand-in of Veo on the Gemini API).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -35,6 +36,11 @@ pub struct MockImages;
 /// Returns the embedded clip for every request.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MockVideos;
+
+/// Stands in for Veo on the Gemini API (`backend: "gemini"`) with the same clip, labelled
+/// `backend() == "gemini-mock"` so an answer says which backend was asked for and that it is a mock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MockGeminiVideos;
 
 impl SceneWriter for MockScenes {
     fn backend(&self) -> &'static str {
@@ -90,6 +96,20 @@ impl VideoMaker for MockVideos {
 
     fn make_video<'a>(&'a self, _request: &'a VideoRequest) -> BoxFuture<'a, Result<Media, ProviderError>> {
         Box::pin(async move { Ok(Media { bytes: MOCK_CLIP.to_vec(), content_type: "video/mp4".to_owned() }) })
+    }
+}
+
+impl VideoMaker for MockGeminiVideos {
+    fn backend(&self) -> &'static str {
+        "gemini-mock"
+    }
+
+    fn is_mock(&self) -> bool {
+        true
+    }
+
+    fn make_video<'a>(&'a self, request: &'a VideoRequest) -> BoxFuture<'a, Result<Media, ProviderError>> {
+        MockVideos.make_video(request)
     }
 }
 

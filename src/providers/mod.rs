@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod gemini;
+pub mod gemini_video;
 pub mod http;
 pub mod mock;
 pub mod replicate;
@@ -149,17 +150,20 @@ pub trait VideoMaker: Send + Sync {
     fn make_video<'a>(&'a self, request: &'a VideoRequest) -> BoxFuture<'a, Result<Media, ProviderError>>;
 }
 
-/// The three providers a server uses.
+/// The providers a server uses.
 #[derive(Clone)]
 pub struct Providers {
     pub scenes: Arc<dyn SceneWriter>,
     pub images: Arc<dyn ImageMaker>,
+    /// Videos on the default backend (`backend: "replicate"`).
     pub videos: Arc<dyn VideoMaker>,
+    /// Videos with `backend: "gemini"`: Veo through the Gemini API.
+    pub gemini_videos: Arc<dyn VideoMaker>,
 }
 
 impl Providers {
-    /// Real providers where `config` has a key (Gemini key: scenes; Replicate token: images and
-    /// videos), the offline mocks elsewhere or everywhere when `config.force_mock` is set.
+    /// Real providers where `config` has a key (Gemini key: scenes and `backend: "gemini"` videos;
+    /// Replicate token: images and videos), the offline mocks elsewhere or everywhere when `config.force_mock` is set.
     /// Fails when the settings are unusable or the HTTP client cannot be set up.
     pub fn from_config(config: &ProviderConfig) -> Result<Providers, String> {
         config.check()?;
@@ -168,9 +172,12 @@ impl Providers {
             return Ok(mock);
         }
         let client = http::build_client(config)?;
-        let scenes: Arc<dyn SceneWriter> = match config.gemini_key() {
-            Some(_) => Arc::new(gemini::GeminiClient::new(config, client.clone())?),
-            None => mock.scenes,
+        let (scenes, gemini_videos): (Arc<dyn SceneWriter>, Arc<dyn VideoMaker>) = match config.gemini_key() {
+            Some(_) => (
+                Arc::new(gemini::GeminiClient::new(config, client.clone())?),
+                Arc::new(gemini_video::GeminiVideoClient::new(config, client.clone())?),
+            ),
+            None => (mock.scenes, mock.gemini_videos),
         };
         let (images, videos): (Arc<dyn ImageMaker>, Arc<dyn VideoMaker>) = match config.replicate_token() {
             Some(_) => {
@@ -179,25 +186,27 @@ impl Providers {
             }
             None => (mock.images, mock.videos),
         };
-        Ok(Providers { scenes, images, videos })
+        Ok(Providers { scenes, images, videos, gemini_videos })
     }
 
-    /// All three offline mocks.
+    /// All offline mocks.
     pub fn mock() -> Providers {
         Providers {
             scenes: Arc::new(mock::MockScenes),
             images: Arc::new(mock::MockImages),
             videos: Arc::new(mock::MockVideos),
+            gemini_videos: Arc::new(mock::MockGeminiVideos),
         }
     }
 
     /// One line for the startup log, e.g.
-    /// `providers: scenes=gemini images=mock videos=mock (mock: images, videos)`.
+    /// `providers: scenes=gemini images=mock videos=mock gemini_videos=gemini (mock: images, videos)`.
     pub fn summary(&self) -> String {
         let parts = [
             ("scenes", self.scenes.backend(), self.scenes.is_mock()),
             ("images", self.images.backend(), self.images.is_mock()),
             ("videos", self.videos.backend(), self.videos.is_mock()),
+            ("gemini_videos", self.gemini_videos.backend(), self.gemini_videos.is_mock()),
         ];
         let chosen: Vec<String> = parts.iter().map(|(role, backend, _)| format!("{role}={backend}")).collect();
         let mocked: Vec<&str> = parts.iter().filter(|(_, _, is_mock)| *is_mock).map(|(role, _, _)| *role).collect();

@@ -61,6 +61,7 @@ pub fn test_provider_config(gemini_base_url: &str, replicate_base_url: &str) -> 
         download_timeout: Duration::from_secs(5),
         max_image_bytes: 20 * 1024 * 1024,
         max_video_bytes: 200 * 1024 * 1024,
+        gemini_poll_interval: Duration::from_millis(5),
     }
 }
 
@@ -186,27 +187,128 @@ impl Scripted {
 
 /// A fake Gemini: `POST /v1beta/models/{model}:generateContent` answers queued responses first,
 /// then a valid scenes answer with [`FakeGemini::set_default_scenes`] scenes (3 unless set).
+///
+/// It also speaks Veo's long-running protocol ([`VeoRoute`]): `predictLongRunning` starts an
+/// operation that behaves as the next queued [`VeoPlan`] says (default: done on the first poll with
+/// an MP4), polls and `:cancel` work on it by name, and the video URI redirects to a second
+/// listener, [`FakeGemini::file_host_url`], another origin as Google's file host is. Veo routes
+/// without an `x-goog-api-key` header get 403, as the real API answers unregistered callers.
 pub struct FakeGemini {
     /// `http://127.0.0.1:PORT`, for `GEMINI_BASE_URL`.
     pub base_url: String,
+    /// `http://127.0.0.1:OTHER_PORT`: where video downloads are redirected to.
+    pub file_host_url: String,
     shared: Arc<GeminiShared>,
     server: JoinHandle<()>,
+    file_host: JoinHandle<()>,
 }
 
 #[derive(Default)]
 struct GeminiShared {
+    base_url: Mutex<String>,
+    file_host_url: Mutex<String>,
     received: Mutex<Vec<ReceivedRequest>>,
     queue: Mutex<VecDeque<Scripted>>,
     default_scenes: AtomicU32,
+    veo_overrides: Mutex<HashMap<VeoRoute, VecDeque<Scripted>>>,
+    veo_plans: Mutex<VecDeque<VeoPlan>>,
+    operations: Mutex<HashMap<String, LiveOperation>>,
+    next_operation: AtomicU64,
+}
+
+/// Which Veo endpoint of [`FakeGemini`] a request hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VeoRoute {
+    /// `POST /v1beta/models/{model}:predictLongRunning`
+    Start,
+    /// `GET /v1beta/models/{model}/operations/{id}`
+    Poll,
+    /// `POST /v1beta/models/{model}/operations/{id}:cancel`
+    Cancel,
+    /// `GET /v1beta/files/{id}:download?alt=media`: redirects to the file host.
+    Download,
+    /// `GET /video-host/{id}` on the file host.
+    FileHost,
+}
+
+impl VeoRoute {
+    fn of(method: &str, path: &str) -> Option<VeoRoute> {
+        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        match (method, segments.as_slice()) {
+            ("POST", ["v1beta", "models", m]) if m.ends_with(":predictLongRunning") => Some(VeoRoute::Start),
+            ("GET", ["v1beta", "models", _, "operations", id]) if !id.contains(':') => Some(VeoRoute::Poll),
+            ("POST", ["v1beta", "models", _, "operations", id]) if id.ends_with(":cancel") => Some(VeoRoute::Cancel),
+            ("GET", ["v1beta", "files", f]) if f.ends_with(":download") => Some(VeoRoute::Download),
+            ("GET", ["video-host", _]) => Some(VeoRoute::FileHost),
+            _ => None,
+        }
+    }
+}
+
+/// How one Veo operation started on [`FakeGemini`] behaves.
+#[derive(Debug, Clone)]
+pub struct VeoPlan {
+    /// 0: the start answer is already done; n: polls 1..n-1 say not done, poll n is done.
+    pub polls_until_done: u32,
+    pub outcome: VeoOutcome,
+}
+
+/// How a Veo operation ends.
+#[derive(Debug, Clone)]
+pub enum VeoOutcome {
+    /// One generated sample whose URI serves this file (through the file host redirect).
+    Succeed(FakeFile),
+    /// `error: {code, message}`.
+    Fail { code: i64, message: String },
+    /// Done with no samples and these `raiMediaFilteredReasons`.
+    SafetyBlock(Vec<String>),
+    /// Never done until cancelled.
+    NeverFinish,
+}
+
+struct LiveOperation {
+    /// The last segment of the name, which the video URI and the file host use.
+    id: String,
+    plan: VeoPlan,
+    polls: u32,
+    canceled: bool,
 }
 
 impl FakeGemini {
-    /// Binds a free local port and starts serving.
+    /// Binds two free local ports (the API and the file host) and starts serving.
     pub async fn start() -> FakeGemini {
         let shared = Arc::new(GeminiShared { default_scenes: AtomicU32::new(3), ..Default::default() });
         let app = Router::new().fallback(gemini_handler).with_state(shared.clone());
         let (base_url, server) = serve(app).await;
-        FakeGemini { base_url, shared, server }
+        let files = Router::new().fallback(file_host_handler).with_state(shared.clone());
+        let (file_host_url, file_host) = serve(files).await;
+        *lock(&shared.base_url) = base_url.clone();
+        *lock(&shared.file_host_url) = file_host_url.clone();
+        FakeGemini { base_url, file_host_url, shared, server, file_host }
+    }
+
+    /// The requests that hit Veo route `route`, oldest first (file host requests included).
+    pub fn received_on(&self, route: VeoRoute) -> Vec<ReceivedRequest> {
+        self.received().into_iter().filter(|r| VeoRoute::of(&r.method, &r.path) == Some(route)).collect()
+    }
+
+    /// The plan for the next Veo operation started (queued, first in first out).
+    pub fn push_veo_plan(&self, plan: VeoPlan) {
+        lock(&self.shared.veo_plans).push_back(plan);
+    }
+
+    /// Answers the next request on `route` with `response` instead of the normal behaviour
+    /// (queued per route). The request is still recorded.
+    pub fn push_veo_response(&self, route: VeoRoute, response: Scripted) {
+        lock(&self.shared.veo_overrides).entry(route).or_default().push_back(response);
+    }
+
+    /// Names of the operations that were cancelled, in order.
+    pub fn cancelled_operations(&self) -> Vec<String> {
+        self.received_on(VeoRoute::Cancel)
+            .iter()
+            .filter_map(|r| r.path.strip_prefix("/v1beta/")?.strip_suffix(":cancel").map(str::to_owned))
+            .collect()
     }
 
     /// Every request received so far, oldest first.
@@ -259,11 +361,15 @@ impl FakeGemini {
 impl Drop for FakeGemini {
     fn drop(&mut self) {
         self.server.abort();
+        self.file_host.abort();
     }
 }
 
 async fn gemini_handler(State(shared): State<Arc<GeminiShared>>, request: Request) -> Response {
     let received = record(&shared.received, request).await;
+    if let Some(route) = VeoRoute::of(&received.method, &received.path).filter(|r| *r != VeoRoute::FileHost) {
+        return veo_answer(&shared, route, &received).into_response().await;
+    }
     let is_generate = received.method == "POST"
         && received.path.strip_prefix("/v1beta/models/").is_some_and(|rest| rest.ends_with(":generateContent"));
     if !is_generate {
@@ -274,6 +380,118 @@ async fn gemini_handler(State(shared): State<Arc<GeminiShared>>, request: Reques
     let scripted = scripted
         .unwrap_or_else(|| Scripted::json(200, FakeGemini::scenes_body(shared.default_scenes.load(Ordering::SeqCst))));
     scripted.into_response().await
+}
+
+/// The file host: serves `/video-host/{operation id}` without asking for a key, like a pre-signed
+/// link.
+async fn file_host_handler(State(shared): State<Arc<GeminiShared>>, request: Request) -> Response {
+    let received = record(&shared.received, request).await;
+    let scripted = lock(&shared.veo_overrides).get_mut(&VeoRoute::FileHost).and_then(VecDeque::pop_front);
+    if let Some(scripted) = scripted {
+        return scripted.into_response().await;
+    }
+    let file = match (VeoRoute::of(&received.method, &received.path), received.path.rsplit('/').next()) {
+        (Some(VeoRoute::FileHost), Some(id)) => operation_file(&shared, id),
+        _ => None,
+    };
+    file.unwrap_or_else(|| Scripted::status(404)).into_response().await
+}
+
+fn operation_file(shared: &GeminiShared, id: &str) -> Option<Scripted> {
+    let operations = lock(&shared.operations);
+    let live = operations.values().find(|op| op.id == id)?;
+    match &live.plan.outcome {
+        VeoOutcome::Succeed(file) => Some(file.scripted()),
+        _ => None,
+    }
+}
+
+fn veo_answer(shared: &GeminiShared, route: VeoRoute, received: &ReceivedRequest) -> Scripted {
+    if let Some(scripted) = lock(&shared.veo_overrides).get_mut(&route).and_then(VecDeque::pop_front) {
+        return scripted;
+    }
+    if received.header("x-goog-api-key").is_none_or(str::is_empty) {
+        let body = FakeGemini::error_body(403, "PERMISSION_DENIED", "Method doesn't allow unregistered callers");
+        return Scripted::json(403, body);
+    }
+    let not_found = || {
+        let body = FakeGemini::error_body(404, "NOT_FOUND", &format!("no such resource: {}", received.path));
+        Scripted::json(404, body)
+    };
+    let path = received.path.strip_prefix("/v1beta/").unwrap_or_default();
+    match route {
+        VeoRoute::Start => start_operation(shared, received, path),
+        VeoRoute::Poll => update_operation(shared, path, |op| op.polls += 1).unwrap_or_else(not_found),
+        VeoRoute::Cancel => {
+            let name = path.strip_suffix(":cancel").unwrap_or_default();
+            match update_operation(shared, name, |op| op.canceled = true) {
+                Some(_) => Scripted::json(200, json!({})),
+                None => not_found(),
+            }
+        }
+        VeoRoute::Download => {
+            let id = path.strip_prefix("files/").and_then(|f| f.strip_suffix(":download")).unwrap_or_default();
+            match received.query.as_deref() {
+                Some("alt=media") => {
+                    let location = format!("{}/video-host/{id}", lock(&shared.file_host_url));
+                    Scripted::status(302).with_header("location", &location)
+                }
+                _ => Scripted::json(400, FakeGemini::error_body(400, "INVALID_ARGUMENT", "alt=media is required")),
+            }
+        }
+        VeoRoute::FileHost => not_found(),
+    }
+}
+
+fn start_operation(shared: &GeminiShared, received: &ReceivedRequest, path: &str) -> Scripted {
+    let model = path.strip_prefix("models/").and_then(|m| m.strip_suffix(":predictLongRunning")).unwrap_or_default();
+    let body = received.json();
+    let prompt_ok = body["instances"][0]["prompt"].as_str().is_some_and(|p| !p.trim().is_empty());
+    if !prompt_ok || !body["parameters"].is_object() {
+        let message = "body must be {\"instances\": [{\"prompt\": ...}], \"parameters\": {...}}";
+        return Scripted::json(400, FakeGemini::error_body(400, "INVALID_ARGUMENT", message));
+    }
+    let plan = lock(&shared.veo_plans)
+        .pop_front()
+        .unwrap_or_else(|| VeoPlan { polls_until_done: 1, outcome: VeoOutcome::Succeed(FakeFile::mp4()) });
+    let id = format!("op-{}", shared.next_operation.fetch_add(1, Ordering::SeqCst) + 1);
+    let name = format!("models/{model}/operations/{id}");
+    let live = LiveOperation { id, plan, polls: 0, canceled: false };
+    let answer = operation_json(&lock(&shared.base_url), &name, &live);
+    lock(&shared.operations).insert(name, live);
+    Scripted::json(200, answer)
+}
+
+fn update_operation(shared: &GeminiShared, name: &str, update: impl FnOnce(&mut LiveOperation)) -> Option<Scripted> {
+    let base_url = lock(&shared.base_url).clone();
+    let mut operations = lock(&shared.operations);
+    let live = operations.get_mut(name)?;
+    update(live);
+    Some(Scripted::json(200, operation_json(&base_url, name, live)))
+}
+
+/// The operation as the Gemini API sends it, in the state `live` is in now.
+fn operation_json(base_url: &str, name: &str, live: &LiveOperation) -> Value {
+    let done = live.canceled || live.polls >= live.plan.polls_until_done;
+    let result = match (&live.plan.outcome, live.canceled, done) {
+        (_, true, _) => json!({"error": {"code": 1, "message": "Operation was cancelled."}}),
+        (VeoOutcome::NeverFinish, ..) | (_, _, false) => return json!({"name": name}),
+        (VeoOutcome::Succeed(_), ..) => json!({"response": {
+            "@type": "type.googleapis.com/google.ai.generativelanguage.v1beta.PredictLongRunningResponse",
+            "generateVideoResponse": {"generatedSamples": [
+                {"video": {"uri": format!("{base_url}/v1beta/files/{}:download?alt=media", live.id)}}
+            ]}
+        }}),
+        (VeoOutcome::Fail { code, message }, ..) => json!({"error": {"code": code, "message": message}}),
+        (VeoOutcome::SafetyBlock(reasons), ..) => json!({"response": {"generateVideoResponse": {
+            "raiMediaFilteredCount": reasons.len(), "raiMediaFilteredReasons": reasons
+        }}}),
+    };
+    let mut operation = json!({"name": name, "done": true});
+    if let (Some(target), Some(extra)) = (operation.as_object_mut(), result.as_object()) {
+        target.extend(extra.clone());
+    }
+    operation
 }
 
 /// Which Replicate endpoint a request hit.

@@ -90,6 +90,8 @@ pub struct TestApp {
     pub scenes: Arc<Recording<SceneRequest>>,
     pub images: Arc<Recording<ImageRequest>>,
     pub videos: Arc<Recording<VideoRequest>>,
+    /// What `backend: "gemini"` videos go to.
+    pub gemini_videos: Arc<Recording<VideoRequest>>,
     pub output_dir: std::path::PathBuf,
     /// Removes the output directory when the test ends.
     _dir: tempfile::TempDir,
@@ -108,7 +110,13 @@ impl TestApp {
         let scenes = Arc::new(Recording::new());
         let images = Arc::new(Recording::new());
         let videos = Arc::new(Recording::new());
-        let mut p = Providers { scenes: scenes.clone(), images: images.clone(), videos: videos.clone() };
+        let gemini_videos = Arc::new(Recording::new());
+        let mut p = Providers {
+            scenes: scenes.clone(),
+            images: images.clone(),
+            videos: videos.clone(),
+            gemini_videos: gemini_videos.clone(),
+        };
         providers(&mut p);
         let state = AppState {
             providers: p,
@@ -116,7 +124,7 @@ impl TestApp {
             debug: s.debug,
             strict_flavors: s.strict_flavors,
         };
-        TestApp { router: app(state, &s), scenes, images, videos, output_dir: s.output_dir, _dir: dir }
+        TestApp { router: app(state, &s), scenes, images, videos, gemini_videos, output_dir: s.output_dir, _dir: dir }
     }
 
     pub async fn send(&self, req: axum::http::request::Builder) -> (StatusCode, Value) {

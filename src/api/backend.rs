@@ -1,0 +1,103 @@
+//! The `backend` field of `generate_video`: which service renders the video, and which model it is
+//! asked for. Each backend has its own model setting, so a Replicate model name (`google/veo-3.1`)
+//! never reaches the Gemini API (the service mvgen replaces made that mistake).
+
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use serde_json::json;
+
+use super::error::ApiError;
+use crate::compiler::Flavor;
+use crate::providers::{Providers, VideoMaker};
+
+/// The backends a request may name, as the error for any other value says them.
+pub const SUPPORTED_BACKENDS: &str = "Supported backends: 'replicate', 'gemini'";
+
+/// Where a video is rendered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum VideoBackend {
+    /// Replicate's official model from the flavor's `video_model`.
+    #[default]
+    Replicate,
+    /// Veo through the Gemini API, with the flavor's Gemini video model.
+    Gemini,
+}
+
+impl VideoBackend {
+    /// `"replicate"` or `"gemini"`, surrounding whitespace ignored; absent, null, `""` or blank is
+    /// the default (as the original service took them). Anything else is a 400 naming the field.
+    pub fn parse(value: Option<&str>) -> Result<Self, ApiError> {
+        match value.map(str::trim) {
+            None | Some("" | "replicate") => Ok(VideoBackend::Replicate),
+            Some("gemini") => Ok(VideoBackend::Gemini),
+            Some(other) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "ValidationError",
+                format!("Invalid backend: {other}"),
+                json!({"field": "backend", "supported": ["replicate", "gemini"], "message": SUPPORTED_BACKENDS}),
+            )),
+        }
+    }
+
+    /// The provider rendering for this backend (a mock when its key is not set).
+    pub fn maker(self, providers: &Providers) -> &Arc<dyn VideoMaker> {
+        match self {
+            VideoBackend::Replicate => &providers.videos,
+            VideoBackend::Gemini => &providers.gemini_videos,
+        }
+    }
+
+    /// The model this backend is asked for: `replicate_model` is the flavor's `video_model`.
+    pub fn model<'f>(self, flavor: &'f Flavor, replicate_model: &'f str) -> &'f str {
+        match self {
+            VideoBackend::Replicate => replicate_model,
+            VideoBackend::Gemini => gemini_video_model(flavor),
+        }
+    }
+}
+
+/// The built-in Gemini video model, used while flavors cannot set one.
+pub const DEFAULT_GEMINI_VIDEO_MODEL: &str = "veo-3.1-generate-preview";
+
+/// The flavor's Gemini video model (`image_params.yaml`: `gemini_video_model`).
+///
+/// The compiler does not know that key on this branch yet (it arrives as an optional key with this
+/// built-in default from the issue-9a branch), so the default is returned for every flavor.
+pub fn gemini_video_model(_flavor: &Flavor) -> &str {
+    // TODO(merge): flavor.image_params.gemini_video_model.value
+    DEFAULT_GEMINI_VIDEO_MODEL
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replicate_is_the_default_for_absent_empty_and_blank() {
+        for value in [None, Some(""), Some("  \t"), Some("replicate"), Some(" replicate\n")] {
+            assert_eq!(VideoBackend::parse(value).unwrap(), VideoBackend::Replicate, "{value:?}");
+        }
+        assert_eq!(VideoBackend::parse(Some(" gemini ")).unwrap(), VideoBackend::Gemini);
+    }
+
+    #[test]
+    fn other_values_are_a_400_listing_both() {
+        for value in ["vertex", "Gemini", "REPLICATE", "gemini-mock"] {
+            let err = VideoBackend::parse(Some(value)).unwrap_err();
+            assert_eq!(err.status, StatusCode::BAD_REQUEST);
+            assert_eq!(err.kind, "ValidationError");
+            assert_eq!(err.message, format!("Invalid backend: {value}"));
+            assert_eq!(err.details["field"], "backend");
+            assert_eq!(err.details["message"], SUPPORTED_BACKENDS);
+        }
+    }
+
+    #[test]
+    fn gemini_never_gets_the_replicate_model() {
+        let flavor = crate::flavor::default();
+        let replicate_model = &*flavor.image_params.video_model.value;
+        assert_eq!(VideoBackend::Replicate.model(flavor, replicate_model), replicate_model);
+        assert_eq!(VideoBackend::Gemini.model(flavor, replicate_model), DEFAULT_GEMINI_VIDEO_MODEL);
+    }
+}
