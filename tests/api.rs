@@ -300,6 +300,9 @@ async fn openapi_describes_every_endpoint() {
         assert!(spec["paths"][path].is_object(), "{path} missing");
     }
     assert!(spec["components"]["schemas"]["CreateScenesBody"].is_object());
+    let backend = &spec["components"]["schemas"]["GenerateVideoBody"]["properties"]["backend"];
+    assert!(backend["description"].as_str().is_some_and(|d| d.contains("`gemini`")), "{backend}");
+    assert_eq!(backend["pattern"], r"^\s*(replicate|gemini)?\s*$");
 }
 
 #[tokio::test]
@@ -458,4 +461,74 @@ async fn cors_allows_only_the_configured_origins() {
     );
     let (_, headers, _) = t.call(preflight("https://evil.example")).await;
     assert!(headers.get(header::ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
+}
+
+#[tokio::test]
+async fn backend_picks_the_video_maker_and_gemini_gets_its_own_model() {
+    let t = TestApp::new();
+    let mv1_replicate_model = &*mvgen::flavor::lookup("mv1").expect("mv1").image_params.video_model.value;
+    for backend in [None, Some(Value::Null), Some(json!("")), Some(json!("  ")), Some(json!(" replicate "))] {
+        let mut body = json!({"prompt": "The courier runs.", "config_flavor": "mv1"});
+        if let Some(value) = &backend {
+            body["backend"] = value.clone();
+        }
+        let (status, resp) = t.post("/api/mv/generate_video", &body).await;
+        assert_eq!(status, StatusCode::OK, "{backend:?}: {resp}");
+        assert_eq!(resp["metadata"]["model_used"], mv1_replicate_model, "{backend:?}");
+    }
+    assert_eq!(t.videos.received().len(), 5, "replicate is the default");
+    assert!(t.gemini_videos.received().is_empty());
+
+    let body = json!({"prompt": "The courier runs.", "config_flavor": "mv1", "backend": "gemini", "seed": 7});
+    let (status, resp) = t.post("/api/mv/generate_video", &body).await;
+    assert_eq!(status, StatusCode::OK, "{resp}");
+    let to_gemini = t.gemini_videos.received();
+    assert_eq!(to_gemini.len(), 1);
+    assert_eq!(t.videos.received().len(), 5, "nothing more went to replicate");
+    // The same full prompt (scene text + the flavor's rules) and parameters; only the model differs,
+    // and it is never the Replicate name.
+    let to_replicate = &t.videos.received()[0];
+    assert_eq!(to_gemini[0].model, "veo-3.1-generate-preview");
+    assert_eq!(to_gemini[0].prompt, to_replicate.prompt);
+    assert_eq!(
+        (to_gemini[0].duration, &to_gemini[0].aspect_ratio, &to_gemini[0].person_generation, to_gemini[0].seed),
+        (to_replicate.duration, &to_replicate.aspect_ratio, &to_replicate.person_generation, Some(7))
+    );
+    assert_eq!(resp["metadata"]["model_used"], "veo-3.1-generate-preview");
+    assert_eq!(resp["metadata"]["parameters_used"]["model"], "veo-3.1-generate-preview");
+    let (status, _, bytes) = t.get_bytes(resp["video_url"].as_str().expect("url"), None).await;
+    assert_eq!((status, bytes.as_slice()), (StatusCode::OK, FAKE_MP4));
+}
+
+#[tokio::test]
+async fn unknown_backends_are_a_400_listing_both_and_reach_no_provider() {
+    let t = TestApp::new();
+    for value in ["vertex", "Gemini", "replicate,gemini"] {
+        let (status, resp) = t.post("/api/mv/generate_video", &json!({"prompt": "p", "backend": value})).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{resp}");
+        assert_eq!(resp["detail"]["error"], "ValidationError");
+        assert_eq!(resp["detail"]["message"], format!("Invalid backend: {value}"));
+        assert_eq!(resp["detail"]["details"]["field"], "backend");
+        assert_eq!(resp["detail"]["details"]["message"], "Supported backends: 'replicate', 'gemini'");
+        assert_eq!(resp["detail"]["details"]["supported"], json!(["replicate", "gemini"]));
+    }
+    let (status, resp) = t.post("/api/mv/generate_video", &json!({"prompt": "p", "backend": 1})).await;
+    assert_eq!((status, resp["detail"]["details"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("backend")));
+    assert!(t.videos.received().is_empty() && t.gemini_videos.received().is_empty());
+}
+
+#[tokio::test]
+async fn mock_answers_backend_gemini_labelled_as_such() {
+    let t = TestApp::with(|_| {}, |p| *p = Providers::mock());
+    let (status, resp) = t.post("/api/mv/generate_video", &json!({"prompt": "p", "backend": "gemini"})).await;
+    assert_eq!(status, StatusCode::OK, "{resp}");
+    assert_eq!(
+        (resp["metadata"]["backend_used"].as_str(), resp["metadata"]["is_mock"].as_bool()),
+        (Some("gemini-mock"), Some(true))
+    );
+    assert_eq!(resp["metadata"]["model_used"], "veo-3.1-generate-preview");
+    let (status, headers, mp4) = t.get_bytes(resp["video_url"].as_str().expect("url"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()), Some("video/mp4"));
+    assert_eq!(&mp4[4..8], b"ftyp");
 }

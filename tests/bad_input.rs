@@ -223,6 +223,15 @@ fn cases() -> Vec<Case> {
         cases.push(bad(GV, "video_rules_template", json!(template), 400));
     }
     cases.push(ok(GV, "video_rules_template", json!("{{literal}} in {aspect_ratio}")));
+    for backend in ["vertex", "Gemini", "REPLICATE", "gemini-mock", "mock"] {
+        cases.push(bad(GV, "backend", json!(backend), 400));
+    }
+    for backend in [json!(1), json!(["gemini"]), json!(true), json!({"name": "gemini"})] {
+        cases.push(bad(GV, "backend", backend, 422));
+    }
+    for backend in [Value::Null, json!(""), json!("  "), json!("replicate"), json!("gemini"), json!(" gemini\n")] {
+        cases.push(ok(GV, "backend", backend));
+    }
 
     // Stored files.
     for kind in ["get_character_reference", "get_video"] {
@@ -274,8 +283,10 @@ async fn every_bad_input_gets_a_clear_4xx_and_the_server_stays_healthy() {
         if detail["error"] != kind || detail["message"].as_str().is_none_or(str::is_empty) {
             failures.push(format!("{label}: expected error kind {kind} with a message, got {body}"));
         }
+        // `details` is the field, or an object naming it beside other specifics.
         if let Some(field) = case.field
             && detail["details"] != json!(field)
+            && detail["details"]["field"] != json!(field)
         {
             failures.push(format!("{label}: expected details to name {field}, got {body}"));
         }

@@ -16,7 +16,7 @@ use mvgen::storage::LocalStorage;
 use serde_json::{Value, json};
 use support::fake_upstream::{
     FakeFile, FakeGemini, FakeReplicate, Outcome, PredictionPlan, Route, Scripted, TEST_GEMINI_KEY,
-    TEST_REPLICATE_TOKEN, test_provider_config,
+    TEST_REPLICATE_TOKEN, VeoOutcome, VeoPlan, VeoRoute, test_provider_config,
 };
 use support::server_process::ServerProcess;
 
@@ -254,6 +254,100 @@ fn binary_serves_logs_in_debug_mode_and_never_prints_keys() {
     let received = gemini.received();
     assert_eq!(received[0].header("x-goog-api-key"), Some(secret_gemini), "the key is sent upstream as a header");
     assert!(received[0].query.as_deref().is_none_or(|q| !q.contains(secret_gemini)), "never in the URL");
+}
+
+/// The binary with `backend: "gemini"`: Veo through the (fake) Gemini API renders the video with
+/// the Gemini video model, the same full prompt `mvgen render` prints, the flavor's parameters and
+/// the character reference as the start frame; the file is stored and served; a safety block is a
+/// 422; a bad backend never reaches an upstream.
+#[test]
+fn binary_renders_backend_gemini_through_veo() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let gemini = rt.block_on(FakeGemini::start());
+    gemini.push_veo_plan(VeoPlan { polls_until_done: 2, outcome: VeoOutcome::Succeed(FakeFile::mp4()) });
+    let server = ServerProcess::start(&[
+        ("GEMINI_API_KEY", TEST_GEMINI_KEY),
+        ("GEMINI_BASE_URL", &gemini.base_url),
+        ("MV_GEMINI_POLL_SECS", "0.05"),
+    ])
+    .expect("start mvgen");
+    let base = server.base.clone();
+    let client = reqwest::Client::new();
+    let post = |path: &str, body: Value| {
+        rt.block_on(async {
+            let resp = client.post(format!("{base}{path}")).json(&body).send().await.expect("request");
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+        })
+    };
+    let get = |path: &str| {
+        rt.block_on(async {
+            let resp = client.get(format!("{base}{path}")).send().await.expect("request");
+            let content_type = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_owned);
+            (resp.status().as_u16(), content_type, resp.bytes().await.expect("body").to_vec())
+        })
+    };
+
+    // No Replicate token: the character reference comes from the mock, the video from Veo.
+    let (status, reference) =
+        post("/api/mv/generate_character_reference", json!({"character_description": "a drummer", "num_images": 1}));
+    assert_eq!(status, 200, "{reference}");
+    let reference_id = reference["images"][0]["id"].as_str().expect("id").to_owned();
+    let (_, _, reference_png) = get(reference["images"][0]["url"].as_str().expect("url"));
+
+    let prompt = "The drummer counts in the band.";
+    let body = json!({"prompt": prompt, "backend": "gemini", "config_flavor": "mv1",
+        "character_reference_id": reference_id, "negative_prompt": "crowd", "seed": 42});
+    let (status, resp) = post("/api/mv/generate_video", body);
+    assert_eq!(status, 200, "{resp}");
+    assert_eq!(resp["metadata"]["backend_used"], "gemini");
+    assert_eq!(resp["metadata"]["is_mock"], false);
+    assert_eq!(resp["metadata"]["model_used"], "veo-3.1-generate-preview");
+    assert_eq!(resp["metadata"]["config_flavor"]["used"], "mv1");
+    assert_eq!(resp["character_reference_warning"], Value::Null);
+    let video_id = resp["video_id"].as_str().expect("video_id");
+    assert_eq!(resp["video_url"], format!("/api/mv/get_video/{video_id}"));
+    let (status, content_type, bytes) = get(resp["video_url"].as_str().expect("url"));
+    assert_eq!((status, content_type.as_deref()), (200, Some("video/mp4")));
+    assert_eq!(bytes, FakeFile::mp4().bytes(), "the file Veo made is stored and served whole");
+
+    let render = mvgen_render(&["mv1", "video", "--prompt", prompt]);
+    let started = gemini.received_on(VeoRoute::Start);
+    assert_eq!(started.len(), 1);
+    // The flavor's Gemini video model, never its Replicate `video_model`.
+    assert_eq!(started[0].path, "/v1beta/models/veo-3.1-generate-preview:predictLongRunning");
+    assert_ne!(render["parameters"]["model"], "veo-3.1-generate-preview");
+    assert_eq!(started[0].header("x-goog-api-key"), Some(TEST_GEMINI_KEY));
+    let sent = started[0].json();
+    assert_eq!(sent["instances"][0]["prompt"], render["prompt"]);
+    let start_frame = &sent["instances"][0]["image"];
+    assert_eq!(start_frame["mimeType"], "image/png");
+    use base64::Engine as _;
+    let frame =
+        base64::engine::general_purpose::STANDARD.decode(start_frame["bytesBase64Encoded"].as_str().expect("b64"));
+    assert_eq!(frame.expect("base64"), reference_png, "the character reference is the start frame");
+    assert_eq!(
+        sent["parameters"],
+        json!({"aspectRatio": render["parameters"]["aspect_ratio"], "personGeneration": render["parameters"]["person_generation"],
+               "negativePrompt": "crowd", "durationSeconds": render["parameters"]["duration"], "seed": 42})
+    );
+    assert_eq!(gemini.received_on(VeoRoute::Poll).len(), 2);
+    assert_eq!(gemini.received_on(VeoRoute::FileHost)[0].header("x-goog-api-key"), None);
+
+    // A safety block is the caller's content: 422 ContentRefused, nothing stored.
+    gemini.push_veo_plan(VeoPlan {
+        polls_until_done: 1,
+        outcome: VeoOutcome::SafetyBlock(vec!["Contains a celebrity likeness.".into()]),
+    });
+    let (status, resp) = post("/api/mv/generate_video", json!({"prompt": "p", "backend": "gemini"}));
+    assert_eq!((status, resp["detail"]["error"].as_str()), (422, Some("ContentRefused")), "{resp}");
+    assert!(resp["detail"]["message"].as_str().is_some_and(|m| m.contains("celebrity")), "{resp}");
+
+    let (status, resp) = post("/api/mv/generate_video", json!({"prompt": "p", "backend": "veo"}));
+    assert_eq!((status, resp["detail"]["message"].as_str()), (400, Some("Invalid backend: veo")));
+    assert_eq!(gemini.received_on(VeoRoute::Start).len(), 2, "a bad backend reaches no upstream");
+    let stored = std::fs::read_dir(server.output_dir().join("videos")).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(stored, 1, "only the rendered video is stored");
 }
 
 // ---- helpers ----

@@ -42,7 +42,7 @@ pub struct GenerateVideoBody {
     /// Where the video is rendered: `replicate` (the default, also for null, `""` or blank) or
     /// `gemini` (Veo through the Gemini API, with the flavor's Gemini video model). Anything else
     /// is a 400.
-    #[schema(nullable, example = "gemini")]
+    #[schema(nullable, pattern = r"^\s*(replicate|gemini)?\s*$", example = "gemini")]
     pub backend: Option<String>,
 }
 
