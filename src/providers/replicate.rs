@@ -87,7 +87,7 @@ impl ReplicateClient {
         let id = created.id.clone();
         // From here on the prediction runs (and bills) until it ends or is cancelled: if polling
         // fails or the request is dropped, the guard cancels it.
-        let guard = CancelOnDrop::new(self, &id);
+        let guard = http::CancelOnDrop::new(PROVIDER, self.cancel_request(&id)?);
         let finished = match timeout_at(deadline, self.wait_until_done(created)).await {
             Ok(result) => result,
             Err(_) => {
@@ -157,14 +157,17 @@ impl ReplicateClient {
     /// Best effort: the prediction runs on (and bills) until cancelled, but our caller already has
     /// its answer, so failures are only logged.
     async fn cancel(&self, id: &str) {
-        let Ok(url) = self.api_url(&["v1", "predictions", id, "cancel"]) else { return };
-        let sent =
-            self.http.post(url).bearer_auth(&self.token).timeout(CANCEL_TIMEOUT.min(self.request_timeout)).send();
-        match sent.await {
+        let Ok(request) = self.cancel_request(id) else { return };
+        match request.send().await {
             Ok(response) if response.status().is_success() => tracing::info!(prediction = id, "cancelled prediction"),
             Ok(response) => tracing::warn!(prediction = id, status = response.status().as_u16(), "cancel refused"),
             Err(err) => tracing::warn!(prediction = id, error = %http::describe(&err), "cancel failed"),
         }
+    }
+
+    fn cancel_request(&self, id: &str) -> Result<reqwest::RequestBuilder, ProviderError> {
+        let url = self.api_url(&["v1", "predictions", id, "cancel"])?;
+        Ok(self.http.post(url).bearer_auth(&self.token).timeout(CANCEL_TIMEOUT.min(self.request_timeout)))
     }
 
     async fn read_prediction(
@@ -439,41 +442,6 @@ fn malformed(message: String) -> ProviderError {
 struct WaitError {
     error: ProviderError,
     ended_upstream: bool,
-}
-
-/// Cancels a running prediction when dropped, unless disarmed: covers polling errors and requests
-/// dropped by their client, which would otherwise leave a prediction running and billing.
-struct CancelOnDrop {
-    /// `None` once disarmed.
-    cancel: Option<(reqwest::Client, Url, String, Duration)>,
-}
-
-impl CancelOnDrop {
-    fn new(client: &ReplicateClient, id: &str) -> Self {
-        let cancel = client
-            .api_url(&["v1", "predictions", id, "cancel"])
-            .ok()
-            .map(|url| (client.http.clone(), url, client.token.clone(), CANCEL_TIMEOUT.min(client.request_timeout)));
-        CancelOnDrop { cancel }
-    }
-
-    fn disarm(mut self) {
-        self.cancel = None;
-    }
-}
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        let Some((http, url, token, timeout)) = self.cancel.take() else { return };
-        // Drop can't await: the cancel goes out on its own task, best effort.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                if let Err(err) = http.post(url).bearer_auth(token).timeout(timeout).send().await {
-                    tracing::warn!(error = %http::describe(&err), "cancel after an abandoned prediction failed");
-                }
-            });
-        }
-    }
 }
 
 #[cfg(test)]
