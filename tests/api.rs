@@ -532,3 +532,20 @@ async fn mock_answers_backend_gemini_labelled_as_such() {
     assert_eq!(headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()), Some("video/mp4"));
     assert_eq!(&mp4[4..8], b"ftyp");
 }
+
+#[test]
+fn debug_mode_never_claims_the_replicate_model_for_backend_gemini() {
+    let logs = capture_logs(|| {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(async {
+            let t = TestApp::with(|s| s.debug = true, |_| {});
+            let (status, _) = t.post("/api/mv/generate_video", &json!({"prompt": "p", "backend": "gemini"})).await;
+            assert_eq!(status, StatusCode::OK);
+            let (status, _) = t.post("/api/mv/generate_video", &json!({"prompt": "p"})).await;
+            assert_eq!(status, StatusCode::OK);
+        });
+    });
+    let model_lines = logs.lines().filter(|l| l.contains("loaded_into=\"video_generator.model\"")).count();
+    assert_eq!(model_lines, 1, "only the replicate render consumed video_model: {logs}");
+    assert_eq!(logs.matches("final prompt").count(), 2, "{logs}");
+}

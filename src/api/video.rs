@@ -110,7 +110,7 @@ pub async fn generate_video(
     let (reference_image, character_reference_warning) =
         load_reference(&state, body.character_reference_id.as_deref()).await?;
     let mut plan = prompts::video_plan(chosen.flavor, &inputs);
-    if backend != VideoBackend::Replicate {
+    if backend == VideoBackend::Gemini {
         plan.model = backend.model(chosen.flavor, plan.model);
         // The Replicate model was not used; the debug log must not say it was.
         plan.consumed.retain(|c| c.target != "video_generator.model");
