@@ -21,3 +21,6 @@ mod cargo_build;
 
 #[path = "compiler/properties.rs"]
 mod properties;
+
+#[path = "compiler/hashes.rs"]
+mod hashes;

@@ -3,11 +3,12 @@
 //! Stages, in order: `discover` finds flavor directories and their files, `yaml` reads each file into
 //! positioned entries, `schema` checks every key, `resolve` applies inheritance. The same code runs in
 //! build.rs (through a `#[path]` module) and in the `mvgen check/show/diff/render` commands, so files
-//! here refer to each other with `super::`, use only std, serde and serde-saphyr, never print and
+//! here refer to each other with `super::`, use only std, serde, serde-saphyr and sha2, never print and
 //! never panic: they return values and let the caller decide how to show them.
 
 mod diag;
 mod discover;
+mod hash;
 mod layer;
 mod model;
 mod resolve;
@@ -18,6 +19,7 @@ mod yaml;
 use std::path::Path;
 
 pub use diag::{Diagnostic, Diagnostics, nearest};
+pub use hash::{HASH_LEN, content_hash};
 pub use model::{
     AspectRatio, Choice, Entry, FileKind, Flavor, Origin, OutputFormat, PersonGeneration, SafetyFilterLevel, Sourced,
     Text, ValueRef, VideoAspectRatio, VideoPersonGeneration,
