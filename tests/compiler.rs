@@ -24,3 +24,6 @@ mod properties;
 
 #[path = "compiler/hashes.rs"]
 mod hashes;
+
+#[path = "compiler/golden.rs"]
+mod golden;
