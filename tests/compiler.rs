@@ -27,3 +27,6 @@ mod hashes;
 
 #[path = "compiler/golden.rs"]
 mod golden;
+
+#[path = "compiler/json_schema.rs"]
+mod json_schema;

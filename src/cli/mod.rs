@@ -8,6 +8,7 @@ mod golden;
 mod healthcheck;
 mod inspect;
 mod render;
+mod schema;
 mod serve;
 
 use std::path::{Path, PathBuf};
@@ -86,6 +87,12 @@ pub enum Command {
         #[command(flatten)]
         source: Source,
     },
+    /// Write the JSON Schema (draft 2020-12) of every configs file, for editors and CI.
+    Schema {
+        /// Where to write them.
+        #[arg(long, value_name = "DIR", default_value = "schemas")]
+        out: PathBuf,
+    },
 }
 
 /// Where flavors come from: the table embedded at build time, or a configs directory on disk
@@ -116,6 +123,7 @@ pub fn run(command: Command) -> ExitCode {
                 _ => Err("render: say what to render: scenes, character or video".into()),
             })
         }
+        Command::Schema { out } => schema::schema(&out),
     };
     match result {
         Ok(code) => code,

@@ -24,7 +24,10 @@ pub use model::{
     AspectRatio, Choice, Entry, FileKind, Flavor, Origin, OutputFormat, PersonGeneration, SafetyFilterLevel, Sourced,
     Text, ValueRef, VideoAspectRatio, VideoPersonGeneration,
 };
-pub use schema::{ImageParams, ImagePrompts, NUMBER_OF_SCENES, Parameters, ScenePrompts, VIDEO_DURATION};
+pub use schema::{
+    ImageParams, ImagePrompts, KeySchema, NUMBER_OF_SCENES, Parameters, ScenePrompts, Shape, VIDEO_DURATION,
+    meta_key_schemas,
+};
 pub use template::{Segment, Template, TemplateError, Var};
 
 /// The flavor every other one inherits from, and the one used when a request names none.
@@ -40,6 +43,9 @@ pub fn compile(dir: &Path) -> Result<Vec<Flavor>, Diagnostics> {
     let flavors = resolve::resolve(&layers, &mut diags);
     if diags.is_empty() { Ok(flavors) } else { Err(diags.sorted()) }
 }
+
+/// What [`is_flavor_name`] accepts, as a regex (for `mvgen schema`).
+pub const FLAVOR_NAME_PATTERN: &str = "^[a-z0-9][a-z0-9_-]{0,63}$";
 
 /// Whether `name` is a valid flavor name: `[a-z0-9][a-z0-9_-]{0,63}`.
 pub fn is_flavor_name(name: &str) -> bool {
