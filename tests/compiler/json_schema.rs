@@ -9,7 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use mvgen::compiler::FileKind;
+use mvgen::compiler::template::Template;
+use mvgen::compiler::{FileKind, Shape};
+use proptest::prelude::*;
 
 use crate::fixtures::{FIXTURES, fixture_names, materialize};
 use crate::golden::{assert_trees_equal, read_tree};
@@ -167,6 +169,76 @@ fn check_jsonschema_accepts_the_shipped_configs_and_refuses_the_expressible_faul
         shown(&expected_refused),
         "check-jsonschema must refuse exactly the files the compiler faults (and no shipped file):\n{report}"
     );
+}
+
+/// Every template key: its file's schema name, the key, and what the compiler allows.
+fn template_keys() -> Vec<(String, &'static str, Shape)> {
+    let mut out = Vec::new();
+    for (stem, keys) in [
+        ("scene_prompts", mvgen::compiler::ScenePrompts::key_schemas()),
+        ("image_params", mvgen::compiler::ImageParams::key_schemas()),
+        ("image_prompts", mvgen::compiler::ImagePrompts::key_schemas()),
+    ] {
+        for k in keys.into_iter().filter(|k| matches!(k.shape, Shape::Template { .. })) {
+            out.push((format!("{stem}.schema.json"), k.key, k.shape));
+        }
+    }
+    out
+}
+
+/// Strings dense in braces, placeholder names (allowed, required and unknown) and format syntax.
+fn template_text() -> impl Strategy<Value = String> {
+    let token = prop_oneof![
+        Just("{"),
+        Just("}"),
+        Just("{{"),
+        Just("}}"),
+        Just("{idea}"),
+        Just("{ideas}"),
+        Just("{character_description}"),
+        Just("{aspect_ratio}"),
+        Just("{camera_angle}"),
+        Just("idea"),
+        Just("{}"),
+        Just("{0}"),
+        Just(":>3"),
+        Just("!r"),
+        Just(".x"),
+        Just("[0]"),
+        Just(" "),
+        Just("ü"),
+        Just("\n"),
+    ];
+    prop::collection::vec(token, 0..16).prop_map(|t| t.concat())
+}
+
+/// Each template key with its pattern from the committed schema, compiled once.
+static TEMPLATE_PATTERNS: std::sync::LazyLock<Vec<(&'static str, Shape, fancy_regex::Regex)>> =
+    std::sync::LazyLock::new(|| {
+        template_keys()
+            .into_iter()
+            .map(|(schema, key, shape)| {
+                let text = std::fs::read_to_string(format!("{ROOT}/schemas/{schema}")).expect("committed schema");
+                let doc: serde_json::Value = serde_json::from_str(&text).expect("schema JSON");
+                let pattern = doc["properties"][key]["pattern"].as_str().expect("template pattern");
+                (key, shape, fancy_regex::Regex::new(pattern).expect("pattern compiles"))
+            })
+            .collect()
+    });
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Each template key's pattern in the committed schemas accepts exactly what the compiler does.
+    #[test]
+    fn template_patterns_accept_exactly_what_the_compiler_accepts(source in template_text()) {
+        for (key, shape, regex) in TEMPLATE_PATTERNS.iter() {
+            let Shape::Template { allowed, required } = shape else { continue };
+            let by_schema = regex.is_match(&source).expect("regex runs");
+            let by_compiler = Template::parse(&source, allowed, required).is_ok();
+            prop_assert_eq!(by_schema, by_compiler, "{}: {:?}", key, source);
+        }
+    }
 }
 
 /// The schema for a file at `rel` (`<flavor>/<file>.yaml`), if it is a configs file.
