@@ -15,6 +15,7 @@ use proptest::prelude::*;
 
 use crate::fixtures::{FIXTURES, fixture_names, materialize};
 use crate::golden::{assert_trees_equal, read_tree};
+use crate::properties::template_like;
 use crate::scratch::{Scratch, copy_tree};
 
 const MVGEN: &str = env!("CARGO_BIN_EXE_mvgen");
@@ -186,32 +187,6 @@ fn template_keys() -> Vec<(String, &'static str, Shape)> {
     out
 }
 
-/// Strings dense in braces, placeholder names (allowed, required and unknown) and format syntax.
-fn template_text() -> impl Strategy<Value = String> {
-    let token = prop_oneof![
-        Just("{"),
-        Just("}"),
-        Just("{{"),
-        Just("}}"),
-        Just("{idea}"),
-        Just("{ideas}"),
-        Just("{character_description}"),
-        Just("{aspect_ratio}"),
-        Just("{camera_angle}"),
-        Just("idea"),
-        Just("{}"),
-        Just("{0}"),
-        Just(":>3"),
-        Just("!r"),
-        Just(".x"),
-        Just("[0]"),
-        Just(" "),
-        Just("ü"),
-        Just("\n"),
-    ];
-    prop::collection::vec(token, 0..16).prop_map(|t| t.concat())
-}
-
 /// Each template key with its pattern from the committed schema, compiled once.
 static TEMPLATE_PATTERNS: std::sync::LazyLock<Vec<(&'static str, Shape, fancy_regex::Regex)>> =
     std::sync::LazyLock::new(|| {
@@ -231,7 +206,7 @@ proptest! {
 
     /// Each template key's pattern in the committed schemas accepts exactly what the compiler does.
     #[test]
-    fn template_patterns_accept_exactly_what_the_compiler_accepts(source in template_text()) {
+    fn template_patterns_accept_exactly_what_the_compiler_accepts(source in template_like()) {
         for (key, shape, regex) in TEMPLATE_PATTERNS.iter() {
             let Shape::Template { allowed, required } = shape else { continue };
             let by_schema = regex.is_match(&source).expect("regex runs");
