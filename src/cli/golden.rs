@@ -88,6 +88,8 @@ fn read_requests(dir: &Path) -> Result<Vec<Request>, String> {
             let text = fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
             let value: Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
             let args = to_args(&value).map_err(|e| format!("{}: {e}", path.display()))?;
+            // Checked here, before anything under renders/ is touched.
+            RequestArgs::try_parse_from(&args).map_err(|e| format!("{}: {e}", path.display()))?;
             Ok(Request { name, args })
         })
         .collect()

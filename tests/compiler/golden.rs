@@ -80,3 +80,25 @@ fn golden_renders_match_every_flavor_and_request() {
     assert_eq!(fresh.len(), flavors * requests * 2, "a prompt and a parameters file per flavor and request");
     assert_trees_equal("tests/golden/renders", &committed, &fresh, "cargo run -- render --all tests/golden");
 }
+
+#[test]
+fn render_all_replaces_stale_renders_and_names_a_bad_request_file() {
+    let scratch = Scratch::new("golden-bad");
+    let dir = scratch.path().join("golden");
+    fs::create_dir_all(dir.join("requests")).expect("requests dir");
+    fs::create_dir_all(dir.join("renders/removed-flavor")).expect("stale dir");
+    fs::write(dir.join("renders/removed-flavor/old.json"), "{}").expect("stale file");
+    fs::write(dir.join("requests/ok.json"), r#"{"kind": "video", "prompt": "p"}"#).expect("request");
+    let run = || Command::new(MVGEN).args(["render", "--all", dir.to_str().expect("UTF-8 temp path")]).output();
+    let out = run().expect("run mvgen");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!dir.join("renders/removed-flavor").exists(), "stale renders are removed");
+    assert!(dir.join("renders/mv1/ok.prompt.txt").is_file());
+
+    fs::write(dir.join("requests/typo.json"), r#"{"kind": "video", "prompt": "p", "durration": 5}"#).expect("request");
+    let out = run().expect("run mvgen");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("typo.json") && stderr.contains("--durration"), "{stderr}");
+    assert!(dir.join("renders/mv1/ok.prompt.txt").is_file(), "a refused request leaves the renders as they were");
+}
