@@ -82,11 +82,12 @@ fn flavor_literal(f: &Flavor) -> String {
         ("image_prompts", "ImagePrompts", f.image_prompts.entries()),
     ];
     let mut s = format!(
-        "Flavor {{ name: {}, label: {}, description: {}, extends: {}",
+        "Flavor {{ name: {}, label: {}, description: {}, extends: {}, hash: {}",
         text(&f.name),
         opt_text(f.label.as_deref()),
         opt_text(f.description.as_deref()),
-        opt_text(f.extends.as_deref())
+        opt_text(f.extends.as_deref()),
+        text(&f.hash)
     );
     for (field, type_name, entries) in groups {
         let fields: Vec<String> = entries

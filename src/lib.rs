@@ -13,12 +13,14 @@
 //! - [`api`]: the `/api/mv` handlers; [`server`] wires them with auth, CORS and shutdown.
 //! - [`providers`]: Gemini, Replicate and the offline mock; [`storage`]: generated files on disk.
 //! - [`cli`]: the `mvgen` subcommands for prompt authors and CI.
+//! - [`json_schema`]: JSON Schemas of the configs files, from the compiler's definitions.
 //! - [`page`]: the create page (`page/`), embedded and served at `/` and `/create`.
 
 pub mod api;
 pub mod cli;
 pub mod compiler;
 pub mod flavor;
+pub mod json_schema;
 pub mod page;
 pub mod prompts;
 pub mod providers;

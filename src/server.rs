@@ -228,7 +228,11 @@ fn cors(origins: &[String]) -> CorsLayer {
         .allow_origin(allow)
         .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
         .allow_headers([header::CONTENT_TYPE, header::HeaderName::from_static("x-api-key"), header::RANGE])
-        .expose_headers([header::HeaderName::from_static("x-config-flavor"), header::CONTENT_RANGE])
+        .expose_headers([
+            header::HeaderName::from_static("x-config-flavor"),
+            header::HeaderName::from_static("x-config-flavor-hash"),
+            header::CONTENT_RANGE,
+        ])
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then lets in-flight requests finish.

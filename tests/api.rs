@@ -306,6 +306,47 @@ async fn openapi_describes_every_endpoint() {
 }
 
 #[tokio::test]
+async fn openapi_offers_the_flavor_names_and_pins_them_in_strict_mode() {
+    let names = json!(["default", "example", "mv1"]);
+    for strict in [false, true] {
+        let t = TestApp::with(|s| s.strict_flavors = strict, |_| {});
+        let (status, spec) = t.get("/api/openapi.json").await;
+        assert_eq!(status, StatusCode::OK);
+        for body in ["CreateScenesBody", "CharacterReferenceBody", "GenerateVideoBody"] {
+            let field = &spec["components"]["schemas"][body]["properties"]["config_flavor"];
+            assert_eq!(field["examples"], names, "{body} (strict: {strict}): {field}");
+            if strict {
+                assert_eq!(field["enum"], json!(["default", "example", "mv1", null]), "{body}: {field}");
+            } else {
+                assert!(field.get("enum").is_none(), "unknown names fall back, so no enum: {field}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_generation_names_the_content_hash_of_the_flavor_it_used() {
+    let t = TestApp::new();
+    let hash = |name: &str| mvgen::flavor::lookup(name).expect("flavor").hash.to_string();
+    assert_ne!(hash("mv1"), hash("default"));
+    let (_, list) = t.get("/api/mv/get_config_flavors").await;
+    for d in list["details"].as_array().expect("details") {
+        assert_eq!(d["hash"], hash(d["name"].as_str().expect("name")), "{d}");
+    }
+    for (uri, body, used) in [
+        ("/api/mv/create_scenes", json!({"idea": "i", "character_description": "c", "config_flavor": "mv1"}), "mv1"),
+        ("/api/mv/generate_character_reference", json!({"character_description": "c", "num_images": 1}), "default"),
+        ("/api/mv/generate_video", json!({"prompt": "p", "config_flavor": "no-such"}), "default"),
+    ] {
+        let (status, headers, resp) = t.post_full(uri, &body).await;
+        assert_eq!(status, StatusCode::OK, "{uri}: {resp}");
+        let header = headers.get("x-config-flavor-hash").and_then(|v| v.to_str().ok());
+        assert_eq!(header, Some(hash(used).as_str()), "{uri}");
+        assert_eq!(resp["metadata"]["config_flavor"]["hash"], hash(used), "{uri}: {resp}");
+    }
+}
+
+#[tokio::test]
 async fn unknown_routes_answer_json_404() {
     let t = TestApp::new();
     let (status, resp) = t.get("/api/mv/nope").await;
@@ -383,6 +424,8 @@ fn debug_mode_logs_flavor_values_targets_and_prompt_but_never_keys() {
         "{logs}"
     );
     assert!(logs.contains("found=\"not found\""), "{logs}");
+    let example_hash = &mvgen::flavor::lookup("example").expect("example").hash;
+    assert!(logs.contains(&format!("hash={example_hash}")), "the chosen flavor's hash is logged: {logs}");
     let line = logs
         .lines()
         .find(|l| l.contains("key=\"camera_angle\"") && l.contains("flavor=example"))

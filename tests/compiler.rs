@@ -21,3 +21,12 @@ mod cargo_build;
 
 #[path = "compiler/properties.rs"]
 mod properties;
+
+#[path = "compiler/hashes.rs"]
+mod hashes;
+
+#[path = "compiler/golden.rs"]
+mod golden;
+
+#[path = "compiler/json_schema.rs"]
+mod json_schema;

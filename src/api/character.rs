@@ -74,7 +74,10 @@ pub struct CharacterMetadata {
     request_body = CharacterReferenceBody,
     responses(
         (status = 200, description = "Images generated and stored", body = CharacterReferenceResponse,
-            headers(("X-Config-Flavor" = String, description = "The flavor used"))),
+            headers(
+                ("X-Config-Flavor" = String, description = "The flavor used"),
+                ("X-Config-Flavor-Hash" = String, description = "The content hash of the flavor used"),
+            )),
         super::error::GenerationErrors,
     )
 )]

@@ -14,6 +14,7 @@ pub fn chosen(chosen: &Chosen) {
         target: TARGET,
         requested = chosen.requested.as_deref().unwrap_or("(none)"),
         used = %chosen.flavor.name,
+        hash = %chosen.flavor.hash,
         found,
         "config flavor chosen"
     );

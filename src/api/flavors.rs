@@ -28,6 +28,8 @@ pub struct FlavorDetails {
     pub description: Option<&'static str>,
     /// The parent it inherits from; null for default.
     pub extends: Option<&'static str>,
+    /// The content hash of its resolved settings (12 hex digits).
+    pub hash: &'static str,
 }
 
 #[utoipa::path(
@@ -52,6 +54,7 @@ fn flavor_list() -> FlavorList {
             label: f.label.as_ref().map(as_static),
             description: f.description.as_ref().map(as_static),
             extends: f.extends.as_ref().map(as_static),
+            hash: as_static(&f.hash),
         })
         .collect();
     FlavorList { flavors: flavor::names().to_vec(), default: DEFAULT_FLAVOR, details }

@@ -1,5 +1,5 @@
 //! The MV HTTP API under `/api/mv`: the route table, the state handlers share, and the pieces every
-//! generation endpoint uses (flavor choice, the `X-Config-Flavor` header). One file per endpoint area.
+//! generation endpoint uses (flavor choice, the `X-Config-Flavor` and `X-Config-Flavor-Hash` headers). One file per endpoint area.
 
 mod backend;
 mod character;
@@ -60,6 +60,8 @@ pub struct FlavorReport {
     pub requested: Option<String>,
     /// The flavor actually used.
     pub used: String,
+    /// The content hash of the flavor used (12 hex digits): equal hashes, equal settings.
+    pub hash: String,
     /// True when the requested flavor does not exist and the default was used.
     pub fallback: bool,
     /// Why it fell back.
@@ -91,17 +93,21 @@ impl From<&Chosen> for FlavorReport {
         FlavorReport {
             requested: c.requested.clone(),
             used: c.flavor.name.to_string(),
+            hash: c.flavor.hash.to_string(),
             fallback: c.fell_back(),
             reason: c.fallback_reason.clone(),
         }
     }
 }
 
-/// A JSON answer carrying `X-Config-Flavor: <used>`.
+/// A JSON answer carrying `X-Config-Flavor: <used>` and `X-Config-Flavor-Hash: <its hash>`.
 fn with_flavor<T: Serialize>(chosen: &Chosen, body: T) -> Response {
     let mut response = axum::Json(body).into_response();
     if let Ok(value) = HeaderValue::from_str(&chosen.flavor.name) {
         response.headers_mut().insert("x-config-flavor", value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&chosen.flavor.hash) {
+        response.headers_mut().insert("x-config-flavor-hash", value);
     }
     response
 }

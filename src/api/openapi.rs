@@ -1,10 +1,17 @@
 //! `GET /api/openapi.json`: the API described from the handlers' own types and annotations, so the
-//! spec can't drift from the code.
+//! spec can't drift from the code. The embedded flavor names are filled in from the table, so
+//! generated clients offer them for `config_flavor`.
 
-use axum::Json;
+use std::sync::LazyLock;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
 use utoipa::OpenApi;
 
-use super::{character, error, files, flavors, scenes, video};
+use super::{AppState, character, error, files, flavors, scenes, video};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -22,11 +29,43 @@ use super::{character, error, files, flavors, scenes, video};
 )]
 pub struct ApiDoc;
 
-/// The OpenAPI document.
+/// The OpenAPI document as derived from the code, without flavor names.
 pub fn spec() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
-pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
-    Json(spec())
+/// The document this server serves: every request body's `config_flavor` lists the embedded flavor
+/// names as `examples`, and with `MV_STRICT_FLAVORS` (where any other name is a 400) as its `enum`.
+pub fn spec_json(strict_flavors: bool) -> Value {
+    let mut doc = serde_json::to_value(spec()).expect("the OpenAPI document serializes");
+    let names: Vec<Value> = crate::flavor::names().iter().map(|n| Value::from(*n)).collect();
+    let schemas = doc.pointer_mut("/components/schemas").and_then(Value::as_object_mut);
+    for schema in schemas.into_iter().flat_map(|s| s.values_mut()) {
+        let Some(field) = schema.pointer_mut("/properties/config_flavor").and_then(Value::as_object_mut) else {
+            continue;
+        };
+        // Response metadata refers to `FlavorReport`; only the plain string fields of request bodies
+        // name a flavor to use.
+        if field.contains_key("$ref") {
+            continue;
+        }
+        field.insert("examples".into(), Value::Array(names.clone()));
+        if strict_flavors {
+            let mut allowed = names.clone();
+            // The field is optional and may be null (the default flavor); an enum must say so too.
+            if field.get("type").and_then(Value::as_array).is_some_and(|t| t.iter().any(|t| t == "null")) {
+                allowed.push(Value::Null);
+            }
+            field.insert("enum".into(), Value::Array(allowed));
+        }
+    }
+    doc
+}
+
+/// Both variants are built once: the flavor table and the setting never change while serving.
+pub async fn openapi_json(State(state): State<AppState>) -> Response {
+    static LENIENT: LazyLock<Bytes> = LazyLock::new(|| spec_json(false).to_string().into());
+    static STRICT: LazyLock<Bytes> = LazyLock::new(|| spec_json(true).to_string().into());
+    let body = if state.strict_flavors { STRICT.clone() } else { LENIENT.clone() };
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
 }

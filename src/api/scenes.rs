@@ -66,7 +66,10 @@ pub struct ScenesMetadata {
     request_body = CreateScenesBody,
     responses(
         (status = 200, description = "Scenes written", body = CreateScenesResponse,
-            headers(("X-Config-Flavor" = String, description = "The flavor used"))),
+            headers(
+                ("X-Config-Flavor" = String, description = "The flavor used"),
+                ("X-Config-Flavor-Hash" = String, description = "The content hash of the flavor used"),
+            )),
         super::error::GenerationErrors,
     )
 )]

@@ -79,7 +79,10 @@ pub struct VideoMetadata {
     request_body = GenerateVideoBody,
     responses(
         (status = 200, description = "Video generated and stored", body = GenerateVideoResponse,
-            headers(("X-Config-Flavor" = String, description = "The flavor used"))),
+            headers(
+                ("X-Config-Flavor" = String, description = "The flavor used"),
+                ("X-Config-Flavor-Hash" = String, description = "The content hash of the flavor used"),
+            )),
         super::error::GenerationErrors,
     )
 )]

@@ -7,13 +7,15 @@ use serde_json::{Map, Value, json};
 use crate::compiler::{Entry, FileKind, Flavor, ValueRef};
 use crate::flavor::value_json;
 
-/// One line per flavor: name, label, parent.
+/// One line per flavor: name, label, parent, content hash.
 pub fn flavors(all: &[&Flavor]) -> ExitCode {
     let width = all.iter().map(|f| f.name.len()).max().unwrap_or(4).max(4);
     let label_width = all.iter().map(|f| f.display_label().len()).max().unwrap_or(5).max(5);
-    outln!("{:width$}  {:label_width$}  EXTENDS", "NAME", "LABEL");
+    let extends_width = all.iter().map(|f| f.extends.as_deref().unwrap_or("-").len()).max().unwrap_or(7).max(7);
+    outln!("{:width$}  {:label_width$}  {:extends_width$}  HASH", "NAME", "LABEL", "EXTENDS");
     for f in all {
-        outln!("{:width$}  {:label_width$}  {}", f.name, f.display_label(), f.extends.as_deref().unwrap_or("-"));
+        let extends = f.extends.as_deref().unwrap_or("-");
+        outln!("{:width$}  {:label_width$}  {extends:extends_width$}  {}", f.name, f.display_label(), f.hash);
     }
     ExitCode::SUCCESS
 }
@@ -30,6 +32,7 @@ pub fn show(flavor: &Flavor, explain: bool, json: bool) -> Result<ExitCode, Stri
         outln!("description: {d}");
     }
     outln!("extends: {}", flavor.extends.as_deref().unwrap_or("-"));
+    outln!("hash: {}", flavor.hash);
     let mut file = None;
     for entry in flavor.entries() {
         if file != Some(entry.file) {
@@ -82,6 +85,7 @@ fn show_json(flavor: &Flavor) -> Value {
         "label": flavor.label,
         "description": flavor.description,
         "extends": flavor.extends,
+        "hash": flavor.hash,
         "files": files,
     })
 }

@@ -4,9 +4,11 @@
 // First, so its macros are in scope in the modules below.
 #[macro_use]
 mod output;
+mod golden;
 mod healthcheck;
 mod inspect;
 mod render;
+mod schema;
 mod serve;
 
 use std::path::{Path, PathBuf};
@@ -71,14 +73,25 @@ pub enum Command {
     },
     /// Print exactly what would be sent upstream for a request.
     Render {
-        flavor: String,
+        #[arg(required_unless_present = "all")]
+        flavor: Option<String>,
         #[command(subcommand)]
-        what: render::RenderWhat,
+        what: Option<render::RenderWhat>,
+        /// Golden renders: every flavor x every request in DIR/requests/*.json, written to
+        /// DIR/renders/<flavor>/<request>.{prompt.txt,json} (DIR/renders is replaced whole).
+        #[arg(long, value_name = "DIR", conflicts_with = "flavor")]
+        all: Option<PathBuf>,
         /// Print `{"flavor", "prompt", "parameters"}` as JSON.
         #[arg(long, global = true)]
         json: bool,
         #[command(flatten)]
         source: Source,
+    },
+    /// Write the JSON Schema (draft 2020-12) of every configs file, for editors and CI.
+    Schema {
+        /// Where to write them.
+        #[arg(long, value_name = "DIR", default_value = "schemas")]
+        out: PathBuf,
     },
 }
 
@@ -102,9 +115,15 @@ pub fn run(command: Command) -> ExitCode {
             Catalog::load(&source).and_then(|c| inspect::show(c.get(&flavor)?, explain, json))
         }
         Command::Diff { a, b, source } => Catalog::load(&source).and_then(|c| inspect::diff(c.get(&a)?, c.get(&b)?)),
-        Command::Render { flavor, what, json, source } => {
-            Catalog::load(&source).and_then(|c| render::render(c.get(&flavor)?, what, json))
+        Command::Render { flavor, what, all, json, source } => {
+            Catalog::load(&source).and_then(|c| match (flavor, what, all) {
+                (Some(flavor), Some(what), None) => render::render(c.get(&flavor)?, what, json),
+                (None, None, Some(dir)) => golden::render_all(&c.all(), &dir),
+                (_, Some(_), Some(_)) => Err("render --all takes no scenes/character/video request".into()),
+                _ => Err("render: say what to render: scenes, character or video".into()),
+            })
         }
+        Command::Schema { out } => schema::schema(&out),
     };
     match result {
         Ok(code) => code,

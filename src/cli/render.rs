@@ -72,7 +72,19 @@ pub enum RenderWhat {
 
 /// Prints the prompt exactly as sent (no added newline), or the JSON form.
 pub fn render(flavor: &Flavor, what: RenderWhat, json: bool) -> Result<ExitCode, String> {
-    let (prompt, parameters) = match what {
+    let (prompt, parameters) = plan(flavor, what)?;
+    if json {
+        let out: Value = json!({ "flavor": flavor.name, "prompt": prompt, "parameters": parameters });
+        outln!("{out}");
+    } else {
+        out!("{prompt}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The prompt and parameters sent upstream for `what`, through the server's own `prompts` plans.
+pub fn plan(flavor: &Flavor, what: RenderWhat) -> Result<(String, Value), String> {
+    Ok(match what {
         RenderWhat::Scenes {
             idea,
             character_description,
@@ -143,14 +155,7 @@ pub fn render(flavor: &Flavor, what: RenderWhat, json: bool) -> Result<ExitCode,
             let parameters = plan.parameters();
             (plan.prompt, parameters)
         }
-    };
-    if json {
-        let out: Value = json!({ "flavor": flavor.name, "prompt": prompt, "parameters": parameters });
-        outln!("{out}");
-    } else {
-        out!("{prompt}");
-    }
-    Ok(ExitCode::SUCCESS)
+    })
 }
 
 fn choice<T: Choice>(s: &str) -> Result<T, String> {

@@ -3,11 +3,12 @@
 //! Stages, in order: `discover` finds flavor directories and their files, `yaml` reads each file into
 //! positioned entries, `schema` checks every key, `resolve` applies inheritance. The same code runs in
 //! build.rs (through a `#[path]` module) and in the `mvgen check/show/diff/render` commands, so files
-//! here refer to each other with `super::`, use only std, serde and serde-saphyr, never print and
+//! here refer to each other with `super::`, use only std, serde, serde-saphyr and sha2, never print and
 //! never panic: they return values and let the caller decide how to show them.
 
 mod diag;
 mod discover;
+mod hash;
 mod layer;
 mod model;
 mod resolve;
@@ -18,11 +19,15 @@ mod yaml;
 use std::path::Path;
 
 pub use diag::{Diagnostic, Diagnostics, nearest};
+pub use hash::{HASH_LEN, content_hash};
 pub use model::{
     AspectRatio, Choice, Entry, FileKind, Flavor, Origin, OutputFormat, PersonGeneration, SafetyFilterLevel, Sourced,
     Text, ValueRef, VideoAspectRatio, VideoPersonGeneration,
 };
-pub use schema::{ImageParams, ImagePrompts, NUMBER_OF_SCENES, Parameters, ScenePrompts, VIDEO_DURATION};
+pub use schema::{
+    ImageParams, ImagePrompts, KeySchema, NUMBER_OF_SCENES, Parameters, ScenePrompts, Shape, VIDEO_DURATION,
+    meta_key_schemas,
+};
 pub use template::{Segment, Template, TemplateError, Var};
 
 /// The flavor every other one inherits from, and the one used when a request names none.
@@ -38,6 +43,9 @@ pub fn compile(dir: &Path) -> Result<Vec<Flavor>, Diagnostics> {
     let flavors = resolve::resolve(&layers, &mut diags);
     if diags.is_empty() { Ok(flavors) } else { Err(diags.sorted()) }
 }
+
+/// What [`is_flavor_name`] accepts, as a regex (for `mvgen schema`).
+pub const FLAVOR_NAME_PATTERN: &str = "^[a-z0-9][a-z0-9_-]{0,63}$";
 
 /// Whether `name` is a valid flavor name: `[a-z0-9][a-z0-9_-]{0,63}`.
 pub fn is_flavor_name(name: &str) -> bool {

@@ -73,6 +73,9 @@ pub struct Flavor {
     pub description: Option<Text>,
     /// The parent keys were inherited from; `None` only for `default`.
     pub extends: Option<Text>,
+    /// The content hash of the resolved settings (`hash.rs`): equal for equal content, whatever
+    /// the files looked like.
+    pub hash: Text,
     pub parameters: Parameters,
     pub scene_prompts: ScenePrompts,
     pub image_params: ImageParams,

@@ -117,11 +117,17 @@ fn merge(layer: &Layer, parent: Option<&Flavor>, diags: &mut Diagnostics) -> Opt
                 return None;
             }
         };
+    let mut entries = parameters.entries();
+    entries.extend(scene_prompts.entries());
+    entries.extend(image_params.entries());
+    entries.extend(image_prompts.entries());
+    let hash = Cow::Owned(super::hash::content_hash(&entries));
     Some(Flavor {
         name: Cow::Owned(layer.name.clone()),
         label: layer.label.clone(),
         description: layer.description.clone(),
         extends: parent.map(|p| p.name.clone()),
+        hash,
         parameters,
         scene_prompts,
         image_params,

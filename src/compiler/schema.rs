@@ -45,7 +45,42 @@ impl From<Fault> for SetError {
 /// Turns a YAML value into a key's type, or says why it can't.
 pub trait Check<T> {
     fn check(&self, value: &Scalar) -> Result<T, Fault>;
+    /// What `check` accepts, as data (`mvgen schema` turns it into JSON Schema).
+    fn shape(&self) -> Shape;
 }
+
+/// What a key accepts, described by the check that enforces it, so the JSON Schemas `mvgen schema`
+/// writes come from the same definitions as the compiler.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Shape {
+    /// Any string.
+    Text,
+    /// A string matching `pattern` (written for both ECMA-262 and Python regexes); `what` says in
+    /// words what it is.
+    Pattern { pattern: &'static str, what: &'static str },
+    /// An integer in `min..=max`.
+    Int { min: u32, max: u32 },
+    /// `true` or `false`.
+    Bool,
+    /// One of these spellings.
+    OneOf(Vec<&'static str>),
+    /// A prompt template with these placeholders.
+    Template { allowed: &'static [Var], required: &'static [Var] },
+}
+
+/// One key of a settings file, for `mvgen schema`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeySchema {
+    pub key: &'static str,
+    /// The key's doc comment as attribute source, e.g. `doc = " Seconds."`, one per line.
+    pub docs: &'static [&'static str],
+    pub shape: Shape,
+}
+
+/// A Gemini model name, as [`GeminiModel`] checks it.
+pub const GEMINI_MODEL_PATTERN: &str = "^[A-Za-z0-9._-]+$";
+/// A Replicate `owner/name`, as [`ReplicateModel`] checks it.
+pub const REPLICATE_MODEL_PATTERN: &str = "^[a-z0-9._-]+/[a-z0-9._-]+$";
 
 /// Any string.
 pub struct AnyText;
@@ -60,6 +95,10 @@ impl Check<Text> for AnyText {
             ))),
             other => Err(Fault::new(format!("expected a string, found {}", other.describe()))),
         }
+    }
+
+    fn shape(&self) -> Shape {
+        Shape::Text
     }
 }
 
@@ -78,6 +117,10 @@ impl Check<Text> for GeminiModel {
                 value.describe()
             )))
         }
+    }
+
+    fn shape(&self) -> Shape {
+        Shape::Pattern { pattern: GEMINI_MODEL_PATTERN, what: "a Gemini model name such as \"gemini-2.5-flash\"" }
     }
 }
 
@@ -98,6 +141,10 @@ impl Check<Text> for ReplicateModel {
                 value.describe()
             ))),
         }
+    }
+
+    fn shape(&self) -> Shape {
+        Shape::Pattern { pattern: REPLICATE_MODEL_PATTERN, what: "a Replicate model as \"owner/name\", lowercase" }
     }
 }
 
@@ -120,6 +167,10 @@ impl Check<u32> for IntIn {
             }
         }
     }
+
+    fn shape(&self) -> Shape {
+        Shape::Int { min: self.0, max: self.1 }
+    }
 }
 
 /// `true` or `false`.
@@ -131,6 +182,10 @@ impl Check<bool> for Flag {
             Scalar::Bool(b) => Ok(*b),
             other => Err(Fault::new(format!("expected true or false, found {}", other.describe()))),
         }
+    }
+
+    fn shape(&self) -> Shape {
+        Shape::Bool
     }
 }
 
@@ -153,6 +208,10 @@ impl<T: Choice> Check<T> for OneOf {
         };
         Err(Fault::new(format!("expected one of {}, found {}{hint}", T::spellings(), value.describe())))
     }
+
+    fn shape(&self) -> Shape {
+        Shape::OneOf(T::ALL.iter().map(|(n, _)| *n).collect())
+    }
 }
 
 /// A prompt template using only `allowed` placeholders and every one of `required`.
@@ -173,6 +232,10 @@ impl Check<Template> for TemplateOf {
             });
             Fault { message: e.message, brace }
         })
+    }
+
+    fn shape(&self) -> Shape {
+        Shape::Template { allowed: self.allowed, required: self.required }
     }
 }
 
@@ -201,6 +264,20 @@ macro_rules! config_file {
                         key: stringify!($field),
                         value: self.$field.value.view(),
                         origin: &self.$field.origin,
+                    },
+                )*]
+            }
+
+            /// The file's doc comment as attribute source, for `mvgen schema`.
+            pub const DOCS: &'static [&'static str] = &[$(stringify!($doc)),*];
+
+            /// What each key accepts, in schema order, for `mvgen schema`.
+            pub fn key_schemas() -> Vec<KeySchema> {
+                vec![$(
+                    KeySchema {
+                        key: stringify!($field),
+                        docs: &[$(stringify!($fdoc)),*],
+                        shape: Check::<$ty>::shape(&$check),
                     },
                 )*]
             }
@@ -299,6 +376,23 @@ config_file! {
         character_reference_prompt: Template =
             TemplateOf { allowed: &[Var::CharacterDescription], required: &[Var::CharacterDescription] },
     }
+}
+
+/// What each `flavor.yaml` key accepts (layer.rs checks them), for `mvgen schema`.
+pub fn meta_key_schemas() -> Vec<KeySchema> {
+    let flavor_name = Shape::Pattern {
+        pattern: super::FLAVOR_NAME_PATTERN,
+        what: "a flavor name: lowercase letters, digits, '_' and '-'",
+    };
+    vec![
+        KeySchema { key: "label", docs: &["doc = \" The human name pickers show.\""], shape: Shape::Text },
+        KeySchema { key: "description", docs: &["doc = \" One or two sentences for pickers.\""], shape: Shape::Text },
+        KeySchema {
+            key: "extends",
+            docs: &["doc = \" The parent flavor every key left out is inherited from (default when omitted).\""],
+            shape: flavor_name,
+        },
+    ]
 }
 
 /// The keys allowed in `file`, for did-you-mean.

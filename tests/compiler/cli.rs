@@ -76,6 +76,27 @@ fn show_explain_names_own_and_inherited_origins() {
 }
 
 #[test]
+fn flavors_lists_each_content_hash_and_a_runtime_compile_gets_the_same() {
+    let scratch = Scratch::new("flavors-hash");
+    let copy = scratch.path().join("configs");
+    copy_tree(&Path::new(env!("CARGO_MANIFEST_DIR")).join("configs"), &copy);
+    for args in [vec!["flavors"], vec!["flavors", "--configs", copy.to_str().expect("UTF-8 temp path")]] {
+        let out = mvgen(&args);
+        assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+        let text = stdout(&out);
+        let mut lines = text.lines();
+        assert!(lines.next().is_some_and(|h| h.split_whitespace().last() == Some("HASH")), "{text}");
+        let rows: Vec<(&str, &str)> = lines
+            .map(|l| (l.split_whitespace().next().unwrap_or(""), l.split_whitespace().last().unwrap_or("")))
+            .collect();
+        assert_eq!(rows.len(), flavor::names().len(), "{text}");
+        for (name, hash) in rows {
+            assert_eq!(Some(hash), flavor::lookup(name).map(|f| f.hash.as_ref()), "{args:?}: {text}");
+        }
+    }
+}
+
+#[test]
 fn show_of_an_unknown_flavor_suggests_the_nearest() {
     let out = mvgen(&["show", "mv2"]);
     assert_eq!(out.status.code(), Some(2));

@@ -26,8 +26,9 @@ fn piece() -> impl Strategy<Value = Piece> {
     ]
 }
 
-/// Strings dense in the characters the template scanner treats specially.
-fn template_like() -> impl Strategy<Value = String> {
+/// Strings dense in the characters the template scanner treats specially (also used by
+/// `json_schema.rs`).
+pub fn template_like() -> impl Strategy<Value = String> {
     let token = prop_oneof![
         Just("{"),
         Just("}"),
@@ -35,6 +36,7 @@ fn template_like() -> impl Strategy<Value = String> {
         Just("}}"),
         Just("idea"),
         Just("{idea}"),
+        Just("{character_description}"),
         Just("aspect_ratio"),
         Just("0"),
         Just(":>3"),
