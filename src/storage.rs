@@ -17,6 +17,8 @@ use crate::providers::{BoxFuture, content_type_for, extension_for};
 pub enum Kind {
     CharacterReference,
     Video,
+    /// The scenes `create_scenes` wrote, as JSON and as Markdown (one id per file).
+    Scenes,
 }
 
 impl Kind {
@@ -25,6 +27,7 @@ impl Kind {
         match self {
             Kind::CharacterReference => "image",
             Kind::Video => "video",
+            Kind::Scenes => "scenes file",
         }
     }
 
@@ -32,6 +35,7 @@ impl Kind {
         match self {
             Kind::CharacterReference => "character_references",
             Kind::Video => "videos",
+            Kind::Scenes => "scenes",
         }
     }
 
@@ -40,6 +44,7 @@ impl Kind {
         match self {
             Kind::CharacterReference => &["png", "jpg", "webp"],
             Kind::Video => &["mp4", "webm"],
+            Kind::Scenes => &["json", "md"],
         }
     }
 }
@@ -75,6 +80,11 @@ pub trait Storage: Send + Sync {
     ) -> BoxFuture<'a, Result<String, StorageError>>;
     /// Finds a stored file by id.
     fn find<'a>(&'a self, kind: Kind, id: &'a str) -> BoxFuture<'a, Result<Stored, StorageError>>;
+    /// Keeps `record` (a small JSON document: when, by which backend, for which project) with the
+    /// stored file `id`, replacing any earlier one.
+    fn put_record<'a>(&'a self, kind: Kind, id: &'a str, record: &'a [u8]) -> BoxFuture<'a, Result<(), StorageError>>;
+    /// The record kept with `id`, if one was written.
+    fn record<'a>(&'a self, kind: Kind, id: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, StorageError>>;
 }
 
 /// Files on the local disk.
@@ -126,6 +136,29 @@ impl Storage for LocalStorage {
                 }
             }
             Err(StorageError::NotFound(id))
+        })
+    }
+
+    fn put_record<'a>(&'a self, kind: Kind, id: &'a str, record: &'a [u8]) -> BoxFuture<'a, Result<(), StorageError>> {
+        Box::pin(async move {
+            let id = parse_id(id)?;
+            let dir = self.root.join(kind.dir_name());
+            // `{id}.record.json` is never a stored file's name: `find` only tries `{id}.{ext}`.
+            let temp = TempFile { path: dir.join(format!(".{id}.record.partial")), keep: false };
+            write_then_rename(&temp.path, &dir.join(format!("{id}.record.json")), record).await?;
+            temp.disarm();
+            Ok(())
+        })
+    }
+
+    fn record<'a>(&'a self, kind: Kind, id: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, StorageError>> {
+        Box::pin(async move {
+            let id = parse_id(id)?;
+            match tokio::fs::read(self.root.join(kind.dir_name()).join(format!("{id}.record.json"))).await {
+                Ok(bytes) => Ok(Some(bytes)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e.into()),
+            }
         })
     }
 }
@@ -213,6 +246,20 @@ mod tests {
             assert!(matches!(parse_id(bad), Err(StorageError::BadId(_))), "{bad}");
         }
         assert!(parse_id("3f2b6c1e-8f0a-4d2b-9c51-0e4f1a2b3c4d").is_ok());
+    }
+
+    #[tokio::test]
+    async fn records_are_kept_beside_the_file_and_never_found_as_one() {
+        let root = temp_root("records");
+        let storage = LocalStorage::new(&root);
+        let id = storage.put(Kind::Video, "video/mp4", b"abc").await.expect("put");
+        assert_eq!(storage.record(Kind::Video, &id).await.expect("read"), None);
+        storage.put_record(Kind::Video, &id, b"{\"is_mock\":true}").await.expect("record");
+        assert_eq!(storage.record(Kind::Video, &id).await.expect("read").as_deref(), Some(&b"{\"is_mock\":true}"[..]));
+        assert_eq!(storage.find(Kind::Video, &id).await.expect("find").content_type, "video/mp4");
+        assert!(matches!(storage.record(Kind::Video, "../x").await, Err(StorageError::BadId(_))));
+        let scenes = storage.put(Kind::Scenes, "text/markdown", b"# s").await.expect("markdown");
+        assert!(storage.find(Kind::Scenes, &scenes).await.expect("find").path.ends_with(format!("{scenes}.md")));
     }
 
     #[tokio::test]

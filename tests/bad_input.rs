@@ -184,7 +184,7 @@ fn cases() -> Vec<Case> {
     }
     for (key, v) in [
         ("aspect_ratio", "2:1"),
-        ("aspect_ratio", "16:9 "),
+        ("aspect_ratio", "16 :9"), // surrounding whitespace is stripped, inner is not
         ("safety_filter_level", "none"),
         ("person_generation", "allow_all"),
         ("output_format", "gif"),
