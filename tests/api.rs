@@ -297,10 +297,23 @@ async fn openapi_describes_every_endpoint() {
         "/api/mv/generate_video",
         "/api/mv/get_character_reference/{id}",
         "/api/mv/get_video/{id}",
+        "/api/mv/get_video/{id}/info",
+        "/api/mv/get_scenes/{id}",
     ] {
         assert!(spec["paths"][path].is_object(), "{path} missing");
     }
-    assert!(spec["components"]["schemas"]["CreateScenesBody"].is_object());
+    let schemas = &spec["components"]["schemas"];
+    assert!(schemas["CreateScenesBody"]["properties"]["project_id"].is_object());
+    for field in ["project_id", "sequence", "reference_image_base64"] {
+        assert!(schemas["GenerateVideoBody"]["properties"][field].is_object(), "{field}");
+    }
+    for field in ["full_prompt", "generation_timestamp", "has_reference_image", "video_id"] {
+        assert!(schemas["VideoMetadata"]["properties"][field].is_object(), "{field}");
+    }
+    assert!(schemas["CreateScenesResponse"]["properties"]["output_files"].is_object());
+    assert!(schemas["UnauthorizedBody"]["properties"]["message"].is_object());
+    let redirect = &spec["paths"]["/api/mv/get_video/{id}"]["get"]["parameters"];
+    assert!(redirect.as_array().is_some_and(|p| p.iter().any(|p| p["name"] == "redirect")), "{redirect}");
 }
 
 #[tokio::test]
