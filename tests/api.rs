@@ -314,6 +314,8 @@ async fn openapi_describes_every_endpoint() {
     assert!(schemas["UnauthorizedBody"]["properties"]["message"].is_object());
     let redirect = &spec["paths"]["/api/mv/get_video/{id}"]["get"]["parameters"];
     assert!(redirect.as_array().is_some_and(|p| p.iter().any(|p| p["name"] == "redirect")), "{redirect}");
+    let scenes_file = &spec["paths"]["/api/mv/get_scenes/{id}"]["get"]["responses"]["200"]["content"];
+    assert!(scenes_file["application/json"].is_object() && scenes_file["text/markdown"].is_object(), "{scenes_file}");
 }
 
 #[tokio::test]

@@ -73,7 +73,8 @@ pub async fn get_video(
     tag = "files",
     params(("id" = String, Path, description = "An id from create_scenes' `output_files`")),
     responses(
-        (status = 200, description = "The scenes as JSON or Markdown", content_type = "application/json", body = Object),
+        (status = 200, description = "The scenes as JSON or Markdown (the id decides)",
+            content((Object = "application/json"), (String = "text/markdown"))),
         (status = 400, description = "Malformed id", body = super::error::ErrorBody),
         (status = 404, description = "Unknown id", body = super::error::ErrorBody),
     )
