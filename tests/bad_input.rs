@@ -224,6 +224,32 @@ fn cases() -> Vec<Case> {
     }
     cases.push(ok(GV, "video_rules_template", json!("{{literal}} in {aspect_ratio}")));
 
+    // Fields from the service mvgen replaces: checked before any model call.
+    for path in [CS, GV] {
+        cases.push(bad(path, "project_id", json!("project-1"), 400));
+        cases.push(bad(path, "project_id", json!(7), 422));
+    }
+    cases.push(ok(CS, "project_id", json!(" ")));
+    let video = |extra: Value| {
+        let mut body = with(GV, "project_id", Some(json!(UNKNOWN_ID)));
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        body
+    };
+    cases.push(post(GV, video(json!({"sequence": 0})), 400, "ValidationError", Some("sequence")));
+    cases.push(post(GV, video(json!({"sequence": 1.5})), 422, "RequestValidationError", Some("sequence")));
+    cases.push(post(GV, video(json!({})), 400, "ValidationError", Some("sequence")));
+    for image in ["bm90IGFuIGltYWdl", "!!!", "data:text/plain;base64,aGk="] {
+        cases.push(bad(GV, "reference_image_base64", json!(image), 400));
+    }
+    cases.push(bad(GV, "reference_image_base64", json!(5), 422));
+    for route in ["/api/mv/get_scenes/{id}", "/api/mv/get_video/{id}/info"] {
+        cases.push(get(route.replace("{id}", "not-a-uuid"), 400, "InvalidId"));
+        cases.push(get(route.replace("{id}", UNKNOWN_ID), 404, "NotFound"));
+    }
+    cases.push(get(format!("/api/mv/get_video/{UNKNOWN_ID}?redirect=maybe"), 400, "ValidationError"));
+
     // Stored files.
     for kind in ["get_character_reference", "get_video"] {
         for id in ["not-a-uuid", "..%2F..%2Fetc%2Fpasswd", "%00", "3F2B6C1E-8F0A-4D2B-9C51-0E4F1A2B3C4D"] {
