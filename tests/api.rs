@@ -457,16 +457,7 @@ async fn mock_providers_work_offline_and_say_so_in_every_answer() {
 #[tokio::test]
 async fn cors_allows_only_the_configured_origins() {
     let t = TestApp::with(|s| s.cors_origins = vec!["https://studio.example".into()], |_| {});
-    let preflight = |origin: &str| {
-        Request::builder()
-            .method("OPTIONS")
-            .uri("/api/mv/create_scenes")
-            .header(header::ORIGIN, origin)
-            .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
-            .header(header::ACCESS_CONTROL_REQUEST_HEADERS, "content-type,x-api-key")
-            .body(Body::empty())
-            .expect("request")
-    };
+    let preflight = |origin: &str| preflight("/api/mv/create_scenes", origin);
     let (_, headers, _) = t.call(preflight("https://studio.example")).await;
     assert_eq!(
         headers.get(header::ACCESS_CONTROL_ALLOW_ORIGIN).and_then(|v| v.to_str().ok()),
@@ -526,16 +517,7 @@ async fn hash_keys_empty_headers_and_the_401_body_match_the_replaced_service() {
 
 #[tokio::test]
 async fn cors_defaults_to_their_dev_server_and_none_turns_it_off() {
-    let preflight = |origin: &str| {
-        Request::builder()
-            .method("OPTIONS")
-            .uri("/api/mv/generate_video")
-            .header(header::ORIGIN, origin)
-            .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
-            .header(header::ACCESS_CONTROL_REQUEST_HEADERS, "content-type,x-api-key")
-            .body(Body::empty())
-            .expect("request")
-    };
+    let preflight = |origin: &str| preflight("/api/mv/generate_video", origin);
     let allowed = |headers: &axum::http::HeaderMap| {
         headers.get(header::ACCESS_CONTROL_ALLOW_ORIGIN).and_then(|v| v.to_str().ok()).map(String::from)
     };
@@ -761,4 +743,16 @@ async fn blank_and_padded_values() {
     let sent = &t.images.received()[0];
     assert_eq!((sent.output_format.as_str(), sent.negative_prompt.clone()), ("jpg", None));
     assert_eq!(sent.aspect_ratio, mvgen::flavor::default().image_params.aspect_ratio.value.to_string());
+}
+
+/// A browser's CORS preflight for a POST with a JSON body and an API key.
+fn preflight(uri: &str, origin: &str) -> Request<Body> {
+    Request::builder()
+        .method("OPTIONS")
+        .uri(uri)
+        .header(header::ORIGIN, origin)
+        .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
+        .header(header::ACCESS_CONTROL_REQUEST_HEADERS, "content-type,x-api-key")
+        .body(Body::empty())
+        .expect("request")
 }
