@@ -314,8 +314,9 @@ async fn openapi_describes_every_endpoint() {
     assert!(schemas["UnauthorizedBody"]["properties"]["message"].is_object());
     let redirect = &spec["paths"]["/api/mv/get_video/{id}"]["get"]["parameters"];
     assert!(redirect.as_array().is_some_and(|p| p.iter().any(|p| p["name"] == "redirect")), "{redirect}");
-    let scenes_file = &spec["paths"]["/api/mv/get_scenes/{id}"]["get"]["responses"]["200"]["content"];
-    assert!(scenes_file["application/json"].is_object() && scenes_file["text/markdown"].is_object(), "{scenes_file}");
+    let content = |path: &str| spec["paths"][path]["get"]["responses"]["200"]["content"].clone();
+    assert!(content("/api/mv/get_scenes/{id}")["application/json"].is_object());
+    assert!(content("/api/mv/get_scenes/{id}/markdown")["text/markdown"].is_object());
 }
 
 #[tokio::test]

@@ -244,7 +244,7 @@ fn cases() -> Vec<Case> {
         cases.push(bad(GV, "reference_image_base64", json!(image), 400));
     }
     cases.push(bad(GV, "reference_image_base64", json!(5), 422));
-    for route in ["/api/mv/get_scenes/{id}", "/api/mv/get_video/{id}/info"] {
+    for route in ["/api/mv/get_scenes/{id}", "/api/mv/get_scenes/{id}/markdown", "/api/mv/get_video/{id}/info"] {
         cases.push(get(route.replace("{id}", "not-a-uuid"), 400, "InvalidId"));
         cases.push(get(route.replace("{id}", UNKNOWN_ID), 404, "NotFound"));
     }

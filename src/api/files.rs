@@ -1,6 +1,7 @@
 //! `GET /api/mv/get_character_reference/{id}`, `GET /api/mv/get_video/{id}` and
 //! `GET /api/mv/get_scenes/{id}`: stored files, with Range support (so a `<video>` element can
-//! seek), conditional requests and the right content type. Also `GET /api/mv/get_video/{id}/info`.
+//! seek), conditional requests and the right content type. Also `GET /api/mv/get_video/{id}/info`
+//! and `GET /api/mv/get_scenes/{id}/markdown`.
 //!
 //! `?redirect=true|false` is accepted on the image and video routes, as the service mvgen replaces
 //! took it: `true` asked for a redirect to a cloud copy when one exists. mvgen keeps files only on
@@ -73,8 +74,7 @@ pub async fn get_video(
     tag = "files",
     params(("id" = String, Path, description = "An id from create_scenes' `output_files`")),
     responses(
-        (status = 200, description = "The scenes as JSON or Markdown (the id decides)",
-            content((Object = "application/json"), (String = "text/markdown"))),
+        (status = 200, description = "The scenes: `{\"scenes\": [...], \"metadata\": {...}}`", content_type = "application/json", body = Object),
         (status = 400, description = "Malformed id", body = super::error::ErrorBody),
         (status = 404, description = "Unknown id", body = super::error::ErrorBody),
     )
@@ -85,6 +85,25 @@ pub async fn get_scenes(
     request: Request,
 ) -> Result<Response, ApiError> {
     serve(&state, Kind::Scenes, &id, request).await
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/mv/get_scenes/{id}/markdown",
+    tag = "files",
+    params(("id" = String, Path, description = "An id from create_scenes' `output_files`")),
+    responses(
+        (status = 200, description = "The scenes as Markdown", content_type = "text/markdown", body = String),
+        (status = 400, description = "Malformed id", body = super::error::ErrorBody),
+        (status = 404, description = "Unknown id", body = super::error::ErrorBody),
+    )
+)]
+pub async fn get_scenes_markdown(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let stored = state.storage.find(Kind::Scenes, &id).await?;
+    let bytes = tokio::fs::read(&stored.path).await.map_err(crate::storage::StorageError::from)?;
+    let text = super::scenes::markdown(&bytes)
+        .ok_or_else(|| ApiError::internal(format!("stored scenes {id} could not be read back")))?;
+    Ok(([(header::CONTENT_TYPE, "text/markdown; charset=utf-8")], text).into_response())
 }
 
 /// What `get_video/{id}/info` says about a stored video.

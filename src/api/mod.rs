@@ -53,6 +53,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/mv/get_video/{id}", get(files::get_video))
         .route("/api/mv/get_video/{id}/info", get(files::get_video_info))
         .route("/api/mv/get_scenes/{id}", get(files::get_scenes))
+        .route("/api/mv/get_scenes/{id}/markdown", get(files::get_scenes_markdown))
 }
 
 /// Which flavor served a request, as reported in `metadata.config_flavor`.

@@ -19,6 +19,7 @@ use super::{character, error, files, flavors, scenes, video};
         files::get_video,
         files::get_video_info,
         files::get_scenes,
+        files::get_scenes_markdown,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail, error::UnauthorizedBody, super::FlavorReport))
 )]

@@ -51,7 +51,7 @@ pub struct CreateScenesResponse {
 pub struct OutputFiles {
     /// `/api/mv/get_scenes/{id}`: `{"scenes": [...], "metadata": {...}}`.
     pub json: String,
-    /// `/api/mv/get_scenes/{id}`: the scenes as Markdown.
+    /// `/api/mv/get_scenes/{id}/markdown`: the same scenes as Markdown.
     pub markdown: String,
 }
 
@@ -153,21 +153,40 @@ pub async fn create_scenes(
     Ok(with_flavor(&chosen, response))
 }
 
-/// Stores this request's scenes as JSON and Markdown, each under a fresh id (the service mvgen
-/// replaces wrote fixed file names, so concurrent requests overwrote each other's).
+/// Stores this request's scenes under a fresh id (the service mvgen replaces wrote fixed file
+/// names, so concurrent requests overwrote each other's). One JSON file; the Markdown view is
+/// rendered from it when asked for, so a request pays for one write.
 async fn store_scenes(state: &AppState, scenes: &[Scene], metadata: &ScenesMetadata) -> Result<OutputFiles, ApiError> {
     let json = serde_json::to_vec_pretty(&serde_json::json!({ "scenes": scenes, "metadata": metadata }))
         .map_err(|e| ApiError::internal(format!("the scenes could not be serialized: {e}")))?;
-    let json_id = state.storage.put(Kind::Scenes, "application/json", &json).await?;
-    let markdown_id = state.storage.put(Kind::Scenes, "text/markdown", markdown(scenes, metadata).as_bytes()).await?;
-    Ok(OutputFiles {
-        json: format!("/api/mv/get_scenes/{json_id}"),
-        markdown: format!("/api/mv/get_scenes/{markdown_id}"),
-    })
+    let id = state.storage.put(Kind::Scenes, "application/json", &json).await?;
+    Ok(OutputFiles { json: format!("/api/mv/get_scenes/{id}"), markdown: format!("/api/mv/get_scenes/{id}/markdown") })
 }
 
-/// The scenes as a Markdown document for people: the idea as the title, one section per scene.
-fn markdown(scenes: &[Scene], metadata: &ScenesMetadata) -> String {
+/// The parts of a stored scenes file the Markdown view shows.
+#[derive(serde::Deserialize)]
+struct StoredScenes {
+    scenes: Vec<Scene>,
+    metadata: StoredMetadata,
+}
+
+#[derive(serde::Deserialize)]
+struct StoredMetadata {
+    idea: String,
+    model_used: String,
+    generation_timestamp: String,
+    config_flavor: StoredFlavor,
+}
+
+#[derive(serde::Deserialize)]
+struct StoredFlavor {
+    used: String,
+}
+
+/// A stored scenes file as a Markdown document for people: the idea as the title, one section per
+/// scene. `None` when the file is not one create_scenes wrote.
+pub(super) fn markdown(stored: &[u8]) -> Option<String> {
+    let StoredScenes { scenes, metadata } = serde_json::from_slice(stored).ok()?;
     let mut out = format!(
         "# Scenes: {}\n\n{} scenes, flavor `{}`, written by {} at {}.\n",
         metadata.idea,
@@ -184,5 +203,5 @@ fn markdown(scenes: &[Scene], metadata: &ScenesMetadata) -> String {
             scene.negative_description
         ));
     }
-    out
+    Some(out)
 }

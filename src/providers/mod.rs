@@ -90,7 +90,6 @@ pub const MEDIA_TYPES: &[(&str, &str)] = &[
     // The scenes create_scenes stores; `Storage::put` keeps each type to its kind's directory, so
     // a model answering JSON is never stored as an image or a video.
     ("application/json", "json"),
-    ("text/markdown", "md"),
 ];
 
 /// The stored extension for a content type (parameters such as `; charset` ignored), if mvgen
