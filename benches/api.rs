@@ -11,7 +11,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use mvgen::api::extract::parse;
-use mvgen::api::{CreateScenesBody, CreateScenesResponse, FlavorReport, SceneOut, ScenesMetadata};
+use mvgen::api::{CreateScenesBody, CreateScenesResponse, FlavorReport, OutputFiles, SceneOut, ScenesMetadata};
 use mvgen::prompts::{self, SceneInputs};
 
 /// The body `bench/load.sh` posts, naming `flavor` as the create page does.
@@ -53,6 +53,10 @@ fn response(
         .collect();
     CreateScenesResponse {
         scenes,
+        output_files: OutputFiles {
+            json: "/api/mv/get_scenes/3f2b6c1e-8f0a-4d2b-9c51-0e4f1a2b3c4d".to_owned(),
+            markdown: "/api/mv/get_scenes/0e4f1a2b-8f0a-4d2b-9c51-3f2b6c1e3c4d".to_owned(),
+        },
         metadata: ScenesMetadata {
             idea: inputs.idea.clone(),
             number_of_scenes: plan.number_of_scenes,
@@ -61,6 +65,8 @@ fn response(
             backend_used: "gemini".to_owned(),
             model_used: plan.model.to_owned(),
             is_mock: false,
+            generation_timestamp: "2026-01-31T12:00:00.000Z".to_owned(),
+            project_id: None,
         },
     }
 }

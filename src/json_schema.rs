@@ -28,13 +28,16 @@ pub fn all() -> Vec<(String, Value)> {
     out
 }
 
-/// STAND-IN, the one place to change when issue 9a's built-in defaults merge: keys that may be left
-/// out even in `default`, with their built-in value. After that merge this returns
-/// `Parameters::BUILTIN_DEFAULTS` etc. by `kind`; those keys then drop out of `required` and carry
-/// their `default`.
+/// Keys that may be left out even in `default`, with their built-in value: they drop out of
+/// `required` and carry their `default`.
 fn builtin_defaults(kind: FileKind) -> &'static [(&'static str, &'static str)] {
-    let _ = kind;
-    &[]
+    match kind {
+        FileKind::Parameters => Parameters::BUILTIN_DEFAULTS,
+        FileKind::ScenePrompts => ScenePrompts::BUILTIN_DEFAULTS,
+        FileKind::ImageParams => ImageParams::BUILTIN_DEFAULTS,
+        FileKind::ImagePrompts => ImagePrompts::BUILTIN_DEFAULTS,
+        FileKind::Meta => &[],
+    }
 }
 
 fn keys_of(kind: FileKind) -> (Vec<KeySchema>, &'static [&'static str]) {
@@ -197,7 +200,10 @@ mod tests {
         );
         assert_eq!(
             Parameters::key_schemas().iter().find(|k| k.key == "scene_model").map(|k| doc_text(k.docs)).as_deref(),
-            Some("The Gemini model that writes the scenes.")
+            Some(
+                "The Gemini model that writes the scenes. The service mvgen replaces had no such key (its model \
+                 was a constant in code), hence the built-in default."
+            )
         );
         assert_eq!(doc_text(&["allow(dead_code)"]), "");
     }
@@ -217,10 +223,11 @@ mod tests {
         let names: Vec<&str> = docs.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names.len(), 10, "{names:?}");
         let get = |name: &str| &docs.iter().find(|(n, _)| n == name).expect(name).1;
-        assert_eq!(
-            get("parameters.default.schema.json")["required"].as_array().map(Vec::len),
-            Some(Parameters::KEYS.len())
-        );
+        // Every key but those with a built-in default.
+        let required = get("parameters.default.schema.json")["required"].clone();
+        assert_eq!(required.as_array().map(Vec::len), Some(Parameters::KEYS.len() - 1), "{required}");
+        assert!(!required.as_array().is_some_and(|r| r.contains(&"scene_model".into())), "{required}");
+        assert_eq!(get("parameters.default.schema.json")["properties"]["scene_model"]["default"], "gemini-2.5-pro");
         assert!(get("parameters.schema.json").get("required").is_none());
         assert!(get("flavor.default.schema.json")["properties"].get("extends").is_none());
         assert!(get("flavor.schema.json")["properties"]["extends"].is_object());

@@ -10,13 +10,14 @@
 //! - [`compiler`]: reads and checks a configs directory, resolves inheritance (also used by build.rs).
 //! - [`flavor`]: the embedded table and the per-request choice of flavor.
 //! - [`prompts`]: turns a flavor plus request inputs into exactly what is sent upstream.
-//! - [`api`]: the `/api/mv` handlers; [`server`] wires them with auth, CORS and shutdown.
+//! - [`api`]: the `/api/mv` handlers; [`server`] wires them with auth ([`api_keys`]), CORS and shutdown.
 //! - [`providers`]: Gemini, Replicate and the offline mock; [`storage`]: generated files on disk.
 //! - [`cli`]: the `mvgen` subcommands for prompt authors and CI.
 //! - [`json_schema`]: JSON Schemas of the configs files, from the compiler's definitions.
 //! - [`page`]: the create page (`page/`), embedded and served at `/` and `/create`.
 
 pub mod api;
+pub mod api_keys;
 pub mod cli;
 pub mod compiler;
 pub mod flavor;

@@ -12,12 +12,12 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
-use subtle::ConstantTimeEq;
 use tower_http::LatencyUnit;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 use crate::api::{self, AppState, error::ApiError, extract::BODY_LIMIT};
+use crate::api_keys::{ApiKey, ApiKeys};
 
 /// Server settings, read once at startup.
 #[derive(Clone)]
@@ -26,9 +26,11 @@ pub struct Settings {
     pub debug: bool,
     pub strict_flavors: bool,
     pub output_dir: PathBuf,
-    /// `API_KEY`: when non-empty, every `/api/*` request must present one of these.
+    /// `API_KEY`: when non-empty, every `/api/*` request must present one of these (an entry
+    /// `hash:<sha256 hex>` matches a key by its digest, see `api_keys`).
     pub api_keys: Vec<String>,
-    /// `CORS_ORIGINS`: browser origins allowed to call the API.
+    /// `CORS_ORIGINS`: browser origins allowed to call the API; unset means
+    /// [`DEFAULT_CORS_ORIGINS`], `none` means CORS off (an empty list).
     pub cors_origins: Vec<String>,
     pub log_json: bool,
     /// `MVGEN_ACCESS_LOG`: one log line per request. Off by default: writing a line per request
@@ -55,6 +57,10 @@ impl std::fmt::Debug for Settings {
 /// The address used when nothing else is configured.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8000";
 
+/// The origins allowed when `CORS_ORIGINS` is unset: the Next.js dev server of the front end the
+/// service mvgen replaces allowed by default, so that front end works against mvgen unchanged.
+pub const DEFAULT_CORS_ORIGINS: [&str; 2] = ["http://localhost:3000", "http://localhost:3001"];
+
 impl Settings {
     /// Reads the environment through `var`; `addr` (from `--addr`) wins over `MVGEN_ADDR` and `PORT`.
     pub fn from_vars(addr: Option<SocketAddr>, var: impl Fn(&str) -> Option<String>) -> Result<Settings, String> {
@@ -72,7 +78,11 @@ impl Settings {
                 .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
                 .unwrap_or_default()
         };
-        let cors_origins = list("CORS_ORIGINS");
+        let cors_origins = match var("CORS_ORIGINS") {
+            Some(v) if v.trim().eq_ignore_ascii_case("none") => Vec::new(),
+            Some(v) if !v.trim().is_empty() => list("CORS_ORIGINS"),
+            _ => DEFAULT_CORS_ORIGINS.map(String::from).to_vec(),
+        };
         for origin in &cors_origins {
             let valid = origin == "*"
                 || ((origin.starts_with("http://") || origin.starts_with("https://"))
@@ -81,12 +91,16 @@ impl Settings {
                 return Err(format!("CORS_ORIGINS: {origin:?} is not an origin such as https://studio.example or *"));
             }
         }
+        let api_keys = list("API_KEY");
+        for entry in &api_keys {
+            ApiKey::parse(entry).map_err(|e| format!("API_KEY: {e}"))?;
+        }
         Ok(Settings {
             addr,
             debug: truthy(var("MV_DEBUG_MODE")),
             strict_flavors: truthy(var("MV_STRICT_FLAVORS")),
             output_dir: var("MV_OUTPUT_DIR").map_or_else(|| PathBuf::from("mv-outputs"), PathBuf::from),
-            api_keys: list("API_KEY"),
+            api_keys,
             cors_origins,
             log_json: var("MVGEN_LOG_FORMAT").is_some_and(|v| v.eq_ignore_ascii_case("json")),
             access_log: truthy(var("MVGEN_ACCESS_LOG")),
@@ -109,7 +123,8 @@ pub fn app(state: AppState, settings: &Settings) -> Router {
     // Without keys there is nothing to check; leaving the layer out spares every request a boxed
     // middleware call (measured in BENCHMARKS.md).
     if !settings.api_keys.is_empty() {
-        api = api.layer(middleware::from_fn_with_state(Arc::new(settings.api_keys.clone()), require_api_key));
+        let keys = Arc::new(ApiKeys::from_entries(&settings.api_keys));
+        api = api.layer(middleware::from_fn_with_state(keys, require_api_key));
     }
     // Routes added after the key layer (health, the fallback) are not behind it.
     let mut router = api
@@ -163,30 +178,30 @@ async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> ApiError {
     )
 }
 
-/// `X-API-Key` header or `?api_key=`, compared in constant time against every configured key.
-async fn require_api_key(State(keys): State<Arc<Vec<String>>>, request: Request, next: Next) -> Response {
+/// `X-API-Key` header or `?api_key=`, compared in constant time against every configured key. An
+/// empty header counts as absent: the create page of the service mvgen replaces sends
+/// `X-API-Key: ''` when it has no key, and that must not hide a valid `?api_key=`.
+async fn require_api_key(State(keys): State<Arc<ApiKeys>>, request: Request, next: Next) -> Response {
     if keys.is_empty() || request.method() == Method::OPTIONS {
         return next.run(request).await;
     }
-    let from_header = request.headers().get("x-api-key").and_then(|v| v.to_str().ok()).map(String::from);
+    let from_header = request
+        .headers()
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(String::from);
     let from_query = request
         .uri()
         .query()
-        .and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("api_key=")).map(percent_decode));
-    let presented = from_header.or(from_query).unwrap_or_default();
-    // Check every key without stopping early, so timing says nothing about which one matched.
-    let matched =
-        keys.iter().fold(0u8, |acc, key| acc | u8::from(bool::from(key.as_bytes().ct_eq(presented.as_bytes()))));
-    if matched == 1 {
-        return next.run(request).await;
+        .and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("api_key=")).map(percent_decode))
+        .filter(|v| !v.is_empty());
+    match from_header.or(from_query) {
+        Some(presented) if keys.accepts(&presented) => next.run(request).await,
+        Some(_) => api::error::unauthorized("Invalid API key"),
+        None => api::error::unauthorized("API key missing. Provide X-API-Key header or ?api_key=YOUR_KEY"),
     }
-    ApiError::new(
-        StatusCode::UNAUTHORIZED,
-        "Unauthorized",
-        "a valid API key is required: send it in the X-API-Key header",
-        json!("x-api-key"),
-    )
-    .into_response()
 }
 
 fn percent_decode(s: &str) -> String {
@@ -292,6 +307,24 @@ mod tests {
         assert!(s.debug && !s.strict_flavors);
         assert_eq!(s.api_keys, vec!["k1", "k2"]);
         assert!(!format!("{s:?}").contains("k1"));
+    }
+
+    #[test]
+    fn cors_defaults_to_the_next_dev_server_and_none_turns_it_off() {
+        let unset = settings(&[]).expect("defaults");
+        assert_eq!(unset.cors_origins, ["http://localhost:3000", "http://localhost:3001"]);
+        assert_eq!(settings(&[("CORS_ORIGINS", "  ")]).expect("blank").cors_origins, unset.cors_origins);
+        assert!(settings(&[("CORS_ORIGINS", "None")]).expect("none").cors_origins.is_empty());
+        let own = settings(&[("CORS_ORIGINS", "https://a.example")]).expect("own");
+        assert_eq!(own.cors_origins, ["https://a.example"], "a configured list replaces the defaults");
+    }
+
+    #[test]
+    fn malformed_hash_keys_are_a_startup_error() {
+        let err = settings(&[("API_KEY", "k1,hash:abc")]).expect_err("short hash");
+        assert!(err.starts_with("API_KEY:") && !err.contains("k1"), "{err}");
+        let ok = settings(&[("API_KEY", &format!("hash:{}", "ab".repeat(32)))]).expect("valid hash");
+        assert_eq!(ok.api_keys.len(), 1);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Where generated images and videos are kept: `{MV_OUTPUT_DIR}/{kind}/{uuid}.{ext}`.
+//! Where generated images, videos and scenes are kept: `{MV_OUTPUT_DIR}/{kind}/{uuid}.{ext}`, and
+//! what is known about each (backend, project, time) in `{MV_OUTPUT_DIR}/records/{kind}/{uuid}.json`.
 //!
 //! Writes go to a temporary file in the same directory and are renamed into place, so a crash or a
 //! full disk never leaves a half-written file under a final name, and concurrent writers never
@@ -17,6 +18,8 @@ use crate::providers::{BoxFuture, content_type_for, extension_for};
 pub enum Kind {
     CharacterReference,
     Video,
+    /// The scenes one `create_scenes` request wrote, as JSON.
+    Scenes,
 }
 
 impl Kind {
@@ -25,6 +28,7 @@ impl Kind {
         match self {
             Kind::CharacterReference => "image",
             Kind::Video => "video",
+            Kind::Scenes => "scenes file",
         }
     }
 
@@ -32,6 +36,7 @@ impl Kind {
         match self {
             Kind::CharacterReference => "character_references",
             Kind::Video => "videos",
+            Kind::Scenes => "scenes",
         }
     }
 
@@ -40,7 +45,16 @@ impl Kind {
         match self {
             Kind::CharacterReference => &["png", "jpg", "webp"],
             Kind::Video => &["mp4", "webm"],
+            Kind::Scenes => &["json"],
         }
+    }
+
+    /// Whether a write waits for the disk (fsync) before the file appears under its final name.
+    /// Scenes are small text stored on every create_scenes; an fsync each would cap that endpoint
+    /// at the disk's flush rate, and losing the last ones in a power cut costs only a re-request.
+    /// The rename still keeps a half-written file from ever showing under a final name.
+    fn durable(self) -> bool {
+        !matches!(self, Kind::Scenes)
     }
 }
 
@@ -64,7 +78,7 @@ pub struct Stored {
     pub content_type: &'static str,
 }
 
-/// Keeps generated files.
+/// Keeps generated files, and a small record about each where one is written.
 pub trait Storage: Send + Sync {
     /// Stores `bytes` as a new file and returns its id.
     fn put<'a>(
@@ -75,6 +89,11 @@ pub trait Storage: Send + Sync {
     ) -> BoxFuture<'a, Result<String, StorageError>>;
     /// Finds a stored file by id.
     fn find<'a>(&'a self, kind: Kind, id: &'a str) -> BoxFuture<'a, Result<Stored, StorageError>>;
+    /// Keeps `record` (a small JSON document: when, by which backend, for which project) with the
+    /// stored file `id`, replacing any earlier one.
+    fn put_record<'a>(&'a self, kind: Kind, id: &'a str, record: &'a [u8]) -> BoxFuture<'a, Result<(), StorageError>>;
+    /// The record kept with `id`, if one was written.
+    fn record<'a>(&'a self, kind: Kind, id: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, StorageError>>;
 }
 
 /// Files on the local disk.
@@ -86,6 +105,11 @@ pub struct LocalStorage {
 impl LocalStorage {
     pub fn new(root: impl Into<PathBuf>) -> Self {
         LocalStorage { root: root.into() }
+    }
+
+    /// `{root}/records/{kind}`: what is kept about each stored file of a kind.
+    fn records_dir(&self, kind: Kind) -> PathBuf {
+        self.root.join("records").join(kind.dir_name())
     }
 }
 
@@ -108,7 +132,7 @@ impl Storage for LocalStorage {
             // Hidden temp name in the same directory: rename within one filesystem is atomic. The
             // guard removes it if anything fails, or if the request is dropped mid-write.
             let temp = TempFile { path: dir.join(format!(".{id}.partial")), keep: false };
-            write_then_rename(&temp.path, &final_path, bytes).await?;
+            write_then_rename(&temp.path, &final_path, bytes, kind.durable()).await?;
             temp.disarm();
             Ok(id)
         })
@@ -126,6 +150,30 @@ impl Storage for LocalStorage {
                 }
             }
             Err(StorageError::NotFound(id))
+        })
+    }
+
+    fn put_record<'a>(&'a self, kind: Kind, id: &'a str, record: &'a [u8]) -> BoxFuture<'a, Result<(), StorageError>> {
+        Box::pin(async move {
+            let id = parse_id(id)?;
+            // Records live apart from the files, so a kind's directory holds only what it serves.
+            let dir = self.records_dir(kind);
+            tokio::fs::create_dir_all(&dir).await?;
+            let temp = TempFile { path: dir.join(format!(".{id}.partial")), keep: false };
+            write_then_rename(&temp.path, &dir.join(format!("{id}.json")), record, kind.durable()).await?;
+            temp.disarm();
+            Ok(())
+        })
+    }
+
+    fn record<'a>(&'a self, kind: Kind, id: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, StorageError>> {
+        Box::pin(async move {
+            let id = parse_id(id)?;
+            match tokio::fs::read(self.records_dir(kind).join(format!("{id}.json"))).await {
+                Ok(bytes) => Ok(Some(bytes)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e.into()),
+            }
         })
     }
 }
@@ -150,7 +198,7 @@ impl Drop for TempFile {
     }
 }
 
-async fn write_then_rename(temp: &Path, final_path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
+async fn write_then_rename(temp: &Path, final_path: &Path, bytes: &[u8], sync: bool) -> Result<(), StorageError> {
     use tokio::io::AsyncWriteExt;
     let mut file = tokio::fs::File::create(temp).await?;
     file.write_all(bytes).await?;
@@ -158,7 +206,9 @@ async fn write_then_rename(temp: &Path, final_path: &Path, bytes: &[u8]) -> Resu
     // bare sync_all can succeed after it and let a truncated file be renamed into place.
     file.flush().await?;
     // On disk before the rename makes the file visible under its final name.
-    file.sync_all().await?;
+    if sync {
+        file.sync_all().await?;
+    }
     drop(file);
     tokio::fs::rename(temp, final_path).await?;
     Ok(())
@@ -213,6 +263,24 @@ mod tests {
             assert!(matches!(parse_id(bad), Err(StorageError::BadId(_))), "{bad}");
         }
         assert!(parse_id("3f2b6c1e-8f0a-4d2b-9c51-0e4f1a2b3c4d").is_ok());
+    }
+
+    #[tokio::test]
+    async fn records_are_kept_apart_from_the_files() {
+        let root = temp_root("records");
+        let storage = LocalStorage::new(&root);
+        let id = storage.put(Kind::Video, "video/mp4", b"abc").await.expect("put");
+        assert_eq!(storage.record(Kind::Video, &id).await.expect("read"), None);
+        storage.put_record(Kind::Video, &id, b"{\"is_mock\":true}").await.expect("record");
+        assert_eq!(storage.record(Kind::Video, &id).await.expect("read").as_deref(), Some(&b"{\"is_mock\":true}"[..]));
+        assert_eq!(storage.find(Kind::Video, &id).await.expect("find").content_type, "video/mp4");
+        let names: Vec<_> =
+            std::fs::read_dir(root.join("videos")).expect("dir").map(|e| e.expect("entry").file_name()).collect();
+        assert_eq!(names, [std::ffi::OsString::from(format!("{id}.mp4"))], "records are kept apart from the files");
+        assert!(matches!(storage.record(Kind::Video, "../x").await, Err(StorageError::BadId(_))));
+        let scenes = storage.put(Kind::Scenes, "application/json", b"{}").await.expect("scenes");
+        assert!(storage.find(Kind::Scenes, &scenes).await.expect("find").path.ends_with(format!("{scenes}.json")));
+        assert!(matches!(storage.put(Kind::Scenes, "video/mp4", b"x").await, Err(StorageError::Unsupported { .. })));
     }
 
     #[tokio::test]

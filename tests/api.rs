@@ -222,7 +222,8 @@ async fn videos_carry_the_reference_rules_and_support_range() {
         &prompts::VideoInputs { prompt: "The courier runs.".into(), duration: Some(5), ..Default::default() },
     );
     assert_eq!(received[0].prompt, expected.prompt);
-    assert_eq!(resp["metadata"]["prompt"], expected.prompt);
+    assert_eq!(resp["metadata"]["prompt"], "The courier runs.", "the request's prompt, without the rules");
+    assert_eq!(resp["metadata"]["full_prompt"], expected.prompt);
 
     let video_url = resp["video_url"].as_str().expect("url").to_string();
     let (status, headers, bytes) = t.get_bytes(&video_url, Some("bytes=2-5")).await;
@@ -296,10 +297,26 @@ async fn openapi_describes_every_endpoint() {
         "/api/mv/generate_video",
         "/api/mv/get_character_reference/{id}",
         "/api/mv/get_video/{id}",
+        "/api/mv/get_video/{id}/info",
+        "/api/mv/get_scenes/{id}",
     ] {
         assert!(spec["paths"][path].is_object(), "{path} missing");
     }
-    assert!(spec["components"]["schemas"]["CreateScenesBody"].is_object());
+    let schemas = &spec["components"]["schemas"];
+    assert!(schemas["CreateScenesBody"]["properties"]["project_id"].is_object());
+    for field in ["project_id", "sequence", "reference_image_base64"] {
+        assert!(schemas["GenerateVideoBody"]["properties"][field].is_object(), "{field}");
+    }
+    for field in ["full_prompt", "generation_timestamp", "has_reference_image", "video_id"] {
+        assert!(schemas["VideoMetadata"]["properties"][field].is_object(), "{field}");
+    }
+    assert!(schemas["CreateScenesResponse"]["properties"]["output_files"].is_object());
+    assert!(schemas["UnauthorizedBody"]["properties"]["message"].is_object());
+    let redirect = &spec["paths"]["/api/mv/get_video/{id}"]["get"]["parameters"];
+    assert!(redirect.as_array().is_some_and(|p| p.iter().any(|p| p["name"] == "redirect")), "{redirect}");
+    let content = |path: &str| spec["paths"][path]["get"]["responses"]["200"]["content"].clone();
+    assert!(content("/api/mv/get_scenes/{id}")["application/json"].is_object());
+    assert!(content("/api/mv/get_scenes/{id}/markdown")["text/markdown"].is_object());
     let backend = &spec["components"]["schemas"]["GenerateVideoBody"]["properties"]["backend"];
     assert!(backend["description"].as_str().is_some_and(|d| d.contains("`gemini`")), "{backend}");
     assert_eq!(backend["pattern"], r"^\s*(replicate|gemini)?\s*$");
@@ -487,16 +504,7 @@ async fn mock_providers_work_offline_and_say_so_in_every_answer() {
 #[tokio::test]
 async fn cors_allows_only_the_configured_origins() {
     let t = TestApp::with(|s| s.cors_origins = vec!["https://studio.example".into()], |_| {});
-    let preflight = |origin: &str| {
-        Request::builder()
-            .method("OPTIONS")
-            .uri("/api/mv/create_scenes")
-            .header(header::ORIGIN, origin)
-            .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
-            .header(header::ACCESS_CONTROL_REQUEST_HEADERS, "content-type,x-api-key")
-            .body(Body::empty())
-            .expect("request")
-    };
+    let preflight = |origin: &str| preflight("/api/mv/create_scenes", origin);
     let (_, headers, _) = t.call(preflight("https://studio.example")).await;
     assert_eq!(
         headers.get(header::ACCESS_CONTROL_ALLOW_ORIGIN).and_then(|v| v.to_str().ok()),
@@ -588,7 +596,299 @@ fn debug_mode_never_claims_the_replicate_model_for_backend_gemini() {
             assert_eq!(status, StatusCode::OK);
         });
     });
-    let model_lines = logs.lines().filter(|l| l.contains("loaded_into=\"video_generator.model\"")).count();
-    assert_eq!(model_lines, 1, "only the replicate render consumed video_model: {logs}");
+    let lines_with = |key: &str| logs.lines().filter(|l| l.contains(key)).count();
+    assert_eq!(lines_with("key=\"video_model\""), 1, "only the replicate render consumed video_model: {logs}");
+    assert_eq!(lines_with("key=\"gemini_video_model\""), 1, "the gemini render consumed its own model: {logs}");
+    assert_eq!(lines_with("loaded_into=\"video_generator.model\""), 2, "{logs}");
     assert_eq!(logs.matches("final prompt").count(), 2, "{logs}");
+}
+
+// ---- compatibility with the service mvgen replaces (issue 9) ----
+
+const PROJECT: &str = "3f2b6c1e-8f0a-4d2b-9c51-0e4f1a2b3c4d";
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn is_rfc3339_utc(value: &Value) -> bool {
+    value.as_str().is_some_and(|s| s.ends_with('Z') && humantime::parse_rfc3339(s).is_ok())
+}
+
+#[tokio::test]
+async fn hash_keys_empty_headers_and_the_401_body_match_the_replaced_service() {
+    use sha2::Digest;
+    let digest: String = sha2::Sha256::digest(b"their-key").iter().map(|b| format!("{b:02x}")).collect();
+    let t = TestApp::with(|s| s.api_keys = vec![format!("hash:{digest}")], |_| {});
+    let get = |key: Option<&str>, query: &str| {
+        let mut req = Request::get(format!("/api/mv/get_config_flavors{query}"));
+        if let Some(k) = key {
+            req = req.header("x-api-key", k);
+        }
+        req.body(Body::empty()).expect("request")
+    };
+    let (status, _, _) = t.call(get(Some("their-key"), "")).await;
+    assert_eq!(status, StatusCode::OK, "a key matches its hash: entry");
+    let (status, _, _) = t.call(get(Some(&format!("hash:{digest}")), "")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "the entry itself is no key");
+    let (status, _, _) = t.call(get(Some(""), "?api_key=their-key")).await;
+    assert_eq!(status, StatusCode::OK, "an empty X-API-Key must not hide ?api_key=");
+
+    let (status, headers, body) = t.call(get(Some(""), "")).await;
+    let body: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(headers.get(header::WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()), Some("ApiKey"));
+    assert_eq!(body["error"], "Unauthorized");
+    assert_eq!(body["message"], "API key missing. Provide X-API-Key header or ?api_key=YOUR_KEY");
+    assert_eq!(body["detail"]["error"], "Unauthorized");
+    assert_eq!(body["detail"]["details"], "x-api-key");
+    let (_, _, body) = t.call(get(Some("wrong"), "")).await;
+    let body: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(
+        (body["message"].as_str(), body["detail"]["message"].as_str()),
+        (Some("Invalid API key"), Some("Invalid API key"))
+    );
+}
+
+#[tokio::test]
+async fn cors_defaults_to_their_dev_server_and_none_turns_it_off() {
+    let preflight = |origin: &str| preflight("/api/mv/generate_video", origin);
+    let allowed = |headers: &axum::http::HeaderMap| {
+        headers.get(header::ACCESS_CONTROL_ALLOW_ORIGIN).and_then(|v| v.to_str().ok()).map(String::from)
+    };
+    // TestApp reads an empty environment: CORS_ORIGINS unset.
+    let t = TestApp::new();
+    for origin in ["http://localhost:3000", "http://localhost:3001"] {
+        let (status, headers, _) = t.call(preflight(origin)).await;
+        assert_eq!((status, allowed(&headers).as_deref()), (StatusCode::OK, Some(origin)));
+    }
+    let (_, headers, _) = t.call(preflight("http://localhost:3002")).await;
+    assert_eq!(allowed(&headers), None);
+    let off = mvgen::server::Settings::from_vars(None, |n| (n == "CORS_ORIGINS").then(|| "none".into()))
+        .expect("settings")
+        .cors_origins;
+    let t = TestApp::with(|s| s.cors_origins = off, |_| {});
+    let (_, headers, _) = t.call(preflight("http://localhost:3000")).await;
+    assert_eq!(allowed(&headers), None, "CORS_ORIGINS=none turns CORS off");
+}
+
+#[tokio::test]
+async fn project_fields_are_checked_before_any_model_call_and_echoed() {
+    let t = TestApp::new();
+    let scenes = json!({"idea": "i", "character_description": "c"});
+    for (path, extra, field) in [
+        ("/api/mv/create_scenes", json!({"project_id": "project-7"}), "project_id"),
+        ("/api/mv/generate_video", json!({"project_id": "nope", "sequence": 1}), "project_id"),
+        ("/api/mv/generate_video", json!({"project_id": PROJECT}), "sequence"),
+        ("/api/mv/generate_video", json!({"sequence": 2}), "project_id"),
+        ("/api/mv/generate_video", json!({"project_id": PROJECT, "sequence": 0}), "sequence"),
+        (
+            "/api/mv/generate_video",
+            json!({"reference_image_base64": b64(b"GIF89a not ours")}),
+            "reference_image_base64",
+        ),
+        ("/api/mv/generate_video", json!({"reference_image_base64": "%%%"}), "reference_image_base64"),
+    ] {
+        let mut body = if path.ends_with("create_scenes") { scenes.clone() } else { json!({"prompt": "p"}) };
+        for (k, v) in extra.as_object().expect("object") {
+            body[k] = v.clone();
+        }
+        let (status, resp) = t.post(path, &body).await;
+        assert_eq!(
+            (status, resp["detail"]["details"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(field)),
+            "{body}: {resp}"
+        );
+    }
+    let (status, resp) =
+        t.post("/api/mv/generate_video", &json!({"prompt": "p", "sequence": "2", "project_id": PROJECT})).await;
+    assert_eq!((status, resp["detail"]["details"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("sequence")));
+    let (status, resp) = t
+        .post("/api/mv/create_scenes", &json!({"idea": "i", "character_description": "c", "config_flavour": "mv1"}))
+        .await;
+    assert_eq!(
+        (status, resp["detail"]["details"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("config_flavour")),
+        "typos stay refused"
+    );
+    assert!(t.scenes.received().is_empty() && t.videos.received().is_empty(), "no bad request reached a provider");
+
+    let upper = PROJECT.to_uppercase();
+    let (status, resp) =
+        t.post("/api/mv/create_scenes", &json!({"idea": "i", "character_description": "c", "project_id": upper})).await;
+    assert_eq!((status, resp["metadata"]["project_id"].as_str()), (StatusCode::OK, Some(PROJECT)), "{resp}");
+    let (status, resp) =
+        t.post("/api/mv/generate_video", &json!({"prompt": "p", "project_id": PROJECT, "sequence": 3})).await;
+    assert_eq!(status, StatusCode::OK, "{resp}");
+    assert_eq!(
+        (resp["metadata"]["project_id"].as_str(), resp["metadata"]["sequence"].as_u64()),
+        (Some(PROJECT), Some(3))
+    );
+    let (_, info) = t.get(&format!("{}/info", resp["video_url"].as_str().expect("url"))).await;
+    assert_eq!(
+        (info["project_id"].as_str(), info["sequence"].as_u64()),
+        (Some(PROJECT), Some(3)),
+        "kept with the video"
+    );
+    let (status, resp) =
+        t.post("/api/mv/generate_video", &json!({"prompt": "p", "project_id": "", "sequence": null})).await;
+    assert_eq!(
+        (status, resp["metadata"]["project_id"].clone()),
+        (StatusCode::OK, Value::Null),
+        "empty means not given"
+    );
+}
+
+#[tokio::test]
+async fn reference_image_base64_is_used_only_without_a_stored_reference() {
+    let t = TestApp::new();
+    let png = b"\x89PNG\r\n\x1a\nuploaded-by-the-client";
+    let (status, resp) =
+        t.post("/api/mv/generate_video", &json!({"prompt": "p", "reference_image_base64": b64(png)})).await;
+    assert_eq!(status, StatusCode::OK, "{resp}");
+    assert_eq!(resp["metadata"]["has_reference_image"], true);
+    assert_eq!(resp["metadata"]["character_reference_id"], Value::Null);
+    let sent = &t.videos.received()[0];
+    let reference = sent.reference_image.as_ref().expect("reference sent");
+    assert_eq!((reference.bytes.as_slice(), reference.content_type.as_str()), (&png[..], "image/png"));
+
+    let (_, images) =
+        t.post("/api/mv/generate_character_reference", &json!({"character_description": "c", "num_images": 1})).await;
+    let id = images["images"][0]["id"].as_str().expect("id").to_string();
+    let body = json!({"prompt": "p", "character_reference_id": id, "reference_image_base64": b64(png)});
+    let (_, resp) = t.post("/api/mv/generate_video", &body).await;
+    assert_eq!(
+        (resp["metadata"]["character_reference_id"].as_str(), resp["metadata"]["has_reference_image"].as_bool()),
+        (Some(id.as_str()), Some(true))
+    );
+    assert_eq!(
+        t.videos.received()[1].reference_image.as_ref().map(|m| m.bytes.as_slice()),
+        Some(TINY_PNG),
+        "the stored one wins"
+    );
+    // An id that names nothing: the upload stands in, and the warning still says why.
+    let body = json!({"prompt": "p", "character_reference_id": PROJECT, "reference_image_base64": b64(png)});
+    let (_, resp) = t.post("/api/mv/generate_video", &body).await;
+    assert!(resp["character_reference_warning"].is_string());
+    assert_eq!(t.videos.received()[2].reference_image.as_ref().map(|m| m.bytes.as_slice()), Some(&png[..]));
+    let (_, resp) = t.post("/api/mv/generate_video", &json!({"prompt": "p", "reference_image_base64": ""})).await;
+    assert_eq!(resp["metadata"]["has_reference_image"], false);
+    assert!(t.videos.received()[3].reference_image.is_none());
+}
+
+#[tokio::test]
+async fn responses_carry_their_fields_and_scenes_are_stored_per_request() {
+    let t = TestApp::new();
+    let (status, first) = t
+        .post("/api/mv/create_scenes", &json!({"idea": "a heist", "character_description": "c", "number_of_scenes": 2}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert!(is_rfc3339_utc(&first["metadata"]["generation_timestamp"]), "{first}");
+    let json_url = first["output_files"]["json"].as_str().expect("json url").to_string();
+    let md_url = first["output_files"]["markdown"].as_str().expect("markdown url").to_string();
+    let (status, headers, bytes) = t.get_bytes(&json_url, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|c| c.starts_with("application/json"))
+    );
+    let stored: Value = serde_json::from_slice(&bytes).expect("stored json");
+    assert_eq!(stored["scenes"], first["scenes"]);
+    assert_eq!(stored["metadata"]["idea"], "a heist");
+    let (status, headers, bytes) = t.get_bytes(&md_url, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|c| c.starts_with("text/markdown"))
+    );
+    let md = String::from_utf8(bytes).expect("utf-8");
+    assert!(md.starts_with("# Scenes: a heist\n") && md.contains("## Scene 2\n\nscene 1\n"), "{md}");
+    let (_, second) = t.post("/api/mv/create_scenes", &json!({"idea": "another", "character_description": "c"})).await;
+    assert_ne!(second["output_files"]["json"], first["output_files"]["json"], "never a fixed file name");
+    let (status, headers, _) = t.get_bytes(&json_url, None).await;
+    assert_eq!(status, StatusCode::OK, "the first request's file is still its own");
+    assert!(headers.get(header::CONTENT_LENGTH).is_some());
+
+    let (_, images) =
+        t.post("/api/mv/generate_character_reference", &json!({"character_description": "c", "num_images": 1})).await;
+    assert!(is_rfc3339_utc(&images["metadata"]["generation_timestamp"]), "{images}");
+    let (_, video) = t.post("/api/mv/generate_video", &json!({"prompt": "p"})).await;
+    let m = &video["metadata"];
+    assert!(is_rfc3339_utc(&m["generation_timestamp"]), "{video}");
+    assert_eq!(
+        (m["video_id"].clone(), m["has_reference_image"].clone(), m["character_reference_id"].clone()),
+        (video["video_id"].clone(), json!(false), Value::Null)
+    );
+
+    let video_url = video["video_url"].as_str().expect("url");
+    let (status, info) = t.get(&format!("{video_url}/info")).await;
+    assert_eq!(status, StatusCode::OK, "{info}");
+    assert_eq!(info["size"], FAKE_MP4.len());
+    assert_eq!((info["content_type"].as_str(), info["is_mock"].as_bool()), (Some("video/mp4"), Some(false)));
+    assert_eq!(info["created"], m["generation_timestamp"]);
+    let (status, _) = t.get(&format!("/api/mv/get_video/{PROJECT}/info")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, resp) = t.get("/api/mv/get_video/not-an-id/info").await;
+    assert_eq!((status, resp["detail"]["details"].as_str()), (StatusCode::BAD_REQUEST, Some("id")));
+
+    let image_url = images["images"][0]["url"].as_str().expect("image url");
+    for url in [
+        format!("{video_url}?redirect=true"),
+        format!("{video_url}?redirect=false"),
+        format!("{image_url}?redirect=false"),
+    ] {
+        let (status, _, bytes) = t.get_bytes(&url, None).await;
+        assert_eq!((status, bytes.is_empty()), (StatusCode::OK, false), "{url}: served from local disk either way");
+    }
+    let (status, resp) = t.get(&format!("{image_url}?redirect=maybe")).await;
+    assert_eq!((status, resp["detail"]["details"].as_str()), (StatusCode::BAD_REQUEST, Some("redirect")));
+}
+
+#[test]
+fn blank_optional_strings_mean_not_given_and_strings_are_stripped() {
+    let log = capture_logs(|| {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(blank_and_padded_values());
+    });
+    assert!(!log.contains("unknown config flavor"), "an empty config_flavor is the default, silently: {log}");
+}
+
+async fn blank_and_padded_values() {
+    let t = TestApp::new();
+    let messy = json!({"idea": "  a heist \n", "character_description": "\ta thief ", "character_characteristics": "",
+        "video_type": null, "camera_angle": "   ", "video_characteristics": " noir ", "config_flavor": ""});
+    let clean = json!({"idea": "a heist", "character_description": "a thief", "video_characteristics": "noir"});
+    assert_eq!(t.post("/api/mv/create_scenes", &messy).await.0, StatusCode::OK);
+    assert_eq!(t.post("/api/mv/create_scenes", &clean).await.0, StatusCode::OK);
+    let got = t.scenes.received();
+    assert_eq!(got[0].prompt, got[1].prompt);
+    assert_eq!(got[0].character_characteristics, mvgen::flavor::default().parameters.character_characteristics.value);
+
+    let messy = json!({"prompt": " A robot walks.  \n", "negative_prompt": "  ", "aspect_ratio": " 9:16 ",
+        "video_rules_template": "Shot in {aspect_ratio}.\n", "character_reference_id": ""});
+    let (status, resp) = t.post("/api/mv/generate_video", &messy).await;
+    assert_eq!(status, StatusCode::OK, "{resp}");
+    let sent = &t.videos.received()[0];
+    assert_eq!(sent.prompt, "A robot walks.\n\nShot in 9:16.");
+    assert_eq!((sent.negative_prompt.clone(), sent.aspect_ratio.as_str()), (None, "9:16"));
+    let (status, resp) = t.post("/api/mv/generate_character_reference",
+        &json!({"character_description": " c ", "aspect_ratio": "", "output_format": " jpg ", "negative_prompt": "", "num_images": 1})).await;
+    assert_eq!(status, StatusCode::OK, "{resp}");
+    let sent = &t.images.received()[0];
+    assert_eq!((sent.output_format.as_str(), sent.negative_prompt.clone()), ("jpg", None));
+    assert_eq!(sent.aspect_ratio, mvgen::flavor::default().image_params.aspect_ratio.value.to_string());
+}
+
+/// A browser's CORS preflight for a POST with a JSON body and an API key.
+fn preflight(uri: &str, origin: &str) -> Request<Body> {
+    Request::builder()
+        .method("OPTIONS")
+        .uri(uri)
+        .header(header::ORIGIN, origin)
+        .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
+        .header(header::ACCESS_CONTROL_REQUEST_HEADERS, "content-type,x-api-key")
+        .body(Body::empty())
+        .expect("request")
 }

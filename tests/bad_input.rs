@@ -184,7 +184,7 @@ fn cases() -> Vec<Case> {
     }
     for (key, v) in [
         ("aspect_ratio", "2:1"),
-        ("aspect_ratio", "16:9 "),
+        ("aspect_ratio", "16 :9"), // surrounding whitespace is stripped, inner is not
         ("safety_filter_level", "none"),
         ("person_generation", "allow_all"),
         ("output_format", "gif"),
@@ -232,6 +232,32 @@ fn cases() -> Vec<Case> {
     for backend in [Value::Null, json!(""), json!("  "), json!("replicate"), json!("gemini"), json!(" gemini\n")] {
         cases.push(ok(GV, "backend", backend));
     }
+
+    // Fields from the service mvgen replaces: checked before any model call.
+    for path in [CS, GV] {
+        cases.push(bad(path, "project_id", json!("project-1"), 400));
+        cases.push(bad(path, "project_id", json!(7), 422));
+    }
+    cases.push(ok(CS, "project_id", json!(" ")));
+    let video = |extra: Value| {
+        let mut body = with(GV, "project_id", Some(json!(UNKNOWN_ID)));
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        body
+    };
+    cases.push(post(GV, video(json!({"sequence": 0})), 400, "ValidationError", Some("sequence")));
+    cases.push(post(GV, video(json!({"sequence": 1.5})), 422, "RequestValidationError", Some("sequence")));
+    cases.push(post(GV, video(json!({})), 400, "ValidationError", Some("sequence")));
+    for image in ["bm90IGFuIGltYWdl", "!!!", "data:text/plain;base64,aGk="] {
+        cases.push(bad(GV, "reference_image_base64", json!(image), 400));
+    }
+    cases.push(bad(GV, "reference_image_base64", json!(5), 422));
+    for route in ["/api/mv/get_scenes/{id}", "/api/mv/get_scenes/{id}/markdown", "/api/mv/get_video/{id}/info"] {
+        cases.push(get(route.replace("{id}", "not-a-uuid"), 400, "InvalidId"));
+        cases.push(get(route.replace("{id}", UNKNOWN_ID), 404, "NotFound"));
+    }
+    cases.push(get(format!("/api/mv/get_video/{UNKNOWN_ID}?redirect=maybe"), 400, "ValidationError"));
 
     // Stored files.
     for kind in ["get_character_reference", "get_video"] {

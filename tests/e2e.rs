@@ -424,3 +424,173 @@ fn mvgen_render(args: &[&str]) -> Value {
     assert!(output.status.success(), "render failed: {}", String::from_utf8_lossy(&output.stderr));
     serde_json::from_slice(&output.stdout).expect("render --json prints JSON")
 }
+
+/// Issue 9: the replaced service stripped every string and treated blank optionals as "not given"
+/// before rendering. A padded request must reach the real Gemini and Replicate clients' upstreams
+/// as exactly the same bytes as its clean twin (what that service sent for it).
+#[tokio::test]
+async fn padded_and_blank_inputs_send_the_same_bytes_upstream_as_their_clean_twin() {
+    use base64::Engine;
+    let up = Upstreams::start().await;
+    let server = up.server(|_| {}).await;
+    let png = FakeFile::png().bytes().to_vec();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&png);
+    let cases = [
+        (
+            "/api/mv/create_scenes",
+            json!({"idea": "  A robot walks.  \n", "character_description": " a robot ", "character_characteristics": "",
+                "video_type": null, "camera_angle": "  ", "config_flavor": ""}),
+            json!({"idea": "A robot walks.", "character_description": "a robot"}),
+        ),
+        (
+            "/api/mv/create_scenes",
+            json!({"idea": "x\t", "character_description": "\u{3000}y", "config_flavor": " mv1 ", "number_of_scenes": 3,
+                "video_characteristics": " grainy\n"}),
+            json!({"idea": "x", "character_description": "y", "config_flavor": "mv1", "number_of_scenes": 3,
+                "video_characteristics": "grainy"}),
+        ),
+        (
+            "/api/mv/generate_character_reference",
+            json!({"character_description": " a drummer \n", "aspect_ratio": "", "negative_prompt": " ",
+                "output_format": " png ", "num_images": 1, "seed": null}),
+            json!({"character_description": "a drummer", "output_format": "png", "num_images": 1}),
+        ),
+        (
+            "/api/mv/generate_video",
+            json!({"prompt": "  A robot walks.  \n", "negative_prompt": "", "aspect_ratio": " 9:16 ",
+                "video_rules_template": "In {aspect_ratio}.\n", "character_reference_id": "", "config_flavor": "",
+                "duration": null}),
+            json!({"prompt": "A robot walks.", "aspect_ratio": "9:16", "video_rules_template": "In {aspect_ratio}."}),
+        ),
+        (
+            "/api/mv/generate_video",
+            json!({"prompt": "p ", "reference_image_base64": format!(" {b64}\n"), "seed": 7}),
+            json!({"prompt": "p", "reference_image_base64": b64, "seed": 7}),
+        ),
+    ];
+    for (path, padded, clean) in cases {
+        let mut sent = Vec::new();
+        for body in [&padded, &clean] {
+            let scenes = body["number_of_scenes"].as_u64().map_or_else(
+                || {
+                    mvgen::flavor::lookup(body["config_flavor"].as_str().unwrap_or("default").trim())
+                        .map_or(6, |f| f.parameters.number_of_scenes.value)
+                },
+                |n| n as u32,
+            );
+            up.gemini.set_default_scenes(scenes);
+            let (status, resp) = server.post(path, body).await;
+            assert_eq!(status, 200, "{body}: {resp}");
+            let received = if path.ends_with("create_scenes") {
+                up.gemini.received().last().cloned()
+            } else {
+                up.replicate.received_on(Route::Create).last().cloned()
+            };
+            sent.push(received.expect("something went upstream"));
+        }
+        assert_eq!(
+            String::from_utf8_lossy(&sent[0].body),
+            String::from_utf8_lossy(&sent[1].body),
+            "{path}: {padded} went upstream differently from {clean}"
+        );
+        assert_eq!(sent[0].path, sent[1].path);
+    }
+    let videos = up.replicate.received_on(Route::Create);
+    let plain = videos.iter().rev().nth(2).expect("the padded video request").json();
+    assert_eq!(plain["input"]["prompt"], "A robot walks.\n\nIn 9:16.");
+    assert!(plain["input"].get("negative_prompt").is_none(), "an empty negative_prompt is not sent: {plain}");
+    let uploaded = videos.last().expect("the uploaded-reference request").json();
+    assert_eq!(uploaded["input"]["reference_images"][0], format!("data:image/png;base64,{b64}"));
+}
+
+/// Their kind of client, for real: the real binary (mock providers), a `hash:` key, no
+/// CORS_ORIGINS, and their exact requests: `X-API-Key: ''` beside `?api_key=`, a JSON
+/// `Content-Type` on GETs, their dev server's preflight, their bodies with blank optionals,
+/// `project_id`, `sequence` and `reference_image_base64`, and the routes their front end reads.
+#[test]
+fn their_front_end_and_scripts_work_against_the_real_binary() {
+    use base64::Engine;
+    use sha2::Digest;
+    let key = "their-team-key";
+    let digest: String = sha2::Sha256::digest(key.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    let server = ServerProcess::start(&[("API_KEY", &format!("hash:{digest}"))]).expect("start mvgen");
+    let log = server.log();
+    assert!(log.contains("http://localhost:3000, http://localhost:3001"), "the effective CORS list is logged: {log}");
+    let base = server.base.clone();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async move {
+        let client = reqwest::Client::new();
+        let project = "0e4f1a2b-8f0a-4d2b-9c51-3f2b6c1e3c4d";
+        // What their page sends on every GET: an empty key header when it has none, JSON type.
+        let get = |path: String, key: &str| {
+            client.get(format!("{base}{path}")).header("x-api-key", key).header("content-type", "application/json")
+        };
+        let post = |path: &str, body: Value| {
+            client.post(format!("{base}{path}")).header("x-api-key", key).header("origin", "http://localhost:3000").json(&body)
+        };
+
+        let preflight = client
+            .request(reqwest::Method::OPTIONS, format!("{base}/api/mv/generate_video"))
+            .header("origin", "http://localhost:3001")
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type,x-api-key")
+            .send()
+            .await
+            .expect("preflight");
+        assert_eq!(preflight.status(), 200);
+        assert_eq!(preflight.headers()["access-control-allow-origin"], "http://localhost:3001");
+
+        let resp = get(format!("/api/mv/get_config_flavors?api_key={key}"), "").send().await.expect("flavors");
+        assert_eq!(resp.status(), 200, "an empty X-API-Key must not hide ?api_key=");
+        let resp = get("/api/mv/get_config_flavors".into(), "").send().await.expect("no key");
+        assert_eq!(resp.status(), 401);
+        assert_eq!(resp.headers()["www-authenticate"], "ApiKey");
+        let body: Value = resp.json().await.expect("json");
+        assert_eq!(body["message"], "API key missing. Provide X-API-Key header or ?api_key=YOUR_KEY");
+        assert_eq!(body["detail"]["error"], "Unauthorized");
+
+        let resp = post("/api/mv/create_scenes", json!({"idea": " A robot learns to dance. ", "character_description": "a small robot",
+            "character_characteristics": "", "number_of_scenes": 3, "video_type": null, "config_flavor": "", "project_id": project}))
+            .send()
+            .await
+            .expect("scenes");
+        assert_eq!(resp.headers()["access-control-allow-origin"], "http://localhost:3000");
+        let scenes: Value = resp.json().await.expect("json");
+        assert_eq!(scenes["scenes"].as_array().map(Vec::len), Some(3), "{scenes}");
+        assert_eq!((scenes["metadata"]["idea"].as_str(), scenes["metadata"]["project_id"].as_str()), (Some("A robot learns to dance."), Some(project)));
+        for (kind, expect) in [("json", "application/json"), ("markdown", "text/markdown")] {
+            let url = scenes["output_files"][kind].as_str().expect("url").to_string();
+            let resp = get(url, key).send().await.expect("scenes file");
+            assert_eq!(resp.status(), 200, "{kind}");
+            assert!(resp.headers()["content-type"].to_str().is_ok_and(|c| c.starts_with(expect)), "{kind}");
+        }
+
+        let images: Value = post("/api/mv/generate_character_reference", json!({"character_description": "a small robot", "num_images": 1}))
+            .send().await.expect("images").json().await.expect("json");
+        let image_id = images["images"][0]["id"].as_str().expect("id").to_string();
+        let image = get(format!("/api/mv/get_character_reference/{image_id}?redirect=false"), key).send().await.expect("image");
+        assert_eq!(image.status(), 200);
+        let image = image.bytes().await.expect("bytes");
+
+        // Their newest pipeline sends the picked image again as base64 on every video request.
+        let body = json!({"prompt": "The robot spins under a spotlight.\n", "negative_prompt": "", "aspect_ratio": "16:9",
+            "character_reference_id": image_id, "reference_image_base64": base64::engine::general_purpose::STANDARD.encode(&image),
+            "project_id": project, "sequence": 1, "config_flavor": ""});
+        let video: Value = post("/api/mv/generate_video", body).send().await.expect("video").json().await.expect("json");
+        let m = &video["metadata"];
+        assert_eq!((m["prompt"].as_str(), m["backend_used"].as_str(), m["has_reference_image"].as_bool()), (Some("The robot spins under a spotlight."), Some("mock"), Some(true)), "{video}");
+        assert!(m["full_prompt"].as_str().is_some_and(|p| p.starts_with("The robot spins under a spotlight.\n\n")));
+        assert_eq!((m["project_id"].as_str(), m["sequence"].as_u64(), m["character_reference_id"].as_str()), (Some(project), Some(1), Some(image_id.as_str())));
+        let video_url = video["video_url"].as_str().expect("url").to_string();
+        let info: Value = get(format!("{video_url}/info"), key).send().await.expect("info").json().await.expect("json");
+        let file = get(format!("{video_url}?redirect=true"), key).send().await.expect("video file");
+        assert_eq!(file.status(), 200);
+        let size = file.bytes().await.expect("bytes").len();
+        assert_eq!((info["size"].as_u64(), info["is_mock"].as_bool(), info["content_type"].as_str()), (Some(size as u64), Some(true), Some("video/mp4")), "{info}");
+
+        let bad = post("/api/mv/generate_video", json!({"prompt": "p", "project_id": "proj-1", "sequence": 1})).send().await.expect("bad");
+        assert_eq!(bad.status(), 400);
+        let bad: Value = bad.json().await.expect("json");
+        assert_eq!(bad["detail"]["details"], "project_id");
+    });
+}

@@ -9,6 +9,7 @@ use serde_json::json;
 
 use super::error::ApiError;
 use crate::compiler::Flavor;
+use crate::prompts::{Consumed, VideoPlan};
 use crate::providers::{Providers, VideoMaker};
 
 /// The backends a request may name, as the error for any other value says them.
@@ -48,25 +49,19 @@ impl VideoBackend {
         }
     }
 
-    /// The model this backend is asked for: `replicate_model` is the flavor's `video_model`.
-    pub fn model<'f>(self, flavor: &'f Flavor, replicate_model: &'f str) -> &'f str {
-        match self {
-            VideoBackend::Replicate => replicate_model,
-            VideoBackend::Gemini => gemini_video_model(flavor),
+    /// Points `plan` at this backend's model. The plan is made for Replicate; for Gemini the
+    /// flavor's `gemini_video_model` replaces `video_model`, in the debug record too, so the log
+    /// never claims the unused Replicate name.
+    pub fn retarget<'f>(self, flavor: &'f Flavor, plan: &mut VideoPlan<'f>) {
+        if self == VideoBackend::Replicate {
+            return;
         }
+        plan.model = &flavor.image_params.gemini_video_model.value;
+        let target = "video_generator.model";
+        plan.consumed.retain(|c| c.target != target);
+        let entry = flavor.entries().into_iter().find(|e| e.key == "gemini_video_model");
+        plan.consumed.extend(entry.map(|entry| Consumed { entry, target }));
     }
-}
-
-/// The built-in Gemini video model, used while flavors cannot set one.
-pub const DEFAULT_GEMINI_VIDEO_MODEL: &str = "veo-3.1-generate-preview";
-
-/// The flavor's Gemini video model (`image_params.yaml`: `gemini_video_model`).
-///
-/// The compiler does not know that key on this branch yet (it arrives as an optional key with this
-/// built-in default from the issue-9a branch), so the default is returned for every flavor.
-pub fn gemini_video_model(_flavor: &Flavor) -> &str {
-    // TODO(merge): flavor.image_params.gemini_video_model.value
-    DEFAULT_GEMINI_VIDEO_MODEL
 }
 
 #[cfg(test)]
@@ -96,8 +91,14 @@ mod tests {
     #[test]
     fn gemini_never_gets_the_replicate_model() {
         let flavor = crate::flavor::default();
-        let replicate_model = &*flavor.image_params.video_model.value;
-        assert_eq!(VideoBackend::Replicate.model(flavor, replicate_model), replicate_model);
-        assert_eq!(VideoBackend::Gemini.model(flavor, replicate_model), DEFAULT_GEMINI_VIDEO_MODEL);
+        let inputs = crate::prompts::VideoInputs { prompt: "p".into(), ..Default::default() };
+        let mut plan = crate::prompts::video_plan(flavor, &inputs);
+        VideoBackend::Replicate.retarget(flavor, &mut plan);
+        assert_eq!(plan.model, &*flavor.image_params.video_model.value);
+        VideoBackend::Gemini.retarget(flavor, &mut plan);
+        assert_eq!(plan.model, "veo-3.1-generate-preview");
+        let models: Vec<_> = plan.consumed.iter().filter(|c| c.target == "video_generator.model").collect();
+        assert_eq!(models.len(), 1);
+        assert_eq!(models[0].entry.key, "gemini_video_model");
     }
 }

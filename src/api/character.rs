@@ -8,13 +8,15 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 use super::extract::ValidJson;
+use super::inputs::{self, optional, text};
 use super::{AppState, FlavorReport, choice, choose_flavor, debug_log, in_range, required, seed, with_flavor};
 use crate::compiler::Choice;
 use crate::prompts::{self, CharacterInputs};
 use crate::providers::ImageRequest;
 use crate::storage::Kind;
 
-/// Who to draw. Optional values default to the flavor's.
+/// Who to draw. Optional values default to the flavor's. Strings are stripped of surrounding
+/// whitespace; an optional string that is null, empty or blank is not given.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CharacterReferenceBody {
@@ -65,6 +67,8 @@ pub struct CharacterMetadata {
     pub config_flavor: FlavorReport,
     pub backend_used: String,
     pub is_mock: bool,
+    /// When the images were made, RFC 3339 in UTC.
+    pub generation_timestamp: String,
 }
 
 #[utoipa::path(
@@ -85,18 +89,19 @@ pub async fn generate_character_reference(
     State(state): State<AppState>,
     ValidJson(body): ValidJson<CharacterReferenceBody>,
 ) -> Result<Response, ApiError> {
-    required("character_description", &body.character_description)?;
+    let character_description = text(body.character_description);
+    required("character_description", &character_description)?;
     let num_images = in_range("num_images", body.num_images, 1, 4)?.unwrap_or(4);
     let inputs = CharacterInputs {
-        character_description: body.character_description,
-        aspect_ratio: choice("aspect_ratio", body.aspect_ratio.as_deref())?,
-        safety_filter_level: choice("safety_filter_level", body.safety_filter_level.as_deref())?,
-        person_generation: choice("person_generation", body.person_generation.as_deref())?,
-        output_format: choice("output_format", body.output_format.as_deref())?,
-        negative_prompt: body.negative_prompt,
+        character_description,
+        aspect_ratio: choice("aspect_ratio", optional(body.aspect_ratio).as_deref())?,
+        safety_filter_level: choice("safety_filter_level", optional(body.safety_filter_level).as_deref())?,
+        person_generation: choice("person_generation", optional(body.person_generation).as_deref())?,
+        output_format: choice("output_format", optional(body.output_format).as_deref())?,
+        negative_prompt: optional(body.negative_prompt),
         seed: seed(body.seed)?,
     };
-    let chosen = choose_flavor(&state, body.config_flavor.as_deref())?;
+    let chosen = choose_flavor(&state, optional(body.config_flavor).as_deref())?;
     let plan = prompts::image_plan(chosen.flavor, &inputs);
     if state.debug {
         debug_log::plan(&chosen, "character_reference", &plan.consumed, &plan.prompt);
@@ -154,6 +159,7 @@ pub async fn generate_character_reference(
             config_flavor: FlavorReport::from(&chosen),
             backend_used: maker.backend().to_string(),
             is_mock: maker.is_mock(),
+            generation_timestamp: inputs::timestamp(),
         },
         images,
     };

@@ -22,7 +22,9 @@ pub fn chosen(chosen: &Chosen) {
 
 fn consumed(chosen: &Chosen, consumed: &[Consumed<'_>]) {
     for c in consumed {
-        let origin = if c.entry.origin.flavor == chosen.flavor.name {
+        let origin = if c.entry.origin.is_builtin() {
+            c.entry.origin.to_string()
+        } else if c.entry.origin.flavor == chosen.flavor.name {
             format!("own {}", c.entry.origin)
         } else {
             format!("inherited from {} ({})", c.entry.origin.flavor, c.entry.origin)

@@ -38,6 +38,29 @@ pub struct ErrorDetail {
     pub details: Value,
 }
 
+/// The 401 body: mvgen's `detail` object plus the top-level `error` and `message` that clients of
+/// the service mvgen replaces read.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UnauthorizedBody {
+    /// Always `Unauthorized`.
+    pub error: String,
+    /// `API key missing. ...` or `Invalid API key`.
+    pub message: String,
+    pub detail: ErrorDetail,
+}
+
+/// A 401 with `WWW-Authenticate: ApiKey`; `message` says whether the key was missing or wrong.
+pub fn unauthorized(message: &str) -> Response {
+    let body = UnauthorizedBody {
+        error: "Unauthorized".into(),
+        message: message.into(),
+        detail: ErrorDetail { error: "Unauthorized".into(), message: message.into(), details: json!("x-api-key") },
+    };
+    let mut response = (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
+    response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("ApiKey"));
+    response
+}
+
 /// The error answers every generation endpoint may give, listed once for the OpenAPI document.
 #[derive(utoipa::IntoResponses)]
 #[allow(dead_code)] // Only read by the OpenAPI derive, never constructed.
@@ -45,7 +68,7 @@ pub enum GenerationErrors {
     #[response(status = 400, description = "Invalid values or malformed JSON")]
     BadRequest(ErrorBody),
     #[response(status = 401, description = "A valid API key is required")]
-    Unauthorized(ErrorBody),
+    Unauthorized(UnauthorizedBody),
     #[response(status = 413, description = "Body larger than 1 MiB")]
     TooLarge(ErrorBody),
     #[response(status = 415, description = "The body is not JSON")]

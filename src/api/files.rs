@@ -1,21 +1,33 @@
-//! `GET /api/mv/get_character_reference/{id}` and `GET /api/mv/get_video/{id}`: stored files, with
-//! Range support (so a `<video>` element can seek), conditional requests and the right content type.
+//! `GET /api/mv/get_character_reference/{id}`, `GET /api/mv/get_video/{id}` and
+//! `GET /api/mv/get_scenes/{id}`: stored files, with Range support (so a `<video>` element can
+//! seek), conditional requests and the right content type. Also `GET /api/mv/get_video/{id}/info`
+//! and `GET /api/mv/get_scenes/{id}/markdown`.
+//!
+//! `?redirect=true|false` is accepted on the image and video routes, as the service mvgen replaces
+//! took it: `true` asked for a redirect to a cloud copy when one exists. mvgen keeps files only on
+//! its own disk, so both values serve the file itself.
 
+use axum::Json;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
 use super::AppState;
 use super::error::ApiError;
+use super::video::VideoRecord;
 use crate::storage::Kind;
 
 #[utoipa::path(
     get,
     path = "/api/mv/get_character_reference/{id}",
     tag = "files",
-    params(("id" = String, Path, description = "An image id from generate_character_reference")),
+    params(
+        ("id" = String, Path, description = "An image id from generate_character_reference"),
+        ("redirect" = Option<bool>, Query, description = "Accepted for compatibility; the file is served either way"),
+    ),
     responses(
         (status = 200, description = "The image", content_type = "image/png", body = Vec<u8>),
         (status = 400, description = "Malformed id", body = super::error::ErrorBody),
@@ -27,6 +39,7 @@ pub async fn get_character_reference(
     Path(id): Path<String>,
     request: Request,
 ) -> Result<Response, ApiError> {
+    redirect_param(request.uri().query())?;
     serve(&state, Kind::CharacterReference, &id, request).await
 }
 
@@ -34,7 +47,10 @@ pub async fn get_character_reference(
     get,
     path = "/api/mv/get_video/{id}",
     tag = "files",
-    params(("id" = String, Path, description = "A video id from generate_video")),
+    params(
+        ("id" = String, Path, description = "A video id from generate_video"),
+        ("redirect" = Option<bool>, Query, description = "Accepted for compatibility; the file is served either way"),
+    ),
     responses(
         (status = 200, description = "The video", content_type = "video/mp4", body = Vec<u8>),
         (status = 206, description = "Part of the video (Range request)", content_type = "video/mp4", body = Vec<u8>),
@@ -48,7 +64,114 @@ pub async fn get_video(
     Path(id): Path<String>,
     request: Request,
 ) -> Result<Response, ApiError> {
+    redirect_param(request.uri().query())?;
     serve(&state, Kind::Video, &id, request).await
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/mv/get_scenes/{id}",
+    tag = "files",
+    params(("id" = String, Path, description = "An id from create_scenes' `output_files`")),
+    responses(
+        (status = 200, description = "The scenes: `{\"scenes\": [...], \"metadata\": {...}}`", content_type = "application/json", body = Object),
+        (status = 400, description = "Malformed id", body = super::error::ErrorBody),
+        (status = 404, description = "Unknown id", body = super::error::ErrorBody),
+    )
+)]
+pub async fn get_scenes(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    serve(&state, Kind::Scenes, &id, request).await
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/mv/get_scenes/{id}/markdown",
+    tag = "files",
+    params(("id" = String, Path, description = "An id from create_scenes' `output_files`")),
+    responses(
+        (status = 200, description = "The scenes as Markdown", content_type = "text/markdown", body = String),
+        (status = 400, description = "Malformed id", body = super::error::ErrorBody),
+        (status = 404, description = "Unknown id", body = super::error::ErrorBody),
+    )
+)]
+pub async fn get_scenes_markdown(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let stored = state.storage.find(Kind::Scenes, &id).await?;
+    let bytes = tokio::fs::read(&stored.path).await.map_err(crate::storage::StorageError::from)?;
+    let text = super::scenes::markdown(&bytes)
+        .ok_or_else(|| ApiError::internal(format!("stored scenes {id} could not be read back")))?;
+    Ok(([(header::CONTENT_TYPE, "text/markdown; charset=utf-8")], text).into_response())
+}
+
+/// What `get_video/{id}/info` says about a stored video.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct VideoInfo {
+    pub video_id: String,
+    pub video_url: String,
+    /// Bytes.
+    pub size: u64,
+    pub content_type: String,
+    /// When it was made, RFC 3339 in UTC.
+    pub created: String,
+    /// Whether the mock provider made it; null for a file stored without a record.
+    pub is_mock: Option<bool>,
+    pub backend_used: Option<String>,
+    pub model_used: Option<String>,
+    pub project_id: Option<String>,
+    pub sequence: Option<u32>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/mv/get_video/{id}/info",
+    tag = "files",
+    params(("id" = String, Path, description = "A video id from generate_video")),
+    responses(
+        (status = 200, description = "About the stored video", body = VideoInfo),
+        (status = 400, description = "Malformed id", body = super::error::ErrorBody),
+        (status = 404, description = "Unknown id", body = super::error::ErrorBody),
+    )
+)]
+pub async fn get_video_info(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<VideoInfo>, ApiError> {
+    let stored = state.storage.find(Kind::Video, &id).await?;
+    let meta = tokio::fs::metadata(&stored.path).await.map_err(crate::storage::StorageError::from)?;
+    // A record that can't be read or parsed only costs the answer its details.
+    let record: Option<VideoRecord> = match state.storage.record(Kind::Video, &id).await {
+        Ok(Some(bytes)) => serde_json::from_slice(&bytes).ok(),
+        _ => None,
+    };
+    let created = match (&record, meta.modified()) {
+        (Some(r), _) => r.created.clone(),
+        (None, Ok(time)) => humantime::format_rfc3339_millis(time).to_string(),
+        (None, Err(_)) => String::new(),
+    };
+    Ok(Json(VideoInfo {
+        video_url: format!("/api/mv/get_video/{id}"),
+        video_id: id,
+        size: meta.len(),
+        content_type: stored.content_type.to_string(),
+        created,
+        is_mock: record.as_ref().map(|r| r.is_mock),
+        backend_used: record.as_ref().map(|r| r.backend.clone()),
+        model_used: record.as_ref().map(|r| r.model.clone()),
+        project_id: record.as_ref().and_then(|r| r.project_id.clone()),
+        sequence: record.as_ref().and_then(|r| r.sequence),
+    }))
+}
+
+/// `?redirect=` must be `true` or `false` when present; either way the file itself is served.
+fn redirect_param(query: Option<&str>) -> Result<(), ApiError> {
+    let value = query.into_iter().flat_map(|q| q.split('&')).find_map(|pair| pair.strip_prefix("redirect="));
+    match value.map(str::to_ascii_lowercase).as_deref() {
+        None | Some("true" | "false") => Ok(()),
+        Some(_) => Err(ApiError::invalid("redirect", "must be true or false")),
+    }
 }
 
 async fn serve(state: &AppState, kind: Kind, id: &str, request: Request) -> Result<Response, ApiError> {

@@ -8,6 +8,7 @@ pub mod error;
 pub mod extract;
 mod files;
 mod flavors;
+mod inputs;
 pub mod openapi;
 mod scenes;
 mod video;
@@ -27,7 +28,7 @@ use crate::storage::Storage;
 use error::ApiError;
 
 // Public so benches and clients can build and read these bodies outside the handlers.
-pub use scenes::{CreateScenesBody, CreateScenesResponse, SceneOut, ScenesMetadata};
+pub use scenes::{CreateScenesBody, CreateScenesResponse, OutputFiles, SceneOut, ScenesMetadata};
 
 /// What handlers share. Flavors are not here: they are `static` data, so requests with different
 /// flavors share no mutable config state at all.
@@ -51,6 +52,9 @@ pub fn routes() -> Router<AppState> {
         .route("/api/mv/generate_video", post(video::generate_video))
         .route("/api/mv/get_character_reference/{id}", get(files::get_character_reference))
         .route("/api/mv/get_video/{id}", get(files::get_video))
+        .route("/api/mv/get_video/{id}/info", get(files::get_video_info))
+        .route("/api/mv/get_scenes/{id}", get(files::get_scenes))
+        .route("/api/mv/get_scenes/{id}/markdown", get(files::get_scenes_markdown))
 }
 
 /// Which flavor served a request, as reported in `metadata.config_flavor`.

@@ -24,8 +24,11 @@ use super::{AppState, character, error, files, flavors, scenes, video};
         video::generate_video,
         files::get_character_reference,
         files::get_video,
+        files::get_video_info,
+        files::get_scenes,
+        files::get_scenes_markdown,
     ),
-    components(schemas(error::ErrorBody, error::ErrorDetail, super::FlavorReport))
+    components(schemas(error::ErrorBody, error::ErrorDetail, error::UnauthorizedBody, super::FlavorReport))
 )]
 pub struct ApiDoc;
 

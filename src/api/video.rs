@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::backend::VideoBackend;
 use super::error::ApiError;
 use super::extract::ValidJson;
+use super::inputs::{self, optional, text};
 use super::{AppState, FlavorReport, choice, choose_flavor, debug_log, in_range, required, seed, with_flavor};
 use crate::compiler::template::Template;
 use crate::compiler::{Choice, VIDEO_DURATION};
@@ -17,7 +18,9 @@ use crate::prompts::{self, VideoInputs};
 use crate::providers::{Media, VideoRequest};
 use crate::storage::{Kind, StorageError};
 
-/// The scene to render. Optional values default to the flavor's.
+/// The scene to render. Optional values default to the flavor's. Strings are stripped of
+/// surrounding whitespace (a request's `video_rules_template` too); an optional string that is null,
+/// empty or blank is not given (an empty `negative_prompt` is then not sent upstream).
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GenerateVideoBody {
@@ -44,6 +47,14 @@ pub struct GenerateVideoBody {
     /// is a 400.
     #[schema(nullable, pattern = r"^\s*(replicate|gemini)?\s*$", example = "gemini")]
     pub backend: Option<String>,
+    /// A project UUID; must come with `sequence`. Echoed in `metadata` and kept with the video.
+    pub project_id: Option<String>,
+    /// The scene's place in the project, 1 or more; must come with `project_id`.
+    #[schema(minimum = 1, maximum = 4294967295_i64)]
+    pub sequence: Option<i64>,
+    /// Deprecated: a PNG, JPEG or WebP image in base64 (or a `data:image/...;base64,` URI), used as
+    /// the reference when no `character_reference_id` is given.
+    pub reference_image_base64: Option<String>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -58,8 +69,11 @@ pub struct GenerateVideoResponse {
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct VideoMetadata {
-    /// The full prompt sent to the video model.
+    /// The request's prompt (stripped), without the rules.
     pub prompt: String,
+    /// The full prompt sent to the video model: the prompt, a blank line, the rendered rules.
+    pub full_prompt: String,
+    pub video_id: String,
     #[schema(value_type = Object)]
     pub parameters_used: serde_json::Value,
     pub config_flavor: FlavorReport,
@@ -70,6 +84,29 @@ pub struct VideoMetadata {
     pub model_used: String,
     pub is_mock: bool,
     pub processing_time_seconds: f64,
+    /// When the video was made, RFC 3339 in UTC.
+    pub generation_timestamp: String,
+    /// The request's `character_reference_id`, or null.
+    pub character_reference_id: Option<String>,
+    /// Whether a reference image went to the video model (from the id or from
+    /// `reference_image_base64`).
+    pub has_reference_image: bool,
+    pub project_id: Option<String>,
+    pub sequence: Option<u32>,
+}
+
+/// What is kept with a stored video, for `get_video/{id}/info` (and a later job store).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct VideoRecord {
+    pub created: String,
+    pub backend: String,
+    pub model: String,
+    pub is_mock: bool,
+    pub config_flavor: String,
+    pub project_id: Option<String>,
+    pub sequence: Option<u32>,
+    pub character_reference_id: Option<String>,
+    pub has_reference_image: bool,
 }
 
 #[utoipa::path(
@@ -91,33 +128,38 @@ pub async fn generate_video(
     ValidJson(body): ValidJson<GenerateVideoBody>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
-    required("prompt", &body.prompt)?;
+    let prompt = text(body.prompt);
+    required("prompt", &prompt)?;
     let backend = VideoBackend::parse(body.backend.as_deref())?;
-    let video_rules_template = body
-        .video_rules_template
+    let video_rules_template = optional(body.video_rules_template)
         .as_deref()
         .map(|src| Template::parse(src, prompts::VIDEO_RULES_VARS, &[]))
         .transpose()
         .map_err(|e| ApiError::invalid("video_rules_template", e.to_string()))?;
     let inputs = VideoInputs {
-        prompt: body.prompt,
-        negative_prompt: body.negative_prompt,
-        aspect_ratio: choice("aspect_ratio", body.aspect_ratio.as_deref())?,
+        prompt,
+        negative_prompt: optional(body.negative_prompt),
+        aspect_ratio: choice("aspect_ratio", optional(body.aspect_ratio).as_deref())?,
         duration: in_range("duration", body.duration, VIDEO_DURATION.0.into(), VIDEO_DURATION.1.into())?,
         generate_audio: body.generate_audio,
         seed: seed(body.seed)?,
         video_rules_template,
     };
+    let (project_id, sequence) = inputs::project_and_sequence(body.project_id, body.sequence)?;
+    let uploaded_reference = inputs::reference_image(body.reference_image_base64)?;
+    let character_reference_id = optional(body.character_reference_id);
     // Cheap checks (strict flavor mode) before reading the reference image from disk.
-    let chosen = choose_flavor(&state, body.config_flavor.as_deref())?;
-    let (reference_image, character_reference_warning) =
-        load_reference(&state, body.character_reference_id.as_deref()).await?;
+    let chosen = choose_flavor(&state, optional(body.config_flavor).as_deref())?;
+    let (stored_reference, character_reference_warning) =
+        load_reference(&state, character_reference_id.as_deref()).await?;
+    // An id that names a stored image wins; the uploaded image stands in otherwise.
+    let reference_image = match character_reference_id {
+        Some(_) if stored_reference.is_some() => stored_reference,
+        _ => uploaded_reference,
+    };
+    let has_reference_image = reference_image.is_some();
     let mut plan = prompts::video_plan(chosen.flavor, &inputs);
-    if backend == VideoBackend::Gemini {
-        plan.model = backend.model(chosen.flavor, plan.model);
-        // The Replicate model was not used; the debug log must not say it was.
-        plan.consumed.retain(|c| c.target != "video_generator.model");
-    }
+    backend.retarget(chosen.flavor, &mut plan);
     if state.debug {
         debug_log::plan(&chosen, "video", &plan.consumed, &plan.prompt);
     }
@@ -135,19 +177,47 @@ pub async fn generate_video(
     let maker = backend.maker(&state.providers);
     let media = maker.make_video(&request).await?;
     let video_id = state.storage.put(Kind::Video, &media.content_type, &media.bytes).await?;
+    let generation_timestamp = inputs::timestamp();
+    let record = VideoRecord {
+        created: generation_timestamp.clone(),
+        backend: maker.backend().to_string(),
+        model: request.model.clone(),
+        is_mock: maker.is_mock(),
+        config_flavor: chosen.flavor.name.to_string(),
+        project_id: project_id.clone(),
+        sequence,
+        character_reference_id: character_reference_id.clone(),
+        has_reference_image,
+    };
+    // The video is stored and paid for: a record that fails to write costs only `info` its
+    // details, so it is logged rather than failing the request.
+    let written = match serde_json::to_vec(&record) {
+        Ok(bytes) => state.storage.put_record(Kind::Video, &video_id, &bytes).await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = written {
+        tracing::warn!(video_id = %video_id, "the video's record was not kept: {e}");
+    }
 
     let response = GenerateVideoResponse {
         video_url: format!("/api/mv/get_video/{video_id}"),
-        video_id,
+        video_id: video_id.clone(),
         character_reference_warning,
         metadata: VideoMetadata {
-            prompt: plan.prompt.clone(),
+            prompt: inputs.prompt,
+            full_prompt: plan.prompt.clone(),
+            video_id,
             parameters_used: plan.parameters(),
             config_flavor: FlavorReport::from(&chosen),
-            backend_used: maker.backend().to_string(),
+            backend_used: record.backend,
             model_used: request.model,
-            is_mock: maker.is_mock(),
+            is_mock: record.is_mock,
             processing_time_seconds: started.elapsed().as_secs_f64(),
+            generation_timestamp,
+            character_reference_id,
+            has_reference_image,
+            project_id,
+            sequence,
         },
     };
     Ok(with_flavor(&chosen, response))

@@ -48,9 +48,12 @@ pub fn show(flavor: &Flavor, explain: bool, json: bool) -> Result<ExitCode, Stri
 }
 
 /// Where a value came from, e.g. `own: mv1/parameters.yaml:5:19` or
-/// `inherited from default: default/parameters.yaml:3:3`.
+/// `inherited from default: default/parameters.yaml:3:3`, or `built-in default (...)` when no file
+/// in the chain sets the key.
 pub fn provenance(flavor: &Flavor, entry: &Entry<'_>) -> String {
-    if entry.origin.flavor == flavor.name {
+    if entry.origin.is_builtin() {
+        entry.origin.to_string()
+    } else if entry.origin.flavor == flavor.name {
         format!("own: {}", entry.origin)
     } else {
         format!("inherited from {}: {}", entry.origin.flavor, entry.origin)
@@ -62,17 +65,24 @@ fn show_json(flavor: &Flavor) -> Value {
     for kind in FileKind::ALL {
         let mut keys = Map::new();
         for e in flavor.entries().into_iter().filter(|e| e.file == kind) {
+            // A built-in default has no file position to point at.
+            let origin = if e.origin.is_builtin() {
+                Value::Null
+            } else {
+                json!({
+                    "flavor": e.origin.flavor,
+                    "file": e.origin.file.file_name(),
+                    "line": e.origin.line,
+                    "col": e.origin.col,
+                })
+            };
             keys.insert(
                 e.key.to_string(),
                 json!({
                     "value": value_json(e.value),
-                    "origin": {
-                        "flavor": e.origin.flavor,
-                        "file": e.origin.file.file_name(),
-                        "line": e.origin.line,
-                        "col": e.origin.col,
-                    },
-                    "inherited": e.origin.flavor != flavor.name,
+                    "origin": origin,
+                    "inherited": !e.origin.is_builtin() && e.origin.flavor != flavor.name,
+                    "builtin_default": e.origin.is_builtin(),
                 }),
             );
         }

@@ -52,6 +52,11 @@ async fn run(settings: Settings, provider_config: ProviderConfig) -> Result<(), 
         names.len(),
         settings.output_dir.display()
     );
+    if settings.cors_origins.is_empty() {
+        tracing::info!("CORS off (CORS_ORIGINS=none)");
+    } else {
+        tracing::info!(origins = %settings.cors_origins.join(", "), "CORS allows these browser origins");
+    }
     let router = server::app(state, &settings);
     server::serve(listener, router, server::shutdown_signal()).await.map_err(|e| format!("server error: {e}"))
 }

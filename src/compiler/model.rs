@@ -44,6 +44,8 @@ impl FileKind {
 }
 
 /// Where a resolved value was written: the flavor whose file set it, and the position of the value.
+/// A value no file set (a key's built-in default) has line and column 0: positions in files are
+/// 1-based, so 0 never names one, and the generated table keeps one plain shape.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
     pub flavor: Text,
@@ -52,9 +54,26 @@ pub struct Origin {
     pub col: u32,
 }
 
+impl Origin {
+    /// The origin of a built-in default for a key of `file`. It belongs to the default flavor, the
+    /// root every other flavor inherits from.
+    pub fn builtin(file: FileKind) -> Origin {
+        Origin { flavor: std::borrow::Cow::Borrowed(super::DEFAULT_FLAVOR), file, line: 0, col: 0 }
+    }
+
+    /// True when no file set the value: it is the key's built-in default.
+    pub fn is_builtin(&self) -> bool {
+        self.line == 0
+    }
+}
+
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}:{}:{}", self.flavor, self.file.file_name(), self.line, self.col)
+        if self.is_builtin() {
+            write!(f, "built-in default (not set in any {})", self.file.file_name())
+        } else {
+            write!(f, "{}/{}:{}:{}", self.flavor, self.file.file_name(), self.line, self.col)
+        }
     }
 }
 

@@ -4,6 +4,11 @@
 //! Each file is declared once with `config_file!`, which generates the resolved struct (every key set,
 //! used at run time), a partial struct (what one flavor's file sets, used while compiling), the key
 //! list for did-you-mean, and the per-key inheritance step. Adding a key means adding one line here.
+//!
+//! A key may carry a built-in default (`key: T = Check => default "text",`): the value used when not
+//! even the default flavor sets it, shown by `mvgen show --explain` as coming from the built-in
+//! default. Only keys mvgen added over the service it replaces get one, so configs written for that
+//! service compile untouched; every key they always had stays required in `default`.
 
 use std::borrow::Cow;
 
@@ -243,7 +248,7 @@ macro_rules! config_file {
     (
         $(#[$doc:meta])*
         $name:ident / $partial:ident = $kind:ident {
-            $( $(#[$fdoc:meta])* $field:ident : $ty:ty = $check:expr, )*
+            $( $(#[$fdoc:meta])* $field:ident : $ty:ty = $check:expr $(=> default $default:literal)?, )*
         }
     ) => {
         $(#[$doc])*
@@ -255,6 +260,10 @@ macro_rules! config_file {
         impl $name {
             pub const FILE: FileKind = FileKind::$kind;
             pub const KEYS: &'static [&'static str] = &[$(stringify!($field)),*];
+            /// The keys that may be left out even in `default`, with their built-in values as written
+            /// in YAML.
+            pub const BUILTIN_DEFAULTS: &'static [(&'static str, &'static str)] =
+                &[$($((stringify!($field), $default),)?)*];
 
             /// Every key with its value and origin, in schema order.
             pub fn entries(&self) -> Vec<Entry<'_>> {
@@ -303,11 +312,13 @@ macro_rules! config_file {
             }
 
             /// This file's keys over `parent`'s: the per-key inheritance rule. Without a parent (the
-            /// default flavor) every key must be set; the error lists the missing ones.
+            /// default flavor) every key must be set unless it has a built-in default; the error lists
+            /// the missing ones.
             pub fn resolve(&self, parent: Option<&$name>) -> Result<$name, Vec<&'static str>> {
                 let mut missing = Vec::new();
                 $(
-                    let $field = self.$field.clone().or_else(|| parent.map(|p| p.$field.clone()));
+                    let $field = self.$field.clone().or_else(|| parent.map(|p| p.$field.clone()))
+                        $(.or_else(|| builtin(&$check, $default, FileKind::$kind)))?;
                     if $field.is_none() {
                         missing.push(stringify!($field));
                     }
@@ -319,6 +330,13 @@ macro_rules! config_file {
             }
         }
     };
+}
+
+/// A built-in default, checked like a value from a file. A default its own check refuses would be a
+/// bug in this file; it then counts as missing (and the schema tests fail) rather than panicking.
+fn builtin<T>(check: &impl Check<T>, text: &str, file: FileKind) -> Option<Sourced<T>> {
+    let value = check.check(&Scalar::Str(text.to_string())).ok()?;
+    Some(Sourced { value, origin: Origin::builtin(file) })
 }
 
 const SCENE_VARS: &[Var] = &[
@@ -339,8 +357,9 @@ config_file! {
         video_characteristics: Text = AnyText,
         camera_angle: Text = AnyText,
         number_of_scenes: u32 = IntIn(NUMBER_OF_SCENES.0, NUMBER_OF_SCENES.1),
-        /// The Gemini model that writes the scenes.
-        scene_model: Text = GeminiModel,
+        /// The Gemini model that writes the scenes. The service mvgen replaces had no such key (its
+        /// model was a constant in code), hence the built-in default.
+        scene_model: Text = GeminiModel => default "gemini-2.5-pro",
     }
 }
 
@@ -360,6 +379,9 @@ config_file! {
         person_generation: PersonGeneration = OneOf,
         output_format: OutputFormat = OneOf,
         video_model: Text = ReplicateModel,
+        /// The Veo model used when a request asks for `backend: "gemini"` (a Gemini API model name,
+        /// never the Replicate one).
+        gemini_video_model: Text = GeminiModel => default "veo-3.1-generate-preview",
         video_aspect_ratio: VideoAspectRatio = OneOf,
         /// Seconds.
         video_duration: u32 = IntIn(VIDEO_DURATION.0, VIDEO_DURATION.1),
@@ -442,6 +464,35 @@ mod tests {
         assert!(GeminiModel.check(&Scalar::Str("../x".into())).is_err());
         assert!(ReplicateModel.check(&Scalar::Str("google/veo-3.1".into())).is_ok());
         assert!(ReplicateModel.check(&Scalar::Str("google/veo/3".into())).is_err());
+    }
+
+    #[test]
+    fn keys_with_a_builtin_default_may_be_left_out_of_default() {
+        let missing = PartialParameters::default().resolve(None).expect_err("incomplete");
+        assert!(!missing.contains(&"scene_model") && missing.contains(&"number_of_scenes"), "{missing:?}");
+        let mut own = PartialParameters::default();
+        for (key, value) in [
+            ("character_characteristics", Scalar::Str("c".into())),
+            ("video_type", Scalar::Str("t".into())),
+            ("video_characteristics", Scalar::Str("v".into())),
+            ("camera_angle", Scalar::Str("a".into())),
+            ("number_of_scenes", Scalar::Int(3)),
+        ] {
+            own.set(key, &value, origin()).expect("valid");
+        }
+        let resolved = own.resolve(None).expect("complete without scene_model");
+        assert_eq!(resolved.scene_model.value, "gemini-2.5-pro");
+        assert!(resolved.scene_model.origin.is_builtin());
+        assert_eq!(Parameters::BUILTIN_DEFAULTS, &[("scene_model", "gemini-2.5-pro")]);
+        assert_eq!(ImageParams::BUILTIN_DEFAULTS, &[("gemini_video_model", "veo-3.1-generate-preview")]);
+        assert!(ScenePrompts::BUILTIN_DEFAULTS.is_empty() && ImagePrompts::BUILTIN_DEFAULTS.is_empty());
+        // A value from a file still wins over the built-in one.
+        own.set("scene_model", &Scalar::Str("gemini-2.5-flash".into()), origin()).expect("valid");
+        let resolved = own.resolve(None).expect("complete");
+        assert_eq!(
+            (resolved.scene_model.value.as_ref(), resolved.scene_model.origin.is_builtin()),
+            ("gemini-2.5-flash", false)
+        );
     }
 
     #[test]

@@ -88,6 +88,9 @@ pub const MEDIA_TYPES: &[(&str, &str)] = &[
     ("image/webp", "webp"),
     ("video/mp4", "mp4"),
     ("video/webm", "webm"),
+    // The scenes create_scenes stores; `Storage::put` keeps each type to its kind's directory, so
+    // a model answering JSON is never stored as an image or a video.
+    ("application/json", "json"),
 ];
 
 /// The stored extension for a content type (parameters such as `; charset` ignored), if mvgen

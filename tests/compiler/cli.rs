@@ -7,7 +7,7 @@ use std::process::{Command, Output, Stdio};
 use mvgen::flavor;
 use mvgen::prompts::{SceneInputs, scene_plan};
 
-use crate::fixtures::{FIXTURES, materialize};
+use crate::fixtures::{FIXTURES, PYTHON_LAYOUT, materialize};
 use crate::scratch::{Scratch, copy_tree};
 
 const MVGEN: &str = env!("CARGO_BIN_EXE_mvgen");
@@ -94,6 +94,31 @@ fn flavors_lists_each_content_hash_and_a_runtime_compile_gets_the_same() {
             assert_eq!(Some(hash), flavor::lookup(name).map(|f| f.hash.as_ref()), "{args:?}: {text}");
         }
     }
+}
+
+#[test]
+fn builtin_defaults_are_explained_as_such_in_text_and_json() {
+    let out = mvgen(&["check", PYTHON_LAYOUT]);
+    assert_eq!(out.status.code(), Some(0), "their layout passes check: {}{}", stdout(&out), stderr(&out));
+    let out = mvgen(&["show", "mv1", "--explain", "--configs", PYTHON_LAYOUT]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    let text = stdout(&out);
+    for expected in [
+        "scene_model: gemini-2.5-pro\n  # built-in default (not set in any parameters.yaml)\n",
+        "gemini_video_model: veo-3.1-generate-preview\n  # built-in default (not set in any image_params.yaml)\n",
+        "camera_angle: handheld close-ups\n  # own: ",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    let out = mvgen(&["show", "default", "--json", "--configs", PYTHON_LAYOUT]);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("show --json prints JSON");
+    let key = &json["files"]["parameters.yaml"]["scene_model"];
+    assert_eq!((key["builtin_default"].as_bool(), key["origin"].is_null()), (Some(true), true), "{key}");
+    assert_eq!(json["files"]["parameters.yaml"]["video_type"]["builtin_default"], false);
+    // The embedded flavors: default sets scene_model itself, nobody sets gemini_video_model.
+    let text = stdout(&mvgen(&["show", "default", "--explain"]));
+    assert!(text.contains("scene_model: gemini-2.5-flash\n  # own: default/parameters.yaml:"), "{text}");
+    assert!(text.contains("gemini_video_model: veo-3.1-generate-preview\n  # built-in default"), "{text}");
 }
 
 #[test]

@@ -75,6 +75,11 @@ fn every_origin_points_at_its_value_in_the_yaml_file() {
     for f in shipped() {
         for e in f.entries() {
             let o = e.origin;
+            if o.is_builtin() {
+                // No file sets it: the value is the schema's built-in default for that key.
+                assert_eq!(builtin_default(o.file, e.key), Some(e.value.to_string().as_str()), "{}: {}", f.name, e.key);
+                continue;
+            }
             let path = format!("{CONFIGS}/{}/{}", o.flavor, o.file.file_name());
             let text = std::fs::read_to_string(&path).expect("origin file exists");
             let line = text.lines().nth(o.line as usize - 1).unwrap_or_else(|| panic!("{path} has no line {}", o.line));
@@ -90,6 +95,32 @@ fn every_origin_points_at_its_value_in_the_yaml_file() {
                 e.key
             );
         }
+    }
+}
+
+/// The built-in default of `key` in `file`, as the schema declares it.
+fn builtin_default(file: FileKind, key: &str) -> Option<&'static str> {
+    let table = match file {
+        FileKind::Parameters => mvgen::compiler::Parameters::BUILTIN_DEFAULTS,
+        FileKind::ScenePrompts => mvgen::compiler::ScenePrompts::BUILTIN_DEFAULTS,
+        FileKind::ImageParams => mvgen::compiler::ImageParams::BUILTIN_DEFAULTS,
+        FileKind::ImagePrompts => mvgen::compiler::ImagePrompts::BUILTIN_DEFAULTS,
+        FileKind::Meta => &[],
+    };
+    table.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+}
+
+#[test]
+fn shipped_flavors_take_gemini_video_model_from_the_builtin_default() {
+    for f in shipped() {
+        let e = f.entry(FileKind::ImageParams, "gemini_video_model").expect("key exists");
+        assert!(e.origin.is_builtin(), "{}: {}", f.name, e.origin);
+        assert_eq!(f.image_params.gemini_video_model.value, "veo-3.1-generate-preview");
+        // Embedded like any other value, so the server reads it with no lookup.
+        assert_eq!(
+            flavor::lookup(&f.name).expect("embedded").image_params.gemini_video_model,
+            f.image_params.gemini_video_model
+        );
     }
 }
 

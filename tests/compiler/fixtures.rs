@@ -150,6 +150,25 @@ fn the_shared_base_is_a_valid_configs_tree() {
     assert_eq!(flavors.iter().map(|f| f.name.as_ref()).collect::<Vec<_>>(), ["default"]);
 }
 
+/// A configs tree laid out exactly like the service mvgen replaces: four files in `default` (no
+/// `scene_model`, no `flavor.yaml` anywhere), `example` with only parameters.yaml, `mv1` with
+/// parameters.yaml and scene_prompts.yaml. Teams moving over keep theirs untouched.
+pub const PYTHON_LAYOUT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/_python_service_layout/configs");
+
+#[test]
+fn a_configs_tree_shaped_like_the_replaced_service_compiles_with_no_diagnostic() {
+    let flavors = compile(Path::new(PYTHON_LAYOUT)).unwrap_or_else(|d| panic!("must compile untouched:\n{d}"));
+    let names: Vec<&str> = flavors.iter().map(|f| f.name.as_ref()).collect();
+    assert_eq!(names, ["default", "example", "mv1"]);
+    for f in &flavors {
+        let model = &f.parameters.scene_model;
+        assert_eq!((model.value.as_ref(), model.origin.is_builtin()), ("gemini-2.5-pro", true), "{}", f.name);
+        let veo = &f.image_params.gemini_video_model;
+        assert_eq!((veo.value.as_ref(), veo.origin.is_builtin()), ("veo-3.1-generate-preview", true), "{}", f.name);
+        assert_eq!(f.extends.as_deref(), (f.name != "default").then_some("default"));
+    }
+}
+
 #[test]
 fn expected_lines_parse_with_and_without_a_position() {
     assert_eq!(
