@@ -81,12 +81,20 @@ impl Settings {
                 return Err(format!("CORS_ORIGINS: {origin:?} is not an origin such as https://studio.example or *"));
             }
         }
+        let api_keys = list("API_KEY");
+        // `API_KEY=" , "` would otherwise parse to no keys and leave the API open while the operator
+        // believes it is locked: a set but keyless value is a mistake, not a request for no auth.
+        if var("API_KEY").is_some() && api_keys.is_empty() {
+            return Err("API_KEY is set but holds no key: give at least one key (comma-separated), or unset \
+                        API_KEY to run without authentication"
+                .to_string());
+        }
         Ok(Settings {
             addr,
             debug: truthy(var("MV_DEBUG_MODE")),
             strict_flavors: truthy(var("MV_STRICT_FLAVORS")),
             output_dir: var("MV_OUTPUT_DIR").map_or_else(|| PathBuf::from("mv-outputs"), PathBuf::from),
-            api_keys: list("API_KEY"),
+            api_keys,
             cors_origins,
             log_json: var("MVGEN_LOG_FORMAT").is_some_and(|v| v.eq_ignore_ascii_case("json")),
             access_log: truthy(var("MVGEN_ACCESS_LOG")),
@@ -105,20 +113,21 @@ fn truthy(value: Option<String>) -> bool {
 
 /// The whole application.
 pub fn app(state: AppState, settings: &Settings) -> Router {
-    let mut api = api::routes().route("/api/openapi.json", get(api::openapi::openapi_json));
-    // Without keys there is nothing to check; leaving the layer out spares every request a boxed
-    // middleware call (measured in BENCHMARKS.md).
-    if !settings.api_keys.is_empty() {
-        api = api.layer(middleware::from_fn_with_state(Arc::new(settings.api_keys.clone()), require_api_key));
-    }
-    // Routes added after the key layer (health, the fallback) are not behind it.
-    let mut router = api
+    let mut router = api::routes()
+        .route("/api/openapi.json", get(api::openapi::openapi_json))
         .route("/health", get(health))
         .merge(crate::page::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state);
+    // Around the fallbacks too, so an unknown `/api/*` path or a wrong method is a 401 like any
+    // other keyless call: without a key nobody learns which API routes exist. Without keys there is
+    // nothing to check; leaving the layer out spares every request a boxed middleware call
+    // (measured in BENCHMARKS.md).
+    if !settings.api_keys.is_empty() {
+        router = router.layer(middleware::from_fn_with_state(Arc::new(settings.api_keys.clone()), require_api_key));
+    }
     if !settings.cors_origins.is_empty() {
         router = router.layer(cors(&settings.cors_origins));
     }
@@ -164,8 +173,11 @@ async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> ApiError {
 }
 
 /// `X-API-Key` header or `?api_key=`, compared in constant time against every configured key.
+/// Only `/api` and `/api/*` are guarded: health and the create page stay open.
 async fn require_api_key(State(keys): State<Arc<Vec<String>>>, request: Request, next: Next) -> Response {
-    if keys.is_empty() || request.method() == Method::OPTIONS {
+    let path = request.uri().path();
+    let guarded = path == "/api" || path.starts_with("/api/");
+    if keys.is_empty() || !guarded || request.method() == Method::OPTIONS {
         return next.run(request).await;
     }
     let from_header = request.headers().get("x-api-key").and_then(|v| v.to_str().ok()).map(String::from);
@@ -288,6 +300,15 @@ mod tests {
         assert!(s.debug && !s.strict_flavors);
         assert_eq!(s.api_keys, vec!["k1", "k2"]);
         assert!(!format!("{s:?}").contains("k1"));
+    }
+
+    #[test]
+    fn an_api_key_setting_without_a_key_is_refused() {
+        for empty in ["", " ", " , ", ",,"] {
+            let err = settings(&[("API_KEY", empty)]).expect_err("no key");
+            assert!(err.contains("API_KEY is set but holds no key"), "{err}");
+        }
+        assert!(settings(&[]).expect("unset").api_keys.is_empty());
     }
 
     #[test]

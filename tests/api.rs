@@ -282,6 +282,24 @@ async fn api_keys_are_required_when_configured() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, _) = t.get("/health").await;
     assert_eq!(status, StatusCode::OK, "health stays open for probes");
+
+    // Without a key, unknown API paths and wrong methods say nothing about which routes exist.
+    for req in [
+        Request::get("/api/mv/no_such_route"),
+        Request::get("/api/nothing"),
+        Request::get("/api"),
+        Request::get("/api/mv/create_scenes"),
+        Request::delete("/api/mv/get_video/3f2b6c1e-8f0a-4d2b-9c51-0e4f1a2b3c4d"),
+    ] {
+        let (status, resp) = t.send(req).await;
+        assert_eq!((status, resp["detail"]["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("Unauthorized")));
+    }
+    let (status, _) = t.send(Request::get("/api/mv/no_such_route").header("x-api-key", "k-one")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = t.send(Request::get("/api/mv/create_scenes").header("x-api-key", "k-one")).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    let (status, _) = t.get("/no-such-page").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "only /api is guarded");
 }
 
 #[tokio::test]

@@ -250,10 +250,49 @@ fn binary_serves_logs_in_debug_mode_and_never_prints_keys() {
     );
     assert!(logs.contains("loaded_into") && logs.contains("scene_generator.camera_angle"), "{logs}");
     assert!(!logs.contains(secret_gemini) && !logs.contains(secret_api), "a key leaked into the logs:\n{logs}");
+    assert!(logs.contains("API key auth is on"), "startup says auth is on: {logs}");
     assert!(logs.contains("path=/api/mv/get_config_flavors") && logs.contains("status=200"), "access log: {logs}");
     let received = gemini.received();
     assert_eq!(received[0].header("x-goog-api-key"), Some(secret_gemini), "the key is sent upstream as a header");
     assert!(received[0].query.as_deref().is_none_or(|q| !q.contains(secret_gemini)), "never in the URL");
+}
+
+/// `API_KEY` set to something holding no key must stop the server, not leave the API open.
+#[test]
+fn binary_refuses_an_api_key_setting_without_a_key_and_logs_when_auth_is_off() {
+    for empty in [" , ", ""] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mvgen"))
+            .args(["serve", "--addr", "127.0.0.1:0"])
+            .env_clear()
+            .env("API_KEY", empty)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run mvgen");
+        // A server that starts anyway would run forever: give it a bounded time to refuse.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        if let Some(mut pipe) = child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+        }
+        assert!(status.is_some_and(|s| !s.success()), "API_KEY={empty:?} must not start: {stderr}");
+        assert!(stderr.contains("API_KEY is set but holds no key"), "{stderr}");
+    }
+    let server = ServerProcess::start(&[]).expect("start mvgen");
+    let (status, logs) = server.terminate();
+    assert!(status.success(), "{logs}");
+    assert!(logs.contains("API key auth is off"), "startup says auth is off: {logs}");
 }
 
 // ---- helpers ----

@@ -52,6 +52,12 @@ async fn run(settings: Settings, provider_config: ProviderConfig) -> Result<(), 
         names.len(),
         settings.output_dir.display()
     );
+    // Whether auth is on, never the keys themselves.
+    match settings.api_keys.len() {
+        0 if local.ip().is_loopback() => tracing::info!("API key auth is off: API_KEY is not set, /api/* is open"),
+        0 => tracing::warn!("API key auth is off: API_KEY is not set, /api/* is open to anyone who can reach {local}"),
+        n => tracing::info!(keys = n, "API key auth is on: /api/* needs X-API-Key"),
+    }
     let router = server::app(state, &settings);
     server::serve(listener, router, server::shutdown_signal()).await.map_err(|e| format!("server error: {e}"))
 }
