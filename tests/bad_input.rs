@@ -232,6 +232,9 @@ fn cases() -> Vec<Case> {
         cases.push(get(format!("/api/mv/{kind}/{UNKNOWN_ID}.mp4"), 400, "InvalidId"));
         cases.push(get(format!("/api/mv/{kind}/{}", "a".repeat(10_000)), 400, "InvalidId"));
         cases.push(get(format!("/api/mv/{kind}/{UNKNOWN_ID}"), 404, "NotFound"));
+        // Not UTF-8 once decoded: axum's own rejection, which must still be the JSON shape.
+        cases.push(get(format!("/api/mv/{kind}/%ff"), 400, "InvalidPath"));
+        cases.push(get(format!("/api/mv/{kind}/%c3%28{UNKNOWN_ID}"), 400, "InvalidPath"));
         cases.push(raw(
             &format!("/api/mv/{kind}/{UNKNOWN_ID}"),
             Some("application/json"),

@@ -2,9 +2,11 @@
 //!
 //! `ValidJson<T>` checks the content type (415), the size (413), the JSON syntax (400, with line and
 //! column) and the shape (422, naming the field path), so handlers only see well-typed bodies.
+//! `ValidPath<T>` does the same for path parameters (400), e.g. `%ff`, which is not UTF-8.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -42,6 +44,25 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ValidJson<T> {
             }
         })?;
         parse(&bytes).map(ValidJson)
+    }
+}
+
+/// Path parameters of type `T`; a value axum cannot decode is a 400 in the JSON error shape.
+pub struct ValidPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ValidPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(ValidPath(value)),
+            Err(rejection) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "InvalidPath",
+                rejection.body_text(),
+                json!({ "path": parts.uri.path() }),
+            )),
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! `GET /api/mv/get_character_reference/{id}` and `GET /api/mv/get_video/{id}`: stored files, with
 //! Range support (so a `<video>` element can seek), conditional requests and the right content type.
 
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use tower::ServiceExt;
@@ -9,6 +9,7 @@ use tower_http::services::ServeFile;
 
 use super::AppState;
 use super::error::ApiError;
+use super::extract::ValidPath;
 use crate::storage::Kind;
 
 #[utoipa::path(
@@ -24,7 +25,7 @@ use crate::storage::Kind;
 )]
 pub async fn get_character_reference(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ValidPath(id): ValidPath<String>,
     request: Request,
 ) -> Result<Response, ApiError> {
     serve(&state, Kind::CharacterReference, &id, request).await
@@ -45,7 +46,7 @@ pub async fn get_character_reference(
 )]
 pub async fn get_video(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ValidPath(id): ValidPath<String>,
     request: Request,
 ) -> Result<Response, ApiError> {
     serve(&state, Kind::Video, &id, request).await
