@@ -163,6 +163,27 @@ async fn upstream_faults_become_502_or_504_with_the_upstream_message() {
     assert!(!leaked.contains(TEST_REPLICATE_TOKEN) && !leaked.contains(TEST_GEMINI_KEY));
 }
 
+/// An upstream asking us to wait a day: our client is told at most 300 s, in every place it looks.
+#[tokio::test]
+async fn retry_after_passed_to_clients_is_capped() {
+    let up = Upstreams::start().await;
+    let server = up.server(|_| {}).await;
+    for _ in 0..3 {
+        up.gemini.push_response(
+            Scripted::json(429, FakeGemini::error_body(429, "RESOURCE_EXHAUSTED", "slow down"))
+                .with_header("retry-after", "99999"),
+        );
+    }
+    let url = format!("{}/api/mv/create_scenes", server.base);
+    let resp = server.client.post(url).json(&json!({"idea": "i", "character_description": "c"})).send().await;
+    let resp = resp.expect("request");
+    assert_eq!(resp.status(), 503);
+    assert_eq!(resp.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("300"));
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["detail"]["details"]["retry_after_seconds"], 300, "{body}");
+    assert!(!body.to_string().contains("99999"), "{body}");
+}
+
 /// Replicate faults end in bounded time with 502/504 and leave no file behind.
 #[tokio::test]
 async fn replicate_faults_end_in_bounded_time_and_store_nothing() {

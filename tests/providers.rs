@@ -510,6 +510,24 @@ async fn replicate_hanging_create_times_out_at_the_deadline() {
 }
 
 #[tokio::test]
+async fn replicate_answer_that_is_not_a_prediction_object_fails_at_once() {
+    let fake = FakeReplicate::start().await;
+    // serde would read this array as a `starting` prediction by position and poll it forever.
+    fake.push_response(Route::Create, Scripted::json(201, json!(["pred-1", "starting", null, null])));
+    let mut config = test_provider_config("http://127.0.0.1:9", &fake.base_url);
+    config.image_deadline = Duration::from_secs(60);
+    let client = replicate(&config);
+
+    let err = tokio::time::timeout(BOUND, client.make_image(&image_request())).await.unwrap().unwrap_err();
+
+    assert!(
+        matches!(&err, ProviderError::Malformed { message, .. } if message.contains("array instead of an object")),
+        "{err:?}"
+    );
+    assert!(fake.received_on(Route::Poll).is_empty(), "never polled");
+}
+
+#[tokio::test]
 async fn replicate_missing_output_file_is_an_upstream_error() {
     let fake = FakeReplicate::start().await;
     fake.push_prediction(PredictionPlan { polls_until_done: 1, outcome: Outcome::SucceedWithMissingFile });

@@ -86,8 +86,20 @@ impl ApiError {
     }
 }
 
+/// The longest `Retry-After` we pass on to our clients: an upstream asking for a day (or sending
+/// garbage such as 99999) must not park every client that long.
+pub const MAX_RETRY_AFTER_SECS: u64 = 300;
+
 impl From<ProviderError> for ApiError {
     fn from(e: ProviderError) -> Self {
+        // Capped before anything reads it, so the header, `details` and the message all agree.
+        let e = match e {
+            ProviderError::RateLimited { provider, retry_after } => ProviderError::RateLimited {
+                provider,
+                retry_after: retry_after.map(|d| d.min(std::time::Duration::from_secs(MAX_RETRY_AFTER_SECS))),
+            },
+            other => other,
+        };
         let (status, kind) = match &e {
             ProviderError::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "UpstreamTimeout"),
             // Still limited after our own bounded retries: the caller may try again later.

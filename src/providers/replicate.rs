@@ -182,12 +182,7 @@ impl ReplicateClient {
             let retry_after = http::parse_retry_after(response.headers());
             return Err(error_from_answer(status, &bytes, retry_after, &self.token));
         }
-        let prediction: Prediction = serde_json::from_slice(&bytes)
-            .map_err(|e| malformed(format!("answer is not a prediction ({e}): {}", http::snippet(&bytes))))?;
-        if prediction.id.trim().is_empty() {
-            return Err(malformed("prediction has no id".to_owned()));
-        }
-        Ok(prediction)
+        parse_prediction(&bytes)
     }
 
     /// A plain GET without the token: output links are pre-signed and live on another host.
@@ -354,6 +349,42 @@ impl Prediction {
         }
         let message = format!("prediction {} failed: {reason}", self.id);
         ProviderError::RunFailed { provider: PROVIDER, message }
+    }
+}
+
+/// A prediction answer, checked for shape: an object with an id and a status Replicate documents.
+/// serde would read a JSON array into the struct by position, and an unknown status would be polled
+/// until the deadline; both are an unusable answer at once.
+fn parse_prediction(bytes: &[u8]) -> Result<Prediction, ProviderError> {
+    let not_a_prediction =
+        |why: String| malformed(format!("answer is not a prediction ({why}): {}", http::snippet(bytes)));
+    let object = match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(object)) => object,
+        Ok(other) => return Err(not_a_prediction(format!("a JSON {} instead of an object", json_kind(&other)))),
+        Err(e) => return Err(not_a_prediction(e.to_string())),
+    };
+    let prediction: Prediction =
+        serde_json::from_value(Value::Object(object)).map_err(|e| not_a_prediction(e.to_string()))?;
+    if prediction.id.trim().is_empty() {
+        return Err(malformed("prediction has no id".to_owned()));
+    }
+    if !PREDICTION_STATUSES.contains(&prediction.status.as_str()) {
+        return Err(not_a_prediction(format!("unknown status {:?}", prediction.status)));
+    }
+    Ok(prediction)
+}
+
+/// Every status a Replicate prediction can have.
+const PREDICTION_STATUSES: [&str; 6] = ["starting", "processing", "succeeded", "failed", "canceled", "aborted"];
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
     }
 }
 
@@ -551,6 +582,16 @@ mod tests {
         assert_eq!(output_url(&list).unwrap(), "https://x/1.mp4");
         for empty in [Value::Null, json!([]), json!(""), json!({"url": 1})] {
             assert!(output_url(&prediction("succeeded", empty, Value::Null)).is_err());
+        }
+    }
+
+    #[test]
+    fn only_objects_with_a_known_status_are_predictions() {
+        let ok = parse_prediction(br#"{"id": "p1", "status": "starting"}"#).expect("prediction");
+        assert_eq!((ok.id.as_str(), ok.status.as_str()), ("p1", "starting"));
+        for bad in [&br#"["p1", "starting"]"#[..], br#""p1""#, b"null", br#"{"id": "p1", "status": "queued"}"#] {
+            let err = parse_prediction(bad).expect_err("not a prediction");
+            assert!(matches!(err, ProviderError::Malformed { .. }), "{err:?}");
         }
     }
 
