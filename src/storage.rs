@@ -83,9 +83,43 @@ pub struct LocalStorage {
     root: PathBuf,
 }
 
+/// A hidden temp file untouched this long was abandoned (the process writing it was killed): a live
+/// write keeps touching its file until the rename, which follows at once.
+pub const STALE_PARTIAL_AGE: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl LocalStorage {
     pub fn new(root: impl Into<PathBuf>) -> Self {
         LocalStorage { root: root.into() }
+    }
+
+    /// Removes the hidden `.{id}.partial` files a killed process left behind (a crash mid-write
+    /// never runs the drop guard), when untouched for [`STALE_PARTIAL_AGE`], and returns how many
+    /// went. Meant for startup; a missing directory simply has nothing to clean.
+    pub fn remove_stale_partials(&self) -> std::io::Result<usize> {
+        let mut removed = 0;
+        for kind in [Kind::CharacterReference, Kind::Video] {
+            let entries = match std::fs::read_dir(self.root.join(kind.dir_name())) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            for entry in entries {
+                let entry = entry?;
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                if !(name.starts_with('.') && name.ends_with(".partial")) {
+                    continue;
+                }
+                // Not following links: only our own regular temp files are ever removed.
+                let meta = entry.metadata()?;
+                let age = meta.modified().ok().and_then(|m| m.elapsed().ok()).unwrap_or_default();
+                if meta.is_file() && age >= STALE_PARTIAL_AGE {
+                    std::fs::remove_file(entry.path())?;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
     }
 }
 

@@ -316,6 +316,41 @@ fn binary_refuses_an_api_key_setting_without_a_key_and_logs_when_auth_is_off() {
     assert!(logs.contains("API key auth is off"), "startup says auth is off: {logs}");
 }
 
+/// A write killed mid-way leaves a hidden `.partial` file that no drop guard removes: the next
+/// start cleans up the stale ones and nothing else.
+#[test]
+fn startup_removes_stale_partial_files_only() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("outputs");
+    let id = |n: u8| format!("3f2b6c1e-8f0a-4d2b-9c51-0e4f1a2b3c{n:02x}");
+    let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+    let plant = |path: std::path::PathBuf, modified: Option<std::time::SystemTime>| {
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        let file = std::fs::File::create(&path).expect("create");
+        if let Some(t) = modified {
+            file.set_modified(t).expect("set mtime");
+        }
+        path
+    };
+    let stale = [
+        plant(out.join("videos").join(format!(".{}.partial", id(1))), Some(old)),
+        plant(out.join("character_references").join(format!(".{}.partial", id(2))), Some(old)),
+    ];
+    let kept = [
+        plant(out.join("videos").join(format!(".{}.partial", id(3))), None),
+        plant(out.join("videos").join(format!("{}.mp4", id(4))), Some(old)),
+        plant(out.join("videos").join("notes.partial"), Some(old)),
+    ];
+    std::fs::create_dir_all(out.join("videos").join(".dir.partial")).expect("a directory");
+
+    let server = ServerProcess::start(&[("MV_OUTPUT_DIR", out.to_str().expect("utf-8"))]).expect("start mvgen");
+    let (_, logs) = server.terminate();
+    assert!(logs.contains("removed stale partial files") && logs.contains("removed=2"), "{logs}");
+    assert!(stale.iter().all(|p| !p.exists()), "stale partial files remain");
+    assert!(kept.iter().all(|p| p.exists()), "only stale hidden .partial files may go");
+    assert!(out.join("videos").join(".dir.partial").is_dir());
+}
+
 // ---- helpers ----
 
 struct Upstreams {

@@ -41,9 +41,15 @@ async fn run(settings: Settings, provider_config: ProviderConfig) -> Result<(), 
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", settings.addr))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let storage = LocalStorage::new(&settings.output_dir);
+    match storage.remove_stale_partials() {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(removed = n, "removed stale partial files left by an interrupted write"),
+        Err(e) => tracing::warn!(error = %e, "could not clean up stale partial files"),
+    }
     let state = AppState {
         providers,
-        storage: Arc::new(LocalStorage::new(&settings.output_dir)),
+        storage: Arc::new(storage),
         debug: settings.debug,
         strict_flavors: settings.strict_flavors,
     };
