@@ -477,3 +477,80 @@ async fn cors_allows_only_the_configured_origins() {
     let (_, headers, _) = t.call(preflight("https://evil.example")).await;
     assert!(headers.get(header::ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
 }
+
+/// A directory, a link to a file outside (standing in for /etc/shadow) or a linked parent
+/// directory planted where a stored file belongs is never served or used as a reference.
+#[tokio::test]
+async fn stored_files_are_served_only_as_regular_files_reached_without_links() {
+    let t = TestApp::new();
+    let secret_dir = tempfile::tempdir().expect("temp dir");
+    let secret = secret_dir.path().join("shadow");
+    std::fs::write(&secret, b"root:$6$secret-hash").expect("secret");
+    let refs = t.output_dir.join("character_references");
+    std::fs::create_dir_all(&refs).expect("mkdir");
+    let id = |n: u8| format!("3f2b6c1e-8f0a-4d2b-9c51-0e4f1a2b3c{n:02x}");
+    std::fs::create_dir(refs.join(format!("{}.png", id(1)))).expect("a directory");
+    std::os::unix::fs::symlink(&secret, refs.join(format!("{}.png", id(2)))).expect("a link");
+    // The kind's directory itself a link to somewhere else holding a "stored" video.
+    let elsewhere = secret_dir.path().join("videos");
+    std::fs::create_dir(&elsewhere).expect("mkdir");
+    std::fs::write(elsewhere.join(format!("{}.mp4", id(3))), FAKE_MP4).expect("video");
+    std::os::unix::fs::symlink(&elsewhere, t.output_dir.join("videos")).expect("linked dir");
+
+    for url in [
+        format!("/api/mv/get_character_reference/{}", id(1)),
+        format!("/api/mv/get_character_reference/{}", id(2)),
+        format!("/api/mv/get_video/{}", id(3)),
+    ] {
+        let (status, headers, bytes) = t.get_bytes(&url, None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{url}");
+        assert_eq!(headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()), Some("application/json"));
+        assert!(!String::from_utf8_lossy(&bytes).contains("secret-hash"), "{url}");
+    }
+    let body = json!({"prompt": "p", "character_reference_id": id(2)});
+    let (status, resp) = t.post("/api/mv/generate_video", &body).await;
+    assert_eq!(status, StatusCode::OK, "{resp}");
+    assert!(resp["character_reference_warning"].as_str().is_some_and(|w| w.contains("not found")), "{resp}");
+    assert_eq!(t.videos.received()[0].reference_image, None, "the linked file must not be sent upstream");
+}
+
+/// RFC 9110 on the file GETs: a non-matching If-Range gets the whole file, an unknown range unit
+/// or a malformed Range is ignored, an If-Modified-Since in the future is ignored.
+#[tokio::test]
+async fn file_gets_follow_rfc_9110_conditionals_and_ranges() {
+    let t = TestApp::new();
+    let (_, resp) = t.post("/api/mv/generate_video", &json!({"prompt": "p"})).await;
+    let url = resp["video_url"].as_str().expect("url").to_string();
+    let get = |headers: Vec<(&'static str, String)>| {
+        let mut req = Request::get(url.as_str());
+        for (name, value) in headers {
+            req = req.header(name, value);
+        }
+        t.call(req.body(Body::empty()).expect("request"))
+    };
+    let (status, headers, bytes) = get(vec![]).await;
+    assert_eq!((status, bytes.as_slice()), (StatusCode::OK, FAKE_MP4));
+    let last_modified = headers.get(header::LAST_MODIFIED).and_then(|v| v.to_str().ok()).expect("Last-Modified");
+    let last_modified = last_modified.to_string();
+
+    let whole = |label: &str, (status, _, bytes): (StatusCode, axum::http::HeaderMap, Vec<u8>)| {
+        assert_eq!((status, bytes.as_slice()), (StatusCode::OK, FAKE_MP4), "{label}");
+    };
+    whole("etag If-Range", get(vec![("range", "bytes=2-5".into()), ("if-range", "\"other\"".into())]).await);
+    let stale = "Wed, 21 Oct 2015 07:28:00 GMT".to_string();
+    whole("old date If-Range", get(vec![("range", "bytes=2-5".into()), ("if-range", stale)]).await);
+    for range in ["items=0-1", "bytes=5-2", "bytes=x-y", "bytes 0-1"] {
+        whole(range, get(vec![("range", range.into())]).await);
+    }
+    let future = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(86_400));
+    whole("future If-Modified-Since", get(vec![("if-modified-since", future)]).await);
+
+    let (status, _, bytes) = get(vec![("range", "bytes=2-5".into()), ("if-range", last_modified.clone())]).await;
+    assert_eq!((status, bytes.as_slice()), (StatusCode::PARTIAL_CONTENT, &FAKE_MP4[2..=5]), "matching If-Range");
+    let (status, _, bytes) = get(vec![("if-modified-since", last_modified)]).await;
+    assert_eq!((status, bytes.len()), (StatusCode::NOT_MODIFIED, 0));
+    let (status, headers, _) = get(vec![("range", "bytes=9999-".into())]).await;
+    assert_eq!(status, StatusCode::RANGE_NOT_SATISFIABLE);
+    let expected = format!("bytes */{}", FAKE_MP4.len());
+    assert_eq!(headers.get(header::CONTENT_RANGE).and_then(|v| v.to_str().ok()), Some(expected.as_str()));
+}

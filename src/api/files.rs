@@ -1,15 +1,15 @@
 //! `GET /api/mv/get_character_reference/{id}` and `GET /api/mv/get_video/{id}`: stored files, with
 //! Range support (so a `<video>` element can seek), conditional requests and the right content type.
+//! Only regular files reached without links are served (see `Storage::open`).
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, header};
-use axum::response::{IntoResponse, Response};
-use tower::ServiceExt;
-use tower_http::services::ServeFile;
+use axum::response::Response;
 
 use super::AppState;
 use super::error::ApiError;
 use super::extract::ValidPath;
+use super::send_file::send_file;
 use crate::storage::Kind;
 
 #[utoipa::path(
@@ -53,14 +53,10 @@ pub async fn get_video(
 }
 
 async fn serve(state: &AppState, kind: Kind, id: &str, request: Request) -> Result<Response, ApiError> {
-    let stored = state.storage.find(kind, id).await?;
-    // ServeFile implements Range, If-Modified-Since and HEAD, and types the file by its extension,
-    // which storage chose from the content type.
-    let response = match ServeFile::new(&stored.path).oneshot(request).await {
-        Ok(response) => response,
-        Err(never) => match never {},
-    };
-    let mut response = response.into_response();
+    // Opened only as a regular file reached without links (storage checks), then sent with Range
+    // and conditional requests as RFC 9110 has them.
+    let opened = state.storage.open(kind, id).await?;
+    let mut response = send_file(opened, request.method(), request.headers()).await?;
     // Ids are never reused, so a stored file never changes; errors must not be cached that long.
     let status = response.status();
     if status.is_success() || status == axum::http::StatusCode::NOT_MODIFIED {

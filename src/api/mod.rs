@@ -9,6 +9,7 @@ mod files;
 mod flavors;
 pub mod openapi;
 mod scenes;
+mod send_file;
 mod video;
 
 use std::sync::Arc;

@@ -6,6 +6,7 @@ use std::time::Instant;
 use axum::extract::State;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
+use tokio::io::AsyncReadExt;
 
 use super::error::ApiError;
 use super::extract::ValidJson;
@@ -141,10 +142,13 @@ async fn load_reference(state: &AppState, id: Option<&str>) -> Result<(Option<Me
     let Some(id) = id.filter(|id| !id.is_empty()) else {
         return Ok((None, None));
     };
-    match state.storage.find(Kind::CharacterReference, id).await {
-        Ok(stored) => {
-            let bytes = tokio::fs::read(&stored.path).await.map_err(StorageError::from)?;
-            Ok((Some(Media { bytes, content_type: stored.content_type.to_string() }), None))
+    match state.storage.open(Kind::CharacterReference, id).await {
+        Ok(opened) => {
+            let content_type = opened.content_type.to_string();
+            let mut bytes = Vec::new();
+            let mut file = opened.file;
+            file.read_to_end(&mut bytes).await.map_err(StorageError::from)?;
+            Ok((Some(Media { bytes, content_type }), None))
         }
         Err(StorageError::NotFound(_)) => {
             Ok((None, Some(format!("character reference {id} was not found; the video was generated without it"))))
