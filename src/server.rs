@@ -34,6 +34,8 @@ pub struct Settings {
     /// `MVGEN_ACCESS_LOG`: one log line per request. Off by default: writing a line per request
     /// costs more CPU than serving a flavor list (see BENCHMARKS.md).
     pub access_log: bool,
+    /// `MV_MAX_CONCURRENT_GENERATIONS`: generation requests running at once; past it a 503.
+    pub max_concurrent_generations: usize,
 }
 
 impl std::fmt::Debug for Settings {
@@ -48,9 +50,14 @@ impl std::fmt::Debug for Settings {
             .field("cors_origins", &self.cors_origins)
             .field("log_json", &self.log_json)
             .field("access_log", &self.access_log)
+            .field("max_concurrent_generations", &self.max_concurrent_generations)
             .finish()
     }
 }
+
+/// Generations running at once by default: each may hold a downloaded video (up to
+/// `MV_MAX_VIDEO_BYTES`) in memory, and real renders take minutes.
+pub const DEFAULT_MAX_CONCURRENT_GENERATIONS: usize = 32;
 
 /// The address used when nothing else is configured.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8000";
@@ -98,6 +105,12 @@ impl Settings {
             cors_origins,
             log_json: var("MVGEN_LOG_FORMAT").is_some_and(|v| v.eq_ignore_ascii_case("json")),
             access_log: truthy(var("MVGEN_ACCESS_LOG")),
+            max_concurrent_generations: match var("MV_MAX_CONCURRENT_GENERATIONS") {
+                None => DEFAULT_MAX_CONCURRENT_GENERATIONS,
+                Some(v) => v.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    format!("MV_MAX_CONCURRENT_GENERATIONS={v:?}: expected a whole number of at least 1")
+                })?,
+            },
         })
     }
 
@@ -309,6 +322,15 @@ mod tests {
             assert!(err.contains("API_KEY is set but holds no key"), "{err}");
         }
         assert!(settings(&[]).expect("unset").api_keys.is_empty());
+    }
+
+    #[test]
+    fn generation_cap_is_a_positive_number() {
+        assert_eq!(settings(&[]).expect("default").max_concurrent_generations, DEFAULT_MAX_CONCURRENT_GENERATIONS);
+        assert_eq!(settings(&[("MV_MAX_CONCURRENT_GENERATIONS", " 3 ")]).expect("3").max_concurrent_generations, 3);
+        for bad in ["0", "-1", "many"] {
+            assert!(settings(&[("MV_MAX_CONCURRENT_GENERATIONS", bad)]).is_err(), "{bad}");
+        }
     }
 
     #[test]

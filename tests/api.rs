@@ -554,3 +554,36 @@ async fn file_gets_follow_rfc_9110_conditionals_and_ranges() {
     let expected = format!("bytes */{}", FAKE_MP4.len());
     assert_eq!(headers.get(header::CONTENT_RANGE).and_then(|v| v.to_str().ok()), Some(expected.as_str()));
 }
+
+/// The reference image is read into memory for the video request: a planted oversized one is
+/// refused by its size, not read whole.
+#[tokio::test]
+async fn oversized_character_references_are_refused_not_read_whole() {
+    let t = TestApp::new();
+    let refs = t.output_dir.join("character_references");
+    std::fs::create_dir_all(&refs).expect("mkdir");
+    let id = "3f2b6c1e-8f0a-4d2b-9c51-0e4f1a2b3c4d";
+    let file = std::fs::File::create(refs.join(format!("{id}.png"))).expect("create");
+    // Sparse: 20 MiB + 1 byte without writing them.
+    file.set_len(mvgen::api::limits::MAX_REFERENCE_BYTES + 1).expect("size");
+    let (status, resp) = t.post("/api/mv/generate_video", &json!({"prompt": "p", "character_reference_id": id})).await;
+    assert_eq!((status, resp["detail"]["details"].as_str()), (StatusCode::BAD_REQUEST, Some("character_reference_id")));
+    assert!(t.videos.received().is_empty(), "nothing is sent upstream");
+}
+
+#[tokio::test]
+async fn openapi_documents_the_text_length_bound() {
+    let t = TestApp::new();
+    let (_, spec) = t.get("/api/openapi.json").await;
+    let schemas = &spec["components"]["schemas"];
+    for (body, field) in [
+        ("CreateScenesBody", "idea"),
+        ("CreateScenesBody", "camera_angle"),
+        ("CharacterReferenceBody", "negative_prompt"),
+        ("GenerateVideoBody", "prompt"),
+        ("GenerateVideoBody", "video_rules_template"),
+    ] {
+        let max = &schemas[body]["properties"][field]["maxLength"];
+        assert_eq!(max, &json!(mvgen::api::limits::MAX_TEXT_CHARS), "{body}.{field}: {}", schemas[body]);
+    }
+}

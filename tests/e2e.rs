@@ -184,6 +184,39 @@ async fn retry_after_passed_to_clients_is_capped() {
     assert!(!body.to_string().contains("99999"), "{body}");
 }
 
+/// Past `MV_MAX_CONCURRENT_GENERATIONS` a generation is refused at once with 503 and Retry-After,
+/// never queued behind minutes of renders; other requests keep working and the slot comes back.
+#[tokio::test]
+async fn generations_past_the_cap_get_503_at_once() {
+    let up = Upstreams::start().await;
+    let server = up.server(|s| s.max_concurrent_generations = 1).await;
+    let n = mvgen::flavor::lookup("default").expect("default").parameters.number_of_scenes.value;
+    up.gemini.set_default_scenes(n);
+    up.gemini.push_response(Scripted::json(200, FakeGemini::scenes_body(n)).with_delay(Duration::from_secs(2)));
+    let scenes = json!({"idea": "i", "character_description": "c"});
+    let first = {
+        let (client, url, body) =
+            (server.client.clone(), format!("{}/api/mv/create_scenes", server.base), scenes.clone());
+        tokio::spawn(async move { client.post(url).json(&body).send().await.map(|r| r.status().as_u16()) })
+    };
+    while up.gemini.received().is_empty() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let second = server.client.post(format!("{}/api/mv/generate_video", server.base)).json(&json!({"prompt": "p"}));
+    let resp = tokio::time::timeout(Duration::from_secs(1), second.send()).await.expect("answered at once");
+    let resp = resp.expect("request");
+    assert_eq!(resp.status(), 503);
+    assert_eq!(resp.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("5"));
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["detail"]["error"], "TooManyGenerations", "{body}");
+    let flavors = server.client.get(format!("{}/api/mv/get_config_flavors", server.base)).send().await;
+    assert_eq!(flavors.expect("request").status(), 200, "non-generation requests are not limited");
+
+    assert_eq!(first.await.expect("task").expect("request"), 200);
+    let (status, resp) = server.post("/api/mv/create_scenes", &scenes).await;
+    assert_eq!(status, 200, "the slot is released: {resp}");
+}
+
 /// Replicate faults end in bounded time with 502/504 and leave no file behind.
 #[tokio::test]
 async fn replicate_faults_end_in_bounded_time_and_store_nothing() {
@@ -310,9 +343,8 @@ fn binary_refuses_an_api_key_setting_without_a_key_and_logs_when_auth_is_off() {
         assert!(status.is_some_and(|s| !s.success()), "API_KEY={empty:?} must not start: {stderr}");
         assert!(stderr.contains("API_KEY is set but holds no key"), "{stderr}");
     }
-    let server = ServerProcess::start(&[]).expect("start mvgen");
-    let (status, logs) = server.terminate();
-    assert!(status.success(), "{logs}");
+    // Logged before the listening line the helper waits for.
+    let logs = ServerProcess::start(&[]).expect("start mvgen").log();
     assert!(logs.contains("API key auth is off"), "startup says auth is off: {logs}");
 }
 
@@ -388,6 +420,7 @@ impl Upstreams {
             storage: Arc::new(LocalStorage::new(&settings.output_dir)),
             debug: settings.debug,
             strict_flavors: settings.strict_flavors,
+            generations: mvgen::api::limits::GenerationSlots::new(settings.max_concurrent_generations),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));

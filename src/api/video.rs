@@ -10,6 +10,7 @@ use tokio::io::AsyncReadExt;
 
 use super::error::ApiError;
 use super::extract::ValidJson;
+use super::limits::{MAX_REFERENCE_BYTES, bounded_texts};
 use super::{AppState, FlavorReport, choice, choose_flavor, debug_log, in_range, required, seed, with_flavor};
 use crate::compiler::template::Template;
 use crate::compiler::{Choice, VIDEO_DURATION};
@@ -22,10 +23,12 @@ use crate::storage::{Kind, StorageError};
 #[serde(deny_unknown_fields)]
 pub struct GenerateVideoBody {
     /// The scene description (required, not blank).
-    #[schema(min_length = 1, pattern = r"\S")]
+    #[schema(max_length = 20000, min_length = 1, pattern = r"\S")]
     pub prompt: String,
+    #[schema(max_length = 20000)]
     pub negative_prompt: Option<String>,
     /// `16:9`, `9:16`, `1:1`.
+    #[schema(max_length = 20000)]
     pub aspect_ratio: Option<String>,
     /// Seconds, 1..=60.
     #[schema(minimum = 1, maximum = 60)]
@@ -35,9 +38,12 @@ pub struct GenerateVideoBody {
     #[schema(minimum = 0, maximum = 4294967295_i64)]
     pub seed: Option<i64>,
     /// An id from `generate_character_reference`; its image guides the video.
+    #[schema(max_length = 20000)]
     pub character_reference_id: Option<String>,
     /// Replaces the flavor's video rules for this request; may use `{aspect_ratio}`.
+    #[schema(max_length = 20000)]
     pub video_rules_template: Option<String>,
+    #[schema(max_length = 20000)]
     pub config_flavor: Option<String>,
 }
 
@@ -80,6 +86,15 @@ pub async fn generate_video(
     ValidJson(body): ValidJson<GenerateVideoBody>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
+    let _slot = state.generations.take()?;
+    bounded_texts(&[
+        ("prompt", Some(&body.prompt)),
+        ("negative_prompt", body.negative_prompt.as_deref()),
+        ("aspect_ratio", body.aspect_ratio.as_deref()),
+        ("character_reference_id", body.character_reference_id.as_deref()),
+        ("video_rules_template", body.video_rules_template.as_deref()),
+        ("config_flavor", body.config_flavor.as_deref()),
+    ])?;
     required("prompt", &body.prompt)?;
     let video_rules_template = body
         .video_rules_template
@@ -144,10 +159,22 @@ async fn load_reference(state: &AppState, id: Option<&str>) -> Result<(Option<Me
     };
     match state.storage.open(Kind::CharacterReference, id).await {
         Ok(opened) => {
+            let too_big = || {
+                ApiError::invalid(
+                    "character_reference_id",
+                    format!("the image is larger than the {} MiB a video request may carry", MAX_REFERENCE_BYTES >> 20),
+                )
+            };
+            if opened.len > MAX_REFERENCE_BYTES {
+                return Err(too_big());
+            }
             let content_type = opened.content_type.to_string();
-            let mut bytes = Vec::new();
-            let mut file = opened.file;
-            file.read_to_end(&mut bytes).await.map_err(StorageError::from)?;
+            // Read at most one byte past the cap, whatever the file grew to since its size was read.
+            let mut bytes = Vec::with_capacity(usize::try_from(opened.len).unwrap_or(0));
+            opened.file.take(MAX_REFERENCE_BYTES + 1).read_to_end(&mut bytes).await.map_err(StorageError::from)?;
+            if bytes.len() as u64 > MAX_REFERENCE_BYTES {
+                return Err(too_big());
+            }
             Ok((Some(Media { bytes, content_type }), None))
         }
         Err(StorageError::NotFound(_)) => {

@@ -52,18 +52,19 @@ async fn run(settings: Settings, provider_config: ProviderConfig) -> Result<(), 
         storage: Arc::new(storage),
         debug: settings.debug,
         strict_flavors: settings.strict_flavors,
+        generations: crate::api::limits::GenerationSlots::new(settings.max_concurrent_generations),
     };
-    tracing::info!(
-        "mvgen listening on http://{local} ({} flavors, outputs in {})",
-        names.len(),
-        settings.output_dir.display()
-    );
     // Whether auth is on, never the keys themselves.
     match settings.api_keys.len() {
         0 if local.ip().is_loopback() => tracing::info!("API key auth is off: API_KEY is not set, /api/* is open"),
         0 => tracing::warn!("API key auth is off: API_KEY is not set, /api/* is open to anyone who can reach {local}"),
         n => tracing::info!(keys = n, "API key auth is on: /api/* needs X-API-Key"),
     }
+    tracing::info!(
+        "mvgen listening on http://{local} ({} flavors, outputs in {})",
+        names.len(),
+        settings.output_dir.display()
+    );
     let router = server::app(state, &settings);
     server::serve(listener, router, server::shutdown_signal()).await.map_err(|e| format!("server error: {e}"))
 }
