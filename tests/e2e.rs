@@ -236,6 +236,23 @@ async fn replicate_faults_end_in_bounded_time_and_store_nothing() {
             "UpstreamError",
         ),
         (PredictionPlan { polls_until_done: 2, outcome: Outcome::Canceled }, 502, "UpstreamError"),
+        // Labelled a video, but an HTML page: the bytes decide, and it is refused.
+        (
+            PredictionPlan {
+                polls_until_done: 1,
+                outcome: Outcome::Succeed(FakeFile::new("out.mp4", Some("video/mp4"), b"<html>login</html>".to_vec())),
+            },
+            502,
+            "UpstreamError",
+        ),
+        (
+            PredictionPlan {
+                polls_until_done: 1,
+                outcome: Outcome::SucceedWithUrl("http://169.254.169.254/latest/meta-data/clip.mp4".into()),
+            },
+            502,
+            "UpstreamError",
+        ),
     ];
     for (plan, status, kind) in cases {
         let label = format!("{:?}", plan.outcome);

@@ -9,6 +9,7 @@ pub mod config;
 pub mod gemini;
 pub mod http;
 pub mod mock;
+pub mod outbound;
 pub mod replicate;
 
 use std::future::Future;
@@ -94,6 +95,27 @@ pub const MEDIA_TYPES: &[(&str, &str)] = &[
 pub fn extension_for(content_type: &str) -> Option<&'static str> {
     let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     MEDIA_TYPES.iter().find(|(ct, _)| *ct == essence).map(|(_, ext)| *ext)
+}
+
+/// The stored type of a file, decided from its first bytes (magic numbers) rather than from what
+/// a file host claims; `None` for anything mvgen does not store.
+pub fn sniff_media_type(bytes: &[u8]) -> Option<&'static str> {
+    let sniffed = if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        "image/png"
+    } else if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        "image/jpeg"
+    } else if bytes.get(..4) == Some(b"RIFF") && bytes.get(8..12) == Some(b"WEBP") {
+        "image/webp"
+    } else if bytes.get(4..8) == Some(b"ftyp") {
+        // ISO base media: MP4, and QuickTime (.mov), which browsers play as MP4.
+        "video/mp4"
+    } else if bytes.starts_with(&[0x1A, 0x45, 0xDF, 0xA3]) {
+        // An EBML header: WebM.
+        "video/webm"
+    } else {
+        return None;
+    };
+    MEDIA_TYPES.iter().find(|(ct, _)| *ct == sniffed).map(|(ct, _)| *ct)
 }
 
 /// The content type a stored extension is served with.
