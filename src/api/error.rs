@@ -42,7 +42,10 @@ pub struct ErrorDetail {
 #[derive(utoipa::IntoResponses)]
 #[allow(dead_code)] // Only read by the OpenAPI derive, never constructed.
 pub enum GenerationErrors {
-    #[response(status = 400, description = "Invalid values or malformed JSON")]
+    #[response(
+        status = 400,
+        description = "Invalid values (a text field over 20 000 characters included) or malformed JSON"
+    )]
     BadRequest(ErrorBody),
     #[response(status = 401, description = "A valid API key is required")]
     Unauthorized(ErrorBody),
@@ -59,7 +62,11 @@ pub enum GenerationErrors {
     Storage(ErrorBody),
     #[response(status = 502, description = "The upstream model failed; the message is the upstream's")]
     Upstream(ErrorBody),
-    #[response(status = 503, description = "The upstream is rate limiting; see Retry-After")]
+    #[response(
+        status = 503,
+        description = "The upstream is rate limiting, or too many generations are running here \
+                       (`TooManyGenerations`); see Retry-After (at most 300 s)"
+    )]
     RateLimited(ErrorBody),
     #[response(status = 504, description = "The upstream model timed out")]
     Timeout(ErrorBody),

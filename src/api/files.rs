@@ -19,8 +19,12 @@ use crate::storage::Kind;
     params(("id" = String, Path, description = "An image id from generate_character_reference")),
     responses(
         (status = 200, description = "The image", content_type = "image/png", body = Vec<u8>),
+        (status = 206, description = "Part of the image (Range request)", content_type = "image/png", body = Vec<u8>),
+        (status = 304, description = "Not modified since If-Modified-Since"),
         (status = 400, description = "Malformed id", body = super::error::ErrorBody),
         (status = 404, description = "Unknown id", body = super::error::ErrorBody),
+        (status = 412, description = "Modified since If-Unmodified-Since", body = super::error::ErrorBody),
+        (status = 416, description = "Range not satisfiable", body = super::error::ErrorBody),
     )
 )]
 pub async fn get_character_reference(
@@ -39,9 +43,11 @@ pub async fn get_character_reference(
     responses(
         (status = 200, description = "The video", content_type = "video/mp4", body = Vec<u8>),
         (status = 206, description = "Part of the video (Range request)", content_type = "video/mp4", body = Vec<u8>),
+        (status = 304, description = "Not modified since If-Modified-Since"),
         (status = 400, description = "Malformed id", body = super::error::ErrorBody),
         (status = 404, description = "Unknown id", body = super::error::ErrorBody),
-        (status = 416, description = "Range not satisfiable"),
+        (status = 412, description = "Modified since If-Unmodified-Since", body = super::error::ErrorBody),
+        (status = 416, description = "Range not satisfiable", body = super::error::ErrorBody),
     )
 )]
 pub async fn get_video(
