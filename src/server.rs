@@ -36,6 +36,8 @@ pub struct Settings {
     /// `MVGEN_ACCESS_LOG`: one log line per request. Off by default: writing a line per request
     /// costs more CPU than serving a flavor list (see BENCHMARKS.md).
     pub access_log: bool,
+    /// `MV_MAX_CONCURRENT_GENERATIONS`: generation requests running at once; past it a 503.
+    pub max_concurrent_generations: usize,
 }
 
 impl std::fmt::Debug for Settings {
@@ -50,9 +52,15 @@ impl std::fmt::Debug for Settings {
             .field("cors_origins", &self.cors_origins)
             .field("log_json", &self.log_json)
             .field("access_log", &self.access_log)
+            .field("max_concurrent_generations", &self.max_concurrent_generations)
             .finish()
     }
 }
+
+/// Generations running at once by default: each may hold a downloaded video (up to
+/// `MV_MAX_VIDEO_BYTES`) in memory, and real renders take minutes. 64 still serves a client
+/// keeping 64 connections busy with scene requests (tests/mixed_flavors.rs) without a 503.
+pub const DEFAULT_MAX_CONCURRENT_GENERATIONS: usize = 64;
 
 /// The address used when nothing else is configured.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8000";
@@ -92,6 +100,13 @@ impl Settings {
             }
         }
         let api_keys = list("API_KEY");
+        // `API_KEY=" , "` would otherwise parse to no keys and leave the API open while the operator
+        // believes it is locked: a set but keyless value is a mistake, not a request for no auth.
+        if var("API_KEY").is_some() && api_keys.is_empty() {
+            return Err("API_KEY is set but holds no key: give at least one key (comma-separated), or unset \
+                        API_KEY to run without authentication"
+                .to_string());
+        }
         for entry in &api_keys {
             ApiKey::parse(entry).map_err(|e| format!("API_KEY: {e}"))?;
         }
@@ -104,6 +119,12 @@ impl Settings {
             cors_origins,
             log_json: var("MVGEN_LOG_FORMAT").is_some_and(|v| v.eq_ignore_ascii_case("json")),
             access_log: truthy(var("MVGEN_ACCESS_LOG")),
+            max_concurrent_generations: match var("MV_MAX_CONCURRENT_GENERATIONS") {
+                None => DEFAULT_MAX_CONCURRENT_GENERATIONS,
+                Some(v) => v.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    format!("MV_MAX_CONCURRENT_GENERATIONS={v:?}: expected a whole number of at least 1")
+                })?,
+            },
         })
     }
 
@@ -119,21 +140,22 @@ fn truthy(value: Option<String>) -> bool {
 
 /// The whole application.
 pub fn app(state: AppState, settings: &Settings) -> Router {
-    let mut api = api::routes().route("/api/openapi.json", get(api::openapi::openapi_json));
-    // Without keys there is nothing to check; leaving the layer out spares every request a boxed
-    // middleware call (measured in BENCHMARKS.md).
-    if !settings.api_keys.is_empty() {
-        let keys = Arc::new(ApiKeys::from_entries(&settings.api_keys));
-        api = api.layer(middleware::from_fn_with_state(keys, require_api_key));
-    }
-    // Routes added after the key layer (health, the fallback) are not behind it.
-    let mut router = api
+    let mut router = api::routes()
+        .route("/api/openapi.json", get(api::openapi::openapi_json))
         .route("/health", get(health))
         .merge(crate::page::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state);
+    // Around the fallbacks too, so an unknown `/api/*` path or a wrong method is a 401 like any
+    // other keyless call: without a key nobody learns which API routes exist. Without keys there is
+    // nothing to check; leaving the layer out spares every request a boxed middleware call
+    // (measured in BENCHMARKS.md).
+    if !settings.api_keys.is_empty() {
+        let keys = Arc::new(ApiKeys::from_entries(&settings.api_keys));
+        router = router.layer(middleware::from_fn_with_state(keys, require_api_key));
+    }
     if !settings.cors_origins.is_empty() {
         router = router.layer(cors(&settings.cors_origins));
     }
@@ -181,8 +203,11 @@ async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> ApiError {
 /// `X-API-Key` header or `?api_key=`, compared in constant time against every configured key. An
 /// empty header counts as absent: the create page of the service mvgen replaces sends
 /// `X-API-Key: ''` when it has no key, and that must not hide a valid `?api_key=`.
+/// Only `/api` and `/api/*` are guarded: health and the create page stay open.
 async fn require_api_key(State(keys): State<Arc<ApiKeys>>, request: Request, next: Next) -> Response {
-    if keys.is_empty() || request.method() == Method::OPTIONS {
+    let path = request.uri().path();
+    let guarded = path == "/api" || path.starts_with("/api/");
+    if keys.is_empty() || !guarded || request.method() == Method::OPTIONS {
         return next.run(request).await;
     }
     let from_header = request
@@ -325,6 +350,24 @@ mod tests {
         assert!(err.starts_with("API_KEY:") && !err.contains("k1"), "{err}");
         let ok = settings(&[("API_KEY", &format!("hash:{}", "ab".repeat(32)))]).expect("valid hash");
         assert_eq!(ok.api_keys.len(), 1);
+    }
+
+    #[test]
+    fn an_api_key_setting_without_a_key_is_refused() {
+        for empty in ["", " ", " , ", ",,"] {
+            let err = settings(&[("API_KEY", empty)]).expect_err("no key");
+            assert!(err.contains("API_KEY is set but holds no key"), "{err}");
+        }
+        assert!(settings(&[]).expect("unset").api_keys.is_empty());
+    }
+
+    #[test]
+    fn generation_cap_is_a_positive_number() {
+        assert_eq!(settings(&[]).expect("default").max_concurrent_generations, DEFAULT_MAX_CONCURRENT_GENERATIONS);
+        assert_eq!(settings(&[("MV_MAX_CONCURRENT_GENERATIONS", " 3 ")]).expect("3").max_concurrent_generations, 3);
+        for bad in ["0", "-1", "many"] {
+            assert!(settings(&[("MV_MAX_CONCURRENT_GENERATIONS", bad)]).is_err(), "{bad}");
+        }
     }
 
     #[test]

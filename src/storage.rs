@@ -78,6 +78,15 @@ pub struct Stored {
     pub content_type: &'static str,
 }
 
+/// A stored file opened for reading: a regular file, reached without following any link.
+#[derive(Debug)]
+pub struct Opened {
+    pub file: tokio::fs::File,
+    pub len: u64,
+    pub modified: Option<std::time::SystemTime>,
+    pub content_type: &'static str,
+}
+
 /// Keeps generated files, and a small record about each where one is written.
 pub trait Storage: Send + Sync {
     /// Stores `bytes` as a new file and returns its id.
@@ -87,13 +96,17 @@ pub trait Storage: Send + Sync {
         content_type: &'a str,
         bytes: &'a [u8],
     ) -> BoxFuture<'a, Result<String, StorageError>>;
-    /// Finds a stored file by id.
+    /// Finds a stored file by id. Only a regular file is found: a directory, link or anything else
+    /// planted under its name (or a link in place of the kind's directory) is `NotFound`, and logged.
     fn find<'a>(&'a self, kind: Kind, id: &'a str) -> BoxFuture<'a, Result<Stored, StorageError>>;
     /// Keeps `record` (a small JSON document: when, by which backend, for which project) with the
     /// stored file `id`, replacing any earlier one.
     fn put_record<'a>(&'a self, kind: Kind, id: &'a str, record: &'a [u8]) -> BoxFuture<'a, Result<(), StorageError>>;
     /// The record kept with `id`, if one was written.
     fn record<'a>(&'a self, kind: Kind, id: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, StorageError>>;
+    /// Opens a stored file by id, with the same checks as `find` made again on the open file, so a
+    /// file swapped for a link in between is refused too.
+    fn open<'a>(&'a self, kind: Kind, id: &'a str) -> BoxFuture<'a, Result<Opened, StorageError>>;
 }
 
 /// Files on the local disk.
@@ -101,6 +114,10 @@ pub trait Storage: Send + Sync {
 pub struct LocalStorage {
     root: PathBuf,
 }
+
+/// A hidden temp file untouched this long was abandoned (the process writing it was killed): a live
+/// write keeps touching its file until the rename, which follows at once.
+pub const STALE_PARTIAL_AGE: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl LocalStorage {
     pub fn new(root: impl Into<PathBuf>) -> Self {
@@ -110,6 +127,38 @@ impl LocalStorage {
     /// `{root}/records/{kind}`: what is kept about each stored file of a kind.
     fn records_dir(&self, kind: Kind) -> PathBuf {
         self.root.join("records").join(kind.dir_name())
+    }
+
+    /// Removes the hidden `.{id}.partial` files a killed process left behind (a crash mid-write
+    /// never runs the drop guard), when untouched for [`STALE_PARTIAL_AGE`], and returns how many
+    /// went. Meant for startup; a missing directory simply has nothing to clean.
+    pub fn remove_stale_partials(&self) -> std::io::Result<usize> {
+        let mut removed = 0;
+        let kinds = [Kind::CharacterReference, Kind::Video, Kind::Scenes];
+        let dirs = kinds.iter().flat_map(|kind| [self.root.join(kind.dir_name()), self.records_dir(*kind)]);
+        for dir in dirs {
+            let entries = match std::fs::read_dir(dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            for entry in entries {
+                let entry = entry?;
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                if !(name.starts_with('.') && name.ends_with(".partial")) {
+                    continue;
+                }
+                // Not following links: only our own regular temp files are ever removed.
+                let meta = entry.metadata()?;
+                let age = meta.modified().ok().and_then(|m| m.elapsed().ok()).unwrap_or_default();
+                if meta.is_file() && age >= STALE_PARTIAL_AGE {
+                    std::fs::remove_file(entry.path())?;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
     }
 }
 
@@ -142,11 +191,24 @@ impl Storage for LocalStorage {
         Box::pin(async move {
             let id = parse_id(id)?;
             let dir = self.root.join(kind.dir_name());
+            // symlink_metadata never follows a link: every component under the output directory
+            // must itself be what it claims. (The output directory may be a link: the operator's.)
+            match tokio::fs::symlink_metadata(&dir).await {
+                Ok(meta) if meta.is_dir() => {}
+                Ok(meta) => return Err(refuse(&dir, &meta, id)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StorageError::NotFound(id)),
+                Err(e) => return Err(e.into()),
+            }
             for ext in kind.extensions() {
                 let path = dir.join(format!("{id}.{ext}"));
-                if tokio::fs::try_exists(&path).await? {
-                    let content_type = content_type_for(ext).unwrap_or("application/octet-stream");
-                    return Ok(Stored { path, content_type });
+                match tokio::fs::symlink_metadata(&path).await {
+                    Ok(meta) if meta.is_file() => {
+                        let content_type = content_type_for(ext).unwrap_or("application/octet-stream");
+                        return Ok(Stored { path, content_type });
+                    }
+                    Ok(meta) => return Err(refuse(&path, &meta, id)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e.into()),
                 }
             }
             Err(StorageError::NotFound(id))
@@ -176,6 +238,50 @@ impl Storage for LocalStorage {
             }
         })
     }
+    fn open<'a>(&'a self, kind: Kind, id: &'a str) -> BoxFuture<'a, Result<Opened, StorageError>> {
+        Box::pin(async move {
+            let stored = self.find(kind, id).await?;
+            // O_NOFOLLOW: a link swapped in since `find` fails with ELOOP instead of being followed;
+            // O_NONBLOCK: a FIFO swapped in cannot hang the open (regular files ignore it).
+            let opened = tokio::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+                .open(&stored.path)
+                .await;
+            let file = match opened {
+                Ok(file) => file,
+                Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                    tracing::warn!(path = %stored.path.display(), "refusing to serve a link planted as a stored file");
+                    return Err(StorageError::NotFound(id.to_string()));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(StorageError::NotFound(id.to_string()));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let meta = file.metadata().await?;
+            if !meta.is_file() {
+                return Err(refuse(&stored.path, &meta, id.to_string()));
+            }
+            Ok(Opened { file, len: meta.len(), modified: meta.modified().ok(), content_type: stored.content_type })
+        })
+    }
+}
+
+/// `NotFound` for something that is not what a stored file or its directory must be, logged: it
+/// was planted there (or the disk was tampered with), and the operator should know.
+fn refuse(path: &Path, meta: &std::fs::Metadata, id: String) -> StorageError {
+    let what = if meta.is_symlink() {
+        "a symbolic link"
+    } else if meta.is_dir() {
+        "a directory"
+    } else if meta.is_file() {
+        "a regular file"
+    } else {
+        "a special file"
+    };
+    tracing::warn!(path = %path.display(), found = what, "refusing to serve: not a regular file reached without links");
+    StorageError::NotFound(id)
 }
 
 /// A temporary file that is removed on drop unless it was renamed into place.

@@ -283,6 +283,24 @@ async fn api_keys_are_required_when_configured() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, _) = t.get("/health").await;
     assert_eq!(status, StatusCode::OK, "health stays open for probes");
+
+    // Without a key, unknown API paths and wrong methods say nothing about which routes exist.
+    for req in [
+        Request::get("/api/mv/no_such_route"),
+        Request::get("/api/nothing"),
+        Request::get("/api"),
+        Request::get("/api/mv/create_scenes"),
+        Request::delete("/api/mv/get_video/3f2b6c1e-8f0a-4d2b-9c51-0e4f1a2b3c4d"),
+    ] {
+        let (status, resp) = t.send(req).await;
+        assert_eq!((status, resp["detail"]["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("Unauthorized")));
+    }
+    let (status, _) = t.send(Request::get("/api/mv/no_such_route").header("x-api-key", "k-one")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = t.send(Request::get("/api/mv/create_scenes").header("x-api-key", "k-one")).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    let (status, _) = t.get("/no-such-page").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "only /api is guarded");
 }
 
 #[tokio::test]
@@ -374,7 +392,8 @@ async fn unknown_routes_answer_json_404() {
 /// request's flavor's rendering (no request ever sees another's config).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_requests_with_different_flavors_never_mix() {
-    let t = Arc::new(TestApp::new());
+    // All 1000 at once: the generation cap is not what this test is about.
+    let t = Arc::new(TestApp::with(|s| s.max_concurrent_generations = 1000, |_| {}));
     let flavors = ["default", "mv1", "example", "unknown-one"];
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..1000 {
@@ -891,4 +910,114 @@ fn preflight(uri: &str, origin: &str) -> Request<Body> {
         .header(header::ACCESS_CONTROL_REQUEST_HEADERS, "content-type,x-api-key")
         .body(Body::empty())
         .expect("request")
+}
+
+/// A directory, a link to a file outside (standing in for /etc/shadow) or a linked parent
+/// directory planted where a stored file belongs is never served or used as a reference.
+#[tokio::test]
+async fn stored_files_are_served_only_as_regular_files_reached_without_links() {
+    let t = TestApp::new();
+    let secret_dir = tempfile::tempdir().expect("temp dir");
+    let secret = secret_dir.path().join("shadow");
+    std::fs::write(&secret, b"root:$6$secret-hash").expect("secret");
+    let refs = t.output_dir.join("character_references");
+    std::fs::create_dir_all(&refs).expect("mkdir");
+    let id = |n: u8| format!("3f2b6c1e-8f0a-4d2b-9c51-0e4f1a2b3c{n:02x}");
+    std::fs::create_dir(refs.join(format!("{}.png", id(1)))).expect("a directory");
+    std::os::unix::fs::symlink(&secret, refs.join(format!("{}.png", id(2)))).expect("a link");
+    // The kind's directory itself a link to somewhere else holding a "stored" video.
+    let elsewhere = secret_dir.path().join("videos");
+    std::fs::create_dir(&elsewhere).expect("mkdir");
+    std::fs::write(elsewhere.join(format!("{}.mp4", id(3))), FAKE_MP4).expect("video");
+    std::os::unix::fs::symlink(&elsewhere, t.output_dir.join("videos")).expect("linked dir");
+
+    for url in [
+        format!("/api/mv/get_character_reference/{}", id(1)),
+        format!("/api/mv/get_character_reference/{}", id(2)),
+        format!("/api/mv/get_video/{}", id(3)),
+    ] {
+        let (status, headers, bytes) = t.get_bytes(&url, None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{url}");
+        assert_eq!(headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()), Some("application/json"));
+        assert!(!String::from_utf8_lossy(&bytes).contains("secret-hash"), "{url}");
+    }
+    let body = json!({"prompt": "p", "character_reference_id": id(2)});
+    let (status, resp) = t.post("/api/mv/generate_video", &body).await;
+    assert_eq!(status, StatusCode::OK, "{resp}");
+    assert!(resp["character_reference_warning"].as_str().is_some_and(|w| w.contains("not found")), "{resp}");
+    assert_eq!(t.videos.received()[0].reference_image, None, "the linked file must not be sent upstream");
+}
+
+/// RFC 9110 on the file GETs: a non-matching If-Range gets the whole file, an unknown range unit
+/// or a malformed Range is ignored, an If-Modified-Since in the future is ignored.
+#[tokio::test]
+async fn file_gets_follow_rfc_9110_conditionals_and_ranges() {
+    let t = TestApp::new();
+    let (_, resp) = t.post("/api/mv/generate_video", &json!({"prompt": "p"})).await;
+    let url = resp["video_url"].as_str().expect("url").to_string();
+    let get = |headers: Vec<(&'static str, String)>| {
+        let mut req = Request::get(url.as_str());
+        for (name, value) in headers {
+            req = req.header(name, value);
+        }
+        t.call(req.body(Body::empty()).expect("request"))
+    };
+    let (status, headers, bytes) = get(vec![]).await;
+    assert_eq!((status, bytes.as_slice()), (StatusCode::OK, FAKE_MP4));
+    let last_modified = headers.get(header::LAST_MODIFIED).and_then(|v| v.to_str().ok()).expect("Last-Modified");
+    let last_modified = last_modified.to_string();
+
+    let whole = |label: &str, (status, _, bytes): (StatusCode, axum::http::HeaderMap, Vec<u8>)| {
+        assert_eq!((status, bytes.as_slice()), (StatusCode::OK, FAKE_MP4), "{label}");
+    };
+    whole("etag If-Range", get(vec![("range", "bytes=2-5".into()), ("if-range", "\"other\"".into())]).await);
+    let stale = "Wed, 21 Oct 2015 07:28:00 GMT".to_string();
+    whole("old date If-Range", get(vec![("range", "bytes=2-5".into()), ("if-range", stale)]).await);
+    for range in ["items=0-1", "bytes=5-2", "bytes=x-y", "bytes 0-1"] {
+        whole(range, get(vec![("range", range.into())]).await);
+    }
+    let future = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(86_400));
+    whole("future If-Modified-Since", get(vec![("if-modified-since", future)]).await);
+
+    let (status, _, bytes) = get(vec![("range", "bytes=2-5".into()), ("if-range", last_modified.clone())]).await;
+    assert_eq!((status, bytes.as_slice()), (StatusCode::PARTIAL_CONTENT, &FAKE_MP4[2..=5]), "matching If-Range");
+    let (status, _, bytes) = get(vec![("if-modified-since", last_modified)]).await;
+    assert_eq!((status, bytes.len()), (StatusCode::NOT_MODIFIED, 0));
+    let (status, headers, _) = get(vec![("range", "bytes=9999-".into())]).await;
+    assert_eq!(status, StatusCode::RANGE_NOT_SATISFIABLE);
+    let expected = format!("bytes */{}", FAKE_MP4.len());
+    assert_eq!(headers.get(header::CONTENT_RANGE).and_then(|v| v.to_str().ok()), Some(expected.as_str()));
+}
+
+/// The reference image is read into memory for the video request: a planted oversized one is
+/// refused by its size, not read whole.
+#[tokio::test]
+async fn oversized_character_references_are_refused_not_read_whole() {
+    let t = TestApp::new();
+    let refs = t.output_dir.join("character_references");
+    std::fs::create_dir_all(&refs).expect("mkdir");
+    let id = "3f2b6c1e-8f0a-4d2b-9c51-0e4f1a2b3c4d";
+    let file = std::fs::File::create(refs.join(format!("{id}.png"))).expect("create");
+    // Sparse: 20 MiB + 1 byte without writing them.
+    file.set_len(mvgen::api::limits::MAX_REFERENCE_BYTES + 1).expect("size");
+    let (status, resp) = t.post("/api/mv/generate_video", &json!({"prompt": "p", "character_reference_id": id})).await;
+    assert_eq!((status, resp["detail"]["details"].as_str()), (StatusCode::BAD_REQUEST, Some("character_reference_id")));
+    assert!(t.videos.received().is_empty(), "nothing is sent upstream");
+}
+
+#[tokio::test]
+async fn openapi_documents_the_text_length_bound() {
+    let t = TestApp::new();
+    let (_, spec) = t.get("/api/openapi.json").await;
+    let schemas = &spec["components"]["schemas"];
+    for (body, field) in [
+        ("CreateScenesBody", "idea"),
+        ("CreateScenesBody", "camera_angle"),
+        ("CharacterReferenceBody", "negative_prompt"),
+        ("GenerateVideoBody", "prompt"),
+        ("GenerateVideoBody", "video_rules_template"),
+    ] {
+        let max = &schemas[body]["properties"][field]["maxLength"];
+        assert_eq!(max, &json!(mvgen::api::limits::MAX_TEXT_CHARS), "{body}.{field}: {}", schemas[body]);
+    }
 }

@@ -259,6 +259,52 @@ fn cases() -> Vec<Case> {
     }
     cases.push(get(format!("/api/mv/get_video/{UNKNOWN_ID}?redirect=maybe"), 400, "ValidationError"));
 
+    // Every text field is bounded (20 000 characters, counted as characters, not bytes).
+    let over = "x".repeat(20_001);
+    for (path, keys) in [
+        (
+            CS,
+            &[
+                "idea",
+                "character_description",
+                "character_characteristics",
+                "video_type",
+                "video_characteristics",
+                "camera_angle",
+                "config_flavor",
+            ][..],
+        ),
+        (
+            CR,
+            &[
+                "character_description",
+                "aspect_ratio",
+                "safety_filter_level",
+                "person_generation",
+                "output_format",
+                "negative_prompt",
+                "config_flavor",
+            ][..],
+        ),
+        (
+            GV,
+            &[
+                "prompt",
+                "negative_prompt",
+                "aspect_ratio",
+                "character_reference_id",
+                "video_rules_template",
+                "config_flavor",
+            ][..],
+        ),
+    ] {
+        for key in keys {
+            cases.push(bad(path, key, json!(over), 400));
+        }
+    }
+    cases.push(ok(CS, "idea", json!("é".repeat(20_000))));
+    cases.push(ok(GV, "prompt", json!("p".repeat(20_000))));
+
     // Stored files.
     for kind in ["get_character_reference", "get_video"] {
         for id in ["not-a-uuid", "..%2F..%2Fetc%2Fpasswd", "%00", "3F2B6C1E-8F0A-4D2B-9C51-0E4F1A2B3C4D"] {
@@ -267,6 +313,9 @@ fn cases() -> Vec<Case> {
         cases.push(get(format!("/api/mv/{kind}/{UNKNOWN_ID}.mp4"), 400, "InvalidId"));
         cases.push(get(format!("/api/mv/{kind}/{}", "a".repeat(10_000)), 400, "InvalidId"));
         cases.push(get(format!("/api/mv/{kind}/{UNKNOWN_ID}"), 404, "NotFound"));
+        // Not UTF-8 once decoded: axum's own rejection, which must still be the JSON shape.
+        cases.push(get(format!("/api/mv/{kind}/%ff"), 400, "InvalidPath"));
+        cases.push(get(format!("/api/mv/{kind}/%c3%28{UNKNOWN_ID}"), 400, "InvalidPath"));
         cases.push(raw(
             &format!("/api/mv/{kind}/{UNKNOWN_ID}"),
             Some("application/json"),

@@ -163,6 +163,60 @@ async fn upstream_faults_become_502_or_504_with_the_upstream_message() {
     assert!(!leaked.contains(TEST_REPLICATE_TOKEN) && !leaked.contains(TEST_GEMINI_KEY));
 }
 
+/// An upstream asking us to wait a day: our client is told at most 300 s, in every place it looks.
+#[tokio::test]
+async fn retry_after_passed_to_clients_is_capped() {
+    let up = Upstreams::start().await;
+    let server = up.server(|_| {}).await;
+    for _ in 0..3 {
+        up.gemini.push_response(
+            Scripted::json(429, FakeGemini::error_body(429, "RESOURCE_EXHAUSTED", "slow down"))
+                .with_header("retry-after", "99999"),
+        );
+    }
+    let url = format!("{}/api/mv/create_scenes", server.base);
+    let resp = server.client.post(url).json(&json!({"idea": "i", "character_description": "c"})).send().await;
+    let resp = resp.expect("request");
+    assert_eq!(resp.status(), 503);
+    assert_eq!(resp.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("300"));
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["detail"]["details"]["retry_after_seconds"], 300, "{body}");
+    assert!(!body.to_string().contains("99999"), "{body}");
+}
+
+/// Past `MV_MAX_CONCURRENT_GENERATIONS` a generation is refused at once with 503 and Retry-After,
+/// never queued behind minutes of renders; other requests keep working and the slot comes back.
+#[tokio::test]
+async fn generations_past_the_cap_get_503_at_once() {
+    let up = Upstreams::start().await;
+    let server = up.server(|s| s.max_concurrent_generations = 1).await;
+    let n = mvgen::flavor::lookup("default").expect("default").parameters.number_of_scenes.value;
+    up.gemini.set_default_scenes(n);
+    up.gemini.push_response(Scripted::json(200, FakeGemini::scenes_body(n)).with_delay(Duration::from_secs(2)));
+    let scenes = json!({"idea": "i", "character_description": "c"});
+    let first = {
+        let (client, url, body) =
+            (server.client.clone(), format!("{}/api/mv/create_scenes", server.base), scenes.clone());
+        tokio::spawn(async move { client.post(url).json(&body).send().await.map(|r| r.status().as_u16()) })
+    };
+    while up.gemini.received().is_empty() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let second = server.client.post(format!("{}/api/mv/generate_video", server.base)).json(&json!({"prompt": "p"}));
+    let resp = tokio::time::timeout(Duration::from_secs(1), second.send()).await.expect("answered at once");
+    let resp = resp.expect("request");
+    assert_eq!(resp.status(), 503);
+    assert_eq!(resp.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("5"));
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["detail"]["error"], "TooManyGenerations", "{body}");
+    let flavors = server.client.get(format!("{}/api/mv/get_config_flavors", server.base)).send().await;
+    assert_eq!(flavors.expect("request").status(), 200, "non-generation requests are not limited");
+
+    assert_eq!(first.await.expect("task").expect("request"), 200);
+    let (status, resp) = server.post("/api/mv/create_scenes", &scenes).await;
+    assert_eq!(status, 200, "the slot is released: {resp}");
+}
+
 /// Replicate faults end in bounded time with 502/504 and leave no file behind.
 #[tokio::test]
 async fn replicate_faults_end_in_bounded_time_and_store_nothing() {
@@ -182,6 +236,23 @@ async fn replicate_faults_end_in_bounded_time_and_store_nothing() {
             "UpstreamError",
         ),
         (PredictionPlan { polls_until_done: 2, outcome: Outcome::Canceled }, 502, "UpstreamError"),
+        // Labelled a video, but an HTML page: the bytes decide, and it is refused.
+        (
+            PredictionPlan {
+                polls_until_done: 1,
+                outcome: Outcome::Succeed(FakeFile::new("out.mp4", Some("video/mp4"), b"<html>login</html>".to_vec())),
+            },
+            502,
+            "UpstreamError",
+        ),
+        (
+            PredictionPlan {
+                polls_until_done: 1,
+                outcome: Outcome::SucceedWithUrl("http://169.254.169.254/latest/meta-data/clip.mp4".into()),
+            },
+            502,
+            "UpstreamError",
+        ),
     ];
     for (plan, status, kind) in cases {
         let label = format!("{:?}", plan.outcome);
@@ -250,6 +321,7 @@ fn binary_serves_logs_in_debug_mode_and_never_prints_keys() {
     );
     assert!(logs.contains("loaded_into") && logs.contains("scene_generator.camera_angle"), "{logs}");
     assert!(!logs.contains(secret_gemini) && !logs.contains(secret_api), "a key leaked into the logs:\n{logs}");
+    assert!(logs.contains("API key auth is on"), "startup says auth is on: {logs}");
     assert!(logs.contains("path=/api/mv/get_config_flavors") && logs.contains("status=200"), "access log: {logs}");
     let received = gemini.received();
     assert_eq!(received[0].header("x-goog-api-key"), Some(secret_gemini), "the key is sent upstream as a header");
@@ -350,6 +422,78 @@ fn binary_renders_backend_gemini_through_veo() {
     assert_eq!(stored, 1, "only the rendered video is stored");
 }
 
+/// `API_KEY` set to something holding no key must stop the server, not leave the API open.
+#[test]
+fn binary_refuses_an_api_key_setting_without_a_key_and_logs_when_auth_is_off() {
+    for empty in [" , ", ""] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mvgen"))
+            .args(["serve", "--addr", "127.0.0.1:0"])
+            .env_clear()
+            .env("API_KEY", empty)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run mvgen");
+        // A server that starts anyway would run forever: give it a bounded time to refuse.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        if let Some(mut pipe) = child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+        }
+        assert!(status.is_some_and(|s| !s.success()), "API_KEY={empty:?} must not start: {stderr}");
+        assert!(stderr.contains("API_KEY is set but holds no key"), "{stderr}");
+    }
+    // Logged before the listening line the helper waits for.
+    let logs = ServerProcess::start(&[]).expect("start mvgen").log();
+    assert!(logs.contains("API key auth is off"), "startup says auth is off: {logs}");
+}
+
+/// A write killed mid-way leaves a hidden `.partial` file that no drop guard removes: the next
+/// start cleans up the stale ones and nothing else.
+#[test]
+fn startup_removes_stale_partial_files_only() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("outputs");
+    let id = |n: u8| format!("3f2b6c1e-8f0a-4d2b-9c51-0e4f1a2b3c{n:02x}");
+    let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+    let plant = |path: std::path::PathBuf, modified: Option<std::time::SystemTime>| {
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        let file = std::fs::File::create(&path).expect("create");
+        if let Some(t) = modified {
+            file.set_modified(t).expect("set mtime");
+        }
+        path
+    };
+    let stale = [
+        plant(out.join("videos").join(format!(".{}.partial", id(1))), Some(old)),
+        plant(out.join("character_references").join(format!(".{}.partial", id(2))), Some(old)),
+    ];
+    let kept = [
+        plant(out.join("videos").join(format!(".{}.partial", id(3))), None),
+        plant(out.join("videos").join(format!("{}.mp4", id(4))), Some(old)),
+        plant(out.join("videos").join("notes.partial"), Some(old)),
+    ];
+    std::fs::create_dir_all(out.join("videos").join(".dir.partial")).expect("a directory");
+
+    let server = ServerProcess::start(&[("MV_OUTPUT_DIR", out.to_str().expect("utf-8"))]).expect("start mvgen");
+    let (_, logs) = server.terminate();
+    assert!(logs.contains("removed stale partial files") && logs.contains("removed=2"), "{logs}");
+    assert!(stale.iter().all(|p| !p.exists()), "stale partial files remain");
+    assert!(kept.iter().all(|p| p.exists()), "only stale hidden .partial files may go");
+    assert!(out.join("videos").join(".dir.partial").is_dir());
+}
+
 // ---- helpers ----
 
 struct Upstreams {
@@ -387,6 +531,7 @@ impl Upstreams {
             storage: Arc::new(LocalStorage::new(&settings.output_dir)),
             debug: settings.debug,
             strict_flavors: settings.strict_flavors,
+            generations: mvgen::api::limits::GenerationSlots::new(settings.max_concurrent_generations),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));

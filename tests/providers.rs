@@ -343,16 +343,70 @@ async fn replicate_video_sends_veo_inputs_and_the_reference_as_a_data_uri() {
 }
 
 #[tokio::test]
-async fn replicate_content_type_falls_back_to_the_url_extension() {
+async fn replicate_output_type_comes_from_the_bytes_not_the_host() {
     let fake = FakeReplicate::start().await;
-    let file = FakeFile::new("frame.webp", Some("application/octet-stream"), b"RIFF....WEBP".to_vec()).streamed();
-    fake.push_prediction(PredictionPlan { polls_until_done: 1, outcome: Outcome::Succeed(file) });
+    // A generic type, and a wrong one: the bytes decide.
+    let webp = FakeFile::new("frame.png", Some("application/octet-stream"), b"RIFF....WEBPVP8 ".to_vec()).streamed();
+    fake.push_prediction(PredictionPlan { polls_until_done: 1, outcome: Outcome::Succeed(webp) });
+    let mp4 = FakeFile::new("clip.bin", Some("image/png"), mvgen::providers::mock::MOCK_CLIP);
+    fake.push_prediction(PredictionPlan { polls_until_done: 1, outcome: Outcome::Succeed(mp4) });
     let client = replicate(&test_provider_config("http://127.0.0.1:9", &fake.base_url));
 
     let media = client.make_image(&image_request()).await.unwrap();
+    assert_eq!((media.content_type.as_str(), media.bytes.as_slice()), ("image/webp", &b"RIFF....WEBPVP8 "[..]));
+    let media = client.make_video(&video_request()).await.unwrap();
+    assert_eq!(media.content_type, "video/mp4");
+}
 
-    assert_eq!(media.content_type, "image/webp");
-    assert_eq!(media.bytes, b"RIFF....WEBP");
+#[tokio::test]
+async fn replicate_outputs_that_are_not_the_expected_kind_are_refused() {
+    let fake = FakeReplicate::start().await;
+    let html = FakeFile::new("out.mp4", Some("video/mp4"), b"<html>a login page</html>".to_vec());
+    fake.push_prediction(PredictionPlan { polls_until_done: 1, outcome: Outcome::Succeed(html) });
+    fake.push_prediction(PredictionPlan { polls_until_done: 1, outcome: Outcome::Succeed(FakeFile::png()) });
+    let client = replicate(&test_provider_config("http://127.0.0.1:9", &fake.base_url));
+
+    for expected in ["not in a stored video format", "image/png, not the video"] {
+        let err = client.make_video(&video_request()).await.unwrap_err();
+        assert!(
+            matches!(&err, ProviderError::Malformed { message, .. } if message.contains(expected)),
+            "{expected}: {err:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn replicate_output_redirects_are_not_followed() {
+    let fake = FakeReplicate::start().await;
+    fake.push_prediction(PredictionPlan { polls_until_done: 1, outcome: Outcome::Succeed(FakeFile::png()) });
+    // The real file is one hop away: following would succeed.
+    let target = format!("{}/files/pred-1/out.png", fake.base_url);
+    fake.push_response(Route::File, Scripted::status(302).with_header("location", &target));
+    let client = replicate(&test_provider_config("http://127.0.0.1:9", &fake.base_url));
+
+    let err = client.make_image(&image_request()).await.unwrap_err();
+
+    assert!(matches!(&err, ProviderError::Malformed { message, .. } if message.contains("redirect")), "{err:?}");
+    assert_eq!(fake.received_on(Route::File).len(), 1, "the redirect target is never requested");
+}
+
+#[tokio::test]
+async fn replicate_outputs_on_other_private_networks_are_refused_without_a_request() {
+    let fake = FakeReplicate::start().await;
+    // The base URL is loopback (the fake), so loopback outputs are allowed; link-local (cloud
+    // metadata) and private addresses are another matter.
+    for url in ["http://169.254.169.254/latest/meta-data/x.png", "http://10.0.0.1/x.png", "http://[fe80::1]/x.png"] {
+        fake.push_prediction(PredictionPlan { polls_until_done: 1, outcome: Outcome::SucceedWithUrl(url.to_owned()) });
+    }
+    let client = replicate(&test_provider_config("http://127.0.0.1:9", &fake.base_url));
+
+    for _ in 0..3 {
+        let err = tokio::time::timeout(BOUND, client.make_image(&image_request())).await.unwrap().unwrap_err();
+        assert!(
+            matches!(&err, ProviderError::Malformed { message, .. } if message.contains("downloads may not reach")),
+            "{err:?}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -508,6 +562,24 @@ async fn replicate_hanging_create_times_out_at_the_deadline() {
     let err = tokio::time::timeout(BOUND, client.make_image(&image_request())).await.unwrap().unwrap_err();
 
     assert_eq!(err, ProviderError::Timeout { provider: "replicate", after: Duration::from_millis(300) });
+}
+
+#[tokio::test]
+async fn replicate_answer_that_is_not_a_prediction_object_fails_at_once() {
+    let fake = FakeReplicate::start().await;
+    // serde would read this array as a `starting` prediction by position and poll it forever.
+    fake.push_response(Route::Create, Scripted::json(201, json!(["pred-1", "starting", null, null])));
+    let mut config = test_provider_config("http://127.0.0.1:9", &fake.base_url);
+    config.image_deadline = Duration::from_secs(60);
+    let client = replicate(&config);
+
+    let err = tokio::time::timeout(BOUND, client.make_image(&image_request())).await.unwrap().unwrap_err();
+
+    assert!(
+        matches!(&err, ProviderError::Malformed { message, .. } if message.contains("array instead of an object")),
+        "{err:?}"
+    );
+    assert!(fake.received_on(Route::Poll).is_empty(), "never polled");
 }
 
 #[tokio::test]
@@ -759,7 +831,14 @@ async fn veo_downloads_that_are_not_videos_or_too_big_are_refused() {
     );
     let client = veo(&test_provider_config(&fake.base_url, "http://127.0.0.1:9"));
     let err = client.make_video(&veo_request()).await.unwrap_err();
-    assert!(matches!(&err, ProviderError::Malformed { message, .. } if message.contains("text/html")), "{err:?}");
+    // Judged by its bytes, not by the host's Content-Type.
+    assert!(matches!(&err, ProviderError::Malformed { message, .. } if message.contains("<html>sign in")), "{err:?}");
+    fake.push_veo_response(
+        VeoRoute::FileHost,
+        Scripted::bytes(200, &b"\x89PNG\r\n\x1a\n...."[..]).with_header("content-type", "video/mp4"),
+    );
+    let err = client.make_video(&veo_request()).await.unwrap_err();
+    assert!(matches!(&err, ProviderError::Malformed { message, .. } if message.contains("image/png")), "{err:?}");
 
     let mut config = test_provider_config(&fake.base_url, "http://127.0.0.1:9");
     config.max_video_bytes = 1024;

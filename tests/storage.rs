@@ -98,3 +98,21 @@ impl Drop for Unmount {
         let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
     }
 }
+
+/// A refused planted file is not just a 404: the operator is told what was found and where.
+#[test]
+fn refused_planted_files_are_logged() {
+    use mvgen::storage::{Kind, LocalStorage, Storage};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let videos = dir.path().join("videos");
+    std::fs::create_dir_all(&videos).expect("mkdir");
+    let id = "3f2b6c1e-8f0a-4d2b-9c51-0e4f1a2b3c4d";
+    std::os::unix::fs::symlink("/etc/hostname", videos.join(format!("{id}.mp4"))).expect("link");
+    let storage = LocalStorage::new(dir.path());
+    let logs = support::test_app::capture_logs(|| {
+        let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        let found = rt.block_on(storage.open(Kind::Video, id));
+        assert!(matches!(found, Err(mvgen::storage::StorageError::NotFound(_))), "{found:?}");
+    });
+    assert!(logs.contains("refusing to serve") && logs.contains("a symbolic link") && logs.contains(id), "{logs}");
+}

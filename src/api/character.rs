@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::error::ApiError;
 use super::extract::ValidJson;
 use super::inputs::{self, optional, text};
+use super::limits::bounded_texts;
 use super::{AppState, FlavorReport, choice, choose_flavor, debug_log, in_range, required, seed, with_flavor};
 use crate::compiler::Choice;
 use crate::prompts::{self, CharacterInputs};
@@ -21,21 +22,27 @@ use crate::storage::Kind;
 #[serde(deny_unknown_fields)]
 pub struct CharacterReferenceBody {
     /// Required, not blank.
-    #[schema(min_length = 1, pattern = r"\S")]
+    #[schema(max_length = 20000, min_length = 1, pattern = r"\S")]
     pub character_description: String,
     /// 1..=4, default 4.
     #[schema(minimum = 1, maximum = 4)]
     pub num_images: Option<i64>,
     /// `1:1`, `16:9`, `9:16`, `4:3`, `3:4`.
+    #[schema(max_length = 20000)]
     pub aspect_ratio: Option<String>,
+    #[schema(max_length = 20000)]
     pub safety_filter_level: Option<String>,
+    #[schema(max_length = 20000)]
     pub person_generation: Option<String>,
     /// `png`, `jpg`, `webp`.
+    #[schema(max_length = 20000)]
     pub output_format: Option<String>,
+    #[schema(max_length = 20000)]
     pub negative_prompt: Option<String>,
     /// 0..=4294967295.
     #[schema(minimum = 0, maximum = 4294967295_i64)]
     pub seed: Option<i64>,
+    #[schema(max_length = 20000)]
     pub config_flavor: Option<String>,
 }
 
@@ -89,6 +96,16 @@ pub async fn generate_character_reference(
     State(state): State<AppState>,
     ValidJson(body): ValidJson<CharacterReferenceBody>,
 ) -> Result<Response, ApiError> {
+    let _slot = state.generations.take()?;
+    bounded_texts(&[
+        ("character_description", Some(&body.character_description)),
+        ("aspect_ratio", body.aspect_ratio.as_deref()),
+        ("safety_filter_level", body.safety_filter_level.as_deref()),
+        ("person_generation", body.person_generation.as_deref()),
+        ("output_format", body.output_format.as_deref()),
+        ("negative_prompt", body.negative_prompt.as_deref()),
+        ("config_flavor", body.config_flavor.as_deref()),
+    ])?;
     let character_description = text(body.character_description);
     required("character_description", &character_description)?;
     let num_images = in_range("num_images", body.num_images, 1, 4)?.unwrap_or(4);

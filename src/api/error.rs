@@ -65,7 +65,10 @@ pub fn unauthorized(message: &str) -> Response {
 #[derive(utoipa::IntoResponses)]
 #[allow(dead_code)] // Only read by the OpenAPI derive, never constructed.
 pub enum GenerationErrors {
-    #[response(status = 400, description = "Invalid values or malformed JSON")]
+    #[response(
+        status = 400,
+        description = "Invalid values (a text field over 20 000 characters included) or malformed JSON"
+    )]
     BadRequest(ErrorBody),
     #[response(status = 401, description = "A valid API key is required")]
     Unauthorized(UnauthorizedBody),
@@ -82,7 +85,11 @@ pub enum GenerationErrors {
     Storage(ErrorBody),
     #[response(status = 502, description = "The upstream model failed; the message is the upstream's")]
     Upstream(ErrorBody),
-    #[response(status = 503, description = "The upstream is rate limiting; see Retry-After")]
+    #[response(
+        status = 503,
+        description = "The upstream is rate limiting, or too many generations are running here \
+                       (`TooManyGenerations`); see Retry-After (at most 300 s)"
+    )]
     RateLimited(ErrorBody),
     #[response(status = 504, description = "The upstream model timed out")]
     Timeout(ErrorBody),
@@ -109,8 +116,20 @@ impl ApiError {
     }
 }
 
+/// The longest `Retry-After` we pass on to our clients: an upstream asking for a day (or sending
+/// garbage such as 99999) must not park every client that long.
+pub const MAX_RETRY_AFTER_SECS: u64 = 300;
+
 impl From<ProviderError> for ApiError {
     fn from(e: ProviderError) -> Self {
+        // Capped before anything reads it, so the header, `details` and the message all agree.
+        let e = match e {
+            ProviderError::RateLimited { provider, retry_after } => ProviderError::RateLimited {
+                provider,
+                retry_after: retry_after.map(|d| d.min(std::time::Duration::from_secs(MAX_RETRY_AFTER_SECS))),
+            },
+            other => other,
+        };
         let (status, kind) = match &e {
             ProviderError::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "UpstreamTimeout"),
             // Still limited after our own bounded retries: the caller may try again later.

@@ -1,6 +1,7 @@
 //! `GET /api/mv/get_character_reference/{id}`, `GET /api/mv/get_video/{id}` and
 //! `GET /api/mv/get_scenes/{id}`: stored files, with Range support (so a `<video>` element can
-//! seek), conditional requests and the right content type. Also `GET /api/mv/get_video/{id}/info`
+//! seek), conditional requests and the right content type. Only regular files reached without links are
+//! served (see `Storage::open`). Also `GET /api/mv/get_video/{id}/info`
 //! and `GET /api/mv/get_scenes/{id}/markdown`.
 //!
 //! `?redirect=true|false` is accepted on the image and video routes, as the service mvgen replaces
@@ -8,15 +9,16 @@
 //! its own disk, so both values serve the file itself.
 
 use axum::Json;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use tower::ServiceExt;
-use tower_http::services::ServeFile;
+use tokio::io::AsyncReadExt;
 
 use super::AppState;
 use super::error::ApiError;
+use super::extract::ValidPath;
+use super::send_file::send_file;
 use super::video::VideoRecord;
 use crate::storage::Kind;
 
@@ -30,13 +32,17 @@ use crate::storage::Kind;
     ),
     responses(
         (status = 200, description = "The image", content_type = "image/png", body = Vec<u8>),
+        (status = 206, description = "Part of the image (Range request)", content_type = "image/png", body = Vec<u8>),
+        (status = 304, description = "Not modified since If-Modified-Since"),
         (status = 400, description = "Malformed id", body = super::error::ErrorBody),
         (status = 404, description = "Unknown id", body = super::error::ErrorBody),
+        (status = 412, description = "Modified since If-Unmodified-Since", body = super::error::ErrorBody),
+        (status = 416, description = "Range not satisfiable", body = super::error::ErrorBody),
     )
 )]
 pub async fn get_character_reference(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ValidPath(id): ValidPath<String>,
     request: Request,
 ) -> Result<Response, ApiError> {
     redirect_param(request.uri().query())?;
@@ -54,14 +60,16 @@ pub async fn get_character_reference(
     responses(
         (status = 200, description = "The video", content_type = "video/mp4", body = Vec<u8>),
         (status = 206, description = "Part of the video (Range request)", content_type = "video/mp4", body = Vec<u8>),
+        (status = 304, description = "Not modified since If-Modified-Since"),
         (status = 400, description = "Malformed id", body = super::error::ErrorBody),
         (status = 404, description = "Unknown id", body = super::error::ErrorBody),
-        (status = 416, description = "Range not satisfiable"),
+        (status = 412, description = "Modified since If-Unmodified-Since", body = super::error::ErrorBody),
+        (status = 416, description = "Range not satisfiable", body = super::error::ErrorBody),
     )
 )]
 pub async fn get_video(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ValidPath(id): ValidPath<String>,
     request: Request,
 ) -> Result<Response, ApiError> {
     redirect_param(request.uri().query())?;
@@ -81,7 +89,7 @@ pub async fn get_video(
 )]
 pub async fn get_scenes(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ValidPath(id): ValidPath<String>,
     request: Request,
 ) -> Result<Response, ApiError> {
     serve(&state, Kind::Scenes, &id, request).await
@@ -98,9 +106,13 @@ pub async fn get_scenes(
         (status = 404, description = "Unknown id", body = super::error::ErrorBody),
     )
 )]
-pub async fn get_scenes_markdown(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let stored = state.storage.find(Kind::Scenes, &id).await?;
-    let bytes = tokio::fs::read(&stored.path).await.map_err(crate::storage::StorageError::from)?;
+pub async fn get_scenes_markdown(
+    State(state): State<AppState>,
+    ValidPath(id): ValidPath<String>,
+) -> Result<Response, ApiError> {
+    let mut opened = state.storage.open(Kind::Scenes, &id).await?;
+    let mut bytes = Vec::with_capacity(usize::try_from(opened.len).unwrap_or(0));
+    opened.file.read_to_end(&mut bytes).await.map_err(crate::storage::StorageError::from)?;
     let text = super::scenes::markdown(&bytes)
         .ok_or_else(|| ApiError::internal(format!("stored scenes {id} could not be read back")))?;
     Ok(([(header::CONTENT_TYPE, "text/markdown; charset=utf-8")], text).into_response())
@@ -137,25 +149,24 @@ pub struct VideoInfo {
 )]
 pub async fn get_video_info(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ValidPath(id): ValidPath<String>,
 ) -> Result<Json<VideoInfo>, ApiError> {
-    let stored = state.storage.find(Kind::Video, &id).await?;
-    let meta = tokio::fs::metadata(&stored.path).await.map_err(crate::storage::StorageError::from)?;
+    let opened = state.storage.open(Kind::Video, &id).await?;
     // A record that can't be read or parsed only costs the answer its details.
     let record: Option<VideoRecord> = match state.storage.record(Kind::Video, &id).await {
         Ok(Some(bytes)) => serde_json::from_slice(&bytes).ok(),
         _ => None,
     };
-    let created = match (&record, meta.modified()) {
+    let created = match (&record, opened.modified) {
         (Some(r), _) => r.created.clone(),
-        (None, Ok(time)) => humantime::format_rfc3339_millis(time).to_string(),
-        (None, Err(_)) => String::new(),
+        (None, Some(time)) => humantime::format_rfc3339_millis(time).to_string(),
+        (None, None) => String::new(),
     };
     Ok(Json(VideoInfo {
         video_url: format!("/api/mv/get_video/{id}"),
         video_id: id,
-        size: meta.len(),
-        content_type: stored.content_type.to_string(),
+        size: opened.len,
+        content_type: opened.content_type.to_string(),
         created,
         is_mock: record.as_ref().map(|r| r.is_mock),
         backend_used: record.as_ref().map(|r| r.backend.clone()),
@@ -175,14 +186,10 @@ fn redirect_param(query: Option<&str>) -> Result<(), ApiError> {
 }
 
 async fn serve(state: &AppState, kind: Kind, id: &str, request: Request) -> Result<Response, ApiError> {
-    let stored = state.storage.find(kind, id).await?;
-    // ServeFile implements Range, If-Modified-Since and HEAD, and types the file by its extension,
-    // which storage chose from the content type.
-    let response = match ServeFile::new(&stored.path).oneshot(request).await {
-        Ok(response) => response,
-        Err(never) => match never {},
-    };
-    let mut response = response.into_response();
+    // Opened only as a regular file reached without links (storage checks), then sent with Range
+    // and conditional requests as RFC 9110 has them.
+    let opened = state.storage.open(kind, id).await?;
+    let mut response = send_file(opened, request.method(), request.headers()).await?;
     // Ids are never reused, so a stored file never changes; errors must not be cached that long.
     let status = response.status();
     if status.is_success() || status == axum::http::StatusCode::NOT_MODIFIED {

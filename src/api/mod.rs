@@ -9,8 +9,10 @@ pub mod extract;
 mod files;
 mod flavors;
 mod inputs;
+pub mod limits;
 pub mod openapi;
 mod scenes;
+mod send_file;
 mod video;
 
 use std::sync::Arc;
@@ -40,6 +42,8 @@ pub struct AppState {
     pub debug: bool,
     /// `MV_STRICT_FLAVORS`: answer 400 for an unknown flavor instead of falling back to default.
     pub strict_flavors: bool,
+    /// `MV_MAX_CONCURRENT_GENERATIONS`: generation requests running at once.
+    pub generations: limits::GenerationSlots,
 }
 
 /// Every `/api/mv` route, at its full path: nesting would wrap each route in two prefix-stripping

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::error::ApiError;
 use super::extract::ValidJson;
 use super::inputs::{self, optional, text};
+use super::limits::bounded_texts;
 use super::{AppState, FlavorReport, choose_flavor, debug_log, in_range, required, with_flavor};
 use crate::compiler::NUMBER_OF_SCENES;
 use crate::prompts::{self, SceneInputs};
@@ -20,19 +21,24 @@ use crate::storage::Kind;
 #[serde(deny_unknown_fields)]
 pub struct CreateScenesBody {
     /// The video idea (required, not blank).
-    #[schema(min_length = 1, pattern = r"\S")]
+    #[schema(max_length = 20000, min_length = 1, pattern = r"\S")]
     pub idea: String,
     /// Who the main character is (required, not blank).
-    #[schema(min_length = 1, pattern = r"\S")]
+    #[schema(max_length = 20000, min_length = 1, pattern = r"\S")]
     pub character_description: String,
+    #[schema(max_length = 20000)]
     pub character_characteristics: Option<String>,
     /// 1..=32.
     #[schema(minimum = 1, maximum = 32)]
     pub number_of_scenes: Option<i64>,
+    #[schema(max_length = 20000)]
     pub video_type: Option<String>,
+    #[schema(max_length = 20000)]
     pub video_characteristics: Option<String>,
+    #[schema(max_length = 20000)]
     pub camera_angle: Option<String>,
     /// The config flavor to use; unknown names fall back to default.
+    #[schema(max_length = 20000)]
     pub config_flavor: Option<String>,
     /// A project UUID; echoed in `metadata.project_id` (mvgen keeps no project store).
     pub project_id: Option<String>,
@@ -97,6 +103,16 @@ pub async fn create_scenes(
     State(state): State<AppState>,
     ValidJson(body): ValidJson<CreateScenesBody>,
 ) -> Result<Response, ApiError> {
+    let _slot = state.generations.take()?;
+    bounded_texts(&[
+        ("idea", Some(&body.idea)),
+        ("character_description", Some(&body.character_description)),
+        ("character_characteristics", body.character_characteristics.as_deref()),
+        ("video_type", body.video_type.as_deref()),
+        ("video_characteristics", body.video_characteristics.as_deref()),
+        ("camera_angle", body.camera_angle.as_deref()),
+        ("config_flavor", body.config_flavor.as_deref()),
+    ])?;
     let idea = text(body.idea);
     let character_description = text(body.character_description);
     required("idea", &idea)?;

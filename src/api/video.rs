@@ -6,11 +6,13 @@ use std::time::Instant;
 use axum::extract::State;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
+use tokio::io::AsyncReadExt;
 
 use super::backend::VideoBackend;
 use super::error::ApiError;
 use super::extract::ValidJson;
 use super::inputs::{self, optional, text};
+use super::limits::{MAX_REFERENCE_BYTES, bounded_texts};
 use super::{AppState, FlavorReport, choice, choose_flavor, debug_log, in_range, required, seed, with_flavor};
 use crate::compiler::template::Template;
 use crate::compiler::{Choice, VIDEO_DURATION};
@@ -25,10 +27,12 @@ use crate::storage::{Kind, StorageError};
 #[serde(deny_unknown_fields)]
 pub struct GenerateVideoBody {
     /// The scene description (required, not blank).
-    #[schema(min_length = 1, pattern = r"\S")]
+    #[schema(max_length = 20000, min_length = 1, pattern = r"\S")]
     pub prompt: String,
+    #[schema(max_length = 20000)]
     pub negative_prompt: Option<String>,
     /// `16:9`, `9:16`, `1:1`.
+    #[schema(max_length = 20000)]
     pub aspect_ratio: Option<String>,
     /// Seconds, 1..=60.
     #[schema(minimum = 1, maximum = 60)]
@@ -38,9 +42,12 @@ pub struct GenerateVideoBody {
     #[schema(minimum = 0, maximum = 4294967295_i64)]
     pub seed: Option<i64>,
     /// An id from `generate_character_reference`; its image guides the video.
+    #[schema(max_length = 20000)]
     pub character_reference_id: Option<String>,
     /// Replaces the flavor's video rules for this request; may use `{aspect_ratio}`.
+    #[schema(max_length = 20000)]
     pub video_rules_template: Option<String>,
+    #[schema(max_length = 20000)]
     pub config_flavor: Option<String>,
     /// Where the video is rendered: `replicate` (the default, also for null, `""` or blank) or
     /// `gemini` (Veo through the Gemini API, with the flavor's Gemini video model). Anything else
@@ -128,6 +135,17 @@ pub async fn generate_video(
     ValidJson(body): ValidJson<GenerateVideoBody>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
+    let _slot = state.generations.take()?;
+    bounded_texts(&[
+        ("prompt", Some(&body.prompt)),
+        ("negative_prompt", body.negative_prompt.as_deref()),
+        ("aspect_ratio", body.aspect_ratio.as_deref()),
+        ("character_reference_id", body.character_reference_id.as_deref()),
+        ("video_rules_template", body.video_rules_template.as_deref()),
+        ("config_flavor", body.config_flavor.as_deref()),
+        ("backend", body.backend.as_deref()),
+        ("project_id", body.project_id.as_deref()),
+    ])?;
     let prompt = text(body.prompt);
     required("prompt", &prompt)?;
     let backend = VideoBackend::parse(body.backend.as_deref())?;
@@ -229,10 +247,25 @@ async fn load_reference(state: &AppState, id: Option<&str>) -> Result<(Option<Me
     let Some(id) = id.filter(|id| !id.is_empty()) else {
         return Ok((None, None));
     };
-    match state.storage.find(Kind::CharacterReference, id).await {
-        Ok(stored) => {
-            let bytes = tokio::fs::read(&stored.path).await.map_err(StorageError::from)?;
-            Ok((Some(Media { bytes, content_type: stored.content_type.to_string() }), None))
+    match state.storage.open(Kind::CharacterReference, id).await {
+        Ok(opened) => {
+            let too_big = || {
+                ApiError::invalid(
+                    "character_reference_id",
+                    format!("the image is larger than the {} MiB a video request may carry", MAX_REFERENCE_BYTES >> 20),
+                )
+            };
+            if opened.len > MAX_REFERENCE_BYTES {
+                return Err(too_big());
+            }
+            let content_type = opened.content_type.to_string();
+            // Read at most one byte past the cap, whatever the file grew to since its size was read.
+            let mut bytes = Vec::with_capacity(usize::try_from(opened.len).unwrap_or(0));
+            opened.file.take(MAX_REFERENCE_BYTES + 1).read_to_end(&mut bytes).await.map_err(StorageError::from)?;
+            if bytes.len() as u64 > MAX_REFERENCE_BYTES {
+                return Err(too_big());
+            }
+            Ok((Some(Media { bytes, content_type }), None))
         }
         Err(StorageError::NotFound(_)) => {
             Ok((None, Some(format!("character reference {id} was not found; the video was generated without it"))))

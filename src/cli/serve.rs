@@ -41,12 +41,25 @@ async fn run(settings: Settings, provider_config: ProviderConfig) -> Result<(), 
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", settings.addr))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let storage = LocalStorage::new(&settings.output_dir);
+    match storage.remove_stale_partials() {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(removed = n, "removed stale partial files left by an interrupted write"),
+        Err(e) => tracing::warn!(error = %e, "could not clean up stale partial files"),
+    }
     let state = AppState {
         providers,
-        storage: Arc::new(LocalStorage::new(&settings.output_dir)),
+        storage: Arc::new(storage),
         debug: settings.debug,
         strict_flavors: settings.strict_flavors,
+        generations: crate::api::limits::GenerationSlots::new(settings.max_concurrent_generations),
     };
+    // Whether auth is on, never the keys themselves.
+    match settings.api_keys.len() {
+        0 if local.ip().is_loopback() => tracing::info!("API key auth is off: API_KEY is not set, /api/* is open"),
+        0 => tracing::warn!("API key auth is off: API_KEY is not set, /api/* is open to anyone who can reach {local}"),
+        n => tracing::info!(keys = n, "API key auth is on: /api/* needs X-API-Key"),
+    }
     tracing::info!(
         "mvgen listening on http://{local} ({} flavors, outputs in {})",
         names.len(),

@@ -20,7 +20,8 @@ use tokio::time::{Instant, timeout_at};
 use super::config::{ProviderConfig, RetryPolicy};
 use super::gemini::{error_from_answer, key_header, model_method_url};
 use super::http::{self, CancelOnDrop, ReadError};
-use super::{BoxFuture, Media, ProviderError, VideoMaker, VideoRequest};
+use super::outbound::OutboundPolicy;
+use super::{BoxFuture, Media, ProviderError, VideoMaker, VideoRequest, checked_media_type};
 
 const PROVIDER: &str = "gemini";
 
@@ -33,6 +34,9 @@ const CANCEL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Renders videos with Veo through the Gemini API (`backend() == "gemini"`).
 pub struct GeminiVideoClient {
     http: reqwest::Client,
+    /// For the file host's link: no redirects, and only addresses downloads may reach.
+    downloads: reqwest::Client,
+    outbound: OutboundPolicy,
     base_url: Url,
     api_key: String,
     key_header: HeaderValue,
@@ -52,6 +56,8 @@ impl GeminiVideoClient {
         let base_url = Url::parse(&config.gemini_base_url).map_err(|e| format!("GEMINI_BASE_URL: {e}"))?;
         Ok(GeminiVideoClient {
             http,
+            downloads: http::build_download_client(config)?,
+            outbound: OutboundPolicy::new(config),
             base_url,
             key_header: key_header(&api_key)?,
             api_key,
@@ -174,20 +180,21 @@ impl GeminiVideoClient {
 
     /// GETs the video with the key when it lives on the API's own origin. The shared client stops
     /// at a redirect from there to another host (it would forward the key); the file host's
-    /// pre-signed link is then followed here without the key.
+    /// pre-signed link is then followed here without the key, by the download client, and only to
+    /// an address downloads may reach (the same rules as Replicate's outputs).
     async fn download(&self, uri: &str) -> Result<Media, ProviderError> {
         let url = Url::parse(uri).map_err(|e| malformed(format!("video URI {uri:?} is not a URL: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(malformed(format!("video URI scheme {:?} is not http(s)", url.scheme())));
         }
         let keyed = url.origin() == self.base_url.origin();
-        let mut response = self.get(&url, keyed).await?;
+        let mut response = if keyed { self.get(&url, true).await? } else { self.get_unkeyed(&url).await? };
         if response.status().is_redirection() {
             let location = response.headers().get(LOCATION).and_then(|v| v.to_str().ok());
             let next = location
                 .and_then(|l| url.join(l).ok())
                 .ok_or_else(|| malformed("video download redirected without a usable Location".to_owned()))?;
-            response = self.get(&next, false).await?;
+            response = self.get_unkeyed(&next).await?;
         }
         let status = response.status();
         if !status.is_success() {
@@ -207,11 +214,20 @@ impl GeminiVideoClient {
         if bytes.is_empty() {
             return Err(malformed("video file is empty".to_owned()));
         }
-        let sent = http::media_type(response.headers());
-        let content_type = video_type(sent.as_deref())?.to_owned();
+        let content_type = checked_media_type(&bytes, "video").map_err(malformed)?.to_owned();
         Ok(Media { bytes, content_type })
     }
 
+    /// A GET of a link the operation chose: checked against the outbound rules, never redirected.
+    async fn get_unkeyed(&self, url: &Url) -> Result<Response, ProviderError> {
+        self.outbound.check_url(url).map_err(malformed)?;
+        http::send_with_retry(PROVIDER, &self.retry, self.download_timeout, http::Repeat::Safe, || {
+            self.downloads.get(url.clone())
+        })
+        .await
+    }
+
+    /// A GET on the API's own origin, with the key when `with_key`.
     async fn get(&self, url: &Url, with_key: bool) -> Result<Response, ProviderError> {
         http::send_with_retry(PROVIDER, &self.retry, self.download_timeout, http::Repeat::Safe, || {
             let request = self.http.get(url.clone());
@@ -345,17 +361,6 @@ fn looks_like_content_refusal(reason: &str) -> bool {
     ["safety", "usage guidelines", "responsible ai", "sensitive", "prohibited"].iter().any(|w| lower.contains(w))
 }
 
-/// What a downloaded file is stored as: a `video/*` type as sent, `video/mp4` when the host says
-/// nothing useful (Veo renders MP4), and a refusal for anything else (an HTML or JSON error page
-/// answered with 200 must not be stored as a video).
-fn video_type(sent: Option<&str>) -> Result<&str, ProviderError> {
-    match sent {
-        Some(t) if t.starts_with("video/") => Ok(t),
-        None | Some("application/octet-stream" | "binary/octet-stream") => Ok("video/mp4"),
-        Some(other) => Err(malformed(format!("the video download answered {other}, not a video"))),
-    }
-}
-
 fn malformed(message: String) -> ProviderError {
     ProviderError::Malformed { provider: PROVIDER, message }
 }
@@ -452,13 +457,5 @@ mod tests {
         for bad in ["", "models/../x", "a//b", "/a", "a/."] {
             assert!(client.operation_url(bad, "").is_err(), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn downloads_must_be_videos() {
-        assert_eq!(video_type(Some("video/webm")).unwrap(), "video/webm");
-        assert_eq!(video_type(None).unwrap(), "video/mp4");
-        assert_eq!(video_type(Some("application/octet-stream")).unwrap(), "video/mp4");
-        assert!(video_type(Some("text/html")).is_err());
     }
 }

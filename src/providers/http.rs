@@ -14,10 +14,10 @@ use reqwest::{RequestBuilder, Response, StatusCode, Url, redirect};
 use super::ProviderError;
 use super::config::{ProviderConfig, RetryPolicy};
 
-/// Redirects followed at most, as browsers and curl do by default (roughly).
+/// Same-origin API redirects followed at most.
 const MAX_REDIRECTS: usize = 5;
 
-/// Builds the client all providers share (one connection pool, one TLS setup).
+/// Builds the client all providers share for API calls (one connection pool, one TLS setup).
 ///
 /// Fails rather than panics when the platform has no usable TLS roots, so the server can report it
 /// at startup.
@@ -29,21 +29,34 @@ pub fn build_client(config: &ProviderConfig) -> Result<reqwest::Client, String> 
         .collect();
     // API calls carry a key in a header that reqwest would forward on a redirect to another host
     // (it strips only `Authorization`), so an API answer may redirect only within its own origin.
-    // Output downloads carry no secret and follow redirects to CDNs freely.
     let policy = redirect::Policy::custom(move |attempt| {
         let first_origin = attempt.previous().first().map(Url::origin);
         if attempt.previous().len() > MAX_REDIRECTS {
             attempt.error("too many redirects")
-        } else if first_origin.as_ref().is_some_and(|o| api_origins.contains(o) && *o != attempt.url().origin()) {
-            attempt.stop()
-        } else {
+        } else if first_origin.as_ref().is_some_and(|o| api_origins.contains(o) && *o == attempt.url().origin()) {
             attempt.follow()
+        } else {
+            attempt.stop()
         }
     });
+    finish(common(config).redirect(policy))
+}
+
+/// The client for output downloads: URLs an upstream's answer chose, so it follows no redirect (the
+/// target would sidestep the address check) and resolves names only to addresses downloads may
+/// reach (see [`OutboundPolicy`](super::outbound::OutboundPolicy)).
+pub fn build_download_client(config: &ProviderConfig) -> Result<reqwest::Client, String> {
+    finish(common(config).redirect(redirect::Policy::none()).dns_resolver(super::outbound::OutboundPolicy::new(config)))
+}
+
+fn common(config: &ProviderConfig) -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .user_agent(concat!("mvgen/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(config.connect_timeout)
-        .redirect(policy)
+}
+
+fn finish(builder: reqwest::ClientBuilder) -> Result<reqwest::Client, String> {
+    builder
         // Mozilla's roots are compiled in, so HTTPS works where there is no CA store at all (a
         // `scratch` image has no /etc/ssl) and trusts the same roots on every host.
         .tls_certs_only(embedded_roots()?)

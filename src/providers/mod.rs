@@ -10,6 +10,7 @@ pub mod gemini;
 pub mod gemini_video;
 pub mod http;
 pub mod mock;
+pub mod outbound;
 pub mod replicate;
 
 use std::future::Future;
@@ -98,6 +99,41 @@ pub const MEDIA_TYPES: &[(&str, &str)] = &[
 pub fn extension_for(content_type: &str) -> Option<&'static str> {
     let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     MEDIA_TYPES.iter().find(|(ct, _)| *ct == essence).map(|(_, ext)| *ext)
+}
+
+/// The stored type of a file, decided from its first bytes (magic numbers) rather than from what
+/// a file host claims; `None` for anything mvgen does not store.
+pub fn sniff_media_type(bytes: &[u8]) -> Option<&'static str> {
+    let sniffed = if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        "image/png"
+    } else if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        "image/jpeg"
+    } else if bytes.get(..4) == Some(b"RIFF") && bytes.get(8..12) == Some(b"WEBP") {
+        "image/webp"
+    } else if bytes.get(4..8) == Some(b"ftyp") {
+        // ISO base media: MP4, and QuickTime (.mov), which browsers play as MP4.
+        "video/mp4"
+    } else if bytes.starts_with(&[0x1A, 0x45, 0xDF, 0xA3]) {
+        // An EBML header: WebM.
+        "video/webm"
+    } else {
+        return None;
+    };
+    MEDIA_TYPES.iter().find(|(ct, _)| *ct == sniffed).map(|(ct, _)| *ct)
+}
+
+/// The stored type of a downloaded output, from its bytes: what a file host says (often a generic
+/// `application/octet-stream`, or a wrong type) is not trusted. Anything that is not a stored type
+/// of the `expected` kind (`"image"`, `"video"`) is refused with a message saying what it was.
+pub fn checked_media_type(bytes: &[u8], expected: &str) -> Result<&'static str, String> {
+    match sniff_media_type(bytes) {
+        Some(content_type) if content_type.starts_with(expected) => Ok(content_type),
+        Some(content_type) => Err(format!("the output is {content_type}, not the {expected} asked for")),
+        None => Err(format!(
+            "the output is not in a stored {expected} format (it starts with {})",
+            http::snippet(&bytes[..bytes.len().min(16)])
+        )),
+    }
 }
 
 /// The content type a stored extension is served with.

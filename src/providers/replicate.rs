@@ -15,7 +15,8 @@ use tokio::time::{Instant, timeout_at};
 
 use super::config::{ProviderConfig, RetryPolicy};
 use super::http::{self, ReadError};
-use super::{BoxFuture, ImageMaker, ImageRequest, Media, ProviderError, VideoMaker, VideoRequest};
+use super::outbound::OutboundPolicy;
+use super::{BoxFuture, ImageMaker, ImageRequest, Media, ProviderError, VideoMaker, VideoRequest, checked_media_type};
 
 const PROVIDER: &str = "replicate";
 
@@ -32,6 +33,8 @@ const CANCEL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Makes images and videos with Replicate (`backend() == "replicate"`).
 pub struct ReplicateClient {
     http: reqwest::Client,
+    /// For output files only: no redirects, checked addresses.
+    downloads: reqwest::Client,
     base_url: Url,
     token: String,
     retry: RetryPolicy,
@@ -41,6 +44,8 @@ pub struct ReplicateClient {
     download_timeout: Duration,
     image: Limits,
     video: Limits,
+    /// Where output downloads may connect.
+    outbound: OutboundPolicy,
 }
 
 /// How long one kind of prediction may take and how big its output may be.
@@ -58,6 +63,7 @@ impl ReplicateClient {
         let base_url = Url::parse(&config.replicate_base_url).map_err(|e| format!("REPLICATE_BASE_URL: {e}"))?;
         Ok(ReplicateClient {
             http,
+            downloads: http::build_download_client(config)?,
             base_url,
             token,
             retry: config.retry,
@@ -67,18 +73,13 @@ impl ReplicateClient {
             download_timeout: config.download_timeout,
             image: Limits { deadline: config.image_deadline, max_bytes: config.max_image_bytes },
             video: Limits { deadline: config.video_deadline, max_bytes: config.max_video_bytes },
+            outbound: OutboundPolicy::new(config),
         })
     }
 
-    /// Runs one prediction to its downloaded output. `fallback_type` is the content type used when
-    /// neither the download's header nor its URL says what the file is.
-    async fn run(
-        &self,
-        model: &str,
-        input: Value,
-        limits: Limits,
-        fallback_type: &str,
-    ) -> Result<Media, ProviderError> {
+    /// Runs one prediction to its downloaded output, which must be a file of the `expected` kind
+    /// (`"image"` or `"video"`), as its bytes say.
+    async fn run(&self, model: &str, input: Value, limits: Limits, expected: &str) -> Result<Media, ProviderError> {
         let url = self.api_url(&model_path(model)?)?;
         let deadline = Instant::now() + limits.deadline;
         let timeout = ProviderError::Timeout { provider: PROVIDER, after: limits.deadline };
@@ -109,7 +110,9 @@ impl ReplicateClient {
         };
         let output = output_url(&finished)?;
         tracing::debug!(model, prediction = %id, "replicate prediction succeeded");
-        self.download(&output, limits.max_bytes, fallback_type).await
+        let bytes = self.download(&output, limits.max_bytes).await?;
+        let content_type = checked_type(&bytes, expected)?;
+        Ok(Media { bytes, content_type: content_type.to_owned() })
     }
 
     async fn create(&self, url: Url, input: &Value) -> Result<Prediction, ProviderError> {
@@ -185,16 +188,12 @@ impl ReplicateClient {
             let retry_after = http::parse_retry_after(response.headers());
             return Err(error_from_answer(status, &bytes, retry_after, &self.token));
         }
-        let prediction: Prediction = serde_json::from_slice(&bytes)
-            .map_err(|e| malformed(format!("answer is not a prediction ({e}): {}", http::snippet(&bytes))))?;
-        if prediction.id.trim().is_empty() {
-            return Err(malformed("prediction has no id".to_owned()));
-        }
-        Ok(prediction)
+        parse_prediction(&bytes)
     }
 
-    /// A plain GET without the token: output links are pre-signed and live on another host.
-    async fn download(&self, url: &str, max_bytes: u64, fallback_type: &str) -> Result<Media, ProviderError> {
+    /// A plain GET without the token: output links are pre-signed and live on another host. No
+    /// redirect is followed, and the host must be one downloads may reach (see [`OutboundPolicy`]).
+    async fn download(&self, url: &str, max_bytes: u64) -> Result<Vec<u8>, ProviderError> {
         if let Some(data) = url.strip_prefix("data:") {
             return decode_data_uri(data, max_bytes);
         }
@@ -202,12 +201,16 @@ impl ReplicateClient {
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(malformed(format!("output URL scheme {:?} is not http(s)", parsed.scheme())));
         }
+        self.outbound.check_url(&parsed).map_err(malformed)?;
         let mut response =
             http::send_with_retry(PROVIDER, &self.retry, self.download_timeout, http::Repeat::Safe, || {
-                self.http.get(parsed.clone())
+                self.downloads.get(parsed.clone())
             })
             .await?;
         let status = response.status();
+        if status.is_redirection() {
+            return Err(malformed(format!("the output URL redirected ({status}); redirects are not followed")));
+        }
         if !status.is_success() {
             return Err(ProviderError::Upstream {
                 provider: PROVIDER,
@@ -225,11 +228,7 @@ impl ReplicateClient {
         if bytes.is_empty() {
             return Err(malformed("output file is empty".to_owned()));
         }
-        let content_type = http::media_type(response.headers())
-            .filter(|t| !is_generic_type(t))
-            .or_else(|| type_from_extension(parsed.path()).map(str::to_owned))
-            .unwrap_or_else(|| fallback_type.to_owned());
-        Ok(Media { bytes, content_type })
+        Ok(bytes)
     }
 
     /// `segments` appended to the base URL, each escaped, so an id or model name cannot change
@@ -250,12 +249,7 @@ impl ImageMaker for ReplicateClient {
     }
 
     fn make_image<'a>(&'a self, request: &'a ImageRequest) -> BoxFuture<'a, Result<Media, ProviderError>> {
-        let fallback = match request.output_format.as_str() {
-            "jpg" | "jpeg" => "image/jpeg",
-            "webp" => "image/webp",
-            _ => "image/png",
-        };
-        Box::pin(self.run(&request.model, image_input(request), self.image, fallback))
+        Box::pin(self.run(&request.model, image_input(request), self.image, "image"))
     }
 }
 
@@ -265,7 +259,7 @@ impl VideoMaker for ReplicateClient {
     }
 
     fn make_video<'a>(&'a self, request: &'a VideoRequest) -> BoxFuture<'a, Result<Media, ProviderError>> {
-        Box::pin(self.run(&request.model, video_input(request), self.video, "video/mp4"))
+        Box::pin(self.run(&request.model, video_input(request), self.video, "video"))
     }
 }
 
@@ -360,6 +354,42 @@ impl Prediction {
     }
 }
 
+/// A prediction answer, checked for shape: an object with an id and a status Replicate documents.
+/// serde would read a JSON array into the struct by position, and an unknown status would be polled
+/// until the deadline; both are an unusable answer at once.
+fn parse_prediction(bytes: &[u8]) -> Result<Prediction, ProviderError> {
+    let not_a_prediction =
+        |why: String| malformed(format!("answer is not a prediction ({why}): {}", http::snippet(bytes)));
+    let object = match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(object)) => object,
+        Ok(other) => return Err(not_a_prediction(format!("a JSON {} instead of an object", json_kind(&other)))),
+        Err(e) => return Err(not_a_prediction(e.to_string())),
+    };
+    let prediction: Prediction =
+        serde_json::from_value(Value::Object(object)).map_err(|e| not_a_prediction(e.to_string()))?;
+    if prediction.id.trim().is_empty() {
+        return Err(malformed("prediction has no id".to_owned()));
+    }
+    if !PREDICTION_STATUSES.contains(&prediction.status.as_str()) {
+        return Err(not_a_prediction(format!("unknown status {:?}", prediction.status)));
+    }
+    Ok(prediction)
+}
+
+/// Every status a Replicate prediction can have.
+const PREDICTION_STATUSES: [&str; 6] = ["starting", "processing", "succeeded", "failed", "canceled", "aborted"];
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
 /// Safety filters report through the prediction's error text (Replicate's E005 "flagged as
 /// sensitive", Google's safety messages); a refusal is the user's to fix, not an outage.
 fn looks_like_content_refusal(reason: &str) -> bool {
@@ -380,40 +410,25 @@ fn output_url(prediction: &Prediction) -> Result<String, ProviderError> {
     }
 }
 
-/// A `data:` output (Replicate may inline small files), decoded within the same size limit.
-fn decode_data_uri(data: &str, max_bytes: u64) -> Result<Media, ProviderError> {
+/// A `data:` output (Replicate may inline small files), decoded within the same size limit. Its
+/// declared type is ignored like a download's header: the bytes say what the file is.
+fn decode_data_uri(data: &str, max_bytes: u64) -> Result<Vec<u8>, ProviderError> {
     let (meta, payload) = data.split_once(',').ok_or_else(|| malformed("output data URI has no comma".to_owned()))?;
-    let content_type =
-        meta.strip_suffix(";base64").ok_or_else(|| malformed("output data URI is not base64".to_owned()))?;
+    if !meta.ends_with(";base64") {
+        return Err(malformed("output data URI is not base64".to_owned()));
+    }
     // base64 is 4 characters per 3 bytes; checked before decoding so nothing oversized is allocated.
     if (payload.len() as u64 / 4).saturating_mul(3) > max_bytes {
         return Err(malformed(format!("output larger than {}", http::human_bytes(max_bytes))));
     }
-    let bytes = base64::engine::general_purpose::STANDARD
+    base64::engine::general_purpose::STANDARD
         .decode(payload)
-        .map_err(|e| malformed(format!("output data URI is not valid base64: {e}")))?;
-    let content_type = if content_type.is_empty() { "application/octet-stream" } else { content_type };
-    Ok(Media { bytes, content_type: content_type.to_ascii_lowercase() })
+        .map_err(|e| malformed(format!("output data URI is not valid base64: {e}")))
 }
 
-/// Types a file host sends when it does not know better; the URL's extension says more.
-fn is_generic_type(media_type: &str) -> bool {
-    matches!(media_type, "application/octet-stream" | "binary/octet-stream" | "application/binary")
-}
-
-/// The content type for a URL path's extension, for hosts that send none.
-fn type_from_extension(path: &str) -> Option<&'static str> {
-    let (_, ext) = path.rsplit_once('/').unwrap_or(("", path)).1.rsplit_once('.')?;
-    match ext.to_ascii_lowercase().as_str() {
-        "png" => Some("image/png"),
-        "jpg" | "jpeg" => Some("image/jpeg"),
-        "webp" => Some("image/webp"),
-        "gif" => Some("image/gif"),
-        "mp4" => Some("video/mp4"),
-        "webm" => Some("video/webm"),
-        "mov" => Some("video/quicktime"),
-        _ => None,
-    }
+/// The stored type of an output, from its bytes (see [`checked_media_type`]).
+fn checked_type(bytes: &[u8], expected: &str) -> Result<&'static str, ProviderError> {
+    checked_media_type(bytes, expected).map_err(malformed)
 }
 
 /// Maps a non-2xx API answer: the `detail` of Replicate's problem+json when present.
@@ -523,6 +538,16 @@ mod tests {
     }
 
     #[test]
+    fn only_objects_with_a_known_status_are_predictions() {
+        let ok = parse_prediction(br#"{"id": "p1", "status": "starting"}"#).expect("prediction");
+        assert_eq!((ok.id.as_str(), ok.status.as_str()), ("p1", "starting"));
+        for bad in [&br#"["p1", "starting"]"#[..], br#""p1""#, b"null", br#"{"id": "p1", "status": "queued"}"#] {
+            let err = parse_prediction(bad).expect_err("not a prediction");
+            assert!(matches!(err, ProviderError::Malformed { .. }), "{err:?}");
+        }
+    }
+
+    #[test]
     fn failures_carry_replicates_message() {
         let failed = prediction("failed", Value::Null, json!("CUDA out of memory"));
         assert_eq!(
@@ -557,17 +582,18 @@ mod tests {
     }
 
     #[test]
-    fn content_type_comes_from_the_extension_when_missing() {
-        assert_eq!(type_from_extension("/files/out.MP4"), Some("video/mp4"));
-        assert_eq!(type_from_extension("/a.b/out"), None);
-        assert_eq!(type_from_extension("/x/y.jpeg"), Some("image/jpeg"));
-        assert!(is_generic_type("application/octet-stream"));
+    fn output_types_come_from_the_bytes() {
+        assert_eq!(checked_type(b"RIFF\0\0\0\0WEBPVP8 ", "image").unwrap(), "image/webp");
+        assert_eq!(checked_type(b"\x00\x00\x00\x18ftypqt  ", "video").unwrap(), "video/mp4");
+        assert_eq!(checked_type(&[0x1A, 0x45, 0xDF, 0xA3, 0x9F], "video").unwrap(), "video/webm");
+        assert!(checked_type(b"\x89PNG\r\n\x1a\n....", "video").is_err(), "an image is not a video");
+        let err = checked_type(b"<html>oops</html>", "image").unwrap_err();
+        assert!(matches!(&err, ProviderError::Malformed { message, .. } if message.contains("<html>")), "{err:?}");
     }
 
     #[test]
     fn data_uris_decode_within_the_limit() {
-        let media = decode_data_uri("image/png;base64,YWJj", 10).unwrap();
-        assert_eq!(media, Media { bytes: b"abc".to_vec(), content_type: "image/png".into() });
+        assert_eq!(decode_data_uri("image/png;base64,YWJj", 10).unwrap(), b"abc");
         assert!(decode_data_uri("image/png;base64,YWJjYWJjYWJj", 3).is_err());
         assert!(decode_data_uri("image/png,abc", 10).is_err());
     }

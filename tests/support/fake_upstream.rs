@@ -540,6 +540,8 @@ pub enum Outcome {
     SucceedAsList(FakeFile),
     /// `output` points at a file the fake answers 404 for.
     SucceedWithMissingFile,
+    /// `output` is this URL, wherever it points.
+    SucceedWithUrl(String),
     /// `status: failed` with this `error`.
     Fail(String),
     /// `status: canceled` (cancelled by someone else).
@@ -770,6 +772,7 @@ fn prediction_json(base_url: &str, id: &str, live: &LivePrediction) -> Value {
         (Outcome::Succeed(file), ..) => ("succeeded", json!(file_url(&file.name)), Value::Null),
         (Outcome::SucceedAsList(file), ..) => ("succeeded", json!([file_url(&file.name)]), Value::Null),
         (Outcome::SucceedWithMissingFile, ..) => ("succeeded", json!(file_url("missing.png")), Value::Null),
+        (Outcome::SucceedWithUrl(url), ..) => ("succeeded", json!(url), Value::Null),
         (Outcome::Fail(message), ..) => ("failed", Value::Null, json!(message)),
         (Outcome::Canceled, ..) => ("canceled", Value::Null, Value::Null),
     };

@@ -123,6 +123,7 @@ impl TestApp {
             storage: Arc::new(LocalStorage::new(&s.output_dir)),
             debug: s.debug,
             strict_flavors: s.strict_flavors,
+            generations: mvgen::api::limits::GenerationSlots::new(s.max_concurrent_generations),
         };
         TestApp { router: app(state, &s), scenes, images, videos, gemini_videos, output_dir: s.output_dir, _dir: dir }
     }

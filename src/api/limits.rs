@@ -1,0 +1,87 @@
+//! Per-request memory bounds: how long a text field may be, how big a reference image may be, and
+//! how many generations may run at once (each may hold a downloaded video in memory).
+
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use serde_json::json;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::error::ApiError;
+
+/// The longest text field accepted, in characters: far above any real prompt, and it keeps one
+/// request from growing into a many-megabyte prompt or mock answer.
+pub const MAX_TEXT_CHARS: usize = 20_000;
+
+/// The largest character reference read into memory and sent with a video request.
+pub const MAX_REFERENCE_BYTES: u64 = 20 * 1024 * 1024;
+
+/// What a caller told "too many generations" should wait before trying again.
+const BUSY_RETRY_AFTER_SECS: u64 = 5;
+
+/// Every named text field must be at most [`MAX_TEXT_CHARS`] characters (400 naming the first
+/// that is not).
+pub fn bounded_texts(fields: &[(&str, Option<&str>)]) -> Result<(), ApiError> {
+    for (field, value) in fields {
+        if let Some(value) = value
+            && value.char_indices().nth(MAX_TEXT_CHARS).is_some()
+        {
+            let chars = value.chars().count();
+            return Err(ApiError::invalid(field, format!("must be at most {MAX_TEXT_CHARS} characters, got {chars}")));
+        }
+    }
+    Ok(())
+}
+
+/// The cap on generations running at once (`MV_MAX_CONCURRENT_GENERATIONS`).
+#[derive(Clone, Debug)]
+pub struct GenerationSlots {
+    semaphore: Arc<Semaphore>,
+    limit: usize,
+}
+
+impl GenerationSlots {
+    pub fn new(limit: usize) -> Self {
+        GenerationSlots { semaphore: Arc::new(Semaphore::new(limit)), limit }
+    }
+
+    /// A slot held until the returned permit drops, or a 503 with `Retry-After` at once: waiting
+    /// for a slot would only hold the caller's connection for minutes of someone else's renders.
+    pub fn take(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        self.semaphore.clone().try_acquire_owned().map_err(|_| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "TooManyGenerations",
+                format!(
+                    "{} generations are already running, the most this server runs at once; try again shortly",
+                    self.limit
+                ),
+                json!({ "limit": self.limit, "retry_after_seconds": BUSY_RETRY_AFTER_SECS }),
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn texts_are_bounded_in_characters_not_bytes() {
+        let at_limit = "é".repeat(MAX_TEXT_CHARS);
+        assert!(bounded_texts(&[("idea", Some(&at_limit)), ("camera_angle", None)]).is_ok());
+        let over = "x".repeat(MAX_TEXT_CHARS + 1);
+        let err = bounded_texts(&[("idea", Some("short")), ("camera_angle", Some(&over))]).expect_err("too long");
+        assert_eq!((err.status, err.details), (StatusCode::BAD_REQUEST, json!("camera_angle")));
+    }
+
+    #[test]
+    fn slots_are_refused_past_the_limit_and_come_back() {
+        let slots = GenerationSlots::new(1);
+        let held = slots.take().expect("first");
+        let refused = slots.take().expect_err("second");
+        assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+        drop(held);
+        assert!(slots.take().is_ok());
+    }
+}

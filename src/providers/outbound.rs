@@ -1,0 +1,211 @@
+//! Which addresses an output download may reach.
+//!
+//! Output URLs come from the upstream's answer, so they are not ours to trust: a hostile or
+//! compromised upstream could point them at loopback services, the private network or the cloud
+//! metadata endpoint (169.254.169.254). Downloads may reach public addresses, plus the class of
+//! address the configured provider base URL itself is (the tests' fakes live on 127.0.0.1, an
+//! operator's proxy may live on the private network).
+//!
+//! IP literals are checked before any request ([`OutboundPolicy::check_url`]); host names are
+//! checked where they are resolved ([`OutboundPolicy`] is the client's DNS resolver), so the
+//! address checked is the address connected to, and DNS rebinding cannot slip past. The
+//! configured API hosts resolve unchecked: they are the operator's choice.
+
+use std::net::{IpAddr, SocketAddr};
+
+use reqwest::Url;
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+
+use super::config::ProviderConfig;
+
+/// What kind of network an address belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressClass {
+    Public,
+    /// 127.0.0.0/8, ::1, and the unspecified address (which connects to this host).
+    Loopback,
+    /// RFC 1918, shared address space (100.64.0.0/10), IPv6 unique local (fc00::/7).
+    Private,
+    /// 169.254.0.0/16 (where cloud metadata lives), fe80::/10.
+    LinkLocal,
+    /// Multicast, broadcast, documentation and other reserved ranges: never a file host.
+    Reserved,
+}
+
+/// The class of `ip`; IPv4-mapped IPv6 addresses are classed as their IPv4 address.
+pub fn classify(ip: IpAddr) -> AddressClass {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            if v4.is_loopback() || v4.is_unspecified() {
+                AddressClass::Loopback
+            } else if v4.is_private() || (a == 100 && (64..128).contains(&b)) {
+                AddressClass::Private
+            } else if v4.is_link_local() {
+                AddressClass::LinkLocal
+            } else if v4.is_multicast() || v4.is_broadcast() || v4.is_documentation() || a == 0 || a >= 240 {
+                AddressClass::Reserved
+            } else {
+                AddressClass::Public
+            }
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return classify(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            if v6.is_loopback() || v6.is_unspecified() {
+                AddressClass::Loopback
+            } else if first & 0xfe00 == 0xfc00 {
+                AddressClass::Private
+            } else if first & 0xffc0 == 0xfe80 {
+                AddressClass::LinkLocal
+            } else if v6.is_multicast() || first == 0x2001 && v6.segments()[1] == 0x0db8 {
+                AddressClass::Reserved
+            } else {
+                AddressClass::Public
+            }
+        }
+    }
+}
+
+/// Where downloads may connect: public addresses and the classes of the configured base URLs.
+#[derive(Debug, Clone)]
+pub struct OutboundPolicy {
+    allowed: Vec<AddressClass>,
+    /// The configured API host names, resolved without checks.
+    api_hosts: Vec<String>,
+}
+
+impl OutboundPolicy {
+    pub fn new(config: &ProviderConfig) -> Self {
+        let bases: Vec<Url> = [&config.gemini_base_url, &config.replicate_base_url]
+            .into_iter()
+            .filter_map(|base| Url::parse(base).ok())
+            .collect();
+        let mut allowed = vec![AddressClass::Public];
+        allowed.extend(bases.iter().filter_map(base_class));
+        let api_hosts = bases.iter().filter_map(|url| url.host_str().map(str::to_ascii_lowercase)).collect();
+        OutboundPolicy { allowed, api_hosts }
+    }
+
+    fn allows(&self, ip: IpAddr) -> bool {
+        self.allowed.contains(&classify(ip))
+    }
+
+    /// Refuses a URL whose host is an IP literal outside the allowed classes, before any request.
+    pub fn check_url(&self, url: &Url) -> Result<(), String> {
+        let Some(ip) = literal_ip(url) else { return Ok(()) };
+        if self.allows(ip) { Ok(()) } else { Err(refusal(&ip.to_string(), classify(ip))) }
+    }
+
+    /// The resolved addresses of `host` a download may use; an error when none is left.
+    fn filter(&self, host: &str, addrs: Vec<SocketAddr>) -> Result<Vec<SocketAddr>, String> {
+        if self.api_hosts.iter().any(|h| h.eq_ignore_ascii_case(host)) {
+            return Ok(addrs);
+        }
+        let first_class = addrs.first().map(|a| classify(a.ip()));
+        let allowed: Vec<SocketAddr> = addrs.into_iter().filter(|a| self.allows(a.ip())).collect();
+        match (allowed.is_empty(), first_class) {
+            (false, _) => Ok(allowed),
+            (true, Some(class)) => Err(refusal(host, class)),
+            (true, None) => Err(format!("{host} has no address")),
+        }
+    }
+}
+
+/// The class of a base URL's host when it is an IP literal or `localhost`; a public name adds none.
+fn base_class(url: &Url) -> Option<AddressClass> {
+    if let Some(ip) = literal_ip(url) {
+        return Some(classify(ip));
+    }
+    let name = url.host_str()?.trim_end_matches('.').to_ascii_lowercase();
+    (name == "localhost" || name.ends_with(".localhost")).then_some(AddressClass::Loopback)
+}
+
+/// The URL's host when it is an IP literal (`127.0.0.1`, `[::1]`).
+fn literal_ip(url: &Url) -> Option<IpAddr> {
+    url.host_str()?.trim_start_matches('[').trim_end_matches(']').parse().ok()
+}
+
+fn refusal(host: &str, class: AddressClass) -> String {
+    format!("output host {host} is a {class:?} address, which downloads may not reach")
+}
+
+impl Resolve for OutboundPolicy {
+    fn resolve(&self, name: Name) -> Resolving {
+        let policy = self.clone();
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let allowed = policy.filter(&host, addrs)?;
+            Ok(Box::new(allowed.into_iter()) as Addrs)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("ip")
+    }
+
+    #[test]
+    fn addresses_are_classed() {
+        for (addr, class) in [
+            ("8.8.8.8", AddressClass::Public),
+            ("2606:4700::1111", AddressClass::Public),
+            ("127.0.0.1", AddressClass::Loopback),
+            ("0.0.0.0", AddressClass::Loopback),
+            ("::1", AddressClass::Loopback),
+            ("10.1.2.3", AddressClass::Private),
+            ("172.16.0.1", AddressClass::Private),
+            ("192.168.1.1", AddressClass::Private),
+            ("100.64.0.1", AddressClass::Private),
+            ("fd00::1", AddressClass::Private),
+            ("169.254.169.254", AddressClass::LinkLocal),
+            ("fe80::1", AddressClass::LinkLocal),
+            ("::ffff:169.254.169.254", AddressClass::LinkLocal),
+            ("::ffff:127.0.0.1", AddressClass::Loopback),
+            ("224.0.0.1", AddressClass::Reserved),
+            ("255.255.255.255", AddressClass::Reserved),
+        ] {
+            assert_eq!(classify(ip(addr)), class, "{addr}");
+        }
+    }
+
+    fn policy(replicate_base_url: &str) -> OutboundPolicy {
+        OutboundPolicy::new(&ProviderConfig {
+            replicate_base_url: replicate_base_url.to_owned(),
+            ..ProviderConfig::default()
+        })
+    }
+
+    #[test]
+    fn only_public_addresses_unless_the_base_url_is_in_the_same_class() {
+        let public = policy("https://api.replicate.com");
+        let url = |s: &str| Url::parse(s).expect("url");
+        assert!(public.check_url(&url("https://replicate.delivery/x.png")).is_ok(), "names are checked on resolve");
+        assert!(public.check_url(&url("http://8.8.8.8/x.png")).is_ok());
+        for refused in ["http://127.0.0.1/x", "http://[::1]/x", "http://169.254.169.254/latest", "http://10.0.0.1/x"] {
+            assert!(public.check_url(&url(refused)).is_err(), "{refused}");
+        }
+        let local = policy("http://127.0.0.1:8080");
+        assert!(local.check_url(&url("http://127.0.0.1:9/x")).is_ok());
+        assert!(local.check_url(&url("http://169.254.169.254/latest")).is_err(), "loopback does not open link-local");
+        assert!(policy("http://localhost:8080").check_url(&url("http://[::1]/x")).is_ok());
+    }
+
+    #[test]
+    fn resolved_names_keep_only_allowed_addresses() {
+        let public = policy("https://api.replicate.com");
+        let sock = |s: &str| SocketAddr::new(ip(s), 0);
+        let mixed = vec![sock("10.0.0.5"), sock("93.184.215.14")];
+        assert_eq!(public.filter("cdn.example", mixed), Ok(vec![sock("93.184.215.14")]));
+        let err = public.filter("rebind.example", vec![sock("127.0.0.1")]).expect_err("loopback only");
+        assert!(err.contains("Loopback"), "{err}");
+        assert_eq!(public.filter("API.replicate.com", vec![sock("10.0.0.5")]), Ok(vec![sock("10.0.0.5")]));
+    }
+}
