@@ -10,12 +10,14 @@
 //! - [`compiler`]: reads and checks a configs directory, resolves inheritance (also used by build.rs).
 //! - [`flavor`]: the embedded table and the per-request choice of flavor.
 //! - [`prompts`]: turns a flavor plus request inputs into exactly what is sent upstream.
-//! - [`api`]: the `/api/mv` handlers; [`server`] wires them with auth, CORS and shutdown.
+//! - [`api`]: the `/api/mv` handlers; [`server`] wires them with auth and CORS; [`serving`] runs the
+//!   connections (timeouts, connection cap, bounded shutdown drain).
 //! - [`providers`]: Gemini, Replicate and the offline mock; [`storage`]: generated files on disk.
 //! - [`cli`]: the `mvgen` subcommands for prompt authors and CI.
 //! - [`page`]: the create page (`page/`), embedded and served at `/` and `/create`.
 
 pub mod api;
+pub mod background;
 pub mod cli;
 pub mod compiler;
 pub mod flavor;
@@ -23,4 +25,5 @@ pub mod page;
 pub mod prompts;
 pub mod providers;
 pub mod server;
+pub mod serving;
 pub mod storage;

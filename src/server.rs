@@ -1,5 +1,5 @@
 //! The HTTP server: settings from the environment, the router (API, health, OpenAPI, create page,
-//! auth, CORS, body limit) and graceful shutdown.
+//! auth, CORS, body limit); connections and shutdown are run by [`crate::serving`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -34,6 +34,8 @@ pub struct Settings {
     /// `MVGEN_ACCESS_LOG`: one log line per request. Off by default: writing a line per request
     /// costs more CPU than serving a flavor list (see BENCHMARKS.md).
     pub access_log: bool,
+    /// Connection timeouts, cap and shutdown drain (`MVGEN_*_TIMEOUT_SECS`, `MVGEN_MAX_CONNECTIONS`).
+    pub connections: crate::serving::Limits,
 }
 
 impl std::fmt::Debug for Settings {
@@ -48,6 +50,7 @@ impl std::fmt::Debug for Settings {
             .field("cors_origins", &self.cors_origins)
             .field("log_json", &self.log_json)
             .field("access_log", &self.access_log)
+            .field("connections", &self.connections)
             .finish()
     }
 }
@@ -90,6 +93,7 @@ impl Settings {
             cors_origins,
             log_json: var("MVGEN_LOG_FORMAT").is_some_and(|v| v.eq_ignore_ascii_case("json")),
             access_log: truthy(var("MVGEN_ACCESS_LOG")),
+            connections: crate::serving::Limits::from_vars(&var)?,
         })
     }
 
@@ -231,36 +235,15 @@ fn cors(origins: &[String]) -> CorsLayer {
         .expose_headers([header::HeaderName::from_static("x-config-flavor"), header::CONTENT_RANGE])
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then lets in-flight requests finish.
+/// Serves `router` on `listener` with the default connection limits until `shutdown` resolves,
+/// then drains (see [`crate::serving::serve`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
-    tracing::info!("shutting down: finishing in-flight requests");
+    let signals = crate::serving::signals::from_future(shutdown);
+    crate::serving::serve(listener, router, crate::serving::Limits::default(), signals).await.map(|_| ())
 }
 
 #[cfg(test)]

@@ -465,14 +465,17 @@ impl CancelOnDrop {
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
         let Some((http, url, token, timeout)) = self.cancel.take() else { return };
-        // Drop can't await: the cancel goes out on its own task, best effort.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                if let Err(err) = http.post(url).bearer_auth(token).timeout(timeout).send().await {
-                    tracing::warn!(error = %http::describe(&err), "cancel after an abandoned prediction failed");
+        // Drop can't await: the cancel goes out on its own task, which shutdown waits for (a drain
+        // that cuts requests drops them here).
+        crate::background::spawn(async move {
+            match http.post(url).bearer_auth(token).timeout(timeout).send().await {
+                Ok(response) if response.status().is_success() => tracing::info!("cancelled an abandoned prediction"),
+                Ok(response) => tracing::warn!(status = response.status().as_u16(), "cancel refused"),
+                Err(err) => {
+                    tracing::warn!(error = %http::describe(&err), "cancel after an abandoned prediction failed")
                 }
-            });
-        }
+            }
+        });
     }
 }
 
