@@ -172,6 +172,23 @@ fn huge_content_length_is_refused_from_the_header_before_any_100_continue() {
 }
 
 #[test]
+fn a_request_head_over_64_kib_is_refused_with_431() {
+    let server = ServerProcess::start(&[]).expect("start mvgen");
+    let mut stream = connect(&server);
+    let padding = "a".repeat(100 * 1024);
+    // Written from a thread: the server may answer and close before reading all of it.
+    let mut writer = stream.try_clone().expect("clone");
+    let sending = std::thread::spawn(move || {
+        writer.write_all(format!("GET /health HTTP/1.1\r\nX-Pad: {padding}\r\n\r\n").as_bytes())
+    });
+    stream.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    let mut first = [0u8; 64];
+    let n = stream.read(&mut first).expect("an answer");
+    assert!(first[..n].starts_with(b"HTTP/1.1 431"), "{}", String::from_utf8_lossy(&first[..n]));
+    let _ = sending.join();
+}
+
+#[test]
 fn past_the_cap_connections_wait_in_the_backlog_and_health_answers_once_a_slot_frees() {
     let server = ServerProcess::start(&[("MVGEN_MAX_CONNECTIONS", "4"), ("MVGEN_HEADER_TIMEOUT_SECS", "1")])
         .expect("start mvgen");
