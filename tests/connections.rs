@@ -12,7 +12,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::fake_upstream::{FakeReplicate, Outcome, PredictionPlan, Route, TEST_REPLICATE_TOKEN};
+use support::fake_upstream::{FakeFile, FakeReplicate, Outcome, PredictionPlan, Route, TEST_REPLICATE_TOKEN};
 use support::server_process::ServerProcess;
 
 /// `host:port` of a started server.
@@ -251,12 +251,15 @@ fn sigterm_with_a_stalled_client_exits_at_once() {
 
 /// A server whose video predictions never finish upstream, with a `generate_video` request in
 /// flight: returns once the fake Replicate has seen the prediction created.
+/// With `plan: None` the prediction never finishes; the client thread returns what it received.
 fn server_with_running_prediction(
     rt: &tokio::runtime::Runtime,
     drain_secs: &str,
-) -> (ServerProcess, FakeReplicate, std::thread::JoinHandle<()>) {
+    plan: Option<PredictionPlan>,
+) -> (ServerProcess, FakeReplicate, std::thread::JoinHandle<Watched>) {
     let replicate = rt.block_on(FakeReplicate::start());
-    replicate.push_prediction(PredictionPlan { polls_until_done: 100_000, outcome: Outcome::SucceedWithMissingFile });
+    let never = PredictionPlan { polls_until_done: 100_000, outcome: Outcome::SucceedWithMissingFile };
+    replicate.push_prediction(plan.unwrap_or(never));
     let server = ServerProcess::start(&[
         ("REPLICATE_API_TOKEN", TEST_REPLICATE_TOKEN),
         ("REPLICATE_BASE_URL", &replicate.base_url),
@@ -273,9 +276,7 @@ fn server_with_running_prediction(
         body.len()
     )
     .expect("send");
-    let client = std::thread::spawn(move || {
-        let _ = watch(stream, Instant::now(), Duration::from_secs(30));
-    });
+    let client = std::thread::spawn(move || watch(stream, Instant::now(), Duration::from_secs(30)));
     let start = Instant::now();
     while replicate.received_on(Route::Create).is_empty() {
         assert!(start.elapsed() < Duration::from_secs(10), "no prediction created:\n{}", server.log());
@@ -285,9 +286,27 @@ fn server_with_running_prediction(
 }
 
 #[test]
+fn sigterm_lets_a_request_in_flight_finish_within_the_deadline() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    // About 1 s of polling at 0.2 s before the video is ready.
+    let plan = PredictionPlan { polls_until_done: 5, outcome: Outcome::Succeed(FakeFile::mp4()) };
+    let (mut server, replicate, client) = server_with_running_prediction(&rt, "20", Some(plan));
+    server.signal("TERM");
+    let status = server.wait_exit(Duration::from_secs(10));
+    let log = server.log();
+    let status = status.unwrap_or_else(|| panic!("still running 10 s after SIGTERM:\n{log}"));
+    assert!(status.success(), "nothing was cut: {status}\n{log}");
+    let answer = client.join().expect("client");
+    let text = String::from_utf8_lossy(&answer.received).into_owned();
+    assert_eq!(status_and_body(&text).0, 200, "the request in flight got its answer: {text}");
+    assert!(answer.closed_after.is_some(), "and then its connection was closed");
+    assert!(replicate.cancelled().is_empty(), "nothing to cancel");
+}
+
+#[test]
 fn drain_deadline_cuts_the_request_and_cancels_its_prediction_before_exit() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-    let (mut server, replicate, client) = server_with_running_prediction(&rt, "1");
+    let (mut server, replicate, client) = server_with_running_prediction(&rt, "1", None);
     let start = Instant::now();
     server.signal("TERM");
     let status = server.wait_exit(Duration::from_secs(5));
@@ -304,7 +323,7 @@ fn drain_deadline_cuts_the_request_and_cancels_its_prediction_before_exit() {
 #[test]
 fn a_second_signal_during_the_drain_exits_at_once_and_still_cancels() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-    let (mut server, replicate, client) = server_with_running_prediction(&rt, "60");
+    let (mut server, replicate, client) = server_with_running_prediction(&rt, "60", None);
     server.signal("TERM");
     assert!(server.wait_exit(Duration::from_millis(500)).is_none(), "the first SIGTERM drains:\n{}", server.log());
     let start = Instant::now();
