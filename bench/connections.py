@@ -6,13 +6,13 @@
 
 For each binary, started on 127.0.0.1 with mock providers and its soft RLIMIT_NOFILE set to 1024:
   - GET /api/mv/get_config_flavors with wrk (-t2 -c32, DURATION s, ROUNDS rounds alternating the
-    binaries; median), and the new/old ratio;
+    binaries; median req/s and server CPU per request from /proc/PID/stat), and new/old ratios;
   - time until the server closes a silent connection and a half-sent request head (LIMIT s at most);
   - a flood of FLOOD connections each holding a partial request head: connections the server holds,
     /health latency during the flood, RSS idle / during / 3 s after the clients left;
   - the same flood against the new binary with MVGEN_MAX_CONNECTIONS=CAP (held at the cap);
   - time from SIGTERM to exit with one stalled client connected (killed after LIMIT s).
-Knobs (environment): DURATION (10), ROUNDS (3), FLOOD (1100), CAP (256), LIMIT (30).
+Knobs (environment): DURATION (10), ROUNDS (5), FLOOD (1100), CAP (256), LIMIT (30).
 """
 
 import os
@@ -26,7 +26,7 @@ import tempfile
 import time
 
 DURATION = int(os.environ.get("DURATION", "10"))
-ROUNDS = int(os.environ.get("ROUNDS", "3"))
+ROUNDS = int(os.environ.get("ROUNDS", "5"))
 FLOOD = int(os.environ.get("FLOOD", "1100"))
 CAP = int(os.environ.get("CAP", "256"))
 LIMIT = float(os.environ.get("LIMIT", "30"))
@@ -100,14 +100,24 @@ class Server:
             self.proc.wait()
 
 
-def wrk_rps(port):
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk_rps(server):
+    """(req/s, server CPU µs per request) for one wrk run."""
+    port, before = server.port, cpu_seconds(server.proc.pid)
     out = subprocess.run(
         ["wrk", "-t2", "-c32", f"-d{DURATION}s", "--timeout", "5s", f"http://127.0.0.1:{port}/api/mv/get_config_flavors"],
         capture_output=True, text=True, check=True,
     ).stdout
     if "Non-2xx" in out or "Socket errors" in out:
         raise SystemExit(f"wrk saw errors:\n{out}")
-    return float(next(l for l in out.splitlines() if l.startswith("Requests/sec")).split()[1])
+    cpu = cpu_seconds(server.proc.pid) - before
+    requests = int(next(l for l in out.splitlines() if "requests in" in l).split()[0])
+    return float(next(l for l in out.splitlines() if l.startswith("Requests/sec")).split()[1]), cpu / requests * 1e6
 
 
 def time_to_close(server, payload):
@@ -189,14 +199,20 @@ def main():
     servers = {name: Server(path) for name, path in binaries.items()}
     for server in servers.values():
         subprocess.run(["wrk", "-t2", "-c32", "-d1s", f"http://127.0.0.1:{server.port}/health"], capture_output=True)
+    cpu = {name: [] for name in binaries}
     for _ in range(ROUNDS):
         for name, server in servers.items():
-            rps[name].append(wrk_rps(server.port))
+            r, c = wrk_rps(server)
+            rps[name].append(r)
+            cpu[name].append(c)
     print(f"{'measurement':<52} {'old':>22} {'new':>22}")
     med = {name: statistics.median(values) for name, values in rps.items()}
+    med_cpu = {name: statistics.median(values) for name, values in cpu.items()}
     print(f"{'GET get_config_flavors req/s (median of %d)' % ROUNDS:<52} {med['old']:>22.0f} {med['new']:>22.0f}")
     print(f"{'  new / old':<52} {'':>22} {med['new'] / med['old']:>22.3f}")
-    print(f"{'  rounds':<52} {str([round(v) for v in rps['old']]):>22} {str([round(v) for v in rps['new']]):>22}")
+    print(f"{'  rounds':<52} {str([round(v / 1000) for v in rps['old']]):>22} {str([round(v / 1000) for v in rps['new']]):>22}")
+    print(f"{'  server CPU us/request (median)':<52} {med_cpu['old']:>22.2f} {med_cpu['new']:>22.2f}")
+    print(f"{'  new / old':<52} {'':>22} {med_cpu['new'] / med_cpu['old']:>22.3f}")
 
     rows = {}
     for name, server in servers.items():

@@ -12,6 +12,7 @@
 mod conn;
 mod request;
 pub mod signals;
+mod trim;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -164,6 +165,7 @@ pub async fn serve(
     let slots = Arc::new(Semaphore::new(connection_cap(limits.max_connections)));
     let tasks = TaskTracker::new();
     let shutdown = Shutdown { drain: CancellationToken::new(), cut: CancellationToken::new(), counts: Arc::default() };
+    let trimmer = tokio::spawn(trim::after_floods(tasks.clone()));
     let signal = loop {
         // Past the cap, stop accepting: new connections wait in the listen backlog.
         let permit = tokio::select! {
@@ -186,6 +188,7 @@ pub async fn serve(
         tasks.spawn(conn::serve(stream, router.clone(), limits, shutdown.clone(), permit));
     };
     drop(listener);
+    trimmer.abort();
     tasks.close();
     tracing::info!(
         signal,
