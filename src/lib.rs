@@ -10,7 +10,8 @@
 //! - [`compiler`]: reads and checks a configs directory, resolves inheritance (also used by build.rs).
 //! - [`flavor`]: the embedded table and the per-request choice of flavor.
 //! - [`prompts`]: turns a flavor plus request inputs into exactly what is sent upstream.
-//! - [`api`]: the `/api/mv` handlers; [`server`] wires them with auth ([`api_keys`]), CORS and shutdown.
+//! - [`api`]: the `/api/mv` handlers; [`server`] wires them with auth ([`api_keys`]) and CORS; [`serving`] runs the
+//!   connections (timeouts, connection cap, bounded shutdown drain).
 //! - [`providers`]: Gemini, Replicate and the offline mock; [`storage`]: generated files on disk.
 //! - [`cli`]: the `mvgen` subcommands for prompt authors and CI.
 //! - [`json_schema`]: JSON Schemas of the configs files, from the compiler's definitions.
@@ -18,6 +19,7 @@
 
 pub mod api;
 pub mod api_keys;
+pub mod background;
 pub mod cli;
 pub mod compiler;
 pub mod flavor;
@@ -26,4 +28,5 @@ pub mod page;
 pub mod prompts;
 pub mod providers;
 pub mod server;
+pub mod serving;
 pub mod storage;

@@ -1,5 +1,5 @@
 //! The HTTP server: settings from the environment, the router (API, health, OpenAPI, create page,
-//! auth, CORS, body limit) and graceful shutdown.
+//! auth, CORS, body limit); connections and shutdown are run by [`crate::serving`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -38,6 +38,8 @@ pub struct Settings {
     pub access_log: bool,
     /// `MV_MAX_CONCURRENT_GENERATIONS`: generation requests running at once; past it a 503.
     pub max_concurrent_generations: usize,
+    /// Connection timeouts, cap and shutdown drain (`MVGEN_*_TIMEOUT_SECS`, `MVGEN_MAX_CONNECTIONS`).
+    pub connections: crate::serving::Limits,
 }
 
 impl std::fmt::Debug for Settings {
@@ -53,6 +55,7 @@ impl std::fmt::Debug for Settings {
             .field("log_json", &self.log_json)
             .field("access_log", &self.access_log)
             .field("max_concurrent_generations", &self.max_concurrent_generations)
+            .field("connections", &self.connections)
             .finish()
     }
 }
@@ -125,6 +128,7 @@ impl Settings {
                     format!("MV_MAX_CONCURRENT_GENERATIONS={v:?}: expected a whole number of at least 1")
                 })?,
             },
+            connections: crate::serving::Limits::from_vars(&var)?,
         })
     }
 
@@ -275,36 +279,15 @@ fn cors(origins: &[String]) -> CorsLayer {
         ])
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then lets in-flight requests finish.
+/// Serves `router` on `listener` with the default connection limits until `shutdown` resolves,
+/// then drains (see [`crate::serving::serve`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
-    tracing::info!("shutting down: finishing in-flight requests");
+    let signals = crate::serving::signals::from_future(shutdown);
+    crate::serving::serve(listener, router, crate::serving::Limits::default(), signals).await.map(|_| ())
 }
 
 #[cfg(test)]

@@ -34,12 +34,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ValidJson<T> {
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "PayloadTooLarge",
-                    format!("the request body is larger than {BODY_LIMIT} bytes"),
-                    json!({ "limit_bytes": BODY_LIMIT }),
-                )
+                payload_too_large()
             } else {
                 ApiError::new(StatusCode::BAD_REQUEST, "InvalidBody", rejection.body_text(), serde_json::Value::Null)
             }
@@ -81,6 +76,16 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ValidQuery<T> 
             }
         }
     }
+}
+
+/// 413 for a body over [`BODY_LIMIT`] (also answered from `Content-Length` alone, before reading).
+pub fn payload_too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "PayloadTooLarge",
+        format!("the request body is larger than {BODY_LIMIT} bytes"),
+        json!({ "limit_bytes": BODY_LIMIT }),
+    )
 }
 
 fn is_json(content_type: Option<&str>) -> bool {

@@ -1,5 +1,5 @@
 //! `mvgen serve` (also what `mvgen` does with no subcommand): logging, providers, storage, then the
-//! HTTP server until Ctrl-C or SIGTERM.
+//! HTTP server until SIGTERM or SIGINT (a second one cuts the drain short).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crate::api::AppState;
 use crate::providers::{ProviderConfig, Providers};
 use crate::server::{self, Settings};
+use crate::serving;
 use crate::storage::LocalStorage;
 
 pub fn serve(addr: Option<SocketAddr>) -> ExitCode {
@@ -25,21 +26,21 @@ pub fn serve(addr: Option<SocketAddr>) -> ExitCode {
         Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
     };
     match runtime.block_on(run(settings, provider_config)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(drained) if drained.connections_cut == 0 => ExitCode::SUCCESS,
+        // The drain deadline or a second signal cut connections: say so to the supervisor.
+        Ok(_) => ExitCode::FAILURE,
         Err(e) => fail(&e),
     }
 }
 
-async fn run(settings: Settings, provider_config: ProviderConfig) -> Result<(), String> {
+async fn run(settings: Settings, provider_config: ProviderConfig) -> Result<serving::Drained, String> {
     let providers = Providers::from_config(&provider_config)?;
     tracing::info!(providers = %providers.summary(), "providers ready");
     let names = crate::flavor::names();
     if settings.debug {
         tracing::info!(count = names.len(), flavors = %names.join(", "), "debug mode: embedded config flavors");
     }
-    let listener = tokio::net::TcpListener::bind(settings.addr)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", settings.addr))?;
+    let listener = serving::bind(settings.addr).map_err(|e| format!("cannot listen on {}: {e}", settings.addr))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     let storage = LocalStorage::new(&settings.output_dir);
     match storage.remove_stale_partials() {
@@ -71,7 +72,9 @@ async fn run(settings: Settings, provider_config: ProviderConfig) -> Result<(), 
         tracing::info!(origins = %settings.cors_origins.join(", "), "CORS allows these browser origins");
     }
     let router = server::app(state, &settings);
-    server::serve(listener, router, server::shutdown_signal()).await.map_err(|e| format!("server error: {e}"))
+    serving::serve(listener, router, settings.connections, serving::signals::listen())
+        .await
+        .map_err(|e| format!("server error: {e}"))
 }
 
 /// `RUST_LOG` filters (default `info`); `MVGEN_LOG_FORMAT=json` writes JSON lines.

@@ -260,7 +260,7 @@ impl fmt::Debug for ProviderConfig {
 }
 
 /// `"2"`, `"0.25"`: a non-negative, finite number of seconds.
-fn parse_secs(text: &str) -> Option<Duration> {
+pub(crate) fn parse_secs(text: &str) -> Option<Duration> {
     let secs: f64 = text.parse().ok()?;
     Duration::try_from_secs_f64(secs).ok()
 }

@@ -290,24 +290,19 @@ impl Drop for CancelOnDrop {
     fn drop(&mut self) {
         let Some(cancel) = self.cancel.take() else { return };
         let provider = self.provider;
-        // Drop can't await: the cancel goes out on its own task, best effort.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                match cancel.send().await {
-                    Ok(response) if response.status().is_success() => {
-                        tracing::info!(provider, "cancelled an abandoned upstream job");
-                    }
-                    Ok(response) => {
-                        tracing::warn!(
-                            provider,
-                            status = response.status().as_u16(),
-                            "cancel of an abandoned job refused"
-                        );
-                    }
-                    Err(err) => tracing::warn!(provider, error = %describe(&err), "cancel of an abandoned job failed"),
+        // Drop can't await: the cancel goes out on its own task, which shutdown waits for (a drain
+        // that cuts requests drops them here, and the prediction must not run on, billing).
+        crate::background::spawn(async move {
+            match cancel.send().await {
+                Ok(response) if response.status().is_success() => {
+                    tracing::info!(provider, "cancelled an abandoned upstream job");
                 }
-            });
-        }
+                Ok(response) => {
+                    tracing::warn!(provider, status = response.status().as_u16(), "cancel of an abandoned job refused");
+                }
+                Err(err) => tracing::warn!(provider, error = %describe(&err), "cancel of an abandoned job failed"),
+            }
+        });
     }
 }
 

@@ -1,0 +1,342 @@
+//! The connection layer under hostile and careless clients, through the real binary: stalled and
+//! idle connections are closed by the timeouts, the connection cap holds and queues the rest in the
+//! listen backlog, a flood leaves the server answering, a huge `Content-Length` is refused from the
+//! header alone, and SIGTERM drains within its deadline (cancelling upstream work it cuts).
+//!
+//! Every timeout here is set to a second or two, so each test takes a few seconds, not minutes.
+
+mod support;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::fake_upstream::{FakeFile, FakeReplicate, Outcome, PredictionPlan, Route, TEST_REPLICATE_TOKEN};
+use support::server_process::ServerProcess;
+
+/// `host:port` of a started server.
+fn addr(server: &ServerProcess) -> String {
+    server.base.trim_start_matches("http://").to_owned()
+}
+
+fn connect(server: &ServerProcess) -> TcpStream {
+    TcpStream::connect(addr(server)).expect("connect")
+}
+
+/// How the server left a connection: closed after this long, or still open at the limit.
+#[derive(Debug)]
+struct Watched {
+    closed_after: Option<Duration>,
+    /// Everything the server sent before closing.
+    received: Vec<u8>,
+}
+
+/// Reads until the server closes `stream` or `limit` passes (counted from `since`).
+fn watch(mut stream: TcpStream, since: Instant, limit: Duration) -> Watched {
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = limit.saturating_sub(since.elapsed());
+        if left.is_zero() {
+            return Watched { closed_after: None, received };
+        }
+        stream.set_read_timeout(Some(left)).expect("read timeout");
+        match stream.read(&mut buf) {
+            Ok(0) => return Watched { closed_after: Some(since.elapsed()), received },
+            Ok(n) => received.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return Watched { closed_after: None, received };
+            }
+            Err(_) => return Watched { closed_after: Some(since.elapsed()), received },
+        }
+    }
+}
+
+/// Sends one request on a fresh connection and returns the status code and the body.
+fn get(server: &ServerProcess, path: &str) -> (u16, String) {
+    let mut stream = connect(server);
+    stream.set_read_timeout(Some(Duration::from_secs(20))).expect("read timeout");
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").expect("send");
+    let mut text = String::new();
+    stream.read_to_string(&mut text).expect("answer");
+    status_and_body(&text)
+}
+
+fn status_and_body(text: &str) -> (u16, String) {
+    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
+    (status, body)
+}
+
+/// Socket file descriptors the server process holds (the listener and accepted connections, plus
+/// the runtime's own signal socket pair).
+fn server_sockets(server: &ServerProcess) -> usize {
+    let fds = std::fs::read_dir(format!("/proc/{}/fd", server.pid())).expect("/proc fd");
+    fds.flatten()
+        .filter(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t.to_string_lossy().starts_with("socket:")))
+        .count()
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS");
+    line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("VmRSS value")
+}
+
+#[test]
+fn stalled_and_idle_connections_are_closed_by_their_timeouts() {
+    let server = ServerProcess::start(&[
+        ("MVGEN_HEADER_TIMEOUT_SECS", "1"),
+        ("MVGEN_IDLE_TIMEOUT_SECS", "3"),
+        ("MVGEN_BODY_TIMEOUT_SECS", "1"),
+    ])
+    .expect("start mvgen");
+    let start = Instant::now();
+    let silent = connect(&server);
+    let mut half_line = connect(&server);
+    half_line.write_all(b"GET /hea").expect("send");
+    // One header byte every 200 ms: each byte would reset a per-read timeout, never a deadline.
+    let drip = connect(&server);
+    let mut drip_writer = drip.try_clone().expect("clone");
+    let dripping = std::thread::spawn(move || {
+        let head = b"GET /health HTTP/1.1\r\nHost: t\r\nX-Padding: ".iter().chain([b'a'; 64].iter());
+        for byte in head {
+            if drip_writer.write_all(&[*byte]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    let mut stalled_body = connect(&server);
+    stalled_body
+        .write_all(
+            b"POST /api/mv/create_scenes HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+              Content-Length: 100\r\n\r\n{\"idea\":",
+        )
+        .expect("send");
+    // A keep-alive connection that completed a request and then says nothing.
+    let mut idle = connect(&server);
+    idle.write_all(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n").expect("send");
+    idle.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    let mut first = [0u8; 512];
+    let n = idle.read(&mut first).expect("health answer");
+    assert!(first[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&first[..n]));
+    let idle_since = Instant::now();
+
+    let limit = Duration::from_millis(2500);
+    let watchers: Vec<_> = [("silent", silent), ("half request line", half_line), ("dripped header", drip)]
+        .into_iter()
+        .map(|(what, stream)| (what, std::thread::spawn(move || watch(stream, start, limit))))
+        .collect();
+    let body = std::thread::spawn(move || watch(stalled_body, start, limit));
+    for (what, watcher) in watchers {
+        let watched = watcher.join().expect("watcher");
+        let after = watched.closed_after.unwrap_or_else(|| panic!("{what}: still open after {limit:?}"));
+        assert!(after >= Duration::from_millis(700), "{what}: closed too early, after {after:?}");
+    }
+    let body = body.join().expect("watcher");
+    assert!(body.closed_after.is_some(), "stalled body: still open after {limit:?}");
+    let text = String::from_utf8_lossy(&body.received).into_owned();
+    let (status, json) = status_and_body(&text);
+    assert_eq!(status, 408, "a body stalled past its deadline gets 408: {text}");
+    let json: Value = serde_json::from_str(&json).expect("JSON error body");
+    assert_eq!(json["detail"]["error"], "RequestTimeout", "{json}");
+    dripping.join().expect("drip thread");
+
+    // The idle keep-alive connection outlives the header timeout (it sent no partial request),
+    // and is closed by the idle timeout.
+    let watched = watch(idle, idle_since, Duration::from_millis(4500));
+    let after = watched.closed_after.expect("idle keep-alive connection still open after 4.5 s");
+    assert!(after >= Duration::from_millis(2500), "idle connection closed after {after:?}, before its 3 s timeout");
+    assert_eq!(get(&server, "/health").0, 200, "the server still answers");
+}
+
+#[test]
+fn huge_content_length_is_refused_from_the_header_before_any_100_continue() {
+    let server = ServerProcess::start(&[]).expect("start mvgen");
+    let head = "POST /api/mv/create_scenes HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+                Content-Length: 10737418240\r\n";
+    for expect in ["Expect: 100-continue\r\n", ""] {
+        let mut stream = connect(&server);
+        write!(stream, "{head}{expect}\r\n").expect("send");
+        let start = Instant::now();
+        let watched = watch(stream, start, Duration::from_secs(3));
+        let text = String::from_utf8_lossy(&watched.received).into_owned();
+        assert!(text.starts_with("HTTP/1.1 413"), "{expect:?}: the first bytes back must be a 413: {text:?}");
+        let (_, body) = status_and_body(&text);
+        let json: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+        assert_eq!(json["detail"]["error"], "PayloadTooLarge", "{json}");
+        assert!(watched.closed_after.is_some(), "{expect:?}: the connection is closed after the 413");
+    }
+}
+
+#[test]
+fn a_request_head_over_64_kib_is_refused_with_431() {
+    let server = ServerProcess::start(&[]).expect("start mvgen");
+    let mut stream = connect(&server);
+    let padding = "a".repeat(100 * 1024);
+    // Written from a thread: the server may answer and close before reading all of it.
+    let mut writer = stream.try_clone().expect("clone");
+    let sending = std::thread::spawn(move || {
+        writer.write_all(format!("GET /health HTTP/1.1\r\nX-Pad: {padding}\r\n\r\n").as_bytes())
+    });
+    stream.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    let mut first = [0u8; 64];
+    let n = stream.read(&mut first).expect("an answer");
+    assert!(first[..n].starts_with(b"HTTP/1.1 431"), "{}", String::from_utf8_lossy(&first[..n]));
+    let _ = sending.join();
+}
+
+#[test]
+fn past_the_cap_connections_wait_in_the_backlog_and_health_answers_once_a_slot_frees() {
+    let server = ServerProcess::start(&[("MVGEN_MAX_CONNECTIONS", "4"), ("MVGEN_HEADER_TIMEOUT_SECS", "1")])
+        .expect("start mvgen");
+    let baseline = server_sockets(&server);
+    let start = Instant::now();
+    let held: Vec<TcpStream> = (0..4).map(|_| connect(&server)).collect();
+    let queued: Vec<TcpStream> = (0..6).map(|_| connect(&server)).collect();
+    // Sampled for 600 ms (before the first 1 s header timeout frees a slot).
+    let most = (0..12)
+        .map(|_| {
+            std::thread::sleep(Duration::from_millis(50));
+            server_sockets(&server) - baseline
+        })
+        .max();
+    assert_eq!(most, Some(4), "the server holds exactly the cap of 4 connections, the rest wait in the backlog");
+    // Queued behind 10 silent connections at 4 at a time, each held for the 1 s header timeout.
+    let (status, _) = get(&server, "/health");
+    let waited = start.elapsed();
+    assert_eq!(status, 200);
+    assert!(waited >= Duration::from_millis(900), "health was answered past the cap after {waited:?}");
+    assert!(waited < Duration::from_secs(6), "health waited {waited:?}");
+    drop((held, queued));
+}
+
+#[test]
+fn a_flood_of_idle_connections_is_held_at_the_cap_and_the_server_recovers() {
+    let server = ServerProcess::start(&[("MVGEN_MAX_CONNECTIONS", "32"), ("MVGEN_HEADER_TIMEOUT_SECS", "1")])
+        .expect("start mvgen");
+    for _ in 0..50 {
+        assert_eq!(get(&server, "/api/mv/get_config_flavors").0, 200);
+    }
+    let baseline = server_sockets(&server);
+    let idle_rss = rss_kib(server.pid());
+    let flood: Vec<TcpStream> = (0..300).map(|_| connect(&server)).collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    let open = server_sockets(&server) - baseline;
+    assert!(open <= 32, "{open} connections open past the cap of 32");
+    drop(flood);
+    let start = Instant::now();
+    for _ in 0..20 {
+        assert_eq!(get(&server, "/health").0, 200);
+    }
+    assert!(start.elapsed() < Duration::from_secs(5), "recovery took {:?}", start.elapsed());
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(server_sockets(&server) <= baseline + 1, "flood connections left open");
+    let rss = rss_kib(server.pid());
+    assert!(rss < idle_rss + 8 * 1024, "RSS {rss} KiB after the flood vs {idle_rss} KiB before");
+}
+
+#[test]
+fn sigterm_with_a_stalled_client_exits_at_once() {
+    let mut server = ServerProcess::start(&[("MVGEN_DRAIN_TIMEOUT_SECS", "20")]).expect("start mvgen");
+    let mut stalled = connect(&server);
+    stalled.write_all(b"GET /health HTTP/1.1\r\nHo").expect("send");
+    std::thread::sleep(Duration::from_millis(100));
+    let start = Instant::now();
+    server.signal("TERM");
+    let status = server.wait_exit(Duration::from_secs(3));
+    let log = server.log();
+    let status = status.unwrap_or_else(|| panic!("still running 3 s after SIGTERM with a stalled client:\n{log}"));
+    assert!(status.success(), "a drain that cut no request exits 0: {status}\n{log}");
+    assert!(start.elapsed() < Duration::from_secs(2), "exit took {:?}", start.elapsed());
+    drop(stalled);
+}
+
+/// A server whose video predictions never finish upstream, with a `generate_video` request in
+/// flight: returns once the fake Replicate has seen the prediction created.
+/// With `plan: None` the prediction never finishes; the client thread returns what it received.
+fn server_with_running_prediction(
+    rt: &tokio::runtime::Runtime,
+    drain_secs: &str,
+    plan: Option<PredictionPlan>,
+) -> (ServerProcess, FakeReplicate, std::thread::JoinHandle<Watched>) {
+    let replicate = rt.block_on(FakeReplicate::start());
+    let never = PredictionPlan { polls_until_done: 100_000, outcome: Outcome::SucceedWithMissingFile };
+    replicate.push_prediction(plan.unwrap_or(never));
+    let server = ServerProcess::start(&[
+        ("REPLICATE_API_TOKEN", TEST_REPLICATE_TOKEN),
+        ("REPLICATE_BASE_URL", &replicate.base_url),
+        ("MV_REPLICATE_WAIT_SECS", "0"),
+        ("MV_REPLICATE_POLL_SECS", "0.2"),
+        ("MVGEN_DRAIN_TIMEOUT_SECS", drain_secs),
+    ])
+    .expect("start mvgen");
+    let mut stream = connect(&server);
+    let body = r#"{"prompt": "a lighthouse at night"}"#;
+    write!(
+        stream,
+        "POST /api/mv/generate_video HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send");
+    let client = std::thread::spawn(move || watch(stream, Instant::now(), Duration::from_secs(30)));
+    let start = Instant::now();
+    while replicate.received_on(Route::Create).is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(10), "no prediction created:\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (server, replicate, client)
+}
+
+#[test]
+fn sigterm_lets_a_request_in_flight_finish_within_the_deadline() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    // About 1 s of polling at 0.2 s before the video is ready.
+    let plan = PredictionPlan { polls_until_done: 5, outcome: Outcome::Succeed(FakeFile::mp4()) };
+    let (mut server, replicate, client) = server_with_running_prediction(&rt, "20", Some(plan));
+    server.signal("TERM");
+    let status = server.wait_exit(Duration::from_secs(10));
+    let log = server.log();
+    let status = status.unwrap_or_else(|| panic!("still running 10 s after SIGTERM:\n{log}"));
+    assert!(status.success(), "nothing was cut: {status}\n{log}");
+    let answer = client.join().expect("client");
+    let text = String::from_utf8_lossy(&answer.received).into_owned();
+    assert_eq!(status_and_body(&text).0, 200, "the request in flight got its answer: {text}");
+    assert!(answer.closed_after.is_some(), "and then its connection was closed");
+    assert!(replicate.cancelled().is_empty(), "nothing to cancel");
+}
+
+#[test]
+fn drain_deadline_cuts_the_request_and_cancels_its_prediction_before_exit() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let (mut server, replicate, client) = server_with_running_prediction(&rt, "1", None);
+    let start = Instant::now();
+    server.signal("TERM");
+    let status = server.wait_exit(Duration::from_secs(5));
+    let log = server.log();
+    let status = status.unwrap_or_else(|| panic!("still running 5 s after SIGTERM with a 1 s drain deadline:\n{log}"));
+    let took = start.elapsed();
+    assert!(took >= Duration::from_millis(900), "the drain waited only {took:?}");
+    assert!(!status.success(), "a drain that cut requests does not exit 0:\n{log}");
+    assert_eq!(replicate.cancelled().len(), 1, "the cut prediction is cancelled upstream before exit:\n{log}");
+    assert!(log.contains("requests_cut=1"), "the log says what was cut:\n{log}");
+    client.join().expect("client");
+}
+
+#[test]
+fn a_second_signal_during_the_drain_exits_at_once_and_still_cancels() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let (mut server, replicate, client) = server_with_running_prediction(&rt, "60", None);
+    server.signal("TERM");
+    assert!(server.wait_exit(Duration::from_millis(500)).is_none(), "the first SIGTERM drains:\n{}", server.log());
+    let start = Instant::now();
+    server.signal("INT");
+    let status = server.wait_exit(Duration::from_secs(3));
+    let log = server.log();
+    assert!(status.is_some(), "still running 3 s after a second signal:\n{log}");
+    assert!(start.elapsed() < Duration::from_secs(2), "exit took {:?}", start.elapsed());
+    assert_eq!(replicate.cancelled().len(), 1, "the cut prediction is cancelled upstream before exit:\n{log}");
+    client.join().expect("client");
+}
