@@ -8,7 +8,8 @@
 //! ```
 //!
 //! - [`compiler`]: reads and checks a configs directory, resolves inheritance (also used by build.rs).
-//! - [`flavor`]: the embedded table and the per-request choice of flavor.
+//! - [`flavor`]: the embedded table and the per-request choice of flavor; [`live_configs`]: the
+//!   table compiled from a watched directory instead (`mvgen serve --configs DIR`).
 //! - [`prompts`]: turns a flavor plus request inputs into exactly what is sent upstream.
 //! - [`api`]: the `/api/mv` handlers; [`server`] wires them with auth, CORS and shutdown.
 //! - [`providers`]: Gemini, Replicate and the offline mock; [`storage`]: generated files on disk.
@@ -19,6 +20,7 @@ pub mod api;
 pub mod cli;
 pub mod compiler;
 pub mod flavor;
+pub mod live_configs;
 pub mod page;
 pub mod prompts;
 pub mod providers;

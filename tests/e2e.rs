@@ -293,6 +293,7 @@ impl Upstreams {
             storage: Arc::new(LocalStorage::new(&settings.output_dir)),
             debug: settings.debug,
             strict_flavors: settings.strict_flavors,
+            flavors: Default::default(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));

@@ -94,7 +94,7 @@ pub async fn generate_character_reference(
         seed: seed(body.seed)?,
     };
     let chosen = choose_flavor(&state, body.config_flavor.as_deref())?;
-    let plan = prompts::image_plan(chosen.flavor, &inputs);
+    let plan = prompts::image_plan(&chosen.flavor, &inputs);
     if state.debug {
         debug_log::plan(&chosen, "character_reference", &plan.consumed, &plan.prompt);
     }

@@ -89,7 +89,7 @@ pub async fn create_scenes(
         video_characteristics: body.video_characteristics,
         camera_angle: body.camera_angle,
     };
-    let plan = prompts::scene_plan(chosen.flavor, &inputs);
+    let plan = prompts::scene_plan(&chosen.flavor, &inputs);
     if state.debug {
         debug_log::plan(&chosen, "scenes", &plan.consumed, &plan.prompt);
     }

@@ -99,7 +99,7 @@ pub async fn generate_video(
     let chosen = choose_flavor(&state, body.config_flavor.as_deref())?;
     let (reference_image, character_reference_warning) =
         load_reference(&state, body.character_reference_id.as_deref()).await?;
-    let plan = prompts::video_plan(chosen.flavor, &inputs);
+    let plan = prompts::video_plan(&chosen.flavor, &inputs);
     if state.debug {
         debug_log::plan(&chosen, "video", &plan.consumed, &plan.prompt);
     }

@@ -2,20 +2,35 @@
 //! HTTP server until Ctrl-C or SIGTERM.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use crate::api::AppState;
+use crate::live_configs::{FlavorSource, LiveConfigs, StartError};
 use crate::providers::{ProviderConfig, Providers};
 use crate::server::{self, Settings};
 use crate::storage::LocalStorage;
 
-pub fn serve(addr: Option<SocketAddr>) -> ExitCode {
+pub fn serve(addr: Option<SocketAddr>, configs: Option<&Path>) -> ExitCode {
     let settings = match Settings::from_env(addr) {
         Ok(s) => s,
         Err(e) => return fail(&format!("invalid settings: {e}")),
     };
     init_logging(settings.log_json);
+    let flavors = match configs.map(LiveConfigs::open).transpose() {
+        Ok(None) => FlavorSource::Embedded,
+        Ok(Some(live)) => FlavorSource::Live(live),
+        Err(StartError::Unusable(e)) => return fail(&e),
+        Err(StartError::Invalid(diags)) => {
+            eprintln!("{diags}");
+            eprintln!(
+                "mvgen: --configs {}: does not compile; nothing to serve",
+                configs.unwrap_or(Path::new("")).display()
+            );
+            return ExitCode::from(1);
+        }
+    };
     let provider_config = match ProviderConfig::from_env() {
         Ok(c) => c,
         Err(e) => return fail(&format!("invalid provider settings: {e}")),
@@ -24,18 +39,27 @@ pub fn serve(addr: Option<SocketAddr>) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
     };
-    match runtime.block_on(run(settings, provider_config)) {
+    match runtime.block_on(run(settings, provider_config, flavors)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
     }
 }
 
-async fn run(settings: Settings, provider_config: ProviderConfig) -> Result<(), String> {
+async fn run(settings: Settings, provider_config: ProviderConfig, flavors: FlavorSource) -> Result<(), String> {
     let providers = Providers::from_config(&provider_config)?;
     tracing::info!(providers = %providers.summary(), "providers ready");
-    let names = crate::flavor::names();
+    let names = flavors.names();
+    if let FlavorSource::Live(live) = &flavors {
+        live.watch()?;
+        tracing::info!(
+            dir = %live.dir().display(),
+            flavors = %names.join(", "),
+            "live configs: serving flavors compiled from {}, recompiled on every change (not the embedded ones)",
+            live.dir().display()
+        );
+    }
     if settings.debug {
-        tracing::info!(count = names.len(), flavors = %names.join(", "), "debug mode: embedded config flavors");
+        tracing::info!(count = names.len(), flavors = %names.join(", "), "debug mode: config flavors");
     }
     let listener = tokio::net::TcpListener::bind(settings.addr)
         .await
@@ -46,6 +70,7 @@ async fn run(settings: Settings, provider_config: ProviderConfig) -> Result<(), 
         storage: Arc::new(LocalStorage::new(&settings.output_dir)),
         debug: settings.debug,
         strict_flavors: settings.strict_flavors,
+        flavors,
     };
     tracing::info!(
         "mvgen listening on http://{local} ({} flavors, outputs in {})",

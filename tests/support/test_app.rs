@@ -115,6 +115,7 @@ impl TestApp {
             storage: Arc::new(LocalStorage::new(&s.output_dir)),
             debug: s.debug,
             strict_flavors: s.strict_flavors,
+            flavors: Default::default(),
         };
         TestApp { router: app(state, &s), scenes, images, videos, output_dir: s.output_dir, _dir: dir }
     }
