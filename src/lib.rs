@@ -14,6 +14,7 @@
 //! - [`api`]: the `/api/mv` handlers; [`server`] wires them with auth, CORS and shutdown.
 //! - [`providers`]: Gemini, Replicate and the offline mock; [`storage`]: generated files on disk.
 //! - [`cli`]: the `mvgen` subcommands for prompt authors and CI.
+//! - [`telemetry`]: `GET /metrics` (Prometheus); [`request_id`]: `X-Request-Id` on every request.
 //! - [`page`]: the create page (`page/`), embedded and served at `/` and `/create`.
 
 pub mod api;
@@ -24,5 +25,7 @@ pub mod live_configs;
 pub mod page;
 pub mod prompts;
 pub mod providers;
+pub mod request_id;
 pub mod server;
 pub mod storage;
+pub mod telemetry;

@@ -13,9 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 use subtle::ConstantTimeEq;
-use tower_http::LatencyUnit;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 use crate::api::{self, AppState, error::ApiError, extract::BODY_LIMIT};
 
@@ -34,6 +32,8 @@ pub struct Settings {
     /// `MVGEN_ACCESS_LOG`: one log line per request. Off by default: writing a line per request
     /// costs more CPU than serving a flavor list (see BENCHMARKS.md).
     pub access_log: bool,
+    /// `MVGEN_METRICS` (on unless `false`): `GET /metrics` and the per-request counter layer.
+    pub metrics: bool,
 }
 
 impl std::fmt::Debug for Settings {
@@ -48,6 +48,7 @@ impl std::fmt::Debug for Settings {
             .field("cors_origins", &self.cors_origins)
             .field("log_json", &self.log_json)
             .field("access_log", &self.access_log)
+            .field("metrics", &self.metrics)
             .finish()
     }
 }
@@ -90,6 +91,8 @@ impl Settings {
             cors_origins,
             log_json: var("MVGEN_LOG_FORMAT").is_some_and(|v| v.eq_ignore_ascii_case("json")),
             access_log: truthy(var("MVGEN_ACCESS_LOG")),
+            metrics: !var("MVGEN_METRICS")
+                .is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "false" | "0" | "no")),
         })
     }
 
@@ -106,6 +109,10 @@ fn truthy(value: Option<String>) -> bool {
 /// The whole application.
 pub fn app(state: AppState, settings: &Settings) -> Router {
     let mut api = api::routes().route("/api/openapi.json", get(api::openapi::openapi_json));
+    let metrics = settings.metrics && crate::telemetry::install().is_some();
+    if metrics {
+        api = api.route("/metrics", get(crate::telemetry::metrics_text));
+    }
     // Without keys there is nothing to check; leaving the layer out spares every request a boxed
     // middleware call (measured in BENCHMARKS.md).
     if !settings.api_keys.is_empty() {
@@ -117,26 +124,15 @@ pub fn app(state: AppState, settings: &Settings) -> Router {
         .merge(crate::page::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .with_state(state);
+        .layer(DefaultBodyLimit::max(BODY_LIMIT));
+    if metrics {
+        router = router.layer(crate::telemetry::RequestMetricsLayer);
+    }
+    let mut router = router.with_state(state);
     if !settings.cors_origins.is_empty() {
         router = router.layer(cors(&settings.cors_origins));
     }
-    if !settings.access_log {
-        return router;
-    }
-    // One line per request: method, path, status, latency. Only the path is logged, never the
-    // query string, because `?api_key=` may carry a key.
-    router.layer(
-        TraceLayer::new_for_http()
-            .make_span_with(|request: &Request| {
-                tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
-            })
-            .on_request(())
-            // ApiError already logs a 5xx once, with its cause.
-            .on_failure(())
-            .on_response(DefaultOnResponse::new().level(tracing::Level::INFO).latency_unit(LatencyUnit::Micros)),
-    )
+    crate::request_id::layers(router, settings.access_log)
 }
 
 /// Liveness, for probes and `mvgen healthcheck`; open even when `API_KEY` is set.
@@ -227,8 +223,17 @@ fn cors(origins: &[String]) -> CorsLayer {
     CorsLayer::new()
         .allow_origin(allow)
         .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
-        .allow_headers([header::CONTENT_TYPE, header::HeaderName::from_static("x-api-key"), header::RANGE])
-        .expose_headers([header::HeaderName::from_static("x-config-flavor"), header::CONTENT_RANGE])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::HeaderName::from_static("x-api-key"),
+            header::RANGE,
+            crate::request_id::HEADER,
+        ])
+        .expose_headers([
+            header::HeaderName::from_static("x-config-flavor"),
+            header::CONTENT_RANGE,
+            crate::request_id::HEADER,
+        ])
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then lets in-flight requests finish.
@@ -285,7 +290,8 @@ mod tests {
     fn flags_lists_and_redaction() {
         let s = settings(&[("MV_DEBUG_MODE", "YES"), ("API_KEY", " k1, ,k2 "), ("MV_STRICT_FLAVORS", "0")])
             .expect("settings");
-        assert!(s.debug && !s.strict_flavors);
+        assert!(s.debug && !s.strict_flavors && s.metrics, "metrics are on by default");
+        assert!(!settings(&[("MVGEN_METRICS", " False ")]).expect("off").metrics);
         assert_eq!(s.api_keys, vec!["k1", "k2"]);
         assert!(!format!("{s:?}").contains("k1"));
     }

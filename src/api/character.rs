@@ -13,6 +13,7 @@ use crate::compiler::Choice;
 use crate::prompts::{self, CharacterInputs};
 use crate::providers::ImageRequest;
 use crate::storage::Kind;
+use crate::telemetry;
 
 /// Who to draw. Optional values default to the flavor's.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -119,7 +120,10 @@ pub async fn generate_character_reference(
         })
         .collect();
     let attempts = join_all(requests.iter().map(|request| async {
-        let media = maker.make_image(request).await.map_err(ApiError::from)?;
+        let image = maker.make_image(request);
+        let media = telemetry::generation("character_reference", &chosen.flavor.name, maker.backend(), image)
+            .await
+            .map_err(ApiError::from)?;
         let id = state.storage.put(Kind::CharacterReference, &media.content_type, &media.bytes).await?;
         Ok::<_, ApiError>(ImageOut {
             url: format!("/api/mv/get_character_reference/{id}"),

@@ -36,6 +36,9 @@ pub struct ErrorDetail {
     pub message: String,
     /// The field path (a string) or other specifics (an object), or null.
     pub details: Value,
+    /// The request's id (also the `X-Request-Id` response header), for finding its log lines.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 /// The error answers every generation endpoint may give, listed once for the OpenAPI document.
@@ -146,7 +149,12 @@ impl IntoResponse for ApiError {
         }
         let retry_after = self.details.get("retry_after_seconds").and_then(Value::as_u64);
         let body = ErrorBody {
-            detail: ErrorDetail { error: self.kind.to_string(), message: self.message, details: self.details },
+            detail: ErrorDetail {
+                error: self.kind.to_string(),
+                message: self.message,
+                details: self.details,
+                request_id: crate::request_id::current(),
+            },
         };
         let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(secs) = retry_after {

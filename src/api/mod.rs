@@ -78,6 +78,7 @@ pub struct FlavorReport {
 fn choose_flavor(state: &AppState, requested: Option<&str>) -> Result<Chosen, ApiError> {
     let chosen = state.flavors.choose(requested);
     if let Some(reason) = &chosen.fallback_reason {
+        crate::telemetry::flavor_fallback(state.strict_flavors);
         if state.strict_flavors {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,

@@ -11,6 +11,7 @@ use super::{AppState, FlavorReport, choose_flavor, debug_log, in_range, required
 use crate::compiler::NUMBER_OF_SCENES;
 use crate::prompts::{self, SceneInputs};
 use crate::providers::SceneRequest;
+use crate::telemetry;
 
 /// What to write scenes for. Optional values default to the flavor's.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -105,7 +106,8 @@ pub async fn create_scenes(
         camera_angle: plan.camera_angle.clone(),
     };
     let writer = &state.providers.scenes;
-    let scenes = writer.write_scenes(&request).await?;
+    let scenes =
+        telemetry::generation("scenes", &chosen.flavor.name, writer.backend(), writer.write_scenes(&request)).await?;
 
     let response = CreateScenesResponse {
         scenes: scenes

@@ -15,6 +15,7 @@ use crate::compiler::{Choice, VIDEO_DURATION};
 use crate::prompts::{self, VideoInputs};
 use crate::providers::{Media, VideoRequest};
 use crate::storage::{Kind, StorageError};
+use crate::telemetry;
 
 /// The scene to render. Optional values default to the flavor's.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -115,7 +116,8 @@ pub async fn generate_video(
         reference_image,
     };
     let maker = &state.providers.videos;
-    let media = maker.make_video(&request).await?;
+    let media =
+        telemetry::generation("video", &chosen.flavor.name, maker.backend(), maker.make_video(&request)).await?;
     let video_id = state.storage.put(Kind::Video, &media.content_type, &media.bytes).await?;
 
     let response = GenerateVideoResponse {

@@ -59,7 +59,8 @@ async fn run(settings: Settings, provider_config: ProviderConfig, flavors: Flavo
         );
     }
     if settings.debug {
-        tracing::info!(count = names.len(), flavors = %names.join(", "), "debug mode: config flavors");
+        let source = if matches!(flavors, FlavorSource::Live(_)) { "live" } else { "embedded" };
+        tracing::info!(count = names.len(), flavors = %names.join(", "), "debug mode: {source} config flavors");
     }
     let listener = tokio::net::TcpListener::bind(settings.addr)
         .await
@@ -78,6 +79,9 @@ async fn run(settings: Settings, provider_config: ProviderConfig, flavors: Flavo
         settings.output_dir.display()
     );
     let router = server::app(state, &settings);
+    if let Some(handle) = crate::telemetry::install().filter(|_| settings.metrics) {
+        tokio::spawn(crate::telemetry::upkeep(handle));
+    }
     server::serve(listener, router, server::shutdown_signal()).await.map_err(|e| format!("server error: {e}"))
 }
 
