@@ -29,6 +29,7 @@ use chromiumoxide::page::{Page, ScreenshotParams};
 use futures_util::StreamExt as _;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use support::client::copy_tree;
 use support::server_process::ServerProcess;
 
 // ---- Tests ---------------------------------------------------------------------------------------
@@ -368,19 +369,6 @@ fn live_configs_that_do_not_compile_are_listed_on_the_page() {
         ensure!(options.contains(&"mv1".to_string()), "mv1 is no longer offered: {options:?}");
         Ok(())
     });
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read dir") {
-        let entry = entry.expect("entry");
-        let dest = to.join(entry.file_name());
-        if entry.file_type().expect("type").is_dir() {
-            copy_tree(&entry.path(), &dest);
-        } else {
-            std::fs::copy(entry.path(), dest).expect("copy");
-        }
-    }
 }
 
 // ---- Harness -------------------------------------------------------------------------------------

@@ -9,24 +9,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use support::client::{Client, copy_tree};
 use support::server_process::ServerProcess;
 
 /// How long a test waits for an edit to be served. The goal is under a second (measured by
 /// `examples/live_reload_latency.rs`); the bound is generous for a loaded CI machine.
 const DEADLINE: Duration = Duration::from_secs(15);
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read dir") {
-        let entry = entry.expect("entry");
-        let dest = to.join(entry.file_name());
-        if entry.file_type().expect("type").is_dir() {
-            copy_tree(&entry.path(), &dest);
-        } else {
-            std::fs::copy(entry.path(), dest).expect("copy");
-        }
-    }
-}
 
 /// A copy of the shipped `configs/` in a temp dir.
 fn configs_copy() -> (tempfile::TempDir, std::path::PathBuf) {
@@ -43,34 +31,24 @@ fn save(path: &Path, text: &str) {
     std::fs::rename(&tmp, path).expect("rename");
 }
 
-struct Client {
-    rt: tokio::runtime::Runtime,
-    http: reqwest::Client,
-    base: String,
+/// What these tests ask a live-configs server.
+trait Flavors {
+    fn flavors(&self) -> Value;
+    fn scene_count(&self, flavor: &str) -> Option<usize>;
+    fn until(&self, what: &str, done: impl Fn(&Value) -> bool) -> Value;
 }
 
-impl Client {
-    fn new(server: &ServerProcess) -> Client {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-        Client { rt, http: reqwest::Client::new(), base: server.base.clone() }
-    }
-
+impl Flavors for Client {
     fn flavors(&self) -> Value {
-        self.rt.block_on(async {
-            let resp = self.http.get(format!("{}/api/mv/get_config_flavors", self.base)).send().await.expect("GET");
-            assert_eq!(resp.status(), 200);
-            resp.json::<Value>().await.expect("json")
-        })
+        let (status, _, text) = self.send(self.http.get(format!("{}/api/mv/get_config_flavors", self.base)));
+        assert_eq!(status, 200, "{text}");
+        serde_json::from_str(&text).expect("json")
     }
 
-    fn scenes(&self, flavor: &str) -> Value {
-        self.rt.block_on(async {
-            let body = json!({"idea": "a lighthouse", "character_description": "a keeper", "config_flavor": flavor});
-            let url = format!("{}/api/mv/create_scenes", self.base);
-            let resp = self.http.post(url).json(&body).send().await.expect("POST");
-            assert_eq!(resp.status(), 200);
-            resp.json::<Value>().await.expect("json")
-        })
+    fn scene_count(&self, flavor: &str) -> Option<usize> {
+        let (status, body) = self.scenes(flavor);
+        assert_eq!(status, 200, "{body}");
+        body["scenes"].as_array().map(Vec::len)
     }
 
     /// Polls the flavor list until `done` holds, within DEADLINE.
@@ -118,7 +96,7 @@ fn edits_are_served_broken_edits_keep_the_last_good_table_and_deletion_is_surviv
             && l["live"]["diagnostics"] == json!([])
     });
     assert!(list["live"]["generation"].as_u64() >= Some(2), "{list:#}");
-    assert_eq!(client.scenes("mv1")["scenes"].as_array().map(Vec::len), Some(3), "the edited count is used");
+    assert_eq!(client.scene_count("mv1"), Some(3), "the edited count is used");
 
     // A broken edit: the last good table stays, the diagnostics say where.
     let generation = client.flavors()["live"]["generation"].clone();
@@ -136,14 +114,14 @@ fn edits_are_served_broken_edits_keep_the_last_good_table_and_deletion_is_surviv
         "file:line:col: {diags}"
     );
     assert_eq!(list["live"]["generation"], generation, "nothing new is served");
-    assert_eq!(client.scenes("mv1")["scenes"].as_array().map(Vec::len), Some(3), "last good table kept");
+    assert_eq!(client.scene_count("mv1"), Some(3), "last good table kept");
     assert!(server.log().contains("does not compile; still serving the last good flavors"), "{}", server.log());
     assert!(server.log().contains(&expected), "diagnostics logged with their position:\n{}", server.log());
 
     // The fix recovers.
     save(&params, &good.replace("number_of_scenes: 3", "number_of_scenes: 5"));
     client.until("fix served", |l| l["live"]["diagnostics"] == json!([]));
-    assert_eq!(client.scenes("mv1")["scenes"].as_array().map(Vec::len), Some(5));
+    assert_eq!(client.scene_count("mv1"), Some(5));
 
     // A new flavor directory appears and is served.
     std::fs::create_dir(dir.join("fresh")).expect("mkdir");
@@ -158,8 +136,8 @@ fn edits_are_served_broken_edits_keep_the_last_good_table_and_deletion_is_surviv
         "{list:#}"
     );
     assert!(list["flavors"].as_array().is_some_and(|f| f.contains(&json!("fresh"))));
-    assert_eq!(client.scenes("mv1")["scenes"].as_array().map(Vec::len), Some(5));
-    assert_eq!(client.scenes("mv1")["metadata"]["config_flavor"]["fallback"], false);
+    assert_eq!(client.scene_count("mv1"), Some(5));
+    assert_eq!(client.scenes("mv1").1["metadata"]["config_flavor"]["fallback"], false);
     assert!(server.log().contains("the watched directory is gone"), "{}", server.log());
 
     // It comes back: served, and watched again (a later edit is served too).
@@ -167,7 +145,7 @@ fn edits_are_served_broken_edits_keep_the_last_good_table_and_deletion_is_surviv
     client.until("directory back", |l| {
         l["live"]["diagnostics"] == json!([]) && l["flavors"] == json!(["default", "example", "mv1"])
     });
-    assert_eq!(client.scenes("mv1")["scenes"].as_array().map(Vec::len), Some(8));
+    assert_eq!(client.scene_count("mv1"), Some(8));
     save(&meta, &meta_text.replace("description: A band on stage", "description: Watched again"));
     client.until("edit after re-creation served", |l| {
         description(l, "mv1").as_str().is_some_and(|d| d.starts_with("Watched again"))

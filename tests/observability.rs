@@ -8,6 +8,7 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
+use support::client::Client;
 use support::fake_upstream::{FakeGemini, Scripted};
 use support::server_process::ServerProcess;
 
@@ -92,32 +93,12 @@ fn raw_get(base: &str, id: &[u8]) -> String {
     String::from_utf8_lossy(&answer).into_owned()
 }
 
-struct Client {
-    rt: tokio::runtime::Runtime,
-    http: reqwest::Client,
-    base: String,
+/// `GET /metrics`, with the content type checked on a 200.
+trait Metrics {
+    fn metrics(&self, key: Option<&str>) -> (u16, String);
 }
 
-impl Client {
-    fn new(server: &ServerProcess) -> Client {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-        Client { rt, http: reqwest::Client::new(), base: server.base.clone() }
-    }
-
-    fn send(&self, request: reqwest::RequestBuilder) -> (u16, reqwest::header::HeaderMap, String) {
-        self.rt.block_on(async {
-            let resp = request.send().await.expect("request");
-            let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
-            (status, headers, resp.text().await.expect("body"))
-        })
-    }
-
-    fn scenes(&self, flavor: &str) -> (u16, Value) {
-        let body = json!({"idea": "a lighthouse", "character_description": "a keeper", "config_flavor": flavor});
-        let (status, _, text) = self.send(self.http.post(format!("{}/api/mv/create_scenes", self.base)).json(&body));
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
+impl Metrics for Client {
     fn metrics(&self, key: Option<&str>) -> (u16, String) {
         let mut request = self.http.get(format!("{}/metrics", self.base));
         if let Some(key) = key {
