@@ -45,6 +45,14 @@ impl FlavorSource {
         }
     }
 
+    /// How many flavors are served.
+    pub fn count(&self) -> usize {
+        match self {
+            FlavorSource::Embedded => flavor::names().len(),
+            FlavorSource::Live(live) => live.snapshot().table.flavors().len(),
+        }
+    }
+
     /// Every flavor name, sorted (for error answers).
     pub fn names(&self) -> Vec<String> {
         match self {

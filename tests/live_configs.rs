@@ -136,6 +136,8 @@ fn edits_are_served_broken_edits_keep_the_last_good_table_and_deletion_is_surviv
         "{list:#}"
     );
     assert!(list["flavors"].as_array().is_some_and(|f| f.contains(&json!("fresh"))));
+    let (_, _, health) = client.send(client.http.get(format!("{}/health", client.base)));
+    assert!(health.contains(r#""flavors":4"#), "health counts the served table: {health}");
     assert_eq!(client.scene_count("mv1"), Some(5));
     assert_eq!(client.scenes("mv1").1["metadata"]["config_flavor"]["fallback"], false);
     assert!(server.log().contains("the watched directory is gone"), "{}", server.log());
