@@ -76,8 +76,11 @@ pub fn layers(router: Router, access_log: bool) -> Router {
     } else {
         let trace = TraceLayer::new_for_http()
             .make_span_with(|request: &Request<_>| tracing::info_span!("request", request_id = %id_of(request)))
+            // Only the span is wanted here: no callback per request, body chunk or end of stream.
             .on_request(())
             .on_response(())
+            .on_body_chunk(())
+            .on_eos(())
             .on_failure(());
         router.layer(ScopeLayer).layer(trace).layer(ids)
     }
