@@ -90,10 +90,10 @@ fn create_scenes(c: &mut Criterion) {
     assert!(!chosen.fell_back(), "MVGEN_BENCH_FLAVOR={flavor} is not an embedded flavor");
     let inputs = scene_inputs(body);
     group.bench_function("scene_plan", |b| {
-        b.iter(|| prompts::scene_plan(black_box(chosen.flavor), black_box(&inputs)));
+        b.iter(|| prompts::scene_plan(black_box(&chosen.flavor), black_box(&inputs)));
     });
 
-    let plan = prompts::scene_plan(chosen.flavor, &inputs);
+    let plan = prompts::scene_plan(&chosen.flavor, &inputs);
     let answer = response(&inputs, &plan, &chosen);
     group.bench_function("serialize_response", |b| {
         b.iter(|| serde_json::to_vec(black_box(&answer)).expect("serializable"));
@@ -104,7 +104,7 @@ fn create_scenes(c: &mut Criterion) {
             let body = parse::<CreateScenesBody>(black_box(&request)).expect("valid body");
             let chosen = mvgen::flavor::choose(body.config_flavor.as_deref());
             let inputs = scene_inputs(body);
-            let plan = prompts::scene_plan(chosen.flavor, &inputs);
+            let plan = prompts::scene_plan(&chosen.flavor, &inputs);
             serde_json::to_vec(&response(&inputs, &plan, &chosen)).expect("serializable")
         });
     });

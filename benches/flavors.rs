@@ -1,11 +1,13 @@
-//! What a request pays for flavors at run time: the lookup, the default scene prompt, and every
-//! template of every shipped flavor. Run with `cargo bench --bench flavors`.
+//! What a request pays for flavors at run time: the lookup, the choice a handler makes (embedded
+//! and live sources side by side), the default scene prompt, and every template of every shipped
+//! flavor. Run with `cargo bench --bench flavors`.
 
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use mvgen::compiler::{ValueRef, template::Var};
 use mvgen::flavor;
+use mvgen::live_configs::{FlavorSource, LiveConfigs};
 use mvgen::prompts::{SceneInputs, scene_plan};
 
 fn inputs() -> SceneInputs {
@@ -19,6 +21,17 @@ fn inputs() -> SceneInputs {
 fn lookup(c: &mut Criterion) {
     c.bench_function("lookup/mv1", |b| b.iter(|| flavor::lookup(black_box("mv1"))));
     c.bench_function("lookup/missing", |b| b.iter(|| flavor::lookup(black_box("no-such-flavor"))));
+}
+
+/// The handler's choice: `flavor::choose` directly (the embedded path), through the source the
+/// server picks at start (`Embedded`: must cost the same), and from a live table (`--configs`).
+fn choose(c: &mut Criterion) {
+    c.bench_function("choose/direct/mv1", |b| b.iter(|| flavor::choose(black_box(Some("mv1")))));
+    let embedded = FlavorSource::Embedded;
+    c.bench_function("choose/embedded_source/mv1", |b| b.iter(|| embedded.choose(black_box(Some("mv1")))));
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+    let live = FlavorSource::Live(LiveConfigs::open(&dir).expect("configs/ compiles"));
+    c.bench_function("choose/live_source/mv1", |b| b.iter(|| live.choose(black_box(Some("mv1")))));
 }
 
 fn default_scene_prompt(c: &mut Criterion) {
@@ -47,5 +60,5 @@ fn every_template(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, lookup, default_scene_prompt, every_template);
+criterion_group!(benches, lookup, choose, default_scene_prompt, every_template);
 criterion_main!(benches);

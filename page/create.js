@@ -62,6 +62,7 @@
       const remembered = load(FLAVOR_STORE);
       const serverDefault = names.includes(data.default) ? data.default : names.includes('default') ? 'default' : names[0];
       select.value = names.includes(remembered) ? remembered : serverDefault;
+      showLiveDiagnostics(data.live);
     } catch (err) {
       state.flavors = new Map();
       select.replaceChildren(new Option('default', 'default'));
@@ -71,6 +72,27 @@
       select.disabled = false;
       describeFlavor();
     }
+  }
+
+  // With `serve --configs DIR`, an edit that does not compile leaves the last good flavors served;
+  // list the compiler's file:line:col lines so the author sees why their edit is not live.
+  function showLiveDiagnostics(live) {
+    const notice = $('#live-configs');
+    const diagnostics = live && Array.isArray(live.diagnostics) ? live.diagnostics.filter((d) => typeof d === 'string') : [];
+    if (diagnostics.length === 0) {
+      notice.hidden = true;
+      return;
+    }
+    $('#live-configs-summary').textContent =
+      `The configs in ${String(live.dir)} do not compile; the server still uses the last good version (generation ${Number(live.generation)}):`;
+    $('#live-configs-diagnostics').replaceChildren(...diagnostics.map((d) => {
+      const item = document.createElement('li');
+      const code = document.createElement('code');
+      code.textContent = d;
+      item.append(code);
+      return item;
+    }));
+    notice.hidden = false;
   }
 
   function onFlavorChange() {

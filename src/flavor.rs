@@ -47,10 +47,30 @@ pub fn default_first<'a>(flavors: impl IntoIterator<Item = &'a Flavor>) -> Vec<&
     list
 }
 
+/// A flavor a request holds on to: a `'static` entry of the embedded table, or an entry of a live
+/// table (`mvgen serve --configs DIR`), kept alive by its `Arc` while the request runs even when
+/// an edit swaps the table underneath.
+#[derive(Debug, Clone)]
+pub enum FlavorRef {
+    Embedded(&'static Flavor),
+    Live(std::sync::Arc<crate::live_configs::Table>, usize),
+}
+
+impl std::ops::Deref for FlavorRef {
+    type Target = Flavor;
+
+    fn deref(&self) -> &Flavor {
+        match self {
+            FlavorRef::Embedded(flavor) => flavor,
+            FlavorRef::Live(table, index) => table.get(*index),
+        }
+    }
+}
+
 /// The flavor a request gets, and whether it asked for something else.
 #[derive(Debug, Clone)]
 pub struct Chosen {
-    pub flavor: &'static Flavor,
+    pub flavor: FlavorRef,
     /// What the request named, if anything.
     pub requested: Option<String>,
     /// Why the request did not get what it named; `None` when it did (or named nothing).
@@ -66,6 +86,22 @@ impl Chosen {
 /// Picks the flavor for a request: the named one when it exists, else the default with a reason.
 /// The name is only ever used as a map key, never as a path.
 pub fn choose(requested: Option<&str>) -> Chosen {
+    choose_in(
+        requested,
+        |name| lookup(name).map(FlavorRef::Embedded),
+        || FlavorRef::Embedded(default()),
+        || names().join(", "),
+    )
+}
+
+/// `choose` over any table: `lookup` finds a name, `default` is the fallback, `names` lists the
+/// table for the fallback message (only called when falling back).
+pub fn choose_in(
+    requested: Option<&str>,
+    lookup: impl FnOnce(&str) -> Option<FlavorRef>,
+    default: impl FnOnce() -> FlavorRef,
+    names: impl FnOnce() -> String,
+) -> Chosen {
     match requested {
         None => Chosen { flavor: default(), requested: None, fallback_reason: None },
         Some(name) => match lookup(name) {
@@ -77,7 +113,7 @@ pub fn choose(requested: Option<&str>) -> Chosen {
                     "no flavor named {:?}; using {:?}. Available: {}",
                     shorten(name),
                     crate::compiler::DEFAULT_FLAVOR,
-                    names().join(", ")
+                    names()
                 )),
             },
         },

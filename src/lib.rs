@@ -8,13 +8,15 @@
 //! ```
 //!
 //! - [`compiler`]: reads and checks a configs directory, resolves inheritance (also used by build.rs).
-//! - [`flavor`]: the embedded table and the per-request choice of flavor.
+//! - [`flavor`]: the embedded table and the per-request choice of flavor; [`live_configs`]: the
+//!   table compiled from a watched directory instead (`mvgen serve --configs DIR`).
 //! - [`prompts`]: turns a flavor plus request inputs into exactly what is sent upstream.
 //! - [`api`]: the `/api/mv` handlers; [`server`] wires them with auth ([`api_keys`]) and CORS; [`serving`] runs the
 //!   connections (timeouts, connection cap, bounded shutdown drain).
 //! - [`providers`]: Gemini, Replicate and the offline mock; [`storage`]: generated files on disk.
 //! - [`cli`]: the `mvgen` subcommands for prompt authors and CI.
 //! - [`json_schema`]: JSON Schemas of the configs files, from the compiler's definitions.
+//! - [`telemetry`]: `GET /metrics` (Prometheus); [`request_id`]: `X-Request-Id` on every request.
 //! - [`page`]: the create page (`page/`), embedded and served at `/` and `/create`.
 
 pub mod api;
@@ -24,9 +26,12 @@ pub mod cli;
 pub mod compiler;
 pub mod flavor;
 pub mod json_schema;
+pub mod live_configs;
 pub mod page;
 pub mod prompts;
 pub mod providers;
+pub mod request_id;
 pub mod server;
 pub mod serving;
 pub mod storage;
+pub mod telemetry;

@@ -9,6 +9,6 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(command) => mvgen::cli::run(command),
-        None => mvgen::cli::run(Command::Serve { addr: None }),
+        None => mvgen::cli::run(Command::Serve { addr: None, configs: None }),
     }
 }

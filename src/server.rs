@@ -12,9 +12,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
-use tower_http::LatencyUnit;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 use crate::api::{self, AppState, error::ApiError, extract::BODY_LIMIT};
 use crate::api_keys::{ApiKey, ApiKeys};
@@ -40,6 +38,8 @@ pub struct Settings {
     pub max_concurrent_generations: usize,
     /// Connection timeouts, cap and shutdown drain (`MVGEN_*_TIMEOUT_SECS`, `MVGEN_MAX_CONNECTIONS`).
     pub connections: crate::serving::Limits,
+    /// `MVGEN_METRICS` (on unless `false`): `GET /metrics` and the per-request counter layer.
+    pub metrics: bool,
 }
 
 impl std::fmt::Debug for Settings {
@@ -56,6 +56,7 @@ impl std::fmt::Debug for Settings {
             .field("access_log", &self.access_log)
             .field("max_concurrent_generations", &self.max_concurrent_generations)
             .field("connections", &self.connections)
+            .field("metrics", &self.metrics)
             .finish()
     }
 }
@@ -129,6 +130,8 @@ impl Settings {
                 })?,
             },
             connections: crate::serving::Limits::from_vars(&var)?,
+            metrics: !var("MVGEN_METRICS")
+                .is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "false" | "0" | "no")),
         })
     }
 
@@ -144,8 +147,12 @@ fn truthy(value: Option<String>) -> bool {
 
 /// The whole application.
 pub fn app(state: AppState, settings: &Settings) -> Router {
-    let mut router = api::routes()
-        .route("/api/openapi.json", get(api::openapi::openapi_json))
+    let metrics = settings.metrics && crate::telemetry::install().is_some();
+    let mut routes = api::routes().route("/api/openapi.json", get(api::openapi::openapi_json));
+    if metrics {
+        routes = routes.route("/metrics", get(crate::telemetry::metrics_text));
+    }
+    let mut router = routes
         .route("/health", get(health))
         .merge(crate::page::router())
         .fallback(not_found)
@@ -160,30 +167,20 @@ pub fn app(state: AppState, settings: &Settings) -> Router {
         let keys = Arc::new(ApiKeys::from_entries(&settings.api_keys));
         router = router.layer(middleware::from_fn_with_state(keys, require_api_key));
     }
+    // Outside the key check, so refused (401) calls are counted too.
+    if metrics {
+        router = router.layer(crate::telemetry::RequestMetricsLayer);
+    }
     if !settings.cors_origins.is_empty() {
         router = router.layer(cors(&settings.cors_origins));
     }
-    if !settings.access_log {
-        return router;
-    }
-    // One line per request: method, path, status, latency. Only the path is logged, never the
-    // query string, because `?api_key=` may carry a key.
-    router.layer(
-        TraceLayer::new_for_http()
-            .make_span_with(|request: &Request| {
-                tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
-            })
-            .on_request(())
-            // ApiError already logs a 5xx once, with its cause.
-            .on_failure(())
-            .on_response(DefaultOnResponse::new().level(tracing::Level::INFO).latency_unit(LatencyUnit::Micros)),
-    )
+    crate::request_id::layers(router, settings.access_log)
 }
 
 /// Liveness, for probes and `mvgen healthcheck`; open even when `API_KEY` is set.
 #[utoipa::path(get, path = "/health", tag = "health", responses((status = 200, description = "The server is up")))]
-pub async fn health() -> impl IntoResponse {
-    axum::Json(json!({ "status": "ok", "flavors": crate::flavor::names().len() }))
+pub async fn health(State(flavors): State<crate::live_configs::FlavorSource>) -> impl IntoResponse {
+    axum::Json(json!({ "status": "ok", "flavors": flavors.count() }))
 }
 
 async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
@@ -207,10 +204,10 @@ async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> ApiError {
 /// `X-API-Key` header or `?api_key=`, compared in constant time against every configured key. An
 /// empty header counts as absent: the create page of the service mvgen replaces sends
 /// `X-API-Key: ''` when it has no key, and that must not hide a valid `?api_key=`.
-/// Only `/api` and `/api/*` are guarded: health and the create page stay open.
+/// Only `/api`, `/api/*` and `/metrics` are guarded: health and the create page stay open.
 async fn require_api_key(State(keys): State<Arc<ApiKeys>>, request: Request, next: Next) -> Response {
     let path = request.uri().path();
-    let guarded = path == "/api" || path.starts_with("/api/");
+    let guarded = path == "/api" || path.starts_with("/api/") || path == "/metrics";
     if keys.is_empty() || !guarded || request.method() == Method::OPTIONS {
         return next.run(request).await;
     }
@@ -271,11 +268,17 @@ fn cors(origins: &[String]) -> CorsLayer {
     CorsLayer::new()
         .allow_origin(allow)
         .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
-        .allow_headers([header::CONTENT_TYPE, header::HeaderName::from_static("x-api-key"), header::RANGE])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::HeaderName::from_static("x-api-key"),
+            header::RANGE,
+            crate::request_id::HEADER,
+        ])
         .expose_headers([
             header::HeaderName::from_static("x-config-flavor"),
             header::HeaderName::from_static("x-config-flavor-hash"),
             header::CONTENT_RANGE,
+            crate::request_id::HEADER,
         ])
 }
 
@@ -312,7 +315,8 @@ mod tests {
     fn flags_lists_and_redaction() {
         let s = settings(&[("MV_DEBUG_MODE", "YES"), ("API_KEY", " k1, ,k2 "), ("MV_STRICT_FLAVORS", "0")])
             .expect("settings");
-        assert!(s.debug && !s.strict_flavors);
+        assert!(s.debug && !s.strict_flavors && s.metrics, "metrics are on by default");
+        assert!(!settings(&[("MVGEN_METRICS", " False ")]).expect("off").metrics);
         assert_eq!(s.api_keys, vec!["k1", "k2"]);
         assert!(!format!("{s:?}").contains("k1"));
     }

@@ -29,6 +29,7 @@ use chromiumoxide::page::{Page, ScreenshotParams};
 use futures_util::StreamExt as _;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use support::client::copy_tree;
 use support::server_process::ServerProcess;
 
 // ---- Tests ---------------------------------------------------------------------------------------
@@ -327,6 +328,49 @@ fn page_fits_a_375px_screen() {
     });
 }
 
+#[test]
+fn live_configs_that_do_not_compile_are_listed_on_the_page() {
+    // A fresh copy of configs/ for the server to watch, under cargo's per-test scratch dir (the path
+    // is leaked on purpose: Options is Copy and holds 'static data).
+    let dir: &'static Path =
+        Box::leak(Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-live-configs").into_boxed_path());
+    let _ = std::fs::remove_dir_all(dir);
+    copy_tree(&Path::new(env!("CARGO_MANIFEST_DIR")).join("configs"), dir);
+    let options = Options { configs: Some(dir), ..Options::default() };
+    e2e("live_configs_that_do_not_compile_are_listed_on_the_page", options, async |t| {
+        t.open("/").await?;
+        t.wait_for("flavors loaded", "!document.querySelector('#config-flavor').disabled").await?;
+        ensure!(!t.visible("#live-configs").await?, "a diagnostics notice while everything compiles");
+
+        let params = dir.join("mv1/parameters.yaml");
+        let text = std::fs::read_to_string(&params).context("read")?;
+        std::fs::write(&params, text.replace("number_of_scenes: 8", "number_of_scenes: lots")).context("write")?;
+        let deadline = Instant::now() + WAIT_TIMEOUT;
+        let diagnostics = loop {
+            let list = t.api_get("/api/mv/get_config_flavors").await?;
+            if let Some(first) = list["live"]["diagnostics"][0].as_str() {
+                break first.to_owned();
+            }
+            ensure!(Instant::now() < deadline, "the broken edit was not reported: {list}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+
+        t.open("/").await?;
+        t.wait_for("notice shown", "!document.querySelector('#live-configs').hidden").await?;
+        ensure!(t.visible("#live-configs").await?, "the notice is not visible while the section is collapsed");
+        let listed = t.text("#live-configs-diagnostics li").await?;
+        ensure!(listed == diagnostics, "the page lists {listed:?}, the server said {diagnostics:?}");
+        ensure!(listed.contains("mv1/parameters.yaml:"), "no file:line:col in {listed:?}");
+        let summary = t.text("#live-configs-summary").await?;
+        ensure!(summary.contains("last good version"), "summary: {summary:?}");
+        // The last good flavors are still offered.
+        let options: Vec<String> =
+            t.js("[...document.querySelectorAll('#config-flavor option')].map(o => o.value)").await?;
+        ensure!(options.contains(&"mv1".to_string()), "mv1 is no longer offered: {options:?}");
+        Ok(())
+    });
+}
+
 // ---- Harness -------------------------------------------------------------------------------------
 
 const TEST_TIMEOUT: Duration = Duration::from_secs(90);
@@ -339,13 +383,15 @@ static SERIAL: Mutex<()> = Mutex::new(());
 struct Options {
     /// Started with `API_KEY` set, so `/api/*` answers 401 without it.
     api_key: Option<&'static str>,
+    /// Started with `--configs DIR` (live configs) on this directory.
+    configs: Option<&'static Path>,
     width: u32,
     height: u32,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { api_key: None, width: 1100, height: 900 }
+        Self { api_key: None, configs: None, width: 1100, height: 900 }
     }
 }
 
@@ -393,7 +439,9 @@ async fn run(
     if let Some(key) = options.api_key {
         envs.push(("API_KEY", key));
     }
-    let server = ServerProcess::start(&envs).map_err(|e| anyhow!(e))?;
+    let dir = options.configs.map(|d| d.to_string_lossy().into_owned());
+    let args: Vec<&str> = dir.as_deref().map(|d| vec!["--configs", d]).unwrap_or_default();
+    let server = ServerProcess::start_with(&args, &envs).map_err(|e| anyhow!(e))?;
     let browser = Chromium::launch(chromium, options).await?;
     let tab = Tab::new(&browser, &server, options).await?;
     let outcome = scenario(&tab).await;

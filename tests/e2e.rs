@@ -532,6 +532,7 @@ impl Upstreams {
             debug: settings.debug,
             strict_flavors: settings.strict_flavors,
             generations: mvgen::api::limits::GenerationSlots::new(settings.max_concurrent_generations),
+            flavors: Default::default(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));

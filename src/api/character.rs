@@ -15,6 +15,7 @@ use crate::compiler::Choice;
 use crate::prompts::{self, CharacterInputs};
 use crate::providers::ImageRequest;
 use crate::storage::Kind;
+use crate::telemetry;
 
 /// Who to draw. Optional values default to the flavor's. Strings are stripped of surrounding
 /// whitespace; an optional string that is null, empty or blank is not given.
@@ -119,7 +120,7 @@ pub async fn generate_character_reference(
         seed: seed(body.seed)?,
     };
     let chosen = choose_flavor(&state, optional(body.config_flavor).as_deref())?;
-    let plan = prompts::image_plan(chosen.flavor, &inputs);
+    let plan = prompts::image_plan(&chosen.flavor, &inputs);
     if state.debug {
         debug_log::plan(&chosen, "character_reference", &plan.consumed, &plan.prompt);
     }
@@ -144,7 +145,10 @@ pub async fn generate_character_reference(
         })
         .collect();
     let attempts = join_all(requests.iter().map(|request| async {
-        let media = maker.make_image(request).await.map_err(ApiError::from)?;
+        let image = maker.make_image(request);
+        let media = telemetry::generation("character_reference", &chosen.flavor.name, maker.backend(), image)
+            .await
+            .map_err(ApiError::from)?;
         let id = state.storage.put(Kind::CharacterReference, &media.content_type, &media.bytes).await?;
         Ok::<_, ApiError>(ImageOut {
             url: format!("/api/mv/get_character_reference/{id}"),

@@ -36,6 +36,9 @@ pub struct ErrorDetail {
     pub message: String,
     /// The field path (a string) or other specifics (an object), or null.
     pub details: Value,
+    /// The request's id (also the `X-Request-Id` response header), for finding its log lines.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 /// The 401 body: mvgen's `detail` object plus the top-level `error` and `message` that clients of
@@ -54,7 +57,12 @@ pub fn unauthorized(message: &str) -> Response {
     let body = UnauthorizedBody {
         error: "Unauthorized".into(),
         message: message.into(),
-        detail: ErrorDetail { error: "Unauthorized".into(), message: message.into(), details: json!("x-api-key") },
+        detail: ErrorDetail {
+            error: "Unauthorized".into(),
+            message: message.into(),
+            details: json!("x-api-key"),
+            request_id: crate::request_id::current(),
+        },
     };
     let mut response = (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
     response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("ApiKey"));
@@ -188,7 +196,12 @@ impl IntoResponse for ApiError {
         }
         let retry_after = self.details.get("retry_after_seconds").and_then(Value::as_u64);
         let body = ErrorBody {
-            detail: ErrorDetail { error: self.kind.to_string(), message: self.message, details: self.details },
+            detail: ErrorDetail {
+                error: self.kind.to_string(),
+                message: self.message,
+                details: self.details,
+                request_id: crate::request_id::current(),
+            },
         };
         let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(secs) = retry_after {

@@ -24,7 +24,8 @@ use axum::routing::{get, post};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::flavor::{self, Chosen};
+use crate::flavor::Chosen;
+use crate::live_configs::FlavorSource;
 use crate::providers::Providers;
 use crate::storage::Storage;
 use error::ApiError;
@@ -32,8 +33,8 @@ use error::ApiError;
 // Public so benches and clients can build and read these bodies outside the handlers.
 pub use scenes::{CreateScenesBody, CreateScenesResponse, OutputFiles, SceneOut, ScenesMetadata};
 
-/// What handlers share. Flavors are not here: they are `static` data, so requests with different
-/// flavors share no mutable config state at all.
+/// What handlers share. Embedded flavors are `static` data and live ones immutable snapshots, so
+/// requests with different flavors share no mutable config state at all.
 #[derive(Clone)]
 pub struct AppState {
     pub providers: Providers,
@@ -44,6 +45,14 @@ pub struct AppState {
     pub strict_flavors: bool,
     /// `MV_MAX_CONCURRENT_GENERATIONS`: generation requests running at once.
     pub generations: limits::GenerationSlots,
+    /// Where flavors come from: the embedded table, or a watched directory (`serve --configs`).
+    pub flavors: FlavorSource,
+}
+
+impl axum::extract::FromRef<AppState> for FlavorSource {
+    fn from_ref(state: &AppState) -> FlavorSource {
+        state.flavors.clone()
+    }
 }
 
 /// Every `/api/mv` route, at its full path: nesting would wrap each route in two prefix-stripping
@@ -78,14 +87,15 @@ pub struct FlavorReport {
 
 /// Chooses the request's flavor: logs a fallback, refuses it in strict mode.
 fn choose_flavor(state: &AppState, requested: Option<&str>) -> Result<Chosen, ApiError> {
-    let chosen = flavor::choose(requested);
+    let chosen = state.flavors.choose(requested);
     if let Some(reason) = &chosen.fallback_reason {
+        crate::telemetry::flavor_fallback(state.strict_flavors);
         if state.strict_flavors {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "UnknownFlavor",
                 reason.clone(),
-                json!({ "field": "config_flavor", "available": flavor::names() }),
+                json!({ "field": "config_flavor", "available": state.flavors.names() }),
             ));
         }
         tracing::warn!(used = %chosen.flavor.name, "unknown config flavor: {reason}");

@@ -18,6 +18,7 @@ use super::{AppState, character, error, files, flavors, scenes, video};
     info(title = "mvgen", description = "Music-video generation API with per-request config flavors"),
     paths(
         crate::server::health,
+        crate::telemetry::metrics_text,
         flavors::get_config_flavors,
         scenes::create_scenes,
         character::generate_character_reference,

@@ -14,6 +14,7 @@ use crate::compiler::NUMBER_OF_SCENES;
 use crate::prompts::{self, SceneInputs};
 use crate::providers::{Scene, SceneRequest};
 use crate::storage::Kind;
+use crate::telemetry;
 
 /// What to write scenes for. Optional values default to the flavor's. Strings are stripped of
 /// surrounding whitespace; an optional string that is null, empty or blank is not given.
@@ -131,7 +132,7 @@ pub async fn create_scenes(
         video_characteristics: optional(body.video_characteristics),
         camera_angle: optional(body.camera_angle),
     };
-    let plan = prompts::scene_plan(chosen.flavor, &inputs);
+    let plan = prompts::scene_plan(&chosen.flavor, &inputs);
     if state.debug {
         debug_log::plan(&chosen, "scenes", &plan.consumed, &plan.prompt);
     }
@@ -147,7 +148,8 @@ pub async fn create_scenes(
         camera_angle: plan.camera_angle.clone(),
     };
     let writer = &state.providers.scenes;
-    let scenes = writer.write_scenes(&request).await?;
+    let scenes =
+        telemetry::generation("scenes", &chosen.flavor.name, writer.backend(), writer.write_scenes(&request)).await?;
 
     let metadata = ScenesMetadata {
         idea: inputs.idea,

@@ -19,6 +19,7 @@ use crate::compiler::{Choice, VIDEO_DURATION};
 use crate::prompts::{self, VideoInputs};
 use crate::providers::{Media, VideoRequest};
 use crate::storage::{Kind, StorageError};
+use crate::telemetry;
 
 /// The scene to render. Optional values default to the flavor's. Strings are stripped of
 /// surrounding whitespace (a request's `video_rules_template` too); an optional string that is null,
@@ -176,8 +177,8 @@ pub async fn generate_video(
         _ => uploaded_reference,
     };
     let has_reference_image = reference_image.is_some();
-    let mut plan = prompts::video_plan(chosen.flavor, &inputs);
-    backend.retarget(chosen.flavor, &mut plan);
+    let mut plan = prompts::video_plan(&chosen.flavor, &inputs);
+    backend.retarget(&chosen.flavor, &mut plan);
     if state.debug {
         debug_log::plan(&chosen, "video", &plan.consumed, &plan.prompt);
     }
@@ -193,7 +194,8 @@ pub async fn generate_video(
         reference_image,
     };
     let maker = backend.maker(&state.providers);
-    let media = maker.make_video(&request).await?;
+    let media =
+        telemetry::generation("video", &chosen.flavor.name, maker.backend(), maker.make_video(&request)).await?;
     let video_id = state.storage.put(Kind::Video, &media.content_type, &media.bytes).await?;
     let generation_timestamp = inputs::timestamp();
     let record = VideoRecord {

@@ -34,6 +34,10 @@ pub enum Command {
         /// Address to listen on [env: MVGEN_ADDR; `PORT` sets only the port; default 127.0.0.1:8000].
         #[arg(long)]
         addr: Option<std::net::SocketAddr>,
+        /// Serve the flavors compiled from this configs directory instead of the embedded ones, and
+        /// recompile it on every change (for prompt authors; a broken edit keeps the last good table).
+        #[arg(long, value_name = "DIR")]
+        configs: Option<PathBuf>,
     },
     /// Exit 0 when a server answers 200 on /health (for container health checks).
     Healthcheck {
@@ -107,7 +111,7 @@ pub struct Source {
 /// Runs a non-server subcommand.
 pub fn run(command: Command) -> ExitCode {
     let result = match command {
-        Command::Serve { addr } => return serve::serve(addr),
+        Command::Serve { addr, configs } => return serve::serve(addr, configs.as_deref()),
         Command::Healthcheck { addr } => return healthcheck::healthcheck(addr),
         Command::Check { dir } => return check(&dir),
         Command::Flavors { source } => Catalog::load(&source).map(|c| inspect::flavors(&c.all())),

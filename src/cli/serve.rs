@@ -2,21 +2,36 @@
 //! HTTP server until SIGTERM or SIGINT (a second one cuts the drain short).
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use crate::api::AppState;
+use crate::live_configs::{FlavorSource, LiveConfigs, StartError};
 use crate::providers::{ProviderConfig, Providers};
 use crate::server::{self, Settings};
 use crate::serving;
 use crate::storage::LocalStorage;
 
-pub fn serve(addr: Option<SocketAddr>) -> ExitCode {
+pub fn serve(addr: Option<SocketAddr>, configs: Option<&Path>) -> ExitCode {
     let settings = match Settings::from_env(addr) {
         Ok(s) => s,
         Err(e) => return fail(&format!("invalid settings: {e}")),
     };
     init_logging(settings.log_json);
+    let flavors = match configs.map(LiveConfigs::open).transpose() {
+        Ok(None) => FlavorSource::Embedded,
+        Ok(Some(live)) => FlavorSource::Live(live),
+        Err(StartError::Unusable(e)) => return fail(&e),
+        Err(StartError::Invalid(diags)) => {
+            eprintln!("{diags}");
+            eprintln!(
+                "mvgen: --configs {}: does not compile; nothing to serve",
+                configs.unwrap_or(Path::new("")).display()
+            );
+            return ExitCode::from(1);
+        }
+    };
     let provider_config = match ProviderConfig::from_env() {
         Ok(c) => c,
         Err(e) => return fail(&format!("invalid provider settings: {e}")),
@@ -25,7 +40,7 @@ pub fn serve(addr: Option<SocketAddr>) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
     };
-    match runtime.block_on(run(settings, provider_config)) {
+    match runtime.block_on(run(settings, provider_config, flavors)) {
         Ok(drained) if drained.connections_cut == 0 => ExitCode::SUCCESS,
         // The drain deadline or a second signal cut connections: say so to the supervisor.
         Ok(_) => ExitCode::FAILURE,
@@ -33,12 +48,26 @@ pub fn serve(addr: Option<SocketAddr>) -> ExitCode {
     }
 }
 
-async fn run(settings: Settings, provider_config: ProviderConfig) -> Result<serving::Drained, String> {
+async fn run(
+    settings: Settings,
+    provider_config: ProviderConfig,
+    flavors: FlavorSource,
+) -> Result<serving::Drained, String> {
     let providers = Providers::from_config(&provider_config)?;
     tracing::info!(providers = %providers.summary(), "providers ready");
-    let names = crate::flavor::names();
+    let names = flavors.names();
+    if let FlavorSource::Live(live) = &flavors {
+        live.watch()?;
+        tracing::info!(
+            dir = %live.dir().display(),
+            flavors = %names.join(", "),
+            "live configs: serving flavors compiled from {}, recompiled on every change (not the embedded ones)",
+            live.dir().display()
+        );
+    }
     if settings.debug {
-        tracing::info!(count = names.len(), flavors = %names.join(", "), "debug mode: embedded config flavors");
+        let source = if matches!(flavors, FlavorSource::Live(_)) { "live" } else { "embedded" };
+        tracing::info!(count = names.len(), flavors = %names.join(", "), "debug mode: {source} config flavors");
     }
     let listener = serving::bind(settings.addr).map_err(|e| format!("cannot listen on {}: {e}", settings.addr))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
@@ -54,6 +83,7 @@ async fn run(settings: Settings, provider_config: ProviderConfig) -> Result<serv
         debug: settings.debug,
         strict_flavors: settings.strict_flavors,
         generations: crate::api::limits::GenerationSlots::new(settings.max_concurrent_generations),
+        flavors,
     };
     // Whether auth is on, never the keys themselves.
     match settings.api_keys.len() {
@@ -72,6 +102,9 @@ async fn run(settings: Settings, provider_config: ProviderConfig) -> Result<serv
         tracing::info!(origins = %settings.cors_origins.join(", "), "CORS allows these browser origins");
     }
     let router = server::app(state, &settings);
+    if let Some(handle) = crate::telemetry::install().filter(|_| settings.metrics) {
+        tokio::spawn(crate::telemetry::upkeep(handle));
+    }
     serving::serve(listener, router, settings.connections, serving::signals::listen())
         .await
         .map_err(|e| format!("server error: {e}"))

@@ -4,6 +4,7 @@
 //! unused-item warnings here would be noise.
 #![allow(dead_code)]
 
+pub mod client;
 pub mod fake_upstream;
 pub mod server_process;
 pub mod test_app;

@@ -24,6 +24,11 @@ impl ServerProcess {
     /// Starts `mvgen serve` with exactly `envs` (plus `MV_OUTPUT_DIR` in a temp dir unless given).
     /// `RUST_LOG` defaults to `info`; the startup line is always logged whatever it says.
     pub fn start(envs: &[(&str, &str)]) -> Result<ServerProcess, String> {
+        ServerProcess::start_with(&[], envs)
+    }
+
+    /// `start` with more `serve` arguments, e.g. `--configs DIR`.
+    pub fn start_with(args: &[&str], envs: &[(&str, &str)]) -> Result<ServerProcess, String> {
         let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
         let log = std::fs::File::create(dir.path().join("server.log")).map_err(|e| format!("log file: {e}"))?;
         let log_err = log.try_clone().map_err(|e| format!("log file: {e}"))?;
@@ -31,6 +36,7 @@ impl ServerProcess {
         let mut command = Command::new(env!("CARGO_BIN_EXE_mvgen"));
         command
             .args(["serve", "--addr", "127.0.0.1:0"])
+            .args(args)
             .env_clear()
             .env("MV_OUTPUT_DIR", dir.path().join("outputs"))
             .envs(envs.iter().copied().filter(|(k, _)| *k != "RUST_LOG"))

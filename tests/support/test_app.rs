@@ -124,6 +124,7 @@ impl TestApp {
             debug: s.debug,
             strict_flavors: s.strict_flavors,
             generations: mvgen::api::limits::GenerationSlots::new(s.max_concurrent_generations),
+            flavors: Default::default(),
         };
         TestApp { router: app(state, &s), scenes, images, videos, gemini_videos, output_dir: s.output_dir, _dir: dir }
     }

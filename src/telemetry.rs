@@ -1,0 +1,239 @@
+//! `GET /metrics`: Prometheus text exposition of what the server does, through the `metrics` facade
+//! and `metrics-exporter-prometheus` (its recorder only; the text is served by our own route, so
+//! it sits behind the API key like the rest of the API).
+//!
+//! Every label has a bounded set of values: routes are matched templates (never raw paths),
+//! flavors are names from the served table (never the requested name: that set is unbounded, so a
+//! fallback is counted without it), backends, kinds and outcomes are fixed words.
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `mvgen_http_requests_total` | counter | `route`, `status` |
+//! | `mvgen_generations_total` | counter | `kind`, `flavor`, `backend`, `outcome` |
+//! | `mvgen_generations_in_flight` | gauge | `kind` |
+//! | `mvgen_upstream_duration_seconds` | histogram | `provider`, `kind` |
+//! | `mvgen_flavor_fallbacks_total` | counter | `outcome` (`default_used` / `refused`) |
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::OnceLock;
+use std::task::{Context, Poll, ready};
+use std::time::Instant;
+
+use axum::extract::MatchedPath;
+use axum::http::{HeaderValue, Request, Response, StatusCode, header};
+use axum::response::IntoResponse;
+use metrics::Counter;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::providers::ProviderError;
+
+const REQUESTS: &str = "mvgen_http_requests_total";
+const GENERATIONS: &str = "mvgen_generations_total";
+const IN_FLIGHT: &str = "mvgen_generations_in_flight";
+const UPSTREAM_SECONDS: &str = "mvgen_upstream_duration_seconds";
+const FALLBACKS: &str = "mvgen_flavor_fallbacks_total";
+
+/// Upstream calls take from milliseconds (the mock) to minutes (a video render).
+const UPSTREAM_BUCKETS: &[f64] = &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0];
+
+/// The label for requests no route matched (the 404 fallback): never the raw path.
+const UNMATCHED: &str = "unmatched";
+
+static RECORDER: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the process-wide recorder (once; later calls return the same handle). `None` when
+/// another recorder was installed first, e.g. by an embedding program.
+pub fn install() -> Option<&'static PrometheusHandle> {
+    RECORDER
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Full(UPSTREAM_SECONDS.into()), UPSTREAM_BUCKETS)
+                .ok()?;
+            let handle = builder.install_recorder().map_err(|e| tracing::warn!("metrics are off: {e}")).ok()?;
+            describe();
+            Some(handle)
+        })
+        .as_ref()
+}
+
+fn describe() {
+    metrics::describe_counter!(REQUESTS, "HTTP requests by matched route template and status");
+    metrics::describe_counter!(GENERATIONS, "Upstream generations by kind, flavor used, backend and outcome");
+    metrics::describe_gauge!(IN_FLIGHT, "Upstream generations running now");
+    metrics::describe_histogram!(
+        UPSTREAM_SECONDS,
+        metrics::Unit::Seconds,
+        "Upstream call latency by provider and kind"
+    );
+    metrics::describe_counter!(
+        FALLBACKS,
+        "Requests whose config flavor does not exist (the requested name is not a label)"
+    );
+}
+
+/// Drains histogram samples into their buckets, so memory stays flat between scrapes.
+pub async fn upkeep(handle: &'static PrometheusHandle) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+    loop {
+        every.tick().await;
+        handle.run_upkeep();
+    }
+}
+
+/// Prometheus metrics: requests by route and status, generations, flavor fallbacks, upstream latency.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "health",
+    responses(
+        (status = 200, description = "Prometheus text exposition format 0.0.4", content_type = "text/plain", body = String),
+        (status = 401, description = "A valid API key is required", body = crate::api::error::ErrorBody),
+    )
+)]
+pub async fn metrics_text() -> axum::response::Response {
+    let body = install().map(PrometheusHandle::render).unwrap_or_default();
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"))], body)
+        .into_response()
+}
+
+/// A request for an unknown flavor: counted without its name.
+pub fn flavor_fallback(refused: bool) {
+    metrics::counter!(FALLBACKS, "outcome" => if refused { "refused" } else { "default_used" }).increment(1);
+}
+
+/// Runs one upstream generation and records it: in flight while it runs (also when the request
+/// is cancelled), its latency, and its outcome.
+pub async fn generation<T>(
+    kind: &'static str,
+    flavor: &str,
+    backend: &'static str,
+    call: impl Future<Output = Result<T, ProviderError>>,
+) -> Result<T, ProviderError> {
+    let in_flight = metrics::gauge!(IN_FLIGHT, "kind" => kind);
+    in_flight.increment(1.0);
+    struct Done(metrics::Gauge);
+    impl Drop for Done {
+        fn drop(&mut self) {
+            self.0.decrement(1.0);
+        }
+    }
+    let _done = Done(in_flight);
+    let started = Instant::now();
+    let result = call.await;
+    metrics::histogram!(UPSTREAM_SECONDS, "provider" => backend, "kind" => kind).record(started.elapsed());
+    let outcome = result.as_ref().map_or_else(outcome, |_| "ok");
+    metrics::counter!(GENERATIONS, "kind" => kind, "flavor" => flavor.to_string(), "backend" => backend, "outcome" => outcome)
+        .increment(1);
+    result
+}
+
+fn outcome(e: &ProviderError) -> &'static str {
+    match e {
+        ProviderError::Timeout { .. } => "timeout",
+        ProviderError::RateLimited { .. } => "rate_limited",
+        ProviderError::Refused { .. } => "refused",
+        ProviderError::Unreachable { .. } => "unreachable",
+        ProviderError::Upstream { .. } | ProviderError::Malformed { .. } | ProviderError::RunFailed { .. } => {
+            "upstream_error"
+        }
+    }
+}
+
+// ---- Requests by route and status ----------------------------------------------------------------
+
+/// The statuses this server answers; each (route, status) pair among these gets a counter handle
+/// registered on first use and kept, so counting a request is a map probe and an atomic add. Any
+/// other pair takes the registry's slower path (still one series per template and status).
+const STATUSES: [u16; 16] = [200, 204, 206, 304, 400, 401, 404, 405, 413, 415, 416, 422, 500, 502, 503, 504];
+
+/// Counter handles per route template of the OpenAPI document (which lists every API route).
+struct RouteCounters {
+    routes: HashMap<Box<str>, [OnceLock<Counter>; STATUSES.len()]>,
+}
+
+static ROUTES: OnceLock<RouteCounters> = OnceLock::new();
+
+fn routes() -> &'static RouteCounters {
+    ROUTES.get_or_init(|| {
+        let paths = crate::api::openapi::spec().paths.paths.into_keys();
+        let routes = paths.map(|p| (p.into_boxed_str(), std::array::from_fn(|_| OnceLock::new()))).collect();
+        RouteCounters { routes }
+    })
+}
+
+fn count_request(route: Option<&str>, status: StatusCode) {
+    let route = route.unwrap_or(UNMATCHED);
+    let code = status.as_u16();
+    let slot = STATUSES.iter().position(|s| *s == code).and_then(|i| Some(&routes().routes.get(route)?[i]));
+    match slot {
+        Some(slot) => slot.get_or_init(|| register(route, status)).increment(1),
+        None => register(route, status).increment(1),
+    }
+}
+
+fn register(route: &str, status: StatusCode) -> Counter {
+    metrics::counter!(REQUESTS, "route" => route.to_string(), "status" => status.as_str().to_string())
+}
+
+/// Counts every request by matched route template and status. Added with `Router::layer`, so it
+/// runs after routing and sees `MatchedPath`; the fallback (no match) counts as `unmatched`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestMetricsLayer;
+
+impl<S> tower::Layer<S> for RequestMetricsLayer {
+    type Service = RequestMetrics<S>;
+
+    fn layer(&self, inner: S) -> RequestMetrics<S> {
+        RequestMetrics { inner }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RequestMetrics<S> {
+    inner: S,
+}
+
+impl<S, B, R> tower::Service<Request<B>> for RequestMetrics<S>
+where
+    S: tower::Service<Request<B>, Response = Response<R>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Counted<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let route = request.extensions().get::<MatchedPath>().cloned();
+        Counted { inner: self.inner.call(request), route }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The inner response future; counts the response when it is ready.
+    pub struct Counted<F> {
+        #[pin]
+        inner: F,
+        route: Option<MatchedPath>,
+    }
+}
+
+impl<F, R, E> Future for Counted<F>
+where
+    F: Future<Output = Result<Response<R>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let result = ready!(this.inner.poll(cx));
+        if let Ok(response) = &result {
+            count_request(this.route.as_ref().map(MatchedPath::as_str), response.status());
+        }
+        Poll::Ready(result)
+    }
+}
