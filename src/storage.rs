@@ -9,6 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
+use tokio::io::AsyncReadExt;
 use uuid::Uuid;
 
 use crate::providers::{BoxFuture, content_type_for, extension_for};
@@ -114,6 +115,9 @@ pub trait Storage: Send + Sync {
 pub struct LocalStorage {
     root: PathBuf,
 }
+
+/// The most a record read back may be; what `put_record` writes is a few hundred bytes.
+const MAX_RECORD_BYTES: u64 = 64 * 1024;
 
 /// A hidden temp file untouched this long was abandoned (the process writing it was killed): a live
 /// write keeps touching its file until the rename, which follows at once.
@@ -231,41 +235,52 @@ impl Storage for LocalStorage {
     fn record<'a>(&'a self, kind: Kind, id: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, StorageError>> {
         Box::pin(async move {
             let id = parse_id(id)?;
-            match tokio::fs::read(self.records_dir(kind).join(format!("{id}.json"))).await {
-                Ok(bytes) => Ok(Some(bytes)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(e.into()),
+            // Opened like a stored file (no link followed, no FIFO waited on) and read with a cap:
+            // a record is a few hundred bytes, so anything large was planted.
+            let path = self.records_dir(kind).join(format!("{id}.json"));
+            let (file, _) = match open_regular(&path, &id).await {
+                Ok(opened) => opened,
+                Err(StorageError::NotFound(_)) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let mut bytes = Vec::new();
+            file.take(MAX_RECORD_BYTES + 1).read_to_end(&mut bytes).await?;
+            if bytes.len() as u64 > MAX_RECORD_BYTES {
+                tracing::warn!(path = %path.display(), "ignoring a record larger than {MAX_RECORD_BYTES} bytes");
+                return Ok(None);
             }
+            Ok(Some(bytes))
         })
     }
     fn open<'a>(&'a self, kind: Kind, id: &'a str) -> BoxFuture<'a, Result<Opened, StorageError>> {
         Box::pin(async move {
             let stored = self.find(kind, id).await?;
-            // O_NOFOLLOW: a link swapped in since `find` fails with ELOOP instead of being followed;
-            // O_NONBLOCK: a FIFO swapped in cannot hang the open (regular files ignore it).
-            let opened = tokio::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-                .open(&stored.path)
-                .await;
-            let file = match opened {
-                Ok(file) => file,
-                Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-                    tracing::warn!(path = %stored.path.display(), "refusing to serve a link planted as a stored file");
-                    return Err(StorageError::NotFound(id.to_string()));
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    return Err(StorageError::NotFound(id.to_string()));
-                }
-                Err(e) => return Err(e.into()),
-            };
-            let meta = file.metadata().await?;
-            if !meta.is_file() {
-                return Err(refuse(&stored.path, &meta, id.to_string()));
-            }
+            let (file, meta) = open_regular(&stored.path, id).await?;
             Ok(Opened { file, len: meta.len(), modified: meta.modified().ok(), content_type: stored.content_type })
         })
     }
+}
+
+/// Opens `path` only as a regular file reached without following a link. O_NOFOLLOW: a link
+/// (planted, or swapped in since a check) fails with ELOOP instead of being followed; O_NONBLOCK: a
+/// FIFO cannot hang the open (regular files ignore it). Anything else is `NotFound`, logged.
+async fn open_regular(path: &Path, id: &str) -> Result<(tokio::fs::File, std::fs::Metadata), StorageError> {
+    let opened =
+        tokio::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path).await;
+    let file = match opened {
+        Ok(file) => file,
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            tracing::warn!(path = %path.display(), "refusing to serve a link planted as a stored file");
+            return Err(StorageError::NotFound(id.to_string()));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StorageError::NotFound(id.to_string())),
+        Err(e) => return Err(e.into()),
+    };
+    let meta = file.metadata().await?;
+    if !meta.is_file() {
+        return Err(refuse(path, &meta, id.to_string()));
+    }
+    Ok((file, meta))
 }
 
 /// `NotFound` for something that is not what a stored file or its directory must be, logged: it
@@ -387,6 +402,28 @@ mod tests {
         let scenes = storage.put(Kind::Scenes, "application/json", b"{}").await.expect("scenes");
         assert!(storage.find(Kind::Scenes, &scenes).await.expect("find").path.ends_with(format!("{scenes}.json")));
         assert!(matches!(storage.put(Kind::Scenes, "video/mp4", b"x").await, Err(StorageError::Unsupported { .. })));
+    }
+
+    /// A FIFO, a link to a file outside, or a huge file planted as a record is no record: never
+    /// waited on, never followed, never read whole.
+    #[tokio::test]
+    async fn planted_records_are_ignored_without_hanging() {
+        let root = temp_root("planted-records");
+        let storage = LocalStorage::new(&root);
+        let dir = root.join("records").join("videos");
+        std::fs::create_dir_all(&dir).expect("records dir");
+        let [fifo, link, huge] = [(); 3].map(|_| Uuid::new_v4().to_string());
+        let made = std::process::Command::new("mkfifo").arg(dir.join(format!("{fifo}.json"))).status();
+        assert!(made.is_ok_and(|s| s.success()), "mkfifo");
+        let outside = root.join("secret.json");
+        std::fs::write(&outside, b"{\"secret\":true}").expect("outside file");
+        std::os::unix::fs::symlink(&outside, dir.join(format!("{link}.json"))).expect("symlink");
+        std::fs::write(dir.join(format!("{huge}.json")), vec![b' '; 65 * 1024]).expect("huge");
+        for id in [&fifo, &link, &huge] {
+            let read = tokio::time::timeout(std::time::Duration::from_secs(5), storage.record(Kind::Video, id)).await;
+            assert!(matches!(read, Ok(Ok(None))), "{id}: {read:?}");
+        }
+        let _ = std::fs::remove_dir_all(&root);
     }
 
     #[tokio::test]
