@@ -351,7 +351,7 @@ async fn openapi_offers_the_flavor_names_and_pins_them_in_strict_mode() {
             let field = &spec["components"]["schemas"][body]["properties"]["config_flavor"];
             assert_eq!(field["examples"], names, "{body} (strict: {strict}): {field}");
             if strict {
-                assert_eq!(field["enum"], json!(["default", "example", "mv1", null]), "{body}: {field}");
+                assert_eq!(field["enum"], json!(["default", "example", "mv1", "", null]), "{body}: {field}");
             } else {
                 assert!(field.get("enum").is_none(), "unknown names fall back, so no enum: {field}");
             }
@@ -786,14 +786,36 @@ async fn reference_image_base64_is_used_only_without_a_stored_reference() {
         Some(TINY_PNG),
         "the stored one wins"
     );
-    // An id that names nothing: the upload stands in, and the warning still says why.
+    // An id that names nothing: the upload stands in, and the warning says so (not "without it").
     let body = json!({"prompt": "p", "character_reference_id": PROJECT, "reference_image_base64": b64(png)});
     let (_, resp) = t.post("/api/mv/generate_video", &body).await;
-    assert!(resp["character_reference_warning"].is_string());
+    let warning = resp["character_reference_warning"].as_str().unwrap_or_default();
+    assert!(warning.contains("not found") && warning.contains("reference_image_base64 was used"), "{resp}");
     assert_eq!(t.videos.received()[2].reference_image.as_ref().map(|m| m.bytes.as_slice()), Some(&png[..]));
     let (_, resp) = t.post("/api/mv/generate_video", &json!({"prompt": "p", "reference_image_base64": ""})).await;
     assert_eq!(resp["metadata"]["has_reference_image"], false);
     assert!(t.videos.received()[3].reference_image.is_none());
+}
+
+/// At the generation cap a bad request still gets its own 4xx, not a 503: the slot is taken only
+/// once the request is known to be valid.
+#[tokio::test]
+async fn at_the_generation_cap_bad_requests_still_get_their_4xx() {
+    let t = TestApp::with(|s| s.max_concurrent_generations = 1, |_| {});
+    let _held = t.generations.take().expect("the only slot");
+    for (uri, body) in [
+        ("/api/mv/create_scenes", json!({"idea": " ", "character_description": "c"})),
+        ("/api/mv/generate_character_reference", json!({"character_description": "c", "num_images": 9})),
+        ("/api/mv/generate_video", json!({"prompt": "p", "backend": "vertex"})),
+    ] {
+        let (status, resp) = t.post(uri, &body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {resp}");
+    }
+    let (status, resp) = t.post("/api/mv/generate_video", &json!({"prompt": "p"})).await;
+    assert_eq!(
+        (status, resp["detail"]["error"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("TooManyGenerations"))
+    );
 }
 
 #[tokio::test]
@@ -847,6 +869,9 @@ async fn responses_carry_their_fields_and_scenes_are_stored_per_request() {
     assert_eq!(info["size"], FAKE_MP4.len());
     assert_eq!((info["content_type"].as_str(), info["is_mock"].as_bool()), (Some("video/mp4"), Some(false)));
     assert_eq!(info["created"], m["generation_timestamp"]);
+    // The flavor's content hash is kept with the video, as it was when the video was made.
+    assert_eq!(info["config_flavor_hash"], m["config_flavor"]["hash"], "{info}");
+    assert_eq!(info["config_flavor"], m["config_flavor"]["used"], "{info}");
     let (status, _) = t.get(&format!("/api/mv/get_video/{PROJECT}/info")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, resp) = t.get("/api/mv/get_video/not-an-id/info").await;

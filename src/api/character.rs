@@ -97,7 +97,6 @@ pub async fn generate_character_reference(
     State(state): State<AppState>,
     ValidJson(body): ValidJson<CharacterReferenceBody>,
 ) -> Result<Response, ApiError> {
-    let _slot = state.generations.take()?;
     bounded_texts(&[
         ("character_description", Some(&body.character_description)),
         ("aspect_ratio", body.aspect_ratio.as_deref()),
@@ -120,6 +119,8 @@ pub async fn generate_character_reference(
         seed: seed(body.seed)?,
     };
     let chosen = choose_flavor(&state, optional(body.config_flavor).as_deref())?;
+    // Taken once the request is known to be valid: at the cap a bad request still gets its 4xx.
+    let _slot = state.generations.take()?;
     let plan = prompts::image_plan(&chosen.flavor, &inputs);
     if state.debug {
         debug_log::plan(&chosen, "character_reference", &plan.consumed, &plan.prompt);

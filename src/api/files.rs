@@ -132,6 +132,9 @@ pub struct VideoInfo {
     pub is_mock: Option<bool>,
     pub backend_used: Option<String>,
     pub model_used: Option<String>,
+    /// The flavor the video was made with and its content hash then; null without a record.
+    pub config_flavor: Option<String>,
+    pub config_flavor_hash: Option<String>,
     pub project_id: Option<String>,
     pub sequence: Option<u32>,
 }
@@ -171,6 +174,8 @@ pub async fn get_video_info(
         is_mock: record.as_ref().map(|r| r.is_mock),
         backend_used: record.as_ref().map(|r| r.backend.clone()),
         model_used: record.as_ref().map(|r| r.model.clone()),
+        config_flavor: record.as_ref().map(|r| r.config_flavor.clone()),
+        config_flavor_hash: record.as_ref().map(|r| r.config_flavor_hash.clone()).filter(|h| !h.is_empty()),
         project_id: record.as_ref().and_then(|r| r.project_id.clone()),
         sequence: record.as_ref().and_then(|r| r.sequence),
     }))

@@ -56,7 +56,9 @@ pub fn spec_json(strict_flavors: bool) -> Value {
         field.insert("examples".into(), Value::Array(names.clone()));
         if strict_flavors {
             let mut allowed = names.clone();
-            // The field is optional and may be null (the default flavor); an enum must say so too.
+            // The field is optional and may be null or "" (both mean the default flavor, as the
+            // service mvgen replaces took them); an enum must say so too.
+            allowed.push(Value::from(""));
             if field.get("type").and_then(Value::as_array).is_some_and(|t| t.iter().any(|t| t == "null")) {
                 allowed.push(Value::Null);
             }

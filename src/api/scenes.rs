@@ -104,7 +104,6 @@ pub async fn create_scenes(
     State(state): State<AppState>,
     ValidJson(body): ValidJson<CreateScenesBody>,
 ) -> Result<Response, ApiError> {
-    let _slot = state.generations.take()?;
     bounded_texts(&[
         ("idea", Some(&body.idea)),
         ("character_description", Some(&body.character_description)),
@@ -122,6 +121,8 @@ pub async fn create_scenes(
     let number_of_scenes = in_range("number_of_scenes", body.number_of_scenes, min.into(), max.into())?;
     let project_id = inputs::project_id(body.project_id)?;
     let chosen = choose_flavor(&state, optional(body.config_flavor).as_deref())?;
+    // Taken once the request is known to be valid: at the cap a bad request still gets its 4xx.
+    let _slot = state.generations.take()?;
 
     let inputs = SceneInputs {
         idea,

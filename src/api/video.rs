@@ -111,6 +111,9 @@ pub struct VideoRecord {
     pub model: String,
     pub is_mock: bool,
     pub config_flavor: String,
+    /// The content hash of that flavor as it was when the video was made.
+    #[serde(default)]
+    pub config_flavor_hash: String,
     pub project_id: Option<String>,
     pub sequence: Option<u32>,
     pub character_reference_id: Option<String>,
@@ -136,7 +139,6 @@ pub async fn generate_video(
     ValidJson(body): ValidJson<GenerateVideoBody>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
-    let _slot = state.generations.take()?;
     bounded_texts(&[
         ("prompt", Some(&body.prompt)),
         ("negative_prompt", body.negative_prompt.as_deref()),
@@ -169,12 +171,21 @@ pub async fn generate_video(
     let character_reference_id = optional(body.character_reference_id);
     // Cheap checks (strict flavor mode) before reading the reference image from disk.
     let chosen = choose_flavor(&state, optional(body.config_flavor).as_deref())?;
+    // Taken once the request is known to be valid: at the cap a bad request still gets its 4xx.
+    let _slot = state.generations.take()?;
     let (stored_reference, character_reference_warning) =
         load_reference(&state, character_reference_id.as_deref()).await?;
-    // An id that names a stored image wins; the uploaded image stands in otherwise.
-    let reference_image = match character_reference_id {
-        Some(_) if stored_reference.is_some() => stored_reference,
-        _ => uploaded_reference,
+    // An id that names a stored image wins; the uploaded image stands in otherwise, and then the
+    // warning must not say the video was made without a reference.
+    let (reference_image, character_reference_warning) = match (stored_reference, uploaded_reference) {
+        (Some(stored), _) => (Some(stored), character_reference_warning),
+        (None, Some(uploaded)) => (
+            Some(uploaded),
+            character_reference_id.as_ref().map(|id| {
+                format!("character reference {id} was not found; the uploaded reference_image_base64 was used instead")
+            }),
+        ),
+        (None, None) => (None, character_reference_warning),
     };
     let has_reference_image = reference_image.is_some();
     let mut plan = prompts::video_plan(&chosen.flavor, &inputs);
@@ -204,6 +215,7 @@ pub async fn generate_video(
         model: request.model.clone(),
         is_mock: maker.is_mock(),
         config_flavor: chosen.flavor.name.to_string(),
+        config_flavor_hash: chosen.flavor.hash.to_string(),
         project_id: project_id.clone(),
         sequence,
         character_reference_id: character_reference_id.clone(),

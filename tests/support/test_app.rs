@@ -93,6 +93,8 @@ pub struct TestApp {
     /// What `backend: "gemini"` videos go to.
     pub gemini_videos: Arc<Recording<VideoRequest>>,
     pub output_dir: std::path::PathBuf,
+    /// The app's generation slots, so a test can hold some.
+    pub generations: mvgen::api::limits::GenerationSlots,
     /// Removes the output directory when the test ends.
     _dir: tempfile::TempDir,
 }
@@ -118,15 +120,17 @@ impl TestApp {
             gemini_videos: gemini_videos.clone(),
         };
         providers(&mut p);
+        let generations = mvgen::api::limits::GenerationSlots::new(s.max_concurrent_generations);
         let state = AppState {
             providers: p,
             storage: Arc::new(LocalStorage::new(&s.output_dir)),
             debug: s.debug,
             strict_flavors: s.strict_flavors,
-            generations: mvgen::api::limits::GenerationSlots::new(s.max_concurrent_generations),
+            generations: generations.clone(),
             flavors: Default::default(),
         };
-        TestApp { router: app(state, &s), scenes, images, videos, gemini_videos, output_dir: s.output_dir, _dir: dir }
+        let router = app(state, &s);
+        TestApp { router, scenes, images, videos, gemini_videos, output_dir: s.output_dir, generations, _dir: dir }
     }
 
     pub async fn send(&self, req: axum::http::request::Builder) -> (StatusCode, Value) {
