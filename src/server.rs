@@ -158,6 +158,7 @@ pub fn app(state: AppState, settings: &Settings) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn(api::extract::refuse_declared_oversize))
         .with_state(state);
     // Around the fallbacks too, so an unknown `/api/*` path or a wrong method is a 401 like any
     // other keyless call: without a key nobody learns which API routes exist. Without keys there is

@@ -1046,3 +1046,31 @@ async fn openapi_documents_the_text_length_bound() {
         assert_eq!(max, &json!(mvgen::api::limits::MAX_TEXT_CHARS), "{body}.{field}: {}", schemas[body]);
     }
 }
+
+/// A `Content-Length` over the limit is refused from the header inside the router: the browser
+/// front end sees the 413 (with its CORS headers), and a keyless caller its 401 first.
+#[tokio::test]
+async fn an_oversized_content_length_gets_413_with_cors_and_after_auth() {
+    let oversized = |key: Option<&str>| {
+        let mut req = Request::builder()
+            .method("POST")
+            .uri("/api/mv/create_scenes")
+            .header(header::ORIGIN, "http://localhost:3000")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::CONTENT_LENGTH, "10737418240");
+        if let Some(key) = key {
+            req = req.header("x-api-key", key);
+        }
+        req.body(Body::empty()).expect("request")
+    };
+    let t = TestApp::new();
+    let (status, headers, body) = t.call(oversized(None)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{}", String::from_utf8_lossy(&body));
+    let allowed = headers.get(header::ACCESS_CONTROL_ALLOW_ORIGIN).and_then(|v| v.to_str().ok());
+    assert_eq!(allowed, Some("http://localhost:3000"));
+    assert_eq!(headers.get(header::CONNECTION).and_then(|v| v.to_str().ok()), Some("close"));
+
+    let keyed = TestApp::with(|s| s.api_keys = vec!["sesame".into()], |_| {});
+    assert_eq!(keyed.call(oversized(None)).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(keyed.call(oversized(Some("sesame"))).await.0, StatusCode::PAYLOAD_TOO_LARGE);
+}

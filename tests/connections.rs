@@ -155,8 +155,10 @@ fn stalled_and_idle_connections_are_closed_by_their_timeouts() {
 #[test]
 fn huge_content_length_is_refused_from_the_header_before_any_100_continue() {
     let server = ServerProcess::start(&[]).expect("start mvgen");
+    // From the front end's origin: the 413 must carry CORS headers, or the browser sees a network
+    // error instead.
     let head = "POST /api/mv/create_scenes HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
-                Content-Length: 10737418240\r\n";
+                Origin: http://localhost:3000\r\nContent-Length: 10737418240\r\n";
     for expect in ["Expect: 100-continue\r\n", ""] {
         let mut stream = connect(&server);
         write!(stream, "{head}{expect}\r\n").expect("send");
@@ -164,6 +166,8 @@ fn huge_content_length_is_refused_from_the_header_before_any_100_continue() {
         let watched = watch(stream, start, Duration::from_secs(3));
         let text = String::from_utf8_lossy(&watched.received).into_owned();
         assert!(text.starts_with("HTTP/1.1 413"), "{expect:?}: the first bytes back must be a 413: {text:?}");
+        let cors = "access-control-allow-origin: http://localhost:3000";
+        assert!(text.to_ascii_lowercase().contains(cors), "{expect:?}: no CORS header on the 413: {text:?}");
         let (_, body) = status_and_body(&text);
         let json: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
         assert_eq!(json["detail"]["error"], "PayloadTooLarge", "{json}");

@@ -88,6 +88,20 @@ pub fn payload_too_large() -> ApiError {
     )
 }
 
+/// Middleware: a request whose `Content-Length` is over [`BODY_LIMIT`] gets 413 from the header
+/// alone, before any of the body is read, so hyper never invites it with `100 Continue`. It runs
+/// inside the router, so the answer carries CORS headers (a browser sees the 413, not a network
+/// error) and a keyless caller gets its 401 first. The body is left unread: the connection closes.
+pub async fn refuse_declared_oversize(request: Request, next: axum::middleware::Next) -> axum::response::Response {
+    let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.trim().parse().ok());
+    if declared.is_some_and(|len: u64| len > BODY_LIMIT as u64) {
+        let mut response = axum::response::IntoResponse::into_response(payload_too_large());
+        response.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+        return response;
+    }
+    next.run(request).await
+}
+
 fn is_json(content_type: Option<&str>) -> bool {
     let Some(ct) = content_type else { return false };
     let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();

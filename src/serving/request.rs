@@ -1,6 +1,5 @@
-//! One request on a watched connection: refuse an oversized `Content-Length` before reading (or
-//! inviting, with `100 Continue`) any of the body, put a deadline on the body, and tell the
-//! watchdog when the request starts and when its answer has been written.
+//! One request on a watched connection: put a deadline on the body, and tell the watchdog when the
+//! request starts and when its answer has been written.
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -20,7 +19,6 @@ use tower::Service;
 
 use super::conn::ConnState;
 use crate::api::error::ApiError;
-use crate::api::extract::{BODY_LIMIT, payload_too_large};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -31,10 +29,8 @@ pub(super) async fn handle(
     body_timeout: Duration,
 ) -> Result<Response<Answer>, Infallible> {
     let in_flight = InFlight::start(state.clone());
-    // hyper sends `100 Continue` only once the body is read, so answering here never invites it.
-    if declared_length(&request).is_some_and(|len| len > BODY_LIMIT as u64) {
-        return Ok(Answer::wrap(closing(payload_too_large().into_response()), in_flight));
-    }
+    // An oversized `Content-Length` is refused inside the router (`extract::refuse_declared_oversize`),
+    // under CORS and auth, still before the body is read: hyper sends `100 Continue` only then.
     // Most requests (GETs) have no body: they skip the wrapper and its timer.
     let request = if request.body().is_end_stream() {
         request.map(Body::new)
@@ -52,10 +48,6 @@ pub(super) async fn handle(
         response
     };
     Ok(Answer::wrap(response, in_flight))
-}
-
-fn declared_length<B>(request: &Request<B>) -> Option<u64> {
-    request.headers().get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
 }
 
 /// The rest of the body is never read, so the connection cannot carry another request.
