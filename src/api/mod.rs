@@ -8,7 +8,7 @@ pub mod error;
 pub mod extract;
 mod files;
 mod flavors;
-mod inputs;
+pub(crate) mod inputs;
 pub mod limits;
 pub mod openapi;
 mod scenes;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 use serde_json::{Value, json};
 
+use crate::api::inputs::{optional, text};
 use crate::compiler::template::Template;
 use crate::compiler::{
     AspectRatio, Choice, Flavor, NUMBER_OF_SCENES, OutputFormat, PersonGeneration, SafetyFilterLevel, VIDEO_DURATION,
@@ -82,7 +83,8 @@ pub fn render(flavor: &Flavor, what: RenderWhat, json: bool) -> Result<ExitCode,
     Ok(ExitCode::SUCCESS)
 }
 
-/// The prompt and parameters sent upstream for `what`, through the server's own `prompts` plans.
+/// The prompt and parameters sent upstream for `what`, through the server's own `prompts` plans and
+/// its input normalisation (strings stripped; an empty optional one is not given).
 pub fn plan(flavor: &Flavor, what: RenderWhat) -> Result<(String, Value), String> {
     Ok(match what {
         RenderWhat::Scenes {
@@ -95,13 +97,13 @@ pub fn plan(flavor: &Flavor, what: RenderWhat) -> Result<(String, Value), String
             camera_angle,
         } => {
             let inputs = SceneInputs {
-                idea,
-                character_description,
-                character_characteristics,
+                idea: text(idea),
+                character_description: text(character_description),
+                character_characteristics: optional(character_characteristics),
                 number_of_scenes,
-                video_type,
-                video_characteristics,
-                camera_angle,
+                video_type: optional(video_type),
+                video_characteristics: optional(video_characteristics),
+                camera_angle: optional(camera_angle),
             };
             let plan = prompts::scene_plan(flavor, &inputs);
             let parameters = plan.parameters();
@@ -117,12 +119,12 @@ pub fn plan(flavor: &Flavor, what: RenderWhat) -> Result<(String, Value), String
             seed,
         } => {
             let inputs = CharacterInputs {
-                character_description,
+                character_description: text(character_description),
                 aspect_ratio,
                 safety_filter_level,
                 person_generation,
                 output_format,
-                negative_prompt,
+                negative_prompt: optional(negative_prompt),
                 seed,
             };
             let plan = prompts::image_plan(flavor, &inputs);
@@ -138,13 +140,13 @@ pub fn plan(flavor: &Flavor, what: RenderWhat) -> Result<(String, Value), String
             seed,
             video_rules_template,
         } => {
-            let video_rules_template = video_rules_template
+            let video_rules_template = optional(video_rules_template)
                 .map(|src| Template::parse(&src, prompts::VIDEO_RULES_VARS, &[]))
                 .transpose()
                 .map_err(|e| format!("--video-rules-template: {e}"))?;
             let inputs = VideoInputs {
-                prompt,
-                negative_prompt,
+                prompt: text(prompt),
+                negative_prompt: optional(negative_prompt),
                 aspect_ratio,
                 duration,
                 generate_audio,

@@ -162,6 +162,23 @@ fn render_json_prints_what_the_server_would_send_with_the_flavors_own_values() {
     assert!(prompt.contains("Camera: low angles on the singer"), "{prompt}");
 }
 
+/// `render` normalises inputs as the server does (issue 9): padded text is stripped, an empty or
+/// blank optional value is not given, so it prints what the server would send for the same request.
+#[test]
+fn render_normalises_inputs_like_the_server() {
+    let padded = mvgen(&["render", "mv1", "video", "--prompt", "  x \n", "--negative-prompt", " ", "--json"]);
+    let clean = mvgen(&["render", "mv1", "video", "--prompt", "x", "--json"]);
+    assert_eq!(padded.status.code(), Some(0), "stderr: {}", stderr(&padded));
+    assert_eq!(stdout(&padded), stdout(&clean));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&padded)).expect("JSON");
+    assert!(json["prompt"].as_str().is_some_and(|p| p.starts_with("x\n\n")), "{json}");
+    assert_eq!(json["parameters"]["negative_prompt"], serde_json::Value::Null);
+    let padded =
+        mvgen(&["render", "mv1", "scenes", "--idea", " tides ", "--character-description", "c", "--camera-angle", ""]);
+    let clean = mvgen(&["render", "mv1", "scenes", "--idea", "tides", "--character-description", "c"]);
+    assert_eq!(stdout(&padded), stdout(&clean));
+}
+
 #[test]
 fn render_compiles_a_configs_dir_given_on_the_command_line() {
     let scratch = Scratch::new("render-configs");
