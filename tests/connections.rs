@@ -217,6 +217,36 @@ fn past_the_cap_connections_wait_in_the_backlog_and_health_answers_once_a_slot_f
     drop((held, queued));
 }
 
+/// Clients that ask for a large file and never read it cannot hold their connections: once the
+/// answer stops going out for the idle timeout the server closes them, and with them at the cap
+/// `/health` is answered again.
+#[test]
+fn clients_that_stop_reading_an_answer_are_closed_after_the_idle_timeout() {
+    let server =
+        ServerProcess::start(&[("MVGEN_MAX_CONNECTIONS", "2"), ("MVGEN_IDLE_TIMEOUT_SECS", "1")]).expect("start mvgen");
+    let videos = server.output_dir().join("videos");
+    std::fs::create_dir_all(&videos).expect("videos dir");
+    let id = "3f2b6c1e-8f0a-4d2b-9c51-0e4f1a2b3c4d";
+    // Far more than the socket buffers on both sides hold, so the writes stall.
+    let mut mp4 = b"\x00\x00\x00\x18ftypmp42".to_vec();
+    mp4.resize(64 << 20, 0);
+    std::fs::write(videos.join(format!("{id}.mp4")), &mp4).expect("planted video");
+    let start = Instant::now();
+    let stalled: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut stream = connect(&server);
+            write!(stream, "GET /api/mv/get_video/{id} HTTP/1.1\r\nHost: t\r\n\r\n").expect("send");
+            stream
+        })
+        .collect();
+    // Both slots are taken by readers that never read; health waits for one to be closed.
+    let (status, _) = get(&server, "/health");
+    let waited = start.elapsed();
+    assert_eq!(status, 200);
+    assert!(waited < Duration::from_secs(8), "health waited {waited:?} behind two stalled readers");
+    drop(stalled);
+}
+
 #[test]
 fn a_flood_of_idle_connections_is_held_at_the_cap_and_the_server_recovers() {
     let server = ServerProcess::start(&[("MVGEN_MAX_CONNECTIONS", "32"), ("MVGEN_HEADER_TIMEOUT_SECS", "1")])

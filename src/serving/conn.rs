@@ -7,8 +7,10 @@
 //! - no request in flight and part of a request head received (or nothing yet, on a fresh
 //!   connection): closed `header_timeout` after that head's first byte (or the opening);
 //! - no request in flight and nothing received since the last answer: closed after `idle_timeout`;
-//! - a request in flight: never closed by the watchdog (its body has a deadline of its own, and a
-//!   video generation may run for many minutes).
+//! - a request in flight whose handler is still running: never closed by the watchdog (its body
+//!   has a deadline of its own, and a video generation may run for many minutes);
+//! - a request whose answer is being written: closed after `idle_timeout` without a byte of write
+//!   progress, so a client that stops reading (a large video, say) cannot hold its connection.
 //!
 //! Everything a connection does (reads, its requests, its watchdog) runs in one task, so the state
 //! needs no locking; atomics only because the task may move between threads.
@@ -47,6 +49,9 @@ pub(super) struct ConnState {
     head_since: AtomicU64,
     /// When the last request finished.
     idle_since: AtomicU64,
+    /// While an answer is being written: when it last made write progress (its start, at first);
+    /// [`NONE`] otherwise.
+    writing_since: AtomicU64,
     /// Set when a request body missed its deadline, so the answer becomes a 408.
     pub(super) body_timed_out: AtomicBool,
 }
@@ -58,6 +63,7 @@ impl ConnState {
             in_flight: AtomicU32::new(0),
             head_since: AtomicU64::new(0),
             idle_since: AtomicU64::new(0),
+            writing_since: AtomicU64::new(NONE),
             body_timed_out: AtomicBool::new(false),
         }
     }
@@ -79,6 +85,7 @@ impl ConnState {
 
     pub(super) fn request_started(&self) {
         self.in_flight.fetch_add(1, Relaxed);
+        self.writing_since.store(NONE, Relaxed);
         self.head_since.store(NONE, Relaxed);
         self.body_timed_out.store(false, Relaxed);
     }
@@ -86,18 +93,32 @@ impl ConnState {
     /// The answer was written out (or abandoned).
     pub(super) fn request_finished(&self) {
         self.idle_since.store(self.now(), Relaxed);
+        self.writing_since.store(NONE, Relaxed);
         self.in_flight.fetch_sub(1, Relaxed);
+    }
+
+    /// The handler has returned: from here on the answer is only being written.
+    pub(super) fn answer_started(&self) {
+        self.writing_since.store(self.now(), Relaxed);
+    }
+
+    /// Bytes went out: an answer being written made progress.
+    fn on_write(&self) {
+        if self.writing_since.load(Relaxed) != NONE {
+            self.writing_since.store(self.now(), Relaxed);
+        }
     }
 
     fn busy(&self) -> bool {
         self.in_flight.load(Relaxed) > 0
     }
 
-    /// When the connection should be closed, if nothing happens before; `None` while a request
-    /// is in flight.
+    /// When the connection should be closed, if nothing happens before; `None` while a handler
+    /// is running.
     fn deadline(&self, limits: &Limits, draining_since: Option<u64>) -> Option<Instant> {
         if self.busy() {
-            return None;
+            let writing = self.writing_since.load(Relaxed);
+            return (writing != NONE).then(|| self.at(writing) + limits.idle_timeout);
         }
         let head = self.head_since.load(Relaxed);
         let mut deadline = if head == NONE {
@@ -132,7 +153,12 @@ impl AsyncRead for Watched {
 
 impl AsyncWrite for Watched {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.stream).poll_write(cx, buf);
+        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
+            this.state.on_write();
+        }
+        result
     }
 
     fn poll_write_vectored(
@@ -140,7 +166,12 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
+            this.state.on_write();
+        }
+        result
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -240,5 +271,23 @@ mod tests {
         assert_eq!(state.deadline(&limits, None), Some(head), "more bytes do not extend it");
         let draining = state.now();
         assert_eq!(state.deadline(&limits, Some(draining)), Some(state.at(draining) + DRAIN_GRACE));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_that_stops_going_out_is_timed_out_but_a_running_handler_is_not() {
+        let state = ConnState::new();
+        let limits = limits();
+        state.request_started();
+        tokio::time::advance(Duration::from_secs(600)).await;
+        assert_eq!(state.deadline(&limits, None), None, "a long generation is never cut");
+        state.answer_started();
+        let started = Instant::now();
+        assert_eq!(state.deadline(&limits, None), Some(started + limits.idle_timeout), "writing: idle timeout");
+        tokio::time::advance(Duration::from_secs(30)).await;
+        state.on_write();
+        assert_eq!(state.deadline(&limits, None), Some(Instant::now() + limits.idle_timeout), "progress extends it");
+        state.request_finished();
+        state.on_write();
+        assert_eq!(state.deadline(&limits, None), Some(Instant::now() + limits.idle_timeout), "then idle as usual");
     }
 }

@@ -47,6 +47,8 @@ pub(super) async fn handle(
     } else {
         response
     };
+    // From here on only the answer is written: a client that stops reading it is timed out.
+    state.answer_started();
     Ok(Answer::wrap(response, in_flight))
 }
 
