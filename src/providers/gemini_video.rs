@@ -56,8 +56,8 @@ impl GeminiVideoClient {
         let base_url = Url::parse(&config.gemini_base_url).map_err(|e| format!("GEMINI_BASE_URL: {e}"))?;
         Ok(GeminiVideoClient {
             http,
-            downloads: http::build_download_client(config)?,
-            outbound: OutboundPolicy::new(config),
+            downloads: http::build_download_client(config, &config.gemini_base_url)?,
+            outbound: OutboundPolicy::new(&config.gemini_base_url),
             base_url,
             key_header: key_header(&api_key)?,
             api_key,

@@ -44,9 +44,10 @@ pub fn build_client(config: &ProviderConfig) -> Result<reqwest::Client, String> 
 
 /// The client for output downloads: URLs an upstream's answer chose, so it follows no redirect (the
 /// target would sidestep the address check) and resolves names only to addresses downloads may
-/// reach (see [`OutboundPolicy`](super::outbound::OutboundPolicy)).
-pub fn build_download_client(config: &ProviderConfig) -> Result<reqwest::Client, String> {
-    finish(common(config).redirect(redirect::Policy::none()).dns_resolver(super::outbound::OutboundPolicy::new(config)))
+/// reach from the provider at `base_url` (see [`OutboundPolicy`](super::outbound::OutboundPolicy)).
+pub fn build_download_client(config: &ProviderConfig, base_url: &str) -> Result<reqwest::Client, String> {
+    let policy = super::outbound::OutboundPolicy::new(base_url);
+    finish(common(config).redirect(redirect::Policy::none()).dns_resolver(policy))
 }
 
 fn common(config: &ProviderConfig) -> reqwest::ClientBuilder {

@@ -16,8 +16,6 @@ use std::net::{IpAddr, SocketAddr};
 use reqwest::Url;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
-use super::config::ProviderConfig;
-
 /// What kind of network an address belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AddressClass {
@@ -69,23 +67,22 @@ pub fn classify(ip: IpAddr) -> AddressClass {
     }
 }
 
-/// Where downloads may connect: public addresses and the classes of the configured base URLs.
+/// Where one provider's downloads may connect: public addresses, and the class of that provider's
+/// own configured base URL (so a private Gemini proxy opens the private network to Gemini's
+/// downloads only, never to Replicate's outputs).
 #[derive(Debug, Clone)]
 pub struct OutboundPolicy {
     allowed: Vec<AddressClass>,
-    /// The configured API host names, resolved without checks.
+    /// The configured API host name, resolved without checks.
     api_hosts: Vec<String>,
 }
 
 impl OutboundPolicy {
-    pub fn new(config: &ProviderConfig) -> Self {
-        let bases: Vec<Url> = [&config.gemini_base_url, &config.replicate_base_url]
-            .into_iter()
-            .filter_map(|base| Url::parse(base).ok())
-            .collect();
+    pub fn new(base_url: &str) -> Self {
+        let base = Url::parse(base_url).ok();
         let mut allowed = vec![AddressClass::Public];
-        allowed.extend(bases.iter().filter_map(base_class));
-        let api_hosts = bases.iter().filter_map(|url| url.host_str().map(str::to_ascii_lowercase)).collect();
+        allowed.extend(base.iter().filter_map(base_class));
+        let api_hosts = base.iter().filter_map(|url| url.host_str().map(str::to_ascii_lowercase)).collect();
         OutboundPolicy { allowed, api_hosts }
     }
 
@@ -176,11 +173,8 @@ mod tests {
         }
     }
 
-    fn policy(replicate_base_url: &str) -> OutboundPolicy {
-        OutboundPolicy::new(&ProviderConfig {
-            replicate_base_url: replicate_base_url.to_owned(),
-            ..ProviderConfig::default()
-        })
+    fn policy(base_url: &str) -> OutboundPolicy {
+        OutboundPolicy::new(base_url)
     }
 
     #[test]
@@ -196,6 +190,10 @@ mod tests {
         assert!(local.check_url(&url("http://127.0.0.1:9/x")).is_ok());
         assert!(local.check_url(&url("http://169.254.169.254/latest")).is_err(), "loopback does not open link-local");
         assert!(policy("http://localhost:8080").check_url(&url("http://[::1]/x")).is_ok());
+        // Each provider's policy opens only its own base URL's class.
+        let private_proxy = policy("http://10.0.0.2:8080");
+        assert!(private_proxy.check_url(&url("http://10.0.0.9/x.mp4")).is_ok());
+        assert!(public.check_url(&url("http://10.0.0.9/x.mp4")).is_err(), "another provider's base opens nothing here");
     }
 
     #[test]

@@ -63,7 +63,7 @@ impl ReplicateClient {
         let base_url = Url::parse(&config.replicate_base_url).map_err(|e| format!("REPLICATE_BASE_URL: {e}"))?;
         Ok(ReplicateClient {
             http,
-            downloads: http::build_download_client(config)?,
+            downloads: http::build_download_client(config, &config.replicate_base_url)?,
             base_url,
             token,
             retry: config.retry,
@@ -73,7 +73,7 @@ impl ReplicateClient {
             download_timeout: config.download_timeout,
             image: Limits { deadline: config.image_deadline, max_bytes: config.max_image_bytes },
             video: Limits { deadline: config.video_deadline, max_bytes: config.max_video_bytes },
-            outbound: OutboundPolicy::new(config),
+            outbound: OutboundPolicy::new(&config.replicate_base_url),
         })
     }
 
