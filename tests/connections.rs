@@ -112,7 +112,7 @@ fn stalled_and_idle_connections_are_closed_by_their_timeouts() {
     stalled_body
         .write_all(
             b"POST /api/mv/create_scenes HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
-              Content-Length: 100\r\n\r\n{\"idea\":",
+              Origin: http://localhost:3000\r\nContent-Length: 100\r\n\r\n{\"idea\":",
         )
         .expect("send");
     // A keep-alive connection that completed a request and then says nothing.
@@ -140,6 +140,8 @@ fn stalled_and_idle_connections_are_closed_by_their_timeouts() {
     let text = String::from_utf8_lossy(&body.received).into_owned();
     let (status, json) = status_and_body(&text);
     assert_eq!(status, 408, "a body stalled past its deadline gets 408: {text}");
+    let cors = "access-control-allow-origin: http://localhost:3000";
+    assert!(text.to_ascii_lowercase().contains(cors), "the 408 keeps the CORS headers: {text}");
     let json: Value = serde_json::from_str(&json).expect("JSON error body");
     assert_eq!(json["detail"]["error"], "RequestTimeout", "{json}");
     dripping.join().expect("drip thread");

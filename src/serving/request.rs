@@ -43,7 +43,14 @@ pub(super) async fn handle(
         Err(never) => match never {},
     };
     let response = if state.body_timed_out.swap(false, Relaxed) {
-        closing(body_timeout_error(body_timeout).into_response())
+        // The router's answer is replaced, but not its CORS headers: a browser must see the 408.
+        let mut timed_out = closing(body_timeout_error(body_timeout).into_response());
+        for (name, value) in response.headers() {
+            if name.as_str().starts_with("access-control-") || name == header::VARY {
+                timed_out.headers_mut().append(name, value.clone());
+            }
+        }
+        timed_out
     } else {
         response
     };
