@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::error::ApiError;
 use crate::prompts::py_strip;
-use crate::providers::Media;
+use crate::providers::{Media, sniff_media_type};
 
 /// A required string, stripped (blank is then refused by `required`).
 pub fn text(value: String) -> String {
@@ -67,7 +67,8 @@ pub fn timestamp() -> String {
 pub const REFERENCE_IMAGE_LIMIT: usize = 8 * 1024 * 1024;
 
 /// `reference_image_base64`: base64 (standard alphabet, or a `data:image/...;base64,` URI) of a PNG,
-/// JPEG or WebP file, recognised by its first bytes, never by what the caller claims.
+/// JPEG or WebP file, recognised by its first bytes (the stored image types, as downloads are),
+/// never by what the caller claims.
 pub fn reference_image(value: Option<String>) -> Result<Option<Media>, ApiError> {
     const FIELD: &str = "reference_image_base64";
     let Some(text) = optional(value) else { return Ok(None) };
@@ -88,7 +89,7 @@ pub fn reference_image(value: Option<String>) -> Result<Option<Media>, ApiError>
     if bytes.len() > REFERENCE_IMAGE_LIMIT {
         return Err(too_large());
     }
-    let content_type = image_type(&bytes).ok_or_else(|| {
+    let content_type = sniff_media_type(&bytes).filter(|t| t.starts_with("image/")).ok_or_else(|| {
         ApiError::new(
             axum::http::StatusCode::BAD_REQUEST,
             "ValidationError",
@@ -104,19 +105,6 @@ fn too_large() -> ApiError {
         "reference_image_base64",
         format!("the image is larger than {} MiB", REFERENCE_IMAGE_LIMIT / (1024 * 1024)),
     )
-}
-
-/// The image type by magic bytes.
-fn image_type(bytes: &[u8]) -> Option<&'static str> {
-    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
-        Some("image/png")
-    } else if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
-        Some("image/jpeg")
-    } else if bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
-        Some("image/webp")
-    } else {
-        None
-    }
 }
 
 #[cfg(test)]
