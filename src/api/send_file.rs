@@ -11,11 +11,12 @@
 use std::io::SeekFrom;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio_util::io::ReaderStream;
 
 use super::error::ApiError;
 use crate::storage::{Opened, StorageError};
@@ -96,25 +97,7 @@ pub async fn send_file(opened: Opened, method: &Method, headers: &HeaderMap) -> 
     if start > 0 {
         file.seek(SeekFrom::Start(start)).await.map_err(StorageError::from)?;
     }
-    Ok((status, common, Body::from_stream(chunks(file.take(count)))).into_response())
-}
-
-/// The file's bytes in chunks of at most [`CHUNK`], ending after the first error.
-fn chunks(
-    reader: tokio::io::Take<tokio::fs::File>,
-) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send {
-    futures_util::stream::unfold(Some(reader), |reader| async move {
-        let mut reader = reader?;
-        let mut buf = vec![0; CHUNK];
-        match reader.read(&mut buf).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buf.truncate(n);
-                Some((Ok(Bytes::from(buf)), Some(reader)))
-            }
-            Err(e) => Some((Err(e), None)),
-        }
-    })
+    Ok((status, common, Body::from_stream(ReaderStream::with_capacity(file.take(count), CHUNK))).into_response())
 }
 
 /// What the `Range` header asks for, as this server answers it.
