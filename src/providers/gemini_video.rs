@@ -204,16 +204,7 @@ impl GeminiVideoClient {
                 message: "downloading the generated video failed".to_owned(),
             });
         }
-        let bytes = match http::read_limited(&mut response, self.max_bytes).await {
-            Ok(bytes) => bytes,
-            Err(ReadError::TooLarge) => {
-                return Err(malformed(format!("video larger than {}", http::human_bytes(self.max_bytes))));
-            }
-            Err(ReadError::Transport(e)) => return Err(http::transport_error(PROVIDER, &e, self.download_timeout)),
-        };
-        if bytes.is_empty() {
-            return Err(malformed("video file is empty".to_owned()));
-        }
+        let bytes = http::read_output(PROVIDER, &mut response, self.max_bytes, self.download_timeout, "video").await?;
         let content_type = checked_media_type(&bytes, "video").map_err(malformed)?.to_owned();
         Ok(Media { bytes, content_type })
     }

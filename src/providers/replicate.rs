@@ -218,17 +218,7 @@ impl ReplicateClient {
                 message: "downloading the prediction output failed".to_owned(),
             });
         }
-        let bytes = match http::read_limited(&mut response, max_bytes).await {
-            Ok(bytes) => bytes,
-            Err(ReadError::TooLarge) => {
-                return Err(malformed(format!("output larger than {}", http::human_bytes(max_bytes))));
-            }
-            Err(ReadError::Transport(e)) => return Err(http::transport_error(PROVIDER, &e, self.download_timeout)),
-        };
-        if bytes.is_empty() {
-            return Err(malformed("output file is empty".to_owned()));
-        }
-        Ok(bytes)
+        http::read_output(PROVIDER, &mut response, max_bytes, self.download_timeout, "output").await
     }
 
     /// `segments` appended to the base URL, each escaped, so an id or model name cannot change
