@@ -2,11 +2,10 @@
 //!
 //! `ValidJson<T>` checks the content type (415), the size (413), the JSON syntax (400, with line and
 //! column) and the shape (422, naming the field path), so handlers only see well-typed bodies.
-//! `ValidPath<T>` and `ValidQuery<T>` do the same for path parameters and query strings (400), e.g.
-//! `%ff`, which is not UTF-8.
+//! `ValidPath<T>` does the same for path parameters (400), e.g. `%ff`, which is not UTF-8.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
@@ -58,22 +57,6 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ValidPa
                 rejection.body_text(),
                 json!({ "path": parts.uri.path() }),
             )),
-        }
-    }
-}
-
-/// A query string of type `T`; one axum cannot decode is a 400 in the JSON error shape.
-pub struct ValidQuery<T>(pub T);
-
-impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ValidQuery<T> {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        match Query::<T>::from_request_parts(parts, state).await {
-            Ok(Query(value)) => Ok(ValidQuery(value)),
-            Err(rejection) => {
-                Err(ApiError::new(StatusCode::BAD_REQUEST, "InvalidQuery", rejection.body_text(), json!("query")))
-            }
         }
     }
 }
@@ -194,20 +177,6 @@ mod tests {
         assert_eq!(e.status, StatusCode::BAD_REQUEST);
         let e = parse::<Body>(br#"{"idea": "x"} trailing"#).expect_err("trailing");
         assert_eq!(e.status, StatusCode::BAD_REQUEST);
-    }
-
-    #[tokio::test]
-    async fn path_and_query_rejections_are_json_errors() {
-        #[derive(serde::Deserialize)]
-        #[allow(dead_code)]
-        struct Q {
-            n: u8,
-        }
-        let (mut parts, ()) = axum::http::Request::get("/x?n=300").body(()).expect("request").into_parts();
-        let Err(e) = ValidQuery::<Q>::from_request_parts(&mut parts, &()).await else { panic!("300 is not a u8") };
-        assert_eq!((e.status, e.kind, e.details), (StatusCode::BAD_REQUEST, "InvalidQuery", json!("query")));
-        let (mut parts, ()) = axum::http::Request::get("/x?n=7").body(()).expect("request").into_parts();
-        assert!(ValidQuery::<Q>::from_request_parts(&mut parts, &()).await.is_ok_and(|ValidQuery(q)| q.n == 7));
     }
 
     #[test]
