@@ -102,7 +102,8 @@ async fn run(
         tracing::info!(origins = %settings.cors_origins.join(", "), "CORS allows these browser origins");
     }
     let router = server::app(state, &settings);
-    if let Some(handle) = crate::telemetry::install().filter(|_| settings.metrics) {
+    // With MVGEN_METRICS=false no recorder is installed at all, so nothing records.
+    if let Some(handle) = settings.metrics.then(crate::telemetry::install).flatten() {
         tokio::spawn(crate::telemetry::upkeep(handle));
     }
     serving::serve(listener, router, settings.connections, serving::signals::listen())
