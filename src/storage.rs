@@ -238,18 +238,16 @@ impl Storage for LocalStorage {
             // Opened like a stored file (no link followed, no FIFO waited on) and read with a cap:
             // a record is a few hundred bytes, so anything large was planted.
             let path = self.records_dir(kind).join(format!("{id}.json"));
-            let (file, _) = match open_regular(&path, &id).await {
+            let (file, meta) = match open_regular(&path, &id).await {
                 Ok(opened) => opened,
                 Err(StorageError::NotFound(_)) => return Ok(None),
                 Err(e) => return Err(e),
             };
-            let mut bytes = Vec::new();
-            file.take(MAX_RECORD_BYTES + 1).read_to_end(&mut bytes).await?;
-            if bytes.len() as u64 > MAX_RECORD_BYTES {
+            let bytes = read_capped(file, meta.len(), MAX_RECORD_BYTES).await?;
+            if bytes.is_none() {
                 tracing::warn!(path = %path.display(), "ignoring a record larger than {MAX_RECORD_BYTES} bytes");
-                return Ok(None);
             }
-            Ok(Some(bytes))
+            Ok(bytes)
         })
     }
     fn open<'a>(&'a self, kind: Kind, id: &'a str) -> BoxFuture<'a, Result<Opened, StorageError>> {
@@ -259,6 +257,15 @@ impl Storage for LocalStorage {
             Ok(Opened { file, len: meta.len(), modified: meta.modified().ok(), content_type: stored.content_type })
         })
     }
+}
+
+/// Reads an opened file whole when it holds at most `limit` bytes, `None` past that. At most one
+/// byte over the limit is read, whatever the file grew to since `len` (its size when opened, used
+/// only to size the buffer) was read.
+pub async fn read_capped(file: tokio::fs::File, len: u64, limit: u64) -> std::io::Result<Option<Vec<u8>>> {
+    let mut bytes = Vec::with_capacity(usize::try_from(len.min(limit)).unwrap_or(0));
+    file.take(limit + 1).read_to_end(&mut bytes).await?;
+    Ok((bytes.len() as u64 <= limit).then_some(bytes))
 }
 
 /// Opens `path` only as a regular file reached without following a link. O_NOFOLLOW: a link

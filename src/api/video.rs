@@ -6,7 +6,6 @@ use std::time::Instant;
 use axum::extract::State;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncReadExt;
 
 use super::backend::VideoBackend;
 use super::error::ApiError;
@@ -18,7 +17,7 @@ use crate::compiler::template::Template;
 use crate::compiler::{Choice, VIDEO_DURATION};
 use crate::prompts::{self, VideoInputs};
 use crate::providers::{Media, VideoRequest};
-use crate::storage::{Kind, StorageError};
+use crate::storage::{self, Kind, StorageError};
 use crate::telemetry;
 
 /// The scene to render. Optional values default to the flavor's. Strings are stripped of
@@ -273,12 +272,8 @@ async fn load_reference(state: &AppState, id: Option<&str>) -> Result<(Option<Me
                 return Err(too_big());
             }
             let content_type = opened.content_type.to_string();
-            // Read at most one byte past the cap, whatever the file grew to since its size was read.
-            let mut bytes = Vec::with_capacity(usize::try_from(opened.len).unwrap_or(0));
-            opened.file.take(MAX_REFERENCE_BYTES + 1).read_to_end(&mut bytes).await.map_err(StorageError::from)?;
-            if bytes.len() as u64 > MAX_REFERENCE_BYTES {
-                return Err(too_big());
-            }
+            let read = storage::read_capped(opened.file, opened.len, MAX_REFERENCE_BYTES).await;
+            let bytes = read.map_err(StorageError::from)?.ok_or_else(too_big)?;
             Ok((Some(Media { bytes, content_type }), None))
         }
         Err(StorageError::NotFound(_)) => {
