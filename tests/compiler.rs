@@ -30,3 +30,6 @@ mod golden;
 
 #[path = "compiler/json_schema.rs"]
 mod json_schema;
+
+#[path = "support/tool.rs"]
+mod tool;

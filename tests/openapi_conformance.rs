@@ -10,18 +10,15 @@ mod support;
 use std::process::Command;
 
 use support::server_process::ServerProcess;
+use support::tool::required_tool;
 
 #[test]
 fn schemathesis_finds_no_server_errors_and_no_schema_violations() {
-    let Some(st) = schemathesis() else {
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "schemathesis is required under CI=true: set MVGEN_SCHEMATHESIS"
-        );
-        eprintln!(
-            "openapi conformance skipped: install schemathesis (pip install schemathesis) and set MVGEN_SCHEMATHESIS"
-        );
+    let Some(st) = required_tool(
+        "schemathesis",
+        "MVGEN_SCHEMATHESIS",
+        "openapi conformance skipped: install schemathesis (pip install schemathesis) and set MVGEN_SCHEMATHESIS",
+    ) else {
         return;
     };
     let server = ServerProcess::start(&[("RUST_LOG", "warn")]).expect("start mvgen");
@@ -63,9 +60,4 @@ fn run_schemathesis(st: &str, base: &str) -> (bool, String) {
         .expect("run schemathesis");
     let report = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     (output.status.success(), report)
-}
-
-fn schemathesis() -> Option<String> {
-    let path = std::env::var("MVGEN_SCHEMATHESIS").ok()?;
-    Command::new(&path).arg("--version").output().ok().filter(|o| o.status.success()).map(|_| path)
 }

@@ -17,6 +17,7 @@ use crate::fixtures::{FIXTURES, fixture_names, materialize};
 use crate::golden::{assert_trees_equal, read_tree};
 use crate::properties::template_like;
 use crate::scratch::{Scratch, copy_tree};
+use crate::tool::required_tool;
 
 const MVGEN: &str = env!("CARGO_BIN_EXE_mvgen");
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -100,15 +101,11 @@ fn every_fault_fixture_is_classified_for_json_schema() {
 
 #[test]
 fn check_jsonschema_accepts_the_shipped_configs_and_refuses_the_expressible_faults() {
-    let Some(tool) = check_jsonschema() else {
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "check-jsonschema is required under CI=true: set MVGEN_CHECK_JSONSCHEMA"
-        );
-        eprintln!(
-            "json schema check skipped: install check-jsonschema (pip install check-jsonschema) and set MVGEN_CHECK_JSONSCHEMA"
-        );
+    let Some(tool) = required_tool(
+        "check-jsonschema",
+        "MVGEN_CHECK_JSONSCHEMA",
+        "json schema check skipped: install check-jsonschema (pip install check-jsonschema) and set MVGEN_CHECK_JSONSCHEMA",
+    ) else {
         return;
     };
     let scratch = Scratch::new("check-jsonschema");
@@ -236,9 +233,4 @@ fn yaml_files(dir: &Path) -> Vec<PathBuf> {
     }
     out.sort();
     out
-}
-
-fn check_jsonschema() -> Option<String> {
-    let path = std::env::var("MVGEN_CHECK_JSONSCHEMA").ok()?;
-    Command::new(&path).arg("--version").output().ok().filter(|o| o.status.success()).map(|_| path)
 }

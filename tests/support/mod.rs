@@ -8,3 +8,4 @@ pub mod client;
 pub mod fake_upstream;
 pub mod server_process;
 pub mod test_app;
+pub mod tool;
