@@ -13,8 +13,8 @@ use mvgen::providers::gemini_video::GeminiVideoClient;
 use mvgen::providers::mock::{MOCK_LABEL, MockGeminiVideos, MockImages, MockScenes, MockVideos};
 use mvgen::providers::replicate::ReplicateClient;
 use mvgen::providers::{
-    ImageMaker, ImageRequest, Media, ProviderConfig, ProviderError, Providers, SceneRequest, SceneWriter, VideoMaker,
-    VideoRequest,
+    ImageMaker, ImageRequest, Media, ProviderConfig, ProviderError, Providers, RunContext, SceneRequest, SceneWriter,
+    VideoMaker, VideoRequest,
 };
 use serde_json::{Value, json};
 use support::fake_upstream::{
@@ -223,7 +223,7 @@ async fn unreachable_upstreams_are_reported_without_secrets() {
     let replicate = replicate(&test_provider_config(&closed, &closed));
 
     let scene_err = client.write_scenes(&scene_request(3)).await.unwrap_err();
-    let image_err = replicate.make_image(&image_request()).await.unwrap_err();
+    let image_err = replicate.make_image(&image_request(), RunContext::detached()).await.unwrap_err();
 
     assert!(matches!(scene_err, ProviderError::Unreachable { provider: "gemini", .. }), "{scene_err:?}");
     assert!(matches!(image_err, ProviderError::Unreachable { provider: "replicate", .. }), "{image_err:?}");
@@ -249,7 +249,7 @@ async fn echoed_credentials_are_redacted_from_errors() {
     let config = test_provider_config(&gemini_fake.base_url, &replicate_fake.base_url);
 
     let scene_err = gemini(&config).write_scenes(&scene_request(3)).await.unwrap_err();
-    let image_err = replicate(&config).make_image(&image_request()).await.unwrap_err();
+    let image_err = replicate(&config).make_image(&image_request(), RunContext::detached()).await.unwrap_err();
 
     assert!(
         matches!(&scene_err, ProviderError::Upstream { status: 403, message, .. } if message.contains("[redacted]"))
@@ -273,7 +273,7 @@ async fn replicate_image_creates_polls_and_downloads_without_the_token() {
     let mut request = image_request();
     request.seed = Some(42);
 
-    let media = client.make_image(&request).await.unwrap();
+    let media = client.make_image(&request, RunContext::detached()).await.unwrap();
 
     assert_eq!(media, Media { bytes: file.bytes().to_vec(), content_type: "image/png".into() });
     let creates = fake.received_on(Route::Create);
@@ -320,7 +320,7 @@ async fn replicate_video_sends_veo_inputs_and_the_reference_as_a_data_uri() {
         reference_image: Some(Media { bytes: vec![0x89, b'P', b'N', b'G'], content_type: "image/png".into() }),
     };
 
-    let media = client.make_video(&request).await.unwrap();
+    let media = client.make_video(&request, RunContext::detached()).await.unwrap();
 
     assert_eq!(media.content_type, "video/mp4");
     assert_eq!(media.bytes, file.bytes());
@@ -352,9 +352,9 @@ async fn replicate_output_type_comes_from_the_bytes_not_the_host() {
     fake.push_prediction(PredictionPlan { polls_until_done: 1, outcome: Outcome::Succeed(mp4) });
     let client = replicate(&test_provider_config("http://127.0.0.1:9", &fake.base_url));
 
-    let media = client.make_image(&image_request()).await.unwrap();
+    let media = client.make_image(&image_request(), RunContext::detached()).await.unwrap();
     assert_eq!((media.content_type.as_str(), media.bytes.as_slice()), ("image/webp", &b"RIFF....WEBPVP8 "[..]));
-    let media = client.make_video(&video_request()).await.unwrap();
+    let media = client.make_video(&video_request(), RunContext::detached()).await.unwrap();
     assert_eq!(media.content_type, "video/mp4");
 }
 
@@ -367,7 +367,7 @@ async fn replicate_outputs_that_are_not_the_expected_kind_are_refused() {
     let client = replicate(&test_provider_config("http://127.0.0.1:9", &fake.base_url));
 
     for expected in ["not in a stored video format", "image/png, not the video"] {
-        let err = client.make_video(&video_request()).await.unwrap_err();
+        let err = client.make_video(&video_request(), RunContext::detached()).await.unwrap_err();
         assert!(
             matches!(&err, ProviderError::Malformed { message, .. } if message.contains(expected)),
             "{expected}: {err:?}"
@@ -384,7 +384,7 @@ async fn replicate_output_redirects_are_not_followed() {
     fake.push_response(Route::File, Scripted::status(302).with_header("location", &target));
     let client = replicate(&test_provider_config("http://127.0.0.1:9", &fake.base_url));
 
-    let err = client.make_image(&image_request()).await.unwrap_err();
+    let err = client.make_image(&image_request(), RunContext::detached()).await.unwrap_err();
 
     assert!(matches!(&err, ProviderError::Malformed { message, .. } if message.contains("redirect")), "{err:?}");
     assert_eq!(fake.received_on(Route::File).len(), 1, "the redirect target is never requested");
@@ -401,7 +401,10 @@ async fn replicate_outputs_on_other_private_networks_are_refused_without_a_reque
     let client = replicate(&test_provider_config("http://127.0.0.1:9", &fake.base_url));
 
     for _ in 0..3 {
-        let err = tokio::time::timeout(BOUND, client.make_image(&image_request())).await.unwrap().unwrap_err();
+        let err = tokio::time::timeout(BOUND, client.make_image(&image_request(), RunContext::detached()))
+            .await
+            .unwrap()
+            .unwrap_err();
         assert!(
             matches!(&err, ProviderError::Malformed { message, .. } if message.contains("downloads may not reach")),
             "{err:?}"
@@ -419,7 +422,7 @@ async fn replicate_waits_out_429_on_create_then_succeeds() {
     );
     let client = replicate(&test_provider_config("http://127.0.0.1:9", &fake.base_url));
 
-    let media = client.make_image(&image_request()).await.unwrap();
+    let media = client.make_image(&image_request(), RunContext::detached()).await.unwrap();
 
     assert_eq!(media.content_type, "image/png");
     assert_eq!(fake.received_on(Route::Create).len(), 2);
@@ -432,7 +435,7 @@ async fn replicate_retries_5xx_on_polls_and_downloads() {
     fake.push_response(Route::File, Scripted::status(503));
     let client = replicate(&test_provider_config("http://127.0.0.1:9", &fake.base_url));
 
-    client.make_image(&image_request()).await.unwrap();
+    client.make_image(&image_request(), RunContext::detached()).await.unwrap();
 
     assert_eq!(fake.received_on(Route::Poll).len(), 2);
     assert_eq!(fake.received_on(Route::File).len(), 2);
@@ -449,7 +452,7 @@ async fn replicate_create_retries_are_bounded() {
     }
     let client = replicate(&test_provider_config("http://127.0.0.1:9", &fake.base_url));
 
-    let err = client.make_image(&image_request()).await.unwrap_err();
+    let err = client.make_image(&image_request(), RunContext::detached()).await.unwrap_err();
 
     assert_eq!(err, ProviderError::Upstream { provider: "replicate", status: 503, message: "try later".into() });
     assert_eq!(fake.received_on(Route::Create).len(), 3);
@@ -462,7 +465,7 @@ async fn replicate_create_is_not_repeated_after_an_ambiguous_5xx() {
     fake.push_response(Route::Create, Scripted::json(500, FakeReplicate::problem_body(500, "Internal", "oops")));
     let client = replicate(&test_provider_config("http://127.0.0.1:9", &fake.base_url));
 
-    let err = client.make_image(&image_request()).await.unwrap_err();
+    let err = client.make_image(&image_request(), RunContext::detached()).await.unwrap_err();
 
     assert!(matches!(err, ProviderError::Upstream { status: 500, .. }), "{err:?}");
     assert_eq!(fake.received_on(Route::Create).len(), 1);
@@ -475,7 +478,7 @@ async fn replicate_prediction_is_cancelled_when_polling_fails() {
     fake.push_response(Route::Poll, Scripted::json(404, FakeReplicate::problem_body(404, "Not found", "gone")));
     let client = replicate(&test_provider_config("http://127.0.0.1:9", &fake.base_url));
 
-    let err = client.make_image(&image_request()).await.unwrap_err();
+    let err = client.make_image(&image_request(), RunContext::detached()).await.unwrap_err();
 
     assert!(matches!(err, ProviderError::Upstream { status: 404, .. }), "{err:?}");
     // The cancel goes out on its own task; give it a bounded moment to arrive.
@@ -498,7 +501,7 @@ async fn replicate_validation_errors_use_the_problem_detail_and_are_not_retried(
     );
     let client = replicate(&test_provider_config("http://127.0.0.1:9", &fake.base_url));
 
-    let err = client.make_image(&image_request()).await.unwrap_err();
+    let err = client.make_image(&image_request(), RunContext::detached()).await.unwrap_err();
 
     assert_eq!(err, ProviderError::Upstream { provider: "replicate", status: 422, message: detail.into() });
     assert_eq!(fake.received_on(Route::Create).len(), 1);
@@ -515,9 +518,9 @@ async fn replicate_failed_predictions_carry_replicates_message() {
     fake.push_prediction(PredictionPlan { polls_until_done: 1, outcome: Outcome::Canceled });
     let client = replicate(&test_provider_config("http://127.0.0.1:9", &fake.base_url));
 
-    let failed = client.make_image(&image_request()).await.unwrap_err();
-    let flagged = client.make_image(&image_request()).await.unwrap_err();
-    let canceled = client.make_image(&image_request()).await.unwrap_err();
+    let failed = client.make_image(&image_request(), RunContext::detached()).await.unwrap_err();
+    let flagged = client.make_image(&image_request(), RunContext::detached()).await.unwrap_err();
+    let canceled = client.make_image(&image_request(), RunContext::detached()).await.unwrap_err();
 
     assert!(
         matches!(&failed, ProviderError::RunFailed { provider: "replicate", message } if message.contains("CUDA out of memory")),
@@ -542,7 +545,10 @@ async fn replicate_never_finishing_prediction_times_out_and_is_cancelled() {
     config.video_deadline = Duration::from_millis(300);
     let client = replicate(&config);
 
-    let err = tokio::time::timeout(BOUND, client.make_video(&video_request())).await.unwrap().unwrap_err();
+    let err = tokio::time::timeout(BOUND, client.make_video(&video_request(), RunContext::detached()))
+        .await
+        .unwrap()
+        .unwrap_err();
 
     assert_eq!(err, ProviderError::Timeout { provider: "replicate", after: Duration::from_millis(300) });
     assert_eq!(fake.cancelled(), ["pred-1"]);
@@ -559,7 +565,10 @@ async fn replicate_hanging_create_times_out_at_the_deadline() {
     config.image_deadline = Duration::from_millis(300);
     let client = replicate(&config);
 
-    let err = tokio::time::timeout(BOUND, client.make_image(&image_request())).await.unwrap().unwrap_err();
+    let err = tokio::time::timeout(BOUND, client.make_image(&image_request(), RunContext::detached()))
+        .await
+        .unwrap()
+        .unwrap_err();
 
     assert_eq!(err, ProviderError::Timeout { provider: "replicate", after: Duration::from_millis(300) });
 }
@@ -573,7 +582,10 @@ async fn replicate_answer_that_is_not_a_prediction_object_fails_at_once() {
     config.image_deadline = Duration::from_secs(60);
     let client = replicate(&config);
 
-    let err = tokio::time::timeout(BOUND, client.make_image(&image_request())).await.unwrap().unwrap_err();
+    let err = tokio::time::timeout(BOUND, client.make_image(&image_request(), RunContext::detached()))
+        .await
+        .unwrap()
+        .unwrap_err();
 
     assert!(
         matches!(&err, ProviderError::Malformed { message, .. } if message.contains("array instead of an object")),
@@ -588,7 +600,7 @@ async fn replicate_missing_output_file_is_an_upstream_error() {
     fake.push_prediction(PredictionPlan { polls_until_done: 1, outcome: Outcome::SucceedWithMissingFile });
     let client = replicate(&test_provider_config("http://127.0.0.1:9", &fake.base_url));
 
-    let err = client.make_image(&image_request()).await.unwrap_err();
+    let err = client.make_image(&image_request(), RunContext::detached()).await.unwrap_err();
 
     assert!(matches!(err, ProviderError::Upstream { provider: "replicate", status: 404, .. }), "{err:?}");
     assert_eq!(fake.received_on(Route::File).len(), 1, "404 is not retried");
@@ -611,7 +623,10 @@ async fn replicate_oversized_outputs_are_rejected() {
     let client = replicate(&config);
 
     for _ in 0..3 {
-        let err = tokio::time::timeout(BOUND, client.make_image(&image_request())).await.unwrap().unwrap_err();
+        let err = tokio::time::timeout(BOUND, client.make_image(&image_request(), RunContext::detached()))
+            .await
+            .unwrap()
+            .unwrap_err();
         assert_eq!(err, ProviderError::Malformed { provider: "replicate", message: "output larger than 1 KiB".into() });
     }
 }
@@ -640,7 +655,7 @@ async fn veo_starts_polls_and_downloads_with_the_key_only_where_it_belongs() {
     request.seed = Some(42);
     request.reference_image = Some(Media { bytes: vec![0x89, b'P', b'N', b'G'], content_type: "image/png".into() });
 
-    let video = client.make_video(&request).await.unwrap();
+    let video = client.make_video(&request, RunContext::detached()).await.unwrap();
 
     assert_eq!(video, Media { bytes: FakeFile::mp4().bytes().to_vec(), content_type: "video/mp4".into() });
     let started = fake.received_on(VeoRoute::Start);
@@ -678,7 +693,7 @@ async fn veo_without_a_reference_sends_no_image_and_no_optional_parameters() {
     fake.push_veo_plan(VeoPlan { polls_until_done: 0, outcome: VeoOutcome::Succeed(FakeFile::mp4()) });
     let client = veo(&test_provider_config(&fake.base_url, "http://127.0.0.1:9"));
 
-    client.make_video(&veo_request()).await.unwrap();
+    client.make_video(&veo_request(), RunContext::detached()).await.unwrap();
 
     let body = fake.received_on(VeoRoute::Start)[0].json();
     assert_eq!(body["instances"], json!([{"prompt": "she drives\n\nRules: 16:9"}]));
@@ -696,7 +711,7 @@ async fn veo_failed_operation_carries_its_message_and_is_not_cancelled() {
     fake.push_veo_plan(VeoPlan { polls_until_done: 2, outcome: VeoOutcome::Fail { code: 13, message } });
     let client = veo(&test_provider_config(&fake.base_url, "http://127.0.0.1:9"));
 
-    let err = client.make_video(&veo_request()).await.unwrap_err();
+    let err = client.make_video(&veo_request(), RunContext::detached()).await.unwrap_err();
 
     assert_eq!(
         err,
@@ -717,7 +732,7 @@ async fn veo_safety_block_is_refused() {
     fake.push_veo_plan(VeoPlan { polls_until_done: 1, outcome: VeoOutcome::SafetyBlock(reasons) });
     let client = veo(&test_provider_config(&fake.base_url, "http://127.0.0.1:9"));
 
-    let err = client.make_video(&veo_request()).await.unwrap_err();
+    let err = client.make_video(&veo_request(), RunContext::detached()).await.unwrap_err();
 
     assert!(
         matches!(&err, ProviderError::Refused { provider: "gemini", message } if message.contains("violate our policies")),
@@ -735,7 +750,7 @@ async fn veo_retries_429_and_503_then_succeeds() {
     fake.push_veo_response(VeoRoute::Download, busy(500, "INTERNAL"));
     let client = veo(&test_provider_config(&fake.base_url, "http://127.0.0.1:9"));
 
-    let video = client.make_video(&veo_request()).await.unwrap();
+    let video = client.make_video(&veo_request(), RunContext::detached()).await.unwrap();
 
     assert_eq!(video.content_type, "video/mp4");
     assert_eq!(fake.received_on(VeoRoute::Start).len(), 3);
@@ -751,7 +766,7 @@ async fn veo_start_is_bounded_and_not_repeated_after_an_ambiguous_5xx() {
         fake.push_veo_response(VeoRoute::Start, Scripted::json(429, body).with_header("retry-after", "0"));
     }
     let client = veo(&test_provider_config(&fake.base_url, "http://127.0.0.1:9"));
-    let err = client.make_video(&veo_request()).await.unwrap_err();
+    let err = client.make_video(&veo_request(), RunContext::detached()).await.unwrap_err();
     assert_eq!(err, ProviderError::RateLimited { provider: "gemini", retry_after: Some(Duration::ZERO) });
     assert_eq!(fake.received_on(VeoRoute::Start).len(), 3, "max_attempts in all");
 
@@ -759,7 +774,7 @@ async fn veo_start_is_bounded_and_not_repeated_after_an_ambiguous_5xx() {
     let fake = FakeGemini::start().await;
     fake.push_veo_response(VeoRoute::Start, Scripted::json(500, FakeGemini::error_body(500, "INTERNAL", "oops")));
     let client = veo(&test_provider_config(&fake.base_url, "http://127.0.0.1:9"));
-    let err = client.make_video(&veo_request()).await.unwrap_err();
+    let err = client.make_video(&veo_request(), RunContext::detached()).await.unwrap_err();
     assert_eq!(err, ProviderError::Upstream { provider: "gemini", status: 500, message: "oops".into() });
     assert_eq!(fake.received_on(VeoRoute::Start).len(), 1);
 }
@@ -772,7 +787,10 @@ async fn veo_never_finishing_operation_times_out_and_is_cancelled() {
     config.video_deadline = Duration::from_millis(300);
     let client = veo(&config);
 
-    let err = tokio::time::timeout(BOUND, client.make_video(&veo_request())).await.unwrap().unwrap_err();
+    let err = tokio::time::timeout(BOUND, client.make_video(&veo_request(), RunContext::detached()))
+        .await
+        .unwrap()
+        .unwrap_err();
 
     assert_eq!(err, ProviderError::Timeout { provider: "gemini", after: Duration::from_millis(300) });
     assert_eq!(fake.cancelled_operations(), ["models/veo-3.1-generate-preview/operations/op-1"]);
@@ -788,7 +806,10 @@ async fn veo_hanging_start_times_out_at_the_deadline() {
     config.video_deadline = Duration::from_millis(300);
     let client = veo(&config);
 
-    let err = tokio::time::timeout(BOUND, client.make_video(&veo_request())).await.unwrap().unwrap_err();
+    let err = tokio::time::timeout(BOUND, client.make_video(&veo_request(), RunContext::detached()))
+        .await
+        .unwrap()
+        .unwrap_err();
 
     assert_eq!(err, ProviderError::Timeout { provider: "gemini", after: Duration::from_millis(300) });
 }
@@ -800,7 +821,9 @@ async fn veo_operation_is_cancelled_when_the_caller_abandons_it() {
     let client = veo(&test_provider_config(&fake.base_url, "http://127.0.0.1:9"));
 
     // The caller gives up (as a closed client connection drops the handler's future).
-    let abandoned = tokio::time::timeout(Duration::from_millis(200), client.make_video(&veo_request())).await;
+    let abandoned =
+        tokio::time::timeout(Duration::from_millis(200), client.make_video(&veo_request(), RunContext::detached()))
+            .await;
     assert!(abandoned.is_err(), "the operation never finishes");
 
     wait_for(|| !fake.cancelled_operations().is_empty()).await;
@@ -815,7 +838,7 @@ async fn veo_operation_is_cancelled_when_polling_fails() {
     fake.push_veo_response(VeoRoute::Poll, Scripted::json(403, body));
     let client = veo(&test_provider_config(&fake.base_url, "http://127.0.0.1:9"));
 
-    let err = client.make_video(&veo_request()).await.unwrap_err();
+    let err = client.make_video(&veo_request(), RunContext::detached()).await.unwrap_err();
 
     assert!(matches!(err, ProviderError::Upstream { status: 403, .. }), "{err:?}");
     wait_for(|| !fake.cancelled_operations().is_empty()).await;
@@ -830,19 +853,19 @@ async fn veo_downloads_that_are_not_videos_or_too_big_are_refused() {
         Scripted::bytes(200, "<html>sign in</html>").with_header("content-type", "text/html"),
     );
     let client = veo(&test_provider_config(&fake.base_url, "http://127.0.0.1:9"));
-    let err = client.make_video(&veo_request()).await.unwrap_err();
+    let err = client.make_video(&veo_request(), RunContext::detached()).await.unwrap_err();
     // Judged by its bytes, not by the host's Content-Type.
     assert!(matches!(&err, ProviderError::Malformed { message, .. } if message.contains("<html>sign in")), "{err:?}");
     fake.push_veo_response(
         VeoRoute::FileHost,
         Scripted::bytes(200, &b"\x89PNG\r\n\x1a\n...."[..]).with_header("content-type", "video/mp4"),
     );
-    let err = client.make_video(&veo_request()).await.unwrap_err();
+    let err = client.make_video(&veo_request(), RunContext::detached()).await.unwrap_err();
     assert!(matches!(&err, ProviderError::Malformed { message, .. } if message.contains("image/png")), "{err:?}");
 
     let mut config = test_provider_config(&fake.base_url, "http://127.0.0.1:9");
     config.max_video_bytes = 1024;
-    let err = veo(&config).make_video(&veo_request()).await.unwrap_err();
+    let err = veo(&config).make_video(&veo_request(), RunContext::detached()).await.unwrap_err();
     assert_eq!(err, ProviderError::Malformed { provider: "gemini", message: "video larger than 1 KiB".into() });
 }
 
@@ -862,8 +885,14 @@ async fn from_config_uses_real_clients_when_keys_are_set() {
         "providers: scenes=gemini images=replicate videos=replicate gemini_videos=gemini (no mocks)"
     );
     assert_eq!(providers.scenes.write_scenes(&scene_request(2)).await.unwrap().len(), 2);
-    assert_eq!(providers.videos.make_video(&video_request()).await.unwrap().content_type, "video/mp4");
-    assert_eq!(providers.gemini_videos.make_video(&veo_request()).await.unwrap().content_type, "video/mp4");
+    assert_eq!(
+        providers.videos.make_video(&video_request(), RunContext::detached()).await.unwrap().content_type,
+        "video/mp4"
+    );
+    assert_eq!(
+        providers.gemini_videos.make_video(&veo_request(), RunContext::detached()).await.unwrap().content_type,
+        "video/mp4"
+    );
     assert_eq!(gemini_fake.received_on(VeoRoute::Start).len(), 1);
     assert_eq!(replicate_fake.received_on(Route::Create).len(), 1);
 }
@@ -922,12 +951,15 @@ async fn mock_images_are_real_pngs_sized_by_aspect_ratio_and_differ_by_prompt() 
     request.output_format = "jpg".into();
     request.seed = Some(7);
 
-    let image = MockImages.make_image(&request).await.unwrap();
-    let same = MockImages.make_image(&request).await.unwrap();
+    let image = MockImages.make_image(&request, RunContext::detached()).await.unwrap();
+    let same = MockImages.make_image(&request, RunContext::detached()).await.unwrap();
     request.prompt = "a man in a blue hat".into();
-    let other = MockImages.make_image(&request).await.unwrap();
+    let other = MockImages.make_image(&request, RunContext::detached()).await.unwrap();
     request.seed = None;
-    let unseeded = [MockImages.make_image(&request).await.unwrap(), MockImages.make_image(&request).await.unwrap()];
+    let unseeded = [
+        MockImages.make_image(&request, RunContext::detached()).await.unwrap(),
+        MockImages.make_image(&request, RunContext::detached()).await.unwrap(),
+    ];
 
     assert_eq!(image.content_type, "image/png", "the mock always draws PNG");
     assert_eq!(image, same, "the same seed and prompt draw the same picture");
@@ -940,7 +972,7 @@ async fn mock_images_are_real_pngs_sized_by_aspect_ratio_and_differ_by_prompt() 
 
 #[tokio::test]
 async fn mock_video_is_an_mp4() {
-    let video = MockVideos.make_video(&video_request()).await.unwrap();
+    let video = MockVideos.make_video(&video_request(), RunContext::detached()).await.unwrap();
 
     assert_eq!(video.content_type, "video/mp4");
     assert_eq!(&video.bytes[4..8], b"ftyp");
@@ -949,9 +981,9 @@ async fn mock_video_is_an_mp4() {
 
 #[tokio::test]
 async fn mock_gemini_video_is_labelled_as_both() {
-    let video = MockGeminiVideos.make_video(&veo_request()).await.unwrap();
+    let video = MockGeminiVideos.make_video(&veo_request(), RunContext::detached()).await.unwrap();
 
-    assert_eq!(video, MockVideos.make_video(&video_request()).await.unwrap());
+    assert_eq!(video, MockVideos.make_video(&video_request(), RunContext::detached()).await.unwrap());
     assert_eq!((MockGeminiVideos.backend(), MockGeminiVideos.is_mock()), ("gemini-mock", true));
 }
 

@@ -14,6 +14,7 @@ use super::{AppState, FlavorReport, choice, choose_flavor, debug_log, in_range, 
 use crate::compiler::Choice;
 use crate::prompts::{self, CharacterInputs};
 use crate::providers::ImageRequest;
+use crate::providers::RunContext;
 use crate::storage::Kind;
 use crate::telemetry;
 
@@ -146,7 +147,7 @@ pub async fn generate_character_reference(
         })
         .collect();
     let attempts = join_all(requests.iter().map(|request| async {
-        let image = maker.make_image(request);
+        let image = maker.make_image(request, RunContext::detached());
         let media = telemetry::generation("character_reference", &chosen.flavor.name, maker.backend(), image)
             .await
             .map_err(ApiError::from)?;

@@ -16,6 +16,7 @@ use super::{AppState, FlavorReport, choice, choose_flavor, debug_log, in_range, 
 use crate::compiler::template::Template;
 use crate::compiler::{Choice, VIDEO_DURATION};
 use crate::prompts::{self, VideoInputs};
+use crate::providers::RunContext;
 use crate::providers::{Media, VideoRequest};
 use crate::storage::{self, Kind, StorageError};
 use crate::telemetry;
@@ -204,8 +205,13 @@ pub async fn generate_video(
         reference_image,
     };
     let maker = backend.maker(&state.providers);
-    let media =
-        telemetry::generation("video", &chosen.flavor.name, maker.backend(), maker.make_video(&request)).await?;
+    let media = telemetry::generation(
+        "video",
+        &chosen.flavor.name,
+        maker.backend(),
+        maker.make_video(&request, RunContext::detached()),
+    )
+    .await?;
     let video_id = state.storage.put(Kind::Video, &media.content_type, &media.bytes).await?;
     let generation_timestamp = inputs::timestamp();
     let record = VideoRecord {

@@ -21,7 +21,7 @@ use super::config::{ProviderConfig, RetryPolicy};
 use super::gemini::{error_from_answer, key_header, model_method_url};
 use super::http::{self, CancelOnDrop, ReadError};
 use super::outbound::OutboundPolicy;
-use super::{BoxFuture, Media, ProviderError, VideoMaker, VideoRequest, checked_media_type};
+use super::{BoxFuture, Media, ProviderError, RunContext, VideoMaker, VideoRequest, checked_media_type};
 
 const PROVIDER: &str = "gemini";
 
@@ -233,7 +233,11 @@ impl VideoMaker for GeminiVideoClient {
         PROVIDER
     }
 
-    fn make_video<'a>(&'a self, request: &'a VideoRequest) -> BoxFuture<'a, Result<Media, ProviderError>> {
+    fn make_video<'a>(
+        &'a self,
+        request: &'a VideoRequest,
+        _ctx: RunContext<'a>,
+    ) -> BoxFuture<'a, Result<Media, ProviderError>> {
         Box::pin(self.render(request))
     }
 }

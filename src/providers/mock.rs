@@ -10,8 +10,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{
-    BoxFuture, ImageMaker, ImageRequest, Media, ProviderError, Scene, SceneRequest, SceneWriter, VideoMaker,
-    VideoRequest,
+    BoxFuture, ImageMaker, ImageRequest, Media, ProviderError, RunContext, Scene, SceneRequest, SceneWriter,
+    VideoMaker, VideoRequest,
 };
 
 const BACKEND: &str = "mock";
@@ -65,7 +65,11 @@ impl ImageMaker for MockImages {
         true
     }
 
-    fn make_image<'a>(&'a self, request: &'a ImageRequest) -> BoxFuture<'a, Result<Media, ProviderError>> {
+    fn make_image<'a>(
+        &'a self,
+        request: &'a ImageRequest,
+        _ctx: RunContext<'a>,
+    ) -> BoxFuture<'a, Result<Media, ProviderError>> {
         // Always PNG, even when jpg or webp is asked for: the png crate is already here and the
         // content type says honestly what the bytes are, so callers store it under the right
         // extension. Pulling in JPEG/WebP encoders for a placeholder isn't worth it.
@@ -94,7 +98,11 @@ impl VideoMaker for MockVideos {
         true
     }
 
-    fn make_video<'a>(&'a self, _request: &'a VideoRequest) -> BoxFuture<'a, Result<Media, ProviderError>> {
+    fn make_video<'a>(
+        &'a self,
+        _request: &'a VideoRequest,
+        _ctx: RunContext<'a>,
+    ) -> BoxFuture<'a, Result<Media, ProviderError>> {
         Box::pin(async move { Ok(Media { bytes: MOCK_CLIP.to_vec(), content_type: "video/mp4".to_owned() }) })
     }
 }
@@ -108,8 +116,12 @@ impl VideoMaker for MockGeminiVideos {
         true
     }
 
-    fn make_video<'a>(&'a self, request: &'a VideoRequest) -> BoxFuture<'a, Result<Media, ProviderError>> {
-        MockVideos.make_video(request)
+    fn make_video<'a>(
+        &'a self,
+        request: &'a VideoRequest,
+        _ctx: RunContext<'a>,
+    ) -> BoxFuture<'a, Result<Media, ProviderError>> {
+        MockVideos.make_video(request, _ctx)
     }
 }
 

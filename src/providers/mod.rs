@@ -12,6 +12,7 @@ pub mod http;
 pub mod mock;
 pub mod outbound;
 pub mod replicate;
+pub mod run;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -19,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use config::{ProviderConfig, RetryPolicy};
+pub use run::{RunContext, RunObserver, UpstreamRun};
 
 /// A boxed future, so providers can sit behind `Arc<dyn Trait>`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -177,7 +179,11 @@ pub trait ImageMaker: Send + Sync {
     fn is_mock(&self) -> bool {
         false
     }
-    fn make_image<'a>(&'a self, request: &'a ImageRequest) -> BoxFuture<'a, Result<Media, ProviderError>>;
+    fn make_image<'a>(
+        &'a self,
+        request: &'a ImageRequest,
+        ctx: RunContext<'a>,
+    ) -> BoxFuture<'a, Result<Media, ProviderError>>;
 }
 
 /// Renders one video per call.
@@ -186,7 +192,11 @@ pub trait VideoMaker: Send + Sync {
     fn is_mock(&self) -> bool {
         false
     }
-    fn make_video<'a>(&'a self, request: &'a VideoRequest) -> BoxFuture<'a, Result<Media, ProviderError>>;
+    fn make_video<'a>(
+        &'a self,
+        request: &'a VideoRequest,
+        ctx: RunContext<'a>,
+    ) -> BoxFuture<'a, Result<Media, ProviderError>>;
 }
 
 /// The providers a server uses.

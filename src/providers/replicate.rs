@@ -16,7 +16,9 @@ use tokio::time::{Instant, timeout_at};
 use super::config::{ProviderConfig, RetryPolicy};
 use super::http::{self, ReadError};
 use super::outbound::OutboundPolicy;
-use super::{BoxFuture, ImageMaker, ImageRequest, Media, ProviderError, VideoMaker, VideoRequest, checked_media_type};
+use super::{
+    BoxFuture, ImageMaker, ImageRequest, Media, ProviderError, RunContext, VideoMaker, VideoRequest, checked_media_type,
+};
 
 const PROVIDER: &str = "replicate";
 
@@ -238,7 +240,11 @@ impl ImageMaker for ReplicateClient {
         PROVIDER
     }
 
-    fn make_image<'a>(&'a self, request: &'a ImageRequest) -> BoxFuture<'a, Result<Media, ProviderError>> {
+    fn make_image<'a>(
+        &'a self,
+        request: &'a ImageRequest,
+        _ctx: RunContext<'a>,
+    ) -> BoxFuture<'a, Result<Media, ProviderError>> {
         Box::pin(self.run(&request.model, image_input(request), self.image, "image"))
     }
 }
@@ -248,7 +254,11 @@ impl VideoMaker for ReplicateClient {
         PROVIDER
     }
 
-    fn make_video<'a>(&'a self, request: &'a VideoRequest) -> BoxFuture<'a, Result<Media, ProviderError>> {
+    fn make_video<'a>(
+        &'a self,
+        request: &'a VideoRequest,
+        _ctx: RunContext<'a>,
+    ) -> BoxFuture<'a, Result<Media, ProviderError>> {
         Box::pin(self.run(&request.model, video_input(request), self.video, "video"))
     }
 }

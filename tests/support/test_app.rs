@@ -8,8 +8,8 @@ use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
 use mvgen::api::AppState;
 use mvgen::providers::{
-    BoxFuture, ImageMaker, ImageRequest, Media, ProviderError, Providers, Scene, SceneRequest, SceneWriter, VideoMaker,
-    VideoRequest,
+    BoxFuture, ImageMaker, ImageRequest, Media, ProviderError, Providers, RunContext, Scene, SceneRequest, SceneWriter,
+    VideoMaker, VideoRequest,
 };
 use mvgen::server::{Settings, app};
 use mvgen::storage::LocalStorage;
@@ -65,7 +65,11 @@ impl ImageMaker for Recording<ImageRequest> {
     fn backend(&self) -> &'static str {
         "recording"
     }
-    fn make_image<'a>(&'a self, request: &'a ImageRequest) -> BoxFuture<'a, Result<Media, ProviderError>> {
+    fn make_image<'a>(
+        &'a self,
+        request: &'a ImageRequest,
+        _ctx: RunContext<'a>,
+    ) -> BoxFuture<'a, Result<Media, ProviderError>> {
         Box::pin(async move {
             self.record(request)?;
             Ok(Media { bytes: TINY_PNG.to_vec(), content_type: "image/png".into() })
@@ -77,7 +81,11 @@ impl VideoMaker for Recording<VideoRequest> {
     fn backend(&self) -> &'static str {
         "recording"
     }
-    fn make_video<'a>(&'a self, request: &'a VideoRequest) -> BoxFuture<'a, Result<Media, ProviderError>> {
+    fn make_video<'a>(
+        &'a self,
+        request: &'a VideoRequest,
+        _ctx: RunContext<'a>,
+    ) -> BoxFuture<'a, Result<Media, ProviderError>> {
         Box::pin(async move {
             self.record(request)?;
             Ok(Media { bytes: FAKE_MP4.to_vec(), content_type: "video/mp4".into() })
