@@ -17,6 +17,7 @@
 //! - [`cli`]: the `mvgen` subcommands for prompt authors and CI.
 //! - [`json_schema`]: JSON Schemas of the configs files, from the compiler's definitions.
 //! - [`telemetry`]: `GET /metrics` (Prometheus); [`request_id`]: `X-Request-Id` on every request.
+//! - [`jobs`]: durable generation jobs; [`jobs::JobPipeline`] is what they need from the pipeline.
 //! - [`page`]: the create page (`page/`), embedded and served at `/` and `/create`.
 
 pub mod api;
@@ -25,6 +26,7 @@ pub mod background;
 pub mod cli;
 pub mod compiler;
 pub mod flavor;
+pub mod jobs;
 pub mod json_schema;
 pub mod live_configs;
 pub mod page;
