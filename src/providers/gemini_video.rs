@@ -21,6 +21,7 @@ use super::config::{ProviderConfig, RetryPolicy};
 use super::gemini::{error_from_answer, key_header, model_method_url};
 use super::http::{self, CancelOnDrop, ReadError};
 use super::outbound::OutboundPolicy;
+use super::upstream_run;
 use super::{BoxFuture, Media, ProviderError, RunContext, VideoMaker, VideoRequest, checked_media_type};
 
 const PROVIDER: &str = "gemini";
@@ -30,6 +31,10 @@ const MAX_ANSWER_BYTES: u64 = 1024 * 1024;
 
 /// Cancelling is a courtesy after we already gave up, so it gets a short leash.
 const CANCEL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The upstream status progress reports for an operation with `done: false`, and with `done: true`.
+const RUNNING: &str = "running";
+const DONE: &str = "done";
 
 /// Renders videos with Veo through the Gemini API (`backend() == "gemini"`).
 pub struct GeminiVideoClient {
@@ -70,21 +75,44 @@ impl GeminiVideoClient {
         })
     }
 
-    /// Runs one operation to its downloaded video.
-    async fn render(&self, request: &VideoRequest) -> Result<Media, ProviderError> {
+    /// Runs one operation to its downloaded video. An operation `ctx` saved before is resumed
+    /// (never started twice); a new one is saved through `ctx` before anything waits on it.
+    async fn render(&self, request: &VideoRequest, ctx: RunContext<'_>) -> Result<Media, ProviderError> {
         let url = model_method_url(&self.base_url, &request.model, "predictLongRunning")?;
         let body = request_body(request);
         let deadline = Instant::now() + self.deadline;
         let timeout = ProviderError::Timeout { provider: PROVIDER, after: self.deadline };
 
-        let started = timeout_at(deadline, self.start(url, &body)).await.map_err(|_| timeout.clone())??;
-        let name = started.name.clone();
+        let (name, started) = match ctx.resume(PROVIDER) {
+            Some(name) => {
+                ctx.progress(upstream_run::RESUMING, None);
+                (name.to_owned(), None)
+            }
+            None => {
+                ctx.progress(upstream_run::CREATING, None);
+                let started = timeout_at(deadline, self.start(url, &body)).await.map_err(|_| timeout.clone())??;
+                upstream_run::save_or_cancel(ctx, PROVIDER, &started.name, self.cancel(&started.name)).await?;
+                (started.name.clone(), Some(started))
+            }
+        };
         // From here on Veo renders (and bills) until the operation ends or is cancelled: if polling
-        // fails or the request is dropped, the guard cancels it.
-        let guard = CancelOnDrop::new(PROVIDER, self.cancel_request(&name)?);
-        let done = match timeout_at(deadline, self.wait_until_done(started)).await {
+        // fails or the request is dropped, the guard cancels it (unless `ctx` keeps it for a resume).
+        let guard = CancelOnDrop::new(PROVIDER, self.cancel_request(&name)?, ctx);
+        let waited = async {
+            let first = match started {
+                Some(operation) => operation,
+                None => self.fetch_resumed(&name).await?,
+            };
+            self.wait_until_done(first, ctx).await.map_err(|error| (error, false))
+        };
+        let done = match timeout_at(deadline, waited).await {
             Ok(Ok(done)) => done,
-            Ok(Err(error)) => return Err(error),
+            Ok(Err((error, gone))) => {
+                if gone {
+                    guard.disarm();
+                }
+                return Err(error);
+            }
             Err(_) => {
                 guard.disarm();
                 self.cancel(&name).await;
@@ -94,7 +122,18 @@ impl GeminiVideoClient {
         guard.disarm();
         let uri = video_uri(&done, &self.api_key)?;
         tracing::debug!(model = %request.model, operation = %name, "veo operation succeeded");
+        ctx.progress(upstream_run::DOWNLOADING, Some(DONE));
         self.download(&uri).await
+    }
+
+    /// The current state of a saved operation, at once; `true` with the error when the API no
+    /// longer knows it (404), which fails for good rather than starting a second run.
+    async fn fetch_resumed(&self, name: &str) -> Result<Operation, (ProviderError, bool)> {
+        match self.get_operation(name).await {
+            Ok(operation) => Ok(operation),
+            Err(ProviderError::Upstream { status: 404, .. }) => Err((upstream_run::gone(PROVIDER, name), true)),
+            Err(error) => Err((error, false)),
+        }
     }
 
     async fn start(&self, url: Url, body: &Value) -> Result<Operation, ProviderError> {
@@ -106,19 +145,26 @@ impl GeminiVideoClient {
         self.read_operation(response).await
     }
 
-    async fn wait_until_done(&self, mut operation: Operation) -> Result<Operation, ProviderError> {
+    /// Polls until the operation is done. Veo has no status word, only `done`: progress reports
+    /// `running` for `done: false`.
+    async fn wait_until_done(&self, mut operation: Operation, ctx: RunContext<'_>) -> Result<Operation, ProviderError> {
+        let mut progress = upstream_run::StatusReporter::new(ctx);
         while !operation.done {
+            progress.waiting(RUNNING);
             tokio::time::sleep(self.poll_interval).await;
-            // Polled on our own base URL by the name it gave, so the key only ever goes there.
-            let url = self.operation_url(&operation.name, "")?;
-            let response =
-                http::send_with_retry(PROVIDER, &self.retry, self.request_timeout, http::Repeat::Safe, || {
-                    self.http.get(url.clone()).header("x-goog-api-key", self.key_header.clone())
-                })
-                .await?;
-            operation = self.read_operation(response).await?;
+            operation = self.get_operation(&operation.name).await?;
         }
         Ok(operation)
+    }
+
+    async fn get_operation(&self, name: &str) -> Result<Operation, ProviderError> {
+        // Polled on our own base URL by the name it gave, so the key only ever goes there.
+        let url = self.operation_url(name, "")?;
+        let response = http::send_with_retry(PROVIDER, &self.retry, self.request_timeout, http::Repeat::Safe, || {
+            self.http.get(url.clone()).header("x-goog-api-key", self.key_header.clone())
+        })
+        .await?;
+        self.read_operation(response).await
     }
 
     fn cancel_request(&self, name: &str) -> Result<reqwest::RequestBuilder, ProviderError> {
@@ -236,9 +282,9 @@ impl VideoMaker for GeminiVideoClient {
     fn make_video<'a>(
         &'a self,
         request: &'a VideoRequest,
-        _ctx: RunContext<'a>,
+        ctx: RunContext<'a>,
     ) -> BoxFuture<'a, Result<Media, ProviderError>> {
-        Box::pin(self.render(request))
+        Box::pin(self.render(request, ctx))
     }
 }
 

@@ -11,8 +11,8 @@ use std::time::Duration;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER};
 use reqwest::{RequestBuilder, Response, StatusCode, Url, redirect};
 
-use super::ProviderError;
 use super::config::{ProviderConfig, RetryPolicy};
+use super::{ProviderError, RunContext};
 
 /// Same-origin API redirects followed at most.
 const MAX_REDIRECTS: usize = 5;
@@ -287,19 +287,22 @@ pub fn snippet(bytes: &[u8]) -> String {
     if short.len() < text.len() { format!("{short:?}…") } else { format!("{short:?}") }
 }
 
-/// Sends a prepared cancel request when dropped, unless disarmed. Armed while a paid upstream job
-/// runs, it covers polling errors and requests dropped by their client (a closed connection drops
-/// the handler's future), which would otherwise leave the job running and billing.
-pub struct CancelOnDrop {
+/// Sends a prepared cancel request when dropped, unless disarmed or its run context says the run
+/// outlives the call. Armed while a paid upstream job runs, it covers polling errors and requests
+/// dropped by their client (a closed connection drops the handler's future), which would otherwise
+/// leave the job running and billing. A durable job's worker that shuts down drops its calls too,
+/// but another worker resumes their runs: [`RunContext::cancel_on_drop`] decides, at drop time.
+pub struct CancelOnDrop<'a> {
     provider: &'static str,
     /// `None` once disarmed.
     cancel: Option<RequestBuilder>,
+    ctx: RunContext<'a>,
 }
 
-impl CancelOnDrop {
+impl<'a> CancelOnDrop<'a> {
     /// `cancel` should carry its own (short) timeout: nobody waits for it.
-    pub fn new(provider: &'static str, cancel: RequestBuilder) -> Self {
-        CancelOnDrop { provider, cancel: Some(cancel) }
+    pub fn new(provider: &'static str, cancel: RequestBuilder, ctx: RunContext<'a>) -> Self {
+        CancelOnDrop { provider, cancel: Some(cancel), ctx }
     }
 
     /// The job ended or was cancelled otherwise: nothing to do on drop.
@@ -308,10 +311,14 @@ impl CancelOnDrop {
     }
 }
 
-impl Drop for CancelOnDrop {
+impl Drop for CancelOnDrop<'_> {
     fn drop(&mut self) {
         let Some(cancel) = self.cancel.take() else { return };
         let provider = self.provider;
+        if !self.ctx.cancel_on_drop() {
+            tracing::info!(provider, "left an upstream job running for whoever resumes it");
+            return;
+        }
         // Drop can't await: the cancel goes out on its own task, which shutdown waits for (a drain
         // that cuts requests drops them here, and the prediction must not run on, billing).
         crate::background::spawn(async move {

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{
     BoxFuture, ImageMaker, ImageRequest, Media, ProviderError, RunContext, Scene, SceneRequest, SceneWriter,
-    VideoMaker, VideoRequest,
+    VideoMaker, VideoRequest, upstream_run,
 };
 
 const BACKEND: &str = "mock";
@@ -68,22 +68,75 @@ impl ImageMaker for MockImages {
     fn make_image<'a>(
         &'a self,
         request: &'a ImageRequest,
-        _ctx: RunContext<'a>,
+        ctx: RunContext<'a>,
     ) -> BoxFuture<'a, Result<Media, ProviderError>> {
         // Always PNG, even when jpg or webp is asked for: the png crate is already here and the
         // content type says honestly what the bytes are, so callers store it under the right
         // extension. Pulling in JPEG/WebP encoders for a placeholder isn't worth it.
         Box::pin(async move {
             let (width, height) = mock_dimensions(&request.aspect_ratio);
-            // Like a real model, an unseeded call draws a new picture each time.
-            let seed = request.seed.or_else(|| Some(UNSEEDED_CALLS.fetch_add(1, Ordering::Relaxed) as i64 + (1 << 40)));
-            let bytes = mock_png(&request.prompt, seed, width, height).map_err(|e| ProviderError::Malformed {
+            // The run id carries the seed, so a resumed run draws exactly the picture the first
+            // attempt would have.
+            let id = mock_run(ctx, BACKEND, || {
+                // Like a real model, an unseeded call draws a new picture each time.
+                let seed =
+                    request.seed.unwrap_or_else(|| UNSEEDED_CALLS.fetch_add(1, Ordering::Relaxed) as i64 + (1 << 40));
+                format!("{IMAGE_RUN}{seed}")
+            })
+            .await?;
+            let seed = id.strip_prefix(IMAGE_RUN).and_then(|s| s.parse::<i64>().ok());
+            let seed = seed.ok_or_else(|| upstream_run::gone(BACKEND, &id))?;
+            let bytes = mock_png(&request.prompt, Some(seed), width, height).map_err(|e| ProviderError::Malformed {
                 provider: BACKEND,
                 message: format!("cannot draw the mock image: {e}"),
             })?;
             Ok(Media { bytes, content_type: "image/png".to_owned() })
         })
     }
+}
+
+/// The prefixes of mock run ids: `mock-image-{seed}`, `mock-video-{hash}`.
+const IMAGE_RUN: &str = "mock-image-";
+const VIDEO_RUN: &str = "mock-video-";
+
+/// A mock run through `ctx` as a real provider runs one: resume the id saved for `provider`, or
+/// make one with `new_id` and save it; then the progress a finished prediction reports. Returns
+/// the id in use.
+async fn mock_run(
+    ctx: RunContext<'_>,
+    provider: &'static str,
+    new_id: impl FnOnce() -> String,
+) -> Result<String, ProviderError> {
+    let id = match ctx.resume(provider) {
+        Some(id) => {
+            ctx.progress(upstream_run::RESUMING, None);
+            id.to_owned()
+        }
+        None => {
+            ctx.progress(upstream_run::CREATING, None);
+            let id = new_id();
+            // Nothing runs anywhere, so there is nothing to cancel.
+            upstream_run::save_or_cancel(ctx, provider, &id, async {}).await?;
+            id
+        }
+    };
+    ctx.progress(upstream_run::WAITING, Some("processing"));
+    ctx.progress(upstream_run::DOWNLOADING, Some("succeeded"));
+    Ok(id)
+}
+
+/// The embedded clip, as a mock run on `provider` (`mock` or `gemini-mock`) through `ctx`.
+async fn mock_video(
+    request: &VideoRequest,
+    ctx: RunContext<'_>,
+    provider: &'static str,
+) -> Result<Media, ProviderError> {
+    let id = mock_run(ctx, provider, || format!("{VIDEO_RUN}{:016x}", fnv1a(request.prompt.as_bytes(), request.seed)))
+        .await?;
+    if !id.starts_with(VIDEO_RUN) {
+        return Err(upstream_run::gone(provider, &id));
+    }
+    Ok(Media { bytes: MOCK_CLIP.to_vec(), content_type: "video/mp4".to_owned() })
 }
 
 /// Counts unseeded mock images, so each one differs (seeds from the API never reach 2^40).
@@ -100,10 +153,10 @@ impl VideoMaker for MockVideos {
 
     fn make_video<'a>(
         &'a self,
-        _request: &'a VideoRequest,
-        _ctx: RunContext<'a>,
+        request: &'a VideoRequest,
+        ctx: RunContext<'a>,
     ) -> BoxFuture<'a, Result<Media, ProviderError>> {
-        Box::pin(async move { Ok(Media { bytes: MOCK_CLIP.to_vec(), content_type: "video/mp4".to_owned() }) })
+        Box::pin(mock_video(request, ctx, BACKEND))
     }
 }
 
@@ -119,9 +172,9 @@ impl VideoMaker for MockGeminiVideos {
     fn make_video<'a>(
         &'a self,
         request: &'a VideoRequest,
-        _ctx: RunContext<'a>,
+        ctx: RunContext<'a>,
     ) -> BoxFuture<'a, Result<Media, ProviderError>> {
-        MockVideos.make_video(request, _ctx)
+        Box::pin(mock_video(request, ctx, self.backend()))
     }
 }
 

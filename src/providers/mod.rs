@@ -13,6 +13,7 @@ pub mod mock;
 pub mod outbound;
 pub mod replicate;
 pub mod run;
+pub mod upstream_run;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -16,6 +16,7 @@ use tokio::time::{Instant, timeout_at};
 use super::config::{ProviderConfig, RetryPolicy};
 use super::http::{self, ReadError};
 use super::outbound::OutboundPolicy;
+use super::upstream_run;
 use super::{
     BoxFuture, ImageMaker, ImageRequest, Media, ProviderError, RunContext, VideoMaker, VideoRequest, checked_media_type,
 };
@@ -80,18 +81,47 @@ impl ReplicateClient {
     }
 
     /// Runs one prediction to its downloaded output, which must be a file of the `expected` kind
-    /// (`"image"` or `"video"`), as its bytes say.
-    async fn run(&self, model: &str, input: Value, limits: Limits, expected: &str) -> Result<Media, ProviderError> {
+    /// (`"image"` or `"video"`), as its bytes say. A prediction `ctx` saved before is resumed
+    /// (never created twice); a new one is saved through `ctx` before anything waits on it.
+    async fn run(
+        &self,
+        model: &str,
+        input: Value,
+        limits: Limits,
+        expected: &str,
+        ctx: RunContext<'_>,
+    ) -> Result<Media, ProviderError> {
         let url = self.api_url(&model_path(model)?)?;
         let deadline = Instant::now() + limits.deadline;
         let timeout = ProviderError::Timeout { provider: PROVIDER, after: limits.deadline };
 
-        let created = timeout_at(deadline, self.create(url, &input)).await.map_err(|_| timeout.clone())??;
-        let id = created.id.clone();
+        let (id, created) = match ctx.resume(PROVIDER) {
+            Some(id) => {
+                ctx.progress(upstream_run::RESUMING, None);
+                (id.to_owned(), None)
+            }
+            None => {
+                ctx.progress(upstream_run::CREATING, None);
+                // A run meant to outlive this call must have its id saved at once: `Prefer: wait`
+                // would hold the id back for up to a minute, and a crash then loses a paid run.
+                let wait = if ctx.cancel_on_drop() { self.wait } else { Duration::ZERO };
+                let created =
+                    timeout_at(deadline, self.create(url, &input, wait)).await.map_err(|_| timeout.clone())??;
+                upstream_run::save_or_cancel(ctx, PROVIDER, &created.id, self.cancel(&created.id)).await?;
+                (created.id.clone(), Some(created))
+            }
+        };
         // From here on the prediction runs (and bills) until it ends or is cancelled: if polling
-        // fails or the request is dropped, the guard cancels it.
-        let guard = http::CancelOnDrop::new(PROVIDER, self.cancel_request(&id)?);
-        let finished = match timeout_at(deadline, self.wait_until_done(created)).await {
+        // fails or the request is dropped, the guard cancels it (unless `ctx` keeps it for a resume).
+        let guard = http::CancelOnDrop::new(PROVIDER, self.cancel_request(&id)?, ctx);
+        let waited = async {
+            let first = match created {
+                Some(prediction) => prediction,
+                None => self.fetch_resumed(&id).await?,
+            };
+            self.wait_until_done(first, ctx).await
+        };
+        let finished = match timeout_at(deadline, waited).await {
             Ok(result) => result,
             Err(_) => {
                 guard.disarm();
@@ -112,16 +142,29 @@ impl ReplicateClient {
         };
         let output = output_url(&finished)?;
         tracing::debug!(model, prediction = %id, "replicate prediction succeeded");
+        ctx.progress(upstream_run::DOWNLOADING, Some(&finished.status));
         let bytes = self.download(&output, limits.max_bytes).await?;
         let content_type = checked_type(&bytes, expected)?;
         Ok(Media { bytes, content_type: content_type.to_owned() })
     }
 
-    async fn create(&self, url: Url, input: &Value) -> Result<Prediction, ProviderError> {
+    /// The current state of a saved prediction, at once. A 404 means Replicate no longer has it:
+    /// that fails for good rather than starting a second run.
+    async fn fetch_resumed(&self, id: &str) -> Result<Prediction, WaitError> {
+        match self.get_prediction(id).await {
+            Ok(prediction) => Ok(prediction),
+            Err(ProviderError::Upstream { status: 404, .. }) => {
+                Err(WaitError { error: upstream_run::gone(PROVIDER, id), ended_upstream: true })
+            }
+            Err(error) => Err(WaitError { error, ended_upstream: false }),
+        }
+    }
+
+    async fn create(&self, url: Url, input: &Value, wait: Duration) -> Result<Prediction, ProviderError> {
         let body = json!({ "input": input });
         // `Prefer: wait` holds the answer back for up to N seconds, so the attempt may take that long.
-        let attempt_timeout = self.request_timeout + self.wait;
-        let prefer = prefer_header(self.wait);
+        let attempt_timeout = self.request_timeout + wait;
+        let prefer = prefer_header(wait);
         let response = http::send_with_retry(PROVIDER, &self.retry, attempt_timeout, http::Repeat::CreatesWork, || {
             let request = self.http.post(url.clone()).bearer_auth(&self.token).json(&body);
             match &prefer {
@@ -133,14 +176,15 @@ impl ReplicateClient {
         self.read_prediction(response, attempt_timeout).await
     }
 
-    async fn wait_until_done(&self, mut prediction: Prediction) -> Result<Prediction, WaitError> {
+    async fn wait_until_done(&self, mut prediction: Prediction, ctx: RunContext<'_>) -> Result<Prediction, WaitError> {
+        let mut progress = upstream_run::StatusReporter::new(ctx);
         loop {
             match prediction.status.as_str() {
                 "succeeded" => return Ok(prediction),
                 "failed" | "canceled" | "aborted" => {
                     return Err(WaitError { error: prediction.failure(&self.token), ended_upstream: true });
                 }
-                _ => {}
+                status => progress.waiting(status),
             }
             prediction = self.poll(&prediction.id).await.map_err(|error| WaitError { error, ended_upstream: false })?;
         }
@@ -149,6 +193,10 @@ impl ReplicateClient {
     /// One poll, after the poll interval.
     async fn poll(&self, id: &str) -> Result<Prediction, ProviderError> {
         tokio::time::sleep(self.poll_interval).await;
+        self.get_prediction(id).await
+    }
+
+    async fn get_prediction(&self, id: &str) -> Result<Prediction, ProviderError> {
         // Polled by id on our own base URL rather than via `urls.get`, so the token only ever goes
         // to the host we were configured with.
         let url = self.api_url(&["v1", "predictions", id])?;
@@ -243,9 +291,9 @@ impl ImageMaker for ReplicateClient {
     fn make_image<'a>(
         &'a self,
         request: &'a ImageRequest,
-        _ctx: RunContext<'a>,
+        ctx: RunContext<'a>,
     ) -> BoxFuture<'a, Result<Media, ProviderError>> {
-        Box::pin(self.run(&request.model, image_input(request), self.image, "image"))
+        Box::pin(self.run(&request.model, image_input(request), self.image, "image", ctx))
     }
 }
 
@@ -257,9 +305,9 @@ impl VideoMaker for ReplicateClient {
     fn make_video<'a>(
         &'a self,
         request: &'a VideoRequest,
-        _ctx: RunContext<'a>,
+        ctx: RunContext<'a>,
     ) -> BoxFuture<'a, Result<Media, ProviderError>> {
-        Box::pin(self.run(&request.model, video_input(request), self.video, "video"))
+        Box::pin(self.run(&request.model, video_input(request), self.video, "video", ctx))
     }
 }
 

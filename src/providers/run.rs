@@ -30,6 +30,14 @@ pub trait RunObserver: Send + Sync {
     /// A progress step: `stage` (e.g. `creating`, `waiting`, `downloading`) and the upstream's own
     /// status word when it has one (`starting`, `processing`, ...). Best effort, never fails a run.
     fn progress(&self, stage: &str, upstream_status: Option<&str>);
+
+    /// Whether an upstream run abandoned by dropping its call is cancelled upstream; asked at the
+    /// moment of the drop. A caller waiting on the answer wants it cancelled (nobody will fetch the
+    /// result), so that is the default. A durable job answers `false` while its worker merely
+    /// shuts down (another worker resumes the run) and `true` once the job was cancelled.
+    fn cancel_on_drop(&self) -> bool {
+        true
+    }
 }
 
 /// Observes nothing: the context of a request answered while the client waits.
@@ -84,6 +92,12 @@ impl<'a> RunContext<'a> {
     /// Reports a progress step.
     pub fn progress(&self, stage: &str, upstream_status: Option<&str>) {
         self.observer.progress(stage, upstream_status);
+    }
+
+    /// Whether dropping the call now should cancel its upstream run (see
+    /// [`RunObserver::cancel_on_drop`]).
+    pub fn cancel_on_drop(&self) -> bool {
+        self.observer.cancel_on_drop()
     }
 }
 
