@@ -83,18 +83,15 @@ impl GeminiVideoClient {
         let deadline = Instant::now() + self.deadline;
         let timeout = ProviderError::Timeout { provider: PROVIDER, after: self.deadline };
 
-        let (name, started) = match ctx.resume(PROVIDER) {
-            Some(name) => {
-                ctx.progress(upstream_run::RESUMING, None);
-                (name.to_owned(), None)
-            }
-            None => {
-                ctx.progress(upstream_run::CREATING, None);
-                let started = timeout_at(deadline, self.start(url, &body)).await.map_err(|_| timeout.clone())??;
-                upstream_run::save_or_cancel(ctx, PROVIDER, &started.name, self.cancel(&started.name)).await?;
-                (started.name.clone(), Some(started))
-            }
-        };
+        let start = async { timeout_at(deadline, self.start(url, &body)).await.map_err(|_| timeout.clone())? };
+        let (name, started) = upstream_run::resume_or_start(
+            ctx,
+            PROVIDER,
+            start,
+            |op: &Operation| &op.name,
+            |name| async move { self.cancel(&name).await },
+        )
+        .await?;
         // From here on Veo renders (and bills) until the operation ends or is cancelled: if polling
         // fails or the request is dropped, the guard cancels it (unless `ctx` keeps it for a resume).
         let guard = CancelOnDrop::new(PROVIDER, self.cancel_request(&name)?, ctx);

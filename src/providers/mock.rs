@@ -107,19 +107,9 @@ async fn mock_run(
     provider: &'static str,
     new_id: impl FnOnce() -> String,
 ) -> Result<String, ProviderError> {
-    let id = match ctx.resume(provider) {
-        Some(id) => {
-            ctx.progress(upstream_run::RESUMING, None);
-            id.to_owned()
-        }
-        None => {
-            ctx.progress(upstream_run::CREATING, None);
-            let id = new_id();
-            // Nothing runs anywhere, so there is nothing to cancel.
-            upstream_run::save_or_cancel(ctx, provider, &id, async {}).await?;
-            id
-        }
-    };
+    // Nothing runs anywhere, so there is nothing to cancel.
+    let start = async { Ok(new_id()) };
+    let (id, _) = upstream_run::resume_or_start(ctx, provider, start, String::as_str, |_| async {}).await?;
     ctx.progress(upstream_run::WAITING, Some("processing"));
     ctx.progress(upstream_run::DOWNLOADING, Some("succeeded"));
     Ok(id)

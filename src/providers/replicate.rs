@@ -95,22 +95,18 @@ impl ReplicateClient {
         let deadline = Instant::now() + limits.deadline;
         let timeout = ProviderError::Timeout { provider: PROVIDER, after: limits.deadline };
 
-        let (id, created) = match ctx.resume(PROVIDER) {
-            Some(id) => {
-                ctx.progress(upstream_run::RESUMING, None);
-                (id.to_owned(), None)
-            }
-            None => {
-                ctx.progress(upstream_run::CREATING, None);
-                // A run meant to outlive this call must have its id saved at once: `Prefer: wait`
-                // would hold the id back for up to a minute, and a crash then loses a paid run.
-                let wait = if ctx.cancel_on_drop() { self.wait } else { Duration::ZERO };
-                let created =
-                    timeout_at(deadline, self.create(url, &input, wait)).await.map_err(|_| timeout.clone())??;
-                upstream_run::save_or_cancel(ctx, PROVIDER, &created.id, self.cancel(&created.id)).await?;
-                (created.id.clone(), Some(created))
-            }
-        };
+        // A run meant to outlive this call must have its id saved at once: `Prefer: wait` would
+        // hold the id back for up to a minute, and a crash then loses a paid run.
+        let wait = if ctx.cancel_on_drop() { self.wait } else { Duration::ZERO };
+        let create = async { timeout_at(deadline, self.create(url, &input, wait)).await.map_err(|_| timeout.clone())? };
+        let (id, created) = upstream_run::resume_or_start(
+            ctx,
+            PROVIDER,
+            create,
+            |p: &Prediction| &p.id,
+            |id| async move { self.cancel(&id).await },
+        )
+        .await?;
         // From here on the prediction runs (and bills) until it ends or is cancelled: if polling
         // fails or the request is dropped, the guard cancels it (unless `ctx` keeps it for a resume).
         let guard = http::CancelOnDrop::new(PROVIDER, self.cancel_request(&id)?, ctx);

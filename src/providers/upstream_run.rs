@@ -13,6 +13,27 @@ pub const RESUMING: &str = "resuming";
 pub const WAITING: &str = "waiting";
 pub const DOWNLOADING: &str = "downloading";
 
+/// The run a call waits on: the id `ctx` saved for `provider` when there is one (resumed, so no
+/// answer yet), else a new run from `start`, whose id (`id_of`) is saved before it is returned (see
+/// [`save_or_cancel`]; `cancel` cancels it by id).
+pub async fn resume_or_start<T, Cancelled: Future<Output = ()>>(
+    ctx: RunContext<'_>,
+    provider: &'static str,
+    start: impl Future<Output = Result<T, ProviderError>>,
+    id_of: impl Fn(&T) -> &str,
+    cancel: impl FnOnce(String) -> Cancelled,
+) -> Result<(String, Option<T>), ProviderError> {
+    if let Some(id) = ctx.resume(provider) {
+        ctx.progress(RESUMING, None);
+        return Ok((id.to_owned(), None));
+    }
+    ctx.progress(CREATING, None);
+    let run = start.await?;
+    let id = id_of(&run).to_owned();
+    save_or_cancel(ctx, provider, &id, cancel(id.clone())).await?;
+    Ok((id, Some(run)))
+}
+
 /// Saves the run `id` just created on `provider`. When that fails nobody could resume the run after
 /// a crash, and a retry would pay for a second one, so the run is cancelled (`cancel`, best effort)
 /// and the call fails without waiting on it, with an error worth retrying (nothing ran to its end).
