@@ -253,6 +253,13 @@ pub struct VeoPlan {
     pub outcome: VeoOutcome,
 }
 
+impl VeoPlan {
+    /// Not done until [`FakeGemini::finish_operation`], then `outcome`.
+    pub fn held(outcome: VeoOutcome) -> VeoPlan {
+        VeoPlan { polls_until_done: u32::MAX, outcome }
+    }
+}
+
 /// How a Veo operation ends.
 #[derive(Debug, Clone)]
 pub enum VeoOutcome {
@@ -301,6 +308,26 @@ impl FakeGemini {
     /// (queued per route). The request is still recorded.
     pub fn push_veo_response(&self, route: VeoRoute, response: Scripted) {
         lock(&self.shared.veo_overrides).entry(route).or_default().push_back(response);
+    }
+
+    /// How many operations were started on `model`: each start is a paid run.
+    pub fn starts_for(&self, model: &str) -> usize {
+        let path = format!("/v1beta/models/{model}:predictLongRunning");
+        self.received_on(VeoRoute::Start).iter().filter(|r| r.path == path).count()
+    }
+
+    /// How many times operation `name` was fetched (`GET /v1beta/{name}`).
+    pub fn polls_of(&self, name: &str) -> usize {
+        let path = format!("/v1beta/{name}");
+        self.received_on(VeoRoute::Poll).iter().filter(|r| r.path == path).count()
+    }
+
+    /// Lets an operation planned with [`VeoPlan::held`] end as planned on its next fetch.
+    /// Operations live in the fake, so any client sees them; unknown names answer 404.
+    pub fn finish_operation(&self, name: &str) {
+        if let Some(live) = lock(&self.shared.operations).get_mut(name) {
+            live.plan.polls_until_done = 0;
+        }
     }
 
     /// Names of the operations that were cancelled, in order.
@@ -531,6 +558,13 @@ pub struct PredictionPlan {
     pub outcome: Outcome,
 }
 
+impl PredictionPlan {
+    /// `starting`, then `processing` until [`FakeReplicate::finish`], then `outcome`.
+    pub fn held(outcome: Outcome) -> PredictionPlan {
+        PredictionPlan { polls_until_done: u32::MAX, outcome }
+    }
+}
+
 /// How a prediction ends.
 #[derive(Debug, Clone)]
 pub enum Outcome {
@@ -668,6 +702,27 @@ impl FakeReplicate {
     /// (queued per route). The request is still recorded.
     pub fn push_response(&self, route: Route, response: Scripted) {
         lock(&self.shared.overrides).entry(route).or_default().push_back(response);
+    }
+
+    /// How many predictions were asked for on `model` (`owner/name`): each create is a paid run.
+    pub fn creates_for(&self, model: &str) -> usize {
+        let path = format!("/v1/models/{model}/predictions");
+        self.received_on(Route::Create).iter().filter(|r| r.path == path).count()
+    }
+
+    /// How many times prediction `id` was fetched (`GET /v1/predictions/{id}`).
+    pub fn polls_of(&self, id: &str) -> usize {
+        let path = format!("/v1/predictions/{id}");
+        self.received_on(Route::Poll).iter().filter(|r| r.path == path).count()
+    }
+
+    /// Lets a prediction planned with [`PredictionPlan::held`] end as planned on its next fetch.
+    /// Predictions live in the fake, not in a client, so any client (a fresh one, as after a
+    /// restart) sees the same prediction; unknown ids answer 404.
+    pub fn finish(&self, id: &str) {
+        if let Some(live) = lock(&self.shared.predictions).get_mut(id) {
+            live.plan.polls_until_done = 0;
+        }
     }
 
     /// Ids of the predictions that were cancelled, in order.
