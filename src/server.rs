@@ -64,7 +64,7 @@ impl std::fmt::Debug for Settings {
 
 /// Generations running at once by default: each may hold a downloaded video (up to
 /// `MV_MAX_VIDEO_BYTES`) in memory, and real renders take minutes. 64 still serves a client
-/// keeping 64 connections busy with scene requests (tests/mixed_flavors.rs) without a 503.
+/// keeping 64 connections busy with scene requests (tests/e2e/mixed_flavors.rs) without a 503.
 pub const DEFAULT_MAX_CONCURRENT_GENERATIONS: usize = 64;
 
 /// The address used when nothing else is configured.
