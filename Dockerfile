@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # mvgen as a `scratch` image holding one static-pie binary. TLS roots and the config flavors are
 # compiled into it; DNS needs only the /etc/resolv.conf and /etc/hosts the runtime injects.
-# tests/static_binary.rs runs the same layout in a chroot (no Docker engine is needed for that).
+# tests/e2e/static_binary.rs runs the same layout in a chroot (no Docker engine is needed for that).
 
 FROM rust:1.95-bookworm AS build
 WORKDIR /src

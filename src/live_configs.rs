@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak, mpsc};
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use notify_debouncer_mini::notify::{RecommendedWatcher, RecursiveMode};
 use notify_debouncer_mini::{DebounceEventResult, Debouncer, new_debouncer};
@@ -185,7 +186,7 @@ impl LiveConfigs {
 
     /// Starts watching the directory (recursively) and its parent (to see the directory come back
     /// after being deleted). Changes under the directory recompile it once things are quiet.
-    pub fn watch(self: &Arc<Self>) -> Result<(), String> {
+    pub fn watch(self: &Arc<Self>) -> anyhow::Result<()> {
         let (changed, changes) = mpsc::channel::<()>();
         let absolute = self.absolute.clone();
         let shown = self.dir.display().to_string();
@@ -196,7 +197,7 @@ impl LiveConfigs {
             Ok(_) => {}
             Err(e) => tracing::warn!(dir = %shown, "live configs: watcher error: {e}"),
         })
-        .map_err(|e| format!("cannot watch {}: {e}", self.dir.display()))?;
+        .with_context(|| format!("cannot watch {}", self.dir.display()))?;
         if let Some(parent) = self.absolute.parent() {
             // Best effort: without it a deleted directory that comes back is not noticed.
             if let Err(e) = debouncer.watcher().watch(parent, RecursiveMode::NonRecursive) {
@@ -206,14 +207,14 @@ impl LiveConfigs {
         debouncer
             .watcher()
             .watch(&self.absolute, RecursiveMode::Recursive)
-            .map_err(|e| format!("cannot watch {}: {e}", self.dir.display()))?;
+            .with_context(|| format!("cannot watch {}", self.dir.display()))?;
         *lock(&self.watching_dir) = true;
         *lock(&self.watcher) = Some(debouncer);
         let weak: Weak<LiveConfigs> = Arc::downgrade(self);
         std::thread::Builder::new()
             .name("live-configs".into())
             .spawn(move || reload_when_quiet(&changes, &weak))
-            .map_err(|e| format!("cannot start the live configs thread: {e}"))?;
+            .context("cannot start the live configs thread")?;
         Ok(())
     }
 

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use anyhow::{Context as _, anyhow, bail};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
@@ -63,7 +64,7 @@ impl std::fmt::Debug for Settings {
 
 /// Generations running at once by default: each may hold a downloaded video (up to
 /// `MV_MAX_VIDEO_BYTES`) in memory, and real renders take minutes. 64 still serves a client
-/// keeping 64 connections busy with scene requests (tests/mixed_flavors.rs) without a 503.
+/// keeping 64 connections busy with scene requests (tests/e2e/mixed_flavors.rs) without a 503.
 pub const DEFAULT_MAX_CONCURRENT_GENERATIONS: usize = 64;
 
 /// The address used when nothing else is configured.
@@ -75,15 +76,15 @@ pub const DEFAULT_CORS_ORIGINS: [&str; 2] = ["http://localhost:3000", "http://lo
 
 impl Settings {
     /// Reads the environment through `var`; `addr` (from `--addr`) wins over `MVGEN_ADDR` and `PORT`.
-    pub fn from_vars(addr: Option<SocketAddr>, var: impl Fn(&str) -> Option<String>) -> Result<Settings, String> {
+    pub fn from_vars(addr: Option<SocketAddr>, var: impl Fn(&str) -> Option<String>) -> anyhow::Result<Settings> {
         let addr = match (addr, var("MVGEN_ADDR"), var("PORT")) {
             (Some(a), _, _) => a,
-            (None, Some(a), _) => a.parse().map_err(|e| format!("MVGEN_ADDR={a:?}: {e}"))?,
+            (None, Some(a), _) => a.parse().with_context(|| format!("MVGEN_ADDR={a:?}"))?,
             (None, None, Some(p)) => {
-                let port: u16 = p.trim().parse().map_err(|e| format!("PORT={p:?}: {e}"))?;
+                let port: u16 = p.trim().parse().with_context(|| format!("PORT={p:?}"))?;
                 SocketAddr::from(([127, 0, 0, 1], port))
             }
-            (None, None, None) => DEFAULT_ADDR.parse().map_err(|e| format!("{e}"))?,
+            (None, None, None) => DEFAULT_ADDR.parse()?,
         };
         let list = |name: &str| -> Vec<String> {
             var(name)
@@ -100,19 +101,20 @@ impl Settings {
                 || ((origin.starts_with("http://") || origin.starts_with("https://"))
                     && HeaderValue::from_str(origin).is_ok());
             if !valid {
-                return Err(format!("CORS_ORIGINS: {origin:?} is not an origin such as https://studio.example or *"));
+                bail!("CORS_ORIGINS: {origin:?} is not an origin such as https://studio.example or *");
             }
         }
         let api_keys = list("API_KEY");
         // `API_KEY=" , "` would otherwise parse to no keys and leave the API open while the operator
         // believes it is locked: a set but keyless value is a mistake, not a request for no auth.
         if var("API_KEY").is_some() && api_keys.is_empty() {
-            return Err("API_KEY is set but holds no key: give at least one key (comma-separated), or unset \
-                        API_KEY to run without authentication"
-                .to_string());
+            bail!(
+                "API_KEY is set but holds no key: give at least one key (comma-separated), or unset API_KEY to \
+                 run without authentication"
+            );
         }
         for entry in &api_keys {
-            ApiKey::parse(entry).map_err(|e| format!("API_KEY: {e}"))?;
+            ApiKey::parse(entry).map_err(|e| anyhow!("API_KEY: {e}"))?;
         }
         Ok(Settings {
             addr,
@@ -126,7 +128,7 @@ impl Settings {
             max_concurrent_generations: match var("MV_MAX_CONCURRENT_GENERATIONS") {
                 None => DEFAULT_MAX_CONCURRENT_GENERATIONS,
                 Some(v) => v.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| {
-                    format!("MV_MAX_CONCURRENT_GENERATIONS={v:?}: expected a whole number of at least 1")
+                    anyhow!("MV_MAX_CONCURRENT_GENERATIONS={v:?}: expected a whole number of at least 1")
                 })?,
             },
             connections: crate::serving::Limits::from_vars(&var)?,
@@ -135,7 +137,7 @@ impl Settings {
         })
     }
 
-    pub fn from_env(addr: Option<SocketAddr>) -> Result<Settings, String> {
+    pub fn from_env(addr: Option<SocketAddr>) -> anyhow::Result<Settings> {
         Settings::from_vars(addr, |name| std::env::var(name).ok())
     }
 }
@@ -301,6 +303,7 @@ mod tests {
     fn settings(vars: &[(&str, &str)]) -> Result<Settings, String> {
         let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Settings::from_vars(None, |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+            .map_err(|e| format!("{e:#}"))
     }
 
     #[test]

@@ -11,11 +11,12 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
+use anyhow::{Context as _, anyhow, bail};
 use clap::Parser;
 use serde_json::{Value, json};
 
+use super::Outcome;
 use super::render::{self, RenderWhat};
 use crate::compiler::Flavor;
 
@@ -35,22 +36,22 @@ struct Request {
 
 /// Renders every flavor × request under `dir`, replacing `dir/renders` whole (so a removed flavor or
 /// request leaves no stale snapshot behind).
-pub fn render_all(flavors: &[&Flavor], dir: &Path) -> Result<ExitCode, String> {
+pub fn render_all(flavors: &[&Flavor], dir: &Path) -> anyhow::Result<Outcome> {
     let requests = read_requests(&dir.join("requests"))?;
     let out = dir.join("renders");
     if out.exists() {
-        fs::remove_dir_all(&out).map_err(|e| format!("cannot remove {}: {e}", out.display()))?;
+        fs::remove_dir_all(&out).with_context(|| format!("cannot remove {}", out.display()))?;
     }
     for flavor in flavors {
         let flavor_dir = out.join(flavor.name.as_ref());
-        fs::create_dir_all(&flavor_dir).map_err(|e| format!("cannot create {}: {e}", flavor_dir.display()))?;
+        fs::create_dir_all(&flavor_dir).with_context(|| format!("cannot create {}", flavor_dir.display()))?;
         for request in &requests {
             let what = RequestArgs::try_parse_from(&request.args)
-                .map_err(|e| format!("{}/requests/{}.json: {e}", dir.display(), request.name))?
+                .with_context(|| format!("{}/requests/{}.json", dir.display(), request.name))?
                 .what;
-            let (prompt, parameters) = render::plan(flavor, what)?;
+            let (prompt, parameters) = render::plan(flavor, what).map_err(anyhow::Error::msg)?;
             let meta = json!({ "flavor": flavor.name, "hash": flavor.hash, "parameters": parameters });
-            let meta = serde_json::to_string_pretty(&meta).map_err(|e| e.to_string())? + "\n";
+            let meta = serde_json::to_string_pretty(&meta)? + "\n";
             write(&flavor_dir.join(format!("{}.prompt.txt", request.name)), &prompt)?;
             write(&flavor_dir.join(format!("{}.json", request.name)), &meta)?;
         }
@@ -61,17 +62,17 @@ pub fn render_all(flavors: &[&Flavor], dir: &Path) -> Result<ExitCode, String> {
         flavors.len(),
         requests.len(),
         out.display()
-    );
-    Ok(ExitCode::SUCCESS)
+    )?;
+    Ok(Outcome::Success)
 }
 
-fn write(path: &Path, text: &str) -> Result<(), String> {
-    fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+fn write(path: &Path, text: &str) -> anyhow::Result<()> {
+    fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Every `*.json` in `dir`, sorted by name.
-fn read_requests(dir: &Path) -> Result<Vec<Request>, String> {
-    let entries = fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+fn read_requests(dir: &Path) -> anyhow::Result<Vec<Request>> {
+    let entries = fs::read_dir(dir).with_context(|| dir.display().to_string())?;
     let mut paths: Vec<PathBuf> = entries
         .filter_map(Result::ok)
         .map(|e| e.path())
@@ -79,17 +80,18 @@ fn read_requests(dir: &Path) -> Result<Vec<Request>, String> {
         .collect();
     paths.sort();
     if paths.is_empty() {
-        return Err(format!("{}: no request files (*.json)", dir.display()));
+        bail!("{}: no request files (*.json)", dir.display());
     }
     paths
         .iter()
         .map(|path| {
             let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
-            let text = fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let value: Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-            let args = to_args(&value).map_err(|e| format!("{}: {e}", path.display()))?;
+            let shown = || path.display().to_string();
+            let text = fs::read_to_string(path).with_context(shown)?;
+            let value: Value = serde_json::from_str(&text).with_context(shown)?;
+            let args = to_args(&value).map_err(|e| anyhow!("{}: {e}", path.display()))?;
             // Checked here, before anything under renders/ is touched.
-            RequestArgs::try_parse_from(&args).map_err(|e| format!("{}: {e}", path.display()))?;
+            RequestArgs::try_parse_from(&args).with_context(shown)?;
             Ok(Request { name, args })
         })
         .collect()

@@ -5,26 +5,18 @@
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
-use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::{Context as _, bail};
+
+use super::{NegativeAnswer, Outcome};
 use crate::server::Settings;
 
-pub fn healthcheck(addr: Option<SocketAddr>) -> ExitCode {
-    let addr = match Settings::from_env(addr) {
-        Ok(s) => reachable(s.addr),
-        Err(e) => {
-            eprintln!("mvgen: invalid settings: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match probe(addr) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("mvgen: health check of {addr} failed: {e}");
-            ExitCode::from(1)
-        }
-    }
+/// A server that does not answer 200 is a negative answer (exit 1); unusable settings exit 2.
+pub fn healthcheck(addr: Option<SocketAddr>) -> anyhow::Result<Outcome> {
+    let addr = reachable(Settings::from_env(addr).context("invalid settings")?.addr);
+    probe(addr).map_err(|e| NegativeAnswer(format!("health check of {addr} failed: {e:#}")))?;
+    Ok(Outcome::Success)
 }
 
 /// A server bound to every interface is checked over loopback.
@@ -36,15 +28,18 @@ fn reachable(addr: SocketAddr) -> SocketAddr {
     }
 }
 
-fn probe(addr: SocketAddr) -> Result<(), String> {
+fn probe(addr: SocketAddr) -> anyhow::Result<()> {
     let timeout = Duration::from_secs(3);
-    let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
-    stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    stream.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    write!(stream, "GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    write!(stream, "GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
     let mut head = [0u8; 64];
-    let n = stream.read(&mut head).map_err(|e| e.to_string())?;
+    let n = stream.read(&mut head)?;
     let status_line = String::from_utf8_lossy(&head[..n]);
     let status = status_line.split_whitespace().nth(1).unwrap_or("");
-    if status == "200" { Ok(()) } else { Err(format!("answered {:?}", status_line.lines().next().unwrap_or(""))) }
+    if status != "200" {
+        bail!("answered {:?}", status_line.lines().next().unwrap_or(""));
+    }
+    Ok(())
 }

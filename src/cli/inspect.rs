@@ -1,50 +1,49 @@
 //! `mvgen flavors`, `show` and `diff`: reading resolved flavors, for prompt authors.
 
-use std::process::ExitCode;
-
 use serde_json::{Map, Value, json};
 
+use super::Outcome;
 use crate::compiler::{Entry, FileKind, Flavor, ValueRef};
 use crate::flavor::value_json;
 
 /// One line per flavor: name, label, parent, content hash.
-pub fn flavors(all: &[&Flavor]) -> ExitCode {
+pub fn flavors(all: &[&Flavor]) -> anyhow::Result<Outcome> {
     let width = all.iter().map(|f| f.name.len()).max().unwrap_or(4).max(4);
     let label_width = all.iter().map(|f| f.display_label().len()).max().unwrap_or(5).max(5);
     let extends_width = all.iter().map(|f| f.extends.as_deref().unwrap_or("-").len()).max().unwrap_or(7).max(7);
-    outln!("{:width$}  {:label_width$}  {:extends_width$}  HASH", "NAME", "LABEL", "EXTENDS");
+    outln!("{:width$}  {:label_width$}  {:extends_width$}  HASH", "NAME", "LABEL", "EXTENDS")?;
     for f in all {
         let extends = f.extends.as_deref().unwrap_or("-");
-        outln!("{:width$}  {:label_width$}  {extends:extends_width$}  {}", f.name, f.display_label(), f.hash);
+        outln!("{:width$}  {:label_width$}  {extends:extends_width$}  {}", f.name, f.display_label(), f.hash)?;
     }
-    ExitCode::SUCCESS
+    Ok(Outcome::Success)
 }
 
 /// Every resolved value, file by file; `explain` adds each value's origin.
-pub fn show(flavor: &Flavor, explain: bool, json: bool) -> Result<ExitCode, String> {
+pub fn show(flavor: &Flavor, explain: bool, json: bool) -> anyhow::Result<Outcome> {
     if json {
-        outln!("{}", serde_json::to_string_pretty(&show_json(flavor)).map_err(|e| e.to_string())?);
-        return Ok(ExitCode::SUCCESS);
+        outln!("{}", serde_json::to_string_pretty(&show_json(flavor))?)?;
+        return Ok(Outcome::Success);
     }
-    outln!("flavor: {}", flavor.name);
-    outln!("label: {}", flavor.display_label());
+    outln!("flavor: {}", flavor.name)?;
+    outln!("label: {}", flavor.display_label())?;
     if let Some(d) = &flavor.description {
-        outln!("description: {d}");
+        outln!("description: {d}")?;
     }
-    outln!("extends: {}", flavor.extends.as_deref().unwrap_or("-"));
-    outln!("hash: {}", flavor.hash);
+    outln!("extends: {}", flavor.extends.as_deref().unwrap_or("-"))?;
+    outln!("hash: {}", flavor.hash)?;
     let mut file = None;
     for entry in flavor.entries() {
         if file != Some(entry.file) {
-            outln!("\n# {}", entry.file.file_name());
+            outln!("\n# {}", entry.file.file_name())?;
             file = Some(entry.file);
         }
-        print_value(entry.key, entry.value);
+        print_value(entry.key, entry.value)?;
         if explain {
-            outln!("  # {}", provenance(flavor, &entry));
+            outln!("  # {}", provenance(flavor, &entry))?;
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Outcome::Success)
 }
 
 /// Where a value came from, e.g. `own: mv1/parameters.yaml:5:19` or
@@ -100,44 +99,46 @@ fn show_json(flavor: &Flavor) -> Value {
     })
 }
 
-/// Keys whose resolved values differ; exit 1 when there are any, like diff(1).
-pub fn diff(a: &Flavor, b: &Flavor) -> Result<ExitCode, String> {
+/// Keys whose resolved values differ; a negative answer (exit 1) when there are any, like diff(1).
+pub fn diff(a: &Flavor, b: &Flavor) -> anyhow::Result<Outcome> {
     let mut differ = 0;
     for (ea, eb) in a.entries().into_iter().zip(b.entries()) {
         if ea.value == eb.value {
             continue;
         }
         differ += 1;
-        outln!("# {} {}", ea.file.file_name(), ea.key);
-        print_side('-', &a.name, ea.value);
-        print_side('+', &b.name, eb.value);
+        outln!("# {} {}", ea.file.file_name(), ea.key)?;
+        print_side('-', &a.name, ea.value)?;
+        print_side('+', &b.name, eb.value)?;
     }
     if differ == 0 {
-        outln!("{} and {} resolve to the same values", a.name, b.name);
-        Ok(ExitCode::SUCCESS)
+        outln!("{} and {} resolve to the same values", a.name, b.name)?;
+        Ok(Outcome::Success)
     } else {
-        outln!("{differ} key(s) differ");
-        Ok(ExitCode::from(1))
+        outln!("{differ} key(s) differ")?;
+        Ok(Outcome::Negative)
     }
 }
 
-fn print_value(key: &str, value: ValueRef<'_>) {
+fn print_value(key: &str, value: ValueRef<'_>) -> anyhow::Result<()> {
     let text = value.to_string();
     if text.contains('\n') {
-        outln!("{key}: |");
+        outln!("{key}: |")?;
         for line in text.lines() {
-            outln!("  {line}");
+            outln!("  {line}")?;
         }
     } else {
-        outln!("{key}: {text}");
+        outln!("{key}: {text}")?;
     }
+    Ok(())
 }
 
-fn print_side(sign: char, flavor: &str, value: ValueRef<'_>) {
+fn print_side(sign: char, flavor: &str, value: ValueRef<'_>) -> anyhow::Result<()> {
     let text = value.to_string();
     let mut lines = text.lines();
-    outln!("{sign} {flavor}: {}", lines.next().unwrap_or(""));
+    outln!("{sign} {flavor}: {}", lines.next().unwrap_or(""))?;
     for line in lines {
-        outln!("{sign}   {line}");
+        outln!("{sign}   {line}")?;
     }
+    Ok(())
 }

@@ -1,5 +1,6 @@
 //! The `mvgen` command line: argument definitions and dispatch, one small function per subcommand.
-//! Exit codes: 0 success, 1 configs invalid (`check`) or flavors differ (`diff`), 2 usage or I/O error.
+//! Each returns an [`Outcome`] or an error with its context; `main` alone turns that into the exit
+//! code (see [`outcome`]).
 
 // First, so its macros are in scope in the modules below.
 #[macro_use]
@@ -7,17 +8,20 @@ mod output;
 mod golden;
 mod healthcheck;
 mod inspect;
+pub mod outcome;
 mod render;
 mod schema;
 mod serve;
 
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
+use anyhow::{anyhow, bail};
 use clap::{Parser, Subcommand};
 
 use crate::compiler::{self, Flavor};
 use crate::flavor;
+pub use outcome::{NegativeAnswer, Outcome};
+pub use output::is_broken_pipe;
 
 /// Music-video generation backend with config flavors compiled into the binary.
 #[derive(Debug, Parser)]
@@ -108,51 +112,47 @@ pub struct Source {
     configs: Option<PathBuf>,
 }
 
-/// Runs a non-server subcommand.
-pub fn run(command: Command) -> ExitCode {
-    let result = match command {
-        Command::Serve { addr, configs } => return serve::serve(addr, configs.as_deref()),
-        Command::Healthcheck { addr } => return healthcheck::healthcheck(addr),
-        Command::Check { dir } => return check(&dir),
-        Command::Flavors { source } => Catalog::load(&source).map(|c| inspect::flavors(&c.all())),
+/// Runs a subcommand.
+pub fn run(command: Command) -> anyhow::Result<Outcome> {
+    match command {
+        Command::Serve { addr, configs } => serve::serve(addr, configs.as_deref()),
+        Command::Healthcheck { addr } => healthcheck::healthcheck(addr),
+        Command::Check { dir } => check(&dir),
+        Command::Flavors { source } => inspect::flavors(&Catalog::load(&source)?.all()),
         Command::Show { flavor, explain, json, source } => {
-            Catalog::load(&source).and_then(|c| inspect::show(c.get(&flavor)?, explain, json))
+            inspect::show(Catalog::load(&source)?.get(&flavor)?, explain, json)
         }
-        Command::Diff { a, b, source } => Catalog::load(&source).and_then(|c| inspect::diff(c.get(&a)?, c.get(&b)?)),
+        Command::Diff { a, b, source } => {
+            let catalog = Catalog::load(&source)?;
+            inspect::diff(catalog.get(&a)?, catalog.get(&b)?)
+        }
         Command::Render { flavor, what, all, json, source } => {
-            Catalog::load(&source).and_then(|c| match (flavor, what, all) {
-                (Some(flavor), Some(what), None) => render::render(c.get(&flavor)?, what, json),
-                (None, None, Some(dir)) => golden::render_all(&c.all(), &dir),
-                (_, Some(_), Some(_)) => Err("render --all takes no scenes/character/video request".into()),
-                _ => Err("render: say what to render: scenes, character or video".into()),
-            })
+            let catalog = Catalog::load(&source)?;
+            match (flavor, what, all) {
+                (Some(flavor), Some(what), None) => render::render(catalog.get(&flavor)?, what, json),
+                (None, None, Some(dir)) => golden::render_all(&catalog.all(), &dir),
+                (_, Some(_), Some(_)) => bail!("render --all takes no scenes/character/video request"),
+                _ => bail!("render: say what to render: scenes, character or video"),
+            }
         }
         Command::Schema { out } => schema::schema(&out),
-    };
-    match result {
-        Ok(code) => code,
-        Err(message) => {
-            eprintln!("mvgen: {message}");
-            ExitCode::from(2)
-        }
     }
 }
 
-fn check(dir: &Path) -> ExitCode {
+fn check(dir: &Path) -> anyhow::Result<Outcome> {
     if !dir.is_dir() {
-        eprintln!("mvgen: {}: not a directory", dir.display());
-        return ExitCode::from(2);
+        bail!("{}: not a directory", dir.display());
     }
     match compiler::compile(dir) {
         Ok(flavors) => {
             let names: Vec<&str> = flavors.iter().map(|f| f.name.as_ref()).collect();
-            outln!("{}: {} flavors OK ({})", dir.display(), flavors.len(), names.join(", "));
-            ExitCode::SUCCESS
+            outln!("{}: {} flavors OK ({})", dir.display(), flavors.len(), names.join(", "))?;
+            Ok(Outcome::Success)
         }
         Err(diags) => {
             // One fault per line on stdout, in the build's format, for editors and CI annotations.
-            outln!("{diags}");
-            ExitCode::from(1)
+            outln!("{diags}")?;
+            Ok(Outcome::Negative)
         }
     }
 }
@@ -164,12 +164,12 @@ enum Catalog {
 }
 
 impl Catalog {
-    fn load(source: &Source) -> Result<Catalog, String> {
+    fn load(source: &Source) -> anyhow::Result<Catalog> {
         match &source.configs {
             None => Ok(Catalog::Embedded),
             Some(dir) => compiler::compile(dir)
                 .map(Catalog::Compiled)
-                .map_err(|diags| format!("{} is invalid:\n{diags}", dir.display())),
+                .map_err(|diags| anyhow!("{} is invalid:\n{diags}", dir.display())),
         }
     }
 
@@ -181,7 +181,7 @@ impl Catalog {
         }
     }
 
-    fn get(&self, name: &str) -> Result<&Flavor, String> {
+    fn get(&self, name: &str) -> anyhow::Result<&Flavor> {
         let found = match self {
             Catalog::Embedded => flavor::lookup(name),
             Catalog::Compiled(list) => list.iter().find(|f| f.name == name),
@@ -190,7 +190,7 @@ impl Catalog {
             let all = self.all();
             let names: Vec<&str> = all.iter().map(|f| f.name.as_ref()).collect();
             let hint = compiler::nearest(name, &names).map(|n| format!(" (did you mean `{n}`?)")).unwrap_or_default();
-            format!("no flavor named `{name}`{hint}; flavors: {}", names.join(", "))
+            anyhow!("no flavor named `{name}`{hint}; flavors: {}", names.join(", "))
         })
     }
 }

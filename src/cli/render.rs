@@ -1,11 +1,10 @@
 //! `mvgen render`: prints exactly what would be sent upstream for a request, through the same
 //! `prompts` code the server uses.
 
-use std::process::ExitCode;
-
 use clap::Subcommand;
 use serde_json::{Value, json};
 
+use super::Outcome;
 use crate::api::inputs::{optional, text};
 use crate::compiler::template::Template;
 use crate::compiler::{
@@ -72,15 +71,15 @@ pub enum RenderWhat {
 }
 
 /// Prints the prompt exactly as sent (no added newline), or the JSON form.
-pub fn render(flavor: &Flavor, what: RenderWhat, json: bool) -> Result<ExitCode, String> {
-    let (prompt, parameters) = plan(flavor, what)?;
+pub fn render(flavor: &Flavor, what: RenderWhat, json: bool) -> anyhow::Result<Outcome> {
+    let (prompt, parameters) = plan(flavor, what).map_err(anyhow::Error::msg)?;
     if json {
         let out: Value = json!({ "flavor": flavor.name, "prompt": prompt, "parameters": parameters });
-        outln!("{out}");
+        outln!("{out}")?;
     } else {
-        out!("{prompt}");
+        out!("{prompt}")?;
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Outcome::Success)
 }
 
 /// The prompt and parameters sent upstream for `what`, through the server's own `prompts` plans and

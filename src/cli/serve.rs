@@ -3,9 +3,11 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::ExitCode;
 use std::sync::Arc;
 
+use anyhow::{Context as _, anyhow};
+
+use super::{NegativeAnswer, Outcome};
 use crate::api::AppState;
 use crate::live_configs::{FlavorSource, LiveConfigs, StartError};
 use crate::providers::{ProviderConfig, Providers};
@@ -13,46 +15,40 @@ use crate::server::{self, Settings};
 use crate::serving;
 use crate::storage::LocalStorage;
 
-pub fn serve(addr: Option<SocketAddr>, configs: Option<&Path>) -> ExitCode {
-    let settings = match Settings::from_env(addr) {
-        Ok(s) => s,
-        Err(e) => return fail(&format!("invalid settings: {e}")),
-    };
+/// Serves until a signal. A drain that had to cut requests is a negative answer (exit 1), for the
+/// supervisor; anything that stops the server from starting is an error.
+pub fn serve(addr: Option<SocketAddr>, configs: Option<&Path>) -> anyhow::Result<Outcome> {
+    let settings = Settings::from_env(addr).context("invalid settings")?;
     init_logging(settings.log_json);
-    let flavors = match configs.map(LiveConfigs::open).transpose() {
-        Ok(None) => FlavorSource::Embedded,
-        Ok(Some(live)) => FlavorSource::Live(live),
-        Err(StartError::Unusable(e)) => return fail(&e),
-        Err(StartError::Invalid(diags)) => {
+    let flavors = match configs {
+        None => FlavorSource::Embedded,
+        Some(dir) => FlavorSource::Live(open_configs(dir)?),
+    };
+    let provider_config = ProviderConfig::from_env().context("invalid provider settings")?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    let drained = runtime.block_on(run(settings, provider_config, flavors))?;
+    // The drain deadline or a second signal cut connections: say so to the supervisor.
+    Ok(if drained.connections_cut == 0 { Outcome::Success } else { Outcome::Negative })
+}
+
+/// `--configs DIR`: unusable is an error (exit 2); a tree that does not compile prints its
+/// diagnostics and is a negative answer (exit 1), as with `mvgen check`.
+fn open_configs(dir: &Path) -> anyhow::Result<Arc<LiveConfigs>> {
+    LiveConfigs::open(dir).map_err(|e| match e {
+        StartError::Unusable(why) => anyhow!(why),
+        StartError::Invalid(diags) => {
             eprintln!("{diags}");
-            eprintln!(
-                "mvgen: --configs {}: does not compile; nothing to serve",
-                configs.unwrap_or(Path::new("")).display()
-            );
-            return ExitCode::from(1);
+            NegativeAnswer(format!("--configs {}: does not compile; nothing to serve", dir.display())).into()
         }
-    };
-    let provider_config = match ProviderConfig::from_env() {
-        Ok(c) => c,
-        Err(e) => return fail(&format!("invalid provider settings: {e}")),
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
-    };
-    match runtime.block_on(run(settings, provider_config, flavors)) {
-        Ok(drained) if drained.connections_cut == 0 => ExitCode::SUCCESS,
-        // The drain deadline or a second signal cut connections: say so to the supervisor.
-        Ok(_) => ExitCode::FAILURE,
-        Err(e) => fail(&e),
-    }
+    })
 }
 
 async fn run(
     settings: Settings,
     provider_config: ProviderConfig,
     flavors: FlavorSource,
-) -> Result<serving::Drained, String> {
+) -> anyhow::Result<serving::Drained> {
     let providers = Providers::from_config(&provider_config)?;
     tracing::info!(providers = %providers.summary(), "providers ready");
     let names = flavors.names();
@@ -69,8 +65,8 @@ async fn run(
         let source = if matches!(flavors, FlavorSource::Live(_)) { "live" } else { "embedded" };
         tracing::info!(count = names.len(), flavors = %names.join(", "), "debug mode: {source} config flavors");
     }
-    let listener = serving::bind(settings.addr).map_err(|e| format!("cannot listen on {}: {e}", settings.addr))?;
-    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let listener = serving::bind(settings.addr).with_context(|| format!("cannot listen on {}", settings.addr))?;
+    let local = listener.local_addr()?;
     let storage = LocalStorage::new(&settings.output_dir);
     match storage.remove_stale_partials() {
         Ok(0) => {}
@@ -106,9 +102,7 @@ async fn run(
     if let Some(handle) = settings.metrics.then(crate::telemetry::install).flatten() {
         tokio::spawn(crate::telemetry::upkeep(handle));
     }
-    serving::serve(listener, router, settings.connections, serving::signals::listen())
-        .await
-        .map_err(|e| format!("server error: {e}"))
+    serving::serve(listener, router, settings.connections, serving::signals::listen()).await.context("server error")
 }
 
 /// `RUST_LOG` filters (default `info`); `MVGEN_LOG_FORMAT=json` writes JSON lines.
@@ -123,9 +117,4 @@ fn init_logging(json: bool) {
     } else {
         builder.init();
     }
-}
-
-fn fail(message: &str) -> ExitCode {
-    eprintln!("mvgen: {message}");
-    ExitCode::from(2)
 }

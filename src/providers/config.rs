@@ -7,6 +7,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use anyhow::{Context as _, anyhow, bail};
+
 /// Default Gemini endpoint (Generative Language API).
 pub const DEFAULT_GEMINI_BASE_URL: &str = "https://generativelanguage.googleapis.com";
 /// Default Replicate endpoint.
@@ -120,40 +122,37 @@ impl Default for ProviderConfig {
 
 impl ProviderConfig {
     /// Reads the process environment (see the table on [`ProviderConfig`]).
-    pub fn from_env() -> Result<Self, String> {
+    pub fn from_env() -> anyhow::Result<Self> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
     /// Reads settings through `lookup` instead of the process environment, so tests need not
     /// mutate global state.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
         let text = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
         let defaults = ProviderConfig::default();
-        let secs = |name: &str, default: Duration| -> Result<Duration, String> {
+        let secs = |name: &str, default: Duration| -> anyhow::Result<Duration> {
             match text(name) {
                 None => Ok(default),
-                Some(v) => parse_secs(&v).ok_or_else(|| format!("{name}={v:?} is not a number of seconds")),
+                Some(v) => parse_secs(&v).ok_or_else(|| anyhow!("{name}={v:?} is not a number of seconds")),
             }
         };
-        let int = |name: &str, default: u64| -> Result<u64, String> {
+        let int = |name: &str, default: u64| -> anyhow::Result<u64> {
             match text(name) {
                 None => Ok(default),
-                Some(v) => v.parse::<u64>().map_err(|_| format!("{name}={v:?} is not a whole number")),
+                Some(v) => v.parse::<u64>().map_err(|_| anyhow!("{name}={v:?} is not a whole number")),
             }
         };
 
         let force_mock = match text("MV_PROVIDER").as_deref().map(str::to_ascii_lowercase).as_deref() {
             None | Some("auto") => false,
             Some("mock") => true,
-            Some(other) => return Err(format!("MV_PROVIDER={other:?}: expected \"mock\" or \"auto\"")),
+            Some(other) => bail!("MV_PROVIDER={other:?}: expected \"mock\" or \"auto\""),
         };
         let max_attempts = int("MV_RETRY_MAX_ATTEMPTS", u64::from(defaults.retry.max_attempts))?;
         let replicate_wait = secs("MV_REPLICATE_WAIT_SECS", defaults.replicate_wait)?;
         if replicate_wait > MAX_PREFER_WAIT {
-            return Err(format!(
-                "MV_REPLICATE_WAIT_SECS={}: Replicate allows at most 60",
-                replicate_wait.as_secs_f64()
-            ));
+            bail!("MV_REPLICATE_WAIT_SECS={}: Replicate allows at most 60", replicate_wait.as_secs_f64());
         }
 
         let config = ProviderConfig {
@@ -183,7 +182,7 @@ impl ProviderConfig {
     }
 
     /// Rejects values the clients could not work with, naming the setting.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> anyhow::Result<()> {
         check_base_url("GEMINI_BASE_URL", &self.gemini_base_url)?;
         check_base_url("REPLICATE_BASE_URL", &self.replicate_base_url)?;
         let positive = [
@@ -197,7 +196,7 @@ impl ProviderConfig {
         ];
         for (name, value) in positive {
             if value.is_zero() {
-                return Err(format!("{name} must be greater than zero"));
+                bail!("{name} must be greater than zero");
             }
         }
         // Deadlines are added to `Instant::now()`; an absurd value would overflow and panic there.
@@ -208,11 +207,11 @@ impl ProviderConfig {
         ];
         for (name, value) in positive.into_iter().chain(bounded) {
             if value > MAX_DURATION {
-                return Err(format!("{name}: at most {} seconds (a day)", MAX_DURATION.as_secs()));
+                bail!("{name}: at most {} seconds (a day)", MAX_DURATION.as_secs());
             }
         }
         if !(1..=10).contains(&self.retry.max_attempts) {
-            return Err(format!("MV_RETRY_MAX_ATTEMPTS={}: expected 1..=10", self.retry.max_attempts));
+            bail!("MV_RETRY_MAX_ATTEMPTS={}: expected 1..=10", self.retry.max_attempts);
         }
         Ok(())
     }
@@ -265,13 +264,13 @@ pub(crate) fn parse_secs(text: &str) -> Option<Duration> {
     Duration::try_from_secs_f64(secs).ok()
 }
 
-fn check_base_url(name: &str, value: &str) -> Result<(), String> {
-    let url = reqwest::Url::parse(value).map_err(|e| format!("{name}={value:?} is not a URL: {e}"))?;
+fn check_base_url(name: &str, value: &str) -> anyhow::Result<()> {
+    let url = reqwest::Url::parse(value).with_context(|| format!("{name}={value:?} is not a URL"))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(format!("{name}={value:?}: expected an http(s) URL with a host"));
+        bail!("{name}={value:?}: expected an http(s) URL with a host");
     }
     if url.query().is_some() || url.fragment().is_some() {
-        return Err(format!("{name}={value:?}: a base URL takes no query or fragment"));
+        bail!("{name}={value:?}: a base URL takes no query or fragment");
     }
     Ok(())
 }
@@ -283,7 +282,7 @@ mod tests {
 
     fn from(pairs: &[(&str, &str)]) -> Result<ProviderConfig, String> {
         let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        ProviderConfig::from_lookup(|name| map.get(name).cloned())
+        ProviderConfig::from_lookup(|name| map.get(name).cloned()).map_err(|e| format!("{e:#}"))
     }
 
     #[test]

@@ -215,23 +215,24 @@ impl Providers {
     /// Real providers where `config` has a key (Gemini key: scenes and `backend: "gemini"` videos;
     /// Replicate token: images and videos), the offline mocks elsewhere or everywhere when `config.force_mock` is set.
     /// Fails when the settings are unusable or the HTTP client cannot be set up.
-    pub fn from_config(config: &ProviderConfig) -> Result<Providers, String> {
+    pub fn from_config(config: &ProviderConfig) -> anyhow::Result<Providers> {
         config.check()?;
         let mock = Providers::mock();
         if config.gemini_key().is_none() && config.replicate_token().is_none() {
             return Ok(mock);
         }
-        let client = http::build_client(config)?;
+        // The clients' constructors keep their plain-text errors; this is where they meet the edge.
+        let client = http::build_client(config).map_err(anyhow::Error::msg)?;
         let (scenes, gemini_videos): (Arc<dyn SceneWriter>, Arc<dyn VideoMaker>) = match config.gemini_key() {
             Some(_) => (
-                Arc::new(gemini::GeminiClient::new(config, client.clone())?),
-                Arc::new(gemini_video::GeminiVideoClient::new(config, client.clone())?),
+                Arc::new(gemini::GeminiClient::new(config, client.clone()).map_err(anyhow::Error::msg)?),
+                Arc::new(gemini_video::GeminiVideoClient::new(config, client.clone()).map_err(anyhow::Error::msg)?),
             ),
             None => (mock.scenes, mock.gemini_videos),
         };
         let (images, videos): (Arc<dyn ImageMaker>, Arc<dyn VideoMaker>) = match config.replicate_token() {
             Some(_) => {
-                let replicate = Arc::new(replicate::ReplicateClient::new(config, client)?);
+                let replicate = Arc::new(replicate::ReplicateClient::new(config, client).map_err(anyhow::Error::msg)?);
                 (replicate.clone(), replicate)
             }
             None => (mock.images, mock.videos),

@@ -70,22 +70,22 @@ impl Default for Limits {
 }
 
 impl Limits {
-    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Limits, String> {
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> anyhow::Result<Limits> {
         let defaults = Limits::default();
-        let secs = |name: &str, default: Duration, zero_ok: bool| -> Result<Duration, String> {
+        let secs = |name: &str, default: Duration, zero_ok: bool| -> anyhow::Result<Duration> {
             let Some(text) = var(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) else {
                 return Ok(default);
             };
             match crate::providers::config::parse_secs(&text) {
                 Some(d) if zero_ok || !d.is_zero() => Ok(d),
-                _ => Err(format!("{name}={text:?} is not a positive number of seconds")),
+                _ => Err(anyhow::anyhow!("{name}={text:?} is not a positive number of seconds")),
             }
         };
         let max_connections = match var("MVGEN_MAX_CONNECTIONS").map(|v| v.trim().to_owned()) {
             None => None,
             Some(text) => match text.parse::<usize>() {
                 Ok(n) if n > 0 => Some(n),
-                _ => return Err(format!("MVGEN_MAX_CONNECTIONS={text:?} is not a positive whole number")),
+                _ => anyhow::bail!("MVGEN_MAX_CONNECTIONS={text:?} is not a positive whole number"),
             },
         };
         Ok(Limits {
@@ -227,6 +227,7 @@ mod tests {
 
     fn limits(vars: &[(&str, &str)]) -> Result<Limits, String> {
         Limits::from_vars(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned()))
+            .map_err(|e| format!("{e:#}"))
     }
 
     #[test]

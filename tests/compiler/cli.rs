@@ -207,3 +207,38 @@ fn a_reader_that_goes_away_is_not_an_error() {
     let status = child.wait().expect("wait for mvgen");
     assert_eq!((status.code(), err.as_str()), (Some(0), ""), "like `mvgen render ... | head`");
 }
+
+/// `main` decides every exit code and prints every error, once, as `mvgen: ` and the whole cause:
+/// the commands that are not about configs follow the same contract as `check` and `diff`.
+#[test]
+fn every_command_shares_one_exit_code_contract() {
+    let run = |args: &[&str], env: &[(&str, &str)], stdout: Stdio| {
+        let out = Command::new(MVGEN)
+            .args(args)
+            .env_remove("MVGEN_ADDR")
+            .env_remove("PORT")
+            .envs(env.iter().copied())
+            .stdout(stdout)
+            .output()
+            .expect("run mvgen");
+        (out.status.code(), stderr(&out))
+    };
+    let one_line = |err: &str, start: &str| err.starts_with(start) && err.lines().count() == 1;
+
+    // Nothing listens on a port just freed: a negative answer, exit 1.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let addr = format!("127.0.0.1:{port}");
+    let (code, err) = run(&["healthcheck", "--addr", &addr], &[], Stdio::null());
+    assert!(code == Some(1) && one_line(&err, &format!("mvgen: health check of {addr} failed: ")), "{code:?} {err}");
+
+    // Settings it cannot use: exit 2, naming the setting.
+    let (code, err) = run(&["healthcheck"], &[("PORT", "x")], Stdio::null());
+    assert!(code == Some(2) && one_line(&err, "mvgen: invalid settings: PORT=\"x\": "), "{code:?} {err}");
+    let (code, err) = run(&["serve", "--addr", "127.0.0.1:0"], &[("MV_PROVIDER", "bogus")], Stdio::null());
+    assert!(code == Some(2) && one_line(&err, "mvgen: invalid provider settings: MV_PROVIDER="), "{code:?} {err}");
+
+    // A full disk is an I/O error (exit 2); only a reader that went away is not an error.
+    let full = std::fs::File::create("/dev/full").expect("/dev/full");
+    let (code, err) = run(&["show", "default"], &[], Stdio::from(full));
+    assert!(code == Some(2) && one_line(&err, "mvgen: cannot write to stdout: "), "{code:?} {err}");
+}

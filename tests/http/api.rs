@@ -1,7 +1,7 @@
 //! The HTTP API through `app(state).oneshot(..)`: no socket, recording providers defined below, a
-//! temporary output directory. Real provider clients against fake upstreams live in tests/e2e.rs.
+//! temporary output directory. Real provider clients against fake upstreams live in tests/e2e/.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::Duration;

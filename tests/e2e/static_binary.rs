@@ -12,7 +12,7 @@
 
 #![cfg(all(target_os = "linux", target_arch = "x86_64"))]
 
-mod support;
+use crate::support;
 
 use std::fs;
 use std::io::Write as _;

@@ -3,7 +3,7 @@
 //! bounded labels, the endpoint is keyed like the API, and request ids are kept or replaced, echoed,
 //! put in error bodies and in every JSON log line of the request.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -3,7 +3,7 @@
 //! prints for the same flavor and inputs. Also the binary itself: startup, debug logs, no leaked
 //! keys, graceful shutdown.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 use std::sync::Arc;

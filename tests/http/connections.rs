@@ -5,7 +5,7 @@
 //!
 //! Every timeout here is set to a second or two, so each test takes a few seconds, not minutes.
 
-mod support;
+use crate::support;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;

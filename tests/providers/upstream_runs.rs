@@ -6,7 +6,7 @@
 //!
 //! Every test runs against both polled providers through [`Upstream`], so the two stay alike.
 
-mod support;
+use crate::support;
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -2,7 +2,7 @@
 //! a broken edit keeps the last good flavors and says why, a fix recovers, a deleted directory is
 //! survived, and a missing one is refused at startup.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::Command;

@@ -2,7 +2,7 @@
 //! error body naming the field, never a 5xx, and the server must stay healthy afterwards. Cases
 //! that are odd but valid (strange flavor names, braces in user text) must succeed.
 
-mod support;
+use crate::support;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};

@@ -2,7 +2,7 @@
 //! a clear StorageError, leaves no file under a final name, and the server keeps serving;
 //! concurrent generations each get their own file.
 
-mod support;
+use crate::support;
 
 use std::collections::HashSet;
 use std::sync::Arc;

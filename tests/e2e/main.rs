@@ -1,0 +1,20 @@
+//! End to end: the real `mvgen` binary (or the real server with the real provider clients), against
+//! fake upstreams on 127.0.0.1. One test binary, one module per concern.
+//!
+//! Belongs here: whole runs that cross the server, the provider clients and the process itself
+//! (`server`: what upstream receives equals `mvgen render`, startup, logs, shutdown;
+//! `live_configs`: `serve --configs DIR`; `mixed_flavors`: many parallel requests across flavors,
+//! plus the 10 000-request load run behind `MVGEN_LOAD_TEST=1`; `static_binary`: the static build
+//! in an empty root). A feature that spans a request from client to upstream and back, such as a
+//! job resumed after a restart, goes here; HTTP-only behaviour in `tests/http/`, one client
+//! against its fake in `tests/providers/`.
+//!
+//! One binary per area, so the crate is linked once per area rather than once per file.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod live_configs;
+mod mixed_flavors;
+mod server;
+mod static_binary;
