@@ -19,7 +19,7 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::ValidPath;
 use super::send_file::send_file;
-use super::video::VideoRecord;
+use crate::generation::video::VideoRecord;
 use crate::storage::Kind;
 
 #[utoipa::path(
