@@ -1,18 +1,16 @@
 //! The MV HTTP API under `/api/mv`: the route table. One file per endpoint area; the generation
 //! endpoints are one line each over [`crate::generation`].
 
-mod character;
 pub(crate) mod debug_log;
 pub mod error;
 pub mod extract;
 mod files;
 mod flavors;
+mod generate;
 pub mod limits;
 pub mod openapi;
-mod scenes;
 mod send_file;
 mod state;
-mod video;
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -27,9 +25,9 @@ pub use crate::generation::scenes::{CreateScenesBody, CreateScenesResponse, Outp
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/mv/get_config_flavors", get(flavors::get_config_flavors))
-        .route("/api/mv/create_scenes", post(scenes::create_scenes))
-        .route("/api/mv/generate_character_reference", post(character::generate_character_reference))
-        .route("/api/mv/generate_video", post(video::generate_video))
+        .route("/api/mv/create_scenes", post(generate::create_scenes))
+        .route("/api/mv/generate_character_reference", post(generate::generate_character_reference))
+        .route("/api/mv/generate_video", post(generate::generate_video))
         .route("/api/mv/get_character_reference/{id}", get(files::get_character_reference))
         .route("/api/mv/get_video/{id}", get(files::get_video))
         .route("/api/mv/get_video/{id}/info", get(files::get_video_info))

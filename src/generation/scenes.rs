@@ -217,3 +217,46 @@ async fn store_scenes(run: Run<'_>, scenes: &[Scene], metadata: &ScenesMetadata)
     let id = run.state.storage.put(Kind::Scenes, "application/json", &json).await?;
     Ok(OutputFiles { json: format!("/api/mv/get_scenes/{id}"), markdown: format!("/api/mv/get_scenes/{id}/markdown") })
 }
+
+/// The parts of a stored scenes file the Markdown view shows.
+#[derive(serde::Deserialize)]
+struct StoredScenes {
+    scenes: Vec<Scene>,
+    metadata: StoredMetadata,
+}
+
+#[derive(serde::Deserialize)]
+struct StoredMetadata {
+    idea: String,
+    model_used: String,
+    generation_timestamp: String,
+    config_flavor: StoredFlavor,
+}
+
+#[derive(serde::Deserialize)]
+struct StoredFlavor {
+    used: String,
+}
+
+/// A stored scenes file as a Markdown document for people: the idea as the title, one section per
+/// scene. `None` when the file is not one create_scenes wrote.
+pub fn markdown(stored: &[u8]) -> Option<String> {
+    let StoredScenes { scenes, metadata } = serde_json::from_slice(stored).ok()?;
+    let mut out = format!(
+        "# Scenes: {}\n\n{} scenes, flavor `{}`, written by {} at {}.\n",
+        metadata.idea,
+        scenes.len(),
+        metadata.config_flavor.used,
+        metadata.model_used,
+        metadata.generation_timestamp
+    );
+    for (i, scene) in scenes.iter().enumerate() {
+        out.push_str(&format!(
+            "\n## Scene {}\n\n{}\n\n**Avoid:** {}\n",
+            i + 1,
+            scene.description,
+            scene.negative_description
+        ));
+    }
+    Some(out)
+}
