@@ -11,6 +11,8 @@
 //! - [`flavor`]: the embedded table and the per-request choice of flavor; [`live_configs`]: the
 //!   table compiled from a watched directory instead (`mvgen serve --configs DIR`).
 //! - [`prompts`]: turns a flavor plus request inputs into exactly what is sent upstream.
+//! - [`generation`]: one type per generation kind (validated input, serialisable plan, provider
+//!   call) and the one driver that runs them for the endpoints, `mvgen render` and jobs.
 //! - [`api`]: the `/api/mv` handlers; [`server`] wires them with auth ([`api_keys`]) and CORS; [`serving`] runs the
 //!   connections (timeouts, connection cap, bounded shutdown drain).
 //! - [`providers`]: Gemini, Replicate and the offline mock; [`storage`]: generated files on disk.
@@ -26,6 +28,7 @@ pub mod background;
 pub mod cli;
 pub mod compiler;
 pub mod flavor;
+pub mod generation;
 pub mod jobs;
 pub mod json_schema;
 pub mod live_configs;

@@ -19,7 +19,7 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::ValidPath;
 use super::send_file::send_file;
-use super::video::VideoRecord;
+use crate::generation::video::VideoRecord;
 use crate::storage::Kind;
 
 #[utoipa::path(
@@ -113,7 +113,7 @@ pub async fn get_scenes_markdown(
     let mut opened = state.storage.open(Kind::Scenes, &id).await?;
     let mut bytes = Vec::with_capacity(usize::try_from(opened.len).unwrap_or(0));
     opened.file.read_to_end(&mut bytes).await.map_err(crate::storage::StorageError::from)?;
-    let text = super::scenes::markdown(&bytes)
+    let text = crate::generation::scenes::markdown(&bytes)
         .ok_or_else(|| ApiError::internal(format!("stored scenes {id} could not be read back")))?;
     Ok(([(header::CONTENT_TYPE, "text/markdown; charset=utf-8")], text).into_response())
 }

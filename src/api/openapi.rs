@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use utoipa::OpenApi;
 
-use super::{AppState, character, error, files, flavors, scenes, video};
+use super::{AppState, error, files, flavors, generate};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,9 +20,9 @@ use super::{AppState, character, error, files, flavors, scenes, video};
         crate::server::health,
         crate::telemetry::metrics_text,
         flavors::get_config_flavors,
-        scenes::create_scenes,
-        character::generate_character_reference,
-        video::generate_video,
+        generate::create_scenes,
+        generate::generate_character_reference,
+        generate::generate_video,
         files::get_character_reference,
         files::get_video,
         files::get_video_info,

@@ -28,7 +28,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// What the scene writer is asked. The structured fields are what the prompt was rendered from;
 /// real providers send only `prompt`, the mock builds its scenes from them.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct SceneRequest {
     pub model: String,
     pub prompt: String,
@@ -49,7 +49,7 @@ pub struct Scene {
 }
 
 /// One image to draw. Enum values are already their wire spellings.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct ImageRequest {
     pub model: String,
     pub prompt: String,
@@ -62,7 +62,7 @@ pub struct ImageRequest {
 }
 
 /// One video to render.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct VideoRequest {
     pub model: String,
     pub prompt: String,
@@ -72,7 +72,9 @@ pub struct VideoRequest {
     pub person_generation: String,
     pub negative_prompt: Option<String>,
     pub seed: Option<i64>,
-    /// The picked character reference, sent to the model for subject consistency.
+    /// The picked character reference, sent to the model for subject consistency. Not part of a
+    /// stored plan: a job keeps where the image comes from and reads it when it runs.
+    #[serde(skip)]
     pub reference_image: Option<Media>,
 }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
+use base64::Engine;
 use mvgen::prompts::{self, SceneInputs};
 use mvgen::providers::{ProviderError, Providers, SceneRequest};
 use serde_json::{Value, json};
@@ -1073,4 +1074,126 @@ async fn an_oversized_content_length_gets_413_with_cors_and_after_auth() {
     let keyed = TestApp::with(|s| s.api_keys = vec!["sesame".into()], |_| {});
     assert_eq!(keyed.call(oversized(None)).await.0, StatusCode::UNAUTHORIZED);
     assert_eq!(keyed.call(oversized(Some("sesame"))).await.0, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+/// What upstream received, as JSON.
+fn values<R: serde::Serialize>(requests: Vec<R>) -> Vec<Value> {
+    requests.iter().map(|r| serde_json::to_value(r).expect("serializable")).collect()
+}
+
+/// The parts of an answer that differ between any two runs: fresh ids, their URLs, clocks.
+fn without_ids_and_times(mut answer: Value) -> Value {
+    for pointer in [
+        "/output_files",
+        "/video_id",
+        "/video_url",
+        "/metadata/video_id",
+        "/metadata/generation_timestamp",
+        "/metadata/processing_time_seconds",
+    ] {
+        if let Some(v) = answer.pointer_mut(pointer) {
+            *v = Value::Null;
+        }
+    }
+    for image in answer.get_mut("images").and_then(Value::as_array_mut).into_iter().flatten() {
+        *image = json!(image["content_type"]);
+    }
+    answer
+}
+
+#[tokio::test]
+async fn a_job_planned_then_run_answers_and_asks_upstream_as_the_sync_endpoint_does() {
+    use mvgen::generation::Pipeline;
+    use mvgen::jobs::JobPipeline;
+    use mvgen::providers::RunContext;
+
+    let project = "3f2b6c1e-8f0a-4d2b-9c51-0e4f1a2b3c4d";
+    let png = base64::engine::general_purpose::STANDARD.encode(TINY_PNG);
+    let cases = [
+        (
+            "scenes",
+            "/api/mv/create_scenes",
+            json!({"idea": " a night drive ", "character_description": "a courier", "number_of_scenes": 3,
+                   "camera_angle": "low", "config_flavor": "mv1", "project_id": project}),
+        ),
+        (
+            "character_reference",
+            "/api/mv/generate_character_reference",
+            json!({"character_description": "a tall woman", "num_images": 2, "seed": 7, "aspect_ratio": "1:1"}),
+        ),
+        (
+            "video",
+            "/api/mv/generate_video",
+            json!({"prompt": "A robot walks.", "duration": 5, "backend": "gemini", "project_id": project,
+                   "sequence": 2, "reference_image_base64": png, "config_flavor": "no-such-flavor"}),
+        ),
+    ];
+    for (kind, uri, body) in cases {
+        let t = TestApp::new();
+        let (status, headers, sync) = t.post_full(uri, &body).await;
+        assert_eq!(status, StatusCode::OK, "{kind}: {sync}");
+        let pipeline = Pipeline::new(t.state.clone());
+        let planned = pipeline.plan(kind, body.clone()).await.expect("a valid input plans");
+        assert_eq!(planned.config_flavor, sync["metadata"]["config_flavor"], "{kind}");
+        assert_eq!(headers["x-config-flavor"], planned.config_flavor["used"].as_str().expect("used"), "{kind}");
+        // Stored as JSON and read back, as the job store does.
+        let stored: Value = serde_json::from_str(&planned.plan.to_string()).expect("the plan is JSON");
+        let job = pipeline.run(kind, &stored, RunContext::detached()).await.expect("the plan runs");
+        assert_eq!(without_ids_and_times(job), without_ids_and_times(sync.clone()), "{kind}");
+
+        let upstream = |requests: Vec<Value>| {
+            assert_eq!(requests.len() % 2, 0, "{kind}: the sync run and the job asked alike");
+            let (a, b) = requests.split_at(requests.len() / 2);
+            assert_eq!(a, b, "{kind}: the job sent upstream what the sync endpoint sent");
+        };
+        match kind {
+            "scenes" => upstream(values(t.scenes.received())),
+            "character_reference" => upstream(values(t.images.received())),
+            _ => {
+                let videos = t.gemini_videos.received();
+                upstream(values(videos.clone()));
+                let references: Vec<_> = videos.iter().map(|v| v.reference_image.clone()).collect();
+                assert_eq!(references[0].as_ref().map(|m| m.bytes.as_slice()), Some(TINY_PNG));
+                assert_eq!(references[0], references[1], "the uploaded reference went with the plan");
+                assert_eq!((planned.project_id.as_deref(), planned.sequence), (Some(project), Some(2)));
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_job_input_is_refused_as_the_sync_endpoint_refuses_it() {
+    use mvgen::generation::Pipeline;
+    use mvgen::jobs::JobPipeline;
+
+    let t = TestApp::with(|s| s.strict_flavors = true, |_| {});
+    let pipeline = Pipeline::new(t.state.clone());
+    for (kind, uri, body) in [
+        ("scenes", "/api/mv/create_scenes", json!({"idea": "  ", "character_description": "c"})),
+        ("scenes", "/api/mv/create_scenes", json!({"idea": "i", "character_description": "c", "extra": 1})),
+        ("scenes", "/api/mv/create_scenes", json!({"idea": "i", "character_description": "c", "config_flavor": "x"})),
+        (
+            "character_reference",
+            "/api/mv/generate_character_reference",
+            json!({"character_description": "c", "num_images": 5}),
+        ),
+        ("video", "/api/mv/generate_video", json!({"prompt": "p", "backend": "vertex"})),
+        (
+            "video",
+            "/api/mv/generate_video",
+            json!({"prompt": "p", "project_id": "3f2b6c1e-8f0a-4d2b-9c51-0e4f1a2b3c4d"}),
+        ),
+    ] {
+        let (status, sync) = t.post(uri, &body).await;
+        let err = pipeline.plan(kind, body.clone()).await.expect_err("refused");
+        assert_eq!(err.status, status, "{body}");
+        assert_eq!(
+            (json!(err.kind), json!(err.message), err.details),
+            (sync["detail"]["error"].clone(), sync["detail"]["message"].clone(), sync["detail"]["details"].clone()),
+            "{body}"
+        );
+    }
+    let err = pipeline.plan("song", json!({})).await.expect_err("no such kind");
+    assert_eq!((err.status, err.details), (StatusCode::BAD_REQUEST, json!("kind")));
+    assert!(t.scenes.received().is_empty() && t.images.received().is_empty() && t.videos.received().is_empty());
 }

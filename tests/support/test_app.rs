@@ -103,6 +103,8 @@ pub struct TestApp {
     pub output_dir: std::path::PathBuf,
     /// The app's generation slots, so a test can hold some.
     pub generations: mvgen::api::limits::GenerationSlots,
+    /// The state the router serves, so a test can drive the same app without HTTP (jobs).
+    pub state: AppState,
     /// Removes the output directory when the test ends.
     _dir: tempfile::TempDir,
 }
@@ -137,8 +139,18 @@ impl TestApp {
             generations: generations.clone(),
             flavors: Default::default(),
         };
-        let router = app(state, &s);
-        TestApp { router, scenes, images, videos, gemini_videos, output_dir: s.output_dir, generations, _dir: dir }
+        let router = app(state.clone(), &s);
+        TestApp {
+            router,
+            scenes,
+            images,
+            videos,
+            gemini_videos,
+            output_dir: s.output_dir,
+            generations,
+            state,
+            _dir: dir,
+        }
     }
 
     pub async fn send(&self, req: axum::http::request::Builder) -> (StatusCode, Value) {

@@ -1,12 +1,14 @@
 //! Request values as the service mvgen replaces read them, so the same request sends the same bytes
 //! upstream: every string stripped of surrounding whitespace (Python's `str.strip`), an optional
-//! value that is `null`, `""` or only whitespace meaning "not given". Also the fields that came
-//! from that service: `project_id`, `sequence` and `reference_image_base64`.
+//! value that is `null`, `""` or only whitespace meaning "not given". The checks every kind's
+//! `validate` shares (required text, ranges, choices, seeds), and the fields that came from that
+//! service: `project_id`, `sequence` and `reference_image_base64`.
 
 use base64::Engine;
 use serde_json::json;
 
-use super::error::ApiError;
+use crate::api::error::ApiError;
+use crate::compiler::Choice;
 use crate::prompts::py_strip;
 use crate::providers::{Media, sniff_media_type};
 
@@ -21,6 +23,42 @@ pub fn text(value: String) -> String {
 /// An optional string, stripped; empty after stripping is "not given".
 pub fn optional(value: Option<String>) -> Option<String> {
     value.map(text).filter(|s| !s.is_empty())
+}
+
+/// A required text field: present and not blank.
+pub fn required(field: &str, value: &str) -> Result<(), ApiError> {
+    if value.trim().is_empty() { Err(ApiError::invalid(field, "must not be empty")) } else { Ok(()) }
+}
+
+/// An optional integer field within `min..=max`.
+pub fn in_range(field: &str, value: Option<i64>, (min, max): (u32, u32)) -> Result<Option<u32>, ApiError> {
+    match value {
+        None => Ok(None),
+        Some(v) if (i64::from(min)..=i64::from(max)).contains(&v) => {
+            u32::try_from(v).map(Some).map_err(|_| ApiError::invalid(field, format!("must be in {min}..={max}")))
+        }
+        Some(v) => Err(ApiError::invalid(field, format!("must be in {min}..={max}, got {v}"))),
+    }
+}
+
+/// An optional enum field given as its wire spelling.
+pub fn choice<T: Choice>(field: &str, value: Option<&str>) -> Result<Option<T>, ApiError> {
+    match value {
+        None => Ok(None),
+        Some(s) => T::parse(s)
+            .map(Some)
+            .ok_or_else(|| ApiError::invalid(field, format!("expected one of {}, got {s:?}", T::spellings()))),
+    }
+}
+
+/// The same check for `mvgen render`'s arguments, so clap refuses a bad spelling as it parses.
+pub fn spelling<T: Choice>(s: &str) -> Result<String, String> {
+    T::parse(s).map(|_| s.to_string()).ok_or_else(|| format!("expected one of {}", T::spellings()))
+}
+
+/// Seeds are passed to the models as unsigned 32-bit integers.
+pub fn seed(value: Option<i64>) -> Result<Option<i64>, ApiError> {
+    in_range("seed", value, (0, u32::MAX)).map(|s| s.map(i64::from))
 }
 
 /// `project_id`: a UUID when given, echoed back in its canonical form. Checked before any model

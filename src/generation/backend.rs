@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use serde_json::json;
 
-use super::error::ApiError;
+use crate::api::error::ApiError;
 use crate::compiler::Flavor;
 use crate::prompts::{Consumed, VideoPlan};
 use crate::providers::{Providers, VideoMaker};
@@ -16,7 +16,8 @@ use crate::providers::{Providers, VideoMaker};
 pub const SUPPORTED_BACKENDS: &str = "Supported backends: 'replicate', 'gemini'";
 
 /// Where a video is rendered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum VideoBackend {
     /// Replicate's official model from the flavor's `video_model`.
     #[default]

@@ -1,0 +1,223 @@
+//! Character reference images: full-body pictures of the main character, drawn by the image model
+//! with the flavor's prompt and parameters, one upstream run per image, each stored as it arrives.
+
+use futures_util::future::join_all;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::inputs::{choice, in_range, optional, required, seed, spelling, text};
+use super::{Generation, Run};
+use crate::api::error::ApiError;
+use crate::compiler::{AspectRatio, Choice, Flavor, OutputFormat, PersonGeneration, SafetyFilterLevel};
+use crate::prompts::{self, CharacterInputs, Consumed};
+use crate::providers::{BoxFuture, ImageRequest};
+use crate::storage::Kind;
+
+/// How many images one request may ask for; the default is the most.
+pub const NUM_IMAGES: (u32, u32) = (1, 4);
+
+/// Who to draw. Optional values default to the flavor's. Strings are stripped of surrounding
+/// whitespace; an optional string that is null, empty or blank is not given.
+#[derive(Debug, Deserialize, clap::Args, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CharacterReferenceBody {
+    /// Required, not blank.
+    #[schema(max_length = 20000, min_length = 1, pattern = r"\S")]
+    #[arg(long)]
+    pub character_description: String,
+    /// 1..=4, default 4.
+    #[schema(minimum = 1, maximum = 4)]
+    #[arg(skip)]
+    pub num_images: Option<i64>,
+    /// `1:1`, `16:9`, `9:16`, `4:3`, `3:4`.
+    #[schema(max_length = 20000)]
+    #[arg(long, value_parser = spelling::<AspectRatio>)]
+    pub aspect_ratio: Option<String>,
+    #[schema(max_length = 20000)]
+    #[arg(long, value_parser = spelling::<SafetyFilterLevel>)]
+    pub safety_filter_level: Option<String>,
+    #[schema(max_length = 20000)]
+    #[arg(long, value_parser = spelling::<PersonGeneration>)]
+    pub person_generation: Option<String>,
+    /// `png`, `jpg`, `webp`.
+    #[schema(max_length = 20000)]
+    #[arg(long, value_parser = spelling::<OutputFormat>)]
+    pub output_format: Option<String>,
+    #[schema(max_length = 20000)]
+    #[arg(long)]
+    pub negative_prompt: Option<String>,
+    /// 0..=4294967295.
+    #[schema(minimum = 0, maximum = 4294967295_i64)]
+    #[arg(long, value_parser = clap::value_parser!(i64).range(0..=i64::from(u32::MAX)))]
+    pub seed: Option<i64>,
+    #[schema(max_length = 20000)]
+    #[arg(skip)]
+    pub config_flavor: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CharacterReferenceResponse {
+    pub images: Vec<ImageOut>,
+    pub metadata: CharacterMetadata,
+}
+
+/// A stored image.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ImageOut {
+    pub id: String,
+    /// Where to fetch it: `/api/mv/get_character_reference/{id}`.
+    pub url: String,
+    pub content_type: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CharacterMetadata {
+    pub character_description: String,
+    pub model_used: String,
+    pub num_images_requested: u32,
+    pub num_images_generated: u32,
+    /// Why some images are missing, when fewer were generated than requested.
+    pub errors: Vec<String>,
+    #[schema(value_type = Object)]
+    pub parameters_used: serde_json::Value,
+    pub config_flavor: super::FlavorReport,
+    pub backend_used: String,
+    pub is_mock: bool,
+    /// When the images were made, RFC 3339 in UTC.
+    pub generation_timestamp: String,
+}
+
+/// A valid character reference request.
+#[derive(Debug, Clone, Default)]
+pub struct Character {
+    pub inputs: CharacterInputs,
+    pub num_images: u32,
+    pub config_flavor: Option<String>,
+}
+
+/// What the image model is sent (once per image), and what the answer reports of it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CharacterPlan {
+    pub request: ImageRequest,
+    pub num_images: u32,
+    pub character_description: String,
+    pub parameters: Value,
+}
+
+impl Generation for Character {
+    const KIND: &'static str = "character_reference";
+    type Input = CharacterReferenceBody;
+    type Plan = CharacterPlan;
+    type Answer = CharacterReferenceResponse;
+
+    fn texts(body: &CharacterReferenceBody) -> Vec<(&'static str, Option<&str>)> {
+        vec![
+            ("character_description", Some(&body.character_description)),
+            ("aspect_ratio", body.aspect_ratio.as_deref()),
+            ("safety_filter_level", body.safety_filter_level.as_deref()),
+            ("person_generation", body.person_generation.as_deref()),
+            ("output_format", body.output_format.as_deref()),
+            ("negative_prompt", body.negative_prompt.as_deref()),
+            ("config_flavor", body.config_flavor.as_deref()),
+        ]
+    }
+
+    fn validate(body: CharacterReferenceBody) -> Result<Self, ApiError> {
+        let character_description = text(body.character_description);
+        required("character_description", &character_description)?;
+        let num_images = in_range("num_images", body.num_images, NUM_IMAGES)?.unwrap_or(NUM_IMAGES.1);
+        let inputs = CharacterInputs {
+            character_description,
+            aspect_ratio: choice("aspect_ratio", optional(body.aspect_ratio).as_deref())?,
+            safety_filter_level: choice("safety_filter_level", optional(body.safety_filter_level).as_deref())?,
+            person_generation: choice("person_generation", optional(body.person_generation).as_deref())?,
+            output_format: choice("output_format", optional(body.output_format).as_deref())?,
+            negative_prompt: optional(body.negative_prompt),
+            seed: seed(body.seed)?,
+        };
+        Ok(Character { inputs, num_images, config_flavor: optional(body.config_flavor) })
+    }
+
+    fn config_flavor(&self) -> Option<&str> {
+        self.config_flavor.as_deref()
+    }
+
+    fn plan<'f>(&self, flavor: &'f Flavor) -> (CharacterPlan, Vec<Consumed<'f>>) {
+        let plan = prompts::image_plan(flavor, &self.inputs);
+        let parameters = plan.parameters();
+        let request = ImageRequest {
+            model: plan.model.to_string(),
+            prompt: plan.prompt,
+            aspect_ratio: plan.aspect_ratio.as_str().to_string(),
+            safety_filter_level: plan.safety_filter_level.as_str().to_string(),
+            person_generation: plan.person_generation.as_str().to_string(),
+            output_format: plan.output_format.as_str().to_string(),
+            negative_prompt: plan.negative_prompt,
+            seed: plan.seed,
+        };
+        let character_description = self.inputs.character_description.clone();
+        (CharacterPlan { request, num_images: self.num_images, character_description, parameters }, plan.consumed)
+    }
+
+    fn prompt(plan: &CharacterPlan) -> &str {
+        &plan.request.prompt
+    }
+
+    fn parameters(plan: &CharacterPlan) -> &Value {
+        &plan.parameters
+    }
+
+    fn run<'a>(plan: &'a CharacterPlan, run: Run<'a>) -> BoxFuture<'a, Result<CharacterReferenceResponse, ApiError>> {
+        Box::pin(async move {
+            // One prediction per image, all at once; each is stored as soon as it arrives.
+            let maker = &run.state.providers.images;
+            // With a seed, image i gets seed + i: the same seed for all would draw one picture N times.
+            let requests: Vec<ImageRequest> = (0..plan.num_images)
+                .map(|i| ImageRequest {
+                    seed: plan.request.seed.map(|s| (s + i64::from(i)) % (i64::from(u32::MAX) + 1)),
+                    ..plan.request.clone()
+                })
+                .collect();
+            let attempts = join_all(requests.iter().zip(0..).map(|(request, slot)| async move {
+                let media = run.call::<Self, _>(maker.backend(), maker.make_image(request, run.ctx.slot(slot))).await?;
+                let id = run.state.storage.put(Kind::CharacterReference, &media.content_type, &media.bytes).await?;
+                Ok::<_, ApiError>(ImageOut {
+                    url: format!("/api/mv/get_character_reference/{id}"),
+                    id,
+                    content_type: media.content_type,
+                })
+            }))
+            .await;
+            let mut images = Vec::new();
+            let mut failures = Vec::new();
+            for attempt in attempts {
+                match attempt {
+                    Ok(image) => images.push(image),
+                    Err(e) => failures.push(e),
+                }
+            }
+            if images.is_empty() {
+                // Every attempt failed: the first failure is as good an explanation as any.
+                return Err(failures
+                    .into_iter()
+                    .next()
+                    .unwrap_or_else(|| ApiError::internal("no image was generated")));
+            }
+            Ok(CharacterReferenceResponse {
+                metadata: CharacterMetadata {
+                    character_description: plan.character_description.clone(),
+                    model_used: plan.request.model.clone(),
+                    num_images_requested: plan.num_images,
+                    num_images_generated: u32::try_from(images.len()).unwrap_or(u32::MAX),
+                    errors: failures.into_iter().map(|e| e.message).collect(),
+                    parameters_used: plan.parameters.clone(),
+                    config_flavor: run.flavor.clone(),
+                    backend_used: maker.backend().to_string(),
+                    is_mock: maker.is_mock(),
+                    generation_timestamp: super::inputs::timestamp(),
+                },
+                images,
+            })
+        })
+    }
+}

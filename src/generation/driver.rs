@@ -1,0 +1,198 @@
+//! Runs any [`Generation`]: for an HTTP request while the client waits ([`respond`]), or planned
+//! now and run later by the job engine ([`Pipeline`]). Both take the same steps in the same order,
+//! so a job is validated, planned and answered exactly as the sync endpoint is.
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::character::Character;
+use super::scenes::Scenes;
+use super::video::Video;
+use super::{Generation, Run};
+use crate::api::AppState;
+use crate::api::debug_log;
+use crate::api::error::ApiError;
+use crate::api::limits::bounded_texts;
+use crate::flavor::Chosen;
+use crate::jobs::{JobPipeline, Planned};
+use crate::providers::{BoxFuture, RunContext};
+
+/// The sync endpoint of kind `G`: validate, choose the flavor, take a generation slot, plan, run,
+/// answer with the `X-Config-Flavor` headers.
+pub async fn respond<G: Generation>(state: &AppState, input: G::Input) -> Result<Response, ApiError> {
+    let request = validate::<G>(input)?;
+    let chosen = choose_flavor(state, request.config_flavor())?;
+    // Taken once the request is known to be valid: at the cap a bad request still gets its 4xx.
+    let _slot = state.generations.take()?;
+    let plan = plan(state, &request, &chosen);
+    let report = FlavorReport::from(&chosen);
+    let answer = G::run(&plan, Run { state, flavor: &report, ctx: RunContext::detached() }).await?;
+    Ok(with_flavor(&report, answer))
+}
+
+/// A body's text fields bounded in length, then its values checked.
+fn validate<G: Generation>(input: G::Input) -> Result<G, ApiError> {
+    bounded_texts(&G::texts(&input))?;
+    G::validate(input)
+}
+
+/// Which flavor served a request, as reported in `metadata.config_flavor`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct FlavorReport {
+    /// The flavor the request named, or null.
+    pub requested: Option<String>,
+    /// The flavor actually used.
+    pub used: String,
+    /// The content hash of the flavor used (12 hex digits): equal hashes, equal settings.
+    pub hash: String,
+    /// True when the requested flavor does not exist and the default was used.
+    pub fallback: bool,
+    /// Why it fell back.
+    pub reason: Option<String>,
+}
+
+impl From<&Chosen> for FlavorReport {
+    fn from(c: &Chosen) -> Self {
+        FlavorReport {
+            requested: c.requested.clone(),
+            used: c.flavor.name.to_string(),
+            hash: c.flavor.hash.to_string(),
+            fallback: c.fell_back(),
+            reason: c.fallback_reason.clone(),
+        }
+    }
+}
+
+/// Chooses the request's flavor: logs a fallback, refuses it in strict mode.
+fn choose_flavor(state: &AppState, requested: Option<&str>) -> Result<Chosen, ApiError> {
+    let chosen = state.flavors.choose(requested);
+    if let Some(reason) = &chosen.fallback_reason {
+        crate::telemetry::flavor_fallback(state.strict_flavors);
+        if state.strict_flavors {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "UnknownFlavor",
+                reason.clone(),
+                json!({ "field": "config_flavor", "available": state.flavors.names() }),
+            ));
+        }
+        tracing::warn!(used = %chosen.flavor.name, "unknown config flavor: {reason}");
+    }
+    if state.debug {
+        debug_log::chosen(&chosen);
+    }
+    Ok(chosen)
+}
+
+/// The plan for the chosen flavor, logged value by value in debug mode.
+fn plan<G: Generation>(state: &AppState, request: &G, chosen: &Chosen) -> G::Plan {
+    let (plan, consumed) = request.plan(&chosen.flavor);
+    if state.debug {
+        debug_log::plan(chosen, G::KIND, &consumed, G::prompt(&plan));
+    }
+    plan
+}
+
+/// A JSON answer carrying `X-Config-Flavor: <used>` and `X-Config-Flavor-Hash: <its hash>`.
+fn with_flavor<T: Serialize>(report: &FlavorReport, body: T) -> Response {
+    let mut response = axum::Json(body).into_response();
+    if let Ok(value) = HeaderValue::from_str(&report.used) {
+        response.headers_mut().insert("x-config-flavor", value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&report.hash) {
+        response.headers_mut().insert("x-config-flavor-hash", value);
+    }
+    response
+}
+
+/// The generation pipeline as the job engine sees it, over the same state the endpoints use.
+#[derive(Clone)]
+pub struct Pipeline {
+    state: AppState,
+}
+
+impl Pipeline {
+    pub fn new(state: AppState) -> Self {
+        Pipeline { state }
+    }
+}
+
+/// A stored plan: the kind's plan and the flavor it was made with.
+#[derive(Serialize, Deserialize)]
+struct Stored<P> {
+    config_flavor: FlavorReport,
+    plan: P,
+}
+
+/// One kind as the job engine reaches it, by name.
+struct Kind {
+    name: &'static str,
+    plan: fn(&AppState, Value) -> Result<Planned, ApiError>,
+    run: for<'a> fn(&'a AppState, &'a Value, RunContext<'a>) -> BoxFuture<'a, Result<Value, ApiError>>,
+}
+
+impl Kind {
+    const fn of<G: Generation>() -> Kind {
+        Kind { name: G::KIND, plan: plan_job::<G>, run: run_job::<G> }
+    }
+}
+
+/// Every kind a job may be.
+const KINDS: &[Kind] = &[Kind::of::<Scenes>(), Kind::of::<Character>(), Kind::of::<Video>()];
+
+fn kind(name: &str) -> Result<&'static Kind, ApiError> {
+    KINDS.iter().find(|k| k.name == name).ok_or_else(|| {
+        let names: Vec<&str> = KINDS.iter().map(|k| k.name).collect();
+        ApiError::invalid("kind", format!("expected one of {}, got {name:?}", names.join(", ")))
+    })
+}
+
+/// Validates `input` as the sync endpoint's body (the same parser, so the same 4xx), chooses the
+/// flavor and plans. No generation slot: nothing runs yet.
+fn plan_job<G: Generation>(state: &AppState, input: Value) -> Result<Planned, ApiError> {
+    let bytes = serde_json::to_vec(&input).map_err(|e| ApiError::internal(format!("the input: {e}")))?;
+    let request = validate::<G>(crate::api::extract::parse::<G::Input>(&bytes)?)?;
+    let chosen = choose_flavor(state, request.config_flavor())?;
+    let plan = plan(state, &request, &chosen);
+    let (project_id, sequence) = G::project(&plan);
+    let config_flavor = FlavorReport::from(&chosen);
+    let stored = Stored { config_flavor, plan };
+    let unserialisable = |e: serde_json::Error| ApiError::internal(format!("the plan could not be serialised: {e}"));
+    Ok(Planned {
+        config_flavor: serde_json::to_value(&stored.config_flavor).map_err(unserialisable)?,
+        plan: serde_json::to_value(&stored).map_err(unserialisable)?,
+        project_id,
+        sequence,
+    })
+}
+
+/// Runs a stored plan of kind `G` and answers as the sync endpoint does.
+fn run_job<'a, G: Generation>(
+    state: &'a AppState,
+    plan: &'a Value,
+    ctx: RunContext<'a>,
+) -> BoxFuture<'a, Result<Value, ApiError>> {
+    Box::pin(async move {
+        let stored = Stored::<G::Plan>::deserialize(plan)
+            .map_err(|e| ApiError::internal(format!("the stored plan is not a {} plan: {e}", G::KIND)))?;
+        let answer = G::run(&stored.plan, Run { state, flavor: &stored.config_flavor, ctx }).await?;
+        serde_json::to_value(answer).map_err(|e| ApiError::internal(format!("the answer: {e}")))
+    })
+}
+
+impl JobPipeline for Pipeline {
+    fn plan<'a>(&'a self, kind: &'a str, input: Value) -> BoxFuture<'a, Result<Planned, ApiError>> {
+        Box::pin(async move { (self::kind(kind)?.plan)(&self.state, input) })
+    }
+
+    fn run<'a>(
+        &'a self,
+        kind: &'a str,
+        plan: &'a Value,
+        ctx: RunContext<'a>,
+    ) -> BoxFuture<'a, Result<Value, ApiError>> {
+        Box::pin(async move { (self::kind(kind)?.run)(&self.state, plan, ctx).await })
+    }
+}

@@ -1,0 +1,262 @@
+//! Scenes: an idea in, scene descriptions out, written by the scene model with the flavor's prompt
+//! and parameters, and stored for `get_scenes`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::inputs::{self, in_range, optional, required, text};
+use super::{Generation, Run};
+use crate::api::error::ApiError;
+use crate::compiler::{Flavor, NUMBER_OF_SCENES};
+use crate::prompts::{self, Consumed, SceneInputs};
+use crate::providers::{BoxFuture, Scene, SceneRequest};
+use crate::storage::Kind;
+
+/// What to write scenes for. Optional values default to the flavor's. Strings are stripped of
+/// surrounding whitespace; an optional string that is null, empty or blank is not given.
+#[derive(Debug, Deserialize, clap::Args, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateScenesBody {
+    /// The video idea (required, not blank).
+    #[schema(max_length = 20000, min_length = 1, pattern = r"\S")]
+    #[arg(long)]
+    pub idea: String,
+    /// Who the main character is (required, not blank).
+    #[schema(max_length = 20000, min_length = 1, pattern = r"\S")]
+    #[arg(long)]
+    pub character_description: String,
+    #[schema(max_length = 20000)]
+    #[arg(long)]
+    pub character_characteristics: Option<String>,
+    /// 1..=32.
+    #[schema(minimum = 1, maximum = 32)]
+    #[arg(long, value_parser = clap::value_parser!(i64).range(i64::from(NUMBER_OF_SCENES.0)..=i64::from(NUMBER_OF_SCENES.1)))]
+    pub number_of_scenes: Option<i64>,
+    #[schema(max_length = 20000)]
+    #[arg(long)]
+    pub video_type: Option<String>,
+    #[schema(max_length = 20000)]
+    #[arg(long)]
+    pub video_characteristics: Option<String>,
+    #[schema(max_length = 20000)]
+    #[arg(long)]
+    pub camera_angle: Option<String>,
+    /// The config flavor to use; unknown names fall back to default.
+    #[schema(max_length = 20000)]
+    #[arg(skip)]
+    pub config_flavor: Option<String>,
+    /// A project UUID; echoed in `metadata.project_id` (mvgen keeps no project store).
+    #[arg(skip)]
+    pub project_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CreateScenesResponse {
+    pub scenes: Vec<SceneOut>,
+    /// The same scenes, stored for this request only (fresh ids every time).
+    pub output_files: OutputFiles,
+    pub metadata: ScenesMetadata,
+}
+
+/// Where the stored scenes can be fetched.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct OutputFiles {
+    /// `/api/mv/get_scenes/{id}`: `{"scenes": [...], "metadata": {...}}`.
+    pub json: String,
+    /// `/api/mv/get_scenes/{id}/markdown`: the same scenes as Markdown.
+    pub markdown: String,
+}
+
+/// One scene.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SceneOut {
+    pub description: String,
+    pub negative_description: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ScenesMetadata {
+    pub idea: String,
+    pub number_of_scenes: u32,
+    /// The values actually used, after flavor defaults and request overrides.
+    #[schema(value_type = Object)]
+    pub parameters_used: serde_json::Value,
+    pub config_flavor: super::FlavorReport,
+    pub backend_used: String,
+    pub model_used: String,
+    pub is_mock: bool,
+    /// When the scenes were written, RFC 3339 in UTC.
+    pub generation_timestamp: String,
+    /// The request's `project_id`, canonical UUID form, or null.
+    pub project_id: Option<String>,
+}
+
+/// A valid scenes request.
+#[derive(Debug, Clone, Default)]
+pub struct Scenes {
+    pub inputs: SceneInputs,
+    pub config_flavor: Option<String>,
+    pub project_id: Option<String>,
+}
+
+/// What the scene writer is sent, and what the answer reports of it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScenesPlan {
+    pub request: SceneRequest,
+    pub parameters: Value,
+    pub project_id: Option<String>,
+}
+
+impl Generation for Scenes {
+    const KIND: &'static str = "scenes";
+    type Input = CreateScenesBody;
+    type Plan = ScenesPlan;
+    type Answer = CreateScenesResponse;
+
+    fn texts(body: &CreateScenesBody) -> Vec<(&'static str, Option<&str>)> {
+        vec![
+            ("idea", Some(&body.idea)),
+            ("character_description", Some(&body.character_description)),
+            ("character_characteristics", body.character_characteristics.as_deref()),
+            ("video_type", body.video_type.as_deref()),
+            ("video_characteristics", body.video_characteristics.as_deref()),
+            ("camera_angle", body.camera_angle.as_deref()),
+            ("config_flavor", body.config_flavor.as_deref()),
+        ]
+    }
+
+    fn validate(body: CreateScenesBody) -> Result<Self, ApiError> {
+        let idea = text(body.idea);
+        let character_description = text(body.character_description);
+        required("idea", &idea)?;
+        required("character_description", &character_description)?;
+        let number_of_scenes = in_range("number_of_scenes", body.number_of_scenes, NUMBER_OF_SCENES)?;
+        let project_id = inputs::project_id(body.project_id)?;
+        Ok(Scenes {
+            inputs: SceneInputs {
+                idea,
+                character_description,
+                character_characteristics: optional(body.character_characteristics),
+                number_of_scenes,
+                video_type: optional(body.video_type),
+                video_characteristics: optional(body.video_characteristics),
+                camera_angle: optional(body.camera_angle),
+            },
+            config_flavor: optional(body.config_flavor),
+            project_id,
+        })
+    }
+
+    fn config_flavor(&self) -> Option<&str> {
+        self.config_flavor.as_deref()
+    }
+
+    fn plan<'f>(&self, flavor: &'f Flavor) -> (ScenesPlan, Vec<Consumed<'f>>) {
+        let plan = prompts::scene_plan(flavor, &self.inputs);
+        let parameters = plan.parameters();
+        let request = SceneRequest {
+            model: plan.model.to_string(),
+            prompt: plan.prompt,
+            number_of_scenes: plan.number_of_scenes,
+            idea: self.inputs.idea.clone(),
+            character_description: self.inputs.character_description.clone(),
+            character_characteristics: plan.character_characteristics,
+            video_type: plan.video_type,
+            video_characteristics: plan.video_characteristics,
+            camera_angle: plan.camera_angle,
+        };
+        (ScenesPlan { request, parameters, project_id: self.project_id.clone() }, plan.consumed)
+    }
+
+    fn prompt(plan: &ScenesPlan) -> &str {
+        &plan.request.prompt
+    }
+
+    fn parameters(plan: &ScenesPlan) -> &Value {
+        &plan.parameters
+    }
+
+    fn project(plan: &ScenesPlan) -> (Option<String>, Option<u32>) {
+        (plan.project_id.clone(), None)
+    }
+
+    fn run<'a>(plan: &'a ScenesPlan, run: Run<'a>) -> BoxFuture<'a, Result<CreateScenesResponse, ApiError>> {
+        Box::pin(async move {
+            let writer = &run.state.providers.scenes;
+            let scenes = run.call::<Self, _>(writer.backend(), writer.write_scenes(&plan.request)).await?;
+            let metadata = ScenesMetadata {
+                idea: plan.request.idea.clone(),
+                number_of_scenes: plan.request.number_of_scenes,
+                parameters_used: plan.parameters.clone(),
+                config_flavor: run.flavor.clone(),
+                backend_used: writer.backend().to_string(),
+                model_used: plan.request.model.clone(),
+                is_mock: writer.is_mock(),
+                generation_timestamp: inputs::timestamp(),
+                project_id: plan.project_id.clone(),
+            };
+            let output_files = store_scenes(run, &scenes, &metadata).await?;
+            Ok(CreateScenesResponse {
+                scenes: scenes
+                    .into_iter()
+                    .map(|s| SceneOut { description: s.description, negative_description: s.negative_description })
+                    .collect(),
+                output_files,
+                metadata,
+            })
+        })
+    }
+}
+
+/// Stores this request's scenes under a fresh id (the service mvgen replaces wrote fixed file
+/// names, so concurrent requests overwrote each other's). One JSON file; the Markdown view is
+/// rendered from it when asked for, so a request pays for one write.
+async fn store_scenes(run: Run<'_>, scenes: &[Scene], metadata: &ScenesMetadata) -> Result<OutputFiles, ApiError> {
+    let json = serde_json::to_vec_pretty(&serde_json::json!({ "scenes": scenes, "metadata": metadata }))
+        .map_err(|e| ApiError::internal(format!("the scenes could not be serialized: {e}")))?;
+    let id = run.state.storage.put(Kind::Scenes, "application/json", &json).await?;
+    Ok(OutputFiles { json: format!("/api/mv/get_scenes/{id}"), markdown: format!("/api/mv/get_scenes/{id}/markdown") })
+}
+
+/// The parts of a stored scenes file the Markdown view shows.
+#[derive(serde::Deserialize)]
+struct StoredScenes {
+    scenes: Vec<Scene>,
+    metadata: StoredMetadata,
+}
+
+#[derive(serde::Deserialize)]
+struct StoredMetadata {
+    idea: String,
+    model_used: String,
+    generation_timestamp: String,
+    config_flavor: StoredFlavor,
+}
+
+#[derive(serde::Deserialize)]
+struct StoredFlavor {
+    used: String,
+}
+
+/// A stored scenes file as a Markdown document for people: the idea as the title, one section per
+/// scene. `None` when the file is not one create_scenes wrote.
+pub fn markdown(stored: &[u8]) -> Option<String> {
+    let StoredScenes { scenes, metadata } = serde_json::from_slice(stored).ok()?;
+    let mut out = format!(
+        "# Scenes: {}\n\n{} scenes, flavor `{}`, written by {} at {}.\n",
+        metadata.idea,
+        scenes.len(),
+        metadata.config_flavor.used,
+        metadata.model_used,
+        metadata.generation_timestamp
+    );
+    for (i, scene) in scenes.iter().enumerate() {
+        out.push_str(&format!(
+            "\n## Scene {}\n\n{}\n\n**Avoid:** {}\n",
+            i + 1,
+            scene.description,
+            scene.negative_description
+        ));
+    }
+    Some(out)
+}

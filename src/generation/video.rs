@@ -1,0 +1,380 @@
+//! A scene video: one scene rendered by the video model, with the flavor's rules appended to the
+//! prompt and the picked character reference attached, stored with a record for `info`.
+
+use std::time::Instant;
+
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::backend::VideoBackend;
+use super::inputs::{self, choice, in_range, optional, required, seed, spelling, text};
+use super::{Generation, Run};
+use crate::api::error::ApiError;
+use crate::api::limits::MAX_REFERENCE_BYTES;
+use crate::compiler::template::Template;
+use crate::compiler::{Choice, Flavor, VIDEO_DURATION, VideoAspectRatio};
+use crate::prompts::{self, Consumed, VideoInputs};
+use crate::providers::{BoxFuture, Media, VideoRequest};
+use crate::storage::{self, Kind, StorageError};
+
+/// The scene to render. Optional values default to the flavor's. Strings are stripped of
+/// surrounding whitespace (a request's `video_rules_template` too); an optional string that is null,
+/// empty or blank is not given (an empty `negative_prompt` is then not sent upstream).
+#[derive(Debug, Deserialize, clap::Args, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GenerateVideoBody {
+    /// The scene description (required, not blank).
+    #[schema(max_length = 20000, min_length = 1, pattern = r"\S")]
+    #[arg(long)]
+    pub prompt: String,
+    #[schema(max_length = 20000)]
+    #[arg(long)]
+    pub negative_prompt: Option<String>,
+    /// `16:9`, `9:16`, `1:1`.
+    #[schema(max_length = 20000)]
+    #[arg(long, value_parser = spelling::<VideoAspectRatio>)]
+    pub aspect_ratio: Option<String>,
+    /// Seconds, 1..=60.
+    #[schema(minimum = 1, maximum = 60)]
+    #[arg(long, value_parser = clap::value_parser!(i64).range(i64::from(VIDEO_DURATION.0)..=i64::from(VIDEO_DURATION.1)))]
+    pub duration: Option<i64>,
+    #[arg(long)]
+    pub generate_audio: Option<bool>,
+    /// 0..=4294967295.
+    #[schema(minimum = 0, maximum = 4294967295_i64)]
+    #[arg(long, value_parser = clap::value_parser!(i64).range(0..=i64::from(u32::MAX)))]
+    pub seed: Option<i64>,
+    /// An id from `generate_character_reference`; its image guides the video.
+    #[schema(max_length = 20000)]
+    #[arg(skip)]
+    pub character_reference_id: Option<String>,
+    /// Replaces the flavor's video rules for this request; may use `{aspect_ratio}`.
+    #[schema(max_length = 20000)]
+    #[arg(long)]
+    pub video_rules_template: Option<String>,
+    #[schema(max_length = 20000)]
+    #[arg(skip)]
+    pub config_flavor: Option<String>,
+    /// Where the video is rendered: `replicate` (the default, also for null, `""` or blank) or
+    /// `gemini` (Veo through the Gemini API, with the flavor's Gemini video model). Anything else
+    /// is a 400.
+    #[schema(nullable, pattern = r"^\s*(replicate|gemini)?\s*$", example = "gemini")]
+    #[arg(skip)]
+    pub backend: Option<String>,
+    /// A project UUID; must come with `sequence`. Echoed in `metadata` and kept with the video.
+    #[arg(skip)]
+    pub project_id: Option<String>,
+    /// The scene's place in the project, 1 or more; must come with `project_id`.
+    #[schema(minimum = 1, maximum = 4294967295_i64)]
+    #[arg(skip)]
+    pub sequence: Option<i64>,
+    /// Deprecated: a PNG, JPEG or WebP image in base64 (or a `data:image/...;base64,` URI), used as
+    /// the reference when no `character_reference_id` is given.
+    #[arg(skip)]
+    pub reference_image_base64: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct GenerateVideoResponse {
+    pub video_id: String,
+    /// Where to fetch it: `/api/mv/get_video/{id}` (supports Range).
+    pub video_url: String,
+    /// Set when the character reference could not be used; the video was made without it.
+    pub character_reference_warning: Option<String>,
+    pub metadata: VideoMetadata,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct VideoMetadata {
+    /// The request's prompt (stripped), without the rules.
+    pub prompt: String,
+    /// The full prompt sent to the video model: the prompt, a blank line, the rendered rules.
+    pub full_prompt: String,
+    pub video_id: String,
+    #[schema(value_type = Object)]
+    pub parameters_used: serde_json::Value,
+    pub config_flavor: super::FlavorReport,
+    /// The provider that rendered: `replicate`, `gemini`, or `mock` / `gemini-mock` (then
+    /// `is_mock` is true).
+    pub backend_used: String,
+    /// The model the backend was asked for (Replicate `owner/name`, or a Gemini Veo model).
+    pub model_used: String,
+    pub is_mock: bool,
+    pub processing_time_seconds: f64,
+    /// When the video was made, RFC 3339 in UTC.
+    pub generation_timestamp: String,
+    /// The request's `character_reference_id`, or null.
+    pub character_reference_id: Option<String>,
+    /// Whether a reference image went to the video model (from the id or from
+    /// `reference_image_base64`).
+    pub has_reference_image: bool,
+    pub project_id: Option<String>,
+    pub sequence: Option<u32>,
+}
+
+/// What is kept with a stored video, for `get_video/{id}/info` (and a later job store).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct VideoRecord {
+    pub created: String,
+    pub backend: String,
+    pub model: String,
+    pub is_mock: bool,
+    pub config_flavor: String,
+    /// The content hash of that flavor as it was when the video was made.
+    #[serde(default)]
+    pub config_flavor_hash: String,
+    pub project_id: Option<String>,
+    pub sequence: Option<u32>,
+    pub character_reference_id: Option<String>,
+    pub has_reference_image: bool,
+}
+
+/// A valid video request.
+#[derive(Debug, Clone, Default)]
+pub struct Video {
+    pub inputs: VideoInputs,
+    pub backend: VideoBackend,
+    pub project_id: Option<String>,
+    pub sequence: Option<u32>,
+    pub uploaded_reference: Option<Media>,
+    pub character_reference_id: Option<String>,
+    pub config_flavor: Option<String>,
+}
+
+/// What the video model is sent, and what the answer reports of it. A stored character reference
+/// is kept as its id and read when the plan runs; an uploaded one travels with the plan.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VideoPlan {
+    /// Without its reference image, which the run adds.
+    pub request: VideoRequest,
+    pub backend: VideoBackend,
+    /// The request's prompt, without the rules.
+    pub prompt: String,
+    pub character_reference_id: Option<String>,
+    pub uploaded_reference: Option<UploadedImage>,
+    pub project_id: Option<String>,
+    pub sequence: Option<u32>,
+    pub parameters: Value,
+}
+
+/// An image that came in the request, as a plan stores it (base64, as it arrived).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UploadedImage {
+    pub content_type: String,
+    pub base64: String,
+}
+
+impl Generation for Video {
+    const KIND: &'static str = "video";
+    type Input = GenerateVideoBody;
+    type Plan = VideoPlan;
+    type Answer = GenerateVideoResponse;
+
+    fn texts(body: &GenerateVideoBody) -> Vec<(&'static str, Option<&str>)> {
+        vec![
+            ("prompt", Some(&body.prompt)),
+            ("negative_prompt", body.negative_prompt.as_deref()),
+            ("aspect_ratio", body.aspect_ratio.as_deref()),
+            ("character_reference_id", body.character_reference_id.as_deref()),
+            ("video_rules_template", body.video_rules_template.as_deref()),
+            ("config_flavor", body.config_flavor.as_deref()),
+            ("backend", body.backend.as_deref()),
+            ("project_id", body.project_id.as_deref()),
+        ]
+    }
+
+    fn validate(body: GenerateVideoBody) -> Result<Self, ApiError> {
+        let prompt = text(body.prompt);
+        required("prompt", &prompt)?;
+        let backend = VideoBackend::parse(body.backend.as_deref())?;
+        let video_rules_template = optional(body.video_rules_template)
+            .as_deref()
+            .map(|src| Template::parse(src, prompts::VIDEO_RULES_VARS, &[]))
+            .transpose()
+            .map_err(|e| ApiError::invalid("video_rules_template", e.to_string()))?;
+        let inputs = VideoInputs {
+            prompt,
+            negative_prompt: optional(body.negative_prompt),
+            aspect_ratio: choice("aspect_ratio", optional(body.aspect_ratio).as_deref())?,
+            duration: in_range("duration", body.duration, VIDEO_DURATION)?,
+            generate_audio: body.generate_audio,
+            seed: seed(body.seed)?,
+            video_rules_template,
+        };
+        let (project_id, sequence) = inputs::project_and_sequence(body.project_id, body.sequence)?;
+        let uploaded_reference = inputs::reference_image(body.reference_image_base64)?;
+        Ok(Video {
+            inputs,
+            backend,
+            project_id,
+            sequence,
+            uploaded_reference,
+            character_reference_id: optional(body.character_reference_id),
+            config_flavor: optional(body.config_flavor),
+        })
+    }
+
+    fn config_flavor(&self) -> Option<&str> {
+        self.config_flavor.as_deref()
+    }
+
+    fn plan<'f>(&self, flavor: &'f Flavor) -> (VideoPlan, Vec<Consumed<'f>>) {
+        let mut plan = prompts::video_plan(flavor, &self.inputs);
+        self.backend.retarget(flavor, &mut plan);
+        let parameters = plan.parameters();
+        let request = VideoRequest {
+            model: plan.model.to_string(),
+            prompt: plan.prompt,
+            aspect_ratio: plan.aspect_ratio.as_str().to_string(),
+            duration: plan.duration,
+            generate_audio: plan.generate_audio,
+            person_generation: plan.person_generation.to_string(),
+            negative_prompt: plan.negative_prompt,
+            seed: plan.seed,
+            reference_image: None,
+        };
+        let uploaded_reference = self.uploaded_reference.as_ref().map(|media| UploadedImage {
+            content_type: media.content_type.clone(),
+            base64: base64::engine::general_purpose::STANDARD.encode(&media.bytes),
+        });
+        let planned = VideoPlan {
+            request,
+            backend: self.backend,
+            prompt: self.inputs.prompt.clone(),
+            character_reference_id: self.character_reference_id.clone(),
+            uploaded_reference,
+            project_id: self.project_id.clone(),
+            sequence: self.sequence,
+            parameters,
+        };
+        (planned, plan.consumed)
+    }
+
+    fn prompt(plan: &VideoPlan) -> &str {
+        &plan.request.prompt
+    }
+
+    fn parameters(plan: &VideoPlan) -> &Value {
+        &plan.parameters
+    }
+
+    fn project(plan: &VideoPlan) -> (Option<String>, Option<u32>) {
+        (plan.project_id.clone(), plan.sequence)
+    }
+
+    fn run<'a>(plan: &'a VideoPlan, run: Run<'a>) -> BoxFuture<'a, Result<GenerateVideoResponse, ApiError>> {
+        Box::pin(async move {
+            let started = Instant::now();
+            let (reference_image, character_reference_warning) = reference(run, plan).await?;
+            let has_reference_image = reference_image.is_some();
+            let request = VideoRequest { reference_image, ..plan.request.clone() };
+            let maker = plan.backend.maker(&run.state.providers);
+            let media = run.call::<Self, _>(maker.backend(), maker.make_video(&request, run.ctx)).await?;
+            let video_id = run.state.storage.put(Kind::Video, &media.content_type, &media.bytes).await?;
+            let generation_timestamp = inputs::timestamp();
+            let record = VideoRecord {
+                created: generation_timestamp.clone(),
+                backend: maker.backend().to_string(),
+                model: request.model.clone(),
+                is_mock: maker.is_mock(),
+                config_flavor: run.flavor.used.clone(),
+                config_flavor_hash: run.flavor.hash.clone(),
+                project_id: plan.project_id.clone(),
+                sequence: plan.sequence,
+                character_reference_id: plan.character_reference_id.clone(),
+                has_reference_image,
+            };
+            // The video is stored and paid for: a record that fails to write costs only `info` its
+            // details, so it is logged rather than failing the request.
+            let written = match serde_json::to_vec(&record) {
+                Ok(bytes) => {
+                    run.state.storage.put_record(Kind::Video, &video_id, &bytes).await.map_err(|e| e.to_string())
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(e) = written {
+                tracing::warn!(video_id = %video_id, "the video's record was not kept: {e}");
+            }
+            Ok(GenerateVideoResponse {
+                video_url: format!("/api/mv/get_video/{video_id}"),
+                video_id: video_id.clone(),
+                character_reference_warning,
+                metadata: VideoMetadata {
+                    prompt: plan.prompt.clone(),
+                    full_prompt: request.prompt,
+                    video_id,
+                    parameters_used: plan.parameters.clone(),
+                    config_flavor: run.flavor.clone(),
+                    backend_used: record.backend,
+                    model_used: request.model,
+                    is_mock: record.is_mock,
+                    processing_time_seconds: started.elapsed().as_secs_f64(),
+                    generation_timestamp,
+                    character_reference_id: plan.character_reference_id.clone(),
+                    has_reference_image,
+                    project_id: plan.project_id.clone(),
+                    sequence: plan.sequence,
+                },
+            })
+        })
+    }
+}
+
+/// The reference image the video gets, and a warning when the one asked for is not used. An id
+/// that names a stored image wins; the uploaded image stands in otherwise, and then the warning
+/// must not say the video was made without a reference.
+async fn reference(run: Run<'_>, plan: &VideoPlan) -> Result<(Option<Media>, Option<String>), ApiError> {
+    let (stored, warning) = load_reference(run, plan.character_reference_id.as_deref()).await?;
+    let uploaded = match &plan.uploaded_reference {
+        None => None,
+        Some(image) => Some(Media {
+            bytes: base64::engine::general_purpose::STANDARD
+                .decode(&image.base64)
+                .map_err(|e| ApiError::internal(format!("the plan's reference image is not base64: {e}")))?,
+            content_type: image.content_type.clone(),
+        }),
+    };
+    Ok(match (stored, uploaded) {
+        (Some(stored), _) => (Some(stored), warning),
+        (None, Some(uploaded)) => (
+            Some(uploaded),
+            plan.character_reference_id.as_ref().map(|id| {
+                format!("character reference {id} was not found; the uploaded reference_image_base64 was used instead")
+            }),
+        ),
+        (None, None) => (None, warning),
+    })
+}
+
+/// The stored character reference, or a warning saying why there is none. A malformed id is the
+/// caller's mistake (400); an unknown one only costs the video its reference.
+async fn load_reference(run: Run<'_>, id: Option<&str>) -> Result<(Option<Media>, Option<String>), ApiError> {
+    let Some(id) = id.filter(|id| !id.is_empty()) else {
+        return Ok((None, None));
+    };
+    match run.state.storage.open(Kind::CharacterReference, id).await {
+        Ok(opened) => {
+            let too_big = || {
+                ApiError::invalid(
+                    "character_reference_id",
+                    format!("the image is larger than the {} MiB a video request may carry", MAX_REFERENCE_BYTES >> 20),
+                )
+            };
+            if opened.len > MAX_REFERENCE_BYTES {
+                return Err(too_big());
+            }
+            let content_type = opened.content_type.to_string();
+            let read = storage::read_capped(opened.file, opened.len, MAX_REFERENCE_BYTES).await;
+            let bytes = read.map_err(StorageError::from)?.ok_or_else(too_big)?;
+            Ok((Some(Media { bytes, content_type }), None))
+        }
+        Err(StorageError::NotFound(_)) => {
+            Ok((None, Some(format!("character reference {id} was not found; the video was generated without it"))))
+        }
+        Err(StorageError::BadId(_)) => {
+            Err(ApiError::invalid("character_reference_id", "must be an id returned by generate_character_reference"))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
