@@ -9,6 +9,7 @@ pub mod extract;
 mod files;
 mod flavors;
 pub(crate) mod inputs;
+pub mod jobs;
 pub mod limits;
 pub mod openapi;
 mod scenes;

@@ -10,6 +10,7 @@ mod inspect;
 mod render;
 mod schema;
 mod serve;
+mod worker;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -39,6 +40,8 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         configs: Option<PathBuf>,
     },
+    /// Run job workers only, no HTTP (`MVGEN_WORKERS` jobs at once from `MVGEN_DATABASE_URL`).
+    Worker,
     /// Exit 0 when a server answers 200 on /health (for container health checks).
     Healthcheck {
         /// The server's address [env: MVGEN_ADDR; `PORT` sets only the port; default 127.0.0.1:8000].
@@ -112,6 +115,7 @@ pub struct Source {
 pub fn run(command: Command) -> ExitCode {
     let result = match command {
         Command::Serve { addr, configs } => return serve::serve(addr, configs.as_deref()),
+        Command::Worker => return worker::worker(),
         Command::Healthcheck { addr } => return healthcheck::healthcheck(addr),
         Command::Check { dir } => return check(&dir),
         Command::Flavors { source } => Catalog::load(&source).map(|c| inspect::flavors(&c.all())),

@@ -77,6 +77,9 @@ async fn run(
         Ok(n) => tracing::info!(removed = n, "removed stale partial files left by an interrupted write"),
         Err(e) => tracing::warn!(error = %e, "could not clean up stale partial files"),
     }
+    let jobs = super::worker::open_jobs(&settings, super::worker::pipeline()).await?;
+    let job_shutdown = tokio_util::sync::CancellationToken::new();
+    let workers = jobs.start_workers(job_shutdown.clone());
     let state = AppState {
         providers,
         storage: Arc::new(storage),
@@ -101,18 +104,18 @@ async fn run(
     } else {
         tracing::info!(origins = %settings.cors_origins.join(", "), "CORS allows these browser origins");
     }
-    let router = server::app(state, &settings);
+    let router = server::app_with_jobs(state, &settings, Some(jobs.clone()));
     // With MVGEN_METRICS=false no recorder is installed at all, so nothing records.
     if let Some(handle) = settings.metrics.then(crate::telemetry::install).flatten() {
         tokio::spawn(crate::telemetry::upkeep(handle));
     }
-    serving::serve(listener, router, settings.connections, serving::signals::listen())
-        .await
-        .map_err(|e| format!("server error: {e}"))
+    let served = serving::serve(listener, router, settings.connections, serving::signals::listen()).await;
+    super::worker::stop_workers(&jobs, job_shutdown, workers).await;
+    served.map_err(|e| format!("server error: {e}"))
 }
 
 /// `RUST_LOG` filters (default `info`); `MVGEN_LOG_FORMAT=json` writes JSON lines.
-fn init_logging(json: bool) {
+pub(super) fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colours only on a terminal: log collectors and files get plain text.
@@ -125,7 +128,7 @@ fn init_logging(json: bool) {
     }
 }
 
-fn fail(message: &str) -> ExitCode {
+pub(super) fn fail(message: &str) -> ExitCode {
     eprintln!("mvgen: {message}");
     ExitCode::from(2)
 }

@@ -102,6 +102,9 @@ impl Jobs {
 
     /// Plans `input` and stores the job. `key` is an `Idempotency-Key` with the body's fingerprint.
     pub async fn submit(&self, kind: &str, input: Value, key: Option<(&str, &str)>) -> Result<Submitted, ApiError> {
+        if !KINDS.contains(&kind) {
+            return Err(ApiError::invalid("kind", format!("{kind:?} is not one of {}", KINDS.join(", "))));
+        }
         if let Some((key, fingerprint)) = key {
             match self.store.begin_key(key, fingerprint).await.map_err(unavailable)? {
                 KeyState::New => {}

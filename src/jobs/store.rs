@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{AnyPool, Row};
+use sqlx::{AnyPool, Connection, Row};
 
 use crate::providers::UpstreamRun;
 
@@ -219,6 +219,11 @@ impl Store {
         } else {
             options
         };
+        // One plain connection first: the pool would only say it timed out, this says why.
+        let probe = sqlx::AnyConnection::connect(url)
+            .await
+            .map_err(|e| format!("cannot open the jobs database {shown}: {e}"))?;
+        let _ = probe.close().await;
         let pool = options.connect(url).await.map_err(|e| format!("cannot open the jobs database {shown}: {e}"))?;
         migrator(dialect).run(&pool).await.map_err(|e| format!("jobs database {shown}: migrations failed: {e}"))?;
         Ok(Store { pool, dialect })
@@ -626,9 +631,8 @@ impl Store {
 /// The URL without its password, for messages.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            let user = userinfo.split(':').next().unwrap_or("");
+        (Some(scheme), Some(at)) if at > scheme && url[scheme + 3..at].contains(':') => {
+            let user = url[scheme + 3..at].split(':').next().unwrap_or("");
             format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
         }
         _ => url.to_owned(),
@@ -643,5 +647,6 @@ mod tests {
     fn passwords_never_reach_a_message() {
         assert_eq!(redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
         assert_eq!(redact("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
     }
 }

@@ -4,7 +4,7 @@
 //! created twice. Predictions finish on the upstream's clock whether anyone polls or not.
 //!
 //! Input: `{"prompt": "...", "render_ms": 300, "fail": "caller" | "upstream" | "upstream_once",
-//! "project_id": "...", "sequence": 1}`. A missing prompt is a 422 and an empty one a 400, as the
+//! "project_id": "...", "sequence": 1, "plan_ms": 0}` (`plan_ms` slows the submit down). A missing prompt is a 422 and an empty one a 400, as the
 //! sync endpoints answer; an unknown kind is a 400 naming `kind`.
 
 use std::collections::{HashMap, HashSet};
@@ -83,6 +83,9 @@ fn upstream_error(message: &str) -> ApiError {
 impl JobPipeline for FakePipeline {
     fn plan<'a>(&'a self, kind: &'a str, input: Value) -> BoxFuture<'a, Result<Planned, ApiError>> {
         Box::pin(async move {
+            if let Some(ms) = input.get("plan_ms").and_then(Value::as_u64) {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
             if !KINDS.contains(&kind) {
                 return Err(ApiError::invalid("kind", format!("unknown kind {kind:?}")));
             }
