@@ -41,6 +41,15 @@ pub struct Settings {
     pub connections: crate::serving::Limits,
     /// `MVGEN_METRICS` (on unless `false`): `GET /metrics` and the per-request counter layer.
     pub metrics: bool,
+    /// `MVGEN_DATABASE_URL`: the jobs database; by default an SQLite file beside the outputs
+    /// (`sqlite://<MV_OUTPUT_DIR>/jobs.db`), `postgres://…` for replicas sharing one queue.
+    pub database_url: String,
+    /// `MVGEN_WORKERS`: jobs this process runs at once (`mvgen serve` and `mvgen worker`).
+    pub workers: usize,
+    /// `MVGEN_JOB_STALE_AFTER` (seconds): a running job whose heartbeat is older is taken over.
+    pub job_stale_after: std::time::Duration,
+    /// `MVGEN_JOB_MAX_ATTEMPTS`: claims of a job before a retryable failure is final.
+    pub job_max_attempts: u32,
 }
 
 impl std::fmt::Debug for Settings {
@@ -58,6 +67,10 @@ impl std::fmt::Debug for Settings {
             .field("max_concurrent_generations", &self.max_concurrent_generations)
             .field("connections", &self.connections)
             .field("metrics", &self.metrics)
+            .field("database_url", &crate::jobs::store::redact(&self.database_url))
+            .field("workers", &self.workers)
+            .field("job_stale_after", &self.job_stale_after)
+            .field("job_max_attempts", &self.job_max_attempts)
             .finish()
     }
 }
@@ -66,6 +79,9 @@ impl std::fmt::Debug for Settings {
 /// `MV_MAX_VIDEO_BYTES`) in memory, and real renders take minutes. 64 still serves a client
 /// keeping 64 connections busy with scene requests (tests/e2e/mixed_flavors.rs) without a 503.
 pub const DEFAULT_MAX_CONCURRENT_GENERATIONS: usize = 64;
+
+/// Jobs one process runs at once by default (`MVGEN_WORKERS`).
+pub const DEFAULT_WORKERS: usize = 4;
 
 /// The address used when nothing else is configured.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8000";
@@ -116,11 +132,29 @@ impl Settings {
         for entry in &api_keys {
             ApiKey::parse(entry).map_err(|e| anyhow!("API_KEY: {e}"))?;
         }
+        let output_dir = var("MV_OUTPUT_DIR").map_or_else(|| PathBuf::from("mv-outputs"), PathBuf::from);
+        let whole = |name: &str, default: u64, min: u64| -> anyhow::Result<u64> {
+            match var(name) {
+                None => Ok(default),
+                Some(v) => v
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|n| *n >= min)
+                    .ok_or_else(|| anyhow!("{name}={v:?}: expected a whole number of at least {min}")),
+            }
+        };
         Ok(Settings {
             addr,
             debug: truthy(var("MV_DEBUG_MODE")),
             strict_flavors: truthy(var("MV_STRICT_FLAVORS")),
-            output_dir: var("MV_OUTPUT_DIR").map_or_else(|| PathBuf::from("mv-outputs"), PathBuf::from),
+            database_url: var("MVGEN_DATABASE_URL")
+                .filter(|v| !v.trim().is_empty())
+                .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", output_dir.join("jobs.db").display())),
+            workers: whole("MVGEN_WORKERS", DEFAULT_WORKERS as u64, 0)? as usize,
+            job_stale_after: std::time::Duration::from_secs(whole("MVGEN_JOB_STALE_AFTER", 60, 1)?),
+            job_max_attempts: whole("MVGEN_JOB_MAX_ATTEMPTS", 3, 1)?.min(u64::from(u32::MAX)) as u32,
+            output_dir,
             api_keys,
             cors_origins,
             log_json: var("MVGEN_LOG_FORMAT").is_some_and(|v| v.eq_ignore_ascii_case("json")),
@@ -149,8 +183,16 @@ fn truthy(value: Option<String>) -> bool {
 
 /// The whole application.
 pub fn app(state: AppState, settings: &Settings) -> Router {
+    app_with_jobs(state, settings, None)
+}
+
+/// The application with the job routes (`/api/mv/jobs`) when an engine is given.
+pub fn app_with_jobs(state: AppState, settings: &Settings, jobs: Option<Arc<crate::jobs::Jobs>>) -> Router {
     let metrics = settings.metrics && crate::telemetry::install().is_some();
     let mut routes = api::routes().route("/api/openapi.json", get(api::openapi::openapi_json));
+    if let Some(jobs) = jobs {
+        routes = routes.merge(api::jobs::router(jobs));
+    }
     if metrics {
         routes = routes.route("/metrics", get(crate::telemetry::metrics_text));
     }
@@ -369,6 +411,20 @@ mod tests {
         let err = settings(&[("CORS_ORIGINS", "a.example")]).expect_err("no scheme");
         assert!(err.contains("CORS_ORIGINS"), "{err}");
         assert!(settings(&[("CORS_ORIGINS", "https://bad\norigin")]).is_err());
+    }
+
+    #[test]
+    fn job_settings_default_to_an_sqlite_file_beside_the_outputs() {
+        let s = settings(&[("MV_OUTPUT_DIR", "/data/out")]).expect("defaults");
+        assert_eq!(s.database_url, "sqlite:///data/out/jobs.db?mode=rwc");
+        assert_eq!((s.workers, s.job_stale_after.as_secs(), s.job_max_attempts), (DEFAULT_WORKERS, 60, 3));
+        let pg = settings(&[("MVGEN_DATABASE_URL", "postgres://u:pw@db/mv"), ("MVGEN_WORKERS", "0")]).expect("pg");
+        assert_eq!((pg.database_url.as_str(), pg.workers), ("postgres://u:pw@db/mv", 0));
+        assert!(!format!("{pg:?}").contains("pw"), "the password never reaches a log line");
+        for (name, bad) in [("MVGEN_WORKERS", "-1"), ("MVGEN_JOB_STALE_AFTER", "0"), ("MVGEN_JOB_MAX_ATTEMPTS", "x")] {
+            let err = settings(&[(name, bad)]).expect_err(bad);
+            assert!(err.starts_with(name), "{err}");
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod extract;
 mod files;
 mod flavors;
 mod generate;
+pub mod jobs;
 pub mod limits;
 pub mod openapi;
 mod send_file;

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use utoipa::OpenApi;
 
-use super::{AppState, error, files, flavors, generate};
+use super::{AppState, error, files, flavors, generate, jobs};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -28,6 +28,11 @@ use super::{AppState, error, files, flavors, generate};
         files::get_video_info,
         files::get_scenes,
         files::get_scenes_markdown,
+        jobs::submit_job,
+        jobs::get_job,
+        jobs::list_jobs,
+        jobs::cancel_job,
+        jobs::job_events,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail, error::UnauthorizedBody, super::FlavorReport))
 )]

@@ -12,6 +12,7 @@ pub mod outcome;
 mod render;
 mod schema;
 mod serve;
+mod worker;
 
 use std::path::{Path, PathBuf};
 
@@ -43,6 +44,8 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         configs: Option<PathBuf>,
     },
+    /// Run job workers only, no HTTP (`MVGEN_WORKERS` jobs at once from `MVGEN_DATABASE_URL`).
+    Worker,
     /// Exit 0 when a server answers 200 on /health (for container health checks).
     Healthcheck {
         /// The server's address [env: MVGEN_ADDR; `PORT` sets only the port; default 127.0.0.1:8000].
@@ -116,6 +119,7 @@ pub struct Source {
 pub fn run(command: Command) -> anyhow::Result<Outcome> {
     match command {
         Command::Serve { addr, configs } => serve::serve(addr, configs.as_deref()),
+        Command::Worker => worker::worker(),
         Command::Healthcheck { addr } => healthcheck::healthcheck(addr),
         Command::Check { dir } => check(&dir),
         Command::Flavors { source } => inspect::flavors(&Catalog::load(&source)?.all()),

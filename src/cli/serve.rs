@@ -9,6 +9,7 @@ use anyhow::{Context as _, anyhow};
 
 use super::{NegativeAnswer, Outcome};
 use crate::api::AppState;
+use crate::generation::Pipeline;
 use crate::live_configs::{FlavorSource, LiveConfigs, StartError};
 use crate::providers::{ProviderConfig, Providers};
 use crate::server::{self, Settings};
@@ -67,20 +68,11 @@ async fn run(
     }
     let listener = serving::bind(settings.addr).with_context(|| format!("cannot listen on {}", settings.addr))?;
     let local = listener.local_addr()?;
-    let storage = LocalStorage::new(&settings.output_dir);
-    match storage.remove_stale_partials() {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(removed = n, "removed stale partial files left by an interrupted write"),
-        Err(e) => tracing::warn!(error = %e, "could not clean up stale partial files"),
-    }
-    let state = AppState {
-        providers,
-        storage: Arc::new(storage),
-        debug: settings.debug,
-        strict_flavors: settings.strict_flavors,
-        generations: crate::api::limits::GenerationSlots::new(settings.max_concurrent_generations),
-        flavors,
-    };
+    let state = app_state(&settings, providers, flavors);
+    let pipeline = Arc::new(Pipeline::new(state.clone()));
+    let jobs = super::worker::open_jobs(&settings, pipeline).await?;
+    let job_shutdown = tokio_util::sync::CancellationToken::new();
+    let workers = jobs.start_workers(job_shutdown.clone());
     // Whether auth is on, never the keys themselves.
     match settings.api_keys.len() {
         0 if local.ip().is_loopback() => tracing::info!("API key auth is off: API_KEY is not set, /api/* is open"),
@@ -97,16 +89,37 @@ async fn run(
     } else {
         tracing::info!(origins = %settings.cors_origins.join(", "), "CORS allows these browser origins");
     }
-    let router = server::app(state, &settings);
+    let router = server::app_with_jobs(state, &settings, Some(jobs.clone()));
     // With MVGEN_METRICS=false no recorder is installed at all, so nothing records.
     if let Some(handle) = settings.metrics.then(crate::telemetry::install).flatten() {
         tokio::spawn(crate::telemetry::upkeep(handle));
     }
-    serving::serve(listener, router, settings.connections, serving::signals::listen()).await.context("server error")
+    let served = serving::serve(listener, router, settings.connections, serving::signals::listen()).await;
+    super::worker::stop_workers(&jobs, job_shutdown, workers).await;
+    served.context("server error")
+}
+
+/// What the handlers and the job workers share; also cleans up partial files an interrupted write
+/// left behind (no write is running yet).
+pub(super) fn app_state(settings: &Settings, providers: Providers, flavors: FlavorSource) -> AppState {
+    let storage = LocalStorage::new(&settings.output_dir);
+    match storage.remove_stale_partials() {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(removed = n, "removed stale partial files left by an interrupted write"),
+        Err(e) => tracing::warn!(error = %e, "could not clean up stale partial files"),
+    }
+    AppState {
+        providers,
+        storage: Arc::new(storage),
+        debug: settings.debug,
+        strict_flavors: settings.strict_flavors,
+        generations: crate::api::limits::GenerationSlots::new(settings.max_concurrent_generations),
+        flavors,
+    }
 }
 
 /// `RUST_LOG` filters (default `info`); `MVGEN_LOG_FORMAT=json` writes JSON lines.
-fn init_logging(json: bool) {
+pub(super) fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colours only on a terminal: log collectors and files get plain text.

@@ -1,8 +1,12 @@
 //! Durable generation jobs (issue 12): a generation submitted, stored, run by a worker and watched.
 //!
 //! `pipeline` is the seam between the job engine and the generation pipeline: the engine stores and
-//! runs what the pipeline plans, and knows nothing about scenes, images or videos.
+//! runs what the pipeline plans, and knows nothing about scenes, images or videos. `store` is the
+//! database (SQLite embedded, PostgreSQL for replicas), `engine` the submit path and the workers.
 
+pub mod engine;
 pub mod pipeline;
+pub mod store;
 
+pub use engine::{EngineConfig, Jobs, KINDS, Submitted};
 pub use pipeline::{JobPipeline, Planned};

@@ -10,6 +10,8 @@
 
 pub mod client;
 pub mod fake_upstream;
+pub mod job_pipeline;
+pub mod postgres;
 pub mod server_process;
 pub mod test_app;
 pub mod tool;

@@ -1,0 +1,467 @@
+//! `/api/mv/jobs`: durable generation jobs (see `crate::jobs`). Submit answers 202 at once with the
+//! job; a client then reads it, lists jobs, follows its events over SSE, or cancels it.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures_util::Stream;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::sync::broadcast;
+
+use super::error::ApiError;
+use super::extract::{ValidJson, ValidPath};
+use crate::jobs::engine::unavailable;
+use crate::jobs::store::{Dialect, EventRow, Filter, JobRow, now_ms};
+use crate::jobs::{Jobs, KINDS, Submitted};
+
+/// The statuses a job moves through; the last three are final.
+pub const STATUSES: [&str; 5] = ["queued", "processing", "succeeded", "failed", "canceled"];
+const TERMINAL_EVENTS: [&str; 3] = ["succeeded", "failed", "canceled"];
+const MAX_LIMIT: i64 = 100;
+
+/// The job routes, with the engine as their own state (merged into the app in `server::app`).
+pub fn router<S: Clone + Send + Sync + 'static>(jobs: Arc<Jobs>) -> Router<S> {
+    Router::new()
+        .route("/api/mv/jobs", post(submit_job).get(list_jobs))
+        .route("/api/mv/jobs/{id}", get(get_job))
+        .route("/api/mv/jobs/{id}/events", get(job_events))
+        .route("/api/mv/jobs/{id}/cancel", post(cancel_job))
+        .with_state(jobs)
+}
+
+/// A generation to run as a job.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct SubmitJobBody {
+    /// `scenes`, `character_reference` or `video`.
+    pub kind: String,
+    /// The body the kind's sync endpoint takes (`create_scenes`, `generate_character_reference`,
+    /// `generate_video`).
+    pub input: Value,
+}
+
+/// A job as a client sees it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct JobResource {
+    pub id: String,
+    pub kind: String,
+    /// `queued`, `processing`, `succeeded`, `failed` or `canceled`.
+    pub status: String,
+    /// RFC 3339.
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub completed_at: Option<String>,
+    pub progress: JobProgress,
+    /// Which flavor the plan was rendered with (as the sync endpoints report it).
+    pub config_flavor: Value,
+    /// What runs: prompt, model, parameters and the flavor's content, rendered at submit.
+    pub plan: Value,
+    /// The sync endpoint's answer body, once succeeded.
+    pub output: Option<Value>,
+    pub error: Option<JobError>,
+    /// Claims so far (a takeover or a retry adds one).
+    pub attempts: i64,
+    /// The upstream run last saved.
+    pub upstream: Option<JobUpstream>,
+    pub project_id: Option<String>,
+    pub sequence: Option<i64>,
+    /// True once a cancel was asked for a running job.
+    pub cancel_requested: bool,
+    pub urls: JobUrls,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct JobProgress {
+    /// e.g. `creating`, `waiting`, `downloading`.
+    pub stage: Option<String>,
+    /// Seconds since the job started (until it completed).
+    pub elapsed_seconds: Option<f64>,
+    /// The upstream's own status word (`starting`, `processing`, …).
+    pub upstream_status: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct JobError {
+    /// The error kind the sync endpoint would answer with, e.g. `UpstreamError`.
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct JobUpstream {
+    pub provider: String,
+    pub id: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct JobUrls {
+    pub get: String,
+    pub cancel: String,
+    pub events: String,
+}
+
+/// A page of jobs, newest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct JobList {
+    pub jobs: Vec<JobResource>,
+    /// Pass as `cursor` for the next (older) page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+fn rfc3339(ms: i64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)).to_string()
+}
+
+impl From<JobRow> for JobResource {
+    fn from(row: JobRow) -> Self {
+        let elapsed =
+            row.started_at.map(|start| (row.completed_at.unwrap_or_else(now_ms) - start).max(0) as f64 / 1000.0);
+        let error = match (row.status.as_str(), row.error_code, row.error_message) {
+            ("failed", Some(code), Some(message)) => Some(JobError { code, message }),
+            _ => None,
+        };
+        let base = format!("/api/mv/jobs/{}", row.id);
+        JobResource {
+            urls: JobUrls { get: base.clone(), cancel: format!("{base}/cancel"), events: format!("{base}/events") },
+            id: row.id,
+            kind: row.kind,
+            output: if row.status == "succeeded" { row.output } else { None },
+            status: row.status,
+            created_at: rfc3339(row.created_at),
+            started_at: row.started_at.map(rfc3339),
+            completed_at: row.completed_at.map(rfc3339),
+            progress: JobProgress {
+                stage: row.progress_stage,
+                elapsed_seconds: elapsed,
+                upstream_status: row.progress_upstream_status,
+            },
+            config_flavor: row.config_flavor,
+            plan: row.plan,
+            error,
+            attempts: row.attempts,
+            upstream: row.upstream.map(|u| JobUpstream { provider: u.provider, id: u.id }),
+            project_id: row.project_id,
+            sequence: row.sequence,
+            cancel_requested: row.cancel_requested,
+        }
+    }
+}
+
+/// A job id is a UUID; anything else is a 400, not a 404.
+fn job_id(raw: &str) -> Result<String, ApiError> {
+    uuid::Uuid::parse_str(raw).map(|u| u.to_string()).map_err(|_| {
+        ApiError::new(StatusCode::BAD_REQUEST, "InvalidId", format!("{raw:?} is not a job id (a UUID)"), json!("id"))
+    })
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "NotFound", format!("no job {id}"), json!("id"))
+}
+
+async fn load(jobs: &Jobs, raw: &str) -> Result<JobRow, ApiError> {
+    let id = job_id(raw)?;
+    jobs.store().get(&id).await.map_err(unavailable)?.ok_or_else(|| not_found(&id))
+}
+
+fn with_location(status: StatusCode, job: JobResource) -> Response {
+    let location = HeaderValue::from_str(&job.urls.get).ok();
+    let mut response = (status, axum::Json(job)).into_response();
+    if let Some(location) = location {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
+}
+
+/// The `Idempotency-Key` header: 1 to 255 visible ASCII characters.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value.to_str().ok().map(str::trim).filter(|k| !k.is_empty() && k.len() <= 255);
+    key.map(|k| Some(k.to_owned())).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidIdempotencyKey",
+            "Idempotency-Key must be 1 to 255 visible ASCII characters",
+            json!("idempotency-key"),
+        )
+    })
+}
+
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // Only read by the OpenAPI derive.
+enum JobReadErrors {
+    #[response(status = 400, description = "Malformed job id (not a UUID)")]
+    BadId(super::error::ErrorBody),
+    #[response(status = 401, description = "A valid API key is required")]
+    Unauthorized(super::error::UnauthorizedBody),
+    #[response(status = 404, description = "No such job")]
+    NotFound(super::error::ErrorBody),
+    #[response(status = 503, description = "The jobs database is unavailable; see Retry-After")]
+    Unavailable(super::error::ErrorBody),
+}
+
+/// Submit a generation as a job.
+///
+/// The input is validated and its plan rendered now, so a bad input is the sync endpoint's 4xx and
+/// is never queued. With `Idempotency-Key` (IETF draft): the same key and body answer with the job
+/// the first request made; the same key while that first request is still submitting is a 409;
+/// the same key with another body is a 422.
+#[utoipa::path(
+    post,
+    path = "/api/mv/jobs",
+    tag = "jobs",
+    request_body = SubmitJobBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried submission safe")),
+    responses(
+        (status = 202, description = "Queued (or the job this Idempotency-Key made)", body = JobResource,
+            headers(("Location" = String, description = "The job's URL"))),
+        (status = 409, description = "The Idempotency-Key's first request is still being submitted", body = super::error::ErrorBody),
+        super::error::GenerationErrors,
+    )
+)]
+pub async fn submit_job(
+    State(jobs): State<Arc<Jobs>>,
+    headers: HeaderMap,
+    ValidJson(body): ValidJson<SubmitJobBody>,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
+    let fingerprint = key.as_ref().map(|_| {
+        let canonical = json!({ "kind": body.kind, "input": body.input }).to_string();
+        Sha256::digest(canonical.as_bytes()).iter().map(|b| format!("{b:02x}")).collect::<String>()
+    });
+    let id = match jobs.submit(&body.kind, body.input, key.as_deref().zip(fingerprint.as_deref())).await? {
+        Submitted::New(id) | Submitted::Replayed(id) => id,
+    };
+    let row = jobs.store().get(&id).await.map_err(unavailable)?.ok_or_else(|| not_found(&id))?;
+    Ok(with_location(StatusCode::ACCEPTED, row.into()))
+}
+
+/// A job: status, progress, plan, and its output once succeeded.
+#[utoipa::path(
+    get,
+    path = "/api/mv/jobs/{id}",
+    tag = "jobs",
+    params(("id" = String, Path, description = "The job id")),
+    responses((status = 200, description = "The job", body = JobResource), JobReadErrors)
+)]
+pub async fn get_job(State(jobs): State<Arc<Jobs>>, ValidPath(id): ValidPath<String>) -> Result<Response, ApiError> {
+    let row = load(&jobs, &id).await?;
+    Ok(axum::Json(JobResource::from(row)).into_response())
+}
+
+fn bad_query(field: &str, message: String) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "ValidationError", format!("{field}: {message}"), json!(field))
+}
+
+fn listing_filter(query: Option<&str>) -> Result<Filter, ApiError> {
+    let mut filter = Filter { limit: 20, ..Filter::default() };
+    for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        let value = value.into_owned();
+        match name.as_ref() {
+            "status" if STATUSES.contains(&value.as_str()) => filter.status = Some(value),
+            "status" => return Err(bad_query("status", format!("{value:?} is not one of {}", STATUSES.join(", ")))),
+            "kind" if KINDS.contains(&value.as_str()) => filter.kind = Some(value),
+            "kind" => return Err(bad_query("kind", format!("{value:?} is not one of {}", KINDS.join(", ")))),
+            "project_id" if !value.is_empty() && value.len() <= 200 => filter.project_id = Some(value),
+            "project_id" => return Err(bad_query("project_id", "must be 1 to 200 characters".into())),
+            "limit" => {
+                filter.limit = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_LIMIT).contains(n))
+                    .ok_or_else(|| bad_query("limit", format!("expected a whole number from 1 to {MAX_LIMIT}")))?;
+            }
+            "cursor" => {
+                let before = value.parse().ok().filter(|n: &i64| *n > 0);
+                filter.before =
+                    Some(before.ok_or_else(|| bad_query("cursor", "not a cursor from next_cursor".into()))?);
+            }
+            // The key may come as a query parameter (see `server::require_api_key`).
+            "api_key" => {}
+            other => return Err(bad_query(other, "unknown parameter".into())),
+        }
+    }
+    Ok(filter)
+}
+
+/// Jobs, newest first, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/api/mv/jobs",
+    tag = "jobs",
+    params(
+        ("status" = Option<String>, Query, description = "queued, processing, succeeded, failed or canceled"),
+        ("kind" = Option<String>, Query, description = "scenes, character_reference or video"),
+        ("project_id" = Option<String>, Query, description = "Only this project's jobs"),
+        ("limit" = Option<i64>, Query, description = "1 to 100 (default 20)"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "A page of jobs", body = JobList),
+        (status = 400, description = "An unknown filter value or parameter", body = super::error::ErrorBody),
+        (status = 401, description = "A valid API key is required", body = super::error::UnauthorizedBody),
+        (status = 503, description = "The jobs database is unavailable; see Retry-After", body = super::error::ErrorBody),
+    )
+)]
+pub async fn list_jobs(State(jobs): State<Arc<Jobs>>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
+    let filter = listing_filter(query.as_deref())?;
+    let rows = jobs.store().list(&filter).await.map_err(unavailable)?;
+    let next_cursor = (rows.len() as i64 == filter.limit).then(|| rows.last().map(|r| r.seq.to_string())).flatten();
+    let jobs = rows.into_iter().map(JobResource::from).collect();
+    Ok(axum::Json(JobList { jobs, next_cursor }).into_response())
+}
+
+/// Cancel a job: a queued job is canceled at once, a running one is stopped by its worker (and its
+/// upstream prediction cancelled). A finished job answers 409 with its status.
+#[utoipa::path(
+    post,
+    path = "/api/mv/jobs/{id}/cancel",
+    tag = "jobs",
+    params(("id" = String, Path, description = "The job id")),
+    responses(
+        (status = 202, description = "Canceled, or cancellation requested", body = JobResource),
+        (status = 409, description = "The job already finished; `details.status` says how", body = super::error::ErrorBody),
+        JobReadErrors,
+    )
+)]
+pub async fn cancel_job(State(jobs): State<Arc<Jobs>>, ValidPath(id): ValidPath<String>) -> Result<Response, ApiError> {
+    let row = load(&jobs, &id).await?;
+    if TERMINAL_EVENTS.contains(&row.status.as_str()) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "JobFinished",
+            format!("job {} already {}", row.id, row.status),
+            json!({ "status": row.status }),
+        ));
+    }
+    let row = jobs.cancel(&row.id).await.map_err(unavailable)?.ok_or_else(|| not_found(&row.id))?;
+    Ok(with_location(StatusCode::ACCEPTED, row.into()))
+}
+
+/// The job's events as Server-Sent Events.
+///
+/// Every state change and progress step is an event whose `id` increases; the event name is its
+/// kind (`queued`, `processing`, `upstream`, `progress`, `cancel_requested`, `retrying`,
+/// `released`, and the final `succeeded`, `failed` or `canceled`) and its data a JSON object. A
+/// reconnect with `Last-Event-ID` first gets what it missed. Comments keep the connection alive;
+/// the stream ends after the final event.
+#[utoipa::path(
+    get,
+    path = "/api/mv/jobs/{id}/events",
+    tag = "jobs",
+    params(
+        ("id" = String, Path, description = "The job id"),
+        ("Last-Event-ID" = Option<String>, Header, description = "The last event id seen"),
+    ),
+    responses(
+        (status = 200, description = "The event stream", content_type = "text/event-stream", body = String),
+        JobReadErrors,
+    )
+)]
+pub async fn job_events(
+    State(jobs): State<Arc<Jobs>>,
+    ValidPath(id): ValidPath<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let row = load(&jobs, &id).await?;
+    let after = match headers.get("last-event-id") {
+        None => 0,
+        Some(value) => {
+            value.to_str().ok().and_then(|v| v.trim().parse().ok()).filter(|n: &i64| *n >= 0).ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "ValidationError",
+                    "Last-Event-ID: expected an event id from this stream",
+                    json!("last-event-id"),
+                )
+            })?
+        }
+    };
+    let follow = Follow { wake: jobs.subscribe(), jobs, id: row.id, after, pending: VecDeque::new(), done: false };
+    let keep_alive = KeepAlive::new().interval(Duration::from_secs(15));
+    Ok(Sse::new(follow.into_stream()).keep_alive(keep_alive).into_response())
+}
+
+/// One client's position in a job's events.
+struct Follow {
+    jobs: Arc<Jobs>,
+    wake: broadcast::Receiver<String>,
+    id: String,
+    after: i64,
+    pending: VecDeque<EventRow>,
+    done: bool,
+}
+
+impl Follow {
+    fn into_stream(self) -> impl Stream<Item = Result<Event, Infallible>> {
+        futures_util::stream::unfold(self, |mut follow| async move {
+            let event = follow.next().await?;
+            Some((Ok(event), follow))
+        })
+    }
+
+    /// How long to wait for a wake-up before reading the rows anyway: on SQLite another process
+    /// may write without telling us; on PostgreSQL a notification could be lost with a connection.
+    fn poll(&self) -> Duration {
+        match self.jobs.store().dialect() {
+            Dialect::Sqlite => Duration::from_secs(1),
+            Dialect::Postgres => Duration::from_secs(5),
+        }
+    }
+
+    async fn next(&mut self) -> Option<Event> {
+        loop {
+            if let Some(row) = self.pending.pop_front() {
+                self.after = row.id;
+                self.done = TERMINAL_EVENTS.contains(&row.kind.as_str());
+                let mut data = row.data;
+                if let Value::Object(map) = &mut data {
+                    map.insert("job_id".into(), Value::from(row.job_id));
+                    map.insert("at".into(), Value::from(rfc3339(row.at)));
+                }
+                return Some(Event::default().id(row.id.to_string()).event(row.kind).data(data.to_string()));
+            }
+            if self.done {
+                return None;
+            }
+            match self.jobs.store().events_after(&self.id, self.after, 200).await {
+                Ok(rows) if !rows.is_empty() => {
+                    self.pending.extend(rows);
+                    continue;
+                }
+                Ok(_) => {
+                    // Reconnected after the final event: nothing more will come.
+                    if let Ok(Some(job)) = self.jobs.store().get(&self.id).await
+                        && TERMINAL_EVENTS.contains(&job.status.as_str())
+                        && self.jobs.store().events_after(&self.id, self.after, 1).await.is_ok_and(|r| r.is_empty())
+                    {
+                        return None;
+                    }
+                }
+                Err(e) => tracing::debug!(job = %self.id, error = %e, "event stream cannot read; retrying"),
+            }
+            let poll = self.poll();
+            let _ = tokio::time::timeout(poll, async {
+                loop {
+                    match self.wake.recv().await {
+                        Ok(id) if id == self.id => return,
+                        Ok(_) => {}
+                        Err(broadcast::error::RecvError::Lagged(_)) => return,
+                        Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
+                    }
+                }
+            })
+            .await;
+        }
+    }
+}

@@ -1,0 +1,436 @@
+//! The job engine: submit (plan, then store), workers that claim, heartbeat, run and finish jobs,
+//! and the wake-ups that tell workers and event streams something changed.
+//!
+//! Wake-ups are only hints; the rows are the truth. On PostgreSQL every event's transaction also
+//! runs `pg_notify`, and one `PgListener` per process fans the job ids out through a
+//! `tokio::sync::broadcast`; on SQLite the writer broadcasts in-process and readers also poll
+//! briefly, because another process may share the file.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+use tokio::sync::{broadcast, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::pipeline::JobPipeline;
+use super::store::{Claimed, Dialect, KeyState, NewJob, Outcome, Store, StoreError};
+use crate::api::error::ApiError;
+use crate::providers::{BoxFuture, RunContext, RunObserver, UpstreamRun};
+
+/// The kinds a job may have (the pipeline decides what each means).
+pub const KINDS: [&str; 3] = ["scenes", "character_reference", "video"];
+
+/// How the engine runs jobs.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Jobs run at once by this process's workers (0: submit and serve only).
+    pub workers: usize,
+    /// A processing job whose heartbeat is older than this is taken over.
+    pub stale_after: Duration,
+    /// Claims per job before a retryable failure becomes final.
+    pub max_attempts: u32,
+    /// How often an idle worker looks for work without a wake-up (and how often an event stream
+    /// polls on SQLite, where another process may write).
+    pub poll: Duration,
+    /// At most one progress event per job per this interval (the latest step wins).
+    pub progress_every: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            workers: 4,
+            stale_after: Duration::from_secs(60),
+            max_attempts: 3,
+            poll: Duration::from_millis(500),
+            progress_every: Duration::from_millis(250),
+        }
+    }
+}
+
+/// A job the API accepted: new, or the one an `Idempotency-Key` already made.
+pub enum Submitted {
+    New(String),
+    Replayed(String),
+}
+
+/// The engine one process holds.
+pub struct Jobs {
+    store: Store,
+    pipeline: Arc<dyn JobPipeline>,
+    config: EngineConfig,
+    wake: broadcast::Sender<String>,
+    /// Stops the background tasks (the PostgreSQL listener).
+    closed: CancellationToken,
+}
+
+impl Jobs {
+    /// Opens the database at `url` (migrating it) and starts listening for other replicas.
+    pub async fn open(url: &str, pipeline: Arc<dyn JobPipeline>, config: EngineConfig) -> Result<Arc<Jobs>, String> {
+        let store = Store::open(url).await?;
+        let (wake, _) = broadcast::channel(1024);
+        let jobs = Arc::new(Jobs { store, pipeline, config, wake, closed: CancellationToken::new() });
+        if jobs.store.dialect() == Dialect::Postgres {
+            let listener = sqlx::postgres::PgListener::connect(url)
+                .await
+                .map_err(|e| format!("jobs database {}: cannot listen: {e}", super::store::redact(url)))?;
+            tokio::spawn(listen(listener, jobs.wake.clone(), jobs.closed.clone()));
+        }
+        Ok(jobs)
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Wake-ups: the id of a job that has something new.
+    pub fn subscribe(&self) -> broadcast::Receiver<String> {
+        self.wake.subscribe()
+    }
+
+    /// Tells this process's workers and streams (other processes learn it from the database).
+    fn woke(&self, job_id: &str) {
+        let _ = self.wake.send(job_id.to_owned());
+    }
+
+    /// Plans `input` and stores the job. `key` is an `Idempotency-Key` with the body's fingerprint.
+    pub async fn submit(&self, kind: &str, input: Value, key: Option<(&str, &str)>) -> Result<Submitted, ApiError> {
+        if !KINDS.contains(&kind) {
+            return Err(ApiError::invalid("kind", format!("{kind:?} is not one of {}", KINDS.join(", "))));
+        }
+        if let Some((key, fingerprint)) = key {
+            match self.store.begin_key(key, fingerprint).await.map_err(unavailable)? {
+                KeyState::New => {}
+                KeyState::Same(Some(id)) => return Ok(Submitted::Replayed(id)),
+                KeyState::Same(None) => {
+                    return Err(ApiError::new(
+                        StatusCode::CONFLICT,
+                        "IdempotencyKeyInUse",
+                        "a request with this Idempotency-Key is still being processed; retry shortly",
+                        json!("idempotency-key"),
+                    ));
+                }
+                KeyState::Other => {
+                    return Err(ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "IdempotencyKeyReused",
+                        "this Idempotency-Key was used with a different request body",
+                        json!("idempotency-key"),
+                    ));
+                }
+            }
+        }
+        let result = self.plan_and_store(kind, input, key.map(|(k, _)| k)).await;
+        if let (Err(_), Some((key, _))) = (&result, key)
+            && let Err(e) = self.store.release_key(key).await
+        {
+            tracing::warn!(error = %e, "could not release an idempotency key after a refused submission");
+        }
+        result.map(Submitted::New)
+    }
+
+    async fn plan_and_store(&self, kind: &str, input: Value, key: Option<&str>) -> Result<String, ApiError> {
+        let planned = self.pipeline.plan(kind, input).await?;
+        let id = uuid::Uuid::new_v4().to_string();
+        let job = NewJob {
+            id: &id,
+            kind,
+            plan: &planned.plan,
+            config_flavor: &planned.config_flavor,
+            project_id: planned.project_id.as_deref(),
+            sequence: planned.sequence.map(i64::from),
+        };
+        self.store.insert(&job, key).await.map_err(unavailable)?;
+        self.woke(&id);
+        Ok(id)
+    }
+
+    /// Cancels a job (see [`Store::cancel`]) and wakes its worker.
+    pub async fn cancel(&self, id: &str) -> Result<Option<super::store::JobRow>, StoreError> {
+        let row = self.store.cancel(id).await?;
+        self.woke(id);
+        Ok(row)
+    }
+
+    /// Starts `config.workers` workers; they stop claiming when `shutdown` fires and release the
+    /// jobs they hold to the queue (they are not failed). Wait on the tracker for them to finish.
+    pub fn start_workers(self: &Arc<Self>, shutdown: CancellationToken) -> TaskTracker {
+        let tracker = TaskTracker::new();
+        let process = uuid::Uuid::new_v4();
+        for n in 0..self.config.workers {
+            let jobs = Arc::clone(self);
+            let shutdown = shutdown.clone();
+            tracker.spawn(async move { jobs.work(format!("{process}/{n}"), shutdown).await });
+        }
+        tracker.close();
+        tracker
+    }
+
+    /// Stops the listener and closes the pool.
+    pub async fn close(&self) {
+        self.closed.cancel();
+        self.store.close().await;
+    }
+
+    async fn work(self: Arc<Self>, worker: String, shutdown: CancellationToken) {
+        let mut wake = self.subscribe();
+        let mut failures = 0u32;
+        while !shutdown.is_cancelled() {
+            let stale_before = super::store::now_ms() - self.config.stale_after.as_millis() as i64;
+            let claim = format!("{worker}/{}", uuid::Uuid::new_v4());
+            match self.store.claim(&claim, stale_before).await {
+                Ok(Some(job)) => {
+                    failures = 0;
+                    self.woke(&job.id);
+                    self.run(job, &shutdown).await;
+                }
+                Ok(None) => {
+                    failures = 0;
+                    tokio::select! {
+                        _ = shutdown.cancelled() => {}
+                        _ = wake.recv() => {}
+                        _ = tokio::time::sleep(self.config.poll) => {}
+                    }
+                }
+                Err(e) => {
+                    failures += 1;
+                    let pause = backoff(failures, Duration::from_secs(10));
+                    tracing::warn!(error = %e, retry_in = ?pause, "jobs worker cannot claim");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => {}
+                        _ = tokio::time::sleep(pause) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs one claimed job to its end, a lost claim, or shutdown.
+    async fn run(&self, job: Claimed, shutdown: &CancellationToken) {
+        let saved = match self.store.runs(&job.id).await {
+            Ok(saved) => saved,
+            // Without its saved runs the job could create upstream again: leave it to a takeover.
+            Err(e) => {
+                tracing::warn!(job = %job.id, error = %e, "cannot read the job's saved upstream runs");
+                return;
+            }
+        };
+        let (progress_tx, progress_rx) = watch::channel(None);
+        let observer = Observer {
+            store: &self.store,
+            wake: &self.wake,
+            job: &job,
+            progress: progress_tx,
+            canceled: AtomicBool::new(false),
+        };
+        let ended = if job.cancel_requested {
+            Ended::Cancel
+        } else {
+            let ctx = RunContext::new(&observer, &saved);
+            let run = self.pipeline.run(&job.kind, &job.plan, ctx);
+            tokio::select! {
+                result = run => Ended::Ran(result),
+                ended = async {
+                    let ended = self.watch(&job, progress_rx).await;
+                    // Set before select! drops the run, whose drop guard reads it: a canceled job
+                    // cancels its upstream run; a job cut by shutdown keeps it for a takeover.
+                    if matches!(ended, Ended::Cancel) {
+                        observer.canceled.store(true, Ordering::Relaxed);
+                    }
+                    ended
+                } => ended,
+                _ = shutdown.cancelled() => Ended::Shutdown,
+            }
+        };
+        let outcome_error;
+        let outcome = match &ended {
+            Ended::Ran(Ok(output)) => Outcome::Succeeded(output),
+            Ended::Ran(Err(e)) if e.status.is_server_error() && job.attempts < i64::from(self.config.max_attempts) => {
+                outcome_error = e.message.clone();
+                Outcome::Retry {
+                    code: e.kind,
+                    message: &outcome_error,
+                    after: backoff(job.attempts as u32, Duration::from_secs(60)),
+                }
+            }
+            Ended::Ran(Err(e)) => Outcome::Failed { code: e.kind, message: &e.message, status: e.status.as_u16() },
+            Ended::Cancel => Outcome::Canceled,
+            Ended::Shutdown => Outcome::Released,
+            Ended::Lost => {
+                tracing::info!(job = %job.id, "job taken over by another worker; this attempt stops");
+                return;
+            }
+        };
+        // The result is in memory only: keep trying to store it until the database is back, or
+        // until shutdown (then the job is taken over, and resumes its saved upstream run).
+        let mut failures = 0;
+        loop {
+            match self.store.finish(&job.id, &job.claim, outcome_clone(&outcome)).await {
+                Ok(_) => break,
+                Err(e) => {
+                    failures += 1;
+                    tracing::warn!(job = %job.id, error = %e, "cannot store the job's outcome; retrying");
+                    if shutdown.is_cancelled() && failures > 3 {
+                        return;
+                    }
+                    tokio::time::sleep(backoff(failures, Duration::from_secs(5))).await;
+                }
+            }
+        }
+        self.woke(&job.id);
+    }
+
+    /// Heartbeats the claim, watches for a cancel and writes throttled progress; returns only when
+    /// the run must stop.
+    async fn watch(&self, job: &Claimed, mut progress: watch::Receiver<Option<(String, Option<String>)>>) -> Ended {
+        let every = (self.config.stale_after / 3).max(Duration::from_millis(50));
+        let mut wake = self.subscribe();
+        let mut beat = tokio::time::interval(every);
+        let mut progress_open = true;
+        loop {
+            tokio::select! {
+                _ = beat.tick() => {}
+                Ok(id) = wake.recv() => if id != job.id { continue },
+                changed = progress.changed(), if progress_open => {
+                    if changed.is_err() {
+                        progress_open = false;
+                        continue;
+                    }
+                    let step = progress.borrow_and_update().clone();
+                    if let Some((stage, status)) = step {
+                        match self.store.progress(&job.id, &job.claim, &stage, status.as_deref()).await {
+                            Ok(()) => self.woke(&job.id),
+                            Err(e) => tracing::debug!(job = %job.id, error = %e, "progress not recorded"),
+                        }
+                    }
+                    tokio::time::sleep(self.config.progress_every).await;
+                    continue;
+                }
+            }
+            match self.store.heartbeat(&job.id, &job.claim).await {
+                Ok(None) => return Ended::Lost,
+                Ok(Some(true)) => return Ended::Cancel,
+                Ok(Some(false)) => {}
+                // The database is away: keep running; the outcome is stored once it is back.
+                Err(e) => tracing::warn!(job = %job.id, error = %e, "heartbeat failed"),
+            }
+        }
+    }
+}
+
+/// Why a run stopped.
+enum Ended {
+    Ran(Result<Value, ApiError>),
+    Cancel,
+    Shutdown,
+    Lost,
+}
+
+fn outcome_clone<'a>(outcome: &Outcome<'a>) -> Outcome<'a> {
+    match outcome {
+        Outcome::Succeeded(v) => Outcome::Succeeded(v),
+        Outcome::Failed { code, message, status } => Outcome::Failed { code, message, status: *status },
+        Outcome::Canceled => Outcome::Canceled,
+        Outcome::Retry { code, message, after } => Outcome::Retry { code, message, after: *after },
+        Outcome::Released => Outcome::Released,
+    }
+}
+
+/// 0.5 s doubling per failure, up to `cap`.
+fn backoff(failures: u32, cap: Duration) -> Duration {
+    Duration::from_millis(500u64.saturating_mul(1 << failures.saturating_sub(1).min(16))).min(cap)
+}
+
+/// The database is unreachable: 503 with a `Retry-After`, nothing was stored.
+pub fn unavailable(e: StoreError) -> ApiError {
+    tracing::warn!(error = %e, "jobs database unavailable");
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "DatabaseUnavailable",
+        "the jobs database is unavailable; nothing was stored, retry shortly",
+        json!({ "retry_after_seconds": 5 }),
+    )
+}
+
+/// Saves upstream runs before the provider waits on them, and hands progress to the watcher.
+struct Observer<'a> {
+    store: &'a Store,
+    wake: &'a broadcast::Sender<String>,
+    job: &'a Claimed,
+    progress: watch::Sender<Option<(String, Option<String>)>>,
+    /// The user canceled the job: its upstream run is to be canceled when the run is dropped.
+    canceled: AtomicBool,
+}
+
+impl RunObserver for Observer<'_> {
+    fn started<'a>(&'a self, run: &'a UpstreamRun) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            // Saved before Ok: a provider waits only on an id the next attempt can resume.
+            let mut failures = 0;
+            loop {
+                match self.store.save_run(&self.job.id, &self.job.claim, run).await {
+                    Ok(true) => {
+                        let _ = self.wake.send(self.job.id.clone());
+                        return Ok(());
+                    }
+                    Ok(false) => return Err("the job was taken over by another worker".into()),
+                    Err(e) if failures < 5 => {
+                        failures += 1;
+                        tracing::warn!(job = %self.job.id, error = %e, "cannot save the upstream run; retrying");
+                        tokio::time::sleep(backoff(failures, Duration::from_secs(4))).await;
+                    }
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+        })
+    }
+
+    fn progress(&self, stage: &str, upstream_status: Option<&str>) {
+        self.progress.send_replace(Some((stage.to_owned(), upstream_status.map(str::to_owned))));
+    }
+
+    fn cancel_on_drop(&self) -> bool {
+        self.canceled.load(Ordering::Relaxed)
+    }
+}
+
+/// Relays PostgreSQL notifications (job ids) to this process's broadcast, reconnecting as needed.
+async fn listen(mut listener: sqlx::postgres::PgListener, wake: broadcast::Sender<String>, closed: CancellationToken) {
+    let mut listening = false;
+    let mut failures = 0;
+    while !closed.is_cancelled() {
+        if !listening {
+            match listener.listen(super::store::NOTIFY_CHANNEL).await {
+                Ok(()) => listening = true,
+                Err(e) => {
+                    failures += 1;
+                    tracing::warn!(error = %e, "jobs listener cannot LISTEN; retrying");
+                    tokio::time::sleep(backoff(failures, Duration::from_secs(10))).await;
+                    continue;
+                }
+            }
+        }
+        tokio::select! {
+            _ = closed.cancelled() => return,
+            received = listener.recv() => match received {
+                Ok(note) => {
+                    failures = 0;
+                    let _ = wake.send(note.payload().to_owned());
+                }
+                Err(e) => {
+                    failures += 1;
+                    tracing::warn!(error = %e, "jobs listener lost its connection; reconnecting");
+                    tokio::time::sleep(backoff(failures, Duration::from_secs(10))).await;
+                }
+            },
+        }
+    }
+}

@@ -1,0 +1,652 @@
+//! The jobs database: one set of queries on SQLite (the embedded default) and PostgreSQL (shared
+//! by replicas), through sqlx's `Any` driver so both run the same code.
+//!
+//! Why sqlx directly rather than a queue crate: the job resource must be listed by status, kind and
+//! project with cursor pagination, and its saved upstream runs and events are rows a client reads
+//! back; a queue crate's opaque job blob would need a second store beside it.
+//!
+//! Claiming is one `UPDATE … WHERE seq = (SELECT … LIMIT 1) RETURNING`: SQLite runs a statement
+//! under its single writer lock, PostgreSQL adds `FOR UPDATE SKIP LOCKED` so replicas never wait
+//! on each other. A claim writes a fresh `claim` token; every later write of the worker is guarded
+//! by it, so a worker that lost its job to a takeover cannot overwrite the new owner's work.
+//! Every event is inserted in a transaction that first updates its job's row: that row lock orders
+//! one job's events, so their ids increase in commit order and `id > Last-Event-ID` misses nothing.
+
+use std::borrow::Cow;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{AnyPool, Connection, Row};
+
+use crate::providers::UpstreamRun;
+
+/// The channel `pg_notify` wakes listeners on; the payload is the job id.
+pub const NOTIFY_CHANNEL: &str = "mvgen_jobs";
+
+/// A database fault: unreachable, or a query that failed.
+#[derive(Debug, thiserror::Error)]
+#[error("jobs database: {0}")]
+pub struct StoreError(#[from] pub sqlx::Error);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// A job's row, as the API and the workers read it.
+#[derive(Debug, Clone)]
+pub struct JobRow {
+    pub seq: i64,
+    pub id: String,
+    pub kind: String,
+    pub status: String,
+    pub plan: Value,
+    pub config_flavor: Value,
+    pub project_id: Option<String>,
+    pub sequence: Option<i64>,
+    pub output: Option<Value>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub attempts: i64,
+    pub progress_stage: Option<String>,
+    pub progress_upstream_status: Option<String>,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub completed_at: Option<i64>,
+    pub cancel_requested: bool,
+    /// The latest saved upstream run.
+    pub upstream: Option<UpstreamRun>,
+}
+
+/// One stored event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRow {
+    pub id: i64,
+    pub job_id: String,
+    pub at: i64,
+    pub kind: String,
+    pub data: Value,
+}
+
+/// A job a worker claimed.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub id: String,
+    pub kind: String,
+    pub plan: Value,
+    pub attempts: i64,
+    pub claim: String,
+    pub cancel_requested: bool,
+}
+
+/// What a new job is stored with.
+pub struct NewJob<'a> {
+    pub id: &'a str,
+    pub kind: &'a str,
+    pub plan: &'a Value,
+    pub config_flavor: &'a Value,
+    pub project_id: Option<&'a str>,
+    pub sequence: Option<i64>,
+}
+
+/// How a worker ends its claim.
+pub enum Outcome<'a> {
+    Succeeded(&'a Value),
+    Failed {
+        code: &'a str,
+        message: &'a str,
+        status: u16,
+    },
+    Canceled,
+    /// A retryable failure: queued again after `after`, its upstream runs forgotten (a failed
+    /// prediction resumed would fail again).
+    Retry {
+        code: &'a str,
+        message: &'a str,
+        after: Duration,
+    },
+    /// Shutdown: back to the queue at once, runs kept, so the next worker resumes them.
+    Released,
+}
+
+/// What an `Idempotency-Key` found.
+#[derive(Debug, PartialEq)]
+pub enum KeyState {
+    /// Ours now: go on and submit.
+    New,
+    /// Seen before with this body; the job it made, or `None` while the first is still submitting.
+    Same(Option<String>),
+    /// Seen before with another body.
+    Other,
+}
+
+/// Listing filters (already validated by the API).
+#[derive(Debug, Default, Clone)]
+pub struct Filter {
+    pub status: Option<String>,
+    pub kind: Option<String>,
+    pub project_id: Option<String>,
+    /// Only jobs older than this `seq` (the cursor).
+    pub before: Option<i64>,
+    pub limit: i64,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    dialect: Dialect,
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+const COLUMNS: &str = "seq, id, kind, status, plan, config_flavor, project_id, sequence, output, error_code, \
+     error_message, attempts, progress_stage, progress_upstream_status, created_at, started_at, completed_at, \
+     cancel_requested, (SELECT provider FROM job_runs r WHERE r.job_id = jobs.id ORDER BY at DESC, slot DESC LIMIT 1) \
+     AS up_provider, (SELECT upstream_id FROM job_runs r WHERE r.job_id = jobs.id ORDER BY at DESC, slot DESC LIMIT 1) \
+     AS up_id";
+
+fn json(text: Option<String>) -> Value {
+    text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null)
+}
+
+fn job_row(row: &AnyRow) -> Result<JobRow, sqlx::Error> {
+    let provider: Option<String> = row.try_get("up_provider")?;
+    let upstream_id: Option<String> = row.try_get("up_id")?;
+    Ok(JobRow {
+        seq: row.try_get("seq")?,
+        id: row.try_get("id")?,
+        kind: row.try_get("kind")?,
+        status: row.try_get("status")?,
+        plan: json(row.try_get("plan")?),
+        config_flavor: json(row.try_get("config_flavor")?),
+        project_id: row.try_get("project_id")?,
+        sequence: row.try_get("sequence")?,
+        output: row.try_get::<Option<String>, _>("output")?.map(|t| json(Some(t))),
+        error_code: row.try_get("error_code")?,
+        error_message: row.try_get("error_message")?,
+        attempts: row.try_get("attempts")?,
+        progress_stage: row.try_get("progress_stage")?,
+        progress_upstream_status: row.try_get("progress_upstream_status")?,
+        created_at: row.try_get("created_at")?,
+        started_at: row.try_get("started_at")?,
+        completed_at: row.try_get("completed_at")?,
+        cancel_requested: row.try_get::<i64, _>("cancel_requested")? != 0,
+        upstream: provider.zip(upstream_id).map(|(provider, id)| UpstreamRun { provider, id, slot: 0 }),
+    })
+}
+
+/// The migrations of one dialect, embedded in the binary (the `Any` driver runs them).
+fn migrator(dialect: Dialect) -> Migrator {
+    let sql = match dialect {
+        Dialect::Sqlite => include_str!("../../migrations/jobs/sqlite/0001_jobs.sql"),
+        Dialect::Postgres => include_str!("../../migrations/jobs/postgres/0001_jobs.sql"),
+    };
+    let migrations = vec![Migration::new(1, Cow::Borrowed("jobs"), MigrationType::Simple, Cow::Borrowed(sql), false)];
+    Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
+}
+
+impl Store {
+    /// Connects (creating an SQLite file if missing) and runs the migrations.
+    pub async fn open(url: &str) -> Result<Store, String> {
+        sqlx::any::install_default_drivers();
+        let dialect = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Dialect::Postgres
+        } else if url.starts_with("sqlite:") {
+            Dialect::Sqlite
+        } else {
+            return Err(format!("MVGEN_DATABASE_URL: {url:?} is neither sqlite:… nor postgres://…"));
+        };
+        let shown = redact(url);
+        let options = AnyPoolOptions::new()
+            .max_connections(if dialect == Dialect::Sqlite { 8 } else { 16 })
+            .acquire_timeout(Duration::from_secs(5));
+        let options = if dialect == Dialect::Sqlite {
+            // WAL lets readers (listings, event streams) run beside the one writer; the busy
+            // timeout makes a second process sharing the file wait for the lock instead of failing.
+            options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
+                    sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
+                    sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
+                    Ok(())
+                })
+            })
+        } else {
+            options
+        };
+        // One plain connection first: the pool would only say it timed out, this says why.
+        let probe = sqlx::AnyConnection::connect(url)
+            .await
+            .map_err(|e| format!("cannot open the jobs database {shown}: {e}"))?;
+        let _ = probe.close().await;
+        let pool = options.connect(url).await.map_err(|e| format!("cannot open the jobs database {shown}: {e}"))?;
+        migrator(dialect).run(&pool).await.map_err(|e| format!("jobs database {shown}: migrations failed: {e}"))?;
+        Ok(Store { pool, dialect })
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Inserts an event after touching its job's row (which orders one job's events, see above),
+    /// and on PostgreSQL wakes every replica, all in `tx`.
+    async fn event(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        job_id: &str,
+        kind: &str,
+        data: &Value,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE jobs SET cancel_requested = cancel_requested WHERE id = $1")
+            .bind(job_id)
+            .execute(&mut **tx)
+            .await?;
+        sqlx::query("INSERT INTO job_events (job_id, at, kind, data) VALUES ($1, $2, $3, $4)")
+            .bind(job_id)
+            .bind(now_ms())
+            .bind(kind)
+            .bind(data.to_string())
+            .execute(&mut **tx)
+            .await?;
+        if self.dialect == Dialect::Postgres {
+            sqlx::query("SELECT pg_notify($1, $2)").bind(NOTIFY_CHANNEL).bind(job_id).execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
+    /// Claims an `Idempotency-Key` for a body's fingerprint, or says what it was used for.
+    pub async fn begin_key(&self, key: &str, fingerprint: &str) -> Result<KeyState, StoreError> {
+        let inserted = sqlx::query(
+            "INSERT INTO idempotency (key, fingerprint, job_id, created_at) VALUES ($1, $2, NULL, $3) \
+             ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(fingerprint)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        if inserted.rows_affected() == 1 {
+            return Ok(KeyState::New);
+        }
+        let row = sqlx::query("SELECT fingerprint, job_id FROM idempotency WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            // Released between our insert and this read: the caller may simply try again.
+            None => KeyState::Same(None),
+            Some(row) if row.try_get::<String, _>("fingerprint")? == fingerprint => {
+                KeyState::Same(row.try_get("job_id")?)
+            }
+            Some(_) => KeyState::Other,
+        })
+    }
+
+    /// Frees a key whose submission failed (a refused input is not an answer to replay).
+    pub async fn release_key(&self, key: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM idempotency WHERE key = $1 AND job_id IS NULL").bind(key).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Stores a queued job and its first event (and binds `key` to it) in one transaction.
+    pub async fn insert(&self, job: &NewJob<'_>, key: Option<&str>) -> Result<(), StoreError> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO jobs (id, kind, status, plan, config_flavor, project_id, sequence, attempts, created_at, \
+             run_after, cancel_requested) VALUES ($1, $2, 'queued', $3, $4, $5, $6, 0, $7, $7, 0)",
+        )
+        .bind(job.id)
+        .bind(job.kind)
+        .bind(job.plan.to_string())
+        .bind(job.config_flavor.to_string())
+        .bind(job.project_id)
+        .bind(job.sequence)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        self.event(&mut tx, job.id, "queued", &serde_json::json!({ "status": "queued" })).await?;
+        if let Some(key) = key {
+            sqlx::query("UPDATE idempotency SET job_id = $1 WHERE key = $2")
+                .bind(job.id)
+                .bind(key)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Option<JobRow>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM jobs WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(job_row).transpose()?)
+    }
+
+    /// Newest first.
+    pub async fn list(&self, filter: &Filter) -> Result<Vec<JobRow>, StoreError> {
+        let mut clauses = Vec::new();
+        let mut texts = Vec::new();
+        for (column, value) in [("status", &filter.status), ("kind", &filter.kind), ("project_id", &filter.project_id)]
+        {
+            if let Some(value) = value {
+                texts.push(value.clone());
+                clauses.push(format!("{column} = ${}", texts.len()));
+            }
+        }
+        if filter.before.is_some() {
+            clauses.push(format!("seq < ${}", texts.len() + 1));
+        }
+        let clause = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
+        let sql = format!("SELECT {COLUMNS} FROM jobs {clause} ORDER BY seq DESC LIMIT {}", filter.limit);
+        let mut query = sqlx::query(&sql);
+        for text in texts {
+            query = query.bind(text);
+        }
+        if let Some(before) = filter.before {
+            query = query.bind(before);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(job_row).collect::<Result<_, _>>()?)
+    }
+
+    /// The job's events after `after`, oldest first.
+    pub async fn events_after(&self, job_id: &str, after: i64, limit: i64) -> Result<Vec<EventRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, job_id, at, kind, data FROM job_events WHERE job_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+        )
+        .bind(job_id)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(EventRow {
+                    id: row.try_get("id")?,
+                    job_id: row.try_get("job_id")?,
+                    at: row.try_get("at")?,
+                    kind: row.try_get("kind")?,
+                    data: json(row.try_get("data")?),
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError)
+    }
+
+    /// Takes the oldest runnable job: queued and due, or processing with a heartbeat older than
+    /// `stale_before` (its worker died). `attempts` counts claims.
+    pub async fn claim(&self, claim: &str, stale_before: i64) -> Result<Option<Claimed>, StoreError> {
+        let now = now_ms();
+        let lock = if self.dialect == Dialect::Postgres { "FOR UPDATE SKIP LOCKED" } else { "" };
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(&format!(
+            "UPDATE jobs SET status = 'processing', claim = $1, heartbeat_at = $2, attempts = attempts + 1, \
+             started_at = COALESCE(started_at, $2) \
+             WHERE seq = (SELECT seq FROM jobs WHERE (status = 'queued' AND run_after <= $2) \
+                OR (status = 'processing' AND heartbeat_at < $3) ORDER BY seq LIMIT 1 {lock}) \
+             RETURNING id, kind, plan, attempts, cancel_requested"
+        ))
+        .bind(claim)
+        .bind(now)
+        .bind(stale_before)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let claimed = Claimed {
+            id: row.try_get("id")?,
+            kind: row.try_get("kind")?,
+            plan: json(row.try_get("plan")?),
+            attempts: row.try_get("attempts")?,
+            claim: claim.to_owned(),
+            cancel_requested: row.try_get::<i64, _>("cancel_requested")? != 0,
+        };
+        let data = serde_json::json!({ "status": "processing", "attempts": claimed.attempts });
+        self.event(&mut tx, &claimed.id, "processing", &data).await?;
+        tx.commit().await?;
+        Ok(Some(claimed))
+    }
+
+    /// The upstream runs a job saved, for the next attempt to resume.
+    pub async fn runs(&self, job_id: &str) -> Result<Vec<UpstreamRun>, StoreError> {
+        let rows = sqlx::query("SELECT provider, upstream_id, slot FROM job_runs WHERE job_id = $1 ORDER BY slot")
+            .bind(job_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(UpstreamRun {
+                    provider: row.try_get("provider")?,
+                    id: row.try_get("upstream_id")?,
+                    slot: row.try_get::<i64, _>("slot")? as u32,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError)
+    }
+
+    /// Saves an upstream run of a claimed job; `Ok(false)` when the claim was lost.
+    pub async fn save_run(&self, job_id: &str, claim: &str, run: &UpstreamRun) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let owned =
+            sqlx::query("UPDATE jobs SET heartbeat_at = $1 WHERE id = $2 AND claim = $3 AND status = 'processing'")
+                .bind(now_ms())
+                .bind(job_id)
+                .bind(claim)
+                .execute(&mut *tx)
+                .await?;
+        if owned.rows_affected() == 0 {
+            return Ok(false);
+        }
+        let upsert = "INSERT INTO job_runs (job_id, provider, slot, upstream_id, at) VALUES ($1, $2, $3, $4, $5) \
+                      ON CONFLICT (job_id, provider, slot) DO UPDATE SET upstream_id = excluded.upstream_id, at = excluded.at";
+        sqlx::query(upsert)
+            .bind(job_id)
+            .bind(&run.provider)
+            .bind(i64::from(run.slot))
+            .bind(&run.id)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+        let data = serde_json::json!({ "provider": run.provider, "id": run.id, "slot": run.slot });
+        self.event(&mut tx, job_id, "upstream", &data).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Records a progress step of a claimed job (row and event).
+    pub async fn progress(
+        &self,
+        job_id: &str,
+        claim: &str,
+        stage: &str,
+        upstream_status: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let owned = sqlx::query(
+            "UPDATE jobs SET progress_stage = $1, progress_upstream_status = $2 \
+             WHERE id = $3 AND claim = $4 AND status = 'processing'",
+        )
+        .bind(stage)
+        .bind(upstream_status)
+        .bind(job_id)
+        .bind(claim)
+        .execute(&mut *tx)
+        .await?;
+        if owned.rows_affected() == 1 {
+            let data =
+                serde_json::json!({ "status": "processing", "stage": stage, "upstream_status": upstream_status });
+            self.event(&mut tx, job_id, "progress", &data).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Keeps a claim alive. `Ok(None)`: the claim was lost (taken over or ended elsewhere);
+    /// `Ok(Some(cancel_requested))` otherwise.
+    pub async fn heartbeat(&self, job_id: &str, claim: &str) -> Result<Option<bool>, StoreError> {
+        let row = sqlx::query(
+            "UPDATE jobs SET heartbeat_at = $1 WHERE id = $2 AND claim = $3 AND status = 'processing' \
+             RETURNING cancel_requested",
+        )
+        .bind(now_ms())
+        .bind(job_id)
+        .bind(claim)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.try_get::<i64, _>("cancel_requested")).transpose()?.map(|c| c != 0))
+    }
+
+    /// Ends a claim; `Ok(false)` when it was no longer ours.
+    pub async fn finish(&self, job_id: &str, claim: &str, outcome: Outcome<'_>) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let guard = "WHERE id = $1 AND claim = $2 AND status = 'processing'";
+        let (result, kind, data) = match outcome {
+            Outcome::Succeeded(output) => (
+                sqlx::query(&format!(
+                    "UPDATE jobs SET status = 'succeeded', output = $3, completed_at = $4, claim = NULL, \
+                     error_code = NULL, error_message = NULL, error_status = NULL {guard}"
+                ))
+                .bind(job_id)
+                .bind(claim)
+                .bind(output.to_string())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?,
+                "succeeded",
+                serde_json::json!({ "status": "succeeded" }),
+            ),
+            Outcome::Failed { code, message, status } => (
+                sqlx::query(&format!(
+                    "UPDATE jobs SET status = 'failed', error_code = $3, error_message = $4, error_status = $5, \
+                     completed_at = $6, claim = NULL {guard}"
+                ))
+                .bind(job_id)
+                .bind(claim)
+                .bind(code)
+                .bind(message)
+                .bind(i64::from(status))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?,
+                "failed",
+                serde_json::json!({ "status": "failed", "error": { "code": code, "message": message } }),
+            ),
+            Outcome::Canceled => (
+                sqlx::query(&format!("UPDATE jobs SET status = 'canceled', completed_at = $3, claim = NULL {guard}"))
+                    .bind(job_id)
+                    .bind(claim)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?,
+                "canceled",
+                serde_json::json!({ "status": "canceled" }),
+            ),
+            Outcome::Retry { code, message, after } => {
+                let result = sqlx::query(&format!(
+                    "UPDATE jobs SET status = 'queued', claim = NULL, run_after = $3, error_code = $4, \
+                     error_message = $5 {guard}"
+                ))
+                .bind(job_id)
+                .bind(claim)
+                .bind(now + after.as_millis() as i64)
+                .bind(code)
+                .bind(message)
+                .execute(&mut *tx)
+                .await?;
+                if result.rows_affected() == 1 {
+                    sqlx::query("DELETE FROM job_runs WHERE job_id = $1").bind(job_id).execute(&mut *tx).await?;
+                }
+                let data = serde_json::json!({
+                    "status": "queued", "retry_in_seconds": after.as_secs_f64(),
+                    "error": { "code": code, "message": message },
+                });
+                (result, "retrying", data)
+            }
+            Outcome::Released => (
+                sqlx::query(&format!("UPDATE jobs SET status = 'queued', claim = NULL, run_after = $3 {guard}"))
+                    .bind(job_id)
+                    .bind(claim)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?,
+                "released",
+                serde_json::json!({ "status": "queued" }),
+            ),
+        };
+        if result.rows_affected() == 0 {
+            return Ok(false);
+        }
+        self.event(&mut tx, job_id, kind, &data).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Cancels a queued job at once, or asks the worker of a processing one to stop. Returns the
+    /// job as it is afterwards, `None` when unknown.
+    pub async fn cancel(&self, job_id: &str) -> Result<Option<JobRow>, StoreError> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let queued = sqlx::query(
+            "UPDATE jobs SET status = 'canceled', completed_at = $1, cancel_requested = 1 \
+             WHERE id = $2 AND status = 'queued'",
+        )
+        .bind(now)
+        .bind(job_id)
+        .execute(&mut *tx)
+        .await?;
+        if queued.rows_affected() == 1 {
+            self.event(&mut tx, job_id, "canceled", &serde_json::json!({ "status": "canceled" })).await?;
+        } else {
+            let running = sqlx::query(
+                "UPDATE jobs SET cancel_requested = 1 WHERE id = $1 AND status = 'processing' AND cancel_requested = 0",
+            )
+            .bind(job_id)
+            .execute(&mut *tx)
+            .await?;
+            if running.rows_affected() == 1 {
+                let data = serde_json::json!({ "status": "processing", "cancel_requested": true });
+                self.event(&mut tx, job_id, "cancel_requested", &data).await?;
+            }
+        }
+        tx.commit().await?;
+        self.get(job_id).await
+    }
+}
+
+/// The URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme && url[scheme + 3..at].contains(':') => {
+            let user = url[scheme + 3..at].split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_reach_a_message() {
+        assert_eq!(redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(redact("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+    }
+}

@@ -1,0 +1,188 @@
+//! The job engine on a real database with a slow fake upstream (tests/support/job_pipeline.rs):
+//! restarts, stale takeover without a second create, retries, cancels; and on PostgreSQL two
+//! engines sharing one queue.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mvgen::jobs::store::JobRow;
+use mvgen::jobs::{EngineConfig, JobPipeline, Jobs, Submitted};
+use serde_json::{Value, json};
+use support::job_pipeline::FakePipeline;
+use tokio_util::sync::CancellationToken;
+
+fn config(workers: usize, stale_ms: u64) -> EngineConfig {
+    EngineConfig {
+        workers,
+        stale_after: Duration::from_millis(stale_ms),
+        max_attempts: 3,
+        poll: Duration::from_millis(50),
+        progress_every: Duration::from_millis(20),
+    }
+}
+
+fn sqlite_url(dir: &tempfile::TempDir) -> String {
+    format!("sqlite://{}?mode=rwc", dir.path().join("jobs.db").display())
+}
+
+async fn submit(jobs: &Jobs, kind: &str, input: Value) -> String {
+    match jobs.submit(kind, input, None).await {
+        Ok(Submitted::New(id)) => id,
+        Ok(Submitted::Replayed(_)) => panic!("no key, no replay"),
+        Err(e) => panic!("submit refused: {} {}", e.status, e.message),
+    }
+}
+
+/// Polls the row until `done` says so (bounded).
+async fn wait_until(jobs: &Jobs, id: &str, what: &str, done: impl Fn(&JobRow) -> bool) -> JobRow {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(row) = jobs.store().get(id).await.expect("get") {
+            if done(&row) {
+                return row;
+            }
+            assert!(Instant::now() < deadline, "job {id} never {what}: {row:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn finished(row: &JobRow) -> bool {
+    matches!(row.status.as_str(), "succeeded" | "failed" | "canceled")
+}
+
+#[tokio::test]
+async fn a_job_survives_an_engine_restart_and_resumes_its_upstream_run_without_a_second_create() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(&dir);
+    let (pipeline, upstream) = FakePipeline::new();
+    // The first engine lives on a runtime of its own, dropped mid-render: its tasks vanish without
+    // a word, as a SIGKILLed process's would, leaving the job `processing` with an old heartbeat.
+    let first = {
+        let (url, pipeline) = (url.clone(), pipeline.clone() as Arc<dyn JobPipeline>);
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+            let id = runtime.block_on(async {
+                let jobs = Jobs::open(&url, pipeline, config(1, 400)).await.expect("open");
+                let _workers = jobs.start_workers(CancellationToken::new());
+                let id = submit(&jobs, "video", json!({ "prompt": "crash", "render_ms": 1500 })).await;
+                wait_until(&jobs, &id, "saved its upstream run", |row| row.upstream.is_some()).await;
+                id
+            });
+            runtime.shutdown_background();
+            id
+        })
+        .join()
+        .unwrap()
+    };
+    assert_eq!(upstream.creates("crash"), 1);
+
+    let jobs = Jobs::open(&url, pipeline, config(1, 400)).await.expect("reopen");
+    let row = jobs.store().get(&first).await.unwrap().expect("the job is still there");
+    assert_eq!(row.status, "processing", "left processing by the dead engine");
+    let shutdown = CancellationToken::new();
+    let workers = jobs.start_workers(shutdown.clone());
+    let row = wait_until(&jobs, &first, "finished", finished).await;
+    assert_eq!(row.status, "succeeded", "{row:?}");
+    assert_eq!(row.attempts, 2, "taken over once");
+    assert_eq!(upstream.creates("crash"), 1, "the takeover resumed the saved prediction");
+    let upstream_run = row.upstream.expect("upstream");
+    assert_eq!(row.output.as_ref().unwrap()["prediction"], upstream_run.id.as_str());
+    let kinds: Vec<String> =
+        jobs.store().events_after(&first, 0, 100).await.unwrap().into_iter().map(|e| e.kind).collect();
+    assert_eq!(kinds.first().map(String::as_str), Some("queued"));
+    assert_eq!(kinds.iter().filter(|k| *k == "processing").count(), 2, "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| *k == "upstream").count(), 1, "{kinds:?}");
+    assert_eq!(kinds.last().map(String::as_str), Some("succeeded"));
+    shutdown.cancel();
+    workers.wait().await;
+}
+
+#[tokio::test]
+async fn a_graceful_shutdown_releases_running_jobs_to_the_next_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(&dir);
+    let (pipeline, upstream) = FakePipeline::new();
+    let jobs = Jobs::open(&url, pipeline.clone(), config(1, 60_000)).await.expect("open");
+    let shutdown = CancellationToken::new();
+    let workers = jobs.start_workers(shutdown.clone());
+    let id = submit(&jobs, "video", json!({ "prompt": "graceful", "render_ms": 800 })).await;
+    wait_until(&jobs, &id, "saved its upstream run", |row| row.upstream.is_some()).await;
+    shutdown.cancel();
+    workers.wait().await;
+    let row = jobs.store().get(&id).await.unwrap().unwrap();
+    assert_eq!(row.status, "queued", "released, not failed: {row:?}");
+    jobs.close().await;
+
+    // A minute-long stale limit: only the release (not a takeover) lets the next engine run it.
+    let jobs = Jobs::open(&url, pipeline, config(1, 60_000)).await.expect("reopen");
+    let shutdown = CancellationToken::new();
+    let workers = jobs.start_workers(shutdown.clone());
+    let row = wait_until(&jobs, &id, "finished", finished).await;
+    assert_eq!((row.status.as_str(), upstream.creates("graceful")), ("succeeded", 1));
+    shutdown.cancel();
+    workers.wait().await;
+}
+
+#[tokio::test]
+async fn retryable_failures_are_retried_and_caller_errors_fail_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pipeline, _upstream) = FakePipeline::new();
+    let jobs = Jobs::open(&sqlite_url(&dir), pipeline, config(2, 60_000)).await.expect("open");
+    let shutdown = CancellationToken::new();
+    let workers = jobs.start_workers(shutdown.clone());
+    let once = submit(&jobs, "scenes", json!({ "prompt": "flaky", "fail": "upstream_once" })).await;
+    let caller = submit(&jobs, "scenes", json!({ "prompt": "refused", "fail": "caller" })).await;
+    let always = submit(&jobs, "scenes", json!({ "prompt": "down", "fail": "upstream" })).await;
+    let once = wait_until(&jobs, &once, "finished", finished).await;
+    assert_eq!((once.status.as_str(), once.attempts), ("succeeded", 2), "{once:?}");
+    let caller = wait_until(&jobs, &caller, "finished", finished).await;
+    assert_eq!((caller.status.as_str(), caller.attempts), ("failed", 1));
+    assert_eq!(caller.error_code.as_deref(), Some("ContentRefused"));
+    let always = wait_until(&jobs, &always, "finished", finished).await;
+    assert_eq!((always.status.as_str(), always.attempts), ("failed", 3), "bounded retries");
+    assert_eq!(always.error_code.as_deref(), Some("UpstreamError"));
+    shutdown.cancel();
+    workers.wait().await;
+}
+
+#[tokio::test]
+async fn cancel_of_queued_and_running_jobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pipeline, upstream) = FakePipeline::new();
+    let jobs = Jobs::open(&sqlite_url(&dir), pipeline, config(1, 60_000)).await.expect("open");
+    let queued = submit(&jobs, "video", json!({ "prompt": "never" })).await;
+    let row = jobs.cancel(&queued).await.unwrap().unwrap();
+    assert_eq!(row.status, "canceled");
+
+    let shutdown = CancellationToken::new();
+    let workers = jobs.start_workers(shutdown.clone());
+    let running = submit(&jobs, "video", json!({ "prompt": "stop me", "render_ms": 20_000 })).await;
+    wait_until(&jobs, &running, "saved its upstream run", |row| row.upstream.is_some()).await;
+    let row = jobs.cancel(&running).await.unwrap().unwrap();
+    assert!(row.cancel_requested && row.status == "processing", "{row:?}");
+    let started = Instant::now();
+    let row = wait_until(&jobs, &running, "finished", finished).await;
+    assert_eq!(row.status, "canceled");
+    assert!(started.elapsed() < Duration::from_secs(5), "the worker stopped the run promptly");
+    assert_eq!(upstream.dropped.load(std::sync::atomic::Ordering::SeqCst), 1, "the run future was dropped");
+    assert_eq!(upstream.creates("never"), 0, "a canceled queued job never runs");
+    let after = jobs.cancel(&running).await.unwrap().unwrap();
+    assert_eq!(after.status, "canceled", "cancelling a finished job changes nothing");
+    shutdown.cancel();
+    workers.wait().await;
+}
+
+#[tokio::test]
+async fn a_database_that_cannot_be_opened_is_a_clear_error() {
+    let (pipeline, _) = FakePipeline::new();
+    let err = Jobs::open("sqlite:///nonexistent-dir/x/jobs.db?mode=rwc", pipeline.clone(), config(0, 1000))
+        .await
+        .err()
+        .expect("refused");
+    assert!(err.contains("cannot open the jobs database"), "{err}");
+    let err = Jobs::open("mysql://x", pipeline, config(0, 1000)).await.err().expect("refused");
+    assert!(err.contains("MVGEN_DATABASE_URL"), "{err}");
+}

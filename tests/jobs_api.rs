@@ -1,0 +1,465 @@
+//! `/api/mv/jobs` through a real socket: submit, read, list, SSE with reconnects, cancel,
+//! idempotency and bad inputs on SQLite; replicas sharing PostgreSQL (skipped without it, failing
+//! under CI=true); the binary refusing to start without its database.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mvgen::api::AppState;
+use mvgen::jobs::{EngineConfig, Jobs};
+use mvgen::providers::Providers;
+use mvgen::server::{Settings, app_with_jobs};
+use mvgen::storage::LocalStorage;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use support::job_pipeline::FakePipeline;
+use support::postgres::Postgres;
+use tokio_util::sync::CancellationToken;
+
+/// One replica: an engine, its workers and the HTTP app on 127.0.0.1.
+struct Replica {
+    base: String,
+    jobs: Arc<Jobs>,
+    shutdown: CancellationToken,
+    workers: tokio_util::task::TaskTracker,
+    http: tokio::sync::oneshot::Sender<()>,
+    _dir: tempfile::TempDir,
+}
+
+fn config(workers: usize) -> EngineConfig {
+    EngineConfig {
+        workers,
+        stale_after: Duration::from_millis(600),
+        max_attempts: 3,
+        poll: Duration::from_millis(50),
+        progress_every: Duration::from_millis(20),
+    }
+}
+
+impl Replica {
+    async fn start(url: &str, pipeline: Arc<FakePipeline>, config: EngineConfig) -> Replica {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = Settings::from_vars(None, |_| None).unwrap();
+        settings.output_dir = dir.path().join("outputs");
+        let jobs = Jobs::open(url, pipeline, config).await.expect("open the jobs database");
+        let shutdown = CancellationToken::new();
+        let workers = jobs.start_workers(shutdown.clone());
+        let state = AppState {
+            providers: Providers::mock(),
+            storage: Arc::new(LocalStorage::new(&settings.output_dir)),
+            debug: false,
+            strict_flavors: false,
+            generations: mvgen::api::limits::GenerationSlots::new(8),
+            flavors: Default::default(),
+        };
+        let router = app_with_jobs(state, &settings, Some(jobs.clone()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (http, stop) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(mvgen::server::serve(listener, router, async move {
+            let _ = stop.await;
+        }));
+        Replica { base, jobs, shutdown, workers, http, _dir: dir }
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.workers.wait().await;
+        let _ = self.http.send(());
+        self.jobs.close().await;
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
+}
+
+async fn post(
+    base: &str,
+    path: &str,
+    body: &Value,
+    key: Option<&str>,
+) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    let mut request = client().post(format!("{base}{path}")).json(body);
+    if let Some(key) = key {
+        request = request.header("idempotency-key", key);
+    }
+    let response = request.send().await.expect("send");
+    let (status, headers) = (response.status(), response.headers().clone());
+    (status, headers, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn get(base: &str, path: &str) -> (StatusCode, Value) {
+    let response = client().get(format!("{base}{path}")).send().await.expect("send");
+    (response.status(), response.json().await.unwrap_or(Value::Null))
+}
+
+async fn submit(base: &str, kind: &str, input: Value) -> String {
+    let (status, _, job) = post(base, "/api/mv/jobs", &json!({ "kind": kind, "input": input }), None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    job["id"].as_str().unwrap().to_owned()
+}
+
+async fn wait_status(base: &str, id: &str, done: &[&str]) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, job) = get(base, &format!("/api/mv/jobs/{id}")).await;
+        if status == StatusCode::OK && done.contains(&job["status"].as_str().unwrap_or_default()) {
+            return job;
+        }
+        assert!(Instant::now() < deadline, "job {id} never reached {done:?}: {job}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Reads an SSE stream: `(id, event, data)` per event until the stream ends or `stop` says so.
+async fn read_events(
+    base: &str,
+    id: &str,
+    last_event_id: Option<i64>,
+    stop: impl Fn(&str) -> bool,
+) -> (Vec<(i64, String, Value)>, bool) {
+    let mut request = client().get(format!("{base}/api/mv/jobs/{id}/events"));
+    if let Some(last) = last_event_id {
+        request = request.header("last-event-id", last.to_string());
+    }
+    let mut response = request.send().await.expect("events");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let (mut events, mut buffer) = (Vec::new(), String::new());
+    loop {
+        let Some(chunk) = response.chunk().await.expect("chunk") else {
+            return (events, true);
+        };
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            let field =
+                |name: &str| block.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim_start().to_owned()));
+            let (Some(event_id), Some(event), Some(data)) = (field("id:"), field("event:"), field("data:")) else {
+                continue; // a keep-alive comment
+            };
+            events.push((event_id.parse().unwrap(), event.clone(), serde_json::from_str(&data).unwrap()));
+            if stop(&event) {
+                return (events, false);
+            }
+        }
+    }
+}
+
+fn sqlite(dir: &tempfile::TempDir) -> String {
+    format!("sqlite://{}?mode=rwc", dir.path().join("jobs.db").display())
+}
+
+#[tokio::test]
+async fn submit_read_and_list_jobs_newest_first_with_a_cursor() {
+    let db = tempfile::tempdir().unwrap();
+    let (pipeline, upstream) = FakePipeline::new();
+    let replica = Replica::start(&sqlite(&db), pipeline, config(2)).await;
+    let base = replica.base.clone();
+    let body = json!({ "kind": "video", "input": { "prompt": "first", "project_id": "p1", "sequence": 3 } });
+    let (status, headers, job) = post(&base, "/api/mv/jobs", &body, None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    let id = job["id"].as_str().unwrap();
+    assert_eq!(headers["location"], format!("/api/mv/jobs/{id}"));
+    assert_eq!(job["urls"]["events"], format!("/api/mv/jobs/{id}/events"));
+    assert_eq!(
+        (job["kind"].as_str(), job["project_id"].as_str(), job["sequence"].as_i64()),
+        (Some("video"), Some("p1"), Some(3))
+    );
+    assert_eq!(job["plan"]["prompt"], "first", "the plan is rendered at submit");
+    let done = wait_status(&base, id, &["succeeded"]).await;
+    assert_eq!(done["output"]["prompt"], "first");
+    assert_eq!(done["upstream"]["provider"], "fake");
+    assert_eq!(done["attempts"], 1);
+    assert!(done["completed_at"].as_str().is_some_and(|t| t.ends_with('Z')), "{done}");
+    assert!(done["progress"]["elapsed_seconds"].as_f64().is_some());
+    assert!(done["error"].is_null());
+
+    for n in 0..4 {
+        submit(&base, "scenes", json!({ "prompt": format!("s{n}"), "project_id": "p2" })).await;
+    }
+    let (status, page) = get(&base, "/api/mv/jobs?project_id=p2&limit=3").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let prompts: Vec<&str> =
+        page["jobs"].as_array().unwrap().iter().map(|j| j["plan"]["prompt"].as_str().unwrap()).collect();
+    assert_eq!(prompts, ["s3", "s2", "s1"], "newest first");
+    let cursor = page["next_cursor"].as_str().expect("a next page");
+    let (_, next) = get(&base, &format!("/api/mv/jobs?project_id=p2&limit=3&cursor={cursor}")).await;
+    let rest: Vec<&str> =
+        next["jobs"].as_array().unwrap().iter().map(|j| j["plan"]["prompt"].as_str().unwrap()).collect();
+    assert_eq!(rest, ["s0"]);
+    assert!(next["next_cursor"].is_null());
+    let (_, videos) = get(&base, "/api/mv/jobs?kind=video&status=succeeded").await;
+    assert_eq!(videos["jobs"].as_array().unwrap().len(), 1);
+    for (query, field) in [
+        ("status=done", "status"),
+        ("kind=gif", "kind"),
+        ("limit=0", "limit"),
+        ("limit=1000", "limit"),
+        ("cursor=x", "cursor"),
+        ("sort=asc", "sort"),
+    ] {
+        let (status, err) = get(&base, &format!("/api/mv/jobs?{query}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {err}");
+        assert_eq!(err["detail"]["details"], field, "{query}: {err}");
+    }
+    assert_eq!(upstream.total_creates(), 5);
+    replica.stop().await;
+}
+
+#[tokio::test]
+async fn bad_kinds_inputs_and_ids_are_4xx_and_never_queued() {
+    let db = tempfile::tempdir().unwrap();
+    let (pipeline, _) = FakePipeline::new();
+    let replica = Replica::start(&sqlite(&db), pipeline, config(0)).await;
+    let base = replica.base.clone();
+    let cases = [
+        (json!({ "kind": "gif", "input": { "prompt": "x" } }), StatusCode::BAD_REQUEST, json!("kind")),
+        (json!({ "kind": "video", "input": { "prompt": " " } }), StatusCode::BAD_REQUEST, json!("prompt")),
+        (json!({ "kind": "video", "input": {} }), StatusCode::UNPROCESSABLE_ENTITY, json!("prompt")),
+        (json!({ "input": { "prompt": "x" } }), StatusCode::UNPROCESSABLE_ENTITY, json!("kind")),
+    ];
+    for (body, status, field) in cases {
+        let (got, _, err) = post(&base, "/api/mv/jobs", &body, None).await;
+        assert_eq!(got, status, "{body}: {err}");
+        assert_eq!(err["detail"]["details"], field, "{body}: {err}");
+    }
+    let response = client().post(format!("{base}/api/mv/jobs")).body("kind=video").send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let (_, list) = get(&base, "/api/mv/jobs").await;
+    assert_eq!(list["jobs"], json!([]), "nothing was queued");
+    for path in ["/api/mv/jobs/not-a-uuid", "/api/mv/jobs/123/events"] {
+        let (status, err) = get(&base, path).await;
+        assert_eq!((status, err["detail"]["error"].as_str()), (StatusCode::BAD_REQUEST, Some("InvalidId")), "{path}");
+    }
+    let unknown = uuid::Uuid::new_v4();
+    for path in [format!("/api/mv/jobs/{unknown}"), format!("/api/mv/jobs/{unknown}/events")] {
+        let (status, err) = get(&base, &path).await;
+        assert_eq!((status, err["detail"]["error"].as_str()), (StatusCode::NOT_FOUND, Some("NotFound")), "{path}");
+    }
+    let (status, _, _) = post(&base, &format!("/api/mv/jobs/{unknown}/cancel"), &json!({}), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    replica.stop().await;
+}
+
+#[tokio::test]
+async fn idempotency_keys_replay_conflict_and_refuse_another_body() {
+    let db = tempfile::tempdir().unwrap();
+    let (pipeline, _) = FakePipeline::new();
+    let replica = Replica::start(&sqlite(&db), pipeline, config(0)).await;
+    let base = replica.base.clone();
+    let body = json!({ "kind": "scenes", "input": { "prompt": "once" } });
+    let (s1, h1, first) = post(&base, "/api/mv/jobs", &body, Some("key-1")).await;
+    let (s2, h2, again) = post(&base, "/api/mv/jobs", &body, Some("key-1")).await;
+    assert_eq!((s1, s2), (StatusCode::ACCEPTED, StatusCode::ACCEPTED));
+    assert_eq!(first["id"], again["id"], "replayed, not a second job");
+    assert_eq!(h1["location"], h2["location"]);
+    let other = json!({ "kind": "scenes", "input": { "prompt": "twice" } });
+    let (status, _, err) = post(&base, "/api/mv/jobs", &other, Some("key-1")).await;
+    assert_eq!(
+        (status, err["detail"]["error"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("IdempotencyKeyReused"))
+    );
+
+    // A slow submit holds its key: the same key meanwhile is a 409.
+    let slow = json!({ "kind": "scenes", "input": { "prompt": "slow", "plan_ms": 800 } });
+    let first = tokio::spawn({
+        let (base, slow) = (base.clone(), slow.clone());
+        async move { post(&base, "/api/mv/jobs", &slow, Some("key-2")).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (status, _, err) = post(&base, "/api/mv/jobs", &slow, Some("key-2")).await;
+    assert_eq!((status, err["detail"]["error"].as_str()), (StatusCode::CONFLICT, Some("IdempotencyKeyInUse")), "{err}");
+    let (status, _, made) = first.await.unwrap();
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (_, _, replay) = post(&base, "/api/mv/jobs", &slow, Some("key-2")).await;
+    assert_eq!(replay["id"], made["id"]);
+
+    // A refused body does not burn its key.
+    let bad = json!({ "kind": "scenes", "input": { "prompt": "" } });
+    let (status, _, _) = post(&base, "/api/mv/jobs", &bad, Some("key-3")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let good = json!({ "kind": "scenes", "input": { "prompt": "fixed" } });
+    let (status, _, _) = post(&base, "/api/mv/jobs", &good, Some("key-3")).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (_, list) = get(&base, "/api/mv/jobs").await;
+    assert_eq!(list["jobs"].as_array().unwrap().len(), 3);
+    replica.stop().await;
+}
+
+#[tokio::test]
+async fn events_stream_resumes_after_last_event_id_and_ends_after_the_final_event() {
+    let db = tempfile::tempdir().unwrap();
+    let (pipeline, _) = FakePipeline::new();
+    let replica = Replica::start(&sqlite(&db), pipeline, config(1)).await;
+    let base = replica.base.clone();
+    let id = submit(&base, "video", json!({ "prompt": "watched", "render_ms": 700 })).await;
+    let (first, ended) = read_events(&base, &id, None, |event| event == "upstream").await;
+    assert!(!ended);
+    assert_eq!(first.first().map(|e| e.1.as_str()), Some("queued"));
+    assert!(first.iter().all(|e| e.2["job_id"] == id.as_str()));
+    let last = first.last().unwrap().0;
+    let (rest, ended) = read_events(&base, &id, Some(last), |_| false).await;
+    assert!(ended, "the stream ends after the final event");
+    assert!(rest.iter().all(|e| e.0 > last), "only what was missed");
+    let ids: Vec<i64> = first.iter().chain(&rest).map(|e| e.0).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "increasing ids: {ids:?}");
+    let kinds: Vec<&str> = rest.iter().map(|e| e.1.as_str()).collect();
+    assert!(kinds.contains(&"progress"), "{kinds:?}");
+    assert_eq!(kinds.last(), Some(&"succeeded"));
+    let waiting = rest.iter().find(|e| e.1 == "progress" && e.2["stage"] == "waiting").expect("a waiting step");
+    assert_eq!(waiting.2["upstream_status"], "processing");
+
+    // After the end, a reconnect gets nothing more and ends at once; from the start, everything.
+    let final_id = rest.last().unwrap().0;
+    let (none, ended) = read_events(&base, &id, Some(final_id), |_| false).await;
+    assert!(ended && none.is_empty());
+    let (all, _) = read_events(&base, &id, None, |_| false).await;
+    assert_eq!(all.len(), first.len() + rest.len());
+    let (status, err) = {
+        let response = client()
+            .get(format!("{base}/api/mv/jobs/{id}/events"))
+            .header("last-event-id", "yesterday")
+            .send()
+            .await
+            .unwrap();
+        (response.status(), response.json::<Value>().await.unwrap())
+    };
+    assert_eq!((status, &err["detail"]["details"]), (StatusCode::BAD_REQUEST, &json!("last-event-id")));
+    replica.stop().await;
+}
+
+#[tokio::test]
+async fn cancel_queued_running_and_finished_jobs() {
+    let db = tempfile::tempdir().unwrap();
+    let url = sqlite(&db);
+    let (pipeline, upstream) = FakePipeline::new();
+    let idle = Replica::start(&url, pipeline.clone(), config(0)).await;
+    let queued = submit(&idle.base, "video", json!({ "prompt": "q" })).await;
+    let (status, _, job) = post(&idle.base, &format!("/api/mv/jobs/{queued}/cancel"), &json!({}), None).await;
+    assert_eq!((status, job["status"].as_str()), (StatusCode::ACCEPTED, Some("canceled")));
+    let (status, _, err) = post(&idle.base, &format!("/api/mv/jobs/{queued}/cancel"), &json!({}), None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(err["detail"]["details"]["status"], "canceled");
+    idle.stop().await;
+
+    let replica = Replica::start(&url, pipeline, config(1)).await;
+    let base = replica.base.clone();
+    let running = submit(&base, "video", json!({ "prompt": "r", "render_ms": 30_000 })).await;
+    let (events, _) = read_events(&base, &running, None, |e| e == "upstream").await;
+    let (status, _, job) = post(&base, &format!("/api/mv/jobs/{running}/cancel"), &json!({}), None).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(job["cancel_requested"], true);
+    let (rest, ended) = read_events(&base, &running, Some(events.last().unwrap().0), |_| false).await;
+    assert!(ended);
+    assert_eq!(rest.last().map(|e| e.1.as_str()), Some("canceled"));
+    let done = submit(&base, "scenes", json!({ "prompt": "d" })).await;
+    wait_status(&base, &done, &["succeeded"]).await;
+    let (status, _, err) = post(&base, &format!("/api/mv/jobs/{done}/cancel"), &json!({}), None).await;
+    assert_eq!((status, &err["detail"]["details"]["status"]), (StatusCode::CONFLICT, &json!("succeeded")));
+    assert_eq!(upstream.creates("q"), 0);
+    replica.stop().await;
+}
+
+#[test]
+fn the_binary_refuses_to_start_without_its_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_mvgen"))
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .env_clear()
+        .env("MV_OUTPUT_DIR", dir.path())
+        .env("MVGEN_DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("mvgen: cannot open the jobs database postgres://nobody@127.0.0.1:1/none"), "{stderr}");
+    assert!(stderr.contains("refused"), "says why: {stderr}");
+}
+
+/// Two replicas on one PostgreSQL: events of a job submitted on A and run anywhere reach a stream
+/// on B; a replica killed mid-render is taken over with one create; 200 mixed jobs, none lost or
+/// run twice; the database lost meanwhile answers 503 and loses nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_one_postgres_queue() {
+    let Some(pg) = Postgres::start("replicas_share_one_postgres_queue") else { return };
+    let (pipeline, upstream) = FakePipeline::new();
+    // A first replica dies mid-render (its runtime dropped); A or B takes the job over.
+    let crashed = crash_mid_render(&pg.url, pipeline.clone()).await;
+    let a = Replica::start(&pg.url, pipeline.clone(), config(3)).await;
+    let b = Replica::start(&pg.url, pipeline.clone(), config(3)).await;
+    let job = wait_status(&b.base, &crashed, &["succeeded", "failed"]).await;
+    assert_eq!((job["status"].as_str(), job["attempts"].as_i64()), (Some("succeeded"), Some(2)), "{job}");
+    assert_eq!(upstream.creates("crash"), 1, "the takeover resumed the saved prediction");
+
+    let watched = submit(&a.base, "video", json!({ "prompt": "watched on b", "render_ms": 400 })).await;
+    let (events, ended) = read_events(&b.base, &watched, None, |_| false).await;
+    assert!(ended);
+    assert_eq!(events.last().map(|e| e.1.as_str()), Some("succeeded"), "{events:?}");
+
+    let mut ids = Vec::new();
+    for n in 0..200 {
+        let base = if n % 2 == 0 { &a.base } else { &b.base };
+        let kind = ["scenes", "character_reference", "video"][n % 3];
+        let fail = if n % 10 == 0 { json!("caller") } else { Value::Null };
+        let input = json!({ "prompt": format!("mixed {n}"), "render_ms": 20 + (n % 5) * 20, "fail": fail });
+        ids.push((n, submit(base, kind, input).await));
+    }
+    for (n, id) in &ids {
+        let job = wait_status(&a.base, id, &["succeeded", "failed", "canceled"]).await;
+        let expected = if n % 10 == 0 { "failed" } else { "succeeded" };
+        assert_eq!(job["status"], expected, "{job}");
+        assert_eq!(job["attempts"], 1, "run once: {job}");
+    }
+    let counts = upstream.create_counts();
+    for (n, _) in &ids {
+        let expected = usize::from(n % 10 != 0);
+        assert_eq!(counts.get(&format!("mixed {n}")).copied().unwrap_or(0), expected, "job {n}");
+    }
+
+    // The database goes away: submit answers 503 with Retry-After; a job submitted before is
+    // finished once it is back.
+    let before = submit(&a.base, "video", json!({ "prompt": "outage", "render_ms": 1500 })).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    pg.stop();
+    let response = client()
+        .post(format!("{}/api/mv/jobs", a.base))
+        .json(&json!({ "kind": "scenes", "input": { "prompt": "during" } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()["retry-after"], "5");
+    let err: Value = response.json().await.unwrap();
+    assert_eq!(err["detail"]["error"], "DatabaseUnavailable");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    pg.start_again();
+    let job = wait_status(&a.base, &before, &["succeeded", "failed"]).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(upstream.creates("outage"), 1);
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Runs a replica on a runtime of its own until `crash` saved its upstream run, then drops the
+/// runtime: the job is left `processing` with a heartbeat that goes stale.
+async fn crash_mid_render(url: &str, pipeline: Arc<FakePipeline>) -> String {
+    let url = url.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let id = runtime.block_on(async {
+            let replica = Replica::start(&url, pipeline, config(1)).await;
+            let id = submit(&replica.base, "video", json!({ "prompt": "crash", "render_ms": 1500 })).await;
+            let (_, _) = read_events(&replica.base, &id, None, |e| e == "upstream").await;
+            std::mem::forget(replica);
+            id
+        });
+        runtime.shutdown_background();
+        id
+    })
+    .await
+    .unwrap()
+}
