@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde_json::json;
 
 use crate::api::error::{ApiError, ErrorKind};
-use crate::compiler::Flavor;
+use crate::compiler::{Flavor, ImageParams};
 use crate::prompts::{Consumed, VideoPlan};
 use crate::providers::{Providers, VideoMaker};
 
@@ -58,7 +58,7 @@ impl VideoBackend {
         plan.model = &flavor.image_params.gemini_video_model.value;
         let target = "video_generator.model";
         plan.consumed.retain(|c| c.target != target);
-        let entry = flavor.entries().into_iter().find(|e| e.key == "gemini_video_model");
+        let entry = flavor.entries().into_iter().find(|e| e.is(ImageParams::gemini_video_model));
         plan.consumed.extend(entry.map(|entry| Consumed { entry, target }));
     }
 }
