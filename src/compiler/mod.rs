@@ -18,7 +18,7 @@ mod yaml;
 
 use std::path::Path;
 
-pub use diag::{Diagnostic, Diagnostics, nearest};
+pub use diag::{Diagnostic, Diagnostics, did_you_mean, nearest};
 pub use hash::{HASH_LEN, content_hash};
 pub use model::{
     AspectRatio, Choice, Entry, FileKind, Flavor, Key, Origin, OutputFormat, PersonGeneration, SafetyFilterLevel,
