@@ -8,14 +8,18 @@ use std::sync::Arc;
 use anyhow::{Context as _, anyhow, bail};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::api::{self, AppState, error::ApiError, extract::BODY_LIMIT};
+use crate::api::{
+    self, AppState,
+    error::{ApiError, ErrorKind},
+    extract::BODY_LIMIT,
+};
 use crate::api_keys::{ApiKey, ApiKeys};
 
 /// Server settings, read once at startup.
@@ -203,6 +207,8 @@ pub fn app_with_jobs(state: AppState, settings: &Settings, jobs: Option<Arc<crat
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn(api::extract::refuse_declared_oversize))
+        // Inside the request-id span, so a logged fault carries the request's id.
+        .layer(tower::util::MapResponseLayer::new(api::error::log_server_errors))
         .with_state(state);
     // Around the fallbacks too, so an unknown `/api/*` path or a wrong method is a 401 like any
     // other keyless call: without a key nobody learns which API routes exist. Without keys there is
@@ -229,18 +235,12 @@ pub async fn health(State(flavors): State<crate::live_configs::FlavorSource>) ->
 }
 
 async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "NotFound",
-        format!("no route for {method} {}", uri.path()),
-        json!({ "path": uri.path() }),
-    )
+    ApiError::new(ErrorKind::NotFound, format!("no route for {method} {}", uri.path()), json!({ "path": uri.path() }))
 }
 
 async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> ApiError {
     ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "MethodNotAllowed",
+        ErrorKind::MethodNotAllowed,
         format!("{method} is not allowed on {}", uri.path()),
         json!({ "path": uri.path(), "method": method.as_str() }),
     )

@@ -31,7 +31,7 @@ async fn submit(jobs: &Jobs, kind: &str, input: Value) -> String {
     match jobs.submit(kind, input, None).await {
         Ok(Submitted::New(id)) => id,
         Ok(Submitted::Replayed(_)) => panic!("no key, no replay"),
-        Err(e) => panic!("submit refused: {} {}", e.status, e.message),
+        Err(e) => panic!("submit refused: {} {}", e.status(), e.message),
     }
 }
 

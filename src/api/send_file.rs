@@ -18,7 +18,7 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorKind};
 use crate::storage::{Opened, StorageError};
 
 /// Read size per body chunk.
@@ -41,8 +41,7 @@ pub async fn send_file(opened: Opened, method: &Method, headers: &HeaderMap) -> 
         && modified > since
     {
         let error = ApiError::new(
-            StatusCode::PRECONDITION_FAILED,
-            "PreconditionFailed",
+            ErrorKind::PreconditionFailed,
             "the file was modified after If-Unmodified-Since",
             json!("if-unmodified-since"),
         );
@@ -77,8 +76,7 @@ pub async fn send_file(opened: Opened, method: &Method, headers: &HeaderMap) -> 
         }
         Range::Unsatisfiable => {
             let mut response = ApiError::new(
-                StatusCode::RANGE_NOT_SATISFIABLE,
-                "RangeNotSatisfiable",
+                ErrorKind::RangeNotSatisfiable,
                 format!("the requested range is outside the file's {len} bytes"),
                 json!({ "size": len }),
             )

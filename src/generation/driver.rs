@@ -2,7 +2,7 @@
 //! now and run later by the job engine ([`Pipeline`]). Both take the same steps in the same order,
 //! so a job is validated, planned and answered exactly as the sync endpoint is.
 
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -13,7 +13,7 @@ use super::video::Video;
 use super::{Generation, Run};
 use crate::api::AppState;
 use crate::api::debug_log;
-use crate::api::error::ApiError;
+use crate::api::error::{ApiError, ErrorKind};
 use crate::api::limits::bounded_texts;
 use crate::flavor::Chosen;
 use crate::jobs::{JobPipeline, Planned};
@@ -72,8 +72,7 @@ fn choose_flavor(state: &AppState, requested: Option<&str>) -> Result<Chosen, Ap
         crate::telemetry::flavor_fallback(state.strict_flavors);
         if state.strict_flavors {
             return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "UnknownFlavor",
+                ErrorKind::UnknownFlavor,
                 reason.clone(),
                 json!({ "field": "config_flavor", "available": state.flavors.names() }),
             ));

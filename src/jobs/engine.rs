@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use axum::http::StatusCode;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
@@ -18,7 +17,7 @@ use tokio_util::task::TaskTracker;
 
 use super::pipeline::JobPipeline;
 use super::store::{Claimed, Dialect, KeyState, NewJob, Outcome, Store, StoreError};
-use crate::api::error::ApiError;
+use crate::api::error::{ApiError, ErrorKind};
 use crate::providers::{BoxFuture, RunContext, RunObserver, UpstreamRun};
 
 /// The kinds a job may have (the pipeline decides what each means).
@@ -112,16 +111,14 @@ impl Jobs {
                 KeyState::Same(Some(id)) => return Ok(Submitted::Replayed(id)),
                 KeyState::Same(None) => {
                     return Err(ApiError::new(
-                        StatusCode::CONFLICT,
-                        "IdempotencyKeyInUse",
+                        ErrorKind::IdempotencyKeyInUse,
                         "a request with this Idempotency-Key is still being processed; retry shortly",
                         json!("idempotency-key"),
                     ));
                 }
                 KeyState::Other => {
                     return Err(ApiError::new(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "IdempotencyKeyReused",
+                        ErrorKind::IdempotencyKeyReused,
                         "this Idempotency-Key was used with a different request body",
                         json!("idempotency-key"),
                     ));
@@ -251,17 +248,24 @@ impl Jobs {
             }
         };
         let outcome_error;
+        // The stored code is the error kind's wire name, as in the sync endpoints' error bodies.
+        let code = match &ended {
+            Ended::Ran(Err(e)) => e.kind.to_string(),
+            _ => String::new(),
+        };
         let outcome = match &ended {
             Ended::Ran(Ok(output)) => Outcome::Succeeded(output),
-            Ended::Ran(Err(e)) if e.status.is_server_error() && job.attempts < i64::from(self.config.max_attempts) => {
+            Ended::Ran(Err(e))
+                if e.status().is_server_error() && job.attempts < i64::from(self.config.max_attempts) =>
+            {
                 outcome_error = e.message.clone();
                 Outcome::Retry {
-                    code: e.kind,
+                    code: &code,
                     message: &outcome_error,
                     after: backoff(job.attempts as u32, Duration::from_secs(60)),
                 }
             }
-            Ended::Ran(Err(e)) => Outcome::Failed { code: e.kind, message: &e.message, status: e.status.as_u16() },
+            Ended::Ran(Err(e)) => Outcome::Failed { code: &code, message: &e.message, status: e.status().as_u16() },
             Ended::Cancel => Outcome::Canceled,
             Ended::Shutdown => Outcome::Released,
             Ended::Lost => {
@@ -353,8 +357,7 @@ fn backoff(failures: u32, cap: Duration) -> Duration {
 pub fn unavailable(e: StoreError) -> ApiError {
     tracing::warn!(error = %e, "jobs database unavailable");
     ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "DatabaseUnavailable",
+        ErrorKind::DatabaseUnavailable,
         "the jobs database is unavailable; nothing was stored, retry shortly",
         json!({ "retry_after_seconds": 5 }),
     )
