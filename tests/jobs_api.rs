@@ -72,8 +72,11 @@ impl Replica {
     }
 }
 
+/// One client for the whole binary: building one loads the root certificates, which costs more
+/// than a request here.
 fn client() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    CLIENT.get_or_init(|| reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()).clone()
 }
 
 async fn post(

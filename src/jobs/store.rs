@@ -204,7 +204,7 @@ impl Store {
         let shown = redact(url);
         let options = AnyPoolOptions::new()
             .max_connections(if dialect == Dialect::Sqlite { 8 } else { 16 })
-            .acquire_timeout(Duration::from_secs(5));
+            .acquire_timeout(Duration::from_secs(3));
         let options = if dialect == Dialect::Sqlite {
             // WAL lets readers (listings, event streams) run beside the one writer; the busy
             // timeout makes a second process sharing the file wait for the lock instead of failing.
