@@ -180,13 +180,15 @@ fn job_row(row: &AnyRow) -> Result<JobRow, sqlx::Error> {
     })
 }
 
-/// The migrations of one dialect, embedded in the binary (the `Any` driver runs them).
+/// The migrations, embedded in the binary (the `Any` driver runs them). One text for both
+/// dialects: only the serial key differs, and SQLite's `AUTOINCREMENT` keeps ids increasing.
 fn migrator(dialect: Dialect) -> Migrator {
+    const JOBS: &str = include_str!("../../migrations/jobs/0001_jobs.sql");
     let sql = match dialect {
-        Dialect::Sqlite => include_str!("../../migrations/jobs/sqlite/0001_jobs.sql"),
-        Dialect::Postgres => include_str!("../../migrations/jobs/postgres/0001_jobs.sql"),
+        Dialect::Sqlite => Cow::Owned(JOBS.replace("BIGSERIAL PRIMARY KEY", "INTEGER PRIMARY KEY AUTOINCREMENT")),
+        Dialect::Postgres => Cow::Borrowed(JOBS),
     };
-    let migrations = vec![Migration::new(1, Cow::Borrowed("jobs"), MigrationType::Simple, Cow::Borrowed(sql), false)];
+    let migrations = vec![Migration::new(1, Cow::Borrowed("jobs"), MigrationType::Simple, sql, false)];
     Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
 }
 

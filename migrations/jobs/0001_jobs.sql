@@ -1,4 +1,5 @@
--- Durable generation jobs (src/jobs/store.rs). Times are Unix milliseconds; JSON is TEXT.
+-- Durable generation jobs (src/jobs/store.rs). Times are Unix milliseconds; JSON is TEXT. Written for
+-- PostgreSQL; SQLite gets `INTEGER PRIMARY KEY AUTOINCREMENT` for `BIGSERIAL PRIMARY KEY` (store::migrator).
 CREATE TABLE jobs (
     seq BIGSERIAL PRIMARY KEY,
     id TEXT NOT NULL UNIQUE,
