@@ -152,6 +152,34 @@ impl Jobs {
         Ok(id)
     }
 
+    /// Waits until job `id` is finished (succeeded, failed or canceled) and returns it; `None` for
+    /// an unknown job. For the sync endpoints' submit-and-wait: a client that hangs up drops only
+    /// this wait, never the job.
+    pub async fn wait(&self, id: &str) -> Result<Option<super::store::JobRow>, StoreError> {
+        let mut wake = self.subscribe();
+        loop {
+            match self.store.get(id).await? {
+                Some(row) if matches!(row.status.as_str(), "succeeded" | "failed" | "canceled") => {
+                    return Ok(Some(row));
+                }
+                None => return Ok(None),
+                Some(_) => {}
+            }
+            // Another process may finish it without waking us: read again after a while anyway.
+            let _ = tokio::time::timeout(self.config.poll * 2, async {
+                loop {
+                    match wake.recv().await {
+                        Ok(woken) if woken == id => return,
+                        Ok(_) => {}
+                        Err(broadcast::error::RecvError::Lagged(_)) => return,
+                        Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
+                    }
+                }
+            })
+            .await;
+        }
+    }
+
     /// Cancels a job (see [`Store::cancel`]) and wakes its worker.
     pub async fn cancel(&self, id: &str) -> Result<Option<super::store::JobRow>, StoreError> {
         let row = self.store.cancel(id).await?;
