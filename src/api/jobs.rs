@@ -451,7 +451,12 @@ impl Follow {
                 Err(e) => tracing::debug!(job = %self.id, error = %e, "event stream cannot read; retrying"),
             }
             let poll = self.poll();
-            let _ = tokio::time::timeout(poll, async {
+            let jobs = self.jobs.clone();
+            let draining = jobs.draining();
+            if draining.is_cancelled() {
+                return None;
+            }
+            let wait = tokio::time::timeout(poll, async {
                 loop {
                     match self.wake.recv().await {
                         Ok(id) if id == self.id => return,
@@ -460,8 +465,11 @@ impl Follow {
                         Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
                     }
                 }
-            })
-            .await;
+            });
+            tokio::select! {
+                _ = draining.cancelled() => return None,
+                _ = wait => {}
+            }
         }
     }
 }

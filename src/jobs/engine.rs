@@ -65,6 +65,9 @@ pub struct Jobs {
     wake: broadcast::Sender<String>,
     /// Stops the background tasks (the PostgreSQL listener).
     closed: CancellationToken,
+    /// Ends every event stream (shutdown): clients reconnect with `Last-Event-ID` elsewhere
+    /// instead of holding the connection drain open until its deadline.
+    draining: CancellationToken,
 }
 
 impl Jobs {
@@ -72,7 +75,14 @@ impl Jobs {
     pub async fn open(url: &str, pipeline: Arc<dyn JobPipeline>, config: EngineConfig) -> Result<Arc<Jobs>, String> {
         let store = Store::open(url).await?;
         let (wake, _) = broadcast::channel(1024);
-        let jobs = Arc::new(Jobs { store, pipeline, config, wake, closed: CancellationToken::new() });
+        let jobs = Arc::new(Jobs {
+            store,
+            pipeline,
+            config,
+            wake,
+            closed: CancellationToken::new(),
+            draining: CancellationToken::new(),
+        });
         if jobs.store.dialect() == Dialect::Postgres {
             let listener = sqlx::postgres::PgListener::connect(url)
                 .await
@@ -199,6 +209,16 @@ impl Jobs {
         }
         tracker.close();
         tracker
+    }
+
+    /// Ends every open event stream now and refuses new ones to stay open (see `draining`).
+    pub fn end_streams(&self) {
+        self.draining.cancel();
+    }
+
+    /// Fires when event streams must end.
+    pub fn draining(&self) -> &CancellationToken {
+        &self.draining
     }
 
     /// Stops the listener and closes the pool.
