@@ -239,8 +239,8 @@ impl Store {
         self.pool.close().await;
     }
 
-    /// Inserts an event after touching its job's row (which orders one job's events, see above),
-    /// and on PostgreSQL wakes every replica, all in `tx`.
+    /// Inserts an event and on PostgreSQL wakes every replica, in `tx`. Every caller has already
+    /// written the job's row in `tx`: that row lock orders one job's events (see above).
     async fn event(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
@@ -248,10 +248,6 @@ impl Store {
         kind: &str,
         data: &Value,
     ) -> Result<(), sqlx::Error> {
-        sqlx::query("UPDATE jobs SET cancel_requested = cancel_requested WHERE id = $1")
-            .bind(job_id)
-            .execute(&mut **tx)
-            .await?;
         sqlx::query("INSERT INTO job_events (job_id, at, kind, data) VALUES ($1, $2, $3, $4)")
             .bind(job_id)
             .bind(now_ms())
