@@ -13,6 +13,7 @@ CREATE TABLE jobs (
     error_code TEXT,
     error_message TEXT,
     error_status BIGINT,
+    error_details TEXT,
     attempts BIGINT NOT NULL DEFAULT 0,
     progress_stage TEXT,
     progress_upstream_status TEXT,

@@ -294,7 +294,9 @@ impl Jobs {
                     after: backoff(job.attempts as u32, Duration::from_secs(60)),
                 }
             }
-            Ended::Ran(Err(e)) => Outcome::Failed { code: e.kind, message: &e.message, status: e.status.as_u16() },
+            Ended::Ran(Err(e)) => {
+                Outcome::Failed { code: e.kind, message: &e.message, status: e.status.as_u16(), details: &e.details }
+            }
             Ended::Cancel => Outcome::Canceled,
             Ended::Shutdown => Outcome::Released,
             Ended::Lost => {
@@ -370,7 +372,9 @@ enum Ended {
 fn outcome_clone<'a>(outcome: &Outcome<'a>) -> Outcome<'a> {
     match outcome {
         Outcome::Succeeded(v) => Outcome::Succeeded(v),
-        Outcome::Failed { code, message, status } => Outcome::Failed { code, message, status: *status },
+        Outcome::Failed { code, message, status, details } => {
+            Outcome::Failed { code, message, status: *status, details }
+        }
         Outcome::Canceled => Outcome::Canceled,
         Outcome::Retry { code, message, after } => Outcome::Retry { code, message, after: *after },
         Outcome::Released => Outcome::Released,

@@ -50,6 +50,9 @@ pub struct JobRow {
     pub output: Option<Value>,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
+    /// The HTTP status and `details` the sync endpoint would have answered the failure with.
+    pub error_status: Option<i64>,
+    pub error_details: Value,
     pub attempts: i64,
     pub progress_stage: Option<String>,
     pub progress_upstream_status: Option<String>,
@@ -59,6 +62,37 @@ pub struct JobRow {
     pub cancel_requested: bool,
     /// The latest saved upstream run.
     pub upstream: Option<UpstreamRun>,
+}
+
+impl JobRow {
+    /// The error the sync endpoint answers for this failed job: the status, kind, message and
+    /// details the pipeline failed with (so `Retry-After` and the field name survive the store).
+    pub fn api_error(&self) -> Option<crate::api::error::ApiError> {
+        if self.status != "failed" {
+            return None;
+        }
+        let status = self.error_status.and_then(|s| u16::try_from(s).ok());
+        let status = status.and_then(|s| axum::http::StatusCode::from_u16(s).ok());
+        Some(crate::api::error::ApiError::new(
+            status.unwrap_or(axum::http::StatusCode::BAD_GATEWAY),
+            intern(self.error_code.as_deref().unwrap_or("UpstreamError")),
+            self.error_message.clone().unwrap_or_default(),
+            self.error_details.clone(),
+        ))
+    }
+}
+
+/// `ApiError::kind` is `&'static str`; stored kinds come only from our own code, a small fixed
+/// set, so each distinct one is leaked once.
+fn intern(kind: &str) -> &'static str {
+    static KINDS: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let mut kinds = KINDS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(known) = kinds.iter().find(|k| **k == kind) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(kind.to_owned().into_boxed_str());
+    kinds.push(leaked);
+    leaked
 }
 
 /// One stored event.
@@ -99,6 +133,7 @@ pub enum Outcome<'a> {
         code: &'a str,
         message: &'a str,
         status: u16,
+        details: &'a Value,
     },
     Canceled,
     /// A retryable failure: queued again after `after`, its upstream runs forgotten (a failed
@@ -145,7 +180,7 @@ pub fn now_ms() -> i64 {
 }
 
 const COLUMNS: &str = "seq, id, kind, status, plan, config_flavor, project_id, sequence, output, error_code, \
-     error_message, attempts, progress_stage, progress_upstream_status, created_at, started_at, completed_at, \
+     error_message, error_status, error_details, attempts, progress_stage, progress_upstream_status, created_at, started_at, completed_at, \
      cancel_requested, (SELECT provider FROM job_runs r WHERE r.job_id = jobs.id ORDER BY at DESC, slot DESC LIMIT 1) \
      AS up_provider, (SELECT upstream_id FROM job_runs r WHERE r.job_id = jobs.id ORDER BY at DESC, slot DESC LIMIT 1) \
      AS up_id";
@@ -169,6 +204,8 @@ fn job_row(row: &AnyRow) -> Result<JobRow, sqlx::Error> {
         output: row.try_get::<Option<String>, _>("output")?.map(|t| json(Some(t))),
         error_code: row.try_get("error_code")?,
         error_message: row.try_get("error_message")?,
+        error_status: row.try_get("error_status")?,
+        error_details: json(row.try_get("error_details")?),
         attempts: row.try_get("attempts")?,
         progress_stage: row.try_get("progress_stage")?,
         progress_upstream_status: row.try_get("progress_upstream_status")?,
@@ -517,7 +554,7 @@ impl Store {
             Outcome::Succeeded(output) => (
                 sqlx::query(&format!(
                     "UPDATE jobs SET status = 'succeeded', output = $3, completed_at = $4, claim = NULL, \
-                     error_code = NULL, error_message = NULL, error_status = NULL {guard}"
+                     error_code = NULL, error_message = NULL, error_status = NULL, error_details = NULL {guard}"
                 ))
                 .bind(job_id)
                 .bind(claim)
@@ -528,10 +565,10 @@ impl Store {
                 "succeeded",
                 serde_json::json!({ "status": "succeeded" }),
             ),
-            Outcome::Failed { code, message, status } => (
+            Outcome::Failed { code, message, status, details } => (
                 sqlx::query(&format!(
                     "UPDATE jobs SET status = 'failed', error_code = $3, error_message = $4, error_status = $5, \
-                     completed_at = $6, claim = NULL {guard}"
+                     completed_at = $6, claim = NULL, error_details = $7 {guard}"
                 ))
                 .bind(job_id)
                 .bind(claim)
@@ -539,6 +576,7 @@ impl Store {
                 .bind(message)
                 .bind(i64::from(status))
                 .bind(now)
+                .bind(details.to_string())
                 .execute(&mut *tx)
                 .await?,
                 "failed",
