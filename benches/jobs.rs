@@ -130,6 +130,20 @@ async fn submissions(client: &reqwest::Client, name: &str, url: &str) -> f64 {
     jobs
 }
 
+/// Submits a `scenes` job; its id.
+async fn submit(client: &reqwest::Client, base: &str, prompt: &str) -> String {
+    let job: Value = client
+        .post(format!("{base}/api/mv/jobs"))
+        .json(&json!({ "kind": "scenes", "input": { "prompt": prompt } }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    job["id"].as_str().unwrap().to_owned()
+}
+
 /// Latency from the pipeline returning to the `succeeded` event arriving on an open stream.
 async fn event_latency(client: &reqwest::Client, name: &str, url: &str) {
     let pipeline = Arc::new(Instant_::default());
@@ -141,20 +155,8 @@ async fn event_latency(client: &reqwest::Client, name: &str, url: &str) {
             let (client, base, pipeline) = (client.clone(), s.base.clone(), pipeline.clone());
             tasks.push(tokio::spawn(async move {
                 let prompt = format!("{round}-{i}");
-                let job: Value = client
-                    .post(format!("{base}/api/mv/jobs"))
-                    .json(&json!({ "kind": "scenes", "input": { "prompt": prompt } }))
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
-                let mut stream = client
-                    .get(format!("{base}/api/mv/jobs/{}/events", job["id"].as_str().unwrap()))
-                    .send()
-                    .await
-                    .unwrap();
+                let id = submit(&client, &base, &prompt).await;
+                let mut stream = client.get(format!("{base}/api/mv/jobs/{id}/events")).send().await.unwrap();
                 let mut text = String::new();
                 while let Some(chunk) = stream.chunk().await.unwrap() {
                     text.push_str(&String::from_utf8_lossy(&chunk));
@@ -200,16 +202,7 @@ async fn rss_with_streams(client: &reqwest::Client, url: &str) {
     let s = server(url, Arc::default(), 0).await;
     let mut ids = Vec::new();
     for i in 0..STREAMS {
-        let job: Value = client
-            .post(format!("{}/api/mv/jobs", s.base))
-            .json(&json!({ "kind": "scenes", "input": { "prompt": format!("rss {i}") } }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        ids.push(job["id"].as_str().unwrap().to_owned());
+        ids.push(submit(client, &s.base, &format!("rss {i}")).await);
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = rss_kib();
