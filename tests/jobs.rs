@@ -29,7 +29,7 @@ fn sqlite_url(dir: &tempfile::TempDir) -> String {
 
 async fn submit(jobs: &Jobs, kind: &str, input: Value) -> String {
     match jobs.submit(kind, input, None).await {
-        Ok(Submitted::New(id)) => id,
+        Ok(Submitted::New(row)) => row.id,
         Ok(Submitted::Replayed(_)) => panic!("no key, no replay"),
         Err(e) => panic!("submit refused: {} {}", e.status, e.message),
     }

@@ -239,10 +239,10 @@ pub async fn submit_job(
         let canonical = json!({ "kind": body.kind, "input": body.input }).to_string();
         Sha256::digest(canonical.as_bytes()).iter().map(|b| format!("{b:02x}")).collect::<String>()
     });
-    let id = match jobs.submit(&body.kind, body.input, key.as_deref().zip(fingerprint.as_deref())).await? {
-        Submitted::New(id) | Submitted::Replayed(id) => id,
+    let row = match jobs.submit(&body.kind, body.input, key.as_deref().zip(fingerprint.as_deref())).await? {
+        Submitted::New(row) => *row,
+        Submitted::Replayed(id) => jobs.store().get(&id).await.map_err(unavailable)?.ok_or_else(|| not_found(&id))?,
     };
-    let row = jobs.store().get(&id).await.map_err(unavailable)?.ok_or_else(|| not_found(&id))?;
     Ok(with_location(StatusCode::ACCEPTED, row.into()))
 }
 

@@ -53,7 +53,9 @@ impl Default for EngineConfig {
 
 /// A job the API accepted: new, or the one an `Idempotency-Key` already made.
 pub enum Submitted {
-    New(String),
+    /// Stored now: the row as stored.
+    New(Box<super::store::JobRow>),
+    /// The id of the job the `Idempotency-Key` made before.
     Replayed(String),
 }
 
@@ -146,7 +148,12 @@ impl Jobs {
         result.map(Submitted::New)
     }
 
-    async fn plan_and_store(&self, kind: &str, input: Value, key: Option<&str>) -> Result<String, ApiError> {
+    async fn plan_and_store(
+        &self,
+        kind: &str,
+        input: Value,
+        key: Option<&str>,
+    ) -> Result<Box<super::store::JobRow>, ApiError> {
         let planned = self.pipeline.plan(kind, input).await?;
         let id = uuid::Uuid::new_v4().to_string();
         let job = NewJob {
@@ -157,9 +164,9 @@ impl Jobs {
             project_id: planned.project_id.as_deref(),
             sequence: planned.sequence.map(i64::from),
         };
-        self.store.insert(&job, key).await.map_err(unavailable)?;
+        let row = self.store.insert(&job, key).await.map_err(unavailable)?;
         self.woke(&id);
-        Ok(id)
+        Ok(Box::new(row))
     }
 
     /// Waits until job `id` is finished (succeeded, failed or canceled) and returns it; `None` for

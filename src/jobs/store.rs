@@ -333,12 +333,13 @@ impl Store {
     }
 
     /// Stores a queued job and its first event (and binds `key` to it) in one transaction.
-    pub async fn insert(&self, job: &NewJob<'_>, key: Option<&str>) -> Result<(), StoreError> {
+    /// Returns the stored row, so the submit answer needs no second read.
+    pub async fn insert(&self, job: &NewJob<'_>, key: Option<&str>) -> Result<JobRow, StoreError> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
+        let inserted = sqlx::query(
             "INSERT INTO jobs (id, kind, status, plan, config_flavor, project_id, sequence, attempts, created_at, \
-             run_after, cancel_requested) VALUES ($1, $2, 'queued', $3, $4, $5, $6, 0, $7, $7, 0)",
+             run_after, cancel_requested) VALUES ($1, $2, 'queued', $3, $4, $5, $6, 0, $7, $7, 0) RETURNING seq",
         )
         .bind(job.id)
         .bind(job.kind)
@@ -347,7 +348,7 @@ impl Store {
         .bind(job.project_id)
         .bind(job.sequence)
         .bind(now)
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await?;
         self.event(&mut tx, job.id, "queued", &serde_json::json!({ "status": "queued" })).await?;
         if let Some(key) = key {
@@ -358,7 +359,29 @@ impl Store {
                 .await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(JobRow {
+            seq: inserted.try_get("seq")?,
+            id: job.id.to_owned(),
+            kind: job.kind.to_owned(),
+            status: "queued".into(),
+            plan: job.plan.clone(),
+            config_flavor: job.config_flavor.clone(),
+            project_id: job.project_id.map(str::to_owned),
+            sequence: job.sequence,
+            output: None,
+            error_code: None,
+            error_message: None,
+            error_status: None,
+            error_details: Value::Null,
+            attempts: 0,
+            progress_stage: None,
+            progress_upstream_status: None,
+            created_at: now,
+            started_at: None,
+            completed_at: None,
+            cancel_requested: false,
+            upstream: None,
+        })
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<JobRow>, StoreError> {
