@@ -3,7 +3,7 @@
 //! from a job finishing to its SSE event reaching a client, RSS with 1000 open SSE streams, and
 //! the embedded database's cold start.
 //!
-//! `cargo bench --bench jobs` (PostgreSQL from Debian's package; without it those rows are skipped).
+//! `cargo bench --bench job_engine` (PostgreSQL from Debian's package; without it those rows are skipped).
 //! Everything runs in this one process over 127.0.0.1 with an instant pipeline, so the figures are
 //! the engine's and the HTTP layer's own cost, not a model's.
 
