@@ -24,7 +24,8 @@ pub struct ApiError {
 }
 
 /// Every error the API answers with. The variant's name is the body's `error` field.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+// Deserialize: a failed job stores its kind by name and answers with it again (jobs::store).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 pub enum ErrorKind {
     /// A well-formed request whose values make no sense.
     ValidationError,

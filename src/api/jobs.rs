@@ -238,10 +238,10 @@ pub async fn submit_job(
         let canonical = json!({ "kind": body.kind, "input": body.input }).to_string();
         Sha256::digest(canonical.as_bytes()).iter().map(|b| format!("{b:02x}")).collect::<String>()
     });
-    let id = match jobs.submit(&body.kind, body.input, key.as_deref().zip(fingerprint.as_deref())).await? {
-        Submitted::New(id) | Submitted::Replayed(id) => id,
+    let row = match jobs.submit(&body.kind, body.input, key.as_deref().zip(fingerprint.as_deref())).await? {
+        Submitted::New(row) => *row,
+        Submitted::Replayed(id) => jobs.store().get(&id).await.map_err(unavailable)?.ok_or_else(|| not_found(&id))?,
     };
-    let row = jobs.store().get(&id).await.map_err(unavailable)?.ok_or_else(|| not_found(&id))?;
     Ok(with_location(StatusCode::ACCEPTED, row.into()))
 }
 
@@ -448,7 +448,12 @@ impl Follow {
                 Err(e) => tracing::debug!(job = %self.id, error = %e, "event stream cannot read; retrying"),
             }
             let poll = self.poll();
-            let _ = tokio::time::timeout(poll, async {
+            let jobs = self.jobs.clone();
+            let draining = jobs.draining();
+            if draining.is_cancelled() {
+                return None;
+            }
+            let wait = tokio::time::timeout(poll, async {
                 loop {
                     match self.wake.recv().await {
                         Ok(id) if id == self.id => return,
@@ -457,8 +462,11 @@ impl Follow {
                         Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
                     }
                 }
-            })
-            .await;
+            });
+            tokio::select! {
+                _ = draining.cancelled() => return None,
+                _ = wait => {}
+            }
         }
     }
 }

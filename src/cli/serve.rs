@@ -94,6 +94,15 @@ async fn run(
     if let Some(handle) = settings.metrics.then(crate::telemetry::install).flatten() {
         tokio::spawn(crate::telemetry::upkeep(handle));
     }
+    // Event streams never end by themselves while a job runs: on the first signal they end, so
+    // the drain is not held open to its deadline (clients reconnect with Last-Event-ID elsewhere).
+    let mut first_signal = serving::signals::listen();
+    let streams = jobs.clone();
+    tokio::spawn(async move {
+        if first_signal.recv().await.is_some() {
+            streams.end_streams();
+        }
+    });
     let served = serving::serve(listener, router, settings.connections, serving::signals::listen()).await;
     super::worker::stop_workers(&jobs, job_shutdown, workers).await;
     served.context("server error")

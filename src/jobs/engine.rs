@@ -53,7 +53,9 @@ impl Default for EngineConfig {
 
 /// A job the API accepted: new, or the one an `Idempotency-Key` already made.
 pub enum Submitted {
-    New(String),
+    /// Stored now: the row as stored.
+    New(Box<super::store::JobRow>),
+    /// The id of the job the `Idempotency-Key` made before.
     Replayed(String),
 }
 
@@ -65,6 +67,9 @@ pub struct Jobs {
     wake: broadcast::Sender<String>,
     /// Stops the background tasks (the PostgreSQL listener).
     closed: CancellationToken,
+    /// Ends every event stream (shutdown): clients reconnect with `Last-Event-ID` elsewhere
+    /// instead of holding the connection drain open until its deadline.
+    draining: CancellationToken,
 }
 
 impl Jobs {
@@ -72,7 +77,14 @@ impl Jobs {
     pub async fn open(url: &str, pipeline: Arc<dyn JobPipeline>, config: EngineConfig) -> Result<Arc<Jobs>, String> {
         let store = Store::open(url).await?;
         let (wake, _) = broadcast::channel(1024);
-        let jobs = Arc::new(Jobs { store, pipeline, config, wake, closed: CancellationToken::new() });
+        let jobs = Arc::new(Jobs {
+            store,
+            pipeline,
+            config,
+            wake,
+            closed: CancellationToken::new(),
+            draining: CancellationToken::new(),
+        });
         if jobs.store.dialect() == Dialect::Postgres {
             let listener = sqlx::postgres::PgListener::connect(url)
                 .await
@@ -134,7 +146,12 @@ impl Jobs {
         result.map(Submitted::New)
     }
 
-    async fn plan_and_store(&self, kind: &str, input: Value, key: Option<&str>) -> Result<String, ApiError> {
+    async fn plan_and_store(
+        &self,
+        kind: &str,
+        input: Value,
+        key: Option<&str>,
+    ) -> Result<Box<super::store::JobRow>, ApiError> {
         let planned = self.pipeline.plan(kind, input).await?;
         let id = uuid::Uuid::new_v4().to_string();
         let job = NewJob {
@@ -145,9 +162,37 @@ impl Jobs {
             project_id: planned.project_id.as_deref(),
             sequence: planned.sequence.map(i64::from),
         };
-        self.store.insert(&job, key).await.map_err(unavailable)?;
+        let row = self.store.insert(&job, key).await.map_err(unavailable)?;
         self.woke(&id);
-        Ok(id)
+        Ok(Box::new(row))
+    }
+
+    /// Waits until job `id` is finished (succeeded, failed or canceled) and returns it; `None` for
+    /// an unknown job. For the sync endpoints' submit-and-wait: a client that hangs up drops only
+    /// this wait, never the job.
+    pub async fn wait(&self, id: &str) -> Result<Option<super::store::JobRow>, StoreError> {
+        let mut wake = self.subscribe();
+        loop {
+            match self.store.get(id).await? {
+                Some(row) if matches!(row.status.as_str(), "succeeded" | "failed" | "canceled") => {
+                    return Ok(Some(row));
+                }
+                None => return Ok(None),
+                Some(_) => {}
+            }
+            // Another process may finish it without waking us: read again after a while anyway.
+            let _ = tokio::time::timeout(self.config.poll * 2, async {
+                loop {
+                    match wake.recv().await {
+                        Ok(woken) if woken == id => return,
+                        Ok(_) => {}
+                        Err(broadcast::error::RecvError::Lagged(_)) => return,
+                        Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
+                    }
+                }
+            })
+            .await;
+        }
     }
 
     /// Cancels a job (see [`Store::cancel`]) and wakes its worker.
@@ -169,6 +214,16 @@ impl Jobs {
         }
         tracker.close();
         tracker
+    }
+
+    /// Ends every open event stream now and refuses new ones to stay open (see `draining`).
+    pub fn end_streams(&self) {
+        self.draining.cancel();
+    }
+
+    /// Fires when event streams must end.
+    pub fn draining(&self) -> &CancellationToken {
+        &self.draining
     }
 
     /// Stops the listener and closes the pool.
@@ -265,7 +320,9 @@ impl Jobs {
                     after: backoff(job.attempts as u32, Duration::from_secs(60)),
                 }
             }
-            Ended::Ran(Err(e)) => Outcome::Failed { code: &code, message: &e.message, status: e.status().as_u16() },
+            Ended::Ran(Err(e)) => {
+                Outcome::Failed { code: &code, message: &e.message, status: e.status().as_u16(), details: &e.details }
+            }
             Ended::Cancel => Outcome::Canceled,
             Ended::Shutdown => Outcome::Released,
             Ended::Lost => {
@@ -341,7 +398,9 @@ enum Ended {
 fn outcome_clone<'a>(outcome: &Outcome<'a>) -> Outcome<'a> {
     match outcome {
         Outcome::Succeeded(v) => Outcome::Succeeded(v),
-        Outcome::Failed { code, message, status } => Outcome::Failed { code, message, status: *status },
+        Outcome::Failed { code, message, status, details } => {
+            Outcome::Failed { code, message, status: *status, details }
+        }
         Outcome::Canceled => Outcome::Canceled,
         Outcome::Retry { code, message, after } => Outcome::Retry { code, message, after: *after },
         Outcome::Released => Outcome::Released,

@@ -20,6 +20,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Connection, Row};
 
+use crate::api::error::{ApiError, ErrorKind};
 use crate::providers::UpstreamRun;
 
 /// The channel `pg_notify` wakes listeners on; the payload is the job id.
@@ -50,6 +51,9 @@ pub struct JobRow {
     pub output: Option<Value>,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
+    /// The HTTP status and `details` the sync endpoint would have answered the failure with.
+    pub error_status: Option<i64>,
+    pub error_details: Value,
     pub attempts: i64,
     pub progress_stage: Option<String>,
     pub progress_upstream_status: Option<String>,
@@ -59,6 +63,23 @@ pub struct JobRow {
     pub cancel_requested: bool,
     /// The latest saved upstream run.
     pub upstream: Option<UpstreamRun>,
+}
+
+impl JobRow {
+    /// The error the sync endpoint answers for this failed job: the kind (and so the status),
+    /// message and details the pipeline failed with (so `Retry-After` and the field name survive
+    /// the store). A kind this build does not know is answered as an upstream error.
+    pub fn api_error(&self) -> Option<ApiError> {
+        if self.status != "failed" {
+            return None;
+        }
+        let kind = self.error_code.clone().map(Value::String).and_then(|code| serde_json::from_value(code).ok());
+        Some(ApiError::new(
+            kind.unwrap_or(ErrorKind::UpstreamError),
+            self.error_message.clone().unwrap_or_default(),
+            self.error_details.clone(),
+        ))
+    }
 }
 
 /// One stored event.
@@ -99,6 +120,7 @@ pub enum Outcome<'a> {
         code: &'a str,
         message: &'a str,
         status: u16,
+        details: &'a Value,
     },
     Canceled,
     /// A retryable failure: queued again after `after`, its upstream runs forgotten (a failed
@@ -145,7 +167,7 @@ pub fn now_ms() -> i64 {
 }
 
 const COLUMNS: &str = "seq, id, kind, status, plan, config_flavor, project_id, sequence, output, error_code, \
-     error_message, attempts, progress_stage, progress_upstream_status, created_at, started_at, completed_at, \
+     error_message, error_status, error_details, attempts, progress_stage, progress_upstream_status, created_at, started_at, completed_at, \
      cancel_requested, (SELECT provider FROM job_runs r WHERE r.job_id = jobs.id ORDER BY at DESC, slot DESC LIMIT 1) \
      AS up_provider, (SELECT upstream_id FROM job_runs r WHERE r.job_id = jobs.id ORDER BY at DESC, slot DESC LIMIT 1) \
      AS up_id";
@@ -169,6 +191,8 @@ fn job_row(row: &AnyRow) -> Result<JobRow, sqlx::Error> {
         output: row.try_get::<Option<String>, _>("output")?.map(|t| json(Some(t))),
         error_code: row.try_get("error_code")?,
         error_message: row.try_get("error_message")?,
+        error_status: row.try_get("error_status")?,
+        error_details: json(row.try_get("error_details")?),
         attempts: row.try_get("attempts")?,
         progress_stage: row.try_get("progress_stage")?,
         progress_upstream_status: row.try_get("progress_upstream_status")?,
@@ -180,13 +204,15 @@ fn job_row(row: &AnyRow) -> Result<JobRow, sqlx::Error> {
     })
 }
 
-/// The migrations of one dialect, embedded in the binary (the `Any` driver runs them).
+/// The migrations, embedded in the binary (the `Any` driver runs them). One text for both
+/// dialects: only the serial key differs, and SQLite's `AUTOINCREMENT` keeps ids increasing.
 fn migrator(dialect: Dialect) -> Migrator {
+    const JOBS: &str = include_str!("../../migrations/jobs/0001_jobs.sql");
     let sql = match dialect {
-        Dialect::Sqlite => include_str!("../../migrations/jobs/sqlite/0001_jobs.sql"),
-        Dialect::Postgres => include_str!("../../migrations/jobs/postgres/0001_jobs.sql"),
+        Dialect::Sqlite => Cow::Owned(JOBS.replace("BIGSERIAL PRIMARY KEY", "INTEGER PRIMARY KEY AUTOINCREMENT")),
+        Dialect::Postgres => Cow::Borrowed(JOBS),
     };
-    let migrations = vec![Migration::new(1, Cow::Borrowed("jobs"), MigrationType::Simple, Cow::Borrowed(sql), false)];
+    let migrations = vec![Migration::new(1, Cow::Borrowed("jobs"), MigrationType::Simple, sql, false)];
     Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
 }
 
@@ -204,7 +230,7 @@ impl Store {
         let shown = redact(url);
         let options = AnyPoolOptions::new()
             .max_connections(if dialect == Dialect::Sqlite { 8 } else { 16 })
-            .acquire_timeout(Duration::from_secs(5));
+            .acquire_timeout(Duration::from_secs(3));
         let options = if dialect == Dialect::Sqlite {
             // WAL lets readers (listings, event streams) run beside the one writer; the busy
             // timeout makes a second process sharing the file wait for the lock instead of failing.
@@ -237,8 +263,8 @@ impl Store {
         self.pool.close().await;
     }
 
-    /// Inserts an event after touching its job's row (which orders one job's events, see above),
-    /// and on PostgreSQL wakes every replica, all in `tx`.
+    /// Inserts an event and on PostgreSQL wakes every replica, in `tx`. Every caller has already
+    /// written the job's row in `tx`: that row lock orders one job's events (see above).
     async fn event(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
@@ -246,10 +272,6 @@ impl Store {
         kind: &str,
         data: &Value,
     ) -> Result<(), sqlx::Error> {
-        sqlx::query("UPDATE jobs SET cancel_requested = cancel_requested WHERE id = $1")
-            .bind(job_id)
-            .execute(&mut **tx)
-            .await?;
         sqlx::query("INSERT INTO job_events (job_id, at, kind, data) VALUES ($1, $2, $3, $4)")
             .bind(job_id)
             .bind(now_ms())
@@ -298,12 +320,13 @@ impl Store {
     }
 
     /// Stores a queued job and its first event (and binds `key` to it) in one transaction.
-    pub async fn insert(&self, job: &NewJob<'_>, key: Option<&str>) -> Result<(), StoreError> {
+    /// Returns the stored row, so the submit answer needs no second read.
+    pub async fn insert(&self, job: &NewJob<'_>, key: Option<&str>) -> Result<JobRow, StoreError> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
+        let inserted = sqlx::query(
             "INSERT INTO jobs (id, kind, status, plan, config_flavor, project_id, sequence, attempts, created_at, \
-             run_after, cancel_requested) VALUES ($1, $2, 'queued', $3, $4, $5, $6, 0, $7, $7, 0)",
+             run_after, cancel_requested) VALUES ($1, $2, 'queued', $3, $4, $5, $6, 0, $7, $7, 0) RETURNING seq",
         )
         .bind(job.id)
         .bind(job.kind)
@@ -312,7 +335,7 @@ impl Store {
         .bind(job.project_id)
         .bind(job.sequence)
         .bind(now)
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await?;
         self.event(&mut tx, job.id, "queued", &serde_json::json!({ "status": "queued" })).await?;
         if let Some(key) = key {
@@ -323,7 +346,29 @@ impl Store {
                 .await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(JobRow {
+            seq: inserted.try_get("seq")?,
+            id: job.id.to_owned(),
+            kind: job.kind.to_owned(),
+            status: "queued".into(),
+            plan: job.plan.clone(),
+            config_flavor: job.config_flavor.clone(),
+            project_id: job.project_id.map(str::to_owned),
+            sequence: job.sequence,
+            output: None,
+            error_code: None,
+            error_message: None,
+            error_status: None,
+            error_details: Value::Null,
+            attempts: 0,
+            progress_stage: None,
+            progress_upstream_status: None,
+            created_at: now,
+            started_at: None,
+            completed_at: None,
+            cancel_requested: false,
+            upstream: None,
+        })
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<JobRow>, StoreError> {
@@ -519,7 +564,7 @@ impl Store {
             Outcome::Succeeded(output) => (
                 sqlx::query(&format!(
                     "UPDATE jobs SET status = 'succeeded', output = $3, completed_at = $4, claim = NULL, \
-                     error_code = NULL, error_message = NULL, error_status = NULL {guard}"
+                     error_code = NULL, error_message = NULL, error_status = NULL, error_details = NULL {guard}"
                 ))
                 .bind(job_id)
                 .bind(claim)
@@ -530,10 +575,10 @@ impl Store {
                 "succeeded",
                 serde_json::json!({ "status": "succeeded" }),
             ),
-            Outcome::Failed { code, message, status } => (
+            Outcome::Failed { code, message, status, details } => (
                 sqlx::query(&format!(
                     "UPDATE jobs SET status = 'failed', error_code = $3, error_message = $4, error_status = $5, \
-                     completed_at = $6, claim = NULL {guard}"
+                     completed_at = $6, claim = NULL, error_details = $7 {guard}"
                 ))
                 .bind(job_id)
                 .bind(claim)
@@ -541,6 +586,7 @@ impl Store {
                 .bind(message)
                 .bind(i64::from(status))
                 .bind(now)
+                .bind(details.to_string())
                 .execute(&mut *tx)
                 .await?,
                 "failed",
