@@ -40,6 +40,8 @@ pub struct Settings {
     pub connections: crate::serving::Limits,
     /// `MVGEN_METRICS` (on unless `false`): `GET /metrics` and the per-request counter layer.
     pub metrics: bool,
+    /// `MVGEN_STORAGE_URL`: where outputs are kept (`file://…`, default `MV_OUTPUT_DIR`; `s3://…`).
+    pub storage: crate::storage::url::Location,
 }
 
 impl std::fmt::Debug for Settings {
@@ -57,6 +59,7 @@ impl std::fmt::Debug for Settings {
             .field("max_concurrent_generations", &self.max_concurrent_generations)
             .field("connections", &self.connections)
             .field("metrics", &self.metrics)
+            .field("storage", &self.storage)
             .finish()
     }
 }
@@ -114,11 +117,13 @@ impl Settings {
         for entry in &api_keys {
             ApiKey::parse(entry).map_err(|e| format!("API_KEY: {e}"))?;
         }
+        let output_dir = var("MV_OUTPUT_DIR").map_or_else(|| PathBuf::from("mv-outputs"), PathBuf::from);
+        let storage = crate::storage::url::parse(var("MVGEN_STORAGE_URL").as_deref(), &output_dir)?;
         Ok(Settings {
             addr,
             debug: truthy(var("MV_DEBUG_MODE")),
             strict_flavors: truthy(var("MV_STRICT_FLAVORS")),
-            output_dir: var("MV_OUTPUT_DIR").map_or_else(|| PathBuf::from("mv-outputs"), PathBuf::from),
+            output_dir,
             api_keys,
             cors_origins,
             log_json: var("MVGEN_LOG_FORMAT").is_some_and(|v| v.eq_ignore_ascii_case("json")),
@@ -132,6 +137,7 @@ impl Settings {
             connections: crate::serving::Limits::from_vars(&var)?,
             metrics: !var("MVGEN_METRICS")
                 .is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "false" | "0" | "no")),
+            storage,
         })
     }
 

@@ -170,6 +170,9 @@ impl From<ProviderError> for ApiError {
     }
 }
 
+/// Retry-After on a failing store: long enough for a restart or failover to finish.
+const STORAGE_RETRY_AFTER_SECS: u64 = 5;
+
 impl From<StorageError> for ApiError {
     fn from(e: StorageError) -> Self {
         match e {
@@ -185,6 +188,17 @@ impl From<StorageError> for ApiError {
                 format!("the generated file could not be stored or read ({e}); nothing was saved under its final name"),
                 Value::Null,
             ),
+            // The store is down or failing: this request fails, retryable; nothing stored is lost.
+            StorageError::Unavailable(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "StorageUnavailable",
+                format!("{e}; nothing was saved under a final name, try again shortly"),
+                json!({ "retry_after_seconds": STORAGE_RETRY_AFTER_SECS }),
+            ),
+            // What a provider streamed was refused or cut: the upstream's output, not the caller's.
+            StorageError::TooLarge { .. } | StorageError::Rejected(_) | StorageError::Interrupted(_) => {
+                ApiError::new(StatusCode::BAD_GATEWAY, "UpstreamError", format!("the model's output: {e}"), Value::Null)
+            }
         }
     }
 }

@@ -4,7 +4,6 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use crate::api::AppState;
 use crate::live_configs::{FlavorSource, LiveConfigs, StartError};
@@ -12,6 +11,7 @@ use crate::providers::{ProviderConfig, Providers};
 use crate::server::{self, Settings};
 use crate::serving;
 use crate::storage::LocalStorage;
+use crate::storage::url::Location;
 
 pub fn serve(addr: Option<SocketAddr>, configs: Option<&Path>) -> ExitCode {
     let settings = match Settings::from_env(addr) {
@@ -71,15 +71,22 @@ async fn run(
     }
     let listener = serving::bind(settings.addr).map_err(|e| format!("cannot listen on {}: {e}", settings.addr))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
-    let storage = LocalStorage::new(&settings.output_dir);
-    match storage.remove_stale_partials() {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(removed = n, "removed stale partial files left by an interrupted write"),
-        Err(e) => tracing::warn!(error = %e, "could not clean up stale partial files"),
+    if let Location::Local(dir) = &settings.storage {
+        match LocalStorage::new(dir).remove_stale_partials() {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "removed stale partial files left by an interrupted write"),
+            Err(e) => tracing::warn!(error = %e, "could not clean up stale partial files"),
+        }
     }
+    let storage = crate::storage::url::open(&settings.storage)?;
+    // A store that can't take a write fails here, before the first request would.
+    storage.check().await.map_err(|e| {
+        format!("storage {} is not usable (reachable and writable is required): {e}", storage.describe())
+    })?;
+    let outputs = storage.describe();
     let state = AppState {
         providers,
-        storage: Arc::new(storage),
+        storage,
         debug: settings.debug,
         strict_flavors: settings.strict_flavors,
         generations: crate::api::limits::GenerationSlots::new(settings.max_concurrent_generations),
@@ -91,11 +98,7 @@ async fn run(
         0 => tracing::warn!("API key auth is off: API_KEY is not set, /api/* is open to anyone who can reach {local}"),
         n => tracing::info!(keys = n, "API key auth is on: /api/* needs X-API-Key"),
     }
-    tracing::info!(
-        "mvgen listening on http://{local} ({} flavors, outputs in {})",
-        names.len(),
-        settings.output_dir.display()
-    );
+    tracing::info!("mvgen listening on http://{local} ({} flavors, outputs in {outputs})", names.len(),);
     if settings.cors_origins.is_empty() {
         tracing::info!("CORS off (CORS_ORIGINS=none)");
     } else {

@@ -1,0 +1,323 @@
+//! Files in an S3-compatible object store (`MVGEN_STORAGE_URL=s3://bucket/prefix`), through the
+//! `object_store` crate: the same layout as `file://` under the prefix
+//! (`{prefix}/{kind}/{uuid}.{ext}`, records under `{prefix}/records/{kind}/{uuid}.json`), so any
+//! replica finds what another stored.
+//!
+//! A file appears under its final key only whole: a small one is one PUT with `If-None-Match: *`
+//! (`PutMode::Create`), a large one a multipart upload, which S3 shows only once completed and
+//! which is aborted when the stream fails, is refused or is dropped.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use futures_util::stream::{self, StreamExt};
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::path::Path;
+use object_store::signer::Signer;
+use object_store::{
+    Attribute, Attributes, ClientOptions, GetOptions, ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions,
+    PutOptions, PutPayload, RetryConfig, WriteMultipart,
+};
+use uuid::Uuid;
+
+use super::checked::Checked;
+use super::{
+    ByteStream, Kind, MAX_RECORD_BYTES, Opened, Put, Reader, Storage, StorageError, Stored, parse_id, stored_extension,
+};
+use crate::providers::{BoxFuture, content_type_for};
+
+/// The part size of a multipart upload (S3's smallest allowed); a stream that ends before this
+/// many bytes is stored with one PUT. What a streamed put holds in memory is about
+/// `PART_BYTES × (PARTS_IN_FLIGHT + 1)`, whatever the file's size.
+pub const PART_BYTES: usize = 5 * 1024 * 1024;
+/// Parts uploaded at once per stream: two keep the link busy while the next part fills.
+const PARTS_IN_FLIGHT: usize = 2;
+
+/// An S3-compatible store.
+#[derive(Debug, Clone)]
+pub struct ObjectStorage {
+    store: Arc<AmazonS3>,
+    prefix: String,
+    bucket: String,
+}
+
+/// Where an opened object's ranges are fetched from.
+#[derive(Debug)]
+pub(super) struct Source {
+    store: Arc<AmazonS3>,
+    path: Path,
+}
+
+impl Source {
+    pub(super) async fn range(self, start: u64, count: u64) -> Result<ByteStream, StorageError> {
+        let options = GetOptions { range: Some((start..start + count).into()), ..GetOptions::default() };
+        let got = self.store.get_opts(&self.path, options).await.map_err(|e| store_error(e, ""))?;
+        Ok(got.into_stream().map(|chunk| chunk.map_err(std::io::Error::other)).boxed())
+    }
+}
+
+impl ObjectStorage {
+    /// A store for `bucket`, keys under `prefix`, the rest (endpoint, region, credentials,
+    /// `allow_http`) from `builder` (`AmazonS3Builder::from_env()` reads the standard `AWS_*`).
+    pub fn new(builder: AmazonS3Builder, bucket: &str, prefix: &str) -> Result<Self, String> {
+        // A store that is down must fail the request it holds in seconds (a retryable 503), not
+        // after object_store's default of retrying for three minutes. No overall timeout: a large
+        // GET streamed to a slow client takes as long as it takes; a stalled one hits the read timeout.
+        let retry = RetryConfig { max_retries: 2, retry_timeout: Duration::from_secs(10), ..RetryConfig::default() };
+        let client = ClientOptions::new()
+            .with_connect_timeout(Duration::from_secs(5))
+            .with_read_timeout(Duration::from_secs(30))
+            .with_timeout_disabled();
+        let store = builder
+            .with_bucket_name(bucket)
+            .with_retry(retry)
+            .with_client_options(client)
+            .build()
+            .map_err(|e| format!("s3://{bucket}: {e}"))?;
+        Ok(ObjectStorage {
+            store: Arc::new(store),
+            prefix: prefix.trim_matches('/').to_string(),
+            bucket: bucket.into(),
+        })
+    }
+
+    fn key(&self, rest: &str) -> Path {
+        if self.prefix.is_empty() { Path::from(rest) } else { Path::from(format!("{}/{rest}", self.prefix)) }
+    }
+
+    fn file_key(&self, kind: Kind, id: &str, ext: &str) -> Path {
+        self.key(&format!("{}/{id}.{ext}", kind.dir_name()))
+    }
+
+    fn record_key(&self, kind: Kind, id: &str) -> Path {
+        self.key(&format!("records/{}/{id}.json", kind.dir_name()))
+    }
+
+    /// The stored object of `id`, tried under each of the kind's extensions.
+    async fn head(&self, kind: Kind, id: &str) -> Result<(Path, &'static str, object_store::ObjectMeta), StorageError> {
+        let id = parse_id(id)?;
+        for ext in kind.extensions() {
+            let path = self.file_key(kind, &id, ext);
+            match self.store.head(&path).await {
+                Ok(meta) => return Ok((path, content_type_for(ext).unwrap_or("application/octet-stream"), meta)),
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(store_error(e, &id)),
+            }
+        }
+        Err(StorageError::NotFound(id))
+    }
+
+    async fn put_whole(
+        &self,
+        path: &Path,
+        content_type: &str,
+        bytes: PutPayload,
+        mode: PutMode,
+    ) -> Result<(), StorageError> {
+        let options = PutOptions { mode, attributes: content_type_attribute(content_type), ..PutOptions::default() };
+        self.store.put_opts(path, bytes, options).await.map_err(|e| store_error(e, ""))?;
+        Ok(())
+    }
+
+    /// The rest of `body` (after `head`) as a multipart upload to `path`, aborted on any failure.
+    async fn put_multipart(
+        &self,
+        path: &Path,
+        content_type: &str,
+        head: Vec<Bytes>,
+        body: &mut Checked,
+    ) -> Result<(), StorageError> {
+        let options = PutMultipartOptions { attributes: content_type_attribute(content_type), ..Default::default() };
+        let upload = self.store.put_multipart_opts(path, options).await.map_err(|e| store_error(e, ""))?;
+        let mut writer = AbortOnDrop(Some(WriteMultipart::new_with_chunk_size(upload, PART_BYTES)));
+        let result = async {
+            let w = writer.0.as_mut().ok_or_else(|| StorageError::Io(std::io::Error::other("upload gone")))?;
+            for chunk in head {
+                w.put(chunk);
+            }
+            while let Some(chunk) = body.next().await? {
+                w.wait_for_capacity(PARTS_IN_FLIGHT).await.map_err(|e| store_error(e, ""))?;
+                w.put(chunk);
+            }
+            Ok(())
+        }
+        .await;
+        let Some(w) = writer.0.take() else { return Err(StorageError::Io(std::io::Error::other("upload gone"))) };
+        match result {
+            Ok(()) => w.finish().await.map(drop).map_err(|e| store_error(e, "")),
+            Err(e) => {
+                if let Err(abort) = w.abort().await {
+                    tracing::warn!(error = %abort, key = %path, "could not abort a failed multipart upload");
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Aborts a multipart upload whose put was dropped mid-stream (the request went away), so no
+/// parts are left behind; the object never existed under its key.
+struct AbortOnDrop(Option<WriteMultipart>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let (Some(writer), Ok(runtime)) = (self.0.take(), tokio::runtime::Handle::try_current()) {
+            runtime.spawn(async move {
+                let _ = writer.abort().await;
+            });
+        }
+    }
+}
+
+fn content_type_attribute(content_type: &str) -> Attributes {
+    let mut attributes = Attributes::new();
+    attributes.insert(Attribute::ContentType, content_type.to_string().into());
+    attributes
+}
+
+/// A store error as mvgen reports it: an unknown key is `NotFound`; anything else (the store
+/// unreachable, a 5xx, refused credentials) is `Unavailable`: that request fails, retryable.
+fn store_error(e: object_store::Error, id: &str) -> StorageError {
+    match e {
+        object_store::Error::NotFound { .. } if !id.is_empty() => StorageError::NotFound(id.to_string()),
+        e => StorageError::Unavailable(e.to_string()),
+    }
+}
+
+impl Storage for ObjectStorage {
+    fn put<'a>(
+        &'a self,
+        kind: Kind,
+        content_type: &'a str,
+        bytes: &'a [u8],
+    ) -> BoxFuture<'a, Result<String, StorageError>> {
+        Box::pin(async move {
+            let ext = stored_extension(kind, content_type)?;
+            let id = Uuid::new_v4().to_string();
+            let path = self.file_key(kind, &id, ext);
+            let content_type = content_type_for(ext).unwrap_or("application/octet-stream");
+            self.put_whole(&path, content_type, Bytes::copy_from_slice(bytes).into(), PutMode::Create).await?;
+            Ok(id)
+        })
+    }
+
+    fn find<'a>(&'a self, kind: Kind, id: &'a str) -> BoxFuture<'a, Result<Stored, StorageError>> {
+        Box::pin(async move {
+            let (path, content_type, _) = self.head(kind, id).await?;
+            Ok(Stored { path: path.as_ref().into(), content_type })
+        })
+    }
+
+    fn put_record<'a>(&'a self, kind: Kind, id: &'a str, record: &'a [u8]) -> BoxFuture<'a, Result<(), StorageError>> {
+        Box::pin(async move {
+            let id = parse_id(id)?;
+            let payload = Bytes::copy_from_slice(record).into();
+            self.put_whole(&self.record_key(kind, &id), "application/json", payload, PutMode::Overwrite).await
+        })
+    }
+
+    fn record<'a>(&'a self, kind: Kind, id: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, StorageError>> {
+        Box::pin(async move {
+            let id = parse_id(id)?;
+            let path = self.record_key(kind, &id);
+            let got = match self.store.get(&path).await {
+                Ok(got) => got,
+                Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                Err(e) => return Err(store_error(e, &id)),
+            };
+            // A record is a few hundred bytes: anything large was not written by mvgen.
+            if got.meta.size > MAX_RECORD_BYTES {
+                tracing::warn!(key = %path, "ignoring a record larger than {MAX_RECORD_BYTES} bytes");
+                return Ok(None);
+            }
+            Ok(Some(got.bytes().await.map_err(|e| store_error(e, &id))?.to_vec()))
+        })
+    }
+
+    fn open<'a>(&'a self, kind: Kind, id: &'a str) -> BoxFuture<'a, Result<Opened, StorageError>> {
+        Box::pin(async move {
+            let (path, content_type, meta) = self.head(kind, id).await?;
+            // The bytes are fetched only if the reader is read: a ranged answer fetches its range.
+            let (store, key) = (Arc::clone(&self.store), path.clone());
+            let whole = stream::once(async move { store.get(&key).await })
+                .map(|got| match got {
+                    Ok(got) => got.into_stream().map(|chunk| chunk.map_err(std::io::Error::other)).boxed(),
+                    Err(e) => stream::iter([Err(std::io::Error::other(e))]).boxed(),
+                })
+                .flatten()
+                .boxed();
+            Ok(Opened {
+                file: Reader::Stream(tokio_util::io::StreamReader::new(whole)),
+                len: meta.size,
+                modified: Some(SystemTime::from(meta.last_modified)),
+                content_type,
+                etag: meta.e_tag.map(|tag| if tag.starts_with('"') { tag } else { format!("\"{tag}\"") }),
+                source: Some(Source { store: Arc::clone(&self.store), path }),
+            })
+        })
+    }
+
+    fn put_stream<'a>(
+        &'a self,
+        kind: Kind,
+        max_bytes: u64,
+        body: ByteStream,
+    ) -> BoxFuture<'a, Result<Put, StorageError>> {
+        Box::pin(async move {
+            let mut body = Checked::new(body, kind, max_bytes);
+            let (content_type, first) = body.first().await?;
+            let ext = stored_extension(kind, content_type)?;
+            let id = Uuid::new_v4().to_string();
+            let path = self.file_key(kind, &id, ext);
+            // Up to one part is gathered first: a stream that ends within it is one PUT.
+            let mut head = vec![first];
+            let mut gathered = head[0].len();
+            while gathered < PART_BYTES {
+                match body.next().await? {
+                    Some(chunk) => {
+                        gathered += chunk.len();
+                        head.push(chunk);
+                    }
+                    None => {
+                        let payload = PutPayload::from_iter(head);
+                        self.put_whole(&path, content_type, payload, PutMode::Create).await?;
+                        return Ok(Put { id, content_type, len: body.bytes_read() });
+                    }
+                }
+            }
+            self.put_multipart(&path, content_type, head, &mut body).await?;
+            Ok(Put { id, content_type, len: body.bytes_read() })
+        })
+    }
+
+    fn signed_url<'a>(
+        &'a self,
+        kind: Kind,
+        id: &'a str,
+        expires: Duration,
+    ) -> BoxFuture<'a, Result<Option<String>, StorageError>> {
+        Box::pin(async move {
+            let (path, _, _) = self.head(kind, id).await?;
+            let url =
+                self.store.signed_url(reqwest::Method::GET, &path, expires).await.map_err(|e| store_error(e, ""))?;
+            Ok(Some(url.to_string()))
+        })
+    }
+
+    fn check(&self) -> BoxFuture<'_, Result<(), StorageError>> {
+        Box::pin(async move {
+            let probe = self.key(&format!(".mvgen-probe-{}", Uuid::new_v4()));
+            self.put_whole(&probe, "text/plain", Bytes::from_static(b"probe").into(), PutMode::Create).await?;
+            self.store.delete(&probe).await.map_err(|e| store_error(e, ""))?;
+            Ok(())
+        })
+    }
+
+    fn describe(&self) -> String {
+        match self.prefix.as_str() {
+            "" => format!("s3://{}", self.bucket),
+            prefix => format!("s3://{}/{prefix}", self.bucket),
+        }
+    }
+}
