@@ -12,12 +12,12 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures_util::stream::{self, StreamExt};
-use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path;
 use object_store::signer::Signer;
 use object_store::{
-    Attribute, Attributes, ClientOptions, GetOptions, ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions,
-    PutOptions, PutPayload, RetryConfig, WriteMultipart,
+    Attribute, Attributes, Certificate, ClientConfigKey, ClientOptions, GetOptions, ObjectStore, ObjectStoreExt,
+    PutMode, PutMultipartOptions, PutOptions, PutPayload, RetryConfig, WriteMultipart,
 };
 use uuid::Uuid;
 
@@ -65,7 +65,18 @@ impl ObjectStorage {
         // after object_store's default of retrying for three minutes. No overall timeout: a large
         // GET streamed to a slow client takes as long as it takes; a stalled one hits the read timeout.
         let retry = RetryConfig { max_retries: 2, retry_timeout: Duration::from_secs(10), ..RetryConfig::default() };
-        let client = ClientOptions::new()
+        // Mozilla's roots compiled in, as for the providers (src/providers/http.rs): the static
+        // binary may run where there is no CA store at all.
+        let roots = webpki_root_certs::TLS_SERVER_ROOT_CERTS.iter().map(|der| Certificate::from_der(der));
+        // Options set here replace the builder's client options: keep its `allow_http`.
+        let allow_http = builder
+            .get_config_value(&AmazonS3ConfigKey::Client(ClientConfigKey::AllowHttp))
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+        let mut client = ClientOptions::new().with_no_system_certificates(true).with_allow_http(allow_http);
+        for root in roots {
+            client = client.with_root_certificate(root.map_err(|e| format!("embedded TLS roots: {e}"))?);
+        }
+        let client = client
             .with_connect_timeout(Duration::from_secs(5))
             .with_read_timeout(Duration::from_secs(30))
             .with_timeout_disabled();
@@ -181,8 +192,22 @@ fn content_type_attribute(content_type: &str) -> Attributes {
 fn store_error(e: object_store::Error, id: &str) -> StorageError {
     match e {
         object_store::Error::NotFound { .. } if !id.is_empty() => StorageError::NotFound(id.to_string()),
-        e => StorageError::Unavailable(e.to_string()),
+        e => StorageError::Unavailable(with_causes(&e)),
     }
+}
+
+/// An error with its chain of causes ("HTTP error: builder error" alone says nothing).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text = format!("{text}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    text
 }
 
 impl Storage for ObjectStorage {

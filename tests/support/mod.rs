@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod fake_upstream;
+pub mod seaweed;
 pub mod server_process;
 pub mod test_app;
 pub mod tool;
