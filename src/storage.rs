@@ -23,7 +23,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, ReadBuf};
 use uuid::Uuid;
 
 use crate::providers::{BoxFuture, content_type_for, extension_for};
-use checked::Checked;
+use checked::{Begun, Checked};
 
 /// What a stored file is; each kind has its own directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -318,13 +318,10 @@ impl Storage for LocalStorage {
     ) -> BoxFuture<'a, Result<Put, StorageError>> {
         Box::pin(async move {
             use tokio::io::AsyncWriteExt;
-            let mut body = Checked::new(body, kind, max_bytes);
             // The type (so the extension) is known from the first bytes, before any file exists.
-            let (content_type, first) = body.first().await?;
-            let ext = stored_extension(kind, content_type)?;
+            let (mut body, Begun { id, content_type, ext, first }) = Checked::begin(body, kind, max_bytes).await?;
             let dir = self.root.join(kind.dir_name());
             tokio::fs::create_dir_all(&dir).await?;
-            let id = Uuid::new_v4().to_string();
             let temp = TempFile { path: dir.join(format!(".{id}.partial")), keep: false };
             let mut file = tokio::fs::File::create(&temp.path).await?;
             file.write_all(&first).await?;

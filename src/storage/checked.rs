@@ -4,11 +4,20 @@
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 
-use super::{ByteStream, Kind, StorageError};
+use super::{ByteStream, Kind, StorageError, stored_extension};
 use crate::providers::checked_media_type;
 
 /// Bytes enough for every signature `providers::sniff_media_type` knows (WebP's is 12).
 const SNIFF_BYTES: usize = 16;
+
+/// What a streamed put knows once its first bytes were read.
+pub struct Begun {
+    pub id: String,
+    pub content_type: &'static str,
+    pub ext: &'static str,
+    /// The bytes read to decide the type, to be written first.
+    pub first: Bytes,
+}
 
 /// A stream being stored, checked as it is read.
 pub struct Checked {
@@ -21,6 +30,15 @@ pub struct Checked {
 impl Checked {
     pub fn new(body: ByteStream, kind: Kind, max_bytes: u64) -> Self {
         Checked { body, kind, max_bytes, len: 0 }
+    }
+
+    /// Starts a streamed put of `body`: reads its first bytes, decides the type and the extension
+    /// it is stored under, and picks the new id, all before anything is written anywhere.
+    pub async fn begin(body: ByteStream, kind: Kind, max_bytes: u64) -> Result<(Checked, Begun), StorageError> {
+        let mut checked = Checked::new(body, kind, max_bytes);
+        let (content_type, first) = checked.first().await?;
+        let ext = stored_extension(kind, content_type)?;
+        Ok((checked, Begun { id: uuid::Uuid::new_v4().to_string(), content_type, ext, first }))
     }
 
     /// Bytes read so far.

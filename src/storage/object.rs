@@ -16,20 +16,21 @@ use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path;
 use object_store::signer::Signer;
 use object_store::{
-    Attribute, Attributes, Certificate, ClientConfigKey, ClientOptions, GetOptions, ObjectStore, ObjectStoreExt,
-    PutMode, PutMultipartOptions, PutOptions, PutPayload, RetryConfig, WriteMultipart,
+    Attribute, Attributes, Certificate, ClientConfigKey, ClientOptions, GetOptions, MultipartUpload, ObjectStore,
+    ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions, PutPayload, RetryConfig,
 };
+use tokio::sync::{Semaphore, SemaphorePermit};
 use uuid::Uuid;
 
-use super::checked::Checked;
+use super::checked::{Begun, Checked};
 use super::{
     ByteStream, Kind, MAX_RECORD_BYTES, Opened, Put, Reader, Storage, StorageError, Stored, parse_id, stored_extension,
 };
 use crate::providers::{BoxFuture, content_type_for};
 
 /// The part size of a multipart upload (S3's smallest allowed); a stream that ends before this
-/// many bytes is stored with one PUT. What a streamed put holds in memory is about
-/// `PART_BYTES × (PARTS_IN_FLIGHT + 1)`, whatever the file's size.
+/// many bytes is stored with one PUT. A streamed put holds at most `PARTS_IN_FLIGHT + 1` parts in
+/// memory whatever the file's size, and all of them together at most [`PART_BUDGET`].
 pub const PART_BYTES: usize = 5 * 1024 * 1024;
 /// Parts uploaded at once per stream: two keep the link busy while the next part fills.
 const PARTS_IN_FLIGHT: usize = 2;
@@ -131,34 +132,30 @@ impl ObjectStorage {
         Ok(())
     }
 
-    /// The rest of `body` (after `head`) as a multipart upload to `path`, aborted on any failure.
+    /// `first` and the rest of `body` as a multipart upload to `path`, aborted on any failure (and
+    /// when dropped). Each part holds a permit of the process-wide [`PART_BUDGET`] from before it
+    /// is gathered until it is uploaded.
     async fn put_multipart(
         &self,
         path: &Path,
         content_type: &str,
-        head: Vec<Bytes>,
+        first: (Vec<Bytes>, SemaphorePermit<'static>),
         body: &mut Checked,
     ) -> Result<(), StorageError> {
         let options = PutMultipartOptions { attributes: content_type_attribute(content_type), ..Default::default() };
         let upload = self.store.put_multipart_opts(path, options).await.map_err(|e| store_error(e, ""))?;
-        let mut writer = AbortOnDrop(Some(WriteMultipart::new_with_chunk_size(upload, PART_BYTES)));
-        let result = async {
-            let w = writer.0.as_mut().ok_or_else(|| StorageError::Io(std::io::Error::other("upload gone")))?;
-            for chunk in head {
-                w.put(chunk);
-            }
-            while let Some(chunk) = body.next().await? {
-                w.wait_for_capacity(PARTS_IN_FLIGHT).await.map_err(|e| store_error(e, ""))?;
-                w.put(chunk);
-            }
-            Ok(())
-        }
-        .await;
-        let Some(w) = writer.0.take() else { return Err(StorageError::Io(std::io::Error::other("upload gone"))) };
+        let mut guard = AbortOnDrop(Some(upload));
+        let result = match guard.0.as_mut() {
+            Some(upload) => upload_parts(upload.as_mut(), first, body).await,
+            None => Err(StorageError::Io(std::io::Error::other("upload gone"))),
+        };
+        let Some(mut upload) = guard.0.take() else {
+            return Err(StorageError::Io(std::io::Error::other("upload gone")));
+        };
         match result {
-            Ok(()) => w.finish().await.map(drop).map_err(|e| store_error(e, "")),
+            Ok(()) => upload.complete().await.map(drop).map_err(|e| store_error(e, "")),
             Err(e) => {
-                if let Err(abort) = w.abort().await {
+                if let Err(abort) = upload.abort().await {
                     tracing::warn!(error = %abort, key = %path, "could not abort a failed multipart upload");
                 }
                 Err(e)
@@ -167,15 +164,87 @@ impl ObjectStorage {
     }
 }
 
+/// Parts held in memory at once by all the streamed puts of this process together (S3 parts are
+/// at least 5 MiB, so 20 streams each holding even one would be 100 MiB): a stream waits for a
+/// permit before gathering a part, and its source waits with it. Eight parts keep a store busy
+/// (BENCHMARKS.md) in 40 MiB.
+pub const PART_BUDGET: usize = 8;
+static PARTS: Semaphore = Semaphore::const_new(PART_BUDGET);
+
+async fn part_permit() -> Result<SemaphorePermit<'static>, StorageError> {
+    PARTS.acquire().await.map_err(|_| StorageError::Io(std::io::Error::other("part budget closed")))
+}
+
+/// Reads from `body` onto `part` until it holds a part's worth; `true` when the stream ended.
+async fn gather(body: &mut Checked, part: &mut Vec<Bytes>) -> Result<bool, StorageError> {
+    let mut size: usize = part.iter().map(Bytes::len).sum();
+    while size < PART_BYTES {
+        match body.next().await? {
+            Some(chunk) => {
+                size += chunk.len();
+                part.push(chunk);
+            }
+            None => return Ok(true),
+        }
+    }
+    Ok(false)
+}
+
+/// Uploads `first` and then each part gathered from `body`, at most [`PARTS_IN_FLIGHT`] at once
+/// (spawned, so they progress while the next part is gathered; aborted if this is dropped).
+async fn upload_parts(
+    upload: &mut dyn MultipartUpload,
+    first: (Vec<Bytes>, SemaphorePermit<'static>),
+    body: &mut Checked,
+) -> Result<(), StorageError> {
+    let mut in_flight = tokio::task::JoinSet::new();
+    let (mut part, mut permit) = first;
+    let mut ended = false;
+    loop {
+        let sent = upload.put_part(PutPayload::from_iter(std::mem::take(&mut part)));
+        in_flight.spawn(async move {
+            let sent = sent.await;
+            drop(permit);
+            sent
+        });
+        if ended {
+            break;
+        }
+        while in_flight.len() >= PARTS_IN_FLIGHT {
+            finished(in_flight.join_next().await)?;
+        }
+        let next = part_permit().await?;
+        ended = gather(body, &mut part).await?;
+        if part.is_empty() {
+            // The stream ended on a part boundary.
+            drop(next);
+            break;
+        }
+        permit = next;
+    }
+    while let Some(done) = in_flight.join_next().await {
+        finished(Some(done))?;
+    }
+    Ok(())
+}
+
+fn finished(done: Option<Result<Result<(), object_store::Error>, tokio::task::JoinError>>) -> Result<(), StorageError> {
+    match done {
+        None | Some(Ok(Ok(()))) => Ok(()),
+        Some(Ok(Err(e))) => Err(store_error(e, "")),
+        Some(Err(e)) => Err(StorageError::Io(std::io::Error::other(e))),
+    }
+}
+
 /// Aborts a multipart upload whose put was dropped mid-stream (the request went away), so no
 /// parts are left behind; the object never existed under its key.
-struct AbortOnDrop(Option<WriteMultipart>);
+struct AbortOnDrop(Option<Box<dyn MultipartUpload>>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
-        if let (Some(writer), Ok(runtime)) = (self.0.take(), tokio::runtime::Handle::try_current()) {
+        if let (Some(mut upload), Ok(runtime)) = (self.0.take(), tokio::runtime::Handle::try_current()) {
             runtime.spawn(async move {
-                let _ = writer.abort().await;
+                let _ = upload.abort().await;
             });
         }
     }
@@ -290,28 +359,16 @@ impl Storage for ObjectStorage {
         body: ByteStream,
     ) -> BoxFuture<'a, Result<Put, StorageError>> {
         Box::pin(async move {
-            let mut body = Checked::new(body, kind, max_bytes);
-            let (content_type, first) = body.first().await?;
-            let ext = stored_extension(kind, content_type)?;
-            let id = Uuid::new_v4().to_string();
+            let (mut body, Begun { id, content_type, ext, first }) = Checked::begin(body, kind, max_bytes).await?;
             let path = self.file_key(kind, &id, ext);
             // Up to one part is gathered first: a stream that ends within it is one PUT.
+            let permit = part_permit().await?;
             let mut head = vec![first];
-            let mut gathered = head[0].len();
-            while gathered < PART_BYTES {
-                match body.next().await? {
-                    Some(chunk) => {
-                        gathered += chunk.len();
-                        head.push(chunk);
-                    }
-                    None => {
-                        let payload = PutPayload::from_iter(head);
-                        self.put_whole(&path, content_type, payload, PutMode::Create).await?;
-                        return Ok(Put { id, content_type, len: body.bytes_read() });
-                    }
-                }
+            if gather(&mut body, &mut head).await? {
+                self.put_whole(&path, content_type, PutPayload::from_iter(head), PutMode::Create).await?;
+                return Ok(Put { id, content_type, len: body.bytes_read() });
             }
-            self.put_multipart(&path, content_type, head, &mut body).await?;
+            self.put_multipart(&path, content_type, (head, permit), &mut body).await?;
             Ok(Put { id, content_type, len: body.bytes_read() })
         })
     }
