@@ -354,7 +354,9 @@ impl Storage for LocalStorage {
             for kind in Kind::ALL {
                 tokio::fs::create_dir_all(self.root.join(kind.dir_name())).await?;
             }
-            let probe = self.root.join(Kind::Scenes.dir_name()).join(format!(".{}.partial", Uuid::new_v4()));
+            // In the output directory itself (the operator's, links allowed), never through a kind's
+            // directory, which could be a planted link.
+            let probe = self.root.join(format!(".mvgen-probe-{}.partial", Uuid::new_v4()));
             tokio::fs::write(&probe, b"probe").await?;
             tokio::fs::remove_file(&probe).await?;
             Ok(())
@@ -709,6 +711,9 @@ mod tests {
         let storage = LocalStorage::new(&root);
         storage.check().await.expect("writable");
         assert_eq!(names(&root.join("scenes")), Vec::<String>::new());
+        let mut left = names(&root);
+        left.sort();
+        assert_eq!(left, ["character_references", "scenes", "videos"], "the probe is gone");
         std::fs::write(root.join("blocked"), b"a file").expect("file");
         assert!(LocalStorage::new(root.join("blocked")).check().await.is_err());
         let _ = std::fs::remove_dir_all(&root);

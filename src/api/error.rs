@@ -95,8 +95,9 @@ pub enum GenerationErrors {
     Upstream(ErrorBody),
     #[response(
         status = 503,
-        description = "The upstream is rate limiting, or too many generations are running here \
-                       (`TooManyGenerations`); see Retry-After (at most 300 s)"
+        description = "The upstream is rate limiting, too many generations are running here \
+                       (`TooManyGenerations`), or the output store is unavailable (`StorageUnavailable`); \
+                       see Retry-After (at most 300 s)"
     )]
     RateLimited(ErrorBody),
     #[response(status = 504, description = "The upstream model timed out")]

@@ -166,9 +166,9 @@ impl ObjectStorage {
 
 /// Parts held in memory at once by all the streamed puts of this process together (S3 parts are
 /// at least 5 MiB, so 20 streams each holding even one would be 100 MiB): a stream waits for a
-/// permit before gathering a part, and its source waits with it. Eight parts keep a store busy
-/// (BENCHMARKS.md) in 40 MiB.
-pub const PART_BUDGET: usize = 8;
+/// permit before gathering a part, and its source waits with it. Four parts keep a store busy
+/// (BENCHMARKS.md) in 20 MiB.
+pub const PART_BUDGET: usize = 4;
 static PARTS: Semaphore = Semaphore::const_new(PART_BUDGET);
 
 async fn part_permit() -> Result<SemaphorePermit<'static>, StorageError> {
