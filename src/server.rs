@@ -54,6 +54,8 @@ pub struct Settings {
     pub job_stale_after: std::time::Duration,
     /// `MVGEN_JOB_MAX_ATTEMPTS`: claims of a job before a retryable failure is final.
     pub job_max_attempts: u32,
+    /// `MVGEN_STORAGE_URL`: where outputs are kept (`file://…`, default `MV_OUTPUT_DIR`; `s3://…`).
+    pub storage: crate::storage::url::Location,
 }
 
 impl std::fmt::Debug for Settings {
@@ -75,6 +77,7 @@ impl std::fmt::Debug for Settings {
             .field("workers", &self.workers)
             .field("job_stale_after", &self.job_stale_after)
             .field("job_max_attempts", &self.job_max_attempts)
+            .field("storage", &self.storage)
             .finish()
     }
 }
@@ -148,6 +151,8 @@ impl Settings {
                     .ok_or_else(|| anyhow!("{name}={v:?}: expected a whole number of at least {min}")),
             }
         };
+        let storage =
+            crate::storage::url::parse(var("MVGEN_STORAGE_URL").as_deref(), &output_dir).map_err(anyhow::Error::msg)?;
         Ok(Settings {
             addr,
             debug: truthy(var("MV_DEBUG_MODE")),
@@ -172,6 +177,7 @@ impl Settings {
             connections: crate::serving::Limits::from_vars(&var)?,
             metrics: !var("MVGEN_METRICS")
                 .is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "false" | "0" | "no")),
+            storage,
         })
     }
 

@@ -145,12 +145,19 @@ async fn retryable_failures_are_retried_and_caller_errors_fail_at_once() {
     assert_eq!((caller.status.as_str(), caller.attempts), ("failed", 1));
     assert_eq!(caller.error_code.as_deref(), Some("ContentRefused"));
     let answer = caller.api_error().expect("failed");
-    assert_eq!((answer.status().as_u16(), answer.kind.to_string().as_str(), answer.message.as_str()), (422, "ContentRefused", "refused"));
+    assert_eq!(
+        (answer.status().as_u16(), answer.kind.to_string().as_str(), answer.message.as_str()),
+        (422, "ContentRefused", "refused")
+    );
     let always = wait_until(&jobs, &always, "finished", finished).await;
     assert_eq!((always.status.as_str(), always.attempts), ("failed", 3), "bounded retries");
     assert_eq!(always.error_code.as_deref(), Some("UpstreamError"));
     let answer = always.api_error().expect("failed");
-    assert_eq!((answer.status().as_u16(), &answer.details), (502, &json!({ "provider": "fake" })), "as the sync answer");
+    assert_eq!(
+        (answer.status().as_u16(), &answer.details),
+        (502, &json!({ "provider": "fake" })),
+        "as the sync answer"
+    );
     shutdown.cancel();
     workers.wait().await;
 }

@@ -64,6 +64,8 @@ pub enum ErrorKind {
     JobFinished,
     /// Jobs: the jobs database cannot be reached; nothing was stored.
     DatabaseUnavailable,
+    /// The object store is down or failing: this request fails, retryable; nothing stored is lost.
+    StorageUnavailable,
 }
 
 impl ErrorKind {
@@ -87,7 +89,9 @@ impl ErrorKind {
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
-            TooManyGenerations | UpstreamRateLimited | DatabaseUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            TooManyGenerations | UpstreamRateLimited | DatabaseUnavailable | StorageUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             UpstreamError | UpstreamUnreachable => StatusCode::BAD_GATEWAY,
             UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             StorageError | InternalError => StatusCode::INTERNAL_SERVER_ERROR,
@@ -189,8 +193,9 @@ pub enum GenerationErrors {
     Upstream(ErrorBody),
     #[response(
         status = 503,
-        description = "The upstream is rate limiting, or too many generations are running here \
-                       (`TooManyGenerations`); see Retry-After (at most 300 s)"
+        description = "The upstream is rate limiting, too many generations are running here \
+                       (`TooManyGenerations`), or the output store is unavailable (`StorageUnavailable`); \
+                       see Retry-After (at most 300 s)"
     )]
     RateLimited(ErrorBody),
     #[response(status = 504, description = "The upstream model timed out")]
@@ -273,6 +278,9 @@ impl From<ProviderError> for ApiError {
     }
 }
 
+/// Retry-After on a failing store: long enough for a restart or failover to finish.
+const STORAGE_RETRY_AFTER_SECS: u64 = 5;
+
 impl From<StorageError> for ApiError {
     fn from(e: StorageError) -> Self {
         match e {
@@ -287,6 +295,16 @@ impl From<StorageError> for ApiError {
                 format!("the generated file could not be stored or read ({e}); nothing was saved under its final name"),
                 Value::Null,
             ),
+            // The store is down or failing: this request fails, retryable; nothing stored is lost.
+            StorageError::Unavailable(_) => ApiError::new(
+                ErrorKind::StorageUnavailable,
+                format!("{e}; nothing was saved under a final name, try again shortly"),
+                json!({ "retry_after_seconds": STORAGE_RETRY_AFTER_SECS }),
+            ),
+            // What a provider streamed was refused or cut: the upstream's output, not the caller's.
+            StorageError::TooLarge { .. } | StorageError::Rejected(_) | StorageError::Interrupted(_) => {
+                ApiError::new(ErrorKind::UpstreamError, format!("the model's output: {e}"), Value::Null)
+            }
         }
     }
 }
