@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use support::fake_upstream::{
@@ -39,6 +40,15 @@ impl Fakes {
         let gemini = FakeGemini::start().await;
         gemini.set_default_scenes(scenes_per_job());
         Fakes { gemini, replicate: FakeReplicate::start().await }
+    }
+
+    /// Fakes whose first prediction is a video held until `FakeReplicate::finish`, and the bytes
+    /// that video will serve.
+    async fn with_held_video(tag: &str) -> (Fakes, Vec<u8>) {
+        let fakes = Fakes::start().await;
+        let served = clip(tag);
+        fakes.replicate.push_prediction(held_video(&served));
+        (fakes, served)
     }
 
     /// The binary's environment: the real clients on the fakes with tiny poll intervals and
@@ -207,9 +217,7 @@ async fn all_events(base: &str, id: &str) -> Vec<SseEvent> {
 /// stale, resumes polling the saved prediction, and stores the video the fake served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_video_survives_sigkill_of_the_embedded_sqlite_process_with_one_create() {
-    let fakes = Fakes::start().await;
-    let served = clip("sigkill");
-    fakes.replicate.push_prediction(held_video(&served));
+    let (fakes, served) = Fakes::with_held_video("sigkill").await;
     let outputs = tempfile::tempdir().expect("temp dir");
     let outputs_dir = outputs.path().to_str().expect("utf-8 temp path");
     let env = fakes.env(&[("MV_OUTPUT_DIR", outputs_dir)]);
@@ -257,9 +265,7 @@ async fn a_replica_killed_mid_render_is_taken_over_by_the_other_with_one_create(
     let Some(pg) = Postgres::start("a_replica_killed_mid_render_is_taken_over_by_the_other_with_one_create") else {
         return;
     };
-    let fakes = Fakes::start().await;
-    let served = clip("takeover");
-    fakes.replicate.push_prediction(held_video(&served));
+    let (fakes, served) = Fakes::with_held_video("takeover").await;
     // One output dir for both, as replicas share one store.
     let outputs = tempfile::tempdir().expect("temp dir");
     let outputs_dir = outputs.path().to_str().expect("utf-8 temp path");
@@ -409,19 +415,19 @@ async fn two_hundred_mixed_jobs_across_two_replicas_each_run_exactly_once() {
     let paid = (0..JOBS).filter(|n| kind(*n) != "scenes").count();
     assert_eq!(fakes.creates(), paid, "no other prediction was paid for");
 
-    // One claim and one final event per job, as its event stream tells it.
-    for (n, id) in &ids {
-        let base = if n % 2 == 0 { &b.base } else { &a.base };
-        let names: Vec<String> = all_events(base, id).await.into_iter().map(|(_, name, _)| name).collect();
+    // One claim and one final event per job, as its event stream tells it (read 8 at a time).
+    let streams = futures_util::stream::iter(ids.iter().map(|(n, id)| {
+        let base = if n % 2 == 0 { b.base.clone() } else { a.base.clone() };
+        async move { (*n, all_events(&base, id).await) }
+    }));
+    let mut streams = std::pin::pin!(streams.buffer_unordered(8));
+    while let Some((n, events)) = streams.next().await {
+        let names: Vec<String> = events.into_iter().map(|(_, name, _)| name).collect();
         let count = |what: &str| names.iter().filter(|n| *n == what).count();
         assert_eq!((count("processing"), count("succeeded")), (1, 1), "job {n}: {names:?}");
-        assert_eq!(
-            count("failed") + count("canceled") + count("retrying") + count("released"),
-            0,
-            "job {n}: {names:?}"
-        );
+        let others = count("failed") + count("canceled") + count("retrying") + count("released");
+        assert_eq!(others, 0, "job {n}: {names:?}");
     }
-
     eprintln!(
         "{JOBS} mixed jobs on two replicas: submitted in {submitted:.1?}, all finished after {finished_after:.1?}, \
          events checked after {:.1?}",
@@ -461,9 +467,7 @@ async fn a_replica_rides_out_a_lost_database_and_loses_nothing() {
     let Some(pg) = Postgres::start("a_replica_rides_out_a_lost_database_and_loses_nothing") else {
         return;
     };
-    let fakes = Fakes::start().await;
-    let served = clip("outage");
-    fakes.replicate.push_prediction(held_video(&served));
+    let (fakes, served) = Fakes::with_held_video("outage").await;
     // One worker: the second job waits in the queue through the outage. A stale limit longer than
     // the outage, so the job keeps its one claim.
     let env = fakes.env(&[("MVGEN_DATABASE_URL", &pg.url), ("MVGEN_WORKERS", "1"), ("MVGEN_JOB_STALE_AFTER", "60")]);
