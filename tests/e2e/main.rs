@@ -5,8 +5,9 @@
 //! (`server`: what upstream receives equals `mvgen render`, startup, logs, shutdown;
 //! `live_configs`: `serve --configs DIR`; `mixed_flavors`: many parallel requests across flavors,
 //! plus the 10 000-request load run behind `MVGEN_LOAD_TEST=1`; `static_binary`: the static build
-//! in an empty root). A feature that spans a request from client to upstream and back, such as a
-//! job resumed after a restart, goes here; HTTP-only behaviour in `tests/http/`, one client
+//! in an empty root; `durable_jobs`: jobs surviving SIGKILL, replica takeover on PostgreSQL, 200 jobs
+//! run exactly once, a lost database). A feature that spans a request from client to upstream and
+//! back, such as a job resumed after a restart, goes here; HTTP-only behaviour in `tests/http/`, one client
 //! against its fake in `tests/providers/`.
 //!
 //! One binary per area, so the crate is linked once per area rather than once per file.
@@ -14,6 +15,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod durable_jobs;
 mod live_configs;
 mod mixed_flavors;
 mod server;
