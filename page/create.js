@@ -278,7 +278,7 @@
   // What a card shows always comes from the job, so a reload can redraw it from the job id alone.
 
   const FINAL = ['succeeded', 'failed', 'canceled'];
-  // card index → { card, index, job, lastEventId, base, timer, abort }
+  // card index → { card, index, job, lastEventId, base, timer, view, abort }
   const followed = new Map();
   let openStreams = 0;
 
@@ -362,7 +362,9 @@
   function follow(card, job) {
     const index = Number(card.dataset.index);
     stopFollowing(index);
-    const entry = { card, index, job, lastEventId: null, base: null, timer: null, abort: new AbortController() };
+    const entry = {
+      card, index, job, lastEventId: null, base: null, timer: null, view: null, abort: new AbortController(),
+    };
     followed.set(index, entry);
     syncElapsed(entry);
     draw(entry);
@@ -526,27 +528,31 @@
     updateVideoButton();
   }
 
-  // Built once per state and only its clock updated each second, so a click on Cancel is never
-  // lost to a redraw.
+  // Built once when the card starts rendering; later events and the clock only change texts, so
+  // a click on Cancel is never lost to a redraw (progress can arrive several times a second).
   function drawRendering(entry) {
     const { card, job } = entry;
     if (entry.base === null) entry.base = performance.now();
-    const clock = text('');
+    let view = entry.view;
+    if (!view || card.dataset.state !== 'rendering' || !card.contains(view.clock)) {
+      view = { clock: text(''), badge: document.createElement('span'), action: cancelButton(entry) };
+      view.badge.className = 'badge upstream-status';
+      view.badge.title = 'What the video service says';
+      setCardStatus(card, 'rendering', [spinner(), view.clock, view.badge, view.action]);
+      entry.view = view;
+    }
+    const upstream = job.progress && job.progress.upstream_status;
+    view.badge.textContent = typeof upstream === 'string' ? upstream : '';
+    view.badge.hidden = !view.badge.textContent;
+    if (job.cancel_requested && view.action.tagName === 'BUTTON') {
+      const canceling = text('Canceling…');
+      view.action.replaceWith(canceling);
+      view.action = canceling;
+    }
     const tick = () => {
-      clock.textContent = `Rendering… ${Math.max(0, Math.round((performance.now() - entry.base) / 1000))} s`;
+      view.clock.textContent = `Rendering… ${Math.max(0, Math.round((performance.now() - entry.base) / 1000))} s`;
     };
     tick();
-    const parts = [spinner(), clock];
-    const upstream = job.progress && job.progress.upstream_status;
-    if (typeof upstream === 'string' && upstream) {
-      const badge = document.createElement('span');
-      badge.className = 'badge upstream-status';
-      badge.title = 'What the video service says';
-      badge.textContent = upstream;
-      parts.push(badge);
-    }
-    parts.push(job.cancel_requested ? text('Canceling…') : cancelButton(entry));
-    setCardStatus(card, 'rendering', parts);
     entry.timer = setInterval(tick, 1000);
   }
 

@@ -437,11 +437,11 @@ fn rendering_shows_progress_then_the_player() {
         t.wait_for(
             "a rendering card with its clock past 1 s and the upstream status",
             "[...document.querySelectorAll('.scene-card[data-state=rendering]')].some(c => \
-             /Rendering… [1-9]\\d* s/.test(c.textContent) && c.querySelector('.upstream-status'))",
+             /Rendering… [1-9]\\d* s/.test(c.textContent) && c.querySelector('.upstream-status:not([hidden])'))",
         )
         .await?;
         let (index, word): (String, String) = t
-            .js("(() => { const c = document.querySelector('.scene-card[data-state=rendering] .upstream-status')\
+            .js("(() => { const c = document.querySelector('.scene-card[data-state=rendering] .upstream-status:not([hidden])')\
                  .closest('.scene-card'); return [c.dataset.index, c.querySelector('.upstream-status').textContent]; })()")
             .await?;
         let ids = kept_job_ids(t).await?;
