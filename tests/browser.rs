@@ -605,3 +605,23 @@ fn job_stream_sends_the_api_key() {
         Ok(())
     });
 }
+
+#[test]
+fn cards_keep_up_while_the_event_streams_fail_and_reconnect() {
+    let options = Options { fake_replicate: true, ..Options::default() };
+    e2e("cards_keep_up_while_the_event_streams_fail_and_reconnect", options, async |t| {
+        let cards = ready_to_render(t).await?;
+        hold_renders(t, cards)?;
+        // Every event stream fails at the network level: the cards still follow their jobs (a read
+        // of the job after each failed stream) and keep trying the stream with a bounded backoff.
+        let down = t.intercept("*/events", Reply::Fail).await?;
+        t.click("#generate-videos").await?;
+        t.wait_for("a rendering card without streams", "!!document.querySelector('.scene-card[data-state=rendering]')")
+            .await?;
+        down.stop(t).await?;
+        finish_all(t).await?;
+        let videos: usize = t.js("document.querySelectorAll('.scene-card video').length").await?;
+        ensure!(videos == cards, "{videos} players for {cards} cards after the streams came back");
+        Ok(())
+    });
+}
