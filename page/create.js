@@ -7,9 +7,12 @@
   const API = '/api/mv';
   const KEY_STORE = 'mvgen.apiKey';
   const FLAVOR_STORE = 'mvgen.configFlavor';
-  // Browsers open at most 6 HTTP/1.1 connections per origin. Video renders can hold theirs for
-  // minutes, so keep some free for images, finished videos and the other buttons.
-  const MAX_PARALLEL_RENDERS = 4;
+  const SESSION_STORE = 'mvgen.session';
+  // Browsers open at most 6 HTTP/1.1 connections per origin and a job's event stream holds one for
+  // the whole render, so at most this many cards stream; the others read their job every POLL_MS
+  // and take a stream when one frees up. The rest stay free for images, videos and the buttons.
+  const MAX_STREAMS = 3;
+  const POLL_MS = 2000;
 
   const $ = (selector) => document.querySelector(selector);
 
@@ -20,6 +23,7 @@
     referenceLabel: '',
     // Bumped by each "Generate scenes"; answers for an older run are dropped instead of drawn.
     run: 0,
+    // True while "Render all videos" is submitting its jobs.
     rendering: false,
   };
 
@@ -36,6 +40,7 @@
       $(`#${id}`).addEventListener('input', () => hideError($(`#${id}-error`)));
     }
     loadFlavors();
+    restoreSession();
   });
 
   // ---- Configuration -------------------------------------------------------------------------
@@ -137,6 +142,7 @@
     hideError($('#scenes-error'));
 
     const run = ++state.run;
+    forgetSession();
     const button = $('#generate-scenes');
     const status = $('#scenes-status');
     button.disabled = true;
@@ -151,6 +157,7 @@
       const scenes = Array.isArray(data.scenes) ? data.scenes : [];
       state.scenes = scenes;
       drawScenes(scenes);
+      saveSession();
       $('#scenes-meta').replaceChildren(resultMeta(data.metadata, headers));
       $('#scenes-section').hidden = false;
       $('#character-section').hidden = false;
@@ -245,6 +252,7 @@
       radio.addEventListener('change', () => {
         state.referenceId = image.id;
         state.referenceLabel = `option ${index + 1}`;
+        saveSession();
         updateVideoButton();
       });
       const img = document.createElement('img');
@@ -258,10 +266,21 @@
     });
     group.replaceChildren(legend, ...options);
     group.hidden = images.length === 0;
+    saveSession();
     updateVideoButton();
   }
 
-  // ---- Videos --------------------------------------------------------------------------------
+  // ---- Videos, as jobs -------------------------------------------------------------------------
+  //
+  // "Render all videos" submits one `video` job per card (POST /jobs answers at once; the server
+  // queues and renders). Each card then follows its job: over the job's event stream while one of
+  // MAX_STREAMS stream slots is free, else by reading the job every POLL_MS until a slot frees up.
+  // What a card shows always comes from the job, so a reload can redraw it from the job id alone.
+
+  const FINAL = ['succeeded', 'failed', 'canceled'];
+  // card index → { card, index, job, lastEventId, base, timer, view, abort }
+  const followed = new Map();
+  let openStreams = 0;
 
   function updateVideoButton() {
     const button = $('#generate-videos');
@@ -274,75 +293,392 @@
       button.disabled = true;
       help.textContent = 'Generate scenes first.';
     } else {
-      button.disabled = state.rendering;
+      button.disabled = state.rendering || activeJobs() > 0;
       help.textContent = `Renders ${count} ${count === 1 ? 'scene' : 'scenes'} with character ${state.referenceLabel}.`;
     }
   }
 
+  function activeJobs() {
+    return [...followed.values()].filter((entry) => !FINAL.includes(entry.job.status)).length;
+  }
+
   async function renderAllVideos() {
-    const run = state.run;
     const cards = [...document.querySelectorAll('#scenes .scene-card')];
     if (!state.referenceId || cards.length === 0) return;
+    const run = state.run;
     const referenceId = state.referenceId;
     state.rendering = true;
     updateVideoButton();
     for (const card of cards) setCardStatus(card, 'queued', [text('Queued')]);
-    const queue = [...cards];
-    const worker = async () => {
-      for (let card = queue.shift(); card; card = queue.shift()) {
-        if (run !== state.run) return;
-        await renderVideo(card, referenceId);
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(MAX_PARALLEL_RENDERS, cards.length) }, worker));
+    // Submitting is quick (the server only queues), so one after another keeps the scenes' order.
+    for (const card of cards) {
+      if (run !== state.run) break;
+      await submitVideo(card, referenceId);
+    }
     state.rendering = false;
     updateVideoButton();
   }
 
-  // Never throws: each card shows its own outcome.
-  async function renderVideo(card, referenceId) {
-    const scene = state.scenes[Number(card.dataset.index)];
+  // Never throws: a refused submission shows on its card with Retry.
+  async function submitVideo(card, referenceId) {
+    const run = state.run;
+    const index = Number(card.dataset.index);
+    const scene = state.scenes[index];
     if (!scene) return;
+    stopFollowing(index);
     card.querySelector('.scene-result').replaceChildren();
-    const started = performance.now();
-    const elapsed = () => Math.round((performance.now() - started) / 1000);
-    const tick = () => setCardStatus(card, 'rendering', [spinner(), text(`Rendering… ${elapsed()} s`)]);
-    tick();
-    const timer = setInterval(tick, 1000);
-    const body = { prompt: scene.description, character_reference_id: referenceId, config_flavor: flavor() };
-    if (scene.negative_description) body.negative_prompt = scene.negative_description;
+    setCardStatus(card, 'queued', [text('Queued')]);
+    const input = { prompt: scene.description, character_reference_id: referenceId, config_flavor: flavor() };
+    if (scene.negative_description) input.negative_prompt = scene.negative_description;
     try {
-      const { data, headers } = await api('/generate_video', body);
-      clearInterval(timer);
-      const video = document.createElement('video');
-      video.controls = true;
-      video.preload = 'metadata';
-      video.playsInline = true;
-      video.setAttribute('aria-label', `Video for scene ${Number(card.dataset.index) + 1}`);
-      setMediaSource(video, data.video_url);
-      const meta = resultMeta(data.metadata, headers);
-      if (data.character_reference_warning) meta.append(warning(data.character_reference_warning));
-      card.querySelector('.scene-result').replaceChildren(video, meta);
-      setCardStatus(card, 'done', [text(`Done in ${elapsed()} s`)]);
+      const { data } = await api('/jobs', { kind: 'video', input });
+      if (run !== state.run) return;
+      if (typeof data.id !== 'string' || typeof data.status !== 'string') {
+        throw new Error('the server sent a job this page cannot read.');
+      }
+      session.jobs[index] = data.id;
+      saveSession();
+      follow(card, data);
     } catch (err) {
-      clearInterval(timer);
-      const message = document.createElement('span');
-      message.className = 'scene-error error';
-      message.setAttribute('role', 'alert');
-      message.textContent = `Failed: ${err.message}`;
-      const retry = document.createElement('button');
-      retry.type = 'button';
-      retry.className = 'retry';
-      retry.textContent = 'Retry';
-      retry.setAttribute('aria-label', `Retry scene ${Number(card.dataset.index) + 1}`);
-      retry.addEventListener('click', () => renderVideo(card, state.referenceId || referenceId));
-      setCardStatus(card, 'failed', [message, retry]);
+      if (run !== state.run) return;
+      showFailed(card, err.message);
     }
+  }
+
+  // After a reload: the card is redrawn from its job, and followed again if it is not finished.
+  async function resumeVideo(card, id) {
+    const run = state.run;
+    setCardStatus(card, 'queued', [text('Checking…')]);
+    try {
+      const { data } = await api(`/jobs/${encodeURIComponent(id)}`);
+      if (run !== state.run) return;
+      follow(card, data);
+    } catch (err) {
+      if (run !== state.run) return;
+      showFailed(card, `could not resume this render (${err.message.replace(/\.$/, '')}).`);
+    }
+  }
+
+  function follow(card, job) {
+    const index = Number(card.dataset.index);
+    stopFollowing(index);
+    const entry = {
+      card, index, job, lastEventId: null, base: null, timer: null, view: null, abort: new AbortController(),
+    };
+    followed.set(index, entry);
+    syncElapsed(entry);
+    draw(entry);
+    if (!FINAL.includes(job.status)) keepUp(entry);
+  }
+
+  function stopFollowing(index) {
+    const entry = followed.get(index);
+    if (!entry) return;
+    entry.abort.abort();
+    clearInterval(entry.timer);
+    followed.delete(index);
+  }
+
+  function stopAll() {
+    for (const index of [...followed.keys()]) stopFollowing(index);
+  }
+
+  function current(entry) {
+    return followed.get(entry.index) === entry && !entry.abort.signal.aborted;
+  }
+
+  // Follows one job until it is final or the card is dropped. A stream ends after the job's final
+  // event, or drops; either way the job is read once (it carries the output), and a drop reconnects
+  // with Last-Event-ID after a backoff of 0.5 s doubling up to 10 s (back to 0.5 s once an event got
+  // through), so nothing missed is lost and a down server is not hammered.
+  async function keepUp(entry) {
+    let failures = 0;
+    while (current(entry) && !FINAL.includes(entry.job.status)) {
+      if (openStreams >= MAX_STREAMS) {
+        await sleep(POLL_MS);
+        if (current(entry)) await refresh(entry);
+        continue;
+      }
+      openStreams++;
+      try {
+        const events = await streamEvents(entry);
+        failures = events > 0 ? 1 : failures + 1;
+      } catch {
+        failures++;
+      } finally {
+        openStreams--;
+      }
+      if (!current(entry)) return;
+      await refresh(entry);
+      if (!FINAL.includes(entry.job.status)) await sleep(Math.min(500 * 2 ** Math.max(0, failures - 1), 10000));
+    }
+  }
+
+  async function refresh(entry) {
+    try {
+      const { data } = await api(`/jobs/${encodeURIComponent(entry.job.id)}`);
+      if (!current(entry) || typeof data.status !== 'string') return;
+      entry.job = data;
+      syncElapsed(entry);
+      draw(entry);
+    } catch (err) {
+      if (!current(entry)) return;
+      // Gone from the server (a new database, say): nothing more will come for this card.
+      if (err.status === 404) {
+        stopFollowing(entry.index);
+        showFailed(entry.card, err.message);
+      }
+      // Anything else (the server restarting): keep the card as it is and try again later.
+    }
+  }
+
+  // Reads the job's event stream with fetch, because EventSource cannot send X-API-Key. Resolves
+  // with the number of events read once the server ends the stream; rejects when it drops.
+  async function streamEvents(entry) {
+    const headers = { Accept: 'text/event-stream' };
+    const key = load(KEY_STORE);
+    if (key) headers['X-API-Key'] = key;
+    if (entry.lastEventId !== null) headers['Last-Event-ID'] = entry.lastEventId;
+    const response = await fetch(`${API}/jobs/${encodeURIComponent(entry.job.id)}/events`, {
+      headers,
+      cache: 'no-store',
+      signal: entry.abort.signal,
+    });
+    if (response.status === 401) {
+      await askForKey(key ? 'The saved API key was not accepted. Enter it again.' : 'This server needs an API key.');
+      return 0;
+    }
+    if (!response.ok || !response.body) throw new Error(`the event stream answered ${response.status}`);
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = '';
+    let count = 0;
+    let event = { id: null, name: 'message', data: [] };
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return count;
+      buffer += decoder.decode(value, { stream: true });
+      const lines = buffer.split(/\r\n|\r|\n/);
+      buffer = lines.pop();
+      for (const line of lines) {
+        if (line === '') {
+          if (event.id !== null) entry.lastEventId = event.id;
+          if (event.data.length > 0 && current(entry)) {
+            count++;
+            onEvent(entry, event.name, event.data.join('\n'));
+          }
+          event = { id: null, name: 'message', data: [] };
+        } else if (!line.startsWith(':')) {
+          const colon = line.indexOf(':');
+          const field = colon < 0 ? line : line.slice(0, colon);
+          let value = colon < 0 ? '' : line.slice(colon + 1);
+          if (value.startsWith(' ')) value = value.slice(1);
+          if (field === 'data') event.data.push(value);
+          else if (field === 'event') event.name = value;
+          else if (field === 'id') event.id = value;
+        }
+      }
+    }
+  }
+
+  // Progress is drawn from the event itself; a final event is not: the stream ends right after
+  // it and the job read then carries the output or the error.
+  function onEvent(entry, name, raw) {
+    if (FINAL.includes(name)) return;
+    let data;
+    try {
+      data = JSON.parse(raw);
+    } catch {
+      return;
+    }
+    if (!data || typeof data !== 'object') return;
+    const job = entry.job;
+    if (typeof data.status === 'string' && !FINAL.includes(data.status)) job.status = data.status;
+    job.progress = job.progress && typeof job.progress === 'object' ? job.progress : {};
+    if ('upstream_status' in data) job.progress.upstream_status = data.upstream_status;
+    if ('stage' in data) job.progress.stage = data.stage;
+    if (data.cancel_requested === true || name === 'cancel_requested') job.cancel_requested = true;
+    draw(entry);
+  }
+
+  // The server's elapsed seconds, carried on by the page's clock between reads.
+  function syncElapsed(entry) {
+    const seconds = entry.job.progress && entry.job.progress.elapsed_seconds;
+    entry.base = typeof seconds === 'number' ? performance.now() - seconds * 1000 : null;
+  }
+
+  function draw(entry) {
+    const { card, job } = entry;
+    clearInterval(entry.timer);
+    entry.timer = null;
+    if (job.status === 'queued') {
+      if (card.dataset.state !== 'queued' || !card.querySelector('.cancel')) {
+        setCardStatus(card, 'queued', [text('Queued'), cancelButton(entry)]);
+      }
+    } else if (job.status === 'processing') {
+      drawRendering(entry);
+    } else if (job.status === 'succeeded') {
+      drawVideo(entry);
+    } else if (job.status === 'failed') {
+      const error = job.error && typeof job.error.message === 'string' ? job.error.message : 'the render failed.';
+      showFailed(card, error);
+    } else if (job.status === 'canceled') {
+      setCardStatus(card, 'canceled', [text('Canceled'), retryButton(card, 'Render again')]);
+    }
+    updateVideoButton();
+  }
+
+  // Built once when the card starts rendering; later events and the clock only change texts, so
+  // a click on Cancel is never lost to a redraw (progress can arrive several times a second).
+  function drawRendering(entry) {
+    const { card, job } = entry;
+    if (entry.base === null) entry.base = performance.now();
+    let view = entry.view;
+    if (!view || card.dataset.state !== 'rendering' || !card.contains(view.clock)) {
+      view = { clock: text(''), badge: document.createElement('span'), action: cancelButton(entry) };
+      view.badge.className = 'badge upstream-status';
+      view.badge.title = 'What the video service says';
+      setCardStatus(card, 'rendering', [spinner(), view.clock, view.badge, view.action]);
+      entry.view = view;
+    }
+    const upstream = job.progress && job.progress.upstream_status;
+    view.badge.textContent = typeof upstream === 'string' ? upstream : '';
+    view.badge.hidden = !view.badge.textContent;
+    if (job.cancel_requested && view.action.tagName === 'BUTTON') {
+      const canceling = text('Canceling…');
+      view.action.replaceWith(canceling);
+      view.action = canceling;
+    }
+    const tick = () => {
+      view.clock.textContent = `Rendering… ${Math.max(0, Math.round((performance.now() - entry.base) / 1000))} s`;
+    };
+    tick();
+    entry.timer = setInterval(tick, 1000);
+  }
+
+  function drawVideo(entry) {
+    const { card, job } = entry;
+    const output = job.output && typeof job.output === 'object' ? job.output : {};
+    if (typeof output.video_url !== 'string') {
+      showFailed(card, 'the job finished without a video.');
+      return;
+    }
+    const video = document.createElement('video');
+    video.controls = true;
+    video.preload = 'metadata';
+    video.playsInline = true;
+    video.setAttribute('aria-label', `Video for scene ${entry.index + 1}`);
+    setMediaSource(video, output.video_url);
+    const meta = resultMeta(output.metadata, null);
+    if (output.character_reference_warning) meta.append(warning(output.character_reference_warning));
+    card.querySelector('.scene-result').replaceChildren(video, meta);
+    const seconds = job.progress && job.progress.elapsed_seconds;
+    setCardStatus(card, 'done', [text(typeof seconds === 'number' ? `Done in ${Math.round(seconds)} s` : 'Done')]);
+  }
+
+  function showFailed(card, reason) {
+    const message = document.createElement('span');
+    message.className = 'scene-error error';
+    message.setAttribute('role', 'alert');
+    message.textContent = `Failed: ${reason}`;
+    setCardStatus(card, 'failed', [message, retryButton(card, 'Retry')]);
+    updateVideoButton();
+  }
+
+  // A retry is a new job for the card, with the reference picked now.
+  function retryButton(card, label) {
+    const retry = document.createElement('button');
+    retry.type = 'button';
+    retry.className = 'retry';
+    retry.textContent = label;
+    retry.setAttribute('aria-label', `${label} scene ${Number(card.dataset.index) + 1}`);
+    retry.addEventListener('click', () => {
+      if (state.referenceId) submitVideo(card, state.referenceId);
+    });
+    return retry;
+  }
+
+  function cancelButton(entry) {
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.className = 'cancel';
+    button.textContent = 'Cancel';
+    button.setAttribute('aria-label', `Cancel scene ${entry.index + 1}`);
+    button.addEventListener('click', async () => {
+      button.disabled = true;
+      try {
+        const { data } = await api(`/jobs/${encodeURIComponent(entry.job.id)}/cancel`, {});
+        if (current(entry) && typeof data.status === 'string') {
+          entry.job = data;
+          draw(entry);
+        }
+      } catch {
+        // Already finished (409) or unreachable: the job itself says what happened.
+        if (current(entry)) await refresh(entry);
+        button.disabled = false;
+      }
+    });
+    return button;
   }
 
   function setCardStatus(card, name, children) {
     card.dataset.state = name;
     card.querySelector('.scene-status').replaceChildren(...children);
+  }
+
+  function sleep(ms) {
+    return new Promise((resolve) => setTimeout(resolve, ms));
+  }
+
+  // ---- Remembering the work across a reload ----------------------------------------------------
+  //
+  // The scenes, the picked reference and each card's job id: enough to redraw every card from its
+  // job. Cleared by each "Generate scenes"; without localStorage the page just forgets.
+
+  let session = { jobs: {} };
+
+  function saveSession() {
+    const value = {
+      scenes: state.scenes,
+      referenceId: state.referenceId,
+      referenceLabel: state.referenceLabel,
+      jobs: session.jobs,
+    };
+    save(SESSION_STORE, JSON.stringify(value));
+  }
+
+  function forgetSession() {
+    stopAll();
+    session = { jobs: {} };
+    save(SESSION_STORE, null);
+  }
+
+  function restoreSession() {
+    let saved = null;
+    try {
+      saved = JSON.parse(load(SESSION_STORE) || 'null');
+    } catch {
+      // Unreadable: start afresh.
+    }
+    if (!saved || typeof saved !== 'object' || !Array.isArray(saved.scenes) || saved.scenes.length === 0) return;
+    state.scenes = saved.scenes.map((s) => (s && typeof s === 'object' ? s : {}));
+    state.referenceId = typeof saved.referenceId === 'string' ? saved.referenceId : null;
+    state.referenceLabel = typeof saved.referenceLabel === 'string' ? saved.referenceLabel : '';
+    session = { jobs: saved.jobs && typeof saved.jobs === 'object' ? saved.jobs : {} };
+    drawScenes(state.scenes);
+    $('#scenes-section').hidden = false;
+    $('#character-section').hidden = false;
+    const count = state.scenes.length;
+    $('#scenes-status').textContent = `${count} ${count === 1 ? 'scene' : 'scenes'} from your last visit.`;
+    if (state.referenceId) {
+      $('#character-status').textContent =
+        `Using character ${state.referenceLabel || 'reference'} from your last visit; generate images to pick another.`;
+    }
+    updateVideoButton();
+    for (const card of document.querySelectorAll('#scenes .scene-card')) {
+      const id = session.jobs[card.dataset.index];
+      if (typeof id === 'string') resumeVideo(card, id);
+    }
   }
 
   // ---- Result labels ---------------------------------------------------------------------------
@@ -446,7 +782,9 @@
     if (!response.ok) {
       // A key refused twice is dropped, so the next action asks again instead of failing forever.
       if (response.status === 401) save(KEY_STORE, null);
-      throw new Error(errorMessage(response, data));
+      const error = new Error(errorMessage(response, data));
+      error.status = response.status;
+      throw error;
     }
     if (data === null || typeof data !== 'object') throw new Error('the server sent an answer this page cannot read.');
     return { data, headers: response.headers };

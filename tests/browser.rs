@@ -19,11 +19,12 @@ mod chromium;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, ensure};
-use serde_json::json;
+use anyhow::{Context as _, Result, ensure};
+use serde_json::{Value, json};
 use support::client::copy_tree;
+use support::fake_upstream::{FakeFile, FakeReplicate, Outcome, PredictionPlan};
 
-use chromium::{Options, Reply, WAIT_TIMEOUT, e2e};
+use chromium::{Options, Reply, Tab, WAIT_TIMEOUT, e2e};
 
 #[test]
 fn config_section_is_collapsed_until_toggled() {
@@ -210,7 +211,8 @@ fn failed_video_shows_the_servers_message_and_retry_recovers() {
         // Every render fails upstream, the way the server reports it.
         let detail =
             json!({"detail": {"error": "UpstreamError", "message": "The video model is overloaded.", "details": null}});
-        let blocked = t.intercept("*/api/mv/generate_video", Reply::Fulfill(503, detail.to_string())).await?;
+        // The page submits each render as a job; the submission is what the server refuses here.
+        let blocked = t.intercept("*/api/mv/jobs", Reply::Fulfill(503, detail.to_string())).await?;
         t.click("#generate-videos").await?;
         t.wait_for(
             "every card failed",
@@ -358,6 +360,268 @@ fn live_configs_that_do_not_compile_are_listed_on_the_page() {
         let options: Vec<String> =
             t.js("[...document.querySelectorAll('#config-flavor option')].map(o => o.value)").await?;
         ensure!(options.contains(&"mv1".to_string()), "mv1 is no longer offered: {options:?}");
+        Ok(())
+    });
+}
+
+// ---- Renders as jobs: progress, Cancel, Retry, reload -----------------------------------------
+
+const ALL_DONE: &str = "[...document.querySelectorAll('.scene-card')].every(c => c.dataset.state === 'done')";
+
+/// Scenes written and a character reference picked: the page ready to render. Returns the cards.
+async fn ready_to_render(t: &Tab) -> Result<usize> {
+    t.open("/").await?;
+    t.wait_for("flavors loaded", "!document.querySelector('#config-flavor').disabled").await?;
+    t.fill("#video-description", "A paper lantern drifts over a night market").await?;
+    t.fill("#character-description", "A girl carrying a red lantern").await?;
+    t.click("#generate-scenes").await?;
+    t.wait_for("scene cards", "document.querySelectorAll('.scene-card').length > 0").await?;
+    t.click("#generate-character").await?;
+    t.wait_for("reference images", "document.querySelectorAll('#character-images input').length > 0").await?;
+    t.click("#character-images .ref-option").await?;
+    t.wait_for("a picked reference", "!document.querySelector('#generate-videos').disabled").await?;
+    t.js("document.querySelectorAll('.scene-card').length").await
+}
+
+fn fake(t: &Tab) -> Result<&FakeReplicate> {
+    t.replicate.as_ref().context("the test needs Options::fake_replicate")
+}
+
+/// Every video the page asks for from now on waits for [`finish_all`].
+fn hold_renders(t: &Tab, cards: usize) -> Result<()> {
+    let replicate = fake(t)?;
+    for _ in 0..cards {
+        replicate.push_prediction(PredictionPlan::held(Outcome::Succeed(FakeFile::mp4())));
+    }
+    Ok(())
+}
+
+/// The job ids the page keeps per card (in localStorage, which is what a reload resumes from).
+async fn kept_job_ids(t: &Tab) -> Result<Vec<Option<String>>> {
+    t.js("(() => { const s = JSON.parse(localStorage.getItem('mvgen.session') || '{}'); \
+         return [...document.querySelectorAll('.scene-card')].map(c => (s.jobs || {})[c.dataset.index] || null); })()")
+        .await
+}
+
+async fn job(t: &Tab, id: &str) -> Result<Value> {
+    t.api_get(&format!("/api/mv/jobs/{id}")).await
+}
+
+/// Lets each held prediction finish once its job has created it, until every card shows its video.
+async fn finish_all(t: &Tab) -> Result<()> {
+    let deadline = Instant::now() + WAIT_TIMEOUT;
+    loop {
+        if t.js::<bool>(ALL_DONE).await? {
+            return Ok(());
+        }
+        for id in kept_job_ids(t).await?.into_iter().flatten() {
+            if let Some(upstream) = job(t, &id).await?["upstream"]["id"].as_str() {
+                fake(t)?.finish(upstream);
+            }
+        }
+        let states: Vec<String> =
+            t.js("[...document.querySelectorAll('.scene-card')].map(c => c.dataset.state)").await?;
+        ensure!(Instant::now() < deadline, "cards never all done: {states:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[test]
+fn rendering_shows_progress_then_the_player() {
+    let options = Options { fake_replicate: true, ..Options::default() };
+    e2e("rendering_shows_progress_then_the_player", options, async |t| {
+        let cards = ready_to_render(t).await?;
+        hold_renders(t, cards)?;
+        t.click("#generate-videos").await?;
+        // Held upstream: the card renders, its clock runs, and it names the upstream's status.
+        t.wait_for(
+            "a rendering card with its clock past 1 s and the upstream status",
+            "[...document.querySelectorAll('.scene-card[data-state=rendering]')].some(c => \
+             /Rendering… [1-9]\\d* s/.test(c.textContent) && c.querySelector('.upstream-status:not([hidden])'))",
+        )
+        .await?;
+        let (index, word): (String, String) = t
+            .js("(() => { const c = document.querySelector('.scene-card[data-state=rendering] .upstream-status:not([hidden])')\
+                 .closest('.scene-card'); return [c.dataset.index, c.querySelector('.upstream-status').textContent]; })()")
+            .await?;
+        let ids = kept_job_ids(t).await?;
+        let id = ids[index.parse::<usize>()?].clone().context("no job id kept for the rendering card")?;
+        let server = job(t, &id).await?;
+        ensure!(server["status"] == "processing", "the card renders, the job is {}", server["status"]);
+        ensure!(server["progress"]["upstream_status"] == word.as_str(), "card says {word:?}, the job {server}");
+        ensure!(t.exists(".scene-card[data-state=rendering] .cancel").await?, "no Cancel while rendering");
+        // More cards than workers: the rest wait, and say so.
+        if cards > 4 {
+            ensure!(t.exists(".scene-card[data-state=queued]").await?, "no card queued with {cards} cards, 4 workers");
+        }
+        t.screenshot("rendering_shows_progress_then_the_player-rendering").await;
+
+        finish_all(t).await?;
+        t.wait_for(
+            "video metadata",
+            "[...document.querySelectorAll('.scene-card video')].every(v => v.readyState >= 1 && !v.error)",
+        )
+        .await?;
+        let videos: usize = t.js("document.querySelectorAll('.scene-card video[controls]').length").await?;
+        ensure!(videos == cards, "{videos} players for {cards} cards");
+        let used: Vec<String> =
+            t.js("[...document.querySelectorAll('.scene-card .flavor-used')].map(b => b.textContent)").await?;
+        ensure!(used.len() == cards && used.iter().all(|u| u == "default"), "per-video flavor badges: {used:?}");
+        ensure!(!t.exists(".scene-card .cancel").await?, "Cancel left on a finished card");
+        Ok(())
+    });
+}
+
+#[test]
+fn cancel_on_a_slow_render_ends_canceled() {
+    let options = Options { fake_replicate: true, ..Options::default() };
+    e2e("cancel_on_a_slow_render_ends_canceled", options, async |t| {
+        let cards = ready_to_render(t).await?;
+        hold_renders(t, cards)?;
+        t.click("#generate-videos").await?;
+        t.wait_for("a rendering card", "!!document.querySelector('.scene-card[data-state=rendering] .cancel')").await?;
+        let index: String = t.js("document.querySelector('.scene-card[data-state=rendering]').dataset.index").await?;
+        let card = format!(".scene-card[data-index='{index}']");
+        let id = kept_job_ids(t).await?[index.parse::<usize>()?].clone().context("no job id kept")?;
+        t.click(&format!("{card} .cancel")).await?;
+        t.wait_for("the card canceled", &format!("document.querySelector(\"{card}\").dataset.state === 'canceled'"))
+            .await?;
+        let server = job(t, &id).await?;
+        ensure!(server["status"] == "canceled", "the card says canceled, the job is {}", server["status"]);
+        // A running job's cancel reaches the upstream too (the worker drops the run).
+        if let Some(upstream) = server["upstream"]["id"].as_str() {
+            let deadline = Instant::now() + WAIT_TIMEOUT;
+            while !fake(t)?.cancelled().iter().any(|c| c == upstream) {
+                ensure!(Instant::now() < deadline, "the upstream prediction {upstream} was never canceled");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        ensure!(t.exists(&format!("{card} .retry")).await?, "a canceled card offers no way to render again");
+        let others: usize = t.js("document.querySelectorAll('.scene-card:not([data-state=canceled])').length").await?;
+        ensure!(others == cards - 1, "Cancel touched other cards ({others} of {cards} not canceled)");
+        Ok(())
+    });
+}
+
+#[test]
+fn failed_job_shows_the_servers_message_and_retry_renders_it() {
+    let options = Options { fake_replicate: true, ..Options::default() };
+    e2e("failed_job_shows_the_servers_message_and_retry_renders_it", options, async |t| {
+        ready_to_render(t).await?;
+        // The first video asked for fails upstream; the rest render at once.
+        fake(t)?
+            .push_prediction(PredictionPlan { polls_until_done: 1, outcome: Outcome::Fail("GPU fell over".into()) });
+        t.click("#generate-videos").await?;
+        t.wait_for(
+            "every card done or failed",
+            "[...document.querySelectorAll('.scene-card')].every(c => ['done','failed'].includes(c.dataset.state))",
+        )
+        .await?;
+        let failed: Vec<String> =
+            t.js("[...document.querySelectorAll('.scene-card[data-state=failed]')].map(c => c.dataset.index)").await?;
+        ensure!(failed.len() == 1, "failed cards: {failed:?}");
+        let card = format!(".scene-card[data-index='{}']", failed[0]);
+        let id = kept_job_ids(t).await?[failed[0].parse::<usize>()?].clone().context("no job id kept")?;
+        let server = job(t, &id).await?;
+        let message = server["error"]["message"].as_str().context("the failed job has no error message")?.to_owned();
+        ensure!(message.contains("GPU fell over"), "the job's message {message:?} lost the upstream's reason");
+        let shown = t.text(&format!("{card} .scene-error")).await?;
+        ensure!(shown == format!("Failed: {message}"), "card shows {shown:?}, the server said {message:?}");
+
+        t.click(&format!("{card} .retry")).await?;
+        t.wait_for("the retried card done", ALL_DONE).await?;
+        let retried = kept_job_ids(t).await?[failed[0].parse::<usize>()?].clone().context("no job id kept")?;
+        ensure!(retried != id, "Retry did not submit a new job");
+        ensure!(job(t, &retried).await?["status"] == "succeeded", "the retried job did not succeed");
+        Ok(())
+    });
+}
+
+#[test]
+fn reload_mid_render_resumes_every_card_and_it_finishes() {
+    let options = Options { fake_replicate: true, ..Options::default() };
+    e2e("reload_mid_render_resumes_every_card_and_it_finishes", options, async |t| {
+        let cards = ready_to_render(t).await?;
+        hold_renders(t, cards)?;
+        t.click("#generate-videos").await?;
+        t.wait_for("a rendering card", "!!document.querySelector('.scene-card[data-state=rendering]')").await?;
+        t.wait_for(
+            "every card submitted",
+            "Object.keys(JSON.parse(localStorage.getItem('mvgen.session')).jobs).length === \
+             document.querySelectorAll('.scene-card').length",
+        )
+        .await?;
+        let before = kept_job_ids(t).await?;
+        let descriptions: Vec<String> =
+            t.js("[...document.querySelectorAll('.scene-description')].map(p => p.textContent)").await?;
+
+        t.open("/").await?;
+        t.wait_for("cards redrawn", &format!("document.querySelectorAll('.scene-card').length === {cards}")).await?;
+        t.wait_for("a card resumed rendering", "!!document.querySelector('.scene-card[data-state=rendering]')").await?;
+        let after: Vec<String> =
+            t.js("[...document.querySelectorAll('.scene-description')].map(p => p.textContent)").await?;
+        ensure!(after == descriptions, "scenes after the reload differ");
+        ensure!(kept_job_ids(t).await? == before, "the reload submitted new jobs");
+        ensure!(
+            t.js::<bool>("document.querySelector('#generate-videos').disabled").await?,
+            "render-all open mid-render"
+        );
+        finish_all(t).await?;
+        ensure!(kept_job_ids(t).await? == before, "finishing submitted new jobs");
+        let videos: usize = t.js("document.querySelectorAll('.scene-card video').length").await?;
+        ensure!(videos == cards, "{videos} players for {cards} cards after the reload");
+
+        // A new run starts afresh: the kept jobs are forgotten.
+        t.fill("#video-description", "A kite festival on a windy beach").await?;
+        t.fill("#character-description", "A boy with a green kite").await?;
+        t.click("#generate-scenes").await?;
+        t.wait_for(
+            "cards idle",
+            "[...document.querySelectorAll('.scene-card')].every(c => c.dataset.state === 'idle')",
+        )
+        .await?;
+        ensure!(kept_job_ids(t).await?.iter().all(Option::is_none), "jobs kept across a new scenes run");
+        Ok(())
+    });
+}
+
+#[test]
+fn job_stream_sends_the_api_key() {
+    let options = Options { api_key: Some("e2e-secret"), ..Options::default() };
+    e2e("job_stream_sends_the_api_key", options, async |t| {
+        t.open("/").await?;
+        t.wait_for("the key form", "!document.querySelector('#api-key-form').hidden").await?;
+        t.fill("#api-key", "e2e-secret").await?;
+        t.page.find_element("#api-key").await?.press_key("Enter").await?;
+        t.wait_for("flavors loaded", "!document.querySelector('#config-flavor').disabled").await?;
+        let cards = ready_to_render(t).await?;
+        t.click("#generate-videos").await?;
+        t.wait_for("every card done", ALL_DONE).await?;
+        ensure!(!t.visible("#api-key-form").await?, "the key was asked for again while rendering");
+        let streams: usize = t
+            .js("performance.getEntriesByType('resource').filter(e => /\\/api\\/mv\\/jobs\\/[^/]+\\/events$/.test(e.name)).length")
+            .await?;
+        ensure!(streams >= 1, "no job event stream was read ({cards} cards)");
+        Ok(())
+    });
+}
+
+#[test]
+fn cards_keep_up_while_the_event_streams_fail_and_reconnect() {
+    let options = Options { fake_replicate: true, ..Options::default() };
+    e2e("cards_keep_up_while_the_event_streams_fail_and_reconnect", options, async |t| {
+        let cards = ready_to_render(t).await?;
+        hold_renders(t, cards)?;
+        // Every event stream fails at the network level: the cards still follow their jobs (a read
+        // of the job after each failed stream) and keep trying the stream with a bounded backoff.
+        let down = t.intercept("*/events", Reply::Fail).await?;
+        t.click("#generate-videos").await?;
+        t.wait_for("a rendering card without streams", "!!document.querySelector('.scene-card[data-state=rendering]')")
+            .await?;
+        down.stop(t).await?;
+        finish_all(t).await?;
+        let videos: usize = t.js("document.querySelectorAll('.scene-card video').length").await?;
+        ensure!(videos == cards, "{videos} players for {cards} cards after the streams came back");
         Ok(())
     });
 }

@@ -24,6 +24,7 @@ use futures_util::StreamExt as _;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::support::fake_upstream::{FakeReplicate, TEST_REPLICATE_TOKEN};
 use crate::support::server_process::ServerProcess;
 
 const TEST_TIMEOUT: Duration = Duration::from_secs(90);
@@ -40,11 +41,15 @@ pub struct Options {
     pub configs: Option<&'static Path>,
     pub width: u32,
     pub height: u32,
+    /// Images and videos from a [`FakeReplicate`] (on [`Tab::replicate`]) instead of the instant
+    /// mock, so a test can hold a render mid-way, fail it, and finish it when it likes. One claim
+    /// per job (`MVGEN_JOB_MAX_ATTEMPTS=1`), so a planned failure is final at once.
+    pub fake_replicate: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { api_key: None, configs: None, width: 1100, height: 900 }
+        Self { api_key: None, configs: None, width: 1100, height: 900, fake_replicate: false }
     }
 }
 
@@ -92,11 +97,24 @@ async fn run(
     if let Some(key) = options.api_key {
         envs.push(("API_KEY", key));
     }
+    let replicate = match options.fake_replicate {
+        true => Some(FakeReplicate::start().await),
+        false => None,
+    };
+    if let Some(fake) = &replicate {
+        envs.extend([
+            ("REPLICATE_API_TOKEN", TEST_REPLICATE_TOKEN),
+            ("REPLICATE_BASE_URL", fake.base_url.as_str()),
+            ("MV_REPLICATE_WAIT_SECS", "0"),
+            ("MV_REPLICATE_POLL_SECS", "0.1"),
+            ("MVGEN_JOB_MAX_ATTEMPTS", "1"),
+        ]);
+    }
     let dir = options.configs.map(|d| d.to_string_lossy().into_owned());
     let args: Vec<&str> = dir.as_deref().map(|d| vec!["--configs", d]).unwrap_or_default();
     let server = ServerProcess::start_with(&args, &envs).map_err(|e| anyhow!(e))?;
     let browser = Chromium::launch(chromium, options).await?;
-    let tab = Tab::new(&browser, &server, options).await?;
+    let tab = Tab::new(&browser, &server, options, replicate).await?;
     let outcome = scenario(&tab).await;
     tab.screenshot(name).await;
     let outcome = outcome.and(tab.page_errors().await);
@@ -155,6 +173,8 @@ pub struct Tab {
     pub page: Page,
     pub base: String,
     pub http: reqwest::Client,
+    /// The fake upstream when [`Options::fake_replicate`] is set.
+    pub replicate: Option<FakeReplicate>,
     exceptions: Arc<Mutex<Vec<String>>>,
     options: Options,
 }
@@ -178,7 +198,12 @@ impl Interception {
 }
 
 impl Tab {
-    async fn new(browser: &Chromium, server: &ServerProcess, options: Options) -> Result<Self> {
+    async fn new(
+        browser: &Chromium,
+        server: &ServerProcess,
+        options: Options,
+        replicate: Option<FakeReplicate>,
+    ) -> Result<Self> {
         let page = browser.browser.new_page("about:blank").await.context("new page")?;
         emulate_viewport(&page, options).await?;
         // CSP violations are not exceptions; collect them so a too-strict policy fails the test.
@@ -204,7 +229,7 @@ impl Tab {
             headers.insert("x-api-key", key.parse().context("api key header")?);
         }
         let http = reqwest::Client::builder().default_headers(headers).build().context("http client")?;
-        Ok(Self { page, base: server.base.clone(), http, exceptions, options })
+        Ok(Self { page, base: server.base.clone(), http, replicate, exceptions, options })
     }
 
     pub async fn open(&self, path: &str) -> Result<()> {
