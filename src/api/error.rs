@@ -191,25 +191,26 @@ impl From<StorageError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if self.status.is_server_error() {
-            tracing::error!(status = self.status.as_u16(), kind = self.kind, "{}", self.message);
-        }
-        let retry_after = self.details.get("retry_after_seconds").and_then(Value::as_u64);
-        let body = ErrorBody {
-            detail: ErrorDetail {
-                error: self.kind.to_string(),
-                message: self.message,
-                details: self.details,
-                request_id: crate::request_id::current(),
-            },
-        };
-        let mut response = (self.status, axum::Json(body)).into_response();
-        if let Some(secs) = retry_after {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        }
-        if self.status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("ApiKey"));
-        }
-        response
+        error_answer(self.status, self.kind, self.message, self.details)
     }
+}
+
+/// An error answer from its parts; also how a sync endpoint answers a failed job's stored error,
+/// whose kind is read back from the database (hence `&str`).
+pub fn error_answer(status: StatusCode, kind: &str, message: String, details: Value) -> Response {
+    if status.is_server_error() {
+        tracing::error!(status = status.as_u16(), kind, "{message}");
+    }
+    let retry_after = details.get("retry_after_seconds").and_then(Value::as_u64);
+    let body = ErrorBody {
+        detail: ErrorDetail { error: kind.to_string(), message, details, request_id: crate::request_id::current() },
+    };
+    let mut response = (status, axum::Json(body)).into_response();
+    if let Some(secs) = retry_after {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("ApiKey"));
+    }
+    response
 }

@@ -16,7 +16,7 @@ use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::pipeline::JobPipeline;
+use super::pipeline::{JobPipeline, Planned};
 use super::store::{Claimed, Dialect, KeyState, NewJob, Outcome, Store, StoreError};
 use crate::api::error::ApiError;
 use crate::providers::{BoxFuture, RunContext, RunObserver, UpstreamRun};
@@ -66,6 +66,9 @@ pub struct Jobs {
     wake: broadcast::Sender<String>,
     /// Stops the background tasks (the PostgreSQL listener).
     closed: CancellationToken,
+    /// The workers' shutdown token and tracker once started: jobs run at once for a sync request
+    /// stop, release and are waited for like any worker's.
+    running: std::sync::OnceLock<(CancellationToken, TaskTracker)>,
 }
 
 impl Jobs {
@@ -73,7 +76,14 @@ impl Jobs {
     pub async fn open(url: &str, pipeline: Arc<dyn JobPipeline>, config: EngineConfig) -> Result<Arc<Jobs>, String> {
         let store = Store::open(url).await?;
         let (wake, _) = broadcast::channel(1024);
-        let jobs = Arc::new(Jobs { store, pipeline, config, wake, closed: CancellationToken::new() });
+        let jobs = Arc::new(Jobs {
+            store,
+            pipeline,
+            config,
+            wake,
+            closed: CancellationToken::new(),
+            running: std::sync::OnceLock::new(),
+        });
         if jobs.store.dialect() == Dialect::Postgres {
             let listener = sqlx::postgres::PgListener::connect(url)
                 .await
@@ -139,6 +149,53 @@ impl Jobs {
 
     async fn plan_and_store(&self, kind: &str, input: Value, key: Option<&str>) -> Result<String, ApiError> {
         let planned = self.pipeline.plan(kind, input).await?;
+        self.store_planned(kind, &planned, key, None).await
+    }
+
+    /// Stores a job its caller already planned, then runs it at once in this process (unless a
+    /// worker claims it first) and returns its id. For the sync endpoints: they wait on it rather
+    /// than queue behind other jobs, `max_attempts` 1 so an upstream failure answers the caller as
+    /// it did before jobs (a takeover after a dead worker still resumes its saved run). The run is
+    /// its own task holding `guard` (the caller's generation slot) until it ends: a caller who
+    /// hangs up neither cancels it nor frees the slot early.
+    pub async fn submit_now(
+        self: &Arc<Self>,
+        kind: &str,
+        planned: &Planned,
+        guard: impl Send + 'static,
+    ) -> Result<String, ApiError> {
+        let id = self.store_planned(kind, planned, None, Some(1)).await?;
+        let jobs = Arc::clone(self);
+        let job_id = id.clone();
+        let run = async move {
+            let _guard = guard;
+            let (shutdown, _) =
+                jobs.running.get().cloned().unwrap_or_else(|| (jobs.closed.clone(), TaskTracker::new()));
+            let claim = format!("{}/now", uuid::Uuid::new_v4());
+            match jobs.store.claim_job(&claim, &job_id).await {
+                Ok(Some(job)) => {
+                    jobs.woke(&job.id);
+                    jobs.run(job, &shutdown).await;
+                }
+                // A worker took it first; the caller waits on that worker instead.
+                Ok(None) => {}
+                Err(e) => tracing::warn!(job = %job_id, error = %e, "cannot claim a sync job; left to the workers"),
+            }
+        };
+        match self.running.get() {
+            Some((_, tracker)) => tracker.spawn(run),
+            None => tokio::spawn(run),
+        };
+        Ok(id)
+    }
+
+    async fn store_planned(
+        &self,
+        kind: &str,
+        planned: &Planned,
+        key: Option<&str>,
+        max_attempts: Option<i64>,
+    ) -> Result<String, ApiError> {
         let id = uuid::Uuid::new_v4().to_string();
         let job = NewJob {
             id: &id,
@@ -147,10 +204,36 @@ impl Jobs {
             config_flavor: &planned.config_flavor,
             project_id: planned.project_id.as_deref(),
             sequence: planned.sequence.map(i64::from),
+            max_attempts,
         };
         self.store.insert(&job, key).await.map_err(unavailable)?;
         self.woke(&id);
         Ok(id)
+    }
+
+    /// The job once it is succeeded, failed or canceled. Woken by this process's broadcast; reads
+    /// the row anyway every `config.poll`, as a worker in another process tells us nothing. A
+    /// database fault is retried: the job's result is kept either way.
+    pub async fn finished(&self, id: &str) -> super::store::JobRow {
+        let mut wake = self.subscribe();
+        loop {
+            match self.store.get(id).await {
+                Ok(Some(job)) if matches!(job.status.as_str(), "succeeded" | "failed" | "canceled") => return job,
+                Ok(_) => {}
+                Err(e) => tracing::debug!(job = %id, error = %e, "cannot read a waited-on job; retrying"),
+            }
+            let _ = tokio::time::timeout(self.config.poll, async {
+                loop {
+                    match wake.recv().await {
+                        Ok(woken) if woken == id => return,
+                        Ok(_) => {}
+                        Err(broadcast::error::RecvError::Lagged(_)) => return,
+                        Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
+                    }
+                }
+            })
+            .await;
+        }
     }
 
     /// Cancels a job (see [`Store::cancel`]) and wakes its worker.
@@ -164,6 +247,7 @@ impl Jobs {
     /// jobs they hold to the queue (they are not failed). Wait on the tracker for them to finish.
     pub fn start_workers(self: &Arc<Self>, shutdown: CancellationToken) -> TaskTracker {
         let tracker = TaskTracker::new();
+        let _ = self.running.set((shutdown.clone(), tracker.clone()));
         let process = uuid::Uuid::new_v4();
         for n in 0..self.config.workers {
             let jobs = Arc::clone(self);
@@ -253,7 +337,10 @@ impl Jobs {
         let outcome_error;
         let outcome = match &ended {
             Ended::Ran(Ok(output)) => Outcome::Succeeded(output),
-            Ended::Ran(Err(e)) if e.status.is_server_error() && job.attempts < i64::from(self.config.max_attempts) => {
+            Ended::Ran(Err(e))
+                if e.status.is_server_error()
+                    && job.attempts < job.max_attempts.unwrap_or(i64::from(self.config.max_attempts)) =>
+            {
                 outcome_error = e.message.clone();
                 Outcome::Retry {
                     code: e.kind,
@@ -261,7 +348,9 @@ impl Jobs {
                     after: backoff(job.attempts as u32, Duration::from_secs(60)),
                 }
             }
-            Ended::Ran(Err(e)) => Outcome::Failed { code: e.kind, message: &e.message, status: e.status.as_u16() },
+            Ended::Ran(Err(e)) => {
+                Outcome::Failed { code: e.kind, message: &e.message, status: e.status.as_u16(), details: &e.details }
+            }
             Ended::Cancel => Outcome::Canceled,
             Ended::Shutdown => Outcome::Released,
             Ended::Lost => {
@@ -337,7 +426,9 @@ enum Ended {
 fn outcome_clone<'a>(outcome: &Outcome<'a>) -> Outcome<'a> {
     match outcome {
         Outcome::Succeeded(v) => Outcome::Succeeded(v),
-        Outcome::Failed { code, message, status } => Outcome::Failed { code, message, status: *status },
+        Outcome::Failed { code, message, status, details } => {
+            Outcome::Failed { code, message, status: *status, details }
+        }
         Outcome::Canceled => Outcome::Canceled,
         Outcome::Retry { code, message, after } => Outcome::Retry { code, message, after: *after },
         Outcome::Released => Outcome::Released,

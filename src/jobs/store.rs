@@ -50,6 +50,9 @@ pub struct JobRow {
     pub output: Option<Value>,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
+    /// The HTTP status and `details` of a failed job's error, as the sync endpoint answers it.
+    pub error_status: Option<i64>,
+    pub error_details: Option<Value>,
     pub attempts: i64,
     pub progress_stage: Option<String>,
     pub progress_upstream_status: Option<String>,
@@ -78,6 +81,8 @@ pub struct Claimed {
     pub kind: String,
     pub plan: Value,
     pub attempts: i64,
+    /// The job's own attempt limit (`None`: the engine's).
+    pub max_attempts: Option<i64>,
     pub claim: String,
     pub cancel_requested: bool,
 }
@@ -90,6 +95,8 @@ pub struct NewJob<'a> {
     pub config_flavor: &'a Value,
     pub project_id: Option<&'a str>,
     pub sequence: Option<i64>,
+    /// Claims before a retryable failure is final; `None`: the engine's default.
+    pub max_attempts: Option<i64>,
 }
 
 /// How a worker ends its claim.
@@ -99,6 +106,7 @@ pub enum Outcome<'a> {
         code: &'a str,
         message: &'a str,
         status: u16,
+        details: &'a Value,
     },
     Canceled,
     /// A retryable failure: queued again after `after`, its upstream runs forgotten (a failed
@@ -145,7 +153,7 @@ pub fn now_ms() -> i64 {
 }
 
 const COLUMNS: &str = "seq, id, kind, status, plan, config_flavor, project_id, sequence, output, error_code, \
-     error_message, attempts, progress_stage, progress_upstream_status, created_at, started_at, completed_at, \
+     error_message, error_status, error_details, attempts, progress_stage, progress_upstream_status, created_at, started_at, completed_at, \
      cancel_requested, (SELECT provider FROM job_runs r WHERE r.job_id = jobs.id ORDER BY at DESC, slot DESC LIMIT 1) \
      AS up_provider, (SELECT upstream_id FROM job_runs r WHERE r.job_id = jobs.id ORDER BY at DESC, slot DESC LIMIT 1) \
      AS up_id";
@@ -169,6 +177,8 @@ fn job_row(row: &AnyRow) -> Result<JobRow, sqlx::Error> {
         output: row.try_get::<Option<String>, _>("output")?.map(|t| json(Some(t))),
         error_code: row.try_get("error_code")?,
         error_message: row.try_get("error_message")?,
+        error_status: row.try_get("error_status")?,
+        error_details: row.try_get::<Option<String>, _>("error_details")?.map(|t| json(Some(t))),
         attempts: row.try_get("attempts")?,
         progress_stage: row.try_get("progress_stage")?,
         progress_upstream_status: row.try_get("progress_upstream_status")?,
@@ -182,11 +192,23 @@ fn job_row(row: &AnyRow) -> Result<JobRow, sqlx::Error> {
 
 /// The migrations of one dialect, embedded in the binary (the `Any` driver runs them).
 fn migrator(dialect: Dialect) -> Migrator {
-    let sql = match dialect {
-        Dialect::Sqlite => include_str!("../../migrations/jobs/sqlite/0001_jobs.sql"),
-        Dialect::Postgres => include_str!("../../migrations/jobs/postgres/0001_jobs.sql"),
+    let sql: [(&str, &str); 2] = match dialect {
+        Dialect::Sqlite => [
+            ("jobs", include_str!("../../migrations/jobs/sqlite/0001_jobs.sql")),
+            ("sync_jobs", include_str!("../../migrations/jobs/sqlite/0002_sync_jobs.sql")),
+        ],
+        Dialect::Postgres => [
+            ("jobs", include_str!("../../migrations/jobs/postgres/0001_jobs.sql")),
+            ("sync_jobs", include_str!("../../migrations/jobs/postgres/0002_sync_jobs.sql")),
+        ],
     };
-    let migrations = vec![Migration::new(1, Cow::Borrowed("jobs"), MigrationType::Simple, Cow::Borrowed(sql), false)];
+    let migrations = sql
+        .into_iter()
+        .zip(1..)
+        .map(|((name, sql), version)| {
+            Migration::new(version, Cow::Borrowed(name), MigrationType::Simple, Cow::Borrowed(sql), false)
+        })
+        .collect();
     Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
 }
 
@@ -303,7 +325,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO jobs (id, kind, status, plan, config_flavor, project_id, sequence, attempts, created_at, \
-             run_after, cancel_requested) VALUES ($1, $2, 'queued', $3, $4, $5, $6, 0, $7, $7, 0)",
+             run_after, cancel_requested, max_attempts) VALUES ($1, $2, 'queued', $3, $4, $5, $6, 0, $7, $7, 0, $8)",
         )
         .bind(job.id)
         .bind(job.kind)
@@ -312,6 +334,7 @@ impl Store {
         .bind(job.project_id)
         .bind(job.sequence)
         .bind(now)
+        .bind(job.max_attempts)
         .execute(&mut *tx)
         .await?;
         self.event(&mut tx, job.id, "queued", &serde_json::json!({ "status": "queued" })).await?;
@@ -388,21 +411,37 @@ impl Store {
     /// Takes the oldest runnable job: queued and due, or processing with a heartbeat older than
     /// `stale_before` (its worker died). `attempts` counts claims.
     pub async fn claim(&self, claim: &str, stale_before: i64) -> Result<Option<Claimed>, StoreError> {
+        self.claim_where(claim, stale_before, None).await
+    }
+
+    /// Claims the job `id` if it is still queued (a sync request runs its own job at once rather
+    /// than waiting for a free worker); `None` when a worker already took it.
+    pub async fn claim_job(&self, claim: &str, id: &str) -> Result<Option<Claimed>, StoreError> {
+        self.claim_where(claim, i64::MIN, Some(id)).await
+    }
+
+    async fn claim_where(
+        &self,
+        claim: &str,
+        stale_before: i64,
+        id: Option<&str>,
+    ) -> Result<Option<Claimed>, StoreError> {
         let now = now_ms();
         let lock = if self.dialect == Dialect::Postgres { "FOR UPDATE SKIP LOCKED" } else { "" };
+        let only = if id.is_some() { "AND id = $4" } else { "" };
         let mut tx = self.pool.begin().await?;
-        let row = sqlx::query(&format!(
+        let sql = format!(
             "UPDATE jobs SET status = 'processing', claim = $1, heartbeat_at = $2, attempts = attempts + 1, \
              started_at = COALESCE(started_at, $2) \
-             WHERE seq = (SELECT seq FROM jobs WHERE (status = 'queued' AND run_after <= $2) \
-                OR (status = 'processing' AND heartbeat_at < $3) ORDER BY seq LIMIT 1 {lock}) \
-             RETURNING id, kind, plan, attempts, cancel_requested"
-        ))
-        .bind(claim)
-        .bind(now)
-        .bind(stale_before)
-        .fetch_optional(&mut *tx)
-        .await?;
+             WHERE seq = (SELECT seq FROM jobs WHERE ((status = 'queued' AND run_after <= $2) \
+                OR (status = 'processing' AND heartbeat_at < $3)) {only} ORDER BY seq LIMIT 1 {lock}) \
+             RETURNING id, kind, plan, attempts, cancel_requested, max_attempts"
+        );
+        let mut query = sqlx::query(&sql).bind(claim).bind(now).bind(stale_before);
+        if let Some(id) = id {
+            query = query.bind(id);
+        }
+        let row = query.fetch_optional(&mut *tx).await?;
         let Some(row) = row else {
             return Ok(None);
         };
@@ -411,6 +450,7 @@ impl Store {
             kind: row.try_get("kind")?,
             plan: json(row.try_get("plan")?),
             attempts: row.try_get("attempts")?,
+            max_attempts: row.try_get("max_attempts")?,
             claim: claim.to_owned(),
             cancel_requested: row.try_get::<i64, _>("cancel_requested")? != 0,
         };
@@ -519,7 +559,7 @@ impl Store {
             Outcome::Succeeded(output) => (
                 sqlx::query(&format!(
                     "UPDATE jobs SET status = 'succeeded', output = $3, completed_at = $4, claim = NULL, \
-                     error_code = NULL, error_message = NULL, error_status = NULL {guard}"
+                     error_code = NULL, error_message = NULL, error_status = NULL, error_details = NULL {guard}"
                 ))
                 .bind(job_id)
                 .bind(claim)
@@ -530,10 +570,10 @@ impl Store {
                 "succeeded",
                 serde_json::json!({ "status": "succeeded" }),
             ),
-            Outcome::Failed { code, message, status } => (
+            Outcome::Failed { code, message, status, details } => (
                 sqlx::query(&format!(
                     "UPDATE jobs SET status = 'failed', error_code = $3, error_message = $4, error_status = $5, \
-                     completed_at = $6, claim = NULL {guard}"
+                     completed_at = $6, claim = NULL, error_details = $7 {guard}"
                 ))
                 .bind(job_id)
                 .bind(claim)
@@ -541,6 +581,7 @@ impl Store {
                 .bind(message)
                 .bind(i64::from(status))
                 .bind(now)
+                .bind(details.to_string())
                 .execute(&mut *tx)
                 .await?,
                 "failed",
