@@ -1,6 +1,6 @@
 //! What `POST /api/mv/create_scenes` costs mvgen itself, with the network and the scene model left
-//! out: parsing the request body, choosing the flavor, rendering the scene prompt, and serializing
-//! the answer. Each stage alone, then the three in a row.
+//! out: parsing the request body, choosing the flavor, checking the body and rendering the scene
+//! plan (`generation::scenes`), and serializing the answer. Each stage alone, then all in a row.
 //!
 //! `cargo bench --bench api` (or `cargo bench-static --bench api`, on the shipping static build).
 //! `MVGEN_BENCH_FLAVOR` names the flavor the body asks for (default `default`), so `bench/scale.sh`
@@ -12,7 +12,8 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use mvgen::api::extract::parse;
 use mvgen::api::{CreateScenesBody, CreateScenesResponse, FlavorReport, OutputFiles, SceneOut, ScenesMetadata};
-use mvgen::prompts::{self, SceneInputs};
+use mvgen::generation::Generation;
+use mvgen::generation::scenes::{Scenes, ScenesPlan};
 
 /// The body `bench/load.sh` posts, naming `flavor` as the create page does.
 fn body(flavor: &str) -> Vec<u8> {
@@ -24,29 +25,18 @@ fn body(flavor: &str) -> Vec<u8> {
     .expect("a JSON value serializes")
 }
 
-fn scene_inputs(body: CreateScenesBody) -> SceneInputs {
-    SceneInputs {
-        idea: body.idea,
-        character_description: body.character_description,
-        character_characteristics: body.character_characteristics,
-        number_of_scenes: body.number_of_scenes.and_then(|n| u32::try_from(n).ok()),
-        video_type: body.video_type,
-        video_characteristics: body.video_characteristics,
-        camera_angle: body.camera_angle,
-    }
+/// The body checked and normalised as the endpoint does it.
+fn scenes(body: CreateScenesBody) -> Scenes {
+    Scenes::validate(body).expect("a valid body")
 }
 
 /// An answer shaped like the handler's, with scenes as long as a scene model writes them.
-fn response(
-    inputs: &SceneInputs,
-    plan: &prompts::ScenePlan<'_>,
-    chosen: &mvgen::flavor::Chosen,
-) -> CreateScenesResponse {
-    let scenes = (1..=plan.number_of_scenes)
+fn response(plan: &ScenesPlan, chosen: &mvgen::flavor::Chosen) -> CreateScenesResponse {
+    let scenes = (1..=plan.request.number_of_scenes)
         .map(|i| SceneOut {
             description: format!(
                 "Scene {i}: {} stands at the rail as the beam sweeps the fog; slow push-in, sodium light, rain",
-                inputs.character_description
+                plan.request.character_description
             ),
             negative_description: "no text, no watermark, no extra limbs, no modern objects".to_owned(),
         })
@@ -58,12 +48,12 @@ fn response(
             markdown: "/api/mv/get_scenes/0e4f1a2b-8f0a-4d2b-9c51-3f2b6c1e3c4d".to_owned(),
         },
         metadata: ScenesMetadata {
-            idea: inputs.idea.clone(),
-            number_of_scenes: plan.number_of_scenes,
-            parameters_used: plan.parameters(),
+            idea: plan.request.idea.clone(),
+            number_of_scenes: plan.request.number_of_scenes,
+            parameters_used: plan.parameters.clone(),
             config_flavor: FlavorReport::from(chosen),
             backend_used: "gemini".to_owned(),
-            model_used: plan.model.to_owned(),
+            model_used: plan.request.model.clone(),
             is_mock: false,
             generation_timestamp: "2026-01-31T12:00:00.000Z".to_owned(),
             project_id: None,
@@ -88,13 +78,13 @@ fn create_scenes(c: &mut Criterion) {
 
     let chosen = mvgen::flavor::choose(body.config_flavor.as_deref());
     assert!(!chosen.fell_back(), "MVGEN_BENCH_FLAVOR={flavor} is not an embedded flavor");
-    let inputs = scene_inputs(body);
+    let valid = scenes(body);
     group.bench_function("scene_plan", |b| {
-        b.iter(|| prompts::scene_plan(black_box(&chosen.flavor), black_box(&inputs)));
+        b.iter(|| black_box(&valid).plan(black_box(&chosen.flavor)));
     });
 
-    let plan = prompts::scene_plan(&chosen.flavor, &inputs);
-    let answer = response(&inputs, &plan, &chosen);
+    let (plan, _) = valid.plan(&chosen.flavor);
+    let answer = response(&plan, &chosen);
     group.bench_function("serialize_response", |b| {
         b.iter(|| serde_json::to_vec(black_box(&answer)).expect("serializable"));
     });
@@ -103,9 +93,8 @@ fn create_scenes(c: &mut Criterion) {
         b.iter(|| {
             let body = parse::<CreateScenesBody>(black_box(&request)).expect("valid body");
             let chosen = mvgen::flavor::choose(body.config_flavor.as_deref());
-            let inputs = scene_inputs(body);
-            let plan = prompts::scene_plan(&chosen.flavor, &inputs);
-            serde_json::to_vec(&response(&inputs, &plan, &chosen)).expect("serializable")
+            let (plan, _) = scenes(body).plan(&chosen.flavor);
+            serde_json::to_vec(&response(&plan, &chosen)).expect("serializable")
         });
     });
     group.finish();

@@ -8,7 +8,8 @@ use serde_json::{Value, json};
 
 use crate::compiler::template::{Template, Var};
 use crate::compiler::{
-    AspectRatio, Choice, Entry, FileKind, Flavor, OutputFormat, PersonGeneration, SafetyFilterLevel, VideoAspectRatio,
+    AspectRatio, Choice, Entry, Flavor, ImageParams, ImagePrompts, Key, OutputFormat, Parameters, PersonGeneration,
+    SafetyFilterLevel, ScenePrompts, VideoAspectRatio,
 };
 
 /// A config value a plan used, and the variable it was loaded into (for debug logs).
@@ -70,9 +71,9 @@ impl<'f> Reader<'f> {
         Reader { entries: flavor.entries(), consumed: Vec::with_capacity(8) }
     }
 
-    /// Records that `file`/`key` was loaded into `target`.
-    fn note(&mut self, file: FileKind, key: &str, target: &'static str) {
-        if let Some(entry) = self.entries.iter().find(|e| e.file == file && e.key == key) {
+    /// Records that `key` was loaded into `target`.
+    fn note(&mut self, key: Key, target: &'static str) {
+        if let Some(entry) = self.entries.iter().find(|e| e.is(key)) {
             self.consumed.push(Consumed { entry: *entry, target });
         }
     }
@@ -83,14 +84,13 @@ impl<'f> Reader<'f> {
         &mut self,
         given: Option<T::Owned>,
         config: &T,
-        file: FileKind,
-        key: &str,
+        key: Key,
         target: &'static str,
     ) -> T::Owned {
         match given {
             Some(v) => v,
             None => {
-                self.note(file, key, target);
+                self.note(key, target);
                 config.to_owned()
             }
         }
@@ -101,39 +101,34 @@ impl<'f> Reader<'f> {
 pub fn scene_plan<'f>(flavor: &'f Flavor, inputs: &SceneInputs) -> ScenePlan<'f> {
     let p = &flavor.parameters;
     let mut r = Reader::new(flavor);
-    let file = FileKind::Parameters;
     let character_characteristics = r.pick(
         inputs.character_characteristics.clone(),
         &*p.character_characteristics.value,
-        file,
-        "character_characteristics",
+        Parameters::character_characteristics,
         "scene_generator.character_characteristics",
     );
     let video_type =
-        r.pick(inputs.video_type.clone(), &*p.video_type.value, file, "video_type", "scene_generator.video_type");
+        r.pick(inputs.video_type.clone(), &*p.video_type.value, Parameters::video_type, "scene_generator.video_type");
     let video_characteristics = r.pick(
         inputs.video_characteristics.clone(),
         &*p.video_characteristics.value,
-        file,
-        "video_characteristics",
+        Parameters::video_characteristics,
         "scene_generator.video_characteristics",
     );
     let camera_angle = r.pick(
         inputs.camera_angle.clone(),
         &*p.camera_angle.value,
-        file,
-        "camera_angle",
+        Parameters::camera_angle,
         "scene_generator.camera_angle",
     );
     let number_of_scenes = r.pick(
         inputs.number_of_scenes,
         &p.number_of_scenes.value,
-        file,
-        "number_of_scenes",
+        Parameters::number_of_scenes,
         "scene_generator.number_of_scenes",
     );
-    r.note(file, "scene_model", "scene_generator.model");
-    r.note(FileKind::ScenePrompts, "scene_generation_prompt", "scene_generator.prompt_template");
+    r.note(Parameters::scene_model, "scene_generator.model");
+    r.note(ScenePrompts::scene_generation_prompt, "scene_generator.prompt_template");
     let count = number_of_scenes.to_string();
     let prompt = flavor.scene_prompts.scene_generation_prompt.value.render(|var| match var {
         Var::Idea => &inputs.idea,
@@ -203,28 +198,29 @@ impl ImagePlan<'_> {
 /// image parameters.
 pub fn image_plan<'f>(flavor: &'f Flavor, inputs: &CharacterInputs) -> ImagePlan<'f> {
     let ip = &flavor.image_params;
-    let file = FileKind::ImageParams;
     let mut r = Reader::new(flavor);
-    r.note(FileKind::ImagePrompts, "character_reference_prompt", "image_generator.prompt_template");
-    r.note(file, "model", "image_generator.model");
+    r.note(ImagePrompts::character_reference_prompt, "image_generator.prompt_template");
+    r.note(ImageParams::model, "image_generator.model");
     let aspect_ratio =
-        r.pick(inputs.aspect_ratio, &ip.aspect_ratio.value, file, "aspect_ratio", "image_generator.aspect_ratio");
+        r.pick(inputs.aspect_ratio, &ip.aspect_ratio.value, ImageParams::aspect_ratio, "image_generator.aspect_ratio");
     let safety_filter_level = r.pick(
         inputs.safety_filter_level,
         &ip.safety_filter_level.value,
-        file,
-        "safety_filter_level",
+        ImageParams::safety_filter_level,
         "image_generator.safety_filter_level",
     );
     let person_generation = r.pick(
         inputs.person_generation,
         &ip.person_generation.value,
-        file,
-        "person_generation",
+        ImageParams::person_generation,
         "image_generator.person_generation",
     );
-    let output_format =
-        r.pick(inputs.output_format, &ip.output_format.value, file, "output_format", "image_generator.output_format");
+    let output_format = r.pick(
+        inputs.output_format,
+        &ip.output_format.value,
+        ImageParams::output_format,
+        "image_generator.output_format",
+    );
     let rendered = flavor.image_prompts.character_reference_prompt.value.render(|var| match var {
         Var::CharacterDescription => &inputs.character_description,
         _ => "",
@@ -290,30 +286,27 @@ impl VideoPlan<'_> {
 /// The video prompt is the scene text, a blank line, then the rendered rules template.
 pub fn video_plan<'f>(flavor: &'f Flavor, inputs: &VideoInputs) -> VideoPlan<'f> {
     let ip = &flavor.image_params;
-    let file = FileKind::ImageParams;
     let mut r = Reader::new(flavor);
-    r.note(file, "video_model", "video_generator.model");
+    r.note(ImageParams::video_model, "video_generator.model");
     let aspect_ratio = r.pick(
         inputs.aspect_ratio,
         &ip.video_aspect_ratio.value,
-        file,
-        "video_aspect_ratio",
+        ImageParams::video_aspect_ratio,
         "video_generator.aspect_ratio",
     );
     let duration =
-        r.pick(inputs.duration, &ip.video_duration.value, file, "video_duration", "video_generator.duration");
+        r.pick(inputs.duration, &ip.video_duration.value, ImageParams::video_duration, "video_generator.duration");
     let generate_audio = r.pick(
         inputs.generate_audio,
         &ip.video_generate_audio.value,
-        file,
-        "video_generate_audio",
+        ImageParams::video_generate_audio,
         "video_generator.generate_audio",
     );
-    r.note(file, "video_person_generation", "video_generator.person_generation");
+    r.note(ImageParams::video_person_generation, "video_generator.person_generation");
     let rules = match &inputs.video_rules_template {
         Some(t) => t,
         None => {
-            r.note(file, "video_rules_template", "video_generator.rules_template");
+            r.note(ImageParams::video_rules_template, "video_generator.rules_template");
             &ip.video_rules_template.value
         }
     };

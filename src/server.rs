@@ -8,14 +8,18 @@ use std::sync::Arc;
 use anyhow::{Context as _, anyhow, bail};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::api::{self, AppState, error::ApiError, extract::BODY_LIMIT};
+use crate::api::{
+    self, AppState,
+    error::{ApiError, ErrorKind},
+    extract::BODY_LIMIT,
+};
 use crate::api_keys::{ApiKey, ApiKeys};
 
 /// Server settings, read once at startup.
@@ -50,6 +54,8 @@ pub struct Settings {
     pub job_stale_after: std::time::Duration,
     /// `MVGEN_JOB_MAX_ATTEMPTS`: claims of a job before a retryable failure is final.
     pub job_max_attempts: u32,
+    /// `MVGEN_STORAGE_URL`: where outputs are kept (`file://…`, default `MV_OUTPUT_DIR`; `s3://…`).
+    pub storage: crate::storage::url::Location,
 }
 
 impl std::fmt::Debug for Settings {
@@ -71,6 +77,7 @@ impl std::fmt::Debug for Settings {
             .field("workers", &self.workers)
             .field("job_stale_after", &self.job_stale_after)
             .field("job_max_attempts", &self.job_max_attempts)
+            .field("storage", &self.storage)
             .finish()
     }
 }
@@ -144,6 +151,8 @@ impl Settings {
                     .ok_or_else(|| anyhow!("{name}={v:?}: expected a whole number of at least {min}")),
             }
         };
+        let storage =
+            crate::storage::url::parse(var("MVGEN_STORAGE_URL").as_deref(), &output_dir).map_err(anyhow::Error::msg)?;
         Ok(Settings {
             addr,
             debug: truthy(var("MV_DEBUG_MODE")),
@@ -168,6 +177,7 @@ impl Settings {
             connections: crate::serving::Limits::from_vars(&var)?,
             metrics: !var("MVGEN_METRICS")
                 .is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "false" | "0" | "no")),
+            storage,
         })
     }
 
@@ -204,6 +214,8 @@ pub fn app_with_jobs(state: AppState, settings: &Settings, jobs: Option<Arc<crat
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn(api::extract::refuse_declared_oversize))
+        // Inside the request-id span, so a logged fault carries the request's id.
+        .layer(tower::util::MapResponseLayer::new(api::error::log_server_errors))
         .with_state(state);
     // Around the fallbacks too, so an unknown `/api/*` path or a wrong method is a 401 like any
     // other keyless call: without a key nobody learns which API routes exist. Without keys there is
@@ -230,18 +242,12 @@ pub async fn health(State(flavors): State<crate::live_configs::FlavorSource>) ->
 }
 
 async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "NotFound",
-        format!("no route for {method} {}", uri.path()),
-        json!({ "path": uri.path() }),
-    )
+    ApiError::new(ErrorKind::NotFound, format!("no route for {method} {}", uri.path()), json!({ "path": uri.path() }))
 }
 
 async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> ApiError {
     ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "MethodNotAllowed",
+        ErrorKind::MethodNotAllowed,
         format!("{method} is not allowed on {}", uri.path()),
         json!({ "path": uri.path(), "method": method.as_str() }),
     )

@@ -5,14 +5,25 @@
 //! full disk never leaves a half-written file under a final name, and concurrent writers never
 //! overwrite each other (every file gets a fresh v4 UUID). Ids are parsed before they touch a path,
 //! so a request can't reach outside the output directory. The `Storage` trait keeps handlers
-//! independent of the local disk, so an object store can follow.
+//! independent of where the bytes live: [`LocalStorage`] here (`file://`, the default) and
+//! [`object::ObjectStorage`] for an S3-compatible store (`s3://`), chosen by [`url::open`].
+
+pub mod checked;
+pub mod object;
+pub mod url;
 
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
-use tokio::io::AsyncReadExt;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, ReadBuf};
 use uuid::Uuid;
 
 use crate::providers::{BoxFuture, content_type_for, extension_for};
+use checked::{Begun, Checked};
 
 /// What a stored file is; each kind has its own directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +68,18 @@ impl Kind {
     fn durable(self) -> bool {
         !matches!(self, Kind::Scenes)
     }
+
+    /// What `put_stream` checks the first bytes against (`providers::checked_media_type`); scenes
+    /// are JSON mvgen wrote itself.
+    fn media(self) -> Option<&'static str> {
+        match self {
+            Kind::CharacterReference => Some("image"),
+            Kind::Video => Some("video"),
+            Kind::Scenes => None,
+        }
+    }
+
+    const ALL: [Kind; 3] = [Kind::CharacterReference, Kind::Video, Kind::Scenes];
 }
 
 /// Why a storage operation failed.
@@ -70,6 +93,31 @@ pub enum StorageError {
     Unsupported { content_type: String, kind: &'static str },
     #[error("storage failed: {0}")]
     Io(#[from] std::io::Error),
+    /// The store could not be reached or answered with a server error: worth retrying, and
+    /// nothing already stored is affected.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    /// A streamed put went past its cap; nothing was kept.
+    #[error("the output is larger than the {limit} bytes allowed")]
+    TooLarge { limit: u64 },
+    /// A streamed put's first bytes are not a type the kind is stored as.
+    #[error("{0}")]
+    Rejected(String),
+    /// The stream being stored failed or was cut before its end; nothing was kept.
+    #[error("the output stream was cut: {0}")]
+    Interrupted(std::io::Error),
+}
+
+/// A stream of byte chunks: a download fed to `put_stream`, or a stored file read back.
+pub type ByteStream = BoxStream<'static, std::io::Result<Bytes>>;
+
+/// What a streamed put stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Put {
+    pub id: String,
+    /// The type decided from the first bytes.
+    pub content_type: &'static str,
+    pub len: u64,
 }
 
 /// A stored file found by id.
@@ -79,13 +127,63 @@ pub struct Stored {
     pub content_type: &'static str,
 }
 
-/// A stored file opened for reading: a regular file, reached without following any link.
+/// A stored file opened for reading: on `file://` a regular file reached without following any
+/// link; on a store, the object found (its bytes are fetched only when `file` is first read).
 #[derive(Debug)]
 pub struct Opened {
-    pub file: tokio::fs::File,
+    pub file: Reader,
     pub len: u64,
     pub modified: Option<std::time::SystemTime>,
     pub content_type: &'static str,
+    /// A strong validator for the stored bytes (quoted, as the `ETag` header has it).
+    pub etag: Option<String>,
+    /// Where a range is fetched from when the file is not local.
+    source: Option<object::Source>,
+}
+
+impl Opened {
+    /// `count` bytes from `start` (both within `len`) as a stream: a seek on a local file, a ranged
+    /// GET on a store, so a player's seek into a large video never fetches the whole file.
+    pub async fn into_range(self, start: u64, count: u64) -> Result<ByteStream, StorageError> {
+        match (self.file, self.source) {
+            (Reader::File(mut file), _) => {
+                if start > 0 {
+                    file.seek(std::io::SeekFrom::Start(start)).await?;
+                }
+                Ok(tokio_util::io::ReaderStream::with_capacity(file.take(count), CHUNK).boxed())
+            }
+            (Reader::Stream(_), Some(source)) => source.range(start, count).await,
+            // A store's reader is always opened with its source.
+            (Reader::Stream(_), None) => Err(StorageError::Io(std::io::Error::other("no source to read a range from"))),
+        }
+    }
+}
+
+/// Read size per chunk of a stored file sent back.
+const CHUNK: usize = 64 * 1024;
+
+/// A stored file's bytes as a reader: the open local file, or the object's GET as a stream.
+pub enum Reader {
+    File(tokio::fs::File),
+    Stream(tokio_util::io::StreamReader<ByteStream, Bytes>),
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Reader::File(_) => "Reader::File",
+            Reader::Stream(_) => "Reader::Stream",
+        })
+    }
+}
+
+impl AsyncRead for Reader {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Reader::File(file) => Pin::new(file).poll_read(cx, buf),
+            Reader::Stream(stream) => Pin::new(stream).poll_read(cx, buf),
+        }
+    }
 }
 
 /// Keeps generated files, and a small record about each where one is written.
@@ -108,6 +206,29 @@ pub trait Storage: Send + Sync {
     /// Opens a stored file by id, with the same checks as `find` made again on the open file, so a
     /// file swapped for a link in between is refused too.
     fn open<'a>(&'a self, kind: Kind, id: &'a str) -> BoxFuture<'a, Result<Opened, StorageError>>;
+    /// Stores a stream of chunks as a new file of `kind` and says what was stored. The first bytes
+    /// decide the type (`providers::checked_media_type` against the kind's media), checked before
+    /// anything past them is written; more than `max_bytes` fails at once. Only a whole stream is
+    /// ever visible under its final name: a refused, failed or cut stream (an `Err` chunk, or the
+    /// future dropped) leaves nothing, and memory stays bounded whatever the size.
+    fn put_stream<'a>(
+        &'a self,
+        kind: Kind,
+        max_bytes: u64,
+        body: ByteStream,
+    ) -> BoxFuture<'a, Result<Put, StorageError>>;
+    /// A URL a client can GET the stored file from directly for `expires`, when the store can
+    /// sign one (S3); `None` when it can't (`file://`), and the file is served by mvgen.
+    fn signed_url<'a>(
+        &'a self,
+        kind: Kind,
+        id: &'a str,
+        expires: std::time::Duration,
+    ) -> BoxFuture<'a, Result<Option<String>, StorageError>>;
+    /// Proves the store usable at startup: writes a probe object and deletes it again.
+    fn check(&self) -> BoxFuture<'_, Result<(), StorageError>>;
+    /// Where the files are, for log lines (never a secret).
+    fn describe(&self) -> String;
 }
 
 /// Files on the local disk.
@@ -175,9 +296,7 @@ impl Storage for LocalStorage {
     ) -> BoxFuture<'a, Result<String, StorageError>> {
         Box::pin(async move {
             // A file stored under an extension `find` never tries would be unreachable.
-            let ext = extension_for(content_type).filter(|ext| kind.extensions().contains(ext)).ok_or_else(|| {
-                StorageError::Unsupported { content_type: content_type.to_string(), kind: kind.noun() }
-            })?;
+            let ext = stored_extension(kind, content_type)?;
             let dir = self.root.join(kind.dir_name());
             tokio::fs::create_dir_all(&dir).await?;
             let id = Uuid::new_v4().to_string();
@@ -189,6 +308,63 @@ impl Storage for LocalStorage {
             temp.disarm();
             Ok(id)
         })
+    }
+
+    fn put_stream<'a>(
+        &'a self,
+        kind: Kind,
+        max_bytes: u64,
+        body: ByteStream,
+    ) -> BoxFuture<'a, Result<Put, StorageError>> {
+        Box::pin(async move {
+            use tokio::io::AsyncWriteExt;
+            // The type (so the extension) is known from the first bytes, before any file exists.
+            let (mut body, Begun { id, content_type, ext, first }) = Checked::begin(body, kind, max_bytes).await?;
+            let dir = self.root.join(kind.dir_name());
+            tokio::fs::create_dir_all(&dir).await?;
+            let temp = TempFile { path: dir.join(format!(".{id}.partial")), keep: false };
+            let mut file = tokio::fs::File::create(&temp.path).await?;
+            file.write_all(&first).await?;
+            while let Some(chunk) = body.next().await? {
+                file.write_all(&chunk).await?;
+            }
+            file.flush().await?;
+            if kind.durable() {
+                file.sync_all().await?;
+            }
+            drop(file);
+            tokio::fs::rename(&temp.path, dir.join(format!("{id}.{ext}"))).await?;
+            temp.disarm();
+            Ok(Put { id, content_type, len: body.bytes_read() })
+        })
+    }
+
+    fn signed_url<'a>(
+        &'a self,
+        _kind: Kind,
+        _id: &'a str,
+        _expires: std::time::Duration,
+    ) -> BoxFuture<'a, Result<Option<String>, StorageError>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    fn check(&self) -> BoxFuture<'_, Result<(), StorageError>> {
+        Box::pin(async move {
+            // The directories a put creates, and a probe written and removed in one of them.
+            for kind in Kind::ALL {
+                tokio::fs::create_dir_all(self.root.join(kind.dir_name())).await?;
+            }
+            // In the output directory itself (the operator's, links allowed), never through a kind's
+            // directory, which could be a planted link.
+            let probe = self.root.join(format!(".mvgen-probe-{}.partial", Uuid::new_v4()));
+            tokio::fs::write(&probe, b"probe").await?;
+            tokio::fs::remove_file(&probe).await?;
+            Ok(())
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!("file://{}", self.root.display())
     }
 
     fn find<'a>(&'a self, kind: Kind, id: &'a str) -> BoxFuture<'a, Result<Stored, StorageError>> {
@@ -254,7 +430,19 @@ impl Storage for LocalStorage {
         Box::pin(async move {
             let stored = self.find(kind, id).await?;
             let (file, meta) = open_regular(&stored.path, id).await?;
-            Ok(Opened { file, len: meta.len(), modified: meta.modified().ok(), content_type: stored.content_type })
+            let modified = meta.modified().ok();
+            // Length and modification time stand for the bytes: a stored file is never rewritten
+            // in place (a new one gets a new id), so they change only if the disk was tampered with.
+            let nanos = modified.and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
+            let etag = Some(format!("\"{:x}-{nanos:x}\"", meta.len()));
+            Ok(Opened {
+                file: Reader::File(file),
+                len: meta.len(),
+                modified,
+                content_type: stored.content_type,
+                etag,
+                source: None,
+            })
         })
     }
 }
@@ -262,7 +450,7 @@ impl Storage for LocalStorage {
 /// Reads an opened file whole when it holds at most `limit` bytes, `None` past that. At most one
 /// byte over the limit is read, whatever the file grew to since `len` (its size when opened, used
 /// only to size the buffer) was read.
-pub async fn read_capped(file: tokio::fs::File, len: u64, limit: u64) -> std::io::Result<Option<Vec<u8>>> {
+pub async fn read_capped(file: impl AsyncRead + Unpin, len: u64, limit: u64) -> std::io::Result<Option<Vec<u8>>> {
     let mut bytes = Vec::with_capacity(usize::try_from(len.min(limit)).unwrap_or(0));
     file.take(limit + 1).read_to_end(&mut bytes).await?;
     Ok((bytes.len() as u64 <= limit).then_some(bytes))
@@ -340,6 +528,14 @@ async fn write_then_rename(temp: &Path, final_path: &Path, bytes: &[u8], sync: b
     drop(file);
     tokio::fs::rename(temp, final_path).await?;
     Ok(())
+}
+
+/// The extension a file of `kind` and `content_type` is stored under: only one `find` tries, so
+/// nothing is stored that could not be found again.
+fn stored_extension(kind: Kind, content_type: &str) -> Result<&'static str, StorageError> {
+    extension_for(content_type)
+        .filter(|ext| kind.extensions().contains(ext))
+        .ok_or_else(|| StorageError::Unsupported { content_type: content_type.to_string(), kind: kind.noun() })
 }
 
 /// Ids are canonical lowercase hyphenated UUIDs; anything else is refused before any path is built.
@@ -454,5 +650,72 @@ mod tests {
         }
         let id = storage.put(Kind::CharacterReference, "image/jpeg; charset=binary", b"x").await.expect("jpeg");
         assert_eq!(storage.find(Kind::CharacterReference, &id).await.expect("find").content_type, "image/jpeg");
+    }
+
+    /// `chunks` chunks of `size` bytes after an MP4 header, then `tail` (an error cuts the stream).
+    fn video_stream(chunks: usize, size: usize, tail: Option<std::io::Error>) -> ByteStream {
+        let head = Bytes::from_static(b"\0\0\0\x18ftypisom\0\0\0\0");
+        let body = (0..chunks).map(move |i| Ok(Bytes::from(vec![(i % 251) as u8; size])));
+        futures_util::stream::iter(std::iter::once(Ok(head)).chain(body).chain(tail.map(Err))).boxed()
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        std::fs::read_dir(dir)
+            .map(|d| d.map(|e| e.expect("entry").file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn a_large_stream_is_stored_whole_with_its_sniffed_type() {
+        let root = temp_root("stream");
+        let storage = LocalStorage::new(&root);
+        // 64 MiB in 64 KiB chunks: written as it arrives.
+        let put = storage.put_stream(Kind::Video, 1 << 30, video_stream(1024, 64 * 1024, None)).await.expect("put");
+        assert_eq!((put.content_type, put.len), ("video/mp4", 16 + 64 * 1024 * 1024));
+        let opened = storage.open(Kind::Video, &put.id).await.expect("open");
+        assert_eq!(opened.len, put.len);
+        assert_eq!(names(&root.join("videos")), [format!("{}.mp4", put.id)]);
+        let tail: Vec<Bytes> =
+            opened.into_range(put.len - 3, 3).await.expect("range").map(|c| c.expect("chunk")).collect().await;
+        assert_eq!(tail.concat(), [(1023 % 251) as u8; 3]);
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[tokio::test]
+    async fn a_cut_refused_or_oversized_stream_leaves_nothing() {
+        let root = temp_root("stream-fail");
+        let storage = LocalStorage::new(&root);
+        let cut = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "peer went away");
+        let put = storage.put_stream(Kind::Video, 1 << 30, video_stream(64, 64 * 1024, Some(cut))).await;
+        assert!(matches!(put, Err(StorageError::Interrupted(_))), "{put:?}");
+        let put = storage.put_stream(Kind::Video, 1024 * 1024, video_stream(64, 64 * 1024, None)).await;
+        assert!(matches!(put, Err(StorageError::TooLarge { limit: 1048576 })), "{put:?}");
+        let put = storage.put_stream(Kind::CharacterReference, 1 << 30, video_stream(1, 10, None)).await;
+        assert!(matches!(&put, Err(StorageError::Rejected(m)) if m.contains("video/mp4")), "{put:?}");
+        let html = futures_util::stream::iter([Ok(Bytes::from_static(b"<html>nope</html>"))]).boxed();
+        assert!(matches!(storage.put_stream(Kind::Video, 1 << 30, html).await, Err(StorageError::Rejected(_))));
+        // Dropped mid-stream (the request went away): the guard removes the temp file.
+        let pending = video_stream(4, 1024, None).chain(futures_util::stream::pending()).boxed();
+        let dropped = tokio::time::timeout(
+            std::time::Duration::from_millis(200),
+            storage.put_stream(Kind::Video, 1 << 30, pending),
+        );
+        assert!(dropped.await.is_err(), "the stream never ends");
+        assert_eq!(names(&root.join("videos")), Vec::<String>::new(), "no file, final or temporary");
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[tokio::test]
+    async fn check_proves_the_directory_writable_and_leaves_nothing() {
+        let root = temp_root("check");
+        let storage = LocalStorage::new(&root);
+        storage.check().await.expect("writable");
+        assert_eq!(names(&root.join("scenes")), Vec::<String>::new());
+        let mut left = names(&root);
+        left.sort();
+        assert_eq!(left, ["character_references", "scenes", "videos"], "the probe is gone");
+        std::fs::write(root.join("blocked"), b"a file").expect("file");
+        assert!(LocalStorage::new(root.join("blocked")).check().await.is_err());
+        let _ = std::fs::remove_dir_all(&root);
     }
 }

@@ -72,8 +72,11 @@ impl Replica {
     }
 }
 
+/// One client for the whole binary: building one loads the root certificates, which costs more
+/// than a request here.
 fn client() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    CLIENT.get_or_init(|| reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()).clone()
 }
 
 async fn post(
@@ -178,8 +181,12 @@ async fn submit_read_and_list_jobs_newest_first_with_a_cursor() {
     assert!(done["progress"]["elapsed_seconds"].as_f64().is_some());
     assert!(done["error"].is_null());
 
+    let mut scenes = Vec::new();
     for n in 0..4 {
-        submit(&base, "scenes", json!({ "prompt": format!("s{n}"), "project_id": "p2" })).await;
+        scenes.push(submit(&base, "scenes", json!({ "prompt": format!("s{n}"), "project_id": "p2" })).await);
+    }
+    for id in &scenes {
+        wait_status(&base, id, &["succeeded"]).await;
     }
     let (status, page) = get(&base, "/api/mv/jobs?project_id=p2&limit=3").await;
     assert_eq!(status, StatusCode::OK, "{page}");
@@ -361,6 +368,25 @@ async fn cancel_queued_running_and_finished_jobs() {
     let (status, _, err) = post(&base, &format!("/api/mv/jobs/{done}/cancel"), &json!({}), None).await;
     assert_eq!((status, &err["detail"]["details"]["status"]), (StatusCode::CONFLICT, &json!("succeeded")));
     assert_eq!(upstream.creates("q"), 0);
+    replica.stop().await;
+}
+
+#[tokio::test]
+async fn event_streams_end_when_the_server_drains() {
+    let db = tempfile::tempdir().unwrap();
+    let (pipeline, _) = FakePipeline::new();
+    let replica = Replica::start(&sqlite(&db), pipeline, config(0)).await;
+    let id = submit(&replica.base, "video", json!({ "prompt": "waits forever" })).await;
+    let reader = tokio::spawn({
+        let (base, id) = (replica.base.clone(), id.clone());
+        async move { read_events(&base, &id, None, |_| false).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!reader.is_finished(), "a queued job's stream stays open");
+    replica.jobs.end_streams();
+    let (events, ended) = tokio::time::timeout(Duration::from_secs(5), reader).await.expect("ended").unwrap();
+    assert!(ended);
+    assert_eq!(events.iter().map(|e| e.1.as_str()).collect::<Vec<_>>(), ["queued"], "no final event: it still runs");
     replica.stop().await;
 }
 

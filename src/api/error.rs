@@ -1,8 +1,10 @@
 //! `ApiError`: the one error type handlers return, and its JSON body.
 //!
 //! The body keeps the original service's shape, `{"detail": {"error", "message", "details"}}`.
-//! Caller mistakes get a 4xx saying what and where; upstream faults 502/504; only a true internal
-//! fault is a 500, logged once here with its cause.
+//! Caller mistakes get a 4xx saying what and where; upstream faults 502/503/504; only a true
+//! internal fault is a 500. Every error's status comes from its [`ErrorKind`] in one match. Turning
+//! an error into a response has no side effect: a server fault rides in a response extension to
+//! [`log_server_errors`], a layer, which logs it once with its cause.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -12,13 +14,111 @@ use serde_json::{Value, json};
 use crate::providers::ProviderError;
 use crate::storage::StorageError;
 
-/// An error answer: status, a machine-readable kind, a human message and where it applies.
+/// An error answer: what kind of error (which decides the status), a human message and where it
+/// applies.
 #[derive(Debug, Clone)]
 pub struct ApiError {
-    pub status: StatusCode,
-    pub kind: &'static str,
+    pub kind: ErrorKind,
     pub message: String,
     pub details: Value,
+}
+
+/// Every error the API answers with. The variant's name is the body's `error` field.
+// Deserialize: a failed job stores its kind by name and answers with it again (jobs::store).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+pub enum ErrorKind {
+    /// A well-formed request whose values make no sense.
+    ValidationError,
+    /// JSON of the wrong shape.
+    RequestValidationError,
+    InvalidJson,
+    InvalidBody,
+    InvalidPath,
+    InvalidId,
+    UnknownFlavor,
+    NotFound,
+    MethodNotAllowed,
+    RequestTimeout,
+    PreconditionFailed,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    RangeNotSatisfiable,
+    /// A safety refusal: about the caller's content, so retrying the same prompt won't help.
+    ContentRefused,
+    /// The generation cap of this server (`MV_MAX_CONCURRENT_GENERATIONS`).
+    TooManyGenerations,
+    /// Still limited after the provider's own bounded retries: the caller may try again later.
+    UpstreamRateLimited,
+    UpstreamError,
+    UpstreamUnreachable,
+    UpstreamTimeout,
+    StorageError,
+    InternalError,
+    /// Jobs: an `Idempotency-Key` that is not a short printable string.
+    InvalidIdempotencyKey,
+    /// Jobs: the first request with this `Idempotency-Key` is still being submitted.
+    IdempotencyKeyInUse,
+    /// Jobs: this `Idempotency-Key` was used with another body.
+    IdempotencyKeyReused,
+    /// Jobs: a cancel of a job that already ended.
+    JobFinished,
+    /// A sync request whose job was canceled (through the jobs API) while it waited.
+    JobCanceled,
+    /// Jobs: the jobs database cannot be reached; nothing was stored.
+    DatabaseUnavailable,
+    /// The object store is down or failing: this request fails, retryable; nothing stored is lost.
+    StorageUnavailable,
+}
+
+impl ErrorKind {
+    /// The one place an error's status is decided.
+    pub fn status(self) -> StatusCode {
+        use ErrorKind::*;
+        match self {
+            ValidationError
+            | InvalidJson
+            | InvalidBody
+            | InvalidPath
+            | InvalidId
+            | UnknownFlavor
+            | InvalidIdempotencyKey => StatusCode::BAD_REQUEST,
+            RequestValidationError | ContentRefused | IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            IdempotencyKeyInUse | JobFinished | JobCanceled => StatusCode::CONFLICT,
+            NotFound => StatusCode::NOT_FOUND,
+            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+            PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
+            TooManyGenerations | UpstreamRateLimited | DatabaseUnavailable | StorageUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            UpstreamError | UpstreamUnreachable => StatusCode::BAD_GATEWAY,
+            UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            StorageError | InternalError => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// The wire name is the variant's name.
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
+}
+
+impl Serialize for ErrorKind {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// So a test can compare a kind with its wire name.
+impl PartialEq<&str> for ErrorKind {
+    fn eq(&self, other: &&str) -> bool {
+        *other == format!("{self:?}")
+    }
 }
 
 /// The JSON body of every error (documented in the OpenAPI spec).
@@ -95,8 +195,9 @@ pub enum GenerationErrors {
     Upstream(ErrorBody),
     #[response(
         status = 503,
-        description = "The upstream is rate limiting, or too many generations are running here \
-                       (`TooManyGenerations`); see Retry-After (at most 300 s)"
+        description = "The upstream is rate limiting, too many generations are running here \
+                       (`TooManyGenerations`), or the output store is unavailable (`StorageUnavailable`); \
+                       see Retry-After (at most 300 s)"
     )]
     RateLimited(ErrorBody),
     #[response(status = 504, description = "The upstream model timed out")]
@@ -104,23 +205,34 @@ pub enum GenerationErrors {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>, details: Value) -> Self {
-        ApiError { status, kind, message: message.into(), details }
+    pub fn new(kind: ErrorKind, message: impl Into<String>, details: Value) -> Self {
+        ApiError { kind, message: message.into(), details }
+    }
+
+    /// The status this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        self.kind.status()
     }
 
     /// A well-formed request whose values make no sense (400), naming the field.
     pub fn invalid(field: &str, message: impl Into<String>) -> Self {
         let message = message.into();
-        ApiError::new(StatusCode::BAD_REQUEST, "ValidationError", format!("{field}: {message}"), json!(field))
+        ApiError::new(ErrorKind::ValidationError, format!("{field}: {message}"), json!(field))
     }
 
     /// JSON that does not fit the body type (422).
     pub fn body_mismatch(field: &str, message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "RequestValidationError", message, json!(field))
+        ApiError::new(ErrorKind::RequestValidationError, message, json!(field))
     }
 
+    /// Nothing by that name (404); `details` says what was looked for.
+    pub fn not_found(message: impl Into<String>, details: Value) -> Self {
+        ApiError::new(ErrorKind::NotFound, message, details)
+    }
+
+    /// A true internal fault (500): the message is logged by [`log_server_errors`].
     pub fn internal(message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", message, Value::Null)
+        ApiError::new(ErrorKind::InternalError, message, Value::Null)
     }
 }
 
@@ -138,15 +250,13 @@ impl From<ProviderError> for ApiError {
             },
             other => other,
         };
-        let (status, kind) = match &e {
-            ProviderError::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "UpstreamTimeout"),
-            // Still limited after our own bounded retries: the caller may try again later.
-            ProviderError::RateLimited { .. } => (StatusCode::SERVICE_UNAVAILABLE, "UpstreamRateLimited"),
-            // A safety refusal is about the caller's content; retrying the same prompt won't help.
-            ProviderError::Refused { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "ContentRefused"),
-            ProviderError::Unreachable { .. } => (StatusCode::BAD_GATEWAY, "UpstreamUnreachable"),
+        let kind = match &e {
+            ProviderError::Timeout { .. } => ErrorKind::UpstreamTimeout,
+            ProviderError::RateLimited { .. } => ErrorKind::UpstreamRateLimited,
+            ProviderError::Refused { .. } => ErrorKind::ContentRefused,
+            ProviderError::Unreachable { .. } => ErrorKind::UpstreamUnreachable,
             ProviderError::Upstream { .. } | ProviderError::Malformed { .. } | ProviderError::RunFailed { .. } => {
-                (StatusCode::BAD_GATEWAY, "UpstreamError")
+                ErrorKind::UpstreamError
             }
         };
         let provider = match &e {
@@ -166,51 +276,78 @@ impl From<ProviderError> for ApiError {
             Some(secs) => json!({ "provider": provider, "retry_after_seconds": secs }),
             None => json!({ "provider": provider }),
         };
-        ApiError::new(status, kind, e.to_string(), details)
+        ApiError::new(kind, e.to_string(), details)
     }
 }
+
+/// Retry-After on a failing store: long enough for a restart or failover to finish.
+const STORAGE_RETRY_AFTER_SECS: u64 = 5;
 
 impl From<StorageError> for ApiError {
     fn from(e: StorageError) -> Self {
         match e {
-            StorageError::BadId(_) => ApiError::new(StatusCode::BAD_REQUEST, "InvalidId", e.to_string(), json!("id")),
-            StorageError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "NotFound", e.to_string(), json!("id")),
+            StorageError::BadId(_) => ApiError::new(ErrorKind::InvalidId, e.to_string(), json!("id")),
+            StorageError::NotFound(_) => ApiError::not_found(e.to_string(), json!("id")),
             // The model answered with a file type we can't serve back: the upstream's fault.
             StorageError::Unsupported { .. } => {
-                ApiError::new(StatusCode::BAD_GATEWAY, "UpstreamError", format!("the model's output: {e}"), Value::Null)
+                ApiError::new(ErrorKind::UpstreamError, format!("the model's output: {e}"), Value::Null)
             }
             StorageError::Io(_) => ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "StorageError",
+                ErrorKind::StorageError,
                 format!("the generated file could not be stored or read ({e}); nothing was saved under its final name"),
                 Value::Null,
             ),
+            // The store is down or failing: this request fails, retryable; nothing stored is lost.
+            StorageError::Unavailable(_) => ApiError::new(
+                ErrorKind::StorageUnavailable,
+                format!("{e}; nothing was saved under a final name, try again shortly"),
+                json!({ "retry_after_seconds": STORAGE_RETRY_AFTER_SECS }),
+            ),
+            // What a provider streamed was refused or cut: the upstream's output, not the caller's.
+            StorageError::TooLarge { .. } | StorageError::Rejected(_) | StorageError::Interrupted(_) => {
+                ApiError::new(ErrorKind::UpstreamError, format!("the model's output: {e}"), Value::Null)
+            }
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        error_answer(self.status, self.kind, self.message, self.details)
+        let status = self.status();
+        let logged = status.is_server_error().then(|| ServerError { kind: self.kind, message: self.message.clone() });
+        let retry_after = self.details.get("retry_after_seconds").and_then(Value::as_u64);
+        let body = ErrorBody {
+            detail: ErrorDetail {
+                error: self.kind.to_string(),
+                message: self.message,
+                details: self.details,
+                request_id: crate::request_id::current(),
+            },
+        };
+        let mut response = (status, axum::Json(body)).into_response();
+        if let Some(secs) = retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if let Some(logged) = logged {
+            response.extensions_mut().insert(logged);
+        }
+        response
     }
 }
 
-/// An error answer from its parts; also how a sync endpoint answers a failed job's stored error,
-/// whose kind is read back from the database (hence `&str`).
-pub fn error_answer(status: StatusCode, kind: &str, message: String, details: Value) -> Response {
-    if status.is_server_error() {
-        tracing::error!(status = status.as_u16(), kind, "{message}");
-    }
-    let retry_after = details.get("retry_after_seconds").and_then(Value::as_u64);
-    let body = ErrorBody {
-        detail: ErrorDetail { error: kind.to_string(), message, details, request_id: crate::request_id::current() },
-    };
-    let mut response = (status, axum::Json(body)).into_response();
-    if let Some(secs) = retry_after {
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
-    }
-    if status == StatusCode::UNAUTHORIZED {
-        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("ApiKey"));
+/// A server fault on its way out, for [`log_server_errors`].
+#[derive(Debug, Clone)]
+struct ServerError {
+    kind: ErrorKind,
+    message: String,
+}
+
+/// Logs the server faults answered (once each, with their cause); caller mistakes are answered,
+/// not logged. A plain function for `tower::util::MapResponseLayer`, so it costs a request no
+/// boxed middleware.
+pub fn log_server_errors(response: Response) -> Response {
+    if let Some(e) = response.extensions().get::<ServerError>() {
+        tracing::error!(status = response.status().as_u16(), kind = %e.kind, "{}", e.message);
     }
     response
 }

@@ -11,7 +11,7 @@ use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorKind};
 
 /// The largest request body accepted.
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -25,8 +25,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ValidJson<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         if !is_json(req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok())) {
             return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "UnsupportedMediaType",
+                ErrorKind::UnsupportedMediaType,
                 "send the body as JSON with `Content-Type: application/json`",
                 json!("content-type"),
             ));
@@ -35,7 +34,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ValidJson<T> {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 payload_too_large()
             } else {
-                ApiError::new(StatusCode::BAD_REQUEST, "InvalidBody", rejection.body_text(), serde_json::Value::Null)
+                ApiError::new(ErrorKind::InvalidBody, rejection.body_text(), serde_json::Value::Null)
             }
         })?;
         parse(&bytes).map(ValidJson)
@@ -51,12 +50,9 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ValidPa
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         match Path::<T>::from_request_parts(parts, state).await {
             Ok(Path(value)) => Ok(ValidPath(value)),
-            Err(rejection) => Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "InvalidPath",
-                rejection.body_text(),
-                json!({ "path": parts.uri.path() }),
-            )),
+            Err(rejection) => {
+                Err(ApiError::new(ErrorKind::InvalidPath, rejection.body_text(), json!({ "path": parts.uri.path() })))
+            }
         }
     }
 }
@@ -64,8 +60,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ValidPa
 /// 413 for a body over [`BODY_LIMIT`] (also answered from `Content-Length` alone, before reading).
 pub fn payload_too_large() -> ApiError {
     ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "PayloadTooLarge",
+        ErrorKind::PayloadTooLarge,
         format!("the request body is larger than {BODY_LIMIT} bytes"),
         json!({ "limit_bytes": BODY_LIMIT }),
     )
@@ -87,7 +82,7 @@ pub async fn refuse_declared_oversize(request: Request, next: axum::middleware::
 
 fn is_json(content_type: Option<&str>) -> bool {
     let Some(ct) = content_type else { return false };
-    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let essence = crate::providers::essence(ct);
     essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
@@ -97,8 +92,7 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     // UTF-8 by definition, and skipping unknown keys would not check their strings.
     let text = std::str::from_utf8(bytes).map_err(|e| {
         ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "InvalidJson",
+            ErrorKind::InvalidJson,
             format!("the body is not valid UTF-8 (invalid byte at offset {})", e.valid_up_to()),
             json!({ "offset": e.valid_up_to() }),
         )
@@ -121,8 +115,7 @@ fn classify(path: &str, error: &serde_json::Error) -> ApiError {
         ApiError::body_mismatch(&field, message)
     } else {
         ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "InvalidJson",
+            ErrorKind::InvalidJson,
             format!("the body is not valid JSON: {error}"),
             json!({ "line": error.line(), "column": error.column() }),
         )
@@ -162,21 +155,21 @@ mod tests {
     #[test]
     fn shape_errors_name_the_field() {
         let e = parse::<Body>(br#"{"idea": "x", "number_of_scenes": "six"}"#).expect_err("type");
-        assert_eq!((e.status, e.details.clone()), (StatusCode::UNPROCESSABLE_ENTITY, json!("number_of_scenes")));
+        assert_eq!((e.status(), e.details.clone()), (StatusCode::UNPROCESSABLE_ENTITY, json!("number_of_scenes")));
         let e = parse::<Body>(br#"{}"#).expect_err("missing");
         assert_eq!(e.details, json!("idea"));
         let e = parse::<Body>(br#"{"idea": "x", "extra": 1}"#).expect_err("unknown");
         assert_eq!(e.details, json!("extra"));
         let e = parse::<Body>(br#"[1]"#).expect_err("not an object");
-        assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(e.status(), StatusCode::UNPROCESSABLE_ENTITY);
     }
 
     #[test]
     fn syntax_errors_are_400_with_position() {
         let e = parse::<Body>(b"{\"idea\": ").expect_err("eof");
-        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
         let e = parse::<Body>(br#"{"idea": "x"} trailing"#).expect_err("trailing");
-        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
     }
 
     #[test]

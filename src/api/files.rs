@@ -5,12 +5,13 @@
 //! and `GET /api/mv/get_scenes/{id}/markdown`.
 //!
 //! `?redirect=true|false` is accepted on the image and video routes, as the service mvgen replaces
-//! took it: `true` asked for a redirect to a cloud copy when one exists. mvgen keeps files only on
-//! its own disk, so both values serve the file itself.
+//! took it: `true` asks for a redirect to a cloud copy. On an object store that can sign URLs (S3)
+//! that is a 307 to a presigned GET, so the bytes go from the store to the client directly; on
+//! `file://` the file itself is served, as with `false`.
 
 use axum::Json;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use tokio::io::AsyncReadExt;
@@ -28,12 +29,13 @@ use crate::storage::Kind;
     tag = "files",
     params(
         ("id" = String, Path, description = "An image id from generate_character_reference"),
-        ("redirect" = Option<bool>, Query, description = "Accepted for compatibility; the file is served either way"),
+        ("redirect" = Option<bool>, Query, description = "true: a 307 to a presigned URL when the store can sign one (S3); otherwise the file is served"),
     ),
     responses(
         (status = 200, description = "The image", content_type = "image/png", body = Vec<u8>),
         (status = 206, description = "Part of the image (Range request)", content_type = "image/png", body = Vec<u8>),
-        (status = 304, description = "Not modified since If-Modified-Since"),
+        (status = 304, description = "Not modified (If-None-Match or If-Modified-Since)"),
+        (status = 307, description = "`redirect=true` on an object store: Location is a presigned URL of the file"),
         (status = 400, description = "Malformed id", body = super::error::ErrorBody),
         (status = 404, description = "Unknown id", body = super::error::ErrorBody),
         (status = 412, description = "Modified since If-Unmodified-Since", body = super::error::ErrorBody),
@@ -45,8 +47,8 @@ pub async fn get_character_reference(
     ValidPath(id): ValidPath<String>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    redirect_param(request.uri().query())?;
-    serve(&state, Kind::CharacterReference, &id, request).await
+    let redirect = redirect_param(request.uri().query())?;
+    serve_or_redirect(&state, Kind::CharacterReference, &id, redirect, request).await
 }
 
 #[utoipa::path(
@@ -55,12 +57,13 @@ pub async fn get_character_reference(
     tag = "files",
     params(
         ("id" = String, Path, description = "A video id from generate_video"),
-        ("redirect" = Option<bool>, Query, description = "Accepted for compatibility; the file is served either way"),
+        ("redirect" = Option<bool>, Query, description = "true: a 307 to a presigned URL when the store can sign one (S3); otherwise the file is served"),
     ),
     responses(
         (status = 200, description = "The video", content_type = "video/mp4", body = Vec<u8>),
         (status = 206, description = "Part of the video (Range request)", content_type = "video/mp4", body = Vec<u8>),
-        (status = 304, description = "Not modified since If-Modified-Since"),
+        (status = 304, description = "Not modified (If-None-Match or If-Modified-Since)"),
+        (status = 307, description = "`redirect=true` on an object store: Location is a presigned URL of the file"),
         (status = 400, description = "Malformed id", body = super::error::ErrorBody),
         (status = 404, description = "Unknown id", body = super::error::ErrorBody),
         (status = 412, description = "Modified since If-Unmodified-Since", body = super::error::ErrorBody),
@@ -72,8 +75,8 @@ pub async fn get_video(
     ValidPath(id): ValidPath<String>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    redirect_param(request.uri().query())?;
-    serve(&state, Kind::Video, &id, request).await
+    let redirect = redirect_param(request.uri().query())?;
+    serve_or_redirect(&state, Kind::Video, &id, redirect, request).await
 }
 
 #[utoipa::path(
@@ -181,13 +184,35 @@ pub async fn get_video_info(
     }))
 }
 
-/// `?redirect=` must be `true` or `false` when present; either way the file itself is served.
-fn redirect_param(query: Option<&str>) -> Result<(), ApiError> {
+/// `?redirect=` must be `true` or `false` when present; whether it asked for a redirect.
+fn redirect_param(query: Option<&str>) -> Result<bool, ApiError> {
     let value = query.into_iter().flat_map(|q| q.split('&')).find_map(|pair| pair.strip_prefix("redirect="));
     match value.map(str::to_ascii_lowercase).as_deref() {
-        None | Some("true" | "false") => Ok(()),
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
         Some(_) => Err(ApiError::invalid("redirect", "must be true or false")),
     }
+}
+
+/// How long a presigned URL from `?redirect=true` stays valid: long enough for a player to fetch
+/// a video in ranges, short enough that a leaked link soon stops working.
+const SIGNED_URL_TTL: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// A 307 to a presigned URL when one was asked for and the store can sign it; the file otherwise.
+async fn serve_or_redirect(
+    state: &AppState,
+    kind: Kind,
+    id: &str,
+    redirect: bool,
+    request: Request,
+) -> Result<Response, ApiError> {
+    if redirect && let Some(url) = state.storage.signed_url(kind, id, SIGNED_URL_TTL).await? {
+        let location = HeaderValue::from_str(&url).map_err(|e| ApiError::internal(e.to_string()))?;
+        // Signed for a while only: neither the redirect nor its URL may be cached past that.
+        let headers = [(header::LOCATION, location), (header::CACHE_CONTROL, HeaderValue::from_static("no-store"))];
+        return Ok((StatusCode::TEMPORARY_REDIRECT, headers).into_response());
+    }
+    serve(state, kind, id, request).await
 }
 
 async fn serve(state: &AppState, kind: Kind, id: &str, request: Request) -> Result<Response, ApiError> {
@@ -197,7 +222,7 @@ async fn serve(state: &AppState, kind: Kind, id: &str, request: Request) -> Resu
     let mut response = send_file(opened, request.method(), request.headers()).await?;
     // Ids are never reused, so a stored file never changes; errors must not be cached that long.
     let status = response.status();
-    if status.is_success() || status == axum::http::StatusCode::NOT_MODIFIED {
+    if status.is_success() || status == StatusCode::NOT_MODIFIED {
         response
             .headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=31536000, immutable"));

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::sync::broadcast;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorKind};
 use super::extract::{ValidJson, ValidPath};
 use crate::jobs::engine::unavailable;
 use crate::jobs::store::{Dialect, EventRow, Filter, JobRow, now_ms};
@@ -158,13 +158,13 @@ impl From<JobRow> for JobResource {
 
 /// A job id is a UUID; anything else is a 400, not a 404.
 fn job_id(raw: &str) -> Result<String, ApiError> {
-    uuid::Uuid::parse_str(raw).map(|u| u.to_string()).map_err(|_| {
-        ApiError::new(StatusCode::BAD_REQUEST, "InvalidId", format!("{raw:?} is not a job id (a UUID)"), json!("id"))
-    })
+    uuid::Uuid::parse_str(raw)
+        .map(|u| u.to_string())
+        .map_err(|_| ApiError::new(ErrorKind::InvalidId, format!("{raw:?} is not a job id (a UUID)"), json!("id")))
 }
 
 fn not_found(id: &str) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "NotFound", format!("no job {id}"), json!("id"))
+    ApiError::new(ErrorKind::NotFound, format!("no job {id}"), json!("id"))
 }
 
 async fn load(jobs: &Jobs, raw: &str) -> Result<JobRow, ApiError> {
@@ -189,8 +189,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let key = value.to_str().ok().map(str::trim).filter(|k| !k.is_empty() && k.len() <= 255);
     key.map(|k| Some(k.to_owned())).ok_or_else(|| {
         ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "InvalidIdempotencyKey",
+            ErrorKind::InvalidIdempotencyKey,
             "Idempotency-Key must be 1 to 255 visible ASCII characters",
             json!("idempotency-key"),
         )
@@ -239,10 +238,10 @@ pub async fn submit_job(
         let canonical = json!({ "kind": body.kind, "input": body.input }).to_string();
         Sha256::digest(canonical.as_bytes()).iter().map(|b| format!("{b:02x}")).collect::<String>()
     });
-    let id = match jobs.submit(&body.kind, body.input, key.as_deref().zip(fingerprint.as_deref())).await? {
-        Submitted::New(id) | Submitted::Replayed(id) => id,
+    let row = match jobs.submit(&body.kind, body.input, key.as_deref().zip(fingerprint.as_deref())).await? {
+        Submitted::New(row) => *row,
+        Submitted::Replayed(id) => jobs.store().get(&id).await.map_err(unavailable)?.ok_or_else(|| not_found(&id))?,
     };
-    let row = jobs.store().get(&id).await.map_err(unavailable)?.ok_or_else(|| not_found(&id))?;
     Ok(with_location(StatusCode::ACCEPTED, row.into()))
 }
 
@@ -260,7 +259,7 @@ pub async fn get_job(State(jobs): State<Arc<Jobs>>, ValidPath(id): ValidPath<Str
 }
 
 fn bad_query(field: &str, message: String) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "ValidationError", format!("{field}: {message}"), json!(field))
+    ApiError::new(ErrorKind::ValidationError, format!("{field}: {message}"), json!(field))
 }
 
 fn listing_filter(query: Option<&str>) -> Result<Filter, ApiError> {
@@ -338,8 +337,7 @@ pub async fn cancel_job(State(jobs): State<Arc<Jobs>>, ValidPath(id): ValidPath<
     let row = load(&jobs, &id).await?;
     if TERMINAL_EVENTS.contains(&row.status.as_str()) {
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "JobFinished",
+            ErrorKind::JobFinished,
             format!("job {} already {}", row.id, row.status),
             json!({ "status": row.status }),
         ));
@@ -379,8 +377,7 @@ pub async fn job_events(
         Some(value) => {
             value.to_str().ok().and_then(|v| v.trim().parse().ok()).filter(|n: &i64| *n >= 0).ok_or_else(|| {
                 ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "ValidationError",
+                    ErrorKind::ValidationError,
                     "Last-Event-ID: expected an event id from this stream",
                     json!("last-event-id"),
                 )
@@ -451,7 +448,12 @@ impl Follow {
                 Err(e) => tracing::debug!(job = %self.id, error = %e, "event stream cannot read; retrying"),
             }
             let poll = self.poll();
-            let _ = tokio::time::timeout(poll, async {
+            let jobs = self.jobs.clone();
+            let draining = jobs.draining();
+            if draining.is_cancelled() {
+                return None;
+            }
+            let wait = tokio::time::timeout(poll, async {
                 loop {
                     match self.wake.recv().await {
                         Ok(id) if id == self.id => return,
@@ -460,8 +462,11 @@ impl Follow {
                         Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
                     }
                 }
-            })
-            .await;
+            });
+            tokio::select! {
+                _ = draining.cancelled() => return None,
+                _ = wait => {}
+            }
         }
     }
 }

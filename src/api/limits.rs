@@ -3,11 +3,10 @@
 
 use std::sync::Arc;
 
-use axum::http::StatusCode;
 use serde_json::json;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorKind};
 
 /// The longest text field accepted, in characters: far above any real prompt, and it keeps one
 /// request from growing into a many-megabyte prompt or mock answer.
@@ -50,8 +49,7 @@ impl GenerationSlots {
     pub fn take(&self) -> Result<OwnedSemaphorePermit, ApiError> {
         self.semaphore.clone().try_acquire_owned().map_err(|_| {
             ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "TooManyGenerations",
+                ErrorKind::TooManyGenerations,
                 format!(
                     "{} generations are already running, the most this server runs at once; try again shortly",
                     self.limit
@@ -65,6 +63,7 @@ impl GenerationSlots {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::StatusCode;
 
     #[test]
     fn texts_are_bounded_in_characters_not_bytes() {
@@ -72,7 +71,7 @@ mod tests {
         assert!(bounded_texts(&[("idea", Some(&at_limit)), ("camera_angle", None)]).is_ok());
         let over = "x".repeat(MAX_TEXT_CHARS + 1);
         let err = bounded_texts(&[("idea", Some("short")), ("camera_angle", Some(&over))]).expect_err("too long");
-        assert_eq!((err.status, err.details), (StatusCode::BAD_REQUEST, json!("camera_angle")));
+        assert_eq!((err.status(), err.details), (StatusCode::BAD_REQUEST, json!("camera_angle")));
     }
 
     #[test]
@@ -80,7 +79,7 @@ mod tests {
         let slots = GenerationSlots::new(1);
         let held = slots.take().expect("first");
         let refused = slots.take().expect_err("second");
-        assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
         drop(held);
         assert!(slots.take().is_ok());
     }

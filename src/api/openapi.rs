@@ -80,3 +80,25 @@ pub async fn openapi_json(State(state): State<AppState>) -> Response {
     let body = if state.strict_flavors { STRICT.clone() } else { LENIENT.clone() };
     ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compiler::{NUMBER_OF_SCENES, VIDEO_DURATION};
+    use crate::generation::character::NUM_IMAGES;
+
+    /// utoipa takes only literals for `minimum`/`maximum`, so the bodies restate the ranges the
+    /// handlers, `mvgen render` and the configs schema share; this keeps the two from drifting.
+    #[test]
+    fn documented_ranges_are_the_ones_enforced() {
+        let doc = spec_json(false);
+        for (schema, field, (min, max)) in [
+            ("CreateScenesBody", "number_of_scenes", NUMBER_OF_SCENES),
+            ("GenerateVideoBody", "duration", VIDEO_DURATION),
+            ("CharacterReferenceBody", "num_images", NUM_IMAGES),
+        ] {
+            let property = &doc["components"]["schemas"][schema]["properties"][field];
+            assert_eq!((&property["minimum"], &property["maximum"]), (&min.into(), &max.into()), "{schema}.{field}");
+        }
+    }
+}

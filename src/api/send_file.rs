@@ -1,28 +1,24 @@
 //! Sends an opened stored file with the conditional and range semantics of RFC 9110: `HEAD`,
-//! `Range` (one byte range), `If-Range`, `If-Modified-Since` and `If-Unmodified-Since`.
+//! `Range` (one byte range), `If-Range`, `If-None-Match`, `If-Modified-Since` and
+//! `If-Unmodified-Since`. The bytes come from the store as a stream (`Opened::into_range`): a
+//! seek on a local file, a ranged GET on an object store.
 //!
 //! tower-http's `ServeFile` did this before, but it opens by path (following links) and departs
 //! from the RFC where it matters to players and caches: it honoured `Range` whatever `If-Range`
 //! said, answered 416 to a `Range` it could not parse instead of ignoring it, and took an
 //! `If-Modified-Since` in the future as "not modified".
 //!
-//! No ETag is sent: Last-Modified is enough for files that never change once stored.
+//! The ETag is the store's (an object's ETag; on `file://`, length and modification time).
 
-use std::io::SeekFrom;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio_util::io::ReaderStream;
 
-use super::error::ApiError;
-use crate::storage::{Opened, StorageError};
-
-/// Read size per body chunk.
-const CHUNK: usize = 64 * 1024;
+use super::error::{ApiError, ErrorKind};
+use crate::storage::Opened;
 
 /// The answer to a GET or HEAD of `opened`, given the request's headers.
 pub async fn send_file(opened: Opened, method: &Method, headers: &HeaderMap) -> Result<Response, ApiError> {
@@ -35,21 +31,27 @@ pub async fn send_file(opened: Opened, method: &Method, headers: &HeaderMap) -> 
     if let Some(value) = modified.and_then(|m| HeaderValue::from_str(&httpdate::fmt_http_date(m)).ok()) {
         common.insert(header::LAST_MODIFIED, value);
     }
+    let etag = opened.etag.as_deref().filter(|tag| HeaderValue::from_str(tag).is_ok());
+    if let Some(tag) = etag.and_then(|tag| HeaderValue::from_str(tag).ok()) {
+        common.insert(header::ETAG, tag);
+    }
 
     // RFC 9110 13.2.2: If-Unmodified-Since, then (without If-None-Match) If-Modified-Since.
     if let (Some(since), Some(modified)) = (date(headers, header::IF_UNMODIFIED_SINCE), modified)
         && modified > since
     {
         let error = ApiError::new(
-            StatusCode::PRECONDITION_FAILED,
-            "PreconditionFailed",
+            ErrorKind::PreconditionFailed,
             "the file was modified after If-Unmodified-Since",
             json!("if-unmodified-since"),
         );
         return Ok(error.into_response());
     }
-    // We send no ETag, so no If-None-Match can match; its presence still disables If-Modified-Since.
+    // If-None-Match (weak comparison, RFC 9110 13.1.2); its presence disables If-Modified-Since.
     let get_or_head = method == Method::GET || method == Method::HEAD;
+    if get_or_head && headers.get(header::IF_NONE_MATCH).is_some_and(|v| none_match_hits(v, etag)) {
+        return Ok((StatusCode::NOT_MODIFIED, common).into_response());
+    }
     if get_or_head
         && !headers.contains_key(header::IF_NONE_MATCH)
         && let (Some(since), Some(modified)) = (date(headers, header::IF_MODIFIED_SINCE), modified)
@@ -60,7 +62,7 @@ pub async fn send_file(opened: Opened, method: &Method, headers: &HeaderMap) -> 
         return Ok((StatusCode::NOT_MODIFIED, common).into_response());
     }
 
-    let range = if method == Method::GET && if_range_allows(headers, modified) {
+    let range = if method == Method::GET && if_range_allows(headers, modified, etag) {
         byte_range(headers.get(header::RANGE), len)
     } else {
         Range::Whole
@@ -77,8 +79,7 @@ pub async fn send_file(opened: Opened, method: &Method, headers: &HeaderMap) -> 
         }
         Range::Unsatisfiable => {
             let mut response = ApiError::new(
-                StatusCode::RANGE_NOT_SATISFIABLE,
-                "RangeNotSatisfiable",
+                ErrorKind::RangeNotSatisfiable,
                 format!("the requested range is outside the file's {len} bytes"),
                 json!({ "size": len }),
             )
@@ -93,11 +94,17 @@ pub async fn send_file(opened: Opened, method: &Method, headers: &HeaderMap) -> 
     if method == Method::HEAD {
         return Ok((status, common).into_response());
     }
-    let mut file = opened.file;
-    if start > 0 {
-        file.seek(SeekFrom::Start(start)).await.map_err(StorageError::from)?;
-    }
-    Ok((status, common, Body::from_stream(ReaderStream::with_capacity(file.take(count), CHUNK))).into_response())
+    let body = opened.into_range(start, count).await?;
+    Ok((status, common, Body::from_stream(body)).into_response())
+}
+
+/// Whether an `If-None-Match` value matches the file: `*`, or any listed tag equal to ours when
+/// both are stripped of `W/` (the weak comparison RFC 9110 13.1.2 asks of this header).
+fn none_match_hits(value: &HeaderValue, etag: Option<&str>) -> bool {
+    let Some(ours) = etag else { return false };
+    let Ok(text) = value.to_str() else { return false };
+    let ours = ours.trim_start_matches("W/");
+    text.trim() == "*" || text.split(',').any(|tag| tag.trim().trim_start_matches("W/") == ours)
 }
 
 /// What the `Range` header asks for, as this server answers it.
@@ -141,10 +148,14 @@ fn byte_range(value: Option<&HeaderValue>, len: u64) -> Range {
     }
 }
 
-/// RFC 9110 13.1.5: without If-Range the Range applies; with one, only when it matches: we send no
-/// entity tags, so only a date exactly equal to Last-Modified does.
-fn if_range_allows(headers: &HeaderMap, modified: Option<SystemTime>) -> bool {
+/// RFC 9110 13.1.5: without If-Range the Range applies; with one, only when it matches: an entity
+/// tag strongly equal to ours (never a weak one), or a date exactly equal to Last-Modified.
+fn if_range_allows(headers: &HeaderMap, modified: Option<SystemTime>, etag: Option<&str>) -> bool {
     let Some(value) = headers.get(header::IF_RANGE) else { return true };
+    let text = value.to_str().unwrap_or("").trim();
+    if text.starts_with('"') || text.starts_with("W/") {
+        return etag.is_some_and(|ours| !ours.starts_with("W/") && ours == text);
+    }
     let given = value.to_str().ok().and_then(|v| httpdate::parse_http_date(v.trim()).ok());
     given.is_some() && given == modified
 }
@@ -187,11 +198,26 @@ mod tests {
     fn if_range_matches_only_the_exact_last_modified_date() {
         let modified = whole_seconds(SystemTime::now() - Duration::from_secs(3600));
         let mut headers = HeaderMap::new();
-        assert!(if_range_allows(&headers, Some(modified)));
+        assert!(if_range_allows(&headers, Some(modified), None));
         headers.insert(header::IF_RANGE, HeaderValue::from_str(&httpdate::fmt_http_date(modified)).expect("date"));
-        assert!(if_range_allows(&headers, Some(modified)));
-        assert!(!if_range_allows(&headers, Some(modified + Duration::from_secs(1))));
+        assert!(if_range_allows(&headers, Some(modified), None));
+        assert!(!if_range_allows(&headers, Some(modified + Duration::from_secs(1)), None));
         headers.insert(header::IF_RANGE, HeaderValue::from_static("\"some-etag\""));
-        assert!(!if_range_allows(&headers, Some(modified)));
+        assert!(!if_range_allows(&headers, Some(modified), None));
+        assert!(!if_range_allows(&headers, Some(modified), Some("\"other\"")));
+        assert!(if_range_allows(&headers, Some(modified), Some("\"some-etag\"")));
+        headers.insert(header::IF_RANGE, HeaderValue::from_static("W/\"some-etag\""));
+        assert!(!if_range_allows(&headers, Some(modified), Some("\"some-etag\"")), "weak tags never match");
+    }
+
+    #[test]
+    fn if_none_match_compares_weakly_and_takes_a_star() {
+        let hit = |value: &'static str, ours| none_match_hits(&HeaderValue::from_static(value), ours);
+        assert!(hit("\"a\"", Some("\"a\"")));
+        assert!(hit("W/\"a\"", Some("\"a\"")));
+        assert!(hit("\"b\", \"a\"", Some("\"a\"")));
+        assert!(hit("*", Some("\"a\"")));
+        assert!(!hit("\"b\"", Some("\"a\"")));
+        assert!(!hit("*", None));
     }
 }

@@ -193,7 +193,7 @@ impl Catalog {
         found.ok_or_else(|| {
             let all = self.all();
             let names: Vec<&str> = all.iter().map(|f| f.name.as_ref()).collect();
-            let hint = compiler::nearest(name, &names).map(|n| format!(" (did you mean `{n}`?)")).unwrap_or_default();
+            let hint = compiler::did_you_mean(name, &names);
             anyhow!("no flavor named `{name}`{hint}; flavors: {}", names.join(", "))
         })
     }

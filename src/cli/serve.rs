@@ -15,6 +15,7 @@ use crate::providers::{ProviderConfig, Providers};
 use crate::server::{self, Settings};
 use crate::serving;
 use crate::storage::LocalStorage;
+use crate::storage::url::Location;
 
 /// Serves until a signal. A drain that had to cut requests is a negative answer (exit 1), for the
 /// supervisor; anything that stops the server from starting is an error.
@@ -68,22 +69,19 @@ async fn run(
     }
     let listener = serving::bind(settings.addr).with_context(|| format!("cannot listen on {}", settings.addr))?;
     let local = listener.local_addr()?;
-    let state = app_state(&settings, providers, flavors);
+    let state = app_state(&settings, providers, flavors).await?;
     let pipeline = Arc::new(Pipeline::new(state.clone()));
     let jobs = super::worker::open_jobs(&settings, pipeline).await?;
     let job_shutdown = tokio_util::sync::CancellationToken::new();
     let workers = jobs.start_workers(job_shutdown.clone());
+    let outputs = state.storage.describe();
     // Whether auth is on, never the keys themselves.
     match settings.api_keys.len() {
         0 if local.ip().is_loopback() => tracing::info!("API key auth is off: API_KEY is not set, /api/* is open"),
         0 => tracing::warn!("API key auth is off: API_KEY is not set, /api/* is open to anyone who can reach {local}"),
         n => tracing::info!(keys = n, "API key auth is on: /api/* needs X-API-Key"),
     }
-    tracing::info!(
-        "mvgen listening on http://{local} ({} flavors, outputs in {})",
-        names.len(),
-        settings.output_dir.display()
-    );
+    tracing::info!("mvgen listening on http://{local} ({} flavors, outputs in {outputs})", names.len(),);
     if settings.cors_origins.is_empty() {
         tracing::info!("CORS off (CORS_ORIGINS=none)");
     } else {
@@ -94,6 +92,15 @@ async fn run(
     if let Some(handle) = settings.metrics.then(crate::telemetry::install).flatten() {
         tokio::spawn(crate::telemetry::upkeep(handle));
     }
+    // Event streams never end by themselves while a job runs: on the first signal they end, so
+    // the drain is not held open to its deadline (clients reconnect with Last-Event-ID elsewhere).
+    let mut first_signal = serving::signals::listen();
+    let streams = jobs.clone();
+    tokio::spawn(async move {
+        if first_signal.recv().await.is_some() {
+            streams.end_streams();
+        }
+    });
     let served = serving::serve(listener, router, settings.connections, serving::signals::listen()).await;
     super::worker::stop_workers(&jobs, job_shutdown, workers).await;
     served.context("server error")
@@ -101,21 +108,31 @@ async fn run(
 
 /// What the handlers and the job workers share; also cleans up partial files an interrupted write
 /// left behind (no write is running yet).
-pub(super) fn app_state(settings: &Settings, providers: Providers, flavors: FlavorSource) -> AppState {
-    let storage = LocalStorage::new(&settings.output_dir);
-    match storage.remove_stale_partials() {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(removed = n, "removed stale partial files left by an interrupted write"),
-        Err(e) => tracing::warn!(error = %e, "could not clean up stale partial files"),
+pub(super) async fn app_state(
+    settings: &Settings,
+    providers: Providers,
+    flavors: FlavorSource,
+) -> anyhow::Result<AppState> {
+    if let Location::Local(dir) = &settings.storage {
+        match LocalStorage::new(dir).remove_stale_partials() {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "removed stale partial files left by an interrupted write"),
+            Err(e) => tracing::warn!(error = %e, "could not clean up stale partial files"),
+        }
     }
-    AppState {
+    let storage = crate::storage::url::open(&settings.storage).map_err(anyhow::Error::msg)?;
+    // A store that can't take a write fails here, before the first request would.
+    storage.check().await.map_err(|e| {
+        anyhow!("storage {} is not usable (reachable and writable is required): {e}", storage.describe())
+    })?;
+    Ok(AppState {
         providers,
-        storage: Arc::new(storage),
+        storage,
         debug: settings.debug,
         strict_flavors: settings.strict_flavors,
         generations: crate::api::limits::GenerationSlots::new(settings.max_concurrent_generations),
         flavors,
-    }
+    })
 }
 
 /// `RUST_LOG` filters (default `info`); `MVGEN_LOG_FORMAT=json` writes JSON lines.

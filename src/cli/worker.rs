@@ -55,7 +55,7 @@ pub fn worker() -> anyhow::Result<Outcome> {
     runtime.block_on(async {
         let providers = Providers::from_config(&provider_config)?;
         tracing::info!(providers = %providers.summary(), "providers ready");
-        let state = super::serve::app_state(&settings, providers, FlavorSource::Embedded);
+        let state = super::serve::app_state(&settings, providers, FlavorSource::Embedded).await?;
         let jobs = open_jobs(&settings, Arc::new(Pipeline::new(state))).await?;
         let shutdown = CancellationToken::new();
         let workers = jobs.start_workers(shutdown.clone());

@@ -79,6 +79,12 @@ pub fn nearest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
         .map(|(_, c)| c)
 }
 
+/// ` (did you mean `x`?)` when a candidate is close to `word` (see [`nearest`]), else nothing: the
+/// hint every "no such name" message ends with.
+pub fn did_you_mean(word: &str, candidates: &[&str]) -> String {
+    nearest(word, candidates).map(|n| format!(" (did you mean `{n}`?)")).unwrap_or_default()
+}
+
 /// Levenshtein distance over characters.
 fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();

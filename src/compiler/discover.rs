@@ -5,7 +5,7 @@ use std::fs;
 use std::path::Path;
 
 use super::DEFAULT_FLAVOR;
-use super::diag::{Diagnostic, Diagnostics, nearest};
+use super::diag::{Diagnostic, Diagnostics, did_you_mean};
 use super::model::FileKind;
 use super::yaml::YamlFile;
 
@@ -78,10 +78,7 @@ fn read_flavor(name: String, dir: &Path, shown: String, diags: &mut Diagnostics)
             continue;
         }
         let Some(kind) = FileKind::from_file_name(&file_name) else {
-            let hint = match nearest(&file_name, &allowed) {
-                Some(n) => format!(" (did you mean `{n}`?)"),
-                None => String::new(),
-            };
+            let hint = did_you_mean(&file_name, &allowed);
             diags.push(Diagnostic::whole(
                 file_shown,
                 format!("unexpected file `{file_name}`{hint}; a flavor holds only {allowed_list}"),

@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 
-use super::diag::{Diagnostic, Diagnostics, nearest};
+use super::diag::{Diagnostic, Diagnostics, did_you_mean};
 use super::discover::FlavorSource;
 use super::model::{FileKind, Origin, Text};
 use super::schema::{
@@ -96,10 +96,7 @@ impl Layer {
 
 fn unknown_key(kind: FileKind, file: &YamlFile, key: &At<String>) -> Diagnostic {
     let allowed = keys_of(kind);
-    let hint = match nearest(&key.value, allowed) {
-        Some(n) => format!(" (did you mean `{n}`?)"),
-        None => String::new(),
-    };
+    let hint = did_you_mean(&key.value, allowed);
     Diagnostic::at(
         file.path.clone(),
         key.line,

@@ -18,11 +18,11 @@ mod yaml;
 
 use std::path::Path;
 
-pub use diag::{Diagnostic, Diagnostics, nearest};
+pub use diag::{Diagnostic, Diagnostics, did_you_mean, nearest};
 pub use hash::{HASH_LEN, content_hash};
 pub use model::{
-    AspectRatio, Choice, Entry, FileKind, Flavor, Origin, OutputFormat, PersonGeneration, SafetyFilterLevel, Sourced,
-    Text, ValueRef, VideoAspectRatio, VideoPersonGeneration,
+    AspectRatio, Choice, Entry, FileKind, Flavor, Key, Origin, OutputFormat, PersonGeneration, SafetyFilterLevel,
+    Sourced, Text, ValueRef, VideoAspectRatio, VideoPersonGeneration,
 };
 pub use schema::{
     ImageParams, ImagePrompts, KeySchema, NUMBER_OF_SCENES, Parameters, ScenePrompts, Shape, VIDEO_DURATION,

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use super::DEFAULT_FLAVOR;
-use super::diag::{Diagnostic, Diagnostics, nearest};
+use super::diag::{Diagnostic, Diagnostics, did_you_mean};
 use super::layer::Layer;
 use super::model::{FileKind, Flavor};
 
@@ -141,10 +141,7 @@ fn meta_path(layer: &Layer) -> String {
 
 fn report_unknown_parent(layer: &Layer, parent: &str, by_name: &BTreeMap<&str, &Layer>, diags: &mut Diagnostics) {
     let names: Vec<&str> = by_name.keys().copied().filter(|n| *n != layer.name).collect();
-    let hint = match nearest(parent, &names) {
-        Some(n) => format!(" (did you mean `{n}`?)"),
-        None => String::new(),
-    };
+    let hint = did_you_mean(parent, &names);
     let message = format!("extends: no flavor named `{parent}`{hint}; flavors: {}", names.join(", "));
     diags.push(match &layer.extends {
         Some(e) => Diagnostic::at(meta_path(layer), e.line, e.col, message),

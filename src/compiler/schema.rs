@@ -13,8 +13,8 @@
 use std::borrow::Cow;
 
 use super::model::{
-    AspectRatio, Choice, Entry, FileKind, Origin, OutputFormat, PersonGeneration, SafetyFilterLevel, Sourced, Text,
-    VideoAspectRatio, VideoPersonGeneration, View,
+    AspectRatio, Choice, Entry, FileKind, Key, Origin, OutputFormat, PersonGeneration, SafetyFilterLevel, Sourced,
+    Text, VideoAspectRatio, VideoPersonGeneration, View,
 };
 use super::template::{Template, Var};
 use super::yaml::Scalar;
@@ -259,6 +259,11 @@ macro_rules! config_file {
 
         impl $name {
             pub const FILE: FileKind = FileKind::$kind;
+            $(
+                #[doc = concat!("The key `", stringify!($field), "`.")]
+                #[allow(non_upper_case_globals)]
+                pub const $field: Key = Key { file: FileKind::$kind, name: stringify!($field) };
+            )*
             pub const KEYS: &'static [&'static str] = &[$(stringify!($field)),*];
             /// The keys that may be left out even in `default`, with their built-in values as written
             /// in YAML.

@@ -4,11 +4,10 @@
 
 use std::sync::Arc;
 
-use axum::http::StatusCode;
 use serde_json::json;
 
-use crate::api::error::ApiError;
-use crate::compiler::Flavor;
+use crate::api::error::{ApiError, ErrorKind};
+use crate::compiler::{Flavor, ImageParams};
 use crate::prompts::{Consumed, VideoPlan};
 use crate::providers::{Providers, VideoMaker};
 
@@ -34,8 +33,7 @@ impl VideoBackend {
             None | Some("" | "replicate") => Ok(VideoBackend::Replicate),
             Some("gemini") => Ok(VideoBackend::Gemini),
             Some(other) => Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "ValidationError",
+                ErrorKind::ValidationError,
                 format!("Invalid backend: {other}"),
                 json!({"field": "backend", "supported": ["replicate", "gemini"], "message": SUPPORTED_BACKENDS}),
             )),
@@ -60,7 +58,7 @@ impl VideoBackend {
         plan.model = &flavor.image_params.gemini_video_model.value;
         let target = "video_generator.model";
         plan.consumed.retain(|c| c.target != target);
-        let entry = flavor.entries().into_iter().find(|e| e.key == "gemini_video_model");
+        let entry = flavor.entries().into_iter().find(|e| e.is(ImageParams::gemini_video_model));
         plan.consumed.extend(entry.map(|entry| Consumed { entry, target }));
     }
 }
@@ -68,6 +66,7 @@ impl VideoBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::StatusCode;
 
     #[test]
     fn replicate_is_the_default_for_absent_empty_and_blank() {
@@ -81,7 +80,7 @@ mod tests {
     fn other_values_are_a_400_listing_both() {
         for value in ["vertex", "Gemini", "REPLICATE", "gemini-mock"] {
             let err = VideoBackend::parse(Some(value)).unwrap_err();
-            assert_eq!(err.status, StatusCode::BAD_REQUEST);
+            assert_eq!(err.status(), StatusCode::BAD_REQUEST);
             assert_eq!(err.kind, "ValidationError");
             assert_eq!(err.message, format!("Invalid backend: {value}"));
             assert_eq!(err.details["field"], "backend");

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -15,7 +15,7 @@ use super::video::Video;
 use super::{Generation, Run};
 use crate::api::AppState;
 use crate::api::debug_log;
-use crate::api::error::ApiError;
+use crate::api::error::{ApiError, ErrorKind};
 use crate::api::limits::bounded_texts;
 use crate::flavor::Chosen;
 use crate::jobs::{JobPipeline, Jobs, Planned};
@@ -43,27 +43,22 @@ pub async fn respond<G: Generation>(
     let planned = planned::<G>(report, plan)?;
     // The slot moves to the job's run: it is held while the generation runs, not while we wait.
     let id = jobs.submit_now(G::KIND, &planned, slot).await?;
-    let job = jobs.finished(&id).await;
-    let mut response = match (job.status.as_str(), job.output) {
-        ("succeeded", Some(output)) => {
+    let job = jobs.finished(&id).await.ok_or_else(|| ApiError::internal(format!("job {id} is gone")))?;
+    let mut response = match job.status.as_str() {
+        "succeeded" => {
             let report = FlavorReport::deserialize(&job.config_flavor)
                 .map_err(|e| ApiError::internal(format!("job {id}: its flavor report: {e}")))?;
+            let output = job.output.ok_or_else(|| ApiError::internal(format!("job {id} succeeded with no output")))?;
             with_flavor(&report, output)
         }
-        ("failed", _) => crate::api::error::error_answer(
-            job.error_status
-                .and_then(|s| StatusCode::from_u16(u16::try_from(s).ok()?).ok())
-                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            job.error_code.as_deref().unwrap_or("InternalError"),
-            job.error_message.unwrap_or_default(),
-            job.error_details.unwrap_or(Value::Null),
-        ),
-        _ => crate::api::error::error_answer(
-            StatusCode::CONFLICT,
-            "JobCanceled",
+        // The stored kind, message and details: the answer the run itself would have given.
+        "failed" => job.api_error().unwrap_or_else(|| ApiError::internal(format!("job {id} failed"))).into_response(),
+        _ => ApiError::new(
+            ErrorKind::JobCanceled,
             format!("job {id} was canceled before it finished"),
             json!({ "job_id": id }),
-        ),
+        )
+        .into_response(),
     };
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-job-id", value);
@@ -111,8 +106,7 @@ fn choose_flavor(state: &AppState, requested: Option<&str>) -> Result<Chosen, Ap
         crate::telemetry::flavor_fallback(state.strict_flavors);
         if state.strict_flavors {
             return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "UnknownFlavor",
+                ErrorKind::UnknownFlavor,
                 reason.clone(),
                 json!({ "field": "config_flavor", "available": state.flavors.names() }),
             ));

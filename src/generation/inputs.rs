@@ -7,7 +7,7 @@
 use base64::Engine;
 use serde_json::json;
 
-use crate::api::error::ApiError;
+use crate::api::error::{ApiError, ErrorKind};
 use crate::compiler::Choice;
 use crate::prompts::py_strip;
 use crate::providers::{Media, sniff_media_type};
@@ -128,12 +128,7 @@ pub fn reference_image(value: Option<String>) -> Result<Option<Media>, ApiError>
         return Err(too_large());
     }
     let content_type = sniff_media_type(&bytes).filter(|t| t.starts_with("image/")).ok_or_else(|| {
-        ApiError::new(
-            axum::http::StatusCode::BAD_REQUEST,
-            "ValidationError",
-            format!("{FIELD}: is not a PNG, JPEG or WebP image"),
-            json!(FIELD),
-        )
+        ApiError::new(ErrorKind::ValidationError, format!("{FIELD}: is not a PNG, JPEG or WebP image"), json!(FIELD))
     })?;
     Ok(Some(Media { bytes, content_type: content_type.to_string() }))
 }
@@ -192,7 +187,7 @@ mod tests {
         assert_eq!(reference_image(Some("  ".into())).expect("blank"), None);
         for bad in [b64(b"GIF89a..."), "not base64!".to_string(), "data:image/png,raw".to_string()] {
             let e = reference_image(Some(bad.clone())).expect_err("refused");
-            assert_eq!((e.status.as_u16(), e.details.clone()), (400, json!("reference_image_base64")), "{bad}");
+            assert_eq!((e.status().as_u16(), e.details.clone()), (400, json!("reference_image_base64")), "{bad}");
         }
     }
 }

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use axum::http::StatusCode;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
@@ -18,7 +17,7 @@ use tokio_util::task::TaskTracker;
 
 use super::pipeline::{JobPipeline, Planned};
 use super::store::{Claimed, Dialect, KeyState, NewJob, Outcome, Store, StoreError};
-use crate::api::error::ApiError;
+use crate::api::error::{ApiError, ErrorKind};
 use crate::providers::{BoxFuture, RunContext, RunObserver, UpstreamRun};
 
 /// The kinds a job may have (the pipeline decides what each means).
@@ -54,7 +53,9 @@ impl Default for EngineConfig {
 
 /// A job the API accepted: new, or the one an `Idempotency-Key` already made.
 pub enum Submitted {
-    New(String),
+    /// Stored now: the row as stored.
+    New(Box<super::store::JobRow>),
+    /// The id of the job the `Idempotency-Key` made before.
     Replayed(String),
 }
 
@@ -69,6 +70,9 @@ pub struct Jobs {
     /// The workers' shutdown token and tracker once started: jobs run at once for a sync request
     /// stop, release and are waited for like any worker's.
     running: std::sync::OnceLock<(CancellationToken, TaskTracker)>,
+    /// Ends every event stream (shutdown): clients reconnect with `Last-Event-ID` elsewhere
+    /// instead of holding the connection drain open until its deadline.
+    draining: CancellationToken,
 }
 
 impl Jobs {
@@ -83,6 +87,7 @@ impl Jobs {
             wake,
             closed: CancellationToken::new(),
             running: std::sync::OnceLock::new(),
+            draining: CancellationToken::new(),
         });
         if jobs.store.dialect() == Dialect::Postgres {
             let listener = sqlx::postgres::PgListener::connect(url)
@@ -122,16 +127,14 @@ impl Jobs {
                 KeyState::Same(Some(id)) => return Ok(Submitted::Replayed(id)),
                 KeyState::Same(None) => {
                     return Err(ApiError::new(
-                        StatusCode::CONFLICT,
-                        "IdempotencyKeyInUse",
+                        ErrorKind::IdempotencyKeyInUse,
                         "a request with this Idempotency-Key is still being processed; retry shortly",
                         json!("idempotency-key"),
                     ));
                 }
                 KeyState::Other => {
                     return Err(ApiError::new(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "IdempotencyKeyReused",
+                        ErrorKind::IdempotencyKeyReused,
                         "this Idempotency-Key was used with a different request body",
                         json!("idempotency-key"),
                     ));
@@ -147,7 +150,12 @@ impl Jobs {
         result.map(Submitted::New)
     }
 
-    async fn plan_and_store(&self, kind: &str, input: Value, key: Option<&str>) -> Result<String, ApiError> {
+    async fn plan_and_store(
+        &self,
+        kind: &str,
+        input: Value,
+        key: Option<&str>,
+    ) -> Result<Box<super::store::JobRow>, ApiError> {
         let planned = self.pipeline.plan(kind, input).await?;
         self.store_planned(kind, &planned, key, None).await
     }
@@ -164,7 +172,7 @@ impl Jobs {
         planned: &Planned,
         guard: impl Send + 'static,
     ) -> Result<String, ApiError> {
-        let id = self.store_planned(kind, planned, None, Some(1)).await?;
+        let id = self.store_planned(kind, planned, None, Some(1)).await?.id;
         let jobs = Arc::clone(self);
         let job_id = id.clone();
         let run = async move {
@@ -195,7 +203,7 @@ impl Jobs {
         planned: &Planned,
         key: Option<&str>,
         max_attempts: Option<i64>,
-    ) -> Result<String, ApiError> {
+    ) -> Result<Box<super::store::JobRow>, ApiError> {
         let id = uuid::Uuid::new_v4().to_string();
         let job = NewJob {
             id: &id,
@@ -206,20 +214,24 @@ impl Jobs {
             sequence: planned.sequence.map(i64::from),
             max_attempts,
         };
-        self.store.insert(&job, key).await.map_err(unavailable)?;
+        let row = self.store.insert(&job, key).await.map_err(unavailable)?;
         self.woke(&id);
-        Ok(id)
+        Ok(Box::new(row))
     }
 
     /// The job once it is succeeded, failed or canceled. Woken by this process's broadcast; reads
     /// the row anyway every `config.poll`, as a worker in another process tells us nothing. A
-    /// database fault is retried: the job's result is kept either way.
-    pub async fn finished(&self, id: &str) -> super::store::JobRow {
+    /// database fault is retried: the job's result is kept either way. `None`: no such job. For
+    /// the sync endpoints' submit-and-wait: a client that hangs up drops only this wait, never the job.
+    pub async fn finished(&self, id: &str) -> Option<super::store::JobRow> {
         let mut wake = self.subscribe();
         loop {
             match self.store.get(id).await {
-                Ok(Some(job)) if matches!(job.status.as_str(), "succeeded" | "failed" | "canceled") => return job,
-                Ok(_) => {}
+                Ok(Some(job)) if matches!(job.status.as_str(), "succeeded" | "failed" | "canceled") => {
+                    return Some(job);
+                }
+                Ok(None) => return None,
+                Ok(Some(_)) => {}
                 Err(e) => tracing::debug!(job = %id, error = %e, "cannot read a waited-on job; retrying"),
             }
             let _ = tokio::time::timeout(self.config.poll, async {
@@ -256,6 +268,16 @@ impl Jobs {
         }
         tracker.close();
         tracker
+    }
+
+    /// Ends every open event stream now and refuses new ones to stay open (see `draining`).
+    pub fn end_streams(&self) {
+        self.draining.cancel();
+    }
+
+    /// Fires when event streams must end.
+    pub fn draining(&self) -> &CancellationToken {
+        &self.draining
     }
 
     /// Stops the listener and closes the pool.
@@ -335,21 +357,26 @@ impl Jobs {
             }
         };
         let outcome_error;
+        // The stored code is the error kind's wire name, as in the sync endpoints' error bodies.
+        let code = match &ended {
+            Ended::Ran(Err(e)) => e.kind.to_string(),
+            _ => String::new(),
+        };
         let outcome = match &ended {
             Ended::Ran(Ok(output)) => Outcome::Succeeded(output),
             Ended::Ran(Err(e))
-                if e.status.is_server_error()
+                if e.status().is_server_error()
                     && job.attempts < job.max_attempts.unwrap_or(i64::from(self.config.max_attempts)) =>
             {
                 outcome_error = e.message.clone();
                 Outcome::Retry {
-                    code: e.kind,
+                    code: &code,
                     message: &outcome_error,
                     after: backoff(job.attempts as u32, Duration::from_secs(60)),
                 }
             }
             Ended::Ran(Err(e)) => {
-                Outcome::Failed { code: e.kind, message: &e.message, status: e.status.as_u16(), details: &e.details }
+                Outcome::Failed { code: &code, message: &e.message, status: e.status().as_u16(), details: &e.details }
             }
             Ended::Cancel => Outcome::Canceled,
             Ended::Shutdown => Outcome::Released,
@@ -444,8 +471,7 @@ fn backoff(failures: u32, cap: Duration) -> Duration {
 pub fn unavailable(e: StoreError) -> ApiError {
     tracing::warn!(error = %e, "jobs database unavailable");
     ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "DatabaseUnavailable",
+        ErrorKind::DatabaseUnavailable,
         "the jobs database is unavailable; nothing was stored, retry shortly",
         json!({ "retry_after_seconds": 5 }),
     )

@@ -20,6 +20,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Connection, Row};
 
+use crate::api::error::{ApiError, ErrorKind};
 use crate::providers::UpstreamRun;
 
 /// The channel `pg_notify` wakes listeners on; the payload is the job id.
@@ -50,9 +51,9 @@ pub struct JobRow {
     pub output: Option<Value>,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
-    /// The HTTP status and `details` of a failed job's error, as the sync endpoint answers it.
+    /// The HTTP status and `details` the sync endpoint would have answered the failure with.
     pub error_status: Option<i64>,
-    pub error_details: Option<Value>,
+    pub error_details: Value,
     pub attempts: i64,
     pub progress_stage: Option<String>,
     pub progress_upstream_status: Option<String>,
@@ -62,6 +63,23 @@ pub struct JobRow {
     pub cancel_requested: bool,
     /// The latest saved upstream run.
     pub upstream: Option<UpstreamRun>,
+}
+
+impl JobRow {
+    /// The error the sync endpoint answers for this failed job: the kind (and so the status),
+    /// message and details the pipeline failed with (so `Retry-After` and the field name survive
+    /// the store). A kind this build does not know is answered as an upstream error.
+    pub fn api_error(&self) -> Option<ApiError> {
+        if self.status != "failed" {
+            return None;
+        }
+        let kind = self.error_code.clone().map(Value::String).and_then(|code| serde_json::from_value(code).ok());
+        Some(ApiError::new(
+            kind.unwrap_or(ErrorKind::UpstreamError),
+            self.error_message.clone().unwrap_or_default(),
+            self.error_details.clone(),
+        ))
+    }
 }
 
 /// One stored event.
@@ -178,7 +196,7 @@ fn job_row(row: &AnyRow) -> Result<JobRow, sqlx::Error> {
         error_code: row.try_get("error_code")?,
         error_message: row.try_get("error_message")?,
         error_status: row.try_get("error_status")?,
-        error_details: row.try_get::<Option<String>, _>("error_details")?.map(|t| json(Some(t))),
+        error_details: json(row.try_get("error_details")?),
         attempts: row.try_get("attempts")?,
         progress_stage: row.try_get("progress_stage")?,
         progress_upstream_status: row.try_get("progress_upstream_status")?,
@@ -190,25 +208,19 @@ fn job_row(row: &AnyRow) -> Result<JobRow, sqlx::Error> {
     })
 }
 
-/// The migrations of one dialect, embedded in the binary (the `Any` driver runs them).
+/// The migrations, embedded in the binary (the `Any` driver runs them). One text for both
+/// dialects: only the serial key differs, and SQLite's `AUTOINCREMENT` keeps ids increasing.
 fn migrator(dialect: Dialect) -> Migrator {
-    let sql: [(&str, &str); 2] = match dialect {
-        Dialect::Sqlite => [
-            ("jobs", include_str!("../../migrations/jobs/sqlite/0001_jobs.sql")),
-            ("sync_jobs", include_str!("../../migrations/jobs/sqlite/0002_sync_jobs.sql")),
-        ],
-        Dialect::Postgres => [
-            ("jobs", include_str!("../../migrations/jobs/postgres/0001_jobs.sql")),
-            ("sync_jobs", include_str!("../../migrations/jobs/postgres/0002_sync_jobs.sql")),
-        ],
+    const JOBS: &str = include_str!("../../migrations/jobs/0001_jobs.sql");
+    const SYNC_JOBS: &str = include_str!("../../migrations/jobs/0002_sync_jobs.sql");
+    let jobs = match dialect {
+        Dialect::Sqlite => Cow::Owned(JOBS.replace("BIGSERIAL PRIMARY KEY", "INTEGER PRIMARY KEY AUTOINCREMENT")),
+        Dialect::Postgres => Cow::Borrowed(JOBS),
     };
-    let migrations = sql
-        .into_iter()
-        .zip(1..)
-        .map(|((name, sql), version)| {
-            Migration::new(version, Cow::Borrowed(name), MigrationType::Simple, Cow::Borrowed(sql), false)
-        })
-        .collect();
+    let migrations = vec![
+        Migration::new(1, Cow::Borrowed("jobs"), MigrationType::Simple, jobs, false),
+        Migration::new(2, Cow::Borrowed("sync_jobs"), MigrationType::Simple, Cow::Borrowed(SYNC_JOBS), false),
+    ];
     Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
 }
 
@@ -226,7 +238,7 @@ impl Store {
         let shown = redact(url);
         let options = AnyPoolOptions::new()
             .max_connections(if dialect == Dialect::Sqlite { 8 } else { 16 })
-            .acquire_timeout(Duration::from_secs(5));
+            .acquire_timeout(Duration::from_secs(3));
         let options = if dialect == Dialect::Sqlite {
             // WAL lets readers (listings, event streams) run beside the one writer; the busy
             // timeout makes a second process sharing the file wait for the lock instead of failing.
@@ -259,8 +271,8 @@ impl Store {
         self.pool.close().await;
     }
 
-    /// Inserts an event after touching its job's row (which orders one job's events, see above),
-    /// and on PostgreSQL wakes every replica, all in `tx`.
+    /// Inserts an event and on PostgreSQL wakes every replica, in `tx`. Every caller has already
+    /// written the job's row in `tx`: that row lock orders one job's events (see above).
     async fn event(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
@@ -268,10 +280,6 @@ impl Store {
         kind: &str,
         data: &Value,
     ) -> Result<(), sqlx::Error> {
-        sqlx::query("UPDATE jobs SET cancel_requested = cancel_requested WHERE id = $1")
-            .bind(job_id)
-            .execute(&mut **tx)
-            .await?;
         sqlx::query("INSERT INTO job_events (job_id, at, kind, data) VALUES ($1, $2, $3, $4)")
             .bind(job_id)
             .bind(now_ms())
@@ -320,12 +328,14 @@ impl Store {
     }
 
     /// Stores a queued job and its first event (and binds `key` to it) in one transaction.
-    pub async fn insert(&self, job: &NewJob<'_>, key: Option<&str>) -> Result<(), StoreError> {
+    /// Returns the stored row, so the submit answer needs no second read.
+    pub async fn insert(&self, job: &NewJob<'_>, key: Option<&str>) -> Result<JobRow, StoreError> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
+        let inserted = sqlx::query(
             "INSERT INTO jobs (id, kind, status, plan, config_flavor, project_id, sequence, attempts, created_at, \
-             run_after, cancel_requested, max_attempts) VALUES ($1, $2, 'queued', $3, $4, $5, $6, 0, $7, $7, 0, $8)",
+             run_after, cancel_requested, max_attempts) VALUES ($1, $2, 'queued', $3, $4, $5, $6, 0, $7, $7, 0, $8) \
+             RETURNING seq",
         )
         .bind(job.id)
         .bind(job.kind)
@@ -335,7 +345,7 @@ impl Store {
         .bind(job.sequence)
         .bind(now)
         .bind(job.max_attempts)
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await?;
         self.event(&mut tx, job.id, "queued", &serde_json::json!({ "status": "queued" })).await?;
         if let Some(key) = key {
@@ -346,7 +356,29 @@ impl Store {
                 .await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(JobRow {
+            seq: inserted.try_get("seq")?,
+            id: job.id.to_owned(),
+            kind: job.kind.to_owned(),
+            status: "queued".into(),
+            plan: job.plan.clone(),
+            config_flavor: job.config_flavor.clone(),
+            project_id: job.project_id.map(str::to_owned),
+            sequence: job.sequence,
+            output: None,
+            error_code: None,
+            error_message: None,
+            error_status: None,
+            error_details: Value::Null,
+            attempts: 0,
+            progress_stage: None,
+            progress_upstream_status: None,
+            created_at: now,
+            started_at: None,
+            completed_at: None,
+            cancel_requested: false,
+            upstream: None,
+        })
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<JobRow>, StoreError> {

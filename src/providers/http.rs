@@ -234,7 +234,7 @@ const MAX_PREALLOCATION: u64 = 16 * 1024 * 1024;
 /// The media type of a response (`image/png`), lowercased and without parameters.
 pub fn media_type(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(CONTENT_TYPE)?.to_str().ok()?;
-    let essence = value.split(';').next()?.trim().to_ascii_lowercase();
+    let essence = super::essence(value);
     (!essence.is_empty()).then_some(essence)
 }
 

@@ -99,10 +99,16 @@ pub const MEDIA_TYPES: &[(&str, &str)] = &[
     ("application/json", "json"),
 ];
 
+/// A content type's essence: the media type without parameters (`; charset=...`), trimmed and
+/// lowercased, e.g. `image/png`; empty when there is none.
+pub fn essence(content_type: &str) -> String {
+    content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
+}
+
 /// The stored extension for a content type (parameters such as `; charset` ignored), if mvgen
 /// stores that type at all.
 pub fn extension_for(content_type: &str) -> Option<&'static str> {
-    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let essence = essence(content_type);
     MEDIA_TYPES.iter().find(|(ct, _)| *ct == essence).map(|(_, ext)| *ext)
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::http::{HeaderValue, Request, Response, StatusCode, header};
+use axum::http::{HeaderValue, Request, Response, header};
 use axum::response::IntoResponse;
 use hyper::body::{Body as _, Frame, Incoming, SizeHint};
 use serde_json::json;
@@ -18,7 +18,7 @@ use tokio::time::{Instant, Sleep};
 use tower::Service;
 
 use super::conn::ConnState;
-use crate::api::error::ApiError;
+use crate::api::error::{ApiError, ErrorKind};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -67,8 +67,7 @@ fn closing(mut response: Response<Body>) -> Response<Body> {
 
 fn body_timeout_error(timeout: Duration) -> ApiError {
     ApiError::new(
-        StatusCode::REQUEST_TIMEOUT,
-        "RequestTimeout",
+        ErrorKind::RequestTimeout,
         format!("the request body did not arrive within {} s", timeout.as_secs_f64()),
         json!({ "timeout_seconds": timeout.as_secs_f64() }),
     )

@@ -1186,7 +1186,7 @@ async fn a_job_input_is_refused_as_the_sync_endpoint_refuses_it() {
     ] {
         let (status, sync) = t.post(uri, &body).await;
         let err = pipeline.plan(kind, body.clone()).await.expect_err("refused");
-        assert_eq!(err.status, status, "{body}");
+        assert_eq!(err.status(), status, "{body}");
         assert_eq!(
             (json!(err.kind), json!(err.message), err.details),
             (sync["detail"]["error"].clone(), sync["detail"]["message"].clone(), sync["detail"]["details"].clone()),
@@ -1194,6 +1194,29 @@ async fn a_job_input_is_refused_as_the_sync_endpoint_refuses_it() {
         );
     }
     let err = pipeline.plan("song", json!({})).await.expect_err("no such kind");
-    assert_eq!((err.status, err.details), (StatusCode::BAD_REQUEST, json!("kind")));
+    assert_eq!((err.status(), err.details), (StatusCode::BAD_REQUEST, json!("kind")));
     assert!(t.scenes.received().is_empty() && t.images.received().is_empty() && t.videos.received().is_empty());
+}
+
+#[test]
+fn a_server_fault_is_logged_once_and_a_caller_mistake_not_at_all() {
+    let blocker = tempfile::NamedTempFile::new().expect("temp file");
+    // The output directory is a file: nothing can be stored, a 500 with the cause logged.
+    let t = TestApp::with(|s| s.output_dir = blocker.path().join("outputs"), |_| {});
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let mut answers = Vec::new();
+    let logs = capture_logs(|| {
+        for body in
+            [json!({"idea": "i", "character_description": "c"}), json!({"idea": " ", "character_description": "c"})]
+        {
+            answers.push(rt.block_on(t.post("/api/mv/create_scenes", &body)));
+        }
+    });
+    assert_eq!(answers[0].0, StatusCode::INTERNAL_SERVER_ERROR, "{}", answers[0].1);
+    assert_eq!(answers[0].1["detail"]["error"], "StorageError");
+    assert_eq!(answers[1].0, StatusCode::BAD_REQUEST);
+    let message = answers[0].1["detail"]["message"].as_str().expect("message");
+    assert_eq!(logs.matches(message).count(), 1, "{logs}");
+    assert!(logs.contains("ERROR") && logs.contains("kind=StorageError") && logs.contains("status=500"), "{logs}");
+    assert!(!logs.contains("must not be empty"), "a caller mistake is answered, not logged: {logs}");
 }

@@ -12,8 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::http::StatusCode;
-use mvgen::api::error::ApiError;
+use mvgen::api::error::{ApiError, ErrorKind};
 use mvgen::jobs::{JobPipeline, KINDS, Planned};
 use mvgen::providers::{BoxFuture, RunContext};
 use serde_json::{Value, json};
@@ -77,7 +76,7 @@ impl Drop for DropCount<'_> {
 }
 
 fn upstream_error(message: &str) -> ApiError {
-    ApiError::new(StatusCode::BAD_GATEWAY, "UpstreamError", message, json!({ "provider": "fake" }))
+    ApiError::new(ErrorKind::UpstreamError, message, json!({ "provider": "fake" }))
 }
 
 impl JobPipeline for FakePipeline {
@@ -122,12 +121,7 @@ impl JobPipeline for FakePipeline {
             match plan["fail"].as_str() {
                 Some("caller") => {
                     guard.1 = true;
-                    return Err(ApiError::new(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "ContentRefused",
-                        "refused",
-                        Value::Null,
-                    ));
+                    return Err(ApiError::new(ErrorKind::ContentRefused, "refused", Value::Null));
                 }
                 Some("upstream") => {
                     guard.1 = true;

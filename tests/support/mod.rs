@@ -12,6 +12,7 @@ pub mod client;
 pub mod fake_upstream;
 pub mod job_pipeline;
 pub mod postgres;
+pub mod seaweed;
 pub mod server_process;
 pub mod test_app;
 pub mod tool;

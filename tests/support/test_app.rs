@@ -115,6 +115,19 @@ impl TestApp {
     }
 
     pub fn with(settings: impl FnOnce(&mut Settings), providers: impl FnOnce(&mut Providers)) -> Self {
+        TestApp::with_storage(settings, providers, |dir| Arc::new(LocalStorage::new(dir)))
+    }
+
+    /// An app on `storage` (given the output directory, which `file://` would use).
+    pub fn on(storage: Arc<dyn mvgen::storage::Storage>) -> Self {
+        TestApp::with_storage(|_| {}, |_| {}, |_| storage)
+    }
+
+    fn with_storage(
+        settings: impl FnOnce(&mut Settings),
+        providers: impl FnOnce(&mut Providers),
+        storage: impl FnOnce(&std::path::Path) -> Arc<dyn mvgen::storage::Storage>,
+    ) -> Self {
         let mut s = Settings::from_vars(None, |_| None).expect("settings");
         let dir = tempfile::tempdir().expect("temp dir");
         s.output_dir = dir.path().join("outputs");
@@ -133,7 +146,7 @@ impl TestApp {
         let generations = mvgen::api::limits::GenerationSlots::new(s.max_concurrent_generations);
         let state = AppState {
             providers: p,
-            storage: Arc::new(LocalStorage::new(&s.output_dir)),
+            storage: storage(&s.output_dir),
             debug: s.debug,
             strict_flavors: s.strict_flavors,
             generations: generations.clone(),

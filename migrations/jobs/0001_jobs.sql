@@ -1,4 +1,5 @@
--- Durable generation jobs (src/jobs/store.rs). Times are Unix milliseconds; JSON is TEXT.
+-- Durable generation jobs (src/jobs/store.rs). Times are Unix milliseconds; JSON is TEXT. Written for
+-- PostgreSQL; SQLite gets `INTEGER PRIMARY KEY AUTOINCREMENT` for `BIGSERIAL PRIMARY KEY` (store::migrator).
 CREATE TABLE jobs (
     seq BIGSERIAL PRIMARY KEY,
     id TEXT NOT NULL UNIQUE,
@@ -12,6 +13,7 @@ CREATE TABLE jobs (
     error_code TEXT,
     error_message TEXT,
     error_status BIGINT,
+    error_details TEXT,
     attempts BIGINT NOT NULL DEFAULT 0,
     progress_stage TEXT,
     progress_upstream_status TEXT,
