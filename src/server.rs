@@ -201,7 +201,8 @@ pub fn app_with_jobs(state: AppState, settings: &Settings, jobs: Option<Arc<crat
     let metrics = settings.metrics && crate::telemetry::install().is_some();
     let mut routes = api::routes().route("/api/openapi.json", get(api::openapi::openapi_json));
     if let Some(jobs) = jobs {
-        routes = routes.merge(api::jobs::router(jobs));
+        // The sync endpoints find the engine here and run as jobs (see `generation::respond`).
+        routes = routes.merge(api::jobs::router(jobs.clone())).layer(axum::Extension(jobs));
     }
     if metrics {
         routes = routes.route("/metrics", get(crate::telemetry::metrics_text));

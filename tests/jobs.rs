@@ -136,9 +136,9 @@ async fn retryable_failures_are_retried_and_caller_errors_fail_at_once() {
     let once = submit(&jobs, "scenes", json!({ "prompt": "flaky", "fail": "upstream_once" })).await;
     let caller = submit(&jobs, "scenes", json!({ "prompt": "refused", "fail": "caller" })).await;
     let always = submit(&jobs, "scenes", json!({ "prompt": "down", "fail": "upstream" })).await;
-    let waited = jobs.wait(&once).await.unwrap().expect("known");
+    let waited = jobs.finished(&once).await.expect("known");
     assert_eq!(waited.status, "succeeded", "wait returns the finished job");
-    assert!(jobs.wait(&uuid::Uuid::new_v4().to_string()).await.unwrap().is_none());
+    assert!(jobs.finished(&uuid::Uuid::new_v4().to_string()).await.is_none());
     let once = wait_until(&jobs, &once, "finished", finished).await;
     assert_eq!((once.status.as_str(), once.attempts), ("succeeded", 2), "{once:?}");
     let caller = wait_until(&jobs, &caller, "finished", finished).await;

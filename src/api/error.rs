@@ -62,6 +62,8 @@ pub enum ErrorKind {
     IdempotencyKeyReused,
     /// Jobs: a cancel of a job that already ended.
     JobFinished,
+    /// A sync request whose job was canceled (through the jobs API) while it waited.
+    JobCanceled,
     /// Jobs: the jobs database cannot be reached; nothing was stored.
     DatabaseUnavailable,
     /// The object store is down or failing: this request fails, retryable; nothing stored is lost.
@@ -81,7 +83,7 @@ impl ErrorKind {
             | UnknownFlavor
             | InvalidIdempotencyKey => StatusCode::BAD_REQUEST,
             RequestValidationError | ContentRefused | IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
-            IdempotencyKeyInUse | JobFinished => StatusCode::CONFLICT,
+            IdempotencyKeyInUse | JobFinished | JobCanceled => StatusCode::CONFLICT,
             NotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             RequestTimeout => StatusCode::REQUEST_TIMEOUT,

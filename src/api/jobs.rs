@@ -353,6 +353,19 @@ pub async fn cancel_job(State(jobs): State<Arc<Jobs>>, ValidPath(id): ValidPath<
 /// `released`, and the final `succeeded`, `failed` or `canceled`) and its data a JSON object. A
 /// reconnect with `Last-Event-ID` first gets what it missed. Comments keep the connection alive;
 /// the stream ends after the final event.
+/// One Server-Sent Event of a job's stream, as OpenAPI 3.1 describes `text/event-stream` items:
+/// `id` (the resume point for `Last-Event-ID`), `event` (`queued`, `processing`, `upstream`,
+/// `progress`, `retrying`, `released`, `succeeded`, `failed`, `canceled`) and `data` (a JSON object
+/// with `job_id`, `at` and the event's fields).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // Only read by the OpenAPI derive.
+struct SseEvent {
+    id: Option<String>,
+    event: Option<String>,
+    data: Option<String>,
+    retry: Option<u64>,
+}
+
 #[utoipa::path(
     get,
     path = "/api/mv/jobs/{id}/events",
@@ -362,7 +375,7 @@ pub async fn cancel_job(State(jobs): State<Arc<Jobs>>, ValidPath(id): ValidPath<
         ("Last-Event-ID" = Option<String>, Header, description = "The last event id seen"),
     ),
     responses(
-        (status = 200, description = "The event stream", content_type = "text/event-stream", body = String),
+        (status = 200, description = "The event stream", content_type = "text/event-stream", body = SseEvent),
         JobReadErrors,
     )
 )]

@@ -2,6 +2,8 @@
 //! now and run later by the job engine ([`Pipeline`]). Both take the same steps in the same order,
 //! so a job is validated, planned and answered exactly as the sync endpoint is.
 
+use std::sync::Arc;
+
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -16,20 +18,52 @@ use crate::api::debug_log;
 use crate::api::error::{ApiError, ErrorKind};
 use crate::api::limits::bounded_texts;
 use crate::flavor::Chosen;
-use crate::jobs::{JobPipeline, Planned};
+use crate::jobs::{JobPipeline, Jobs, Planned};
 use crate::providers::{BoxFuture, RunContext};
 
 /// The sync endpoint of kind `G`: validate, choose the flavor, take a generation slot, plan, run,
-/// answer with the `X-Config-Flavor` headers.
-pub async fn respond<G: Generation>(state: &AppState, input: G::Input) -> Result<Response, ApiError> {
+/// answer with the `X-Config-Flavor` headers. With a job engine the run is a job (submit and wait,
+/// `X-Job-Id` on the answer): a caller who hangs up no longer stops it, and its result is kept.
+/// Without one (the in-process test app) the request runs the plan itself, the same steps.
+pub async fn respond<G: Generation>(
+    state: &AppState,
+    jobs: Option<&Arc<Jobs>>,
+    input: G::Input,
+) -> Result<Response, ApiError> {
     let request = validate::<G>(input)?;
     let chosen = choose_flavor(state, request.config_flavor())?;
     // Taken once the request is known to be valid: at the cap a bad request still gets its 4xx.
-    let _slot = state.generations.take()?;
+    let slot = state.generations.take()?;
     let plan = plan(state, &request, &chosen);
     let report = FlavorReport::from(&chosen);
-    let answer = G::run(&plan, Run { state, flavor: &report, ctx: RunContext::detached() }).await?;
-    Ok(with_flavor(&report, answer))
+    let Some(jobs) = jobs else {
+        let answer = G::run(&plan, Run { state, flavor: &report, ctx: RunContext::detached() }).await?;
+        return Ok(with_flavor(&report, answer));
+    };
+    let planned = planned::<G>(report, plan)?;
+    // The slot moves to the job's run: it is held while the generation runs, not while we wait.
+    let id = jobs.submit_now(G::KIND, &planned, slot).await?;
+    let job = jobs.finished(&id).await.ok_or_else(|| ApiError::internal(format!("job {id} is gone")))?;
+    let mut response = match job.status.as_str() {
+        "succeeded" => {
+            let report = FlavorReport::deserialize(&job.config_flavor)
+                .map_err(|e| ApiError::internal(format!("job {id}: its flavor report: {e}")))?;
+            let output = job.output.ok_or_else(|| ApiError::internal(format!("job {id} succeeded with no output")))?;
+            with_flavor(&report, output)
+        }
+        // The stored kind, message and details: the answer the run itself would have given.
+        "failed" => job.api_error().unwrap_or_else(|| ApiError::internal(format!("job {id} failed"))).into_response(),
+        _ => ApiError::new(
+            ErrorKind::JobCanceled,
+            format!("job {id} was canceled before it finished"),
+            json!({ "job_id": id }),
+        )
+        .into_response(),
+    };
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-job-id", value);
+    }
+    Ok(response)
 }
 
 /// A body's text fields bounded in length, then its values checked.
@@ -155,8 +189,12 @@ fn plan_job<G: Generation>(state: &AppState, input: Value) -> Result<Planned, Ap
     let request = validate::<G>(crate::api::extract::parse::<G::Input>(&bytes)?)?;
     let chosen = choose_flavor(state, request.config_flavor())?;
     let plan = plan(state, &request, &chosen);
+    planned::<G>(FlavorReport::from(&chosen), plan)
+}
+
+/// A kind's plan as the job engine stores it.
+fn planned<G: Generation>(config_flavor: FlavorReport, plan: G::Plan) -> Result<Planned, ApiError> {
     let (project_id, sequence) = G::project(&plan);
-    let config_flavor = FlavorReport::from(&chosen);
     let stored = Stored { config_flavor, plan };
     let unserialisable = |e: serde_json::Error| ApiError::internal(format!("the plan could not be serialised: {e}"));
     Ok(Planned {

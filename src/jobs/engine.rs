@@ -15,7 +15,7 @@ use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::pipeline::JobPipeline;
+use super::pipeline::{JobPipeline, Planned};
 use super::store::{Claimed, Dialect, KeyState, NewJob, Outcome, Store, StoreError};
 use crate::api::error::{ApiError, ErrorKind};
 use crate::providers::{BoxFuture, RunContext, RunObserver, UpstreamRun};
@@ -67,6 +67,9 @@ pub struct Jobs {
     wake: broadcast::Sender<String>,
     /// Stops the background tasks (the PostgreSQL listener).
     closed: CancellationToken,
+    /// The workers' shutdown token and tracker once started: jobs run at once for a sync request
+    /// stop, release and are waited for like any worker's.
+    running: std::sync::OnceLock<(CancellationToken, TaskTracker)>,
     /// Ends every event stream (shutdown): clients reconnect with `Last-Event-ID` elsewhere
     /// instead of holding the connection drain open until its deadline.
     draining: CancellationToken,
@@ -83,6 +86,7 @@ impl Jobs {
             config,
             wake,
             closed: CancellationToken::new(),
+            running: std::sync::OnceLock::new(),
             draining: CancellationToken::new(),
         });
         if jobs.store.dialect() == Dialect::Postgres {
@@ -153,6 +157,53 @@ impl Jobs {
         key: Option<&str>,
     ) -> Result<Box<super::store::JobRow>, ApiError> {
         let planned = self.pipeline.plan(kind, input).await?;
+        self.store_planned(kind, &planned, key, None).await
+    }
+
+    /// Stores a job its caller already planned, then runs it at once in this process (unless a
+    /// worker claims it first) and returns its id. For the sync endpoints: they wait on it rather
+    /// than queue behind other jobs, `max_attempts` 1 so an upstream failure answers the caller as
+    /// it did before jobs (a takeover after a dead worker still resumes its saved run). The run is
+    /// its own task holding `guard` (the caller's generation slot) until it ends: a caller who
+    /// hangs up neither cancels it nor frees the slot early.
+    pub async fn submit_now(
+        self: &Arc<Self>,
+        kind: &str,
+        planned: &Planned,
+        guard: impl Send + 'static,
+    ) -> Result<String, ApiError> {
+        let id = self.store_planned(kind, planned, None, Some(1)).await?.id;
+        let jobs = Arc::clone(self);
+        let job_id = id.clone();
+        let run = async move {
+            let _guard = guard;
+            let (shutdown, _) =
+                jobs.running.get().cloned().unwrap_or_else(|| (jobs.closed.clone(), TaskTracker::new()));
+            let claim = format!("{}/now", uuid::Uuid::new_v4());
+            match jobs.store.claim_job(&claim, &job_id).await {
+                Ok(Some(job)) => {
+                    jobs.woke(&job.id);
+                    jobs.run(job, &shutdown).await;
+                }
+                // A worker took it first; the caller waits on that worker instead.
+                Ok(None) => {}
+                Err(e) => tracing::warn!(job = %job_id, error = %e, "cannot claim a sync job; left to the workers"),
+            }
+        };
+        match self.running.get() {
+            Some((_, tracker)) => tracker.spawn(run),
+            None => tokio::spawn(run),
+        };
+        Ok(id)
+    }
+
+    async fn store_planned(
+        &self,
+        kind: &str,
+        planned: &Planned,
+        key: Option<&str>,
+        max_attempts: Option<i64>,
+    ) -> Result<Box<super::store::JobRow>, ApiError> {
         let id = uuid::Uuid::new_v4().to_string();
         let job = NewJob {
             id: &id,
@@ -161,27 +212,29 @@ impl Jobs {
             config_flavor: &planned.config_flavor,
             project_id: planned.project_id.as_deref(),
             sequence: planned.sequence.map(i64::from),
+            max_attempts,
         };
         let row = self.store.insert(&job, key).await.map_err(unavailable)?;
         self.woke(&id);
         Ok(Box::new(row))
     }
 
-    /// Waits until job `id` is finished (succeeded, failed or canceled) and returns it; `None` for
-    /// an unknown job. For the sync endpoints' submit-and-wait: a client that hangs up drops only
-    /// this wait, never the job.
-    pub async fn wait(&self, id: &str) -> Result<Option<super::store::JobRow>, StoreError> {
+    /// The job once it is succeeded, failed or canceled. Woken by this process's broadcast; reads
+    /// the row anyway every `config.poll`, as a worker in another process tells us nothing. A
+    /// database fault is retried: the job's result is kept either way. `None`: no such job. For
+    /// the sync endpoints' submit-and-wait: a client that hangs up drops only this wait, never the job.
+    pub async fn finished(&self, id: &str) -> Option<super::store::JobRow> {
         let mut wake = self.subscribe();
         loop {
-            match self.store.get(id).await? {
-                Some(row) if matches!(row.status.as_str(), "succeeded" | "failed" | "canceled") => {
-                    return Ok(Some(row));
+            match self.store.get(id).await {
+                Ok(Some(job)) if matches!(job.status.as_str(), "succeeded" | "failed" | "canceled") => {
+                    return Some(job);
                 }
-                None => return Ok(None),
-                Some(_) => {}
+                Ok(None) => return None,
+                Ok(Some(_)) => {}
+                Err(e) => tracing::debug!(job = %id, error = %e, "cannot read a waited-on job; retrying"),
             }
-            // Another process may finish it without waking us: read again after a while anyway.
-            let _ = tokio::time::timeout(self.config.poll * 2, async {
+            let _ = tokio::time::timeout(self.config.poll, async {
                 loop {
                     match wake.recv().await {
                         Ok(woken) if woken == id => return,
@@ -206,6 +259,7 @@ impl Jobs {
     /// jobs they hold to the queue (they are not failed). Wait on the tracker for them to finish.
     pub fn start_workers(self: &Arc<Self>, shutdown: CancellationToken) -> TaskTracker {
         let tracker = TaskTracker::new();
+        let _ = self.running.set((shutdown.clone(), tracker.clone()));
         let process = uuid::Uuid::new_v4();
         for n in 0..self.config.workers {
             let jobs = Arc::clone(self);
@@ -311,7 +365,8 @@ impl Jobs {
         let outcome = match &ended {
             Ended::Ran(Ok(output)) => Outcome::Succeeded(output),
             Ended::Ran(Err(e))
-                if e.status().is_server_error() && job.attempts < i64::from(self.config.max_attempts) =>
+                if e.status().is_server_error()
+                    && job.attempts < job.max_attempts.unwrap_or(i64::from(self.config.max_attempts)) =>
             {
                 outcome_error = e.message.clone();
                 Outcome::Retry {

@@ -99,6 +99,8 @@ pub struct Claimed {
     pub kind: String,
     pub plan: Value,
     pub attempts: i64,
+    /// The job's own attempt limit (`None`: the engine's).
+    pub max_attempts: Option<i64>,
     pub claim: String,
     pub cancel_requested: bool,
 }
@@ -111,6 +113,8 @@ pub struct NewJob<'a> {
     pub config_flavor: &'a Value,
     pub project_id: Option<&'a str>,
     pub sequence: Option<i64>,
+    /// Claims before a retryable failure is final; `None`: the engine's default.
+    pub max_attempts: Option<i64>,
 }
 
 /// How a worker ends its claim.
@@ -208,11 +212,15 @@ fn job_row(row: &AnyRow) -> Result<JobRow, sqlx::Error> {
 /// dialects: only the serial key differs, and SQLite's `AUTOINCREMENT` keeps ids increasing.
 fn migrator(dialect: Dialect) -> Migrator {
     const JOBS: &str = include_str!("../../migrations/jobs/0001_jobs.sql");
-    let sql = match dialect {
+    const SYNC_JOBS: &str = include_str!("../../migrations/jobs/0002_sync_jobs.sql");
+    let jobs = match dialect {
         Dialect::Sqlite => Cow::Owned(JOBS.replace("BIGSERIAL PRIMARY KEY", "INTEGER PRIMARY KEY AUTOINCREMENT")),
         Dialect::Postgres => Cow::Borrowed(JOBS),
     };
-    let migrations = vec![Migration::new(1, Cow::Borrowed("jobs"), MigrationType::Simple, sql, false)];
+    let migrations = vec![
+        Migration::new(1, Cow::Borrowed("jobs"), MigrationType::Simple, jobs, false),
+        Migration::new(2, Cow::Borrowed("sync_jobs"), MigrationType::Simple, Cow::Borrowed(SYNC_JOBS), false),
+    ];
     Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
 }
 
@@ -326,7 +334,8 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO jobs (id, kind, status, plan, config_flavor, project_id, sequence, attempts, created_at, \
-             run_after, cancel_requested) VALUES ($1, $2, 'queued', $3, $4, $5, $6, 0, $7, $7, 0) RETURNING seq",
+             run_after, cancel_requested, max_attempts) VALUES ($1, $2, 'queued', $3, $4, $5, $6, 0, $7, $7, 0, $8) \
+             RETURNING seq",
         )
         .bind(job.id)
         .bind(job.kind)
@@ -335,6 +344,7 @@ impl Store {
         .bind(job.project_id)
         .bind(job.sequence)
         .bind(now)
+        .bind(job.max_attempts)
         .fetch_one(&mut *tx)
         .await?;
         self.event(&mut tx, job.id, "queued", &serde_json::json!({ "status": "queued" })).await?;
@@ -433,21 +443,37 @@ impl Store {
     /// Takes the oldest runnable job: queued and due, or processing with a heartbeat older than
     /// `stale_before` (its worker died). `attempts` counts claims.
     pub async fn claim(&self, claim: &str, stale_before: i64) -> Result<Option<Claimed>, StoreError> {
+        self.claim_where(claim, stale_before, None).await
+    }
+
+    /// Claims the job `id` if it is still queued (a sync request runs its own job at once rather
+    /// than waiting for a free worker); `None` when a worker already took it.
+    pub async fn claim_job(&self, claim: &str, id: &str) -> Result<Option<Claimed>, StoreError> {
+        self.claim_where(claim, i64::MIN, Some(id)).await
+    }
+
+    async fn claim_where(
+        &self,
+        claim: &str,
+        stale_before: i64,
+        id: Option<&str>,
+    ) -> Result<Option<Claimed>, StoreError> {
         let now = now_ms();
         let lock = if self.dialect == Dialect::Postgres { "FOR UPDATE SKIP LOCKED" } else { "" };
+        let only = if id.is_some() { "AND id = $4" } else { "" };
         let mut tx = self.pool.begin().await?;
-        let row = sqlx::query(&format!(
+        let sql = format!(
             "UPDATE jobs SET status = 'processing', claim = $1, heartbeat_at = $2, attempts = attempts + 1, \
              started_at = COALESCE(started_at, $2) \
-             WHERE seq = (SELECT seq FROM jobs WHERE (status = 'queued' AND run_after <= $2) \
-                OR (status = 'processing' AND heartbeat_at < $3) ORDER BY seq LIMIT 1 {lock}) \
-             RETURNING id, kind, plan, attempts, cancel_requested"
-        ))
-        .bind(claim)
-        .bind(now)
-        .bind(stale_before)
-        .fetch_optional(&mut *tx)
-        .await?;
+             WHERE seq = (SELECT seq FROM jobs WHERE ((status = 'queued' AND run_after <= $2) \
+                OR (status = 'processing' AND heartbeat_at < $3)) {only} ORDER BY seq LIMIT 1 {lock}) \
+             RETURNING id, kind, plan, attempts, cancel_requested, max_attempts"
+        );
+        let mut query = sqlx::query(&sql).bind(claim).bind(now).bind(stale_before);
+        if let Some(id) = id {
+            query = query.bind(id);
+        }
+        let row = query.fetch_optional(&mut *tx).await?;
         let Some(row) = row else {
             return Ok(None);
         };
@@ -456,6 +482,7 @@ impl Store {
             kind: row.try_get("kind")?,
             plan: json(row.try_get("plan")?),
             attempts: row.try_get("attempts")?,
+            max_attempts: row.try_get("max_attempts")?,
             claim: claim.to_owned(),
             cancel_requested: row.try_get::<i64, _>("cancel_requested")? != 0,
         };

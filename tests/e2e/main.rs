@@ -20,3 +20,4 @@ mod live_configs;
 mod mixed_flavors;
 mod server;
 mod static_binary;
+mod sync_jobs;

@@ -345,7 +345,7 @@ fn sigterm_lets_a_request_in_flight_finish_within_the_deadline() {
 }
 
 #[test]
-fn drain_deadline_cuts_the_request_and_cancels_its_prediction_before_exit() {
+fn drain_deadline_cuts_the_request_and_keeps_its_prediction_for_a_takeover() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let (mut server, replicate, client) = server_with_running_prediction(&rt, "1", None);
     let start = Instant::now();
@@ -356,13 +356,15 @@ fn drain_deadline_cuts_the_request_and_cancels_its_prediction_before_exit() {
     let took = start.elapsed();
     assert!(took >= Duration::from_millis(900), "the drain waited only {took:?}");
     assert!(!status.success(), "a drain that cut requests does not exit 0:\n{log}");
-    assert_eq!(replicate.cancelled().len(), 1, "the cut prediction is cancelled upstream before exit:\n{log}");
+    // The request is cut, but its generation is a job (issue 12): released to the queue with its
+    // saved prediction for the next process to resume, not cancelled and paid for again.
+    assert!(replicate.cancelled().is_empty(), "the cut request's prediction is kept for a takeover:\n{log}");
     assert!(log.contains("requests_cut=1"), "the log says what was cut:\n{log}");
     client.join().expect("client");
 }
 
 #[test]
-fn a_second_signal_during_the_drain_exits_at_once_and_still_cancels() {
+fn a_second_signal_during_the_drain_exits_at_once_and_keeps_the_prediction() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let (mut server, replicate, client) = server_with_running_prediction(&rt, "60", None);
     server.signal("TERM");
@@ -373,6 +375,6 @@ fn a_second_signal_during_the_drain_exits_at_once_and_still_cancels() {
     let log = server.log();
     assert!(status.is_some(), "still running 3 s after a second signal:\n{log}");
     assert!(start.elapsed() < Duration::from_secs(2), "exit took {:?}", start.elapsed());
-    assert_eq!(replicate.cancelled().len(), 1, "the cut prediction is cancelled upstream before exit:\n{log}");
+    assert!(replicate.cancelled().is_empty(), "the cut request's prediction is kept for a takeover:\n{log}");
     client.join().expect("client");
 }
