@@ -3,7 +3,7 @@
 //! `mvgen serve` replicas on one PostgreSQL, one killed mid-render and taken over by the other;
 //! 200 mixed jobs across two replicas, each run exactly once; the database lost while a job runs.
 //!
-//! The engine's own tests (tests/jobs.rs, tests/jobs_api.rs) prove the same rules in-process with a
+//! The engine's own tests (tests/engines/) prove the same rules in-process with a
 //! test pipeline; these prove them for the program a user runs, where a crash is a real SIGKILL and
 //! a paid prediction is a create the fake Replicate counts.
 //!

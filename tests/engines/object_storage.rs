@@ -4,7 +4,7 @@
 //! cut one leaves nothing, and a store that goes down fails requests with a retryable 503 and
 //! loses nothing. Skipped (with a line) without `weed`; under `CI=true` a missing `weed` fails.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 

@@ -2,7 +2,7 @@
 //! restarts, stale takeover without a second create, retries, cancels; and on PostgreSQL two
 //! engines sharing one queue.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! idempotency and bad inputs on SQLite; replicas sharing PostgreSQL (skipped without it, failing
 //! under CI=true); the binary refusing to start without its database.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
