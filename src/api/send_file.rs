@@ -101,10 +101,14 @@ pub async fn send_file(opened: Opened, method: &Method, headers: &HeaderMap) -> 
 /// Whether an `If-None-Match` value matches the file: `*`, or any listed tag equal to ours when
 /// both are stripped of `W/` (the weak comparison RFC 9110 13.1.2 asks of this header).
 fn none_match_hits(value: &HeaderValue, etag: Option<&str>) -> bool {
-    let Some(ours) = etag else { return false };
     let Ok(text) = value.to_str() else { return false };
+    // `*` matches any current representation, with or without an ETag (RFC 9110 13.1.2).
+    if text.trim() == "*" {
+        return true;
+    }
+    let Some(ours) = etag else { return false };
     let ours = ours.trim_start_matches("W/");
-    text.trim() == "*" || text.split(',').any(|tag| tag.trim().trim_start_matches("W/") == ours)
+    text.split(',').any(|tag| tag.trim().trim_start_matches("W/") == ours)
 }
 
 /// What the `Range` header asks for, as this server answers it.
@@ -218,6 +222,7 @@ mod tests {
         assert!(hit("\"b\", \"a\"", Some("\"a\"")));
         assert!(hit("*", Some("\"a\"")));
         assert!(!hit("\"b\"", Some("\"a\"")));
-        assert!(!hit("*", None));
+        // `*` matches any current representation, ETag or not (RFC 9110 13.1.2).
+        assert!(hit("*", None));
     }
 }

@@ -330,12 +330,15 @@ impl Jobs {
             }
         };
         let (progress_tx, progress_rx) = watch::channel(None);
+        let max_attempts = job.max_attempts.unwrap_or(i64::from(self.config.max_attempts));
         let observer = Observer {
             store: &self.store,
             wake: &self.wake,
             job: &job,
             progress: progress_tx,
             canceled: AtomicBool::new(false),
+            final_attempt: job.attempts >= max_attempts,
+            stopping: AtomicBool::new(false),
         };
         let ended = if job.cancel_requested {
             Ended::Cancel
@@ -348,12 +351,17 @@ impl Jobs {
                     let ended = self.watch(&job, progress_rx).await;
                     // Set before select! drops the run, whose drop guard reads it: a canceled job
                     // cancels its upstream run; a job cut by shutdown keeps it for a takeover.
-                    if matches!(ended, Ended::Cancel) {
-                        observer.canceled.store(true, Ordering::Relaxed);
+                    match ended {
+                        Ended::Cancel => observer.canceled.store(true, Ordering::Relaxed),
+                        Ended::Lost => observer.stopping.store(true, Ordering::Relaxed),
+                        _ => {}
                     }
                     ended
                 } => ended,
-                _ = shutdown.cancelled() => Ended::Shutdown,
+                _ = async {
+                    shutdown.cancelled().await;
+                    observer.stopping.store(true, Ordering::Relaxed);
+                } => Ended::Shutdown,
             }
         };
         let outcome_error;
@@ -485,6 +493,12 @@ struct Observer<'a> {
     progress: watch::Sender<Option<(String, Option<String>)>>,
     /// The user canceled the job: its upstream run is to be canceled when the run is dropped.
     canceled: AtomicBool,
+    /// No retry follows a failure of this attempt (always so for a sync request's job): a run
+    /// that fails mid-wait (a poll error, say) cancels its upstream run rather than leave it
+    /// billing with nobody to collect it.
+    final_attempt: bool,
+    /// Shutdown or a takeover stops this attempt: the upstream run is kept for the next owner.
+    stopping: AtomicBool,
 }
 
 impl RunObserver for Observer<'_> {
@@ -515,7 +529,7 @@ impl RunObserver for Observer<'_> {
     }
 
     fn cancel_on_drop(&self) -> bool {
-        self.canceled.load(Ordering::Relaxed)
+        self.canceled.load(Ordering::Relaxed) || (self.final_attempt && !self.stopping.load(Ordering::Relaxed))
     }
 }
 

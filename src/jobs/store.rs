@@ -127,8 +127,9 @@ pub enum Outcome<'a> {
         details: &'a Value,
     },
     Canceled,
-    /// A retryable failure: queued again after `after`, its upstream runs forgotten (a failed
-    /// prediction resumed would fail again).
+    /// A retryable failure: queued again after `after`, its saved upstream runs kept, so the next
+    /// attempt resumes a run that is still going or already done (a poll or a download failed)
+    /// instead of paying for a second one; a run that failed upstream fails that attempt again.
     Retry {
         code: &'a str,
         message: &'a str,
@@ -641,9 +642,6 @@ impl Store {
                 .bind(message)
                 .execute(&mut *tx)
                 .await?;
-                if result.rows_affected() == 1 {
-                    sqlx::query("DELETE FROM job_runs WHERE job_id = $1").bind(job_id).execute(&mut *tx).await?;
-                }
                 let data = serde_json::json!({
                     "status": "queued", "retry_in_seconds": after.as_secs_f64(),
                     "error": { "code": code, "message": message },
