@@ -8,7 +8,7 @@ use crate::support;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::fake_upstream::{FakeFile, FakeReplicate, Outcome, PredictionPlan, Route, TEST_REPLICATE_TOKEN};
+use support::fake_upstream::{FakeFile, FakeReplicate, Outcome, PredictionPlan, Route, Scripted, TEST_REPLICATE_TOKEN};
 use support::server_process::ServerProcess;
 
 async fn get(client: &reqwest::Client, url: String) -> (u16, Value) {
@@ -112,4 +112,28 @@ async fn sync_video_is_a_job_that_outlives_its_caller() {
     assert_eq!(status, 200, "the video is stored: {info}");
     assert_eq!(creates() - before, 1, "exactly one create");
     assert!(replicate.cancelled().is_empty(), "the hang-up cancelled nothing: {:?}", replicate.cancelled());
+}
+
+/// A sync request's job has no retry after it: when its polling fails for good, the prediction it
+/// abandons is cancelled upstream, as before jobs, instead of billing with nobody to collect it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_video_whose_polling_fails_cancels_its_prediction() {
+    let replicate = FakeReplicate::start().await;
+    let server = ServerProcess::start(&[
+        ("REPLICATE_API_TOKEN", TEST_REPLICATE_TOKEN),
+        ("REPLICATE_BASE_URL", &replicate.base_url),
+        ("MV_REPLICATE_POLL_SECS", "0.05"),
+    ])
+    .expect("start mvgen");
+    replicate.push_prediction(PredictionPlan { polls_until_done: 5, outcome: Outcome::NeverFinish });
+    replicate.push_response(Route::Poll, Scripted::json(404, FakeReplicate::problem_body(404, "Not found", "gone")));
+    let client = reqwest::Client::new();
+    let resp = client.post(format!("{}/api/mv/generate_video", server.base)).json(&json!({"prompt": "p"})).send().await;
+    assert_eq!(resp.expect("request").status(), 502);
+    let cancelled = until("the abandoned prediction's cancel", async || {
+        let cancelled = replicate.cancelled();
+        (!cancelled.is_empty()).then_some(cancelled)
+    })
+    .await;
+    assert_eq!(cancelled, ["pred-1"]);
 }
