@@ -466,16 +466,7 @@ impl Follow {
             if draining.is_cancelled() {
                 return None;
             }
-            let wait = tokio::time::timeout(poll, async {
-                loop {
-                    match self.wake.recv().await {
-                        Ok(id) if id == self.id => return,
-                        Ok(_) => {}
-                        Err(broadcast::error::RecvError::Lagged(_)) => return,
-                        Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
-                    }
-                }
-            });
+            let wait = crate::jobs::engine::woken(&mut self.wake, &self.id, poll);
             tokio::select! {
                 _ = draining.cancelled() => return None,
                 _ = wait => {}

@@ -234,17 +234,7 @@ impl Jobs {
                 Ok(Some(_)) => {}
                 Err(e) => tracing::debug!(job = %id, error = %e, "cannot read a waited-on job; retrying"),
             }
-            let _ = tokio::time::timeout(self.config.poll, async {
-                loop {
-                    match wake.recv().await {
-                        Ok(woken) if woken == id => return,
-                        Ok(_) => {}
-                        Err(broadcast::error::RecvError::Lagged(_)) => return,
-                        Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
-                    }
-                }
-            })
-            .await;
+            woken(&mut wake, id, self.config.poll).await;
         }
     }
 
@@ -468,6 +458,22 @@ fn outcome_clone<'a>(outcome: &Outcome<'a>) -> Outcome<'a> {
         Outcome::Retry { code, message, after } => Outcome::Retry { code, message, after: *after },
         Outcome::Released => Outcome::Released,
     }
+}
+
+/// Returns once job `id` is woken on this process's broadcast, or after `within` at the latest
+/// (another process's worker wakes nobody here; a lagging receiver may have missed it).
+pub async fn woken(wake: &mut broadcast::Receiver<String>, id: &str, within: Duration) {
+    let _ = tokio::time::timeout(within, async {
+        loop {
+            match wake.recv().await {
+                Ok(woken) if woken == id => return,
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(_)) => return,
+                Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
+            }
+        }
+    })
+    .await;
 }
 
 /// 0.5 s doubling per failure, up to `cap`.

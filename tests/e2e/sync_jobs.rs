@@ -16,6 +16,16 @@ async fn get(client: &reqwest::Client, url: String) -> (u16, Value) {
     (resp.status().as_u16(), resp.json().await.unwrap_or(Value::Null))
 }
 
+/// The real binary rendering videos on `replicate`, polling it every 50 ms.
+fn start(replicate: &FakeReplicate) -> ServerProcess {
+    ServerProcess::start(&[
+        ("REPLICATE_API_TOKEN", TEST_REPLICATE_TOKEN),
+        ("REPLICATE_BASE_URL", &replicate.base_url),
+        ("MV_REPLICATE_POLL_SECS", "0.05"),
+    ])
+    .expect("start mvgen")
+}
+
 /// Polls `what` until it holds, for at most 20 s.
 async fn until<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -31,12 +41,7 @@ async fn until<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_video_is_a_job_that_outlives_its_caller() {
     let replicate = FakeReplicate::start().await;
-    let server = ServerProcess::start(&[
-        ("REPLICATE_API_TOKEN", TEST_REPLICATE_TOKEN),
-        ("REPLICATE_BASE_URL", &replicate.base_url),
-        ("MV_REPLICATE_POLL_SECS", "0.05"),
-    ])
-    .expect("start mvgen");
+    let server = start(&replicate);
     let base = server.base.clone();
     let client = reqwest::Client::new();
     let creates = || replicate.received_on(Route::Create).len();
@@ -119,12 +124,7 @@ async fn sync_video_is_a_job_that_outlives_its_caller() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sync_video_whose_polling_fails_cancels_its_prediction() {
     let replicate = FakeReplicate::start().await;
-    let server = ServerProcess::start(&[
-        ("REPLICATE_API_TOKEN", TEST_REPLICATE_TOKEN),
-        ("REPLICATE_BASE_URL", &replicate.base_url),
-        ("MV_REPLICATE_POLL_SECS", "0.05"),
-    ])
-    .expect("start mvgen");
+    let server = start(&replicate);
     replicate.push_prediction(PredictionPlan { polls_until_done: 5, outcome: Outcome::NeverFinish });
     replicate.push_response(Route::Poll, Scripted::json(404, FakeReplicate::problem_body(404, "Not found", "gone")));
     let client = reqwest::Client::new();
