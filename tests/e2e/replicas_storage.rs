@@ -26,10 +26,11 @@ use crate::support::seaweed::{BUCKET, Seaweed};
 /// The key prefix the replicas share in the test bucket.
 const PREFIX: &str = "replicas";
 
-/// One PostgreSQL and one SeaweedFS, or `None` after a skip line.
+/// One PostgreSQL and one SeaweedFS, or `None` after a skip line (the store first: it finds out
+/// faster that it is missing).
 async fn engines(test: &str) -> Option<(Postgres, Seaweed)> {
-    let pg = Postgres::start(test)?;
     let weed = Seaweed::start().await?;
+    let pg = Postgres::start(test)?;
     Some((pg, weed))
 }
 
