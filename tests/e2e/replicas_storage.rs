@@ -225,8 +225,8 @@ async fn a_replica_killed_mid_download_is_taken_over_and_the_stored_video_is_who
 /// The store is killed while a job downloads its video. The engine's policy for a 5xx is to retry
 /// until `MVGEN_JOB_MAX_ATTEMPTS` (2 here) and then fail: so the job retries once with
 /// `StorageUnavailable` (resuming its saved prediction, no second create) and then fails with that
-/// code and a message naming the store; meanwhile a stored file's GET and `/readyz` answer 503 with
-/// `Retry-After`. The store restarted on the same data serves what was stored before, and the next
+/// code and a message naming the store; meanwhile a stored file's GET, `/readyz` and a sync
+/// generation answer 503 `StorageUnavailable` with `Retry-After`. The store restarted on the same data serves what was stored before, and the next
 /// job succeeds; the failed job left no object. Last, `/readyz` names the database when that is
 /// what is gone, and is ready again once it is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -280,6 +280,18 @@ async fn a_store_stopped_mid_job_fails_it_cleanly_and_the_next_job_succeeds_once
         assert_eq!(retry_after.as_deref(), Some("5"), "{url}");
         assert_eq!(body["detail"]["error"], "StorageUnavailable", "{url}: {body}");
     }
+    // A sync generation needs the store to keep its image: the same 503, at once (no retry: a sync
+    // request's job has one attempt).
+    let sync = http()
+        .post(format!("{}/api/mv/generate_character_reference", server.base))
+        .json(&json!({ "character_description": "a drummer", "num_images": 1 }))
+        .send()
+        .await
+        .expect("sync request");
+    let retry_after = sync.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let (status, body) = (sync.status(), sync.json::<Value>().await.unwrap_or(Value::Null));
+    assert_eq!((status, retry_after.as_deref()), (StatusCode::SERVICE_UNAVAILABLE, Some("5")), "{body}");
+    assert_eq!(body["detail"]["error"], "StorageUnavailable", "{body}");
 
     weed.resume().await;
     let (status, _, _, again) = fetch(&server.base, &image_url).await;
