@@ -35,6 +35,7 @@ pub mod live_configs;
 pub mod page;
 pub mod prompts;
 pub mod providers;
+pub mod readiness;
 pub mod request_id;
 pub mod server;
 pub mod serving;

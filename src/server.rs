@@ -199,7 +199,10 @@ pub fn app(state: AppState, settings: &Settings) -> Router {
 /// The application with the job routes (`/api/mv/jobs`) when an engine is given.
 pub fn app_with_jobs(state: AppState, settings: &Settings, jobs: Option<Arc<crate::jobs::Jobs>>) -> Router {
     let metrics = settings.metrics && crate::telemetry::install().is_some();
-    let mut routes = api::routes().route("/api/openapi.json", get(api::openapi::openapi_json));
+    // `/readyz` before the jobs' `Extension` layer below, which gives it the engine to check.
+    let mut routes = api::routes()
+        .route("/api/openapi.json", get(api::openapi::openapi_json))
+        .route("/readyz", get(crate::readiness::readyz));
     if let Some(jobs) = jobs {
         // The sync endpoints find the engine here and run as jobs (see `generation::respond`).
         routes = routes.merge(api::jobs::router(jobs.clone())).layer(axum::Extension(jobs));

@@ -68,6 +68,8 @@ pub enum ErrorKind {
     DatabaseUnavailable,
     /// The object store is down or failing: this request fails, retryable; nothing stored is lost.
     StorageUnavailable,
+    /// `GET /readyz` during shutdown: the replica drains and takes no new work.
+    ShuttingDown,
 }
 
 impl ErrorKind {
@@ -91,7 +93,7 @@ impl ErrorKind {
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
-            TooManyGenerations | UpstreamRateLimited | DatabaseUnavailable | StorageUnavailable => {
+            TooManyGenerations | UpstreamRateLimited | DatabaseUnavailable | StorageUnavailable | ShuttingDown => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             UpstreamError | UpstreamUnreachable => StatusCode::BAD_GATEWAY,

@@ -18,6 +18,7 @@ use super::{AppState, error, files, flavors, generate, jobs};
     info(title = "mvgen", description = "Music-video generation API with per-request config flavors"),
     paths(
         crate::server::health,
+        crate::readiness::readyz,
         crate::telemetry::metrics_text,
         flavors::get_config_flavors,
         generate::create_scenes,

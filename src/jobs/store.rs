@@ -272,6 +272,12 @@ impl Store {
         self.pool.close().await;
     }
 
+    /// One round trip to the database, for the readiness probe.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
     /// Inserts an event and on PostgreSQL wakes every replica, in `tx`. Every caller has already
     /// written the job's row in `tx`: that row lock orders one job's events (see above).
     async fn event(

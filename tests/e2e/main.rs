@@ -6,7 +6,8 @@
 //! `live_configs`: `serve --configs DIR`; `mixed_flavors`: many parallel requests across flavors,
 //! plus the 10 000-request load run behind `MVGEN_LOAD_TEST=1`; `static_binary`: the static build
 //! in an empty root; `durable_jobs`: jobs surviving SIGKILL, replica takeover on PostgreSQL, 200 jobs
-//! run exactly once, a lost database). A feature that spans a request from client to upstream and
+//! run exactly once, a lost database; `replicas_storage`: replicas on one PostgreSQL and one S3 store,
+//! a takeover mid-download, the store lost mid-job). A feature that spans a request from client to upstream and
 //! back, such as a job resumed after a restart, goes here; HTTP-only behaviour in `tests/http/`, one client
 //! against its fake in `tests/providers/`.
 //!
@@ -18,6 +19,7 @@ mod support;
 mod durable_jobs;
 mod live_configs;
 mod mixed_flavors;
+mod replicas_storage;
 mod server;
 mod static_binary;
 mod sync_jobs;

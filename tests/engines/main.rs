@@ -16,3 +16,4 @@ mod support;
 mod jobs_api;
 mod jobs_engine;
 mod object_storage;
+mod readiness;

@@ -28,7 +28,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
-use futures_util::stream;
+use futures_util::{StreamExt, stream};
 use mvgen::providers::{ProviderConfig, RetryPolicy};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
@@ -110,6 +110,49 @@ pub enum ScriptedBody {
     Endless,
     /// These bytes, chunked, then the connection is aborted mid-body.
     BrokenAfter(Vec<u8>),
+    /// The first `at` bytes, then nothing until the [`Gate`] opens, then the rest (with
+    /// `Content-Length`): a download caught mid-body for as long as a test needs.
+    Held { bytes: Vec<u8>, at: usize, gate: Gate },
+}
+
+/// Holds [`ScriptedBody::Held`] bodies mid-body until opened; counts the bodies it holds. Clones
+/// share one gate.
+#[derive(Debug, Clone)]
+pub struct Gate {
+    open: Arc<tokio::sync::watch::Sender<bool>>,
+    reached: Arc<AtomicU32>,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Gate { open: Arc::new(tokio::sync::watch::Sender::new(false)), reached: Arc::default() }
+    }
+}
+
+impl Gate {
+    pub fn new() -> Gate {
+        Gate::default()
+    }
+
+    /// Lets every held body (and every later one) send its rest.
+    pub fn open(&self) {
+        self.open.send_replace(true);
+    }
+
+    /// How many bodies have sent their first part and reached the gate (held or let through).
+    pub fn reached(&self) -> u32 {
+        self.reached.load(Ordering::SeqCst)
+    }
+
+    /// The rest of a body, once the gate is open. Counted when the first part has been taken by
+    /// the server, that is when the client is mid-download.
+    async fn pass(self, rest: Bytes) -> Result<Bytes, std::io::Error> {
+        self.reached.fetch_add(1, Ordering::SeqCst);
+        let mut open = self.open.subscribe();
+        // The sender lives in `self`, so the wait ends only by opening.
+        let _ = open.wait_for(|open| *open).await;
+        Ok(rest)
+    }
 }
 
 impl Scripted {
@@ -159,6 +202,8 @@ impl Scripted {
         if !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
         }
+        // Set for a streamed body that still announces its length.
+        let mut length = None;
         let body = match self.body {
             ScriptedBody::Bytes(bytes) => Body::from(bytes),
             ScriptedBody::Streamed(bytes) => {
@@ -173,8 +218,18 @@ impl Scripted {
                 Ok(Bytes::from(bytes)),
                 Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "fake upstream hung up")),
             ])),
+            ScriptedBody::Held { bytes, at, gate } => {
+                let mut bytes = Bytes::from(bytes);
+                length = Some(bytes.len());
+                let rest = bytes.split_off(at.min(bytes.len()));
+                let first = stream::iter([Ok::<_, std::io::Error>(bytes)]);
+                Body::from_stream(first.chain(stream::once(gate.pass(rest))))
+            }
         };
         let mut response = Response::new(body);
+        if let Some(length) = length {
+            response.headers_mut().insert(axum::http::header::CONTENT_LENGTH, HeaderValue::from(length));
+        }
         *response.status_mut() = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         for (name, value) in self.headers {
             if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
@@ -619,6 +674,14 @@ impl FakeFile {
         FakeFile { name: name.to_owned(), content_type: Some("video/mp4".to_owned()), body: ScriptedBody::Endless }
     }
 
+    /// Sends the first `at` bytes, then holds the rest until `gate` opens (see [`Gate`]).
+    pub fn held_at(mut self, at: usize, gate: &Gate) -> FakeFile {
+        if let ScriptedBody::Bytes(bytes) | ScriptedBody::Streamed(bytes) = self.body {
+            self.body = ScriptedBody::Held { bytes, at, gate: gate.clone() };
+        }
+        self
+    }
+
     /// Sends the body chunked, without `Content-Length`.
     pub fn streamed(mut self) -> FakeFile {
         if let ScriptedBody::Bytes(bytes) = self.body {
@@ -630,7 +693,7 @@ impl FakeFile {
     /// The bytes the file serves (empty for endless or broken bodies).
     pub fn bytes(&self) -> &[u8] {
         match &self.body {
-            ScriptedBody::Bytes(b) | ScriptedBody::Streamed(b) => b,
+            ScriptedBody::Bytes(b) | ScriptedBody::Streamed(b) | ScriptedBody::Held { bytes: b, .. } => b,
             _ => &[],
         }
     }
