@@ -7,7 +7,9 @@
 //! configs/ ──compiler──▶ build.rs ──▶ flavor table (phf, &'static) ──▶ api handlers ──▶ providers, storage
 //! ```
 //!
-//! - [`compiler`]: reads and checks a configs directory, resolves inheritance (also used by build.rs).
+//! - [`model`]: what a compiled flavor is and how its templates render, the types of the flavor
+//!   table and of every request path; [`compiler`]: reads and checks a configs directory, resolves
+//!   inheritance into those types (used by build.rs, the CLI's `--configs` and `live_configs` only).
 //! - [`flavor`]: the embedded table and the per-request choice of flavor; [`live_configs`]: the
 //!   table compiled from a watched directory instead (`mvgen serve --configs DIR`).
 //! - [`prompts`]: turns a flavor plus request inputs into exactly what is sent upstream.
@@ -27,16 +29,22 @@ pub mod api_keys;
 pub mod background;
 pub mod cli;
 pub mod compiler;
+mod debug_log;
+pub mod error;
 pub mod flavor;
 pub mod generation;
 pub mod jobs;
+pub mod json_body;
 pub mod json_schema;
+pub mod limits;
 pub mod live_configs;
+pub mod model;
 pub mod page;
 pub mod prompts;
 pub mod providers;
 pub mod request_id;
 pub mod server;
 pub mod serving;
+pub mod state;
 pub mod storage;
 pub mod telemetry;

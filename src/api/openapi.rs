@@ -17,7 +17,7 @@ use super::{AppState, error, files, flavors, generate, jobs};
 #[openapi(
     info(title = "mvgen", description = "Music-video generation API with per-request config flavors"),
     paths(
-        crate::server::health,
+        super::health::health,
         crate::telemetry::metrics_text,
         flavors::get_config_flavors,
         generate::create_scenes,
@@ -84,8 +84,8 @@ pub async fn openapi_json(State(state): State<AppState>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compiler::{NUMBER_OF_SCENES, VIDEO_DURATION};
     use crate::generation::character::NUM_IMAGES;
+    use crate::model::{NUMBER_OF_SCENES, VIDEO_DURATION};
 
     /// utoipa takes only literals for `minimum`/`maximum`, so the bodies restate the ranges the
     /// handlers, `mvgen render` and the configs schema share; this keeps the two from drifting.
