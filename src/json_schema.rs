@@ -1,6 +1,7 @@
 //! JSON Schemas (draft 2020-12) of the configs files, for prompt authors' editors and CI, generated
 //! from the compiler's own schema definitions (the keys of `settings_files!` in `model/settings.rs`
-//! and the checks in `compiler/schema.rs` its keys use), so they can't disagree with the build about types, enums, ranges, patterns or keys.
+//! and the checks in `compiler/schema.rs` its keys use), so they can't disagree with the build
+//! about types, enums, ranges, patterns or keys.
 //!
 //! A JSON Schema sees one file and not the directory it sits in, so each file has two:
 //! `<file>.schema.json` for any flavor (every key optional: left out, it is inherited) and

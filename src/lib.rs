@@ -1,7 +1,8 @@
 //! mvgen: a music-video generation backend whose prompt templates and model parameters come in
 //! named **config flavors**, compiled into the binary and chosen per request.
 //!
-//! Data flows one way:
+//! Data flows one way, and no two top-level modules import each other (README "Code map";
+//! `tests/compiler/layering.rs` checks it):
 //!
 //! ```text
 //! configs/ ──compiler──▶ build.rs ──▶ flavor table (phf, &'static) ──▶ api handlers ──▶ providers, storage
@@ -15,6 +16,8 @@
 //! - [`prompts`]: turns a flavor plus request inputs into exactly what is sent upstream.
 //! - [`generation`]: one type per generation kind (validated input, serialisable plan, provider
 //!   call) and the one driver that runs them for the endpoints, `mvgen render` and jobs.
+//! - [`error`] (`ApiError`), [`limits`], [`state`] (`AppState`), [`json_body`]: what the pipeline and the
+//!   job engine share with the HTTP edge, kept below both so neither imports [`api`] (it re-exports them).
 //! - [`api`]: the `/api/mv` handlers; [`server`] wires them with auth ([`api_keys`]) and CORS; [`serving`] runs the
 //!   connections (timeouts, connection cap, bounded shutdown drain).
 //! - [`providers`]: Gemini, Replicate and the offline mock; [`storage`]: generated files on disk.

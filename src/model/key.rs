@@ -3,9 +3,9 @@
 use super::origin::{FileKind, Origin};
 use super::value::ValueRef;
 
-/// A config key: its file and its name. Only the schema (`config_file!` in `schema.rs`) makes them,
-/// one associated constant per key (`Parameters::video_type`), so code naming a key that was
-/// renamed or removed does not compile.
+/// A config key: its file and its name. Only the key declaration (`settings_files!` in
+/// `settings.rs`) makes them, one associated constant per key (`Parameters::video_type`), so code
+/// naming a key that was renamed or removed does not compile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Key {
     pub file: FileKind,

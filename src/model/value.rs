@@ -6,7 +6,9 @@ use std::fmt;
 
 use super::template::Template;
 
-/// Text in a compiled flavor.
+/// Text in a compiled flavor. A `Cow` so that one type serves both worlds: build.rs emits
+/// `Cow::Borrowed` literals into a `static` table (no allocation, no parsing at run time), while
+/// `--configs DIR` compiles the same types with owned strings.
 pub type Text = Cow<'static, str>;
 
 /// A borrowed view of any resolved value.
