@@ -1,10 +1,16 @@
 //! Compiles `configs/` (or `$MVGEN_CONFIGS_DIR`) into `$OUT_DIR/flavors.rs`: one `static` per fully
 //! resolved flavor and a `phf` map from name to flavor, included by `src/flavor.rs`.
 //!
-//! The compiler is the crate's own `src/compiler`, included by path, so `mvgen check` and the build
-//! apply exactly the same rules. A broken flavor fails the build with one `cargo::error` per fault.
-//! This is the only place that writes Rust source; the emitted code is data only (struct literals of
-//! `crate::compiler` types), sorted so the output is byte-for-byte the same for the same input.
+//! The compiler is the crate's own `src/compiler`, included by path together with the `src/model`
+//! it builds (the compiler names it as `crate::model`, which is this script's `model` here and the
+//! library's at run time), so `mvgen check` and the build apply exactly the same rules. A broken
+//! flavor fails the build with one `cargo::error` per fault. This is the only place that writes Rust
+//! source; the emitted code is data only (struct literals of `crate::model` types), sorted so the
+//! output is byte-for-byte the same for the same input.
+
+#[allow(dead_code, unused_imports)]
+#[path = "src/model/mod.rs"]
+mod model;
 
 #[allow(dead_code, unused_imports)]
 #[path = "src/compiler/mod.rs"]
@@ -13,11 +19,12 @@ mod compiler;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use compiler::{DEFAULT_FLAVOR, Flavor, Origin, Segment, Template, ValueRef};
+use model::{DEFAULT_FLAVOR, Flavor, Origin, Segment, Template, ValueRef};
 
 fn main() {
     println!("cargo::rerun-if-env-changed=MVGEN_CONFIGS_DIR");
     println!("cargo::rerun-if-changed=src/compiler");
+    println!("cargo::rerun-if-changed=src/model");
     // include_dir! (src/page.rs) sees edits to embedded files but not new ones; this catches those.
     println!("cargo::rerun-if-changed=page");
     let configs = std::env::var_os("MVGEN_CONFIGS_DIR").map_or_else(|| PathBuf::from("configs"), PathBuf::from);

@@ -1,6 +1,7 @@
 //! JSON Schemas (draft 2020-12) of the configs files, for prompt authors' editors and CI, generated
-//! from the compiler's own schema definitions (`config_file!` in `compiler/schema.rs` and the checks
-//! its keys use), so they can't disagree with the build about types, enums, ranges, patterns or keys.
+//! from the compiler's own schema definitions (the keys of `settings_files!` in `model/settings.rs`
+//! and the checks in `compiler/schema.rs` its keys use), so they can't disagree with the build
+//! about types, enums, ranges, patterns or keys.
 //!
 //! A JSON Schema sees one file and not the directory it sits in, so each file has two:
 //! `<file>.schema.json` for any flavor (every key optional: left out, it is inherited) and
@@ -10,10 +11,9 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::compiler::template::Var;
-use crate::compiler::{
-    FileKind, ImageParams, ImagePrompts, KeySchema, Parameters, ScenePrompts, Shape, meta_key_schemas,
-};
+use crate::compiler::{KeySchema, Shape, meta_key_schemas};
+use crate::model::template::Var;
+use crate::model::{FileKind, ImageParams, ImagePrompts, Parameters, ScenePrompts};
 
 const DRAFT: &str = "https://json-schema.org/draft/2020-12/schema";
 

@@ -16,7 +16,10 @@ use arc_swap::ArcSwap;
 use notify_debouncer_mini::notify::{RecommendedWatcher, RecursiveMode};
 use notify_debouncer_mini::{DebounceEventResult, Debouncer, new_debouncer};
 
-use crate::compiler::{self, Diagnostics, Flavor};
+// The compiler's only run-time user: `serve --configs DIR` recompiles on every edit (see `compile`).
+use crate::compiler::Diagnostics;
+// `Table` lives with the flavor choice that hands out its entries; its old path stays valid.
+pub use crate::flavor::Table;
 use crate::flavor::{self, Chosen, FlavorRef};
 
 /// Events for one path closer together than this are one event: an editor's save is often several
@@ -63,40 +66,6 @@ impl FlavorSource {
     }
 }
 
-/// A compiled configs directory: flavors sorted by name, default among them.
-#[derive(Debug)]
-pub struct Table {
-    flavors: Vec<Flavor>,
-    default: usize,
-}
-
-impl Table {
-    /// `None` when there is no default flavor (the compiler refuses such a tree, so never in practice).
-    fn new(mut flavors: Vec<Flavor>) -> Option<Table> {
-        flavors.sort_by(|a, b| a.name.cmp(&b.name));
-        let default = flavors.iter().position(|f| f.name == compiler::DEFAULT_FLAVOR)?;
-        Some(Table { flavors, default })
-    }
-
-    /// The flavor at `index`, an index this table gave out.
-    pub fn get(&self, index: usize) -> &Flavor {
-        &self.flavors[index]
-    }
-
-    fn index(&self, name: &str) -> Option<usize> {
-        self.flavors.binary_search_by(|f| f.name.as_ref().cmp(name)).ok()
-    }
-
-    /// Every flavor, sorted by name.
-    pub fn flavors(&self) -> &[Flavor] {
-        &self.flavors
-    }
-
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.flavors.iter().map(|f| f.name.as_ref())
-    }
-}
-
 /// What the server serves right now, and why it might not be what is on disk.
 #[derive(Debug)]
 pub struct Snapshot {
@@ -137,6 +106,15 @@ impl std::fmt::Debug for LiveConfigs {
     }
 }
 
+/// The one entry point into the compiler on the serving side. Only a developer's `serve --configs DIR`
+/// gets here: prompt authors edit a directory and expect the running service to pick it up within a
+/// second, so that directory must be compiled at run time, with the same rules build.rs applies. Every
+/// other server serves the table build.rs compiled and never reaches the compiler. `None` when the
+/// tree has no default flavor (the compiler refuses such a tree, so never in practice).
+fn compile(dir: &Path) -> Result<Option<Table>, Diagnostics> {
+    crate::compiler::compile(dir).map(Table::new)
+}
+
 impl LiveConfigs {
     /// Compiles `dir` once; the server refuses to start unless it is a readable directory that compiles.
     pub fn open(dir: &Path) -> Result<Arc<LiveConfigs>, StartError> {
@@ -151,8 +129,8 @@ impl LiveConfigs {
         }
         let absolute =
             std::fs::canonicalize(dir).map_err(|e| StartError::Unusable(format!("--configs {shown}: {e}")))?;
-        let flavors = compiler::compile(dir).map_err(StartError::Invalid)?;
-        let table = Table::new(flavors).ok_or_else(|| StartError::Unusable(format!("{shown}: no `default` flavor")))?;
+        let table = compile(dir).map_err(StartError::Invalid)?;
+        let table = table.ok_or_else(|| StartError::Unusable(format!("{shown}: no `default` flavor")))?;
         let snapshot = Snapshot { table: Arc::new(table), generation: 1, diagnostics: Vec::new() };
         Ok(Arc::new(LiveConfigs {
             dir: dir.to_path_buf(),
@@ -236,7 +214,7 @@ impl LiveConfigs {
             return;
         }
         self.rewatch();
-        match compiler::compile(&self.dir).map(Table::new) {
+        match compile(&self.dir) {
             Ok(Some(table)) if table.flavors == old.table.flavors => {
                 if !old.diagnostics.is_empty() {
                     tracing::info!(dir = %shown, generation = old.generation, "live configs: fixed; serving it again");

@@ -6,8 +6,8 @@
 
 use serde_json::{Value, json};
 
-use crate::compiler::template::{Template, Var};
-use crate::compiler::{
+use crate::model::template::{Template, Var};
+use crate::model::{
     AspectRatio, Choice, Entry, Flavor, ImageParams, ImagePrompts, Key, OutputFormat, Parameters, PersonGeneration,
     SafetyFilterLevel, ScenePrompts, VideoAspectRatio,
 };

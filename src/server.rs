@@ -10,7 +10,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, Method, header};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use serde_json::json;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -20,6 +20,8 @@ use crate::api::{
     error::{ApiError, ErrorKind},
     extract::BODY_LIMIT,
 };
+// With the other handlers the OpenAPI document lists, so `api::openapi` needs nothing from here.
+pub use crate::api::health::health;
 use crate::api_keys::{ApiKey, ApiKeys};
 
 /// Server settings, read once at startup.
@@ -202,7 +204,7 @@ pub fn app_with_jobs(state: AppState, settings: &Settings, jobs: Option<Arc<crat
     // `/readyz` before the jobs' `Extension` layer below, which gives it the engine to check.
     let mut routes = api::routes()
         .route("/api/openapi.json", get(api::openapi::openapi_json))
-        .route("/readyz", get(crate::readiness::readyz));
+        .route("/readyz", get(crate::api::readiness::readyz));
     if let Some(jobs) = jobs {
         // The sync endpoints find the engine here and run as jobs (see `generation::respond`).
         routes = routes.merge(api::jobs::router(jobs.clone())).layer(axum::Extension(jobs));
@@ -230,18 +232,13 @@ pub fn app_with_jobs(state: AppState, settings: &Settings, jobs: Option<Arc<crat
     }
     // Outside the key check, so refused (401) calls are counted too.
     if metrics {
+        crate::telemetry::count_routes(api::openapi::spec().paths.paths.into_keys());
         router = router.layer(crate::telemetry::RequestMetricsLayer);
     }
     if !settings.cors_origins.is_empty() {
         router = router.layer(cors(&settings.cors_origins));
     }
     crate::request_id::layers(router, settings.access_log)
-}
-
-/// Liveness, for probes and `mvgen healthcheck`; open even when `API_KEY` is set.
-#[utoipa::path(get, path = "/health", tag = "health", responses((status = 200, description = "The server is up")))]
-pub async fn health(State(flavors): State<crate::live_configs::FlavorSource>) -> impl IntoResponse {
-    axum::Json(json!({ "status": "ok", "flavors": flavors.count() }))
 }
 
 async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {

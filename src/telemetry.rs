@@ -89,7 +89,7 @@ pub async fn upkeep(handle: &'static PrometheusHandle) {
     tag = "health",
     responses(
         (status = 200, description = "Prometheus text exposition format 0.0.4", content_type = "text/plain", body = String),
-        (status = 401, description = "A valid API key is required", body = crate::api::error::ErrorBody),
+        (status = 401, description = "A valid API key is required", body = crate::error::ErrorBody),
     )
 )]
 pub async fn metrics_text() -> axum::response::Response {
@@ -155,18 +155,21 @@ struct RouteCounters {
 
 static ROUTES: OnceLock<RouteCounters> = OnceLock::new();
 
-fn routes() -> &'static RouteCounters {
+/// The route templates requests are counted by (the server passes the OpenAPI document's paths:
+/// telemetry sits below the API and does not read its document itself). The first call wins; a
+/// route given to none takes the registry's slower path, as an unlisted status does.
+pub fn count_routes(templates: impl IntoIterator<Item = String>) {
     ROUTES.get_or_init(|| {
-        let paths = crate::api::openapi::spec().paths.paths.into_keys();
-        let routes = paths.map(|p| (p.into_boxed_str(), std::array::from_fn(|_| OnceLock::new()))).collect();
+        let routes =
+            templates.into_iter().map(|p| (p.into_boxed_str(), std::array::from_fn(|_| OnceLock::new()))).collect();
         RouteCounters { routes }
-    })
+    });
 }
 
 fn count_request(route: Option<&str>, status: StatusCode) {
     let route = route.unwrap_or(UNMATCHED);
     let code = status.as_u16();
-    let slot = STATUSES.iter().position(|s| *s == code).and_then(|i| Some(&routes().routes.get(route)?[i]));
+    let slot = STATUSES.iter().position(|s| *s == code).and_then(|i| Some(&ROUTES.get()?.routes.get(route)?[i]));
     match slot {
         Some(slot) => slot.get_or_init(|| register(route, status)).increment(1),
         None => register(route, status).increment(1),

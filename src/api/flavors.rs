@@ -9,9 +9,9 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::compiler::{DEFAULT_FLAVOR, Flavor};
 use crate::flavor;
 use crate::live_configs::{FlavorSource, LiveConfigs};
+use crate::model::{DEFAULT_FLAVOR, Flavor};
 
 /// The flavors a request may name.
 #[derive(Debug, Serialize, utoipa::ToSchema)]

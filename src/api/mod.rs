@@ -1,22 +1,23 @@
 //! The MV HTTP API under `/api/mv`: the route table. One file per endpoint area; the generation
 //! endpoints are one line each over [`crate::generation`].
 
-pub(crate) mod debug_log;
-pub mod error;
 pub mod extract;
 mod files;
 mod flavors;
 mod generate;
+pub mod health;
 pub mod jobs;
-pub mod limits;
 pub mod openapi;
+pub mod readiness;
 mod send_file;
-mod state;
 
 use axum::Router;
 use axum::routing::{get, post};
 
-pub use state::AppState;
+// The error type, the request limits and the state live below the pipeline (generation and jobs
+// use them too, and must not import the HTTP edge); their `api::` paths stay valid.
+pub use crate::state::AppState;
+pub use crate::{error, limits};
 // Public so benches and clients can build and read these bodies outside the handlers.
 pub use crate::generation::FlavorReport;
 pub use crate::generation::scenes::{CreateScenesBody, CreateScenesResponse, OutputFiles, SceneOut, ScenesMetadata};

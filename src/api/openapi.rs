@@ -17,8 +17,8 @@ use super::{AppState, error, files, flavors, generate, jobs};
 #[openapi(
     info(title = "mvgen", description = "Music-video generation API with per-request config flavors"),
     paths(
-        crate::server::health,
-        crate::readiness::readyz,
+        super::health::health,
+        crate::api::readiness::readyz,
         crate::telemetry::metrics_text,
         flavors::get_config_flavors,
         generate::create_scenes,
@@ -85,8 +85,8 @@ pub async fn openapi_json(State(state): State<AppState>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compiler::{NUMBER_OF_SCENES, VIDEO_DURATION};
     use crate::generation::character::NUM_IMAGES;
+    use crate::model::{NUMBER_OF_SCENES, VIDEO_DURATION};
 
     /// utoipa takes only literals for `minimum`/`maximum`, so the bodies restate the ranges the
     /// handlers, `mvgen render` and the configs schema share; this keeps the two from drifting.

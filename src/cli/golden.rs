@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use super::Outcome;
 use super::render::{self, RenderWhat};
-use crate::compiler::Flavor;
+use crate::model::Flavor;
 
 /// One request file, parsed as the `render` subcommand it names.
 #[derive(Debug, Parser)]

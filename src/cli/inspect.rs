@@ -3,8 +3,8 @@
 use serde_json::{Map, Value, json};
 
 use super::Outcome;
-use crate::compiler::{Entry, FileKind, Flavor, ValueRef};
 use crate::flavor::value_json;
+use crate::model::{Entry, FileKind, Flavor, ValueRef};
 
 /// One line per flavor: name, label, parent, content hash.
 pub fn flavors(all: &[&Flavor]) -> anyhow::Result<Outcome> {

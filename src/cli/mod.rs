@@ -19,8 +19,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail};
 use clap::{Parser, Subcommand};
 
-use crate::compiler::{self, Flavor};
+use crate::compiler;
 use crate::flavor;
+use crate::model::Flavor;
 pub use outcome::{NegativeAnswer, Outcome};
 pub use output::is_broken_pipe;
 
@@ -193,7 +194,7 @@ impl Catalog {
         found.ok_or_else(|| {
             let all = self.all();
             let names: Vec<&str> = all.iter().map(|f| f.name.as_ref()).collect();
-            let hint = compiler::did_you_mean(name, &names);
+            let hint = crate::model::did_you_mean(name, &names);
             anyhow!("no flavor named `{name}`{hint}; flavors: {}", names.join(", "))
         })
     }

@@ -5,11 +5,11 @@ use clap::Subcommand;
 use serde_json::{Value, json};
 
 use super::Outcome;
-use crate::compiler::Flavor;
 use crate::generation::Generation;
 use crate::generation::character::{Character, CharacterReferenceBody};
 use crate::generation::scenes::{CreateScenesBody, Scenes};
 use crate::generation::video::{GenerateVideoBody, Video};
+use crate::model::Flavor;
 
 /// A request to render, with the fields (and the checks) of the API's request bodies (boxed: a
 /// video body is large next to the other commands).

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use anyhow::{Context as _, anyhow};
 
 use super::{NegativeAnswer, Outcome};
-use crate::api::AppState;
 use crate::generation::Pipeline;
 use crate::live_configs::{FlavorSource, LiveConfigs, StartError};
 use crate::providers::{ProviderConfig, Providers};
 use crate::server::{self, Settings};
 use crate::serving;
+use crate::state::AppState;
 use crate::storage::LocalStorage;
 use crate::storage::url::Location;
 
@@ -130,7 +130,7 @@ pub(super) async fn app_state(
         storage,
         debug: settings.debug,
         strict_flavors: settings.strict_flavors,
-        generations: crate::api::limits::GenerationSlots::new(settings.max_concurrent_generations),
+        generations: crate::limits::GenerationSlots::new(settings.max_concurrent_generations),
         flavors,
     })
 }

@@ -4,10 +4,11 @@
 use std::fs;
 use std::path::Path;
 
-use super::DEFAULT_FLAVOR;
-use super::diag::{Diagnostic, Diagnostics, did_you_mean};
-use super::model::FileKind;
+use super::diag::{Diagnostic, Diagnostics};
 use super::yaml::YamlFile;
+use crate::model::DEFAULT_FLAVOR;
+use crate::model::FileKind;
+use crate::model::did_you_mean;
 
 /// One flavor directory and the allowed files that parsed. `broken` is set when any of its files
 /// could not be read, so later stages don't report knock-on faults.

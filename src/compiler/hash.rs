@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 
 use sha2::{Digest, Sha256};
 
-use super::model::{Entry, ValueRef};
+use crate::model::{Entry, ValueRef};
 
 /// How many hex digits of the digest are kept: 48 bits, plenty to tell a handful of flavors and their
 /// revisions apart while staying short enough for a header and a log line.

@@ -2,14 +2,15 @@
 
 use std::borrow::Cow;
 
-use super::diag::{Diagnostic, Diagnostics, did_you_mean};
+use super::diag::{Diagnostic, Diagnostics};
 use super::discover::FlavorSource;
-use super::model::{FileKind, Origin, Text};
 use super::schema::{
     AnyText, Check, Fault, PartialImageParams, PartialImagePrompts, PartialParameters, PartialScenePrompts, SetError,
     keys_of,
 };
 use super::yaml::{At, Scalar, YamlFile};
+use crate::model::did_you_mean;
+use crate::model::{FileKind, Origin, Text};
 
 /// What a flavor sets itself, plus what `resolve` needs to report inheritance faults.
 pub struct Layer {

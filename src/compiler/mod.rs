@@ -1,8 +1,11 @@
 //! The flavor compiler: a `configs/` directory in, fully resolved flavors (or every fault found) out.
 //!
 //! Stages, in order: `discover` finds flavor directories and their files, `yaml` reads each file into
-//! positioned entries, `schema` checks every key, `resolve` applies inheritance. The same code runs in
-//! build.rs (through a `#[path]` module) and in the `mvgen check/show/diff/render` commands, so files
+//! positioned entries, `schema` checks every key, `resolve` applies inheritance. What it builds are
+//! the run-time types of [`crate::model`]: the compiler depends on the model, never the reverse, and
+//! nothing on a request path imports the compiler. The same code runs in build.rs (through a `#[path]`
+//! module, with `model` included next to it so `crate::model` names the same files) and in the
+//! `mvgen check/show/diff/render --configs` commands and `serve --configs` (`live_configs`), so files
 //! here refer to each other with `super::`, use only std, serde, serde-saphyr and sha2, never print and
 //! never panic: they return values and let the caller decide how to show them.
 
@@ -10,28 +13,24 @@ mod diag;
 mod discover;
 mod hash;
 mod layer;
-mod model;
 mod resolve;
 mod schema;
-pub mod template;
 mod yaml;
 
 use std::path::Path;
 
-pub use diag::{Diagnostic, Diagnostics, did_you_mean, nearest};
+pub use diag::{Diagnostic, Diagnostics};
 pub use hash::{HASH_LEN, content_hash};
-pub use model::{
-    AspectRatio, Choice, Entry, FileKind, Flavor, Key, Origin, OutputFormat, PersonGeneration, SafetyFilterLevel,
-    Sourced, Text, ValueRef, VideoAspectRatio, VideoPersonGeneration,
-};
-pub use schema::{
-    ImageParams, ImagePrompts, KeySchema, NUMBER_OF_SCENES, Parameters, ScenePrompts, Shape, VIDEO_DURATION,
-    meta_key_schemas,
-};
-pub use template::{Segment, Template, TemplateError, Var};
+pub use schema::{KeySchema, Shape, meta_key_schemas};
 
-/// The flavor every other one inherits from, and the one used when a request names none.
-pub const DEFAULT_FLAVOR: &str = "default";
+// The run-time types moved to `crate::model`; these keep the old `compiler::` paths working for
+// build-time and CLI code (run-time code names `crate::model` directly).
+pub use crate::model::template;
+pub use crate::model::{
+    AspectRatio, Choice, DEFAULT_FLAVOR, Entry, FileKind, Flavor, ImageParams, ImagePrompts, Key, NUMBER_OF_SCENES,
+    Origin, OutputFormat, Parameters, PersonGeneration, SafetyFilterLevel, ScenePrompts, Segment, Sourced, Template,
+    TemplateError, Text, VIDEO_DURATION, ValueRef, Var, VideoAspectRatio, VideoPersonGeneration, did_you_mean, nearest,
+};
 
 /// Compiles every flavor under `dir`. Paths in diagnostics start with `dir` as given, so
 /// `compile(Path::new("configs"))` reports `configs/mv1/parameters.yaml:7:19: ...`.

@@ -4,10 +4,11 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use super::DEFAULT_FLAVOR;
-use super::diag::{Diagnostic, Diagnostics, did_you_mean};
+use super::diag::{Diagnostic, Diagnostics};
 use super::layer::Layer;
-use super::model::{FileKind, Flavor};
+use crate::model::DEFAULT_FLAVOR;
+use crate::model::did_you_mean;
+use crate::model::{FileKind, Flavor};
 
 /// Resolves every layer whose own files and whose ancestors are sound, sorted by name.
 pub fn resolve(layers: &[Layer], diags: &mut Diagnostics) -> Vec<Flavor> {

@@ -1,23 +1,19 @@
-//! The schema of each settings file: which keys exist, what type each holds, and how a YAML value is
-//! checked and turned into that type.
+//! How a YAML value is checked and turned into a settings key's type.
 //!
-//! Each file is declared once with `config_file!`, which generates the resolved struct (every key set,
-//! used at run time), a partial struct (what one flavor's file sets, used while compiling), the key
-//! list for did-you-mean, and the per-key inheritance step. Adding a key means adding one line here.
-//!
-//! A key may carry a built-in default (`key: T = Check => default "text",`): the value used when not
-//! even the default flavor sets it, shown by `mvgen show --explain` as coming from the built-in
-//! default. Only keys mvgen added over the service it replaces get one, so configs written for that
-//! service compile untouched; every key they always had stays required in `default`.
+//! The keys themselves are declared once, in `model/settings.rs` (`settings_files!`), which also
+//! builds the resolved structs the run time uses. This module expands the same declaration into what
+//! only compiling needs: a partial struct per file (what one flavor's file sets), the per-key check
+//! and inheritance step, and the key schemas `mvgen schema` writes.
 
 use std::borrow::Cow;
 
-use super::model::{
-    AspectRatio, Choice, Entry, FileKind, Key, Origin, OutputFormat, PersonGeneration, SafetyFilterLevel, Sourced,
-    Text, VideoAspectRatio, VideoPersonGeneration, View,
-};
-use super::template::{Template, Var};
 use super::yaml::Scalar;
+use crate::model::template::{Template, Var};
+use crate::model::{
+    AspectRatio, Choice, FileKind, ImageParams, ImagePrompts, NUMBER_OF_SCENES, Origin, OutputFormat, Parameters,
+    PersonGeneration, SafetyFilterLevel, ScenePrompts, Sourced, Text, VIDEO_DURATION, VideoAspectRatio,
+    VideoPersonGeneration,
+};
 
 /// Why one key's value was refused.
 #[derive(Debug, Clone, PartialEq)]
@@ -153,11 +149,6 @@ impl Check<Text> for ReplicateModel {
     }
 }
 
-/// How many scenes a flavor or a request may ask for (the API and CLI use the same bounds).
-pub const NUMBER_OF_SCENES: (u32, u32) = (1, 32);
-/// How long a scene video may be, in seconds.
-pub const VIDEO_DURATION: (u32, u32) = (1, 60);
-
 /// An integer in `min..=max`.
 pub struct IntIn(pub u32, pub u32);
 
@@ -207,7 +198,7 @@ impl<T: Choice> Check<T> for OneOf {
             },
             _ => "",
         };
-        let hint = match super::diag::nearest(found, &names) {
+        let hint = match crate::model::nearest(found, &names) {
             Some(n) if !found.is_empty() => format!(" (did you mean \"{n}\"?)"),
             _ => String::new(),
         };
@@ -244,44 +235,16 @@ impl Check<Template> for TemplateOf {
     }
 }
 
-macro_rules! config_file {
+/// The compile-time half of a settings file (the run-time half is `resolved_file!` in
+/// `model/settings.rs`): the partial struct, its checks and inheritance step, and the key schemas.
+macro_rules! checked_file {
     (
         $(#[$doc:meta])*
         $name:ident / $partial:ident = $kind:ident {
             $( $(#[$fdoc:meta])* $field:ident : $ty:ty = $check:expr $(=> default $default:literal)?, )*
         }
     ) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq)]
-        pub struct $name {
-            $( $(#[$fdoc])* pub $field: Sourced<$ty>, )*
-        }
-
         impl $name {
-            pub const FILE: FileKind = FileKind::$kind;
-            $(
-                #[doc = concat!("The key `", stringify!($field), "`.")]
-                #[allow(non_upper_case_globals)]
-                pub const $field: Key = Key { file: FileKind::$kind, name: stringify!($field) };
-            )*
-            pub const KEYS: &'static [&'static str] = &[$(stringify!($field)),*];
-            /// The keys that may be left out even in `default`, with their built-in values as written
-            /// in YAML.
-            pub const BUILTIN_DEFAULTS: &'static [(&'static str, &'static str)] =
-                &[$($((stringify!($field), $default),)?)*];
-
-            /// Every key with its value and origin, in schema order.
-            pub fn entries(&self) -> Vec<Entry<'_>> {
-                vec![$(
-                    Entry {
-                        file: FileKind::$kind,
-                        key: stringify!($field),
-                        value: self.$field.value.view(),
-                        origin: &self.$field.origin,
-                    },
-                )*]
-            }
-
             /// The file's doc comment as attribute source, for `mvgen schema`.
             pub const DOCS: &'static [&'static str] = &[$(stringify!($doc)),*];
 
@@ -354,56 +317,7 @@ const SCENE_VARS: &[Var] = &[
     Var::CameraAngle,
 ];
 
-config_file! {
-    /// `parameters.yaml`: what the scene writer is asked for.
-    Parameters / PartialParameters = Parameters {
-        character_characteristics: Text = AnyText,
-        video_type: Text = AnyText,
-        video_characteristics: Text = AnyText,
-        camera_angle: Text = AnyText,
-        number_of_scenes: u32 = IntIn(NUMBER_OF_SCENES.0, NUMBER_OF_SCENES.1),
-        /// The Gemini model that writes the scenes. The service mvgen replaces had no such key (its
-        /// model was a constant in code), hence the built-in default.
-        scene_model: Text = GeminiModel => default "gemini-2.5-pro",
-    }
-}
-
-config_file! {
-    /// `scene_prompts.yaml`: the prompt the scene writer receives.
-    ScenePrompts / PartialScenePrompts = ScenePrompts {
-        scene_generation_prompt: Template = TemplateOf { allowed: SCENE_VARS, required: &[Var::Idea] },
-    }
-}
-
-config_file! {
-    /// `image_params.yaml`: image and video model settings.
-    ImageParams / PartialImageParams = ImageParams {
-        model: Text = ReplicateModel,
-        aspect_ratio: AspectRatio = OneOf,
-        safety_filter_level: SafetyFilterLevel = OneOf,
-        person_generation: PersonGeneration = OneOf,
-        output_format: OutputFormat = OneOf,
-        video_model: Text = ReplicateModel,
-        /// The Veo model used when a request asks for `backend: "gemini"` (a Gemini API model name,
-        /// never the Replicate one).
-        gemini_video_model: Text = GeminiModel => default "veo-3.1-generate-preview",
-        video_aspect_ratio: VideoAspectRatio = OneOf,
-        /// Seconds.
-        video_duration: u32 = IntIn(VIDEO_DURATION.0, VIDEO_DURATION.1),
-        video_generate_audio: bool = Flag,
-        video_person_generation: VideoPersonGeneration = OneOf,
-        /// Appended to every video prompt, after a blank line.
-        video_rules_template: Template = TemplateOf { allowed: &[Var::AspectRatio], required: &[] },
-    }
-}
-
-config_file! {
-    /// `image_prompts.yaml`: the character reference prompt.
-    ImagePrompts / PartialImagePrompts = ImagePrompts {
-        character_reference_prompt: Template =
-            TemplateOf { allowed: &[Var::CharacterDescription], required: &[Var::CharacterDescription] },
-    }
-}
+crate::model::settings::settings_files!(checked_file);
 
 /// What each `flavor.yaml` key accepts (layer.rs checks them), for `mvgen schema`.
 pub fn meta_key_schemas() -> Vec<KeySchema> {

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use crate::api::error::{ApiError, ErrorKind};
-use crate::compiler::{Flavor, ImageParams};
+use crate::error::{ApiError, ErrorKind};
+use crate::model::{Flavor, ImageParams};
 use crate::prompts::{Consumed, VideoPlan};
 use crate::providers::{Providers, VideoMaker};
 

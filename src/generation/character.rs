@@ -7,8 +7,8 @@ use serde_json::Value;
 
 use super::inputs::{choice, in_range, optional, required, seed, spelling, text};
 use super::{Generation, Run};
-use crate::api::error::ApiError;
-use crate::compiler::{AspectRatio, Choice, Flavor, OutputFormat, PersonGeneration, SafetyFilterLevel};
+use crate::error::ApiError;
+use crate::model::{AspectRatio, Choice, Flavor, OutputFormat, PersonGeneration, SafetyFilterLevel};
 use crate::prompts::{self, CharacterInputs, Consumed};
 use crate::providers::{BoxFuture, ImageRequest};
 use crate::storage::Kind;

@@ -13,13 +13,13 @@ use super::character::Character;
 use super::scenes::Scenes;
 use super::video::Video;
 use super::{Generation, Run};
-use crate::api::AppState;
-use crate::api::debug_log;
-use crate::api::error::{ApiError, ErrorKind};
-use crate::api::limits::bounded_texts;
+use crate::debug_log;
+use crate::error::{ApiError, ErrorKind};
 use crate::flavor::Chosen;
 use crate::jobs::{JobPipeline, Jobs, Planned};
+use crate::limits::bounded_texts;
 use crate::providers::{BoxFuture, RunContext};
+use crate::state::AppState;
 
 /// The sync endpoint of kind `G`: validate, choose the flavor, take a generation slot, plan, run,
 /// answer with the `X-Config-Flavor` headers. With a job engine the run is a job (submit and wait,
@@ -186,7 +186,7 @@ fn kind(name: &str) -> Result<&'static Kind, ApiError> {
 /// flavor and plans. No generation slot: nothing runs yet.
 fn plan_job<G: Generation>(state: &AppState, input: Value) -> Result<Planned, ApiError> {
     let bytes = serde_json::to_vec(&input).map_err(|e| ApiError::internal(format!("the input: {e}")))?;
-    let request = validate::<G>(crate::api::extract::parse::<G::Input>(&bytes)?)?;
+    let request = validate::<G>(crate::json_body::parse::<G::Input>(&bytes)?)?;
     let chosen = choose_flavor(state, request.config_flavor())?;
     let plan = plan(state, &request, &chosen);
     planned::<G>(FlavorReport::from(&chosen), plan)

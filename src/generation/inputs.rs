@@ -7,8 +7,8 @@
 use base64::Engine;
 use serde_json::json;
 
-use crate::api::error::{ApiError, ErrorKind};
-use crate::compiler::Choice;
+use crate::error::{ApiError, ErrorKind};
+use crate::model::Choice;
 use crate::prompts::py_strip;
 use crate::providers::{Media, sniff_media_type};
 

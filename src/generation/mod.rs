@@ -22,11 +22,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::api::AppState;
-use crate::api::error::ApiError;
-use crate::compiler::Flavor;
+use crate::error::ApiError;
+use crate::model::Flavor;
 use crate::prompts::Consumed;
 use crate::providers::{BoxFuture, ProviderError, RunContext};
+use crate::state::AppState;
 
 pub use driver::{FlavorReport, Pipeline, respond};
 

@@ -6,8 +6,8 @@ use serde_json::Value;
 
 use super::inputs::{self, in_range, optional, required, text};
 use super::{Generation, Run};
-use crate::api::error::ApiError;
-use crate::compiler::{Flavor, NUMBER_OF_SCENES};
+use crate::error::ApiError;
+use crate::model::{Flavor, NUMBER_OF_SCENES};
 use crate::prompts::{self, Consumed, SceneInputs};
 use crate::providers::{BoxFuture, Scene, SceneRequest};
 use crate::storage::Kind;

@@ -17,7 +17,7 @@ use tokio_util::task::TaskTracker;
 
 use super::pipeline::{JobPipeline, Planned};
 use super::store::{Claimed, Dialect, KeyState, NewJob, Outcome, Store, StoreError};
-use crate::api::error::{ApiError, ErrorKind};
+use crate::error::{ApiError, ErrorKind};
 use crate::providers::{BoxFuture, RunContext, RunObserver, UpstreamRun};
 
 /// The kinds a job may have (the pipeline decides what each means).

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::api::error::ApiError;
+use crate::error::ApiError;
 use crate::providers::{BoxFuture, RunContext};
 
 /// A validated, planned generation, ready to be stored.

@@ -20,7 +20,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Connection, Row};
 
-use crate::api::error::{ApiError, ErrorKind};
+use crate::error::{ApiError, ErrorKind};
 use crate::providers::UpstreamRun;
 
 /// The channel `pg_notify` wakes listeners on; the payload is the job id.

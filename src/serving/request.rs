@@ -18,7 +18,7 @@ use tokio::time::{Instant, Sleep};
 use tower::Service;
 
 use super::conn::ConnState;
-use crate::api::error::{ApiError, ErrorKind};
+use crate::error::{ApiError, ErrorKind};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

@@ -14,6 +14,7 @@ mod fixtures;
 mod golden;
 mod hashes;
 mod json_schema;
+mod layering;
 mod properties;
 mod scratch;
 

@@ -17,7 +17,7 @@ pub struct AppState {
     /// `MV_STRICT_FLAVORS`: answer 400 for an unknown flavor instead of falling back to default.
     pub strict_flavors: bool,
     /// `MV_MAX_CONCURRENT_GENERATIONS`: generation requests running at once.
-    pub generations: super::limits::GenerationSlots,
+    pub generations: crate::limits::GenerationSlots,
     /// Where flavors come from: the embedded table, or a watched directory (`serve --configs`).
     pub flavors: FlavorSource,
 }

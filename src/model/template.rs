@@ -222,7 +222,7 @@ fn check_field(field: &str, allowed: &[Var]) -> Result<Var, String> {
         )),
         None => {
             let names: Vec<&str> = allowed.iter().map(|v| v.name()).collect();
-            let hint = match super::diag::nearest(name.trim(), &names) {
+            let hint = match super::suggest::nearest(name.trim(), &names) {
                 Some(n) => format!(" (did you mean '{{{n}}}'?)"),
                 None => String::new(),
             };

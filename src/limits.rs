@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde_json::json;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::error::{ApiError, ErrorKind};
+use crate::error::{ApiError, ErrorKind};
 
 /// The longest text field accepted, in characters: far above any real prompt, and it keeps one
 /// request from growing into a many-megabyte prompt or mock answer.

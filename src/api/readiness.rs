@@ -12,8 +12,8 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::api::AppState;
-use crate::api::error::{ApiError, ErrorKind};
+use crate::state::AppState;
+use crate::error::{ApiError, ErrorKind};
 use crate::jobs::Jobs;
 
 /// Each check's bound: a probe must answer within the balancer's timeout (typically 1–5 s) even
@@ -27,7 +27,7 @@ const RETRY_AFTER_SECS: u64 = 5;
 /// deleted, as at startup) and shutdown has not begun. Open even when `API_KEY` is set.
 #[utoipa::path(get, path = "/readyz", tag = "health", responses(
     (status = 200, description = "Ready: the jobs database and the store answer, no shutdown under way"),
-    (status = 503, description = "Not ready: `DatabaseUnavailable` or `StorageUnavailable` names the failing engine (`details` has each check), or the replica is draining", body = crate::api::error::ErrorBody),
+    (status = 503, description = "Not ready: `DatabaseUnavailable` or `StorageUnavailable` names the failing engine (`details` has each check), or the replica is draining", body = crate::error::ErrorBody),
 ))]
 pub async fn readyz(State(state): State<AppState>, jobs: Option<Extension<Arc<Jobs>>>) -> Response {
     let database = async {
