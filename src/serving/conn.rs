@@ -196,6 +196,12 @@ pub(super) async fn serve(
     shutdown: Shutdown,
     _slot: OwnedSemaphorePermit,
 ) {
+    // Without TCP_NODELAY a response written in two pieces (an event stream's head, then its first
+    // event) waits for the client's delayed ACK: ~40 ms per event on Linux. Nothing here gains from
+    // Nagle's coalescing, as hyper already writes whole buffers. A socket that refuses is served anyway.
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(error = %e, "could not set TCP_NODELAY");
+    }
     let state = Arc::new(ConnState::new());
     let io = TokioIo::new(Watched { stream, state: state.clone() });
     let service = {
