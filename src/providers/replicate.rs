@@ -18,7 +18,8 @@ use super::http::{self, ReadError};
 use super::outbound::OutboundPolicy;
 use super::upstream_run;
 use super::{
-    BoxFuture, ImageMaker, ImageRequest, Media, ProviderError, RunContext, VideoMaker, VideoRequest, checked_media_type,
+    BoxFuture, ImageMaker, ImageRequest, Media, ProviderError, RunContext, UpstreamRun, VideoMaker, VideoRequest,
+    checked_media_type,
 };
 
 const PROVIDER: &str = "replicate";
@@ -291,6 +292,10 @@ impl ImageMaker for ReplicateClient {
     ) -> BoxFuture<'a, Result<Media, ProviderError>> {
         Box::pin(self.run(&request.model, image_input(request), self.image, "image", ctx))
     }
+
+    fn cancel_run<'a>(&'a self, run: &'a UpstreamRun) -> BoxFuture<'a, Result<(), ProviderError>> {
+        Box::pin(async move { http::send_cancel(PROVIDER, self.cancel_request(&run.id)?).await })
+    }
 }
 
 impl VideoMaker for ReplicateClient {
@@ -304,6 +309,10 @@ impl VideoMaker for ReplicateClient {
         ctx: RunContext<'a>,
     ) -> BoxFuture<'a, Result<Media, ProviderError>> {
         Box::pin(self.run(&request.model, video_input(request), self.video, "video", ctx))
+    }
+
+    fn cancel_run<'a>(&'a self, run: &'a UpstreamRun) -> BoxFuture<'a, Result<(), ProviderError>> {
+        Box::pin(async move { http::send_cancel(PROVIDER, self.cancel_request(&run.id)?).await })
     }
 }
 

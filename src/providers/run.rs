@@ -38,6 +38,10 @@ pub trait RunObserver: Send + Sync {
     fn cancel_on_drop(&self) -> bool {
         true
     }
+
+    /// A call resumed `run`, one of the saved runs: that call owns it from now on (it cancels it
+    /// when dropped, if `cancel_on_drop` says so), so nobody else needs to.
+    fn resumed(&self, _run: &UpstreamRun) {}
 }
 
 /// Observes nothing: the context of a request answered while the client waits.
@@ -80,7 +84,9 @@ impl<'a> RunContext<'a> {
 
     /// The id of this slot's run on `provider`, if a previous attempt started one.
     pub fn resume(&self, provider: &str) -> Option<&'a str> {
-        self.saved.iter().find(|run| run.provider == provider && run.slot == self.slot).map(|run| run.id.as_str())
+        let run = self.saved.iter().find(|run| run.provider == provider && run.slot == self.slot)?;
+        self.observer.resumed(run);
+        Some(run.id.as_str())
     }
 
     /// Saves a run this call started on `provider`; to be awaited before waiting on it.

@@ -29,9 +29,9 @@ use support::server_process::ServerProcess;
 const PATIENCE: Duration = Duration::from_secs(60);
 
 /// The fake upstreams one test's binaries talk to.
-struct Fakes {
+pub(super) struct Fakes {
     gemini: FakeGemini,
-    replicate: FakeReplicate,
+    pub(super) replicate: FakeReplicate,
 }
 
 impl Fakes {
@@ -44,7 +44,7 @@ impl Fakes {
 
     /// Fakes whose first prediction is a video held until `FakeReplicate::finish`, and the bytes
     /// that video will serve.
-    async fn with_held_video(tag: &str) -> (Fakes, Vec<u8>) {
+    pub(super) async fn with_held_video(tag: &str) -> (Fakes, Vec<u8>) {
         let fakes = Fakes::start().await;
         let served = clip(tag);
         fakes.replicate.push_prediction(held_video(&served));
@@ -54,7 +54,7 @@ impl Fakes {
     /// The binary's environment: the real clients on the fakes with tiny poll intervals and
     /// backoff, a 1 s stale limit (the smallest `MVGEN_JOB_STALE_AFTER` takes), then `extra`
     /// (which wins).
-    fn env<'a>(&'a self, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    pub(super) fn env<'a>(&'a self, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
         let mut env = vec![
             ("GEMINI_API_KEY", TEST_GEMINI_KEY),
             ("GEMINI_BASE_URL", self.gemini.base_url.as_str()),
@@ -72,7 +72,7 @@ impl Fakes {
     }
 
     /// Every prediction asked of the fake Replicate: each one is paid for.
-    fn creates(&self) -> usize {
+    pub(super) fn creates(&self) -> usize {
         self.replicate.received_on(Route::Create).len()
     }
 }
@@ -96,7 +96,7 @@ fn held_video(bytes: &[u8]) -> PredictionPlan {
 }
 
 /// `mvgen serve` with `env` (its startup blocks this worker thread briefly).
-fn start(env: &[(&str, &str)]) -> ServerProcess {
+pub(super) fn start(env: &[(&str, &str)]) -> ServerProcess {
     tokio::task::block_in_place(|| ServerProcess::start(env).expect("start mvgen"))
 }
 
@@ -105,11 +105,11 @@ fn kill(server: &mut ServerProcess) {
     assert!(tokio::task::block_in_place(|| server.wait_exit(Duration::from_secs(10))).is_some(), "SIGKILL ignored");
 }
 
-fn http() -> reqwest::Client {
+pub(super) fn http() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client")
 }
 
-async fn submit(base: &str, kind: &str, input: Value) -> String {
+pub(super) async fn submit(base: &str, kind: &str, input: Value) -> String {
     let response =
         http().post(format!("{base}/api/mv/jobs")).json(&json!({ "kind": kind, "input": input })).send().await;
     let response = response.expect("submit");
@@ -125,7 +125,7 @@ async fn job(base: &str, id: &str) -> (StatusCode, Value) {
 }
 
 /// Polls the job on `base` until `done` holds.
-async fn wait_job(base: &str, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+pub(super) async fn wait_job(base: &str, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + PATIENCE;
     loop {
         let (status, job) = job(base, id).await;
@@ -137,7 +137,7 @@ async fn wait_job(base: &str, id: &str, what: &str, done: impl Fn(&Value) -> boo
     }
 }
 
-async fn wait_for(what: &str, done: impl Fn() -> bool) {
+pub(super) async fn wait_for(what: &str, done: impl Fn() -> bool) {
     let deadline = Instant::now() + PATIENCE;
     while !done() {
         assert!(Instant::now() < deadline, "never {what}");
@@ -145,7 +145,7 @@ async fn wait_for(what: &str, done: impl Fn() -> bool) {
     }
 }
 
-fn finished(job: &Value) -> bool {
+pub(super) fn finished(job: &Value) -> bool {
     matches!(job["status"].as_str(), Some("succeeded" | "failed" | "canceled"))
 }
 

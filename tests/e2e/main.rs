@@ -6,7 +6,8 @@
 //! `live_configs`: `serve --configs DIR`; `mixed_flavors`: many parallel requests across flavors,
 //! plus the 10 000-request load run behind `MVGEN_LOAD_TEST=1`; `static_binary`: the static build
 //! in an empty root; `durable_jobs`: jobs surviving SIGKILL, replica takeover on PostgreSQL, 200 jobs
-//! run exactly once, a lost database). A feature that spans a request from client to upstream and
+//! run exactly once, a lost database; `job_cancel`: a canceled job's upstream run cancelled when no
+//! live call holds it). A feature that spans a request from client to upstream and
 //! back, such as a job resumed after a restart, goes here; HTTP-only behaviour in `tests/http/`, one client
 //! against its fake in `tests/providers/`.
 //!
@@ -16,6 +17,7 @@
 mod support;
 
 mod durable_jobs;
+mod job_cancel;
 mod live_configs;
 mod mixed_flavors;
 mod server;
