@@ -354,14 +354,15 @@ impl Jobs {
             final_attempt: job.attempts >= max_attempts,
             stopping: AtomicBool::new(false),
             resumed: Mutex::new(Vec::new()),
+            creating: watch::Sender::new(0),
         };
         let ended = if job.cancel_requested {
             Ended::Cancel
         } else {
             let ctx = RunContext::new(&observer, &saved);
-            let run = self.pipeline.run(&job.kind, &job.plan, ctx);
-            tokio::select! {
-                result = run => Ended::Ran(result),
+            let mut run = std::pin::pin!(self.pipeline.run(&job.kind, &job.plan, ctx));
+            let ended = tokio::select! {
+                result = &mut run => Ended::Ran(result),
                 ended = async {
                     let ended = self.watch(&job, progress_rx).await;
                     // Set before select! drops the run, whose drop guard reads it: a canceled job
@@ -377,7 +378,20 @@ impl Jobs {
                     shutdown.cancelled().await;
                     observer.stopping.store(true, Ordering::Relaxed);
                 } => Ended::Shutdown,
+            };
+            // A create already sent must get its answer and its id saved before the run is
+            // dropped, or nobody could cancel or resume the run it started: the drop then cancels
+            // it (a canceled job) or leaves it to the next owner (shutdown, takeover).
+            if !matches!(ended, Ended::Ran(_)) {
+                let mut creating = observer.creating.subscribe();
+                tokio::select! {
+                    _ = &mut run => {}
+                    _ = creating.wait_for(|open| *open == 0) => {}
+                    // Still ours meanwhile: no takeover while the id is on its way to the store.
+                    () = self.keep_claim(&job) => {}
+                }
             }
+            ended
         };
         // The saved runs no call of this attempt took up are nobody's to cancel but ours: all of
         // them when the job was canceled before this claim (released, or its worker died), those
@@ -437,6 +451,17 @@ impl Jobs {
         // After the canceled outcome is stored, so no takeover of this job cancels them again.
         self.cancel_runs(&job.id, &orphaned).await;
         self.woke(&job.id);
+    }
+
+    /// Heartbeats the claim until dropped, and nothing else.
+    async fn keep_claim(&self, job: &Claimed) {
+        let every = (self.config.stale_after / 3).max(Duration::from_millis(50));
+        loop {
+            tokio::time::sleep(every).await;
+            if let Err(e) = self.store.heartbeat(&job.id, &job.claim).await {
+                tracing::warn!(job = %job.id, error = %e, "heartbeat failed");
+            }
+        }
     }
 
     /// Heartbeats the claim, watches for a cancel and writes throttled progress; returns only when
@@ -544,6 +569,8 @@ struct Observer<'a> {
     stopping: AtomicBool,
     /// The saved runs a call of this attempt resumed (and so cancels itself when dropped).
     resumed: Mutex<Vec<UpstreamRun>>,
+    /// Creates sent whose id is not saved yet (see `RunObserver::creating`).
+    creating: watch::Sender<usize>,
 }
 
 impl RunObserver for Observer<'_> {
@@ -581,6 +608,10 @@ impl RunObserver for Observer<'_> {
         if let Ok(mut resumed) = self.resumed.lock() {
             resumed.push(run.clone());
         }
+    }
+
+    fn creating(&self, open: bool) {
+        self.creating.send_modify(|n| *n = if open { *n + 1 } else { n.saturating_sub(1) });
     }
 }
 

@@ -42,6 +42,12 @@ pub trait RunObserver: Send + Sync {
     /// A call resumed `run`, one of the saved runs: that call owns it from now on (it cancels it
     /// when dropped, if `cancel_on_drop` says so), so nobody else needs to.
     fn resumed(&self, _run: &UpstreamRun) {}
+
+    /// A create was sent and its id is not saved yet (`open`), or that step ended (`!open`): saved,
+    /// or failed (and cancelled when it could not be saved). Dropping a call inside this window
+    /// orphans a paid run nobody knows the id of, so an owner that stops a run (a cancel, a
+    /// shutdown) lets the window close first; the create's own timeout bounds it.
+    fn creating(&self, _open: bool) {}
 }
 
 /// Observes nothing: the context of a request answered while the client waits.
@@ -89,6 +95,12 @@ impl<'a> RunContext<'a> {
         Some(run.id.as_str())
     }
 
+    /// Opens the create-and-save window (see [`RunObserver::creating`]) until the guard drops.
+    pub fn creating(&self) -> Creating<'a> {
+        self.observer.creating(true);
+        Creating(self.observer)
+    }
+
     /// Saves a run this call started on `provider`; to be awaited before waiting on it.
     pub async fn started(&self, provider: &str, id: &str) -> Result<(), String> {
         let run = UpstreamRun { provider: provider.to_owned(), id: id.to_owned(), slot: self.slot };
@@ -104,6 +116,15 @@ impl<'a> RunContext<'a> {
     /// [`RunObserver::cancel_on_drop`]).
     pub fn cancel_on_drop(&self) -> bool {
         self.observer.cancel_on_drop()
+    }
+}
+
+/// An open create-and-save window; closes when dropped, however the step ended.
+pub struct Creating<'a>(&'a dyn RunObserver);
+
+impl Drop for Creating<'_> {
+    fn drop(&mut self) {
+        self.0.creating(false);
     }
 }
 
