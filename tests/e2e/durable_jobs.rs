@@ -26,17 +26,17 @@ use support::postgres::Postgres;
 use support::server_process::ServerProcess;
 
 /// How long any one wait may take before the test fails (a hang guard, not a speed target).
-const PATIENCE: Duration = Duration::from_secs(60);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(60);
 
 /// The fake upstreams one test's binaries talk to.
-pub(super) struct Fakes {
-    gemini: FakeGemini,
-    pub(super) replicate: FakeReplicate,
+pub(crate) struct Fakes {
+    pub(crate) gemini: FakeGemini,
+    pub(crate) replicate: FakeReplicate,
 }
 
 impl Fakes {
     /// Gemini answers with as many scenes as the default flavor asks for.
-    async fn start() -> Fakes {
+    pub(crate) async fn start() -> Fakes {
         let gemini = FakeGemini::start().await;
         gemini.set_default_scenes(scenes_per_job());
         Fakes { gemini, replicate: FakeReplicate::start().await }
@@ -44,7 +44,7 @@ impl Fakes {
 
     /// Fakes whose first prediction is a video held until `FakeReplicate::finish`, and the bytes
     /// that video will serve.
-    pub(super) async fn with_held_video(tag: &str) -> (Fakes, Vec<u8>) {
+    pub(crate) async fn with_held_video(tag: &str) -> (Fakes, Vec<u8>) {
         let fakes = Fakes::start().await;
         let served = clip(tag);
         fakes.replicate.push_prediction(held_video(&served));
@@ -54,7 +54,7 @@ impl Fakes {
     /// The binary's environment: the real clients on the fakes with tiny poll intervals and
     /// backoff, a 1 s stale limit (the smallest `MVGEN_JOB_STALE_AFTER` takes), then `extra`
     /// (which wins).
-    pub(super) fn env<'a>(&'a self, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    pub(crate) fn env<'a>(&'a self, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
         let mut env = vec![
             ("GEMINI_API_KEY", TEST_GEMINI_KEY),
             ("GEMINI_BASE_URL", self.gemini.base_url.as_str()),
@@ -72,7 +72,7 @@ impl Fakes {
     }
 
     /// Every prediction asked of the fake Replicate: each one is paid for.
-    pub(super) fn creates(&self) -> usize {
+    pub(crate) fn creates(&self) -> usize {
         self.replicate.received_on(Route::Create).len()
     }
 }
@@ -96,20 +96,20 @@ fn held_video(bytes: &[u8]) -> PredictionPlan {
 }
 
 /// `mvgen serve` with `env` (its startup blocks this worker thread briefly).
-pub(super) fn start(env: &[(&str, &str)]) -> ServerProcess {
+pub(crate) fn start(env: &[(&str, &str)]) -> ServerProcess {
     tokio::task::block_in_place(|| ServerProcess::start(env).expect("start mvgen"))
 }
 
-fn kill(server: &mut ServerProcess) {
+pub(crate) fn kill(server: &mut ServerProcess) {
     server.signal("KILL");
     assert!(tokio::task::block_in_place(|| server.wait_exit(Duration::from_secs(10))).is_some(), "SIGKILL ignored");
 }
 
-pub(super) fn http() -> reqwest::Client {
+pub(crate) fn http() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client")
 }
 
-pub(super) async fn submit(base: &str, kind: &str, input: Value) -> String {
+pub(crate) async fn submit(base: &str, kind: &str, input: Value) -> String {
     let response =
         http().post(format!("{base}/api/mv/jobs")).json(&json!({ "kind": kind, "input": input })).send().await;
     let response = response.expect("submit");
@@ -125,7 +125,7 @@ async fn job(base: &str, id: &str) -> (StatusCode, Value) {
 }
 
 /// Polls the job on `base` until `done` holds.
-pub(super) async fn wait_job(base: &str, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn wait_job(base: &str, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + PATIENCE;
     loop {
         let (status, job) = job(base, id).await;
@@ -137,7 +137,7 @@ pub(super) async fn wait_job(base: &str, id: &str, what: &str, done: impl Fn(&Va
     }
 }
 
-pub(super) async fn wait_for(what: &str, done: impl Fn() -> bool) {
+pub(crate) async fn wait_for(what: &str, done: impl Fn() -> bool) {
     let deadline = Instant::now() + PATIENCE;
     while !done() {
         assert!(Instant::now() < deadline, "never {what}");
@@ -145,19 +145,19 @@ pub(super) async fn wait_for(what: &str, done: impl Fn() -> bool) {
     }
 }
 
-pub(super) fn finished(job: &Value) -> bool {
+pub(crate) fn finished(job: &Value) -> bool {
     matches!(job["status"].as_str(), Some("succeeded" | "failed" | "canceled"))
 }
 
 /// The bytes `url` (a path on `base`) serves.
-async fn download(base: &str, url: &str) -> Vec<u8> {
+pub(crate) async fn download(base: &str, url: &str) -> Vec<u8> {
     let response = http().get(format!("{base}{url}")).send().await.expect("download");
     assert_eq!(response.status(), StatusCode::OK, "{url}");
     response.bytes().await.expect("body").to_vec()
 }
 
 /// One Server-Sent Event: `(id, event name, data)`.
-type SseEvent = (i64, String, Value);
+pub(crate) type SseEvent = (i64, String, Value);
 
 /// Reads a job's event stream to its end in the background; what arrived so far is in `seen`.
 struct Follow {
@@ -208,7 +208,7 @@ fn parse_event(block: &str) -> Option<SseEvent> {
 }
 
 /// All of a job's events, read from the start of a stream that has already ended.
-async fn all_events(base: &str, id: &str) -> Vec<SseEvent> {
+pub(crate) async fn all_events(base: &str, id: &str) -> Vec<SseEvent> {
     Follow::open(base, id).await.ended().await
 }
 

@@ -6,10 +6,12 @@
 //! `live_configs`: `serve --configs DIR`; `mixed_flavors`: many parallel requests across flavors,
 //! plus the 10 000-request load run behind `MVGEN_LOAD_TEST=1`; `static_binary`: the static build
 //! in an empty root; `durable_jobs`: jobs surviving SIGKILL, replica takeover on PostgreSQL, 200 jobs
-//! run exactly once, a lost database; `job_cancel`: a canceled job's upstream run cancelled when no
-//! live call holds it). A feature that spans a request from client to upstream and
+//! run exactly once, a lost database). A feature that spans a request from client to upstream and
 //! back, such as a job resumed after a restart, goes here; HTTP-only behaviour in `tests/http/`, one client
 //! against its fake in `tests/providers/`.
+//!
+//! `job_cancel`, beside `durable_jobs`: a canceled job's upstream run cancelled when no live call
+//! holds it, and a cancel or SIGTERM while a create is in flight.
 //!
 //! One binary per area, so the crate is linked once per area rather than once per file.
 
