@@ -19,7 +19,7 @@ use crate::api::error::{ApiError, ErrorKind};
 use crate::api::limits::bounded_texts;
 use crate::flavor::Chosen;
 use crate::jobs::{JobPipeline, Jobs, Planned};
-use crate::providers::{BoxFuture, RunContext, UpstreamRun};
+use crate::providers::{BoxFuture, RunContext};
 
 /// The sync endpoint of kind `G`: validate, choose the flavor, take a generation slot, plan, run,
 /// answer with the `X-Config-Flavor` headers. With a job engine the run is a job (submit and wait,
@@ -233,7 +233,7 @@ impl JobPipeline for Pipeline {
         Box::pin(async move { (self::kind(kind)?.run)(&self.state, plan, ctx).await })
     }
 
-    fn cancel_run<'a>(&'a self, run: &'a UpstreamRun) -> BoxFuture<'a, Result<(), String>> {
+    fn cancel_run<'a>(&'a self, run: &'a crate::providers::UpstreamRun) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(self.state.providers.cancel_run(run))
     }
 }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::api::error::ApiError;
-use crate::providers::{BoxFuture, RunContext, UpstreamRun};
+use crate::providers::{BoxFuture, RunContext};
 
 /// A validated, planned generation, ready to be stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -37,7 +37,7 @@ pub trait JobPipeline: Send + Sync + 'static {
     /// Cancels a run a job saved when no live call holds it (the job was cancelled while queued or
     /// released, or its worker died); an error says why it could not be. A pipeline whose runs
     /// live nowhere upstream (a benchmark's) keeps the default, which says so.
-    fn cancel_run<'a>(&'a self, run: &'a UpstreamRun) -> BoxFuture<'a, Result<(), String>> {
+    fn cancel_run<'a>(&'a self, run: &'a crate::providers::UpstreamRun) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move { Err(format!("this pipeline cannot cancel the saved run {}", run.id)) })
     }
 }

@@ -22,7 +22,7 @@ use super::gemini::{error_from_answer, key_header, model_method_url};
 use super::http::{self, CancelOnDrop, ReadError};
 use super::outbound::OutboundPolicy;
 use super::upstream_run;
-use super::{BoxFuture, Media, ProviderError, RunContext, UpstreamRun, VideoMaker, VideoRequest, checked_media_type};
+use super::{BoxFuture, Media, ProviderError, RunContext, VideoMaker, VideoRequest, checked_media_type};
 
 const PROVIDER: &str = "gemini";
 
@@ -284,7 +284,7 @@ impl VideoMaker for GeminiVideoClient {
         Box::pin(self.render(request, ctx))
     }
 
-    fn cancel_run<'a>(&'a self, run: &'a UpstreamRun) -> BoxFuture<'a, Result<(), ProviderError>> {
+    fn cancel_run<'a>(&'a self, run: &'a super::UpstreamRun) -> BoxFuture<'a, Result<(), ProviderError>> {
         Box::pin(async move { http::send_cancel(PROVIDER, self.cancel_request(&run.id)?).await })
     }
 }

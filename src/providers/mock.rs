@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{
     BoxFuture, ImageMaker, ImageRequest, Media, ProviderError, RunContext, Scene, SceneRequest, SceneWriter,
-    UpstreamRun, VideoMaker, VideoRequest, upstream_run,
+    VideoMaker, VideoRequest, upstream_run,
 };
 
 const BACKEND: &str = "mock";
@@ -95,7 +95,7 @@ impl ImageMaker for MockImages {
         })
     }
 
-    fn cancel_run<'a>(&'a self, run: &'a UpstreamRun) -> BoxFuture<'a, Result<(), ProviderError>> {
+    fn cancel_run<'a>(&'a self, run: &'a super::UpstreamRun) -> BoxFuture<'a, Result<(), ProviderError>> {
         record_cancel(run)
     }
 }
@@ -135,16 +135,16 @@ async fn mock_video(
 }
 
 /// Every saved run a mock was asked to cancel, oldest first (see [`cancelled_runs`]).
-static CANCELLED: Mutex<Vec<UpstreamRun>> = Mutex::new(Vec::new());
+static CANCELLED: Mutex<Vec<super::UpstreamRun>> = Mutex::new(Vec::new());
 
 /// The saved mock runs cancelled so far in this process. Nothing runs anywhere, so a cancel is
 /// only recorded (and logged), for tests and for `mvgen` run offline to show what a real provider
 /// would have been asked.
-pub fn cancelled_runs() -> Vec<UpstreamRun> {
+pub fn cancelled_runs() -> Vec<super::UpstreamRun> {
     CANCELLED.lock().map(|runs| runs.clone()).unwrap_or_default()
 }
 
-fn record_cancel(run: &UpstreamRun) -> BoxFuture<'_, Result<(), ProviderError>> {
+fn record_cancel(run: &super::UpstreamRun) -> BoxFuture<'_, Result<(), ProviderError>> {
     tracing::info!(provider = %run.provider, run = %run.id, "mock run cancelled");
     if let Ok(mut runs) = CANCELLED.lock() {
         runs.push(run.clone());
@@ -172,7 +172,7 @@ impl VideoMaker for MockVideos {
         Box::pin(mock_video(request, ctx, BACKEND))
     }
 
-    fn cancel_run<'a>(&'a self, run: &'a UpstreamRun) -> BoxFuture<'a, Result<(), ProviderError>> {
+    fn cancel_run<'a>(&'a self, run: &'a super::UpstreamRun) -> BoxFuture<'a, Result<(), ProviderError>> {
         record_cancel(run)
     }
 }
@@ -194,7 +194,7 @@ impl VideoMaker for MockGeminiVideos {
         Box::pin(mock_video(request, ctx, self.backend()))
     }
 
-    fn cancel_run<'a>(&'a self, run: &'a UpstreamRun) -> BoxFuture<'a, Result<(), ProviderError>> {
+    fn cancel_run<'a>(&'a self, run: &'a super::UpstreamRun) -> BoxFuture<'a, Result<(), ProviderError>> {
         record_cancel(run)
     }
 }

@@ -188,11 +188,6 @@ pub trait ImageMaker: Send + Sync {
     fn is_mock(&self) -> bool {
         false
     }
-    fn make_image<'a>(
-        &'a self,
-        request: &'a ImageRequest,
-        ctx: RunContext<'a>,
-    ) -> BoxFuture<'a, Result<Media, ProviderError>>;
 
     /// Cancels a run this maker started earlier and a job saved (`run.id`), when no live call
     /// holds it: the job was cancelled while queued, released by a shutdown, or its worker died.
@@ -201,6 +196,11 @@ pub trait ImageMaker: Send + Sync {
     fn cancel_run<'a>(&'a self, run: &'a UpstreamRun) -> BoxFuture<'a, Result<(), ProviderError>> {
         Box::pin(async move { Err(cannot_cancel(self.backend(), run)) })
     }
+    fn make_image<'a>(
+        &'a self,
+        request: &'a ImageRequest,
+        ctx: RunContext<'a>,
+    ) -> BoxFuture<'a, Result<Media, ProviderError>>;
 }
 
 /// Renders one video per call.
@@ -209,11 +209,6 @@ pub trait VideoMaker: Send + Sync {
     fn is_mock(&self) -> bool {
         false
     }
-    fn make_video<'a>(
-        &'a self,
-        request: &'a VideoRequest,
-        ctx: RunContext<'a>,
-    ) -> BoxFuture<'a, Result<Media, ProviderError>>;
 
     /// Cancels a run this maker started earlier and a job saved (`run.id`), when no live call
     /// holds it: the job was cancelled while queued, released by a shutdown, or its worker died.
@@ -222,6 +217,11 @@ pub trait VideoMaker: Send + Sync {
     fn cancel_run<'a>(&'a self, run: &'a UpstreamRun) -> BoxFuture<'a, Result<(), ProviderError>> {
         Box::pin(async move { Err(cannot_cancel(self.backend(), run)) })
     }
+    fn make_video<'a>(
+        &'a self,
+        request: &'a VideoRequest,
+        ctx: RunContext<'a>,
+    ) -> BoxFuture<'a, Result<Media, ProviderError>>;
 }
 
 /// The error of a maker that cannot cancel a saved run.

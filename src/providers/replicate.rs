@@ -18,8 +18,7 @@ use super::http::{self, ReadError};
 use super::outbound::OutboundPolicy;
 use super::upstream_run;
 use super::{
-    BoxFuture, ImageMaker, ImageRequest, Media, ProviderError, RunContext, UpstreamRun, VideoMaker, VideoRequest,
-    checked_media_type,
+    BoxFuture, ImageMaker, ImageRequest, Media, ProviderError, RunContext, VideoMaker, VideoRequest, checked_media_type,
 };
 
 const PROVIDER: &str = "replicate";
@@ -293,7 +292,7 @@ impl ImageMaker for ReplicateClient {
         Box::pin(self.run(&request.model, image_input(request), self.image, "image", ctx))
     }
 
-    fn cancel_run<'a>(&'a self, run: &'a UpstreamRun) -> BoxFuture<'a, Result<(), ProviderError>> {
+    fn cancel_run<'a>(&'a self, run: &'a super::UpstreamRun) -> BoxFuture<'a, Result<(), ProviderError>> {
         Box::pin(async move { http::send_cancel(PROVIDER, self.cancel_request(&run.id)?).await })
     }
 }
@@ -311,7 +310,7 @@ impl VideoMaker for ReplicateClient {
         Box::pin(self.run(&request.model, video_input(request), self.video, "video", ctx))
     }
 
-    fn cancel_run<'a>(&'a self, run: &'a UpstreamRun) -> BoxFuture<'a, Result<(), ProviderError>> {
+    fn cancel_run<'a>(&'a self, run: &'a super::UpstreamRun) -> BoxFuture<'a, Result<(), ProviderError>> {
         Box::pin(async move { http::send_cancel(PROVIDER, self.cancel_request(&run.id)?).await })
     }
 }

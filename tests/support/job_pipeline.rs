@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use mvgen::api::error::{ApiError, ErrorKind};
 use mvgen::jobs::{JobPipeline, KINDS, Planned};
-use mvgen::providers::{BoxFuture, RunContext, UpstreamRun};
+use mvgen::providers::{BoxFuture, RunContext};
 use serde_json::{Value, json};
 
 #[derive(Default)]
@@ -163,7 +163,7 @@ impl JobPipeline for FakePipeline {
         })
     }
 
-    fn cancel_run<'a>(&'a self, run: &'a UpstreamRun) -> BoxFuture<'a, Result<(), String>> {
+    fn cancel_run<'a>(&'a self, run: &'a mvgen::providers::UpstreamRun) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             if run.provider != "fake" || self.upstream.poll(&run.id).is_none() {
                 return Err(format!("unknown run {run:?}"));
