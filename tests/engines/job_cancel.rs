@@ -41,10 +41,12 @@ async fn a_released_job_canceled_while_queued_cancels_its_saved_run_and_a_resume
     jobs.close().await;
 
     // The other one is resumed by a worker, whose call then owns its run.
+    let runs_before = upstream.runs.load(Ordering::SeqCst);
     let jobs = Jobs::open(&url, pipeline, config(1, 60_000)).await.expect("reopen");
     let shutdown = CancellationToken::new();
     let workers = jobs.start_workers(shutdown.clone());
-    wait_until(&jobs, &resumed, "resumed", |row| row.attempts == 2 && row.progress_stage.is_some()).await;
+    // Its call resumes the saved run as soon as it starts (the fake pipeline counts the starts).
+    wait_until(&jobs, &resumed, "resumed", |_| upstream.runs.load(Ordering::SeqCst) > runs_before).await;
     let drops_before = upstream.dropped.load(Ordering::SeqCst);
     jobs.cancel(&resumed).await.unwrap().unwrap();
     let row = wait_until(&jobs, &resumed, "finished", finished).await;
@@ -71,7 +73,7 @@ async fn a_canceled_job_whose_worker_died_has_its_saved_run_cancelled_by_the_tak
     let shutdown = CancellationToken::new();
     let workers = jobs.start_workers(shutdown.clone());
     let row = wait_until(&jobs, &id, "finished", finished).await;
-    assert_eq!((row.status.as_str(), row.attempts), ("canceled", 2), "taken over once the claim was stale: {row:?}");
+    assert_eq!(row.status, "canceled", "taken over once the claim was stale: {row:?}");
     assert_eq!(upstream.cancelled(), [run], "the takeover cancelled the saved prediction");
     assert_eq!(upstream.creates("orphan"), 1, "and never created another");
     shutdown.cancel();
