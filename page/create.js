@@ -330,8 +330,11 @@
     setCardStatus(card, 'queued', [text('Queued')]);
     const input = { prompt: scene.description, character_reference_id: referenceId, config_flavor: flavor() };
     if (scene.negative_description) input.negative_prompt = scene.negative_description;
+    const body = { kind: 'video', input };
+    const key = submissionKey(index, body);
     try {
-      const { data } = await api('/jobs', { kind: 'video', input });
+      const { data } = await api('/jobs', body, { 'Idempotency-Key': key });
+      unanswered.delete(index);
       if (run !== state.run) return;
       if (typeof data.id !== 'string' || typeof data.status !== 'string') {
         throw new Error('the server sent a job this page cannot read.');
@@ -340,9 +343,37 @@
       saveSession();
       follow(card, data);
     } catch (err) {
+      // An answer (even a refusal) ends the submission; without one the job may exist all the
+      // same, so a retry of this very submission sends the same key and gets that job back.
+      if (err.status !== undefined) unanswered.delete(index);
       if (run !== state.run) return;
       showFailed(card, err.message);
     }
+  }
+
+  // Per card, the submission the server never answered (a network error): { key, body }.
+  const unanswered = new Map();
+
+  // The Idempotency-Key of a submission: the unanswered one's when this is the same submission
+  // retried, else a new one (so Retry after an answered failure is a new job, as it should be).
+  function submissionKey(index, body) {
+    const text = JSON.stringify(body);
+    const pending = unanswered.get(index);
+    if (pending && pending.body === text) return pending.key;
+    const key = newKey();
+    unanswered.set(index, { key, body: text });
+    return key;
+  }
+
+  // crypto.randomUUID exists only in secure contexts (HTTPS, localhost); a page served over plain
+  // HTTP on a LAN address builds the same random v4 UUID from getRandomValues.
+  function newKey() {
+    if (crypto.randomUUID) return crypto.randomUUID();
+    const bytes = crypto.getRandomValues(new Uint8Array(16));
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    const hex = [...bytes].map((b) => b.toString(16).padStart(2, '0')).join('');
+    return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
   }
 
   // After a reload: the card is redrawn from its job, and followed again if it is not finished.
@@ -753,8 +784,8 @@
 
   // JSON request to the API. Resolves to { data, headers }; rejects with an Error whose message is
   // what the person should read (the server's detail.message when it sent one).
-  async function api(path, body, retried = false) {
-    const headers = { Accept: 'application/json' };
+  async function api(path, body, extraHeaders = {}, retried = false) {
+    const headers = { Accept: 'application/json', ...extraHeaders };
     if (body !== undefined) headers['Content-Type'] = 'application/json';
     const key = load(KEY_STORE);
     if (key) headers['X-API-Key'] = key;
@@ -770,7 +801,7 @@
     }
     if (response.status === 401 && !retried) {
       await askForKey(key ? 'The saved API key was not accepted. Enter it again.' : 'This server needs an API key.');
-      return api(path, body, true);
+      return api(path, body, extraHeaders, true);
     }
     const raw = await response.text();
     let data = null;

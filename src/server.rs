@@ -323,6 +323,8 @@ fn cors(origins: &[String]) -> CorsLayer {
         .allow_headers([
             header::CONTENT_TYPE,
             header::HeaderName::from_static("x-api-key"),
+            // The create page sends one with every job it submits (a retry then replays, not repeats).
+            header::HeaderName::from_static("idempotency-key"),
             header::RANGE,
             crate::request_id::HEADER,
         ])

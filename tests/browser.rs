@@ -504,6 +504,51 @@ fn cancel_on_a_slow_render_ends_canceled() {
 }
 
 #[test]
+fn job_submissions_send_an_idempotency_key_and_a_retry_after_a_lost_answer_makes_no_second_job() {
+    let name = "job_submissions_send_an_idempotency_key_and_a_retry_after_a_lost_answer_makes_no_second_job";
+    e2e(name, Options::default(), async |t| {
+        let cards = ready_to_render(t).await?;
+        // Every submission reaches the server, which queues its job, but the answer never arrives.
+        let lost = t.intercept("*/api/mv/jobs", Reply::LoseAnswer).await?;
+        t.click("#generate-videos").await?;
+        t.wait_for(
+            "every card failed",
+            "[...document.querySelectorAll('.scene-card')].every(c => c.dataset.state === 'failed')",
+        )
+        .await?;
+        let keys: Vec<String> = lost
+            .requests()
+            .iter()
+            .filter_map(|headers| headers.as_object())
+            .filter_map(|headers| headers.iter().find(|(name, _)| name.eq_ignore_ascii_case("idempotency-key")))
+            .filter_map(|(_, key)| key.as_str().map(str::to_owned))
+            .collect();
+        ensure!(keys.len() == cards, "{} submissions carried an Idempotency-Key: {:?}", keys.len(), lost.requests());
+        let distinct: std::collections::HashSet<&String> = keys.iter().collect();
+        ensure!(distinct.len() == cards && keys.iter().all(|k| k.len() == 36), "one UUID per submission: {keys:?}");
+        let jobs = |listing: Value| -> Vec<String> {
+            listing["jobs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|j| j["id"].as_str().map(str::to_owned))
+                .collect()
+        };
+        let made = jobs(t.api_get("/api/mv/jobs?kind=video&limit=100").await?);
+        ensure!(made.len() == cards, "each lost submission still made its job: {made:?}");
+        lost.stop(t).await?;
+
+        t.click(".scene-card .retry").await?;
+        t.wait_for("the retried card done", "document.querySelector('.scene-card').dataset.state === 'done'").await?;
+        let after = jobs(t.api_get("/api/mv/jobs?kind=video&limit=100").await?);
+        ensure!(after.len() == cards, "the retry made a second job: {} jobs for {cards} cards", after.len());
+        let kept = kept_job_ids(t).await?[0].clone().context("no job id kept")?;
+        ensure!(made.contains(&kept), "the retried card follows {kept}, not the job its lost submission made");
+        Ok(())
+    });
+}
+
+#[test]
 fn failed_job_shows_the_servers_message_and_retry_renders_it() {
     let options = Options { fake_replicate: true, ..Options::default() };
     e2e("failed_job_shows_the_servers_message_and_retry_renders_it", options, async |t| {

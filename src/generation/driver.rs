@@ -232,4 +232,8 @@ impl JobPipeline for Pipeline {
     ) -> BoxFuture<'a, Result<Value, ApiError>> {
         Box::pin(async move { (self::kind(kind)?.run)(&self.state, plan, ctx).await })
     }
+
+    fn cancel_run<'a>(&'a self, run: &'a crate::providers::UpstreamRun) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(self.state.providers.cancel_run(run))
+    }
 }

@@ -6,8 +6,8 @@
 //! `tokio::sync::broadcast`; on SQLite the writer broadcasts in-process and readers also poll
 //! briefly, because another process may share the file.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -238,11 +238,35 @@ impl Jobs {
         }
     }
 
-    /// Cancels a job (see [`Store::cancel`]) and wakes its worker.
+    /// Cancels a job (see [`Store::cancel`]) and wakes its worker. A job canceled while queued
+    /// (released by a shutdown, or waiting for a retry) has no worker whose dropped call would
+    /// cancel its saved upstream runs, so they are cancelled here.
     pub async fn cancel(&self, id: &str) -> Result<Option<super::store::JobRow>, StoreError> {
-        let row = self.store.cancel(id).await?;
+        let (row, unowned) = self.store.cancel(id).await?;
         self.woke(id);
+        if unowned {
+            match self.store.runs(id).await {
+                Ok(runs) => self.cancel_runs(id, &runs).await,
+                Err(e) => {
+                    tracing::warn!(job = %id, error = %e, "cannot read a canceled job's upstream runs to cancel them")
+                }
+            }
+        }
         Ok(row)
+    }
+
+    /// Cancels upstream runs a job saved that no live call holds (best effort: logged).
+    async fn cancel_runs(&self, job_id: &str, runs: &[UpstreamRun]) {
+        for run in runs {
+            match self.pipeline.cancel_run(run).await {
+                Ok(()) => {
+                    tracing::info!(job = %job_id, provider = %run.provider, run = %run.id, "cancelled a saved upstream run")
+                }
+                Err(e) => {
+                    tracing::warn!(job = %job_id, provider = %run.provider, run = %run.id, error = %e, "cannot cancel a saved upstream run")
+                }
+            }
+        }
     }
 
     /// Starts `config.workers` workers; they stop claiming when `shutdown` fires and release the
@@ -329,14 +353,16 @@ impl Jobs {
             canceled: AtomicBool::new(false),
             final_attempt: job.attempts >= max_attempts,
             stopping: AtomicBool::new(false),
+            resumed: Mutex::new(Vec::new()),
+            creating: watch::Sender::new(0),
         };
         let ended = if job.cancel_requested {
             Ended::Cancel
         } else {
             let ctx = RunContext::new(&observer, &saved);
-            let run = self.pipeline.run(&job.kind, &job.plan, ctx);
-            tokio::select! {
-                result = run => Ended::Ran(result),
+            let mut run = std::pin::pin!(self.pipeline.run(&job.kind, &job.plan, ctx));
+            let ended = tokio::select! {
+                result = &mut run => Ended::Ran(result),
                 ended = async {
                     let ended = self.watch(&job, progress_rx).await;
                     // Set before select! drops the run, whose drop guard reads it: a canceled job
@@ -352,7 +378,30 @@ impl Jobs {
                     shutdown.cancelled().await;
                     observer.stopping.store(true, Ordering::Relaxed);
                 } => Ended::Shutdown,
+            };
+            // A create already sent must get its answer and its id saved before the run is
+            // dropped, or nobody could cancel or resume the run it started: the drop then cancels
+            // it (a canceled job) or leaves it to the next owner (shutdown, takeover).
+            if !matches!(ended, Ended::Ran(_)) {
+                let mut creating = observer.creating.subscribe();
+                tokio::select! {
+                    _ = &mut run => {}
+                    _ = creating.wait_for(|open| *open == 0) => {}
+                    // Still ours meanwhile: no takeover while the id is on its way to the store.
+                    () = self.keep_claim(&job) => {}
+                }
             }
+            ended
+        };
+        // The saved runs no call of this attempt took up are nobody's to cancel but ours: all of
+        // them when the job was canceled before this claim (released, or its worker died), those
+        // a live call never reached otherwise (a call that holds its run cancels it when dropped).
+        let orphaned: Vec<UpstreamRun> = match ended {
+            Ended::Cancel => {
+                let resumed = observer.resumed.lock().map(|r| r.clone()).unwrap_or_default();
+                saved.iter().filter(|run| !resumed.contains(run)).cloned().collect()
+            }
+            _ => Vec::new(),
         };
         let outcome_error;
         // The stored code is the error kind's wire name, as in the sync endpoints' error bodies.
@@ -399,7 +448,20 @@ impl Jobs {
                 }
             }
         }
+        // After the canceled outcome is stored, so no takeover of this job cancels them again.
+        self.cancel_runs(&job.id, &orphaned).await;
         self.woke(&job.id);
+    }
+
+    /// Heartbeats the claim until dropped, and nothing else.
+    async fn keep_claim(&self, job: &Claimed) {
+        let every = (self.config.stale_after / 3).max(Duration::from_millis(50));
+        loop {
+            tokio::time::sleep(every).await;
+            if let Err(e) = self.store.heartbeat(&job.id, &job.claim).await {
+                tracing::warn!(job = %job.id, error = %e, "heartbeat failed");
+            }
+        }
     }
 
     /// Heartbeats the claim, watches for a cancel and writes throttled progress; returns only when
@@ -505,6 +567,10 @@ struct Observer<'a> {
     final_attempt: bool,
     /// Shutdown or a takeover stops this attempt: the upstream run is kept for the next owner.
     stopping: AtomicBool,
+    /// The saved runs a call of this attempt resumed (and so cancels itself when dropped).
+    resumed: Mutex<Vec<UpstreamRun>>,
+    /// Creates sent whose id is not saved yet (see `RunObserver::creating`).
+    creating: watch::Sender<usize>,
 }
 
 impl RunObserver for Observer<'_> {
@@ -536,6 +602,16 @@ impl RunObserver for Observer<'_> {
 
     fn cancel_on_drop(&self) -> bool {
         self.canceled.load(Ordering::Relaxed) || (self.final_attempt && !self.stopping.load(Ordering::Relaxed))
+    }
+
+    fn resumed(&self, run: &UpstreamRun) {
+        if let Ok(mut resumed) = self.resumed.lock() {
+            resumed.push(run.clone());
+        }
+    }
+
+    fn creating(&self, open: bool) {
+        self.creating.send_modify(|n| *n = if open { *n + 1 } else { n.saturating_sub(1) });
     }
 }
 

@@ -33,4 +33,11 @@ pub trait JobPipeline: Send + Sync + 'static {
     /// go through `ctx` (see `providers::run`).
     fn run<'a>(&'a self, kind: &'a str, plan: &'a Value, ctx: RunContext<'a>)
     -> BoxFuture<'a, Result<Value, ApiError>>;
+
+    /// Cancels a run a job saved when no live call holds it (the job was cancelled while queued or
+    /// released, or its worker died); an error says why it could not be. A pipeline whose runs
+    /// live nowhere upstream (a benchmark's) keeps the default, which says so.
+    fn cancel_run<'a>(&'a self, run: &'a crate::providers::UpstreamRun) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move { Err(format!("this pipeline cannot cancel the saved run {}", run.id)) })
+    }
 }

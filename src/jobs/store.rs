@@ -674,8 +674,9 @@ impl Store {
     }
 
     /// Cancels a queued job at once, or asks the worker of a processing one to stop. Returns the
-    /// job as it is afterwards, `None` when unknown.
-    pub async fn cancel(&self, job_id: &str) -> Result<Option<JobRow>, StoreError> {
+    /// job as it is afterwards (`None` when unknown) and whether this call canceled a queued job:
+    /// no worker holds that one, so nobody else will cancel the upstream runs it saved.
+    pub async fn cancel(&self, job_id: &str) -> Result<(Option<JobRow>, bool), StoreError> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
         let queued = sqlx::query(
@@ -701,7 +702,7 @@ impl Store {
             }
         }
         tx.commit().await?;
-        self.get(job_id).await
+        Ok((self.get(job_id).await?, queued.rows_affected() == 1))
     }
 }
 

@@ -283,6 +283,10 @@ impl VideoMaker for GeminiVideoClient {
     ) -> BoxFuture<'a, Result<Media, ProviderError>> {
         Box::pin(self.render(request, ctx))
     }
+
+    fn cancel_run<'a>(&'a self, run: &'a super::UpstreamRun) -> BoxFuture<'a, Result<(), ProviderError>> {
+        Box::pin(async move { http::send_cancel(PROVIDER, self.cancel_request(&run.id)?).await })
+    }
 }
 
 /// The `predictLongRunning` body: the full prompt (scene text plus the flavor's rules, as sent to

@@ -311,6 +311,16 @@ impl<'a> CancelOnDrop<'a> {
     }
 }
 
+/// Sends the cancel of a saved run (`request`, from the provider's `cancel_request`) and says how
+/// it went, for a caller that wants to know (a job cancelled while no call held its run).
+pub async fn send_cancel(provider: &'static str, request: RequestBuilder) -> Result<(), ProviderError> {
+    let response = request.send().await.map_err(|e| ProviderError::Unreachable { provider, message: describe(&e) })?;
+    match response.status() {
+        status if status.is_success() => Ok(()),
+        status => Err(ProviderError::Upstream { provider, status: status.as_u16(), message: "cancel refused".into() }),
+    }
+}
+
 impl Drop for CancelOnDrop<'_> {
     fn drop(&mut self) {
         let Some(cancel) = self.cancel.take() else { return };

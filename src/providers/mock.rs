@@ -7,6 +7,7 @@
 //! true, scene texts start with [`MOCK_LABEL`] and `backend()` is `"mock"` (`"gemini-mock"` for
 //! the stand-in of Veo on the Gemini API).
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{
@@ -93,6 +94,10 @@ impl ImageMaker for MockImages {
             Ok(Media { bytes, content_type: "image/png".to_owned() })
         })
     }
+
+    fn cancel_run<'a>(&'a self, run: &'a super::UpstreamRun) -> BoxFuture<'a, Result<(), ProviderError>> {
+        record_cancel(run)
+    }
 }
 
 /// The prefixes of mock run ids: `mock-image-{seed}`, `mock-video-{hash}`.
@@ -129,6 +134,24 @@ async fn mock_video(
     Ok(Media { bytes: MOCK_CLIP.to_vec(), content_type: "video/mp4".to_owned() })
 }
 
+/// Every saved run a mock was asked to cancel, oldest first (see [`cancelled_runs`]).
+static CANCELLED: Mutex<Vec<super::UpstreamRun>> = Mutex::new(Vec::new());
+
+/// The saved mock runs cancelled so far in this process. Nothing runs anywhere, so a cancel is
+/// only recorded (and logged), for tests and for `mvgen` run offline to show what a real provider
+/// would have been asked.
+pub fn cancelled_runs() -> Vec<super::UpstreamRun> {
+    CANCELLED.lock().map(|runs| runs.clone()).unwrap_or_default()
+}
+
+fn record_cancel(run: &super::UpstreamRun) -> BoxFuture<'_, Result<(), ProviderError>> {
+    tracing::info!(provider = %run.provider, run = %run.id, "mock run cancelled");
+    if let Ok(mut runs) = CANCELLED.lock() {
+        runs.push(run.clone());
+    }
+    Box::pin(async { Ok(()) })
+}
+
 /// Counts unseeded mock images, so each one differs (seeds from the API never reach 2^40).
 static UNSEEDED_CALLS: AtomicU64 = AtomicU64::new(0);
 
@@ -148,6 +171,10 @@ impl VideoMaker for MockVideos {
     ) -> BoxFuture<'a, Result<Media, ProviderError>> {
         Box::pin(mock_video(request, ctx, BACKEND))
     }
+
+    fn cancel_run<'a>(&'a self, run: &'a super::UpstreamRun) -> BoxFuture<'a, Result<(), ProviderError>> {
+        record_cancel(run)
+    }
 }
 
 impl VideoMaker for MockGeminiVideos {
@@ -165,6 +192,10 @@ impl VideoMaker for MockGeminiVideos {
         ctx: RunContext<'a>,
     ) -> BoxFuture<'a, Result<Media, ProviderError>> {
         Box::pin(mock_video(request, ctx, self.backend()))
+    }
+
+    fn cancel_run<'a>(&'a self, run: &'a super::UpstreamRun) -> BoxFuture<'a, Result<(), ProviderError>> {
+        record_cancel(run)
     }
 }
 

@@ -188,6 +188,14 @@ pub trait ImageMaker: Send + Sync {
     fn is_mock(&self) -> bool {
         false
     }
+
+    /// Cancels a run this maker started earlier and a job saved (`run.id`), when no live call
+    /// holds it: the job was cancelled while queued, released by a shutdown, or its worker died.
+    /// Cancelling a run that already ended is harmless upstream. A maker whose runs live nowhere
+    /// but in the call says so with an error.
+    fn cancel_run<'a>(&'a self, run: &'a UpstreamRun) -> BoxFuture<'a, Result<(), ProviderError>> {
+        Box::pin(async move { Err(cannot_cancel(self.backend(), run)) })
+    }
     fn make_image<'a>(
         &'a self,
         request: &'a ImageRequest,
@@ -201,11 +209,24 @@ pub trait VideoMaker: Send + Sync {
     fn is_mock(&self) -> bool {
         false
     }
+
+    /// Cancels a run this maker started earlier and a job saved (`run.id`), when no live call
+    /// holds it: the job was cancelled while queued, released by a shutdown, or its worker died.
+    /// Cancelling a run that already ended is harmless upstream. A maker whose runs live nowhere
+    /// but in the call says so with an error.
+    fn cancel_run<'a>(&'a self, run: &'a UpstreamRun) -> BoxFuture<'a, Result<(), ProviderError>> {
+        Box::pin(async move { Err(cannot_cancel(self.backend(), run)) })
+    }
     fn make_video<'a>(
         &'a self,
         request: &'a VideoRequest,
         ctx: RunContext<'a>,
     ) -> BoxFuture<'a, Result<Media, ProviderError>>;
+}
+
+/// The error of a maker that cannot cancel a saved run.
+fn cannot_cancel(provider: &'static str, run: &UpstreamRun) -> ProviderError {
+    ProviderError::Refused { provider, message: format!("{provider} cannot cancel the saved run {}", run.id) }
 }
 
 /// The providers a server uses.
@@ -246,6 +267,24 @@ impl Providers {
             None => (mock.images, mock.videos),
         };
         Ok(Providers { scenes, images, videos, gemini_videos })
+    }
+
+    /// Cancels a saved run (see [`ImageMaker::cancel_run`]) through the maker whose backend
+    /// started it; the Replicate client makes both images and videos, so either may answer.
+    pub async fn cancel_run(&self, run: &UpstreamRun) -> Result<(), String> {
+        let result = if self.images.backend() == run.provider {
+            self.images.cancel_run(run).await
+        } else if self.videos.backend() == run.provider {
+            self.videos.cancel_run(run).await
+        } else if self.gemini_videos.backend() == run.provider {
+            self.gemini_videos.cancel_run(run).await
+        } else {
+            return Err(format!(
+                "no configured provider is {:?}, so its run {} cannot be cancelled",
+                run.provider, run.id
+            ));
+        };
+        result.map_err(|e| e.to_string())
     }
 
     /// All offline mocks.

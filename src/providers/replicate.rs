@@ -291,6 +291,10 @@ impl ImageMaker for ReplicateClient {
     ) -> BoxFuture<'a, Result<Media, ProviderError>> {
         Box::pin(self.run(&request.model, image_input(request), self.image, "image", ctx))
     }
+
+    fn cancel_run<'a>(&'a self, run: &'a super::UpstreamRun) -> BoxFuture<'a, Result<(), ProviderError>> {
+        Box::pin(async move { http::send_cancel(PROVIDER, self.cancel_request(&run.id)?).await })
+    }
 }
 
 impl VideoMaker for ReplicateClient {
@@ -304,6 +308,10 @@ impl VideoMaker for ReplicateClient {
         ctx: RunContext<'a>,
     ) -> BoxFuture<'a, Result<Media, ProviderError>> {
         Box::pin(self.run(&request.model, video_input(request), self.video, "video", ctx))
+    }
+
+    fn cancel_run<'a>(&'a self, run: &'a super::UpstreamRun) -> BoxFuture<'a, Result<(), ProviderError>> {
+        Box::pin(async move { http::send_cancel(PROVIDER, self.cancel_request(&run.id)?).await })
     }
 }
 

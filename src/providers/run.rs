@@ -38,6 +38,16 @@ pub trait RunObserver: Send + Sync {
     fn cancel_on_drop(&self) -> bool {
         true
     }
+
+    /// A call resumed `run`, one of the saved runs: that call owns it from now on (it cancels it
+    /// when dropped, if `cancel_on_drop` says so), so nobody else needs to.
+    fn resumed(&self, _run: &UpstreamRun) {}
+
+    /// A create was sent and its id is not saved yet (`open`), or that step ended (`!open`): saved,
+    /// or failed (and cancelled when it could not be saved). Dropping a call inside this window
+    /// orphans a paid run nobody knows the id of, so an owner that stops a run (a cancel, a
+    /// shutdown) lets the window close first; the create's own timeout bounds it.
+    fn creating(&self, _open: bool) {}
 }
 
 /// Observes nothing: the context of a request answered while the client waits.
@@ -80,7 +90,15 @@ impl<'a> RunContext<'a> {
 
     /// The id of this slot's run on `provider`, if a previous attempt started one.
     pub fn resume(&self, provider: &str) -> Option<&'a str> {
-        self.saved.iter().find(|run| run.provider == provider && run.slot == self.slot).map(|run| run.id.as_str())
+        let run = self.saved.iter().find(|run| run.provider == provider && run.slot == self.slot)?;
+        self.observer.resumed(run);
+        Some(run.id.as_str())
+    }
+
+    /// Opens the create-and-save window (see [`RunObserver::creating`]) until the guard drops.
+    pub fn creating(&self) -> Creating<'a> {
+        self.observer.creating(true);
+        Creating(self.observer)
     }
 
     /// Saves a run this call started on `provider`; to be awaited before waiting on it.
@@ -98,6 +116,15 @@ impl<'a> RunContext<'a> {
     /// [`RunObserver::cancel_on_drop`]).
     pub fn cancel_on_drop(&self) -> bool {
         self.observer.cancel_on_drop()
+    }
+}
+
+/// An open create-and-save window; closes when dropped, however the step ended.
+pub struct Creating<'a>(&'a dyn RunObserver);
+
+impl Drop for Creating<'_> {
+    fn drop(&mut self) {
+        self.0.creating(false);
     }
 }
 

@@ -28,6 +28,8 @@ pub async fn resume_or_start<T, Cancelled: Future<Output = ()>>(
         return Ok((id.to_owned(), None));
     }
     ctx.progress(CREATING, None);
+    // Closed on return: by then the id is saved, or the create failed, or the run was cancelled.
+    let _window = ctx.creating();
     let run = start.await?;
     let id = id_of(&run).to_owned();
     save_or_cancel(ctx, provider, &id, cancel(id.clone())).await?;
@@ -88,7 +90,7 @@ mod tests {
     use super::*;
     use crate::providers::{BoxFuture, RunObserver, UpstreamRun};
     use std::sync::Mutex;
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
     #[derive(Default)]
     struct Refusing(Mutex<Vec<(String, Option<String>)>>);
@@ -115,6 +117,45 @@ mod tests {
         );
         let saved = save_or_cancel(RunContext::detached(), "replicate", "p2", async { panic!("not cancelled") }).await;
         assert_eq!(saved, Ok(()));
+    }
+
+    /// Counts open create windows and notes whether the save ran inside one.
+    #[derive(Default)]
+    struct Window {
+        open: AtomicUsize,
+        saved_inside: AtomicBool,
+    }
+
+    impl RunObserver for Window {
+        fn started<'a>(&'a self, _run: &'a UpstreamRun) -> BoxFuture<'a, Result<(), String>> {
+            self.saved_inside.store(self.open.load(Ordering::SeqCst) == 1, Ordering::SeqCst);
+            Box::pin(async { Ok(()) })
+        }
+        fn progress(&self, _stage: &str, _upstream_status: Option<&str>) {}
+        fn creating(&self, open: bool) {
+            if open {
+                self.open.fetch_add(1, Ordering::SeqCst);
+            } else {
+                self.open.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn the_create_and_the_save_of_its_id_run_inside_one_window_closed_however_it_ends() {
+        let window = Window::default();
+        let ctx = RunContext::new(&window, &[]);
+        let create = async {
+            assert_eq!(window.open.load(Ordering::SeqCst), 1, "open while the create is in flight");
+            Ok::<_, ProviderError>("p1".to_owned())
+        };
+        let (id, _) = resume_or_start(ctx, "replicate", create, String::as_str, |_| async {}).await.unwrap();
+        assert_eq!((id.as_str(), window.saved_inside.load(Ordering::SeqCst)), ("p1", true));
+        assert_eq!(window.open.load(Ordering::SeqCst), 0, "closed once saved");
+
+        let failed = async { Err::<String, _>(gone("replicate", "p2")) };
+        resume_or_start(ctx, "replicate", failed, String::as_str, |_| async {}).await.unwrap_err();
+        assert_eq!(window.open.load(Ordering::SeqCst), 0, "closed by a failed create");
     }
 
     #[test]

@@ -44,7 +44,7 @@ impl Fakes {
 
     /// Fakes whose first prediction is a video held until `FakeReplicate::finish`, and the bytes
     /// that video will serve.
-    async fn with_held_video(tag: &str) -> (Fakes, Vec<u8>) {
+    pub(crate) async fn with_held_video(tag: &str) -> (Fakes, Vec<u8>) {
         let fakes = Fakes::start().await;
         let served = clip(tag);
         fakes.replicate.push_prediction(held_video(&served));

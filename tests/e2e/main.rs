@@ -11,12 +11,16 @@
 //! back, such as a job resumed after a restart, goes here; HTTP-only behaviour in `tests/http/`, one client
 //! against its fake in `tests/providers/`.
 //!
+//! `job_cancel`, beside `durable_jobs`: a canceled job's upstream run cancelled when no live call
+//! holds it, and a cancel or SIGTERM while a create is in flight.
+//!
 //! One binary per area, so the crate is linked once per area rather than once per file.
 
 #[path = "../support/mod.rs"]
 mod support;
 
 mod durable_jobs;
+mod job_cancel;
 mod live_configs;
 mod mixed_flavors;
 mod replicas_storage;

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use support::job_pipeline::FakePipeline;
 use tokio_util::sync::CancellationToken;
 
-fn config(workers: usize, stale_ms: u64) -> EngineConfig {
+pub(super) fn config(workers: usize, stale_ms: u64) -> EngineConfig {
     EngineConfig {
         workers,
         stale_after: Duration::from_millis(stale_ms),
@@ -23,11 +23,11 @@ fn config(workers: usize, stale_ms: u64) -> EngineConfig {
     }
 }
 
-fn sqlite_url(dir: &tempfile::TempDir) -> String {
+pub(super) fn sqlite_url(dir: &tempfile::TempDir) -> String {
     format!("sqlite://{}?mode=rwc", dir.path().join("jobs.db").display())
 }
 
-async fn submit(jobs: &Jobs, kind: &str, input: Value) -> String {
+pub(super) async fn submit(jobs: &Jobs, kind: &str, input: Value) -> String {
     match jobs.submit(kind, input, None).await {
         Ok(Submitted::New(row)) => row.id,
         Ok(Submitted::Replayed(_)) => panic!("no key, no replay"),
@@ -36,7 +36,7 @@ async fn submit(jobs: &Jobs, kind: &str, input: Value) -> String {
 }
 
 /// Polls the row until `done` says so (bounded).
-async fn wait_until(jobs: &Jobs, id: &str, what: &str, done: impl Fn(&JobRow) -> bool) -> JobRow {
+pub(super) async fn wait_until(jobs: &Jobs, id: &str, what: &str, done: impl Fn(&JobRow) -> bool) -> JobRow {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(row) = jobs.store().get(id).await.expect("get") {
@@ -49,8 +49,30 @@ async fn wait_until(jobs: &Jobs, id: &str, what: &str, done: impl Fn(&JobRow) ->
     }
 }
 
-fn finished(row: &JobRow) -> bool {
+pub(super) fn finished(row: &JobRow) -> bool {
     matches!(row.status.as_str(), "succeeded" | "failed" | "canceled")
+}
+
+/// Submits `input` as a video job to an engine with a 400 ms stale limit that dies once the job
+/// saved its upstream run; returns the job id. The engine lives on a runtime of its own, dropped
+/// mid-render: its tasks vanish without a word, as a SIGKILLed process's would, leaving the job
+/// `processing` with an old heartbeat.
+pub(super) fn engine_dies_mid_run(url: &str, pipeline: &Arc<FakePipeline>, input: Value) -> String {
+    let (url, pipeline) = (url.to_owned(), pipeline.clone() as Arc<dyn JobPipeline>);
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let id = runtime.block_on(async {
+            let jobs = Jobs::open(&url, pipeline, config(1, 400)).await.expect("open");
+            let _workers = jobs.start_workers(CancellationToken::new());
+            let id = submit(&jobs, "video", input).await;
+            wait_until(&jobs, &id, "saved its upstream run", |row| row.upstream.is_some()).await;
+            id
+        });
+        runtime.shutdown_background();
+        id
+    })
+    .join()
+    .unwrap()
 }
 
 #[tokio::test]
@@ -58,25 +80,7 @@ async fn a_job_survives_an_engine_restart_and_resumes_its_upstream_run_without_a
     let dir = tempfile::tempdir().unwrap();
     let url = sqlite_url(&dir);
     let (pipeline, upstream) = FakePipeline::new();
-    // The first engine lives on a runtime of its own, dropped mid-render: its tasks vanish without
-    // a word, as a SIGKILLed process's would, leaving the job `processing` with an old heartbeat.
-    let first = {
-        let (url, pipeline) = (url.clone(), pipeline.clone() as Arc<dyn JobPipeline>);
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-            let id = runtime.block_on(async {
-                let jobs = Jobs::open(&url, pipeline, config(1, 400)).await.expect("open");
-                let _workers = jobs.start_workers(CancellationToken::new());
-                let id = submit(&jobs, "video", json!({ "prompt": "crash", "render_ms": 1500 })).await;
-                wait_until(&jobs, &id, "saved its upstream run", |row| row.upstream.is_some()).await;
-                id
-            });
-            runtime.shutdown_background();
-            id
-        })
-        .join()
-        .unwrap()
-    };
+    let first = engine_dies_mid_run(&url, &pipeline, json!({ "prompt": "crash", "render_ms": 1500 }));
     assert_eq!(upstream.creates("crash"), 1);
 
     let jobs = Jobs::open(&url, pipeline, config(1, 400)).await.expect("reopen");

@@ -1,5 +1,5 @@
 //! The engines mvgen stores its work in, each tested for real: the job engine on SQLite and on a
-//! throwaway PostgreSQL cluster (`jobs_engine`: claims, takeovers, retries, cancel, with the fake
+//! throwaway PostgreSQL cluster (`jobs_engine`: claims, takeovers, retries, cancel, `job_cancel`: saved runs of canceled jobs, with the fake
 //! pipeline of `tests/support/job_pipeline.rs`; `jobs_api`: the `/api/mv/jobs` routes, SSE,
 //! idempotency, replicas), and outputs in an S3-compatible store (`object_storage`: SeaweedFS).
 //!
@@ -13,6 +13,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod job_cancel;
 mod jobs_api;
 mod jobs_engine;
 mod object_storage;

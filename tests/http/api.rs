@@ -532,6 +532,10 @@ async fn cors_allows_only_the_configured_origins() {
     );
     let (_, headers, _) = t.call(preflight("https://evil.example")).await;
     assert!(headers.get(header::ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
+    // The create page sends an Idempotency-Key with every job it submits.
+    let (_, headers, _) = t.call(preflight_with("/api/mv/jobs", "https://studio.example", "idempotency-key")).await;
+    let allowed = headers.get(header::ACCESS_CONTROL_ALLOW_HEADERS).and_then(|v| v.to_str().ok()).unwrap_or("");
+    assert!(allowed.split(',').any(|h| h.trim().eq_ignore_ascii_case("idempotency-key")), "{allowed:?}");
 }
 
 #[tokio::test]
@@ -928,12 +932,19 @@ async fn blank_and_padded_values() {
 
 /// A browser's CORS preflight for a POST with a JSON body and an API key.
 fn preflight(uri: &str, origin: &str) -> Request<Body> {
+    preflight_with(uri, origin, "")
+}
+
+/// [`preflight`] asking for `extra` request headers as well.
+fn preflight_with(uri: &str, origin: &str, extra: &str) -> Request<Body> {
+    let asked =
+        if extra.is_empty() { "content-type,x-api-key".to_owned() } else { format!("content-type,x-api-key,{extra}") };
     Request::builder()
         .method("OPTIONS")
         .uri(uri)
         .header(header::ORIGIN, origin)
         .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
-        .header(header::ACCESS_CONTROL_REQUEST_HEADERS, "content-type,x-api-key")
+        .header(header::ACCESS_CONTROL_REQUEST_HEADERS, asked)
         .body(Body::empty())
         .expect("request")
 }

@@ -304,6 +304,42 @@ async fn a_saved_run_is_resumed_by_a_fresh_client_without_a_second_create() {
     }
 }
 
+/// A job canceled while no call holds its run (queued after a shutdown, or its worker dead) cancels
+/// the saved id through `Providers::cancel_run`, which picks the maker by the run's provider.
+#[tokio::test]
+async fn a_saved_run_nobody_holds_is_cancelled_by_id_through_the_provider_that_started_it() {
+    let [replicate, veo] = Upstream::both().await;
+    let (Upstream::Replicate(fake_replicate, _), Upstream::Veo(fake_veo, _)) = (&replicate, &veo) else {
+        unreachable!()
+    };
+    let config = test_provider_config(&fake_veo.base_url, &fake_replicate.base_url);
+    let providers = mvgen::providers::Providers::from_config(&config).unwrap();
+    for upstream in [&replicate, &veo] {
+        upstream.plan_held();
+        let worker = Recorder::new(|| upstream.polls());
+        let client = upstream.fresh_client();
+        let request = upstream.request();
+        let call = client.make_video(&request, RunContext::new(&worker, &[]));
+        // A worker shutting down: the run is left going for whoever resumes it.
+        let saved = drop_after_polls(upstream, &worker, call, upstream.polls() + 1, || ()).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(upstream.cancelled(), Vec::<String>::new(), "{}", upstream.provider());
+
+        providers.cancel_run(&saved).await.unwrap();
+        assert_eq!(upstream.cancelled(), std::slice::from_ref(&saved.id), "{}", upstream.provider());
+        let unknown = UpstreamRun { id: upstream.unknown_id().into(), ..saved };
+        let err = providers.cancel_run(&unknown).await.unwrap_err();
+        assert!(err.contains("404"), "{}: an id the upstream does not know is an error: {err}", upstream.provider());
+    }
+    let elsewhere = UpstreamRun { provider: "fal".into(), id: "req-1".into(), slot: 0 };
+    assert!(providers.cancel_run(&elsewhere).await.unwrap_err().contains("fal"));
+
+    // The mocks run nothing anywhere: they record the cancel.
+    let mock = UpstreamRun { provider: "gemini-mock".into(), id: "mock-video-cancel-me".into(), slot: 0 };
+    mvgen::providers::Providers::mock().cancel_run(&mock).await.unwrap();
+    assert!(mvgen::providers::mock::cancelled_runs().contains(&mock));
+}
+
 #[tokio::test]
 async fn a_saved_id_the_upstream_no_longer_knows_fails_for_good_without_a_create() {
     for upstream in Upstream::both().await {

@@ -184,12 +184,20 @@ pub enum Reply {
     Fail,
     /// Answer with this status and JSON body instead of the server.
     Fulfill(u16, String),
+    /// The request reaches the server, which acts on it and answers, but the answer is lost on
+    /// the way back (the connection resets), as on a flaky network.
+    LoseAnswer,
 }
 
-/// Undoes [`Tab::intercept`].
-pub struct Interception(tokio::task::JoinHandle<()>);
+/// Undoes [`Tab::intercept`]; meanwhile says which requests it caught.
+pub struct Interception(tokio::task::JoinHandle<()>, Arc<Mutex<Vec<Value>>>);
 
 impl Interception {
+    /// The headers (a JSON object, as the browser sent them) of each request caught so far.
+    pub fn requests(&self) -> Vec<Value> {
+        self.1.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
     pub async fn stop(self, tab: &Tab) -> Result<()> {
         tab.page.execute(fetch::DisableParams::default()).await?;
         self.0.abort();
@@ -330,15 +338,23 @@ impl Tab {
     /// Answers the page's requests matching `pattern` (a CDP glob) instead of the server, until stopped.
     pub async fn intercept(&self, pattern: &str, reply: Reply) -> Result<Interception> {
         let mut paused = self.page.event_listener::<EventRequestPaused>().await?;
-        let stage = RequestPattern::builder().url_pattern(pattern).request_stage(RequestStage::Request).build();
+        // A lost answer is caught once the server has answered, the others before it is asked.
+        let at = if matches!(reply, Reply::LoseAnswer) { RequestStage::Response } else { RequestStage::Request };
+        let stage = RequestPattern::builder().url_pattern(pattern).request_stage(at).build();
         self.page.execute(fetch::EnableParams::builder().pattern(stage).build()).await.context("Fetch.enable")?;
         let page = self.page.clone();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let caught = seen.clone();
         let task = tokio::spawn(async move {
             while let Some(event) = paused.next().await {
+                caught.lock().unwrap_or_else(PoisonError::into_inner).push(event.request.headers.inner().clone());
                 let id = event.request_id.clone();
                 let _ = match &reply {
                     Reply::Fail => {
                         page.execute(FailRequestParams::new(id, ErrorReason::ConnectionRefused)).await.map(drop)
+                    }
+                    Reply::LoseAnswer => {
+                        page.execute(FailRequestParams::new(id, ErrorReason::ConnectionReset)).await.map(drop)
                     }
                     Reply::Fulfill(status, body) => {
                         let mut answer = FulfillRequestParams::new(id, *status);
@@ -349,7 +365,7 @@ impl Tab {
                 };
             }
         });
-        Ok(Interception(task))
+        Ok(Interception(task, seen))
     }
 
     pub async fn api_get(&self, path: &str) -> Result<Value> {

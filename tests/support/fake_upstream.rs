@@ -726,6 +726,8 @@ struct ReplicateShared {
     plans: Mutex<VecDeque<PredictionPlan>>,
     predictions: Mutex<HashMap<String, LivePrediction>>,
     next_id: AtomicU64,
+    /// How long a create's answer is held after the prediction exists (see `hold_creates`).
+    create_hold: Mutex<Duration>,
 }
 
 struct LivePrediction {
@@ -765,6 +767,12 @@ impl FakeReplicate {
     /// (queued per route). The request is still recorded.
     pub fn push_response(&self, route: Route, response: Scripted) {
         lock(&self.shared.overrides).entry(route).or_default().push_back(response);
+    }
+
+    /// From now on every create makes its prediction at once (it runs and bills) but holds the
+    /// answer, and so its id, back for `hold`: a client stopped meanwhile never learns the id.
+    pub fn hold_creates(&self, hold: Duration) {
+        *lock(&self.shared.create_hold) = hold;
     }
 
     /// How many predictions were asked for on `model` (`owner/name`): each create is a paid run.
@@ -848,7 +856,7 @@ fn create_prediction(shared: &ReplicateShared, received: &ReceivedRequest, model
     let done = live.plan.polls_until_done == 0;
     let answer = prediction_json(&lock(&shared.base_url), &id, &live);
     lock(&shared.predictions).insert(id, live);
-    Some(Scripted::json(if done { 200 } else { 201 }, answer))
+    Some(Scripted::json(if done { 200 } else { 201 }, answer).with_delay(*lock(&shared.create_hold)))
 }
 
 fn poll_prediction(shared: &ReplicateShared, id: &str) -> Option<Scripted> {

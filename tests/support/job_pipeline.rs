@@ -25,6 +25,8 @@ pub struct FakeUpstream {
     failed_once: Mutex<HashSet<String>>,
     /// Runs dropped before they finished (a cancel or a shutdown).
     pub dropped: AtomicUsize,
+    /// Saved prediction ids the engine cancelled through `JobPipeline::cancel_run`, in order.
+    cancelled: Mutex<Vec<String>>,
     pub runs: AtomicUsize,
 }
 
@@ -46,6 +48,11 @@ impl FakeUpstream {
         self.predictions.lock().unwrap().insert(id.clone(), (prompt.to_owned(), Instant::now() + render));
         *self.creates.lock().unwrap().entry(prompt.to_owned()).or_default() += 1;
         id
+    }
+
+    /// The ids cancelled through `JobPipeline::cancel_run` (not by a dropped run), in order.
+    pub fn cancelled(&self) -> Vec<String> {
+        self.cancelled.lock().unwrap().clone()
     }
 
     /// `Some(done)` for a known prediction.
@@ -153,6 +160,16 @@ impl JobPipeline for FakePipeline {
             }
             guard.1 = true;
             Ok(json!({ "kind": kind, "prompt": prompt, "prediction": id }))
+        })
+    }
+
+    fn cancel_run<'a>(&'a self, run: &'a mvgen::providers::UpstreamRun) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            if run.provider != "fake" || self.upstream.poll(&run.id).is_none() {
+                return Err(format!("unknown run {run:?}"));
+            }
+            self.upstream.cancelled.lock().unwrap().push(run.id.clone());
+            Ok(())
         })
     }
 }
