@@ -110,6 +110,8 @@ pub enum ScriptedBody {
     Endless,
     /// These bytes, chunked, then the connection is aborted mid-body.
     BrokenAfter(Vec<u8>),
+    /// These bytes, chunked, then nothing more (the connection stays open): a stalled download.
+    StalledAfter(Vec<u8>),
 }
 
 impl Scripted {
@@ -169,10 +171,19 @@ impl Scripted {
             ScriptedBody::Endless => Body::from_stream(stream::repeat_with(|| {
                 Ok::<_, std::io::Error>(Bytes::from_static(&[0u8; 16 * 1024]))
             })),
-            ScriptedBody::BrokenAfter(bytes) => Body::from_stream(stream::iter([
-                Ok(Bytes::from(bytes)),
-                Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "fake upstream hung up")),
-            ])),
+            ScriptedBody::BrokenAfter(bytes) => {
+                // A moment before the cut, so the bytes before it go out first (hyper would drop
+                // a chunk still buffered with the headers, and the cut would come before the body).
+                let cut = stream::once(async {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "fake upstream hung up"))
+                });
+                Body::from_stream(futures_util::StreamExt::chain(stream::iter([Ok(Bytes::from(bytes))]), cut))
+            }
+            ScriptedBody::StalledAfter(bytes) => {
+                let start = stream::iter([Ok::<_, std::io::Error>(Bytes::from(bytes))]);
+                Body::from_stream(futures_util::StreamExt::chain(start, stream::pending()))
+            }
         };
         let mut response = Response::new(body);
         *response.status_mut() = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
