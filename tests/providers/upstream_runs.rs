@@ -23,6 +23,8 @@ use support::fake_upstream::{
     FakeFile, FakeGemini, FakeReplicate, Outcome, PredictionPlan, Route, VeoOutcome, VeoPlan, test_provider_config,
 };
 
+use super::made;
+
 /// What a [`Recorder`] saw, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Event {
@@ -292,14 +294,9 @@ async fn a_saved_run_is_resumed_by_a_fresh_client_without_a_second_create() {
 
         let second = Recorder::new(|| upstream.polls());
         let runs = [saved.clone()];
-        let video = upstream.fresh_client().make_video(&request, RunContext::new(&second, &runs)).await;
+        let video = made(upstream.fresh_client().make_video(&request, RunContext::new(&second, &runs))).await;
 
-        assert_eq!(
-            video.unwrap().read_all().await.unwrap().bytes,
-            mvgen::providers::mock::MOCK_CLIP,
-            "{}",
-            upstream.provider()
-        );
+        assert_eq!(video.unwrap().bytes, mvgen::providers::mock::MOCK_CLIP, "{}", upstream.provider());
         assert_eq!(upstream.creates(), 1, "{}: exactly one paid run", upstream.provider());
         assert!(upstream.polls_of(&saved.id) > polls_before_resume, "the saved id itself is polled");
         assert!(second.started().is_empty(), "a resumed run is not saved again");
@@ -391,8 +388,8 @@ async fn replicate_leaves_prefer_wait_off_for_a_run_that_outlives_its_call() {
     let client = ReplicateClient::new(&config, mvgen::providers::http::build_client(&config).unwrap()).unwrap();
     let recorder = Recorder::new(|| 0);
 
-    client.make_image(&image_request(), RunContext::new(&recorder, &[])).await.unwrap().read_all().await.unwrap();
-    client.make_image(&image_request(), RunContext::detached()).await.unwrap().read_all().await.unwrap();
+    made(client.make_image(&image_request(), RunContext::new(&recorder, &[]))).await.unwrap();
+    made(client.make_image(&image_request(), RunContext::detached())).await.unwrap();
 
     let creates = fake.received_on(Route::Create);
     assert_eq!(creates[0].header("prefer"), None, "the id must come back at once to be saved");
@@ -404,15 +401,15 @@ async fn each_image_of_a_request_resumes_and_saves_under_its_own_slot() {
     let [Upstream::Replicate(fake, config), _] = Upstream::both().await else { unreachable!() };
     let client = ReplicateClient::new(&config, mvgen::providers::http::build_client(&config).unwrap()).unwrap();
     let first = Recorder::new(|| 0);
-    client.make_image(&image_request(), RunContext::new(&first, &[]).slot(1)).await.unwrap().read_all().await.unwrap();
+    made(client.make_image(&image_request(), RunContext::new(&first, &[]).slot(1))).await.unwrap();
     let saved = first.started();
     assert_eq!(saved.iter().map(|r| r.slot).collect::<Vec<_>>(), [1]);
 
     // A retry of the whole request: image 1 resumes its run, image 0 starts its own.
     let retry = Recorder::new(|| 0);
     let ctx = RunContext::new(&retry, &saved);
-    client.make_image(&image_request(), ctx.slot(1)).await.unwrap().read_all().await.unwrap();
-    client.make_image(&image_request(), ctx.slot(0)).await.unwrap().read_all().await.unwrap();
+    made(client.make_image(&image_request(), ctx.slot(1))).await.unwrap();
+    made(client.make_image(&image_request(), ctx.slot(0))).await.unwrap();
 
     assert_eq!(fake.creates_for("google/imagen-4"), 2);
     let started = retry.started();
@@ -424,22 +421,9 @@ async fn each_image_of_a_request_resumes_and_saves_under_its_own_slot() {
 async fn mocks_run_as_labelled_deterministic_saved_and_resumable_runs() {
     let recorder = Recorder::new(|| 0);
     let unseeded = image_request();
-    let image =
-        MockImages.make_image(&unseeded, RunContext::new(&recorder, &[])).await.unwrap().read_all().await.unwrap();
-    let video = MockVideos
-        .make_video(&video_request(), RunContext::new(&recorder, &[]))
-        .await
-        .unwrap()
-        .read_all()
-        .await
-        .unwrap();
-    let gemini = MockGeminiVideos
-        .make_video(&video_request(), RunContext::new(&recorder, &[]))
-        .await
-        .unwrap()
-        .read_all()
-        .await
-        .unwrap();
+    let image = made(MockImages.make_image(&unseeded, RunContext::new(&recorder, &[]))).await.unwrap();
+    let video = made(MockVideos.make_video(&video_request(), RunContext::new(&recorder, &[]))).await.unwrap();
+    let gemini = made(MockGeminiVideos.make_video(&video_request(), RunContext::new(&recorder, &[]))).await.unwrap();
 
     let runs = recorder.started();
     let providers: Vec<&str> = runs.iter().map(|r| r.provider.as_str()).collect();
@@ -459,25 +443,11 @@ async fn mocks_run_as_labelled_deterministic_saved_and_resumable_runs() {
 
     // Resumed: the same picture as the first attempt, although an unseeded call draws a new one.
     let resumed = Recorder::new(|| 0);
-    let again = MockImages
-        .make_image(&unseeded, RunContext::new(&resumed, &runs[..1]))
-        .await
-        .unwrap()
-        .read_all()
-        .await
-        .unwrap();
+    let again = made(MockImages.make_image(&unseeded, RunContext::new(&resumed, &runs[..1]))).await.unwrap();
     assert_eq!(again, image);
-    assert_ne!(
-        MockImages.make_image(&unseeded, RunContext::detached()).await.unwrap().read_all().await.unwrap(),
-        image
-    );
-    let video_again = MockVideos
-        .make_video(&video_request(), RunContext::new(&resumed, &runs[1..2]))
-        .await
-        .unwrap()
-        .read_all()
-        .await
-        .unwrap();
+    assert_ne!(made(MockImages.make_image(&unseeded, RunContext::detached())).await.unwrap(), image);
+    let video_again =
+        made(MockVideos.make_video(&video_request(), RunContext::new(&resumed, &runs[1..2]))).await.unwrap();
     assert_eq!((video_again, gemini), (video.clone(), video));
     assert!(resumed.started().is_empty());
 
