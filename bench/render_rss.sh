@@ -31,20 +31,9 @@ wait_http() { for _ in $(seq 240); do curl -s -o /dev/null "$1" && return 0; sle
 hwm_mib() { awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
 
 if [[ " $STORES " == *" s3 "* ]]; then
-    p=(); for _ in $(seq 10); do p+=("$(port)"); done
-    mkdir -p "$WORK/weed"
-    # The loopback and no-telemetry flags of shared/reference/scale-out.md, as tests/support/seaweed.rs.
-    AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret "$MVGEN_WEED" mini -dir="$WORK/weed" \
-        -ip=127.0.0.1 -ip.bind=127.0.0.1 -master.telemetry=false -webdav=false -s3.port.iceberg=0 \
-        -s3.port.lance=0 -admin.ui=false -master.port="${p[0]}" -master.port.grpc="${p[1]}" \
-        -volume.port="${p[2]}" -volume.port.grpc="${p[3]}" -filer.port="${p[4]}" -filer.port.grpc="${p[5]}" \
-        -s3.port="${p[6]}" -s3.port.grpc="${p[7]}" -admin.port="${p[8]}" -admin.port.grpc="${p[9]}" \
-        -bucket=bench >"$WORK/weed.log" 2>&1 &
-    pids+=($!)
-    export AWS_ENDPOINT_URL="http://127.0.0.1:${p[6]}" AWS_REGION=us-east-1 AWS_ALLOW_HTTP=true \
-        AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret
-    wait_http "$AWS_ENDPOINT_URL/"
-    sleep 2
+    source bench/weed.sh
+    start_weed "$WORK"
+    pids+=("$weed_pid")
 fi
 
 echo "binary: $MVGEN_BIN; $JOBS concurrent video jobs per run"
