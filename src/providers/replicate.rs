@@ -82,8 +82,9 @@ impl ReplicateClient {
     }
 
     /// Runs one prediction to its output, which must be a file of the `expected` kind (`"image"`
-    /// or `"video"`), as its first bytes say; the rest is streamed when the caller stores it. A prediction `ctx` saved before is resumed
-    /// (never created twice); a new one is saved through `ctx` before anything waits on it.
+    /// or `"video"`), as its first bytes say; the rest streams when the caller stores it. A
+    /// prediction `ctx` saved before is resumed (never created twice); a new one is saved through
+    /// `ctx` before anything waits on it.
     async fn run(
         &self,
         model: &str,
@@ -238,8 +239,8 @@ impl ReplicateClient {
 
     /// A plain GET without the token: output links are pre-signed and live on another host. No
     /// redirect is followed, and the host must be one downloads may reach (see [`OutboundPolicy`]).
-    /// Only the answer's status and first bytes are awaited (and retried) here: the body streams
-    /// when stored, bounded by `download_timeout` as a whole.
+    /// Only the answer's status (retried on 5xx) and its first bytes are awaited here; the body
+    /// streams when stored, bounded by `download_timeout` as a whole and never retried once begun.
     async fn download(&self, url: &str, max_bytes: u64, expected: &str) -> Result<Output, ProviderError> {
         if let Some(data) = url.strip_prefix("data:") {
             let bytes = decode_data_uri(data, max_bytes)?;
