@@ -557,15 +557,17 @@ fn truncate(s: &str, max: usize) -> String {
 mod tests {
     use super::*;
 
-    fn temp_root(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("mvgen-storage-{name}-{}", Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        dir
+    /// A fresh directory, removed (with everything in it) when the returned guard drops, so a
+    /// test leaves nothing in /tmp, passing or failing.
+    fn temp_root(name: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::Builder::new().prefix(&format!("mvgen-storage-{name}-")).tempdir().expect("temp dir");
+        let path = dir.path().to_path_buf();
+        (dir, path)
     }
 
     #[tokio::test]
     async fn put_then_find_round_trips_and_leaves_no_temp_file() {
-        let root = temp_root("roundtrip");
+        let (_dir, root) = temp_root("roundtrip");
         let storage = LocalStorage::new(&root);
         let id = storage.put(Kind::Video, "video/mp4", b"abc").await.expect("put");
         let stored = storage.find(Kind::Video, &id).await.expect("find");
@@ -591,7 +593,7 @@ mod tests {
 
     #[tokio::test]
     async fn records_are_kept_apart_from_the_files() {
-        let root = temp_root("records");
+        let (_dir, root) = temp_root("records");
         let storage = LocalStorage::new(&root);
         let id = storage.put(Kind::Video, "video/mp4", b"abc").await.expect("put");
         assert_eq!(storage.record(Kind::Video, &id).await.expect("read"), None);
@@ -611,7 +613,7 @@ mod tests {
     /// waited on, never followed, never read whole.
     #[tokio::test]
     async fn planted_records_are_ignored_without_hanging() {
-        let root = temp_root("planted-records");
+        let (_dir, root) = temp_root("planted-records");
         let storage = LocalStorage::new(&root);
         let dir = root.join("records").join("videos");
         std::fs::create_dir_all(&dir).expect("records dir");
@@ -626,12 +628,11 @@ mod tests {
             let read = tokio::time::timeout(std::time::Duration::from_secs(5), storage.record(Kind::Video, id)).await;
             assert!(matches!(read, Ok(Ok(None))), "{id}: {read:?}");
         }
-        let _ = std::fs::remove_dir_all(&root);
     }
 
     #[tokio::test]
     async fn a_failed_write_leaves_nothing_behind() {
-        let root = temp_root("fail");
+        let (_dir, root) = temp_root("fail");
         // A file where the kind's directory should be makes create_dir_all fail.
         std::fs::write(root.join("videos"), b"not a dir").expect("write");
         let storage = LocalStorage::new(&root);
@@ -640,7 +641,7 @@ mod tests {
 
     #[tokio::test]
     async fn only_types_a_kind_can_be_found_again_are_stored() {
-        let root = temp_root("types");
+        let (_dir, root) = temp_root("types");
         let storage = LocalStorage::new(&root);
         for (kind, ct) in
             [(Kind::Video, "image/png"), (Kind::Video, "video/quicktime"), (Kind::CharacterReference, "image/gif")]
@@ -667,7 +668,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_large_stream_is_stored_whole_with_its_sniffed_type() {
-        let root = temp_root("stream");
+        let (_dir, root) = temp_root("stream");
         let storage = LocalStorage::new(&root);
         // 64 MiB in 64 KiB chunks: written as it arrives.
         let put = storage.put_stream(Kind::Video, 1 << 30, video_stream(1024, 64 * 1024, None)).await.expect("put");
@@ -678,12 +679,11 @@ mod tests {
         let tail: Vec<Bytes> =
             opened.into_range(put.len - 3, 3).await.expect("range").map(|c| c.expect("chunk")).collect().await;
         assert_eq!(tail.concat(), [(1023 % 251) as u8; 3]);
-        let _ = std::fs::remove_dir_all(&root);
     }
 
     #[tokio::test]
     async fn a_cut_refused_or_oversized_stream_leaves_nothing() {
-        let root = temp_root("stream-fail");
+        let (_dir, root) = temp_root("stream-fail");
         let storage = LocalStorage::new(&root);
         let cut = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "peer went away");
         let put = storage.put_stream(Kind::Video, 1 << 30, video_stream(64, 64 * 1024, Some(cut))).await;
@@ -702,12 +702,11 @@ mod tests {
         );
         assert!(dropped.await.is_err(), "the stream never ends");
         assert_eq!(names(&root.join("videos")), Vec::<String>::new(), "no file, final or temporary");
-        let _ = std::fs::remove_dir_all(&root);
     }
 
     #[tokio::test]
     async fn check_proves_the_directory_writable_and_leaves_nothing() {
-        let root = temp_root("check");
+        let (_dir, root) = temp_root("check");
         let storage = LocalStorage::new(&root);
         storage.check().await.expect("writable");
         assert_eq!(names(&root.join("scenes")), Vec::<String>::new());
@@ -716,6 +715,5 @@ mod tests {
         assert_eq!(left, ["character_references", "scenes", "videos"], "the probe is gone");
         std::fs::write(root.join("blocked"), b"a file").expect("file");
         assert!(LocalStorage::new(root.join("blocked")).check().await.is_err());
-        let _ = std::fs::remove_dir_all(&root);
     }
 }

@@ -179,12 +179,12 @@ impl Generation for Character {
                 })
                 .collect();
             let attempts = join_all(requests.iter().zip(0..).map(|(request, slot)| async move {
-                let media = run.call::<Self, _>(maker.backend(), maker.make_image(request, run.ctx.slot(slot))).await?;
-                let id = run.state.storage.put(Kind::CharacterReference, &media.content_type, &media.bytes).await?;
+                let made = maker.make_image(request, run.ctx.slot(slot));
+                let put = run.store::<Self>(maker.backend(), Kind::CharacterReference, made).await?;
                 Ok::<_, ApiError>(ImageOut {
-                    url: format!("/api/mv/get_character_reference/{id}"),
-                    id,
-                    content_type: media.content_type,
+                    url: format!("/api/mv/get_character_reference/{}", put.id),
+                    id: put.id,
+                    content_type: put.content_type.to_owned(),
                 })
             }))
             .await;

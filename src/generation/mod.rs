@@ -25,8 +25,9 @@ use serde_json::Value;
 use crate::error::ApiError;
 use crate::model::Flavor;
 use crate::prompts::Consumed;
-use crate::providers::{BoxFuture, ProviderError, RunContext};
+use crate::providers::{BoxFuture, Output, ProviderError, RunContext};
 use crate::state::AppState;
+use crate::storage::{Kind, Put};
 
 pub use driver::{FlavorReport, Pipeline, respond};
 
@@ -88,5 +89,18 @@ impl Run<'_> {
         call: impl Future<Output = Result<T, ProviderError>>,
     ) -> Result<T, ApiError> {
         Ok(crate::telemetry::generation(G::KIND, &self.flavor.used, backend, call).await?)
+    }
+
+    /// A provider call of kind `G` whose output streams into storage as a new file of `kind`: the
+    /// download is part of the call (timed with it, its faults the provider's errors), and no
+    /// output is ever whole in memory. A store's fault is a storage error.
+    pub async fn store<G: Generation>(
+        &self,
+        backend: &'static str,
+        kind: Kind,
+        call: impl Future<Output = Result<Output, ProviderError>>,
+    ) -> Result<Put, ApiError> {
+        let storage = &*self.state.storage;
+        Ok(self.call::<G, _>(backend, async move { call.await?.store(storage, kind).await }).await??)
     }
 }

@@ -270,8 +270,8 @@ impl Generation for Video {
             let has_reference_image = reference_image.is_some();
             let request = VideoRequest { reference_image, ..plan.request.clone() };
             let maker = plan.backend.maker(&run.state.providers);
-            let media = run.call::<Self, _>(maker.backend(), maker.make_video(&request, run.ctx)).await?;
-            let video_id = run.state.storage.put(Kind::Video, &media.content_type, &media.bytes).await?;
+            let video_id =
+                run.store::<Self>(maker.backend(), Kind::Video, maker.make_video(&request, run.ctx)).await?.id;
             let generation_timestamp = inputs::timestamp();
             let record = VideoRecord {
                 created: generation_timestamp.clone(),

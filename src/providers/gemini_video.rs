@@ -22,7 +22,7 @@ use super::gemini::{error_from_answer, key_header, model_method_url};
 use super::http::{self, CancelOnDrop, ReadError};
 use super::outbound::OutboundPolicy;
 use super::upstream_run;
-use super::{BoxFuture, Media, ProviderError, RunContext, VideoMaker, VideoRequest, checked_media_type};
+use super::{BoxFuture, Output, ProviderError, RunContext, VideoMaker, VideoRequest};
 
 const PROVIDER: &str = "gemini";
 
@@ -77,7 +77,7 @@ impl GeminiVideoClient {
 
     /// Runs one operation to its downloaded video. An operation `ctx` saved before is resumed
     /// (never started twice); a new one is saved through `ctx` before anything waits on it.
-    async fn render(&self, request: &VideoRequest, ctx: RunContext<'_>) -> Result<Media, ProviderError> {
+    async fn render(&self, request: &VideoRequest, ctx: RunContext<'_>) -> Result<Output, ProviderError> {
         let url = model_method_url(&self.base_url, &request.model, "predictLongRunning")?;
         let body = request_body(request);
         let deadline = Instant::now() + self.deadline;
@@ -224,8 +224,9 @@ impl GeminiVideoClient {
     /// GETs the video with the key when it lives on the API's own origin. The shared client stops
     /// at a redirect from there to another host (it would forward the key); the file host's
     /// pre-signed link is then followed here without the key, by the download client, and only to
-    /// an address downloads may reach (the same rules as Replicate's outputs).
-    async fn download(&self, uri: &str) -> Result<Media, ProviderError> {
+    /// an address downloads may reach (the same rules as Replicate's outputs). Only the answer's
+    /// status and first bytes are awaited here: the body streams when stored.
+    async fn download(&self, uri: &str) -> Result<Output, ProviderError> {
         let url = Url::parse(uri).map_err(|e| malformed(format!("video URI {uri:?} is not a URL: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(malformed(format!("video URI scheme {:?} is not http(s)", url.scheme())));
@@ -247,9 +248,7 @@ impl GeminiVideoClient {
                 message: "downloading the generated video failed".to_owned(),
             });
         }
-        let bytes = http::read_output(PROVIDER, &mut response, self.max_bytes, self.download_timeout, "video").await?;
-        let content_type = checked_media_type(&bytes, "video").map_err(malformed)?.to_owned();
-        Ok(Media { bytes, content_type })
+        Output::download(PROVIDER, "video", "video", response, self.max_bytes, self.download_timeout).await
     }
 
     /// A GET of a link the operation chose: checked against the outbound rules, never redirected.
@@ -280,7 +279,7 @@ impl VideoMaker for GeminiVideoClient {
         &'a self,
         request: &'a VideoRequest,
         ctx: RunContext<'a>,
-    ) -> BoxFuture<'a, Result<Media, ProviderError>> {
+    ) -> BoxFuture<'a, Result<Output, ProviderError>> {
         Box::pin(self.render(request, ctx))
     }
 
@@ -410,6 +409,7 @@ fn malformed(message: String) -> ProviderError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::Media;
 
     fn operation(value: Value) -> Operation {
         serde_json::from_value(value).unwrap()

@@ -207,27 +207,6 @@ pub async fn read_limited(response: &mut Response, limit: u64) -> Result<Vec<u8>
     Ok(bytes)
 }
 
-/// The body of a downloaded output file (`noun` names it in messages: "output", "video"): at most
-/// `limit` bytes, and not empty; a transport fault maps as any other of `provider`'s.
-pub async fn read_output(
-    provider: &'static str,
-    response: &mut Response,
-    limit: u64,
-    timeout: Duration,
-    noun: &str,
-) -> Result<Vec<u8>, ProviderError> {
-    let malformed = |message: String| ProviderError::Malformed { provider, message };
-    let bytes = match read_limited(response, limit).await {
-        Ok(bytes) => bytes,
-        Err(ReadError::TooLarge) => return Err(malformed(format!("{noun} larger than {}", human_bytes(limit)))),
-        Err(ReadError::Transport(e)) => return Err(transport_error(provider, &e, timeout)),
-    };
-    if bytes.is_empty() {
-        return Err(malformed(format!("{noun} file is empty")));
-    }
-    Ok(bytes)
-}
-
 /// A lying `Content-Length` must not make us reserve the full limit up front.
 const MAX_PREALLOCATION: u64 = 16 * 1024 * 1024;
 

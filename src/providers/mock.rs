@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{
-    BoxFuture, ImageMaker, ImageRequest, Media, ProviderError, RunContext, Scene, SceneRequest, SceneWriter,
+    BoxFuture, ImageMaker, ImageRequest, Output, ProviderError, RunContext, Scene, SceneRequest, SceneWriter,
     VideoMaker, VideoRequest, upstream_run,
 };
 
@@ -70,7 +70,7 @@ impl ImageMaker for MockImages {
         &'a self,
         request: &'a ImageRequest,
         ctx: RunContext<'a>,
-    ) -> BoxFuture<'a, Result<Media, ProviderError>> {
+    ) -> BoxFuture<'a, Result<Output, ProviderError>> {
         // Always PNG, even when jpg or webp is asked for: the png crate is already here and the
         // content type says honestly what the bytes are, so callers store it under the right
         // extension. Pulling in JPEG/WebP encoders for a placeholder isn't worth it.
@@ -91,7 +91,7 @@ impl ImageMaker for MockImages {
                 provider: BACKEND,
                 message: format!("cannot draw the mock image: {e}"),
             })?;
-            Ok(Media { bytes, content_type: "image/png".to_owned() })
+            Ok(Output::from_bytes(BACKEND, "image/png", bytes))
         })
     }
 
@@ -125,13 +125,13 @@ async fn mock_video(
     request: &VideoRequest,
     ctx: RunContext<'_>,
     provider: &'static str,
-) -> Result<Media, ProviderError> {
+) -> Result<Output, ProviderError> {
     let id = mock_run(ctx, provider, || format!("{VIDEO_RUN}{:016x}", fnv1a(request.prompt.as_bytes(), request.seed)))
         .await?;
     if !id.starts_with(VIDEO_RUN) {
         return Err(upstream_run::gone(provider, &id));
     }
-    Ok(Media { bytes: MOCK_CLIP.to_vec(), content_type: "video/mp4".to_owned() })
+    Ok(Output::from_bytes(provider, "video/mp4", MOCK_CLIP))
 }
 
 /// Every saved run a mock was asked to cancel, oldest first (see [`cancelled_runs`]).
@@ -168,7 +168,7 @@ impl VideoMaker for MockVideos {
         &'a self,
         request: &'a VideoRequest,
         ctx: RunContext<'a>,
-    ) -> BoxFuture<'a, Result<Media, ProviderError>> {
+    ) -> BoxFuture<'a, Result<Output, ProviderError>> {
         Box::pin(mock_video(request, ctx, BACKEND))
     }
 
@@ -190,7 +190,7 @@ impl VideoMaker for MockGeminiVideos {
         &'a self,
         request: &'a VideoRequest,
         ctx: RunContext<'a>,
-    ) -> BoxFuture<'a, Result<Media, ProviderError>> {
+    ) -> BoxFuture<'a, Result<Output, ProviderError>> {
         Box::pin(mock_video(request, ctx, self.backend()))
     }
 

@@ -2,8 +2,9 @@
 //!
 //! Handlers turn a flavor plus a request into the plain request structs below, so real and mock
 //! providers see exactly the same inputs and can be tested alone. Providers know nothing about
-//! flavors, HTTP handlers or storage. Retries live inside each provider, bounded and with backoff;
-//! handlers never retry.
+//! flavors or HTTP handlers; what they make is an [`Output`] stream the generation hands to
+//! storage. Retries live inside each provider, bounded and with backoff (a download's only before
+//! its first byte is read); handlers never retry.
 
 pub mod config;
 pub mod gemini;
@@ -11,6 +12,7 @@ pub mod gemini_video;
 pub mod http;
 pub mod mock;
 pub mod outbound;
+pub mod output;
 pub mod replicate;
 pub mod run;
 pub mod upstream_run;
@@ -21,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use config::{ProviderConfig, RetryPolicy};
+pub use output::Output;
 pub use run::{RunContext, RunObserver, UpstreamRun};
 
 /// A boxed future, so providers can sit behind `Arc<dyn Trait>`.
@@ -78,7 +81,8 @@ pub struct VideoRequest {
     pub reference_image: Option<Media>,
 }
 
-/// A generated file.
+/// A file in memory: a reference image sent to a model. (What a model makes comes as an
+/// [`Output`], streamed into storage.)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Media {
     pub bytes: Vec<u8>,
@@ -200,7 +204,7 @@ pub trait ImageMaker: Send + Sync {
         &'a self,
         request: &'a ImageRequest,
         ctx: RunContext<'a>,
-    ) -> BoxFuture<'a, Result<Media, ProviderError>>;
+    ) -> BoxFuture<'a, Result<Output, ProviderError>>;
 }
 
 /// Renders one video per call.
@@ -221,7 +225,7 @@ pub trait VideoMaker: Send + Sync {
         &'a self,
         request: &'a VideoRequest,
         ctx: RunContext<'a>,
-    ) -> BoxFuture<'a, Result<Media, ProviderError>>;
+    ) -> BoxFuture<'a, Result<Output, ProviderError>>;
 }
 
 /// The error of a maker that cannot cancel a saved run.

@@ -18,7 +18,8 @@ use super::http::{self, ReadError};
 use super::outbound::OutboundPolicy;
 use super::upstream_run;
 use super::{
-    BoxFuture, ImageMaker, ImageRequest, Media, ProviderError, RunContext, VideoMaker, VideoRequest, checked_media_type,
+    BoxFuture, ImageMaker, ImageRequest, Media, Output, ProviderError, RunContext, VideoMaker, VideoRequest,
+    checked_media_type,
 };
 
 const PROVIDER: &str = "replicate";
@@ -80,9 +81,10 @@ impl ReplicateClient {
         })
     }
 
-    /// Runs one prediction to its downloaded output, which must be a file of the `expected` kind
-    /// (`"image"` or `"video"`), as its bytes say. A prediction `ctx` saved before is resumed
-    /// (never created twice); a new one is saved through `ctx` before anything waits on it.
+    /// Runs one prediction to its output, which must be a file of the `expected` kind (`"image"`
+    /// or `"video"`), as its first bytes say; the rest streams when the caller stores it. A
+    /// prediction `ctx` saved before is resumed (never created twice); a new one is saved through
+    /// `ctx` before anything waits on it.
     async fn run(
         &self,
         model: &str,
@@ -90,7 +92,7 @@ impl ReplicateClient {
         limits: Limits,
         expected: &str,
         ctx: RunContext<'_>,
-    ) -> Result<Media, ProviderError> {
+    ) -> Result<Output, ProviderError> {
         let url = self.api_url(&model_path(model)?)?;
         let deadline = Instant::now() + limits.deadline;
         let timeout = ProviderError::Timeout { provider: PROVIDER, after: limits.deadline };
@@ -139,9 +141,7 @@ impl ReplicateClient {
         let output = output_url(&finished)?;
         tracing::debug!(model, prediction = %id, "replicate prediction succeeded");
         ctx.progress(upstream_run::DOWNLOADING, Some(&finished.status));
-        let bytes = self.download(&output, limits.max_bytes).await?;
-        let content_type = checked_type(&bytes, expected)?;
-        Ok(Media { bytes, content_type: content_type.to_owned() })
+        self.download(&output, limits.max_bytes, expected).await
     }
 
     /// The current state of a saved prediction, at once. A 404 means Replicate no longer has it:
@@ -239,20 +239,22 @@ impl ReplicateClient {
 
     /// A plain GET without the token: output links are pre-signed and live on another host. No
     /// redirect is followed, and the host must be one downloads may reach (see [`OutboundPolicy`]).
-    async fn download(&self, url: &str, max_bytes: u64) -> Result<Vec<u8>, ProviderError> {
+    /// Only the answer's status (retried on 5xx) and its first bytes are awaited here; the body
+    /// streams when stored, bounded by `download_timeout` as a whole and never retried once begun.
+    async fn download(&self, url: &str, max_bytes: u64, expected: &str) -> Result<Output, ProviderError> {
         if let Some(data) = url.strip_prefix("data:") {
-            return decode_data_uri(data, max_bytes);
+            let bytes = decode_data_uri(data, max_bytes)?;
+            return Ok(Output::from_bytes(PROVIDER, checked_type(&bytes, expected)?, bytes));
         }
         let parsed = Url::parse(url).map_err(|e| malformed(format!("output {url:?} is not a URL: {e}")))?;
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(malformed(format!("output URL scheme {:?} is not http(s)", parsed.scheme())));
         }
         self.outbound.check_url(&parsed).map_err(malformed)?;
-        let mut response =
-            http::send_with_retry(PROVIDER, &self.retry, self.download_timeout, http::Repeat::Safe, || {
-                self.downloads.get(parsed.clone())
-            })
-            .await?;
+        let response = http::send_with_retry(PROVIDER, &self.retry, self.download_timeout, http::Repeat::Safe, || {
+            self.downloads.get(parsed.clone())
+        })
+        .await?;
         let status = response.status();
         if status.is_redirection() {
             return Err(malformed(format!("the output URL redirected ({status}); redirects are not followed")));
@@ -264,7 +266,7 @@ impl ReplicateClient {
                 message: "downloading the prediction output failed".to_owned(),
             });
         }
-        http::read_output(PROVIDER, &mut response, max_bytes, self.download_timeout, "output").await
+        Output::download(PROVIDER, "output", expected, response, max_bytes, self.download_timeout).await
     }
 
     /// `segments` appended to the base URL, each escaped, so an id or model name cannot change
@@ -288,7 +290,7 @@ impl ImageMaker for ReplicateClient {
         &'a self,
         request: &'a ImageRequest,
         ctx: RunContext<'a>,
-    ) -> BoxFuture<'a, Result<Media, ProviderError>> {
+    ) -> BoxFuture<'a, Result<Output, ProviderError>> {
         Box::pin(self.run(&request.model, image_input(request), self.image, "image", ctx))
     }
 
@@ -306,7 +308,7 @@ impl VideoMaker for ReplicateClient {
         &'a self,
         request: &'a VideoRequest,
         ctx: RunContext<'a>,
-    ) -> BoxFuture<'a, Result<Media, ProviderError>> {
+    ) -> BoxFuture<'a, Result<Output, ProviderError>> {
         Box::pin(self.run(&request.model, video_input(request), self.video, "video", ctx))
     }
 

@@ -8,7 +8,7 @@ use super::{ByteStream, Kind, StorageError, stored_extension};
 use crate::providers::checked_media_type;
 
 /// Bytes enough for every signature `providers::sniff_media_type` knows (WebP's is 12).
-const SNIFF_BYTES: usize = 16;
+pub const SNIFF_BYTES: usize = 16;
 
 /// What a streamed put knows once its first bytes were read.
 pub struct Begun {

@@ -18,3 +18,4 @@ mod bad_input;
 mod connections;
 mod observability;
 mod storage;
+mod streamed_outputs;

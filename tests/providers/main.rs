@@ -24,7 +24,7 @@ use std::time::Duration;
 use mvgen::providers::gemini::GeminiClient;
 use mvgen::providers::gemini_video::GeminiVideoClient;
 use mvgen::providers::replicate::ReplicateClient;
-use mvgen::providers::{ImageRequest, ProviderConfig, ProviderError, SceneRequest, VideoRequest};
+use mvgen::providers::{ImageRequest, Media, Output, ProviderConfig, ProviderError, SceneRequest, VideoRequest};
 use support::fake_upstream::{TEST_GEMINI_KEY, TEST_REPLICATE_TOKEN};
 
 /// Outer bound for calls expected to time out: far above the configured timeouts, far below
@@ -47,6 +47,12 @@ fn veo_request() -> VideoRequest {
         duration: 8,
         ..video_request()
     }
+}
+
+/// A provider call with its output read whole, as the generation would stream it into storage
+/// (the fakes' files are small): a fault mid-body fails here like one before it.
+async fn made(call: impl Future<Output = Result<Output, ProviderError>>) -> Result<Media, ProviderError> {
+    call.await?.read_all().await
 }
 
 /// Waits (bounded) for something a background task does, such as a cancel sent on drop.

@@ -23,11 +23,11 @@ async fn from_config_uses_real_clients_when_keys_are_set() {
     );
     assert_eq!(providers.scenes.write_scenes(&scene_request(2)).await.unwrap().len(), 2);
     assert_eq!(
-        providers.videos.make_video(&video_request(), RunContext::detached()).await.unwrap().content_type,
+        made(providers.videos.make_video(&video_request(), RunContext::detached())).await.unwrap().content_type,
         "video/mp4"
     );
     assert_eq!(
-        providers.gemini_videos.make_video(&veo_request(), RunContext::detached()).await.unwrap().content_type,
+        made(providers.gemini_videos.make_video(&veo_request(), RunContext::detached())).await.unwrap().content_type,
         "video/mp4"
     );
     assert_eq!(gemini_fake.received_on(VeoRoute::Start).len(), 1);
@@ -85,14 +85,14 @@ async fn mock_images_are_real_pngs_sized_by_aspect_ratio_and_differ_by_prompt() 
     request.output_format = "jpg".into();
     request.seed = Some(7);
 
-    let image = MockImages.make_image(&request, RunContext::detached()).await.unwrap();
-    let same = MockImages.make_image(&request, RunContext::detached()).await.unwrap();
+    let image = made(MockImages.make_image(&request, RunContext::detached())).await.unwrap();
+    let same = made(MockImages.make_image(&request, RunContext::detached())).await.unwrap();
     request.prompt = "a man in a blue hat".into();
-    let other = MockImages.make_image(&request, RunContext::detached()).await.unwrap();
+    let other = made(MockImages.make_image(&request, RunContext::detached())).await.unwrap();
     request.seed = None;
     let unseeded = [
-        MockImages.make_image(&request, RunContext::detached()).await.unwrap(),
-        MockImages.make_image(&request, RunContext::detached()).await.unwrap(),
+        made(MockImages.make_image(&request, RunContext::detached())).await.unwrap(),
+        made(MockImages.make_image(&request, RunContext::detached())).await.unwrap(),
     ];
 
     assert_eq!(image.content_type, "image/png", "the mock always draws PNG");
@@ -106,7 +106,7 @@ async fn mock_images_are_real_pngs_sized_by_aspect_ratio_and_differ_by_prompt() 
 
 #[tokio::test]
 async fn mock_video_is_an_mp4() {
-    let video = MockVideos.make_video(&video_request(), RunContext::detached()).await.unwrap();
+    let video = made(MockVideos.make_video(&video_request(), RunContext::detached())).await.unwrap();
 
     assert_eq!(video.content_type, "video/mp4");
     assert_eq!(&video.bytes[4..8], b"ftyp");
@@ -115,8 +115,8 @@ async fn mock_video_is_an_mp4() {
 
 #[tokio::test]
 async fn mock_gemini_video_is_labelled_as_both() {
-    let video = MockGeminiVideos.make_video(&veo_request(), RunContext::detached()).await.unwrap();
+    let video = made(MockGeminiVideos.make_video(&veo_request(), RunContext::detached())).await.unwrap();
 
-    assert_eq!(video, MockVideos.make_video(&video_request(), RunContext::detached()).await.unwrap());
+    assert_eq!(video, made(MockVideos.make_video(&video_request(), RunContext::detached())).await.unwrap());
     assert_eq!((MockGeminiVideos.backend(), MockGeminiVideos.is_mock()), ("gemini-mock", true));
 }

@@ -22,7 +22,7 @@ async fn replicate_image_creates_polls_and_downloads_without_the_token() {
     let mut request = image_request();
     request.seed = Some(42);
 
-    let media = client.make_image(&request, RunContext::detached()).await.unwrap();
+    let media = made(client.make_image(&request, RunContext::detached())).await.unwrap();
 
     assert_eq!(media, Media { bytes: file.bytes().to_vec(), content_type: "image/png".into() });
     let creates = fake.received_on(Route::Create);
@@ -69,7 +69,7 @@ async fn replicate_video_sends_veo_inputs_and_the_reference_as_a_data_uri() {
         reference_image: Some(Media { bytes: vec![0x89, b'P', b'N', b'G'], content_type: "image/png".into() }),
     };
 
-    let media = client.make_video(&request, RunContext::detached()).await.unwrap();
+    let media = made(client.make_video(&request, RunContext::detached())).await.unwrap();
 
     assert_eq!(media.content_type, "video/mp4");
     assert_eq!(media.bytes, file.bytes());
@@ -101,9 +101,9 @@ async fn replicate_output_type_comes_from_the_bytes_not_the_host() {
     fake.push_prediction(PredictionPlan { polls_until_done: 1, outcome: Outcome::Succeed(mp4) });
     let client = replicate(&test_provider_config("http://127.0.0.1:9", &fake.base_url));
 
-    let media = client.make_image(&image_request(), RunContext::detached()).await.unwrap();
+    let media = made(client.make_image(&image_request(), RunContext::detached())).await.unwrap();
     assert_eq!((media.content_type.as_str(), media.bytes.as_slice()), ("image/webp", &b"RIFF....WEBPVP8 "[..]));
-    let media = client.make_video(&video_request(), RunContext::detached()).await.unwrap();
+    let media = made(client.make_video(&video_request(), RunContext::detached())).await.unwrap();
     assert_eq!(media.content_type, "video/mp4");
 }
 
@@ -171,7 +171,7 @@ async fn replicate_waits_out_429_on_create_then_succeeds() {
     );
     let client = replicate(&test_provider_config("http://127.0.0.1:9", &fake.base_url));
 
-    let media = client.make_image(&image_request(), RunContext::detached()).await.unwrap();
+    let media = made(client.make_image(&image_request(), RunContext::detached())).await.unwrap();
 
     assert_eq!(media.content_type, "image/png");
     assert_eq!(fake.received_on(Route::Create).len(), 2);
@@ -184,7 +184,7 @@ async fn replicate_retries_5xx_on_polls_and_downloads() {
     fake.push_response(Route::File, Scripted::status(503));
     let client = replicate(&test_provider_config("http://127.0.0.1:9", &fake.base_url));
 
-    client.make_image(&image_request(), RunContext::detached()).await.unwrap();
+    made(client.make_image(&image_request(), RunContext::detached())).await.unwrap();
 
     assert_eq!(fake.received_on(Route::Poll).len(), 2);
     assert_eq!(fake.received_on(Route::File).len(), 2);
@@ -372,7 +372,7 @@ async fn replicate_oversized_outputs_are_rejected() {
     let client = replicate(&config);
 
     for _ in 0..3 {
-        let err = tokio::time::timeout(BOUND, client.make_image(&image_request(), RunContext::detached()))
+        let err = tokio::time::timeout(BOUND, made(client.make_image(&image_request(), RunContext::detached())))
             .await
             .unwrap()
             .unwrap_err();

@@ -16,12 +16,14 @@ use mvgen::providers::gemini_video::GeminiVideoClient;
 use mvgen::providers::mock::{MockGeminiVideos, MockImages, MockVideos};
 use mvgen::providers::replicate::ReplicateClient;
 use mvgen::providers::{
-    BoxFuture, ImageMaker, ImageRequest, Media, ProviderConfig, ProviderError, RunContext, RunObserver, UpstreamRun,
+    BoxFuture, ImageMaker, ImageRequest, Output, ProviderConfig, ProviderError, RunContext, RunObserver, UpstreamRun,
     VideoMaker, VideoRequest,
 };
 use support::fake_upstream::{
     FakeFile, FakeGemini, FakeReplicate, Outcome, PredictionPlan, Route, VeoOutcome, VeoPlan, test_provider_config,
 };
+
+use super::made;
 
 /// What a [`Recorder`] saw, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -241,7 +243,7 @@ async fn wait_for(condition: impl Fn() -> bool) {
 async fn drop_after_polls(
     upstream: &Upstream,
     recorder: &Recorder<'_>,
-    call: BoxFuture<'_, Result<Media, ProviderError>>,
+    call: BoxFuture<'_, Result<Output, ProviderError>>,
     polls: usize,
     before_drop: impl FnOnce(),
 ) -> UpstreamRun {
@@ -292,7 +294,7 @@ async fn a_saved_run_is_resumed_by_a_fresh_client_without_a_second_create() {
 
         let second = Recorder::new(|| upstream.polls());
         let runs = [saved.clone()];
-        let video = upstream.fresh_client().make_video(&request, RunContext::new(&second, &runs)).await;
+        let video = made(upstream.fresh_client().make_video(&request, RunContext::new(&second, &runs))).await;
 
         assert_eq!(video.unwrap().bytes, mvgen::providers::mock::MOCK_CLIP, "{}", upstream.provider());
         assert_eq!(upstream.creates(), 1, "{}: exactly one paid run", upstream.provider());
@@ -422,8 +424,8 @@ async fn replicate_leaves_prefer_wait_off_for_a_run_that_outlives_its_call() {
     let client = ReplicateClient::new(&config, mvgen::providers::http::build_client(&config).unwrap()).unwrap();
     let recorder = Recorder::new(|| 0);
 
-    client.make_image(&image_request(), RunContext::new(&recorder, &[])).await.unwrap();
-    client.make_image(&image_request(), RunContext::detached()).await.unwrap();
+    made(client.make_image(&image_request(), RunContext::new(&recorder, &[]))).await.unwrap();
+    made(client.make_image(&image_request(), RunContext::detached())).await.unwrap();
 
     let creates = fake.received_on(Route::Create);
     assert_eq!(creates[0].header("prefer"), None, "the id must come back at once to be saved");
@@ -435,15 +437,15 @@ async fn each_image_of_a_request_resumes_and_saves_under_its_own_slot() {
     let [Upstream::Replicate(fake, config), _] = Upstream::both().await else { unreachable!() };
     let client = ReplicateClient::new(&config, mvgen::providers::http::build_client(&config).unwrap()).unwrap();
     let first = Recorder::new(|| 0);
-    client.make_image(&image_request(), RunContext::new(&first, &[]).slot(1)).await.unwrap();
+    made(client.make_image(&image_request(), RunContext::new(&first, &[]).slot(1))).await.unwrap();
     let saved = first.started();
     assert_eq!(saved.iter().map(|r| r.slot).collect::<Vec<_>>(), [1]);
 
     // A retry of the whole request: image 1 resumes its run, image 0 starts its own.
     let retry = Recorder::new(|| 0);
     let ctx = RunContext::new(&retry, &saved);
-    client.make_image(&image_request(), ctx.slot(1)).await.unwrap();
-    client.make_image(&image_request(), ctx.slot(0)).await.unwrap();
+    made(client.make_image(&image_request(), ctx.slot(1))).await.unwrap();
+    made(client.make_image(&image_request(), ctx.slot(0))).await.unwrap();
 
     assert_eq!(fake.creates_for("google/imagen-4"), 2);
     let started = retry.started();
@@ -455,9 +457,9 @@ async fn each_image_of_a_request_resumes_and_saves_under_its_own_slot() {
 async fn mocks_run_as_labelled_deterministic_saved_and_resumable_runs() {
     let recorder = Recorder::new(|| 0);
     let unseeded = image_request();
-    let image = MockImages.make_image(&unseeded, RunContext::new(&recorder, &[])).await.unwrap();
-    let video = MockVideos.make_video(&video_request(), RunContext::new(&recorder, &[])).await.unwrap();
-    let gemini = MockGeminiVideos.make_video(&video_request(), RunContext::new(&recorder, &[])).await.unwrap();
+    let image = made(MockImages.make_image(&unseeded, RunContext::new(&recorder, &[]))).await.unwrap();
+    let video = made(MockVideos.make_video(&video_request(), RunContext::new(&recorder, &[]))).await.unwrap();
+    let gemini = made(MockGeminiVideos.make_video(&video_request(), RunContext::new(&recorder, &[]))).await.unwrap();
 
     let runs = recorder.started();
     let providers: Vec<&str> = runs.iter().map(|r| r.provider.as_str()).collect();
@@ -477,10 +479,11 @@ async fn mocks_run_as_labelled_deterministic_saved_and_resumable_runs() {
 
     // Resumed: the same picture as the first attempt, although an unseeded call draws a new one.
     let resumed = Recorder::new(|| 0);
-    let again = MockImages.make_image(&unseeded, RunContext::new(&resumed, &runs[..1])).await.unwrap();
+    let again = made(MockImages.make_image(&unseeded, RunContext::new(&resumed, &runs[..1]))).await.unwrap();
     assert_eq!(again, image);
-    assert_ne!(MockImages.make_image(&unseeded, RunContext::detached()).await.unwrap(), image);
-    let video_again = MockVideos.make_video(&video_request(), RunContext::new(&resumed, &runs[1..2])).await.unwrap();
+    assert_ne!(made(MockImages.make_image(&unseeded, RunContext::detached())).await.unwrap(), image);
+    let video_again =
+        made(MockVideos.make_video(&video_request(), RunContext::new(&resumed, &runs[1..2]))).await.unwrap();
     assert_eq!((video_again, gemini), (video.clone(), video));
     assert!(resumed.started().is_empty());
 

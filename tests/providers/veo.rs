@@ -23,7 +23,7 @@ async fn veo_starts_polls_and_downloads_with_the_key_only_where_it_belongs() {
     request.seed = Some(42);
     request.reference_image = Some(Media { bytes: vec![0x89, b'P', b'N', b'G'], content_type: "image/png".into() });
 
-    let video = client.make_video(&request, RunContext::detached()).await.unwrap();
+    let video = made(client.make_video(&request, RunContext::detached())).await.unwrap();
 
     assert_eq!(video, Media { bytes: FakeFile::mp4().bytes().to_vec(), content_type: "video/mp4".into() });
     let started = fake.received_on(VeoRoute::Start);
@@ -61,7 +61,7 @@ async fn veo_without_a_reference_sends_no_image_and_no_optional_parameters() {
     fake.push_veo_plan(VeoPlan { polls_until_done: 0, outcome: VeoOutcome::Succeed(FakeFile::mp4()) });
     let client = veo(&test_provider_config(&fake.base_url, "http://127.0.0.1:9"));
 
-    client.make_video(&veo_request(), RunContext::detached()).await.unwrap();
+    made(client.make_video(&veo_request(), RunContext::detached())).await.unwrap();
 
     let body = fake.received_on(VeoRoute::Start)[0].json();
     assert_eq!(body["instances"], json!([{"prompt": "she drives\n\nRules: 16:9"}]));
@@ -118,7 +118,7 @@ async fn veo_retries_429_and_503_then_succeeds() {
     fake.push_veo_response(VeoRoute::Download, busy(500, "INTERNAL"));
     let client = veo(&test_provider_config(&fake.base_url, "http://127.0.0.1:9"));
 
-    let video = client.make_video(&veo_request(), RunContext::detached()).await.unwrap();
+    let video = made(client.make_video(&veo_request(), RunContext::detached())).await.unwrap();
 
     assert_eq!(video.content_type, "video/mp4");
     assert_eq!(fake.received_on(VeoRoute::Start).len(), 3);
@@ -233,6 +233,6 @@ async fn veo_downloads_that_are_not_videos_or_too_big_are_refused() {
 
     let mut config = test_provider_config(&fake.base_url, "http://127.0.0.1:9");
     config.max_video_bytes = 1024;
-    let err = veo(&config).make_video(&veo_request(), RunContext::detached()).await.unwrap_err();
+    let err = made(veo(&config).make_video(&veo_request(), RunContext::detached())).await.unwrap_err();
     assert_eq!(err, ProviderError::Malformed { provider: "gemini", message: "video larger than 1 KiB".into() });
 }

@@ -113,6 +113,8 @@ pub enum ScriptedBody {
     /// The first `at` bytes, then nothing until the [`Gate`] opens, then the rest (with
     /// `Content-Length`): a download caught mid-body for as long as a test needs.
     Held { bytes: Vec<u8>, at: usize, gate: Gate },
+    /// These bytes, chunked, then nothing more (the connection stays open): a stalled download.
+    StalledAfter(Vec<u8>),
 }
 
 /// Holds [`ScriptedBody::Held`] bodies mid-body until opened; counts the bodies it holds. Clones
@@ -214,10 +216,19 @@ impl Scripted {
             ScriptedBody::Endless => Body::from_stream(stream::repeat_with(|| {
                 Ok::<_, std::io::Error>(Bytes::from_static(&[0u8; 16 * 1024]))
             })),
-            ScriptedBody::BrokenAfter(bytes) => Body::from_stream(stream::iter([
-                Ok(Bytes::from(bytes)),
-                Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "fake upstream hung up")),
-            ])),
+            ScriptedBody::BrokenAfter(bytes) => {
+                // A moment before the cut, so the bytes before it go out first (hyper would drop
+                // a chunk still buffered with the headers, and the cut would come before the body).
+                let cut = stream::once(async {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "fake upstream hung up"))
+                });
+                Body::from_stream(futures_util::StreamExt::chain(stream::iter([Ok(Bytes::from(bytes))]), cut))
+            }
+            ScriptedBody::StalledAfter(bytes) => {
+                let start = stream::iter([Ok::<_, std::io::Error>(Bytes::from(bytes))]);
+                Body::from_stream(futures_util::StreamExt::chain(start, stream::pending()))
+            }
             ScriptedBody::Held { bytes, at, gate } => {
                 let mut bytes = Bytes::from(bytes);
                 length = Some(bytes.len());

@@ -8,8 +8,8 @@ use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
 use mvgen::api::AppState;
 use mvgen::providers::{
-    BoxFuture, ImageMaker, ImageRequest, Media, ProviderError, Providers, RunContext, Scene, SceneRequest, SceneWriter,
-    VideoMaker, VideoRequest,
+    BoxFuture, ImageMaker, ImageRequest, Output, ProviderError, Providers, RunContext, Scene, SceneRequest,
+    SceneWriter, VideoMaker, VideoRequest,
 };
 use mvgen::server::{Settings, app};
 use mvgen::storage::LocalStorage;
@@ -69,10 +69,10 @@ impl ImageMaker for Recording<ImageRequest> {
         &'a self,
         request: &'a ImageRequest,
         _ctx: RunContext<'a>,
-    ) -> BoxFuture<'a, Result<Media, ProviderError>> {
+    ) -> BoxFuture<'a, Result<Output, ProviderError>> {
         Box::pin(async move {
             self.record(request)?;
-            Ok(Media { bytes: TINY_PNG.to_vec(), content_type: "image/png".into() })
+            Ok(Output::from_bytes("recording", "image/png", TINY_PNG))
         })
     }
 }
@@ -85,10 +85,10 @@ impl VideoMaker for Recording<VideoRequest> {
         &'a self,
         request: &'a VideoRequest,
         _ctx: RunContext<'a>,
-    ) -> BoxFuture<'a, Result<Media, ProviderError>> {
+    ) -> BoxFuture<'a, Result<Output, ProviderError>> {
         Box::pin(async move {
             self.record(request)?;
-            Ok(Media { bytes: FAKE_MP4.to_vec(), content_type: "video/mp4".into() })
+            Ok(Output::from_bytes("recording", "video/mp4", FAKE_MP4))
         })
     }
 }
