@@ -164,8 +164,9 @@ impl Jobs {
     /// worker claims it first) and returns its id. For the sync endpoints: they wait on it rather
     /// than queue behind other jobs, `max_attempts` 1 so an upstream failure answers the caller as
     /// it did before jobs (a takeover after a dead worker still resumes its saved run). The run is
-    /// its own task holding `guard` (the caller's generation slot) until it ends: a caller who
-    /// hangs up neither cancels it nor frees the slot early.
+    /// its own task holding `guard` (the caller's generation slot) until the job ends, whoever runs
+    /// it: a caller who hangs up neither cancels it nor frees the slot early, and a worker that
+    /// wins the claim does not let the cap be bypassed (see [`Jobs::run_to_end`]).
     pub async fn submit_now(
         self: &Arc<Self>,
         kind: &str,
@@ -179,22 +180,56 @@ impl Jobs {
             let _guard = guard;
             let (shutdown, _) =
                 jobs.running.get().cloned().unwrap_or_else(|| (jobs.closed.clone(), TaskTracker::new()));
-            let claim = format!("{}/now", uuid::Uuid::new_v4());
-            match jobs.store.claim_job(&claim, &job_id).await {
-                Ok(Some(job)) => {
-                    jobs.woke(&job.id);
-                    jobs.run(job, &shutdown).await;
-                }
-                // A worker took it first; the caller waits on that worker instead.
-                Ok(None) => {}
-                Err(e) => tracing::warn!(job = %job_id, error = %e, "cannot claim a sync job; left to the workers"),
-            }
+            jobs.run_to_end(&job_id, &shutdown).await;
         };
         match self.running.get() {
             Some((_, tracker)) => tracker.spawn(run),
             None => tokio::spawn(run),
         };
         Ok(id)
+    }
+
+    /// Runs job `id` here, or follows it while another worker runs it, until it is finished (or
+    /// shutdown). Following, it takes the job over once that worker's heartbeat is stale, like any
+    /// worker would: a sync request's job ends even on a serve with `MVGEN_WORKERS=0` or when its
+    /// first claim failed, rather than wait for a worker that may never come.
+    async fn run_to_end(&self, id: &str, shutdown: &CancellationToken) {
+        let mut wake = self.subscribe();
+        let mut failures = 0u32;
+        while !shutdown.is_cancelled() {
+            let stale_before = super::store::now_ms() - self.config.stale_after.as_millis() as i64;
+            let claim = format!("{}/now", uuid::Uuid::new_v4());
+            let pause = match self.store.claim_job(&claim, id, stale_before).await {
+                Ok(Some(job)) => {
+                    failures = 0;
+                    self.woke(&job.id);
+                    self.run(job, shutdown).await;
+                    continue;
+                }
+                Ok(None) => match self.store.get(id).await {
+                    Ok(Some(job)) if !matches!(job.status.as_str(), "queued" | "processing") => return,
+                    Ok(None) => return,
+                    Ok(Some(_)) => {
+                        failures = 0;
+                        self.config.poll
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        tracing::debug!(job = %id, error = %e, "cannot read a sync job; retrying");
+                        backoff(failures, Duration::from_secs(5))
+                    }
+                },
+                Err(e) => {
+                    failures += 1;
+                    tracing::warn!(job = %id, error = %e, "cannot claim a sync job; retrying");
+                    backoff(failures, Duration::from_secs(5))
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = woken(&mut wake, id, pause) => {}
+            }
+        }
     }
 
     async fn store_planned(

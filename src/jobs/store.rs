@@ -447,10 +447,11 @@ impl Store {
         self.claim_where(claim, stale_before, None).await
     }
 
-    /// Claims the job `id` if it is still queued (a sync request runs its own job at once rather
-    /// than waiting for a free worker); `None` when a worker already took it.
-    pub async fn claim_job(&self, claim: &str, id: &str) -> Result<Option<Claimed>, StoreError> {
-        self.claim_where(claim, i64::MIN, Some(id)).await
+    /// Claims the job `id` if it is queued and due, or processing with a heartbeat older than
+    /// `stale_before` (a sync request runs its own job at once rather than waiting for a free
+    /// worker, and takes it over from a dead one); `None` when a live worker holds it or it ended.
+    pub async fn claim_job(&self, claim: &str, id: &str, stale_before: i64) -> Result<Option<Claimed>, StoreError> {
+        self.claim_where(claim, stale_before, Some(id)).await
     }
 
     async fn claim_where(

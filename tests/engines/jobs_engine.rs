@@ -7,7 +7,7 @@ use crate::support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mvgen::jobs::store::JobRow;
+use mvgen::jobs::store::{JobRow, Outcome};
 use mvgen::jobs::{EngineConfig, JobPipeline, Jobs, Submitted};
 use serde_json::{Value, json};
 use support::job_pipeline::FakePipeline;
@@ -200,4 +200,64 @@ async fn a_database_that_cannot_be_opened_is_a_clear_error() {
     assert!(err.contains("cannot open the jobs database"), "{err}");
     let err = Jobs::open("mysql://x", pipeline, config(0, 1000)).await.err().expect("refused");
     assert!(err.contains("MVGEN_DATABASE_URL"), "{err}");
+}
+
+/// Makes every job stored in `url` claimed at once by a worker of another process, `claim`
+/// `other-worker`, whose heartbeat reads `beat_ms` after the job's creation: the worker wins the
+/// race against the sync request's own claim, every time.
+async fn another_worker_claims_first(url: &str, beat_ms: i64) {
+    use sqlx::Connection;
+    let mut conn = sqlx::AnyConnection::connect(url).await.expect("connect");
+    let trigger = format!(
+        "CREATE TRIGGER other_worker_wins AFTER INSERT ON jobs BEGIN \
+         UPDATE jobs SET status = 'processing', claim = 'other-worker', attempts = 1, started_at = NEW.created_at, \
+         heartbeat_at = NEW.created_at + {beat_ms} WHERE id = NEW.id; END"
+    );
+    sqlx::query(&trigger).execute(&mut conn).await.expect("trigger");
+    conn.close().await.expect("close");
+}
+
+#[tokio::test]
+async fn a_sync_job_a_worker_claims_first_holds_its_generation_slot_until_it_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(&dir);
+    let (pipeline, upstream) = FakePipeline::new();
+    let jobs = Jobs::open(&url, pipeline.clone(), config(0, 60_000)).await.expect("open");
+    another_worker_claims_first(&url, 3_600_000).await;
+    let slots = Arc::new(tokio::sync::Semaphore::new(1));
+    let slot = slots.clone().try_acquire_owned().expect("the one slot");
+    let planned = pipeline.plan("video", json!({ "prompt": "raced" })).await.expect("plan");
+    let id = jobs.submit_now("video", &planned, slot).await.expect("submitted");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let row = jobs.store().get(&id).await.unwrap().unwrap();
+    assert_eq!(row.status, "processing", "{row:?}");
+    assert_eq!(slots.available_permits(), 0, "the slot is held while the other worker runs the job");
+
+    let output = json!({ "done": "elsewhere" });
+    assert!(jobs.store().finish(&id, "other-worker", Outcome::Succeeded(&output)).await.unwrap());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while slots.available_permits() == 0 {
+        assert!(Instant::now() < deadline, "the slot never came back after the job ended");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(upstream.runs.load(std::sync::atomic::Ordering::SeqCst), 0, "run once, by the other worker");
+}
+
+#[tokio::test]
+async fn a_sync_job_whose_worker_died_is_finished_by_the_sync_request_on_a_serve_without_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(&dir);
+    let (pipeline, upstream) = FakePipeline::new();
+    // MVGEN_WORKERS=0: nobody else would ever take the job over.
+    let jobs = Jobs::open(&url, pipeline.clone(), config(0, 300)).await.expect("open");
+    let _workers = jobs.start_workers(CancellationToken::new());
+    another_worker_claims_first(&url, 0).await;
+    let planned = pipeline.plan("video", json!({ "prompt": "orphan" })).await.expect("plan");
+    let id = jobs.submit_now("video", &planned, ()).await.expect("submitted");
+    let row = tokio::time::timeout(Duration::from_secs(10), jobs.finished(&id))
+        .await
+        .expect("the sync wait ends: the dead worker's job is taken over here")
+        .expect("known");
+    assert_eq!(row.status, "succeeded", "{row:?}");
+    assert_eq!(upstream.creates("orphan"), 1);
 }
