@@ -54,6 +54,9 @@ pub struct Settings {
     pub job_stale_after: std::time::Duration,
     /// `MVGEN_JOB_MAX_ATTEMPTS`: claims of a job before a retryable failure is final.
     pub job_max_attempts: u32,
+    /// `MVGEN_SYNC_WAIT` (seconds): how long a sync generation waits for its job before a 504
+    /// naming the job, which goes on.
+    pub sync_wait: std::time::Duration,
     /// `MVGEN_STORAGE_URL`: where outputs are kept (`file://…`, default `MV_OUTPUT_DIR`; `s3://…`).
     pub storage: crate::storage::url::Location,
 }
@@ -77,6 +80,7 @@ impl std::fmt::Debug for Settings {
             .field("workers", &self.workers)
             .field("job_stale_after", &self.job_stale_after)
             .field("job_max_attempts", &self.job_max_attempts)
+            .field("sync_wait", &self.sync_wait)
             .field("storage", &self.storage)
             .finish()
     }
@@ -163,6 +167,7 @@ impl Settings {
             workers: whole("MVGEN_WORKERS", DEFAULT_WORKERS as u64, 0)? as usize,
             job_stale_after: std::time::Duration::from_secs(whole("MVGEN_JOB_STALE_AFTER", 60, 1)?),
             job_max_attempts: whole("MVGEN_JOB_MAX_ATTEMPTS", 3, 1)?.min(u64::from(u32::MAX)) as u32,
+            sync_wait: std::time::Duration::from_secs(whole("MVGEN_SYNC_WAIT", 1200, 1)?),
             output_dir,
             api_keys,
             cors_origins,

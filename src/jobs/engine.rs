@@ -37,6 +37,9 @@ pub struct EngineConfig {
     pub poll: Duration,
     /// At most one progress event per job per this interval (the latest step wins).
     pub progress_every: Duration,
+    /// How long a sync request waits for its job (`MVGEN_SYNC_WAIT`); then it answers 504 with
+    /// the job's id and the job goes on (see [`Jobs::finished`]).
+    pub sync_wait: Duration,
 }
 
 impl Default for EngineConfig {
@@ -47,6 +50,9 @@ impl Default for EngineConfig {
             max_attempts: 3,
             poll: Duration::from_millis(500),
             progress_every: Duration::from_millis(250),
+            // Above the slowest kind's own upstream bounds (video: a 900 s deadline, then a
+            // download of up to 300 s), so only a job nobody can run hits it.
+            sync_wait: Duration::from_secs(1200),
         }
     }
 }
@@ -254,22 +260,31 @@ impl Jobs {
         Ok(Box::new(row))
     }
 
-    /// The job once it is succeeded, failed or canceled. Woken by this process's broadcast; reads
-    /// the row anyway every `config.poll`, as a worker in another process tells us nothing. A
-    /// database fault is retried: the job's result is kept either way. `None`: no such job. For
-    /// the sync endpoints' submit-and-wait: a client that hangs up drops only this wait, never the job.
+    /// The job once it is succeeded, failed or canceled, or as it is last read (still `queued` or
+    /// `processing`) once `config.sync_wait` has passed: the caller answers with the job's id
+    /// instead of hanging forever when nobody can run it (the database keeps refusing claims, say).
+    /// Woken by this process's broadcast; reads the row anyway every `config.poll`, as a worker in
+    /// another process tells us nothing. A database fault is retried: the job's result is kept
+    /// either way. `None`: no such job (or never read before the bound). For the sync endpoints'
+    /// submit-and-wait: a client that hangs up drops only this wait, never the job.
     pub async fn finished(&self, id: &str) -> Option<super::store::JobRow> {
         let mut wake = self.subscribe();
+        let deadline = tokio::time::Instant::now() + self.config.sync_wait;
+        let mut last = None;
         loop {
             match self.store.get(id).await {
                 Ok(Some(job)) if matches!(job.status.as_str(), "succeeded" | "failed" | "canceled") => {
                     return Some(job);
                 }
                 Ok(None) => return None,
-                Ok(Some(_)) => {}
+                Ok(Some(job)) => last = Some(job),
                 Err(e) => tracing::debug!(job = %id, error = %e, "cannot read a waited-on job; retrying"),
             }
-            woken(&mut wake, id, self.config.poll).await;
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return last;
+            }
+            woken(&mut wake, id, self.config.poll.min(left)).await;
         }
     }
 

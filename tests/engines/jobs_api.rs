@@ -35,6 +35,7 @@ fn config(workers: usize) -> EngineConfig {
         max_attempts: 3,
         poll: Duration::from_millis(50),
         progress_every: Duration::from_millis(20),
+        ..EngineConfig::default()
     }
 }
 

@@ -20,6 +20,7 @@ fn config(workers: usize, stale_ms: u64) -> EngineConfig {
         max_attempts: 3,
         poll: Duration::from_millis(50),
         progress_every: Duration::from_millis(20),
+        ..EngineConfig::default()
     }
 }
 
