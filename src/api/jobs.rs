@@ -68,8 +68,12 @@ pub struct JobResource {
     /// The sync endpoint's answer body, once succeeded.
     pub output: Option<Value>,
     pub error: Option<JobError>,
-    /// Claims so far (a takeover or a retry adds one).
+    /// Tries so far: a retry after a failure adds one; a takeover from a dead worker or a
+    /// restart continues the same try.
     pub attempts: i64,
+    /// Times the job was taken over from a worker that died (bounded by
+    /// `MVGEN_JOB_MAX_TAKEOVERS`, then the job fails).
+    pub takeovers: i64,
     /// The upstream run last saved.
     pub upstream: Option<JobUpstream>,
     pub project_id: Option<String>,
@@ -148,6 +152,7 @@ impl From<JobRow> for JobResource {
             plan: row.plan,
             error,
             attempts: row.attempts,
+            takeovers: row.takeovers,
             upstream: row.upstream.map(|u| JobUpstream { provider: u.provider, id: u.id }),
             project_id: row.project_id,
             sequence: row.sequence,

@@ -30,8 +30,12 @@ pub struct EngineConfig {
     pub workers: usize,
     /// A processing job whose heartbeat is older than this is taken over.
     pub stale_after: Duration,
-    /// Claims per job before a retryable failure becomes final.
+    /// Tries per job before a retryable failure becomes final (a takeover or a release does not
+    /// start a try).
     pub max_attempts: u32,
+    /// Takeovers after which a job is failed instead of run again: a job that keeps crashing its
+    /// worker still ends (`MVGEN_JOB_MAX_TAKEOVERS`).
+    pub max_takeovers: u32,
     /// How often an idle worker looks for work without a wake-up (and how often an event stream
     /// polls on SQLite, where another process may write).
     pub poll: Duration,
@@ -48,6 +52,7 @@ impl Default for EngineConfig {
             workers: 4,
             stale_after: Duration::from_secs(60),
             max_attempts: 3,
+            max_takeovers: 10,
             poll: Duration::from_millis(500),
             progress_every: Duration::from_millis(250),
             // Above the slowest kind's own upstream bounds (video: a 900 s deadline, then a
@@ -382,6 +387,16 @@ impl Jobs {
         };
         let ended = if job.cancel_requested {
             Ended::Cancel
+        } else if job.takeovers > i64::from(self.config.max_takeovers) {
+            Ended::GaveUp(ApiError::new(
+                ErrorKind::InternalError,
+                format!(
+                    "the job's worker stopped {} times before it finished (crashed or killed); \
+                     given up after MVGEN_JOB_MAX_TAKEOVERS={}",
+                    job.takeovers, self.config.max_takeovers
+                ),
+                json!({ "takeovers": job.takeovers }),
+            ))
         } else {
             let ctx = RunContext::new(&observer, &saved);
             let run = self.pipeline.run(&job.kind, &job.plan, ctx);
@@ -407,7 +422,7 @@ impl Jobs {
         let outcome_error;
         // The stored code is the error kind's wire name, as in the sync endpoints' error bodies.
         let code = match &ended {
-            Ended::Ran(Err(e)) => e.kind.to_string(),
+            Ended::Ran(Err(e)) | Ended::GaveUp(e) => e.kind.to_string(),
             _ => String::new(),
         };
         let outcome = match &ended {
@@ -423,7 +438,7 @@ impl Jobs {
                     after: backoff(job.attempts as u32, Duration::from_secs(60)),
                 }
             }
-            Ended::Ran(Err(e)) => {
+            Ended::Ran(Err(e)) | Ended::GaveUp(e) => {
                 Outcome::Failed { code: &code, message: &e.message, status: e.status().as_u16(), details: &e.details }
             }
             Ended::Cancel => Outcome::Canceled,
@@ -493,6 +508,8 @@ impl Jobs {
 /// Why a run stopped.
 enum Ended {
     Ran(Result<Value, ApiError>),
+    /// Never run again: taken over more than `max_takeovers` times (final, not retried).
+    GaveUp(ApiError),
     Cancel,
     Shutdown,
     Lost,

@@ -55,6 +55,8 @@ pub struct JobRow {
     pub error_status: Option<i64>,
     pub error_details: Value,
     pub attempts: i64,
+    /// Claims that took the job over from a dead worker (they do not count as attempts).
+    pub takeovers: i64,
     pub progress_stage: Option<String>,
     pub progress_upstream_status: Option<String>,
     pub created_at: i64,
@@ -99,6 +101,8 @@ pub struct Claimed {
     pub kind: String,
     pub plan: Value,
     pub attempts: i64,
+    /// Takeovers so far, this claim included if it is one.
+    pub takeovers: i64,
     /// The job's own attempt limit (`None`: the engine's).
     pub max_attempts: Option<i64>,
     pub claim: String,
@@ -135,7 +139,8 @@ pub enum Outcome<'a> {
         message: &'a str,
         after: Duration,
     },
-    /// Shutdown: back to the queue at once, runs kept, so the next worker resumes them.
+    /// Shutdown: back to the queue at once, runs kept, so the next worker resumes them; its next
+    /// claim continues this attempt (a restart is not a failure).
     Released,
 }
 
@@ -172,7 +177,7 @@ pub fn now_ms() -> i64 {
 }
 
 const COLUMNS: &str = "seq, id, kind, status, plan, config_flavor, project_id, sequence, output, error_code, \
-     error_message, error_status, error_details, attempts, progress_stage, progress_upstream_status, created_at, started_at, completed_at, \
+     error_message, error_status, error_details, attempts, takeovers, progress_stage, progress_upstream_status, created_at, started_at, completed_at, \
      cancel_requested, (SELECT provider FROM job_runs r WHERE r.job_id = jobs.id ORDER BY at DESC, slot DESC LIMIT 1) \
      AS up_provider, (SELECT upstream_id FROM job_runs r WHERE r.job_id = jobs.id ORDER BY at DESC, slot DESC LIMIT 1) \
      AS up_id";
@@ -199,6 +204,7 @@ fn job_row(row: &AnyRow) -> Result<JobRow, sqlx::Error> {
         error_status: row.try_get("error_status")?,
         error_details: json(row.try_get("error_details")?),
         attempts: row.try_get("attempts")?,
+        takeovers: row.try_get("takeovers")?,
         progress_stage: row.try_get("progress_stage")?,
         progress_upstream_status: row.try_get("progress_upstream_status")?,
         created_at: row.try_get("created_at")?,
@@ -214,6 +220,7 @@ fn job_row(row: &AnyRow) -> Result<JobRow, sqlx::Error> {
 fn migrator(dialect: Dialect) -> Migrator {
     const JOBS: &str = include_str!("../../migrations/jobs/0001_jobs.sql");
     const SYNC_JOBS: &str = include_str!("../../migrations/jobs/0002_sync_jobs.sql");
+    const TAKEOVERS: &str = include_str!("../../migrations/jobs/0003_job_takeovers.sql");
     let jobs = match dialect {
         Dialect::Sqlite => Cow::Owned(JOBS.replace("BIGSERIAL PRIMARY KEY", "INTEGER PRIMARY KEY AUTOINCREMENT")),
         Dialect::Postgres => Cow::Borrowed(JOBS),
@@ -221,6 +228,7 @@ fn migrator(dialect: Dialect) -> Migrator {
     let migrations = vec![
         Migration::new(1, Cow::Borrowed("jobs"), MigrationType::Simple, jobs, false),
         Migration::new(2, Cow::Borrowed("sync_jobs"), MigrationType::Simple, Cow::Borrowed(SYNC_JOBS), false),
+        Migration::new(3, Cow::Borrowed("job_takeovers"), MigrationType::Simple, Cow::Borrowed(TAKEOVERS), false),
     ];
     Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
 }
@@ -372,6 +380,7 @@ impl Store {
             error_status: None,
             error_details: Value::Null,
             attempts: 0,
+            takeovers: 0,
             progress_stage: None,
             progress_upstream_status: None,
             created_at: now,
@@ -442,7 +451,9 @@ impl Store {
     }
 
     /// Takes the oldest runnable job: queued and due, or processing with a heartbeat older than
-    /// `stale_before` (its worker died). `attempts` counts claims.
+    /// `stale_before` (its worker died). Only a claim that starts a try counts an attempt: a
+    /// takeover counts in `takeovers` and a claim after a release continues the released attempt,
+    /// so restarts never use up the retry budget meant for failures.
     pub async fn claim(&self, claim: &str, stale_before: i64) -> Result<Option<Claimed>, StoreError> {
         self.claim_where(claim, stale_before, None).await
     }
@@ -465,11 +476,13 @@ impl Store {
         let only = if id.is_some() { "AND id = $4" } else { "" };
         let mut tx = self.pool.begin().await?;
         let sql = format!(
-            "UPDATE jobs SET status = 'processing', claim = $1, heartbeat_at = $2, attempts = attempts + 1, \
+            "UPDATE jobs SET status = 'processing', claim = $1, heartbeat_at = $2, \
+             attempts = attempts + CASE WHEN status = 'queued' AND resume = 0 THEN 1 ELSE 0 END, \
+             takeovers = takeovers + CASE WHEN status = 'processing' THEN 1 ELSE 0 END, resume = 0, \
              started_at = COALESCE(started_at, $2) \
              WHERE seq = (SELECT seq FROM jobs WHERE ((status = 'queued' AND run_after <= $2) \
                 OR (status = 'processing' AND heartbeat_at < $3)) {only} ORDER BY seq LIMIT 1 {lock}) \
-             RETURNING id, kind, plan, attempts, cancel_requested, max_attempts"
+             RETURNING id, kind, plan, attempts, takeovers, cancel_requested, max_attempts"
         );
         let mut query = sqlx::query(&sql).bind(claim).bind(now).bind(stale_before);
         if let Some(id) = id {
@@ -484,11 +497,14 @@ impl Store {
             kind: row.try_get("kind")?,
             plan: json(row.try_get("plan")?),
             attempts: row.try_get("attempts")?,
+            takeovers: row.try_get("takeovers")?,
             max_attempts: row.try_get("max_attempts")?,
             claim: claim.to_owned(),
             cancel_requested: row.try_get::<i64, _>("cancel_requested")? != 0,
         };
-        let data = serde_json::json!({ "status": "processing", "attempts": claimed.attempts });
+        let data = serde_json::json!({
+            "status": "processing", "attempts": claimed.attempts, "takeovers": claimed.takeovers,
+        });
         self.event(&mut tx, &claimed.id, "processing", &data).await?;
         tx.commit().await?;
         Ok(Some(claimed))
@@ -650,12 +666,14 @@ impl Store {
                 (result, "retrying", data)
             }
             Outcome::Released => (
-                sqlx::query(&format!("UPDATE jobs SET status = 'queued', claim = NULL, run_after = $3 {guard}"))
-                    .bind(job_id)
-                    .bind(claim)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?,
+                sqlx::query(&format!(
+                    "UPDATE jobs SET status = 'queued', claim = NULL, run_after = $3, resume = 1 {guard}"
+                ))
+                .bind(job_id)
+                .bind(claim)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?,
                 "released",
                 serde_json::json!({ "status": "queued" }),
             ),

@@ -87,7 +87,7 @@ async fn a_job_survives_an_engine_restart_and_resumes_its_upstream_run_without_a
     let workers = jobs.start_workers(shutdown.clone());
     let row = wait_until(&jobs, &first, "finished", finished).await;
     assert_eq!(row.status, "succeeded", "{row:?}");
-    assert_eq!(row.attempts, 2, "taken over once");
+    assert_eq!((row.attempts, row.takeovers), (1, 1), "taken over once, in the same attempt");
     assert_eq!(upstream.creates("crash"), 1, "the takeover resumed the saved prediction");
     let upstream_run = row.upstream.expect("upstream");
     assert_eq!(row.output.as_ref().unwrap()["prediction"], upstream_run.id.as_str());
@@ -261,4 +261,56 @@ async fn a_sync_job_whose_worker_died_is_finished_by_the_sync_request_on_a_serve
         .expect("known");
     assert_eq!(row.status, "succeeded", "{row:?}");
     assert_eq!(upstream.creates("orphan"), 1);
+}
+
+/// Restarts are not failures: a takeover from a dead worker and a graceful release leave the retry
+/// budget whole, and a job that keeps losing its worker still ends after `max_takeovers`.
+async fn restarts_do_not_use_up_retries(url: &str) {
+    let (pipeline, upstream) = FakePipeline::new();
+    let config = EngineConfig { max_attempts: 2, max_takeovers: 2, ..config(1, 300) };
+    let jobs = Jobs::open(url, pipeline, config).await.expect("open");
+    let id = submit(&jobs, "scenes", json!({ "prompt": "down", "fail": "upstream" })).await;
+    // A worker claims it and dies; another takes it over and is shut down gracefully.
+    let now = mvgen::jobs::store::now_ms();
+    let first = jobs.store().claim("dead-1", now).await.unwrap().expect("claimed");
+    let second = jobs.store().claim("dead-2", now + 3_600_000).await.unwrap().expect("taken over");
+    assert_eq!((first.id.as_str(), second.id.as_str()), (id.as_str(), id.as_str()));
+    assert!(jobs.store().finish(&id, "dead-2", Outcome::Released).await.unwrap());
+    let shutdown = CancellationToken::new();
+    let workers = jobs.start_workers(shutdown.clone());
+    let row = wait_until(&jobs, &id, "finished", finished).await;
+    assert_eq!((row.status.as_str(), row.attempts, row.takeovers), ("failed", 2, 1), "{row:?}");
+    assert_eq!(upstream.runs.load(std::sync::atomic::Ordering::SeqCst), 2, "both tries ran after the restarts");
+    shutdown.cancel();
+    workers.wait().await;
+
+    // Crashing its worker again and again: past two takeovers the next owner fails it unrun.
+    let id = submit(&jobs, "scenes", json!({ "prompt": "crashes its worker" })).await;
+    let now = mvgen::jobs::store::now_ms();
+    jobs.store().claim("crash-0", now).await.unwrap().expect("claimed");
+    jobs.store().claim("crash-1", now + 3_600_000).await.unwrap().expect("taken over");
+    jobs.store().claim("crash-2", now + 3_600_000).await.unwrap().expect("taken over");
+    let shutdown = CancellationToken::new();
+    let workers = jobs.start_workers(shutdown.clone());
+    let row = wait_until(&jobs, &id, "finished", finished).await;
+    assert_eq!((row.status.as_str(), row.attempts, row.takeovers), ("failed", 1, 3), "{row:?}");
+    assert_eq!(row.error_code.as_deref(), Some("InternalError"));
+    assert!(row.error_message.as_deref().is_some_and(|m| m.contains("MVGEN_JOB_MAX_TAKEOVERS")), "{row:?}");
+    assert_eq!(upstream.runs.load(std::sync::atomic::Ordering::SeqCst), 2, "never run again");
+    shutdown.cancel();
+    workers.wait().await;
+}
+
+#[tokio::test]
+async fn restarts_do_not_use_up_retries_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    restarts_do_not_use_up_retries(&sqlite_url(&dir)).await;
+}
+
+#[tokio::test]
+async fn restarts_do_not_use_up_retries_on_postgres() {
+    let Some(pg) = support::postgres::Postgres::start("restarts_do_not_use_up_retries_on_postgres") else {
+        return;
+    };
+    restarts_do_not_use_up_retries(&pg.url).await;
 }
