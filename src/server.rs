@@ -56,6 +56,8 @@ pub struct Settings {
     pub job_max_attempts: u32,
     /// `MVGEN_JOB_MAX_TAKEOVERS`: takeovers (its worker died) after which a job is failed.
     pub job_max_takeovers: u32,
+    /// `MVGEN_IDEMPOTENCY_TTL` (seconds): how long an `Idempotency-Key` replays its first answer.
+    pub idempotency_ttl: std::time::Duration,
     /// `MVGEN_SYNC_WAIT` (seconds): how long a sync generation waits for its job before a 504
     /// naming the job, which goes on.
     pub sync_wait: std::time::Duration,
@@ -83,6 +85,7 @@ impl std::fmt::Debug for Settings {
             .field("job_stale_after", &self.job_stale_after)
             .field("job_max_attempts", &self.job_max_attempts)
             .field("sync_wait", &self.sync_wait)
+            .field("idempotency_ttl", &self.idempotency_ttl)
             .field("job_max_takeovers", &self.job_max_takeovers)
             .field("storage", &self.storage)
             .finish()
@@ -171,6 +174,7 @@ impl Settings {
             job_stale_after: std::time::Duration::from_secs(whole("MVGEN_JOB_STALE_AFTER", 60, 1)?),
             job_max_attempts: whole("MVGEN_JOB_MAX_ATTEMPTS", 3, 1)?.min(u64::from(u32::MAX)) as u32,
             sync_wait: std::time::Duration::from_secs(whole("MVGEN_SYNC_WAIT", 1200, 1)?),
+            idempotency_ttl: std::time::Duration::from_secs(whole("MVGEN_IDEMPOTENCY_TTL", 24 * 3600, 1)?),
             job_max_takeovers: whole("MVGEN_JOB_MAX_TAKEOVERS", 10, 0)?.min(u64::from(u32::MAX)) as u32,
             output_dir,
             api_keys,

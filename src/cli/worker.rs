@@ -26,6 +26,7 @@ pub async fn open_jobs(settings: &Settings, pipeline: Arc<dyn JobPipeline>) -> a
         stale_after: settings.job_stale_after,
         max_attempts: settings.job_max_attempts,
         sync_wait: settings.sync_wait,
+        idempotency_ttl: settings.idempotency_ttl,
         max_takeovers: settings.job_max_takeovers,
         ..EngineConfig::default()
     };

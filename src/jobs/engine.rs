@@ -16,7 +16,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::pipeline::{JobPipeline, Planned};
-use super::store::{Claimed, Dialect, KeyState, NewJob, Outcome, Store, StoreError};
+use super::store::{
+    Claimed, Dialect, JobRow, KeyBinding, KeyState, KeyTimes, NewJob, Outcome, Replay, Store, StoreError,
+};
 use crate::api::error::{ApiError, ErrorKind};
 use crate::providers::{BoxFuture, RunContext, RunObserver, UpstreamRun};
 
@@ -41,6 +43,13 @@ pub struct EngineConfig {
     pub poll: Duration,
     /// At most one progress event per job per this interval (the latest step wins).
     pub progress_every: Duration,
+    /// How long an `Idempotency-Key` is remembered (`MVGEN_IDEMPOTENCY_TTL`); then it is forgotten
+    /// and the same key makes a new job.
+    pub idempotency_ttl: Duration,
+    /// A key still pending (no job stored) after this was left by a submission that crashed
+    /// between storing the key and storing its job: the next request with it takes it over.
+    /// Planning is local and quick, so a live submission never takes this long.
+    pub idempotency_lease: Duration,
     /// How long a sync request waits for its job (`MVGEN_SYNC_WAIT`); then it answers 504 with
     /// the job's id and the job goes on (see [`Jobs::finished`]).
     pub sync_wait: Duration,
@@ -58,6 +67,8 @@ impl Default for EngineConfig {
             // Above the slowest kind's own upstream bounds (video: a 900 s deadline, then a
             // download of up to 300 s), so only a job nobody can run hits it.
             sync_wait: Duration::from_secs(1200),
+            idempotency_ttl: Duration::from_secs(24 * 3600),
+            idempotency_lease: Duration::from_secs(60),
         }
     }
 }
@@ -66,8 +77,16 @@ impl Default for EngineConfig {
 pub enum Submitted {
     /// Stored now: the row as stored.
     New(Box<super::store::JobRow>),
-    /// The id of the job the `Idempotency-Key` made before.
-    Replayed(String),
+    /// The job the `Idempotency-Key` made before, and the answer it was first given.
+    Replayed(Replay),
+}
+
+/// An `Idempotency-Key` on a submission: the key, the request's fingerprint, and how the API
+/// renders its answer (status, body) from the stored job, kept with the key for replays.
+pub struct SubmitKey<'a> {
+    pub key: &'a str,
+    pub fingerprint: &'a str,
+    pub answer: &'a (dyn Fn(&JobRow) -> (u16, Value) + Sync),
 }
 
 /// The engine one process holds.
@@ -127,22 +146,23 @@ impl Jobs {
         let _ = self.wake.send(job_id.to_owned());
     }
 
-    /// Plans `input` and stores the job. `key` is an `Idempotency-Key` with the body's fingerprint.
-    pub async fn submit(&self, kind: &str, input: Value, key: Option<(&str, &str)>) -> Result<Submitted, ApiError> {
+    /// Plans `input` and stores the job. `key`: an `Idempotency-Key` (IETF draft): the same key
+    /// and body replay the first answer until the key expires.
+    pub async fn submit(&self, kind: &str, input: Value, key: Option<SubmitKey<'_>>) -> Result<Submitted, ApiError> {
         if !KINDS.contains(&kind) {
             return Err(ApiError::invalid("kind", format!("{kind:?} is not one of {}", KINDS.join(", "))));
         }
-        if let Some((key, fingerprint)) = key {
-            match self.store.begin_key(key, fingerprint).await.map_err(unavailable)? {
+        let owner = uuid::Uuid::new_v4().to_string();
+        if let Some(key) = &key {
+            let now = super::store::now_ms();
+            let times = KeyTimes {
+                expired_before: now - self.config.idempotency_ttl.as_millis() as i64,
+                abandoned_before: now - self.config.idempotency_lease.as_millis() as i64,
+            };
+            match self.store.begin_key(key.key, key.fingerprint, &owner, times).await.map_err(unavailable)? {
                 KeyState::New => {}
-                KeyState::Same(Some(id)) => return Ok(Submitted::Replayed(id)),
-                KeyState::Same(None) => {
-                    return Err(ApiError::new(
-                        ErrorKind::IdempotencyKeyInUse,
-                        "a request with this Idempotency-Key is still being processed; retry shortly",
-                        json!("idempotency-key"),
-                    ));
-                }
+                KeyState::Same(Some(replay)) => return Ok(Submitted::Replayed(replay)),
+                KeyState::Same(None) => return Err(key_in_use()),
                 KeyState::Other => {
                     return Err(ApiError::new(
                         ErrorKind::IdempotencyKeyReused,
@@ -152,9 +172,10 @@ impl Jobs {
                 }
             }
         }
-        let result = self.plan_and_store(kind, input, key.map(|(k, _)| k)).await;
-        if let (Err(_), Some((key, _))) = (&result, key)
-            && let Err(e) = self.store.release_key(key).await
+        let binding = key.as_ref().map(|k| KeyBinding { key: k.key, owner: &owner, answer: k.answer });
+        let result = self.plan_and_store(kind, input, binding.as_ref()).await;
+        if let (Err(_), Some(key)) = (&result, &key)
+            && let Err(e) = self.store.release_key(key.key, &owner).await
         {
             tracing::warn!(error = %e, "could not release an idempotency key after a refused submission");
         }
@@ -165,7 +186,7 @@ impl Jobs {
         &self,
         kind: &str,
         input: Value,
-        key: Option<&str>,
+        key: Option<&KeyBinding<'_>>,
     ) -> Result<Box<super::store::JobRow>, ApiError> {
         let planned = self.pipeline.plan(kind, input).await?;
         self.store_planned(kind, &planned, key, None).await
@@ -247,7 +268,7 @@ impl Jobs {
         &self,
         kind: &str,
         planned: &Planned,
-        key: Option<&str>,
+        key: Option<&KeyBinding<'_>>,
         max_attempts: Option<i64>,
     ) -> Result<Box<super::store::JobRow>, ApiError> {
         let id = uuid::Uuid::new_v4().to_string();
@@ -260,7 +281,8 @@ impl Jobs {
             sequence: planned.sequence.map(i64::from),
             max_attempts,
         };
-        let row = self.store.insert(&job, key).await.map_err(unavailable)?;
+        // `None`: the key was taken over as abandoned while this submission was planning.
+        let row = self.store.insert(&job, key).await.map_err(unavailable)?.ok_or_else(key_in_use)?;
         self.woke(&id);
         Ok(Box::new(row))
     }
@@ -541,6 +563,15 @@ pub async fn woken(wake: &mut broadcast::Receiver<String>, id: &str, within: Dur
         }
     })
     .await;
+}
+
+/// The same `Idempotency-Key` while its first request is still submitting: 409.
+fn key_in_use() -> ApiError {
+    ApiError::new(
+        ErrorKind::IdempotencyKeyInUse,
+        "a request with this Idempotency-Key is still being processed; retry shortly",
+        json!("idempotency-key"),
+    )
 }
 
 /// 0.5 s doubling per failure, up to `cap`.
