@@ -103,6 +103,9 @@ pub struct Jobs {
     /// Ends every event stream (shutdown): clients reconnect with `Last-Event-ID` elsewhere
     /// instead of holding the connection drain open until its deadline.
     draining: CancellationToken,
+    /// Sync jobs whose generation slot this process still holds: their waiter answers only once
+    /// the slot is free, so the caller's next request is not refused by its own finished one.
+    holding: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Jobs {
@@ -118,6 +121,7 @@ impl Jobs {
             closed: CancellationToken::new(),
             running: std::sync::OnceLock::new(),
             draining: CancellationToken::new(),
+            holding: Default::default(),
         });
         if jobs.store.dialect() == Dialect::Postgres {
             let listener = sqlx::postgres::PgListener::connect(url)
@@ -206,13 +210,14 @@ impl Jobs {
         guard: impl Send + 'static,
     ) -> Result<String, ApiError> {
         let id = self.store_planned(kind, planned, None, Some(1)).await?.id;
+        self.holding().insert(id.clone());
+        let slot = HeldSlot { guard: Some(Box::new(guard)), jobs: Arc::clone(self), id: id.clone() };
         let jobs = Arc::clone(self);
         let job_id = id.clone();
         let run = async move {
-            let _guard = guard;
             let (shutdown, _) =
                 jobs.running.get().cloned().unwrap_or_else(|| (jobs.closed.clone(), TaskTracker::new()));
-            jobs.run_to_end(&job_id, &shutdown).await;
+            jobs.run_to_end(&job_id, &shutdown, Box::new(slot)).await;
         };
         match self.running.get() {
             Some((_, tracker)) => tracker.spawn(run),
@@ -222,38 +227,52 @@ impl Jobs {
     }
 
     /// Runs job `id` here, or follows it while another worker runs it, until it is finished (or
-    /// shutdown). Following, it takes the job over once that worker's heartbeat is stale, like any
-    /// worker would: a sync request's job ends even on a serve with `MVGEN_WORKERS=0` or when its
-    /// first claim failed, rather than wait for a worker that may never come.
-    async fn run_to_end(&self, id: &str, shutdown: &CancellationToken) {
+    /// shutdown), holding `slot` (the generation slot) until then: dropped as soon as the end is
+    /// stored, before the waiting caller is woken, so its next request finds the slot free.
+    /// Following, it takes the job over once that worker's heartbeat is stale, like any worker
+    /// would: a sync request's job ends even on a serve with `MVGEN_WORKERS=0` or when its first
+    /// claim failed, rather than wait for a worker that may never come.
+    async fn run_to_end(&self, id: &str, shutdown: &CancellationToken, slot: Box<dyn Send>) {
+        let mut slot = Some(slot);
         let mut wake = self.subscribe();
         let mut failures = 0u32;
-        while !shutdown.is_cancelled() {
-            let stale_before = super::store::now_ms() - self.config.stale_after.as_millis() as i64;
-            let claim = format!("{}/now", uuid::Uuid::new_v4());
-            let pause = match self.store.claim_job(&claim, id, stale_before).await {
-                Ok(Some(job)) => {
-                    failures = 0;
-                    self.woke(&job.id);
-                    self.run(job, shutdown).await;
-                    continue;
+        // Claiming is a write (the one writer on SQLite): a job another worker runs is only read,
+        // and tried for a takeover every half stale limit.
+        let takeover_every = (self.config.stale_after / 2).max(self.config.poll);
+        let mut claim_at = tokio::time::Instant::now();
+        while !shutdown.is_cancelled() && slot.is_some() {
+            let pause = match self.store.get(id).await {
+                Ok(Some(job)) if !matches!(job.status.as_str(), "queued" | "processing") => return,
+                Ok(None) => return,
+                Ok(Some(job)) if job.status == "queued" || tokio::time::Instant::now() >= claim_at => {
+                    claim_at = tokio::time::Instant::now() + takeover_every;
+                    let stale_before = super::store::now_ms() - self.config.stale_after.as_millis() as i64;
+                    let claim = format!("{}/now", uuid::Uuid::new_v4());
+                    match self.store.claim_job(&claim, id, stale_before).await {
+                        Ok(Some(job)) => {
+                            failures = 0;
+                            self.woke(&job.id);
+                            self.run(job, shutdown, &mut slot).await;
+                            continue;
+                        }
+                        Ok(None) => {
+                            failures = 0;
+                            self.config.poll
+                        }
+                        Err(e) => {
+                            failures += 1;
+                            tracing::warn!(job = %id, error = %e, "cannot claim a sync job; retrying");
+                            backoff(failures, Duration::from_secs(5))
+                        }
+                    }
                 }
-                Ok(None) => match self.store.get(id).await {
-                    Ok(Some(job)) if !matches!(job.status.as_str(), "queued" | "processing") => return,
-                    Ok(None) => return,
-                    Ok(Some(_)) => {
-                        failures = 0;
-                        self.config.poll
-                    }
-                    Err(e) => {
-                        failures += 1;
-                        tracing::debug!(job = %id, error = %e, "cannot read a sync job; retrying");
-                        backoff(failures, Duration::from_secs(5))
-                    }
-                },
+                Ok(Some(_)) => {
+                    failures = 0;
+                    self.config.poll
+                }
                 Err(e) => {
                     failures += 1;
-                    tracing::warn!(job = %id, error = %e, "cannot claim a sync job; retrying");
+                    tracing::debug!(job = %id, error = %e, "cannot read a sync job; retrying");
                     backoff(failures, Duration::from_secs(5))
                 }
             };
@@ -262,6 +281,10 @@ impl Jobs {
                 _ = woken(&mut wake, id, pause) => {}
             }
         }
+    }
+
+    fn holding(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.holding.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     async fn store_planned(
@@ -299,15 +322,19 @@ impl Jobs {
         let deadline = tokio::time::Instant::now() + self.config.sync_wait;
         let mut last = None;
         loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             match self.store.get(id).await {
+                // Its slot is freed a moment after the end is stored (see `run_to_end`).
                 Ok(Some(job)) if matches!(job.status.as_str(), "succeeded" | "failed" | "canceled") => {
-                    return Some(job);
+                    if left.is_zero() || !self.holding().contains(id) {
+                        return Some(job);
+                    }
+                    last = Some(job);
                 }
                 Ok(None) => return None,
                 Ok(Some(job)) => last = Some(job),
                 Err(e) => tracing::debug!(job = %id, error = %e, "cannot read a waited-on job; retrying"),
             }
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             if left.is_zero() {
                 return last;
             }
@@ -363,7 +390,7 @@ impl Jobs {
                 Ok(Some(job)) => {
                     failures = 0;
                     self.woke(&job.id);
-                    self.run(job, &shutdown).await;
+                    self.run(job, &shutdown, &mut None).await;
                 }
                 Ok(None) => {
                     failures = 0;
@@ -386,8 +413,9 @@ impl Jobs {
         }
     }
 
-    /// Runs one claimed job to its end, a lost claim, or shutdown.
-    async fn run(&self, job: Claimed, shutdown: &CancellationToken) {
+    /// Runs one claimed job to its end, a lost claim, or shutdown. `slot` is dropped once the
+    /// job's end (succeeded, failed, canceled) is stored, before anyone is woken.
+    async fn run(&self, job: Claimed, shutdown: &CancellationToken, slot: &mut Option<Box<dyn Send>>) {
         let saved = match self.store.runs(&job.id).await {
             Ok(saved) => saved,
             // Without its saved runs the job could create upstream again: leave it to a takeover.
@@ -475,7 +503,12 @@ impl Jobs {
         let mut failures = 0;
         loop {
             match self.store.finish(&job.id, &job.claim, outcome_clone(&outcome)).await {
-                Ok(_) => break,
+                Ok(stored) => {
+                    if stored && matches!(outcome, Outcome::Succeeded(_) | Outcome::Failed { .. } | Outcome::Canceled) {
+                        slot.take();
+                    }
+                    break;
+                }
                 Err(e) => {
                     failures += 1;
                     tracing::warn!(job = %job.id, error = %e, "cannot store the job's outcome; retrying");
@@ -524,6 +557,22 @@ impl Jobs {
                 Err(e) => tracing::warn!(job = %job.id, error = %e, "heartbeat failed"),
             }
         }
+    }
+}
+
+/// A sync job's generation slot: dropped, it tells the job's waiter the slot is free.
+struct HeldSlot {
+    guard: Option<Box<dyn Send>>,
+    jobs: Arc<Jobs>,
+    id: String,
+}
+
+impl Drop for HeldSlot {
+    fn drop(&mut self) {
+        // Freed first: whoever the wake-up answers may send its next request at once.
+        drop(self.guard.take());
+        self.jobs.holding().remove(&self.id);
+        self.jobs.woke(&self.id);
     }
 }
 
