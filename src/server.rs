@@ -438,10 +438,19 @@ mod tests {
         let s = settings(&[("MV_OUTPUT_DIR", "/data/out")]).expect("defaults");
         assert_eq!(s.database_url, "sqlite:///data/out/jobs.db?mode=rwc");
         assert_eq!((s.workers, s.job_stale_after.as_secs(), s.job_max_attempts), (DEFAULT_WORKERS, 60, 3));
+        let bounds = (s.job_max_takeovers, s.sync_wait.as_secs(), s.idempotency_ttl.as_secs());
+        assert_eq!(bounds, (10, 1200, 86_400));
         let pg = settings(&[("MVGEN_DATABASE_URL", "postgres://u:pw@db/mv"), ("MVGEN_WORKERS", "0")]).expect("pg");
         assert_eq!((pg.database_url.as_str(), pg.workers), ("postgres://u:pw@db/mv", 0));
         assert!(!format!("{pg:?}").contains("pw"), "the password never reaches a log line");
-        for (name, bad) in [("MVGEN_WORKERS", "-1"), ("MVGEN_JOB_STALE_AFTER", "0"), ("MVGEN_JOB_MAX_ATTEMPTS", "x")] {
+        for (name, bad) in [
+            ("MVGEN_WORKERS", "-1"),
+            ("MVGEN_JOB_STALE_AFTER", "0"),
+            ("MVGEN_JOB_MAX_ATTEMPTS", "x"),
+            ("MVGEN_SYNC_WAIT", "0"),
+            ("MVGEN_IDEMPOTENCY_TTL", "0"),
+            ("MVGEN_JOB_MAX_TAKEOVERS", "-1"),
+        ] {
             let err = settings(&[(name, bad)]).expect_err(bad);
             assert!(err.starts_with(name), "{err}");
         }
