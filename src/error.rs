@@ -64,6 +64,8 @@ pub enum ErrorKind {
     JobFinished,
     /// A sync request whose job was canceled (through the jobs API) while it waited.
     JobCanceled,
+    /// A sync request that waited `MVGEN_SYNC_WAIT` for its job: the job goes on (`X-Job-Id`).
+    JobStillRunning,
     /// Jobs: the jobs database cannot be reached; nothing was stored.
     DatabaseUnavailable,
     /// The object store is down or failing: this request fails, retryable; nothing stored is lost.
@@ -97,7 +99,7 @@ impl ErrorKind {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             UpstreamError | UpstreamUnreachable => StatusCode::BAD_GATEWAY,
-            UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            UpstreamTimeout | JobStillRunning => StatusCode::GATEWAY_TIMEOUT,
             StorageError | InternalError => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -202,7 +204,11 @@ pub enum GenerationErrors {
                        see Retry-After (at most 300 s)"
     )]
     RateLimited(ErrorBody),
-    #[response(status = 504, description = "The upstream model timed out")]
+    #[response(
+        status = 504,
+        description = "The upstream model timed out, or the request waited `MVGEN_SYNC_WAIT` for its job \
+                       (`JobStillRunning`): the job goes on, follow it by `X-Job-Id` after Retry-After"
+    )]
     Timeout(ErrorBody),
 }
 

@@ -56,6 +56,13 @@ pub struct Settings {
     pub job_stale_after: std::time::Duration,
     /// `MVGEN_JOB_MAX_ATTEMPTS`: claims of a job before a retryable failure is final.
     pub job_max_attempts: u32,
+    /// `MVGEN_JOB_MAX_TAKEOVERS`: takeovers (its worker died) after which a job is failed.
+    pub job_max_takeovers: u32,
+    /// `MVGEN_IDEMPOTENCY_TTL` (seconds): how long an `Idempotency-Key` replays its first answer.
+    pub idempotency_ttl: std::time::Duration,
+    /// `MVGEN_SYNC_WAIT` (seconds): how long a sync generation waits for its job before a 504
+    /// naming the job, which goes on.
+    pub sync_wait: std::time::Duration,
     /// `MVGEN_STORAGE_URL`: where outputs are kept (`file://…`, default `MV_OUTPUT_DIR`; `s3://…`).
     pub storage: crate::storage::url::Location,
 }
@@ -79,6 +86,9 @@ impl std::fmt::Debug for Settings {
             .field("workers", &self.workers)
             .field("job_stale_after", &self.job_stale_after)
             .field("job_max_attempts", &self.job_max_attempts)
+            .field("sync_wait", &self.sync_wait)
+            .field("idempotency_ttl", &self.idempotency_ttl)
+            .field("job_max_takeovers", &self.job_max_takeovers)
             .field("storage", &self.storage)
             .finish()
     }
@@ -165,6 +175,9 @@ impl Settings {
             workers: whole("MVGEN_WORKERS", DEFAULT_WORKERS as u64, 0)? as usize,
             job_stale_after: std::time::Duration::from_secs(whole("MVGEN_JOB_STALE_AFTER", 60, 1)?),
             job_max_attempts: whole("MVGEN_JOB_MAX_ATTEMPTS", 3, 1)?.min(u64::from(u32::MAX)) as u32,
+            sync_wait: std::time::Duration::from_secs(whole("MVGEN_SYNC_WAIT", 1200, 1)?),
+            idempotency_ttl: std::time::Duration::from_secs(whole("MVGEN_IDEMPOTENCY_TTL", 24 * 3600, 1)?),
+            job_max_takeovers: whole("MVGEN_JOB_MAX_TAKEOVERS", 10, 0)?.min(u64::from(u32::MAX)) as u32,
             output_dir,
             api_keys,
             cors_origins,
@@ -427,10 +440,19 @@ mod tests {
         let s = settings(&[("MV_OUTPUT_DIR", "/data/out")]).expect("defaults");
         assert_eq!(s.database_url, "sqlite:///data/out/jobs.db?mode=rwc");
         assert_eq!((s.workers, s.job_stale_after.as_secs(), s.job_max_attempts), (DEFAULT_WORKERS, 60, 3));
+        let bounds = (s.job_max_takeovers, s.sync_wait.as_secs(), s.idempotency_ttl.as_secs());
+        assert_eq!(bounds, (10, 1200, 86_400));
         let pg = settings(&[("MVGEN_DATABASE_URL", "postgres://u:pw@db/mv"), ("MVGEN_WORKERS", "0")]).expect("pg");
         assert_eq!((pg.database_url.as_str(), pg.workers), ("postgres://u:pw@db/mv", 0));
         assert!(!format!("{pg:?}").contains("pw"), "the password never reaches a log line");
-        for (name, bad) in [("MVGEN_WORKERS", "-1"), ("MVGEN_JOB_STALE_AFTER", "0"), ("MVGEN_JOB_MAX_ATTEMPTS", "x")] {
+        for (name, bad) in [
+            ("MVGEN_WORKERS", "-1"),
+            ("MVGEN_JOB_STALE_AFTER", "0"),
+            ("MVGEN_JOB_MAX_ATTEMPTS", "x"),
+            ("MVGEN_SYNC_WAIT", "0"),
+            ("MVGEN_IDEMPOTENCY_TTL", "0"),
+            ("MVGEN_JOB_MAX_TAKEOVERS", "-1"),
+        ] {
             let err = settings(&[(name, bad)]).expect_err(bad);
             assert!(err.starts_with(name), "{err}");
         }

@@ -21,8 +21,9 @@ use tokio::sync::broadcast;
 use super::error::{ApiError, ErrorKind};
 use super::extract::{ValidJson, ValidPath};
 use crate::jobs::engine::unavailable;
+use crate::jobs::store::Replay;
 use crate::jobs::store::{Dialect, EventRow, Filter, JobRow, now_ms};
-use crate::jobs::{Jobs, KINDS, Submitted};
+use crate::jobs::{Jobs, KINDS, SubmitKey, Submitted};
 
 /// The statuses a job moves through; the last three are final.
 pub const STATUSES: [&str; 5] = ["queued", "processing", "succeeded", "failed", "canceled"];
@@ -68,8 +69,12 @@ pub struct JobResource {
     /// The sync endpoint's answer body, once succeeded.
     pub output: Option<Value>,
     pub error: Option<JobError>,
-    /// Claims so far (a takeover or a retry adds one).
+    /// Tries so far: a retry after a failure adds one; a takeover from a dead worker or a
+    /// restart continues the same try.
     pub attempts: i64,
+    /// Times the job was taken over from a worker that died (bounded by
+    /// `MVGEN_JOB_MAX_TAKEOVERS`, then the job fails).
+    pub takeovers: i64,
     /// The upstream run last saved.
     pub upstream: Option<JobUpstream>,
     pub project_id: Option<String>,
@@ -148,6 +153,7 @@ impl From<JobRow> for JobResource {
             plan: row.plan,
             error,
             attempts: row.attempts,
+            takeovers: row.takeovers,
             upstream: row.upstream.map(|u| JobUpstream { provider: u.provider, id: u.id }),
             project_id: row.project_id,
             sequence: row.sequence,
@@ -175,6 +181,17 @@ async fn load(jobs: &Jobs, raw: &str) -> Result<JobRow, ApiError> {
 fn with_location(status: StatusCode, job: JobResource) -> Response {
     let location = HeaderValue::from_str(&job.urls.get).ok();
     let mut response = (status, axum::Json(job)).into_response();
+    if let Some(location) = location {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
+}
+
+/// The first answer to an `Idempotency-Key`, sent again as it was (status, body, `Location`).
+fn replayed(status: u16, body: Value) -> Response {
+    let location = body.pointer("/urls/get").and_then(Value::as_str).and_then(|l| HeaderValue::from_str(l).ok());
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::ACCEPTED);
+    let mut response = (status, axum::Json(body)).into_response();
     if let Some(location) = location {
         response.headers_mut().insert(header::LOCATION, location);
     }
@@ -212,9 +229,11 @@ enum JobReadErrors {
 /// Submit a generation as a job.
 ///
 /// The input is validated and its plan rendered now, so a bad input is the sync endpoint's 4xx and
-/// is never queued. With `Idempotency-Key` (IETF draft): the same key and body answer with the job
-/// the first request made; the same key while that first request is still submitting is a 409;
-/// the same key with another body is a 422.
+/// is never queued. With `Idempotency-Key` (IETF draft): the same key and body answer with the
+/// first answer as it was sent (status and body, not the job as it is now); the same key while
+/// that first request is still submitting is a 409 (a key its submission abandoned by crashing is
+/// free again after a minute); the same key with another body is a 422. Keys expire after
+/// `MVGEN_IDEMPOTENCY_TTL` (24 h by default); then the same key makes a new job.
 #[utoipa::path(
     post,
     path = "/api/mv/jobs",
@@ -222,7 +241,7 @@ enum JobReadErrors {
     request_body = SubmitJobBody,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried submission safe")),
     responses(
-        (status = 202, description = "Queued (or the job this Idempotency-Key made)", body = JobResource,
+        (status = 202, description = "Queued (or the first answer this Idempotency-Key got, replayed)", body = JobResource,
             headers(("Location" = String, description = "The job's URL"))),
         (status = 409, description = "The Idempotency-Key's first request is still being submitted", body = super::error::ErrorBody),
         super::error::GenerationErrors,
@@ -238,9 +257,23 @@ pub async fn submit_job(
         let canonical = json!({ "kind": body.kind, "input": body.input }).to_string();
         Sha256::digest(canonical.as_bytes()).iter().map(|b| format!("{b:02x}")).collect::<String>()
     });
-    let row = match jobs.submit(&body.kind, body.input, key.as_deref().zip(fingerprint.as_deref())).await? {
+    // Kept with the key in the job's transaction: a replay sends this, not the job as it is now.
+    let answer = |row: &JobRow| {
+        let body = serde_json::to_value(JobResource::from(row.clone())).unwrap_or(Value::Null);
+        (StatusCode::ACCEPTED.as_u16(), body)
+    };
+    let key = key.as_deref().zip(fingerprint.as_deref()).map(|(key, fingerprint)| SubmitKey {
+        key,
+        fingerprint,
+        answer: &answer,
+    });
+    let row = match jobs.submit(&body.kind, body.input, key).await? {
         Submitted::New(row) => *row,
-        Submitted::Replayed(id) => jobs.store().get(&id).await.map_err(unavailable)?.ok_or_else(|| not_found(&id))?,
+        Submitted::Replayed(Replay { answer: Some((status, body)), .. }) => return Ok(replayed(status, body)),
+        // A key stored before first answers were kept: the job as it is now.
+        Submitted::Replayed(Replay { job_id, answer: None }) => {
+            jobs.store().get(&job_id).await.map_err(unavailable)?.ok_or_else(|| not_found(&job_id))?
+        }
     };
     Ok(with_location(StatusCode::ACCEPTED, row.into()))
 }

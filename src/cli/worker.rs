@@ -25,6 +25,9 @@ pub async fn open_jobs(settings: &Settings, pipeline: Arc<dyn JobPipeline>) -> a
         workers: settings.workers,
         stale_after: settings.job_stale_after,
         max_attempts: settings.job_max_attempts,
+        sync_wait: settings.sync_wait,
+        idempotency_ttl: settings.idempotency_ttl,
+        max_takeovers: settings.job_max_takeovers,
         ..EngineConfig::default()
     };
     let jobs = Jobs::open(&settings.database_url, pipeline, config).await.map_err(anyhow::Error::msg)?;

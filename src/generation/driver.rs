@@ -51,6 +51,13 @@ pub async fn respond<G: Generation>(
             let output = job.output.ok_or_else(|| ApiError::internal(format!("job {id} succeeded with no output")))?;
             with_flavor(&report, output)
         }
+        // Waited `MVGEN_SYNC_WAIT`: the job goes on; the caller follows it by its id.
+        "queued" | "processing" => ApiError::new(
+            ErrorKind::JobStillRunning,
+            format!("job {id} is still {} after the sync wait; follow it at /api/mv/jobs/{id}", job.status),
+            json!({ "job_id": id, "status": job.status, "retry_after_seconds": 10 }),
+        )
+        .into_response(),
         // The stored kind, message and details: the answer the run itself would have given.
         "failed" => job.api_error().unwrap_or_else(|| ApiError::internal(format!("job {id} failed"))).into_response(),
         _ => ApiError::new(

@@ -16,7 +16,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::pipeline::{JobPipeline, Planned};
-use super::store::{Claimed, Dialect, KeyState, NewJob, Outcome, Store, StoreError};
+use super::store::{
+    Claimed, Dialect, JobRow, KeyBinding, KeyState, KeyTimes, NewJob, Outcome, Replay, Store, StoreError,
+};
 use crate::error::{ApiError, ErrorKind};
 use crate::providers::{BoxFuture, RunContext, RunObserver, UpstreamRun};
 
@@ -30,13 +32,27 @@ pub struct EngineConfig {
     pub workers: usize,
     /// A processing job whose heartbeat is older than this is taken over.
     pub stale_after: Duration,
-    /// Claims per job before a retryable failure becomes final.
+    /// Tries per job before a retryable failure becomes final (a takeover or a release does not
+    /// start a try).
     pub max_attempts: u32,
+    /// Takeovers after which a job is failed instead of run again: a job that keeps crashing its
+    /// worker still ends (`MVGEN_JOB_MAX_TAKEOVERS`).
+    pub max_takeovers: u32,
     /// How often an idle worker looks for work without a wake-up (and how often an event stream
     /// polls on SQLite, where another process may write).
     pub poll: Duration,
     /// At most one progress event per job per this interval (the latest step wins).
     pub progress_every: Duration,
+    /// How long an `Idempotency-Key` is remembered (`MVGEN_IDEMPOTENCY_TTL`); then it is forgotten
+    /// and the same key makes a new job.
+    pub idempotency_ttl: Duration,
+    /// A key still pending (no job stored) after this was left by a submission that crashed
+    /// between storing the key and storing its job: the next request with it takes it over.
+    /// Planning is local and quick, so a live submission never takes this long.
+    pub idempotency_lease: Duration,
+    /// How long a sync request waits for its job (`MVGEN_SYNC_WAIT`); then it answers 504 with
+    /// the job's id and the job goes on (see [`Jobs::finished`]).
+    pub sync_wait: Duration,
 }
 
 impl Default for EngineConfig {
@@ -45,8 +61,14 @@ impl Default for EngineConfig {
             workers: 4,
             stale_after: Duration::from_secs(60),
             max_attempts: 3,
+            max_takeovers: 10,
             poll: Duration::from_millis(500),
             progress_every: Duration::from_millis(250),
+            // Above the slowest kind's own upstream bounds (video: a 900 s deadline, then a
+            // download of up to 300 s), so only a job nobody can run hits it.
+            sync_wait: Duration::from_secs(1200),
+            idempotency_ttl: Duration::from_secs(24 * 3600),
+            idempotency_lease: Duration::from_secs(60),
         }
     }
 }
@@ -55,8 +77,16 @@ impl Default for EngineConfig {
 pub enum Submitted {
     /// Stored now: the row as stored.
     New(Box<super::store::JobRow>),
-    /// The id of the job the `Idempotency-Key` made before.
-    Replayed(String),
+    /// The job the `Idempotency-Key` made before, and the answer it was first given.
+    Replayed(Replay),
+}
+
+/// An `Idempotency-Key` on a submission: the key, the request's fingerprint, and how the API
+/// renders its answer (status, body) from the stored job, kept with the key for replays.
+pub struct SubmitKey<'a> {
+    pub key: &'a str,
+    pub fingerprint: &'a str,
+    pub answer: &'a (dyn Fn(&JobRow) -> (u16, Value) + Sync),
 }
 
 /// The engine one process holds.
@@ -73,6 +103,9 @@ pub struct Jobs {
     /// Ends every event stream (shutdown): clients reconnect with `Last-Event-ID` elsewhere
     /// instead of holding the connection drain open until its deadline.
     draining: CancellationToken,
+    /// Sync jobs whose generation slot this process still holds: their waiter answers only once
+    /// the slot is free, so the caller's next request is not refused by its own finished one.
+    holding: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Jobs {
@@ -88,6 +121,7 @@ impl Jobs {
             closed: CancellationToken::new(),
             running: std::sync::OnceLock::new(),
             draining: CancellationToken::new(),
+            holding: Default::default(),
         });
         if jobs.store.dialect() == Dialect::Postgres {
             let listener = sqlx::postgres::PgListener::connect(url)
@@ -116,22 +150,23 @@ impl Jobs {
         let _ = self.wake.send(job_id.to_owned());
     }
 
-    /// Plans `input` and stores the job. `key` is an `Idempotency-Key` with the body's fingerprint.
-    pub async fn submit(&self, kind: &str, input: Value, key: Option<(&str, &str)>) -> Result<Submitted, ApiError> {
+    /// Plans `input` and stores the job. `key`: an `Idempotency-Key` (IETF draft): the same key
+    /// and body replay the first answer until the key expires.
+    pub async fn submit(&self, kind: &str, input: Value, key: Option<SubmitKey<'_>>) -> Result<Submitted, ApiError> {
         if !KINDS.contains(&kind) {
             return Err(ApiError::invalid("kind", format!("{kind:?} is not one of {}", KINDS.join(", "))));
         }
-        if let Some((key, fingerprint)) = key {
-            match self.store.begin_key(key, fingerprint).await.map_err(unavailable)? {
+        let owner = uuid::Uuid::new_v4().to_string();
+        if let Some(key) = &key {
+            let now = super::store::now_ms();
+            let times = KeyTimes {
+                expired_before: now - self.config.idempotency_ttl.as_millis() as i64,
+                abandoned_before: now - self.config.idempotency_lease.as_millis() as i64,
+            };
+            match self.store.begin_key(key.key, key.fingerprint, &owner, times).await.map_err(unavailable)? {
                 KeyState::New => {}
-                KeyState::Same(Some(id)) => return Ok(Submitted::Replayed(id)),
-                KeyState::Same(None) => {
-                    return Err(ApiError::new(
-                        ErrorKind::IdempotencyKeyInUse,
-                        "a request with this Idempotency-Key is still being processed; retry shortly",
-                        json!("idempotency-key"),
-                    ));
-                }
+                KeyState::Same(Some(replay)) => return Ok(Submitted::Replayed(replay)),
+                KeyState::Same(None) => return Err(key_in_use()),
                 KeyState::Other => {
                     return Err(ApiError::new(
                         ErrorKind::IdempotencyKeyReused,
@@ -141,9 +176,10 @@ impl Jobs {
                 }
             }
         }
-        let result = self.plan_and_store(kind, input, key.map(|(k, _)| k)).await;
-        if let (Err(_), Some((key, _))) = (&result, key)
-            && let Err(e) = self.store.release_key(key).await
+        let binding = key.as_ref().map(|k| KeyBinding { key: k.key, owner: &owner, answer: k.answer });
+        let result = self.plan_and_store(kind, input, binding.as_ref()).await;
+        if let (Err(_), Some(key)) = (&result, &key)
+            && let Err(e) = self.store.release_key(key.key, &owner).await
         {
             tracing::warn!(error = %e, "could not release an idempotency key after a refused submission");
         }
@@ -154,7 +190,7 @@ impl Jobs {
         &self,
         kind: &str,
         input: Value,
-        key: Option<&str>,
+        key: Option<&KeyBinding<'_>>,
     ) -> Result<Box<super::store::JobRow>, ApiError> {
         let planned = self.pipeline.plan(kind, input).await?;
         self.store_planned(kind, &planned, key, None).await
@@ -164,8 +200,9 @@ impl Jobs {
     /// worker claims it first) and returns its id. For the sync endpoints: they wait on it rather
     /// than queue behind other jobs, `max_attempts` 1 so an upstream failure answers the caller as
     /// it did before jobs (a takeover after a dead worker still resumes its saved run). The run is
-    /// its own task holding `guard` (the caller's generation slot) until it ends: a caller who
-    /// hangs up neither cancels it nor frees the slot early.
+    /// its own task holding `guard` (the caller's generation slot) until the job ends, whoever runs
+    /// it: a caller who hangs up neither cancels it nor frees the slot early, and a worker that
+    /// wins the claim does not let the cap be bypassed (see [`Jobs::run_to_end`]).
     pub async fn submit_now(
         self: &Arc<Self>,
         kind: &str,
@@ -173,22 +210,14 @@ impl Jobs {
         guard: impl Send + 'static,
     ) -> Result<String, ApiError> {
         let id = self.store_planned(kind, planned, None, Some(1)).await?.id;
+        self.holding().insert(id.clone());
+        let slot = HeldSlot { guard: Some(Box::new(guard)), jobs: Arc::clone(self), id: id.clone() };
         let jobs = Arc::clone(self);
         let job_id = id.clone();
         let run = async move {
-            let _guard = guard;
             let (shutdown, _) =
                 jobs.running.get().cloned().unwrap_or_else(|| (jobs.closed.clone(), TaskTracker::new()));
-            let claim = format!("{}/now", uuid::Uuid::new_v4());
-            match jobs.store.claim_job(&claim, &job_id).await {
-                Ok(Some(job)) => {
-                    jobs.woke(&job.id);
-                    jobs.run(job, &shutdown).await;
-                }
-                // A worker took it first; the caller waits on that worker instead.
-                Ok(None) => {}
-                Err(e) => tracing::warn!(job = %job_id, error = %e, "cannot claim a sync job; left to the workers"),
-            }
+            jobs.run_to_end(&job_id, &shutdown, Box::new(slot)).await;
         };
         match self.running.get() {
             Some((_, tracker)) => tracker.spawn(run),
@@ -197,11 +226,72 @@ impl Jobs {
         Ok(id)
     }
 
+    /// Runs job `id` here, or follows it while another worker runs it, until it is finished (or
+    /// shutdown), holding `slot` (the generation slot) until then: dropped as soon as the end is
+    /// stored, before the waiting caller is woken, so its next request finds the slot free.
+    /// Following, it takes the job over once that worker's heartbeat is stale, like any worker
+    /// would: a sync request's job ends even on a serve with `MVGEN_WORKERS=0` or when its first
+    /// claim failed, rather than wait for a worker that may never come.
+    async fn run_to_end(&self, id: &str, shutdown: &CancellationToken, slot: Box<dyn Send>) {
+        let mut slot = Some(slot);
+        let mut wake = self.subscribe();
+        let mut failures = 0u32;
+        // Claiming is a write (the one writer on SQLite): a job another worker runs is only read,
+        // and tried for a takeover every half stale limit.
+        let takeover_every = (self.config.stale_after / 2).max(self.config.poll);
+        let mut claim_at = tokio::time::Instant::now();
+        while !shutdown.is_cancelled() && slot.is_some() {
+            let pause = match self.store.get(id).await {
+                Ok(Some(job)) if !matches!(job.status.as_str(), "queued" | "processing") => return,
+                Ok(None) => return,
+                Ok(Some(job)) if job.status == "queued" || tokio::time::Instant::now() >= claim_at => {
+                    claim_at = tokio::time::Instant::now() + takeover_every;
+                    let stale_before = super::store::now_ms() - self.config.stale_after.as_millis() as i64;
+                    let claim = format!("{}/now", uuid::Uuid::new_v4());
+                    match self.store.claim_job(&claim, id, stale_before).await {
+                        Ok(Some(job)) => {
+                            failures = 0;
+                            self.woke(&job.id);
+                            self.run(job, shutdown, &mut slot).await;
+                            continue;
+                        }
+                        Ok(None) => {
+                            failures = 0;
+                            self.config.poll
+                        }
+                        Err(e) => {
+                            failures += 1;
+                            tracing::warn!(job = %id, error = %e, "cannot claim a sync job; retrying");
+                            backoff(failures, Duration::from_secs(5))
+                        }
+                    }
+                }
+                Ok(Some(_)) => {
+                    failures = 0;
+                    self.config.poll
+                }
+                Err(e) => {
+                    failures += 1;
+                    tracing::debug!(job = %id, error = %e, "cannot read a sync job; retrying");
+                    backoff(failures, Duration::from_secs(5))
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = woken(&mut wake, id, pause) => {}
+            }
+        }
+    }
+
+    fn holding(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.holding.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     async fn store_planned(
         &self,
         kind: &str,
         planned: &Planned,
-        key: Option<&str>,
+        key: Option<&KeyBinding<'_>>,
         max_attempts: Option<i64>,
     ) -> Result<Box<super::store::JobRow>, ApiError> {
         let id = uuid::Uuid::new_v4().to_string();
@@ -214,27 +304,41 @@ impl Jobs {
             sequence: planned.sequence.map(i64::from),
             max_attempts,
         };
-        let row = self.store.insert(&job, key).await.map_err(unavailable)?;
+        // `None`: the key was taken over as abandoned while this submission was planning.
+        let row = self.store.insert(&job, key).await.map_err(unavailable)?.ok_or_else(key_in_use)?;
         self.woke(&id);
         Ok(Box::new(row))
     }
 
-    /// The job once it is succeeded, failed or canceled. Woken by this process's broadcast; reads
-    /// the row anyway every `config.poll`, as a worker in another process tells us nothing. A
-    /// database fault is retried: the job's result is kept either way. `None`: no such job. For
-    /// the sync endpoints' submit-and-wait: a client that hangs up drops only this wait, never the job.
+    /// The job once it is succeeded, failed or canceled, or as it is last read (still `queued` or
+    /// `processing`) once `config.sync_wait` has passed: the caller answers with the job's id
+    /// instead of hanging forever when nobody can run it (the database keeps refusing claims, say).
+    /// Woken by this process's broadcast; reads the row anyway every `config.poll`, as a worker in
+    /// another process tells us nothing. A database fault is retried: the job's result is kept
+    /// either way. `None`: no such job (or never read before the bound). For the sync endpoints'
+    /// submit-and-wait: a client that hangs up drops only this wait, never the job.
     pub async fn finished(&self, id: &str) -> Option<super::store::JobRow> {
         let mut wake = self.subscribe();
+        let deadline = tokio::time::Instant::now() + self.config.sync_wait;
+        let mut last = None;
         loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             match self.store.get(id).await {
+                // Its slot is freed a moment after the end is stored (see `run_to_end`).
                 Ok(Some(job)) if matches!(job.status.as_str(), "succeeded" | "failed" | "canceled") => {
-                    return Some(job);
+                    if left.is_zero() || !self.holding().contains(id) {
+                        return Some(job);
+                    }
+                    last = Some(job);
                 }
                 Ok(None) => return None,
-                Ok(Some(_)) => {}
+                Ok(Some(job)) => last = Some(job),
                 Err(e) => tracing::debug!(job = %id, error = %e, "cannot read a waited-on job; retrying"),
             }
-            woken(&mut wake, id, self.config.poll).await;
+            if left.is_zero() {
+                return last;
+            }
+            woken(&mut wake, id, self.config.poll.min(left)).await;
         }
     }
 
@@ -310,7 +414,7 @@ impl Jobs {
                 Ok(Some(job)) => {
                     failures = 0;
                     self.woke(&job.id);
-                    self.run(job, &shutdown).await;
+                    self.run(job, &shutdown, &mut None).await;
                 }
                 Ok(None) => {
                     failures = 0;
@@ -333,8 +437,9 @@ impl Jobs {
         }
     }
 
-    /// Runs one claimed job to its end, a lost claim, or shutdown.
-    async fn run(&self, job: Claimed, shutdown: &CancellationToken) {
+    /// Runs one claimed job to its end, a lost claim, or shutdown. `slot` is dropped once the
+    /// job's end (succeeded, failed, canceled) is stored, before anyone is woken.
+    async fn run(&self, job: Claimed, shutdown: &CancellationToken, slot: &mut Option<Box<dyn Send>>) {
         let saved = match self.store.runs(&job.id).await {
             Ok(saved) => saved,
             // Without its saved runs the job could create upstream again: leave it to a takeover.
@@ -358,6 +463,16 @@ impl Jobs {
         };
         let ended = if job.cancel_requested {
             Ended::Cancel
+        } else if job.takeovers > i64::from(self.config.max_takeovers) {
+            Ended::GaveUp(ApiError::new(
+                ErrorKind::InternalError,
+                format!(
+                    "the job's worker stopped {} times before it finished (crashed or killed); \
+                     given up after MVGEN_JOB_MAX_TAKEOVERS={}",
+                    job.takeovers, self.config.max_takeovers
+                ),
+                json!({ "takeovers": job.takeovers }),
+            ))
         } else {
             let ctx = RunContext::new(&observer, &saved);
             let mut run = std::pin::pin!(self.pipeline.run(&job.kind, &job.plan, ctx));
@@ -406,7 +521,7 @@ impl Jobs {
         let outcome_error;
         // The stored code is the error kind's wire name, as in the sync endpoints' error bodies.
         let code = match &ended {
-            Ended::Ran(Err(e)) => e.kind.to_string(),
+            Ended::Ran(Err(e)) | Ended::GaveUp(e) => e.kind.to_string(),
             _ => String::new(),
         };
         let outcome = match &ended {
@@ -422,7 +537,7 @@ impl Jobs {
                     after: backoff(job.attempts as u32, Duration::from_secs(60)),
                 }
             }
-            Ended::Ran(Err(e)) => {
+            Ended::Ran(Err(e)) | Ended::GaveUp(e) => {
                 Outcome::Failed { code: &code, message: &e.message, status: e.status().as_u16(), details: &e.details }
             }
             Ended::Cancel => Outcome::Canceled,
@@ -437,7 +552,12 @@ impl Jobs {
         let mut failures = 0;
         loop {
             match self.store.finish(&job.id, &job.claim, outcome_clone(&outcome)).await {
-                Ok(_) => break,
+                Ok(stored) => {
+                    if stored && matches!(outcome, Outcome::Succeeded(_) | Outcome::Failed { .. } | Outcome::Canceled) {
+                        slot.take();
+                    }
+                    break;
+                }
                 Err(e) => {
                     failures += 1;
                     tracing::warn!(job = %job.id, error = %e, "cannot store the job's outcome; retrying");
@@ -502,9 +622,27 @@ impl Jobs {
     }
 }
 
+/// A sync job's generation slot: dropped, it tells the job's waiter the slot is free.
+struct HeldSlot {
+    guard: Option<Box<dyn Send>>,
+    jobs: Arc<Jobs>,
+    id: String,
+}
+
+impl Drop for HeldSlot {
+    fn drop(&mut self) {
+        // Freed first: whoever the wake-up answers may send its next request at once.
+        drop(self.guard.take());
+        self.jobs.holding().remove(&self.id);
+        self.jobs.woke(&self.id);
+    }
+}
+
 /// Why a run stopped.
 enum Ended {
     Ran(Result<Value, ApiError>),
+    /// Never run again: taken over more than `max_takeovers` times (final, not retried).
+    GaveUp(ApiError),
     Cancel,
     Shutdown,
     Lost,
@@ -536,6 +674,15 @@ pub async fn woken(wake: &mut broadcast::Receiver<String>, id: &str, within: Dur
         }
     })
     .await;
+}
+
+/// The same `Idempotency-Key` while its first request is still submitting: 409.
+fn key_in_use() -> ApiError {
+    ApiError::new(
+        ErrorKind::IdempotencyKeyInUse,
+        "a request with this Idempotency-Key is still being processed; retry shortly",
+        json!("idempotency-key"),
+    )
 }
 
 /// 0.5 s doubling per failure, up to `cap`.

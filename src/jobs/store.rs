@@ -55,6 +55,8 @@ pub struct JobRow {
     pub error_status: Option<i64>,
     pub error_details: Value,
     pub attempts: i64,
+    /// Claims that took the job over from a dead worker (they do not count as attempts).
+    pub takeovers: i64,
     pub progress_stage: Option<String>,
     pub progress_upstream_status: Option<String>,
     pub created_at: i64,
@@ -99,6 +101,8 @@ pub struct Claimed {
     pub kind: String,
     pub plan: Value,
     pub attempts: i64,
+    /// Takeovers so far, this claim included if it is one.
+    pub takeovers: i64,
     /// The job's own attempt limit (`None`: the engine's).
     pub max_attempts: Option<i64>,
     pub claim: String,
@@ -135,7 +139,8 @@ pub enum Outcome<'a> {
         message: &'a str,
         after: Duration,
     },
-    /// Shutdown: back to the queue at once, runs kept, so the next worker resumes them.
+    /// Shutdown: back to the queue at once, runs kept, so the next worker resumes them; its next
+    /// claim continues this attempt (a restart is not a failure).
     Released,
 }
 
@@ -144,10 +149,37 @@ pub enum Outcome<'a> {
 pub enum KeyState {
     /// Ours now: go on and submit.
     New,
-    /// Seen before with this body; the job it made, or `None` while the first is still submitting.
-    Same(Option<String>),
+    /// Seen before with this body; what it answered, or `None` while the first is still submitting.
+    Same(Option<Replay>),
     /// Seen before with another body.
     Other,
+}
+
+/// The first answer to an `Idempotency-Key`, to send again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Replay {
+    pub job_id: String,
+    /// Status and body as first sent; `None` for a key stored before answers were kept.
+    pub answer: Option<(u16, Value)>,
+}
+
+/// An `Idempotency-Key` a submission holds: bound to its job, with the answer to replay, in the
+/// job's own transaction.
+pub struct KeyBinding<'a> {
+    pub key: &'a str,
+    /// The token `begin_key` claimed the key with.
+    pub owner: &'a str,
+    /// The answer the submission sends (status, body), rendered from the stored row.
+    pub answer: &'a (dyn Fn(&JobRow) -> (u16, Value) + Sync),
+}
+
+/// How long keys live and when a pending one counts as abandoned.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyTimes {
+    /// Keys created before this (Unix ms) are expired: forgotten, and purged.
+    pub expired_before: i64,
+    /// A pending key (no job yet) created before this was left by a submission that crashed.
+    pub abandoned_before: i64,
 }
 
 /// Listing filters (already validated by the API).
@@ -172,7 +204,7 @@ pub fn now_ms() -> i64 {
 }
 
 const COLUMNS: &str = "seq, id, kind, status, plan, config_flavor, project_id, sequence, output, error_code, \
-     error_message, error_status, error_details, attempts, progress_stage, progress_upstream_status, created_at, started_at, completed_at, \
+     error_message, error_status, error_details, attempts, takeovers, progress_stage, progress_upstream_status, created_at, started_at, completed_at, \
      cancel_requested, (SELECT provider FROM job_runs r WHERE r.job_id = jobs.id ORDER BY at DESC, slot DESC LIMIT 1) \
      AS up_provider, (SELECT upstream_id FROM job_runs r WHERE r.job_id = jobs.id ORDER BY at DESC, slot DESC LIMIT 1) \
      AS up_id";
@@ -199,6 +231,7 @@ fn job_row(row: &AnyRow) -> Result<JobRow, sqlx::Error> {
         error_status: row.try_get("error_status")?,
         error_details: json(row.try_get("error_details")?),
         attempts: row.try_get("attempts")?,
+        takeovers: row.try_get("takeovers")?,
         progress_stage: row.try_get("progress_stage")?,
         progress_upstream_status: row.try_get("progress_upstream_status")?,
         created_at: row.try_get("created_at")?,
@@ -214,6 +247,8 @@ fn job_row(row: &AnyRow) -> Result<JobRow, sqlx::Error> {
 fn migrator(dialect: Dialect) -> Migrator {
     const JOBS: &str = include_str!("../../migrations/jobs/0001_jobs.sql");
     const SYNC_JOBS: &str = include_str!("../../migrations/jobs/0002_sync_jobs.sql");
+    const TAKEOVERS: &str = include_str!("../../migrations/jobs/0003_job_takeovers.sql");
+    const ANSWERS: &str = include_str!("../../migrations/jobs/0004_idempotency_answers.sql");
     let jobs = match dialect {
         Dialect::Sqlite => Cow::Owned(JOBS.replace("BIGSERIAL PRIMARY KEY", "INTEGER PRIMARY KEY AUTOINCREMENT")),
         Dialect::Postgres => Cow::Borrowed(JOBS),
@@ -221,6 +256,8 @@ fn migrator(dialect: Dialect) -> Migrator {
     let migrations = vec![
         Migration::new(1, Cow::Borrowed("jobs"), MigrationType::Simple, jobs, false),
         Migration::new(2, Cow::Borrowed("sync_jobs"), MigrationType::Simple, Cow::Borrowed(SYNC_JOBS), false),
+        Migration::new(3, Cow::Borrowed("job_takeovers"), MigrationType::Simple, Cow::Borrowed(TAKEOVERS), false),
+        Migration::new(4, Cow::Borrowed("idempotency_answers"), MigrationType::Simple, Cow::Borrowed(ANSWERS), false),
     ];
     Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
 }
@@ -300,43 +337,76 @@ impl Store {
         Ok(())
     }
 
-    /// Claims an `Idempotency-Key` for a body's fingerprint, or says what it was used for.
-    pub async fn begin_key(&self, key: &str, fingerprint: &str) -> Result<KeyState, StoreError> {
+    /// Claims an `Idempotency-Key` for a body's fingerprint as `owner`, or says what it was used
+    /// for. Expired keys are forgotten (and purged, all of them, through the `created_at` index);
+    /// a pending key abandoned by a crashed submission is taken over, so no key stays "in flight"
+    /// forever.
+    pub async fn begin_key(
+        &self,
+        key: &str,
+        fingerprint: &str,
+        owner: &str,
+        times: KeyTimes,
+    ) -> Result<KeyState, StoreError> {
+        sqlx::query("DELETE FROM idempotency WHERE created_at < $1")
+            .bind(times.expired_before)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("DELETE FROM idempotency WHERE key = $1 AND job_id IS NULL AND created_at < $2")
+            .bind(key)
+            .bind(times.abandoned_before)
+            .execute(&self.pool)
+            .await?;
         let inserted = sqlx::query(
-            "INSERT INTO idempotency (key, fingerprint, job_id, created_at) VALUES ($1, $2, NULL, $3) \
+            "INSERT INTO idempotency (key, fingerprint, job_id, created_at, owner) VALUES ($1, $2, NULL, $3, $4) \
              ON CONFLICT (key) DO NOTHING",
         )
         .bind(key)
         .bind(fingerprint)
         .bind(now_ms())
+        .bind(owner)
         .execute(&self.pool)
         .await?;
         if inserted.rows_affected() == 1 {
             return Ok(KeyState::New);
         }
-        let row = sqlx::query("SELECT fingerprint, job_id FROM idempotency WHERE key = $1")
+        let row = sqlx::query("SELECT fingerprint, job_id, answer_status, answer_body FROM idempotency WHERE key = $1")
             .bind(key)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(match row {
+        let Some(row) = row else {
             // Released between our insert and this read: the caller may simply try again.
-            None => KeyState::Same(None),
-            Some(row) if row.try_get::<String, _>("fingerprint")? == fingerprint => {
-                KeyState::Same(row.try_get("job_id")?)
-            }
-            Some(_) => KeyState::Other,
-        })
+            return Ok(KeyState::Same(None));
+        };
+        if row.try_get::<String, _>("fingerprint")? != fingerprint {
+            return Ok(KeyState::Other);
+        }
+        let Some(job_id) = row.try_get::<Option<String>, _>("job_id")? else {
+            return Ok(KeyState::Same(None));
+        };
+        let status: Option<i64> = row.try_get("answer_status")?;
+        let body: Option<String> = row.try_get("answer_body")?;
+        let answer = status
+            .zip(body)
+            .and_then(|(status, body)| Some((u16::try_from(status).ok()?, serde_json::from_str(&body).ok()?)));
+        Ok(KeyState::Same(Some(Replay { job_id, answer })))
     }
 
-    /// Frees a key whose submission failed (a refused input is not an answer to replay).
-    pub async fn release_key(&self, key: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM idempotency WHERE key = $1 AND job_id IS NULL").bind(key).execute(&self.pool).await?;
+    /// Frees a key whose submission failed (a refused input is not an answer to replay), unless
+    /// another submission has taken it over since.
+    pub async fn release_key(&self, key: &str, owner: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM idempotency WHERE key = $1 AND owner = $2 AND job_id IS NULL")
+            .bind(key)
+            .bind(owner)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
-    /// Stores a queued job and its first event (and binds `key` to it) in one transaction.
-    /// Returns the stored row, so the submit answer needs no second read.
-    pub async fn insert(&self, job: &NewJob<'_>, key: Option<&str>) -> Result<JobRow, StoreError> {
+    /// Stores a queued job and its first event (and binds `key` to it with the answer to replay)
+    /// in one transaction. Returns the stored row, so the submit answer needs no second read;
+    /// `Ok(None)` (nothing stored) when `key` was taken over by another submission meanwhile.
+    pub async fn insert(&self, job: &NewJob<'_>, key: Option<&KeyBinding<'_>>) -> Result<Option<JobRow>, StoreError> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(
@@ -355,15 +425,7 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?;
         self.event(&mut tx, job.id, "queued", &serde_json::json!({ "status": "queued" })).await?;
-        if let Some(key) = key {
-            sqlx::query("UPDATE idempotency SET job_id = $1 WHERE key = $2")
-                .bind(job.id)
-                .bind(key)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(JobRow {
+        let row = JobRow {
             seq: inserted.try_get("seq")?,
             id: job.id.to_owned(),
             kind: job.kind.to_owned(),
@@ -378,6 +440,7 @@ impl Store {
             error_status: None,
             error_details: Value::Null,
             attempts: 0,
+            takeovers: 0,
             progress_stage: None,
             progress_upstream_status: None,
             created_at: now,
@@ -385,7 +448,26 @@ impl Store {
             completed_at: None,
             cancel_requested: false,
             upstream: None,
-        })
+        };
+        if let Some(key) = key {
+            let (status, body) = (key.answer)(&row);
+            let bound = sqlx::query(
+                "UPDATE idempotency SET job_id = $1, answer_status = $2, answer_body = $3 \
+                 WHERE key = $4 AND owner = $5 AND job_id IS NULL",
+            )
+            .bind(job.id)
+            .bind(i64::from(status))
+            .bind(body.to_string())
+            .bind(key.key)
+            .bind(key.owner)
+            .execute(&mut *tx)
+            .await?;
+            if bound.rows_affected() == 0 {
+                return Ok(None);
+            }
+        }
+        tx.commit().await?;
+        Ok(Some(row))
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<JobRow>, StoreError> {
@@ -448,15 +530,18 @@ impl Store {
     }
 
     /// Takes the oldest runnable job: queued and due, or processing with a heartbeat older than
-    /// `stale_before` (its worker died). `attempts` counts claims.
+    /// `stale_before` (its worker died). Only a claim that starts a try counts an attempt: a
+    /// takeover counts in `takeovers` and a claim after a release continues the released attempt,
+    /// so restarts never use up the retry budget meant for failures.
     pub async fn claim(&self, claim: &str, stale_before: i64) -> Result<Option<Claimed>, StoreError> {
         self.claim_where(claim, stale_before, None).await
     }
 
-    /// Claims the job `id` if it is still queued (a sync request runs its own job at once rather
-    /// than waiting for a free worker); `None` when a worker already took it.
-    pub async fn claim_job(&self, claim: &str, id: &str) -> Result<Option<Claimed>, StoreError> {
-        self.claim_where(claim, i64::MIN, Some(id)).await
+    /// Claims the job `id` if it is queued and due, or processing with a heartbeat older than
+    /// `stale_before` (a sync request runs its own job at once rather than waiting for a free
+    /// worker, and takes it over from a dead one); `None` when a live worker holds it or it ended.
+    pub async fn claim_job(&self, claim: &str, id: &str, stale_before: i64) -> Result<Option<Claimed>, StoreError> {
+        self.claim_where(claim, stale_before, Some(id)).await
     }
 
     async fn claim_where(
@@ -470,11 +555,13 @@ impl Store {
         let only = if id.is_some() { "AND id = $4" } else { "" };
         let mut tx = self.pool.begin().await?;
         let sql = format!(
-            "UPDATE jobs SET status = 'processing', claim = $1, heartbeat_at = $2, attempts = attempts + 1, \
+            "UPDATE jobs SET status = 'processing', claim = $1, heartbeat_at = $2, \
+             attempts = attempts + CASE WHEN status = 'queued' AND resume = 0 THEN 1 ELSE 0 END, \
+             takeovers = takeovers + CASE WHEN status = 'processing' THEN 1 ELSE 0 END, resume = 0, \
              started_at = COALESCE(started_at, $2) \
              WHERE seq = (SELECT seq FROM jobs WHERE ((status = 'queued' AND run_after <= $2) \
                 OR (status = 'processing' AND heartbeat_at < $3)) {only} ORDER BY seq LIMIT 1 {lock}) \
-             RETURNING id, kind, plan, attempts, cancel_requested, max_attempts"
+             RETURNING id, kind, plan, attempts, takeovers, cancel_requested, max_attempts"
         );
         let mut query = sqlx::query(&sql).bind(claim).bind(now).bind(stale_before);
         if let Some(id) = id {
@@ -489,11 +576,14 @@ impl Store {
             kind: row.try_get("kind")?,
             plan: json(row.try_get("plan")?),
             attempts: row.try_get("attempts")?,
+            takeovers: row.try_get("takeovers")?,
             max_attempts: row.try_get("max_attempts")?,
             claim: claim.to_owned(),
             cancel_requested: row.try_get::<i64, _>("cancel_requested")? != 0,
         };
-        let data = serde_json::json!({ "status": "processing", "attempts": claimed.attempts });
+        let data = serde_json::json!({
+            "status": "processing", "attempts": claimed.attempts, "takeovers": claimed.takeovers,
+        });
         self.event(&mut tx, &claimed.id, "processing", &data).await?;
         tx.commit().await?;
         Ok(Some(claimed))
@@ -655,12 +745,14 @@ impl Store {
                 (result, "retrying", data)
             }
             Outcome::Released => (
-                sqlx::query(&format!("UPDATE jobs SET status = 'queued', claim = NULL, run_after = $3 {guard}"))
-                    .bind(job_id)
-                    .bind(claim)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?,
+                sqlx::query(&format!(
+                    "UPDATE jobs SET status = 'queued', claim = NULL, run_after = $3, resume = 1 {guard}"
+                ))
+                .bind(job_id)
+                .bind(claim)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?,
                 "released",
                 serde_json::json!({ "status": "queued" }),
             ),

@@ -236,14 +236,15 @@ async fn a_video_survives_sigkill_of_the_embedded_sqlite_process_with_one_create
     let polls_before_restart = fakes.replicate.polls_of(&prediction);
 
     let second = start(&env);
-    let resumed = wait_job(&second.base, &id, "taken over", |j| j["attempts"] == 2).await;
+    let resumed = wait_job(&second.base, &id, "taken over", |j| j["takeovers"] == 1).await;
     assert_eq!(resumed["upstream"]["id"], prediction.as_str(), "{resumed}");
     wait_for("resumed polling the saved prediction", || fakes.replicate.polls_of(&prediction) > polls_before_restart)
         .await;
     fakes.replicate.finish(&prediction);
 
     let done = wait_job(&second.base, &id, "finished", finished).await;
-    assert_eq!((done["status"].as_str(), done["attempts"].as_i64()), (Some("succeeded"), Some(2)), "{done}");
+    let counts = (done["status"].as_str(), done["attempts"].as_i64(), done["takeovers"].as_i64());
+    assert_eq!(counts, (Some("succeeded"), Some(1), Some(1)), "a takeover is not an attempt: {done}");
     let output = &done["output"];
     assert_eq!(output["metadata"]["backend_used"], "replicate", "{output}");
     assert_eq!(output["metadata"]["is_mock"], false, "{output}");
@@ -288,7 +289,7 @@ async fn a_replica_killed_mid_render_is_taken_over_by_the_other_with_one_create(
     kill(&mut a);
     let polls_at_kill = fakes.replicate.polls_of(&prediction);
 
-    wait_job(&b.base, &id, "taken over by B", |j| j["attempts"] == 2).await;
+    wait_job(&b.base, &id, "taken over by B", |j| j["takeovers"] == 1).await;
     wait_for("B resumed polling the saved prediction", || fakes.replicate.polls_of(&prediction) > polls_at_kill).await;
     assert!(!watching.names().iter().any(|n| n == "succeeded"), "not finished before the prediction was");
     fakes.replicate.finish(&prediction);
@@ -296,15 +297,15 @@ async fn a_replica_killed_mid_render_is_taken_over_by_the_other_with_one_create(
 
     let names: Vec<&str> = events.iter().map(|(_, name, _)| name.as_str()).collect();
     assert!(events.windows(2).all(|w| w[0].0 < w[1].0), "event ids increase: {events:?}");
-    let claims: Vec<i64> = events
+    let claims: Vec<(i64, i64)> = events
         .iter()
         .filter(|(_, name, _)| name == "processing")
-        .filter_map(|(_, _, d)| d["attempts"].as_i64())
+        .filter_map(|(_, _, d)| Some((d["attempts"].as_i64()?, d["takeovers"].as_i64()?)))
         .collect();
-    assert_eq!(claims, [1, 2], "A's claim, then B's takeover: {names:?}");
+    assert_eq!(claims, [(1, 0), (1, 1)], "A's claim, then B's takeover in the same attempt: {names:?}");
     let saved = events.iter().find(|(_, name, _)| name == "upstream").expect("upstream event");
     assert_eq!(saved.2["id"], prediction.as_str());
-    let takeover = events.iter().position(|(_, n, d)| n == "processing" && d["attempts"] == 2).expect("takeover");
+    let takeover = events.iter().position(|(_, n, d)| n == "processing" && d["takeovers"] == 1).expect("takeover");
     // Progress is throttled (the latest step wins), so which stages show depends on timing; that
     // there is progress on both sides of the takeover does not.
     assert!(events[..takeover].iter().any(|(_, n, _)| n == "progress"), "A's progress reached B's stream: {names:?}");
@@ -313,7 +314,8 @@ async fn a_replica_killed_mid_render_is_taken_over_by_the_other_with_one_create(
     assert_eq!(names.last(), Some(&"succeeded"), "{names:?}");
 
     let done = wait_job(&b.base, &id, "finished", finished).await;
-    assert_eq!((done["status"].as_str(), done["attempts"].as_i64()), (Some("succeeded"), Some(2)), "{done}");
+    let counts = (done["status"].as_str(), done["attempts"].as_i64(), done["takeovers"].as_i64());
+    assert_eq!(counts, (Some("succeeded"), Some(1), Some(1)), "a takeover is not an attempt: {done}");
     let stored = download(&b.base, done["output"]["video_url"].as_str().expect("video_url")).await;
     assert!(stored == served, "B stored the fake's video byte for byte");
     assert_eq!(fakes.creates(), 1, "one paid prediction across the takeover");

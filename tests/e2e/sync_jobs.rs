@@ -16,14 +16,19 @@ async fn get(client: &reqwest::Client, url: String) -> (u16, Value) {
     (resp.status().as_u16(), resp.json().await.unwrap_or(Value::Null))
 }
 
-/// The real binary rendering videos on `replicate`, polling it every 50 ms.
-fn start(replicate: &FakeReplicate) -> ServerProcess {
-    ServerProcess::start(&[
+/// The real binary rendering videos on `replicate`, polling it every 50 ms, with `extra` settings.
+fn start_with(replicate: &FakeReplicate, extra: &[(&str, &str)]) -> ServerProcess {
+    let mut env = vec![
         ("REPLICATE_API_TOKEN", TEST_REPLICATE_TOKEN),
-        ("REPLICATE_BASE_URL", &replicate.base_url),
+        ("REPLICATE_BASE_URL", replicate.base_url.as_str()),
         ("MV_REPLICATE_POLL_SECS", "0.05"),
-    ])
-    .expect("start mvgen")
+    ];
+    env.extend_from_slice(extra);
+    ServerProcess::start(&env).expect("start mvgen")
+}
+
+fn start(replicate: &FakeReplicate) -> ServerProcess {
+    start_with(replicate, &[])
 }
 
 /// Polls `what` until it holds, for at most 20 s.
@@ -136,4 +141,36 @@ async fn a_sync_video_whose_polling_fails_cancels_its_prediction() {
     })
     .await;
     assert_eq!(cancelled, ["pred-1"]);
+}
+
+/// The sync wait is bounded (`MVGEN_SYNC_WAIT`): past it the caller gets 504 `JobStillRunning`
+/// with `Retry-After` and `X-Job-Id`, and the job goes on to its end, where the caller finds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_wait_past_its_bound_answers_504_with_the_job_to_follow() {
+    let replicate = FakeReplicate::start().await;
+    let server = start_with(&replicate, &[("MVGEN_SYNC_WAIT", "1")]);
+    replicate.push_prediction(PredictionPlan::held(Outcome::Succeed(FakeFile::mp4())));
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    let resp = client.post(format!("{}/api/mv/generate_video", server.base)).json(&json!({"prompt": "p"}));
+    let resp = tokio::time::timeout(Duration::from_secs(15), resp.send()).await.expect("the wait is bounded");
+    let resp = resp.expect("request");
+    assert_eq!(resp.status(), 504);
+    assert!(started.elapsed() < Duration::from_secs(10), "answered at the bound: {:?}", started.elapsed());
+    assert_eq!(resp.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("10"));
+    let job_id = resp.headers().get("x-job-id").and_then(|v| v.to_str().ok()).expect("X-Job-Id").to_owned();
+    let error: Value = resp.json().await.expect("json");
+    assert_eq!(error["detail"]["error"], "JobStillRunning", "{error}");
+    assert_eq!(error["detail"]["details"]["job_id"], job_id.as_str(), "{error}");
+    assert_eq!(error["detail"]["details"]["status"], "processing", "{error}");
+
+    replicate.finish("pred-1");
+    let job = until("the job to succeed after the 504", async || {
+        let (_, job) = get(&client, format!("{}/api/mv/jobs/{job_id}", server.base)).await;
+        (job["status"] == "succeeded").then_some(job)
+    })
+    .await;
+    assert!(job["output"]["video_id"].is_string(), "{job}");
+    assert_eq!(replicate.received_on(Route::Create).len(), 1);
+    assert!(replicate.cancelled().is_empty(), "the bound cancelled nothing: {:?}", replicate.cancelled());
 }

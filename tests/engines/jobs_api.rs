@@ -35,6 +35,7 @@ fn config(workers: usize) -> EngineConfig {
         max_attempts: 3,
         poll: Duration::from_millis(50),
         progress_every: Duration::from_millis(20),
+        ..EngineConfig::default()
     }
 }
 
@@ -418,7 +419,8 @@ async fn replicas_share_one_postgres_queue() {
     let a = Replica::start(&pg.url, pipeline.clone(), config(3)).await;
     let b = Replica::start(&pg.url, pipeline.clone(), config(3)).await;
     let job = wait_status(&b.base, &crashed, &["succeeded", "failed"]).await;
-    assert_eq!((job["status"].as_str(), job["attempts"].as_i64()), (Some("succeeded"), Some(2)), "{job}");
+    let counts = (job["status"].as_str(), job["attempts"].as_i64(), job["takeovers"].as_i64());
+    assert_eq!(counts, (Some("succeeded"), Some(1), Some(1)), "a takeover is not an attempt: {job}");
     assert_eq!(upstream.creates("crash"), 1, "the takeover resumed the saved prediction");
 
     let watched = submit(&a.base, "video", json!({ "prompt": "watched on b", "render_ms": 400 })).await;
@@ -488,4 +490,74 @@ async fn crash_mid_render(url: &str, pipeline: Arc<FakePipeline>) -> String {
     })
     .await
     .unwrap()
+}
+
+/// Keys per the IETF draft: a replay sends the first answer as it was sent (not the job as it is
+/// now); a key left pending by a submission that crashed before storing its job is free again
+/// after the lease (a live one is still a 409); an expired key is forgotten.
+async fn idempotency_keys_replay_the_first_answer_recover_and_expire(url: &str) {
+    use sqlx::Connection;
+    let (pipeline, _) = FakePipeline::new();
+    let replica = Replica::start(url, pipeline, config(1)).await;
+    let base = replica.base.clone();
+    let body = json!({ "kind": "scenes", "input": { "prompt": "first answer" } });
+    let (status, first_headers, first) = post(&base, "/api/mv/jobs", &body, Some("first")).await;
+    assert_eq!((status, first["status"].as_str()), (StatusCode::ACCEPTED, Some("queued")), "{first}");
+    let id = first["id"].as_str().expect("id").to_owned();
+    wait_status(&base, &id, &["succeeded"]).await;
+    let (status, headers, again) = post(&base, "/api/mv/jobs", &body, Some("first")).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(again, first, "the first answer, not the job as it is now");
+    assert_eq!(headers["location"], first_headers["location"]);
+
+    let mut db = sqlx::AnyConnection::connect(url).await.expect("connect");
+    let pending = "INSERT INTO idempotency (key, fingerprint, job_id, created_at) VALUES ($1, $2, NULL, $3)";
+    // The server's fingerprint of `body`: SHA-256 of its kind and input as JSON, in hex.
+    let fingerprint: String = {
+        use sha2::Digest;
+        let canonical = json!({ "kind": body["kind"], "input": body["input"] }).to_string();
+        sha2::Sha256::digest(canonical.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    };
+    let now = mvgen::jobs::store::now_ms();
+    // Left by a submission that crashed ten minutes ago, between storing its key and its job.
+    sqlx::query(pending)
+        .bind("crashed")
+        .bind(&fingerprint)
+        .bind(now - 600_000)
+        .execute(&mut db)
+        .await
+        .expect("stuck key");
+    let (status, _, made) = post(&base, "/api/mv/jobs", &body, Some("crashed")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "a stuck key is recovered: {made}");
+    assert_ne!(made["id"], first["id"]);
+    // A submission in flight right now keeps its key.
+    sqlx::query(pending).bind("in-flight").bind(&fingerprint).bind(now).execute(&mut db).await.expect("live key");
+    let (status, _, err) = post(&base, "/api/mv/jobs", &body, Some("in-flight")).await;
+    assert_eq!((status, err["detail"]["error"].as_str()), (StatusCode::CONFLICT, Some("IdempotencyKeyInUse")));
+
+    // A day and an hour later the first key has expired: another body makes a new job.
+    sqlx::query("UPDATE idempotency SET created_at = created_at - 90000000 WHERE key = 'first'")
+        .execute(&mut db)
+        .await
+        .expect("age the key");
+    let other = json!({ "kind": "scenes", "input": { "prompt": "a new day" } });
+    let (status, _, fresh) = post(&base, "/api/mv/jobs", &other, Some("first")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "an expired key is forgotten: {fresh}");
+    assert_ne!(fresh["id"], first["id"]);
+    db.close().await.expect("close");
+    replica.stop().await;
+}
+
+#[tokio::test]
+async fn idempotency_keys_replay_the_first_answer_recover_and_expire_on_sqlite() {
+    let db = tempfile::tempdir().unwrap();
+    idempotency_keys_replay_the_first_answer_recover_and_expire(&sqlite(&db)).await;
+}
+
+#[tokio::test]
+async fn idempotency_keys_replay_the_first_answer_recover_and_expire_on_postgres() {
+    let Some(pg) = Postgres::start("idempotency_keys_replay_the_first_answer_recover_and_expire_on_postgres") else {
+        return;
+    };
+    idempotency_keys_replay_the_first_answer_recover_and_expire(&pg.url).await;
 }

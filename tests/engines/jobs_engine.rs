@@ -7,7 +7,7 @@ use crate::support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mvgen::jobs::store::JobRow;
+use mvgen::jobs::store::{JobRow, Outcome};
 use mvgen::jobs::{EngineConfig, JobPipeline, Jobs, Submitted};
 use serde_json::{Value, json};
 use support::job_pipeline::FakePipeline;
@@ -20,6 +20,7 @@ pub(super) fn config(workers: usize, stale_ms: u64) -> EngineConfig {
         max_attempts: 3,
         poll: Duration::from_millis(50),
         progress_every: Duration::from_millis(20),
+        ..EngineConfig::default()
     }
 }
 
@@ -90,7 +91,7 @@ async fn a_job_survives_an_engine_restart_and_resumes_its_upstream_run_without_a
     let workers = jobs.start_workers(shutdown.clone());
     let row = wait_until(&jobs, &first, "finished", finished).await;
     assert_eq!(row.status, "succeeded", "{row:?}");
-    assert_eq!(row.attempts, 2, "taken over once");
+    assert_eq!((row.attempts, row.takeovers), (1, 1), "taken over once, in the same attempt");
     assert_eq!(upstream.creates("crash"), 1, "the takeover resumed the saved prediction");
     let upstream_run = row.upstream.expect("upstream");
     assert_eq!(row.output.as_ref().unwrap()["prediction"], upstream_run.id.as_str());
@@ -204,4 +205,114 @@ async fn a_database_that_cannot_be_opened_is_a_clear_error() {
     assert!(err.contains("cannot open the jobs database"), "{err}");
     let err = Jobs::open("mysql://x", pipeline, config(0, 1000)).await.err().expect("refused");
     assert!(err.contains("MVGEN_DATABASE_URL"), "{err}");
+}
+
+/// Makes every job stored in `url` claimed at once by a worker of another process, `claim`
+/// `other-worker`, whose heartbeat reads `beat_ms` after the job's creation: the worker wins the
+/// race against the sync request's own claim, every time.
+async fn another_worker_claims_first(url: &str, beat_ms: i64) {
+    use sqlx::Connection;
+    let mut conn = sqlx::AnyConnection::connect(url).await.expect("connect");
+    let trigger = format!(
+        "CREATE TRIGGER other_worker_wins AFTER INSERT ON jobs BEGIN \
+         UPDATE jobs SET status = 'processing', claim = 'other-worker', attempts = 1, started_at = NEW.created_at, \
+         heartbeat_at = NEW.created_at + {beat_ms} WHERE id = NEW.id; END"
+    );
+    sqlx::query(&trigger).execute(&mut conn).await.expect("trigger");
+    conn.close().await.expect("close");
+}
+
+#[tokio::test]
+async fn a_sync_job_a_worker_claims_first_holds_its_generation_slot_until_it_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(&dir);
+    let (pipeline, upstream) = FakePipeline::new();
+    let jobs = Jobs::open(&url, pipeline.clone(), config(0, 60_000)).await.expect("open");
+    another_worker_claims_first(&url, 3_600_000).await;
+    let slots = Arc::new(tokio::sync::Semaphore::new(1));
+    let slot = slots.clone().try_acquire_owned().expect("the one slot");
+    let planned = pipeline.plan("video", json!({ "prompt": "raced" })).await.expect("plan");
+    let id = jobs.submit_now("video", &planned, slot).await.expect("submitted");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let row = jobs.store().get(&id).await.unwrap().unwrap();
+    assert_eq!(row.status, "processing", "{row:?}");
+    assert_eq!(slots.available_permits(), 0, "the slot is held while the other worker runs the job");
+
+    let output = json!({ "done": "elsewhere" });
+    assert!(jobs.store().finish(&id, "other-worker", Outcome::Succeeded(&output)).await.unwrap());
+    let row = tokio::time::timeout(Duration::from_secs(10), jobs.finished(&id)).await.expect("waited").expect("known");
+    assert_eq!(row.status, "succeeded");
+    assert_eq!(slots.available_permits(), 1, "the slot is free by the time the caller is answered");
+    assert_eq!(upstream.runs.load(std::sync::atomic::Ordering::SeqCst), 0, "run once, by the other worker");
+}
+
+#[tokio::test]
+async fn a_sync_job_whose_worker_died_is_finished_by_the_sync_request_on_a_serve_without_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(&dir);
+    let (pipeline, upstream) = FakePipeline::new();
+    // MVGEN_WORKERS=0: nobody else would ever take the job over.
+    let jobs = Jobs::open(&url, pipeline.clone(), config(0, 300)).await.expect("open");
+    let _workers = jobs.start_workers(CancellationToken::new());
+    another_worker_claims_first(&url, 0).await;
+    let planned = pipeline.plan("video", json!({ "prompt": "orphan" })).await.expect("plan");
+    let id = jobs.submit_now("video", &planned, ()).await.expect("submitted");
+    let row = tokio::time::timeout(Duration::from_secs(10), jobs.finished(&id))
+        .await
+        .expect("the sync wait ends: the dead worker's job is taken over here")
+        .expect("known");
+    assert_eq!(row.status, "succeeded", "{row:?}");
+    assert_eq!(upstream.creates("orphan"), 1);
+}
+
+/// Restarts are not failures: a takeover from a dead worker and a graceful release leave the retry
+/// budget whole, and a job that keeps losing its worker still ends after `max_takeovers`.
+async fn restarts_do_not_use_up_retries(url: &str) {
+    let (pipeline, upstream) = FakePipeline::new();
+    let config = EngineConfig { max_attempts: 2, max_takeovers: 2, ..config(1, 300) };
+    let jobs = Jobs::open(url, pipeline, config).await.expect("open");
+    let id = submit(&jobs, "scenes", json!({ "prompt": "down", "fail": "upstream" })).await;
+    // A worker claims it and dies; another takes it over and is shut down gracefully.
+    let now = mvgen::jobs::store::now_ms();
+    let first = jobs.store().claim("dead-1", now).await.unwrap().expect("claimed");
+    let second = jobs.store().claim("dead-2", now + 3_600_000).await.unwrap().expect("taken over");
+    assert_eq!((first.id.as_str(), second.id.as_str()), (id.as_str(), id.as_str()));
+    assert!(jobs.store().finish(&id, "dead-2", Outcome::Released).await.unwrap());
+    let shutdown = CancellationToken::new();
+    let workers = jobs.start_workers(shutdown.clone());
+    let row = wait_until(&jobs, &id, "finished", finished).await;
+    assert_eq!((row.status.as_str(), row.attempts, row.takeovers), ("failed", 2, 1), "{row:?}");
+    assert_eq!(upstream.runs.load(std::sync::atomic::Ordering::SeqCst), 2, "both tries ran after the restarts");
+    shutdown.cancel();
+    workers.wait().await;
+
+    // Crashing its worker again and again: past two takeovers the next owner fails it unrun.
+    let id = submit(&jobs, "scenes", json!({ "prompt": "crashes its worker" })).await;
+    let now = mvgen::jobs::store::now_ms();
+    jobs.store().claim("crash-0", now).await.unwrap().expect("claimed");
+    jobs.store().claim("crash-1", now + 3_600_000).await.unwrap().expect("taken over");
+    jobs.store().claim("crash-2", now + 3_600_000).await.unwrap().expect("taken over");
+    let shutdown = CancellationToken::new();
+    let workers = jobs.start_workers(shutdown.clone());
+    let row = wait_until(&jobs, &id, "finished", finished).await;
+    assert_eq!((row.status.as_str(), row.attempts, row.takeovers), ("failed", 1, 3), "{row:?}");
+    assert_eq!(row.error_code.as_deref(), Some("InternalError"));
+    assert!(row.error_message.as_deref().is_some_and(|m| m.contains("MVGEN_JOB_MAX_TAKEOVERS")), "{row:?}");
+    assert_eq!(upstream.runs.load(std::sync::atomic::Ordering::SeqCst), 2, "never run again");
+    shutdown.cancel();
+    workers.wait().await;
+}
+
+#[tokio::test]
+async fn restarts_do_not_use_up_retries_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    restarts_do_not_use_up_retries(&sqlite_url(&dir)).await;
+}
+
+#[tokio::test]
+async fn restarts_do_not_use_up_retries_on_postgres() {
+    let Some(pg) = support::postgres::Postgres::start("restarts_do_not_use_up_retries_on_postgres") else {
+        return;
+    };
+    restarts_do_not_use_up_retries(&pg.url).await;
 }
