@@ -47,5 +47,5 @@ pub fn plan(flavor: &Flavor, what: RenderWhat) -> Result<(String, Value), String
 
 fn planned<G: Generation>(flavor: &Flavor, body: G::Input) -> Result<(String, Value), String> {
     let (plan, _) = G::validate(body).map_err(|e| e.message)?.plan(flavor);
-    Ok((G::prompt(&plan).to_string(), G::parameters(&plan).clone()))
+    Ok((G::prompt(&plan.request).to_string(), plan.parameters))
 }

@@ -2,7 +2,7 @@
 //! now and run later by the job engine ([`Pipeline`]). Both take the same steps in the same order,
 //! so a job is validated, planned and answered exactly as the sync endpoint is.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
@@ -10,9 +10,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::character::Character;
+use super::inputs::optional;
 use super::scenes::Scenes;
 use super::video::Video;
-use super::{Generation, Run};
+use super::{Body, Generation, Plan, Run};
 use crate::api::AppState;
 use crate::api::debug_log;
 use crate::api::error::{ApiError, ErrorKind};
@@ -30,8 +31,8 @@ pub async fn respond<G: Generation>(
     jobs: Option<&Arc<Jobs>>,
     input: G::Input,
 ) -> Result<Response, ApiError> {
-    let request = validate::<G>(input)?;
-    let chosen = choose_flavor(state, request.config_flavor())?;
+    let (request, requested) = validate::<G>(input)?;
+    let chosen = choose_flavor(state, requested.as_deref())?;
     // Taken once the request is known to be valid: at the cap a bad request still gets its 4xx.
     let slot = state.generations.take()?;
     let plan = plan(state, &request, &chosen);
@@ -66,10 +67,11 @@ pub async fn respond<G: Generation>(
     Ok(response)
 }
 
-/// A body's text fields bounded in length, then its values checked.
-fn validate<G: Generation>(input: G::Input) -> Result<G, ApiError> {
-    bounded_texts(&G::texts(&input))?;
-    G::validate(input)
+/// A body's text fields bounded in length, then its values checked; with the flavor it names.
+fn validate<G: Generation>(input: G::Input) -> Result<(G, Option<String>), ApiError> {
+    bounded_texts(&input.texts())?;
+    let requested = optional(input.config_flavor().map(str::to_owned));
+    Ok((G::validate(input)?, requested))
 }
 
 /// Which flavor served a request, as reported in `metadata.config_flavor`.
@@ -120,10 +122,10 @@ fn choose_flavor(state: &AppState, requested: Option<&str>) -> Result<Chosen, Ap
 }
 
 /// The plan for the chosen flavor, logged value by value in debug mode.
-fn plan<G: Generation>(state: &AppState, request: &G, chosen: &Chosen) -> G::Plan {
+fn plan<G: Generation>(state: &AppState, request: &G, chosen: &Chosen) -> PlanOf<G> {
     let (plan, consumed) = request.plan(&chosen.flavor);
     if state.debug {
-        debug_log::plan(chosen, G::KIND, &consumed, G::prompt(&plan));
+        debug_log::plan(chosen, G::KIND, &consumed, G::prompt(&plan.request));
     }
     plan
 }
@@ -139,6 +141,9 @@ fn with_flavor<T: Serialize>(report: &FlavorReport, body: T) -> Response {
     }
     response
 }
+
+/// The plan of kind `G`.
+type PlanOf<G> = Plan<<G as Generation>::Request, <G as Generation>::Kept>;
 
 /// The generation pipeline as the job engine sees it, over the same state the endpoints use.
 #[derive(Clone)]
@@ -175,25 +180,28 @@ impl Kind {
 /// Every kind a job may be.
 const KINDS: &[Kind] = &[Kind::of::<Scenes>(), Kind::of::<Character>(), Kind::of::<Video>()];
 
+/// Their names, listed once for the job engine.
+static NAMES: LazyLock<Vec<&'static str>> = LazyLock::new(|| KINDS.iter().map(|k| k.name).collect());
+
 fn kind(name: &str) -> Result<&'static Kind, ApiError> {
-    KINDS.iter().find(|k| k.name == name).ok_or_else(|| {
-        let names: Vec<&str> = KINDS.iter().map(|k| k.name).collect();
-        ApiError::invalid("kind", format!("expected one of {}, got {name:?}", names.join(", ")))
-    })
+    KINDS
+        .iter()
+        .find(|k| k.name == name)
+        .ok_or_else(|| ApiError::invalid("kind", format!("expected one of {}, got {name:?}", NAMES.join(", "))))
 }
 
 /// Validates `input` as the sync endpoint's body (the same parser, so the same 4xx), chooses the
 /// flavor and plans. No generation slot: nothing runs yet.
 fn plan_job<G: Generation>(state: &AppState, input: Value) -> Result<Planned, ApiError> {
     let bytes = serde_json::to_vec(&input).map_err(|e| ApiError::internal(format!("the input: {e}")))?;
-    let request = validate::<G>(crate::api::extract::parse::<G::Input>(&bytes)?)?;
-    let chosen = choose_flavor(state, request.config_flavor())?;
+    let (request, requested) = validate::<G>(crate::api::extract::parse::<G::Input>(&bytes)?)?;
+    let chosen = choose_flavor(state, requested.as_deref())?;
     let plan = plan(state, &request, &chosen);
     planned::<G>(FlavorReport::from(&chosen), plan)
 }
 
 /// A kind's plan as the job engine stores it.
-fn planned<G: Generation>(config_flavor: FlavorReport, plan: G::Plan) -> Result<Planned, ApiError> {
+fn planned<G: Generation>(config_flavor: FlavorReport, plan: PlanOf<G>) -> Result<Planned, ApiError> {
     let (project_id, sequence) = G::project(&plan);
     let stored = Stored { config_flavor, plan };
     let unserialisable = |e: serde_json::Error| ApiError::internal(format!("the plan could not be serialised: {e}"));
@@ -212,7 +220,7 @@ fn run_job<'a, G: Generation>(
     ctx: RunContext<'a>,
 ) -> BoxFuture<'a, Result<Value, ApiError>> {
     Box::pin(async move {
-        let stored = Stored::<G::Plan>::deserialize(plan)
+        let stored = Stored::<PlanOf<G>>::deserialize(plan)
             .map_err(|e| ApiError::internal(format!("the stored plan is not a {} plan: {e}", G::KIND)))?;
         let answer = G::run(&stored.plan, Run { state, flavor: &stored.config_flavor, ctx }).await?;
         serde_json::to_value(answer).map_err(|e| ApiError::internal(format!("the answer: {e}")))
@@ -220,6 +228,10 @@ fn run_job<'a, G: Generation>(
 }
 
 impl JobPipeline for Pipeline {
+    fn kinds(&self) -> &[&'static str] {
+        &NAMES
+    }
+
     fn plan<'a>(&'a self, kind: &'a str, input: Value) -> BoxFuture<'a, Result<Planned, ApiError>> {
         Box::pin(async move { (self::kind(kind)?.plan)(&self.state, input) })
     }

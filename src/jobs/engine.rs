@@ -20,9 +20,6 @@ use super::store::{Claimed, Dialect, KeyState, NewJob, Outcome, Store, StoreErro
 use crate::api::error::{ApiError, ErrorKind};
 use crate::providers::{BoxFuture, RunContext, RunObserver, UpstreamRun};
 
-/// The kinds a job may have (the pipeline decides what each means).
-pub const KINDS: [&str; 3] = ["scenes", "character_reference", "video"];
-
 /// How the engine runs jobs.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -106,6 +103,11 @@ impl Jobs {
         &self.config
     }
 
+    /// The kinds a job may have: the pipeline's.
+    pub fn kinds(&self) -> &[&'static str] {
+        self.pipeline.kinds()
+    }
+
     /// Wake-ups: the id of a job that has something new.
     pub fn subscribe(&self) -> broadcast::Receiver<String> {
         self.wake.subscribe()
@@ -118,8 +120,9 @@ impl Jobs {
 
     /// Plans `input` and stores the job. `key` is an `Idempotency-Key` with the body's fingerprint.
     pub async fn submit(&self, kind: &str, input: Value, key: Option<(&str, &str)>) -> Result<Submitted, ApiError> {
-        if !KINDS.contains(&kind) {
-            return Err(ApiError::invalid("kind", format!("{kind:?} is not one of {}", KINDS.join(", "))));
+        let kinds = self.kinds();
+        if !kinds.contains(&kind) {
+            return Err(ApiError::invalid("kind", format!("{kind:?} is not one of {}", kinds.join(", "))));
         }
         if let Some((key, fingerprint)) = key {
             match self.store.begin_key(key, fingerprint).await.map_err(unavailable)? {

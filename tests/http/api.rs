@@ -10,9 +10,9 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use base64::Engine;
 use mvgen::prompts::{self, SceneInputs};
-use mvgen::providers::{ProviderError, Providers, SceneRequest};
+use mvgen::providers::{ProviderError, Providers};
 use serde_json::{Value, json};
-use support::test_app::{FAKE_MP4, Recording, TINY_PNG, TestApp, capture_logs};
+use support::test_app::{FAKE_MP4, Recording, SceneCall, TINY_PNG, TestApp, capture_logs};
 
 #[tokio::test]
 async fn flavors_are_listed_sorted_with_details() {
@@ -259,7 +259,7 @@ async fn upstream_faults_map_to_502_503_504_and_refusals_to_422() {
             StatusCode::SERVICE_UNAVAILABLE,
         ),
     ] {
-        let t = TestApp::with(|_| {}, |p| p.scenes = Arc::new(Recording::<SceneRequest>::failing(fault.clone())));
+        let t = TestApp::with(|_| {}, |p| p.scenes = Arc::new(Recording::<SceneCall>::failing(fault.clone())));
         let (got, headers, resp) =
             t.post_full("/api/mv/create_scenes", &json!({"idea": "i", "character_description": "c"})).await;
         assert_eq!(got, status, "{resp}");
@@ -417,13 +417,13 @@ async fn concurrent_requests_with_different_flavors_never_mix() {
     let received = t.scenes.received();
     assert_eq!(received.len(), 1000);
     for r in received {
-        let used = used_by_idea[&r.idea];
+        let used = used_by_idea[&r.brief.idea];
         let flavor = mvgen::flavor::lookup(used).expect("flavor");
         let expected = prompts::scene_plan(
             flavor,
-            &SceneInputs { idea: r.idea.clone(), character_description: "c".into(), ..Default::default() },
+            &SceneInputs { idea: r.brief.idea.clone(), character_description: "c".into(), ..Default::default() },
         );
-        assert_eq!(r.prompt, expected.prompt, "{} got another flavor's prompt", r.idea);
+        assert_eq!(r.prompt, expected.prompt, "{} got another flavor's prompt", r.brief.idea);
     }
 }
 
@@ -909,7 +909,10 @@ async fn blank_and_padded_values() {
     assert_eq!(t.post("/api/mv/create_scenes", &clean).await.0, StatusCode::OK);
     let got = t.scenes.received();
     assert_eq!(got[0].prompt, got[1].prompt);
-    assert_eq!(got[0].character_characteristics, mvgen::flavor::default().parameters.character_characteristics.value);
+    assert_eq!(
+        got[0].brief.character_characteristics,
+        mvgen::flavor::default().parameters.character_characteristics.value
+    );
 
     let messy = json!({"prompt": " A robot walks.  \n", "negative_prompt": "  ", "aspect_ratio": " 9:16 ",
         "video_rules_template": "Shot in {aspect_ratio}.\n", "character_reference_id": ""});
