@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::compiler::template::{Template, Var};
 use crate::compiler::{
     AspectRatio, Choice, Entry, Flavor, ImageParams, ImagePrompts, Key, OutputFormat, Parameters, PersonGeneration,
-    SafetyFilterLevel, ScenePrompts, VideoAspectRatio,
+    SafetyFilterLevel, ScenePrompts, Text, VideoAspectRatio,
 };
 use crate::providers::{ImageRequest, SceneBrief, SceneRequest, VideoRequest};
 
@@ -101,54 +101,61 @@ impl<'f> Reader<'f> {
     }
 
     /// The request's value when given, else the flavor's (which is then recorded as consumed).
-    /// `config` is borrowed (`&str` for text) so the flavor's value is copied once, only when used.
-    fn pick<T: ToOwned + ?Sized>(
-        &mut self,
-        given: Option<T::Owned>,
-        config: &T,
-        key: Key,
-        target: &'static str,
-    ) -> T::Owned {
+    /// `config` is borrowed so the flavor's value is copied once, only when used.
+    fn pick<T, C: Setting<T>>(&mut self, given: Option<T>, config: &C, key: Key, target: &'static str) -> T {
         match given {
             Some(v) => v,
             None => {
                 self.note(key, target);
-                config.to_owned()
+                config.value()
             }
         }
     }
+}
+
+/// A flavor value as a request's override of it is typed: text as a `String`, the rest as itself.
+trait Setting<T> {
+    fn value(&self) -> T;
+}
+
+impl Setting<String> for Text {
+    fn value(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl<T: Copy> Setting<T> for T {
+    fn value(&self) -> T {
+        *self
+    }
+}
+
+/// `pick!(r, "video_generator", inputs.duration, ImageParams::video_duration, ip)`:
+/// [`Reader::pick`] of the request's `inputs.duration` or else the flavor's `ip.video_duration`,
+/// noted as loaded into `video_generator.duration`. Each name is said once, so a value can't be
+/// logged under another key or target.
+macro_rules! pick {
+    ($r:ident, $stage:literal, $inputs:ident.$input:ident, $section:ident::$field:ident, $values:ident) => {
+        $r.pick(
+            Clone::clone(&$inputs.$input),
+            &$values.$field.value,
+            $section::$field,
+            concat!($stage, ".", stringify!($input)),
+        )
+    };
 }
 
 /// Renders the scene prompt for `flavor` with the request's overrides.
 pub fn scene_plan<'f>(flavor: &'f Flavor, inputs: &SceneInputs) -> Rendered<'f, SceneRequest, SceneBrief> {
     let p = &flavor.parameters;
     let mut r = Reader::new(flavor);
-    let character_characteristics = r.pick(
-        inputs.character_characteristics.clone(),
-        &*p.character_characteristics.value,
-        Parameters::character_characteristics,
-        "scene_generator.character_characteristics",
-    );
-    let video_type =
-        r.pick(inputs.video_type.clone(), &*p.video_type.value, Parameters::video_type, "scene_generator.video_type");
-    let video_characteristics = r.pick(
-        inputs.video_characteristics.clone(),
-        &*p.video_characteristics.value,
-        Parameters::video_characteristics,
-        "scene_generator.video_characteristics",
-    );
-    let camera_angle = r.pick(
-        inputs.camera_angle.clone(),
-        &*p.camera_angle.value,
-        Parameters::camera_angle,
-        "scene_generator.camera_angle",
-    );
-    let number_of_scenes = r.pick(
-        inputs.number_of_scenes,
-        &p.number_of_scenes.value,
-        Parameters::number_of_scenes,
-        "scene_generator.number_of_scenes",
-    );
+    let character_characteristics =
+        pick!(r, "scene_generator", inputs.character_characteristics, Parameters::character_characteristics, p);
+    let video_type = pick!(r, "scene_generator", inputs.video_type, Parameters::video_type, p);
+    let video_characteristics =
+        pick!(r, "scene_generator", inputs.video_characteristics, Parameters::video_characteristics, p);
+    let camera_angle = pick!(r, "scene_generator", inputs.camera_angle, Parameters::camera_angle, p);
+    let number_of_scenes = pick!(r, "scene_generator", inputs.number_of_scenes, Parameters::number_of_scenes, p);
     r.note(Parameters::scene_model, "scene_generator.model");
     r.note(ScenePrompts::scene_generation_prompt, "scene_generator.prompt_template");
     let count = number_of_scenes.to_string();
@@ -196,26 +203,11 @@ pub fn image_plan<'f>(flavor: &'f Flavor, inputs: &CharacterInputs) -> Rendered<
     let mut r = Reader::new(flavor);
     r.note(ImagePrompts::character_reference_prompt, "image_generator.prompt_template");
     r.note(ImageParams::model, "image_generator.model");
-    let aspect_ratio =
-        r.pick(inputs.aspect_ratio, &ip.aspect_ratio.value, ImageParams::aspect_ratio, "image_generator.aspect_ratio");
-    let safety_filter_level = r.pick(
-        inputs.safety_filter_level,
-        &ip.safety_filter_level.value,
-        ImageParams::safety_filter_level,
-        "image_generator.safety_filter_level",
-    );
-    let person_generation = r.pick(
-        inputs.person_generation,
-        &ip.person_generation.value,
-        ImageParams::person_generation,
-        "image_generator.person_generation",
-    );
-    let output_format = r.pick(
-        inputs.output_format,
-        &ip.output_format.value,
-        ImageParams::output_format,
-        "image_generator.output_format",
-    );
+    let aspect_ratio = pick!(r, "image_generator", inputs.aspect_ratio, ImageParams::aspect_ratio, ip);
+    let safety_filter_level =
+        pick!(r, "image_generator", inputs.safety_filter_level, ImageParams::safety_filter_level, ip);
+    let person_generation = pick!(r, "image_generator", inputs.person_generation, ImageParams::person_generation, ip);
+    let output_format = pick!(r, "image_generator", inputs.output_format, ImageParams::output_format, ip);
     let rendered = flavor.image_prompts.character_reference_prompt.value.render(|var| match var {
         Var::CharacterDescription => &inputs.character_description,
         _ => "",
@@ -254,20 +246,9 @@ pub fn video_plan<'f>(flavor: &'f Flavor, inputs: &VideoInputs) -> Rendered<'f, 
     let ip = &flavor.image_params;
     let mut r = Reader::new(flavor);
     r.note(ImageParams::video_model, "video_generator.model");
-    let aspect_ratio = r.pick(
-        inputs.aspect_ratio,
-        &ip.video_aspect_ratio.value,
-        ImageParams::video_aspect_ratio,
-        "video_generator.aspect_ratio",
-    );
-    let duration =
-        r.pick(inputs.duration, &ip.video_duration.value, ImageParams::video_duration, "video_generator.duration");
-    let generate_audio = r.pick(
-        inputs.generate_audio,
-        &ip.video_generate_audio.value,
-        ImageParams::video_generate_audio,
-        "video_generator.generate_audio",
-    );
+    let aspect_ratio = pick!(r, "video_generator", inputs.aspect_ratio, ImageParams::video_aspect_ratio, ip);
+    let duration = pick!(r, "video_generator", inputs.duration, ImageParams::video_duration, ip);
+    let generate_audio = pick!(r, "video_generator", inputs.generate_audio, ImageParams::video_generate_audio, ip);
     r.note(ImageParams::video_person_generation, "video_generator.person_generation");
     let rules = match &inputs.video_rules_template {
         Some(t) => t,
