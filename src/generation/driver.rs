@@ -9,15 +9,12 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::character::Character;
 use super::inputs::optional;
-use super::scenes::Scenes;
-use super::video::Video;
 use super::{Body, Generation, Plan, Run};
-use crate::api::AppState;
 use crate::api::debug_log;
 use crate::api::error::{ApiError, ErrorKind};
 use crate::api::limits::bounded_texts;
+use crate::api::{AppState, KINDS};
 use crate::flavor::Chosen;
 use crate::jobs::{JobPipeline, Jobs, Planned};
 use crate::providers::{BoxFuture, RunContext};
@@ -164,21 +161,18 @@ struct Stored<P> {
     plan: P,
 }
 
-/// One kind as the job engine reaches it, by name.
-struct Kind {
+/// One kind as the job engine reaches it, by name: an entry of the route table's `api::KINDS`.
+pub struct Kind {
     name: &'static str,
     plan: fn(&AppState, Value) -> Result<Planned, ApiError>,
     run: for<'a> fn(&'a AppState, &'a Value, RunContext<'a>) -> BoxFuture<'a, Result<Value, ApiError>>,
 }
 
 impl Kind {
-    const fn of<G: Generation>() -> Kind {
+    pub const fn of<G: Generation>() -> Kind {
         Kind { name: G::KIND, plan: plan_job::<G>, run: run_job::<G> }
     }
 }
-
-/// Every kind a job may be.
-const KINDS: &[Kind] = &[Kind::of::<Scenes>(), Kind::of::<Character>(), Kind::of::<Video>()];
 
 /// Their names, listed once for the job engine.
 static NAMES: LazyLock<Vec<&'static str>> = LazyLock::new(|| KINDS.iter().map(|k| k.name).collect());

@@ -8,8 +8,16 @@
 //! choice, strict mode, debug logs, the `config_flavor` report and headers, the generation slot, and
 //! the job engine's [`crate::jobs::JobPipeline`].
 //!
-//! Adding a kind: a new file here implementing [`Generation`], its line in [`driver::KINDS`] (for
-//! jobs), and its route in `api`.
+//! Adding a kind touches:
+//! - a new file here (`foo.rs`): the request body (deriving `Deserialize`, `clap::Args`,
+//!   `utoipa::ToSchema`, plus a `body!` line naming its text fields), the answer, the validated
+//!   type and its `impl Generation`; and its `pub mod foo;` line below;
+//! - its line in the route table's `generate::endpoints!` (`src/api/mod.rs`): that one line makes
+//!   the handler, its route and OpenAPI operation, and its entry in `api::KINDS`, which the job
+//!   engine takes its kinds from ([`crate::jobs::JobPipeline::kinds`]), so jobs accept it and the
+//!   jobs API filters by it.
+//!
+//! Only a `mvgen render` subcommand is still one more line, in `cli/render.rs`'s `RenderWhat`.
 
 /// Implements [`Body`] for a request body: `body!(CreateScenesBody: idea, camera_angle, ...)` names
 /// its free-text fields (`String` or `Option<String>`) in the order they are checked; every body has
@@ -83,7 +91,7 @@ pub trait Generation: Sized + Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Self::Answer, ApiError>>;
 }
 
-/// A request body as the driver reads it before its kind does (derived with [`body!`]).
+/// A request body as the driver reads it before its kind does (derived with `body!`).
 pub trait Body {
     /// The free-text fields by name, for the per-request length bound
     /// ([`crate::api::limits::bounded_texts`]) the driver applies before `validate`; `mvgen render`
