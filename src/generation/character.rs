@@ -115,6 +115,8 @@ pub struct CharacterKept {
 
 impl Generation for Character {
     const KIND: &'static str = "character_reference";
+    const COMMAND: &'static str = "character";
+    const RENDERS: &'static str = "The character reference image prompt";
     type Input = CharacterReferenceBody;
     type Request = ImageRequest;
     type Kept = CharacterKept;

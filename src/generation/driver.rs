@@ -6,6 +6,7 @@ use std::sync::{Arc, LazyLock};
 
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
+use clap::{Args, FromArgMatches};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -15,6 +16,7 @@ use crate::api::debug_log;
 use crate::api::error::{ApiError, ErrorKind};
 use crate::api::limits::bounded_texts;
 use crate::api::{AppState, KINDS};
+use crate::compiler::Flavor;
 use crate::flavor::Chosen;
 use crate::jobs::{JobPipeline, Jobs, Planned};
 use crate::providers::{BoxFuture, RunContext};
@@ -166,12 +168,44 @@ pub struct Kind {
     name: &'static str,
     plan: fn(&AppState, Value) -> Result<Planned, ApiError>,
     run: for<'a> fn(&'a AppState, &'a Value, RunContext<'a>) -> BoxFuture<'a, Result<Value, ApiError>>,
+    /// Its `mvgen render` subcommand and what renders a parse of it (`cli::render`).
+    pub command: &'static str,
+    pub render: Render,
 }
+
+/// `mvgen render`'s side of a kind: its subcommand with the body's arguments, and the prompt and
+/// parameters a parse of them renders for a flavor.
+pub struct Render {
+    pub subcommand: fn() -> clap::Command,
+    pub plan: fn(&Flavor, &clap::ArgMatches) -> Result<Rendering, String>,
+}
+
+/// What `mvgen render` prints: the prompt, byte for byte, and the parameters sent with it.
+pub type Rendering = (String, Value);
 
 impl Kind {
     pub const fn of<G: Generation>() -> Kind {
-        Kind { name: G::KIND, plan: plan_job::<G>, run: run_job::<G> }
+        Kind {
+            name: G::KIND,
+            plan: plan_job::<G>,
+            run: run_job::<G>,
+            command: G::COMMAND,
+            render: Render { subcommand: subcommand::<G>, plan: render::<G> },
+        }
     }
+}
+
+/// The kind's subcommand, as clap derives one for a `Variant(Body)` with a one-line doc comment.
+fn subcommand<G: Generation>() -> clap::Command {
+    G::Input::augment_args(clap::Command::new(G::COMMAND)).about(G::RENDERS).long_about(None)
+}
+
+/// The prompt and parameters sent upstream for the parsed arguments, through the server's own
+/// validation and plan (strings stripped; an empty optional one is not given).
+fn render<G: Generation>(flavor: &Flavor, args: &clap::ArgMatches) -> Result<Rendering, String> {
+    let body = G::Input::from_arg_matches(args).map_err(|e| e.to_string())?;
+    let (plan, _) = G::validate(body).map_err(|e| e.message)?.plan(flavor);
+    Ok((G::prompt(&plan.request).to_string(), plan.parameters))
 }
 
 /// Their names, listed once for the job engine.

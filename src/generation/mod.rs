@@ -15,9 +15,7 @@
 //! - its line in the route table's `generate::endpoints!` (`src/api/mod.rs`): that one line makes
 //!   the handler, its route and OpenAPI operation, and its entry in `api::KINDS`, which the job
 //!   engine takes its kinds from ([`crate::jobs::JobPipeline::kinds`]), so jobs accept it and the
-//!   jobs API filters by it.
-//!
-//! Only a `mvgen render` subcommand is still one more line, in `cli/render.rs`'s `RenderWhat`.
+//!   jobs API filters by it, and `mvgen render` offers its subcommand ([`Generation::COMMAND`]).
 
 /// Implements [`Body`] for a request body: `body!(CreateScenesBody: idea, camera_angle, ...)` names
 /// its free-text fields (`String` or `Option<String>`) in the order they are checked; every body has
@@ -59,8 +57,11 @@ pub use driver::{FlavorReport, Pipeline, respond};
 pub trait Generation: Sized + Send + Sync + 'static {
     /// Its name for jobs, metrics and debug logs: `scenes`, `character_reference`, `video`.
     const KIND: &'static str;
+    /// Its `mvgen render` subcommand (`scenes`, `character`, `video`), and that command's help line.
+    const COMMAND: &'static str;
+    const RENDERS: &'static str;
     /// The request body (also the `mvgen render` arguments).
-    type Input: Body + DeserializeOwned + Send;
+    type Input: Body + clap::Args + DeserializeOwned + Send;
     /// What its provider is sent.
     type Request: Serialize + DeserializeOwned + Send + Sync;
     /// What its answer needs of the request besides the provider request (the idea, the number of

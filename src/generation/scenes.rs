@@ -121,6 +121,8 @@ pub struct ScenesKept {
 
 impl Generation for Scenes {
     const KIND: &'static str = "scenes";
+    const COMMAND: &'static str = "scenes";
+    const RENDERS: &'static str = "The scene writer's prompt";
     type Input = CreateScenesBody;
     type Request = SceneRequest;
     type Kept = ScenesKept;

@@ -174,6 +174,8 @@ pub struct UploadedImage {
 
 impl Generation for Video {
     const KIND: &'static str = "video";
+    const COMMAND: &'static str = "video";
+    const RENDERS: &'static str = "A scene video prompt";
     type Input = GenerateVideoBody;
     type Request = VideoRequest;
     type Kept = VideoKept;
