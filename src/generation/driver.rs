@@ -2,7 +2,7 @@
 //! now and run later by the job engine ([`Pipeline`]). Both take the same steps in the same order,
 //! so a job is validated, planned and answered exactly as the sync endpoint is.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
@@ -12,10 +12,10 @@ use serde_json::{Value, json};
 
 use super::inputs::optional;
 use super::{Body, Generation, Plan, Run};
+use crate::api::AppState;
 use crate::api::debug_log;
 use crate::api::error::{ApiError, ErrorKind};
 use crate::api::limits::bounded_texts;
-use crate::api::{AppState, KINDS};
 use crate::compiler::Flavor;
 use crate::flavor::Chosen;
 use crate::jobs::{JobPipeline, Jobs, Planned};
@@ -148,11 +148,23 @@ type PlanOf<G> = Plan<<G as Generation>::Request, <G as Generation>::Kept>;
 #[derive(Clone)]
 pub struct Pipeline {
     state: AppState,
+    kinds: &'static [Kind],
+    names: Vec<&'static str>,
 }
 
 impl Pipeline {
-    pub fn new(state: AppState) -> Self {
-        Pipeline { state }
+    /// `kinds` is the route table's list (`api::KINDS`), handed in by whoever wires the server
+    /// (the pipeline is below the HTTP edge and does not import it), so jobs take exactly the
+    /// kinds the endpoints serve.
+    pub fn new(state: AppState, kinds: &'static [Kind]) -> Self {
+        Pipeline { state, kinds, names: kinds.iter().map(|k| k.name).collect() }
+    }
+
+    fn kind(&self, name: &str) -> Result<&'static Kind, ApiError> {
+        let kinds = self.kinds;
+        kinds.iter().find(|k| k.name == name).ok_or_else(|| {
+            ApiError::invalid("kind", format!("expected one of {}, got {name:?}", self.names.join(", ")))
+        })
     }
 }
 
@@ -208,16 +220,6 @@ fn render<G: Generation>(flavor: &Flavor, args: &clap::ArgMatches) -> Result<Ren
     Ok((G::prompt(&plan.request).to_string(), plan.parameters))
 }
 
-/// Their names, listed once for the job engine.
-static NAMES: LazyLock<Vec<&'static str>> = LazyLock::new(|| KINDS.iter().map(|k| k.name).collect());
-
-fn kind(name: &str) -> Result<&'static Kind, ApiError> {
-    KINDS
-        .iter()
-        .find(|k| k.name == name)
-        .ok_or_else(|| ApiError::invalid("kind", format!("expected one of {}, got {name:?}", NAMES.join(", "))))
-}
-
 /// Validates `input` as the sync endpoint's body (the same parser, so the same 4xx), chooses the
 /// flavor and plans. No generation slot: nothing runs yet.
 fn plan_job<G: Generation>(state: &AppState, input: Value) -> Result<Planned, ApiError> {
@@ -257,11 +259,11 @@ fn run_job<'a, G: Generation>(
 
 impl JobPipeline for Pipeline {
     fn kinds(&self) -> &[&'static str] {
-        &NAMES
+        &self.names
     }
 
     fn plan<'a>(&'a self, kind: &'a str, input: Value) -> BoxFuture<'a, Result<Planned, ApiError>> {
-        Box::pin(async move { (self::kind(kind)?.plan)(&self.state, input) })
+        Box::pin(async move { (self.kind(kind)?.plan)(&self.state, input) })
     }
 
     fn run<'a>(
@@ -270,6 +272,6 @@ impl JobPipeline for Pipeline {
         plan: &'a Value,
         ctx: RunContext<'a>,
     ) -> BoxFuture<'a, Result<Value, ApiError>> {
-        Box::pin(async move { (self::kind(kind)?.run)(&self.state, plan, ctx).await })
+        Box::pin(async move { (self.kind(kind)?.run)(&self.state, plan, ctx).await })
     }
 }

@@ -13,9 +13,10 @@
 //!   `utoipa::ToSchema`, plus a `body!` line naming its text fields), the answer, the validated
 //!   type and its `impl Generation`; and its `pub mod foo;` line below;
 //! - its line in the route table's `generate::endpoints!` (`src/api/mod.rs`): that one line makes
-//!   the handler, its route and OpenAPI operation, and its entry in `api::KINDS`, which the job
-//!   engine takes its kinds from ([`crate::jobs::JobPipeline::kinds`]), so jobs accept it and the
-//!   jobs API filters by it, and `mvgen render` offers its subcommand ([`Generation::COMMAND`]).
+//!   the handler, its route and OpenAPI operation, and its entry in `api::KINDS`. The binary hands
+//!   that list to the job pipeline ([`Pipeline::new`]; this module does not import the HTTP edge),
+//!   which tells the job engine ([`crate::jobs::JobPipeline::kinds`]), so jobs accept the kind and
+//!   the jobs API filters by it; `mvgen render` offers its subcommand ([`Generation::COMMAND`]).
 
 /// Implements [`Body`] for a request body: `body!(CreateScenesBody: idea, camera_angle, ...)` names
 /// its free-text fields (`String` or `Option<String>`) in the order they are checked; every body has

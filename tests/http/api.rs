@@ -1135,7 +1135,7 @@ async fn a_job_planned_then_run_answers_and_asks_upstream_as_the_sync_endpoint_d
         let t = TestApp::new();
         let (status, headers, sync) = t.post_full(uri, &body).await;
         assert_eq!(status, StatusCode::OK, "{kind}: {sync}");
-        let pipeline = Pipeline::new(t.state.clone());
+        let pipeline = Pipeline::new(t.state.clone(), mvgen::api::KINDS);
         let planned = pipeline.plan(kind, body.clone()).await.expect("a valid input plans");
         assert_eq!(planned.config_flavor, sync["metadata"]["config_flavor"], "{kind}");
         assert_eq!(headers["x-config-flavor"], planned.config_flavor["used"].as_str().expect("used"), "{kind}");
@@ -1170,7 +1170,7 @@ async fn a_job_input_is_refused_as_the_sync_endpoint_refuses_it() {
     use mvgen::jobs::JobPipeline;
 
     let t = TestApp::with(|s| s.strict_flavors = true, |_| {});
-    let pipeline = Pipeline::new(t.state.clone());
+    let pipeline = Pipeline::new(t.state.clone(), mvgen::api::KINDS);
     for (kind, uri, body) in [
         ("scenes", "/api/mv/create_scenes", json!({"idea": "  ", "character_description": "c"})),
         ("scenes", "/api/mv/create_scenes", json!({"idea": "i", "character_description": "c", "extra": 1})),
