@@ -36,7 +36,7 @@ fn response(plan: &ScenesPlan, chosen: &mvgen::flavor::Chosen) -> CreateScenesRe
         .map(|i| SceneOut {
             description: format!(
                 "Scene {i}: {} stands at the rail as the beam sweeps the fog; slow push-in, sodium light, rain",
-                plan.request.character_description
+                plan.kept.brief.character_description
             ),
             negative_description: "no text, no watermark, no extra limbs, no modern objects".to_owned(),
         })
@@ -48,7 +48,7 @@ fn response(plan: &ScenesPlan, chosen: &mvgen::flavor::Chosen) -> CreateScenesRe
             markdown: "/api/mv/get_scenes/0e4f1a2b-8f0a-4d2b-9c51-3f2b6c1e3c4d".to_owned(),
         },
         metadata: ScenesMetadata {
-            idea: plan.request.idea.clone(),
+            idea: plan.kept.brief.idea.clone(),
             number_of_scenes: plan.request.number_of_scenes,
             parameters_used: plan.parameters.clone(),
             config_flavor: FlavorReport::from(chosen),

@@ -35,6 +35,10 @@ struct Instant_ {
 }
 
 impl JobPipeline for Instant_ {
+    fn kinds(&self) -> &[&'static str] {
+        &["scenes"]
+    }
+
     fn plan<'a>(&'a self, _kind: &'a str, input: Value) -> BoxFuture<'a, Result<Planned, ApiError>> {
         Box::pin(async move {
             Ok(Planned { plan: input, config_flavor: json!({ "used": "default" }), project_id: None, sequence: None })

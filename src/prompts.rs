@@ -4,19 +4,54 @@
 //! Both the HTTP handlers and `mvgen render` go through here, so the prompt a provider receives is,
 //! byte for byte, what `mvgen render` prints. Request values override flavor values key by key.
 
+use std::ops::Deref;
+
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::model::template::{Template, Var};
 use crate::model::{
     AspectRatio, Choice, Entry, Flavor, ImageParams, ImagePrompts, Key, OutputFormat, Parameters, PersonGeneration,
-    SafetyFilterLevel, ScenePrompts, VideoAspectRatio,
+    SafetyFilterLevel, ScenePrompts, Text, VideoAspectRatio,
 };
+use crate::providers::{ImageRequest, SceneBrief, SceneRequest, VideoRequest};
 
 /// A config value a plan used, and the variable it was loaded into (for debug logs).
 #[derive(Debug, Clone, Copy)]
 pub struct Consumed<'f> {
     pub entry: Entry<'f>,
     pub target: &'static str,
+}
+
+/// What a plan function renders: the request a provider is sent (no other struct in between, so
+/// a value is copied once), what else the prompt was rendered from that a kind keeps (`B`), and
+/// the config values used. It reads as its request: `plan.prompt`.
+#[derive(Debug, Clone)]
+pub struct Rendered<'f, R, B = ()> {
+    pub request: R,
+    pub brief: B,
+    pub consumed: Vec<Consumed<'f>>,
+}
+
+impl<R, B> Deref for Rendered<'_, R, B> {
+    type Target = R;
+
+    fn deref(&self) -> &R {
+        &self.request
+    }
+}
+
+impl<R: Serialize> Rendered<'_, R> {
+    /// The values actually used, by name: everything the request sends besides its prompt.
+    pub fn parameters(&self) -> Value {
+        // The provider requests are plain structs of strings, numbers and options: serialising one
+        // cannot fail.
+        let mut parameters = serde_json::to_value(&self.request).unwrap_or_default();
+        if let Some(fields) = parameters.as_object_mut() {
+            fields.remove("prompt");
+        }
+        parameters
+    }
 }
 
 /// Request inputs for scene writing; `None` means "use the flavor's value".
@@ -31,29 +66,16 @@ pub struct SceneInputs {
     pub camera_angle: Option<String>,
 }
 
-/// What the scene writer is sent, and the values the prompt was rendered from.
-#[derive(Debug, Clone)]
-pub struct ScenePlan<'f> {
-    pub model: &'f str,
-    pub prompt: String,
-    pub number_of_scenes: u32,
-    pub character_characteristics: String,
-    pub video_type: String,
-    pub video_characteristics: String,
-    pub camera_angle: String,
-    pub consumed: Vec<Consumed<'f>>,
-}
-
-impl ScenePlan<'_> {
-    /// The values actually used, by name (the prompt aside).
+impl Rendered<'_, SceneRequest, SceneBrief> {
+    /// The values actually used, by name (the prompt and the request's own text aside).
     pub fn parameters(&self) -> Value {
         json!({
-            "model": self.model,
-            "number_of_scenes": self.number_of_scenes,
-            "character_characteristics": self.character_characteristics,
-            "video_type": self.video_type,
-            "video_characteristics": self.video_characteristics,
-            "camera_angle": self.camera_angle,
+            "model": self.request.model,
+            "number_of_scenes": self.request.number_of_scenes,
+            "character_characteristics": self.brief.character_characteristics,
+            "video_type": self.brief.video_type,
+            "video_characteristics": self.brief.video_characteristics,
+            "camera_angle": self.brief.camera_angle,
         })
     }
 }
@@ -79,54 +101,61 @@ impl<'f> Reader<'f> {
     }
 
     /// The request's value when given, else the flavor's (which is then recorded as consumed).
-    /// `config` is borrowed (`&str` for text) so the flavor's value is copied once, only when used.
-    fn pick<T: ToOwned + ?Sized>(
-        &mut self,
-        given: Option<T::Owned>,
-        config: &T,
-        key: Key,
-        target: &'static str,
-    ) -> T::Owned {
+    /// `config` is borrowed so the flavor's value is copied once, only when used.
+    fn pick<T, C: Setting<T>>(&mut self, given: Option<T>, config: &C, key: Key, target: &'static str) -> T {
         match given {
             Some(v) => v,
             None => {
                 self.note(key, target);
-                config.to_owned()
+                config.value()
             }
         }
     }
 }
 
+/// A flavor value as a request's override of it is typed: text as a `String`, the rest as itself.
+trait Setting<T> {
+    fn value(&self) -> T;
+}
+
+impl Setting<String> for Text {
+    fn value(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl<T: Copy> Setting<T> for T {
+    fn value(&self) -> T {
+        *self
+    }
+}
+
+/// `pick!(r, "video_generator", inputs.duration, ImageParams::video_duration, ip)`:
+/// [`Reader::pick`] of the request's `inputs.duration` or else the flavor's `ip.video_duration`,
+/// noted as loaded into `video_generator.duration`. Each name is said once, so a value can't be
+/// logged under another key or target.
+macro_rules! pick {
+    ($r:ident, $stage:literal, $inputs:ident.$input:ident, $section:ident::$field:ident, $values:ident) => {
+        $r.pick(
+            Clone::clone(&$inputs.$input),
+            &$values.$field.value,
+            $section::$field,
+            concat!($stage, ".", stringify!($input)),
+        )
+    };
+}
+
 /// Renders the scene prompt for `flavor` with the request's overrides.
-pub fn scene_plan<'f>(flavor: &'f Flavor, inputs: &SceneInputs) -> ScenePlan<'f> {
+pub fn scene_plan<'f>(flavor: &'f Flavor, inputs: &SceneInputs) -> Rendered<'f, SceneRequest, SceneBrief> {
     let p = &flavor.parameters;
     let mut r = Reader::new(flavor);
-    let character_characteristics = r.pick(
-        inputs.character_characteristics.clone(),
-        &*p.character_characteristics.value,
-        Parameters::character_characteristics,
-        "scene_generator.character_characteristics",
-    );
-    let video_type =
-        r.pick(inputs.video_type.clone(), &*p.video_type.value, Parameters::video_type, "scene_generator.video_type");
-    let video_characteristics = r.pick(
-        inputs.video_characteristics.clone(),
-        &*p.video_characteristics.value,
-        Parameters::video_characteristics,
-        "scene_generator.video_characteristics",
-    );
-    let camera_angle = r.pick(
-        inputs.camera_angle.clone(),
-        &*p.camera_angle.value,
-        Parameters::camera_angle,
-        "scene_generator.camera_angle",
-    );
-    let number_of_scenes = r.pick(
-        inputs.number_of_scenes,
-        &p.number_of_scenes.value,
-        Parameters::number_of_scenes,
-        "scene_generator.number_of_scenes",
-    );
+    let character_characteristics =
+        pick!(r, "scene_generator", inputs.character_characteristics, Parameters::character_characteristics, p);
+    let video_type = pick!(r, "scene_generator", inputs.video_type, Parameters::video_type, p);
+    let video_characteristics =
+        pick!(r, "scene_generator", inputs.video_characteristics, Parameters::video_characteristics, p);
+    let camera_angle = pick!(r, "scene_generator", inputs.camera_angle, Parameters::camera_angle, p);
+    let number_of_scenes = pick!(r, "scene_generator", inputs.number_of_scenes, Parameters::number_of_scenes, p);
     r.note(Parameters::scene_model, "scene_generator.model");
     r.note(ScenePrompts::scene_generation_prompt, "scene_generator.prompt_template");
     let count = number_of_scenes.to_string();
@@ -141,14 +170,16 @@ pub fn scene_plan<'f>(flavor: &'f Flavor, inputs: &SceneInputs) -> ScenePlan<'f>
         // Not in the scene template's allowed set, so never asked for.
         Var::AspectRatio => "",
     });
-    ScenePlan {
-        model: &p.scene_model.value,
-        prompt,
-        number_of_scenes,
-        character_characteristics,
-        video_type,
-        video_characteristics,
-        camera_angle,
+    Rendered {
+        request: SceneRequest { model: p.scene_model.value.to_string(), prompt, number_of_scenes },
+        brief: SceneBrief {
+            idea: inputs.idea.clone(),
+            character_description: inputs.character_description.clone(),
+            character_characteristics,
+            video_type,
+            video_characteristics,
+            camera_angle,
+        },
         consumed: r.consumed,
     }
 }
@@ -165,77 +196,33 @@ pub struct CharacterInputs {
     pub seed: Option<i64>,
 }
 
-/// What the image model is sent (once per image).
-#[derive(Debug, Clone)]
-pub struct ImagePlan<'f> {
-    pub model: &'f str,
-    pub prompt: String,
-    pub aspect_ratio: AspectRatio,
-    pub safety_filter_level: SafetyFilterLevel,
-    pub person_generation: PersonGeneration,
-    pub output_format: OutputFormat,
-    pub negative_prompt: Option<String>,
-    pub seed: Option<i64>,
-    pub consumed: Vec<Consumed<'f>>,
-}
-
-impl ImagePlan<'_> {
-    /// The values actually used, by name (the prompt aside).
-    pub fn parameters(&self) -> Value {
-        json!({
-            "model": self.model,
-            "aspect_ratio": self.aspect_ratio.as_str(),
-            "safety_filter_level": self.safety_filter_level.as_str(),
-            "person_generation": self.person_generation.as_str(),
-            "output_format": self.output_format.as_str(),
-            "negative_prompt": self.negative_prompt,
-            "seed": self.seed,
-        })
-    }
-}
-
 /// Renders the character reference prompt (trimmed, as the original service did) and settles the
 /// image parameters.
-pub fn image_plan<'f>(flavor: &'f Flavor, inputs: &CharacterInputs) -> ImagePlan<'f> {
+pub fn image_plan<'f>(flavor: &'f Flavor, inputs: &CharacterInputs) -> Rendered<'f, ImageRequest> {
     let ip = &flavor.image_params;
     let mut r = Reader::new(flavor);
     r.note(ImagePrompts::character_reference_prompt, "image_generator.prompt_template");
     r.note(ImageParams::model, "image_generator.model");
-    let aspect_ratio =
-        r.pick(inputs.aspect_ratio, &ip.aspect_ratio.value, ImageParams::aspect_ratio, "image_generator.aspect_ratio");
-    let safety_filter_level = r.pick(
-        inputs.safety_filter_level,
-        &ip.safety_filter_level.value,
-        ImageParams::safety_filter_level,
-        "image_generator.safety_filter_level",
-    );
-    let person_generation = r.pick(
-        inputs.person_generation,
-        &ip.person_generation.value,
-        ImageParams::person_generation,
-        "image_generator.person_generation",
-    );
-    let output_format = r.pick(
-        inputs.output_format,
-        &ip.output_format.value,
-        ImageParams::output_format,
-        "image_generator.output_format",
-    );
+    let aspect_ratio = pick!(r, "image_generator", inputs.aspect_ratio, ImageParams::aspect_ratio, ip);
+    let safety_filter_level =
+        pick!(r, "image_generator", inputs.safety_filter_level, ImageParams::safety_filter_level, ip);
+    let person_generation = pick!(r, "image_generator", inputs.person_generation, ImageParams::person_generation, ip);
+    let output_format = pick!(r, "image_generator", inputs.output_format, ImageParams::output_format, ip);
     let rendered = flavor.image_prompts.character_reference_prompt.value.render(|var| match var {
         Var::CharacterDescription => &inputs.character_description,
         _ => "",
     });
-    ImagePlan {
-        model: &ip.model.value,
+    let request = ImageRequest {
+        model: ip.model.value.to_string(),
         prompt: py_strip(&rendered).to_string(),
-        aspect_ratio,
-        safety_filter_level,
-        person_generation,
-        output_format,
+        aspect_ratio: aspect_ratio.as_str().to_string(),
+        safety_filter_level: safety_filter_level.as_str().to_string(),
+        person_generation: person_generation.as_str().to_string(),
+        output_format: output_format.as_str().to_string(),
         negative_prompt: inputs.negative_prompt.clone(),
         seed: inputs.seed,
-        consumed: r.consumed,
-    }
+    };
+    Rendered { request, brief: (), consumed: r.consumed }
 }
 
 /// The placeholders a video rules template may use (also for per-request templates).
@@ -254,54 +241,14 @@ pub struct VideoInputs {
     pub video_rules_template: Option<Template>,
 }
 
-/// What the video model is sent.
-#[derive(Debug, Clone)]
-pub struct VideoPlan<'f> {
-    pub model: &'f str,
-    pub prompt: String,
-    pub aspect_ratio: VideoAspectRatio,
-    pub duration: u32,
-    pub generate_audio: bool,
-    pub person_generation: &'static str,
-    pub negative_prompt: Option<String>,
-    pub seed: Option<i64>,
-    pub consumed: Vec<Consumed<'f>>,
-}
-
-impl VideoPlan<'_> {
-    /// The values actually used, by name (the prompt aside).
-    pub fn parameters(&self) -> Value {
-        json!({
-            "model": self.model,
-            "aspect_ratio": self.aspect_ratio.as_str(),
-            "duration": self.duration,
-            "generate_audio": self.generate_audio,
-            "person_generation": self.person_generation,
-            "negative_prompt": self.negative_prompt,
-            "seed": self.seed,
-        })
-    }
-}
-
 /// The video prompt is the scene text, a blank line, then the rendered rules template.
-pub fn video_plan<'f>(flavor: &'f Flavor, inputs: &VideoInputs) -> VideoPlan<'f> {
+pub fn video_plan<'f>(flavor: &'f Flavor, inputs: &VideoInputs) -> Rendered<'f, VideoRequest> {
     let ip = &flavor.image_params;
     let mut r = Reader::new(flavor);
     r.note(ImageParams::video_model, "video_generator.model");
-    let aspect_ratio = r.pick(
-        inputs.aspect_ratio,
-        &ip.video_aspect_ratio.value,
-        ImageParams::video_aspect_ratio,
-        "video_generator.aspect_ratio",
-    );
-    let duration =
-        r.pick(inputs.duration, &ip.video_duration.value, ImageParams::video_duration, "video_generator.duration");
-    let generate_audio = r.pick(
-        inputs.generate_audio,
-        &ip.video_generate_audio.value,
-        ImageParams::video_generate_audio,
-        "video_generator.generate_audio",
-    );
+    let aspect_ratio = pick!(r, "video_generator", inputs.aspect_ratio, ImageParams::video_aspect_ratio, ip);
+    let duration = pick!(r, "video_generator", inputs.duration, ImageParams::video_duration, ip);
+    let generate_audio = pick!(r, "video_generator", inputs.generate_audio, ImageParams::video_generate_audio, ip);
     r.note(ImageParams::video_person_generation, "video_generator.person_generation");
     let rules = match &inputs.video_rules_template {
         Some(t) => t,
@@ -314,17 +261,19 @@ pub fn video_plan<'f>(flavor: &'f Flavor, inputs: &VideoInputs) -> VideoPlan<'f>
         Var::AspectRatio => aspect_ratio.as_str(),
         _ => "",
     });
-    VideoPlan {
-        model: &ip.video_model.value,
+    let request = VideoRequest {
+        model: ip.video_model.value.to_string(),
         prompt: format!("{}\n\n{}", inputs.prompt, rendered_rules),
-        aspect_ratio,
+        aspect_ratio: aspect_ratio.as_str().to_string(),
         duration,
         generate_audio,
-        person_generation: ip.video_person_generation.value.as_str(),
+        person_generation: ip.video_person_generation.value.as_str().to_string(),
         negative_prompt: inputs.negative_prompt.clone(),
         seed: inputs.seed,
-        consumed: r.consumed,
-    }
+        // Not the plan's: a job keeps where the image comes from and the run attaches it.
+        reference_image: None,
+    };
+    Rendered { request, brief: (), consumed: r.consumed }
 }
 
 /// Python's `str.strip()`: trims Unicode whitespace plus the ASCII separators \x1c-\x1f, which

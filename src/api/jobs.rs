@@ -23,7 +23,7 @@ use super::extract::{ValidJson, ValidPath};
 use crate::jobs::engine::unavailable;
 use crate::jobs::store::Replay;
 use crate::jobs::store::{Dialect, EventRow, Filter, JobRow, now_ms};
-use crate::jobs::{Jobs, KINDS, SubmitKey, Submitted};
+use crate::jobs::{Jobs, SubmitKey, Submitted};
 
 /// The statuses a job moves through; the last three are final.
 pub const STATUSES: [&str; 5] = ["queued", "processing", "succeeded", "failed", "canceled"];
@@ -295,15 +295,15 @@ fn bad_query(field: &str, message: String) -> ApiError {
     ApiError::new(ErrorKind::ValidationError, format!("{field}: {message}"), json!(field))
 }
 
-fn listing_filter(query: Option<&str>) -> Result<Filter, ApiError> {
+fn listing_filter(query: Option<&str>, kinds: &[&str]) -> Result<Filter, ApiError> {
     let mut filter = Filter { limit: 20, ..Filter::default() };
     for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
         let value = value.into_owned();
         match name.as_ref() {
             "status" if STATUSES.contains(&value.as_str()) => filter.status = Some(value),
             "status" => return Err(bad_query("status", format!("{value:?} is not one of {}", STATUSES.join(", ")))),
-            "kind" if KINDS.contains(&value.as_str()) => filter.kind = Some(value),
-            "kind" => return Err(bad_query("kind", format!("{value:?} is not one of {}", KINDS.join(", ")))),
+            "kind" if kinds.contains(&value.as_str()) => filter.kind = Some(value),
+            "kind" => return Err(bad_query("kind", format!("{value:?} is not one of {}", kinds.join(", ")))),
             "project_id" if !value.is_empty() && value.len() <= 200 => filter.project_id = Some(value),
             "project_id" => return Err(bad_query("project_id", "must be 1 to 200 characters".into())),
             "limit" => {
@@ -346,7 +346,7 @@ fn listing_filter(query: Option<&str>) -> Result<Filter, ApiError> {
     )
 )]
 pub async fn list_jobs(State(jobs): State<Arc<Jobs>>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
-    let filter = listing_filter(query.as_deref())?;
+    let filter = listing_filter(query.as_deref(), jobs.kinds())?;
     let rows = jobs.store().list(&filter).await.map_err(unavailable)?;
     let next_cursor = (rows.len() as i64 == filter.limit).then(|| rows.last().map(|r| r.seq.to_string())).flatten();
     let jobs = rows.into_iter().map(JobResource::from).collect();

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use utoipa::OpenApi;
 
-use super::{AppState, error, files, flavors, generate, jobs};
+use super::{AppState, error, files, flavors, jobs};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -21,9 +21,6 @@ use super::{AppState, error, files, flavors, generate, jobs};
         crate::api::readiness::readyz,
         crate::telemetry::metrics_text,
         flavors::get_config_flavors,
-        generate::create_scenes,
-        generate::generate_character_reference,
-        generate::generate_video,
         files::get_character_reference,
         files::get_video,
         files::get_video_info,
@@ -39,9 +36,12 @@ use super::{AppState, error, files, flavors, generate, jobs};
 )]
 pub struct ApiDoc;
 
-/// The OpenAPI document as derived from the code, without flavor names.
+/// The OpenAPI document as derived from the code, without flavor names: these endpoints and the
+/// generation endpoints of the route table.
 pub fn spec() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+    let mut doc = ApiDoc::openapi();
+    doc.merge(super::GenerationApi::openapi());
+    doc
 }
 
 /// The document this server serves: every request body's `config_flavor` lists the embedded flavor

@@ -12,9 +12,9 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::state::AppState;
 use crate::error::{ApiError, ErrorKind};
 use crate::jobs::Jobs;
+use crate::state::AppState;
 
 /// Each check's bound: a probe must answer within the balancer's timeout (typically 1–5 s) even
 /// when a store hangs; the store client's own retries would take up to 10 s.

@@ -1,26 +1,53 @@
 //! `mvgen render`: prints exactly what would be sent upstream for a request, through the same
 //! validation and plans the server uses.
 
-use clap::Subcommand;
+use clap::{ArgMatches, Command, FromArgMatches, Subcommand};
 use serde_json::{Value, json};
 
 use super::Outcome;
-use crate::generation::Generation;
-use crate::generation::character::{Character, CharacterReferenceBody};
-use crate::generation::scenes::{CreateScenesBody, Scenes};
-use crate::generation::video::{GenerateVideoBody, Video};
+use crate::api::KINDS;
+use crate::generation::driver::Kind;
 use crate::model::Flavor;
 
-/// A request to render, with the fields (and the checks) of the API's request bodies (boxed: a
-/// video body is large next to the other commands).
-#[derive(Debug, Subcommand)]
-pub enum RenderWhat {
-    /// The scene writer's prompt.
-    Scenes(Box<CreateScenesBody>),
-    /// The character reference image prompt.
-    Character(Box<CharacterReferenceBody>),
-    /// A scene video prompt.
-    Video(Box<GenerateVideoBody>),
+/// A request to render: one subcommand per generation kind of the route table (`api::KINDS`),
+/// whose arguments (and their checks) are the kind's API request body.
+pub struct RenderWhat {
+    kind: &'static Kind,
+    args: ArgMatches,
+}
+
+impl std::fmt::Debug for RenderWhat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RenderWhat").field("command", &self.kind.command).field("args", &self.args).finish()
+    }
+}
+
+impl FromArgMatches for RenderWhat {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        let missing = || clap::Error::new(clap::error::ErrorKind::MissingSubcommand);
+        let (name, args) = matches.subcommand().ok_or_else(missing)?;
+        let kind = KINDS.iter().find(|k| k.command == name).ok_or_else(missing)?;
+        Ok(RenderWhat { kind, args: args.clone() })
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        *self = RenderWhat::from_arg_matches(matches)?;
+        Ok(())
+    }
+}
+
+impl Subcommand for RenderWhat {
+    fn augment_subcommands(command: Command) -> Command {
+        KINDS.iter().fold(command, |command, kind| command.subcommand((kind.render.subcommand)()))
+    }
+
+    fn augment_subcommands_for_update(command: Command) -> Command {
+        RenderWhat::augment_subcommands(command)
+    }
+
+    fn has_subcommand(name: &str) -> bool {
+        KINDS.iter().any(|k| k.command == name)
+    }
 }
 
 /// Prints the prompt exactly as sent (no added newline), or the JSON form.
@@ -38,14 +65,5 @@ pub fn render(flavor: &Flavor, what: RenderWhat, json: bool) -> anyhow::Result<O
 /// The prompt and parameters sent upstream for `what`, through the server's own validation and
 /// plans (strings stripped; an empty optional one is not given).
 pub fn plan(flavor: &Flavor, what: RenderWhat) -> Result<(String, Value), String> {
-    match what {
-        RenderWhat::Scenes(body) => planned::<Scenes>(flavor, *body),
-        RenderWhat::Character(body) => planned::<Character>(flavor, *body),
-        RenderWhat::Video(body) => planned::<Video>(flavor, *body),
-    }
-}
-
-fn planned<G: Generation>(flavor: &Flavor, body: G::Input) -> Result<(String, Value), String> {
-    let (plan, _) = G::validate(body).map_err(|e| e.message)?.plan(flavor);
-    Ok((G::prompt(&plan).to_string(), G::parameters(&plan).clone()))
+    (what.kind.render.plan)(flavor, &what.args)
 }

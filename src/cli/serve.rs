@@ -70,7 +70,7 @@ async fn run(
     let listener = serving::bind(settings.addr).with_context(|| format!("cannot listen on {}", settings.addr))?;
     let local = listener.local_addr()?;
     let state = app_state(&settings, providers, flavors).await?;
-    let pipeline = Arc::new(Pipeline::new(state.clone()));
+    let pipeline = Arc::new(Pipeline::new(state.clone(), crate::api::KINDS));
     let jobs = super::worker::open_jobs(&settings, pipeline).await?;
     let job_shutdown = tokio_util::sync::CancellationToken::new();
     let workers = jobs.start_workers(job_shutdown.clone());

@@ -59,7 +59,7 @@ pub fn worker() -> anyhow::Result<Outcome> {
         let providers = Providers::from_config(&provider_config)?;
         tracing::info!(providers = %providers.summary(), "providers ready");
         let state = super::serve::app_state(&settings, providers, FlavorSource::Embedded).await?;
-        let jobs = open_jobs(&settings, Arc::new(Pipeline::new(state))).await?;
+        let jobs = open_jobs(&settings, Arc::new(Pipeline::new(state, crate::api::KINDS))).await?;
         let shutdown = CancellationToken::new();
         let workers = jobs.start_workers(shutdown.clone());
         tracing::info!(workers = settings.workers, "mvgen worker running; SIGTERM or SIGINT stops it");

@@ -8,8 +8,8 @@ use serde_json::json;
 
 use crate::error::{ApiError, ErrorKind};
 use crate::model::{Flavor, ImageParams};
-use crate::prompts::{Consumed, VideoPlan};
-use crate::providers::{Providers, VideoMaker};
+use crate::prompts::{Consumed, Rendered};
+use crate::providers::{Providers, VideoMaker, VideoRequest};
 
 /// The backends a request may name, as the error for any other value says them.
 pub const SUPPORTED_BACKENDS: &str = "Supported backends: 'replicate', 'gemini'";
@@ -51,11 +51,11 @@ impl VideoBackend {
     /// Points `plan` at this backend's model. The plan is made for Replicate; for Gemini the
     /// flavor's `gemini_video_model` replaces `video_model`, in the debug record too, so the log
     /// never claims the unused Replicate name.
-    pub fn retarget<'f>(self, flavor: &'f Flavor, plan: &mut VideoPlan<'f>) {
+    pub fn retarget<'f>(self, flavor: &'f Flavor, plan: &mut Rendered<'f, VideoRequest>) {
         if self == VideoBackend::Replicate {
             return;
         }
-        plan.model = &flavor.image_params.gemini_video_model.value;
+        plan.request.model = flavor.image_params.gemini_video_model.value.to_string();
         let target = "video_generator.model";
         plan.consumed.retain(|c| c.target != target);
         let entry = flavor.entries().into_iter().find(|e| e.is(ImageParams::gemini_video_model));

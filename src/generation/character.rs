@@ -3,12 +3,11 @@
 
 use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
-use super::inputs::{choice, in_range, optional, required, seed, spelling, text};
-use super::{Generation, Run};
+use super::inputs::{choice, in_range, optional, required, seed, spelling};
+use super::{Generation, Plan, Run};
 use crate::error::ApiError;
-use crate::model::{AspectRatio, Choice, Flavor, OutputFormat, PersonGeneration, SafetyFilterLevel};
+use crate::model::{AspectRatio, Flavor, OutputFormat, PersonGeneration, SafetyFilterLevel};
 use crate::prompts::{self, CharacterInputs, Consumed};
 use crate::providers::{BoxFuture, ImageRequest};
 use crate::storage::Kind;
@@ -55,6 +54,16 @@ pub struct CharacterReferenceBody {
     pub config_flavor: Option<String>,
 }
 
+body!(
+    CharacterReferenceBody: character_description,
+    aspect_ratio,
+    safety_filter_level,
+    person_generation,
+    output_format,
+    negative_prompt,
+    config_flavor,
+);
+
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CharacterReferenceResponse {
     pub images: Vec<ImageOut>,
@@ -92,79 +101,53 @@ pub struct CharacterMetadata {
 pub struct Character {
     pub inputs: CharacterInputs,
     pub num_images: u32,
-    pub config_flavor: Option<String>,
 }
 
 /// What the image model is sent (once per image), and what the answer reports of it.
+pub type CharacterPlan = Plan<ImageRequest, CharacterKept>;
+
+/// What a character reference answer needs besides the request.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CharacterPlan {
-    pub request: ImageRequest,
+pub struct CharacterKept {
     pub num_images: u32,
     pub character_description: String,
-    pub parameters: Value,
 }
 
 impl Generation for Character {
     const KIND: &'static str = "character_reference";
+    const COMMAND: &'static str = "character";
+    const RENDERS: &'static str = "The character reference image prompt";
     type Input = CharacterReferenceBody;
-    type Plan = CharacterPlan;
+    type Request = ImageRequest;
+    type Kept = CharacterKept;
     type Answer = CharacterReferenceResponse;
 
-    fn texts(body: &CharacterReferenceBody) -> Vec<(&'static str, Option<&str>)> {
-        vec![
-            ("character_description", Some(&body.character_description)),
-            ("aspect_ratio", body.aspect_ratio.as_deref()),
-            ("safety_filter_level", body.safety_filter_level.as_deref()),
-            ("person_generation", body.person_generation.as_deref()),
-            ("output_format", body.output_format.as_deref()),
-            ("negative_prompt", body.negative_prompt.as_deref()),
-            ("config_flavor", body.config_flavor.as_deref()),
-        ]
-    }
-
     fn validate(body: CharacterReferenceBody) -> Result<Self, ApiError> {
-        let character_description = text(body.character_description);
-        required("character_description", &character_description)?;
+        let character_description = required("character_description", body.character_description)?;
         let num_images = in_range("num_images", body.num_images, NUM_IMAGES)?.unwrap_or(NUM_IMAGES.1);
         let inputs = CharacterInputs {
             character_description,
-            aspect_ratio: choice("aspect_ratio", optional(body.aspect_ratio).as_deref())?,
-            safety_filter_level: choice("safety_filter_level", optional(body.safety_filter_level).as_deref())?,
-            person_generation: choice("person_generation", optional(body.person_generation).as_deref())?,
-            output_format: choice("output_format", optional(body.output_format).as_deref())?,
+            aspect_ratio: choice("aspect_ratio", body.aspect_ratio)?,
+            safety_filter_level: choice("safety_filter_level", body.safety_filter_level)?,
+            person_generation: choice("person_generation", body.person_generation)?,
+            output_format: choice("output_format", body.output_format)?,
             negative_prompt: optional(body.negative_prompt),
             seed: seed(body.seed)?,
         };
-        Ok(Character { inputs, num_images, config_flavor: optional(body.config_flavor) })
-    }
-
-    fn config_flavor(&self) -> Option<&str> {
-        self.config_flavor.as_deref()
+        Ok(Character { inputs, num_images })
     }
 
     fn plan<'f>(&self, flavor: &'f Flavor) -> (CharacterPlan, Vec<Consumed<'f>>) {
-        let plan = prompts::image_plan(flavor, &self.inputs);
-        let parameters = plan.parameters();
-        let request = ImageRequest {
-            model: plan.model.to_string(),
-            prompt: plan.prompt,
-            aspect_ratio: plan.aspect_ratio.as_str().to_string(),
-            safety_filter_level: plan.safety_filter_level.as_str().to_string(),
-            person_generation: plan.person_generation.as_str().to_string(),
-            output_format: plan.output_format.as_str().to_string(),
-            negative_prompt: plan.negative_prompt,
-            seed: plan.seed,
+        let rendered = prompts::image_plan(flavor, &self.inputs);
+        let kept = CharacterKept {
+            num_images: self.num_images,
+            character_description: self.inputs.character_description.clone(),
         };
-        let character_description = self.inputs.character_description.clone();
-        (CharacterPlan { request, num_images: self.num_images, character_description, parameters }, plan.consumed)
+        (Plan { parameters: rendered.parameters(), request: rendered.request, kept }, rendered.consumed)
     }
 
-    fn prompt(plan: &CharacterPlan) -> &str {
-        &plan.request.prompt
-    }
-
-    fn parameters(plan: &CharacterPlan) -> &Value {
-        &plan.parameters
+    fn prompt(request: &ImageRequest) -> &str {
+        &request.prompt
     }
 
     fn run<'a>(plan: &'a CharacterPlan, run: Run<'a>) -> BoxFuture<'a, Result<CharacterReferenceResponse, ApiError>> {
@@ -172,7 +155,7 @@ impl Generation for Character {
             // One prediction per image, all at once; each is stored as soon as it arrives.
             let maker = &run.state.providers.images;
             // With a seed, image i gets seed + i: the same seed for all would draw one picture N times.
-            let requests: Vec<ImageRequest> = (0..plan.num_images)
+            let requests: Vec<ImageRequest> = (0..plan.kept.num_images)
                 .map(|i| ImageRequest {
                     seed: plan.request.seed.map(|s| (s + i64::from(i)) % (i64::from(u32::MAX) + 1)),
                     ..plan.request.clone()
@@ -205,9 +188,9 @@ impl Generation for Character {
             }
             Ok(CharacterReferenceResponse {
                 metadata: CharacterMetadata {
-                    character_description: plan.character_description.clone(),
+                    character_description: plan.kept.character_description.clone(),
                     model_used: plan.request.model.clone(),
-                    num_images_requested: plan.num_images,
+                    num_images_requested: plan.kept.num_images,
                     num_images_generated: u32::try_from(images.len()).unwrap_or(u32::MAX),
                     errors: failures.into_iter().map(|e| e.message).collect(),
                     parameters_used: plan.parameters.clone(),

@@ -6,18 +6,18 @@ use std::sync::Arc;
 
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
+use clap::{Args, FromArgMatches};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::character::Character;
-use super::scenes::Scenes;
-use super::video::Video;
-use super::{Generation, Run};
+use super::inputs::optional;
+use super::{Body, Generation, Plan, Run};
 use crate::debug_log;
 use crate::error::{ApiError, ErrorKind};
 use crate::flavor::Chosen;
 use crate::jobs::{JobPipeline, Jobs, Planned};
 use crate::limits::bounded_texts;
+use crate::model::Flavor;
 use crate::providers::{BoxFuture, RunContext};
 use crate::state::AppState;
 
@@ -30,8 +30,8 @@ pub async fn respond<G: Generation>(
     jobs: Option<&Arc<Jobs>>,
     input: G::Input,
 ) -> Result<Response, ApiError> {
-    let request = validate::<G>(input)?;
-    let chosen = choose_flavor(state, request.config_flavor())?;
+    let (request, requested) = validate::<G>(input)?;
+    let chosen = choose_flavor(state, requested.as_deref())?;
     // Taken once the request is known to be valid: at the cap a bad request still gets its 4xx.
     let slot = state.generations.take()?;
     let plan = plan(state, &request, &chosen);
@@ -73,10 +73,11 @@ pub async fn respond<G: Generation>(
     Ok(response)
 }
 
-/// A body's text fields bounded in length, then its values checked.
-fn validate<G: Generation>(input: G::Input) -> Result<G, ApiError> {
-    bounded_texts(&G::texts(&input))?;
-    G::validate(input)
+/// A body's text fields bounded in length, then its values checked; with the flavor it names.
+fn validate<G: Generation>(input: G::Input) -> Result<(G, Option<String>), ApiError> {
+    bounded_texts(&input.texts())?;
+    let requested = optional(input.config_flavor().map(str::to_owned));
+    Ok((G::validate(input)?, requested))
 }
 
 /// Which flavor served a request, as reported in `metadata.config_flavor`.
@@ -127,10 +128,10 @@ fn choose_flavor(state: &AppState, requested: Option<&str>) -> Result<Chosen, Ap
 }
 
 /// The plan for the chosen flavor, logged value by value in debug mode.
-fn plan<G: Generation>(state: &AppState, request: &G, chosen: &Chosen) -> G::Plan {
+fn plan<G: Generation>(state: &AppState, request: &G, chosen: &Chosen) -> PlanOf<G> {
     let (plan, consumed) = request.plan(&chosen.flavor);
     if state.debug {
-        debug_log::plan(chosen, G::KIND, &consumed, G::prompt(&plan));
+        debug_log::plan(chosen, G::KIND, &consumed, G::prompt(&plan.request));
     }
     plan
 }
@@ -147,15 +148,30 @@ fn with_flavor<T: Serialize>(report: &FlavorReport, body: T) -> Response {
     response
 }
 
+/// The plan of kind `G`.
+type PlanOf<G> = Plan<<G as Generation>::Request, <G as Generation>::Kept>;
+
 /// The generation pipeline as the job engine sees it, over the same state the endpoints use.
 #[derive(Clone)]
 pub struct Pipeline {
     state: AppState,
+    kinds: &'static [Kind],
+    names: Vec<&'static str>,
 }
 
 impl Pipeline {
-    pub fn new(state: AppState) -> Self {
-        Pipeline { state }
+    /// `kinds` is the route table's list (`api::KINDS`), handed in by whoever wires the server
+    /// (the pipeline is below the HTTP edge and does not import it), so jobs take exactly the
+    /// kinds the endpoints serve.
+    pub fn new(state: AppState, kinds: &'static [Kind]) -> Self {
+        Pipeline { state, kinds, names: kinds.iter().map(|k| k.name).collect() }
+    }
+
+    fn kind(&self, name: &str) -> Result<&'static Kind, ApiError> {
+        let kinds = self.kinds;
+        kinds.iter().find(|k| k.name == name).ok_or_else(|| {
+            ApiError::invalid("kind", format!("expected one of {}, got {name:?}", self.names.join(", ")))
+        })
     }
 }
 
@@ -166,41 +182,63 @@ struct Stored<P> {
     plan: P,
 }
 
-/// One kind as the job engine reaches it, by name.
-struct Kind {
+/// One kind as the job engine reaches it, by name: an entry of the route table's `api::KINDS`.
+pub struct Kind {
     name: &'static str,
     plan: fn(&AppState, Value) -> Result<Planned, ApiError>,
     run: for<'a> fn(&'a AppState, &'a Value, RunContext<'a>) -> BoxFuture<'a, Result<Value, ApiError>>,
+    /// Its `mvgen render` subcommand and what renders a parse of it (`cli::render`).
+    pub command: &'static str,
+    pub render: Render,
 }
 
+/// `mvgen render`'s side of a kind: its subcommand with the body's arguments, and the prompt and
+/// parameters a parse of them renders for a flavor.
+pub struct Render {
+    pub subcommand: fn() -> clap::Command,
+    pub plan: fn(&Flavor, &clap::ArgMatches) -> Result<Rendering, String>,
+}
+
+/// What `mvgen render` prints: the prompt, byte for byte, and the parameters sent with it.
+pub type Rendering = (String, Value);
+
 impl Kind {
-    const fn of<G: Generation>() -> Kind {
-        Kind { name: G::KIND, plan: plan_job::<G>, run: run_job::<G> }
+    pub const fn of<G: Generation>() -> Kind {
+        Kind {
+            name: G::KIND,
+            plan: plan_job::<G>,
+            run: run_job::<G>,
+            command: G::COMMAND,
+            render: Render { subcommand: subcommand::<G>, plan: render::<G> },
+        }
     }
 }
 
-/// Every kind a job may be.
-const KINDS: &[Kind] = &[Kind::of::<Scenes>(), Kind::of::<Character>(), Kind::of::<Video>()];
+/// The kind's subcommand, as clap derives one for a `Variant(Body)` with a one-line doc comment.
+fn subcommand<G: Generation>() -> clap::Command {
+    G::Input::augment_args(clap::Command::new(G::COMMAND)).about(G::RENDERS).long_about(None)
+}
 
-fn kind(name: &str) -> Result<&'static Kind, ApiError> {
-    KINDS.iter().find(|k| k.name == name).ok_or_else(|| {
-        let names: Vec<&str> = KINDS.iter().map(|k| k.name).collect();
-        ApiError::invalid("kind", format!("expected one of {}, got {name:?}", names.join(", ")))
-    })
+/// The prompt and parameters sent upstream for the parsed arguments, through the server's own
+/// validation and plan (strings stripped; an empty optional one is not given).
+fn render<G: Generation>(flavor: &Flavor, args: &clap::ArgMatches) -> Result<Rendering, String> {
+    let body = G::Input::from_arg_matches(args).map_err(|e| e.to_string())?;
+    let (plan, _) = G::validate(body).map_err(|e| e.message)?.plan(flavor);
+    Ok((G::prompt(&plan.request).to_string(), plan.parameters))
 }
 
 /// Validates `input` as the sync endpoint's body (the same parser, so the same 4xx), chooses the
 /// flavor and plans. No generation slot: nothing runs yet.
 fn plan_job<G: Generation>(state: &AppState, input: Value) -> Result<Planned, ApiError> {
     let bytes = serde_json::to_vec(&input).map_err(|e| ApiError::internal(format!("the input: {e}")))?;
-    let request = validate::<G>(crate::json_body::parse::<G::Input>(&bytes)?)?;
-    let chosen = choose_flavor(state, request.config_flavor())?;
+    let (request, requested) = validate::<G>(crate::json_body::parse::<G::Input>(&bytes)?)?;
+    let chosen = choose_flavor(state, requested.as_deref())?;
     let plan = plan(state, &request, &chosen);
     planned::<G>(FlavorReport::from(&chosen), plan)
 }
 
 /// A kind's plan as the job engine stores it.
-fn planned<G: Generation>(config_flavor: FlavorReport, plan: G::Plan) -> Result<Planned, ApiError> {
+fn planned<G: Generation>(config_flavor: FlavorReport, plan: PlanOf<G>) -> Result<Planned, ApiError> {
     let (project_id, sequence) = G::project(&plan);
     let stored = Stored { config_flavor, plan };
     let unserialisable = |e: serde_json::Error| ApiError::internal(format!("the plan could not be serialised: {e}"));
@@ -219,7 +257,7 @@ fn run_job<'a, G: Generation>(
     ctx: RunContext<'a>,
 ) -> BoxFuture<'a, Result<Value, ApiError>> {
     Box::pin(async move {
-        let stored = Stored::<G::Plan>::deserialize(plan)
+        let stored = Stored::<PlanOf<G>>::deserialize(plan)
             .map_err(|e| ApiError::internal(format!("the stored plan is not a {} plan: {e}", G::KIND)))?;
         let answer = G::run(&stored.plan, Run { state, flavor: &stored.config_flavor, ctx }).await?;
         serde_json::to_value(answer).map_err(|e| ApiError::internal(format!("the answer: {e}")))
@@ -227,8 +265,12 @@ fn run_job<'a, G: Generation>(
 }
 
 impl JobPipeline for Pipeline {
+    fn kinds(&self) -> &[&'static str] {
+        &self.names
+    }
+
     fn plan<'a>(&'a self, kind: &'a str, input: Value) -> BoxFuture<'a, Result<Planned, ApiError>> {
-        Box::pin(async move { (self::kind(kind)?.plan)(&self.state, input) })
+        Box::pin(async move { (self.kind(kind)?.plan)(&self.state, input) })
     }
 
     fn run<'a>(
@@ -237,7 +279,7 @@ impl JobPipeline for Pipeline {
         plan: &'a Value,
         ctx: RunContext<'a>,
     ) -> BoxFuture<'a, Result<Value, ApiError>> {
-        Box::pin(async move { (self::kind(kind)?.run)(&self.state, plan, ctx).await })
+        Box::pin(async move { (self.kind(kind)?.run)(&self.state, plan, ctx).await })
     }
 
     fn cancel_run<'a>(&'a self, run: &'a crate::providers::UpstreamRun) -> BoxFuture<'a, Result<(), String>> {

@@ -1,8 +1,8 @@
 //! Request values as the service mvgen replaces read them, so the same request sends the same bytes
 //! upstream: every string stripped of surrounding whitespace (Python's `str.strip`), an optional
 //! value that is `null`, `""` or only whitespace meaning "not given". The checks every kind's
-//! `validate` shares (required text, ranges, choices, seeds), and the fields that came from that
-//! service: `project_id`, `sequence` and `reference_image_base64`.
+//! `validate` shares (required text, ranges, choices, seeds), each stripping as it checks, and the
+//! fields that came from that service: `project_id`, `sequence` and `reference_image_base64`.
 
 use base64::Engine;
 use serde_json::json;
@@ -25,9 +25,10 @@ pub fn optional(value: Option<String>) -> Option<String> {
     value.map(text).filter(|s| !s.is_empty())
 }
 
-/// A required text field: present and not blank.
-pub fn required(field: &str, value: &str) -> Result<(), ApiError> {
-    if value.trim().is_empty() { Err(ApiError::invalid(field, "must not be empty")) } else { Ok(()) }
+/// A required text field, stripped: it must not be blank.
+pub fn required(field: &str, value: String) -> Result<String, ApiError> {
+    let value = text(value);
+    if value.trim().is_empty() { Err(ApiError::invalid(field, "must not be empty")) } else { Ok(value) }
 }
 
 /// An optional integer field within `min..=max`.
@@ -41,11 +42,11 @@ pub fn in_range(field: &str, value: Option<i64>, (min, max): (u32, u32)) -> Resu
     }
 }
 
-/// An optional enum field given as its wire spelling.
-pub fn choice<T: Choice>(field: &str, value: Option<&str>) -> Result<Option<T>, ApiError> {
-    match value {
+/// An optional enum field given as its wire spelling, stripped (blank is not given).
+pub fn choice<T: Choice>(field: &str, value: Option<String>) -> Result<Option<T>, ApiError> {
+    match optional(value) {
         None => Ok(None),
-        Some(s) => T::parse(s)
+        Some(s) => T::parse(&s)
             .map(Some)
             .ok_or_else(|| ApiError::invalid(field, format!("expected one of {}, got {s:?}", T::spellings()))),
     }

@@ -8,8 +8,32 @@
 //! choice, strict mode, debug logs, the `config_flavor` report and headers, the generation slot, and
 //! the job engine's [`crate::jobs::JobPipeline`].
 //!
-//! Adding a kind: a new file here implementing [`Generation`], its line in [`driver::KINDS`] (for
-//! jobs), and its route in `api`.
+//! Adding a kind touches:
+//! - a new file here (`foo.rs`): the request body (deriving `Deserialize`, `clap::Args`,
+//!   `utoipa::ToSchema`, plus a `body!` line naming its text fields), the answer, the validated
+//!   type and its `impl Generation`; and its `pub mod foo;` line below;
+//! - its line in the route table's `generate::endpoints!` (`src/api/mod.rs`): that one line makes
+//!   the handler, its route and OpenAPI operation, and its entry in `api::KINDS`. The binary hands
+//!   that list to the job pipeline ([`Pipeline::new`]; this module does not import the HTTP edge),
+//!   which tells the job engine ([`crate::jobs::JobPipeline::kinds`]), so jobs accept the kind and
+//!   the jobs API filters by it; `mvgen render` offers its subcommand ([`Generation::COMMAND`]).
+
+/// Implements [`Body`] for a request body: `body!(CreateScenesBody: idea, camera_angle, ...)` names
+/// its free-text fields (`String` or `Option<String>`) in the order they are checked; every body has
+/// a `config_flavor` field, which is one of them.
+macro_rules! body {
+    ($body:ty: $($field:ident),+ $(,)?) => {
+        impl $crate::generation::Body for $body {
+            fn texts(&self) -> Vec<(&'static str, Option<&str>)> {
+                vec![$((stringify!($field), $crate::generation::Text::text(&self.$field))),+]
+            }
+
+            fn config_flavor(&self) -> Option<&str> {
+                self.config_flavor.as_deref()
+            }
+        }
+    };
+}
 
 pub mod backend;
 pub mod character;
@@ -18,8 +42,8 @@ pub mod inputs;
 pub mod scenes;
 pub mod video;
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::ApiError;
@@ -35,40 +59,79 @@ pub use driver::{FlavorReport, Pipeline, respond};
 pub trait Generation: Sized + Send + Sync + 'static {
     /// Its name for jobs, metrics and debug logs: `scenes`, `character_reference`, `video`.
     const KIND: &'static str;
+    /// Its `mvgen render` subcommand (`scenes`, `character`, `video`), and that command's help line.
+    const COMMAND: &'static str;
+    const RENDERS: &'static str;
     /// The request body (also the `mvgen render` arguments).
-    type Input: DeserializeOwned + Send;
-    /// What a run needs, owned and serialisable: a job stores it and may run it in another build.
-    type Plan: Serialize + DeserializeOwned + Send + Sync;
+    type Input: Body + clap::Args + DeserializeOwned + Send;
+    /// What its provider is sent.
+    type Request: Serialize + DeserializeOwned + Send + Sync;
+    /// What its answer needs of the request besides the provider request (the idea, the number of
+    /// images, where a reference image comes from, ...).
+    type Kept: Serialize + DeserializeOwned + Send + Sync;
     /// The answer body.
     type Answer: Serialize + Send;
 
-    /// The body's text fields by name, for the per-request length bound
-    /// ([`crate::api::limits::bounded_texts`]) the driver applies before `validate`; `mvgen render`
-    /// is not bounded.
-    fn texts(input: &Self::Input) -> Vec<(&'static str, Option<&str>)>;
-
     /// Normalises and checks a body: every other 4xx a caller's values can earn, before any flavor.
+    /// The driver has bounded the body's texts and taken its `config_flavor` already.
     fn validate(input: Self::Input) -> Result<Self, ApiError>;
 
-    /// The flavor the request names, if any.
-    fn config_flavor(&self) -> Option<&str>;
-
     /// Renders the plan for `flavor`, with the config values it used (for debug logs).
-    fn plan<'f>(&self, flavor: &'f Flavor) -> (Self::Plan, Vec<Consumed<'f>>);
+    fn plan<'f>(&self, flavor: &'f Flavor) -> (Plan<Self::Request, Self::Kept>, Vec<Consumed<'f>>);
 
-    /// The prompt a plan sends, byte for byte.
-    fn prompt(plan: &Self::Plan) -> &str;
-
-    /// The values a plan uses besides the prompt, as `parameters_used` reports them.
-    fn parameters(plan: &Self::Plan) -> &Value;
+    /// The prompt a request sends, byte for byte.
+    fn prompt(request: &Self::Request) -> &str;
 
     /// The project a plan belongs to, and its place in it.
-    fn project(_plan: &Self::Plan) -> (Option<String>, Option<u32>) {
+    fn project(_plan: &Plan<Self::Request, Self::Kept>) -> (Option<String>, Option<u32>) {
         (None, None)
     }
 
     /// Runs a plan: the provider calls, storing what they made, the answer.
-    fn run<'a>(plan: &'a Self::Plan, run: Run<'a>) -> BoxFuture<'a, Result<Self::Answer, ApiError>>;
+    fn run<'a>(
+        plan: &'a Plan<Self::Request, Self::Kept>,
+        run: Run<'a>,
+    ) -> BoxFuture<'a, Result<Self::Answer, ApiError>>;
+}
+
+/// A request body as the driver reads it before its kind does (derived with `body!`).
+pub trait Body {
+    /// The free-text fields by name, for the per-request length bound
+    /// ([`crate::api::limits::bounded_texts`]) the driver applies before `validate`; `mvgen render`
+    /// is not bounded.
+    fn texts(&self) -> Vec<(&'static str, Option<&str>)>;
+
+    /// The flavor the body names, as given.
+    fn config_flavor(&self) -> Option<&str>;
+}
+
+/// A text field's value as [`Body::texts`] lists it.
+pub trait Text {
+    fn text(&self) -> Option<&str>;
+}
+
+impl Text for String {
+    fn text(&self) -> Option<&str> {
+        Some(self)
+    }
+}
+
+impl Text for Option<String> {
+    fn text(&self) -> Option<&str> {
+        self.as_deref()
+    }
+}
+
+/// A kind's plan: what a run needs, owned and serialisable (a job stores it and may run it in
+/// another build), and nothing of the flavor.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Plan<R, K> {
+    /// What the provider is sent.
+    pub request: R,
+    /// The values used besides the prompt, as `parameters_used` reports them.
+    pub parameters: Value,
+    /// What the answer needs besides.
+    pub kept: K,
 }
 
 /// What a running plan may use.

@@ -2,14 +2,13 @@
 //! and parameters, and stored for `get_scenes`.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
-use super::inputs::{self, in_range, optional, required, text};
-use super::{Generation, Run};
+use super::inputs::{self, in_range, optional, required};
+use super::{Generation, Plan, Run};
 use crate::error::ApiError;
 use crate::model::{Flavor, NUMBER_OF_SCENES};
-use crate::prompts::{self, Consumed, SceneInputs};
-use crate::providers::{BoxFuture, Scene, SceneRequest};
+use crate::prompts::{self, Consumed, Rendered, SceneInputs};
+use crate::providers::{BoxFuture, Scene, SceneBrief, SceneRequest};
 use crate::storage::Kind;
 
 /// What to write scenes for. Optional values default to the flavor's. Strings are stripped of
@@ -49,6 +48,16 @@ pub struct CreateScenesBody {
     #[arg(skip)]
     pub project_id: Option<String>,
 }
+
+body!(
+    CreateScenesBody: idea,
+    character_description,
+    character_characteristics,
+    video_type,
+    video_characteristics,
+    camera_angle,
+    config_flavor,
+);
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CreateScenesResponse {
@@ -95,97 +104,65 @@ pub struct ScenesMetadata {
 #[derive(Debug, Clone, Default)]
 pub struct Scenes {
     pub inputs: SceneInputs,
-    pub config_flavor: Option<String>,
     pub project_id: Option<String>,
 }
 
 /// What the scene writer is sent, and what the answer reports of it.
+pub type ScenesPlan = Plan<SceneRequest, ScenesKept>;
+
+/// What a scenes answer needs besides the request.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ScenesPlan {
-    pub request: SceneRequest,
-    pub parameters: Value,
+pub struct ScenesKept {
+    /// What the prompt was rendered from: the mock writes its scenes from it, the answer reports
+    /// the idea.
+    pub brief: SceneBrief,
     pub project_id: Option<String>,
 }
 
 impl Generation for Scenes {
     const KIND: &'static str = "scenes";
+    const COMMAND: &'static str = "scenes";
+    const RENDERS: &'static str = "The scene writer's prompt";
     type Input = CreateScenesBody;
-    type Plan = ScenesPlan;
+    type Request = SceneRequest;
+    type Kept = ScenesKept;
     type Answer = CreateScenesResponse;
 
-    fn texts(body: &CreateScenesBody) -> Vec<(&'static str, Option<&str>)> {
-        vec![
-            ("idea", Some(&body.idea)),
-            ("character_description", Some(&body.character_description)),
-            ("character_characteristics", body.character_characteristics.as_deref()),
-            ("video_type", body.video_type.as_deref()),
-            ("video_characteristics", body.video_characteristics.as_deref()),
-            ("camera_angle", body.camera_angle.as_deref()),
-            ("config_flavor", body.config_flavor.as_deref()),
-        ]
-    }
-
     fn validate(body: CreateScenesBody) -> Result<Self, ApiError> {
-        let idea = text(body.idea);
-        let character_description = text(body.character_description);
-        required("idea", &idea)?;
-        required("character_description", &character_description)?;
-        let number_of_scenes = in_range("number_of_scenes", body.number_of_scenes, NUMBER_OF_SCENES)?;
-        let project_id = inputs::project_id(body.project_id)?;
-        Ok(Scenes {
-            inputs: SceneInputs {
-                idea,
-                character_description,
-                character_characteristics: optional(body.character_characteristics),
-                number_of_scenes,
-                video_type: optional(body.video_type),
-                video_characteristics: optional(body.video_characteristics),
-                camera_angle: optional(body.camera_angle),
-            },
-            config_flavor: optional(body.config_flavor),
-            project_id,
-        })
-    }
-
-    fn config_flavor(&self) -> Option<&str> {
-        self.config_flavor.as_deref()
+        let inputs = SceneInputs {
+            idea: required("idea", body.idea)?,
+            character_description: required("character_description", body.character_description)?,
+            character_characteristics: optional(body.character_characteristics),
+            number_of_scenes: in_range("number_of_scenes", body.number_of_scenes, NUMBER_OF_SCENES)?,
+            video_type: optional(body.video_type),
+            video_characteristics: optional(body.video_characteristics),
+            camera_angle: optional(body.camera_angle),
+        };
+        Ok(Scenes { inputs, project_id: inputs::project_id(body.project_id)? })
     }
 
     fn plan<'f>(&self, flavor: &'f Flavor) -> (ScenesPlan, Vec<Consumed<'f>>) {
-        let plan = prompts::scene_plan(flavor, &self.inputs);
-        let parameters = plan.parameters();
-        let request = SceneRequest {
-            model: plan.model.to_string(),
-            prompt: plan.prompt,
-            number_of_scenes: plan.number_of_scenes,
-            idea: self.inputs.idea.clone(),
-            character_description: self.inputs.character_description.clone(),
-            character_characteristics: plan.character_characteristics,
-            video_type: plan.video_type,
-            video_characteristics: plan.video_characteristics,
-            camera_angle: plan.camera_angle,
-        };
-        (ScenesPlan { request, parameters, project_id: self.project_id.clone() }, plan.consumed)
+        let rendered = prompts::scene_plan(flavor, &self.inputs);
+        let parameters = rendered.parameters();
+        let Rendered { request, brief, consumed } = rendered;
+        (Plan { request, parameters, kept: ScenesKept { brief, project_id: self.project_id.clone() } }, consumed)
     }
 
-    fn prompt(plan: &ScenesPlan) -> &str {
-        &plan.request.prompt
-    }
-
-    fn parameters(plan: &ScenesPlan) -> &Value {
-        &plan.parameters
+    fn prompt(request: &SceneRequest) -> &str {
+        &request.prompt
     }
 
     fn project(plan: &ScenesPlan) -> (Option<String>, Option<u32>) {
-        (plan.project_id.clone(), None)
+        (plan.kept.project_id.clone(), None)
     }
 
     fn run<'a>(plan: &'a ScenesPlan, run: Run<'a>) -> BoxFuture<'a, Result<CreateScenesResponse, ApiError>> {
         Box::pin(async move {
             let writer = &run.state.providers.scenes;
-            let scenes = run.call::<Self, _>(writer.backend(), writer.write_scenes(&plan.request)).await?;
+            let written = writer.write_scenes_from(&plan.request, &plan.kept.brief);
+            let scenes = run.call::<Self, _>(writer.backend(), written).await?;
             let metadata = ScenesMetadata {
-                idea: plan.request.idea.clone(),
+                idea: plan.kept.brief.idea.clone(),
                 number_of_scenes: plan.request.number_of_scenes,
                 parameters_used: plan.parameters.clone(),
                 config_flavor: run.flavor.clone(),
@@ -193,7 +170,7 @@ impl Generation for Scenes {
                 model_used: plan.request.model.clone(),
                 is_mock: writer.is_mock(),
                 generation_timestamp: inputs::timestamp(),
-                project_id: plan.project_id.clone(),
+                project_id: plan.kept.project_id.clone(),
             };
             let output_files = store_scenes(run, &scenes, &metadata).await?;
             Ok(CreateScenesResponse {

@@ -5,15 +5,14 @@ use std::time::Instant;
 
 use base64::Engine;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use super::backend::VideoBackend;
-use super::inputs::{self, choice, in_range, optional, required, seed, spelling, text};
-use super::{Generation, Run};
+use super::inputs::{self, choice, in_range, optional, required, seed, spelling};
+use super::{Generation, Plan, Run};
 use crate::error::ApiError;
 use crate::limits::MAX_REFERENCE_BYTES;
 use crate::model::template::Template;
-use crate::model::{Choice, Flavor, VIDEO_DURATION, VideoAspectRatio};
+use crate::model::{Flavor, VIDEO_DURATION, VideoAspectRatio};
 use crate::prompts::{self, Consumed, VideoInputs};
 use crate::providers::{BoxFuture, Media, VideoRequest};
 use crate::storage::{self, Kind, StorageError};
@@ -75,6 +74,18 @@ pub struct GenerateVideoBody {
     pub reference_image_base64: Option<String>,
 }
 
+// `reference_image_base64` is bounded by its decoded size instead (`inputs::reference_image`).
+body!(
+    GenerateVideoBody: prompt,
+    negative_prompt,
+    aspect_ratio,
+    character_reference_id,
+    video_rules_template,
+    config_flavor,
+    backend,
+    project_id,
+);
+
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct GenerateVideoResponse {
     pub video_id: String,
@@ -130,24 +141,21 @@ pub struct VideoRecord {
     pub has_reference_image: bool,
 }
 
-/// A valid video request.
+/// A valid video request: what the prompt is rendered from, and what the plan keeps as it is.
 #[derive(Debug, Clone, Default)]
 pub struct Video {
     pub inputs: VideoInputs,
-    pub backend: VideoBackend,
-    pub project_id: Option<String>,
-    pub sequence: Option<u32>,
-    pub uploaded_reference: Option<Media>,
-    pub character_reference_id: Option<String>,
-    pub config_flavor: Option<String>,
+    pub kept: VideoKept,
 }
 
 /// What the video model is sent, and what the answer reports of it. A stored character reference
 /// is kept as its id and read when the plan runs; an uploaded one travels with the plan.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct VideoPlan {
-    /// Without its reference image, which the run adds.
-    pub request: VideoRequest,
+pub type VideoPlan = Plan<VideoRequest, VideoKept>;
+
+/// What a video run needs besides the request (which is sent without its reference image: the
+/// run adds it).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct VideoKept {
     pub backend: VideoBackend,
     /// The request's prompt, without the rules.
     pub prompt: String,
@@ -155,7 +163,6 @@ pub struct VideoPlan {
     pub uploaded_reference: Option<UploadedImage>,
     pub project_id: Option<String>,
     pub sequence: Option<u32>,
-    pub parameters: Value,
 }
 
 /// An image that came in the request, as a plan stores it (base64, as it arrived).
@@ -167,26 +174,15 @@ pub struct UploadedImage {
 
 impl Generation for Video {
     const KIND: &'static str = "video";
+    const COMMAND: &'static str = "video";
+    const RENDERS: &'static str = "A scene video prompt";
     type Input = GenerateVideoBody;
-    type Plan = VideoPlan;
+    type Request = VideoRequest;
+    type Kept = VideoKept;
     type Answer = GenerateVideoResponse;
 
-    fn texts(body: &GenerateVideoBody) -> Vec<(&'static str, Option<&str>)> {
-        vec![
-            ("prompt", Some(&body.prompt)),
-            ("negative_prompt", body.negative_prompt.as_deref()),
-            ("aspect_ratio", body.aspect_ratio.as_deref()),
-            ("character_reference_id", body.character_reference_id.as_deref()),
-            ("video_rules_template", body.video_rules_template.as_deref()),
-            ("config_flavor", body.config_flavor.as_deref()),
-            ("backend", body.backend.as_deref()),
-            ("project_id", body.project_id.as_deref()),
-        ]
-    }
-
     fn validate(body: GenerateVideoBody) -> Result<Self, ApiError> {
-        let prompt = text(body.prompt);
-        required("prompt", &prompt)?;
+        let prompt = required("prompt", body.prompt)?;
         let backend = VideoBackend::parse(body.backend.as_deref())?;
         let video_rules_template = optional(body.video_rules_template)
             .as_deref()
@@ -194,73 +190,39 @@ impl Generation for Video {
             .transpose()
             .map_err(|e| ApiError::invalid("video_rules_template", e.to_string()))?;
         let inputs = VideoInputs {
-            prompt,
+            prompt: prompt.clone(),
             negative_prompt: optional(body.negative_prompt),
-            aspect_ratio: choice("aspect_ratio", optional(body.aspect_ratio).as_deref())?,
+            aspect_ratio: choice("aspect_ratio", body.aspect_ratio)?,
             duration: in_range("duration", body.duration, VIDEO_DURATION)?,
             generate_audio: body.generate_audio,
             seed: seed(body.seed)?,
             video_rules_template,
         };
         let (project_id, sequence) = inputs::project_and_sequence(body.project_id, body.sequence)?;
-        let uploaded_reference = inputs::reference_image(body.reference_image_base64)?;
-        Ok(Video {
-            inputs,
-            backend,
-            project_id,
-            sequence,
-            uploaded_reference,
-            character_reference_id: optional(body.character_reference_id),
-            config_flavor: optional(body.config_flavor),
-        })
-    }
-
-    fn config_flavor(&self) -> Option<&str> {
-        self.config_flavor.as_deref()
+        let uploaded_reference = inputs::reference_image(body.reference_image_base64)?.map(|media| UploadedImage {
+            base64: base64::engine::general_purpose::STANDARD.encode(&media.bytes),
+            content_type: media.content_type,
+        });
+        let character_reference_id = optional(body.character_reference_id);
+        let kept = VideoKept { backend, prompt, character_reference_id, uploaded_reference, project_id, sequence };
+        Ok(Video { inputs, kept })
     }
 
     fn plan<'f>(&self, flavor: &'f Flavor) -> (VideoPlan, Vec<Consumed<'f>>) {
-        let mut plan = prompts::video_plan(flavor, &self.inputs);
-        self.backend.retarget(flavor, &mut plan);
-        let parameters = plan.parameters();
-        let request = VideoRequest {
-            model: plan.model.to_string(),
-            prompt: plan.prompt,
-            aspect_ratio: plan.aspect_ratio.as_str().to_string(),
-            duration: plan.duration,
-            generate_audio: plan.generate_audio,
-            person_generation: plan.person_generation.to_string(),
-            negative_prompt: plan.negative_prompt,
-            seed: plan.seed,
-            reference_image: None,
-        };
-        let uploaded_reference = self.uploaded_reference.as_ref().map(|media| UploadedImage {
-            content_type: media.content_type.clone(),
-            base64: base64::engine::general_purpose::STANDARD.encode(&media.bytes),
-        });
-        let planned = VideoPlan {
-            request,
-            backend: self.backend,
-            prompt: self.inputs.prompt.clone(),
-            character_reference_id: self.character_reference_id.clone(),
-            uploaded_reference,
-            project_id: self.project_id.clone(),
-            sequence: self.sequence,
-            parameters,
-        };
-        (planned, plan.consumed)
+        let mut rendered = prompts::video_plan(flavor, &self.inputs);
+        self.kept.backend.retarget(flavor, &mut rendered);
+        (
+            Plan { parameters: rendered.parameters(), request: rendered.request, kept: self.kept.clone() },
+            rendered.consumed,
+        )
     }
 
-    fn prompt(plan: &VideoPlan) -> &str {
-        &plan.request.prompt
-    }
-
-    fn parameters(plan: &VideoPlan) -> &Value {
-        &plan.parameters
+    fn prompt(request: &VideoRequest) -> &str {
+        &request.prompt
     }
 
     fn project(plan: &VideoPlan) -> (Option<String>, Option<u32>) {
-        (plan.project_id.clone(), plan.sequence)
+        (plan.kept.project_id.clone(), plan.kept.sequence)
     }
 
     fn run<'a>(plan: &'a VideoPlan, run: Run<'a>) -> BoxFuture<'a, Result<GenerateVideoResponse, ApiError>> {
@@ -269,7 +231,7 @@ impl Generation for Video {
             let (reference_image, character_reference_warning) = reference(run, plan).await?;
             let has_reference_image = reference_image.is_some();
             let request = VideoRequest { reference_image, ..plan.request.clone() };
-            let maker = plan.backend.maker(&run.state.providers);
+            let maker = plan.kept.backend.maker(&run.state.providers);
             let video_id =
                 run.store::<Self>(maker.backend(), Kind::Video, maker.make_video(&request, run.ctx)).await?.id;
             let generation_timestamp = inputs::timestamp();
@@ -280,9 +242,9 @@ impl Generation for Video {
                 is_mock: maker.is_mock(),
                 config_flavor: run.flavor.used.clone(),
                 config_flavor_hash: run.flavor.hash.clone(),
-                project_id: plan.project_id.clone(),
-                sequence: plan.sequence,
-                character_reference_id: plan.character_reference_id.clone(),
+                project_id: plan.kept.project_id.clone(),
+                sequence: plan.kept.sequence,
+                character_reference_id: plan.kept.character_reference_id.clone(),
                 has_reference_image,
             };
             // The video is stored and paid for: a record that fails to write costs only `info` its
@@ -301,7 +263,7 @@ impl Generation for Video {
                 video_id: video_id.clone(),
                 character_reference_warning,
                 metadata: VideoMetadata {
-                    prompt: plan.prompt.clone(),
+                    prompt: plan.kept.prompt.clone(),
                     full_prompt: request.prompt,
                     video_id,
                     parameters_used: plan.parameters.clone(),
@@ -311,10 +273,10 @@ impl Generation for Video {
                     is_mock: record.is_mock,
                     processing_time_seconds: started.elapsed().as_secs_f64(),
                     generation_timestamp,
-                    character_reference_id: plan.character_reference_id.clone(),
+                    character_reference_id: plan.kept.character_reference_id.clone(),
                     has_reference_image,
-                    project_id: plan.project_id.clone(),
-                    sequence: plan.sequence,
+                    project_id: plan.kept.project_id.clone(),
+                    sequence: plan.kept.sequence,
                 },
             })
         })
@@ -325,8 +287,8 @@ impl Generation for Video {
 /// that names a stored image wins; the uploaded image stands in otherwise, and then the warning
 /// must not say the video was made without a reference.
 async fn reference(run: Run<'_>, plan: &VideoPlan) -> Result<(Option<Media>, Option<String>), ApiError> {
-    let (stored, warning) = load_reference(run, plan.character_reference_id.as_deref()).await?;
-    let uploaded = match &plan.uploaded_reference {
+    let (stored, warning) = load_reference(run, plan.kept.character_reference_id.as_deref()).await?;
+    let uploaded = match &plan.kept.uploaded_reference {
         None => None,
         Some(image) => Some(Media {
             bytes: base64::engine::general_purpose::STANDARD
@@ -339,7 +301,7 @@ async fn reference(run: Run<'_>, plan: &VideoPlan) -> Result<(Option<Media>, Opt
         (Some(stored), _) => (Some(stored), warning),
         (None, Some(uploaded)) => (
             Some(uploaded),
-            plan.character_reference_id.as_ref().map(|id| {
+            plan.kept.character_reference_id.as_ref().map(|id| {
                 format!("character reference {id} was not found; the uploaded reference_image_base64 was used instead")
             }),
         ),

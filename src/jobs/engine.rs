@@ -22,9 +22,6 @@ use super::store::{
 use crate::error::{ApiError, ErrorKind};
 use crate::providers::{BoxFuture, RunContext, RunObserver, UpstreamRun};
 
-/// The kinds a job may have (the pipeline decides what each means).
-pub const KINDS: [&str; 3] = ["scenes", "character_reference", "video"];
-
 /// How the engine runs jobs.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -140,6 +137,11 @@ impl Jobs {
         &self.config
     }
 
+    /// The kinds a job may have: the pipeline's.
+    pub fn kinds(&self) -> &[&'static str] {
+        self.pipeline.kinds()
+    }
+
     /// Wake-ups: the id of a job that has something new.
     pub fn subscribe(&self) -> broadcast::Receiver<String> {
         self.wake.subscribe()
@@ -153,8 +155,9 @@ impl Jobs {
     /// Plans `input` and stores the job. `key`: an `Idempotency-Key` (IETF draft): the same key
     /// and body replay the first answer until the key expires.
     pub async fn submit(&self, kind: &str, input: Value, key: Option<SubmitKey<'_>>) -> Result<Submitted, ApiError> {
-        if !KINDS.contains(&kind) {
-            return Err(ApiError::invalid("kind", format!("{kind:?} is not one of {}", KINDS.join(", "))));
+        let kinds = self.kinds();
+        if !kinds.contains(&kind) {
+            return Err(ApiError::invalid("kind", format!("{kind:?} is not one of {}", kinds.join(", "))));
         }
         let owner = uuid::Uuid::new_v4().to_string();
         if let Some(key) = &key {

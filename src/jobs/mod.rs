@@ -8,5 +8,5 @@ pub mod engine;
 pub mod pipeline;
 pub mod store;
 
-pub use engine::{EngineConfig, Jobs, KINDS, SubmitKey, Submitted};
+pub use engine::{EngineConfig, Jobs, SubmitKey, Submitted};
 pub use pipeline::{JobPipeline, Planned};

@@ -22,9 +22,13 @@ pub struct Planned {
     pub sequence: Option<u32>,
 }
 
-/// The generation pipeline as the job engine sees it. `kind` is `scenes`, `character_reference` or
-/// `video`; `input` is the body the kind's sync endpoint takes.
+/// The generation pipeline as the job engine sees it. `kind` is one of [`JobPipeline::kinds`];
+/// `input` is the body the kind's sync endpoint takes.
 pub trait JobPipeline: Send + Sync + 'static {
+    /// The kinds a job may have, as the jobs API lists them (the pipeline decides what each
+    /// means; the engine only refuses any other).
+    fn kinds(&self) -> &[&'static str];
+
     /// Validates `input` and renders its plan (an unknown kind or a bad input is the same 4xx the
     /// sync endpoint gives).
     fn plan<'a>(&'a self, kind: &'a str, input: Value) -> BoxFuture<'a, Result<Planned, ApiError>>;

@@ -1,5 +1,5 @@
 //! Offline stand-ins for every provider, used whenever a key is unset (or `MV_PROVIDER=mock`):
-//! scenes built from the request's own fields, a PNG drawn in process, an MP4 embedded in the
+//! scenes built from the values their prompt was rendered from, a PNG drawn in process, an MP4 embedded in the
 //! binary.
 //!
 //! Everything here is deterministic (same input, same bytes) and needs no network, so the whole
@@ -11,8 +11,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{
-    BoxFuture, ImageMaker, ImageRequest, Output, ProviderError, RunContext, Scene, SceneRequest, SceneWriter,
-    VideoMaker, VideoRequest, upstream_run,
+    BoxFuture, ImageMaker, ImageRequest, Output, ProviderError, RunContext, Scene, SceneBrief, SceneRequest,
+    SceneWriter, VideoMaker, VideoRequest, upstream_run,
 };
 
 const BACKEND: &str = "mock";
@@ -26,7 +26,7 @@ pub const MOCK_IMAGE_LONG_SIDE: u32 = 384;
 /// The clip every mock video render returns (how it was made: `assets/README.md`).
 pub static MOCK_CLIP: &[u8] = include_bytes!("../../assets/mock-clip.mp4");
 
-/// Writes scenes from the request's structured fields (`backend() == "mock"`).
+/// Writes scenes from the values their prompt was rendered from (`backend() == "mock"`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MockScenes;
 
@@ -52,8 +52,17 @@ impl SceneWriter for MockScenes {
         true
     }
 
+    /// Without a brief the scenes read generically ("the main character", "the song").
     fn write_scenes<'a>(&'a self, request: &'a SceneRequest) -> BoxFuture<'a, Result<Vec<Scene>, ProviderError>> {
-        Box::pin(async move { Ok(mock_scenes(request)) })
+        Box::pin(async move { Ok(mock_scenes(request, &SceneBrief::default())) })
+    }
+
+    fn write_scenes_from<'a>(
+        &'a self,
+        request: &'a SceneRequest,
+        brief: &'a SceneBrief,
+    ) -> BoxFuture<'a, Result<Vec<Scene>, ProviderError>> {
+        Box::pin(async move { Ok(mock_scenes(request, brief)) })
     }
 }
 
@@ -201,9 +210,9 @@ impl VideoMaker for MockGeminiVideos {
 
 /// Exactly `request.number_of_scenes` scenes that read like a small story: an opening, build-up,
 /// a climax and an ending, each with its own shot type.
-pub fn mock_scenes(request: &SceneRequest) -> Vec<Scene> {
+pub fn mock_scenes(request: &SceneRequest, brief: &SceneBrief) -> Vec<Scene> {
     let n = request.number_of_scenes as usize;
-    (0..n).map(|i| mock_scene(request, i, n)).collect()
+    (0..n).map(|i| mock_scene(brief, i, n)).collect()
 }
 
 const SHOTS: &[&str] = &[
@@ -237,14 +246,14 @@ fn beat(i: usize, n: usize) -> Beat {
     }
 }
 
-fn mock_scene(request: &SceneRequest, i: usize, n: usize) -> Scene {
+fn mock_scene(brief: &SceneBrief, i: usize, n: usize) -> Scene {
     let or = |value: &str, fallback: &str| {
         let value = value.trim();
         if value.is_empty() { fallback.to_owned() } else { value.to_owned() }
     };
-    let idea = or(&request.idea, "the song");
-    let character = or(&request.character_description, "the main character");
-    let camera = or(&request.camera_angle, "eye-level camera");
+    let idea = or(&brief.idea, "the song");
+    let character = or(&brief.character_description, "the main character");
+    let camera = or(&brief.camera_angle, "eye-level camera");
     let beat = beat(i, n);
     let (label, action, negative) = match beat {
         Beat::Opening => ("opening", format!("introduces {character} in the world of {idea}"), "cluttered background"),
@@ -256,13 +265,11 @@ fn mock_scene(request: &SceneRequest, i: usize, n: usize) -> Scene {
 
     let mut description =
         format!("{MOCK_LABEL}Scene {} of {n} ({label}), {shot}, {camera}: the scene {action}.", i + 1);
-    if !request.character_characteristics.trim().is_empty() {
-        description.push_str(&format!(" Character: {}.", request.character_characteristics.trim()));
+    if !brief.character_characteristics.trim().is_empty() {
+        description.push_str(&format!(" Character: {}.", brief.character_characteristics.trim()));
     }
-    let style: Vec<&str> = [request.video_type.trim(), request.video_characteristics.trim()]
-        .into_iter()
-        .filter(|s| !s.is_empty())
-        .collect();
+    let style: Vec<&str> =
+        [brief.video_type.trim(), brief.video_characteristics.trim()].into_iter().filter(|s| !s.is_empty()).collect();
     if !style.is_empty() {
         description.push_str(&format!(" Style: {}.", style.join(", ")));
     }
@@ -362,17 +369,15 @@ mod tests {
 
     #[test]
     fn scenes_use_every_structured_field() {
-        let request = SceneRequest {
-            number_of_scenes: 2,
+        let brief = SceneBrief {
             idea: "a night drive".into(),
             character_description: "a woman in a red coat".into(),
             character_characteristics: "calm, determined".into(),
             video_type: "cinematic".into(),
             video_characteristics: "neon, rain".into(),
             camera_angle: "low angle".into(),
-            ..Default::default()
         };
-        let scenes = mock_scenes(&request);
+        let scenes = mock_scenes(&SceneRequest { number_of_scenes: 2, ..Default::default() }, &brief);
         let first = &scenes[0].description;
         for needle in [
             "[mock] ",
@@ -392,7 +397,7 @@ mod tests {
 
     #[test]
     fn empty_fields_still_read_well() {
-        let scenes = mock_scenes(&SceneRequest { number_of_scenes: 1, ..Default::default() });
+        let scenes = mock_scenes(&SceneRequest { number_of_scenes: 1, ..Default::default() }, &SceneBrief::default());
         assert!(scenes[0].description.contains("the main character"), "{}", scenes[0].description);
         assert!(!scenes[0].description.contains("Style:"));
     }

@@ -29,13 +29,19 @@ pub use run::{RunContext, RunObserver, UpstreamRun};
 /// A boxed future, so providers can sit behind `Arc<dyn Trait>`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// What the scene writer is asked. The structured fields are what the prompt was rendered from;
-/// real providers send only `prompt`, the mock builds its scenes from them.
+/// What the scene writer is asked: the prompt, byte for byte, and how many scenes it must answer.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct SceneRequest {
     pub model: String,
     pub prompt: String,
     pub number_of_scenes: u32,
+}
+
+/// The values a scene prompt was rendered from. A model reads the prompt and never sees these; the
+/// mock, which has no model to read it, writes its scenes from them (see
+/// [`SceneWriter::write_scenes_from`]).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct SceneBrief {
     pub idea: String,
     pub character_description: String,
     pub character_characteristics: String,
@@ -184,6 +190,16 @@ pub trait SceneWriter: Send + Sync {
         false
     }
     fn write_scenes<'a>(&'a self, request: &'a SceneRequest) -> BoxFuture<'a, Result<Vec<Scene>, ProviderError>>;
+    /// Writes scenes for a request whose prompt was rendered from `brief`. A model reads only the
+    /// prompt, so by default the brief is not used (what goes upstream is `request` alone); the
+    /// mock overrides this to build its scenes from the brief.
+    fn write_scenes_from<'a>(
+        &'a self,
+        request: &'a SceneRequest,
+        _brief: &'a SceneBrief,
+    ) -> BoxFuture<'a, Result<Vec<Scene>, ProviderError>> {
+        self.write_scenes(request)
+    }
 }
 
 /// Draws one image per call.

@@ -10,9 +10,9 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use base64::Engine;
 use mvgen::prompts::{self, SceneInputs};
-use mvgen::providers::{ProviderError, Providers, SceneRequest};
+use mvgen::providers::{ProviderError, Providers};
 use serde_json::{Value, json};
-use support::test_app::{FAKE_MP4, Recording, TINY_PNG, TestApp, capture_logs};
+use support::test_app::{FAKE_MP4, Recording, SceneCall, TINY_PNG, TestApp, capture_logs};
 
 #[tokio::test]
 async fn flavors_are_listed_sorted_with_details() {
@@ -259,7 +259,7 @@ async fn upstream_faults_map_to_502_503_504_and_refusals_to_422() {
             StatusCode::SERVICE_UNAVAILABLE,
         ),
     ] {
-        let t = TestApp::with(|_| {}, |p| p.scenes = Arc::new(Recording::<SceneRequest>::failing(fault.clone())));
+        let t = TestApp::with(|_| {}, |p| p.scenes = Arc::new(Recording::<SceneCall>::failing(fault.clone())));
         let (got, headers, resp) =
             t.post_full("/api/mv/create_scenes", &json!({"idea": "i", "character_description": "c"})).await;
         assert_eq!(got, status, "{resp}");
@@ -417,13 +417,13 @@ async fn concurrent_requests_with_different_flavors_never_mix() {
     let received = t.scenes.received();
     assert_eq!(received.len(), 1000);
     for r in received {
-        let used = used_by_idea[&r.idea];
+        let used = used_by_idea[&r.brief.idea];
         let flavor = mvgen::flavor::lookup(used).expect("flavor");
         let expected = prompts::scene_plan(
             flavor,
-            &SceneInputs { idea: r.idea.clone(), character_description: "c".into(), ..Default::default() },
+            &SceneInputs { idea: r.brief.idea.clone(), character_description: "c".into(), ..Default::default() },
         );
-        assert_eq!(r.prompt, expected.prompt, "{} got another flavor's prompt", r.idea);
+        assert_eq!(r.prompt, expected.prompt, "{} got another flavor's prompt", r.brief.idea);
     }
 }
 
@@ -913,7 +913,10 @@ async fn blank_and_padded_values() {
     assert_eq!(t.post("/api/mv/create_scenes", &clean).await.0, StatusCode::OK);
     let got = t.scenes.received();
     assert_eq!(got[0].prompt, got[1].prompt);
-    assert_eq!(got[0].character_characteristics, mvgen::flavor::default().parameters.character_characteristics.value);
+    assert_eq!(
+        got[0].brief.character_characteristics,
+        mvgen::flavor::default().parameters.character_characteristics.value
+    );
 
     let messy = json!({"prompt": " A robot walks.  \n", "negative_prompt": "  ", "aspect_ratio": " 9:16 ",
         "video_rules_template": "Shot in {aspect_ratio}.\n", "character_reference_id": ""});
@@ -1143,7 +1146,7 @@ async fn a_job_planned_then_run_answers_and_asks_upstream_as_the_sync_endpoint_d
         let t = TestApp::new();
         let (status, headers, sync) = t.post_full(uri, &body).await;
         assert_eq!(status, StatusCode::OK, "{kind}: {sync}");
-        let pipeline = Pipeline::new(t.state.clone());
+        let pipeline = Pipeline::new(t.state.clone(), mvgen::api::KINDS);
         let planned = pipeline.plan(kind, body.clone()).await.expect("a valid input plans");
         assert_eq!(planned.config_flavor, sync["metadata"]["config_flavor"], "{kind}");
         assert_eq!(headers["x-config-flavor"], planned.config_flavor["used"].as_str().expect("used"), "{kind}");
@@ -1178,7 +1181,7 @@ async fn a_job_input_is_refused_as_the_sync_endpoint_refuses_it() {
     use mvgen::jobs::JobPipeline;
 
     let t = TestApp::with(|s| s.strict_flavors = true, |_| {});
-    let pipeline = Pipeline::new(t.state.clone());
+    let pipeline = Pipeline::new(t.state.clone(), mvgen::api::KINDS);
     for (kind, uri, body) in [
         ("scenes", "/api/mv/create_scenes", json!({"idea": "  ", "character_description": "c"})),
         ("scenes", "/api/mv/create_scenes", json!({"idea": "i", "character_description": "c", "extra": 1})),

@@ -24,7 +24,9 @@ use std::time::Duration;
 use mvgen::providers::gemini::GeminiClient;
 use mvgen::providers::gemini_video::GeminiVideoClient;
 use mvgen::providers::replicate::ReplicateClient;
-use mvgen::providers::{ImageRequest, Media, Output, ProviderConfig, ProviderError, SceneRequest, VideoRequest};
+use mvgen::providers::{
+    ImageRequest, Media, Output, ProviderConfig, ProviderError, SceneBrief, SceneRequest, VideoRequest,
+};
 use support::fake_upstream::{TEST_GEMINI_KEY, TEST_REPLICATE_TOKEN};
 
 /// Outer bound for calls expected to time out: far above the configured timeouts, far below
@@ -74,6 +76,12 @@ fn scene_request(n: u32) -> SceneRequest {
         model: "gemini-2.5-flash".into(),
         prompt: format!("Write {n} scenes about a night drive."),
         number_of_scenes: n,
+    }
+}
+
+/// What `scene_request`'s prompt stands for, as the mock writer reads it.
+fn scene_brief() -> SceneBrief {
+    SceneBrief {
         idea: "a night drive".into(),
         character_description: "a woman in a red coat".into(),
         character_characteristics: "calm".into(),

@@ -62,8 +62,8 @@ fn from_config_mocks_whatever_has_no_key() {
 async fn mock_scenes_are_exact_labelled_varied_and_deterministic() {
     let request = scene_request(6);
 
-    let first = MockScenes.write_scenes(&request).await.unwrap();
-    let again = MockScenes.write_scenes(&request).await.unwrap();
+    let first = MockScenes.write_scenes_from(&request, &scene_brief()).await.unwrap();
+    let again = MockScenes.write_scenes_from(&request, &scene_brief()).await.unwrap();
 
     assert_eq!(first.len(), 6);
     assert_eq!(first, again);
@@ -73,7 +73,7 @@ async fn mock_scenes_are_exact_labelled_varied_and_deterministic() {
     let distinct: std::collections::HashSet<_> = first.iter().map(|s| &s.description).collect();
     assert_eq!(distinct.len(), 6);
     assert!(first[0].description.contains("a night drive"));
-    assert_eq!(MockScenes.write_scenes(&scene_request(1)).await.unwrap().len(), 1);
+    assert_eq!(MockScenes.write_scenes_from(&scene_request(1), &scene_brief()).await.unwrap().len(), 1);
     assert!(MockScenes.is_mock());
     assert_eq!(MockScenes.backend(), "mock");
 }

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mvgen::api::error::{ApiError, ErrorKind};
-use mvgen::jobs::{JobPipeline, KINDS, Planned};
+use mvgen::jobs::{JobPipeline, Planned};
 use mvgen::providers::{BoxFuture, RunContext};
 use serde_json::{Value, json};
 
@@ -86,7 +86,14 @@ fn upstream_error(message: &str) -> ApiError {
     ApiError::new(ErrorKind::UpstreamError, message, json!({ "provider": "fake" }))
 }
 
+/// The real pipeline's kinds, so the jobs API answers as it does in the server.
+const KINDS: [&str; 3] = ["scenes", "character_reference", "video"];
+
 impl JobPipeline for FakePipeline {
+    fn kinds(&self) -> &[&'static str] {
+        &KINDS
+    }
+
     fn plan<'a>(&'a self, kind: &'a str, input: Value) -> BoxFuture<'a, Result<Planned, ApiError>> {
         Box::pin(async move {
             if let Some(ms) = input.get("plan_ms").and_then(Value::as_u64) {

@@ -8,7 +8,7 @@ use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
 use mvgen::api::AppState;
 use mvgen::providers::{
-    BoxFuture, ImageMaker, ImageRequest, Output, ProviderError, Providers, RunContext, Scene, SceneRequest,
+    BoxFuture, ImageMaker, ImageRequest, Output, ProviderError, Providers, RunContext, Scene, SceneBrief, SceneRequest,
     SceneWriter, VideoMaker, VideoRequest,
 };
 use mvgen::server::{Settings, app};
@@ -47,17 +47,43 @@ impl<R: Clone> Recording<R> {
     }
 }
 
-impl SceneWriter for Recording<SceneRequest> {
+/// What a scene writer was given: the request sent upstream, and the brief its prompt was rendered
+/// from (which only the mock reads). Reads as the request (`call.prompt`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SceneCall {
+    pub request: SceneRequest,
+    pub brief: SceneBrief,
+}
+
+impl std::ops::Deref for SceneCall {
+    type Target = SceneRequest;
+    fn deref(&self) -> &SceneRequest {
+        &self.request
+    }
+}
+
+impl Recording<SceneCall> {
+    fn scenes(&self, request: &SceneRequest, brief: &SceneBrief) -> Result<Vec<Scene>, ProviderError> {
+        self.record(&SceneCall { request: request.clone(), brief: brief.clone() })?;
+        Ok((0..request.number_of_scenes)
+            .map(|i| Scene { description: format!("scene {i}"), negative_description: "none".into() })
+            .collect())
+    }
+}
+
+impl SceneWriter for Recording<SceneCall> {
     fn backend(&self) -> &'static str {
         "recording"
     }
     fn write_scenes<'a>(&'a self, request: &'a SceneRequest) -> BoxFuture<'a, Result<Vec<Scene>, ProviderError>> {
-        Box::pin(async move {
-            self.record(request)?;
-            Ok((0..request.number_of_scenes)
-                .map(|i| Scene { description: format!("scene {i}"), negative_description: "none".into() })
-                .collect())
-        })
+        Box::pin(async move { self.scenes(request, &SceneBrief::default()) })
+    }
+    fn write_scenes_from<'a>(
+        &'a self,
+        request: &'a SceneRequest,
+        brief: &'a SceneBrief,
+    ) -> BoxFuture<'a, Result<Vec<Scene>, ProviderError>> {
+        Box::pin(async move { self.scenes(request, brief) })
     }
 }
 
@@ -95,7 +121,7 @@ impl VideoMaker for Recording<VideoRequest> {
 
 pub struct TestApp {
     pub router: axum::Router,
-    pub scenes: Arc<Recording<SceneRequest>>,
+    pub scenes: Arc<Recording<SceneCall>>,
     pub images: Arc<Recording<ImageRequest>>,
     pub videos: Arc<Recording<VideoRequest>>,
     /// What `backend: "gemini"` videos go to.
