@@ -18,7 +18,7 @@ trap 'exit 130' INT TERM
 
 cargo build -q --profile "$PROFILE" --example store_put
 dir=debug; [ "$PROFILE" != dev ] && dir=$PROFILE
-BIN=target/$dir/examples/store_put
+BIN=${CARGO_TARGET_DIR:-target}/$dir/examples/store_put
 
 port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 p=(); for _ in $(seq 10); do p+=("$(port)"); done
