@@ -18,7 +18,7 @@ trap 'exit 130' INT TERM
 
 cargo build -q --profile "$PROFILE" --example store_put
 dir=debug; [ "$PROFILE" != dev ] && dir=$PROFILE
-BIN=target/$dir/examples/store_put
+BIN=${CARGO_TARGET_DIR:-target}/$dir/examples/store_put
 
 source bench/weed.sh
 start_weed "$WORK"
