@@ -41,6 +41,7 @@ pub mod json_body;
 pub mod json_schema;
 pub mod limits;
 pub mod live_configs;
+pub mod media;
 pub mod model;
 pub mod page;
 pub mod prompts;

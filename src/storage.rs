@@ -18,11 +18,12 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, ReadBuf};
 use uuid::Uuid;
 
-use crate::providers::{BoxFuture, content_type_for, extension_for};
+use crate::media::{content_type_for, extension_for};
 use checked::{Begun, Checked};
 
 /// What a stored file is; each kind has its own directory.
@@ -69,7 +70,7 @@ impl Kind {
         !matches!(self, Kind::Scenes)
     }
 
-    /// What `put_stream` checks the first bytes against (`providers::checked_media_type`); scenes
+    /// What `put_stream` checks the first bytes against (`media::checked_media_type`); scenes
     /// are JSON mvgen wrote itself.
     fn media(self) -> Option<&'static str> {
         match self {
@@ -207,7 +208,7 @@ pub trait Storage: Send + Sync {
     /// file swapped for a link in between is refused too.
     fn open<'a>(&'a self, kind: Kind, id: &'a str) -> BoxFuture<'a, Result<Opened, StorageError>>;
     /// Stores a stream of chunks as a new file of `kind` and says what was stored. The first bytes
-    /// decide the type (`providers::checked_media_type` against the kind's media), checked before
+    /// decide the type (`media::checked_media_type` against the kind's media), checked before
     /// anything past them is written; more than `max_bytes` fails at once. Only a whole stream is
     /// ever visible under its final name: a refused, failed or cut stream (an `Err` chunk, or the
     /// future dropped) leaves nothing, and memory stays bounded whatever the size.

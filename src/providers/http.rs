@@ -259,12 +259,7 @@ pub fn upstream_error(
     ProviderError::Upstream { provider, status: status.as_u16(), message: clean_message(&message, secret) }
 }
 
-/// The start of an unusable answer, quoted, so the error shows what came back.
-pub fn snippet(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    let short: String = text.chars().take(120).collect();
-    if short.len() < text.len() { format!("{short:?}…") } else { format!("{short:?}") }
-}
+pub use crate::media::snippet;
 
 /// Sends a prepared cancel request when dropped, unless disarmed or its run context says the run
 /// outlives the call. Armed while a paid upstream job runs, it covers polling errors and requests

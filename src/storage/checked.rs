@@ -5,9 +5,9 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 
 use super::{ByteStream, Kind, StorageError, stored_extension};
-use crate::providers::checked_media_type;
+use crate::media::checked_media_type;
 
-/// Bytes enough for every signature `providers::sniff_media_type` knows (WebP's is 12).
+/// Bytes enough for every signature `media::sniff_media_type` knows (WebP's is 12).
 pub const SNIFF_BYTES: usize = 16;
 
 /// What a streamed put knows once its first bytes were read.

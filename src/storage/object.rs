@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use futures_util::stream::{self, StreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path;
@@ -26,7 +27,7 @@ use super::checked::{Begun, Checked};
 use super::{
     ByteStream, Kind, MAX_RECORD_BYTES, Opened, Put, Reader, Storage, StorageError, Stored, parse_id, stored_extension,
 };
-use crate::providers::{BoxFuture, content_type_for};
+use crate::media::content_type_for;
 
 /// The part size of a multipart upload (S3's smallest allowed); a stream that ends before this
 /// many bytes is stored with one PUT. A streamed put holds at most `PARTS_IN_FLIGHT + 1` parts in
