@@ -43,8 +43,34 @@ pub async fn respond<G: Generation>(
     let planned = planned::<G>(report, plan)?;
     // The slot moves to the job's run: it is held while the generation runs, not while we wait.
     let id = jobs.submit_now(G::KIND, &planned, slot).await?;
-    let job = jobs.finished(&id).await.ok_or_else(|| ApiError::internal(format!("job {id} is gone")))?;
-    let mut response = match job.status.as_str() {
+    let mut response = match jobs.finished(&id).await {
+        Ok(Some(job)) => answer(&id, job)?,
+        Ok(None) => return Err(ApiError::internal(format!("job {id} is gone"))),
+        // Stored, but the database was unreadable for the whole wait: the job is kept, and the
+        // caller may retry or follow it by its id.
+        Err(e) => {
+            tracing::warn!(job = %id, error = %e, "jobs database unreadable for the whole sync wait");
+            ApiError::new(
+                ErrorKind::DatabaseUnavailable,
+                format!(
+                    "the jobs database was unreachable for the whole sync wait; job {id} is kept: \
+                     follow it at /api/mv/jobs/{id}"
+                ),
+                json!({ "job_id": id, "retry_after_seconds": 5 }),
+            )
+            .into_response()
+        }
+    };
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-job-id", value);
+    }
+    Ok(response)
+}
+
+/// The sync answer for job `id` as the wait left it: its output, its stored error, or where to
+/// follow it.
+fn answer(id: &str, job: crate::jobs::store::JobRow) -> Result<Response, ApiError> {
+    Ok(match job.status.as_str() {
         "succeeded" => {
             let report = FlavorReport::deserialize(&job.config_flavor)
                 .map_err(|e| ApiError::internal(format!("job {id}: its flavor report: {e}")))?;
@@ -66,11 +92,7 @@ pub async fn respond<G: Generation>(
             json!({ "job_id": id }),
         )
         .into_response(),
-    };
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert("x-job-id", value);
-    }
-    Ok(response)
+    })
 }
 
 /// A body's text fields bounded in length, then its values checked; with the flavor it names.

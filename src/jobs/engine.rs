@@ -318,28 +318,36 @@ impl Jobs {
     /// instead of hanging forever when nobody can run it (the database keeps refusing claims, say).
     /// Woken by this process's broadcast; reads the row anyway every `config.poll`, as a worker in
     /// another process tells us nothing. A database fault is retried: the job's result is kept
-    /// either way. `None`: no such job (or never read before the bound). For the sync endpoints'
-    /// submit-and-wait: a client that hangs up drops only this wait, never the job.
-    pub async fn finished(&self, id: &str) -> Option<super::store::JobRow> {
+    /// either way. `Ok(None)`: no such job; `Err`: the database could not be read once before the
+    /// bound. For the sync endpoints' submit-and-wait: a client that hangs up drops only this
+    /// wait, never the job.
+    pub async fn finished(&self, id: &str) -> Result<Option<super::store::JobRow>, StoreError> {
         let mut wake = self.subscribe();
         let deadline = tokio::time::Instant::now() + self.config.sync_wait;
         let mut last = None;
+        let mut fault = None;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             match self.store.get(id).await {
                 // Its slot is freed a moment after the end is stored (see `run_to_end`).
                 Ok(Some(job)) if matches!(job.status.as_str(), "succeeded" | "failed" | "canceled") => {
                     if left.is_zero() || !self.holding().contains(id) {
-                        return Some(job);
+                        return Ok(Some(job));
                     }
                     last = Some(job);
                 }
-                Ok(None) => return None,
+                Ok(None) => return Ok(None),
                 Ok(Some(job)) => last = Some(job),
-                Err(e) => tracing::debug!(job = %id, error = %e, "cannot read a waited-on job; retrying"),
+                Err(e) => {
+                    tracing::debug!(job = %id, error = %e, "cannot read a waited-on job; retrying");
+                    fault = Some(e);
+                }
             }
             if left.is_zero() {
-                return last;
+                return match (last, fault) {
+                    (None, Some(e)) => Err(e),
+                    (last, _) => Ok(last),
+                };
             }
             woken(&mut wake, id, self.config.poll.min(left)).await;
         }
@@ -514,11 +522,13 @@ impl Jobs {
         // The saved runs no call of this attempt took up are nobody's to cancel but ours: all of
         // them when the job was canceled before this claim (released, or its worker died), those
         // a live call never reached otherwise (a call that holds its run cancels it when dropped).
+        // A job given up is never run again, so its saved runs would only go on being billed.
         let orphaned: Vec<UpstreamRun> = match ended {
             Ended::Cancel => {
                 let resumed = observer.resumed.lock().map(|r| r.clone()).unwrap_or_default();
                 saved.iter().filter(|run| !resumed.contains(run)).cloned().collect()
             }
+            Ended::GaveUp(_) => saved.clone(),
             _ => Vec::new(),
         };
         let outcome_error;
@@ -571,7 +581,8 @@ impl Jobs {
                 }
             }
         }
-        // After the canceled outcome is stored, so no takeover of this job cancels them again.
+        // After the canceled or failed outcome is stored, so no takeover of this job cancels them
+        // again.
         self.cancel_runs(&job.id, &orphaned).await;
         self.woke(&job.id);
     }

@@ -141,9 +141,9 @@ async fn retryable_failures_are_retried_and_caller_errors_fail_at_once() {
     let once = submit(&jobs, "scenes", json!({ "prompt": "flaky", "fail": "upstream_once" })).await;
     let caller = submit(&jobs, "scenes", json!({ "prompt": "refused", "fail": "caller" })).await;
     let always = submit(&jobs, "scenes", json!({ "prompt": "down", "fail": "upstream" })).await;
-    let waited = jobs.finished(&once).await.expect("known");
+    let waited = jobs.finished(&once).await.unwrap().expect("known");
     assert_eq!(waited.status, "succeeded", "wait returns the finished job");
-    assert!(jobs.finished(&uuid::Uuid::new_v4().to_string()).await.is_none());
+    assert!(jobs.finished(&uuid::Uuid::new_v4().to_string()).await.unwrap().is_none());
     let once = wait_until(&jobs, &once, "finished", finished).await;
     assert_eq!((once.status.as_str(), once.attempts), ("succeeded", 2), "{once:?}");
     let caller = wait_until(&jobs, &caller, "finished", finished).await;
@@ -240,7 +240,11 @@ async fn a_sync_job_a_worker_claims_first_holds_its_generation_slot_until_it_end
 
     let output = json!({ "done": "elsewhere" });
     assert!(jobs.store().finish(&id, "other-worker", Outcome::Succeeded(&output)).await.unwrap());
-    let row = tokio::time::timeout(Duration::from_secs(10), jobs.finished(&id)).await.expect("waited").expect("known");
+    let row = tokio::time::timeout(Duration::from_secs(10), jobs.finished(&id))
+        .await
+        .expect("waited")
+        .unwrap()
+        .expect("known");
     assert_eq!(row.status, "succeeded");
     assert_eq!(slots.available_permits(), 1, "the slot is free by the time the caller is answered");
     assert_eq!(upstream.runs.load(std::sync::atomic::Ordering::SeqCst), 0, "run once, by the other worker");
@@ -260,6 +264,7 @@ async fn a_sync_job_whose_worker_died_is_finished_by_the_sync_request_on_a_serve
     let row = tokio::time::timeout(Duration::from_secs(10), jobs.finished(&id))
         .await
         .expect("the sync wait ends: the dead worker's job is taken over here")
+        .expect("readable")
         .expect("known");
     assert_eq!(row.status, "succeeded", "{row:?}");
     assert_eq!(upstream.creates("orphan"), 1);
@@ -292,6 +297,10 @@ async fn restarts_do_not_use_up_retries(url: &str) {
     jobs.store().claim("crash-0", now).await.unwrap().expect("claimed");
     jobs.store().claim("crash-1", now + 3_600_000).await.unwrap().expect("taken over");
     jobs.store().claim("crash-2", now + 3_600_000).await.unwrap().expect("taken over");
+    // Its last worker had started a prediction: given up, the job must not leave it running.
+    let prediction = upstream.create("crashes its worker", Duration::from_secs(3600));
+    let run = mvgen::providers::UpstreamRun { provider: "fake".into(), id: prediction.clone(), slot: 0 };
+    assert!(jobs.store().save_run(&id, "crash-2", &run).await.unwrap());
     let shutdown = CancellationToken::new();
     let workers = jobs.start_workers(shutdown.clone());
     let row = wait_until(&jobs, &id, "finished", finished).await;
@@ -301,6 +310,8 @@ async fn restarts_do_not_use_up_retries(url: &str) {
     assert_eq!(upstream.runs.load(std::sync::atomic::Ordering::SeqCst), 2, "never run again");
     shutdown.cancel();
     workers.wait().await;
+    // After the workers stopped: the cancel follows the stored outcome.
+    assert_eq!(upstream.cancelled(), vec![prediction], "the given-up job's saved prediction is cancelled");
 }
 
 #[tokio::test]

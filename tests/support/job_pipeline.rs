@@ -43,7 +43,8 @@ impl FakeUpstream {
         self.creates.lock().unwrap().clone()
     }
 
-    fn create(&self, prompt: &str, render: Duration) -> String {
+    /// Starts a prediction (counted as a create) and returns its id.
+    pub fn create(&self, prompt: &str, render: Duration) -> String {
         let id = format!("pred-{}", uuid::Uuid::new_v4());
         self.predictions.lock().unwrap().insert(id.clone(), (prompt.to_owned(), Instant::now() + render));
         *self.creates.lock().unwrap().entry(prompt.to_owned()).or_default() += 1;
