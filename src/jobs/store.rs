@@ -16,8 +16,9 @@ use std::borrow::Cow;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
-use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::query::Query;
 use sqlx::{AnyPool, Connection, Row};
 
 use crate::error::{ApiError, ErrorKind};
@@ -195,7 +196,13 @@ pub struct Filter {
 
 #[derive(Clone)]
 pub struct Store {
+    /// Reads (and, on PostgreSQL, everything).
     pool: AnyPool,
+    /// Writes. On SQLite a pool of one connection: the file has one writer at a time, and
+    /// writers that collide inside SQLite wait in its busy handler's back-off (sleeps of 1 to
+    /// 100 ms), which held submissions to under half of what one queued writer does. Here they
+    /// queue in the process instead. On PostgreSQL the same pool as `pool`.
+    writer: AnyPool,
     dialect: Dialect,
 }
 
@@ -249,17 +256,102 @@ fn migrator(dialect: Dialect) -> Migrator {
     const SYNC_JOBS: &str = include_str!("../../migrations/jobs/0002_sync_jobs.sql");
     const TAKEOVERS: &str = include_str!("../../migrations/jobs/0003_job_takeovers.sql");
     const ANSWERS: &str = include_str!("../../migrations/jobs/0004_idempotency_answers.sql");
-    let jobs = match dialect {
-        Dialect::Sqlite => Cow::Owned(JOBS.replace("BIGSERIAL PRIMARY KEY", "INTEGER PRIMARY KEY AUTOINCREMENT")),
-        Dialect::Postgres => Cow::Borrowed(JOBS),
+    const QUEUED_EVENT: &str = include_str!("../../migrations/jobs/0005_sqlite_queued_event.sql");
+    let (jobs, queued_event) = match dialect {
+        Dialect::Sqlite => {
+            (Cow::Owned(JOBS.replace("BIGSERIAL PRIMARY KEY", "INTEGER PRIMARY KEY AUTOINCREMENT")), QUEUED_EVENT)
+        }
+        Dialect::Postgres => (Cow::Borrowed(JOBS), "SELECT 1"),
     };
     let migrations = vec![
         Migration::new(1, Cow::Borrowed("jobs"), MigrationType::Simple, jobs, false),
         Migration::new(2, Cow::Borrowed("sync_jobs"), MigrationType::Simple, Cow::Borrowed(SYNC_JOBS), false),
         Migration::new(3, Cow::Borrowed("job_takeovers"), MigrationType::Simple, Cow::Borrowed(TAKEOVERS), false),
         Migration::new(4, Cow::Borrowed("idempotency_answers"), MigrationType::Simple, Cow::Borrowed(ANSWERS), false),
+        Migration::new(
+            5,
+            Cow::Borrowed("sqlite_queued_event"),
+            MigrationType::Simple,
+            Cow::Borrowed(queued_event),
+            false,
+        ),
     ];
     Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
+}
+
+/// `sql` with a new job's eight values bound as `$1`..`$8`.
+fn insert_job<'q>(sql: &'q str, job: &'q NewJob<'_>, now: i64) -> Query<'q, sqlx::Any, AnyArguments<'q>> {
+    sqlx::query(sql)
+        .bind(job.id)
+        .bind(job.kind)
+        .bind(job.plan.to_string())
+        .bind(job.config_flavor.to_string())
+        .bind(job.project_id)
+        .bind(job.sequence)
+        .bind(now)
+        .bind(job.max_attempts)
+}
+
+/// A job's row as [`Store::insert`] just stored it.
+fn queued_row(job: &NewJob<'_>, seq: i64, now: i64) -> JobRow {
+    JobRow {
+        seq,
+        id: job.id.to_owned(),
+        kind: job.kind.to_owned(),
+        status: "queued".into(),
+        plan: job.plan.clone(),
+        config_flavor: job.config_flavor.clone(),
+        project_id: job.project_id.map(str::to_owned),
+        sequence: job.sequence,
+        output: None,
+        error_code: None,
+        error_message: None,
+        error_status: None,
+        error_details: Value::Null,
+        attempts: 0,
+        takeovers: 0,
+        progress_stage: None,
+        progress_upstream_status: None,
+        created_at: now,
+        started_at: None,
+        completed_at: None,
+        cancel_requested: false,
+        upstream: None,
+    }
+}
+
+/// A pool of `size` connections. sqlx pings a connection on every release (dropping a broken
+/// one) and, by default, again on every acquire: a second round trip per query, which on SQLite's
+/// one writer is a second hop to its thread for every write. Here only a connection idle for over
+/// a second is pinged before use, so one left over from a database restart is still replaced
+/// before it can fail a query, while a busy pool pays nothing.
+fn pool_options(size: u32) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(size)
+        .acquire_timeout(Duration::from_secs(3))
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for > Duration::from_secs(1) {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
+}
+
+/// An SQLite pool of `size` connections. WAL lets readers (listings, event streams) run beside
+/// the one writer; the busy timeout makes a second process sharing the file (`mvgen worker`)
+/// wait for the lock instead of failing.
+fn sqlite_pool(size: u32) -> AnyPoolOptions {
+    pool_options(size).after_connect(|conn, _| {
+        Box::pin(async move {
+            sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
+            sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
+            sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
+            Ok(())
+        })
+    })
 }
 
 impl Store {
@@ -274,31 +366,25 @@ impl Store {
             return Err(format!("MVGEN_DATABASE_URL: {url:?} is neither sqlite:… nor postgres://…"));
         };
         let shown = redact(url);
-        let options = AnyPoolOptions::new()
-            .max_connections(if dialect == Dialect::Sqlite { 8 } else { 16 })
-            .acquire_timeout(Duration::from_secs(3));
-        let options = if dialect == Dialect::Sqlite {
-            // WAL lets readers (listings, event streams) run beside the one writer; the busy
-            // timeout makes a second process sharing the file wait for the lock instead of failing.
-            options.after_connect(|conn, _| {
-                Box::pin(async move {
-                    sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
-                    sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
-                    sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
-                    Ok(())
-                })
-            })
-        } else {
-            options
-        };
         // One plain connection first: the pool would only say it timed out, this says why.
         let probe = sqlx::AnyConnection::connect(url)
             .await
             .map_err(|e| format!("cannot open the jobs database {shown}: {e}"))?;
         let _ = probe.close().await;
-        let pool = options.connect(url).await.map_err(|e| format!("cannot open the jobs database {shown}: {e}"))?;
-        migrator(dialect).run(&pool).await.map_err(|e| format!("jobs database {shown}: migrations failed: {e}"))?;
-        Ok(Store { pool, dialect })
+        let opened = |e: sqlx::Error| format!("cannot open the jobs database {shown}: {e}");
+        let (pool, writer) = match dialect {
+            Dialect::Sqlite => {
+                let pool = sqlite_pool(8).connect(url).await.map_err(opened)?;
+                let writer = sqlite_pool(1).connect(url).await.map_err(opened)?;
+                (pool, writer)
+            }
+            Dialect::Postgres => {
+                let pool = pool_options(16).connect(url).await.map_err(opened)?;
+                (pool.clone(), pool)
+            }
+        };
+        migrator(dialect).run(&writer).await.map_err(|e| format!("jobs database {shown}: migrations failed: {e}"))?;
+        Ok(Store { pool, writer, dialect })
     }
 
     pub fn dialect(&self) -> Dialect {
@@ -307,6 +393,7 @@ impl Store {
 
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer.close().await;
     }
 
     /// One round trip to the database, for the readiness probe.
@@ -324,16 +411,16 @@ impl Store {
         kind: &str,
         data: &Value,
     ) -> Result<(), sqlx::Error> {
-        sqlx::query("INSERT INTO job_events (job_id, at, kind, data) VALUES ($1, $2, $3, $4)")
-            .bind(job_id)
-            .bind(now_ms())
-            .bind(kind)
-            .bind(data.to_string())
-            .execute(&mut **tx)
-            .await?;
+        const INSERT: &str = "INSERT INTO job_events (job_id, at, kind, data) VALUES ($1, $2, $3, $4)";
+        // On PostgreSQL the wake-up rides in the same statement: one round trip per event, not two.
+        const INSERT_AND_NOTIFY: &str = "WITH e AS (INSERT INTO job_events (job_id, at, kind, data) \
+             VALUES ($1, $2, $3, $4) RETURNING job_id) SELECT pg_notify($5, job_id) FROM e";
+        let sql = if self.dialect == Dialect::Postgres { INSERT_AND_NOTIFY } else { INSERT };
+        let mut query = sqlx::query(sql).bind(job_id).bind(now_ms()).bind(kind).bind(data.to_string());
         if self.dialect == Dialect::Postgres {
-            sqlx::query("SELECT pg_notify($1, $2)").bind(NOTIFY_CHANNEL).bind(job_id).execute(&mut **tx).await?;
+            query = query.bind(NOTIFY_CHANNEL);
         }
+        query.execute(&mut **tx).await?;
         Ok(())
     }
 
@@ -350,12 +437,12 @@ impl Store {
     ) -> Result<KeyState, StoreError> {
         sqlx::query("DELETE FROM idempotency WHERE created_at < $1")
             .bind(times.expired_before)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         sqlx::query("DELETE FROM idempotency WHERE key = $1 AND job_id IS NULL AND created_at < $2")
             .bind(key)
             .bind(times.abandoned_before)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         let inserted = sqlx::query(
             "INSERT INTO idempotency (key, fingerprint, job_id, created_at, owner) VALUES ($1, $2, NULL, $3, $4) \
@@ -365,14 +452,14 @@ impl Store {
         .bind(fingerprint)
         .bind(now_ms())
         .bind(owner)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         if inserted.rows_affected() == 1 {
             return Ok(KeyState::New);
         }
         let row = sqlx::query("SELECT fingerprint, job_id, answer_status, answer_body FROM idempotency WHERE key = $1")
             .bind(key)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.writer)
             .await?;
         let Some(row) = row else {
             // Released between our insert and this read: the caller may simply try again.
@@ -398,7 +485,7 @@ impl Store {
         sqlx::query("DELETE FROM idempotency WHERE key = $1 AND owner = $2 AND job_id IS NULL")
             .bind(key)
             .bind(owner)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -407,64 +494,48 @@ impl Store {
     /// in one transaction. Returns the stored row, so the submit answer needs no second read;
     /// `Ok(None)` (nothing stored) when `key` was taken over by another submission meanwhile.
     pub async fn insert(&self, job: &NewJob<'_>, key: Option<&KeyBinding<'_>>) -> Result<Option<JobRow>, StoreError> {
+        const INSERT: &str = "INSERT INTO jobs (id, kind, status, plan, config_flavor, project_id, sequence, attempts, \
+             created_at, run_after, cancel_requested, max_attempts) VALUES ($1, $2, 'queued', $3, $4, $5, $6, 0, $7, \
+             $7, 0, $8) RETURNING seq";
+        // The row and its first event in one statement, so a submission without a key is one round
+        // trip: on SQLite the `jobs_queued_event` trigger (migration 5) writes the event; on
+        // PostgreSQL the statement does, and wakes the replicas (a data-modifying CTE always runs,
+        // and `woken` runs once because a CTE calling a volatile function is never inlined).
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO jobs (id, kind, status, plan, config_flavor, project_id, sequence, attempts, created_at, \
-             run_after, cancel_requested, max_attempts) VALUES ($1, $2, 'queued', $3, $4, $5, $6, 0, $7, $7, 0, $8) \
-             RETURNING seq",
+        let insert_and_event;
+        let query = match self.dialect {
+            Dialect::Sqlite => insert_job(INSERT, job, now),
+            Dialect::Postgres => {
+                insert_and_event = format!(
+                    "WITH j AS ({INSERT}), e AS (INSERT INTO job_events (job_id, at, kind, data) \
+                     SELECT $1, $7, 'queued', $9 FROM j), woken AS (SELECT pg_notify($10, $1)) SELECT seq FROM j, woken"
+                );
+                insert_job(&insert_and_event, job, now)
+                    .bind(serde_json::json!({ "status": "queued" }).to_string())
+                    .bind(NOTIFY_CHANNEL)
+            }
+        };
+        let Some(key) = key else {
+            let inserted = query.fetch_one(&self.writer).await?;
+            return Ok(Some(queued_row(job, inserted.try_get("seq")?, now)));
+        };
+        let mut tx = self.writer.begin().await?;
+        let inserted = query.fetch_one(&mut *tx).await?;
+        let row = queued_row(job, inserted.try_get("seq")?, now);
+        let (status, body) = (key.answer)(&row);
+        let bound = sqlx::query(
+            "UPDATE idempotency SET job_id = $1, answer_status = $2, answer_body = $3 \
+             WHERE key = $4 AND owner = $5 AND job_id IS NULL",
         )
         .bind(job.id)
-        .bind(job.kind)
-        .bind(job.plan.to_string())
-        .bind(job.config_flavor.to_string())
-        .bind(job.project_id)
-        .bind(job.sequence)
-        .bind(now)
-        .bind(job.max_attempts)
-        .fetch_one(&mut *tx)
+        .bind(i64::from(status))
+        .bind(body.to_string())
+        .bind(key.key)
+        .bind(key.owner)
+        .execute(&mut *tx)
         .await?;
-        self.event(&mut tx, job.id, "queued", &serde_json::json!({ "status": "queued" })).await?;
-        let row = JobRow {
-            seq: inserted.try_get("seq")?,
-            id: job.id.to_owned(),
-            kind: job.kind.to_owned(),
-            status: "queued".into(),
-            plan: job.plan.clone(),
-            config_flavor: job.config_flavor.clone(),
-            project_id: job.project_id.map(str::to_owned),
-            sequence: job.sequence,
-            output: None,
-            error_code: None,
-            error_message: None,
-            error_status: None,
-            error_details: Value::Null,
-            attempts: 0,
-            takeovers: 0,
-            progress_stage: None,
-            progress_upstream_status: None,
-            created_at: now,
-            started_at: None,
-            completed_at: None,
-            cancel_requested: false,
-            upstream: None,
-        };
-        if let Some(key) = key {
-            let (status, body) = (key.answer)(&row);
-            let bound = sqlx::query(
-                "UPDATE idempotency SET job_id = $1, answer_status = $2, answer_body = $3 \
-                 WHERE key = $4 AND owner = $5 AND job_id IS NULL",
-            )
-            .bind(job.id)
-            .bind(i64::from(status))
-            .bind(body.to_string())
-            .bind(key.key)
-            .bind(key.owner)
-            .execute(&mut *tx)
-            .await?;
-            if bound.rows_affected() == 0 {
-                return Ok(None);
-            }
+        if bound.rows_affected() == 0 {
+            return Ok(None);
         }
         tx.commit().await?;
         Ok(Some(row))
@@ -553,7 +624,7 @@ impl Store {
         let now = now_ms();
         let lock = if self.dialect == Dialect::Postgres { "FOR UPDATE SKIP LOCKED" } else { "" };
         let only = if id.is_some() { "AND id = $4" } else { "" };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let sql = format!(
             "UPDATE jobs SET status = 'processing', claim = $1, heartbeat_at = $2, \
              attempts = attempts + CASE WHEN status = 'queued' AND resume = 0 THEN 1 ELSE 0 END, \
@@ -609,7 +680,7 @@ impl Store {
 
     /// Saves an upstream run of a claimed job; `Ok(false)` when the claim was lost.
     pub async fn save_run(&self, job_id: &str, claim: &str, run: &UpstreamRun) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let owned =
             sqlx::query("UPDATE jobs SET heartbeat_at = $1 WHERE id = $2 AND claim = $3 AND status = 'processing'")
                 .bind(now_ms())
@@ -644,7 +715,7 @@ impl Store {
         stage: &str,
         upstream_status: Option<&str>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let owned = sqlx::query(
             "UPDATE jobs SET progress_stage = $1, progress_upstream_status = $2 \
              WHERE id = $3 AND claim = $4 AND status = 'processing'",
@@ -674,7 +745,7 @@ impl Store {
         .bind(now_ms())
         .bind(job_id)
         .bind(claim)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await?;
         Ok(row.map(|r| r.try_get::<i64, _>("cancel_requested")).transpose()?.map(|c| c != 0))
     }
@@ -682,7 +753,7 @@ impl Store {
     /// Ends a claim; `Ok(false)` when it was no longer ours.
     pub async fn finish(&self, job_id: &str, claim: &str, outcome: Outcome<'_>) -> Result<bool, StoreError> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let guard = "WHERE id = $1 AND claim = $2 AND status = 'processing'";
         let (result, kind, data) = match outcome {
             Outcome::Succeeded(output) => (
@@ -770,7 +841,7 @@ impl Store {
     /// no worker holds that one, so nobody else will cancel the upstream runs it saved.
     pub async fn cancel(&self, job_id: &str) -> Result<(Option<JobRow>, bool), StoreError> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let queued = sqlx::query(
             "UPDATE jobs SET status = 'canceled', completed_at = $1, cancel_requested = 1 \
              WHERE id = $2 AND status = 'queued'",
