@@ -250,6 +250,21 @@ async fn a_sync_job_a_worker_claims_first_holds_its_generation_slot_until_it_end
     assert_eq!(upstream.runs.load(std::sync::atomic::Ordering::SeqCst), 0, "run once, by the other worker");
 }
 
+/// A sync wait that could not read the database once before its bound says so (the driver answers
+/// 503 `DatabaseUnavailable` with the job's id), rather than "no such job".
+#[tokio::test]
+async fn a_sync_wait_that_never_reads_the_database_is_an_error_not_an_unknown_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pipeline, _upstream) = FakePipeline::new();
+    let config = EngineConfig { sync_wait: Duration::from_millis(300), ..config(0, 60_000) };
+    let jobs = Jobs::open(&sqlite_url(&dir), pipeline.clone(), config).await.expect("open");
+    let planned = pipeline.plan("video", json!({ "prompt": "unread", "render_ms": 60_000 })).await.expect("plan");
+    let id = jobs.submit_now("video", &planned, ()).await.expect("submitted");
+    jobs.store().close().await;
+    let waited = tokio::time::timeout(Duration::from_secs(10), jobs.finished(&id)).await.expect("bounded");
+    assert!(waited.is_err(), "{waited:?}");
+}
+
 #[tokio::test]
 async fn a_sync_job_whose_worker_died_is_finished_by_the_sync_request_on_a_serve_without_workers() {
     let dir = tempfile::tempdir().unwrap();
