@@ -46,22 +46,22 @@ SMALL=$(video "$SMALL_KIB")
 LARGE=$(video $((LARGE_MIB * 1024)))
 
 port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-serve() { # binary -> base url
+serve() { # binary -> sets BASE (not a $(...) subshell, so the server's pid reaches PIDS for cleanup)
     local p
     p=$(port)
     env -i PATH="$PATH" MV_PROVIDER=mock MV_OUTPUT_DIR="$WORK/out" MVGEN_ADDR="127.0.0.1:$p" \
         MVGEN_DATABASE_URL="sqlite://$WORK/jobs-$p.db?mode=rwc" "$1" serve >"$WORK/serve-$p.log" 2>&1 &
     PIDS+=("$!")
     for _ in $(seq 200); do
-        curl -fsS -o /dev/null "http://127.0.0.1:$p/health" 2>/dev/null && { echo "http://127.0.0.1:$p"; return; }
+        curl -fsS -o /dev/null "http://127.0.0.1:$p/health" 2>/dev/null && { BASE="http://127.0.0.1:$p"; return; }
         sleep 0.05
     done
     echo "file_get.sh: $1 did not start" >&2
     cat "$WORK/serve-$p.log" >&2
     exit 1
 }
-BEFORE=$(serve "$BEFORE_BIN")
-AFTER=$(serve "$AFTER_BIN")
+serve "$BEFORE_BIN"; BEFORE=$BASE
+serve "$AFTER_BIN"; AFTER=$BASE
 
 # The same bytes from both, or the comparison means nothing.
 for base in "$BEFORE" "$AFTER"; do
