@@ -249,9 +249,8 @@ impl Jobs {
                 Ok(None) => return,
                 Ok(Some(job)) if job.status == "queued" || tokio::time::Instant::now() >= claim_at => {
                     claim_at = tokio::time::Instant::now() + takeover_every;
-                    let stale_before = super::store::now_ms() - self.config.stale_after.as_millis() as i64;
                     let claim = format!("{}/now", uuid::Uuid::new_v4());
-                    match self.store.claim_job(&claim, id, stale_before).await {
+                    match self.store.claim_job(&claim, id, self.stale_before()).await {
                         Ok(Some(job)) => {
                             failures = 0;
                             self.woke(&job.id);
@@ -284,6 +283,16 @@ impl Jobs {
                 _ = woken(&mut wake, id, pause) => {}
             }
         }
+    }
+
+    /// Claims whose heartbeat is older than this (Unix ms) belong to a dead worker.
+    fn stale_before(&self) -> i64 {
+        super::store::now_ms() - self.config.stale_after.as_millis() as i64
+    }
+
+    /// How often a claim is kept alive: three beats per stale limit, so one late beat is no takeover.
+    fn heartbeat_every(&self) -> Duration {
+        (self.config.stale_after / 3).max(Duration::from_millis(50))
     }
 
     fn holding(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
@@ -419,9 +428,8 @@ impl Jobs {
         let mut wake = self.subscribe();
         let mut failures = 0u32;
         while !shutdown.is_cancelled() {
-            let stale_before = super::store::now_ms() - self.config.stale_after.as_millis() as i64;
             let claim = format!("{worker}/{}", uuid::Uuid::new_v4());
-            match self.store.claim(&claim, stale_before).await {
+            match self.store.claim(&claim, self.stale_before()).await {
                 Ok(Some(job)) => {
                     failures = 0;
                     self.woke(&job.id);
@@ -589,7 +597,7 @@ impl Jobs {
 
     /// Heartbeats the claim until dropped, and nothing else.
     async fn keep_claim(&self, job: &Claimed) {
-        let every = (self.config.stale_after / 3).max(Duration::from_millis(50));
+        let every = self.heartbeat_every();
         loop {
             tokio::time::sleep(every).await;
             if let Err(e) = self.store.heartbeat(&job.id, &job.claim).await {
@@ -601,7 +609,7 @@ impl Jobs {
     /// Heartbeats the claim, watches for a cancel and writes throttled progress; returns only when
     /// the run must stop.
     async fn watch(&self, job: &Claimed, mut progress: watch::Receiver<Option<(String, Option<String>)>>) -> Ended {
-        let every = (self.config.stale_after / 3).max(Duration::from_millis(50));
+        let every = self.heartbeat_every();
         let mut wake = self.subscribe();
         let mut beat = tokio::time::interval(every);
         let mut progress_open = true;
