@@ -7,7 +7,7 @@
 use std::ops::Deref;
 
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::model::template::{Template, Var};
 use crate::model::{
@@ -41,17 +41,16 @@ impl<R, B> Deref for Rendered<'_, R, B> {
     }
 }
 
-impl<R: Serialize> Rendered<'_, R> {
-    /// The values actually used, by name: everything the request sends besides its prompt.
-    pub fn parameters(&self) -> Value {
-        // The provider requests are plain structs of strings, numbers and options: serialising one
-        // cannot fail.
-        let mut parameters = serde_json::to_value(&self.request).unwrap_or_default();
-        if let Some(fields) = parameters.as_object_mut() {
-            fields.remove("prompt");
-        }
-        parameters
+/// The values a request sends besides its prompt, by name: what an image or video answer reports
+/// as `parameters_used`.
+pub fn request_parameters<R: Serialize>(request: &R) -> Value {
+    // The provider requests are plain structs of strings, numbers and options: serialising one
+    // cannot fail.
+    let mut parameters = serde_json::to_value(request).unwrap_or_default();
+    if let Some(fields) = parameters.as_object_mut() {
+        fields.remove("prompt");
     }
+    parameters
 }
 
 /// Request inputs for scene writing; `None` means "use the flavor's value".
@@ -66,17 +65,37 @@ pub struct SceneInputs {
     pub camera_angle: Option<String>,
 }
 
+/// The values a scene plan settled besides its prompt and the request's own text, as a scenes
+/// answer reports them in `parameters_used`. Built when answering, not stored with the plan: it is
+/// all in the plan already. The fields are in alphabetical order because the answer lists them so
+/// (it was a JSON map until it got a type).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SceneParameters {
+    pub camera_angle: String,
+    pub character_characteristics: String,
+    pub model: String,
+    pub number_of_scenes: u32,
+    pub video_characteristics: String,
+    pub video_type: String,
+}
+
+impl SceneParameters {
+    pub fn of(request: &SceneRequest, brief: &SceneBrief) -> Self {
+        SceneParameters {
+            camera_angle: brief.camera_angle.clone(),
+            character_characteristics: brief.character_characteristics.clone(),
+            model: request.model.clone(),
+            number_of_scenes: request.number_of_scenes,
+            video_characteristics: brief.video_characteristics.clone(),
+            video_type: brief.video_type.clone(),
+        }
+    }
+}
+
 impl Rendered<'_, SceneRequest, SceneBrief> {
     /// The values actually used, by name (the prompt and the request's own text aside).
-    pub fn parameters(&self) -> Value {
-        json!({
-            "model": self.request.model,
-            "number_of_scenes": self.request.number_of_scenes,
-            "character_characteristics": self.brief.character_characteristics,
-            "video_type": self.brief.video_type,
-            "video_characteristics": self.brief.video_characteristics,
-            "camera_angle": self.brief.camera_angle,
-        })
+    pub fn parameters(&self) -> SceneParameters {
+        SceneParameters::of(&self.request, &self.brief)
     }
 }
 
@@ -145,8 +164,10 @@ macro_rules! pick {
     };
 }
 
-/// Renders the scene prompt for `flavor` with the request's overrides.
-pub fn scene_plan<'f>(flavor: &'f Flavor, inputs: &SceneInputs) -> Rendered<'f, SceneRequest, SceneBrief> {
+/// Renders the scene prompt for `flavor` with the request's overrides. The inputs are taken, not
+/// borrowed: the plan keeps the idea and character description it was rendered from, moved rather
+/// than copied.
+pub fn scene_plan<'f>(flavor: &'f Flavor, inputs: SceneInputs) -> Rendered<'f, SceneRequest, SceneBrief> {
     let p = &flavor.parameters;
     let mut r = Reader::new(flavor);
     let character_characteristics =
@@ -173,8 +194,8 @@ pub fn scene_plan<'f>(flavor: &'f Flavor, inputs: &SceneInputs) -> Rendered<'f, 
     Rendered {
         request: SceneRequest { model: p.scene_model.value.to_string(), prompt, number_of_scenes },
         brief: SceneBrief {
-            idea: inputs.idea.clone(),
-            character_description: inputs.character_description.clone(),
+            idea: inputs.idea,
+            character_description: inputs.character_description,
             character_characteristics,
             video_type,
             video_characteristics,
@@ -296,13 +317,36 @@ mod tests {
             number_of_scenes: Some(3),
             ..Default::default()
         };
-        let plan = scene_plan(flavor::default(), &inputs);
+        let plan = scene_plan(flavor::default(), inputs);
         assert!(plan.prompt.contains("Idea: a {idea} with braces"), "values stay verbatim");
         assert!(plan.prompt.contains("Camera: top-down."));
         assert!(plan.prompt.contains("exactly\n3 scenes"));
-        assert_eq!(plan.parameters()["camera_angle"], "top-down");
+        assert_eq!(plan.parameters().camera_angle, "top-down");
         assert!(plan.consumed.iter().all(|c| c.entry.key != "camera_angle"));
         assert!(plan.consumed.iter().any(|c| c.target == "scene_generator.video_type"));
+    }
+
+    #[test]
+    fn scene_parameters_serialize_as_the_map_they_replaced() {
+        let plan = scene_plan(
+            flavor::default(),
+            SceneInputs {
+                video_type: Some("a \"quoted\" type".into()),
+                number_of_scenes: Some(2),
+                ..Default::default()
+            },
+        );
+        let p = plan.parameters();
+        let map = serde_json::json!({
+            "model": p.model,
+            "number_of_scenes": p.number_of_scenes,
+            "character_characteristics": p.character_characteristics,
+            "video_type": p.video_type,
+            "video_characteristics": p.video_characteristics,
+            "camera_angle": p.camera_angle,
+        });
+        // Byte for byte: answers and stored scenes files keep the order a JSON map gave them.
+        assert_eq!(serde_json::to_string(&p).ok(), serde_json::to_string(&map).ok());
     }
 
     #[test]

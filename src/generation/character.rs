@@ -120,6 +120,7 @@ impl Generation for Character {
     type Input = CharacterReferenceBody;
     type Request = ImageRequest;
     type Kept = CharacterKept;
+    type Parameters = serde_json::Value;
     type Answer = CharacterReferenceResponse;
 
     fn validate(body: CharacterReferenceBody) -> Result<Self, ApiError> {
@@ -137,13 +138,15 @@ impl Generation for Character {
         Ok(Character { inputs, num_images })
     }
 
-    fn plan<'f>(&self, flavor: &'f Flavor) -> (CharacterPlan, Vec<Consumed<'f>>) {
+    fn plan<'f>(self, flavor: &'f Flavor) -> (CharacterPlan, Vec<Consumed<'f>>) {
         let rendered = prompts::image_plan(flavor, &self.inputs);
-        let kept = CharacterKept {
-            num_images: self.num_images,
-            character_description: self.inputs.character_description.clone(),
-        };
-        (Plan { parameters: rendered.parameters(), request: rendered.request, kept }, rendered.consumed)
+        let kept =
+            CharacterKept { num_images: self.num_images, character_description: self.inputs.character_description };
+        (Plan { request: rendered.request, kept }, rendered.consumed)
+    }
+
+    fn parameters(plan: &CharacterPlan) -> serde_json::Value {
+        prompts::request_parameters(&plan.request)
     }
 
     fn prompt(request: &ImageRequest) -> &str {
@@ -193,7 +196,7 @@ impl Generation for Character {
                     num_images_requested: plan.kept.num_images,
                     num_images_generated: u32::try_from(images.len()).unwrap_or(u32::MAX),
                     errors: failures.into_iter().map(|e| e.message).collect(),
-                    parameters_used: plan.parameters.clone(),
+                    parameters_used: Self::parameters(plan),
                     config_flavor: run.flavor.clone(),
                     backend_used: maker.backend().to_string(),
                     is_mock: maker.is_mock(),

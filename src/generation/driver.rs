@@ -34,7 +34,7 @@ pub async fn respond<G: Generation>(
     let chosen = choose_flavor(state, requested.as_deref())?;
     // Taken once the request is known to be valid: at the cap a bad request still gets its 4xx.
     let slot = state.generations.take()?;
-    let plan = plan(state, &request, &chosen);
+    let plan = plan(state, request, &chosen);
     let report = FlavorReport::from(&chosen);
     let Some(jobs) = jobs else {
         let answer = G::run(&plan, Run { state, flavor: &report, ctx: RunContext::detached() }).await?;
@@ -150,7 +150,7 @@ fn choose_flavor(state: &AppState, requested: Option<&str>) -> Result<Chosen, Ap
 }
 
 /// The plan for the chosen flavor, logged value by value in debug mode.
-fn plan<G: Generation>(state: &AppState, request: &G, chosen: &Chosen) -> PlanOf<G> {
+fn plan<G: Generation>(state: &AppState, request: G, chosen: &Chosen) -> PlanOf<G> {
     let (plan, consumed) = request.plan(&chosen.flavor);
     if state.debug {
         debug_log::plan(chosen, G::KIND, &consumed, G::prompt(&plan.request));
@@ -246,7 +246,8 @@ fn subcommand<G: Generation>() -> clap::Command {
 fn render<G: Generation>(flavor: &Flavor, args: &clap::ArgMatches) -> Result<Rendering, String> {
     let body = G::Input::from_arg_matches(args).map_err(|e| e.to_string())?;
     let (plan, _) = G::validate(body).map_err(|e| e.message)?.plan(flavor);
-    Ok((G::prompt(&plan.request).to_string(), plan.parameters))
+    let parameters = serde_json::to_value(G::parameters(&plan)).map_err(|e| e.to_string())?;
+    Ok((G::prompt(&plan.request).to_string(), parameters))
 }
 
 /// Validates `input` as the sync endpoint's body (the same parser, so the same 4xx), chooses the
@@ -255,7 +256,7 @@ fn plan_job<G: Generation>(state: &AppState, input: Value) -> Result<Planned, Ap
     let bytes = serde_json::to_vec(&input).map_err(|e| ApiError::internal(format!("the input: {e}")))?;
     let (request, requested) = validate::<G>(crate::json_body::parse::<G::Input>(&bytes)?)?;
     let chosen = choose_flavor(state, requested.as_deref())?;
-    let plan = plan(state, &request, &chosen);
+    let plan = plan(state, request, &chosen);
     planned::<G>(FlavorReport::from(&chosen), plan)
 }
 
@@ -306,5 +307,27 @@ impl JobPipeline for Pipeline {
 
     fn cancel_run<'a>(&'a self, run: &'a crate::providers::UpstreamRun) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(self.state.providers.cancel_run(run))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generation::scenes::Scenes;
+
+    /// Plans stored before `parameters` was derived carry it as a map; such a job still runs, and
+    /// reports the same values.
+    #[test]
+    fn a_plan_stored_with_its_parameters_still_reads() {
+        let chosen = crate::flavor::choose(None);
+        let body = serde_json::from_value(json!({"idea": "a storm", "character_description": "a keeper"}))
+            .expect("a scenes body");
+        let (plan, _) = validate::<Scenes>(body).expect("valid").0.plan(&chosen.flavor);
+        let parameters = serde_json::to_value(Scenes::parameters(&plan)).expect("serialisable");
+        let mut stored =
+            serde_json::to_value(Stored { config_flavor: FlavorReport::from(&chosen), plan }).expect("serialisable");
+        stored["plan"]["parameters"] = parameters.clone();
+        let read = Stored::<PlanOf<Scenes>>::deserialize(&stored).expect("an older stored plan reads");
+        assert_eq!(serde_json::to_value(Scenes::parameters(&read.plan)).ok(), Some(parameters));
     }
 }

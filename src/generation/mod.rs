@@ -44,7 +44,6 @@ pub mod video;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::model::Flavor;
@@ -69,6 +68,9 @@ pub trait Generation: Sized + Send + Sync + 'static {
     /// What its answer needs of the request besides the provider request (the idea, the number of
     /// images, where a reference image comes from, ...).
     type Kept: Serialize + DeserializeOwned + Send + Sync;
+    /// What its answer reports as `parameters_used`: the values the plan settled besides its
+    /// prompt.
+    type Parameters: Serialize;
     /// The answer body.
     type Answer: Serialize + Send;
 
@@ -76,8 +78,13 @@ pub trait Generation: Sized + Send + Sync + 'static {
     /// The driver has bounded the body's texts and taken its `config_flavor` already.
     fn validate(input: Self::Input) -> Result<Self, ApiError>;
 
-    /// Renders the plan for `flavor`, with the config values it used (for debug logs).
-    fn plan<'f>(&self, flavor: &'f Flavor) -> (Plan<Self::Request, Self::Kept>, Vec<Consumed<'f>>);
+    /// Renders the plan for `flavor`, with the config values it used (for debug logs). The plan
+    /// takes what it keeps of the request, so nothing is copied twice.
+    fn plan<'f>(self, flavor: &'f Flavor) -> (Plan<Self::Request, Self::Kept>, Vec<Consumed<'f>>);
+
+    /// The values `plan` settled besides its prompt (its answer's `parameters_used`, and what
+    /// `mvgen render` prints), read from the plan when they are reported rather than stored in it.
+    fn parameters(plan: &Plan<Self::Request, Self::Kept>) -> Self::Parameters;
 
     /// The prompt a request sends, byte for byte.
     fn prompt(request: &Self::Request) -> &str;
@@ -123,13 +130,13 @@ impl Text for Option<String> {
 }
 
 /// A kind's plan: what a run needs, owned and serialisable (a job stores it and may run it in
-/// another build), and nothing of the flavor.
+/// another build), and nothing of the flavor. (Plans stored before 2026-12-02 also carry the
+/// `parameters` the answer reports; they are derived from the request and the kept values now,
+/// and the stored copy is ignored.)
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Plan<R, K> {
     /// What the provider is sent.
     pub request: R,
-    /// The values used besides the prompt, as `parameters_used` reports them.
-    pub parameters: Value,
     /// What the answer needs besides.
     pub kept: K,
 }

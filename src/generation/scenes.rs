@@ -7,7 +7,7 @@ use super::inputs::{self, in_range, optional, required};
 use super::{Generation, Plan, Run};
 use crate::error::ApiError;
 use crate::model::{Flavor, NUMBER_OF_SCENES};
-use crate::prompts::{self, Consumed, Rendered, SceneInputs};
+use crate::prompts::{self, Consumed, Rendered, SceneInputs, SceneParameters};
 use crate::providers::{BoxFuture, Scene, SceneBrief, SceneRequest};
 use crate::storage::Kind;
 
@@ -89,7 +89,7 @@ pub struct ScenesMetadata {
     pub number_of_scenes: u32,
     /// The values actually used, after flavor defaults and request overrides.
     #[schema(value_type = Object)]
-    pub parameters_used: serde_json::Value,
+    pub parameters_used: SceneParameters,
     pub config_flavor: super::FlavorReport,
     pub backend_used: String,
     pub model_used: String,
@@ -126,6 +126,7 @@ impl Generation for Scenes {
     type Input = CreateScenesBody;
     type Request = SceneRequest;
     type Kept = ScenesKept;
+    type Parameters = SceneParameters;
     type Answer = CreateScenesResponse;
 
     fn validate(body: CreateScenesBody) -> Result<Self, ApiError> {
@@ -141,11 +142,13 @@ impl Generation for Scenes {
         Ok(Scenes { inputs, project_id: inputs::project_id(body.project_id)? })
     }
 
-    fn plan<'f>(&self, flavor: &'f Flavor) -> (ScenesPlan, Vec<Consumed<'f>>) {
-        let rendered = prompts::scene_plan(flavor, &self.inputs);
-        let parameters = rendered.parameters();
-        let Rendered { request, brief, consumed } = rendered;
-        (Plan { request, parameters, kept: ScenesKept { brief, project_id: self.project_id.clone() } }, consumed)
+    fn plan<'f>(self, flavor: &'f Flavor) -> (ScenesPlan, Vec<Consumed<'f>>) {
+        let Rendered { request, brief, consumed } = prompts::scene_plan(flavor, self.inputs);
+        (Plan { request, kept: ScenesKept { brief, project_id: self.project_id } }, consumed)
+    }
+
+    fn parameters(plan: &ScenesPlan) -> SceneParameters {
+        SceneParameters::of(&plan.request, &plan.kept.brief)
     }
 
     fn prompt(request: &SceneRequest) -> &str {
@@ -164,7 +167,7 @@ impl Generation for Scenes {
             let metadata = ScenesMetadata {
                 idea: plan.kept.brief.idea.clone(),
                 number_of_scenes: plan.request.number_of_scenes,
-                parameters_used: plan.parameters.clone(),
+                parameters_used: Self::parameters(plan),
                 config_flavor: run.flavor.clone(),
                 backend_used: writer.backend().to_string(),
                 model_used: plan.request.model.clone(),

@@ -179,6 +179,7 @@ impl Generation for Video {
     type Input = GenerateVideoBody;
     type Request = VideoRequest;
     type Kept = VideoKept;
+    type Parameters = serde_json::Value;
     type Answer = GenerateVideoResponse;
 
     fn validate(body: GenerateVideoBody) -> Result<Self, ApiError> {
@@ -208,13 +209,14 @@ impl Generation for Video {
         Ok(Video { inputs, kept })
     }
 
-    fn plan<'f>(&self, flavor: &'f Flavor) -> (VideoPlan, Vec<Consumed<'f>>) {
+    fn plan<'f>(self, flavor: &'f Flavor) -> (VideoPlan, Vec<Consumed<'f>>) {
         let mut rendered = prompts::video_plan(flavor, &self.inputs);
         self.kept.backend.retarget(flavor, &mut rendered);
-        (
-            Plan { parameters: rendered.parameters(), request: rendered.request, kept: self.kept.clone() },
-            rendered.consumed,
-        )
+        (Plan { request: rendered.request, kept: self.kept }, rendered.consumed)
+    }
+
+    fn parameters(plan: &VideoPlan) -> serde_json::Value {
+        prompts::request_parameters(&plan.request)
     }
 
     fn prompt(request: &VideoRequest) -> &str {
@@ -266,7 +268,7 @@ impl Generation for Video {
                     prompt: plan.kept.prompt.clone(),
                     full_prompt: request.prompt,
                     video_id,
-                    parameters_used: plan.parameters.clone(),
+                    parameters_used: Self::parameters(plan),
                     config_flavor: run.flavor.clone(),
                     backend_used: record.backend,
                     model_used: request.model,

@@ -151,7 +151,7 @@ fn render_json_prints_what_the_server_would_send_with_the_flavors_own_values() {
     assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
     let json: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("render --json prints JSON");
     let inputs = SceneInputs { idea: idea.into(), character_description: "a drummer".into(), ..Default::default() };
-    let plan = scene_plan(flavor::lookup("mv1").expect("mv1"), &inputs);
+    let plan = scene_plan(flavor::lookup("mv1").expect("mv1"), inputs);
     assert_eq!(json["flavor"], "mv1");
     assert_eq!(json["prompt"], plan.prompt.as_str());
     assert_eq!(json["parameters"]["model"], "gemini-2.5-pro");

@@ -169,7 +169,7 @@ async fn answer(State(counters): State<Counters>, Json(body): Json<Value>) -> Js
     let flavor = mvgen::flavor::lookup(&requested).unwrap_or_else(mvgen::flavor::default);
     let expected = scene_plan(
         flavor,
-        &SceneInputs { idea: idea_text, character_description: "a runner".into(), ..Default::default() },
+        SceneInputs { idea: idea_text, character_description: "a runner".into(), ..Default::default() },
     );
     counters.checked.fetch_add(1, Ordering::Relaxed);
     if expected.prompt != prompt {

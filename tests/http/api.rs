@@ -51,7 +51,7 @@ async fn each_flavor_reaches_the_scene_writer_exactly_as_rendered() {
         let flavor = mvgen::flavor::lookup(used).expect("flavor");
         let expected = prompts::scene_plan(
             flavor,
-            &SceneInputs {
+            SceneInputs {
                 idea: "a night drive".into(),
                 character_description: "a courier in a yellow coat".into(),
                 ..Default::default()
@@ -65,7 +65,7 @@ async fn each_flavor_reaches_the_scene_writer_exactly_as_rendered() {
         assert_eq!(received[0].number_of_scenes, n);
         assert_eq!(resp["scenes"].as_array().map(Vec::len), Some(n as usize));
         assert_eq!(resp["metadata"]["number_of_scenes"], n);
-        assert_eq!(resp["metadata"]["parameters_used"], expected.parameters());
+        assert_eq!(resp["metadata"]["parameters_used"], json!(expected.parameters()));
         assert_eq!(resp["metadata"]["backend_used"], "recording");
         assert_eq!(resp["metadata"]["model_used"], flavor.parameters.scene_model.value.as_ref());
     }
@@ -421,7 +421,7 @@ async fn concurrent_requests_with_different_flavors_never_mix() {
         let flavor = mvgen::flavor::lookup(used).expect("flavor");
         let expected = prompts::scene_plan(
             flavor,
-            &SceneInputs { idea: r.brief.idea.clone(), character_description: "c".into(), ..Default::default() },
+            SceneInputs { idea: r.brief.idea.clone(), character_description: "c".into(), ..Default::default() },
         );
         assert_eq!(r.prompt, expected.prompt, "{} got another flavor's prompt", r.brief.idea);
     }
