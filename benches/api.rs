@@ -53,7 +53,7 @@ fn response(plan: &ScenesPlan, chosen: &mvgen::flavor::Chosen) -> CreateScenesRe
             parameters_used: Scenes::parameters(plan),
             config_flavor: FlavorReport::from(chosen),
             backend_used: "gemini".to_owned(),
-            model_used: plan.request.model.clone(),
+            model_used: plan.request.model.to_string(),
             is_mock: false,
             generation_timestamp: "2026-01-31T12:00:00.000Z".to_owned(),
             project_id: None,

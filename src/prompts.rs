@@ -71,12 +71,12 @@ pub struct SceneInputs {
 /// (it was a JSON map until it got a type).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SceneParameters {
-    pub camera_angle: String,
-    pub character_characteristics: String,
-    pub model: String,
+    pub camera_angle: Text,
+    pub character_characteristics: Text,
+    pub model: Text,
     pub number_of_scenes: u32,
-    pub video_characteristics: String,
-    pub video_type: String,
+    pub video_characteristics: Text,
+    pub video_type: Text,
 }
 
 impl SceneParameters {
@@ -101,51 +101,34 @@ impl Rendered<'_, SceneRequest, SceneBrief> {
 
 /// Collects the flavor values a plan reads, so debug logs can say where each came from.
 struct Reader<'f> {
-    /// Listed once per plan: `Flavor::entry` builds the whole list on every call, and a plan notes
-    /// up to eight keys (most of the time a scene plan took went there).
-    entries: Vec<Entry<'f>>,
+    flavor: &'f Flavor,
     consumed: Vec<Consumed<'f>>,
 }
 
 impl<'f> Reader<'f> {
     fn new(flavor: &'f Flavor) -> Self {
-        Reader { entries: flavor.entries(), consumed: Vec::with_capacity(8) }
+        // A plan notes up to eight keys.
+        Reader { flavor, consumed: Vec::with_capacity(8) }
     }
 
     /// Records that `key` was loaded into `target`.
     fn note(&mut self, key: Key, target: &'static str) {
-        if let Some(entry) = self.entries.iter().find(|e| e.is(key)) {
-            self.consumed.push(Consumed { entry: *entry, target });
+        if let Some(entry) = self.flavor.entry_for(key) {
+            self.consumed.push(Consumed { entry, target });
         }
     }
 
     /// The request's value when given, else the flavor's (which is then recorded as consumed).
-    /// `config` is borrowed so the flavor's value is copied once, only when used.
-    fn pick<T, C: Setting<T>>(&mut self, given: Option<T>, config: &C, key: Key, target: &'static str) -> T {
+    /// `config` is borrowed so the flavor's value is copied only when used, and a text is a
+    /// [`Text`], which for an embedded flavor borrows the binary's own bytes instead of copying.
+    fn pick<T: Clone>(&mut self, given: Option<T>, config: &T, key: Key, target: &'static str) -> T {
         match given {
             Some(v) => v,
             None => {
                 self.note(key, target);
-                config.value()
+                config.clone()
             }
         }
-    }
-}
-
-/// A flavor value as a request's override of it is typed: text as a `String`, the rest as itself.
-trait Setting<T> {
-    fn value(&self) -> T;
-}
-
-impl Setting<String> for Text {
-    fn value(&self) -> String {
-        self.to_string()
-    }
-}
-
-impl<T: Copy> Setting<T> for T {
-    fn value(&self) -> T {
-        *self
     }
 }
 
@@ -156,7 +139,7 @@ impl<T: Copy> Setting<T> for T {
 macro_rules! pick {
     ($r:ident, $stage:literal, $inputs:ident.$input:ident, $section:ident::$field:ident, $values:ident) => {
         $r.pick(
-            Clone::clone(&$inputs.$input),
+            Clone::clone(&$inputs.$input).map(Into::into),
             &$values.$field.value,
             $section::$field,
             concat!($stage, ".", stringify!($input)),
@@ -192,7 +175,7 @@ pub fn scene_plan<'f>(flavor: &'f Flavor, inputs: SceneInputs) -> Rendered<'f, S
         Var::AspectRatio => "",
     });
     Rendered {
-        request: SceneRequest { model: p.scene_model.value.to_string(), prompt, number_of_scenes },
+        request: SceneRequest { model: p.scene_model.value.clone(), prompt, number_of_scenes },
         brief: SceneBrief {
             idea: inputs.idea,
             character_description: inputs.character_description,

@@ -58,7 +58,7 @@ impl VideoBackend {
         plan.request.model = flavor.image_params.gemini_video_model.value.to_string();
         let target = "video_generator.model";
         plan.consumed.retain(|c| c.target != target);
-        let entry = flavor.entries().into_iter().find(|e| e.is(ImageParams::gemini_video_model));
+        let entry = flavor.entry_for(ImageParams::gemini_video_model);
         plan.consumed.extend(entry.map(|entry| Consumed { entry, target }));
     }
 }

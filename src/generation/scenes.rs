@@ -170,7 +170,7 @@ impl Generation for Scenes {
                 parameters_used: Self::parameters(plan),
                 config_flavor: run.flavor.clone(),
                 backend_used: writer.backend().to_string(),
-                model_used: plan.request.model.clone(),
+                model_used: plan.request.model.to_string(),
                 is_mock: writer.is_mock(),
                 generation_timestamp: inputs::timestamp(),
                 project_id: plan.kept.project_id.clone(),

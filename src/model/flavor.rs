@@ -1,7 +1,7 @@
 //! What a compiled flavor is: its name and description, its content hash and every settings file,
 //! fully resolved.
 
-use super::key::Entry;
+use super::key::{Entry, Key};
 use super::origin::FileKind;
 use super::settings::{ImageParams, ImagePrompts, Parameters, ScenePrompts};
 use super::value::Text;
@@ -35,7 +35,19 @@ impl Flavor {
 
     /// The resolved value of `key` in `file`.
     pub fn entry(&self, file: FileKind, key: &str) -> Option<Entry<'_>> {
-        self.entries().into_iter().find(|e| e.file == file && e.key == key)
+        match file {
+            FileKind::Parameters => self.parameters.entry(key),
+            FileKind::ScenePrompts => self.scene_prompts.entry(key),
+            FileKind::ImageParams => self.image_params.entry(key),
+            FileKind::ImagePrompts => self.image_prompts.entry(key),
+            // flavor.yaml (name, label, extends) has no settings keys.
+            FileKind::Meta => None,
+        }
+    }
+
+    /// The resolved value of the typed `key`.
+    pub fn entry_for(&self, key: Key) -> Option<Entry<'_>> {
+        self.entry(key.file, key.name)
     }
 
     /// The human name: the label when set, else the flavor name.

@@ -12,13 +12,6 @@ pub struct Key {
     pub name: &'static str,
 }
 
-impl Entry<'_> {
-    /// Whether this entry is the value of `key`.
-    pub fn is(&self, key: Key) -> bool {
-        self.file == key.file && self.key == key.name
-    }
-}
-
 /// One resolved key, for listing, diffing, explaining and debug logs.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Entry<'a> {

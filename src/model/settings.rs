@@ -123,6 +123,20 @@ macro_rules! resolved_file {
                     },
                 )*]
             }
+
+            /// The key named `name`, with its value and origin; found without listing them all,
+            /// because a plan looks up every key it uses (debug provenance).
+            pub fn entry(&self, name: &str) -> Option<Entry<'_>> {
+                match name {
+                    $(stringify!($field) => Some(Entry {
+                        file: FileKind::$kind,
+                        key: stringify!($field),
+                        value: self.$field.value.view(),
+                        origin: &self.$field.origin,
+                    }),)*
+                    _ => None,
+                }
+            }
         }
     };
 }

@@ -17,6 +17,7 @@ pub mod replicate;
 pub mod run;
 pub mod upstream_run;
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -34,7 +35,8 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// What the scene writer is asked: the prompt, byte for byte, and how many scenes it must answer.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct SceneRequest {
-    pub model: String,
+    /// Borrowed from an embedded flavor (no copy per request); owned when read back from a job.
+    pub model: Cow<'static, str>,
     pub prompt: String,
     pub number_of_scenes: u32,
 }
@@ -46,10 +48,11 @@ pub struct SceneRequest {
 pub struct SceneBrief {
     pub idea: String,
     pub character_description: String,
-    pub character_characteristics: String,
-    pub video_type: String,
-    pub video_characteristics: String,
-    pub camera_angle: String,
+    // The request's text, or the flavor's: borrowed from an embedded flavor, as `model` is.
+    pub character_characteristics: Cow<'static, str>,
+    pub video_type: Cow<'static, str>,
+    pub video_characteristics: Cow<'static, str>,
+    pub camera_angle: Cow<'static, str>,
 }
 
 /// One scene as the LLM wrote it.
