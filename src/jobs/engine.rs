@@ -1,26 +1,27 @@
-//! The job engine: submit (plan, then store), workers that claim, heartbeat, run and finish jobs,
-//! and the wake-ups that tell workers and event streams something changed.
+//! The job engine: submit (plan, then store), cancel, and the wake-ups that tell workers and event
+//! streams something changed. Its workers (claim, heartbeat, run, finish) are in [`worker`], the
+//! sync endpoints' run-now-and-wait in [`sync`].
 //!
 //! Wake-ups are only hints; the rows are the truth. On PostgreSQL every event's transaction also
 //! runs `pg_notify`, and one `PgListener` per process fans the job ids out through a
 //! `tokio::sync::broadcast`; on SQLite the writer broadcasts in-process and readers also poll
 //! briefly, because another process may share the file.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+mod sync;
+mod worker;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::pipeline::{JobPipeline, Planned};
-use super::store::{
-    Claimed, Dialect, JobRow, KeyBinding, KeyState, KeyTimes, NewJob, Outcome, Replay, Store, StoreError,
-};
+use super::store::{Dialect, JobRow, KeyBinding, KeyState, KeyTimes, NewJob, Replay, Store, StoreError};
 use crate::error::{ApiError, ErrorKind};
-use crate::providers::{BoxFuture, RunContext, RunObserver, UpstreamRun};
+use crate::providers::UpstreamRun;
 
 /// How the engine runs jobs.
 #[derive(Debug, Clone)]
@@ -73,7 +74,7 @@ impl Default for EngineConfig {
 /// A job the API accepted: new, or the one an `Idempotency-Key` already made.
 pub enum Submitted {
     /// Stored now: the row as stored.
-    New(Box<super::store::JobRow>),
+    New(Box<JobRow>),
     /// The job the `Idempotency-Key` made before, and the answer it was first given.
     Replayed(Replay),
 }
@@ -194,95 +195,9 @@ impl Jobs {
         kind: &str,
         input: Value,
         key: Option<&KeyBinding<'_>>,
-    ) -> Result<Box<super::store::JobRow>, ApiError> {
+    ) -> Result<Box<JobRow>, ApiError> {
         let planned = self.pipeline.plan(kind, input).await?;
         self.store_planned(kind, &planned, key, None).await
-    }
-
-    /// Stores a job its caller already planned, then runs it at once in this process (unless a
-    /// worker claims it first) and returns its id. For the sync endpoints: they wait on it rather
-    /// than queue behind other jobs, `max_attempts` 1 so an upstream failure answers the caller as
-    /// it did before jobs (a takeover after a dead worker still resumes its saved run). The run is
-    /// its own task holding `guard` (the caller's generation slot) until the job ends, whoever runs
-    /// it: a caller who hangs up neither cancels it nor frees the slot early, and a worker that
-    /// wins the claim does not let the cap be bypassed (see [`Jobs::run_to_end`]).
-    pub async fn submit_now(
-        self: &Arc<Self>,
-        kind: &str,
-        planned: &Planned,
-        guard: impl Send + 'static,
-    ) -> Result<String, ApiError> {
-        let id = self.store_planned(kind, planned, None, Some(1)).await?.id;
-        self.holding().insert(id.clone());
-        let slot = HeldSlot { guard: Some(Box::new(guard)), jobs: Arc::clone(self), id: id.clone() };
-        let jobs = Arc::clone(self);
-        let job_id = id.clone();
-        let run = async move {
-            let (shutdown, _) =
-                jobs.running.get().cloned().unwrap_or_else(|| (jobs.closed.clone(), TaskTracker::new()));
-            jobs.run_to_end(&job_id, &shutdown, Box::new(slot)).await;
-        };
-        match self.running.get() {
-            Some((_, tracker)) => tracker.spawn(run),
-            None => tokio::spawn(run),
-        };
-        Ok(id)
-    }
-
-    /// Runs job `id` here, or follows it while another worker runs it, until it is finished (or
-    /// shutdown), holding `slot` (the generation slot) until then: dropped as soon as the end is
-    /// stored, before the waiting caller is woken, so its next request finds the slot free.
-    /// Following, it takes the job over once that worker's heartbeat is stale, like any worker
-    /// would: a sync request's job ends even on a serve with `MVGEN_WORKERS=0` or when its first
-    /// claim failed, rather than wait for a worker that may never come.
-    async fn run_to_end(&self, id: &str, shutdown: &CancellationToken, slot: Box<dyn Send>) {
-        let mut slot = Some(slot);
-        let mut wake = self.subscribe();
-        let mut failures = 0u32;
-        // Claiming is a write (the one writer on SQLite): a job another worker runs is only read,
-        // and tried for a takeover every half stale limit.
-        let takeover_every = (self.config.stale_after / 2).max(self.config.poll);
-        let mut claim_at = tokio::time::Instant::now();
-        while !shutdown.is_cancelled() && slot.is_some() {
-            let pause = match self.store.get(id).await {
-                Ok(Some(job)) if !matches!(job.status.as_str(), "queued" | "processing") => return,
-                Ok(None) => return,
-                Ok(Some(job)) if job.status == "queued" || tokio::time::Instant::now() >= claim_at => {
-                    claim_at = tokio::time::Instant::now() + takeover_every;
-                    let claim = format!("{}/now", uuid::Uuid::new_v4());
-                    match self.store.claim_job(&claim, id, self.stale_before()).await {
-                        Ok(Some(job)) => {
-                            failures = 0;
-                            self.woke(&job.id);
-                            self.run(job, shutdown, &mut slot).await;
-                            continue;
-                        }
-                        Ok(None) => {
-                            failures = 0;
-                            self.config.poll
-                        }
-                        Err(e) => {
-                            failures += 1;
-                            tracing::warn!(job = %id, error = %e, "cannot claim a sync job; retrying");
-                            backoff(failures, Duration::from_secs(5))
-                        }
-                    }
-                }
-                Ok(Some(_)) => {
-                    failures = 0;
-                    self.config.poll
-                }
-                Err(e) => {
-                    failures += 1;
-                    tracing::debug!(job = %id, error = %e, "cannot read a sync job; retrying");
-                    backoff(failures, Duration::from_secs(5))
-                }
-            };
-            tokio::select! {
-                _ = shutdown.cancelled() => {}
-                _ = woken(&mut wake, id, pause) => {}
-            }
-        }
     }
 
     /// Claims whose heartbeat is older than this (Unix ms) belong to a dead worker.
@@ -295,17 +210,13 @@ impl Jobs {
         (self.config.stale_after / 3).max(Duration::from_millis(50))
     }
 
-    fn holding(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
-        self.holding.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
     async fn store_planned(
         &self,
         kind: &str,
         planned: &Planned,
         key: Option<&KeyBinding<'_>>,
         max_attempts: Option<i64>,
-    ) -> Result<Box<super::store::JobRow>, ApiError> {
+    ) -> Result<Box<JobRow>, ApiError> {
         let id = uuid::Uuid::new_v4().to_string();
         let job = NewJob {
             id: &id,
@@ -322,50 +233,10 @@ impl Jobs {
         Ok(Box::new(row))
     }
 
-    /// The job once it is succeeded, failed or canceled, or as it is last read (still `queued` or
-    /// `processing`) once `config.sync_wait` has passed: the caller answers with the job's id
-    /// instead of hanging forever when nobody can run it (the database keeps refusing claims, say).
-    /// Woken by this process's broadcast; reads the row anyway every `config.poll`, as a worker in
-    /// another process tells us nothing. A database fault is retried: the job's result is kept
-    /// either way. `Ok(None)`: no such job; `Err`: the database could not be read once before the
-    /// bound. For the sync endpoints' submit-and-wait: a client that hangs up drops only this
-    /// wait, never the job.
-    pub async fn finished(&self, id: &str) -> Result<Option<super::store::JobRow>, StoreError> {
-        let mut wake = self.subscribe();
-        let deadline = tokio::time::Instant::now() + self.config.sync_wait;
-        let mut last = None;
-        let mut fault = None;
-        loop {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            match self.store.get(id).await {
-                // Its slot is freed a moment after the end is stored (see `run_to_end`).
-                Ok(Some(job)) if matches!(job.status.as_str(), "succeeded" | "failed" | "canceled") => {
-                    if left.is_zero() || !self.holding().contains(id) {
-                        return Ok(Some(job));
-                    }
-                    last = Some(job);
-                }
-                Ok(None) => return Ok(None),
-                Ok(Some(job)) => last = Some(job),
-                Err(e) => {
-                    tracing::debug!(job = %id, error = %e, "cannot read a waited-on job; retrying");
-                    fault = Some(e);
-                }
-            }
-            if left.is_zero() {
-                return match (last, fault) {
-                    (None, Some(e)) => Err(e),
-                    (last, _) => Ok(last),
-                };
-            }
-            woken(&mut wake, id, self.config.poll.min(left)).await;
-        }
-    }
-
     /// Cancels a job (see [`Store::cancel`]) and wakes its worker. A job canceled while queued
     /// (released by a shutdown, or waiting for a retry) has no worker whose dropped call would
     /// cancel its saved upstream runs, so they are cancelled here.
-    pub async fn cancel(&self, id: &str) -> Result<Option<super::store::JobRow>, StoreError> {
+    pub async fn cancel(&self, id: &str) -> Result<Option<JobRow>, StoreError> {
         let (row, unowned) = self.store.cancel(id).await?;
         self.woke(id);
         if unowned {
@@ -393,21 +264,6 @@ impl Jobs {
         }
     }
 
-    /// Starts `config.workers` workers; they stop claiming when `shutdown` fires and release the
-    /// jobs they hold to the queue (they are not failed). Wait on the tracker for them to finish.
-    pub fn start_workers(self: &Arc<Self>, shutdown: CancellationToken) -> TaskTracker {
-        let tracker = TaskTracker::new();
-        let _ = self.running.set((shutdown.clone(), tracker.clone()));
-        let process = uuid::Uuid::new_v4();
-        for n in 0..self.config.workers {
-            let jobs = Arc::clone(self);
-            let shutdown = shutdown.clone();
-            tracker.spawn(async move { jobs.work(format!("{process}/{n}"), shutdown).await });
-        }
-        tracker.close();
-        tracker
-    }
-
     /// Ends every open event stream now and refuses new ones to stay open (see `draining`).
     pub fn end_streams(&self) {
         self.draining.cancel();
@@ -422,263 +278,6 @@ impl Jobs {
     pub async fn close(&self) {
         self.closed.cancel();
         self.store.close().await;
-    }
-
-    async fn work(self: Arc<Self>, worker: String, shutdown: CancellationToken) {
-        let mut wake = self.subscribe();
-        let mut failures = 0u32;
-        while !shutdown.is_cancelled() {
-            let claim = format!("{worker}/{}", uuid::Uuid::new_v4());
-            match self.store.claim(&claim, self.stale_before()).await {
-                Ok(Some(job)) => {
-                    failures = 0;
-                    self.woke(&job.id);
-                    self.run(job, &shutdown, &mut None).await;
-                }
-                Ok(None) => {
-                    failures = 0;
-                    tokio::select! {
-                        _ = shutdown.cancelled() => {}
-                        _ = wake.recv() => {}
-                        _ = tokio::time::sleep(self.config.poll) => {}
-                    }
-                }
-                Err(e) => {
-                    failures += 1;
-                    let pause = backoff(failures, Duration::from_secs(10));
-                    tracing::warn!(error = %e, retry_in = ?pause, "jobs worker cannot claim");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => {}
-                        _ = tokio::time::sleep(pause) => {}
-                    }
-                }
-            }
-        }
-    }
-
-    /// Runs one claimed job to its end, a lost claim, or shutdown. `slot` is dropped once the
-    /// job's end (succeeded, failed, canceled) is stored, before anyone is woken.
-    async fn run(&self, job: Claimed, shutdown: &CancellationToken, slot: &mut Option<Box<dyn Send>>) {
-        let saved = match self.store.runs(&job.id).await {
-            Ok(saved) => saved,
-            // Without its saved runs the job could create upstream again: leave it to a takeover.
-            Err(e) => {
-                tracing::warn!(job = %job.id, error = %e, "cannot read the job's saved upstream runs");
-                return;
-            }
-        };
-        let (progress_tx, progress_rx) = watch::channel(None);
-        let max_attempts = job.max_attempts.unwrap_or(i64::from(self.config.max_attempts));
-        let observer = Observer {
-            store: &self.store,
-            wake: &self.wake,
-            job: &job,
-            progress: progress_tx,
-            canceled: AtomicBool::new(false),
-            final_attempt: job.attempts >= max_attempts,
-            stopping: AtomicBool::new(false),
-            resumed: Mutex::new(Vec::new()),
-            creating: watch::Sender::new(0),
-        };
-        let ended = if job.cancel_requested {
-            Ended::Cancel
-        } else if job.takeovers > i64::from(self.config.max_takeovers) {
-            Ended::GaveUp(ApiError::new(
-                ErrorKind::InternalError,
-                format!(
-                    "the job's worker stopped {} times before it finished (crashed or killed); \
-                     given up after MVGEN_JOB_MAX_TAKEOVERS={}",
-                    job.takeovers, self.config.max_takeovers
-                ),
-                json!({ "takeovers": job.takeovers }),
-            ))
-        } else {
-            let ctx = RunContext::new(&observer, &saved);
-            let mut run = std::pin::pin!(self.pipeline.run(&job.kind, &job.plan, ctx));
-            let ended = tokio::select! {
-                result = &mut run => Ended::Ran(result),
-                ended = async {
-                    let ended = self.watch(&job, progress_rx).await;
-                    // Set before select! drops the run, whose drop guard reads it: a canceled job
-                    // cancels its upstream run; a job cut by shutdown keeps it for a takeover.
-                    match ended {
-                        Ended::Cancel => observer.canceled.store(true, Ordering::Relaxed),
-                        Ended::Lost => observer.stopping.store(true, Ordering::Relaxed),
-                        _ => {}
-                    }
-                    ended
-                } => ended,
-                _ = async {
-                    shutdown.cancelled().await;
-                    observer.stopping.store(true, Ordering::Relaxed);
-                } => Ended::Shutdown,
-            };
-            // A create already sent must get its answer and its id saved before the run is
-            // dropped, or nobody could cancel or resume the run it started: the drop then cancels
-            // it (a canceled job) or leaves it to the next owner (shutdown, takeover).
-            if !matches!(ended, Ended::Ran(_)) {
-                let mut creating = observer.creating.subscribe();
-                tokio::select! {
-                    _ = &mut run => {}
-                    _ = creating.wait_for(|open| *open == 0) => {}
-                    // Still ours meanwhile: no takeover while the id is on its way to the store.
-                    () = self.keep_claim(&job) => {}
-                }
-            }
-            ended
-        };
-        // The saved runs no call of this attempt took up are nobody's to cancel but ours: all of
-        // them when the job was canceled before this claim (released, or its worker died), those
-        // a live call never reached otherwise (a call that holds its run cancels it when dropped).
-        // A job given up is never run again, so its saved runs would only go on being billed.
-        let orphaned: Vec<UpstreamRun> = match ended {
-            Ended::Cancel => {
-                let resumed = observer.resumed.lock().map(|r| r.clone()).unwrap_or_default();
-                saved.iter().filter(|run| !resumed.contains(run)).cloned().collect()
-            }
-            Ended::GaveUp(_) => saved.clone(),
-            _ => Vec::new(),
-        };
-        let outcome_error;
-        // The stored code is the error kind's wire name, as in the sync endpoints' error bodies.
-        let code = match &ended {
-            Ended::Ran(Err(e)) | Ended::GaveUp(e) => e.kind.to_string(),
-            _ => String::new(),
-        };
-        let outcome = match &ended {
-            Ended::Ran(Ok(output)) => Outcome::Succeeded(output),
-            Ended::Ran(Err(e))
-                if e.status().is_server_error()
-                    && job.attempts < job.max_attempts.unwrap_or(i64::from(self.config.max_attempts)) =>
-            {
-                outcome_error = e.message.clone();
-                Outcome::Retry {
-                    code: &code,
-                    message: &outcome_error,
-                    after: backoff(job.attempts as u32, Duration::from_secs(60)),
-                }
-            }
-            Ended::Ran(Err(e)) | Ended::GaveUp(e) => {
-                Outcome::Failed { code: &code, message: &e.message, status: e.status().as_u16(), details: &e.details }
-            }
-            Ended::Cancel => Outcome::Canceled,
-            Ended::Shutdown => Outcome::Released,
-            Ended::Lost => {
-                tracing::info!(job = %job.id, "job taken over by another worker; this attempt stops");
-                return;
-            }
-        };
-        // The result is in memory only: keep trying to store it until the database is back, or
-        // until shutdown (then the job is taken over, and resumes its saved upstream run).
-        let mut failures = 0;
-        loop {
-            match self.store.finish(&job.id, &job.claim, outcome_clone(&outcome)).await {
-                Ok(stored) => {
-                    if stored && matches!(outcome, Outcome::Succeeded(_) | Outcome::Failed { .. } | Outcome::Canceled) {
-                        slot.take();
-                    }
-                    break;
-                }
-                Err(e) => {
-                    failures += 1;
-                    tracing::warn!(job = %job.id, error = %e, "cannot store the job's outcome; retrying");
-                    if shutdown.is_cancelled() && failures > 3 {
-                        return;
-                    }
-                    tokio::time::sleep(backoff(failures, Duration::from_secs(5))).await;
-                }
-            }
-        }
-        // After the canceled or failed outcome is stored, so no takeover of this job cancels them
-        // again.
-        self.cancel_runs(&job.id, &orphaned).await;
-        self.woke(&job.id);
-    }
-
-    /// Heartbeats the claim until dropped, and nothing else.
-    async fn keep_claim(&self, job: &Claimed) {
-        let every = self.heartbeat_every();
-        loop {
-            tokio::time::sleep(every).await;
-            if let Err(e) = self.store.heartbeat(&job.id, &job.claim).await {
-                tracing::warn!(job = %job.id, error = %e, "heartbeat failed");
-            }
-        }
-    }
-
-    /// Heartbeats the claim, watches for a cancel and writes throttled progress; returns only when
-    /// the run must stop.
-    async fn watch(&self, job: &Claimed, mut progress: watch::Receiver<Option<(String, Option<String>)>>) -> Ended {
-        let every = self.heartbeat_every();
-        let mut wake = self.subscribe();
-        let mut beat = tokio::time::interval(every);
-        let mut progress_open = true;
-        loop {
-            tokio::select! {
-                _ = beat.tick() => {}
-                Ok(id) = wake.recv() => if id != job.id { continue },
-                changed = progress.changed(), if progress_open => {
-                    if changed.is_err() {
-                        progress_open = false;
-                        continue;
-                    }
-                    let step = progress.borrow_and_update().clone();
-                    if let Some((stage, status)) = step {
-                        match self.store.progress(&job.id, &job.claim, &stage, status.as_deref()).await {
-                            Ok(()) => self.woke(&job.id),
-                            Err(e) => tracing::debug!(job = %job.id, error = %e, "progress not recorded"),
-                        }
-                    }
-                    tokio::time::sleep(self.config.progress_every).await;
-                    continue;
-                }
-            }
-            match self.store.heartbeat(&job.id, &job.claim).await {
-                Ok(None) => return Ended::Lost,
-                Ok(Some(true)) => return Ended::Cancel,
-                Ok(Some(false)) => {}
-                // The database is away: keep running; the outcome is stored once it is back.
-                Err(e) => tracing::warn!(job = %job.id, error = %e, "heartbeat failed"),
-            }
-        }
-    }
-}
-
-/// A sync job's generation slot: dropped, it tells the job's waiter the slot is free.
-struct HeldSlot {
-    guard: Option<Box<dyn Send>>,
-    jobs: Arc<Jobs>,
-    id: String,
-}
-
-impl Drop for HeldSlot {
-    fn drop(&mut self) {
-        // Freed first: whoever the wake-up answers may send its next request at once.
-        drop(self.guard.take());
-        self.jobs.holding().remove(&self.id);
-        self.jobs.woke(&self.id);
-    }
-}
-
-/// Why a run stopped.
-enum Ended {
-    Ran(Result<Value, ApiError>),
-    /// Never run again: taken over more than `max_takeovers` times (final, not retried).
-    GaveUp(ApiError),
-    Cancel,
-    Shutdown,
-    Lost,
-}
-
-fn outcome_clone<'a>(outcome: &Outcome<'a>) -> Outcome<'a> {
-    match outcome {
-        Outcome::Succeeded(v) => Outcome::Succeeded(v),
-        Outcome::Failed { code, message, status, details } => {
-            Outcome::Failed { code, message, status: *status, details }
-        }
-        Outcome::Canceled => Outcome::Canceled,
-        Outcome::Retry { code, message, after } => Outcome::Retry { code, message, after: *after },
-        Outcome::Released => Outcome::Released,
     }
 }
 
@@ -720,68 +319,6 @@ pub fn unavailable(e: StoreError) -> ApiError {
         "the jobs database is unavailable; nothing was stored, retry shortly",
         json!({ "retry_after_seconds": 5 }),
     )
-}
-
-/// Saves upstream runs before the provider waits on them, and hands progress to the watcher.
-struct Observer<'a> {
-    store: &'a Store,
-    wake: &'a broadcast::Sender<String>,
-    job: &'a Claimed,
-    progress: watch::Sender<Option<(String, Option<String>)>>,
-    /// The user canceled the job: its upstream run is to be canceled when the run is dropped.
-    canceled: AtomicBool,
-    /// No retry follows a failure of this attempt (always so for a sync request's job): a run
-    /// that fails mid-wait (a poll error, say) cancels its upstream run rather than leave it
-    /// billing with nobody to collect it.
-    final_attempt: bool,
-    /// Shutdown or a takeover stops this attempt: the upstream run is kept for the next owner.
-    stopping: AtomicBool,
-    /// The saved runs a call of this attempt resumed (and so cancels itself when dropped).
-    resumed: Mutex<Vec<UpstreamRun>>,
-    /// Creates sent whose id is not saved yet (see `RunObserver::creating`).
-    creating: watch::Sender<usize>,
-}
-
-impl RunObserver for Observer<'_> {
-    fn started<'a>(&'a self, run: &'a UpstreamRun) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(async move {
-            // Saved before Ok: a provider waits only on an id the next attempt can resume.
-            let mut failures = 0;
-            loop {
-                match self.store.save_run(&self.job.id, &self.job.claim, run).await {
-                    Ok(true) => {
-                        let _ = self.wake.send(self.job.id.clone());
-                        return Ok(());
-                    }
-                    Ok(false) => return Err("the job was taken over by another worker".into()),
-                    Err(e) if failures < 5 => {
-                        failures += 1;
-                        tracing::warn!(job = %self.job.id, error = %e, "cannot save the upstream run; retrying");
-                        tokio::time::sleep(backoff(failures, Duration::from_secs(4))).await;
-                    }
-                    Err(e) => return Err(e.to_string()),
-                }
-            }
-        })
-    }
-
-    fn progress(&self, stage: &str, upstream_status: Option<&str>) {
-        self.progress.send_replace(Some((stage.to_owned(), upstream_status.map(str::to_owned))));
-    }
-
-    fn cancel_on_drop(&self) -> bool {
-        self.canceled.load(Ordering::Relaxed) || (self.final_attempt && !self.stopping.load(Ordering::Relaxed))
-    }
-
-    fn resumed(&self, run: &UpstreamRun) {
-        if let Ok(mut resumed) = self.resumed.lock() {
-            resumed.push(run.clone());
-        }
-    }
-
-    fn creating(&self, open: bool) {
-        self.creating.send_modify(|n| *n = if open { *n + 1 } else { n.saturating_sub(1) });
-    }
 }
 
 /// Relays PostgreSQL notifications (job ids) to this process's broadcast, reconnecting as needed.

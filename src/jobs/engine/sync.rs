@@ -1,0 +1,162 @@
+//! The sync endpoints' side of the engine: a job stored and run at once for a request that waits
+//! on it, and the wait itself. The request holds a generation slot; the job's run holds it until
+//! the job ends, whoever runs it, and the wait answers only once it is free.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::{Jobs, backoff, woken};
+use crate::error::ApiError;
+use crate::jobs::pipeline::Planned;
+use crate::jobs::store::{JobRow, StoreError};
+
+impl Jobs {
+    /// Stores a job its caller already planned, then runs it at once in this process (unless a
+    /// worker claims it first) and returns its id. For the sync endpoints: they wait on it rather
+    /// than queue behind other jobs, `max_attempts` 1 so an upstream failure answers the caller as
+    /// it did before jobs (a takeover after a dead worker still resumes its saved run). The run is
+    /// its own task holding `guard` (the caller's generation slot) until the job ends, whoever runs
+    /// it: a caller who hangs up neither cancels it nor frees the slot early, and a worker that
+    /// wins the claim does not let the cap be bypassed (see [`Jobs::run_to_end`]).
+    pub async fn submit_now(
+        self: &Arc<Self>,
+        kind: &str,
+        planned: &Planned,
+        guard: impl Send + 'static,
+    ) -> Result<String, ApiError> {
+        let id = self.store_planned(kind, planned, None, Some(1)).await?.id;
+        self.holding().insert(id.clone());
+        let slot = HeldSlot { guard: Some(Box::new(guard)), jobs: Arc::clone(self), id: id.clone() };
+        let jobs = Arc::clone(self);
+        let job_id = id.clone();
+        let run = async move {
+            let (shutdown, _) =
+                jobs.running.get().cloned().unwrap_or_else(|| (jobs.closed.clone(), TaskTracker::new()));
+            jobs.run_to_end(&job_id, &shutdown, Box::new(slot)).await;
+        };
+        match self.running.get() {
+            Some((_, tracker)) => tracker.spawn(run),
+            None => tokio::spawn(run),
+        };
+        Ok(id)
+    }
+
+    /// Runs job `id` here, or follows it while another worker runs it, until it is finished (or
+    /// shutdown), holding `slot` (the generation slot) until then: dropped as soon as the end is
+    /// stored, before the waiting caller is woken, so its next request finds the slot free.
+    /// Following, it takes the job over once that worker's heartbeat is stale, like any worker
+    /// would: a sync request's job ends even on a serve with `MVGEN_WORKERS=0` or when its first
+    /// claim failed, rather than wait for a worker that may never come.
+    async fn run_to_end(&self, id: &str, shutdown: &CancellationToken, slot: Box<dyn Send>) {
+        let mut slot = Some(slot);
+        let mut wake = self.subscribe();
+        let mut failures = 0u32;
+        // Claiming is a write (the one writer on SQLite): a job another worker runs is only read,
+        // and tried for a takeover every half stale limit.
+        let takeover_every = (self.config.stale_after / 2).max(self.config.poll);
+        let mut claim_at = tokio::time::Instant::now();
+        while !shutdown.is_cancelled() && slot.is_some() {
+            let pause = match self.store.get(id).await {
+                Ok(Some(job)) if !matches!(job.status.as_str(), "queued" | "processing") => return,
+                Ok(None) => return,
+                Ok(Some(job)) if job.status == "queued" || tokio::time::Instant::now() >= claim_at => {
+                    claim_at = tokio::time::Instant::now() + takeover_every;
+                    let claim = format!("{}/now", uuid::Uuid::new_v4());
+                    match self.store.claim_job(&claim, id, self.stale_before()).await {
+                        Ok(Some(job)) => {
+                            failures = 0;
+                            self.woke(&job.id);
+                            self.run(job, shutdown, &mut slot).await;
+                            continue;
+                        }
+                        Ok(None) => {
+                            failures = 0;
+                            self.config.poll
+                        }
+                        Err(e) => {
+                            failures += 1;
+                            tracing::warn!(job = %id, error = %e, "cannot claim a sync job; retrying");
+                            backoff(failures, Duration::from_secs(5))
+                        }
+                    }
+                }
+                Ok(Some(_)) => {
+                    failures = 0;
+                    self.config.poll
+                }
+                Err(e) => {
+                    failures += 1;
+                    tracing::debug!(job = %id, error = %e, "cannot read a sync job; retrying");
+                    backoff(failures, Duration::from_secs(5))
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = woken(&mut wake, id, pause) => {}
+            }
+        }
+    }
+
+    /// The job once it is succeeded, failed or canceled, or as it is last read (still `queued` or
+    /// `processing`) once `config.sync_wait` has passed: the caller answers with the job's id
+    /// instead of hanging forever when nobody can run it (the database keeps refusing claims, say).
+    /// Woken by this process's broadcast; reads the row anyway every `config.poll`, as a worker in
+    /// another process tells us nothing. A database fault is retried: the job's result is kept
+    /// either way. `Ok(None)`: no such job; `Err`: the database could not be read once before the
+    /// bound. For the sync endpoints' submit-and-wait: a client that hangs up drops only this
+    /// wait, never the job.
+    pub async fn finished(&self, id: &str) -> Result<Option<JobRow>, StoreError> {
+        let mut wake = self.subscribe();
+        let deadline = tokio::time::Instant::now() + self.config.sync_wait;
+        let mut last = None;
+        let mut fault = None;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.store.get(id).await {
+                // Its slot is freed a moment after the end is stored (see `run_to_end`).
+                Ok(Some(job)) if matches!(job.status.as_str(), "succeeded" | "failed" | "canceled") => {
+                    if left.is_zero() || !self.holding().contains(id) {
+                        return Ok(Some(job));
+                    }
+                    last = Some(job);
+                }
+                Ok(None) => return Ok(None),
+                Ok(Some(job)) => last = Some(job),
+                Err(e) => {
+                    tracing::debug!(job = %id, error = %e, "cannot read a waited-on job; retrying");
+                    fault = Some(e);
+                }
+            }
+            if left.is_zero() {
+                return match (last, fault) {
+                    (None, Some(e)) => Err(e),
+                    (last, _) => Ok(last),
+                };
+            }
+            woken(&mut wake, id, self.config.poll.min(left)).await;
+        }
+    }
+
+    fn holding(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.holding.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// A sync job's generation slot: dropped, it tells the job's waiter the slot is free.
+struct HeldSlot {
+    guard: Option<Box<dyn Send>>,
+    jobs: Arc<Jobs>,
+    id: String,
+}
+
+impl Drop for HeldSlot {
+    fn drop(&mut self) {
+        // Freed first: whoever the wake-up answers may send its next request at once.
+        drop(self.guard.take());
+        self.jobs.holding().remove(&self.id);
+        self.jobs.woke(&self.id);
+    }
+}
