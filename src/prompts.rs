@@ -217,12 +217,12 @@ pub fn image_plan<'f>(flavor: &'f Flavor, inputs: &CharacterInputs) -> Rendered<
         _ => "",
     });
     let request = ImageRequest {
-        model: ip.model.value.to_string(),
+        model: ip.model.value.clone(),
         prompt: py_strip(&rendered).to_string(),
-        aspect_ratio: aspect_ratio.as_str().to_string(),
-        safety_filter_level: safety_filter_level.as_str().to_string(),
-        person_generation: person_generation.as_str().to_string(),
-        output_format: output_format.as_str().to_string(),
+        aspect_ratio: aspect_ratio.as_str().into(),
+        safety_filter_level: safety_filter_level.as_str().into(),
+        person_generation: person_generation.as_str().into(),
+        output_format: output_format.as_str().into(),
         negative_prompt: inputs.negative_prompt.clone(),
         seed: inputs.seed,
     };
@@ -266,12 +266,12 @@ pub fn video_plan<'f>(flavor: &'f Flavor, inputs: &VideoInputs) -> Rendered<'f, 
         _ => "",
     });
     let request = VideoRequest {
-        model: ip.video_model.value.to_string(),
+        model: ip.video_model.value.clone(),
         prompt: format!("{}\n\n{}", inputs.prompt, rendered_rules),
-        aspect_ratio: aspect_ratio.as_str().to_string(),
+        aspect_ratio: aspect_ratio.as_str().into(),
         duration,
         generate_audio,
-        person_generation: ip.video_person_generation.value.as_str().to_string(),
+        person_generation: ip.video_person_generation.value.as_str().into(),
         negative_prompt: inputs.negative_prompt.clone(),
         seed: inputs.seed,
         // Not the plan's: a job keeps where the image comes from and the run attaches it.

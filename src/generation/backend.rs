@@ -55,7 +55,7 @@ impl VideoBackend {
         if self == VideoBackend::Replicate {
             return;
         }
-        plan.request.model = flavor.image_params.gemini_video_model.value.to_string();
+        plan.request.model = flavor.image_params.gemini_video_model.value.clone();
         let target = "video_generator.model";
         plan.consumed.retain(|c| c.target != target);
         let entry = flavor.entry_for(ImageParams::gemini_video_model);

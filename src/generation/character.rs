@@ -192,7 +192,7 @@ impl Generation for Character {
             Ok(CharacterReferenceResponse {
                 metadata: CharacterMetadata {
                     character_description: plan.kept.character_description.clone(),
-                    model_used: plan.request.model.clone(),
+                    model_used: plan.request.model.to_string(),
                     num_images_requested: plan.kept.num_images,
                     num_images_generated: u32::try_from(images.len()).unwrap_or(u32::MAX),
                     errors: failures.into_iter().map(|e| e.message).collect(),

@@ -240,7 +240,7 @@ impl Generation for Video {
             let record = VideoRecord {
                 created: generation_timestamp.clone(),
                 backend: maker.backend().to_string(),
-                model: request.model.clone(),
+                model: request.model.to_string(),
                 is_mock: maker.is_mock(),
                 config_flavor: run.flavor.used.clone(),
                 config_flavor_hash: run.flavor.hash.clone(),
@@ -271,7 +271,7 @@ impl Generation for Video {
                     parameters_used: Self::parameters(plan),
                     config_flavor: run.flavor.clone(),
                     backend_used: record.backend,
-                    model_used: request.model,
+                    model_used: request.model.into_owned(),
                     is_mock: record.is_mock,
                     processing_time_seconds: started.elapsed().as_secs_f64(),
                     generation_timestamp,

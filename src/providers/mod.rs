@@ -65,12 +65,13 @@ pub struct Scene {
 /// One image to draw. Enum values are already their wire spellings.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct ImageRequest {
-    pub model: String,
+    // The flavor's values are borrowed from an embedded flavor, as in `SceneRequest`.
+    pub model: Cow<'static, str>,
     pub prompt: String,
-    pub aspect_ratio: String,
-    pub safety_filter_level: String,
-    pub person_generation: String,
-    pub output_format: String,
+    pub aspect_ratio: Cow<'static, str>,
+    pub safety_filter_level: Cow<'static, str>,
+    pub person_generation: Cow<'static, str>,
+    pub output_format: Cow<'static, str>,
     pub negative_prompt: Option<String>,
     pub seed: Option<i64>,
 }
@@ -78,12 +79,13 @@ pub struct ImageRequest {
 /// One video to render.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct VideoRequest {
-    pub model: String,
+    // The flavor's values are borrowed from an embedded flavor, as in `SceneRequest`.
+    pub model: Cow<'static, str>,
     pub prompt: String,
-    pub aspect_ratio: String,
+    pub aspect_ratio: Cow<'static, str>,
     pub duration: u32,
     pub generate_audio: bool,
-    pub person_generation: String,
+    pub person_generation: Cow<'static, str>,
     pub negative_prompt: Option<String>,
     pub seed: Option<i64>,
     /// The picked character reference, sent to the model for subject consistency. Not part of a

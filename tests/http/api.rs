@@ -924,12 +924,12 @@ async fn blank_and_padded_values() {
     assert_eq!(status, StatusCode::OK, "{resp}");
     let sent = &t.videos.received()[0];
     assert_eq!(sent.prompt, "A robot walks.\n\nShot in 9:16.");
-    assert_eq!((sent.negative_prompt.clone(), sent.aspect_ratio.as_str()), (None, "9:16"));
+    assert_eq!((sent.negative_prompt.clone(), &*sent.aspect_ratio), (None, "9:16"));
     let (status, resp) = t.post("/api/mv/generate_character_reference",
         &json!({"character_description": " c ", "aspect_ratio": "", "output_format": " jpg ", "negative_prompt": "", "num_images": 1})).await;
     assert_eq!(status, StatusCode::OK, "{resp}");
     let sent = &t.images.received()[0];
-    assert_eq!((sent.output_format.as_str(), sent.negative_prompt.clone()), ("jpg", None));
+    assert_eq!((&*sent.output_format, sent.negative_prompt.clone()), ("jpg", None));
     assert_eq!(sent.aspect_ratio, mvgen::flavor::default().image_params.aspect_ratio.value.to_string());
 }
 
