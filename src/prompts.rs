@@ -4,6 +4,7 @@
 //! Both the HTTP handlers and `mvgen render` go through here, so the prompt a provider receives is,
 //! byte for byte, what `mvgen render` prints. Request values override flavor values key by key.
 
+use std::borrow::Cow;
 use std::ops::Deref;
 
 use serde::Serialize;
@@ -12,7 +13,7 @@ use serde_json::Value;
 use crate::model::template::{Template, Var};
 use crate::model::{
     AspectRatio, Choice, Entry, Flavor, ImageParams, ImagePrompts, Key, OutputFormat, Parameters, PersonGeneration,
-    SafetyFilterLevel, ScenePrompts, Text, VideoAspectRatio,
+    SafetyFilterLevel, ScenePrompts, VideoAspectRatio,
 };
 use crate::providers::{ImageRequest, SceneBrief, SceneRequest, VideoRequest};
 
@@ -68,15 +69,16 @@ pub struct SceneInputs {
 /// The values a scene plan settled besides its prompt and the request's own text, as a scenes
 /// answer reports them in `parameters_used`. Built when answering, not stored with the plan: it is
 /// all in the plan already. The fields are in alphabetical order because the answer lists them so
-/// (it was a JSON map until it got a type).
+/// (it was a `serde_json` map, which sorts its keys, until it got a type); the texts are
+/// `Cow<'static, str>` like the plan's, so an embedded flavor's stay borrowed.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SceneParameters {
-    pub camera_angle: Text,
-    pub character_characteristics: Text,
-    pub model: Text,
+    pub camera_angle: Cow<'static, str>,
+    pub character_characteristics: Cow<'static, str>,
+    pub model: Cow<'static, str>,
     pub number_of_scenes: u32,
-    pub video_characteristics: Text,
-    pub video_type: Text,
+    pub video_characteristics: Cow<'static, str>,
+    pub video_type: Cow<'static, str>,
 }
 
 impl SceneParameters {
@@ -120,7 +122,7 @@ impl<'f> Reader<'f> {
 
     /// The request's value when given, else the flavor's (which is then recorded as consumed).
     /// `config` is borrowed so the flavor's value is copied only when used, and a text is a
-    /// [`Text`], which for an embedded flavor borrows the binary's own bytes instead of copying.
+    /// `Cow<'static, str>`, which for an embedded flavor borrows the binary's own bytes.
     fn pick<T: Clone>(&mut self, given: Option<T>, config: &T, key: Key, target: &'static str) -> T {
         match given {
             Some(v) => v,
@@ -135,11 +137,12 @@ impl<'f> Reader<'f> {
 /// `pick!(r, "video_generator", inputs.duration, ImageParams::video_duration, ip)`:
 /// [`Reader::pick`] of the request's `inputs.duration` or else the flavor's `ip.video_duration`,
 /// noted as loaded into `video_generator.duration`. Each name is said once, so a value can't be
-/// logged under another key or target.
+/// logged under another key or target. The request's value is moved out of owned inputs (a
+/// scene's texts) and copied out of borrowed ones (the image and video choices are `Copy`).
 macro_rules! pick {
     ($r:ident, $stage:literal, $inputs:ident.$input:ident, $section:ident::$field:ident, $values:ident) => {
         $r.pick(
-            Clone::clone(&$inputs.$input).map(Into::into),
+            $inputs.$input.map(Into::into),
             &$values.$field.value,
             $section::$field,
             concat!($stage, ".", stringify!($input)),
@@ -320,16 +323,16 @@ mod tests {
             },
         );
         let p = plan.parameters();
-        let map = serde_json::json!({
-            "model": p.model,
-            "number_of_scenes": p.number_of_scenes,
-            "character_characteristics": p.character_characteristics,
-            "video_type": p.video_type,
-            "video_characteristics": p.video_characteristics,
-            "camera_angle": p.camera_angle,
-        });
-        // Byte for byte: answers and stored scenes files keep the order a JSON map gave them.
-        assert_eq!(serde_json::to_string(&p).ok(), serde_json::to_string(&map).ok());
+        // Byte for byte what the `json!` map gave (keys sorted): answers and stored scenes files
+        // keep their order.
+        let expected = format!(
+            r#"{{"camera_angle":{},"character_characteristics":{},"model":{},"number_of_scenes":2,"video_characteristics":{},"video_type":"a \"quoted\" type"}}"#,
+            serde_json::json!(p.camera_angle),
+            serde_json::json!(p.character_characteristics),
+            serde_json::json!(p.model),
+            serde_json::json!(p.video_characteristics),
+        );
+        assert_eq!(serde_json::to_string(&p).ok(), Some(expected));
     }
 
     #[test]

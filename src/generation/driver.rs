@@ -260,14 +260,21 @@ fn plan_job<G: Generation>(state: &AppState, input: Value) -> Result<Planned, Ap
     planned::<G>(FlavorReport::from(&chosen), plan)
 }
 
-/// A kind's plan as the job engine stores it.
+/// A kind's plan as the job engine stores it. The stored plan also carries the `parameters` its
+/// answer will report: a reader of the job (`GET /api/mv/jobs/{id}`) sees them before it runs,
+/// and builds before 2026-12-02 require the field when they run a plan (replicas of two builds
+/// share one database during a rolling deploy). This build derives them again when it answers
+/// and ignores the stored copy.
 fn planned<G: Generation>(config_flavor: FlavorReport, plan: PlanOf<G>) -> Result<Planned, ApiError> {
     let (project_id, sequence) = G::project(&plan);
-    let stored = Stored { config_flavor, plan };
     let unserialisable = |e: serde_json::Error| ApiError::internal(format!("the plan could not be serialised: {e}"));
+    let parameters = serde_json::to_value(G::parameters(&plan)).map_err(unserialisable)?;
+    let stored = Stored { config_flavor, plan };
+    let mut plan = serde_json::to_value(&stored).map_err(unserialisable)?;
+    plan["plan"]["parameters"] = parameters;
     Ok(Planned {
         config_flavor: serde_json::to_value(&stored.config_flavor).map_err(unserialisable)?,
-        plan: serde_json::to_value(&stored).map_err(unserialisable)?,
+        plan,
         project_id,
         sequence,
     })
@@ -315,19 +322,28 @@ mod tests {
     use super::*;
     use crate::generation::scenes::Scenes;
 
-    /// Plans stored before `parameters` was derived carry it as a map; such a job still runs, and
-    /// reports the same values.
+    /// A stored plan reads in this build and in the builds before 2026-12-02, whose `Plan` had a
+    /// required `parameters` field (their shape below): replicas of both share one database during
+    /// a rolling deploy. Both report the same `parameters_used`.
     #[test]
-    fn a_plan_stored_with_its_parameters_still_reads() {
+    fn a_stored_plan_reads_in_this_build_and_the_previous_one() {
+        #[derive(Deserialize)]
+        struct PreviousPlan {
+            #[allow(dead_code)]
+            request: Value,
+            parameters: Value,
+            #[allow(dead_code)]
+            kept: Value,
+        }
         let chosen = crate::flavor::choose(None);
         let body = serde_json::from_value(json!({"idea": "a storm", "character_description": "a keeper"}))
             .expect("a scenes body");
         let (plan, _) = validate::<Scenes>(body).expect("valid").0.plan(&chosen.flavor);
         let parameters = serde_json::to_value(Scenes::parameters(&plan)).expect("serialisable");
-        let mut stored =
-            serde_json::to_value(Stored { config_flavor: FlavorReport::from(&chosen), plan }).expect("serialisable");
-        stored["plan"]["parameters"] = parameters.clone();
-        let read = Stored::<PlanOf<Scenes>>::deserialize(&stored).expect("an older stored plan reads");
+        let stored = planned::<Scenes>(FlavorReport::from(&chosen), plan).expect("stored").plan;
+        let previous = Stored::<PreviousPlan>::deserialize(&stored).expect("the previous build reads it");
+        assert_eq!(previous.plan.parameters, parameters);
+        let read = Stored::<PlanOf<Scenes>>::deserialize(&stored).expect("this build reads it");
         assert_eq!(serde_json::to_value(Scenes::parameters(&read.plan)).ok(), Some(parameters));
     }
 }

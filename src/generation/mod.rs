@@ -130,9 +130,9 @@ impl Text for Option<String> {
 }
 
 /// A kind's plan: what a run needs, owned and serialisable (a job stores it and may run it in
-/// another build), and nothing of the flavor. (Plans stored before 2026-12-02 also carry the
-/// `parameters` the answer reports; they are derived from the request and the kept values now,
-/// and the stored copy is ignored.)
+/// another build), and nothing of the flavor. A stored plan also carries the `parameters` its
+/// answer reports (see `driver::planned`); they are derived from the request and the kept values
+/// when answering, and the stored copy is ignored.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Plan<R, K> {
     /// What the provider is sent.
