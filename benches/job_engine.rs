@@ -1,5 +1,5 @@
 //! The job engine's figures, side by side in one run (BENCHMARKS.md): job submissions/s on SQLite
-//! and PostgreSQL against the sync mock path (`create_scenes` with the mock providers), p50/p99
+//! and PostgreSQL (without and with an `Idempotency-Key`) against the sync mock path (`create_scenes` with the mock providers), p50/p99
 //! from a job finishing to its SSE event reaching a client, RSS with 1000 open SSE streams, and
 //! the embedded database's cold start.
 //!
@@ -90,8 +90,9 @@ async fn server(url: &str, pipeline: Arc<Instant_>, workers: usize) -> Server {
     Server { base, jobs, shutdown, _dir: dir }
 }
 
-/// Requests/s of `CLIENTS` clients posting `body` to `path` for `WINDOW`.
-async fn rate(client: &reqwest::Client, url: String, body: Value, expect: u16) -> f64 {
+/// Requests/s of `CLIENTS` clients posting `body` to `path` for `WINDOW`; `keyed`: each request
+/// with an `Idempotency-Key` of its own, as the create page sends.
+async fn rate(client: &reqwest::Client, url: String, body: Value, expect: u16, keyed: bool) -> f64 {
     let deadline = Instant::now() + WINDOW;
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -104,7 +105,11 @@ async fn rate(client: &reqwest::Client, url: String, body: Value, expect: u16) -
                 if let Some(input) = body.get_mut("input") {
                     input["prompt"] = json!(format!("c{c}-{n}"));
                 }
-                let response = client.post(&url).json(&body).send().await.expect("send");
+                let mut request = client.post(&url).json(&body);
+                if keyed {
+                    request = request.header("idempotency-key", format!("bench-{c}-{n}-{}", uuid::Uuid::new_v4()));
+                }
+                let response = request.send().await.expect("send");
                 assert_eq!(response.status().as_u16(), expect, "{}", response.text().await.unwrap_or_default());
                 let _ = response.bytes().await;
                 n += 1;
@@ -125,10 +130,12 @@ fn scenes_body() -> Value {
 
 async fn submissions(client: &reqwest::Client, name: &str, url: &str) -> f64 {
     let s = server(url, Arc::default(), 0).await;
-    let jobs =
-        rate(client, format!("{}/api/mv/jobs", s.base), json!({ "kind": "scenes", "input": { "prompt": "" } }), 202)
-            .await;
+    let url_jobs = format!("{}/api/mv/jobs", s.base);
+    let body = json!({ "kind": "scenes", "input": { "prompt": "" } });
+    let jobs = rate(client, url_jobs.clone(), body.clone(), 202, false).await;
     println!("submissions/s  {name:<8} {jobs:>8.0}");
+    let keyed = rate(client, url_jobs, body, 202, true).await;
+    println!("submissions/s  {name:<8} {keyed:>8.0}  each with an Idempotency-Key ({:.2} of unkeyed)", keyed / jobs);
     s.shutdown.cancel();
     s.jobs.close().await;
     jobs
@@ -271,7 +278,7 @@ fn main() {
 
         let sync = {
             let s = server(&sqlite, Arc::default(), 0).await;
-            let sync = rate(&client, format!("{}/api/mv/create_scenes", s.base), scenes_body(), 200).await;
+            let sync = rate(&client, format!("{}/api/mv/create_scenes", s.base), scenes_body(), 200, false).await;
             s.shutdown.cancel();
             s.jobs.close().await;
             sync

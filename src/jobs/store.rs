@@ -13,6 +13,8 @@
 //! one job's events, so their ids increase in commit order and `id > Last-Event-ID` misses nothing.
 
 use std::borrow::Cow;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
@@ -204,7 +206,13 @@ pub struct Store {
     /// queue in the process instead. On PostgreSQL the same pool as `pool`.
     writer: AnyPool,
     dialect: Dialect,
+    /// When this process last purged the expired idempotency keys (Unix ms; see `begin_key`).
+    keys_purged_at: Arc<AtomicI64>,
 }
+
+/// How often a process purges expired idempotency keys. A key past its TTL is forgotten the moment
+/// it is used again whatever this says; the purge only keeps the table from growing.
+pub const KEY_PURGE_EVERY: Duration = Duration::from_secs(60);
 
 pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
@@ -384,7 +392,7 @@ impl Store {
             }
         };
         migrator(dialect).run(&writer).await.map_err(|e| format!("jobs database {shown}: migrations failed: {e}"))?;
-        Ok(Store { pool, writer, dialect })
+        Ok(Store { pool, writer, dialect, keys_purged_at: Arc::new(AtomicI64::new(0)) })
     }
 
     pub fn dialect(&self) -> Dialect {
@@ -425,9 +433,10 @@ impl Store {
     }
 
     /// Claims an `Idempotency-Key` for a body's fingerprint as `owner`, or says what it was used
-    /// for. Expired keys are forgotten (and purged, all of them, through the `created_at` index);
-    /// a pending key abandoned by a crashed submission is taken over, so no key stays "in flight"
-    /// forever.
+    /// for. This key is forgotten when expired, and taken over when pending but abandoned by a
+    /// crashed submission, so no key stays "in flight" forever. A new key is one statement (an
+    /// upsert that takes over only an expired or abandoned row); the other expired keys are purged
+    /// through the `created_at` index at most once per [`KEY_PURGE_EVERY`] per process.
     pub async fn begin_key(
         &self,
         key: &str,
@@ -435,26 +444,29 @@ impl Store {
         owner: &str,
         times: KeyTimes,
     ) -> Result<KeyState, StoreError> {
-        sqlx::query("DELETE FROM idempotency WHERE created_at < $1")
-            .bind(times.expired_before)
-            .execute(&self.writer)
-            .await?;
-        sqlx::query("DELETE FROM idempotency WHERE key = $1 AND job_id IS NULL AND created_at < $2")
-            .bind(key)
-            .bind(times.abandoned_before)
-            .execute(&self.writer)
-            .await?;
-        let inserted = sqlx::query(
-            "INSERT INTO idempotency (key, fingerprint, job_id, created_at, owner) VALUES ($1, $2, NULL, $3, $4) \
-             ON CONFLICT (key) DO NOTHING",
+        let now = now_ms();
+        if self.purge_due(now) {
+            sqlx::query("DELETE FROM idempotency WHERE created_at < $1")
+                .bind(times.expired_before)
+                .execute(&self.writer)
+                .await?;
+        }
+        let claimed = sqlx::query(
+            "INSERT INTO idempotency (key, fingerprint, job_id, created_at, owner, answer_status, answer_body) \
+             VALUES ($1, $2, NULL, $3, $4, NULL, NULL) \
+             ON CONFLICT (key) DO UPDATE SET fingerprint = excluded.fingerprint, job_id = NULL, \
+             created_at = excluded.created_at, owner = excluded.owner, answer_status = NULL, answer_body = NULL \
+             WHERE idempotency.created_at < $5 OR (idempotency.job_id IS NULL AND idempotency.created_at < $6)",
         )
         .bind(key)
         .bind(fingerprint)
-        .bind(now_ms())
+        .bind(now)
         .bind(owner)
+        .bind(times.expired_before)
+        .bind(times.abandoned_before)
         .execute(&self.writer)
         .await?;
-        if inserted.rows_affected() == 1 {
+        if claimed.rows_affected() == 1 {
             return Ok(KeyState::New);
         }
         let row = sqlx::query("SELECT fingerprint, job_id, answer_status, answer_body FROM idempotency WHERE key = $1")
@@ -477,6 +489,13 @@ impl Store {
             .zip(body)
             .and_then(|(status, body)| Some((u16::try_from(status).ok()?, serde_json::from_str(&body).ok()?)));
         Ok(KeyState::Same(Some(Replay { job_id, answer })))
+    }
+
+    /// Whether this process should purge the expired keys now (and, if so, notes that it does).
+    fn purge_due(&self, now: i64) -> bool {
+        let last = self.keys_purged_at.load(Ordering::Relaxed);
+        now - last >= KEY_PURGE_EVERY.as_millis() as i64
+            && self.keys_purged_at.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
     }
 
     /// Frees a key whose submission failed (a refused input is not an answer to replay), unless
