@@ -19,19 +19,8 @@ THREADS=${THREADS:-2}
 ROUNDS=${ROUNDS:-3}
 SMALL_KIB=${SMALL_KIB:-64}
 LARGE_MIB=${LARGE_MIB:-8}
-for tool in wrk curl; do
-    command -v "$tool" >/dev/null || { echo "file_get.sh: $tool not found (apt-get install -y $tool)" >&2; exit 2; }
-done
-
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+source bench/lib.sh
+need_tools wrk curl
 
 # Today's layout, which both builds read: {MV_OUTPUT_DIR}/videos/{uuid}.mp4.
 mkdir -p "$WORK/out/videos"
@@ -45,20 +34,13 @@ video() { # size in KiB -> id
 SMALL=$(video "$SMALL_KIB")
 LARGE=$(video $((LARGE_MIB * 1024)))
 
-port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-serve() { # binary -> sets BASE (not a $(...) subshell, so the server's pid reaches PIDS for cleanup)
+serve() { # binary -> sets BASE (not a $(...) subshell: see `start`)
     local p
-    p=$(port)
-    env -i PATH="$PATH" MV_PROVIDER=mock MV_OUTPUT_DIR="$WORK/out" MVGEN_ADDR="127.0.0.1:$p" \
-        MVGEN_DATABASE_URL="sqlite://$WORK/jobs-$p.db?mode=rwc" "$1" serve >"$WORK/serve-$p.log" 2>&1 &
-    PIDS+=("$!")
-    for _ in $(seq 200); do
-        curl -fsS -o /dev/null "http://127.0.0.1:$p/health" 2>/dev/null && { BASE="http://127.0.0.1:$p"; return; }
-        sleep 0.05
-    done
-    echo "file_get.sh: $1 did not start" >&2
-    cat "$WORK/serve-$p.log" >&2
-    exit 1
+    p=$(free_port)
+    start "serve-$p" MV_PROVIDER=mock MV_OUTPUT_DIR="$WORK/out" MVGEN_ADDR="127.0.0.1:$p" \
+        MVGEN_DATABASE_URL="sqlite://$WORK/jobs-$p.db?mode=rwc" "$1" serve
+    BASE="http://127.0.0.1:$p"
+    wait_ok "$BASE/health" "$WORK/serve-$p.log"
 }
 serve "$BEFORE_BIN"; BEFORE=$BASE
 serve "$AFTER_BIN"; AFTER=$BASE
@@ -73,14 +55,9 @@ printf 'wrk.headers["Range"] = "bytes=0-65535"\n' >"$WORK/range.lua"
 measure() { # url [lua] -> req/s
     local out
     out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --timeout 10s ${2:+-s "$2"} "$1")
-    if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then
-        echo "file_get.sh: errors under load on $1:" >&2
-        echo "$out" >&2
-        exit 1
-    fi
+    wrk_ok "$out" "$1"
     awk '/^Requests\/sec:/ { print $2 }' <<<"$out"
 }
-median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s, $ROUNDS rounds alternating, medians; $(nproc) cores" >&2
 for round in $(seq "$ROUNDS"); do

@@ -20,54 +20,14 @@ STARTS=${STARTS:-20}
 FLAVORS_PATH=/api/mv/get_config_flavors
 SCENES_PATH=/api/mv/create_scenes
 
-for tool in wrk curl; do
-    command -v "$tool" >/dev/null || { echo "load.sh: $tool not found (apt-get install -y $tool)" >&2; exit 2; }
-done
+source bench/lib.sh
+need_tools wrk curl
 
 OUT=target/x86_64-unknown-linux-gnu/release
 if [[ ${SKIP_BUILD:-0} != 1 ]]; then
     cargo build-static --bin mvgen --example bare_axum --example fake_gemini --example startup_probe \
         --example live_reload_latency
 fi
-
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# A port nothing listens on (bounded tries; a refused connect means free).
-free_port() {
-    local port
-    for _ in $(seq 50); do
-        port=$((20000 + RANDOM % 40000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "$port"; return; fi
-    done
-    echo "load.sh: no free port found" >&2
-    exit 1
-}
-
-# Servers get a clean environment so no key from the caller's shell changes what is measured.
-start() { # name, then the command (env assignments first, as for env(1))
-    local name=$1
-    shift
-    env -i PATH="$PATH" "$@" >"$WORK/$name.log" 2>&1 &
-    PIDS+=("$!")
-    LAST_PID=$!
-}
-
-wait_ok() { # url
-    for _ in $(seq 200); do
-        curl -fsS -o /dev/null "$1" 2>/dev/null && return
-        sleep 0.05
-    done
-    echo "load.sh: no 200 from $1 within 10 s" >&2
-    exit 1
-}
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 CLK_TCK=$(getconf CLK_TCK)
@@ -80,11 +40,7 @@ measure() { # pid url [lua script]
     before=$(cpu_ticks "$pid")
     out=$(wrk "${args[@]}" "$url")
     after=$(cpu_ticks "$pid")
-    if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then
-        echo "load.sh: errors under load on $url:" >&2
-        echo "$out" >&2
-        exit 1
-    fi
+    wrk_ok "$out" "$url"
     awk -v ticks=$((after - before)) -v hz="$CLK_TCK" '
         function us(v) {
             if (v ~ /us$/) return v + 0; if (v ~ /ms$/) return v * 1000; if (v ~ /s$/) return v * 1000000
@@ -99,8 +55,6 @@ measure() { # pid url [lua script]
 }
 
 warm() { wrk -t1 -c4 -d1s ${2:+-s "$2"} "$1" >/dev/null; }
-
-median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 col() { # file, column: median of that column over all rounds
     awk -v c="$2" '{ print $c }' "$1" | median
