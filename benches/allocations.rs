@@ -11,9 +11,9 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use mvgen::api::CreateScenesBody;
-use mvgen::api::extract::parse;
 use mvgen::generation::Generation;
+use mvgen::generation::scenes::CreateScenesBody;
+use mvgen::json_body::parse;
 use request::{body, response, scenes};
 
 /// The system allocator, counting every allocation and reallocation and the bytes they ask for.

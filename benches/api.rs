@@ -13,9 +13,9 @@ use std::hint::black_box;
 mod request;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use mvgen::api::CreateScenesBody;
-use mvgen::api::extract::parse;
 use mvgen::generation::Generation;
+use mvgen::generation::scenes::CreateScenesBody;
+use mvgen::json_body::parse;
 use request::{body, response, scenes};
 
 fn create_scenes(c: &mut Criterion) {

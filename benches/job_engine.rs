@@ -15,11 +15,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mvgen::api::AppState;
-use mvgen::api::error::ApiError;
-use mvgen::jobs::{EngineConfig, JobPipeline, Jobs, Planned};
+use mvgen::error::ApiError;
+use mvgen::generation::Kind;
+use mvgen::generation::stored::StoredPlan;
+use mvgen::jobs::{EngineConfig, JobPipeline, Jobs};
 use mvgen::providers::{BoxFuture, Providers, RunContext};
 use mvgen::server::{Settings, app_with_jobs};
+use mvgen::state::AppState;
 use mvgen::storage::LocalStorage;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -35,22 +37,18 @@ struct Instant_ {
 }
 
 impl JobPipeline for Instant_ {
-    fn kinds(&self) -> &[&'static str] {
-        &["scenes"]
-    }
-
-    fn plan<'a>(&'a self, _kind: &'a str, input: Value) -> BoxFuture<'a, Result<Planned, ApiError>> {
+    fn plan<'a>(&'a self, _kind: Kind, input: Value) -> BoxFuture<'a, Result<StoredPlan, ApiError>> {
         Box::pin(async move {
-            Ok(Planned { plan: input, config_flavor: json!({ "used": "default" }), project_id: None, sequence: None })
+            Ok(StoredPlan {
+                plan: input,
+                config_flavor: json!({ "used": "default" }),
+                project_id: None,
+                sequence: None,
+            })
         })
     }
 
-    fn run<'a>(
-        &'a self,
-        _kind: &'a str,
-        plan: &'a Value,
-        _ctx: RunContext<'a>,
-    ) -> BoxFuture<'a, Result<Value, ApiError>> {
+    fn run<'a>(&'a self, _kind: Kind, plan: &'a Value, _ctx: RunContext<'a>) -> BoxFuture<'a, Result<Value, ApiError>> {
         Box::pin(async move {
             let prompt = plan["prompt"].as_str().unwrap_or_default().to_owned();
             self.finished.lock().unwrap().insert(prompt, Instant::now());
@@ -79,7 +77,7 @@ async fn server(url: &str, pipeline: Arc<Instant_>, workers: usize) -> Server {
         storage: Arc::new(LocalStorage::new(&settings.output_dir)),
         debug: false,
         strict_flavors: false,
-        generations: mvgen::api::limits::GenerationSlots::new(1024),
+        generations: mvgen::limits::GenerationSlots::new(1024),
         flavors: Default::default(),
     };
     let router = app_with_jobs(state, &settings, Some(jobs.clone()));
@@ -253,7 +251,7 @@ async fn cold_start() {
     let start = Instant::now();
     let jobs = Jobs::open(&url, Arc::new(Instant_::default()), EngineConfig::default()).await.unwrap();
     let fresh = start.elapsed();
-    jobs.submit("scenes", json!({ "prompt": "first" }), None).await.map_err(|e| e.message).unwrap();
+    jobs.submit(Kind::Scenes, json!({ "prompt": "first" }), None).await.map_err(|e| e.message).unwrap();
     let first = start.elapsed();
     jobs.close().await;
     let start = Instant::now();

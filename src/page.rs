@@ -5,11 +5,9 @@
 
 use std::hash::{DefaultHasher, Hasher};
 
-use axum::Router;
 use axum::extract::Path;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use include_dir::{Dir, include_dir};
 
 static PAGE: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/page");
@@ -26,16 +24,13 @@ const CACHE_CONTROL: &str = "no-cache";
 const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; \
      object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
-/// Routes for the page: `/` and `/create` answer the create page, `/assets/{file}` its files.
-pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    Router::new().route("/", get(create_page)).route("/create", get(create_page)).route("/assets/{file}", get(asset))
-}
-
-async fn create_page(request: HeaderMap) -> Response {
+/// `/` and `/create`: the create page.
+pub async fn create_page(request: HeaderMap) -> Response {
     serve(ENTRY, &request)
 }
 
-async fn asset(Path(file): Path<String>, request: HeaderMap) -> Response {
+/// `/assets/{file}`: the page's other files.
+pub async fn asset(Path(file): Path<String>, request: HeaderMap) -> Response {
     serve(&file, &request)
 }
 
@@ -102,13 +97,22 @@ mod tests {
     use axum::http::Request;
     use tower::ServiceExt;
 
+    /// The page's routes as `api::routes` serves them.
+    fn router() -> axum::Router {
+        use axum::routing::get;
+        axum::Router::new()
+            .route("/", get(create_page))
+            .route("/create", get(create_page))
+            .route("/assets/{file}", get(asset))
+    }
+
     async fn get(uri: &str, if_none_match: Option<&str>) -> (StatusCode, HeaderMap, String) {
         let mut request = Request::get(uri);
         if let Some(tag) = if_none_match {
             request = request.header(header::IF_NONE_MATCH, tag);
         }
         let response =
-            router::<()>().oneshot(request.body(Body::empty()).expect("request")).await.expect("infallible router");
+            router().oneshot(request.body(Body::empty()).expect("request")).await.expect("infallible router");
         let status = response.status();
         let headers = response.headers().clone();
         let body = to_bytes(response.into_body(), usize::MAX).await.expect("body");

@@ -1,5 +1,6 @@
-//! The HTTP server: settings from the environment, the router (API, health, OpenAPI, create page,
-//! auth, CORS, body limit); connections and shutdown are run by [`crate::serving`].
+//! The HTTP server: settings from the environment, and the middleware around the routes
+//! (`api::routes`: API, health, OpenAPI, create page): auth, CORS, body limit, metrics, request ids.
+//! Connections and shutdown are run by [`crate::serving`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,18 +12,13 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::get;
 use serde_json::json;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::api::{
-    self, AppState,
-    error::{ApiError, ErrorKind},
-    extract::BODY_LIMIT,
-};
-// With the other handlers the OpenAPI document lists, so `api::openapi` needs nothing from here.
-pub use crate::api::health::health;
+use crate::api::{self, extract::BODY_LIMIT};
 use crate::api_keys::{ApiKey, ApiKeys};
+use crate::error::{ApiError, ErrorKind};
+use crate::state::AppState;
 
 /// Server settings, read once at startup.
 #[derive(Clone)]
@@ -214,26 +210,13 @@ pub fn app(state: AppState, settings: &Settings) -> Router {
 /// The application with the job routes (`/api/mv/jobs`) when an engine is given.
 pub fn app_with_jobs(state: AppState, settings: &Settings, jobs: Option<Arc<crate::jobs::Jobs>>) -> Router {
     let metrics = settings.metrics && crate::telemetry::install().is_some();
-    // `/readyz` before the jobs' `Extension` layer below, which gives it the engine to check.
-    let mut routes = api::routes()
-        .route("/api/openapi.json", get(api::openapi::openapi_json))
-        .route("/readyz", get(crate::api::readiness::readyz));
-    if let Some(jobs) = jobs {
-        // The sync endpoints find the engine here and run as jobs (see `generation::respond`).
-        routes = routes.merge(api::jobs::router(jobs.clone())).layer(axum::Extension(jobs));
-    }
-    if metrics {
-        routes = routes.route("/metrics", get(crate::telemetry::metrics_text));
-    }
-    let mut router = routes
-        .route("/health", get(health))
-        .merge(crate::page::router())
+    let mut router = api::routes(jobs, metrics)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn(api::extract::refuse_declared_oversize))
         // Inside the request-id span, so a logged fault carries the request's id.
-        .layer(tower::util::MapResponseLayer::new(api::error::log_server_errors))
+        .layer(tower::util::MapResponseLayer::new(crate::error::log_server_errors))
         .with_state(state);
     // Around the fallbacks too, so an unknown `/api/*` path or a wrong method is a 401 like any
     // other keyless call: without a key nobody learns which API routes exist. Without keys there is
@@ -290,8 +273,8 @@ async fn require_api_key(State(keys): State<Arc<ApiKeys>>, request: Request, nex
         .filter(|v| !v.is_empty());
     match from_header.or(from_query) {
         Some(presented) if keys.accepts(&presented) => next.run(request).await,
-        Some(_) => api::error::unauthorized("Invalid API key"),
-        None => api::error::unauthorized("API key missing. Provide X-API-Key header or ?api_key=YOUR_KEY"),
+        Some(_) => crate::error::unauthorized("Invalid API key"),
+        None => crate::error::unauthorized("API key missing. Provide X-API-Key header or ?api_key=YOUR_KEY"),
     }
 }
 

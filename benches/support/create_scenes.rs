@@ -1,8 +1,9 @@
 //! The `create_scenes` request the `api` and `allocations` benches share: its body, the checked
 //! request, and an answer shaped like the handler's.
 
-use mvgen::api::{CreateScenesBody, CreateScenesResponse, FlavorReport, OutputFiles, SceneOut, ScenesMetadata};
+use mvgen::generation::FlavorReport;
 use mvgen::generation::Generation;
+use mvgen::generation::scenes::{CreateScenesBody, CreateScenesResponse, OutputFiles, SceneOut, ScenesMetadata};
 use mvgen::generation::scenes::{Scenes, ScenesPlan};
 
 /// The body `bench/load.sh` posts, naming `flavor` as the create page does.

@@ -11,9 +11,8 @@ use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use super::error::{ApiError, ErrorKind};
-// Where the body parser moved (generation parses a job's stored input with it); the old path stays.
-pub use crate::json_body::parse;
+use crate::error::{ApiError, ErrorKind};
+use crate::json_body::parse;
 
 /// The largest request body accepted.
 pub const BODY_LIMIT: usize = 1024 * 1024;

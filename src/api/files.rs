@@ -16,11 +16,11 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use tokio::io::AsyncReadExt;
 
-use super::AppState;
-use super::error::ApiError;
 use super::extract::ValidPath;
 use super::send_file::send_file;
+use crate::error::ApiError;
 use crate::generation::video::VideoRecord;
+use crate::state::AppState;
 use crate::storage::Kind;
 
 #[utoipa::path(
@@ -36,10 +36,10 @@ use crate::storage::Kind;
         (status = 206, description = "Part of the image (Range request)", content_type = "image/png", body = Vec<u8>),
         (status = 304, description = "Not modified (If-None-Match or If-Modified-Since)"),
         (status = 307, description = "`redirect=true` on an object store: Location is a presigned URL of the file"),
-        (status = 400, description = "Malformed id", body = super::error::ErrorBody),
-        (status = 404, description = "Unknown id", body = super::error::ErrorBody),
-        (status = 412, description = "Modified since If-Unmodified-Since", body = super::error::ErrorBody),
-        (status = 416, description = "Range not satisfiable", body = super::error::ErrorBody),
+        (status = 400, description = "Malformed id", body = crate::error::ErrorBody),
+        (status = 404, description = "Unknown id", body = crate::error::ErrorBody),
+        (status = 412, description = "Modified since If-Unmodified-Since", body = crate::error::ErrorBody),
+        (status = 416, description = "Range not satisfiable", body = crate::error::ErrorBody),
     )
 )]
 pub async fn get_character_reference(
@@ -64,10 +64,10 @@ pub async fn get_character_reference(
         (status = 206, description = "Part of the video (Range request)", content_type = "video/mp4", body = Vec<u8>),
         (status = 304, description = "Not modified (If-None-Match or If-Modified-Since)"),
         (status = 307, description = "`redirect=true` on an object store: Location is a presigned URL of the file"),
-        (status = 400, description = "Malformed id", body = super::error::ErrorBody),
-        (status = 404, description = "Unknown id", body = super::error::ErrorBody),
-        (status = 412, description = "Modified since If-Unmodified-Since", body = super::error::ErrorBody),
-        (status = 416, description = "Range not satisfiable", body = super::error::ErrorBody),
+        (status = 400, description = "Malformed id", body = crate::error::ErrorBody),
+        (status = 404, description = "Unknown id", body = crate::error::ErrorBody),
+        (status = 412, description = "Modified since If-Unmodified-Since", body = crate::error::ErrorBody),
+        (status = 416, description = "Range not satisfiable", body = crate::error::ErrorBody),
     )
 )]
 pub async fn get_video(
@@ -86,8 +86,8 @@ pub async fn get_video(
     params(("id" = String, Path, description = "An id from create_scenes' `output_files`")),
     responses(
         (status = 200, description = "The scenes: `{\"scenes\": [...], \"metadata\": {...}}`", content_type = "application/json", body = Object),
-        (status = 400, description = "Malformed id", body = super::error::ErrorBody),
-        (status = 404, description = "Unknown id", body = super::error::ErrorBody),
+        (status = 400, description = "Malformed id", body = crate::error::ErrorBody),
+        (status = 404, description = "Unknown id", body = crate::error::ErrorBody),
     )
 )]
 pub async fn get_scenes(
@@ -105,8 +105,8 @@ pub async fn get_scenes(
     params(("id" = String, Path, description = "An id from create_scenes' `output_files`")),
     responses(
         (status = 200, description = "The scenes as Markdown", content_type = "text/markdown", body = String),
-        (status = 400, description = "Malformed id", body = super::error::ErrorBody),
-        (status = 404, description = "Unknown id", body = super::error::ErrorBody),
+        (status = 400, description = "Malformed id", body = crate::error::ErrorBody),
+        (status = 404, description = "Unknown id", body = crate::error::ErrorBody),
     )
 )]
 pub async fn get_scenes_markdown(
@@ -149,8 +149,8 @@ pub struct VideoInfo {
     params(("id" = String, Path, description = "A video id from generate_video")),
     responses(
         (status = 200, description = "About the stored video", body = VideoInfo),
-        (status = 400, description = "Malformed id", body = super::error::ErrorBody),
-        (status = 404, description = "Unknown id", body = super::error::ErrorBody),
+        (status = 400, description = "Malformed id", body = crate::error::ErrorBody),
+        (status = 404, description = "Unknown id", body = crate::error::ErrorBody),
     )
 )]
 pub async fn get_video_info(

@@ -1,53 +1,162 @@
 //! The generation endpoints (`POST create_scenes`, `generate_character_reference`,
-//! `generate_video`, ...), written from one table in the route table (`api/mod.rs`): each line
-//! makes a kind's handler (one line over [`crate::generation::respond`]) with its OpenAPI
-//! operation, its route, and its place in [`crate::generation::driver::Kind`]'s list, which the
-//! job engine takes its kinds from. The kinds themselves live in `generation/`.
+//! `generate_video`): one named handler each over [`respond`], which plans the request through
+//! [`crate::generation::driver`], runs it as a job (submit, then wait) and answers with the
+//! `X-Config-Flavor`, `X-Config-Flavor-Hash` and `X-Job-Id` headers.
 
-/// The generation endpoints from `handler: Kind(Body) -> Answer at "path", "what a 200 means";`
-/// lines: the handlers with their OpenAPI descriptions (which differ only in these), `KINDS` (the
-/// kinds a job may have, in this order), `generation_routes` and the `GenerationApi` document.
-macro_rules! endpoints {
-    ($($handler:ident: $kind:ident($body:ident) -> $answer:ident at $path:literal, $done:literal;)+) => {
-        /// Every generation kind, in the order the route table lists them.
-        pub const KINDS: &[crate::generation::driver::Kind] = &[$(crate::generation::driver::Kind::of::<$kind>()),+];
+use std::sync::Arc;
 
-        $(
-            #[utoipa::path(
-                post,
-                path = $path,
-                tag = "generation",
-                request_body = $body,
-                responses(
-                    (status = 200, description = $done, body = $answer,
-                        headers(
-                            ("X-Config-Flavor" = String, description = "The flavor used"),
-                            ("X-Config-Flavor-Hash" = String, description = "The content hash of the flavor used"),
-                            ("X-Job-Id" = String, description = "The job that ran the generation (`GET /api/mv/jobs/{id}`); \
-                                also on its error answers. A caller who hangs up does not stop it: its result is kept"),
-                        )),
-                    error::GenerationErrors,
-                )
-            )]
-            pub async fn $handler(
-                axum::extract::State(state): axum::extract::State<AppState>,
-                jobs: Option<axum::Extension<std::sync::Arc<crate::jobs::Jobs>>>,
-                extract::ValidJson(body): extract::ValidJson<$body>,
-            ) -> Result<axum::response::Response, error::ApiError> {
-                crate::generation::respond::<$kind>(&state, jobs.as_deref(), body).await
-            }
-        )+
+use axum::Extension;
+use axum::extract::State;
+use axum::http::HeaderValue;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
-        /// `router` with a `POST` route for every generation endpoint.
-        fn generation_routes(router: Router<AppState>) -> Router<AppState> {
-            router$(.route($path, axum::routing::post($handler)))+
-        }
+use super::extract::ValidJson;
+use crate::error::{self, ApiError, ErrorKind};
+use crate::generation::character::{Character, CharacterReferenceBody, CharacterReferenceResponse};
+use crate::generation::driver;
+use crate::generation::scenes::{CreateScenesBody, CreateScenesResponse, Scenes};
+use crate::generation::stored;
+use crate::generation::video::{GenerateVideoBody, GenerateVideoResponse, Video};
+use crate::generation::{FlavorReport, Generation};
+use crate::jobs::Jobs;
+use crate::jobs::store::JobRow;
+use crate::providers::RunContext;
+use crate::state::AppState;
 
-        /// The generation endpoints' part of the OpenAPI document (merged in `openapi::spec`).
-        #[derive(utoipa::OpenApi)]
-        #[openapi(paths($($handler),+))]
-        pub struct GenerationApi;
+/// A generation endpoint's OpenAPI operation around its handler: the endpoints differ only in
+/// their path, body, answer and what a 200 means.
+macro_rules! generation_endpoint {
+    ($path:literal, $body:ty => $answer:ty, $done:literal; $handler:item) => {
+        #[utoipa::path(
+            post,
+            path = $path,
+            tag = "generation",
+            request_body = $body,
+            responses(
+                (status = 200, description = $done, body = $answer,
+                    headers(
+                        ("X-Config-Flavor" = String, description = "The flavor used"),
+                        ("X-Config-Flavor-Hash" = String, description = "The content hash of the flavor used"),
+                        ("X-Job-Id" = String, description = "The job that ran the generation (`GET /api/mv/jobs/{id}`); \
+                            also on its error answers. A caller who hangs up does not stop it: its result is kept"),
+                    )),
+                error::GenerationErrors,
+            )
+        )]
+        $handler
     };
 }
 
-pub(crate) use endpoints;
+generation_endpoint! { "/api/mv/create_scenes", CreateScenesBody => CreateScenesResponse, "Scenes written";
+pub async fn create_scenes(
+    State(state): State<AppState>,
+    jobs: Option<Extension<Arc<Jobs>>>,
+    ValidJson(body): ValidJson<CreateScenesBody>,
+) -> Result<Response, ApiError> {
+    respond::<Scenes>(&state, jobs.as_deref(), body).await
+}
+}
+
+generation_endpoint! { "/api/mv/generate_character_reference", CharacterReferenceBody => CharacterReferenceResponse,
+    "Images generated and stored";
+pub async fn generate_character_reference(
+    State(state): State<AppState>,
+    jobs: Option<Extension<Arc<Jobs>>>,
+    ValidJson(body): ValidJson<CharacterReferenceBody>,
+) -> Result<Response, ApiError> {
+    respond::<Character>(&state, jobs.as_deref(), body).await
+}
+}
+
+generation_endpoint! { "/api/mv/generate_video", GenerateVideoBody => GenerateVideoResponse, "Video generated and stored";
+pub async fn generate_video(
+    State(state): State<AppState>,
+    jobs: Option<Extension<Arc<Jobs>>>,
+    ValidJson(body): ValidJson<GenerateVideoBody>,
+) -> Result<Response, ApiError> {
+    respond::<Video>(&state, jobs.as_deref(), body).await
+}
+}
+
+/// A sync endpoint of kind `G`: plan (validate, choose the flavor, take a generation slot), run,
+/// answer. With a job engine the run is a job (submit and wait, `X-Job-Id` on the answer): a
+/// caller who hangs up no longer stops it, and its result is kept. Without one (the in-process
+/// test app) the request runs the plan itself, the same steps.
+async fn respond<G: Generation>(
+    state: &AppState,
+    jobs: Option<&Arc<Jobs>>,
+    input: G::Input,
+) -> Result<Response, ApiError> {
+    let (planned, slot) = driver::plan_now::<G>(state, input)?;
+    let Some(jobs) = jobs else {
+        let answer = driver::run(state, &planned, RunContext::detached()).await?;
+        return Ok(with_flavor(&planned.flavor, answer));
+    };
+    let stored = stored::to_store(planned)?;
+    // The slot moves to the job's run: it is held while the generation runs, not while we wait.
+    let id = jobs.submit_now(G::KIND, &stored, slot).await?;
+    let mut response = match jobs.finished(&id).await {
+        Ok(Some(job)) => answer(&id, job)?,
+        Ok(None) => return Err(ApiError::internal(format!("job {id} is gone"))),
+        // Stored, but the database was unreadable for the whole wait: the job is kept, and the
+        // caller may retry or follow it by its id.
+        Err(e) => {
+            tracing::warn!(job = %id, error = %e, "jobs database unreadable for the whole sync wait");
+            ApiError::new(
+                ErrorKind::DatabaseUnavailable,
+                format!(
+                    "the jobs database was unreachable for the whole sync wait; job {id} is kept: \
+                     follow it at /api/mv/jobs/{id}"
+                ),
+                json!({ "job_id": id, "retry_after_seconds": 5 }),
+            )
+            .into_response()
+        }
+    };
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-job-id", value);
+    }
+    Ok(response)
+}
+
+/// The sync answer for job `id` as the wait left it: its output, its stored error, or where to
+/// follow it.
+fn answer(id: &str, job: JobRow) -> Result<Response, ApiError> {
+    Ok(match job.status.as_str() {
+        "succeeded" => {
+            let report = FlavorReport::deserialize(&job.config_flavor)
+                .map_err(|e| ApiError::internal(format!("job {id}: its flavor report: {e}")))?;
+            let output = job.output.ok_or_else(|| ApiError::internal(format!("job {id} succeeded with no output")))?;
+            with_flavor(&report, output)
+        }
+        // Waited `MVGEN_SYNC_WAIT`: the job goes on; the caller follows it by its id.
+        "queued" | "processing" => ApiError::new(
+            ErrorKind::JobStillRunning,
+            format!("job {id} is still {} after the sync wait; follow it at /api/mv/jobs/{id}", job.status),
+            json!({ "job_id": id, "status": job.status, "retry_after_seconds": 10 }),
+        )
+        .into_response(),
+        // The stored kind, message and details: the answer the run itself would have given.
+        "failed" => job.api_error().unwrap_or_else(|| ApiError::internal(format!("job {id} failed"))).into_response(),
+        _ => ApiError::new(
+            ErrorKind::JobCanceled,
+            format!("job {id} was canceled before it finished"),
+            json!({ "job_id": id }),
+        )
+        .into_response(),
+    })
+}
+
+/// A JSON answer carrying `X-Config-Flavor: <used>` and `X-Config-Flavor-Hash: <its hash>`.
+fn with_flavor<T: Serialize>(report: &FlavorReport, body: T) -> Response {
+    let mut response = axum::Json(body).into_response();
+    if let Ok(value) = HeaderValue::from_str(&report.used) {
+        response.headers_mut().insert("x-config-flavor", value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&report.hash) {
+        response.headers_mut().insert("x-config-flavor-hash", value);
+    }
+    response
+}

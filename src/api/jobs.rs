@@ -6,20 +6,19 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use axum::Router;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use futures_util::Stream;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::sync::broadcast;
 
-use super::error::{ApiError, ErrorKind};
 use super::extract::{ValidJson, ValidPath};
+use crate::error::{ApiError, ErrorKind};
+use crate::generation::Kind;
 use crate::jobs::engine::unavailable;
 use crate::jobs::store::Replay;
 use crate::jobs::store::{Dialect, EventRow, Filter, JobRow, now_ms};
@@ -29,16 +28,6 @@ use crate::jobs::{Jobs, SubmitKey, Submitted};
 pub const STATUSES: [&str; 5] = ["queued", "processing", "succeeded", "failed", "canceled"];
 const TERMINAL_EVENTS: [&str; 3] = ["succeeded", "failed", "canceled"];
 const MAX_LIMIT: i64 = 100;
-
-/// The job routes, with the engine as their own state (merged into the app in `server::app`).
-pub fn router<S: Clone + Send + Sync + 'static>(jobs: Arc<Jobs>) -> Router<S> {
-    Router::new()
-        .route("/api/mv/jobs", post(submit_job).get(list_jobs))
-        .route("/api/mv/jobs/{id}", get(get_job))
-        .route("/api/mv/jobs/{id}/events", get(job_events))
-        .route("/api/mv/jobs/{id}/cancel", post(cancel_job))
-        .with_state(jobs)
-}
 
 /// A generation to run as a job.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -217,13 +206,13 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 #[allow(dead_code)] // Only read by the OpenAPI derive.
 enum JobReadErrors {
     #[response(status = 400, description = "Malformed job id (not a UUID)")]
-    BadId(super::error::ErrorBody),
+    BadId(crate::error::ErrorBody),
     #[response(status = 401, description = "A valid API key is required")]
-    Unauthorized(super::error::UnauthorizedBody),
+    Unauthorized(crate::error::UnauthorizedBody),
     #[response(status = 404, description = "No such job")]
-    NotFound(super::error::ErrorBody),
+    NotFound(crate::error::ErrorBody),
     #[response(status = 503, description = "The jobs database is unavailable; see Retry-After")]
-    Unavailable(super::error::ErrorBody),
+    Unavailable(crate::error::ErrorBody),
 }
 
 /// Submit a generation as a job.
@@ -243,8 +232,8 @@ enum JobReadErrors {
     responses(
         (status = 202, description = "Queued (or the first answer this Idempotency-Key got, replayed)", body = JobResource,
             headers(("Location" = String, description = "The job's URL"))),
-        (status = 409, description = "The Idempotency-Key's first request is still being submitted", body = super::error::ErrorBody),
-        super::error::GenerationErrors,
+        (status = 409, description = "The Idempotency-Key's first request is still being submitted", body = crate::error::ErrorBody),
+        crate::error::GenerationErrors,
     )
 )]
 pub async fn submit_job(
@@ -267,7 +256,8 @@ pub async fn submit_job(
         fingerprint,
         answer: &answer,
     });
-    let row = match jobs.submit(&body.kind, body.input, key).await? {
+    let kind = Kind::from_field(&body.kind)?;
+    let row = match jobs.submit(kind, body.input, key).await? {
         Submitted::New(row) => *row,
         Submitted::Replayed(Replay { answer: Some((status, body)), .. }) => return Ok(replayed(status, body)),
         // A key stored before first answers were kept: the job as it is now.
@@ -295,15 +285,14 @@ fn bad_query(field: &str, message: String) -> ApiError {
     ApiError::new(ErrorKind::ValidationError, format!("{field}: {message}"), json!(field))
 }
 
-fn listing_filter(query: Option<&str>, kinds: &[&str]) -> Result<Filter, ApiError> {
+fn listing_filter(query: Option<&str>) -> Result<Filter, ApiError> {
     let mut filter = Filter { limit: 20, ..Filter::default() };
     for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
         let value = value.into_owned();
         match name.as_ref() {
             "status" if STATUSES.contains(&value.as_str()) => filter.status = Some(value),
             "status" => return Err(bad_query("status", format!("{value:?} is not one of {}", STATUSES.join(", ")))),
-            "kind" if kinds.contains(&value.as_str()) => filter.kind = Some(value),
-            "kind" => return Err(bad_query("kind", format!("{value:?} is not one of {}", kinds.join(", ")))),
+            "kind" => filter.kind = Some(Kind::from_field(&value)?.as_str().to_owned()),
             "project_id" if !value.is_empty() && value.len() <= 200 => filter.project_id = Some(value),
             "project_id" => return Err(bad_query("project_id", "must be 1 to 200 characters".into())),
             "limit" => {
@@ -340,13 +329,13 @@ fn listing_filter(query: Option<&str>, kinds: &[&str]) -> Result<Filter, ApiErro
     ),
     responses(
         (status = 200, description = "A page of jobs", body = JobList),
-        (status = 400, description = "An unknown filter value or parameter", body = super::error::ErrorBody),
-        (status = 401, description = "A valid API key is required", body = super::error::UnauthorizedBody),
-        (status = 503, description = "The jobs database is unavailable; see Retry-After", body = super::error::ErrorBody),
+        (status = 400, description = "An unknown filter value or parameter", body = crate::error::ErrorBody),
+        (status = 401, description = "A valid API key is required", body = crate::error::UnauthorizedBody),
+        (status = 503, description = "The jobs database is unavailable; see Retry-After", body = crate::error::ErrorBody),
     )
 )]
 pub async fn list_jobs(State(jobs): State<Arc<Jobs>>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
-    let filter = listing_filter(query.as_deref(), jobs.kinds())?;
+    let filter = listing_filter(query.as_deref())?;
     let rows = jobs.store().list(&filter).await.map_err(unavailable)?;
     let next_cursor = (rows.len() as i64 == filter.limit).then(|| rows.last().map(|r| r.seq.to_string())).flatten();
     let jobs = rows.into_iter().map(JobResource::from).collect();
@@ -362,7 +351,7 @@ pub async fn list_jobs(State(jobs): State<Arc<Jobs>>, RawQuery(query): RawQuery)
     params(("id" = String, Path, description = "The job id")),
     responses(
         (status = 202, description = "Canceled, or cancellation requested", body = JobResource),
-        (status = 409, description = "The job already finished; `details.status` says how", body = super::error::ErrorBody),
+        (status = 409, description = "The job already finished; `details.status` says how", body = crate::error::ErrorBody),
         JobReadErrors,
     )
 )]

@@ -1,49 +1,60 @@
-//! The MV HTTP API under `/api/mv`: the route table. One file per endpoint area; the generation
-//! endpoints are one line each in the table below, over [`crate::generation`].
+//! The HTTP API: every route, on one screen, with its named handler. One file per endpoint area;
+//! the handlers are thin, over [`crate::generation`] (the generation endpoints), the job engine
+//! ([`jobs`]) and storage ([`files`]). `server` adds the middleware around this router.
 
 pub mod extract;
 mod files;
 mod flavors;
-mod generate;
+pub mod generate;
 pub mod health;
 pub mod jobs;
 pub mod openapi;
 pub mod readiness;
 mod send_file;
 
-use axum::Router;
-use axum::routing::get;
+use std::sync::Arc;
 
-// The error type, the request limits and the state live below the pipeline (generation and jobs
-// use them too, and must not import the HTTP edge); their `api::` paths stay valid.
-pub use crate::state::AppState;
-pub use crate::{error, limits};
-// Public so benches and clients can build and read these bodies outside the handlers.
-pub use crate::generation::FlavorReport;
-use crate::generation::character::{Character, CharacterReferenceBody, CharacterReferenceResponse};
-use crate::generation::scenes::Scenes;
-pub use crate::generation::scenes::{CreateScenesBody, CreateScenesResponse, OutputFiles, SceneOut, ScenesMetadata};
-use crate::generation::video::{GenerateVideoBody, GenerateVideoResponse, Video};
+use axum::routing::{get, post};
+use axum::{Extension, Router};
 
-// The generation endpoints: one line per kind makes its handler, OpenAPI operation and route, and
-// its entry in `KINDS`, the job engine's list of kinds (see `generate`).
-generate::endpoints! {
-    create_scenes: Scenes(CreateScenesBody) -> CreateScenesResponse
-        at "/api/mv/create_scenes", "Scenes written";
-    generate_character_reference: Character(CharacterReferenceBody) -> CharacterReferenceResponse
-        at "/api/mv/generate_character_reference", "Images generated and stored";
-    generate_video: Video(GenerateVideoBody) -> GenerateVideoResponse
-        at "/api/mv/generate_video", "Video generated and stored";
-}
+use crate::jobs::Jobs;
+use crate::state::AppState;
 
-/// Every `/api/mv` route, at its full path: nesting would wrap each route in two prefix-stripping
-/// layers, a measurable share of a request as cheap as the flavor list (BENCHMARKS.md).
-pub fn routes() -> Router<AppState> {
-    generation_routes(Router::new())
+/// Every route the server answers, at its full path: nesting would wrap each route in two
+/// prefix-stripping layers, a measurable share of a request as cheap as the flavor list
+/// (BENCHMARKS.md). With a job engine, the job routes are served and the generation endpoints run
+/// as jobs; `/metrics` only when metrics are on.
+pub fn routes(jobs: Option<Arc<Jobs>>, metrics: bool) -> Router<AppState> {
+    let mut routes = Router::new()
+        .route("/api/mv/create_scenes", post(generate::create_scenes))
+        .route("/api/mv/generate_character_reference", post(generate::generate_character_reference))
+        .route("/api/mv/generate_video", post(generate::generate_video))
         .route("/api/mv/get_config_flavors", get(flavors::get_config_flavors))
         .route("/api/mv/get_character_reference/{id}", get(files::get_character_reference))
         .route("/api/mv/get_video/{id}", get(files::get_video))
         .route("/api/mv/get_video/{id}/info", get(files::get_video_info))
         .route("/api/mv/get_scenes/{id}", get(files::get_scenes))
         .route("/api/mv/get_scenes/{id}/markdown", get(files::get_scenes_markdown))
+        .route("/api/openapi.json", get(openapi::openapi_json))
+        .route("/readyz", get(readiness::readyz));
+    if let Some(engine) = jobs {
+        // The job routes have the engine as their own state.
+        let job_routes = Router::new()
+            .route("/api/mv/jobs", post(jobs::submit_job).get(jobs::list_jobs))
+            .route("/api/mv/jobs/{id}", get(jobs::get_job))
+            .route("/api/mv/jobs/{id}/events", get(jobs::job_events))
+            .route("/api/mv/jobs/{id}/cancel", post(jobs::cancel_job))
+            .with_state(engine.clone());
+        // The routes above find the engine here: the sync endpoints run as jobs, `/readyz`
+        // checks its database.
+        routes = routes.merge(job_routes).layer(Extension(engine));
+    }
+    if metrics {
+        routes = routes.route("/metrics", get(crate::telemetry::metrics_text));
+    }
+    routes
+        .route("/health", get(health::health))
+        .route("/", get(crate::page::create_page))
+        .route("/create", get(crate::page::create_page))
+        .route("/assets/{file}", get(crate::page::asset))
 }

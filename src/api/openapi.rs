@@ -11,7 +11,10 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use utoipa::OpenApi;
 
-use super::{AppState, error, files, flavors, jobs};
+use super::{files, flavors, generate, jobs};
+use crate::error;
+use crate::generation::FlavorReport;
+use crate::state::AppState;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,6 +23,9 @@ use super::{AppState, error, files, flavors, jobs};
         super::health::health,
         crate::api::readiness::readyz,
         crate::telemetry::metrics_text,
+        generate::create_scenes,
+        generate::generate_character_reference,
+        generate::generate_video,
         flavors::get_config_flavors,
         files::get_character_reference,
         files::get_video,
@@ -32,16 +38,13 @@ use super::{AppState, error, files, flavors, jobs};
         jobs::cancel_job,
         jobs::job_events,
     ),
-    components(schemas(error::ErrorBody, error::ErrorDetail, error::UnauthorizedBody, super::FlavorReport))
+    components(schemas(error::ErrorBody, error::ErrorDetail, error::UnauthorizedBody, FlavorReport))
 )]
 pub struct ApiDoc;
 
-/// The OpenAPI document as derived from the code, without flavor names: these endpoints and the
-/// generation endpoints of the route table.
+/// The OpenAPI document as derived from the code, without flavor names.
 pub fn spec() -> utoipa::openapi::OpenApi {
-    let mut doc = ApiDoc::openapi();
-    doc.merge(super::GenerationApi::openapi());
-    doc
+    ApiDoc::openapi()
 }
 
 /// The document this server serves: every request body's `config_flavor` lists the embedded flavor

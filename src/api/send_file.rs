@@ -17,7 +17,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::error::{ApiError, ErrorKind};
+use crate::error::{ApiError, ErrorKind};
 use crate::storage::Opened;
 
 /// The answer to a GET or HEAD of `opened`, given the request's headers.

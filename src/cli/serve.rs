@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context as _, anyhow};
 
 use super::{NegativeAnswer, Outcome};
-use crate::generation::Pipeline;
+use crate::jobs::Generations;
 use crate::live_configs::{FlavorSource, LiveConfigs, StartError};
 use crate::providers::{ProviderConfig, Providers};
 use crate::server::{self, Settings};
@@ -70,7 +70,7 @@ async fn run(
     let listener = serving::bind(settings.addr).with_context(|| format!("cannot listen on {}", settings.addr))?;
     let local = listener.local_addr()?;
     let state = app_state(&settings, providers, flavors).await?;
-    let pipeline = Arc::new(Pipeline::new(state.clone(), crate::api::KINDS));
+    let pipeline = Arc::new(Generations::new(state.clone()));
     let jobs = super::worker::open_jobs(&settings, pipeline).await?;
     let job_shutdown = tokio_util::sync::CancellationToken::new();
     let workers = jobs.start_workers(job_shutdown.clone());

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::Outcome;
-use crate::generation::Pipeline;
+use crate::jobs::Generations;
 use crate::jobs::{EngineConfig, JobPipeline, Jobs};
 use crate::live_configs::FlavorSource;
 use crate::providers::{ProviderConfig, Providers};
@@ -59,7 +59,7 @@ pub fn worker() -> anyhow::Result<Outcome> {
         let providers = Providers::from_config(&provider_config)?;
         tracing::info!(providers = %providers.summary(), "providers ready");
         let state = super::serve::app_state(&settings, providers, FlavorSource::Embedded).await?;
-        let jobs = open_jobs(&settings, Arc::new(Pipeline::new(state, crate::api::KINDS))).await?;
+        let jobs = open_jobs(&settings, Arc::new(Generations::new(state))).await?;
         let shutdown = CancellationToken::new();
         let workers = jobs.start_workers(shutdown.clone());
         tracing::info!(workers = settings.workers, "mvgen worker running; SIGTERM or SIGINT stops it");

@@ -4,53 +4,44 @@
 use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
 
-use super::inputs::{choice, in_range, optional, required, seed, spelling};
-use super::{Generation, Plan, Run};
+use super::inputs::{choice, in_range, optional, required, seed};
+use super::{Generation, Kind, Plan, Run};
 use crate::error::ApiError;
-use crate::model::{AspectRatio, Flavor, OutputFormat, PersonGeneration, SafetyFilterLevel};
+use crate::model::Flavor;
 use crate::prompts::{self, CharacterInputs, Consumed};
 use crate::providers::{BoxFuture, ImageRequest};
-use crate::storage::Kind;
+use crate::storage::Kind as StoredKind;
 
 /// How many images one request may ask for; the default is the most.
 pub const NUM_IMAGES: (u32, u32) = (1, 4);
 
 /// Who to draw. Optional values default to the flavor's. Strings are stripped of surrounding
 /// whitespace; an optional string that is null, empty or blank is not given.
-#[derive(Debug, Deserialize, clap::Args, utoipa::ToSchema)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CharacterReferenceBody {
     /// Required, not blank.
     #[schema(max_length = 20000, min_length = 1, pattern = r"\S")]
-    #[arg(long)]
     pub character_description: String,
     /// 1..=4, default 4.
     #[schema(minimum = 1, maximum = 4)]
-    #[arg(skip)]
     pub num_images: Option<i64>,
     /// `1:1`, `16:9`, `9:16`, `4:3`, `3:4`.
     #[schema(max_length = 20000)]
-    #[arg(long, value_parser = spelling::<AspectRatio>)]
     pub aspect_ratio: Option<String>,
     #[schema(max_length = 20000)]
-    #[arg(long, value_parser = spelling::<SafetyFilterLevel>)]
     pub safety_filter_level: Option<String>,
     #[schema(max_length = 20000)]
-    #[arg(long, value_parser = spelling::<PersonGeneration>)]
     pub person_generation: Option<String>,
     /// `png`, `jpg`, `webp`.
     #[schema(max_length = 20000)]
-    #[arg(long, value_parser = spelling::<OutputFormat>)]
     pub output_format: Option<String>,
     #[schema(max_length = 20000)]
-    #[arg(long)]
     pub negative_prompt: Option<String>,
     /// 0..=4294967295.
     #[schema(minimum = 0, maximum = 4294967295_i64)]
-    #[arg(long, value_parser = clap::value_parser!(i64).range(0..=i64::from(u32::MAX)))]
     pub seed: Option<i64>,
     #[schema(max_length = 20000)]
-    #[arg(skip)]
     pub config_flavor: Option<String>,
 }
 
@@ -114,9 +105,7 @@ pub struct CharacterKept {
 }
 
 impl Generation for Character {
-    const KIND: &'static str = "character_reference";
-    const COMMAND: &'static str = "character";
-    const RENDERS: &'static str = "The character reference image prompt";
+    const KIND: Kind = Kind::CharacterReference;
     type Input = CharacterReferenceBody;
     type Request = ImageRequest;
     type Kept = CharacterKept;
@@ -166,7 +155,7 @@ impl Generation for Character {
                 .collect();
             let attempts = join_all(requests.iter().zip(0..).map(|(request, slot)| async move {
                 let made = maker.make_image(request, run.ctx.slot(slot));
-                let put = run.store::<Self>(maker.backend(), Kind::CharacterReference, made).await?;
+                let put = run.store::<Self>(maker.backend(), StoredKind::CharacterReference, made).await?;
                 Ok::<_, ApiError>(ImageOut {
                     url: format!("/api/mv/get_character_reference/{}", put.id),
                     id: put.id,

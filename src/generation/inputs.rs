@@ -52,11 +52,6 @@ pub fn choice<T: Choice>(field: &str, value: Option<String>) -> Result<Option<T>
     }
 }
 
-/// The same check for `mvgen render`'s arguments, so clap refuses a bad spelling as it parses.
-pub fn spelling<T: Choice>(s: &str) -> Result<String, String> {
-    T::parse(s).map(|_| s.to_string()).ok_or_else(|| format!("expected one of {}", T::spellings()))
-}
-
 /// Seeds are passed to the models as unsigned 32-bit integers.
 pub fn seed(value: Option<i64>) -> Result<Option<i64>, ApiError> {
     in_range("seed", value, (0, u32::MAX)).map(|s| s.map(i64::from))

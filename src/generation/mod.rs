@@ -1,22 +1,36 @@
 //! The generation pipeline: every kind of generation (scenes, character reference images, a scene
-//! video) has the same shape, the way every mini-redis command does, and one driver runs them all.
+//! video) has the same shape, the way every mini-redis command does, and one driver plans them all.
 //!
-//! A kind is one type implementing [`Generation`] in its own file: its request body (one struct the
-//! HTTP endpoint, `mvgen render` and the job engine all take), the validated request made from it,
-//! the serialisable plan a flavor turns it into (what the provider is sent, and nothing of the
-//! flavor), and the provider call that runs a plan. [`driver`] owns everything around that: flavor
-//! choice, strict mode, debug logs, the `config_flavor` report and headers, the generation slot, and
-//! the job engine's [`crate::jobs::JobPipeline`].
+//! A kind is one type implementing [`Generation`] in its own file: its request body (one struct
+//! the HTTP endpoint and the job engine take, and `mvgen render`'s arguments convert into), the
+//! validated request made from it, the serialisable plan a flavor turns it into (what the provider
+//! is sent, and nothing of the flavor), and the provider call that runs a plan. Around the kinds:
+//! - [`kind`]: the one list of kinds ([`Kind`]), and their names on the wire and in the database;
+//! - [`driver`]: request to plan (text bounds, flavor choice, strict mode, debug logs, the
+//!   generation slot); the flavor is spent there, and a plan carries a [`FlavorReport`] instead;
+//! - [`stored`]: a plan as the job engine stores it and runs it later, reached by [`Kind`];
+//! - [`inputs`], [`backend`]: the checks bodies share, and the video backend choice.
 //!
-//! Adding a kind touches:
-//! - a new file here (`foo.rs`): the request body (deriving `Deserialize`, `clap::Args`,
-//!   `utoipa::ToSchema`, plus a `body!` line naming its text fields), the answer, the validated
-//!   type and its `impl Generation`; and its `pub mod foo;` line below;
-//! - its line in the route table's `generate::endpoints!` (`src/api/mod.rs`): that one line makes
-//!   the handler, its route and OpenAPI operation, and its entry in `api::KINDS`. The binary hands
-//!   that list to the job pipeline ([`Pipeline::new`]; this module does not import the HTTP edge),
-//!   which tells the job engine ([`crate::jobs::JobPipeline::kinds`]), so jobs accept the kind and
-//!   the jobs API filters by it; `mvgen render` offers its subcommand ([`Generation::COMMAND`]).
+//! This layer knows nothing of HTTP routes, jobs or the command line: `api::generate` answers the
+//! endpoints (running each request as a job), `jobs::pipeline` hands stored plans to the engine,
+//! and `cli::render` prints a plan.
+//!
+//! Adding a kind `foo` touches, besides its tests:
+//! - `generation/foo.rs` (new): the body (`Deserialize`, `utoipa::ToSchema`, a `body!` line naming
+//!   its text fields), the answer, the validated type and its `impl Generation`; its `pub mod` line
+//!   below;
+//! - `generation/kind.rs`: its variant and name; the compiler then points at the two arms to add
+//!   in `generation/stored.rs`;
+//! - `api/generate.rs` (its handler in a `generation_endpoint!`), `api/mod.rs` (its route),
+//!   `api/openapi.rs` (its handler in `paths`);
+//! - `cli/render.rs`: its arguments, subcommand and arm in `plan`, if `mvgen render` shows it;
+//! - with a prompt of its own: its plan function in `prompts.rs`, and its config keys in
+//!   `model/settings.rs` and `configs/default/`;
+//! - with an upstream of its own: its request type and trait in `providers/mod.rs`, the real
+//!   client in `providers/`, the labelled mock in `providers/mock.rs`, and its fake in
+//!   `tests/support/fake_upstream.rs`;
+//! - with an output of its own: its kind of stored file in `storage/mod.rs` (and `media.rs` for a
+//!   new file type), and its download route in `api/files.rs` and `api/mod.rs`.
 
 /// Implements [`Body`] for a request body: `body!(CreateScenesBody: idea, camera_angle, ...)` names
 /// its free-text fields (`String` or `Option<String>`) in the order they are checked; every body has
@@ -39,7 +53,10 @@ pub mod backend;
 pub mod character;
 pub mod driver;
 pub mod inputs;
+pub mod kind;
+pub mod report;
 pub mod scenes;
+pub mod stored;
 pub mod video;
 
 use serde::de::DeserializeOwned;
@@ -50,19 +67,18 @@ use crate::model::Flavor;
 use crate::prompts::Consumed;
 use crate::providers::{BoxFuture, Output, ProviderError, RunContext};
 use crate::state::AppState;
-use crate::storage::{Kind, Put};
+use crate::storage::{Kind as StoredKind, Put};
 
-pub use driver::{FlavorReport, Pipeline, respond};
+pub use kind::Kind;
+pub use report::FlavorReport;
 
 /// One kind of generation, from request body to answer.
 pub trait Generation: Sized + Send + Sync + 'static {
-    /// Its name for jobs, metrics and debug logs: `scenes`, `character_reference`, `video`.
-    const KIND: &'static str;
-    /// Its `mvgen render` subcommand (`scenes`, `character`, `video`), and that command's help line.
-    const COMMAND: &'static str;
-    const RENDERS: &'static str;
-    /// The request body (also the `mvgen render` arguments).
-    type Input: Body + clap::Args + DeserializeOwned + Send;
+    /// Which kind it is.
+    const KIND: Kind;
+    /// The request body (the HTTP endpoint's and a job's input; `mvgen render`'s arguments convert
+    /// into it).
+    type Input: Body + DeserializeOwned + Send;
     /// What its provider is sent.
     type Request: Serialize + DeserializeOwned + Send + Sync;
     /// What its answer needs of the request besides the provider request (the idea, the number of
@@ -104,7 +120,7 @@ pub trait Generation: Sized + Send + Sync + 'static {
 /// A request body as the driver reads it before its kind does (derived with `body!`).
 pub trait Body {
     /// The free-text fields by name, for the per-request length bound
-    /// ([`crate::api::limits::bounded_texts`]) the driver applies before `validate`; `mvgen render`
+    /// ([`crate::limits::bounded_texts`]) the driver applies before `validate`; `mvgen render`
     /// is not bounded.
     fn texts(&self) -> Vec<(&'static str, Option<&str>)>;
 
@@ -131,7 +147,7 @@ impl Text for Option<String> {
 
 /// A kind's plan: what a run needs, owned and serialisable (a job stores it and may run it in
 /// another build), and nothing of the flavor. A stored plan also carries the `parameters` its
-/// answer reports (see `driver::planned`); they are derived from the request and the kept values
+/// answer reports (see [`stored`]); they are derived from the request and the kept values
 /// when answering, and the stored copy is ignored.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Plan<R, K> {
@@ -158,7 +174,7 @@ impl Run<'_> {
         backend: &'static str,
         call: impl Future<Output = Result<T, ProviderError>>,
     ) -> Result<T, ApiError> {
-        Ok(crate::telemetry::generation(G::KIND, &self.flavor.used, backend, call).await?)
+        Ok(crate::telemetry::generation(G::KIND.as_str(), &self.flavor.used, backend, call).await?)
     }
 
     /// A provider call of kind `G` whose output streams into storage as a new file of `kind`: the
@@ -167,7 +183,7 @@ impl Run<'_> {
     pub async fn store<G: Generation>(
         &self,
         backend: &'static str,
-        kind: Kind,
+        kind: StoredKind,
         call: impl Future<Output = Result<Output, ProviderError>>,
     ) -> Result<Put, ApiError> {
         let storage = &*self.state.storage;

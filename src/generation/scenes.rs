@@ -4,48 +4,39 @@
 use serde::{Deserialize, Serialize};
 
 use super::inputs::{self, in_range, optional, required};
-use super::{Generation, Plan, Run};
+use super::{Generation, Kind, Plan, Run};
 use crate::error::ApiError;
 use crate::model::{Flavor, NUMBER_OF_SCENES};
 use crate::prompts::{self, Consumed, Rendered, SceneInputs, SceneParameters};
 use crate::providers::{BoxFuture, Scene, SceneBrief, SceneRequest};
-use crate::storage::Kind;
+use crate::storage::Kind as StoredKind;
 
 /// What to write scenes for. Optional values default to the flavor's. Strings are stripped of
 /// surrounding whitespace; an optional string that is null, empty or blank is not given.
-#[derive(Debug, Deserialize, clap::Args, utoipa::ToSchema)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateScenesBody {
     /// The video idea (required, not blank).
     #[schema(max_length = 20000, min_length = 1, pattern = r"\S")]
-    #[arg(long)]
     pub idea: String,
     /// Who the main character is (required, not blank).
     #[schema(max_length = 20000, min_length = 1, pattern = r"\S")]
-    #[arg(long)]
     pub character_description: String,
     #[schema(max_length = 20000)]
-    #[arg(long)]
     pub character_characteristics: Option<String>,
     /// 1..=32.
     #[schema(minimum = 1, maximum = 32)]
-    #[arg(long, value_parser = clap::value_parser!(i64).range(i64::from(NUMBER_OF_SCENES.0)..=i64::from(NUMBER_OF_SCENES.1)))]
     pub number_of_scenes: Option<i64>,
     #[schema(max_length = 20000)]
-    #[arg(long)]
     pub video_type: Option<String>,
     #[schema(max_length = 20000)]
-    #[arg(long)]
     pub video_characteristics: Option<String>,
     #[schema(max_length = 20000)]
-    #[arg(long)]
     pub camera_angle: Option<String>,
     /// The config flavor to use; unknown names fall back to default.
     #[schema(max_length = 20000)]
-    #[arg(skip)]
     pub config_flavor: Option<String>,
     /// A project UUID; echoed in `metadata.project_id` (mvgen keeps no project store).
-    #[arg(skip)]
     pub project_id: Option<String>,
 }
 
@@ -120,9 +111,7 @@ pub struct ScenesKept {
 }
 
 impl Generation for Scenes {
-    const KIND: &'static str = "scenes";
-    const COMMAND: &'static str = "scenes";
-    const RENDERS: &'static str = "The scene writer's prompt";
+    const KIND: Kind = Kind::Scenes;
     type Input = CreateScenesBody;
     type Request = SceneRequest;
     type Kept = ScenesKept;
@@ -194,7 +183,7 @@ impl Generation for Scenes {
 async fn store_scenes(run: Run<'_>, scenes: &[Scene], metadata: &ScenesMetadata) -> Result<OutputFiles, ApiError> {
     let json = serde_json::to_vec_pretty(&serde_json::json!({ "scenes": scenes, "metadata": metadata }))
         .map_err(|e| ApiError::internal(format!("the scenes could not be serialized: {e}")))?;
-    let id = run.state.storage.put(Kind::Scenes, "application/json", &json).await?;
+    let id = run.state.storage.put(StoredKind::Scenes, "application/json", &json).await?;
     Ok(OutputFiles { json: format!("/api/mv/get_scenes/{id}"), markdown: format!("/api/mv/get_scenes/{id}/markdown") })
 }
 

@@ -7,70 +7,57 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use super::backend::VideoBackend;
-use super::inputs::{self, choice, in_range, optional, required, seed, spelling};
-use super::{Generation, Plan, Run};
+use super::inputs::{self, choice, in_range, optional, required, seed};
+use super::{Generation, Kind, Plan, Run};
 use crate::error::ApiError;
 use crate::limits::MAX_REFERENCE_BYTES;
 use crate::model::template::Template;
-use crate::model::{Flavor, VIDEO_DURATION, VideoAspectRatio};
+use crate::model::{Flavor, VIDEO_DURATION};
 use crate::prompts::{self, Consumed, VideoInputs};
 use crate::providers::{BoxFuture, Media, VideoRequest};
-use crate::storage::{self, Kind, StorageError};
+use crate::storage::{self, Kind as StoredKind, StorageError};
 
 /// The scene to render. Optional values default to the flavor's. Strings are stripped of
 /// surrounding whitespace (a request's `video_rules_template` too); an optional string that is null,
 /// empty or blank is not given (an empty `negative_prompt` is then not sent upstream).
-#[derive(Debug, Deserialize, clap::Args, utoipa::ToSchema)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GenerateVideoBody {
     /// The scene description (required, not blank).
     #[schema(max_length = 20000, min_length = 1, pattern = r"\S")]
-    #[arg(long)]
     pub prompt: String,
     #[schema(max_length = 20000)]
-    #[arg(long)]
     pub negative_prompt: Option<String>,
     /// `16:9`, `9:16`, `1:1`.
     #[schema(max_length = 20000)]
-    #[arg(long, value_parser = spelling::<VideoAspectRatio>)]
     pub aspect_ratio: Option<String>,
     /// Seconds, 1..=60.
     #[schema(minimum = 1, maximum = 60)]
-    #[arg(long, value_parser = clap::value_parser!(i64).range(i64::from(VIDEO_DURATION.0)..=i64::from(VIDEO_DURATION.1)))]
     pub duration: Option<i64>,
-    #[arg(long)]
     pub generate_audio: Option<bool>,
     /// 0..=4294967295.
     #[schema(minimum = 0, maximum = 4294967295_i64)]
-    #[arg(long, value_parser = clap::value_parser!(i64).range(0..=i64::from(u32::MAX)))]
     pub seed: Option<i64>,
     /// An id from `generate_character_reference`; its image guides the video.
     #[schema(max_length = 20000)]
-    #[arg(skip)]
     pub character_reference_id: Option<String>,
     /// Replaces the flavor's video rules for this request; may use `{aspect_ratio}`.
     #[schema(max_length = 20000)]
-    #[arg(long)]
     pub video_rules_template: Option<String>,
     #[schema(max_length = 20000)]
-    #[arg(skip)]
     pub config_flavor: Option<String>,
     /// Where the video is rendered: `replicate` (the default, also for null, `""` or blank) or
     /// `gemini` (Veo through the Gemini API, with the flavor's Gemini video model). Anything else
     /// is a 400.
     #[schema(nullable, pattern = r"^\s*(replicate|gemini)?\s*$", example = "gemini")]
-    #[arg(skip)]
     pub backend: Option<String>,
     /// A project UUID; must come with `sequence`. Echoed in `metadata` and kept with the video.
-    #[arg(skip)]
     pub project_id: Option<String>,
     /// The scene's place in the project, 1 or more; must come with `project_id`.
     #[schema(minimum = 1, maximum = 4294967295_i64)]
-    #[arg(skip)]
     pub sequence: Option<i64>,
     /// Deprecated: a PNG, JPEG or WebP image in base64 (or a `data:image/...;base64,` URI), used as
     /// the reference when no `character_reference_id` is given.
-    #[arg(skip)]
     pub reference_image_base64: Option<String>,
 }
 
@@ -173,9 +160,7 @@ pub struct UploadedImage {
 }
 
 impl Generation for Video {
-    const KIND: &'static str = "video";
-    const COMMAND: &'static str = "video";
-    const RENDERS: &'static str = "A scene video prompt";
+    const KIND: Kind = Kind::Video;
     type Input = GenerateVideoBody;
     type Request = VideoRequest;
     type Kept = VideoKept;
@@ -235,7 +220,7 @@ impl Generation for Video {
             let request = VideoRequest { reference_image, ..plan.request.clone() };
             let maker = plan.kept.backend.maker(&run.state.providers);
             let video_id =
-                run.store::<Self>(maker.backend(), Kind::Video, maker.make_video(&request, run.ctx)).await?.id;
+                run.store::<Self>(maker.backend(), StoredKind::Video, maker.make_video(&request, run.ctx)).await?.id;
             let generation_timestamp = inputs::timestamp();
             let record = VideoRecord {
                 created: generation_timestamp.clone(),
@@ -253,7 +238,7 @@ impl Generation for Video {
             // details, so it is logged rather than failing the request.
             let written = match serde_json::to_vec(&record) {
                 Ok(bytes) => {
-                    run.state.storage.put_record(Kind::Video, &video_id, &bytes).await.map_err(|e| e.to_string())
+                    run.state.storage.put_record(StoredKind::Video, &video_id, &bytes).await.map_err(|e| e.to_string())
                 }
                 Err(e) => Err(e.to_string()),
             };
@@ -317,7 +302,7 @@ async fn load_reference(run: Run<'_>, id: Option<&str>) -> Result<(Option<Media>
     let Some(id) = id.filter(|id| !id.is_empty()) else {
         return Ok((None, None));
     };
-    match run.state.storage.open(Kind::CharacterReference, id).await {
+    match run.state.storage.open(StoredKind::CharacterReference, id).await {
         Ok(opened) => {
             let too_big = || {
                 ApiError::invalid(

@@ -18,9 +18,11 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::pipeline::{JobPipeline, Planned};
+use super::pipeline::JobPipeline;
 use super::store::{Dialect, JobRow, KeyBinding, KeyState, KeyTimes, NewJob, Replay, Store, StoreError};
 use crate::error::{ApiError, ErrorKind};
+use crate::generation::Kind;
+use crate::generation::stored::StoredPlan;
 use crate::providers::UpstreamRun;
 
 /// How the engine runs jobs.
@@ -138,11 +140,6 @@ impl Jobs {
         &self.config
     }
 
-    /// The kinds a job may have: the pipeline's.
-    pub fn kinds(&self) -> &[&'static str] {
-        self.pipeline.kinds()
-    }
-
     /// Wake-ups: the id of a job that has something new.
     pub fn subscribe(&self) -> broadcast::Receiver<String> {
         self.wake.subscribe()
@@ -155,11 +152,7 @@ impl Jobs {
 
     /// Plans `input` and stores the job. `key`: an `Idempotency-Key` (IETF draft): the same key
     /// and body replay the first answer until the key expires.
-    pub async fn submit(&self, kind: &str, input: Value, key: Option<SubmitKey<'_>>) -> Result<Submitted, ApiError> {
-        let kinds = self.kinds();
-        if !kinds.contains(&kind) {
-            return Err(ApiError::invalid("kind", format!("{kind:?} is not one of {}", kinds.join(", "))));
-        }
+    pub async fn submit(&self, kind: Kind, input: Value, key: Option<SubmitKey<'_>>) -> Result<Submitted, ApiError> {
         let owner = uuid::Uuid::new_v4().to_string();
         if let Some(key) = &key {
             let now = super::store::now_ms();
@@ -192,7 +185,7 @@ impl Jobs {
 
     async fn plan_and_store(
         &self,
-        kind: &str,
+        kind: Kind,
         input: Value,
         key: Option<&KeyBinding<'_>>,
     ) -> Result<Box<JobRow>, ApiError> {
@@ -212,15 +205,15 @@ impl Jobs {
 
     async fn store_planned(
         &self,
-        kind: &str,
-        planned: &Planned,
+        kind: Kind,
+        planned: &StoredPlan,
         key: Option<&KeyBinding<'_>>,
         max_attempts: Option<i64>,
     ) -> Result<Box<JobRow>, ApiError> {
         let id = uuid::Uuid::new_v4().to_string();
         let job = NewJob {
             id: &id,
-            kind,
+            kind: kind.as_str(),
             plan: &planned.plan,
             config_flavor: &planned.config_flavor,
             project_id: planned.project_id.as_deref(),

@@ -9,4 +9,4 @@ pub mod pipeline;
 pub mod store;
 
 pub use engine::{EngineConfig, Jobs, SubmitKey, Submitted};
-pub use pipeline::{JobPipeline, Planned};
+pub use pipeline::{Generations, JobPipeline};

@@ -9,9 +9,9 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mvgen::api::AppState;
 use mvgen::providers::Providers;
 use mvgen::server::{Settings, app, serve};
+use mvgen::state::AppState;
 use mvgen::storage::LocalStorage;
 use serde_json::{Value, json};
 use support::fake_upstream::{
@@ -531,7 +531,7 @@ impl Upstreams {
             storage: Arc::new(LocalStorage::new(&settings.output_dir)),
             debug: settings.debug,
             strict_flavors: settings.strict_flavors,
-            generations: mvgen::api::limits::GenerationSlots::new(settings.max_concurrent_generations),
+            generations: mvgen::limits::GenerationSlots::new(settings.max_concurrent_generations),
             flavors: Default::default(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");

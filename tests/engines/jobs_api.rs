@@ -7,10 +7,10 @@ use crate::support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mvgen::api::AppState;
 use mvgen::jobs::{EngineConfig, Jobs};
 use mvgen::providers::Providers;
 use mvgen::server::{Settings, app_with_jobs};
+use mvgen::state::AppState;
 use mvgen::storage::LocalStorage;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -52,7 +52,7 @@ impl Replica {
             storage: Arc::new(LocalStorage::new(&settings.output_dir)),
             debug: false,
             strict_flavors: false,
-            generations: mvgen::api::limits::GenerationSlots::new(8),
+            generations: mvgen::limits::GenerationSlots::new(8),
             flavors: Default::default(),
         };
         let router = app_with_jobs(state, &settings, Some(jobs.clone()));

@@ -10,10 +10,10 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use mvgen::api::AppState;
 use mvgen::jobs::{EngineConfig, Jobs};
 use mvgen::providers::Providers;
 use mvgen::server::{Settings, app_with_jobs};
+use mvgen::state::AppState;
 use mvgen::storage::{LocalStorage, Storage};
 use serde_json::Value;
 use support::job_pipeline::FakePipeline;
@@ -31,7 +31,7 @@ async fn app(dir: &std::path::Path, storage: Arc<dyn Storage>, api_key: Option<&
         storage,
         debug: false,
         strict_flavors: false,
-        generations: mvgen::api::limits::GenerationSlots::new(8),
+        generations: mvgen::limits::GenerationSlots::new(8),
         flavors: Default::default(),
     };
     (app_with_jobs(state, &settings, Some(jobs.clone())), jobs)

@@ -1039,7 +1039,7 @@ async fn oversized_character_references_are_refused_not_read_whole() {
     let id = "3f2b6c1e-8f0a-4d2b-9c51-0e4f1a2b3c4d";
     let file = std::fs::File::create(refs.join(format!("{id}.png"))).expect("create");
     // Sparse: 20 MiB + 1 byte without writing them.
-    file.set_len(mvgen::api::limits::MAX_REFERENCE_BYTES + 1).expect("size");
+    file.set_len(mvgen::limits::MAX_REFERENCE_BYTES + 1).expect("size");
     let (status, resp) = t.post("/api/mv/generate_video", &json!({"prompt": "p", "character_reference_id": id})).await;
     assert_eq!((status, resp["detail"]["details"].as_str()), (StatusCode::BAD_REQUEST, Some("character_reference_id")));
     assert!(t.videos.received().is_empty(), "nothing is sent upstream");
@@ -1058,7 +1058,7 @@ async fn openapi_documents_the_text_length_bound() {
         ("GenerateVideoBody", "video_rules_template"),
     ] {
         let max = &schemas[body]["properties"][field]["maxLength"];
-        assert_eq!(max, &json!(mvgen::api::limits::MAX_TEXT_CHARS), "{body}.{field}: {}", schemas[body]);
+        assert_eq!(max, &json!(mvgen::limits::MAX_TEXT_CHARS), "{body}.{field}: {}", schemas[body]);
     }
 }
 
@@ -1117,7 +1117,8 @@ fn without_ids_and_times(mut answer: Value) -> Value {
 
 #[tokio::test]
 async fn a_job_planned_then_run_answers_and_asks_upstream_as_the_sync_endpoint_does() {
-    use mvgen::generation::Pipeline;
+    use mvgen::generation::Kind;
+    use mvgen::jobs::Generations;
     use mvgen::jobs::JobPipeline;
     use mvgen::providers::RunContext;
 
@@ -1146,13 +1147,17 @@ async fn a_job_planned_then_run_answers_and_asks_upstream_as_the_sync_endpoint_d
         let t = TestApp::new();
         let (status, headers, sync) = t.post_full(uri, &body).await;
         assert_eq!(status, StatusCode::OK, "{kind}: {sync}");
-        let pipeline = Pipeline::new(t.state.clone(), mvgen::api::KINDS);
-        let planned = pipeline.plan(kind, body.clone()).await.expect("a valid input plans");
+        let pipeline = Generations::new(t.state.clone());
+        let planned =
+            pipeline.plan(Kind::parse(kind).expect("a kind"), body.clone()).await.expect("a valid input plans");
         assert_eq!(planned.config_flavor, sync["metadata"]["config_flavor"], "{kind}");
         assert_eq!(headers["x-config-flavor"], planned.config_flavor["used"].as_str().expect("used"), "{kind}");
         // Stored as JSON and read back, as the job store does.
         let stored: Value = serde_json::from_str(&planned.plan.to_string()).expect("the plan is JSON");
-        let job = pipeline.run(kind, &stored, RunContext::detached()).await.expect("the plan runs");
+        let job = pipeline
+            .run(Kind::parse(kind).expect("a kind"), &stored, RunContext::detached())
+            .await
+            .expect("the plan runs");
         assert_eq!(without_ids_and_times(job), without_ids_and_times(sync.clone()), "{kind}");
 
         let upstream = |requests: Vec<Value>| {
@@ -1177,11 +1182,12 @@ async fn a_job_planned_then_run_answers_and_asks_upstream_as_the_sync_endpoint_d
 
 #[tokio::test]
 async fn a_job_input_is_refused_as_the_sync_endpoint_refuses_it() {
-    use mvgen::generation::Pipeline;
+    use mvgen::generation::Kind;
+    use mvgen::jobs::Generations;
     use mvgen::jobs::JobPipeline;
 
     let t = TestApp::with(|s| s.strict_flavors = true, |_| {});
-    let pipeline = Pipeline::new(t.state.clone(), mvgen::api::KINDS);
+    let pipeline = Generations::new(t.state.clone());
     for (kind, uri, body) in [
         ("scenes", "/api/mv/create_scenes", json!({"idea": "  ", "character_description": "c"})),
         ("scenes", "/api/mv/create_scenes", json!({"idea": "i", "character_description": "c", "extra": 1})),
@@ -1199,7 +1205,7 @@ async fn a_job_input_is_refused_as_the_sync_endpoint_refuses_it() {
         ),
     ] {
         let (status, sync) = t.post(uri, &body).await;
-        let err = pipeline.plan(kind, body.clone()).await.expect_err("refused");
+        let err = pipeline.plan(Kind::parse(kind).expect("a kind"), body.clone()).await.expect_err("refused");
         assert_eq!(err.status(), status, "{body}");
         assert_eq!(
             (json!(err.kind), json!(err.message), err.details),
@@ -1207,7 +1213,8 @@ async fn a_job_input_is_refused_as_the_sync_endpoint_refuses_it() {
             "{body}"
         );
     }
-    let err = pipeline.plan("song", json!({})).await.expect_err("no such kind");
+    // A kind is typed: an unknown name is refused where it is read, before any pipeline.
+    let err = Kind::from_field("song").expect_err("no such kind");
     assert_eq!((err.status(), err.details), (StatusCode::BAD_REQUEST, json!("kind")));
     assert!(t.scenes.received().is_empty() && t.images.received().is_empty() && t.videos.received().is_empty());
 }

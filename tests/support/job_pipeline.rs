@@ -5,15 +5,17 @@
 //!
 //! Input: `{"prompt": "...", "render_ms": 300, "fail": "caller" | "upstream" | "upstream_once",
 //! "project_id": "...", "sequence": 1, "plan_ms": 0}` (`plan_ms` slows the submit down). A missing prompt is a 422 and an empty one a 400, as the
-//! sync endpoints answer; an unknown kind is a 400 naming `kind`.
+//! sync endpoints answer.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mvgen::api::error::{ApiError, ErrorKind};
-use mvgen::jobs::{JobPipeline, Planned};
+use mvgen::error::{ApiError, ErrorKind};
+use mvgen::generation::Kind;
+use mvgen::generation::stored::StoredPlan;
+use mvgen::jobs::JobPipeline;
 use mvgen::providers::{BoxFuture, RunContext};
 use serde_json::{Value, json};
 
@@ -87,21 +89,11 @@ fn upstream_error(message: &str) -> ApiError {
     ApiError::new(ErrorKind::UpstreamError, message, json!({ "provider": "fake" }))
 }
 
-/// The real pipeline's kinds, so the jobs API answers as it does in the server.
-const KINDS: [&str; 3] = ["scenes", "character_reference", "video"];
-
 impl JobPipeline for FakePipeline {
-    fn kinds(&self) -> &[&'static str] {
-        &KINDS
-    }
-
-    fn plan<'a>(&'a self, kind: &'a str, input: Value) -> BoxFuture<'a, Result<Planned, ApiError>> {
+    fn plan<'a>(&'a self, _kind: Kind, input: Value) -> BoxFuture<'a, Result<StoredPlan, ApiError>> {
         Box::pin(async move {
             if let Some(ms) = input.get("plan_ms").and_then(Value::as_u64) {
                 tokio::time::sleep(Duration::from_millis(ms)).await;
-            }
-            if !KINDS.contains(&kind) {
-                return Err(ApiError::invalid("kind", format!("unknown kind {kind:?}")));
             }
             let prompt = match input.get("prompt") {
                 Some(Value::String(p)) if p.trim().is_empty() => {
@@ -110,7 +102,7 @@ impl JobPipeline for FakePipeline {
                 Some(Value::String(p)) => p.clone(),
                 _ => return Err(ApiError::body_mismatch("prompt", "prompt: a string is required")),
             };
-            Ok(Planned {
+            Ok(StoredPlan {
                 plan: json!({
                     "prompt": prompt,
                     "render_ms": input.get("render_ms").and_then(Value::as_u64).unwrap_or(50),
@@ -123,12 +115,7 @@ impl JobPipeline for FakePipeline {
         })
     }
 
-    fn run<'a>(
-        &'a self,
-        kind: &'a str,
-        plan: &'a Value,
-        ctx: RunContext<'a>,
-    ) -> BoxFuture<'a, Result<Value, ApiError>> {
+    fn run<'a>(&'a self, kind: Kind, plan: &'a Value, ctx: RunContext<'a>) -> BoxFuture<'a, Result<Value, ApiError>> {
         Box::pin(async move {
             self.upstream.runs.fetch_add(1, Ordering::SeqCst);
             let mut guard = DropCount(&self.upstream.dropped, false);

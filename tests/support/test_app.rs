@@ -6,12 +6,12 @@ use std::sync::{Arc, Mutex};
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
-use mvgen::api::AppState;
 use mvgen::providers::{
     BoxFuture, ImageMaker, ImageRequest, Output, ProviderError, Providers, RunContext, Scene, SceneBrief, SceneRequest,
     SceneWriter, VideoMaker, VideoRequest,
 };
 use mvgen::server::{Settings, app};
+use mvgen::state::AppState;
 use mvgen::storage::LocalStorage;
 use serde_json::Value;
 use tower::ServiceExt;
@@ -128,7 +128,7 @@ pub struct TestApp {
     pub gemini_videos: Arc<Recording<VideoRequest>>,
     pub output_dir: std::path::PathBuf,
     /// The app's generation slots, so a test can hold some.
-    pub generations: mvgen::api::limits::GenerationSlots,
+    pub generations: mvgen::limits::GenerationSlots,
     /// The state the router serves, so a test can drive the same app without HTTP (jobs).
     pub state: AppState,
     /// Removes the output directory when the test ends.
@@ -169,7 +169,7 @@ impl TestApp {
             gemini_videos: gemini_videos.clone(),
         };
         providers(&mut p);
-        let generations = mvgen::api::limits::GenerationSlots::new(s.max_concurrent_generations);
+        let generations = mvgen::limits::GenerationSlots::new(s.max_concurrent_generations);
         let state = AppState {
             providers: p,
             storage: storage(&s.output_dir),

@@ -10,7 +10,8 @@ use tokio_util::task::TaskTracker;
 
 use super::{Jobs, backoff, woken};
 use crate::error::ApiError;
-use crate::jobs::pipeline::Planned;
+use crate::generation::Kind;
+use crate::generation::stored::StoredPlan;
 use crate::jobs::store::{JobRow, StoreError};
 
 impl Jobs {
@@ -23,8 +24,8 @@ impl Jobs {
     /// wins the claim does not let the cap be bypassed (see [`Jobs::run_to_end`]).
     pub async fn submit_now(
         self: &Arc<Self>,
-        kind: &str,
-        planned: &Planned,
+        kind: Kind,
+        planned: &StoredPlan,
         guard: impl Send + 'static,
     ) -> Result<String, ApiError> {
         let id = self.store_planned(kind, planned, None, Some(1)).await?.id;

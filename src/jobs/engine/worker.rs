@@ -102,7 +102,14 @@ impl Jobs {
             ))
         } else {
             let ctx = RunContext::new(&observer, &saved);
-            let mut run = std::pin::pin!(self.pipeline.run(&job.kind, &job.plan, ctx));
+            // TODO(issue20): typed in the store once the store split lands.
+            let run = async {
+                match crate::generation::Kind::parse(&job.kind) {
+                    Some(kind) => self.pipeline.run(kind, &job.plan, ctx).await,
+                    None => Err(ApiError::internal(format!("job {}: unknown kind {:?}", job.id, job.kind))),
+                }
+            };
+            let mut run = std::pin::pin!(run);
             let ended = tokio::select! {
                 result = &mut run => Ended::Ran(result),
                 ended = async {

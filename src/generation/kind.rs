@@ -1,0 +1,74 @@
+//! The one list of generation kinds. HTTP (which endpoint), the job engine (a job's `kind`,
+//! stored and filtered on) and the CLI (`mvgen render`'s subcommands) all name a kind with this
+//! enum; its text form, on the wire and in the jobs database, is written here and nowhere else.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+
+/// A kind of generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// `create_scenes`: scene descriptions from an idea.
+    Scenes,
+    /// `generate_character_reference`: images of the main character.
+    CharacterReference,
+    /// `generate_video`: one scene rendered as a video.
+    Video,
+}
+
+impl Kind {
+    /// Every kind, in the order the API lists them.
+    pub const ALL: [Kind; 3] = [Kind::Scenes, Kind::CharacterReference, Kind::Video];
+
+    /// Its name for jobs, metrics and debug logs.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Kind::Scenes => "scenes",
+            Kind::CharacterReference => "character_reference",
+            Kind::Video => "video",
+        }
+    }
+
+    /// The kind named `name`, or `None`.
+    pub fn parse(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|kind| kind.as_str() == name)
+    }
+
+    /// The kind a request names in its `kind` field (a job's body, the jobs listing's query): any
+    /// other name is a 400 naming the field and listing the kinds.
+    pub fn from_field(name: &str) -> Result<Kind, ApiError> {
+        Kind::parse(name).ok_or_else(|| {
+            let names = Kind::ALL.map(Kind::as_str).join(", ");
+            ApiError::invalid("kind", format!("{name:?} is not one of {names}"))
+        })
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The text form is the serde form, so a kind reads back as it was written wherever it is kept.
+    #[test]
+    fn every_kind_reads_back_from_its_name_and_its_json() {
+        for kind in Kind::ALL {
+            assert_eq!(Kind::parse(kind.as_str()), Some(kind));
+            let json = serde_json::to_value(kind).expect("serialisable");
+            assert_eq!(json, kind.as_str());
+            assert_eq!(serde_json::from_value::<Kind>(json).expect("readable"), kind);
+        }
+        assert_eq!(Kind::parse("character"), None, "the CLI's subcommand name is not a kind");
+        let refused = Kind::from_field("song").expect_err("not a kind");
+        assert_eq!(refused.message, r#"kind: "song" is not one of scenes, character_reference, video"#);
+    }
+}
