@@ -8,6 +8,7 @@ mod output;
 mod golden;
 mod healthcheck;
 mod inspect;
+mod lifecycle;
 pub mod outcome;
 mod render;
 mod schema;

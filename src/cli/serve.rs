@@ -7,21 +7,18 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, anyhow};
 
-use super::{NegativeAnswer, Outcome};
+use super::{NegativeAnswer, Outcome, lifecycle};
 use crate::jobs::Generations;
 use crate::live_configs::{FlavorSource, LiveConfigs, StartError};
 use crate::providers::{ProviderConfig, Providers};
 use crate::server::{self, Settings};
 use crate::serving;
-use crate::state::AppState;
-use crate::storage::LocalStorage;
-use crate::storage::url::Location;
 
 /// Serves until a signal. A drain that had to cut requests is a negative answer (exit 1), for the
 /// supervisor; anything that stops the server from starting is an error.
 pub fn serve(addr: Option<SocketAddr>, configs: Option<&Path>) -> anyhow::Result<Outcome> {
     let settings = Settings::from_env(addr).context("invalid settings")?;
-    init_logging(settings.log_json);
+    lifecycle::init_logging(settings.log_json);
     let flavors = match configs {
         None => FlavorSource::Embedded,
         Some(dir) => FlavorSource::Live(open_configs(dir)?),
@@ -69,9 +66,9 @@ async fn run(
     }
     let listener = serving::bind(settings.addr).with_context(|| format!("cannot listen on {}", settings.addr))?;
     let local = listener.local_addr()?;
-    let state = app_state(&settings, providers, flavors).await?;
+    let state = lifecycle::app_state(&settings, providers, flavors).await?;
     let pipeline = Arc::new(Generations::new(state.clone()));
-    let jobs = super::worker::open_jobs(&settings, pipeline).await?;
+    let jobs = lifecycle::open_jobs(&settings, pipeline).await?;
     let job_shutdown = tokio_util::sync::CancellationToken::new();
     let workers = jobs.start_workers(job_shutdown.clone());
     let outputs = state.storage.describe();
@@ -102,49 +99,6 @@ async fn run(
         }
     });
     let served = serving::serve(listener, router, settings.connections, serving::signals::listen()).await;
-    super::worker::stop_workers(&jobs, job_shutdown, workers).await;
+    lifecycle::stop_workers(&jobs, job_shutdown, workers).await;
     served.context("server error")
-}
-
-/// What the handlers and the job workers share; also cleans up partial files an interrupted write
-/// left behind (no write is running yet).
-pub(super) async fn app_state(
-    settings: &Settings,
-    providers: Providers,
-    flavors: FlavorSource,
-) -> anyhow::Result<AppState> {
-    if let Location::Local(dir) = &settings.storage {
-        match LocalStorage::new(dir).remove_stale_partials() {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(removed = n, "removed stale partial files left by an interrupted write"),
-            Err(e) => tracing::warn!(error = %e, "could not clean up stale partial files"),
-        }
-    }
-    let storage = crate::storage::url::open(&settings.storage).map_err(anyhow::Error::msg)?;
-    // A store that can't take a write fails here, before the first request would.
-    storage.check().await.map_err(|e| {
-        anyhow!("storage {} is not usable (reachable and writable is required): {e}", storage.describe())
-    })?;
-    Ok(AppState {
-        providers,
-        storage,
-        debug: settings.debug,
-        strict_flavors: settings.strict_flavors,
-        generations: crate::limits::GenerationSlots::new(settings.max_concurrent_generations),
-        flavors,
-    })
-}
-
-/// `RUST_LOG` filters (default `info`); `MVGEN_LOG_FORMAT=json` writes JSON lines.
-pub(super) fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colours only on a terminal: log collectors and files get plain text.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
 }

@@ -13,6 +13,7 @@ mod conn;
 mod request;
 pub mod signals;
 mod trim;
+mod watchdog;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -17,7 +17,7 @@ use serde_json::json;
 use tokio::time::{Instant, Sleep};
 use tower::Service;
 
-use super::conn::ConnState;
+use super::watchdog::ConnState;
 use crate::error::{ApiError, ErrorKind};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;

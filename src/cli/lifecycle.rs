@@ -1,0 +1,95 @@
+//! What `mvgen serve` and `mvgen worker` both start and stop: logging, the state the handlers and
+//! job workers share, the jobs engine, and the workers' stop. Each command's own flow stays in its
+//! module; both stand on this one and neither on the other.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::jobs::{EngineConfig, JobPipeline, Jobs};
+use crate::live_configs::FlavorSource;
+use crate::providers::Providers;
+use crate::server::Settings;
+use crate::state::AppState;
+use crate::storage::LocalStorage;
+use crate::storage::url::Location;
+
+/// Opens the jobs database (creating the output dir for the default SQLite file) and migrates it.
+pub(super) async fn open_jobs(settings: &Settings, pipeline: Arc<dyn JobPipeline>) -> anyhow::Result<Arc<Jobs>> {
+    if settings.database_url.starts_with("sqlite:") {
+        std::fs::create_dir_all(&settings.output_dir)
+            .with_context(|| format!("cannot create {}", settings.output_dir.display()))?;
+    }
+    let config = EngineConfig {
+        workers: settings.workers,
+        stale_after: settings.job_stale_after,
+        max_attempts: settings.job_max_attempts,
+        sync_wait: settings.sync_wait,
+        idempotency_ttl: settings.idempotency_ttl,
+        max_takeovers: settings.job_max_takeovers,
+        ..EngineConfig::default()
+    };
+    let jobs = Jobs::open(&settings.database_url, pipeline, config).await.map_err(anyhow::Error::msg)?;
+    tracing::info!(
+        database = %crate::jobs::store::redact(&settings.database_url),
+        workers = settings.workers,
+        "jobs database ready"
+    );
+    Ok(jobs)
+}
+
+/// Stops the workers: they claim nothing more and release running jobs to the queue (another
+/// replica, or this one after a restart, resumes them); then closes the database.
+pub(super) async fn stop_workers(jobs: &Jobs, shutdown: CancellationToken, workers: TaskTracker) {
+    shutdown.cancel();
+    if tokio::time::timeout(Duration::from_secs(10), workers.wait()).await.is_err() {
+        tracing::warn!("job workers did not stop in 10 s; their jobs will be taken over once stale");
+    }
+    jobs.close().await;
+}
+
+/// What the handlers and the job workers share; also cleans up partial files an interrupted write
+/// left behind (no write is running yet).
+pub(super) async fn app_state(
+    settings: &Settings,
+    providers: Providers,
+    flavors: FlavorSource,
+) -> anyhow::Result<AppState> {
+    if let Location::Local(dir) = &settings.storage {
+        match LocalStorage::new(dir).remove_stale_partials() {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "removed stale partial files left by an interrupted write"),
+            Err(e) => tracing::warn!(error = %e, "could not clean up stale partial files"),
+        }
+    }
+    let storage = crate::storage::url::open(&settings.storage).map_err(anyhow::Error::msg)?;
+    // A store that can't take a write fails here, before the first request would.
+    storage.check().await.map_err(|e| {
+        anyhow!("storage {} is not usable (reachable and writable is required): {e}", storage.describe())
+    })?;
+    Ok(AppState {
+        providers,
+        storage,
+        debug: settings.debug,
+        strict_flavors: settings.strict_flavors,
+        generations: crate::limits::GenerationSlots::new(settings.max_concurrent_generations),
+        flavors,
+    })
+}
+
+/// `RUST_LOG` filters (default `info`); `MVGEN_LOG_FORMAT=json` writes JSON lines.
+pub(super) fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only on a terminal: log collectors and files get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
