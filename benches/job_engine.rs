@@ -20,7 +20,7 @@ use mvgen::api::error::ApiError;
 use mvgen::jobs::{EngineConfig, JobPipeline, Jobs, Planned};
 use mvgen::providers::{BoxFuture, Providers, RunContext};
 use mvgen::server::{Settings, app_with_jobs};
-use mvgen::storage::LocalStorage;
+use mvgen::storage::local::LocalStorage;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;

@@ -14,7 +14,7 @@ use crate::providers::{ProviderConfig, Providers};
 use crate::server::{self, Settings};
 use crate::serving;
 use crate::state::AppState;
-use crate::storage::LocalStorage;
+use crate::storage::local::LocalStorage;
 use crate::storage::url::Location;
 
 /// Serves until a signal. A drain that had to cut requests is a negative answer (exit 1), for the
