@@ -19,18 +19,11 @@ mod yaml;
 
 use std::path::Path;
 
+use crate::model::Flavor;
+
 pub use diag::{Diagnostic, Diagnostics};
 pub use hash::{HASH_LEN, content_hash};
 pub use schema::{KeySchema, Shape, meta_key_schemas};
-
-// The run-time types moved to `crate::model`; these keep the old `compiler::` paths working for
-// build-time and CLI code (run-time code names `crate::model` directly).
-pub use crate::model::template;
-pub use crate::model::{
-    AspectRatio, Choice, DEFAULT_FLAVOR, Entry, FileKind, Flavor, ImageParams, ImagePrompts, Key, NUMBER_OF_SCENES,
-    Origin, OutputFormat, Parameters, PersonGeneration, SafetyFilterLevel, ScenePrompts, Segment, Sourced, Template,
-    TemplateError, Text, VIDEO_DURATION, ValueRef, Var, VideoAspectRatio, VideoPersonGeneration, did_you_mean, nearest,
-};
 
 /// Compiles every flavor under `dir`. Paths in diagnostics start with `dir` as given, so
 /// `compile(Path::new("configs"))` reports `configs/mv1/parameters.yaml:7:19: ...`.

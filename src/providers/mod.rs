@@ -30,8 +30,6 @@ use std::time::Duration;
 pub use config::{ProviderConfig, RetryPolicy};
 pub use output::Output;
 pub use run::{RunContext, RunObserver, UpstreamRun};
-// The media table lives below both providers and storage; its old paths stay.
-pub use crate::media::{MEDIA_TYPES, checked_media_type, content_type_for, essence, extension_for, sniff_media_type};
 
 /// A boxed future, so providers can sit behind `Arc<dyn Trait>`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

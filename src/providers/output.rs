@@ -15,7 +15,8 @@ use reqwest::Response;
 
 use super::body::human_bytes;
 use super::upstream_error::transport_error;
-use super::{Media, ProviderError, checked_media_type};
+use super::{Media, ProviderError};
+use crate::media::checked_media_type;
 use crate::storage::checked::SNIFF_BYTES;
 use crate::storage::{ByteStream, Kind, Put, Storage, StorageError};
 

@@ -21,11 +21,8 @@ use super::outbound::OutboundPolicy;
 use super::retry::{Repeat, parse_retry_after, send_with_retry};
 use super::upstream_error::{clean_message, describe, transport_error, upstream_error};
 use super::upstream_run;
-use super::{
-    BoxFuture, ImageMaker, ImageRequest, Media, Output, ProviderError, RunContext, VideoMaker, VideoRequest,
-    checked_media_type,
-};
-use crate::media::snippet;
+use super::{BoxFuture, ImageMaker, ImageRequest, Media, Output, ProviderError, RunContext, VideoMaker, VideoRequest};
+use crate::media::{checked_media_type, snippet};
 
 const PROVIDER: &str = "replicate";
 
