@@ -334,12 +334,14 @@ struct OperationError {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct OperationResponse {
-    generate_video_response: Option<GenerateVideoResponse>,
+    generate_video_response: Option<GeneratedVideos>,
 }
 
+/// Veo's `generateVideoResponse`: the videos made, and how many the safety filter removed and why.
+/// Not the API's `GenerateVideoResponse` (`generation::video`): only what Veo answers, read here.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct GenerateVideoResponse {
+struct GeneratedVideos {
     #[serde(default)]
     generated_samples: Vec<Sample>,
     #[serde(default)]
