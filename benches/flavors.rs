@@ -5,9 +5,9 @@
 use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use mvgen::compiler::{ValueRef, template::Var};
 use mvgen::flavor;
 use mvgen::live_configs::{FlavorSource, LiveConfigs};
+use mvgen::model::{ValueRef, template::Var};
 use mvgen::prompts::{SceneInputs, scene_plan};
 
 fn inputs() -> SceneInputs {

@@ -22,7 +22,7 @@ use mvgen::jobs::{EngineConfig, JobPipeline, Jobs};
 use mvgen::providers::{BoxFuture, Providers, RunContext};
 use mvgen::server::{Settings, app_with_jobs};
 use mvgen::state::AppState;
-use mvgen::storage::LocalStorage;
+use mvgen::storage::local::LocalStorage;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;

@@ -12,8 +12,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
+use mvgen::storage::local::LocalStorage;
 use mvgen::storage::object::{ObjectStorage, PART_BYTES};
-use mvgen::storage::{ByteStream, Kind, LocalStorage, Storage};
+use mvgen::storage::{ByteStream, Kind, Storage};
 use object_store::aws::AmazonS3Builder;
 use object_store::{ObjectStoreExt, WriteMultipart};
 

@@ -1,5 +1,5 @@
 //! Detached work the process must not abandon on exit: today, the cancel requests sent for upstream
-//! predictions whose request was dropped (see `CancelOnDrop` in `providers::http`, used by the Replicate and Veo clients). A task spawned
+//! predictions whose request was dropped (see `CancelOnDrop` in `providers::cancel`, used by the Replicate and Veo clients). A task spawned
 //! plainly would be dropped with the runtime when `main` returns, and the prediction would run on,
 //! billing, after a shutdown that cut it.
 

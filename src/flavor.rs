@@ -155,9 +155,15 @@ pub fn choose_in(
     }
 }
 
-/// Flavor names are at most 64 characters; a longer request value is cut in messages and logs.
+/// How much of a requested flavor name a message or log line shows: above the longest valid name
+/// ([`MAX_FLAVOR_NAME_CHARS`](crate::model::MAX_FLAVOR_NAME_CHARS)), so a real name is never cut, and
+/// small, so a long request value never floods the log.
+const SHOWN_NAME_CHARS: usize = 80;
+const _: () = assert!(SHOWN_NAME_CHARS >= crate::model::MAX_FLAVOR_NAME_CHARS);
+
+/// A requested flavor name as messages and logs show it: cut past [`SHOWN_NAME_CHARS`].
 fn shorten(name: &str) -> String {
-    match name.char_indices().nth(80) {
+    match name.char_indices().nth(SHOWN_NAME_CHARS) {
         Some((i, _)) => format!("{}…", &name[..i]),
         None => name.to_string(),
     }

@@ -9,7 +9,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::error::{ApiError, ErrorKind};
 
 /// The longest text field accepted, in characters: far above any real prompt, and it keeps one
-/// request from growing into a many-megabyte prompt or mock answer.
+/// request from growing into a many-megabyte prompt or mock answer. The OpenAPI `maxLength` of each
+/// text field repeats it as a literal (utoipa's attribute takes no path); a test in
+/// `tests/http/api.rs` fails if the two differ.
 pub const MAX_TEXT_CHARS: usize = 20_000;
 
 /// The largest character reference read into memory and sent with a video request.

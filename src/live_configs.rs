@@ -18,9 +18,7 @@ use notify_debouncer_mini::{DebounceEventResult, Debouncer, new_debouncer};
 
 // The compiler's only run-time user: `serve --configs DIR` recompiles on every edit (see `compile`).
 use crate::compiler::Diagnostics;
-// `Table` lives with the flavor choice that hands out its entries; its old path stays valid.
-pub use crate::flavor::Table;
-use crate::flavor::{self, Chosen, FlavorRef};
+use crate::flavor::{self, Chosen, FlavorRef, Table};
 
 /// Events for one path closer together than this are one event: an editor's save is often several
 /// writes and a rename.

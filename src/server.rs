@@ -266,11 +266,7 @@ async fn require_api_key(State(keys): State<Arc<ApiKeys>>, request: Request, nex
         .map(str::trim)
         .filter(|v| !v.is_empty())
         .map(String::from);
-    let from_query = request
-        .uri()
-        .query()
-        .and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("api_key=")).map(percent_decode))
-        .filter(|v| !v.is_empty());
+    let from_query = request.uri().query().and_then(query_api_key).filter(|v| !v.is_empty());
     match from_header.or(from_query) {
         Some(presented) if keys.accepts(&presented) => next.run(request).await,
         Some(_) => crate::error::unauthorized("Invalid API key"),
@@ -278,32 +274,10 @@ async fn require_api_key(State(keys): State<Arc<ApiKeys>>, request: Request, nex
     }
 }
 
-fn percent_decode(s: &str) -> String {
-    let hex = |b: u8| char::from(b).to_digit(16);
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = match bytes.get(i..i + 3) {
-            Some([b'%', hi, lo]) => hex(*hi).zip(hex(*lo)).map(|(h, l)| (h * 16 + l) as u8),
-            _ => None,
-        };
-        match (escaped, bytes[i]) {
-            (Some(b), _) => {
-                out.push(b);
-                i += 3;
-            }
-            (None, b'+') => {
-                out.push(b' ');
-                i += 1;
-            }
-            (None, b) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// The first `api_key` of a query string, decoded as a form value (`+` is a space; a `%` not
+/// followed by two hex digits stays as it is).
+fn query_api_key(query: &str) -> Option<String> {
+    form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "api_key").map(|(_, v)| v.into_owned())
 }
 
 /// Origins were checked by `Settings`; `*` allows any origin (no credentials are involved).
@@ -443,7 +417,7 @@ mod tests {
 
     #[test]
     fn percent_decoding_of_query_keys() {
-        assert_eq!(percent_decode("a%2Bb+c%zz"), "a+b c%zz");
-        assert_eq!(percent_decode("end%"), "end%");
+        assert_eq!(query_api_key("api_key=a%2Bb+c%zz").as_deref(), Some("a+b c%zz"));
+        assert_eq!(query_api_key("x=1&api_key=end%").as_deref(), Some("end%"));
     }
 }

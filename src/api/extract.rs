@@ -83,7 +83,7 @@ pub async fn refuse_declared_oversize(request: Request, next: axum::middleware::
 
 fn is_json(content_type: Option<&str>) -> bool {
     let Some(ct) = content_type else { return false };
-    let essence = crate::providers::essence(ct);
+    let essence = crate::media::essence(ct);
     essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 

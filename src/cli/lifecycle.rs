@@ -14,7 +14,7 @@ use crate::live_configs::FlavorSource;
 use crate::providers::Providers;
 use crate::server::Settings;
 use crate::state::AppState;
-use crate::storage::LocalStorage;
+use crate::storage::local::LocalStorage;
 use crate::storage::url::Location;
 
 /// Opens the jobs database (creating the output dir for the default SQLite file) and migrates it.

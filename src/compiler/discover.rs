@@ -6,9 +6,9 @@ use std::path::Path;
 
 use super::diag::{Diagnostic, Diagnostics};
 use super::yaml::YamlFile;
-use crate::model::DEFAULT_FLAVOR;
 use crate::model::FileKind;
 use crate::model::did_you_mean;
+use crate::model::{DEFAULT_FLAVOR, MAX_FLAVOR_NAME_CHARS};
 
 /// One flavor directory and the allowed files that parsed. `broken` is set when any of its files
 /// could not be read, so later stages don't report knock-on faults.
@@ -42,7 +42,7 @@ pub fn discover(dir: &Path, diags: &mut Diagnostics) -> Vec<FlavorSource> {
             diags.push(Diagnostic::whole(
                 shown,
                 format!(
-                    "invalid flavor name `{name}`: use lowercase letters, digits, '-' and '_', starting with a letter or digit, at most 64 characters"
+                    "invalid flavor name `{name}`: use lowercase letters, digits, '-' and '_', starting with a letter or digit, at most {MAX_FLAVOR_NAME_CHARS} characters"
                 ),
             ));
             continue;

@@ -19,18 +19,11 @@ mod yaml;
 
 use std::path::Path;
 
+use crate::model::{Flavor, MAX_FLAVOR_NAME_CHARS};
+
 pub use diag::{Diagnostic, Diagnostics};
 pub use hash::{HASH_LEN, content_hash};
 pub use schema::{KeySchema, Shape, meta_key_schemas};
-
-// The run-time types moved to `crate::model`; these keep the old `compiler::` paths working for
-// build-time and CLI code (run-time code names `crate::model` directly).
-pub use crate::model::template;
-pub use crate::model::{
-    AspectRatio, Choice, DEFAULT_FLAVOR, Entry, FileKind, Flavor, ImageParams, ImagePrompts, Key, NUMBER_OF_SCENES,
-    Origin, OutputFormat, Parameters, PersonGeneration, SafetyFilterLevel, ScenePrompts, Segment, Sourced, Template,
-    TemplateError, Text, VIDEO_DURATION, ValueRef, Var, VideoAspectRatio, VideoPersonGeneration, did_you_mean, nearest,
-};
 
 /// Compiles every flavor under `dir`. Paths in diagnostics start with `dir` as given, so
 /// `compile(Path::new("configs"))` reports `configs/mv1/parameters.yaml:7:19: ...`.
@@ -43,13 +36,28 @@ pub fn compile(dir: &Path) -> Result<Vec<Flavor>, Diagnostics> {
     if diags.is_empty() { Ok(flavors) } else { Err(diags.sorted()) }
 }
 
-/// What [`is_flavor_name`] accepts, as a regex (for `mvgen schema`).
+/// What [`is_flavor_name`] accepts, as a regex (for `mvgen schema`). Spelled out, since a
+/// `&'static str` cannot be formatted from a constant: its `{0,63}` is [`MAX_FLAVOR_NAME_CHARS`]
+/// less the first character, which a test below checks.
 pub const FLAVOR_NAME_PATTERN: &str = "^[a-z0-9][a-z0-9_-]{0,63}$";
 
 /// Whether `name` is a valid flavor name: `[a-z0-9][a-z0-9_-]{0,63}`.
 pub fn is_flavor_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
-        && name.len() <= 64
+        && name.len() <= MAX_FLAVOR_NAME_CHARS
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pattern_and_the_check_agree_on_the_longest_name() {
+        let tail = MAX_FLAVOR_NAME_CHARS - 1;
+        assert_eq!(FLAVOR_NAME_PATTERN, format!("^[a-z0-9][a-z0-9_-]{{0,{tail}}}$"));
+        assert!(is_flavor_name(&"a".repeat(MAX_FLAVOR_NAME_CHARS)));
+        assert!(!is_flavor_name(&"a".repeat(MAX_FLAVOR_NAME_CHARS + 1)));
+    }
 }

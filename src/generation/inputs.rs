@@ -8,9 +8,10 @@ use base64::Engine;
 use serde_json::json;
 
 use crate::error::{ApiError, ErrorKind};
+use crate::media::sniff_media_type;
 use crate::model::Choice;
 use crate::prompts::py_strip;
-use crate::providers::{Media, sniff_media_type};
+use crate::providers::Media;
 
 /// A required string, stripped (blank is then refused by `required`).
 pub fn text(value: String) -> String {

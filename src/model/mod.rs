@@ -29,7 +29,7 @@ pub use choice::{
 };
 pub use flavor::Flavor;
 pub use key::{Entry, Key};
-pub use origin::{DEFAULT_FLAVOR, FileKind, Origin, Sourced};
+pub use origin::{DEFAULT_FLAVOR, FileKind, MAX_FLAVOR_NAME_CHARS, Origin, Sourced};
 pub use settings::{ImageParams, ImagePrompts, NUMBER_OF_SCENES, Parameters, ScenePrompts, VIDEO_DURATION};
 pub use suggest::{did_you_mean, nearest};
 pub use template::{Segment, Template, TemplateError, Var};

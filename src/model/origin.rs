@@ -9,6 +9,10 @@ use super::value::Text;
 /// The flavor every other one inherits from, and the one used when a request names none.
 pub const DEFAULT_FLAVOR: &str = "default";
 
+/// The longest flavor name, in characters (all ASCII): a leading letter or digit and up to 63 more,
+/// as the compiler's `FLAVOR_NAME_PATTERN` spells it.
+pub const MAX_FLAVOR_NAME_CHARS: usize = 64;
+
 /// The files a flavor directory may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum FileKind {

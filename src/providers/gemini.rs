@@ -11,9 +11,12 @@ use reqwest::{StatusCode, Url};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::body::{ReadError, human_bytes, read_limited};
 use super::config::{ProviderConfig, RetryPolicy};
-use super::http::{self, ReadError};
+use super::retry::{Repeat, parse_retry_after, send_with_retry};
+use super::upstream_error::{transport_error, upstream_error};
 use super::{BoxFuture, ProviderError, Scene, SceneRequest, SceneWriter};
+use crate::media::snippet;
 
 const PROVIDER: &str = "gemini";
 
@@ -44,20 +47,20 @@ impl GeminiClient {
     async fn generate(&self, request: &SceneRequest) -> Result<Vec<Scene>, ProviderError> {
         let url = endpoint(&self.base_url, &request.model)?;
         let body = request_body(&request.prompt);
-        let mut response = http::send_with_retry(PROVIDER, &self.retry, self.timeout, http::Repeat::Safe, || {
+        let mut response = send_with_retry(PROVIDER, &self.retry, self.timeout, Repeat::Safe, || {
             self.http.post(url.clone()).header("x-goog-api-key", self.key_header.clone()).json(&body)
         })
         .await?;
         let status = response.status();
-        let bytes = match http::read_limited(&mut response, MAX_ANSWER_BYTES).await {
+        let bytes = match read_limited(&mut response, MAX_ANSWER_BYTES).await {
             Ok(bytes) => bytes,
             Err(ReadError::TooLarge) => {
-                return Err(malformed(format!("answer larger than {}", http::human_bytes(MAX_ANSWER_BYTES))));
+                return Err(malformed(format!("answer larger than {}", human_bytes(MAX_ANSWER_BYTES))));
             }
-            Err(ReadError::Transport(e)) => return Err(http::transport_error(PROVIDER, &e, self.timeout)),
+            Err(ReadError::Transport(e)) => return Err(transport_error(PROVIDER, &e, self.timeout)),
         };
         if !status.is_success() {
-            let retry_after = http::parse_retry_after(response.headers());
+            let retry_after = parse_retry_after(response.headers());
             return Err(error_from_answer(status, &bytes, retry_after, &self.api_key));
         }
         let scenes = parse_answer(&bytes, request.number_of_scenes)?;
@@ -185,7 +188,7 @@ const REFUSAL_REASONS: &[&str] = &["SAFETY", "RECITATION", "BLOCKLIST", "PROHIBI
 /// Decodes a 200 answer into exactly `expected` scenes.
 pub fn parse_answer(body: &[u8], expected: u32) -> Result<Vec<Scene>, ProviderError> {
     let answer: Answer = serde_json::from_slice(body)
-        .map_err(|e| malformed(format!("answer is not a generateContent response ({e}): {}", http::snippet(body))))?;
+        .map_err(|e| malformed(format!("answer is not a generateContent response ({e}): {}", snippet(body))))?;
     let Some(candidate) = answer.candidates.into_iter().next() else {
         return Err(match answer.prompt_feedback.and_then(|f| f.block_reason) {
             Some(reason) => {
@@ -209,7 +212,7 @@ pub fn parse_answer(body: &[u8], expected: u32) -> Result<Vec<Scene>, ProviderEr
         return Err(malformed(format!("answer has no text (finishReason {finish:?})")));
     }
     let payload: ScenesPayload = serde_json::from_str(strip_code_fence(&text)).map_err(|e| {
-        malformed(format!("scenes text is not {{\"scenes\": [...]}} JSON ({e}): {}", http::snippet(text.as_bytes())))
+        malformed(format!("scenes text is not {{\"scenes\": [...]}} JSON ({e}): {}", snippet(text.as_bytes())))
     })?;
     check_scenes(payload.scenes, expected)
 }
@@ -256,7 +259,7 @@ pub(super) fn error_from_answer(
         Ok(ErrorBody { error }) => error.message.filter(|m| !m.trim().is_empty()).or(error.status),
         Err(_) => None,
     };
-    http::upstream_error(PROVIDER, status, message, body, api_key)
+    upstream_error(PROVIDER, status, message, body, api_key)
 }
 
 fn malformed(message: String) -> ProviderError {

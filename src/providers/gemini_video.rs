@@ -17,12 +17,17 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tokio::time::{Instant, timeout_at};
 
+use super::body::{ReadError, read_limited};
+use super::cancel::{CancelOnDrop, send_cancel};
+use super::client::build_download_client;
 use super::config::{ProviderConfig, RetryPolicy};
 use super::gemini::{error_from_answer, key_header, model_method_url};
-use super::http::{self, CancelOnDrop, ReadError};
 use super::outbound::OutboundPolicy;
+use super::retry::{Repeat, parse_retry_after, send_with_retry};
+use super::upstream_error::{clean_message, describe, transport_error};
 use super::upstream_run;
 use super::{BoxFuture, Output, ProviderError, RunContext, VideoMaker, VideoRequest};
+use crate::media::snippet;
 
 const PROVIDER: &str = "gemini";
 
@@ -61,7 +66,7 @@ impl GeminiVideoClient {
         let base_url = Url::parse(&config.gemini_base_url).map_err(|e| format!("GEMINI_BASE_URL: {e}"))?;
         Ok(GeminiVideoClient {
             http,
-            downloads: http::build_download_client(config, &config.gemini_base_url)?,
+            downloads: build_download_client(config, &config.gemini_base_url)?,
             outbound: OutboundPolicy::new(&config.gemini_base_url),
             base_url,
             key_header: key_header(&api_key)?,
@@ -134,11 +139,10 @@ impl GeminiVideoClient {
     }
 
     async fn start(&self, url: Url, body: &Value) -> Result<Operation, ProviderError> {
-        let response =
-            http::send_with_retry(PROVIDER, &self.retry, self.request_timeout, http::Repeat::CreatesWork, || {
-                self.http.post(url.clone()).header("x-goog-api-key", self.key_header.clone()).json(body)
-            })
-            .await?;
+        let response = send_with_retry(PROVIDER, &self.retry, self.request_timeout, Repeat::CreatesWork, || {
+            self.http.post(url.clone()).header("x-goog-api-key", self.key_header.clone()).json(body)
+        })
+        .await?;
         self.read_operation(response).await
     }
 
@@ -157,7 +161,7 @@ impl GeminiVideoClient {
     async fn get_operation(&self, name: &str) -> Result<Operation, ProviderError> {
         // Polled on our own base URL by the name it gave, so the key only ever goes there.
         let url = self.operation_url(name, "")?;
-        let response = http::send_with_retry(PROVIDER, &self.retry, self.request_timeout, http::Repeat::Safe, || {
+        let response = send_with_retry(PROVIDER, &self.retry, self.request_timeout, Repeat::Safe, || {
             self.http.get(url.clone()).header("x-goog-api-key", self.key_header.clone())
         })
         .await?;
@@ -181,23 +185,23 @@ impl GeminiVideoClient {
         match request.send().await {
             Ok(response) if response.status().is_success() => tracing::info!(operation = name, "cancelled operation"),
             Ok(response) => tracing::warn!(operation = name, status = response.status().as_u16(), "cancel refused"),
-            Err(err) => tracing::warn!(operation = name, error = %http::describe(&err), "cancel failed"),
+            Err(err) => tracing::warn!(operation = name, error = %describe(&err), "cancel failed"),
         }
     }
 
     async fn read_operation(&self, mut response: Response) -> Result<Operation, ProviderError> {
         let status = response.status();
-        let bytes = match http::read_limited(&mut response, MAX_ANSWER_BYTES).await {
+        let bytes = match read_limited(&mut response, MAX_ANSWER_BYTES).await {
             Ok(bytes) => bytes,
             Err(ReadError::TooLarge) => return Err(malformed("operation answer is too large".to_owned())),
-            Err(ReadError::Transport(e)) => return Err(http::transport_error(PROVIDER, &e, self.request_timeout)),
+            Err(ReadError::Transport(e)) => return Err(transport_error(PROVIDER, &e, self.request_timeout)),
         };
         if !status.is_success() {
-            let retry_after = http::parse_retry_after(response.headers());
+            let retry_after = parse_retry_after(response.headers());
             return Err(error_from_answer(status, &bytes, retry_after, &self.api_key));
         }
         let operation: Operation = serde_json::from_slice(&bytes)
-            .map_err(|e| malformed(format!("answer is not an operation ({e}): {}", http::snippet(&bytes))))?;
+            .map_err(|e| malformed(format!("answer is not an operation ({e}): {}", snippet(&bytes))))?;
         if operation.name.trim().is_empty() {
             return Err(malformed("operation has no name".to_owned()));
         }
@@ -254,15 +258,13 @@ impl GeminiVideoClient {
     /// A GET of a link the operation chose: checked against the outbound rules, never redirected.
     async fn get_unkeyed(&self, url: &Url) -> Result<Response, ProviderError> {
         self.outbound.check_url(url).map_err(malformed)?;
-        http::send_with_retry(PROVIDER, &self.retry, self.download_timeout, http::Repeat::Safe, || {
-            self.downloads.get(url.clone())
-        })
-        .await
+        send_with_retry(PROVIDER, &self.retry, self.download_timeout, Repeat::Safe, || self.downloads.get(url.clone()))
+            .await
     }
 
     /// A GET on the API's own origin, with the key when `with_key`.
     async fn get(&self, url: &Url, with_key: bool) -> Result<Response, ProviderError> {
-        http::send_with_retry(PROVIDER, &self.retry, self.download_timeout, http::Repeat::Safe, || {
+        send_with_retry(PROVIDER, &self.retry, self.download_timeout, Repeat::Safe, || {
             let request = self.http.get(url.clone());
             if with_key { request.header("x-goog-api-key", self.key_header.clone()) } else { request }
         })
@@ -284,7 +286,7 @@ impl VideoMaker for GeminiVideoClient {
     }
 
     fn cancel_run<'a>(&'a self, run: &'a super::UpstreamRun) -> BoxFuture<'a, Result<(), ProviderError>> {
-        Box::pin(async move { http::send_cancel(PROVIDER, self.cancel_request(&run.id)?).await })
+        Box::pin(async move { send_cancel(PROVIDER, self.cancel_request(&run.id)?).await })
     }
 }
 
@@ -332,12 +334,14 @@ struct OperationError {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct OperationResponse {
-    generate_video_response: Option<GenerateVideoResponse>,
+    generate_video_response: Option<GeneratedVideos>,
 }
 
+/// Veo's `generateVideoResponse`: the videos made, and how many the safety filter removed and why.
+/// Not the API's `GenerateVideoResponse` (`generation::video`): only what Veo answers, read here.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct GenerateVideoResponse {
+struct GeneratedVideos {
     #[serde(default)]
     generated_samples: Vec<Sample>,
     #[serde(default)]
@@ -363,7 +367,7 @@ const RESOURCE_EXHAUSTED: i64 = 8;
 fn video_uri(operation: &Operation, api_key: &str) -> Result<String, ProviderError> {
     if let Some(error) = &operation.error {
         let reason = error.message.as_deref().filter(|m| !m.trim().is_empty()).unwrap_or("no reason given");
-        let reason = http::clean_message(reason, api_key);
+        let reason = clean_message(reason, api_key);
         if error.code == Some(RESOURCE_EXHAUSTED) {
             return Err(ProviderError::RateLimited { provider: PROVIDER, retry_after: None });
         }
@@ -388,8 +392,7 @@ fn video_uri(operation: &Operation, api_key: &str) -> Result<String, ProviderErr
         Some(a) if !a.rai_media_filtered_reasons.is_empty() || a.rai_media_filtered_count.is_some_and(|n| n > 0) => {
             let reasons = a.rai_media_filtered_reasons.join("; ");
             let reasons = if reasons.trim().is_empty() { "no reason given".to_owned() } else { reasons };
-            let message =
-                format!("the video was blocked by the safety filter: {}", http::clean_message(&reasons, api_key));
+            let message = format!("the video was blocked by the safety filter: {}", clean_message(&reasons, api_key));
             Err(ProviderError::Refused { provider: PROVIDER, message })
         }
         _ => Err(malformed(format!("operation {} is done without a video", operation.name))),

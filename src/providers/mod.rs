@@ -6,15 +6,19 @@
 //! storage. Retries live inside each provider, bounded and with backoff (a download's only before
 //! its first byte is read); handlers never retry.
 
+pub mod body;
+pub mod cancel;
+pub mod client;
 pub mod config;
 pub mod gemini;
 pub mod gemini_video;
-pub mod http;
 pub mod mock;
 pub mod outbound;
 pub mod output;
 pub mod replicate;
+pub mod retry;
 pub mod run;
+pub mod upstream_error;
 pub mod upstream_run;
 
 use std::borrow::Cow;
@@ -26,8 +30,6 @@ use std::time::Duration;
 pub use config::{ProviderConfig, RetryPolicy};
 pub use output::Output;
 pub use run::{RunContext, RunObserver, UpstreamRun};
-// The media table lives below both providers and storage; its old paths stay.
-pub use crate::media::{MEDIA_TYPES, checked_media_type, content_type_for, essence, extension_for, sniff_media_type};
 
 /// A boxed future, so providers can sit behind `Arc<dyn Trait>`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -212,7 +214,7 @@ impl Providers {
             return Ok(mock);
         }
         // The clients' constructors keep their plain-text errors; this is where they meet the edge.
-        let client = http::build_client(config).map_err(anyhow::Error::msg)?;
+        let client = client::build_client(config).map_err(anyhow::Error::msg)?;
         let (scenes, gemini_videos): (Arc<dyn SceneWriter>, Arc<dyn VideoMaker>) = match config.gemini_key() {
             Some(_) => (
                 Arc::new(gemini::GeminiClient::new(config, client.clone()).map_err(anyhow::Error::msg)?),

@@ -13,7 +13,10 @@ use futures_util::StreamExt;
 use futures_util::stream;
 use reqwest::Response;
 
-use super::{Media, ProviderError, checked_media_type, http};
+use super::body::human_bytes;
+use super::upstream_error::transport_error;
+use super::{Media, ProviderError};
+use crate::media::checked_media_type;
 use crate::storage::checked::SNIFF_BYTES;
 use crate::storage::{ByteStream, Kind, Put, Storage, StorageError};
 
@@ -67,7 +70,7 @@ impl Output {
                         // Before the chunk that passes the cap is handed on: nothing past it is kept.
                         if *read > max_bytes { Err(too_large()) } else { Ok(chunk) }
                     }
-                    Err(e) => Err(http::transport_error(provider, &e, timeout)),
+                    Err(e) => Err(transport_error(provider, &e, timeout)),
                 };
                 std::future::ready(Some(item))
             })
@@ -131,7 +134,7 @@ impl Output {
 
 /// `output larger than 200 MiB`.
 fn too_large_message(noun: &str, max_bytes: u64) -> String {
-    format!("{noun} larger than {}", http::human_bytes(max_bytes))
+    format!("{noun} larger than {}", human_bytes(max_bytes))
 }
 
 /// The provider error a stream chunk carried, or the I/O error as it was.

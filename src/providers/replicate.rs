@@ -13,14 +13,16 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tokio::time::{Instant, timeout_at};
 
+use super::body::{ReadError, human_bytes, read_limited};
+use super::cancel::{CancelOnDrop, send_cancel};
+use super::client::build_download_client;
 use super::config::{ProviderConfig, RetryPolicy};
-use super::http::{self, ReadError};
 use super::outbound::OutboundPolicy;
+use super::retry::{Repeat, parse_retry_after, send_with_retry};
+use super::upstream_error::{clean_message, describe, transport_error, upstream_error};
 use super::upstream_run;
-use super::{
-    BoxFuture, ImageMaker, ImageRequest, Media, Output, ProviderError, RunContext, VideoMaker, VideoRequest,
-    checked_media_type,
-};
+use super::{BoxFuture, ImageMaker, ImageRequest, Media, Output, ProviderError, RunContext, VideoMaker, VideoRequest};
+use crate::media::{checked_media_type, snippet};
 
 const PROVIDER: &str = "replicate";
 
@@ -67,7 +69,7 @@ impl ReplicateClient {
         let base_url = Url::parse(&config.replicate_base_url).map_err(|e| format!("REPLICATE_BASE_URL: {e}"))?;
         Ok(ReplicateClient {
             http,
-            downloads: http::build_download_client(config, &config.replicate_base_url)?,
+            downloads: build_download_client(config, &config.replicate_base_url)?,
             base_url,
             token,
             retry: config.retry,
@@ -111,7 +113,7 @@ impl ReplicateClient {
         .await?;
         // From here on the prediction runs (and bills) until it ends or is cancelled: if polling
         // fails or the request is dropped, the guard cancels it (unless `ctx` keeps it for a resume).
-        let guard = http::CancelOnDrop::new(PROVIDER, self.cancel_request(&id)?, ctx);
+        let guard = CancelOnDrop::new(PROVIDER, self.cancel_request(&id)?, ctx);
         let waited = async {
             let first = match created {
                 Some(prediction) => prediction,
@@ -161,7 +163,7 @@ impl ReplicateClient {
         // `Prefer: wait` holds the answer back for up to N seconds, so the attempt may take that long.
         let attempt_timeout = self.request_timeout + wait;
         let prefer = prefer_header(wait);
-        let response = http::send_with_retry(PROVIDER, &self.retry, attempt_timeout, http::Repeat::CreatesWork, || {
+        let response = send_with_retry(PROVIDER, &self.retry, attempt_timeout, Repeat::CreatesWork, || {
             let request = self.http.post(url.clone()).bearer_auth(&self.token).json(&body);
             match &prefer {
                 Some(value) => request.header("Prefer", value),
@@ -196,7 +198,7 @@ impl ReplicateClient {
         // Polled by id on our own base URL rather than via `urls.get`, so the token only ever goes
         // to the host we were configured with.
         let url = self.api_url(&["v1", "predictions", id])?;
-        let response = http::send_with_retry(PROVIDER, &self.retry, self.request_timeout, http::Repeat::Safe, || {
+        let response = send_with_retry(PROVIDER, &self.retry, self.request_timeout, Repeat::Safe, || {
             self.http.get(url.clone()).bearer_auth(&self.token)
         })
         .await?;
@@ -210,7 +212,7 @@ impl ReplicateClient {
         match request.send().await {
             Ok(response) if response.status().is_success() => tracing::info!(prediction = id, "cancelled prediction"),
             Ok(response) => tracing::warn!(prediction = id, status = response.status().as_u16(), "cancel refused"),
-            Err(err) => tracing::warn!(prediction = id, error = %http::describe(&err), "cancel failed"),
+            Err(err) => tracing::warn!(prediction = id, error = %describe(&err), "cancel failed"),
         }
     }
 
@@ -225,13 +227,13 @@ impl ReplicateClient {
         timeout: Duration,
     ) -> Result<Prediction, ProviderError> {
         let status = response.status();
-        let bytes = match http::read_limited(&mut response, MAX_ANSWER_BYTES).await {
+        let bytes = match read_limited(&mut response, MAX_ANSWER_BYTES).await {
             Ok(bytes) => bytes,
             Err(ReadError::TooLarge) => return Err(malformed("prediction answer is too large".to_owned())),
-            Err(ReadError::Transport(e)) => return Err(http::transport_error(PROVIDER, &e, timeout)),
+            Err(ReadError::Transport(e)) => return Err(transport_error(PROVIDER, &e, timeout)),
         };
         if !status.is_success() {
-            let retry_after = http::parse_retry_after(response.headers());
+            let retry_after = parse_retry_after(response.headers());
             return Err(error_from_answer(status, &bytes, retry_after, &self.token));
         }
         parse_prediction(&bytes)
@@ -251,7 +253,7 @@ impl ReplicateClient {
             return Err(malformed(format!("output URL scheme {:?} is not http(s)", parsed.scheme())));
         }
         self.outbound.check_url(&parsed).map_err(malformed)?;
-        let response = http::send_with_retry(PROVIDER, &self.retry, self.download_timeout, http::Repeat::Safe, || {
+        let response = send_with_retry(PROVIDER, &self.retry, self.download_timeout, Repeat::Safe, || {
             self.downloads.get(parsed.clone())
         })
         .await?;
@@ -295,7 +297,7 @@ impl ImageMaker for ReplicateClient {
     }
 
     fn cancel_run<'a>(&'a self, run: &'a super::UpstreamRun) -> BoxFuture<'a, Result<(), ProviderError>> {
-        Box::pin(async move { http::send_cancel(PROVIDER, self.cancel_request(&run.id)?).await })
+        Box::pin(async move { send_cancel(PROVIDER, self.cancel_request(&run.id)?).await })
     }
 }
 
@@ -313,7 +315,7 @@ impl VideoMaker for ReplicateClient {
     }
 
     fn cancel_run<'a>(&'a self, run: &'a super::UpstreamRun) -> BoxFuture<'a, Result<(), ProviderError>> {
-        Box::pin(async move { http::send_cancel(PROVIDER, self.cancel_request(&run.id)?).await })
+        Box::pin(async move { send_cancel(PROVIDER, self.cancel_request(&run.id)?).await })
     }
 }
 
@@ -395,7 +397,7 @@ impl Prediction {
             Value::Null => "no reason given".to_owned(),
             other => other.to_string(),
         };
-        let reason = http::clean_message(&reason, token);
+        let reason = clean_message(&reason, token);
         if self.status != "failed" {
             let message = format!("prediction {} was {}: {reason}", self.id, self.status);
             return ProviderError::RunFailed { provider: PROVIDER, message };
@@ -412,8 +414,7 @@ impl Prediction {
 /// serde would read a JSON array into the struct by position, and an unknown status would be polled
 /// until the deadline; both are an unusable answer at once.
 fn parse_prediction(bytes: &[u8]) -> Result<Prediction, ProviderError> {
-    let not_a_prediction =
-        |why: String| malformed(format!("answer is not a prediction ({why}): {}", http::snippet(bytes)));
+    let not_a_prediction = |why: String| malformed(format!("answer is not a prediction ({why}): {}", snippet(bytes)));
     let object = match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(object)) => object,
         Ok(other) => return Err(not_a_prediction(format!("a JSON {} instead of an object", json_kind(&other)))),
@@ -473,7 +474,7 @@ fn decode_data_uri(data: &str, max_bytes: u64) -> Result<Vec<u8>, ProviderError>
     }
     // base64 is 4 characters per 3 bytes; checked before decoding so nothing oversized is allocated.
     if (payload.len() as u64 / 4).saturating_mul(3) > max_bytes {
-        return Err(malformed(format!("output larger than {}", http::human_bytes(max_bytes))));
+        return Err(malformed(format!("output larger than {}", human_bytes(max_bytes))));
     }
     base64::engine::general_purpose::STANDARD
         .decode(payload)
@@ -499,7 +500,7 @@ fn error_from_answer(status: StatusCode, body: &[u8], retry_after: Option<Durati
         Ok(Problem { detail, title }) => detail.filter(|d| !d.trim().is_empty()).or(title),
         Err(_) => None,
     };
-    http::upstream_error(PROVIDER, status, message, body, token)
+    upstream_error(PROVIDER, status, message, body, token)
 }
 
 fn malformed(message: String) -> ProviderError {

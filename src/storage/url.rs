@@ -6,8 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::Storage;
+use super::local::LocalStorage;
 use super::object::ObjectStorage;
-use super::{LocalStorage, Storage};
 
 /// Where a storage URL points.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,8 +4,9 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use mvgen::compiler::{DEFAULT_FLAVOR, FileKind, Flavor, Origin, compile};
+use mvgen::compiler::compile;
 use mvgen::flavor;
+use mvgen::model::{DEFAULT_FLAVOR, FileKind, Flavor, Origin};
 
 const CONFIGS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/configs");
 
@@ -101,10 +102,10 @@ fn every_origin_points_at_its_value_in_the_yaml_file() {
 /// The built-in default of `key` in `file`, as the schema declares it.
 fn builtin_default(file: FileKind, key: &str) -> Option<&'static str> {
     let table = match file {
-        FileKind::Parameters => mvgen::compiler::Parameters::BUILTIN_DEFAULTS,
-        FileKind::ScenePrompts => mvgen::compiler::ScenePrompts::BUILTIN_DEFAULTS,
-        FileKind::ImageParams => mvgen::compiler::ImageParams::BUILTIN_DEFAULTS,
-        FileKind::ImagePrompts => mvgen::compiler::ImagePrompts::BUILTIN_DEFAULTS,
+        FileKind::Parameters => mvgen::model::Parameters::BUILTIN_DEFAULTS,
+        FileKind::ScenePrompts => mvgen::model::ScenePrompts::BUILTIN_DEFAULTS,
+        FileKind::ImageParams => mvgen::model::ImageParams::BUILTIN_DEFAULTS,
+        FileKind::ImagePrompts => mvgen::model::ImagePrompts::BUILTIN_DEFAULTS,
         FileKind::Meta => &[],
     };
     table.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
@@ -134,11 +135,11 @@ fn own_keys(flavor: &str) -> BTreeSet<(FileKind, &'static str)> {
         };
         for line in text.lines().filter(|l| l.starts_with(|c: char| c.is_ascii_lowercase())) {
             let key = line.split(':').next().expect("split yields one part");
-            let known = mvgen::compiler::Parameters::KEYS
+            let known = mvgen::model::Parameters::KEYS
                 .iter()
-                .chain(mvgen::compiler::ScenePrompts::KEYS)
-                .chain(mvgen::compiler::ImageParams::KEYS)
-                .chain(mvgen::compiler::ImagePrompts::KEYS)
+                .chain(mvgen::model::ScenePrompts::KEYS)
+                .chain(mvgen::model::ImageParams::KEYS)
+                .chain(mvgen::model::ImagePrompts::KEYS)
                 .find(|k| **k == key);
             if let Some(k) = known {
                 keys.insert((kind, *k));

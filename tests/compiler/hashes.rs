@@ -7,7 +7,8 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::Path;
 
-use mvgen::compiler::{DEFAULT_FLAVOR, Entry, FileKind, Flavor, Origin, ValueRef, compile, content_hash};
+use mvgen::compiler::{compile, content_hash};
+use mvgen::model::{DEFAULT_FLAVOR, Entry, FileKind, Flavor, Origin, ValueRef};
 
 use crate::fixtures::FIXTURES;
 use crate::scratch::{Scratch, copy_tree};

@@ -9,8 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use mvgen::compiler::template::Template;
-use mvgen::compiler::{FileKind, Shape};
+use mvgen::compiler::Shape;
+use mvgen::model::FileKind;
+use mvgen::model::template::Template;
 use proptest::prelude::*;
 
 use crate::fixtures::{FIXTURES, fixture_names, materialize};
@@ -173,9 +174,9 @@ fn check_jsonschema_accepts_the_shipped_configs_and_refuses_the_expressible_faul
 fn template_keys() -> Vec<(String, &'static str, Shape)> {
     let mut out = Vec::new();
     for (stem, keys) in [
-        ("scene_prompts", mvgen::compiler::ScenePrompts::key_schemas()),
-        ("image_params", mvgen::compiler::ImageParams::key_schemas()),
-        ("image_prompts", mvgen::compiler::ImagePrompts::key_schemas()),
+        ("scene_prompts", mvgen::model::ScenePrompts::key_schemas()),
+        ("image_params", mvgen::model::ImageParams::key_schemas()),
+        ("image_prompts", mvgen::model::ImagePrompts::key_schemas()),
     ] {
         for k in keys.into_iter().filter(|k| matches!(k.shape, Shape::Template { .. })) {
             out.push((format!("{stem}.schema.json"), k.key, k.shape));

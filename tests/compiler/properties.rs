@@ -4,8 +4,9 @@
 
 use std::path::Path;
 
-use mvgen::compiler::template::{Template, Var};
-use mvgen::compiler::{FileKind, compile};
+use mvgen::compiler::compile;
+use mvgen::model::FileKind;
+use mvgen::model::template::{Template, Var};
 use proptest::prelude::*;
 
 use crate::fixtures::FIXTURES;

@@ -12,7 +12,7 @@ use std::time::Duration;
 use mvgen::providers::Providers;
 use mvgen::server::{Settings, app, serve};
 use mvgen::state::AppState;
-use mvgen::storage::LocalStorage;
+use mvgen::storage::local::LocalStorage;
 use serde_json::{Value, json};
 use support::fake_upstream::{
     FakeFile, FakeGemini, FakeReplicate, Outcome, PredictionPlan, Route, Scripted, TEST_GEMINI_KEY,

@@ -11,7 +11,7 @@ use mvgen::jobs::{EngineConfig, Jobs};
 use mvgen::providers::Providers;
 use mvgen::server::{Settings, app_with_jobs};
 use mvgen::state::AppState;
-use mvgen::storage::LocalStorage;
+use mvgen::storage::local::LocalStorage;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use support::job_pipeline::FakePipeline;

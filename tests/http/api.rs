@@ -1062,6 +1062,38 @@ async fn openapi_documents_the_text_length_bound() {
     }
 }
 
+/// utoipa's `max_length` takes only a literal, so the text bound is written out on every body field
+/// rather than naming `limits::MAX_TEXT_CHARS`: every `maxLength` in the document must equal it, so
+/// the literal and the limit the handlers enforce cannot drift apart.
+#[tokio::test]
+async fn every_max_length_in_openapi_is_the_text_bound() {
+    fn collect(value: &Value, at: &str, found: &mut Vec<(String, Value)>) {
+        match value {
+            Value::Object(map) => {
+                for (key, inner) in map {
+                    let path = format!("{at}/{key}");
+                    if key == "maxLength" {
+                        found.push((path.clone(), inner.clone()));
+                    }
+                    collect(inner, &path, found);
+                }
+            }
+            Value::Array(items) => items.iter().enumerate().for_each(|(i, v)| collect(v, &format!("{at}/{i}"), found)),
+            _ => {}
+        }
+    }
+    let t = TestApp::new();
+    let (_, spec) = t.get("/api/openapi.json").await;
+    let mut found = Vec::new();
+    collect(&spec, "", &mut found);
+    for body in ["CreateScenesBody", "CharacterReferenceBody", "GenerateVideoBody"] {
+        assert!(found.iter().any(|(path, _)| path.contains(body)), "{body} has bounded text fields: {found:?}");
+    }
+    for (path, max) in &found {
+        assert_eq!(max, &json!(mvgen::limits::MAX_TEXT_CHARS), "{path}");
+    }
+}
+
 /// A `Content-Length` over the limit is refused from the header inside the router: the browser
 /// front end sees the 413 (with its CORS headers), and a keyless caller its 401 first.
 #[tokio::test]

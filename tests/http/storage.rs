@@ -102,7 +102,8 @@ impl Drop for Unmount {
 /// A refused planted file is not just a 404: the operator is told what was found and where.
 #[test]
 fn refused_planted_files_are_logged() {
-    use mvgen::storage::{Kind, LocalStorage, Storage};
+    use mvgen::storage::local::LocalStorage;
+    use mvgen::storage::{Kind, Storage};
     let dir = tempfile::tempdir().expect("temp dir");
     let videos = dir.path().join("videos");
     std::fs::create_dir_all(&videos).expect("mkdir");

@@ -19,7 +19,7 @@ use support::test_app::TestApp;
 fn app(fake: &FakeReplicate, config: impl FnOnce(&mut ProviderConfig)) -> TestApp {
     let mut c = support::fake_upstream::test_provider_config("http://127.0.0.1:9", &fake.base_url);
     config(&mut c);
-    let client = mvgen::providers::http::build_client(&c).expect("client");
+    let client = mvgen::providers::client::build_client(&c).expect("client");
     let replicate = Arc::new(ReplicateClient::new(&c, client).expect("replicate"));
     TestApp::with(
         |_| {},

@@ -34,11 +34,11 @@ use support::fake_upstream::{TEST_GEMINI_KEY, TEST_REPLICATE_TOKEN};
 const BOUND: Duration = Duration::from_secs(10);
 
 fn gemini(config: &ProviderConfig) -> GeminiClient {
-    GeminiClient::new(config, mvgen::providers::http::build_client(config).unwrap()).unwrap()
+    GeminiClient::new(config, mvgen::providers::client::build_client(config).unwrap()).unwrap()
 }
 
 fn veo(config: &ProviderConfig) -> GeminiVideoClient {
-    GeminiVideoClient::new(config, mvgen::providers::http::build_client(config).unwrap()).unwrap()
+    GeminiVideoClient::new(config, mvgen::providers::client::build_client(config).unwrap()).unwrap()
 }
 
 /// What the handler sends for `backend: "gemini"`: a Gemini model name and the full prompt.
@@ -68,7 +68,7 @@ async fn wait_for(condition: impl Fn() -> bool) {
 }
 
 fn replicate(config: &ProviderConfig) -> ReplicateClient {
-    ReplicateClient::new(config, mvgen::providers::http::build_client(config).unwrap()).unwrap()
+    ReplicateClient::new(config, mvgen::providers::client::build_client(config).unwrap()).unwrap()
 }
 
 fn scene_request(n: u32) -> SceneRequest {

@@ -115,11 +115,11 @@ impl Upstream {
     fn fresh_client(&self) -> Box<dyn VideoMaker> {
         match self {
             Upstream::Replicate(_, config) => {
-                let http = mvgen::providers::http::build_client(config).unwrap();
+                let http = mvgen::providers::client::build_client(config).unwrap();
                 Box::new(ReplicateClient::new(config, http).unwrap())
             }
             Upstream::Veo(_, config) => {
-                let http = mvgen::providers::http::build_client(config).unwrap();
+                let http = mvgen::providers::client::build_client(config).unwrap();
                 Box::new(GeminiVideoClient::new(config, http).unwrap())
             }
         }
@@ -421,7 +421,7 @@ async fn a_dropped_call_cancels_upstream_only_when_its_context_says_so_at_drop_t
 #[tokio::test]
 async fn replicate_leaves_prefer_wait_off_for_a_run_that_outlives_its_call() {
     let [Upstream::Replicate(fake, config), _] = Upstream::both().await else { unreachable!() };
-    let client = ReplicateClient::new(&config, mvgen::providers::http::build_client(&config).unwrap()).unwrap();
+    let client = ReplicateClient::new(&config, mvgen::providers::client::build_client(&config).unwrap()).unwrap();
     let recorder = Recorder::new(|| 0);
 
     made(client.make_image(&image_request(), RunContext::new(&recorder, &[]))).await.unwrap();
@@ -435,7 +435,7 @@ async fn replicate_leaves_prefer_wait_off_for_a_run_that_outlives_its_call() {
 #[tokio::test]
 async fn each_image_of_a_request_resumes_and_saves_under_its_own_slot() {
     let [Upstream::Replicate(fake, config), _] = Upstream::both().await else { unreachable!() };
-    let client = ReplicateClient::new(&config, mvgen::providers::http::build_client(&config).unwrap()).unwrap();
+    let client = ReplicateClient::new(&config, mvgen::providers::client::build_client(&config).unwrap()).unwrap();
     let first = Recorder::new(|| 0);
     made(client.make_image(&image_request(), RunContext::new(&first, &[]).slot(1))).await.unwrap();
     let saved = first.started();

@@ -12,7 +12,7 @@ use mvgen::providers::{
 };
 use mvgen::server::{Settings, app};
 use mvgen::state::AppState;
-use mvgen::storage::LocalStorage;
+use mvgen::storage::local::LocalStorage;
 use serde_json::Value;
 use tower::ServiceExt;
 

@@ -1,236 +1,22 @@
-//! Where generated images, videos and scenes are kept: `{MV_OUTPUT_DIR}/{kind}/{uuid}.{ext}`, and
-//! what is known about each (backend, project, time) in `{MV_OUTPUT_DIR}/records/{kind}/{uuid}.json`.
+//! Files on the local disk (`file://DIR`, or `MV_OUTPUT_DIR` when no storage URL is set).
 //!
-//! Writes go to a temporary file in the same directory and are renamed into place, so a crash or a
-//! full disk never leaves a half-written file under a final name, and concurrent writers never
-//! overwrite each other (every file gets a fresh v4 UUID). Ids are parsed before they touch a path,
-//! so a request can't reach outside the output directory. The `Storage` trait keeps handlers
-//! independent of where the bytes live: [`LocalStorage`] here (`file://`, the default) and
-//! [`object::ObjectStorage`] for an S3-compatible store (`s3://`), chosen by [`url::open`].
-
-pub mod checked;
-pub mod object;
-pub mod url;
+//! Writes go to a hidden temporary file in the same directory and are renamed into place, so a
+//! crash or a full disk never leaves a half-written file under a final name. Files are found and
+//! opened without following a link and only as regular files, so nothing planted under the output
+//! directory (a link, a FIFO, a directory) is ever served or waited on. This file must not decide
+//! ids, kinds or types: those are the shared rules of [`super`] and [`super::checked`].
 
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
-use bytes::Bytes;
-use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
-use futures_util::stream::BoxStream;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, ReadBuf};
 use uuid::Uuid;
 
-use crate::media::{content_type_for, extension_for};
-use checked::{Begun, Checked};
-
-/// What a stored file is; each kind has its own directory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    CharacterReference,
-    Video,
-    /// The scenes one `create_scenes` request wrote, as JSON.
-    Scenes,
-}
-
-impl Kind {
-    /// How the kind is named in messages.
-    pub fn noun(self) -> &'static str {
-        match self {
-            Kind::CharacterReference => "image",
-            Kind::Video => "video",
-            Kind::Scenes => "scenes file",
-        }
-    }
-
-    fn dir_name(self) -> &'static str {
-        match self {
-            Kind::CharacterReference => "character_references",
-            Kind::Video => "videos",
-            Kind::Scenes => "scenes",
-        }
-    }
-
-    /// The extensions a kind is stored with, tried in order when looking an id up.
-    fn extensions(self) -> &'static [&'static str] {
-        match self {
-            Kind::CharacterReference => &["png", "jpg", "webp"],
-            Kind::Video => &["mp4", "webm"],
-            Kind::Scenes => &["json"],
-        }
-    }
-
-    /// Whether a write waits for the disk (fsync) before the file appears under its final name.
-    /// Scenes are small text stored on every create_scenes; an fsync each would cap that endpoint
-    /// at the disk's flush rate, and losing the last ones in a power cut costs only a re-request.
-    /// The rename still keeps a half-written file from ever showing under a final name.
-    fn durable(self) -> bool {
-        !matches!(self, Kind::Scenes)
-    }
-
-    /// What `put_stream` checks the first bytes against (`media::checked_media_type`); scenes
-    /// are JSON mvgen wrote itself.
-    fn media(self) -> Option<&'static str> {
-        match self {
-            Kind::CharacterReference => Some("image"),
-            Kind::Video => Some("video"),
-            Kind::Scenes => None,
-        }
-    }
-
-    const ALL: [Kind; 3] = [Kind::CharacterReference, Kind::Video, Kind::Scenes];
-}
-
-/// Why a storage operation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum StorageError {
-    #[error("`{0}` is not a valid id: ids are UUIDs such as 3f2b6c1e-8f0a-4d2b-9c51-0e4f1a2b3c4d")]
-    BadId(String),
-    #[error("no stored file with id {0}")]
-    NotFound(String),
-    #[error("`{content_type}` is not a {kind} format mvgen stores")]
-    Unsupported { content_type: String, kind: &'static str },
-    #[error("storage failed: {0}")]
-    Io(#[from] std::io::Error),
-    /// The store could not be reached or answered with a server error: worth retrying, and
-    /// nothing already stored is affected.
-    #[error("the store is unavailable: {0}")]
-    Unavailable(String),
-    /// A streamed put went past its cap; nothing was kept.
-    #[error("the output is larger than the {limit} bytes allowed")]
-    TooLarge { limit: u64 },
-    /// A streamed put's first bytes are not a type the kind is stored as.
-    #[error("{0}")]
-    Rejected(String),
-    /// The stream being stored failed or was cut before its end; nothing was kept.
-    #[error("the output stream was cut: {0}")]
-    Interrupted(std::io::Error),
-}
-
-/// A stream of byte chunks: a download fed to `put_stream`, or a stored file read back.
-pub type ByteStream = BoxStream<'static, std::io::Result<Bytes>>;
-
-/// What a streamed put stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Put {
-    pub id: String,
-    /// The type decided from the first bytes.
-    pub content_type: &'static str,
-    pub len: u64,
-}
-
-/// A stored file found by id.
-#[derive(Debug, Clone)]
-pub struct Stored {
-    pub path: PathBuf,
-    pub content_type: &'static str,
-}
-
-/// A stored file opened for reading: on `file://` a regular file reached without following any
-/// link; on a store, the object found (its bytes are fetched only when `file` is first read).
-#[derive(Debug)]
-pub struct Opened {
-    pub file: Reader,
-    pub len: u64,
-    pub modified: Option<std::time::SystemTime>,
-    pub content_type: &'static str,
-    /// A strong validator for the stored bytes (quoted, as the `ETag` header has it).
-    pub etag: Option<String>,
-    /// Where a range is fetched from when the file is not local.
-    source: Option<object::Source>,
-}
-
-impl Opened {
-    /// `count` bytes from `start` (both within `len`) as a stream: a seek on a local file, a ranged
-    /// GET on a store, so a player's seek into a large video never fetches the whole file.
-    pub async fn into_range(self, start: u64, count: u64) -> Result<ByteStream, StorageError> {
-        match (self.file, self.source) {
-            (Reader::File(mut file), _) => {
-                if start > 0 {
-                    file.seek(std::io::SeekFrom::Start(start)).await?;
-                }
-                Ok(tokio_util::io::ReaderStream::with_capacity(file.take(count), CHUNK).boxed())
-            }
-            (Reader::Stream(_), Some(source)) => source.range(start, count).await,
-            // A store's reader is always opened with its source.
-            (Reader::Stream(_), None) => Err(StorageError::Io(std::io::Error::other("no source to read a range from"))),
-        }
-    }
-}
-
-/// Read size per chunk of a stored file sent back.
-const CHUNK: usize = 64 * 1024;
-
-/// A stored file's bytes as a reader: the open local file, or the object's GET as a stream.
-pub enum Reader {
-    File(tokio::fs::File),
-    Stream(tokio_util::io::StreamReader<ByteStream, Bytes>),
-}
-
-impl std::fmt::Debug for Reader {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Reader::File(_) => "Reader::File",
-            Reader::Stream(_) => "Reader::Stream",
-        })
-    }
-}
-
-impl AsyncRead for Reader {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Reader::File(file) => Pin::new(file).poll_read(cx, buf),
-            Reader::Stream(stream) => Pin::new(stream).poll_read(cx, buf),
-        }
-    }
-}
-
-/// Keeps generated files, and a small record about each where one is written.
-pub trait Storage: Send + Sync {
-    /// Stores `bytes` as a new file and returns its id.
-    fn put<'a>(
-        &'a self,
-        kind: Kind,
-        content_type: &'a str,
-        bytes: &'a [u8],
-    ) -> BoxFuture<'a, Result<String, StorageError>>;
-    /// Finds a stored file by id. Only a regular file is found: a directory, link or anything else
-    /// planted under its name (or a link in place of the kind's directory) is `NotFound`, and logged.
-    fn find<'a>(&'a self, kind: Kind, id: &'a str) -> BoxFuture<'a, Result<Stored, StorageError>>;
-    /// Keeps `record` (a small JSON document: when, by which backend, for which project) with the
-    /// stored file `id`, replacing any earlier one.
-    fn put_record<'a>(&'a self, kind: Kind, id: &'a str, record: &'a [u8]) -> BoxFuture<'a, Result<(), StorageError>>;
-    /// The record kept with `id`, if one was written.
-    fn record<'a>(&'a self, kind: Kind, id: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, StorageError>>;
-    /// Opens a stored file by id, with the same checks as `find` made again on the open file, so a
-    /// file swapped for a link in between is refused too.
-    fn open<'a>(&'a self, kind: Kind, id: &'a str) -> BoxFuture<'a, Result<Opened, StorageError>>;
-    /// Stores a stream of chunks as a new file of `kind` and says what was stored. The first bytes
-    /// decide the type (`media::checked_media_type` against the kind's media), checked before
-    /// anything past them is written; more than `max_bytes` fails at once. Only a whole stream is
-    /// ever visible under its final name: a refused, failed or cut stream (an `Err` chunk, or the
-    /// future dropped) leaves nothing, and memory stays bounded whatever the size.
-    fn put_stream<'a>(
-        &'a self,
-        kind: Kind,
-        max_bytes: u64,
-        body: ByteStream,
-    ) -> BoxFuture<'a, Result<Put, StorageError>>;
-    /// A URL a client can GET the stored file from directly for `expires`, when the store can
-    /// sign one (S3); `None` when it can't (`file://`), and the file is served by mvgen.
-    fn signed_url<'a>(
-        &'a self,
-        kind: Kind,
-        id: &'a str,
-        expires: std::time::Duration,
-    ) -> BoxFuture<'a, Result<Option<String>, StorageError>>;
-    /// Proves the store usable at startup: writes a probe object and deletes it again.
-    fn check(&self) -> BoxFuture<'_, Result<(), StorageError>>;
-    /// Where the files are, for log lines (never a secret).
-    fn describe(&self) -> String;
-}
+use super::checked::{Begun, Checked};
+use super::{
+    ByteStream, Kind, MAX_RECORD_BYTES, Opened, Put, Reader, Storage, StorageError, Stored, parse_id, read_capped,
+    stored_extension,
+};
+use crate::media::content_type_for;
 
 /// Files on the local disk.
 #[derive(Debug, Clone)]
@@ -238,14 +24,12 @@ pub struct LocalStorage {
     root: PathBuf,
 }
 
-/// The most a record read back may be; what `put_record` writes is a few hundred bytes.
-const MAX_RECORD_BYTES: u64 = 64 * 1024;
-
 /// A hidden temp file untouched this long was abandoned (the process writing it was killed): a live
 /// write keeps touching its file until the rename, which follows at once.
 pub const STALE_PARTIAL_AGE: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl LocalStorage {
+    /// Files under `root`, which need not exist yet: `check` and the first put create what is missing.
     pub fn new(root: impl Into<PathBuf>) -> Self {
         LocalStorage { root: root.into() }
     }
@@ -448,15 +232,6 @@ impl Storage for LocalStorage {
     }
 }
 
-/// Reads an opened file whole when it holds at most `limit` bytes, `None` past that. At most one
-/// byte over the limit is read, whatever the file grew to since `len` (its size when opened, used
-/// only to size the buffer) was read.
-pub async fn read_capped(file: impl AsyncRead + Unpin, len: u64, limit: u64) -> std::io::Result<Option<Vec<u8>>> {
-    let mut bytes = Vec::with_capacity(usize::try_from(len.min(limit)).unwrap_or(0));
-    file.take(limit + 1).read_to_end(&mut bytes).await?;
-    Ok((bytes.len() as u64 <= limit).then_some(bytes))
-}
-
 /// Opens `path` only as a regular file reached without following a link. O_NOFOLLOW: a link
 /// (planted, or swapped in since a check) fails with ELOOP instead of being followed; O_NONBLOCK: a
 /// FIFO cannot hang the open (regular files ignore it). Anything else is `NotFound`, logged.
@@ -531,31 +306,11 @@ async fn write_then_rename(temp: &Path, final_path: &Path, bytes: &[u8], sync: b
     Ok(())
 }
 
-/// The extension a file of `kind` and `content_type` is stored under: only one `find` tries, so
-/// nothing is stored that could not be found again.
-fn stored_extension(kind: Kind, content_type: &str) -> Result<&'static str, StorageError> {
-    extension_for(content_type)
-        .filter(|ext| kind.extensions().contains(ext))
-        .ok_or_else(|| StorageError::Unsupported { content_type: content_type.to_string(), kind: kind.noun() })
-}
-
-/// Ids are canonical lowercase hyphenated UUIDs; anything else is refused before any path is built.
-pub fn parse_id(id: &str) -> Result<String, StorageError> {
-    match Uuid::try_parse(id) {
-        Ok(uuid) if uuid.hyphenated().to_string() == id => Ok(id.to_string()),
-        _ => Err(StorageError::BadId(truncate(id, 80))),
-    }
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
+    use futures_util::StreamExt;
+
     use super::*;
 
     /// A fresh directory, removed (with everything in it) when the returned guard drops, so a
@@ -580,16 +335,6 @@ mod tests {
             .collect();
         assert_eq!(names, vec![format!("{id}.mp4")]);
         assert!(matches!(storage.find(Kind::CharacterReference, &id).await, Err(StorageError::NotFound(_))));
-    }
-
-    #[test]
-    fn ids_that_could_escape_the_directory_are_refused() {
-        for bad in
-            ["../../etc/passwd", "", "3F2B6C1E-8F0A-4D2B-9C51-0E4F1A2B3C4D", "3f2b6c1e8f0a4d2b9c510e4f1a2b3c4d", "a/b"]
-        {
-            assert!(matches!(parse_id(bad), Err(StorageError::BadId(_))), "{bad}");
-        }
-        assert!(parse_id("3f2b6c1e-8f0a-4d2b-9c51-0e4f1a2b3c4d").is_ok());
     }
 
     #[tokio::test]
