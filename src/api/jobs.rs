@@ -21,8 +21,10 @@ use tokio::sync::broadcast;
 use super::error::{ApiError, ErrorKind};
 use super::extract::{ValidJson, ValidPath};
 use crate::jobs::engine::unavailable;
-use crate::jobs::store::Replay;
-use crate::jobs::store::{Dialect, EventRow, Filter, JobRow, now_ms};
+use crate::jobs::store::idempotency::Replay;
+use crate::jobs::store::queries::Filter;
+use crate::jobs::store::rows::{EventRow, JobRow};
+use crate::jobs::store::{Dialect, now_ms};
 use crate::jobs::{Jobs, SubmitKey, Submitted};
 
 /// The statuses a job moves through; the last three are final.

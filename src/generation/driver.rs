@@ -69,7 +69,7 @@ pub async fn respond<G: Generation>(
 
 /// The sync answer for job `id` as the wait left it: its output, its stored error, or where to
 /// follow it.
-fn answer(id: &str, job: crate::jobs::store::JobRow) -> Result<Response, ApiError> {
+fn answer(id: &str, job: crate::jobs::store::rows::JobRow) -> Result<Response, ApiError> {
     Ok(match job.status.as_str() {
         "succeeded" => {
             let report = FlavorReport::deserialize(&job.config_flavor)

@@ -7,7 +7,8 @@ use crate::support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mvgen::jobs::store::{JobRow, Outcome};
+use mvgen::jobs::store::finish::Outcome;
+use mvgen::jobs::store::rows::JobRow;
 use mvgen::jobs::{EngineConfig, JobPipeline, Jobs, Submitted};
 use serde_json::{Value, json};
 use support::job_pipeline::FakePipeline;

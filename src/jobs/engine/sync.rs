@@ -11,7 +11,8 @@ use tokio_util::task::TaskTracker;
 use super::{Jobs, backoff, woken};
 use crate::error::ApiError;
 use crate::jobs::pipeline::Planned;
-use crate::jobs::store::{JobRow, StoreError};
+use crate::jobs::store::StoreError;
+use crate::jobs::store::rows::JobRow;
 
 impl Jobs {
     /// Stores a job its caller already planned, then runs it at once in this process (unless a

@@ -13,7 +13,9 @@ use tokio_util::task::TaskTracker;
 
 use super::{Jobs, backoff};
 use crate::error::{ApiError, ErrorKind};
-use crate::jobs::store::{Claimed, Outcome, Store};
+use crate::jobs::store::Store;
+use crate::jobs::store::finish::Outcome;
+use crate::jobs::store::rows::Claimed;
 use crate::providers::{BoxFuture, RunContext, RunObserver, UpstreamRun};
 
 impl Jobs {

@@ -19,7 +19,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::pipeline::{JobPipeline, Planned};
-use super::store::{Dialect, JobRow, KeyBinding, KeyState, KeyTimes, NewJob, Replay, Store, StoreError};
+use super::store::idempotency::{KeyBinding, KeyState, KeyTimes, Replay};
+use super::store::rows::JobRow;
+use super::store::submit::NewJob;
+use super::store::{Dialect, Store, StoreError};
 use crate::error::{ApiError, ErrorKind};
 use crate::providers::UpstreamRun;
 
@@ -130,10 +133,12 @@ impl Jobs {
         Ok(jobs)
     }
 
+    /// The jobs database.
     pub fn store(&self) -> &Store {
         &self.store
     }
 
+    /// How this engine runs jobs.
     pub fn config(&self) -> &EngineConfig {
         &self.config
     }
@@ -327,7 +332,7 @@ async fn listen(mut listener: sqlx::postgres::PgListener, wake: broadcast::Sende
     let mut failures = 0;
     while !closed.is_cancelled() {
         if !listening {
-            match listener.listen(super::store::NOTIFY_CHANNEL).await {
+            match listener.listen(super::store::events::NOTIFY_CHANNEL).await {
                 Ok(()) => listening = true,
                 Err(e) => {
                     failures += 1;

@@ -1,0 +1,120 @@
+//! The rows the API and the workers read back (a job, an event, a claimed job) and how a stored
+//! row is decoded into them. No queries here: they are with their concepts.
+
+use serde_json::Value;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::error::{ApiError, ErrorKind};
+use crate::providers::UpstreamRun;
+
+/// A job's row, as the API and the workers read it.
+#[derive(Debug, Clone)]
+pub struct JobRow {
+    pub seq: i64,
+    pub id: String,
+    pub kind: String,
+    pub status: String,
+    pub plan: Value,
+    pub config_flavor: Value,
+    pub project_id: Option<String>,
+    pub sequence: Option<i64>,
+    pub output: Option<Value>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    /// The HTTP status and `details` the sync endpoint would have answered the failure with.
+    pub error_status: Option<i64>,
+    pub error_details: Value,
+    pub attempts: i64,
+    /// Claims that took the job over from a dead worker (they do not count as attempts).
+    pub takeovers: i64,
+    pub progress_stage: Option<String>,
+    pub progress_upstream_status: Option<String>,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub completed_at: Option<i64>,
+    pub cancel_requested: bool,
+    /// The latest saved upstream run.
+    pub upstream: Option<UpstreamRun>,
+}
+
+impl JobRow {
+    /// The error the sync endpoint answers for this failed job: the kind (and so the status),
+    /// message and details the pipeline failed with (so `Retry-After` and the field name survive
+    /// the store). A kind this build does not know is answered as an upstream error.
+    pub fn api_error(&self) -> Option<ApiError> {
+        if self.status != "failed" {
+            return None;
+        }
+        let kind = self.error_code.clone().map(Value::String).and_then(|code| serde_json::from_value(code).ok());
+        Some(ApiError::new(
+            kind.unwrap_or(ErrorKind::UpstreamError),
+            self.error_message.clone().unwrap_or_default(),
+            self.error_details.clone(),
+        ))
+    }
+}
+
+/// One stored event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRow {
+    pub id: i64,
+    pub job_id: String,
+    pub at: i64,
+    pub kind: String,
+    pub data: Value,
+}
+
+/// A job a worker claimed.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub id: String,
+    pub kind: String,
+    pub plan: Value,
+    pub attempts: i64,
+    /// Takeovers so far, this claim included if it is one.
+    pub takeovers: i64,
+    /// The job's own attempt limit (`None`: the engine's).
+    pub max_attempts: Option<i64>,
+    pub claim: String,
+    pub cancel_requested: bool,
+}
+
+pub(super) const COLUMNS: &str = "seq, id, kind, status, plan, config_flavor, project_id, sequence, output, error_code, \
+     error_message, error_status, error_details, attempts, takeovers, progress_stage, progress_upstream_status, created_at, started_at, completed_at, \
+     cancel_requested, (SELECT provider FROM job_runs r WHERE r.job_id = jobs.id ORDER BY at DESC, slot DESC LIMIT 1) \
+     AS up_provider, (SELECT upstream_id FROM job_runs r WHERE r.job_id = jobs.id ORDER BY at DESC, slot DESC LIMIT 1) \
+     AS up_id";
+
+pub(super) fn json(text: Option<String>) -> Value {
+    text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null)
+}
+
+pub(super) fn job_row(row: &AnyRow) -> Result<JobRow, sqlx::Error> {
+    let provider: Option<String> = row.try_get("up_provider")?;
+    let upstream_id: Option<String> = row.try_get("up_id")?;
+    Ok(JobRow {
+        seq: row.try_get("seq")?,
+        id: row.try_get("id")?,
+        kind: row.try_get("kind")?,
+        status: row.try_get("status")?,
+        plan: json(row.try_get("plan")?),
+        config_flavor: json(row.try_get("config_flavor")?),
+        project_id: row.try_get("project_id")?,
+        sequence: row.try_get("sequence")?,
+        output: row.try_get::<Option<String>, _>("output")?.map(|t| json(Some(t))),
+        error_code: row.try_get("error_code")?,
+        error_message: row.try_get("error_message")?,
+        error_status: row.try_get("error_status")?,
+        error_details: json(row.try_get("error_details")?),
+        attempts: row.try_get("attempts")?,
+        takeovers: row.try_get("takeovers")?,
+        progress_stage: row.try_get("progress_stage")?,
+        progress_upstream_status: row.try_get("progress_upstream_status")?,
+        created_at: row.try_get("created_at")?,
+        started_at: row.try_get("started_at")?,
+        completed_at: row.try_get("completed_at")?,
+        cancel_requested: row.try_get::<i64, _>("cancel_requested")? != 0,
+        upstream: provider.zip(upstream_id).map(|(provider, id)| UpstreamRun { provider, id, slot: 0 }),
+    })
+}
