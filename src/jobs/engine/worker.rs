@@ -150,11 +150,6 @@ impl Jobs {
             _ => Vec::new(),
         };
         let outcome_error;
-        // The stored code is the error kind's wire name, as in the sync endpoints' error bodies.
-        let code = match &ended {
-            Ended::Ran(Err(e)) | Ended::GaveUp(e) => e.kind.to_string(),
-            _ => String::new(),
-        };
         let outcome = match &ended {
             Ended::Ran(Ok(output)) => Outcome::Succeeded(output),
             Ended::Ran(Err(e))
@@ -163,13 +158,13 @@ impl Jobs {
             {
                 outcome_error = e.message.clone();
                 Outcome::Retry {
-                    code: &code,
+                    code: e.kind,
                     message: &outcome_error,
                     after: backoff(job.attempts as u32, Duration::from_secs(60)),
                 }
             }
             Ended::Ran(Err(e)) | Ended::GaveUp(e) => {
-                Outcome::Failed { code: &code, message: &e.message, status: e.status().as_u16(), details: &e.details }
+                Outcome::Failed { code: e.kind, message: &e.message, status: e.status().as_u16(), details: &e.details }
             }
             Ended::Cancel => Outcome::Canceled,
             Ended::Shutdown => Outcome::Released,
@@ -268,10 +263,10 @@ fn outcome_clone<'a>(outcome: &Outcome<'a>) -> Outcome<'a> {
     match outcome {
         Outcome::Succeeded(v) => Outcome::Succeeded(v),
         Outcome::Failed { code, message, status, details } => {
-            Outcome::Failed { code, message, status: *status, details }
+            Outcome::Failed { code: *code, message, status: *status, details }
         }
         Outcome::Canceled => Outcome::Canceled,
-        Outcome::Retry { code, message, after } => Outcome::Retry { code, message, after: *after },
+        Outcome::Retry { code, message, after } => Outcome::Retry { code: *code, message, after: *after },
         Outcome::Released => Outcome::Released,
     }
 }

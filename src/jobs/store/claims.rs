@@ -9,6 +9,7 @@ use sqlx::Row;
 
 use super::rows::{Claimed, json};
 use super::{Dialect, Store, StoreError, now_ms};
+use crate::jobs::state::{EventKind, JobStatus, status_text};
 
 impl Store {
     /// Takes the oldest runnable job: queued and due, or processing with a heartbeat older than
@@ -37,13 +38,15 @@ impl Store {
         let only = if id.is_some() { "AND id = $4" } else { "" };
         let mut tx = self.writer.begin().await?;
         let sql = format!(
-            "UPDATE jobs SET status = 'processing', claim = $1, heartbeat_at = $2, \
-             attempts = attempts + CASE WHEN status = 'queued' AND resume = 0 THEN 1 ELSE 0 END, \
-             takeovers = takeovers + CASE WHEN status = 'processing' THEN 1 ELSE 0 END, resume = 0, \
+            "UPDATE jobs SET status = '{processing}', claim = $1, heartbeat_at = $2, \
+             attempts = attempts + CASE WHEN status = '{queued}' AND resume = 0 THEN 1 ELSE 0 END, \
+             takeovers = takeovers + CASE WHEN status = '{processing}' THEN 1 ELSE 0 END, resume = 0, \
              started_at = COALESCE(started_at, $2) \
-             WHERE seq = (SELECT seq FROM jobs WHERE ((status = 'queued' AND run_after <= $2) \
-                OR (status = 'processing' AND heartbeat_at < $3)) {only} ORDER BY seq LIMIT 1 {lock}) \
-             RETURNING id, kind, plan, attempts, takeovers, cancel_requested, max_attempts"
+             WHERE seq = (SELECT seq FROM jobs WHERE ((status = '{queued}' AND run_after <= $2) \
+                OR (status = '{processing}' AND heartbeat_at < $3)) {only} ORDER BY seq LIMIT 1 {lock}) \
+             RETURNING id, kind, plan, attempts, takeovers, cancel_requested, max_attempts",
+            processing = status_text!(Processing),
+            queued = status_text!(Queued),
         );
         let mut query = sqlx::query(&sql).bind(claim).bind(now).bind(stale_before);
         if let Some(id) = id {
@@ -64,9 +67,9 @@ impl Store {
             cancel_requested: row.try_get::<i64, _>("cancel_requested")? != 0,
         };
         let data = serde_json::json!({
-            "status": "processing", "attempts": claimed.attempts, "takeovers": claimed.takeovers,
+            "status": JobStatus::Processing, "attempts": claimed.attempts, "takeovers": claimed.takeovers,
         });
-        self.event(&mut tx, &claimed.id, "processing", &data).await?;
+        self.event(&mut tx, &claimed.id, EventKind::Processing, &data).await?;
         tx.commit().await?;
         Ok(Some(claimed))
     }
@@ -74,10 +77,11 @@ impl Store {
     /// Keeps a claim alive. `Ok(None)`: the claim was lost (taken over or ended elsewhere);
     /// `Ok(Some(cancel_requested))` otherwise.
     pub async fn heartbeat(&self, job_id: &str, claim: &str) -> Result<Option<bool>, StoreError> {
-        let row = sqlx::query(
-            "UPDATE jobs SET heartbeat_at = $1 WHERE id = $2 AND claim = $3 AND status = 'processing' \
-             RETURNING cancel_requested",
-        )
+        let row = sqlx::query(concat!(
+            "UPDATE jobs SET heartbeat_at = $1 WHERE id = $2 AND claim = $3 AND status = '",
+            status_text!(Processing),
+            "' RETURNING cancel_requested",
+        ))
         .bind(now_ms())
         .bind(job_id)
         .bind(claim)

@@ -4,10 +4,10 @@
 //! one job's events, so their ids increase in commit order and `id > Last-Event-ID` misses nothing.
 
 use serde_json::Value;
-use sqlx::Row;
 
-use super::rows::{EventRow, json};
+use super::rows::{EventRow, event_row};
 use super::{Dialect, Store, StoreError, now_ms};
+use crate::jobs::state::EventKind;
 
 /// The channel `pg_notify` wakes listeners on; the payload is the job id.
 pub const NOTIFY_CHANNEL: &str = "mvgen_jobs";
@@ -19,7 +19,7 @@ impl Store {
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         job_id: &str,
-        kind: &str,
+        kind: EventKind,
         data: &Value,
     ) -> Result<(), sqlx::Error> {
         const INSERT: &str = "INSERT INTO job_events (job_id, at, kind, data) VALUES ($1, $2, $3, $4)";
@@ -27,7 +27,7 @@ impl Store {
         const INSERT_AND_NOTIFY: &str = "WITH e AS (INSERT INTO job_events (job_id, at, kind, data) \
              VALUES ($1, $2, $3, $4) RETURNING job_id) SELECT pg_notify($5, job_id) FROM e";
         let sql = if self.dialect == Dialect::Postgres { INSERT_AND_NOTIFY } else { INSERT };
-        let mut query = sqlx::query(sql).bind(job_id).bind(now_ms()).bind(kind).bind(data.to_string());
+        let mut query = sqlx::query(sql).bind(job_id).bind(now_ms()).bind(kind.as_str()).bind(data.to_string());
         if self.dialect == Dialect::Postgres {
             query = query.bind(NOTIFY_CHANNEL);
         }
@@ -45,17 +45,6 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(EventRow {
-                    id: row.try_get("id")?,
-                    job_id: row.try_get("job_id")?,
-                    at: row.try_get("at")?,
-                    kind: row.try_get("kind")?,
-                    data: json(row.try_get("data")?),
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError)
+        rows.iter().map(event_row).collect()
     }
 }

@@ -35,10 +35,24 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Connection};
 
-/// A database fault: unreachable, or a query that failed.
+use crate::jobs::state::UnknownWord;
+
+/// A database fault: unreachable, a query that failed, or a row this build cannot read.
 #[derive(Debug, thiserror::Error)]
-#[error("jobs database: {0}")]
-pub struct StoreError(#[from] pub sqlx::Error);
+pub enum StoreError {
+    /// Unreachable, or a query that failed.
+    #[error("jobs database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A stored word (status, error code, event kind) this build does not know, perhaps written by
+    /// a newer one: the row is refused rather than guessed at.
+    #[error("jobs database: job {job_id}: {word}")]
+    Unreadable {
+        /// The job whose row (or event) holds it.
+        job_id: String,
+        /// The column and the value found.
+        word: UnknownWord,
+    },
+}
 
 /// Which database the store runs on: the few statements that differ (locking, wake-ups, the first
 /// event of a new job) choose by it.

@@ -3,11 +3,12 @@
 
 use super::rows::{COLUMNS, JobRow, job_row};
 use super::{Store, StoreError};
+use crate::jobs::state::JobStatus;
 
 /// Listing filters (already validated by the API).
 #[derive(Debug, Default, Clone)]
 pub struct Filter {
-    pub status: Option<String>,
+    pub status: Option<JobStatus>,
     pub kind: Option<String>,
     pub project_id: Option<String>,
     /// Only jobs older than this `seq` (the cursor).
@@ -22,17 +23,21 @@ impl Store {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.as_ref().map(job_row).transpose()?)
+        row.as_ref().map(job_row).transpose()
     }
 
     /// Newest first.
     pub async fn list(&self, filter: &Filter) -> Result<Vec<JobRow>, StoreError> {
         let mut clauses = Vec::new();
         let mut texts = Vec::new();
-        for (column, value) in [("status", &filter.status), ("kind", &filter.kind), ("project_id", &filter.project_id)]
-        {
+        let filters = [
+            ("status", filter.status.map(JobStatus::as_str)),
+            ("kind", filter.kind.as_deref()),
+            ("project_id", filter.project_id.as_deref()),
+        ];
+        for (column, value) in filters {
             if let Some(value) = value {
-                texts.push(value.clone());
+                texts.push(value);
                 clauses.push(format!("{column} = ${}", texts.len()));
             }
         }
@@ -49,6 +54,6 @@ impl Store {
             query = query.bind(before);
         }
         let rows = query.fetch_all(&self.pool).await?;
-        Ok(rows.iter().map(job_row).collect::<Result<_, _>>()?)
+        rows.iter().map(job_row).collect()
     }
 }

@@ -1,11 +1,19 @@
 //! The rows the API and the workers read back (a job, an event, a claimed job) and how a stored
 //! row is decoded into them. No queries here: they are with their concepts.
+//!
+//! A stored word (status, error code, event kind) this build does not know makes the row
+//! unreadable ([`StoreError::Unreadable`], naming the job): never mapped to a word it knows, which
+//! would answer a client with a state the job is not in.
 
+use serde::Deserialize;
+use serde::de::IntoDeserializer;
 use serde_json::Value;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::StoreError;
 use crate::error::{ApiError, ErrorKind};
+use crate::jobs::state::{EventKind, JobStatus, UnknownWord};
 use crate::providers::UpstreamRun;
 
 /// A job's row, as the API and the workers read it.
@@ -14,13 +22,14 @@ pub struct JobRow {
     pub seq: i64,
     pub id: String,
     pub kind: String,
-    pub status: String,
+    pub status: JobStatus,
     pub plan: Value,
     pub config_flavor: Value,
     pub project_id: Option<String>,
     pub sequence: Option<i64>,
     pub output: Option<Value>,
-    pub error_code: Option<String>,
+    /// The error kind of the last failure (kept across a retry, cleared by success).
+    pub error_code: Option<ErrorKind>,
     pub error_message: Option<String>,
     /// The HTTP status and `details` the sync endpoint would have answered the failure with.
     pub error_status: Option<i64>,
@@ -41,14 +50,14 @@ pub struct JobRow {
 impl JobRow {
     /// The error the sync endpoint answers for this failed job: the kind (and so the status),
     /// message and details the pipeline failed with (so `Retry-After` and the field name survive
-    /// the store). A kind this build does not know is answered as an upstream error.
+    /// the store). A failed row without a code (the store never writes one) is answered as an
+    /// upstream error; an unknown code never gets this far (the row is unreadable).
     pub fn api_error(&self) -> Option<ApiError> {
-        if self.status != "failed" {
+        if self.status != JobStatus::Failed {
             return None;
         }
-        let kind = self.error_code.clone().map(Value::String).and_then(|code| serde_json::from_value(code).ok());
         Some(ApiError::new(
-            kind.unwrap_or(ErrorKind::UpstreamError),
+            self.error_code.unwrap_or(ErrorKind::UpstreamError),
             self.error_message.clone().unwrap_or_default(),
             self.error_details.clone(),
         ))
@@ -61,7 +70,7 @@ pub struct EventRow {
     pub id: i64,
     pub job_id: String,
     pub at: i64,
-    pub kind: String,
+    pub kind: EventKind,
     pub data: Value,
 }
 
@@ -90,20 +99,39 @@ pub(super) fn json(text: Option<String>) -> Value {
     text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null)
 }
 
-pub(super) fn job_row(row: &AnyRow) -> Result<JobRow, sqlx::Error> {
+/// `value` read by `parse`, or the row is unreadable: the error names job `job_id` and the value.
+fn known<T>(
+    job_id: &str,
+    what: &'static str,
+    value: String,
+    parse: impl FnOnce(&str) -> Option<T>,
+) -> Result<T, StoreError> {
+    parse(&value).ok_or_else(|| StoreError::Unreadable { job_id: job_id.to_owned(), word: UnknownWord { what, value } })
+}
+
+/// An error kind by its wire name (`ErrorKind`'s serde name, as `Display` writes it).
+fn error_kind(code: &str) -> Option<ErrorKind> {
+    ErrorKind::deserialize(IntoDeserializer::<serde::de::value::Error>::into_deserializer(code)).ok()
+}
+
+pub(super) fn job_row(row: &AnyRow) -> Result<JobRow, StoreError> {
     let provider: Option<String> = row.try_get("up_provider")?;
     let upstream_id: Option<String> = row.try_get("up_id")?;
+    let id: String = row.try_get("id")?;
+    let status = known(&id, "status", row.try_get("status")?, |s| s.parse().ok())?;
+    let error_code: Option<String> = row.try_get("error_code")?;
+    let error_code = error_code.map(|code| known(&id, "error code", code, error_kind)).transpose()?;
     Ok(JobRow {
         seq: row.try_get("seq")?,
-        id: row.try_get("id")?,
+        id,
         kind: row.try_get("kind")?,
-        status: row.try_get("status")?,
+        status,
         plan: json(row.try_get("plan")?),
         config_flavor: json(row.try_get("config_flavor")?),
         project_id: row.try_get("project_id")?,
         sequence: row.try_get("sequence")?,
         output: row.try_get::<Option<String>, _>("output")?.map(|t| json(Some(t))),
-        error_code: row.try_get("error_code")?,
+        error_code,
         error_message: row.try_get("error_message")?,
         error_status: row.try_get("error_status")?,
         error_details: json(row.try_get("error_details")?),
@@ -116,5 +144,16 @@ pub(super) fn job_row(row: &AnyRow) -> Result<JobRow, sqlx::Error> {
         completed_at: row.try_get("completed_at")?,
         cancel_requested: row.try_get::<i64, _>("cancel_requested")? != 0,
         upstream: provider.zip(upstream_id).map(|(provider, id)| UpstreamRun { provider, id, slot: 0 }),
+    })
+}
+
+pub(super) fn event_row(row: &AnyRow) -> Result<EventRow, StoreError> {
+    let job_id: String = row.try_get("job_id")?;
+    Ok(EventRow {
+        id: row.try_get("id")?,
+        kind: known(&job_id, "event kind", row.try_get("kind")?, |k| k.parse().ok())?,
+        job_id,
+        at: row.try_get("at")?,
+        data: json(row.try_get("data")?),
     })
 }

@@ -4,6 +4,7 @@
 use sqlx::Row;
 
 use super::{Store, StoreError, now_ms};
+use crate::jobs::state::{EventKind, JobStatus, status_text};
 use crate::providers::UpstreamRun;
 
 impl Store {
@@ -22,19 +23,22 @@ impl Store {
                 })
             })
             .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError)
+            .map_err(StoreError::Database)
     }
 
     /// Saves an upstream run of a claimed job; `Ok(false)` when the claim was lost.
     pub async fn save_run(&self, job_id: &str, claim: &str, run: &UpstreamRun) -> Result<bool, StoreError> {
         let mut tx = self.writer.begin().await?;
-        let owned =
-            sqlx::query("UPDATE jobs SET heartbeat_at = $1 WHERE id = $2 AND claim = $3 AND status = 'processing'")
-                .bind(now_ms())
-                .bind(job_id)
-                .bind(claim)
-                .execute(&mut *tx)
-                .await?;
+        let owned = sqlx::query(concat!(
+            "UPDATE jobs SET heartbeat_at = $1 WHERE id = $2 AND claim = $3 AND status = '",
+            status_text!(Processing),
+            "'"
+        ))
+        .bind(now_ms())
+        .bind(job_id)
+        .bind(claim)
+        .execute(&mut *tx)
+        .await?;
         if owned.rows_affected() == 0 {
             return Ok(false);
         }
@@ -49,7 +53,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         let data = serde_json::json!({ "provider": run.provider, "id": run.id, "slot": run.slot });
-        self.event(&mut tx, job_id, "upstream", &data).await?;
+        self.event(&mut tx, job_id, EventKind::Upstream, &data).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -63,10 +67,12 @@ impl Store {
         upstream_status: Option<&str>,
     ) -> Result<(), StoreError> {
         let mut tx = self.writer.begin().await?;
-        let owned = sqlx::query(
+        let owned = sqlx::query(concat!(
             "UPDATE jobs SET progress_stage = $1, progress_upstream_status = $2 \
-             WHERE id = $3 AND claim = $4 AND status = 'processing'",
-        )
+             WHERE id = $3 AND claim = $4 AND status = '",
+            status_text!(Processing),
+            "'",
+        ))
         .bind(stage)
         .bind(upstream_status)
         .bind(job_id)
@@ -74,9 +80,10 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if owned.rows_affected() == 1 {
-            let data =
-                serde_json::json!({ "status": "processing", "stage": stage, "upstream_status": upstream_status });
-            self.event(&mut tx, job_id, "progress", &data).await?;
+            let data = serde_json::json!({
+                "status": JobStatus::Processing, "stage": stage, "upstream_status": upstream_status,
+            });
+            self.event(&mut tx, job_id, EventKind::Progress, &data).await?;
         }
         tx.commit().await?;
         Ok(())

@@ -10,6 +10,7 @@ use super::events::NOTIFY_CHANNEL;
 use super::idempotency::KeyBinding;
 use super::rows::JobRow;
 use super::{Dialect, Store, StoreError, now_ms};
+use crate::jobs::state::{EventKind, JobStatus, status_text};
 
 /// What a new job is stored with.
 pub struct NewJob<'a> {
@@ -42,7 +43,7 @@ fn queued_row(job: &NewJob<'_>, seq: i64, now: i64) -> JobRow {
         seq,
         id: job.id.to_owned(),
         kind: job.kind.to_owned(),
-        status: "queued".into(),
+        status: JobStatus::Queued,
         plan: job.plan.clone(),
         config_flavor: job.config_flavor.clone(),
         project_id: job.project_id.map(str::to_owned),
@@ -69,9 +70,12 @@ impl Store {
     /// in one transaction. Returns the stored row, so the submit answer needs no second read;
     /// `Ok(None)` (nothing stored) when `key` was taken over by another submission meanwhile.
     pub async fn insert(&self, job: &NewJob<'_>, key: Option<&KeyBinding<'_>>) -> Result<Option<JobRow>, StoreError> {
-        const INSERT: &str = "INSERT INTO jobs (id, kind, status, plan, config_flavor, project_id, sequence, attempts, \
-             created_at, run_after, cancel_requested, max_attempts) VALUES ($1, $2, 'queued', $3, $4, $5, $6, 0, $7, \
-             $7, 0, $8) RETURNING seq";
+        const INSERT: &str = concat!(
+            "INSERT INTO jobs (id, kind, status, plan, config_flavor, project_id, sequence, attempts, \
+             created_at, run_after, cancel_requested, max_attempts) VALUES ($1, $2, '",
+            status_text!(Queued),
+            "', $3, $4, $5, $6, 0, $7, $7, 0, $8) RETURNING seq"
+        );
         // The row and its first event in one statement, so a submission without a key is one round
         // trip: on SQLite the `jobs_queued_event` trigger (migration 5) writes the event; on
         // PostgreSQL the statement does, and wakes the replicas (a data-modifying CTE always runs,
@@ -83,10 +87,12 @@ impl Store {
             Dialect::Postgres => {
                 insert_and_event = format!(
                     "WITH j AS ({INSERT}), e AS (INSERT INTO job_events (job_id, at, kind, data) \
-                     SELECT $1, $7, 'queued', $9 FROM j), woken AS (SELECT pg_notify($10, $1)) SELECT seq FROM j, woken"
+                     SELECT $1, $7, '{queued}', $9 FROM j), woken AS (SELECT pg_notify($10, $1)) \
+                     SELECT seq FROM j, woken",
+                    queued = EventKind::Queued.as_str(),
                 );
                 insert_job(&insert_and_event, job, now)
-                    .bind(serde_json::json!({ "status": "queued" }).to_string())
+                    .bind(serde_json::json!({ "status": JobStatus::Queued }).to_string())
                     .bind(NOTIFY_CHANNEL)
             }
         };
