@@ -21,7 +21,8 @@ use crate::generation::stored;
 use crate::generation::video::{GenerateVideoBody, GenerateVideoResponse, Video};
 use crate::generation::{FlavorReport, Generation};
 use crate::jobs::Jobs;
-use crate::jobs::store::JobRow;
+use crate::jobs::state::JobStatus;
+use crate::jobs::store::rows::JobRow;
 use crate::providers::RunContext;
 use crate::state::AppState;
 
@@ -124,23 +125,25 @@ async fn respond<G: Generation>(
 /// The sync answer for job `id` as the wait left it: its output, its stored error, or where to
 /// follow it.
 fn answer(id: &str, job: JobRow) -> Result<Response, ApiError> {
-    Ok(match job.status.as_str() {
-        "succeeded" => {
+    Ok(match job.status {
+        JobStatus::Succeeded => {
             let report = FlavorReport::deserialize(&job.config_flavor)
                 .map_err(|e| ApiError::internal(format!("job {id}: its flavor report: {e}")))?;
             let output = job.output.ok_or_else(|| ApiError::internal(format!("job {id} succeeded with no output")))?;
             with_flavor(&report, output)
         }
         // Waited `MVGEN_SYNC_WAIT`: the job goes on; the caller follows it by its id.
-        "queued" | "processing" => ApiError::new(
+        JobStatus::Queued | JobStatus::Processing => ApiError::new(
             ErrorKind::JobStillRunning,
             format!("job {id} is still {} after the sync wait; follow it at /api/mv/jobs/{id}", job.status),
             json!({ "job_id": id, "status": job.status, "retry_after_seconds": 10 }),
         )
         .into_response(),
         // The stored kind, message and details: the answer the run itself would have given.
-        "failed" => job.api_error().unwrap_or_else(|| ApiError::internal(format!("job {id} failed"))).into_response(),
-        _ => ApiError::new(
+        JobStatus::Failed => {
+            job.api_error().unwrap_or_else(|| ApiError::internal(format!("job {id} failed"))).into_response()
+        }
+        JobStatus::Canceled => ApiError::new(
             ErrorKind::JobCanceled,
             format!("job {id} was canceled before it finished"),
             json!({ "job_id": id }),

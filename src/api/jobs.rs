@@ -20,13 +20,13 @@ use super::extract::{ValidJson, ValidPath};
 use crate::error::{ApiError, ErrorKind};
 use crate::generation::Kind;
 use crate::jobs::engine::unavailable;
-use crate::jobs::store::Replay;
-use crate::jobs::store::{Dialect, EventRow, Filter, JobRow, now_ms};
+use crate::jobs::state::JobStatus;
+use crate::jobs::store::idempotency::Replay;
+use crate::jobs::store::queries::Filter;
+use crate::jobs::store::rows::{EventRow, JobRow};
+use crate::jobs::store::{Dialect, now_ms};
 use crate::jobs::{Jobs, SubmitKey, Submitted};
 
-/// The statuses a job moves through; the last three are final.
-pub const STATUSES: [&str; 5] = ["queued", "processing", "succeeded", "failed", "canceled"];
-const TERMINAL_EVENTS: [&str; 3] = ["succeeded", "failed", "canceled"];
 const MAX_LIMIT: i64 = 100;
 
 /// A generation to run as a job.
@@ -43,9 +43,11 @@ pub struct SubmitJobBody {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct JobResource {
     pub id: String,
-    pub kind: String,
+    #[schema(value_type = String)]
+    pub kind: Kind,
     /// `queued`, `processing`, `succeeded`, `failed` or `canceled`.
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: JobStatus,
     /// RFC 3339.
     pub created_at: String,
     pub started_at: Option<String>,
@@ -86,7 +88,8 @@ pub struct JobProgress {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct JobError {
     /// The error kind the sync endpoint would answer with, e.g. `UpstreamError`.
-    pub code: String,
+    #[schema(value_type = String)]
+    pub code: ErrorKind,
     pub message: String,
 }
 
@@ -119,8 +122,8 @@ impl From<JobRow> for JobResource {
     fn from(row: JobRow) -> Self {
         let elapsed =
             row.started_at.map(|start| (row.completed_at.unwrap_or_else(now_ms) - start).max(0) as f64 / 1000.0);
-        let error = match (row.status.as_str(), row.error_code, row.error_message) {
-            ("failed", Some(code), Some(message)) => Some(JobError { code, message }),
+        let error = match (row.status, row.error_code, row.error_message) {
+            (JobStatus::Failed, Some(code), Some(message)) => Some(JobError { code, message }),
             _ => None,
         };
         let base = format!("/api/mv/jobs/{}", row.id);
@@ -128,7 +131,7 @@ impl From<JobRow> for JobResource {
             urls: JobUrls { get: base.clone(), cancel: format!("{base}/cancel"), events: format!("{base}/events") },
             id: row.id,
             kind: row.kind,
-            output: if row.status == "succeeded" { row.output } else { None },
+            output: if row.status == JobStatus::Succeeded { row.output } else { None },
             status: row.status,
             created_at: rfc3339(row.created_at),
             started_at: row.started_at.map(rfc3339),
@@ -290,9 +293,14 @@ fn listing_filter(query: Option<&str>) -> Result<Filter, ApiError> {
     for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
         let value = value.into_owned();
         match name.as_ref() {
-            "status" if STATUSES.contains(&value.as_str()) => filter.status = Some(value),
-            "status" => return Err(bad_query("status", format!("{value:?} is not one of {}", STATUSES.join(", ")))),
-            "kind" => filter.kind = Some(Kind::from_field(&value)?.as_str().to_owned()),
+            "status" => {
+                let status = value.parse().map_err(|_| {
+                    let known = JobStatus::ALL.map(JobStatus::as_str).join(", ");
+                    bad_query("status", format!("{value:?} is not one of {known}"))
+                })?;
+                filter.status = Some(status);
+            }
+            "kind" => filter.kind = Some(Kind::from_field(&value)?),
             "project_id" if !value.is_empty() && value.len() <= 200 => filter.project_id = Some(value),
             "project_id" => return Err(bad_query("project_id", "must be 1 to 200 characters".into())),
             "limit" => {
@@ -357,7 +365,7 @@ pub async fn list_jobs(State(jobs): State<Arc<Jobs>>, RawQuery(query): RawQuery)
 )]
 pub async fn cancel_job(State(jobs): State<Arc<Jobs>>, ValidPath(id): ValidPath<String>) -> Result<Response, ApiError> {
     let row = load(&jobs, &id).await?;
-    if TERMINAL_EVENTS.contains(&row.status.as_str()) {
+    if row.status.is_final() {
         return Err(ApiError::new(
             ErrorKind::JobFinished,
             format!("job {} already {}", row.id, row.status),
@@ -455,13 +463,13 @@ impl Follow {
         loop {
             if let Some(row) = self.pending.pop_front() {
                 self.after = row.id;
-                self.done = TERMINAL_EVENTS.contains(&row.kind.as_str());
+                self.done = row.kind.is_final();
                 let mut data = row.data;
                 if let Value::Object(map) = &mut data {
                     map.insert("job_id".into(), Value::from(row.job_id));
                     map.insert("at".into(), Value::from(rfc3339(row.at)));
                 }
-                return Some(Event::default().id(row.id.to_string()).event(row.kind).data(data.to_string()));
+                return Some(Event::default().id(row.id.to_string()).event(row.kind.as_str()).data(data.to_string()));
             }
             if self.done {
                 return None;
@@ -474,7 +482,7 @@ impl Follow {
                 Ok(_) => {
                     // Reconnected after the final event: nothing more will come.
                     if let Ok(Some(job)) = self.jobs.store().get(&self.id).await
-                        && TERMINAL_EVENTS.contains(&job.status.as_str())
+                        && job.status.is_final()
                         && self.jobs.store().events_after(&self.id, self.after, 1).await.is_ok_and(|r| r.is_empty())
                     {
                         return None;

@@ -2,10 +2,12 @@
 //!
 //! `pipeline` is the seam between the job engine and the generation pipeline: the engine stores and
 //! runs what the pipeline plans, and knows nothing about scenes, images or videos. `store` is the
-//! database (SQLite embedded, PostgreSQL for replicas), `engine` the submit path and the workers.
+//! database (SQLite embedded, PostgreSQL for replicas), `engine` the submit path and the workers,
+//! `state` the words a job's status and events are stored and answered in.
 
 pub mod engine;
 pub mod pipeline;
+pub mod state;
 pub mod store;
 
 pub use engine::{EngineConfig, Jobs, SubmitKey, Submitted};

@@ -561,3 +561,30 @@ async fn idempotency_keys_replay_the_first_answer_recover_and_expire_on_postgres
     };
     idempotency_keys_replay_the_first_answer_recover_and_expire(&pg.url).await;
 }
+
+/// A job row this build cannot read (a status a newer build wrote, say) is answered as any other
+/// jobs database fault: 503 `DatabaseUnavailable`, never a guessed status.
+#[tokio::test]
+async fn an_unreadable_job_row_is_answered_as_a_database_fault() {
+    use sqlx::Connection;
+    let db = tempfile::tempdir().unwrap();
+    let url = sqlite(&db);
+    let (pipeline, _) = FakePipeline::new();
+    let replica = Replica::start(&url, pipeline, config(0)).await;
+    let (status, _, job) =
+        post(&replica.base, "/api/mv/jobs", &json!({ "kind": "scenes", "input": { "prompt": "p" } }), None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    let id = job["id"].as_str().expect("id").to_owned();
+    let mut conn = sqlx::AnyConnection::connect(&url).await.expect("connect");
+    sqlx::query("UPDATE jobs SET status = 'paused' WHERE id = $1").bind(&id).execute(&mut conn).await.expect("status");
+    conn.close().await.expect("close");
+    for path in [format!("/api/mv/jobs/{id}"), "/api/mv/jobs".to_owned()] {
+        let (status, err) = get(&replica.base, &path).await;
+        assert_eq!(
+            (status, err["detail"]["error"].as_str()),
+            (StatusCode::SERVICE_UNAVAILABLE, Some("DatabaseUnavailable")),
+            "{path}: {err}"
+        );
+    }
+    replica.stop().await;
+}

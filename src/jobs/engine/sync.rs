@@ -12,7 +12,9 @@ use super::{Jobs, backoff, woken};
 use crate::error::ApiError;
 use crate::generation::Kind;
 use crate::generation::stored::StoredPlan;
-use crate::jobs::store::{JobRow, StoreError};
+use crate::jobs::state::JobStatus;
+use crate::jobs::store::StoreError;
+use crate::jobs::store::rows::JobRow;
 
 impl Jobs {
     /// Stores a job its caller already planned, then runs it at once in this process (unless a
@@ -61,9 +63,9 @@ impl Jobs {
         let mut claim_at = tokio::time::Instant::now();
         while !shutdown.is_cancelled() && slot.is_some() {
             let pause = match self.store.get(id).await {
-                Ok(Some(job)) if !matches!(job.status.as_str(), "queued" | "processing") => return,
+                Ok(Some(job)) if job.status.is_final() => return,
                 Ok(None) => return,
-                Ok(Some(job)) if job.status == "queued" || tokio::time::Instant::now() >= claim_at => {
+                Ok(Some(job)) if job.status == JobStatus::Queued || tokio::time::Instant::now() >= claim_at => {
                     claim_at = tokio::time::Instant::now() + takeover_every;
                     let claim = format!("{}/now", uuid::Uuid::new_v4());
                     match self.store.claim_job(&claim, id, self.stale_before()).await {
@@ -118,7 +120,7 @@ impl Jobs {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             match self.store.get(id).await {
                 // Its slot is freed a moment after the end is stored (see `run_to_end`).
-                Ok(Some(job)) if matches!(job.status.as_str(), "succeeded" | "failed" | "canceled") => {
+                Ok(Some(job)) if job.status.is_final() => {
                     if left.is_zero() || !self.holding().contains(id) {
                         return Ok(Some(job));
                     }

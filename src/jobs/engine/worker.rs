@@ -13,7 +13,9 @@ use tokio_util::task::TaskTracker;
 
 use super::{Jobs, backoff};
 use crate::error::{ApiError, ErrorKind};
-use crate::jobs::store::{Claimed, Outcome, Store};
+use crate::jobs::store::Store;
+use crate::jobs::store::finish::Outcome;
+use crate::jobs::store::rows::Claimed;
 use crate::providers::{BoxFuture, RunContext, RunObserver, UpstreamRun};
 
 impl Jobs {
@@ -102,11 +104,10 @@ impl Jobs {
             ))
         } else {
             let ctx = RunContext::new(&observer, &saved);
-            // TODO(issue20): typed in the store once the store split lands.
             let run = async {
-                match crate::generation::Kind::parse(&job.kind) {
-                    Some(kind) => self.pipeline.run(kind, &job.plan, ctx).await,
-                    None => Err(ApiError::internal(format!("job {}: unknown kind {:?}", job.id, job.kind))),
+                match &job.kind {
+                    Ok(kind) => self.pipeline.run(*kind, &job.plan, ctx).await,
+                    Err(unknown) => Err(ApiError::internal(format!("job {}: {unknown}", job.id))),
                 }
             };
             let mut run = std::pin::pin!(run);
@@ -155,11 +156,6 @@ impl Jobs {
             _ => Vec::new(),
         };
         let outcome_error;
-        // The stored code is the error kind's wire name, as in the sync endpoints' error bodies.
-        let code = match &ended {
-            Ended::Ran(Err(e)) | Ended::GaveUp(e) => e.kind.to_string(),
-            _ => String::new(),
-        };
         let outcome = match &ended {
             Ended::Ran(Ok(output)) => Outcome::Succeeded(output),
             Ended::Ran(Err(e))
@@ -168,13 +164,13 @@ impl Jobs {
             {
                 outcome_error = e.message.clone();
                 Outcome::Retry {
-                    code: &code,
+                    code: e.kind,
                     message: &outcome_error,
                     after: backoff(job.attempts as u32, Duration::from_secs(60)),
                 }
             }
             Ended::Ran(Err(e)) | Ended::GaveUp(e) => {
-                Outcome::Failed { code: &code, message: &e.message, status: e.status().as_u16(), details: &e.details }
+                Outcome::Failed { code: e.kind, message: &e.message, status: e.status().as_u16(), details: &e.details }
             }
             Ended::Cancel => Outcome::Canceled,
             Ended::Shutdown => Outcome::Released,
@@ -273,10 +269,10 @@ fn outcome_clone<'a>(outcome: &Outcome<'a>) -> Outcome<'a> {
     match outcome {
         Outcome::Succeeded(v) => Outcome::Succeeded(v),
         Outcome::Failed { code, message, status, details } => {
-            Outcome::Failed { code, message, status: *status, details }
+            Outcome::Failed { code: *code, message, status: *status, details }
         }
         Outcome::Canceled => Outcome::Canceled,
-        Outcome::Retry { code, message, after } => Outcome::Retry { code, message, after: *after },
+        Outcome::Retry { code, message, after } => Outcome::Retry { code: *code, message, after: *after },
         Outcome::Released => Outcome::Released,
     }
 }

@@ -19,7 +19,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::pipeline::JobPipeline;
-use super::store::{Dialect, JobRow, KeyBinding, KeyState, KeyTimes, NewJob, Replay, Store, StoreError};
+use super::store::idempotency::{KeyBinding, KeyState, KeyTimes, Replay};
+use super::store::rows::JobRow;
+use super::store::submit::NewJob;
+use super::store::{Dialect, Store, StoreError};
 use crate::error::{ApiError, ErrorKind};
 use crate::generation::Kind;
 use crate::generation::stored::StoredPlan;
@@ -132,10 +135,12 @@ impl Jobs {
         Ok(jobs)
     }
 
+    /// The jobs database.
     pub fn store(&self) -> &Store {
         &self.store
     }
 
+    /// How this engine runs jobs.
     pub fn config(&self) -> &EngineConfig {
         &self.config
     }
@@ -213,7 +218,7 @@ impl Jobs {
         let id = uuid::Uuid::new_v4().to_string();
         let job = NewJob {
             id: &id,
-            kind: kind.as_str(),
+            kind,
             plan: &planned.plan,
             config_flavor: &planned.config_flavor,
             project_id: planned.project_id.as_deref(),
@@ -320,7 +325,7 @@ async fn listen(mut listener: sqlx::postgres::PgListener, wake: broadcast::Sende
     let mut failures = 0;
     while !closed.is_cancelled() {
         if !listening {
-            match listener.listen(super::store::NOTIFY_CHANNEL).await {
+            match listener.listen(super::store::events::NOTIFY_CHANNEL).await {
                 Ok(()) => listening = true,
                 Err(e) => {
                     failures += 1;

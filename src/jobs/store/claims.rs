@@ -1,0 +1,96 @@
+//! Claiming a job for a worker, and keeping the claim alive.
+//!
+//! Claiming is one `UPDATE … WHERE seq = (SELECT … LIMIT 1) RETURNING`: SQLite runs a statement
+//! under its single writer lock, PostgreSQL adds `FOR UPDATE SKIP LOCKED` so replicas never wait
+//! on each other. A claim writes a fresh `claim` token; every later write of the worker is guarded
+//! by it, so a worker that lost its job to a takeover cannot overwrite the new owner's work.
+
+use sqlx::Row;
+
+use super::rows::{Claimed, json};
+use super::{Dialect, Store, StoreError, now_ms};
+use crate::generation::Kind;
+use crate::jobs::state::{EventKind, JobStatus, UnknownWord, status_text};
+
+impl Store {
+    /// Takes the oldest runnable job: queued and due, or processing with a heartbeat older than
+    /// `stale_before` (its worker died). Only a claim that starts a try counts an attempt: a
+    /// takeover counts in `takeovers` and a claim after a release continues the released attempt,
+    /// so restarts never use up the retry budget meant for failures.
+    pub async fn claim(&self, claim: &str, stale_before: i64) -> Result<Option<Claimed>, StoreError> {
+        self.claim_where(claim, stale_before, None).await
+    }
+
+    /// Claims the job `id` if it is queued and due, or processing with a heartbeat older than
+    /// `stale_before` (a sync request runs its own job at once rather than waiting for a free
+    /// worker, and takes it over from a dead one); `None` when a live worker holds it or it ended.
+    pub async fn claim_job(&self, claim: &str, id: &str, stale_before: i64) -> Result<Option<Claimed>, StoreError> {
+        self.claim_where(claim, stale_before, Some(id)).await
+    }
+
+    async fn claim_where(
+        &self,
+        claim: &str,
+        stale_before: i64,
+        id: Option<&str>,
+    ) -> Result<Option<Claimed>, StoreError> {
+        let now = now_ms();
+        let lock = if self.dialect == Dialect::Postgres { "FOR UPDATE SKIP LOCKED" } else { "" };
+        let only = if id.is_some() { "AND id = $4" } else { "" };
+        let mut tx = self.writer.begin().await?;
+        let sql = format!(
+            "UPDATE jobs SET status = '{processing}', claim = $1, heartbeat_at = $2, \
+             attempts = attempts + CASE WHEN status = '{queued}' AND resume = 0 THEN 1 ELSE 0 END, \
+             takeovers = takeovers + CASE WHEN status = '{processing}' THEN 1 ELSE 0 END, resume = 0, \
+             started_at = COALESCE(started_at, $2) \
+             WHERE seq = (SELECT seq FROM jobs WHERE ((status = '{queued}' AND run_after <= $2) \
+                OR (status = '{processing}' AND heartbeat_at < $3)) {only} ORDER BY seq LIMIT 1 {lock}) \
+             RETURNING id, kind, plan, attempts, takeovers, cancel_requested, max_attempts",
+            processing = status_text!(Processing),
+            queued = status_text!(Queued),
+        );
+        let mut query = sqlx::query(&sql).bind(claim).bind(now).bind(stale_before);
+        if let Some(id) = id {
+            query = query.bind(id);
+        }
+        let row = query.fetch_optional(&mut *tx).await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let claimed = Claimed {
+            id: row.try_get("id")?,
+            kind: {
+                let word: String = row.try_get("kind")?;
+                Kind::parse(&word).ok_or(UnknownWord { what: "kind", value: word })
+            },
+            plan: json(row.try_get("plan")?),
+            attempts: row.try_get("attempts")?,
+            takeovers: row.try_get("takeovers")?,
+            max_attempts: row.try_get("max_attempts")?,
+            claim: claim.to_owned(),
+            cancel_requested: row.try_get::<i64, _>("cancel_requested")? != 0,
+        };
+        let data = serde_json::json!({
+            "status": JobStatus::Processing, "attempts": claimed.attempts, "takeovers": claimed.takeovers,
+        });
+        self.event(&mut tx, &claimed.id, EventKind::Processing, &data).await?;
+        tx.commit().await?;
+        Ok(Some(claimed))
+    }
+
+    /// Keeps a claim alive. `Ok(None)`: the claim was lost (taken over or ended elsewhere);
+    /// `Ok(Some(cancel_requested))` otherwise.
+    pub async fn heartbeat(&self, job_id: &str, claim: &str) -> Result<Option<bool>, StoreError> {
+        let row = sqlx::query(concat!(
+            "UPDATE jobs SET heartbeat_at = $1 WHERE id = $2 AND claim = $3 AND status = '",
+            status_text!(Processing),
+            "' RETURNING cancel_requested",
+        ))
+        .bind(now_ms())
+        .bind(job_id)
+        .bind(claim)
+        .fetch_optional(&self.writer)
+        .await?;
+        Ok(row.map(|r| r.try_get::<i64, _>("cancel_requested")).transpose()?.map(|c| c != 0))
+    }
+}

@@ -1,0 +1,196 @@
+//! The jobs database: one set of queries on SQLite (the embedded default) and PostgreSQL (shared
+//! by replicas), through sqlx's `Any` driver so both run the same code. This file owns the
+//! [`Store`] handle (opening, its pools, the dialect, closing) and [`StoreError`]; each concept's
+//! queries live in a file of their own, as further `impl Store` blocks:
+//!
+//! - `rows`: the rows the API and workers read ([`rows::JobRow`], [`rows::EventRow`],
+//!   [`rows::Claimed`]) and decoding a row;
+//! - `migrate`: the embedded migrations;
+//! - `submit`: storing a new job;
+//! - `idempotency`: `Idempotency-Key`s (claim, release, purge);
+//! - `events`: writing a job's events (and waking replicas) and reading them back;
+//! - `claims`: claiming a job for a worker, and its heartbeat;
+//! - `runs`: a job's saved upstream runs and its progress;
+//! - `finish`: how a claim ends, and cancelling;
+//! - `queries`: reading one job, and listing them.
+//!
+//! Why sqlx directly rather than a queue crate: the job resource must be listed by status, kind and
+//! project with cursor pagination, and its saved upstream runs and events are rows a client reads
+//! back; a queue crate's opaque job blob would need a second store beside it.
+
+pub mod claims;
+pub mod events;
+pub mod finish;
+pub mod idempotency;
+mod migrate;
+pub mod queries;
+pub mod rows;
+pub mod runs;
+pub mod submit;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicI64;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sqlx::any::AnyPoolOptions;
+use sqlx::{AnyPool, Connection};
+
+use crate::jobs::state::UnknownWord;
+
+/// A database fault: unreachable, a query that failed, or a row this build cannot read.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Unreachable, or a query that failed.
+    #[error("jobs database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A stored word (status, error code, event kind) this build does not know, perhaps written by
+    /// a newer one: the row is refused rather than guessed at.
+    #[error("jobs database: job {job_id}: {word}")]
+    Unreadable {
+        /// The job whose row (or event) holds it.
+        job_id: String,
+        /// The column and the value found.
+        word: UnknownWord,
+    },
+}
+
+/// Which database the store runs on: the few statements that differ (locking, wake-ups, the first
+/// event of a new job) choose by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// An SQLite file: one process's embedded default (or a worker sharing the file).
+    Sqlite,
+    /// PostgreSQL, shared by replicas.
+    Postgres,
+}
+
+/// The jobs database: cheap to clone (the pools are shared).
+#[derive(Clone)]
+pub struct Store {
+    /// Reads (and, on PostgreSQL, everything).
+    pool: AnyPool,
+    /// Writes. On SQLite a pool of one connection: the file has one writer at a time, and
+    /// writers that collide inside SQLite wait in its busy handler's back-off (sleeps of 1 to
+    /// 100 ms), which held submissions to under half of what one queued writer does. Here they
+    /// queue in the process instead. On PostgreSQL the same pool as `pool`.
+    writer: AnyPool,
+    dialect: Dialect,
+    /// When this process last purged the expired idempotency keys (Unix ms; see `begin_key`).
+    keys_purged_at: Arc<AtomicI64>,
+}
+
+/// Now, in Unix milliseconds: every time the jobs database stores.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A pool of `size` connections. sqlx pings a connection on every release (dropping a broken
+/// one) and, by default, again on every acquire: a second round trip per query, which on SQLite's
+/// one writer is a second hop to its thread for every write. Here only a connection idle for over
+/// a second is pinged before use, so one left over from a database restart is still replaced
+/// before it can fail a query, while a busy pool pays nothing.
+fn pool_options(size: u32) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(size)
+        .acquire_timeout(Duration::from_secs(3))
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for > Duration::from_secs(1) {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
+}
+
+/// An SQLite pool of `size` connections. WAL lets readers (listings, event streams) run beside
+/// the one writer; the busy timeout makes a second process sharing the file (`mvgen worker`)
+/// wait for the lock instead of failing.
+fn sqlite_pool(size: u32) -> AnyPoolOptions {
+    pool_options(size).after_connect(|conn, _| {
+        Box::pin(async move {
+            sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
+            sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
+            sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
+            Ok(())
+        })
+    })
+}
+
+impl Store {
+    /// Connects (creating an SQLite file if missing) and runs the migrations.
+    pub async fn open(url: &str) -> Result<Store, String> {
+        sqlx::any::install_default_drivers();
+        let dialect = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Dialect::Postgres
+        } else if url.starts_with("sqlite:") {
+            Dialect::Sqlite
+        } else {
+            return Err(format!("MVGEN_DATABASE_URL: {url:?} is neither sqlite:… nor postgres://…"));
+        };
+        let shown = redact(url);
+        // One plain connection first: the pool would only say it timed out, this says why.
+        let probe = sqlx::AnyConnection::connect(url)
+            .await
+            .map_err(|e| format!("cannot open the jobs database {shown}: {e}"))?;
+        let _ = probe.close().await;
+        let opened = |e: sqlx::Error| format!("cannot open the jobs database {shown}: {e}");
+        let (pool, writer) = match dialect {
+            Dialect::Sqlite => {
+                let pool = sqlite_pool(8).connect(url).await.map_err(opened)?;
+                let writer = sqlite_pool(1).connect(url).await.map_err(opened)?;
+                (pool, writer)
+            }
+            Dialect::Postgres => {
+                let pool = pool_options(16).connect(url).await.map_err(opened)?;
+                (pool.clone(), pool)
+            }
+        };
+        migrate::migrator(dialect)
+            .run(&writer)
+            .await
+            .map_err(|e| format!("jobs database {shown}: migrations failed: {e}"))?;
+        Ok(Store { pool, writer, dialect, keys_purged_at: Arc::new(AtomicI64::new(0)) })
+    }
+
+    /// The database this store runs on.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// Closes both pools (shutdown).
+    pub async fn close(&self) {
+        self.pool.close().await;
+        self.writer.close().await;
+    }
+
+    /// One round trip to the database, for the readiness probe.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+/// The URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme && url[scheme + 3..at].contains(':') => {
+            let user = url[scheme + 3..at].split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_reach_a_message() {
+        assert_eq!(redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(redact("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+    }
+}

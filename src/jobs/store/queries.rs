@@ -1,0 +1,60 @@
+//! Reading jobs: one by id, and listings filtered by status, kind and project with cursor
+//! pagination.
+
+use super::rows::{COLUMNS, JobRow, job_row};
+use super::{Store, StoreError};
+use crate::generation::Kind;
+use crate::jobs::state::JobStatus;
+
+/// Listing filters (already validated by the API).
+#[derive(Debug, Default, Clone)]
+pub struct Filter {
+    pub status: Option<JobStatus>,
+    pub kind: Option<Kind>,
+    pub project_id: Option<String>,
+    /// Only jobs older than this `seq` (the cursor).
+    pub before: Option<i64>,
+    pub limit: i64,
+}
+
+impl Store {
+    /// The job `id`, or `None` when there is none.
+    pub async fn get(&self, id: &str) -> Result<Option<JobRow>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM jobs WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(job_row).transpose()
+    }
+
+    /// Newest first.
+    pub async fn list(&self, filter: &Filter) -> Result<Vec<JobRow>, StoreError> {
+        let mut clauses = Vec::new();
+        let mut texts = Vec::new();
+        let filters = [
+            ("status", filter.status.map(JobStatus::as_str)),
+            ("kind", filter.kind.map(Kind::as_str)),
+            ("project_id", filter.project_id.as_deref()),
+        ];
+        for (column, value) in filters {
+            if let Some(value) = value {
+                texts.push(value);
+                clauses.push(format!("{column} = ${}", texts.len()));
+            }
+        }
+        if filter.before.is_some() {
+            clauses.push(format!("seq < ${}", texts.len() + 1));
+        }
+        let clause = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
+        let sql = format!("SELECT {COLUMNS} FROM jobs {clause} ORDER BY seq DESC LIMIT {}", filter.limit);
+        let mut query = sqlx::query(&sql);
+        for text in texts {
+            query = query.bind(text);
+        }
+        if let Some(before) = filter.before {
+            query = query.bind(before);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter().map(job_row).collect()
+    }
+}

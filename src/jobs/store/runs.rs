@@ -1,0 +1,91 @@
+//! What a claimed job records while it runs: the upstream runs it started (saved before anyone
+//! waits on them, so the next attempt resumes rather than pays twice) and its progress.
+
+use sqlx::Row;
+
+use super::{Store, StoreError, now_ms};
+use crate::jobs::state::{EventKind, JobStatus, status_text};
+use crate::providers::UpstreamRun;
+
+impl Store {
+    /// The upstream runs a job saved, for the next attempt to resume.
+    pub async fn runs(&self, job_id: &str) -> Result<Vec<UpstreamRun>, StoreError> {
+        let rows = sqlx::query("SELECT provider, upstream_id, slot FROM job_runs WHERE job_id = $1 ORDER BY slot")
+            .bind(job_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(UpstreamRun {
+                    provider: row.try_get("provider")?,
+                    id: row.try_get("upstream_id")?,
+                    slot: row.try_get::<i64, _>("slot")? as u32,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::Database)
+    }
+
+    /// Saves an upstream run of a claimed job; `Ok(false)` when the claim was lost.
+    pub async fn save_run(&self, job_id: &str, claim: &str, run: &UpstreamRun) -> Result<bool, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let owned = sqlx::query(concat!(
+            "UPDATE jobs SET heartbeat_at = $1 WHERE id = $2 AND claim = $3 AND status = '",
+            status_text!(Processing),
+            "'"
+        ))
+        .bind(now_ms())
+        .bind(job_id)
+        .bind(claim)
+        .execute(&mut *tx)
+        .await?;
+        if owned.rows_affected() == 0 {
+            return Ok(false);
+        }
+        let upsert = "INSERT INTO job_runs (job_id, provider, slot, upstream_id, at) VALUES ($1, $2, $3, $4, $5) \
+                      ON CONFLICT (job_id, provider, slot) DO UPDATE SET upstream_id = excluded.upstream_id, at = excluded.at";
+        sqlx::query(upsert)
+            .bind(job_id)
+            .bind(&run.provider)
+            .bind(i64::from(run.slot))
+            .bind(&run.id)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+        let data = serde_json::json!({ "provider": run.provider, "id": run.id, "slot": run.slot });
+        self.event(&mut tx, job_id, EventKind::Upstream, &data).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Records a progress step of a claimed job (row and event).
+    pub async fn progress(
+        &self,
+        job_id: &str,
+        claim: &str,
+        stage: &str,
+        upstream_status: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let owned = sqlx::query(concat!(
+            "UPDATE jobs SET progress_stage = $1, progress_upstream_status = $2 \
+             WHERE id = $3 AND claim = $4 AND status = '",
+            status_text!(Processing),
+            "'",
+        ))
+        .bind(stage)
+        .bind(upstream_status)
+        .bind(job_id)
+        .bind(claim)
+        .execute(&mut *tx)
+        .await?;
+        if owned.rows_affected() == 1 {
+            let data = serde_json::json!({
+                "status": JobStatus::Processing, "stage": stage, "upstream_status": upstream_status,
+            });
+            self.event(&mut tx, job_id, EventKind::Progress, &data).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,125 @@
+//! Storing a new job: its row and its first event, and the `Idempotency-Key` it holds bound to
+//! it, in one transaction (one statement without a key).
+
+use serde_json::Value;
+use sqlx::Row;
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
+
+use super::events::NOTIFY_CHANNEL;
+use super::idempotency::KeyBinding;
+use super::rows::JobRow;
+use super::{Dialect, Store, StoreError, now_ms};
+use crate::generation::Kind;
+use crate::jobs::state::{EventKind, JobStatus, status_text};
+
+/// What a new job is stored with.
+pub struct NewJob<'a> {
+    pub id: &'a str,
+    pub kind: Kind,
+    pub plan: &'a Value,
+    pub config_flavor: &'a Value,
+    pub project_id: Option<&'a str>,
+    pub sequence: Option<i64>,
+    /// Claims before a retryable failure is final; `None`: the engine's default.
+    pub max_attempts: Option<i64>,
+}
+
+/// `sql` with a new job's eight values bound as `$1`..`$8`.
+fn insert_job<'q>(sql: &'q str, job: &'q NewJob<'_>, now: i64) -> Query<'q, sqlx::Any, AnyArguments<'q>> {
+    sqlx::query(sql)
+        .bind(job.id)
+        .bind(job.kind.as_str())
+        .bind(job.plan.to_string())
+        .bind(job.config_flavor.to_string())
+        .bind(job.project_id)
+        .bind(job.sequence)
+        .bind(now)
+        .bind(job.max_attempts)
+}
+
+/// A job's row as [`Store::insert`] just stored it.
+fn queued_row(job: &NewJob<'_>, seq: i64, now: i64) -> JobRow {
+    JobRow {
+        seq,
+        id: job.id.to_owned(),
+        kind: job.kind,
+        status: JobStatus::Queued,
+        plan: job.plan.clone(),
+        config_flavor: job.config_flavor.clone(),
+        project_id: job.project_id.map(str::to_owned),
+        sequence: job.sequence,
+        output: None,
+        error_code: None,
+        error_message: None,
+        error_status: None,
+        error_details: Value::Null,
+        attempts: 0,
+        takeovers: 0,
+        progress_stage: None,
+        progress_upstream_status: None,
+        created_at: now,
+        started_at: None,
+        completed_at: None,
+        cancel_requested: false,
+        upstream: None,
+    }
+}
+
+impl Store {
+    /// Stores a queued job and its first event (and binds `key` to it with the answer to replay)
+    /// in one transaction. Returns the stored row, so the submit answer needs no second read;
+    /// `Ok(None)` (nothing stored) when `key` was taken over by another submission meanwhile.
+    pub async fn insert(&self, job: &NewJob<'_>, key: Option<&KeyBinding<'_>>) -> Result<Option<JobRow>, StoreError> {
+        const INSERT: &str = concat!(
+            "INSERT INTO jobs (id, kind, status, plan, config_flavor, project_id, sequence, attempts, \
+             created_at, run_after, cancel_requested, max_attempts) VALUES ($1, $2, '",
+            status_text!(Queued),
+            "', $3, $4, $5, $6, 0, $7, $7, 0, $8) RETURNING seq"
+        );
+        // The row and its first event in one statement, so a submission without a key is one round
+        // trip: on SQLite the `jobs_queued_event` trigger (migration 5) writes the event; on
+        // PostgreSQL the statement does, and wakes the replicas (a data-modifying CTE always runs,
+        // and `woken` runs once because a CTE calling a volatile function is never inlined).
+        let now = now_ms();
+        let insert_and_event;
+        let query = match self.dialect {
+            Dialect::Sqlite => insert_job(INSERT, job, now),
+            Dialect::Postgres => {
+                insert_and_event = format!(
+                    "WITH j AS ({INSERT}), e AS (INSERT INTO job_events (job_id, at, kind, data) \
+                     SELECT $1, $7, '{queued}', $9 FROM j), woken AS (SELECT pg_notify($10, $1)) \
+                     SELECT seq FROM j, woken",
+                    queued = EventKind::Queued.as_str(),
+                );
+                insert_job(&insert_and_event, job, now)
+                    .bind(serde_json::json!({ "status": JobStatus::Queued }).to_string())
+                    .bind(NOTIFY_CHANNEL)
+            }
+        };
+        let Some(key) = key else {
+            let inserted = query.fetch_one(&self.writer).await?;
+            return Ok(Some(queued_row(job, inserted.try_get("seq")?, now)));
+        };
+        let mut tx = self.writer.begin().await?;
+        let inserted = query.fetch_one(&mut *tx).await?;
+        let row = queued_row(job, inserted.try_get("seq")?, now);
+        let (status, body) = (key.answer)(&row);
+        let bound = sqlx::query(
+            "UPDATE idempotency SET job_id = $1, answer_status = $2, answer_body = $3 \
+             WHERE key = $4 AND owner = $5 AND job_id IS NULL",
+        )
+        .bind(job.id)
+        .bind(i64::from(status))
+        .bind(body.to_string())
+        .bind(key.key)
+        .bind(key.owner)
+        .execute(&mut *tx)
+        .await?;
+        if bound.rows_affected() == 0 {
+            return Ok(None);
+        }
+        tx.commit().await?;
+        Ok(Some(row))
+    }
+}
