@@ -1,31 +1,53 @@
 //! mvgen: a music-video generation backend whose prompt templates and model parameters come in
 //! named **config flavors**, compiled into the binary and chosen per request.
 //!
-//! Data flows one way, and no two top-level modules import each other (README "Code map";
-//! `tests/compiler/layering.rs` checks it):
+//! Data flows one way, and no two modules at any level import each other (README "Code map";
+//! `tests/compiler/layering.rs` checks every level with a Rust parser):
 //!
 //! ```text
-//! configs/ ──compiler──▶ build.rs ──▶ flavor table (phf, &'static) ──▶ api handlers ──▶ providers, storage
+//! configs/ ─▶ compiler ─▶ (build.rs) flavor table ─▶ generation ─▶ jobs ─▶ api ─▶ server ─▶ cli
+//!                                                       │                  (HTTP edge)
+//!                                                       └─▶ prompts, providers ─▶ storage
 //! ```
 //!
-//! - [`model`]: what a compiled flavor is and how its templates render, the types of the flavor
-//!   table and of every request path; [`compiler`]: reads and checks a configs directory, resolves
-//!   inheritance into those types (used by build.rs, the CLI's `--configs` and `live_configs` only).
-//! - [`flavor`]: the embedded table and the per-request choice of flavor; [`live_configs`]: the
-//!   table compiled from a watched directory instead (`mvgen serve --configs DIR`).
-//! - [`prompts`]: turns a flavor plus request inputs into exactly what is sent upstream.
-//! - [`generation`]: one type per generation kind (validated input, serialisable plan, provider
-//!   call) and the one driver that runs them for the endpoints, `mvgen render` and jobs.
-//! - [`error`] (`ApiError`), [`limits`], [`state`] (`AppState`), [`json_body`]: what the pipeline and the
-//!   job engine share with the HTTP edge, kept below both so neither imports [`api`] (it re-exports them).
-//! - [`api`]: the `/api/mv` handlers; [`server`] wires them with auth ([`api_keys`]) and CORS; [`serving`] runs the
-//!   connections (timeouts, connection cap, bounded shutdown drain).
-//! - [`providers`]: Gemini, Replicate and the offline mock; [`storage`]: generated files on disk.
-//! - [`cli`]: the `mvgen` subcommands for prompt authors and CI.
-//! - [`json_schema`]: JSON Schemas of the configs files, from the compiler's definitions.
-//! - [`telemetry`]: `GET /metrics` (Prometheus); [`request_id`]: `X-Request-Id` on every request.
-//! - [`jobs`]: durable generation jobs; [`jobs::JobPipeline`] is what they need from the pipeline.
-//! - [`page`]: the create page (`page/`), embedded and served at `/` and `/create`.
+//! The crate, one line a module (a request follows api → generation → providers → storage):
+//!
+//! ```text
+//! model/          what a compiled flavor is: settings, typed keys, choices, templates (std only)
+//! compiler/       configs dir → checked, resolved flavors, with file:line:col diagnostics
+//! flavor          the embedded phf table and the per-request choice of flavor
+//! live_configs    the table compiled from a watched dir instead (`serve --configs DIR`)
+//! json_schema     JSON Schemas of the configs files, from the compiler's definitions
+//! prompts         a flavor plus request inputs → exactly what is sent upstream
+//! media           the stored file types, and sniffing a type from first bytes
+//! error           ApiError: every failure's kind, status and JSON body
+//! limits          request bounds and the generation slots
+//! json_body       a JSON body parsed into a type (400 syntax, 422 shape)
+//! state           AppState: what every handler shares
+//! debug_log       MV_DEBUG_MODE provenance lines
+//! generation/     the kinds of generation and what runs them
+//!   kind            the one list of kinds (scenes, character_reference, video)
+//!   scenes, character, video   one kind each: body, validation, plan, run, answer
+//!   driver          request → plan: text bounds, flavor choice, strict mode, slot
+//!   report          FlavorReport, what an answer says of the flavor
+//!   stored          a plan as the job engine stores it and runs it later
+//!   inputs, backend the checks bodies share; the video backend choice
+//! jobs/           durable generation jobs
+//!   state           job status and event kinds, their words written once
+//!   store/          the database, one file per concept (rows, submit, claims, runs, events, finish, …)
+//!   engine/         submit and cancel (mod), workers (worker), the sync endpoints' wait (sync)
+//!   pipeline        what the engine needs of generation, and the real adapter
+//! providers/      Gemini, Replicate, Veo and the labelled mocks
+//!   client, retry, body, upstream_error, cancel   the HTTP plumbing they share
+//!   run, upstream_run, output, outbound           run context, saved runs, outputs, downloads
+//! storage/        where outputs live: the trait (mod), local files, S3 (object), checks, URLs
+//! api/            every route on one screen (mod) and its handlers: generate, files, flavors,
+//!                 jobs, openapi, health, readiness; extract (body and path extractors), send_file
+//! server          settings from the environment, and the middleware around api's routes
+//! serving/        connections: accept, watchdog, per-request limits, signals, drain
+//! api_keys, request_id, telemetry, page, background   auth, X-Request-Id, /metrics, the create page, detached work
+//! cli/            the mvgen subcommands: serve, worker, render, check/show/diff, golden, healthcheck
+//! ```
 
 pub mod api;
 pub mod api_keys;

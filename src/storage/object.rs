@@ -67,7 +67,7 @@ impl ObjectStorage {
         // after object_store's default of retrying for three minutes. No overall timeout: a large
         // GET streamed to a slow client takes as long as it takes; a stalled one hits the read timeout.
         let retry = RetryConfig { max_retries: 2, retry_timeout: Duration::from_secs(10), ..RetryConfig::default() };
-        // Mozilla's roots compiled in, as for the providers (src/providers/http.rs): the static
+        // Mozilla's roots compiled in, as for the providers (src/providers/client.rs): the static
         // binary may run where there is no CA store at all.
         let roots = webpki_root_certs::TLS_SERVER_ROOT_CERTS.iter().map(|der| Certificate::from_der(der));
         // Options set here replace the builder's client options: keep its `allow_http`.
