@@ -14,7 +14,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use mvgen::storage::local::LocalStorage;
 use mvgen::storage::object::{ObjectStorage, PART_BYTES};
-use mvgen::storage::{ByteStream, Kind, Storage};
+use mvgen::storage::{ByteStream, Collection, Storage};
 use object_store::aws::AmazonS3Builder;
 use object_store::{ObjectStoreExt, WriteMultipart};
 
@@ -68,7 +68,11 @@ async fn main() -> Result<(), String> {
                 }
                 "file" => {
                     let storage = LocalStorage::new(&target);
-                    storage.put_stream(Kind::Video, u64::MAX, video(mib)).await.map(drop).map_err(|e| e.to_string())
+                    storage
+                        .put_stream(Collection::Video, u64::MAX, video(mib))
+                        .await
+                        .map(drop)
+                        .map_err(|e| e.to_string())
                 }
                 "s3-raw" => {
                     let store =
@@ -85,7 +89,11 @@ async fn main() -> Result<(), String> {
                 }
                 "s3" => {
                     let storage = ObjectStorage::new(AmazonS3Builder::from_env(), &target, "bench")?;
-                    storage.put_stream(Kind::Video, u64::MAX, video(mib)).await.map(drop).map_err(|e| e.to_string())
+                    storage
+                        .put_stream(Collection::Video, u64::MAX, video(mib))
+                        .await
+                        .map(drop)
+                        .map_err(|e| e.to_string())
                 }
                 other => Err(format!("unknown mode {other}")),
             }

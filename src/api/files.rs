@@ -21,7 +21,7 @@ use super::send_file::send_file;
 use crate::error::ApiError;
 use crate::generation::video::VideoRecord;
 use crate::state::AppState;
-use crate::storage::Kind;
+use crate::storage::Collection;
 
 #[utoipa::path(
     get,
@@ -48,7 +48,7 @@ pub async fn get_character_reference(
     request: Request,
 ) -> Result<Response, ApiError> {
     let redirect = redirect_param(request.uri().query())?;
-    serve_or_redirect(&state, Kind::CharacterReference, &id, redirect, request).await
+    serve_or_redirect(&state, Collection::CharacterReference, &id, redirect, request).await
 }
 
 #[utoipa::path(
@@ -76,7 +76,7 @@ pub async fn get_video(
     request: Request,
 ) -> Result<Response, ApiError> {
     let redirect = redirect_param(request.uri().query())?;
-    serve_or_redirect(&state, Kind::Video, &id, redirect, request).await
+    serve_or_redirect(&state, Collection::Video, &id, redirect, request).await
 }
 
 #[utoipa::path(
@@ -95,7 +95,7 @@ pub async fn get_scenes(
     ValidPath(id): ValidPath<String>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    serve(&state, Kind::Scenes, &id, request).await
+    serve(&state, Collection::Scenes, &id, request).await
 }
 
 #[utoipa::path(
@@ -113,7 +113,7 @@ pub async fn get_scenes_markdown(
     State(state): State<AppState>,
     ValidPath(id): ValidPath<String>,
 ) -> Result<Response, ApiError> {
-    let mut opened = state.storage.open(Kind::Scenes, &id).await?;
+    let mut opened = state.storage.open(Collection::Scenes, &id).await?;
     let mut bytes = Vec::with_capacity(usize::try_from(opened.len).unwrap_or(0));
     opened.file.read_to_end(&mut bytes).await.map_err(crate::storage::StorageError::from)?;
     let text = crate::generation::scenes::markdown(&bytes)
@@ -157,9 +157,9 @@ pub async fn get_video_info(
     State(state): State<AppState>,
     ValidPath(id): ValidPath<String>,
 ) -> Result<Json<VideoInfo>, ApiError> {
-    let opened = state.storage.open(Kind::Video, &id).await?;
+    let opened = state.storage.open(Collection::Video, &id).await?;
     // A record that can't be read or parsed only costs the answer its details.
-    let record: Option<VideoRecord> = match state.storage.record(Kind::Video, &id).await {
+    let record: Option<VideoRecord> = match state.storage.record(Collection::Video, &id).await {
         Ok(Some(bytes)) => serde_json::from_slice(&bytes).ok(),
         _ => None,
     };
@@ -201,7 +201,7 @@ const SIGNED_URL_TTL: std::time::Duration = std::time::Duration::from_secs(15 * 
 /// A 307 to a presigned URL when one was asked for and the store can sign it; the file otherwise.
 async fn serve_or_redirect(
     state: &AppState,
-    kind: Kind,
+    kind: Collection,
     id: &str,
     redirect: bool,
     request: Request,
@@ -215,7 +215,7 @@ async fn serve_or_redirect(
     serve(state, kind, id, request).await
 }
 
-async fn serve(state: &AppState, kind: Kind, id: &str, request: Request) -> Result<Response, ApiError> {
+async fn serve(state: &AppState, kind: Collection, id: &str, request: Request) -> Result<Response, ApiError> {
     // Opened only as a regular file reached without links (storage checks), then sent with Range
     // and conditional requests as RFC 9110 has them.
     let opened = state.storage.open(kind, id).await?;

@@ -10,7 +10,7 @@ use crate::error::ApiError;
 use crate::model::Flavor;
 use crate::prompts::{self, CharacterInputs, Consumed};
 use crate::providers::{BoxFuture, ImageRequest};
-use crate::storage::Kind as StoredKind;
+use crate::storage::Collection;
 
 /// How many images one request may ask for; the default is the most.
 pub const NUM_IMAGES: (u32, u32) = (1, 4);
@@ -155,7 +155,7 @@ impl Generation for Character {
                 .collect();
             let attempts = join_all(requests.iter().zip(0..).map(|(request, slot)| async move {
                 let made = maker.make_image(request, run.ctx.slot(slot));
-                let put = run.store::<Self>(maker.backend(), StoredKind::CharacterReference, made).await?;
+                let put = run.store::<Self>(maker.backend(), Collection::CharacterReference, made).await?;
                 Ok::<_, ApiError>(ImageOut {
                     url: format!("/api/mv/get_character_reference/{}", put.id),
                     id: put.id,

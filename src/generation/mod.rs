@@ -67,7 +67,7 @@ use crate::model::Flavor;
 use crate::prompts::Consumed;
 use crate::providers::{BoxFuture, Output, ProviderError, RunContext};
 use crate::state::AppState;
-use crate::storage::{Kind as StoredKind, Put};
+use crate::storage::{Collection, Put};
 
 pub use kind::Kind;
 pub use report::FlavorReport;
@@ -183,7 +183,7 @@ impl Run<'_> {
     pub async fn store<G: Generation>(
         &self,
         backend: &'static str,
-        kind: StoredKind,
+        kind: Collection,
         call: impl Future<Output = Result<Output, ProviderError>>,
     ) -> Result<Put, ApiError> {
         let storage = &*self.state.storage;

@@ -9,7 +9,7 @@ use crate::error::ApiError;
 use crate::model::{Flavor, NUMBER_OF_SCENES};
 use crate::prompts::{self, Consumed, Rendered, SceneInputs, SceneParameters};
 use crate::providers::{BoxFuture, Scene, SceneBrief, SceneRequest};
-use crate::storage::Kind as StoredKind;
+use crate::storage::Collection;
 
 /// What to write scenes for. Optional values default to the flavor's. Strings are stripped of
 /// surrounding whitespace; an optional string that is null, empty or blank is not given.
@@ -183,7 +183,7 @@ impl Generation for Scenes {
 async fn store_scenes(run: Run<'_>, scenes: &[Scene], metadata: &ScenesMetadata) -> Result<OutputFiles, ApiError> {
     let json = serde_json::to_vec_pretty(&serde_json::json!({ "scenes": scenes, "metadata": metadata }))
         .map_err(|e| ApiError::internal(format!("the scenes could not be serialized: {e}")))?;
-    let id = run.state.storage.put(StoredKind::Scenes, "application/json", &json).await?;
+    let id = run.state.storage.put(Collection::Scenes, "application/json", &json).await?;
     Ok(OutputFiles { json: format!("/api/mv/get_scenes/{id}"), markdown: format!("/api/mv/get_scenes/{id}/markdown") })
 }
 

@@ -15,7 +15,7 @@ use crate::model::template::Template;
 use crate::model::{Flavor, VIDEO_DURATION};
 use crate::prompts::{self, Consumed, VideoInputs};
 use crate::providers::{BoxFuture, Media, VideoRequest};
-use crate::storage::{self, Kind as StoredKind, StorageError};
+use crate::storage::{self, Collection, StorageError};
 
 /// The scene to render. Optional values default to the flavor's. Strings are stripped of
 /// surrounding whitespace (a request's `video_rules_template` too); an optional string that is null,
@@ -220,7 +220,7 @@ impl Generation for Video {
             let request = VideoRequest { reference_image, ..plan.request.clone() };
             let maker = plan.kept.backend.maker(&run.state.providers);
             let video_id =
-                run.store::<Self>(maker.backend(), StoredKind::Video, maker.make_video(&request, run.ctx)).await?.id;
+                run.store::<Self>(maker.backend(), Collection::Video, maker.make_video(&request, run.ctx)).await?.id;
             let generation_timestamp = inputs::timestamp();
             let record = VideoRecord {
                 created: generation_timestamp.clone(),
@@ -238,7 +238,7 @@ impl Generation for Video {
             // details, so it is logged rather than failing the request.
             let written = match serde_json::to_vec(&record) {
                 Ok(bytes) => {
-                    run.state.storage.put_record(StoredKind::Video, &video_id, &bytes).await.map_err(|e| e.to_string())
+                    run.state.storage.put_record(Collection::Video, &video_id, &bytes).await.map_err(|e| e.to_string())
                 }
                 Err(e) => Err(e.to_string()),
             };
@@ -302,7 +302,7 @@ async fn load_reference(run: Run<'_>, id: Option<&str>) -> Result<(Option<Media>
     let Some(id) = id.filter(|id| !id.is_empty()) else {
         return Ok((None, None));
     };
-    match run.state.storage.open(StoredKind::CharacterReference, id).await {
+    match run.state.storage.open(Collection::CharacterReference, id).await {
         Ok(opened) => {
             let too_big = || {
                 ApiError::invalid(

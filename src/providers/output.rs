@@ -18,7 +18,7 @@ use super::upstream_error::transport_error;
 use super::{Media, ProviderError};
 use crate::media::checked_media_type;
 use crate::storage::checked::SNIFF_BYTES;
-use crate::storage::{ByteStream, Kind, Put, Storage, StorageError};
+use crate::storage::{ByteStream, Collection, Put, Storage, StorageError};
 
 /// A provider's output, not yet read past its first bytes.
 pub struct Output {
@@ -96,7 +96,11 @@ impl Output {
     /// (cut, timed out, too large, not the kind's type) is the outer `Err`, as the provider call's
     /// own error; a fault of the store's is the inner one. Either way nothing is left under a
     /// final name (`put_stream`'s promise).
-    pub async fn store(self, storage: &dyn Storage, kind: Kind) -> Result<Result<Put, StorageError>, ProviderError> {
+    pub async fn store(
+        self,
+        storage: &dyn Storage,
+        kind: Collection,
+    ) -> Result<Result<Put, StorageError>, ProviderError> {
         let (provider, noun, max_bytes) = (self.provider, self.noun, self.max_bytes);
         let malformed = |message| ProviderError::Malformed { provider, message };
         match storage.put_stream(kind, max_bytes, self.body).await {

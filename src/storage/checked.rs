@@ -4,7 +4,7 @@
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 
-use super::{ByteStream, Kind, StorageError, stored_extension};
+use super::{ByteStream, Collection, StorageError, stored_extension};
 use crate::media::checked_media_type;
 
 /// Bytes enough for every signature `media::sniff_media_type` knows (WebP's is 12).
@@ -22,19 +22,19 @@ pub struct Begun {
 /// A stream being stored, checked as it is read.
 pub struct Checked {
     body: ByteStream,
-    kind: Kind,
+    kind: Collection,
     max_bytes: u64,
     len: u64,
 }
 
 impl Checked {
-    pub fn new(body: ByteStream, kind: Kind, max_bytes: u64) -> Self {
+    pub fn new(body: ByteStream, kind: Collection, max_bytes: u64) -> Self {
         Checked { body, kind, max_bytes, len: 0 }
     }
 
     /// Starts a streamed put of `body`: reads its first bytes, decides the type and the extension
     /// it is stored under, and picks the new id, all before anything is written anywhere.
-    pub async fn begin(body: ByteStream, kind: Kind, max_bytes: u64) -> Result<(Checked, Begun), StorageError> {
+    pub async fn begin(body: ByteStream, kind: Collection, max_bytes: u64) -> Result<(Checked, Begun), StorageError> {
         let mut checked = Checked::new(body, kind, max_bytes);
         let (content_type, first) = checked.first().await?;
         let ext = stored_extension(kind, content_type)?;

@@ -13,8 +13,8 @@ use uuid::Uuid;
 
 use super::checked::{Begun, Checked};
 use super::{
-    ByteStream, Kind, MAX_RECORD_BYTES, Opened, Put, Reader, Storage, StorageError, Stored, parse_id, read_capped,
-    stored_extension,
+    ByteStream, Collection, MAX_RECORD_BYTES, Opened, Put, Reader, Storage, StorageError, Stored, parse_id,
+    read_capped, stored_extension,
 };
 use crate::media::content_type_for;
 
@@ -35,7 +35,7 @@ impl LocalStorage {
     }
 
     /// `{root}/records/{kind}`: what is kept about each stored file of a kind.
-    fn records_dir(&self, kind: Kind) -> PathBuf {
+    fn records_dir(&self, kind: Collection) -> PathBuf {
         self.root.join("records").join(kind.dir_name())
     }
 
@@ -44,7 +44,7 @@ impl LocalStorage {
     /// went. Meant for startup; a missing directory simply has nothing to clean.
     pub fn remove_stale_partials(&self) -> std::io::Result<usize> {
         let mut removed = 0;
-        let kinds = [Kind::CharacterReference, Kind::Video, Kind::Scenes];
+        let kinds = [Collection::CharacterReference, Collection::Video, Collection::Scenes];
         let dirs = kinds.iter().flat_map(|kind| [self.root.join(kind.dir_name()), self.records_dir(*kind)]);
         for dir in dirs {
             let entries = match std::fs::read_dir(dir) {
@@ -75,7 +75,7 @@ impl LocalStorage {
 impl Storage for LocalStorage {
     fn put<'a>(
         &'a self,
-        kind: Kind,
+        kind: Collection,
         content_type: &'a str,
         bytes: &'a [u8],
     ) -> BoxFuture<'a, Result<String, StorageError>> {
@@ -97,7 +97,7 @@ impl Storage for LocalStorage {
 
     fn put_stream<'a>(
         &'a self,
-        kind: Kind,
+        kind: Collection,
         max_bytes: u64,
         body: ByteStream,
     ) -> BoxFuture<'a, Result<Put, StorageError>> {
@@ -126,7 +126,7 @@ impl Storage for LocalStorage {
 
     fn signed_url<'a>(
         &'a self,
-        _kind: Kind,
+        _kind: Collection,
         _id: &'a str,
         _expires: std::time::Duration,
     ) -> BoxFuture<'a, Result<Option<String>, StorageError>> {
@@ -136,7 +136,7 @@ impl Storage for LocalStorage {
     fn check(&self) -> BoxFuture<'_, Result<(), StorageError>> {
         Box::pin(async move {
             // The directories a put creates, and a probe written and removed in one of them.
-            for kind in Kind::ALL {
+            for kind in Collection::ALL {
                 tokio::fs::create_dir_all(self.root.join(kind.dir_name())).await?;
             }
             // In the output directory itself (the operator's, links allowed), never through a kind's
@@ -152,7 +152,7 @@ impl Storage for LocalStorage {
         format!("file://{}", self.root.display())
     }
 
-    fn find<'a>(&'a self, kind: Kind, id: &'a str) -> BoxFuture<'a, Result<Stored, StorageError>> {
+    fn find<'a>(&'a self, kind: Collection, id: &'a str) -> BoxFuture<'a, Result<Stored, StorageError>> {
         Box::pin(async move {
             let id = parse_id(id)?;
             let dir = self.root.join(kind.dir_name());
@@ -180,7 +180,12 @@ impl Storage for LocalStorage {
         })
     }
 
-    fn put_record<'a>(&'a self, kind: Kind, id: &'a str, record: &'a [u8]) -> BoxFuture<'a, Result<(), StorageError>> {
+    fn put_record<'a>(
+        &'a self,
+        kind: Collection,
+        id: &'a str,
+        record: &'a [u8],
+    ) -> BoxFuture<'a, Result<(), StorageError>> {
         Box::pin(async move {
             let id = parse_id(id)?;
             // Records live apart from the files, so a kind's directory holds only what it serves.
@@ -193,7 +198,7 @@ impl Storage for LocalStorage {
         })
     }
 
-    fn record<'a>(&'a self, kind: Kind, id: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, StorageError>> {
+    fn record<'a>(&'a self, kind: Collection, id: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, StorageError>> {
         Box::pin(async move {
             let id = parse_id(id)?;
             // Opened like a stored file (no link followed, no FIFO waited on) and read with a cap:
@@ -211,7 +216,7 @@ impl Storage for LocalStorage {
             Ok(bytes)
         })
     }
-    fn open<'a>(&'a self, kind: Kind, id: &'a str) -> BoxFuture<'a, Result<Opened, StorageError>> {
+    fn open<'a>(&'a self, kind: Collection, id: &'a str) -> BoxFuture<'a, Result<Opened, StorageError>> {
         Box::pin(async move {
             let stored = self.find(kind, id).await?;
             let (file, meta) = open_regular(&stored.path, id).await?;
@@ -325,8 +330,8 @@ mod tests {
     async fn put_then_find_round_trips_and_leaves_no_temp_file() {
         let (_dir, root) = temp_root("roundtrip");
         let storage = LocalStorage::new(&root);
-        let id = storage.put(Kind::Video, "video/mp4", b"abc").await.expect("put");
-        let stored = storage.find(Kind::Video, &id).await.expect("find");
+        let id = storage.put(Collection::Video, "video/mp4", b"abc").await.expect("put");
+        let stored = storage.find(Collection::Video, &id).await.expect("find");
         assert_eq!(stored.content_type, "video/mp4");
         assert_eq!(std::fs::read(&stored.path).expect("read"), b"abc");
         let names: Vec<String> = std::fs::read_dir(root.join("videos"))
@@ -334,25 +339,33 @@ mod tests {
             .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, vec![format!("{id}.mp4")]);
-        assert!(matches!(storage.find(Kind::CharacterReference, &id).await, Err(StorageError::NotFound(_))));
+        assert!(matches!(storage.find(Collection::CharacterReference, &id).await, Err(StorageError::NotFound(_))));
     }
 
     #[tokio::test]
     async fn records_are_kept_apart_from_the_files() {
         let (_dir, root) = temp_root("records");
         let storage = LocalStorage::new(&root);
-        let id = storage.put(Kind::Video, "video/mp4", b"abc").await.expect("put");
-        assert_eq!(storage.record(Kind::Video, &id).await.expect("read"), None);
-        storage.put_record(Kind::Video, &id, b"{\"is_mock\":true}").await.expect("record");
-        assert_eq!(storage.record(Kind::Video, &id).await.expect("read").as_deref(), Some(&b"{\"is_mock\":true}"[..]));
-        assert_eq!(storage.find(Kind::Video, &id).await.expect("find").content_type, "video/mp4");
+        let id = storage.put(Collection::Video, "video/mp4", b"abc").await.expect("put");
+        assert_eq!(storage.record(Collection::Video, &id).await.expect("read"), None);
+        storage.put_record(Collection::Video, &id, b"{\"is_mock\":true}").await.expect("record");
+        assert_eq!(
+            storage.record(Collection::Video, &id).await.expect("read").as_deref(),
+            Some(&b"{\"is_mock\":true}"[..])
+        );
+        assert_eq!(storage.find(Collection::Video, &id).await.expect("find").content_type, "video/mp4");
         let names: Vec<_> =
             std::fs::read_dir(root.join("videos")).expect("dir").map(|e| e.expect("entry").file_name()).collect();
         assert_eq!(names, [std::ffi::OsString::from(format!("{id}.mp4"))], "records are kept apart from the files");
-        assert!(matches!(storage.record(Kind::Video, "../x").await, Err(StorageError::BadId(_))));
-        let scenes = storage.put(Kind::Scenes, "application/json", b"{}").await.expect("scenes");
-        assert!(storage.find(Kind::Scenes, &scenes).await.expect("find").path.ends_with(format!("{scenes}.json")));
-        assert!(matches!(storage.put(Kind::Scenes, "video/mp4", b"x").await, Err(StorageError::Unsupported { .. })));
+        assert!(matches!(storage.record(Collection::Video, "../x").await, Err(StorageError::BadId(_))));
+        let scenes = storage.put(Collection::Scenes, "application/json", b"{}").await.expect("scenes");
+        assert!(
+            storage.find(Collection::Scenes, &scenes).await.expect("find").path.ends_with(format!("{scenes}.json"))
+        );
+        assert!(matches!(
+            storage.put(Collection::Scenes, "video/mp4", b"x").await,
+            Err(StorageError::Unsupported { .. })
+        ));
     }
 
     /// A FIFO, a link to a file outside, or a huge file planted as a record is no record: never
@@ -371,7 +384,8 @@ mod tests {
         std::os::unix::fs::symlink(&outside, dir.join(format!("{link}.json"))).expect("symlink");
         std::fs::write(dir.join(format!("{huge}.json")), vec![b' '; 65 * 1024]).expect("huge");
         for id in [&fifo, &link, &huge] {
-            let read = tokio::time::timeout(std::time::Duration::from_secs(5), storage.record(Kind::Video, id)).await;
+            let read =
+                tokio::time::timeout(std::time::Duration::from_secs(5), storage.record(Collection::Video, id)).await;
             assert!(matches!(read, Ok(Ok(None))), "{id}: {read:?}");
         }
     }
@@ -382,21 +396,23 @@ mod tests {
         // A file where the kind's directory should be makes create_dir_all fail.
         std::fs::write(root.join("videos"), b"not a dir").expect("write");
         let storage = LocalStorage::new(&root);
-        assert!(matches!(storage.put(Kind::Video, "video/mp4", b"x").await, Err(StorageError::Io(_))));
+        assert!(matches!(storage.put(Collection::Video, "video/mp4", b"x").await, Err(StorageError::Io(_))));
     }
 
     #[tokio::test]
     async fn only_types_a_kind_can_be_found_again_are_stored() {
         let (_dir, root) = temp_root("types");
         let storage = LocalStorage::new(&root);
-        for (kind, ct) in
-            [(Kind::Video, "image/png"), (Kind::Video, "video/quicktime"), (Kind::CharacterReference, "image/gif")]
-        {
+        for (kind, ct) in [
+            (Collection::Video, "image/png"),
+            (Collection::Video, "video/quicktime"),
+            (Collection::CharacterReference, "image/gif"),
+        ] {
             let refused = storage.put(kind, ct, b"x").await;
             assert!(matches!(refused, Err(StorageError::Unsupported { .. })), "{ct}");
         }
-        let id = storage.put(Kind::CharacterReference, "image/jpeg; charset=binary", b"x").await.expect("jpeg");
-        assert_eq!(storage.find(Kind::CharacterReference, &id).await.expect("find").content_type, "image/jpeg");
+        let id = storage.put(Collection::CharacterReference, "image/jpeg; charset=binary", b"x").await.expect("jpeg");
+        assert_eq!(storage.find(Collection::CharacterReference, &id).await.expect("find").content_type, "image/jpeg");
     }
 
     /// `chunks` chunks of `size` bytes after an MP4 header, then `tail` (an error cuts the stream).
@@ -417,9 +433,10 @@ mod tests {
         let (_dir, root) = temp_root("stream");
         let storage = LocalStorage::new(&root);
         // 64 MiB in 64 KiB chunks: written as it arrives.
-        let put = storage.put_stream(Kind::Video, 1 << 30, video_stream(1024, 64 * 1024, None)).await.expect("put");
+        let put =
+            storage.put_stream(Collection::Video, 1 << 30, video_stream(1024, 64 * 1024, None)).await.expect("put");
         assert_eq!((put.content_type, put.len), ("video/mp4", 16 + 64 * 1024 * 1024));
-        let opened = storage.open(Kind::Video, &put.id).await.expect("open");
+        let opened = storage.open(Collection::Video, &put.id).await.expect("open");
         assert_eq!(opened.len, put.len);
         assert_eq!(names(&root.join("videos")), [format!("{}.mp4", put.id)]);
         let tail: Vec<Bytes> =
@@ -432,19 +449,19 @@ mod tests {
         let (_dir, root) = temp_root("stream-fail");
         let storage = LocalStorage::new(&root);
         let cut = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "peer went away");
-        let put = storage.put_stream(Kind::Video, 1 << 30, video_stream(64, 64 * 1024, Some(cut))).await;
+        let put = storage.put_stream(Collection::Video, 1 << 30, video_stream(64, 64 * 1024, Some(cut))).await;
         assert!(matches!(put, Err(StorageError::Interrupted(_))), "{put:?}");
-        let put = storage.put_stream(Kind::Video, 1024 * 1024, video_stream(64, 64 * 1024, None)).await;
+        let put = storage.put_stream(Collection::Video, 1024 * 1024, video_stream(64, 64 * 1024, None)).await;
         assert!(matches!(put, Err(StorageError::TooLarge { limit: 1048576 })), "{put:?}");
-        let put = storage.put_stream(Kind::CharacterReference, 1 << 30, video_stream(1, 10, None)).await;
+        let put = storage.put_stream(Collection::CharacterReference, 1 << 30, video_stream(1, 10, None)).await;
         assert!(matches!(&put, Err(StorageError::Rejected(m)) if m.contains("video/mp4")), "{put:?}");
         let html = futures_util::stream::iter([Ok(Bytes::from_static(b"<html>nope</html>"))]).boxed();
-        assert!(matches!(storage.put_stream(Kind::Video, 1 << 30, html).await, Err(StorageError::Rejected(_))));
+        assert!(matches!(storage.put_stream(Collection::Video, 1 << 30, html).await, Err(StorageError::Rejected(_))));
         // Dropped mid-stream (the request went away): the guard removes the temp file.
         let pending = video_stream(4, 1024, None).chain(futures_util::stream::pending()).boxed();
         let dropped = tokio::time::timeout(
             std::time::Duration::from_millis(200),
-            storage.put_stream(Kind::Video, 1 << 30, pending),
+            storage.put_stream(Collection::Video, 1 << 30, pending),
         );
         assert!(dropped.await.is_err(), "the stream never ends");
         assert_eq!(names(&root.join("videos")), Vec::<String>::new(), "no file, final or temporary");

@@ -27,39 +27,40 @@ use uuid::Uuid;
 
 use crate::media::extension_for;
 
-/// What a stored file is; each kind has its own directory.
+/// What a stored file is (a collection: images, videos, scenes); each has its own directory. Not
+/// a generation kind (`generation::Kind`): an upload is stored in a collection too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub enum Collection {
     CharacterReference,
     Video,
     /// The scenes one `create_scenes` request wrote, as JSON.
     Scenes,
 }
 
-impl Kind {
+impl Collection {
     /// How the kind is named in messages.
     pub fn noun(self) -> &'static str {
         match self {
-            Kind::CharacterReference => "image",
-            Kind::Video => "video",
-            Kind::Scenes => "scenes file",
+            Collection::CharacterReference => "image",
+            Collection::Video => "video",
+            Collection::Scenes => "scenes file",
         }
     }
 
     fn dir_name(self) -> &'static str {
         match self {
-            Kind::CharacterReference => "character_references",
-            Kind::Video => "videos",
-            Kind::Scenes => "scenes",
+            Collection::CharacterReference => "character_references",
+            Collection::Video => "videos",
+            Collection::Scenes => "scenes",
         }
     }
 
     /// The extensions a kind is stored with, tried in order when looking an id up.
     fn extensions(self) -> &'static [&'static str] {
         match self {
-            Kind::CharacterReference => &["png", "jpg", "webp"],
-            Kind::Video => &["mp4", "webm"],
-            Kind::Scenes => &["json"],
+            Collection::CharacterReference => &["png", "jpg", "webp"],
+            Collection::Video => &["mp4", "webm"],
+            Collection::Scenes => &["json"],
         }
     }
 
@@ -68,20 +69,20 @@ impl Kind {
     /// at the disk's flush rate, and losing the last ones in a power cut costs only a re-request.
     /// The rename still keeps a half-written file from ever showing under a final name.
     fn durable(self) -> bool {
-        !matches!(self, Kind::Scenes)
+        !matches!(self, Collection::Scenes)
     }
 
     /// What `put_stream` checks the first bytes against (`media::checked_media_type`); scenes
     /// are JSON mvgen wrote itself.
     fn media(self) -> Option<&'static str> {
         match self {
-            Kind::CharacterReference => Some("image"),
-            Kind::Video => Some("video"),
-            Kind::Scenes => None,
+            Collection::CharacterReference => Some("image"),
+            Collection::Video => Some("video"),
+            Collection::Scenes => None,
         }
     }
 
-    const ALL: [Kind; 3] = [Kind::CharacterReference, Kind::Video, Kind::Scenes];
+    const ALL: [Collection; 3] = [Collection::CharacterReference, Collection::Video, Collection::Scenes];
 }
 
 /// Why a storage operation failed.
@@ -193,21 +194,26 @@ pub trait Storage: Send + Sync {
     /// Stores `bytes` as a new file and returns its id.
     fn put<'a>(
         &'a self,
-        kind: Kind,
+        kind: Collection,
         content_type: &'a str,
         bytes: &'a [u8],
     ) -> BoxFuture<'a, Result<String, StorageError>>;
     /// Finds a stored file by id. Only a regular file is found: a directory, link or anything else
     /// planted under its name (or a link in place of the kind's directory) is `NotFound`, and logged.
-    fn find<'a>(&'a self, kind: Kind, id: &'a str) -> BoxFuture<'a, Result<Stored, StorageError>>;
+    fn find<'a>(&'a self, kind: Collection, id: &'a str) -> BoxFuture<'a, Result<Stored, StorageError>>;
     /// Keeps `record` (a small JSON document: when, by which backend, for which project) with the
     /// stored file `id`, replacing any earlier one.
-    fn put_record<'a>(&'a self, kind: Kind, id: &'a str, record: &'a [u8]) -> BoxFuture<'a, Result<(), StorageError>>;
+    fn put_record<'a>(
+        &'a self,
+        kind: Collection,
+        id: &'a str,
+        record: &'a [u8],
+    ) -> BoxFuture<'a, Result<(), StorageError>>;
     /// The record kept with `id`, if one was written.
-    fn record<'a>(&'a self, kind: Kind, id: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, StorageError>>;
+    fn record<'a>(&'a self, kind: Collection, id: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, StorageError>>;
     /// Opens a stored file by id, with the same checks as `find` made again on the open file, so a
     /// file swapped for a link in between is refused too.
-    fn open<'a>(&'a self, kind: Kind, id: &'a str) -> BoxFuture<'a, Result<Opened, StorageError>>;
+    fn open<'a>(&'a self, kind: Collection, id: &'a str) -> BoxFuture<'a, Result<Opened, StorageError>>;
     /// Stores a stream of chunks as a new file of `kind` and says what was stored. The first bytes
     /// decide the type (`media::checked_media_type` against the kind's media), checked before
     /// anything past them is written; more than `max_bytes` fails at once. Only a whole stream is
@@ -215,7 +221,7 @@ pub trait Storage: Send + Sync {
     /// future dropped) leaves nothing, and memory stays bounded whatever the size.
     fn put_stream<'a>(
         &'a self,
-        kind: Kind,
+        kind: Collection,
         max_bytes: u64,
         body: ByteStream,
     ) -> BoxFuture<'a, Result<Put, StorageError>>;
@@ -223,7 +229,7 @@ pub trait Storage: Send + Sync {
     /// sign one (S3); `None` when it can't (`file://`), and the file is served by mvgen.
     fn signed_url<'a>(
         &'a self,
-        kind: Kind,
+        kind: Collection,
         id: &'a str,
         expires: std::time::Duration,
     ) -> BoxFuture<'a, Result<Option<String>, StorageError>>;
@@ -247,7 +253,7 @@ pub async fn read_capped(file: impl AsyncRead + Unpin, len: u64, limit: u64) -> 
 
 /// The extension a file of `kind` and `content_type` is stored under: only one `find` tries, so
 /// nothing is stored that could not be found again.
-fn stored_extension(kind: Kind, content_type: &str) -> Result<&'static str, StorageError> {
+fn stored_extension(kind: Collection, content_type: &str) -> Result<&'static str, StorageError> {
     extension_for(content_type)
         .filter(|ext| kind.extensions().contains(ext))
         .ok_or_else(|| StorageError::Unsupported { content_type: content_type.to_string(), kind: kind.noun() })

@@ -25,7 +25,8 @@ use uuid::Uuid;
 
 use super::checked::{Begun, Checked};
 use super::{
-    ByteStream, Kind, MAX_RECORD_BYTES, Opened, Put, Reader, Storage, StorageError, Stored, parse_id, stored_extension,
+    ByteStream, Collection, MAX_RECORD_BYTES, Opened, Put, Reader, Storage, StorageError, Stored, parse_id,
+    stored_extension,
 };
 use crate::media::content_type_for;
 
@@ -99,16 +100,20 @@ impl ObjectStorage {
         if self.prefix.is_empty() { Path::from(rest) } else { Path::from(format!("{}/{rest}", self.prefix)) }
     }
 
-    fn file_key(&self, kind: Kind, id: &str, ext: &str) -> Path {
+    fn file_key(&self, kind: Collection, id: &str, ext: &str) -> Path {
         self.key(&format!("{}/{id}.{ext}", kind.dir_name()))
     }
 
-    fn record_key(&self, kind: Kind, id: &str) -> Path {
+    fn record_key(&self, kind: Collection, id: &str) -> Path {
         self.key(&format!("records/{}/{id}.json", kind.dir_name()))
     }
 
     /// The stored object of `id`, tried under each of the kind's extensions.
-    async fn head(&self, kind: Kind, id: &str) -> Result<(Path, &'static str, object_store::ObjectMeta), StorageError> {
+    async fn head(
+        &self,
+        kind: Collection,
+        id: &str,
+    ) -> Result<(Path, &'static str, object_store::ObjectMeta), StorageError> {
         let id = parse_id(id)?;
         for ext in kind.extensions() {
             let path = self.file_key(kind, &id, ext);
@@ -284,7 +289,7 @@ fn with_causes(e: &dyn std::error::Error) -> String {
 impl Storage for ObjectStorage {
     fn put<'a>(
         &'a self,
-        kind: Kind,
+        kind: Collection,
         content_type: &'a str,
         bytes: &'a [u8],
     ) -> BoxFuture<'a, Result<String, StorageError>> {
@@ -298,14 +303,19 @@ impl Storage for ObjectStorage {
         })
     }
 
-    fn find<'a>(&'a self, kind: Kind, id: &'a str) -> BoxFuture<'a, Result<Stored, StorageError>> {
+    fn find<'a>(&'a self, kind: Collection, id: &'a str) -> BoxFuture<'a, Result<Stored, StorageError>> {
         Box::pin(async move {
             let (path, content_type, _) = self.head(kind, id).await?;
             Ok(Stored { path: path.as_ref().into(), content_type })
         })
     }
 
-    fn put_record<'a>(&'a self, kind: Kind, id: &'a str, record: &'a [u8]) -> BoxFuture<'a, Result<(), StorageError>> {
+    fn put_record<'a>(
+        &'a self,
+        kind: Collection,
+        id: &'a str,
+        record: &'a [u8],
+    ) -> BoxFuture<'a, Result<(), StorageError>> {
         Box::pin(async move {
             let id = parse_id(id)?;
             let payload = Bytes::copy_from_slice(record).into();
@@ -313,7 +323,7 @@ impl Storage for ObjectStorage {
         })
     }
 
-    fn record<'a>(&'a self, kind: Kind, id: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, StorageError>> {
+    fn record<'a>(&'a self, kind: Collection, id: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, StorageError>> {
         Box::pin(async move {
             let id = parse_id(id)?;
             let path = self.record_key(kind, &id);
@@ -331,7 +341,7 @@ impl Storage for ObjectStorage {
         })
     }
 
-    fn open<'a>(&'a self, kind: Kind, id: &'a str) -> BoxFuture<'a, Result<Opened, StorageError>> {
+    fn open<'a>(&'a self, kind: Collection, id: &'a str) -> BoxFuture<'a, Result<Opened, StorageError>> {
         Box::pin(async move {
             let (path, content_type, meta) = self.head(kind, id).await?;
             // The bytes are fetched only if the reader is read: a ranged answer fetches its range.
@@ -356,7 +366,7 @@ impl Storage for ObjectStorage {
 
     fn put_stream<'a>(
         &'a self,
-        kind: Kind,
+        kind: Collection,
         max_bytes: u64,
         body: ByteStream,
     ) -> BoxFuture<'a, Result<Put, StorageError>> {
@@ -377,7 +387,7 @@ impl Storage for ObjectStorage {
 
     fn signed_url<'a>(
         &'a self,
-        kind: Kind,
+        kind: Collection,
         id: &'a str,
         expires: Duration,
     ) -> BoxFuture<'a, Result<Option<String>, StorageError>> {

@@ -13,7 +13,7 @@ use axum::http::{Request, StatusCode, header};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use mvgen::storage::object::{ObjectStorage, PART_BYTES};
-use mvgen::storage::{ByteStream, Kind, Storage, StorageError};
+use mvgen::storage::{ByteStream, Collection, Storage, StorageError};
 use object_store::ObjectStore;
 use serde_json::json;
 use support::seaweed::Seaweed;
@@ -109,9 +109,9 @@ async fn a_streamed_put_of_many_parts_is_stored_whole_and_a_cut_one_leaves_nothi
     let prefix = prefix();
     let storage = store.storage(&prefix);
     let chunks = 3 * PART_BYTES / (1 << 20) + 2;
-    let put = storage.put_stream(Kind::Video, 1 << 30, video(chunks, None)).await.expect("multipart put");
+    let put = storage.put_stream(Collection::Video, 1 << 30, video(chunks, None)).await.expect("multipart put");
     assert_eq!((put.content_type, put.len), ("video/mp4", 16 + (chunks as u64) * (1 << 20)));
-    let opened = storage.open(Kind::Video, &put.id).await.expect("open");
+    let opened = storage.open(Collection::Video, &put.id).await.expect("open");
     assert_eq!(opened.len, put.len);
     let mut read = Vec::new();
     let mut whole = opened.file;
@@ -123,16 +123,16 @@ async fn a_streamed_put_of_many_parts_is_stored_whole_and_a_cut_one_leaves_nothi
         .await
         .concat();
     assert!(read == expected, "the object is the stream, byte for byte");
-    let small = storage.put_stream(Kind::Video, 1 << 30, video(1, None)).await.expect("one-PUT put");
+    let small = storage.put_stream(Collection::Video, 1 << 30, video(1, None)).await.expect("one-PUT put");
     assert_eq!(small.len, 16 + (1 << 20));
 
     let before = keys(&store, &prefix).await;
     let cut = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "download cut");
-    let failed = storage.put_stream(Kind::Video, 1 << 30, video(chunks, Some(cut))).await;
+    let failed = storage.put_stream(Collection::Video, 1 << 30, video(chunks, Some(cut))).await;
     assert!(matches!(failed, Err(StorageError::Interrupted(_))), "{failed:?}");
-    let failed = storage.put_stream(Kind::Video, 8 << 20, video(chunks, None)).await;
+    let failed = storage.put_stream(Collection::Video, 8 << 20, video(chunks, None)).await;
     assert!(matches!(failed, Err(StorageError::TooLarge { .. })), "{failed:?}");
-    let failed = storage.put_stream(Kind::CharacterReference, 1 << 30, video(chunks, None)).await;
+    let failed = storage.put_stream(Collection::CharacterReference, 1 << 30, video(chunks, None)).await;
     assert!(matches!(failed, Err(StorageError::Rejected(_))), "{failed:?}");
     assert_eq!(keys(&store, &prefix).await, before, "nothing stored by a cut, oversized or refused stream");
 }

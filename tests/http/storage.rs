@@ -103,7 +103,7 @@ impl Drop for Unmount {
 #[test]
 fn refused_planted_files_are_logged() {
     use mvgen::storage::local::LocalStorage;
-    use mvgen::storage::{Kind, Storage};
+    use mvgen::storage::{Collection, Storage};
     let dir = tempfile::tempdir().expect("temp dir");
     let videos = dir.path().join("videos");
     std::fs::create_dir_all(&videos).expect("mkdir");
@@ -112,7 +112,7 @@ fn refused_planted_files_are_logged() {
     let storage = LocalStorage::new(dir.path());
     let logs = support::test_app::capture_logs(|| {
         let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
-        let found = rt.block_on(storage.open(Kind::Video, id));
+        let found = rt.block_on(storage.open(Collection::Video, id));
         assert!(matches!(found, Err(mvgen::storage::StorageError::NotFound(_))), "{found:?}");
     });
     assert!(logs.contains("refusing to serve") && logs.contains("a symbolic link") && logs.contains(id), "{logs}");
