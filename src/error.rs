@@ -24,7 +24,7 @@ pub struct ApiError {
 }
 
 /// Every error the API answers with. The variant's name is the body's `error` field.
-// Deserialize: a failed job stores its kind by name and answers with it again (jobs::store).
+// Deserialize: a failed job stores its kind by name and answers with it again (jobs::store::rows).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 pub enum ErrorKind {
     /// A well-formed request whose values make no sense.

@@ -5,12 +5,13 @@
 //! `tests/compiler/layering.rs` checks every level with a Rust parser):
 //!
 //! ```text
-//! configs/ ─▶ compiler ─▶ (build.rs) flavor table ─▶ generation ─▶ jobs ─▶ api ─▶ server ─▶ cli
-//!                                                       │                  (HTTP edge)
-//!                                                       └─▶ prompts, providers ─▶ storage
+//! configs/ ─▶ compiler ─▶ (build.rs) flavor table ─▶ generation ─▶ jobs ─▶ api (HTTP edge) ◀── server ◀── cli
+//!                │              │                        │
+//!                └──▶ model ◀───┘                        └──▶ prompts, providers ─▶ storage
 //! ```
 //!
-//! The crate, one line a module (a request follows api → generation → providers → storage):
+//! The crate, one line a module (a request: api → generation plans → jobs → generation runs →
+//! providers → storage):
 //!
 //! ```text
 //! model/          what a compiled flavor is: settings, typed keys, choices, templates (std only)

@@ -21,7 +21,9 @@ use crate::generation::stored;
 use crate::generation::video::{GenerateVideoBody, GenerateVideoResponse, Video};
 use crate::generation::{FlavorReport, Generation};
 use crate::jobs::Jobs;
+use crate::jobs::engine::unavailable;
 use crate::jobs::state::JobStatus;
+use crate::jobs::store::StoreError;
 use crate::jobs::store::rows::JobRow;
 use crate::providers::RunContext;
 use crate::state::AppState;
@@ -101,6 +103,7 @@ async fn respond<G: Generation>(
     let mut response = match jobs.finished(&id).await {
         Ok(Some(job)) => answer(&id, job)?,
         Ok(None) => return Err(ApiError::internal(format!("job {id} is gone"))),
+        Err(e @ StoreError::Unreadable { .. }) => return Err(unavailable(e)),
         // Stored, but the database was unreadable for the whole wait: the job is kept, and the
         // caller may retry or follow it by its id.
         Err(e) => {

@@ -24,7 +24,7 @@ use crate::jobs::state::JobStatus;
 use crate::jobs::store::idempotency::Replay;
 use crate::jobs::store::queries::Filter;
 use crate::jobs::store::rows::{EventRow, JobRow};
-use crate::jobs::store::{Dialect, now_ms};
+use crate::jobs::store::{Dialect, StoreError, now_ms};
 use crate::jobs::{Jobs, SubmitKey, Submitted};
 
 const MAX_LIMIT: i64 = 100;
@@ -487,6 +487,12 @@ impl Follow {
                     {
                         return None;
                     }
+                }
+                // An event this build cannot read will not become readable: end the stream (the
+                // job itself is still there to read) rather than poll at it forever.
+                Err(e @ StoreError::Unreadable { .. }) => {
+                    tracing::warn!(job = %self.id, error = %e, "event stream ends at an event it cannot read");
+                    return None;
                 }
                 Err(e) => tracing::debug!(job = %self.id, error = %e, "event stream cannot read; retrying"),
             }

@@ -5,7 +5,7 @@
 pub mod extract;
 mod files;
 mod flavors;
-pub mod generate;
+mod generate;
 pub mod health;
 pub mod jobs;
 pub mod openapi;

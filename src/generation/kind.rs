@@ -1,16 +1,18 @@
-//! The one list of generation kinds. HTTP (which endpoint), the job engine (a job's `kind`,
-//! stored and filtered on) and the CLI (`mvgen render`'s subcommands) all name a kind with this
-//! enum; its text form, on the wire and in the jobs database, is written here and nowhere else.
+//! The one list of generation kinds. HTTP (a job's `kind`, the listing's filter) and the job engine
+//! (the stored `kind` column, which kind runs a plan) name a kind with this enum; its text form, on
+//! the wire and in the jobs database, is written here (`as_str`) and nowhere else. `mvgen render`'s
+//! subcommands are one per kind too (`cli/render.rs`), under the CLI's older names (`character` for
+//! `character_reference`), kept so scripts and golden request files go on working.
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::ApiError;
 
 /// A kind of generation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
     /// `create_scenes`: scene descriptions from an idea.
     Scenes,
@@ -23,6 +25,9 @@ pub enum Kind {
 impl Kind {
     /// Every kind, in the order the API lists them.
     pub const ALL: [Kind; 3] = [Kind::Scenes, Kind::CharacterReference, Kind::Video];
+
+    /// Every kind's name, in the order of [`Kind::ALL`].
+    const NAMES: [&'static str; 3] = [Kind::Scenes.as_str(), Kind::CharacterReference.as_str(), Kind::Video.as_str()];
 
     /// Its name for jobs, metrics and debug logs.
     pub const fn as_str(self) -> &'static str {
@@ -38,13 +43,29 @@ impl Kind {
         Kind::ALL.into_iter().find(|kind| kind.as_str() == name)
     }
 
+    /// Every kind's name, comma-separated, for messages that list them.
+    pub fn names() -> String {
+        Kind::NAMES.join(", ")
+    }
+
     /// The kind a request names in its `kind` field (a job's body, the jobs listing's query): any
     /// other name is a 400 naming the field and listing the kinds.
     pub fn from_field(name: &str) -> Result<Kind, ApiError> {
-        Kind::parse(name).ok_or_else(|| {
-            let names = Kind::ALL.map(Kind::as_str).join(", ");
-            ApiError::invalid("kind", format!("{name:?} is not one of {names}"))
-        })
+        Kind::parse(name).ok_or_else(|| ApiError::invalid("kind", format!("{name:?} is not one of {}", Kind::names())))
+    }
+}
+
+// Through `as_str`, so the wire and the database spell a kind the same way by construction.
+impl Serialize for Kind {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Kind {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        Kind::parse(&name).ok_or_else(|| D::Error::unknown_variant(&name, &Kind::NAMES))
     }
 }
 

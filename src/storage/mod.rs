@@ -28,7 +28,8 @@ use uuid::Uuid;
 use crate::media::extension_for;
 
 /// What a stored file is (a collection: images, videos, scenes); each has its own directory. Not
-/// a generation kind (`generation::Kind`): an upload is stored in a collection too.
+/// a generation kind (`generation::Kind`): a generation may store files of several collections,
+/// and files no generation made (uploads) need collections of their own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Collection {
     CharacterReference,

@@ -70,7 +70,7 @@ struct Resolved {
 struct Edge {
     from: usize,
     to: usize,
-    /// Where and what, e.g. `src/cli/serve.rs: crate::cli::worker::open_jobs`.
+    /// Where and what, e.g. `src/cli/serve.rs: crate::cli::lifecycle::open_jobs`.
     evidence: String,
 }
 

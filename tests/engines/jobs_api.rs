@@ -562,10 +562,11 @@ async fn idempotency_keys_replay_the_first_answer_recover_and_expire_on_postgres
     idempotency_keys_replay_the_first_answer_recover_and_expire(&pg.url).await;
 }
 
-/// A job row this build cannot read (a status a newer build wrote, say) is answered as any other
-/// jobs database fault: 503 `DatabaseUnavailable`, never a guessed status.
+/// A job row this build cannot read (a status a newer build wrote, say) is a fault naming the job
+/// and the word: 500, never a guessed status, and not a 503 "retry shortly" (retrying will not
+/// make it readable).
 #[tokio::test]
-async fn an_unreadable_job_row_is_answered_as_a_database_fault() {
+async fn an_unreadable_job_row_is_a_fault_naming_the_job() {
     use sqlx::Connection;
     let db = tempfile::tempdir().unwrap();
     let url = sqlite(&db);
@@ -582,9 +583,11 @@ async fn an_unreadable_job_row_is_answered_as_a_database_fault() {
         let (status, err) = get(&replica.base, &path).await;
         assert_eq!(
             (status, err["detail"]["error"].as_str()),
-            (StatusCode::SERVICE_UNAVAILABLE, Some("DatabaseUnavailable")),
+            (StatusCode::INTERNAL_SERVER_ERROR, Some("InternalError")),
             "{path}: {err}"
         );
+        let message = err["detail"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(&id) && message.contains("\"paused\""), "{path}: {message}");
     }
     replica.stop().await;
 }

@@ -254,7 +254,7 @@ async fn a_sync_job_a_worker_claims_first_holds_its_generation_slot_until_it_end
     assert_eq!(upstream.runs.load(std::sync::atomic::Ordering::SeqCst), 0, "run once, by the other worker");
 }
 
-/// A sync wait that could not read the database once before its bound says so (the driver answers
+/// A sync wait that could not read the database once before its bound says so (the endpoint answers
 /// 503 `DatabaseUnavailable` with the job's id), rather than "no such job".
 #[tokio::test]
 async fn a_sync_wait_that_never_reads_the_database_is_an_error_not_an_unknown_job() {
@@ -386,5 +386,49 @@ async fn a_row_with_an_unknown_status_error_code_or_event_kind_is_an_error_namin
     assert!(err.to_string().contains(&gremlin), "the newest row is read first: {err}");
     let err = jobs.store().events_after(&paused, 0, 10).await.expect_err("the events too");
     assert!(err.to_string().contains(&paused) && err.to_string().contains("\"teleported\""), "{err}");
+    jobs.close().await;
+}
+
+/// A job a newer build stored with a kind this build does not know: reading its row is an error
+/// naming the job and the word, and a worker that claims it fails it at once with the 400 naming
+/// `kind` the pipeline gave when kinds were looked up by name (not retried, not left processing).
+#[tokio::test]
+async fn a_job_of_an_unknown_kind_is_failed_by_the_worker_that_claims_it() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(&dir);
+    let (pipeline, upstream) = FakePipeline::new();
+    let jobs = Jobs::open(&url, pipeline.clone(), config(0, 60_000)).await.expect("open");
+    let id = submit(&jobs, "scenes", json!({ "prompt": "from the future" })).await;
+    let mut db = sqlx::AnyConnection::connect(&url).await.expect("connect");
+    sqlx::query("UPDATE jobs SET kind = 'song' WHERE id = $1").bind(&id).execute(&mut db).await.expect("kind");
+    let err = jobs.store().get(&id).await.expect_err("an unknown kind is an error");
+    assert!(err.to_string().contains(&id) && err.to_string().contains("\"song\""), "{err}");
+    jobs.close().await;
+
+    let jobs = Jobs::open(&url, pipeline, config(1, 60_000)).await.expect("open");
+    let shutdown = CancellationToken::new();
+    let workers = jobs.start_workers(shutdown.clone());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (status, code, message) = loop {
+        let row = sqlx::query_as::<_, (String, Option<String>, Option<String>)>(
+            "SELECT status, error_code, error_message FROM jobs WHERE id = $1",
+        )
+        .bind(&id)
+        .fetch_one(&mut db)
+        .await
+        .expect("read the raw row");
+        if row.0 != "queued" && row.0 != "processing" {
+            break row;
+        }
+        assert!(Instant::now() < deadline, "the job is still {}", row.0);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!((status.as_str(), code.as_deref()), ("failed", Some("ValidationError")));
+    assert_eq!(message.as_deref(), Some(r#"kind: expected one of scenes, character_reference, video, got "song""#));
+    assert_eq!(upstream.runs.load(std::sync::atomic::Ordering::SeqCst), 0, "nothing ran upstream");
+    shutdown.cancel();
+    workers.wait().await;
+    db.close().await.expect("close");
     jobs.close().await;
 }

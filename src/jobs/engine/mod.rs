@@ -311,6 +311,11 @@ fn backoff(failures: u32, cap: Duration) -> Duration {
 
 /// The database is unreachable: 503 with a `Retry-After`, nothing was stored.
 pub fn unavailable(e: StoreError) -> ApiError {
+    // Not an outage: a row this build cannot read (a newer build's word) stays unreadable however
+    // often it is retried, so it is a fault naming the job, not "retry shortly".
+    if let StoreError::Unreadable { .. } = e {
+        return ApiError::internal(e.to_string());
+    }
     tracing::warn!(error = %e, "jobs database unavailable");
     ApiError::new(
         ErrorKind::DatabaseUnavailable,

@@ -90,6 +90,11 @@ impl Jobs {
                     failures = 0;
                     self.config.poll
                 }
+                // Unreadable stays unreadable: give the slot back rather than hold it forever.
+                Err(e @ StoreError::Unreadable { .. }) => {
+                    tracing::warn!(job = %id, error = %e, "a sync job's row cannot be read; no longer waiting on it");
+                    return;
+                }
                 Err(e) => {
                     failures += 1;
                     tracing::debug!(job = %id, error = %e, "cannot read a sync job; retrying");
@@ -128,6 +133,7 @@ impl Jobs {
                 }
                 Ok(None) => return Ok(None),
                 Ok(Some(job)) => last = Some(job),
+                Err(e @ StoreError::Unreadable { .. }) => return Err(e),
                 Err(e) => {
                     tracing::debug!(job = %id, error = %e, "cannot read a waited-on job; retrying");
                     fault = Some(e);

@@ -13,6 +13,7 @@ use tokio_util::task::TaskTracker;
 
 use super::{Jobs, backoff};
 use crate::error::{ApiError, ErrorKind};
+use crate::generation::Kind;
 use crate::jobs::store::Store;
 use crate::jobs::store::finish::Outcome;
 use crate::jobs::store::rows::Claimed;
@@ -107,7 +108,11 @@ impl Jobs {
             let run = async {
                 match &job.kind {
                     Ok(kind) => self.pipeline.run(*kind, &job.plan, ctx).await,
-                    Err(unknown) => Err(ApiError::internal(format!("job {}: {unknown}", job.id))),
+                    // As when the pipeline looked kinds up by name: a 400 naming the field, final.
+                    Err(unknown) => Err(ApiError::invalid(
+                        "kind",
+                        format!("expected one of {}, got {:?}", Kind::names(), unknown.value),
+                    )),
                 }
             };
             let mut run = std::pin::pin!(run);

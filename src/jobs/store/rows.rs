@@ -79,8 +79,9 @@ pub struct EventRow {
 #[derive(Debug, Clone)]
 pub struct Claimed {
     pub id: String,
-    /// Its kind, or the word a newer build stored for one this build does not know: such a job
-    /// fails when run, naming the word (it is claimed all the same, as before kinds were typed).
+    /// Its kind, or the word a newer build stored for one this build does not know: such a job is
+    /// claimed and then fails with a 400 naming `kind`, as it did when kinds were looked up by
+    /// name (refusing the claim instead would leave it processing, taken over again and again).
     pub kind: Result<Kind, UnknownWord>,
     pub plan: Value,
     pub attempts: i64,
