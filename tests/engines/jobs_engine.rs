@@ -432,3 +432,23 @@ async fn a_job_of_an_unknown_kind_is_failed_by_the_worker_that_claims_it() {
     db.close().await.expect("close");
     jobs.close().await;
 }
+
+/// Two processes started together on one fresh SQLite file (two `mvgen serve` beside each other,
+/// as `bench/load.sh` starts them) both open it: the one that loses the race to apply a migration
+/// finds it applied and goes on, rather than failing to start with "table jobs already exists".
+#[tokio::test]
+async fn two_engines_opening_one_fresh_sqlite_file_at_once_both_start() {
+    for _ in 0..10 {
+        let dir = tempfile::tempdir().unwrap();
+        let url = sqlite_url(&dir);
+        let (a, _) = FakePipeline::new();
+        let (b, _) = FakePipeline::new();
+        let (first, second) =
+            tokio::join!(Jobs::open(&url, a, config(0, 60_000)), Jobs::open(&url, b, config(0, 60_000)));
+        let (first, second) = (first.expect("the first opens"), second.expect("the second opens"));
+        let id = submit(&first, "scenes", json!({ "prompt": "either" })).await;
+        assert!(second.store().get(&id).await.expect("readable").is_some(), "one database, both see the job");
+        first.close().await;
+        second.close().await;
+    }
+}

@@ -3,13 +3,39 @@
 
 use std::borrow::Cow;
 
-use sqlx::migrate::{Migration, MigrationType, Migrator};
+use std::time::Duration;
+
+use sqlx::AnyPool;
+use sqlx::migrate::{MigrateError, Migration, MigrationType, Migrator};
 
 use super::Dialect;
 
+/// Applies the migrations not yet applied.
+///
+/// On SQLite, two processes opening one fresh file at once (two `mvgen serve` started together)
+/// race to apply the same migration: sqlx takes no lock there, so both read "not applied", and
+/// the loser's transaction fails ("table jobs already exists") and rolls back. Once the winner has
+/// committed, running again finds the migrations applied; a few short retries cover that window.
+/// PostgreSQL needs none: sqlx holds an advisory lock while it migrates.
+pub(super) async fn run(dialect: Dialect, writer: &AnyPool) -> Result<(), MigrateError> {
+    const RETRIES: u32 = 5;
+    let migrator = migrator(dialect);
+    let mut tries = 0;
+    loop {
+        match migrator.run(writer).await {
+            Err(e) if dialect == Dialect::Sqlite && tries < RETRIES => {
+                tries += 1;
+                tracing::debug!(error = %e, tries, "migrations raced another process; running them again");
+                tokio::time::sleep(Duration::from_millis(20 * u64::from(tries))).await;
+            }
+            done => return done,
+        }
+    }
+}
+
 /// The migrations, embedded in the binary (the `Any` driver runs them). One text for both
 /// dialects: only the serial key differs, and SQLite's `AUTOINCREMENT` keeps ids increasing.
-pub(super) fn migrator(dialect: Dialect) -> Migrator {
+fn migrator(dialect: Dialect) -> Migrator {
     const JOBS: &str = include_str!("../../../migrations/jobs/0001_jobs.sql");
     const SYNC_JOBS: &str = include_str!("../../../migrations/jobs/0002_sync_jobs.sql");
     const TAKEOVERS: &str = include_str!("../../../migrations/jobs/0003_job_takeovers.sql");

@@ -147,10 +147,7 @@ impl Store {
                 (pool.clone(), pool)
             }
         };
-        migrate::migrator(dialect)
-            .run(&writer)
-            .await
-            .map_err(|e| format!("jobs database {shown}: migrations failed: {e}"))?;
+        migrate::run(dialect, &writer).await.map_err(|e| format!("jobs database {shown}: migrations failed: {e}"))?;
         Ok(Store { pool, writer, dialect, keys_purged_at: Arc::new(AtomicI64::new(0)) })
     }
 
