@@ -98,6 +98,9 @@ pub const DEFAULT_MAX_CONCURRENT_GENERATIONS: usize = 64;
 /// Jobs one process runs at once by default (`MVGEN_WORKERS`).
 pub const DEFAULT_WORKERS: usize = 4;
 
+/// A day in seconds: the longest any duration setting may be.
+const DAY: u64 = 24 * 60 * 60;
+
 /// The address used when nothing else is configured.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8000";
 
@@ -148,16 +151,17 @@ impl Settings {
             ApiKey::parse(entry).map_err(|e| anyhow!("API_KEY: {e}"))?;
         }
         let output_dir = var("MV_OUTPUT_DIR").map_or_else(|| PathBuf::from("mv-outputs"), PathBuf::from);
-        let whole = |name: &str, default: u64, min: u64| -> anyhow::Result<u64> {
+        // A whole-number setting and the bounds it can be honoured within; each call below says why.
+        let whole = |name: &str, default: u64, bounds: std::ops::RangeInclusive<u64>| -> anyhow::Result<u64> {
             match var(name) {
                 None => Ok(default),
-                Some(v) => v
-                    .trim()
-                    .parse()
-                    .ok()
-                    .filter(|n| *n >= min)
-                    .ok_or_else(|| anyhow!("{name}={v:?}: expected a whole number of at least {min}")),
+                Some(v) => v.trim().parse().ok().filter(|n| bounds.contains(n)).ok_or_else(|| {
+                    anyhow!("{name}={v:?}: expected a whole number from {} to {}", bounds.start(), bounds.end())
+                }),
             }
+        };
+        let secs = |name: &str, default: u64, bounds: std::ops::RangeInclusive<u64>| {
+            whole(name, default, bounds).map(std::time::Duration::from_secs)
         };
         let storage =
             crate::storage::url::parse(var("MVGEN_STORAGE_URL").as_deref(), &output_dir).map_err(anyhow::Error::msg)?;
@@ -168,23 +172,36 @@ impl Settings {
             database_url: var("MVGEN_DATABASE_URL")
                 .filter(|v| !v.trim().is_empty())
                 .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", output_dir.join("jobs.db").display())),
-            workers: whole("MVGEN_WORKERS", DEFAULT_WORKERS as u64, 0)? as usize,
-            job_stale_after: std::time::Duration::from_secs(whole("MVGEN_JOB_STALE_AFTER", 60, 1)?),
-            job_max_attempts: whole("MVGEN_JOB_MAX_ATTEMPTS", 3, 1)?.min(u64::from(u32::MAX)) as u32,
-            sync_wait: std::time::Duration::from_secs(whole("MVGEN_SYNC_WAIT", 1200, 1)?),
-            idempotency_ttl: std::time::Duration::from_secs(whole("MVGEN_IDEMPOTENCY_TTL", 24 * 3600, 1)?),
-            job_max_takeovers: whole("MVGEN_JOB_MAX_TAKEOVERS", 10, 0)?.min(u64::from(u32::MAX)) as u32,
+            // At most 1024: each worker holds a running job (a paid upstream run and its heartbeat);
+            // more is a typo, not a fleet (several processes share one queue for that).
+            workers: whole("MVGEN_WORKERS", DEFAULT_WORKERS as u64, 0..=1024)? as usize,
+            // At least 1 s (heartbeats are a third of it); at most a day: past that a dead worker's
+            // job waits days, and the value in milliseconds must stay far inside the i64 the
+            // staleness cut-off is computed in (u64::MAX wrapped it, and workers stole live jobs).
+            job_stale_after: secs("MVGEN_JOB_STALE_AFTER", 60, 1..=DAY)?,
+            // Each try may pay for a prediction; 100 tries of a backoff capped at 60 s already
+            // retry for over an hour and a half.
+            job_max_attempts: whole("MVGEN_JOB_MAX_ATTEMPTS", 3, 1..=100)? as u32,
+            // At most a day, as long as the longest provider deadline (MV_VIDEO_DEADLINE_SECS);
+            // a client waiting longer should follow the job by its id.
+            sync_wait: secs("MVGEN_SYNC_WAIT", 1200, 1..=DAY)?,
+            // At most 30 days: longer is no retry window any client keeps, and the expiry is
+            // computed in i64 milliseconds (a huge value wrapped and turned replay off).
+            idempotency_ttl: secs("MVGEN_IDEMPOTENCY_TTL", 24 * 3600, 1..=30 * DAY)?,
+            // At most 1000: a job that crashed its worker that often is a fault, not bad luck.
+            job_max_takeovers: whole("MVGEN_JOB_MAX_TAKEOVERS", 10, 0..=1000)? as u32,
             output_dir,
             api_keys,
             cors_origins,
             log_json: var("MVGEN_LOG_FORMAT").is_some_and(|v| v.eq_ignore_ascii_case("json")),
             access_log: truthy(var("MVGEN_ACCESS_LOG")),
-            max_concurrent_generations: match var("MV_MAX_CONCURRENT_GENERATIONS") {
-                None => DEFAULT_MAX_CONCURRENT_GENERATIONS,
-                Some(v) => v.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| {
-                    anyhow!("MV_MAX_CONCURRENT_GENERATIONS={v:?}: expected a whole number of at least 1")
-                })?,
-            },
+            // At most 1 Mi: each generation holds a connection, and Linux's default fd ceiling
+            // (nr_open) is 1 Mi; far larger would also panic tokio's semaphore.
+            max_concurrent_generations: whole(
+                "MV_MAX_CONCURRENT_GENERATIONS",
+                DEFAULT_MAX_CONCURRENT_GENERATIONS as u64,
+                1..=1 << 20,
+            )? as usize,
             connections: crate::serving::Limits::from_vars(&var)?,
             metrics: !var("MVGEN_METRICS")
                 .is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "false" | "0" | "no")),
@@ -413,6 +430,44 @@ mod tests {
             let err = settings(&[(name, bad)]).expect_err(bad);
             assert!(err.starts_with(name), "{err}");
         }
+    }
+
+    #[test]
+    fn counts_and_durations_refuse_values_they_cannot_honour() {
+        // u64::MAX seconds wrapped the staleness cut-off: workers stole each other's live jobs.
+        let err = settings(&[("MVGEN_JOB_STALE_AFTER", "18446744073709551615")]).expect_err("huge stale-after");
+        assert_eq!(err, "MVGEN_JOB_STALE_AFTER=\"18446744073709551615\": expected a whole number from 1 to 86400");
+        for (name, bad) in [
+            ("MVGEN_WORKERS", "1025"),
+            ("MVGEN_JOB_MAX_ATTEMPTS", "101"),
+            ("MVGEN_JOB_MAX_ATTEMPTS", "4294967296"),
+            ("MVGEN_JOB_MAX_TAKEOVERS", "1001"),
+            ("MVGEN_SYNC_WAIT", "86401"),
+            // A huge TTL wrapped the expiry and turned replay off.
+            ("MVGEN_IDEMPOTENCY_TTL", "2592001"),
+            ("MVGEN_IDEMPOTENCY_TTL", "18446744073709551615"),
+            ("MV_MAX_CONCURRENT_GENERATIONS", "18446744073709551615"),
+            ("MVGEN_MAX_CONNECTIONS", "18446744073709551615"),
+            ("MVGEN_HEADER_TIMEOUT_SECS", "0.000001"),
+        ] {
+            let err = settings(&[(name, bad)]).expect_err(bad);
+            assert!(err.starts_with(&format!("{name}={bad:?}: expected ")), "{err}");
+        }
+        // The bounds themselves are accepted.
+        let s = settings(&[
+            ("MVGEN_WORKERS", "1024"),
+            ("MVGEN_JOB_STALE_AFTER", "86400"),
+            ("MVGEN_JOB_MAX_ATTEMPTS", "100"),
+            ("MVGEN_JOB_MAX_TAKEOVERS", "1000"),
+            ("MVGEN_SYNC_WAIT", "86400"),
+            ("MVGEN_IDEMPOTENCY_TTL", "2592000"),
+            ("MV_MAX_CONCURRENT_GENERATIONS", "1048576"),
+        ])
+        .expect("bounds");
+        assert_eq!((s.workers, s.job_stale_after.as_secs(), s.job_max_attempts), (1024, 86_400, 100));
+        let rest = (s.job_max_takeovers, s.sync_wait.as_secs(), s.idempotency_ttl.as_secs());
+        assert_eq!(rest, (1000, 86_400, 2_592_000));
+        assert_eq!(s.max_concurrent_generations, 1 << 20);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! output, so the whole config can be logged.
 
 use std::fmt;
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
@@ -131,88 +132,66 @@ impl ProviderConfig {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
         let text = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
         let defaults = ProviderConfig::default();
-        let secs = |name: &str, default: Duration| -> anyhow::Result<Duration> {
+        let secs = |name: &str, default: Duration, bounds| secs_setting(&lookup, name, default, bounds);
+        let int = |name: &str, default: u64, bounds: RangeInclusive<u64>| -> anyhow::Result<u64> {
             match text(name) {
                 None => Ok(default),
-                Some(v) => parse_secs(&v).ok_or_else(|| anyhow!("{name}={v:?} is not a number of seconds")),
+                Some(v) => v.parse::<u64>().ok().filter(|n| bounds.contains(n)).ok_or_else(|| {
+                    anyhow!("{name}={v:?}: expected a whole number from {} to {}", bounds.start(), bounds.end())
+                }),
             }
         };
-        let int = |name: &str, default: u64| -> anyhow::Result<u64> {
-            match text(name) {
-                None => Ok(default),
-                Some(v) => v.parse::<u64>().map_err(|_| anyhow!("{name}={v:?} is not a whole number")),
-            }
-        };
+        let ms = Duration::from_millis;
+        // Timeouts and deadlines: under 0.1 s not even a nearby upstream answers; over a day,
+        // nothing is still waiting for the answer (and `Instant::now() + d` must not overflow).
+        let timeout = ms(100)..=DAY;
+        // Polls: 0.05 s at the fastest (twenty requests a second per job, already far past what a
+        // provider's rate limit lets a fleet do; the tests' local fakes poll that fast); at most
+        // 5 minutes, or a finished prediction waits that long to be noticed.
+        let poll = ms(50)..=Duration::from_secs(300);
 
         let force_mock = match text("MV_PROVIDER").as_deref().map(str::to_ascii_lowercase).as_deref() {
             None | Some("auto") => false,
             Some("mock") => true,
             Some(other) => bail!("MV_PROVIDER={other:?}: expected \"mock\" or \"auto\""),
         };
-        let max_attempts = int("MV_RETRY_MAX_ATTEMPTS", u64::from(defaults.retry.max_attempts))?;
-        let replicate_wait = secs("MV_REPLICATE_WAIT_SECS", defaults.replicate_wait)?;
-        if replicate_wait > MAX_PREFER_WAIT {
-            bail!("MV_REPLICATE_WAIT_SECS={}: Replicate allows at most 60", replicate_wait.as_secs_f64());
-        }
-
         let config = ProviderConfig {
             force_mock,
             gemini_api_key: text("GEMINI_API_KEY"),
             gemini_base_url: text("GEMINI_BASE_URL").unwrap_or(defaults.gemini_base_url),
             replicate_api_token: text("REPLICATE_API_TOKEN").or_else(|| text("REPLICATE_API_KEY")),
             replicate_base_url: text("REPLICATE_BASE_URL").unwrap_or(defaults.replicate_base_url),
-            connect_timeout: secs("MV_CONNECT_TIMEOUT_SECS", defaults.connect_timeout)?,
-            request_timeout: secs("MV_REQUEST_TIMEOUT_SECS", defaults.request_timeout)?,
+            // At most 5 minutes: a TCP + TLS handshake that takes longer is not coming.
+            connect_timeout: secs("MV_CONNECT_TIMEOUT_SECS", defaults.connect_timeout, ms(100)..=ms(300_000))?,
+            request_timeout: secs("MV_REQUEST_TIMEOUT_SECS", defaults.request_timeout, timeout.clone())?,
             retry: RetryPolicy {
-                max_attempts: u32::try_from(max_attempts).unwrap_or(u32::MAX),
-                base_delay: secs("MV_RETRY_BASE_DELAY_SECS", defaults.retry.base_delay)?,
-                max_delay: secs("MV_RETRY_MAX_DELAY_SECS", defaults.retry.max_delay)?,
+                // 1..=10: every attempt may be a paid create, and 10 backoffs reach the cap anyway.
+                max_attempts: int("MV_RETRY_MAX_ATTEMPTS", u64::from(defaults.retry.max_attempts), 1..=10)? as u32,
+                // At least 0.01 s: a zero backoff hammers an upstream that just answered 5xx.
+                base_delay: secs("MV_RETRY_BASE_DELAY_SECS", defaults.retry.base_delay, ms(10)..=DAY)?,
+                max_delay: secs("MV_RETRY_MAX_DELAY_SECS", defaults.retry.max_delay, ms(10)..=DAY)?,
             },
-            replicate_wait,
-            poll_interval: secs("MV_REPLICATE_POLL_SECS", defaults.poll_interval)?,
-            image_deadline: secs("MV_IMAGE_DEADLINE_SECS", defaults.image_deadline)?,
-            video_deadline: secs("MV_VIDEO_DEADLINE_SECS", defaults.video_deadline)?,
-            download_timeout: secs("MV_DOWNLOAD_TIMEOUT_SECS", defaults.download_timeout)?,
-            max_image_bytes: int("MV_MAX_IMAGE_BYTES", defaults.max_image_bytes)?,
-            max_video_bytes: int("MV_MAX_VIDEO_BYTES", defaults.max_video_bytes)?,
-            gemini_poll_interval: secs("MV_GEMINI_POLL_SECS", defaults.gemini_poll_interval)?,
+            // Replicate rejects `Prefer: wait=N` above 60 seconds; 0 sends no header.
+            replicate_wait: secs("MV_REPLICATE_WAIT_SECS", defaults.replicate_wait, Duration::ZERO..=ms(60_000))?,
+            poll_interval: secs("MV_REPLICATE_POLL_SECS", defaults.poll_interval, poll.clone())?,
+            image_deadline: secs("MV_IMAGE_DEADLINE_SECS", defaults.image_deadline, timeout.clone())?,
+            video_deadline: secs("MV_VIDEO_DEADLINE_SECS", defaults.video_deadline, timeout.clone())?,
+            download_timeout: secs("MV_DOWNLOAD_TIMEOUT_SECS", defaults.download_timeout, timeout)?,
+            // At least 1 byte (0 would refuse every output); at most 1 GiB for an image and
+            // 64 GiB for a video: anything larger is a fault upstream, not a render.
+            max_image_bytes: int("MV_MAX_IMAGE_BYTES", defaults.max_image_bytes, 1..=1 << 30)?,
+            max_video_bytes: int("MV_MAX_VIDEO_BYTES", defaults.max_video_bytes, 1..=1 << 36)?,
+            gemini_poll_interval: secs("MV_GEMINI_POLL_SECS", defaults.gemini_poll_interval, poll)?,
         };
         config.check()?;
         Ok(config)
     }
 
-    /// Rejects values the clients could not work with, naming the setting.
+    /// Rejects base URLs the clients could not work with, naming the setting. The bounds of the
+    /// numeric settings are where they are read ([`ProviderConfig::from_lookup`]).
     pub fn check(&self) -> anyhow::Result<()> {
         check_base_url("GEMINI_BASE_URL", &self.gemini_base_url)?;
         check_base_url("REPLICATE_BASE_URL", &self.replicate_base_url)?;
-        let positive = [
-            ("MV_CONNECT_TIMEOUT_SECS", self.connect_timeout),
-            ("MV_REQUEST_TIMEOUT_SECS", self.request_timeout),
-            ("MV_REPLICATE_POLL_SECS", self.poll_interval),
-            ("MV_IMAGE_DEADLINE_SECS", self.image_deadline),
-            ("MV_VIDEO_DEADLINE_SECS", self.video_deadline),
-            ("MV_DOWNLOAD_TIMEOUT_SECS", self.download_timeout),
-            ("MV_GEMINI_POLL_SECS", self.gemini_poll_interval),
-        ];
-        for (name, value) in positive {
-            if value.is_zero() {
-                bail!("{name} must be greater than zero");
-            }
-        }
-        // Deadlines are added to `Instant::now()`; an absurd value would overflow and panic there.
-        let bounded = [
-            ("MV_RETRY_BASE_DELAY_SECS", self.retry.base_delay),
-            ("MV_RETRY_MAX_DELAY_SECS", self.retry.max_delay),
-            ("MV_REPLICATE_WAIT_SECS", self.replicate_wait),
-        ];
-        for (name, value) in positive.into_iter().chain(bounded) {
-            if value > MAX_DURATION {
-                bail!("{name}: at most {} seconds (a day)", MAX_DURATION.as_secs());
-            }
-        }
-        if !(1..=10).contains(&self.retry.max_attempts) {
-            bail!("MV_RETRY_MAX_ATTEMPTS={}: expected 1..=10", self.retry.max_attempts);
-        }
         Ok(())
     }
 
@@ -227,11 +206,28 @@ impl ProviderConfig {
     }
 }
 
-/// The longest any timeout, deadline or delay may be.
-const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+/// A day: the longest any timeout, deadline or delay setting may be.
+pub(crate) const DAY: Duration = Duration::from_secs(24 * 60 * 60);
 
-/// Replicate rejects `Prefer: wait=N` above 60 seconds.
-const MAX_PREFER_WAIT: Duration = Duration::from_secs(60);
+/// Reads a duration setting (seconds, fractions allowed; blank is unset) through `var`, refusing
+/// values outside `bounds` with the setting's name and the bounds.
+pub(crate) fn secs_setting(
+    var: impl Fn(&str) -> Option<String>,
+    name: &str,
+    default: Duration,
+    bounds: RangeInclusive<Duration>,
+) -> anyhow::Result<Duration> {
+    let Some(text) = var(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) else {
+        return Ok(default);
+    };
+    parse_secs(&text).filter(|d| bounds.contains(d)).ok_or_else(|| {
+        anyhow!(
+            "{name}={text:?}: expected a number of seconds from {} to {}",
+            bounds.start().as_secs_f64(),
+            bounds.end().as_secs_f64()
+        )
+    })
+}
 
 /// Written by hand so a logged config shows whether a secret is set, never what it is.
 impl fmt::Debug for ProviderConfig {
@@ -338,6 +334,47 @@ mod tests {
         let err = from(&[("MV_VIDEO_DEADLINE_SECS", "1e19")]).unwrap_err();
         assert!(err.contains("MV_VIDEO_DEADLINE_SECS"), "{err}");
         assert!(from(&[("MV_RETRY_MAX_DELAY_SECS", "100000")]).is_err());
+    }
+
+    #[test]
+    fn every_duration_and_count_has_bounds() {
+        // A microsecond poll interval was accepted: a busy loop against a paid API.
+        let err = from(&[("MV_REPLICATE_POLL_SECS", "0.000001")]).unwrap_err();
+        assert_eq!(err, "MV_REPLICATE_POLL_SECS=\"0.000001\": expected a number of seconds from 0.05 to 300");
+        for (name, bad) in [
+            ("MV_GEMINI_POLL_SECS", "301"),
+            ("MV_REPLICATE_POLL_SECS", "0.01"),
+            ("MV_CONNECT_TIMEOUT_SECS", "0.001"),
+            ("MV_CONNECT_TIMEOUT_SECS", "301"),
+            ("MV_REQUEST_TIMEOUT_SECS", "0.05"),
+            ("MV_DOWNLOAD_TIMEOUT_SECS", "86401"),
+            ("MV_IMAGE_DEADLINE_SECS", "0.0001"),
+            ("MV_RETRY_BASE_DELAY_SECS", "0"),
+            ("MV_RETRY_MAX_DELAY_SECS", "0.001"),
+            ("MV_REPLICATE_WAIT_SECS", "60.5"),
+            ("MV_MAX_IMAGE_BYTES", "0"),
+            ("MV_MAX_IMAGE_BYTES", "1073741825"),
+            ("MV_MAX_VIDEO_BYTES", "18446744073709551615"),
+            ("MV_RETRY_MAX_ATTEMPTS", "4294967297"),
+        ] {
+            let err = from(&[(name, bad)]).expect_err(bad);
+            assert!(err.starts_with(&format!("{name}={bad:?}: expected ")), "{err}");
+        }
+        let edges = from(&[
+            ("MV_REPLICATE_POLL_SECS", "0.05"),
+            ("MV_GEMINI_POLL_SECS", "300"),
+            ("MV_REPLICATE_WAIT_SECS", "0"),
+            ("MV_RETRY_BASE_DELAY_SECS", "0.01"),
+            ("MV_VIDEO_DEADLINE_SECS", "86400"),
+            ("MV_MAX_VIDEO_BYTES", "68719476736"),
+            ("MV_MAX_IMAGE_BYTES", "1"),
+        ])
+        .unwrap();
+        assert_eq!(
+            (edges.poll_interval, edges.gemini_poll_interval),
+            (Duration::from_millis(50), Duration::from_secs(300))
+        );
+        assert_eq!((edges.max_video_bytes, edges.max_image_bytes), (1 << 36, 1));
     }
 
     #[test]

@@ -72,32 +72,35 @@ impl Default for Limits {
 
 impl Limits {
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> anyhow::Result<Limits> {
+        use crate::providers::config::{DAY, secs_setting};
         let defaults = Limits::default();
-        let secs = |name: &str, default: Duration, zero_ok: bool| -> anyhow::Result<Duration> {
-            let Some(text) = var(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) else {
-                return Ok(default);
-            };
-            match crate::providers::config::parse_secs(&text) {
-                Some(d) if zero_ok || !d.is_zero() => Ok(d),
-                _ => Err(anyhow::anyhow!("{name}={text:?} is not a positive number of seconds")),
-            }
-        };
+        let secs = |name: &str, default: Duration, bounds| secs_setting(&var, name, default, bounds);
+        // A connection timeout under 0.1 s closes clients on an ordinary network round trip; over
+        // a day holds a silent connection's descriptor for no client's sake.
+        let timeout = Duration::from_millis(100)..=DAY;
         let max_connections = match var("MVGEN_MAX_CONNECTIONS").map(|v| v.trim().to_owned()) {
             None => None,
+            // At most 1 Mi, Linux's default ceiling on a process's file descriptors (nr_open):
+            // each connection holds one, and far larger would panic tokio's semaphore.
             Some(text) => match text.parse::<usize>() {
-                Ok(n) if n > 0 => Some(n),
-                _ => anyhow::bail!("MVGEN_MAX_CONNECTIONS={text:?} is not a positive whole number"),
+                Ok(n) if (1..=1 << 20).contains(&n) => Some(n),
+                _ => anyhow::bail!("MVGEN_MAX_CONNECTIONS={text:?}: expected a whole number from 1 to {}", 1 << 20),
             },
         };
         Ok(Limits {
-            header_timeout: secs("MVGEN_HEADER_TIMEOUT_SECS", defaults.header_timeout, false)?,
-            idle_timeout: secs("MVGEN_IDLE_TIMEOUT_SECS", defaults.idle_timeout, false)?,
-            body_timeout: secs("MVGEN_BODY_TIMEOUT_SECS", defaults.body_timeout, false)?,
+            header_timeout: secs("MVGEN_HEADER_TIMEOUT_SECS", defaults.header_timeout, timeout.clone())?,
+            idle_timeout: secs("MVGEN_IDLE_TIMEOUT_SECS", defaults.idle_timeout, timeout.clone())?,
+            body_timeout: secs("MVGEN_BODY_TIMEOUT_SECS", defaults.body_timeout, timeout)?,
             max_connections,
-            drain_timeout: secs("MVGEN_DRAIN_TIMEOUT_SECS", defaults.drain_timeout, true)?,
+            // 0 cuts at once; past an hour no orchestrator is still waiting (Kubernetes' default
+            // grace period is 30 s).
+            drain_timeout: secs("MVGEN_DRAIN_TIMEOUT_SECS", defaults.drain_timeout, Duration::ZERO..=HOUR)?,
         })
     }
 }
+
+/// The longest shutdown drain.
+const HOUR: Duration = Duration::from_secs(60 * 60);
 
 /// Binds `addr` with an explicit listen backlog (`TcpListener::bind` leaves it to mio's choice).
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
@@ -260,5 +263,29 @@ mod tests {
             let err = limits(&[(name, value)]).expect_err(value);
             assert!(err.contains(name), "{err}");
         }
+    }
+
+    #[test]
+    fn timeouts_and_the_cap_have_bounds() {
+        for (name, value) in [
+            ("MVGEN_HEADER_TIMEOUT_SECS", "0.000001"),
+            ("MVGEN_IDLE_TIMEOUT_SECS", "86401"),
+            ("MVGEN_BODY_TIMEOUT_SECS", "1e19"),
+            ("MVGEN_DRAIN_TIMEOUT_SECS", "3601"),
+            ("MVGEN_MAX_CONNECTIONS", "1048577"),
+        ] {
+            let err = limits(&[(name, value)]).expect_err(value);
+            assert!(err.starts_with(&format!("{name}={value:?}: expected ")), "{err}");
+        }
+        let err = limits(&[("MVGEN_HEADER_TIMEOUT_SECS", "0.05")]).expect_err("too short");
+        assert_eq!(err, "MVGEN_HEADER_TIMEOUT_SECS=\"0.05\": expected a number of seconds from 0.1 to 86400");
+        let edges = limits(&[
+            ("MVGEN_HEADER_TIMEOUT_SECS", "0.1"),
+            ("MVGEN_IDLE_TIMEOUT_SECS", "86400"),
+            ("MVGEN_DRAIN_TIMEOUT_SECS", "3600"),
+            ("MVGEN_MAX_CONNECTIONS", "1048576"),
+        ])
+        .expect("edges");
+        assert_eq!((edges.header_timeout, edges.max_connections), (Duration::from_millis(100), Some(1 << 20)));
     }
 }
