@@ -211,6 +211,22 @@ async fn a_database_that_cannot_be_opened_is_a_clear_error() {
     assert!(err.contains("MVGEN_DATABASE_URL"), "{err}");
 }
 
+/// A jobs file that is not a database (corrupt, or another file at that path) is refused at once
+/// with one line naming the file and SQLite's reason, not a pool that timed out.
+#[tokio::test]
+async fn a_corrupt_sqlite_file_is_refused_naming_the_file_and_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("jobs.db");
+    let garbage: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    std::fs::write(&file, garbage).unwrap();
+    let (pipeline, _) = FakePipeline::new();
+    let started = std::time::Instant::now();
+    let err = Jobs::open(&sqlite_url(&dir), pipeline, config(0, 1000)).await.err().expect("refused");
+    assert_eq!(err, format!("cannot open the jobs database {}: file is not a database", file.display()));
+    // The pool's acquire timeout is 3 s: refusing sooner shows the probe, not the pool, said it.
+    assert!(started.elapsed() < std::time::Duration::from_secs(2), "took {:?}", started.elapsed());
+}
+
 /// Makes every job stored in `url` claimed at once by a worker of another process, `claim`
 /// `other-worker`, whose heartbeat reads `beat_ms` after the job's creation: the worker wins the
 /// race against the sync request's own claim, every time.

@@ -129,13 +129,21 @@ impl Store {
         } else {
             return Err(format!("MVGEN_DATABASE_URL: {url:?} is neither sqlite:… nor postgres://…"));
         };
-        let shown = redact(url);
-        // One plain connection first: the pool would only say it timed out, this says why.
-        let probe = sqlx::AnyConnection::connect(url)
-            .await
-            .map_err(|e| format!("cannot open the jobs database {shown}: {e}"))?;
+        let shown = shown(url);
+        // One plain connection first: the pool would only say it timed out, this says why. On
+        // SQLite connecting does not read the file, so the probe also reads its schema: a file
+        // that is not a database (corrupt, or something else entirely) fails here with SQLite's
+        // reason, not later inside the pool, whose connect retries it until "pool timed out".
+        let opened = |e: sqlx::Error| format!("cannot open the jobs database {shown}: {}", reason(&e));
+        let mut probe = sqlx::AnyConnection::connect(url).await.map_err(opened)?;
+        if dialect == Dialect::Sqlite {
+            let read = sqlx::query("SELECT count(*) FROM sqlite_master").execute(&mut probe).await;
+            if let Err(e) = read {
+                let _ = probe.close().await;
+                return Err(opened(e));
+            }
+        }
         let _ = probe.close().await;
-        let opened = |e: sqlx::Error| format!("cannot open the jobs database {shown}: {e}");
         let (pool, writer) = match dialect {
             Dialect::Sqlite => {
                 let pool = sqlite_pool(8).connect(url).await.map_err(opened)?;
@@ -169,6 +177,24 @@ impl Store {
     }
 }
 
+/// How messages name the database: an SQLite file by its path (`/data/jobs.db`), any other URL
+/// without its password.
+fn shown(url: &str) -> String {
+    match url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+        Some(rest) => rest.split('?').next().unwrap_or(rest).to_owned(),
+        None => redact(url),
+    }
+}
+
+/// What went wrong, in the database's own words when it gave any (`file is not a database`
+/// rather than sqlx's `error returned from database: (code: 26) file is not a database`).
+fn reason(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Database(db) => db.message().to_owned(),
+        other => other.to_string(),
+    }
+}
+
 /// The URL without its password, for messages.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -189,5 +215,8 @@ mod tests {
         assert_eq!(redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
         assert_eq!(redact("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(shown("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(shown("sqlite:///data/out/jobs.db?mode=rwc"), "/data/out/jobs.db");
+        assert_eq!(shown("sqlite:jobs.db"), "jobs.db");
     }
 }
