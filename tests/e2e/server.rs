@@ -422,41 +422,84 @@ fn binary_renders_backend_gemini_through_veo() {
     assert_eq!(stored, 1, "only the rendered video is stored");
 }
 
+/// Runs `mvgen serve` with exactly `envs` until it exits: its status (`None` when it was still
+/// running after 20 s, and was killed: it started when it should have refused) and its stderr.
+fn run_to_exit(envs: &[(&str, &str)]) -> (Option<std::process::ExitStatus>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mvgen"))
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .env_clear()
+        .envs(envs.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run mvgen");
+    // A server that starts anyway would run forever: give it a bounded time to refuse.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+    }
+    (status, stderr)
+}
+
 /// `API_KEY` set to something holding no key must stop the server, not leave the API open.
 #[test]
 fn binary_refuses_an_api_key_setting_without_a_key_and_logs_when_auth_is_off() {
     for empty in [" , ", ""] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mvgen"))
-            .args(["serve", "--addr", "127.0.0.1:0"])
-            .env_clear()
-            .env("API_KEY", empty)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("run mvgen");
-        // A server that starts anyway would run forever: give it a bounded time to refuse.
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                break Some(status);
-            }
-            if std::time::Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let mut stderr = String::new();
-        if let Some(mut pipe) = child.stderr.take() {
-            let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
-        }
+        let (status, stderr) = run_to_exit(&[("API_KEY", empty)]);
         assert!(status.is_some_and(|s| !s.success()), "API_KEY={empty:?} must not start: {stderr}");
         assert!(stderr.contains("API_KEY is set but holds no key"), "{stderr}");
     }
     // Logged before the listening line the helper waits for.
     let logs = ServerProcess::start(&[]).expect("start mvgen").log();
     assert!(logs.contains("API key auth is off"), "startup says auth is off: {logs}");
+}
+
+/// A setting the server cannot honour stops it with exit code 2 and one line naming the setting
+/// and its bounds (before bounds, each of these started: workers stole each other's jobs, replay
+/// was off, and polls ran a microsecond apart).
+#[test]
+fn binary_refuses_settings_out_of_bounds_with_exit_code_2_and_the_reason() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("outputs");
+    let out = out.to_str().expect("utf-8 path");
+    for (name, value, context) in [
+        ("MVGEN_JOB_STALE_AFTER", "18446744073709551615", "invalid settings"),
+        ("MVGEN_IDEMPOTENCY_TTL", "18446744073709551615", "invalid settings"),
+        ("MV_REPLICATE_POLL_SECS", "0.000001", "invalid provider settings"),
+    ] {
+        let (status, stderr) = run_to_exit(&[("MV_OUTPUT_DIR", out), ("RUST_LOG", "off"), (name, value)]);
+        assert_eq!(status.and_then(|s| s.code()), Some(2), "{name}={value}: {stderr}");
+        let line = stderr.trim_end();
+        assert!(!line.contains('\n'), "one line: {stderr}");
+        assert!(line.starts_with(&format!("mvgen: {context}: {name}={value:?}: expected ")), "{stderr}");
+    }
+}
+
+/// A jobs file that is not a database stops the server with exit code 2 and one line naming the
+/// file and SQLite's reason (it used to say only that a pool timed out).
+#[test]
+fn binary_refuses_a_corrupt_jobs_file_in_one_line_naming_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("outputs");
+    std::fs::create_dir_all(&out).expect("outputs dir");
+    let file = out.join("jobs.db");
+    std::fs::write(&file, vec![0x5a_u8; 8192]).expect("garbage");
+    let (status, stderr) = run_to_exit(&[("MV_OUTPUT_DIR", out.to_str().expect("utf-8")), ("RUST_LOG", "off")]);
+    assert_eq!(status.and_then(|s| s.code()), Some(2), "{stderr}");
+    let expected = format!("mvgen: cannot open the jobs database {}: file is not a database", file.display());
+    assert_eq!(stderr.trim_end(), expected);
 }
 
 /// A write killed mid-way leaves a hidden `.partial` file that no drop guard removes: the next
