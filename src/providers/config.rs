@@ -17,28 +17,30 @@ pub const DEFAULT_REPLICATE_BASE_URL: &str = "https://api.replicate.com";
 
 /// Everything the providers need, usually from [`ProviderConfig::from_env`].
 ///
-/// Environment variables (durations in seconds, fractions allowed, e.g. `0.5`):
+/// Environment variables (durations in seconds, fractions allowed, e.g. `0.5`). A value outside its
+/// bounds is refused at startup naming the setting; each bound and why is at the line reading it in
+/// [`ProviderConfig::from_lookup`]:
 ///
-/// | variable | meaning | default |
-/// |---|---|---|
-/// | `MV_PROVIDER` | `mock` forces every provider to the offline mock; `auto` picks per key | `auto` |
-/// | `GEMINI_API_KEY` | real scene writer when set | unset (mock) |
-/// | `GEMINI_BASE_URL` | Gemini endpoint | `https://generativelanguage.googleapis.com` |
-/// | `REPLICATE_API_TOKEN` (or `REPLICATE_API_KEY`) | real images and videos when set | unset (mock) |
-/// | `REPLICATE_BASE_URL` | Replicate endpoint | `https://api.replicate.com` |
-/// | `MV_CONNECT_TIMEOUT_SECS` | TCP + TLS connect | 10 |
-/// | `MV_REQUEST_TIMEOUT_SECS` | one API request, answer included | 120 |
-/// | `MV_RETRY_MAX_ATTEMPTS` | attempts per request (1 = no retry) | 3 |
-/// | `MV_RETRY_BASE_DELAY_SECS` | first backoff, doubled per retry | 1 |
-/// | `MV_RETRY_MAX_DELAY_SECS` | cap on backoff and on a `Retry-After` wait | 30 |
-/// | `MV_REPLICATE_WAIT_SECS` | `Prefer: wait=N` (0 = don't send; at most 60) | 60 |
-/// | `MV_REPLICATE_POLL_SECS` | pause between prediction polls | 2 |
-/// | `MV_IMAGE_DEADLINE_SECS` | whole image prediction, polls included | 300 |
-/// | `MV_VIDEO_DEADLINE_SECS` | whole video prediction, polls included | 900 |
-/// | `MV_DOWNLOAD_TIMEOUT_SECS` | downloading one output file | 300 |
-/// | `MV_MAX_IMAGE_BYTES` | largest image output accepted | 20 MiB |
-/// | `MV_MAX_VIDEO_BYTES` | largest video output accepted | 200 MiB |
-/// | `MV_GEMINI_POLL_SECS` | pause between polls of a Veo operation (`backend: "gemini"`) | 10 |
+/// | variable | meaning | default | bounds |
+/// |---|---|---|---|
+/// | `MV_PROVIDER` | `mock` forces every provider to the offline mock; `auto` picks per key | `auto` | |
+/// | `GEMINI_API_KEY` | real scene writer when set | unset (mock) | |
+/// | `GEMINI_BASE_URL` | Gemini endpoint | `https://generativelanguage.googleapis.com` | http(s) with a host |
+/// | `REPLICATE_API_TOKEN` (or `REPLICATE_API_KEY`) | real images and videos when set | unset (mock) | |
+/// | `REPLICATE_BASE_URL` | Replicate endpoint | `https://api.replicate.com` | http(s) with a host |
+/// | `MV_CONNECT_TIMEOUT_SECS` | TCP + TLS connect | 10 | 0.1–300 |
+/// | `MV_REQUEST_TIMEOUT_SECS` | one API request, answer included | 120 | 0.1–86400 |
+/// | `MV_RETRY_MAX_ATTEMPTS` | attempts per request (1 = no retry) | 3 | 1–10 |
+/// | `MV_RETRY_BASE_DELAY_SECS` | first backoff, doubled per retry | 1 | 0.01–86400 |
+/// | `MV_RETRY_MAX_DELAY_SECS` | cap on backoff and on a `Retry-After` wait | 30 | 0.01–86400 |
+/// | `MV_REPLICATE_WAIT_SECS` | `Prefer: wait=N` (0 = don't send) | 60 | 0–60 |
+/// | `MV_REPLICATE_POLL_SECS` | pause between prediction polls | 2 | 0.05–300 |
+/// | `MV_IMAGE_DEADLINE_SECS` | whole image prediction, polls included | 300 | 0.1–86400 |
+/// | `MV_VIDEO_DEADLINE_SECS` | whole video prediction, polls included | 900 | 0.1–86400 |
+/// | `MV_DOWNLOAD_TIMEOUT_SECS` | downloading one output file | 300 | 0.1–86400 |
+/// | `MV_MAX_IMAGE_BYTES` | largest image output accepted | 20 MiB | 1 B–1 GiB |
+/// | `MV_MAX_VIDEO_BYTES` | largest video output accepted | 200 MiB | 1 B–64 GiB |
+/// | `MV_GEMINI_POLL_SECS` | pause between polls of a Veo operation (`backend: "gemini"`) | 10 | 0.05–300 |
 ///
 /// Keys are trimmed; an empty value counts as unset.
 #[derive(Clone)]
