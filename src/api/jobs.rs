@@ -39,6 +39,35 @@ pub struct SubmitJobBody {
     pub input: Value,
 }
 
+/// [`SubmitJobBody`] as it is read: the fields it does not know are kept, to be refused by name.
+/// Not `deny_unknown_fields`: that is a 422 through `ValidJson` (the sync bodies' shape error),
+/// while a stray envelope field is a value in the wrong place (a `config_flavor` beside `input`
+/// instead of in it), so a 400 naming it; and the OpenAPI schema stays as it was.
+#[derive(Debug, Deserialize)]
+pub struct Envelope {
+    kind: String,
+    input: Value,
+    #[serde(flatten)]
+    unknown: serde_json::Map<String, Value>,
+}
+
+impl Envelope {
+    /// 400 naming the fields the envelope does not know (`details`: the first, the message: all).
+    fn known(self) -> Result<SubmitJobBody, ApiError> {
+        if let Some(first) = self.unknown.keys().next() {
+            let names = self.unknown.keys().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ");
+            return Err(ApiError::new(
+                ErrorKind::ValidationError,
+                format!(
+                    "unknown field {names}: a job body has only `kind` and `input` (the sync body goes in `input`)"
+                ),
+                json!(first),
+            ));
+        }
+        Ok(SubmitJobBody { kind: self.kind, input: self.input })
+    }
+}
+
 /// A job as a client sees it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct JobResource {
@@ -242,8 +271,9 @@ enum JobReadErrors {
 pub async fn submit_job(
     State(jobs): State<Arc<Jobs>>,
     headers: HeaderMap,
-    ValidJson(body): ValidJson<SubmitJobBody>,
+    ValidJson(body): ValidJson<Envelope>,
 ) -> Result<Response, ApiError> {
+    let body = body.known()?;
     let key = idempotency_key(&headers)?;
     let fingerprint = key.as_ref().map(|_| {
         let canonical = json!({ "kind": body.kind, "input": body.input }).to_string();

@@ -591,3 +591,27 @@ async fn an_unreadable_job_row_is_a_fault_naming_the_job() {
     }
     replica.stop().await;
 }
+
+/// The envelope `{"kind", "input"}` is as strict as the sync bodies: a field it does not know (a
+/// `config_flavor` meant for the input, say) is a 400 naming it, not silently ignored, and nothing
+/// is queued.
+#[tokio::test]
+async fn unknown_envelope_fields_are_400_naming_them_and_never_queued() {
+    let db = tempfile::tempdir().unwrap();
+    let (pipeline, _) = FakePipeline::new();
+    let replica = Replica::start(&sqlite(&db), pipeline, config(0)).await;
+    let base = replica.base.clone();
+    let cases = [
+        (json!({ "kind": "scenes", "input": { "prompt": "x" }, "config_flavor": "cinematic" }), "config_flavor"),
+        (json!({ "kind": "scenes", "input": { "prompt": "x" }, "inputs": {} }), "inputs"),
+    ];
+    for (body, field) in cases {
+        let (status, _, err) = post(&base, "/api/mv/jobs", &body, Some("envelope")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {err}");
+        assert_eq!(err["detail"]["details"], field, "{body}: {err}");
+        assert!(err["detail"]["message"].as_str().is_some_and(|m| m.contains(field)), "{err}");
+    }
+    let (_, list) = get(&base, "/api/mv/jobs").await;
+    assert_eq!(list["jobs"], json!([]), "nothing was queued");
+    replica.stop().await;
+}
