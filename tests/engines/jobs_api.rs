@@ -7,7 +7,7 @@ use crate::support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mvgen::jobs::{EngineConfig, Jobs};
+use mvgen::jobs::{EngineConfig, Generations, JobPipeline, Jobs};
 use mvgen::providers::Providers;
 use mvgen::server::{Settings, app_with_jobs};
 use mvgen::state::AppState;
@@ -41,12 +41,22 @@ fn config(workers: usize) -> EngineConfig {
 
 impl Replica {
     async fn start(url: &str, pipeline: Arc<FakePipeline>, config: EngineConfig) -> Replica {
+        Replica::start_with(url, |_| pipeline, config).await
+    }
+
+    /// A replica whose jobs are planned by the real generations (the sync endpoints' parsers).
+    async fn generating(url: &str, config: EngineConfig) -> Replica {
+        Replica::start_with(url, |state| Arc::new(Generations::new(state.clone())), config).await
+    }
+
+    async fn start_with(
+        url: &str,
+        pipeline: impl FnOnce(&AppState) -> Arc<dyn JobPipeline>,
+        config: EngineConfig,
+    ) -> Replica {
         let dir = tempfile::tempdir().unwrap();
         let mut settings = Settings::from_vars(None, |_| None).unwrap();
         settings.output_dir = dir.path().join("outputs");
-        let jobs = Jobs::open(url, pipeline, config).await.expect("open the jobs database");
-        let shutdown = CancellationToken::new();
-        let workers = jobs.start_workers(shutdown.clone());
         let state = AppState {
             providers: Providers::mock(),
             storage: Arc::new(LocalStorage::new(&settings.output_dir)),
@@ -55,6 +65,9 @@ impl Replica {
             generations: mvgen::limits::GenerationSlots::new(8),
             flavors: Default::default(),
         };
+        let jobs = Jobs::open(url, pipeline(&state), config).await.expect("open the jobs database");
+        let shutdown = CancellationToken::new();
+        let workers = jobs.start_workers(shutdown.clone());
         let router = app_with_jobs(state, &settings, Some(jobs.clone()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -614,4 +627,55 @@ async fn unknown_envelope_fields_are_400_naming_them_and_never_queued() {
     let (_, list) = get(&base, "/api/mv/jobs").await;
     assert_eq!(list["jobs"], json!([]), "nothing was queued");
     replica.stop().await;
+}
+
+/// Submits each `(kind, input, field)` as a job and to its sync endpoint: both a 400 naming the
+/// field, and no job stored (the sync request's neither: no `X-Job-Id`, an empty listing).
+async fn refused_at_submit_and_no_job_stored(base: &str, cases: &[(&str, Value, &str)]) {
+    for (kind, input, field) in cases {
+        let body = json!({ "kind": kind, "input": input });
+        let (status, _, err) = post(base, "/api/mv/jobs", &body, None).await;
+        assert_eq!((status, &err["detail"]["details"]), (StatusCode::BAD_REQUEST, &json!(field)), "{body}: {err}");
+        let path = match *kind {
+            "video" => "/api/mv/generate_video",
+            "scenes" => "/api/mv/create_scenes",
+            _ => "/api/mv/generate_character_reference",
+        };
+        let (status, headers, err) = post(base, path, input, None).await;
+        assert_eq!((status, &err["detail"]["details"]), (StatusCode::BAD_REQUEST, &json!(field)), "{path}: {err}");
+        assert!(headers.get("x-job-id").is_none(), "{path}: no job for a refused input");
+    }
+    let (status, list) = get(base, "/api/mv/jobs").await;
+    assert_eq!((status, &list["jobs"]), (StatusCode::OK, &json!([])), "no job was stored");
+}
+
+fn video_with(key: &str, value: Value) -> Value {
+    let mut input = json!({ "prompt": "The captain climbs the mast." });
+    input[key] = value;
+    input
+}
+
+/// A `character_reference_id` that is not an id is refused at submit, as the README promises (it
+/// used to be queued and fail only when the job ran), and a sync request refused for it stores no
+/// job. Run by the real generations, so the sync endpoints' parsers.
+async fn malformed_reference_ids_are_refused_at_submit(url: &str) {
+    let replica = Replica::generating(url, config(0)).await;
+    let cases = ["not-an-id", "../../etc/passwd", "3F2B6C1E-8F0A-4D2B-9C51-0E4F1A2B3C4D"]
+        .map(|id| ("video", video_with("character_reference_id", json!(id)), "character_reference_id"));
+    refused_at_submit_and_no_job_stored(&replica.base, &cases).await;
+    replica.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_reference_ids_are_refused_at_submit_on_sqlite() {
+    let db = tempfile::tempdir().unwrap();
+    malformed_reference_ids_are_refused_at_submit(&sqlite(&db)).await;
+}
+
+#[tokio::test]
+async fn malformed_reference_ids_are_refused_at_submit_on_postgres() {
+    let Some(pg) = Postgres::start("malformed_reference_ids_are_refused_at_submit_on_postgres") else {
+        return;
+    };
+    malformed_reference_ids_are_refused_at_submit(&pg.url).await;
 }
