@@ -679,3 +679,30 @@ async fn malformed_reference_ids_are_refused_at_submit_on_postgres() {
     };
     malformed_reference_ids_are_refused_at_submit(&pg.url).await;
 }
+
+/// A replayed idempotent answer is the first one byte for byte: same key order, same spacing.
+#[tokio::test]
+async fn a_replayed_answer_is_the_first_byte_for_byte() {
+    let db = tempfile::tempdir().unwrap();
+    let (pipeline, _) = FakePipeline::new();
+    let replica = Replica::start(&sqlite(&db), pipeline, config(0)).await;
+    let base = replica.base.clone();
+    let body = json!({ "kind": "scenes", "input": { "prompt": "byte for byte" } });
+    let send = || async {
+        let response = client()
+            .post(format!("{base}/api/mv/jobs"))
+            .header("idempotency-key", "bytes")
+            .json(&body)
+            .send()
+            .await
+            .expect("send");
+        let content_type = response.headers().get("content-type").cloned();
+        (response.status(), content_type, response.bytes().await.expect("body"))
+    };
+    let (first_status, first_type, first) = send().await;
+    let (again_status, again_type, again) = send().await;
+    assert_eq!((first_status, again_status), (StatusCode::ACCEPTED, StatusCode::ACCEPTED));
+    assert_eq!(first_type, again_type);
+    assert_eq!(String::from_utf8_lossy(&again), String::from_utf8_lossy(&first));
+    replica.stop().await;
+}
