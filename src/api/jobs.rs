@@ -339,6 +339,10 @@ fn listing_filter(query: Option<&str>) -> Result<Filter, ApiError> {
     let mut filter = Filter { limit: 20, ..Filter::default() };
     for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
         let value = value.into_owned();
+        // PostgreSQL cannot compare text with a NUL in it (a 503): refused here, on both engines.
+        if value.contains('\0') {
+            return Err(bad_query(&name, "must not contain a NUL byte (%00)".into()));
+        }
         match name.as_ref() {
             "status" => {
                 let status = value.parse().map_err(|_| {

@@ -706,3 +706,28 @@ async fn a_replayed_answer_is_the_first_byte_for_byte() {
     assert_eq!(String::from_utf8_lossy(&again), String::from_utf8_lossy(&first));
     replica.stop().await;
 }
+
+/// A NUL byte in a listing's query value is a 400 naming the parameter on both engines
+/// (PostgreSQL cannot compare text holding one: it answered 503).
+async fn nul_bytes_in_query_values_are_400(url: &str) {
+    let replica = Replica::generating(url, config(0)).await;
+    for (query, field) in [("project_id=a%00b", "project_id"), ("status=%00", "status"), ("kind=video%00", "kind")] {
+        let (status, err) = get(&replica.base, &format!("/api/mv/jobs?{query}")).await;
+        assert_eq!((status, &err["detail"]["details"]), (StatusCode::BAD_REQUEST, &json!(field)), "{query}: {err}");
+    }
+    replica.stop().await;
+}
+
+#[tokio::test]
+async fn nul_bytes_in_query_values_are_400_on_sqlite() {
+    let db = tempfile::tempdir().unwrap();
+    nul_bytes_in_query_values_are_400(&sqlite(&db)).await;
+}
+
+#[tokio::test]
+async fn nul_bytes_in_query_values_are_400_on_postgres() {
+    let Some(pg) = Postgres::start("nul_bytes_in_query_values_are_400_on_postgres") else {
+        return;
+    };
+    nul_bytes_in_query_values_are_400(&pg.url).await;
+}
