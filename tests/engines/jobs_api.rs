@@ -731,3 +731,33 @@ async fn nul_bytes_in_query_values_are_400_on_postgres() {
     };
     nul_bytes_in_query_values_are_400(&pg.url).await;
 }
+
+/// A NUL byte in a text of any kind's input (the flavor's name too) is a 400 naming the field on
+/// both engines, to a job as to the sync endpoint, and nothing is stored: no real prompt holds one,
+/// and PostgreSQL cannot hold one in text.
+async fn nul_bytes_in_texts_are_400(url: &str) {
+    let replica = Replica::generating(url, config(0)).await;
+    let cases = [
+        ("video", video_with("prompt", json!("a\u{0}b")), "prompt"),
+        ("video", video_with("negative_prompt", json!("\u{0}")), "negative_prompt"),
+        ("video", video_with("config_flavor", json!("default\u{0}")), "config_flavor"),
+        ("scenes", json!({ "idea": "a storm\u{0}", "character_description": "a captain" }), "idea"),
+        ("character_reference", json!({ "character_description": "a\u{0}captain" }), "character_description"),
+    ];
+    refused_at_submit_and_no_job_stored(&replica.base, &cases).await;
+    replica.stop().await;
+}
+
+#[tokio::test]
+async fn nul_bytes_in_texts_are_400_on_sqlite() {
+    let db = tempfile::tempdir().unwrap();
+    nul_bytes_in_texts_are_400(&sqlite(&db)).await;
+}
+
+#[tokio::test]
+async fn nul_bytes_in_texts_are_400_on_postgres() {
+    let Some(pg) = Postgres::start("nul_bytes_in_texts_are_400_on_postgres") else {
+        return;
+    };
+    nul_bytes_in_texts_are_400(&pg.url).await;
+}
