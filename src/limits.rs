@@ -20,10 +20,14 @@ pub const MAX_REFERENCE_BYTES: u64 = 20 * 1024 * 1024;
 /// What a caller told "too many generations" should wait before trying again.
 const BUSY_RETRY_AFTER_SECS: u64 = 5;
 
-/// Every named text field must be at most [`MAX_TEXT_CHARS`] characters (400 naming the first
-/// that is not).
+/// Every named text field must be at most [`MAX_TEXT_CHARS`] characters and hold no NUL byte (400
+/// naming the first that does not). A NUL is in no real prompt, and PostgreSQL cannot store one in
+/// text: refused here, a job's input is refused alike on both engines instead of a 503 on one.
 pub fn bounded_texts(fields: &[(&str, Option<&str>)]) -> Result<(), ApiError> {
     for (field, value) in fields {
+        if value.is_some_and(|v| v.contains('\0')) {
+            return Err(ApiError::invalid(field, "must not contain a NUL byte (U+0000)"));
+        }
         if let Some(value) = value
             && value.char_indices().nth(MAX_TEXT_CHARS).is_some()
         {
@@ -74,6 +78,12 @@ mod tests {
         let over = "x".repeat(MAX_TEXT_CHARS + 1);
         let err = bounded_texts(&[("idea", Some("short")), ("camera_angle", Some(&over))]).expect_err("too long");
         assert_eq!((err.status(), err.details), (StatusCode::BAD_REQUEST, json!("camera_angle")));
+    }
+
+    #[test]
+    fn texts_hold_no_nul_byte() {
+        let err = bounded_texts(&[("idea", Some("fine")), ("prompt", Some("a\0b"))]).expect_err("NUL");
+        assert_eq!((err.status(), err.details), (StatusCode::BAD_REQUEST, json!("prompt")));
     }
 
     #[test]

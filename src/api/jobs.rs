@@ -39,6 +39,35 @@ pub struct SubmitJobBody {
     pub input: Value,
 }
 
+/// [`SubmitJobBody`] as it is read: the fields it does not know are kept, to be refused by name.
+/// Not `deny_unknown_fields`: that is a 422 through `ValidJson` (the sync bodies' shape error),
+/// while a stray envelope field is a value in the wrong place (a `config_flavor` beside `input`
+/// instead of in it), so a 400 naming it; and the OpenAPI schema stays as it was.
+#[derive(Debug, Deserialize)]
+pub struct Envelope {
+    kind: String,
+    input: Value,
+    #[serde(flatten)]
+    unknown: serde_json::Map<String, Value>,
+}
+
+impl Envelope {
+    /// 400 naming the fields the envelope does not know (`details`: the first, the message: all).
+    fn known(self) -> Result<SubmitJobBody, ApiError> {
+        if let Some(first) = self.unknown.keys().next() {
+            let names = self.unknown.keys().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ");
+            return Err(ApiError::new(
+                ErrorKind::ValidationError,
+                format!(
+                    "unknown field {names}: a job body has only `kind` and `input` (the sync body goes in `input`)"
+                ),
+                json!(first),
+            ));
+        }
+        Ok(SubmitJobBody { kind: self.kind, input: self.input })
+    }
+}
+
 /// A job as a client sees it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct JobResource {
@@ -179,15 +208,24 @@ fn with_location(status: StatusCode, job: JobResource) -> Response {
     response
 }
 
-/// The first answer to an `Idempotency-Key`, sent again as it was (status, body, `Location`).
-fn replayed(status: u16, body: Value) -> Response {
-    let location = body.pointer("/urls/get").and_then(Value::as_str).and_then(|l| HeaderValue::from_str(l).ok());
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::ACCEPTED);
-    let mut response = (status, axum::Json(body)).into_response();
+/// A job answer as the bytes `body` (the serialized [`JobResource`]), with its `Location`. The
+/// first answer to an `Idempotency-Key` is sent through here and its bytes kept with the key, so a
+/// replay is the same bytes (a `serde_json::Value` would re-sort its keys).
+fn job_answer(status: StatusCode, body: String) -> Response {
+    let location = serde_json::from_str::<Value>(&body)
+        .ok()
+        .and_then(|body| body.pointer("/urls/get").and_then(Value::as_str).and_then(|l| HeaderValue::from_str(l).ok()));
+    let json = HeaderValue::from_static("application/json");
+    let mut response = (status, [(header::CONTENT_TYPE, json)], body).into_response();
     if let Some(location) = location {
         response.headers_mut().insert(header::LOCATION, location);
     }
     response
+}
+
+/// The first answer to an `Idempotency-Key`, sent again as it was (status, body, `Location`).
+fn replayed(status: u16, body: String) -> Response {
+    job_answer(StatusCode::from_u16(status).unwrap_or(StatusCode::ACCEPTED), body)
 }
 
 /// The `Idempotency-Key` header: 1 to 255 visible ASCII characters.
@@ -242,16 +280,22 @@ enum JobReadErrors {
 pub async fn submit_job(
     State(jobs): State<Arc<Jobs>>,
     headers: HeaderMap,
-    ValidJson(body): ValidJson<SubmitJobBody>,
+    ValidJson(body): ValidJson<Envelope>,
 ) -> Result<Response, ApiError> {
+    let body = body.known()?;
     let key = idempotency_key(&headers)?;
     let fingerprint = key.as_ref().map(|_| {
         let canonical = json!({ "kind": body.kind, "input": body.input }).to_string();
         Sha256::digest(canonical.as_bytes()).iter().map(|b| format!("{b:02x}")).collect::<String>()
     });
     // Kept with the key in the job's transaction: a replay sends this, not the job as it is now.
+    // The bytes rendered last are also the ones this request sends, so the two are the same bytes.
+    let sent = std::sync::Mutex::new(None::<String>);
     let answer = |row: &JobRow| {
-        let body = serde_json::to_value(JobResource::from(row.clone())).unwrap_or(Value::Null);
+        let body = serde_json::to_string(&JobResource::from(row.clone())).unwrap_or_else(|_| "null".to_owned());
+        if let Ok(mut sent) = sent.lock() {
+            *sent = Some(body.clone());
+        }
         (StatusCode::ACCEPTED.as_u16(), body)
     };
     let key = key.as_deref().zip(fingerprint.as_deref()).map(|(key, fingerprint)| SubmitKey {
@@ -261,7 +305,10 @@ pub async fn submit_job(
     });
     let kind = Kind::from_field(&body.kind)?;
     let row = match jobs.submit(kind, body.input, key).await? {
-        Submitted::New(row) => *row,
+        Submitted::New(row) => match sent.into_inner().ok().flatten() {
+            Some(body) => return Ok(job_answer(StatusCode::ACCEPTED, body)),
+            None => *row,
+        },
         Submitted::Replayed(Replay { answer: Some((status, body)), .. }) => return Ok(replayed(status, body)),
         // A key stored before first answers were kept: the job as it is now.
         Submitted::Replayed(Replay { job_id, answer: None }) => {
@@ -292,6 +339,10 @@ fn listing_filter(query: Option<&str>) -> Result<Filter, ApiError> {
     let mut filter = Filter { limit: 20, ..Filter::default() };
     for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
         let value = value.into_owned();
+        // PostgreSQL cannot compare text with a NUL in it (a 503): refused here, on both engines.
+        if value.contains('\0') {
+            return Err(bad_query(&name, "must not contain a NUL byte (%00)".into()));
+        }
         match name.as_ref() {
             "status" => {
                 let status = value.parse().map_err(|_| {

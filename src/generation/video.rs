@@ -189,7 +189,7 @@ impl Generation for Video {
             base64: base64::engine::general_purpose::STANDARD.encode(&media.bytes),
             content_type: media.content_type,
         });
-        let character_reference_id = optional(body.character_reference_id);
+        let character_reference_id = reference_id(optional(body.character_reference_id))?;
         let kept = VideoKept { backend, prompt, character_reference_id, uploaded_reference, project_id, sequence };
         Ok(Video { inputs, kept })
     }
@@ -296,6 +296,20 @@ async fn reference(run: Run<'_>, plan: &VideoPlan) -> Result<(Option<Media>, Opt
     })
 }
 
+/// A `character_reference_id` that cannot be an id is refused when the request is validated, so a
+/// job is never queued (nor a sync request's job stored) only to fail when it runs. An id that is
+/// well formed but unknown only costs the video its reference, when it runs.
+fn reference_id(id: Option<String>) -> Result<Option<String>, ApiError> {
+    match id {
+        Some(id) if storage::parse_id(&id).is_err() => Err(bad_reference_id()),
+        id => Ok(id),
+    }
+}
+
+fn bad_reference_id() -> ApiError {
+    ApiError::invalid("character_reference_id", "must be an id returned by generate_character_reference")
+}
+
 /// The stored character reference, or a warning saying why there is none. A malformed id is the
 /// caller's mistake (400); an unknown one only costs the video its reference.
 async fn load_reference(run: Run<'_>, id: Option<&str>) -> Result<(Option<Media>, Option<String>), ApiError> {
@@ -321,9 +335,8 @@ async fn load_reference(run: Run<'_>, id: Option<&str>) -> Result<(Option<Media>
         Err(StorageError::NotFound(_)) => {
             Ok((None, Some(format!("character reference {id} was not found; the video was generated without it"))))
         }
-        Err(StorageError::BadId(_)) => {
-            Err(ApiError::invalid("character_reference_id", "must be an id returned by generate_character_reference"))
-        }
+        // A plan stored before ids were checked at submit.
+        Err(StorageError::BadId(_)) => Err(bad_reference_id()),
         Err(e) => Err(e.into()),
     }
 }

@@ -7,7 +7,7 @@ use crate::support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mvgen::jobs::{EngineConfig, Jobs};
+use mvgen::jobs::{EngineConfig, Generations, JobPipeline, Jobs};
 use mvgen::providers::Providers;
 use mvgen::server::{Settings, app_with_jobs};
 use mvgen::state::AppState;
@@ -41,12 +41,22 @@ fn config(workers: usize) -> EngineConfig {
 
 impl Replica {
     async fn start(url: &str, pipeline: Arc<FakePipeline>, config: EngineConfig) -> Replica {
+        Replica::start_with(url, |_| pipeline, config).await
+    }
+
+    /// A replica whose jobs are planned by the real generations (the sync endpoints' parsers).
+    async fn generating(url: &str, config: EngineConfig) -> Replica {
+        Replica::start_with(url, |state| Arc::new(Generations::new(state.clone())), config).await
+    }
+
+    async fn start_with(
+        url: &str,
+        pipeline: impl FnOnce(&AppState) -> Arc<dyn JobPipeline>,
+        config: EngineConfig,
+    ) -> Replica {
         let dir = tempfile::tempdir().unwrap();
         let mut settings = Settings::from_vars(None, |_| None).unwrap();
         settings.output_dir = dir.path().join("outputs");
-        let jobs = Jobs::open(url, pipeline, config).await.expect("open the jobs database");
-        let shutdown = CancellationToken::new();
-        let workers = jobs.start_workers(shutdown.clone());
         let state = AppState {
             providers: Providers::mock(),
             storage: Arc::new(LocalStorage::new(&settings.output_dir)),
@@ -55,6 +65,9 @@ impl Replica {
             generations: mvgen::limits::GenerationSlots::new(8),
             flavors: Default::default(),
         };
+        let jobs = Jobs::open(url, pipeline(&state), config).await.expect("open the jobs database");
+        let shutdown = CancellationToken::new();
+        let workers = jobs.start_workers(shutdown.clone());
         let router = app_with_jobs(state, &settings, Some(jobs.clone()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -590,4 +603,161 @@ async fn an_unreadable_job_row_is_a_fault_naming_the_job() {
         assert!(message.contains(&id) && message.contains("\"paused\""), "{path}: {message}");
     }
     replica.stop().await;
+}
+
+/// The envelope `{"kind", "input"}` is as strict as the sync bodies: a field it does not know (a
+/// `config_flavor` meant for the input, say) is a 400 naming it, not silently ignored, and nothing
+/// is queued.
+#[tokio::test]
+async fn unknown_envelope_fields_are_400_naming_them_and_never_queued() {
+    let db = tempfile::tempdir().unwrap();
+    let (pipeline, _) = FakePipeline::new();
+    let replica = Replica::start(&sqlite(&db), pipeline, config(0)).await;
+    let base = replica.base.clone();
+    let cases = [
+        (json!({ "kind": "scenes", "input": { "prompt": "x" }, "config_flavor": "cinematic" }), "config_flavor"),
+        (json!({ "kind": "scenes", "input": { "prompt": "x" }, "inputs": {} }), "inputs"),
+    ];
+    for (body, field) in cases {
+        let (status, _, err) = post(&base, "/api/mv/jobs", &body, Some("envelope")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {err}");
+        assert_eq!(err["detail"]["details"], field, "{body}: {err}");
+        assert!(err["detail"]["message"].as_str().is_some_and(|m| m.contains(field)), "{err}");
+    }
+    let (_, list) = get(&base, "/api/mv/jobs").await;
+    assert_eq!(list["jobs"], json!([]), "nothing was queued");
+    replica.stop().await;
+}
+
+/// Submits each `(kind, input, field)` as a job and to its sync endpoint: both a 400 naming the
+/// field, and no job stored (the sync request's neither: no `X-Job-Id`, an empty listing).
+async fn refused_at_submit_and_no_job_stored(base: &str, cases: &[(&str, Value, &str)]) {
+    for (kind, input, field) in cases {
+        let body = json!({ "kind": kind, "input": input });
+        let (status, _, err) = post(base, "/api/mv/jobs", &body, None).await;
+        assert_eq!((status, &err["detail"]["details"]), (StatusCode::BAD_REQUEST, &json!(field)), "{body}: {err}");
+        let path = match *kind {
+            "video" => "/api/mv/generate_video",
+            "scenes" => "/api/mv/create_scenes",
+            _ => "/api/mv/generate_character_reference",
+        };
+        let (status, headers, err) = post(base, path, input, None).await;
+        assert_eq!((status, &err["detail"]["details"]), (StatusCode::BAD_REQUEST, &json!(field)), "{path}: {err}");
+        assert!(headers.get("x-job-id").is_none(), "{path}: no job for a refused input");
+    }
+    let (status, list) = get(base, "/api/mv/jobs").await;
+    assert_eq!((status, &list["jobs"]), (StatusCode::OK, &json!([])), "no job was stored");
+}
+
+fn video_with(key: &str, value: Value) -> Value {
+    let mut input = json!({ "prompt": "The captain climbs the mast." });
+    input[key] = value;
+    input
+}
+
+/// A `character_reference_id` that is not an id is refused at submit, as the README promises (it
+/// used to be queued and fail only when the job ran), and a sync request refused for it stores no
+/// job. Run by the real generations, so the sync endpoints' parsers.
+async fn malformed_reference_ids_are_refused_at_submit(url: &str) {
+    let replica = Replica::generating(url, config(0)).await;
+    let cases = ["not-an-id", "../../etc/passwd", "3F2B6C1E-8F0A-4D2B-9C51-0E4F1A2B3C4D"]
+        .map(|id| ("video", video_with("character_reference_id", json!(id)), "character_reference_id"));
+    refused_at_submit_and_no_job_stored(&replica.base, &cases).await;
+    replica.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_reference_ids_are_refused_at_submit_on_sqlite() {
+    let db = tempfile::tempdir().unwrap();
+    malformed_reference_ids_are_refused_at_submit(&sqlite(&db)).await;
+}
+
+#[tokio::test]
+async fn malformed_reference_ids_are_refused_at_submit_on_postgres() {
+    let Some(pg) = Postgres::start("malformed_reference_ids_are_refused_at_submit_on_postgres") else {
+        return;
+    };
+    malformed_reference_ids_are_refused_at_submit(&pg.url).await;
+}
+
+/// A replayed idempotent answer is the first one byte for byte: same key order, same spacing.
+#[tokio::test]
+async fn a_replayed_answer_is_the_first_byte_for_byte() {
+    let db = tempfile::tempdir().unwrap();
+    let (pipeline, _) = FakePipeline::new();
+    let replica = Replica::start(&sqlite(&db), pipeline, config(0)).await;
+    let base = replica.base.clone();
+    let body = json!({ "kind": "scenes", "input": { "prompt": "byte for byte" } });
+    let send = || async {
+        let response = client()
+            .post(format!("{base}/api/mv/jobs"))
+            .header("idempotency-key", "bytes")
+            .json(&body)
+            .send()
+            .await
+            .expect("send");
+        let content_type = response.headers().get("content-type").cloned();
+        (response.status(), content_type, response.bytes().await.expect("body"))
+    };
+    let (first_status, first_type, first) = send().await;
+    let (again_status, again_type, again) = send().await;
+    assert_eq!((first_status, again_status), (StatusCode::ACCEPTED, StatusCode::ACCEPTED));
+    assert_eq!(first_type, again_type);
+    assert_eq!(String::from_utf8_lossy(&again), String::from_utf8_lossy(&first));
+    replica.stop().await;
+}
+
+/// A NUL byte in a listing's query value is a 400 naming the parameter on both engines
+/// (PostgreSQL cannot compare text holding one: it answered 503).
+async fn nul_bytes_in_query_values_are_400(url: &str) {
+    let replica = Replica::generating(url, config(0)).await;
+    for (query, field) in [("project_id=a%00b", "project_id"), ("status=%00", "status"), ("kind=video%00", "kind")] {
+        let (status, err) = get(&replica.base, &format!("/api/mv/jobs?{query}")).await;
+        assert_eq!((status, &err["detail"]["details"]), (StatusCode::BAD_REQUEST, &json!(field)), "{query}: {err}");
+    }
+    replica.stop().await;
+}
+
+#[tokio::test]
+async fn nul_bytes_in_query_values_are_400_on_sqlite() {
+    let db = tempfile::tempdir().unwrap();
+    nul_bytes_in_query_values_are_400(&sqlite(&db)).await;
+}
+
+#[tokio::test]
+async fn nul_bytes_in_query_values_are_400_on_postgres() {
+    let Some(pg) = Postgres::start("nul_bytes_in_query_values_are_400_on_postgres") else {
+        return;
+    };
+    nul_bytes_in_query_values_are_400(&pg.url).await;
+}
+
+/// A NUL byte in a text of any kind's input (the flavor's name too) is a 400 naming the field on
+/// both engines, to a job as to the sync endpoint, and nothing is stored: no real prompt holds one,
+/// and PostgreSQL cannot hold one in text.
+async fn nul_bytes_in_texts_are_400(url: &str) {
+    let replica = Replica::generating(url, config(0)).await;
+    let cases = [
+        ("video", video_with("prompt", json!("a\u{0}b")), "prompt"),
+        ("video", video_with("negative_prompt", json!("\u{0}")), "negative_prompt"),
+        ("video", video_with("config_flavor", json!("default\u{0}")), "config_flavor"),
+        ("scenes", json!({ "idea": "a storm\u{0}", "character_description": "a captain" }), "idea"),
+        ("character_reference", json!({ "character_description": "a\u{0}captain" }), "character_description"),
+    ];
+    refused_at_submit_and_no_job_stored(&replica.base, &cases).await;
+    replica.stop().await;
+}
+
+#[tokio::test]
+async fn nul_bytes_in_texts_are_400_on_sqlite() {
+    let db = tempfile::tempdir().unwrap();
+    nul_bytes_in_texts_are_400(&sqlite(&db)).await;
+}
+
+#[tokio::test]
+async fn nul_bytes_in_texts_are_400_on_postgres() {
+    let Some(pg) = Postgres::start("nul_bytes_in_texts_are_400_on_postgres") else {
+        return;
+    };
+    nul_bytes_in_texts_are_400(&pg.url).await;
 }

@@ -106,9 +106,11 @@ fn cases() -> Vec<Case> {
         cases.push(bad(path, "config_flavor", json!({"name": "mv1"}), 422));
         cases.push(bad(path, "config_flavor", json!(true), 422));
         // Flavor names are only ever map keys: anything unknown falls back to default.
-        for name in ["../../etc/passwd", "DEFAULT", "", "mv1\u{0}", "mv1 ", "default/../mv1", long_name.as_str()] {
+        for name in ["../../etc/passwd", "DEFAULT", "", "mv1 ", "default/../mv1", long_name.as_str()] {
             cases.push(ok(path, "config_flavor", json!(name)));
         }
+        // Except a NUL, refused in every text (issue 21: PostgreSQL cannot hold one).
+        cases.push(bad(path, "config_flavor", json!("mv1\u{0}"), 400));
         cases.push(ok(path, "config_flavor", Value::Null));
     }
 
@@ -162,7 +164,7 @@ fn cases() -> Vec<Case> {
     }
     cases.push(ok(CS, "number_of_scenes", Value::Null));
     cases.push(ok(CS, "number_of_scenes", json!(32)));
-    for text in ["{idea} {{ }} {", "\u{0} nul and \u{1b}[31m escape", "雨の夜 🌧️", "}} {0} {idea!r}"] {
+    for text in ["{idea} {{ }} {", "\u{1b}[31m escape", "雨の夜 🌧️", "}} {0} {idea!r}"] {
         cases.push(ok(CS, "idea", json!(text)));
     }
 
@@ -301,6 +303,10 @@ fn cases() -> Vec<Case> {
         for key in keys {
             cases.push(bad(path, key, json!(over), 400));
         }
+    }
+    // A NUL byte in any text: PostgreSQL cannot hold one, so both engines refuse it alike.
+    for (path, key) in [(CS, "idea"), (CS, "camera_angle"), (CR, "character_description"), (GV, "prompt")] {
+        cases.push(bad(path, key, json!("a\u{0}b"), 400));
     }
     cases.push(ok(CS, "idea", json!("é".repeat(20_000))));
     cases.push(ok(GV, "prompt", json!("p".repeat(20_000))));

@@ -89,7 +89,7 @@ pub enum Submitted {
 pub struct SubmitKey<'a> {
     pub key: &'a str,
     pub fingerprint: &'a str,
-    pub answer: &'a (dyn Fn(&JobRow) -> (u16, Value) + Sync),
+    pub answer: &'a (dyn Fn(&JobRow) -> (u16, String) + Sync),
 }
 
 /// The engine one process holds.

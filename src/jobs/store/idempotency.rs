@@ -5,7 +5,6 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use serde_json::Value;
 use sqlx::Row;
 
 use super::rows::JobRow;
@@ -26,8 +25,9 @@ pub enum KeyState {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Replay {
     pub job_id: String,
-    /// Status and body as first sent; `None` for a key stored before answers were kept.
-    pub answer: Option<(u16, Value)>,
+    /// Status and body as first sent, the body as its exact bytes (a `Value` would re-sort its
+    /// keys); `None` for a key stored before answers were kept.
+    pub answer: Option<(u16, String)>,
 }
 
 /// An `Idempotency-Key` a submission holds: bound to its job, with the answer to replay, in the
@@ -37,7 +37,7 @@ pub struct KeyBinding<'a> {
     /// The token `begin_key` claimed the key with.
     pub owner: &'a str,
     /// The answer the submission sends (status, body), rendered from the stored row.
-    pub answer: &'a (dyn Fn(&JobRow) -> (u16, Value) + Sync),
+    pub answer: &'a (dyn Fn(&JobRow) -> (u16, String) + Sync),
 }
 
 /// How long keys live and when a pending one counts as abandoned.
@@ -107,9 +107,11 @@ impl Store {
         };
         let status: Option<i64> = row.try_get("answer_status")?;
         let body: Option<String> = row.try_get("answer_body")?;
-        let answer = status
-            .zip(body)
-            .and_then(|(status, body)| Some((u16::try_from(status).ok()?, serde_json::from_str(&body).ok()?)));
+        // Kept as stored: a body that is not JSON was not written by us, so it is not replayed.
+        let answer = status.zip(body).and_then(|(status, body)| {
+            serde_json::from_str::<serde::de::IgnoredAny>(&body).ok()?;
+            Some((u16::try_from(status).ok()?, body))
+        });
         Ok(KeyState::Same(Some(Replay { job_id, answer })))
     }
 

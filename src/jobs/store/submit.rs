@@ -111,7 +111,7 @@ impl Store {
         )
         .bind(job.id)
         .bind(i64::from(status))
-        .bind(body.to_string())
+        .bind(body)
         .bind(key.key)
         .bind(key.owner)
         .execute(&mut *tx)
