@@ -46,7 +46,9 @@ impl LocalStorage {
         let mut removed = 0;
         let kinds = [Collection::CharacterReference, Collection::Video, Collection::Scenes];
         let dirs = kinds.iter().flat_map(|kind| [self.root.join(kind.dir_name()), self.records_dir(*kind)]);
-        for dir in dirs {
+        // The root too: readiness probes (`.mvgen-probe-*.partial`) are written there, and one cut
+        // short by a kill would otherwise survive every restart.
+        for dir in std::iter::once(self.root.clone()).chain(dirs) {
             let entries = match std::fs::read_dir(dir) {
                 Ok(entries) => entries,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
@@ -142,9 +144,7 @@ impl Storage for LocalStorage {
             // In the output directory itself (the operator's, links allowed), never through a kind's
             // directory, which could be a planted link.
             let probe = self.root.join(format!(".mvgen-probe-{}.partial", Uuid::new_v4()));
-            tokio::fs::write(&probe, b"probe").await?;
-            tokio::fs::remove_file(&probe).await?;
-            Ok(())
+            write_probe(probe, |path| async move { tokio::fs::write(path, b"probe").await }).await
         })
     }
 
@@ -273,6 +273,21 @@ fn refuse(path: &Path, meta: &std::fs::Metadata, id: String) -> StorageError {
     };
     tracing::warn!(path = %path.display(), found = what, "refusing to serve: not a regular file reached without links");
     StorageError::NotFound(id)
+}
+
+/// Writes the probe at `path` with `write` and removes it. The guard is armed before the write:
+/// a write that fails half way (a full disk creates the file, then cannot fill it) or is dropped
+/// (readiness bounds each check and drops a slow one) leaves no probe file behind.
+async fn write_probe<F, Fut>(path: PathBuf, write: F) -> Result<(), StorageError>
+where
+    F: FnOnce(PathBuf) -> Fut,
+    Fut: Future<Output = std::io::Result<()>>,
+{
+    let guard = TempFile { path: path.clone(), keep: false };
+    write(path.clone()).await?;
+    tokio::fs::remove_file(&path).await?;
+    guard.disarm();
+    Ok(())
 }
 
 /// A temporary file that is removed on drop unless it was renamed into place.
@@ -478,5 +493,41 @@ mod tests {
         assert_eq!(left, ["character_references", "scenes", "videos"], "the probe is gone");
         std::fs::write(root.join("blocked"), b"a file").expect("file");
         assert!(LocalStorage::new(root.join("blocked")).check().await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_probe_write_that_fails_or_is_cut_leaves_no_probe_file() {
+        let (_dir, root) = temp_root("probe-fail");
+        // As on a full disk: the file is created, then the write fails.
+        let full = |path: PathBuf| async move {
+            std::fs::write(&path, b"pro")?;
+            Err(std::io::Error::other("No space left on device"))
+        };
+        let probe = root.join(".mvgen-probe-full.partial");
+        assert!(write_probe(probe, full).await.is_err());
+        assert_eq!(names(&root), Vec::<String>::new(), "the failed probe's file is gone");
+        // As when readiness' bound drops a write that hangs.
+        let hangs = |path: PathBuf| async move {
+            std::fs::write(&path, b"pro")?;
+            std::future::pending::<std::io::Result<()>>().await
+        };
+        let probe = root.join(".mvgen-probe-hangs.partial");
+        let cut = tokio::time::timeout(std::time::Duration::from_millis(50), write_probe(probe, hangs));
+        assert!(cut.await.is_err(), "the write never ends");
+        assert_eq!(names(&root), Vec::<String>::new(), "the dropped probe's file is gone");
+    }
+
+    #[test]
+    fn startup_cleanup_removes_a_stale_probe_file_in_the_root() {
+        let (_dir, root) = temp_root("probe-stale");
+        let old = std::time::SystemTime::now() - STALE_PARTIAL_AGE - std::time::Duration::from_secs(5);
+        for name in [".mvgen-probe-old.partial", ".mvgen-probe-fresh.partial"] {
+            std::fs::write(root.join(name), b"pro").expect("probe");
+        }
+        let stale = std::fs::File::options().write(true).open(root.join(".mvgen-probe-old.partial")).expect("open");
+        stale.set_modified(old).expect("mtime");
+        drop(stale);
+        assert_eq!(LocalStorage::new(&root).remove_stale_partials().expect("cleanup"), 1);
+        assert_eq!(names(&root), [".mvgen-probe-fresh.partial"], "a probe still in flight is left alone");
     }
 }
