@@ -36,7 +36,7 @@ pub fn routes(jobs: Option<Arc<Jobs>>, metrics: bool) -> Router<AppState> {
         .route("/api/mv/get_scenes/{id}", get(files::get_scenes))
         .route("/api/mv/get_scenes/{id}/markdown", get(files::get_scenes_markdown))
         .route("/api/openapi.json", get(openapi::openapi_json))
-        .route("/readyz", get(readiness::readyz));
+        .route("/readyz", get(readiness::readyz).layer(Extension(Arc::new(readiness::Probes::default()))));
     if let Some(engine) = jobs {
         // The job routes have the engine as their own state.
         let job_routes = Router::new()

@@ -87,3 +87,56 @@ async fn not_ready_names_the_store_or_the_database_that_fails() {
     let message = body["detail"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("jobs database") && message.contains("store is unavailable too"), "{message}");
 }
+
+#[tokio::test]
+async fn a_database_file_deleted_or_replaced_under_the_server_makes_it_not_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let outputs = dir.path().join("outputs");
+    let (app, _jobs) = app(dir.path(), Arc::new(LocalStorage::new(&outputs)), None).await;
+    let (status, _, body) = readyz(&app).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Replaced: another file now at the path (a restore copied over, a volume remounted).
+    let db = dir.path().join("jobs.db");
+    std::fs::rename(&db, dir.path().join("jobs.db.old")).unwrap();
+    std::fs::copy(dir.path().join("jobs.db.old"), &db).unwrap();
+    let (status, _, body) = readyz(&app).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["detail"]["error"], "DatabaseUnavailable", "{body}");
+    let message = body["detail"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("jobs.db") && message.contains("replaced"), "{message}");
+
+    // Deleted: nothing at the path any more (within the second a cached write check would answer).
+    std::fs::remove_file(&db).unwrap();
+    let (status, retry_after, body) = readyz(&app).await;
+    assert_eq!((status, retry_after.as_deref()), (StatusCode::SERVICE_UNAVAILABLE, Some("5")), "{body}");
+    assert_eq!(body["detail"]["error"], "DatabaseUnavailable", "{body}");
+    assert_eq!(body["detail"]["details"]["storage"], "ok", "{body}");
+    let message = body["detail"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("jobs.db") && message.contains("deleted"), "{message}");
+}
+
+#[tokio::test]
+async fn a_flood_of_probes_within_a_second_writes_the_store_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let outputs = dir.path().join("outputs");
+    let (app, _jobs) = app(dir.path(), Arc::new(LocalStorage::new(&outputs)), None).await;
+    let flood = || futures_util::future::join_all((0..20).map(|_| readyz(&app)));
+    for (status, _, body) in flood().await {
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let checked = std::time::Instant::now();
+    // The store can no longer take a write; a probe that wrote again would see it at once.
+    std::fs::remove_dir_all(&outputs).unwrap();
+    std::fs::write(&outputs, b"not a directory").unwrap();
+    let answers = flood().await;
+    assert!(checked.elapsed() < std::time::Duration::from_millis(900), "the flood took too long to prove anything");
+    for (status, _, body) in answers {
+        assert_eq!(status, StatusCode::OK, "the outcome of the second's one probe answers: {body}");
+    }
+    // After the second the store is probed again, and its failure shows.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (status, _, body) = readyz(&app).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["detail"]["error"], "StorageUnavailable", "{body}");
+}

@@ -28,6 +28,8 @@ pub mod rows;
 pub mod runs;
 pub mod submit;
 
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicI64;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -77,6 +79,42 @@ pub struct Store {
     dialect: Dialect,
     /// When this process last purged the expired idempotency keys (Unix ms; see `begin_key`).
     keys_purged_at: Arc<AtomicI64>,
+    /// On SQLite, the database file as opened: readiness fails once that path is gone, names
+    /// another file, or the file has no link left (deleted or replaced under the process, which
+    /// would go on writing into an unlinked inode nobody will ever read).
+    file: Option<Arc<DatabaseFile>>,
+}
+
+/// An SQLite database file's path and identity when it was opened.
+struct DatabaseFile {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl DatabaseFile {
+    fn of(path: &Path) -> Result<DatabaseFile, String> {
+        let meta = std::fs::metadata(path).map_err(|e| format!("jobs database {}: {e}", path.display()))?;
+        Ok(DatabaseFile { path: path.to_owned(), dev: meta.dev(), ino: meta.ino() })
+    }
+
+    /// Whether the path still names the file opened, and that file still has a link.
+    fn still_there(&self) -> Result<(), String> {
+        let shown = self.path.display();
+        match std::fs::metadata(&self.path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(format!("jobs database {shown}: the file was deleted under the process"))
+            }
+            Err(e) => Err(format!("jobs database {shown}: {e}")),
+            Ok(meta) if (meta.dev(), meta.ino()) != (self.dev, self.ino) => {
+                Err(format!("jobs database {shown}: the file was replaced under the process"))
+            }
+            Ok(meta) if meta.nlink() == 0 => {
+                Err(format!("jobs database {shown}: the file was deleted under the process"))
+            }
+            Ok(_) => Ok(()),
+        }
+    }
 }
 
 /// Now, in Unix milliseconds: every time the jobs database stores.
@@ -156,7 +194,15 @@ impl Store {
             }
         };
         migrate::run(dialect, &writer).await.map_err(|e| format!("jobs database {shown}: migrations failed: {e}"))?;
-        Ok(Store { pool, writer, dialect, keys_purged_at: Arc::new(AtomicI64::new(0)) })
+        // After the migrations, so the file surely exists (`mode=rwc` creates it on first write).
+        // An in-memory database has no file to watch.
+        let file = match dialect {
+            Dialect::Sqlite if !shown.is_empty() && !shown.starts_with(':') && !url.contains("mode=memory") => {
+                Some(Arc::new(DatabaseFile::of(Path::new(&shown))?))
+            }
+            _ => None,
+        };
+        Ok(Store { pool, writer, dialect, keys_purged_at: Arc::new(AtomicI64::new(0)), file })
     }
 
     /// The database this store runs on.
@@ -173,6 +219,27 @@ impl Store {
     /// One round trip to the database, for the readiness probe.
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// The readiness checks that cost no database work, run on every probe: the pools are open
+    /// and, on SQLite, the file opened is still the one at its path.
+    pub fn check_local(&self) -> Result<(), String> {
+        if self.writer.is_closed() || self.pool.is_closed() {
+            return Err("jobs database: the connection pool is closed".to_owned());
+        }
+        self.file.as_ref().map_or(Ok(()), |file| file.still_there())
+    }
+
+    /// Whether the writer takes a write: a transaction on the writer pool that starts a write
+    /// (an `UPDATE` matching no row still takes SQLite's write lock, and PostgreSQL refuses it on
+    /// a read-only server) and is rolled back. The lock is held for one statement, and a dropped
+    /// probe (readiness bounds it) has its transaction rolled back by sqlx before the
+    /// connection is used again.
+    pub async fn check_writer(&self) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query("UPDATE idempotency SET created_at = created_at WHERE 1 = 0").execute(&mut *tx).await?;
+        tx.rollback().await?;
         Ok(())
     }
 }
