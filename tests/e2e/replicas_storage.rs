@@ -275,6 +275,8 @@ async fn a_store_stopped_mid_job_fails_it_cleanly_and_the_next_job_succeeds_once
     assert_eq!(fakes.creates(), 2, "the image, and one prediction for the video across both attempts");
     assert_eq!(downloads(&fakes), 3, "the image, then the video once per attempt");
 
+    // `/readyz` reuses each check's outcome for a second: let the one from before expire.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     for url in [image_url.as_str(), "/readyz"] {
         let (status, _, retry_after, body) = fetch(&server.base, url).await;
         let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
@@ -299,6 +301,8 @@ async fn a_store_stopped_mid_job_fails_it_cleanly_and_the_next_job_succeeds_once
     let (status, _, _, again) = fetch(&server.base, &image_url).await;
     assert_eq!(status, StatusCode::OK);
     assert!(again == image_bytes, "what was stored before the outage is served after it");
+    // `/readyz` reuses each check's outcome for a second: let the one from before expire.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     assert_eq!(fetch(&server.base, "/readyz").await.0, StatusCode::OK);
     let next = submit(&server.base, "video", json!({ "prompt": "The lights come back on." })).await;
     let next = tokio::time::timeout(PATIENCE, wait_job(&server.base, &next, "finished", finished)).await.expect("next");
@@ -315,6 +319,8 @@ async fn a_store_stopped_mid_job_fails_it_cleanly_and_the_next_job_succeeds_once
 
     // The probe names the database too when that is what is gone.
     pg.stop();
+    // `/readyz` reuses each check's outcome for a second: let the one from before expire.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let (status, _, retry_after, body) = fetch(&server.base, "/readyz").await;
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     assert_eq!((status, retry_after.as_deref()), (StatusCode::SERVICE_UNAVAILABLE, Some("5")), "{body}");
