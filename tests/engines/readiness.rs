@@ -140,3 +140,27 @@ async fn a_flood_of_probes_within_a_second_writes_the_store_once() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["detail"]["error"], "StorageUnavailable", "{body}");
 }
+
+#[tokio::test]
+async fn a_writer_that_cannot_write_makes_it_not_ready_while_reads_still_answer() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let outputs = dir.path().join("outputs");
+    let (app, _jobs) = app(dir.path(), Arc::new(LocalStorage::new(&outputs)), None).await;
+    // Another process holds the file's write lock: reads (WAL) go on, no write can start.
+    let url = format!("sqlite://{}", dir.path().join("jobs.db").display());
+    let mut other = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut other).await.unwrap();
+    let (status, _, body) = readyz(&app).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["detail"]["error"], "DatabaseUnavailable", "{body}");
+    assert_eq!(body["detail"]["details"]["storage"], "ok", "{body}");
+
+    // Once the lock is released (and the failure's second is over) the writer writes again: the
+    // probe cut by its bound left no transaction open on it.
+    sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+    other.close().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (status, _, body) = readyz(&app).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
