@@ -216,12 +216,6 @@ impl Store {
         self.writer.close().await;
     }
 
-    /// One round trip to the database, for the readiness probe.
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
-
     /// The readiness checks that cost no database work, run on every probe: the pools are open
     /// and, on SQLite, the file opened is still the one at its path.
     pub fn check_local(&self) -> Result<(), String> {
