@@ -19,6 +19,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod database_faults;
 mod durable_jobs;
 mod job_cancel;
 mod live_configs;

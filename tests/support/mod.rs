@@ -15,4 +15,5 @@ pub mod postgres;
 pub mod seaweed;
 pub mod server_process;
 pub mod test_app;
+pub mod tmpfs;
 pub mod tool;

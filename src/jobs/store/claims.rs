@@ -89,8 +89,11 @@ impl Store {
         .bind(now_ms())
         .bind(job_id)
         .bind(claim)
-        .fetch_optional(&self.writer)
-        .await?;
+        // `fetch_all`, not `fetch_optional`: a heartbeat whose commit failed is no heartbeat
+        // (see `submit::only_row`).
+        .fetch_all(&self.writer)
+        .await?
+        .pop();
         Ok(row.map(|r| r.try_get::<i64, _>("cancel_requested")).transpose()?.map(|c| c != 0))
     }
 }

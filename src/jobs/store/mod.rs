@@ -145,15 +145,41 @@ fn pool_options(size: u32) -> AnyPoolOptions {
 /// An SQLite pool of `size` connections. WAL lets readers (listings, event streams) run beside
 /// the one writer; the busy timeout makes a second process sharing the file (`mvgen worker`)
 /// wait for the lock instead of failing.
-fn sqlite_pool(size: u32) -> AnyPoolOptions {
-    pool_options(size).after_connect(|conn, _| {
+///
+/// The writer pool's connection must be able to write. SQLite opens a file it cannot open for
+/// writing (immutable, or on a read-only mount) read-only without a word, and such a connection
+/// stays read-only for its life: a writer made then would refuse every write even after the file
+/// is writable again. So the writer's connection starts a write (a table created in a
+/// transaction that is rolled back: it needs no table of ours, and `BEGIN IMMEDIATE` alone passes
+/// on a read-only file in WAL mode) and is refused when that fails: start-up says why, and a
+/// reconnect later tries again.
+fn sqlite_pool(size: u32, role: Role) -> AnyPoolOptions {
+    pool_options(size).after_connect(move |conn, _| {
         Box::pin(async move {
             sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
             sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
             sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
+            if role == Role::Writer {
+                check_writable(conn).await?;
+            }
             Ok(())
         })
     })
+}
+
+/// Fails when the SQLite connection `conn` cannot write (see `sqlite_pool`).
+async fn check_writable(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+    let created = sqlx::query("CREATE TABLE main.mvgen_write_check (x)").execute(&mut *conn).await;
+    sqlx::query("ROLLBACK").execute(&mut *conn).await?;
+    created.map(drop)
+}
+
+/// What an SQLite pool is for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Reader,
+    Writer,
 }
 
 impl Store {
@@ -175,8 +201,14 @@ impl Store {
         let opened = |e: sqlx::Error| format!("cannot open the jobs database {shown}: {}", reason(&e));
         let mut probe = sqlx::AnyConnection::connect(url).await.map_err(opened)?;
         if dialect == Dialect::Sqlite {
+            // And that it can write: a file SQLite could only open read-only is refused here in
+            // one line, not after the writer pool's 3 s of retries (see `sqlite_pool`).
             let read = sqlx::query("SELECT count(*) FROM sqlite_master").execute(&mut probe).await;
-            if let Err(e) = read {
+            let checked = match read {
+                Ok(_) => check_writable(&mut probe).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = checked {
                 let _ = probe.close().await;
                 return Err(opened(e));
             }
@@ -184,8 +216,8 @@ impl Store {
         let _ = probe.close().await;
         let (pool, writer) = match dialect {
             Dialect::Sqlite => {
-                let pool = sqlite_pool(8).connect(url).await.map_err(opened)?;
-                let writer = sqlite_pool(1).connect(url).await.map_err(opened)?;
+                let pool = sqlite_pool(8, Role::Reader).connect(url).await.map_err(opened)?;
+                let writer = sqlite_pool(1, Role::Writer).connect(url).await.map_err(opened)?;
                 (pool, writer)
             }
             Dialect::Postgres => {

@@ -66,6 +66,19 @@ fn queued_row(job: &NewJob<'_>, seq: i64, now: i64) -> JobRow {
     }
 }
 
+/// The one row of an autocommit `… RETURNING` statement, read with `fetch_all`.
+///
+/// Why not `fetch_one`: on SQLite the row comes back from the statement's first step, and the
+/// implicit COMMIT happens at its last; `fetch_one` stops after the row and the statement's reset
+/// drops the commit's error (a full disk, a read-only file), so a job was acknowledged that was
+/// never stored. Running the statement to completion makes a failed commit this call's error.
+pub(super) fn only_row(mut rows: Vec<sqlx::any::AnyRow>) -> Result<sqlx::any::AnyRow, StoreError> {
+    match rows.pop() {
+        Some(row) if rows.is_empty() => Ok(row),
+        _ => Err(StoreError::Database(sqlx::Error::RowNotFound)),
+    }
+}
+
 impl Store {
     /// Stores a queued job and its first event (and binds `key` to it with the answer to replay)
     /// in one transaction. Returns the stored row, so the submit answer needs no second read;
@@ -98,7 +111,7 @@ impl Store {
             }
         };
         let Some(key) = key else {
-            let inserted = query.fetch_one(&self.writer).await?;
+            let inserted = only_row(query.fetch_all(&self.writer).await?)?;
             return Ok(Some(queued_row(job, inserted.try_get("seq")?, now)));
         };
         let mut tx = self.writer.begin().await?;
