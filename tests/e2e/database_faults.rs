@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::durable_jobs::{http, start};
 use crate::support::server_process::ServerProcess;
-use crate::support::tmpfs::Tmpfs;
+use crate::support::tmpfs::{Tmpfs, privileged};
 
 /// What one submission got: the id of the job it stored, or a refusal.
 enum Outcome {
@@ -178,7 +178,7 @@ async fn an_immutable_database_file_never_acknowledges_what_it_did_not_store() {
     let chattr = |flag: &str, disk: &Tmpfs| {
         let mut paths: Vec<_> = std::fs::read_dir(disk.path()).expect("list").flatten().map(|e| e.path()).collect();
         paths.push(disk.path().to_owned());
-        let done = std::process::Command::new("chattr").arg(flag).args(&paths).status();
+        let done = privileged("chattr").arg(flag).args(&paths).status();
         assert!(done.is_ok_and(|s| s.success()), "chattr {flag} {paths:?}");
     };
     under_fault(&disk, |d| chattr("+i", d), |d| chattr("-i", d), false).await;

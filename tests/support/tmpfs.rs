@@ -1,6 +1,6 @@
 //! A small tmpfs mounted for one test, to fill a disk for real without touching the machine's own
-//! filesystems. Mounting needs root: without it the test skips (prints a line), and under
-//! `CI=true` it fails instead (`.ci/run` runs as root).
+//! filesystems. Mounting needs root (or `sudo` without a password, as `.ci/run` uses for apt):
+//! without it the test skips (prints a line), and under `CI=true` it fails instead.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,8 +18,10 @@ impl Tmpfs {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("tmpfs");
         std::fs::create_dir(&path).expect("mount point");
-        let mounted = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755"), "tmpfs"])
+        // Owned by whoever runs the test, so the server it starts can write there.
+        let owner = format!("uid={},gid={}", own_id("-u"), own_id("-g"));
+        let mounted = privileged("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755,{owner}"), "tmpfs"])
             .arg(&path)
             .output();
         match mounted {
@@ -66,6 +68,24 @@ impl Tmpfs {
 impl Drop for Tmpfs {
     fn drop(&mut self) {
         // Lazy, so a process still holding a file there (a server being killed) can't keep it.
-        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+        let _ = privileged("umount").arg("-l").arg(&self.path).status();
     }
+}
+
+/// `program` as root: directly when the test runs as root, else through `sudo -n` (never asks
+/// for a password: without one set up it fails, and the caller skips).
+pub fn privileged(program: &str) -> Command {
+    if own_id("-u") == "0" {
+        Command::new(program)
+    } else {
+        let mut sudo = Command::new("sudo");
+        sudo.args(["-n", program]);
+        sudo
+    }
+}
+
+/// `id -u` or `id -g` of this process (the tests have no libc binding of their own).
+fn own_id(flag: &str) -> String {
+    let out = Command::new("id").arg(flag).output().expect("id");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
