@@ -72,6 +72,8 @@ pub enum ErrorKind {
     StorageUnavailable,
     /// `GET /readyz` during shutdown: the replica drains and takes no new work.
     ShuttingDown,
+    /// A connection past the connection cap, in the probes' reserve, asked for something else.
+    TooManyConnections,
 }
 
 impl ErrorKind {
@@ -95,9 +97,8 @@ impl ErrorKind {
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
-            TooManyGenerations | UpstreamRateLimited | DatabaseUnavailable | StorageUnavailable | ShuttingDown => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            TooManyGenerations | UpstreamRateLimited | DatabaseUnavailable | StorageUnavailable | ShuttingDown
+            | TooManyConnections => StatusCode::SERVICE_UNAVAILABLE,
             UpstreamError | UpstreamUnreachable => StatusCode::BAD_GATEWAY,
             UpstreamTimeout | JobStillRunning => StatusCode::GATEWAY_TIMEOUT,
             StorageError | InternalError => StatusCode::INTERNAL_SERVER_ERROR,

@@ -11,9 +11,9 @@ use axum::Router;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
+use super::slot::{RESERVE_HEAD_TIMEOUT, Slot};
 use super::watchdog::ConnState;
 use super::{Limits, Shutdown, request};
 
@@ -75,14 +75,8 @@ impl AsyncWrite for Watched {
 }
 
 /// Serves one connection until the client closes it, a timeout closes it, or shutdown does.
-/// `_slot` is this connection's place under the cap, given back when it ends.
-pub(super) async fn serve(
-    stream: TcpStream,
-    router: Router,
-    limits: Limits,
-    shutdown: Shutdown,
-    _slot: OwnedSemaphorePermit,
-) {
+/// `slot` is this connection's place (under the cap or in the reserve), given back when it ends.
+pub(super) async fn serve(stream: TcpStream, router: Router, limits: Limits, shutdown: Shutdown, slot: Arc<Slot>) {
     // Without TCP_NODELAY a response written in two pieces (an event stream's head, then its first
     // event) waits for the client's delayed ACK: ~40 ms per event on Linux. Nothing here gains from
     // Nagle's coalescing, as hyper already writes whole buffers. A socket that refuses is served anyway.
@@ -92,20 +86,25 @@ pub(super) async fn serve(
     let state = Arc::new(ConnState::new());
     let io = TokioIo::new(Watched { stream, state: state.clone() });
     let service = {
-        let state = state.clone();
-        hyper::service::service_fn(move |req| request::handle(req, router.clone(), state.clone(), limits.body_timeout))
+        let (state, slot) = (state.clone(), slot.clone());
+        hyper::service::service_fn(move |req| {
+            request::handle_in(slot.clone(), req, router.clone(), state.clone(), limits.body_timeout)
+        })
     };
+    // A reserve connection has less time to send its request head (see `slot`).
+    let reserve_limits = Limits { header_timeout: limits.header_timeout.min(RESERVE_HEAD_TIMEOUT), ..limits };
     // hyper buffers up to ~400 KiB of request head by default; with thousands of slow connections
     // that is the bulk of a flood's memory. 64 KiB is twice what nginx allows (431 past it).
     let conn = hyper::server::conn::http1::Builder::new().max_header_size(MAX_HEAD_BYTES).serve_connection(io, service);
     tokio::pin!(conn);
     // The watchdog wakes at the connection's deadline, or sooner: no deadline that can appear later
     // (a head starting, a request ending) is earlier than `now + recheck`.
-    let recheck = limits.header_timeout.min(limits.idle_timeout);
     let mut draining_since = None;
     loop {
+        let limits = if slot.in_reserve() { &reserve_limits } else { &limits };
+        let recheck = limits.header_timeout.min(limits.idle_timeout);
         let now = Instant::now();
-        let wake = state.deadline(&limits, draining_since).map_or(now + recheck, |d| d.min(now + recheck));
+        let wake = state.deadline(limits, draining_since).map_or(now + recheck, |d| d.min(now + recheck));
         tokio::select! {
             result = conn.as_mut() => {
                 if let Err(e) = result {
@@ -114,7 +113,7 @@ pub(super) async fn serve(
                 return;
             }
             () = tokio::time::sleep_until(wake) => {
-                if state.deadline(&limits, draining_since).is_some_and(|d| d <= Instant::now()) {
+                if state.deadline(limits, draining_since).is_some_and(|d| d <= Instant::now()) {
                     tracing::debug!(draining = draining_since.is_some(), "closing a stalled or idle connection");
                     return;
                 }

@@ -6,12 +6,13 @@
 //! of them starve everyone. Here each connection is served by hyper's http1 builder under a watchdog
 //! ([`conn`]) that closes it when a request head is not complete within the header timeout, or when
 //! it sits idle between requests past the idle timeout; request bodies get a deadline of their own
-//! ([`request`]). Past the cap, new connections wait in the kernel's listen backlog until a slot
-//! frees, so `/health` still answers then.
+//! ([`request`]). Past the cap, a small reserve of connections answers the probes at once
+//! ([`slot`]); past that too, new connections wait in the kernel's listen backlog until a slot frees.
 
 mod conn;
 mod request;
 pub mod signals;
+mod slot;
 mod trim;
 mod watchdog;
 
@@ -22,7 +23,7 @@ use std::time::Duration;
 
 use axum::Router;
 use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -166,14 +167,17 @@ pub async fn serve(
     limits: Limits,
     mut signals: mpsc::UnboundedReceiver<&'static str>,
 ) -> std::io::Result<Drained> {
-    let slots = Arc::new(Semaphore::new(connection_cap(limits.max_connections)));
+    let slots = slot::Slots::new(connection_cap(limits.max_connections));
     let tasks = TaskTracker::new();
     let shutdown = Shutdown { drain: CancellationToken::new(), cut: CancellationToken::new(), counts: Arc::default() };
     let trimmer = tokio::spawn(trim::after_floods(tasks.clone()));
     let signal = loop {
-        // Past the cap, stop accepting: new connections wait in the listen backlog.
-        let permit = tokio::select! {
-            permit = slots.clone().acquire_owned() => permit.map_err(std::io::Error::other)?,
+        // A place under the cap if one is free, else one in the probes' reserve; past both, stop
+        // accepting: new connections wait in the listen backlog.
+        let (permit, in_reserve) = tokio::select! {
+            biased;
+            permit = slots.main.clone().acquire_owned() => (permit.map_err(std::io::Error::other)?, false),
+            permit = slots.reserve.clone().acquire_owned() => (permit.map_err(std::io::Error::other)?, true),
             signal = signals::next(&mut signals) => break signal,
         };
         let stream = tokio::select! {
@@ -189,7 +193,8 @@ pub async fn serve(
             },
             signal = signals::next(&mut signals) => break signal,
         };
-        tasks.spawn(conn::serve(stream, router.clone(), limits, shutdown.clone(), permit));
+        let slot = slot::Slot::new(permit, in_reserve, &slots);
+        tasks.spawn(conn::serve(stream, router.clone(), limits, shutdown.clone(), slot));
     };
     drop(listener);
     trimmer.abort();

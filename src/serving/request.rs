@@ -17,12 +17,46 @@ use serde_json::json;
 use tokio::time::{Instant, Sleep};
 use tower::Service;
 
+use super::slot::{PROBES, Slot};
 use super::watchdog::ConnState;
 use crate::error::{ApiError, ErrorKind};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-pub(super) async fn handle(
+/// A request on a connection holding `slot`. Under the cap it is served; in the reserve a probe
+/// is answered and the connection then closes, and anything else waits briefly for a place under
+/// the cap or is told to come back (see `slot`).
+pub(super) async fn handle_in(
+    slot: Arc<Slot>,
+    request: Request<Incoming>,
+    router: Router,
+    state: Arc<ConnState>,
+    body_timeout: Duration,
+) -> Result<Response<Answer>, Infallible> {
+    if !slot.in_reserve() {
+        return handle(request, router, state, body_timeout).await;
+    }
+    if PROBES.contains(&request.uri().path()) {
+        let mut answer = handle(request, router, state, body_timeout).await?;
+        answer.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return Ok(answer);
+    }
+    if slot.move_under_cap().await {
+        return handle(request, router, state, body_timeout).await;
+    }
+    let in_flight = InFlight::start(state.clone());
+    state.answer_started();
+    let busy = ApiError::new(
+        ErrorKind::TooManyConnections,
+        "the server holds as many connections as it serves at once; retry shortly".to_owned(),
+        json!({ "retry_after_seconds": 1 }),
+    );
+    let mut response = closing(busy.into_response());
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    Ok(Answer::wrap(response, in_flight))
+}
+
+async fn handle(
     request: Request<Incoming>,
     mut router: Router,
     state: Arc<ConnState>,
