@@ -41,10 +41,12 @@ pub(super) async fn handle_in(
         answer.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         return Ok(answer);
     }
+    // In flight while it waits, so the watchdog's head timeout does not close it meanwhile.
+    let in_flight = InFlight::start(state.clone());
     if slot.move_under_cap().await {
+        drop(in_flight);
         return handle(request, router, state, body_timeout).await;
     }
-    let in_flight = InFlight::start(state.clone());
     state.answer_started();
     let busy = ApiError::new(
         ErrorKind::TooManyConnections,
