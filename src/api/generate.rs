@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::Extension;
 use axum::extract::State;
-use axum::http::HeaderValue;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -101,6 +101,23 @@ async fn respond<G: Generation>(
     // The slot moves to the job's run: it is held while the generation runs, not while we wait.
     let id = jobs.submit_now(G::KIND, &stored, slot).await?;
     let mut response = match jobs.finished(&id).await {
+        Ok(Some(job)) if !job.status.is_final() && jobs.sync_waits_cut() => {
+            // Shutdown's drain is about to cut this request: the job goes on (released to the
+            // queue at exit, then on any replica) and the caller follows it by its id. 503, not
+            // the sync wait's 504: this replica is going away, the job is not slow.
+            let mut response = ApiError::new(
+                ErrorKind::JobStillRunning,
+                format!(
+                    "this replica is shutting down and job {id} is still {}; it goes on: follow it at \
+                     /api/mv/jobs/{id}",
+                    job.status
+                ),
+                json!({ "job_id": id, "status": job.status, "retry_after_seconds": 5 }),
+            )
+            .into_response();
+            *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            response
+        }
         Ok(Some(job)) => answer(&id, job)?,
         Ok(None) => return Err(ApiError::internal(format!("job {id} is gone"))),
         Err(e @ StoreError::Unreadable { .. }) => return Err(unavailable(e)),

@@ -14,6 +14,10 @@ use crate::providers::{ProviderConfig, Providers};
 use crate::server::{self, Settings};
 use crate::serving;
 
+/// How long before the drain's deadline sync requests still waiting on their job are answered:
+/// time to read the job and write the answer before the connections are cut.
+const SYNC_ANSWER_MARGIN: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Serves until a signal. A drain that had to cut requests is a negative answer (exit 1), for the
 /// supervisor; anything that stops the server from starting is an error.
 pub fn serve(addr: Option<SocketAddr>, configs: Option<&Path>) -> anyhow::Result<Outcome> {
@@ -91,11 +95,16 @@ async fn run(
     }
     // Event streams never end by themselves while a job runs: on the first signal they end, so
     // the drain is not held open to its deadline (clients reconnect with Last-Event-ID elsewhere).
+    // Sync requests still waiting on their job when the drain's deadline nears are answered
+    // (503 `JobStillRunning`, `X-Job-Id`) rather than cut without a word.
     let mut first_signal = serving::signals::listen();
     let streams = jobs.clone();
+    let answer_by = settings.connections.drain_timeout.saturating_sub(SYNC_ANSWER_MARGIN);
     tokio::spawn(async move {
         if first_signal.recv().await.is_some() {
             streams.end_streams();
+            tokio::time::sleep(answer_by).await;
+            streams.answer_sync_waiters();
         }
     });
     let served = serving::serve(listener, router, settings.connections, serving::signals::listen()).await;

@@ -374,23 +374,31 @@ fn sigterm_lets_a_request_in_flight_finish_within_the_deadline() {
     assert!(replicate.cancelled().is_empty(), "nothing to cancel");
 }
 
+/// A sync request still waiting on its job when the drain's deadline nears (1 s before it) is
+/// answered 503 `JobStillRunning` with `X-Job-Id` and `Retry-After`, never cut without an answer;
+/// its job is released to the queue with its saved prediction for the next process to resume, not
+/// cancelled and paid for again.
 #[test]
-fn drain_deadline_cuts_the_request_and_keeps_its_prediction_for_a_takeover() {
+fn at_the_drain_deadline_a_waiting_sync_request_is_answered_with_its_job_and_nothing_is_cut() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-    let (mut server, replicate, client) = server_with_running_prediction(&rt, "1", None);
+    let (mut server, replicate, client) = server_with_running_prediction(&rt, "2", None);
     let start = Instant::now();
     server.signal("TERM");
     let status = server.wait_exit(Duration::from_secs(5));
     let log = server.log();
-    let status = status.unwrap_or_else(|| panic!("still running 5 s after SIGTERM with a 1 s drain deadline:\n{log}"));
+    let status = status.unwrap_or_else(|| panic!("still running 5 s after SIGTERM with a 2 s drain deadline:\n{log}"));
     let took = start.elapsed();
     assert!(took >= Duration::from_millis(900), "the drain waited only {took:?}");
-    assert!(!status.success(), "a drain that cut requests does not exit 0:\n{log}");
-    // The request is cut, but its generation is a job (issue 12): released to the queue with its
-    // saved prediction for the next process to resume, not cancelled and paid for again.
-    assert!(replicate.cancelled().is_empty(), "the cut request's prediction is kept for a takeover:\n{log}");
-    assert!(log.contains("requests_cut=1"), "the log says what was cut:\n{log}");
-    client.join().expect("client");
+    assert!(status.success(), "a drain that answered every request exits 0: {status}\n{log}");
+    let answer = client.join().expect("client");
+    let text = String::from_utf8_lossy(&answer.received).into_owned();
+    let (code, body) = status_and_body(&text);
+    assert_eq!(code, 503, "{text}");
+    assert!(body.contains("JobStillRunning"), "{body}");
+    let head = text.to_ascii_lowercase();
+    assert!(head.contains("\r\nx-job-id: ") && head.contains("\r\nretry-after: 5\r\n"), "{text}");
+    assert!(replicate.cancelled().is_empty(), "the prediction is kept for a takeover:\n{log}");
+    assert!(!log.contains("requests_cut"), "nothing was cut:\n{log}");
 }
 
 #[test]

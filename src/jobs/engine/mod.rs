@@ -106,6 +106,9 @@ pub struct Jobs {
     /// Ends every event stream (shutdown): clients reconnect with `Last-Event-ID` elsewhere
     /// instead of holding the connection drain open until its deadline.
     draining: CancellationToken,
+    /// Fired near the shutdown drain's deadline: sync waiters answer with their job's id now
+    /// rather than be cut without an answer (see `sync::finished`).
+    answer_now: CancellationToken,
     /// Sync jobs whose generation slot this process still holds: their waiter answers only once
     /// the slot is free, so the caller's next request is not refused by its own finished one.
     holding: std::sync::Mutex<std::collections::HashSet<String>>,
@@ -124,6 +127,7 @@ impl Jobs {
             closed: CancellationToken::new(),
             running: std::sync::OnceLock::new(),
             draining: CancellationToken::new(),
+            answer_now: CancellationToken::new(),
             holding: Default::default(),
         });
         if jobs.store.dialect() == Dialect::Postgres {
@@ -265,6 +269,17 @@ impl Jobs {
     /// Ends every open event stream now and refuses new ones to stay open (see `draining`).
     pub fn end_streams(&self) {
         self.draining.cancel();
+    }
+
+    /// Makes every sync request still waiting for its job answer now, with the job's id to follow
+    /// (shutdown, just before the drain's deadline would cut them).
+    pub fn answer_sync_waiters(&self) {
+        self.answer_now.cancel();
+    }
+
+    /// Whether sync waits were cut short by [`Jobs::answer_sync_waiters`].
+    pub fn sync_waits_cut(&self) -> bool {
+        self.answer_now.is_cancelled()
     }
 
     /// Fires when event streams must end.

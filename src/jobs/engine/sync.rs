@@ -109,7 +109,7 @@ impl Jobs {
     }
 
     /// The job once it is succeeded, failed or canceled, or as it is last read (still `queued` or
-    /// `processing`) once `config.sync_wait` has passed: the caller answers with the job's id
+    /// `processing`) once `config.sync_wait` has passed or shutdown asked for an answer now: the caller answers with the job's id
     /// instead of hanging forever when nobody can run it (the database keeps refusing claims, say).
     /// Woken by this process's broadcast; reads the row anyway every `config.poll`, as a worker in
     /// another process tells us nothing. A database fault is retried: the job's result is kept
@@ -139,13 +139,17 @@ impl Jobs {
                     fault = Some(e);
                 }
             }
-            if left.is_zero() {
+            if left.is_zero() || self.answer_now.is_cancelled() {
                 return match (last, fault) {
                     (None, Some(e)) => Err(e),
                     (last, _) => Ok(last),
                 };
             }
-            woken(&mut wake, id, self.config.poll.min(left)).await;
+            tokio::select! {
+                () = woken(&mut wake, id, self.config.poll.min(left)) => {}
+                // Shutdown's drain ends soon: one last read, then the answer as it stands.
+                () = self.answer_now.cancelled() => {}
+            }
         }
     }
 
