@@ -5,6 +5,7 @@ use std::fs;
 use std::path::Path;
 
 use super::diag::{Diagnostic, Diagnostics};
+use super::read::read_config_file;
 use super::yaml::YamlFile;
 use crate::model::FileKind;
 use crate::model::did_you_mean;
@@ -87,9 +88,7 @@ fn read_flavor(name: String, dir: &Path, shown: String, diags: &mut Diagnostics)
             source.broken = true;
             continue;
         };
-        let parsed = fs::read(&path)
-            .map_err(|e| Diagnostic::whole(file_shown.clone(), format!("cannot read file: {e}")))
-            .and_then(|bytes| YamlFile::parse(file_shown, &bytes));
+        let parsed = read_config_file(&path, &file_shown).and_then(|bytes| YamlFile::parse(file_shown, &bytes));
         match parsed {
             Ok(file) => source.files.push((kind, file)),
             Err(d) => {

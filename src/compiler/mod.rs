@@ -1,18 +1,19 @@
 //! The flavor compiler: a `configs/` directory in, fully resolved flavors (or every fault found) out.
 //!
-//! Stages, in order: `discover` finds flavor directories and their files, `yaml` reads each file into
-//! positioned entries, `schema` checks every key, `resolve` applies inheritance. What it builds are
-//! the run-time types of [`crate::model`]: the compiler depends on the model, never the reverse, and
+//! Stages, in order: `discover` finds flavor directories and their files (`read` opens each, refusing
+//! what cannot be a configs file), `yaml` parses each into positioned entries, `schema` checks every
+//! key, `resolve` applies inheritance. What it builds are the run-time types of [`crate::model`]: the compiler depends on the model, never the reverse, and
 //! nothing on a request path imports the compiler. The same code runs in build.rs (through a `#[path]`
 //! module, with `model` included next to it so `crate::model` names the same files) and in the
 //! `mvgen check/show/diff/render --configs` commands and `serve --configs` (`live_configs`), so files
-//! here refer to each other with `super::`, use only std, serde, serde-saphyr and sha2, never print and
-//! never panic: they return values and let the caller decide how to show them.
+//! here refer to each other with `super::`, use only std, serde, serde-saphyr, sha2 and libc, never
+//! print and never panic: they return values and let the caller decide how to show them.
 
 mod diag;
 mod discover;
 mod hash;
 mod layer;
+mod read;
 mod resolve;
 mod schema;
 mod yaml;
@@ -23,6 +24,7 @@ use crate::model::{Flavor, MAX_FLAVOR_NAME_CHARS};
 
 pub use diag::{Diagnostic, Diagnostics};
 pub use hash::{HASH_LEN, content_hash};
+pub use read::MAX_FILE_BYTES;
 pub use schema::{KeySchema, Shape, meta_key_schemas};
 
 /// Compiles every flavor under `dir`. Paths in diagnostics start with `dir` as given, so

@@ -154,6 +154,61 @@ fn edits_are_served_broken_edits_keep_the_last_good_table_and_deletion_is_surviv
     });
 }
 
+/// Puts something that is not a configs file where mv1/parameters.yaml was.
+type Plant = fn(&Path);
+
+#[test]
+fn a_fifo_a_device_a_socket_or_a_huge_file_is_a_diagnostic_and_later_edits_are_still_served() {
+    let (_tmp, dir) = configs_copy();
+    let dir_arg = dir.to_str().expect("utf-8 path");
+    let server = ServerProcess::start_with(&["--configs", dir_arg], &[("MV_PROVIDER", "mock")]).expect("start");
+    let client = Client::new(&server);
+    let params = dir.join("mv1/parameters.yaml");
+    let good = std::fs::read_to_string(&params).expect("read");
+    let shown = format!("{dir_arg}/mv1/parameters.yaml");
+    let special = "a configs file must be a regular file or a link to one";
+    let cases: [(&str, String, Plant); 4] = [
+        // Before: the reload thread blocked in open() for good, and no later edit was ever served.
+        ("a FIFO", format!("{shown}: not a regular file but a FIFO (named pipe): {special}"), |p| {
+            let made = Command::new("mkfifo").arg(p).status().expect("run mkfifo");
+            assert!(made.success(), "mkfifo {}", p.display());
+        }),
+        // Before: read until memory ran out.
+        ("a link to /dev/zero", format!("{shown}: not a regular file but a character device: {special}"), |p| {
+            std::os::unix::fs::symlink("/dev/zero", p).expect("symlink");
+        }),
+        ("a socket", format!("{shown}: not a regular file but a socket: {special}"), |p| {
+            // The socket file stays when the listener is dropped.
+            drop(std::os::unix::net::UnixListener::bind(p).expect("bind"));
+        }),
+        ("a 100 MB file", format!("{shown}: file is larger than 1 MiB (1048576 bytes)"), |p| {
+            // Sparse: no disk used, and only the first MiB and a byte are ever read.
+            std::fs::File::create(p).expect("create").set_len(100 << 20).expect("set_len");
+        }),
+    ];
+    let mut scenes = 8;
+    for (what, diagnostic, plant) in cases {
+        let generation = client.flavors()["live"]["generation"].clone();
+        std::fs::remove_file(&params).expect("remove");
+        plant(&params);
+        let list = client.until(&format!("{what} reported"), |l| l["live"]["diagnostics"] != json!([]));
+        let diags = &list["live"]["diagnostics"];
+        assert!(
+            diags.as_array().is_some_and(|d| d.len() == 1 && d[0].as_str().is_some_and(|d| d.starts_with(&diagnostic))),
+            "{what}: {diags:#}"
+        );
+        assert_eq!(list["live"]["generation"], generation, "{what}: nothing new is served");
+        assert_eq!(client.scene_count("mv1"), Some(scenes), "{what}: the last good table still serves");
+        assert!(server.log().contains(&diagnostic), "{what}: logged\n{}", server.log());
+
+        // A later good edit is still served.
+        scenes += 1;
+        save(&params, &good.replace("number_of_scenes: 8", &format!("number_of_scenes: {scenes}")));
+        client.until(&format!("the edit after {what} served"), |l| l["live"]["diagnostics"] == json!([]));
+        assert_eq!(client.scene_count("mv1"), Some(scenes), "{what}: the edit after it is served");
+    }
+}
+
 #[test]
 fn without_the_flag_the_embedded_flavors_are_served_and_nothing_says_live() {
     let server = ServerProcess::start(&[("MV_PROVIDER", "mock")]).expect("start");
