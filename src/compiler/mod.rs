@@ -18,6 +18,7 @@ mod resolve;
 mod schema;
 mod yaml;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::model::{Flavor, MAX_FLAVOR_NAME_CHARS};
@@ -31,11 +32,22 @@ pub use schema::{KeySchema, Shape, meta_key_schemas};
 /// `compile(Path::new("configs"))` reports `configs/mv1/parameters.yaml:7:19: ...`.
 /// On success the flavors are sorted by name.
 pub fn compile(dir: &Path) -> Result<Vec<Flavor>, Diagnostics> {
+    compile_reading(dir).0
+}
+
+/// Every configs file a compile read, by the path its diagnostics use, with its size in bytes; a
+/// file that could not be read (missing, special, too big) is not in it.
+pub type FilesRead = BTreeMap<String, usize>;
+
+/// [`compile`], and which files that compile read. `serve --configs` decides from these sizes, the
+/// bytes the compile actually saw, whether an edit is still being written (`live_configs`).
+pub fn compile_reading(dir: &Path) -> (Result<Vec<Flavor>, Diagnostics>, FilesRead) {
     let mut diags = Diagnostics::default();
     let sources = discover::discover(dir, &mut diags);
+    let read: FilesRead = sources.iter().flat_map(|s| s.read.iter().cloned()).collect();
     let layers: Vec<layer::Layer> = sources.into_iter().map(|s| layer::Layer::read(s, &mut diags)).collect();
     let flavors = resolve::resolve(&layers, &mut diags);
-    if diags.is_empty() { Ok(flavors) } else { Err(diags.sorted()) }
+    (if diags.is_empty() { Ok(flavors) } else { Err(diags.sorted()) }, read)
 }
 
 /// What [`is_flavor_name`] accepts, as a regex (for `mvgen schema`). Spelled out, since a

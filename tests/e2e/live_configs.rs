@@ -154,6 +154,79 @@ fn edits_are_served_broken_edits_keep_the_last_good_table_and_deletion_is_surviv
     });
 }
 
+/// mv1's content hash in a copy of `dir` (made under `scratch`) whose mv1/parameters.yaml holds
+/// `text`, as the compiler computes it.
+fn mv1_hash_with(dir: &Path, scratch: &Path, text: &str) -> String {
+    let copy = scratch.join(format!("hash-{}", text.len()));
+    copy_tree(dir, &copy);
+    std::fs::write(copy.join("mv1/parameters.yaml"), text).expect("write");
+    let flavors = mvgen::compiler::compile(&copy).unwrap_or_else(|d| panic!("the copy compiles:\n{d}"));
+    flavors.iter().find(|f| f.name == "mv1").expect("mv1").hash.to_string()
+}
+
+fn mv1_hash(list: &Value) -> String {
+    list["details"]
+        .as_array()
+        .and_then(|d| d.iter().find(|f| f["name"] == "mv1"))
+        .and_then(|f| f["hash"].as_str())
+        .expect("mv1 listed with a hash")
+        .to_string()
+}
+
+#[test]
+fn a_file_truncated_then_written_after_a_pause_is_never_served_empty() {
+    let (tmp, dir) = configs_copy();
+    let params = dir.join("mv1/parameters.yaml");
+    let original = std::fs::read_to_string(&params).expect("read");
+    let edited = original.replace("number_of_scenes: 8", "number_of_scenes: 3");
+    // An empty parameters.yaml compiles (mv1 then inherits default's): only its hash tells it apart.
+    let [before, emptied, after] = [original.as_str(), "", edited.as_str()].map(|t| mv1_hash_with(&dir, tmp.path(), t));
+    assert!(before != emptied && emptied != after && before != after, "three distinct states");
+
+    let dir_arg = dir.to_str().expect("utf-8 path");
+    let server = ServerProcess::start_with(&["--configs", dir_arg], &[("MV_PROVIDER", "mock")]).expect("start");
+    let client = Client::new(&server);
+    assert_eq!(mv1_hash(&client.flavors()), before);
+    let served = |since: Instant| {
+        let hash = mv1_hash(&client.flavors());
+        assert_ne!(hash, emptied, "the emptied file was served {:?} after the truncation", since.elapsed());
+        hash
+    };
+
+    // An in-place save whose writer pauses between truncating and writing, well past the 50 ms
+    // debounce plus 50 ms quiet after which the server compiles. Polled throughout: the emptied
+    // state must never be served, only the old content and then the new.
+    let mut file = std::fs::OpenOptions::new().write(true).truncate(true).open(&params).expect("truncate");
+    let truncated = Instant::now();
+    let mut polls = 0;
+    while truncated.elapsed() < Duration::from_millis(400) {
+        assert_eq!(served(truncated), before, "the old content serves while the file is empty");
+        polls += 1;
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(polls >= 10, "only {polls} polls during the pause: the check saw too little of it");
+    std::io::Write::write_all(&mut file, edited.as_bytes()).expect("write");
+    drop(file);
+    loop {
+        let hash = served(truncated);
+        if hash == after {
+            break;
+        }
+        assert_eq!(hash, before, "only the old content or the new one");
+        assert!(truncated.elapsed() < DEADLINE, "the written edit was not served within {DEADLINE:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(client.scene_count("mv1"), Some(3), "the edit is served");
+    assert!(server.log().contains("was emptied or removed"), "the hold is logged:\n{}", server.log());
+
+    // Emptied on purpose (inherit everything) and left so: served, once it has been still for 1 s.
+    let emptied_at = Instant::now();
+    std::fs::OpenOptions::new().write(true).truncate(true).open(&params).expect("truncate");
+    client.until("an emptied file left alone is served", |l| mv1_hash(l) == emptied);
+    assert!(emptied_at.elapsed() >= Duration::from_secs(1), "served after {:?}", emptied_at.elapsed());
+    assert_eq!(client.scene_count("mv1"), Some(6), "mv1 now inherits default's scene count");
+}
+
 /// Puts something that is not a configs file where mv1/parameters.yaml was.
 type Plant = fn(&Path);
 
