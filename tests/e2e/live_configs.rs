@@ -231,7 +231,7 @@ fn a_file_truncated_then_written_after_a_pause_is_never_served_empty() {
 type Plant = fn(&Path);
 
 #[test]
-fn a_fifo_a_device_a_socket_or_a_huge_file_is_a_diagnostic_and_later_edits_are_still_served() {
+fn a_fifo_a_device_a_socket_a_huge_file_or_two_merge_keys_are_diagnostics_and_later_edits_are_served() {
     let (_tmp, dir) = configs_copy();
     let dir_arg = dir.to_str().expect("utf-8 path");
     let server = ServerProcess::start_with(&["--configs", dir_arg], &[("MV_PROVIDER", "mock")]).expect("start");
@@ -240,7 +240,7 @@ fn a_fifo_a_device_a_socket_or_a_huge_file_is_a_diagnostic_and_later_edits_are_s
     let good = std::fs::read_to_string(&params).expect("read");
     let shown = format!("{dir_arg}/mv1/parameters.yaml");
     let special = "a configs file must be a regular file or a link to one";
-    let cases: [(&str, String, Plant); 4] = [
+    let cases: [(&str, String, Plant); 5] = [
         // Before: the reload thread blocked in open() for good, and no later edit was ever served.
         ("a FIFO", format!("{shown}: not a regular file but a FIFO (named pipe): {special}"), |p| {
             let made = Command::new("mkfifo").arg(p).status().expect("run mkfifo");
@@ -257,6 +257,10 @@ fn a_fifo_a_device_a_socket_or_a_huge_file_is_a_diagnostic_and_later_edits_are_s
         ("a 100 MB file", format!("{shown}: file is larger than 1 MiB (1048576 bytes)"), |p| {
             // Sparse: no disk used, and only the first MiB and a byte are ever read.
             std::fs::File::create(p).expect("create").set_len(100 << 20).expect("set_len");
+        }),
+        // Before: the second `<<` was dropped silently and the file served.
+        ("two merge keys", format!("{shown}:2:1: duplicate key `<<`: each key may appear once per file"), |p| {
+            std::fs::write(p, "<<: {video_type: a}\n<<: {camera_angle: b}\n").expect("write");
         }),
     ];
     let mut scenes = 8;
