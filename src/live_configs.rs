@@ -5,10 +5,13 @@
 //! keeps the table it started with alive through an `Arc` (`FlavorRef::Live`). An edit that
 //! compiles swaps in a new table; one that does not keeps the last good table and publishes the
 //! compiler's `file:line:col` diagnostics (logged, in `get_config_flavors`, on the create page).
+//! An edit that empties or removes a file may be an in-place save half way, so it is served only
+//! once the directory has been still for a while (`reload_when_settled`).
 //! Without `--configs` none of this exists: `FlavorSource::Embedded` goes straight to the phf table.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, Weak, mpsc};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -17,7 +20,7 @@ use notify_debouncer_mini::notify::{RecommendedWatcher, RecursiveMode};
 use notify_debouncer_mini::{DebounceEventResult, Debouncer, new_debouncer};
 
 // The compiler's only run-time user: `serve --configs DIR` recompiles on every edit (see `compile`).
-use crate::compiler::Diagnostics;
+use crate::compiler::{Diagnostics, FilesRead};
 use crate::flavor::{self, Chosen, FlavorRef, Table};
 
 /// Events for one path closer together than this are one event: an editor's save is often several
@@ -27,6 +30,11 @@ const DEBOUNCE: Duration = Duration::from_millis(50);
 const QUIET: Duration = Duration::from_millis(50);
 /// The longest a reload waits for quiet.
 const MAX_SETTLE: Duration = Duration::from_millis(500);
+/// Once a compile finds a file emptied or removed, how long the directory must then be still before
+/// that state is served: an in-place save may be half way (see `reload_when_settled`).
+const EMPTIED_SETTLE: Duration = Duration::from_secs(1);
+/// The longest such a hold lasts while the directory keeps changing.
+const MAX_HOLD: Duration = Duration::from_secs(5);
 
 /// Where a server's flavors come from, chosen once at start.
 #[derive(Clone, Default)]
@@ -96,6 +104,15 @@ pub struct LiveConfigs {
     watcher: Mutex<Option<Debouncer<RecommendedWatcher>>>,
     /// Whether `dir` itself is watched (it stops being when the directory is deleted).
     watching_dir: Mutex<bool>,
+    /// The files behind the last compile that was served or reported, with their sizes.
+    last_read: Mutex<FilesRead>,
+}
+
+/// One compile of the directory, not yet served.
+struct Compiled {
+    /// `None` when the directory is gone.
+    outcome: Option<Result<Option<Table>, Diagnostics>>,
+    read: FilesRead,
 }
 
 impl std::fmt::Debug for LiveConfigs {
@@ -108,9 +125,11 @@ impl std::fmt::Debug for LiveConfigs {
 /// gets here: prompt authors edit a directory and expect the running service to pick it up within a
 /// second, so that directory must be compiled at run time, with the same rules build.rs applies. Every
 /// other server serves the table build.rs compiled and never reaches the compiler. `None` when the
-/// tree has no default flavor (the compiler refuses such a tree, so never in practice).
-fn compile(dir: &Path) -> Result<Option<Table>, Diagnostics> {
-    crate::compiler::compile(dir).map(Table::new)
+/// tree has no default flavor (the compiler refuses such a tree, so never in practice). With the
+/// files the compile read, for `reload_when_settled`.
+fn compile(dir: &Path) -> (Result<Option<Table>, Diagnostics>, FilesRead) {
+    let (flavors, read) = crate::compiler::compile_reading(dir);
+    (flavors.map(Table::new), read)
 }
 
 impl LiveConfigs {
@@ -127,7 +146,8 @@ impl LiveConfigs {
         }
         let absolute =
             std::fs::canonicalize(dir).map_err(|e| StartError::Unusable(format!("--configs {shown}: {e}")))?;
-        let table = compile(dir).map_err(StartError::Invalid)?;
+        let (table, read) = compile(dir);
+        let table = table.map_err(StartError::Invalid)?;
         let table = table.ok_or_else(|| StartError::Unusable(format!("{shown}: no `default` flavor")))?;
         let snapshot = Snapshot { table: Arc::new(table), generation: 1, diagnostics: Vec::new() };
         Ok(Arc::new(LiveConfigs {
@@ -136,6 +156,7 @@ impl LiveConfigs {
             current: ArcSwap::from_pointee(snapshot),
             watcher: Mutex::new(None),
             watching_dir: Mutex::new(false),
+            last_read: Mutex::new(read),
         }))
     }
 
@@ -189,7 +210,7 @@ impl LiveConfigs {
         let weak: Weak<LiveConfigs> = Arc::downgrade(self);
         std::thread::Builder::new()
             .name("live-configs".into())
-            .spawn(move || reload_when_quiet(&changes, &weak))
+            .spawn(move || reload_when_settled(&changes, &weak))
             .context("cannot start the live configs thread")?;
         Ok(())
     }
@@ -197,9 +218,34 @@ impl LiveConfigs {
     /// Recompiles the directory: a different table that compiles is swapped in; anything else keeps
     /// the last good table and says why.
     pub fn reload(&self) {
+        self.serve(self.compile_now());
+    }
+
+    fn compile_now(&self) -> Compiled {
+        if !self.dir.is_dir() {
+            return Compiled { outcome: None, read: FilesRead::new() };
+        }
+        self.rewatch();
+        let (outcome, read) = compile(&self.dir);
+        Compiled { outcome: Some(outcome), read }
+    }
+
+    /// A file that had content in the last compile served or reported and has none in `compiled`
+    /// (emptied, removed, or no longer readable as a configs file).
+    fn emptied(&self, compiled: &Compiled) -> Option<String> {
+        let last = lock(&self.last_read);
+        last.iter()
+            .find(|(path, len)| **len > 0 && compiled.read.get(*path).is_none_or(|now| *now == 0))
+            .map(|(path, _)| path.clone())
+    }
+
+    /// Serves `compiled` when it is a new table that compiled; anything else keeps the last good
+    /// table and says why.
+    fn serve(&self, compiled: Compiled) {
         let old = self.current.load_full();
         let shown = self.dir.display();
-        if !self.dir.is_dir() {
+        *lock(&self.last_read) = compiled.read;
+        let Some(outcome) = compiled.outcome else {
             *lock(&self.watching_dir) = false;
             let message = format!(
                 "{shown}: the watched directory is gone; still serving the last good flavors (generation {})",
@@ -210,9 +256,8 @@ impl LiveConfigs {
                 self.publish(&old, Arc::clone(&old.table), old.generation, vec![message]);
             }
             return;
-        }
-        self.rewatch();
-        match compile(&self.dir) {
+        };
+        match outcome {
             Ok(Some(table)) if table.flavors == old.table.flavors => {
                 if !old.diagnostics.is_empty() {
                     tracing::info!(dir = %shown, generation = old.generation, "live configs: fixed; serving it again");
@@ -270,14 +315,66 @@ impl LiveConfigs {
 /// Waits for changes, then for the directory to be quiet, then recompiles. The debouncer delays
 /// each path on its own, so one `rm -r` or `git checkout` can arrive in several batches; compiling
 /// only after all of them avoids serving a half-written tree. Ends when the watcher is dropped.
-fn reload_when_quiet(changes: &mpsc::Receiver<()>, live: &Weak<LiveConfigs>) {
+///
+/// Quiet is not enough for an in-place save (truncate, then write): a writer that pauses longer than
+/// QUIET between the two leaves an empty file, and an empty file is a valid config for every flavor
+/// but `default` (it inherits everything), so "it compiles" cannot tell that in-between state from an
+/// edit. The rule: a compile in which a file that had content in the last compile served or reported
+/// has none (emptied, removed, replaced by something unreadable) is not served. The directory must
+/// first be still for EMPTIED_SETTLE, any change meanwhile restarting that wait, and then a fresh
+/// compile is served. Why this closes the gap: the decision is taken on the sizes that compile itself
+/// read, so no write can slip between a look at the disk and the compile; and the hold lasts across
+/// the writes that follow, so the empty state and every partial write after it stay unserved while
+/// the writer's pauses are shorter than EMPTIED_SETTLE. What remains, since no watcher can tell a
+/// pause from a finished save: a writer pausing longer than EMPTIED_SETTLE (or still writing after
+/// MAX_HOLD) has what is on disk then served until its next write; and one whose truncation and
+/// first write land within QUIET (so no empty state is ever read), then pauses longer than QUIET mid-
+/// file, has that prefix served until its next write. Editors that save by rename are never caught
+/// half way.
+fn reload_when_settled(changes: &mpsc::Receiver<()>, live: &Weak<LiveConfigs>) {
     while changes.recv().is_ok() {
-        // Bounded, so a directory that never stops changing is still recompiled twice a second.
-        let give_up = Instant::now() + MAX_SETTLE;
-        while Instant::now() < give_up && changes.recv_timeout(QUIET).is_ok() {}
+        wait_for_quiet(changes);
+        let Some(held) = live.upgrade() else { return };
+        let compiled = held.compile_now();
+        let Some(file) = held.emptied(&compiled) else {
+            held.serve(compiled);
+            continue;
+        };
+        tracing::info!(
+            dir = %held.dir.display(),
+            "live configs: {file} was emptied or removed; serving it once the directory has been still for {EMPTIED_SETTLE:?}"
+        );
+        // Not kept across the wait: the server may shut down meanwhile.
+        drop(held);
+        if !wait_until_still(changes) {
+            return;
+        }
         match live.upgrade() {
-            Some(live) => live.reload(),
+            Some(live) => live.serve(live.compile_now()),
             None => return,
+        }
+    }
+}
+
+fn wait_for_quiet(changes: &mpsc::Receiver<()>) {
+    // Bounded, so a directory that never stops changing is still recompiled twice a second.
+    let give_up = Instant::now() + MAX_SETTLE;
+    while Instant::now() < give_up && changes.recv_timeout(QUIET).is_ok() {}
+}
+
+/// Waits until no change has come for EMPTIED_SETTLE, or MAX_HOLD has passed; false when the
+/// watcher is gone.
+fn wait_until_still(changes: &mpsc::Receiver<()>) -> bool {
+    let give_up = Instant::now() + MAX_HOLD;
+    loop {
+        let left = give_up.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return true;
+        }
+        match changes.recv_timeout(EMPTIED_SETTLE.min(left)) {
+            Ok(()) => {}
+            Err(RecvTimeoutError::Timeout) => return true,
+            Err(RecvTimeoutError::Disconnected) => return false,
         }
     }
 }

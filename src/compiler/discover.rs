@@ -5,6 +5,7 @@ use std::fs;
 use std::path::Path;
 
 use super::diag::{Diagnostic, Diagnostics};
+use super::read::read_config_file;
 use super::yaml::YamlFile;
 use crate::model::FileKind;
 use crate::model::did_you_mean;
@@ -16,6 +17,8 @@ pub struct FlavorSource {
     pub name: String,
     pub path: String,
     pub files: Vec<(FileKind, YamlFile)>,
+    /// Every allowed file that was read (parsed or not) with its size in bytes.
+    pub read: Vec<(String, usize)>,
     pub broken: bool,
 }
 
@@ -61,7 +64,7 @@ pub fn discover(dir: &Path, diags: &mut Diagnostics) -> Vec<FlavorSource> {
 }
 
 fn read_flavor(name: String, dir: &Path, shown: String, diags: &mut Diagnostics) -> FlavorSource {
-    let mut source = FlavorSource { name, path: shown.clone(), files: Vec::new(), broken: false };
+    let mut source = FlavorSource { name, path: shown.clone(), files: Vec::new(), read: Vec::new(), broken: false };
     let Some(entries) = sorted_entries(dir, &shown, diags) else {
         source.broken = true;
         return source;
@@ -87,9 +90,10 @@ fn read_flavor(name: String, dir: &Path, shown: String, diags: &mut Diagnostics)
             source.broken = true;
             continue;
         };
-        let parsed = fs::read(&path)
-            .map_err(|e| Diagnostic::whole(file_shown.clone(), format!("cannot read file: {e}")))
-            .and_then(|bytes| YamlFile::parse(file_shown, &bytes));
+        let parsed = read_config_file(&path, &file_shown).and_then(|bytes| {
+            source.read.push((file_shown.clone(), bytes.len()));
+            YamlFile::parse(file_shown, &bytes)
+        });
         match parsed {
             Ok(file) => source.files.push((kind, file)),
             Err(d) => {

@@ -1,39 +1,53 @@
 //! The flavor compiler: a `configs/` directory in, fully resolved flavors (or every fault found) out.
 //!
-//! Stages, in order: `discover` finds flavor directories and their files, `yaml` reads each file into
-//! positioned entries, `schema` checks every key, `resolve` applies inheritance. What it builds are
-//! the run-time types of [`crate::model`]: the compiler depends on the model, never the reverse, and
+//! Stages, in order: `discover` finds flavor directories and their files (`read` opens each, refusing
+//! what cannot be a configs file), `yaml` parses each into positioned entries, `schema` checks every
+//! key, `resolve` applies inheritance. What it builds are the run-time types of [`crate::model`]: the compiler depends on the model, never the reverse, and
 //! nothing on a request path imports the compiler. The same code runs in build.rs (through a `#[path]`
 //! module, with `model` included next to it so `crate::model` names the same files) and in the
 //! `mvgen check/show/diff/render --configs` commands and `serve --configs` (`live_configs`), so files
-//! here refer to each other with `super::`, use only std, serde, serde-saphyr and sha2, never print and
-//! never panic: they return values and let the caller decide how to show them.
+//! here refer to each other with `super::`, use only std, serde, serde-saphyr, sha2 and libc, never
+//! print and never panic: they return values and let the caller decide how to show them.
 
 mod diag;
 mod discover;
 mod hash;
 mod layer;
+mod read;
 mod resolve;
 mod schema;
 mod yaml;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::model::{Flavor, MAX_FLAVOR_NAME_CHARS};
 
 pub use diag::{Diagnostic, Diagnostics};
 pub use hash::{HASH_LEN, content_hash};
+pub use read::MAX_FILE_BYTES;
 pub use schema::{KeySchema, Shape, meta_key_schemas};
 
 /// Compiles every flavor under `dir`. Paths in diagnostics start with `dir` as given, so
 /// `compile(Path::new("configs"))` reports `configs/mv1/parameters.yaml:7:19: ...`.
 /// On success the flavors are sorted by name.
 pub fn compile(dir: &Path) -> Result<Vec<Flavor>, Diagnostics> {
+    compile_reading(dir).0
+}
+
+/// Every configs file a compile read, by the path its diagnostics use, with its size in bytes; a
+/// file that could not be read (missing, special, too big) is not in it.
+pub type FilesRead = BTreeMap<String, usize>;
+
+/// [`compile`], and which files that compile read. `serve --configs` decides from these sizes, the
+/// bytes the compile actually saw, whether an edit is still being written (`live_configs`).
+pub fn compile_reading(dir: &Path) -> (Result<Vec<Flavor>, Diagnostics>, FilesRead) {
     let mut diags = Diagnostics::default();
     let sources = discover::discover(dir, &mut diags);
+    let read: FilesRead = sources.iter().flat_map(|s| s.read.iter().cloned()).collect();
     let layers: Vec<layer::Layer> = sources.into_iter().map(|s| layer::Layer::read(s, &mut diags)).collect();
     let flavors = resolve::resolve(&layers, &mut diags);
-    if diags.is_empty() { Ok(flavors) } else { Err(diags.sorted()) }
+    (if diags.is_empty() { Ok(flavors) } else { Err(diags.sorted()) }, read)
 }
 
 /// What [`is_flavor_name`] accepts, as a regex (for `mvgen schema`). Spelled out, since a

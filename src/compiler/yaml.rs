@@ -71,17 +71,10 @@ impl YamlFile {
         // YAML 1.2 booleans only: `yes`, `no`, `on` and `off` stay strings, as the README documents.
         let mut options = serde_saphyr::Options::default();
         options.strict_booleans = true;
-        match serde_saphyr::from_str_with_options::<Option<Entries>>(&text, options) {
-            Ok(entries) => Ok(YamlFile { path, text, entries: entries.map(|e| e.0).unwrap_or_default() }),
-            Err(err) => {
-                let (line, col) = err
-                    .location()
-                    .map(|l| (to_u32(l.line()), to_u32(l.column())))
-                    .filter(|(line, _)| *line > 0)
-                    .unwrap_or((1, 1));
-                Err(Diagnostic::at(path, line, col, yaml_message(&err.without_snippet().to_string())))
-            }
-        }
+        let entries = serde_saphyr::from_str_with_options::<Option<Entries>>(&text, options.clone())
+            .map_err(|err| diagnostic(&path, &err))?;
+        no_repeated_merge_keys(&text, options).map_err(|err| diagnostic(&path, &err))?;
+        Ok(YamlFile { path, text, entries: entries.map(|e| e.0).unwrap_or_default() })
     }
 
     /// The position of the `nth` (0-based) occurrence of `ch` inside `value`'s source text.
@@ -111,6 +104,28 @@ impl YamlFile {
         }
         None
     }
+}
+
+/// serde-saphyr expands YAML 1.1 merge keys (`<<: {...}`) the way the spec says, and an explicit
+/// key beside a merged one overrides it: both are fine. But it also takes two `<<` entries in one
+/// mapping and silently keeps the first one's keys, where any other key written twice is an error.
+/// `<<` is a key like any other in that mapping, so written twice it is the same fault as a plain
+/// duplicate. Parsing once more with merge keys as ordinary keys finds exactly that (merged maps are
+/// not expanded, so an override is not compared with what it overrides), with the second `<<`'s
+/// position. Only files that contain `<<` at all pay for the second parse.
+fn no_repeated_merge_keys(text: &str, mut options: serde_saphyr::Options) -> Result<(), serde_saphyr::Error> {
+    if !text.contains("<<") {
+        return Ok(());
+    }
+    options.merge_keys = serde_saphyr::MergeKeyPolicy::AsOrdinary;
+    serde_saphyr::from_str_with_options::<IgnoredAny>(text, options).map(|_| ())
+}
+
+/// A parse error as a diagnostic at its position (1:1 when the parser has none).
+fn diagnostic(path: &str, err: &serde_saphyr::Error) -> Diagnostic {
+    let (line, col) =
+        err.location().map(|l| (to_u32(l.line()), to_u32(l.column()))).filter(|(line, _)| *line > 0).unwrap_or((1, 1));
+    Diagnostic::at(path, line, col, yaml_message(&err.without_snippet().to_string()))
 }
 
 fn to_u32(n: u64) -> u32 {
@@ -271,6 +286,30 @@ mod tests {
         assert!(d.message.starts_with("invalid YAML"), "{}", d.message);
         let d = parse("- 1\n").expect_err("list");
         assert!(d.message.contains("mapping"), "{}", d.message);
+    }
+
+    #[test]
+    fn merge_keys_merge_and_a_second_merge_key_is_a_duplicate() {
+        let keys = |text: &str| -> Vec<(String, Scalar)> {
+            parse(text).expect("valid").entries.into_iter().map(|(k, v)| (k.value, v.value)).collect()
+        };
+        // YAML 1.1: merged keys come in, an explicit key overrides a merged one, and within one
+        // `<<: [a, b]` the earlier map wins. None of these is a duplicate.
+        assert_eq!(keys("<<: {a: 1}\nb: 2\n"), [("b".into(), Scalar::Int(2)), ("a".into(), Scalar::Int(1))]);
+        assert_eq!(keys("<<: {a: 1}\na: 2\n"), [("a".into(), Scalar::Int(2))]);
+        assert_eq!(keys("<<: [{a: 1}, {a: 2}]\n"), [("a".into(), Scalar::Int(1))]);
+        for (text, at) in [
+            ("<<: {a: 1}\n<<: {b: 2}\n", (2, 1)),
+            ("m: &m {a: 1}\nx: 1\n<<: *m\n<<: *m\n", (4, 1)),
+            ("a: {<<: {x: 1}, <<: {y: 2}}\n", (1, 17)),
+        ] {
+            let d = parse(text).expect_err(text);
+            assert_eq!(
+                (d.position, d.message.as_str()),
+                (Some(at), "duplicate key `<<`: each key may appear once per file"),
+                "{text:?}"
+            );
+        }
     }
 
     #[test]

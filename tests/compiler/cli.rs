@@ -242,3 +242,66 @@ fn every_command_shares_one_exit_code_contract() {
     let (code, err) = run(&["show", "default"], &[], Stdio::from(full));
     assert!(code == Some(2) && one_line(&err, "mvgen: cannot write to stdout: "), "{code:?} {err}");
 }
+
+/// `mvgen check DIR`, failing the test instead of hanging it when the check does not finish (a
+/// FIFO used to block the compiler's open for good).
+fn check_within(dir: &Path, limit: std::time::Duration) -> Output {
+    let mut child = Command::new(MVGEN)
+        .args(["check", dir.to_str().expect("UTF-8 temp path")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {MVGEN}: {e}"));
+    let start = std::time::Instant::now();
+    while child.try_wait().expect("wait for mvgen check").is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("mvgen check {} did not finish within {limit:?}", dir.display());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("mvgen check output")
+}
+
+#[test]
+fn check_reads_only_what_a_configs_file_can_be_and_names_each_file_that_is_not() {
+    let scratch = Scratch::new("check-special-files");
+    let dir = scratch.path().join("configs");
+    copy_tree(&Path::new(FIXTURES).join("_base/configs"), &dir);
+    let flavor_file = |flavor: &str| {
+        std::fs::create_dir_all(dir.join(flavor)).expect("mkdir");
+        dir.join(flavor).join("parameters.yaml")
+    };
+    // A link to a regular file elsewhere is how Kubernetes mounts a ConfigMap: read as the file.
+    let data = scratch.path().join("..data");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    std::fs::write(data.join("parameters.yaml"), "number_of_scenes: 3\n").expect("write");
+    std::os::unix::fs::symlink(data.join("parameters.yaml"), flavor_file("linked")).expect("symlink");
+    // 2 MiB, over the 1 MiB cap (sparse: no disk used).
+    std::fs::File::create(flavor_file("big")).expect("create").set_len(2 << 20).expect("set_len");
+    let fifo = flavor_file("fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("run mkfifo");
+    assert!(made.success(), "mkfifo {}", fifo.display());
+    let _socket = std::os::unix::net::UnixListener::bind(flavor_file("sock")).expect("bind a unix socket");
+    std::os::unix::fs::symlink("/dev/zero", flavor_file("zero")).expect("symlink");
+    // Two merge keys in one mapping: the same fault as any key written twice.
+    std::fs::write(flavor_file("merged"), "<<: {video_type: a}\nnumber_of_scenes: 4\n<<: {camera_angle: b}\n")
+        .expect("write");
+
+    let out = check_within(&dir, std::time::Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(1), "stderr: {}", stderr(&out));
+    let d = dir.display();
+    let special = "a configs file must be a regular file or a link to one";
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "{d}/big/parameters.yaml: file is larger than 1 MiB (1048576 bytes), the most a configs file may be; a flavor's settings fit in a few KiB\n\
+             {d}/fifo/parameters.yaml: not a regular file but a FIFO (named pipe): {special}\n\
+             {d}/merged/parameters.yaml:3:1: duplicate key `<<`: each key may appear once per file\n\
+             {d}/sock/parameters.yaml: not a regular file but a socket: {special}\n\
+             {d}/zero/parameters.yaml: not a regular file but a character device: {special}\n\
+             5 errors in configs\n"
+        )
+    );
+}

@@ -63,6 +63,7 @@ const NOT_EXPRESSIBLE: &[(&str, &str)] = &[
     ("bad_dir_name_space", "a directory name, not file content"),
     ("bad_dir_name_uppercase", "a directory name, not file content"),
     ("duplicate_key", "YAML level: the parser sees one mapping before any schema does"),
+    ("duplicate_merge_key", "YAML level: a schema sees the merged mapping, never the `<<` keys"),
     ("extends_cycle", "spans several flavors' files"),
     ("extends_self", "the parent's existence depends on the directory tree"),
     ("incomplete_default_file", "a missing file has no content to validate"),

@@ -154,6 +154,138 @@ fn edits_are_served_broken_edits_keep_the_last_good_table_and_deletion_is_surviv
     });
 }
 
+/// mv1's content hash in a copy of `dir` (made under `scratch`) whose mv1/parameters.yaml holds
+/// `text`, as the compiler computes it.
+fn mv1_hash_with(dir: &Path, scratch: &Path, text: &str) -> String {
+    let copy = scratch.join(format!("hash-{}", text.len()));
+    copy_tree(dir, &copy);
+    std::fs::write(copy.join("mv1/parameters.yaml"), text).expect("write");
+    let flavors = mvgen::compiler::compile(&copy).unwrap_or_else(|d| panic!("the copy compiles:\n{d}"));
+    flavors.iter().find(|f| f.name == "mv1").expect("mv1").hash.to_string()
+}
+
+fn mv1_hash(list: &Value) -> String {
+    list["details"]
+        .as_array()
+        .and_then(|d| d.iter().find(|f| f["name"] == "mv1"))
+        .and_then(|f| f["hash"].as_str())
+        .expect("mv1 listed with a hash")
+        .to_string()
+}
+
+#[test]
+fn a_file_truncated_then_written_after_a_pause_is_never_served_empty() {
+    let (tmp, dir) = configs_copy();
+    let params = dir.join("mv1/parameters.yaml");
+    let original = std::fs::read_to_string(&params).expect("read");
+    let edited = original.replace("number_of_scenes: 8", "number_of_scenes: 3");
+    // An empty parameters.yaml compiles (mv1 then inherits default's): only its hash tells it apart.
+    let [before, emptied, after] = [original.as_str(), "", edited.as_str()].map(|t| mv1_hash_with(&dir, tmp.path(), t));
+    assert!(before != emptied && emptied != after && before != after, "three distinct states");
+
+    let dir_arg = dir.to_str().expect("utf-8 path");
+    let server = ServerProcess::start_with(&["--configs", dir_arg], &[("MV_PROVIDER", "mock")]).expect("start");
+    let client = Client::new(&server);
+    assert_eq!(mv1_hash(&client.flavors()), before);
+    let served = |since: Instant| {
+        let hash = mv1_hash(&client.flavors());
+        assert_ne!(hash, emptied, "the emptied file was served {:?} after the truncation", since.elapsed());
+        hash
+    };
+
+    // An in-place save whose writer pauses between truncating and writing, well past the 50 ms
+    // debounce plus 50 ms quiet after which the server compiles. Polled throughout: the emptied
+    // state must never be served, only the old content and then the new.
+    let mut file = std::fs::OpenOptions::new().write(true).truncate(true).open(&params).expect("truncate");
+    let truncated = Instant::now();
+    let mut polls = 0;
+    while truncated.elapsed() < Duration::from_millis(400) {
+        assert_eq!(served(truncated), before, "the old content serves while the file is empty");
+        polls += 1;
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(polls >= 10, "only {polls} polls during the pause: the check saw too little of it");
+    std::io::Write::write_all(&mut file, edited.as_bytes()).expect("write");
+    drop(file);
+    loop {
+        let hash = served(truncated);
+        if hash == after {
+            break;
+        }
+        assert_eq!(hash, before, "only the old content or the new one");
+        assert!(truncated.elapsed() < DEADLINE, "the written edit was not served within {DEADLINE:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(client.scene_count("mv1"), Some(3), "the edit is served");
+    assert!(server.log().contains("was emptied or removed"), "the hold is logged:\n{}", server.log());
+
+    // Emptied on purpose (inherit everything) and left so: served, once it has been still for 1 s.
+    let emptied_at = Instant::now();
+    std::fs::OpenOptions::new().write(true).truncate(true).open(&params).expect("truncate");
+    client.until("an emptied file left alone is served", |l| mv1_hash(l) == emptied);
+    assert!(emptied_at.elapsed() >= Duration::from_secs(1), "served after {:?}", emptied_at.elapsed());
+    assert_eq!(client.scene_count("mv1"), Some(6), "mv1 now inherits default's scene count");
+}
+
+/// Puts something that is not a configs file where mv1/parameters.yaml was.
+type Plant = fn(&Path);
+
+#[test]
+fn a_fifo_a_device_a_socket_a_huge_file_or_two_merge_keys_are_diagnostics_and_later_edits_are_served() {
+    let (_tmp, dir) = configs_copy();
+    let dir_arg = dir.to_str().expect("utf-8 path");
+    let server = ServerProcess::start_with(&["--configs", dir_arg], &[("MV_PROVIDER", "mock")]).expect("start");
+    let client = Client::new(&server);
+    let params = dir.join("mv1/parameters.yaml");
+    let good = std::fs::read_to_string(&params).expect("read");
+    let shown = format!("{dir_arg}/mv1/parameters.yaml");
+    let special = "a configs file must be a regular file or a link to one";
+    let cases: [(&str, String, Plant); 5] = [
+        // Before: the reload thread blocked in open() for good, and no later edit was ever served.
+        ("a FIFO", format!("{shown}: not a regular file but a FIFO (named pipe): {special}"), |p| {
+            let made = Command::new("mkfifo").arg(p).status().expect("run mkfifo");
+            assert!(made.success(), "mkfifo {}", p.display());
+        }),
+        // Before: read until memory ran out.
+        ("a link to /dev/zero", format!("{shown}: not a regular file but a character device: {special}"), |p| {
+            std::os::unix::fs::symlink("/dev/zero", p).expect("symlink");
+        }),
+        ("a socket", format!("{shown}: not a regular file but a socket: {special}"), |p| {
+            // The socket file stays when the listener is dropped.
+            drop(std::os::unix::net::UnixListener::bind(p).expect("bind"));
+        }),
+        ("a 100 MB file", format!("{shown}: file is larger than 1 MiB (1048576 bytes)"), |p| {
+            // Sparse: no disk used, and only the first MiB and a byte are ever read.
+            std::fs::File::create(p).expect("create").set_len(100 << 20).expect("set_len");
+        }),
+        // Before: the second `<<` was dropped silently and the file served.
+        ("two merge keys", format!("{shown}:2:1: duplicate key `<<`: each key may appear once per file"), |p| {
+            std::fs::write(p, "<<: {video_type: a}\n<<: {camera_angle: b}\n").expect("write");
+        }),
+    ];
+    let mut scenes = 8;
+    for (what, diagnostic, plant) in cases {
+        let generation = client.flavors()["live"]["generation"].clone();
+        std::fs::remove_file(&params).expect("remove");
+        plant(&params);
+        let list = client.until(&format!("{what} reported"), |l| l["live"]["diagnostics"] != json!([]));
+        let diags = &list["live"]["diagnostics"];
+        assert!(
+            diags.as_array().is_some_and(|d| d.len() == 1 && d[0].as_str().is_some_and(|d| d.starts_with(&diagnostic))),
+            "{what}: {diags:#}"
+        );
+        assert_eq!(list["live"]["generation"], generation, "{what}: nothing new is served");
+        assert_eq!(client.scene_count("mv1"), Some(scenes), "{what}: the last good table still serves");
+        assert!(server.log().contains(&diagnostic), "{what}: logged\n{}", server.log());
+
+        // A later good edit is still served.
+        scenes += 1;
+        save(&params, &good.replace("number_of_scenes: 8", &format!("number_of_scenes: {scenes}")));
+        client.until(&format!("the edit after {what} served"), |l| l["live"]["diagnostics"] == json!([]));
+        assert_eq!(client.scene_count("mv1"), Some(scenes), "{what}: the edit after it is served");
+    }
+}
+
 #[test]
 fn without_the_flag_the_embedded_flavors_are_served_and_nothing_says_live() {
     let server = ServerProcess::start(&[("MV_PROVIDER", "mock")]).expect("start");
