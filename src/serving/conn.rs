@@ -120,7 +120,16 @@ pub(super) async fn serve(stream: TcpStream, router: Router, limits: Limits, shu
             }
             () = shutdown.drain.cancelled(), if draining_since.is_none() => {
                 draining_since = Some(state.now());
-                conn.as_mut().graceful_shutdown();
+                if state.busy() {
+                    // Keep-alive off: the connection closes once this answer is written.
+                    conn.as_mut().graceful_shutdown();
+                } else {
+                    // Closing an idle connection now would reset a request its client may be
+                    // sending this very moment (a balancer reusing its pooled connection). For
+                    // the drain's short grace it stays open, and an answer sent then says
+                    // `Connection: close`; the watchdog closes it if nothing comes.
+                    state.close_after_answer();
+                }
             }
             () = shutdown.cut.cancelled() => {
                 shutdown.counts.connections.fetch_add(1, Relaxed);

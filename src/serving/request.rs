@@ -87,6 +87,8 @@ async fn handle(
             }
         }
         timed_out
+    } else if state.closing() {
+        closing(response)
     } else {
         response
     };

@@ -41,6 +41,8 @@ pub(super) struct ConnState {
     writing_since: AtomicU64,
     /// Set when a request body missed its deadline, so the answer becomes a 408.
     pub(super) body_timed_out: AtomicBool,
+    /// Set at the drain on an idle connection: its next answer says `Connection: close`.
+    closing: AtomicBool,
 }
 
 impl ConnState {
@@ -52,6 +54,7 @@ impl ConnState {
             idle_since: AtomicU64::new(0),
             writing_since: AtomicU64::new(NONE),
             body_timed_out: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
         }
     }
 
@@ -94,6 +97,15 @@ impl ConnState {
         if self.writing_since.load(Relaxed) != NONE {
             self.writing_since.store(self.now(), Relaxed);
         }
+    }
+
+    /// The next answer closes the connection (see `closing`).
+    pub(super) fn close_after_answer(&self) {
+        self.closing.store(true, Relaxed);
+    }
+
+    pub(super) fn closing(&self) -> bool {
+        self.closing.load(Relaxed)
     }
 
     pub(super) fn busy(&self) -> bool {

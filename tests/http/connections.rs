@@ -320,6 +320,29 @@ fn sigterm_with_a_stalled_client_exits_at_once() {
     drop(stalled);
 }
 
+/// A keep-alive connection idle when the drain starts is not closed under a request its client
+/// may be sending: a request within the drain's short grace is answered, with `Connection: close`,
+/// and the server then exits promptly.
+#[test]
+fn a_connection_idle_at_the_drain_gets_its_next_answer_with_connection_close() {
+    let mut server = ServerProcess::start(&[("MVGEN_DRAIN_TIMEOUT_SECS", "20")]).expect("start mvgen");
+    let mut kept = connect(&server);
+    kept.set_read_timeout(Some(Duration::from_secs(5))).expect("read timeout");
+    let mut first = [0u8; 4096];
+    kept.write_all(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n").expect("send");
+    let n = kept.read(&mut first).expect("first answer");
+    assert!(first[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&first[..n]));
+    server.signal("TERM");
+    std::thread::sleep(Duration::from_millis(150));
+    kept.write_all(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n").expect("send during the drain");
+    let mut answer = String::new();
+    kept.read_to_string(&mut answer).expect("an answer, then the close");
+    assert!(answer.starts_with("HTTP/1.1 200"), "answered, not reset: {answer:?}");
+    assert!(answer.to_ascii_lowercase().contains("\r\nconnection: close\r\n"), "{answer}");
+    let status = server.wait_exit(Duration::from_secs(3));
+    assert!(status.is_some_and(|s| s.success()), "exits 0 promptly:\n{}", server.log());
+}
+
 /// A server whose video predictions never finish upstream, with a `generate_video` request in
 /// flight: returns once the fake Replicate has seen the prediction created.
 /// With `plan: None` the prediction never finishes; the client thread returns what it received.
