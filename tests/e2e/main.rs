@@ -14,6 +14,8 @@
 //! `job_cancel`, beside `durable_jobs`: a canceled job's upstream run cancelled when no live call
 //! holds it, and a cancel or SIGTERM while a create is in flight.
 //!
+//! `retention`: the jobs database across versions (one migrated further by a newer build opens).
+//!
 //! One binary per area, so the crate is linked once per area rather than once per file.
 
 #[path = "../support/mod.rs"]
@@ -24,6 +26,7 @@ mod job_cancel;
 mod live_configs;
 mod mixed_flavors;
 mod replicas_storage;
+mod retention;
 mod server;
 mod static_binary;
 mod sync_jobs;
