@@ -59,6 +59,8 @@ pub struct Settings {
     /// `MVGEN_SYNC_WAIT` (seconds): how long a sync generation waits for its job before a 504
     /// naming the job, which goes on.
     pub sync_wait: std::time::Duration,
+    /// `MVGEN_JOB_RETENTION` (seconds): finished jobs older than this are purged.
+    pub job_retention: std::time::Duration,
     /// `MVGEN_STORAGE_URL`: where outputs are kept (`file://…`, default `MV_OUTPUT_DIR`; `s3://…`).
     pub storage: crate::storage::url::Location,
 }
@@ -85,6 +87,7 @@ impl std::fmt::Debug for Settings {
             .field("sync_wait", &self.sync_wait)
             .field("idempotency_ttl", &self.idempotency_ttl)
             .field("job_max_takeovers", &self.job_max_takeovers)
+            .field("job_retention", &self.job_retention)
             .field("storage", &self.storage)
             .finish()
     }
@@ -98,7 +101,7 @@ pub const DEFAULT_MAX_CONCURRENT_GENERATIONS: usize = 64;
 /// Jobs one process runs at once by default (`MVGEN_WORKERS`).
 pub const DEFAULT_WORKERS: usize = 4;
 
-/// A day in seconds: the longest any duration setting may be.
+/// A day in seconds: the longest most duration settings may be.
 const DAY: u64 = 24 * 60 * 60;
 
 /// The address used when nothing else is configured.
@@ -190,6 +193,10 @@ impl Settings {
             idempotency_ttl: secs("MVGEN_IDEMPOTENCY_TTL", 24 * 3600, 1..=30 * DAY)?,
             // At most 1000: a job that crashed its worker that often is a fault, not bad luck.
             job_max_takeovers: whole("MVGEN_JOB_MAX_TAKEOVERS", 10, 0..=1000)? as u32,
+            // At least 1 s (a test's; the purge runs at most once a second); at most 10 years:
+            // longer is "never", which a growing table cannot honour, and the cut-off stays far
+            // inside the i64 milliseconds it is computed in.
+            job_retention: secs("MVGEN_JOB_RETENTION", 7 * DAY, 1..=3650 * DAY)?,
             output_dir,
             api_keys,
             cors_origins,
@@ -416,6 +423,7 @@ mod tests {
         assert_eq!((s.workers, s.job_stale_after.as_secs(), s.job_max_attempts), (DEFAULT_WORKERS, 60, 3));
         let bounds = (s.job_max_takeovers, s.sync_wait.as_secs(), s.idempotency_ttl.as_secs());
         assert_eq!(bounds, (10, 1200, 86_400));
+        assert_eq!(s.job_retention.as_secs(), 7 * 86_400);
         let pg = settings(&[("MVGEN_DATABASE_URL", "postgres://u:pw@db/mv"), ("MVGEN_WORKERS", "0")]).expect("pg");
         assert_eq!((pg.database_url.as_str(), pg.workers), ("postgres://u:pw@db/mv", 0));
         assert!(!format!("{pg:?}").contains("pw"), "the password never reaches a log line");
@@ -426,6 +434,7 @@ mod tests {
             ("MVGEN_SYNC_WAIT", "0"),
             ("MVGEN_IDEMPOTENCY_TTL", "0"),
             ("MVGEN_JOB_MAX_TAKEOVERS", "-1"),
+            ("MVGEN_JOB_RETENTION", "0"),
         ] {
             let err = settings(&[(name, bad)]).expect_err(bad);
             assert!(err.starts_with(name), "{err}");
@@ -449,6 +458,8 @@ mod tests {
             ("MV_MAX_CONCURRENT_GENERATIONS", "18446744073709551615"),
             ("MVGEN_MAX_CONNECTIONS", "18446744073709551615"),
             ("MVGEN_HEADER_TIMEOUT_SECS", "0.000001"),
+            ("MVGEN_JOB_RETENTION", "315360001"),
+            ("MVGEN_JOB_RETENTION", "18446744073709551615"),
         ] {
             let err = settings(&[(name, bad)]).expect_err(bad);
             assert!(err.starts_with(&format!("{name}={bad:?}: expected ")), "{err}");
@@ -462,8 +473,12 @@ mod tests {
             ("MVGEN_SYNC_WAIT", "86400"),
             ("MVGEN_IDEMPOTENCY_TTL", "2592000"),
             ("MV_MAX_CONCURRENT_GENERATIONS", "1048576"),
+            ("MVGEN_JOB_RETENTION", "315360000"),
         ])
         .expect("bounds");
+        assert_eq!(s.job_retention.as_secs(), 315_360_000);
+        let low = settings(&[("MVGEN_JOB_RETENTION", "1")]).expect("lower bound");
+        assert_eq!(low.job_retention.as_secs(), 1);
         assert_eq!((s.workers, s.job_stale_after.as_secs(), s.job_max_attempts), (1024, 86_400, 100));
         let rest = (s.job_max_takeovers, s.sync_wait.as_secs(), s.idempotency_ttl.as_secs());
         assert_eq!(rest, (1000, 86_400, 2_592_000));

@@ -1,13 +1,23 @@
-//! The jobs database across versions: one a newer build migrated further still opens, so a
-//! rollback by one version works.
+//! Retention through the real binary (issue 21, point 4): finished jobs purged after
+//! `MVGEN_JOB_RETENTION` with their events, runs and idempotency keys, while queued jobs and stored
+//! outputs stay; a database a newer build migrated further still opens. Mock providers: no
+//! upstream is involved.
+//!
+//! `MVGEN_WORKERS=0` keeps jobs submitted through `POST /api/mv/jobs` queued, while a sync route's
+//! job is still run at once by the request's own process, so one server holds queued and finished
+//! jobs side by side. The PostgreSQL variants print a skip line without it, and fail under `CI=true`.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use sqlx::Connection;
+use sqlx::{Connection, Row};
 
+use crate::support::postgres::Postgres;
 use crate::support::server_process::ServerProcess;
+
+/// A hang guard for waits, not a speed target.
+const PATIENCE: Duration = Duration::from_secs(30);
 
 fn start(env: &[(&str, &str)]) -> ServerProcess {
     tokio::task::block_in_place(|| ServerProcess::start(env).expect("start mvgen"))
@@ -44,6 +54,18 @@ async fn accepted(base: &str, idea: &str, api_key: Option<&str>, key: Option<&st
     job["id"].as_str().expect("job id").to_owned()
 }
 
+/// A sync `create_scenes`: status, `Retry-After`, `X-Job-Id`, body.
+async fn create_scenes(base: &str, idea: &str, api_key: Option<&str>) -> (StatusCode, String, String, Value) {
+    let mut request = http().post(format!("{base}/api/mv/create_scenes")).json(&scenes(idea));
+    if let Some(api_key) = api_key {
+        request = request.header("x-api-key", api_key);
+    }
+    let response = request.send().await.expect("create_scenes");
+    let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let (status, retry_after, job_id) = (response.status(), header("retry-after"), header("x-job-id"));
+    (status, retry_after, job_id, response.json().await.unwrap_or(Value::Null))
+}
+
 async fn get(base: &str, path: &str, api_key: Option<&str>) -> (StatusCode, Value) {
     let mut request = http().get(format!("{base}{path}"));
     if let Some(api_key) = api_key {
@@ -51,6 +73,96 @@ async fn get(base: &str, path: &str, api_key: Option<&str>) -> (StatusCode, Valu
     }
     let response = request.send().await.expect("get");
     (response.status(), response.json().await.unwrap_or(Value::Null))
+}
+
+async fn cancel(base: &str, id: &str, api_key: Option<&str>) {
+    let mut request = http().post(format!("{base}/api/mv/jobs/{id}/cancel"));
+    if let Some(api_key) = api_key {
+        request = request.header("x-api-key", api_key);
+    }
+    let response = request.send().await.expect("cancel");
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let job: Value = response.json().await.expect("the job");
+    assert_eq!(job["status"], "canceled", "{job}");
+}
+
+/// Rows still referring to `job` in each table the purge must empty, read from the database
+/// itself (SQLite file or PostgreSQL).
+async fn rows_of(database_url: &str, job: &str) -> Vec<(&'static str, i64)> {
+    sqlx::any::install_default_drivers();
+    let mut db = sqlx::AnyConnection::connect(database_url).await.expect("open the jobs database");
+    let mut counts = Vec::new();
+    for (table, column) in [("jobs", "id"), ("job_events", "job_id"), ("job_runs", "job_id"), ("idempotency", "job_id")]
+    {
+        let sql = format!("SELECT count(*) AS n FROM {table} WHERE {column} = $1");
+        let n: i64 = sqlx::query(&sql).bind(job).fetch_one(&mut db).await.expect("count").try_get("n").expect("n");
+        counts.push((table, n));
+    }
+    let _ = db.close().await;
+    counts
+}
+
+/// The purge scenario on the database at `database_url` (the server's `extra` env selects it).
+async fn finished_jobs_are_purged(extra: &[(&str, &str)], database_url: impl Fn(&ServerProcess) -> String) {
+    let mut env = vec![("MVGEN_WORKERS", "0"), ("MVGEN_JOB_RETENTION", "1")];
+    env.extend_from_slice(extra);
+    let server = start(&env);
+    let base = server.base.as_str();
+    let database_url = database_url(&server);
+
+    // Queued (no worker takes it), and older than the retention by the time the others are purged.
+    let queued = accepted(base, "queued", None, Some("queued-key")).await;
+    // Canceled while queued: finished.
+    let canceled = accepted(base, "canceled", None, Some("canceled-key")).await;
+    cancel(base, &canceled, None).await;
+    // A sync route's job runs at once in this process: succeeded, its scenes stored.
+    let (status, _, succeeded, answer) = create_scenes(base, "succeeded", None).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let stored = answer["output_files"]["json"].as_str().expect("stored scenes").to_owned();
+    assert_eq!(get(base, &stored, None).await.0, StatusCode::OK);
+    for job in [&canceled, &succeeded] {
+        assert!(rows_of(&database_url, job).await.iter().any(|(_, n)| *n > 0), "job {job} has rows");
+    }
+
+    let deadline = Instant::now() + PATIENCE;
+    for job in [&succeeded, &canceled] {
+        loop {
+            let (status, body) = get(base, &format!("/api/mv/jobs/{job}"), None).await;
+            if status == StatusCode::NOT_FOUND {
+                break;
+            }
+            assert!(Instant::now() < deadline, "finished job {job} never purged: {status} {body}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(get(base, &format!("/api/mv/jobs/{job}/events"), None).await.0, StatusCode::NOT_FOUND);
+        let left = rows_of(&database_url, job).await;
+        assert!(left.iter().all(|(_, n)| *n == 0), "job {job} left rows behind: {left:?}");
+    }
+    // The queued job is older than the retention too, and stays; so does the stored output.
+    let (status, job) = get(base, &format!("/api/mv/jobs/{queued}"), None).await;
+    assert_eq!((status, job["status"].as_str()), (StatusCode::OK, Some("queued")), "{job}");
+    assert_eq!(get(base, &stored, None).await.0, StatusCode::OK, "outputs stay in the store");
+    // The canceled job's key went with it (its TTL, 24 h, has not passed): a new job now. The
+    // queued job's key still replays it.
+    let again = accepted(base, "canceled", None, Some("canceled-key")).await;
+    assert_ne!(again, canceled, "a purged job's idempotency key is forgotten with it");
+    assert_eq!(accepted(base, "queued", None, Some("queued-key")).await, queued, "a live job's key replays");
+}
+
+/// Finished jobs (succeeded, canceled) are purged after `MVGEN_JOB_RETENTION` with their events,
+/// runs and idempotency keys; a queued job of the same age and the stored outputs stay (SQLite).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_jobs_are_purged_after_the_retention_but_queued_jobs_and_outputs_stay() {
+    finished_jobs_are_purged(&[], |server| format!("sqlite://{}", server.output_dir().join("jobs.db").display())).await;
+}
+
+/// The same on PostgreSQL, where the purge takes an advisory lock per batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_jobs_are_purged_after_the_retention_on_postgres() {
+    let Some(pg) = Postgres::start("finished_jobs_are_purged_after_the_retention_on_postgres") else {
+        return;
+    };
+    finished_jobs_are_purged(&[("MVGEN_DATABASE_URL", &pg.url)], |_| pg.url.clone()).await;
 }
 
 /// A database a newer build migrated further (a migration this build does not know is recorded as

@@ -7,6 +7,7 @@
 //! `tokio::sync::broadcast`; on SQLite the writer broadcasts in-process and readers also poll
 //! briefly, because another process may share the file.
 
+mod retention;
 mod sync;
 mod worker;
 
@@ -56,6 +57,9 @@ pub struct EngineConfig {
     /// How long a sync request waits for its job (`MVGEN_SYNC_WAIT`); then it answers 504 with
     /// the job's id and the job goes on (see [`Jobs::finished`]).
     pub sync_wait: Duration,
+    /// Finished jobs older than this are purged, with their events and idempotency keys
+    /// (`MVGEN_JOB_RETENTION`); their outputs stay in the store.
+    pub retention: Duration,
 }
 
 impl Default for EngineConfig {
@@ -72,6 +76,7 @@ impl Default for EngineConfig {
             sync_wait: Duration::from_secs(1200),
             idempotency_ttl: Duration::from_secs(24 * 3600),
             idempotency_lease: Duration::from_secs(60),
+            retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
