@@ -1,7 +1,9 @@
-//! Retention through the real binary (issue 21, point 4): finished jobs purged after
-//! `MVGEN_JOB_RETENTION` with their events, runs and idempotency keys, while queued jobs and stored
-//! outputs stay; a database a newer build migrated further still opens. Mock providers: no
-//! upstream is involved.
+//! Retention and queue limits through the real binary (issue 21, point 4): finished jobs purged
+//! after `MVGEN_JOB_RETENTION` with their events, runs and idempotency keys, while queued jobs and
+//! stored outputs stay; `MVGEN_MAX_QUEUED_JOBS` and `MVGEN_MAX_QUEUED_PER_KEY` refusing submissions
+//! (the jobs API and the sync routes) with 503 `QueueFull` and `Retry-After` until jobs leave the
+//! queue; idempotency keys scoped per API key; a database a newer build migrated further still
+//! opens. Mock providers: no upstream is involved.
 //!
 //! `MVGEN_WORKERS=0` keeps jobs submitted through `POST /api/mv/jobs` queued, while a sync route's
 //! job is still run at once by the request's own process, so one server holds queued and finished
@@ -18,6 +20,10 @@ use crate::support::server_process::ServerProcess;
 
 /// A hang guard for waits, not a speed target.
 const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Longer than a process keeps a queued count before reading it again (100 ms,
+/// `jobs::engine::quota::COUNT_FRESH_FOR`): after this, a job that left the queue has made room.
+const COUNT_STALE: Duration = Duration::from_millis(250);
 
 fn start(env: &[(&str, &str)]) -> ServerProcess {
     tokio::task::block_in_place(|| ServerProcess::start(env).expect("start mvgen"))
@@ -52,6 +58,17 @@ async fn accepted(base: &str, idea: &str, api_key: Option<&str>, key: Option<&st
     let (status, _, job) = submit(base, idea, api_key, key).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{job}");
     job["id"].as_str().expect("job id").to_owned()
+}
+
+/// A submission that must be refused as a full queue, with its `Retry-After`.
+fn assert_queue_full(status: StatusCode, retry_after: &str, body: &Value, scope: &str, limit: u64) {
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["detail"]["error"], "QueueFull", "{body}");
+    assert_eq!(
+        (&body["detail"]["details"]["scope"], &body["detail"]["details"]["limit"]),
+        (&json!(scope), &json!(limit))
+    );
+    assert_eq!(retry_after, "30", "{body}");
 }
 
 /// A sync `create_scenes`: status, `Retry-After`, `X-Job-Id`, body.
@@ -163,6 +180,85 @@ async fn finished_jobs_are_purged_after_the_retention_on_postgres() {
         return;
     };
     finished_jobs_are_purged(&[("MVGEN_DATABASE_URL", &pg.url)], |_| pg.url.clone()).await;
+}
+
+/// The queue limit on the database `extra` selects.
+async fn a_full_queue_refuses_submissions(extra: &[(&str, &str)]) {
+    let mut env = vec![("MVGEN_WORKERS", "0"), ("MVGEN_MAX_QUEUED_JOBS", "2")];
+    env.extend_from_slice(extra);
+    let server = start(&env);
+    let base = server.base.as_str();
+    let first = accepted(base, "one", None, None).await;
+    let second = accepted(base, "two", None, Some("two")).await;
+
+    let (status, retry_after, body) = submit(base, "three", None, None).await;
+    assert_queue_full(status, &retry_after, &body, "total", 2);
+    // A sync route submits a job too: refused the same way, and nothing stored.
+    let (status, retry_after, job_id, body) = create_scenes(base, "sync", None).await;
+    assert_queue_full(status, &retry_after, &body, "total", 2);
+    assert!(job_id.is_empty(), "no job was made: {job_id}");
+    // A refused keyed submission does not use up its key; a replay is no new job and still answers.
+    let (status, retry_after, body) = submit(base, "three", None, Some("three")).await;
+    assert_queue_full(status, &retry_after, &body, "total", 2);
+    assert_eq!(accepted(base, "two", None, Some("two")).await, second, "a replay is answered while full");
+    let (_, listing) = get(base, "/api/mv/jobs", None).await;
+    assert_eq!(listing["jobs"].as_array().map(Vec::len), Some(2), "nothing was stored: {listing}");
+
+    // A job leaving the queue makes room: for a job, then (after another) for a sync request.
+    cancel(base, &first, None).await;
+    tokio::time::sleep(COUNT_STALE).await;
+    let third = accepted(base, "three", None, Some("three")).await;
+    assert_ne!(third, first);
+    let (status, retry_after, body) = submit(base, "four", None, None).await;
+    assert_queue_full(status, &retry_after, &body, "total", 2);
+    cancel(base, &second, None).await;
+    tokio::time::sleep(COUNT_STALE).await;
+    let (status, _, job_id, body) = create_scenes(base, "sync", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(!job_id.is_empty());
+}
+
+/// Past `MVGEN_MAX_QUEUED_JOBS` a submission (jobs API or sync route) is 503 `QueueFull` with
+/// `Retry-After`, nothing stored; once a job leaves the queue submissions are accepted again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_refuses_submissions_until_a_job_leaves_it() {
+    a_full_queue_refuses_submissions(&[]).await;
+}
+
+/// The same on PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_refuses_submissions_on_postgres() {
+    let Some(pg) = Postgres::start("a_full_queue_refuses_submissions_on_postgres") else {
+        return;
+    };
+    a_full_queue_refuses_submissions(&[("MVGEN_DATABASE_URL", &pg.url)]).await;
+}
+
+/// With API keys: `MVGEN_MAX_QUEUED_PER_KEY` bounds each key's queued jobs (one key's full share
+/// leaves the other's alone), and an `Idempotency-Key` is per API key: the same key from two API
+/// keys makes two jobs, from the same API key it replays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_shares_and_idempotency_keys_are_per_api_key() {
+    let server = start(&[("MVGEN_WORKERS", "0"), ("API_KEY", "key-a,key-b"), ("MVGEN_MAX_QUEUED_PER_KEY", "1")]);
+    let base = server.base.as_str();
+    let a = accepted(base, "shared body", Some("key-a"), Some("same-key")).await;
+    let b = accepted(base, "shared body", Some("key-b"), Some("same-key")).await;
+    assert_ne!(a, b, "another API key's Idempotency-Key is not ours to replay");
+    assert_eq!(accepted(base, "shared body", Some("key-a"), Some("same-key")).await, a, "our own key replays");
+    assert_eq!(accepted(base, "shared body", Some("key-b"), Some("same-key")).await, b);
+
+    for api_key in ["key-a", "key-b"] {
+        let (status, retry_after, body) = submit(base, "one more", Some(api_key), None).await;
+        assert_queue_full(status, &retry_after, &body, "api_key", 1);
+        let (status, retry_after, _, body) = create_scenes(base, "one more", Some(api_key)).await;
+        assert_queue_full(status, &retry_after, &body, "api_key", 1);
+    }
+    // A's job leaves the queue: A may submit again, B is still full.
+    cancel(base, &a, Some("key-a")).await;
+    tokio::time::sleep(COUNT_STALE).await;
+    accepted(base, "one more", Some("key-a"), None).await;
+    let (status, retry_after, body) = submit(base, "one more", Some("key-b"), None).await;
+    assert_queue_full(status, &retry_after, &body, "api_key", 1);
 }
 
 /// A database a newer build migrated further (a migration this build does not know is recorded as

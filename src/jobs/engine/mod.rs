@@ -7,6 +7,7 @@
 //! `tokio::sync::broadcast`; on SQLite the writer broadcasts in-process and readers also poll
 //! briefly, because another process may share the file.
 
+mod quota;
 mod retention;
 mod sync;
 mod worker;
@@ -60,6 +61,10 @@ pub struct EngineConfig {
     /// Finished jobs older than this are purged, with their events and idempotency keys
     /// (`MVGEN_JOB_RETENTION`); their outputs stay in the store.
     pub retention: Duration,
+    /// Queued jobs past which a submission is refused with 503 `QueueFull` (`MVGEN_MAX_QUEUED_JOBS`).
+    pub max_queued: u64,
+    /// The same, per API key (`MVGEN_MAX_QUEUED_PER_KEY`).
+    pub max_queued_per_key: u64,
 }
 
 impl Default for EngineConfig {
@@ -77,6 +82,8 @@ impl Default for EngineConfig {
             idempotency_ttl: Duration::from_secs(24 * 3600),
             idempotency_lease: Duration::from_secs(60),
             retention: Duration::from_secs(7 * 24 * 3600),
+            max_queued: 10_000,
+            max_queued_per_key: 1_000,
         }
     }
 }
@@ -114,6 +121,8 @@ pub struct Jobs {
     /// Sync jobs whose generation slot this process still holds: their waiter answers only once
     /// the slot is free, so the caller's next request is not refused by its own finished one.
     holding: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// The queued counts the submit path last read, per API key scope (see `quota`).
+    queue_counts: quota::QueueCounts,
 }
 
 impl Jobs {
@@ -130,6 +139,7 @@ impl Jobs {
             running: std::sync::OnceLock::new(),
             draining: CancellationToken::new(),
             holding: Default::default(),
+            queue_counts: Default::default(),
         });
         if jobs.store.dialect() == Dialect::Postgres {
             let listener = sqlx::postgres::PgListener::connect(url)
@@ -161,9 +171,21 @@ impl Jobs {
     }
 
     /// Plans `input` and stores the job. `key`: an `Idempotency-Key` (IETF draft): the same key
-    /// and body replay the first answer until the key expires.
-    pub async fn submit(&self, kind: Kind, input: Value, key: Option<SubmitKey<'_>>) -> Result<Submitted, ApiError> {
+    /// and body replay the first answer until the key expires. `scope`: the caller's API key scope
+    /// (`api_keys::KeyScope`) when keys are configured: idempotency keys and the per-key queue
+    /// limit are per scope, so two API keys sending the same `Idempotency-Key` make two jobs.
+    pub async fn submit(
+        &self,
+        kind: Kind,
+        input: Value,
+        key: Option<SubmitKey<'_>>,
+        scope: Option<&str>,
+    ) -> Result<Submitted, ApiError> {
         let owner = uuid::Uuid::new_v4().to_string();
+        // The key as stored: prefixed by the scope and a unit separator (0x1f), which no
+        // Idempotency-Key holds (it is visible ASCII), so no caller's key can name another's.
+        let scoped = scope.zip(key.as_ref()).map(|(scope, key)| format!("{scope}\u{1f}{}", key.key));
+        let key = key.map(|k| SubmitKey { key: scoped.as_deref().unwrap_or(k.key), ..k });
         if let Some(key) = &key {
             let now = super::store::now_ms();
             let times = KeyTimes {
@@ -184,7 +206,7 @@ impl Jobs {
             }
         }
         let binding = key.as_ref().map(|k| KeyBinding { key: k.key, owner: &owner, answer: k.answer });
-        let result = self.plan_and_store(kind, input, binding.as_ref()).await;
+        let result = self.plan_and_store(kind, input, binding.as_ref(), scope).await;
         if let (Err(_), Some(key)) = (&result, &key)
             && let Err(e) = self.store.release_key(key.key, &owner).await
         {
@@ -198,9 +220,10 @@ impl Jobs {
         kind: Kind,
         input: Value,
         key: Option<&KeyBinding<'_>>,
+        scope: Option<&str>,
     ) -> Result<Box<JobRow>, ApiError> {
         let planned = self.pipeline.plan(kind, input).await?;
-        self.store_planned(kind, &planned, key, None).await
+        self.store_planned(kind, &planned, key, None, scope).await
     }
 
     /// Claims whose heartbeat is older than this (Unix ms) belong to a dead worker.
@@ -219,7 +242,9 @@ impl Jobs {
         planned: &StoredPlan,
         key: Option<&KeyBinding<'_>>,
         max_attempts: Option<i64>,
+        scope: Option<&str>,
     ) -> Result<Box<JobRow>, ApiError> {
+        self.check_queue_room(scope).await?;
         let id = uuid::Uuid::new_v4().to_string();
         let job = NewJob {
             id: &id,
@@ -229,6 +254,7 @@ impl Jobs {
             project_id: planned.project_id.as_deref(),
             sequence: planned.sequence.map(i64::from),
             max_attempts,
+            api_key_scope: scope,
         };
         // `None`: the key was taken over as abandoned while this submission was planning.
         let row = self.store.insert(&job, key).await.map_err(unavailable)?.ok_or_else(key_in_use)?;

@@ -13,6 +13,7 @@
 //! - `runs`: a job's saved upstream runs and its progress;
 //! - `finish`: how a claim ends, and cancelling;
 //! - `queries`: reading one job, and listing them;
+//! - `quota`: counting queued jobs against the queue limits;
 //! - `retention`: purging finished jobs past their retention.
 //!
 //! Why sqlx directly rather than a queue crate: the job resource must be listed by status, kind and
@@ -25,6 +26,7 @@ pub mod finish;
 pub mod idempotency;
 mod migrate;
 pub mod queries;
+pub mod quota;
 pub mod retention;
 pub mod rows;
 pub mod runs;
