@@ -15,6 +15,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::{Connection, Row};
 
+use crate::support::fake_upstream::{FakeReplicate, Outcome, PredictionPlan, TEST_REPLICATE_TOKEN};
 use crate::support::postgres::Postgres;
 use crate::support::server_process::ServerProcess;
 
@@ -120,8 +121,16 @@ async fn rows_of(database_url: &str, job: &str) -> Vec<(&'static str, i64)> {
 }
 
 /// The purge scenario on the database at `database_url` (the server's `extra` env selects it).
+/// Scenes come from the mock; videos from a fake Replicate, so a failed job has a saved run.
 async fn finished_jobs_are_purged(extra: &[(&str, &str)], database_url: impl Fn(&ServerProcess) -> String) {
-    let mut env = vec![("MVGEN_WORKERS", "0"), ("MVGEN_JOB_RETENTION", "1")];
+    let replicate = FakeReplicate::start().await;
+    let mut env = vec![
+        ("MVGEN_WORKERS", "0"),
+        ("MVGEN_JOB_RETENTION", "1"),
+        ("REPLICATE_API_TOKEN", TEST_REPLICATE_TOKEN),
+        ("REPLICATE_BASE_URL", replicate.base_url.as_str()),
+        ("MV_REPLICATE_POLL_SECS", "0.05"),
+    ];
     env.extend_from_slice(extra);
     let server = start(&env);
     let base = server.base.as_str();
@@ -137,12 +146,20 @@ async fn finished_jobs_are_purged(extra: &[(&str, &str)], database_url: impl Fn(
     assert_eq!(status, StatusCode::OK, "{answer}");
     let stored = answer["output_files"]["json"].as_str().expect("stored scenes").to_owned();
     assert_eq!(get(base, &stored, None).await.0, StatusCode::OK);
+    // A sync video whose prediction fails: a failed job, with its upstream run saved.
+    replicate.push_prediction(PredictionPlan { polls_until_done: 1, outcome: Outcome::Fail("GPU lost".into()) });
+    let response = http().post(format!("{base}/api/mv/generate_video")).json(&json!({ "prompt": "p" })).send().await;
+    let response = response.expect("generate_video");
+    assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+    let failed = response.headers().get("x-job-id").and_then(|v| v.to_str().ok()).expect("X-Job-Id").to_owned();
+    let rows = rows_of(&database_url, &failed).await;
+    assert!(rows.contains(&("job_runs", 1)), "the failed job saved its prediction: {rows:?}");
     for job in [&canceled, &succeeded] {
         assert!(rows_of(&database_url, job).await.iter().any(|(_, n)| *n > 0), "job {job} has rows");
     }
 
     let deadline = Instant::now() + PATIENCE;
-    for job in [&succeeded, &canceled] {
+    for job in [&succeeded, &canceled, &failed] {
         loop {
             let (status, body) = get(base, &format!("/api/mv/jobs/{job}"), None).await;
             if status == StatusCode::NOT_FOUND {
@@ -166,7 +183,7 @@ async fn finished_jobs_are_purged(extra: &[(&str, &str)], database_url: impl Fn(
     assert_eq!(accepted(base, "queued", None, Some("queued-key")).await, queued, "a live job's key replays");
 }
 
-/// Finished jobs (succeeded, canceled) are purged after `MVGEN_JOB_RETENTION` with their events,
+/// Finished jobs (succeeded, failed, canceled) are purged after `MVGEN_JOB_RETENTION` with their events,
 /// runs and idempotency keys; a queued job of the same age and the stored outputs stay (SQLite).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finished_jobs_are_purged_after_the_retention_but_queued_jobs_and_outputs_stay() {
