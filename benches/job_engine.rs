@@ -251,7 +251,7 @@ async fn cold_start() {
     let start = Instant::now();
     let jobs = Jobs::open(&url, Arc::new(Instant_::default()), EngineConfig::default()).await.unwrap();
     let fresh = start.elapsed();
-    jobs.submit(Kind::Scenes, json!({ "prompt": "first" }), None).await.map_err(|e| e.message).unwrap();
+    jobs.submit(Kind::Scenes, json!({ "prompt": "first" }), None, None).await.map_err(|e| e.message).unwrap();
     let first = start.elapsed();
     jobs.close().await;
     let start = Instant::now();

@@ -63,6 +63,11 @@ impl ApiKeys {
 
     /// Whether `presented` is one of the keys.
     pub fn accepts(&self, presented: &str) -> bool {
+        self.identify(presented).is_some()
+    }
+
+    /// The scope of `presented` when it is one of the keys (the digest is computed once for both).
+    pub fn identify(&self, presented: &str) -> Option<KeyScope> {
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         let matched = self.0.iter().fold(0u8, |acc, key| {
             let hit = match key {
@@ -71,7 +76,26 @@ impl ApiKeys {
             };
             acc | hit.unwrap_u8()
         });
-        matched == 1
+        (matched == 1).then(|| KeyScope::of_digest(&digest))
+    }
+}
+
+/// Which API key a request came with, as the job store keeps it: the first 16 hex digits (64 bits)
+/// of the key's SHA-256, never the key. A literal entry and a `hash:` entry for the same key give
+/// the same scope. Idempotency keys and the per-key queue limit (`MVGEN_MAX_QUEUED_PER_KEY`) are
+/// scoped by it, so one caller can neither replay another's job nor fill another's quota. Set as a
+/// request extension by the key check; absent when no API keys are configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyScope(String);
+
+impl KeyScope {
+    fn of_digest(digest: &[u8; 32]) -> KeyScope {
+        KeyScope(digest[..8].iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    /// The scope as stored (16 lowercase hex digits).
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 
@@ -95,6 +119,18 @@ mod tests {
         assert!(!keys.accepts("s3cret ") && !keys.accepts("") && !keys.accepts("plain"));
         let abc = ApiKeys::from_entries(&[format!("hash:{ABC}")]);
         assert!(abc.accepts("abc") && !abc.accepts("abd") && !abc.accepts(ABC));
+    }
+
+    #[test]
+    fn a_key_is_scoped_by_its_digest_whichever_entry_matched_it() {
+        let hex = sha256_hex("s3cret");
+        let by_hash = ApiKeys::from_entries(&[format!("hash:{hex}")]).identify("s3cret").expect("accepted");
+        let literal = ApiKeys::from_entries(&["s3cret".into()]).identify("s3cret").expect("accepted");
+        assert_eq!(by_hash, literal);
+        assert_eq!(by_hash.as_str(), &hex[..16], "the first 64 bits of the SHA-256, never the key");
+        let other = ApiKeys::from_entries(&["other".into()]).identify("other").expect("accepted");
+        assert_ne!(other, literal);
+        assert!(ApiKeys::from_entries(&["s3cret".into()]).identify("nope").is_none());
     }
 
     #[test]

@@ -68,6 +68,9 @@ pub enum ErrorKind {
     JobStillRunning,
     /// Jobs: the jobs database cannot be reached; nothing was stored.
     DatabaseUnavailable,
+    /// Jobs: the queue holds `MVGEN_MAX_QUEUED_JOBS` jobs (or the caller's API key
+    /// `MVGEN_MAX_QUEUED_PER_KEY`); nothing was stored.
+    QueueFull,
     /// The object store is down or failing: this request fails, retryable; nothing stored is lost.
     StorageUnavailable,
     /// `GET /readyz` during shutdown: the replica drains and takes no new work.
@@ -97,8 +100,8 @@ impl ErrorKind {
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
-            TooManyGenerations | UpstreamRateLimited | DatabaseUnavailable | StorageUnavailable | ShuttingDown
-            | TooManyConnections => StatusCode::SERVICE_UNAVAILABLE,
+            TooManyGenerations | UpstreamRateLimited | DatabaseUnavailable | QueueFull | StorageUnavailable
+            | ShuttingDown | TooManyConnections => StatusCode::SERVICE_UNAVAILABLE,
             UpstreamError | UpstreamUnreachable => StatusCode::BAD_GATEWAY,
             UpstreamTimeout | JobStillRunning => StatusCode::GATEWAY_TIMEOUT,
             StorageError | InternalError => StatusCode::INTERNAL_SERVER_ERROR,
@@ -201,8 +204,8 @@ pub enum GenerationErrors {
     #[response(
         status = 503,
         description = "The upstream is rate limiting, too many generations are running here \
-                       (`TooManyGenerations`), or the output store is unavailable (`StorageUnavailable`); \
-                       see Retry-After (at most 300 s)"
+                       (`TooManyGenerations`), the job queue is full (`QueueFull`), or the output store is \
+                       unavailable (`StorageUnavailable`); see Retry-After (at most 300 s)"
     )]
     RateLimited(ErrorBody),
     #[response(

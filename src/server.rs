@@ -59,6 +59,12 @@ pub struct Settings {
     /// `MVGEN_SYNC_WAIT` (seconds): how long a sync generation waits for its job before a 504
     /// naming the job, which goes on.
     pub sync_wait: std::time::Duration,
+    /// `MVGEN_JOB_RETENTION` (seconds): finished jobs older than this are purged.
+    pub job_retention: std::time::Duration,
+    /// `MVGEN_MAX_QUEUED_JOBS`: queued jobs past which a submission is refused (503 `QueueFull`).
+    pub max_queued_jobs: u64,
+    /// `MVGEN_MAX_QUEUED_PER_KEY`: the same, per API key (when `API_KEY` is set).
+    pub max_queued_per_key: u64,
     /// `MVGEN_STORAGE_URL`: where outputs are kept (`file://…`, default `MV_OUTPUT_DIR`; `s3://…`).
     pub storage: crate::storage::url::Location,
 }
@@ -85,6 +91,9 @@ impl std::fmt::Debug for Settings {
             .field("sync_wait", &self.sync_wait)
             .field("idempotency_ttl", &self.idempotency_ttl)
             .field("job_max_takeovers", &self.job_max_takeovers)
+            .field("job_retention", &self.job_retention)
+            .field("max_queued_jobs", &self.max_queued_jobs)
+            .field("max_queued_per_key", &self.max_queued_per_key)
             .field("storage", &self.storage)
             .finish()
     }
@@ -98,8 +107,11 @@ pub const DEFAULT_MAX_CONCURRENT_GENERATIONS: usize = 64;
 /// Jobs one process runs at once by default (`MVGEN_WORKERS`).
 pub const DEFAULT_WORKERS: usize = 4;
 
-/// A day in seconds: the longest any duration setting may be.
+/// A day in seconds: the longest most duration settings may be.
 const DAY: u64 = 24 * 60 * 60;
+
+/// The largest queue limit (`MVGEN_MAX_QUEUED_JOBS`, `MVGEN_MAX_QUEUED_PER_KEY`).
+const MAX_QUEUE_LIMIT: u64 = 1_000_000;
 
 /// The address used when nothing else is configured.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8000";
@@ -190,6 +202,15 @@ impl Settings {
             idempotency_ttl: secs("MVGEN_IDEMPOTENCY_TTL", 24 * 3600, 1..=30 * DAY)?,
             // At most 1000: a job that crashed its worker that often is a fault, not bad luck.
             job_max_takeovers: whole("MVGEN_JOB_MAX_TAKEOVERS", 10, 0..=1000)? as u32,
+            // At least 1 s (a test's; the purge runs at most once a second); at most 10 years:
+            // longer is "never", which a growing table cannot honour, and the cut-off stays far
+            // inside the i64 milliseconds it is computed in.
+            job_retention: secs("MVGEN_JOB_RETENTION", 7 * DAY, 1..=3650 * DAY)?,
+            // At least 1; at most a million: the queued count (read at most every 100 ms per
+            // process, `jobs::engine::quota`) walks one index entry per queued job up to the limit,
+            // about 0.1 s at a million; a larger bound would let that read hold a connection long.
+            max_queued_jobs: whole("MVGEN_MAX_QUEUED_JOBS", 10_000, 1..=MAX_QUEUE_LIMIT)?,
+            max_queued_per_key: whole("MVGEN_MAX_QUEUED_PER_KEY", 1_000, 1..=MAX_QUEUE_LIMIT)?,
             output_dir,
             api_keys,
             cors_origins,
@@ -270,7 +291,9 @@ async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> ApiError {
 /// empty header counts as absent: the create page of the service mvgen replaces sends
 /// `X-API-Key: ''` when it has no key, and that must not hide a valid `?api_key=`.
 /// Only `/api`, `/api/*` and `/metrics` are guarded: health and the create page stay open.
-async fn require_api_key(State(keys): State<Arc<ApiKeys>>, request: Request, next: Next) -> Response {
+/// The key's [`crate::api_keys::KeyScope`] rides on the request as an extension, for the job
+/// handlers (idempotency keys and queue quotas are per API key).
+async fn require_api_key(State(keys): State<Arc<ApiKeys>>, mut request: Request, next: Next) -> Response {
     let path = request.uri().path();
     let guarded = path == "/api" || path.starts_with("/api/") || path == "/metrics";
     if keys.is_empty() || !guarded || request.method() == Method::OPTIONS {
@@ -284,9 +307,12 @@ async fn require_api_key(State(keys): State<Arc<ApiKeys>>, request: Request, nex
         .filter(|v| !v.is_empty())
         .map(String::from);
     let from_query = request.uri().query().and_then(query_api_key).filter(|v| !v.is_empty());
-    match from_header.or(from_query) {
-        Some(presented) if keys.accepts(&presented) => next.run(request).await,
-        Some(_) => crate::error::unauthorized("Invalid API key"),
+    match from_header.or(from_query).map(|presented| keys.identify(&presented)) {
+        Some(Some(scope)) => {
+            request.extensions_mut().insert(scope);
+            next.run(request).await
+        }
+        Some(None) => crate::error::unauthorized("Invalid API key"),
         None => crate::error::unauthorized("API key missing. Provide X-API-Key header or ?api_key=YOUR_KEY"),
     }
 }
@@ -416,6 +442,8 @@ mod tests {
         assert_eq!((s.workers, s.job_stale_after.as_secs(), s.job_max_attempts), (DEFAULT_WORKERS, 60, 3));
         let bounds = (s.job_max_takeovers, s.sync_wait.as_secs(), s.idempotency_ttl.as_secs());
         assert_eq!(bounds, (10, 1200, 86_400));
+        let kept = (s.job_retention.as_secs(), s.max_queued_jobs, s.max_queued_per_key);
+        assert_eq!(kept, (7 * 86_400, 10_000, 1_000));
         let pg = settings(&[("MVGEN_DATABASE_URL", "postgres://u:pw@db/mv"), ("MVGEN_WORKERS", "0")]).expect("pg");
         assert_eq!((pg.database_url.as_str(), pg.workers), ("postgres://u:pw@db/mv", 0));
         assert!(!format!("{pg:?}").contains("pw"), "the password never reaches a log line");
@@ -426,6 +454,9 @@ mod tests {
             ("MVGEN_SYNC_WAIT", "0"),
             ("MVGEN_IDEMPOTENCY_TTL", "0"),
             ("MVGEN_JOB_MAX_TAKEOVERS", "-1"),
+            ("MVGEN_JOB_RETENTION", "0"),
+            ("MVGEN_MAX_QUEUED_JOBS", "0"),
+            ("MVGEN_MAX_QUEUED_PER_KEY", "0"),
         ] {
             let err = settings(&[(name, bad)]).expect_err(bad);
             assert!(err.starts_with(name), "{err}");
@@ -449,6 +480,10 @@ mod tests {
             ("MV_MAX_CONCURRENT_GENERATIONS", "18446744073709551615"),
             ("MVGEN_MAX_CONNECTIONS", "18446744073709551615"),
             ("MVGEN_HEADER_TIMEOUT_SECS", "0.000001"),
+            ("MVGEN_JOB_RETENTION", "315360001"),
+            ("MVGEN_JOB_RETENTION", "18446744073709551615"),
+            ("MVGEN_MAX_QUEUED_JOBS", "1000001"),
+            ("MVGEN_MAX_QUEUED_PER_KEY", "1000001"),
         ] {
             let err = settings(&[(name, bad)]).expect_err(bad);
             assert!(err.starts_with(&format!("{name}={bad:?}: expected ")), "{err}");
@@ -462,8 +497,20 @@ mod tests {
             ("MVGEN_SYNC_WAIT", "86400"),
             ("MVGEN_IDEMPOTENCY_TTL", "2592000"),
             ("MV_MAX_CONCURRENT_GENERATIONS", "1048576"),
+            ("MVGEN_JOB_RETENTION", "315360000"),
+            ("MVGEN_MAX_QUEUED_JOBS", "1000000"),
+            ("MVGEN_MAX_QUEUED_PER_KEY", "1000000"),
         ])
         .expect("bounds");
+        let queue = (s.job_retention.as_secs(), s.max_queued_jobs, s.max_queued_per_key);
+        assert_eq!(queue, (315_360_000, 1_000_000, 1_000_000));
+        let low = settings(&[
+            ("MVGEN_JOB_RETENTION", "1"),
+            ("MVGEN_MAX_QUEUED_JOBS", "1"),
+            ("MVGEN_MAX_QUEUED_PER_KEY", "1"),
+        ])
+        .expect("lower bounds");
+        assert_eq!((low.job_retention.as_secs(), low.max_queued_jobs, low.max_queued_per_key), (1, 1, 1));
         assert_eq!((s.workers, s.job_stale_after.as_secs(), s.job_max_attempts), (1024, 86_400, 100));
         let rest = (s.job_max_takeovers, s.sync_wait.as_secs(), s.idempotency_ttl.as_secs());
         assert_eq!(rest, (1000, 86_400, 2_592_000));

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::extract::ValidJson;
+use crate::api_keys::KeyScope;
 use crate::error::{self, ApiError, ErrorKind};
 use crate::generation::character::{Character, CharacterReferenceBody, CharacterReferenceResponse};
 use crate::generation::driver;
@@ -56,9 +57,10 @@ generation_endpoint! { "/api/mv/create_scenes", CreateScenesBody => CreateScenes
 pub async fn create_scenes(
     State(state): State<AppState>,
     jobs: Option<Extension<Arc<Jobs>>>,
+    scope: Option<Extension<KeyScope>>,
     ValidJson(body): ValidJson<CreateScenesBody>,
 ) -> Result<Response, ApiError> {
-    respond::<Scenes>(&state, jobs.as_deref(), body).await
+    respond::<Scenes>(&state, jobs.as_deref(), scope.as_deref(), body).await
 }
 }
 
@@ -67,9 +69,10 @@ generation_endpoint! { "/api/mv/generate_character_reference", CharacterReferenc
 pub async fn generate_character_reference(
     State(state): State<AppState>,
     jobs: Option<Extension<Arc<Jobs>>>,
+    scope: Option<Extension<KeyScope>>,
     ValidJson(body): ValidJson<CharacterReferenceBody>,
 ) -> Result<Response, ApiError> {
-    respond::<Character>(&state, jobs.as_deref(), body).await
+    respond::<Character>(&state, jobs.as_deref(), scope.as_deref(), body).await
 }
 }
 
@@ -77,9 +80,10 @@ generation_endpoint! { "/api/mv/generate_video", GenerateVideoBody => GenerateVi
 pub async fn generate_video(
     State(state): State<AppState>,
     jobs: Option<Extension<Arc<Jobs>>>,
+    scope: Option<Extension<KeyScope>>,
     ValidJson(body): ValidJson<GenerateVideoBody>,
 ) -> Result<Response, ApiError> {
-    respond::<Video>(&state, jobs.as_deref(), body).await
+    respond::<Video>(&state, jobs.as_deref(), scope.as_deref(), body).await
 }
 }
 
@@ -90,6 +94,7 @@ pub async fn generate_video(
 async fn respond<G: Generation>(
     state: &AppState,
     jobs: Option<&Arc<Jobs>>,
+    scope: Option<&KeyScope>,
     input: G::Input,
 ) -> Result<Response, ApiError> {
     let (planned, slot) = driver::plan_now::<G>(state, input)?;
@@ -99,7 +104,7 @@ async fn respond<G: Generation>(
     };
     let stored = stored::to_store(planned)?;
     // The slot moves to the job's run: it is held while the generation runs, not while we wait.
-    let id = jobs.submit_now(G::KIND, &stored, slot).await?;
+    let id = jobs.submit_now(G::KIND, &stored, slot, scope.map(KeyScope::as_str)).await?;
     let mut response = match jobs.finished(&id).await {
         Ok(Some(job)) if !job.status.is_final() && jobs.sync_waits_cut() => {
             // Shutdown's drain is about to cut this request: the job goes on (released to the

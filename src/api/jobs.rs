@@ -6,6 +6,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
+use axum::Extension;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -17,6 +18,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::broadcast;
 
 use super::extract::{ValidJson, ValidPath};
+use crate::api_keys::KeyScope;
 use crate::error::{ApiError, ErrorKind};
 use crate::generation::Kind;
 use crate::jobs::engine::unavailable;
@@ -279,6 +281,7 @@ enum JobReadErrors {
 )]
 pub async fn submit_job(
     State(jobs): State<Arc<Jobs>>,
+    scope: Option<Extension<KeyScope>>,
     headers: HeaderMap,
     ValidJson(body): ValidJson<Envelope>,
 ) -> Result<Response, ApiError> {
@@ -304,7 +307,8 @@ pub async fn submit_job(
         answer: &answer,
     });
     let kind = Kind::from_field(&body.kind)?;
-    let row = match jobs.submit(kind, body.input, key).await? {
+    let scope = scope.as_ref().map(|s| s.as_str());
+    let row = match jobs.submit(kind, body.input, key, scope).await? {
         Submitted::New(row) => match sent.into_inner().ok().flatten() {
             Some(body) => return Ok(job_answer(StatusCode::ACCEPTED, body)),
             None => *row,

@@ -30,6 +30,9 @@ pub(super) async fn open_jobs(settings: &Settings, pipeline: Arc<dyn JobPipeline
         sync_wait: settings.sync_wait,
         idempotency_ttl: settings.idempotency_ttl,
         max_takeovers: settings.job_max_takeovers,
+        retention: settings.job_retention,
+        max_queued: settings.max_queued_jobs,
+        max_queued_per_key: settings.max_queued_per_key,
         ..EngineConfig::default()
     };
     let jobs = Jobs::open(&settings.database_url, pipeline, config).await.map_err(anyhow::Error::msg)?;

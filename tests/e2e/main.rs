@@ -14,6 +14,9 @@
 //! `job_cancel`, beside `durable_jobs`: a canceled job's upstream run cancelled when no live call
 //! holds it, and a cancel or SIGTERM while a create is in flight.
 //!
+//! `retention`: finished jobs purged after `MVGEN_JOB_RETENTION`, the queue limits
+//! (`MVGEN_MAX_QUEUED_JOBS`, `MVGEN_MAX_QUEUED_PER_KEY`) and idempotency keys scoped per API key.
+//!
 //! One binary per area, so the crate is linked once per area rather than once per file.
 
 #[path = "../support/mod.rs"]
@@ -25,6 +28,7 @@ mod job_cancel;
 mod live_configs;
 mod mixed_flavors;
 mod replicas_storage;
+mod retention;
 mod server;
 mod static_binary;
 mod sync_jobs;

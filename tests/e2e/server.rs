@@ -478,6 +478,9 @@ fn binary_refuses_settings_out_of_bounds_with_exit_code_2_and_the_reason() {
         ("MVGEN_JOB_STALE_AFTER", "18446744073709551615", "invalid settings"),
         ("MVGEN_IDEMPOTENCY_TTL", "18446744073709551615", "invalid settings"),
         ("MV_REPLICATE_POLL_SECS", "0.000001", "invalid provider settings"),
+        ("MVGEN_JOB_RETENTION", "0", "invalid settings"),
+        ("MVGEN_MAX_QUEUED_JOBS", "0", "invalid settings"),
+        ("MVGEN_MAX_QUEUED_PER_KEY", "1000001", "invalid settings"),
     ] {
         let (status, stderr) = run_to_exit(&[("MV_OUTPUT_DIR", out), ("RUST_LOG", "off"), (name, value)]);
         assert_eq!(status.and_then(|s| s.code()), Some(2), "{name}={value}: {stderr}");

@@ -7,6 +7,8 @@
 //! `tokio::sync::broadcast`; on SQLite the writer broadcasts in-process and readers also poll
 //! briefly, because another process may share the file.
 
+mod quota;
+mod retention;
 mod sync;
 mod worker;
 
@@ -56,6 +58,13 @@ pub struct EngineConfig {
     /// How long a sync request waits for its job (`MVGEN_SYNC_WAIT`); then it answers 504 with
     /// the job's id and the job goes on (see [`Jobs::finished`]).
     pub sync_wait: Duration,
+    /// Finished jobs older than this are purged, with their events and idempotency keys
+    /// (`MVGEN_JOB_RETENTION`); their outputs stay in the store.
+    pub retention: Duration,
+    /// Queued jobs past which a submission is refused with 503 `QueueFull` (`MVGEN_MAX_QUEUED_JOBS`).
+    pub max_queued: u64,
+    /// The same, per API key (`MVGEN_MAX_QUEUED_PER_KEY`).
+    pub max_queued_per_key: u64,
 }
 
 impl Default for EngineConfig {
@@ -72,6 +81,9 @@ impl Default for EngineConfig {
             sync_wait: Duration::from_secs(1200),
             idempotency_ttl: Duration::from_secs(24 * 3600),
             idempotency_lease: Duration::from_secs(60),
+            retention: Duration::from_secs(7 * 24 * 3600),
+            max_queued: 10_000,
+            max_queued_per_key: 1_000,
         }
     }
 }
@@ -112,6 +124,8 @@ pub struct Jobs {
     /// Sync jobs whose generation slot this process still holds: their waiter answers only once
     /// the slot is free, so the caller's next request is not refused by its own finished one.
     holding: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// The queued counts the submit path last read, per API key scope (see `quota`).
+    queue_counts: quota::QueueCounts,
 }
 
 impl Jobs {
@@ -129,6 +143,7 @@ impl Jobs {
             draining: CancellationToken::new(),
             answer_now: CancellationToken::new(),
             holding: Default::default(),
+            queue_counts: Default::default(),
         });
         if jobs.store.dialect() == Dialect::Postgres {
             let listener = sqlx::postgres::PgListener::connect(url)
@@ -160,9 +175,21 @@ impl Jobs {
     }
 
     /// Plans `input` and stores the job. `key`: an `Idempotency-Key` (IETF draft): the same key
-    /// and body replay the first answer until the key expires.
-    pub async fn submit(&self, kind: Kind, input: Value, key: Option<SubmitKey<'_>>) -> Result<Submitted, ApiError> {
+    /// and body replay the first answer until the key expires. `scope`: the caller's API key scope
+    /// (`api_keys::KeyScope`) when keys are configured: idempotency keys and the per-key queue
+    /// limit are per scope, so two API keys sending the same `Idempotency-Key` make two jobs.
+    pub async fn submit(
+        &self,
+        kind: Kind,
+        input: Value,
+        key: Option<SubmitKey<'_>>,
+        scope: Option<&str>,
+    ) -> Result<Submitted, ApiError> {
         let owner = uuid::Uuid::new_v4().to_string();
+        // The key as stored: prefixed by the scope and a unit separator (0x1f), which no
+        // Idempotency-Key holds (it is visible ASCII), so no caller's key can name another's.
+        let scoped = scope.zip(key.as_ref()).map(|(scope, key)| format!("{scope}\u{1f}{}", key.key));
+        let key = key.map(|k| SubmitKey { key: scoped.as_deref().unwrap_or(k.key), ..k });
         if let Some(key) = &key {
             let now = super::store::now_ms();
             let times = KeyTimes {
@@ -183,7 +210,7 @@ impl Jobs {
             }
         }
         let binding = key.as_ref().map(|k| KeyBinding { key: k.key, owner: &owner, answer: k.answer });
-        let result = self.plan_and_store(kind, input, binding.as_ref()).await;
+        let result = self.plan_and_store(kind, input, binding.as_ref(), scope).await;
         if let (Err(_), Some(key)) = (&result, &key)
             && let Err(e) = self.store.release_key(key.key, &owner).await
         {
@@ -197,9 +224,10 @@ impl Jobs {
         kind: Kind,
         input: Value,
         key: Option<&KeyBinding<'_>>,
+        scope: Option<&str>,
     ) -> Result<Box<JobRow>, ApiError> {
         let planned = self.pipeline.plan(kind, input).await?;
-        self.store_planned(kind, &planned, key, None).await
+        self.store_planned(kind, &planned, key, None, scope).await
     }
 
     /// Claims whose heartbeat is older than this (Unix ms) belong to a dead worker.
@@ -218,7 +246,9 @@ impl Jobs {
         planned: &StoredPlan,
         key: Option<&KeyBinding<'_>>,
         max_attempts: Option<i64>,
+        scope: Option<&str>,
     ) -> Result<Box<JobRow>, ApiError> {
+        self.check_queue_room(scope).await?;
         let id = uuid::Uuid::new_v4().to_string();
         let job = NewJob {
             id: &id,
@@ -228,6 +258,7 @@ impl Jobs {
             project_id: planned.project_id.as_deref(),
             sequence: planned.sequence.map(i64::from),
             max_attempts,
+            api_key_scope: scope,
         };
         // `None`: the key was taken over as abandoned while this submission was planning.
         let row = self.store.insert(&job, key).await.map_err(unavailable)?.ok_or_else(key_in_use)?;

@@ -23,14 +23,17 @@ impl Jobs {
     /// it did before jobs (a takeover after a dead worker still resumes its saved run). The run is
     /// its own task holding `guard` (the caller's generation slot) until the job ends, whoever runs
     /// it: a caller who hangs up neither cancels it nor frees the slot early, and a worker that
-    /// wins the claim does not let the cap be bypassed (see [`Jobs::run_to_end`]).
+    /// wins the claim does not let the cap be bypassed (see [`Jobs::run_to_end`]). `scope`: as for
+    /// [`Jobs::submit`].
     pub async fn submit_now(
         self: &Arc<Self>,
         kind: Kind,
         planned: &StoredPlan,
         guard: impl Send + 'static,
+        scope: Option<&str>,
     ) -> Result<String, ApiError> {
-        let id = self.store_planned(kind, planned, None, Some(1)).await?.id;
+        // A submission like any other: refused while the queue (or the caller's share) is full.
+        let id = self.store_planned(kind, planned, None, Some(1), scope).await?.id;
         self.holding().insert(id.clone());
         let slot = HeldSlot { guard: Some(Box::new(guard)), jobs: Arc::clone(self), id: id.clone() };
         let jobs = Arc::clone(self);

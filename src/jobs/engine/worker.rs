@@ -31,6 +31,9 @@ impl Jobs {
             let shutdown = shutdown.clone();
             tracker.spawn(async move { jobs.work(format!("{process}/{n}"), shutdown).await });
         }
+        // Every process purges, workers or not (an API-only replica too): whichever runs keeps
+        // the tables bounded, and on PostgreSQL they take turns.
+        tracker.spawn(Arc::clone(self).purge_finished(shutdown.clone()));
         tracker.close();
         tracker
     }

@@ -41,6 +41,7 @@ fn migrator(dialect: Dialect) -> Migrator {
     const TAKEOVERS: &str = include_str!("../../../migrations/jobs/0003_job_takeovers.sql");
     const ANSWERS: &str = include_str!("../../../migrations/jobs/0004_idempotency_answers.sql");
     const QUEUED_EVENT: &str = include_str!("../../../migrations/jobs/0005_sqlite_queued_event.sql");
+    const RETENTION: &str = include_str!("../../../migrations/jobs/0006_retention_quotas.sql");
     let (jobs, queued_event) = match dialect {
         Dialect::Sqlite => {
             (Cow::Owned(JOBS.replace("BIGSERIAL PRIMARY KEY", "INTEGER PRIMARY KEY AUTOINCREMENT")), QUEUED_EVENT)
@@ -59,6 +60,11 @@ fn migrator(dialect: Dialect) -> Migrator {
             Cow::Borrowed(queued_event),
             false,
         ),
+        Migration::new(6, Cow::Borrowed("retention_quotas"), MigrationType::Simple, Cow::Borrowed(RETENTION), false),
     ];
-    Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
+    // `ignore_missing`: a database a newer build has migrated further still opens here, so a
+    // rollback by one version works (migrations only add columns and indexes, which this build
+    // never reads). Without it sqlx refuses to start: "migration N was previously applied but is
+    // missing in the resolved migrations".
+    Migrator { migrations: Cow::Owned(migrations), ignore_missing: true, ..Migrator::DEFAULT }
 }

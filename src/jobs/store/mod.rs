@@ -12,7 +12,9 @@
 //! - `claims`: claiming a job for a worker, and its heartbeat;
 //! - `runs`: a job's saved upstream runs and its progress;
 //! - `finish`: how a claim ends, and cancelling;
-//! - `queries`: reading one job, and listing them.
+//! - `queries`: reading one job, and listing them;
+//! - `quota`: counting queued jobs against the queue limits;
+//! - `retention`: purging finished jobs past their retention.
 //!
 //! Why sqlx directly rather than a queue crate: the job resource must be listed by status, kind and
 //! project with cursor pagination, and its saved upstream runs and events are rows a client reads
@@ -24,6 +26,8 @@ pub mod finish;
 pub mod idempotency;
 mod migrate;
 pub mod queries;
+pub mod quota;
+pub mod retention;
 pub mod rows;
 pub mod runs;
 pub mod submit;

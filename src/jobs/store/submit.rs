@@ -23,9 +23,12 @@ pub struct NewJob<'a> {
     pub sequence: Option<i64>,
     /// Claims before a retryable failure is final; `None`: the engine's default.
     pub max_attempts: Option<i64>,
+    /// The submitting API key's scope (`api_keys::KeyScope`), for its queued count; `None`
+    /// without API keys.
+    pub api_key_scope: Option<&'a str>,
 }
 
-/// `sql` with a new job's eight values bound as `$1`..`$8`.
+/// `sql` with a new job's nine values bound as `$1`..`$9`.
 fn insert_job<'q>(sql: &'q str, job: &'q NewJob<'_>, now: i64) -> Query<'q, sqlx::Any, AnyArguments<'q>> {
     sqlx::query(sql)
         .bind(job.id)
@@ -36,6 +39,7 @@ fn insert_job<'q>(sql: &'q str, job: &'q NewJob<'_>, now: i64) -> Query<'q, sqlx
         .bind(job.sequence)
         .bind(now)
         .bind(job.max_attempts)
+        .bind(job.api_key_scope)
 }
 
 /// A job's row as [`Store::insert`] just stored it.
@@ -86,9 +90,9 @@ impl Store {
     pub async fn insert(&self, job: &NewJob<'_>, key: Option<&KeyBinding<'_>>) -> Result<Option<JobRow>, StoreError> {
         const INSERT: &str = concat!(
             "INSERT INTO jobs (id, kind, status, plan, config_flavor, project_id, sequence, attempts, \
-             created_at, run_after, cancel_requested, max_attempts) VALUES ($1, $2, '",
+             created_at, run_after, cancel_requested, max_attempts, api_key_scope) VALUES ($1, $2, '",
             status_text!(Queued),
-            "', $3, $4, $5, $6, 0, $7, $7, 0, $8) RETURNING seq"
+            "', $3, $4, $5, $6, 0, $7, $7, 0, $8, $9) RETURNING seq"
         );
         // The row and its first event in one statement, so a submission without a key is one round
         // trip: on SQLite the `jobs_queued_event` trigger (migration 5) writes the event; on
@@ -101,7 +105,7 @@ impl Store {
             Dialect::Postgres => {
                 insert_and_event = format!(
                     "WITH j AS ({INSERT}), e AS (INSERT INTO job_events (job_id, at, kind, data) \
-                     SELECT $1, $7, '{queued}', $9 FROM j), woken AS (SELECT pg_notify($10, $1)) \
+                     SELECT $1, $7, '{queued}', $10 FROM j), woken AS (SELECT pg_notify($11, $1)) \
                      SELECT seq FROM j, woken",
                     queued = EventKind::Queued.as_str(),
                 );

@@ -1,0 +1,65 @@
+//! The purge of finished jobs past `MVGEN_JOB_RETENTION` (see `Store::purge_finished`), run by every
+//! `mvgen serve` and `mvgen worker` process: a batch at a time, one replica at a time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{Jobs, backoff};
+use crate::jobs::store::now_ms;
+use crate::jobs::store::retention::Purged;
+
+/// Jobs deleted per transaction: the SQLite writer is held for one batch, then submissions waiting
+/// on it go first. 100 jobs with 8 events each took a median 10 ms on the loaded two-core machine,
+/// 200 took 34 ms (`bench/retention_sql.py`, BENCHMARKS.md).
+const PURGE_BATCH: i64 = 100;
+
+/// The pause between two full batches, so a backlog (the first purge after an upgrade, say) is
+/// worked off without holding the writer most of the time: about 6000 jobs a minute at most.
+const BETWEEN_BATCHES: Duration = Duration::from_millis(50);
+
+impl Jobs {
+    /// How often the purge looks for due jobs: a tenth of the retention, at least a second (a
+    /// test's 1 s retention) and at most a minute, so a job outlives its retention by little.
+    fn purge_every(&self) -> Duration {
+        (self.config.retention / 10).clamp(Duration::from_secs(1), Duration::from_secs(60))
+    }
+
+    /// Purges due jobs until `shutdown`. A database fault is logged and retried with backoff: the
+    /// purge only keeps the tables from growing, nothing waits on it.
+    pub(super) async fn purge_finished(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut failures = 0u32;
+        let mut purged = 0u64;
+        while !shutdown.is_cancelled() {
+            let before = now_ms() - self.config.retention.as_millis() as i64;
+            let pause = match self.store.purge_finished(before, PURGE_BATCH).await {
+                Ok(Purged::Jobs(n)) => {
+                    failures = 0;
+                    purged += n;
+                    if n == PURGE_BATCH as u64 {
+                        BETWEEN_BATCHES
+                    } else {
+                        if purged > 0 {
+                            tracing::info!(jobs = purged, retention = ?self.config.retention, "purged finished jobs past their retention");
+                            purged = 0;
+                        }
+                        self.purge_every()
+                    }
+                }
+                // Another replica purges now; its batches cover ours.
+                Ok(Purged::Busy) => self.purge_every(),
+                Err(e) => {
+                    failures += 1;
+                    let pause = backoff(failures, self.purge_every());
+                    tracing::warn!(error = %e, retry_in = ?pause, "cannot purge finished jobs");
+                    pause
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+}

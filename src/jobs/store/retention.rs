@@ -1,0 +1,72 @@
+//! Retention: finished jobs (succeeded, failed, canceled) past `MVGEN_JOB_RETENTION` are deleted
+//! with their events, saved upstream runs and the idempotency keys bound to them, a small batch per
+//! transaction. Their outputs are not touched: they live in the store, not here.
+
+use sqlx::Row;
+
+use super::{Dialect, Store, StoreError};
+use crate::jobs::state::status_text;
+
+/// The PostgreSQL advisory lock a purge batch holds for its transaction, so one replica purges at
+/// a time ("mvgen" and "purge" in ASCII; sqlx's migration lock uses another key).
+const PURGE_LOCK: i64 = 0x6d76_6765_6e70_7267;
+
+/// What one purge batch did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purged {
+    /// Another replica is purging now (PostgreSQL): nothing done.
+    Busy,
+    /// This many jobs deleted (fewer than the batch asked: nothing more is due).
+    Jobs(u64),
+}
+
+impl Store {
+    /// Deletes up to `batch` jobs that finished before `before` (Unix ms), and their events, runs
+    /// and idempotency keys, in one transaction. Small batches keep the write lock short: on SQLite
+    /// the one writer is held for one batch, and on PostgreSQL only the batch's rows are locked. On
+    /// PostgreSQL a transaction-scoped advisory lock lets one replica purge at a time; on SQLite
+    /// the single writer serialises purges anyway, and a second process finds the rows gone.
+    pub async fn purge_finished(&self, before: i64, batch: i64) -> Result<Purged, StoreError> {
+        const DUE: &str = concat!(
+            "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE status IN ('",
+            status_text!(Succeeded),
+            "', '",
+            status_text!(Failed),
+            "', '",
+            status_text!(Canceled),
+            "') AND completed_at < $1 LIMIT $2) RETURNING id"
+        );
+        let mut tx = self.writer.begin().await?;
+        if self.dialect == Dialect::Postgres {
+            let locked: bool = sqlx::query("SELECT pg_try_advisory_xact_lock($1) AS locked")
+                .bind(PURGE_LOCK)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("locked")?;
+            if !locked {
+                tx.rollback().await?;
+                return Ok(Purged::Busy);
+            }
+        }
+        let ids: Vec<String> = sqlx::query(DUE)
+            .bind(before)
+            .bind(batch)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|row| row.try_get("id"))
+            .collect::<Result<_, _>>()?;
+        if ids.is_empty() {
+            tx.rollback().await?;
+            return Ok(Purged::Jobs(0));
+        }
+        // The ids as `$1, …, $n`: the `Any` driver binds no arrays.
+        let list = (1..=ids.len()).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ");
+        for table in ["job_events", "job_runs", "idempotency"] {
+            let sql = format!("DELETE FROM {table} WHERE job_id IN ({list})");
+            ids.iter().fold(sqlx::query(&sql), |q, id| q.bind(id)).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(Purged::Jobs(ids.len() as u64))
+    }
+}
