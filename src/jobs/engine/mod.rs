@@ -121,6 +121,10 @@ pub struct Jobs {
     /// Fired near the shutdown drain's deadline: sync waiters answer with their job's id now
     /// rather than be cut without an answer (see `sync::finished`).
     answer_now: CancellationToken,
+    /// Sync waits in progress (`sync::finished`), by job id, with the job's final row once the
+    /// run in this process stored it: the waiter answers from it without reading the database.
+    /// An entry lives as long as its wait, so a row is never kept for a caller who left.
+    sync_waits: std::sync::Mutex<std::collections::HashMap<String, Option<JobRow>>>,
     /// Sync jobs whose generation slot this process still holds: their waiter answers only once
     /// the slot is free, so the caller's next request is not refused by its own finished one.
     holding: std::sync::Mutex<std::collections::HashSet<String>>,
@@ -142,6 +146,7 @@ impl Jobs {
             running: std::sync::OnceLock::new(),
             draining: CancellationToken::new(),
             answer_now: CancellationToken::new(),
+            sync_waits: Default::default(),
             holding: Default::default(),
             queue_counts: Default::default(),
         });
@@ -227,7 +232,7 @@ impl Jobs {
         scope: Option<&str>,
     ) -> Result<Box<JobRow>, ApiError> {
         let planned = self.pipeline.plan(kind, input).await?;
-        self.store_planned(kind, &planned, key, None, scope).await
+        self.store_planned(kind, &planned, key, None, scope, None).await
     }
 
     /// Claims whose heartbeat is older than this (Unix ms) belong to a dead worker.
@@ -247,6 +252,7 @@ impl Jobs {
         key: Option<&KeyBinding<'_>>,
         max_attempts: Option<i64>,
         scope: Option<&str>,
+        claim: Option<&str>,
     ) -> Result<Box<JobRow>, ApiError> {
         self.check_queue_room(scope).await?;
         let id = uuid::Uuid::new_v4().to_string();
@@ -259,10 +265,14 @@ impl Jobs {
             sequence: planned.sequence.map(i64::from),
             max_attempts,
             api_key_scope: scope,
+            claim,
         };
         // `None`: the key was taken over as abandoned while this submission was planning.
         let row = self.store.insert(&job, key).await.map_err(unavailable)?.ok_or_else(key_in_use)?;
-        self.woke(&id);
+        // A queued job wakes the workers; a claimed one is already being run, by the caller.
+        if claim.is_none() {
+            self.woke(&id);
+        }
         Ok(Box::new(row))
     }
 

@@ -14,7 +14,7 @@ use crate::generation::Kind;
 use crate::generation::stored::StoredPlan;
 use crate::jobs::state::JobStatus;
 use crate::jobs::store::StoreError;
-use crate::jobs::store::rows::JobRow;
+use crate::jobs::store::rows::{Claimed, JobRow};
 
 impl Jobs {
     /// Stores a job its caller already planned, then runs it at once in this process (unless a
@@ -32,16 +32,25 @@ impl Jobs {
         guard: impl Send + 'static,
         scope: Option<&str>,
     ) -> Result<String, ApiError> {
-        // A submission like any other: refused while the queue (or the caller's share) is full.
-        let id = self.store_planned(kind, planned, None, Some(1), scope).await?.id;
+        // Stored already claimed by this process (see `Store::insert`), and refused like any
+        // other submission while the queue (or the caller's share) is full.
+        let claim = format!("{}/now", uuid::Uuid::new_v4());
+        let row = self.store_planned(kind, planned, None, Some(1), scope, Some(&claim)).await?;
+        let claimed = Claimed::stored(&row, claim, Some(1));
+        let id = row.id.clone();
         self.holding().insert(id.clone());
         let slot = HeldSlot { guard: Some(Box::new(guard)), jobs: Arc::clone(self), id: id.clone() };
         let jobs = Arc::clone(self);
-        let job_id = id.clone();
         let run = async move {
             let (shutdown, _) =
                 jobs.running.get().cloned().unwrap_or_else(|| (jobs.closed.clone(), TaskTracker::new()));
-            jobs.run_to_end(&job_id, &shutdown, Box::new(slot)).await;
+            let mut slot = Some(Box::new(slot) as Box<dyn Send>);
+            let job_id = claimed.id.clone();
+            jobs.run(claimed, &shutdown, &mut slot).await;
+            // Not ended here (the claim was lost, or a retry was queued): follow it to its end.
+            if slot.is_some() {
+                jobs.run_to_end(&job_id, &shutdown, slot).await;
+            }
         };
         match self.running.get() {
             Some((_, tracker)) => tracker.spawn(run),
@@ -56,8 +65,7 @@ impl Jobs {
     /// Following, it takes the job over once that worker's heartbeat is stale, like any worker
     /// would: a sync request's job ends even on a serve with `MVGEN_WORKERS=0` or when its first
     /// claim failed, rather than wait for a worker that may never come.
-    async fn run_to_end(&self, id: &str, shutdown: &CancellationToken, slot: Box<dyn Send>) {
-        let mut slot = Some(slot);
+    async fn run_to_end(&self, id: &str, shutdown: &CancellationToken, mut slot: Option<Box<dyn Send>>) {
         let mut wake = self.subscribe();
         let mut failures = 0u32;
         // Claiming is a write (the one writer on SQLite): a job another worker runs is only read,
@@ -120,8 +128,24 @@ impl Jobs {
     /// bound. For the sync endpoints' submit-and-wait: a client that hangs up drops only this
     /// wait, never the job.
     pub async fn finished(&self, id: &str) -> Result<Option<JobRow>, StoreError> {
+        let waiting = SyncWait::register(self, id);
         let mut wake = self.subscribe();
         let deadline = tokio::time::Instant::now() + self.config.sync_wait;
+        // A job run in this process hands its final row over as it ends (`hand_over`): no read
+        // while it runs. Its slot is freed right after, so the row is there once it is free.
+        while self.holding().contains(id) && !self.answer_now.is_cancelled() {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            tokio::select! {
+                () = woken(&mut wake, id, self.config.poll.min(left)) => {}
+                () = self.answer_now.cancelled() => {}
+            }
+        }
+        if let Some(row) = waiting.take() {
+            return Ok(Some(row));
+        }
         let mut last = None;
         let mut fault = None;
         loop {
@@ -158,6 +182,45 @@ impl Jobs {
 
     fn holding(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
         self.holding.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Jobs {
+    /// Gives a waiting sync request the final row of its job, which this process just stored
+    /// (before the job's slot is freed and the waiter woken). No-op when nobody here waits.
+    pub(super) fn hand_over(&self, row: JobRow) {
+        if let Some(entry) = self.sync_waits().get_mut(&row.id) {
+            *entry = Some(row);
+        }
+    }
+
+    fn sync_waits(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Option<JobRow>>> {
+        self.sync_waits.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// One sync wait's entry in `Jobs::sync_waits`, removed when the wait ends or is dropped (the
+/// caller hung up), so a row handed over is never kept for nobody.
+struct SyncWait<'a> {
+    jobs: &'a Jobs,
+    id: &'a str,
+}
+
+impl<'a> SyncWait<'a> {
+    fn register(jobs: &'a Jobs, id: &'a str) -> Self {
+        jobs.sync_waits().insert(id.to_owned(), None);
+        SyncWait { jobs, id }
+    }
+
+    /// The row handed over, if any yet.
+    fn take(&self) -> Option<JobRow> {
+        self.jobs.sync_waits().get_mut(self.id).and_then(Option::take)
+    }
+}
+
+impl Drop for SyncWait<'_> {
+    fn drop(&mut self) {
+        self.jobs.sync_waits().remove(self.id);
     }
 }
 

@@ -73,7 +73,7 @@ impl Jobs {
     /// Runs one claimed job to its end, a lost claim, or shutdown. `slot` is dropped once the
     /// job's end (succeeded, failed, canceled) is stored, before anyone is woken.
     pub(super) async fn run(&self, job: Claimed, shutdown: &CancellationToken, slot: &mut Option<Box<dyn Send>>) {
-        let saved = match self.store.runs(&job.id).await {
+        let saved = match if job.fresh { Ok(Vec::new()) } else { self.store.runs(&job.id).await } {
             Ok(saved) => saved,
             // Without its saved runs the job could create upstream again: leave it to a takeover.
             Err(e) => {
@@ -193,7 +193,13 @@ impl Jobs {
         loop {
             match self.store.finish(&job.id, &job.claim, outcome_clone(&outcome)).await {
                 Ok(stored) => {
-                    if stored && matches!(outcome, Outcome::Succeeded(_) | Outcome::Failed { .. } | Outcome::Canceled) {
+                    let ended = matches!(outcome, Outcome::Succeeded(_) | Outcome::Failed { .. } | Outcome::Canceled);
+                    if let Some(finished) = stored.filter(|_| ended) {
+                        // The waiting sync request (if it waits here) gets the row before the
+                        // slot's drop wakes it.
+                        if let Some(row) = finished.row {
+                            self.hand_over(row);
+                        }
                         slot.take();
                     }
                     break;

@@ -69,6 +69,7 @@ impl Store {
             max_attempts: row.try_get("max_attempts")?,
             claim: claim.to_owned(),
             cancel_requested: row.try_get::<i64, _>("cancel_requested")? != 0,
+            fresh: false,
         };
         let data = serde_json::json!({
             "status": JobStatus::Processing, "attempts": claimed.attempts, "takeovers": claimed.takeovers,

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::rows::JobRow;
+use super::rows::{COLUMNS, JobRow, job_row};
 use super::{Store, StoreError, now_ms};
 use crate::error::ErrorKind;
 use crate::jobs::state::{EventKind, JobStatus, status_text};
@@ -32,9 +32,22 @@ pub enum Outcome<'a> {
     Released,
 }
 
+/// A claim's end, stored.
+pub struct Finished {
+    /// The job as it now is (read back by the same statement), for a waiter in this process;
+    /// `None` in the rare case this build cannot read it (a word a newer build stored): the end
+    /// is stored either way.
+    pub row: Option<JobRow>,
+}
+
 impl Store {
-    /// Ends a claim; `Ok(false)` when it was no longer ours.
-    pub async fn finish(&self, job_id: &str, claim: &str, outcome: Outcome<'_>) -> Result<bool, StoreError> {
+    /// Ends a claim; `Ok(None)` when it was no longer ours.
+    pub async fn finish(
+        &self,
+        job_id: &str,
+        claim: &str,
+        outcome: Outcome<'_>,
+    ) -> Result<Option<Finished>, StoreError> {
         let now = now_ms();
         let mut tx = self.writer.begin().await?;
         let guard = concat!("WHERE id = $1 AND claim = $2 AND status = '", status_text!(Processing), "'");
@@ -42,14 +55,14 @@ impl Store {
             Outcome::Succeeded(output) => (
                 sqlx::query(&format!(
                     "UPDATE jobs SET status = '{succeeded}', output = $3, completed_at = $4, claim = NULL, \
-                     error_code = NULL, error_message = NULL, error_status = NULL, error_details = NULL {guard}",
+                     error_code = NULL, error_message = NULL, error_status = NULL, error_details = NULL {guard} RETURNING {COLUMNS}",
                     succeeded = status_text!(Succeeded),
                 ))
                 .bind(job_id)
                 .bind(claim)
                 .bind(output.to_string())
                 .bind(now)
-                .execute(&mut *tx)
+                .fetch_optional(&mut *tx)
                 .await?,
                 EventKind::Succeeded,
                 serde_json::json!({ "status": JobStatus::Succeeded }),
@@ -57,7 +70,7 @@ impl Store {
             Outcome::Failed { code, message, status, details } => (
                 sqlx::query(&format!(
                     "UPDATE jobs SET status = '{failed}', error_code = $3, error_message = $4, error_status = $5, \
-                     completed_at = $6, claim = NULL, error_details = $7 {guard}",
+                     completed_at = $6, claim = NULL, error_details = $7 {guard} RETURNING {COLUMNS}",
                     failed = status_text!(Failed),
                 ))
                 .bind(job_id)
@@ -68,20 +81,20 @@ impl Store {
                 .bind(i64::from(status))
                 .bind(now)
                 .bind(details.to_string())
-                .execute(&mut *tx)
+                .fetch_optional(&mut *tx)
                 .await?,
                 EventKind::Failed,
                 serde_json::json!({ "status": JobStatus::Failed, "error": { "code": code, "message": message } }),
             ),
             Outcome::Canceled => (
                 sqlx::query(&format!(
-                    "UPDATE jobs SET status = '{canceled}', completed_at = $3, claim = NULL {guard}",
+                    "UPDATE jobs SET status = '{canceled}', completed_at = $3, claim = NULL {guard} RETURNING {COLUMNS}",
                     canceled = status_text!(Canceled),
                 ))
                 .bind(job_id)
                 .bind(claim)
                 .bind(now)
-                .execute(&mut *tx)
+                .fetch_optional(&mut *tx)
                 .await?,
                 EventKind::Canceled,
                 serde_json::json!({ "status": JobStatus::Canceled }),
@@ -89,7 +102,7 @@ impl Store {
             Outcome::Retry { code, message, after } => {
                 let result = sqlx::query(&format!(
                     "UPDATE jobs SET status = '{queued}', claim = NULL, run_after = $3, error_code = $4, \
-                     error_message = $5 {guard}",
+                     error_message = $5 {guard} RETURNING {COLUMNS}",
                     queued = status_text!(Queued),
                 ))
                 .bind(job_id)
@@ -97,7 +110,7 @@ impl Store {
                 .bind(now + after.as_millis() as i64)
                 .bind(code.to_string())
                 .bind(message)
-                .execute(&mut *tx)
+                .fetch_optional(&mut *tx)
                 .await?;
                 let data = serde_json::json!({
                     "status": JobStatus::Queued, "retry_in_seconds": after.as_secs_f64(),
@@ -107,24 +120,24 @@ impl Store {
             }
             Outcome::Released => (
                 sqlx::query(&format!(
-                    "UPDATE jobs SET status = '{queued}', claim = NULL, run_after = $3, resume = 1 {guard}",
+                    "UPDATE jobs SET status = '{queued}', claim = NULL, run_after = $3, resume = 1 {guard} RETURNING {COLUMNS}",
                     queued = status_text!(Queued),
                 ))
                 .bind(job_id)
                 .bind(claim)
                 .bind(now)
-                .execute(&mut *tx)
+                .fetch_optional(&mut *tx)
                 .await?,
                 EventKind::Released,
                 serde_json::json!({ "status": JobStatus::Queued }),
             ),
         };
-        if result.rows_affected() == 0 {
-            return Ok(false);
-        }
+        let Some(row) = result else {
+            return Ok(None);
+        };
         self.event(&mut tx, job_id, kind, &data).await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(Some(Finished { row: job_row(&row).ok() }))
     }
 
     /// Cancels a queued job at once, or asks the worker of a processing one to stop. Returns the

@@ -42,11 +42,14 @@ fn migrator(dialect: Dialect) -> Migrator {
     const ANSWERS: &str = include_str!("../../../migrations/jobs/0004_idempotency_answers.sql");
     const QUEUED_EVENT: &str = include_str!("../../../migrations/jobs/0005_sqlite_queued_event.sql");
     const RETENTION: &str = include_str!("../../../migrations/jobs/0006_retention_quotas.sql");
-    let (jobs, queued_event) = match dialect {
-        Dialect::Sqlite => {
-            (Cow::Owned(JOBS.replace("BIGSERIAL PRIMARY KEY", "INTEGER PRIMARY KEY AUTOINCREMENT")), QUEUED_EVENT)
-        }
-        Dialect::Postgres => (Cow::Borrowed(JOBS), "SELECT 1"),
+    const CLAIMED_EVENT: &str = include_str!("../../../migrations/jobs/0007_sqlite_claimed_event.sql");
+    let (jobs, queued_event, claimed_event) = match dialect {
+        Dialect::Sqlite => (
+            Cow::Owned(JOBS.replace("BIGSERIAL PRIMARY KEY", "INTEGER PRIMARY KEY AUTOINCREMENT")),
+            QUEUED_EVENT,
+            CLAIMED_EVENT,
+        ),
+        Dialect::Postgres => (Cow::Borrowed(JOBS), "SELECT 1", "SELECT 1"),
     };
     let migrations = vec![
         Migration::new(1, Cow::Borrowed("jobs"), MigrationType::Simple, jobs, false),
@@ -61,6 +64,13 @@ fn migrator(dialect: Dialect) -> Migrator {
             false,
         ),
         Migration::new(6, Cow::Borrowed("retention_quotas"), MigrationType::Simple, Cow::Borrowed(RETENTION), false),
+        Migration::new(
+            7,
+            Cow::Borrowed("sqlite_claimed_event"),
+            MigrationType::Simple,
+            Cow::Borrowed(claimed_event),
+            false,
+        ),
     ];
     // `ignore_missing`: a database a newer build has migrated further still opens here, so a
     // rollback by one version works (migrations only add columns and indexes, which this build

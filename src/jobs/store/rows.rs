@@ -91,6 +91,27 @@ pub struct Claimed {
     pub max_attempts: Option<i64>,
     pub claim: String,
     pub cancel_requested: bool,
+    /// Stored claimed by this process a moment ago (`Store::insert` with a claim): it has no
+    /// saved upstream runs yet, so none are read back.
+    pub fresh: bool,
+}
+
+impl Claimed {
+    /// The claim on a job just stored claimed (`row`, as `Store::insert` returned it, with the
+    /// `max_attempts` it was stored with).
+    pub fn stored(row: &JobRow, claim: String, max_attempts: Option<i64>) -> Claimed {
+        Claimed {
+            id: row.id.clone(),
+            kind: Ok(row.kind),
+            plan: row.plan.clone(),
+            attempts: row.attempts,
+            takeovers: row.takeovers,
+            max_attempts,
+            claim,
+            cancel_requested: false,
+            fresh: true,
+        }
+    }
 }
 
 pub(super) const COLUMNS: &str = "seq, id, kind, status, plan, config_flavor, project_id, sequence, output, error_code, \

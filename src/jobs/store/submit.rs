@@ -1,5 +1,6 @@
 //! Storing a new job: its row and its first event, and the `Idempotency-Key` it holds bound to
-//! it, in one transaction (one statement without a key).
+//! it, in one transaction (one statement without a key); or a sync request's job, stored already
+//! claimed by the process that runs it.
 
 use serde_json::Value;
 use sqlx::Row;
@@ -26,6 +27,9 @@ pub struct NewJob<'a> {
     /// The submitting API key's scope (`api_keys::KeyScope`), for its queued count; `None`
     /// without API keys.
     pub api_key_scope: Option<&'a str>,
+    /// Stored already claimed with this claim, by the process that runs it at once (a sync
+    /// request's job); `None`: queued for any worker.
+    pub claim: Option<&'a str>,
 }
 
 /// `sql` with a new job's nine values bound as `$1`..`$9`.
@@ -83,11 +87,51 @@ pub(super) fn only_row(mut rows: Vec<sqlx::any::AnyRow>) -> Result<sqlx::any::An
     }
 }
 
+/// The INSERT of a job stored already claimed: `processing`, its first attempt, its heartbeat
+/// and start now; `$10` is the claim.
+const INSERT_CLAIMED: &str = concat!(
+    "INSERT INTO jobs (id, kind, status, plan, config_flavor, project_id, sequence, attempts, created_at, \
+     run_after, cancel_requested, max_attempts, api_key_scope, claim, heartbeat_at, started_at) VALUES ($1, $2, '",
+    status_text!(Processing),
+    "', $3, $4, $5, $6, 1, $7, $7, 0, $8, $9, $10, $7, $7) RETURNING seq"
+);
+
 impl Store {
+    /// Stores a job already claimed by `claim` and returns its row: `processing`, attempt 1, its
+    /// `queued` and `processing` events written with it. A sync request's job is run at once by
+    /// the process that stored it, so claiming it through the queue (an `UPDATE` and an event
+    /// more on the one writer, and every idle worker woken to race for it) bought nothing. A
+    /// crash leaves it as any claimed job: taken over once its heartbeat is stale. On SQLite one
+    /// statement (migration 7's trigger writes both events); on PostgreSQL one transaction.
+    async fn insert_claimed(&self, job: &NewJob<'_>, claim: &str) -> Result<JobRow, StoreError> {
+        let now = now_ms();
+        let query = insert_job(INSERT_CLAIMED, job, now).bind(claim);
+        let seq = match self.dialect {
+            Dialect::Sqlite => only_row(query.fetch_all(&self.writer).await?)?.try_get("seq")?,
+            Dialect::Postgres => {
+                let mut tx = self.writer.begin().await?;
+                let seq = query.fetch_one(&mut *tx).await?.try_get("seq")?;
+                let queued = serde_json::json!({ "status": JobStatus::Queued });
+                self.event(&mut tx, job.id, EventKind::Queued, &queued).await?;
+                let claimed = serde_json::json!({ "status": JobStatus::Processing, "attempts": 1, "takeovers": 0 });
+                self.event(&mut tx, job.id, EventKind::Processing, &claimed).await?;
+                tx.commit().await?;
+                seq
+            }
+        };
+        let mut row = queued_row(job, seq, now);
+        (row.status, row.attempts, row.started_at) = (JobStatus::Processing, 1, Some(now));
+        Ok(row)
+    }
+
     /// Stores a queued job and its first event (and binds `key` to it with the answer to replay)
     /// in one transaction. Returns the stored row, so the submit answer needs no second read;
     /// `Ok(None)` (nothing stored) when `key` was taken over by another submission meanwhile.
+    /// With `job.claim`, the job is stored claimed instead (see `insert_claimed`; never with a key).
     pub async fn insert(&self, job: &NewJob<'_>, key: Option<&KeyBinding<'_>>) -> Result<Option<JobRow>, StoreError> {
+        if let Some(claim) = job.claim {
+            return self.insert_claimed(job, claim).await.map(Some);
+        }
         const INSERT: &str = concat!(
             "INSERT INTO jobs (id, kind, status, plan, config_flavor, project_id, sequence, attempts, \
              created_at, run_after, cancel_requested, max_attempts, api_key_scope) VALUES ($1, $2, '",
