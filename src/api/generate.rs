@@ -102,7 +102,7 @@ async fn respond<G: Generation>(
         let answer = driver::run(state, &planned, RunContext::detached()).await?;
         return Ok(with_flavor(&planned.flavor, answer));
     };
-    let stored = stored::to_store(planned)?;
+    let stored = stored::to_store(state, planned).await?;
     // The slot moves to the job's run: it is held while the generation runs, not while we wait.
     let id = jobs.submit_now(G::KIND, &stored, slot, scope.map(KeyScope::as_str)).await?;
     let mut response = match jobs.finished(&id).await {

@@ -20,7 +20,7 @@ use tokio::sync::broadcast;
 use super::extract::{ValidJson, ValidPath};
 use crate::api_keys::KeyScope;
 use crate::error::{ApiError, ErrorKind};
-use crate::generation::Kind;
+use crate::generation::{Kind, stored};
 use crate::jobs::engine::unavailable;
 use crate::jobs::state::JobStatus;
 use crate::jobs::store::idempotency::Replay;
@@ -70,9 +70,20 @@ impl Envelope {
     }
 }
 
-/// A job as a client sees it.
+/// A job as a client sees it: what a listing shows of it (`JobSummary`), and its plan.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct JobResource {
+    #[serde(flatten)]
+    pub job: JobSummary,
+    /// What runs: prompt, model, parameters and the flavor's content, rendered at submit. An
+    /// uploaded file is named by its stored id, never carried.
+    pub plan: Value,
+}
+
+/// A job as a listing shows it: everything but its plan, which only `GET /api/mv/jobs/{id}`
+/// answers (a page of a hundred plans is what made a listing large).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct JobSummary {
     pub id: String,
     #[schema(value_type = String)]
     pub kind: Kind,
@@ -86,8 +97,6 @@ pub struct JobResource {
     pub progress: JobProgress,
     /// Which flavor the plan was rendered with (as the sync endpoints report it).
     pub config_flavor: Value,
-    /// What runs: prompt, model, parameters and the flavor's content, rendered at submit.
-    pub plan: Value,
     /// The sync endpoint's answer body, once succeeded.
     pub output: Option<Value>,
     pub error: Option<JobError>,
@@ -137,10 +146,10 @@ pub struct JobUrls {
     pub events: String,
 }
 
-/// A page of jobs, newest first.
+/// A page of jobs, newest first, without their plans.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct JobList {
-    pub jobs: Vec<JobResource>,
+    pub jobs: Vec<JobSummary>,
     /// Pass as `cursor` for the next (older) page; null on the last page.
     pub next_cursor: Option<String>,
 }
@@ -150,6 +159,14 @@ fn rfc3339(ms: i64) -> String {
 }
 
 impl From<JobRow> for JobResource {
+    fn from(mut row: JobRow) -> Self {
+        // Every read of one job reads its plan (`Store::get`); only a listing leaves it out.
+        let plan = row.plan.take().map_or(Value::Null, stored::shown);
+        JobResource { job: row.into(), plan }
+    }
+}
+
+impl From<JobRow> for JobSummary {
     fn from(row: JobRow) -> Self {
         let elapsed =
             row.started_at.map(|start| (row.completed_at.unwrap_or_else(now_ms) - start).max(0) as f64 / 1000.0);
@@ -158,7 +175,7 @@ impl From<JobRow> for JobResource {
             _ => None,
         };
         let base = format!("/api/mv/jobs/{}", row.id);
-        JobResource {
+        JobSummary {
             urls: JobUrls { get: base.clone(), cancel: format!("{base}/cancel"), events: format!("{base}/events") },
             id: row.id,
             kind: row.kind,
@@ -173,7 +190,6 @@ impl From<JobRow> for JobResource {
                 upstream_status: row.progress_upstream_status,
             },
             config_flavor: row.config_flavor,
-            plan: row.plan,
             error,
             attempts: row.attempts,
             takeovers: row.takeovers,
@@ -202,7 +218,7 @@ async fn load(jobs: &Jobs, raw: &str) -> Result<JobRow, ApiError> {
 }
 
 fn with_location(status: StatusCode, job: JobResource) -> Response {
-    let location = HeaderValue::from_str(&job.urls.get).ok();
+    let location = HeaderValue::from_str(&job.job.urls.get).ok();
     let mut response = (status, axum::Json(job)).into_response();
     if let Some(location) = location {
         response.headers_mut().insert(header::LOCATION, location);
@@ -401,7 +417,7 @@ pub async fn list_jobs(State(jobs): State<Arc<Jobs>>, RawQuery(query): RawQuery)
     let filter = listing_filter(query.as_deref())?;
     let rows = jobs.store().list(&filter).await.map_err(unavailable)?;
     let next_cursor = (rows.len() as i64 == filter.limit).then(|| rows.last().map(|r| r.seq.to_string())).flatten();
-    let jobs = rows.into_iter().map(JobResource::from).collect();
+    let jobs = rows.into_iter().map(JobSummary::from).collect();
     Ok(axum::Json(JobList { jobs, next_cursor }).into_response())
 }
 

@@ -110,6 +110,17 @@ pub trait Generation: Sized + Send + Sync + 'static {
         (None, None)
     }
 
+    /// Puts what the request uploaded (a video's `reference_image_base64`) in the store, so the
+    /// plan names it by id rather than carrying its bytes into the jobs database and into every
+    /// answer that shows the plan. Called once a request is valid and planned, before its plan is
+    /// stored ([`stored::to_store`]); most kinds upload nothing.
+    fn store_uploads<'a>(
+        _plan: &'a mut Plan<Self::Request, Self::Kept>,
+        _state: &'a AppState,
+    ) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(async { Ok(()) })
+    }
+
     /// Runs a plan: the provider calls, storing what they made, the answer.
     fn run<'a>(
         plan: &'a Plan<Self::Request, Self::Kept>,

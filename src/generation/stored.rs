@@ -31,13 +31,27 @@ pub struct StoredPlan {
     pub sequence: Option<u32>,
 }
 
+/// A stored plan as a reader of its job is shown it. Plans stored by builds up to 3db7cdb carry a
+/// video's uploaded reference image inline, in base64 (this build stores it as a file and keeps its
+/// id instead): the image is left out of what is shown and its length said instead, so no answer
+/// echoes an uploaded file. The stored row keeps it for the run.
+pub fn shown(mut plan: Value) -> Value {
+    if let Some(image) = plan.pointer_mut("/plan/kept/uploaded_reference").and_then(Value::as_object_mut)
+        && let Some(Value::String(inline)) = image.remove("base64")
+    {
+        image.insert("base64_length".into(), Value::from(inline.len()));
+    }
+    plan
+}
+
 /// Validates `input` as the sync endpoint of `kind` takes it (the same parser, so the same 4xx),
-/// chooses the flavor and plans. No generation slot: nothing runs yet.
-pub fn plan(state: &AppState, kind: Kind, input: Value) -> Result<StoredPlan, ApiError> {
+/// chooses the flavor and plans, then stores what it uploaded. No generation slot: nothing runs
+/// yet.
+pub async fn plan(state: &AppState, kind: Kind, input: Value) -> Result<StoredPlan, ApiError> {
     match kind {
-        Kind::Scenes => plan_as::<Scenes>(state, input),
-        Kind::CharacterReference => plan_as::<Character>(state, input),
-        Kind::Video => plan_as::<Video>(state, input),
+        Kind::Scenes => plan_as::<Scenes>(state, input).await,
+        Kind::CharacterReference => plan_as::<Character>(state, input).await,
+        Kind::Video => plan_as::<Video>(state, input).await,
     }
 }
 
@@ -62,14 +76,23 @@ struct Stored<P> {
     plan: P,
 }
 
-fn plan_as<G: Generation>(state: &AppState, input: Value) -> Result<StoredPlan, ApiError> {
+async fn plan_as<G: Generation>(state: &AppState, input: Value) -> Result<StoredPlan, ApiError> {
     // Through bytes, so a job's input meets exactly the sync endpoint's parser and its messages.
     let bytes = serde_json::to_vec(&input).map_err(|e| ApiError::internal(format!("the input: {e}")))?;
-    to_store(driver::plan_later::<G>(state, crate::json_body::parse::<G::Input>(&bytes)?)?)
+    let planned = driver::plan_later::<G>(state, crate::json_body::parse::<G::Input>(&bytes)?)?;
+    to_store(state, planned).await
 }
 
-/// A kind's plan as the job engine stores it, with the `parameters` older builds read.
-pub fn to_store<G: Generation>(planned: Planned<G>) -> Result<StoredPlan, ApiError> {
+/// A kind's plan as the job engine stores it, with the `parameters` older builds read. What the
+/// request uploaded is put in the store first, so the plan names it by id.
+pub async fn to_store<G: Generation>(state: &AppState, planned: Planned<G>) -> Result<StoredPlan, ApiError> {
+    let Planned { mut plan, flavor } = planned;
+    G::store_uploads(&mut plan, state).await?;
+    serialise(Planned::<G> { plan, flavor })
+}
+
+/// A planned generation as JSON, with the `parameters` older builds read.
+fn serialise<G: Generation>(planned: Planned<G>) -> Result<StoredPlan, ApiError> {
     let Planned { plan, flavor } = planned;
     let (project_id, sequence) = G::project(&plan);
     let unserialisable = |e: serde_json::Error| ApiError::internal(format!("the plan could not be serialised: {e}"));
@@ -124,7 +147,7 @@ mod tests {
         let (plan, _) = Scenes::validate(body).expect("valid").plan(&chosen.flavor);
         let parameters = serde_json::to_value(Scenes::parameters(&plan)).expect("serialisable");
         let planned = Planned::<Scenes> { plan, flavor: FlavorReport::from(&chosen) };
-        let stored = to_store(planned).expect("stored").plan;
+        let stored = serialise(planned).expect("stored").plan;
         let previous = Stored::<PreviousPlan>::deserialize(&stored).expect("the previous build reads it");
         assert_eq!(previous.plan.parameters, parameters);
         let read = Stored::<PlanOf<Scenes>>::deserialize(&stored).expect("this build reads it");

@@ -15,6 +15,7 @@ use crate::model::template::Template;
 use crate::model::{Flavor, VIDEO_DURATION};
 use crate::prompts::{self, Consumed, VideoInputs};
 use crate::providers::{BoxFuture, Media, VideoRequest};
+use crate::state::AppState;
 use crate::storage::{self, Collection, StorageError};
 
 /// The scene to render. Optional values default to the flavor's. Strings are stripped of
@@ -135,8 +136,9 @@ pub struct Video {
     pub kept: VideoKept,
 }
 
-/// What the video model is sent, and what the answer reports of it. A stored character reference
-/// is kept as its id and read when the plan runs; an uploaded one travels with the plan.
+/// What the video model is sent, and what the answer reports of it. Reference images are kept as
+/// ids and read when the plan runs: a stored character reference by the caller's id, an uploaded
+/// one by the id it was stored under at submit ([`Generation::store_uploads`]).
 pub type VideoPlan = Plan<VideoRequest, VideoKept>;
 
 /// What a video run needs besides the request (which is sent without its reference image: the
@@ -147,12 +149,26 @@ pub struct VideoKept {
     /// The request's prompt, without the rules.
     pub prompt: String,
     pub character_reference_id: Option<String>,
+    /// The request's `reference_image_base64`, stored at submit as a character reference file
+    /// (`get_character_reference/{id}` serves it): a stored plan, and so the jobs database and
+    /// every answer that shows the plan, carries this id, never the image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uploaded_reference_id: Option<String>,
+    /// The upload inline, as builds up to 3db7cdb stored it. Still read, so a job such a build
+    /// queued runs with its image; never written. (A plan this build stores, run by such a build,
+    /// has no inline image: that build ignores `uploaded_reference_id` and renders without it,
+    /// reporting `has_reference_image: false`.)
+    #[serde(default, skip_serializing)]
     pub uploaded_reference: Option<UploadedImage>,
+    /// The decoded upload, from `validate` until `store_uploads` stores it (or a run that is not a
+    /// job uses it as it is). Never serialised.
+    #[serde(skip)]
+    pub upload: Option<Media>,
     pub project_id: Option<String>,
     pub sequence: Option<u32>,
 }
 
-/// An image that came in the request, as a plan stores it (base64, as it arrived).
+/// An uploaded image inline in a plan (base64, as it arrived), as builds up to 3db7cdb stored it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UploadedImage {
     pub content_type: String,
@@ -185,12 +201,10 @@ impl Generation for Video {
             video_rules_template,
         };
         let (project_id, sequence) = inputs::project_and_sequence(body.project_id, body.sequence)?;
-        let uploaded_reference = inputs::reference_image(body.reference_image_base64)?.map(|media| UploadedImage {
-            base64: base64::engine::general_purpose::STANDARD.encode(&media.bytes),
-            content_type: media.content_type,
-        });
+        let upload = inputs::reference_image(body.reference_image_base64)?;
         let character_reference_id = reference_id(optional(body.character_reference_id))?;
-        let kept = VideoKept { backend, prompt, character_reference_id, uploaded_reference, project_id, sequence };
+        let kept =
+            VideoKept { backend, prompt, character_reference_id, upload, project_id, sequence, ..VideoKept::default() };
         Ok(Video { inputs, kept })
     }
 
@@ -210,6 +224,18 @@ impl Generation for Video {
 
     fn project(plan: &VideoPlan) -> (Option<String>, Option<u32>) {
         (plan.kept.project_id.clone(), plan.kept.sequence)
+    }
+
+    /// Stored even when a `character_reference_id` is given too: whether that id names a stored
+    /// image is known only when the plan runs, and the upload stands in when it does not.
+    fn store_uploads<'a>(plan: &'a mut VideoPlan, state: &'a AppState) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(async move {
+            if let Some(image) = plan.kept.upload.take() {
+                let id = state.storage.put(Collection::CharacterReference, &image.content_type, &image.bytes).await?;
+                plan.kept.uploaded_reference_id = Some(id);
+            }
+            Ok(())
+        })
     }
 
     fn run<'a>(plan: &'a VideoPlan, run: Run<'a>) -> BoxFuture<'a, Result<GenerateVideoResponse, ApiError>> {
@@ -275,25 +301,44 @@ impl Generation for Video {
 /// must not say the video was made without a reference.
 async fn reference(run: Run<'_>, plan: &VideoPlan) -> Result<(Option<Media>, Option<String>), ApiError> {
     let (stored, warning) = load_reference(run, plan.kept.character_reference_id.as_deref()).await?;
-    let uploaded = match &plan.kept.uploaded_reference {
-        None => None,
-        Some(image) => Some(Media {
-            bytes: base64::engine::general_purpose::STANDARD
-                .decode(&image.base64)
-                .map_err(|e| ApiError::internal(format!("the plan's reference image is not base64: {e}")))?,
-            content_type: image.content_type.clone(),
-        }),
-    };
-    Ok(match (stored, uploaded) {
-        (Some(stored), _) => (Some(stored), warning),
-        (None, Some(uploaded)) => (
+    if stored.is_some() {
+        return Ok((stored, warning));
+    }
+    let (uploaded, upload_warning) = uploaded(run, &plan.kept).await?;
+    Ok(match uploaded {
+        Some(uploaded) => (
             Some(uploaded),
             plan.kept.character_reference_id.as_ref().map(|id| {
                 format!("character reference {id} was not found; the uploaded reference_image_base64 was used instead")
             }),
         ),
-        (None, None) => (None, warning),
+        None => (None, warning.or(upload_warning)),
     })
+}
+
+/// The request's uploaded image: from the store by the id it was kept under at submit, inline in a
+/// plan an older build stored, or as decoded when the plan was never stored (a run that is not a
+/// job). An upload no longer in the store (removed by hand) only costs the video its reference.
+async fn uploaded(run: Run<'_>, kept: &VideoKept) -> Result<(Option<Media>, Option<String>), ApiError> {
+    if let Some(id) = &kept.uploaded_reference_id {
+        let not_ours = || ApiError::internal(format!("the plan's uploaded reference id {id:?} is not an id"));
+        return Ok(match stored_image(run, "reference_image_base64", id, not_ours).await? {
+            Some(image) => (Some(image), None),
+            None => (
+                None,
+                Some(format!(
+                    "the uploaded reference image (stored as {id}) is no longer stored; the video was generated without it"
+                )),
+            ),
+        });
+    }
+    if let Some(image) = &kept.uploaded_reference {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(&image.base64)
+            .map_err(|e| ApiError::internal(format!("the plan's reference image is not base64: {e}")))?;
+        return Ok((Some(Media { bytes, content_type: image.content_type.clone() }), None));
+    }
+    Ok((kept.upload.clone(), None))
 }
 
 /// A `character_reference_id` that cannot be an id is refused when the request is validated, so a
@@ -316,11 +361,27 @@ async fn load_reference(run: Run<'_>, id: Option<&str>) -> Result<(Option<Media>
     let Some(id) = id.filter(|id| !id.is_empty()) else {
         return Ok((None, None));
     };
+    // A malformed id here is a plan stored before ids were checked at submit.
+    Ok(match stored_image(run, "character_reference_id", id, bad_reference_id).await? {
+        Some(image) => (Some(image), None),
+        None => (None, Some(format!("character reference {id} was not found; the video was generated without it"))),
+    })
+}
+
+/// The stored image `id` (a character reference file), read whole, or `None` when there is none.
+/// `field` is the request field an oversized image is blamed on; `bad_id` the error for an id that
+/// cannot be one.
+async fn stored_image(
+    run: Run<'_>,
+    field: &'static str,
+    id: &str,
+    bad_id: impl FnOnce() -> ApiError,
+) -> Result<Option<Media>, ApiError> {
     match run.state.storage.open(Collection::CharacterReference, id).await {
         Ok(opened) => {
             let too_big = || {
                 ApiError::invalid(
-                    "character_reference_id",
+                    field,
                     format!("the image is larger than the {} MiB a video request may carry", MAX_REFERENCE_BYTES >> 20),
                 )
             };
@@ -330,13 +391,10 @@ async fn load_reference(run: Run<'_>, id: Option<&str>) -> Result<(Option<Media>
             let content_type = opened.content_type.to_string();
             let read = storage::read_capped(opened.file, opened.len, MAX_REFERENCE_BYTES).await;
             let bytes = read.map_err(StorageError::from)?.ok_or_else(too_big)?;
-            Ok((Some(Media { bytes, content_type }), None))
+            Ok(Some(Media { bytes, content_type }))
         }
-        Err(StorageError::NotFound(_)) => {
-            Ok((None, Some(format!("character reference {id} was not found; the video was generated without it"))))
-        }
-        // A plan stored before ids were checked at submit.
-        Err(StorageError::BadId(_)) => Err(bad_reference_id()),
+        Err(StorageError::NotFound(_)) => Ok(None),
+        Err(StorageError::BadId(_)) => Err(bad_id()),
         Err(e) => Err(e.into()),
     }
 }

@@ -47,7 +47,7 @@ impl Generations {
 
 impl JobPipeline for Generations {
     fn plan<'a>(&'a self, kind: Kind, input: Value) -> BoxFuture<'a, Result<StoredPlan, ApiError>> {
-        Box::pin(async move { stored::plan(&self.state, kind, input) })
+        Box::pin(stored::plan(&self.state, kind, input))
     }
 
     fn run<'a>(&'a self, kind: Kind, plan: &'a Value, ctx: RunContext<'a>) -> BoxFuture<'a, Result<Value, ApiError>> {

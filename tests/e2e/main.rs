@@ -11,6 +11,9 @@
 //! back, such as a job resumed after a restart, goes here; HTTP-only behaviour in `tests/http/`, one client
 //! against its fake in `tests/providers/`.
 //!
+//! `stored_uploads`: a video's uploaded reference image stored as a file at submit and named by
+//! id in its plan, never carried in the database or echoed; listings without plans.
+//!
 //! `job_cancel`, beside `durable_jobs`: a canceled job's upstream run cancelled when no live call
 //! holds it, and a cancel or SIGTERM while a create is in flight.
 //!
@@ -31,4 +34,5 @@ mod replicas_storage;
 mod retention;
 mod server;
 mod static_binary;
+mod stored_uploads;
 mod sync_jobs;

@@ -204,13 +204,16 @@ async fn submit_read_and_list_jobs_newest_first_with_a_cursor() {
     }
     let (status, page) = get(&base, "/api/mv/jobs?project_id=p2&limit=3").await;
     assert_eq!(status, StatusCode::OK, "{page}");
+    // List items carry no plan (`GET /api/mv/jobs/{id}` has it); a succeeded job's output names
+    // its prompt as well.
+    assert!(page["jobs"].as_array().unwrap().iter().all(|j| j.get("plan").is_none()), "{page}");
     let prompts: Vec<&str> =
-        page["jobs"].as_array().unwrap().iter().map(|j| j["plan"]["prompt"].as_str().unwrap()).collect();
+        page["jobs"].as_array().unwrap().iter().map(|j| j["output"]["prompt"].as_str().unwrap()).collect();
     assert_eq!(prompts, ["s3", "s2", "s1"], "newest first");
     let cursor = page["next_cursor"].as_str().expect("a next page");
     let (_, next) = get(&base, &format!("/api/mv/jobs?project_id=p2&limit=3&cursor={cursor}")).await;
     let rest: Vec<&str> =
-        next["jobs"].as_array().unwrap().iter().map(|j| j["plan"]["prompt"].as_str().unwrap()).collect();
+        next["jobs"].as_array().unwrap().iter().map(|j| j["output"]["prompt"].as_str().unwrap()).collect();
     assert_eq!(rest, ["s0"]);
     assert!(next["next_cursor"].is_null());
     let (_, videos) = get(&base, "/api/mv/jobs?kind=video&status=succeeded").await;

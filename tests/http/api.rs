@@ -339,6 +339,17 @@ async fn openapi_describes_every_endpoint() {
     let backend = &spec["components"]["schemas"]["GenerateVideoBody"]["properties"]["backend"];
     assert!(backend["description"].as_str().is_some_and(|d| d.contains("`gemini`")), "{backend}");
     assert_eq!(backend["pattern"], r"^\s*(replicate|gemini)?\s*$");
+    // A listing's items are jobs without their plans; one job read by id has it.
+    assert_eq!(schemas["JobList"]["properties"]["jobs"]["items"]["$ref"], "#/components/schemas/JobSummary");
+    let summary = &schemas["JobSummary"]["properties"];
+    assert!(summary["id"].is_object() && summary["urls"].is_object() && summary.get("plan").is_none(), "{summary}");
+    let job =
+        spec["paths"]["/api/mv/jobs/{id}"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+            .as_str()
+            .and_then(|r| r.rsplit('/').next())
+            .map(|name| schemas[name].to_string())
+            .unwrap_or_default();
+    assert!(job.contains("\"plan\"") && job.contains("JobSummary"), "{job}");
 }
 
 #[tokio::test]
@@ -1210,6 +1221,35 @@ async fn a_job_planned_then_run_answers_and_asks_upstream_as_the_sync_endpoint_d
             }
         }
     }
+}
+
+/// Builds up to 3db7cdb stored a video's `reference_image_base64` inline in its plan; this build
+/// stores the image as a file and the plan names it. A job such a build queued (its plan as it wrote
+/// it) still runs with its image, and a reader of that job is not shown the image.
+#[tokio::test]
+async fn a_plan_stored_with_its_upload_inline_still_runs_with_that_image() {
+    use mvgen::generation::{Kind, stored};
+    use mvgen::jobs::Generations;
+    use mvgen::jobs::JobPipeline;
+    use mvgen::providers::RunContext;
+
+    let t = TestApp::new();
+    let pipeline = Generations::new(t.state.clone());
+    let uploaded = b"\x89PNG\r\n\x1a\nuploaded-by-an-older-client";
+    let body = json!({"prompt": "p", "reference_image_base64": b64(uploaded), "seed": 3});
+    let planned = pipeline.plan(Kind::Video, body).await.expect("plans");
+    let mut old = planned.plan.clone();
+    let kept = old["plan"]["kept"].as_object_mut().expect("kept");
+    assert!(kept.remove("uploaded_reference_id").is_some_and(|id| id.is_string()), "this build names the upload");
+    kept.insert("uploaded_reference".into(), json!({"content_type": "image/png", "base64": b64(uploaded)}));
+    let answer = pipeline.run(Kind::Video, &old, RunContext::detached()).await.expect("the old plan runs");
+    assert_eq!(answer["metadata"]["has_reference_image"], true, "{answer}");
+    let sent = t.videos.received();
+    let reference = sent[0].reference_image.as_ref().expect("a reference image went upstream");
+    assert_eq!((reference.bytes.as_slice(), reference.content_type.as_str()), (&uploaded[..], "image/png"));
+    let shown = stored::shown(old).to_string();
+    assert!(!shown.contains(&b64(uploaded)), "a reader is shown the inline image: {shown}");
+    assert!(shown.contains("base64_length"), "{shown}");
 }
 
 #[tokio::test]

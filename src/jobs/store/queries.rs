@@ -1,7 +1,7 @@
 //! Reading jobs: one by id, and listings filtered by status, kind and project with cursor
 //! pagination.
 
-use super::rows::{COLUMNS, JobRow, job_row};
+use super::rows::{COLUMNS, JobRow, job_row, with_plan};
 use super::{Store, StoreError};
 use crate::generation::Kind;
 use crate::jobs::state::JobStatus;
@@ -20,14 +20,14 @@ pub struct Filter {
 impl Store {
     /// The job `id`, or `None` when there is none.
     pub async fn get(&self, id: &str) -> Result<Option<JobRow>, StoreError> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM jobs WHERE id = $1"))
+        let row = sqlx::query(&format!("SELECT plan, {COLUMNS} FROM jobs WHERE id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(job_row).transpose()
+        row.as_ref().map(with_plan).transpose()
     }
 
-    /// Newest first.
+    /// Newest first, without their plans (the `plan` column is not even read).
     pub async fn list(&self, filter: &Filter) -> Result<Vec<JobRow>, StoreError> {
         let mut clauses = Vec::new();
         let mut texts = Vec::new();

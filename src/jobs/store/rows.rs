@@ -24,7 +24,9 @@ pub struct JobRow {
     pub id: String,
     pub kind: Kind,
     pub status: JobStatus,
-    pub plan: Value,
+    /// The stored plan; `None` in a listing, which does not read it (a plan may be large, and a
+    /// page of a hundred of them is what a listing would otherwise hold in memory).
+    pub plan: Option<Value>,
     pub config_flavor: Value,
     pub project_id: Option<String>,
     pub sequence: Option<i64>,
@@ -103,7 +105,8 @@ impl Claimed {
         Claimed {
             id: row.id.clone(),
             kind: Ok(row.kind),
-            plan: row.plan.clone(),
+            // A row `Store::insert` returned always carries its plan.
+            plan: row.plan.clone().unwrap_or_default(),
             attempts: row.attempts,
             takeovers: row.takeovers,
             max_attempts,
@@ -114,7 +117,9 @@ impl Claimed {
     }
 }
 
-pub(super) const COLUMNS: &str = "seq, id, kind, status, plan, config_flavor, project_id, sequence, output, error_code, \
+/// Every column of a job's row but `plan`: a listing reads these alone (see [`JobRow::plan`]), a
+/// read of one job adds `plan` ([`with_plan`]).
+pub(super) const COLUMNS: &str = "seq, id, kind, status, config_flavor, project_id, sequence, output, error_code, \
      error_message, error_status, error_details, attempts, takeovers, progress_stage, progress_upstream_status, created_at, started_at, completed_at, \
      cancel_requested, (SELECT provider FROM job_runs r WHERE r.job_id = jobs.id ORDER BY at DESC, slot DESC LIMIT 1) \
      AS up_provider, (SELECT upstream_id FROM job_runs r WHERE r.job_id = jobs.id ORDER BY at DESC, slot DESC LIMIT 1) \
@@ -152,7 +157,7 @@ pub(super) fn job_row(row: &AnyRow) -> Result<JobRow, StoreError> {
         id,
         kind,
         status,
-        plan: json(row.try_get("plan")?),
+        plan: None,
         config_flavor: json(row.try_get("config_flavor")?),
         project_id: row.try_get("project_id")?,
         sequence: row.try_get("sequence")?,
@@ -171,6 +176,11 @@ pub(super) fn job_row(row: &AnyRow) -> Result<JobRow, StoreError> {
         cancel_requested: row.try_get::<i64, _>("cancel_requested")? != 0,
         upstream: provider.zip(upstream_id).map(|(provider, id)| UpstreamRun { provider, id, slot: 0 }),
     })
+}
+
+/// A job's row read with its `plan` column (`SELECT plan, {COLUMNS}`).
+pub(super) fn with_plan(row: &AnyRow) -> Result<JobRow, StoreError> {
+    Ok(JobRow { plan: Some(json(row.try_get("plan")?)), ..job_row(row)? })
 }
 
 pub(super) fn event_row(row: &AnyRow) -> Result<EventRow, StoreError> {

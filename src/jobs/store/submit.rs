@@ -53,7 +53,7 @@ fn queued_row(job: &NewJob<'_>, seq: i64, now: i64) -> JobRow {
         id: job.id.to_owned(),
         kind: job.kind,
         status: JobStatus::Queued,
-        plan: job.plan.clone(),
+        plan: Some(job.plan.clone()),
         config_flavor: job.config_flavor.clone(),
         project_id: job.project_id.map(str::to_owned),
         sequence: job.sequence,
