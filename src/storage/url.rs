@@ -1,14 +1,15 @@
 //! `MVGEN_STORAGE_URL`: where outputs are kept. `file://DIR` (or unset: `MV_OUTPUT_DIR`, today's
 //! layout) or `s3://bucket/prefix`, with the endpoint, region and credentials from the standard
 //! `AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and
-//! `AWS_ALLOW_HTTP` variables.
+//! `AWS_ALLOW_HTTP` variables, and mvgen's own `MVGEN_STORAGE_TIMEOUT`
+//! ([`object::Options`](super::object::Options)).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::Storage;
 use super::local::LocalStorage;
-use super::object::ObjectStorage;
+use super::object::{ObjectStorage, Options};
 
 /// Where a storage URL points.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,12 +40,13 @@ pub fn parse(url: Option<&str>, output_dir: &Path) -> Result<Location, String> {
     Err(format!("MVGEN_STORAGE_URL={url:?}: expected file:///a/directory or s3://bucket/prefix"))
 }
 
-/// The storage a location names; S3 settings come from the `AWS_*` environment.
-pub fn open(location: &Location) -> Result<Arc<dyn Storage>, String> {
+/// The storage a location names; S3 settings come from the `AWS_*` environment and `options`
+/// (which `file://` has no use for: the local disk has no endpoint to hang).
+pub fn open(location: &Location, options: &Options) -> Result<Arc<dyn Storage>, String> {
     Ok(match location {
         Location::Local(dir) => Arc::new(LocalStorage::new(dir)),
         Location::S3 { bucket, prefix } => {
-            Arc::new(ObjectStorage::new(object_store::aws::AmazonS3Builder::from_env(), bucket, prefix)?)
+            Arc::new(ObjectStorage::new(object_store::aws::AmazonS3Builder::from_env(), bucket, prefix, options)?)
         }
     })
 }
