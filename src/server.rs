@@ -67,7 +67,7 @@ pub struct Settings {
     pub max_queued_per_key: u64,
     /// `MVGEN_STORAGE_URL`: where outputs are kept (`file://…`, default `MV_OUTPUT_DIR`; `s3://…`).
     pub storage: crate::storage::url::Location,
-    /// `MVGEN_STORAGE_TIMEOUT`, for an `s3://` store.
+    /// `MVGEN_STORAGE_TIMEOUT` and `MVGEN_STORAGE_PUBLIC_URL`, for an `s3://` store.
     pub storage_options: crate::storage::object::Options,
 }
 
@@ -240,6 +240,11 @@ impl Settings {
                     crate::storage::object::DEFAULT_TIMEOUT,
                     std::time::Duration::from_millis(100)..=std::time::Duration::from_secs(3600),
                 )?,
+                public_url: var("MVGEN_STORAGE_PUBLIC_URL")
+                    .filter(|v| !v.trim().is_empty())
+                    .map(|v| crate::storage::url::public_url(&v))
+                    .transpose()
+                    .map_err(anyhow::Error::msg)?,
             },
         })
     }
@@ -458,7 +463,14 @@ mod tests {
         assert_eq!(bounds, (10, 1200, 86_400));
         let kept = (s.job_retention.as_secs(), s.max_queued_jobs, s.max_queued_per_key);
         assert_eq!(kept, (7 * 86_400, 10_000, 1_000));
-        assert_eq!(s.storage_options, crate::storage::object::Options { timeout: std::time::Duration::from_secs(5) });
+        assert_eq!(
+            s.storage_options,
+            crate::storage::object::Options { timeout: std::time::Duration::from_secs(5), public_url: None }
+        );
+        let public = settings(&[("MVGEN_STORAGE_PUBLIC_URL", "https://media.example.com/")]).expect("public url");
+        assert_eq!(public.storage_options.public_url.as_deref(), Some("https://media.example.com"));
+        let err = settings(&[("MVGEN_STORAGE_PUBLIC_URL", "media.example.com")]).expect_err("not a URL");
+        assert!(err.starts_with("MVGEN_STORAGE_PUBLIC_URL=\"media.example.com\": "), "{err}");
         let pg = settings(&[("MVGEN_DATABASE_URL", "postgres://u:pw@db/mv"), ("MVGEN_WORKERS", "0")]).expect("pg");
         assert_eq!((pg.database_url.as_str(), pg.workers), ("postgres://u:pw@db/mv", 0));
         assert!(!format!("{pg:?}").contains("pw"), "the password never reaches a log line");

@@ -51,11 +51,14 @@ pub struct Options {
     /// `MVGEN_STORAGE_TIMEOUT`: the deadline of each request to the store, and how long a stream
     /// from it may go without a byte (never the whole transfer of a large file).
     pub timeout: Duration,
+    /// `MVGEN_STORAGE_PUBLIC_URL`: the `scheme://host[:port]` presigned URLs are signed for, when
+    /// clients reach the store under another name than mvgen does.
+    pub public_url: Option<String>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { timeout: DEFAULT_TIMEOUT }
+        Options { timeout: DEFAULT_TIMEOUT, public_url: None }
     }
 }
 
@@ -63,6 +66,10 @@ impl Default for Options {
 #[derive(Debug, Clone)]
 pub struct ObjectStorage {
     store: Arc<AmazonS3>,
+    /// Signs the presigned URLs. A signature covers the Host header, so a URL cannot be moved to
+    /// another host after signing: with `MVGEN_STORAGE_PUBLIC_URL` this is a second client
+    /// configured with the public endpoint (it only signs, never sends); otherwise `store`.
+    signer: Arc<AmazonS3>,
     prefix: String,
     bucket: String,
     /// The store's endpoint for messages (`AWS_ENDPOINT_URL`, or AWS itself).
@@ -157,9 +164,19 @@ impl ObjectStorage {
             .with_timeout_disabled();
         let endpoint = builder.get_config_value(&AmazonS3ConfigKey::Endpoint).unwrap_or_else(|| "AWS S3".to_string());
         let builder = builder.with_bucket_name(bucket).with_retry(retry).with_client_options(client);
-        let store = Arc::new(builder.build().map_err(|e| format!("s3://{bucket}: {e}"))?);
+        let store = Arc::new(builder.clone().build().map_err(|e| format!("s3://{bucket}: {e}"))?);
+        let signer = match &options.public_url {
+            None => Arc::clone(&store),
+            Some(public) => Arc::new(
+                builder
+                    .with_endpoint(public)
+                    .build()
+                    .map_err(|e| format!("MVGEN_STORAGE_PUBLIC_URL={public:?}: {e}"))?,
+            ),
+        };
         Ok(ObjectStorage {
             store,
+            signer,
             prefix: prefix.trim_matches('/').to_string(),
             bucket: bucket.into(),
             endpoint,
@@ -524,8 +541,10 @@ impl Storage for ObjectStorage {
     ) -> BoxFuture<'a, Result<Option<String>, StorageError>> {
         Box::pin(async move {
             let (path, _, _) = self.head(kind, id).await?;
+            // Signed for the endpoint clients use (see `signer`); the signing needs no request
+            // unless credentials must be fetched first, which the deadline bounds.
             let url =
-                self.within("signing a URL", "", self.store.signed_url(reqwest::Method::GET, &path, expires)).await?;
+                self.within("signing a URL", "", self.signer.signed_url(reqwest::Method::GET, &path, expires)).await?;
             Ok(Some(url.to_string()))
         })
     }

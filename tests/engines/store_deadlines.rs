@@ -3,7 +3,7 @@
 //! within `MVGEN_STORAGE_TIMEOUT` for a stored file, a generation and `/readyz`, and nothing is lost
 //! once it resumes; a stream from it that stalls is cut after that long without a byte, while a
 //! slow reader still gets the whole file; startup refuses a missing bucket without creating it;
-//! store errors are one readable line.
+//! store errors are one readable line; presigned URLs are signed for `MVGEN_STORAGE_PUBLIC_URL`.
 //! Skipped (with a line) without `weed`; under `CI=true` a missing `weed` fails.
 
 use crate::support;
@@ -126,7 +126,7 @@ fn video(chunks: usize) -> ByteStream {
 async fn the_deadline_is_on_each_wait_for_the_store_not_on_a_whole_transfer() {
     let Some(store) = Seaweed::start().await else { return };
     let deadline = Duration::from_secs(1);
-    let storage = store.storage_with(&prefix(), &Options { timeout: deadline });
+    let storage = store.storage_with(&prefix(), &Options { timeout: deadline, public_url: None });
     // Larger than what the kernel's socket buffers and the HTTP client hold, so a stall mid-file
     // is a wait on the store.
     let put = storage.put_stream(Collection::Video, 1 << 30, video(48)).await.expect("put");
@@ -242,9 +242,45 @@ fn bad_storage_settings_stop_startup_with_one_line() {
             "3601",
             "MVGEN_STORAGE_TIMEOUT=\"3601\": expected a number of seconds from 0.1 to 3600",
         ),
+        (
+            "MVGEN_STORAGE_PUBLIC_URL",
+            "https://media.example.com/bucket",
+            "MVGEN_STORAGE_PUBLIC_URL=\"https://media.example.com/bucket\": expected only scheme://host[:port]",
+        ),
     ] {
         let (code, stderr) = refused_start(&[(name, value.to_string())]);
         assert_eq!(code, Some(2), "{stderr}");
         assert!(exit_line(&stderr).contains(expected), "{stderr}");
     }
+}
+
+#[tokio::test]
+async fn presigned_urls_are_signed_for_the_public_url_and_work_there() {
+    let Some(store) = Seaweed::start().await else { return };
+    // The same server under another name, as a browser reaches a store the replicas call by an
+    // internal one: the signature covers the host, so the URL must be signed for this one.
+    let public = store.endpoint.replace("127.0.0.1", "localhost");
+    assert_ne!(public, store.endpoint);
+    let server = serve(&store, &prefix(), &[("MVGEN_STORAGE_PUBLIC_URL", public.as_str())]);
+    let http = client();
+    let made: Value = http
+        .post(format!("{}/api/mv/generate_character_reference", server.base))
+        .json(&json!({"character_description": "c", "num_images": 1}))
+        .send()
+        .await
+        .expect("generate")
+        .json()
+        .await
+        .expect("json");
+    let file =
+        format!("{}/api/mv/get_character_reference/{}", server.base, made["images"][0]["id"].as_str().expect("id"));
+    let served = http.get(&file).send().await.expect("GET").bytes().await.expect("bytes");
+
+    let redirect = http.get(format!("{file}?redirect=true")).send().await.expect("redirect");
+    assert_eq!(redirect.status(), 307);
+    let location = redirect.headers().get("location").and_then(|v| v.to_str().ok()).expect("location").to_string();
+    assert!(location.starts_with(&format!("{public}/{BUCKET}/")), "signed for the public URL: {location}");
+    let fetched = http.get(&location).send().await.expect("presigned GET");
+    assert_eq!(fetched.status(), 200, "the signature holds at the public name: {location}");
+    assert_eq!(fetched.bytes().await.expect("bytes"), served);
 }
