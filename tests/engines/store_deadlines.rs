@@ -65,7 +65,8 @@ async fn timed(request: reqwest::RequestBuilder) -> (u16, Value, Option<String>,
 #[tokio::test]
 async fn a_hung_store_answers_503_within_its_deadline_and_loses_nothing() {
     let Some(store) = Seaweed::start().await else { return };
-    let server = serve(&store, &prefix(), &[("MVGEN_STORAGE_TIMEOUT", "2")]);
+    let settings = [("MVGEN_STORAGE_TIMEOUT", "2"), ("MVGEN_JOB_MAX_ATTEMPTS", "10")];
+    let server = serve(&store, &prefix(), &settings);
     let http = client();
     let generate = || {
         http.post(format!("{}/api/mv/generate_character_reference", server.base))
@@ -105,7 +106,41 @@ async fn a_hung_store_answers_503_within_its_deadline_and_loses_nothing() {
             assert_ne!(what, "a generation storing its output", "a generation answers its job id");
         }
     }
+    // A queued job's try fails for the store within the deadline and is retried (the sync one
+    // above has one try); it succeeds once the store is back.
+    let submitted: Value = http
+        .post(format!("{}/api/mv/jobs", server.base))
+        .json(&json!({"kind": "character_reference", "input": {"character_description": "c", "num_images": 1}}))
+        .send()
+        .await
+        .expect("submit")
+        .json()
+        .await
+        .expect("json");
+    let job_url = format!("{}/api/mv/jobs/{}", server.base, submitted["id"].as_str().expect("job id"));
+    let read_job = || async { http.get(&job_url).send().await.expect("job").json::<Value>().await.expect("json") };
+    let started = Instant::now();
+    while read_job().await["attempts"].as_u64() < Some(2) {
+        let took = started.elapsed();
+        assert!(
+            took < ANSWERED_WITHIN,
+            "no retry {took:?} after submitting: the first try is still waiting on the store"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     drop(paused);
+    let job = loop {
+        let job = read_job().await;
+        if !matches!(job["status"].as_str(), Some("queued" | "processing")) {
+            break job;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the job did not end: {job}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(job["status"], "succeeded", "retried once the store was back: {job}");
+    let made = job["output"]["images"][0]["id"].as_str().expect("the job's image");
+    let made = http.get(format!("{}/api/mv/get_character_reference/{made}", server.base)).send().await.expect("GET");
+    assert_eq!(made.status(), 200, "the retried job's output is stored");
 
     // Back: what was stored before is all there, and the next generation succeeds.
     let again = http.get(&file).send().await.expect("GET");
