@@ -88,7 +88,8 @@ async fn main() -> Result<(), String> {
                     writer.finish().await.map(drop).map_err(|e| e.to_string())
                 }
                 "s3" => {
-                    let storage = ObjectStorage::new(AmazonS3Builder::from_env(), &target, "bench")?;
+                    let storage =
+                        ObjectStorage::new(AmazonS3Builder::from_env(), &target, "bench", &Default::default())?;
                     storage
                         .put_stream(Collection::Video, u64::MAX, video(mib))
                         .await

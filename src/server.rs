@@ -67,6 +67,8 @@ pub struct Settings {
     pub max_queued_per_key: u64,
     /// `MVGEN_STORAGE_URL`: where outputs are kept (`file://…`, default `MV_OUTPUT_DIR`; `s3://…`).
     pub storage: crate::storage::url::Location,
+    /// `MVGEN_STORAGE_TIMEOUT` and `MVGEN_STORAGE_PUBLIC_URL`, for an `s3://` store.
+    pub storage_options: crate::storage::object::Options,
 }
 
 impl std::fmt::Debug for Settings {
@@ -95,6 +97,7 @@ impl std::fmt::Debug for Settings {
             .field("max_queued_jobs", &self.max_queued_jobs)
             .field("max_queued_per_key", &self.max_queued_per_key)
             .field("storage", &self.storage)
+            .field("storage_options", &self.storage_options)
             .finish()
     }
 }
@@ -227,6 +230,22 @@ impl Settings {
             metrics: !var("MVGEN_METRICS")
                 .is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "false" | "0" | "no")),
             storage,
+            storage_options: crate::storage::object::Options {
+                // At least 0.1 s (a store on the same network answers a HEAD in milliseconds); at
+                // most an hour: a deadline past that is none, and a hung store would hold each
+                // request that long. Each part of an upload (5 MiB) must arrive within it.
+                timeout: crate::providers::config::secs_setting(
+                    &var,
+                    "MVGEN_STORAGE_TIMEOUT",
+                    crate::storage::object::DEFAULT_TIMEOUT,
+                    std::time::Duration::from_millis(100)..=std::time::Duration::from_secs(3600),
+                )?,
+                public_url: var("MVGEN_STORAGE_PUBLIC_URL")
+                    .filter(|v| !v.trim().is_empty())
+                    .map(|v| crate::storage::url::public_url(&v))
+                    .transpose()
+                    .map_err(anyhow::Error::msg)?,
+            },
         })
     }
 
@@ -444,6 +463,14 @@ mod tests {
         assert_eq!(bounds, (10, 1200, 86_400));
         let kept = (s.job_retention.as_secs(), s.max_queued_jobs, s.max_queued_per_key);
         assert_eq!(kept, (7 * 86_400, 10_000, 1_000));
+        assert_eq!(
+            s.storage_options,
+            crate::storage::object::Options { timeout: std::time::Duration::from_secs(5), public_url: None }
+        );
+        let public = settings(&[("MVGEN_STORAGE_PUBLIC_URL", "https://media.example.com/")]).expect("public url");
+        assert_eq!(public.storage_options.public_url.as_deref(), Some("https://media.example.com"));
+        let err = settings(&[("MVGEN_STORAGE_PUBLIC_URL", "media.example.com")]).expect_err("not a URL");
+        assert!(err.starts_with("MVGEN_STORAGE_PUBLIC_URL=\"media.example.com\": "), "{err}");
         let pg = settings(&[("MVGEN_DATABASE_URL", "postgres://u:pw@db/mv"), ("MVGEN_WORKERS", "0")]).expect("pg");
         assert_eq!((pg.database_url.as_str(), pg.workers), ("postgres://u:pw@db/mv", 0));
         assert!(!format!("{pg:?}").contains("pw"), "the password never reaches a log line");
@@ -484,6 +511,9 @@ mod tests {
             ("MVGEN_JOB_RETENTION", "18446744073709551615"),
             ("MVGEN_MAX_QUEUED_JOBS", "1000001"),
             ("MVGEN_MAX_QUEUED_PER_KEY", "1000001"),
+            ("MVGEN_STORAGE_TIMEOUT", "0.09"),
+            ("MVGEN_STORAGE_TIMEOUT", "3600.5"),
+            ("MVGEN_STORAGE_TIMEOUT", "x"),
         ] {
             let err = settings(&[(name, bad)]).expect_err(bad);
             assert!(err.starts_with(&format!("{name}={bad:?}: expected ")), "{err}");
@@ -500,16 +530,20 @@ mod tests {
             ("MVGEN_JOB_RETENTION", "315360000"),
             ("MVGEN_MAX_QUEUED_JOBS", "1000000"),
             ("MVGEN_MAX_QUEUED_PER_KEY", "1000000"),
+            ("MVGEN_STORAGE_TIMEOUT", "3600"),
         ])
         .expect("bounds");
+        assert_eq!(s.storage_options.timeout.as_secs(), 3600);
         let queue = (s.job_retention.as_secs(), s.max_queued_jobs, s.max_queued_per_key);
         assert_eq!(queue, (315_360_000, 1_000_000, 1_000_000));
         let low = settings(&[
             ("MVGEN_JOB_RETENTION", "1"),
             ("MVGEN_MAX_QUEUED_JOBS", "1"),
             ("MVGEN_MAX_QUEUED_PER_KEY", "1"),
+            ("MVGEN_STORAGE_TIMEOUT", "0.1"),
         ])
         .expect("lower bounds");
+        assert_eq!(low.storage_options.timeout.as_millis(), 100);
         assert_eq!((low.job_retention.as_secs(), low.max_queued_jobs, low.max_queued_per_key), (1, 1, 1));
         assert_eq!((s.workers, s.job_stale_after.as_secs(), s.job_max_attempts), (1024, 86_400, 100));
         let rest = (s.job_max_takeovers, s.sync_wait.as_secs(), s.idempotency_ttl.as_secs());

@@ -68,7 +68,8 @@ pub(super) async fn app_state(
             Err(e) => tracing::warn!(error = %e, "could not clean up stale partial files"),
         }
     }
-    let storage = crate::storage::url::open(&settings.storage).map_err(anyhow::Error::msg)?;
+    let storage =
+        crate::storage::url::open(&settings.storage, &settings.storage_options).map_err(anyhow::Error::msg)?;
     // A store that can't take a write fails here, before the first request would.
     storage.check().await.map_err(|e| {
         anyhow!("storage {} is not usable (reachable and writable is required): {e}", storage.describe())

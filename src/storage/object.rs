@@ -6,6 +6,11 @@
 //! A file appears under its final key only whole: a small one is one PUT with `If-None-Match: *`
 //! (`PutMode::Create`), a large one a multipart upload, which S3 shows only once completed and
 //! which is aborted when the stream fails, is refused or is dropped.
+//!
+//! A store that is slow or wrong fails fast and loudly: each request to it has a deadline
+//! (`MVGEN_STORAGE_TIMEOUT`, [`within`]) and a stream from it one on each wait for bytes
+//! ([`watched`]), never on a whole transfer; the bucket is checked by a listing, never created;
+//! and its XML error answers become one line ([`readable`]).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -37,12 +42,39 @@ pub const PART_BYTES: usize = 5 * 1024 * 1024;
 /// Parts uploaded at once per stream: two keep the link busy while the next part fills.
 const PARTS_IN_FLIGHT: usize = 2;
 
+/// How long one request to the store may take when `MVGEN_STORAGE_TIMEOUT` is not set.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What an operator may tune about an `s3://` store beyond the `AWS_*` variables.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Options {
+    /// `MVGEN_STORAGE_TIMEOUT`: the deadline of each request to the store, and how long a stream
+    /// from it may go without a byte (never the whole transfer of a large file).
+    pub timeout: Duration,
+    /// `MVGEN_STORAGE_PUBLIC_URL`: the `scheme://host[:port]` presigned URLs are signed for, when
+    /// clients reach the store under another name than mvgen does.
+    pub public_url: Option<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { timeout: DEFAULT_TIMEOUT, public_url: None }
+    }
+}
+
 /// An S3-compatible store.
 #[derive(Debug, Clone)]
 pub struct ObjectStorage {
     store: Arc<AmazonS3>,
+    /// Signs the presigned URLs. A signature covers the Host header, so a URL cannot be moved to
+    /// another host after signing: with `MVGEN_STORAGE_PUBLIC_URL` this is a second client
+    /// configured with the public endpoint (it only signs, never sends); otherwise `store`.
+    signer: Arc<AmazonS3>,
     prefix: String,
     bucket: String,
+    /// The store's endpoint for messages (`AWS_ENDPOINT_URL`, or AWS itself).
+    endpoint: String,
+    timeout: Duration,
 }
 
 /// Where an opened object's ranges are fetched from.
@@ -50,24 +82,67 @@ pub struct ObjectStorage {
 pub(super) struct Source {
     store: Arc<AmazonS3>,
     path: Path,
+    timeout: Duration,
 }
 
 impl Source {
     pub(super) async fn range(self, start: u64, count: u64) -> Result<ByteStream, StorageError> {
         let options = GetOptions { range: Some((start..start + count).into()), ..GetOptions::default() };
-        let got = self.store.get_opts(&self.path, options).await.map_err(|e| store_error(e, ""))?;
-        Ok(got.into_stream().map(|chunk| chunk.map_err(std::io::Error::other)).boxed())
+        let got = within(self.timeout, "a ranged GET", "", self.store.get_opts(&self.path, options)).await?;
+        Ok(watched(got.into_stream(), self.timeout))
     }
+}
+
+/// Runs one request to the store under its deadline: a store that accepts connections but never
+/// answers (hung, overloaded, a balancer holding the connection) fails the work that needs it in
+/// `timeout`, retryably, instead of after the client's read timeout and retries (over 30 s, and
+/// three times that through a retrying balancer). object_store's own retries happen inside it.
+async fn within<T>(
+    timeout: Duration,
+    what: &str,
+    id: &str,
+    request: impl Future<Output = object_store::Result<T>>,
+) -> Result<T, StorageError> {
+    match tokio::time::timeout(timeout, request).await {
+        Ok(answer) => answer.map_err(|e| store_error(e, id)),
+        Err(_) => Err(StorageError::Unavailable(no_answer(what, timeout))),
+    }
+}
+
+fn no_answer(what: &str, timeout: Duration) -> String {
+    format!("{what} got no answer from the store within {} s (MVGEN_STORAGE_TIMEOUT)", timeout.as_secs_f64())
+}
+
+/// An object's bytes as they arrive, failing when none came for `timeout`: the deadline is on
+/// each wait for the store, never on the whole transfer, so a 100 MB video sent to a slow client
+/// takes as long as it takes, while a store that stops sending mid-file cuts the answer. The wait
+/// starts only when the next chunk is asked for, so a client that reads slowly never trips it.
+fn watched(
+    body: futures_util::stream::BoxStream<'static, object_store::Result<Bytes>>,
+    timeout: Duration,
+) -> ByteStream {
+    stream::unfold(Some(body), move |body| async move {
+        let mut body = body?;
+        match tokio::time::timeout(timeout, body.next()).await {
+            Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(body))),
+            Ok(Some(Err(e))) => Some((Err(std::io::Error::other(readable(&with_causes(&e)))), None)),
+            Ok(None) => None,
+            Err(_) => {
+                let stalled = no_answer("reading an object", timeout);
+                Some((Err(std::io::Error::new(std::io::ErrorKind::TimedOut, stalled)), None))
+            }
+        }
+    })
+    .boxed()
 }
 
 impl ObjectStorage {
     /// A store for `bucket`, keys under `prefix`, the rest (endpoint, region, credentials,
     /// `allow_http`) from `builder` (`AmazonS3Builder::from_env()` reads the standard `AWS_*`).
-    pub fn new(builder: AmazonS3Builder, bucket: &str, prefix: &str) -> Result<Self, String> {
-        // A store that is down must fail the request it holds in seconds (a retryable 503), not
-        // after object_store's default of retrying for three minutes. No overall timeout: a large
-        // GET streamed to a slow client takes as long as it takes; a stalled one hits the read timeout.
-        let retry = RetryConfig { max_retries: 2, retry_timeout: Duration::from_secs(10), ..RetryConfig::default() };
+    pub fn new(builder: AmazonS3Builder, bucket: &str, prefix: &str, options: &Options) -> Result<Self, String> {
+        // object_store retries a failed request (a 5xx, a reset) twice, all within the deadline
+        // `within` puts on the whole operation.
+        let retry = RetryConfig { max_retries: 2, retry_timeout: options.timeout, ..RetryConfig::default() };
         // Mozilla's roots compiled in, as for the providers (src/providers/client.rs): the static
         // binary may run where there is no CA store at all.
         let roots = webpki_root_certs::TLS_SERVER_ROOT_CERTS.iter().map(|der| Certificate::from_der(der));
@@ -79,21 +154,61 @@ impl ObjectStorage {
         for root in roots {
             client = client.with_root_certificate(root.map_err(|e| format!("embedded TLS roots: {e}"))?);
         }
+        // No overall or read timeout on the client: a large GET streamed to a slow client takes as
+        // long as it takes, and the client's read timeout also runs while the reader is not
+        // asking for bytes, so it cut slow readers mid-file. `within` bounds each request and
+        // `watched` each wait of a stream for the store instead.
         let client = client
-            .with_connect_timeout(Duration::from_secs(5))
-            .with_read_timeout(Duration::from_secs(30))
+            .with_connect_timeout(options.timeout.min(Duration::from_secs(5)))
+            .with_read_timeout_disabled()
             .with_timeout_disabled();
-        let store = builder
-            .with_bucket_name(bucket)
-            .with_retry(retry)
-            .with_client_options(client)
-            .build()
-            .map_err(|e| format!("s3://{bucket}: {e}"))?;
+        let endpoint = builder.get_config_value(&AmazonS3ConfigKey::Endpoint).unwrap_or_else(|| "AWS S3".to_string());
+        let builder = builder.with_bucket_name(bucket).with_retry(retry).with_client_options(client);
+        let store = Arc::new(builder.clone().build().map_err(|e| format!("s3://{bucket}: {e}"))?);
+        let signer = match &options.public_url {
+            None => Arc::clone(&store),
+            Some(public) => Arc::new(
+                builder
+                    .with_endpoint(public)
+                    .build()
+                    .map_err(|e| format!("MVGEN_STORAGE_PUBLIC_URL={public:?}: {e}"))?,
+            ),
+        };
         Ok(ObjectStorage {
-            store: Arc::new(store),
+            store,
+            signer,
             prefix: prefix.trim_matches('/').to_string(),
             bucket: bucket.into(),
+            endpoint,
+            timeout: options.timeout,
         })
+    }
+
+    /// One request to the store under the deadline (see [`within`]).
+    async fn within<T>(
+        &self,
+        what: &str,
+        id: &str,
+        request: impl Future<Output = object_store::Result<T>>,
+    ) -> Result<T, StorageError> {
+        within(self.timeout, what, id, request).await
+    }
+
+    /// Proves the bucket exists without creating it: a listing (which no S3 server answers by
+    /// making a bucket) before any write, since SeaweedFS, for one, creates a missing bucket on
+    /// the first PUT into it, and a typo in one replica's `MVGEN_STORAGE_URL` would then quietly
+    /// split the outputs between two buckets.
+    async fn check_bucket(&self) -> Result<(), StorageError> {
+        let mut listing = self.store.list(Some(&self.key(".mvgen-bucket-check")));
+        match self.within("listing the bucket", "", async { listing.next().await.transpose() }).await {
+            Ok(_) => Ok(()),
+            Err(StorageError::Unavailable(e)) if e.contains("NoSuchBucket") => Err(StorageError::Unavailable(format!(
+                "bucket {:?} does not exist at {} (mvgen never creates one: create it, or fix the bucket in \
+                 MVGEN_STORAGE_URL)",
+                self.bucket, self.endpoint
+            ))),
+            Err(e) => Err(e),
+        }
     }
 
     fn key(&self, rest: &str) -> Path {
@@ -117,10 +232,11 @@ impl ObjectStorage {
         let id = parse_id(id)?;
         for ext in kind.extensions() {
             let path = self.file_key(kind, &id, ext);
-            match self.store.head(&path).await {
-                Ok(meta) => return Ok((path, content_type_for(ext).unwrap_or("application/octet-stream"), meta)),
-                Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(store_error(e, &id)),
+            match tokio::time::timeout(self.timeout, self.store.head(&path)).await {
+                Err(_) => return Err(StorageError::Unavailable(no_answer("a HEAD", self.timeout))),
+                Ok(Ok(meta)) => return Ok((path, content_type_for(ext).unwrap_or("application/octet-stream"), meta)),
+                Ok(Err(object_store::Error::NotFound { .. })) => {}
+                Ok(Err(e)) => return Err(store_error(e, &id)),
             }
         }
         Err(StorageError::NotFound(id))
@@ -134,7 +250,7 @@ impl ObjectStorage {
         mode: PutMode,
     ) -> Result<(), StorageError> {
         let options = PutOptions { mode, attributes: content_type_attribute(content_type), ..PutOptions::default() };
-        self.store.put_opts(path, bytes, options).await.map_err(|e| store_error(e, ""))?;
+        self.within("a PUT", "", self.store.put_opts(path, bytes, options)).await?;
         Ok(())
     }
 
@@ -149,19 +265,20 @@ impl ObjectStorage {
         body: &mut Checked,
     ) -> Result<(), StorageError> {
         let options = PutMultipartOptions { attributes: content_type_attribute(content_type), ..Default::default() };
-        let upload = self.store.put_multipart_opts(path, options).await.map_err(|e| store_error(e, ""))?;
-        let mut guard = AbortOnDrop(Some(upload));
+        let upload =
+            self.within("starting a multipart upload", "", self.store.put_multipart_opts(path, options)).await?;
+        let mut guard = AbortOnDrop(Some(upload), self.timeout);
         let result = match guard.0.as_mut() {
-            Some(upload) => upload_parts(upload.as_mut(), first, body).await,
+            Some(upload) => upload_parts(upload.as_mut(), first, body, self.timeout).await,
             None => Err(StorageError::Io(std::io::Error::other("upload gone"))),
         };
         let Some(mut upload) = guard.0.take() else {
             return Err(StorageError::Io(std::io::Error::other("upload gone")));
         };
         match result {
-            Ok(()) => upload.complete().await.map(drop).map_err(|e| store_error(e, "")),
+            Ok(()) => self.within("completing a multipart upload", "", upload.complete()).await.map(drop),
             Err(e) => {
-                if let Err(abort) = upload.abort().await {
+                if let Err(abort) = self.within("aborting a multipart upload", "", upload.abort()).await {
                     tracing::warn!(error = %abort, key = %path, "could not abort a failed multipart upload");
                 }
                 Err(e)
@@ -198,11 +315,14 @@ async fn gather(body: &mut Checked, part: &mut Vec<Bytes>) -> Result<bool, Stora
 }
 
 /// Uploads `first` and then each part gathered from `body`, at most [`PARTS_IN_FLIGHT`] at once
-/// (spawned, so they progress while the next part is gathered; aborted if this is dropped).
+/// (spawned, so they progress while the next part is gathered; aborted if this is dropped). Each
+/// part is one request to the store and has its own deadline, `timeout`; waiting for the source
+/// to fill the next part is not the store's time and has none here (the download's own bounds).
 async fn upload_parts(
     upload: &mut dyn MultipartUpload,
     first: (Vec<Bytes>, SemaphorePermit<'static>),
     body: &mut Checked,
+    timeout: Duration,
 ) -> Result<(), StorageError> {
     let mut in_flight = tokio::task::JoinSet::new();
     let (mut part, mut permit) = first;
@@ -210,7 +330,7 @@ async fn upload_parts(
     loop {
         let sent = upload.put_part(PutPayload::from_iter(std::mem::take(&mut part)));
         in_flight.spawn(async move {
-            let sent = sent.await;
+            let sent = within(timeout, "uploading a part", "", sent).await;
             drop(permit);
             sent
         });
@@ -235,23 +355,25 @@ async fn upload_parts(
     Ok(())
 }
 
-fn finished(done: Option<Result<Result<(), object_store::Error>, tokio::task::JoinError>>) -> Result<(), StorageError> {
+fn finished(done: Option<Result<Result<(), StorageError>, tokio::task::JoinError>>) -> Result<(), StorageError> {
     match done {
         None | Some(Ok(Ok(()))) => Ok(()),
-        Some(Ok(Err(e))) => Err(store_error(e, "")),
+        Some(Ok(Err(e))) => Err(e),
         Some(Err(e)) => Err(StorageError::Io(std::io::Error::other(e))),
     }
 }
 
 /// Aborts a multipart upload whose put was dropped mid-stream (the request went away), so no
 /// parts are left behind; the object never existed under its key.
-struct AbortOnDrop(Option<Box<dyn MultipartUpload>>);
+/// The abort has the store's deadline too, so a hung store leaves no task waiting on it.
+struct AbortOnDrop(Option<Box<dyn MultipartUpload>>, Duration);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
+        let timeout = self.1;
         if let (Some(mut upload), Ok(runtime)) = (self.0.take(), tokio::runtime::Handle::try_current()) {
             runtime.spawn(async move {
-                let _ = upload.abort().await;
+                let _ = tokio::time::timeout(timeout, upload.abort()).await;
             });
         }
     }
@@ -268,8 +390,31 @@ fn content_type_attribute(content_type: &str) -> Attributes {
 fn store_error(e: object_store::Error, id: &str) -> StorageError {
     match e {
         object_store::Error::NotFound { .. } if !id.is_empty() => StorageError::NotFound(id.to_string()),
-        e => StorageError::Unavailable(with_causes(&e)),
+        e => StorageError::Unavailable(readable(&with_causes(&e))),
     }
+}
+
+/// A store's error as one readable line. object_store puts the store's whole answer in its
+/// message, and an S3 error answer is an XML document (`<Error><Code>…</Code><Message>…`), often
+/// spread over lines: in a log line or an exit message an operator wants the status, the S3
+/// code and its message, so the XML is replaced by those (`… 403 Forbidden: SignatureDoesNotMatch:
+/// The request signature we calculated does not match …`). Other text passes through on one line.
+fn readable(text: &str) -> String {
+    let tag = |name: &str| {
+        let open = format!("<{name}>");
+        let start = text.find(&open)? + open.len();
+        let end = text[start..].find(&format!("</{name}>"))? + start;
+        Some(text[start..end].trim().to_string())
+    };
+    let line = match text.find('<').filter(|_| text.contains("<Error>")) {
+        None => text.to_string(),
+        Some(xml) => {
+            let before = text[..xml].trim_end().trim_end_matches(':');
+            let said: Vec<String> = [tag("Code"), tag("Message")].into_iter().flatten().collect();
+            if said.is_empty() { before.to_string() } else { format!("{before}: {}", said.join(": ")) }
+        }
+    };
+    line.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// An error with its chain of causes ("HTTP error: builder error" alone says nothing).
@@ -327,17 +472,18 @@ impl Storage for ObjectStorage {
         Box::pin(async move {
             let id = parse_id(id)?;
             let path = self.record_key(kind, &id);
-            let got = match self.store.get(&path).await {
-                Ok(got) => got,
-                Err(object_store::Error::NotFound { .. }) => return Ok(None),
-                Err(e) => return Err(store_error(e, &id)),
+            let got = match tokio::time::timeout(self.timeout, self.store.get(&path)).await {
+                Err(_) => return Err(StorageError::Unavailable(no_answer("reading a record", self.timeout))),
+                Ok(Ok(got)) => got,
+                Ok(Err(object_store::Error::NotFound { .. })) => return Ok(None),
+                Ok(Err(e)) => return Err(store_error(e, &id)),
             };
             // A record is a few hundred bytes: anything large was not written by mvgen.
             if got.meta.size > MAX_RECORD_BYTES {
                 tracing::warn!(key = %path, "ignoring a record larger than {MAX_RECORD_BYTES} bytes");
                 return Ok(None);
             }
-            Ok(Some(got.bytes().await.map_err(|e| store_error(e, &id))?.to_vec()))
+            Ok(Some(self.within("reading a record", &id, got.bytes()).await?.to_vec()))
         })
     }
 
@@ -345,21 +491,23 @@ impl Storage for ObjectStorage {
         Box::pin(async move {
             let (path, content_type, meta) = self.head(kind, id).await?;
             // The bytes are fetched only if the reader is read: a ranged answer fetches its range.
+            // `watched` bounds the GET's answer and then each wait for the next chunk.
             let (store, key) = (Arc::clone(&self.store), path.clone());
             let whole = stream::once(async move { store.get(&key).await })
                 .map(|got| match got {
-                    Ok(got) => got.into_stream().map(|chunk| chunk.map_err(std::io::Error::other)).boxed(),
-                    Err(e) => stream::iter([Err(std::io::Error::other(e))]).boxed(),
+                    Ok(got) => got.into_stream(),
+                    Err(e) => stream::iter([Err(e)]).boxed(),
                 })
                 .flatten()
                 .boxed();
+            let whole = watched(whole, self.timeout);
             Ok(Opened {
                 file: Reader::Stream(tokio_util::io::StreamReader::new(whole)),
                 len: meta.size,
                 modified: Some(SystemTime::from(meta.last_modified)),
                 content_type,
                 etag: meta.e_tag.map(|tag| if tag.starts_with('"') { tag } else { format!("\"{tag}\"") }),
-                source: Some(Source { store: Arc::clone(&self.store), path }),
+                source: Some(Source { store: Arc::clone(&self.store), path, timeout: self.timeout }),
             })
         })
     }
@@ -393,17 +541,20 @@ impl Storage for ObjectStorage {
     ) -> BoxFuture<'a, Result<Option<String>, StorageError>> {
         Box::pin(async move {
             let (path, _, _) = self.head(kind, id).await?;
+            // Signed for the endpoint clients use (see `signer`); the signing needs no request
+            // unless credentials must be fetched first, which the deadline bounds.
             let url =
-                self.store.signed_url(reqwest::Method::GET, &path, expires).await.map_err(|e| store_error(e, ""))?;
+                self.within("signing a URL", "", self.signer.signed_url(reqwest::Method::GET, &path, expires)).await?;
             Ok(Some(url.to_string()))
         })
     }
 
     fn check(&self) -> BoxFuture<'_, Result<(), StorageError>> {
         Box::pin(async move {
+            self.check_bucket().await?;
             let probe = self.key(&format!(".mvgen-probe-{}", Uuid::new_v4()));
             self.put_whole(&probe, "text/plain", Bytes::from_static(b"probe").into(), PutMode::Create).await?;
-            self.store.delete(&probe).await.map_err(|e| store_error(e, ""))?;
+            self.within("a DELETE", "", self.store.delete(&probe)).await?;
             Ok(())
         })
     }
@@ -413,5 +564,34 @@ impl Storage for ObjectStorage {
             "" => format!("s3://{}", self.bucket),
             prefix => format!("s3://{}/{prefix}", self.bucket),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::readable;
+
+    #[test]
+    fn a_store_error_answer_is_one_line_with_its_status_code_and_message() {
+        // What object_store says for a refused request: the store's XML answer, over several lines.
+        let raw = "Generic S3 error: Error performing PUT http://127.0.0.1:8333/b/p/x in 2ms - Server returned \
+                   non-2xx status code: 403 Forbidden: <?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error>\n  \
+                   <Code>SignatureDoesNotMatch</Code>\n  <Message>The request signature we calculated does not \
+                   match.</Message>\n  <Resource>/b/p/x</Resource>\n  <RequestId>1</RequestId>\n</Error>";
+        assert_eq!(
+            readable(raw),
+            "Generic S3 error: Error performing PUT http://127.0.0.1:8333/b/p/x in 2ms - Server returned non-2xx \
+             status code: 403 Forbidden: SignatureDoesNotMatch: The request signature we calculated does not match."
+        );
+        // An answer without the S3 fields keeps the status; text without XML passes on one line.
+        assert_eq!(
+            readable("status code: 500 Internal Server Error: <Error></Error>"),
+            "status code: 500 Internal Server Error"
+        );
+        assert_eq!(
+            readable("error sending request:\n connection refused"),
+            "error sending request: connection refused"
+        );
+        assert_eq!(readable("a < b"), "a < b");
     }
 }

@@ -1,7 +1,8 @@
 //! The engines mvgen stores its work in, each tested for real: the job engine on SQLite and on a
 //! throwaway PostgreSQL cluster (`jobs_engine`: claims, takeovers, retries, cancel, `job_cancel`: saved runs of canceled jobs, with the fake
 //! pipeline of `tests/support/job_pipeline.rs`; `jobs_api`: the `/api/mv/jobs` routes, SSE,
-//! idempotency, replicas), and outputs in an S3-compatible store (`object_storage`: SeaweedFS).
+//! idempotency, replicas), and outputs in an S3-compatible store (`object_storage`: SeaweedFS;
+//! `store_deadlines`: a hung, missing or refusing store, and the public URL of presigned links).
 //!
 //! Belongs here: behaviour that needs a database or an object store. Those tests print a skip line
 //! without the engine under plain `cargo test` and fail under `CI=true` (`.ci/run` installs them).
@@ -18,3 +19,4 @@ mod jobs_api;
 mod jobs_engine;
 mod object_storage;
 mod readiness;
+mod store_deadlines;

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mvgen::storage::Storage;
-use mvgen::storage::object::ObjectStorage;
+use mvgen::storage::object::{ObjectStorage, Options};
 use object_store::aws::AmazonS3Builder;
 
 use super::tool::required_tool_checked_by;
@@ -99,6 +99,16 @@ impl Seaweed {
         }
     }
 
+    /// Hangs the store as a stuck server does: SIGSTOP, so the kernel still accepts connections
+    /// and takes requests but nothing answers. Resumed (SIGCONT) when the guard is dropped, even
+    /// when an assertion fails first; a store dropped while paused is killed as usual.
+    pub fn pause(&self) -> Paused<'_> {
+        let pid = self.child.as_ref().expect("weed running").id() as libc::pid_t;
+        // SAFETY: kill(2) on the pid of our own child, which we have not waited for yet.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0, "SIGSTOP weed");
+        Paused { _store: self, pid }
+    }
+
     /// The builder a store client needs (what the `AWS_*` variables give `mvgen serve`).
     pub fn builder(&self) -> AmazonS3Builder {
         AmazonS3Builder::new()
@@ -111,7 +121,12 @@ impl Seaweed {
 
     /// Storage on this store's bucket under `prefix`.
     pub fn storage(&self, prefix: &str) -> ObjectStorage {
-        ObjectStorage::new(self.builder(), BUCKET, prefix).expect("object storage")
+        self.storage_with(prefix, &Options::default())
+    }
+
+    /// Storage on this store's bucket under `prefix`, with a deadline or public URL of its own.
+    pub fn storage_with(&self, prefix: &str, options: &Options) -> ObjectStorage {
+        ObjectStorage::new(self.builder(), BUCKET, prefix, options).expect("object storage")
     }
 
     /// The environment `mvgen serve` needs for this store.
@@ -128,6 +143,20 @@ impl Seaweed {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("weed.log")).unwrap_or_default()
+    }
+}
+
+/// A paused store (see [`Seaweed::pause`]); dropping it resumes the store. It borrows the store,
+/// so the process can't be stopped and reaped (its pid reused) while paused.
+pub struct Paused<'a> {
+    _store: &'a Seaweed,
+    pid: libc::pid_t,
+}
+
+impl Drop for Paused<'_> {
+    fn drop(&mut self) {
+        // SAFETY: as in `pause`; the borrow keeps the child unreaped.
+        unsafe { libc::kill(self.pid, libc::SIGCONT) };
     }
 }
 
