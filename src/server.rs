@@ -67,6 +67,9 @@ pub struct Settings {
     pub max_queued_per_key: u64,
     /// `MVGEN_STORAGE_URL`: where outputs are kept (`file://…`, default `MV_OUTPUT_DIR`; `s3://…`).
     pub storage: crate::storage::url::Location,
+    /// `MVGEN_MIGRATE_ON_START` (default true): `serve` and `worker` apply missing migrations at
+    /// start; false: they refuse an older schema and say to run `mvgen migrate`.
+    pub migrate_on_start: bool,
 }
 
 impl std::fmt::Debug for Settings {
@@ -95,6 +98,7 @@ impl std::fmt::Debug for Settings {
             .field("max_queued_jobs", &self.max_queued_jobs)
             .field("max_queued_per_key", &self.max_queued_per_key)
             .field("storage", &self.storage)
+            .field("migrate_on_start", &self.migrate_on_start)
             .finish()
     }
 }
@@ -227,6 +231,17 @@ impl Settings {
             metrics: !var("MVGEN_METRICS")
                 .is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "false" | "0" | "no")),
             storage,
+            // Default true: one command starts a fresh deployment, as before. A typo must not
+            // silently pick either side (false lets a DDL-less replica refuse to start), so only
+            // the usual words are accepted.
+            migrate_on_start: match var("MVGEN_MIGRATE_ON_START") {
+                None => true,
+                Some(v) => match v.trim().to_ascii_lowercase().as_str() {
+                    "true" | "1" | "yes" => true,
+                    "false" | "0" | "no" => false,
+                    _ => bail!("MVGEN_MIGRATE_ON_START={v:?}: expected true or false"),
+                },
+            },
         })
     }
 
@@ -385,6 +400,10 @@ mod tests {
             .expect("settings");
         assert!(s.debug && !s.strict_flavors && s.metrics, "metrics are on by default");
         assert!(!settings(&[("MVGEN_METRICS", " False ")]).expect("off").metrics);
+        assert!(settings(&[]).expect("default").migrate_on_start);
+        assert!(!settings(&[("MVGEN_MIGRATE_ON_START", "false")]).expect("off").migrate_on_start);
+        let typo = settings(&[("MVGEN_MIGRATE_ON_START", "flase")]).expect_err("refused").to_string();
+        assert_eq!(typo, "MVGEN_MIGRATE_ON_START=\"flase\": expected true or false");
         assert_eq!(s.api_keys, vec!["k1", "k2"]);
         assert!(!format!("{s:?}").contains("k1"));
     }

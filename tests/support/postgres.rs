@@ -77,6 +77,11 @@ impl Postgres {
         Some(pg)
     }
 
+    /// The port it listens on (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// Starts the (stopped) cluster again on the same port.
     pub fn start_again(&self) {
         let data = self.dir.path().join("data");

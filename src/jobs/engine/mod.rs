@@ -24,7 +24,7 @@ use super::pipeline::JobPipeline;
 use super::store::idempotency::{KeyBinding, KeyState, KeyTimes, Replay};
 use super::store::rows::JobRow;
 use super::store::submit::NewJob;
-use super::store::{Dialect, Store, StoreError};
+use super::store::{Dialect, Schema, Store, StoreError};
 use crate::error::{ApiError, ErrorKind};
 use crate::generation::Kind;
 use crate::generation::stored::StoredPlan;
@@ -65,6 +65,9 @@ pub struct EngineConfig {
     pub max_queued: u64,
     /// The same, per API key (`MVGEN_MAX_QUEUED_PER_KEY`).
     pub max_queued_per_key: u64,
+    /// Whether opening applies missing migrations or refuses a schema older than this build
+    /// needs (`MVGEN_MIGRATE_ON_START`).
+    pub schema: Schema,
 }
 
 impl Default for EngineConfig {
@@ -84,6 +87,7 @@ impl Default for EngineConfig {
             retention: Duration::from_secs(7 * 24 * 3600),
             max_queued: 10_000,
             max_queued_per_key: 1_000,
+            schema: Schema::Migrate,
         }
     }
 }
@@ -131,7 +135,7 @@ pub struct Jobs {
 impl Jobs {
     /// Opens the database at `url` (migrating it) and starts listening for other replicas.
     pub async fn open(url: &str, pipeline: Arc<dyn JobPipeline>, config: EngineConfig) -> Result<Arc<Jobs>, String> {
-        let store = Store::open(url).await?;
+        let store = Store::open(url, config.schema).await?;
         let (wake, _) = broadcast::channel(1024);
         let jobs = Arc::new(Jobs {
             store,

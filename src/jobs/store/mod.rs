@@ -186,50 +186,33 @@ enum Role {
     Writer,
 }
 
+/// What opening the store does about a schema older than this build needs
+/// (`MVGEN_MIGRATE_ON_START`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schema {
+    /// Applies the missing migrations (today's one-command start). A current schema is only read,
+    /// so this also suits a role without DDL rights once `mvgen migrate` has run.
+    Migrate,
+    /// Refuses to open it, naming `mvgen migrate`: replicas whose role may not change the schema.
+    Require,
+}
+
+/// What `mvgen migrate` did.
+#[derive(Debug)]
+pub struct Migrated {
+    /// The migrations applied now, oldest first (empty: the schema was already current).
+    pub applied: Vec<i64>,
+    /// The schema version this build needs, which the database now has.
+    pub version: i64,
+}
+
 impl Store {
-    /// Connects (creating an SQLite file if missing) and runs the migrations.
-    pub async fn open(url: &str) -> Result<Store, String> {
-        sqlx::any::install_default_drivers();
-        let dialect = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Dialect::Postgres
-        } else if url.starts_with("sqlite:") {
-            Dialect::Sqlite
-        } else {
-            return Err(format!("MVGEN_DATABASE_URL: {url:?} is neither sqlite:… nor postgres://…"));
-        };
+    /// Connects (creating an SQLite file if missing) and migrates or checks the schema as
+    /// `schema` says.
+    pub async fn open(url: &str, schema: Schema) -> Result<Store, String> {
+        let (dialect, pool, writer) = connect(url, 16).await?;
+        prepare_schema(dialect, &writer, schema, url).await?;
         let shown = shown(url);
-        // One plain connection first: the pool would only say it timed out, this says why. On
-        // SQLite connecting does not read the file, so the probe also reads its schema: a file
-        // that is not a database (corrupt, or something else entirely) fails here with SQLite's
-        // reason, not later inside the pool, whose connect retries it until "pool timed out".
-        let opened = |e: sqlx::Error| format!("cannot open the jobs database {shown}: {}", reason(&e));
-        let mut probe = sqlx::AnyConnection::connect(url).await.map_err(opened)?;
-        if dialect == Dialect::Sqlite {
-            // And that it can write: a file SQLite could only open read-only is refused here in
-            // one line, not after the writer pool's 3 s of retries (see `sqlite_pool`).
-            let read = sqlx::query("SELECT count(*) FROM sqlite_master").execute(&mut probe).await;
-            let checked = match read {
-                Ok(_) => check_writable(&mut probe).await,
-                Err(e) => Err(e),
-            };
-            if let Err(e) = checked {
-                let _ = probe.close().await;
-                return Err(opened(e));
-            }
-        }
-        let _ = probe.close().await;
-        let (pool, writer) = match dialect {
-            Dialect::Sqlite => {
-                let pool = sqlite_pool(8, Role::Reader).connect(url).await.map_err(opened)?;
-                let writer = sqlite_pool(1, Role::Writer).connect(url).await.map_err(opened)?;
-                (pool, writer)
-            }
-            Dialect::Postgres => {
-                let pool = pool_options(16).connect(url).await.map_err(opened)?;
-                (pool.clone(), pool)
-            }
-        };
-        migrate::run(dialect, &writer).await.map_err(|e| format!("jobs database {shown}: migrations failed: {e}"))?;
         // After the migrations, so the file surely exists (`mode=rwc` creates it on first write).
         // An in-memory database has no file to watch.
         let file = match dialect {
@@ -241,6 +224,91 @@ impl Store {
         Ok(Store { pool, writer, dialect, keys_purged_at: Arc::new(AtomicI64::new(0)), file })
     }
 
+    /// `mvgen migrate`: applies the migrations the database lacks, and says which.
+    pub async fn migrate(url: &str) -> Result<Migrated, String> {
+        let (dialect, pool, writer) = connect(url, 1).await?;
+        let applied = prepare_schema(dialect, &writer, Schema::Migrate, url).await;
+        pool.close().await;
+        writer.close().await;
+        Ok(Migrated { applied: applied?, version: migrate::newest(dialect) })
+    }
+}
+
+/// The migrations this build embeds, as sqlx runs them. Tests build the previous schema from it
+/// (all but the newest) to prove an upgrade and a refusal against a real database.
+pub fn embedded_migrations(dialect: Dialect) -> sqlx::migrate::Migrator {
+    migrate::migrator(dialect)
+}
+
+/// Migrates the schema, or checks it is current (`Schema::Require`); returns the migrations
+/// applied. The check comes first either way, so a current schema is never written to: sqlx's
+/// migrator would `CREATE TABLE IF NOT EXISTS` its own table, which a role without CREATE on the
+/// schema is refused even when the table exists.
+async fn prepare_schema(dialect: Dialect, writer: &AnyPool, schema: Schema, url: &str) -> Result<Vec<i64>, String> {
+    let shown = shown(url);
+    let missing = migrate::missing(dialect, writer).await.map_err(|e| format!("jobs database {shown}: {e}"))?;
+    match (missing.as_slice(), schema) {
+        ([], _) => Ok(missing),
+        (_, Schema::Require) => Err(format!(
+            "jobs database {shown}: the schema lacks migration {} this build needs: run `mvgen migrate` first \
+             (MVGEN_MIGRATE_ON_START=false)",
+            missing.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
+        )),
+        (_, Schema::Migrate) => {
+            migrate::run(dialect, writer)
+                .await
+                .map_err(|e| format!("jobs database {shown}: migrations failed: {e}"))?;
+            Ok(missing)
+        }
+    }
+}
+
+/// Opens the store's pools (`size` connections on PostgreSQL, where one pool does everything).
+async fn connect(url: &str, size: u32) -> Result<(Dialect, AnyPool, AnyPool), String> {
+    sqlx::any::install_default_drivers();
+    let dialect = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Dialect::Postgres
+    } else if url.starts_with("sqlite:") {
+        Dialect::Sqlite
+    } else {
+        return Err(format!("MVGEN_DATABASE_URL: {url:?} is neither sqlite:… nor postgres://…"));
+    };
+    let shown = shown(url);
+    // One plain connection first: the pool would only say it timed out, this says why. On
+    // SQLite connecting does not read the file, so the probe also reads its schema: a file
+    // that is not a database (corrupt, or something else entirely) fails here with SQLite's
+    // reason, not later inside the pool, whose connect retries it until "pool timed out".
+    let opened = |e: sqlx::Error| format!("cannot open the jobs database {shown}: {}", reason(&e));
+    let mut probe = sqlx::AnyConnection::connect(url).await.map_err(opened)?;
+    if dialect == Dialect::Sqlite {
+        // And that it can write: a file SQLite could only open read-only is refused here in
+        // one line, not after the writer pool's 3 s of retries (see `sqlite_pool`).
+        let read = sqlx::query("SELECT count(*) FROM sqlite_master").execute(&mut probe).await;
+        let checked = match read {
+            Ok(_) => check_writable(&mut probe).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = checked {
+            let _ = probe.close().await;
+            return Err(opened(e));
+        }
+    }
+    let _ = probe.close().await;
+    let (pool, writer) = match dialect {
+        Dialect::Sqlite => {
+            let pool = sqlite_pool(8, Role::Reader).connect(url).await.map_err(opened)?;
+            let writer = sqlite_pool(1, Role::Writer).connect(url).await.map_err(opened)?;
+            (pool, writer)
+        }
+        Dialect::Postgres => {
+            let pool = pool_options(size).connect(url).await.map_err(opened)?;
+            (pool.clone(), pool)
+        }
+    };
+    Ok((dialect, pool, writer))
+}
+
+impl Store {
     /// The database this store runs on.
     pub fn dialect(&self) -> Dialect {
         self.dialect
