@@ -13,7 +13,8 @@ pub fn migrate() -> anyhow::Result<Outcome> {
     lifecycle::create_sqlite_dir(&settings)?;
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")?;
-    let migrated = runtime.block_on(Store::migrate(&settings.database_url)).map_err(anyhow::Error::msg)?;
+    let name = lifecycle::application_name("migrate", None);
+    let migrated = runtime.block_on(Store::migrate(&settings.database_url, Some(&name))).map_err(anyhow::Error::msg)?;
     let database = redact(&settings.database_url);
     match migrated.applied.as_slice() {
         [] => println!("{database}: schema already at migration {}; nothing to apply", migrated.version),

@@ -18,7 +18,7 @@
 //! (`MVGEN_MAX_QUEUED_JOBS`, `MVGEN_MAX_QUEUED_PER_KEY`) and idempotency keys scoped per API key.
 //!
 //! `postgres_ops`: PostgreSQL as it is run for real: `mvgen migrate` and a runtime role
-//! without DDL rights, the schema check at start.
+//! without DDL rights, the schema check at start, `application_name`.
 //!
 //! One binary per area, so the crate is linked once per area rather than once per file.
 

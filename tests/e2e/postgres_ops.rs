@@ -1,7 +1,7 @@
 //! PostgreSQL as it is run for real (issue 27, point 3), through the real binary against a
-//! throwaway cluster: `mvgen migrate` run by the owner role and `serve`/`worker` by a role without
-//! DDL rights, and the schema check of `MVGEN_MIGRATE_ON_START=false` against the previous schema
-//! and a newer one.
+//! throwaway cluster: `mvgen migrate` run by the owner role and `serve`/`worker` by a
+//! role without DDL rights, the schema check of `MVGEN_MIGRATE_ON_START=false` against the
+//! previous schema and a newer one, and `application_name` in `pg_stat_activity`.
 //!
 //! Without PostgreSQL each test prints a skip line; under `CI=true` it fails.
 
@@ -142,11 +142,45 @@ async fn job_succeeds(base: &str) {
     }
 }
 
+/// The `application_name` of every client connection, and whether it uses TLS.
+async fn sessions(admin: &mut PgConnection) -> Vec<(String, bool)> {
+    sqlx::query_as(
+        "SELECT a.application_name, coalesce(s.ssl, false) FROM pg_stat_activity a \
+         LEFT JOIN pg_stat_ssl s USING (pid) WHERE a.backend_type = 'client backend'",
+    )
+    .fetch_all(admin)
+    .await
+    .expect("pg_stat_activity")
+}
+
+/// Waits until a session named `name` shows; returns whether it uses TLS.
+async fn session_named(admin: &mut PgConnection, name: &str) -> bool {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let all = sessions(admin).await;
+        if let Some((_, ssl)) = all.iter().find(|(n, _)| n == name) {
+            return *ssl;
+        }
+        assert!(Instant::now() < deadline, "no session named {name:?} in pg_stat_activity: {all:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The host name in the processes' `application_name` (`mvgen serve@<host>:<port>`).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").expect("host name").trim().to_owned()
+}
+
+fn port_of(base: &str) -> &str {
+    base.rsplit(':').next().expect("a port")
+}
+
 /// The two roles docs/deploy.md describes, set up as written there (by the owner, no superuser:
 /// managed PostgreSQL has none): `mvgen migrate` runs as the owner and again changes nothing;
 /// the runtime role, which may not create anything, then runs `serve` (with the schema check, and
 /// with the default migrate-on-start, which writes nothing to a current schema) and `worker`,
-/// and a job runs.
+/// and a job runs. Each process is named in `pg_stat_activity` (`mvgen serve@host:port`,
+/// `mvgen worker@host`) unless the URL names it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_runs_as_a_role_without_ddl_rights_once_migrate_ran_as_the_owner() {
     let Some(pg) = Postgres::start("serve_runs_as_a_role_without_ddl_rights_once_migrate_ran_as_the_owner") else {
@@ -194,6 +228,13 @@ async fn serve_runs_as_a_role_without_ddl_rights_once_migrate_ran_as_the_owner()
     ready(&by_default.base).await;
     let _worker = Worker::start(&url("mvgen_app"));
     job_succeeds(&by_default.base).await;
+
+    // Each process named in pg_stat_activity, unless its URL names it.
+    let _named = Worker::start(&format!("{}?application_name=render-farm", url("mvgen_app")));
+    let host = host_name();
+    session_named(&mut admin, &format!("mvgen serve@{host}:{}", port_of(&by_default.base))).await;
+    session_named(&mut admin, &format!("mvgen worker@{host}")).await;
+    session_named(&mut admin, "render-farm").await;
 }
 
 /// A rolling deploy's two sides, as far as one build can play them. The previous schema (every

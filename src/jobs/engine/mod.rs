@@ -68,6 +68,8 @@ pub struct EngineConfig {
     /// Whether opening applies missing migrations or refuses a schema older than this build
     /// needs (`MVGEN_MIGRATE_ON_START`).
     pub schema: Schema,
+    /// How PostgreSQL's `pg_stat_activity` names this process's connections (`mvgen serve@host:port`).
+    pub application_name: Option<String>,
 }
 
 impl Default for EngineConfig {
@@ -88,6 +90,7 @@ impl Default for EngineConfig {
             max_queued: 10_000,
             max_queued_per_key: 1_000,
             schema: Schema::Migrate,
+            application_name: None,
         }
     }
 }
@@ -135,7 +138,8 @@ pub struct Jobs {
 impl Jobs {
     /// Opens the database at `url` (migrating it) and starts listening for other replicas.
     pub async fn open(url: &str, pipeline: Arc<dyn JobPipeline>, config: EngineConfig) -> Result<Arc<Jobs>, String> {
-        let store = Store::open(url, config.schema).await?;
+        let name = config.application_name.clone();
+        let store = Store::open(url, config.schema, name.as_deref()).await?;
         let (wake, _) = broadcast::channel(1024);
         let jobs = Arc::new(Jobs {
             store,
@@ -150,7 +154,8 @@ impl Jobs {
             queue_counts: Default::default(),
         });
         if jobs.store.dialect() == Dialect::Postgres {
-            let listener = sqlx::postgres::PgListener::connect(url)
+            let named = name.map_or_else(|| url.to_owned(), |name| super::store::with_application_name(url, &name));
+            let listener = sqlx::postgres::PgListener::connect(&named)
                 .await
                 .map_err(|e| format!("jobs database {}: cannot listen: {e}", super::store::redact(url)))?;
             tokio::spawn(listen(listener, jobs.wake.clone(), jobs.closed.clone()));

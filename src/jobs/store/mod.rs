@@ -208,9 +208,10 @@ pub struct Migrated {
 
 impl Store {
     /// Connects (creating an SQLite file if missing) and migrates or checks the schema as
-    /// `schema` says.
-    pub async fn open(url: &str, schema: Schema) -> Result<Store, String> {
-        let (dialect, pool, writer) = connect(url, 16).await?;
+    /// `schema` says. `application_name` names the process in PostgreSQL's `pg_stat_activity`
+    /// unless the URL names it already (see [`with_application_name`]).
+    pub async fn open(url: &str, schema: Schema, application_name: Option<&str>) -> Result<Store, String> {
+        let (dialect, pool, writer) = connect(url, application_name, 16).await?;
         prepare_schema(dialect, &writer, schema, url).await?;
         let shown = shown(url);
         // After the migrations, so the file surely exists (`mode=rwc` creates it on first write).
@@ -225,8 +226,8 @@ impl Store {
     }
 
     /// `mvgen migrate`: applies the migrations the database lacks, and says which.
-    pub async fn migrate(url: &str) -> Result<Migrated, String> {
-        let (dialect, pool, writer) = connect(url, 1).await?;
+    pub async fn migrate(url: &str, application_name: Option<&str>) -> Result<Migrated, String> {
+        let (dialect, pool, writer) = connect(url, application_name, 1).await?;
         let applied = prepare_schema(dialect, &writer, Schema::Migrate, url).await;
         pool.close().await;
         writer.close().await;
@@ -264,7 +265,7 @@ async fn prepare_schema(dialect: Dialect, writer: &AnyPool, schema: Schema, url:
 }
 
 /// Opens the store's pools (`size` connections on PostgreSQL, where one pool does everything).
-async fn connect(url: &str, size: u32) -> Result<(Dialect, AnyPool, AnyPool), String> {
+async fn connect(url: &str, application_name: Option<&str>, size: u32) -> Result<(Dialect, AnyPool, AnyPool), String> {
     sqlx::any::install_default_drivers();
     let dialect = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Dialect::Postgres
@@ -279,7 +280,11 @@ async fn connect(url: &str, size: u32) -> Result<(Dialect, AnyPool, AnyPool), St
     // that is not a database (corrupt, or something else entirely) fails here with SQLite's
     // reason, not later inside the pool, whose connect retries it until "pool timed out".
     let opened = |e: sqlx::Error| format!("cannot open the jobs database {shown}: {}", reason(&e));
-    let mut probe = sqlx::AnyConnection::connect(url).await.map_err(opened)?;
+    let named = match (dialect, application_name) {
+        (Dialect::Postgres, Some(name)) => with_application_name(url, name),
+        _ => url.to_owned(),
+    };
+    let mut probe = sqlx::AnyConnection::connect(&named).await.map_err(opened)?;
     if dialect == Dialect::Sqlite {
         // And that it can write: a file SQLite could only open read-only is refused here in
         // one line, not after the writer pool's 3 s of retries (see `sqlite_pool`).
@@ -301,7 +306,7 @@ async fn connect(url: &str, size: u32) -> Result<(Dialect, AnyPool, AnyPool), St
             (pool, writer)
         }
         Dialect::Postgres => {
-            let pool = pool_options(size).connect(url).await.map_err(opened)?;
+            let pool = pool_options(size).connect(&named).await.map_err(opened)?;
             (pool.clone(), pool)
         }
     };
@@ -360,6 +365,28 @@ fn reason(e: &sqlx::Error) -> String {
     }
 }
 
+/// `url` with `application_name=name` added, unless it names one already (an operator's choice
+/// wins). PostgreSQL shows it in `pg_stat_activity` and can log it (`%a`), so a connection is
+/// traced to its process: `mvgen serve@host:port`, `mvgen worker@host`.
+pub fn with_application_name(url: &str, name: &str) -> String {
+    let (base, fragment) = url.split_once('#').map_or((url, None), |(b, f)| (b, Some(f)));
+    let query = base.split_once('?').map_or("", |(_, q)| q);
+    let named = form_urlencoded::parse(query.as_bytes()).any(|(key, _)| key == "application_name");
+    if named {
+        return url.to_owned();
+    }
+    let param = form_urlencoded::Serializer::new(String::new()).append_pair("application_name", name).finish();
+    let separator = if !base.contains('?') {
+        "?"
+    } else if base.ends_with('?') || base.ends_with('&') {
+        ""
+    } else {
+        "&"
+    };
+    let fragment = fragment.map(|f| format!("#{f}")).unwrap_or_default();
+    format!("{base}{separator}{param}{fragment}")
+}
+
 /// The URL without its password, for messages.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -383,5 +410,20 @@ mod tests {
         assert_eq!(shown("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
         assert_eq!(shown("sqlite:///data/out/jobs.db?mode=rwc"), "/data/out/jobs.db");
         assert_eq!(shown("sqlite:jobs.db"), "jobs.db");
+    }
+
+    #[test]
+    fn application_name_is_added_unless_the_url_names_one() {
+        let name = "mvgen serve@db-1:8000";
+        assert_eq!(
+            with_application_name("postgres://u@h/db", name),
+            "postgres://u@h/db?application_name=mvgen+serve%40db-1%3A8000"
+        );
+        assert_eq!(
+            with_application_name("postgres://u@h/db?sslmode=require", name),
+            "postgres://u@h/db?sslmode=require&application_name=mvgen+serve%40db-1%3A8000"
+        );
+        let own = "postgres://u@h/db?sslmode=require&application_name=billing";
+        assert_eq!(with_application_name(own, name), own);
     }
 }
