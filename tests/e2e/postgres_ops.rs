@@ -1,9 +1,11 @@
 //! PostgreSQL as it is run for real (issue 27, point 3), through the real binary against a
-//! throwaway cluster: `mvgen migrate` run by the owner role and `serve`/`worker` by a
+//! throwaway cluster: TLS (`sslmode=verify-full` with `sslrootcert=`, `require`, a server that
+//! admits TLS connections only), `mvgen migrate` run by the owner role and `serve`/`worker` by a
 //! role without DDL rights, the schema check of `MVGEN_MIGRATE_ON_START=false` against the
 //! previous schema and a newer one, and `application_name` in `pg_stat_activity`.
 //!
-//! Without PostgreSQL each test prints a skip line; under `CI=true` it fails.
+//! Certificates are made here with Debian's `openssl` (`tests/support/certs.rs`). Without
+//! PostgreSQL each test prints a skip line; under `CI=true` it fails.
 
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -12,7 +14,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection};
 
-use crate::support::postgres::Postgres;
+use crate::support::certs::TestCa;
+use crate::support::postgres::{Postgres, ServerTls};
 use crate::support::server_process::ServerProcess;
 
 /// A hang guard for waits, not a speed target.
@@ -173,6 +176,54 @@ fn host_name() -> String {
 
 fn port_of(base: &str) -> &str {
     base.rsplit(':').next().expect("a port")
+}
+
+/// Managed PostgreSQL requires TLS. The cluster serves a certificate for `localhost` signed by a
+/// CA made here, and admits TCP connections over TLS only (`hostssl`): without TLS mvgen is
+/// refused (proving the rule bites); `verify-full` with the CA file connects, migrates, serves and
+/// runs a job, every connection of the process encrypted; `verify-full` with another CA stops at
+/// start in one line; `require` (encrypted, certificate unchecked) works. Before sqlx's TLS
+/// feature, every TLS mode was refused at start ("SQLx was built without TLS support").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_verify_full_with_the_ca_connects_and_a_wrong_ca_is_refused_in_one_line() {
+    let certs = tempfile::tempdir().expect("temp dir");
+    let ca = TestCa::new(certs.path(), "mvgen-test-ca");
+    let (cert, key) = ca.server("localhost");
+    let others = tempfile::tempdir().expect("temp dir");
+    let wrong = TestCa::new(others.path(), "another-ca");
+    let tls = ServerTls { cert: &cert, key: &key };
+    let Some(pg) =
+        Postgres::start_tls("tls_verify_full_with_the_ca_connects_and_a_wrong_ca_is_refused_in_one_line", tls)
+    else {
+        return;
+    };
+    let url = |params: String| format!("postgres://postgres@localhost:{}/postgres?{params}", pg.port());
+
+    let plain = url("sslmode=disable".to_owned());
+    let line = refused(&["migrate"], &[("MVGEN_DATABASE_URL", &plain)]);
+    assert!(line.starts_with(&format!("mvgen: cannot open the jobs database {plain}: ")), "{line}");
+    assert!(line.contains("no encryption"), "the server refuses a connection without TLS: {line}");
+
+    let verified = url(format!("sslmode=verify-full&sslrootcert={}", ca.cert.display()));
+    assert!(migrate(&verified).contains("applied migration"), "a fresh database is migrated over TLS");
+    let server = serve(&[("MVGEN_DATABASE_URL", &verified), ("MVGEN_WORKERS", "1")]);
+    ready(&server.base).await;
+    job_succeeds(&server.base).await;
+    let mut admin = PgConnection::connect(&url("sslmode=require".to_owned())).await.expect("admin connection");
+    let name = format!("mvgen serve@{}:{}", host_name(), port_of(&server.base));
+    assert!(session_named(&mut admin, &name).await, "the server's connections use TLS");
+    assert!(
+        sessions(&mut admin).await.iter().filter(|(n, _)| *n == name).all(|(_, ssl)| *ssl),
+        "every connection of the server, the LISTEN one included, uses TLS"
+    );
+
+    let wrong_ca = url(format!("sslmode=verify-full&sslrootcert={}", wrong.cert.display()));
+    let line = refused(&["serve", "--addr", "127.0.0.1:0"], &[("MVGEN_DATABASE_URL", &wrong_ca)]);
+    assert!(line.starts_with(&format!("mvgen: cannot open the jobs database {wrong_ca}: ")), "{line}");
+    assert!(line.contains("certificate"), "says the certificate is not trusted: {line}");
+
+    let required = serve(&[("MVGEN_DATABASE_URL", &url("sslmode=require".to_owned())), ("MVGEN_WORKERS", "0")]);
+    ready(&required.base).await;
 }
 
 /// The two roles docs/deploy.md describes, set up as written there (by the owner, no superuser:
