@@ -5,7 +5,7 @@
 //!
 //! - `rows`: the rows the API and workers read ([`rows::JobRow`], [`rows::EventRow`],
 //!   [`rows::Claimed`]) and decoding a row;
-//! - `migrate`: the embedded migrations;
+//! - `migrate`: the embedded migrations, and which of them a database lacks;
 //! - `submit`: storing a new job;
 //! - `idempotency`: `Idempotency-Key`s (claim, release, purge);
 //! - `events`: writing a job's events (and waking replicas) and reading them back;
