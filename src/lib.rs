@@ -47,7 +47,7 @@
 //! server          settings from the environment, and the middleware around api's routes
 //! serving/        connections: accept, watchdog, per-request limits, signals, drain
 //! api_keys, request_id, telemetry, page, background   auth, X-Request-Id, /metrics, the create page, detached work
-//! cli/            the mvgen subcommands: serve, worker, render, check/show/diff, golden, healthcheck
+//! cli/            the mvgen subcommands: serve, worker, migrate, render, check/show/diff, golden, healthcheck
 //! ```
 
 pub mod api;

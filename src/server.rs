@@ -69,6 +69,9 @@ pub struct Settings {
     pub storage: crate::storage::url::Location,
     /// `MVGEN_STORAGE_TIMEOUT` and `MVGEN_STORAGE_PUBLIC_URL`, for an `s3://` store.
     pub storage_options: crate::storage::object::Options,
+    /// `MVGEN_MIGRATE_ON_START` (default true): `serve` and `worker` apply missing migrations at
+    /// start; false: they refuse an older schema and say to run `mvgen migrate`.
+    pub migrate_on_start: bool,
 }
 
 impl std::fmt::Debug for Settings {
@@ -98,6 +101,7 @@ impl std::fmt::Debug for Settings {
             .field("max_queued_per_key", &self.max_queued_per_key)
             .field("storage", &self.storage)
             .field("storage_options", &self.storage_options)
+            .field("migrate_on_start", &self.migrate_on_start)
             .finish()
     }
 }
@@ -245,6 +249,17 @@ impl Settings {
                     .map(|v| crate::storage::url::public_url(&v))
                     .transpose()
                     .map_err(anyhow::Error::msg)?,
+            },
+            // Default true: one command starts a fresh deployment, as before. A typo must not
+            // silently pick either side (false lets a DDL-less replica refuse to start), so only
+            // the usual words are accepted.
+            migrate_on_start: match var("MVGEN_MIGRATE_ON_START") {
+                None => true,
+                Some(v) => match v.trim().to_ascii_lowercase().as_str() {
+                    "true" | "1" | "yes" => true,
+                    "false" | "0" | "no" => false,
+                    _ => bail!("MVGEN_MIGRATE_ON_START={v:?}: expected true or false"),
+                },
             },
         })
     }
@@ -404,6 +419,10 @@ mod tests {
             .expect("settings");
         assert!(s.debug && !s.strict_flavors && s.metrics, "metrics are on by default");
         assert!(!settings(&[("MVGEN_METRICS", " False ")]).expect("off").metrics);
+        assert!(settings(&[]).expect("default").migrate_on_start);
+        assert!(!settings(&[("MVGEN_MIGRATE_ON_START", "false")]).expect("off").migrate_on_start);
+        let typo = settings(&[("MVGEN_MIGRATE_ON_START", "flase")]).expect_err("refused").to_string();
+        assert_eq!(typo, "MVGEN_MIGRATE_ON_START=\"flase\": expected true or false");
         assert_eq!(s.api_keys, vec!["k1", "k2"]);
         assert!(!format!("{s:?}").contains("k1"));
     }

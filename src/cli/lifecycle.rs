@@ -9,6 +9,7 @@ use anyhow::{Context as _, anyhow};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::jobs::store::Schema;
 use crate::jobs::{EngineConfig, JobPipeline, Jobs};
 use crate::live_configs::FlavorSource;
 use crate::providers::Providers;
@@ -17,12 +18,15 @@ use crate::state::AppState;
 use crate::storage::local::LocalStorage;
 use crate::storage::url::Location;
 
-/// Opens the jobs database (creating the output dir for the default SQLite file) and migrates it.
-pub(super) async fn open_jobs(settings: &Settings, pipeline: Arc<dyn JobPipeline>) -> anyhow::Result<Arc<Jobs>> {
-    if settings.database_url.starts_with("sqlite:") {
-        std::fs::create_dir_all(&settings.output_dir)
-            .with_context(|| format!("cannot create {}", settings.output_dir.display()))?;
-    }
+/// Opens the jobs database (creating the output dir for the default SQLite file) and migrates it,
+/// or checks it is current (`MVGEN_MIGRATE_ON_START=false`). `name` names this process in
+/// PostgreSQL's `pg_stat_activity` (see [`application_name`]).
+pub(super) async fn open_jobs(
+    settings: &Settings,
+    pipeline: Arc<dyn JobPipeline>,
+    name: String,
+) -> anyhow::Result<Arc<Jobs>> {
+    create_sqlite_dir(settings)?;
     let config = EngineConfig {
         workers: settings.workers,
         stale_after: settings.job_stale_after,
@@ -33,6 +37,8 @@ pub(super) async fn open_jobs(settings: &Settings, pipeline: Arc<dyn JobPipeline
         retention: settings.job_retention,
         max_queued: settings.max_queued_jobs,
         max_queued_per_key: settings.max_queued_per_key,
+        schema: if settings.migrate_on_start { Schema::Migrate } else { Schema::Require },
+        application_name: Some(name),
         ..EngineConfig::default()
     };
     let jobs = Jobs::open(&settings.database_url, pipeline, config).await.map_err(anyhow::Error::msg)?;
@@ -42,6 +48,28 @@ pub(super) async fn open_jobs(settings: &Settings, pipeline: Arc<dyn JobPipeline
         "jobs database ready"
     );
     Ok(jobs)
+}
+
+/// The default SQLite file's directory, created on first start (the file itself SQLite creates).
+pub(super) fn create_sqlite_dir(settings: &Settings) -> anyhow::Result<()> {
+    if settings.database_url.starts_with("sqlite:") {
+        std::fs::create_dir_all(&settings.output_dir)
+            .with_context(|| format!("cannot create {}", settings.output_dir.display()))?;
+    }
+    Ok(())
+}
+
+/// `mvgen <command>@<host name>[:<port>]`, e.g. `mvgen serve@web-7f9c:8000` or
+/// `mvgen worker@render-2`: what a DBA sees in `pg_stat_activity.application_name` to find the
+/// process behind a connection. The host is the kernel's host name (a pod's name in Kubernetes),
+/// or `unknown`; the port is the one `serve` listens on, which tells apart two on one host.
+pub(super) fn application_name(command: &str, port: Option<u16>) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
+    let host = if host.is_empty() { "unknown" } else { &host };
+    match port {
+        Some(port) => format!("mvgen {command}@{host}:{port}"),
+        None => format!("mvgen {command}@{host}"),
+    }
 }
 
 /// Stops the workers: they claim nothing more and release running jobs to the queue (another

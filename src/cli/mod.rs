@@ -9,6 +9,7 @@ mod golden;
 mod healthcheck;
 mod inspect;
 mod lifecycle;
+mod migrate;
 pub mod outcome;
 mod render;
 mod schema;
@@ -48,6 +49,9 @@ pub enum Command {
     },
     /// Run job workers only, no HTTP (`MVGEN_WORKERS` jobs at once from `MVGEN_DATABASE_URL`).
     Worker,
+    /// Apply the jobs database's migrations to `MVGEN_DATABASE_URL` and exit (idempotent), so the
+    /// role `serve` and `worker` run as needs no DDL rights.
+    Migrate,
     /// Exit 0 when a server answers 200 on /health (for container health checks).
     Healthcheck {
         /// The server's address [env: MVGEN_ADDR; `PORT` sets only the port; default 127.0.0.1:8000].
@@ -122,6 +126,7 @@ pub fn run(command: Command) -> anyhow::Result<Outcome> {
     match command {
         Command::Serve { addr, configs } => serve::serve(addr, configs.as_deref()),
         Command::Worker => worker::worker(),
+        Command::Migrate => migrate::migrate(),
         Command::Healthcheck { addr } => healthcheck::healthcheck(addr),
         Command::Check { dir } => check(&dir),
         Command::Flavors { source } => inspect::flavors(&Catalog::load(&source)?.all()),

@@ -72,7 +72,8 @@ async fn run(
     let local = listener.local_addr()?;
     let state = lifecycle::app_state(&settings, providers, flavors).await?;
     let pipeline = Arc::new(Generations::new(state.clone()));
-    let jobs = lifecycle::open_jobs(&settings, pipeline).await?;
+    let jobs =
+        lifecycle::open_jobs(&settings, pipeline, lifecycle::application_name("serve", Some(local.port()))).await?;
     let job_shutdown = tokio_util::sync::CancellationToken::new();
     let workers = jobs.start_workers(job_shutdown.clone());
     let outputs = state.storage.describe();

@@ -22,7 +22,12 @@ pub fn worker() -> anyhow::Result<Outcome> {
         let providers = Providers::from_config(&provider_config)?;
         tracing::info!(providers = %providers.summary(), "providers ready");
         let state = lifecycle::app_state(&settings, providers, FlavorSource::Embedded).await?;
-        let jobs = lifecycle::open_jobs(&settings, Arc::new(Generations::new(state))).await?;
+        let jobs = lifecycle::open_jobs(
+            &settings,
+            Arc::new(Generations::new(state)),
+            lifecycle::application_name("worker", None),
+        )
+        .await?;
         let shutdown = CancellationToken::new();
         let workers = jobs.start_workers(shutdown.clone());
         tracing::info!(workers = settings.workers, "mvgen worker running; SIGTERM or SIGINT stops it");

@@ -20,6 +20,9 @@
 //! `retention`: finished jobs purged after `MVGEN_JOB_RETENTION`, the queue limits
 //! (`MVGEN_MAX_QUEUED_JOBS`, `MVGEN_MAX_QUEUED_PER_KEY`) and idempotency keys scoped per API key.
 //!
+//! `postgres_ops`: PostgreSQL as it is run for real: TLS, `mvgen migrate` and a runtime role
+//! without DDL rights, the schema check at start, `application_name`.
+//!
 //! One binary per area, so the crate is linked once per area rather than once per file.
 
 #[path = "../support/mod.rs"]
@@ -30,6 +33,7 @@ mod durable_jobs;
 mod job_cancel;
 mod live_configs;
 mod mixed_flavors;
+mod postgres_ops;
 mod replicas_storage;
 mod retention;
 mod server;

@@ -481,6 +481,8 @@ fn binary_refuses_settings_out_of_bounds_with_exit_code_2_and_the_reason() {
         ("MVGEN_JOB_RETENTION", "0", "invalid settings"),
         ("MVGEN_MAX_QUEUED_JOBS", "0", "invalid settings"),
         ("MVGEN_MAX_QUEUED_PER_KEY", "1000001", "invalid settings"),
+        // A typo must pick neither side: `false` makes a DDL-less replica refuse an old schema.
+        ("MVGEN_MIGRATE_ON_START", "flase", "invalid settings"),
     ] {
         let (status, stderr) = run_to_exit(&[("MV_OUTPUT_DIR", out), ("RUST_LOG", "off"), (name, value)]);
         assert_eq!(status.and_then(|s| s.code()), Some(2), "{name}={value}: {stderr}");

@@ -8,6 +8,7 @@
 // `chromium.rs` is not declared here: only `tests/browser.rs` includes it (by path), so the other
 // binaries never compile chromiumoxide's protocol types.
 
+pub mod certs;
 pub mod client;
 pub mod fake_upstream;
 pub mod job_pipeline;

@@ -4,6 +4,9 @@
 //! installs it). `initdb` refuses to run as root, so as root the cluster is created and run as the
 //! `postgres` user through `runuser`. Without the binaries a test prints a skip line; under
 //! `CI=true` it fails instead.
+//!
+//! [`Postgres::start_tls`] starts one as managed PostgreSQL runs: `ssl = on` with a server
+//! certificate the test made, and `pg_hba.conf` admitting TCP connections over TLS only.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -51,9 +54,25 @@ fn check(output: Output, what: &str) {
     );
 }
 
+/// A server certificate and its key (PEM files), for [`Postgres::start_tls`].
+pub struct ServerTls<'a> {
+    pub cert: &'a Path,
+    pub key: &'a Path,
+}
+
 impl Postgres {
     /// Creates and starts a cluster, or `None` (after a skip line) when PostgreSQL is missing.
     pub fn start(test: &str) -> Option<Postgres> {
+        Postgres::start_with(test, None)
+    }
+
+    /// A cluster serving TLS with `tls`, whose `pg_hba.conf` refuses TCP connections without it
+    /// (`hostssl` lines only; the Unix socket stays open to the test's tools).
+    pub fn start_tls(test: &str, tls: ServerTls<'_>) -> Option<Postgres> {
+        Postgres::start_with(test, Some(tls))
+    }
+
+    fn start_with(test: &str, tls: Option<ServerTls<'_>>) -> Option<Postgres> {
         let Some(bin) = find_bin() else {
             assert_ne!(
                 std::env::var("CI").as_deref(),
@@ -71,10 +90,26 @@ impl Postgres {
         let data = dir.path().join("data");
         let data_arg = data.to_str().expect("utf-8 temp path");
         check(run(&bin, "initdb", &["-D", data_arg, "-A", "trust", "-U", "postgres", "--no-sync"]), "initdb");
+        if let Some(tls) = tls {
+            // PostgreSQL reads the key only when its owner (the server's user) alone may read it.
+            install(tls.cert, &data.join("server.crt"), 0o644);
+            install(tls.key, &data.join("server.key"), 0o600);
+            let conf = data.join("postgresql.conf");
+            let mut text = std::fs::read_to_string(&conf).expect("postgresql.conf");
+            text.push_str("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+            std::fs::write(&conf, text).expect("postgresql.conf");
+            let hba = "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostssl all all ::1/128 trust\n";
+            std::fs::write(data.join("pg_hba.conf"), hba).expect("pg_hba.conf");
+        }
         let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
         let pg = Postgres { bin, port, url: format!("postgres://postgres@127.0.0.1:{port}/postgres"), dir };
         pg.start_again();
         Some(pg)
+    }
+
+    /// The port it listens on (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// Starts the (stopped) cluster again on the same port.
@@ -97,6 +132,16 @@ impl Postgres {
             run(&self.bin, "pg_ctl", &["-D", data.to_str().unwrap(), "-m", "immediate", "-w", "stop"]),
             "pg_ctl stop",
         );
+    }
+}
+
+/// Copies `from` to `to` with `mode`, owned by `postgres` when we are root (the server runs as it).
+fn install(from: &Path, to: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::copy(from, to).unwrap_or_else(|e| panic!("{} -> {}: {e}", from.display(), to.display()));
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    if is_root() {
+        check(Command::new("chown").args(["postgres:postgres"]).arg(to).output().expect("chown"), "chown");
     }
 }
 

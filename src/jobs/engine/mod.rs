@@ -24,7 +24,7 @@ use super::pipeline::JobPipeline;
 use super::store::idempotency::{KeyBinding, KeyState, KeyTimes, Replay};
 use super::store::rows::JobRow;
 use super::store::submit::NewJob;
-use super::store::{Dialect, Store, StoreError};
+use super::store::{Dialect, Schema, Store, StoreError};
 use crate::error::{ApiError, ErrorKind};
 use crate::generation::Kind;
 use crate::generation::stored::StoredPlan;
@@ -65,6 +65,11 @@ pub struct EngineConfig {
     pub max_queued: u64,
     /// The same, per API key (`MVGEN_MAX_QUEUED_PER_KEY`).
     pub max_queued_per_key: u64,
+    /// Whether opening applies missing migrations or refuses a schema older than this build
+    /// needs (`MVGEN_MIGRATE_ON_START`).
+    pub schema: Schema,
+    /// How PostgreSQL's `pg_stat_activity` names this process's connections (`mvgen serve@host:port`).
+    pub application_name: Option<String>,
 }
 
 impl Default for EngineConfig {
@@ -84,6 +89,8 @@ impl Default for EngineConfig {
             retention: Duration::from_secs(7 * 24 * 3600),
             max_queued: 10_000,
             max_queued_per_key: 1_000,
+            schema: Schema::Migrate,
+            application_name: None,
         }
     }
 }
@@ -135,7 +142,8 @@ pub struct Jobs {
 impl Jobs {
     /// Opens the database at `url` (migrating it) and starts listening for other replicas.
     pub async fn open(url: &str, pipeline: Arc<dyn JobPipeline>, config: EngineConfig) -> Result<Arc<Jobs>, String> {
-        let store = Store::open(url).await?;
+        let name = config.application_name.clone();
+        let store = Store::open(url, config.schema, name.as_deref()).await?;
         let (wake, _) = broadcast::channel(1024);
         let jobs = Arc::new(Jobs {
             store,
@@ -151,7 +159,8 @@ impl Jobs {
             queue_counts: Default::default(),
         });
         if jobs.store.dialect() == Dialect::Postgres {
-            let listener = sqlx::postgres::PgListener::connect(url)
+            let named = name.map_or_else(|| url.to_owned(), |name| super::store::with_application_name(url, &name));
+            let listener = sqlx::postgres::PgListener::connect(&named)
                 .await
                 .map_err(|e| format!("jobs database {}: cannot listen: {e}", super::store::redact(url)))?;
             tokio::spawn(listen(listener, jobs.wake.clone(), jobs.closed.clone()));

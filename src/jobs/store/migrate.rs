@@ -1,7 +1,12 @@
 //! The jobs database's migrations, embedded in the binary. The SQL files themselves are never
-//! edited once released (sqlx checks their checksums); a change is a new file.
+//! edited once released (their checksums are checked); a change is a new file.
+//!
+//! The rule that keeps a rolling deploy and a rollback working (docs/deploy.md, "Schema changes"):
+//! a migration only adds (tables, nullable or defaulted columns, indexes), so the build before it
+//! runs on the new schema, and a build opens a database migrated further than it knows.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 
 use std::time::Duration;
 
@@ -9,6 +14,47 @@ use sqlx::AnyPool;
 use sqlx::migrate::{MigrateError, Migration, MigrationType, Migrator};
 
 use super::Dialect;
+
+/// The migrations this build needs that the database has not applied, oldest first (empty: the
+/// schema is current). Only reads, so a role without DDL rights can ask. A migration applied
+/// that this build does not know (a newer build ran it) is ignored; one this build knows but
+/// applied from other SQL is an error, as sqlx's own run would say.
+pub(super) async fn missing(dialect: Dialect, pool: &AnyPool) -> Result<Vec<i64>, String> {
+    let exists = match dialect {
+        Dialect::Postgres => "SELECT count(to_regclass('_sqlx_migrations'))",
+        Dialect::Sqlite => "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+    };
+    let read = |e: sqlx::Error| format!("cannot read its migrations: {}", super::reason(&e));
+    let tables: i64 = sqlx::query_scalar(exists).fetch_one(pool).await.map_err(read)?;
+    let applied: HashMap<i64, Vec<u8>> = if tables == 0 {
+        HashMap::new()
+    } else {
+        let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as("SELECT version, checksum FROM _sqlx_migrations WHERE success")
+            .fetch_all(pool)
+            .await
+            .map_err(read)?;
+        rows.into_iter().collect()
+    };
+    let mut missing = Vec::new();
+    for migration in migrator(dialect).iter() {
+        match applied.get(&migration.version) {
+            None => missing.push(migration.version),
+            Some(checksum) if checksum[..] != migration.checksum[..] => {
+                return Err(format!(
+                    "migration {} ({}) was applied from other SQL than this build's",
+                    migration.version, migration.description
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(missing)
+}
+
+/// The newest migration this build embeds: the schema version it needs.
+pub(super) fn newest(dialect: Dialect) -> i64 {
+    migrator(dialect).iter().map(|m| m.version).max().unwrap_or(0)
+}
 
 /// Applies the migrations not yet applied.
 ///
@@ -35,7 +81,7 @@ pub(super) async fn run(dialect: Dialect, writer: &AnyPool) -> Result<(), Migrat
 
 /// The migrations, embedded in the binary (the `Any` driver runs them). One text for both
 /// dialects: only the serial key differs, and SQLite's `AUTOINCREMENT` keeps ids increasing.
-fn migrator(dialect: Dialect) -> Migrator {
+pub(super) fn migrator(dialect: Dialect) -> Migrator {
     const JOBS: &str = include_str!("../../../migrations/jobs/0001_jobs.sql");
     const SYNC_JOBS: &str = include_str!("../../../migrations/jobs/0002_sync_jobs.sql");
     const TAKEOVERS: &str = include_str!("../../../migrations/jobs/0003_job_takeovers.sql");

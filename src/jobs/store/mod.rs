@@ -5,7 +5,7 @@
 //!
 //! - `rows`: the rows the API and workers read ([`rows::JobRow`], [`rows::EventRow`],
 //!   [`rows::Claimed`]) and decoding a row;
-//! - `migrate`: the embedded migrations;
+//! - `migrate`: the embedded migrations, and which of them a database lacks;
 //! - `submit`: storing a new job;
 //! - `idempotency`: `Idempotency-Key`s (claim, release, purge);
 //! - `events`: writing a job's events (and waking replicas) and reading them back;
@@ -186,50 +186,34 @@ enum Role {
     Writer,
 }
 
+/// What opening the store does about a schema older than this build needs
+/// (`MVGEN_MIGRATE_ON_START`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schema {
+    /// Applies the missing migrations (today's one-command start). A current schema is only read,
+    /// so this also suits a role without DDL rights once `mvgen migrate` has run.
+    Migrate,
+    /// Refuses to open it, naming `mvgen migrate`: replicas whose role may not change the schema.
+    Require,
+}
+
+/// What `mvgen migrate` did.
+#[derive(Debug)]
+pub struct Migrated {
+    /// The migrations applied now, oldest first (empty: the schema was already current).
+    pub applied: Vec<i64>,
+    /// The schema version this build needs, which the database now has.
+    pub version: i64,
+}
+
 impl Store {
-    /// Connects (creating an SQLite file if missing) and runs the migrations.
-    pub async fn open(url: &str) -> Result<Store, String> {
-        sqlx::any::install_default_drivers();
-        let dialect = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Dialect::Postgres
-        } else if url.starts_with("sqlite:") {
-            Dialect::Sqlite
-        } else {
-            return Err(format!("MVGEN_DATABASE_URL: {url:?} is neither sqlite:… nor postgres://…"));
-        };
+    /// Connects (creating an SQLite file if missing) and migrates or checks the schema as
+    /// `schema` says. `application_name` names the process in PostgreSQL's `pg_stat_activity`
+    /// unless the URL names it already (see [`with_application_name`]).
+    pub async fn open(url: &str, schema: Schema, application_name: Option<&str>) -> Result<Store, String> {
+        let (dialect, pool, writer) = connect(url, application_name, 16).await?;
+        prepare_schema(dialect, &writer, schema, url).await?;
         let shown = shown(url);
-        // One plain connection first: the pool would only say it timed out, this says why. On
-        // SQLite connecting does not read the file, so the probe also reads its schema: a file
-        // that is not a database (corrupt, or something else entirely) fails here with SQLite's
-        // reason, not later inside the pool, whose connect retries it until "pool timed out".
-        let opened = |e: sqlx::Error| format!("cannot open the jobs database {shown}: {}", reason(&e));
-        let mut probe = sqlx::AnyConnection::connect(url).await.map_err(opened)?;
-        if dialect == Dialect::Sqlite {
-            // And that it can write: a file SQLite could only open read-only is refused here in
-            // one line, not after the writer pool's 3 s of retries (see `sqlite_pool`).
-            let read = sqlx::query("SELECT count(*) FROM sqlite_master").execute(&mut probe).await;
-            let checked = match read {
-                Ok(_) => check_writable(&mut probe).await,
-                Err(e) => Err(e),
-            };
-            if let Err(e) = checked {
-                let _ = probe.close().await;
-                return Err(opened(e));
-            }
-        }
-        let _ = probe.close().await;
-        let (pool, writer) = match dialect {
-            Dialect::Sqlite => {
-                let pool = sqlite_pool(8, Role::Reader).connect(url).await.map_err(opened)?;
-                let writer = sqlite_pool(1, Role::Writer).connect(url).await.map_err(opened)?;
-                (pool, writer)
-            }
-            Dialect::Postgres => {
-                let pool = pool_options(16).connect(url).await.map_err(opened)?;
-                (pool.clone(), pool)
-            }
-        };
-        migrate::run(dialect, &writer).await.map_err(|e| format!("jobs database {shown}: migrations failed: {e}"))?;
         // After the migrations, so the file surely exists (`mode=rwc` creates it on first write).
         // An in-memory database has no file to watch.
         let file = match dialect {
@@ -241,6 +225,95 @@ impl Store {
         Ok(Store { pool, writer, dialect, keys_purged_at: Arc::new(AtomicI64::new(0)), file })
     }
 
+    /// `mvgen migrate`: applies the migrations the database lacks, and says which.
+    pub async fn migrate(url: &str, application_name: Option<&str>) -> Result<Migrated, String> {
+        let (dialect, pool, writer) = connect(url, application_name, 1).await?;
+        let applied = prepare_schema(dialect, &writer, Schema::Migrate, url).await;
+        pool.close().await;
+        writer.close().await;
+        Ok(Migrated { applied: applied?, version: migrate::newest(dialect) })
+    }
+}
+
+/// The migrations this build embeds, as sqlx runs them. Tests build the previous schema from it
+/// (all but the newest) to prove an upgrade and a refusal against a real database.
+pub fn embedded_migrations(dialect: Dialect) -> sqlx::migrate::Migrator {
+    migrate::migrator(dialect)
+}
+
+/// Migrates the schema, or checks it is current (`Schema::Require`); returns the migrations
+/// applied. The check comes first either way, so a current schema is never written to: sqlx's
+/// migrator would `CREATE TABLE IF NOT EXISTS` its own table, which a role without CREATE on the
+/// schema is refused even when the table exists.
+async fn prepare_schema(dialect: Dialect, writer: &AnyPool, schema: Schema, url: &str) -> Result<Vec<i64>, String> {
+    let shown = shown(url);
+    let missing = migrate::missing(dialect, writer).await.map_err(|e| format!("jobs database {shown}: {e}"))?;
+    match (missing.as_slice(), schema) {
+        ([], _) => Ok(missing),
+        (_, Schema::Require) => Err(format!(
+            "jobs database {shown}: the schema lacks migration {} this build needs: run `mvgen migrate` first \
+             (MVGEN_MIGRATE_ON_START=false)",
+            missing.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
+        )),
+        (_, Schema::Migrate) => {
+            migrate::run(dialect, writer)
+                .await
+                .map_err(|e| format!("jobs database {shown}: migrations failed: {e}"))?;
+            Ok(missing)
+        }
+    }
+}
+
+/// Opens the store's pools (`size` connections on PostgreSQL, where one pool does everything).
+async fn connect(url: &str, application_name: Option<&str>, size: u32) -> Result<(Dialect, AnyPool, AnyPool), String> {
+    sqlx::any::install_default_drivers();
+    let dialect = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Dialect::Postgres
+    } else if url.starts_with("sqlite:") {
+        Dialect::Sqlite
+    } else {
+        return Err(format!("MVGEN_DATABASE_URL: {url:?} is neither sqlite:… nor postgres://…"));
+    };
+    let shown = shown(url);
+    // One plain connection first: the pool would only say it timed out, this says why. On
+    // SQLite connecting does not read the file, so the probe also reads its schema: a file
+    // that is not a database (corrupt, or something else entirely) fails here with SQLite's
+    // reason, not later inside the pool, whose connect retries it until "pool timed out".
+    let opened = |e: sqlx::Error| format!("cannot open the jobs database {shown}: {}", reason(&e));
+    let named = match (dialect, application_name) {
+        (Dialect::Postgres, Some(name)) => with_application_name(url, name),
+        _ => url.to_owned(),
+    };
+    let mut probe = sqlx::AnyConnection::connect(&named).await.map_err(opened)?;
+    if dialect == Dialect::Sqlite {
+        // And that it can write: a file SQLite could only open read-only is refused here in
+        // one line, not after the writer pool's 3 s of retries (see `sqlite_pool`).
+        let read = sqlx::query("SELECT count(*) FROM sqlite_master").execute(&mut probe).await;
+        let checked = match read {
+            Ok(_) => check_writable(&mut probe).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = checked {
+            let _ = probe.close().await;
+            return Err(opened(e));
+        }
+    }
+    let _ = probe.close().await;
+    let (pool, writer) = match dialect {
+        Dialect::Sqlite => {
+            let pool = sqlite_pool(8, Role::Reader).connect(url).await.map_err(opened)?;
+            let writer = sqlite_pool(1, Role::Writer).connect(url).await.map_err(opened)?;
+            (pool, writer)
+        }
+        Dialect::Postgres => {
+            let pool = pool_options(size).connect(&named).await.map_err(opened)?;
+            (pool.clone(), pool)
+        }
+    };
+    Ok((dialect, pool, writer))
+}
+
+impl Store {
     /// The database this store runs on.
     pub fn dialect(&self) -> Dialect {
         self.dialect
@@ -292,6 +365,28 @@ fn reason(e: &sqlx::Error) -> String {
     }
 }
 
+/// `url` with `application_name=name` added, unless it names one already (an operator's choice
+/// wins). PostgreSQL shows it in `pg_stat_activity` and can log it (`%a`), so a connection is
+/// traced to its process: `mvgen serve@host:port`, `mvgen worker@host`.
+pub fn with_application_name(url: &str, name: &str) -> String {
+    let (base, fragment) = url.split_once('#').map_or((url, None), |(b, f)| (b, Some(f)));
+    let query = base.split_once('?').map_or("", |(_, q)| q);
+    let named = form_urlencoded::parse(query.as_bytes()).any(|(key, _)| key == "application_name");
+    if named {
+        return url.to_owned();
+    }
+    let param = form_urlencoded::Serializer::new(String::new()).append_pair("application_name", name).finish();
+    let separator = if !base.contains('?') {
+        "?"
+    } else if base.ends_with('?') || base.ends_with('&') {
+        ""
+    } else {
+        "&"
+    };
+    let fragment = fragment.map(|f| format!("#{f}")).unwrap_or_default();
+    format!("{base}{separator}{param}{fragment}")
+}
+
 /// The URL without its password, for messages.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -315,5 +410,20 @@ mod tests {
         assert_eq!(shown("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
         assert_eq!(shown("sqlite:///data/out/jobs.db?mode=rwc"), "/data/out/jobs.db");
         assert_eq!(shown("sqlite:jobs.db"), "jobs.db");
+    }
+
+    #[test]
+    fn application_name_is_added_unless_the_url_names_one() {
+        let name = "mvgen serve@db-1:8000";
+        assert_eq!(
+            with_application_name("postgres://u@h/db", name),
+            "postgres://u@h/db?application_name=mvgen+serve%40db-1%3A8000"
+        );
+        assert_eq!(
+            with_application_name("postgres://u@h/db?sslmode=require", name),
+            "postgres://u@h/db?sslmode=require&application_name=mvgen+serve%40db-1%3A8000"
+        );
+        let own = "postgres://u@h/db?sslmode=require&application_name=billing";
+        assert_eq!(with_application_name(own, name), own);
     }
 }
