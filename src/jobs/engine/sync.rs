@@ -17,13 +17,13 @@ use crate::jobs::store::StoreError;
 use crate::jobs::store::rows::{Claimed, JobRow};
 
 impl Jobs {
-    /// Stores a job its caller already planned, then runs it at once in this process (unless a
-    /// worker claims it first) and returns its id. For the sync endpoints: they wait on it rather
-    /// than queue behind other jobs, `max_attempts` 1 so an upstream failure answers the caller as
-    /// it did before jobs (a takeover after a dead worker still resumes its saved run). The run is
-    /// its own task holding `guard` (the caller's generation slot) until the job ends, whoever runs
-    /// it: a caller who hangs up neither cancels it nor frees the slot early, and a worker that
-    /// wins the claim does not let the cap be bypassed (see [`Jobs::run_to_end`]). `scope`: as for
+    /// Stores a job its caller already planned, claimed by this process, then runs it at once
+    /// here and returns its id. For the sync endpoints: they wait on it rather than queue behind
+    /// other jobs, `max_attempts` 1 so an upstream failure answers the caller as it did before
+    /// jobs (a takeover after a dead worker still resumes its saved run). The run is its own task
+    /// holding `guard` (the caller's generation slot) until the job ends, whoever runs it: a
+    /// caller who hangs up neither cancels it nor frees the slot early, and a worker that takes
+    /// the job over does not let the cap be bypassed (see [`Jobs::run_to_end`]). `scope`: as for
     /// [`Jobs::submit`].
     pub async fn submit_now(
         self: &Arc<Self>,
@@ -120,8 +120,9 @@ impl Jobs {
     }
 
     /// The job once it is succeeded, failed or canceled, or as it is last read (still `queued` or
-    /// `processing`) once `config.sync_wait` has passed or shutdown asked for an answer now: the caller answers with the job's id
-    /// instead of hanging forever when nobody can run it (the database keeps refusing claims, say).
+    /// `processing`) once `config.sync_wait` has passed or shutdown asked for an answer now: the
+    /// caller answers with the job's id instead of hanging forever when nobody can run it (the
+    /// database keeps refusing claims, say).
     /// Woken by this process's broadcast; reads the row anyway every `config.poll`, as a worker in
     /// another process tells us nothing. A database fault is retried: the job's result is kept
     /// either way. `Ok(None)`: no such job; `Err`: the database could not be read once before the
