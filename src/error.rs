@@ -109,6 +109,19 @@ impl ErrorKind {
     }
 }
 
+impl ErrorKind {
+    /// A 5xx that says "not now" by design: a limit reached, a drain, a bounded wait, an upstream's
+    /// own rate limit. Nothing is broken, so it is logged as a warning: an operator's error-level
+    /// alerts stay for faults (a database or store down, a bug).
+    pub fn is_by_design(self) -> bool {
+        use ErrorKind::*;
+        matches!(
+            self,
+            TooManyGenerations | QueueFull | ShuttingDown | JobStillRunning | UpstreamRateLimited | TooManyConnections
+        )
+    }
+}
+
 /// The wire name is the variant's name.
 impl std::fmt::Display for ErrorKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -359,7 +372,11 @@ struct ServerError {
 /// boxed middleware.
 pub fn log_server_errors(response: Response) -> Response {
     if let Some(e) = response.extensions().get::<ServerError>() {
-        tracing::error!(status = response.status().as_u16(), kind = %e.kind, "{}", e.message);
+        if e.kind.is_by_design() {
+            tracing::warn!(status = response.status().as_u16(), kind = %e.kind, "{}", e.message);
+        } else {
+            tracing::error!(status = response.status().as_u16(), kind = %e.kind, "{}", e.message);
+        }
     }
     response
 }

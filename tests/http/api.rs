@@ -834,6 +834,23 @@ async fn at_the_generation_cap_bad_requests_still_get_their_4xx() {
     );
 }
 
+/// A limit reached is a 503 by design, logged as a warning; a fault stays an error (above).
+#[test]
+fn a_refusal_at_a_limit_is_logged_as_a_warning_not_an_error() {
+    let t = TestApp::with(|s| s.max_concurrent_generations = 1, |_| {});
+    let _held = t.generations.take().expect("the only slot");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let mut answer = None;
+    let logs = capture_logs(|| answer = Some(rt.block_on(t.post("/api/mv/generate_video", &json!({"prompt": "p"})))));
+    let (status, body) = answer.expect("answered");
+    assert_eq!(
+        (status, body["detail"]["error"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("TooManyGenerations"))
+    );
+    assert!(logs.contains("WARN") && logs.contains("kind=TooManyGenerations"), "{logs}");
+    assert!(!logs.contains("ERROR"), "{logs}");
+}
+
 #[tokio::test]
 async fn responses_carry_their_fields_and_scenes_are_stored_per_request() {
     let t = TestApp::new();
