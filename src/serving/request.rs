@@ -48,14 +48,13 @@ pub(super) async fn handle_in(
         return handle(request, router, state, body_timeout).await;
     }
     state.answer_started();
+    // `retry_after_seconds` becomes the `Retry-After` header (`ApiError::into_response`).
     let busy = ApiError::new(
         ErrorKind::TooManyConnections,
         "the server holds as many connections as it serves at once; retry shortly".to_owned(),
         json!({ "retry_after_seconds": 1 }),
     );
-    let mut response = closing(busy.into_response());
-    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    Ok(Answer::wrap(response, in_flight))
+    Ok(Answer::wrap(closing(busy.into_response()), in_flight))
 }
 
 async fn handle(

@@ -55,12 +55,17 @@ fn watch(mut stream: TcpStream, since: Instant, limit: Duration) -> Watched {
 
 /// Sends one request on a fresh connection and returns the status code and the body.
 fn get(server: &ServerProcess, path: &str) -> (u16, String) {
+    status_and_body(&get_whole(server, path))
+}
+
+/// Sends one request on a fresh connection and returns the whole answer, head and body.
+fn get_whole(server: &ServerProcess, path: &str) -> String {
     let mut stream = connect(server);
     stream.set_read_timeout(Some(Duration::from_secs(20))).expect("read timeout");
     write!(stream, "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").expect("send");
     let mut text = String::new();
     stream.read_to_string(&mut text).expect("answer");
-    status_and_body(&text)
+    text
 }
 
 fn status_and_body(text: &str) -> (u16, String) {
@@ -215,9 +220,11 @@ fn past_the_cap_the_probes_answer_at_once_and_the_rest_wait_in_the_backlog() {
         assert!(start.elapsed() < Duration::from_millis(900), "{path} waited {:?} past the cap", start.elapsed());
     }
     let start = Instant::now();
-    let (status, body) = get(&server, "/api/mv/get_config_flavors");
+    let whole = get_whole(&server, "/api/mv/get_config_flavors");
+    let (status, body) = status_and_body(&whole);
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("TooManyConnections"), "{body}");
+    assert!(whole.to_ascii_lowercase().contains("\r\nretry-after: 1\r\n"), "{whole}");
     assert!(start.elapsed() >= Duration::from_millis(900), "refused after waiting {:?} for a slot", start.elapsed());
 
     // A slot frees while a request waits in the reserve: it is served.
