@@ -1,6 +1,9 @@
-//! The file types mvgen stores: one table, and how a type is told from a file's first bytes.
+//! The file types mvgen stores: one table, and how a type is told from a file's first bytes; and
+//! [`cut`], the final cut's MP4 planned from the clips' headers.
 //! Below both the providers (who check what a model made) and storage (which checks what it is
 //! given and serves it back with its type), so the two always agree and neither imports the other.
+
+pub mod cut;
 
 /// The file types mvgen stores, as (content type, extension). One table, so what a provider
 /// returns, how it is stored and how it is served back always agree.

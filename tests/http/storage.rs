@@ -76,7 +76,7 @@ async fn a_full_disk_fails_the_request_and_leaves_no_partial_file() {
     }
     let _unmount = Unmount(mount_point.clone());
     let out = mount_point.clone();
-    // The mock clip (about 18 KB) can't fit in 16 KiB.
+    // The mock clip (about 27 KB) can't fit in 16 KiB.
     let t = TestApp::with(|s| s.output_dir = out, |p| *p = Providers::mock());
 
     let (status, resp) = t.post("/api/mv/generate_video", &json!({"prompt": "p"})).await;
