@@ -77,6 +77,9 @@ pub enum ErrorKind {
     ShuttingDown,
     /// A connection past the connection cap, in the probes' reserve, asked for something else.
     TooManyConnections,
+    /// A final cut of clips that can't share one track (codec, frame size, frame rate), or of a
+    /// clip that is not an MP4 the cut can read.
+    ClipsIncompatible,
 }
 
 impl ErrorKind {
@@ -91,7 +94,9 @@ impl ErrorKind {
             | InvalidId
             | UnknownFlavor
             | InvalidIdempotencyKey => StatusCode::BAD_REQUEST,
-            RequestValidationError | ContentRefused | IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            RequestValidationError | ContentRefused | IdempotencyKeyReused | ClipsIncompatible => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             IdempotencyKeyInUse | JobFinished | JobCanceled => StatusCode::CONFLICT,
             NotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,

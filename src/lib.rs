@@ -20,15 +20,17 @@
 //! live_configs    the table compiled from a watched dir instead (`serve --configs DIR`)
 //! json_schema     JSON Schemas of the configs files, from the compiler's definitions
 //! prompts         a flavor plus request inputs → exactly what is sent upstream
-//! media           the stored file types, and sniffing a type from first bytes
+//! media/          the stored file types, and sniffing a type from first bytes
+//!   cut             the final cut's MP4 planned from clips' headers: tracks, trims, pieces to copy
 //! error           ApiError: every failure's kind, status and JSON body
 //! limits          request bounds and the generation slots
 //! json_body       a JSON body parsed into a type (400 syntax, 422 shape)
 //! state           AppState: what every handler shares
 //! debug_log       MV_DEBUG_MODE provenance lines
 //! generation/     the kinds of generation and what runs them
-//!   kind            the one list of kinds (scenes, character_reference, video)
+//!   kind            the one list of kinds (scenes, character_reference, video, final_cut)
 //!   scenes, character, video   one kind each: body, validation, plan, run, answer
+//!   final_cut       clips and a song remuxed into one stored video (reads and writes the store)
 //!   driver          request → plan: text bounds, flavor choice, strict mode, slot
 //!   report          FlavorReport, what an answer says of the flavor
 //!   stored          a plan as the job engine stores it and runs it later

@@ -140,6 +140,10 @@ pub struct VideoInfo {
     pub config_flavor_hash: Option<String>,
     pub project_id: Option<String>,
     pub sequence: Option<u32>,
+    /// A final cut's length in seconds (null for a scene clip).
+    pub duration_seconds: Option<f64>,
+    /// The clips a final cut was cut from, with their effective trims (null for a scene clip).
+    pub cut_from: Option<Vec<crate::generation::video::CutClip>>,
 }
 
 #[utoipa::path(
@@ -181,6 +185,8 @@ pub async fn get_video_info(
         config_flavor_hash: record.as_ref().map(|r| r.config_flavor_hash.clone()).filter(|h| !h.is_empty()),
         project_id: record.as_ref().and_then(|r| r.project_id.clone()),
         sequence: record.as_ref().and_then(|r| r.sequence),
+        duration_seconds: record.as_ref().and_then(|r| r.duration_seconds),
+        cut_from: record.and_then(|r| r.cut_from),
     }))
 }
 

@@ -17,6 +17,7 @@ use crate::api_keys::KeyScope;
 use crate::error::{self, ApiError, ErrorKind};
 use crate::generation::character::{Character, CharacterReferenceBody, CharacterReferenceResponse};
 use crate::generation::driver;
+use crate::generation::final_cut::{FinalCut, StitchVideosBody, StitchVideosResponse};
 use crate::generation::scenes::{CreateScenesBody, CreateScenesResponse, Scenes};
 use crate::generation::stored;
 use crate::generation::video::{GenerateVideoBody, GenerateVideoResponse, Video};
@@ -30,9 +31,9 @@ use crate::providers::RunContext;
 use crate::state::AppState;
 
 /// A generation endpoint's OpenAPI operation around its handler: the endpoints differ only in
-/// their path, body, answer and what a 200 means.
+/// their path, body, answer, what a 200 means, and any answer of their own.
 macro_rules! generation_endpoint {
-    ($path:literal, $body:ty => $answer:ty, $done:literal; $handler:item) => {
+    ($path:literal, $body:ty => $answer:ty, $done:literal $(, $extra:tt)*; $handler:item) => {
         #[utoipa::path(
             post,
             path = $path,
@@ -46,6 +47,7 @@ macro_rules! generation_endpoint {
                         ("X-Job-Id" = String, description = "The job that ran the generation (`GET /api/mv/jobs/{id}`); \
                             also on its error answers. A caller who hangs up does not stop it: its result is kept"),
                     )),
+                $($extra,)*
                 error::GenerationErrors,
             )
         )]
@@ -84,6 +86,19 @@ pub async fn generate_video(
     ValidJson(body): ValidJson<GenerateVideoBody>,
 ) -> Result<Response, ApiError> {
     respond::<Video>(&state, jobs.as_deref(), scope.as_deref(), body).await
+}
+}
+
+generation_endpoint! { "/api/mv/stitch-videos", StitchVideosBody => StitchVideosResponse,
+    "The clips (and the song) cut into one stored video",
+    (status = 404, description = "A clip named is not stored (`details.field` names it)", body = crate::error::ErrorBody);
+pub async fn stitch_videos(
+    State(state): State<AppState>,
+    jobs: Option<Extension<Arc<Jobs>>>,
+    scope: Option<Extension<KeyScope>>,
+    ValidJson(body): ValidJson<StitchVideosBody>,
+) -> Result<Response, ApiError> {
+    respond::<FinalCut>(&state, jobs.as_deref(), scope.as_deref(), body).await
 }
 }
 

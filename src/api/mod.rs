@@ -29,6 +29,7 @@ pub fn routes(jobs: Option<Arc<Jobs>>, metrics: bool) -> Router<AppState> {
         .route("/api/mv/create_scenes", post(generate::create_scenes))
         .route("/api/mv/generate_character_reference", post(generate::generate_character_reference))
         .route("/api/mv/generate_video", post(generate::generate_video))
+        .route("/api/mv/stitch-videos", post(generate::stitch_videos))
         .route("/api/mv/get_config_flavors", get(flavors::get_config_flavors))
         .route("/api/mv/get_character_reference/{id}", get(files::get_character_reference))
         .route("/api/mv/get_video/{id}", get(files::get_video))

@@ -26,6 +26,7 @@ use crate::state::AppState;
         generate::create_scenes,
         generate::generate_character_reference,
         generate::generate_video,
+        generate::stitch_videos,
         flavors::get_config_flavors,
         files::get_character_reference,
         files::get_video,

@@ -20,14 +20,17 @@ pub enum Kind {
     CharacterReference,
     /// `generate_video`: one scene rendered as a video.
     Video,
+    /// `stitch-videos`: clips and a song remuxed into one video.
+    FinalCut,
 }
 
 impl Kind {
     /// Every kind, in the order the API lists them.
-    pub const ALL: [Kind; 3] = [Kind::Scenes, Kind::CharacterReference, Kind::Video];
+    pub const ALL: [Kind; 4] = [Kind::Scenes, Kind::CharacterReference, Kind::Video, Kind::FinalCut];
 
     /// Every kind's name, in the order of [`Kind::ALL`].
-    const NAMES: [&'static str; 3] = [Kind::Scenes.as_str(), Kind::CharacterReference.as_str(), Kind::Video.as_str()];
+    const NAMES: [&'static str; 4] =
+        [Kind::Scenes.as_str(), Kind::CharacterReference.as_str(), Kind::Video.as_str(), Kind::FinalCut.as_str()];
 
     /// Its name for jobs, metrics and debug logs.
     pub const fn as_str(self) -> &'static str {
@@ -35,6 +38,7 @@ impl Kind {
             Kind::Scenes => "scenes",
             Kind::CharacterReference => "character_reference",
             Kind::Video => "video",
+            Kind::FinalCut => "final_cut",
         }
     }
 
@@ -90,6 +94,6 @@ mod tests {
         }
         assert_eq!(Kind::parse("character"), None, "the CLI's subcommand name is not a kind");
         let refused = Kind::from_field("song").expect_err("not a kind");
-        assert_eq!(refused.message, r#"kind: "song" is not one of scenes, character_reference, video"#);
+        assert_eq!(refused.message, r#"kind: "song" is not one of scenes, character_reference, video, final_cut"#);
     }
 }

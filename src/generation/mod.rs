@@ -52,6 +52,7 @@ macro_rules! body {
 pub mod backend;
 pub mod character;
 pub mod driver;
+pub mod final_cut;
 pub mod inputs;
 pub mod kind;
 pub mod report;
@@ -108,6 +109,15 @@ pub trait Generation: Sized + Send + Sync + 'static {
     /// The project a plan belongs to, and its place in it.
     fn project(_plan: &Plan<Self::Request, Self::Kept>) -> (Option<String>, Option<u32>) {
         (None, None)
+    }
+
+    /// Checks what the plan names in the store exists (a final cut's clips), so a request naming
+    /// a file that is not there is refused before it is stored as a job. Most kinds name none.
+    fn check_inputs<'a>(
+        _plan: &'a Plan<Self::Request, Self::Kept>,
+        _state: &'a AppState,
+    ) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(async { Ok(()) })
     }
 
     /// Puts what the request uploaded (a video's `reference_image_base64`) in the store, so the

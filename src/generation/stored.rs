@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use super::character::Character;
 use super::driver::{self, PlanOf, Planned};
+use super::final_cut::FinalCut;
 use super::scenes::Scenes;
 use super::video::Video;
 use super::{FlavorReport, Generation, Kind, Run};
@@ -52,6 +53,7 @@ pub async fn plan(state: &AppState, kind: Kind, input: Value) -> Result<StoredPl
         Kind::Scenes => plan_as::<Scenes>(state, input).await,
         Kind::CharacterReference => plan_as::<Character>(state, input).await,
         Kind::Video => plan_as::<Video>(state, input).await,
+        Kind::FinalCut => plan_as::<FinalCut>(state, input).await,
     }
 }
 
@@ -66,6 +68,7 @@ pub fn run<'a>(
         Kind::Scenes => run_as::<Scenes>(state, plan, ctx),
         Kind::CharacterReference => run_as::<Character>(state, plan, ctx),
         Kind::Video => run_as::<Video>(state, plan, ctx),
+        Kind::FinalCut => run_as::<FinalCut>(state, plan, ctx),
     }
 }
 
@@ -87,6 +90,7 @@ async fn plan_as<G: Generation>(state: &AppState, input: Value) -> Result<Stored
 /// request uploaded is put in the store first, so the plan names it by id.
 pub async fn to_store<G: Generation>(state: &AppState, planned: Planned<G>) -> Result<StoredPlan, ApiError> {
     let Planned { mut plan, flavor } = planned;
+    G::check_inputs(&plan, state).await?;
     G::store_uploads(&mut plan, state).await?;
     serialise(Planned::<G> { plan, flavor })
 }

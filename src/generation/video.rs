@@ -127,6 +127,22 @@ pub struct VideoRecord {
     pub sequence: Option<u32>,
     pub character_reference_id: Option<String>,
     pub has_reference_image: bool,
+    /// A final cut's length, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_seconds: Option<f64>,
+    /// A final cut's clips, as cut.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cut_from: Option<Vec<CutClip>>,
+}
+
+/// A clip as it went into a cut.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CutClip {
+    pub video_id: String,
+    pub in_seconds: f64,
+    pub out_seconds: f64,
+    /// Where it starts in the cut, in seconds.
+    pub starts_at: f64,
 }
 
 /// A valid video request: what the prompt is rendered from, and what the plan keeps as it is.
@@ -259,6 +275,8 @@ impl Generation for Video {
                 sequence: plan.kept.sequence,
                 character_reference_id: plan.kept.character_reference_id.clone(),
                 has_reference_image,
+                duration_seconds: None,
+                cut_from: None,
             };
             // The video is stored and paid for: a record that fails to write costs only `info` its
             // details, so it is logged rather than failing the request.

@@ -30,6 +30,7 @@ mod support;
 
 mod database_faults;
 mod durable_jobs;
+mod final_cut;
 mod job_cancel;
 mod live_configs;
 mod mixed_flavors;

@@ -9,6 +9,7 @@
 
 use super::clip::Track;
 use super::header::{self, Chunk, OutTrack};
+use super::in_band;
 use super::silence::{AAC_FRAME, silent_frame};
 use super::timeline::{self, ClipIn, ClipSpan, Kept, Sound};
 use super::{CutError, rescale};
@@ -67,6 +68,8 @@ pub fn plan(clips: &[ClipIn], sound: &Sound) -> Result<Cut, CutError> {
     // Where the next clip starts, in the cut's video timescale.
     let mut at: u64 = 0;
     let mut raw_cts = Vec::new();
+    // The video's sample entry so far: where the next clip's differs, its parameter sets go in-band.
+    let mut last_entry: Option<u32> = None;
 
     for (k, (clip, kept)) in clips.iter().zip(&kept).enumerate() {
         let source = &clip.tracks.video;
@@ -74,6 +77,7 @@ pub fn plan(clips: &[ClipIn], sound: &Sound) -> Result<Cut, CutError> {
         // The video samples, with composition offsets relative to the clip's first shown frame.
         let decode_times: Vec<u64> = source.decode_times().collect();
         let first_dts = decode_times[kept.first];
+        let first_out = video.sizes.len();
         for (s, &decoded) in source.samples[kept.first..kept.end].iter().zip(&decode_times[kept.first..kept.end]) {
             let dts = decoded - first_dts;
             let shown = (decoded as i64 + s.cts - source.media_start as i64 - kept.start) as u64;
@@ -92,11 +96,21 @@ pub fn plan(clips: &[ClipIn], sound: &Sound) -> Result<Cut, CutError> {
 
         // This clip's runs of samples, video and its own audio, in file order.
         let video_runs = video_runs(&mut video, source, clips, k, kept)?;
+        let mut switch = switch_prefix(&video, &video_runs, last_entry);
+        last_entry = video_runs.last().map(|r| r.entry).or(last_entry);
         let audio_runs = audio.clip_runs(clip, k, kept, source.timescale, (end, vts))?;
         for run in in_file_order(video_runs, audio_runs) {
             let track = if run.audio { audio.track_mut() } else { Some(&mut video) };
             if let Some(track) = track {
                 track.chunks.push(Chunk { count: run.count, entry: run.entry, offset: mdat.len });
+            }
+            // The clip's first video sample carries its entry's parameter sets ahead of its own
+            // bytes, where the entry changes.
+            if !run.audio
+                && let Some(prefix) = switch.take()
+            {
+                video.sizes[first_out] += prefix.len() as u32;
+                mdat.push(Piece::Bytes(prefix));
             }
             mdat.copy(k, run.start, run.len);
         }
@@ -174,6 +188,16 @@ fn video_runs(
         return Err(CutError::Clip(format!("clip {}: its video track has no sample entry", clips[k].name)));
     }
     Ok(runs_of(source, kept.first..kept.end, false, |e| entries[e.min(entries.len() - 1)]))
+}
+
+/// The parameter sets to put before a clip's first video sample when its entry is not the one
+/// the video had until then (the first clip needs none: its entry is the track's first).
+fn switch_prefix(video: &OutTrack, runs: &[Run], last_entry: Option<u32>) -> Option<Vec<u8>> {
+    let entry = runs.first()?.entry;
+    if last_entry.is_none_or(|last| last == entry) {
+        return None;
+    }
+    in_band::parameter_sets(video.entries.get(entry as usize - 1)?)
 }
 
 /// Two tracks' runs merged in the order they sit in the clip's file, each track's own order kept

@@ -9,10 +9,12 @@
 //! - [`timeline`]: trims, and where each clip's frames land in the cut;
 //! - [`layout`]: the tracks, chunks and pieces of the whole file;
 //! - [`header`]: the `moov` written with `mp4-atom`;
+//! - [`in_band`]: parameter sets repeated where the video switches sample entry;
 //! - [`silence`]: silent AAC frames for a clip without audio between clips with audio.
 
 pub mod clip;
 mod header;
+mod in_band;
 pub mod layout;
 mod silence;
 pub mod timeline;
