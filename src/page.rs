@@ -133,7 +133,8 @@ mod tests {
 
     #[tokio::test]
     async fn assets_have_their_content_types() {
-        let (status, headers, body) = get("/assets/create.js", None).await;
+        // A module script is refused unless it is served as JavaScript.
+        let (status, headers, body) = get("/assets/flavors.js", None).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(headers[header::CONTENT_TYPE], "text/javascript; charset=utf-8");
         assert!(body.contains("get_config_flavors"));
@@ -174,5 +175,23 @@ mod tests {
         for name in referenced {
             assert!(PAGE.get_file(name).is_some(), "create.html references /assets/{name}, which is not in page/");
         }
+    }
+
+    /// Every module a script imports (`from './x.js'`) is embedded, from the entry script down.
+    #[test]
+    fn every_module_the_scripts_import_is_embedded() {
+        let mut seen = vec!["create.js".to_string()];
+        let mut next = 0;
+        while let Some(name) = seen.get(next).cloned() {
+            next += 1;
+            let script = PAGE.get_file(&name).and_then(|f| f.contents_utf8());
+            let script = script.unwrap_or_else(|| panic!("a script imports ./{name}, which is not in page/"));
+            for import in script.split(" from './").skip(1).filter_map(|rest| rest.split('\'').next()) {
+                if !seen.iter().any(|s| s == import) {
+                    seen.push(import.to_string());
+                }
+            }
+        }
+        assert!(seen.len() > 5, "the page is split into modules: {seen:?}");
     }
 }

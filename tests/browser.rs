@@ -195,6 +195,50 @@ fn every_scene_renders_to_a_playable_video() {
     });
 }
 
+/// After every scene is rendered, Final cut makes one video of them that Chromium plays to its
+/// end, its audio (the mock clips' tone) decoded, and offers it for download.
+#[test]
+fn final_cut_plays_to_its_end_with_audio() {
+    e2e("final_cut_plays_to_its_end_with_audio", Options::default(), async |t| {
+        t.open("/").await?;
+        t.wait_for("flavors loaded", "!document.querySelector('#config-flavor').disabled").await?;
+        t.fill("#video-description", "A lighthouse keeper tunes an old radio").await?;
+        t.fill("#character-description", "An old man in a blue coat").await?;
+        t.click("#generate-scenes").await?;
+        t.wait_for("scene cards", "document.querySelectorAll('.scene-card').length > 0").await?;
+        ensure!(t.js::<bool>("document.querySelector('#final-cut-section').hidden").await?, "no cut before videos");
+        t.select_value("#num-images", "1").await?;
+        t.click("#generate-character").await?;
+        t.wait_for("a reference image", "document.querySelectorAll('#character-images input').length === 1").await?;
+        t.click("#character-images input[type=radio]").await?;
+        t.wait_for("a picked reference", "!document.querySelector('#generate-videos').disabled").await?;
+        t.click("#generate-videos").await?;
+        t.wait_for(
+            "every card done",
+            "[...document.querySelectorAll('.scene-card')].every(c => c.dataset.state === 'done')",
+        )
+        .await?;
+        t.wait_for("the final cut offered", "!document.querySelector('#final-cut').disabled").await?;
+        t.click("#final-cut").await?;
+        t.wait_for("the cut's player", "document.querySelector('#final-cut-video')?.readyState >= 1").await?;
+        let cards: f64 = t.js("document.querySelectorAll('.scene-card').length").await?;
+        let duration: f64 = t.js("document.querySelector('#final-cut-video').duration").await?;
+        ensure!((duration - 2.0 * cards).abs() < 0.1, "the cut lasts {duration} s for {cards} two-second scenes");
+        let href: String = t.js("document.querySelector('#final-cut-download').href").await?;
+        ensure!(href.contains("/api/mv/get_video/"), "download link {href:?}");
+        // Played muted (no gesture needed) and fast; audio is decoded all the same.
+        t.js::<bool>("(v => { v.muted = true; v.playbackRate = 4; v.play(); return true; })(document.querySelector('#final-cut-video'))")
+            .await?;
+        t.wait_for("the cut played to its end", "document.querySelector('#final-cut-video').ended").await?;
+        let error: String = t.js("String(document.querySelector('#final-cut-video').error?.code ?? '')").await?;
+        ensure!(error.is_empty(), "the player failed with MediaError code {error}");
+        let audio: f64 = t.js("document.querySelector('#final-cut-video').webkitAudioDecodedByteCount").await?;
+        let frames: f64 = t.js("document.querySelector('#final-cut-video').webkitVideoDecodedByteCount").await?;
+        ensure!(audio > 0.0 && frames > 0.0, "decoded audio {audio} bytes, video {frames} bytes");
+        Ok(())
+    });
+}
+
 #[test]
 fn failed_video_shows_the_servers_message_and_retry_recovers() {
     e2e("failed_video_shows_the_servers_message_and_retry_recovers", Options::default(), async |t| {
