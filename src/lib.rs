@@ -20,7 +20,8 @@
 //! live_configs    the table compiled from a watched dir instead (`serve --configs DIR`)
 //! json_schema     JSON Schemas of the configs files, from the compiler's definitions
 //! prompts         a flavor plus request inputs → exactly what is sent upstream
-//! media           the stored file types, and sniffing a type from first bytes
+//! media/          the stored file types, and sniffing a type from first bytes
+//!   song/           a song's format and duration, its coded frames as one MP4 audio track
 //! error           ApiError: every failure's kind, status and JSON body
 //! limits          request bounds and the generation slots
 //! json_body       a JSON body parsed into a type (400 syntax, 422 shape)

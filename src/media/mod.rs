@@ -2,6 +2,8 @@
 //! Below both the providers (who check what a model made) and storage (which checks what it is
 //! given and serves it back with its type), so the two always agree and neither imports the other.
 
+pub mod song;
+
 /// The file types mvgen stores, as (content type, extension). One table, so what a provider
 /// returns, how it is stored and how it is served back always agree.
 pub const MEDIA_TYPES: &[(&str, &str)] = &[

@@ -15,6 +15,7 @@ pub mod job_pipeline;
 pub mod postgres;
 pub mod seaweed;
 pub mod server_process;
+pub mod song_mp4;
 pub mod test_app;
 pub mod tmpfs;
 pub mod tool;
