@@ -42,7 +42,8 @@
 //! providers/      Gemini, Replicate, Veo and the labelled mocks
 //!   client, retry, body, upstream_error, cancel   the HTTP plumbing they share
 //!   run, upstream_run, output, outbound           run context, saved runs, outputs, downloads
-//! storage/        where outputs live: the trait (mod), local files, S3 (object), checks, URLs
+//! storage/        where outputs live: the trait (mod), local files, S3 (object), checks, URLs,
+//!                 blocking (a stored file as a sync Read + Seek)
 //! api/            every route on one screen (mod) and its handlers: generate, files, flavors,
 //!                 jobs, openapi, health, readiness; extract (body and path extractors), send_file
 //! server          settings from the environment, and the middleware around api's routes
