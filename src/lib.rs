@@ -45,7 +45,8 @@
 //! storage/        where outputs live: the trait (mod), local files, S3 (object), checks, URLs,
 //!                 blocking (a stored file as a sync Read + Seek)
 //! api/            every route on one screen (mod) and its handlers: generate, files, flavors,
-//!                 jobs, openapi, health, readiness; extract (body and path extractors), send_file
+//!                 jobs, audio (songs), openapi, health, readiness; extract (body and path
+//!                 extractors), send_file
 //! server          settings from the environment, and the middleware around api's routes
 //! serving/        connections: accept, watchdog, per-request limits, signals, drain
 //! api_keys, request_id, telemetry, page, background   auth, X-Request-Id, /metrics, the create page, detached work
