@@ -8,8 +8,10 @@
 //! stream that are not whole frames (symphonia resyncs past them silently), a FLAC shorter than
 //! its STREAMINFO says, no frames at all.
 //!
-//! `found` names what a file is from its first bytes; `entry` builds the MP4 sample entries.
+//! `found` names what a file is from its first bytes; `entry` builds the MP4 sample entries;
+//! `edits` reads an M4A's edit list for the encoder priming symphonia does not report.
 
+mod edits;
 mod entry;
 mod found;
 
@@ -246,6 +248,10 @@ impl Demux {
             }
             _ => None,
         };
+        let edit = match (container, len) {
+            (Container::Mp4, Some(len)) => edits::mp4_first_edit(&mut source, len).map_err(SongError::Io)?,
+            _ => None,
+        };
         source.seek(SeekFrom::Start(0)).map_err(SongError::Io)?;
 
         let mss = MediaSourceStream::new(source, MediaSourceStreamOptions::default());
@@ -306,11 +312,11 @@ impl Demux {
                     _ => entry::adts_audio_specific_config(&window)
                         .ok_or_else(|| corrupt("the AAC stream has no AudioSpecificConfig"))?,
                 };
-                (entry::aac(rate, channels, config), rate, channels, track.delay.unwrap_or(0), None)
+                (entry::aac(rate, channels, config), rate, channels, priming(edit, track.delay, rate), None)
             }
             SongCodec::Mp3 => {
                 let rate = params.sample_rate.unwrap_or(0);
-                (entry::mp3(rate, channels), rate, channels, track.delay.unwrap_or(0), None)
+                (entry::mp3(rate, channels), rate, channels, priming(edit, track.delay, rate), None)
             }
         };
         if sample_rate == 0 || channels == 0 {
@@ -422,6 +428,17 @@ impl Demux {
             });
         }
         Ok(())
+    }
+}
+
+/// Samples hidden at the start: an MP4's edit list says it (in its track's timescale), else the
+/// demuxer's figure (an MP3's LAME tag), else none.
+fn priming(edit: Option<(u64, u32)>, delay: Option<u32>, sample_rate: u32) -> u32 {
+    match edit {
+        Some((media_time, timescale)) => {
+            u32::try_from(media_time * u64::from(sample_rate) / u64::from(timescale)).unwrap_or(0)
+        }
+        None => delay.unwrap_or(0),
     }
 }
 

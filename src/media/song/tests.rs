@@ -132,6 +132,10 @@ fn frames_are_mp4_samples() {
     assert_eq!(&first.data[..2], &[0xFF, 0xFB], "an MP3 frame keeps its header");
     let opus = SongTrack::open(source(FIXTURES[3].file)).unwrap();
     assert_eq!(opus.priming, 312, "ffprobe: skip_samples=312");
+    let m4a = SongTrack::open(source(FIXTURES[2].file)).unwrap();
+    assert_eq!(m4a.priming, 1024, "ffprobe: skip_samples=1024 (the edit list's media time)");
+    let adts = SongTrack::open(source(FIXTURES[1].file)).unwrap();
+    assert_eq!(adts.priming, 0, "ADTS says nothing of its priming");
 }
 
 fn refusal(bytes: &[u8]) -> SongError {
