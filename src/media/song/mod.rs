@@ -367,6 +367,7 @@ impl Demux {
             if packet.track_id != self.track_id {
                 continue;
             }
+            let block_dur = packet.block_dur().get();
             let data = packet.data.into_vec();
             // Durations come from the frames themselves where the codec fixes them: the
             // containers' figures are coarser (WebM keeps milliseconds) or trimmed (symphonia
@@ -376,8 +377,8 @@ impl Demux {
                 SongCodec::Mp3 => entry::mp3_frame_samples(&data),
                 SongCodec::Aac => Some(entry::AAC_FRAME_SAMPLES),
                 SongCodec::Flac => {
-                    let ticks = (packet.dur.get() + packet.trim_start.get() + packet.trim_end.get()) * self.ticks.0;
-                    u32::try_from(ticks.div_ceil(self.ticks.1)).ok()
+                    let ticks = block_dur.checked_mul(self.ticks.0);
+                    ticks.and_then(|t| u32::try_from(t.div_ceil(self.ticks.1)).ok())
                 }
             }
             .ok_or_else(|| SongError::Corrupt {
@@ -436,7 +437,8 @@ impl Demux {
 fn priming(edit: Option<(u64, u32)>, delay: Option<u32>, sample_rate: u32) -> u32 {
     match edit {
         Some((media_time, timescale)) => {
-            u32::try_from(media_time * u64::from(sample_rate) / u64::from(timescale)).unwrap_or(0)
+            let samples = media_time.checked_mul(u64::from(sample_rate)).map(|n| n / u64::from(timescale));
+            samples.and_then(|n| u32::try_from(n).ok()).unwrap_or(0)
         }
         None => delay.unwrap_or(0),
     }
