@@ -87,7 +87,8 @@ pub struct SongTrack {
     pub entry: Codec,
     /// The track's timescale: the sample rate (48000 for Opus).
     pub timescale: u32,
-    /// Samples to hide at the start (Opus pre-skip, an MP3's LAME encoder delay; 0 when unknown).
+    /// Samples to hide at the start, in timescale units: Opus' pre-skip, an M4A's edit list, an
+    /// MP3's LAME-tag encoder delay (without the decoder's own 529); 0 when the file does not say.
     pub priming: u32,
     demux: Demux,
 }
