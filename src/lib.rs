@@ -22,6 +22,7 @@
 //! prompts         a flavor plus request inputs → exactly what is sent upstream
 //! media/          the stored file types, and sniffing a type from first bytes
 //!   cut             the final cut's MP4 planned from clips' headers: tracks, trims, pieces to copy
+//!   song/           a song's format and duration, its coded frames as one MP4 audio track
 //! error           ApiError: every failure's kind, status and JSON body
 //! limits          request bounds and the generation slots
 //! json_body       a JSON body parsed into a type (400 syntax, 422 shape)
@@ -43,9 +44,11 @@
 //! providers/      Gemini, Replicate, Veo and the labelled mocks
 //!   client, retry, body, upstream_error, cancel   the HTTP plumbing they share
 //!   run, upstream_run, output, outbound           run context, saved runs, outputs, downloads
-//! storage/        where outputs live: the trait (mod), local files, S3 (object), checks, URLs
+//! storage/        where outputs live: the trait (mod), local files, S3 (object), checks, URLs,
+//!                 blocking (a stored file as a sync Read + Seek)
 //! api/            every route on one screen (mod) and its handlers: generate, files, flavors,
-//!                 jobs, openapi, health, readiness; extract (body and path extractors), send_file
+//!                 jobs, audio (songs), openapi, health, readiness; extract (body and path
+//!                 extractors), send_file
 //! server          settings from the environment, and the middleware around api's routes
 //! serving/        connections: accept, watchdog, per-request limits, signals, drain
 //! api_keys, request_id, telemetry, page, background   auth, X-Request-Id, /metrics, the create page, detached work

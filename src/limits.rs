@@ -17,6 +17,10 @@ pub const MAX_TEXT_CHARS: usize = 20_000;
 /// The largest character reference read into memory and sent with a video request.
 pub const MAX_REFERENCE_BYTES: u64 = 20 * 1024 * 1024;
 
+/// The largest song `upload_audio` stores by default (`MV_MAX_AUDIO_BYTES`): a 4-minute FLAC at
+/// CD quality is about 30 MB, an MP3 a tenth of that.
+pub const DEFAULT_MAX_AUDIO_BYTES: u64 = 50 << 20;
+
 /// What a caller told "too many generations" should wait before trying again.
 const BUSY_RETRY_AFTER_SECS: u64 = 5;
 

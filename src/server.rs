@@ -72,6 +72,8 @@ pub struct Settings {
     /// `MVGEN_MIGRATE_ON_START` (default true): `serve` and `worker` apply missing migrations at
     /// start; false: they refuse an older schema and say to run `mvgen migrate`.
     pub migrate_on_start: bool,
+    /// `MV_MAX_AUDIO_BYTES`: the largest song `upload_audio` stores.
+    pub max_audio_bytes: u64,
 }
 
 impl std::fmt::Debug for Settings {
@@ -102,6 +104,7 @@ impl std::fmt::Debug for Settings {
             .field("storage", &self.storage)
             .field("storage_options", &self.storage_options)
             .field("migrate_on_start", &self.migrate_on_start)
+            .field("max_audio_bytes", &self.max_audio_bytes)
             .finish()
     }
 }
@@ -185,6 +188,9 @@ impl Settings {
         let storage =
             crate::storage::url::parse(var("MVGEN_STORAGE_URL").as_deref(), &output_dir).map_err(anyhow::Error::msg)?;
         Ok(Settings {
+            // At most 4 GiB: a song is streamed to the store, never held, but a bigger "song" is
+            // an hours-long recording or a mistake, and the final cut reads it through twice.
+            max_audio_bytes: whole("MV_MAX_AUDIO_BYTES", crate::limits::DEFAULT_MAX_AUDIO_BYTES, 1..=4 << 30)?,
             addr,
             debug: truthy(var("MV_DEBUG_MODE")),
             strict_flavors: truthy(var("MV_STRICT_FLAVORS")),
@@ -282,7 +288,7 @@ pub fn app(state: AppState, settings: &Settings) -> Router {
 /// The application with the job routes (`/api/mv/jobs`) when an engine is given.
 pub fn app_with_jobs(state: AppState, settings: &Settings, jobs: Option<Arc<crate::jobs::Jobs>>) -> Router {
     let metrics = settings.metrics && crate::telemetry::install().is_some();
-    let mut router = api::routes(jobs, metrics)
+    let mut router = api::routes(jobs, metrics, settings.max_audio_bytes)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -533,6 +539,8 @@ mod tests {
             ("MVGEN_STORAGE_TIMEOUT", "0.09"),
             ("MVGEN_STORAGE_TIMEOUT", "3600.5"),
             ("MVGEN_STORAGE_TIMEOUT", "x"),
+            ("MV_MAX_AUDIO_BYTES", "0"),
+            ("MV_MAX_AUDIO_BYTES", "4294967297"),
         ] {
             let err = settings(&[(name, bad)]).expect_err(bad);
             assert!(err.starts_with(&format!("{name}={bad:?}: expected ")), "{err}");
@@ -550,8 +558,11 @@ mod tests {
             ("MVGEN_MAX_QUEUED_JOBS", "1000000"),
             ("MVGEN_MAX_QUEUED_PER_KEY", "1000000"),
             ("MVGEN_STORAGE_TIMEOUT", "3600"),
+            ("MV_MAX_AUDIO_BYTES", "4294967296"),
         ])
         .expect("bounds");
+        assert_eq!(s.max_audio_bytes, 4 << 30);
+        assert_eq!(settings(&[]).expect("defaults").max_audio_bytes, 50 << 20);
         assert_eq!(s.storage_options.timeout.as_secs(), 3600);
         let queue = (s.job_retention.as_secs(), s.max_queued_jobs, s.max_queued_per_key);
         assert_eq!(queue, (315_360_000, 1_000_000, 1_000_000));

@@ -17,6 +17,10 @@ use crate::json_body::parse;
 /// The largest request body accepted.
 pub const BODY_LIMIT: usize = 1024 * 1024;
 
+/// The one route whose body is not held to [`BODY_LIMIT`]: a song is streamed to the store under
+/// its own cap (`MV_MAX_AUDIO_BYTES`), which the route checks `Content-Length` against itself.
+pub const UPLOAD_AUDIO_PATH: &str = "/api/mv/upload_audio";
+
 /// A JSON body of type `T`.
 pub struct ValidJson<T>(pub T);
 
@@ -73,7 +77,7 @@ pub fn payload_too_large() -> ApiError {
 /// error) and a keyless caller gets its 401 first. The body is left unread: the connection closes.
 pub async fn refuse_declared_oversize(request: Request, next: axum::middleware::Next) -> axum::response::Response {
     let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.trim().parse().ok());
-    if declared.is_some_and(|len: u64| len > BODY_LIMIT as u64) {
+    if request.uri().path() != UPLOAD_AUDIO_PATH && declared.is_some_and(|len: u64| len > BODY_LIMIT as u64) {
         let mut response = axum::response::IntoResponse::into_response(payload_too_large());
         response.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
         return response;

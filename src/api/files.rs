@@ -191,7 +191,7 @@ pub async fn get_video_info(
 }
 
 /// `?redirect=` must be `true` or `false` when present; whether it asked for a redirect.
-fn redirect_param(query: Option<&str>) -> Result<bool, ApiError> {
+pub(super) fn redirect_param(query: Option<&str>) -> Result<bool, ApiError> {
     let value = query.into_iter().flat_map(|q| q.split('&')).find_map(|pair| pair.strip_prefix("redirect="));
     match value.map(str::to_ascii_lowercase).as_deref() {
         None | Some("false") => Ok(false),
@@ -205,7 +205,7 @@ fn redirect_param(query: Option<&str>) -> Result<bool, ApiError> {
 const SIGNED_URL_TTL: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 /// A 307 to a presigned URL when one was asked for and the store can sign it; the file otherwise.
-async fn serve_or_redirect(
+pub(super) async fn serve_or_redirect(
     state: &AppState,
     kind: Collection,
     id: &str,

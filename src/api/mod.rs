@@ -1,7 +1,8 @@
 //! The HTTP API: every route, on one screen, with its named handler. One file per endpoint area;
 //! the handlers are thin, over [`crate::generation`] (the generation endpoints), the job engine
-//! ([`jobs`]) and storage ([`files`]). `server` adds the middleware around this router.
+//! ([`jobs`]) and storage ([`files`], songs in `audio`). `server` adds the middleware around this router.
 
+mod audio;
 pub mod extract;
 mod files;
 mod flavors;
@@ -24,7 +25,7 @@ use crate::state::AppState;
 /// prefix-stripping layers, a measurable share of a request as cheap as the flavor list
 /// (BENCHMARKS.md). With a job engine, the job routes are served and the generation endpoints run
 /// as jobs; `/metrics` only when metrics are on.
-pub fn routes(jobs: Option<Arc<Jobs>>, metrics: bool) -> Router<AppState> {
+pub fn routes(jobs: Option<Arc<Jobs>>, metrics: bool, max_audio_bytes: u64) -> Router<AppState> {
     let mut routes = Router::new()
         .route("/api/mv/create_scenes", post(generate::create_scenes))
         .route("/api/mv/generate_character_reference", post(generate::generate_character_reference))
@@ -36,8 +37,18 @@ pub fn routes(jobs: Option<Arc<Jobs>>, metrics: bool) -> Router<AppState> {
         .route("/api/mv/get_video/{id}/info", get(files::get_video_info))
         .route("/api/mv/get_scenes/{id}", get(files::get_scenes))
         .route("/api/mv/get_scenes/{id}/markdown", get(files::get_scenes_markdown))
+        .route("/api/mv/get_audio/{id}", get(audio::get_audio))
+        .route("/api/mv/get_audio/{id}/info", get(audio::get_audio_info))
         .route("/api/openapi.json", get(openapi::openapi_json))
-        .route("/readyz", get(readiness::readyz).layer(Extension(Arc::new(readiness::Probes::default()))));
+        .route("/readyz", get(readiness::readyz).layer(Extension(Arc::new(readiness::Probes::default()))))
+        // The song is streamed under its own cap (`MV_MAX_AUDIO_BYTES`), not the 1 MiB of every
+        // other body: the handler reads the body as a stream, which the global limit does not
+        // bound, and `extract::refuse_declared_oversize` leaves this path's Content-Length to it.
+        .merge(
+            Router::new()
+                .route(extract::UPLOAD_AUDIO_PATH, post(audio::upload_audio))
+                .layer(Extension(audio::AudioLimit(max_audio_bytes))),
+        );
     if let Some(engine) = jobs {
         // The job routes have the engine as their own state.
         let job_routes = Router::new()

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use utoipa::OpenApi;
 
-use super::{files, flavors, generate, jobs};
+use super::{audio, files, flavors, generate, jobs};
 use crate::error;
 use crate::generation::FlavorReport;
 use crate::state::AppState;
@@ -33,6 +33,9 @@ use crate::state::AppState;
         files::get_video_info,
         files::get_scenes,
         files::get_scenes_markdown,
+        audio::upload_audio,
+        audio::get_audio,
+        audio::get_audio_info,
         jobs::submit_job,
         jobs::get_job,
         jobs::list_jobs,

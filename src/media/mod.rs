@@ -1,9 +1,10 @@
 //! The file types mvgen stores: one table, and how a type is told from a file's first bytes; and
-//! [`cut`], the final cut's MP4 planned from the clips' headers.
+//! [`cut`], the final cut's MP4 planned from the clips' headers, and [`song`], a song as one MP4 audio track.
 //! Below both the providers (who check what a model made) and storage (which checks what it is
 //! given and serves it back with its type), so the two always agree and neither imports the other.
 
 pub mod cut;
+pub mod song;
 
 /// The file types mvgen stores, as (content type, extension). One table, so what a provider
 /// returns, how it is stored and how it is served back always agree.
@@ -16,6 +17,14 @@ pub const MEDIA_TYPES: &[(&str, &str)] = &[
     // The scenes create_scenes stores; `Storage::put` keeps each type to its kind's directory, so
     // a model answering JSON is never stored as an image or a video.
     ("application/json", "json"),
+    // Songs for the final cut (media::song names each container's type). WebM audio is `.weba`, so
+    // the extension alone says which of the two WebM types to serve.
+    ("audio/mpeg", "mp3"),
+    ("audio/aac", "aac"),
+    ("audio/mp4", "m4a"),
+    ("audio/ogg", "ogg"),
+    ("audio/webm", "weba"),
+    ("audio/flac", "flac"),
 ];
 
 /// A content type's essence: the media type without parameters (`; charset=...`), trimmed and
@@ -56,6 +65,11 @@ pub fn sniff_media_type(bytes: &[u8]) -> Option<&'static str> {
 /// `application/octet-stream`, or a wrong type) is not trusted. Anything that is not a stored type
 /// of the `expected` kind (`"image"`, `"video"`) is refused with a message saying what it was.
 pub fn checked_media_type(bytes: &[u8], expected: &str) -> Result<&'static str, String> {
+    if expected == "audio" {
+        // ftyp and EBML are audio here (M4A, WebM audio); whether a video track hides inside is
+        // for the song probe, which reads the whole file.
+        return song::sniff(bytes).map_err(|e| e.to_string());
+    }
     match sniff_media_type(bytes) {
         Some(content_type) if content_type.starts_with(expected) => Ok(content_type),
         Some(content_type) => Err(format!("the output is {content_type}, not the {expected} asked for")),

@@ -126,6 +126,22 @@ impl Storage for LocalStorage {
         })
     }
 
+    fn delete<'a>(&'a self, kind: Collection, id: &'a str) -> BoxFuture<'a, Result<(), StorageError>> {
+        Box::pin(async move {
+            let id = parse_id(id)?;
+            let dir = self.root.join(kind.dir_name());
+            let names = kind.extensions().iter().map(|ext| dir.join(format!("{id}.{ext}")));
+            // The record last: while the file may still be there, it stays described.
+            for path in names.chain([self.records_dir(kind).join(format!("{id}.json"))]) {
+                match tokio::fs::remove_file(&path).await {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                    _ => {}
+                }
+            }
+            Ok(())
+        })
+    }
+
     fn signed_url<'a>(
         &'a self,
         _kind: Collection,
@@ -483,6 +499,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn delete_removes_the_file_and_its_record_and_tolerates_either_missing() {
+        let (_dir, root) = temp_root("delete");
+        let storage = LocalStorage::new(&root);
+        let song: ByteStream = futures_util::stream::iter([Ok(Bytes::from_static(b"fLaC\0\0\0\x22 a song"))]).boxed();
+        let put = storage.put_stream(Collection::Audio, 1 << 20, song).await.expect("put");
+        assert_eq!(put.content_type, "audio/flac");
+        storage.put_record(Collection::Audio, &put.id, b"{}").await.expect("record");
+        storage.delete(Collection::Audio, &put.id).await.expect("delete");
+        assert!(matches!(storage.find(Collection::Audio, &put.id).await, Err(StorageError::NotFound(_))));
+        assert_eq!(storage.record(Collection::Audio, &put.id).await.expect("read"), None);
+        assert_eq!(names(&root.join("audio")), Vec::<String>::new());
+        storage.delete(Collection::Audio, &put.id).await.expect("deleting again is no error");
+        assert!(matches!(storage.delete(Collection::Audio, "../x").await, Err(StorageError::BadId(_))));
+    }
+
+    #[tokio::test]
     async fn check_proves_the_directory_writable_and_leaves_nothing() {
         let (_dir, root) = temp_root("check");
         let storage = LocalStorage::new(&root);
@@ -490,7 +522,7 @@ mod tests {
         assert_eq!(names(&root.join("scenes")), Vec::<String>::new());
         let mut left = names(&root);
         left.sort();
-        assert_eq!(left, ["character_references", "scenes", "videos"], "the probe is gone");
+        assert_eq!(left, ["audio", "character_references", "scenes", "videos"], "the probe is gone");
         std::fs::write(root.join("blocked"), b"a file").expect("file");
         assert!(LocalStorage::new(root.join("blocked")).check().await.is_err());
     }

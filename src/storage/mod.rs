@@ -9,6 +9,7 @@
 //! [`object::ObjectStorage`] for an S3-compatible store (`s3://`), chosen by [`url::open`]. How a
 //! backend finds, writes and guards its files lives in its own file, never here.
 
+pub mod blocking;
 pub mod checked;
 pub mod local;
 pub mod object;
@@ -36,6 +37,9 @@ pub enum Collection {
     Video,
     /// The scenes one `create_scenes` request wrote, as JSON.
     Scenes,
+    /// Songs uploaded for the final cut (`upload_audio`). A song is one only once its record
+    /// (what the probe read) is written: the upload writes it after the probe accepts the file.
+    Audio,
 }
 
 impl Collection {
@@ -45,6 +49,7 @@ impl Collection {
             Collection::CharacterReference => "image",
             Collection::Video => "video",
             Collection::Scenes => "scenes file",
+            Collection::Audio => "song",
         }
     }
 
@@ -53,6 +58,7 @@ impl Collection {
             Collection::CharacterReference => "character_references",
             Collection::Video => "videos",
             Collection::Scenes => "scenes",
+            Collection::Audio => "audio",
         }
     }
 
@@ -62,6 +68,7 @@ impl Collection {
             Collection::CharacterReference => &["png", "jpg", "webp"],
             Collection::Video => &["mp4", "webm"],
             Collection::Scenes => &["json"],
+            Collection::Audio => &["mp3", "aac", "m4a", "ogg", "weba", "flac"],
         }
     }
 
@@ -79,11 +86,13 @@ impl Collection {
         match self {
             Collection::CharacterReference => Some("image"),
             Collection::Video => Some("video"),
+            Collection::Audio => Some("audio"),
             Collection::Scenes => None,
         }
     }
 
-    const ALL: [Collection; 3] = [Collection::CharacterReference, Collection::Video, Collection::Scenes];
+    const ALL: [Collection; 4] =
+        [Collection::CharacterReference, Collection::Video, Collection::Scenes, Collection::Audio];
 }
 
 /// Why a storage operation failed.
@@ -234,6 +243,9 @@ pub trait Storage: Send + Sync {
         id: &'a str,
         expires: std::time::Duration,
     ) -> BoxFuture<'a, Result<Option<String>, StorageError>>;
+    /// Removes a stored file and its record (either may be missing); an unknown id is not an
+    /// error. For a file that must not stay: a song its probe refused after it was stored.
+    fn delete<'a>(&'a self, kind: Collection, id: &'a str) -> BoxFuture<'a, Result<(), StorageError>>;
     /// Proves the store usable at startup: writes a probe object and deletes it again.
     fn check(&self) -> BoxFuture<'_, Result<(), StorageError>>;
     /// Where the files are, for log lines (never a secret).

@@ -549,6 +549,21 @@ impl Storage for ObjectStorage {
         })
     }
 
+    fn delete<'a>(&'a self, kind: Collection, id: &'a str) -> BoxFuture<'a, Result<(), StorageError>> {
+        Box::pin(async move {
+            let id = parse_id(id)?;
+            let keys = kind.extensions().iter().map(|ext| self.file_key(kind, &id, ext));
+            // S3's DELETE of a missing key succeeds; object_store may still say NotFound.
+            for key in keys.chain([self.record_key(kind, &id)]) {
+                match self.within("a DELETE", &id, self.store.delete(&key)).await {
+                    Err(StorageError::NotFound(_)) | Ok(()) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(())
+        })
+    }
+
     fn check(&self) -> BoxFuture<'_, Result<(), StorageError>> {
         Box::pin(async move {
             self.check_bucket().await?;

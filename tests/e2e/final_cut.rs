@@ -16,6 +16,7 @@ use support::server_process::ServerProcess;
 
 const CLIP_640: &[u8] = include_bytes!("../media/cut/clip-640x360.mp4");
 const CLIP_B_FRAMES: &[u8] = include_bytes!("../media/cut/clip-bframes-moov-last.mp4");
+const SONGS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/media/songs");
 
 fn start() -> ServerProcess {
     ServerProcess::start(&[("MV_PROVIDER", "mock")]).expect("start mvgen")
@@ -261,4 +262,59 @@ async fn bad_cuts_are_refused_before_any_work_and_a_missing_song_is_a_warning() 
     };
     assert_eq!(done["kind"], "final_cut");
     assert_eq!(done["output"]["metadata"]["video_duration_seconds"], 4.0);
+}
+
+/// Each accepted song format (uploaded with upload_audio) under a cut of three mock scenes: the
+/// song's own codec in the file, looped to the video's end within one audio frame, or ending where
+/// it ends when not looped; ffmpeg decodes every one without a word.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_song_format_goes_under_the_cut_as_it_is() {
+    let server = start();
+    let base = server.base.clone();
+    let client = reqwest::Client::new();
+    let mut scenes = Vec::new();
+    for _ in 0..3 {
+        scenes.push(mock_scene(&client, &base).await);
+    }
+    let check = checkers();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // file, the codec ffprobe names, the longest frame in seconds (the tolerance).
+    let songs = [
+        ("song.mp3", "mp3", 1152.0 / 44100.0),
+        ("song.aac", "aac", 1024.0 / 48000.0),
+        ("song.m4a", "aac", 1024.0 / 44100.0),
+        ("song.opus", "opus", 0.06),
+        ("song.webm", "opus", 0.06),
+        ("song.flac", "flac", 4608.0 / 22050.0),
+    ];
+    for (file, codec, frame) in songs {
+        let bytes = std::fs::read(Path::new(SONGS).join(file)).expect("fixture");
+        // A raw body (the type is read from the bytes, whatever audio/* the header says).
+        let resp = client.post(format!("{base}/api/mv/upload_audio")).header("content-type", "audio/mpeg").body(bytes);
+        let resp = resp.send().await.expect("upload");
+        assert_eq!(resp.status(), 200, "{file}");
+        let song: Value = resp.json().await.expect("json");
+        let song_seconds = song["duration_seconds"].as_f64().expect("duration");
+        for looped in [true, false] {
+            let body = json!({"video_ids": scenes, "audio_overlay_id": song["audio_id"], "loop_audio": looped});
+            let (status, _, answer) = post(&client, format!("{base}/api/mv/stitch-videos"), &body).await;
+            assert_eq!(status, 200, "{file}: {answer}");
+            assert_eq!(answer["audio_overlay_applied"], true, "{file}");
+            let expected = if looped { 6.0 } else { song_seconds.min(6.0) };
+            let said = answer["metadata"]["audio_duration_seconds"].as_f64().expect("audio duration");
+            assert!((said - expected).abs() <= frame, "{file} looped={looped}: said {said} s, expected {expected}");
+            if !check {
+                continue;
+            }
+            let cut = download(&client, &base, answer["video_id"].as_str().expect("id"), dir.path()).await;
+            decodes_cleanly(&cut);
+            assert_eq!(probe(&cut, "a:0", "codec_name"), codec, "{file}");
+            assert_eq!(probe(&cut, "v:0", "nb_read_frames"), "72", "{file}");
+            let audio = seconds(probe(&cut, "a:0", "duration"));
+            assert!(
+                (audio - expected).abs() <= frame,
+                "{file} looped={looped}: ffprobe says {audio} s, expected {expected}"
+            );
+        }
+    }
 }

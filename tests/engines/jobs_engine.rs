@@ -447,7 +447,10 @@ async fn a_job_of_an_unknown_kind_is_failed_by_the_worker_that_claims_it() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!((status.as_str(), code.as_deref()), ("failed", Some("ValidationError")));
-    assert_eq!(message.as_deref(), Some(r#"kind: expected one of scenes, character_reference, video, final_cut, got "song""#));
+    assert_eq!(
+        message.as_deref(),
+        Some(r#"kind: expected one of scenes, character_reference, video, final_cut, got "song""#)
+    );
     assert_eq!(upstream.runs.load(std::sync::atomic::Ordering::SeqCst), 0, "nothing ran upstream");
     shutdown.cancel();
     workers.wait().await;

@@ -2,7 +2,8 @@
 //! tests/support/seaweed.rs): files round-trip through the API with ranges and conditionals, a
 //! redirect goes to a presigned URL that works, a streamed put of many parts is stored whole and a
 //! cut one leaves nothing, and a store that goes down fails requests with a retryable 503 and
-//! loses nothing. Skipped (with a line) without `weed`; under `CI=true` a missing `weed` fails.
+//! loses nothing; a song is probed by reading it back from the store, and a refused one deleted.
+//! Skipped (with a line) without `weed`; under `CI=true` a missing `weed` fails.
 
 use crate::support;
 
@@ -94,6 +95,52 @@ async fn files_round_trip_through_the_api_with_ranges_conditionals_and_a_presign
     assert_eq!(info.1["is_mock"], json!(false), "the record was kept in the store: {}", info.1);
     let (status, _) = t.get(&format!("/api/mv/get_video/{}", uuid::Uuid::new_v4())).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+fn song(name: &str) -> Vec<u8> {
+    std::fs::read(format!("{}/tests/media/songs/{name}", env!("CARGO_MANIFEST_DIR"))).expect("fixture")
+}
+
+/// `upload_audio` on S3: the song is probed by reading it back from the store (an M4A whose `moov`
+/// comes last needs ranged GETs past the start), and a refused one is deleted from the bucket.
+#[tokio::test]
+async fn a_song_is_probed_from_the_store_and_a_refused_one_is_deleted() {
+    let Some(store) = Seaweed::start().await else { return };
+    let prefix = prefix();
+    let t = TestApp::on(Arc::new(store.storage(&prefix)));
+    let upload = |bytes: Vec<u8>| {
+        t.call(
+            Request::post("/api/mv/upload_audio")
+                .header(header::CONTENT_TYPE, "audio/mp4")
+                .body(Body::from(bytes))
+                .expect("request"),
+        )
+    };
+    let m4a = song("song.m4a");
+    let (status, _, body) = upload(m4a.clone()).await;
+    let answer: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!((answer["codec"].as_str(), answer["content_type"].as_str()), (Some("aac"), Some("audio/mp4")));
+    let seconds = answer["duration_seconds"].as_f64().expect("duration");
+    assert!((seconds - 130.0 * 1024.0 / 44100.0).abs() < 1e-6, "the frames less the priming: {answer}");
+    let id = answer["audio_id"].as_str().expect("id").to_string();
+    let (status, _, bytes) = t.get_bytes(&format!("/api/mv/get_audio/{id}"), Some("bytes=4-7")).await;
+    assert_eq!((status, bytes.as_slice()), (StatusCode::PARTIAL_CONTENT, b"ftyp".as_slice()));
+    let (status, info) = t.get(&format!("/api/mv/get_audio/{id}/info")).await;
+    assert_eq!((status, &info), (StatusCode::OK, &answer));
+
+    let mp3 = song("song.mp3");
+    for (refused, want) in
+        [(song("song.wav"), StatusCode::UNSUPPORTED_MEDIA_TYPE), (mp3[..9000].to_vec(), StatusCode::BAD_REQUEST)]
+    {
+        let (status, _, body) = upload(refused).await;
+        assert_eq!(status, want, "{}", String::from_utf8_lossy(&body));
+    }
+    let mut left = keys(&store, &prefix).await;
+    left.sort();
+    let mut kept = [format!("{prefix}/audio/{id}.m4a"), format!("{prefix}/records/audio/{id}.json")];
+    kept.sort();
+    assert_eq!(left, kept, "only the accepted song and its record are in the bucket");
 }
 
 /// An MP4 header, then `parts` chunks of 1 MiB, then `tail` (an error cuts the stream).

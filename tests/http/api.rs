@@ -318,9 +318,15 @@ async fn openapi_describes_every_endpoint() {
         "/api/mv/get_video/{id}",
         "/api/mv/get_video/{id}/info",
         "/api/mv/get_scenes/{id}",
+        "/api/mv/upload_audio",
+        "/api/mv/get_audio/{id}",
+        "/api/mv/get_audio/{id}/info",
     ] {
         assert!(spec["paths"][path].is_object(), "{path} missing");
     }
+    let upload = &spec["paths"]["/api/mv/upload_audio"]["post"]["requestBody"]["content"];
+    assert!(upload["multipart/form-data"].is_object() && upload["audio/mpeg"].is_object(), "{upload}");
+    assert!(spec["components"]["schemas"]["AudioInfo"]["properties"]["duration_seconds"].is_object());
     let schemas = &spec["components"]["schemas"];
     assert!(schemas["CreateScenesBody"]["properties"]["project_id"].is_object());
     for field in ["project_id", "sequence", "reference_image_base64"] {

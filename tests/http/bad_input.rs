@@ -255,11 +255,18 @@ fn cases() -> Vec<Case> {
         cases.push(bad(GV, "reference_image_base64", json!(image), 400));
     }
     cases.push(bad(GV, "reference_image_base64", json!(5), 422));
-    for route in ["/api/mv/get_scenes/{id}", "/api/mv/get_scenes/{id}/markdown", "/api/mv/get_video/{id}/info"] {
+    for route in [
+        "/api/mv/get_scenes/{id}",
+        "/api/mv/get_scenes/{id}/markdown",
+        "/api/mv/get_video/{id}/info",
+        "/api/mv/get_audio/{id}",
+        "/api/mv/get_audio/{id}/info",
+    ] {
         cases.push(get(route.replace("{id}", "not-a-uuid"), 400, "InvalidId"));
         cases.push(get(route.replace("{id}", UNKNOWN_ID), 404, "NotFound"));
     }
     cases.push(get(format!("/api/mv/get_video/{UNKNOWN_ID}?redirect=maybe"), 400, "ValidationError"));
+    cases.push(get(format!("/api/mv/get_audio/{UNKNOWN_ID}?redirect=maybe"), 400, "ValidationError"));
 
     // Every text field is bounded (20 000 characters, counted as characters, not bytes).
     let over = "x".repeat(20_001);

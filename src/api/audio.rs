@@ -1,0 +1,322 @@
+//! `POST /api/mv/upload_audio`, `GET /api/mv/get_audio/{id}` and `GET /api/mv/get_audio/{id}/info`:
+//! songs for the final cut.
+//!
+//! An upload is streamed into the store (never held whole), its type decided from its first bytes,
+//! capped by `MV_MAX_AUDIO_BYTES`; then the stored file is read back once by the song probe
+//! (`media::song`). Accepted, the probe's findings are written as the file's record, and the
+//! record is what makes it a song: `get_audio` serves only a file that has one, so an upload
+//! still being probed, or one whose process died before its record, is never served. Refused,
+//! the file is deleted again.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::{StreamExt, TryStreamExt, stream};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::extract::ValidPath;
+use super::files::{redirect_param, serve_or_redirect};
+use crate::error::{ApiError, ErrorKind};
+use crate::media::song::{self, SeekableSource, SongCodec, SongError};
+use crate::state::AppState;
+use crate::storage::blocking::BlockingReader;
+use crate::storage::{ByteStream, Collection, StorageError};
+
+/// `MV_MAX_AUDIO_BYTES`, for the upload route.
+#[derive(Debug, Clone, Copy)]
+pub struct AudioLimit(pub u64);
+
+/// What `upload_audio` answers and `get_audio/{id}/info` repeats; kept as the song's record.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AudioInfo {
+    pub audio_id: String,
+    /// The type `get_audio` serves it with: audio/mpeg, audio/aac, audio/mp4, audio/ogg,
+    /// audio/webm or audio/flac.
+    pub content_type: String,
+    pub codec: SongCodec,
+    /// Read from the frames (a VBR MP3 without a Xing header included).
+    pub duration_seconds: f64,
+    pub sample_rate: u32,
+    pub channels: u16,
+    /// Bytes.
+    pub size: u64,
+}
+
+/// The multipart form `upload_audio` takes, for the OpenAPI document (the handler streams it).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct AudioUploadForm {
+    /// The song's bytes.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+}
+
+/// Multipart bytes allowed around the song itself (part headers, other small fields).
+const MULTIPART_OVERHEAD: u64 = 64 * 1024;
+
+#[utoipa::path(
+    post,
+    path = "/api/mv/upload_audio",
+    tag = "files",
+    request_body(
+        description = "The song: multipart/form-data with one `file` part, or the raw bytes with an `audio/*` Content-Type. \
+                       Its type is read from the bytes. Accepted: MP3, AAC (M4A or ADTS), Opus (Ogg or WebM), FLAC.",
+        content(
+            (AudioUploadForm = "multipart/form-data"),
+            (Vec<u8> = "audio/mpeg"),
+        ),
+    ),
+    responses(
+        (status = 200, description = "Stored", body = AudioInfo),
+        (status = 400, description = "Empty, cut, truncated or corrupt; or a multipart body without a `file` part", body = crate::error::ErrorBody),
+        (status = 413, description = "Larger than MV_MAX_AUDIO_BYTES", body = crate::error::ErrorBody),
+        (status = 415, description = "Not an accepted audio format (WAV, a video, an image, text), or a body that is neither multipart nor audio/*", body = crate::error::ErrorBody),
+        (status = 503, description = "The store is unavailable", body = crate::error::ErrorBody),
+    )
+)]
+pub async fn upload_audio(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+    let limit = request.extensions().get::<AudioLimit>().map_or(crate::limits::DEFAULT_MAX_AUDIO_BYTES, |l| l.0);
+    let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.trim().parse().ok());
+    if declared.is_some_and(|len: u64| len > limit + MULTIPART_OVERHEAD) {
+        // Answered before any of the body is read; the connection closes rather than drain it.
+        let mut response = too_large(limit).into_response();
+        response.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+        return Ok(response);
+    }
+    let (parts, body) = request.into_parts();
+    let body = song_body(&parts.headers, body, limit).await?;
+    let body = non_empty(body).await?;
+    let put = state.storage.put_stream(Collection::Audio, limit, body).await.map_err(|e| upload_error(e, limit))?;
+
+    match probe_stored(&state, &put.id).await {
+        Ok(info) => {
+            let answer = AudioInfo {
+                audio_id: put.id.clone(),
+                content_type: put.content_type.to_string(),
+                codec: info.codec,
+                duration_seconds: info.duration_seconds,
+                sample_rate: info.sample_rate,
+                channels: info.channels,
+                size: put.len,
+            };
+            let record = serde_json::to_vec(&answer).map_err(|e| ApiError::internal(e.to_string()))?;
+            if let Err(e) = state.storage.put_record(Collection::Audio, &put.id, &record).await {
+                discard(&state, &put.id).await;
+                return Err(e.into());
+            }
+            Ok(Json(answer).into_response())
+        }
+        Err(err) => {
+            discard(&state, &put.id).await;
+            Err(song_error(err))
+        }
+    }
+}
+
+/// The song's bytes: the `file` part of a multipart body, or a raw `audio/*` body.
+async fn song_body(headers: &HeaderMap, body: Body, limit: u64) -> Result<ByteStream, ApiError> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let essence = crate::media::essence(content_type);
+    let raw = body.into_data_stream().map_err(std::io::Error::other);
+    if essence == "multipart/form-data" {
+        let boundary = multer::parse_boundary(content_type).map_err(|e| {
+            ApiError::new(ErrorKind::InvalidBody, format!("multipart body: {e}"), json!("content-type"))
+        })?;
+        let constraints =
+            multer::Constraints::new().size_limit(multer::SizeLimit::new().whole_stream(limit + MULTIPART_OVERHEAD));
+        let mut multipart = multer::Multipart::with_constraints(raw, boundary, constraints);
+        loop {
+            match multipart.next_field().await {
+                Ok(Some(field)) if field.name() == Some("file") => {
+                    // The part owns the body stream's state; the multipart is kept alive beside it.
+                    let part = field.map_err(multipart_io_error).map(move |chunk| {
+                        let _ = &multipart;
+                        chunk
+                    });
+                    return Ok(part.boxed());
+                }
+                // Any other field is read past, within the whole body's cap.
+                Ok(Some(mut field)) => while field.chunk().await.map_err(|e| multipart_error(e, limit))?.is_some() {},
+                Ok(None) => {
+                    return Err(ApiError::new(
+                        ErrorKind::ValidationError,
+                        "the multipart body has no `file` part: send the song as the part named `file`",
+                        json!({ "field": "file" }),
+                    ));
+                }
+                Err(e) => return Err(multipart_error(e, limit)),
+            }
+        }
+    } else if essence.starts_with("audio/") || essence == "application/octet-stream" {
+        Ok(raw.boxed())
+    } else {
+        Err(ApiError::new(
+            ErrorKind::UnsupportedMediaType,
+            format!(
+                "send the song as multipart/form-data with a `file` part, or as the raw bytes with an audio/* \
+                 Content-Type (got {:?}); accepted: {}",
+                if essence.is_empty() { "none" } else { essence.as_str() },
+                song::ACCEPTED
+            ),
+            json!("content-type"),
+        ))
+    }
+}
+
+/// The body, refused when it holds no byte at all: an empty upload is a mistake, not a format.
+async fn non_empty(mut body: ByteStream) -> Result<ByteStream, ApiError> {
+    loop {
+        match body.next().await {
+            Some(Ok(chunk)) if chunk.is_empty() => continue,
+            Some(Ok(chunk)) => return Ok(stream::once(async { Ok(chunk) }).chain(body).boxed()),
+            Some(Err(e)) => return Err(cut(&e)),
+            None => {
+                return Err(ApiError::new(
+                    ErrorKind::ValidationError,
+                    format!("the song is empty (no bytes were sent); accepted: {}", song::ACCEPTED),
+                    json!({ "field": "file" }),
+                ));
+            }
+        }
+    }
+}
+
+/// Reads the stored song back once, from a blocking thread.
+async fn probe_stored(state: &AppState, id: &str) -> Result<song::SongInfo, SongError> {
+    let handle = tokio::runtime::Handle::current();
+    let reader = BlockingReader::open(Arc::clone(&state.storage), Collection::Audio, id, handle)
+        .await
+        .map_err(|e| SongError::Io(std::io::Error::other(e)))?;
+    tokio::task::spawn_blocking(move || {
+        let len = reader.len();
+        song::probe(SeekableSource::boxed(reader, len))
+    })
+    .await
+    .map_err(|e| SongError::Io(std::io::Error::other(e)))?
+}
+
+/// Removes a refused upload. A failure is only logged: without its record the file is never
+/// served as a song anyway.
+async fn discard(state: &AppState, id: &str) {
+    if let Err(e) = state.storage.delete(Collection::Audio, id).await {
+        tracing::warn!(audio_id = id, error = %e, "a refused song could not be deleted; it has no record, so it is never served");
+    }
+}
+
+fn too_large(limit: u64) -> ApiError {
+    ApiError::new(
+        ErrorKind::PayloadTooLarge,
+        format!("the song is larger than the {limit} bytes allowed (MV_MAX_AUDIO_BYTES)"),
+        json!({ "limit_bytes": limit }),
+    )
+}
+
+fn cut(e: &std::io::Error) -> ApiError {
+    ApiError::new(
+        ErrorKind::InvalidBody,
+        format!("the upload was cut before its end ({e}); nothing was stored"),
+        serde_json::Value::Null,
+    )
+}
+
+fn multipart_io_error(e: multer::Error) -> std::io::Error {
+    std::io::Error::other(e)
+}
+
+fn multipart_error(e: multer::Error, limit: u64) -> ApiError {
+    match e {
+        multer::Error::StreamSizeExceeded { .. } | multer::Error::FieldSizeExceeded { .. } => too_large(limit),
+        other => ApiError::new(ErrorKind::InvalidBody, format!("multipart body: {other}"), serde_json::Value::Null),
+    }
+}
+
+/// A streamed put's failure, as the uploader's error where it is theirs.
+fn upload_error(e: StorageError, limit: u64) -> ApiError {
+    match e {
+        StorageError::TooLarge { .. } => too_large(limit),
+        StorageError::Rejected(message) => {
+            ApiError::new(ErrorKind::UnsupportedMediaType, message, json!({ "field": "file" }))
+        }
+        StorageError::Interrupted(io) => match io.get_ref().and_then(|inner| inner.downcast_ref::<multer::Error>()) {
+            Some(multer::Error::StreamSizeExceeded { .. }) => too_large(limit),
+            _ => cut(&io),
+        },
+        other => other.into(),
+    }
+}
+
+fn song_error(e: SongError) -> ApiError {
+    match e {
+        SongError::NotAccepted { .. } => {
+            ApiError::new(ErrorKind::UnsupportedMediaType, e.to_string(), json!({ "field": "file" }))
+        }
+        SongError::Corrupt { .. } => {
+            ApiError::new(ErrorKind::ValidationError, e.to_string(), json!({ "field": "file" }))
+        }
+        SongError::Io(io) => StorageError::Unavailable(format!("the stored song could not be read back ({io})")).into(),
+    }
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/mv/get_audio/{id}",
+    tag = "files",
+    params(
+        ("id" = String, Path, description = "An audio id from upload_audio"),
+        ("redirect" = Option<bool>, Query, description = "true: a 307 to a presigned URL when the store can sign one (S3); otherwise the file is served"),
+    ),
+    responses(
+        (status = 200, description = "The song as uploaded", content_type = "audio/mpeg", body = Vec<u8>),
+        (status = 206, description = "Part of the song (Range request)", content_type = "audio/mpeg", body = Vec<u8>),
+        (status = 304, description = "Not modified (If-None-Match or If-Modified-Since)"),
+        (status = 307, description = "`redirect=true` on an object store: Location is a presigned URL of the file"),
+        (status = 400, description = "Malformed id", body = crate::error::ErrorBody),
+        (status = 404, description = "Unknown id", body = crate::error::ErrorBody),
+        (status = 412, description = "Modified since If-Unmodified-Since", body = crate::error::ErrorBody),
+        (status = 416, description = "Range not satisfiable", body = crate::error::ErrorBody),
+    )
+)]
+pub async fn get_audio(
+    State(state): State<AppState>,
+    ValidPath(id): ValidPath<String>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let redirect = redirect_param(request.uri().query())?;
+    record(&state, &id).await?;
+    serve_or_redirect(&state, Collection::Audio, &id, redirect, request).await
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/mv/get_audio/{id}/info",
+    tag = "files",
+    params(("id" = String, Path, description = "An audio id from upload_audio")),
+    responses(
+        (status = 200, description = "What the upload found: codec, duration, rate, channels", body = AudioInfo),
+        (status = 400, description = "Malformed id", body = crate::error::ErrorBody),
+        (status = 404, description = "Unknown id", body = crate::error::ErrorBody),
+    )
+)]
+pub async fn get_audio_info(
+    State(state): State<AppState>,
+    ValidPath(id): ValidPath<String>,
+) -> Result<Response, ApiError> {
+    Ok(Json(record(&state, &id).await?).into_response())
+}
+
+/// The song's record: what makes a stored file a song.
+async fn record(state: &AppState, id: &str) -> Result<AudioInfo, ApiError> {
+    let id = crate::storage::parse_id(id)?;
+    let bytes = state
+        .storage
+        .record(Collection::Audio, &id)
+        .await?
+        .ok_or_else(|| ApiError::from(StorageError::NotFound(id.clone())))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::internal(format!("the record of song {id} is unreadable: {e}")))
+}
