@@ -23,6 +23,9 @@
 //! `postgres_ops`: PostgreSQL as it is run for real: TLS, `mvgen migrate` and a runtime role
 //! without DDL rights, the schema check at start, `application_name`.
 //!
+//! `load_balancer`: docs/nginx/mvgen.conf run by Debian's nginx in front of two replicas, and the
+//! documented rolling restart under load with no request failing.
+//!
 //! One binary per area, so the crate is linked once per area rather than once per file.
 
 #[path = "../support/mod.rs"]
@@ -32,6 +35,7 @@ mod database_faults;
 mod durable_jobs;
 mod job_cancel;
 mod live_configs;
+mod load_balancer;
 mod mixed_flavors;
 mod postgres_ops;
 mod replicas_storage;
