@@ -26,6 +26,11 @@
 //! `load_balancer`: docs/nginx/mvgen.conf run by Debian's nginx in front of two replicas, and the
 //! documented rolling restart under load with no request failing.
 //!
+//! `job_observability`: each step of a job logged at info with its id, kind, flavor and upstream
+//! run, and counted in `/metrics` (`serve`'s, and a worker's `--metrics-addr`).
+//!
+//! `compose_file`: deploy/compose.yaml as `docker-compose config` resolves it.
+//!
 //! One binary per area, so the crate is linked once per area rather than once per file.
 
 #[path = "../support/mod.rs"]
@@ -34,6 +39,7 @@ mod support;
 mod database_faults;
 mod durable_jobs;
 mod job_cancel;
+mod job_observability;
 mod live_configs;
 mod load_balancer;
 mod mixed_flavors;
