@@ -36,6 +36,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod compose_file;
 mod database_faults;
 mod durable_jobs;
 mod job_cancel;
