@@ -206,3 +206,24 @@ fn a_worker_metrics_address_that_is_not_one_is_refused_in_one_line() {
         "{stderr}"
     );
 }
+
+/// A store that cannot take a write (the kind's directory replaced by a file) fails the request,
+/// and `/metrics` counts the store failure by its kind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_failure_is_counted_in_the_metrics() {
+    let server = tokio::task::block_in_place(|| ServerProcess::start(&[]).expect("start mvgen serve"));
+    let kind_dir = server.output_dir().join("character_references");
+    let _ = std::fs::remove_dir_all(&kind_dir);
+    std::fs::write(&kind_dir, b"not a directory").expect("plant a file");
+    let body = json!({ "character_description": "a lighthouse keeper", "num_images": 1 });
+    let response = http()
+        .post(format!("{}/api/mv/generate_character_reference", server.base))
+        .json(&body)
+        .send()
+        .await
+        .expect("POST");
+    let status = response.status().as_u16();
+    let error: serde_json::Value = response.json().await.unwrap_or_default();
+    assert_eq!((status, error["detail"]["error"].as_str()), (500, Some("StorageError")), "{error}");
+    metric_until(&server.base, "mvgen_storage_failures_total{kind=\"StorageError\"}", |v| v >= 1.0).await;
+}
