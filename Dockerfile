@@ -2,6 +2,9 @@
 # mvgen as a `scratch` image holding one static-pie binary. TLS roots and the config flavors are
 # compiled into it; DNS needs only the /etc/resolv.conf and /etc/hosts the runtime injects.
 # tests/e2e/static_binary.rs runs the same layout in a chroot (no Docker engine is needed for that).
+# Needs BuildKit (the default builder since Docker 23; older: DOCKER_BUILDKIT=1 docker build .): the
+# build step uses cache mounts (RUN --mount), which the legacy builder refuses.
+# deploy/compose.yaml runs it as two replicas behind nginx with PostgreSQL and an S3 store.
 
 FROM rust:1.95-bookworm AS build
 WORKDIR /src

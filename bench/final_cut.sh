@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The final cut against ffmpeg's own remux of the same inputs, in one run, rounds alternating:
-#   - mvgen: POST /api/mv/stitch-videos of CLIPS stored clips (8 s, 1280x720 H.264 + AAC) with a
+#   - mvgen: POST /api/mv/stitch-videos of CLIPS stored clips (8 s, 1280x720 H.264 at 4 Mbit/s, about
+#     a Veo clip's rate, with stereo AAC; noise keeps the encoder from shrinking the test pattern) with a
 #     SONG_SECONDS MP3 stored by upload_audio, on file:// and on SeaweedFS (s3://);
 #   - the anchor: `ffmpeg -f concat -c copy` of the same clip files with the song mapped in and
 #     `+faststart` (what mvgen writes), from local files.
@@ -28,8 +29,9 @@ clip=$CACHE/clip-720p-8s.mp4
 song=$CACHE/song-${SONG_SECONDS}s.mp3
 if [[ ! -f $clip ]]; then
     ffmpeg -hide_banner -loglevel error -y -f lavfi -i "testsrc2=size=1280x720:rate=30:duration=8" \
-        -f lavfi -i "sine=frequency=440:sample_rate=44100:duration=8" -c:v libx264 -preset veryfast \
-        -crf 28 -pix_fmt yuv420p -c:a aac -b:a 128k -ac 2 -shortest -movflags +faststart "$clip"
+        -f lavfi -i "sine=frequency=440:sample_rate=44100:duration=8" -vf "noise=alls=12:allf=t" \
+        -c:v libx264 -preset veryfast -b:v 4M -maxrate 4M -bufsize 8M -pix_fmt yuv420p \
+        -c:a aac -b:a 128k -ac 2 -shortest -movflags +faststart "$clip"
 fi
 if [[ ! -f $song ]]; then
     ffmpeg -hide_banner -loglevel error -y -f lavfi -i "sine=frequency=220:sample_rate=44100:duration=$SONG_SECONDS" \

@@ -310,6 +310,10 @@ impl From<ProviderError> for ApiError {
     }
 }
 
+/// Store operations that failed, counted here where they become an answer or a job's failure
+/// (described with the other metrics in `telemetry`).
+pub const STORAGE_FAILURES_METRIC: &str = "mvgen_storage_failures_total";
+
 /// Retry-After on a failing store: long enough for a restart or failover to finish.
 const STORAGE_RETRY_AFTER_SECS: u64 = 5;
 
@@ -322,17 +326,25 @@ impl From<StorageError> for ApiError {
             StorageError::Unsupported { .. } => {
                 ApiError::new(ErrorKind::UpstreamError, format!("the model's output: {e}"), Value::Null)
             }
-            StorageError::Io(_) => ApiError::new(
-                ErrorKind::StorageError,
-                format!("the generated file could not be stored or read ({e}); nothing was saved under its final name"),
-                Value::Null,
-            ),
+            StorageError::Io(_) => {
+                metrics::counter!(STORAGE_FAILURES_METRIC, "kind" => "StorageError").increment(1);
+                ApiError::new(
+                    ErrorKind::StorageError,
+                    format!(
+                        "the generated file could not be stored or read ({e}); nothing was saved under its final name"
+                    ),
+                    Value::Null,
+                )
+            }
             // The store is down or failing: this request fails, retryable; nothing stored is lost.
-            StorageError::Unavailable(_) => ApiError::new(
-                ErrorKind::StorageUnavailable,
-                format!("{e}; nothing was saved under a final name, try again shortly"),
-                json!({ "retry_after_seconds": STORAGE_RETRY_AFTER_SECS }),
-            ),
+            StorageError::Unavailable(_) => {
+                metrics::counter!(STORAGE_FAILURES_METRIC, "kind" => "StorageUnavailable").increment(1);
+                ApiError::new(
+                    ErrorKind::StorageUnavailable,
+                    format!("{e}; nothing was saved under a final name, try again shortly"),
+                    json!({ "retry_after_seconds": STORAGE_RETRY_AFTER_SECS }),
+                )
+            }
             // What a provider streamed was refused or cut: the upstream's output, not the caller's.
             StorageError::TooLarge { .. } | StorageError::Rejected(_) | StorageError::Interrupted(_) => {
                 ApiError::new(ErrorKind::UpstreamError, format!("the model's output: {e}"), Value::Null)

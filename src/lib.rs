@@ -39,7 +39,8 @@
 //! jobs/           durable generation jobs
 //!   state           job status and event kinds, their words written once
 //!   store/          the database, one file per concept (rows, submit, claims, runs, events, finish, …)
-//!   engine/         submit and cancel (mod), workers (worker), the sync endpoints' wait (sync)
+//!   engine/         submit and cancel (mod), workers (worker), the sync endpoints' wait (sync),
+//!                   the queue's gauges for /metrics (queue_metrics)
 //!   pipeline        what the engine needs of generation, and the real adapter
 //! providers/      Gemini, Replicate, Veo and the labelled mocks
 //!   client, retry, body, upstream_error, cancel   the HTTP plumbing they share

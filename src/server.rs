@@ -315,6 +315,22 @@ pub fn app_with_jobs(state: AppState, settings: &Settings, jobs: Option<Arc<crat
     crate::request_id::layers(router, settings.access_log)
 }
 
+/// What `mvgen worker --metrics-addr` serves: `GET /metrics` (behind `API_KEY` as on `serve`) and
+/// `GET /health`, so a process without the API can still be scraped and probed.
+pub fn metrics_app(settings: &Settings) -> Router {
+    crate::telemetry::install();
+    let mut router = Router::new()
+        .route("/metrics", axum::routing::get(crate::telemetry::metrics_text))
+        .route("/health", axum::routing::get(|| async { axum::Json(json!({ "status": "ok" })) }))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed);
+    if !settings.api_keys.is_empty() {
+        let keys = Arc::new(ApiKeys::from_entries(&settings.api_keys));
+        router = router.layer(middleware::from_fn_with_state(keys, require_api_key));
+    }
+    router
+}
+
 async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
     ApiError::new(ErrorKind::NotFound, format!("no route for {method} {}", uri.path()), json!({ "path": uri.path() }))
 }

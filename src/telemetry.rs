@@ -13,6 +13,11 @@
 //! | `mvgen_generations_in_flight` | gauge | `kind` |
 //! | `mvgen_upstream_duration_seconds` | histogram | `provider`, `kind` |
 //! | `mvgen_flavor_fallbacks_total` | counter | `outcome` (`default_used` / `refused`) |
+//! | `mvgen_jobs` | gauge | `status` (`queued`, `processing`): the shared queue as this process last read it |
+//! | `mvgen_jobs_oldest_queued_age_seconds` | gauge | |
+//! | `mvgen_job_claims_total` | counter | `takeover` (`true` when the claim took a job from a dead worker) |
+//! | `mvgen_job_tries_ended_total` | counter | `outcome` (`succeeded`, `failed`, `canceled`, `retry`, `released`), `code` (error kind, or `none`) |
+//! | `mvgen_storage_failures_total` | counter | `kind` (`StorageUnavailable`, `StorageError`) |
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -34,6 +39,12 @@ const GENERATIONS: &str = "mvgen_generations_total";
 const IN_FLIGHT: &str = "mvgen_generations_in_flight";
 const UPSTREAM_SECONDS: &str = "mvgen_upstream_duration_seconds";
 const FALLBACKS: &str = "mvgen_flavor_fallbacks_total";
+const JOBS: &str = "mvgen_jobs";
+const OLDEST_QUEUED: &str = "mvgen_jobs_oldest_queued_age_seconds";
+const CLAIMS: &str = "mvgen_job_claims_total";
+const TRIES_ENDED: &str = "mvgen_job_tries_ended_total";
+/// Counted in `error.rs`, where a store failure becomes an answer (`error` sits below telemetry).
+const STORAGE_FAILURES: &str = crate::error::STORAGE_FAILURES_METRIC;
 
 /// Upstream calls take from milliseconds (the mock) to minutes (a video render).
 const UPSTREAM_BUCKETS: &[f64] = &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0];
@@ -71,6 +82,40 @@ fn describe() {
         FALLBACKS,
         "Requests whose config flavor does not exist (the requested name is not a label)"
     );
+    metrics::describe_gauge!(JOBS, "Jobs in the shared queue by status, as this process last read it (every 5 s)");
+    metrics::describe_gauge!(
+        OLDEST_QUEUED,
+        metrics::Unit::Seconds,
+        "Age of the oldest queued job (0 when none), as this process last read it"
+    );
+    metrics::describe_counter!(CLAIMS, "Jobs claimed by this process's workers; takeover=true: from a dead worker");
+    metrics::describe_counter!(TRIES_ENDED, "Job tries this process ended, by outcome and error kind");
+    metrics::describe_counter!(STORAGE_FAILURES, "Store operations that failed (unavailable, or an I/O error)");
+}
+
+/// Whether metrics are recorded in this process (a recorder is installed): the queue's
+/// periodic read is skipped when nobody can scrape it.
+pub fn recording() -> bool {
+    RECORDER.get().is_some_and(Option::is_some)
+}
+
+// ---- Jobs ----------------------------------------------------------------------------------------
+
+/// A worker of this process claimed a job.
+pub fn job_claimed(takeover: bool) {
+    metrics::counter!(CLAIMS, "takeover" => if takeover { "true" } else { "false" }).increment(1);
+}
+
+/// A job's try ended here: `outcome` is a fixed word, `code` an error kind's name (a fixed set).
+pub fn job_try_ended(outcome: &'static str, code: Option<String>) {
+    metrics::counter!(TRIES_ENDED, "outcome" => outcome, "code" => code.unwrap_or_else(|| "none".into())).increment(1);
+}
+
+/// The queue as last read: jobs queued and processing, and the oldest queued job's age.
+pub fn queue_depth(queued: i64, processing: i64, oldest_queued_secs: f64) {
+    metrics::gauge!(JOBS, "status" => "queued").set(queued as f64);
+    metrics::gauge!(JOBS, "status" => "processing").set(processing as f64);
+    metrics::gauge!(OLDEST_QUEUED).set(oldest_queued_secs);
 }
 
 /// Drains histogram samples into their buckets, so memory stays flat between scrapes.

@@ -114,8 +114,17 @@ pub(super) async fn app_state(
 
 /// `RUST_LOG` filters (default `info`); `MVGEN_LOG_FORMAT=json` writes JSON lines.
 pub(super) fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // sqlx logs every PostgreSQL NOTICE at info. The only one mvgen's SQL causes is sqlx's own
+    // `CREATE TABLE IF NOT EXISTS _sqlx_migrations` ("relation … already exists, skipping") on
+    // each start that migrates an existing schema: noise in every rolling deploy's log. Raised to
+    // warn (PostgreSQL's WARNINGs still show), unless RUST_LOG says what it wants of sqlx.
+    if !std::env::var("RUST_LOG").is_ok_and(|v| v.contains("sqlx"))
+        && let Ok(directive) = "sqlx::postgres::notice=warn".parse()
+    {
+        filter = filter.add_directive(directive);
+    }
     // Colours only on a terminal: log collectors and files get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);

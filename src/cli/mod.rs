@@ -47,8 +47,12 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         configs: Option<PathBuf>,
     },
-    /// Run job workers only, no HTTP (`MVGEN_WORKERS` jobs at once from `MVGEN_DATABASE_URL`).
-    Worker,
+    /// Run job workers only, no API (`MVGEN_WORKERS` jobs at once from `MVGEN_DATABASE_URL`).
+    Worker {
+        /// Serve `GET /metrics` (and `/health`) on this address, for a scraper [env: MVGEN_METRICS_ADDR; default: none].
+        #[arg(long, value_name = "ADDR")]
+        metrics_addr: Option<std::net::SocketAddr>,
+    },
     /// Apply the jobs database's migrations to `MVGEN_DATABASE_URL` and exit (idempotent), so the
     /// role `serve` and `worker` run as needs no DDL rights.
     Migrate,
@@ -125,7 +129,7 @@ pub struct Source {
 pub fn run(command: Command) -> anyhow::Result<Outcome> {
     match command {
         Command::Serve { addr, configs } => serve::serve(addr, configs.as_deref()),
-        Command::Worker => worker::worker(),
+        Command::Worker { metrics_addr } => worker::worker(metrics_addr),
         Command::Migrate => migrate::migrate(),
         Command::Healthcheck { addr } => healthcheck::healthcheck(addr),
         Command::Check { dir } => check(&dir),

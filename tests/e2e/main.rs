@@ -23,16 +23,27 @@
 //! `postgres_ops`: PostgreSQL as it is run for real: TLS, `mvgen migrate` and a runtime role
 //! without DDL rights, the schema check at start, `application_name`.
 //!
+//! `load_balancer`: docs/nginx/mvgen.conf run by Debian's nginx in front of two replicas, and the
+//! documented rolling restart under load with no request failing.
+//!
+//! `job_observability`: each step of a job logged at info with its id, kind, flavor and upstream
+//! run, and counted in `/metrics` (`serve`'s, and a worker's `--metrics-addr`).
+//!
+//! `compose_file`: deploy/compose.yaml as `docker-compose config` resolves it.
+//!
 //! One binary per area, so the crate is linked once per area rather than once per file.
 
 #[path = "../support/mod.rs"]
 mod support;
 
+mod compose_file;
 mod database_faults;
 mod durable_jobs;
 mod final_cut;
 mod job_cancel;
+mod job_observability;
 mod live_configs;
+mod load_balancer;
 mod mixed_flavors;
 mod postgres_ops;
 mod replicas_storage;

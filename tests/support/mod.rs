@@ -12,6 +12,7 @@ pub mod certs;
 pub mod client;
 pub mod fake_upstream;
 pub mod job_pipeline;
+pub mod nginx;
 pub mod postgres;
 pub mod seaweed;
 pub mod server_process;

@@ -29,13 +29,18 @@ impl ServerProcess {
 
     /// `start` with more `serve` arguments, e.g. `--configs DIR`.
     pub fn start_with(args: &[&str], envs: &[(&str, &str)]) -> Result<ServerProcess, String> {
+        ServerProcess::start_on("127.0.0.1:0", args, envs)
+    }
+
+    /// `start_with` on a given address: a replica restarted where a load balancer expects it.
+    pub fn start_on(addr: &str, args: &[&str], envs: &[(&str, &str)]) -> Result<ServerProcess, String> {
         let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
         let log = std::fs::File::create(dir.path().join("server.log")).map_err(|e| format!("log file: {e}"))?;
         let log_err = log.try_clone().map_err(|e| format!("log file: {e}"))?;
         let rust_log = envs.iter().find(|(k, _)| *k == "RUST_LOG").map_or("info", |(_, v)| *v);
         let mut command = Command::new(env!("CARGO_BIN_EXE_mvgen"));
         command
-            .args(["serve", "--addr", "127.0.0.1:0"])
+            .args(["serve", "--addr", addr])
             .args(args)
             .env_clear()
             .env("MV_OUTPUT_DIR", dir.path().join("outputs"))

@@ -7,6 +7,7 @@
 //! `tokio::sync::broadcast`; on SQLite the writer broadcasts in-process and readers also poll
 //! briefly, because another process may share the file.
 
+mod queue_metrics;
 mod quota;
 mod retention;
 mod sync;
@@ -282,6 +283,7 @@ impl Jobs {
         if claim.is_none() {
             self.woke(&id);
         }
+        tracing::info!(job = %id, kind = kind.as_str(), flavor = %planned_flavor(planned), sync = claim.is_some(), "job submitted");
         Ok(Box::new(row))
     }
 
@@ -420,4 +422,9 @@ async fn listen(mut listener: sqlx::postgres::PgListener, wake: broadcast::Sende
             },
         }
     }
+}
+
+/// The flavor a plan renders with, for log lines.
+fn planned_flavor(planned: &StoredPlan) -> String {
+    super::store::rows::flavor_used(&planned.config_flavor)
 }

@@ -34,6 +34,8 @@ impl Jobs {
         // Every process purges, workers or not (an API-only replica too): whichever runs keeps
         // the tables bounded, and on PostgreSQL they take turns.
         tracker.spawn(Arc::clone(self).purge_finished(shutdown.clone()));
+        tracker.spawn(Arc::clone(self).count_queue(shutdown.clone()));
+        tracing::info!(process = %process, workers = self.config.workers, "job workers started (claims name this process)");
         tracker.close();
         tracker
     }
@@ -81,6 +83,21 @@ impl Jobs {
                 return;
             }
         };
+        let kind = job.kind.as_ref().map_or("unknown", |k| k.as_str());
+        let upstream: Vec<&str> = saved.iter().map(|run| run.id.as_str()).collect();
+        crate::telemetry::job_claimed(job.taken_over);
+        if job.taken_over {
+            tracing::info!(
+                job = %job.id, kind, flavor = %job.flavor, attempt = job.attempts, takeovers = job.takeovers,
+                upstream = ?upstream, claim = %job.claim,
+                "job taken over: its worker's heartbeat stopped (MVGEN_JOB_STALE_AFTER); resuming its saved upstream runs"
+            );
+        } else {
+            tracing::info!(
+                job = %job.id, kind, flavor = %job.flavor, attempt = job.attempts, upstream = ?upstream, claim = %job.claim,
+                "job claimed"
+            );
+        }
         let (progress_tx, progress_rx) = watch::channel(None);
         let max_attempts = job.max_attempts.unwrap_or(i64::from(self.config.max_attempts));
         let observer = Observer {
@@ -93,6 +110,7 @@ impl Jobs {
             stopping: AtomicBool::new(false),
             resumed: Mutex::new(Vec::new()),
             creating: watch::Sender::new(0),
+            started: Mutex::new(Vec::new()),
         };
         let ended = if job.cancel_requested {
             Ended::Cancel
@@ -193,6 +211,12 @@ impl Jobs {
         loop {
             match self.store.finish(&job.id, &job.claim, outcome_clone(&outcome)).await {
                 Ok(stored) => {
+                    if stored.is_some() {
+                        let started = observer.started.lock().map(|s| s.clone()).unwrap_or_default();
+                        let upstream: Vec<&str> =
+                            saved.iter().map(|run| run.id.as_str()).chain(started.iter().map(String::as_str)).collect();
+                        log_outcome(&job, kind, &outcome, &upstream);
+                    }
                     let ended = matches!(outcome, Outcome::Succeeded(_) | Outcome::Failed { .. } | Outcome::Canceled);
                     if let Some(finished) = stored.filter(|_| ended) {
                         // The waiting sync request (if it waits here) gets the row before the
@@ -269,6 +293,39 @@ impl Jobs {
     }
 }
 
+/// The job's line for how this try ended, and its count in the metrics.
+fn log_outcome(job: &Claimed, kind: &str, outcome: &Outcome<'_>, upstream: &[&str]) {
+    let (id, flavor, attempt) = (&job.id, &job.flavor, job.attempts);
+    match outcome {
+        Outcome::Succeeded(_) => {
+            crate::telemetry::job_try_ended("succeeded", None);
+            tracing::info!(job = %id, kind, flavor = %flavor, attempt, upstream = ?upstream, "job succeeded");
+        }
+        Outcome::Failed { code, message, .. } => {
+            crate::telemetry::job_try_ended("failed", Some(code.to_string()));
+            tracing::info!(job = %id, kind, flavor = %flavor, attempt, upstream = ?upstream, code = %code, message, "job failed");
+        }
+        Outcome::Canceled => {
+            crate::telemetry::job_try_ended("canceled", None);
+            tracing::info!(job = %id, kind, flavor = %flavor, attempt, upstream = ?upstream, "job canceled");
+        }
+        Outcome::Retry { code, message, after } => {
+            crate::telemetry::job_try_ended("retry", Some(code.to_string()));
+            tracing::info!(
+                job = %id, kind, flavor = %flavor, attempt, upstream = ?upstream, code = %code, message, retry_in = ?after,
+                "job try failed; queued for a retry"
+            );
+        }
+        Outcome::Released => {
+            crate::telemetry::job_try_ended("released", None);
+            tracing::info!(
+                job = %id, kind, flavor = %flavor, attempt, upstream = ?upstream,
+                "job released to the queue at shutdown; the next worker resumes its upstream runs"
+            );
+        }
+    }
+}
+
 /// Why a run stopped.
 enum Ended {
     Ran(Result<Value, ApiError>),
@@ -309,6 +366,8 @@ struct Observer<'a> {
     resumed: Mutex<Vec<UpstreamRun>>,
     /// Creates sent whose id is not saved yet (see `RunObserver::creating`).
     creating: watch::Sender<usize>,
+    /// The upstream runs this attempt started (their ids), for the job's log lines.
+    started: Mutex<Vec<String>>,
 }
 
 impl RunObserver for Observer<'_> {
@@ -319,6 +378,13 @@ impl RunObserver for Observer<'_> {
             loop {
                 match self.store.save_run(&self.job.id, &self.job.claim, run).await {
                     Ok(true) => {
+                        tracing::info!(
+                            job = %self.job.id, provider = %run.provider, upstream = %run.id, slot = run.slot,
+                            "job started an upstream run (saved before waiting on it)"
+                        );
+                        if let Ok(mut started) = self.started.lock() {
+                            started.push(run.id.clone());
+                        }
                         let _ = self.wake.send(self.job.id.clone());
                         return Ok(());
                     }

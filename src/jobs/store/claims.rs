@@ -7,10 +7,15 @@
 
 use sqlx::Row;
 
-use super::rows::{Claimed, json};
+use super::rows::{Claimed, flavor_used, json};
 use super::{Dialect, Store, StoreError, now_ms};
 use crate::generation::Kind;
 use crate::jobs::state::{EventKind, JobStatus, UnknownWord, status_text};
+
+/// Added to a takeover's first heartbeat (in ms), so the claim's `RETURNING` row tells a takeover
+/// from a claim of a queued job: `RETURNING` gives the new values only, and neither SQLite nor
+/// PostgreSQL returns a row's old status portably. A heartbeat 1 ms late changes nothing else.
+const TAKEOVER_MARK: i64 = 1;
 
 impl Store {
     /// Takes the oldest runnable job: queued and due, or processing with a heartbeat older than
@@ -39,13 +44,14 @@ impl Store {
         let only = if id.is_some() { "AND id = $4" } else { "" };
         let mut tx = self.writer.begin().await?;
         let sql = format!(
-            "UPDATE jobs SET status = '{processing}', claim = $1, heartbeat_at = $2, \
+            "UPDATE jobs SET status = '{processing}', claim = $1, \
+             heartbeat_at = $2 + CASE WHEN status = '{processing}' THEN {TAKEOVER_MARK} ELSE 0 END, \
              attempts = attempts + CASE WHEN status = '{queued}' AND resume = 0 THEN 1 ELSE 0 END, \
              takeovers = takeovers + CASE WHEN status = '{processing}' THEN 1 ELSE 0 END, resume = 0, \
              started_at = COALESCE(started_at, $2) \
              WHERE seq = (SELECT seq FROM jobs WHERE ((status = '{queued}' AND run_after <= $2) \
                 OR (status = '{processing}' AND heartbeat_at < $3)) {only} ORDER BY seq LIMIT 1 {lock}) \
-             RETURNING id, kind, plan, attempts, takeovers, cancel_requested, max_attempts",
+             RETURNING id, kind, plan, attempts, takeovers, cancel_requested, max_attempts, config_flavor, heartbeat_at",
             processing = status_text!(Processing),
             queued = status_text!(Queued),
         );
@@ -70,6 +76,8 @@ impl Store {
             claim: claim.to_owned(),
             cancel_requested: row.try_get::<i64, _>("cancel_requested")? != 0,
             fresh: false,
+            taken_over: row.try_get::<i64, _>("heartbeat_at")? == now + TAKEOVER_MARK,
+            flavor: flavor_used(&json(row.try_get("config_flavor")?)),
         };
         let data = serde_json::json!({
             "status": JobStatus::Processing, "attempts": claimed.attempts, "takeovers": claimed.takeovers,

@@ -1,10 +1,21 @@
 //! Reading jobs: one by id, and listings filtered by status, kind and project with cursor
 //! pagination.
 
+use sqlx::Row;
+
 use super::rows::{COLUMNS, JobRow, job_row, with_plan};
 use super::{Store, StoreError};
 use crate::generation::Kind;
-use crate::jobs::state::JobStatus;
+use crate::jobs::state::{JobStatus, status_text};
+
+/// The shared queue at one moment, for the metrics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct QueueDepth {
+    pub queued: i64,
+    pub processing: i64,
+    /// When the oldest queued job was submitted (Unix ms), if any is queued.
+    pub oldest_queued_at: Option<i64>,
+}
 
 /// Listing filters (already validated by the API).
 #[derive(Debug, Default, Clone)]
@@ -56,5 +67,30 @@ impl Store {
         }
         let rows = query.fetch_all(&self.pool).await?;
         rows.iter().map(job_row).collect()
+    }
+
+    /// Jobs queued and processing, and the oldest queued job's submission time. Walks the
+    /// unfinished jobs only, which the queue limits bound (`MVGEN_MAX_QUEUED_JOBS`); finished
+    /// ones, however many retention keeps, are never counted.
+    pub async fn queue_depth(&self) -> Result<QueueDepth, StoreError> {
+        let sql = concat!(
+            "SELECT status, count(*) AS n, min(created_at) AS oldest FROM jobs WHERE status IN ('",
+            status_text!(Queued),
+            "', '",
+            status_text!(Processing),
+            "') GROUP BY status"
+        );
+        let mut depth = QueueDepth::default();
+        for row in sqlx::query(sql).fetch_all(&self.pool).await? {
+            let status: String = row.try_get("status")?;
+            let count: i64 = row.try_get("n")?;
+            if status == JobStatus::Queued.as_str() {
+                depth.queued = count;
+                depth.oldest_queued_at = row.try_get("oldest")?;
+            } else {
+                depth.processing = count;
+            }
+        }
+        Ok(depth)
     }
 }

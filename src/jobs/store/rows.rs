@@ -96,6 +96,15 @@ pub struct Claimed {
     /// Stored claimed by this process a moment ago (`Store::insert` with a claim): it has no
     /// saved upstream runs yet, so none are read back.
     pub fresh: bool,
+    /// This claim took the job over from a worker whose heartbeat stopped.
+    pub taken_over: bool,
+    /// The flavor the job renders with (for its log lines).
+    pub flavor: String,
+}
+
+/// The flavor a stored flavor report says was used (`FlavorReport::used`).
+pub fn flavor_used(report: &Value) -> String {
+    report["used"].as_str().unwrap_or("unknown").to_owned()
 }
 
 impl Claimed {
@@ -113,6 +122,8 @@ impl Claimed {
             claim,
             cancel_requested: false,
             fresh: true,
+            taken_over: false,
+            flavor: flavor_used(&row.config_flavor),
         }
     }
 }
