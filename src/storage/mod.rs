@@ -12,6 +12,7 @@
 pub mod checked;
 pub mod local;
 pub mod object;
+pub mod s3_http;
 pub mod url;
 
 use std::path::PathBuf;
