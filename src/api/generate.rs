@@ -55,7 +55,7 @@ macro_rules! generation_endpoint {
 
 generation_endpoint! { "/api/mv/create_scenes", CreateScenesBody => CreateScenesResponse, "Scenes written";
 pub async fn create_scenes(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     jobs: Option<Extension<Arc<Jobs>>>,
     scope: Option<Extension<KeyScope>>,
     ValidJson(body): ValidJson<CreateScenesBody>,
@@ -67,7 +67,7 @@ pub async fn create_scenes(
 generation_endpoint! { "/api/mv/generate_character_reference", CharacterReferenceBody => CharacterReferenceResponse,
     "Images generated and stored";
 pub async fn generate_character_reference(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     jobs: Option<Extension<Arc<Jobs>>>,
     scope: Option<Extension<KeyScope>>,
     ValidJson(body): ValidJson<CharacterReferenceBody>,
@@ -78,7 +78,7 @@ pub async fn generate_character_reference(
 
 generation_endpoint! { "/api/mv/generate_video", GenerateVideoBody => GenerateVideoResponse, "Video generated and stored";
 pub async fn generate_video(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     jobs: Option<Extension<Arc<Jobs>>>,
     scope: Option<Extension<KeyScope>>,
     ValidJson(body): ValidJson<GenerateVideoBody>,

@@ -24,7 +24,7 @@ use crate::state::AppState;
 /// prefix-stripping layers, a measurable share of a request as cheap as the flavor list
 /// (BENCHMARKS.md). With a job engine, the job routes are served and the generation endpoints run
 /// as jobs; `/metrics` only when metrics are on.
-pub fn routes(jobs: Option<Arc<Jobs>>, metrics: bool) -> Router<AppState> {
+pub fn routes(jobs: Option<Arc<Jobs>>, metrics: bool) -> Router<Arc<AppState>> {
     let mut routes = Router::new()
         .route("/api/mv/create_scenes", post(generate::create_scenes))
         .route("/api/mv/generate_character_reference", post(generate::generate_character_reference))
