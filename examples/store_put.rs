@@ -75,8 +75,11 @@ async fn main() -> Result<(), String> {
                         .map_err(|e| e.to_string())
                 }
                 "s3-raw" => {
-                    let store =
-                        AmazonS3Builder::from_env().with_bucket_name(&target).build().map_err(|e| e.to_string())?;
+                    let store = AmazonS3Builder::from_env()
+                        .with_bucket_name(&target)
+                        .with_http_connector(mvgen::storage::s3_http::Connector)
+                        .build()
+                        .map_err(|e| e.to_string())?;
                     let path = format!("bench-raw/{}", uuid::Uuid::new_v4()).into();
                     let upload = store.put_multipart(&path).await.map_err(|e| e.to_string())?;
                     let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);

@@ -7,10 +7,12 @@
 //! tower-http's `SetRequestIdLayer` and `PropagateRequestIdLayer` do the setting and echoing; the
 //! pieces here are the check before them, the span, and a task-local that `ApiError` reads.
 
+use std::convert::Infallible;
 use std::task::{Context, Poll};
 
 use axum::Router;
-use axum::http::{HeaderName, HeaderValue, Request};
+use axum::body::Body;
+use axum::http::{HeaderName, HeaderValue, Request, Response};
 use tower::ServiceBuilder;
 use tower::util::MapRequestLayer;
 use tower_http::LatencyUnit;
@@ -55,11 +57,17 @@ fn id_of<B>(request: &Request<B>) -> &str {
     request.headers().get(&HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default()
 }
 
-/// Wraps `router` in the request-id layers and the request span; `access_log` adds the method,
-/// path (never the query: `?api_key=` may carry a key) and one line per response.
-pub fn layers(router: Router, access_log: bool) -> Router {
+/// Wraps `service` (the router, with CORS around it when on) in the request-id layers and the
+/// request span, from outside: one box for the whole stack, not one per route and layer (see
+/// `server::app_with_jobs`). `access_log` adds the method, path (never the query: `?api_key=` may
+/// carry a key) and one line per response.
+pub fn around<S>(service: S, access_log: bool) -> Router
+where
+    S: tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+{
     let ids = ServiceBuilder::new()
-        .layer(MapRequestLayer::new(drop_unacceptable::<axum::body::Body>))
+        .layer(MapRequestLayer::new(drop_unacceptable::<Body>))
         .layer(SetRequestIdLayer::new(HEADER, MakeRequestUuid))
         .layer(PropagateRequestIdLayer::new(HEADER));
     if access_log {
@@ -72,7 +80,7 @@ pub fn layers(router: Router, access_log: bool) -> Router {
             // ApiError already logs a 5xx once, with its cause.
             .on_failure(())
             .on_response(DefaultOnResponse::new().level(tracing::Level::INFO).latency_unit(LatencyUnit::Micros));
-        router.layer(ScopeLayer).layer(trace).layer(ids)
+        Router::new().fallback_service(ids.layer(trace).layer(ScopeLayer).service(service))
     } else {
         let trace = TraceLayer::new_for_http()
             .make_span_with(|request: &Request<_>| tracing::info_span!("request", request_id = %id_of(request)))
@@ -82,7 +90,7 @@ pub fn layers(router: Router, access_log: bool) -> Router {
             .on_body_chunk(())
             .on_eos(())
             .on_failure(());
-        router.layer(ScopeLayer).layer(trace).layer(ids)
+        Router::new().fallback_service(ids.layer(trace).layer(ScopeLayer).service(service))
     }
 }
 

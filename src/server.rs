@@ -8,14 +8,14 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, anyhow, bail};
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use serde_json::json;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::api::{self, extract::BODY_LIMIT};
+use crate::api;
 use crate::api_keys::{ApiKey, ApiKeys};
 use crate::error::{ApiError, ErrorKind};
 use crate::state::AppState;
@@ -286,33 +286,40 @@ pub fn app(state: AppState, settings: &Settings) -> Router {
 }
 
 /// The application with the job routes (`/api/mv/jobs`) when an engine is given.
+///
+/// Each `Router::layer` call wraps every route in one more boxed service, and axum clones a
+/// route's whole chain of boxes on every call (one allocation per box, at every level): with eight
+/// levels a flavor-list GET made 110 heap allocations, bare axum 16 (BENCHMARKS.md, issue 22). So the
+/// layers that need the matched route (metrics) or must sit inside it (auth and what answers
+/// before the handler) are one stack applied once, and the ones that do not (CORS, request ids)
+/// wrap the router from outside (`request_id::around`).
 pub fn app_with_jobs(state: AppState, settings: &Settings, jobs: Option<Arc<crate::jobs::Jobs>>) -> Router {
     let metrics = settings.metrics && crate::telemetry::install().is_some();
-    let mut router = api::routes(jobs, metrics, settings.max_audio_bytes)
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(middleware::from_fn(api::extract::refuse_declared_oversize))
-        // Inside the request-id span, so a logged fault carries the request's id.
-        .layer(tower::util::MapResponseLayer::new(crate::error::log_server_errors))
-        .with_state(state);
-    // Around the fallbacks too, so an unknown `/api/*` path or a wrong method is a 401 like any
-    // other keyless call: without a key nobody learns which API routes exist. Without keys there is
-    // nothing to check; leaving the layer out spares every request a boxed middleware call
-    // (measured in BENCHMARKS.md).
-    if !settings.api_keys.is_empty() {
-        let keys = Arc::new(ApiKeys::from_entries(&settings.api_keys));
-        router = router.layer(middleware::from_fn_with_state(keys, require_api_key));
-    }
-    // Outside the key check, so refused (401) calls are counted too.
     if metrics {
         crate::telemetry::count_routes(api::openapi::spec().paths.paths.into_keys());
-        router = router.layer(crate::telemetry::RequestMetricsLayer);
     }
-    if !settings.cors_origins.is_empty() {
-        router = router.layer(cors(&settings.cors_origins));
+    // Around the fallbacks too, so an unknown `/api/*` path or a wrong method is a 401 like any
+    // other keyless call: without a key nobody learns which API routes exist. Without keys there is
+    // nothing to check, and the layer is left out.
+    let keys = (!settings.api_keys.is_empty())
+        .then(|| middleware::from_fn_with_state(Arc::new(ApiKeys::from_entries(&settings.api_keys)), require_api_key));
+    let per_route = tower::ServiceBuilder::new()
+        // Outside the key check, so refused (401) calls are counted too.
+        .option_layer(metrics.then_some(crate::telemetry::RequestMetricsLayer))
+        .option_layer(keys)
+        // Inside the request-id span, so a logged fault carries the request's id.
+        .layer(tower::util::MapResponseLayer::new(crate::error::log_server_errors))
+        .layer(api::extract::RefuseDeclaredOversize);
+    let router = api::routes(jobs, metrics, settings.max_audio_bytes)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(per_route)
+        .with_state(Arc::new(state));
+    if settings.cors_origins.is_empty() {
+        crate::request_id::around(router, settings.access_log)
+    } else {
+        crate::request_id::around(tower::Layer::layer(&cors(&settings.cors_origins), router), settings.access_log)
     }
-    crate::request_id::layers(router, settings.access_log)
 }
 
 /// What `mvgen worker --metrics-addr` serves: `GET /metrics` (behind `API_KEY` as on `serve`) and

@@ -79,7 +79,7 @@ const MULTIPART_OVERHEAD: u64 = 64 * 1024;
         (status = 503, description = "The store is unavailable", body = crate::error::ErrorBody),
     )
 )]
-pub async fn upload_audio(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+pub async fn upload_audio(State(state): State<Arc<AppState>>, request: Request) -> Result<Response, ApiError> {
     let limit = request.extensions().get::<AudioLimit>().map_or(crate::limits::DEFAULT_MAX_AUDIO_BYTES, |l| l.0);
     let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.trim().parse().ok());
     if declared.is_some_and(|len: u64| len > limit + MULTIPART_OVERHEAD) {
@@ -282,7 +282,7 @@ fn song_error(e: SongError) -> ApiError {
     )
 )]
 pub async fn get_audio(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     ValidPath(id): ValidPath<String>,
     request: Request,
 ) -> Result<Response, ApiError> {
@@ -303,7 +303,7 @@ pub async fn get_audio(
     )
 )]
 pub async fn get_audio_info(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     ValidPath(id): ValidPath<String>,
 ) -> Result<Response, ApiError> {
     Ok(Json(record(&state, &id).await?).into_response())

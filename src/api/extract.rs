@@ -4,10 +4,11 @@
 //! column) and the shape (422, naming the field path), so handlers only see well-typed bodies.
 //! `ValidPath<T>` does the same for path parameters (400), e.g. `%ff`, which is not UTF-8.
 
-use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::header;
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
+use axum::response::Response;
+use futures_util::future::{Either, Ready, ready};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
@@ -27,7 +28,7 @@ pub struct ValidJson<T>(pub T);
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ValidJson<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
         if !is_json(req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok())) {
             return Err(ApiError::new(
                 ErrorKind::UnsupportedMediaType,
@@ -35,11 +36,17 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ValidJson<T> {
                 json!("content-type"),
             ));
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        // The limit is applied here, where the body is read, rather than by a `DefaultBodyLimit`
+        // layer: that one inserts a request extension into every request, GETs included.
+        let bytes = axum::body::to_bytes(req.into_body(), BODY_LIMIT).await.map_err(|e| {
+            if std::error::Error::source(&e).is_some_and(|cause| cause.is::<http_body_util::LengthLimitError>()) {
                 payload_too_large()
             } else {
-                ApiError::new(ErrorKind::InvalidBody, rejection.body_text(), serde_json::Value::Null)
+                ApiError::new(
+                    ErrorKind::InvalidBody,
+                    format!("Failed to buffer the request body: {e}"),
+                    serde_json::Value::Null,
+                )
             }
         })?;
         parse(&bytes).map(ValidJson)
@@ -71,18 +78,50 @@ pub fn payload_too_large() -> ApiError {
     )
 }
 
-/// Middleware: a request whose `Content-Length` is over [`BODY_LIMIT`] gets 413 from the header
+/// A layer: a request whose `Content-Length` is over [`BODY_LIMIT`] gets 413 from the header
 /// alone, before any of the body is read, so hyper never invites it with `100 Continue`. It runs
 /// inside the router, so the answer carries CORS headers (a browser sees the 413, not a network
 /// error) and a keyless caller gets its 401 first. The body is left unread: the connection closes.
-pub async fn refuse_declared_oversize(request: Request, next: axum::middleware::Next) -> axum::response::Response {
-    let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.trim().parse().ok());
-    if request.uri().path() != UPLOAD_AUDIO_PATH && declared.is_some_and(|len: u64| len > BODY_LIMIT as u64) {
-        let mut response = axum::response::IntoResponse::into_response(payload_too_large());
-        response.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
-        return response;
+///
+/// A plain tower service rather than `middleware::from_fn`, which boxes the rest of the stack and
+/// its future for every request: this runs on every request, GETs included.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RefuseDeclaredOversize;
+
+impl<S> tower::Layer<S> for RefuseDeclaredOversize {
+    type Service = RefuseOversize<S>;
+
+    fn layer(&self, inner: S) -> RefuseOversize<S> {
+        RefuseOversize { inner }
     }
-    next.run(request).await
+}
+
+#[derive(Debug, Clone)]
+pub struct RefuseOversize<S> {
+    inner: S,
+}
+
+impl<S> tower::Service<Request> for RefuseOversize<S>
+where
+    S: tower::Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Either<Ready<Result<Response, S::Error>>, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.trim().parse().ok());
+        if declared.is_some_and(|len: u64| len > BODY_LIMIT as u64) && request.uri().path() != UPLOAD_AUDIO_PATH {
+            let mut response = axum::response::IntoResponse::into_response(payload_too_large());
+            response.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+            return Either::Left(ready(Ok(response)));
+        }
+        Either::Right(self.inner.call(request))
+    }
 }
 
 fn is_json(content_type: Option<&str>) -> bool {

@@ -9,6 +9,8 @@
 //! that is a 307 to a presigned GET, so the bytes go from the store to the client directly; on
 //! `file://` the file itself is served, as with `false`.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -43,7 +45,7 @@ use crate::storage::Collection;
     )
 )]
 pub async fn get_character_reference(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     ValidPath(id): ValidPath<String>,
     request: Request,
 ) -> Result<Response, ApiError> {
@@ -71,7 +73,7 @@ pub async fn get_character_reference(
     )
 )]
 pub async fn get_video(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     ValidPath(id): ValidPath<String>,
     request: Request,
 ) -> Result<Response, ApiError> {
@@ -91,7 +93,7 @@ pub async fn get_video(
     )
 )]
 pub async fn get_scenes(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     ValidPath(id): ValidPath<String>,
     request: Request,
 ) -> Result<Response, ApiError> {
@@ -110,7 +112,7 @@ pub async fn get_scenes(
     )
 )]
 pub async fn get_scenes_markdown(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     ValidPath(id): ValidPath<String>,
 ) -> Result<Response, ApiError> {
     let mut opened = state.storage.open(Collection::Scenes, &id).await?;
@@ -158,7 +160,7 @@ pub struct VideoInfo {
     )
 )]
 pub async fn get_video_info(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     ValidPath(id): ValidPath<String>,
 ) -> Result<Json<VideoInfo>, ApiError> {
     let opened = state.storage.open(Collection::Video, &id).await?;

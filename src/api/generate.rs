@@ -57,7 +57,7 @@ macro_rules! generation_endpoint {
 
 generation_endpoint! { "/api/mv/create_scenes", CreateScenesBody => CreateScenesResponse, "Scenes written";
 pub async fn create_scenes(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     jobs: Option<Extension<Arc<Jobs>>>,
     scope: Option<Extension<KeyScope>>,
     ValidJson(body): ValidJson<CreateScenesBody>,
@@ -69,7 +69,7 @@ pub async fn create_scenes(
 generation_endpoint! { "/api/mv/generate_character_reference", CharacterReferenceBody => CharacterReferenceResponse,
     "Images generated and stored";
 pub async fn generate_character_reference(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     jobs: Option<Extension<Arc<Jobs>>>,
     scope: Option<Extension<KeyScope>>,
     ValidJson(body): ValidJson<CharacterReferenceBody>,
@@ -80,7 +80,7 @@ pub async fn generate_character_reference(
 
 generation_endpoint! { "/api/mv/generate_video", GenerateVideoBody => GenerateVideoResponse, "Video generated and stored";
 pub async fn generate_video(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     jobs: Option<Extension<Arc<Jobs>>>,
     scope: Option<Extension<KeyScope>>,
     ValidJson(body): ValidJson<GenerateVideoBody>,
@@ -93,7 +93,7 @@ generation_endpoint! { "/api/mv/stitch-videos", StitchVideosBody => StitchVideos
     "The clips (and the song) cut into one stored video",
     (status = 404, description = "A clip named is not stored (`details.field` names it)", body = crate::error::ErrorBody);
 pub async fn stitch_videos(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     jobs: Option<Extension<Arc<Jobs>>>,
     scope: Option<Extension<KeyScope>>,
     ValidJson(body): ValidJson<StitchVideosBody>,

@@ -25,7 +25,7 @@ use crate::state::AppState;
 /// prefix-stripping layers, a measurable share of a request as cheap as the flavor list
 /// (BENCHMARKS.md). With a job engine, the job routes are served and the generation endpoints run
 /// as jobs; `/metrics` only when metrics are on.
-pub fn routes(jobs: Option<Arc<Jobs>>, metrics: bool, max_audio_bytes: u64) -> Router<AppState> {
+pub fn routes(jobs: Option<Arc<Jobs>>, metrics: bool, max_audio_bytes: u64) -> Router<Arc<AppState>> {
     let mut routes = Router::new()
         .route("/api/mv/create_scenes", post(generate::create_scenes))
         .route("/api/mv/generate_character_reference", post(generate::generate_character_reference))
@@ -43,7 +43,7 @@ pub fn routes(jobs: Option<Arc<Jobs>>, metrics: bool, max_audio_bytes: u64) -> R
         .route("/readyz", get(readiness::readyz).layer(Extension(Arc::new(readiness::Probes::default()))))
         // The song is streamed under its own cap (`MV_MAX_AUDIO_BYTES`), not the 1 MiB of every
         // other body: the handler reads the body as a stream, which the global limit does not
-        // bound, and `extract::refuse_declared_oversize` leaves this path's Content-Length to it.
+        // bound, and `extract::RefuseDeclaredOversize` leaves this path's Content-Length to it.
         .merge(
             Router::new()
                 .route(extract::UPLOAD_AUDIO_PATH, post(audio::upload_audio))

@@ -2,7 +2,7 @@
 //! spec can't drift from the code. The embedded flavor names are filled in from the table, so
 //! generated clients offer them for `config_flavor`.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -82,7 +82,7 @@ pub fn spec_json(strict_flavors: bool) -> Value {
 }
 
 /// Both variants are built once: the flavor table and the setting never change while serving.
-pub async fn openapi_json(State(state): State<AppState>) -> Response {
+pub async fn openapi_json(State(state): State<Arc<AppState>>) -> Response {
     static LENIENT: LazyLock<Bytes> = LazyLock::new(|| spec_json(false).to_string().into());
     static STRICT: LazyLock<Bytes> = LazyLock::new(|| spec_json(true).to_string().into());
     let body = if state.strict_flavors { STRICT.clone() } else { LENIENT.clone() };

@@ -66,7 +66,7 @@ impl Cached {
     (status = 503, description = "Not ready: `DatabaseUnavailable` or `StorageUnavailable` names the failing engine (`details` has each check), or the replica is draining", body = crate::error::ErrorBody),
 ))]
 pub async fn readyz(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     Extension(probes): Extension<Arc<Probes>>,
     jobs: Option<Extension<Arc<Jobs>>>,
 ) -> Response {

@@ -114,23 +114,66 @@ pub(super) async fn app_state(
 
 /// `RUST_LOG` filters (default `info`); `MVGEN_LOG_FORMAT=json` writes JSON lines.
 pub(super) fn init_logging(json: bool) {
-    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let filter = log_filter(std::env::var("RUST_LOG").ok().as_deref());
+    // Colours only on a terminal: log collectors and files get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
+    let registry = tracing_subscriber::registry().with(filter);
+    if json {
+        registry.with(fmt.json()).init();
+    } else {
+        registry.with(fmt).init();
+    }
+}
+
+/// `RUST_LOG` as a list of `level` and `target=level` directives (`warn,mvgen::jobs=debug`): the
+/// longest matching target wins. A `Targets` filter rather than `EnvFilter`: the span and field
+/// directives only `EnvFilter` knows need a regex engine, a quarter of a megabyte of the binary
+/// (BENCHMARKS.md), and nobody filters mvgen's logs by span. Unset, blank or unparsable: `info`,
+/// as before (a typo must not silence the log).
+fn log_filter(rust_log: Option<&str>) -> tracing_subscriber::filter::Targets {
+    use tracing_subscriber::filter::Targets;
+    let filter = rust_log
+        .filter(|v| !v.trim().is_empty())
+        .and_then(|v| v.trim().parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
     // sqlx logs every PostgreSQL NOTICE at info. The only one mvgen's SQL causes is sqlx's own
     // `CREATE TABLE IF NOT EXISTS _sqlx_migrations` ("relation … already exists, skipping") on
     // each start that migrates an existing schema: noise in every rolling deploy's log. Raised to
     // warn (PostgreSQL's WARNINGs still show), unless RUST_LOG says what it wants of sqlx.
-    if !std::env::var("RUST_LOG").is_ok_and(|v| v.contains("sqlx"))
-        && let Ok(directive) = "sqlx::postgres::notice=warn".parse()
-    {
-        filter = filter.add_directive(directive);
-    }
-    // Colours only on a terminal: log collectors and files get plain text.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
-    if json {
-        builder.json().init();
+    if rust_log.is_some_and(|v| v.contains("sqlx")) {
+        filter
     } else {
-        builder.init();
+        filter.with_target("sqlx::postgres::notice", tracing::Level::WARN)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+    use tracing::Level;
+
+    #[test]
+    fn rust_log_is_a_list_of_target_levels_and_defaults_to_info() {
+        let filter = log_filter(Some("warn,mvgen::jobs=debug,sqlx=off"));
+        assert!(filter.would_enable("mvgen::jobs::engine", &Level::DEBUG), "the longest target wins");
+        assert!(!filter.would_enable("mvgen::server", &Level::INFO));
+        assert!(filter.would_enable("mvgen::server", &Level::WARN));
+        assert!(!filter.would_enable("sqlx::query", &Level::ERROR));
+        for unset in [None, Some(""), Some("  "), Some("mvgen=loud")] {
+            let filter = log_filter(unset);
+            assert!(
+                filter.would_enable("mvgen", &Level::INFO) && !filter.would_enable("mvgen", &Level::DEBUG),
+                "{unset:?}"
+            );
+        }
+        assert!(!log_filter(Some("off")).would_enable("mvgen", &Level::ERROR));
+        // PostgreSQL's NOTICEs (sqlx's own migrations table, on every start) only at warn, unless
+        // RUST_LOG names sqlx.
+        assert!(!log_filter(None).would_enable("sqlx::postgres::notice", &Level::INFO));
+        assert!(log_filter(None).would_enable("sqlx::postgres::notice", &Level::WARN));
+        assert!(log_filter(Some("info,sqlx=info")).would_enable("sqlx::postgres::notice", &Level::INFO));
     }
 }

@@ -64,7 +64,7 @@ async fn handle(
     body_timeout: Duration,
 ) -> Result<Response<Answer>, Infallible> {
     let in_flight = InFlight::start(state.clone());
-    // An oversized `Content-Length` is refused inside the router (`extract::refuse_declared_oversize`),
+    // An oversized `Content-Length` is refused inside the router (`extract::RefuseDeclaredOversize`),
     // under CORS and auth, still before the body is read: hyper sends `100 Continue` only then.
     // Most requests (GETs) have no body: they skip the wrapper and its timer.
     let request = if request.body().is_end_stream() {

@@ -13,6 +13,7 @@ pub mod blocking;
 pub mod checked;
 pub mod local;
 pub mod object;
+pub mod s3_http;
 pub mod url;
 
 use std::path::PathBuf;

@@ -22,8 +22,8 @@ use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path;
 use object_store::signer::Signer;
 use object_store::{
-    Attribute, Attributes, Certificate, ClientConfigKey, ClientOptions, GetOptions, MultipartUpload, ObjectStore,
-    ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions, PutPayload, RetryConfig,
+    Attribute, Attributes, ClientConfigKey, ClientOptions, GetOptions, MultipartUpload, ObjectStore, ObjectStoreExt,
+    PutMode, PutMultipartOptions, PutOptions, PutPayload, RetryConfig,
 };
 use tokio::sync::{Semaphore, SemaphorePermit};
 use uuid::Uuid;
@@ -143,17 +143,12 @@ impl ObjectStorage {
         // object_store retries a failed request (a 5xx, a reset) twice, all within the deadline
         // `within` puts on the whole operation.
         let retry = RetryConfig { max_retries: 2, retry_timeout: options.timeout, ..RetryConfig::default() };
-        // Mozilla's roots compiled in, as for the providers (src/providers/client.rs): the static
-        // binary may run where there is no CA store at all.
-        let roots = webpki_root_certs::TLS_SERVER_ROOT_CERTS.iter().map(|der| Certificate::from_der(der));
         // Options set here replace the builder's client options: keep its `allow_http`.
         let allow_http = builder
             .get_config_value(&AmazonS3ConfigKey::Client(ClientConfigKey::AllowHttp))
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
-        let mut client = ClientOptions::new().with_no_system_certificates(true).with_allow_http(allow_http);
-        for root in roots {
-            client = client.with_root_certificate(root.map_err(|e| format!("embedded TLS roots: {e}"))?);
-        }
+        // TLS roots and the rest of the client are the connector's (src/storage/s3_http.rs).
+        let client = ClientOptions::new().with_allow_http(allow_http);
         // No overall or read timeout on the client: a large GET streamed to a slow client takes as
         // long as it takes, and the client's read timeout also runs while the reader is not
         // asking for bytes, so it cut slow readers mid-file. `within` bounds each request and
@@ -163,7 +158,11 @@ impl ObjectStorage {
             .with_read_timeout_disabled()
             .with_timeout_disabled();
         let endpoint = builder.get_config_value(&AmazonS3ConfigKey::Endpoint).unwrap_or_else(|| "AWS S3".to_string());
-        let builder = builder.with_bucket_name(bucket).with_retry(retry).with_client_options(client);
+        let builder = builder
+            .with_bucket_name(bucket)
+            .with_retry(retry)
+            .with_client_options(client)
+            .with_http_connector(super::s3_http::Connector);
         let store = Arc::new(builder.clone().build().map_err(|e| format!("s3://{bucket}: {e}"))?);
         let signer = match &options.public_url {
             None => Arc::clone(&store),

@@ -117,6 +117,8 @@ impl Seaweed {
             .with_access_key_id(ACCESS_KEY)
             .with_secret_access_key(SECRET_KEY)
             .with_allow_http(true)
+            // mvgen links no client of object_store's own (src/storage/s3_http.rs).
+            .with_http_connector(mvgen::storage::s3_http::Connector)
     }
 
     /// Storage on this store's bucket under `prefix`.
