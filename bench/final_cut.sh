@@ -4,7 +4,8 @@
 #     a Veo clip's rate, with stereo AAC; noise keeps the encoder from shrinking the test pattern) with a
 #     SONG_SECONDS MP3 stored by upload_audio, on file:// and on SeaweedFS (s3://);
 #   - the anchor: `ffmpeg -f concat -c copy` of the same clip files with the song mapped in and
-#     `+faststart` (what mvgen writes), from local files.
+#     `+faststart` (what mvgen writes), from local files. No `-shortest`: like mvgen without
+#     `loop_audio`, it keeps all the video and the song where it is shorter.
 # Reports the median wall time of each and their ratio, and mvgen's added RSS: its peak during the
 # cuts (VmHWM, reset after the upload) over its RSS before them.
 # Usage: bench/final_cut.sh MVGEN (a release build). Knobs: ROUNDS (5), CLIPS (32), SONG_SECONDS
@@ -48,7 +49,7 @@ anchor() { # prints the wall seconds of one ffmpeg remux
     local start end
     start=$(date +%s.%N)
     ffmpeg -hide_banner -loglevel error -y -f concat -safe 0 -i "$WORK/list.txt" -i "$song" \
-        -map 0:v -map 1:a -c copy -shortest -movflags +faststart "$WORK/anchor.mp4"
+        -map 0:v -map 1:a -c copy -movflags +faststart "$WORK/anchor.mp4"
     end=$(date +%s.%N)
     awk -v a="$start" -v b="$end" 'BEGIN {print b - a}'
 }

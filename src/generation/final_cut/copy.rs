@@ -84,29 +84,27 @@ impl Producer {
             tx.send(Ok(chunk)).await.map_err(|_| ApiError::internal("the store stopped taking the cut"))
         };
         send(header).await?;
+        let steps = steps(pieces);
+        let reads: Vec<&Read> =
+            steps.iter().filter_map(|s| if let Step::Read(r) = s { Some(r) } else { None }).collect();
+        // The next read is opened while the one before it is copied, so its requests' round trips
+        // (a HEAD and a ranged GET on S3) overlap the copy instead of adding to it.
+        let mut opening = reads.first().map(|r| self.open(r));
+        let mut next = 1;
         let mut song: Option<SongReader> = None;
-        let mut i = 0;
-        while i < pieces.len() {
-            match &pieces[i] {
-                Piece::Copy { clip, start, .. } => {
-                    // This piece and the ones after it from the same clip, close enough to read
-                    // in one range.
-                    let mut end = i + 1;
-                    let mut last_end = piece_end(&pieces[i]);
-                    while let Some(Piece::Copy { clip: c, start: s, len: l }) = pieces.get(end)
-                        && c == clip
-                        && *s >= last_end
-                        && s - last_end <= READ_THROUGH
-                    {
-                        last_end = s + l;
-                        end += 1;
-                    }
-                    self.copy_range(*clip, *start, last_end, &pieces[i..end], tx).await?;
-                    i = end;
-                    continue;
+        for step in &steps {
+            match step {
+                Step::Read(read) => {
+                    let stream = match opening.take() {
+                        Some(task) => task.await.map_err(|e| ApiError::internal(format!("opening a clip: {e}")))??,
+                        None => return Err(ApiError::internal("a clip read that was never opened")),
+                    };
+                    opening = reads.get(next).map(|r| self.open(r));
+                    next += 1;
+                    copy_range(read, stream, &self.ids[read.clip], tx).await?;
                 }
-                Piece::Bytes(bytes) => send(Bytes::from(bytes.clone())).await?,
-                Piece::Song { frames, .. } => {
+                Step::Bytes(bytes) => send(Bytes::copy_from_slice(bytes)).await?,
+                Step::Song(frames) => {
                     let reader = match &mut song {
                         Some(reader) => reader,
                         None => {
@@ -122,55 +120,106 @@ impl Producer {
                     }
                 }
             }
-            i += 1;
         }
         Ok(())
     }
 
-    /// Reads `start..end` of clip `clip` once and sends the parts `pieces` name.
-    async fn copy_range(
-        &self,
-        clip: usize,
-        start: u64,
-        end: u64,
-        pieces: &[Piece],
-        tx: &mpsc::Sender<std::io::Result<Bytes>>,
-    ) -> Result<(), ApiError> {
-        let id = &self.ids[clip];
-        let opened = self.storage.open(Collection::Video, id).await?;
-        if end > opened.len {
-            return Err(ApiError::internal(format!("clip {id} is shorter than its header says")));
-        }
-        let mut stream = opened.into_range(start, end - start).await?;
-        // The wanted ranges, relative to `start`, in order.
-        let mut wanted = pieces.iter().filter_map(|p| match p {
-            Piece::Copy { start: s, len, .. } => Some((s - start, s - start + len)),
-            _ => None,
-        });
-        let mut range = wanted.next();
-        let mut at = 0u64;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| ApiError::from(StorageError::Io(e)))?;
-            let chunk_end = at + chunk.len() as u64;
-            while let Some((from, to)) = range {
-                let (a, b) = (from.max(at), to.min(chunk_end));
-                if a < b {
-                    let part = chunk.slice((a - at) as usize..(b - at) as usize);
-                    tx.send(Ok(part)).await.map_err(|_| ApiError::internal("the store stopped taking the cut"))?;
-                }
-                if to <= chunk_end {
-                    range = wanted.next();
-                } else {
-                    break;
-                }
+    /// Starts the ranged read `read` names, on a task of its own.
+    fn open(&self, read: &Read) -> tokio::task::JoinHandle<Result<ByteStream, ApiError>> {
+        let storage = Arc::clone(&self.storage);
+        let (id, start, end) = (self.ids[read.clip].clone(), read.start, read.end);
+        tokio::spawn(async move {
+            let opened = storage.open(Collection::Video, &id).await?;
+            if end > opened.len {
+                return Err(ApiError::internal(format!("clip {id} is shorter than its header says")));
             }
-            at = chunk_end;
-        }
-        if range.is_some() {
-            return Err(ApiError::internal(format!("clip {id} ended before the bytes its header names")));
-        }
-        Ok(())
+            Ok(opened.into_range(start, end - start).await?)
+        })
     }
+}
+
+/// What the copy does, in order: a ranged read of a clip covering one or more copy pieces, or a
+/// piece made here.
+enum Step<'p> {
+    Read(Read<'p>),
+    Bytes(&'p [u8]),
+    Song(usize),
+}
+
+/// One ranged read of clip `clip`, `start..end`, and the copy pieces it covers.
+struct Read<'p> {
+    clip: usize,
+    start: u64,
+    end: u64,
+    pieces: &'p [Piece],
+}
+
+/// The pieces as steps: copy pieces of one clip that follow each other with gaps of at most
+/// `READ_THROUGH` become one read.
+fn steps(pieces: &[Piece]) -> Vec<Step<'_>> {
+    let mut steps = Vec::new();
+    let mut i = 0;
+    while i < pieces.len() {
+        match &pieces[i] {
+            Piece::Copy { clip, start, .. } => {
+                let mut end = i + 1;
+                let mut last_end = piece_end(&pieces[i]);
+                while let Some(Piece::Copy { clip: c, start: s, len: l }) = pieces.get(end)
+                    && c == clip
+                    && *s >= last_end
+                    && s - last_end <= READ_THROUGH
+                {
+                    last_end = s + l;
+                    end += 1;
+                }
+                steps.push(Step::Read(Read { clip: *clip, start: *start, end: last_end, pieces: &pieces[i..end] }));
+                i = end;
+                continue;
+            }
+            Piece::Bytes(bytes) => steps.push(Step::Bytes(bytes)),
+            Piece::Song { frames, .. } => steps.push(Step::Song(*frames)),
+        }
+        i += 1;
+    }
+    steps
+}
+
+/// Sends the parts of `stream` (the bytes of `read`) its pieces name.
+async fn copy_range(
+    read: &Read<'_>,
+    mut stream: ByteStream,
+    id: &str,
+    tx: &mpsc::Sender<std::io::Result<Bytes>>,
+) -> Result<(), ApiError> {
+    let start = read.start;
+    // The wanted ranges, relative to `start`, in order.
+    let mut wanted = read.pieces.iter().filter_map(|p| match p {
+        Piece::Copy { start: s, len, .. } => Some((s - start, s - start + len)),
+        _ => None,
+    });
+    let mut range = wanted.next();
+    let mut at = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::from(StorageError::Io(e)))?;
+        let chunk_end = at + chunk.len() as u64;
+        while let Some((from, to)) = range {
+            let (a, b) = (from.max(at), to.min(chunk_end));
+            if a < b {
+                let part = chunk.slice((a - at) as usize..(b - at) as usize);
+                tx.send(Ok(part)).await.map_err(|_| ApiError::internal("the store stopped taking the cut"))?;
+            }
+            if to <= chunk_end {
+                range = wanted.next();
+            } else {
+                break;
+            }
+        }
+        at = chunk_end;
+    }
+    if range.is_some() {
+        return Err(ApiError::internal(format!("clip {id} ended before the bytes its header names")));
+    }
+    Ok(())
 }
 
 fn piece_end(piece: &Piece) -> u64 {
