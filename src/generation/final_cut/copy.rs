@@ -48,6 +48,10 @@ pub async fn store(
         (_, Some(e)) => Err(e),
         (Ok(put), None) if put.len == cut.len => Ok(put),
         (Ok(put), None) => {
+            // A bug, never a caller's input: what was stored is not the planned file, so it goes.
+            if let Err(e) = storage.delete(Collection::Video, &put.id).await {
+                tracing::warn!(video = %put.id, error = %e, "a cut of the wrong length could not be deleted");
+            }
             Err(ApiError::internal(format!("the cut was planned as {} bytes and {} were stored", cut.len, put.len)))
         }
         (Err(StorageError::Interrupted(e)), None) => Err(ApiError::internal(format!("the cut's copy stopped: {e}"))),
