@@ -195,32 +195,38 @@ fn every_scene_renders_to_a_playable_video() {
     });
 }
 
+/// Scenes written, one reference picked, every video rendered, then Final cut: the page's whole
+/// flow up to the cut's player.
+async fn render_and_cut(t: &Tab) -> Result<()> {
+    t.wait_for("flavors loaded", "!document.querySelector('#config-flavor').disabled").await?;
+    t.fill("#video-description", "A lighthouse keeper tunes an old radio").await?;
+    t.fill("#character-description", "An old man in a blue coat").await?;
+    t.click("#generate-scenes").await?;
+    t.wait_for("scene cards", "document.querySelectorAll('.scene-card').length > 0").await?;
+    ensure!(t.js::<bool>("document.querySelector('#final-cut-section').hidden").await?, "no cut before videos");
+    t.select_value("#num-images", "1").await?;
+    t.click("#generate-character").await?;
+    t.wait_for("a reference image", "document.querySelectorAll('#character-images input').length === 1").await?;
+    t.click("#character-images input[type=radio]").await?;
+    t.wait_for("a picked reference", "!document.querySelector('#generate-videos').disabled").await?;
+    t.click("#generate-videos").await?;
+    t.wait_for(
+        "every card done",
+        "[...document.querySelectorAll('.scene-card')].every(c => c.dataset.state === 'done')",
+    )
+    .await?;
+    t.wait_for("the final cut offered", "!document.querySelector('#final-cut').disabled").await?;
+    t.click("#final-cut").await?;
+    t.wait_for("the cut's player", "document.querySelector('#final-cut-video')?.readyState >= 1").await
+}
+
 /// After every scene is rendered, Final cut makes one video of them that Chromium plays to its
 /// end, its audio (the mock clips' tone) decoded, and offers it for download.
 #[test]
 fn final_cut_plays_to_its_end_with_audio() {
     e2e("final_cut_plays_to_its_end_with_audio", Options::default(), async |t| {
         t.open("/").await?;
-        t.wait_for("flavors loaded", "!document.querySelector('#config-flavor').disabled").await?;
-        t.fill("#video-description", "A lighthouse keeper tunes an old radio").await?;
-        t.fill("#character-description", "An old man in a blue coat").await?;
-        t.click("#generate-scenes").await?;
-        t.wait_for("scene cards", "document.querySelectorAll('.scene-card').length > 0").await?;
-        ensure!(t.js::<bool>("document.querySelector('#final-cut-section').hidden").await?, "no cut before videos");
-        t.select_value("#num-images", "1").await?;
-        t.click("#generate-character").await?;
-        t.wait_for("a reference image", "document.querySelectorAll('#character-images input').length === 1").await?;
-        t.click("#character-images input[type=radio]").await?;
-        t.wait_for("a picked reference", "!document.querySelector('#generate-videos').disabled").await?;
-        t.click("#generate-videos").await?;
-        t.wait_for(
-            "every card done",
-            "[...document.querySelectorAll('.scene-card')].every(c => c.dataset.state === 'done')",
-        )
-        .await?;
-        t.wait_for("the final cut offered", "!document.querySelector('#final-cut').disabled").await?;
-        t.click("#final-cut").await?;
-        t.wait_for("the cut's player", "document.querySelector('#final-cut-video')?.readyState >= 1").await?;
+        render_and_cut(t).await?;
         let cards: f64 = t.js("document.querySelectorAll('.scene-card').length").await?;
         let duration: f64 = t.js("document.querySelector('#final-cut-video').duration").await?;
         ensure!((duration - 2.0 * cards).abs() < 0.1, "the cut lasts {duration} s for {cards} two-second scenes");
@@ -235,6 +241,28 @@ fn final_cut_plays_to_its_end_with_audio() {
         let audio: f64 = t.js("document.querySelector('#final-cut-video').webkitAudioDecodedByteCount").await?;
         let frames: f64 = t.js("document.querySelector('#final-cut-video').webkitVideoDecodedByteCount").await?;
         ensure!(audio > 0.0 && frames > 0.0, "decoded audio {audio} bytes, video {frames} bytes");
+        Ok(())
+    });
+}
+
+/// With an API key, the cut's player shows the bytes fetched with the key, and its download link
+/// fetches them only when it is clicked.
+#[test]
+fn final_cut_with_an_api_key_plays_and_downloads_with_the_key() {
+    let options = Options { api_key: Some("e2e-secret"), ..Options::default() };
+    e2e("final_cut_with_an_api_key_plays_and_downloads_with_the_key", options, async |t| {
+        t.open("/").await?;
+        t.wait_for("the key form", "!document.querySelector('#api-key-form').hidden").await?;
+        t.fill("#api-key", "e2e-secret").await?;
+        t.page.find_element("#api-key").await?.press_key("Enter").await?;
+        render_and_cut(t).await?;
+        let src: String = t.js("document.querySelector('#final-cut-video').src").await?;
+        ensure!(src.starts_with("blob:"), "the player's source {src:?} is not the keyed fetch");
+        let href: String = t.js("document.querySelector('#final-cut-download').href").await?;
+        ensure!(href.contains("/api/mv/get_video/"), "fetched before any click: {href:?}");
+        t.click("#final-cut-download").await?;
+        t.wait_for("the link's keyed copy", "document.querySelector('#final-cut-download').href.startsWith('blob:')")
+            .await?;
         Ok(())
     });
 }
