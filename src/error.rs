@@ -80,6 +80,9 @@ pub enum ErrorKind {
     /// A final cut of clips that can't share one track (codec, frame size, frame rate), or of a
     /// clip that is not an MP4 the cut can read.
     ClipsIncompatible,
+    /// A project's state forbids the change now (deleting a scene while it is pending or composing;
+    /// composing twice at once).
+    ProjectBusy,
 }
 
 impl ErrorKind {
@@ -97,7 +100,7 @@ impl ErrorKind {
             RequestValidationError | ContentRefused | IdempotencyKeyReused | ClipsIncompatible => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
-            IdempotencyKeyInUse | JobFinished | JobCanceled => StatusCode::CONFLICT,
+            IdempotencyKeyInUse | JobFinished | JobCanceled | ProjectBusy => StatusCode::CONFLICT,
             NotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             RequestTimeout => StatusCode::REQUEST_TIMEOUT,

@@ -89,6 +89,9 @@ impl Table {
 pub enum FlavorRef {
     Embedded(&'static Flavor),
     Live(std::sync::Arc<Table>, usize),
+    /// A project's pinned flavor restored from its stored content (`pinned_flavor`), when the
+    /// served table no longer has it as it was.
+    Pinned(std::sync::Arc<Flavor>),
 }
 
 impl std::ops::Deref for FlavorRef {
@@ -98,6 +101,7 @@ impl std::ops::Deref for FlavorRef {
         match self {
             FlavorRef::Embedded(flavor) => flavor,
             FlavorRef::Live(table, index) => table.get(*index),
+            FlavorRef::Pinned(flavor) => flavor,
         }
     }
 }

@@ -18,6 +18,7 @@
 //! compiler/       configs dir → checked, resolved flavors, with file:line:col diagnostics
 //! flavor          the embedded phf table and the per-request choice of flavor
 //! live_configs    the table compiled from a watched dir instead (`serve --configs DIR`)
+//! pinned_flavor   a project's flavor as it was when the project was made, restored from its content
 //! json_schema     JSON Schemas of the configs files, from the compiler's definitions
 //! prompts         a flavor plus request inputs → exactly what is sent upstream
 //! media/          the stored file types, and sniffing a type from first bytes
@@ -38,17 +39,20 @@
 //!   inputs, backend the checks bodies share; the video backend choice
 //! jobs/           durable generation jobs
 //!   state           job status and event kinds, their words written once
-//!   store/          the database, one file per concept (rows, submit, claims, runs, events, finish, …)
+//!   store/          the database, one file per concept (rows, submit, claims, runs, events, finish,
+//!                   projects, …)
 //!   engine/         submit and cancel (mod), workers (worker), the sync endpoints' wait (sync),
 //!                   the queue's gauges for /metrics (queue_metrics)
 //!   pipeline        what the engine needs of generation, and the real adapter
+//! projects/       music-video projects over the jobs database: their answers (answer), statuses
+//!                 (words), finished jobs' results written in (settle)
 //! providers/      Gemini, Replicate, Veo and the labelled mocks
 //!   client, retry, body, upstream_error, cancel   the HTTP plumbing they share
 //!   run, upstream_run, output, outbound           run context, saved runs, outputs, downloads
 //! storage/        where outputs live: the trait (mod), local files, S3 (object), checks, URLs,
 //!                 blocking (a stored file as a sync Read + Seek)
 //! api/            every route on one screen (mod) and its handlers: generate, files, flavors,
-//!                 jobs, audio (songs), openapi, health, readiness; extract (body and path
+//!                 jobs, audio (songs), projects, openapi, health, readiness; extract (body and path
 //!                 extractors), send_file
 //! server          settings from the environment, and the middleware around api's routes
 //! serving/        connections: accept, watchdog, per-request limits, signals, drain
@@ -73,6 +77,8 @@ pub mod live_configs;
 pub mod media;
 pub mod model;
 pub mod page;
+pub mod pinned_flavor;
+pub mod projects;
 pub mod prompts;
 pub mod providers;
 pub mod request_id;

@@ -57,7 +57,7 @@ pub struct AudioUploadForm {
 }
 
 /// Multipart bytes allowed around the song itself (part headers, other small fields).
-const MULTIPART_OVERHEAD: u64 = 64 * 1024;
+pub(super) const MULTIPART_OVERHEAD: u64 = 64 * 1024;
 
 #[utoipa::path(
     post,
@@ -90,10 +90,16 @@ pub async fn upload_audio(State(state): State<Arc<AppState>>, request: Request) 
     }
     let (parts, body) = request.into_parts();
     let body = song_body(&parts.headers, body, limit).await?;
+    Ok(Json(store_song(&state, body, limit).await?).into_response())
+}
+
+/// Stores a song streamed in `body` (at most `limit` bytes): put, probed, its record written; or
+/// refused, with nothing left stored. Also a project's song (`POST /api/mv/projects`).
+pub(super) async fn store_song(state: &AppState, body: ByteStream, limit: u64) -> Result<AudioInfo, ApiError> {
     let body = non_empty(body).await?;
     let put = state.storage.put_stream(Collection::Audio, limit, body).await.map_err(|e| upload_error(e, limit))?;
 
-    match probe_stored(&state, &put.id).await {
+    match probe_stored(state, &put.id).await {
         Ok(info) => {
             let answer = AudioInfo {
                 audio_id: put.id.clone(),
@@ -106,13 +112,13 @@ pub async fn upload_audio(State(state): State<Arc<AppState>>, request: Request) 
             };
             let record = serde_json::to_vec(&answer).map_err(|e| ApiError::internal(e.to_string()))?;
             if let Err(e) = state.storage.put_record(Collection::Audio, &put.id, &record).await {
-                discard(&state, &put.id).await;
+                discard(state, &put.id).await;
                 return Err(e.into());
             }
-            Ok(Json(answer).into_response())
+            Ok(answer)
         }
         Err(err) => {
-            discard(&state, &put.id).await;
+            discard(state, &put.id).await;
             Err(song_error(err))
         }
     }
@@ -202,7 +208,7 @@ async fn probe_stored(state: &AppState, id: &str) -> Result<song::SongInfo, Song
 
 /// Removes a refused upload. A failure is only logged: without its record the file is never
 /// served as a song anyway.
-async fn discard(state: &AppState, id: &str) {
+pub(super) async fn discard(state: &AppState, id: &str) {
     if let Err(e) = state.storage.delete(Collection::Audio, id).await {
         tracing::warn!(audio_id = id, error = %e, "a refused song could not be deleted; it has no record, so it is never served");
     }
@@ -224,11 +230,11 @@ fn cut(e: &std::io::Error) -> ApiError {
     )
 }
 
-fn multipart_io_error(e: multer::Error) -> std::io::Error {
+pub(super) fn multipart_io_error(e: multer::Error) -> std::io::Error {
     std::io::Error::other(e)
 }
 
-fn multipart_error(e: multer::Error, limit: u64) -> ApiError {
+pub(super) fn multipart_error(e: multer::Error, limit: u64) -> ApiError {
     match e {
         multer::Error::StreamSizeExceeded { .. } | multer::Error::FieldSizeExceeded { .. } => too_large(limit),
         other => ApiError::new(ErrorKind::InvalidBody, format!("multipart body: {other}"), serde_json::Value::Null),

@@ -22,6 +22,9 @@ pub const BODY_LIMIT: usize = 1024 * 1024;
 /// its own cap (`MV_MAX_AUDIO_BYTES`), which the route checks `Content-Length` against itself.
 pub const UPLOAD_AUDIO_PATH: &str = "/api/mv/upload_audio";
 
+/// A project's creation carries its song: held to the song's cap, like [`UPLOAD_AUDIO_PATH`].
+pub const CREATE_PROJECT_PATH: &str = "/api/mv/projects";
+
 /// A JSON body of type `T`.
 pub struct ValidJson<T>(pub T);
 
@@ -115,7 +118,9 @@ where
 
     fn call(&mut self, request: Request) -> Self::Future {
         let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.trim().parse().ok());
-        if declared.is_some_and(|len: u64| len > BODY_LIMIT as u64) && request.uri().path() != UPLOAD_AUDIO_PATH {
+        if declared.is_some_and(|len: u64| len > BODY_LIMIT as u64)
+            && ![UPLOAD_AUDIO_PATH, CREATE_PROJECT_PATH].contains(&request.uri().path())
+        {
             let mut response = axum::response::IntoResponse::into_response(payload_too_large());
             response.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
             return Either::Left(ready(Ok(response)));

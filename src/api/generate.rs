@@ -26,7 +26,10 @@ use crate::jobs::Jobs;
 use crate::jobs::engine::unavailable;
 use crate::jobs::state::JobStatus;
 use crate::jobs::store::StoreError;
+use crate::jobs::store::projects::{Bind, Edit};
 use crate::jobs::store::rows::JobRow;
+use crate::projects;
+use crate::projects::words::PROCESSING;
 use crate::providers::RunContext;
 use crate::state::AppState;
 
@@ -62,6 +65,13 @@ pub async fn create_scenes(
     scope: Option<Extension<KeyScope>>,
     ValidJson(body): ValidJson<CreateScenesBody>,
 ) -> Result<Response, ApiError> {
+    if let (Some(project), Some(jobs)) = (body.project_id.as_deref(), jobs.as_deref()) {
+        // Their edit page: the scenes are written into the project before the answer.
+        let project = projects::load(&state, jobs, &projects::parse_id(project)?).await?;
+        let pinned = projects::pinned(&state, &project.row, body.config_flavor.as_deref())?;
+        let link = ProjectLink::Scenes { project: project.row.id };
+        return respond_for_project::<Scenes>(&state, jobs, scope.as_deref(), body, pinned, link).await;
+    }
     respond::<Scenes>(&state, jobs.as_deref(), scope.as_deref(), body).await
 }
 }
@@ -83,8 +93,21 @@ pub async fn generate_video(
     State(state): State<Arc<AppState>>,
     jobs: Option<Extension<Arc<Jobs>>>,
     scope: Option<Extension<KeyScope>>,
-    ValidJson(body): ValidJson<GenerateVideoBody>,
+    ValidJson(mut body): ValidJson<GenerateVideoBody>,
 ) -> Result<Response, ApiError> {
+    if let (Some(project), Some(sequence), Some(jobs)) = (body.project_id.as_deref(), body.sequence, jobs.as_deref()) {
+        // A project's scene: rendered with the project's flavor and reference image, and written
+        // into the scene before the answer (their UI reads the scene's clip next).
+        let project = projects::load(&state, jobs, &projects::parse_id(project)?).await?;
+        let scene = project.scene(projects::parse_sequence(sequence)?)?;
+        if body.character_reference_id.is_none() && body.reference_image_base64.is_none() {
+            body.character_reference_id =
+                scene.reference_image_id.clone().or_else(|| project.row.character_image_id.clone());
+        }
+        let pinned = projects::pinned(&state, &project.row, body.config_flavor.as_deref())?;
+        let link = ProjectLink::Video { project: project.row.id.clone(), sequence: scene.sequence };
+        return respond_for_project::<Video>(&state, jobs, scope.as_deref(), body, pinned, link).await;
+    }
     respond::<Video>(&state, jobs.as_deref(), scope.as_deref(), body).await
 }
 }
@@ -120,6 +143,57 @@ async fn respond<G: Generation>(
     let stored = stored::to_store(state, planned).await?;
     // The slot moves to the job's run: it is held while the generation runs, not while we wait.
     let id = jobs.submit_now(G::KIND, &stored, slot, scope.map(KeyScope::as_str)).await?;
+    wait_and_answer(jobs, id).await
+}
+
+/// Where a project's generation writes its result: the project's scenes, or one scene's clip.
+enum ProjectLink {
+    Scenes { project: String },
+    Video { project: String, sequence: i64 },
+}
+
+/// [`respond`] for a project: planned with the project's pinned flavor; once stored, the project
+/// names the job (so whoever reads the project next writes its result in, even if this caller
+/// hangs up), and after the wait the result is written in before the answer.
+async fn respond_for_project<G: Generation>(
+    state: &AppState,
+    jobs: &Arc<Jobs>,
+    scope: Option<&KeyScope>,
+    input: G::Input,
+    pinned: driver::Pinned,
+    link: ProjectLink,
+) -> Result<Response, ApiError> {
+    let (planned, slot) = driver::plan_now_pinned::<G>(state, input, pinned)?;
+    let mut stored = stored::to_store(state, planned).await?;
+    if let ProjectLink::Scenes { project } = &link {
+        stored.project_id = Some(project.clone());
+    }
+    let id = jobs.submit_now(G::KIND, &stored, slot, scope.map(KeyScope::as_str)).await?;
+    let (project, edit) = match link {
+        ProjectLink::Scenes { project } => (project, Edit::Project(vec![("scenes_job_id", id.clone().into())])),
+        ProjectLink::Video { project, sequence } => {
+            let sets = vec![
+                ("video_job_id", id.clone().into()),
+                ("status", PROCESSING.into()),
+                ("error_message", Bind::none()),
+            ];
+            (project, Edit::Scene { sequence, sets, only_if_job: None })
+        }
+    };
+    // A failure here leaves the job running unlinked: its result is kept in the job, and the
+    // scene stays as it was for the caller to render again.
+    if let Err(e) = projects::change(jobs, &project, None, &[edit]).await {
+        tracing::warn!(project = %project, job = %id, error = %e.message, "a project's job could not be linked to it");
+    }
+    let response = wait_and_answer(jobs, id).await;
+    if let Err(e) = projects::load(state, jobs, &project).await {
+        tracing::warn!(project = %project, error = %e.message, "a project's finished job could not be written into it yet");
+    }
+    response
+}
+
+/// Waits for sync job `id` and answers with its result (or where to follow it).
+async fn wait_and_answer(jobs: &Arc<Jobs>, id: String) -> Result<Response, ApiError> {
     let mut response = match jobs.finished(&id).await {
         Ok(Some(job)) if !job.status.is_final() && jobs.sync_waits_cut() => {
             // Shutdown's drain is about to cut this request: the job goes on (released to the

@@ -10,12 +10,13 @@ mod generate;
 pub mod health;
 pub mod jobs;
 pub mod openapi;
+mod projects;
 pub mod readiness;
 mod send_file;
 
 use std::sync::Arc;
 
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use axum::{Extension, Router};
 
 use crate::jobs::Jobs;
@@ -57,6 +58,25 @@ pub fn routes(jobs: Option<Arc<Jobs>>, metrics: bool, max_audio_bytes: u64) -> R
             .route("/api/mv/jobs/{id}/events", get(jobs::job_events))
             .route("/api/mv/jobs/{id}/cancel", post(jobs::cancel_job))
             .with_state(engine.clone());
+        // Projects live in the jobs database, so they are served with it.
+        let project_routes = Router::new()
+            .route(extract::CREATE_PROJECT_PATH, get(projects::list_projects).post(projects::create_project))
+            .route(
+                "/api/mv/projects/{id}",
+                get(projects::get_project).patch(projects::patch_project).delete(projects::delete_project),
+            )
+            .route("/api/mv/projects/{id}/scenes/reorder", patch(projects::reorder_scenes))
+            .route(
+                "/api/mv/projects/{id}/scenes/{sequence}",
+                patch(projects::patch_scene).delete(projects::delete_scene),
+            )
+            .route("/api/mv/projects/{id}/scenes/{sequence}/trim", post(projects::trim_scene))
+            .route("/api/mv/projects/{id}/compose", post(projects::compose))
+            .route("/api/mv/projects/{id}/final-video", get(projects::final_video))
+            .route("/api/mv/get_director_configs", get(projects::get_director_configs))
+            // A project's song is streamed under the song's cap, as `upload_audio`'s is.
+            .layer(Extension(audio::AudioLimit(max_audio_bytes)));
+        routes = routes.merge(project_routes);
         // The routes above find the engine here: the sync endpoints run as jobs, `/readyz`
         // checks its database.
         routes = routes.merge(job_routes).layer(Extension(engine));

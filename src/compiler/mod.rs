@@ -21,7 +21,7 @@ mod yaml;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::model::{Flavor, MAX_FLAVOR_NAME_CHARS};
+use crate::model::{FileKind, Flavor, MAX_FLAVOR_NAME_CHARS};
 
 pub use diag::{Diagnostic, Diagnostics};
 pub use hash::{HASH_LEN, content_hash};
@@ -48,6 +48,32 @@ pub fn compile_reading(dir: &Path) -> (Result<Vec<Flavor>, Diagnostics>, FilesRe
     let layers: Vec<layer::Layer> = sources.into_iter().map(|s| layer::Layer::read(s, &mut diags)).collect();
     let flavors = resolve::resolve(&layers, &mut diags);
     (if diags.is_empty() { Ok(flavors) } else { Err(diags.sorted()) }, read)
+}
+
+/// Compiles one self-contained flavor from settings files held in memory (`files`: each file's
+/// kind and YAML text), with no parent: every key must be set. This is how a project's pinned
+/// flavor comes back from its stored content (`pinned_flavor`) once the served table no longer has
+/// it as it was. Diagnostics name the files `pinned/{name}/{file}`.
+pub fn compile_flavor_files(name: &str, files: &[(FileKind, String)]) -> Result<Flavor, Diagnostics> {
+    let mut diags = Diagnostics::default();
+    let path = format!("pinned/{name}");
+    let mut parsed = Vec::new();
+    for (kind, text) in files {
+        match yaml::YamlFile::parse(format!("{path}/{}", kind.file_name()), text.as_bytes()) {
+            Ok(file) => parsed.push((*kind, file)),
+            Err(d) => diags.push(d),
+        }
+    }
+    if !diags.is_empty() {
+        return Err(diags.sorted());
+    }
+    let source = discover::FlavorSource { name: name.to_owned(), path, files: parsed, read: Vec::new(), broken: false };
+    let layer = layer::Layer::read(source, &mut diags);
+    let flavor = resolve::resolve_alone(&layer, &mut diags);
+    match flavor {
+        Some(flavor) if diags.is_empty() => Ok(flavor),
+        _ => Err(diags.sorted()),
+    }
 }
 
 /// What [`is_flavor_name`] accepts, as a regex (for `mvgen schema`). Spelled out, since a

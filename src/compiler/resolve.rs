@@ -20,6 +20,15 @@ pub fn resolve(layers: &[Layer], diags: &mut Diagnostics) -> Vec<Flavor> {
     done.into_values().flatten().collect()
 }
 
+/// One layer resolved on its own, with no parent (see `compile_flavor_files`): complete or
+/// `None`, with the missing keys reported.
+pub fn resolve_alone(layer: &Layer, diags: &mut Diagnostics) -> Option<Flavor> {
+    if layer.broken {
+        return None;
+    }
+    merge(layer, None, diags)
+}
+
 /// The parent a layer inherits from, if it has one.
 fn parent_of(layer: &Layer) -> Option<&str> {
     match &layer.extends {

@@ -45,6 +45,47 @@ pub fn plan_later<G: Generation>(state: &AppState, input: G::Input) -> Result<Pl
     Ok(plan(state, request, chosen))
 }
 
+/// A project's flavor, pinned (`crate::pinned_flavor`): what a generation for the project is
+/// planned with instead of the flavor its body names.
+pub struct Pinned {
+    pub flavor: crate::flavor::FlavorRef,
+    /// Why the flavor the body named was not used, for the answer's `config_flavor.warning`.
+    pub warning: Option<String>,
+}
+
+/// [`plan_now`] with the project's pinned flavor rather than the one the body names.
+pub fn plan_now_pinned<G: Generation>(
+    state: &AppState,
+    input: G::Input,
+    pinned: Pinned,
+) -> Result<(Planned<G>, OwnedSemaphorePermit), ApiError> {
+    let (request, chosen) = validate_pinned::<G>(input, pinned.flavor)?;
+    let slot = state.generations.take()?;
+    Ok((with_warning(plan(state, request, chosen), pinned.warning), slot))
+}
+
+/// [`plan_later`] with the project's pinned flavor rather than the one the body names.
+pub fn plan_later_pinned<G: Generation>(
+    state: &AppState,
+    input: G::Input,
+    pinned: Pinned,
+) -> Result<Planned<G>, ApiError> {
+    let (request, chosen) = validate_pinned::<G>(input, pinned.flavor)?;
+    Ok(with_warning(plan(state, request, chosen), pinned.warning))
+}
+
+fn validate_pinned<G: Generation>(input: G::Input, flavor: crate::flavor::FlavorRef) -> Result<(G, Chosen), ApiError> {
+    bounded_texts(&input.texts())?;
+    let requested = optional(input.config_flavor().map(str::to_owned));
+    let request = G::validate(input)?;
+    Ok((request, Chosen { flavor, requested, fallback_reason: None }))
+}
+
+fn with_warning<G: Generation>(mut planned: Planned<G>, warning: Option<String>) -> Planned<G> {
+    planned.flavor.warning = warning;
+    planned
+}
+
 /// Runs a plan in this task, for its answer.
 pub async fn run<G: Generation>(
     state: &AppState,

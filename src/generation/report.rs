@@ -19,6 +19,10 @@ pub struct FlavorReport {
     pub fallback: bool,
     /// Why it fell back.
     pub reason: Option<String>,
+    /// For a project's generation: why the flavor the request named was not used (a project's
+    /// generations use the flavor it pinned at creation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 impl From<&Chosen> for FlavorReport {
@@ -29,6 +33,7 @@ impl From<&Chosen> for FlavorReport {
             hash: c.flavor.hash.to_string(),
             fallback: c.fell_back(),
             reason: c.fallback_reason.clone(),
+            warning: None,
         }
     }
 }

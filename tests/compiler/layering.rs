@@ -26,9 +26,10 @@ use proc_macro2::{Spacing, TokenStream, TokenTree};
 use syn::visit::{self, Visit};
 
 /// The modules allowed to import `crate::compiler`: the CLI's `--configs`/`check`/`schema`
-/// commands, the JSON Schemas they write, and `serve --configs` (`live_configs`). build.rs includes
+/// commands, the JSON Schemas they write, `serve --configs` (`live_configs`), and restoring a
+/// project's pinned flavor that changed since (`pinned_flavor`). build.rs includes
 /// the compiler by path and is not under `src/`.
-const COMPILER_USERS: [&str; 3] = ["cli", "json_schema", "live_configs"];
+const COMPILER_USERS: [&str; 4] = ["cli", "json_schema", "live_configs", "pinned_flavor"];
 
 /// The module the crate root is, in `Crate::modules`.
 const ROOT: usize = 0;

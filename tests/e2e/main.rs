@@ -26,6 +26,9 @@
 //! `load_balancer`: docs/nginx/mvgen.conf run by Debian's nginx in front of two replicas, and the
 //! documented rolling restart under load with no request failing.
 //!
+//! `projects`: a project driven as the Python service's project UI drives it, from create to the
+//! downloaded final cut, its edits, ETags, listing and deletion.
+//!
 //! `job_observability`: each step of a job logged at info with its id, kind, flavor and upstream
 //! run, and counted in `/metrics` (`serve`'s, and a worker's `--metrics-addr`).
 //!
@@ -46,6 +49,7 @@ mod live_configs;
 mod load_balancer;
 mod mixed_flavors;
 mod postgres_ops;
+mod projects;
 mod replicas_storage;
 mod retention;
 mod server;

@@ -234,6 +234,17 @@ impl Jobs {
         result.map(Submitted::New)
     }
 
+    /// Stores a job its caller already planned (a project's, with its pinned flavor), queued for
+    /// any worker.
+    pub async fn submit_planned(
+        &self,
+        kind: Kind,
+        planned: &StoredPlan,
+        scope: Option<&str>,
+    ) -> Result<Box<JobRow>, ApiError> {
+        self.store_planned(kind, planned, None, None, scope, None).await
+    }
+
     async fn plan_and_store(
         &self,
         kind: Kind,

@@ -13,6 +13,7 @@
 //! - `runs`: a job's saved upstream runs and its progress;
 //! - `finish`: how a claim ends, and cancelling;
 //! - `queries`: reading one job, and listing them;
+//! - `projects`: projects and their scenes (`crate::projects` says what they mean);
 //! - `quota`: counting queued jobs against the queue limits;
 //! - `retention`: purging finished jobs past their retention.
 //!
@@ -25,6 +26,7 @@ pub mod events;
 pub mod finish;
 pub mod idempotency;
 mod migrate;
+pub mod projects;
 pub mod queries;
 pub mod quota;
 pub mod retention;

@@ -1,6 +1,7 @@
 //! Retention: finished jobs (succeeded, failed, canceled) past `MVGEN_JOB_RETENTION` are deleted
 //! with their events, saved upstream runs and the idempotency keys bound to them, a small batch per
-//! transaction. Their outputs are not touched: they live in the store, not here.
+//! transaction. Their outputs are not touched: they live in the store, not here. A job whose result
+//! a project has not yet written in is kept until it has.
 
 use sqlx::Row;
 
@@ -34,7 +35,12 @@ impl Store {
             status_text!(Failed),
             "', '",
             status_text!(Canceled),
-            "') AND completed_at < $1 LIMIT $2) RETURNING id"
+            "') AND completed_at < $1",
+            // A result a project has not written in yet (see migrations/jobs/0008_projects.sql)
+            // is kept until it has.
+            " AND NOT EXISTS (SELECT 1 FROM project_scenes s WHERE s.video_job_id = jobs.id)",
+            " AND NOT EXISTS (SELECT 1 FROM projects p WHERE p.scenes_job_id = jobs.id OR p.final_job_id = jobs.id)",
+            " LIMIT $2) RETURNING id"
         );
         let mut tx = self.writer.begin().await?;
         if self.dialect == Dialect::Postgres {

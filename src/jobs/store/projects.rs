@@ -1,0 +1,454 @@
+//! Projects and their scenes (migrations/jobs/0008_projects.sql): rows in the jobs database, so a
+//! project and the jobs that make it are stored, backed up and replicated together. Only rows and
+//! statements here; what a project means (statuses, the pinned flavor, settling job results) is
+//! `crate::projects`.
+//!
+//! Every change to a project or its scenes is one transaction that first bumps the project's
+//! `version` (its ETag), optionally only if the version is still the one the caller read: two
+//! clients editing one project see 412 rather than overwrite each other.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Store, StoreError, now_ms};
+
+/// A project's row.
+#[derive(Debug, Clone, Default)]
+pub struct ProjectRow {
+    pub seq: i64,
+    pub id: String,
+    pub status: String,
+    pub mode: String,
+    pub concept_prompt: String,
+    pub character_description: Option<String>,
+    pub character_image_id: Option<String>,
+    pub product_description: Option<String>,
+    pub product_image_id: Option<String>,
+    pub director_config: Option<String>,
+    pub audio_id: Option<String>,
+    pub flavor_name: String,
+    pub flavor_hash: String,
+    /// The pinned flavor's resolved content (JSON text); not read by listings.
+    pub flavor_content: Option<String>,
+    pub scenes_job_id: Option<String>,
+    pub final_job_id: Option<String>,
+    pub final_video_id: Option<String>,
+    pub error_message: Option<String>,
+    pub version: i64,
+    pub api_key_scope: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    /// Scenes, and how many are completed and failed (listings only; a full read counts its
+    /// scenes itself).
+    pub counts: Option<(i64, i64, i64)>,
+}
+
+/// A scene's row.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SceneRow {
+    pub sequence: i64,
+    pub display_sequence: i64,
+    pub status: String,
+    pub prompt: String,
+    pub negative_prompt: Option<String>,
+    pub duration_ms: i64,
+    pub reference_image_id: Option<String>,
+    /// The video job whose result is not yet written into the scene.
+    pub video_job_id: Option<String>,
+    /// The last video job written in (their `videoGenerationJobId`).
+    pub last_job_id: Option<String>,
+    /// The scene's clip as generated or uploaded (a stored video id).
+    pub video_id: Option<String>,
+    /// The clip's own length.
+    pub clip_ms: Option<i64>,
+    pub trim_in_ms: Option<i64>,
+    pub trim_out_ms: Option<i64>,
+    pub error_message: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A job a project names, as far as settling it needs.
+#[derive(Debug, Clone)]
+pub struct LinkedJob {
+    pub id: String,
+    pub status: String,
+    pub output: Option<String>,
+    pub error_message: Option<String>,
+}
+
+/// A value bound into a statement.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Bind {
+    Text(Option<String>),
+    Int(Option<i64>),
+}
+
+impl Bind {
+    /// NULL.
+    pub fn none() -> Bind {
+        Bind::Text(None)
+    }
+}
+
+impl From<&str> for Bind {
+    fn from(s: &str) -> Bind {
+        Bind::Text(Some(s.to_owned()))
+    }
+}
+
+impl From<String> for Bind {
+    fn from(s: String) -> Bind {
+        Bind::Text(Some(s))
+    }
+}
+
+impl From<Option<String>> for Bind {
+    fn from(s: Option<String>) -> Bind {
+        Bind::Text(s)
+    }
+}
+
+impl From<i64> for Bind {
+    fn from(n: i64) -> Bind {
+        Bind::Int(Some(n))
+    }
+}
+
+impl From<Option<i64>> for Bind {
+    fn from(n: Option<i64>) -> Bind {
+        Bind::Int(n)
+    }
+}
+
+/// Columns set to values. Column names are always this crate's constants, never input.
+pub type Sets = Vec<(&'static str, Bind)>;
+
+/// One change inside a project's transaction.
+#[derive(Debug, Clone)]
+pub enum Edit {
+    /// Sets project columns.
+    Project(Sets),
+    /// Sets scene columns; with `only_if_job`, only while the scene still names that job (a
+    /// settle that lost a race to a newer change does nothing).
+    Scene { sequence: i64, sets: Sets, only_if_job: Option<String> },
+    /// Clears the project's `column` (a job link) only while it still names `job`.
+    SettleProject { column: &'static str, job: String, sets: Sets },
+    /// Adds a scene.
+    InsertScene(Box<SceneRow>),
+    /// Removes one scene.
+    DeleteScene(i64),
+    /// Removes every scene.
+    DeleteScenes,
+}
+
+/// What a change to a project found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Changed {
+    /// Done; the project's new version.
+    Done(i64),
+    /// No such project.
+    Missing,
+    /// The project's version is no longer the one expected; its current version.
+    Stale(i64),
+}
+
+const PROJECT_COLUMNS: &str = "seq, id, status, mode, concept_prompt, character_description, character_image_id, \
+     product_description, product_image_id, director_config, audio_id, flavor_name, flavor_hash, scenes_job_id, \
+     final_job_id, final_video_id, error_message, version, api_key_scope, created_at, updated_at";
+
+const SCENE_COLUMNS: &str = "sequence, display_sequence, status, prompt, negative_prompt, duration_ms, \
+     reference_image_id, video_job_id, last_job_id, video_id, clip_ms, trim_in_ms, trim_out_ms, error_message, \
+     created_at, updated_at";
+
+impl Store {
+    /// Stores a new project (and no scenes).
+    pub async fn insert_project(&self, p: &ProjectRow) -> Result<(), StoreError> {
+        let sql = "INSERT INTO projects (id, status, mode, concept_prompt, character_description, \
+            character_image_id, product_description, product_image_id, director_config, audio_id, flavor_name, \
+            flavor_hash, flavor_content, version, api_key_scope, created_at, updated_at) \
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1, $14, $15, $15)";
+        sqlx::query(sql)
+            .bind(&p.id)
+            .bind(&p.status)
+            .bind(&p.mode)
+            .bind(&p.concept_prompt)
+            .bind(&p.character_description)
+            .bind(&p.character_image_id)
+            .bind(&p.product_description)
+            .bind(&p.product_image_id)
+            .bind(&p.director_config)
+            .bind(&p.audio_id)
+            .bind(&p.flavor_name)
+            .bind(&p.flavor_hash)
+            .bind(&p.flavor_content)
+            .bind(&p.api_key_scope)
+            .bind(p.created_at)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    /// The project `id` with its pinned flavor's content, and its scenes by display order.
+    pub async fn project(&self, id: &str) -> Result<Option<(ProjectRow, Vec<SceneRow>)>, StoreError> {
+        let sql = format!("SELECT flavor_content, {PROJECT_COLUMNS} FROM projects WHERE id = $1");
+        let Some(row) = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await? else {
+            return Ok(None);
+        };
+        let mut project = project_row(&row)?;
+        project.flavor_content = row.try_get("flavor_content")?;
+        let sql = format!(
+            "SELECT {SCENE_COLUMNS} FROM project_scenes WHERE project_id = $1 ORDER BY display_sequence, sequence"
+        );
+        let scenes = sqlx::query(&sql).bind(id).fetch_all(&self.pool).await?;
+        Ok(Some((project, scenes.iter().map(scene_row).collect::<Result<_, _>>()?)))
+    }
+
+    /// Projects newest first, with their scene counts, without their flavors' content.
+    pub async fn list_projects(
+        &self,
+        status: Option<&str>,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<ProjectRow>, StoreError> {
+        let mut clauses = Vec::new();
+        if status.is_some() {
+            clauses.push("p.status = $1");
+        }
+        if before.is_some() {
+            clauses.push(if status.is_some() { "p.seq < $2" } else { "p.seq < $1" });
+        }
+        let clause = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
+        let columns = PROJECT_COLUMNS.split(", ").map(|c| format!("p.{c}")).collect::<Vec<_>>().join(", ");
+        let sql = format!(
+            "SELECT {columns}, \
+             (SELECT count(*) FROM project_scenes s WHERE s.project_id = p.id) AS scene_count, \
+             (SELECT count(*) FROM project_scenes s WHERE s.project_id = p.id AND s.status = 'completed') AS completed, \
+             (SELECT count(*) FROM project_scenes s WHERE s.project_id = p.id AND s.status = 'failed') AS failed \
+             FROM projects p {clause} ORDER BY p.seq DESC LIMIT {limit}"
+        );
+        let mut query = sqlx::query(&sql);
+        if let Some(status) = status {
+            query = query.bind(status);
+        }
+        if let Some(before) = before {
+            query = query.bind(before);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                let mut project = project_row(row)?;
+                project.counts = Some((row.try_get("scene_count")?, row.try_get("completed")?, row.try_get("failed")?));
+                Ok(project)
+            })
+            .collect()
+    }
+
+    /// The jobs `ids` as settling needs them (those that exist).
+    pub async fn linked_jobs(&self, ids: &[&str]) -> Result<Vec<LinkedJob>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The ids as `$1, …, $n`: the `Any` driver binds no arrays.
+        let list = (1..=ids.len()).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ");
+        let sql = format!("SELECT id, status, output, error_message FROM jobs WHERE id IN ({list})");
+        let rows = ids.iter().fold(sqlx::query(&sql), |q, id| q.bind(*id)).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(LinkedJob {
+                    id: row.try_get("id")?,
+                    status: row.try_get("status")?,
+                    output: row.try_get("output")?,
+                    error_message: row.try_get("error_message")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Applies `edits` to project `id` in one transaction, after bumping its version; with
+    /// `expected`, only if the version is still that one.
+    pub async fn change_project(&self, id: &str, expected: Option<i64>, edits: &[Edit]) -> Result<Changed, StoreError> {
+        let now = now_ms();
+        let mut tx = self.writer.begin().await?;
+        let bumped = match expected {
+            Some(version) => {
+                sqlx::query(
+                    "UPDATE projects SET version = version + 1, updated_at = $1 WHERE id = $2 AND version = $3 \
+                     RETURNING version",
+                )
+                .bind(now)
+                .bind(id)
+                .bind(version)
+                .fetch_all(&mut *tx)
+                .await?
+            }
+            None => {
+                sqlx::query(
+                    "UPDATE projects SET version = version + 1, updated_at = $1 WHERE id = $2 RETURNING version",
+                )
+                .bind(now)
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?
+            }
+        };
+        let Some(row) = bumped.first() else {
+            let current =
+                sqlx::query("SELECT version FROM projects WHERE id = $1").bind(id).fetch_optional(&mut *tx).await?;
+            tx.rollback().await?;
+            return Ok(match current {
+                Some(row) => Changed::Stale(row.try_get("version")?),
+                None => Changed::Missing,
+            });
+        };
+        let version: i64 = row.try_get("version")?;
+        for edit in edits {
+            let sql = edit_sql(edit);
+            bind_edit(sqlx::query(&sql), id, now, edit).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(Changed::Done(version))
+    }
+
+    /// Deletes project `id` and its scenes; `false` when there was none.
+    pub async fn delete_project(&self, id: &str) -> Result<bool, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query("DELETE FROM project_scenes WHERE project_id = $1").bind(id).execute(&mut *tx).await?;
+        let deleted = sqlx::query("DELETE FROM projects WHERE id = $1").bind(id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(deleted.rows_affected() > 0)
+    }
+}
+
+/// The SQL of `edit`; [`bind_edit`] binds its values in the same order.
+fn edit_sql(edit: &Edit) -> String {
+    match edit {
+        Edit::Project(sets) => {
+            let (assign, next) = assignments(sets);
+            format!("UPDATE projects SET {assign} WHERE id = ${next}")
+        }
+        Edit::SettleProject { column, sets, .. } => {
+            let (assign, next) = assignments(sets);
+            let comma = if sets.is_empty() { "" } else { ", " };
+            format!("UPDATE projects SET {assign}{comma}{column} = NULL WHERE id = ${next} AND {column} = ${}", next + 1)
+        }
+        Edit::Scene { sets, only_if_job, .. } => {
+            let (assign, next) = assignments(sets);
+            let comma = if sets.is_empty() { "" } else { ", " };
+            let guard = if only_if_job.is_some() { format!(" AND video_job_id = ${}", next + 3) } else { String::new() };
+            format!(
+                "UPDATE project_scenes SET {assign}{comma}updated_at = ${next} WHERE project_id = ${} AND sequence = ${}{guard}",
+                next + 1,
+                next + 2
+            )
+        }
+        Edit::InsertScene(_) => "INSERT INTO project_scenes (project_id, sequence, display_sequence, status, prompt, \
+             negative_prompt, duration_ms, reference_image_id, video_job_id, last_job_id, video_id, clip_ms, trim_in_ms, \
+             trim_out_ms, error_message, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16)"
+            .to_owned(),
+        Edit::DeleteScene(_) => "DELETE FROM project_scenes WHERE project_id = $1 AND sequence = $2".to_owned(),
+        Edit::DeleteScenes => "DELETE FROM project_scenes WHERE project_id = $1".to_owned(),
+    }
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+/// Binds the values of `edit` on project `id` into its [`edit_sql`].
+fn bind_edit<'q>(query: AnyQuery<'q>, id: &'q str, now: i64, edit: &'q Edit) -> AnyQuery<'q> {
+    match edit {
+        Edit::Project(sets) => bind_all(query, sets).bind(id),
+        Edit::SettleProject { job, sets, .. } => bind_all(query, sets).bind(id).bind(job.as_str()),
+        Edit::Scene { sequence, sets, only_if_job } => {
+            let query = bind_all(query, sets).bind(now).bind(id).bind(*sequence);
+            match only_if_job {
+                Some(job) => query.bind(job.as_str()),
+                None => query,
+            }
+        }
+        Edit::InsertScene(s) => query
+            .bind(id)
+            .bind(s.sequence)
+            .bind(s.display_sequence)
+            .bind(s.status.as_str())
+            .bind(s.prompt.as_str())
+            .bind(s.negative_prompt.as_deref())
+            .bind(s.duration_ms)
+            .bind(s.reference_image_id.as_deref())
+            .bind(s.video_job_id.as_deref())
+            .bind(s.last_job_id.as_deref())
+            .bind(s.video_id.as_deref())
+            .bind(s.clip_ms)
+            .bind(s.trim_in_ms)
+            .bind(s.trim_out_ms)
+            .bind(s.error_message.as_deref())
+            .bind(now),
+        Edit::DeleteScene(sequence) => query.bind(id).bind(*sequence),
+        Edit::DeleteScenes => query.bind(id),
+    }
+}
+
+/// `a = $1, b = $2, …` for `sets`, and the next free placeholder.
+fn assignments(sets: &Sets) -> (String, usize) {
+    let assign = sets.iter().enumerate().map(|(i, (column, _))| format!("{column} = ${}", i + 1)).collect::<Vec<_>>();
+    (assign.join(", "), sets.len() + 1)
+}
+
+fn bind_all<'q>(mut query: AnyQuery<'q>, sets: &'q Sets) -> AnyQuery<'q> {
+    for (_, value) in sets {
+        query = match value {
+            Bind::Text(text) => query.bind(text.as_deref()),
+            Bind::Int(n) => query.bind(*n),
+        };
+    }
+    query
+}
+
+fn project_row(row: &AnyRow) -> Result<ProjectRow, StoreError> {
+    Ok(ProjectRow {
+        seq: row.try_get("seq")?,
+        id: row.try_get("id")?,
+        status: row.try_get("status")?,
+        mode: row.try_get("mode")?,
+        concept_prompt: row.try_get("concept_prompt")?,
+        character_description: row.try_get("character_description")?,
+        character_image_id: row.try_get("character_image_id")?,
+        product_description: row.try_get("product_description")?,
+        product_image_id: row.try_get("product_image_id")?,
+        director_config: row.try_get("director_config")?,
+        audio_id: row.try_get("audio_id")?,
+        flavor_name: row.try_get("flavor_name")?,
+        flavor_hash: row.try_get("flavor_hash")?,
+        flavor_content: None,
+        scenes_job_id: row.try_get("scenes_job_id")?,
+        final_job_id: row.try_get("final_job_id")?,
+        final_video_id: row.try_get("final_video_id")?,
+        error_message: row.try_get("error_message")?,
+        version: row.try_get("version")?,
+        api_key_scope: row.try_get("api_key_scope")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        counts: None,
+    })
+}
+
+fn scene_row(row: &AnyRow) -> Result<SceneRow, StoreError> {
+    Ok(SceneRow {
+        sequence: row.try_get("sequence")?,
+        display_sequence: row.try_get("display_sequence")?,
+        status: row.try_get("status")?,
+        prompt: row.try_get("prompt")?,
+        negative_prompt: row.try_get("negative_prompt")?,
+        duration_ms: row.try_get("duration_ms")?,
+        reference_image_id: row.try_get("reference_image_id")?,
+        video_job_id: row.try_get("video_job_id")?,
+        last_job_id: row.try_get("last_job_id")?,
+        video_id: row.try_get("video_id")?,
+        clip_ms: row.try_get("clip_ms")?,
+        trim_in_ms: row.try_get("trim_in_ms")?,
+        trim_out_ms: row.try_get("trim_out_ms")?,
+        error_message: row.try_get("error_message")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}

@@ -1,0 +1,146 @@
+//! Settling: the results of a project's finished jobs written into the project. Each edit is
+//! guarded by the job it settles (`only_if_job`, `SettleProject`), so settling twice, or after a
+//! newer job replaced the one read, changes nothing: two replicas reading one project at once
+//! settle it once.
+
+use serde_json::Value;
+
+use super::Project;
+use super::words::{COMPLETED, FAILED, PENDING};
+use crate::error::ApiError;
+use crate::jobs::Jobs;
+use crate::jobs::engine::unavailable;
+use crate::jobs::state::JobStatus;
+use crate::jobs::store::projects::{Bind, Edit, LinkedJob, SceneRow};
+use crate::state::AppState;
+
+/// The longest `errorMessage` a scene keeps (as theirs did).
+const MAX_ERROR_CHARS: usize = 500;
+
+/// The edits that write `project`'s finished jobs' results in; empty when none has finished.
+pub async fn edits(state: &AppState, jobs: &Jobs, project: &Project) -> Result<Vec<Edit>, ApiError> {
+    let row = &project.row;
+    let mut ids: Vec<&str> = project.scenes.iter().filter_map(|s| s.video_job_id.as_deref()).collect();
+    ids.extend(row.scenes_job_id.as_deref());
+    ids.extend(row.final_job_id.as_deref());
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let finished: Vec<LinkedJob> = jobs
+        .store()
+        .linked_jobs(&ids)
+        .await
+        .map_err(unavailable)?
+        .into_iter()
+        .filter(|j| JobStatus::ALL.iter().any(|s| s.is_final() && s.as_str() == j.status))
+        .collect();
+    let job = |id: Option<&str>| id.and_then(|id| finished.iter().find(|j| j.id == id));
+    let mut edits = Vec::new();
+    if let Some(done) = job(row.scenes_job_id.as_deref()) {
+        edits.extend(scenes_written(project, done));
+    }
+    for scene in &project.scenes {
+        if let Some(done) = job(scene.video_job_id.as_deref()) {
+            edits.push(clip_written(state, scene, done).await);
+        }
+    }
+    if let Some(done) = job(row.final_job_id.as_deref()) {
+        edits.push(cut_written(done));
+    }
+    Ok(edits)
+}
+
+/// A finished `create_scenes` job: its scenes replace the project's (as theirs did), pending, each
+/// with the project's character image as its reference; the project goes back to pending.
+fn scenes_written(project: &Project, done: &LinkedJob) -> Vec<Edit> {
+    let settle = |sets| Edit::SettleProject { column: "scenes_job_id", job: done.id.clone(), sets };
+    let Some(scenes) = succeeded(done).and_then(|out| out.get("scenes")?.as_array().cloned()) else {
+        return vec![settle(vec![("error_message", failure(done).into())])];
+    };
+    let reference = project.row.character_image_id.clone().or_else(|| project.row.product_image_id.clone());
+    let mut edits = vec![Edit::DeleteScenes];
+    for (i, scene) in scenes.iter().enumerate() {
+        let text = |field: &str| scene.get(field).and_then(Value::as_str).map(str::to_owned);
+        let n = i as i64 + 1;
+        edits.push(Edit::InsertScene(Box::new(SceneRow {
+            sequence: n,
+            display_sequence: n,
+            status: PENDING.to_owned(),
+            prompt: text("description").unwrap_or_default(),
+            negative_prompt: text("negative_description"),
+            duration_ms: 8_000,
+            reference_image_id: reference.clone(),
+            ..SceneRow::default()
+        })));
+    }
+    edits.push(settle(vec![("status", PENDING.into()), ("error_message", Bind::none())]));
+    edits
+}
+
+/// A finished video job: the scene's clip (its length read from the stored file), trims reset to
+/// the whole clip; or the failure.
+async fn clip_written(state: &AppState, scene: &SceneRow, done: &LinkedJob) -> Edit {
+    let video_id = succeeded(done).and_then(|out| Some(out.get("video_id")?.as_str()?.to_owned()));
+    let sets = match video_id {
+        Some(video_id) => {
+            let clip_ms = clip_ms(state, &video_id).await;
+            vec![
+                ("status", COMPLETED.into()),
+                ("video_id", video_id.into()),
+                ("clip_ms", clip_ms.into()),
+                ("duration_ms", clip_ms.into()),
+                ("trim_in_ms", 0.into()),
+                ("trim_out_ms", clip_ms.into()),
+                ("error_message", Bind::none()),
+                ("last_job_id", done.id.clone().into()),
+                ("video_job_id", Bind::none()),
+            ]
+        }
+        None => vec![
+            ("status", FAILED.into()),
+            ("error_message", failure(done).into()),
+            ("last_job_id", done.id.clone().into()),
+            ("video_job_id", Bind::none()),
+        ],
+    };
+    Edit::Scene { sequence: scene.sequence, sets, only_if_job: Some(done.id.clone()) }
+}
+
+/// A finished compose: the final cut, the project completed; or failed, with why.
+fn cut_written(done: &LinkedJob) -> Edit {
+    let video_id = succeeded(done).and_then(|out| Some(out.get("video_id")?.as_str()?.to_owned()));
+    let sets = match video_id {
+        Some(id) => vec![("status", COMPLETED.into()), ("final_video_id", id.into()), ("error_message", Bind::none())],
+        None => vec![("status", FAILED.into()), ("error_message", failure(done).into())],
+    };
+    Edit::SettleProject { column: "final_job_id", job: done.id.clone(), sets }
+}
+
+/// A succeeded job's output.
+fn succeeded(done: &LinkedJob) -> Option<Value> {
+    if done.status != JobStatus::Succeeded.as_str() {
+        return None;
+    }
+    serde_json::from_str(done.output.as_deref()?).ok()
+}
+
+/// Why a job did not succeed, as a scene or project shows it.
+fn failure(done: &LinkedJob) -> String {
+    let why = match (done.status.as_str(), &done.error_message) {
+        (s, _) if s == JobStatus::Canceled.as_str() => "canceled".to_owned(),
+        (_, Some(message)) => message.clone(),
+        _ => "the job ended without a result".to_owned(),
+    };
+    format!("Video generation failed: {why}").chars().take(MAX_ERROR_CHARS).collect()
+}
+
+/// A stored clip's length in milliseconds, from its header; 8 s (what was asked) when unreadable.
+async fn clip_ms(state: &AppState, video_id: &str) -> i64 {
+    match crate::generation::final_cut::clip_length(&*state.storage, video_id).await {
+        Ok(length) => length.as_millis() as i64,
+        Err(e) => {
+            tracing::warn!(video = video_id, error = %e, "a project clip's length could not be read");
+            8_000
+        }
+    }
+}

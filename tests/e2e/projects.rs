@@ -1,0 +1,374 @@
+//! Projects in the real binary, driven as the Python service's project UI drives them
+//! (`../shared/reference/original-projects.md` §5): create with the song, write the scenes, render
+//! every scene, compose, download `finalOutputUrl` and check it with ffprobe; then the edits
+//! (reorder, texts, trim, delete), the ETag rules, listing and deleting a project.
+
+use crate::support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::server_process::ServerProcess;
+
+const SONGS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/media/songs");
+
+struct Ui {
+    client: reqwest::Client,
+    base: String,
+}
+
+impl Ui {
+    fn new(server: &ServerProcess) -> Ui {
+        Ui { client: reqwest::Client::new(), base: server.base.clone() }
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> (u16, reqwest::header::HeaderMap, Value) {
+        let resp = request.send().await.expect("request");
+        let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
+        (status, headers, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str) -> (u16, reqwest::header::HeaderMap, Value) {
+        self.send(self.client.get(format!("{}{path}", self.base))).await
+    }
+
+    /// Their `apiFetch`: JSON, with `Content-Type: application/json` always.
+    async fn json(&self, method: reqwest::Method, path: &str, body: &Value) -> (u16, Value) {
+        let request = self.client.request(method, format!("{}{path}", self.base)).json(body);
+        let (status, _, body) = self.send(request).await;
+        (status, body)
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.json(reqwest::Method::POST, path, body).await
+    }
+
+    async fn patch(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.json(reqwest::Method::PATCH, path, body).await
+    }
+
+    /// Their `createProject`: a multipart form with the song as the `audio` part.
+    async fn create(&self, fields: &[(&str, &str)], song: Option<&[u8]>) -> (u16, Value) {
+        let boundary = "mvgen-project-boundary-51c2";
+        let mut body = Vec::new();
+        for (name, value) in fields {
+            body.extend_from_slice(
+                format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
+                    .as_bytes(),
+            );
+        }
+        if let Some(song) = song {
+            body.extend_from_slice(
+                format!(
+                    "--{boundary}\r\nContent-Disposition: form-data; name=\"audio\"; filename=\"song.mp3\"\r\n\
+                     Content-Type: audio/mpeg\r\n\r\n"
+                )
+                .as_bytes(),
+            );
+            body.extend_from_slice(song);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+        let request = self
+            .client
+            .post(format!("{}/api/mv/projects", self.base))
+            .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+            .body(body);
+        let (status, _, body) = self.send(request).await;
+        (status, body)
+    }
+
+    async fn project(&self, id: &str) -> Value {
+        let (status, headers, body) = self.get(&format!("/api/mv/projects/{id}")).await;
+        assert_eq!(status, 200, "{body}");
+        let etag = headers.get("etag").and_then(|v| v.to_str().ok()).expect("an ETag");
+        assert_eq!(etag, format!("\"{}\"", body["version"]), "the ETag is the version");
+        body
+    }
+}
+
+fn song() -> Vec<u8> {
+    std::fs::read(Path::new(SONGS).join("song.mp3")).expect("fixture")
+}
+
+/// Whether ffprobe runs; without it the file checks are skipped, under CI=true failed.
+fn ffprobe() -> bool {
+    let found = Command::new("ffprobe").arg("-version").output().is_ok_and(|o| o.status.success());
+    if !found {
+        assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "CI installs ffmpeg to check the final cut");
+        eprintln!("final video checks skipped: ffprobe not installed");
+    }
+    found
+}
+
+/// ffprobe's `codec_type,codec_name` of each stream.
+fn streams(path: &Path) -> Vec<String> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "stream=codec_type,codec_name", "-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .expect("ffprobe runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+}
+
+/// Creates a music-video project as their create page does, and writes its scenes as their edit
+/// page does; its id.
+async fn project_with_scenes(ui: &Ui) -> String {
+    let (status, _, configs) = ui.get("/api/mv/get_director_configs").await;
+    assert_eq!(status, 200);
+    assert!(configs["configs"].as_array().expect("configs").iter().any(|c| c == "default"), "{configs}");
+    let (status, reference) = ui
+        .post("/api/mv/generate_character_reference", &json!({"character_description": "a fox", "num_images": 1}))
+        .await;
+    assert_eq!(status, 200, "{reference}");
+    let image = reference["images"][0]["id"].as_str().expect("an image id").to_owned();
+    let fields = [
+        ("mode", "music-video"),
+        ("prompt", "A fox dances through a neon city at night"),
+        ("characterDescription", "a red fox in a silver jacket"),
+        ("characterReferenceImageId", image.as_str()),
+        ("directorConfig", "default"),
+    ];
+    let (status, created) = ui.create(&fields, Some(&song())).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["status"], "pending");
+    assert_eq!(created["message"], "Project created successfully");
+    let id = created["projectId"].as_str().expect("projectId").to_owned();
+
+    let project = ui.project(&id).await;
+    assert_eq!(project["projectId"], id.as_str());
+    assert_eq!(project["scenes"], json!([]));
+    assert_eq!(project["configFlavor"]["name"], "default");
+    assert!(project["audioBackingTrackUrl"].as_str().expect("song url").starts_with("/api/mv/get_audio/"));
+    assert_eq!(project["characterImageUrl"], format!("/api/mv/get_character_reference/{image}").as_str());
+
+    let body = json!({"idea": project["conceptPrompt"], "character_description": project["characterDescription"],
+        "config_flavor": "default", "project_id": id});
+    let (status, scenes) = ui.post("/api/mv/create_scenes", &body).await;
+    assert_eq!(status, 200, "{scenes}");
+    id
+}
+
+/// Their `startFullGeneration`: processing, a character reference, every scene rendered in
+/// parallel by `generate_video` with the project and sequence, then completed.
+async fn render_every_scene(ui: &Ui, id: &str) -> Value {
+    let project = ui.project(id).await;
+    let (status, patched) = ui.patch(&format!("/api/mv/projects/{id}"), &json!({"status": "processing"})).await;
+    assert_eq!((status, &patched["projectId"]), (200, &json!(id)), "{patched}");
+    let (status, _) = ui
+        .post("/api/mv/generate_character_reference", &json!({"character_description": "a fox", "num_images": 1}))
+        .await;
+    assert_eq!(status, 200);
+    // Ignored, as theirs did (their UI sends it).
+    let (status, _) = ui.patch(&format!("/api/mv/projects/{id}"), &json!({"characterReferenceImageId": "x"})).await;
+    assert_eq!(status, 200);
+    let renders = project["scenes"].as_array().expect("scenes").iter().map(|scene| {
+        let body = json!({"prompt": scene["prompt"], "negative_prompt": scene["negativePrompt"],
+            "project_id": id, "sequence": scene["sequence"]});
+        async move { ui.post("/api/mv/generate_video", &body).await }
+    });
+    for (status, answer) in futures_util::future::join_all(renders).await {
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["metadata"]["config_flavor"]["used"], "default", "{answer}");
+    }
+    let project = ui.project(id).await;
+    for scene in project["scenes"].as_array().expect("scenes") {
+        assert_eq!(scene["status"], "completed", "{scene}");
+        assert!(scene["originalVideoClipUrl"].as_str().expect("clip").starts_with("/api/mv/get_video/"));
+        assert_eq!(scene["trimPoints"]["in"], 0.0);
+        assert!(scene["duration"].as_f64().expect("duration") > 0.5, "{scene}");
+    }
+    assert_eq!(project["completedScenes"], project["sceneCount"]);
+    assert_eq!(project["failedScenes"], 0);
+    let (status, _) = ui.patch(&format!("/api/mv/projects/{id}"), &json!({"status": "completed"})).await;
+    assert_eq!(status, 200);
+    project
+}
+
+/// Export: compose, then poll every project read until `finalOutputUrl`.
+async fn export(ui: &Ui, id: &str) -> Value {
+    let (status, composing) = ui.post(&format!("/api/mv/projects/{id}/compose"), &json!({})).await;
+    assert_eq!(status, 200, "{composing}");
+    assert_eq!(composing["status"], "composing");
+    assert!(composing["jobId"].is_string());
+    let started = Instant::now();
+    loop {
+        let project = ui.project(id).await;
+        if project["finalOutputUrl"].is_string() {
+            assert_eq!(project["status"], "completed");
+            return project;
+        }
+        assert_ne!(project["status"], "failed", "{project}");
+        assert!(started.elapsed() < Duration::from_secs(60), "no final video: {project}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn their_ui_makes_a_music_video_from_create_to_the_downloaded_final_cut() {
+    let server = ServerProcess::start(&[("MV_PROVIDER", "mock")]).expect("start mvgen");
+    let ui = Ui::new(&server);
+    let id = project_with_scenes(&ui).await;
+    let project = ui.project(&id).await;
+    let scenes = project["scenes"].as_array().expect("scenes");
+    assert!(!scenes.is_empty(), "{project}");
+    assert_eq!(project["status"], "pending");
+    for (i, scene) in scenes.iter().enumerate() {
+        assert_eq!(scene["sequence"], i + 1);
+        assert_eq!(scene["displaySequence"], i + 1);
+        assert_eq!(scene["status"], "pending");
+        assert!(scene["prompt"].as_str().is_some_and(|p| !p.is_empty()), "{scene}");
+    }
+
+    let project = render_every_scene(&ui, &id).await;
+    let scene_seconds: f64 =
+        project["scenes"].as_array().expect("scenes").iter().map(|s| s["duration"].as_f64().unwrap_or(0.0)).sum();
+    let project = export(&ui, &id).await;
+    let url = project["finalOutputUrl"].as_str().expect("finalOutputUrl");
+    let (status, _, final_video) = ui.get(&format!("/api/mv/projects/{id}/final-video")).await;
+    assert_eq!((status, final_video["videoUrl"].as_str()), (200, Some(url)));
+
+    let resp = ui.client.get(format!("{}{url}", ui.base)).send().await.expect("download");
+    assert_eq!(resp.status(), 200);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("final.mp4");
+    std::fs::write(&path, resp.bytes().await.expect("bytes")).expect("write");
+    if ffprobe() {
+        let found = streams(&path);
+        assert!(found.iter().any(|s| s.starts_with("h264,video")), "{found:?}");
+        // The song (MP3) replaces the clips' own AAC audio.
+        assert!(found.iter().any(|s| s == "mp3,audio"), "{found:?}");
+        let out = Command::new("ffprobe")
+            .args(["-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0"])
+            .arg(&path)
+            .output()
+            .expect("ffprobe");
+        let seconds: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().expect("a duration");
+        assert!((seconds - scene_seconds).abs() < 0.2, "the cut is {seconds} s, the scenes {scene_seconds} s");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenes_are_edited_reordered_trimmed_and_deleted_and_the_cut_follows_the_order() {
+    let server = ServerProcess::start(&[("MV_PROVIDER", "mock")]).expect("start mvgen");
+    let ui = Ui::new(&server);
+    let id = project_with_scenes(&ui).await;
+    let project = render_every_scene(&ui, &id).await;
+    let scenes = project["scenes"].as_array().expect("scenes").clone();
+    assert!(scenes.len() >= 3, "the flavor asks for several scenes: {project}");
+    let n = scenes.len();
+    let path = format!("/api/mv/projects/{id}");
+
+    // Reorder: the last scene first. The values are displaySequences; sequences never change.
+    let mut order: Vec<Value> = (1..=n).map(Value::from).collect();
+    order.rotate_right(1);
+    let (status, reordered) = ui.patch(&format!("{path}/scenes/reorder"), &json!({"sceneOrder": order})).await;
+    assert_eq!(status, 200, "{reordered}");
+    assert_eq!(reordered["scenes"][0]["sequence"], n);
+    assert_eq!(reordered["scenes"][0]["displaySequence"], 1);
+    let (status, mismatch) = ui.patch(&format!("{path}/scenes/reorder"), &json!({"sceneOrder": [1]})).await;
+    assert_eq!(status, 400, "{mismatch}");
+    assert_eq!(mismatch["detail"]["message"], "Scene order mismatch");
+
+    // Texts only.
+    let (status, scene) = ui.patch(&format!("{path}/scenes/2"), &json!({"prompt": "  a new prompt  "})).await;
+    assert_eq!(status, 200, "{scene}");
+    assert_eq!((scene["prompt"].as_str(), scene["status"].as_str()), (Some("a new prompt"), Some("completed")));
+
+    // Trim scene 1 to its first half second (clamped to 0.1 s at least, whole ms).
+    let (status, trimmed) =
+        ui.post(&format!("{path}/scenes/1/trim"), &json!({"trimPoints": {"in": 0.2, "out": 0.25}})).await;
+    assert_eq!(status, 200, "{trimmed}");
+    assert_eq!(trimmed["trimPoints"], json!({"in": 0.2, "out": 0.3}));
+    assert_eq!(trimmed["duration"], 0.1);
+    let (status, bad) = ui.post(&format!("{path}/scenes/1/trim"), &json!({"trimPoints": {"in": 2, "out": 1}})).await;
+    assert_eq!(status, 422, "{bad}");
+
+    // ETags: a change with a stale If-Match is refused, with the current one made.
+    let (_, headers, before) = ui.get(&path).await;
+    let etag = headers.get("etag").and_then(|v| v.to_str().ok()).expect("etag").to_owned();
+    let stale = format!("\"{}\"", before["version"].as_i64().expect("version") - 1);
+    let send = |tag: String| {
+        ui.client.patch(format!("{}{path}/scenes/3", ui.base)).header("if-match", tag).json(&json!({"prompt": "third"}))
+    };
+    let (status, _, refused) = ui.send(send(stale)).await;
+    assert_eq!(status, 412, "{refused}");
+    let (status, _, _) = ui.send(send(etag)).await;
+    assert_eq!(status, 200);
+
+    // Delete scene 2: displaySequences renumbered 1..n-1.
+    let (status, deleted) = ui.json(reqwest::Method::DELETE, &format!("{path}/scenes/2"), &json!({})).await;
+    assert_eq!(status, 200, "{deleted}");
+    assert_eq!(deleted["remainingSceneCount"], n - 1);
+    let project = ui.project(&id).await;
+    let displays: Vec<i64> = project["scenes"]
+        .as_array()
+        .expect("scenes")
+        .iter()
+        .map(|s| s["displaySequence"].as_i64().unwrap_or(0))
+        .collect();
+    assert_eq!(displays, (1..n as i64).collect::<Vec<_>>());
+    assert_eq!(project["sceneCount"], n - 1);
+
+    // The cut takes the clips in displaySequence order with their trims.
+    let project = export(&ui, &id).await;
+    let video = project["finalVideoId"].as_str().expect("final video id");
+    let (status, _, info) = ui.get(&format!("/api/mv/get_video/{video}/info")).await;
+    assert_eq!(status, 200, "{info}");
+    let cut_from: Vec<&str> =
+        info["cut_from"].as_array().expect("cut_from").iter().filter_map(|c| c["video_id"].as_str()).collect();
+    let in_order: Vec<&str> =
+        project["scenes"].as_array().expect("scenes").iter().filter_map(|s| s["videoId"].as_str()).collect();
+    assert_eq!(cut_from, in_order);
+
+    // Listed, then deleted with its files.
+    let (status, _, listed) = ui.get("/api/mv/projects?status=completed").await;
+    assert_eq!(status, 200);
+    assert!(listed["projects"].as_array().expect("list").iter().any(|p| p["projectId"] == id.as_str()), "{listed}");
+    let (status, removed) = ui.json(reqwest::Method::DELETE, &path, &json!({})).await;
+    assert_eq!(status, 200, "{removed}");
+    assert_eq!(ui.get(&path).await.0, 404);
+    assert_eq!(ui.get(&format!("/api/mv/get_video/{video}")).await.0, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_project_requests_get_their_4xx_and_store_nothing() {
+    let server = ServerProcess::start(&[("MV_PROVIDER", "mock")]).expect("start mvgen");
+    let ui = Ui::new(&server);
+    let (status, body) = ui.create(&[("mode", "music-video"), ("prompt", "a song and a fox")], None).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["detail"]["message"].as_str().unwrap_or("").contains("Audio file required for music-video mode"));
+    let (status, body) = ui.create(&[("mode", "opera"), ("prompt", "a song and a fox")], Some(&song())).await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = ui
+        .create(&[("mode", "music-video"), ("prompt", "x"), ("characterReferenceImageId", "nope")], Some(&song()))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) =
+        ui.create(&[("mode", "music-video"), ("prompt", "x"), ("config_flavor", "no-such")], Some(&song())).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["detail"]["error"], "UnknownFlavor");
+    let (status, body) = ui.create(&[("mode", "music-video"), ("prompt", "x")], Some(b"not a song at all")).await;
+    assert_eq!(status, 415, "{body}");
+    // Every refusal above left no song behind.
+    let audio = server.output_dir().join("audio");
+    let left: Vec<_> =
+        std::fs::read_dir(&audio).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+    assert!(left.is_empty(), "songs left: {left:?}");
+
+    let (status, _, body) = ui.get("/api/mv/projects/not-a-uuid").await;
+    assert_eq!(status, 400, "{body}");
+    let missing = uuid::Uuid::new_v4();
+    let (status, _, body) = ui.get(&format!("/api/mv/projects/{missing}")).await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["detail"]["message"], format!("Project {missing} not found").as_str());
+    let (status, body) = ui.post(&format!("/api/mv/projects/{missing}/compose"), &json!({})).await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = ui
+        .post("/api/mv/generate_video", &json!({"prompt": "p", "project_id": missing.to_string(), "sequence": 1}))
+        .await;
+    assert_eq!(status, 404, "{body}");
+}
