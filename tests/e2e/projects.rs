@@ -372,3 +372,121 @@ async fn bad_project_requests_get_their_4xx_and_store_nothing() {
         .await;
     assert_eq!(status, 404, "{body}");
 }
+
+/// A project made across two replicas sharing one PostgreSQL and one store: each step on whichever
+/// replica, as behind a balancer, and every read on either sees the same project.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_project_is_made_across_two_replicas_sharing_postgres() {
+    let Some(pg) = support::postgres::Postgres::start("a_project_is_made_across_two_replicas_sharing_postgres") else {
+        return;
+    };
+    let outputs = tempfile::tempdir().expect("temp dir");
+    let outputs_dir = outputs.path().to_str().expect("utf-8 temp path");
+    let env = [("MV_PROVIDER", "mock"), ("MVGEN_DATABASE_URL", pg.url.as_str()), ("MV_OUTPUT_DIR", outputs_dir)];
+    let a = ServerProcess::start(&env).expect("start A");
+    let b = ServerProcess::start(&env).expect("start B");
+    let (ui_a, ui_b) = (Ui::new(&a), Ui::new(&b));
+    let id = project_with_scenes(&ui_a).await;
+    let project = ui_b.project(&id).await;
+    let scenes = project["scenes"].as_array().expect("scenes").clone();
+    assert!(!scenes.is_empty(), "B reads the scenes A wrote: {project}");
+    for (i, scene) in scenes.iter().enumerate() {
+        let ui = if i % 2 == 0 { &ui_a } else { &ui_b };
+        let body = json!({"prompt": scene["prompt"], "project_id": id, "sequence": scene["sequence"]});
+        let (status, answer) = ui.post("/api/mv/generate_video", &body).await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    let project = ui_a.project(&id).await;
+    assert_eq!(project["completedScenes"], project["sceneCount"], "{project}");
+    let (status, trimmed) =
+        ui_b.post(&format!("/api/mv/projects/{id}/scenes/1/trim"), &json!({"trimPoints": {"in": 0, "out": 0.5}})).await;
+    assert_eq!(status, 200, "{trimmed}");
+    let (status, composing) = ui_b.post(&format!("/api/mv/projects/{id}/compose"), &json!({})).await;
+    assert_eq!(status, 200, "{composing}");
+    let done = export_seen_by(&ui_a, &id).await;
+    assert_eq!(done["scenes"][0]["trimPoints"], json!({"in": 0.0, "out": 0.5}));
+    let (status, _, listed) = ui_b.get("/api/mv/projects?limit=1").await;
+    assert_eq!(status, 200);
+    assert_eq!(listed["projects"][0]["projectId"], id.as_str(), "{listed}");
+    assert_eq!(listed["projects"][0]["completedScenes"], done["sceneCount"]);
+}
+
+/// Polls `ui`'s reads of project `id` until its final video is there.
+async fn export_seen_by(ui: &Ui, id: &str) -> Value {
+    let started = Instant::now();
+    loop {
+        let project = ui.project(id).await;
+        if project["finalOutputUrl"].is_string() {
+            return project;
+        }
+        assert_ne!(project["status"], "failed", "{project}");
+        assert!(started.elapsed() < Duration::from_secs(60), "no final video: {project}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The flavor is pinned: with live configs, a project made with `default` keeps writing its scenes
+/// with default's content as it was after default is edited, and one made with `example` after
+/// `example` is removed; a request naming another flavor gets the project's, with a warning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_projects_flavor_stays_pinned_across_a_live_edit_and_a_removal() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let configs = tmp.path().join("configs");
+    support::client::copy_tree(&Path::new(env!("CARGO_MANIFEST_DIR")).join("configs"), &configs);
+    let dir = configs.to_str().expect("utf-8");
+    let server = ServerProcess::start_with(&["--configs", dir], &[("MV_PROVIDER", "mock")]).expect("start");
+    let ui = Ui::new(&server);
+    let hash_of = |list: &Value, name: &str| {
+        list["details"].as_array().and_then(|d| d.iter().find(|f| f["name"] == name)).map(|f| f["hash"].clone())
+    };
+    let (_, _, flavors) = ui.get("/api/mv/get_config_flavors").await;
+    let (default_hash, example_hash) =
+        (hash_of(&flavors, "default").expect("default"), hash_of(&flavors, "example").expect("example"));
+
+    let ui = &ui;
+    let create = |flavor: &'static str| async move {
+        let fields = [("mode", "music-video"), ("prompt", "a fox in the rain"), ("config_flavor", flavor)];
+        ui.create(&fields, Some(&song())).await
+    };
+    let (status, first) = create("default").await;
+    assert_eq!(status, 201, "{first}");
+    assert_eq!(first["configFlavor"]["hash"], default_hash);
+    let (status, second) = create("example").await;
+    assert_eq!(status, 201, "{second}");
+
+    // default now asks for 2 scenes; example is gone.
+    let parameters = configs.join("default/parameters.yaml");
+    let text = std::fs::read_to_string(&parameters).expect("read");
+    std::fs::write(&parameters, text.replace("number_of_scenes: 6", "number_of_scenes: 2")).expect("edit");
+    std::fs::remove_dir_all(configs.join("example")).expect("remove example");
+    let started = Instant::now();
+    loop {
+        let (_, _, list) = ui.get("/api/mv/get_config_flavors").await;
+        if hash_of(&list, "example").is_none() && hash_of(&list, "default").is_some_and(|h| h != default_hash) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "the edit was not served: {list}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    for (project, hash, scenes) in [(&first, &default_hash, 6), (&second, &example_hash, 4)] {
+        let id = project["projectId"].as_str().expect("id");
+        let body = json!({"idea": "a fox in the rain", "character_description": "a fox", "config_flavor": "default",
+            "project_id": id});
+        let request = ui.client.post(format!("{}/api/mv/create_scenes", ui.base)).json(&body);
+        let (status, headers, answer) = ui.send(request).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(headers.get("x-config-flavor-hash").and_then(|v| v.to_str().ok()), hash.as_str());
+        assert_eq!(answer["scenes"].as_array().map(Vec::len), Some(scenes), "{answer}");
+        let report = &answer["metadata"]["config_flavor"];
+        assert_eq!(report["hash"], *hash);
+        if project == &second {
+            assert_eq!(report["used"], "example");
+            assert!(report["warning"].as_str().is_some_and(|w| w.contains("pins flavor \"example\"")), "{report}");
+        }
+        assert_eq!(ui.project(id).await["sceneCount"], scenes);
+    }
+    // A new project gets the edited default.
+    let (_, third) = create("default").await;
+    assert_ne!(third["configFlavor"]["hash"], default_hash);
+}
