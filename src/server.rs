@@ -48,6 +48,8 @@ pub struct Settings {
     pub database_url: String,
     /// `MVGEN_WORKERS`: jobs this process runs at once (`mvgen serve` and `mvgen worker`).
     pub workers: usize,
+    /// `MVGEN_PROJECT_PARALLEL`: scene videos one project made server-side renders at once.
+    pub project_parallel: usize,
     /// `MVGEN_JOB_STALE_AFTER` (seconds): a running job whose heartbeat is older is taken over.
     pub job_stale_after: std::time::Duration,
     /// `MVGEN_JOB_MAX_ATTEMPTS`: claims of a job before a retryable failure is final.
@@ -93,6 +95,7 @@ impl std::fmt::Debug for Settings {
             .field("metrics", &self.metrics)
             .field("database_url", &crate::jobs::store::redact(&self.database_url))
             .field("workers", &self.workers)
+            .field("project_parallel", &self.project_parallel)
             .field("job_stale_after", &self.job_stale_after)
             .field("job_max_attempts", &self.job_max_attempts)
             .field("sync_wait", &self.sync_wait)
@@ -200,6 +203,7 @@ impl Settings {
             // At most 1024: each worker holds a running job (a paid upstream run and its heartbeat);
             // more is a typo, not a fleet (several processes share one queue for that).
             workers: whole("MVGEN_WORKERS", DEFAULT_WORKERS as u64, 0..=1024)? as usize,
+            project_parallel: whole("MVGEN_PROJECT_PARALLEL", 4, 1..=32)? as usize,
             // At least 1 s (heartbeats are a third of it); at most a day: past that a dead worker's
             // job waits days, and the value in milliseconds must stay far inside the i64 the
             // staleness cut-off is computed in (u64::MAX wrapped it, and workers stole live jobs).

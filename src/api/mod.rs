@@ -73,6 +73,9 @@ pub fn routes(jobs: Option<Arc<Jobs>>, metrics: bool, max_audio_bytes: u64) -> R
             .route("/api/mv/projects/{id}/scenes/{sequence}/trim", post(projects::trim_scene))
             .route("/api/mv/projects/{id}/compose", post(projects::compose))
             .route("/api/mv/projects/{id}/final-video", get(projects::final_video))
+            .route("/api/mv/projects/{id}/generate", post(projects::generate))
+            .route("/api/mv/projects/{id}/cancel", post(projects::cancel))
+            .route("/api/mv/projects/{id}/events", get(projects::events))
             .route("/api/mv/get_director_configs", get(projects::get_director_configs))
             // A project's song is streamed under the song's cap, as `upload_audio`'s is.
             .layer(Extension(audio::AudioLimit(max_audio_bytes)));

@@ -6,6 +6,7 @@
 //! its changes are last-writer-wins, field by field (each change sets only what it names).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{FromRequest, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -19,17 +20,13 @@ use super::audio::{AudioLimit, MULTIPART_OVERHEAD, discard, multipart_error, mul
 use super::extract::{ValidJson, ValidPath};
 use crate::api_keys::KeyScope;
 use crate::error::{ApiError, ErrorKind};
-use crate::generation::Kind;
-use crate::generation::driver;
-use crate::generation::final_cut::{ClipBody, FinalCut, StitchVideosBody};
-use crate::generation::stored;
 use crate::jobs::Jobs;
 use crate::jobs::engine::unavailable;
 use crate::jobs::store::now_ms;
 use crate::jobs::store::projects::{Bind, Edit, ProjectRow};
 use crate::projects::answer::{ProjectResponse, SceneResponse, summary};
-use crate::projects::words::{COMPOSING, MODES, MUSIC_VIDEO, PENDING, SETTABLE};
-use crate::projects::{self, Project};
+use crate::projects::words::{COMPOSING, FAILED, MODES, MUSIC_VIDEO, PENDING, PROCESSING, SETTABLE};
+use crate::projects::{self, Project, drive};
 use crate::state::AppState;
 
 /// The longest text field of a project (their UI's own bounds are smaller).
@@ -354,11 +351,7 @@ pub async fn delete_project(
     if let Some(expected) = if_match(&headers)?
         && expected != project.row.version
     {
-        return Err(ApiError::new(
-            ErrorKind::PreconditionFailed,
-            format!("project {id} changed since it was read"),
-            json!({ "etag": project.etag() }),
-        ));
+        return Err(stale(&project));
     }
     for job in
         project.scenes.iter().filter_map(|s| s.video_job_id.as_deref()).chain(project.row.final_job_id.as_deref())
@@ -523,6 +516,15 @@ pub async fn delete_scene(
     .into_response())
 }
 
+/// 412: the project is no longer at the version an `If-Match` named.
+fn stale(project: &Project) -> ApiError {
+    ApiError::new(
+        ErrorKind::PreconditionFailed,
+        format!("project {} changed since it was read: If-Match names another version; read it again", project.row.id),
+        json!({ "etag": project.etag() }),
+    )
+}
+
 fn busy(message: String) -> ApiError {
     ApiError::new(ErrorKind::ProjectBusy, message, Value::Null)
 }
@@ -578,7 +580,6 @@ pub async fn trim_scene(
 pub async fn compose(
     State(state): State<Arc<AppState>>,
     Extension(jobs): Extension<Arc<Jobs>>,
-    scope: Option<Extension<KeyScope>>,
     ValidPath(id): ValidPath<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -599,35 +600,14 @@ pub async fn compose(
             project.row.final_job_id.unwrap_or_default()
         )));
     }
-    let clips = project
-        .scenes
-        .iter()
-        .filter_map(|s| {
-            Some(ClipBody {
-                video_id: s.video_id.clone()?,
-                in_seconds: s.trim_in_ms.map(crate::projects::answer::seconds),
-                out_seconds: s.trim_out_ms.map(crate::projects::answer::seconds),
-            })
-        })
-        .collect();
-    let body = StitchVideosBody {
-        video_ids: None,
-        clips: Some(clips),
-        audio_overlay_id: project.row.audio_id.clone(),
-        suppress_video_audio: Some(project.row.audio_id.is_some()),
-        loop_audio: Some(true),
-        config_flavor: None,
-    };
-    let pinned = projects::pinned(&state, &project.row, None)?;
-    let planned = driver::plan_later_pinned::<FinalCut>(&state, body, pinned)?;
-    let mut stored = stored::to_store(&state, planned).await?;
-    stored.project_id = Some(id.clone());
-    let job = jobs.submit_planned(Kind::FinalCut, &stored, scope.as_deref().map(KeyScope::as_str)).await?;
-    let sets =
-        vec![("status", COMPOSING.into()), ("final_job_id", job.id.clone().into()), ("error_message", Bind::none())];
-    projects::change(&jobs, &id, if_match(&headers)?, &[Edit::Project(sets)]).await?;
+    if let Some(expected) = if_match(&headers)?
+        && expected != project.row.version
+    {
+        return Err(stale(&project));
+    }
+    let job = drive::compose(&state, &jobs, &project).await?;
     Ok(Json(json!({
-        "jobId": job.id,
+        "jobId": job,
         "projectId": id,
         "status": COMPOSING,
         "message": "Video composition started",
@@ -654,4 +634,129 @@ pub async fn final_video(
 /// project created with one pins it.
 pub async fn get_director_configs(State(state): State<Arc<AppState>>) -> Response {
     Json(json!({ "configs": state.flavors.names() })).into_response()
+}
+
+/// `POST /api/mv/projects/{id}/generate`: makes the whole video server-side (`projects::drive`):
+/// the scenes if there are none, the character reference if none, every scene without its clip
+/// (failed ones again), then the final cut. Answers at once with the project, `processing`.
+pub async fn generate(
+    State(state): State<Arc<AppState>>,
+    Extension(jobs): Extension<Arc<Jobs>>,
+    ValidPath(id): ValidPath<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let id = projects::parse_id(&id)?;
+    let project = projects::load(&state, &jobs, &id).await?;
+    if project.row.drive {
+        return Err(busy(format!("project {id} is already being generated")));
+    }
+    if project.row.status == COMPOSING {
+        return Err(busy(format!("Project is in '{COMPOSING}' status")));
+    }
+    let complete = !project.scenes.is_empty() && project.scenes.iter().all(|s| s.video_id.is_some());
+    if complete && project.row.final_video_id.is_some() {
+        // Nothing to make: every clip and the final cut are there.
+        return Ok(project_answer(&project, StatusCode::OK));
+    }
+    let mut edits = vec![Edit::Project(vec![
+        ("drive", 1.into()),
+        ("status", PROCESSING.into()),
+        ("error_message", Bind::none()),
+        ("final_video_id", Bind::none()),
+    ])];
+    // Failed scenes are rendered again; the others keep their clips.
+    edits.extend(project.scenes.iter().filter(|s| s.status == FAILED && s.video_id.is_none()).map(|s| Edit::Scene {
+        sequence: s.sequence,
+        sets: vec![("status", PENDING.into()), ("error_message", Bind::none())],
+        only_if_job: None,
+    }));
+    projects::change(&jobs, &id, if_match(&headers)?, &edits).await?;
+    drive::poke();
+    let project = projects::load(&state, &jobs, &id).await?;
+    Ok(project_answer(&project, StatusCode::OK))
+}
+
+/// `POST /api/mv/projects/{id}/cancel`: stops making it (the drive, and every job it waits for);
+/// the project ends `failed`, "canceled". Clips already made are kept.
+pub async fn cancel(
+    State(state): State<Arc<AppState>>,
+    Extension(jobs): Extension<Arc<Jobs>>,
+    ValidPath(id): ValidPath<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let id = projects::parse_id(&id)?;
+    let project = projects::load(&state, &jobs, &id).await?;
+    let sets = vec![("drive", 0.into()), ("status", FAILED.into()), ("error_message", "canceled".into())];
+    projects::change(&jobs, &id, if_match(&headers)?, &[Edit::Project(sets)]).await?;
+    let row = &project.row;
+    let running = project.scenes.iter().filter_map(|s| s.video_job_id.as_deref());
+    for job in running
+        .chain(row.scenes_job_id.as_deref())
+        .chain(row.character_job_id.as_deref())
+        .chain(row.final_job_id.as_deref())
+    {
+        if let Err(e) = jobs.cancel(job).await {
+            tracing::warn!(project = %id, job, error = %e, "a canceled project's job could not be canceled");
+        }
+    }
+    let project = projects::load(&state, &jobs, &id).await?;
+    Ok(project_answer(&project, StatusCode::OK))
+}
+
+/// `GET /api/mv/projects/{id}/events`: Server-Sent Events, one `project` event (the whole project,
+/// as `GET` answers it; its id is the version) whenever the project changes. A client that
+/// reconnects with `Last-Event-ID` gets the current project if it changed since. Read again on
+/// every job event this process hears of, and every second.
+pub async fn events(
+    State(state): State<Arc<AppState>>,
+    Extension(jobs): Extension<Arc<Jobs>>,
+    ValidPath(id): ValidPath<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let id = projects::parse_id(&id)?;
+    let after: i64 = match headers.get("last-event-id") {
+        None => 0,
+        Some(value) => value.to_str().ok().and_then(|v| v.trim().parse().ok()).ok_or_else(|| {
+            ApiError::new(
+                ErrorKind::ValidationError,
+                "Last-Event-ID: expected an event id from this stream",
+                json!("last-event-id"),
+            )
+        })?,
+    };
+    projects::load(&state, &jobs, &id).await?;
+    let wake = jobs.subscribe();
+    let stream = futures_util::stream::unfold(
+        (state, jobs, id, after, wake),
+        |(state, jobs, id, mut after, mut wake)| async move {
+            loop {
+                match projects::load(&state, &jobs, &id).await {
+                    Ok(project) if project.row.version > after => {
+                        after = project.row.version;
+                        let data = serde_json::to_string(&ProjectResponse::from(&project)).unwrap_or_default();
+                        let event = Event::default().id(after.to_string()).event("project").data(data);
+                        return Some((Ok::<_, std::convert::Infallible>(event), (state, jobs, id, after, wake)));
+                    }
+                    Ok(_) => {}
+                    // Deleted: the stream ends.
+                    Err(e) if e.kind == ErrorKind::NotFound => return None,
+                    Err(e) => {
+                        tracing::debug!(project = %id, error = %e.message, "project events: a read failed; trying again")
+                    }
+                }
+                // A draining replica ends its streams; the client reconnects elsewhere.
+                let draining = jobs.draining().clone();
+                if draining.is_cancelled() {
+                    return None;
+                }
+                tokio::select! {
+                    _ = wake.recv() => {}
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    () = draining.cancelled() => return None,
+                }
+            }
+        },
+    );
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response())
 }

@@ -76,6 +76,7 @@ async fn run(
         lifecycle::open_jobs(&settings, pipeline, lifecycle::application_name("serve", Some(local.port()))).await?;
     let job_shutdown = tokio_util::sync::CancellationToken::new();
     let workers = jobs.start_workers(job_shutdown.clone());
+    let projects = drive_projects(&settings, &state, &jobs, &job_shutdown);
     let outputs = state.storage.describe();
     // Whether auth is on, never the keys themselves.
     match settings.api_keys.len() {
@@ -110,5 +111,21 @@ async fn run(
     });
     let served = serving::serve(listener, router, settings.connections, serving::signals::listen()).await;
     lifecycle::stop_workers(&jobs, job_shutdown, workers).await;
+    if let Some(projects) = projects {
+        let _ = projects.await;
+    }
     served.context("server error")
+}
+
+/// The projects being made server-side, advanced by a process that runs job workers (an API-only
+/// replica, `MVGEN_WORKERS=0`, leaves them to the others).
+pub(super) fn drive_projects(
+    settings: &Settings,
+    state: &crate::state::AppState,
+    jobs: &Arc<crate::jobs::Jobs>,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> Option<tokio::task::JoinHandle<()>> {
+    (settings.workers > 0).then(|| {
+        crate::projects::drive::start(state.clone(), jobs.clone(), settings.project_parallel, shutdown.clone())
+    })
 }

@@ -30,7 +30,7 @@ pub fn worker(metrics_addr: Option<SocketAddr>) -> anyhow::Result<Outcome> {
         let state = lifecycle::app_state(&settings, providers, FlavorSource::Embedded).await?;
         let jobs = lifecycle::open_jobs(
             &settings,
-            Arc::new(Generations::new(state)),
+            Arc::new(Generations::new(state.clone())),
             lifecycle::application_name("worker", None),
         )
         .await?;
@@ -41,11 +41,15 @@ pub fn worker(metrics_addr: Option<SocketAddr>) -> anyhow::Result<Outcome> {
             None => None,
         };
         let workers = jobs.start_workers(shutdown.clone());
+        let projects = super::serve::drive_projects(&settings, &state, &jobs, &shutdown);
         tracing::info!(workers = settings.workers, "mvgen worker running; SIGTERM or SIGINT stops it");
         let mut signals = crate::serving::signals::listen();
         let signal = signals.recv().await.unwrap_or("end of signals");
         tracing::info!(signal, "stopping job workers");
         lifecycle::stop_workers(&jobs, shutdown, workers).await;
+        if let Some(projects) = projects {
+            let _ = projects.await;
+        }
         if let Some(metrics) = metrics {
             let _ = metrics.await;
         }

@@ -10,9 +10,11 @@
 //!
 //! - `answer`: the project and scene as their UI reads them (camelCase);
 //! - `settle`: finished jobs' results written into the project;
+//! - `drive`: the whole video made server-side, one step at a time, by any process;
 //! - `words`: statuses and modes.
 
 pub mod answer;
+pub mod drive;
 pub mod settle;
 pub mod words;
 

@@ -22,6 +22,7 @@ pub async fn edits(state: &AppState, jobs: &Jobs, project: &Project) -> Result<V
     let row = &project.row;
     let mut ids: Vec<&str> = project.scenes.iter().filter_map(|s| s.video_job_id.as_deref()).collect();
     ids.extend(row.scenes_job_id.as_deref());
+    ids.extend(row.character_job_id.as_deref());
     ids.extend(row.final_job_id.as_deref());
     if ids.is_empty() {
         return Ok(Vec::new());
@@ -39,6 +40,9 @@ pub async fn edits(state: &AppState, jobs: &Jobs, project: &Project) -> Result<V
     if let Some(done) = job(row.scenes_job_id.as_deref()) {
         edits.extend(scenes_written(project, done));
     }
+    if let Some(done) = job(row.character_job_id.as_deref()) {
+        edits.push(character_written(done));
+    }
     for scene in &project.scenes {
         if let Some(done) = job(scene.video_job_id.as_deref()) {
             edits.push(clip_written(state, scene, done).await);
@@ -55,7 +59,8 @@ pub async fn edits(state: &AppState, jobs: &Jobs, project: &Project) -> Result<V
 fn scenes_written(project: &Project, done: &LinkedJob) -> Vec<Edit> {
     let settle = |sets| Edit::SettleProject { column: "scenes_job_id", job: done.id.clone(), sets };
     let Some(scenes) = succeeded(done).and_then(|out| out.get("scenes")?.as_array().cloned()) else {
-        return vec![settle(vec![("error_message", failure(done).into())])];
+        let why = format!("Scene writing failed: {}", why(done));
+        return vec![settle(vec![("status", FAILED.into()), ("error_message", why.into()), ("drive", 0.into())])];
     };
     let reference = project.row.character_image_id.clone().or_else(|| project.row.product_image_id.clone());
     let mut edits = vec![Edit::DeleteScenes];
@@ -75,6 +80,21 @@ fn scenes_written(project: &Project, done: &LinkedJob) -> Vec<Edit> {
     }
     edits.push(settle(vec![("status", PENDING.into()), ("error_message", Bind::none())]));
     edits
+}
+
+/// A finished character reference job: its first image becomes the project's character image
+/// (the scenes' reference); failed, the project fails with why (as theirs did).
+fn character_written(done: &LinkedJob) -> Edit {
+    let image = succeeded(done).and_then(|out| Some(out.get("images")?.get(0)?.get("id")?.as_str()?.to_owned()));
+    let sets = match image {
+        Some(id) => vec![("character_image_id", id.into())],
+        None => vec![
+            ("status", FAILED.into()),
+            ("error_message", format!("Character reference failed: {}", why(done)).into()),
+            ("drive", 0.into()),
+        ],
+    };
+    Edit::SettleProject { column: "character_job_id", job: done.id.clone(), sets }
 }
 
 /// A finished video job: the scene's clip (its length read from the stored file), trims reset to
@@ -110,8 +130,17 @@ async fn clip_written(state: &AppState, scene: &SceneRow, done: &LinkedJob) -> E
 fn cut_written(done: &LinkedJob) -> Edit {
     let video_id = succeeded(done).and_then(|out| Some(out.get("video_id")?.as_str()?.to_owned()));
     let sets = match video_id {
-        Some(id) => vec![("status", COMPLETED.into()), ("final_video_id", id.into()), ("error_message", Bind::none())],
-        None => vec![("status", FAILED.into()), ("error_message", failure(done).into())],
+        Some(id) => vec![
+            ("status", COMPLETED.into()),
+            ("final_video_id", id.into()),
+            ("error_message", Bind::none()),
+            ("drive", 0.into()),
+        ],
+        None => vec![
+            ("status", FAILED.into()),
+            ("error_message", format!("Composing the final video failed: {}", why(done)).into()),
+            ("drive", 0.into()),
+        ],
     };
     Edit::SettleProject { column: "final_job_id", job: done.id.clone(), sets }
 }
@@ -124,14 +153,18 @@ fn succeeded(done: &LinkedJob) -> Option<Value> {
     serde_json::from_str(done.output.as_deref()?).ok()
 }
 
-/// Why a job did not succeed, as a scene or project shows it.
+/// Why a scene's video job did not succeed, as the scene shows it.
 fn failure(done: &LinkedJob) -> String {
-    let why = match (done.status.as_str(), &done.error_message) {
+    format!("Video generation failed: {}", why(done)).chars().take(MAX_ERROR_CHARS).collect()
+}
+
+/// Why a job did not succeed.
+fn why(done: &LinkedJob) -> String {
+    match (done.status.as_str(), &done.error_message) {
         (s, _) if s == JobStatus::Canceled.as_str() => "canceled".to_owned(),
-        (_, Some(message)) => message.clone(),
+        (_, Some(message)) => message.chars().take(MAX_ERROR_CHARS).collect(),
         _ => "the job ended without a result".to_owned(),
-    };
-    format!("Video generation failed: {why}").chars().take(MAX_ERROR_CHARS).collect()
+    }
 }
 
 /// A stored clip's length in milliseconds, from its header; 8 s (what was asked) when unreadable.

@@ -490,3 +490,161 @@ async fn a_projects_flavor_stays_pinned_across_a_live_edit_and_a_removal() {
     let (_, third) = create("default").await;
     assert_ne!(third["configFlavor"]["hash"], default_hash);
 }
+
+/// Reads `/api/mv/projects/{id}/events` until a `project` event with `finalOutputUrl` (or a failed
+/// project) arrives; every event's data and id.
+async fn follow_events(ui: &Ui, id: &str, last_event_id: Option<&str>) -> Vec<(i64, Value)> {
+    let mut request = ui.client.get(format!("{}/api/mv/projects/{id}/events", ui.base));
+    if let Some(last) = last_event_id {
+        request = request.header("last-event-id", last);
+    }
+    let mut resp = request.send().await.expect("events");
+    assert_eq!(resp.status(), 200);
+    let (mut text, mut events) = (String::new(), Vec::new());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while let Ok(Ok(Some(chunk))) = tokio::time::timeout_at(deadline.into(), resp.chunk()).await {
+        text.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = text.find("\n\n") {
+            let block: String = text.drain(..end + 2).collect();
+            let field = |name: &str| block.lines().find_map(|l| l.strip_prefix(name)).map(str::trim).map(str::to_owned);
+            let (Some(event_id), Some(data)) = (field("id:"), field("data:")) else { continue };
+            assert_eq!(field("event:").as_deref(), Some("project"));
+            let project: Value = serde_json::from_str(&data).expect("json");
+            events.push((event_id.parse().expect("numeric id"), project.clone()));
+            if project["finalOutputUrl"].is_string() || project["status"] == "failed" {
+                return events;
+            }
+        }
+    }
+    panic!("the stream ended without the final video: {:?}", events.last());
+}
+
+/// `POST …/generate`: the scenes, the character reference, every scene's clip and the final cut
+/// made server-side as jobs, followed over the project's event stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_request_makes_the_whole_video_server_side_and_its_events_follow_it() {
+    let server =
+        ServerProcess::start(&[("MV_PROVIDER", "mock"), ("MVGEN_PROJECT_PARALLEL", "2")]).expect("start mvgen");
+    let ui = Ui::new(&server);
+    let fields =
+        [("mode", "music-video"), ("prompt", "a fox dances in the rain"), ("characterDescription", "a red fox")];
+    let (status, created) = ui.create(&fields, Some(&song())).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["projectId"].as_str().expect("id").to_owned();
+    let (status, started) = ui.post(&format!("/api/mv/projects/{id}/generate"), &json!({})).await;
+    assert_eq!(status, 200, "{started}");
+    assert_eq!(started["status"], "processing");
+    let (status, again) = ui.post(&format!("/api/mv/projects/{id}/generate"), &json!({})).await;
+    assert_eq!(status, 409, "{again}");
+
+    let events = follow_events(&ui, &id, None).await;
+    assert!(events.windows(2).all(|w| w[0].0 < w[1].0), "event ids increase");
+    let last = &events.last().expect("events").1;
+    assert_eq!(last["status"], "completed", "{last}");
+    assert!(last["characterImageUrl"].is_string(), "the character reference was made: {last}");
+    let scenes = last["scenes"].as_array().expect("scenes");
+    assert_eq!(scenes.len(), 6, "the default flavor's scene count");
+    assert!(scenes.iter().all(|s| s["status"] == "completed" && s["videoId"].is_string()), "{last}");
+    // Never more than two scenes rendering at once.
+    for (_, project) in &events {
+        let rendering =
+            project["scenes"].as_array().map_or(0, |s| s.iter().filter(|s| s["status"] == "processing").count());
+        assert!(rendering <= 2, "{rendering} at once: {project}");
+    }
+    // One job per scene, one for the scenes, one for the character, one cut.
+    let (status, _, jobs) = ui.get(&format!("/api/mv/jobs?project_id={id}&limit=100")).await;
+    assert_eq!(status, 200, "{jobs}");
+    let kinds: Vec<&str> = jobs["jobs"].as_array().expect("jobs").iter().filter_map(|j| j["kind"].as_str()).collect();
+    let count = |kind: &str| kinds.iter().filter(|k| **k == kind).count();
+    assert_eq!(
+        (count("scenes"), count("character_reference"), count("video"), count("final_cut")),
+        (1, 1, 6, 1),
+        "{kinds:?}"
+    );
+    // A reconnect after the last event has nothing new until the project changes.
+    let (last_id, _) = events.last().expect("events");
+    let resumed =
+        ui.client.get(format!("{}/api/mv/projects/{id}/events", ui.base)).header("last-event-id", last_id.to_string());
+    let resp = resumed.send().await.expect("events");
+    let quiet = tokio::time::timeout(Duration::from_millis(1500), resp.bytes()).await;
+    assert!(quiet.is_err(), "no event for an unchanged project");
+
+    // Generate on a finished project makes nothing new.
+    let (status, done) = ui.post(&format!("/api/mv/projects/{id}/generate"), &json!({})).await;
+    assert_eq!((status, &done["finalOutputUrl"]), (200, &last["finalOutputUrl"]));
+}
+
+/// Cancel stops a project being made: it ends failed, "canceled", and its jobs are canceled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_project_being_made_is_canceled() {
+    let server = ServerProcess::start(&[("MV_PROVIDER", "mock"), ("MVGEN_WORKERS", "0")]).expect("start mvgen");
+    let ui = Ui::new(&server);
+    let fields = [("mode", "music-video"), ("prompt", "a fox dances in the rain")];
+    let (_, created) = ui.create(&fields, Some(&song())).await;
+    let id = created["projectId"].as_str().expect("id").to_owned();
+    // No workers here, so nothing advances: generate only records the wish.
+    let (status, _) = ui.post(&format!("/api/mv/projects/{id}/generate"), &json!({})).await;
+    assert_eq!(status, 200);
+    let (status, canceled) = ui.post(&format!("/api/mv/projects/{id}/cancel"), &json!({})).await;
+    assert_eq!(status, 200, "{canceled}");
+    assert_eq!((canceled["status"].as_str(), canceled["errorMessage"].as_str()), (Some("failed"), Some("canceled")));
+}
+
+/// SIGKILL while a project is being made, mid-render, then a restart on the same database: it
+/// finishes, with one upstream create per scene (the renders in flight resumed, never re-created),
+/// one scene-writing call and one character image.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_project_survives_sigkill_mid_render_with_one_create_per_scene() {
+    use crate::durable_jobs::{Fakes, kill, start, wait_for};
+    use support::fake_upstream::{FakeFile, Outcome, PredictionPlan};
+    let fakes = Fakes::start().await;
+    // The character image at once, then the first two videos held until finished by hand.
+    fakes.replicate.push_prediction(PredictionPlan { polls_until_done: 0, outcome: Outcome::Succeed(FakeFile::png()) });
+    for _ in 0..2 {
+        fakes.replicate.push_prediction(PredictionPlan::held(Outcome::Succeed(FakeFile::mp4())));
+    }
+    let outputs = tempfile::tempdir().expect("temp dir");
+    let dir = outputs.path().to_str().expect("utf-8");
+    let env = fakes.env(&[("MV_OUTPUT_DIR", dir), ("MVGEN_PROJECT_PARALLEL", "2")]);
+    let mut first = start(&env);
+    let ui = Ui::new(&first);
+    let fields =
+        [("mode", "music-video"), ("prompt", "a fox dances in the rain"), ("characterDescription", "a red fox")];
+    let (_, created) = ui.create(&fields, Some(&song())).await;
+    let id = created["projectId"].as_str().expect("id").to_owned();
+    let (status, _) = ui.post(&format!("/api/mv/projects/{id}/generate"), &json!({})).await;
+    assert_eq!(status, 200);
+    let veo = "google/veo-3.1-fast";
+    wait_for("two renders in flight", || fakes.replicate.creates_for(veo) == 2).await;
+    // Both renders' predictions saved with their jobs before the kill.
+    let started = Instant::now();
+    loop {
+        let (_, _, jobs) = ui.get(&format!("/api/mv/jobs?project_id={id}&kind=video")).await;
+        let saved = jobs["jobs"].as_array().map_or(0, |j| j.iter().filter(|j| j["upstream"]["id"].is_string()).count());
+        if saved == 2 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "renders not saved: {jobs}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    kill(&mut first);
+
+    let second = start(&env);
+    let ui = Ui::new(&second);
+    wait_for("the held renders are polled again after the restart", || {
+        fakes.replicate.polls_of("pred-2") > 0 && fakes.replicate.polls_of("pred-3") > 0
+    })
+    .await;
+    let polled = (fakes.replicate.polls_of("pred-2"), fakes.replicate.polls_of("pred-3"));
+    wait_for("polled by the new process", || {
+        fakes.replicate.polls_of("pred-2") > polled.0 && fakes.replicate.polls_of("pred-3") > polled.1
+    })
+    .await;
+    fakes.replicate.finish("pred-2");
+    fakes.replicate.finish("pred-3");
+    let events = follow_events(&ui, &id, None).await;
+    let last = &events.last().expect("events").1;
+    assert_eq!(last["status"], "completed", "{last}");
+    assert_eq!(fakes.replicate.creates_for(veo), 6, "one create per scene");
+    assert_eq!(fakes.replicate.creates_for("google/imagen-4"), 1, "one character image");
+}

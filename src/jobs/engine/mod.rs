@@ -245,6 +245,30 @@ impl Jobs {
         self.store_planned(kind, planned, None, None, scope, None).await
     }
 
+    /// [`Jobs::submit_planned`] under an id the caller chose and recorded first (a project links
+    /// its job before storing it, so a crash between the two is repaired by submitting again
+    /// under the same id). `false` when a job with that id is already stored.
+    pub async fn submit_planned_as(
+        &self,
+        id: &str,
+        kind: Kind,
+        planned: &StoredPlan,
+        scope: Option<&str>,
+    ) -> Result<bool, ApiError> {
+        if self.store.get(id).await.map_err(unavailable)?.is_some() {
+            return Ok(false);
+        }
+        match self.store_planned_as(id, kind, planned, None, None, scope, None).await {
+            Ok(_) => Ok(true),
+            // Stored by another process between the check and the insert (the id is unique).
+            Err(e) if self.store.get(id).await.ok().flatten().is_some() => {
+                tracing::debug!(job = id, error = %e.message, "job already stored under this id");
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     async fn plan_and_store(
         &self,
         kind: Kind,
@@ -275,10 +299,24 @@ impl Jobs {
         scope: Option<&str>,
         claim: Option<&str>,
     ) -> Result<Box<JobRow>, ApiError> {
-        self.check_queue_room(scope).await?;
         let id = uuid::Uuid::new_v4().to_string();
+        self.store_planned_as(&id, kind, planned, key, max_attempts, scope, claim).await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn store_planned_as(
+        &self,
+        id: &str,
+        kind: Kind,
+        planned: &StoredPlan,
+        key: Option<&KeyBinding<'_>>,
+        max_attempts: Option<i64>,
+        scope: Option<&str>,
+        claim: Option<&str>,
+    ) -> Result<Box<JobRow>, ApiError> {
+        self.check_queue_room(scope).await?;
         let job = NewJob {
-            id: &id,
+            id,
             kind,
             plan: &planned.plan,
             config_flavor: &planned.config_flavor,
@@ -292,7 +330,7 @@ impl Jobs {
         let row = self.store.insert(&job, key).await.map_err(unavailable)?.ok_or_else(key_in_use)?;
         // A queued job wakes the workers; a claimed one is already being run, by the caller.
         if claim.is_none() {
-            self.woke(&id);
+            self.woke(id);
         }
         tracing::info!(job = %id, kind = kind.as_str(), flavor = %planned_flavor(planned), sync = claim.is_some(), "job submitted");
         Ok(Box::new(row))

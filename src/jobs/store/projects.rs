@@ -31,11 +31,14 @@ pub struct ProjectRow {
     /// The pinned flavor's resolved content (JSON text); not read by listings.
     pub flavor_content: Option<String>,
     pub scenes_job_id: Option<String>,
+    pub character_job_id: Option<String>,
     pub final_job_id: Option<String>,
     pub final_video_id: Option<String>,
     pub error_message: Option<String>,
     pub version: i64,
     pub api_key_scope: Option<String>,
+    /// Being made server-side (`POST /projects/{id}/generate`).
+    pub drive: bool,
     pub created_at: i64,
     pub updated_at: i64,
     /// Scenes, and how many are completed and failed (listings only; a full read counts its
@@ -155,7 +158,7 @@ pub enum Changed {
 
 const PROJECT_COLUMNS: &str = "seq, id, status, mode, concept_prompt, character_description, character_image_id, \
      product_description, product_image_id, director_config, audio_id, flavor_name, flavor_hash, scenes_job_id, \
-     final_job_id, final_video_id, error_message, version, api_key_scope, created_at, updated_at";
+     character_job_id, final_job_id, final_video_id, error_message, version, api_key_scope, drive, created_at, updated_at";
 
 const SCENE_COLUMNS: &str = "sequence, display_sequence, status, prompt, negative_prompt, duration_ms, \
      reference_image_id, video_job_id, last_job_id, video_id, clip_ms, trim_in_ms, trim_out_ms, error_message, \
@@ -310,6 +313,41 @@ impl Store {
         Ok(Changed::Done(version))
     }
 
+    /// Projects being made server-side whose lease is free (none, or expired at `now`), oldest
+    /// first.
+    pub async fn projects_to_drive(&self, now: i64, limit: i64) -> Result<Vec<String>, StoreError> {
+        let sql = format!(
+            "SELECT id FROM projects WHERE drive = 1 AND (drive_until IS NULL OR drive_until < $1) ORDER BY seq LIMIT {limit}"
+        );
+        let rows = sqlx::query(&sql).bind(now).fetch_all(&self.pool).await?;
+        rows.iter().map(|row| Ok(row.try_get("id")?)).collect()
+    }
+
+    /// Takes project `id`'s drive lease for `lease` until `until`, if it is free at `now`.
+    pub async fn lease_project(&self, id: &str, lease: &str, now: i64, until: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE projects SET drive_lease = $1, drive_until = $2 WHERE id = $3 AND drive = 1 \
+             AND (drive_until IS NULL OR drive_until < $4)",
+        )
+        .bind(lease)
+        .bind(until)
+        .bind(id)
+        .bind(now)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Gives project `id`'s drive lease back (if `lease` still holds it).
+    pub async fn release_project(&self, id: &str, lease: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE projects SET drive_until = NULL WHERE id = $1 AND drive_lease = $2")
+            .bind(id)
+            .bind(lease)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
     /// Deletes project `id` and its scenes; `false` when there was none.
     pub async fn delete_project(&self, id: &str) -> Result<bool, StoreError> {
         let mut tx = self.writer.begin().await?;
@@ -421,11 +459,13 @@ fn project_row(row: &AnyRow) -> Result<ProjectRow, StoreError> {
         flavor_hash: row.try_get("flavor_hash")?,
         flavor_content: None,
         scenes_job_id: row.try_get("scenes_job_id")?,
+        character_job_id: row.try_get("character_job_id")?,
         final_job_id: row.try_get("final_job_id")?,
         final_video_id: row.try_get("final_video_id")?,
         error_message: row.try_get("error_message")?,
         version: row.try_get("version")?,
         api_key_scope: row.try_get("api_key_scope")?,
+        drive: row.try_get::<i64, _>("drive")? != 0,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         counts: None,

@@ -39,7 +39,8 @@ impl Store {
             // A result a project has not written in yet (see migrations/jobs/0008_projects.sql)
             // is kept until it has.
             " AND NOT EXISTS (SELECT 1 FROM project_scenes s WHERE s.video_job_id = jobs.id)",
-            " AND NOT EXISTS (SELECT 1 FROM projects p WHERE p.scenes_job_id = jobs.id OR p.final_job_id = jobs.id)",
+            " AND NOT EXISTS (SELECT 1 FROM projects p WHERE p.scenes_job_id = jobs.id OR p.character_job_id = jobs.id",
+            " OR p.final_job_id = jobs.id)",
             " LIMIT $2) RETURNING id"
         );
         let mut tx = self.writer.begin().await?;

@@ -1,0 +1,269 @@
+//! The whole video, server-side (`POST /api/mv/projects/{id}/generate`): every process running
+//! job workers also advances the projects being made, one step at a time, each as ordinary jobs
+//! any worker runs: the scenes (if none), the character reference (if none and a description is
+//! given), one video per scene with at most `MVGEN_PROJECT_PARALLEL` at once, then the compose.
+//!
+//! One process advances a project at a time, holding its lease (`drive_lease`, `drive_until`) for
+//! one step; a process that dies with it leaves it to another once [`LEASE`] has passed. Each job
+//! is recorded in the project under an id chosen first and only then stored with that id, so a
+//! crash between the two is repaired by storing it again under the same id: a scene is never
+//! rendered twice. A scene whose job fails (after the job's own retries) waits: the others go on,
+//! and the project ends `failed` saying which scene to regenerate.
+
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::words::{COMPOSING, FAILED, PROCESSING};
+use super::{Project, change, load, pinned};
+use crate::error::ApiError;
+use crate::generation::character::Character;
+use crate::generation::final_cut::FinalCut;
+use crate::generation::scenes::Scenes;
+use crate::generation::video::Video;
+use crate::generation::{Generation, driver, stored};
+use crate::jobs::Jobs;
+use crate::jobs::engine::unavailable;
+use crate::jobs::store::now_ms;
+use crate::jobs::store::projects::{Bind, Edit};
+use crate::state::AppState;
+
+/// How long one process holds a project between steps before another may take it: a step is a
+/// few database statements and job submissions, so this only matters after a crash.
+pub const LEASE: Duration = Duration::from_secs(10);
+
+/// How often the projects being made are looked at without a poke (another replica's changes,
+/// jobs ending elsewhere).
+const TICK: Duration = Duration::from_millis(500);
+
+/// Projects advanced per look.
+const BATCH: i64 = 32;
+
+/// Wakes this process's driver at once (a `generate` just asked for a project, a job ended).
+static POKE: LazyLock<Notify> = LazyLock::new(Notify::new);
+
+/// Asks this process's driver to look now rather than at its next tick.
+pub fn poke() {
+    POKE.notify_one();
+}
+
+/// Advances the projects being made until `shutdown`: `parallel` videos at once per project.
+pub fn start(
+    state: AppState,
+    jobs: Arc<Jobs>,
+    parallel: usize,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let lease = uuid::Uuid::new_v4().to_string();
+    let mut ended = jobs.subscribe();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(TICK) => {}
+                () = POKE.notified() => {}
+                // Any job's event may be a project's job ending.
+                _ = ended.recv() => {}
+            }
+            if let Err(e) = look(&state, &jobs, &lease, parallel).await {
+                tracing::warn!(error = %e.message, "projects: could not advance the projects being made");
+            }
+        }
+    })
+}
+
+/// One look: every project being made whose lease is free, advanced one step.
+async fn look(state: &AppState, jobs: &Jobs, lease: &str, parallel: usize) -> Result<(), ApiError> {
+    let store = jobs.store();
+    for id in store.projects_to_drive(now_ms(), BATCH).await.map_err(unavailable)? {
+        let now = now_ms();
+        if !store.lease_project(&id, lease, now, now + LEASE.as_millis() as i64).await.map_err(unavailable)? {
+            continue;
+        }
+        if let Err(e) = advance(state, jobs, &id, parallel).await {
+            tracing::warn!(project = %id, error = %e.message, "projects: a step failed; it is tried again");
+        }
+        store.release_project(&id, lease).await.map_err(unavailable)?;
+    }
+    Ok(())
+}
+
+/// One step of project `id`: what is finished is written in, then the next jobs are submitted.
+pub async fn advance(state: &AppState, jobs: &Jobs, id: &str, parallel: usize) -> Result<(), ApiError> {
+    let project = load(state, jobs, id).await?;
+    let row = &project.row;
+    if !row.drive {
+        return Ok(());
+    }
+    let missing = never_stored(jobs, &project).await?;
+    let resubmit = |job: &Option<String>| job.as_ref().filter(|j| missing.contains(j)).cloned();
+
+    if project.scenes.is_empty() {
+        let body = json!({
+            "idea": row.concept_prompt,
+            // Their scene writer needs a performer; a project without one is described by its idea.
+            "character_description": row.character_description.as_ref().or(row.product_description.as_ref())
+                .unwrap_or(&row.concept_prompt),
+            "project_id": row.id,
+        });
+        return match (&row.scenes_job_id, resubmit(&row.scenes_job_id)) {
+            (None, _) => start_job::<Scenes>(state, jobs, &project, body, JobSlot::Scenes).await.map(drop),
+            (Some(_), Some(job)) => submit::<Scenes>(state, jobs, &project, body, &job).await,
+            _ => Ok(()),
+        };
+    }
+
+    if row.character_image_id.is_none()
+        && let Some(description) = &row.character_description
+    {
+        let body = json!({ "character_description": description, "num_images": 1 });
+        return match (&row.character_job_id, resubmit(&row.character_job_id)) {
+            (None, _) => start_job::<Character>(state, jobs, &project, body, JobSlot::Character).await.map(drop),
+            (Some(_), Some(job)) => submit::<Character>(state, jobs, &project, body, &job).await,
+            _ => Ok(()),
+        };
+    }
+
+    let in_flight: Vec<_> = project.scenes.iter().filter(|s| s.video_job_id.is_some()).collect();
+    for scene in &in_flight {
+        if let Some(job) = resubmit(&scene.video_job_id) {
+            submit::<Video>(state, jobs, &project, video_body(&project, scene), &job).await?;
+        }
+    }
+    let waiting = project.scenes.iter().filter(|s| s.video_id.is_none() && s.video_job_id.is_none());
+    let (failed, todo): (Vec<_>, Vec<_>) = waiting.partition(|s| s.status == FAILED);
+    for scene in todo.iter().take(parallel.saturating_sub(in_flight.len())) {
+        let slot = JobSlot::Video(scene.sequence);
+        start_job::<Video>(state, jobs, &project, video_body(&project, scene), slot).await?;
+    }
+    if !in_flight.is_empty() || !todo.is_empty() {
+        return Ok(());
+    }
+    if !failed.is_empty() {
+        let which: Vec<String> = failed
+            .iter()
+            .map(|s| format!("scene {} ({})", s.sequence, s.error_message.as_deref().unwrap_or("failed")))
+            .collect();
+        let why = format!("{} failed; regenerate it and generate again", which.join(", "));
+        let sets = vec![("status", FAILED.into()), ("error_message", why.into()), ("drive", 0.into())];
+        change(jobs, id, None, &[Edit::Project(sets)]).await?;
+        return Ok(());
+    }
+    match (&row.final_job_id, resubmit(&row.final_job_id), &row.final_video_id) {
+        (None, _, None) => compose(state, jobs, &project).await.map(drop),
+        (Some(_), Some(job), _) => submit::<FinalCut>(state, jobs, &project, compose_body(&project)?, &job).await,
+        // Composed (settling ended the drive), or composing.
+        _ => Ok(()),
+    }
+}
+
+/// The body of a scene's video job: its texts, its reference image (else the project's).
+fn video_body(project: &Project, scene: &crate::jobs::store::projects::SceneRow) -> Value {
+    json!({
+        "prompt": scene.prompt,
+        "negative_prompt": scene.negative_prompt,
+        "character_reference_id": scene.reference_image_id.as_ref().or(project.row.character_image_id.as_ref()),
+        "project_id": project.row.id,
+        "sequence": scene.sequence,
+    })
+}
+
+/// The final cut of `project`: every scene's clip in display order with its trims, the song looped
+/// under the whole video, replacing the clips' audio (without a song the clips keep theirs).
+pub fn compose_body(project: &Project) -> Result<Value, ApiError> {
+    let clips: Vec<Value> = project
+        .scenes
+        .iter()
+        .map(|s| {
+            let video = s.video_id.as_ref().ok_or_else(|| {
+                ApiError::invalid("scenes", format!("Cannot compose video: scene {} has no clip", s.sequence))
+            })?;
+            Ok(json!({
+                "video_id": video,
+                "in_seconds": s.trim_in_ms.map(super::answer::seconds),
+                "out_seconds": s.trim_out_ms.map(super::answer::seconds),
+            }))
+        })
+        .collect::<Result<_, ApiError>>()?;
+    Ok(json!({
+        "clips": clips,
+        "audio_overlay_id": project.row.audio_id,
+        "suppress_video_audio": project.row.audio_id.is_some(),
+        "loop_audio": true,
+    }))
+}
+
+/// Where a project records the job it waits for.
+enum JobSlot {
+    Scenes,
+    Character,
+    Video(i64),
+    Final,
+}
+
+/// Starts composing `project`'s final cut (every scene must have its clip); the job's id.
+pub async fn compose(state: &AppState, jobs: &Jobs, project: &Project) -> Result<String, ApiError> {
+    let body = compose_body(project)?;
+    start_job::<FinalCut>(state, jobs, project, body, JobSlot::Final).await
+}
+
+/// Records a new job id in `slot`, then stores the job under it; the id.
+async fn start_job<G: Generation>(
+    state: &AppState,
+    jobs: &Jobs,
+    project: &Project,
+    body: Value,
+    slot: JobSlot,
+) -> Result<String, ApiError> {
+    let job = uuid::Uuid::new_v4().to_string();
+    let edit = match slot {
+        JobSlot::Scenes => Edit::Project(vec![("scenes_job_id", job.clone().into())]),
+        JobSlot::Character => Edit::Project(vec![("character_job_id", job.clone().into())]),
+        JobSlot::Final => Edit::Project(vec![("final_job_id", job.clone().into()), ("status", COMPOSING.into())]),
+        JobSlot::Video(sequence) => Edit::Scene {
+            sequence,
+            sets: vec![
+                ("video_job_id", job.clone().into()),
+                ("status", PROCESSING.into()),
+                ("error_message", Bind::none()),
+            ],
+            only_if_job: None,
+        },
+    };
+    change(jobs, &project.row.id, None, &[edit]).await?;
+    submit::<G>(state, jobs, project, body, &job).await?;
+    Ok(job)
+}
+
+/// Plans `body` as kind `G` with the project's pinned flavor and stores it as job `job`.
+pub async fn submit<G: Generation>(
+    state: &AppState,
+    jobs: &Jobs,
+    project: &Project,
+    body: Value,
+    job: &str,
+) -> Result<(), ApiError> {
+    let input: G::Input = serde_json::from_value(body)
+        .map_err(|e| ApiError::internal(format!("project {}: a {} body: {e}", project.row.id, G::KIND.as_str())))?;
+    let planned = driver::plan_later_pinned::<G>(state, input, pinned(state, &project.row, None)?)?;
+    let mut stored = stored::to_store(state, planned).await?;
+    stored.project_id = Some(project.row.id.clone());
+    if jobs.submit_planned_as(job, G::KIND, &stored, project.row.api_key_scope.as_deref()).await? {
+        tracing::info!(project = %project.row.id, job, kind = G::KIND.as_str(), "project job submitted");
+    }
+    Ok(())
+}
+
+/// The jobs `project` names that were never stored (a crash between recording and storing).
+async fn never_stored(jobs: &Jobs, project: &Project) -> Result<Vec<String>, ApiError> {
+    let row = &project.row;
+    let mut named: Vec<&str> = project.scenes.iter().filter_map(|s| s.video_job_id.as_deref()).collect();
+    named.extend(row.scenes_job_id.as_deref());
+    named.extend(row.character_job_id.as_deref());
+    named.extend(row.final_job_id.as_deref());
+    let found = jobs.store().linked_jobs(&named).await.map_err(unavailable)?;
+    Ok(named.into_iter().filter(|id| !found.iter().any(|j| j.id == *id)).map(str::to_owned).collect())
+}
