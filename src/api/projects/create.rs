@@ -1,0 +1,227 @@
+//! `POST /api/mv/projects`: a new project from their create form (multipart, the song as its
+//! `audio` part, streamed into the store as `upload_audio` stores one) or a JSON body.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequest, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use futures_util::{StreamExt, TryStreamExt};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::super::audio::{AudioLimit, MULTIPART_OVERHEAD, discard, multipart_error, multipart_io_error, store_song};
+use super::super::extract::ValidJson;
+use crate::api_keys::KeyScope;
+use crate::error::{ApiError, ErrorKind};
+use crate::jobs::Jobs;
+use crate::jobs::engine::unavailable;
+use crate::jobs::store::now_ms;
+use crate::jobs::store::projects::ProjectRow;
+use crate::projects::words::{MODES, MUSIC_VIDEO, PENDING};
+use crate::state::AppState;
+
+/// The longest text field of a project (their UI's own bounds are smaller).
+const MAX_TEXT_CHARS: usize = 20_000;
+
+/// The fields of a new project, from a multipart form or a JSON body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewProject {
+    mode: Option<String>,
+    prompt: Option<String>,
+    character_description: Option<String>,
+    character_reference_image_id: Option<String>,
+    product_description: Option<String>,
+    product_reference_image_id: Option<String>,
+    director_config: Option<String>,
+    /// A song already uploaded (`upload_audio`), for JSON bodies.
+    #[serde(alias = "audio_id")]
+    audio_id: Option<String>,
+    #[serde(alias = "config_flavor")]
+    config_flavor: Option<String>,
+}
+
+/// `POST /api/mv/projects`: multipart (their UI, the song as the `audio` part) or JSON (with an
+/// `audioId` from `upload_audio`) → 201 `{projectId, status, message}`. Nothing is generated.
+pub async fn create_project(
+    State(state): State<Arc<AppState>>,
+    Extension(jobs): Extension<Arc<Jobs>>,
+    scope: Option<Extension<KeyScope>>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let limit = request.extensions().get::<AudioLimit>().map_or(crate::limits::DEFAULT_MAX_AUDIO_BYTES, |l| l.0);
+    let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let (fields, song) = if crate::media::essence(content_type) == "multipart/form-data" {
+        form(&state, request, limit).await?
+    } else {
+        let ValidJson(fields) = ValidJson::<NewProject>::from_request(request, &()).await?;
+        (fields, None)
+    };
+    let song_id = song.clone();
+    match create(&state, &jobs, scope.as_deref(), fields, song).await {
+        Ok(response) => Ok(response),
+        Err(e) => {
+            // Refused after its song was stored: the song goes too.
+            if let Some(id) = song_id {
+                discard(&state, &id).await;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Reads their create form: text fields, and the `audio` part streamed into the store as a song.
+async fn form(state: &AppState, request: Request, limit: u64) -> Result<(NewProject, Option<String>), ApiError> {
+    let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let boundary = multer::parse_boundary(content_type)
+        .map_err(|e| ApiError::new(ErrorKind::InvalidBody, format!("multipart body: {e}"), json!("content-type")))?;
+    let constraints =
+        multer::Constraints::new().size_limit(multer::SizeLimit::new().whole_stream(limit + MULTIPART_OVERHEAD));
+    let raw = request.into_body().into_data_stream().map_err(std::io::Error::other);
+    let mut multipart = multer::Multipart::with_constraints(raw, boundary, constraints);
+    let mut fields = serde_json::Map::new();
+    let mut song = None;
+    loop {
+        let mut field = match multipart.next_field().await {
+            Ok(Some(field)) => field,
+            Ok(None) => break,
+            Err(e) => return Err(multipart_error(e, limit)),
+        };
+        let name = field.name().unwrap_or("").to_owned();
+        match name.as_str() {
+            "audio" if song.is_none() => {
+                let stream = field.map_err(multipart_io_error).boxed();
+                song = Some(store_song(state, stream, limit).await?.audio_id);
+            }
+            // Their product image: not used by a music video; read past.
+            "images" | "audio" => while field.chunk().await.map_err(|e| multipart_error(e, limit))?.is_some() {},
+            _ => {
+                let text = field.text().await.map_err(|e| multipart_error(e, limit))?;
+                fields.insert(name, Value::String(text));
+            }
+        }
+    }
+    let parsed = serde_json::from_value(Value::Object(fields))
+        .map_err(|e| ApiError::new(ErrorKind::RequestValidationError, format!("project form: {e}"), Value::Null));
+    match parsed {
+        Ok(fields) => Ok((fields, song)),
+        Err(e) => {
+            if let Some(id) = &song {
+                discard(state, id).await;
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn create(
+    state: &AppState,
+    jobs: &Jobs,
+    scope: Option<&KeyScope>,
+    fields: NewProject,
+    song: Option<String>,
+) -> Result<Response, ApiError> {
+    let text = |name: &str, value: Option<String>| -> Result<Option<String>, ApiError> {
+        let value = value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        if value.as_ref().is_some_and(|v| v.chars().count() > MAX_TEXT_CHARS) {
+            return Err(ApiError::invalid(name, format!("at most {MAX_TEXT_CHARS} characters")));
+        }
+        Ok(value)
+    };
+    let mode = text("mode", fields.mode)?.ok_or_else(|| ApiError::invalid("mode", "Field required"))?;
+    if !MODES.contains(&mode.as_str()) {
+        return Err(ApiError::invalid("mode", format!("Invalid mode: expected one of {}", MODES.join(", "))));
+    }
+    let prompt = text("prompt", fields.prompt)?.ok_or_else(|| ApiError::invalid("prompt", "Field required"))?;
+    let image = |name: &str, value: Option<String>| -> Result<Option<String>, ApiError> {
+        text(name, value)?
+            .map(|id| crate::storage::parse_id(&id).map(|id| id.to_string()))
+            .transpose()
+            .map_err(|_| ApiError::invalid(name, format!("Invalid {} format", name_words(name))))
+    };
+    let character_image_id = image("characterReferenceImageId", fields.character_reference_image_id)?;
+    let product_image_id = image("productReferenceImageId", fields.product_reference_image_id)?;
+    let audio_id = match (song, text("audioId", fields.audio_id)?) {
+        (Some(id), _) => Some(id),
+        (None, Some(id)) => {
+            let id = crate::storage::parse_id(&id)?.to_string();
+            if state.storage.record(crate::storage::Collection::Audio, &id).await?.is_none() {
+                return Err(ApiError::not_found(
+                    format!("no song {id} (upload it with upload_audio)"),
+                    json!("audioId"),
+                ));
+            }
+            Some(id)
+        }
+        (None, None) => None,
+    };
+    if mode == MUSIC_VIDEO && audio_id.is_none() {
+        return Err(ApiError::invalid("audio", "Audio file required for music-video mode"));
+    }
+    let director = text("directorConfig", fields.director_config)?;
+    // The flavor: `config_flavor`, else their director select when it names a flavor. A project
+    // pins it, so an unknown name is refused rather than quietly replaced by the default.
+    let requested = text("config_flavor", fields.config_flavor)?;
+    let chosen = match (&requested, &director) {
+        (Some(name), _) => {
+            let chosen = state.flavors.choose(Some(name));
+            if chosen.fell_back() {
+                return Err(ApiError::new(
+                    ErrorKind::UnknownFlavor,
+                    chosen.fallback_reason.unwrap_or_default(),
+                    json!({ "field": "config_flavor", "available": state.flavors.names() }),
+                ));
+            }
+            chosen
+        }
+        (None, Some(director)) => match state.flavors.choose(Some(director)) {
+            chosen if !chosen.fell_back() => chosen,
+            _ => state.flavors.choose(None),
+        },
+        (None, None) => state.flavors.choose(None),
+    };
+    let flavor = &*chosen.flavor;
+    let now = now_ms();
+    let row = ProjectRow {
+        id: uuid::Uuid::new_v4().to_string(),
+        status: PENDING.to_owned(),
+        mode,
+        concept_prompt: prompt,
+        character_description: text("characterDescription", fields.character_description)?,
+        character_image_id,
+        product_description: text("productDescription", fields.product_description)?,
+        product_image_id,
+        director_config: director,
+        audio_id,
+        flavor_name: flavor.name.to_string(),
+        flavor_hash: flavor.hash.to_string(),
+        flavor_content: Some(crate::pinned_flavor::content(flavor).to_string()),
+        api_key_scope: scope.map(|s| s.as_str().to_owned()),
+        created_at: now,
+        updated_at: now,
+        ..ProjectRow::default()
+    };
+    jobs.store().insert_project(&row).await.map_err(unavailable)?;
+    tracing::info!(project = %row.id, flavor = %row.flavor_name, hash = %row.flavor_hash, "project created");
+    let mut response = (
+        StatusCode::CREATED,
+        Json(json!({
+            "projectId": row.id,
+            "status": PENDING,
+            "message": "Project created successfully",
+            "configFlavor": { "name": row.flavor_name, "hash": row.flavor_hash },
+        })),
+    )
+        .into_response();
+    if let Ok(location) = HeaderValue::from_str(&format!("/api/mv/projects/{}", row.id)) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+/// "characterReferenceImageId" → "character reference ID", for their messages.
+fn name_words(field: &str) -> &'static str {
+    if field.starts_with("product") { "product reference ID" } else { "character reference ID" }
+}

@@ -1,0 +1,203 @@
+//! Making a project's video: compose, the final video, `generate` (the whole video server-side,
+//! `projects::drive`), cancel, and the project's event stream.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde_json::json;
+
+use super::super::extract::ValidPath;
+use crate::error::{ApiError, ErrorKind};
+use crate::jobs::Jobs;
+use crate::jobs::store::projects::{Bind, Edit};
+use crate::projects::answer::ProjectResponse;
+use crate::projects::words::{COMPOSING, FAILED, PENDING, PROCESSING};
+use crate::projects::{self, drive};
+use crate::state::AppState;
+
+use super::{busy, if_match, project_answer, stale};
+
+/// `POST /api/mv/projects/{id}/compose` (body `{}`): the final cut as a job, from every scene's
+/// clip in `displaySequence` order with its trims, the song looped to the video's length and
+/// replacing the clips' audio. `finalOutputUrl` is set when it is done.
+pub async fn compose(
+    State(state): State<Arc<AppState>>,
+    Extension(jobs): Extension<Arc<Jobs>>,
+    ValidPath(id): ValidPath<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let id = projects::parse_id(&id)?;
+    let project = projects::load(&state, &jobs, &id).await?;
+    let total = project.scenes.len();
+    let with_clip = project.scenes.iter().filter(|s| s.video_id.is_some() && s.video_job_id.is_none()).count();
+    if total == 0 || with_clip < total {
+        return Err(ApiError::new(
+            ErrorKind::ValidationError,
+            "Cannot compose video: not all scenes are completed",
+            json!({ "details": format!("Completed: {with_clip}/{total}") }),
+        ));
+    }
+    if project.row.status == COMPOSING && project.row.final_job_id.is_some() {
+        return Err(busy(format!(
+            "project {id} is already composing (job {})",
+            project.row.final_job_id.unwrap_or_default()
+        )));
+    }
+    if let Some(expected) = if_match(&headers)?
+        && expected != project.row.version
+    {
+        return Err(stale(&project));
+    }
+    let job = drive::compose(&state, &jobs, &project).await?;
+    Ok(Json(json!({
+        "jobId": job,
+        "projectId": id,
+        "status": COMPOSING,
+        "message": "Video composition started",
+    }))
+    .into_response())
+}
+
+/// `GET /api/mv/projects/{id}/final-video`.
+pub async fn final_video(
+    State(state): State<Arc<AppState>>,
+    Extension(jobs): Extension<Arc<Jobs>>,
+    ValidPath(id): ValidPath<String>,
+) -> Result<Response, ApiError> {
+    let id = projects::parse_id(&id)?;
+    let project = projects::load(&state, &jobs, &id).await?;
+    let Some(video) = project.row.final_video_id else {
+        return Err(ApiError::not_found("Final video not yet available", json!({ "project_id": id })));
+    };
+    Ok(Json(json!({ "projectId": id, "videoUrl": format!("/api/mv/get_video/{video}"), "videoId": video }))
+        .into_response())
+}
+
+/// `POST /api/mv/projects/{id}/generate`: makes the whole video server-side (`projects::drive`):
+/// the scenes if there are none, the character reference if none, every scene without its clip
+/// (failed ones again), then the final cut. Answers at once with the project, `processing`.
+pub async fn generate(
+    State(state): State<Arc<AppState>>,
+    Extension(jobs): Extension<Arc<Jobs>>,
+    ValidPath(id): ValidPath<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let id = projects::parse_id(&id)?;
+    let project = projects::load(&state, &jobs, &id).await?;
+    if project.row.drive {
+        return Err(busy(format!("project {id} is already being generated")));
+    }
+    if project.row.status == COMPOSING {
+        return Err(busy(format!("Project is in '{COMPOSING}' status")));
+    }
+    let complete = !project.scenes.is_empty() && project.scenes.iter().all(|s| s.video_id.is_some());
+    if complete && project.row.final_video_id.is_some() {
+        // Nothing to make: every clip and the final cut are there.
+        return Ok(project_answer(&project, StatusCode::OK));
+    }
+    let mut edits = vec![Edit::Project(vec![
+        ("drive", 1.into()),
+        ("status", PROCESSING.into()),
+        ("error_message", Bind::none()),
+        ("final_video_id", Bind::none()),
+    ])];
+    // Failed scenes are rendered again; the others keep their clips.
+    edits.extend(project.scenes.iter().filter(|s| s.status == FAILED && s.video_id.is_none()).map(|s| Edit::Scene {
+        sequence: s.sequence,
+        sets: vec![("status", PENDING.into()), ("error_message", Bind::none())],
+        only_if_job: None,
+    }));
+    projects::change(&jobs, &id, if_match(&headers)?, &edits).await?;
+    drive::poke();
+    let project = projects::load(&state, &jobs, &id).await?;
+    Ok(project_answer(&project, StatusCode::OK))
+}
+
+/// `POST /api/mv/projects/{id}/cancel`: stops making it (the drive, and every job it waits for);
+/// the project ends `failed`, "canceled". Clips already made are kept.
+pub async fn cancel(
+    State(state): State<Arc<AppState>>,
+    Extension(jobs): Extension<Arc<Jobs>>,
+    ValidPath(id): ValidPath<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let id = projects::parse_id(&id)?;
+    let project = projects::load(&state, &jobs, &id).await?;
+    let sets = vec![("drive", 0.into()), ("status", FAILED.into()), ("error_message", "canceled".into())];
+    projects::change(&jobs, &id, if_match(&headers)?, &[Edit::Project(sets)]).await?;
+    let row = &project.row;
+    let running = project.scenes.iter().filter_map(|s| s.video_job_id.as_deref());
+    for job in running
+        .chain(row.scenes_job_id.as_deref())
+        .chain(row.character_job_id.as_deref())
+        .chain(row.final_job_id.as_deref())
+    {
+        if let Err(e) = jobs.cancel(job).await {
+            tracing::warn!(project = %id, job, error = %e, "a canceled project's job could not be canceled");
+        }
+    }
+    let project = projects::load(&state, &jobs, &id).await?;
+    Ok(project_answer(&project, StatusCode::OK))
+}
+
+/// `GET /api/mv/projects/{id}/events`: Server-Sent Events, one `project` event (the whole project,
+/// as `GET` answers it; its id is the version) whenever the project changes. A client that
+/// reconnects with `Last-Event-ID` gets the current project if it changed since. Read again on
+/// every job event this process hears of, and every second.
+pub async fn events(
+    State(state): State<Arc<AppState>>,
+    Extension(jobs): Extension<Arc<Jobs>>,
+    ValidPath(id): ValidPath<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let id = projects::parse_id(&id)?;
+    let after: i64 = match headers.get("last-event-id") {
+        None => 0,
+        Some(value) => value.to_str().ok().and_then(|v| v.trim().parse().ok()).ok_or_else(|| {
+            ApiError::new(
+                ErrorKind::ValidationError,
+                "Last-Event-ID: expected an event id from this stream",
+                json!("last-event-id"),
+            )
+        })?,
+    };
+    projects::load(&state, &jobs, &id).await?;
+    let wake = jobs.subscribe();
+    let stream = futures_util::stream::unfold(
+        (state, jobs, id, after, wake),
+        |(state, jobs, id, mut after, mut wake)| async move {
+            loop {
+                match projects::load(&state, &jobs, &id).await {
+                    Ok(project) if project.row.version > after => {
+                        after = project.row.version;
+                        let data = serde_json::to_string(&ProjectResponse::from(&project)).unwrap_or_default();
+                        let event = Event::default().id(after.to_string()).event("project").data(data);
+                        return Some((Ok::<_, std::convert::Infallible>(event), (state, jobs, id, after, wake)));
+                    }
+                    Ok(_) => {}
+                    // Deleted: the stream ends.
+                    Err(e) if e.kind == ErrorKind::NotFound => return None,
+                    Err(e) => {
+                        tracing::debug!(project = %id, error = %e.message, "project events: a read failed; trying again")
+                    }
+                }
+                // A draining replica ends its streams; the client reconnects elsewhere.
+                let draining = jobs.draining().clone();
+                if draining.is_cancelled() {
+                    return None;
+                }
+                tokio::select! {
+                    _ = wake.recv() => {}
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    () = draining.cancelled() => return None,
+                }
+            }
+        },
+    );
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response())
+}

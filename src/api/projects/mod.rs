@@ -1,0 +1,205 @@
+//! `/api/mv/projects*`: music-video projects as the Python service's project UI drives them
+//! (`../shared/reference/original-projects.md` §2 and §8), over `crate::projects`.
+//!
+//! Every project answer carries an `ETag` (the project's version); a change sent with `If-Match`
+//! is made only if the project is still at that version (412 otherwise). Their UI sends none:
+//! its changes are last-writer-wins, field by field (each change sets only what it names).
+//!
+//! - `create`: `POST /api/mv/projects` (their multipart form with the song, or JSON);
+//! - `scenes`: the scene edits (reorder, texts, delete, trim);
+//! - `making`: compose, the final video, `generate` (the whole video server-side), cancel, events.
+
+mod create;
+mod making;
+mod scenes;
+
+pub use create::create_project;
+pub use making::{cancel, compose, events, final_video, generate};
+pub use scenes::{delete_scene, patch_scene, reorder_scenes, trim_scene};
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::extract::{ValidJson, ValidPath};
+use crate::error::{ApiError, ErrorKind};
+use crate::jobs::Jobs;
+use crate::jobs::engine::unavailable;
+use crate::jobs::store::projects::{Bind, Edit};
+use crate::projects::answer::{ProjectResponse, summary};
+use crate::projects::words::{COMPOSING, SETTABLE};
+use crate::projects::{self, Project};
+use crate::state::AppState;
+
+/// The project's answer with its `ETag`.
+pub(super) fn project_answer(project: &Project, status: StatusCode) -> Response {
+    let mut response = (status, Json(ProjectResponse::from(project))).into_response();
+    if let Ok(etag) = HeaderValue::from_str(&project.etag()) {
+        response.headers_mut().insert(header::ETAG, etag);
+    }
+    response
+}
+
+/// The version an `If-Match` names; `None` without one (or `*`).
+pub(super) fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
+    let Some(value) = headers.get(header::IF_MATCH) else { return Ok(None) };
+    let text = value.to_str().unwrap_or("").trim();
+    if text == "*" {
+        return Ok(None);
+    }
+    text.trim_start_matches("W/").trim_matches('"').parse().map(Some).map_err(|_| {
+        ApiError::new(
+            ErrorKind::PreconditionFailed,
+            format!("If-Match {text:?} is not an ETag this service gave"),
+            json!("if-match"),
+        )
+    })
+}
+
+/// 412: the project is no longer at the version an `If-Match` named.
+pub(super) fn stale(project: &Project) -> ApiError {
+    ApiError::new(
+        ErrorKind::PreconditionFailed,
+        format!("project {} changed since it was read: If-Match names another version; read it again", project.row.id),
+        json!({ "etag": project.etag() }),
+    )
+}
+
+pub(super) fn busy(message: String) -> ApiError {
+    ApiError::new(ErrorKind::ProjectBusy, message, Value::Null)
+}
+
+/// `GET /api/mv/projects/{id}`.
+pub async fn get_project(
+    State(state): State<Arc<AppState>>,
+    Extension(jobs): Extension<Arc<Jobs>>,
+    ValidPath(id): ValidPath<String>,
+) -> Result<Response, ApiError> {
+    let id = projects::parse_id(&id)?;
+    let project = projects::load(&state, &jobs, &id).await?;
+    Ok(project_answer(&project, StatusCode::OK))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    status: Option<String>,
+    /// The `nextCursor` of the previous page.
+    cursor: Option<i64>,
+    limit: Option<i64>,
+}
+
+/// `GET /api/mv/projects?status=&cursor=&limit=`: newest first, without scenes.
+pub async fn list_projects(
+    Extension(jobs): Extension<Arc<Jobs>>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::new(ErrorKind::ValidationError, e.body_text(), json!("query")))?;
+    if let Some(status) = &query.status
+        && !SETTABLE.contains(&status.as_str())
+        && status != COMPOSING
+    {
+        return Err(ApiError::invalid("status", "one of pending, processing, composing, completed, failed"));
+    }
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::invalid("limit", "between 1 and 100"));
+    }
+    let rows = jobs.store().list_projects(query.status.as_deref(), query.cursor, limit).await.map_err(unavailable)?;
+    let next = (rows.len() as i64 == limit).then(|| rows.last().map(|r| r.seq)).flatten();
+    let projects: Vec<ProjectResponse> = rows
+        .iter()
+        .map(|row| {
+            let (n, completed, failed) = row.counts.unwrap_or_default();
+            summary(row, (n as usize, completed as usize, failed as usize))
+        })
+        .collect();
+    Ok(Json(json!({ "projects": projects, "nextCursor": next })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectPatch {
+    status: Option<String>,
+    /// Their UI sends `characterReferenceImageId`, `scenes`, `progress`: ignored, as theirs did.
+    #[serde(flatten)]
+    _ignored: serde_json::Map<String, Value>,
+}
+
+/// `PATCH /api/mv/projects/{id}`: `{status}` (not `composing`); unknown fields ignored.
+pub async fn patch_project(
+    State(state): State<Arc<AppState>>,
+    Extension(jobs): Extension<Arc<Jobs>>,
+    ValidPath(id): ValidPath<String>,
+    headers: HeaderMap,
+    ValidJson(patch): ValidJson<ProjectPatch>,
+) -> Result<Response, ApiError> {
+    let id = projects::parse_id(&id)?;
+    let mut sets = Vec::new();
+    if let Some(status) = patch.status {
+        if !SETTABLE.contains(&status.as_str()) {
+            return Err(ApiError::body_mismatch("status", "status: one of pending, processing, completed, failed"));
+        }
+        sets.push(("status", Bind::from(status)));
+    }
+    if !sets.is_empty() {
+        projects::change(&jobs, &id, if_match(&headers)?, &[Edit::Project(sets)]).await?;
+    }
+    let project = projects::load(&state, &jobs, &id).await?;
+    Ok(project_answer(&project, StatusCode::OK))
+}
+
+/// `DELETE /api/mv/projects/{id}`: the project, its scenes and its stored files (song, clips,
+/// final cut). Jobs still running for it finish into nothing.
+pub async fn delete_project(
+    State(state): State<Arc<AppState>>,
+    Extension(jobs): Extension<Arc<Jobs>>,
+    ValidPath(id): ValidPath<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    use crate::storage::Collection;
+    let id = projects::parse_id(&id)?;
+    let project = projects::load(&state, &jobs, &id).await?;
+    if let Some(expected) = if_match(&headers)?
+        && expected != project.row.version
+    {
+        return Err(stale(&project));
+    }
+    for job in
+        project.scenes.iter().filter_map(|s| s.video_job_id.as_deref()).chain(project.row.final_job_id.as_deref())
+    {
+        if let Err(e) = jobs.cancel(job).await {
+            tracing::warn!(project = %id, job, error = %e, "a deleted project's job could not be canceled");
+        }
+    }
+    if !jobs.store().delete_project(&id).await.map_err(unavailable)? {
+        return Err(projects::not_found(&id));
+    }
+    // The rows are gone first: a file delete that fails leaves an unreferenced file, never a
+    // project naming a missing one.
+    let files = project
+        .scenes
+        .iter()
+        .filter_map(|s| s.video_id.as_deref().map(|v| (Collection::Video, v)))
+        .chain(project.row.final_video_id.as_deref().map(|v| (Collection::Video, v)))
+        .chain(project.row.audio_id.as_deref().map(|a| (Collection::Audio, a)));
+    let mut deleted = 0;
+    for (kind, file) in files {
+        match state.storage.delete(kind, file).await {
+            Ok(()) => deleted += 1,
+            Err(e) => tracing::warn!(project = %id, file, error = %e, "a deleted project's file could not be deleted"),
+        }
+    }
+    Ok(Json(json!({ "message": "Project deleted successfully", "projectId": id, "deletedFiles": deleted }))
+        .into_response())
+}
+
+/// `GET /api/mv/get_director_configs`: their director select lists mvgen's flavors, and a
+/// project created with one pins it.
+pub async fn get_director_configs(State(state): State<Arc<AppState>>) -> Response {
+    Json(json!({ "configs": state.flavors.names() })).into_response()
+}
