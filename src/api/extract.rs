@@ -18,12 +18,23 @@ use crate::json_body::parse;
 /// The largest request body accepted.
 pub const BODY_LIMIT: usize = 1024 * 1024;
 
-/// The one route whose body is not held to [`BODY_LIMIT`]: a song is streamed to the store under
+/// A route whose body is not held to [`BODY_LIMIT`]: a song is streamed to the store under
 /// its own cap (`MV_MAX_AUDIO_BYTES`), which the route checks `Content-Length` against itself.
 pub const UPLOAD_AUDIO_PATH: &str = "/api/mv/upload_audio";
 
 /// A project's creation carries its song: held to the song's cap, like [`UPLOAD_AUDIO_PATH`].
 pub const CREATE_PROJECT_PATH: &str = "/api/mv/projects";
+
+/// An uploaded character reference image, streamed under its own cap (`upload::MAX_IMAGE_BYTES`).
+pub const UPLOAD_IMAGE_PATH: &str = "/api/mv/upload_character_reference";
+
+/// Whether the route at `path` streams its body under a cap of its own rather than [`BODY_LIMIT`]:
+/// songs, project creation, images, and a scene's uploaded video
+/// (`/api/mv/projects/{id}/scenes/{sequence}/upload_video`).
+pub fn streams_own_body(path: &str) -> bool {
+    [UPLOAD_AUDIO_PATH, CREATE_PROJECT_PATH, UPLOAD_IMAGE_PATH].contains(&path)
+        || (path.starts_with("/api/mv/projects/") && path.ends_with("/upload_video"))
+}
 
 /// A JSON body of type `T`.
 pub struct ValidJson<T>(pub T);
@@ -118,9 +129,7 @@ where
 
     fn call(&mut self, request: Request) -> Self::Future {
         let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.trim().parse().ok());
-        if declared.is_some_and(|len: u64| len > BODY_LIMIT as u64)
-            && ![UPLOAD_AUDIO_PATH, CREATE_PROJECT_PATH].contains(&request.uri().path())
-        {
+        if declared.is_some_and(|len: u64| len > BODY_LIMIT as u64) && !streams_own_body(request.uri().path()) {
             let mut response = axum::response::IntoResponse::into_response(payload_too_large());
             response.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
             return Either::Left(ready(Ok(response)));

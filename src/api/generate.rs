@@ -112,6 +112,82 @@ pub async fn generate_video(
 }
 }
 
+/// The query of `generate_scene_video`.
+#[derive(Debug, Deserialize)]
+pub struct SceneVideoQuery {
+    /// Write the clip into the scene (default true, as theirs).
+    write_to_db: Option<bool>,
+    /// `replicate` (default) or `gemini`.
+    backend: Option<String>,
+}
+
+/// `POST /api/mv/generate_scene_video/{project_id}/{scene_sequence}?write_to_db=&backend=` (no
+/// body): their edit dialog's regenerate. The scene's own prompt, rendered with the project's
+/// pinned flavor and reference image, synchronously; with `write_to_db` (the default) the new
+/// clip (a new id, so a new URL their player reloads) replaces the scene's, trims reset. The
+/// answer is `generate_video`'s plus their `videoUrl`, `s3Key` (the video id) and `metadata`
+/// fields `project_id`, `scene_sequence`, `backend`, `write_to_db`, `reference_image_used`.
+pub async fn generate_scene_video(
+    State(state): State<Arc<AppState>>,
+    Extension(jobs): Extension<Arc<Jobs>>,
+    scope: Option<Extension<KeyScope>>,
+    super::extract::ValidPath((project, sequence)): super::extract::ValidPath<(String, i64)>,
+    query: Result<axum::extract::Query<SceneVideoQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let axum::extract::Query(query) =
+        query.map_err(|e| ApiError::new(ErrorKind::ValidationError, e.body_text(), json!("query")))?;
+    let project = projects::load(&state, &jobs, &projects::parse_id(&project)?).await?;
+    let scene = project.scene(projects::parse_sequence(sequence)?)?;
+    let reference = scene.reference_image_id.clone().or_else(|| project.row.character_image_id.clone());
+    let body: GenerateVideoBody = serde_json::from_value(json!({
+        "prompt": scene.prompt,
+        "negative_prompt": scene.negative_prompt,
+        "character_reference_id": reference,
+        "backend": query.backend,
+        "project_id": project.row.id,
+        "sequence": scene.sequence,
+    }))
+    .map_err(|e| ApiError::internal(format!("scene {sequence}: {e}")))?;
+    let write = query.write_to_db.unwrap_or(true);
+    let response = if write {
+        let pinned = projects::pinned(&state, &project.row, None)?;
+        let link = ProjectLink::Video { project: project.row.id.clone(), sequence: scene.sequence };
+        respond_for_project::<Video>(&state, &jobs, scope.as_deref(), body, pinned, link).await?
+    } else {
+        let pinned = projects::pinned(&state, &project.row, None)?;
+        let output = output_for_project::<Video>(
+            &state,
+            &jobs,
+            scope.as_deref().map(KeyScope::as_str),
+            body,
+            pinned,
+            &project.row.id,
+        )
+        .await?;
+        axum::Json(output).into_response()
+    };
+    if response.status() != StatusCode::OK {
+        return Ok(response);
+    }
+    let (parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, 1 << 20).await.map_err(|e| ApiError::internal(e.to_string()))?;
+    let mut answer: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::internal(e.to_string()))?;
+    answer["videoUrl"] = answer["video_url"].clone();
+    answer["s3Key"] = answer["video_id"].clone();
+    answer["metadata"]["project_id"] = json!(project.row.id);
+    answer["metadata"]["scene_sequence"] = json!(scene.sequence);
+    answer["metadata"]["write_to_db"] = json!(write);
+    answer["metadata"]["reference_image_used"] = json!(reference.is_some());
+    let mut rewritten = axum::Json(answer).into_response();
+    for name in ["x-config-flavor", "x-config-flavor-hash", "x-job-id"] {
+        if let Some(value) = parts.headers.get(name) {
+            rewritten.headers_mut().insert(name, value.clone());
+        }
+    }
+    Ok(rewritten)
+}
+
 generation_endpoint! { "/api/mv/stitch-videos", StitchVideosBody => StitchVideosResponse,
     "The clips (and the song) cut into one stored video",
     (status = 404, description = "A clip named is not stored (`details.field` names it)", body = crate::error::ErrorBody);
@@ -190,6 +266,38 @@ async fn respond_for_project<G: Generation>(
         tracing::warn!(project = %project, error = %e.message, "a project's finished job could not be written into it yet");
     }
     response
+}
+
+/// A generation of kind `G` for project `project`, with its pinned flavor, run as a sync job; its
+/// output (or the error the sync route would answer).
+pub(super) async fn output_for_project<G: Generation>(
+    state: &AppState,
+    jobs: &Arc<Jobs>,
+    scope: Option<&str>,
+    input: G::Input,
+    pinned: driver::Pinned,
+    project: &str,
+) -> Result<serde_json::Value, ApiError> {
+    let (planned, slot) = driver::plan_now_pinned::<G>(state, input, pinned)?;
+    let mut stored = stored::to_store(state, planned).await?;
+    stored.project_id = Some(project.to_owned());
+    let id = jobs.submit_now(G::KIND, &stored, slot, scope).await?;
+    let job = jobs
+        .finished(&id)
+        .await
+        .map_err(unavailable)?
+        .ok_or_else(|| ApiError::internal(format!("job {id} is gone")))?;
+    match job.status {
+        JobStatus::Succeeded => {
+            job.output.ok_or_else(|| ApiError::internal(format!("job {id} succeeded with no output")))
+        }
+        JobStatus::Failed => Err(job.api_error().unwrap_or_else(|| ApiError::internal(format!("job {id} failed")))),
+        status => Err(ApiError::new(
+            ErrorKind::JobStillRunning,
+            format!("job {id} is {status}; follow it at /api/mv/jobs/{id}"),
+            json!({ "job_id": id, "status": status, "retry_after_seconds": 10 }),
+        )),
+    }
 }
 
 /// Waits for sync job `id` and answers with its result (or where to follow it).

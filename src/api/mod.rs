@@ -13,6 +13,7 @@ pub mod openapi;
 mod projects;
 pub mod readiness;
 mod send_file;
+mod upload;
 
 use std::sync::Arc;
 
@@ -40,6 +41,7 @@ pub fn routes(jobs: Option<Arc<Jobs>>, metrics: bool, max_audio_bytes: u64) -> R
         .route("/api/mv/get_scenes/{id}/markdown", get(files::get_scenes_markdown))
         .route("/api/mv/get_audio/{id}", get(audio::get_audio))
         .route("/api/mv/get_audio/{id}/info", get(audio::get_audio_info))
+        .route(extract::UPLOAD_IMAGE_PATH, post(upload::upload_character_reference))
         .route("/api/openapi.json", get(openapi::openapi_json))
         .route("/readyz", get(readiness::readyz).layer(Extension(Arc::new(readiness::Probes::default()))))
         // The song is streamed under its own cap (`MV_MAX_AUDIO_BYTES`), not the 1 MiB of every
@@ -70,13 +72,16 @@ pub fn routes(jobs: Option<Arc<Jobs>>, metrics: bool, max_audio_bytes: u64) -> R
                 "/api/mv/projects/{id}/scenes/{sequence}",
                 patch(projects::patch_scene).delete(projects::delete_scene),
             )
+            .route("/api/mv/projects/{id}/scenes", post(projects::add_scene))
             .route("/api/mv/projects/{id}/scenes/{sequence}/trim", post(projects::trim_scene))
+            .route("/api/mv/projects/{id}/scenes/{sequence}/upload_video", post(projects::upload_video))
             .route("/api/mv/projects/{id}/compose", post(projects::compose))
             .route("/api/mv/projects/{id}/final-video", get(projects::final_video))
             .route("/api/mv/projects/{id}/generate", post(projects::generate))
             .route("/api/mv/projects/{id}/cancel", post(projects::cancel))
             .route("/api/mv/projects/{id}/events", get(projects::events))
             .route("/api/mv/get_director_configs", get(projects::get_director_configs))
+            .route("/api/mv/generate_scene_video/{project_id}/{scene_sequence}", post(generate::generate_scene_video))
             // A project's song is streamed under the song's cap, as `upload_audio`'s is.
             .layer(Extension(audio::AudioLimit(max_audio_bytes)));
         routes = routes.merge(project_routes);

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::words::{COMPOSING, FAILED, PROCESSING};
+use super::words::{COMPOSING, DRIVE_CLIPS, DRIVE_OFF, FAILED, PROCESSING};
 use super::{Project, change, load, pinned};
 use crate::error::ApiError;
 use crate::generation::character::Character;
@@ -95,7 +95,7 @@ async fn look(state: &AppState, jobs: &Jobs, lease: &str, parallel: usize) -> Re
 pub async fn advance(state: &AppState, jobs: &Jobs, id: &str, parallel: usize) -> Result<(), ApiError> {
     let project = load(state, jobs, id).await?;
     let row = &project.row;
-    if !row.drive {
+    if row.drive == DRIVE_OFF {
         return Ok(());
     }
     let missing = never_stored(jobs, &project).await?;
@@ -140,6 +140,11 @@ pub async fn advance(state: &AppState, jobs: &Jobs, id: &str, parallel: usize) -
         start_job::<Video>(state, jobs, &project, video_body(&project, scene), slot).await?;
     }
     if !in_flight.is_empty() || !todo.is_empty() {
+        return Ok(());
+    }
+    if row.drive == DRIVE_CLIPS {
+        // Only the clips were asked for: done, whether or not some failed (the scene says so).
+        change(jobs, id, None, &[Edit::Project(vec![("drive", DRIVE_OFF.into())])]).await?;
         return Ok(());
     }
     if !failed.is_empty() {

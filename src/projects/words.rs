@@ -13,3 +13,9 @@ pub const SETTABLE: [&str; 4] = [PENDING, PROCESSING, COMPLETED, FAILED];
 /// The modes their create page offers; a project without one is a music video.
 pub const MODES: [&str; 2] = ["music-video", "ad-creative"];
 pub const MUSIC_VIDEO: &str = "music-video";
+
+/// What a project's drive (`projects::drive`) is making: nothing, the whole video, or only the
+/// scenes' missing clips (after a scene is added; their UI composes itself).
+pub const DRIVE_OFF: i64 = 0;
+pub const DRIVE_WHOLE: i64 = 1;
+pub const DRIVE_CLIPS: i64 = 2;

@@ -648,3 +648,92 @@ async fn a_project_survives_sigkill_mid_render_with_one_create_per_scene() {
     assert_eq!(fakes.replicate.creates_for(veo), 6, "one create per scene");
     assert_eq!(fakes.replicate.creates_for("google/imagen-4"), 1, "one character image");
 }
+
+/// A multipart body with one `file` part.
+fn file_form(bytes: &[u8], content_type: &str) -> (String, Vec<u8>) {
+    let boundary = "mvgen-file-boundary-0c9e";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"upload\"\r\nContent-Type: {content_type}\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// Their image step's upload, and their edit dialogs: regenerate a scene (a new clip under a new
+/// URL), add a scene (rendered in the background), upload a scene's clip; then the cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn their_edit_dialogs_regenerate_add_and_upload_scenes() {
+    let server = ServerProcess::start(&[("MV_PROVIDER", "mock")]).expect("start mvgen");
+    let ui = Ui::new(&server);
+    let png = mvgen::providers::mock::mock_png("reference", Some(1), 16, 9).expect("png");
+    let (content_type, form) = file_form(&png, "image/png");
+    let upload =
+        ui.client.post(format!("{}/api/mv/upload_character_reference", ui.base)).header("content-type", &content_type);
+    let (status, _, image) = ui.send(upload.body(form)).await;
+    assert_eq!(status, 200, "{image}");
+    let image_id = image["image_id"].as_str().expect("image_id").to_owned();
+    assert_eq!(image["content_type"], "image/png");
+    assert_eq!(ui.get(&format!("/api/mv/get_character_reference/{image_id}")).await.0, 200);
+    let (text_type, text_form) = file_form(b"hello", "text/plain");
+    let upload =
+        ui.client.post(format!("{}/api/mv/upload_character_reference", ui.base)).header("content-type", &text_type);
+    let (status, _, refused) = ui.send(upload.body(text_form)).await;
+    assert_eq!(status, 400, "{refused}");
+
+    let id = project_with_scenes(&ui).await;
+    let project = render_every_scene(&ui, &id).await;
+    let path = format!("/api/mv/projects/{id}");
+    let before = project["scenes"][0]["originalVideoClipUrl"].clone();
+
+    // Regenerate scene 1: a new clip, a new URL.
+    let (status, regenerated) =
+        ui.post(&format!("/api/mv/generate_scene_video/{id}/1?backend=replicate"), &json!({})).await;
+    assert_eq!(status, 200, "{regenerated}");
+    assert_eq!(regenerated["metadata"]["scene_sequence"], 1);
+    assert!(regenerated["videoUrl"].is_string() && regenerated["s3Key"].is_string(), "{regenerated}");
+    let scene = &ui.project(&id).await["scenes"][0];
+    assert_eq!(scene["originalVideoClipUrl"], regenerated["videoUrl"]);
+    assert_ne!(scene["originalVideoClipUrl"], before);
+    let (status, bad) = ui.post(&format!("/api/mv/generate_scene_video/{id}/1?backend=dalle"), &json!({})).await;
+    assert_eq!(status, 400, "{bad}");
+
+    // Add a scene: written now, rendered in the background.
+    let n = project["scenes"].as_array().expect("scenes").len();
+    let (status, added) =
+        ui.post(&format!("{path}/scenes"), &json!({"sceneConcept": "the fox bows to the crowd"})).await;
+    assert_eq!(status, 201, "{added}");
+    assert_eq!(
+        (added["scene"]["sequence"].as_u64(), added["scene"]["displaySequence"].as_u64()),
+        (Some(n as u64 + 1), Some(n as u64 + 1))
+    );
+    let started = Instant::now();
+    loop {
+        let project = ui.project(&id).await;
+        if project["scenes"][n]["status"] == "completed" {
+            assert!(project["scenes"][n]["originalVideoClipUrl"].is_string());
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "the added scene was not rendered: {project}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, short) = ui.post(&format!("{path}/scenes"), &json!({"sceneConcept": "short"})).await;
+    assert_eq!(status, 422, "{short}");
+
+    // Upload scene 2's clip: the mock's own clip, so the cut can take it.
+    let (video_type, video_form) = file_form(mvgen::providers::mock::MOCK_CLIP, "video/mp4");
+    let upload = ui.client.post(format!("{}{path}/scenes/2/upload_video", ui.base)).header("content-type", &video_type);
+    let (status, _, uploaded) = ui.send(upload.body(video_form)).await;
+    assert_eq!(status, 200, "{uploaded}");
+    assert_eq!(uploaded["status"], "completed");
+    assert_eq!(uploaded["trimPoints"]["in"], 0.0);
+    let (bad_type, bad_form) = file_form(b"not a video", "video/mp4");
+    let upload = ui.client.post(format!("{}{path}/scenes/2/upload_video", ui.base)).header("content-type", &bad_type);
+    let (status, _, refused) = ui.send(upload.body(bad_form)).await;
+    assert!(status == 400 || status == 415, "{status} {refused}");
+    assert_eq!(ui.project(&id).await["scenes"][1]["videoId"], uploaded["videoId"], "a refused upload changes nothing");
+
+    let done = export(&ui, &id).await;
+    assert_eq!(done["scenes"].as_array().map(Vec::len), Some(n + 1));
+}

@@ -15,7 +15,7 @@ use crate::error::{ApiError, ErrorKind};
 use crate::jobs::Jobs;
 use crate::jobs::store::projects::{Bind, Edit};
 use crate::projects::answer::ProjectResponse;
-use crate::projects::words::{COMPOSING, FAILED, PENDING, PROCESSING};
+use crate::projects::words::{COMPOSING, DRIVE_WHOLE, FAILED, PENDING, PROCESSING};
 use crate::projects::{self, drive};
 use crate::state::AppState;
 
@@ -88,7 +88,7 @@ pub async fn generate(
 ) -> Result<Response, ApiError> {
     let id = projects::parse_id(&id)?;
     let project = projects::load(&state, &jobs, &id).await?;
-    if project.row.drive {
+    if project.row.drive == DRIVE_WHOLE {
         return Err(busy(format!("project {id} is already being generated")));
     }
     if project.row.status == COMPOSING {
@@ -100,7 +100,7 @@ pub async fn generate(
         return Ok(project_answer(&project, StatusCode::OK));
     }
     let mut edits = vec![Edit::Project(vec![
-        ("drive", 1.into()),
+        ("drive", DRIVE_WHOLE.into()),
         ("status", PROCESSING.into()),
         ("error_message", Bind::none()),
         ("final_video_id", Bind::none()),

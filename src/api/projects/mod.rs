@@ -6,7 +6,7 @@
 //! its changes are last-writer-wins, field by field (each change sets only what it names).
 //!
 //! - `create`: `POST /api/mv/projects` (their multipart form with the song, or JSON);
-//! - `scenes`: the scene edits (reorder, texts, delete, trim);
+//! - `scenes`: the scene edits (reorder, texts, delete, trim, add, upload a clip);
 //! - `making`: compose, the final video, `generate` (the whole video server-side), cancel, events.
 
 mod create;
@@ -15,7 +15,7 @@ mod scenes;
 
 pub use create::create_project;
 pub use making::{cancel, compose, events, final_video, generate};
-pub use scenes::{delete_scene, patch_scene, reorder_scenes, trim_scene};
+pub use scenes::{add_scene, delete_scene, patch_scene, reorder_scenes, trim_scene, upload_video};
 
 use std::sync::Arc;
 

@@ -1,22 +1,27 @@
-//! A project's scene edits, as their edit page sends them: reorder, texts, delete, trim.
+//! A project's scene edits, as their edit page sends them: reorder, texts, delete, trim, add a
+//! scene, upload a scene's clip.
 
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::super::extract::{ValidJson, ValidPath};
+use super::super::upload::{MAX_VIDEO_BYTES, store_file_part};
+use crate::api_keys::KeyScope;
 use crate::error::{ApiError, ErrorKind};
+use crate::generation::scenes::{CreateScenesBody, Scenes};
 use crate::jobs::Jobs;
-use crate::jobs::store::projects::{Bind, Edit};
+use crate::jobs::store::projects::{Bind, Edit, SceneRow};
 use crate::projects::answer::SceneResponse;
-use crate::projects::words::{COMPOSING, PENDING};
+use crate::projects::words::{COMPLETED, COMPOSING, DRIVE_CLIPS, DRIVE_WHOLE, PENDING, PROCESSING};
 use crate::projects::{self};
 use crate::state::AppState;
+use crate::storage::Collection;
 
 use super::{busy, if_match};
 
@@ -195,6 +200,125 @@ pub async fn trim_scene(
     let sets =
         vec![("trim_in_ms", in_ms.into()), ("trim_out_ms", out_ms.into()), ("duration_ms", (out_ms - in_ms).into())];
     projects::change(&jobs, &id, if_match(&headers)?, &[Edit::Scene { sequence, sets, only_if_job: None }]).await?;
+    let project = projects::load(&state, &jobs, &id).await?;
+    Ok(Json(SceneResponse::from(project.scene(sequence)?)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NewScene {
+    scene_concept: String,
+}
+
+/// `POST /api/mv/projects/{id}/scenes` (`{sceneConcept}`, 10..1000 characters): one scene written
+/// from the concept with the project's pinned flavor, added last (`sequence` max + 1, never
+/// reused), its clip then rendered in the background → 201 `{scene, message}`. Only while the
+/// project is completed or processing (their rule).
+pub async fn add_scene(
+    State(state): State<Arc<AppState>>,
+    Extension(jobs): Extension<Arc<Jobs>>,
+    scope: Option<Extension<KeyScope>>,
+    ValidPath(id): ValidPath<String>,
+    headers: HeaderMap,
+    ValidJson(body): ValidJson<NewScene>,
+) -> Result<Response, ApiError> {
+    let id = projects::parse_id(&id)?;
+    let concept = body.scene_concept.trim().to_owned();
+    if !(10..=1000).contains(&concept.chars().count()) {
+        return Err(ApiError::body_mismatch("sceneConcept", "sceneConcept: 10 to 1000 characters"));
+    }
+    let project = projects::load(&state, &jobs, &id).await?;
+    let row = &project.row;
+    if ![COMPLETED, PROCESSING].contains(&row.status.as_str()) {
+        return Err(ApiError::invalid("status", format!("Cannot add scene: project is in '{}' status", row.status)));
+    }
+    let input = CreateScenesBody {
+        idea: concept,
+        character_description: row
+            .character_description
+            .clone()
+            .or_else(|| row.product_description.clone())
+            .unwrap_or_else(|| row.concept_prompt.clone()),
+        character_characteristics: None,
+        number_of_scenes: Some(1),
+        video_type: None,
+        video_characteristics: None,
+        camera_angle: None,
+        config_flavor: None,
+        project_id: None,
+    };
+    let pinned = projects::pinned(&state, row, None)?;
+    let scope = scope.as_deref().map(KeyScope::as_str);
+    let output = super::super::generate::output_for_project::<Scenes>(&state, &jobs, scope, input, pinned, &id).await?;
+    let written = output["scenes"].get(0).ok_or_else(|| {
+        ApiError::new(ErrorKind::UpstreamError, "the scene writer returned no scene", json!({ "project_id": id }))
+    })?;
+    let text = |field: &str| written.get(field).and_then(|v| v.as_str()).map(str::to_owned);
+    // Read again: the project may have changed while the scene was written.
+    let project = projects::load(&state, &jobs, &id).await?;
+    let sequence = project.scenes.iter().map(|s| s.sequence).max().unwrap_or(0) + 1;
+    let scene = SceneRow {
+        sequence,
+        display_sequence: project.scenes.len() as i64 + 1,
+        status: PENDING.to_owned(),
+        prompt: text("description").unwrap_or_default(),
+        negative_prompt: text("negative_description"),
+        duration_ms: 8_000,
+        reference_image_id: project.row.character_image_id.clone().or_else(|| project.row.product_image_id.clone()),
+        ..SceneRow::default()
+    };
+    // Its clip is rendered by the drive (`projects::drive`), as their add rendered it in the
+    // background; a drive already making the whole video takes it on.
+    let drive = if project.row.drive == DRIVE_WHOLE { DRIVE_WHOLE } else { DRIVE_CLIPS };
+    let edits = [Edit::InsertScene(Box::new(scene)), Edit::Project(vec![("drive", drive.into())])];
+    projects::change(&jobs, &id, if_match(&headers)?, &edits).await?;
+    projects::drive::poke();
+    let project = projects::load(&state, &jobs, &id).await?;
+    let scene = SceneResponse::from(project.scene(sequence)?);
+    Ok((StatusCode::CREATED, Json(json!({ "scene": scene, "message": "Scene added successfully" }))).into_response())
+}
+
+/// `POST /api/mv/projects/{id}/scenes/{sequence}/upload_video`: the scene's clip replaced by an
+/// uploaded one (`file`, `video/*`, at most 100 MB, an MP4 whose length can be read), `completed`,
+/// trims reset to the whole clip. A render in flight for the scene is canceled. The compose needs
+/// it to match the other clips' codec, size and rate (else its 422 names both).
+pub async fn upload_video(
+    State(state): State<Arc<AppState>>,
+    Extension(jobs): Extension<Arc<Jobs>>,
+    ValidPath((id, sequence)): ValidPath<(String, i64)>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let id = projects::parse_id(&id)?;
+    let sequence = projects::parse_sequence(sequence)?;
+    let expected = if_match(request.headers())?;
+    // 404 before anything is stored.
+    let running = projects::load(&state, &jobs, &id).await?.scene(sequence)?.video_job_id.clone();
+    let (put, _) = store_file_part(&state, request, Collection::Video, MAX_VIDEO_BYTES, "video/").await?;
+    let clip_ms = match crate::generation::final_cut::clip_length(&*state.storage, &put.id).await {
+        Ok(length) => length.as_millis() as i64,
+        Err(why) => {
+            if let Err(e) = state.storage.delete(Collection::Video, &put.id).await {
+                tracing::warn!(video = %put.id, error = %e, "a refused scene upload could not be deleted");
+            }
+            return Err(ApiError::invalid("file", format!("Invalid video file: {why}")));
+        }
+    };
+    let sets = vec![
+        ("video_id", put.id.clone().into()),
+        ("clip_ms", clip_ms.into()),
+        ("duration_ms", clip_ms.into()),
+        ("trim_in_ms", 0.into()),
+        ("trim_out_ms", clip_ms.into()),
+        ("status", COMPLETED.into()),
+        ("error_message", Bind::none()),
+        ("video_job_id", Bind::none()),
+    ];
+    projects::change(&jobs, &id, expected, &[Edit::Scene { sequence, sets, only_if_job: None }]).await?;
+    if let Some(job) = running
+        && let Err(e) = jobs.cancel(&job).await
+    {
+        tracing::warn!(project = %id, job, error = %e, "a replaced scene's render could not be canceled");
+    }
     let project = projects::load(&state, &jobs, &id).await?;
     Ok(Json(SceneResponse::from(project.scene(sequence)?)).into_response())
 }

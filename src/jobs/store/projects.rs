@@ -37,8 +37,9 @@ pub struct ProjectRow {
     pub error_message: Option<String>,
     pub version: i64,
     pub api_key_scope: Option<String>,
-    /// Being made server-side (`POST /projects/{id}/generate`).
-    pub drive: bool,
+    /// Being made server-side: 0 no, 1 the whole video (`POST /projects/{id}/generate`), 2 only
+    /// the scenes' clips (a scene added).
+    pub drive: i64,
     pub created_at: i64,
     pub updated_at: i64,
     /// Scenes, and how many are completed and failed (listings only; a full read counts its
@@ -317,7 +318,7 @@ impl Store {
     /// first.
     pub async fn projects_to_drive(&self, now: i64, limit: i64) -> Result<Vec<String>, StoreError> {
         let sql = format!(
-            "SELECT id FROM projects WHERE drive = 1 AND (drive_until IS NULL OR drive_until < $1) ORDER BY seq LIMIT {limit}"
+            "SELECT id FROM projects WHERE drive > 0 AND (drive_until IS NULL OR drive_until < $1) ORDER BY seq LIMIT {limit}"
         );
         let rows = sqlx::query(&sql).bind(now).fetch_all(&self.pool).await?;
         rows.iter().map(|row| Ok(row.try_get("id")?)).collect()
@@ -326,7 +327,7 @@ impl Store {
     /// Takes project `id`'s drive lease for `lease` until `until`, if it is free at `now`.
     pub async fn lease_project(&self, id: &str, lease: &str, now: i64, until: i64) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE projects SET drive_lease = $1, drive_until = $2 WHERE id = $3 AND drive = 1 \
+            "UPDATE projects SET drive_lease = $1, drive_until = $2 WHERE id = $3 AND drive > 0 \
              AND (drive_until IS NULL OR drive_until < $4)",
         )
         .bind(lease)
@@ -465,7 +466,7 @@ fn project_row(row: &AnyRow) -> Result<ProjectRow, StoreError> {
         error_message: row.try_get("error_message")?,
         version: row.try_get("version")?,
         api_key_scope: row.try_get("api_key_scope")?,
-        drive: row.try_get::<i64, _>("drive")? != 0,
+        drive: row.try_get("drive")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         counts: None,
