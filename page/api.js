@@ -9,7 +9,16 @@ export const API = '/api/mv';
 // A request to the API: JSON when `body` is an object, as it is when it is FormData (a file
 // upload). Resolves to { data, headers }; rejects with an Error whose message is what the person
 // should read (the server's detail.message when it sent one) and whose `status` is the answer's.
-export async function api(path, body, extraHeaders = {}, retried = false) {
+export function api(path, body, extraHeaders = {}) {
+  return request(body === undefined ? 'GET' : 'POST', path, body, extraHeaders);
+}
+
+// The same for a PATCH (a project's or a scene's fields).
+export function apiPatch(path, body) {
+  return request('PATCH', path, body, {});
+}
+
+async function request(method, path, body, extraHeaders, retried = false) {
   const headers = { Accept: 'application/json', ...extraHeaders };
   const form = body instanceof FormData;
   if (body !== undefined && !form) headers['Content-Type'] = 'application/json';
@@ -18,7 +27,7 @@ export async function api(path, body, extraHeaders = {}, retried = false) {
   let response;
   try {
     response = await fetch(API + path, {
-      method: body === undefined ? 'GET' : 'POST',
+      method,
       headers,
       body: body === undefined ? undefined : form ? body : JSON.stringify(body),
     });
@@ -27,7 +36,7 @@ export async function api(path, body, extraHeaders = {}, retried = false) {
   }
   if (response.status === 401 && !retried) {
     await askForKey(key ? 'The saved API key was not accepted. Enter it again.' : 'This server needs an API key.');
-    return api(path, body, extraHeaders, true);
+    return request(method, path, body, extraHeaders, true);
   }
   const raw = await response.text();
   let data = null;
@@ -106,6 +115,26 @@ export async function setMediaSource(element, url, attribute = 'src') {
   } catch {
     element[attribute] = url;
   }
+}
+
+// A download link for the stored file at `url`. With an API key the link can't send it, so the
+// file is fetched with the key into a blob URL: only when the link is used, not beside a player's
+// own copy of a video that may be 100+ MB.
+export function downloadLink(url, filename, id, label) {
+  const link = document.createElement('a');
+  link.id = id;
+  link.textContent = label;
+  link.download = filename;
+  link.href = url;
+  link.addEventListener('click', async (event) => {
+    // Once: the click below (or any later one) follows whatever href it ended with.
+    if (!load(KEY_STORE) || link.dataset.fetched) return;
+    event.preventDefault();
+    link.dataset.fetched = 'true';
+    await setMediaSource(link, url, 'href');
+    link.click();
+  });
+  return link;
 }
 
 // crypto.randomUUID exists only in secure contexts (HTTPS, localhost); a page served over plain

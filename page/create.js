@@ -1,4 +1,5 @@
-// mvgen create page: idea → scenes → character reference → one video per scene → the final cut.
+// mvgen create page: idea → scenes → character reference → one video per scene → the final cut;
+// or the whole music video made server-side in one step (a project).
 // Talks only to /api/mv/* on the same origin. Plain DOM, no framework, no build step: ES modules,
 // one per concern (api: the API client; events: following a job; prefs, session, state: what is
 // remembered and shared; one module per view).
@@ -7,6 +8,7 @@ import { setUpCharacter } from './character.js';
 import { $ } from './dom.js';
 import { setUpFinalCut } from './final-cut.js';
 import { setUpConfig } from './flavors.js';
+import { setUpProject } from './project.js';
 import { drawScenes, setUpScenes } from './scenes.js';
 import { loadSession, session } from './session.js';
 import { state } from './state.js';
@@ -18,6 +20,7 @@ setUpScenes();
 setUpCharacter();
 setUpVideos();
 setUpFinalCut();
+setUpProject();
 restoreSession();
 
 // After a reload: the last visit's scenes, reference and cards, each card redrawn from its job.

@@ -3,15 +3,16 @@
 import { API, askForKey } from './api.js';
 import { KEY_STORE, load } from './prefs.js';
 
-// Reads job `id`'s event stream from `lastEventId` (or the start), calling onEvent(name, data) for
-// each event and onId(id) as ids pass. Resolves with the number of events read once the server
-// ends the stream (0 after asking for a key); rejects when it drops.
-export async function readEvents(id, { lastEventId, signal, onEvent, onId }) {
+// Reads job `id`'s event stream (or the stream at `path` under the API, a project's) from
+// `lastEventId` (or the start), calling onEvent(name, data) for each event and onId(id) as ids
+// pass. Resolves with the number of events read once the server ends the stream (0 after asking
+// for a key); rejects when it drops.
+export async function readEvents(id, { lastEventId, signal, onEvent, onId, path }) {
   const headers = { Accept: 'text/event-stream' };
   const key = load(KEY_STORE);
   if (key) headers['X-API-Key'] = key;
   if (lastEventId !== null) headers['Last-Event-ID'] = lastEventId;
-  const response = await fetch(`${API}/jobs/${encodeURIComponent(id)}/events`, {
+  const response = await fetch(API + (path || `/jobs/${encodeURIComponent(id)}/events`), {
     headers,
     cache: 'no-store',
     signal,

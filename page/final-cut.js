@@ -2,10 +2,9 @@
 // the scenes cut into one video with it (stitch-videos: the clips in order, the song from 0:00,
 // looped if it is shorter), then played and downloaded.
 
-import { api, setMediaSource } from './api.js';
+import { api, downloadLink, setMediaSource } from './api.js';
 import { $, hideError, showError, warning } from './dom.js';
 import { flavor } from './flavors.js';
-import { KEY_STORE, load } from './prefs.js';
 
 // The uploaded song's answer ({ audio_id, codec, duration_seconds, … }), or null.
 let song = null;
@@ -94,21 +93,7 @@ function drawCut(data) {
   video.id = 'final-cut-video';
   video.setAttribute('aria-label', 'The final cut');
   setMediaSource(video, data.video_url);
-  const link = document.createElement('a');
-  link.id = 'final-cut-download';
-  link.textContent = 'Download the video';
-  link.download = `music-video-${data.video_id}.mp4`;
-  link.href = data.video_url;
-  // With an API key the link can't send it, so the file is fetched with the key into a blob URL:
-  // only when the link is used, not beside the player's own copy of a cut that may be 100+ MB.
-  link.addEventListener('click', async (event) => {
-    // Once: the click below (or any later one) follows whatever href it ended with.
-    if (!load(KEY_STORE) || link.dataset.fetched) return;
-    event.preventDefault();
-    link.dataset.fetched = 'true';
-    await setMediaSource(link, data.video_url, 'href');
-    link.click();
-  });
+  const link = downloadLink(data.video_url, `music-video-${data.video_id}.mp4`, 'final-cut-download', 'Download the video');
   const parts = [video, link];
   if (data.audio_overlay_warning) parts.push(warning(data.audio_overlay_warning));
   $('#final-cut-result').replaceChildren(...parts);

@@ -4,6 +4,7 @@
 export const KEY_STORE = 'mvgen.apiKey';
 export const FLAVOR_STORE = 'mvgen.configFlavor';
 export const SESSION_STORE = 'mvgen.session';
+export const PROJECT_STORE = 'mvgen.project';
 
 export function load(name) {
   try {

@@ -742,3 +742,80 @@ fn cards_keep_up_while_the_event_streams_fail_and_reconnect() {
         Ok(())
     });
 }
+
+/// The song put in a file input the way a person's pick would be (a File in a DataTransfer).
+async fn choose_song(t: &Tab, selector: &str) -> Result<()> {
+    use base64::Engine as _;
+    let bytes = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/media/songs/song.mp3"))?;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);
+    let script = format!(
+        "(() => {{ const bytes = Uint8Array.from(atob('{encoded}'), c => c.charCodeAt(0)); \
+         const data = new DataTransfer(); data.items.add(new File([bytes], 'song.mp3', {{ type: 'audio/mpeg' }})); \
+         const input = document.querySelector('{selector}'); input.files = data.files; \
+         input.dispatchEvent(new Event('change')); return input.files.length; }})()"
+    );
+    ensure!(t.js::<u32>(&script).await? == 1, "the song was not chosen");
+    Ok(())
+}
+
+/// One button makes the whole music video: the cards fill in as the server renders, the final cut
+/// plays, a reload picks the project up, and a scene's prompt edited and rendered again gets a new
+/// clip and a new cut.
+#[test]
+fn one_button_makes_the_music_video_and_a_reload_resumes_it() {
+    e2e("one_button_makes_the_music_video_and_a_reload_resumes_it", Options::default(), async |t| {
+        t.open("/").await?;
+        t.wait_for("flavors loaded", "!document.querySelector('#config-flavor').disabled").await?;
+        t.fill("#video-description", "A fox dances through a neon city at night").await?;
+        t.fill("#character-description", "A red fox in a silver jacket").await?;
+        t.click("#make-video").await?;
+        t.wait_for("the missing song said", "!document.querySelector('#project-error').hidden").await?;
+        choose_song(t, "#project-song").await?;
+        t.click("#make-video").await?;
+        t.wait_for("the final cut's player", "document.querySelector('#project-final-video')?.readyState >= 1").await?;
+        let cards: usize = t.js("document.querySelectorAll('#project-scenes .project-scene').length").await?;
+        ensure!(cards == 6, "{cards} scene cards");
+        let videos: usize = t.js("document.querySelectorAll('#project-scenes video').length").await?;
+        ensure!(videos == cards, "{videos} clips for {cards} scenes");
+        ensure!(t.text("#project-flavor").await? == "default", "the pinned flavor is shown");
+        let duration: f64 = t.js("document.querySelector('#project-final-video').duration").await?;
+        ensure!((duration - 2.0 * cards as f64).abs() < 0.2, "the cut lasts {duration} s");
+        let href: String = t.js("document.querySelector('#project-final-download').href").await?;
+        ensure!(href.contains("/api/mv/get_video/"), "download link {href:?}");
+
+        t.open("/").await?;
+        t.wait_for(
+            "the project again after a reload",
+            "document.querySelector('#project-final-video')?.readyState >= 1",
+        )
+        .await?;
+        let first = "#project-scenes .project-scene:first-child";
+        let before: String = t.js(&format!("document.querySelector('{first} .project-clip').dataset.url")).await?;
+        let cut: String = t.js("document.querySelector('#project-final').dataset.url").await?;
+        t.js::<bool>(&format!(
+            "(e => {{ e.value = ''; return true; }})(document.querySelector('{first} .project-prompt'))"
+        ))
+        .await?;
+        t.fill(&format!("{first} .project-prompt"), "The fox takes a bow under the rain").await?;
+        t.click(&format!("{first} .project-regenerate")).await?;
+        t.wait_for(
+            "a new clip for the first scene",
+            &format!("(u => u && u !== '{before}')(document.querySelector('{first} .project-clip').dataset.url)"),
+        )
+        .await?;
+        // The video is cut again with the new clip.
+        t.wait_for(
+            "a new final cut",
+            &format!(
+                "(s => s.dataset.url !== '{cut}' && document.querySelector('#project-final-video')?.readyState >= 1)\
+                 (document.querySelector('#project-final'))"
+            ),
+        )
+        .await?;
+        let id: String = t.js("localStorage.getItem('mvgen.project')").await?;
+        let project = t.api_get(&format!("/api/mv/projects/{id}")).await?;
+        let prompt = project["scenes"][0]["prompt"].as_str().unwrap_or("");
+        ensure!(prompt == "The fox takes a bow under the rain", "the edited prompt was saved: {prompt:?}");
+        t.page_errors().await
+    });
+}

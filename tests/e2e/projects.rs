@@ -569,9 +569,16 @@ async fn one_request_makes_the_whole_video_server_side_and_its_events_follow_it(
     let quiet = tokio::time::timeout(Duration::from_millis(1500), resp.bytes()).await;
     assert!(quiet.is_err(), "no event for an unchanged project");
 
-    // Generate on a finished project makes nothing new.
-    let (status, done) = ui.post(&format!("/api/mv/projects/{id}/generate"), &json!({})).await;
-    assert_eq!((status, &done["finalOutputUrl"]), (200, &last["finalOutputUrl"]));
+    // Generate on a finished project renders nothing new and cuts again.
+    let (status, again) = ui.post(&format!("/api/mv/projects/{id}/generate"), &json!({})).await;
+    assert_eq!((status, &again["finalOutputUrl"]), (200, &Value::Null), "the old cut is not the answer: {again}");
+    let recut = follow_events(&ui, &id, None).await;
+    let recut = &recut.last().expect("events").1;
+    assert_eq!(recut["status"], "completed", "{recut}");
+    assert_ne!(recut["finalOutputUrl"], last["finalOutputUrl"]);
+    let (_, _, jobs) = ui.get(&format!("/api/mv/jobs?project_id={id}&limit=100")).await;
+    let videos = jobs["jobs"].as_array().expect("jobs").iter().filter(|j| j["kind"] == "video").count();
+    assert_eq!(videos, 6, "no scene rendered twice");
 }
 
 /// Cancel stops a project being made: it ends failed, "canceled", and its jobs are canceled.

@@ -79,7 +79,8 @@ pub async fn final_video(
 
 /// `POST /api/mv/projects/{id}/generate`: makes the whole video server-side (`projects::drive`):
 /// the scenes if there are none, the character reference if none, every scene without its clip
-/// (failed ones again), then the final cut. Answers at once with the project, `processing`.
+/// (failed ones again), then the final cut, cut again from the clips as they are now (a remux
+/// costs about a copy). Answers at once with the project, `processing`.
 pub async fn generate(
     State(state): State<Arc<AppState>>,
     Extension(jobs): Extension<Arc<Jobs>>,
@@ -93,11 +94,6 @@ pub async fn generate(
     }
     if project.row.status == COMPOSING {
         return Err(busy(format!("Project is in '{COMPOSING}' status")));
-    }
-    let complete = !project.scenes.is_empty() && project.scenes.iter().all(|s| s.video_id.is_some());
-    if complete && project.row.final_video_id.is_some() {
-        // Nothing to make: every clip and the final cut are there.
-        return Ok(project_answer(&project, StatusCode::OK));
     }
     let mut edits = vec![Edit::Project(vec![
         ("drive", DRIVE_WHOLE.into()),
