@@ -127,6 +127,18 @@ pub struct SceneVideoQuery {
 /// clip (a new id, so a new URL their player reloads) replaces the scene's, trims reset. The
 /// answer is `generate_video`'s plus their `videoUrl`, `s3Key` (the video id) and `metadata`
 /// fields `project_id`, `scene_sequence`, `backend`, `write_to_db`, `reference_image_used`.
+#[utoipa::path(
+    post, path = "/api/mv/generate_scene_video/{project_id}/{scene_sequence}", tag = "projects",
+    params(("project_id" = String, Path, description = "The project id"), ("scene_sequence" = i64, Path, description = "The scene's sequence"),
+        ("write_to_db" = Option<bool>, Query, description = "Write the clip into the scene (default true)"),
+        ("backend" = Option<String>, Query, description = "replicate (default) or gemini")),
+    responses(
+        (status = 200, description = "Rendered (and written into the scene)", body = GenerateVideoResponse),
+        (status = 404, description = "No such project or scene", body = crate::error::ErrorBody),
+        (status = 409, description = "The project is busy", body = crate::error::ErrorBody),
+        error::GenerationErrors,
+    )
+)]
 pub async fn generate_scene_video(
     State(state): State<Arc<AppState>>,
     Extension(jobs): Extension<Arc<Jobs>>,

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use utoipa::OpenApi;
 
-use super::{audio, files, flavors, generate, jobs};
+use super::{audio, files, flavors, generate, jobs, projects, upload};
 use crate::error;
 use crate::generation::FlavorReport;
 use crate::state::AppState;
@@ -41,6 +41,25 @@ use crate::state::AppState;
         jobs::list_jobs,
         jobs::cancel_job,
         jobs::job_events,
+        upload::upload_character_reference,
+        projects::create::create_project,
+        projects::list_projects,
+        projects::get_project,
+        projects::patch_project,
+        projects::delete_project,
+        projects::scenes::reorder_scenes,
+        projects::scenes::patch_scene,
+        projects::scenes::delete_scene,
+        projects::scenes::trim_scene,
+        projects::scenes::add_scene,
+        projects::scenes::upload_video,
+        projects::making::compose,
+        projects::making::final_video,
+        projects::making::generate,
+        projects::making::cancel,
+        projects::making::events,
+        projects::get_director_configs,
+        generate::generate_scene_video,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail, error::UnauthorizedBody, FlavorReport))
 )]

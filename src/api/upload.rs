@@ -120,20 +120,44 @@ fn upload_error(e: StorageError, limit: u64) -> ApiError {
     }
 }
 
+/// `upload_character_reference`'s answer (their fields).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ImageUploaded {
+    pub image_id: String,
+    /// `/api/mv/get_character_reference/{id}`.
+    pub image_url: String,
+    pub filename: Option<String>,
+    pub content_type: String,
+    pub file_size: u64,
+}
+
 /// `POST /api/mv/upload_character_reference`: an image (`file`, `image/*`, at most 10 MB) stored as
 /// a character reference → `{image_id, image_url, filename, content_type, file_size}`.
+#[utoipa::path(
+    post, path = "/api/mv/upload_character_reference", tag = "files",
+    request_body(description = "multipart/form-data with the image as the `file` part (image/*: PNG, JPEG or WebP, at most 10 MB)",
+        content((String = "multipart/form-data"))),
+    responses(
+        (status = 200, description = "Stored", body = ImageUploaded),
+        (status = 400, description = "No `file` part, or not declared image/*", body = crate::error::ErrorBody),
+        (status = 401, description = "A valid API key is required", body = crate::error::UnauthorizedBody),
+        (status = 413, description = "Larger than 10 MB", body = crate::error::ErrorBody),
+        (status = 415, description = "Not multipart, or the bytes are not PNG, JPEG or WebP", body = crate::error::ErrorBody),
+        (status = 503, description = "The store is unavailable", body = crate::error::ErrorBody),
+    )
+)]
 pub async fn upload_character_reference(
     State(state): State<Arc<AppState>>,
     request: Request,
 ) -> Result<Response, ApiError> {
     let (put, part) =
         store_file_part(&state, request, Collection::CharacterReference, MAX_IMAGE_BYTES, "image/").await?;
-    Ok(Json(json!({
-        "image_id": put.id,
-        "image_url": format!("/api/mv/get_character_reference/{}", put.id),
-        "filename": part.filename,
-        "content_type": put.content_type.to_string(),
-        "file_size": put.len,
-    }))
-    .into_response())
+    let answer = ImageUploaded {
+        image_url: format!("/api/mv/get_character_reference/{}", put.id),
+        image_id: put.id,
+        filename: part.filename,
+        content_type: put.content_type.to_string(),
+        file_size: put.len,
+    };
+    Ok(Json(answer).into_response())
 }

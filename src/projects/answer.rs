@@ -185,3 +185,78 @@ fn iso(ms: i64) -> String {
     let at = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
     humantime::format_rfc3339_millis(at).to_string()
 }
+
+/// `POST /api/mv/projects`'s answer (201).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectCreated {
+    pub project_id: String,
+    /// `pending`.
+    pub status: String,
+    pub message: String,
+    pub config_flavor: PinnedFlavor,
+}
+
+/// `GET /api/mv/projects`: newest first, without scenes.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectList {
+    pub projects: Vec<ProjectResponse>,
+    /// The `cursor` of the next page; null on the last.
+    pub next_cursor: Option<i64>,
+}
+
+/// `DELETE /api/mv/projects/{id}`'s answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectDeleted {
+    pub message: String,
+    pub project_id: String,
+    /// Stored files removed (song, clips, final cut).
+    pub deleted_files: usize,
+}
+
+/// `PATCH …/scenes/reorder`'s answer: the scenes in their new order.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ScenesReordered {
+    pub message: String,
+    pub scenes: Vec<SceneResponse>,
+}
+
+/// `DELETE …/scenes/{sequence}`'s answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SceneDeleted {
+    pub message: String,
+    pub deleted_sequence: i64,
+    pub remaining_scene_count: usize,
+}
+
+/// `POST …/scenes`'s answer (201).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SceneAdded {
+    pub scene: SceneResponse,
+    pub message: String,
+}
+
+/// `POST …/compose`'s answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ComposeStarted {
+    /// The `final_cut` job (`GET /api/mv/jobs/{id}`).
+    pub job_id: String,
+    pub project_id: String,
+    /// `composing`.
+    pub status: String,
+    pub message: String,
+}
+
+/// `GET …/final-video`'s answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FinalVideo {
+    pub project_id: String,
+    /// `/api/mv/get_video/{id}`.
+    pub video_url: String,
+    pub video_id: String,
+}

@@ -66,6 +66,20 @@ pub fn parse_sequence(sequence: i64) -> Result<i64, ApiError> {
     Ok(sequence)
 }
 
+/// `value` of `field` as a project stores it: PostgreSQL cannot store a NUL byte in text (a 503
+/// for the caller's mistake), so one is refused on both engines.
+pub fn no_nul(field: &str, value: &str) -> Result<(), ApiError> {
+    if value.contains('\0') {
+        return Err(ApiError::invalid(field, "must not contain a NUL byte"));
+    }
+    Ok(())
+}
+
+/// Text from upstream (a scene writer's) as a project stores it: without NUL bytes.
+pub fn without_nul(text: &str) -> String {
+    text.replace('\0', "")
+}
+
 /// Project `id`, read and settled (finished jobs' results written in), or their 404.
 pub async fn load(state: &AppState, jobs: &Jobs, id: &str) -> Result<Project, ApiError> {
     let project = read(jobs, id).await?;

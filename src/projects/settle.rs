@@ -65,7 +65,7 @@ fn scenes_written(project: &Project, done: &LinkedJob) -> Vec<Edit> {
     let reference = project.row.character_image_id.clone().or_else(|| project.row.product_image_id.clone());
     let mut edits = vec![Edit::DeleteScenes];
     for (i, scene) in scenes.iter().enumerate() {
-        let text = |field: &str| scene.get(field).and_then(Value::as_str).map(str::to_owned);
+        let text = |field: &str| scene.get(field).and_then(Value::as_str).map(super::without_nul);
         let n = i as i64 + 1;
         edits.push(Edit::InsertScene(Box::new(SceneRow {
             sequence: n,

@@ -351,6 +351,9 @@ async fn bad_project_requests_get_their_4xx_and_store_nothing() {
         ui.create(&[("mode", "music-video"), ("prompt", "x"), ("config_flavor", "no-such")], Some(&song())).await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["detail"]["error"], "UnknownFlavor");
+    // PostgreSQL cannot store a NUL in text: refused on both engines, never a 503.
+    let (status, body) = ui.create(&[("mode", "music-video"), ("prompt", "a fox\0")], Some(&song())).await;
+    assert_eq!(status, 400, "{body}");
     let (status, body) = ui.create(&[("mode", "music-video"), ("prompt", "x")], Some(b"not a song at all")).await;
     assert_eq!(status, 415, "{body}");
     // Every refusal above left no song behind.

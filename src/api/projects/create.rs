@@ -19,6 +19,8 @@ use crate::jobs::Jobs;
 use crate::jobs::engine::unavailable;
 use crate::jobs::store::now_ms;
 use crate::jobs::store::projects::ProjectRow;
+use crate::projects;
+use crate::projects::answer::{PinnedFlavor, ProjectCreated};
 use crate::projects::words::{MODES, MUSIC_VIDEO, PENDING};
 use crate::state::AppState;
 
@@ -26,9 +28,10 @@ use crate::state::AppState;
 const MAX_TEXT_CHARS: usize = 20_000;
 
 /// The fields of a new project, from a multipart form or a JSON body.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NewProject {
+    /// `music-video` or `ad-creative` (required).
     mode: Option<String>,
     prompt: Option<String>,
     character_description: Option<String>,
@@ -45,6 +48,22 @@ pub struct NewProject {
 
 /// `POST /api/mv/projects`: multipart (their UI, the song as the `audio` part) or JSON (with an
 /// `audioId` from `upload_audio`) → 201 `{projectId, status, message}`. Nothing is generated.
+#[utoipa::path(
+    post,
+    path = "/api/mv/projects",
+    tag = "projects",
+    request_body(
+        description = "Their create form as multipart/form-data (`mode`, `prompt`, `characterDescription`, \
+                       `characterReferenceImageId`, `productDescription`, `productReferenceImageId`, `directorConfig`, \
+                       `config_flavor`, and the song as the `audio` part), or the same fields as JSON with `audioId`",
+        content((NewProject = "application/json"), (NewProject = "multipart/form-data")),
+    ),
+    responses(
+        (status = 201, description = "Created (nothing is generated yet)", body = ProjectCreated,
+            headers(("Location" = String, description = "The project's URL"))),
+        super::ProjectErrors,
+    )
+)]
 pub async fn create_project(
     State(state): State<Arc<AppState>>,
     Extension(jobs): Extension<Arc<Jobs>>,
@@ -125,6 +144,9 @@ async fn create(
 ) -> Result<Response, ApiError> {
     let text = |name: &str, value: Option<String>| -> Result<Option<String>, ApiError> {
         let value = value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        if let Some(value) = &value {
+            projects::no_nul(name, value)?;
+        }
         if value.as_ref().is_some_and(|v| v.chars().count() > MAX_TEXT_CHARS) {
             return Err(ApiError::invalid(name, format!("at most {MAX_TEXT_CHARS} characters")));
         }
@@ -205,16 +227,13 @@ async fn create(
     };
     jobs.store().insert_project(&row).await.map_err(unavailable)?;
     tracing::info!(project = %row.id, flavor = %row.flavor_name, hash = %row.flavor_hash, "project created");
-    let mut response = (
-        StatusCode::CREATED,
-        Json(json!({
-            "projectId": row.id,
-            "status": PENDING,
-            "message": "Project created successfully",
-            "configFlavor": { "name": row.flavor_name, "hash": row.flavor_hash },
-        })),
-    )
-        .into_response();
+    let answer = ProjectCreated {
+        project_id: row.id.clone(),
+        status: PENDING.to_owned(),
+        message: "Project created successfully".to_owned(),
+        config_flavor: PinnedFlavor { name: row.flavor_name.clone(), hash: row.flavor_hash.clone() },
+    };
+    let mut response = (StatusCode::CREATED, Json(answer)).into_response();
     if let Ok(location) = HeaderValue::from_str(&format!("/api/mv/projects/{}", row.id)) {
         response.headers_mut().insert(header::LOCATION, location);
     }

@@ -15,6 +15,7 @@ use crate::error::{ApiError, ErrorKind};
 use crate::jobs::Jobs;
 use crate::jobs::store::projects::{Bind, Edit};
 use crate::projects::answer::ProjectResponse;
+use crate::projects::answer::{ComposeStarted, FinalVideo};
 use crate::projects::words::{COMPOSING, DRIVE_WHOLE, FAILED, PENDING, PROCESSING};
 use crate::projects::{self, drive};
 use crate::state::AppState;
@@ -24,6 +25,11 @@ use super::{busy, if_match, project_answer, stale};
 /// `POST /api/mv/projects/{id}/compose` (body `{}`): the final cut as a job, from every scene's
 /// clip in `displaySequence` order with its trims, the song looped to the video's length and
 /// replacing the clips' audio. `finalOutputUrl` is set when it is done.
+#[utoipa::path(
+    post, path = "/api/mv/projects/{id}/compose", tag = "projects",
+    params(("id" = String, Path, description = "The project id (a UUID)"), ("If-Match" = Option<String>, Header, description = "The ETag read; 412 when the project changed since")), request_body(description = "`{}`", content((Object = "application/json"))),
+    responses((status = 200, description = "Composing started", body = ComposeStarted), super::ProjectErrors)
+)]
 pub async fn compose(
     State(state): State<Arc<AppState>>,
     Extension(jobs): Extension<Arc<Jobs>>,
@@ -53,16 +59,20 @@ pub async fn compose(
         return Err(stale(&project));
     }
     let job = drive::compose(&state, &jobs, &project).await?;
-    Ok(Json(json!({
-        "jobId": job,
-        "projectId": id,
-        "status": COMPOSING,
-        "message": "Video composition started",
-    }))
-    .into_response())
+    let answer = ComposeStarted {
+        job_id: job,
+        project_id: id,
+        status: COMPOSING.into(),
+        message: "Video composition started".into(),
+    };
+    Ok(Json(answer).into_response())
 }
 
 /// `GET /api/mv/projects/{id}/final-video`.
+#[utoipa::path(
+    get, path = "/api/mv/projects/{id}/final-video", tag = "projects", params(("id" = String, Path, description = "The project id (a UUID)")),
+    responses((status = 200, description = "The final cut", body = FinalVideo), super::ProjectErrors)
+)]
 pub async fn final_video(
     State(state): State<Arc<AppState>>,
     Extension(jobs): Extension<Arc<Jobs>>,
@@ -73,7 +83,7 @@ pub async fn final_video(
     let Some(video) = project.row.final_video_id else {
         return Err(ApiError::not_found("Final video not yet available", json!({ "project_id": id })));
     };
-    Ok(Json(json!({ "projectId": id, "videoUrl": format!("/api/mv/get_video/{video}"), "videoId": video }))
+    Ok(Json(FinalVideo { project_id: id, video_url: format!("/api/mv/get_video/{video}"), video_id: video })
         .into_response())
 }
 
@@ -81,6 +91,10 @@ pub async fn final_video(
 /// the scenes if there are none, the character reference if none, every scene without its clip
 /// (failed ones again), then the final cut, cut again from the clips as they are now (a remux
 /// costs about a copy). Answers at once with the project, `processing`.
+#[utoipa::path(
+    post, path = "/api/mv/projects/{id}/generate", tag = "projects", params(("id" = String, Path, description = "The project id (a UUID)"), ("If-Match" = Option<String>, Header, description = "The ETag read; 412 when the project changed since")),
+    responses((status = 200, description = "Being made: the project, `processing`", body = ProjectResponse), super::ProjectErrors)
+)]
 pub async fn generate(
     State(state): State<Arc<AppState>>,
     Extension(jobs): Extension<Arc<Jobs>>,
@@ -115,6 +129,10 @@ pub async fn generate(
 
 /// `POST /api/mv/projects/{id}/cancel`: stops making it (the drive, and every job it waits for);
 /// the project ends `failed`, "canceled". Clips already made are kept.
+#[utoipa::path(
+    post, path = "/api/mv/projects/{id}/cancel", tag = "projects", params(("id" = String, Path, description = "The project id (a UUID)"), ("If-Match" = Option<String>, Header, description = "The ETag read; 412 when the project changed since")),
+    responses((status = 200, description = "Stopped: the project, `failed`", body = ProjectResponse), super::ProjectErrors)
+)]
 pub async fn cancel(
     State(state): State<Arc<AppState>>,
     Extension(jobs): Extension<Arc<Jobs>>,
@@ -144,6 +162,11 @@ pub async fn cancel(
 /// as `GET` answers it; its id is the version) whenever the project changes. A client that
 /// reconnects with `Last-Event-ID` gets the current project if it changed since. Read again on
 /// every job event this process hears of, and every second.
+#[utoipa::path(
+    get, path = "/api/mv/projects/{id}/events", tag = "projects",
+    params(("id" = String, Path, description = "The project id (a UUID)"), ("Last-Event-ID" = Option<String>, Header, description = "The last event id read: resume after it")),
+    responses((status = 200, description = "Server-Sent Events: `project` events (the project as GET answers it)", content_type = "text/event-stream", body = String), super::ProjectErrors)
+)]
 pub async fn events(
     State(state): State<Arc<AppState>>,
     Extension(jobs): Extension<Arc<Jobs>>,

@@ -9,9 +9,9 @@
 //! - `scenes`: the scene edits (reorder, texts, delete, trim, add, upload a clip);
 //! - `making`: compose, the final video, `generate` (the whole video server-side), cancel, events.
 
-mod create;
-mod making;
-mod scenes;
+pub mod create;
+pub mod making;
+pub mod scenes;
 
 pub use create::create_project;
 pub use making::{cancel, compose, events, final_video, generate};
@@ -31,7 +31,7 @@ use crate::error::{ApiError, ErrorKind};
 use crate::jobs::Jobs;
 use crate::jobs::engine::unavailable;
 use crate::jobs::store::projects::{Bind, Edit};
-use crate::projects::answer::{ProjectResponse, summary};
+use crate::projects::answer::{ProjectDeleted, ProjectList, ProjectResponse, summary};
 use crate::projects::words::{COMPOSING, SETTABLE};
 use crate::projects::{self, Project};
 use crate::state::AppState;
@@ -74,7 +74,47 @@ pub(super) fn busy(message: String) -> ApiError {
     ApiError::new(ErrorKind::ProjectBusy, message, Value::Null)
 }
 
-/// `GET /api/mv/projects/{id}`.
+/// The error answers a project route may give, listed once for the OpenAPI document.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // Only read by the OpenAPI derive, never constructed.
+pub enum ProjectErrors {
+    #[response(status = 400, description = "Invalid values: a project id that is not a UUID, a sequence below 1, …")]
+    BadRequest(crate::error::ErrorBody),
+    #[response(status = 401, description = "A valid API key is required")]
+    Unauthorized(crate::error::UnauthorizedBody),
+    #[response(status = 404, description = "No such project, or no such scene in it")]
+    NotFound(crate::error::ErrorBody),
+    #[response(status = 409, description = "The project's state forbids it now (`ProjectBusy`)")]
+    Busy(crate::error::ErrorBody),
+    #[response(status = 412, description = "`If-Match` names another version of the project")]
+    Stale(crate::error::ErrorBody),
+    #[response(status = 413, description = "Body larger than allowed")]
+    TooLarge(crate::error::ErrorBody),
+    #[response(status = 415, description = "Not JSON (or not the file type the route takes)")]
+    Unsupported(crate::error::ErrorBody),
+    #[response(status = 422, description = "JSON of the wrong shape (`details` names the field)")]
+    WrongShape(crate::error::ErrorBody),
+    #[response(status = 500, description = "A file could not be stored, or a pinned flavor restored")]
+    Internal(crate::error::ErrorBody),
+    #[response(
+        status = 503,
+        description = "The jobs database or the store is unavailable, or the queue is full; see Retry-After"
+    )]
+    Unavailable(crate::error::ErrorBody),
+}
+
+/// A project with its scenes, as their UI reads it; finished jobs' results are written in first.
+#[utoipa::path(
+    get,
+    path = "/api/mv/projects/{id}",
+    tag = "projects",
+    params(("id" = String, Path, description = "The project id (a UUID)")),
+    responses(
+        (status = 200, description = "The project", body = ProjectResponse,
+            headers(("ETag" = String, description = "The project's version, for If-Match"))),
+        ProjectErrors,
+    )
+)]
 pub async fn get_project(
     State(state): State<Arc<AppState>>,
     Extension(jobs): Extension<Arc<Jobs>>,
@@ -85,15 +125,25 @@ pub async fn get_project(
     Ok(project_answer(&project, StatusCode::OK))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// pending, processing, composing, completed or failed.
     status: Option<String>,
     /// The `nextCursor` of the previous page.
     cursor: Option<i64>,
+    /// 1 to 100 (default 50).
     limit: Option<i64>,
 }
 
-/// `GET /api/mv/projects?status=&cursor=&limit=`: newest first, without scenes.
+/// Projects newest first, without their scenes (with their counts).
+#[utoipa::path(
+    get,
+    path = "/api/mv/projects",
+    tag = "projects",
+    params(ListQuery),
+    responses((status = 200, description = "A page of projects", body = ProjectList), ProjectErrors)
+)]
 pub async fn list_projects(
     Extension(jobs): Extension<Arc<Jobs>>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
@@ -118,19 +168,29 @@ pub async fn list_projects(
             summary(row, (n as usize, completed as usize, failed as usize))
         })
         .collect();
-    Ok(Json(json!({ "projects": projects, "nextCursor": next })).into_response())
+    Ok(Json(ProjectList { projects, next_cursor: next }).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProjectPatch {
+    /// pending, processing, completed or failed (not composing).
     status: Option<String>,
     /// Their UI sends `characterReferenceImageId`, `scenes`, `progress`: ignored, as theirs did.
     #[serde(flatten)]
+    #[schema(ignore)]
     _ignored: serde_json::Map<String, Value>,
 }
 
-/// `PATCH /api/mv/projects/{id}`: `{status}` (not `composing`); unknown fields ignored.
+/// Sets the project's status; other fields are ignored (their UI sends some).
+#[utoipa::path(
+    patch,
+    path = "/api/mv/projects/{id}",
+    tag = "projects",
+    params(("id" = String, Path, description = "The project id"), ("If-Match" = Option<String>, Header, description = "The ETag read")),
+    request_body = ProjectPatch,
+    responses((status = 200, description = "The project", body = ProjectResponse), ProjectErrors)
+)]
 pub async fn patch_project(
     State(state): State<Arc<AppState>>,
     Extension(jobs): Extension<Arc<Jobs>>,
@@ -153,8 +213,15 @@ pub async fn patch_project(
     Ok(project_answer(&project, StatusCode::OK))
 }
 
-/// `DELETE /api/mv/projects/{id}`: the project, its scenes and its stored files (song, clips,
-/// final cut). Jobs still running for it finish into nothing.
+/// Deletes the project, its scenes and its stored files (song, clips, final cut); its running
+/// jobs are canceled.
+#[utoipa::path(
+    delete,
+    path = "/api/mv/projects/{id}",
+    tag = "projects",
+    params(("id" = String, Path, description = "The project id"), ("If-Match" = Option<String>, Header, description = "The ETag read")),
+    responses((status = 200, description = "Deleted", body = ProjectDeleted), ProjectErrors)
+)]
 pub async fn delete_project(
     State(state): State<Arc<AppState>>,
     Extension(jobs): Extension<Arc<Jobs>>,
@@ -169,8 +236,13 @@ pub async fn delete_project(
     {
         return Err(stale(&project));
     }
-    for job in
-        project.scenes.iter().filter_map(|s| s.video_job_id.as_deref()).chain(project.row.final_job_id.as_deref())
+    let row = &project.row;
+    let named = [&row.scenes_job_id, &row.character_job_id, &row.final_job_id];
+    for job in project
+        .scenes
+        .iter()
+        .filter_map(|s| s.video_job_id.as_deref())
+        .chain(named.into_iter().flatten().map(String::as_str))
     {
         if let Err(e) = jobs.cancel(job).await {
             tracing::warn!(project = %id, job, error = %e, "a deleted project's job could not be canceled");
@@ -194,12 +266,25 @@ pub async fn delete_project(
             Err(e) => tracing::warn!(project = %id, file, error = %e, "a deleted project's file could not be deleted"),
         }
     }
-    Ok(Json(json!({ "message": "Project deleted successfully", "projectId": id, "deletedFiles": deleted }))
-        .into_response())
+    let answer =
+        ProjectDeleted { message: "Project deleted successfully".into(), project_id: id, deleted_files: deleted };
+    Ok(Json(answer).into_response())
 }
 
-/// `GET /api/mv/get_director_configs`: their director select lists mvgen's flavors, and a
-/// project created with one pins it.
+/// The flavor names, as their director select reads them: a project created with one pins it.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct DirectorConfigs {
+    pub configs: Vec<String>,
+}
+
+/// Their director select's list: mvgen's flavors.
+#[utoipa::path(
+    get,
+    path = "/api/mv/get_director_configs",
+    tag = "projects",
+    responses((status = 200, description = "The flavor names", body = DirectorConfigs),
+        (status = 401, description = "A valid API key is required", body = crate::error::UnauthorizedBody))
+)]
 pub async fn get_director_configs(State(state): State<Arc<AppState>>) -> Response {
-    Json(json!({ "configs": state.flavors.names() })).into_response()
+    Json(DirectorConfigs { configs: state.flavors.names() }).into_response()
 }

@@ -17,7 +17,7 @@ use crate::error::{ApiError, ErrorKind};
 use crate::generation::scenes::{CreateScenesBody, Scenes};
 use crate::jobs::Jobs;
 use crate::jobs::store::projects::{Bind, Edit, SceneRow};
-use crate::projects::answer::SceneResponse;
+use crate::projects::answer::{SceneAdded, SceneDeleted, SceneResponse, ScenesReordered};
 use crate::projects::words::{COMPLETED, COMPOSING, DRIVE_CLIPS, DRIVE_WHOLE, PENDING, PROCESSING};
 use crate::projects::{self};
 use crate::state::AppState;
@@ -25,14 +25,20 @@ use crate::storage::Collection;
 
 use super::{busy, if_match};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Reorder {
+    /// The scenes' current `displaySequence`s, in the new order.
     scene_order: Vec<i64>,
 }
 
 /// `PATCH /api/mv/projects/{id}/scenes/reorder`: `{sceneOrder}`, the scenes' current
 /// `displaySequence`s in the new order.
+#[utoipa::path(
+    patch, path = "/api/mv/projects/{id}/scenes/reorder", tag = "projects",
+    params(("id" = String, Path, description = "The project id (a UUID)"), ("If-Match" = Option<String>, Header, description = "The ETag read; 412 when the project changed since")), request_body = Reorder,
+    responses((status = 200, description = "The scenes in their new order", body = ScenesReordered), super::ProjectErrors)
+)]
 pub async fn reorder_scenes(
     State(state): State<Arc<AppState>>,
     Extension(jobs): Extension<Arc<Jobs>>,
@@ -80,14 +86,15 @@ pub async fn reorder_scenes(
     projects::change(&jobs, &id, if_match(&headers)?, &edits).await?;
     let project = projects::load(&state, &jobs, &id).await?;
     let scenes: Vec<SceneResponse> = project.scenes.iter().map(SceneResponse::from).collect();
-    let mut response = Json(json!({ "message": "Scenes reordered successfully", "scenes": scenes })).into_response();
+    let answer = ScenesReordered { message: "Scenes reordered successfully".into(), scenes };
+    let mut response = Json(answer).into_response();
     if let Ok(etag) = HeaderValue::from_str(&project.etag()) {
         response.headers_mut().insert(header::ETAG, etag);
     }
     Ok(response)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ScenePatch {
     prompt: Option<String>,
@@ -95,6 +102,11 @@ pub struct ScenePatch {
 }
 
 /// `PATCH /api/mv/projects/{id}/scenes/{sequence}`: the scene's texts only.
+#[utoipa::path(
+    patch, path = "/api/mv/projects/{id}/scenes/{sequence}", tag = "projects",
+    params(("id" = String, Path, description = "The project id (a UUID)"), ("sequence" = i64, Path, description = "The scene's sequence (immutable, from 1)"), ("If-Match" = Option<String>, Header, description = "The ETag read; 412 when the project changed since")), request_body = ScenePatch,
+    responses((status = 200, description = "The scene", body = SceneResponse), super::ProjectErrors)
+)]
 pub async fn patch_scene(
     State(state): State<Arc<AppState>>,
     Extension(jobs): Extension<Arc<Jobs>>,
@@ -106,12 +118,14 @@ pub async fn patch_scene(
     let sequence = projects::parse_sequence(sequence)?;
     let mut sets = Vec::new();
     if let Some(prompt) = patch.prompt.map(|p| p.trim().to_owned()) {
+        projects::no_nul("prompt", &prompt)?;
         if prompt.is_empty() || prompt.chars().count() > 5000 {
             return Err(ApiError::body_mismatch("prompt", "prompt: 1 to 5000 characters"));
         }
         sets.push(("prompt", Bind::from(prompt)));
     }
     if let Some(negative) = patch.negative_prompt.map(|p| p.trim().to_owned()) {
+        projects::no_nul("negativePrompt", &negative)?;
         if negative.chars().count() > 1000 {
             return Err(ApiError::body_mismatch("negativePrompt", "negativePrompt: at most 1000 characters"));
         }
@@ -127,6 +141,11 @@ pub async fn patch_scene(
 
 /// `DELETE /api/mv/projects/{id}/scenes/{sequence}`: not while pending or composing (409), not the
 /// last scene; the others are renumbered 1..n. Its clip stays stored (as theirs did).
+#[utoipa::path(
+    delete, path = "/api/mv/projects/{id}/scenes/{sequence}", tag = "projects",
+    params(("id" = String, Path, description = "The project id (a UUID)"), ("sequence" = i64, Path, description = "The scene's sequence (immutable, from 1)"), ("If-Match" = Option<String>, Header, description = "The ETag read; 412 when the project changed since")),
+    responses((status = 200, description = "Deleted", body = SceneDeleted), super::ProjectErrors)
+)]
 pub async fn delete_scene(
     State(state): State<Arc<AppState>>,
     Extension(jobs): Extension<Arc<Jobs>>,
@@ -151,21 +170,21 @@ pub async fn delete_scene(
         only_if_job: None,
     }));
     projects::change(&jobs, &id, if_match(&headers)?, &edits).await?;
-    Ok(Json(json!({
-        "message": "Scene deleted successfully",
-        "deletedSequence": sequence,
-        "remainingSceneCount": rest.count(),
-    }))
-    .into_response())
+    let answer = SceneDeleted {
+        message: "Scene deleted successfully".into(),
+        deleted_sequence: sequence,
+        remaining_scene_count: rest.count(),
+    };
+    Ok(Json(answer).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Trim {
     trim_points: TrimBody,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TrimBody {
     #[serde(rename = "in")]
@@ -176,6 +195,11 @@ pub struct TrimBody {
 /// `POST /api/mv/projects/{id}/scenes/{sequence}/trim`: where the clip is cut in the final video.
 /// Nothing is re-encoded: the points are stored (clamped to the clip, 0.1 s at least, whole ms)
 /// and the compose applies them.
+#[utoipa::path(
+    post, path = "/api/mv/projects/{id}/scenes/{sequence}/trim", tag = "projects",
+    params(("id" = String, Path, description = "The project id (a UUID)"), ("sequence" = i64, Path, description = "The scene's sequence (immutable, from 1)"), ("If-Match" = Option<String>, Header, description = "The ETag read; 412 when the project changed since")), request_body = Trim,
+    responses((status = 200, description = "The scene, its trim points and trimmed duration", body = SceneResponse), super::ProjectErrors)
+)]
 pub async fn trim_scene(
     State(state): State<Arc<AppState>>,
     Extension(jobs): Extension<Arc<Jobs>>,
@@ -204,9 +228,10 @@ pub async fn trim_scene(
     Ok(Json(SceneResponse::from(project.scene(sequence)?)).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewScene {
+    /// 10 to 1000 characters.
     scene_concept: String,
 }
 
@@ -214,6 +239,14 @@ pub struct NewScene {
 /// from the concept with the project's pinned flavor, added last (`sequence` max + 1, never
 /// reused), its clip then rendered in the background → 201 `{scene, message}`. Only while the
 /// project is completed or processing (their rule).
+#[utoipa::path(
+    post, path = "/api/mv/projects/{id}/scenes", tag = "projects",
+    params(("id" = String, Path, description = "The project id (a UUID)"), ("If-Match" = Option<String>, Header, description = "The ETag read; 412 when the project changed since")), request_body = NewScene,
+    responses(
+        (status = 201, description = "Written and added; its clip renders in the background", body = SceneAdded),
+        crate::error::GenerationErrors,
+    )
+)]
 pub async fn add_scene(
     State(state): State<Arc<AppState>>,
     Extension(jobs): Extension<Arc<Jobs>>,
@@ -224,6 +257,7 @@ pub async fn add_scene(
 ) -> Result<Response, ApiError> {
     let id = projects::parse_id(&id)?;
     let concept = body.scene_concept.trim().to_owned();
+    projects::no_nul("sceneConcept", &concept)?;
     if !(10..=1000).contains(&concept.chars().count()) {
         return Err(ApiError::body_mismatch("sceneConcept", "sceneConcept: 10 to 1000 characters"));
     }
@@ -275,13 +309,21 @@ pub async fn add_scene(
     projects::drive::poke();
     let project = projects::load(&state, &jobs, &id).await?;
     let scene = SceneResponse::from(project.scene(sequence)?);
-    Ok((StatusCode::CREATED, Json(json!({ "scene": scene, "message": "Scene added successfully" }))).into_response())
+    let answer = SceneAdded { scene, message: "Scene added successfully".into() };
+    Ok((StatusCode::CREATED, Json(answer)).into_response())
 }
 
 /// `POST /api/mv/projects/{id}/scenes/{sequence}/upload_video`: the scene's clip replaced by an
 /// uploaded one (`file`, `video/*`, at most 100 MB, an MP4 whose length can be read), `completed`,
 /// trims reset to the whole clip. A render in flight for the scene is canceled. The compose needs
 /// it to match the other clips' codec, size and rate (else its 422 names both).
+#[utoipa::path(
+    post, path = "/api/mv/projects/{id}/scenes/{sequence}/upload_video", tag = "projects",
+    params(("id" = String, Path, description = "The project id (a UUID)"), ("sequence" = i64, Path, description = "The scene's sequence (immutable, from 1)"), ("If-Match" = Option<String>, Header, description = "The ETag read; 412 when the project changed since")),
+    request_body(description = "multipart/form-data with the clip as the `file` part (video/*, an MP4, at most 100 MB)",
+        content((String = "multipart/form-data"))),
+    responses((status = 200, description = "The scene with its new clip", body = SceneResponse), super::ProjectErrors)
+)]
 pub async fn upload_video(
     State(state): State<Arc<AppState>>,
     Extension(jobs): Extension<Arc<Jobs>>,
