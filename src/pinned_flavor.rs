@@ -41,16 +41,25 @@ pub fn content(flavor: &Flavor) -> Value {
     Value::Object(files)
 }
 
-/// The flavor a project pinned as `name` with content hash `hash` and stored `content`.
-pub fn restore(source: &FlavorSource, name: &str, hash: &str, content: &str) -> Result<FlavorRef, String> {
+/// Restored flavors, by `name/hash`, for the process's life (at most [`KEPT`]).
+static RESTORED: Mutex<Option<HashMap<String, Arc<Flavor>>>> = Mutex::new(None);
+
+/// The flavor a project pinned as `name` with content hash `hash`, when no stored content is
+/// needed: the served flavor of that name while its hash is the pinned one, or one restored
+/// earlier in this process.
+pub fn at_hand(source: &FlavorSource, name: &str, hash: &str) -> Option<FlavorRef> {
     let served = source.choose(Some(name));
     if !served.fell_back() && served.flavor.hash == hash {
-        return Ok(served.flavor);
+        return Some(served.flavor);
     }
-    static RESTORED: Mutex<Option<HashMap<String, Arc<Flavor>>>> = Mutex::new(None);
     let key = format!("{name}/{hash}");
-    if let Some(flavor) = RESTORED.lock().ok().and_then(|kept| kept.as_ref()?.get(&key).cloned()) {
-        return Ok(FlavorRef::Pinned(flavor));
+    RESTORED.lock().ok().and_then(|kept| kept.as_ref()?.get(&key).cloned()).map(FlavorRef::Pinned)
+}
+
+/// The flavor a project pinned as `name` with content hash `hash` and stored `content`.
+pub fn restore(source: &FlavorSource, name: &str, hash: &str, content: &str) -> Result<FlavorRef, String> {
+    if let Some(flavor) = at_hand(source, name, hash) {
+        return Ok(flavor);
     }
     let flavor = Arc::new(compile(name, hash, content)?);
     if let Ok(mut kept) = RESTORED.lock() {
@@ -58,7 +67,7 @@ pub fn restore(source: &FlavorSource, name: &str, hash: &str, content: &str) -> 
         if kept.len() >= KEPT {
             kept.clear();
         }
-        kept.insert(key, flavor.clone());
+        kept.insert(format!("{name}/{hash}"), flavor.clone());
     }
     Ok(FlavorRef::Pinned(flavor))
 }

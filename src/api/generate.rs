@@ -68,7 +68,7 @@ pub async fn create_scenes(
     if let (Some(project), Some(jobs)) = (body.project_id.as_deref(), jobs.as_deref()) {
         // Their edit page: the scenes are written into the project before the answer.
         let project = projects::load(&state, jobs, &projects::parse_id(project)?).await?;
-        let pinned = projects::pinned(&state, &project.row, body.config_flavor.as_deref())?;
+        let pinned = projects::pinned(&state, jobs, &project.row, body.config_flavor.as_deref()).await?;
         let link = ProjectLink::Scenes { project: project.row.id };
         return respond_for_project::<Scenes>(&state, jobs, scope.as_deref(), body, pinned, link).await;
     }
@@ -104,7 +104,7 @@ pub async fn generate_video(
             body.character_reference_id =
                 scene.reference_image_id.clone().or_else(|| project.row.character_image_id.clone());
         }
-        let pinned = projects::pinned(&state, &project.row, body.config_flavor.as_deref())?;
+        let pinned = projects::pinned(&state, jobs, &project.row, body.config_flavor.as_deref()).await?;
         let link = ProjectLink::Video { project: project.row.id.clone(), sequence: scene.sequence };
         return respond_for_project::<Video>(&state, jobs, scope.as_deref(), body, pinned, link).await;
     }
@@ -162,11 +162,11 @@ pub async fn generate_scene_video(
     .map_err(|e| ApiError::internal(format!("scene {sequence}: {e}")))?;
     let write = query.write_to_db.unwrap_or(true);
     let response = if write {
-        let pinned = projects::pinned(&state, &project.row, None)?;
+        let pinned = projects::pinned(&state, &jobs, &project.row, None).await?;
         let link = ProjectLink::Video { project: project.row.id.clone(), sequence: scene.sequence };
         respond_for_project::<Video>(&state, &jobs, scope.as_deref(), body, pinned, link).await?
     } else {
-        let pinned = projects::pinned(&state, &project.row, None)?;
+        let pinned = projects::pinned(&state, &jobs, &project.row, None).await?;
         let output = output_for_project::<Video>(
             &state,
             &jobs,

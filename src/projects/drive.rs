@@ -253,7 +253,7 @@ pub async fn submit<G: Generation>(
 ) -> Result<(), ApiError> {
     let input: G::Input = serde_json::from_value(body)
         .map_err(|e| ApiError::internal(format!("project {}: a {} body: {e}", project.row.id, G::KIND.as_str())))?;
-    let planned = driver::plan_later_pinned::<G>(state, input, pinned(state, &project.row, None)?)?;
+    let planned = driver::plan_later_pinned::<G>(state, input, pinned(state, jobs, &project.row, None).await?)?;
     let mut stored = stored::to_store(state, planned).await?;
     stored.project_id = Some(project.row.id.clone());
     if jobs.submit_planned_as(job, G::KIND, &stored, project.row.api_key_scope.as_deref()).await? {

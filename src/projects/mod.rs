@@ -118,11 +118,23 @@ pub async fn change(jobs: &Jobs, id: &str, expected: Option<i64>, edits: &[Edit]
 }
 
 /// The flavor project `row` pinned, for one of its generations; `requested` is the flavor the
-/// request's body named (their UI always sends `"default"`), kept only for a warning.
-pub fn pinned(state: &AppState, row: &ProjectRow, requested: Option<&str>) -> Result<Pinned, ApiError> {
-    let content = row.flavor_content.as_deref().unwrap_or("{}");
-    let flavor = crate::pinned_flavor::restore(&state.flavors, &row.flavor_name, &row.flavor_hash, content)
-        .map_err(|e| ApiError::internal(format!("project {}: {e}", row.id)))?;
+/// request's body named (their UI always sends `"default"`), kept only for a warning. The stored
+/// content is read only when the served flavor is no longer the pinned one.
+pub async fn pinned(
+    state: &AppState,
+    jobs: &Jobs,
+    row: &ProjectRow,
+    requested: Option<&str>,
+) -> Result<Pinned, ApiError> {
+    let source = &state.flavors;
+    let flavor = match crate::pinned_flavor::at_hand(source, &row.flavor_name, &row.flavor_hash) {
+        Some(flavor) => flavor,
+        None => {
+            let content = jobs.store().project_flavor(&row.id).await.map_err(unavailable)?.unwrap_or_default();
+            crate::pinned_flavor::restore(source, &row.flavor_name, &row.flavor_hash, &content)
+                .map_err(|e| ApiError::internal(format!("project {}: {e}", row.id)))?
+        }
+    };
     let warning = requested.map(str::trim).filter(|r| !r.is_empty() && *r != row.flavor_name).map(|r| {
         format!(
             "project {} pins flavor {:?} ({}); the requested {r:?} was not used",

@@ -281,7 +281,7 @@ pub async fn add_scene(
         config_flavor: None,
         project_id: None,
     };
-    let pinned = projects::pinned(&state, row, None)?;
+    let pinned = projects::pinned(&state, &jobs, row, None).await?;
     let scope = scope.as_deref().map(KeyScope::as_str);
     let output = super::super::generate::output_for_project::<Scenes>(&state, &jobs, scope, input, pinned, &id).await?;
     let written = output["scenes"].get(0).ok_or_else(|| {

@@ -28,7 +28,8 @@ pub struct ProjectRow {
     pub audio_id: Option<String>,
     pub flavor_name: String,
     pub flavor_hash: String,
-    /// The pinned flavor's resolved content (JSON text); not read by listings.
+    /// The pinned flavor's resolved content (JSON text): written at creation, read only by
+    /// `project_flavor` (never with the project).
     pub flavor_content: Option<String>,
     pub scenes_job_id: Option<String>,
     pub character_job_id: Option<String>,
@@ -193,19 +194,36 @@ impl Store {
         Ok(())
     }
 
-    /// The project `id` with its pinned flavor's content, and its scenes by display order.
+    /// The project `id` and its scenes by display order, in one query (a project is read on
+    /// every poll of their UI): the project's columns repeat on each scene's row.
     pub async fn project(&self, id: &str) -> Result<Option<(ProjectRow, Vec<SceneRow>)>, StoreError> {
-        let sql = format!("SELECT flavor_content, {PROJECT_COLUMNS} FROM projects WHERE id = $1");
-        let Some(row) = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await? else {
-            return Ok(None);
-        };
-        let mut project = project_row(&row)?;
-        project.flavor_content = row.try_get("flavor_content")?;
+        let project = PROJECT_COLUMNS.split(", ").map(|c| format!("p.{c}")).collect::<Vec<_>>().join(", ");
+        let scene = SCENE_COLUMNS.split(", ").map(|c| format!("s.{c} AS s_{c}")).collect::<Vec<_>>().join(", ");
         let sql = format!(
-            "SELECT {SCENE_COLUMNS} FROM project_scenes WHERE project_id = $1 ORDER BY display_sequence, sequence"
+            "SELECT {project}, {scene} FROM projects p LEFT JOIN project_scenes s ON s.project_id = p.id \
+             WHERE p.id = $1 ORDER BY s.display_sequence, s.sequence"
         );
-        let scenes = sqlx::query(&sql).bind(id).fetch_all(&self.pool).await?;
-        Ok(Some((project, scenes.iter().map(scene_row).collect::<Result<_, _>>()?)))
+        let rows = sqlx::query(&sql).bind(id).fetch_all(&self.pool).await?;
+        let Some(first) = rows.first() else { return Ok(None) };
+        let project = project_row(first)?;
+        let mut scenes = Vec::with_capacity(rows.len());
+        for row in &rows {
+            // A project without scenes is one row whose scene columns are all NULL.
+            if row.try_get::<Option<i64>, _>("s_sequence")?.is_some() {
+                scenes.push(scene_row(row, "s_")?);
+            }
+        }
+        Ok(Some((project, scenes)))
+    }
+
+    /// The resolved content of the flavor project `id` pinned (JSON), read only when it must be
+    /// compiled back.
+    pub async fn project_flavor(&self, id: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT flavor_content FROM projects WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| row.try_get("flavor_content")).transpose().map_err(Into::into)
     }
 
     /// Projects newest first, with their scene counts, without their flavors' content.
@@ -473,23 +491,25 @@ fn project_row(row: &AnyRow) -> Result<ProjectRow, StoreError> {
     })
 }
 
-fn scene_row(row: &AnyRow) -> Result<SceneRow, StoreError> {
+/// A scene from `row`, its columns named with `prefix` (`s_` in a join).
+fn scene_row(row: &AnyRow, prefix: &str) -> Result<SceneRow, StoreError> {
+    let col = |name: &str| format!("{prefix}{name}");
     Ok(SceneRow {
-        sequence: row.try_get("sequence")?,
-        display_sequence: row.try_get("display_sequence")?,
-        status: row.try_get("status")?,
-        prompt: row.try_get("prompt")?,
-        negative_prompt: row.try_get("negative_prompt")?,
-        duration_ms: row.try_get("duration_ms")?,
-        reference_image_id: row.try_get("reference_image_id")?,
-        video_job_id: row.try_get("video_job_id")?,
-        last_job_id: row.try_get("last_job_id")?,
-        video_id: row.try_get("video_id")?,
-        clip_ms: row.try_get("clip_ms")?,
-        trim_in_ms: row.try_get("trim_in_ms")?,
-        trim_out_ms: row.try_get("trim_out_ms")?,
-        error_message: row.try_get("error_message")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
+        sequence: row.try_get(col("sequence").as_str())?,
+        display_sequence: row.try_get(col("display_sequence").as_str())?,
+        status: row.try_get(col("status").as_str())?,
+        prompt: row.try_get(col("prompt").as_str())?,
+        negative_prompt: row.try_get(col("negative_prompt").as_str())?,
+        duration_ms: row.try_get(col("duration_ms").as_str())?,
+        reference_image_id: row.try_get(col("reference_image_id").as_str())?,
+        video_job_id: row.try_get(col("video_job_id").as_str())?,
+        last_job_id: row.try_get(col("last_job_id").as_str())?,
+        video_id: row.try_get(col("video_id").as_str())?,
+        clip_ms: row.try_get(col("clip_ms").as_str())?,
+        trim_in_ms: row.try_get(col("trim_in_ms").as_str())?,
+        trim_out_ms: row.try_get(col("trim_out_ms").as_str())?,
+        error_message: row.try_get(col("error_message").as_str())?,
+        created_at: row.try_get(col("created_at").as_str())?,
+        updated_at: row.try_get(col("updated_at").as_str())?,
     })
 }
