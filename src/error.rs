@@ -64,6 +64,8 @@ pub enum ErrorKind {
     JobFinished,
     /// A sync request whose job was canceled (through the jobs API) while it waited.
     JobCanceled,
+    /// Jobs: a retry of a webhook delivery while an attempt of it is being sent.
+    DeliveryInFlight,
     /// A sync request that waited `MVGEN_SYNC_WAIT` for its job: the job goes on (`X-Job-Id`).
     JobStillRunning,
     /// Jobs: the jobs database cannot be reached; nothing was stored.
@@ -97,7 +99,7 @@ impl ErrorKind {
             RequestValidationError | ContentRefused | IdempotencyKeyReused | ClipsIncompatible => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
-            IdempotencyKeyInUse | JobFinished | JobCanceled => StatusCode::CONFLICT,
+            IdempotencyKeyInUse | JobFinished | JobCanceled | DeliveryInFlight => StatusCode::CONFLICT,
             NotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             RequestTimeout => StatusCode::REQUEST_TIMEOUT,

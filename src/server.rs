@@ -74,6 +74,8 @@ pub struct Settings {
     pub migrate_on_start: bool,
     /// `MV_MAX_AUDIO_BYTES`: the largest song `upload_audio` stores.
     pub max_audio_bytes: u64,
+    /// `MVGEN_WEBHOOK_*`: outbound webhooks (secrets, retry scale, private targets).
+    pub webhooks: crate::webhooks::Settings,
 }
 
 impl std::fmt::Debug for Settings {
@@ -105,6 +107,7 @@ impl std::fmt::Debug for Settings {
             .field("storage_options", &self.storage_options)
             .field("migrate_on_start", &self.migrate_on_start)
             .field("max_audio_bytes", &self.max_audio_bytes)
+            .field("webhooks", &self.webhooks)
             .finish()
     }
 }
@@ -191,6 +194,7 @@ impl Settings {
             // At most 4 GiB: a song is streamed to the store, never held, but a bigger "song" is
             // an hours-long recording or a mistake, and the final cut reads it through twice.
             max_audio_bytes: whole("MV_MAX_AUDIO_BYTES", crate::limits::DEFAULT_MAX_AUDIO_BYTES, 1..=4 << 30)?,
+            webhooks: crate::webhooks::Settings::from_vars(&var)?,
             addr,
             debug: truthy(var("MV_DEBUG_MODE")),
             strict_flavors: truthy(var("MV_STRICT_FLAVORS")),

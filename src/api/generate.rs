@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::extract::ValidJson;
+use super::extract::HookedJson;
 use crate::api_keys::KeyScope;
 use crate::error::{self, ApiError, ErrorKind};
 use crate::generation::character::{Character, CharacterReferenceBody, CharacterReferenceResponse};
@@ -29,6 +29,7 @@ use crate::jobs::store::StoreError;
 use crate::jobs::store::rows::JobRow;
 use crate::providers::RunContext;
 use crate::state::AppState;
+use crate::webhooks::target::{self, Requested};
 
 /// A generation endpoint's OpenAPI operation around its handler: the endpoints differ only in
 /// their path, body, answer, what a 200 means, and any answer of their own.
@@ -60,9 +61,9 @@ pub async fn create_scenes(
     State(state): State<Arc<AppState>>,
     jobs: Option<Extension<Arc<Jobs>>>,
     scope: Option<Extension<KeyScope>>,
-    ValidJson(body): ValidJson<CreateScenesBody>,
+    HookedJson(body, webhook): HookedJson<CreateScenesBody>,
 ) -> Result<Response, ApiError> {
-    respond::<Scenes>(&state, jobs.as_deref(), scope.as_deref(), body).await
+    respond::<Scenes>(&state, jobs.as_deref(), scope.as_deref(), body, webhook).await
 }
 }
 
@@ -72,9 +73,9 @@ pub async fn generate_character_reference(
     State(state): State<Arc<AppState>>,
     jobs: Option<Extension<Arc<Jobs>>>,
     scope: Option<Extension<KeyScope>>,
-    ValidJson(body): ValidJson<CharacterReferenceBody>,
+    HookedJson(body, webhook): HookedJson<CharacterReferenceBody>,
 ) -> Result<Response, ApiError> {
-    respond::<Character>(&state, jobs.as_deref(), scope.as_deref(), body).await
+    respond::<Character>(&state, jobs.as_deref(), scope.as_deref(), body, webhook).await
 }
 }
 
@@ -83,9 +84,9 @@ pub async fn generate_video(
     State(state): State<Arc<AppState>>,
     jobs: Option<Extension<Arc<Jobs>>>,
     scope: Option<Extension<KeyScope>>,
-    ValidJson(body): ValidJson<GenerateVideoBody>,
+    HookedJson(body, webhook): HookedJson<GenerateVideoBody>,
 ) -> Result<Response, ApiError> {
-    respond::<Video>(&state, jobs.as_deref(), scope.as_deref(), body).await
+    respond::<Video>(&state, jobs.as_deref(), scope.as_deref(), body, webhook).await
 }
 }
 
@@ -96,14 +97,14 @@ pub async fn stitch_videos(
     State(state): State<Arc<AppState>>,
     jobs: Option<Extension<Arc<Jobs>>>,
     scope: Option<Extension<KeyScope>>,
-    ValidJson(body): ValidJson<StitchVideosBody>,
+    HookedJson(body, webhook): HookedJson<StitchVideosBody>,
 ) -> Result<Response, ApiError> {
-    respond::<FinalCut>(&state, jobs.as_deref(), scope.as_deref(), body).await
+    respond::<FinalCut>(&state, jobs.as_deref(), scope.as_deref(), body, webhook).await
 }
 }
 
 /// A sync endpoint of kind `G`: plan (validate, choose the flavor, take a generation slot), run,
-/// answer. With a job engine the run is a job (submit and wait, `X-Job-Id` on the answer): a
+/// answer; `webhook`, the job's, from the body beside the kind's fields. With a job engine the run is a job (submit and wait, `X-Job-Id` on the answer): a
 /// caller who hangs up no longer stops it, and its result is kept. Without one (the in-process
 /// test app) the request runs the plan itself, the same steps.
 async fn respond<G: Generation>(
@@ -111,7 +112,20 @@ async fn respond<G: Generation>(
     jobs: Option<&Arc<Jobs>>,
     scope: Option<&KeyScope>,
     input: G::Input,
+    webhook: Option<Requested>,
 ) -> Result<Response, ApiError> {
+    // Checked before any slot is taken or anything stored: a refused webhook costs nothing.
+    let webhook = match (webhook, jobs) {
+        (None, _) => None,
+        (Some(requested), Some(jobs)) => Some(target::check(requested, jobs.config().webhooks).await?),
+        (Some(_), None) => {
+            return Err(ApiError::new(
+                ErrorKind::ValidationError,
+                "webhook: this server runs generations without the job engine, which sends webhooks",
+                json!("webhook"),
+            ));
+        }
+    };
     let (planned, slot) = driver::plan_now::<G>(state, input)?;
     let Some(jobs) = jobs else {
         let answer = driver::run(state, &planned, RunContext::detached()).await?;
@@ -119,7 +133,7 @@ async fn respond<G: Generation>(
     };
     let stored = stored::to_store(state, planned).await?;
     // The slot moves to the job's run: it is held while the generation runs, not while we wait.
-    let id = jobs.submit_now(G::KIND, &stored, slot, scope.map(KeyScope::as_str)).await?;
+    let id = jobs.submit_now(G::KIND, &stored, slot, scope.map(KeyScope::as_str), webhook.as_ref()).await?;
     let mut response = match jobs.finished(&id).await {
         Ok(Some(job)) if !job.status.is_final() && jobs.sync_waits_cut() => {
             // Shutdown's drain is about to cut this request: the job goes on (released to the

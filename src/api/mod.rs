@@ -1,8 +1,9 @@
 //! The HTTP API: every route, on one screen, with its named handler. One file per endpoint area;
 //! the handlers are thin, over [`crate::generation`] (the generation endpoints), the job engine
-//! ([`jobs`]) and storage ([`files`], songs in `audio`). `server` adds the middleware around this router.
+//! ([`jobs`], webhook [`deliveries`]) and storage ([`files`], songs in `audio`). `server` adds the middleware around this router.
 
 mod audio;
+pub mod deliveries;
 pub mod extract;
 mod files;
 mod flavors;
@@ -56,6 +57,8 @@ pub fn routes(jobs: Option<Arc<Jobs>>, metrics: bool, max_audio_bytes: u64) -> R
             .route("/api/mv/jobs/{id}", get(jobs::get_job))
             .route("/api/mv/jobs/{id}/events", get(jobs::job_events))
             .route("/api/mv/jobs/{id}/cancel", post(jobs::cancel_job))
+            .route("/api/mv/jobs/{id}/deliveries", get(deliveries::list_deliveries))
+            .route("/api/mv/jobs/{id}/deliveries/{delivery_id}/retry", post(deliveries::retry_delivery))
             .with_state(engine.clone());
         // The routes above find the engine here: the sync endpoints run as jobs, `/readyz`
         // checks its database.

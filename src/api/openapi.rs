@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use utoipa::OpenApi;
 
-use super::{audio, files, flavors, generate, jobs};
+use super::{audio, deliveries, files, flavors, generate, jobs};
 use crate::error;
 use crate::generation::FlavorReport;
 use crate::state::AppState;
@@ -41,6 +41,8 @@ use crate::state::AppState;
         jobs::list_jobs,
         jobs::cancel_job,
         jobs::job_events,
+        deliveries::list_deliveries,
+        deliveries::retry_delivery,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail, error::UnauthorizedBody, FlavorReport))
 )]

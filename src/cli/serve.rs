@@ -76,6 +76,7 @@ async fn run(
         lifecycle::open_jobs(&settings, pipeline, lifecycle::application_name("serve", Some(local.port()))).await?;
     let job_shutdown = tokio_util::sync::CancellationToken::new();
     let workers = jobs.start_workers(job_shutdown.clone());
+    let webhooks = lifecycle::start_webhooks(&jobs, &settings, job_shutdown.clone())?;
     let outputs = state.storage.describe();
     // Whether auth is on, never the keys themselves.
     match settings.api_keys.len() {
@@ -110,5 +111,8 @@ async fn run(
     });
     let served = serving::serve(listener, router, settings.connections, serving::signals::listen()).await;
     lifecycle::stop_workers(&jobs, job_shutdown, workers).await;
+    if let Some(webhooks) = webhooks {
+        let _ = webhooks.await;
+    }
     served.context("server error")
 }

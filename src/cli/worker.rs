@@ -41,11 +41,15 @@ pub fn worker(metrics_addr: Option<SocketAddr>) -> anyhow::Result<Outcome> {
             None => None,
         };
         let workers = jobs.start_workers(shutdown.clone());
+        let webhooks = lifecycle::start_webhooks(&jobs, &settings, shutdown.clone())?;
         tracing::info!(workers = settings.workers, "mvgen worker running; SIGTERM or SIGINT stops it");
         let mut signals = crate::serving::signals::listen();
         let signal = signals.recv().await.unwrap_or("end of signals");
         tracing::info!(signal, "stopping job workers");
         lifecycle::stop_workers(&jobs, shutdown, workers).await;
+        if let Some(webhooks) = webhooks {
+            let _ = webhooks.await;
+        }
         if let Some(metrics) = metrics {
             let _ = metrics.await;
         }

@@ -31,6 +31,9 @@
 //!
 //! `compose_file`: deploy/compose.yaml as `docker-compose config` resolves it.
 //!
+//! `webhooks`: outbound webhooks sent to a receiver on 127.0.0.1, signed, retried, stopped by a
+//! 410, never redirected, refused at submit for private targets, and owed across a SIGKILL.
+//!
 //! One binary per area, so the crate is linked once per area rather than once per file.
 
 #[path = "../support/mod.rs"]
@@ -52,3 +55,4 @@ mod server;
 mod static_binary;
 mod stored_uploads;
 mod sync_jobs;
+mod webhooks;

@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::pipeline::JobPipeline;
+use super::store::deliveries::{WebhookPolicy, WebhookTarget};
 use super::store::idempotency::{KeyBinding, KeyState, KeyTimes, Replay};
 use super::store::rows::JobRow;
 use super::store::submit::NewJob;
@@ -71,6 +72,8 @@ pub struct EngineConfig {
     pub schema: Schema,
     /// How PostgreSQL's `pg_stat_activity` names this process's connections (`mvgen serve@host:port`).
     pub application_name: Option<String>,
+    /// What a submission's `webhook` may be (`crate::webhooks`); off by default.
+    pub webhooks: WebhookPolicy,
 }
 
 impl Default for EngineConfig {
@@ -92,6 +95,7 @@ impl Default for EngineConfig {
             max_queued_per_key: 1_000,
             schema: Schema::Migrate,
             application_name: None,
+            webhooks: WebhookPolicy::default(),
         }
     }
 }
@@ -144,7 +148,7 @@ impl Jobs {
     /// Opens the database at `url` (migrating it) and starts listening for other replicas.
     pub async fn open(url: &str, pipeline: Arc<dyn JobPipeline>, config: EngineConfig) -> Result<Arc<Jobs>, String> {
         let name = config.application_name.clone();
-        let store = Store::open(url, config.schema, name.as_deref()).await?;
+        let store = Store::open(url, config.schema, name.as_deref(), super::view::webhook_body).await?;
         let (wake, _) = broadcast::channel(1024);
         let jobs = Arc::new(Jobs {
             store,
@@ -184,8 +188,9 @@ impl Jobs {
         self.wake.subscribe()
     }
 
-    /// Tells this process's workers and streams (other processes learn it from the database).
-    fn woke(&self, job_id: &str) {
+    /// Tells this process's workers, streams and webhook sender (other processes learn it from
+    /// the database).
+    pub fn woke(&self, job_id: &str) {
         let _ = self.wake.send(job_id.to_owned());
     }
 
@@ -199,6 +204,19 @@ impl Jobs {
         input: Value,
         key: Option<SubmitKey<'_>>,
         scope: Option<&str>,
+    ) -> Result<Submitted, ApiError> {
+        self.submit_with(kind, input, key, scope, None).await
+    }
+
+    /// [`Jobs::submit`], with a webhook told of the job (already checked by the caller:
+    /// `crate::webhooks::target`). Its deliveries are written with the job's states they tell of.
+    pub async fn submit_with(
+        &self,
+        kind: Kind,
+        input: Value,
+        key: Option<SubmitKey<'_>>,
+        scope: Option<&str>,
+        webhook: Option<&WebhookTarget>,
     ) -> Result<Submitted, ApiError> {
         let owner = uuid::Uuid::new_v4().to_string();
         // The key as stored: prefixed by the scope and a unit separator (0x1f), which no
@@ -225,7 +243,7 @@ impl Jobs {
             }
         }
         let binding = key.as_ref().map(|k| KeyBinding { key: k.key, owner: &owner, answer: k.answer });
-        let result = self.plan_and_store(kind, input, binding.as_ref(), scope).await;
+        let result = self.plan_and_store(kind, input, binding.as_ref(), scope, webhook).await;
         if let (Err(_), Some(key)) = (&result, &key)
             && let Err(e) = self.store.release_key(key.key, &owner).await
         {
@@ -240,9 +258,10 @@ impl Jobs {
         input: Value,
         key: Option<&KeyBinding<'_>>,
         scope: Option<&str>,
+        webhook: Option<&WebhookTarget>,
     ) -> Result<Box<JobRow>, ApiError> {
         let planned = self.pipeline.plan(kind, input).await?;
-        self.store_planned(kind, &planned, key, None, scope, None).await
+        self.store_planned(kind, &planned, key, scope, None, webhook).await
     }
 
     /// Claims whose heartbeat is older than this (Unix ms) belong to a dead worker.
@@ -255,14 +274,17 @@ impl Jobs {
         (self.config.stale_after / 3).max(Duration::from_millis(50))
     }
 
+    /// Stores a planned job: queued, or with `claim` stored claimed by this process to run at
+    /// once for a sync request, with one attempt (an upstream failure answers its caller as it
+    /// did before jobs).
     async fn store_planned(
         &self,
         kind: Kind,
         planned: &StoredPlan,
         key: Option<&KeyBinding<'_>>,
-        max_attempts: Option<i64>,
         scope: Option<&str>,
         claim: Option<&str>,
+        webhook: Option<&WebhookTarget>,
     ) -> Result<Box<JobRow>, ApiError> {
         self.check_queue_room(scope).await?;
         let id = uuid::Uuid::new_v4().to_string();
@@ -273,9 +295,10 @@ impl Jobs {
             config_flavor: &planned.config_flavor,
             project_id: planned.project_id.as_deref(),
             sequence: planned.sequence.map(i64::from),
-            max_attempts,
+            max_attempts: claim.map(|_| 1),
             api_key_scope: scope,
             claim,
+            webhook,
         };
         // `None`: the key was taken over as abandoned while this submission was planning.
         let row = self.store.insert(&job, key).await.map_err(unavailable)?.ok_or_else(key_in_use)?;

@@ -89,13 +89,15 @@ pub(super) fn migrator(dialect: Dialect) -> Migrator {
     const QUEUED_EVENT: &str = include_str!("../../../migrations/jobs/0005_sqlite_queued_event.sql");
     const RETENTION: &str = include_str!("../../../migrations/jobs/0006_retention_quotas.sql");
     const CLAIMED_EVENT: &str = include_str!("../../../migrations/jobs/0007_sqlite_claimed_event.sql");
-    let (jobs, queued_event, claimed_event) = match dialect {
-        Dialect::Sqlite => (
-            Cow::Owned(JOBS.replace("BIGSERIAL PRIMARY KEY", "INTEGER PRIMARY KEY AUTOINCREMENT")),
-            QUEUED_EVENT,
-            CLAIMED_EVENT,
-        ),
-        Dialect::Postgres => (Cow::Borrowed(JOBS), "SELECT 1", "SELECT 1"),
+    const WEBHOOKS: &str = include_str!("../../../migrations/jobs/0008_webhooks.sql");
+    let serial = |sql: &'static str| match dialect {
+        Dialect::Sqlite => Cow::Owned(sql.replace("BIGSERIAL PRIMARY KEY", "INTEGER PRIMARY KEY AUTOINCREMENT")),
+        Dialect::Postgres => Cow::Borrowed(sql),
+    };
+    let (jobs, webhooks) = (serial(JOBS), serial(WEBHOOKS));
+    let (queued_event, claimed_event) = match dialect {
+        Dialect::Sqlite => (QUEUED_EVENT, CLAIMED_EVENT),
+        Dialect::Postgres => ("SELECT 1", "SELECT 1"),
     };
     let migrations = vec![
         Migration::new(1, Cow::Borrowed("jobs"), MigrationType::Simple, jobs, false),
@@ -117,6 +119,7 @@ pub(super) fn migrator(dialect: Dialect) -> Migrator {
             Cow::Borrowed(claimed_event),
             false,
         ),
+        Migration::new(8, Cow::Borrowed("webhooks"), MigrationType::Simple, webhooks, false),
     ];
     // `ignore_missing`: a database a newer build has migrated further still opens here, so a
     // rollback by one version works (migrations only add columns and indexes, which this build

@@ -3,6 +3,7 @@
 
 use sqlx::Row;
 
+use super::deliveries::HookEvent;
 use super::{Store, StoreError, now_ms};
 use crate::jobs::state::{EventKind, JobStatus, status_text};
 use crate::providers::UpstreamRun;
@@ -71,19 +72,21 @@ impl Store {
             "UPDATE jobs SET progress_stage = $1, progress_upstream_status = $2 \
              WHERE id = $3 AND claim = $4 AND status = '",
             status_text!(Processing),
-            "'",
+            "' RETURNING webhook_events",
         ))
         .bind(stage)
         .bind(upstream_status)
         .bind(job_id)
         .bind(claim)
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
-        if owned.rows_affected() == 1 {
+        if let Some(owned) = owned {
             let data = serde_json::json!({
                 "status": JobStatus::Processing, "stage": stage, "upstream_status": upstream_status,
             });
             self.event(&mut tx, job_id, EventKind::Progress, &data).await?;
+            let events: Option<String> = sqlx::Row::try_get(&owned, "webhook_events")?;
+            self.queue_delivery(&mut tx, job_id, HookEvent::Progress, events.as_deref()).await?;
         }
         tx.commit().await?;
         Ok(())
