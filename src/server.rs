@@ -314,7 +314,7 @@ pub fn app_with_jobs(state: AppState, settings: &Settings, jobs: Option<Arc<crat
         // Inside the request-id span, so a logged fault carries the request's id.
         .layer(tower::util::MapResponseLayer::new(crate::error::log_server_errors))
         .layer(api::extract::RefuseDeclaredOversize);
-    let router = api::routes(jobs, metrics, settings.max_audio_bytes)
+    let router = api::routes(jobs, metrics, settings.max_audio_bytes, settings.webhooks.replicate_secret.clone())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(per_route)
@@ -362,7 +362,9 @@ async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> ApiError {
 /// handlers (idempotency keys and queue quotas are per API key).
 async fn require_api_key(State(keys): State<Arc<ApiKeys>>, mut request: Request, next: Next) -> Response {
     let path = request.uri().path();
-    let guarded = path == "/api" || path.starts_with("/api/") || path == "/metrics";
+    // Replicate's webhooks carry no API key: their Standard Webhooks signature is checked instead.
+    let guarded = (path == "/api" || path.starts_with("/api/") || path == "/metrics")
+        && path != crate::providers::config::REPLICATE_WEBHOOK_PATH;
     if keys.is_empty() || !guarded || request.method() == Method::OPTIONS {
         return next.run(request).await;
     }

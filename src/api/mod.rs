@@ -12,6 +12,7 @@ pub mod health;
 pub mod jobs;
 pub mod openapi;
 pub mod readiness;
+pub mod replicate_webhook;
 mod send_file;
 
 use std::sync::Arc;
@@ -21,12 +22,18 @@ use axum::{Extension, Router};
 
 use crate::jobs::Jobs;
 use crate::state::AppState;
+use crate::webhooks::signature::Secret;
 
 /// Every route the server answers, at its full path: nesting would wrap each route in two
 /// prefix-stripping layers, a measurable share of a request as cheap as the flavor list
 /// (BENCHMARKS.md). With a job engine, the job routes are served and the generation endpoints run
 /// as jobs; `/metrics` only when metrics are on.
-pub fn routes(jobs: Option<Arc<Jobs>>, metrics: bool, max_audio_bytes: u64) -> Router<Arc<AppState>> {
+pub fn routes(
+    jobs: Option<Arc<Jobs>>,
+    metrics: bool,
+    max_audio_bytes: u64,
+    replicate_secret: Option<Secret>,
+) -> Router<Arc<AppState>> {
     let mut routes = Router::new()
         .route("/api/mv/create_scenes", post(generate::create_scenes))
         .route("/api/mv/generate_character_reference", post(generate::generate_character_reference))
@@ -59,6 +66,12 @@ pub fn routes(jobs: Option<Arc<Jobs>>, metrics: bool, max_audio_bytes: u64) -> R
             .route("/api/mv/jobs/{id}/cancel", post(jobs::cancel_job))
             .route("/api/mv/jobs/{id}/deliveries", get(deliveries::list_deliveries))
             .route("/api/mv/jobs/{id}/deliveries/{delivery_id}/retry", post(deliveries::retry_delivery))
+            // Outside `/api/mv/jobs`, and outside the API key check (its signature is the check).
+            .route(
+                crate::providers::config::REPLICATE_WEBHOOK_PATH,
+                post(replicate_webhook::receive)
+                    .layer(Extension(replicate_webhook::Verifier(replicate_secret.map(Arc::new)))),
+            )
             .with_state(engine.clone());
         // The routes above find the engine here: the sync endpoints run as jobs, `/readyz`
         // checks its database.

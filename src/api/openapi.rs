@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use utoipa::OpenApi;
 
-use super::{audio, deliveries, files, flavors, generate, jobs};
+use super::{audio, deliveries, files, flavors, generate, jobs, replicate_webhook};
 use crate::error;
 use crate::generation::FlavorReport;
 use crate::state::AppState;
@@ -43,6 +43,7 @@ use crate::state::AppState;
         jobs::job_events,
         deliveries::list_deliveries,
         deliveries::retry_delivery,
+        replicate_webhook::receive,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail, error::UnauthorizedBody, FlavorReport))
 )]

@@ -32,11 +32,13 @@ pub struct Settings {
     pub retry_scale: f64,
     /// `MVGEN_WEBHOOK_ALLOW_PRIVATE=true`: loopback, private and link-local targets, and http.
     pub allow_private: bool,
+    /// `REPLICATE_WEBHOOK_SECRET`: checks the webhooks Replicate sends (`MVGEN_PUBLIC_URL`).
+    pub replicate_secret: Option<Secret>,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { secret: None, secret_next: None, retry_scale: 1.0, allow_private: false }
+        Settings { secret: None, secret_next: None, retry_scale: 1.0, allow_private: false, replicate_secret: None }
     }
 }
 
@@ -59,14 +61,14 @@ pub const SCHEDULE: [Duration; 10] = [
 impl Settings {
     /// Reads the environment through `var`.
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> anyhow::Result<Settings> {
-        let secret = |name: &str| -> anyhow::Result<Option<Secret>> {
+        let read_secret = |name: &str| -> anyhow::Result<Option<Secret>> {
             match var(name).filter(|v| !v.trim().is_empty()) {
                 None => Ok(None),
                 // Never the value itself in the message: it is a secret.
                 Some(v) => Secret::parse(&v).map(Some).map_err(|e| anyhow!("{name}: {e}")),
             }
         };
-        let (secret, secret_next) = (secret("MVGEN_WEBHOOK_SECRET")?, secret("MVGEN_WEBHOOK_SECRET_NEXT")?);
+        let (secret, secret_next) = (read_secret("MVGEN_WEBHOOK_SECRET")?, read_secret("MVGEN_WEBHOOK_SECRET_NEXT")?);
         if secret.is_none() && secret_next.is_some() {
             bail!("MVGEN_WEBHOOK_SECRET_NEXT is set without MVGEN_WEBHOOK_SECRET: set the current secret too");
         }
@@ -89,7 +91,16 @@ impl Settings {
                 _ => bail!("MVGEN_WEBHOOK_ALLOW_PRIVATE={v:?}: expected true or false"),
             },
         };
-        Ok(Settings { secret, secret_next, retry_scale, allow_private })
+        let replicate_secret = read_secret("REPLICATE_WEBHOOK_SECRET")?;
+        // Webhooks asked for but not checkable would be refused one by one while every render
+        // waited for its backstop poll: a start-up error instead.
+        if var("MVGEN_PUBLIC_URL").is_some_and(|v| !v.trim().is_empty()) && replicate_secret.is_none() {
+            bail!(
+                "MVGEN_PUBLIC_URL is set without REPLICATE_WEBHOOK_SECRET: Replicate's webhooks could not be \
+                 verified (its secret is at GET https://api.replicate.com/v1/webhooks/default/secret)"
+            );
+        }
+        Ok(Settings { secret, secret_next, retry_scale, allow_private, replicate_secret })
     }
 
     /// What the submit path needs to know.

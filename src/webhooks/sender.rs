@@ -81,8 +81,18 @@ impl Sender {
         let freed = Arc::new(tokio::sync::Notify::new());
         let mut n = 0u64;
         while !shutdown.is_cancelled() {
+            // Claims are writes (SQLite's one writer): made only when a read says one is due.
+            let due = match self.store.next_delivery_due().await {
+                Ok(due) => due,
+                Err(e) => {
+                    tracing::warn!(error = %e, "webhook sender cannot read deliveries; retrying");
+                    None
+                }
+            };
             // Claim while there is room; each claim is one attempt, sent on its own task.
-            while let Ok(slot) = slots.clone().try_acquire_owned() {
+            while due.is_some_and(|due| due <= now_ms())
+                && let Ok(slot) = slots.clone().try_acquire_owned()
+            {
                 n += 1;
                 let claim = format!("{}/{n}", self.process);
                 match self.store.claim_delivery(&claim, LEASE.as_millis() as i64).await {
@@ -101,13 +111,13 @@ impl Sender {
                     }
                 }
             }
-            let pause = if slots.available_permits() == 0 {
-                POLL
-            } else {
-                match self.store.next_delivery_due().await {
-                    Ok(Some(due)) => Duration::from_millis((due - now_ms()).clamp(20, POLL.as_millis() as i64) as u64),
-                    Ok(None) | Err(_) => POLL,
+            // Until the next one is due (a claimed one: its lease), at most a poll; the claims
+            // above took what was due, so a due time still past is another sender's claim.
+            let pause = match due {
+                Some(due) if slots.available_permits() > 0 => {
+                    Duration::from_millis((due - now_ms()).clamp(20, POLL.as_millis() as i64) as u64)
                 }
+                _ => POLL,
             };
             // Any job's news may be a new delivery (the end of a job, here or on another replica).
             tokio::select! {

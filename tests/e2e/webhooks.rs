@@ -272,3 +272,37 @@ fn a_delivery_owed_when_the_process_is_killed_is_sent_after_a_restart() {
     let listed = get_until(&client, &path, |d| d["deliveries"][0]["status"] == "delivered");
     assert_eq!(listed["deliveries"][0]["attempts"], 2);
 }
+
+/// Two replicas on one PostgreSQL, both running senders: every job's delivery is sent exactly
+/// once (one attempt each, never one by each replica), whichever replica ran the job.
+#[test]
+fn two_replicas_send_each_delivery_once_on_postgres() {
+    let Some(pg) = crate::support::postgres::Postgres::start("two_replicas_send_each_delivery_once_on_postgres") else {
+        return;
+    };
+    let receiver = WebhookReceiver::start();
+    let vars = env(&[("MVGEN_DATABASE_URL", &pg.url)]);
+    let a = ServerProcess::start(&vars).expect("start replica A");
+    let b = ServerProcess::start(&vars).expect("start replica B");
+    let (ca, cb) = (Client::new(&a), Client::new(&b));
+    let jobs: Vec<String> = (0..20)
+        .map(|n| submit(if n % 2 == 0 { &ca } else { &cb }, &scenes_job(json!(receiver.url("/pg")), None)))
+        .collect();
+    let got = receiver.wait_for("/pg", 20, Duration::from_secs(30));
+    assert_eq!(got.len(), 20, "one message per job\n{}\n{}", a.log(), b.log());
+    std::thread::sleep(Duration::from_millis(500));
+    let got = receiver.received("/pg");
+    let mut ids: Vec<&str> = got.iter().map(|r| r.header("webhook-id")).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!((got.len(), ids.len()), (20, 20), "no attempt was sent twice");
+    let mut told: Vec<String> = got.iter().map(|r| r.json()["id"].as_str().expect("job id").to_owned()).collect();
+    told.sort_unstable();
+    let mut submitted = jobs.clone();
+    submitted.sort_unstable();
+    assert_eq!(told, submitted, "each job told once");
+    for job in &jobs {
+        let listed = deliveries(&ca, job);
+        assert_eq!((listed.len(), &listed[0]["attempts"]), (1, &json!(1)), "{listed:?}");
+    }
+}

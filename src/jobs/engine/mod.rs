@@ -310,6 +310,17 @@ impl Jobs {
         Ok(Box::new(row))
     }
 
+    /// The upstream says its run `upstream_id` on `provider` ended (a signed webhook): marks the
+    /// saved run and wakes the worker waiting on it, here or (through the database) on any
+    /// replica, which then fetches it at once. Returns the jobs that saved the run.
+    pub async fn upstream_ended(&self, provider: &str, upstream_id: &str) -> Result<Vec<String>, StoreError> {
+        let jobs = self.store.mark_upstream_ended(provider, upstream_id).await?;
+        if !jobs.is_empty() {
+            self.woke(&format!("{}{upstream_id}", super::store::runs::UPSTREAM_WAKE_PREFIX));
+        }
+        Ok(jobs)
+    }
+
     /// Cancels a job (see [`Store::cancel`]) and wakes its worker. A job canceled while queued
     /// (released by a shutdown, or waiting for a retry) has no worker whose dropped call would
     /// cancel its saved upstream runs, so they are cancelled here.

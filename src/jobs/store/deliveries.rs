@@ -291,13 +291,18 @@ impl Store {
         Ok(())
     }
 
-    /// When the earliest pending delivery is due (Unix ms), if any: a read, so an idle sender
-    /// polls without taking the writer.
+    /// When a pending delivery can next be claimed (Unix ms), if any: when it is due, or for one
+    /// being attempted now, when its claim's lease runs out. A read, so an idle sender polls (and
+    /// a sender woken by every job's news checks) without taking the writer.
     pub async fn next_delivery_due(&self) -> Result<Option<i64>, StoreError> {
-        let row = sqlx::query("SELECT min(next_at) AS due FROM webhook_deliveries WHERE status = $1")
-            .bind(DeliveryStatus::Pending.as_str())
-            .fetch_one(&self.pool)
-            .await?;
+        let row = sqlx::query(
+            "SELECT min(CASE WHEN claimed_until > $2 THEN claimed_until ELSE next_at END) AS due \
+             FROM webhook_deliveries WHERE status = $1",
+        )
+        .bind(DeliveryStatus::Pending.as_str())
+        .bind(now_ms())
+        .fetch_one(&self.pool)
+        .await?;
         Ok(row.try_get("due")?)
     }
 
