@@ -61,6 +61,8 @@ pub fn start(
         // A redirect would send the signed body somewhere the submit check never saw.
         .redirect(reqwest::redirect::Policy::none())
         .dns_resolver(Reach { allow_private: settings.allow_private })
+        // Through a proxy the proxy would resolve the target, past the address check above.
+        .no_proxy()
         .tls_certs_only(crate::providers::client::embedded_roots()?)
         .build()
         .map_err(|e| format!("cannot set up the webhook HTTP client: {e}"))?;

@@ -125,6 +125,33 @@ fn a_delivery_failing_twice_is_retried_with_one_webhook_id_and_signed_with_both_
 }
 
 #[test]
+fn an_attempt_without_an_answer_in_10_seconds_is_cut_and_retried() {
+    let receiver = WebhookReceiver::start();
+    receiver.push("/slow", [Answer::after(Duration::from_secs(30), 204)]);
+    let server = ServerProcess::start(&env(&[])).expect("start mvgen");
+    let client = Client::new(&server);
+    let job = submit(&client, &scenes_job(json!(receiver.url("/slow")), None));
+    let path = format!("/api/mv/jobs/{job}/deliveries");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let listed = loop {
+        let (_, listed) = get(&client, &path);
+        if listed["deliveries"][0]["status"] == "delivered" {
+            break listed;
+        }
+        assert!(Instant::now() < deadline, "not delivered: {listed}\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let log = listed["deliveries"][0]["attempt_log"].as_array().expect("attempts").clone();
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert_eq!(log[0]["code"], Value::Null, "no answer: {:?}", log[0]);
+    let took = log[0]["duration_ms"].as_i64().expect("duration");
+    assert!((9_500..15_000).contains(&took), "cut after 10 s, not {took} ms");
+    assert!(log[0]["error"].as_str().is_some_and(|e| e.contains("timed out") || e.contains("timeout")), "{:?}", log[0]);
+    assert_eq!(log[1]["code"], 204);
+    assert_eq!(receiver.received("/slow").len(), 2);
+}
+
+#[test]
 fn a_410_stops_a_delivery_a_redirect_is_not_followed_and_a_retry_sends_it_again() {
     let receiver = WebhookReceiver::start();
     receiver.set_default("/gone", Answer::status(410));

@@ -56,15 +56,22 @@ impl Received {
 pub struct Answer {
     pub status: u16,
     pub location: Option<String>,
+    /// How long the answer is held back after the request arrived.
+    pub delay: Duration,
 }
 
 impl Answer {
     pub fn status(status: u16) -> Answer {
-        Answer { status, location: None }
+        Answer { status, location: None, delay: Duration::ZERO }
     }
 
     pub fn redirect(to: &str) -> Answer {
-        Answer { status: 302, location: Some(to.to_owned()) }
+        Answer { status: 302, location: Some(to.to_owned()), delay: Duration::ZERO }
+    }
+
+    /// `status`, sent only after `delay`.
+    pub fn after(delay: Duration, status: u16) -> Answer {
+        Answer { delay, ..Answer::status(status) }
     }
 }
 
@@ -169,6 +176,7 @@ async fn receive(State((script, started)): State<(Arc<Mutex<Script>>, Instant)>,
         let queued = script.queued.get_mut(&path).and_then(VecDeque::pop_front);
         queued.or_else(|| script.defaults.get(&path).cloned()).unwrap_or(Answer::status(204))
     };
+    tokio::time::sleep(answer.delay).await;
     let status = StatusCode::from_u16(answer.status).expect("a status");
     match answer.location {
         Some(location) => (status, [("location", location)]).into_response(),
