@@ -333,3 +333,53 @@ fn two_replicas_send_each_delivery_once_on_postgres() {
         assert_eq!((listed.len(), &listed[0]["attempts"]), (1, &json!(1)), "{listed:?}");
     }
 }
+
+/// A render through the real Replicate client asking only for `progress`: each progress step it
+/// stores (the upstream's `starting`, `processing`, then downloading) is a message, in order,
+/// and its end is not one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_steps_are_sent_when_asked_for_and_the_end_is_not() {
+    use crate::support::fake_upstream::{FakeFile, FakeReplicate, Outcome, PredictionPlan, TEST_REPLICATE_TOKEN};
+    let replicate = FakeReplicate::start().await;
+    replicate.push_prediction(PredictionPlan { polls_until_done: 3, outcome: Outcome::Succeed(FakeFile::mp4()) });
+    let receiver = WebhookReceiver::start();
+    let vars = env(&[
+        ("REPLICATE_API_TOKEN", TEST_REPLICATE_TOKEN),
+        ("REPLICATE_BASE_URL", replicate.base_url.as_str()),
+        ("MV_REPLICATE_POLL_SECS", "0.3"),
+    ]);
+    let server = tokio::task::block_in_place(|| ServerProcess::start(&vars)).expect("start mvgen");
+    let http = reqwest::Client::new();
+    let body = json!({
+        "kind": "video", "input": {"prompt": "a lighthouse"},
+        "webhook": receiver.url("/progress"), "webhook_events_filter": ["progress"],
+    });
+    let answer = http.post(format!("{}/api/mv/jobs", server.base)).json(&body).send().await.expect("submit");
+    assert_eq!(answer.status(), 202);
+    let job = answer.json::<Value>().await.expect("json")["id"].as_str().expect("id").to_owned();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let shown: Value = http
+            .get(format!("{}/api/mv/jobs/{job}", server.base))
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json");
+        if shown["status"] == "succeeded" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{shown}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got = receiver.received("/progress");
+    assert!(got.len() >= 2, "a message per progress step: {got:?}");
+    let stages: Vec<Value> = got.iter().map(|r| r.json()["progress"]["upstream_status"].clone()).collect();
+    assert!(got.iter().all(|r| r.json()["status"] == "processing"), "no end message: {stages:?}");
+    assert!(stages.contains(&json!("processing")), "{stages:?}");
+    let ids: std::collections::HashSet<&str> = got.iter().map(|r| r.header("webhook-id")).collect();
+    assert_eq!(ids.len(), got.len(), "one id per message");
+    assert!(got.iter().all(|r| r.signed_with(SECRET)));
+}
