@@ -64,6 +64,11 @@ pub enum ErrorKind {
     JobFinished,
     /// A sync request whose job was canceled (through the jobs API) while it waited.
     JobCanceled,
+    /// Jobs: a retry of a webhook delivery while an attempt of it is being sent.
+    DeliveryInFlight,
+    /// An inbound webhook whose Standard Webhooks signature does not verify, or whose timestamp
+    /// is more than 5 minutes away (a replay).
+    WebhookSignatureInvalid,
     /// A sync request that waited `MVGEN_SYNC_WAIT` for its job: the job goes on (`X-Job-Id`).
     JobStillRunning,
     /// Jobs: the jobs database cannot be reached; nothing was stored.
@@ -100,8 +105,9 @@ impl ErrorKind {
             RequestValidationError | ContentRefused | IdempotencyKeyReused | ClipsIncompatible => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
-            IdempotencyKeyInUse | JobFinished | JobCanceled | ProjectBusy => StatusCode::CONFLICT,
+            IdempotencyKeyInUse | JobFinished | JobCanceled | ProjectBusy | DeliveryInFlight => StatusCode::CONFLICT,
             NotFound => StatusCode::NOT_FOUND,
+            WebhookSignatureInvalid => StatusCode::UNAUTHORIZED,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             PreconditionFailed => StatusCode::PRECONDITION_FAILED,

@@ -39,8 +39,9 @@
 //!   inputs, backend the checks bodies share; the video backend choice
 //! jobs/           durable generation jobs
 //!   state           job status and event kinds, their words written once
+//!   view            a job as the API and a webhook's body show it
 //!   store/          the database, one file per concept (rows, submit, claims, runs, events, finish,
-//!                   projects, …)
+//!                   projects, deliveries, …)
 //!   engine/         submit and cancel (mod), workers (worker), the sync endpoints' wait (sync),
 //!                   the queue's gauges for /metrics (queue_metrics)
 //!   pipeline        what the engine needs of generation, and the real adapter
@@ -57,6 +58,8 @@
 //! server          settings from the environment, and the middleware around api's routes
 //! serving/        connections: accept, watchdog, per-request limits, signals, drain
 //! api_keys, request_id, telemetry, page, background   auth, X-Request-Id, /metrics, the create page, detached work
+//! webhooks/       outbound webhooks: signatures (signature), the URL checked at submit (target),
+//!                 each process's sender of due deliveries (sender)
 //! cli/            the mvgen subcommands: serve, worker, migrate, render, check/show/diff, golden, healthcheck
 //! ```
 
@@ -87,3 +90,4 @@ pub mod serving;
 pub mod state;
 pub mod storage;
 pub mod telemetry;
+pub mod webhooks;

@@ -76,6 +76,8 @@ pub struct Settings {
     pub migrate_on_start: bool,
     /// `MV_MAX_AUDIO_BYTES`: the largest song `upload_audio` stores.
     pub max_audio_bytes: u64,
+    /// `MVGEN_WEBHOOK_*`: outbound webhooks (secrets, retry scale, private targets).
+    pub webhooks: crate::webhooks::Settings,
 }
 
 impl std::fmt::Debug for Settings {
@@ -108,6 +110,7 @@ impl std::fmt::Debug for Settings {
             .field("storage_options", &self.storage_options)
             .field("migrate_on_start", &self.migrate_on_start)
             .field("max_audio_bytes", &self.max_audio_bytes)
+            .field("webhooks", &self.webhooks)
             .finish()
     }
 }
@@ -194,6 +197,7 @@ impl Settings {
             // At most 4 GiB: a song is streamed to the store, never held, but a bigger "song" is
             // an hours-long recording or a mistake, and the final cut reads it through twice.
             max_audio_bytes: whole("MV_MAX_AUDIO_BYTES", crate::limits::DEFAULT_MAX_AUDIO_BYTES, 1..=4 << 30)?,
+            webhooks: crate::webhooks::Settings::from_vars(&var)?,
             addr,
             debug: truthy(var("MV_DEBUG_MODE")),
             strict_flavors: truthy(var("MV_STRICT_FLAVORS")),
@@ -314,7 +318,7 @@ pub fn app_with_jobs(state: AppState, settings: &Settings, jobs: Option<Arc<crat
         // Inside the request-id span, so a logged fault carries the request's id.
         .layer(tower::util::MapResponseLayer::new(crate::error::log_server_errors))
         .layer(api::extract::RefuseDeclaredOversize);
-    let router = api::routes(jobs, metrics, settings.max_audio_bytes)
+    let router = api::routes(jobs, metrics, settings.max_audio_bytes, settings.webhooks.replicate_secret.clone())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(per_route)
@@ -362,7 +366,9 @@ async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> ApiError {
 /// handlers (idempotency keys and queue quotas are per API key).
 async fn require_api_key(State(keys): State<Arc<ApiKeys>>, mut request: Request, next: Next) -> Response {
     let path = request.uri().path();
-    let guarded = path == "/api" || path.starts_with("/api/") || path == "/metrics";
+    // Replicate's webhooks carry no API key: their Standard Webhooks signature is checked instead.
+    let guarded = (path == "/api" || path.starts_with("/api/") || path == "/metrics")
+        && path != crate::providers::config::REPLICATE_WEBHOOK_PATH;
     if keys.is_empty() || !guarded || request.method() == Method::OPTIONS {
         return next.run(request).await;
     }

@@ -2,7 +2,9 @@
 //!
 //! `ValidJson<T>` checks the content type (415), the size (413), the JSON syntax (400, with line and
 //! column) and the shape (422, naming the field path), so handlers only see well-typed bodies.
-//! `ValidPath<T>` does the same for path parameters (400), e.g. `%ff`, which is not UTF-8.
+//! `HookedJson<T>` is `ValidJson<T>` for the sync generation routes, whose body may also carry the
+//! job's `webhook` fields. `ValidPath<T>` does the same for path parameters (400), e.g. `%ff`,
+//! which is not UTF-8.
 
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::header;
@@ -14,6 +16,7 @@ use serde_json::json;
 
 use crate::error::{ApiError, ErrorKind};
 use crate::json_body::parse;
+use crate::webhooks::target::{self, Requested};
 
 /// The largest request body accepted.
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -43,28 +46,62 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ValidJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
-        if !is_json(req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok())) {
-            return Err(ApiError::new(
-                ErrorKind::UnsupportedMediaType,
-                "send the body as JSON with `Content-Type: application/json`",
-                json!("content-type"),
-            ));
-        }
-        // The limit is applied here, where the body is read, rather than by a `DefaultBodyLimit`
-        // layer: that one inserts a request extension into every request, GETs included.
-        let bytes = axum::body::to_bytes(req.into_body(), BODY_LIMIT).await.map_err(|e| {
-            if std::error::Error::source(&e).is_some_and(|cause| cause.is::<http_body_util::LengthLimitError>()) {
-                payload_too_large()
-            } else {
-                ApiError::new(
-                    ErrorKind::InvalidBody,
-                    format!("Failed to buffer the request body: {e}"),
-                    serde_json::Value::Null,
-                )
-            }
-        })?;
-        parse(&bytes).map(ValidJson)
+        parse(&json_bytes(req).await?).map(ValidJson)
     }
+}
+
+/// A sync generation body of type `T`, with the `webhook` and `webhook_events_filter` of the job
+/// it runs as taken out first: they are the job's, not the kind's (whose bodies refuse unknown
+/// fields), so a sync request may ask for the same webhook as `POST /api/mv/jobs`.
+pub struct HookedJson<T>(pub T, pub Option<Requested>);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for HookedJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = json_bytes(req).await?;
+        // Most bodies have no webhook: they are parsed once, as before.
+        if !bytes.windows(WEBHOOK_KEY.len()).any(|w| w == WEBHOOK_KEY) {
+            return parse(&bytes).map(|body| HookedJson(body, None));
+        }
+        let Ok(mut fields) = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&bytes) else {
+            // Not an object: the body's own parse says what is wrong, where.
+            return parse(&bytes).map(|body| HookedJson(body, None));
+        };
+        let webhook = fields.remove("webhook");
+        let filter = fields.remove("webhook_events_filter");
+        let requested = target::requested(webhook.as_ref(), filter.as_ref())?;
+        let rest = serde_json::to_vec(&fields).map_err(|e| ApiError::internal(format!("re-encoding a body: {e}")))?;
+        parse(&rest).map(|body| HookedJson(body, requested))
+    }
+}
+
+/// What a body holding a webhook field must contain (a key is quoted).
+const WEBHOOK_KEY: &[u8] = b"\"webhook";
+
+/// The body of a JSON request: its content type checked (415) and at most [`BODY_LIMIT`] (413).
+async fn json_bytes(req: Request) -> Result<axum::body::Bytes, ApiError> {
+    if !is_json(req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok())) {
+        return Err(ApiError::new(
+            ErrorKind::UnsupportedMediaType,
+            "send the body as JSON with `Content-Type: application/json`",
+            json!("content-type"),
+        ));
+    }
+    // The limit is applied here, where the body is read, rather than by a `DefaultBodyLimit`
+    // layer: that one inserts a request extension into every request, GETs included.
+    let bytes = axum::body::to_bytes(req.into_body(), BODY_LIMIT).await.map_err(|e| {
+        if std::error::Error::source(&e).is_some_and(|cause| cause.is::<http_body_util::LengthLimitError>()) {
+            payload_too_large()
+        } else {
+            ApiError::new(
+                ErrorKind::InvalidBody,
+                format!("Failed to buffer the request body: {e}"),
+                serde_json::Value::Null,
+            )
+        }
+    })?;
+    Ok(bytes)
 }
 
 /// Path parameters of type `T`; a value axum cannot decode is a 400 in the JSON error shape.

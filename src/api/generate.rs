@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::extract::ValidJson;
+use super::extract::HookedJson;
 use crate::api_keys::KeyScope;
 use crate::error::{self, ApiError, ErrorKind};
 use crate::generation::character::{Character, CharacterReferenceBody, CharacterReferenceResponse};
@@ -32,6 +32,7 @@ use crate::projects;
 use crate::projects::words::PROCESSING;
 use crate::providers::RunContext;
 use crate::state::AppState;
+use crate::webhooks::target::{self, Requested};
 
 /// A generation endpoint's OpenAPI operation around its handler: the endpoints differ only in
 /// their path, body, answer, what a 200 means, and any answer of their own.
@@ -63,16 +64,16 @@ pub async fn create_scenes(
     State(state): State<Arc<AppState>>,
     jobs: Option<Extension<Arc<Jobs>>>,
     scope: Option<Extension<KeyScope>>,
-    ValidJson(body): ValidJson<CreateScenesBody>,
+    HookedJson(body, webhook): HookedJson<CreateScenesBody>,
 ) -> Result<Response, ApiError> {
     if let (Some(project), Some(jobs)) = (body.project_id.as_deref(), jobs.as_deref()) {
         // Their edit page: the scenes are written into the project before the answer.
         let project = projects::load(&state, jobs, &projects::parse_id(project)?).await?;
         let pinned = projects::pinned(&state, jobs, &project.row, body.config_flavor.as_deref()).await?;
         let link = ProjectLink::Scenes { project: project.row.id };
-        return respond_for_project::<Scenes>(&state, jobs, scope.as_deref(), body, pinned, link).await;
+        return respond_for_project::<Scenes>(&state, jobs, scope.as_deref(), body, pinned, link, webhook).await;
     }
-    respond::<Scenes>(&state, jobs.as_deref(), scope.as_deref(), body).await
+    respond::<Scenes>(&state, jobs.as_deref(), scope.as_deref(), body, webhook).await
 }
 }
 
@@ -82,9 +83,9 @@ pub async fn generate_character_reference(
     State(state): State<Arc<AppState>>,
     jobs: Option<Extension<Arc<Jobs>>>,
     scope: Option<Extension<KeyScope>>,
-    ValidJson(body): ValidJson<CharacterReferenceBody>,
+    HookedJson(body, webhook): HookedJson<CharacterReferenceBody>,
 ) -> Result<Response, ApiError> {
-    respond::<Character>(&state, jobs.as_deref(), scope.as_deref(), body).await
+    respond::<Character>(&state, jobs.as_deref(), scope.as_deref(), body, webhook).await
 }
 }
 
@@ -93,7 +94,7 @@ pub async fn generate_video(
     State(state): State<Arc<AppState>>,
     jobs: Option<Extension<Arc<Jobs>>>,
     scope: Option<Extension<KeyScope>>,
-    ValidJson(mut body): ValidJson<GenerateVideoBody>,
+    HookedJson(mut body, webhook): HookedJson<GenerateVideoBody>,
 ) -> Result<Response, ApiError> {
     if let (Some(project), Some(sequence), Some(jobs)) = (body.project_id.as_deref(), body.sequence, jobs.as_deref()) {
         // A project's scene: rendered with the project's flavor and reference image, and written
@@ -106,9 +107,9 @@ pub async fn generate_video(
         }
         let pinned = projects::pinned(&state, jobs, &project.row, body.config_flavor.as_deref()).await?;
         let link = ProjectLink::Video { project: project.row.id.clone(), sequence: scene.sequence };
-        return respond_for_project::<Video>(&state, jobs, scope.as_deref(), body, pinned, link).await;
+        return respond_for_project::<Video>(&state, jobs, scope.as_deref(), body, pinned, link, webhook).await;
     }
-    respond::<Video>(&state, jobs.as_deref(), scope.as_deref(), body).await
+    respond::<Video>(&state, jobs.as_deref(), scope.as_deref(), body, webhook).await
 }
 }
 
@@ -164,7 +165,7 @@ pub async fn generate_scene_video(
     let response = if write {
         let pinned = projects::pinned(&state, &jobs, &project.row, None).await?;
         let link = ProjectLink::Video { project: project.row.id.clone(), sequence: scene.sequence };
-        respond_for_project::<Video>(&state, &jobs, scope.as_deref(), body, pinned, link).await?
+        respond_for_project::<Video>(&state, &jobs, scope.as_deref(), body, pinned, link, None).await?
     } else {
         let pinned = projects::pinned(&state, &jobs, &project.row, None).await?;
         let output = output_for_project::<Video>(
@@ -207,9 +208,9 @@ pub async fn stitch_videos(
     State(state): State<Arc<AppState>>,
     jobs: Option<Extension<Arc<Jobs>>>,
     scope: Option<Extension<KeyScope>>,
-    ValidJson(body): ValidJson<StitchVideosBody>,
+    HookedJson(body, webhook): HookedJson<StitchVideosBody>,
 ) -> Result<Response, ApiError> {
-    respond::<FinalCut>(&state, jobs.as_deref(), scope.as_deref(), body).await
+    respond::<FinalCut>(&state, jobs.as_deref(), scope.as_deref(), body, webhook).await
 }
 }
 
@@ -222,7 +223,9 @@ async fn respond<G: Generation>(
     jobs: Option<&Arc<Jobs>>,
     scope: Option<&KeyScope>,
     input: G::Input,
+    webhook: Option<Requested>,
 ) -> Result<Response, ApiError> {
+    let webhook = checked_webhook(webhook, jobs).await?;
     let (planned, slot) = driver::plan_now::<G>(state, input)?;
     let Some(jobs) = jobs else {
         let answer = driver::run(state, &planned, RunContext::detached()).await?;
@@ -230,8 +233,25 @@ async fn respond<G: Generation>(
     };
     let stored = stored::to_store(state, planned).await?;
     // The slot moves to the job's run: it is held while the generation runs, not while we wait.
-    let id = jobs.submit_now(G::KIND, &stored, slot, scope.map(KeyScope::as_str)).await?;
+    let id = jobs.submit_now(G::KIND, &stored, slot, scope.map(KeyScope::as_str), webhook.as_ref()).await?;
     wait_and_answer(jobs, id).await
+}
+
+/// A body's `webhook`, checked before any slot is taken or anything stored: a refused webhook
+/// costs nothing.
+async fn checked_webhook(
+    webhook: Option<Requested>,
+    jobs: Option<&Arc<Jobs>>,
+) -> Result<Option<crate::jobs::store::deliveries::WebhookTarget>, ApiError> {
+    match (webhook, jobs) {
+        (None, _) => Ok(None),
+        (Some(requested), Some(jobs)) => Ok(Some(target::check(requested, jobs.config().webhooks).await?)),
+        (Some(_), None) => Err(ApiError::new(
+            ErrorKind::ValidationError,
+            "webhook: this server runs generations without the job engine, which sends webhooks",
+            json!("webhook"),
+        )),
+    }
 }
 
 /// Where a project's generation writes its result: the project's scenes, or one scene's clip.
@@ -250,13 +270,15 @@ async fn respond_for_project<G: Generation>(
     input: G::Input,
     pinned: driver::Pinned,
     link: ProjectLink,
+    webhook: Option<Requested>,
 ) -> Result<Response, ApiError> {
+    let webhook = checked_webhook(webhook, Some(jobs)).await?;
     let (planned, slot) = driver::plan_now_pinned::<G>(state, input, pinned)?;
     let mut stored = stored::to_store(state, planned).await?;
     if let ProjectLink::Scenes { project } = &link {
         stored.project_id = Some(project.clone());
     }
-    let id = jobs.submit_now(G::KIND, &stored, slot, scope.map(KeyScope::as_str)).await?;
+    let id = jobs.submit_now(G::KIND, &stored, slot, scope.map(KeyScope::as_str), webhook.as_ref()).await?;
     let (project, edit) = match link {
         ProjectLink::Scenes { project } => (project, Edit::Project(vec![("scenes_job_id", id.clone().into())])),
         ProjectLink::Video { project, sequence } => {
@@ -293,7 +315,7 @@ pub(super) async fn output_for_project<G: Generation>(
     let (planned, slot) = driver::plan_now_pinned::<G>(state, input, pinned)?;
     let mut stored = stored::to_store(state, planned).await?;
     stored.project_id = Some(project.to_owned());
-    let id = jobs.submit_now(G::KIND, &stored, slot, scope).await?;
+    let id = jobs.submit_now(G::KIND, &stored, slot, scope, None).await?;
     let job = jobs
         .finished(&id)
         .await

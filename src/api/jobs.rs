@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::Extension;
 use axum::extract::{RawQuery, State};
@@ -20,14 +20,17 @@ use tokio::sync::broadcast;
 use super::extract::{ValidJson, ValidPath};
 use crate::api_keys::KeyScope;
 use crate::error::{ApiError, ErrorKind};
-use crate::generation::{Kind, stored};
+use crate::generation::Kind;
 use crate::jobs::engine::unavailable;
 use crate::jobs::state::JobStatus;
 use crate::jobs::store::idempotency::Replay;
 use crate::jobs::store::queries::Filter;
 use crate::jobs::store::rows::{EventRow, JobRow};
-use crate::jobs::store::{Dialect, StoreError, now_ms};
+use crate::jobs::store::{Dialect, StoreError};
+use crate::jobs::view::rfc3339;
+pub use crate::jobs::view::{JobError, JobProgress, JobResource, JobSummary, JobUpstream, JobUrls};
 use crate::jobs::{Jobs, SubmitKey, Submitted};
+use crate::webhooks::target::{self, Requested};
 
 const MAX_LIMIT: i64 = 100;
 
@@ -39,6 +42,12 @@ pub struct SubmitJobBody {
     /// The body the kind's sync endpoint takes (`create_scenes`, `generate_character_reference`,
     /// `generate_video`).
     pub input: Value,
+    /// An https URL told of the job (Standard Webhooks, signed): its body is the job as
+    /// `GET /api/mv/jobs/{id}` shows it. Loopback, private and link-local hosts are refused unless
+    /// the server allows them (`MVGEN_WEBHOOK_ALLOW_PRIVATE`).
+    pub webhook: Option<String>,
+    /// Which of `start`, `progress`, `completed` the webhook is sent (default `["completed"]`).
+    pub webhook_events_filter: Option<Vec<String>>,
 }
 
 /// [`SubmitJobBody`] as it is read: the fields it does not know are kept, to be refused by name.
@@ -49,101 +58,33 @@ pub struct SubmitJobBody {
 pub struct Envelope {
     kind: String,
     input: Value,
+    /// Read as values and checked by `webhooks::target`, which names the field in its 400s.
+    #[serde(default)]
+    webhook: Option<Value>,
+    #[serde(default)]
+    webhook_events_filter: Option<Value>,
     #[serde(flatten)]
     unknown: serde_json::Map<String, Value>,
 }
 
 impl Envelope {
-    /// 400 naming the fields the envelope does not know (`details`: the first, the message: all).
-    fn known(self) -> Result<SubmitJobBody, ApiError> {
+    /// 400 naming the fields the envelope does not know (`details`: the first, the message: all);
+    /// the kind and input, and the webhook asked for.
+    fn known(self) -> Result<(String, Value, Option<Requested>), ApiError> {
         if let Some(first) = self.unknown.keys().next() {
             let names = self.unknown.keys().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ");
             return Err(ApiError::new(
                 ErrorKind::ValidationError,
                 format!(
-                    "unknown field {names}: a job body has only `kind` and `input` (the sync body goes in `input`)"
+                    "unknown field {names}: a job body has only `kind`, `input`, `webhook` and \
+                     `webhook_events_filter` (the sync body goes in `input`)"
                 ),
                 json!(first),
             ));
         }
-        Ok(SubmitJobBody { kind: self.kind, input: self.input })
+        let webhook = target::requested(self.webhook.as_ref(), self.webhook_events_filter.as_ref())?;
+        Ok((self.kind, self.input, webhook))
     }
-}
-
-/// A job as a client sees it: what a listing shows of it (`JobSummary`), and its plan.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct JobResource {
-    #[serde(flatten)]
-    pub job: JobSummary,
-    /// What runs: prompt, model, parameters and the flavor's content, rendered at submit. An
-    /// uploaded file is named by its stored id, never carried.
-    pub plan: Value,
-}
-
-/// A job as a listing shows it: everything but its plan, which only `GET /api/mv/jobs/{id}`
-/// answers (a page of a hundred plans is what made a listing large).
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct JobSummary {
-    pub id: String,
-    #[schema(value_type = String)]
-    pub kind: Kind,
-    /// `queued`, `processing`, `succeeded`, `failed` or `canceled`.
-    #[schema(value_type = String)]
-    pub status: JobStatus,
-    /// RFC 3339.
-    pub created_at: String,
-    pub started_at: Option<String>,
-    pub completed_at: Option<String>,
-    pub progress: JobProgress,
-    /// Which flavor the plan was rendered with (as the sync endpoints report it).
-    pub config_flavor: Value,
-    /// The sync endpoint's answer body, once succeeded.
-    pub output: Option<Value>,
-    pub error: Option<JobError>,
-    /// Tries so far: a retry after a failure adds one; a takeover from a dead worker or a
-    /// restart continues the same try.
-    pub attempts: i64,
-    /// Times the job was taken over from a worker that died (bounded by
-    /// `MVGEN_JOB_MAX_TAKEOVERS`, then the job fails).
-    pub takeovers: i64,
-    /// The upstream run last saved.
-    pub upstream: Option<JobUpstream>,
-    pub project_id: Option<String>,
-    pub sequence: Option<i64>,
-    /// True once a cancel was asked for a running job.
-    pub cancel_requested: bool,
-    pub urls: JobUrls,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct JobProgress {
-    /// e.g. `creating`, `waiting`, `downloading`.
-    pub stage: Option<String>,
-    /// Seconds since the job started (until it completed).
-    pub elapsed_seconds: Option<f64>,
-    /// The upstream's own status word (`starting`, `processing`, …).
-    pub upstream_status: Option<String>,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct JobError {
-    /// The error kind the sync endpoint would answer with, e.g. `UpstreamError`.
-    #[schema(value_type = String)]
-    pub code: ErrorKind,
-    pub message: String,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct JobUpstream {
-    pub provider: String,
-    pub id: String,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct JobUrls {
-    pub get: String,
-    pub cancel: String,
-    pub events: String,
 }
 
 /// A page of jobs, newest first, without their plans.
@@ -152,53 +93,6 @@ pub struct JobList {
     pub jobs: Vec<JobSummary>,
     /// Pass as `cursor` for the next (older) page; null on the last page.
     pub next_cursor: Option<String>,
-}
-
-fn rfc3339(ms: i64) -> String {
-    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)).to_string()
-}
-
-impl From<JobRow> for JobResource {
-    fn from(mut row: JobRow) -> Self {
-        // Every read of one job reads its plan (`Store::get`); only a listing leaves it out.
-        let plan = row.plan.take().map_or(Value::Null, stored::shown);
-        JobResource { job: row.into(), plan }
-    }
-}
-
-impl From<JobRow> for JobSummary {
-    fn from(row: JobRow) -> Self {
-        let elapsed =
-            row.started_at.map(|start| (row.completed_at.unwrap_or_else(now_ms) - start).max(0) as f64 / 1000.0);
-        let error = match (row.status, row.error_code, row.error_message) {
-            (JobStatus::Failed, Some(code), Some(message)) => Some(JobError { code, message }),
-            _ => None,
-        };
-        let base = format!("/api/mv/jobs/{}", row.id);
-        JobSummary {
-            urls: JobUrls { get: base.clone(), cancel: format!("{base}/cancel"), events: format!("{base}/events") },
-            id: row.id,
-            kind: row.kind,
-            output: if row.status == JobStatus::Succeeded { row.output } else { None },
-            status: row.status,
-            created_at: rfc3339(row.created_at),
-            started_at: row.started_at.map(rfc3339),
-            completed_at: row.completed_at.map(rfc3339),
-            progress: JobProgress {
-                stage: row.progress_stage,
-                elapsed_seconds: elapsed,
-                upstream_status: row.progress_upstream_status,
-            },
-            config_flavor: row.config_flavor,
-            error,
-            attempts: row.attempts,
-            takeovers: row.takeovers,
-            upstream: row.upstream.map(|u| JobUpstream { provider: u.provider, id: u.id }),
-            project_id: row.project_id,
-            sequence: row.sequence,
-            cancel_requested: row.cancel_requested,
-        }
-    }
 }
 
 /// A job id is a UUID; anything else is a 400, not a 404.
@@ -212,7 +106,7 @@ fn not_found(id: &str) -> ApiError {
     ApiError::new(ErrorKind::NotFound, format!("no job {id}"), json!("id"))
 }
 
-async fn load(jobs: &Jobs, raw: &str) -> Result<JobRow, ApiError> {
+pub(super) async fn load(jobs: &Jobs, raw: &str) -> Result<JobRow, ApiError> {
     let id = job_id(raw)?;
     jobs.store().get(&id).await.map_err(unavailable)?.ok_or_else(|| not_found(&id))
 }
@@ -301,10 +195,16 @@ pub async fn submit_job(
     headers: HeaderMap,
     ValidJson(body): ValidJson<Envelope>,
 ) -> Result<Response, ApiError> {
-    let body = body.known()?;
+    let (kind, input, webhook) = body.known()?;
     let key = idempotency_key(&headers)?;
     let fingerprint = key.as_ref().map(|_| {
-        let canonical = json!({ "kind": body.kind, "input": body.input }).to_string();
+        // The webhook is part of the request: the same key with another webhook is another body.
+        // Without one the fingerprint is the one keys were stored with before webhooks existed.
+        let canonical = match &webhook {
+            None => json!({ "kind": kind, "input": input }),
+            Some(hook) => json!({ "kind": kind, "input": input, "webhook": hook.url, "events": hook.events.stored() }),
+        }
+        .to_string();
         Sha256::digest(canonical.as_bytes()).iter().map(|b| format!("{b:02x}")).collect::<String>()
     });
     // Kept with the key in the job's transaction: a replay sends this, not the job as it is now.
@@ -322,9 +222,13 @@ pub async fn submit_job(
         fingerprint,
         answer: &answer,
     });
-    let kind = Kind::from_field(&body.kind)?;
+    let kind = Kind::from_field(&kind)?;
+    let webhook = match webhook {
+        Some(requested) => Some(target::check(requested, jobs.config().webhooks).await?),
+        None => None,
+    };
     let scope = scope.as_ref().map(|s| s.as_str());
-    let row = match jobs.submit(kind, body.input, key, scope).await? {
+    let row = match jobs.submit_with(kind, input, key, scope, webhook.as_ref()).await? {
         Submitted::New(row) => match sent.into_inner().ok().flatten() {
             Some(body) => return Ok(job_answer(StatusCode::ACCEPTED, body)),
             None => *row,

@@ -1,8 +1,9 @@
 //! The HTTP API: every route, on one screen, with its named handler. One file per endpoint area;
 //! the handlers are thin, over [`crate::generation`] (the generation endpoints), the job engine
-//! ([`jobs`]) and storage ([`files`], songs in `audio`). `server` adds the middleware around this router.
+//! ([`jobs`], webhook [`deliveries`]) and storage ([`files`], songs in `audio`). `server` adds the middleware around this router.
 
 mod audio;
+pub mod deliveries;
 pub mod extract;
 mod files;
 mod flavors;
@@ -12,6 +13,7 @@ pub mod jobs;
 pub mod openapi;
 mod projects;
 pub mod readiness;
+pub mod replicate_webhook;
 mod send_file;
 mod upload;
 
@@ -22,12 +24,18 @@ use axum::{Extension, Router};
 
 use crate::jobs::Jobs;
 use crate::state::AppState;
+use crate::webhooks::signature::Secret;
 
 /// Every route the server answers, at its full path: nesting would wrap each route in two
 /// prefix-stripping layers, a measurable share of a request as cheap as the flavor list
 /// (BENCHMARKS.md). With a job engine, the job routes are served and the generation endpoints run
 /// as jobs; `/metrics` only when metrics are on.
-pub fn routes(jobs: Option<Arc<Jobs>>, metrics: bool, max_audio_bytes: u64) -> Router<Arc<AppState>> {
+pub fn routes(
+    jobs: Option<Arc<Jobs>>,
+    metrics: bool,
+    max_audio_bytes: u64,
+    replicate_secret: Option<Secret>,
+) -> Router<Arc<AppState>> {
     let mut routes = Router::new()
         .route("/api/mv/create_scenes", post(generate::create_scenes))
         .route("/api/mv/generate_character_reference", post(generate::generate_character_reference))
@@ -59,6 +67,14 @@ pub fn routes(jobs: Option<Arc<Jobs>>, metrics: bool, max_audio_bytes: u64) -> R
             .route("/api/mv/jobs/{id}", get(jobs::get_job))
             .route("/api/mv/jobs/{id}/events", get(jobs::job_events))
             .route("/api/mv/jobs/{id}/cancel", post(jobs::cancel_job))
+            .route("/api/mv/jobs/{id}/deliveries", get(deliveries::list_deliveries))
+            .route("/api/mv/jobs/{id}/deliveries/{delivery_id}/retry", post(deliveries::retry_delivery))
+            // Outside `/api/mv/jobs`, and outside the API key check (its signature is the check).
+            .route(
+                crate::providers::config::REPLICATE_WEBHOOK_PATH,
+                post(replicate_webhook::receive)
+                    .layer(Extension(replicate_webhook::Verifier(replicate_secret.map(Arc::new)))),
+            )
             .with_state(engine.clone());
         // Projects live in the jobs database, so they are served with it.
         let project_routes = Router::new()

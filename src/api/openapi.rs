@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use utoipa::OpenApi;
 
-use super::{audio, files, flavors, generate, jobs, projects, upload};
+use super::{audio, deliveries, files, flavors, generate, jobs, projects, replicate_webhook, upload};
 use crate::error;
 use crate::generation::FlavorReport;
 use crate::state::AppState;
@@ -60,6 +60,9 @@ use crate::state::AppState;
         projects::making::events,
         projects::get_director_configs,
         generate::generate_scene_video,
+        deliveries::list_deliveries,
+        deliveries::retry_delivery,
+        replicate_webhook::receive,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail, error::UnauthorizedBody, FlavorReport))
 )]

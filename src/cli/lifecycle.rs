@@ -39,6 +39,7 @@ pub(super) async fn open_jobs(
         max_queued_per_key: settings.max_queued_per_key,
         schema: if settings.migrate_on_start { Schema::Migrate } else { Schema::Require },
         application_name: Some(name),
+        webhooks: settings.webhooks.policy(),
         ..EngineConfig::default()
     };
     let jobs = Jobs::open(&settings.database_url, pipeline, config).await.map_err(anyhow::Error::msg)?;
@@ -70,6 +71,15 @@ pub(super) fn application_name(command: &str, port: Option<u16>) -> String {
         Some(port) => format!("mvgen {command}@{host}:{port}"),
         None => format!("mvgen {command}@{host}"),
     }
+}
+
+/// Starts this process's webhook sender (none while webhooks are off); it stops at `shutdown`.
+pub(super) fn start_webhooks(
+    jobs: &Arc<Jobs>,
+    settings: &Settings,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    crate::webhooks::sender::start(jobs, &settings.webhooks, shutdown).map_err(anyhow::Error::msg)
 }
 
 /// Stops the workers: they claim nothing more and release running jobs to the queue (another

@@ -77,6 +77,7 @@ async fn run(
     let job_shutdown = tokio_util::sync::CancellationToken::new();
     let workers = jobs.start_workers(job_shutdown.clone());
     let projects = drive_projects(&settings, &state, &jobs, &job_shutdown);
+    let webhooks = lifecycle::start_webhooks(&jobs, &settings, job_shutdown.clone())?;
     let outputs = state.storage.describe();
     // Whether auth is on, never the keys themselves.
     match settings.api_keys.len() {
@@ -113,6 +114,9 @@ async fn run(
     lifecycle::stop_workers(&jobs, job_shutdown, workers).await;
     if let Some(projects) = projects {
         let _ = projects.await;
+    }
+    if let Some(webhooks) = webhooks {
+        let _ = webhooks.await;
     }
     served.context("server error")
 }

@@ -42,6 +42,7 @@ pub fn worker(metrics_addr: Option<SocketAddr>) -> anyhow::Result<Outcome> {
         };
         let workers = jobs.start_workers(shutdown.clone());
         let projects = super::serve::drive_projects(&settings, &state, &jobs, &shutdown);
+        let webhooks = lifecycle::start_webhooks(&jobs, &settings, shutdown.clone())?;
         tracing::info!(workers = settings.workers, "mvgen worker running; SIGTERM or SIGINT stops it");
         let mut signals = crate::serving::signals::listen();
         let signal = signals.recv().await.unwrap_or("end of signals");
@@ -49,6 +50,9 @@ pub fn worker(metrics_addr: Option<SocketAddr>) -> anyhow::Result<Outcome> {
         lifecycle::stop_workers(&jobs, shutdown, workers).await;
         if let Some(projects) = projects {
             let _ = projects.await;
+        }
+        if let Some(webhooks) = webhooks {
+            let _ = webhooks.await;
         }
         if let Some(metrics) = metrics {
             let _ = metrics.await;

@@ -59,7 +59,8 @@ fn finish(builder: reqwest::ClientBuilder) -> Result<reqwest::Client, String> {
         .map_err(|e| format!("cannot set up the HTTP client: {}", describe(&e)))
 }
 
-fn embedded_roots() -> Result<Vec<reqwest::Certificate>, String> {
+/// Mozilla's TLS roots, compiled in (the webhook sender trusts the same ones).
+pub fn embedded_roots() -> Result<Vec<reqwest::Certificate>, String> {
     webpki_root_certs::TLS_SERVER_ROOT_CERTS
         .iter()
         .map(|der| reqwest::Certificate::from_der(der))

@@ -15,6 +15,9 @@ pub const DEFAULT_GEMINI_BASE_URL: &str = "https://generativelanguage.googleapis
 /// Default Replicate endpoint.
 pub const DEFAULT_REPLICATE_BASE_URL: &str = "https://api.replicate.com";
 
+/// Where Replicate's signed webhooks are received (`api::replicate_webhook`).
+pub const REPLICATE_WEBHOOK_PATH: &str = "/api/mv/webhooks/replicate";
+
 /// Everything the providers need, usually from [`ProviderConfig::from_env`].
 ///
 /// Environment variables (durations in seconds, fractions allowed, e.g. `0.5`). A value outside its
@@ -41,6 +44,8 @@ pub const DEFAULT_REPLICATE_BASE_URL: &str = "https://api.replicate.com";
 /// | `MV_MAX_IMAGE_BYTES` | largest image output accepted | 20 MiB | 1 B–1 GiB |
 /// | `MV_MAX_VIDEO_BYTES` | largest video output accepted | 200 MiB | 1 B–64 GiB |
 /// | `MV_GEMINI_POLL_SECS` | pause between polls of a Veo operation (`backend: "gemini"`) | 10 | 0.05–300 |
+/// | `MVGEN_PUBLIC_URL` | where Replicate reaches this service: creates ask for a `completed` webhook to `{it}/api/mv/webhooks/replicate` | unset | http(s) with a host |
+/// | `MV_REPLICATE_BACKSTOP_POLL_SECS` | pause between polls while a webhook is asked for | 30 | 0.05–3600 |
 ///
 /// Keys are trimmed; an empty value counts as unset.
 #[derive(Clone)]
@@ -77,6 +82,12 @@ pub struct ProviderConfig {
     pub max_video_bytes: u64,
     /// Pause between two polls of a running Veo operation on the Gemini API (`backend: "gemini"`).
     pub gemini_poll_interval: Duration,
+    /// `MVGEN_PUBLIC_URL` + `/api/mv/webhooks/replicate`: with it every create asks Replicate
+    /// for a `completed` webhook there, and polling slows to `replicate_backstop_poll`.
+    pub replicate_webhook_url: Option<String>,
+    /// The pause between polls while a webhook will tell of the end: a backstop for a webhook
+    /// that never comes.
+    pub replicate_backstop_poll: Duration,
 }
 
 /// How often and how patiently a request is retried (connect errors, 429 and 5xx only).
@@ -119,6 +130,8 @@ impl Default for ProviderConfig {
             max_video_bytes: 200 * 1024 * 1024,
             // Google's own clients poll Veo operations every 10 s; a run takes minutes.
             gemini_poll_interval: Duration::from_secs(10),
+            replicate_webhook_url: None,
+            replicate_backstop_poll: Duration::from_secs(30),
         }
     }
 }
@@ -184,6 +197,14 @@ impl ProviderConfig {
             max_image_bytes: int("MV_MAX_IMAGE_BYTES", defaults.max_image_bytes, 1..=1 << 30)?,
             max_video_bytes: int("MV_MAX_VIDEO_BYTES", defaults.max_video_bytes, 1..=1 << 36)?,
             gemini_poll_interval: secs("MV_GEMINI_POLL_SECS", defaults.gemini_poll_interval, poll)?,
+            replicate_webhook_url: text("MVGEN_PUBLIC_URL")
+                .map(|public| format!("{}{REPLICATE_WEBHOOK_PATH}", public.trim_end_matches('/'))),
+            // Up to an hour: it only bounds how late a lost webhook is made up for.
+            replicate_backstop_poll: secs(
+                "MV_REPLICATE_BACKSTOP_POLL_SECS",
+                defaults.replicate_backstop_poll,
+                ms(50)..=Duration::from_secs(3600),
+            )?,
         };
         config.check()?;
         Ok(config)
@@ -194,6 +215,9 @@ impl ProviderConfig {
     pub fn check(&self) -> anyhow::Result<()> {
         check_base_url("GEMINI_BASE_URL", &self.gemini_base_url)?;
         check_base_url("REPLICATE_BASE_URL", &self.replicate_base_url)?;
+        if let Some(url) = &self.replicate_webhook_url {
+            check_base_url("MVGEN_PUBLIC_URL", url.trim_end_matches(REPLICATE_WEBHOOK_PATH))?;
+        }
         Ok(())
     }
 
@@ -252,6 +276,8 @@ impl fmt::Debug for ProviderConfig {
             .field("max_image_bytes", &self.max_image_bytes)
             .field("max_video_bytes", &self.max_video_bytes)
             .field("gemini_poll_interval", &self.gemini_poll_interval)
+            .field("replicate_webhook_url", &self.replicate_webhook_url)
+            .field("replicate_backstop_poll", &self.replicate_backstop_poll)
             .finish()
     }
 }

@@ -47,6 +47,10 @@ pub struct ReplicateClient {
     request_timeout: Duration,
     wait: Duration,
     poll_interval: Duration,
+    /// Where Replicate is asked to send a `completed` webhook (`MVGEN_PUBLIC_URL`), if anywhere.
+    webhook_url: Option<String>,
+    /// The pause between polls when a webhook was asked for: a backstop for a lost webhook.
+    backstop_poll: Duration,
     download_timeout: Duration,
     image: Limits,
     video: Limits,
@@ -76,6 +80,8 @@ impl ReplicateClient {
             request_timeout: config.request_timeout,
             wait: config.replicate_wait,
             poll_interval: config.poll_interval,
+            webhook_url: config.replicate_webhook_url.clone(),
+            backstop_poll: config.replicate_backstop_poll,
             download_timeout: config.download_timeout,
             image: Limits { deadline: config.image_deadline, max_bytes: config.max_image_bytes },
             video: Limits { deadline: config.video_deadline, max_bytes: config.max_video_bytes },
@@ -159,7 +165,12 @@ impl ReplicateClient {
     }
 
     async fn create(&self, url: Url, input: &Value, wait: Duration) -> Result<Prediction, ProviderError> {
-        let body = json!({ "input": input });
+        // With a public URL, Replicate calls back when the prediction ends (signed, checked by
+        // `api::replicate_webhook`), and the poller below wakes at once.
+        let body = match &self.webhook_url {
+            Some(webhook) => json!({ "input": input, "webhook": webhook, "webhook_events_filter": ["completed"] }),
+            None => json!({ "input": input }),
+        };
         // `Prefer: wait` holds the answer back for up to N seconds, so the attempt may take that long.
         let attempt_timeout = self.request_timeout + wait;
         let prefer = prefer_header(wait);
@@ -176,6 +187,9 @@ impl ReplicateClient {
 
     async fn wait_until_done(&self, mut prediction: Prediction, ctx: RunContext<'_>) -> Result<Prediction, WaitError> {
         let mut progress = upstream_run::StatusReporter::new(ctx);
+        // A webhook's word is taken once: after it, polls keep their pace (a prediction that
+        // still says `processing` right after its webhook must not be fetched in a busy loop).
+        let mut heard = false;
         loop {
             match prediction.status.as_str() {
                 "succeeded" => return Ok(prediction),
@@ -184,13 +198,28 @@ impl ReplicateClient {
                 }
                 status => progress.waiting(status),
             }
-            prediction = self.poll(&prediction.id).await.map_err(|error| WaitError { error, ended_upstream: false })?;
+            let id = prediction.id.clone();
+            prediction =
+                self.poll(&id, ctx, &mut heard).await.map_err(|error| WaitError { error, ended_upstream: false })?;
         }
     }
 
-    /// One poll, after the poll interval.
-    async fn poll(&self, id: &str) -> Result<Prediction, ProviderError> {
-        tokio::time::sleep(self.poll_interval).await;
+    /// One poll: after the poll interval, or the backstop interval when a webhook was asked
+    /// for, or at once when it arrived (`heard` records that it did).
+    async fn poll(&self, id: &str, ctx: RunContext<'_>, heard: &mut bool) -> Result<Prediction, ProviderError> {
+        match &self.webhook_url {
+            Some(_) if !*heard => {
+                tokio::select! {
+                    _ = tokio::time::sleep(self.backstop_poll) => {}
+                    _ = ctx.upstream_ended(PROVIDER, id) => {
+                        *heard = true;
+                        tracing::debug!(prediction = id, "replicate webhook: fetching the prediction now");
+                    }
+                }
+            }
+            Some(_) => tokio::time::sleep(self.poll_interval.max(self.backstop_poll / 10)).await,
+            None => tokio::time::sleep(self.poll_interval).await,
+        }
         self.get_prediction(id).await
     }
 

@@ -48,6 +48,13 @@ pub trait RunObserver: Send + Sync {
     /// orphans a paid run nobody knows the id of, so an owner that stops a run (a cancel, a
     /// shutdown) lets the window close first; the create's own timeout bounds it.
     fn creating(&self, _open: bool) {}
+
+    /// Resolves once the upstream has said (a signed webhook, received by any replica) that the
+    /// run `id` on `provider` ended, so its poller fetches it now instead of after its interval.
+    /// Only a hint: the fetch decides. The default never resolves (nothing receives webhooks).
+    fn upstream_ended<'a>(&'a self, _provider: &'a str, _id: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(std::future::pending())
+    }
 }
 
 /// Observes nothing: the context of a request answered while the client waits.
@@ -110,6 +117,11 @@ impl<'a> RunContext<'a> {
     /// Reports a progress step.
     pub fn progress(&self, stage: &str, upstream_status: Option<&str>) {
         self.observer.progress(stage, upstream_status);
+    }
+
+    /// Resolves once the upstream said run `id` ended (see [`RunObserver::upstream_ended`]).
+    pub fn upstream_ended(&self, provider: &'a str, id: &'a str) -> BoxFuture<'a, ()> {
+        self.observer.upstream_ended(provider, id)
     }
 
     /// Whether dropping the call now should cancel its upstream run (see

@@ -34,6 +34,12 @@
 //!
 //! `compose_file`: deploy/compose.yaml as `docker-compose config` resolves it.
 //!
+//! `replicate_webhooks`: Replicate's signed `completed` webhook finishing a render at once, with
+//! polling as the backstop, and polls and latency measured with and without it.
+//!
+//! `webhooks`: outbound webhooks sent to a receiver on 127.0.0.1, signed, retried, stopped by a
+//! 410, never redirected, refused at submit for private targets, and owed across a SIGKILL.
+//!
 //! One binary per area, so the crate is linked once per area rather than once per file.
 
 #[path = "../support/mod.rs"]
@@ -51,8 +57,10 @@ mod mixed_flavors;
 mod postgres_ops;
 mod projects;
 mod replicas_storage;
+mod replicate_webhooks;
 mod retention;
 mod server;
 mod static_binary;
 mod stored_uploads;
 mod sync_jobs;
+mod webhooks;

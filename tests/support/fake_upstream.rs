@@ -62,6 +62,8 @@ pub fn test_provider_config(gemini_base_url: &str, replicate_base_url: &str) -> 
         max_image_bytes: 20 * 1024 * 1024,
         max_video_bytes: 200 * 1024 * 1024,
         gemini_poll_interval: Duration::from_millis(5),
+        replicate_webhook_url: None,
+        replicate_backstop_poll: Duration::from_secs(30),
     }
 }
 
@@ -739,6 +741,12 @@ struct ReplicateShared {
     next_id: AtomicU64,
     /// How long a create's answer is held after the prediction exists (see `hold_creates`).
     create_hold: Mutex<Duration>,
+    /// The `whsec_` secret webhooks are signed with (see `send_webhooks`); `None`: none are sent.
+    webhook_secret: Mutex<Option<String>>,
+    /// Every webhook sent: the URL, and the status it was answered with (0: no answer).
+    webhooks_sent: Mutex<Vec<(String, u16)>>,
+    /// The runtime the fake serves on, where webhooks are sent from.
+    runtime: Mutex<Option<tokio::runtime::Handle>>,
 }
 
 struct LivePrediction {
@@ -747,6 +755,8 @@ struct LivePrediction {
     plan: PredictionPlan,
     polls: u32,
     canceled: bool,
+    /// The create's `webhook`, when it asked for one.
+    webhook: Option<String>,
 }
 
 impl FakeReplicate {
@@ -756,7 +766,20 @@ impl FakeReplicate {
         let app = Router::new().fallback(replicate_handler).with_state(shared.clone());
         let (base_url, server) = serve(app).await;
         *lock(&shared.base_url) = base_url.clone();
+        *lock(&shared.runtime) = Some(tokio::runtime::Handle::current());
         FakeReplicate { base_url, shared, server }
+    }
+
+    /// From now on, when [`FakeReplicate::finish`] ends a prediction whose create asked for a
+    /// `webhook`, the fake POSTs the finished prediction there as Replicate does: Standard Webhooks
+    /// headers, signed with `secret` (`whsec_…`).
+    pub fn send_webhooks(&self, secret: &str) {
+        *lock(&self.shared.webhook_secret) = Some(secret.to_owned());
+    }
+
+    /// Every webhook sent so far: its URL and the status mvgen answered (0: no answer).
+    pub fn webhooks_sent(&self) -> Vec<(String, u16)> {
+        lock(&self.shared.webhooks_sent).clone()
     }
 
     /// Every request received so far, oldest first.
@@ -801,9 +824,26 @@ impl FakeReplicate {
     /// Lets a prediction planned with [`PredictionPlan::held`] end as planned on its next fetch.
     /// Predictions live in the fake, not in a client, so any client (a fresh one, as after a
     /// restart) sees the same prediction; unknown ids answer 404.
+    ///
+    /// With [`FakeReplicate::send_webhooks`], a prediction whose create asked for a webhook is
+    /// also announced there, signed, at once (in the background).
     pub fn finish(&self, id: &str) {
-        if let Some(live) = lock(&self.shared.predictions).get_mut(id) {
+        let base_url = lock(&self.shared.base_url).clone();
+        let announce = {
+            let mut predictions = lock(&self.shared.predictions);
+            let Some(live) = predictions.get_mut(id) else { return };
             live.plan.polls_until_done = 0;
+            live.webhook.clone().map(|url| (url, prediction_json(&base_url, id, live)))
+        };
+        let secret = lock(&self.shared.webhook_secret).clone();
+        let runtime = lock(&self.shared.runtime).clone();
+        if let (Some((url, prediction)), Some(secret), Some(runtime)) = (announce, secret, runtime) {
+            let shared = self.shared.clone();
+            let id = id.to_owned();
+            runtime.spawn(async move {
+                let status = send_signed(&url, &secret, &format!("msg_fake_{id}"), &prediction).await;
+                lock(&shared.webhooks_sent).push((url, status));
+            });
         }
     }
 
@@ -863,7 +903,8 @@ fn create_prediction(shared: &ReplicateShared, received: &ReceivedRequest, model
         outcome: Outcome::Succeed(if model.contains("veo") { FakeFile::mp4() } else { FakeFile::png() }),
     });
     let id = format!("pred-{}", shared.next_id.fetch_add(1, Ordering::SeqCst) + 1);
-    let live = LivePrediction { model: model.to_owned(), input, plan, polls: 0, canceled: false };
+    let webhook = body.get("webhook").and_then(Value::as_str).map(str::to_owned);
+    let live = LivePrediction { model: model.to_owned(), input, plan, polls: 0, canceled: false, webhook };
     let done = live.plan.polls_until_done == 0;
     let answer = prediction_json(&lock(&shared.base_url), &id, &live);
     lock(&shared.predictions).insert(id, live);
@@ -930,6 +971,32 @@ fn prediction_json(base_url: &str, id: &str, live: &LivePrediction) -> Value {
             "cancel": format!("{base_url}/v1/predictions/{id}/cancel")
         }
     })
+}
+
+/// POSTs `body` to `url` as Replicate sends a webhook: `webhook-id`, `webhook-timestamp` (now) and
+/// `webhook-signature` (`v1,` + base64 HMAC-SHA256 of `{id}.{timestamp}.{body}` with `secret`,
+/// computed here with the hmac crate directly). The answer's status, or 0 without one.
+pub async fn send_signed(url: &str, secret: &str, id: &str, body: &Value) -> u16 {
+    use base64::Engine as _;
+    use hmac::{KeyInit, Mac};
+    let engine = base64::engine::general_purpose::STANDARD;
+    let key = engine.decode(secret.trim_start_matches("whsec_")).unwrap_or_default();
+    let body = body.to_string();
+    let timestamp =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()).to_string();
+    let Ok(mut mac) = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&key) else { return 0 };
+    mac.update(format!("{id}.{timestamp}.{body}").as_bytes());
+    let signature = format!("v1,{}", engine.encode(mac.finalize().into_bytes()));
+    let sent = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("webhook-id", id)
+        .header("webhook-timestamp", timestamp)
+        .header("webhook-signature", signature)
+        .body(body)
+        .send()
+        .await;
+    sent.map_or(0, |answer| answer.status().as_u16())
 }
 
 /// Binds `127.0.0.1:0` and serves `app` in the background.

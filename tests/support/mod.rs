@@ -19,3 +19,4 @@ pub mod server_process;
 pub mod test_app;
 pub mod tmpfs;
 pub mod tool;
+pub mod webhook_receiver;

@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::pipeline::JobPipeline;
+use super::store::deliveries::{WebhookPolicy, WebhookTarget};
 use super::store::idempotency::{KeyBinding, KeyState, KeyTimes, Replay};
 use super::store::rows::JobRow;
 use super::store::submit::NewJob;
@@ -71,6 +72,8 @@ pub struct EngineConfig {
     pub schema: Schema,
     /// How PostgreSQL's `pg_stat_activity` names this process's connections (`mvgen serve@host:port`).
     pub application_name: Option<String>,
+    /// What a submission's `webhook` may be (`crate::webhooks`); off by default.
+    pub webhooks: WebhookPolicy,
 }
 
 impl Default for EngineConfig {
@@ -92,6 +95,7 @@ impl Default for EngineConfig {
             max_queued_per_key: 1_000,
             schema: Schema::Migrate,
             application_name: None,
+            webhooks: WebhookPolicy::default(),
         }
     }
 }
@@ -144,7 +148,7 @@ impl Jobs {
     /// Opens the database at `url` (migrating it) and starts listening for other replicas.
     pub async fn open(url: &str, pipeline: Arc<dyn JobPipeline>, config: EngineConfig) -> Result<Arc<Jobs>, String> {
         let name = config.application_name.clone();
-        let store = Store::open(url, config.schema, name.as_deref()).await?;
+        let store = Store::open(url, config.schema, name.as_deref(), super::view::webhook_body).await?;
         let (wake, _) = broadcast::channel(1024);
         let jobs = Arc::new(Jobs {
             store,
@@ -184,8 +188,9 @@ impl Jobs {
         self.wake.subscribe()
     }
 
-    /// Tells this process's workers and streams (other processes learn it from the database).
-    fn woke(&self, job_id: &str) {
+    /// Tells this process's workers, streams and webhook sender (other processes learn it from
+    /// the database).
+    pub fn woke(&self, job_id: &str) {
         let _ = self.wake.send(job_id.to_owned());
     }
 
@@ -199,6 +204,19 @@ impl Jobs {
         input: Value,
         key: Option<SubmitKey<'_>>,
         scope: Option<&str>,
+    ) -> Result<Submitted, ApiError> {
+        self.submit_with(kind, input, key, scope, None).await
+    }
+
+    /// [`Jobs::submit`], with a webhook told of the job (already checked by the caller:
+    /// `crate::webhooks::target`). Its deliveries are written with the job's states they tell of.
+    pub async fn submit_with(
+        &self,
+        kind: Kind,
+        input: Value,
+        key: Option<SubmitKey<'_>>,
+        scope: Option<&str>,
+        webhook: Option<&WebhookTarget>,
     ) -> Result<Submitted, ApiError> {
         let owner = uuid::Uuid::new_v4().to_string();
         // The key as stored: prefixed by the scope and a unit separator (0x1f), which no
@@ -225,7 +243,7 @@ impl Jobs {
             }
         }
         let binding = key.as_ref().map(|k| KeyBinding { key: k.key, owner: &owner, answer: k.answer });
-        let result = self.plan_and_store(kind, input, binding.as_ref(), scope).await;
+        let result = self.plan_and_store(kind, input, binding.as_ref(), scope, webhook).await;
         if let (Err(_), Some(key)) = (&result, &key)
             && let Err(e) = self.store.release_key(key.key, &owner).await
         {
@@ -235,17 +253,7 @@ impl Jobs {
     }
 
     /// Stores a job its caller already planned (a project's, with its pinned flavor), queued for
-    /// any worker.
-    pub async fn submit_planned(
-        &self,
-        kind: Kind,
-        planned: &StoredPlan,
-        scope: Option<&str>,
-    ) -> Result<Box<JobRow>, ApiError> {
-        self.store_planned(kind, planned, None, None, scope, None).await
-    }
-
-    /// [`Jobs::submit_planned`] under an id the caller chose and recorded first (a project links
+    /// any worker, under an id the caller chose and recorded first (a project links
     /// its job before storing it, so a crash between the two is repaired by submitting again
     /// under the same id). `false` when a job with that id is already stored.
     pub async fn submit_planned_as(
@@ -258,7 +266,7 @@ impl Jobs {
         if self.store.get(id).await.map_err(unavailable)?.is_some() {
             return Ok(false);
         }
-        match self.store_planned_as(id, kind, planned, None, None, scope, None).await {
+        match self.store_planned_as(id, kind, planned, None, scope, None, None).await {
             Ok(_) => Ok(true),
             // Stored by another process between the check and the insert (the id is unique).
             Err(e) if self.store.get(id).await.ok().flatten().is_some() => {
@@ -275,9 +283,10 @@ impl Jobs {
         input: Value,
         key: Option<&KeyBinding<'_>>,
         scope: Option<&str>,
+        webhook: Option<&WebhookTarget>,
     ) -> Result<Box<JobRow>, ApiError> {
         let planned = self.pipeline.plan(kind, input).await?;
-        self.store_planned(kind, &planned, key, None, scope, None).await
+        self.store_planned(kind, &planned, key, scope, None, webhook).await
     }
 
     /// Claims whose heartbeat is older than this (Unix ms) belong to a dead worker.
@@ -290,19 +299,23 @@ impl Jobs {
         (self.config.stale_after / 3).max(Duration::from_millis(50))
     }
 
+    /// Stores a planned job: queued, or with `claim` stored claimed by this process to run at
+    /// once for a sync request, with one attempt (an upstream failure answers its caller as it
+    /// did before jobs).
     async fn store_planned(
         &self,
         kind: Kind,
         planned: &StoredPlan,
         key: Option<&KeyBinding<'_>>,
-        max_attempts: Option<i64>,
         scope: Option<&str>,
         claim: Option<&str>,
+        webhook: Option<&WebhookTarget>,
     ) -> Result<Box<JobRow>, ApiError> {
         let id = uuid::Uuid::new_v4().to_string();
-        self.store_planned_as(&id, kind, planned, key, max_attempts, scope, claim).await
+        self.store_planned_as(&id, kind, planned, key, scope, claim, webhook).await
     }
 
+    /// [`Jobs::store_planned`] under the id `id`.
     #[allow(clippy::too_many_arguments)]
     async fn store_planned_as(
         &self,
@@ -310,9 +323,9 @@ impl Jobs {
         kind: Kind,
         planned: &StoredPlan,
         key: Option<&KeyBinding<'_>>,
-        max_attempts: Option<i64>,
         scope: Option<&str>,
         claim: Option<&str>,
+        webhook: Option<&WebhookTarget>,
     ) -> Result<Box<JobRow>, ApiError> {
         self.check_queue_room(scope).await?;
         let job = NewJob {
@@ -322,9 +335,10 @@ impl Jobs {
             config_flavor: &planned.config_flavor,
             project_id: planned.project_id.as_deref(),
             sequence: planned.sequence.map(i64::from),
-            max_attempts,
+            max_attempts: claim.map(|_| 1),
             api_key_scope: scope,
             claim,
+            webhook,
         };
         // `None`: the key was taken over as abandoned while this submission was planning.
         let row = self.store.insert(&job, key).await.map_err(unavailable)?.ok_or_else(key_in_use)?;
@@ -334,6 +348,17 @@ impl Jobs {
         }
         tracing::info!(job = %id, kind = kind.as_str(), flavor = %planned_flavor(planned), sync = claim.is_some(), "job submitted");
         Ok(Box::new(row))
+    }
+
+    /// The upstream says its run `upstream_id` on `provider` ended (a signed webhook): marks the
+    /// saved run and wakes the worker waiting on it, here or (through the database) on any
+    /// replica, which then fetches it at once. Returns the jobs that saved the run.
+    pub async fn upstream_ended(&self, provider: &str, upstream_id: &str) -> Result<Vec<String>, StoreError> {
+        let jobs = self.store.mark_upstream_ended(provider, upstream_id).await?;
+        if !jobs.is_empty() {
+            self.woke(&format!("{}{upstream_id}", super::store::runs::UPSTREAM_WAKE_PREFIX));
+        }
+        Ok(jobs)
     }
 
     /// Cancels a job (see [`Store::cancel`]) and wakes its worker. A job canceled while queued

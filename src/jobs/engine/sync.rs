@@ -14,6 +14,7 @@ use crate::generation::Kind;
 use crate::generation::stored::StoredPlan;
 use crate::jobs::state::JobStatus;
 use crate::jobs::store::StoreError;
+use crate::jobs::store::deliveries::WebhookTarget;
 use crate::jobs::store::rows::{Claimed, JobRow};
 
 impl Jobs {
@@ -24,18 +25,19 @@ impl Jobs {
     /// holding `guard` (the caller's generation slot) until the job ends, whoever runs it: a
     /// caller who hangs up neither cancels it nor frees the slot early, and a worker that takes
     /// the job over does not let the cap be bypassed (see [`Jobs::run_to_end`]). `scope`: as for
-    /// [`Jobs::submit`].
+    /// [`Jobs::submit`]. `webhook`: as for [`Jobs::submit_with`].
     pub async fn submit_now(
         self: &Arc<Self>,
         kind: Kind,
         planned: &StoredPlan,
         guard: impl Send + 'static,
         scope: Option<&str>,
+        webhook: Option<&WebhookTarget>,
     ) -> Result<String, ApiError> {
         // Stored already claimed by this process (see `Store::insert`), and refused like any
         // other submission while the queue (or the caller's share) is full.
         let claim = format!("{}/now", uuid::Uuid::new_v4());
-        let row = self.store_planned(kind, planned, None, Some(1), scope, Some(&claim)).await?;
+        let row = self.store_planned(kind, planned, None, scope, Some(&claim), webhook).await?;
         let claimed = Claimed::stored(&row, claim, Some(1));
         let id = row.id.clone();
         self.holding().insert(id.clone());

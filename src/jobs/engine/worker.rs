@@ -14,9 +14,10 @@ use tokio_util::task::TaskTracker;
 use super::{Jobs, backoff};
 use crate::error::{ApiError, ErrorKind};
 use crate::generation::Kind;
-use crate::jobs::store::Store;
 use crate::jobs::store::finish::Outcome;
 use crate::jobs::store::rows::Claimed;
+use crate::jobs::store::runs::UPSTREAM_WAKE_PREFIX;
+use crate::jobs::store::{Dialect, Store};
 use crate::providers::{BoxFuture, RunContext, RunObserver, UpstreamRun};
 
 impl Jobs {
@@ -416,5 +417,26 @@ impl RunObserver for Observer<'_> {
 
     fn creating(&self, open: bool) {
         self.creating.send_modify(|n| *n = if open { *n + 1 } else { n.saturating_sub(1) });
+    }
+
+    /// A webhook for the run reaches whichever replica the upstream calls: that one marks the run
+    /// ended in the database and wakes every process (`upstream:{id}` on the wake-ups: in process,
+    /// and through `pg_notify` on PostgreSQL). The database is also read now and then, since
+    /// another process on an SQLite file, or a notification lost with a connection, wakes nobody.
+    fn upstream_ended<'a>(&'a self, provider: &'a str, id: &'a str) -> BoxFuture<'a, ()> {
+        let mut wake = self.wake.subscribe();
+        let named = format!("{UPSTREAM_WAKE_PREFIX}{id}");
+        let every = match self.store.dialect() {
+            Dialect::Sqlite => Duration::from_secs(1),
+            Dialect::Postgres => Duration::from_secs(10),
+        };
+        Box::pin(async move {
+            loop {
+                if self.store.upstream_ended(provider, id).await.unwrap_or(false) {
+                    return;
+                }
+                super::woken(&mut wake, &named, every).await;
+            }
+        })
     }
 }

@@ -7,6 +7,7 @@
 
 use sqlx::Row;
 
+use super::deliveries::HookEvent;
 use super::rows::{Claimed, flavor_used, json};
 use super::{Dialect, Store, StoreError, now_ms};
 use crate::generation::Kind;
@@ -51,7 +52,8 @@ impl Store {
              started_at = COALESCE(started_at, $2) \
              WHERE seq = (SELECT seq FROM jobs WHERE ((status = '{queued}' AND run_after <= $2) \
                 OR (status = '{processing}' AND heartbeat_at < $3)) {only} ORDER BY seq LIMIT 1 {lock}) \
-             RETURNING id, kind, plan, attempts, takeovers, cancel_requested, max_attempts, config_flavor, heartbeat_at",
+             RETURNING id, kind, plan, attempts, takeovers, cancel_requested, max_attempts, config_flavor, heartbeat_at, \
+                started_at, webhook_events",
             processing = status_text!(Processing),
             queued = status_text!(Queued),
         );
@@ -83,6 +85,11 @@ impl Store {
             "status": JobStatus::Processing, "attempts": claimed.attempts, "takeovers": claimed.takeovers,
         });
         self.event(&mut tx, &claimed.id, EventKind::Processing, &data).await?;
+        // The job's first start (this claim set `started_at`) tells a webhook that asked for it.
+        if row.try_get::<Option<i64>, _>("started_at")? == Some(now) && !claimed.taken_over {
+            let events: Option<String> = row.try_get("webhook_events")?;
+            self.queue_delivery(&mut tx, &claimed.id, HookEvent::Start, events.as_deref()).await?;
+        }
         tx.commit().await?;
         Ok(Some(claimed))
     }

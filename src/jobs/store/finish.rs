@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::deliveries::HookEvent;
 use super::rows::{COLUMNS, JobRow, job_row};
 use super::{Store, StoreError, now_ms};
 use crate::error::ErrorKind;
@@ -55,7 +56,7 @@ impl Store {
             Outcome::Succeeded(output) => (
                 sqlx::query(&format!(
                     "UPDATE jobs SET status = '{succeeded}', output = $3, completed_at = $4, claim = NULL, \
-                     error_code = NULL, error_message = NULL, error_status = NULL, error_details = NULL {guard} RETURNING {COLUMNS}",
+                     error_code = NULL, error_message = NULL, error_status = NULL, error_details = NULL {guard} RETURNING webhook_events, {COLUMNS}",
                     succeeded = status_text!(Succeeded),
                 ))
                 .bind(job_id)
@@ -70,7 +71,7 @@ impl Store {
             Outcome::Failed { code, message, status, details } => (
                 sqlx::query(&format!(
                     "UPDATE jobs SET status = '{failed}', error_code = $3, error_message = $4, error_status = $5, \
-                     completed_at = $6, claim = NULL, error_details = $7 {guard} RETURNING {COLUMNS}",
+                     completed_at = $6, claim = NULL, error_details = $7 {guard} RETURNING webhook_events, {COLUMNS}",
                     failed = status_text!(Failed),
                 ))
                 .bind(job_id)
@@ -88,7 +89,7 @@ impl Store {
             ),
             Outcome::Canceled => (
                 sqlx::query(&format!(
-                    "UPDATE jobs SET status = '{canceled}', completed_at = $3, claim = NULL {guard} RETURNING {COLUMNS}",
+                    "UPDATE jobs SET status = '{canceled}', completed_at = $3, claim = NULL {guard} RETURNING webhook_events, {COLUMNS}",
                     canceled = status_text!(Canceled),
                 ))
                 .bind(job_id)
@@ -102,7 +103,7 @@ impl Store {
             Outcome::Retry { code, message, after } => {
                 let result = sqlx::query(&format!(
                     "UPDATE jobs SET status = '{queued}', claim = NULL, run_after = $3, error_code = $4, \
-                     error_message = $5 {guard} RETURNING {COLUMNS}",
+                     error_message = $5 {guard} RETURNING webhook_events, {COLUMNS}",
                     queued = status_text!(Queued),
                 ))
                 .bind(job_id)
@@ -120,7 +121,7 @@ impl Store {
             }
             Outcome::Released => (
                 sqlx::query(&format!(
-                    "UPDATE jobs SET status = '{queued}', claim = NULL, run_after = $3, resume = 1 {guard} RETURNING {COLUMNS}",
+                    "UPDATE jobs SET status = '{queued}', claim = NULL, run_after = $3, resume = 1 {guard} RETURNING webhook_events, {COLUMNS}",
                     queued = status_text!(Queued),
                 ))
                 .bind(job_id)
@@ -136,6 +137,12 @@ impl Store {
             return Ok(None);
         };
         self.event(&mut tx, job_id, kind, &data).await?;
+        // The end and its webhook delivery in one transaction: a crash cannot keep one without
+        // the other.
+        if kind.is_final() {
+            let events: Option<String> = sqlx::Row::try_get(&row, "webhook_events")?;
+            self.queue_delivery(&mut tx, job_id, HookEvent::Completed, events.as_deref()).await?;
+        }
         tx.commit().await?;
         Ok(Some(Finished { row: job_row(&row).ok() }))
     }
@@ -151,15 +158,18 @@ impl Store {
             status_text!(Canceled),
             "', completed_at = $1, cancel_requested = 1 WHERE id = $2 AND status = '",
             status_text!(Queued),
-            "'",
+            "' RETURNING webhook_events",
         ))
         .bind(now)
         .bind(job_id)
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
-        if queued.rows_affected() == 1 {
+        let canceled_queued = queued.is_some();
+        if let Some(queued) = queued {
             let data = serde_json::json!({ "status": JobStatus::Canceled });
             self.event(&mut tx, job_id, EventKind::Canceled, &data).await?;
+            let events: Option<String> = sqlx::Row::try_get(&queued, "webhook_events")?;
+            self.queue_delivery(&mut tx, job_id, HookEvent::Completed, events.as_deref()).await?;
         } else {
             let running = sqlx::query(concat!(
                 "UPDATE jobs SET cancel_requested = 1 WHERE id = $1 AND status = '",
@@ -175,6 +185,6 @@ impl Store {
             }
         }
         tx.commit().await?;
-        Ok((self.get(job_id).await?, queued.rows_affected() == 1))
+        Ok((self.get(job_id).await?, canceled_queued))
     }
 }

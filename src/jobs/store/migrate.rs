@@ -90,6 +90,8 @@ pub(super) fn migrator(dialect: Dialect) -> Migrator {
     const RETENTION: &str = include_str!("../../../migrations/jobs/0006_retention_quotas.sql");
     const CLAIMED_EVENT: &str = include_str!("../../../migrations/jobs/0007_sqlite_claimed_event.sql");
     const PROJECTS: &str = include_str!("../../../migrations/jobs/0008_projects.sql");
+    const WEBHOOKS: &str = include_str!("../../../migrations/jobs/0009_webhooks.sql");
+    const UPSTREAM_ENDED: &str = include_str!("../../../migrations/jobs/0010_upstream_ended.sql");
     let serial = |sql: &'static str| match dialect {
         Dialect::Sqlite => Cow::Owned(sql.replace("BIGSERIAL PRIMARY KEY", "INTEGER PRIMARY KEY AUTOINCREMENT")),
         Dialect::Postgres => Cow::Borrowed(sql),
@@ -119,6 +121,8 @@ pub(super) fn migrator(dialect: Dialect) -> Migrator {
             false,
         ),
         Migration::new(8, Cow::Borrowed("projects"), MigrationType::Simple, serial(PROJECTS), false),
+        Migration::new(9, Cow::Borrowed("webhooks"), MigrationType::Simple, serial(WEBHOOKS), false),
+        Migration::new(10, Cow::Borrowed("upstream_ended"), MigrationType::Simple, Cow::Borrowed(UPSTREAM_ENDED), false),
     ];
     // `ignore_missing`: a database a newer build has migrated further still opens here, so a
     // rollback by one version works (migrations only add columns and indexes, which this build

@@ -12,6 +12,7 @@
 //! - `claims`: claiming a job for a worker, and its heartbeat;
 //! - `runs`: a job's saved upstream runs and its progress;
 //! - `finish`: how a claim ends, and cancelling;
+//! - `deliveries`: outbound webhook deliveries, written with the state they tell of, and sent;
 //! - `queries`: reading one job, and listing them;
 //! - `projects`: projects and their scenes (`crate::projects` says what they mean);
 //! - `quota`: counting queued jobs against the queue limits;
@@ -22,6 +23,7 @@
 //! back; a queue crate's opaque job blob would need a second store beside it.
 
 pub mod claims;
+pub mod deliveries;
 pub mod events;
 pub mod finish;
 pub mod idempotency;
@@ -85,11 +87,17 @@ pub struct Store {
     dialect: Dialect,
     /// When this process last purged the expired idempotency keys (Unix ms; see `begin_key`).
     keys_purged_at: Arc<AtomicI64>,
+    /// A job as a webhook delivery's body shows it (`GET /api/mv/jobs/{id}`): the view lives
+    /// above the store (`jobs::view`), which renders nothing itself.
+    render: RenderJob,
     /// On SQLite, the database file as opened: readiness fails once that path is gone, names
     /// another file, or the file has no link left (deleted or replaced under the process, which
     /// would go on writing into an unlinked inode nobody will ever read).
     file: Option<Arc<DatabaseFile>>,
 }
+
+/// Renders a job (read with its plan) as the API shows it, for a webhook delivery's body.
+pub type RenderJob = fn(&rows::JobRow) -> String;
 
 /// An SQLite database file's path and identity when it was opened.
 struct DatabaseFile {
@@ -212,7 +220,13 @@ impl Store {
     /// Connects (creating an SQLite file if missing) and migrates or checks the schema as
     /// `schema` says. `application_name` names the process in PostgreSQL's `pg_stat_activity`
     /// unless the URL names it already (see [`with_application_name`]).
-    pub async fn open(url: &str, schema: Schema, application_name: Option<&str>) -> Result<Store, String> {
+    /// `render` writes a webhook delivery's body.
+    pub async fn open(
+        url: &str,
+        schema: Schema,
+        application_name: Option<&str>,
+        render: RenderJob,
+    ) -> Result<Store, String> {
         let (dialect, pool, writer) = connect(url, application_name, 16).await?;
         prepare_schema(dialect, &writer, schema, url).await?;
         let shown = shown(url);
@@ -224,7 +238,7 @@ impl Store {
             }
             _ => None,
         };
-        Ok(Store { pool, writer, dialect, keys_purged_at: Arc::new(AtomicI64::new(0)), file })
+        Ok(Store { pool, writer, dialect, keys_purged_at: Arc::new(AtomicI64::new(0)), render, file })
     }
 
     /// `mvgen migrate`: applies the migrations the database lacks, and says which.

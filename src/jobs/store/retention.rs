@@ -1,7 +1,7 @@
 //! Retention: finished jobs (succeeded, failed, canceled) past `MVGEN_JOB_RETENTION` are deleted
-//! with their events, saved upstream runs and the idempotency keys bound to them, a small batch per
-//! transaction. Their outputs are not touched: they live in the store, not here. A job whose result
-//! a project has not yet written in is kept until it has.
+//! with their events, saved upstream runs, webhook deliveries and the idempotency keys bound to them,
+//! a small batch per transaction. Their outputs are not touched: they live in the store, not here.
+//! A job whose result a project has not yet written in is kept until it has.
 
 use sqlx::Row;
 
@@ -69,7 +69,12 @@ impl Store {
         }
         // The ids as `$1, …, $n`: the `Any` driver binds no arrays.
         let list = (1..=ids.len()).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ");
-        for table in ["job_events", "job_runs", "idempotency"] {
+        // A delivery's attempts go with it, before it (they are found through its job).
+        let attempts = format!(
+            "DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT id FROM webhook_deliveries WHERE job_id IN ({list}))"
+        );
+        ids.iter().fold(sqlx::query(&attempts), |q, id| q.bind(id)).execute(&mut *tx).await?;
+        for table in ["job_events", "job_runs", "idempotency", "webhook_deliveries"] {
             let sql = format!("DELETE FROM {table} WHERE job_id IN ({list})");
             ids.iter().fold(sqlx::query(&sql), |q, id| q.bind(id)).execute(&mut *tx).await?;
         }

@@ -7,6 +7,7 @@ use sqlx::Row;
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
 
+use super::deliveries::{HookEvent, WebhookTarget};
 use super::events::NOTIFY_CHANNEL;
 use super::idempotency::KeyBinding;
 use super::rows::JobRow;
@@ -30,9 +31,11 @@ pub struct NewJob<'a> {
     /// Stored already claimed with this claim, by the process that runs it at once (a sync
     /// request's job); `None`: queued for any worker.
     pub claim: Option<&'a str>,
+    /// Where to tell of the job, and what (`webhook`, `webhook_events_filter`).
+    pub webhook: Option<&'a WebhookTarget>,
 }
 
-/// `sql` with a new job's nine values bound as `$1`..`$9`.
+/// `sql` with a new job's eleven values bound as `$1`..`$11`.
 fn insert_job<'q>(sql: &'q str, job: &'q NewJob<'_>, now: i64) -> Query<'q, sqlx::Any, AnyArguments<'q>> {
     sqlx::query(sql)
         .bind(job.id)
@@ -44,6 +47,8 @@ fn insert_job<'q>(sql: &'q str, job: &'q NewJob<'_>, now: i64) -> Query<'q, sqlx
         .bind(now)
         .bind(job.max_attempts)
         .bind(job.api_key_scope)
+        .bind(job.webhook.map(|w| w.url.as_str()))
+        .bind(job.webhook.map(|w| w.events.stored()))
 }
 
 /// A job's row as [`Store::insert`] just stored it.
@@ -88,12 +93,13 @@ pub(super) fn only_row(mut rows: Vec<sqlx::any::AnyRow>) -> Result<sqlx::any::An
 }
 
 /// The INSERT of a job stored already claimed: `processing`, its first attempt, its heartbeat
-/// and start now; `$10` is the claim.
+/// and start now; `$12` is the claim.
 const INSERT_CLAIMED: &str = concat!(
     "INSERT INTO jobs (id, kind, status, plan, config_flavor, project_id, sequence, attempts, created_at, \
-     run_after, cancel_requested, max_attempts, api_key_scope, claim, heartbeat_at, started_at) VALUES ($1, $2, '",
+     run_after, cancel_requested, max_attempts, api_key_scope, webhook, webhook_events, claim, heartbeat_at, \
+     started_at) VALUES ($1, $2, '",
     status_text!(Processing),
-    "', $3, $4, $5, $6, 1, $7, $7, 0, $8, $9, $10, $7, $7) RETURNING seq"
+    "', $3, $4, $5, $6, 1, $7, $7, 0, $8, $9, $10, $11, $12, $7, $7) RETURNING seq"
 );
 
 impl Store {
@@ -106,8 +112,17 @@ impl Store {
     async fn insert_claimed(&self, job: &NewJob<'_>, claim: &str) -> Result<JobRow, StoreError> {
         let now = now_ms();
         let query = insert_job(INSERT_CLAIMED, job, now).bind(claim);
+        // A webhook told of the start gets its delivery in the same transaction.
+        let start = job.webhook.filter(|w| w.events.contains(HookEvent::Start)).map(|w| w.events.stored());
         let seq = match self.dialect {
-            Dialect::Sqlite => only_row(query.fetch_all(&self.writer).await?)?.try_get("seq")?,
+            Dialect::Sqlite if start.is_none() => only_row(query.fetch_all(&self.writer).await?)?.try_get("seq")?,
+            Dialect::Sqlite => {
+                let mut tx = self.writer.begin().await?;
+                let seq = query.fetch_one(&mut *tx).await?.try_get("seq")?;
+                self.queue_delivery(&mut tx, job.id, HookEvent::Start, start.as_deref()).await?;
+                tx.commit().await?;
+                seq
+            }
             Dialect::Postgres => {
                 let mut tx = self.writer.begin().await?;
                 let seq = query.fetch_one(&mut *tx).await?.try_get("seq")?;
@@ -115,6 +130,7 @@ impl Store {
                 self.event(&mut tx, job.id, EventKind::Queued, &queued).await?;
                 let claimed = serde_json::json!({ "status": JobStatus::Processing, "attempts": 1, "takeovers": 0 });
                 self.event(&mut tx, job.id, EventKind::Processing, &claimed).await?;
+                self.queue_delivery(&mut tx, job.id, HookEvent::Start, start.as_deref()).await?;
                 tx.commit().await?;
                 seq
             }
@@ -134,9 +150,10 @@ impl Store {
         }
         const INSERT: &str = concat!(
             "INSERT INTO jobs (id, kind, status, plan, config_flavor, project_id, sequence, attempts, \
-             created_at, run_after, cancel_requested, max_attempts, api_key_scope) VALUES ($1, $2, '",
+             created_at, run_after, cancel_requested, max_attempts, api_key_scope, webhook, webhook_events) \
+             VALUES ($1, $2, '",
             status_text!(Queued),
-            "', $3, $4, $5, $6, 0, $7, $7, 0, $8, $9) RETURNING seq"
+            "', $3, $4, $5, $6, 0, $7, $7, 0, $8, $9, $10, $11) RETURNING seq"
         );
         // The row and its first event in one statement, so a submission without a key is one round
         // trip: on SQLite the `jobs_queued_event` trigger (migration 5) writes the event; on
@@ -149,7 +166,7 @@ impl Store {
             Dialect::Postgres => {
                 insert_and_event = format!(
                     "WITH j AS ({INSERT}), e AS (INSERT INTO job_events (job_id, at, kind, data) \
-                     SELECT $1, $7, '{queued}', $10 FROM j), woken AS (SELECT pg_notify($11, $1)) \
+                     SELECT $1, $7, '{queued}', $12 FROM j), woken AS (SELECT pg_notify($13, $1)) \
                      SELECT seq FROM j, woken",
                     queued = EventKind::Queued.as_str(),
                 );
