@@ -89,6 +89,7 @@ pub(super) fn migrator(dialect: Dialect) -> Migrator {
     const QUEUED_EVENT: &str = include_str!("../../../migrations/jobs/0005_sqlite_queued_event.sql");
     const RETENTION: &str = include_str!("../../../migrations/jobs/0006_retention_quotas.sql");
     const CLAIMED_EVENT: &str = include_str!("../../../migrations/jobs/0007_sqlite_claimed_event.sql");
+    const PREVIOUS_OWNER: &str = include_str!("../../../migrations/jobs/0008_takeover_previous_owner.sql");
     let (jobs, queued_event, claimed_event) = match dialect {
         Dialect::Sqlite => (
             Cow::Owned(JOBS.replace("BIGSERIAL PRIMARY KEY", "INTEGER PRIMARY KEY AUTOINCREMENT")),
@@ -115,6 +116,13 @@ pub(super) fn migrator(dialect: Dialect) -> Migrator {
             Cow::Borrowed("sqlite_claimed_event"),
             MigrationType::Simple,
             Cow::Borrowed(claimed_event),
+            false,
+        ),
+        Migration::new(
+            8,
+            Cow::Borrowed("takeover_previous_owner"),
+            MigrationType::Simple,
+            Cow::Borrowed(PREVIOUS_OWNER),
             false,
         ),
     ];
