@@ -79,6 +79,18 @@ pub(super) async fn run(dialect: Dialect, writer: &AnyPool) -> Result<(), Migrat
     }
 }
 
+/// PostgreSQL's message when a migration failed for want of a privilege (SQLSTATE 42501,
+/// `insufficient_privilege`: a role without CREATE on the schema or not owning the tables).
+pub(super) fn denied(e: &MigrateError) -> Option<String> {
+    const INSUFFICIENT_PRIVILEGE: &str = "42501";
+    let (MigrateError::Execute(sqlx::Error::Database(db))
+    | MigrateError::ExecuteMigration(sqlx::Error::Database(db), _)) = e
+    else {
+        return None;
+    };
+    (db.code().as_deref() == Some(INSUFFICIENT_PRIVILEGE)).then(|| db.message().to_owned())
+}
+
 /// The migrations, embedded in the binary (the `Any` driver runs them). One text for both
 /// dialects: only the serial key differs, and SQLite's `AUTOINCREMENT` keeps ids increasing.
 pub(super) fn migrator(dialect: Dialect) -> Migrator {
