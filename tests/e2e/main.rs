@@ -31,6 +31,9 @@
 //!
 //! `compose_file`: deploy/compose.yaml as `docker-compose config` resolves it.
 //!
+//! `deploy_from_zero`: deploy/from-zero.sh, docs/deploy.md followed from zero on one host (TLS
+//! PostgreSQL, two roles, SeaweedFS, two replicas and a worker behind the documented nginx).
+//!
 //! One binary per area, so the crate is linked once per area rather than once per file.
 
 #[path = "../support/mod.rs"]
@@ -38,6 +41,7 @@ mod support;
 
 mod compose_file;
 mod database_faults;
+mod deploy_from_zero;
 mod durable_jobs;
 mod final_cut;
 mod job_cancel;
