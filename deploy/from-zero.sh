@@ -146,10 +146,9 @@ shared=(
   "API_KEY=$API_KEY"
   "RUST_LOG=info"
 )
-mvgen() { env -i "PATH=$PATH" "$@"; }
 
 say "mvgen migrate as mvgen_owner (deploy.md 'Two roles')"
-migrated=$(mvgen "MVGEN_DATABASE_URL=$(db_url mvgen_owner "$OWNER_PW")" "$MVGEN" migrate 2>&1) \
+migrated=$(env -i "PATH=$PATH" "MVGEN_DATABASE_URL=$(db_url mvgen_owner "$OWNER_PW")" "$MVGEN" migrate 2>&1) \
   || fail "mvgen migrate: $migrated"
 echo "$migrated"
 grep -q "schema now at migration" <<<"$migrated" || fail "mvgen migrate applied nothing on a fresh database"
@@ -164,7 +163,8 @@ run() {
   while [ "$1" != "--" ]; do extra+=("$1"); shift; done
   shift
   for try in $(seq 1 30); do
-    mvgen "${shared[@]}" "${extra[@]}" "$MVGEN" "$@" >"$work/$name.log" 2>&1 &
+    # env(1) execs mvgen, so $! is mvgen itself and the cleanup's SIGTERM reaches it.
+    env -i "PATH=$PATH" "${shared[@]}" "${extra[@]}" "$MVGEN" "$@" >"$work/$name.log" 2>&1 &
     pid=$!
     for i in $(seq 1 120); do
       if grep -q "$ready" "$work/$name.log"; then pids+=("$pid"); return 0; fi
