@@ -152,6 +152,14 @@ async fn each_step_of_a_job_is_logged_and_counted_by_the_process_that_took_it() 
     let mut second = Worker::start(&env, &[], &dir.path().join("w2.log"));
     let resumed = line_about(|| second.log(), &id, "job claimed").await;
     assert!(resumed.contains("pred-1"), "the claim names the saved upstream run: {resumed}");
+    // The process id its claims begin with, which the takeover below must name.
+    let second_process = second
+        .log()
+        .lines()
+        .find_map(|l| l.contains("job workers started").then(|| l.split("process=").nth(1))?)
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(str::to_owned)
+        .expect("the second worker logs its process id");
     second.signal("KILL");
 
     // The third takes it over once the dead worker's heartbeat is stale, and finishes it.
@@ -159,6 +167,10 @@ async fn each_step_of_a_job_is_logged_and_counted_by_the_process_that_took_it() 
     let scrape = third.metrics_base().await;
     let taken = line_about(|| third.log(), &id, "job taken over").await;
     assert!(taken.contains("takeovers=1") && taken.contains("pred-1"), "{taken}");
+    assert!(
+        taken.contains(&format!("previous_owner={second_process}/")),
+        "the takeover names the worker it took the job from ({second_process}): {taken}"
+    );
     metric_until(&scrape, "mvgen_job_claims_total{takeover=\"true\"}", |v| v == 1.0).await;
     fakes.replicate.finish("pred-1");
     let job = wait_job(&api.base, &id, "finished", finished).await;

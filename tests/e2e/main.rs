@@ -40,6 +40,9 @@
 //! `webhooks`: outbound webhooks sent to a receiver on 127.0.0.1, signed, retried, stopped by a
 //! 410, never redirected, refused at submit for private targets, and owed across a SIGKILL.
 //!
+//! `deploy_from_zero`: deploy/from-zero.sh, docs/deploy.md followed from zero on one host (TLS
+//! PostgreSQL, two roles, SeaweedFS, two replicas and a worker behind the documented nginx).
+//!
 //! One binary per area, so the crate is linked once per area rather than once per file.
 
 #[path = "../support/mod.rs"]
@@ -47,6 +50,7 @@ mod support;
 
 mod compose_file;
 mod database_faults;
+mod deploy_from_zero;
 mod durable_jobs;
 mod final_cut;
 mod job_cancel;

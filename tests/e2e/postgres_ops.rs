@@ -238,21 +238,7 @@ async fn serve_runs_as_a_role_without_ddl_rights_once_migrate_ran_as_the_owner()
         return;
     };
     let mut admin = PgConnection::connect(&pg.url).await.expect("admin connection");
-    for statement in
-        ["CREATE ROLE mvgen_owner LOGIN", "CREATE ROLE mvgen_app LOGIN", "CREATE DATABASE mvgen OWNER mvgen_owner"]
-    {
-        sqlx::query(statement).execute(&mut admin).await.unwrap_or_else(|e| panic!("{statement}: {e}"));
-    }
-    let url = |role: &str| format!("postgres://{role}@127.0.0.1:{}/mvgen", pg.port());
-    let mut owner = PgConnection::connect(&url("mvgen_owner")).await.expect("owner connection");
-    for statement in [
-        "GRANT USAGE ON SCHEMA public TO mvgen_app",
-        "ALTER DEFAULT PRIVILEGES FOR ROLE mvgen_owner IN SCHEMA public \
-         GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO mvgen_app",
-        "ALTER DEFAULT PRIVILEGES FOR ROLE mvgen_owner IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO mvgen_app",
-    ] {
-        sqlx::query(statement).execute(&mut owner).await.unwrap_or_else(|e| panic!("{statement}: {e}"));
-    }
+    let url = two_roles(&pg, &mut admin).await;
 
     let newest = mvgen::jobs::store::embedded_migrations(mvgen::jobs::store::Dialect::Postgres)
         .iter()
@@ -286,6 +272,71 @@ async fn serve_runs_as_a_role_without_ddl_rights_once_migrate_ran_as_the_owner()
     session_named(&mut admin, &format!("mvgen serve@{host}:{}", port_of(&by_default.base))).await;
     session_named(&mut admin, &format!("mvgen worker@{host}")).await;
     session_named(&mut admin, "render-farm").await;
+}
+
+/// The owner and runtime roles and their grants as docs/deploy.md sets them up, on a database
+/// `mvgen` owned by the owner; returns the URL of a role on it.
+async fn two_roles(pg: &Postgres, admin: &mut PgConnection) -> impl Fn(&str) -> String + use<> {
+    for statement in
+        ["CREATE ROLE mvgen_owner LOGIN", "CREATE ROLE mvgen_app LOGIN", "CREATE DATABASE mvgen OWNER mvgen_owner"]
+    {
+        sqlx::query(statement).execute(&mut *admin).await.unwrap_or_else(|e| panic!("{statement}: {e}"));
+    }
+    let port = pg.port();
+    let url = move |role: &str| format!("postgres://{role}@127.0.0.1:{port}/mvgen");
+    let mut owner = PgConnection::connect(&url("mvgen_owner")).await.expect("owner connection");
+    for statement in [
+        "GRANT USAGE ON SCHEMA public TO mvgen_app",
+        "ALTER DEFAULT PRIVILEGES FOR ROLE mvgen_owner IN SCHEMA public \
+         GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO mvgen_app",
+        "ALTER DEFAULT PRIVILEGES FOR ROLE mvgen_owner IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO mvgen_app",
+    ] {
+        sqlx::query(statement).execute(&mut owner).await.unwrap_or_else(|e| panic!("{statement}: {e}"));
+    }
+    url
+}
+
+/// The previous schema (every embedded migration but the newest) applied to `url`; returns the
+/// newest migration's version, the one left missing.
+async fn previous_schema(url: &str) -> i64 {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(url).await.expect("pool");
+    let mut migrator = mvgen::jobs::store::embedded_migrations(mvgen::jobs::store::Dialect::Postgres);
+    let mut all = migrator.migrations.to_vec();
+    let newest = all.pop().expect("migrations").version;
+    migrator.migrations = all.into();
+    migrator.run(&pool).await.expect("the previous schema");
+    pool.close().await;
+    newest
+}
+
+/// A deploy that skipped `mvgen migrate`: the runtime role, left at the default
+/// `MVGEN_MIGRATE_ON_START`, finds the schema one migration behind and may not apply it. `serve`
+/// and `worker` stop in one line that says what to do (it said only "permission denied for
+/// schema public" before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_without_ddl_rights_on_an_older_schema_is_told_to_run_migrate() {
+    let Some(pg) = Postgres::start("a_role_without_ddl_rights_on_an_older_schema_is_told_to_run_migrate") else {
+        return;
+    };
+    let mut admin = PgConnection::connect(&pg.url).await.expect("admin connection");
+    let url = two_roles(&pg, &mut admin).await;
+    let newest = previous_schema(&url("mvgen_owner")).await;
+    let app_url = url("mvgen_app");
+    let app = [("MVGEN_DATABASE_URL", app_url.as_str())];
+    for args in [&["serve", "--addr", "127.0.0.1:0"][..], &["worker"]] {
+        let line = refused(args, &app);
+        assert!(
+            line.contains(&format!("the schema lacks migration {newest} this build needs"))
+                && line.contains("permission denied")
+                && line.ends_with("run `mvgen migrate` as the schema's owner first"),
+            "{args:?}: {line}"
+        );
+    }
+    // Once the owner migrated, the same role and settings start.
+    migrate(&url("mvgen_owner"));
+    let started = serve(&app);
+    ready(&started.base).await;
 }
 
 /// A rolling deploy's two sides, as far as one build can play them. The previous schema (every

@@ -90,7 +90,7 @@ impl Jobs {
         if job.taken_over {
             tracing::info!(
                 job = %job.id, kind, flavor = %job.flavor, attempt = job.attempts, takeovers = job.takeovers,
-                upstream = ?upstream, claim = %job.claim,
+                upstream = ?upstream, claim = %job.claim, previous_owner = %job.previous_claim.as_deref().unwrap_or("unknown"),
                 "job taken over: its worker's heartbeat stopped (MVGEN_JOB_STALE_AFTER); resuming its saved upstream runs"
             );
         } else {

@@ -49,11 +49,12 @@ impl Store {
              heartbeat_at = $2 + CASE WHEN status = '{processing}' THEN {TAKEOVER_MARK} ELSE 0 END, \
              attempts = attempts + CASE WHEN status = '{queued}' AND resume = 0 THEN 1 ELSE 0 END, \
              takeovers = takeovers + CASE WHEN status = '{processing}' THEN 1 ELSE 0 END, resume = 0, \
+             previous_claim = CASE WHEN status = '{processing}' THEN claim ELSE NULL END, \
              started_at = COALESCE(started_at, $2) \
              WHERE seq = (SELECT seq FROM jobs WHERE ((status = '{queued}' AND run_after <= $2) \
                 OR (status = '{processing}' AND heartbeat_at < $3)) {only} ORDER BY seq LIMIT 1 {lock}) \
              RETURNING id, kind, plan, attempts, takeovers, cancel_requested, max_attempts, config_flavor, heartbeat_at, \
-                started_at, webhook_events",
+                started_at, webhook_events, previous_claim",
             processing = status_text!(Processing),
             queued = status_text!(Queued),
         );
@@ -79,6 +80,7 @@ impl Store {
             cancel_requested: row.try_get::<i64, _>("cancel_requested")? != 0,
             fresh: false,
             taken_over: row.try_get::<i64, _>("heartbeat_at")? == now + TAKEOVER_MARK,
+            previous_claim: row.try_get("previous_claim")?,
             flavor: flavor_used(&json(row.try_get("config_flavor")?)),
         };
         let data = serde_json::json!({

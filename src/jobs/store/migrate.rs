@@ -79,6 +79,18 @@ pub(super) async fn run(dialect: Dialect, writer: &AnyPool) -> Result<(), Migrat
     }
 }
 
+/// PostgreSQL's message when a migration failed for want of a privilege (SQLSTATE 42501,
+/// `insufficient_privilege`: a role without CREATE on the schema or not owning the tables).
+pub(super) fn denied(e: &MigrateError) -> Option<String> {
+    const INSUFFICIENT_PRIVILEGE: &str = "42501";
+    let (MigrateError::Execute(sqlx::Error::Database(db))
+    | MigrateError::ExecuteMigration(sqlx::Error::Database(db), _)) = e
+    else {
+        return None;
+    };
+    (db.code().as_deref() == Some(INSUFFICIENT_PRIVILEGE)).then(|| db.message().to_owned())
+}
+
 /// The migrations, embedded in the binary (the `Any` driver runs them). One text for both
 /// dialects: only the serial key differs, and SQLite's `AUTOINCREMENT` keeps ids increasing.
 pub(super) fn migrator(dialect: Dialect) -> Migrator {
@@ -92,6 +104,7 @@ pub(super) fn migrator(dialect: Dialect) -> Migrator {
     const PROJECTS: &str = include_str!("../../../migrations/jobs/0008_projects.sql");
     const WEBHOOKS: &str = include_str!("../../../migrations/jobs/0009_webhooks.sql");
     const UPSTREAM_ENDED: &str = include_str!("../../../migrations/jobs/0010_upstream_ended.sql");
+    const PREVIOUS_OWNER: &str = include_str!("../../../migrations/jobs/0011_takeover_previous_owner.sql");
     let serial = |sql: &'static str| match dialect {
         Dialect::Sqlite => Cow::Owned(sql.replace("BIGSERIAL PRIMARY KEY", "INTEGER PRIMARY KEY AUTOINCREMENT")),
         Dialect::Postgres => Cow::Borrowed(sql),
@@ -123,6 +136,13 @@ pub(super) fn migrator(dialect: Dialect) -> Migrator {
         Migration::new(8, Cow::Borrowed("projects"), MigrationType::Simple, serial(PROJECTS), false),
         Migration::new(9, Cow::Borrowed("webhooks"), MigrationType::Simple, serial(WEBHOOKS), false),
         Migration::new(10, Cow::Borrowed("upstream_ended"), MigrationType::Simple, Cow::Borrowed(UPSTREAM_ENDED), false),
+        Migration::new(
+            11,
+            Cow::Borrowed("takeover_previous_owner"),
+            MigrationType::Simple,
+            Cow::Borrowed(PREVIOUS_OWNER),
+            false,
+        ),
     ];
     // `ignore_missing`: a database a newer build has migrated further still opens here, so a
     // rollback by one version works (migrations only add columns and indexes, which this build

@@ -272,9 +272,16 @@ async fn prepare_schema(dialect: Dialect, writer: &AnyPool, schema: Schema, url:
             missing.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
         )),
         (_, Schema::Migrate) => {
-            migrate::run(dialect, writer)
-                .await
-                .map_err(|e| format!("jobs database {shown}: migrations failed: {e}"))?;
+            migrate::run(dialect, writer).await.map_err(|e| match migrate::denied(&e) {
+                // A runtime role without DDL rights (docs/deploy.md, "Two roles") on a schema a
+                // deploy has not migrated yet: sqlx says only "permission denied", so say what to do.
+                Some(denied) => format!(
+                    "jobs database {shown}: the schema lacks migration {} this build needs and this role may not \
+                     apply it ({denied}): run `mvgen migrate` as the schema's owner first",
+                    missing.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
+                ),
+                None => format!("jobs database {shown}: migrations failed: {e}"),
+            })?;
             Ok(missing)
         }
     }

@@ -98,6 +98,10 @@ pub struct Claimed {
     pub fresh: bool,
     /// This claim took the job over from a worker whose heartbeat stopped.
     pub taken_over: bool,
+    /// On a takeover, the claim it replaced: the dead worker's (`{process}/{worker}/…` for a
+    /// worker, as its process's `job workers started` line names it; `{uuid}/now` for a sync
+    /// request's own run). `None` otherwise.
+    pub previous_claim: Option<String>,
     /// The flavor the job renders with (for its log lines).
     pub flavor: String,
 }
@@ -123,6 +127,7 @@ impl Claimed {
             cancel_requested: false,
             fresh: true,
             taken_over: false,
+            previous_claim: None,
             flavor: flavor_used(&row.config_flavor),
         }
     }
