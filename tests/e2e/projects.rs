@@ -210,8 +210,26 @@ async fn export(ui: &Ui, id: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn their_ui_makes_a_music_video_from_create_to_the_downloaded_final_cut() {
     let server = ServerProcess::start(&[("MV_PROVIDER", "mock")]).expect("start mvgen");
-    let ui = Ui::new(&server);
-    let id = project_with_scenes(&ui).await;
+    replay_their_ui(&Ui::new(&server)).await;
+}
+
+/// The same replay with the real Gemini and Replicate clients against fake upstreams on
+/// 127.0.0.1: every scene a real create, poll and download.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn their_ui_makes_a_music_video_through_fake_gemini_and_replicate() {
+    let fakes = crate::durable_jobs::Fakes::start().await;
+    let server = crate::durable_jobs::start(&fakes.env(&[]));
+    replay_their_ui(&Ui::new(&server)).await;
+    // The Gemini fake writes the default flavor's count of scenes.
+    let scenes = mvgen::flavor::lookup("default").expect("default flavor").parameters.number_of_scenes.value;
+    assert_eq!(fakes.replicate.creates_for("google/veo-3.1-fast"), scenes as usize, "one render per scene");
+    assert!(!fakes.gemini.received().is_empty(), "the scenes came from the Gemini fake");
+}
+
+/// Their UI's request sequence (§5 of the reference) from create to the downloaded final cut,
+/// checked with ffprobe.
+async fn replay_their_ui(ui: &Ui) {
+    let id = project_with_scenes(ui).await;
     let project = ui.project(&id).await;
     let scenes = project["scenes"].as_array().expect("scenes");
     assert!(!scenes.is_empty(), "{project}");
@@ -223,10 +241,10 @@ async fn their_ui_makes_a_music_video_from_create_to_the_downloaded_final_cut() 
         assert!(scene["prompt"].as_str().is_some_and(|p| !p.is_empty()), "{scene}");
     }
 
-    let project = render_every_scene(&ui, &id).await;
+    let project = render_every_scene(ui, &id).await;
     let scene_seconds: f64 =
         project["scenes"].as_array().expect("scenes").iter().map(|s| s["duration"].as_f64().unwrap_or(0.0)).sum();
-    let project = export(&ui, &id).await;
+    let project = export(ui, &id).await;
     let url = project["finalOutputUrl"].as_str().expect("finalOutputUrl");
     let (status, _, final_video) = ui.get(&format!("/api/mv/projects/{id}/final-video")).await;
     assert_eq!((status, final_video["videoUrl"].as_str()), (200, Some(url)));
