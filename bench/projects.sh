@@ -43,11 +43,16 @@ before=$(cpu_ticks "$pid")
 read -r secs scenes failed < <(python3 bench/projects.py make "http://127.0.0.1:$port" "$COUNT" "$SONG" mv1)
 report "1 replica, SQLite" "$secs" "$scenes" "$failed" $(($(cpu_ticks "$pid") - before)) "$(hwm_kib "$pid")"
 
-# GET of a 32-scene project on the same replica.
+# GET of a 32-scene project on the same replica, beside the flavor list (the cheapest GET) in the
+# same run, so the figure can be read on a busy machine too.
 id=$(python3 bench/projects.py big "http://127.0.0.1:$port" "$SONG" 32)
-out=$(wrk -t2 -c32 -d"${DURATION}s" --latency "http://127.0.0.1:$port/api/mv/projects/$id")
-wrk_ok "$out" "/api/mv/projects/$id"
-awk '/Requests\/sec/ { printf "GET a 32-scene project: %.0f req/s", $2 } / 50%/ { printf ", p50 %s", $2 } / 99%/ { printf ", p99 %s\n", $2 }' <<<"$out"
+for path in "/api/mv/projects/$id" /api/mv/get_config_flavors; do
+    out=$(wrk -t2 -c32 -d"${DURATION}s" --latency "http://127.0.0.1:$port$path")
+    wrk_ok "$out" "$path"
+    label=${path/$id/{id\} (32 scenes)}
+    awk -v p="$label" '/Requests\/sec/ { r = $2 } / 50%/ { m = $2 } / 99%/ { n = $2 }
+        END { printf "GET %-40s %8.0f req/s  p50 %s  p99 %s\n", p, r, m, n }' <<<"$out"
+done
 
 # Two replicas, one PostgreSQL.
 PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)

@@ -8,12 +8,14 @@
 //! never lost to a caller who hung up or a replica that died: it is in the job's row until the
 //! project has it.
 //!
-//! - `answer`: the project and scene as their UI reads them (camelCase);
+//! - `answer`: the project and scene as their UI reads them (camelCase); `copies`: answers kept by
+//!   version;
 //! - `settle`: finished jobs' results written into the project;
 //! - `drive`: the whole video made server-side, one step at a time, by any process;
 //! - `words`: statuses and modes.
 
 pub mod answer;
+pub mod copies;
 pub mod drive;
 pub mod settle;
 pub mod words;

@@ -19,6 +19,7 @@ pub use scenes::{add_scene, delete_scene, patch_scene, reorder_scenes, trim_scen
 
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -33,7 +34,7 @@ use crate::jobs::engine::unavailable;
 use crate::jobs::store::projects::{Bind, Edit};
 use crate::projects::answer::{ProjectDeleted, ProjectList, ProjectResponse, summary};
 use crate::projects::words::{COMPOSING, SETTABLE};
-use crate::projects::{self, Project};
+use crate::projects::{self, Project, copies};
 use crate::state::AppState;
 
 /// The project's answer with its `ETag`.
@@ -121,8 +122,33 @@ pub async fn get_project(
     ValidPath(id): ValidPath<String>,
 ) -> Result<Response, ApiError> {
     let id = projects::parse_id(&id)?;
+    // Unchanged since an answer was kept, and waiting for no job: that answer.
+    let head = jobs.store().project_head(&id).await.map_err(unavailable)?;
+    let Some((version, waiting)) = head else { return Err(projects::not_found(&id)) };
+    if !waiting && let Some(body) = copies::get(&id, version) {
+        return Ok(json_bytes(body, version));
+    }
     let project = projects::load(&state, &jobs, &id).await?;
-    Ok(project_answer(&project, StatusCode::OK))
+    let body = Bytes::from(
+        serde_json::to_vec(&ProjectResponse::from(&project)).map_err(|e| ApiError::internal(e.to_string()))?,
+    );
+    let settled = project.row.scenes_job_id.is_none()
+        && project.row.character_job_id.is_none()
+        && project.row.final_job_id.is_none()
+        && project.scenes.iter().all(|s| s.video_job_id.is_none());
+    if settled {
+        copies::put(&id, project.row.version, body.clone());
+    }
+    Ok(json_bytes(body, project.row.version))
+}
+
+/// A project's JSON answer from its bytes, with its ETag.
+fn json_bytes(body: Bytes, version: i64) -> Response {
+    let mut response = ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response();
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{version}\"")) {
+        response.headers_mut().insert(header::ETAG, etag);
+    }
+    response
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -248,6 +274,7 @@ pub async fn delete_project(
             tracing::warn!(project = %id, job, error = %e, "a deleted project's job could not be canceled");
         }
     }
+    copies::forget(&id);
     if !jobs.store().delete_project(&id).await.map_err(unavailable)? {
         return Err(projects::not_found(&id));
     }

@@ -216,6 +216,17 @@ impl Store {
         Ok(Some((project, scenes)))
     }
 
+    /// Project `id`'s version, and whether it names a job whose result may still have to be
+    /// written in (then a reader must read it whole and settle it): the cheap read a GET starts
+    /// with, to answer from a copy of the same version when nothing can have changed.
+    pub async fn project_head(&self, id: &str) -> Result<Option<(i64, bool)>, StoreError> {
+        let sql = "SELECT version, CAST(CASE WHEN scenes_job_id IS NOT NULL OR character_job_id IS NOT NULL \
+             OR final_job_id IS NOT NULL OR EXISTS (SELECT 1 FROM project_scenes s WHERE s.project_id = p.id \
+             AND s.video_job_id IS NOT NULL) THEN 1 ELSE 0 END AS BIGINT) AS waiting FROM projects p WHERE id = $1";
+        let Some(row) = sqlx::query(sql).bind(id).fetch_optional(&self.pool).await? else { return Ok(None) };
+        Ok(Some((row.try_get("version")?, row.try_get::<i64, _>("waiting")? != 0)))
+    }
+
     /// The resolved content of the flavor project `id` pinned (JSON), read only when it must be
     /// compiled back.
     pub async fn project_flavor(&self, id: &str) -> Result<Option<String>, StoreError> {
