@@ -14,7 +14,7 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 
 use super::words::{COMPOSING, DRIVE_CLIPS, DRIVE_OFF, FAILED, PROCESSING};
@@ -38,6 +38,9 @@ pub const LEASE: Duration = Duration::from_secs(10);
 /// How often the projects being made are looked at without a poke (another replica's changes,
 /// jobs ending elsewhere).
 const TICK: Duration = Duration::from_millis(500);
+
+/// The shortest time between two looks.
+const GAP: Duration = Duration::from_millis(100);
 
 /// Projects advanced per look.
 const BATCH: i64 = 32;
@@ -71,6 +74,10 @@ pub fn start(
             if let Err(e) = look(&state, &jobs, &lease, parallel).await {
                 tracing::warn!(error = %e.message, "projects: could not advance the projects being made");
             }
+            // Many jobs ending at once are one look, not one each: every look reads every
+            // project being made.
+            tokio::time::sleep(GAP).await;
+            while !matches!(ended.try_recv(), Err(broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed)) {}
         }
     })
 }
