@@ -135,7 +135,13 @@ pub(super) fn migrator(dialect: Dialect) -> Migrator {
         ),
         Migration::new(8, Cow::Borrowed("projects"), MigrationType::Simple, serial(PROJECTS), false),
         Migration::new(9, Cow::Borrowed("webhooks"), MigrationType::Simple, serial(WEBHOOKS), false),
-        Migration::new(10, Cow::Borrowed("upstream_ended"), MigrationType::Simple, Cow::Borrowed(UPSTREAM_ENDED), false),
+        Migration::new(
+            10,
+            Cow::Borrowed("upstream_ended"),
+            MigrationType::Simple,
+            Cow::Borrowed(UPSTREAM_ENDED),
+            false,
+        ),
         Migration::new(
             11,
             Cow::Borrowed("takeover_previous_owner"),

@@ -1,0 +1,219 @@
+//! Projects attacked as a hostile or careless client would, through the real binary: a create
+//! form cut short after its song, a song two projects share, and edits racing each other (two
+//! scene deletes at once, scenes added at once). Each test failed before its fix.
+
+use crate::support;
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+use support::server_process::ServerProcess;
+
+const SONG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/media/songs/song.mp3");
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Client {
+    fn new(server: &ServerProcess) -> Client {
+        Client { http: reqwest::Client::new(), base: server.base.clone() }
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> (u16, Value) {
+        let resp = request.send().await.expect("request");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn json(&self, method: reqwest::Method, path: &str, body: &Value) -> (u16, Value) {
+        self.send(self.http.request(method, format!("{}{path}", self.base)).json(body)).await
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        self.send(self.http.get(format!("{}{path}", self.base))).await
+    }
+
+    async fn delete(&self, path: String) -> (u16, Value) {
+        self.send(self.http.delete(format!("{}{path}", self.base))).await
+    }
+
+    /// A song stored by `upload_audio`; its id.
+    async fn upload_song(&self) -> String {
+        let request = self
+            .http
+            .post(format!("{}/api/mv/upload_audio", self.base))
+            .header("content-type", "audio/mpeg")
+            .body(std::fs::read(SONG).expect("fixture"));
+        let (status, song) = self.send(request).await;
+        assert_eq!(status, 200, "{song}");
+        song["audio_id"].as_str().expect("audio_id").to_owned()
+    }
+
+    /// A music-video project (JSON create, naming `song`) with `scenes` scenes written, status
+    /// `completed` so its scenes may be deleted and added; its id.
+    async fn project_with_scenes(&self, song: &str, scenes: u32) -> String {
+        let body = json!({"mode": "music-video", "prompt": "A fox dances through a neon city", "audioId": song});
+        let (status, created) = self.json(reqwest::Method::POST, "/api/mv/projects", &body).await;
+        assert_eq!(status, 201, "{created}");
+        let id = created["projectId"].as_str().expect("projectId").to_owned();
+        let body = json!({"idea": "a fox in a city", "character_description": "a red fox",
+            "number_of_scenes": scenes, "project_id": id});
+        let (status, written) = self.json(reqwest::Method::POST, "/api/mv/create_scenes", &body).await;
+        assert_eq!(status, 200, "{written}");
+        let (status, patched) =
+            self.json(reqwest::Method::PATCH, &format!("/api/mv/projects/{id}"), &json!({"status": "completed"})).await;
+        assert_eq!(status, 200, "{patched}");
+        assert_eq!(patched["sceneCount"], scenes, "{patched}");
+        id
+    }
+}
+
+/// The files under `dir` (recursively), none when it does not exist.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    entries.flatten().flat_map(|e| if e.path().is_dir() { files_under(&e.path()) } else { vec![e.path()] }).collect()
+}
+
+/// Their create form (`mode`, the song as `audio`, then `prompt`); `cut_short`: the body ends in
+/// the middle of the `prompt` part, with no closing boundary.
+fn create_form(client: &Client, cut_short: bool) -> reqwest::RequestBuilder {
+    let boundary = "attack-boundary-7f3a";
+    let mut body = Vec::new();
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"mode\"\r\n\r\nmusic-video\r\n\
+             --{boundary}\r\nContent-Disposition: form-data; name=\"audio\"; filename=\"song.mp3\"\r\n\
+             Content-Type: audio/mpeg\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(&std::fs::read(SONG).expect("fixture"));
+    body.extend_from_slice(
+        format!("\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"prompt\"\r\n\r\nA fox da").as_bytes(),
+    );
+    if !cut_short {
+        body.extend_from_slice(format!("nces\r\n--{boundary}--\r\n").as_bytes());
+    }
+    client
+        .http
+        .post(format!("{}/api/mv/projects", client.base))
+        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+        .body(body)
+}
+
+fn no_panic(server: &ServerProcess) {
+    let log = server.log();
+    assert!(!log.contains("panicked"), "the server panicked:\n{log}");
+}
+
+/// A create form whose song part is whole but whose body is cut short after it (a later field
+/// without its end) is a 400, and the song it carried is not left stored: before the fix the
+/// refused project's song stayed in the store (and `get_audio` served it), unreferenced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_form_cut_short_after_its_song_leaves_no_song_stored() {
+    let server = ServerProcess::start(&[("MV_PROVIDER", "mock")]).expect("start mvgen");
+    let client = Client::new(&server);
+    let request = create_form(&client, true);
+    let (status, refused) = client.send(request).await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(refused["detail"]["error"], "InvalidBody", "{refused}");
+    let (status, listed) = client.get("/api/mv/projects").await;
+    assert_eq!((status, &listed["projects"]), (200, &json!([])), "no project was made: {listed}");
+    let songs = files_under(&server.output_dir().join("audio"));
+    assert!(songs.is_empty(), "the refused project's song is still stored: {songs:?}");
+    let records = files_under(&server.output_dir().join("records").join("audio"));
+    assert!(records.is_empty(), "the refused project's song is still findable: {records:?}");
+
+    // The same form whole makes the project, with its song.
+    let (status, created) = client.send(create_form(&client, false)).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(files_under(&server.output_dir().join("audio")).len(), 1);
+    no_panic(&server);
+}
+
+/// Two projects created (JSON, `audioId`) with one uploaded song: deleting one must not delete
+/// the song the other still names. Before the fix the delete took the song, and the other
+/// project's `audioBackingTrackUrl` answered 404 (its final cut made without music).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_project_keeps_the_song_another_project_names() {
+    let server = ServerProcess::start(&[("MV_PROVIDER", "mock")]).expect("start mvgen");
+    let client = Client::new(&server);
+    let song = client.upload_song().await;
+    let body = json!({"mode": "music-video", "prompt": "A fox dances", "audioId": song});
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let (status, created) = client.json(reqwest::Method::POST, "/api/mv/projects", &body).await;
+        assert_eq!(status, 201, "{created}");
+        ids.push(created["projectId"].as_str().expect("projectId").to_owned());
+    }
+    let (status, deleted) = client.delete(format!("/api/mv/projects/{}", ids[0])).await;
+    assert_eq!(status, 200, "{deleted}");
+    let (status, other) = client.get(&format!("/api/mv/projects/{}", ids[1])).await;
+    assert_eq!(status, 200, "{other}");
+    let url = other["audioBackingTrackUrl"].as_str().expect("the other project's song").to_owned();
+    let (status, info) = client.get(&format!("{url}/info")).await;
+    assert_eq!(status, 200, "the song another project names was deleted with the first: {info}");
+    let resp = client.http.get(format!("{}{url}", client.base)).send().await.expect("song");
+    assert_eq!(resp.status(), 200);
+
+    // The last project naming it takes it along.
+    let (status, deleted) = client.delete(format!("/api/mv/projects/{}", ids[1])).await;
+    assert_eq!((status, &deleted["deletedFiles"]), (200, &json!(1)), "{deleted}");
+    let (status, _) = client.get(&format!("{url}/info")).await;
+    assert_eq!(status, 404, "the song goes with the last project naming it");
+    no_panic(&server);
+}
+
+/// Their rule "never delete the last scene" holds against two deletes sent at once (their UI in
+/// two tabs, or a double click): before the fix both passed the check on the same read and the
+/// project was left with no scene at all, both answered 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_scene_deletes_at_once_never_remove_the_last_scene() {
+    let server = ServerProcess::start(&[("MV_PROVIDER", "mock")]).expect("start mvgen");
+    let client = Client::new(&server);
+    let song = client.upload_song().await;
+    for round in 0..12 {
+        let id = client.project_with_scenes(&song, 2).await;
+        let deletes = [1, 2].map(|n| client.delete(format!("/api/mv/projects/{id}/scenes/{n}")));
+        let answers = futures_util::future::join_all(deletes).await;
+        let mut statuses: Vec<u16> = answers.iter().map(|(s, _)| *s).collect();
+        statuses.sort_unstable();
+        assert_eq!(statuses, [200, 400], "round {round}: one delete wins, the other is refused: {answers:?}");
+        let (_, project) = client.get(&format!("/api/mv/projects/{id}")).await;
+        assert_eq!(project["sceneCount"], 1, "round {round}: {project}");
+        assert_eq!(project["scenes"][0]["displaySequence"], 1, "round {round}: {project}");
+    }
+    no_panic(&server);
+}
+
+/// Scenes added at once (`POST …/scenes`, each written by the scene writer first) all land, each
+/// with its own sequence. Before the fix they took the same `max + 1`: the losers got a 503
+/// `DatabaseUnavailable` (a UNIQUE violation, the database being fine) and their written scene
+/// was lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenes_added_at_once_all_land_with_their_own_sequences() {
+    let server = ServerProcess::start(&[("MV_PROVIDER", "mock")]).expect("start mvgen");
+    let client = Client::new(&server);
+    let song = client.upload_song().await;
+    let id = client.project_with_scenes(&song, 2).await;
+    let path = format!("/api/mv/projects/{id}/scenes");
+    let body = json!({"sceneConcept": "the fox leaps over the moon"});
+    let mut sequences = Vec::new();
+    for round in 0..4 {
+        let adds = (0..3).map(|_| client.json(reqwest::Method::POST, &path, &body));
+        for (status, added) in futures_util::future::join_all(adds).await {
+            assert_eq!(status, 201, "round {round}: {added}");
+            sequences.push(added["scene"]["sequence"].as_i64().expect("sequence"));
+        }
+    }
+    sequences.sort_unstable();
+    assert_eq!(sequences, (3..=14).collect::<Vec<i64>>(), "each added scene has its own sequence");
+    let (_, project) = client.get(&format!("/api/mv/projects/{id}")).await;
+    assert_eq!(project["sceneCount"], 14, "{project}");
+    let displays: Vec<i64> =
+        project["scenes"].as_array().expect("scenes").iter().filter_map(|s| s["displaySequence"].as_i64()).collect();
+    assert_eq!(displays, (1..=14).collect::<Vec<i64>>(), "{project}");
+    no_panic(&server);
+}
