@@ -217,3 +217,100 @@ async fn scenes_added_at_once_all_land_with_their_own_sequences() {
     assert_eq!(displays, (1..=14).collect::<Vec<i64>>(), "{project}");
     no_panic(&server);
 }
+
+impl Client {
+    /// Polls project `id` until `done` says so (at most 60 s); the project then.
+    async fn wait_for(&self, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let started = std::time::Instant::now();
+        loop {
+            let (status, project) = self.get(&format!("/api/mv/projects/{id}")).await;
+            assert_eq!(status, 200, "{project}");
+            if done(&project) {
+                return project;
+            }
+            let summary = json!({"status": project["status"], "errorMessage": project["errorMessage"],
+                "finalJobId": project["finalJobId"], "sceneCount": project["sceneCount"]});
+            assert!(started.elapsed() < std::time::Duration::from_secs(60), "never {what}: {summary}");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The project's `final_cut` jobs.
+    async fn final_cuts(&self, id: &str) -> usize {
+        let (status, listed) = self.get(&format!("/api/mv/jobs?project_id={id}&kind=final_cut&limit=100")).await;
+        assert_eq!(status, 200, "{listed}");
+        listed["jobs"].as_array().expect("jobs").len()
+    }
+}
+
+/// A project with more scenes than a final cut takes (64): `generate` ends it `failed` saying so,
+/// `compose` is a 400 saying so, and neither leaves it waiting for a cut that never comes. Before
+/// the fix the compose recorded its job, then the cut's plan refused 65 clips (a 400 naming
+/// `video_ids`, which the caller never sent): the project stayed `composing` for good, naming a
+/// job that was never stored, and every compose, generate and scene delete after was a 409 (the
+/// drive tried the refused cut again at every step).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_project_with_more_scenes_than_a_cut_takes_is_refused_without_being_wedged() {
+    let server = ServerProcess::start(&[("MV_PROVIDER", "mock")]).expect("start mvgen");
+    let client = Client::new(&server);
+    let song = client.upload_song().await;
+    let id = client.project_with_scenes(&song, 32).await;
+    let body = json!({"sceneConcept": "the fox leaps over the moon"});
+    for _ in 0..33 {
+        let (status, added) = client.json(reqwest::Method::POST, &format!("/api/mv/projects/{id}/scenes"), &body).await;
+        assert_eq!(status, 201, "{added}");
+    }
+    let (status, generating) =
+        client.json(reqwest::Method::POST, &format!("/api/mv/projects/{id}/generate"), &json!({})).await;
+    assert_eq!(status, 200, "{generating}");
+    let project = client.wait_for(&id, "ended", |p| p["status"] == "failed" || p["status"] == "completed").await;
+    assert_eq!(project["completedScenes"], 65, "every clip was made: {project}");
+    assert_eq!(project["status"], "failed", "{project}");
+    let why = project["errorMessage"].as_str().expect("errorMessage");
+    assert!(why.contains("65 scenes") && why.contains("at most 64"), "{why}");
+    assert_eq!(project["finalJobId"], Value::Null, "{project}");
+
+    let compose = format!("/api/mv/projects/{id}/compose");
+    let (status, refused) = client.json(reqwest::Method::POST, &compose, &json!({})).await;
+    assert_eq!(status, 400, "{refused}");
+    assert!(refused["detail"]["message"].as_str().is_some_and(|m| m.contains("at most 64")), "{refused}");
+    let (_, project) = client.get(&format!("/api/mv/projects/{id}")).await;
+    assert_eq!((&project["status"], &project["finalJobId"]), (&json!("failed"), &Value::Null), "{project}");
+
+    // One scene fewer and the cut is made.
+    let (status, deleted) = client.delete(format!("/api/mv/projects/{id}/scenes/65")).await;
+    assert_eq!(status, 200, "{deleted}");
+    let (status, started) = client.json(reqwest::Method::POST, &compose, &json!({})).await;
+    assert_eq!(status, 200, "{started}");
+    let project = client.wait_for(&id, "composed", |p| p["finalOutputUrl"].is_string()).await;
+    assert_eq!(project["status"], "completed", "{project}");
+    no_panic(&server);
+}
+
+/// Composes asked at once (a double click on Export) start one cut: the others are 409. Before
+/// the fix each passed the "already composing" check on the same read and each started a
+/// `final_cut` job; the project named only the last, so the others' cuts were made for nothing
+/// and their files stored with nothing naming them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn composes_asked_at_once_start_one_cut() {
+    let server = ServerProcess::start(&[("MV_PROVIDER", "mock")]).expect("start mvgen");
+    let client = Client::new(&server);
+    let song = client.upload_song().await;
+    let id = client.project_with_scenes(&song, 2).await;
+    let (status, generating) =
+        client.json(reqwest::Method::POST, &format!("/api/mv/projects/{id}/generate"), &json!({})).await;
+    assert_eq!(status, 200, "{generating}");
+    client.wait_for(&id, "made", |p| p["status"] == "completed" && p["finalOutputUrl"].is_string()).await;
+    let (compose, empty) = (format!("/api/mv/projects/{id}/compose"), json!({}));
+    for round in 0..6 {
+        let before = client.final_cuts(&id).await;
+        let composes = (0..3).map(|_| client.json(reqwest::Method::POST, &compose, &empty));
+        let answers = futures_util::future::join_all(composes).await;
+        let mut statuses: Vec<u16> = answers.iter().map(|(s, _)| *s).collect();
+        statuses.sort_unstable();
+        assert_eq!(statuses, [200, 409, 409], "round {round}: {answers:?}");
+        assert_eq!(client.final_cuts(&id).await, before + 1, "round {round}: one cut started");
+        client.wait_for(&id, "composed", |p| p["status"] == "completed").await;
+    }
+    no_panic(&server);
+}
