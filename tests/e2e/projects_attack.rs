@@ -314,3 +314,53 @@ async fn composes_asked_at_once_start_one_cut() {
     }
     no_panic(&server);
 }
+
+/// A scene's clip uploaded with a stale `If-Match` is a 412 and keeps nothing, as every refused
+/// upload keeps nothing. Before the fix the 412 came only after the whole clip (up to 100 MB) was
+/// stored, and the clip stayed in the store with nothing naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clip_uploaded_with_a_stale_if_match_keeps_nothing() {
+    let server = ServerProcess::start(&[("MV_PROVIDER", "mock")]).expect("start mvgen");
+    let client = Client::new(&server);
+    let song = client.upload_song().await;
+    let id = client.project_with_scenes(&song, 2).await;
+    let (_, read) = client.get(&format!("/api/mv/projects/{id}")).await;
+    let version = read["version"].as_i64().expect("version");
+    // Another editor changes the project.
+    let (status, _) = client
+        .json(reqwest::Method::PATCH, &format!("/api/mv/projects/{id}/scenes/2"), &json!({"prompt": "theirs"}))
+        .await;
+    assert_eq!(status, 200);
+    let clip = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/media/cut/clip-640x360.mp4")).expect("clip");
+    let upload = |etag: String| {
+        let boundary = "attack-clip-boundary";
+        let mut body = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"clip.mp4\"\r\n\
+             Content-Type: video/mp4\r\n\r\n"
+        )
+        .into_bytes();
+        body.extend_from_slice(&clip);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        client
+            .http
+            .post(format!("{}/api/mv/projects/{id}/scenes/1/upload_video", client.base))
+            .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+            .header("if-match", etag)
+            .body(body)
+    };
+    let videos = server.output_dir().join("videos");
+    let before = files_under(&videos).len();
+    let (status, refused) = client.send(upload(format!("\"{version}\""))).await;
+    assert_eq!(status, 412, "{refused}");
+    assert_eq!(files_under(&videos).len(), before, "the refused clip is still stored");
+    let (_, scene) = client.get(&format!("/api/mv/projects/{id}")).await;
+    assert_eq!(scene["scenes"][0]["videoId"], Value::Null, "{scene}");
+
+    // At the current version it is taken.
+    let (_, read) = client.get(&format!("/api/mv/projects/{id}")).await;
+    let (status, scene) = client.send(upload(format!("\"{}\"", read["version"]))).await;
+    assert_eq!(status, 200, "{scene}");
+    assert!(scene["videoId"].is_string(), "{scene}");
+    assert_eq!(files_under(&videos).len(), before + 1);
+    no_panic(&server);
+}

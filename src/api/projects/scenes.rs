@@ -347,8 +347,12 @@ pub async fn upload_video(
     let id = projects::parse_id(&id)?;
     let sequence = projects::parse_sequence(sequence)?;
     let expected = if_match(request.headers())?;
-    // 404 before anything is stored.
-    let running = projects::load(&state, &jobs, &id).await?.scene(sequence)?.video_job_id.clone();
+    // 404 and 412 before anything is stored.
+    let project = projects::load(&state, &jobs, &id).await?;
+    let running = project.scene(sequence)?.video_job_id.clone();
+    if expected.is_some_and(|v| v != project.row.version) {
+        return Err(super::stale(&project));
+    }
     let (put, _) = store_file_part(&state, request, Collection::Video, MAX_VIDEO_BYTES, "video/").await?;
     let clip_ms = match crate::generation::final_cut::clip_length(&*state.storage, &put.id).await {
         Ok(length) => length.as_millis() as i64,
@@ -369,7 +373,26 @@ pub async fn upload_video(
         ("error_message", Bind::none()),
         ("video_job_id", Bind::none()),
     ];
-    projects::change(&jobs, &id, expected, &[Edit::Scene { sequence, sets, only_if_job: None }]).await?;
+    // Refused after the clip was stored (the project changed or went meanwhile, the database
+    // failed): the clip goes again, as a refused upload keeps nothing.
+    let refused =
+        match projects::change(&jobs, &id, expected, &[Edit::Scene { sequence, sets, only_if_job: None }]).await {
+            // Not written for sure (a database failure may have committed it: the clip stays).
+            Err(e) if [ErrorKind::PreconditionFailed, ErrorKind::NotFound].contains(&e.kind) => Some(e),
+            Err(e) => return Err(e),
+            Ok(_) => match projects::load(&state, &jobs, &id).await {
+                // The scene was deleted while its clip was uploaded: nothing names the clip.
+                Ok(project) => project.scene(sequence).err(),
+                Err(e) if e.kind == ErrorKind::NotFound => Some(e),
+                _ => None,
+            },
+        };
+    if let Some(e) = refused {
+        if let Err(delete) = state.storage.delete(Collection::Video, &put.id).await {
+            tracing::warn!(video = %put.id, error = %delete, "a refused scene upload could not be deleted");
+        }
+        return Err(e);
+    }
     if let Some(job) = running
         && let Err(e) = jobs.cancel(&job).await
     {
