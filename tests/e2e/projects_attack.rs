@@ -79,6 +79,11 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 /// Their create form (`mode`, the song as `audio`, then `prompt`); `cut_short`: the body ends in
 /// the middle of the `prompt` part, with no closing boundary.
 fn create_form(client: &Client, cut_short: bool) -> reqwest::RequestBuilder {
+    create_form_with(client, b"A fox da", cut_short)
+}
+
+/// [`create_form`] with the `prompt` part's bytes (before `nces` when not cut short).
+fn create_form_with(client: &Client, prompt: &[u8], cut_short: bool) -> reqwest::RequestBuilder {
     let boundary = "attack-boundary-7f3a";
     let mut body = Vec::new();
     body.extend_from_slice(
@@ -91,8 +96,9 @@ fn create_form(client: &Client, cut_short: bool) -> reqwest::RequestBuilder {
     );
     body.extend_from_slice(&std::fs::read(SONG).expect("fixture"));
     body.extend_from_slice(
-        format!("\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"prompt\"\r\n\r\nA fox da").as_bytes(),
+        format!("\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"prompt\"\r\n\r\n").as_bytes(),
     );
+    body.extend_from_slice(prompt);
     if !cut_short {
         body.extend_from_slice(format!("nces\r\n--{boundary}--\r\n").as_bytes());
     }
@@ -362,5 +368,29 @@ async fn a_clip_uploaded_with_a_stale_if_match_keeps_nothing() {
     assert_eq!(status, 200, "{scene}");
     assert!(scene["videoId"].is_string(), "{scene}");
     assert_eq!(files_under(&videos).len(), before + 1);
+    no_panic(&server);
+}
+
+/// A text field that is not UTF-8 is a 400 naming it, and nothing is stored. Before the fix it
+/// was decoded by a guess: `\xff\xfe` taken for a UTF-16 byte-order mark, so the prompt
+/// `\xff\xfe fox` was stored as two CJK characters (and a Latin-1 `é` as U+FFFD), 201.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_text_field_that_is_not_utf8_is_refused_naming_it() {
+    let server = ServerProcess::start(&[("MV_PROVIDER", "mock")]).expect("start mvgen");
+    let client = Client::new(&server);
+    for prompt in [&b"\xff\xfe fox "[..], &b"caf\xe9 "[..]] {
+        let (status, refused) = client.send(create_form_with(&client, prompt, false)).await;
+        assert_eq!(status, 400, "{refused}");
+        assert_eq!(refused["detail"]["details"], "prompt", "{refused}");
+        assert!(refused["detail"]["message"].as_str().is_some_and(|m| m.contains("UTF-8")), "{refused}");
+    }
+    let (status, listed) = client.get("/api/mv/projects").await;
+    assert_eq!((status, &listed["projects"]), (200, &json!([])), "no project was made: {listed}");
+    assert!(files_under(&server.output_dir().join("audio")).is_empty(), "a refused project's song is stored");
+    let (status, created) = client.send(create_form_with(&client, "caf\u{e9} ".as_bytes(), false)).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["projectId"].as_str().expect("projectId");
+    let (_, project) = client.get(&format!("/api/mv/projects/{id}")).await;
+    assert_eq!(project["conceptPrompt"], "caf\u{e9} nces", "{project}");
     no_panic(&server);
 }

@@ -120,7 +120,10 @@ async fn form(state: &AppState, request: Request, limit: u64) -> Result<(NewProj
                 // Their product image: not used by a music video; read past.
                 "images" | "audio" => while field.chunk().await.map_err(|e| multipart_error(e, limit))?.is_some() {},
                 _ => {
-                    let text = field.text().await.map_err(|e| multipart_error(e, limit))?;
+                    // UTF-8 or refused: never decoded by a guess (a UTF-16 BOM, a Latin-1 byte).
+                    let bytes = field.bytes().await.map_err(|e| multipart_error(e, limit))?;
+                    let text = String::from_utf8(bytes.to_vec())
+                        .map_err(|e| ApiError::invalid(&name, format!("not UTF-8 text ({e})")))?;
                     fields.insert(name, Value::String(text));
                 }
             }
