@@ -394,3 +394,41 @@ async fn a_text_field_that_is_not_utf8_is_refused_naming_it() {
     assert_eq!(project["conceptPrompt"], "caf\u{e9} nces", "{project}");
     no_panic(&server);
 }
+
+/// A status PATCH does not overwrite `composing` while the cut is in flight: that status is what
+/// refuses a second compose. Before the fix `{"status": "completed"}` mid-compose was a 200, and
+/// the next compose started a second cut beside the first (whose cut nothing then named). No job
+/// worker runs here (`MVGEN_WORKERS=0`: the sync renders run in their requests), so the cut stays
+/// queued and the project stays composing for as long as the test needs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_patch_does_not_overwrite_a_compose_in_flight() {
+    let server = ServerProcess::start(&[("MV_PROVIDER", "mock"), ("MVGEN_WORKERS", "0")]).expect("start mvgen");
+    let client = Client::new(&server);
+    let song = client.upload_song().await;
+    let id = client.project_with_scenes(&song, 2).await;
+    let (_, project) = client.get(&format!("/api/mv/projects/{id}")).await;
+    for scene in project["scenes"].as_array().expect("scenes") {
+        let body = json!({"prompt": scene["prompt"], "project_id": id, "sequence": scene["sequence"]});
+        let (status, rendered) = client.json(reqwest::Method::POST, "/api/mv/generate_video", &body).await;
+        assert_eq!(status, 200, "{rendered}");
+    }
+    let compose = format!("/api/mv/projects/{id}/compose");
+    let (status, started) = client.json(reqwest::Method::POST, &compose, &json!({})).await;
+    assert_eq!(status, 200, "{started}");
+    let path = format!("/api/mv/projects/{id}");
+    let (status, refused) = client.json(reqwest::Method::PATCH, &path, &json!({"status": "completed"})).await;
+    assert_eq!(status, 409, "{refused}");
+    assert_eq!(refused["detail"]["error"], "ProjectBusy", "{refused}");
+    let (_, project) = client.get(&path).await;
+    assert_eq!(project["status"], "composing", "{project}");
+    let (status, again) = client.json(reqwest::Method::POST, &compose, &json!({})).await;
+    assert_eq!(status, 409, "{again}");
+    assert_eq!(client.final_cuts(&id).await, 1, "one cut");
+
+    // Canceled, the status is the caller's again.
+    let (status, canceled) = client.json(reqwest::Method::POST, &format!("{path}/cancel"), &json!({})).await;
+    assert_eq!((status, &canceled["status"]), (200, &json!("failed")), "{canceled}");
+    let (status, patched) = client.json(reqwest::Method::PATCH, &path, &json!({"status": "completed"})).await;
+    assert_eq!((status, &patched["status"]), (200, &json!("completed")), "{patched}");
+    no_panic(&server);
+}

@@ -231,15 +231,19 @@ pub async fn patch_project(
     ValidJson(patch): ValidJson<ProjectPatch>,
 ) -> Result<Response, ApiError> {
     let id = projects::parse_id(&id)?;
-    let mut sets = Vec::new();
     if let Some(status) = patch.status {
         if !SETTABLE.contains(&status.as_str()) {
             return Err(ApiError::body_mismatch("status", "status: one of pending, processing, completed, failed"));
         }
-        sets.push(("status", Bind::from(status)));
-    }
-    if !sets.is_empty() {
-        projects::change(&jobs, &id, if_match(&headers)?, &[Edit::Project(sets)]).await?;
+        // Not over a compose in flight: its status is what keeps a second compose from starting
+        // beside it (and the cut's end sets it).
+        change_as_read(&state, &jobs, &id, if_match(&headers)?, |project| {
+            if project.row.status == COMPOSING && project.row.final_job_id.is_some() {
+                return Err(busy(format!("Cannot set the status: project {id} is composing")));
+            }
+            Ok((vec![Edit::Project(vec![("status", Bind::from(status.clone()))])], ()))
+        })
+        .await?;
     }
     let project = projects::load(&state, &jobs, &id).await?;
     Ok(project_answer(&project, StatusCode::OK))
