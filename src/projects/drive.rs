@@ -77,7 +77,10 @@ pub fn start(
             // Many jobs ending at once are one look, not one each: every look reads every
             // project being made.
             tokio::time::sleep(GAP).await;
-            while !matches!(ended.try_recv(), Err(broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed)) {}
+            while !matches!(
+                ended.try_recv(),
+                Err(broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed)
+            ) {}
         }
     })
 }
@@ -117,7 +120,7 @@ pub async fn advance(state: &AppState, jobs: &Jobs, id: &str, parallel: usize) -
             "project_id": row.id,
         });
         return match (&row.scenes_job_id, resubmit(&row.scenes_job_id)) {
-            (None, _) => start_job::<Scenes>(state, jobs, &project, body, JobSlot::Scenes).await.map(drop),
+            (None, _) => start_job::<Scenes>(state, jobs, &project, body, JobSlot::Scenes, None).await.map(drop),
             (Some(_), Some(job)) => submit::<Scenes>(state, jobs, &project, body, &job).await,
             _ => Ok(()),
         };
@@ -128,7 +131,7 @@ pub async fn advance(state: &AppState, jobs: &Jobs, id: &str, parallel: usize) -
     {
         let body = json!({ "character_description": description, "num_images": 1 });
         return match (&row.character_job_id, resubmit(&row.character_job_id)) {
-            (None, _) => start_job::<Character>(state, jobs, &project, body, JobSlot::Character).await.map(drop),
+            (None, _) => start_job::<Character>(state, jobs, &project, body, JobSlot::Character, None).await.map(drop),
             (Some(_), Some(job)) => submit::<Character>(state, jobs, &project, body, &job).await,
             _ => Ok(()),
         };
@@ -144,7 +147,7 @@ pub async fn advance(state: &AppState, jobs: &Jobs, id: &str, parallel: usize) -
     let (failed, todo): (Vec<_>, Vec<_>) = waiting.partition(|s| s.status == FAILED);
     for scene in todo.iter().take(parallel.saturating_sub(in_flight.len())) {
         let slot = JobSlot::Video(scene.sequence);
-        start_job::<Video>(state, jobs, &project, video_body(&project, scene), slot).await?;
+        start_job::<Video>(state, jobs, &project, video_body(&project, scene), slot, None).await?;
     }
     if !in_flight.is_empty() || !todo.is_empty() {
         return Ok(());
@@ -165,7 +168,16 @@ pub async fn advance(state: &AppState, jobs: &Jobs, id: &str, parallel: usize) -
         return Ok(());
     }
     match (&row.final_job_id, resubmit(&row.final_job_id), &row.final_video_id) {
-        (None, _, None) => compose(state, jobs, &project).await.map(drop),
+        (None, _, None) => match compose(state, jobs, &project, None).await {
+            Ok(_) => Ok(()),
+            // A cut that can never be made (more scenes than a cut takes): the project fails
+            // saying why, rather than being tried again at every step.
+            Err(e) if e.status().is_client_error() => {
+                let sets = vec![("status", FAILED.into()), ("error_message", e.message.into()), ("drive", 0.into())];
+                change(jobs, id, None, &[Edit::Project(sets)]).await.map(drop)
+            }
+            Err(e) => Err(e),
+        },
         (Some(_), Some(job), _) => submit::<FinalCut>(state, jobs, &project, compose_body(&project)?, &job).await,
         // Composed (settling ended the drive), or composing.
         _ => Ok(()),
@@ -186,6 +198,16 @@ fn video_body(project: &Project, scene: &crate::jobs::store::projects::SceneRow)
 /// The final cut of `project`: every scene's clip in display order with its trims, the song looped
 /// under the whole video, replacing the clips' audio (without a song the clips keep theirs).
 pub fn compose_body(project: &Project) -> Result<Value, ApiError> {
+    let max = crate::generation::final_cut::MAX_CLIPS;
+    if project.scenes.len() > max {
+        return Err(ApiError::invalid(
+            "scenes",
+            format!(
+                "Cannot compose video: the project has {} scenes and a final cut takes at most {max}; delete some",
+                project.scenes.len()
+            ),
+        ));
+    }
     let clips: Vec<Value> = project
         .scenes
         .iter()
@@ -217,9 +239,16 @@ enum JobSlot {
 }
 
 /// Starts composing `project`'s final cut (every scene must have its clip); the job's id.
-pub async fn compose(state: &AppState, jobs: &Jobs, project: &Project) -> Result<String, ApiError> {
+/// With `expected`, recorded only while the project is still at that version (412 otherwise), so
+/// two composes asked at once start one cut.
+pub async fn compose(
+    state: &AppState,
+    jobs: &Jobs,
+    project: &Project,
+    expected: Option<i64>,
+) -> Result<String, ApiError> {
     let body = compose_body(project)?;
-    start_job::<FinalCut>(state, jobs, project, body, JobSlot::Final).await
+    start_job::<FinalCut>(state, jobs, project, body, JobSlot::Final, expected).await
 }
 
 /// Records a new job id in `slot`, then stores the job under it; the id.
@@ -229,6 +258,7 @@ async fn start_job<G: Generation>(
     project: &Project,
     body: Value,
     slot: JobSlot,
+    expected: Option<i64>,
 ) -> Result<String, ApiError> {
     let job = uuid::Uuid::new_v4().to_string();
     let edit = match slot {
@@ -245,9 +275,42 @@ async fn start_job<G: Generation>(
             only_if_job: None,
         },
     };
-    change(jobs, &project.row.id, None, &[edit]).await?;
-    submit::<G>(state, jobs, project, body, &job).await?;
+    change(jobs, &project.row.id, expected, &[edit]).await?;
+    if let Err(e) = submit::<G>(state, jobs, project, body, &job).await {
+        // Refused by its plan (a caller's mistake, nothing stored): the project no longer names
+        // it, else it would wait for a job that never comes (composing for ever). Any other
+        // failure keeps the link: the drive stores the job again under it.
+        if e.status().is_client_error() {
+            let undo = unlink(project, &slot, &job);
+            if let Err(undo) = change(jobs, &project.row.id, None, &[undo]).await {
+                tracing::warn!(project = %project.row.id, job, error = %undo.message, "a refused job stays named by its project");
+            }
+        }
+        return Err(e);
+    }
     Ok(job)
+}
+
+/// The edit that forgets job `job` recorded in `slot`, putting back what recording it changed.
+fn unlink(project: &Project, slot: &JobSlot, job: &str) -> Edit {
+    let settle = |column, sets| Edit::SettleProject { column, job: job.to_owned(), sets };
+    match slot {
+        JobSlot::Scenes => settle("scenes_job_id", vec![]),
+        JobSlot::Character => settle("character_job_id", vec![]),
+        JobSlot::Final => settle("final_job_id", vec![("status", project.row.status.clone().into())]),
+        JobSlot::Video(sequence) => {
+            let scene = project.scenes.iter().find(|s| s.sequence == *sequence);
+            Edit::Scene {
+                sequence: *sequence,
+                sets: vec![
+                    ("video_job_id", Bind::none()),
+                    ("status", scene.map(|s| s.status.clone()).into()),
+                    ("error_message", scene.and_then(|s| s.error_message.clone()).into()),
+                ],
+                only_if_job: Some(job.to_owned()),
+            }
+        }
+    }
 }
 
 /// Plans `body` as kind `G` with the project's pinned flavor and stores it as job `job`.

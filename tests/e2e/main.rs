@@ -27,7 +27,8 @@
 //! documented rolling restart under load with no request failing.
 //!
 //! `projects`: a project driven as the Python service's project UI drives it, from create to the
-//! downloaded final cut, its edits, ETags, listing and deletion.
+//! downloaded final cut, its edits, ETags, listing and deletion. `projects_attack`: the same routes
+//! attacked (a create form cut short after its song, a song two projects share, edits racing).
 //!
 //! `job_observability`: each step of a job logged at info with its id, kind, flavor and upstream
 //! run, and counted in `/metrics` (`serve`'s, and a worker's `--metrics-addr`).
@@ -60,6 +61,7 @@ mod load_balancer;
 mod mixed_flavors;
 mod postgres_ops;
 mod projects;
+mod projects_attack;
 mod replicas_storage;
 mod replicate_webhooks;
 mod retention;

@@ -102,28 +102,38 @@ async fn form(state: &AppState, request: Request, limit: u64) -> Result<(NewProj
     let mut multipart = multer::Multipart::with_constraints(raw, boundary, constraints);
     let mut fields = serde_json::Map::new();
     let mut song = None;
-    loop {
-        let mut field = match multipart.next_field().await {
-            Ok(Some(field)) => field,
-            Ok(None) => break,
-            Err(e) => return Err(multipart_error(e, limit)),
-        };
-        let name = field.name().unwrap_or("").to_owned();
-        match name.as_str() {
-            "audio" if song.is_none() => {
-                let stream = field.map_err(multipart_io_error).boxed();
-                song = Some(store_song(state, stream, limit).await?.audio_id);
-            }
-            // Their product image: not used by a music video; read past.
-            "images" | "audio" => while field.chunk().await.map_err(|e| multipart_error(e, limit))?.is_some() {},
-            _ => {
-                let text = field.text().await.map_err(|e| multipart_error(e, limit))?;
-                fields.insert(name, Value::String(text));
+    // A body that breaks after its song was stored (cut short, a malformed later part) refuses
+    // the project, and the song goes with it.
+    let read: Result<(), ApiError> = async {
+        loop {
+            let mut field = match multipart.next_field().await {
+                Ok(Some(field)) => field,
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(multipart_error(e, limit)),
+            };
+            let name = field.name().unwrap_or("").to_owned();
+            match name.as_str() {
+                "audio" if song.is_none() => {
+                    let stream = field.map_err(multipart_io_error).boxed();
+                    song = Some(store_song(state, stream, limit).await?.audio_id);
+                }
+                // Their product image: not used by a music video; read past.
+                "images" | "audio" => while field.chunk().await.map_err(|e| multipart_error(e, limit))?.is_some() {},
+                _ => {
+                    // UTF-8 or refused: never decoded by a guess (a UTF-16 BOM, a Latin-1 byte).
+                    let bytes = field.bytes().await.map_err(|e| multipart_error(e, limit))?;
+                    let text = String::from_utf8(bytes.to_vec())
+                        .map_err(|e| ApiError::invalid(&name, format!("not UTF-8 text ({e})")))?;
+                    fields.insert(name, Value::String(text));
+                }
             }
         }
     }
-    let parsed = serde_json::from_value(Value::Object(fields))
-        .map_err(|e| ApiError::new(ErrorKind::RequestValidationError, format!("project form: {e}"), Value::Null));
+    .await;
+    let parsed = read.and_then(|()| {
+        serde_json::from_value(Value::Object(fields))
+            .map_err(|e| ApiError::new(ErrorKind::RequestValidationError, format!("project form: {e}"), Value::Null))
+    });
     match parsed {
         Ok(fields) => Ok((fields, song)),
         Err(e) => {

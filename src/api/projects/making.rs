@@ -37,28 +37,38 @@ pub async fn compose(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = projects::parse_id(&id)?;
-    let project = projects::load(&state, &jobs, &id).await?;
-    let total = project.scenes.len();
-    let with_clip = project.scenes.iter().filter(|s| s.video_id.is_some() && s.video_job_id.is_none()).count();
-    if total == 0 || with_clip < total {
-        return Err(ApiError::new(
-            ErrorKind::ValidationError,
-            "Cannot compose video: not all scenes are completed",
-            json!({ "details": format!("Completed: {with_clip}/{total}") }),
-        ));
-    }
-    if project.row.status == COMPOSING && project.row.final_job_id.is_some() {
-        return Err(busy(format!(
-            "project {id} is already composing (job {})",
-            project.row.final_job_id.unwrap_or_default()
-        )));
-    }
-    if let Some(expected) = if_match(&headers)?
-        && expected != project.row.version
-    {
-        return Err(stale(&project));
-    }
-    let job = drive::compose(&state, &jobs, &project).await?;
+    let expected = if_match(&headers)?;
+    // Started only at the version read: of two composes asked at once, one starts the cut and the
+    // other reads the project again (and finds it composing).
+    let mut tries = 0;
+    let job = loop {
+        let project = projects::load(&state, &jobs, &id).await?;
+        let total = project.scenes.len();
+        let with_clip = project.scenes.iter().filter(|s| s.video_id.is_some() && s.video_job_id.is_none()).count();
+        if total == 0 || with_clip < total {
+            return Err(ApiError::new(
+                ErrorKind::ValidationError,
+                "Cannot compose video: not all scenes are completed",
+                json!({ "details": format!("Completed: {with_clip}/{total}") }),
+            ));
+        }
+        if project.row.status == COMPOSING && project.row.final_job_id.is_some() {
+            return Err(busy(format!(
+                "project {id} is already composing (job {})",
+                project.row.final_job_id.unwrap_or_default()
+            )));
+        }
+        if let Some(expected) = expected
+            && expected != project.row.version
+        {
+            return Err(stale(&project));
+        }
+        match drive::compose(&state, &jobs, &project, Some(project.row.version)).await {
+            Err(e) if e.kind == ErrorKind::PreconditionFailed && expected.is_none() && tries < 8 => tries += 1,
+            Err(e) if e.kind == ErrorKind::PreconditionFailed => return Err(stale(&project)),
+            started => break started?,
+        }
+    };
     let answer = ComposeStarted {
         job_id: job,
         project_id: id,

@@ -31,7 +31,7 @@ use super::extract::{ValidJson, ValidPath};
 use crate::error::{ApiError, ErrorKind};
 use crate::jobs::Jobs;
 use crate::jobs::engine::unavailable;
-use crate::jobs::store::projects::{Bind, Edit};
+use crate::jobs::store::projects::{Bind, Changed, Edit};
 use crate::projects::answer::{ProjectDeleted, ProjectList, ProjectResponse, summary};
 use crate::projects::words::{COMPOSING, SETTABLE};
 use crate::projects::{self, Project, copies};
@@ -69,6 +69,38 @@ pub(super) fn stale(project: &Project) -> ApiError {
         format!("project {} changed since it was read: If-Match names another version; read it again", project.row.id),
         json!({ "etag": project.etag() }),
     )
+}
+
+/// How often a change planned from a read is planned again because the project changed between
+/// the read and the write.
+const REPLANS: usize = 8;
+
+/// Reads project `id`, plans `edits` from what was read, and writes them only at the version read,
+/// so a rule checked on the read (never the last scene, the next free sequence, the current
+/// scenes' order) still holds when written: a change that lands in between (another editor, a job
+/// settled) makes it read and plan again. With an `If-Match` (`expected`), only at that version
+/// (412). The project as read and what `plan` returned.
+pub(super) async fn change_as_read<T>(
+    state: &AppState,
+    jobs: &Jobs,
+    id: &str,
+    expected: Option<i64>,
+    mut plan: impl FnMut(&Project) -> Result<(Vec<Edit>, T), ApiError>,
+) -> Result<(Project, T), ApiError> {
+    for _ in 0..REPLANS {
+        let project = projects::load(state, jobs, id).await?;
+        if expected.is_some_and(|v| v != project.row.version) {
+            return Err(stale(&project));
+        }
+        let (edits, planned) = plan(&project)?;
+        match jobs.store().change_project(id, Some(project.row.version), &edits).await.map_err(unavailable)? {
+            Changed::Done(_) => return Ok((project, planned)),
+            Changed::Missing => return Err(projects::not_found(id)),
+            Changed::Stale(_) if expected.is_some() => return Err(stale(&project)),
+            Changed::Stale(_) => {}
+        }
+    }
+    Err(busy(format!("project {id} is being changed by others too often; try again")))
 }
 
 pub(super) fn busy(message: String) -> ApiError {
@@ -225,15 +257,19 @@ pub async fn patch_project(
     ValidJson(patch): ValidJson<ProjectPatch>,
 ) -> Result<Response, ApiError> {
     let id = projects::parse_id(&id)?;
-    let mut sets = Vec::new();
     if let Some(status) = patch.status {
         if !SETTABLE.contains(&status.as_str()) {
             return Err(ApiError::body_mismatch("status", "status: one of pending, processing, completed, failed"));
         }
-        sets.push(("status", Bind::from(status)));
-    }
-    if !sets.is_empty() {
-        projects::change(&jobs, &id, if_match(&headers)?, &[Edit::Project(sets)]).await?;
+        // Not over a compose in flight: its status is what keeps a second compose from starting
+        // beside it (and the cut's end sets it).
+        change_as_read(&state, &jobs, &id, if_match(&headers)?, |project| {
+            if project.row.status == COMPOSING && project.row.final_job_id.is_some() {
+                return Err(busy(format!("Cannot set the status: project {id} is composing")));
+            }
+            Ok((vec![Edit::Project(vec![("status", Bind::from(status.clone()))])], ()))
+        })
+        .await?;
     }
     let project = projects::load(&state, &jobs, &id).await?;
     Ok(project_answer(&project, StatusCode::OK))
@@ -288,6 +324,17 @@ pub async fn delete_project(
         .chain(project.row.audio_id.as_deref().map(|a| (Collection::Audio, a)));
     let mut deleted = 0;
     for (kind, file) in files {
+        // A song another project still names stays (projects created with its `audioId`).
+        if kind == Collection::Audio {
+            match jobs.store().audio_in_use(file).await {
+                Ok(false) => {}
+                Ok(true) => continue,
+                Err(e) => {
+                    tracing::warn!(project = %id, file, error = %e, "a deleted project's song was kept: its use could not be read");
+                    continue;
+                }
+            }
+        }
         match state.storage.delete(kind, file).await {
             Ok(()) => deleted += 1,
             Err(e) => tracing::warn!(project = %id, file, error = %e, "a deleted project's file could not be deleted"),

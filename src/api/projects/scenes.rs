@@ -57,33 +57,36 @@ pub async fn reorder_scenes(
     if unique.len() != order.len() {
         return Err(ApiError::body_mismatch("sceneOrder", "sceneOrder: no value twice"));
     }
-    let project = projects::load(&state, &jobs, &id).await?;
-    if project.scenes.is_empty() {
-        return Err(ApiError::invalid("sceneOrder", "Project has no scenes to reorder"));
-    }
-    let existing: Vec<i64> = project.scenes.iter().map(|s| s.display_sequence).collect();
-    let missing: Vec<i64> = existing.iter().filter(|n| !order.contains(n)).copied().collect();
-    let unknown: Vec<i64> = order.iter().filter(|n| !existing.contains(n)).copied().collect();
-    if !missing.is_empty() || !unknown.is_empty() {
-        return Err(ApiError::new(
-            ErrorKind::ValidationError,
-            "Scene order mismatch",
-            json!({ "missing": missing, "invalid": unknown, "existingScenes": existing, "requestedScenes": order }),
-        ));
-    }
-    let edits: Vec<Edit> = order
-        .iter()
-        .enumerate()
-        .filter_map(|(i, display)| {
-            let scene = project.scenes.iter().find(|s| s.display_sequence == *display)?;
-            Some(Edit::Scene {
-                sequence: scene.sequence,
-                sets: vec![("display_sequence", (i as i64 + 1).into())],
-                only_if_job: None,
+    // Checked against the scenes as they are when written (a scene deleted meanwhile is a mismatch).
+    super::change_as_read(&state, &jobs, &id, if_match(&headers)?, |project| {
+        if project.scenes.is_empty() {
+            return Err(ApiError::invalid("sceneOrder", "Project has no scenes to reorder"));
+        }
+        let existing: Vec<i64> = project.scenes.iter().map(|s| s.display_sequence).collect();
+        let missing: Vec<i64> = existing.iter().filter(|n| !order.contains(n)).copied().collect();
+        let unknown: Vec<i64> = order.iter().filter(|n| !existing.contains(n)).copied().collect();
+        if !missing.is_empty() || !unknown.is_empty() {
+            return Err(ApiError::new(
+                ErrorKind::ValidationError,
+                "Scene order mismatch",
+                json!({ "missing": missing, "invalid": unknown, "existingScenes": existing, "requestedScenes": order }),
+            ));
+        }
+        let edits: Vec<Edit> = order
+            .iter()
+            .enumerate()
+            .filter_map(|(i, display)| {
+                let scene = project.scenes.iter().find(|s| s.display_sequence == *display)?;
+                Some(Edit::Scene {
+                    sequence: scene.sequence,
+                    sets: vec![("display_sequence", (i as i64 + 1).into())],
+                    only_if_job: None,
+                })
             })
-        })
-        .collect();
-    projects::change(&jobs, &id, if_match(&headers)?, &edits).await?;
+            .collect();
+        Ok((edits, ()))
+    })
+    .await?;
     let project = projects::load(&state, &jobs, &id).await?;
     let scenes: Vec<SceneResponse> = project.scenes.iter().map(SceneResponse::from).collect();
     let answer = ScenesReordered { message: "Scenes reordered successfully".into(), scenes };
@@ -154,26 +157,29 @@ pub async fn delete_scene(
 ) -> Result<Response, ApiError> {
     let id = projects::parse_id(&id)?;
     let sequence = projects::parse_sequence(sequence)?;
-    let project = projects::load(&state, &jobs, &id).await?;
-    if [PENDING, COMPOSING].contains(&project.row.status.as_str()) {
-        return Err(busy(format!("Cannot delete scene: project is in '{}' status", project.row.status)));
-    }
-    project.scene(sequence)?;
-    if project.scenes.len() < 2 {
-        return Err(ApiError::invalid("sequence", "Cannot delete last remaining scene"));
-    }
-    let mut edits = vec![Edit::DeleteScene(sequence)];
-    let rest = project.scenes.iter().filter(|s| s.sequence != sequence);
-    edits.extend(rest.clone().enumerate().map(|(i, s)| Edit::Scene {
-        sequence: s.sequence,
-        sets: vec![("display_sequence", (i as i64 + 1).into())],
-        only_if_job: None,
-    }));
-    projects::change(&jobs, &id, if_match(&headers)?, &edits).await?;
+    // Checked and written at one version: two deletes at once never remove the last scene.
+    let (_, remaining) = super::change_as_read(&state, &jobs, &id, if_match(&headers)?, |project| {
+        if [PENDING, COMPOSING].contains(&project.row.status.as_str()) {
+            return Err(busy(format!("Cannot delete scene: project is in '{}' status", project.row.status)));
+        }
+        project.scene(sequence)?;
+        if project.scenes.len() < 2 {
+            return Err(ApiError::invalid("sequence", "Cannot delete last remaining scene"));
+        }
+        let mut edits = vec![Edit::DeleteScene(sequence)];
+        let rest = project.scenes.iter().filter(|s| s.sequence != sequence);
+        edits.extend(rest.clone().enumerate().map(|(i, s)| Edit::Scene {
+            sequence: s.sequence,
+            sets: vec![("display_sequence", (i as i64 + 1).into())],
+            only_if_job: None,
+        }));
+        Ok((edits, rest.count()))
+    })
+    .await?;
     let answer = SceneDeleted {
         message: "Scene deleted successfully".into(),
         deleted_sequence: sequence,
-        remaining_scene_count: rest.count(),
+        remaining_scene_count: remaining,
     };
     Ok(Json(answer).into_response())
 }
@@ -287,25 +293,33 @@ pub async fn add_scene(
     let written = output["scenes"].get(0).ok_or_else(|| {
         ApiError::new(ErrorKind::UpstreamError, "the scene writer returned no scene", json!({ "project_id": id }))
     })?;
-    let text = |field: &str| written.get(field).and_then(|v| v.as_str()).map(str::to_owned);
-    // Read again: the project may have changed while the scene was written.
-    let project = projects::load(&state, &jobs, &id).await?;
-    let sequence = project.scenes.iter().map(|s| s.sequence).max().unwrap_or(0) + 1;
+    let text = |field: &str| written.get(field).and_then(|v| v.as_str()).map(projects::without_nul);
+    let reference = |project: &projects::Project| {
+        project.row.character_image_id.clone().or_else(|| project.row.product_image_id.clone())
+    };
     let scene = SceneRow {
-        sequence,
-        display_sequence: project.scenes.len() as i64 + 1,
         status: PENDING.to_owned(),
         prompt: text("description").unwrap_or_default(),
         negative_prompt: text("negative_description"),
         duration_ms: 8_000,
-        reference_image_id: project.row.character_image_id.clone().or_else(|| project.row.product_image_id.clone()),
         ..SceneRow::default()
     };
-    // Its clip is rendered by the drive (`projects::drive`), as their add rendered it in the
-    // background; a drive already making the whole video takes it on.
-    let drive = if project.row.drive == DRIVE_WHOLE { DRIVE_WHOLE } else { DRIVE_CLIPS };
-    let edits = [Edit::InsertScene(Box::new(scene)), Edit::Project(vec![("drive", drive.into())])];
-    projects::change(&jobs, &id, if_match(&headers)?, &edits).await?;
+    // Numbered from the project as it is when written (read again: it may have changed while the
+    // scene was written), so two scenes added at once get two sequences.
+    let (_, sequence) = super::change_as_read(&state, &jobs, &id, if_match(&headers)?, |project| {
+        let sequence = project.scenes.iter().map(|s| s.sequence).max().unwrap_or(0) + 1;
+        let scene = SceneRow {
+            sequence,
+            display_sequence: project.scenes.len() as i64 + 1,
+            reference_image_id: reference(project),
+            ..scene.clone()
+        };
+        // Its clip is rendered by the drive (`projects::drive`), as their add rendered it in the
+        // background; a drive already making the whole video takes it on.
+        let drive = if project.row.drive == DRIVE_WHOLE { DRIVE_WHOLE } else { DRIVE_CLIPS };
+        Ok((vec![Edit::InsertScene(Box::new(scene)), Edit::Project(vec![("drive", drive.into())])], sequence))
+    })
+    .await?;
     projects::drive::poke();
     let project = projects::load(&state, &jobs, &id).await?;
     let scene = SceneResponse::from(project.scene(sequence)?);
@@ -333,8 +347,12 @@ pub async fn upload_video(
     let id = projects::parse_id(&id)?;
     let sequence = projects::parse_sequence(sequence)?;
     let expected = if_match(request.headers())?;
-    // 404 before anything is stored.
-    let running = projects::load(&state, &jobs, &id).await?.scene(sequence)?.video_job_id.clone();
+    // 404 and 412 before anything is stored.
+    let project = projects::load(&state, &jobs, &id).await?;
+    let running = project.scene(sequence)?.video_job_id.clone();
+    if expected.is_some_and(|v| v != project.row.version) {
+        return Err(super::stale(&project));
+    }
     let (put, _) = store_file_part(&state, request, Collection::Video, MAX_VIDEO_BYTES, "video/").await?;
     let clip_ms = match crate::generation::final_cut::clip_length(&*state.storage, &put.id).await {
         Ok(length) => length.as_millis() as i64,
@@ -355,7 +373,26 @@ pub async fn upload_video(
         ("error_message", Bind::none()),
         ("video_job_id", Bind::none()),
     ];
-    projects::change(&jobs, &id, expected, &[Edit::Scene { sequence, sets, only_if_job: None }]).await?;
+    // Refused after the clip was stored (the project changed or went meanwhile, the database
+    // failed): the clip goes again, as a refused upload keeps nothing.
+    let refused =
+        match projects::change(&jobs, &id, expected, &[Edit::Scene { sequence, sets, only_if_job: None }]).await {
+            // Not written for sure (a database failure may have committed it: the clip stays).
+            Err(e) if [ErrorKind::PreconditionFailed, ErrorKind::NotFound].contains(&e.kind) => Some(e),
+            Err(e) => return Err(e),
+            Ok(_) => match projects::load(&state, &jobs, &id).await {
+                // The scene was deleted while its clip was uploaded: nothing names the clip.
+                Ok(project) => project.scene(sequence).err(),
+                Err(e) if e.kind == ErrorKind::NotFound => Some(e),
+                _ => None,
+            },
+        };
+    if let Some(e) = refused {
+        if let Err(delete) = state.storage.delete(Collection::Video, &put.id).await {
+            tracing::warn!(video = %put.id, error = %delete, "a refused scene upload could not be deleted");
+        }
+        return Err(e);
+    }
     if let Some(job) = running
         && let Err(e) = jobs.cancel(&job).await
     {

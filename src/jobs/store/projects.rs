@@ -378,6 +378,16 @@ impl Store {
         Ok(())
     }
 
+    /// Whether any project names song `audio_id` (one song may back several projects: a JSON
+    /// create names an uploaded song by id).
+    pub async fn audio_in_use(&self, audio_id: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT id FROM projects WHERE audio_id = $1 LIMIT 1")
+            .bind(audio_id)
+            .fetch_optional(&self.writer)
+            .await?;
+        Ok(row.is_some())
+    }
+
     /// Deletes project `id` and its scenes; `false` when there was none.
     pub async fn delete_project(&self, id: &str) -> Result<bool, StoreError> {
         let mut tx = self.writer.begin().await?;
