@@ -13,6 +13,8 @@ pub mod openapi;
 pub mod readiness;
 mod send_file;
 
+pub use audio::AudioLimit;
+
 use std::sync::Arc;
 
 use axum::routing::{get, post};
@@ -25,7 +27,7 @@ use crate::state::AppState;
 /// prefix-stripping layers, a measurable share of a request as cheap as the flavor list
 /// (BENCHMARKS.md). With a job engine, the job routes are served and the generation endpoints run
 /// as jobs; `/metrics` only when metrics are on.
-pub fn routes(jobs: Option<Arc<Jobs>>, metrics: bool, max_audio_bytes: u64) -> Router<Arc<AppState>> {
+pub fn routes(jobs: Option<Arc<Jobs>>, metrics: bool, songs: audio::AudioLimit) -> Router<Arc<AppState>> {
     let mut routes = Router::new()
         .route("/api/mv/create_scenes", post(generate::create_scenes))
         .route("/api/mv/generate_character_reference", post(generate::generate_character_reference))
@@ -47,7 +49,7 @@ pub fn routes(jobs: Option<Arc<Jobs>>, metrics: bool, max_audio_bytes: u64) -> R
         .merge(
             Router::new()
                 .route(extract::UPLOAD_AUDIO_PATH, post(audio::upload_audio))
-                .layer(Extension(audio::AudioLimit(max_audio_bytes))),
+                .layer(Extension(songs)),
         );
     if let Some(engine) = jobs {
         // The job routes have the engine as their own state.

@@ -4,6 +4,7 @@
 //! given and serves it back with its type), so the two always agree and neither imports the other.
 
 pub mod cut;
+pub mod beats;
 pub mod song;
 
 /// The file types mvgen stores, as (content type, extension). One table, so what a provider
