@@ -43,7 +43,7 @@ fn main() {
             }
         };
         let cpu_before = cpu_seconds();
-        let analysis = beats::analyse(source, info.codec, info.content_type, max_seconds);
+        let analysis = beats::analyse(source, &info, max_seconds);
         let cpu = cpu_seconds() - cpu_before;
         let line = match analysis {
             Ok(a) => serde_json::json!({

@@ -245,10 +245,10 @@ async fn analyse_stored(
     let reader = BlockingReader::open(Arc::clone(&state.storage), Collection::Audio, id, handle)
         .await
         .map_err(|e| unreadable(e.to_string()))?;
-    let (codec, content_type) = (info.codec, info.content_type);
+    let info = info.clone();
     let analysed = tokio::task::spawn_blocking(move || {
         let len = reader.len();
-        beats::analyse(SeekableSource::boxed(reader, len), codec, content_type, max_seconds)
+        beats::analyse(SeekableSource::boxed(reader, len), &info, max_seconds)
     })
     .await
     .map_err(|e| unreadable(e.to_string()))?;

@@ -26,10 +26,11 @@ pub struct Decoded {
 /// Decodes `source` (a song the probe accepted) until its end or `max_seconds`, calling `sink`
 /// with each run of mono samples and their rate (the song's over a whole factor). A packet that
 /// fails to decode is skipped (players do the same); a song where most do, or none decodes at
-/// all, is refused.
+/// all, is refused. The first `skip` samples (priming a player hides) are dropped.
 pub fn decode(
     source: Box<dyn MediaSource>,
     content_type: &str,
+    skip: u64,
     max_seconds: f64,
     sink: &mut dyn FnMut(f64, &[f32]),
 ) -> Result<Decoded, BeatError> {
@@ -58,6 +59,7 @@ pub fn decode(
     let (mut good, mut bad) = (0u64, 0u64);
     let mut rate = 0.0;
     let mut source_frames: u64 = 0;
+    let mut to_skip = skip;
     let mut max_frames = u64::MAX;
     let mut capped = false;
     let mut first_error = None;
@@ -99,6 +101,9 @@ pub fn decode(
             max_frames = (max_seconds * song_rate) as u64;
         }
         buf.copy_to_vec_interleaved(&mut pcm);
+        let skipped = usize::try_from(to_skip).unwrap_or(usize::MAX).min(pcm.len() / channels);
+        to_skip -= skipped as u64;
+        pcm.drain(..skipped * channels);
         let frames = pcm.len() / channels;
         let room = usize::try_from(max_frames - source_frames).unwrap_or(usize::MAX);
         let take = frames.min(room);
