@@ -240,7 +240,8 @@ async fn analyse_stored(
     info: &song::SongInfo,
     max_seconds: u32,
 ) -> Result<BeatAnalysis, ApiError> {
-    let unreadable = |e: String| ApiError::from(StorageError::Unavailable(format!("the stored song could not be read back ({e})")));
+    let unreadable =
+        |e: String| ApiError::from(StorageError::Unavailable(format!("the stored song could not be read back ({e})")));
     let handle = tokio::runtime::Handle::current();
     let reader = BlockingReader::open(Arc::clone(&state.storage), Collection::Audio, id, handle)
         .await

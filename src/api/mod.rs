@@ -46,11 +46,7 @@ pub fn routes(jobs: Option<Arc<Jobs>>, metrics: bool, songs: audio::AudioLimit) 
         // The song is streamed under its own cap (`MV_MAX_AUDIO_BYTES`), not the 1 MiB of every
         // other body: the handler reads the body as a stream, which the global limit does not
         // bound, and `extract::RefuseDeclaredOversize` leaves this path's Content-Length to it.
-        .merge(
-            Router::new()
-                .route(extract::UPLOAD_AUDIO_PATH, post(audio::upload_audio))
-                .layer(Extension(songs)),
-        );
+        .merge(Router::new().route(extract::UPLOAD_AUDIO_PATH, post(audio::upload_audio)).layer(Extension(songs)));
     if let Some(engine) = jobs {
         // The job routes have the engine as their own state.
         let job_routes = Router::new()

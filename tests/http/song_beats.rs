@@ -130,7 +130,9 @@ fn silence_opus_and_old_records_say_why_they_have_no_beats() {
     let record = server.output_dir().join("records").join("audio").join(format!("{id}.json"));
     let mut old: serde_json::Map<String, Value> =
         serde_json::from_slice(&std::fs::read(&record).expect("record")).expect("json");
-    for key in ["tempo_bpm", "beats", "downbeats", "beats_per_bar", "analysed_seconds", "analysis_note", "analysis_version"] {
+    for key in
+        ["tempo_bpm", "beats", "downbeats", "beats_per_bar", "analysed_seconds", "analysis_note", "analysis_version"]
+    {
         old.remove(key);
     }
     std::fs::write(&record, serde_json::to_vec(&old).expect("json")).expect("write");
@@ -165,7 +167,8 @@ fn a_song_whose_audio_cannot_be_decoded_is_refused_and_leaves_nothing() {
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     let mut at = 0;
     while at + 7 <= aac.len() {
-        let len = (usize::from(aac[at + 3] & 3) << 11) | (usize::from(aac[at + 4]) << 3) | usize::from(aac[at + 5] >> 5);
+        let len =
+            (usize::from(aac[at + 3] & 3) << 11) | (usize::from(aac[at + 4]) << 3) | usize::from(aac[at + 5] >> 5);
         let header = if aac[at + 1] & 1 == 1 { 7 } else { 9 };
         for byte in &mut aac[at + header..at + len] {
             seed ^= seed << 13;

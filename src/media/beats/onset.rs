@@ -55,9 +55,8 @@ impl OnsetEnvelope {
         let spectrum = fft.make_output_vec();
         let scratch = fft.make_scratch_vec();
         // Hann window.
-        let window = (0..WINDOW)
-            .map(|i| 0.5 - 0.5 * (2.0 * std::f32::consts::PI * i as f32 / WINDOW as f32).cos())
-            .collect();
+        let window =
+            (0..WINDOW).map(|i| 0.5 - 0.5 * (2.0 * std::f32::consts::PI * i as f32 / WINDOW as f32).cos()).collect();
         OnsetEnvelope {
             fft,
             window,
@@ -100,7 +99,7 @@ impl OnsetEnvelope {
             self.ring[self.at] = s;
             self.at = (self.at + 1) % WINDOW;
             self.seen += 1;
-            if self.seen >= WINDOW / 2 && (self.seen - WINDOW / 2) % HOP == 0 {
+            if self.seen >= WINDOW / 2 && (self.seen - WINDOW / 2).is_multiple_of(HOP) {
                 self.frame();
             }
         }

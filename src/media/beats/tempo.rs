@@ -43,10 +43,10 @@ pub fn estimate(envelope: &[f32], fps: f64) -> Option<Tempo> {
         a + (b - a) * frac
     };
     let mut best: Option<(f64, usize)> = None;
-    for lag in min_lag..=max_lag {
+    for (lag, here) in r.iter().enumerate().take(max_lag + 1).skip(min_lag) {
         let bpm = 60.0 * fps / lag as f64;
         let prior = (-0.5 * ((bpm / PRIOR_BPM).log2() / PRIOR_OCTAVES).powi(2)).exp();
-        let score = prior * (r[lag] + 0.5 * at(2.0 * lag as f64)).max(0.0);
+        let score = prior * (here + 0.5 * at(2.0 * lag as f64)).max(0.0);
         if best.is_none_or(|(s, _)| score > s) {
             best = Some((score, lag));
         }

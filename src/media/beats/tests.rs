@@ -54,10 +54,7 @@ fn clicks_at_every_tempo_are_found_on_time() {
         // Clicks alone have no subdivision: the period found is the click period or an octave of
         // it; the prior keeps it within 60..=240 of 120's octave.
         let ratio = tempo / bpm;
-        assert!(
-            [0.5, 1.0, 2.0].iter().any(|r| (ratio / r - 1.0).abs() < 0.02),
-            "{bpm} BPM clicks: tempo {tempo}"
-        );
+        assert!([0.5, 1.0, 2.0].iter().any(|r| (ratio / r - 1.0).abs() < 0.02), "{bpm} BPM clicks: tempo {tempo}");
         if (ratio - 1.0).abs() < 0.02 {
             let f = f_measure(&found.beats, &truth);
             assert!(f > 0.95, "{bpm} BPM: F = {f}, beats {:?}", &found.beats[..found.beats.len().min(8)]);

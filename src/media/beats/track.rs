@@ -16,8 +16,9 @@ pub fn track(envelope: &[f64], period: f64) -> Vec<usize> {
     // Predecessors are searched from 2 periods back to half a period back.
     let lo = (period / 2.0).round() as usize;
     let hi = (2.0 * period).round() as usize;
-    let penalty: Vec<f64> =
-        (0..=hi).map(|d| if d < lo { f64::NEG_INFINITY } else { -TIGHTNESS * (d as f64 / period).ln().powi(2) }).collect();
+    let penalty: Vec<f64> = (0..=hi)
+        .map(|d| if d < lo { f64::NEG_INFINITY } else { -TIGHTNESS * (d as f64 / period).ln().powi(2) })
+        .collect();
     let mut score = vec![0.0f64; n];
     let mut back = vec![usize::MAX; n];
     for t in 0..n {
