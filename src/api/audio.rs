@@ -59,10 +59,29 @@ pub struct AudioInfo {
     pub channels: u16,
     /// Bytes.
     pub size: u64,
-    /// The song's tempo, beats and downbeats (`media::beats`). A record written before there was
-    /// any analysis reads as `analysis_version` 0 with no beats and a note saying so.
-    #[serde(flatten)]
-    pub beats: BeatAnalysis,
+    // The beat analysis (`media::beats::BeatAnalysis`), field by field so the OpenAPI schema
+    // stays one flat object. Each has a default: a record written before there was any analysis
+    // reads as `analysis_version` 0 with no beats, and `record` adds a note saying so.
+    /// The tempo in beats per minute; null without beats.
+    #[serde(default)]
+    pub tempo_bpm: Option<f64>,
+    /// Beat times in seconds from the start of the song, ascending; empty when the song has no
+    /// clear beat (`analysis_note` says why).
+    #[serde(default)]
+    pub beats: Vec<f64>,
+    /// The beats that start a bar (a subset of `beats`).
+    #[serde(default)]
+    pub downbeats: Vec<f64>,
+    /// Beats in a bar (3 or 4); null without downbeats.
+    #[serde(default)]
+    pub beats_per_bar: Option<u8>,
+    /// How many seconds of the song were analysed: all of it, or the first `MV_MAX_SONG_SECONDS`.
+    #[serde(default)]
+    pub analysed_seconds: f64,
+    /// Why `beats` is empty (silence, no clear beat, too short, Opus), or that only the start of a
+    /// long song was analysed; null otherwise.
+    #[serde(default)]
+    pub analysis_note: Option<String>,
     /// Which analysis found them (0: none; bumped when the algorithm changes what it finds).
     #[serde(default)]
     pub analysis_version: u32,
@@ -123,7 +142,7 @@ pub async fn upload_audio(State(state): State<Arc<AppState>>, request: Request) 
         Err(err) => Err(song_error(err)),
     };
     match analysed {
-        Ok((info, beats)) => {
+        Ok((info, found)) => {
             let answer = AudioInfo {
                 audio_id: put.id.clone(),
                 content_type: put.content_type.to_string(),
@@ -132,7 +151,12 @@ pub async fn upload_audio(State(state): State<Arc<AppState>>, request: Request) 
                 sample_rate: info.sample_rate,
                 channels: info.channels,
                 size: put.len,
-                beats,
+                tempo_bpm: found.tempo_bpm,
+                beats: found.beats,
+                downbeats: found.downbeats,
+                beats_per_bar: found.beats_per_bar,
+                analysed_seconds: found.analysed_seconds,
+                analysis_note: found.analysis_note,
                 analysis_version: beats::ANALYSIS_VERSION,
             };
             let record = serde_json::to_vec(&answer).map_err(|e| ApiError::internal(e.to_string()))?;
@@ -382,8 +406,8 @@ async fn record(state: &AppState, id: &str) -> Result<AudioInfo, ApiError> {
         .ok_or_else(|| ApiError::from(StorageError::NotFound(id.clone())))?;
     let mut info: AudioInfo = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::internal(format!("the record of song {id} is unreadable: {e}")))?;
-    if info.analysis_version == 0 && info.beats.analysis_note.is_none() {
-        info.beats.analysis_note = Some(NOT_ANALYSED.to_string());
+    if info.analysis_version == 0 && info.analysis_note.is_none() {
+        info.analysis_note = Some(NOT_ANALYSED.to_string());
     }
     Ok(info)
 }

@@ -15,7 +15,7 @@ mod onset;
 mod tempo;
 mod track;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use symphonia::core::io::MediaSource;
 
 use super::song::{SongCodec, SongInfo};
@@ -35,21 +35,18 @@ const MIN_CLARITY: f64 = 0.12;
 /// Root-mean-square level under which a song is silence (-70 dBFS).
 const SILENCE_RMS: f64 = 3.2e-4;
 
-/// What the analysis found, as kept in the song's record.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+/// What the analysis found (the song's record keeps each field: `api::audio::AudioInfo`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BeatAnalysis {
     /// The tempo in beats per minute; null without beats.
     pub tempo_bpm: Option<f64>,
     /// Beat times in seconds from the start of the song, ascending.
-    #[serde(default)]
     pub beats: Vec<f64>,
     /// The beats that start a bar (a subset of `beats`).
-    #[serde(default)]
     pub downbeats: Vec<f64>,
     /// Beats in a bar (3 or 4); null without downbeats.
     pub beats_per_bar: Option<u8>,
     /// How many seconds of the song were analysed: all of it, or the first `MV_MAX_SONG_SECONDS`.
-    #[serde(default)]
     pub analysed_seconds: f64,
     /// Why `beats` is empty, or that only the start of a long song was analysed; null otherwise.
     pub analysis_note: Option<String>,
