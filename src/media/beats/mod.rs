@@ -122,7 +122,7 @@ fn from_envelope(envelope: &onset::OnsetEnvelope, seconds: f64) -> BeatAnalysis 
         return without_beats(seconds, "no clear beat was found (speech, ambient or free-time music): cut anywhere");
     }
     let normalised = normalise(&envelope.flux, fps);
-    let frames = track::track(&normalised, tempo.period);
+    let frames = track::onset_starts(&track::track(&normalised, tempo.period), &envelope.flux);
     if frames.len() < 4 {
         return without_beats(seconds, "no clear beat was found (speech, ambient or free-time music): cut anywhere");
     }
