@@ -1,10 +1,10 @@
 //! The tempo: the beat period the onset envelope repeats at most, found by autocorrelation.
 //!
 //! A song repeats at its beat, and also at half and twice it (eighth notes, half bars), so the
-//! raw peak is often an octave off. Two things steer the choice: each lag is credited with the
-//! correlation at twice its length too (a true beat period is also periodic over two beats, while
-//! a subdivision's double is often the off-beat), and a log-normal preference centred on 120 BPM,
-//! one octave wide, as in Ellis (2007) and librosa, breaks what is left of the tie.
+//! raw peak is often an octave off. A log-normal preference centred on 120 BPM, one octave wide,
+//! as in Ellis (2007) and librosa, weighs the lags. (Crediting each lag with the correlation at
+//! twice its length as well, a common refinement, pulled fast pieces to half their tempo: on the
+//! benchmark set tempo was right on 56 of 60 files with it at half weight, 58 without.)
 
 /// The slowest and fastest tempo considered, BPM.
 pub const MIN_BPM: f64 = 40.0;
@@ -46,7 +46,7 @@ pub fn estimate(envelope: &[f32], fps: f64) -> Option<Tempo> {
     for (lag, here) in r.iter().enumerate().take(max_lag + 1).skip(min_lag) {
         let bpm = 60.0 * fps / lag as f64;
         let prior = (-0.5 * ((bpm / PRIOR_BPM).log2() / PRIOR_OCTAVES).powi(2)).exp();
-        let score = prior * (here + 0.5 * at(2.0 * lag as f64)).max(0.0);
+        let score = prior * here.max(0.0);
         if best.is_none_or(|(s, _)| score > s) {
             best = Some((score, lag));
         }
