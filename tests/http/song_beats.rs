@@ -95,8 +95,9 @@ fn an_uploaded_song_has_its_tempo_beats_and_downbeats() {
             assert!([0.5, 1.0, 2.0].iter().any(|k| (bpm / (true_bpm * k) - 1.0).abs() <= 0.04), "{file}: {bpm} BPM");
             let id = body["audio_id"].as_str().expect("id");
             assert_eq!(info(&client, id), body, "{file}: /info repeats the analysis");
-            // The steady clip with drums: on the beat, at the right tempo.
-            if file.starts_with("02_") {
+            // The 60 BPM clip (swung, stepping to 72) and the 120 one (rising, with drums): on
+            // the beat, at the right tempo. The 180 BPM one is heard at 90 (BENCHMARKS.md).
+            if !file.starts_with("00_") {
                 assert!((bpm / true_bpm - 1.0).abs() <= 0.04, "{file}: {bpm} BPM, truly {true_bpm}");
                 let f = f_measure(&beats, &truth);
                 assert!(f >= 0.9, "{file}: beat F-measure {f:.3}");
