@@ -255,7 +255,7 @@ async fn probe_stored(state: &AppState, id: &str) -> Result<song::SongInfo, Song
     .map_err(|e| SongError::Io(std::io::Error::other(e)))?
 }
 
-/// The stored song's tempo and beats, from a blocking thread (it is decoded: about a second of CPU
+/// The stored song's tempo and beats, from a blocking thread (it is decoded: about 0.3 s of CPU
 /// for a 4-minute song, BENCHMARKS.md). A song whose audio cannot be decoded is refused like a
 /// corrupt one; one with no beat is not refused, its analysis says why.
 async fn analyse_stored(
