@@ -24,6 +24,7 @@
 //! media/          the stored file types, and sniffing a type from first bytes
 //!   cut             the final cut's MP4 planned from clips' headers: tracks, trims, pieces to copy
 //!   song/           a song's format and duration, its coded frames as one MP4 audio track
+//!   beats/          a song's tempo, beats and downbeats: decoded as read, onset envelope, tracker
 //! error           ApiError: every failure's kind, status and JSON body
 //! limits          request bounds and the generation slots
 //! json_body       a JSON body parsed into a type (400 syntax, 422 shape)

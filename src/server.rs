@@ -78,6 +78,8 @@ pub struct Settings {
     pub max_audio_bytes: u64,
     /// `MVGEN_WEBHOOK_*`: outbound webhooks (secrets, retry scale, private targets).
     pub webhooks: crate::webhooks::Settings,
+    /// `MV_MAX_SONG_SECONDS`: how much of a song the beat analysis reads.
+    pub max_song_seconds: u32,
 }
 
 impl std::fmt::Debug for Settings {
@@ -111,6 +113,7 @@ impl std::fmt::Debug for Settings {
             .field("migrate_on_start", &self.migrate_on_start)
             .field("max_audio_bytes", &self.max_audio_bytes)
             .field("webhooks", &self.webhooks)
+            .field("max_song_seconds", &self.max_song_seconds)
             .finish()
     }
 }
@@ -198,6 +201,13 @@ impl Settings {
             // an hours-long recording or a mistake, and the final cut reads it through twice.
             max_audio_bytes: whole("MV_MAX_AUDIO_BYTES", crate::limits::DEFAULT_MAX_AUDIO_BYTES, 1..=4 << 30)?,
             webhooks: crate::webhooks::Settings::from_vars(&var)?,
+            // At most 24 hours: the analysis holds ~86 envelope values a second (a day is 30 MB).
+            max_song_seconds: whole(
+                "MV_MAX_SONG_SECONDS",
+                u64::from(crate::media::beats::DEFAULT_MAX_SONG_SECONDS),
+                1..=86_400,
+            )
+            .map(|secs| secs as u32)?,
             addr,
             debug: truthy(var("MV_DEBUG_MODE")),
             strict_flavors: truthy(var("MV_STRICT_FLAVORS")),
@@ -318,7 +328,8 @@ pub fn app_with_jobs(state: AppState, settings: &Settings, jobs: Option<Arc<crat
         // Inside the request-id span, so a logged fault carries the request's id.
         .layer(tower::util::MapResponseLayer::new(crate::error::log_server_errors))
         .layer(api::extract::RefuseDeclaredOversize);
-    let router = api::routes(jobs, metrics, settings.max_audio_bytes, settings.webhooks.replicate_secret.clone())
+    let songs = api::AudioLimit { max_bytes: settings.max_audio_bytes, max_song_seconds: settings.max_song_seconds };
+    let router = api::routes(jobs, metrics, songs, settings.webhooks.replicate_secret.clone())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(per_route)
@@ -574,6 +585,8 @@ mod tests {
             ("MVGEN_STORAGE_TIMEOUT", "x"),
             ("MV_MAX_AUDIO_BYTES", "0"),
             ("MV_MAX_AUDIO_BYTES", "4294967297"),
+            ("MV_MAX_SONG_SECONDS", "0"),
+            ("MV_MAX_SONG_SECONDS", "86401"),
         ] {
             let err = settings(&[(name, bad)]).expect_err(bad);
             assert!(err.starts_with(&format!("{name}={bad:?}: expected ")), "{err}");
@@ -592,10 +605,13 @@ mod tests {
             ("MVGEN_MAX_QUEUED_PER_KEY", "1000000"),
             ("MVGEN_STORAGE_TIMEOUT", "3600"),
             ("MV_MAX_AUDIO_BYTES", "4294967296"),
+            ("MV_MAX_SONG_SECONDS", "86400"),
         ])
         .expect("bounds");
         assert_eq!(s.max_audio_bytes, 4 << 30);
         assert_eq!(settings(&[]).expect("defaults").max_audio_bytes, 50 << 20);
+        assert_eq!(s.max_song_seconds, 86_400);
+        assert_eq!(settings(&[]).expect("defaults").max_song_seconds, 900);
         assert_eq!(s.storage_options.timeout.as_secs(), 3600);
         let queue = (s.job_retention.as_secs(), s.max_queued_jobs, s.max_queued_per_key);
         assert_eq!(queue, (315_360_000, 1_000_000, 1_000_000));

@@ -22,14 +22,28 @@ use serde_json::json;
 use super::extract::ValidPath;
 use super::files::{redirect_param, serve_or_redirect};
 use crate::error::{ApiError, ErrorKind};
+use crate::media::beats::{self, BeatAnalysis, BeatError};
 use crate::media::song::{self, SeekableSource, SongCodec, SongError};
 use crate::state::AppState;
 use crate::storage::blocking::BlockingReader;
 use crate::storage::{ByteStream, Collection, StorageError};
 
-/// `MV_MAX_AUDIO_BYTES`, for the upload route.
+/// The upload route's bounds: `MV_MAX_AUDIO_BYTES` and `MV_MAX_SONG_SECONDS`.
 #[derive(Debug, Clone, Copy)]
-pub struct AudioLimit(pub u64);
+pub struct AudioLimit {
+    pub max_bytes: u64,
+    /// How much of a song the beat analysis reads.
+    pub max_song_seconds: u32,
+}
+
+impl Default for AudioLimit {
+    fn default() -> AudioLimit {
+        AudioLimit {
+            max_bytes: crate::limits::DEFAULT_MAX_AUDIO_BYTES,
+            max_song_seconds: beats::DEFAULT_MAX_SONG_SECONDS,
+        }
+    }
+}
 
 /// What `upload_audio` answers and `get_audio/{id}/info` repeats; kept as the song's record.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -45,7 +59,36 @@ pub struct AudioInfo {
     pub channels: u16,
     /// Bytes.
     pub size: u64,
+    // The beat analysis (`media::beats::BeatAnalysis`), field by field so the OpenAPI schema
+    // stays one flat object. Each has a default: a record written before there was any analysis
+    // reads as `analysis_version` 0 with no beats, and `record` adds a note saying so.
+    /// The tempo in beats per minute; null without beats.
+    #[serde(default)]
+    pub tempo_bpm: Option<f64>,
+    /// Beat times in seconds from the start of the song, ascending; empty when the song has no
+    /// clear beat (`analysis_note` says why).
+    #[serde(default)]
+    pub beats: Vec<f64>,
+    /// The beats that start a bar (a subset of `beats`).
+    #[serde(default)]
+    pub downbeats: Vec<f64>,
+    /// Beats in a bar (3 or 4); null without downbeats.
+    #[serde(default)]
+    pub beats_per_bar: Option<u8>,
+    /// How many seconds of the song were analysed: all of it, or the first `MV_MAX_SONG_SECONDS`.
+    #[serde(default)]
+    pub analysed_seconds: f64,
+    /// Why `beats` is empty (silence, no clear beat, too short, Opus), or that only the start of a
+    /// long song was analysed; null otherwise.
+    #[serde(default)]
+    pub analysis_note: Option<String>,
+    /// Which analysis found them (0: none; bumped when the algorithm changes what it finds).
+    #[serde(default)]
+    pub analysis_version: u32,
 }
+
+/// What a song stored before beat analysis existed says of its beats.
+const NOT_ANALYSED: &str = "this song was stored before beat analysis existed: upload it again for its beats";
 
 /// The multipart form `upload_audio` takes, for the OpenAPI document (the handler streams it).
 #[derive(utoipa::ToSchema)]
@@ -80,7 +123,8 @@ pub(super) const MULTIPART_OVERHEAD: u64 = 64 * 1024;
     )
 )]
 pub async fn upload_audio(State(state): State<Arc<AppState>>, request: Request) -> Result<Response, ApiError> {
-    let limit = request.extensions().get::<AudioLimit>().map_or(crate::limits::DEFAULT_MAX_AUDIO_BYTES, |l| l.0);
+    let limits = request.extensions().get::<AudioLimit>().copied().unwrap_or_default();
+    let limit = limits.max_bytes;
     let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.trim().parse().ok());
     if declared.is_some_and(|len: u64| len > limit + MULTIPART_OVERHEAD) {
         // Answered before any of the body is read; the connection closes rather than drain it.
@@ -90,17 +134,22 @@ pub async fn upload_audio(State(state): State<Arc<AppState>>, request: Request) 
     }
     let (parts, body) = request.into_parts();
     let body = song_body(&parts.headers, body, limit).await?;
-    Ok(Json(store_song(&state, body, limit).await?).into_response())
+    Ok(Json(store_song(&state, body, limits).await?).into_response())
 }
 
-/// Stores a song streamed in `body` (at most `limit` bytes): put, probed, its record written; or
-/// refused, with nothing left stored. Also a project's song (`POST /api/mv/projects`).
-pub(super) async fn store_song(state: &AppState, body: ByteStream, limit: u64) -> Result<AudioInfo, ApiError> {
+/// Stores a song streamed in `body` within `limits`: put, probed, its beats analysed, its record
+/// written; or refused, with nothing left stored. Also a project's song (`POST /api/mv/projects`).
+pub(super) async fn store_song(state: &AppState, body: ByteStream, limits: AudioLimit) -> Result<AudioInfo, ApiError> {
+    let limit = limits.max_bytes;
     let body = non_empty(body).await?;
     let put = state.storage.put_stream(Collection::Audio, limit, body).await.map_err(|e| upload_error(e, limit))?;
 
-    match probe_stored(state, &put.id).await {
-        Ok(info) => {
+    let analysed = match probe_stored(state, &put.id).await {
+        Ok(info) => analyse_stored(state, &put.id, &info, limits.max_song_seconds).await.map(|beats| (info, beats)),
+        Err(err) => Err(song_error(err)),
+    };
+    match analysed {
+        Ok((info, found)) => {
             let answer = AudioInfo {
                 audio_id: put.id.clone(),
                 content_type: put.content_type.to_string(),
@@ -109,6 +158,13 @@ pub(super) async fn store_song(state: &AppState, body: ByteStream, limit: u64) -
                 sample_rate: info.sample_rate,
                 channels: info.channels,
                 size: put.len,
+                tempo_bpm: found.tempo_bpm,
+                beats: found.beats,
+                downbeats: found.downbeats,
+                beats_per_bar: found.beats_per_bar,
+                analysed_seconds: found.analysed_seconds,
+                analysis_note: found.analysis_note,
+                analysis_version: beats::ANALYSIS_VERSION,
             };
             let record = serde_json::to_vec(&answer).map_err(|e| ApiError::internal(e.to_string()))?;
             if let Err(e) = state.storage.put_record(Collection::Audio, &put.id, &record).await {
@@ -119,7 +175,7 @@ pub(super) async fn store_song(state: &AppState, body: ByteStream, limit: u64) -
         }
         Err(err) => {
             discard(state, &put.id).await;
-            Err(song_error(err))
+            Err(err)
         }
     }
 }
@@ -204,6 +260,38 @@ async fn probe_stored(state: &AppState, id: &str) -> Result<song::SongInfo, Song
     })
     .await
     .map_err(|e| SongError::Io(std::io::Error::other(e)))?
+}
+
+/// The stored song's tempo and beats, from a blocking thread (it is decoded: about 0.3 s of CPU
+/// for a 4-minute song, BENCHMARKS.md). A song whose audio cannot be decoded is refused like a
+/// corrupt one; one with no beat is not refused, its analysis says why.
+async fn analyse_stored(
+    state: &AppState,
+    id: &str,
+    info: &song::SongInfo,
+    max_seconds: u32,
+) -> Result<BeatAnalysis, ApiError> {
+    let unreadable =
+        |e: String| ApiError::from(StorageError::Unavailable(format!("the stored song could not be read back ({e})")));
+    let handle = tokio::runtime::Handle::current();
+    let reader = BlockingReader::open(Arc::clone(&state.storage), Collection::Audio, id, handle)
+        .await
+        .map_err(|e| unreadable(e.to_string()))?;
+    let info = info.clone();
+    let analysed = tokio::task::spawn_blocking(move || {
+        let len = reader.len();
+        beats::analyse(SeekableSource::boxed(reader, len), &info, max_seconds)
+    })
+    .await
+    .map_err(|e| unreadable(e.to_string()))?;
+    analysed.map_err(|e| match e {
+        BeatError::Io(io) => unreadable(io.to_string()),
+        other => ApiError::new(
+            ErrorKind::ValidationError,
+            format!("{other}; accepted: {}", song::ACCEPTED),
+            json!({ "field": "file" }),
+        ),
+    })
 }
 
 /// Removes a refused upload. A failure is only logged: without its record the file is never
@@ -323,6 +411,10 @@ async fn record(state: &AppState, id: &str) -> Result<AudioInfo, ApiError> {
         .record(Collection::Audio, &id)
         .await?
         .ok_or_else(|| ApiError::from(StorageError::NotFound(id.clone())))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::internal(format!("the record of song {id} is unreadable: {e}")))
+    let mut info: AudioInfo = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::internal(format!("the record of song {id} is unreadable: {e}")))?;
+    if info.analysis_version == 0 && info.analysis_note.is_none() {
+        info.analysis_note = Some(NOT_ANALYSED.to_string());
+    }
+    Ok(info)
 }

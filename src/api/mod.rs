@@ -17,6 +17,8 @@ pub mod replicate_webhook;
 mod send_file;
 mod upload;
 
+pub use audio::AudioLimit;
+
 use std::sync::Arc;
 
 use axum::routing::{get, patch, post};
@@ -33,7 +35,7 @@ use crate::webhooks::signature::Secret;
 pub fn routes(
     jobs: Option<Arc<Jobs>>,
     metrics: bool,
-    max_audio_bytes: u64,
+    songs: audio::AudioLimit,
     replicate_secret: Option<Secret>,
 ) -> Router<Arc<AppState>> {
     let mut routes = Router::new()
@@ -55,11 +57,7 @@ pub fn routes(
         // The song is streamed under its own cap (`MV_MAX_AUDIO_BYTES`), not the 1 MiB of every
         // other body: the handler reads the body as a stream, which the global limit does not
         // bound, and `extract::RefuseDeclaredOversize` leaves this path's Content-Length to it.
-        .merge(
-            Router::new()
-                .route(extract::UPLOAD_AUDIO_PATH, post(audio::upload_audio))
-                .layer(Extension(audio::AudioLimit(max_audio_bytes))),
-        );
+        .merge(Router::new().route(extract::UPLOAD_AUDIO_PATH, post(audio::upload_audio)).layer(Extension(songs)));
     if let Some(engine) = jobs {
         // The job routes have the engine as their own state.
         let job_routes = Router::new()
@@ -99,7 +97,7 @@ pub fn routes(
             .route("/api/mv/get_director_configs", get(projects::get_director_configs))
             .route("/api/mv/generate_scene_video/{project_id}/{scene_sequence}", post(generate::generate_scene_video))
             // A project's song is streamed under the song's cap, as `upload_audio`'s is.
-            .layer(Extension(audio::AudioLimit(max_audio_bytes)));
+            .layer(Extension(songs));
         routes = routes.merge(project_routes);
         // The routes above find the engine here: the sync endpoints run as jobs, `/readyz`
         // checks its database.

@@ -1,8 +1,10 @@
 //! The file types mvgen stores: one table, and how a type is told from a file's first bytes; and
-//! [`cut`], the final cut's MP4 planned from the clips' headers, and [`song`], a song as one MP4 audio track.
+//! [`cut`], the final cut's MP4 planned from the clips' headers, [`song`], a song as one MP4 audio track,
+//! and [`beats`], a song's tempo and beats.
 //! Below both the providers (who check what a model made) and storage (which checks what it is
 //! given and serves it back with its type), so the two always agree and neither imports the other.
 
+pub mod beats;
 pub mod cut;
 pub mod song;
 

@@ -18,6 +18,7 @@ mod api;
 mod bad_input;
 mod connections;
 mod observability;
+mod song_beats;
 mod songs;
 mod storage;
 mod streamed_outputs;

@@ -70,10 +70,10 @@ pub async fn create_project(
     scope: Option<Extension<KeyScope>>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let limit = request.extensions().get::<AudioLimit>().map_or(crate::limits::DEFAULT_MAX_AUDIO_BYTES, |l| l.0);
+    let limits = request.extensions().get::<AudioLimit>().copied().unwrap_or_default();
     let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let (fields, song) = if crate::media::essence(content_type) == "multipart/form-data" {
-        form(&state, request, limit).await?
+        form(&state, request, limits).await?
     } else {
         let ValidJson(fields) = ValidJson::<NewProject>::from_request(request, &()).await?;
         (fields, None)
@@ -92,7 +92,12 @@ pub async fn create_project(
 }
 
 /// Reads their create form: text fields, and the `audio` part streamed into the store as a song.
-async fn form(state: &AppState, request: Request, limit: u64) -> Result<(NewProject, Option<String>), ApiError> {
+async fn form(
+    state: &AppState,
+    request: Request,
+    limits: AudioLimit,
+) -> Result<(NewProject, Option<String>), ApiError> {
+    let limit = limits.max_bytes;
     let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let boundary = multer::parse_boundary(content_type)
         .map_err(|e| ApiError::new(ErrorKind::InvalidBody, format!("multipart body: {e}"), json!("content-type")))?;
@@ -115,7 +120,7 @@ async fn form(state: &AppState, request: Request, limit: u64) -> Result<(NewProj
             match name.as_str() {
                 "audio" if song.is_none() => {
                     let stream = field.map_err(multipart_io_error).boxed();
-                    song = Some(store_song(state, stream, limit).await?.audio_id);
+                    song = Some(store_song(state, stream, limits).await?.audio_id);
                 }
                 // Their product image: not used by a music video; read past.
                 "images" | "audio" => while field.chunk().await.map_err(|e| multipart_error(e, limit))?.is_some() {},

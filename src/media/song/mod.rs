@@ -55,6 +55,9 @@ pub struct SongInfo {
     pub duration_seconds: f64,
     pub sample_rate: u32,
     pub channels: u16,
+    /// The priming the file declares, in samples at `sample_rate`: players skip it (see
+    /// [`SongTrack::priming`]), and so must anything that times events in the decoded audio.
+    pub priming: u32,
 }
 
 /// Why a song was refused.
@@ -180,6 +183,7 @@ fn scan(source: Box<dyn MediaSource>) -> Result<(SongInfo, MediaSourceStream<'st
         duration_seconds: total.saturating_sub(u64::from(demux.priming)) as f64 / f64::from(demux.timescale),
         sample_rate: demux.sample_rate,
         channels: demux.channels,
+        priming: demux.priming,
     };
     Ok((info, demux.reader.into_inner()))
 }

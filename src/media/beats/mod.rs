@@ -1,0 +1,167 @@
+//! A song's tempo, beats and downbeats, for cutting scenes on the music (issue 25).
+//!
+//! The song is decoded as it is read (`decode`: symphonia, mono, ~11 kHz) into an onset-strength
+//! envelope (`onset`: spectral flux, about 86 values a second), so memory is the envelope, never
+//! the song's PCM. Then `tempo` finds the beat period by autocorrelation, `track` places the beats
+//! by dynamic programming, and `bars` picks the downbeats. Knows nothing of HTTP or storage: the
+//! caller hands in a `MediaSource` from a blocking thread, as for `media::song`.
+//!
+//! A song without a clear pulse (silence, speech, a drone) gets no beats and a note saying why,
+//! never invented ones; so does an Opus song, which symphonia cannot decode.
+
+mod bars;
+mod decode;
+mod onset;
+mod tempo;
+mod track;
+
+use serde::Serialize;
+use symphonia::core::io::MediaSource;
+
+use super::song::{SongCodec, SongInfo};
+
+/// Bumped whenever the algorithm changes what it finds, so stored analyses can be told apart
+/// (0 is a song stored before there was any analysis).
+pub const ANALYSIS_VERSION: u32 = 1;
+
+/// The default of `MV_MAX_SONG_SECONDS`: how much of a song is analysed (15 minutes).
+pub const DEFAULT_MAX_SONG_SECONDS: u32 = 900;
+
+/// Below this clarity (`tempo::Tempo::clarity`) the envelope has no pulse worth cutting on. Every
+/// piece of the benchmark set measures 0.18 or more, clicks near 2; white noise 0.01 and onsets
+/// at random times 0.06 (tests.rs).
+const MIN_CLARITY: f64 = 0.12;
+
+/// Root-mean-square level under which a song is silence (-70 dBFS).
+const SILENCE_RMS: f64 = 3.2e-4;
+
+/// What the analysis found (the song's record keeps each field: `api::audio::AudioInfo`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BeatAnalysis {
+    /// The tempo in beats per minute; null without beats.
+    pub tempo_bpm: Option<f64>,
+    /// Beat times in seconds from the start of the song, ascending.
+    pub beats: Vec<f64>,
+    /// The beats that start a bar (a subset of `beats`).
+    pub downbeats: Vec<f64>,
+    /// Beats in a bar (3 or 4); null without downbeats.
+    pub beats_per_bar: Option<u8>,
+    /// How many seconds of the song were analysed: all of it, or the first `MV_MAX_SONG_SECONDS`.
+    pub analysed_seconds: f64,
+    /// Why `beats` is empty, or that only the start of a long song was analysed; null otherwise.
+    pub analysis_note: Option<String>,
+}
+
+/// A song the analysis could not read.
+#[derive(Debug, thiserror::Error)]
+pub enum BeatError {
+    /// The frames are there (the probe read them) but the audio in them cannot be decoded.
+    #[error("the song's audio cannot be decoded: {detail}")]
+    Undecodable { detail: String },
+    /// The source itself failed (a store that stopped answering).
+    #[error("the song could not be read: {0}")]
+    Io(std::io::Error),
+    /// symphonia has no decoder for the codec (answered as a note, never an error to a caller).
+    #[error("no decoder for the song's codec")]
+    NoDecoder,
+}
+
+/// Analyses a song the song probe accepted (`song` is what it found), up to `max_seconds` of it.
+pub fn analyse(source: Box<dyn MediaSource>, song: &SongInfo, max_seconds: u32) -> Result<BeatAnalysis, BeatError> {
+    if song.codec == SongCodec::Opus {
+        // No maintained Opus decoder is in the build (symphonia has none): say so, cut anywhere.
+        return Ok(without_beats(0.0, "beat analysis is not available for Opus songs (no Opus decoder is built in)"));
+    }
+    let mut envelope = onset::OnsetEnvelope::new();
+    // Beats are timed as a player presents the song, so the samples a player skips are dropped:
+    // the priming an M4A's edit list declares, which symphonia does not apply (it trims an MP3's
+    // LAME-tag delay itself; measured against ffmpeg's decoding of the benchmark set, the two
+    // then agree to 0.2 ms, and an M4A was 23 ms late without this).
+    let skip = match (song.codec, song.container) {
+        (SongCodec::Aac, "mp4") => u64::from(song.priming),
+        _ => 0,
+    };
+    let sink = &mut |rate, samples: &[f32]| envelope.push(rate, samples);
+    let decoded = match decode::decode(source, song.content_type, skip, f64::from(max_seconds), sink) {
+        Ok(decoded) => decoded,
+        Err(BeatError::NoDecoder) => {
+            return Ok(without_beats(0.0, "beat analysis is not available for this codec (no decoder is built in)"));
+        }
+        Err(e) => return Err(e),
+    };
+    let mut analysis = from_envelope(&envelope, decoded.seconds);
+    if decoded.capped {
+        let cap = format!(
+            "only the first {max_seconds} s were analysed (MV_MAX_SONG_SECONDS); there are no beats after that"
+        );
+        analysis.analysis_note = Some(match analysis.analysis_note {
+            Some(note) => format!("{note}; {cap}"),
+            None => cap,
+        });
+    }
+    Ok(analysis)
+}
+
+/// Analyses mono samples at `rate` already in memory (tests, and the benchmark's synthetic input).
+pub fn analyse_samples(rate: f64, samples: &[f32]) -> BeatAnalysis {
+    let mut envelope = onset::OnsetEnvelope::new();
+    envelope.push(rate, samples);
+    from_envelope(&envelope, samples.len() as f64 / rate)
+}
+
+fn from_envelope(envelope: &onset::OnsetEnvelope, seconds: f64) -> BeatAnalysis {
+    let samples = seconds * envelope.frame_rate() * onset::HOP as f64;
+    if samples < 1.0 || (envelope.energy / samples).sqrt() < SILENCE_RMS {
+        return without_beats(seconds, "the song is silent: there are no beats to cut on");
+    }
+    let fps = envelope.frame_rate();
+    let Some(tempo) = tempo::estimate(&envelope.flux, fps) else {
+        return without_beats(seconds, "the song is too short to find a tempo in (it needs about 6 s)");
+    };
+    if tempo.clarity < MIN_CLARITY {
+        return without_beats(seconds, "no clear beat was found (speech, ambient or free-time music): cut anywhere");
+    }
+    let normalised = normalise(&envelope.flux, fps);
+    let frames = track::onset_starts(&track::track(&normalised, tempo.period), &envelope.flux);
+    if frames.len() < 4 {
+        return without_beats(seconds, "no clear beat was found (speech, ambient or free-time music): cut anywhere");
+    }
+    let time = |frame: usize| round_ms(envelope.frame_time(frame).clamp(0.0, seconds));
+    let bars = bars::bars(&frames, &envelope.bass, &envelope.flux);
+    BeatAnalysis {
+        tempo_bpm: Some((tempo.bpm * 100.0).round() / 100.0),
+        beats: frames.iter().map(|&f| time(f)).collect(),
+        downbeats: bars.as_ref().map(|b| b.downbeats.iter().map(|&i| time(frames[i])).collect()).unwrap_or_default(),
+        beats_per_bar: bars.map(|b| b.beats_per_bar),
+        analysed_seconds: round_ms(seconds),
+        analysis_note: None,
+    }
+}
+
+/// The onset envelope less its local mean, in units of its standard deviation, for the tracker.
+fn normalise(flux: &[f32], fps: f64) -> Vec<f64> {
+    let x = tempo::detrend(flux, fps as usize);
+    let sd = (x.iter().map(|v| v * v).sum::<f64>() / x.len().max(1) as f64).sqrt();
+    if sd <= f64::EPSILON {
+        return x;
+    }
+    x.into_iter().map(|v| (v / sd).max(0.0)).collect()
+}
+
+fn without_beats(seconds: f64, note: &str) -> BeatAnalysis {
+    BeatAnalysis {
+        tempo_bpm: None,
+        beats: Vec::new(),
+        downbeats: Vec::new(),
+        beats_per_bar: None,
+        analysed_seconds: round_ms(seconds),
+        analysis_note: Some(note.to_string()),
+    }
+}
+
+fn round_ms(seconds: f64) -> f64 {
+    (seconds * 1000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+mod tests;
