@@ -88,7 +88,7 @@ pub fn start(
 /// One look: every project being made whose lease is free, advanced one step.
 async fn look(state: &AppState, jobs: &Jobs, lease: &str, parallel: usize) -> Result<(), ApiError> {
     let store = jobs.store();
-    for id in store.projects_to_drive(now_ms(), BATCH).await.map_err(unavailable)? {
+    for id in store.projects_to_drive(now_ms(), BATCH, parallel as i64).await.map_err(unavailable)? {
         let now = now_ms();
         if !store.lease_project(&id, lease, now, now + LEASE.as_millis() as i64).await.map_err(unavailable)? {
             continue;

@@ -430,6 +430,18 @@ async fn a_project_is_made_across_two_replicas_sharing_postgres() {
     assert_eq!(status, 200);
     assert_eq!(listed["projects"][0]["projectId"], id.as_str(), "{listed}");
     assert_eq!(listed["projects"][0]["completedScenes"], done["sceneCount"]);
+
+    // Made server-side on PostgreSQL too: a new project, both replicas' drives sharing it.
+    let fields =
+        [("mode", "music-video"), ("prompt", "a fox dances in the rain"), ("characterDescription", "a red fox")];
+    let (status, created) = ui_a.create(&fields, Some(&song())).await;
+    assert_eq!(status, 201, "{created}");
+    let made = created["projectId"].as_str().expect("id").to_owned();
+    let (status, started) = ui_b.post(&format!("/api/mv/projects/{made}/generate"), &json!({})).await;
+    assert_eq!(status, 200, "{started}");
+    let made = export_seen_by(&ui_a, &made).await;
+    assert_eq!(made["status"], "completed", "{made}");
+    assert!(made["scenes"].as_array().is_some_and(|s| s.iter().all(|s| s["videoId"].is_string())), "{made}");
 }
 
 /// Polls `ui`'s reads of project `id` until its final video is there.

@@ -11,6 +11,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{Store, StoreError, now_ms};
+use crate::jobs::state::status_text;
 
 /// A project's row.
 #[derive(Debug, Clone, Default)]
@@ -344,12 +345,38 @@ impl Store {
     }
 
     /// Projects being made server-side whose lease is free (none, or expired at `now`), oldest
-    /// first.
-    pub async fn projects_to_drive(&self, now: i64, limit: i64) -> Result<Vec<String>, StoreError> {
+    /// first, that have a step to take: one of the jobs they wait for has ended (or was never
+    /// stored), or they wait for none at the project level and have room for another render
+    /// (fewer than `parallel` in flight) or nothing in flight. A project only waiting for running
+    /// jobs is not read at all, so a look over a hundred rendering projects is one query.
+    pub async fn projects_to_drive(&self, now: i64, limit: i64, parallel: i64) -> Result<Vec<String>, StoreError> {
+        const ENDED: &str =
+            concat!("('", status_text!(Succeeded), "', '", status_text!(Failed), "', '", status_text!(Canceled), "')");
+        // The job in `column` has ended or was never stored: the project has a result to settle.
+        let ended_or_missing = |column: &str| {
+            format!(
+                "({column} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = {column} \
+                 AND j.status NOT IN {ENDED}))"
+            )
+        };
         let sql = format!(
-            "SELECT id FROM projects WHERE drive > 0 AND (drive_until IS NULL OR drive_until < $1) ORDER BY seq LIMIT {limit}"
+            "SELECT id FROM (SELECT p.id, p.seq, \
+             (SELECT count(*) FROM project_scenes s WHERE s.project_id = p.id AND s.video_job_id IS NOT NULL) AS in_flight, \
+             (SELECT count(*) FROM project_scenes s WHERE s.project_id = p.id AND s.video_id IS NULL \
+                 AND s.video_job_id IS NULL AND s.status <> 'failed') AS todo, \
+             CASE WHEN EXISTS (SELECT 1 FROM project_scenes s LEFT JOIN jobs j ON j.id = s.video_job_id \
+                 WHERE s.project_id = p.id AND s.video_job_id IS NOT NULL AND (j.id IS NULL OR j.status IN {ENDED})) \
+               OR {} OR {} OR {} THEN 1 ELSE 0 END AS ready, \
+             CASE WHEN p.scenes_job_id IS NULL AND p.character_job_id IS NULL AND p.final_job_id IS NULL \
+               THEN 0 ELSE 1 END AS waits_project \
+             FROM projects p WHERE p.drive > 0 AND (p.drive_until IS NULL OR p.drive_until < $1)) due \
+             WHERE ready = 1 OR (waits_project = 0 AND (in_flight = 0 OR (todo > 0 AND in_flight < $2))) \
+             ORDER BY seq LIMIT {limit}",
+            ended_or_missing("p.scenes_job_id"),
+            ended_or_missing("p.character_job_id"),
+            ended_or_missing("p.final_job_id"),
         );
-        let rows = sqlx::query(&sql).bind(now).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(&sql).bind(now).bind(parallel).fetch_all(&self.pool).await?;
         rows.iter().map(|row| Ok(row.try_get("id")?)).collect()
     }
 
