@@ -369,6 +369,8 @@ async fn bad_project_requests_get_their_4xx_and_store_nothing() {
         ui.create(&[("mode", "music-video"), ("prompt", "x"), ("config_flavor", "no-such")], Some(&song())).await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["detail"]["error"], "UnknownFlavor");
+    let message = body["detail"]["message"].as_str().unwrap_or("");
+    assert!(message.contains("no-such") && !message.contains("using"), "no fallback is claimed: {message}");
     // PostgreSQL cannot store a NUL in text: refused on both engines, never a 503.
     let (status, body) = ui.create(&[("mode", "music-video"), ("prompt", "a fox\0")], Some(&song())).await;
     assert_eq!(status, 400, "{body}");

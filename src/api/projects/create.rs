@@ -205,10 +205,15 @@ async fn create(
         (Some(name), _) => {
             let chosen = state.flavors.choose(Some(name));
             if chosen.fell_back() {
+                let names = state.flavors.names();
                 return Err(ApiError::new(
                     ErrorKind::UnknownFlavor,
-                    chosen.fallback_reason.unwrap_or_default(),
-                    json!({ "field": "config_flavor", "available": state.flavors.names() }),
+                    format!(
+                        "config_flavor: no flavor named {:?}; a project pins its flavor, so name one of: {}",
+                        name.chars().take(80).collect::<String>(),
+                        names.join(", ")
+                    ),
+                    json!({ "field": "config_flavor", "available": names }),
                 ));
             }
             chosen
