@@ -142,7 +142,11 @@ pub async fn upload_audio(State(state): State<Arc<AppState>>, request: Request) 
 pub(super) async fn store_song(state: &AppState, body: ByteStream, limits: AudioLimit) -> Result<AudioInfo, ApiError> {
     let limit = limits.max_bytes;
     let body = non_empty(body).await?;
-    let put = state.storage.put_stream(Collection::Audio, limit, body).await.map_err(|e| upload_error(e, limit))?;
+    let put = state
+        .storage
+        .put_stream(Collection::Audio, limit, body)
+        .await
+        .map_err(|e| super::upload::upload_error(e, || too_large(limit)))?;
 
     let analysed = match probe_stored(state, &put.id).await {
         Ok(info) => analyse_stored(state, &put.id, &info, limits.max_song_seconds).await.map(|beats| (info, beats)),
@@ -236,7 +240,7 @@ async fn non_empty(mut body: ByteStream) -> Result<ByteStream, ApiError> {
         match body.next().await {
             Some(Ok(chunk)) if chunk.is_empty() => continue,
             Some(Ok(chunk)) => return Ok(stream::once(async { Ok(chunk) }).chain(body).boxed()),
-            Some(Err(e)) => return Err(cut(&e)),
+            Some(Err(e)) => return Err(super::upload::cut(&e)),
             None => {
                 return Err(ApiError::new(
                     ErrorKind::ValidationError,
@@ -310,38 +314,13 @@ fn too_large(limit: u64) -> ApiError {
     )
 }
 
-fn cut(e: &std::io::Error) -> ApiError {
-    ApiError::new(
-        ErrorKind::InvalidBody,
-        format!("the upload was cut before its end ({e}); nothing was stored"),
-        serde_json::Value::Null,
-    )
-}
-
 pub(super) fn multipart_io_error(e: multer::Error) -> std::io::Error {
     std::io::Error::other(e)
 }
 
+/// A multipart body's fault, past the song's cap its 413.
 pub(super) fn multipart_error(e: multer::Error, limit: u64) -> ApiError {
-    match e {
-        multer::Error::StreamSizeExceeded { .. } | multer::Error::FieldSizeExceeded { .. } => too_large(limit),
-        other => ApiError::new(ErrorKind::InvalidBody, format!("multipart body: {other}"), serde_json::Value::Null),
-    }
-}
-
-/// A streamed put's failure, as the uploader's error where it is theirs.
-fn upload_error(e: StorageError, limit: u64) -> ApiError {
-    match e {
-        StorageError::TooLarge { .. } => too_large(limit),
-        StorageError::Rejected(message) => {
-            ApiError::new(ErrorKind::UnsupportedMediaType, message, json!({ "field": "file" }))
-        }
-        StorageError::Interrupted(io) => match io.get_ref().and_then(|inner| inner.downcast_ref::<multer::Error>()) {
-            Some(multer::Error::StreamSizeExceeded { .. }) => too_large(limit),
-            _ => cut(&io),
-        },
-        other => other.into(),
-    }
+    super::upload::multipart_error(e, || too_large(limit))
 }
 
 fn song_error(e: SongError) -> ApiError {

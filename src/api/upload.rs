@@ -61,10 +61,10 @@ pub async fn store_file_part(
                     json!({ "field": "file" }),
                 ));
             }
-            Err(e) => return Err(multipart_error(e, limit)),
+            Err(e) => return Err(multipart_error(e, || too_large(limit))),
         };
         if field.name() != Some("file") {
-            while field.chunk().await.map_err(|e| multipart_error(e, limit))?.is_some() {}
+            while field.chunk().await.map_err(|e| multipart_error(e, || too_large(limit)))?.is_some() {}
             continue;
         }
         let part = Part {
@@ -82,7 +82,8 @@ pub async fn store_file_part(
             ));
         }
         let stream: ByteStream = field.map_err(std::io::Error::other).boxed();
-        let put = state.storage.put_stream(kind, limit, stream).await.map_err(|e| upload_error(e, limit))?;
+        let put =
+            state.storage.put_stream(kind, limit, stream).await.map_err(|e| upload_error(e, || too_large(limit)))?;
         return Ok((put, part));
     }
 }
@@ -95,26 +96,34 @@ fn too_large(limit: u64) -> ApiError {
     )
 }
 
-fn multipart_error(e: multer::Error, limit: u64) -> ApiError {
+/// A multipart body's fault as the caller's error: past its cap `too_large`, else malformed. Songs
+/// (`audio`) and files (here) share it, each with its own 413.
+pub(super) fn multipart_error(e: multer::Error, too_large: impl FnOnce() -> ApiError) -> ApiError {
     match e {
-        multer::Error::StreamSizeExceeded { .. } | multer::Error::FieldSizeExceeded { .. } => too_large(limit),
+        multer::Error::StreamSizeExceeded { .. } | multer::Error::FieldSizeExceeded { .. } => too_large(),
         other => ApiError::new(ErrorKind::InvalidBody, format!("multipart body: {other}"), serde_json::Value::Null),
     }
 }
 
-fn upload_error(e: StorageError, limit: u64) -> ApiError {
+/// An upload cut before its end.
+pub(super) fn cut(e: &std::io::Error) -> ApiError {
+    ApiError::new(
+        ErrorKind::InvalidBody,
+        format!("the upload was cut before its end ({e}); nothing was stored"),
+        serde_json::Value::Null,
+    )
+}
+
+/// A streamed put's failure, as the uploader's error where it is theirs (`too_large` past the cap).
+pub(super) fn upload_error(e: StorageError, too_large: impl FnOnce() -> ApiError) -> ApiError {
     match e {
-        StorageError::TooLarge { .. } => too_large(limit),
+        StorageError::TooLarge { .. } => too_large(),
         StorageError::Rejected(message) => {
             ApiError::new(ErrorKind::UnsupportedMediaType, message, json!({ "field": "file" }))
         }
         StorageError::Interrupted(io) => match io.get_ref().and_then(|inner| inner.downcast_ref::<multer::Error>()) {
-            Some(multer::Error::StreamSizeExceeded { .. }) => too_large(limit),
-            _ => ApiError::new(
-                ErrorKind::InvalidBody,
-                format!("the upload was cut before its end ({io}); nothing was stored"),
-                serde_json::Value::Null,
-            ),
+            Some(multer::Error::StreamSizeExceeded { .. }) => too_large(),
+            _ => cut(&io),
         },
         other => other.into(),
     }

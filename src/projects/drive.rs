@@ -334,11 +334,7 @@ pub async fn submit<G: Generation>(
 
 /// The jobs `project` names that were never stored (a crash between recording and storing).
 async fn never_stored(jobs: &Jobs, project: &Project) -> Result<Vec<String>, ApiError> {
-    let row = &project.row;
-    let mut named: Vec<&str> = project.scenes.iter().filter_map(|s| s.video_job_id.as_deref()).collect();
-    named.extend(row.scenes_job_id.as_deref());
-    named.extend(row.character_job_id.as_deref());
-    named.extend(row.final_job_id.as_deref());
+    let named = project.waits_for();
     let found = jobs.store().linked_jobs(&named).await.map_err(unavailable)?;
     Ok(named.into_iter().filter(|id| !found.iter().any(|j| j.id == *id)).map(str::to_owned).collect())
 }

@@ -47,6 +47,14 @@ impl Project {
         })
     }
 
+    /// Every job the project waits for: its scenes' renders, and its scenes, character or cut job.
+    pub fn waits_for(&self) -> Vec<&str> {
+        let row = &self.row;
+        let project_jobs = [&row.scenes_job_id, &row.character_job_id, &row.final_job_id];
+        let renders = self.scenes.iter().filter_map(|s| s.video_job_id.as_deref());
+        renders.chain(project_jobs.into_iter().flatten().map(String::as_str)).collect()
+    }
+
     /// The ETag of this state of the project.
     pub fn etag(&self) -> String {
         format!("\"{}\"", self.row.version)

@@ -20,10 +20,7 @@ const MAX_ERROR_CHARS: usize = 500;
 /// The edits that write `project`'s finished jobs' results in; empty when none has finished.
 pub async fn edits(state: &AppState, jobs: &Jobs, project: &Project) -> Result<Vec<Edit>, ApiError> {
     let row = &project.row;
-    let mut ids: Vec<&str> = project.scenes.iter().filter_map(|s| s.video_job_id.as_deref()).collect();
-    ids.extend(row.scenes_job_id.as_deref());
-    ids.extend(row.character_job_id.as_deref());
-    ids.extend(row.final_job_id.as_deref());
+    let ids = project.waits_for();
     if ids.is_empty() {
         return Ok(Vec::new());
     }

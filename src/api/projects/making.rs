@@ -153,13 +153,7 @@ pub async fn cancel(
     let project = projects::load(&state, &jobs, &id).await?;
     let sets = vec![("drive", 0.into()), ("status", FAILED.into()), ("error_message", "canceled".into())];
     projects::change(&jobs, &id, if_match(&headers)?, &[Edit::Project(sets)]).await?;
-    let row = &project.row;
-    let running = project.scenes.iter().filter_map(|s| s.video_job_id.as_deref());
-    for job in running
-        .chain(row.scenes_job_id.as_deref())
-        .chain(row.character_job_id.as_deref())
-        .chain(row.final_job_id.as_deref())
-    {
+    for job in project.waits_for() {
         if let Err(e) = jobs.cancel(job).await {
             tracing::warn!(project = %id, job, error = %e, "a canceled project's job could not be canceled");
         }

@@ -164,11 +164,7 @@ pub async fn get_project(
     let body = Bytes::from(
         serde_json::to_vec(&ProjectResponse::from(&project)).map_err(|e| ApiError::internal(e.to_string()))?,
     );
-    let settled = project.row.scenes_job_id.is_none()
-        && project.row.character_job_id.is_none()
-        && project.row.final_job_id.is_none()
-        && project.scenes.iter().all(|s| s.video_job_id.is_none());
-    if settled {
+    if project.waits_for().is_empty() {
         copies::put(&id, project.row.version, body.clone());
     }
     Ok(json_bytes(body, project.row.version))
@@ -298,14 +294,7 @@ pub async fn delete_project(
     {
         return Err(stale(&project));
     }
-    let row = &project.row;
-    let named = [&row.scenes_job_id, &row.character_job_id, &row.final_job_id];
-    for job in project
-        .scenes
-        .iter()
-        .filter_map(|s| s.video_job_id.as_deref())
-        .chain(named.into_iter().flatten().map(String::as_str))
-    {
+    for job in project.waits_for() {
         if let Err(e) = jobs.cancel(job).await {
             tracing::warn!(project = %id, job, error = %e, "a deleted project's job could not be canceled");
         }
