@@ -66,6 +66,8 @@ impl Store {
         let Some(row) = row else {
             return Ok(None);
         };
+        // The flavor report, parsed once for the job's flavor and its hash.
+        let report = json(row.try_get("config_flavor")?);
         let claimed = Claimed {
             id: row.try_get("id")?,
             kind: {
@@ -81,8 +83,8 @@ impl Store {
             fresh: false,
             taken_over: row.try_get::<i64, _>("heartbeat_at")? == now + TAKEOVER_MARK,
             previous_claim: row.try_get("previous_claim")?,
-            flavor: flavor_used(&json(row.try_get("config_flavor")?)),
-            flavor_hash: flavor_hash(&json(row.try_get("config_flavor")?)),
+            flavor: flavor_used(&report),
+            flavor_hash: flavor_hash(&report),
             trace_context: row.try_get("trace_context")?,
         };
         let data = serde_json::json!({
