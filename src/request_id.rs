@@ -5,7 +5,8 @@
 //! `detail.request_id` in error bodies.
 //!
 //! tower-http's `SetRequestIdLayer` and `PropagateRequestIdLayer` do the setting and echoing; the
-//! pieces here are the check before them, the span, and a task-local that `ApiError` reads.
+//! pieces here are the check before them, the span (a child of the caller's `traceparent` when
+//! traces are exported, `trace_context`), and a task-local that `ApiError` reads.
 
 use std::convert::Infallible;
 use std::task::{Context, Poll};
@@ -74,7 +75,9 @@ where
         let trace = TraceLayer::new_for_http()
             .make_span_with(|request: &Request<_>| {
                 let (method, path) = (request.method(), request.uri().path());
-                tracing::info_span!("request", request_id = %id_of(request), %method, path = %path)
+                let span = tracing::info_span!("request", request_id = %id_of(request), %method, path = %path);
+                crate::trace_context::adopt_header(&span, request.headers());
+                span
             })
             .on_request(())
             // ApiError already logs a 5xx once, with its cause.
@@ -83,7 +86,12 @@ where
         Router::new().fallback_service(ids.layer(trace).layer(ScopeLayer).service(service))
     } else {
         let trace = TraceLayer::new_for_http()
-            .make_span_with(|request: &Request<_>| tracing::info_span!("request", request_id = %id_of(request)))
+            .make_span_with(|request: &Request<_>| {
+                let span = tracing::info_span!("request", request_id = %id_of(request));
+                // The caller's W3C `traceparent` makes this span its child (when traces are exported).
+                crate::trace_context::adopt_header(&span, request.headers());
+                span
+            })
             // Only the span is wanted here: no callback per request, body chunk or end of stream.
             .on_request(())
             .on_response(())

@@ -17,6 +17,7 @@ use crate::server::Settings;
 use crate::state::AppState;
 use crate::storage::local::LocalStorage;
 use crate::storage::url::Location;
+use crate::trace_export::Exporting;
 
 /// Opens the jobs database (creating the output dir for the default SQLite file) and migrates it,
 /// or checks it is current (`MVGEN_MIGRATE_ON_START=false`). `name` names this process in
@@ -122,19 +123,39 @@ pub(super) async fn app_state(
     })
 }
 
-/// `RUST_LOG` filters (default `info`); `MVGEN_LOG_FORMAT=json` writes JSON lines.
-pub(super) fn init_logging(json: bool) {
+/// `RUST_LOG` filters (default `info`); `MVGEN_LOG_FORMAT=json` writes JSON lines. With an OTLP
+/// endpoint configured (`crate::trace_export`) the same spans are also exported, their requests
+/// run on `runtime`; the returned exporter must be shut down on exit to send the last spans.
+pub(super) fn init_logging(json: bool, runtime: &tokio::runtime::Handle) -> anyhow::Result<Option<Exporting>> {
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
+    let exporting = crate::trace_export::start(runtime.clone()).map_err(|e| anyhow!("invalid settings: {e}"))?;
     let filter = log_filter(std::env::var("RUST_LOG").ok().as_deref());
     // Colours only on a terminal: log collectors and files get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
-    let registry = tracing_subscriber::registry().with(filter);
+    // `None` when not configured: the subscriber then has no OpenTelemetry layer at all.
+    let otel = exporting.as_ref().map(Exporting::layer);
+    let registry = tracing_subscriber::registry().with(filter).with(otel);
     if json {
         registry.with(fmt.json()).init();
     } else {
         registry.with(fmt).init();
+    }
+    if exporting.is_some() {
+        let endpoint = ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"]
+            .iter()
+            .find_map(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
+            .unwrap_or_default();
+        tracing::info!(endpoint = %endpoint, "trace export on: spans go over OTLP/HTTP (protobuf) to {endpoint}");
+    }
+    Ok(exporting)
+}
+
+/// Flushes the trace exporter, if any, off the runtime's threads (its export runs on them).
+pub(super) fn stop_exporting(exporting: Option<Exporting>) {
+    if let Some(exporting) = exporting {
+        exporting.shutdown();
     }
 }
 

@@ -22,15 +22,18 @@ const SYNC_ANSWER_MARGIN: std::time::Duration = std::time::Duration::from_secs(1
 /// supervisor; anything that stops the server from starting is an error.
 pub fn serve(addr: Option<SocketAddr>, configs: Option<&Path>) -> anyhow::Result<Outcome> {
     let settings = Settings::from_env(addr).context("invalid settings")?;
-    lifecycle::init_logging(settings.log_json);
+    // Before logging: the trace exporter, when configured, sends its spans on this runtime.
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    let exporting = lifecycle::init_logging(settings.log_json, runtime.handle())?;
     let flavors = match configs {
         None => FlavorSource::Embedded,
         Some(dir) => FlavorSource::Live(open_configs(dir)?),
     };
     let provider_config = ProviderConfig::from_env().context("invalid provider settings")?;
-    let runtime =
-        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
-    let drained = runtime.block_on(run(settings, provider_config, flavors))?;
+    let drained = runtime.block_on(run(settings, provider_config, flavors));
+    lifecycle::stop_exporting(exporting);
+    let drained = drained?;
     // The drain deadline or a second signal cut connections: say so to the supervisor.
     Ok(if drained.connections_cut == 0 { Outcome::Success } else { Outcome::Negative })
 }

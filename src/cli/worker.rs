@@ -20,11 +20,11 @@ pub fn worker(metrics_addr: Option<SocketAddr>) -> anyhow::Result<Outcome> {
         Some(addr) => Some(addr),
         None => metrics_addr_from_env().context("invalid settings")?,
     };
-    lifecycle::init_logging(settings.log_json);
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    let exporting = lifecycle::init_logging(settings.log_json, runtime.handle())?;
     let provider_config = ProviderConfig::from_env().context("invalid provider settings")?;
-    runtime.block_on(async {
+    let outcome = runtime.block_on(async {
         let providers = Providers::from_config(&provider_config)?;
         tracing::info!(providers = %providers.summary(), "providers ready");
         let state = lifecycle::app_state(&settings, providers, FlavorSource::Embedded).await?;
@@ -58,7 +58,9 @@ pub fn worker(metrics_addr: Option<SocketAddr>) -> anyhow::Result<Outcome> {
             let _ = metrics.await;
         }
         Ok(Outcome::Success)
-    })
+    });
+    lifecycle::stop_exporting(exporting);
+    outcome
 }
 
 /// `MVGEN_METRICS_ADDR`, when set: an address like `0.0.0.0:9100`.

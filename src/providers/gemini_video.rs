@@ -16,6 +16,7 @@ use reqwest::{Response, Url};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tokio::time::{Instant, timeout_at};
+use tracing::Instrument as _;
 
 use super::body::{ReadError, read_limited};
 use super::cancel::{CancelOnDrop, send_cancel};
@@ -107,6 +108,7 @@ impl GeminiVideoClient {
             };
             self.wait_until_done(first, ctx).await.map_err(|error| (error, false))
         };
+        let waited = waited.instrument(upstream_run::poll_span(PROVIDER, &name));
         let done = match timeout_at(deadline, waited).await {
             Ok(Ok(done)) => done,
             Ok(Err((error, gone))) => {
@@ -125,7 +127,7 @@ impl GeminiVideoClient {
         let uri = video_uri(&done, &self.api_key)?;
         tracing::debug!(model = %request.model, operation = %name, "veo operation succeeded");
         ctx.progress(upstream_run::DOWNLOADING, Some(DONE));
-        self.download(&uri).await
+        self.download(&uri).instrument(upstream_run::download_span(PROVIDER, &name)).await
     }
 
     /// The current state of a saved operation, at once; `true` with the error when the API no

@@ -12,6 +12,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use futures_util::stream;
 use reqwest::Response;
+use tracing::Instrument as _;
 
 use super::body::human_bytes;
 use super::upstream_error::transport_error;
@@ -103,7 +104,9 @@ impl Output {
     ) -> Result<Result<Put, StorageError>, ProviderError> {
         let (provider, noun, max_bytes) = (self.provider, self.noun, self.max_bytes);
         let malformed = |message| ProviderError::Malformed { provider, message };
-        match storage.put_stream(kind, max_bytes, self.body).await {
+        // The body streamed from the provider into the store, as one span when traces are exported.
+        let span = crate::trace_context::span(|| tracing::info_span!("output.store", upstream.provider = provider));
+        match storage.put_stream(kind, max_bytes, self.body).instrument(span).await {
             Ok(put) => Ok(Ok(put)),
             Err(StorageError::Interrupted(e)) => match provider_error(e) {
                 Ok(error) => Err(error),

@@ -12,6 +12,7 @@ use reqwest::{StatusCode, Url};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tokio::time::{Instant, timeout_at};
+use tracing::Instrument as _;
 
 use super::body::{ReadError, human_bytes, read_limited};
 use super::cancel::{CancelOnDrop, send_cancel};
@@ -127,6 +128,7 @@ impl ReplicateClient {
             };
             self.wait_until_done(first, ctx).await
         };
+        let waited = waited.instrument(upstream_run::poll_span(PROVIDER, &id));
         let finished = match timeout_at(deadline, waited).await {
             Ok(result) => result,
             Err(_) => {
@@ -149,7 +151,7 @@ impl ReplicateClient {
         let output = output_url(&finished)?;
         tracing::debug!(model, prediction = %id, "replicate prediction succeeded");
         ctx.progress(upstream_run::DOWNLOADING, Some(&finished.status));
-        self.download(&output, limits.max_bytes, expected).await
+        self.download(&output, limits.max_bytes, expected).instrument(upstream_run::download_span(PROVIDER, &id)).await
     }
 
     /// The current state of a saved prediction, at once. A 404 means Replicate no longer has it:

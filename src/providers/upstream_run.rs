@@ -5,6 +5,8 @@
 
 use std::future::Future;
 
+use tracing::Instrument as _;
+
 use super::{ProviderError, RunContext};
 
 /// Progress stages, as a job shows them.
@@ -28,12 +30,34 @@ pub async fn resume_or_start<T, Cancelled: Future<Output = ()>>(
         return Ok((id.to_owned(), None));
     }
     ctx.progress(CREATING, None);
-    // Closed on return: by then the id is saved, or the create failed, or the run was cancelled.
-    let _window = ctx.creating();
-    let run = start.await?;
-    let id = id_of(&run).to_owned();
-    save_or_cancel(ctx, provider, &id, cancel(id.clone())).await?;
-    Ok((id, Some(run)))
+    // The create and the save of its id, as one span (when traces are exported) naming the run.
+    let span = crate::trace_context::span(|| {
+        tracing::info_span!("upstream.create", upstream.provider = provider, upstream.id = tracing::field::Empty)
+    });
+    async {
+        // Closed on return: by then the id is saved, or the create failed, or the run was cancelled.
+        let _window = ctx.creating();
+        let run = start.await?;
+        let id = id_of(&run).to_owned();
+        tracing::Span::current().record("upstream.id", id.as_str());
+        save_or_cancel(ctx, provider, &id, cancel(id.clone())).await?;
+        Ok((id, Some(run)))
+    }
+    .instrument(span)
+    .await
+}
+
+/// The span of the wait on run `id` (polls, or a webhook's wake-up), when traces are exported.
+pub fn poll_span(provider: &'static str, id: &str) -> tracing::Span {
+    crate::trace_context::span(|| tracing::info_span!("upstream.poll", upstream.provider = provider, upstream.id = id))
+}
+
+/// The span of the request for run `id`'s output (its first bytes; the rest streams when stored,
+/// `Output::store`'s span), when traces are exported.
+pub fn download_span(provider: &'static str, id: &str) -> tracing::Span {
+    crate::trace_context::span(|| {
+        tracing::info_span!("upstream.download", upstream.provider = provider, upstream.id = id)
+    })
 }
 
 /// Saves the run `id` just created on `provider`. When that fails nobody could resume the run after

@@ -69,4 +69,5 @@ mod server;
 mod static_binary;
 mod stored_uploads;
 mod sync_jobs;
+mod traces;
 mod webhooks;

@@ -13,6 +13,7 @@ pub mod client;
 pub mod fake_upstream;
 pub mod job_pipeline;
 pub mod nginx;
+pub mod otlp_receiver;
 pub mod postgres;
 pub mod seaweed;
 pub mod server_process;

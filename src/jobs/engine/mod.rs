@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument as _;
 
 use super::pipeline::JobPipeline;
 use super::store::deliveries::{WebhookPolicy, WebhookTarget};
@@ -327,6 +328,33 @@ impl Jobs {
         claim: Option<&str>,
         webhook: Option<&WebhookTarget>,
     ) -> Result<Box<JobRow>, ApiError> {
+        // The submit's span (a child of the request's); its context is stored with the job, so
+        // the job's run continues this trace on whichever replica claims it.
+        let span = crate::trace_context::span(|| {
+            tracing::info_span!(
+                "job.submit",
+                job.id = id,
+                job.kind = kind.as_str(),
+                config_flavor = %planned_flavor(planned),
+                config_flavor.hash = %flavor_hash(planned),
+            )
+        });
+        let trace_context = crate::trace_context::of(&span);
+        self.store_new(id, kind, planned, key, scope, claim, webhook, trace_context.as_deref()).instrument(span).await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn store_new(
+        &self,
+        id: &str,
+        kind: Kind,
+        planned: &StoredPlan,
+        key: Option<&KeyBinding<'_>>,
+        scope: Option<&str>,
+        claim: Option<&str>,
+        webhook: Option<&WebhookTarget>,
+        trace_context: Option<&str>,
+    ) -> Result<Box<JobRow>, ApiError> {
         self.check_queue_room(scope).await?;
         let job = NewJob {
             id,
@@ -339,6 +367,7 @@ impl Jobs {
             api_key_scope: scope,
             claim,
             webhook,
+            trace_context,
         };
         // `None`: the key was taken over as abandoned while this submission was planning.
         let row = self.store.insert(&job, key).await.map_err(unavailable)?.ok_or_else(key_in_use)?;
@@ -501,4 +530,9 @@ async fn listen(mut listener: sqlx::postgres::PgListener, wake: broadcast::Sende
 /// The flavor a plan renders with, for log lines.
 fn planned_flavor(planned: &StoredPlan) -> String {
     super::store::rows::flavor_used(&planned.config_flavor)
+}
+
+/// The content hash of the flavor a planned job renders with (its span's `config_flavor.hash`).
+fn flavor_hash(planned: &StoredPlan) -> String {
+    super::store::rows::flavor_hash(&planned.config_flavor)
 }

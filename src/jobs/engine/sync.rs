@@ -38,7 +38,10 @@ impl Jobs {
         // other submission while the queue (or the caller's share) is full.
         let claim = format!("{}/now", uuid::Uuid::new_v4());
         let row = self.store_planned(kind, planned, None, scope, Some(&claim), webhook).await?;
-        let claimed = Claimed::stored(&row, claim, Some(1));
+        // The run below is its own task, outside the request's span: it continues the request's
+        // trace through this context, as a takeover elsewhere would through the stored one.
+        let trace_context = crate::trace_context::of(&tracing::Span::current());
+        let claimed = Claimed::stored(&row, claim, Some(1), trace_context);
         let id = row.id.clone();
         self.holding().insert(id.clone());
         let slot = HeldSlot { guard: Some(Box::new(guard)), jobs: Arc::clone(self), id: id.clone() };

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument as _;
 
 use super::{Jobs, backoff};
 use crate::error::{ApiError, ErrorKind};
@@ -75,8 +76,35 @@ impl Jobs {
 
     /// Runs one claimed job to its end, a lost claim, or shutdown. `slot` is dropped once the
     /// job's end (succeeded, failed, canceled) is stored, before anyone is woken.
+    ///
+    /// When traces are exported the run is the span `job.run`, a child of the context the job was
+    /// submitted under (stored with it): a takeover on another replica continues the same trace.
     pub(super) async fn run(&self, job: Claimed, shutdown: &CancellationToken, slot: &mut Option<Box<dyn Send>>) {
-        let saved = match if job.fresh { Ok(Vec::new()) } else { self.store.runs(&job.id).await } {
+        let span = crate::trace_context::span(|| {
+            tracing::info_span!(
+                "job.run",
+                job.id = %job.id,
+                job.kind = job.kind.as_ref().map_or("unknown", |k| k.as_str()),
+                config_flavor = %job.flavor,
+                config_flavor.hash = %job.flavor_hash,
+                job.attempt = job.attempts,
+                job.takeovers = job.takeovers,
+                job.taken_over = job.taken_over,
+                upstream.provider = tracing::field::Empty,
+                upstream.id = tracing::field::Empty,
+            )
+        });
+        crate::trace_context::adopt_stored(&span, job.trace_context.as_deref());
+        self.run_claimed(job, shutdown, slot).instrument(span).await
+    }
+
+    async fn run_claimed(&self, job: Claimed, shutdown: &CancellationToken, slot: &mut Option<Box<dyn Send>>) {
+        // The claim's own span: what the claim found (its saved upstream runs, a takeover).
+        let claim_span = crate::trace_context::span(
+            || tracing::info_span!("job.claim", job.id = %job.id, job.taken_over = job.taken_over, job.claim = %job.claim),
+        );
+        let saved = match if job.fresh { Ok(Vec::new()) } else { self.store.runs(&job.id).instrument(claim_span).await }
+        {
             Ok(saved) => saved,
             // Without its saved runs the job could create upstream again: leave it to a takeover.
             Err(e) => {
@@ -112,6 +140,7 @@ impl Jobs {
             resumed: Mutex::new(Vec::new()),
             creating: watch::Sender::new(0),
             started: Mutex::new(Vec::new()),
+            span: tracing::Span::current(),
         };
         let ended = if job.cancel_requested {
             Ended::Cancel
@@ -209,8 +238,9 @@ impl Jobs {
         // The result is in memory only: keep trying to store it until the database is back, or
         // until shutdown (then the job is taken over, and resumes its saved upstream run).
         let mut failures = 0;
+        let store_span = crate::trace_context::span(|| tracing::info_span!("job.store", job.id = %job.id));
         loop {
-            match self.store.finish(&job.id, &job.claim, outcome_clone(&outcome)).await {
+            match self.store.finish(&job.id, &job.claim, outcome_clone(&outcome)).instrument(store_span.clone()).await {
                 Ok(stored) => {
                     if stored.is_some() {
                         let started = observer.started.lock().map(|s| s.clone()).unwrap_or_default();
@@ -369,6 +399,15 @@ struct Observer<'a> {
     creating: watch::Sender<usize>,
     /// The upstream runs this attempt started (their ids), for the job's log lines.
     started: Mutex<Vec<String>>,
+    /// The job's `job.run` span (disabled unless traces are exported): it names the upstream run.
+    span: tracing::Span,
+}
+
+impl Observer<'_> {
+    fn name_upstream(&self, run: &UpstreamRun) {
+        self.span.record("upstream.provider", run.provider.as_str());
+        self.span.record("upstream.id", run.id.as_str());
+    }
 }
 
 impl RunObserver for Observer<'_> {
@@ -379,6 +418,7 @@ impl RunObserver for Observer<'_> {
             loop {
                 match self.store.save_run(&self.job.id, &self.job.claim, run).await {
                     Ok(true) => {
+                        self.name_upstream(run);
                         tracing::info!(
                             job = %self.job.id, provider = %run.provider, upstream = %run.id, slot = run.slot,
                             "job started an upstream run (saved before waiting on it)"
@@ -410,6 +450,7 @@ impl RunObserver for Observer<'_> {
     }
 
     fn resumed(&self, run: &UpstreamRun) {
+        self.name_upstream(run);
         if let Ok(mut resumed) = self.resumed.lock() {
             resumed.push(run.clone());
         }

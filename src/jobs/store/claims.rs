@@ -8,7 +8,7 @@
 use sqlx::Row;
 
 use super::deliveries::HookEvent;
-use super::rows::{Claimed, flavor_used, json};
+use super::rows::{Claimed, flavor_hash, flavor_used, json};
 use super::{Dialect, Store, StoreError, now_ms};
 use crate::generation::Kind;
 use crate::jobs::state::{EventKind, JobStatus, UnknownWord, status_text};
@@ -54,7 +54,7 @@ impl Store {
              WHERE seq = (SELECT seq FROM jobs WHERE ((status = '{queued}' AND run_after <= $2) \
                 OR (status = '{processing}' AND heartbeat_at < $3)) {only} ORDER BY seq LIMIT 1 {lock}) \
              RETURNING id, kind, plan, attempts, takeovers, cancel_requested, max_attempts, config_flavor, heartbeat_at, \
-                started_at, webhook_events, previous_claim",
+                started_at, webhook_events, previous_claim, trace_context",
             processing = status_text!(Processing),
             queued = status_text!(Queued),
         );
@@ -66,6 +66,8 @@ impl Store {
         let Some(row) = row else {
             return Ok(None);
         };
+        // The flavor report, parsed once for the job's flavor and its hash.
+        let report = json(row.try_get("config_flavor")?);
         let claimed = Claimed {
             id: row.try_get("id")?,
             kind: {
@@ -81,7 +83,9 @@ impl Store {
             fresh: false,
             taken_over: row.try_get::<i64, _>("heartbeat_at")? == now + TAKEOVER_MARK,
             previous_claim: row.try_get("previous_claim")?,
-            flavor: flavor_used(&json(row.try_get("config_flavor")?)),
+            flavor: flavor_used(&report),
+            flavor_hash: flavor_hash(&report),
+            trace_context: row.try_get("trace_context")?,
         };
         let data = serde_json::json!({
             "status": JobStatus::Processing, "attempts": claimed.attempts, "takeovers": claimed.takeovers,

@@ -105,6 +105,7 @@ pub(super) fn migrator(dialect: Dialect) -> Migrator {
     const WEBHOOKS: &str = include_str!("../../../migrations/jobs/0009_webhooks.sql");
     const UPSTREAM_ENDED: &str = include_str!("../../../migrations/jobs/0010_upstream_ended.sql");
     const PREVIOUS_OWNER: &str = include_str!("../../../migrations/jobs/0011_takeover_previous_owner.sql");
+    const TRACE_CONTEXT: &str = include_str!("../../../migrations/jobs/0012_trace_context.sql");
     let serial = |sql: &'static str| match dialect {
         Dialect::Sqlite => Cow::Owned(sql.replace("BIGSERIAL PRIMARY KEY", "INTEGER PRIMARY KEY AUTOINCREMENT")),
         Dialect::Postgres => Cow::Borrowed(sql),
@@ -149,6 +150,7 @@ pub(super) fn migrator(dialect: Dialect) -> Migrator {
             Cow::Borrowed(PREVIOUS_OWNER),
             false,
         ),
+        Migration::new(12, Cow::Borrowed("trace_context"), MigrationType::Simple, Cow::Borrowed(TRACE_CONTEXT), false),
     ];
     // `ignore_missing`: a database a newer build has migrated further still opens here, so a
     // rollback by one version works (migrations only add columns and indexes, which this build

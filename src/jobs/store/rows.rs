@@ -104,6 +104,11 @@ pub struct Claimed {
     pub previous_claim: Option<String>,
     /// The flavor the job renders with (for its log lines).
     pub flavor: String,
+    /// That flavor's content hash (for its trace spans).
+    pub flavor_hash: String,
+    /// The W3C `traceparent` the job was submitted under: its run's spans continue that trace
+    /// (`crate::trace_context`). `None` when traces are not exported.
+    pub trace_context: Option<String>,
 }
 
 /// The flavor a stored flavor report says was used (`FlavorReport::used`).
@@ -111,10 +116,15 @@ pub fn flavor_used(report: &Value) -> String {
     report["used"].as_str().unwrap_or("unknown").to_owned()
 }
 
+/// The content hash of that flavor (`FlavorReport::hash`).
+pub fn flavor_hash(report: &Value) -> String {
+    report["hash"].as_str().unwrap_or("unknown").to_owned()
+}
+
 impl Claimed {
     /// The claim on a job just stored claimed (`row`, as `Store::insert` returned it, with the
-    /// `max_attempts` it was stored with).
-    pub fn stored(row: &JobRow, claim: String, max_attempts: Option<i64>) -> Claimed {
+    /// `max_attempts` and `trace_context` it was stored with).
+    pub fn stored(row: &JobRow, claim: String, max_attempts: Option<i64>, trace_context: Option<String>) -> Claimed {
         Claimed {
             id: row.id.clone(),
             kind: Ok(row.kind),
@@ -129,6 +139,8 @@ impl Claimed {
             taken_over: false,
             previous_claim: None,
             flavor: flavor_used(&row.config_flavor),
+            flavor_hash: flavor_hash(&row.config_flavor),
+            trace_context,
         }
     }
 }

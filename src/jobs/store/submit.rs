@@ -33,9 +33,12 @@ pub struct NewJob<'a> {
     pub claim: Option<&'a str>,
     /// Where to tell of the job, and what (`webhook`, `webhook_events_filter`).
     pub webhook: Option<&'a WebhookTarget>,
+    /// The W3C `traceparent` it was submitted under (`crate::trace_context`); `None` when traces
+    /// are not exported.
+    pub trace_context: Option<&'a str>,
 }
 
-/// `sql` with a new job's eleven values bound as `$1`..`$11`.
+/// `sql` with a new job's twelve values bound as `$1`..`$12`.
 fn insert_job<'q>(sql: &'q str, job: &'q NewJob<'_>, now: i64) -> Query<'q, sqlx::Any, AnyArguments<'q>> {
     sqlx::query(sql)
         .bind(job.id)
@@ -49,6 +52,7 @@ fn insert_job<'q>(sql: &'q str, job: &'q NewJob<'_>, now: i64) -> Query<'q, sqlx
         .bind(job.api_key_scope)
         .bind(job.webhook.map(|w| w.url.as_str()))
         .bind(job.webhook.map(|w| w.events.stored()))
+        .bind(job.trace_context)
 }
 
 /// A job's row as [`Store::insert`] just stored it.
@@ -93,13 +97,13 @@ pub(super) fn only_row(mut rows: Vec<sqlx::any::AnyRow>) -> Result<sqlx::any::An
 }
 
 /// The INSERT of a job stored already claimed: `processing`, its first attempt, its heartbeat
-/// and start now; `$12` is the claim.
+/// and start now; `$13` is the claim.
 const INSERT_CLAIMED: &str = concat!(
     "INSERT INTO jobs (id, kind, status, plan, config_flavor, project_id, sequence, attempts, created_at, \
-     run_after, cancel_requested, max_attempts, api_key_scope, webhook, webhook_events, claim, heartbeat_at, \
-     started_at) VALUES ($1, $2, '",
+     run_after, cancel_requested, max_attempts, api_key_scope, webhook, webhook_events, trace_context, claim, \
+     heartbeat_at, started_at) VALUES ($1, $2, '",
     status_text!(Processing),
-    "', $3, $4, $5, $6, 1, $7, $7, 0, $8, $9, $10, $11, $12, $7, $7) RETURNING seq"
+    "', $3, $4, $5, $6, 1, $7, $7, 0, $8, $9, $10, $11, $12, $13, $7, $7) RETURNING seq"
 );
 
 impl Store {
@@ -150,10 +154,10 @@ impl Store {
         }
         const INSERT: &str = concat!(
             "INSERT INTO jobs (id, kind, status, plan, config_flavor, project_id, sequence, attempts, \
-             created_at, run_after, cancel_requested, max_attempts, api_key_scope, webhook, webhook_events) \
-             VALUES ($1, $2, '",
+             created_at, run_after, cancel_requested, max_attempts, api_key_scope, webhook, webhook_events, \
+             trace_context) VALUES ($1, $2, '",
             status_text!(Queued),
-            "', $3, $4, $5, $6, 0, $7, $7, 0, $8, $9, $10, $11) RETURNING seq"
+            "', $3, $4, $5, $6, 0, $7, $7, 0, $8, $9, $10, $11, $12) RETURNING seq"
         );
         // The row and its first event in one statement, so a submission without a key is one round
         // trip: on SQLite the `jobs_queued_event` trigger (migration 5) writes the event; on
@@ -166,7 +170,7 @@ impl Store {
             Dialect::Postgres => {
                 insert_and_event = format!(
                     "WITH j AS ({INSERT}), e AS (INSERT INTO job_events (job_id, at, kind, data) \
-                     SELECT $1, $7, '{queued}', $12 FROM j), woken AS (SELECT pg_notify($13, $1)) \
+                     SELECT $1, $7, '{queued}', $13 FROM j), woken AS (SELECT pg_notify($14, $1)) \
                      SELECT seq FROM j, woken",
                     queued = EventKind::Queued.as_str(),
                 );
