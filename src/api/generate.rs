@@ -18,6 +18,7 @@ use crate::error::{self, ApiError, ErrorKind};
 use crate::generation::character::{Character, CharacterReferenceBody, CharacterReferenceResponse};
 use crate::generation::driver;
 use crate::generation::final_cut::{FinalCut, StitchVideosBody, StitchVideosResponse};
+use crate::generation::inputs;
 use crate::generation::scenes::{CreateScenesBody, CreateScenesResponse, Scenes};
 use crate::generation::stored;
 use crate::generation::video::{GenerateVideoBody, GenerateVideoResponse, Video};
@@ -66,9 +67,11 @@ pub async fn create_scenes(
     scope: Option<Extension<KeyScope>>,
     HookedJson(body, webhook): HookedJson<CreateScenesBody>,
 ) -> Result<Response, ApiError> {
-    if let (Some(project), Some(jobs)) = (body.project_id.as_deref(), jobs.as_deref()) {
+    // Checked as the body's own field (blank is none; not a UUID is a 400 naming it).
+    let named = inputs::project_id(body.project_id.clone())?;
+    if let (Some(project), Some(jobs)) = (named, jobs.as_deref()) {
         // Their edit page: the scenes are written into the project before the answer.
-        let project = projects::load(&state, jobs, &projects::parse_id(project)?).await?;
+        let project = projects::load(&state, jobs, &project).await?;
         let pinned = projects::pinned(&state, jobs, &project.row, body.config_flavor.as_deref()).await?;
         let link = ProjectLink::Scenes { project: project.row.id };
         return respond_for_project::<Scenes>(&state, jobs, scope.as_deref(), body, pinned, link, webhook).await;
@@ -96,11 +99,12 @@ pub async fn generate_video(
     scope: Option<Extension<KeyScope>>,
     HookedJson(mut body, webhook): HookedJson<GenerateVideoBody>,
 ) -> Result<Response, ApiError> {
-    if let (Some(project), Some(sequence), Some(jobs)) = (body.project_id.as_deref(), body.sequence, jobs.as_deref()) {
+    let named = inputs::project_and_sequence(body.project_id.clone(), body.sequence)?;
+    if let ((Some(project), Some(sequence)), Some(jobs)) = (named, jobs.as_deref()) {
         // A project's scene: rendered with the project's flavor and reference image, and written
         // into the scene before the answer (their UI reads the scene's clip next).
-        let project = projects::load(&state, jobs, &projects::parse_id(project)?).await?;
-        let scene = project.scene(projects::parse_sequence(sequence)?)?;
+        let project = projects::load(&state, jobs, &project).await?;
+        let scene = project.scene(i64::from(sequence))?;
         if body.character_reference_id.is_none() && body.reference_image_base64.is_none() {
             body.character_reference_id =
                 scene.reference_image_id.clone().or_else(|| project.row.character_image_id.clone());

@@ -714,7 +714,6 @@ fn their_front_end_and_scripts_work_against_the_real_binary() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     rt.block_on(async move {
         let client = reqwest::Client::new();
-        let project = "0e4f1a2b-8f0a-4d2b-9c51-3f2b6c1e3c4d";
         // What their page sends on every GET: an empty key header when it has none, JSON type.
         let get = |path: String, key: &str| {
             client.get(format!("{base}{path}")).header("x-api-key", key).header("content-type", "application/json")
@@ -743,6 +742,22 @@ fn their_front_end_and_scripts_work_against_the_real_binary() {
         assert_eq!(body["message"], "API key missing. Provide X-API-Key header or ?api_key=YOUR_KEY");
         assert_eq!(body["detail"]["error"], "Unauthorized");
 
+        // Their project ids name stored projects: an unknown one is their 404, as theirs answered.
+        let unknown = "0e4f1a2b-8f0a-4d2b-9c51-3f2b6c1e3c4d";
+        let resp = post("/api/mv/create_scenes", json!({"idea": "A robot", "character_description": "a robot", "project_id": unknown}))
+            .send()
+            .await
+            .expect("unknown project");
+        assert_eq!(resp.status(), 404);
+        let created: Value = post("/api/mv/projects", json!({"mode": "ad-creative", "prompt": "A robot learns to dance."}))
+            .send()
+            .await
+            .expect("project")
+            .json()
+            .await
+            .expect("json");
+        let project = created["projectId"].as_str().expect("a project id").to_owned();
+        let project = project.as_str();
         let resp = post("/api/mv/create_scenes", json!({"idea": " A robot learns to dance. ", "character_description": "a small robot",
             "character_characteristics": "", "number_of_scenes": 3, "video_type": null, "config_flavor": "", "project_id": project}))
             .send()
