@@ -57,8 +57,13 @@ impl Project {
 
     /// The ETag of this state of the project.
     pub fn etag(&self) -> String {
-        format!("\"{}\"", self.row.version)
+        etag(self.row.version)
     }
+}
+
+/// The ETag of a project at `version`.
+pub fn etag(version: i64) -> String {
+    format!("\"{version}\"")
 }
 
 /// `id` as a project id: a UUID, in canonical form, else their 400.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::json;
@@ -134,7 +134,7 @@ pub async fn generate(
     projects::change(&jobs, &id, if_match(&headers)?, &edits).await?;
     drive::poke();
     let project = projects::load(&state, &jobs, &id).await?;
-    Ok(project_answer(&project, StatusCode::OK))
+    Ok(project_answer(&project))
 }
 
 /// `POST /api/mv/projects/{id}/cancel`: stops making it (the drive, and every job it waits for);
@@ -159,7 +159,7 @@ pub async fn cancel(
         }
     }
     let project = projects::load(&state, &jobs, &id).await?;
-    Ok(project_answer(&project, StatusCode::OK))
+    Ok(project_answer(&project))
 }
 
 /// `GET /api/mv/projects/{id}/events`: Server-Sent Events, one `project` event (the whole project,

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
@@ -38,9 +38,13 @@ use crate::projects::{self, Project, copies};
 use crate::state::AppState;
 
 /// The project's answer with its `ETag`.
-pub(super) fn project_answer(project: &Project, status: StatusCode) -> Response {
-    let mut response = (status, Json(ProjectResponse::from(project))).into_response();
-    if let Ok(etag) = HeaderValue::from_str(&project.etag()) {
+pub(super) fn project_answer(project: &Project) -> Response {
+    with_etag(Json(ProjectResponse::from(project)).into_response(), project.row.version)
+}
+
+/// `response` with the ETag of a project at `version`.
+pub(super) fn with_etag(mut response: Response, version: i64) -> Response {
+    if let Ok(etag) = HeaderValue::from_str(&projects::etag(version)) {
         response.headers_mut().insert(header::ETAG, etag);
     }
     response
@@ -172,11 +176,8 @@ pub async fn get_project(
 
 /// A project's JSON answer from its bytes, with its ETag.
 fn json_bytes(body: Bytes, version: i64) -> Response {
-    let mut response = ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response();
-    if let Ok(etag) = HeaderValue::from_str(&format!("\"{version}\"")) {
-        response.headers_mut().insert(header::ETAG, etag);
-    }
-    response
+    let response = ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response();
+    with_etag(response, version)
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -268,7 +269,7 @@ pub async fn patch_project(
         .await?;
     }
     let project = projects::load(&state, &jobs, &id).await?;
-    Ok(project_answer(&project, StatusCode::OK))
+    Ok(project_answer(&project))
 }
 
 /// Deletes the project, its scenes and its stored files (song, clips, final cut); its running

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
@@ -23,7 +23,7 @@ use crate::projects::{self};
 use crate::state::AppState;
 use crate::storage::Collection;
 
-use super::{busy, if_match};
+use super::{busy, if_match, with_etag};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -90,11 +90,7 @@ pub async fn reorder_scenes(
     let project = projects::load(&state, &jobs, &id).await?;
     let scenes: Vec<SceneResponse> = project.scenes.iter().map(SceneResponse::from).collect();
     let answer = ScenesReordered { message: "Scenes reordered successfully".into(), scenes };
-    let mut response = Json(answer).into_response();
-    if let Ok(etag) = HeaderValue::from_str(&project.etag()) {
-        response.headers_mut().insert(header::ETAG, etag);
-    }
-    Ok(response)
+    Ok(with_etag(Json(answer).into_response(), project.row.version))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
