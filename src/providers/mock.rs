@@ -1,6 +1,6 @@
 //! Offline stand-ins for every provider, used whenever a key is unset (or `MV_PROVIDER=mock`):
-//! scenes built from the values their prompt was rendered from, a PNG drawn in process, an MP4 embedded in the
-//! binary.
+//! scenes built from the values their prompt was rendered from, a PNG drawn in process, an MP4
+//! embedded in the binary and repeated to the length asked (`mock_clip`).
 //!
 //! Everything here is deterministic (same input, same bytes) and needs no network, so the whole
 //! API can be developed and tested without accounts. Every result says it is a mock: `is_mock()` is
@@ -23,8 +23,7 @@ pub const MOCK_LABEL: &str = "[mock] ";
 /// The longer side of a mock image, in pixels: enough to see, small enough to stay instant.
 pub const MOCK_IMAGE_LONG_SIDE: u32 = 384;
 
-/// The clip every mock video render returns (how it was made: `assets/README.md`).
-pub static MOCK_CLIP: &[u8] = include_bytes!("../../assets/mock-clip.mp4");
+pub use super::mock_clip::MOCK_CLIP;
 
 /// Writes scenes from the values their prompt was rendered from (`backend() == "mock"`).
 #[derive(Debug, Clone, Copy, Default)]
@@ -34,7 +33,7 @@ pub struct MockScenes;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MockImages;
 
-/// Returns the embedded clip for every request.
+/// Returns the embedded clip, made as long as the request's `duration` (`mock_clip`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MockVideos;
 
@@ -140,7 +139,7 @@ async fn mock_video(
     if !id.starts_with(VIDEO_RUN) {
         return Err(upstream_run::gone(provider, &id));
     }
-    Ok(Output::from_bytes(provider, "video/mp4", MOCK_CLIP))
+    Ok(Output::from_bytes(provider, "video/mp4", super::mock_clip::mock_clip(request.duration)))
 }
 
 /// Every saved run a mock was asked to cancel, oldest first (see [`cancelled_runs`]).

@@ -13,6 +13,7 @@ pub mod config;
 pub mod gemini;
 pub mod gemini_video;
 pub mod mock;
+pub mod mock_clip;
 pub mod outbound;
 pub mod output;
 pub mod replicate;

@@ -39,9 +39,10 @@ async fn post(client: &reqwest::Client, url: String, body: &Value) -> (u16, reqw
     (status, headers, resp.json().await.unwrap_or(Value::Null))
 }
 
-/// A scene rendered by the mock provider: its stored video id.
+/// A scene rendered by the mock provider, 2 s long (the embedded clip itself): its stored video id.
 async fn mock_scene(client: &reqwest::Client, base: &str) -> String {
-    let (status, _, body) = post(client, format!("{base}/api/mv/generate_video"), &json!({"prompt": "a scene"})).await;
+    let body = json!({"prompt": "a scene", "duration": 2});
+    let (status, _, body) = post(client, format!("{base}/api/mv/generate_video"), &body).await;
     assert_eq!(status, 200, "{body}");
     body["video_id"].as_str().expect("a video id").to_string()
 }

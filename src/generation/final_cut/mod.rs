@@ -79,6 +79,13 @@ pub struct ClipBody {
     /// Where the clip ends, in seconds of the clip: frames shown from there on are dropped.
     #[schema(minimum = 0)]
     pub out_seconds: Option<f64>,
+    /// Where in the cut this clip should end (a beat of the song), in seconds from the cut's
+    /// start: its last frame is chosen so the cut lands as near there as the clip's frames
+    /// allow, however long the clips before it came out, so cuts do not drift. Replaces
+    /// `out_seconds`; ignored when the clip starts at or after it (it then plays to its end).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0)]
+    pub end_at_seconds: Option<f64>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -134,9 +141,10 @@ impl Generation for FinalCut {
 
     fn validate(body: StitchVideosBody) -> Result<Self, ApiError> {
         let clips = match (body.video_ids, body.clips) {
-            (Some(ids), None) => {
-                ids.into_iter().map(|video_id| ClipBody { video_id, in_seconds: None, out_seconds: None }).collect()
-            }
+            (Some(ids), None) => ids
+                .into_iter()
+                .map(|video_id| ClipBody { video_id, in_seconds: None, out_seconds: None, end_at_seconds: None })
+                .collect(),
             (None, Some(clips)) => clips,
             (Some(_), Some(_)) => return Err(ApiError::invalid("clips", "give video_ids or clips, not both")),
             (None, None) => return Err(ApiError::invalid("video_ids", "the clips to cut are required")),
@@ -155,7 +163,12 @@ impl Generation for FinalCut {
                     json!({ "field": format!("clips[{i}].video_id") }),
                 )
             })?;
-            for (field, value) in [("in_seconds", clip.in_seconds), ("out_seconds", clip.out_seconds)] {
+            let times = [
+                ("in_seconds", clip.in_seconds),
+                ("out_seconds", clip.out_seconds),
+                ("end_at_seconds", clip.end_at_seconds),
+            ];
+            for (field, value) in times {
                 if value.is_some_and(|v| !(v.is_finite() && v >= 0.0)) {
                     return Err(ApiError::invalid(&format!("clips[{i}].{field}"), "must be 0 or more seconds"));
                 }
@@ -320,7 +333,13 @@ async fn clip_in(storage: &Arc<dyn Storage>, i: usize, clip: &ClipBody) -> Resul
         read::ReadError::Storage(e) => e.into(),
         read::ReadError::Cut(e) => cut_error(e, Some((i, &clip.video_id))),
     })?;
-    Ok(ClipIn { name: clip.video_id.clone(), tracks, in_seconds: clip.in_seconds, out_seconds: clip.out_seconds })
+    Ok(ClipIn {
+        name: clip.video_id.clone(),
+        tracks,
+        in_seconds: clip.in_seconds,
+        out_seconds: clip.out_seconds,
+        end_at: clip.end_at_seconds,
+    })
 }
 
 /// Seconds to the millisecond, as answers show them.

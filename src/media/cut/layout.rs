@@ -11,7 +11,7 @@ use super::clip::Track;
 use super::header::{self, Chunk, OutTrack};
 use super::in_band;
 use super::silence::{AAC_FRAME, silent_frame};
-use super::timeline::{self, ClipIn, ClipSpan, Kept, Sound};
+use super::timeline::{self, ClipIn, ClipSpan, End, Kept, Sound};
 use super::{CutError, rescale};
 
 /// A planned cut: the header, and where every byte after it comes from.
@@ -55,9 +55,11 @@ impl Piece {
 /// Plans the cut of `clips`, in order, with `sound`.
 pub fn plan(clips: &[ClipIn], sound: &Sound) -> Result<Cut, CutError> {
     timeline::check_compatible(clips)?;
-    let kept = clips
+    // Every trim checked before anything is planned; a clip ending at a cut time is trimmed
+    // again below, once where it starts is known.
+    let mut kept = clips
         .iter()
-        .map(|c| timeline::trim(&c.name, &c.tracks.video, c.in_seconds, c.out_seconds))
+        .map(|c| timeline::trim(&c.name, &c.tracks.video, c.in_seconds, End::Out(c.out_seconds)))
         .collect::<Result<Vec<_>, _>>()?;
     let vts = clips[0].tracks.video.timescale;
 
@@ -71,8 +73,13 @@ pub fn plan(clips: &[ClipIn], sound: &Sound) -> Result<Cut, CutError> {
     // The video's sample entry so far: where the next clip's differs, its parameter sets go in-band.
     let mut last_entry: Option<u32> = None;
 
-    for (k, (clip, kept)) in clips.iter().zip(&kept).enumerate() {
+    for (k, clip) in clips.iter().enumerate() {
         let source = &clip.tracks.video;
+        let starts = at as f64 / f64::from(vts);
+        if let Some(end_at) = clip.end_at.filter(|&t| t > starts) {
+            kept[k] = timeline::trim(&clip.name, source, clip.in_seconds, End::Length(end_at - starts))?;
+        }
+        let kept = &kept[k];
         let rescale = |t: u64| rescale(t, source.timescale, vts);
         // The video samples, with composition offsets relative to the clip's first shown frame.
         let decode_times: Vec<u64> = source.decode_times().collect();
@@ -453,7 +460,7 @@ mod tests {
     }
 
     fn clip(name: &str, out: Option<f64>) -> ClipIn {
-        ClipIn { name: name.into(), tracks: mock_tracks(), in_seconds: None, out_seconds: out }
+        ClipIn { name: name.into(), tracks: mock_tracks(), in_seconds: None, out_seconds: out, end_at: None }
     }
 
     /// The file a cut of mock clips is, written from its pieces.
@@ -494,6 +501,32 @@ mod tests {
             .output()
             .expect("ffprobe runs");
         Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    #[test]
+    fn clips_ending_at_cut_times_land_within_a_frame_of_each_without_drift() {
+        // Cut times between frames (12 fps: a frame is 83 ms), one clip trimmed by hand between
+        // them: each later clip still ends on its own time, not on the sum of rounded lengths.
+        let ends = [1.3, 2.9, 4.2, 6.01];
+        let mut clips: Vec<ClipIn> = ends
+            .iter()
+            .enumerate()
+            .map(|(i, &at)| ClipIn { end_at: Some(at), ..clip(&format!("c{i}"), None) })
+            .collect();
+        clips[1] = ClipIn { end_at: None, ..clip("by-hand", Some(1.0)) };
+        let cut = plan(&clips, &Sound::Clips).expect("planned");
+        let frame = 1.0 / 12.0;
+        let landed: Vec<f64> = cut.clips[1..].iter().map(|c| c.starts_at).chain([cut.duration_seconds]).collect();
+        for (k, (&at, &end)) in landed.iter().zip(&ends).enumerate() {
+            if k == 1 {
+                assert!((at - (cut.clips[1].starts_at + 1.0)).abs() < 1e-9, "the hand trim kept: {:?}", cut.clips);
+                continue;
+            }
+            assert!((at - end).abs() <= frame / 2.0 + 1e-9, "clip {k} ends at {at}, not within half a frame of {end}");
+        }
+        // A cut time the clips before already passed is ignored: the clip plays whole.
+        let late = [clip("a", None), ClipIn { end_at: Some(1.0), ..clip("b", None) }];
+        assert_eq!(plan(&late, &Sound::Clips).expect("planned").duration_seconds, 4.0);
     }
 
     #[test]

@@ -18,6 +18,11 @@ pub struct ClipIn {
     pub tracks: ClipTracks,
     pub in_seconds: Option<f64>,
     pub out_seconds: Option<f64>,
+    /// Where in the cut this clip should end (a scene's beat), in seconds from the cut's start:
+    /// its last frame is chosen so the cut lands as near there as its frames allow, whatever the
+    /// clips before it came to. Overrides `out_seconds`; ignored when the clip starts at or after
+    /// it.
+    pub end_at: Option<f64>,
 }
 
 /// What sound the cut has.
@@ -65,11 +70,23 @@ pub struct Kept {
     pub duration: u64,
 }
 
+/// How a trim ends a clip.
+#[derive(Debug, Clone, Copy)]
+pub enum End {
+    /// Every frame shown at or after this time of the clip (seconds) is dropped; `None`: none is.
+    Out(Option<f64>),
+    /// The kept frames last as near this many seconds as the clip's cut points allow.
+    Length(f64),
+}
+
 /// The frames of `video` a trim keeps. `in` moves back to the keyframe at or before it, so the
-/// first frame decodes without anything before it; `out` drops every frame shown at or after it,
-/// cutting the decode order only where no kept frame depends on a dropped one (after a B-frame
-/// group).
-pub fn trim(name: &str, video: &Track, in_seconds: Option<f64>, out_seconds: Option<f64>) -> Result<Kept, CutError> {
+/// first frame decodes without anything before it; the end drops frames from the back, cutting
+/// the decode order only where no kept frame depends on a dropped one (after a B-frame group).
+pub fn trim(name: &str, video: &Track, in_seconds: Option<f64>, end: End) -> Result<Kept, CutError> {
+    let out_seconds = match end {
+        End::Out(out) => out,
+        End::Length(_) => None,
+    };
     let scale = f64::from(video.timescale);
     let pts: Vec<i64> = video
         .decode_times()
@@ -109,7 +126,7 @@ pub fn trim(name: &str, video: &Track, in_seconds: Option<f64>, out_seconds: Opt
     for i in (first..n).rev() {
         later_min[i] = later_min[i + 1].min(pts[i]);
     }
-    let mut end = first;
+    let mut ends = Vec::new();
     let mut shown_max = i64::MIN;
     for i in first..n {
         shown_max = shown_max.max(pts[i]);
@@ -117,9 +134,19 @@ pub fn trim(name: &str, video: &Track, in_seconds: Option<f64>, out_seconds: Opt
             break;
         }
         if shown_max < later_min[i + 1] {
-            end = i + 1;
+            ends.push(i + 1);
         }
     }
+    let kept_ticks = |end: usize| video.samples[first..end].iter().map(|s| i64::from(s.delta)).sum::<i64>();
+    let end = match end {
+        End::Out(_) => ends.last().copied(),
+        // The cut point nearest the length wanted, before or after it.
+        End::Length(seconds) => {
+            let wanted = (seconds * scale).round() as i64;
+            ends.iter().copied().min_by_key(|&end| (kept_ticks(end) - wanted).abs())
+        }
+    };
+    let end = end.unwrap_or(first);
     if end == first {
         return Err(bad(format!(
             "out_seconds {} leaves no frame after the keyframe at {:.3} s, where the clip must start",
@@ -128,7 +155,7 @@ pub fn trim(name: &str, video: &Track, in_seconds: Option<f64>, out_seconds: Opt
         )));
     }
     let start = pts[first..end].iter().copied().min().unwrap_or(0);
-    let duration = video.samples[first..end].iter().map(|s| u64::from(s.delta)).sum();
+    let duration = kept_ticks(end) as u64;
     Ok(Kept { first, end, start, duration })
 }
 
@@ -220,21 +247,26 @@ mod tests {
     fn an_out_point_cuts_the_decode_order_after_a_whole_b_frame_group() {
         let track = b_frames();
         // Shown in order: I(0) B(1) B(2) P(3) B(4) B(5) P(6).
-        let kept = trim("c", &track, None, Some(5.0)).expect("trim");
+        let kept = trim("c", &track, None, End::Out(Some(5.0))).expect("trim");
         assert_eq!((kept.first, kept.end), (0, 4), "I P B B: shown 0..4, nothing kept depends on a dropped frame");
-        let kept = trim("c", &track, None, Some(1.0)).expect("trim");
+        let kept = trim("c", &track, None, End::Out(Some(1.0))).expect("trim");
         assert_eq!((kept.first, kept.end), (0, 1));
         assert_eq!(kept.duration, 1);
+        // A length wanted: the nearest cut point, after it or before it.
+        let kept = trim("c", &track, None, End::Length(2.9)).expect("trim");
+        assert_eq!(kept.end, 4, "4 frames is nearer 2.9 than 1");
+        let kept = trim("c", &track, None, End::Length(2.0)).expect("trim");
+        assert_eq!(kept.end, 1, "1 frame is nearer 2 than 4");
     }
 
     #[test]
     fn trims_outside_the_clip_are_refused_with_the_clip_named() {
         let track = b_frames();
-        let refused = trim("c1", &track, Some(9.0), None).expect_err("past the end");
+        let refused = trim("c1", &track, Some(9.0), End::Out(None)).expect_err("past the end");
         assert!(refused.to_string().starts_with("clip c1: in_seconds 9"), "{refused}");
-        let refused = trim("c1", &track, Some(2.0), Some(1.0)).expect_err("backwards");
+        let refused = trim("c1", &track, Some(2.0), End::Out(Some(1.0))).expect_err("backwards");
         assert!(refused.to_string().contains("must be after"), "{refused}");
-        let refused = trim("c1", &track, None, Some(f64::NAN)).expect_err("not a number");
+        let refused = trim("c1", &track, None, End::Out(Some(f64::NAN))).expect_err("not a number");
         assert!(refused.to_string().contains("out_seconds"), "{refused}");
     }
 }
