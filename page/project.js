@@ -9,6 +9,7 @@ import { $, hideError, requireText, showError } from './dom.js';
 import { readEvents } from './events.js';
 import { flavor } from './flavors.js';
 import { PROJECT_STORE, load, save } from './prefs.js';
+import { cutWords, drawTimeline } from './timeline.js';
 
 // The project followed now, and the controller that stops following it.
 let current = null;
@@ -81,6 +82,8 @@ function forget() {
   save(PROJECT_STORE, null);
   $('#project-section').hidden = true;
   $('#project-scenes').replaceChildren();
+  $('#project-timeline').replaceChildren();
+  $('#project-timeline').hidden = true;
   $('#project-final').replaceChildren();
   $('#project-status').textContent = '';
 }
@@ -138,6 +141,7 @@ function draw(project) {
   else hideError(error);
   $('#project-flavor').textContent = project.configFlavor ? project.configFlavor.name : '';
   drawScenes(scenes);
+  drawTimeline(project);
   drawFinal(project);
 }
 
@@ -171,6 +175,7 @@ function updateCard(card, scene) {
   card.dataset.state = scene.status;
   card.querySelector('.scene-title').textContent = `Scene ${scene.displaySequence}`;
   card.querySelector('.scene-status').textContent = scene.errorMessage || WORDS[scene.status] || scene.status;
+  card.querySelector('.project-cut').textContent = cutWords(scene);
   const prompt = card.querySelector('.project-prompt');
   if (document.activeElement !== prompt && prompt.dataset.edited !== 'true') prompt.value = scene.prompt || '';
   prompt.oninput = () => {

@@ -47,8 +47,9 @@
 //!                   the queue's gauges for /metrics (queue_metrics)
 //!   pipeline        what the engine needs of generation, and the real adapter
 //! projects/       music-video projects over the jobs database: their answers (answer), statuses
-//!                 (words), finished jobs' results written in (settle)
-//! providers/      Gemini, Replicate, Veo and the labelled mocks
+//!                 (words), finished jobs' results written in (settle), scenes planned on the
+//!                 song's beats (beat_plan, planning)
+//! providers/      Gemini, Replicate, Veo and the labelled mocks (mock_clip: the mock video as long as asked)
 //!   client, retry, body, upstream_error, cancel   the HTTP plumbing they share
 //!   run, upstream_run, output, outbound           run context, saved runs, outputs, downloads
 //! storage/        where outputs live: the trait (mod), local files, S3 (object), checks, URLs,

@@ -229,11 +229,12 @@ fn final_cut_plays_to_its_end_with_audio() {
         render_and_cut(t).await?;
         let cards: f64 = t.js("document.querySelectorAll('.scene-card').length").await?;
         let duration: f64 = t.js("document.querySelector('#final-cut-video').duration").await?;
-        ensure!((duration - 2.0 * cards).abs() < 0.1, "the cut lasts {duration} s for {cards} two-second scenes");
+        // Each mock render lasts the flavor's `video_duration` (8 s): the 2 s clip repeated.
+        ensure!((duration - 8.0 * cards).abs() < 0.1, "the cut lasts {duration} s for {cards} eight-second scenes");
         let href: String = t.js("document.querySelector('#final-cut-download').href").await?;
         ensure!(href.contains("/api/mv/get_video/"), "download link {href:?}");
         // Played muted (no gesture needed) and fast; audio is decoded all the same.
-        t.js::<bool>("(v => { v.muted = true; v.playbackRate = 4; v.play(); return true; })(document.querySelector('#final-cut-video'))")
+        t.js::<bool>("(v => { v.muted = true; v.playbackRate = 16; v.play(); return true; })(document.querySelector('#final-cut-video'))")
             .await?;
         t.wait_for("the cut played to its end", "document.querySelector('#final-cut-video').ended").await?;
         let error: String = t.js("String(document.querySelector('#final-cut-video').error?.code ?? '')").await?;
@@ -743,10 +744,11 @@ fn cards_keep_up_while_the_event_streams_fail_and_reconnect() {
     });
 }
 
-/// The song put in a file input the way a person's pick would be (a File in a DataTransfer).
-async fn choose_song(t: &Tab, selector: &str) -> Result<()> {
+/// The song `path` (from the crate's root) put in a file input the way a person's pick would be (a
+/// File in a DataTransfer).
+async fn choose_song(t: &Tab, selector: &str, path: &str) -> Result<()> {
     use base64::Engine as _;
-    let bytes = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/media/songs/song.mp3"))?;
+    let bytes = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(path))?;
     let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);
     let script = format!(
         "(() => {{ const bytes = Uint8Array.from(atob('{encoded}'), c => c.charCodeAt(0)); \
@@ -770,16 +772,26 @@ fn one_button_makes_the_music_video_and_a_reload_resumes_it() {
         t.fill("#character-description", "A red fox in a silver jacket").await?;
         t.click("#make-video").await?;
         t.wait_for("the missing song said", "!document.querySelector('#project-error').hidden").await?;
-        choose_song(t, "#project-song").await?;
+        // A 14.8 s song with a beat (tests/media/beats): it decides the scenes and their cuts.
+        choose_song(t, "#project-song", "tests/media/beats/02_bwv12_7_120.mp3").await?;
         t.click("#make-video").await?;
         t.wait_for("the final cut's player", "document.querySelector('#project-final-video')?.readyState >= 1").await?;
         let cards: usize = t.js("document.querySelectorAll('#project-scenes .project-scene').length").await?;
-        ensure!(cards == 6, "{cards} scene cards");
+        ensure!((2..6).contains(&cards), "{cards} scene cards for a 14.8 s song of 8 s clips at most");
         let videos: usize = t.js("document.querySelectorAll('#project-scenes video').length").await?;
         ensure!(videos == cards, "{videos} clips for {cards} scenes");
         ensure!(t.text("#project-flavor").await? == "default", "the pinned flavor is shown");
+        // The song's beats on the timeline under the cards: one band and one cut per scene.
+        t.wait_for("the beat timeline", "!document.querySelector('#project-timeline').hidden").await?;
+        let cuts: usize = t.js("Number(document.querySelector('#project-timeline').dataset.cuts)").await?;
+        let beats: usize = t
+            .js("document.querySelectorAll('#project-timeline line.beat, #project-timeline line.downbeat').length")
+            .await?;
+        ensure!(cuts == cards && beats > 10, "{cuts} cuts and {beats} beats drawn for {cards} scenes");
+        let said: String = t.text("#project-scenes .project-scene:first-child .project-cut").await?;
+        ensure!(said.contains("cut at"), "a card says where its cut falls: {said:?}");
         let duration: f64 = t.js("document.querySelector('#project-final-video').duration").await?;
-        ensure!((duration - 2.0 * cards as f64).abs() < 0.2, "the cut lasts {duration} s");
+        ensure!((duration - 14.76).abs() < 0.2, "the cut lasts {duration} s, as the song");
         let href: String = t.js("document.querySelector('#project-final-download').href").await?;
         ensure!(href.contains("/api/mv/get_video/"), "download link {href:?}");
 

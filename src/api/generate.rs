@@ -163,6 +163,8 @@ pub async fn generate_scene_video(
         "backend": query.backend,
         "project_id": project.row.id,
         "sequence": scene.sequence,
+        // Long enough for its place in the beat plan, while it follows one.
+        "duration": projects::planning::clip_seconds(&project, scene),
     }))
     .map_err(|e| ApiError::internal(format!("scene {sequence}: {e}")))?;
     let write = query.write_to_db.unwrap_or(true);

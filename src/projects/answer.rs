@@ -7,8 +7,10 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use super::Project;
+use super::beat_plan::{BeatPlan, Cut};
 use super::words::{COMPLETED, FAILED, PROCESSING};
+use super::{Project, planning};
+use crate::error::ApiError;
 use crate::jobs::store::projects::{ProjectRow, SceneRow};
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -44,6 +46,11 @@ pub struct ProjectResponse {
     pub error_message: Option<String>,
     /// Bumped by every change; the `ETag`.
     pub version: i64,
+    /// The scene count asked for at creation (`numberOfScenes`); null: the song's beats decide.
+    pub number_of_scenes: Option<i64>,
+    /// The scenes planned on the song's beats (once the scenes are written): one cut per scene
+    /// in display order, the last at the song's end. Null without a song.
+    pub beat_plan: Option<BeatPlan>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -62,7 +69,8 @@ pub struct SceneResponse {
     pub status: String,
     pub prompt: String,
     pub negative_prompt: Option<String>,
-    /// Seconds: the clip's length, or its trimmed length.
+    /// Seconds: its place in the beat plan while it follows it (`onBeat`), else the clip's
+    /// length, or its trimmed length.
     pub duration: f64,
     pub reference_image_urls: Vec<String>,
     pub audio_clip_url: Option<String>,
@@ -82,6 +90,12 @@ pub struct SceneResponse {
     pub video_id: Option<String>,
     /// The job rendering the clip now, or the last one that did.
     pub video_generation_job_id: Option<String>,
+    /// Whether the scene follows the project's beat plan: rendered to cover its place and ended
+    /// on its cut by the compose. A trim makes it false (the trim decides).
+    pub on_beat: bool,
+    /// Where this scene's cut falls in the song (and the final cut) while it follows the plan:
+    /// the beat it ends on.
+    pub cut: Option<Cut>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
@@ -93,12 +107,38 @@ pub struct TrimPoints {
 
 impl From<&Project> for ProjectResponse {
     fn from(p: &Project) -> ProjectResponse {
-        let scenes: Vec<SceneResponse> = p.scenes.iter().map(SceneResponse::from).collect();
+        let scenes = p.scene_answers();
         let (completed, failed) = (count(&scenes, COMPLETED), count(&scenes, FAILED));
         let mut answer = summary(&p.row, (scenes.len(), completed, failed));
         answer.scenes = scenes;
         answer
     }
+}
+
+impl Project {
+    /// Every scene's answer in display order, each placed in the beat plan.
+    pub fn scene_answers(&self) -> Vec<SceneResponse> {
+        let plan = planning::stored(self);
+        self.scenes.iter().enumerate().map(|(i, s)| placed(SceneResponse::from(s), plan.as_ref(), i)).collect()
+    }
+
+    /// The answer of the scene whose `sequence` is `sequence`, or their 404.
+    pub fn scene_answer(&self, sequence: i64) -> Result<SceneResponse, ApiError> {
+        let scene = self.scene(sequence)?;
+        let position = planning::position(self, sequence).unwrap_or(0);
+        Ok(placed(SceneResponse::from(scene), planning::stored(self).as_ref(), position))
+    }
+}
+
+/// `answer` at display `position`: its duration and cut from the plan while it follows it.
+fn placed(mut answer: SceneResponse, plan: Option<&BeatPlan>, position: usize) -> SceneResponse {
+    if let Some(plan) = plan.filter(|_| answer.on_beat)
+        && let (Some(cut), Some(length)) = (plan.cuts.get(position), plan.length(position))
+    {
+        answer.cut = Some(*cut);
+        answer.duration = length;
+    }
+    answer
 }
 
 /// A project's answer without its scenes (listings), with the counts given.
@@ -127,6 +167,8 @@ pub fn summary(row: &ProjectRow, (scene_count, completed, failed): (usize, usize
         final_job_id: row.final_job_id.clone(),
         error_message: row.error_message.clone(),
         version: row.version,
+        number_of_scenes: row.scenes_asked,
+        beat_plan: row.beat_plan.as_deref().and_then(|p| serde_json::from_str(p).ok()),
     }
 }
 
@@ -159,6 +201,8 @@ impl From<&SceneRow> for SceneResponse {
             updated_at: iso(s.updated_at),
             video_id: s.video_id.clone(),
             video_generation_job_id: s.video_job_id.clone().or_else(|| s.last_job_id.clone()),
+            on_beat: s.on_beat,
+            cut: None,
         }
     }
 }

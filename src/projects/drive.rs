@@ -18,7 +18,7 @@ use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 
 use super::words::{COMPOSING, DRIVE_CLIPS, DRIVE_OFF, FAILED, PROCESSING};
-use super::{Project, change, load, pinned};
+use super::{Project, change, load, pinned, planning};
 use crate::error::ApiError;
 use crate::generation::character::Character;
 use crate::generation::final_cut::FinalCut;
@@ -112,13 +112,19 @@ pub async fn advance(state: &AppState, jobs: &Jobs, id: &str, parallel: usize) -
     let resubmit = |job: &Option<String>| job.as_ref().filter(|j| missing.contains(j)).cloned();
 
     if project.scenes.is_empty() {
-        let body = json!({
+        let mut body = json!({
             "idea": row.concept_prompt,
             // Their scene writer needs a performer; a project without one is described by its idea.
             "character_description": row.character_description.as_ref().or(row.product_description.as_ref())
                 .unwrap_or(&row.concept_prompt),
             "project_id": row.id,
         });
+        // As many scenes as asked, else as the song's beats plan (else the flavor's count). The
+        // plan is the same every time, so a job stored again after a crash asks the same.
+        let planned = planning::plan(state, jobs, &project, None).await?.map(|p| p.cuts.len() as i64);
+        if let Some(n) = row.scenes_asked.or(planned) {
+            body["number_of_scenes"] = json!(n);
+        }
         return match (&row.scenes_job_id, resubmit(&row.scenes_job_id)) {
             (None, _) => start_job::<Scenes>(state, jobs, &project, body, JobSlot::Scenes, None).await.map(drop),
             (Some(_), Some(job)) => submit::<Scenes>(state, jobs, &project, body, &job).await,
@@ -184,7 +190,8 @@ pub async fn advance(state: &AppState, jobs: &Jobs, id: &str, parallel: usize) -
     }
 }
 
-/// The body of a scene's video job: its texts, its reference image (else the project's).
+/// The body of a scene's video job: its texts, its reference image (else the project's), and the
+/// clip length covering its place in the beat plan (else the flavor's).
 fn video_body(project: &Project, scene: &crate::jobs::store::projects::SceneRow) -> Value {
     json!({
         "prompt": scene.prompt,
@@ -192,12 +199,16 @@ fn video_body(project: &Project, scene: &crate::jobs::store::projects::SceneRow)
         "character_reference_id": scene.reference_image_id.as_ref().or(project.row.character_image_id.as_ref()),
         "project_id": project.row.id,
         "sequence": scene.sequence,
+        "duration": planning::clip_seconds(project, scene),
     })
 }
 
 /// The final cut of `project`: every scene's clip in display order with its trims, the song looped
-/// under the whole video, replacing the clips' audio (without a song the clips keep theirs).
+/// under the whole video, replacing the clips' audio (without a song the clips keep theirs). A
+/// scene following the beat plan ends on its place's cut instead (`end_at_seconds`), so every cut
+/// lands on its beat, and the last on the song's end, however the clips before it came out.
 pub fn compose_body(project: &Project) -> Result<Value, ApiError> {
+    let plan = planning::stored(project);
     let max = crate::generation::final_cut::MAX_CLIPS;
     if project.scenes.len() > max {
         return Err(ApiError::invalid(
@@ -211,15 +222,24 @@ pub fn compose_body(project: &Project) -> Result<Value, ApiError> {
     let clips: Vec<Value> = project
         .scenes
         .iter()
-        .map(|s| {
+        .enumerate()
+        .map(|(position, s)| {
             let video = s.video_id.as_ref().ok_or_else(|| {
                 ApiError::invalid("scenes", format!("Cannot compose video: scene {} has no clip", s.sequence))
             })?;
-            Ok(json!({
-                "video_id": video,
-                "in_seconds": s.trim_in_ms.map(super::answer::seconds),
-                "out_seconds": s.trim_out_ms.map(super::answer::seconds),
-            }))
+            let cut = plan.as_ref().filter(|_| s.on_beat).and_then(|p| p.cuts.get(position));
+            Ok(match cut {
+                Some(cut) => json!({
+                    "video_id": video,
+                    "in_seconds": s.trim_in_ms.map(super::answer::seconds),
+                    "end_at_seconds": cut.at,
+                }),
+                None => json!({
+                    "video_id": video,
+                    "in_seconds": s.trim_in_ms.map(super::answer::seconds),
+                    "out_seconds": s.trim_out_ms.map(super::answer::seconds),
+                }),
+            })
         })
         .collect::<Result<_, ApiError>>()?;
     Ok(json!({

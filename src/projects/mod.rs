@@ -10,13 +10,17 @@
 //!
 //! - `answer`: the project and scene as their UI reads them (camelCase); `copies`: answers kept by
 //!   version;
+//! - `beat_plan`: the scenes planned on the song's beats (their count and cuts);
+//!   `planning` reads what a plan needs (the song's beats, the pinned video model);
 //! - `settle`: finished jobs' results written into the project;
 //! - `drive`: the whole video made server-side, one step at a time, by any process;
 //! - `words`: statuses and modes.
 
 pub mod answer;
+pub mod beat_plan;
 pub mod copies;
 pub mod drive;
+pub mod planning;
 pub mod settle;
 pub mod words;
 

@@ -5,8 +5,8 @@
 
 use serde_json::Value;
 
-use super::Project;
 use super::words::{COMPLETED, FAILED, PENDING};
+use super::{Project, planning};
 use crate::error::ApiError;
 use crate::jobs::Jobs;
 use crate::jobs::engine::unavailable;
@@ -35,14 +35,14 @@ pub async fn edits(state: &AppState, jobs: &Jobs, project: &Project) -> Result<V
     let job = |id: Option<&str>| id.and_then(|id| finished.iter().find(|j| j.id == id));
     let mut edits = Vec::new();
     if let Some(done) = job(row.scenes_job_id.as_deref()) {
-        edits.extend(scenes_written(project, done));
+        edits.extend(scenes_written(state, jobs, project, done).await?);
     }
     if let Some(done) = job(row.character_job_id.as_deref()) {
         edits.push(character_written(done));
     }
     for scene in &project.scenes {
         if let Some(done) = job(scene.video_job_id.as_deref()) {
-            edits.push(clip_written(state, scene, done).await);
+            edits.push(clip_written(state, project, scene, done).await);
         }
     }
     if let Some(done) = job(row.final_job_id.as_deref()) {
@@ -52,31 +52,44 @@ pub async fn edits(state: &AppState, jobs: &Jobs, project: &Project) -> Result<V
 }
 
 /// A finished `create_scenes` job: its scenes replace the project's (as theirs did), pending, each
-/// with the project's character image as its reference; the project goes back to pending.
-fn scenes_written(project: &Project, done: &LinkedJob) -> Vec<Edit> {
+/// with the project's character image as its reference; the project goes back to pending. With a
+/// song, the scenes are planned on its beats: each follows the plan, its duration its place's.
+async fn scenes_written(
+    state: &AppState,
+    jobs: &Jobs,
+    project: &Project,
+    done: &LinkedJob,
+) -> Result<Vec<Edit>, ApiError> {
     let settle = |sets| Edit::SettleProject { column: "scenes_job_id", job: done.id.clone(), sets };
     let Some(scenes) = succeeded(done).and_then(|out| out.get("scenes")?.as_array().cloned()) else {
         let why = format!("Scene writing failed: {}", why(done));
-        return vec![settle(vec![("status", FAILED.into()), ("error_message", why.into()), ("drive", 0.into())])];
+        return Ok(vec![settle(vec![("status", FAILED.into()), ("error_message", why.into()), ("drive", 0.into())])]);
+    };
+    let plan = match scenes.len() {
+        0 => None,
+        n => planning::plan(state, jobs, project, Some(n)).await?,
     };
     let reference = project.row.character_image_id.clone().or_else(|| project.row.product_image_id.clone());
     let mut edits = vec![Edit::DeleteScenes];
     for (i, scene) in scenes.iter().enumerate() {
         let text = |field: &str| scene.get(field).and_then(Value::as_str).map(super::without_nul);
         let n = i as i64 + 1;
+        let planned = plan.as_ref().and_then(|p| p.length(i));
         edits.push(Edit::InsertScene(Box::new(SceneRow {
             sequence: n,
             display_sequence: n,
             status: PENDING.to_owned(),
             prompt: text("description").unwrap_or_default(),
             negative_prompt: text("negative_description"),
-            duration_ms: 8_000,
+            duration_ms: planned.map_or(8_000, |s| (s * 1000.0).round() as i64),
             reference_image_id: reference.clone(),
+            on_beat: planned.is_some(),
             ..SceneRow::default()
         })));
     }
-    edits.push(settle(vec![("status", PENDING.into()), ("error_message", Bind::none())]));
-    edits
+    let plan = plan.and_then(|p| serde_json::to_string(&p).ok());
+    edits.push(settle(vec![("status", PENDING.into()), ("error_message", Bind::none()), ("beat_plan", plan.into())]));
+    Ok(edits)
 }
 
 /// A finished character reference job: its first image becomes the project's character image
@@ -95,19 +108,22 @@ fn character_written(done: &LinkedJob) -> Edit {
 }
 
 /// A finished video job: the scene's clip (its length read from the stored file), trims reset to
-/// the whole clip; or the failure.
-async fn clip_written(state: &AppState, scene: &SceneRow, done: &LinkedJob) -> Edit {
+/// the whole clip, or to its place in the beat plan while it follows one; or the failure.
+async fn clip_written(state: &AppState, project: &Project, scene: &SceneRow, done: &LinkedJob) -> Edit {
     let video_id = succeeded(done).and_then(|out| Some(out.get("video_id")?.as_str()?.to_owned()));
     let sets = match video_id {
         Some(video_id) => {
             let clip_ms = clip_ms(state, &video_id).await;
+            let plan = if scene.on_beat { planning::stored(project) } else { None };
+            let planned = plan.and_then(|p| p.length(planning::position(project, scene.sequence)?));
+            let shown_ms = planned.map_or(clip_ms, |s| ((s * 1000.0).round() as i64).min(clip_ms));
             vec![
                 ("status", COMPLETED.into()),
                 ("video_id", video_id.into()),
                 ("clip_ms", clip_ms.into()),
-                ("duration_ms", clip_ms.into()),
+                ("duration_ms", shown_ms.into()),
                 ("trim_in_ms", 0.into()),
-                ("trim_out_ms", clip_ms.into()),
+                ("trim_out_ms", shown_ms.into()),
                 ("error_message", Bind::none()),
                 ("last_job_id", done.id.clone().into()),
                 ("video_job_id", Bind::none()),

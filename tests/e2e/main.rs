@@ -49,6 +49,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod beat_cuts;
 mod compose_file;
 mod database_faults;
 mod deploy_from_zero;

@@ -14,43 +14,43 @@ use support::server_process::ServerProcess;
 
 const SONGS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/media/songs");
 
-struct Ui {
-    client: reqwest::Client,
-    base: String,
+pub(crate) struct Ui {
+    pub(crate) client: reqwest::Client,
+    pub(crate) base: String,
 }
 
 impl Ui {
-    fn new(server: &ServerProcess) -> Ui {
+    pub(crate) fn new(server: &ServerProcess) -> Ui {
         Ui { client: reqwest::Client::new(), base: server.base.clone() }
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder) -> (u16, reqwest::header::HeaderMap, Value) {
+    pub(crate) async fn send(&self, request: reqwest::RequestBuilder) -> (u16, reqwest::header::HeaderMap, Value) {
         let resp = request.send().await.expect("request");
         let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
         (status, headers, resp.json().await.unwrap_or(Value::Null))
     }
 
-    async fn get(&self, path: &str) -> (u16, reqwest::header::HeaderMap, Value) {
+    pub(crate) async fn get(&self, path: &str) -> (u16, reqwest::header::HeaderMap, Value) {
         self.send(self.client.get(format!("{}{path}", self.base))).await
     }
 
     /// Their `apiFetch`: JSON, with `Content-Type: application/json` always.
-    async fn json(&self, method: reqwest::Method, path: &str, body: &Value) -> (u16, Value) {
+    pub(crate) async fn json(&self, method: reqwest::Method, path: &str, body: &Value) -> (u16, Value) {
         let request = self.client.request(method, format!("{}{path}", self.base)).json(body);
         let (status, _, body) = self.send(request).await;
         (status, body)
     }
 
-    async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+    pub(crate) async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
         self.json(reqwest::Method::POST, path, body).await
     }
 
-    async fn patch(&self, path: &str, body: &Value) -> (u16, Value) {
+    pub(crate) async fn patch(&self, path: &str, body: &Value) -> (u16, Value) {
         self.json(reqwest::Method::PATCH, path, body).await
     }
 
     /// Their `createProject`: a multipart form with the song as the `audio` part.
-    async fn create(&self, fields: &[(&str, &str)], song: Option<&[u8]>) -> (u16, Value) {
+    pub(crate) async fn create(&self, fields: &[(&str, &str)], song: Option<&[u8]>) -> (u16, Value) {
         let boundary = "mvgen-project-boundary-51c2";
         let mut body = Vec::new();
         for (name, value) in fields {
@@ -80,7 +80,7 @@ impl Ui {
         (status, body)
     }
 
-    async fn project(&self, id: &str) -> Value {
+    pub(crate) async fn project(&self, id: &str) -> Value {
         let (status, headers, body) = self.get(&format!("/api/mv/projects/{id}")).await;
         assert_eq!(status, 200, "{body}");
         let etag = headers.get("etag").and_then(|v| v.to_str().ok()).expect("an ETag");
@@ -94,7 +94,7 @@ fn song() -> Vec<u8> {
 }
 
 /// Whether ffprobe runs; without it the file checks are skipped, under CI=true failed.
-fn ffprobe() -> bool {
+pub(crate) fn ffprobe() -> bool {
     let found = Command::new("ffprobe").arg("-version").output().is_ok_and(|o| o.status.success());
     if !found {
         assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "CI installs ffmpeg to check the final cut");
@@ -528,7 +528,7 @@ async fn a_projects_flavor_stays_pinned_across_a_live_edit_and_a_removal() {
 
 /// Reads `/api/mv/projects/{id}/events` until a `project` event with `finalOutputUrl` (or a failed
 /// project) arrives; every event's data and id.
-async fn follow_events(ui: &Ui, id: &str, last_event_id: Option<&str>) -> Vec<(i64, Value)> {
+pub(crate) async fn follow_events(ui: &Ui, id: &str, last_event_id: Option<&str>) -> Vec<(i64, Value)> {
     let mut request = ui.client.get(format!("{}/api/mv/projects/{id}/events", ui.base));
     if let Some(last) = last_event_id {
         request = request.header("last-event-id", last);
@@ -561,8 +561,13 @@ async fn one_request_makes_the_whole_video_server_side_and_its_events_follow_it(
     let server =
         ServerProcess::start(&[("MV_PROVIDER", "mock"), ("MVGEN_PROJECT_PARALLEL", "2")]).expect("start mvgen");
     let ui = Ui::new(&server);
-    let fields =
-        [("mode", "music-video"), ("prompt", "a fox dances in the rain"), ("characterDescription", "a red fox")];
+    // Six scenes asked for: the 2.9 s song alone would make one (tests/e2e/beat_cuts.rs).
+    let fields = [
+        ("mode", "music-video"),
+        ("prompt", "a fox dances in the rain"),
+        ("characterDescription", "a red fox"),
+        ("numberOfScenes", "6"),
+    ];
     let (status, created) = ui.create(&fields, Some(&song())).await;
     assert_eq!(status, 201, "{created}");
     let id = created["projectId"].as_str().expect("id").to_owned();
@@ -578,7 +583,7 @@ async fn one_request_makes_the_whole_video_server_side_and_its_events_follow_it(
     assert_eq!(last["status"], "completed", "{last}");
     assert!(last["characterImageUrl"].is_string(), "the character reference was made: {last}");
     let scenes = last["scenes"].as_array().expect("scenes");
-    assert_eq!(scenes.len(), 6, "the default flavor's scene count");
+    assert_eq!(scenes.len(), 6, "the scene count asked for");
     assert!(scenes.iter().all(|s| s["status"] == "completed" && s["videoId"].is_string()), "{last}");
     // Never more than two scenes rendering at once.
     for (_, project) in &events {
@@ -650,8 +655,13 @@ async fn a_project_survives_sigkill_mid_render_with_one_create_per_scene() {
     let env = fakes.env(&[("MV_OUTPUT_DIR", dir), ("MVGEN_PROJECT_PARALLEL", "2")]);
     let mut first = start(&env);
     let ui = Ui::new(&first);
-    let fields =
-        [("mode", "music-video"), ("prompt", "a fox dances in the rain"), ("characterDescription", "a red fox")];
+    // Six scenes asked for (the short song alone would make one), so two render at once.
+    let fields = [
+        ("mode", "music-video"),
+        ("prompt", "a fox dances in the rain"),
+        ("characterDescription", "a red fox"),
+        ("numberOfScenes", "6"),
+    ];
     let (_, created) = ui.create(&fields, Some(&song())).await;
     let id = created["projectId"].as_str().expect("id").to_owned();
     let (status, _) = ui.post(&format!("/api/mv/projects/{id}/generate"), &json!({})).await;

@@ -44,6 +44,11 @@ pub struct NewProject {
     audio_id: Option<String>,
     #[serde(alias = "config_flavor")]
     config_flavor: Option<String>,
+    /// Scenes to make, 1..=32 (a number, or its digits in a form). Without it a song decides:
+    /// as many as its length needs with the video model's clips, cut on its beats.
+    #[serde(alias = "number_of_scenes")]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 32)]
+    number_of_scenes: Option<Value>,
 }
 
 /// `POST /api/mv/projects`: multipart (their UI, the song as the `audio` part) or JSON (with an
@@ -197,6 +202,7 @@ async fn create(
     if mode == MUSIC_VIDEO && audio_id.is_none() {
         return Err(ApiError::invalid("audio", "Audio file required for music-video mode"));
     }
+    let scenes_asked = scene_count(fields.number_of_scenes)?;
     let director = text("directorConfig", fields.director_config)?;
     // The flavor: `config_flavor`, else their director select when it names a flavor. A project
     // pins it, so an unknown name is refused rather than quietly replaced by the default.
@@ -241,6 +247,7 @@ async fn create(
         flavor_hash: flavor.hash.to_string(),
         flavor_content: Some(crate::pinned_flavor::content(flavor).to_string()),
         api_key_scope: scope.map(|s| s.as_str().to_owned()),
+        scenes_asked,
         created_at: now,
         updated_at: now,
         ..ProjectRow::default()
@@ -258,6 +265,23 @@ async fn create(
         response.headers_mut().insert(header::LOCATION, location);
     }
     Ok(response)
+}
+
+/// `numberOfScenes` as a count: a whole number (or its digits, from a form) in 1..=32; blank or
+/// null is none (the song decides).
+fn scene_count(value: Option<Value>) -> Result<Option<i64>, ApiError> {
+    let most = crate::projects::beat_plan::MAX_SCENES as i64;
+    let n = match value {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(text)) if text.trim().is_empty() => return Ok(None),
+        Some(Value::String(text)) => text.trim().parse::<i64>().ok(),
+        Some(Value::Number(n)) => n.as_i64(),
+        Some(_) => None,
+    };
+    match n {
+        Some(n) if (1..=most).contains(&n) => Ok(Some(n)),
+        _ => Err(ApiError::invalid("numberOfScenes", format!("a whole number from 1 to {most}"))),
+    }
 }
 
 /// "characterReferenceImageId" → "character reference ID", for their messages.

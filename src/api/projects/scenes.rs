@@ -88,7 +88,7 @@ pub async fn reorder_scenes(
     })
     .await?;
     let project = projects::load(&state, &jobs, &id).await?;
-    let scenes: Vec<SceneResponse> = project.scenes.iter().map(SceneResponse::from).collect();
+    let scenes: Vec<SceneResponse> = project.scene_answers();
     let answer = ScenesReordered { message: "Scenes reordered successfully".into(), scenes };
     Ok(with_etag(Json(answer).into_response(), project.row.version))
 }
@@ -135,7 +135,7 @@ pub async fn patch_scene(
         projects::change(&jobs, &id, if_match(&headers)?, &[Edit::Scene { sequence, sets, only_if_job: None }]).await?;
     }
     let project = projects::load(&state, &jobs, &id).await?;
-    Ok(Json(SceneResponse::from(project.scene(sequence)?)).into_response())
+    Ok(Json(project.scene_answer(sequence)?).into_response())
 }
 
 /// `DELETE /api/mv/projects/{id}/scenes/{sequence}`: not while pending or composing (409), not the
@@ -223,11 +223,16 @@ pub async fn trim_scene(
     let in_ms = ((in_s * 1000.0).round() as i64).clamp(0, clip_ms);
     let out_ms = ((out_s * 1000.0).round() as i64).clamp(0, clip_ms).max(in_ms + 100);
     let (in_ms, out_ms) = if out_ms > clip_ms { ((clip_ms - 100).max(0), clip_ms) } else { (in_ms, out_ms) };
-    let sets =
-        vec![("trim_in_ms", in_ms.into()), ("trim_out_ms", out_ms.into()), ("duration_ms", (out_ms - in_ms).into())];
+    // A trim is the user's word on this scene's cut: it no longer follows the beat plan.
+    let sets = vec![
+        ("trim_in_ms", in_ms.into()),
+        ("trim_out_ms", out_ms.into()),
+        ("duration_ms", (out_ms - in_ms).into()),
+        ("on_beat", 0.into()),
+    ];
     projects::change(&jobs, &id, if_match(&headers)?, &[Edit::Scene { sequence, sets, only_if_job: None }]).await?;
     let project = projects::load(&state, &jobs, &id).await?;
-    Ok(Json(SceneResponse::from(project.scene(sequence)?)).into_response())
+    Ok(Json(project.scene_answer(sequence)?).into_response())
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -318,7 +323,7 @@ pub async fn add_scene(
     .await?;
     projects::drive::poke();
     let project = projects::load(&state, &jobs, &id).await?;
-    let scene = SceneResponse::from(project.scene(sequence)?);
+    let scene = project.scene_answer(sequence)?;
     let answer = SceneAdded { scene, message: "Scene added successfully".into() };
     Ok((StatusCode::CREATED, Json(answer)).into_response())
 }
@@ -395,5 +400,5 @@ pub async fn upload_video(
         tracing::warn!(project = %id, job, error = %e, "a replaced scene's render could not be canceled");
     }
     let project = projects::load(&state, &jobs, &id).await?;
-    Ok(Json(SceneResponse::from(project.scene(sequence)?)).into_response())
+    Ok(Json(project.scene_answer(sequence)?).into_response())
 }

@@ -42,6 +42,10 @@ pub struct ProjectRow {
     /// Being made server-side: 0 no, 1 the whole video (`POST /projects/{id}/generate`), 2 only
     /// the scenes' clips (a scene added).
     pub drive: i64,
+    /// The scene count its creator asked for (`numberOfScenes`); without it a song decides.
+    pub scenes_asked: Option<i64>,
+    /// The scenes planned on the song's beats (`projects::beat_plan::BeatPlan` as JSON).
+    pub beat_plan: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
     /// Scenes, and how many are completed and failed (listings only; a full read counts its
@@ -70,6 +74,8 @@ pub struct SceneRow {
     pub trim_in_ms: Option<i64>,
     pub trim_out_ms: Option<i64>,
     pub error_message: Option<String>,
+    /// Follows the project's beat plan: rendered to cover its place, ended on its cut.
+    pub on_beat: bool,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -161,19 +167,19 @@ pub enum Changed {
 
 const PROJECT_COLUMNS: &str = "seq, id, status, mode, concept_prompt, character_description, character_image_id, \
      product_description, product_image_id, director_config, audio_id, flavor_name, flavor_hash, scenes_job_id, \
-     character_job_id, final_job_id, final_video_id, error_message, version, api_key_scope, drive, created_at, updated_at";
+     character_job_id, final_job_id, final_video_id, error_message, version, api_key_scope, drive, scenes_asked, beat_plan, created_at, updated_at";
 
 const SCENE_COLUMNS: &str = "sequence, display_sequence, status, prompt, negative_prompt, duration_ms, \
      reference_image_id, video_job_id, last_job_id, video_id, clip_ms, trim_in_ms, trim_out_ms, error_message, \
-     created_at, updated_at";
+     on_beat, created_at, updated_at";
 
 impl Store {
     /// Stores a new project (and no scenes).
     pub async fn insert_project(&self, p: &ProjectRow) -> Result<(), StoreError> {
         let sql = "INSERT INTO projects (id, status, mode, concept_prompt, character_description, \
             character_image_id, product_description, product_image_id, director_config, audio_id, flavor_name, \
-            flavor_hash, flavor_content, version, api_key_scope, created_at, updated_at) \
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1, $14, $15, $15)";
+            flavor_hash, flavor_content, version, api_key_scope, scenes_asked, created_at, updated_at) \
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1, $14, $15, $16, $16)";
         sqlx::query(sql)
             .bind(&p.id)
             .bind(&p.status)
@@ -189,6 +195,7 @@ impl Store {
             .bind(&p.flavor_hash)
             .bind(&p.flavor_content)
             .bind(&p.api_key_scope)
+            .bind(p.scenes_asked)
             .bind(p.created_at)
             .execute(&self.writer)
             .await?;
@@ -449,8 +456,8 @@ fn edit_sql(edit: &Edit) -> String {
         }
         Edit::InsertScene(_) => "INSERT INTO project_scenes (project_id, sequence, display_sequence, status, prompt, \
              negative_prompt, duration_ms, reference_image_id, video_job_id, last_job_id, video_id, clip_ms, trim_in_ms, \
-             trim_out_ms, error_message, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16)"
+             trim_out_ms, error_message, on_beat, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17)"
             .to_owned(),
         Edit::DeleteScene(_) => "DELETE FROM project_scenes WHERE project_id = $1 AND sequence = $2".to_owned(),
         Edit::DeleteScenes => "DELETE FROM project_scenes WHERE project_id = $1".to_owned(),
@@ -487,6 +494,7 @@ fn bind_edit<'q>(query: AnyQuery<'q>, id: &'q str, now: i64, edit: &'q Edit) -> 
             .bind(s.trim_in_ms)
             .bind(s.trim_out_ms)
             .bind(s.error_message.as_deref())
+            .bind(i64::from(s.on_beat))
             .bind(now),
         Edit::DeleteScene(sequence) => query.bind(id).bind(*sequence),
         Edit::DeleteScenes => query.bind(id),
@@ -533,6 +541,8 @@ fn project_row(row: &AnyRow) -> Result<ProjectRow, StoreError> {
         version: row.try_get("version")?,
         api_key_scope: row.try_get("api_key_scope")?,
         drive: row.try_get("drive")?,
+        scenes_asked: row.try_get("scenes_asked")?,
+        beat_plan: row.try_get("beat_plan")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         counts: None,
@@ -557,6 +567,7 @@ fn scene_row(row: &AnyRow, prefix: &str) -> Result<SceneRow, StoreError> {
         trim_in_ms: row.try_get(col("trim_in_ms").as_str())?,
         trim_out_ms: row.try_get(col("trim_out_ms").as_str())?,
         error_message: row.try_get(col("error_message").as_str())?,
+        on_beat: row.try_get::<i64, _>(col("on_beat").as_str())? != 0,
         created_at: row.try_get(col("created_at").as_str())?,
         updated_at: row.try_get(col("updated_at").as_str())?,
     })
