@@ -35,7 +35,7 @@ pub async fn edits(state: &AppState, jobs: &Jobs, project: &Project) -> Result<V
     let job = |id: Option<&str>| id.and_then(|id| finished.iter().find(|j| j.id == id));
     let mut edits = Vec::new();
     if let Some(done) = job(row.scenes_job_id.as_deref()) {
-        edits.extend(scenes_written(state, jobs, project, done).await?);
+        edits.extend(scenes_written(state, jobs, project, done).await);
     }
     if let Some(done) = job(row.character_job_id.as_deref()) {
         edits.push(character_written(done));
@@ -54,20 +54,20 @@ pub async fn edits(state: &AppState, jobs: &Jobs, project: &Project) -> Result<V
 /// A finished `create_scenes` job: its scenes replace the project's (as theirs did), pending, each
 /// with the project's character image as its reference; the project goes back to pending. With a
 /// song, the scenes are planned on its beats: each follows the plan, its duration its place's.
-async fn scenes_written(
-    state: &AppState,
-    jobs: &Jobs,
-    project: &Project,
-    done: &LinkedJob,
-) -> Result<Vec<Edit>, ApiError> {
+async fn scenes_written(state: &AppState, jobs: &Jobs, project: &Project, done: &LinkedJob) -> Vec<Edit> {
     let settle = |sets| Edit::SettleProject { column: "scenes_job_id", job: done.id.clone(), sets };
     let Some(scenes) = succeeded(done).and_then(|out| out.get("scenes")?.as_array().cloned()) else {
         let why = format!("Scene writing failed: {}", why(done));
-        return Ok(vec![settle(vec![("status", FAILED.into()), ("error_message", why.into()), ("drive", 0.into())])]);
+        return vec![settle(vec![("status", FAILED.into()), ("error_message", why.into()), ("drive", 0.into())])];
     };
+    // A plan that cannot be made (the pinned flavor unreadable) leaves the scenes unplanned,
+    // never the project unreadable.
     let plan = match scenes.len() {
         0 => None,
-        n => planning::plan(state, jobs, project, Some(n)).await?,
+        n => planning::plan(state, jobs, project, Some(n)).await.unwrap_or_else(|e| {
+            tracing::warn!(project = %project.row.id, error = %e.message, "the scenes are not planned on the song's beats");
+            None
+        }),
     };
     let reference = project.row.character_image_id.clone().or_else(|| project.row.product_image_id.clone());
     let mut edits = vec![Edit::DeleteScenes];
@@ -89,7 +89,7 @@ async fn scenes_written(
     }
     let plan = plan.and_then(|p| serde_json::to_string(&p).ok());
     edits.push(settle(vec![("status", PENDING.into()), ("error_message", Bind::none()), ("beat_plan", plan.into())]));
-    Ok(edits)
+    edits
 }
 
 /// A finished character reference job: its first image becomes the project's character image
