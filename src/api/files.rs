@@ -4,6 +4,9 @@
 //! served (see `Storage::open`). Also `GET /api/mv/get_video/{id}/info`
 //! and `GET /api/mv/get_scenes/{id}/markdown`.
 //!
+//! Scenes a job keeps in its row (every scenes job this build runs) are answered from the row; the
+//! other ids are files in the store (see `generation::scenes`).
+//!
 //! `?redirect=true|false` is accepted on the image and video routes, as the service mvgen replaces
 //! took it: `true` asks for a redirect to a cloud copy. On an object store that can sign URLs (S3)
 //! that is a 307 to a presigned GET, so the bytes go from the store to the client directly; on
@@ -11,17 +14,20 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use serde::Serialize;
+use serde_json::json;
 use tokio::io::AsyncReadExt;
 
 use super::extract::ValidPath;
 use super::send_file::send_file;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorKind};
+use crate::generation::Kind;
 use crate::generation::video::VideoRecord;
+use crate::jobs::Jobs;
 use crate::state::AppState;
 use crate::storage::Collection;
 
@@ -94,9 +100,14 @@ pub async fn get_video(
 )]
 pub async fn get_scenes(
     State(state): State<Arc<AppState>>,
+    jobs: Option<Extension<Arc<Jobs>>>,
     ValidPath(id): ValidPath<String>,
     request: Request,
 ) -> Result<Response, ApiError> {
+    if let Some(document) = scenes_in_job(jobs.as_deref(), &id).await? {
+        let headers = [(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, IMMUTABLE)];
+        return Ok((headers, document).into_response());
+    }
     serve(&state, Collection::Scenes, &id, request).await
 }
 
@@ -113,15 +124,47 @@ pub async fn get_scenes(
 )]
 pub async fn get_scenes_markdown(
     State(state): State<Arc<AppState>>,
+    jobs: Option<Extension<Arc<Jobs>>>,
     ValidPath(id): ValidPath<String>,
 ) -> Result<Response, ApiError> {
-    let mut opened = state.storage.open(Collection::Scenes, &id).await?;
-    let mut bytes = Vec::with_capacity(usize::try_from(opened.len).unwrap_or(0));
-    opened.file.read_to_end(&mut bytes).await.map_err(crate::storage::StorageError::from)?;
+    let bytes = match scenes_in_job(jobs.as_deref(), &id).await? {
+        Some(document) => document,
+        None => {
+            let mut opened = state.storage.open(Collection::Scenes, &id).await?;
+            let mut bytes = Vec::with_capacity(usize::try_from(opened.len).unwrap_or(0));
+            opened.file.read_to_end(&mut bytes).await.map_err(crate::storage::StorageError::from)?;
+            bytes
+        }
+    };
     let text = crate::generation::scenes::markdown(&bytes)
         .ok_or_else(|| ApiError::internal(format!("stored scenes {id} could not be read back")))?;
     Ok(([(header::CONTENT_TYPE, "text/markdown; charset=utf-8")], text).into_response())
 }
+
+/// The scenes document job `id` keeps in its row (see `generation::scenes`), when this server
+/// runs a job engine and that job is a succeeded scenes job that kept them there. `None` sends the
+/// caller to the store, where scenes are a file: stored by a build before 2026-12-06, by a run
+/// outside the job engine, or by the purge of their job, which writes the file before it deletes
+/// the row (so a row missed here is a file found there).
+async fn scenes_in_job(jobs: Option<&Arc<Jobs>>, id: &str) -> Result<Option<Vec<u8>>, ApiError> {
+    let Some(jobs) = jobs else {
+        return Ok(None);
+    };
+    // Malformed ids are the store's 400, before any query.
+    let id = crate::storage::parse_id(id)?;
+    let output = jobs.store().succeeded_output(&id, Kind::Scenes).await.map_err(|e| {
+        tracing::warn!(error = %e, "jobs database unavailable");
+        ApiError::new(
+            ErrorKind::DatabaseUnavailable,
+            "the jobs database, which keeps recent scenes, is unavailable; retry shortly",
+            json!({ "retry_after_seconds": 5 }),
+        )
+    })?;
+    Ok(output.and_then(|output| crate::generation::scenes::kept_in_job(&id, &output)))
+}
+
+/// Ids are never reused, so what one names never changes; errors must not be cached that long.
+const IMMUTABLE: &str = "private, max-age=31536000, immutable";
 
 /// What `get_video/{id}/info` says about a stored video.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -228,12 +271,9 @@ async fn serve(state: &AppState, kind: Collection, id: &str, request: Request) -
     // and conditional requests as RFC 9110 has them.
     let opened = state.storage.open(kind, id).await?;
     let mut response = send_file(opened, request.method(), request.headers()).await?;
-    // Ids are never reused, so a stored file never changes; errors must not be cached that long.
     let status = response.status();
     if status.is_success() || status == StatusCode::NOT_MODIFIED {
-        response
-            .headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=31536000, immutable"));
+        response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
     }
     Ok(response)
 }

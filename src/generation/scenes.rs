@@ -1,5 +1,12 @@
 //! Scenes: an idea in, scene descriptions out, written by the scene model with the flavor's prompt
-//! and parameters, and stored for `get_scenes`.
+//! and parameters, and kept for `get_scenes`.
+//!
+//! Where they are kept: a run of a job (every run on a server, sync or queued) keeps them in the
+//! job's own row, its answer, and `output_files` name the job's id; nothing else is written, so a
+//! request pays for no file of its own. When the job is purged (`MVGEN_JOB_RETENTION`) the purge
+//! first writes them to the store under that same id ([`kept_in_job`]), so the URL stays readable
+//! for as long as a file would. A run outside the job engine (the in-process test app) stores a file,
+//! as every run did before 2026-12-06; `get_scenes` reads either.
 
 use serde::{Deserialize, Serialize};
 
@@ -164,7 +171,11 @@ impl Generation for Scenes {
                 generation_timestamp: inputs::timestamp(),
                 project_id: plan.kept.project_id.clone(),
             };
-            let output_files = store_scenes(run, &scenes, &metadata).await?;
+            let output_files = match run.ctx.job_id() {
+                // The job's row holds this answer once it succeeds: `get_scenes` reads it there.
+                Some(job) => OutputFiles::of(job),
+                None => store_scenes(run, &scenes, &metadata).await?,
+            };
             Ok(CreateScenesResponse {
                 scenes: scenes
                     .into_iter()
@@ -184,7 +195,30 @@ async fn store_scenes(run: Run<'_>, scenes: &[Scene], metadata: &ScenesMetadata)
     let json = serde_json::to_vec_pretty(&serde_json::json!({ "scenes": scenes, "metadata": metadata }))
         .map_err(|e| ApiError::internal(format!("the scenes could not be serialized: {e}")))?;
     let id = run.state.storage.put(Collection::Scenes, "application/json", &json).await?;
-    Ok(OutputFiles { json: format!("/api/mv/get_scenes/{id}"), markdown: format!("/api/mv/get_scenes/{id}/markdown") })
+    Ok(OutputFiles::of(&id))
+}
+
+impl OutputFiles {
+    /// The URLs of the scenes kept under `id`.
+    fn of(id: &str) -> OutputFiles {
+        OutputFiles { json: json_url(id), markdown: format!("{}/markdown", json_url(id)) }
+    }
+}
+
+fn json_url(id: &str) -> String {
+    format!("/api/mv/get_scenes/{id}")
+}
+
+/// The scenes document `get_scenes/{id}` answers (`{"scenes": [...], "metadata": {...}}`, as the
+/// file [`store_scenes`] writes), taken from the answer `output` of job `id`, when that answer keeps
+/// its scenes in the job's row: its `output_files` name the job itself. `None` for any other
+/// answer: another kind's, or scenes a build before 2026-12-06 stored as a file of their own.
+pub fn kept_in_job(id: &str, output: &serde_json::Value) -> Option<Vec<u8>> {
+    if output.pointer("/output_files/json")?.as_str()? != json_url(id) {
+        return None;
+    }
+    let document = serde_json::json!({ "scenes": output.get("scenes")?, "metadata": output.get("metadata")? });
+    serde_json::to_vec_pretty(&document).ok()
 }
 
 /// The parts of a stored scenes file the Markdown view shows.
@@ -228,4 +262,28 @@ pub fn markdown(stored: &[u8]) -> Option<String> {
         ));
     }
     Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// A job's answer gives its scenes document only when its `output_files` name that job: an
+    /// answer whose scenes are a file under another id (an older build's) is left to the store.
+    #[test]
+    fn only_an_answer_naming_its_own_job_keeps_its_scenes_in_the_row() {
+        let job = "3f2b6c1e-8f0a-4d2b-9c51-0e4f1a2b3c4d";
+        let answer = |id: &str| {
+            let files = OutputFiles::of(id);
+            json!({ "scenes": [{ "description": "d", "negative_description": "n" }], "metadata": { "idea": "i" },
+                    "output_files": { "json": files.json, "markdown": files.markdown } })
+        };
+        let document = kept_in_job(job, &answer(job)).expect("kept in the row");
+        let document: serde_json::Value = serde_json::from_slice(&document).expect("JSON");
+        assert_eq!(document, json!({ "scenes": answer(job)["scenes"], "metadata": { "idea": "i" } }));
+        assert_eq!(kept_in_job(job, &answer("0e4f1a2b-8f0a-4d2b-9c51-3f2b6c1e3c4d")), None);
+        assert_eq!(kept_in_job(job, &json!({ "video_id": job })), None, "not a scenes answer");
+    }
 }

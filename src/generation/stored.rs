@@ -19,6 +19,7 @@ use super::{FlavorReport, Generation, Kind, Run};
 use crate::error::ApiError;
 use crate::providers::{BoxFuture, RunContext};
 use crate::state::AppState;
+use crate::storage::Collection;
 
 /// A validated, planned generation, ready to be stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -69,6 +70,23 @@ pub fn run<'a>(
         Kind::CharacterReference => run_as::<Character>(state, plan, ctx),
         Kind::Video => run_as::<Video>(state, plan, ctx),
         Kind::FinalCut => run_as::<FinalCut>(state, plan, ctx),
+    }
+}
+
+/// Writes to the store what job `id`'s answer `output` keeps only in the job's row (a scenes
+/// answer's scenes, under the job's id, which its `output_files` name), before the row is purged.
+pub async fn keep_output(
+    state: &AppState,
+    kind: Kind,
+    id: &str,
+    output: &Value,
+) -> Result<(), crate::storage::StorageError> {
+    match kind {
+        Kind::Scenes => match super::scenes::kept_in_job(id, output) {
+            Some(document) => state.storage.put_as(Collection::Scenes, id, "application/json", &document).await,
+            None => Ok(()),
+        },
+        Kind::CharacterReference | Kind::Video | Kind::FinalCut => Ok(()),
     }
 }
 

@@ -31,6 +31,14 @@ pub trait JobPipeline: Send + Sync + 'static {
     fn cancel_run<'a>(&'a self, run: &'a UpstreamRun) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move { Err(format!("this pipeline cannot cancel the saved run {}", run.id)) })
     }
+
+    /// Writes to the store what job `id`'s answer `output` keeps only in the job's row, before the
+    /// purge deletes the row (a scenes answer keeps its scenes there, see `generation::scenes`),
+    /// so every URL it answered stays readable. A pipeline whose answers keep nothing in the row
+    /// (a benchmark's) keeps the default.
+    fn keep_output<'a>(&'a self, _kind: Kind, _id: &'a str, _output: &'a Value) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// The generation pipeline itself, over the same state the endpoints use.
@@ -56,5 +64,9 @@ impl JobPipeline for Generations {
 
     fn cancel_run<'a>(&'a self, run: &'a UpstreamRun) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(self.state.providers.cancel_run(run))
+    }
+
+    fn keep_output<'a>(&'a self, kind: Kind, id: &'a str, output: &'a Value) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move { stored::keep_output(&self.state, kind, id, output).await.map_err(|e| e.to_string()) })
     }
 }

@@ -74,19 +74,32 @@ pub struct RunContext<'a> {
     observer: &'a dyn RunObserver,
     saved: &'a [UpstreamRun],
     slot: u32,
+    /// The job whose row will hold the run's answer, when a job engine runs it.
+    job: Option<&'a str>,
 }
 
 impl RunContext<'static> {
     /// No observer and nothing to resume.
     pub fn detached() -> Self {
-        RunContext { observer: &Detached, saved: &[], slot: 0 }
+        RunContext { observer: &Detached, saved: &[], slot: 0, job: None }
     }
 }
 
 impl<'a> RunContext<'a> {
     /// A context reporting to `observer`, resuming the runs in `saved` (those a job saved before).
     pub fn new(observer: &'a dyn RunObserver, saved: &'a [UpstreamRun]) -> Self {
-        RunContext { observer, saved, slot: 0 }
+        RunContext { observer, saved, slot: 0, job: None }
+    }
+
+    /// The same context for a run of job `id`, whose answer the job's row will hold once it
+    /// succeeds: what the answer is kept in can be that row rather than a file of its own.
+    pub fn for_job(self, id: &'a str) -> Self {
+        RunContext { job: Some(id), ..self }
+    }
+
+    /// The job whose row will hold this run's answer; `None` for a run outside the job engine.
+    pub fn job_id(&self) -> Option<&'a str> {
+        self.job
     }
 
     /// The same context for call number `slot` of a generation (each image of a multi-image

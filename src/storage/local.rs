@@ -97,6 +97,28 @@ impl Storage for LocalStorage {
         })
     }
 
+    fn put_as<'a>(
+        &'a self,
+        kind: Collection,
+        id: &'a str,
+        content_type: &'a str,
+        bytes: &'a [u8],
+    ) -> BoxFuture<'a, Result<(), StorageError>> {
+        Box::pin(async move {
+            let id = parse_id(id)?;
+            let ext = stored_extension(kind, content_type)?;
+            let dir = self.root.join(kind.dir_name());
+            tokio::fs::create_dir_all(&dir).await?;
+            let final_path = dir.join(format!("{id}.{ext}"));
+            // Two processes on one output dir may write the same id at once (both purging): each
+            // writes its own temp file, and the rename that lands last replaces the same bytes.
+            let temp = TempFile { path: dir.join(format!(".{id}-{}.partial", Uuid::new_v4())), keep: false };
+            write_then_rename(&temp.path, &final_path, bytes, true).await?;
+            temp.disarm();
+            Ok(())
+        })
+    }
+
     fn put_stream<'a>(
         &'a self,
         kind: Collection,

@@ -209,6 +209,17 @@ pub trait Storage: Send + Sync {
         content_type: &'a str,
         bytes: &'a [u8],
     ) -> BoxFuture<'a, Result<String, StorageError>>;
+    /// Stores `bytes` as the file `id` (a canonical UUID), replacing any file of `kind` there, and
+    /// waits for the disk whatever the kind: for a copy that becomes the only one (the scenes a
+    /// purged job kept in its row, `generation::scenes::kept_in_job`). Writing the same bytes again
+    /// is harmless, so a purge cut after the write and before its delete can simply redo it.
+    fn put_as<'a>(
+        &'a self,
+        kind: Collection,
+        id: &'a str,
+        content_type: &'a str,
+        bytes: &'a [u8],
+    ) -> BoxFuture<'a, Result<(), StorageError>>;
     /// Finds a stored file by id. Only a regular file is found: a directory, link or anything else
     /// planted under its name (or a link in place of the kind's directory) is `NotFound`, and logged.
     fn find<'a>(&'a self, kind: Collection, id: &'a str) -> BoxFuture<'a, Result<Stored, StorageError>>;

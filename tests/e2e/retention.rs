@@ -1,6 +1,7 @@
 //! Retention and queue limits through the real binary (issue 21, point 4): finished jobs purged
 //! after `MVGEN_JOB_RETENTION` with their events, runs and idempotency keys, while queued jobs and
-//! stored outputs stay; `MVGEN_MAX_QUEUED_JOBS` and `MVGEN_MAX_QUEUED_PER_KEY` refusing submissions
+//! stored outputs stay (scenes kept in a succeeded job's row are written to the store first, and
+//! their URLs answer the same); `MVGEN_MAX_QUEUED_JOBS` and `MVGEN_MAX_QUEUED_PER_KEY` refusing submissions
 //! (the jobs API and the sync routes) with 503 `QueueFull` and `Retry-After` until jobs leave the
 //! queue; idempotency keys scoped per API key; a database a newer build migrated further still
 //! opens. Mock providers: no upstream is involved.
@@ -93,6 +94,12 @@ async fn get(base: &str, path: &str, api_key: Option<&str>) -> (StatusCode, Valu
     (response.status(), response.json().await.unwrap_or(Value::Null))
 }
 
+/// A GET's status and body as text.
+async fn text(base: &str, path: &str) -> (StatusCode, String) {
+    let response = http().get(format!("{base}{path}")).send().await.expect("get");
+    (response.status(), response.text().await.expect("a body"))
+}
+
 async fn cancel(base: &str, id: &str, api_key: Option<&str>) {
     let mut request = http().post(format!("{base}/api/mv/jobs/{id}/cancel"));
     if let Some(api_key) = api_key {
@@ -145,7 +152,16 @@ async fn finished_jobs_are_purged(extra: &[(&str, &str)], database_url: impl Fn(
     let (status, _, succeeded, answer) = create_scenes(base, "succeeded", None).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     let stored = answer["output_files"]["json"].as_str().expect("stored scenes").to_owned();
-    assert_eq!(get(base, &stored, None).await.0, StatusCode::OK);
+    // Kept in the job's own row (its answer), under the job's id: no file per request.
+    assert_eq!(stored, format!("/api/mv/get_scenes/{succeeded}"), "{answer}");
+    assert_eq!(answer["output_files"]["markdown"], json!(format!("{stored}/markdown")), "{answer}");
+    let scenes_file = server.output_dir().join("scenes").join(format!("{succeeded}.json"));
+    let before = (text(base, &stored).await, text(base, &format!("{stored}/markdown")).await);
+    assert_eq!((before.0.0, before.1.0), (StatusCode::OK, StatusCode::OK), "{before:?}");
+    let document: Value = serde_json::from_str(&before.0.1).expect("a JSON document");
+    assert_eq!((&document["scenes"], &document["metadata"]), (&answer["scenes"], &answer["metadata"]), "{document}");
+    assert!(before.1.1.starts_with("# Scenes: succeeded\n"), "{}", before.1.1);
+    assert!(!scenes_file.exists(), "create_scenes wrote {} though its job keeps the scenes", scenes_file.display());
     // A sync video whose prediction fails: a failed job, with its upstream run saved.
     replicate.push_prediction(PredictionPlan { polls_until_done: 1, outcome: Outcome::Fail("GPU lost".into()) });
     let response = http().post(format!("{base}/api/mv/generate_video")).json(&json!({ "prompt": "p" })).send().await;
@@ -176,6 +192,11 @@ async fn finished_jobs_are_purged(extra: &[(&str, &str)], database_url: impl Fn(
     let (status, job) = get(base, &format!("/api/mv/jobs/{queued}"), None).await;
     assert_eq!((status, job["status"].as_str()), (StatusCode::OK, Some("queued")), "{job}");
     assert_eq!(get(base, &stored, None).await.0, StatusCode::OK, "outputs stay in the store");
+    // The purge wrote the scenes the job's row kept to the store first: the same URL answers the
+    // same document and Markdown, now from the file.
+    assert!(scenes_file.is_file(), "the purge kept no file at {}", scenes_file.display());
+    let after = (text(base, &stored).await, text(base, &format!("{stored}/markdown")).await);
+    assert_eq!(after, before, "the scenes' URLs answer the same once their job is purged");
     // The canceled job's key went with it (its TTL, 24 h, has not passed): a new job now. The
     // queued job's key still replays it.
     let again = accepted(base, "canceled", None, Some("canceled-key")).await;
@@ -188,6 +209,34 @@ async fn finished_jobs_are_purged(extra: &[(&str, &str)], database_url: impl Fn(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finished_jobs_are_purged_after_the_retention_but_queued_jobs_and_outputs_stay() {
     finished_jobs_are_purged(&[], |server| format!("sqlite://{}", server.output_dir().join("jobs.db").display())).await;
+}
+
+/// Scenes an older build stored as a file of their own (ids that name no job) still answer from the
+/// store, beside the ones this build keeps in their jobs' rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenes_stored_as_files_by_older_builds_still_answer() {
+    let server = start(&[("MVGEN_WORKERS", "0")]);
+    let base = server.base.as_str();
+    let old = "3f2b6c1e-8f0a-4d2b-9c51-0e4f1a2b3c4d";
+    let document = json!({ "scenes": [{ "description": "d", "negative_description": "n" }], "metadata": {
+        "idea": "an older idea", "model_used": "m", "generation_timestamp": "2026-12-01T00:00:00Z",
+        "config_flavor": { "used": "default" } } });
+    let dir = server.output_dir().join("scenes");
+    std::fs::create_dir_all(&dir).expect("scenes dir");
+    std::fs::write(dir.join(format!("{old}.json")), serde_json::to_vec_pretty(&document).expect("json"))
+        .expect("write");
+    let (status, body) = get(base, &format!("/api/mv/get_scenes/{old}"), None).await;
+    assert_eq!((status, body), (StatusCode::OK, document));
+    let (status, markdown) = text(base, &format!("/api/mv/get_scenes/{old}/markdown")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(markdown.starts_with("# Scenes: an older idea\n"), "{markdown}");
+    // A succeeded scenes job's id answers from its row; a job not (yet) succeeded names no
+    // scenes: the store's 404, as for any unknown id; a malformed id is still a 400.
+    let (_, _, job, _) = create_scenes(base, "fresh", None).await;
+    assert_eq!(get(base, &format!("/api/mv/get_scenes/{job}"), None).await.0, StatusCode::OK);
+    let queued = accepted(base, "queued", None, None).await;
+    assert_eq!(get(base, &format!("/api/mv/get_scenes/{queued}"), None).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(get(base, "/api/mv/get_scenes/not-an-id", None).await.0, StatusCode::BAD_REQUEST);
 }
 
 /// The same on PostgreSQL, where the purge takes an advisory lock per batch.

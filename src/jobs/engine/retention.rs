@@ -7,8 +7,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::{Jobs, backoff};
-use crate::jobs::store::now_ms;
 use crate::jobs::store::retention::Purged;
+use crate::jobs::store::{StoreError, now_ms};
 
 /// Jobs deleted per transaction: the SQLite writer is held for one batch, then submissions waiting
 /// on it go first. 100 jobs with 8 events each took a median 10 ms on the loaded two-core machine,
@@ -26,6 +26,25 @@ impl Jobs {
         (self.config.retention / 10).clamp(Duration::from_secs(1), Duration::from_secs(60))
     }
 
+    /// One batch: what each due job's row alone holds of its answer is written to the store first
+    /// (`JobPipeline::keep_output`: scenes), then the jobs go. A job whose copy fails (the store
+    /// down) is not purged this time; the next round tries again, so a crash or a fault at any
+    /// point leaves either the row or the copy, never neither.
+    async fn purge_batch(&self, before: i64) -> Result<Purged, StoreError> {
+        let due = self.store.due_for_purge(before, PURGE_BATCH).await?;
+        let mut ids = Vec::with_capacity(due.len());
+        for job in due {
+            if let (Some(kind), Some(output)) = (job.kind, &job.output)
+                && let Err(e) = self.pipeline.keep_output(kind, &job.id, output).await
+            {
+                tracing::warn!(job = %job.id, error = %e, "cannot keep a finished job's output before purging it; it stays until it can");
+                continue;
+            }
+            ids.push(job.id);
+        }
+        self.store.purge_finished(&ids, before).await
+    }
+
     /// Purges due jobs until `shutdown`. A database fault is logged and retried with backoff: the
     /// purge only keeps the tables from growing, nothing waits on it.
     pub(super) async fn purge_finished(self: Arc<Self>, shutdown: CancellationToken) {
@@ -33,7 +52,7 @@ impl Jobs {
         let mut purged = 0u64;
         while !shutdown.is_cancelled() {
             let before = now_ms() - self.config.retention.as_millis() as i64;
-            let pause = match self.store.purge_finished(before, PURGE_BATCH).await {
+            let pause = match self.purge_batch(before).await {
                 Ok(Purged::Jobs(n)) => {
                     failures = 0;
                     purged += n;

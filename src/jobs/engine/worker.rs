@@ -155,7 +155,7 @@ impl Jobs {
                 json!({ "takeovers": job.takeovers }),
             ))
         } else {
-            let ctx = RunContext::new(&observer, &saved);
+            let ctx = RunContext::new(&observer, &saved).for_job(&job.id);
             let run = async {
                 match &job.kind {
                     Ok(kind) => self.pipeline.run(*kind, &job.plan, ctx).await,

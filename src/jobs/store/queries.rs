@@ -1,9 +1,10 @@
 //! Reading jobs: one by id, and listings filtered by status, kind and project with cursor
 //! pagination.
 
+use serde_json::Value;
 use sqlx::Row;
 
-use super::rows::{COLUMNS, JobRow, job_row, with_plan};
+use super::rows::{COLUMNS, JobRow, job_row, json, with_plan};
 use super::{Store, StoreError};
 use crate::generation::Kind;
 use crate::jobs::state::{JobStatus, status_text};
@@ -36,6 +37,19 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(with_plan).transpose()
+    }
+
+    /// The answer of job `id` when it is a `kind` job that succeeded; `None` otherwise (no such
+    /// job, another kind, not succeeded). One row by its key, the output column alone.
+    pub async fn succeeded_output(&self, id: &str, kind: Kind) -> Result<Option<Value>, StoreError> {
+        const OUTPUT: &str =
+            concat!("SELECT output FROM jobs WHERE id = $1 AND kind = $2 AND status = '", status_text!(Succeeded), "'");
+        let row = sqlx::query(OUTPUT).bind(id).bind(kind.as_str()).fetch_optional(&self.pool).await?;
+        let output: Option<String> = match row {
+            Some(row) => row.try_get("output")?,
+            None => None,
+        };
+        Ok(output.map(|text| json(Some(text))))
     }
 
     /// Newest first, without their plans (the `plan` column is not even read).

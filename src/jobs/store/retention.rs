@@ -1,11 +1,15 @@
 //! Retention: finished jobs (succeeded, failed, canceled) past `MVGEN_JOB_RETENTION` are deleted
 //! with their events, saved upstream runs, webhook deliveries and the idempotency keys bound to them,
-//! a small batch per transaction. Their outputs are not touched: they live in the store, not here.
-//! A job whose result a project has not yet written in is kept until it has.
+//! a small batch per transaction. Their outputs in the store are not touched; what an answer kept in
+//! the row itself (scenes) is written to the store by the engine first ([`Due`]). A job whose result
+//! a project has not yet written in is kept until it has.
 
+use serde_json::Value;
 use sqlx::Row;
 
+use super::rows::json;
 use super::{Dialect, Store, StoreError};
+use crate::generation::Kind;
 use crate::jobs::state::status_text;
 
 /// The PostgreSQL advisory lock a purge batch holds for its transaction, so one replica purges at
@@ -21,15 +25,11 @@ pub enum Purged {
     Jobs(u64),
 }
 
-impl Store {
-    /// Deletes up to `batch` jobs that finished before `before` (Unix ms), and their events, runs
-    /// and idempotency keys, in one transaction. Small batches keep the write lock short: on SQLite
-    /// the one writer is held for one batch, and on PostgreSQL only the batch's rows are locked. On
-    /// PostgreSQL a transaction-scoped advisory lock lets one replica purge at a time; on SQLite
-    /// the single writer serialises purges anyway, and a second process finds the rows gone.
-    pub async fn purge_finished(&self, before: i64, batch: i64) -> Result<Purged, StoreError> {
-        const DUE: &str = concat!(
-            "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE status IN ('",
+/// Which finished jobs are due: succeeded, failed or canceled before `$1` (Unix ms).
+macro_rules! due {
+    () => {
+        concat!(
+            "status IN ('",
             status_text!(Succeeded),
             "', '",
             status_text!(Failed),
@@ -40,9 +40,47 @@ impl Store {
             // is kept until it has.
             " AND NOT EXISTS (SELECT 1 FROM project_scenes s WHERE s.video_job_id = jobs.id)",
             " AND NOT EXISTS (SELECT 1 FROM projects p WHERE p.scenes_job_id = jobs.id OR p.character_job_id = jobs.id",
-            " OR p.final_job_id = jobs.id)",
-            " LIMIT $2) RETURNING id"
-        );
+            " OR p.final_job_id = jobs.id)"
+        )
+    };
+}
+
+/// A job due for the purge, with what it answered (a succeeded job's output): what the row holds
+/// that must be kept elsewhere before it goes (see `JobPipeline::keep_output`).
+#[derive(Debug, Clone)]
+pub struct Due {
+    pub id: String,
+    /// `None` for a kind this build does not know: it keeps nothing of it.
+    pub kind: Option<Kind>,
+    pub output: Option<Value>,
+}
+
+impl Store {
+    /// Up to `batch` jobs that finished before `before` (Unix ms) and may be purged, read without
+    /// any lock: the purge keeps what they hold ([`Due`]) before [`Store::purge_finished`] deletes
+    /// them.
+    pub async fn due_for_purge(&self, before: i64, batch: i64) -> Result<Vec<Due>, StoreError> {
+        const DUE: &str = concat!("SELECT id, kind, output FROM jobs WHERE ", due!(), " LIMIT $2");
+        let rows = sqlx::query(DUE).bind(before).bind(batch).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                let kind: String = row.try_get("kind")?;
+                let output: Option<String> = row.try_get("output")?;
+                Ok(Due { id: row.try_get("id")?, kind: Kind::parse(&kind), output: output.map(|t| json(Some(t))) })
+            })
+            .collect()
+    }
+
+    /// Deletes the jobs `ids` that are still due (finished before `before`, Unix ms, and not held
+    /// by a project), and their events, runs and idempotency keys, in one transaction. Small
+    /// batches keep the write lock short: on SQLite the one writer is held for one batch, and on
+    /// PostgreSQL only the batch's rows are locked. On PostgreSQL a transaction-scoped advisory
+    /// lock lets one replica purge at a time; on SQLite the single writer serialises purges
+    /// anyway, and a second process finds the rows gone.
+    pub async fn purge_finished(&self, ids: &[String], before: i64) -> Result<Purged, StoreError> {
+        if ids.is_empty() {
+            return Ok(Purged::Jobs(0));
+        }
         let mut tx = self.writer.begin().await?;
         if self.dialect == Dialect::Postgres {
             let locked: bool = sqlx::query("SELECT pg_try_advisory_xact_lock($1) AS locked")
@@ -55,9 +93,12 @@ impl Store {
                 return Ok(Purged::Busy);
             }
         }
-        let ids: Vec<String> = sqlx::query(DUE)
-            .bind(before)
-            .bind(batch)
+        // The ids as `$2, …, $n+1` (`$1` is `before`): the `Any` driver binds no arrays.
+        let list = (2..=ids.len() + 1).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ");
+        let due = format!(concat!("DELETE FROM jobs WHERE ", due!(), " AND id IN ({list}) RETURNING id"), list = list);
+        let ids: Vec<String> = ids
+            .iter()
+            .fold(sqlx::query(&due).bind(before), |q, id| q.bind(id))
             .fetch_all(&mut *tx)
             .await?
             .iter()
