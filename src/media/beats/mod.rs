@@ -2,12 +2,14 @@
 //!
 //! The song is decoded as it is read (`decode`: symphonia, mono, ~11 kHz) into an onset-strength
 //! envelope (`onset`: spectral flux, about 86 values a second), so memory is the envelope, never
-//! the song's PCM. Then `tempo` finds the beat period by autocorrelation, `track` places the beats
-//! by dynamic programming, and `bars` picks the downbeats. Knows nothing of HTTP or storage: the
+//! the song's PCM. Then `tempo` finds the beat period by autocorrelation, and around it the local
+//! period every second (a song may speed up or slow down), `track` places the beats by dynamic
+//! programming on the local period, and `bars` picks the downbeats. Knows nothing of HTTP or storage: the
 //! caller hands in a `MediaSource` from a blocking thread, as for `media::song`.
 //!
 //! A song without a clear pulse (silence, speech, a drone) gets no beats and a note saying why,
-//! never invented ones; so does an Opus song, which symphonia cannot decode.
+//! never invented ones; so does an Opus song, which symphonia cannot decode (the pure-Rust Opus
+//! decoders tried were either not libopus' output or slower than real time: BENCHMARKS.md).
 
 mod bars;
 mod decode;
