@@ -180,7 +180,9 @@ fn beats_follow_a_tempo_that_steps_or_ramps() {
     // its first half: the whole song's period was the second half's.
     let step = |t: f64, from: f64| if t < 20.0 { from } else { from * 1.25 };
     let ramp = |t: f64, from: f64| from * (1.0 + 0.25 * t / 40.0);
-    let cases: [(&str, &dyn Fn(f64, f64) -> f64, f64); 4] =
+    // The tempo at a time, from a starting tempo.
+    type TempoAt = dyn Fn(f64, f64) -> f64;
+    let cases: [(&str, &TempoAt, f64); 4] =
         [("step", &step, 96.0), ("step", &step, 72.0), ("ramp", &ramp, 100.0), ("ramp", &ramp, 130.0)];
     for (shape, tempo_at, from) in cases {
         let mut quarters = vec![0.5];
