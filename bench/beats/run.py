@@ -2,7 +2,7 @@
 """Scores mvgen's beat analysis against librosa's on the set make_set.py wrote, in one run.
 
     cargo build --release --example beats
-    /tmp/beats-venv/bin/python bench/beats/run.py SET_DIR [--mvgen target/release/examples/beats]
+    target/beats-venv/bin/python bench/beats/run.py SET_DIR [--mvgen target/release/examples/beats]
 
 For every file (each track as MP3 and as M4A): mvgen's beats (examples/beats.rs, the same calls
 upload_audio makes) and librosa.beat.beat_track's (librosa.load at 22 050 Hz mono, its defaults),
@@ -11,7 +11,9 @@ trim_beats does) against the beats the MIDI was written with, and the tempo coun
 4 % of the true median tempo (half or double counts as wrong). Then the 4-minute long.mp3: CPU
 seconds (decoding included) and the resident memory the analysis adds, median of 3 runs, each in
 a fresh process; librosa's timed after a warm-up call so numba's compile is not counted (it is
-reported apart), with the ffmpeg child audioread decodes through counted.
+reported apart), with the ffmpeg child audioread decodes through counted; and, for scale, the
+CPU Debian's ffmpeg takes only to decode long.mp3 (`-f null`), which no analysis can go below.
+madmom's DBN beat tracker is scored too when it imports (it is optional).
 Prints the per-track table and the summary as Markdown (what BENCHMARKS.md holds).
 """
 
@@ -32,6 +34,39 @@ def f_measure(truth, found):
     if len(ref) == 0:
         return float("nan")
     return float(mir_eval.beat.f_measure(ref, est, f_measure_threshold=0.07))
+
+
+def kind(name):
+    """What sort of music a track is, from its corpus name (make_set.py's pieces())."""
+    if "movement" in name:
+        return "string quartet"
+    if "Hornpipe" in name or "Reel" in name:
+        return "fiddle tune"
+    if "madrigal" in name:
+        return "madrigal"
+    if "bwv" in name:
+        return "Bach chorale"
+    return "other single piece"
+
+
+def run_madmom(path):
+    """madmom's RNN + DBN beat tracker, or None when madmom is not installed."""
+    try:
+        from madmom.features.beats import DBNBeatTrackingProcessor, RNNBeatProcessor
+    except Exception:
+        return None
+    act = RNNBeatProcessor()(str(path))
+    return [float(b) for b in DBNBeatTrackingProcessor(fps=100)(act)]
+
+
+def ffmpeg_decode_cpu(path):
+    """CPU seconds Debian's ffmpeg takes to decode `path` and throw the samples away."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(["ffmpeg", "-v", "error", "-threads", "1", "-i", str(path), "-f", "null", "-"], check=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def tempo_ok(truth_bpm, bpm):
@@ -91,13 +126,15 @@ def main():
     mv = run_mvgen(args.mvgen, files)
 
     rows = []
-    for t in tracks:
+    for index, t in enumerate(tracks):
         for f in t["files"]:
             a = mv[f].get("analysis") or {}
             lr_tempo, lr_beats = run_librosa(root / f)
+            mm_beats = run_madmom(root / f)
             rows.append({
                 "file": f, "true_bpm": t["tempo_bpm"], "change": t["change"], "swing": t["swing"],
-                "drums": t["drums"],
+                "drums": t["drums"], "kind": kind(t["name"]), "index": index,
+                "madmom_f": None if mm_beats is None else f_measure(t["beats"], mm_beats),
                 "mvgen_bpm": a.get("tempo_bpm"), "mvgen_f": f_measure(t["beats"], a.get("beats", [])),
                 "mvgen_down_f": f_measure(t["downbeats"], a.get("downbeats", [])),
                 "librosa_bpm": lr_tempo, "librosa_f": f_measure(t["beats"], lr_beats),
@@ -119,7 +156,7 @@ def main():
     print("| file | true BPM | variation | mvgen BPM | mvgen F | librosa BPM | librosa F |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
-        var = ", ".join(v for v in [r["change"] if r["change"] != "none" else "", "swing" if r["swing"] else "",
+        var = ", ".join(v for v in [r["kind"], r["change"] if r["change"] != "none" else "", "swing" if r["swing"] else "",
                                     "drums" if r["drums"] else ""] if v) or "-"
         mb = "-" if r["mvgen_bpm"] is None else f"{r['mvgen_bpm']:.1f}"
         print(f"| {r['file']} | {r['true_bpm']:.1f} | {var} | {mb}{'' if tempo_ok(r['true_bpm'], r['mvgen_bpm']) else ' ✗'} "
@@ -135,16 +172,25 @@ def main():
         l_f = statistics.mean(r["librosa_f"] for r in sub)
         m_t = sum(tempo_ok(r["true_bpm"], r["mvgen_bpm"]) for r in sub)
         l_t = sum(tempo_ok(r["true_bpm"], r["librosa_bpm"]) for r in sub)
-        print(f"| {label} ({len(sub)}) | {m_f:.3f} | {l_f:.3f} | {m_t}/{len(sub)} | {l_t}/{len(sub)} |")
+        mm = [r["madmom_f"] for r in sub if r["madmom_f"] is not None]
+        mm_f = f"{statistics.mean(mm):.3f}" if mm else "-"
+        print(f"| {label} ({len(sub)}) | {m_f:.3f} | {l_f:.3f} | {mm_f} | {m_t}/{len(sub)} | {l_t}/{len(sub)} |")
 
     print()
-    print("| subset (files) | mvgen mean F | librosa mean F | mvgen tempo ok | librosa tempo ok |")
-    print("|---|---|---|---|---|")
+    print("| subset (files) | mvgen mean F | librosa mean F | madmom mean F | mvgen tempo ok | librosa tempo ok |")
+    print("|---|---|---|---|---|---|")
     summary(lambda r: True, "all")
+    # Tracks 0, 1, 4, 5, 8, ... and 2, 3, 6, 7, ...: each half has drums and none, every change and
+    # swing (make_set.py's cycles of 3 and 4), so it can check what was tuned on the other.
+    summary(lambda r: r["index"] % 4 < 2, "tuning half (tracks 0, 1, 4, 5, ...)")
+    summary(lambda r: r["index"] % 4 >= 2, "held-out half (tracks 2, 3, 6, 7, ...)")
+    for k in sorted({r["kind"] for r in rows}):
+        summary(lambda r, k=k: r["kind"] == k, k)
     summary(lambda r: r["file"].endswith(".mp3"), "MP3")
     summary(lambda r: r["file"].endswith(".m4a"), "AAC (M4A)")
     summary(lambda r: r["change"] == "none", "steady tempo")
-    summary(lambda r: r["change"] != "none", "tempo change (step or ramp)")
+    summary(lambda r: r["change"] == "step", "tempo step")
+    summary(lambda r: r["change"] == "ramp", "tempo ramp")
     summary(lambda r: r["swing"], "swing")
     summary(lambda r: r["drums"], "with drums")
     summary(lambda r: not r["drums"], "without drums")
@@ -158,10 +204,14 @@ def main():
     print("|---|---|---|---|")
     print(f"| mvgen | {mv_cpu:.3f} | {mv_rss:.1f} | {mv_long_f:.3f} |")
     lr_jit = med([r["jit_seconds"] for r in lr_long])
+    ff_cpu = med([ffmpeg_decode_cpu(long) for _ in range(3)])
     print(f"| librosa (warm; its numba compile, paid once per process, was {lr_jit:.1f} s more) | {lr_cpu:.3f} | {lr_rss:.1f} | - |")
-    print(f"\nmvgen is {lr_cpu / mv_cpu:.0f}x faster than librosa on long.mp3 ({n} files scored)")
+    print(f"| ffmpeg, decoding only (`-f null`, one thread) | {ff_cpu:.3f} | - | - |")
+    print(f"\nmvgen is {lr_cpu / mv_cpu:.1f}x faster than librosa on long.mp3; ffmpeg's decode alone is "
+          f"{lr_cpu / ff_cpu:.1f}x faster than librosa's whole run ({n} files scored)")
     if args.json:
-        Path(args.json).write_text(json.dumps({"rows": rows, "mvgen_long": mv_long, "librosa_long": lr_long}, indent=1))
+        Path(args.json).write_text(json.dumps({"rows": rows, "mvgen_long": mv_long, "librosa_long": lr_long,
+                                               "ffmpeg_decode_cpu": ff_cpu}, indent=1))
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 //! analyses the stored song and keeps the analysis in its record, `get_audio/{id}/info` returns
 //! it; silence, Opus and a record from before the analysis say why they have no beats; a long
 //! song is analysed up to `MV_MAX_SONG_SECONDS` and says so; a song whose audio cannot be decoded
-//! is refused and leaves nothing. The clips and their true beats are rendered from MIDI by
-//! bench/beats/make_set.py (tests/media/beats/README.md).
+//! is refused and leaves nothing; a song that changes tempo keeps its beats on both sides. The
+//! clips and their true beats are rendered from MIDI by bench/beats/make_set.py, the clicks by
+//! bench/beats/make_clicks.py (tests/media/beats/README.md).
 
 use std::path::Path;
 
@@ -77,7 +78,7 @@ fn an_uploaded_song_has_its_tempo_beats_and_downbeats() {
             let file = file.as_str().expect("name");
             let (status, body) = upload(&client, read(BEATS, file));
             assert_eq!(status, 200, "{file}: {body}");
-            assert_eq!(body["analysis_version"], 1, "{file}");
+            assert_eq!(body["analysis_version"], 2, "{file}");
             let beats = times(&body["beats"]);
             let duration = body["duration_seconds"].as_f64().expect("duration");
             assert!(beats.windows(2).all(|w| w[0] < w[1]), "{file}: ascending");
@@ -104,6 +105,28 @@ fn an_uploaded_song_has_its_tempo_beats_and_downbeats() {
             }
         }
     }
+}
+
+/// A song that steps from 96 to 120 BPM half-way (clicks, bench/beats/make_clicks.py) keeps its
+/// beats on both sides of the step: a tracker held to one period got the first half wrong
+/// (F 0.86 before the beats followed a local tempo, 0.99 after).
+#[test]
+fn a_song_that_changes_tempo_keeps_its_beats_on_both_sides() {
+    let server = ServerProcess::start(&[("MV_PROVIDER", "mock")]).expect("start");
+    let client = Client::new(&server);
+    let truth: Value = serde_json::from_slice(&read(BEATS, "step_clicks.json")).expect("step_clicks.json");
+    let truth = times(&truth["beats"]);
+    let (status, body) = upload(&client, read(BEATS, "step_clicks.mp3"));
+    assert_eq!(status, 200, "{body}");
+    let beats = times(&body["beats"]);
+    let f = f_measure(&beats, &truth);
+    assert!(f >= 0.95, "beat F-measure {f:.3}: {beats:?}");
+    let before: Vec<f64> = beats.iter().copied().filter(|&b| b < 19.5).collect();
+    let truth_before: Vec<f64> = truth.iter().copied().filter(|&b| b < 19.5).collect();
+    assert!(f_measure(&before, &truth_before) >= 0.95, "before the step: {before:?}");
+    // Its tempo is one it plays at (each half is as long), never a blur between them.
+    let bpm = body["tempo_bpm"].as_f64().expect("tempo_bpm");
+    assert!([96.0, 120.0].iter().any(|t| (bpm / t - 1.0).abs() <= 0.04), "{bpm} BPM");
 }
 
 #[test]

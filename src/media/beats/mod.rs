@@ -2,12 +2,14 @@
 //!
 //! The song is decoded as it is read (`decode`: symphonia, mono, ~11 kHz) into an onset-strength
 //! envelope (`onset`: spectral flux, about 86 values a second), so memory is the envelope, never
-//! the song's PCM. Then `tempo` finds the beat period by autocorrelation, `track` places the beats
-//! by dynamic programming, and `bars` picks the downbeats. Knows nothing of HTTP or storage: the
+//! the song's PCM. Then `tempo` finds the beat period by autocorrelation, and around it the local
+//! period every second (a song may speed up or slow down), `track` places the beats by dynamic
+//! programming on the local period, and `bars` picks the downbeats. Knows nothing of HTTP or storage: the
 //! caller hands in a `MediaSource` from a blocking thread, as for `media::song`.
 //!
 //! A song without a clear pulse (silence, speech, a drone) gets no beats and a note saying why,
-//! never invented ones; so does an Opus song, which symphonia cannot decode.
+//! never invented ones; so does an Opus song, which symphonia cannot decode (the pure-Rust Opus
+//! decoders tried were either not libopus' output or slower than real time: BENCHMARKS.md).
 
 mod bars;
 mod decode;
@@ -22,7 +24,7 @@ use super::song::{SongCodec, SongInfo};
 
 /// Bumped whenever the algorithm changes what it finds, so stored analyses can be told apart
 /// (0 is a song stored before there was any analysis).
-pub const ANALYSIS_VERSION: u32 = 1;
+pub const ANALYSIS_VERSION: u32 = 2;
 
 /// The default of `MV_MAX_SONG_SECONDS`: how much of a song is analysed (15 minutes).
 pub const DEFAULT_MAX_SONG_SECONDS: u32 = 900;
@@ -122,20 +124,36 @@ fn from_envelope(envelope: &onset::OnsetEnvelope, seconds: f64) -> BeatAnalysis 
         return without_beats(seconds, "no clear beat was found (speech, ambient or free-time music): cut anywhere");
     }
     let normalised = normalise(&envelope.flux, fps);
-    let frames = track::onset_starts(&track::track(&normalised, tempo.period), &envelope.flux);
+    let periods = tempo::local_periods(&envelope.flux, fps, tempo.period);
+    let frames = track::onset_starts(&track::track(&normalised, &periods), &envelope.flux);
     if frames.len() < 4 {
         return without_beats(seconds, "no clear beat was found (speech, ambient or free-time music): cut anywhere");
     }
     let time = |frame: usize| round_ms(envelope.frame_time(frame).clamp(0.0, seconds));
     let bars = bars::bars(&frames, &envelope.bass, &envelope.flux);
     BeatAnalysis {
-        tempo_bpm: Some((tempo.bpm * 100.0).round() / 100.0),
+        tempo_bpm: Some((played_bpm(&frames, fps).unwrap_or(tempo.bpm) * 100.0).round() / 100.0),
         beats: frames.iter().map(|&f| time(f)).collect(),
         downbeats: bars.as_ref().map(|b| b.downbeats.iter().map(|&i| time(frames[i])).collect()).unwrap_or_default(),
         beats_per_bar: bars.map(|b| b.beats_per_bar),
         analysed_seconds: round_ms(seconds),
         analysis_note: None,
     }
+}
+
+/// The tempo the beats are played at most: 60 over their median spacing. For a steady song it is
+/// the autocorrelation's tempo; for one that speeds up or slows down (whose beats follow the
+/// local tempo) it is where the song spends more of its time, not the blur of both the whole
+/// song's autocorrelation would give.
+fn played_bpm(frames: &[usize], fps: f64) -> Option<f64> {
+    let mut gaps: Vec<f64> = frames.windows(2).map(|w| (w[1] - w[0]) as f64).collect();
+    gaps.sort_by(f64::total_cmp);
+    let median = *gaps.get(gaps.len() / 2)?;
+    // Beats fall on whole hops, so one gap is up to a hop off (2 % at 180 BPM): the mean of the
+    // gaps near the median gives the fraction back.
+    let near: Vec<f64> = gaps.into_iter().filter(|g| (g / median - 1.0).abs() <= 0.1).collect();
+    let mean = near.iter().sum::<f64>() / near.len() as f64;
+    Some(60.0 * fps / mean)
 }
 
 /// The onset envelope less its local mean, in units of its standard deviation, for the tracker.

@@ -135,7 +135,9 @@ impl OnsetEnvelope {
         self.bands.iter_mut().for_each(|b| *b = 0.0);
         for (c, &band) in self.spectrum.iter().zip(&self.band_of) {
             if band != usize::MAX {
-                self.bands[band] += c.norm();
+                // The plain square root: `norm()` is libm's hypot, careful about overflow that
+                // a spectrum of samples within ±1 cannot reach, and 3 % of the CPU (perf).
+                self.bands[band] += c.norm_sqr().sqrt();
             }
         }
         let (mut flux, mut bass) = (0.0f32, 0.0f32);

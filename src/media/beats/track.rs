@@ -1,31 +1,39 @@
 //! Beat tracking by dynamic programming (Ellis, "Beat Tracking by Dynamic Programming", 2007):
 //! the beats are the sequence of frames that best trades landing on strong onsets against keeping
 //! the spacing near the tempo's period. One pass forward scores every frame as the last beat of
-//! the best sequence ending there; the beats are read back from the best end.
+//! the best sequence ending there; the beats are read back from the best end. The period is the
+//! local one at each frame, so a song that speeds up or slows down keeps its beats.
 
 /// How hard a spacing off the period is penalised (Ellis' and librosa's default).
 const TIGHTNESS: f64 = 100.0;
 
-/// Beat frames, ascending, in `envelope` (the normalised onset strength) at `period` frames a beat.
-pub fn track(envelope: &[f64], period: f64) -> Vec<usize> {
-    let n = envelope.len();
-    if n == 0 || period < 2.0 {
+/// Beat frames, ascending, in `envelope` (the normalised onset strength), with `periods[t]` the
+/// beat period in frames around frame `t` (`tempo::local_periods`: a song's tempo may change).
+pub fn track(envelope: &[f64], periods: &[f64]) -> Vec<usize> {
+    let n = envelope.len().min(periods.len());
+    let mut sorted: Vec<f64> = periods[..n].to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let Some(&typical) = sorted.get(n / 2) else {
+        return Vec::new();
+    };
+    if typical < 2.0 || sorted[0] < 2.0 {
         return Vec::new();
     }
-    let local = smooth(envelope, period);
-    // Predecessors are searched from 2 periods back to half a period back.
-    let lo = (period / 2.0).round() as usize;
-    let hi = (2.0 * period).round() as usize;
-    let penalty: Vec<f64> = (0..=hi)
-        .map(|d| if d < lo { f64::NEG_INFINITY } else { -TIGHTNESS * (d as f64 / period).ln().powi(2) })
-        .collect();
+    let local = smooth(&envelope[..n], typical);
+    // ln(d) for every spacing d considered, so each frame's penalty is a subtraction.
+    let longest = (2.0 * sorted[n - 1]).round() as usize;
+    let ln: Vec<f64> = (0..=longest).map(|d| (d.max(1) as f64).ln()).collect();
     let mut score = vec![0.0f64; n];
     let mut back = vec![usize::MAX; n];
-    for t in 0..n {
+    for (t, &period) in periods.iter().enumerate().take(n) {
+        let ln_period = period.ln();
+        // Predecessors are searched from 2 periods back to half a period back.
+        let lo = (period / 2.0).round() as usize;
+        let hi = ((2.0 * period).round() as usize).min(t);
         let mut best = f64::NEG_INFINITY;
         let mut from = usize::MAX;
-        for (d, pen) in penalty.iter().enumerate().take(hi.min(t) + 1).skip(lo) {
-            let s = score[t - d] + pen;
+        for (d, ln_d) in ln.iter().enumerate().take(hi + 1).skip(lo) {
+            let s = score[t - d] - TIGHTNESS * (ln_d - ln_period).powi(2);
             if s > best {
                 best = s;
                 from = t - d;
