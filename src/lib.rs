@@ -42,12 +42,12 @@
 //!   state           job status and event kinds, their words written once
 //!   view            a job as the API and a webhook's body show it
 //!   store/          the database, one file per concept (rows, submit, claims, runs, events, finish,
-//!                   projects, deliveries, …)
+//!                   projects, deliveries, project_deliveries, …)
 //!   engine/         submit and cancel (mod), workers (worker), the sync endpoints' wait (sync),
 //!                   the queue's gauges for /metrics (queue_metrics)
 //!   pipeline        what the engine needs of generation, and the real adapter
 //! projects/       music-video projects over the jobs database: their answers (answer), statuses
-//!                 (words), finished jobs' results written in (settle)
+//!                 (words), finished jobs' results written in (settle), their webhook (hooks)
 //! providers/      Gemini, Replicate, Veo and the labelled mocks
 //!   client, retry, body, upstream_error, cancel   the HTTP plumbing they share
 //!   run, upstream_run, output, outbound           run context, saved runs, outputs, downloads

@@ -12,11 +12,13 @@
 //!   version;
 //! - `settle`: finished jobs' results written into the project;
 //! - `drive`: the whole video made server-side, one step at a time, by any process;
+//! - `hooks`: its outbound webhook's fields (create, PATCH) and deliveries' body;
 //! - `words`: statuses and modes.
 
 pub mod answer;
 pub mod copies;
 pub mod drive;
+pub mod hooks;
 pub mod settle;
 pub mod words;
 
