@@ -60,7 +60,7 @@
 //! serving/        connections: accept, watchdog, per-request limits, signals, drain
 //! api_keys, request_id, telemetry, page, background   auth, X-Request-Id, /metrics, the create page, detached work
 //! trace_export    OpenTelemetry spans over OTLP/HTTP, built only when OTEL_EXPORTER_OTLP_ENDPOINT is set
-//! trace_context   W3C traceparent: a request's parent, a job's stored context for whoever runs it
+//! trace_context   W3C traceparent/tracestate: a request's parent, a job's stored context, outgoing calls
 //! webhooks/       outbound webhooks: signatures (signature), the URL checked at submit (target),
 //!                 each process's sender of due deliveries (sender)
 //! cli/            the mvgen subcommands: serve, worker, migrate, render, check/show/diff, golden, healthcheck
