@@ -15,6 +15,7 @@
 //! - `deliveries`: outbound webhook deliveries, written with the state they tell of, and sent;
 //! - `queries`: reading one job, and listing them;
 //! - `projects`: projects and their scenes (`crate::projects` says what they mean);
+//! - `project_deliveries`: what a change to a project tells its webhook, written in its transaction;
 //! - `quota`: counting queued jobs against the queue limits;
 //! - `retention`: purging finished jobs past their retention.
 //!
