@@ -42,13 +42,13 @@
 //!   state           job status and event kinds, their words written once
 //!   view            a job as the API and a webhook's body show it
 //!   store/          the database, one file per concept (rows, submit, claims, runs, events, finish,
-//!                   projects, deliveries, …)
+//!                   projects, deliveries, project_deliveries, …)
 //!   engine/         submit and cancel (mod), workers (worker), the sync endpoints' wait (sync),
 //!                   the queue's gauges for /metrics (queue_metrics)
 //!   pipeline        what the engine needs of generation, and the real adapter
 //! projects/       music-video projects over the jobs database: their answers (answer), statuses
 //!                 (words), finished jobs' results written in (settle), scenes planned on the
-//!                 song's beats (beat_plan, planning)
+//!                 song's beats (beat_plan, planning), their webhook (hooks)
 //! providers/      Gemini, Replicate, Veo and the labelled mocks (mock_clip: the mock video as long as asked)
 //!   client, retry, body, upstream_error, cancel   the HTTP plumbing they share
 //!   run, upstream_run, output, outbound           run context, saved runs, outputs, downloads
@@ -61,7 +61,7 @@
 //! serving/        connections: accept, watchdog, per-request limits, signals, drain
 //! api_keys, request_id, telemetry, page, background   auth, X-Request-Id, /metrics, the create page, detached work
 //! trace_export    OpenTelemetry spans over OTLP/HTTP, built only when OTEL_EXPORTER_OTLP_ENDPOINT is set
-//! trace_context   W3C traceparent: a request's parent, a job's stored context for whoever runs it
+//! trace_context   W3C traceparent/tracestate: a request's parent, a job's stored context, outgoing calls
 //! webhooks/       outbound webhooks: signatures (signature), the URL checked at submit (target),
 //!                 each process's sender of due deliveries (sender)
 //! cli/            the mvgen subcommands: serve, worker, migrate, render, check/show/diff, golden, healthcheck

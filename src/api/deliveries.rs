@@ -1,5 +1,5 @@
-//! `/api/mv/jobs/{id}/deliveries`: a job's outbound webhook deliveries (issue 26), each with its
-//! attempts, and sending one again by hand.
+//! `/api/mv/jobs/{id}/deliveries` and `/api/mv/projects/{id}/deliveries`: a job's or a project's
+//! outbound webhook deliveries (issue 26), each with its attempts, and sending one again by hand.
 
 use std::sync::Arc;
 
@@ -14,7 +14,7 @@ use super::jobs::load;
 use crate::error::{ApiError, ErrorKind};
 use crate::jobs::Jobs;
 use crate::jobs::engine::unavailable;
-use crate::jobs::store::deliveries::{DeliveryRow, DeliveryStatus, Retried};
+use crate::jobs::store::deliveries::{DeliveryRow, DeliveryStatus, Retried, Subject};
 use crate::jobs::view::rfc3339;
 
 /// One message a job's webhook is owed, and how sending it went.
@@ -108,11 +108,11 @@ fn delivery_id(raw: &str) -> Result<String, ApiError> {
 #[derive(utoipa::IntoResponses)]
 #[allow(dead_code)] // Only read by the OpenAPI derive.
 enum DeliveryErrors {
-    #[response(status = 400, description = "Malformed job or delivery id")]
+    #[response(status = 400, description = "Malformed job, project or delivery id")]
     BadId(crate::error::ErrorBody),
     #[response(status = 401, description = "A valid API key is required")]
     Unauthorized(crate::error::UnauthorizedBody),
-    #[response(status = 404, description = "No such job, or no such delivery of it")]
+    #[response(status = 404, description = "No such job or project, or no such delivery of it")]
     NotFound(crate::error::ErrorBody),
     #[response(status = 503, description = "The jobs database is unavailable; see Retry-After")]
     Unavailable(crate::error::ErrorBody),
@@ -157,11 +157,16 @@ pub async fn retry_delivery(
     ValidPath((id, delivery)): ValidPath<(String, String)>,
 ) -> Result<Response, ApiError> {
     let job = load(&jobs, &id).await?;
-    let delivery = delivery_id(&delivery)?;
-    match jobs.store().retry_delivery(&job.id, &delivery).await.map_err(unavailable)? {
+    retry(&jobs, Subject::Job, &job.id, &delivery).await
+}
+
+/// Makes delivery `delivery` of `subject` `id` (known to exist) due now.
+async fn retry(jobs: &Jobs, subject: Subject, id: &str, delivery: &str) -> Result<Response, ApiError> {
+    let delivery = delivery_id(delivery)?;
+    match jobs.store().retry_delivery_of(subject, id, &delivery).await.map_err(unavailable)? {
         Retried::Unknown => Err(ApiError::new(
             ErrorKind::NotFound,
-            format!("job {} has no delivery {delivery}", job.id),
+            format!("{} {id} has no delivery {delivery}", subject.as_str()),
             json!("delivery_id"),
         )),
         Retried::InFlight => Err(ApiError::new(
@@ -171,10 +176,59 @@ pub async fn retry_delivery(
         )),
         Retried::Queued(row) => {
             // This process's sender takes it at once; another replica's within its poll.
-            jobs.woke(&job.id);
+            jobs.woke(id);
             Ok((StatusCode::ACCEPTED, axum::Json(Delivery::from(*row))).into_response())
         }
     }
+}
+
+/// Project `id` (parsed), or its 404: a deleted project's deliveries are no longer listed.
+async fn project(jobs: &Jobs, id: &str) -> Result<String, ApiError> {
+    let id = crate::projects::parse_id(id)?;
+    match jobs.store().project_head(&id).await.map_err(unavailable)? {
+        Some(_) => Ok(id),
+        None => Err(crate::projects::not_found(&id)),
+    }
+}
+
+/// A project's webhook deliveries: status, answer codes, the next try, every attempt.
+#[utoipa::path(
+    get,
+    path = "/api/mv/projects/{id}/deliveries",
+    tag = "projects",
+    params(("id" = String, Path, description = "The project id")),
+    responses((status = 200, description = "The project's deliveries, oldest first", body = DeliveryList), DeliveryErrors)
+)]
+pub async fn list_project_deliveries(
+    axum::Extension(jobs): axum::Extension<Arc<Jobs>>,
+    ValidPath(id): ValidPath<String>,
+) -> Result<Response, ApiError> {
+    let id = project(&jobs, &id).await?;
+    let rows = jobs.store().deliveries_of(Subject::Project, &id).await.map_err(unavailable)?;
+    Ok(axum::Json(DeliveryList { deliveries: rows.into_iter().map(Delivery::from).collect() }).into_response())
+}
+
+/// Send a project's delivery once more, now, with the same `webhook-id`, as a job's.
+#[utoipa::path(
+    post,
+    path = "/api/mv/projects/{id}/deliveries/{delivery_id}/retry",
+    tag = "projects",
+    params(
+        ("id" = String, Path, description = "The project id"),
+        ("delivery_id" = String, Path, description = "The delivery id (its webhook-id)"),
+    ),
+    responses(
+        (status = 202, description = "Due now; the next attempt is recorded in its attempt_log", body = Delivery),
+        (status = 409, description = "An attempt of it is being sent now", body = crate::error::ErrorBody),
+        DeliveryErrors,
+    )
+)]
+pub async fn retry_project_delivery(
+    axum::Extension(jobs): axum::Extension<Arc<Jobs>>,
+    ValidPath((id, delivery)): ValidPath<(String, String)>,
+) -> Result<Response, ApiError> {
+    let id = project(&jobs, &id).await?;
+    retry(&jobs, Subject::Project, &id, &delivery).await
 }
 
 #[cfg(test)]

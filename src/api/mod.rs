@@ -94,6 +94,8 @@ pub fn routes(
             .route("/api/mv/projects/{id}/generate", post(projects::generate))
             .route("/api/mv/projects/{id}/cancel", post(projects::cancel))
             .route("/api/mv/projects/{id}/events", get(projects::events))
+            .route("/api/mv/projects/{id}/deliveries", get(deliveries::list_project_deliveries))
+            .route("/api/mv/projects/{id}/deliveries/{delivery_id}/retry", post(deliveries::retry_project_delivery))
             .route("/api/mv/get_director_configs", get(projects::get_director_configs))
             .route("/api/mv/generate_scene_video/{project_id}/{scene_sequence}", post(generate::generate_scene_video))
             // A project's song is streamed under the song's cap, as `upload_audio`'s is.

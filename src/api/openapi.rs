@@ -62,6 +62,8 @@ use crate::state::AppState;
         generate::generate_scene_video,
         deliveries::list_deliveries,
         deliveries::retry_delivery,
+        deliveries::list_project_deliveries,
+        deliveries::retry_project_delivery,
         replicate_webhook::receive,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail, error::UnauthorizedBody, FlavorReport))
@@ -77,6 +79,7 @@ pub fn spec() -> utoipa::openapi::OpenApi {
 /// names as `examples`, and with `MV_STRICT_FLAVORS` (where any other name is a 400) as its `enum`.
 pub fn spec_json(strict_flavors: bool) -> Value {
     let mut doc = serde_json::to_value(spec()).expect("the OpenAPI document serializes");
+    add_webhook_fields(&mut doc);
     let names: Vec<Value> = crate::flavor::names().iter().map(|n| Value::from(*n)).collect();
     let schemas = doc.pointer_mut("/components/schemas").and_then(Value::as_object_mut);
     for schema in schemas.into_iter().flat_map(|s| s.values_mut()) {
@@ -101,6 +104,31 @@ pub fn spec_json(strict_flavors: bool) -> Value {
         }
     }
     doc
+}
+
+/// The bodies that take `webhook` and `webhook_events_filter` beside their own fields: the sync
+/// generation routes, whose `HookedJson` extractor takes the two off before the body (which denies
+/// unknown fields) is parsed, so the body types cannot declare them themselves.
+const HOOKED_BODIES: [&str; 4] =
+    ["CreateScenesBody", "CharacterReferenceBody", "GenerateVideoBody", "StitchVideosBody"];
+
+/// Copies the two webhook fields, as the jobs envelope (`SubmitJobBody`) declares them, into each
+/// of [`HOOKED_BODIES`]: one declaration, so the routes cannot be documented differently.
+fn add_webhook_fields(doc: &mut Value) {
+    let fields: Vec<(String, Value)> = ["webhook", "webhook_events_filter"]
+        .iter()
+        .filter_map(|f| {
+            let pointer = format!("/components/schemas/SubmitJobBody/properties/{f}");
+            Some((f.to_string(), doc.pointer(&pointer)?.clone()))
+        })
+        .collect();
+    for body in HOOKED_BODIES {
+        let properties =
+            doc.pointer_mut(&format!("/components/schemas/{body}/properties")).and_then(Value::as_object_mut);
+        if let Some(properties) = properties {
+            properties.extend(fields.iter().cloned());
+        }
+    }
 }
 
 /// Both variants are built once: the flavor table and the setting never change while serving.

@@ -41,6 +41,7 @@ pub(super) async fn open_jobs(
         schema: if settings.migrate_on_start { Schema::Migrate } else { Schema::Require },
         application_name: Some(name),
         webhooks: settings.webhooks.policy(),
+        render_project: Some(crate::projects::hooks::webhook_body),
         ..EngineConfig::default()
     };
     let jobs = Jobs::open(&settings.database_url, pipeline, config).await.map_err(anyhow::Error::msg)?;

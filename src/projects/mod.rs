@@ -14,12 +14,14 @@
 //!   `planning` reads what a plan needs (the song's beats, the pinned video model);
 //! - `settle`: finished jobs' results written into the project;
 //! - `drive`: the whole video made server-side, one step at a time, by any process;
+//! - `hooks`: its outbound webhook's fields (create, PATCH) and deliveries' body;
 //! - `words`: statuses and modes.
 
 pub mod answer;
 pub mod beat_plan;
 pub mod copies;
 pub mod drive;
+pub mod hooks;
 pub mod planning;
 pub mod settle;
 pub mod words;

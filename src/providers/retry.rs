@@ -39,7 +39,10 @@ pub async fn send_with_retry(
     let mut attempt = 1;
     loop {
         let last = attempt >= policy.max_attempts;
-        let result = build().timeout(timeout).send().await;
+        // The trace this call is made in goes on upstream (W3C `traceparent`/`tracestate`; none
+        // unless spans are exported).
+        let traced = crate::trace_context::outgoing().into_iter().fold(build(), |b, (name, v)| b.header(name, v));
+        let result = traced.timeout(timeout).send().await;
         let retry_after = match result {
             Ok(response) if !last && is_retryable(response.status(), repeat) => {
                 let wait = parse_retry_after(response.headers());

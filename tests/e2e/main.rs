@@ -61,6 +61,7 @@ mod live_configs;
 mod load_balancer;
 mod mixed_flavors;
 mod postgres_ops;
+mod project_webhooks;
 mod projects;
 mod projects_attack;
 mod replicas_storage;

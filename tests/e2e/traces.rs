@@ -118,6 +118,57 @@ async fn a_sync_generation_with_a_traceparent_is_one_trace_with_the_jobs_spans()
     drop(server);
 }
 
+/// A job submitted with a W3C `tracestate` keeps it: stored with the job, its worker's spans
+/// carry it and its calls to Replicate send it on beside a `traceparent` in the caller's trace.
+/// A malformed `tracestate` is dropped and the job runs all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jobs_tracestate_is_stored_and_passed_on_and_a_malformed_one_dropped() {
+    let receiver = OtlpReceiver::start();
+    let replicate = FakeReplicate::start().await;
+    let endpoint = receiver.endpoint();
+    let server = sync_video_server(&replicate, &otel_env(&endpoint, "mvgen-state"));
+    let client = reqwest::Client::new();
+    const STATE: &str = "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7";
+    for (trace, sent, kept) in
+        [(CALLER_TRACE, STATE, STATE), ("0af7651916cd43dd8448eb211c80319c", "congo=t61rcWkgMzE,Bad Key=1", "")]
+    {
+        replicate.push_prediction(PredictionPlan { polls_until_done: 1, outcome: Outcome::Succeed(FakeFile::mp4()) });
+        let resp = client
+            .post(format!("{}/api/mv/jobs", server.base))
+            .header("traceparent", format!("00-{trace}-{CALLER_SPAN}-01"))
+            .header("tracestate", sent)
+            .json(&json!({ "kind": "video", "input": { "prompt": "A drummer under neon rain." } }))
+            .send()
+            .await
+            .expect("submit");
+        assert_eq!(resp.status(), 202, "a malformed tracestate never fails the request");
+        let job: Value = resp.json().await.expect("json");
+        let id = job["id"].as_str().expect("id").to_owned();
+        let done = wait_job(&server.base, &id, "finished", finished).await;
+        assert_eq!(done["status"], "succeeded", "{done}");
+        let prediction = done["upstream"]["id"].as_str().expect("prediction").to_owned();
+
+        // The worker's run, parented on the stored context, carries its tracestate.
+        let of_job = |spans: &[Span]| spans.iter().any(|s| s.name == "job.run" && s.attr("job.id") == id);
+        let spans = tokio::task::block_in_place(|| receiver.wait_for(PATIENCE, of_job));
+        let run = spans.iter().find(|s| s.name == "job.run" && s.attr("job.id") == id).expect("job.run");
+        assert_eq!((run.trace_id.as_str(), run.trace_state.as_str()), (trace, kept), "{run:?}");
+        // Replicate was told of the same trace, with the same tracestate.
+        let create = replicate.received_on(support::fake_upstream::Route::Create).pop().expect("the job's create");
+        let poll = replicate
+            .received_on(support::fake_upstream::Route::Poll)
+            .into_iter()
+            .rfind(|r| r.path.ends_with(&prediction))
+            .expect("a poll of the job's prediction");
+        for call in [&create, &poll] {
+            let traceparent = call.header("traceparent").unwrap_or_default();
+            assert!(traceparent.starts_with(&format!("00-{trace}-")), "{} {traceparent:?}", call.path);
+            assert_eq!(call.header("tracestate").unwrap_or_default(), kept, "{} {:?}", call.path, call.headers);
+        }
+    }
+    drop(server);
+}
+
 /// The job's spans on both replicas of one PostgreSQL are one trace: B, taking the job over after
 /// A was SIGKILLed mid-render, parents its run on the context A stored with the job.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

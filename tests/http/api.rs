@@ -358,6 +358,22 @@ async fn openapi_describes_every_endpoint() {
     assert!(job.contains("\"plan\"") && job.contains("JobSummary"), "{job}");
 }
 
+/// README says the sync generation routes take `webhook` and `webhook_events_filter` beside their
+/// own fields (as `POST /api/mv/jobs` does): their bodies' schemas list both, as the envelope's.
+#[tokio::test]
+async fn openapi_lists_the_webhook_fields_of_every_sync_generation_body() {
+    let t = TestApp::new();
+    let (_, spec) = t.get("/api/openapi.json").await;
+    let schemas = &spec["components"]["schemas"];
+    for body in ["CreateScenesBody", "CharacterReferenceBody", "GenerateVideoBody", "StitchVideosBody"] {
+        for field in ["webhook", "webhook_events_filter"] {
+            let declared = &schemas[body]["properties"][field];
+            assert!(declared.is_object(), "{body}.{field} missing: {}", schemas[body]);
+            assert_eq!(declared, &schemas["SubmitJobBody"]["properties"][field], "{body}.{field}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn openapi_offers_the_flavor_names_and_pins_them_in_strict_mode() {
     let names = json!(["default", "example", "mv1"]);

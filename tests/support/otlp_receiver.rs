@@ -25,6 +25,8 @@ pub struct Span {
     pub trace_id: String,
     pub span_id: String,
     pub parent_span_id: String,
+    /// The W3C `tracestate` the span carries (`""` without one).
+    pub trace_state: String,
     pub attributes: BTreeMap<String, String>,
 }
 
@@ -144,6 +146,7 @@ async fn receive(
                     trace_id: hex(&span.trace_id),
                     span_id: hex(&span.span_id),
                     parent_span_id: hex(&span.parent_span_id),
+                    trace_state: span.trace_state,
                     attributes: attributes(&span.attributes),
                 });
             }

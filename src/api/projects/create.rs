@@ -49,6 +49,13 @@ pub struct NewProject {
     #[serde(alias = "number_of_scenes")]
     #[schema(value_type = Option<i64>, minimum = 1, maximum = 32)]
     number_of_scenes: Option<Value>,
+    /// An https URL told of the project (`projects::hooks`), and which of `start`, `progress`,
+    /// `completed` (default `["completed"]`); in a form, the filter as words or a JSON list.
+    #[schema(value_type = Option<String>)]
+    webhook: Option<Value>,
+    #[serde(rename = "webhook_events_filter", alias = "webhookEventsFilter")]
+    #[schema(value_type = Option<Vec<String>>)]
+    webhook_events_filter: Option<Value>,
 }
 
 /// `POST /api/mv/projects`: multipart (their UI, the song as the `audio` part) or JSON (with an
@@ -231,6 +238,7 @@ async fn create(
         (None, None) => state.flavors.choose(None),
     };
     let flavor = &*chosen.flavor;
+    let hook = projects::hooks::at_create(fields.webhook, fields.webhook_events_filter, jobs.config().webhooks).await?;
     let now = now_ms();
     let row = ProjectRow {
         id: uuid::Uuid::new_v4().to_string(),
@@ -248,6 +256,8 @@ async fn create(
         flavor_content: Some(crate::pinned_flavor::content(flavor).to_string()),
         api_key_scope: scope.map(|s| s.as_str().to_owned()),
         scenes_asked,
+        webhook: hook.webhook,
+        webhook_events: hook.webhook_events,
         created_at: now,
         updated_at: now,
         ..ProjectRow::default()

@@ -231,13 +231,27 @@ pub async fn list_projects(
 pub struct ProjectPatch {
     /// pending, processing, completed or failed (not composing).
     status: Option<String>,
+    /// A new https webhook URL for the project (`null` removes it), checked as at create.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    webhook: Option<Value>,
+    /// Which of `start`, `progress`, `completed` it is sent (kept when left out).
+    #[serde(default, rename = "webhook_events_filter", alias = "webhookEventsFilter", deserialize_with = "present")]
+    #[schema(value_type = Option<Vec<String>>)]
+    webhook_events_filter: Option<Value>,
     /// Their UI sends `characterReferenceImageId`, `scenes`, `progress`: ignored, as theirs did.
     #[serde(flatten)]
     #[schema(ignore)]
     _ignored: serde_json::Map<String, Value>,
 }
 
-/// Sets the project's status; other fields are ignored (their UI sends some).
+/// A field that is present, even as `null` (`Some(Value::Null)`), apart from one left out (`None`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    <Value as serde::Deserialize>::deserialize(d).map(Some)
+}
+
+/// Sets the project's status, webhook and its events filter; other fields are ignored (their UI
+/// sends some).
 #[utoipa::path(
     patch,
     path = "/api/mv/projects/{id}",
@@ -254,13 +268,24 @@ pub async fn patch_project(
     ValidJson(patch): ValidJson<ProjectPatch>,
 ) -> Result<Response, ApiError> {
     let id = projects::parse_id(&id)?;
+    // Checked before any change, so a refused webhook leaves the status unchanged too.
+    let stored = projects::load(&state, &jobs, &id).await?;
+    let hook =
+        projects::hooks::at_patch(&stored.row, patch.webhook, patch.webhook_events_filter, jobs.config().webhooks)
+            .await?;
+    let mut expected = if_match(&headers)?;
+    if let Some(sets) = hook {
+        projects::change(&jobs, &id, expected, &[Edit::Project(sets)]).await?;
+        // The `If-Match` was checked by that change, which bumped the version the status sees.
+        expected = None;
+    }
     if let Some(status) = patch.status {
         if !SETTABLE.contains(&status.as_str()) {
             return Err(ApiError::body_mismatch("status", "status: one of pending, processing, completed, failed"));
         }
         // Not over a compose in flight: its status is what keeps a second compose from starting
         // beside it (and the cut's end sets it).
-        change_as_read(&state, &jobs, &id, if_match(&headers)?, |project| {
+        change_as_read(&state, &jobs, &id, expected, |project| {
             if project.row.status == COMPOSING && project.row.final_job_id.is_some() {
                 return Err(busy(format!("Cannot set the status: project {id} is composing")));
             }

@@ -75,6 +75,9 @@ pub struct EngineConfig {
     pub application_name: Option<String>,
     /// What a submission's `webhook` may be (`crate::webhooks`); off by default.
     pub webhooks: WebhookPolicy,
+    /// A project as its webhook deliveries' bodies show it (`crate::projects::hooks`, above the
+    /// engine); `None`: projects' webhooks are not told.
+    pub render_project: Option<crate::jobs::store::project_deliveries::RenderProject>,
 }
 
 impl Default for EngineConfig {
@@ -97,6 +100,7 @@ impl Default for EngineConfig {
             schema: Schema::Migrate,
             application_name: None,
             webhooks: WebhookPolicy::default(),
+            render_project: None,
         }
     }
 }
@@ -149,7 +153,9 @@ impl Jobs {
     /// Opens the database at `url` (migrating it) and starts listening for other replicas.
     pub async fn open(url: &str, pipeline: Arc<dyn JobPipeline>, config: EngineConfig) -> Result<Arc<Jobs>, String> {
         let name = config.application_name.clone();
-        let store = Store::open(url, config.schema, name.as_deref(), super::view::webhook_body).await?;
+        let store = Store::open(url, config.schema, name.as_deref(), super::view::webhook_body)
+            .await?
+            .rendering_projects(config.render_project);
         let (wake, _) = broadcast::channel(1024);
         let jobs = Arc::new(Jobs {
             store,

@@ -84,6 +84,23 @@ impl HookEvents {
     }
 }
 
+/// What a delivery tells of (`webhook_deliveries.subject`, migration 14): a job, or a project
+/// (whose id the row's `job_id` column then holds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subject {
+    Job,
+    Project,
+}
+
+impl Subject {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Subject::Job => "job",
+            Subject::Project => "project",
+        }
+    }
+}
+
 /// A job's webhook: where to send, and what.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookTarget {
@@ -276,8 +293,8 @@ impl Store {
         let body = (self.render)(&with_plan(&row)?);
         let now = now_ms();
         sqlx::query(
-            "INSERT INTO webhook_deliveries (id, job_id, event, url, body, status, attempts, next_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $7)",
+            "INSERT INTO webhook_deliveries (id, job_id, event, url, body, status, attempts, next_at, created_at, \
+             subject) VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $7, 'job')",
         )
         .bind(format!("msg_{}", uuid::Uuid::new_v4().simple()))
         .bind(job_id)
@@ -385,18 +402,27 @@ impl Store {
 
     /// Job `job_id`'s deliveries, oldest first, each with its attempts.
     pub async fn deliveries(&self, job_id: &str) -> Result<Vec<DeliveryRow>, StoreError> {
+        self.deliveries_of(Subject::Job, job_id).await
+    }
+
+    /// The deliveries of `subject` `id` (a job or a project), oldest first, each with its attempts.
+    pub async fn deliveries_of(&self, subject: Subject, id: &str) -> Result<Vec<DeliveryRow>, StoreError> {
         let now = now_ms();
-        let rows =
-            sqlx::query(&format!("SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE job_id = $1 ORDER BY seq"))
-                .bind(job_id)
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE subject = $1 AND job_id = $2 ORDER BY seq"
+        ))
+        .bind(subject.as_str())
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
         let mut deliveries = rows.iter().map(|r| delivery_row(r, now)).collect::<Result<Vec<_>, _>>()?;
         let attempts = sqlx::query(
             "SELECT a.delivery_id, a.attempt, a.at, a.duration_ms, a.code, a.error FROM webhook_attempts a \
-             JOIN webhook_deliveries d ON d.id = a.delivery_id WHERE d.job_id = $1 ORDER BY a.attempt",
+             JOIN webhook_deliveries d ON d.id = a.delivery_id WHERE d.subject = $1 AND d.job_id = $2 \
+             ORDER BY a.attempt",
         )
-        .bind(job_id)
+        .bind(subject.as_str())
+        .bind(id)
         .fetch_all(&self.pool)
         .await?;
         for row in &attempts {
@@ -417,18 +443,29 @@ impl Store {
     /// Makes delivery `delivery_id` of job `job_id` due now, whatever its status (a delivery
     /// that failed, was gone or was delivered is sent once more, with the same `webhook-id`).
     pub async fn retry_delivery(&self, job_id: &str, delivery_id: &str) -> Result<Retried, StoreError> {
+        self.retry_delivery_of(Subject::Job, job_id, delivery_id).await
+    }
+
+    /// [`Store::retry_delivery`] for a delivery of `subject` `id` (a job or a project).
+    pub async fn retry_delivery_of(
+        &self,
+        subject: Subject,
+        id: &str,
+        delivery_id: &str,
+    ) -> Result<Retried, StoreError> {
         let now = now_ms();
         let updated = sqlx::query(
             "UPDATE webhook_deliveries SET status = $1, next_at = $2, completed_at = NULL \
-             WHERE id = $3 AND job_id = $4 AND (claimed_until IS NULL OR claimed_until < $2)",
+             WHERE id = $3 AND subject = $4 AND job_id = $5 AND (claimed_until IS NULL OR claimed_until < $2)",
         )
         .bind(DeliveryStatus::Pending.as_str())
         .bind(now)
         .bind(delivery_id)
-        .bind(job_id)
+        .bind(subject.as_str())
+        .bind(id)
         .execute(&self.writer)
         .await?;
-        let found = self.deliveries(job_id).await?.into_iter().find(|d| d.id == delivery_id);
+        let found = self.deliveries_of(subject, id).await?.into_iter().find(|d| d.id == delivery_id);
         Ok(match found {
             None => Retried::Unknown,
             Some(_) if updated.rows_affected() == 0 => Retried::InFlight,

@@ -107,6 +107,7 @@ pub(super) fn migrator(dialect: Dialect) -> Migrator {
     const PREVIOUS_OWNER: &str = include_str!("../../../migrations/jobs/0011_takeover_previous_owner.sql");
     const TRACE_CONTEXT: &str = include_str!("../../../migrations/jobs/0012_trace_context.sql");
     const BEAT_PLAN: &str = include_str!("../../../migrations/jobs/0013_beat_plan.sql");
+    const PROJECT_WEBHOOKS: &str = include_str!("../../../migrations/jobs/0014_project_webhooks.sql");
     let serial = |sql: &'static str| match dialect {
         Dialect::Sqlite => Cow::Owned(sql.replace("BIGSERIAL PRIMARY KEY", "INTEGER PRIMARY KEY AUTOINCREMENT")),
         Dialect::Postgres => Cow::Borrowed(sql),
@@ -153,6 +154,13 @@ pub(super) fn migrator(dialect: Dialect) -> Migrator {
         ),
         Migration::new(12, Cow::Borrowed("trace_context"), MigrationType::Simple, Cow::Borrowed(TRACE_CONTEXT), false),
         Migration::new(13, Cow::Borrowed("beat_plan"), MigrationType::Simple, Cow::Borrowed(BEAT_PLAN), false),
+        Migration::new(
+            14,
+            Cow::Borrowed("project_webhooks"),
+            MigrationType::Simple,
+            Cow::Borrowed(PROJECT_WEBHOOKS),
+            false,
+        ),
     ];
     // `ignore_missing`: a database a newer build has migrated further still opens here, so a
     // rollback by one version works (migrations only add columns and indexes, which this build

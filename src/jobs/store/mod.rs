@@ -15,6 +15,7 @@
 //! - `deliveries`: outbound webhook deliveries, written with the state they tell of, and sent;
 //! - `queries`: reading one job, and listing them;
 //! - `projects`: projects and their scenes (`crate::projects` says what they mean);
+//! - `project_deliveries`: what a change to a project tells its webhook, written in its transaction;
 //! - `quota`: counting queued jobs against the queue limits;
 //! - `retention`: purging finished jobs past their retention.
 //!
@@ -28,6 +29,7 @@ pub mod events;
 pub mod finish;
 pub mod idempotency;
 mod migrate;
+pub mod project_deliveries;
 pub mod projects;
 pub mod queries;
 pub mod quota;
@@ -90,6 +92,10 @@ pub struct Store {
     /// A job as a webhook delivery's body shows it (`GET /api/mv/jobs/{id}`): the view lives
     /// above the store (`jobs::view`), which renders nothing itself.
     render: RenderJob,
+    /// A project as a webhook delivery's body shows it (`GET /api/mv/projects/{id}`), from
+    /// `crate::projects`, above the store; `None` (a store opened without projects, as in some
+    /// tests): projects' webhooks are not told.
+    render_project: Option<project_deliveries::RenderProject>,
     /// On SQLite, the database file as opened: readiness fails once that path is gone, names
     /// another file, or the file has no link left (deleted or replaced under the process, which
     /// would go on writing into an unlinked inode nobody will ever read).
@@ -238,7 +244,20 @@ impl Store {
             }
             _ => None,
         };
-        Ok(Store { pool, writer, dialect, keys_purged_at: Arc::new(AtomicI64::new(0)), render, file })
+        Ok(Store {
+            pool,
+            writer,
+            dialect,
+            keys_purged_at: Arc::new(AtomicI64::new(0)),
+            render,
+            render_project: None,
+            file,
+        })
+    }
+
+    /// This store, writing projects' webhook bodies with `render`.
+    pub fn rendering_projects(self, render: Option<project_deliveries::RenderProject>) -> Store {
+        Store { render_project: render, ..self }
     }
 
     /// `mvgen migrate`: applies the migrations the database lacks, and says which.

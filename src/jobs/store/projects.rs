@@ -39,6 +39,10 @@ pub struct ProjectRow {
     pub error_message: Option<String>,
     pub version: i64,
     pub api_key_scope: Option<String>,
+    /// The project's webhook URL (checked at create or PATCH) and the events it asked for, as
+    /// stored (`HookEvents::stored`); both `None` without one (migration 14).
+    pub webhook: Option<String>,
+    pub webhook_events: Option<String>,
     /// Being made server-side: 0 no, 1 the whole video (`POST /projects/{id}/generate`), 2 only
     /// the scenes' clips (a scene added).
     pub drive: i64,
@@ -154,6 +158,18 @@ pub enum Edit {
     DeleteScenes,
 }
 
+/// A project's state as a change found it, before its edits (read by the statement that bumps its
+/// version, so it costs no statement of its own): what its webhook is told is judged from it
+/// (`project_deliveries`).
+#[derive(Debug, Clone, Default)]
+pub struct Before {
+    pub status: String,
+    pub drive: i64,
+    /// The project's `webhook` and `webhook_events` columns; `None` without a webhook.
+    pub webhook: Option<String>,
+    pub events: Option<String>,
+}
+
 /// What a change to a project found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Changed {
@@ -167,7 +183,8 @@ pub enum Changed {
 
 const PROJECT_COLUMNS: &str = "seq, id, status, mode, concept_prompt, character_description, character_image_id, \
      product_description, product_image_id, director_config, audio_id, flavor_name, flavor_hash, scenes_job_id, \
-     character_job_id, final_job_id, final_video_id, error_message, version, api_key_scope, drive, scenes_asked, beat_plan, created_at, updated_at";
+     character_job_id, final_job_id, final_video_id, error_message, version, api_key_scope, drive, scenes_asked, \
+     beat_plan, created_at, updated_at, webhook, webhook_events";
 
 const SCENE_COLUMNS: &str = "sequence, display_sequence, status, prompt, negative_prompt, duration_ms, \
      reference_image_id, video_job_id, last_job_id, video_id, clip_ms, trim_in_ms, trim_out_ms, error_message, \
@@ -178,8 +195,9 @@ impl Store {
     pub async fn insert_project(&self, p: &ProjectRow) -> Result<(), StoreError> {
         let sql = "INSERT INTO projects (id, status, mode, concept_prompt, character_description, \
             character_image_id, product_description, product_image_id, director_config, audio_id, flavor_name, \
-            flavor_hash, flavor_content, version, api_key_scope, scenes_asked, created_at, updated_at) \
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1, $14, $15, $16, $16)";
+            flavor_hash, flavor_content, version, api_key_scope, scenes_asked, created_at, updated_at, webhook, \
+            webhook_events) \
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1, $14, $15, $16, $16, $17, $18)";
         sqlx::query(sql)
             .bind(&p.id)
             .bind(&p.status)
@@ -197,6 +215,8 @@ impl Store {
             .bind(&p.api_key_scope)
             .bind(p.scenes_asked)
             .bind(p.created_at)
+            .bind(&p.webhook)
+            .bind(&p.webhook_events)
             .execute(&self.writer)
             .await?;
         Ok(())
@@ -205,13 +225,23 @@ impl Store {
     /// The project `id` and its scenes by display order, in one query (a project is read on
     /// every poll of their UI): the project's columns repeat on each scene's row.
     pub async fn project(&self, id: &str) -> Result<Option<(ProjectRow, Vec<SceneRow>)>, StoreError> {
+        self.project_in(&self.pool, id).await
+    }
+
+    /// [`Store::project`] through `executor` (a transaction's connection, to render a webhook's
+    /// body from the state the transaction wrote).
+    pub(super) async fn project_in<'e>(
+        &self,
+        executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
+        id: &str,
+    ) -> Result<Option<(ProjectRow, Vec<SceneRow>)>, StoreError> {
         let project = PROJECT_COLUMNS.split(", ").map(|c| format!("p.{c}")).collect::<Vec<_>>().join(", ");
         let scene = SCENE_COLUMNS.split(", ").map(|c| format!("s.{c} AS s_{c}")).collect::<Vec<_>>().join(", ");
         let sql = format!(
             "SELECT {project}, {scene} FROM projects p LEFT JOIN project_scenes s ON s.project_id = p.id \
              WHERE p.id = $1 ORDER BY s.display_sequence, s.sequence"
         );
-        let rows = sqlx::query(&sql).bind(id).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(&sql).bind(id).fetch_all(executor).await?;
         let Some(first) = rows.first() else { return Ok(None) };
         let project = project_row(first)?;
         let mut scenes = Vec::with_capacity(rows.len());
@@ -315,7 +345,7 @@ impl Store {
             Some(version) => {
                 sqlx::query(
                     "UPDATE projects SET version = version + 1, updated_at = $1 WHERE id = $2 AND version = $3 \
-                     RETURNING version",
+                     RETURNING version, status, drive, webhook, webhook_events",
                 )
                 .bind(now)
                 .bind(id)
@@ -325,7 +355,8 @@ impl Store {
             }
             None => {
                 sqlx::query(
-                    "UPDATE projects SET version = version + 1, updated_at = $1 WHERE id = $2 RETURNING version",
+                    "UPDATE projects SET version = version + 1, updated_at = $1 WHERE id = $2 \
+                     RETURNING version, status, drive, webhook, webhook_events",
                 )
                 .bind(now)
                 .bind(id)
@@ -343,10 +374,22 @@ impl Store {
             });
         };
         let version: i64 = row.try_get("version")?;
+        // The bump changed only the version: the state before the edits, for the webhook.
+        let before = Before {
+            status: row.try_get("status")?,
+            drive: row.try_get("drive")?,
+            webhook: row.try_get("webhook")?,
+            events: row.try_get("webhook_events")?,
+        };
+        let mut settled = false;
         for edit in edits {
             let sql = edit_sql(edit);
-            bind_edit(sqlx::query(&sql), id, now, edit).execute(&mut *tx).await?;
+            let done = bind_edit(sqlx::query(&sql), id, now, edit).execute(&mut *tx).await?;
+            // A finished job's result written in (not a settle that lost its race and did nothing).
+            let settles = matches!(edit, Edit::SettleProject { .. } | Edit::Scene { only_if_job: Some(_), .. });
+            settled |= settles && done.rows_affected() > 0;
         }
+        self.queue_project_deliveries(&mut tx, id, &before, settled).await?;
         tx.commit().await?;
         Ok(Changed::Done(version))
     }
@@ -540,6 +583,8 @@ fn project_row(row: &AnyRow) -> Result<ProjectRow, StoreError> {
         error_message: row.try_get("error_message")?,
         version: row.try_get("version")?,
         api_key_scope: row.try_get("api_key_scope")?,
+        webhook: row.try_get("webhook")?,
+        webhook_events: row.try_get("webhook_events")?,
         drive: row.try_get("drive")?,
         scenes_asked: row.try_get("scenes_asked")?,
         beat_plan: row.try_get("beat_plan")?,
