@@ -48,6 +48,27 @@ fn main() {
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR for build scripts"));
     let source = emit_table(&flavors);
     write_if_changed(&out.join("flavors.rs"), &source);
+    embed_openapi(&out);
+}
+
+/// The committed OpenAPI document (`src/api/openapi.json`, which a test keeps equal to what the
+/// code derives), compacted for the binary, and its path templates as a Rust slice for `/metrics`
+/// (`src/api/openapi.rs`): so the server neither links nor runs utoipa's document builder.
+fn embed_openapi(out: &Path) {
+    const DOCUMENT: &str = "src/api/openapi.json";
+    println!("cargo::rerun-if-changed={DOCUMENT}");
+    let text = std::fs::read_to_string(DOCUMENT).unwrap_or_else(|e| panic!("cannot read {DOCUMENT}: {e}"));
+    let doc: serde_json::Value = match serde_json::from_str(&text) {
+        Ok(doc) => doc,
+        Err(e) => {
+            println!("cargo::error={DOCUMENT}:{}:{}: {e}", e.line(), e.column());
+            return;
+        }
+    };
+    let routes: Vec<String> =
+        doc["paths"].as_object().map(|paths| paths.keys().map(|p| format!("{p:?}")).collect()).unwrap_or_default();
+    write_if_changed(&out.join("openapi.json"), &doc.to_string());
+    write_if_changed(&out.join("openapi_routes.rs"), &format!("&[{}]\n", routes.join(", ")));
 }
 
 /// Rewriting identical output would make cargo recompile the crate for nothing.

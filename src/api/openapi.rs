@@ -1,6 +1,12 @@
-//! `GET /api/openapi.json`: the API described from the handlers' own types and annotations, so the
-//! spec can't drift from the code. The embedded flavor names are filled in from the table, so
-//! generated clients offer them for `config_flavor`.
+//! `GET /api/openapi.json`: the API described from the handlers' own types and annotations
+//! (utoipa's derive below), so the spec can't drift from the code. The document is derived when
+//! the code changes, not at every start: `openapi.json` beside this file is the derived document,
+//! committed, and a test fails when it differs from what the code derives (run
+//! `MVGEN_WRITE_OPENAPI=1 cargo test --lib openapi` and commit the result). build.rs compacts it
+//! into the binary and lists its route templates for `/metrics`, so the server neither links
+//! utoipa's document builder nor runs it (it cost every start a few hundred KiB of code paged in
+//! and a millisecond: BENCHMARKS.md, issue 22). The embedded flavor names are filled in when the
+//! document is first asked for, so generated clients offer them for `config_flavor`.
 
 use std::sync::{Arc, LazyLock};
 
@@ -15,6 +21,12 @@ use super::{audio, deliveries, files, flavors, generate, jobs, projects, replica
 use crate::error;
 use crate::generation::FlavorReport;
 use crate::state::AppState;
+
+/// The committed document (`openapi.json`), compacted by build.rs: what the code derived.
+const DOCUMENT: &str = include_str!(concat!(env!("OUT_DIR"), "/openapi.json"));
+
+/// Every path template of the document, in its order (build.rs), which `/metrics` counts by.
+pub static ROUTES: &[&str] = include!(concat!(env!("OUT_DIR"), "/openapi_routes.rs"));
 
 #[derive(OpenApi)]
 #[openapi(
@@ -70,7 +82,7 @@ use crate::state::AppState;
 )]
 pub struct ApiDoc;
 
-/// The OpenAPI document as derived from the code, without flavor names.
+/// The OpenAPI document as the code derives it, without flavor names: what `openapi.json` must be.
 pub fn spec() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
@@ -78,7 +90,8 @@ pub fn spec() -> utoipa::openapi::OpenApi {
 /// The document this server serves: every request body's `config_flavor` lists the embedded flavor
 /// names as `examples`, and with `MV_STRICT_FLAVORS` (where any other name is a 400) as its `enum`.
 pub fn spec_json(strict_flavors: bool) -> Value {
-    let mut doc = serde_json::to_value(spec()).expect("the OpenAPI document serializes");
+    // The committed document parses: `the_committed_document_is_the_one_the_code_derives` reads it.
+    let mut doc: Value = serde_json::from_str(DOCUMENT).expect("the committed OpenAPI document is JSON");
     add_webhook_fields(&mut doc);
     let names: Vec<Value> = crate::flavor::names().iter().map(|n| Value::from(*n)).collect();
     let schemas = doc.pointer_mut("/components/schemas").and_then(Value::as_object_mut);
@@ -158,5 +171,42 @@ mod tests {
             let property = &doc["components"]["schemas"][schema]["properties"][field];
             assert_eq!((&property["minimum"], &property["maximum"]), (&min.into(), &max.into()), "{schema}.{field}");
         }
+    }
+
+    /// The file committed beside this module.
+    const COMMITTED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/api/openapi.json");
+
+    /// The served document is the committed one, so it must be what the code derives today: a
+    /// handler, body or annotation changed without the document fails here. With
+    /// `MVGEN_WRITE_OPENAPI=1` the test writes the derived document instead (then commit it).
+    #[test]
+    fn the_committed_document_is_the_one_the_code_derives() {
+        let derived = spec().to_pretty_json().expect("the OpenAPI document serializes") + "\n";
+        if std::env::var_os("MVGEN_WRITE_OPENAPI").is_some() {
+            std::fs::write(COMMITTED, &derived).expect("write src/api/openapi.json");
+            return;
+        }
+        let committed = std::fs::read_to_string(COMMITTED).expect("src/api/openapi.json");
+        if committed != derived {
+            let diff = similar::TextDiff::from_lines(&committed, &derived)
+                .unified_diff()
+                .context_radius(3)
+                .header("src/api/openapi.json (committed)", "derived from the code")
+                .to_string();
+            panic!(
+                "src/api/openapi.json is not what the code derives; run `MVGEN_WRITE_OPENAPI=1 cargo test --lib \
+                 openapi` and commit it:\n{diff}"
+            );
+        }
+        // And what build.rs embedded is that same document, compacted.
+        let embedded: Value = serde_json::from_str(DOCUMENT).expect("embedded document");
+        assert_eq!(embedded, serde_json::to_value(spec()).expect("derived document"));
+    }
+
+    /// `/metrics` counts by the document's path templates, every one of them.
+    #[test]
+    fn the_route_list_is_every_path_of_the_document() {
+        let derived: Vec<String> = spec().paths.paths.into_keys().collect();
+        assert_eq!(ROUTES, derived.iter().map(String::as_str).collect::<Vec<_>>());
     }
 }

@@ -20,6 +20,9 @@
 //! `retention`: finished jobs purged after `MVGEN_JOB_RETENTION`, the queue limits
 //! (`MVGEN_MAX_QUEUED_JOBS`, `MVGEN_MAX_QUEUED_PER_KEY`) and idempotency keys scoped per API key.
 //!
+//! `schema_migrations`: `mvgen migrate` applying every missing migration in one transaction, a
+//! fresh database and an upgraded one ending identical, a fresh SQLite file built whole.
+//!
 //! `postgres_ops`: PostgreSQL as it is run for real: TLS, `mvgen migrate` and a runtime role
 //! without DDL rights, the schema check at start, `application_name`.
 //!
@@ -67,6 +70,7 @@ mod projects_attack;
 mod replicas_storage;
 mod replicate_webhooks;
 mod retention;
+mod schema_migrations;
 mod server;
 mod static_binary;
 mod stored_uploads;

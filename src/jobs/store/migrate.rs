@@ -10,8 +10,8 @@ use std::collections::HashMap;
 
 use std::time::Duration;
 
-use sqlx::AnyPool;
-use sqlx::migrate::{MigrateError, Migration, MigrationType, Migrator};
+use sqlx::migrate::{Migrate, MigrateError, Migration, MigrationType, Migrator};
+use sqlx::{AnyConnection, AnyPool, Connection};
 
 use super::Dialect;
 
@@ -56,19 +56,30 @@ pub(super) fn newest(dialect: Dialect) -> i64 {
     migrator(dialect).iter().map(|m| m.version).max().unwrap_or(0)
 }
 
-/// Applies the migrations not yet applied.
+/// Applies the migrations not yet applied, all of them in one transaction.
+///
+/// One transaction rather than sqlx's one per migration: a fresh database paid a commit (and on
+/// SQLite a round of WAL writes and locks) per migration, twice (sqlx's `UPDATE … execution_time`
+/// after each is a transaction of its own), which was most of a cold start's database work
+/// (BENCHMARKS.md, issue 22). It also makes an upgrade all or nothing: a migration that fails
+/// leaves the schema as it was, never half-way between two builds. The rows of
+/// `_sqlx_migrations` are written by sqlx's own `Migrate` methods (each migration's transaction
+/// becomes a savepoint inside ours), so they are exactly what sqlx's migrator writes and checks.
 ///
 /// On SQLite, two processes opening one fresh file at once (two `mvgen serve` started together)
-/// race to apply the same migration: sqlx takes no lock there, so both read "not applied", and
-/// the loser's transaction fails ("table jobs already exists") and rolls back. Once the winner has
-/// committed, running again finds the migrations applied; a few short retries cover that window.
-/// PostgreSQL needs none: sqlx holds an advisory lock while it migrates.
+/// both want to apply the migrations: `BEGIN IMMEDIATE` takes the write lock before reading
+/// which are applied, so the second waits (the busy timeout) and then finds them applied. A few
+/// short retries remain for a lock that could not be had. On PostgreSQL sqlx's advisory lock is
+/// taken around the transaction (not inside it, where its release would come before the commit).
 pub(super) async fn run(dialect: Dialect, writer: &AnyPool) -> Result<(), MigrateError> {
     const RETRIES: u32 = 5;
-    let migrator = migrator(dialect);
     let mut tries = 0;
     loop {
-        match migrator.run(writer).await {
+        let applied = match writer.acquire().await {
+            Ok(mut conn) => apply_in_one_transaction(dialect, &mut conn).await,
+            Err(e) => Err(e.into()),
+        };
+        match applied {
             Err(e) if dialect == Dialect::Sqlite && tries < RETRIES => {
                 tries += 1;
                 tracing::debug!(error = %e, tries, "migrations raced another process; running them again");
@@ -77,6 +88,31 @@ pub(super) async fn run(dialect: Dialect, writer: &AnyPool) -> Result<(), Migrat
             done => return done,
         }
     }
+}
+
+/// sqlx's migrator run inside one transaction on `conn` (see [`run`]); also how a fresh SQLite
+/// file gets its schema before it is linked into place (`super::fresh`).
+pub(super) async fn apply_in_one_transaction(dialect: Dialect, conn: &mut AnyConnection) -> Result<(), MigrateError> {
+    // The lock is ours to take around the transaction; the migrator must not take it inside.
+    let migrator = Migrator { locking: false, ..migrator(dialect) };
+    conn.lock().await?;
+    let applied = async {
+        let mut tx = match dialect {
+            Dialect::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await?,
+            Dialect::Postgres => conn.begin().await?,
+        };
+        match migrator.run_direct(&mut *tx).await {
+            Ok(()) => Ok(tx.commit().await?),
+            Err(e) => {
+                // Rolled back now rather than on drop, so the unlock below runs outside it.
+                let _ = tx.rollback().await;
+                Err(e)
+            }
+        }
+    }
+    .await;
+    let unlocked = conn.unlock().await;
+    applied.and(unlocked)
 }
 
 /// PostgreSQL's message when a migration failed for want of a privilege (SQLSTATE 42501,

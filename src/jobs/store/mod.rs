@@ -6,6 +6,7 @@
 //! - `rows`: the rows the API and workers read ([`rows::JobRow`], [`rows::EventRow`],
 //!   [`rows::Claimed`]) and decoding a row;
 //! - `migrate`: the embedded migrations, and which of them a database lacks;
+//! - `fresh`: a new SQLite file built whole beside its path and linked into place;
 //! - `submit`: storing a new job;
 //! - `idempotency`: `Idempotency-Key`s (claim, release, purge);
 //! - `events`: writing a job's events (and waking replicas) and reading them back;
@@ -27,6 +28,7 @@ pub mod claims;
 pub mod deliveries;
 pub mod events;
 pub mod finish;
+mod fresh;
 pub mod idempotency;
 mod migrate;
 pub mod project_deliveries;
@@ -233,6 +235,9 @@ impl Store {
         application_name: Option<&str>,
         render: RenderJob,
     ) -> Result<Store, String> {
+        if schema == Schema::Migrate {
+            fresh::create_if_missing(url).await?;
+        }
         let (dialect, pool, writer) = connect(url, application_name, 16).await?;
         prepare_schema(dialect, &writer, schema, url).await?;
         let shown = shown(url);
@@ -262,8 +267,13 @@ impl Store {
 
     /// `mvgen migrate`: applies the migrations the database lacks, and says which.
     pub async fn migrate(url: &str, application_name: Option<&str>) -> Result<Migrated, String> {
+        let built = fresh::create_if_missing(url).await?;
         let (dialect, pool, writer) = connect(url, application_name, 1).await?;
-        let applied = prepare_schema(dialect, &writer, Schema::Migrate, url).await;
+        let applied = if built {
+            Ok(migrate::migrator(dialect).iter().map(|m| m.version).collect())
+        } else {
+            prepare_schema(dialect, &writer, Schema::Migrate, url).await
+        };
         pool.close().await;
         writer.close().await;
         Ok(Migrated { applied: applied?, version: migrate::newest(dialect) })
@@ -343,7 +353,10 @@ async fn connect(url: &str, application_name: Option<&str>, size: u32) -> Result
     let _ = probe.close().await;
     let (pool, writer) = match dialect {
         Dialect::Sqlite => {
-            let pool = sqlite_pool(8, Role::Reader).connect(url).await.map_err(opened)?;
+            // Connected on first use: the probe above has read the file, and the writer below
+            // proves it writable; a reader opened now would only cost every start a connection
+            // (and its thread) that a server answering no listing yet does not need.
+            let pool = sqlite_pool(8, Role::Reader).connect_lazy(url).map_err(opened)?;
             let writer = sqlite_pool(1, Role::Writer).connect(url).await.map_err(opened)?;
             (pool, writer)
         }
