@@ -121,8 +121,11 @@ pub async fn advance(state: &AppState, jobs: &Jobs, id: &str, parallel: usize) -
         });
         // As many scenes as asked, else as the song's beats plan (else the flavor's count). The
         // plan is the same every time, so a job stored again after a crash asks the same.
-        let planned = planning::plan(state, jobs, &project, None).await?.map(|p| p.cuts.len() as i64);
-        if let Some(n) = row.scenes_asked.or(planned) {
+        let count = match row.scenes_asked {
+            Some(n) => Some(n),
+            None => planning::plan(state, jobs, &project, None).await?.map(|p| p.cuts.len() as i64),
+        };
+        if let Some(n) = count {
             body["number_of_scenes"] = json!(n);
         }
         return match (&row.scenes_job_id, resubmit(&row.scenes_job_id)) {

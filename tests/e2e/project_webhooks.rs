@@ -107,6 +107,8 @@ fn a_project_made_server_side_tells_its_webhook_start_progress_and_completed() {
         ("mode", "music-video"),
         ("prompt", "a fox dances in the rain"),
         ("characterDescription", "a red fox"),
+        // Six scenes asked for: the 2.9 s song alone would make one (tests/e2e/beat_cuts.rs).
+        ("numberOfScenes", "6"),
         ("webhook", hook.as_str()),
         ("webhook_events_filter", "start,progress,completed"),
     ];
