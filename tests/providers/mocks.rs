@@ -117,6 +117,10 @@ async fn mock_video_is_an_mp4() {
 async fn mock_gemini_video_is_labelled_as_both() {
     let video = made(MockGeminiVideos.make_video(&veo_request(), RunContext::detached())).await.unwrap();
 
-    assert_eq!(video, made(MockVideos.make_video(&video_request(), RunContext::detached())).await.unwrap());
+    // The same clip, as long as each request asks (`mock_clip`).
+    let same_length = VideoRequest { duration: veo_request().duration, ..video_request() };
+    assert_eq!(video, made(MockVideos.make_video(&same_length, RunContext::detached())).await.unwrap());
+    let shorter = made(MockVideos.make_video(&video_request(), RunContext::detached())).await.unwrap();
+    assert_ne!(video, shorter, "a 4 s clip is not the 8 s one");
     assert_eq!((MockGeminiVideos.backend(), MockGeminiVideos.is_mock()), ("gemini-mock", true));
 }
