@@ -131,7 +131,12 @@ pub async fn list_deliveries(
     ValidPath(id): ValidPath<String>,
 ) -> Result<Response, ApiError> {
     let job = load(&jobs, &id).await?;
-    let rows = jobs.store().deliveries(&job.id).await.map_err(unavailable)?;
+    list(&jobs, Subject::Job, &job.id).await
+}
+
+/// The deliveries of `subject` `id` (known to exist), oldest first.
+async fn list(jobs: &Jobs, subject: Subject, id: &str) -> Result<Response, ApiError> {
+    let rows = jobs.store().deliveries_of(subject, id).await.map_err(unavailable)?;
     Ok(axum::Json(DeliveryList { deliveries: rows.into_iter().map(Delivery::from).collect() }).into_response())
 }
 
@@ -204,8 +209,7 @@ pub async fn list_project_deliveries(
     ValidPath(id): ValidPath<String>,
 ) -> Result<Response, ApiError> {
     let id = project(&jobs, &id).await?;
-    let rows = jobs.store().deliveries_of(Subject::Project, &id).await.map_err(unavailable)?;
-    Ok(axum::Json(DeliveryList { deliveries: rows.into_iter().map(Delivery::from).collect() }).into_response())
+    list(&jobs, Subject::Project, &id).await
 }
 
 /// Send a project's delivery once more, now, with the same `webhook-id`, as a job's.

@@ -400,11 +400,6 @@ impl Store {
         Ok(true)
     }
 
-    /// Job `job_id`'s deliveries, oldest first, each with its attempts.
-    pub async fn deliveries(&self, job_id: &str) -> Result<Vec<DeliveryRow>, StoreError> {
-        self.deliveries_of(Subject::Job, job_id).await
-    }
-
     /// The deliveries of `subject` `id` (a job or a project), oldest first, each with its attempts.
     pub async fn deliveries_of(&self, subject: Subject, id: &str) -> Result<Vec<DeliveryRow>, StoreError> {
         let now = now_ms();
