@@ -296,3 +296,38 @@ fn a_deleted_projects_pending_delivery_is_still_sent() {
     assert!(both[1].signed_with(SECRET));
     assert_eq!(both[1].json()["status"], "failed", "the state it told of, before the delete");
 }
+
+/// Retention (`MVGEN_JOB_RETENTION`) purges what a project's webhook was told once it ended, not
+/// the project, and not a delivery still waiting for its retry.
+#[test]
+fn a_projects_ended_deliveries_are_purged_after_the_retention_and_pending_ones_kept() {
+    let receiver = WebhookReceiver::start();
+    receiver.push("/held", [Answer::status(503), Answer::status(503)]);
+    // `/held` answers its first two attempts (5 s apart) 503: its third is due 5 minutes later.
+    let server =
+        ServerProcess::start(&env("1", &[("MVGEN_WORKERS", "0"), ("MVGEN_JOB_RETENTION", "1")])).expect("start mvgen");
+    let client = Client::new(&server);
+    let mut ids = Vec::new();
+    for hook in ["/told", "/held"] {
+        let (status, created) = create_json(&client, json!({"webhook": receiver.url(hook)}));
+        assert_eq!(status, 201, "{created}");
+        let id = created["projectId"].as_str().expect("id").to_owned();
+        let (status, _) = request(&client, reqwest::Method::POST, &format!("/api/mv/projects/{id}/cancel"), None);
+        assert_eq!(status, 200);
+        ids.push(id);
+    }
+    assert_eq!(receiver.wait_for("/told", 1, Duration::from_secs(20)).len(), 1, "{}", server.log());
+    assert_eq!(receiver.wait_for("/held", 1, Duration::from_secs(20)).len(), 1, "{}", server.log());
+
+    let start = Instant::now();
+    while !deliveries(&client, &ids[0]).is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(20), "never purged: {}", server.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (status, project) = get(&client, &format!("/api/mv/projects/{}", ids[0]));
+    assert_eq!((status, project["status"].as_str()), (200, Some("failed")), "the project stays: {project}");
+    let held = deliveries(&client, &ids[1]);
+    assert_eq!(held.len(), 1, "a pending delivery stays: {held:?}");
+    assert_eq!(held[0]["status"].as_str(), Some("pending"), "{held:?}");
+    assert!(held[0]["attempt_log"].as_array().is_some_and(|log| !log.is_empty()), "its attempts stay: {held:?}");
+}

@@ -1,5 +1,6 @@
 //! The purge of finished jobs past `MVGEN_JOB_RETENTION` (see `Store::purge_finished`), run by every
-//! `mvgen serve` and `mvgen worker` process: a batch at a time, one replica at a time.
+//! `mvgen serve` and `mvgen worker` process: a batch at a time, one replica at a time; then the
+//! deliveries of projects' webhooks that ended before the retention.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,29 +46,36 @@ impl Jobs {
         self.store.purge_finished(&ids, before).await
     }
 
-    /// Purges due jobs until `shutdown`. A database fault is logged and retried with backoff: the
-    /// purge only keeps the tables from growing, nothing waits on it.
+    /// Purges due jobs, then ended project deliveries, until `shutdown`. A database fault is logged
+    /// and retried with backoff: the purge only keeps the tables from growing, nothing waits on it.
     pub(super) async fn purge_finished(self: Arc<Self>, shutdown: CancellationToken) {
         let mut failures = 0u32;
-        let mut purged = 0u64;
+        let (mut jobs, mut deliveries) = (0u64, 0u64);
         while !shutdown.is_cancelled() {
             let before = now_ms() - self.config.retention.as_millis() as i64;
-            let pause = match self.purge_batch(before).await {
+            let round = match self.purge_batch(before).await {
+                // Another replica purges jobs now; its batches cover ours (deliveries too).
+                Ok(Purged::Busy) => Ok(None),
                 Ok(Purged::Jobs(n)) => {
+                    self.store.purge_project_deliveries(before, PURGE_BATCH).await.map(|d| Some((n, d)))
+                }
+                Err(e) => Err(e),
+            };
+            let pause = match round {
+                Ok(None) => self.purge_every(),
+                Ok(Some((n, d))) => {
                     failures = 0;
-                    purged += n;
-                    if n == PURGE_BATCH as u64 {
+                    (jobs, deliveries) = (jobs + n, deliveries + d);
+                    if n == PURGE_BATCH as u64 || d == PURGE_BATCH as u64 {
                         BETWEEN_BATCHES
                     } else {
-                        if purged > 0 {
-                            tracing::info!(jobs = purged, retention = ?self.config.retention, "purged finished jobs past their retention");
-                            purged = 0;
+                        if jobs + deliveries > 0 {
+                            tracing::info!(jobs, project_deliveries = deliveries, retention = ?self.config.retention, "purged what finished before the retention");
+                            (jobs, deliveries) = (0, 0);
                         }
                         self.purge_every()
                     }
                 }
-                // Another replica purges now; its batches cover ours.
-                Ok(Purged::Busy) => self.purge_every(),
                 Err(e) => {
                     failures += 1;
                     let pause = backoff(failures, self.purge_every());

@@ -144,6 +144,7 @@ pub(super) fn migrator(dialect: Dialect) -> Migrator {
     const TRACE_CONTEXT: &str = include_str!("../../../migrations/jobs/0012_trace_context.sql");
     const BEAT_PLAN: &str = include_str!("../../../migrations/jobs/0013_beat_plan.sql");
     const PROJECT_WEBHOOKS: &str = include_str!("../../../migrations/jobs/0014_project_webhooks.sql");
+    const DELIVERIES_PURGE: &str = include_str!("../../../migrations/jobs/0015_project_deliveries_purge.sql");
     let serial = |sql: &'static str| match dialect {
         Dialect::Sqlite => Cow::Owned(sql.replace("BIGSERIAL PRIMARY KEY", "INTEGER PRIMARY KEY AUTOINCREMENT")),
         Dialect::Postgres => Cow::Borrowed(sql),
@@ -195,6 +196,13 @@ pub(super) fn migrator(dialect: Dialect) -> Migrator {
             Cow::Borrowed("project_webhooks"),
             MigrationType::Simple,
             Cow::Borrowed(PROJECT_WEBHOOKS),
+            false,
+        ),
+        Migration::new(
+            15,
+            Cow::Borrowed("project_deliveries_purge"),
+            MigrationType::Simple,
+            Cow::Borrowed(DELIVERIES_PURGE),
             false,
         ),
     ];

@@ -2,11 +2,13 @@
 //! with their events, saved upstream runs, webhook deliveries and the idempotency keys bound to them,
 //! a small batch per transaction. Their outputs in the store are not touched; what an answer kept in
 //! the row itself (scenes) is written to the store by the engine first ([`Due`]). A job whose result
-//! a project has not yet written in is kept until it has.
+//! a project has not yet written in is kept until it has. A project is never purged, but the
+//! deliveries its webhook finished before the retention are ([`Store::purge_project_deliveries`]).
 
 use serde_json::Value;
 use sqlx::Row;
 
+use super::deliveries::DeliveryStatus;
 use super::rows::json;
 use super::{Dialect, Store, StoreError};
 use crate::generation::Kind;
@@ -121,5 +123,34 @@ impl Store {
         }
         tx.commit().await?;
         Ok(Purged::Jobs(ids.len() as u64))
+    }
+
+    /// Deletes up to `batch` project deliveries that ended (delivered, failed for good, or stopped
+    /// by a 410) before `before` (Unix ms), with their attempts: a project outlives the retention,
+    /// what its webhook was told does not. A pending one (waiting for a retry) stays until it ends;
+    /// a delivered one sent again by hand is pending again, so it stays too. Returns how many went.
+    pub async fn purge_project_deliveries(&self, before: i64, batch: i64) -> Result<u64, StoreError> {
+        // The write first, so SQLite takes its write lock at once rather than upgrading a read.
+        // `subject = 'project'` is written out so both engines use migration 15's partial index.
+        const GONE: &str = "DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM webhook_deliveries \
+                            WHERE subject = 'project' AND completed_at < $1 AND status <> $2 LIMIT $3) RETURNING id";
+        let mut tx = self.writer.begin().await?;
+        let gone: Vec<String> = sqlx::query(GONE)
+            .bind(before)
+            .bind(DeliveryStatus::Pending.as_str())
+            .bind(batch)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|row| row.try_get("id"))
+            .collect::<Result<_, _>>()?;
+        if !gone.is_empty() {
+            // The ids as `$1, …, $n`: the `Any` driver binds no arrays.
+            let list = (1..=gone.len()).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ");
+            let attempts = format!("DELETE FROM webhook_attempts WHERE delivery_id IN ({list})");
+            gone.iter().fold(sqlx::query(&attempts), |q, id| q.bind(id)).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(gone.len() as u64)
     }
 }
