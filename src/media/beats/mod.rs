@@ -9,7 +9,8 @@
 //!
 //! A song without a clear pulse (silence, speech, a drone) gets no beats and a note saying why,
 //! never invented ones; so does an Opus song, which symphonia cannot decode (the pure-Rust Opus
-//! decoders tried were either not libopus' output or slower than real time: BENCHMARKS.md).
+//! decoders tried were either not libopus' output or, in a release build, 90 s of CPU for a
+//! 4-minute song: BENCHMARKS.md).
 
 mod bars;
 mod decode;
