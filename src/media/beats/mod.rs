@@ -9,7 +9,8 @@
 //!
 //! A song without a clear pulse (silence, speech, a drone) gets no beats and a note saying why,
 //! never invented ones; so does an Opus song, which symphonia cannot decode (the pure-Rust Opus
-//! decoders tried were either not libopus' output or slower than real time: BENCHMARKS.md).
+//! decoders tried were either not libopus' output or, in a release build, 90 s of CPU for a
+//! 4-minute song: BENCHMARKS.md).
 
 mod bars;
 mod decode;
@@ -24,7 +25,7 @@ use super::song::{SongCodec, SongInfo};
 
 /// Bumped whenever the algorithm changes what it finds, so stored analyses can be told apart
 /// (0 is a song stored before there was any analysis).
-pub const ANALYSIS_VERSION: u32 = 2;
+pub const ANALYSIS_VERSION: u32 = 3;
 
 /// The default of `MV_MAX_SONG_SECONDS`: how much of a song is analysed (15 minutes).
 pub const DEFAULT_MAX_SONG_SECONDS: u32 = 900;
@@ -141,19 +142,33 @@ fn from_envelope(envelope: &onset::OnsetEnvelope, seconds: f64) -> BeatAnalysis 
     }
 }
 
-/// The tempo the beats are played at most: 60 over their median spacing. For a steady song it is
-/// the autocorrelation's tempo; for one that speeds up or slows down (whose beats follow the
-/// local tempo) it is where the song spends more of its time, not the blur of both the whole
-/// song's autocorrelation would give.
+/// Beats a span covers when `played_bpm` measures the tempo: one gap carries the placement error
+/// of two beats (each on a whole hop, then moved to its onset's start), four gaps a quarter of it.
+const SPAN_BEATS: usize = 4;
+
+/// The tempo the beats are played at most. Which tempo: the median gap between beats, so for a
+/// song that speeds up or slows down (whose beats follow the local tempo) it is the side with
+/// more beats, not the blur of both the whole song's autocorrelation would give. How fast
+/// exactly: the mean period of the spans of [`SPAN_BEATS`] beats within a tenth of that gap.
+/// Single gaps jitter by as much as that tenth, so a window around the median cut their spread
+/// off on one side and biased the mean (on the benchmark set a piece stepping from 100 to 125
+/// BPM, its beats right, was reported at 119); spans jitter a quarter as much and fall inside
+/// it whole. A median of the spans themselves would not do: around a step they take every
+/// value between the two tempos, and one of those became the median of an even step.
 fn played_bpm(frames: &[usize], fps: f64) -> Option<f64> {
     let mut gaps: Vec<f64> = frames.windows(2).map(|w| (w[1] - w[0]) as f64).collect();
     gaps.sort_by(f64::total_cmp);
     let median = *gaps.get(gaps.len() / 2)?;
-    // Beats fall on whole hops, so one gap is up to a hop off (2 % at 180 BPM): the mean of the
-    // gaps near the median gives the fraction back.
-    let near: Vec<f64> = gaps.into_iter().filter(|g| (g / median - 1.0).abs() <= 0.1).collect();
-    let mean = near.iter().sum::<f64>() / near.len() as f64;
-    Some(60.0 * fps / mean)
+    let near = |p: &f64| (p / median - 1.0).abs() <= 0.1;
+    let span = SPAN_BEATS.min(gaps.len());
+    let mut periods: Vec<f64> =
+        frames.windows(span + 1).map(|w| (w[span] - w[0]) as f64 / span as f64).filter(near).collect();
+    if periods.is_empty() {
+        // No span steady enough: the gaps near the median, as a fallback.
+        periods = gaps.into_iter().filter(near).collect();
+    }
+    let mean = periods.iter().sum::<f64>() / periods.len() as f64;
+    (mean > 0.0).then(|| 60.0 * fps / mean)
 }
 
 /// The onset envelope less its local mean, in units of its standard deviation, for the tracker.
