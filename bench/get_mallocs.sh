@@ -22,7 +22,9 @@ run() { # server requests
     mkdir -p "$WORK/out-$port"
     args=(serve)
     [[ ${server##*/} == bare_axum* ]] && args=("127.0.0.1:$port")
-    start "server-$port" MV_OUTPUT_DIR="$WORK/out-$port" MVGEN_ADDR="127.0.0.1:$port" \
+    # No job workers: their queue polls allocate by the clock, not per GET, so a run slowed by a
+    # busy machine would count more of them (the count moved 32 -> 43 between two runs).
+    start "server-$port" MV_OUTPUT_DIR="$WORK/out-$port" MVGEN_ADDR="127.0.0.1:$port" MVGEN_WORKERS=0 \
         perf stat -x, -e probe_libc:malloc -o "$WORK/stat-$port" -- "$server" "${args[@]}"
     local perf_pid=$LAST_PID
     wait_ok "http://127.0.0.1:$port/api/mv/get_config_flavors" "$WORK/server-$port.log"

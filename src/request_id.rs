@@ -2,23 +2,22 @@
 //! plain (at most 128 visible ASCII characters), otherwise a fresh UUID; an oversized or
 //! control-character value is dropped, never echoed. The id is a field of the request's tracing
 //! span (so every log line of the request carries it), the `X-Request-Id` response header, and
-//! `detail.request_id` in error bodies.
+//! `detail.request_id` in error bodies (through a task-local that `ApiError` reads).
 //!
-//! tower-http's `SetRequestIdLayer` and `PropagateRequestIdLayer` do the setting and echoing; the
-//! pieces here are the check before them, the span (a child of the caller's `traceparent` when
-//! traces are exported, `trace_context`), and a task-local that `ApiError` reads.
+//! One service ([`RequestIds`]) does all of it, where tower-http took five layers (a request map,
+//! `SetRequestId`, `PropagateRequestId`, `TraceLayer`, a task-local scope): their futures nested,
+//! the trace layer read the clock and wrapped every response body to time it, and the UUID went
+//! through a `String` and a copy. Each of those showed in a profile of the flavor-list GET
+//! (BENCHMARKS.md, issue 22); what a client or a log reader sees is unchanged.
 
-use std::convert::Infallible;
-use std::task::{Context, Poll};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Instant;
 
-use axum::Router;
-use axum::body::Body;
+use axum::body::Bytes;
 use axum::http::{HeaderName, HeaderValue, Request, Response};
-use tower::ServiceBuilder;
-use tower::util::MapRequestLayer;
-use tower_http::LatencyUnit;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Span;
 
 pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -39,101 +38,115 @@ pub fn acceptable(value: &HeaderValue) -> bool {
     (1..=MAX_LEN).contains(&value.len()) && value.as_bytes().iter().all(|b| b.is_ascii_graphic())
 }
 
-/// Drops an incoming `X-Request-Id` that may not be kept (or that comes more than once), so the
-/// next layer makes a fresh one.
-fn drop_unacceptable<B>(mut request: Request<B>) -> Request<B> {
+/// The request's id: its `X-Request-Id` if that may be kept (one acceptable value), else a fresh
+/// UUID written into the request in its place, so the handler sees the id the caller is told.
+fn identify<B>(request: &mut Request<B>) -> HeaderValue {
     let mut values = request.headers().get_all(&HEADER).iter();
-    let keep = match (values.next(), values.next()) {
-        (None, _) => true,
-        (Some(value), None) => acceptable(value),
-        (Some(_), Some(_)) => false,
-    };
-    if !keep {
-        request.headers_mut().remove(&HEADER);
+    if let (Some(value), None) = (values.next(), values.next())
+        && acceptable(value)
+    {
+        return value.clone();
     }
-    request
+    let id = fresh_id();
+    // `insert` also removes every other value of the header.
+    request.headers_mut().insert(HEADER, id.clone());
+    id
 }
 
-fn id_of<B>(request: &Request<B>) -> &str {
-    request.headers().get(&HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default()
+/// A random (v4) UUID, hyphenated, as a header value made with one allocation: the text is
+/// written on the stack and the value owns it, so the clones for the response header and the
+/// task-local only count references (a `String` and a copy of it took three allocations).
+fn fresh_id() -> HeaderValue {
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
+    // Hex digits and hyphens are always a valid header value; the fallback is never taken.
+    HeaderValue::from_maybe_shared(Bytes::from_owner(text)).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
 
-/// Wraps `service` (the router, with CORS around it when on) in the request-id layers and the
-/// request span, from outside: one box for the whole stack, not one per route and layer (see
-/// `server::app_with_jobs`). `access_log` adds the method, path (never the query: `?api_key=` may
-/// carry a key) and one line per response.
-pub fn around<S>(service: S, access_log: bool) -> Router
-where
-    S: tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone + Send + Sync + 'static,
-    S::Future: Send + 'static,
-{
-    let ids = ServiceBuilder::new()
-        .layer(MapRequestLayer::new(drop_unacceptable::<Body>))
-        .layer(SetRequestIdLayer::new(HEADER, MakeRequestUuid))
-        .layer(PropagateRequestIdLayer::new(HEADER));
-    if access_log {
-        let trace = TraceLayer::new_for_http()
-            .make_span_with(|request: &Request<_>| {
-                let (method, path) = (request.method(), request.uri().path());
-                let span = tracing::info_span!("request", request_id = %id_of(request), %method, path = %path);
-                crate::trace_context::adopt_header(&span, request.headers());
-                span
-            })
-            .on_request(())
-            // ApiError already logs a 5xx once, with its cause.
-            .on_failure(())
-            .on_response(DefaultOnResponse::new().level(tracing::Level::INFO).latency_unit(LatencyUnit::Micros));
-        Router::new().fallback_service(ids.layer(trace).layer(ScopeLayer).service(service))
-    } else {
-        let trace = TraceLayer::new_for_http()
-            .make_span_with(|request: &Request<_>| {
-                let span = tracing::info_span!("request", request_id = %id_of(request));
-                // The caller's W3C `traceparent` makes this span its child (when traces are exported).
-                crate::trace_context::adopt_header(&span, request.headers());
-                span
-            })
-            // Only the span is wanted here: no callback per request, body chunk or end of stream.
-            .on_request(())
-            .on_response(())
-            .on_body_chunk(())
-            .on_eos(())
-            .on_failure(());
-        Router::new().fallback_service(ids.layer(trace).layer(ScopeLayer).service(service))
-    }
+/// The id as span text (an id is visible ASCII, kept or made).
+fn text(id: &HeaderValue) -> &str {
+    id.to_str().unwrap_or_default()
 }
 
-/// Makes the request's id readable through `current()` while its handler runs.
-#[derive(Debug, Clone, Copy)]
-struct ScopeLayer;
-
-impl<S> tower::Layer<S> for ScopeLayer {
-    type Service = Scope<S>;
-
-    fn layer(&self, inner: S) -> Scope<S> {
-        Scope { inner }
-    }
+/// Wraps `service` (the router, with CORS around it when on) in [`RequestIds`]: from outside, once
+/// for the whole app, not once per route (see `server::app_with_jobs`). `access_log` adds the
+/// method and path (never the query: `?api_key=` may carry a key) to the span, and one line per
+/// response.
+pub fn around<S>(service: S, access_log: bool) -> RequestIds<S> {
+    RequestIds { inner: service, access_log }
 }
 
+/// Gives each request its id and span, makes the id readable through [`current`] while the
+/// handler runs, and echoes it as the response's `X-Request-Id` (unless the handler set one).
 #[derive(Debug, Clone)]
-struct Scope<S> {
+pub struct RequestIds<S> {
     inner: S,
+    access_log: bool,
 }
 
-impl<S, B> tower::Service<Request<B>> for Scope<S>
+impl<S, B, R> tower::Service<Request<B>> for RequestIds<S>
 where
-    S: tower::Service<Request<B>>,
+    S: tower::Service<Request<B>, Response = Response<R>>,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = tokio::task::futures::TaskLocalFuture<HeaderValue, S::Future>;
+    type Future = Identified<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<B>) -> Self::Future {
-        let id = request.headers().get(&HEADER).cloned().unwrap_or_else(|| HeaderValue::from_static(""));
-        CURRENT.scope(id, self.inner.call(request))
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let id = identify(&mut request);
+        let span = if self.access_log {
+            let (method, path) = (request.method(), request.uri().path());
+            tracing::info_span!("request", request_id = %text(&id), %method, path = %path)
+        } else {
+            tracing::info_span!("request", request_id = %text(&id))
+        };
+        // The caller's W3C `traceparent` makes this span its child (when traces are exported).
+        crate::trace_context::adopt_header(&span, request.headers());
+        let started = self.access_log.then(Instant::now);
+        let inner = span.in_scope(|| self.inner.call(request));
+        Identified { inner: CURRENT.scope(id.clone(), inner), span, id: Some(id), started }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The inner response future, polled in the request's span with its id in [`CURRENT`].
+    pub struct Identified<F> {
+        #[pin]
+        inner: tokio::task::futures::TaskLocalFuture<HeaderValue, F>,
+        span: Span,
+        id: Option<HeaderValue>,
+        // Set when the access log is on: when the request began.
+        started: Option<Instant>,
+    }
+}
+
+impl<F, R, E> Future for Identified<F>
+where
+    F: Future<Output = Result<Response<R>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let _entered = this.span.enter();
+        let mut result = ready!(this.inner.poll(cx));
+        if let Ok(response) = &mut result {
+            if let Some(id) = this.id.take()
+                && !response.headers().contains_key(&HEADER)
+            {
+                response.headers_mut().insert(HEADER, id);
+            }
+            if let Some(started) = this.started {
+                // The line and fields tower-http's `DefaultOnResponse` wrote, in microseconds.
+                let latency = format_args!("{} μs", started.elapsed().as_micros());
+                tracing::info!(%latency, status = response.status().as_u16(), "finished processing request");
+            }
+        }
+        Poll::Ready(result)
     }
 }
 
@@ -154,10 +167,14 @@ mod tests {
     }
 
     #[test]
-    fn a_repeated_header_is_dropped() {
-        let request = Request::builder().header(HEADER, "a").header(HEADER, "b").body(()).expect("request");
-        assert!(drop_unacceptable(request).headers().get(&HEADER).is_none());
-        let request = Request::builder().header(HEADER, "a").body(()).expect("request");
-        assert_eq!(drop_unacceptable(request).headers().get(&HEADER).map(HeaderValue::as_bytes), Some(&b"a"[..]));
+    fn a_repeated_header_is_replaced_by_one_fresh_id() {
+        let mut request = Request::builder().header(HEADER, "a").header(HEADER, "b").body(()).expect("request");
+        let id = identify(&mut request);
+        let sent: Vec<_> = request.headers().get_all(&HEADER).iter().cloned().collect();
+        assert_eq!(sent, std::slice::from_ref(&id), "one value, the fresh id");
+        assert!(uuid::Uuid::parse_str(text(&id)).is_ok_and(|u| u.get_version_num() == 4), "{id:?}");
+        let mut request = Request::builder().header(HEADER, "a").body(()).expect("request");
+        assert_eq!(identify(&mut request).as_bytes(), b"a");
+        assert_eq!(request.headers().get(&HEADER).map(HeaderValue::as_bytes), Some(&b"a"[..]));
     }
 }

@@ -13,7 +13,8 @@ use axum::http::{HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use serde_json::json;
-use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower::util::{Either, MapResponse};
+use tower_http::cors::{AllowOrigin, Cors, CorsLayer};
 
 use crate::api;
 use crate::api_keys::{ApiKey, ApiKeys};
@@ -298,8 +299,12 @@ fn truthy(value: Option<String>) -> bool {
     value.is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "1" | "yes"))
 }
 
+/// The whole application, as `serve` runs it: the request-id service around CORS (when on)
+/// around the router. A tower service, so tests drive it with `oneshot` as they would a router.
+pub type App = crate::request_id::RequestIds<Either<MapResponse<Cors<Router>, fn(Response) -> Response>, Router>>;
+
 /// The whole application.
-pub fn app(state: AppState, settings: &Settings) -> Router {
+pub fn app(state: AppState, settings: &Settings) -> App {
     app_with_jobs(state, settings, None)
 }
 
@@ -310,8 +315,9 @@ pub fn app(state: AppState, settings: &Settings) -> Router {
 /// levels a flavor-list GET made 110 heap allocations, bare axum 16 (BENCHMARKS.md, issue 22). So the
 /// layers that need the matched route (metrics) or must sit inside it (auth and what answers
 /// before the handler) are one stack applied once, and the ones that do not (CORS, request ids)
-/// wrap the router from outside (`request_id::around`).
-pub fn app_with_jobs(state: AppState, settings: &Settings, jobs: Option<Arc<crate::jobs::Jobs>>) -> Router {
+/// wrap the router from outside, as plain services (no router, no box: each connection keeps one
+/// copy of the whole, `serving::conn`).
+pub fn app_with_jobs(state: AppState, settings: &Settings, jobs: Option<Arc<crate::jobs::Jobs>>) -> App {
     let metrics = settings.metrics && crate::telemetry::install().is_some();
     if metrics {
         crate::telemetry::count_routes(api::openapi::ROUTES.iter().map(|route| (*route).to_owned()));
@@ -334,11 +340,13 @@ pub fn app_with_jobs(state: AppState, settings: &Settings, jobs: Option<Arc<crat
         .method_not_allowed_fallback(method_not_allowed)
         .layer(per_route)
         .with_state(Arc::new(state));
-    if settings.cors_origins.is_empty() {
-        crate::request_id::around(router, settings.access_log)
+    let router = if settings.cors_origins.is_empty() {
+        Either::Right(router)
     } else {
-        crate::request_id::around(tower::Layer::layer(&cors(&settings.cors_origins), router), settings.access_log)
-    }
+        let cors = tower::Layer::layer(&cors(&settings.cors_origins), router);
+        Either::Left(MapResponse::new(cors, vary as fn(Response) -> Response))
+    };
+    crate::request_id::around(router, settings.access_log)
 }
 
 /// What `mvgen worker --metrics-addr` serves: `GET /metrics` (behind `API_KEY` as on `serve`) and
@@ -407,7 +415,19 @@ fn query_api_key(query: &str) -> Option<String> {
     form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "api_key").map(|(_, v)| v.into_owned())
 }
 
+/// The `Vary` of every answer while CORS is on: tower-http's default list, written once. Its CORS
+/// layer joins the list into a new header value on every request (two allocations of the
+/// flavor-list GET's ~25); `vary` appends this one instead, beside any `Vary` of the handler's.
+const VARY: HeaderValue =
+    HeaderValue::from_static("origin, access-control-request-method, access-control-request-headers");
+
+fn vary(mut response: Response) -> Response {
+    response.headers_mut().append(header::VARY, VARY);
+    response
+}
+
 /// Origins were checked by `Settings`; `*` allows any origin (no credentials are involved).
+/// `Vary` is left to [`vary`].
 fn cors(origins: &[String]) -> CorsLayer {
     let allow = if origins.iter().any(|o| o == "*") {
         AllowOrigin::any()
@@ -415,6 +435,7 @@ fn cors(origins: &[String]) -> CorsLayer {
         AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
     };
     CorsLayer::new()
+        .vary([])
         .allow_origin(allow)
         .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
         .allow_headers([
@@ -433,15 +454,15 @@ fn cors(origins: &[String]) -> CorsLayer {
         ])
 }
 
-/// Serves `router` on `listener` with the default connection limits until `shutdown` resolves,
-/// then drains (see [`crate::serving::serve`]).
+/// Serves `app` (an [`App`] or any router) on `listener` with the default connection limits until
+/// `shutdown` resolves, then drains (see [`crate::serving::serve`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    router: Router,
+    app: impl crate::serving::HttpService,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let signals = crate::serving::signals::from_future(shutdown);
-    crate::serving::serve(listener, router, crate::serving::Limits::default(), signals).await.map(|_| ())
+    crate::serving::serve(listener, app, crate::serving::Limits::default(), signals).await.map(|_| ())
 }
 
 #[cfg(test)]

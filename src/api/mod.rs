@@ -38,22 +38,26 @@ pub fn routes(
     songs: audio::AudioLimit,
     replicate_secret: Option<Secret>,
 ) -> Router<Arc<AppState>> {
-    let mut routes = Router::new()
+    // The routes whose handlers run jobs or read them find the engine as an extension (absent
+    // without one). Only they get that layer: each `layer` wraps its routes in one more box, which
+    // axum clones per request, and the flavor list, the files, health and the page never read it.
+    let mut engine_routes = Router::new()
         .route("/api/mv/create_scenes", post(generate::create_scenes))
         .route("/api/mv/generate_character_reference", post(generate::generate_character_reference))
         .route("/api/mv/generate_video", post(generate::generate_video))
         .route("/api/mv/stitch-videos", post(generate::stitch_videos))
+        .route("/api/mv/get_scenes/{id}", get(files::get_scenes))
+        .route("/api/mv/get_scenes/{id}/markdown", get(files::get_scenes_markdown))
+        .route("/readyz", get(readiness::readyz).layer(Extension(Arc::new(readiness::Probes::default()))));
+    let mut routes = Router::new()
         .route("/api/mv/get_config_flavors", get(flavors::get_config_flavors))
         .route("/api/mv/get_character_reference/{id}", get(files::get_character_reference))
         .route("/api/mv/get_video/{id}", get(files::get_video))
         .route("/api/mv/get_video/{id}/info", get(files::get_video_info))
-        .route("/api/mv/get_scenes/{id}", get(files::get_scenes))
-        .route("/api/mv/get_scenes/{id}/markdown", get(files::get_scenes_markdown))
         .route("/api/mv/get_audio/{id}", get(audio::get_audio))
         .route("/api/mv/get_audio/{id}/info", get(audio::get_audio_info))
         .route(extract::UPLOAD_IMAGE_PATH, post(upload::upload_character_reference))
         .route("/api/openapi.json", get(openapi::openapi_json))
-        .route("/readyz", get(readiness::readyz).layer(Extension(Arc::new(readiness::Probes::default()))))
         // The song is streamed under its own cap (`MV_MAX_AUDIO_BYTES`), not the 1 MiB of every
         // other body: the handler reads the body as a stream, which the global limit does not
         // bound, and `extract::RefuseDeclaredOversize` leaves this path's Content-Length to it.
@@ -100,11 +104,10 @@ pub fn routes(
             .route("/api/mv/generate_scene_video/{project_id}/{scene_sequence}", post(generate::generate_scene_video))
             // A project's song is streamed under the song's cap, as `upload_audio`'s is.
             .layer(Extension(songs));
-        routes = routes.merge(project_routes);
-        // The routes above find the engine here: the sync endpoints run as jobs, `/readyz`
-        // checks its database.
-        routes = routes.merge(job_routes).layer(Extension(engine));
+        // The sync endpoints run as jobs, `/readyz` checks the engine's database.
+        engine_routes = engine_routes.merge(project_routes).merge(job_routes).layer(Extension(engine));
     }
+    routes = routes.merge(engine_routes);
     if metrics {
         routes = routes.route("/metrics", get(crate::telemetry::metrics_text));
     }

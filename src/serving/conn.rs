@@ -3,11 +3,10 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-use axum::Router;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -15,7 +14,7 @@ use tokio::time::Instant;
 
 use super::slot::{RESERVE_HEAD_TIMEOUT, Slot};
 use super::watchdog::ConnState;
-use super::{Limits, Shutdown, request};
+use super::{HttpService, Limits, Shutdown, request};
 
 /// The largest request head (request line and headers) accepted.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -76,7 +75,14 @@ impl AsyncWrite for Watched {
 
 /// Serves one connection until the client closes it, a timeout closes it, or shutdown does.
 /// `slot` is this connection's place (under the cap or in the reserve), given back when it ends.
-pub(super) async fn serve(stream: TcpStream, router: Router, limits: Limits, shutdown: Shutdown, slot: Arc<Slot>) {
+/// `app` is this connection's own copy of the app, called for each of its requests in turn.
+pub(super) async fn serve<S: HttpService>(
+    stream: TcpStream,
+    app: S,
+    limits: Limits,
+    shutdown: Shutdown,
+    slot: Arc<Slot>,
+) {
     // Without TCP_NODELAY a response written in two pieces (an event stream's head, then its first
     // event) waits for the client's delayed ACK: ~40 ms per event on Linux. Nothing here gains from
     // Nagle's coalescing, as hyper already writes whole buffers. A socket that refuses is served anyway.
@@ -86,10 +92,8 @@ pub(super) async fn serve(stream: TcpStream, router: Router, limits: Limits, shu
     let state = Arc::new(ConnState::new());
     let io = TokioIo::new(Watched { stream, state: state.clone() });
     let service = {
-        let (state, slot) = (state.clone(), slot.clone());
-        hyper::service::service_fn(move |req| {
-            request::handle_in(slot.clone(), req, router.clone(), state.clone(), limits.body_timeout)
-        })
+        let (state, slot, app) = (state.clone(), slot.clone(), Mutex::new(app));
+        hyper::service::service_fn(move |req| request::handle_in(&slot, req, &app, &state, limits.body_timeout))
     };
     // A reserve connection has less time to send its request head (see `slot`).
     let reserve_limits = Limits { header_timeout: limits.header_timeout.min(RESERVE_HEAD_TIMEOUT), ..limits };

@@ -16,16 +16,36 @@ mod slot;
 mod trim;
 mod watchdog;
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, Response};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+/// What `serve` serves: the app (`server::app_with_jobs`), or any router. Each connection keeps
+/// its own clone, made once when it opens.
+pub trait HttpService:
+    tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send + 'static>
+    + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S> HttpService for S where
+    S: tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send + 'static>
+        + Clone
+        + Send
+        + 'static
+{
+}
 
 /// Connections the kernel queues past the cap before refusing more (Linux caps it at
 /// `net.core.somaxconn`, 4096 by default).
@@ -157,13 +177,13 @@ struct Shutdown {
     counts: Arc<CutCounts>,
 }
 
-/// Serves `router` on `listener` until the first message on `signals`, then drains: no new
+/// Serves `app` on `listener` until the first message on `signals`, then drains: no new
 /// connections, in-flight requests finish, connections without one close. Past
 /// `limits.drain_timeout`, or on a second signal, the rest are cut (their handlers dropped, which
 /// cancels their upstream predictions), and the cancel requests get a few seconds to go out.
 pub async fn serve(
     listener: TcpListener,
-    router: Router,
+    app: impl HttpService,
     limits: Limits,
     mut signals: mpsc::UnboundedReceiver<&'static str>,
 ) -> std::io::Result<Drained> {
@@ -194,7 +214,7 @@ pub async fn serve(
             signal = signals::next(&mut signals) => break signal,
         };
         let slot = slot::Slot::new(permit, in_reserve, &slots);
-        tasks.spawn(conn::serve(stream, router.clone(), limits, shutdown.clone(), slot));
+        tasks.spawn(conn::serve(stream, app.clone(), limits, shutdown.clone(), slot));
     };
     drop(listener);
     trimmer.abort();

@@ -2,42 +2,99 @@
 //! request starts and when its answer has been written.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderValue, Request, Response, header};
 use axum::response::IntoResponse;
 use hyper::body::{Body as _, Frame, Incoming, SizeHint};
 use serde_json::json;
 use tokio::time::{Instant, Sleep};
-use tower::Service;
+use tower::ServiceExt as _;
 
+use super::HttpService;
 use super::slot::{PROBES, Slot};
 use super::watchdog::ConnState;
 use crate::error::{ApiError, ErrorKind};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// A request on a connection holding `slot`. Under the cap it is served; in the reserve a probe
-/// is answered and the connection then closes, and anything else waits briefly for a place under
-/// the cap or is told to come back (see `slot`).
-pub(super) async fn handle_in(
+/// A request on a connection holding `slot`, served by the connection's own copy of the app
+/// (`stack`). Under the cap it is served; in the reserve a probe is answered and the connection
+/// then closes, and anything else waits briefly for a place under the cap or is told to come back
+/// (see `slot`).
+///
+/// On the usual path (under the cap, the app ready, as a router always is) the app is called
+/// here, before the returned future is first polled: the connection's copy is borrowed for the
+/// call and no clone of the app is made per request. A clone of the whole stack per request
+/// (what serving a `Router` did, through its boxed fallback) copied CORS's lists each time.
+pub(super) fn handle_in<S: HttpService>(
+    slot: &Arc<Slot>,
+    request: Request<Incoming>,
+    stack: &Mutex<S>,
+    state: &Arc<ConnState>,
+    body_timeout: Duration,
+) -> impl Future<Output = Result<Response<Answer>, Infallible>> + Send + use<S> {
+    // The lock is never contended: HTTP/1.1 serves one request of a connection at a time. A poisoned
+    // lock only means a call panicked; the stack itself is still whole.
+    let mut app = stack.lock().unwrap_or_else(PoisonError::into_inner);
+    let start = if slot.in_reserve() {
+        Start::Later(Box::new(Later { slot: slot.clone(), request, app: app.clone() }))
+    } else {
+        match app.poll_ready(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(Ok(())) => {
+                let (request, in_flight) = begin(request, state, body_timeout);
+                Start::Called { answer: app.call(request), in_flight }
+            }
+            Poll::Ready(Err(never)) => match never {},
+            Poll::Pending => Start::Later(Box::new(Later { slot: slot.clone(), request, app: app.clone() })),
+        }
+    };
+    drop(app);
+    let state = state.clone();
+    async move {
+        match start {
+            Start::Called { answer, in_flight } => Ok(finish(answer.await, in_flight, &state, body_timeout)),
+            Start::Later(later) => {
+                let Later { slot, request, app } = *later;
+                serve_later(slot, request, app, state, body_timeout).await
+            }
+        }
+    }
+}
+
+/// Where a request stands once `handle_in` returns.
+enum Start<S: HttpService> {
+    /// The app was called; its answer is coming.
+    Called { answer: S::Future, in_flight: InFlight },
+    /// In the reserve, or the app was not ready: served from a copy of the app, after waiting.
+    /// Boxed: the rare path should not make every request's future this large.
+    Later(Box<Later<S>>),
+}
+
+struct Later<S> {
     slot: Arc<Slot>,
     request: Request<Incoming>,
-    router: Router,
+    app: S,
+}
+
+async fn serve_later<S: HttpService>(
+    slot: Arc<Slot>,
+    request: Request<Incoming>,
+    app: S,
     state: Arc<ConnState>,
     body_timeout: Duration,
 ) -> Result<Response<Answer>, Infallible> {
     if !slot.in_reserve() {
-        return handle(request, router, state, body_timeout).await;
+        return Ok(handle(request, app, &state, body_timeout).await);
     }
     if PROBES.contains(&request.uri().path()) {
-        let mut answer = handle(request, router, state, body_timeout).await?;
+        let mut answer = handle(request, app, &state, body_timeout).await;
         answer.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         return Ok(answer);
     }
@@ -45,7 +102,7 @@ pub(super) async fn handle_in(
     let in_flight = InFlight::start(state.clone());
     if slot.move_under_cap().await {
         drop(in_flight);
-        return handle(request, router, state, body_timeout).await;
+        return Ok(handle(request, app, &state, body_timeout).await);
     }
     state.answer_started();
     // `retry_after_seconds` becomes the `Retry-After` header (`ApiError::into_response`).
@@ -57,12 +114,19 @@ pub(super) async fn handle_in(
     Ok(Answer::wrap(closing(busy.into_response()), in_flight))
 }
 
-async fn handle(
+/// Serves `request` with `app` once it is ready.
+async fn handle<S: HttpService>(
     request: Request<Incoming>,
-    mut router: Router,
-    state: Arc<ConnState>,
+    app: S,
+    state: &Arc<ConnState>,
     body_timeout: Duration,
-) -> Result<Response<Answer>, Infallible> {
+) -> Response<Answer> {
+    let (request, in_flight) = begin(request, state, body_timeout);
+    finish(app.oneshot(request).await, in_flight, state, body_timeout)
+}
+
+/// Marks the request in flight and gives its body a deadline.
+fn begin(request: Request<Incoming>, state: &Arc<ConnState>, body_timeout: Duration) -> (Request<Body>, InFlight) {
     let in_flight = InFlight::start(state.clone());
     // An oversized `Content-Length` is refused inside the router (`extract::RefuseDeclaredOversize`),
     // under CORS and auth, still before the body is read: hyper sends `100 Continue` only then.
@@ -73,7 +137,18 @@ async fn handle(
         let deadline = Instant::now() + body_timeout;
         request.map(|body| Body::new(DeadlineBody { body, deadline, sleep: None, state: state.clone() }))
     };
-    let response = match router.call(request).await {
+    (request, in_flight)
+}
+
+/// The app's answer as it goes out: a 408 if the body missed its deadline, `Connection: close`
+/// while draining.
+fn finish(
+    response: Result<Response<Body>, Infallible>,
+    in_flight: InFlight,
+    state: &ConnState,
+    body_timeout: Duration,
+) -> Response<Answer> {
+    let response = match response {
         Ok(response) => response,
         Err(never) => match never {},
     };
@@ -93,7 +168,7 @@ async fn handle(
     };
     // From here on only the answer is written: a client that stops reading it is timed out.
     state.answer_started();
-    Ok(Answer::wrap(response, in_flight))
+    Answer::wrap(response, in_flight)
 }
 
 /// The rest of the body is never read, so the connection cannot carry another request.

@@ -732,9 +732,16 @@ fn their_front_end_and_scripts_work_against_the_real_binary() {
             .expect("preflight");
         assert_eq!(preflight.status(), 200);
         assert_eq!(preflight.headers()["access-control-allow-origin"], "http://localhost:3001");
+        // Caches must key CORS answers on these: one Vary, on preflights and plain answers alike.
+        let vary = |headers: &reqwest::header::HeaderMap| {
+            headers.get_all("vary").iter().map(|v| v.to_str().expect("ascii").to_owned()).collect::<Vec<_>>()
+        };
+        let cors_vary = ["origin, access-control-request-method, access-control-request-headers"];
+        assert_eq!(vary(preflight.headers()), cors_vary);
 
         let resp = get(format!("/api/mv/get_config_flavors?api_key={key}"), "").send().await.expect("flavors");
         assert_eq!(resp.status(), 200, "an empty X-API-Key must not hide ?api_key=");
+        assert_eq!(vary(resp.headers()), cors_vary);
         let resp = get("/api/mv/get_config_flavors".into(), "").send().await.expect("no key");
         assert_eq!(resp.status(), 401);
         assert_eq!(resp.headers()["www-authenticate"], "ApiKey");

@@ -21,7 +21,11 @@ use support::job_pipeline::FakePipeline;
 use tower::ServiceExt;
 
 /// The app on `storage` with an engine on a fresh SQLite file (no workers), and that engine.
-async fn app(dir: &std::path::Path, storage: Arc<dyn Storage>, api_key: Option<&str>) -> (axum::Router, Arc<Jobs>) {
+async fn app(
+    dir: &std::path::Path,
+    storage: Arc<dyn Storage>,
+    api_key: Option<&str>,
+) -> (mvgen::server::App, Arc<Jobs>) {
     let key = api_key.map(str::to_owned);
     let settings = Settings::from_vars(None, |name| (name == "API_KEY").then(|| key.clone()).flatten()).unwrap();
     let url = format!("sqlite://{}?mode=rwc", dir.join("jobs.db").display());
@@ -39,7 +43,7 @@ async fn app(dir: &std::path::Path, storage: Arc<dyn Storage>, api_key: Option<&
 }
 
 /// Status, `Retry-After` and JSON body of `GET /readyz`, sent without any key.
-async fn readyz(app: &axum::Router) -> (StatusCode, Option<String>, Value) {
+async fn readyz(app: &mvgen::server::App) -> (StatusCode, Option<String>, Value) {
     let request = Request::get("/readyz").body(Body::empty()).unwrap();
     let response = app.clone().oneshot(request).await.unwrap();
     let status = response.status();

@@ -120,7 +120,7 @@ impl VideoMaker for Recording<VideoRequest> {
 }
 
 pub struct TestApp {
-    pub router: axum::Router,
+    pub router: mvgen::server::App,
     pub scenes: Arc<Recording<SceneCall>>,
     pub images: Arc<Recording<ImageRequest>>,
     pub videos: Arc<Recording<VideoRequest>>,
