@@ -18,5 +18,6 @@ mod job_cancel;
 mod jobs_api;
 mod jobs_engine;
 mod object_storage;
+mod project_changes;
 mod readiness;
 mod store_deadlines;

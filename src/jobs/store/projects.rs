@@ -170,6 +170,12 @@ pub struct Before {
     pub events: Option<String>,
 }
 
+/// Whether `edit` writes a finished job's result in, guarded by that job (so it does nothing when
+/// the result was already written).
+fn settles(edit: &Edit) -> bool {
+    matches!(edit, Edit::SettleProject { .. } | Edit::Scene { only_if_job: Some(_), .. })
+}
+
 /// What a change to a project found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Changed {
@@ -386,8 +392,14 @@ impl Store {
             let sql = edit_sql(edit);
             let done = bind_edit(sqlx::query(&sql), id, now, edit).execute(&mut *tx).await?;
             // A finished job's result written in (not a settle that lost its race and did nothing).
-            let settles = matches!(edit, Edit::SettleProject { .. } | Edit::Scene { only_if_job: Some(_), .. });
-            settled |= settles && done.rows_affected() > 0;
+            settled |= settles(edit) && done.rows_affected() > 0;
+        }
+        if !settled && !edits.is_empty() && edits.iter().all(settles) {
+            // Only settles, and each lost its race (another reader or replica settled first): the
+            // project did not change, so neither do its version and ETag. Bumped, its GET would
+            // differ from the body its webhook was told for that very state.
+            tx.rollback().await?;
+            return Ok(Changed::Done(version - 1));
         }
         self.queue_project_deliveries(&mut tx, id, &before, settled).await?;
         tx.commit().await?;
