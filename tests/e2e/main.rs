@@ -47,12 +47,16 @@
 //! `deploy_from_zero`: deploy/from-zero.sh, docs/deploy.md followed from zero on one host (TLS
 //! PostgreSQL, two roles, SeaweedFS, two replicas and a worker behind the documented nginx).
 //!
+//! `binary_layout`: how the binary is linked (build.rs, link/README.md): relocations packed,
+//! start-up functions first in `.text`.
+//!
 //! One binary per area, so the crate is linked once per area rather than once per file.
 
 #[path = "../support/mod.rs"]
 mod support;
 
 mod beat_cuts;
+mod binary_layout;
 mod compose_file;
 mod database_faults;
 mod deploy_from_zero;
