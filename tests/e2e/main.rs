@@ -14,6 +14,10 @@
 //! `stored_uploads`: a video's uploaded reference image stored as a file at submit and named by
 //! id in its plan, never carried in the database or echoed; listings without plans.
 //!
+//! `sync_statements`: what one sync `create_scenes` asks of the jobs database (SQLite and
+//! PostgreSQL), read from the binary's own statement log: the job's INSERT and one finishing
+//! statement, no heartbeat, no idle worker woken into a claim; its events as before.
+//!
 //! `job_cancel`, beside `durable_jobs`: a canceled job's upstream run cancelled when no live call
 //! holds it, and a cancel or SIGTERM while a create is in flight.
 //!
@@ -79,5 +83,6 @@ mod server;
 mod static_binary;
 mod stored_uploads;
 mod sync_jobs;
+mod sync_statements;
 mod traces;
 mod webhooks;

@@ -477,3 +477,64 @@ async fn two_engines_opening_one_fresh_sqlite_file_at_once_both_start() {
         second.close().await;
     }
 }
+
+/// Migration 15's trigger writes a final event only for this build's one-statement finish: a
+/// previous build's finish on the same SQLite file (its UPDATE, then its own event, as during a
+/// rolling deploy or after a rollback) still makes exactly one final event, and this build's
+/// finish makes one with the data the Rust side wrote before (the error's code and message).
+#[tokio::test]
+async fn a_final_event_is_written_once_by_this_build_and_by_a_previous_one() {
+    use mvgen::error::ErrorKind;
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(&dir);
+    let (pipeline, _upstream) = FakePipeline::new();
+    let jobs = Jobs::open(&url, pipeline, config(0, 60_000)).await.expect("open");
+    let store = jobs.store();
+    let ours = submit(&jobs, "scenes", json!({ "prompt": "ours" })).await;
+    let theirs = submit(&jobs, "scenes", json!({ "prompt": "theirs" })).await;
+    let stale_before = 0;
+    let first = store.claim("w/1", stale_before).await.expect("claim").expect("a queued job");
+    let second = store.claim("w/2", stale_before).await.expect("claim").expect("a queued job");
+    let (ours_claim, theirs_claim) = if first.id == ours { ("w/1", "w/2") } else { ("w/2", "w/1") };
+    assert_eq!(if first.id == ours { &second.id } else { &first.id }, &theirs);
+
+    let details = json!({ "provider": "gemini" });
+    let failed = Outcome::Failed {
+        code: ErrorKind::UpstreamError,
+        message: "gemini answered 400: \"no\" lighthouses\n",
+        status: 502,
+        details: &details,
+    };
+    store.finish(&ours, ours_claim, failed).await.expect("finish").expect("our claim");
+
+    // A previous build's finish: its own transaction, its own event, no `heartbeat_at`.
+    let mut db = sqlx::AnyConnection::connect(&url).await.expect("connect");
+    let mut tx = db.begin().await.expect("begin");
+    sqlx::query("UPDATE jobs SET status = 'succeeded', output = '{}', completed_at = 1, claim = NULL WHERE id = $1 AND claim = $2")
+        .bind(&theirs)
+        .bind(theirs_claim)
+        .execute(&mut *tx)
+        .await
+        .expect("their update");
+    sqlx::query(
+        "INSERT INTO job_events (job_id, at, kind, data) VALUES ($1, 1, 'succeeded', '{\"status\":\"succeeded\"}')",
+    )
+    .bind(&theirs)
+    .execute(&mut *tx)
+    .await
+    .expect("their event");
+    tx.commit().await.expect("commit");
+    db.close().await.expect("close");
+
+    let kinds =
+        |events: &[mvgen::jobs::store::rows::EventRow]| events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>();
+    let events = store.events_after(&ours, 0, 10).await.expect("our events");
+    assert_eq!(kinds(&events), ["queued", "processing", "failed"]);
+    let error = json!({ "code": "UpstreamError", "message": "gemini answered 400: \"no\" lighthouses\n" });
+    assert_eq!(events[2].data, json!({ "status": "failed", "error": error }));
+    let events = store.events_after(&theirs, 0, 10).await.expect("their events");
+    assert_eq!(kinds(&events), ["queued", "processing", "succeeded"]);
+    assert_eq!(events[2].data, json!({ "status": "succeeded" }));
+    jobs.close().await;
+}

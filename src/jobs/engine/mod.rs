@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
@@ -127,6 +127,11 @@ pub struct Jobs {
     pipeline: Arc<dyn JobPipeline>,
     config: EngineConfig,
     wake: broadcast::Sender<String>,
+    /// Bumped when a job may have become claimable (one queued here, a retry or a release, or any
+    /// news from another replica): what idle workers wait on. Not `wake`, which carries every
+    /// job's news: a sync job's end woke every idle worker into a claim that found nothing, a
+    /// write transaction each on SQLite's one writer, several per `create_scenes` (BENCHMARKS.md).
+    claimable: watch::Sender<()>,
     /// Stops the background tasks (the PostgreSQL listener).
     closed: CancellationToken,
     /// The workers' shutdown token and tracker once started: jobs run at once for a sync request
@@ -162,6 +167,7 @@ impl Jobs {
             pipeline,
             config,
             wake,
+            claimable: watch::Sender::new(()),
             closed: CancellationToken::new(),
             running: std::sync::OnceLock::new(),
             draining: CancellationToken::new(),
@@ -175,7 +181,7 @@ impl Jobs {
             let listener = sqlx::postgres::PgListener::connect(&named)
                 .await
                 .map_err(|e| format!("jobs database {}: cannot listen: {e}", super::store::redact(url)))?;
-            tokio::spawn(listen(listener, jobs.wake.clone(), jobs.closed.clone()));
+            tokio::spawn(listen(listener, jobs.wake.clone(), jobs.claimable.clone(), jobs.closed.clone()));
         }
         Ok(jobs)
     }
@@ -199,6 +205,11 @@ impl Jobs {
     /// the database).
     pub fn woke(&self, job_id: &str) {
         let _ = self.wake.send(job_id.to_owned());
+    }
+
+    /// Tells idle workers here to claim: a job may be claimable now.
+    pub(super) fn may_claim(&self) {
+        self.claimable.send_replace(());
     }
 
     /// Plans `input` and stores the job. `key`: an `Idempotency-Key` (IETF draft): the same key
@@ -380,6 +391,7 @@ impl Jobs {
         // A queued job wakes the workers; a claimed one is already being run, by the caller.
         if claim.is_none() {
             self.woke(id);
+            self.may_claim();
         }
         tracing::info!(job = %id, kind = kind.as_str(), flavor = %planned_flavor(planned), sync = claim.is_some(), "job submitted");
         Ok(Box::new(row))
@@ -501,7 +513,13 @@ pub fn unavailable(e: StoreError) -> ApiError {
 }
 
 /// Relays PostgreSQL notifications (job ids) to this process's broadcast, reconnecting as needed.
-async fn listen(mut listener: sqlx::postgres::PgListener, wake: broadcast::Sender<String>, closed: CancellationToken) {
+/// Any of them may be a job queued by another replica, so each also tells the workers to claim.
+async fn listen(
+    mut listener: sqlx::postgres::PgListener,
+    wake: broadcast::Sender<String>,
+    claimable: watch::Sender<()>,
+    closed: CancellationToken,
+) {
     let mut listening = false;
     let mut failures = 0;
     while !closed.is_cancelled() {
@@ -522,6 +540,7 @@ async fn listen(mut listener: sqlx::postgres::PgListener, wake: broadcast::Sende
                 Ok(note) => {
                     failures = 0;
                     let _ = wake.send(note.payload().to_owned());
+                    claimable.send_replace(());
                 }
                 Err(e) => {
                     failures += 1;

@@ -43,7 +43,9 @@ impl Jobs {
     }
 
     async fn work(self: Arc<Self>, worker: String, shutdown: CancellationToken) {
-        let mut wake = self.subscribe();
+        // Only news that may make a job claimable: a bump during the claim below is seen by the
+        // wait after it, so a job queued meanwhile is not left to the poll.
+        let mut claimable = self.claimable.subscribe();
         let mut failures = 0u32;
         while !shutdown.is_cancelled() {
             let claim = format!("{worker}/{}", uuid::Uuid::new_v4());
@@ -57,7 +59,7 @@ impl Jobs {
                     failures = 0;
                     tokio::select! {
                         _ = shutdown.cancelled() => {}
-                        _ = wake.recv() => {}
+                        _ = claimable.changed() => {}
                         _ = tokio::time::sleep(self.config.poll) => {}
                     }
                 }
@@ -273,6 +275,9 @@ impl Jobs {
         // again.
         self.cancel_runs(&job.id, &orphaned).await;
         self.woke(&job.id);
+        if matches!(outcome, Outcome::Retry { .. } | Outcome::Released) {
+            self.may_claim();
+        }
     }
 
     /// Heartbeats the claim until dropped, and nothing else.
@@ -291,7 +296,9 @@ impl Jobs {
     async fn watch(&self, job: &Claimed, mut progress: watch::Receiver<Option<(String, Option<String>)>>) -> Ended {
         let every = self.heartbeat_every();
         let mut wake = self.subscribe();
-        let mut beat = tokio::time::interval(every);
+        // The first beat one period on: the claim (or the sync job's INSERT) just wrote the
+        // heartbeat and read `cancel_requested`, so a beat at once was a write per job for nothing.
+        let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         let mut progress_open = true;
         loop {
             tokio::select! {

@@ -3,10 +3,13 @@
 use std::time::Duration;
 
 use serde_json::Value;
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
 
 use super::deliveries::HookEvent;
+use super::events::NOTIFY_CHANNEL;
 use super::rows::{COLUMNS, JobRow, job_row};
-use super::{Store, StoreError, now_ms};
+use super::{Dialect, Store, StoreError, now_ms};
 use crate::error::ErrorKind;
 use crate::jobs::state::{EventKind, JobStatus, status_text};
 
@@ -41,8 +44,89 @@ pub struct Finished {
     pub row: Option<JobRow>,
 }
 
+/// The `UPDATE … SET` terms that store `outcome`, its values bound from `$3` on
+/// ([`bind_outcome`]), and how many those are; `$1` is the job's id, `$2` the claim.
+fn set_terms(outcome: &Outcome<'_>) -> (String, usize) {
+    match outcome {
+        Outcome::Succeeded(_) => (
+            format!(
+                "status = '{}', output = $3, completed_at = $4, claim = NULL, error_code = NULL, \
+                 error_message = NULL, error_status = NULL, error_details = NULL",
+                status_text!(Succeeded)
+            ),
+            2,
+        ),
+        Outcome::Failed { .. } => (
+            format!(
+                "status = '{}', error_code = $3, error_message = $4, error_status = $5, completed_at = $6, \
+                 claim = NULL, error_details = $7",
+                status_text!(Failed)
+            ),
+            5,
+        ),
+        Outcome::Canceled => (format!("status = '{}', completed_at = $3, claim = NULL", status_text!(Canceled)), 1),
+        Outcome::Retry { .. } => (
+            format!(
+                "status = '{}', claim = NULL, run_after = $3, error_code = $4, error_message = $5",
+                status_text!(Queued)
+            ),
+            3,
+        ),
+        Outcome::Released => {
+            (format!("status = '{}', claim = NULL, run_after = $3, resume = 1", status_text!(Queued)), 1)
+        }
+    }
+}
+
+/// `query` with `outcome`'s values bound after the id and claim, as [`set_terms`] numbers them.
+fn bind_outcome<'q>(
+    query: Query<'q, sqlx::Any, AnyArguments<'q>>,
+    outcome: &Outcome<'q>,
+    now: i64,
+) -> Query<'q, sqlx::Any, AnyArguments<'q>> {
+    match *outcome {
+        Outcome::Succeeded(output) => query.bind(output.to_string()).bind(now),
+        // The error kind's wire name, as in the sync endpoints' error bodies.
+        Outcome::Failed { code, message, status, details } => {
+            query.bind(code.to_string()).bind(message).bind(i64::from(status)).bind(now).bind(details.to_string())
+        }
+        Outcome::Canceled | Outcome::Released => query.bind(now),
+        Outcome::Retry { code, message, after } => {
+            query.bind(now + after.as_millis() as i64).bind(code.to_string()).bind(message)
+        }
+    }
+}
+
+/// The event that tells of `outcome`, and its data.
+fn event_of(outcome: &Outcome<'_>) -> (EventKind, Value) {
+    match *outcome {
+        Outcome::Succeeded(_) => (EventKind::Succeeded, serde_json::json!({ "status": JobStatus::Succeeded })),
+        Outcome::Failed { code, message, .. } => (
+            EventKind::Failed,
+            serde_json::json!({ "status": JobStatus::Failed, "error": { "code": code, "message": message } }),
+        ),
+        Outcome::Canceled => (EventKind::Canceled, serde_json::json!({ "status": JobStatus::Canceled })),
+        Outcome::Retry { code, message, after } => (
+            EventKind::Retrying,
+            serde_json::json!({
+                "status": JobStatus::Queued, "retry_in_seconds": after.as_secs_f64(),
+                "error": { "code": code, "message": message },
+            }),
+        ),
+        Outcome::Released => (EventKind::Released, serde_json::json!({ "status": JobStatus::Queued })),
+    }
+}
+
+/// Which claim to end: `$1` and `$2`.
+const GUARD: &str = concat!("WHERE id = $1 AND claim = $2 AND status = '", status_text!(Processing), "'");
+
 impl Store {
     /// Ends a claim; `Ok(None)` when it was no longer ours.
+    ///
+    /// A final outcome of a job without a webhook is one statement ([`Store::end_at_once`]): one
+    /// round trip to the database instead of four, on the path every sync request takes. Any
+    /// other (a retry, a release, a job whose end queues a webhook delivery, rendered here) is a
+    /// transaction: the UPDATE, its event and the delivery, committed together.
     pub async fn finish(
         &self,
         job_id: &str,
@@ -50,92 +134,19 @@ impl Store {
         outcome: Outcome<'_>,
     ) -> Result<Option<Finished>, StoreError> {
         let now = now_ms();
+        if matches!(outcome, Outcome::Succeeded(_) | Outcome::Failed { .. } | Outcome::Canceled)
+            && let Some(row) = self.end_at_once(job_id, claim, &outcome, now).await?
+        {
+            return Ok(Some(Finished { row: job_row(&row).ok() }));
+        }
+        let (set, _) = set_terms(&outcome);
         let mut tx = self.writer.begin().await?;
-        let guard = concat!("WHERE id = $1 AND claim = $2 AND status = '", status_text!(Processing), "'");
-        let (result, kind, data) = match outcome {
-            Outcome::Succeeded(output) => (
-                sqlx::query(&format!(
-                    "UPDATE jobs SET status = '{succeeded}', output = $3, completed_at = $4, claim = NULL, \
-                     error_code = NULL, error_message = NULL, error_status = NULL, error_details = NULL {guard} RETURNING webhook_events, {COLUMNS}",
-                    succeeded = status_text!(Succeeded),
-                ))
-                .bind(job_id)
-                .bind(claim)
-                .bind(output.to_string())
-                .bind(now)
-                .fetch_optional(&mut *tx)
-                .await?,
-                EventKind::Succeeded,
-                serde_json::json!({ "status": JobStatus::Succeeded }),
-            ),
-            Outcome::Failed { code, message, status, details } => (
-                sqlx::query(&format!(
-                    "UPDATE jobs SET status = '{failed}', error_code = $3, error_message = $4, error_status = $5, \
-                     completed_at = $6, claim = NULL, error_details = $7 {guard} RETURNING webhook_events, {COLUMNS}",
-                    failed = status_text!(Failed),
-                ))
-                .bind(job_id)
-                .bind(claim)
-                // The error kind's wire name, as in the sync endpoints' error bodies.
-                .bind(code.to_string())
-                .bind(message)
-                .bind(i64::from(status))
-                .bind(now)
-                .bind(details.to_string())
-                .fetch_optional(&mut *tx)
-                .await?,
-                EventKind::Failed,
-                serde_json::json!({ "status": JobStatus::Failed, "error": { "code": code, "message": message } }),
-            ),
-            Outcome::Canceled => (
-                sqlx::query(&format!(
-                    "UPDATE jobs SET status = '{canceled}', completed_at = $3, claim = NULL {guard} RETURNING webhook_events, {COLUMNS}",
-                    canceled = status_text!(Canceled),
-                ))
-                .bind(job_id)
-                .bind(claim)
-                .bind(now)
-                .fetch_optional(&mut *tx)
-                .await?,
-                EventKind::Canceled,
-                serde_json::json!({ "status": JobStatus::Canceled }),
-            ),
-            Outcome::Retry { code, message, after } => {
-                let result = sqlx::query(&format!(
-                    "UPDATE jobs SET status = '{queued}', claim = NULL, run_after = $3, error_code = $4, \
-                     error_message = $5 {guard} RETURNING webhook_events, {COLUMNS}",
-                    queued = status_text!(Queued),
-                ))
-                .bind(job_id)
-                .bind(claim)
-                .bind(now + after.as_millis() as i64)
-                .bind(code.to_string())
-                .bind(message)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let data = serde_json::json!({
-                    "status": JobStatus::Queued, "retry_in_seconds": after.as_secs_f64(),
-                    "error": { "code": code, "message": message },
-                });
-                (result, EventKind::Retrying, data)
-            }
-            Outcome::Released => (
-                sqlx::query(&format!(
-                    "UPDATE jobs SET status = '{queued}', claim = NULL, run_after = $3, resume = 1 {guard} RETURNING webhook_events, {COLUMNS}",
-                    queued = status_text!(Queued),
-                ))
-                .bind(job_id)
-                .bind(claim)
-                .bind(now)
-                .fetch_optional(&mut *tx)
-                .await?,
-                EventKind::Released,
-                serde_json::json!({ "status": JobStatus::Queued }),
-            ),
-        };
-        let Some(row) = result else {
+        let sql = format!("UPDATE jobs SET {set} {GUARD} RETURNING webhook_events, {COLUMNS}");
+        let query = bind_outcome(sqlx::query(&sql).bind(job_id).bind(claim), &outcome, now);
+        let Some(row) = query.fetch_optional(&mut *tx).await? else {
             return Ok(None);
         };
+        let (kind, data) = event_of(&outcome);
         self.event(&mut tx, job_id, kind, &data).await?;
         // The end and its webhook delivery in one transaction: a crash cannot keep one without
         // the other.
@@ -145,6 +156,46 @@ impl Store {
         }
         tx.commit().await?;
         Ok(Some(Finished { row: job_row(&row).ok() }))
+    }
+
+    /// Stores a final `outcome` and its event in one autocommit statement, if the claim is ours
+    /// and the job has no webhook (whose delivery this statement could not render); `Ok(None)`
+    /// otherwise, for [`Store::finish`]'s transaction to settle. On SQLite the event comes from
+    /// migration 15's trigger, which fires because this UPDATE (and only it) names
+    /// `heartbeat_at`: the end is the claim's last beat. On PostgreSQL a data-modifying CTE
+    /// inserts it and wakes the replicas, as a queued job's INSERT does (`submit.rs`).
+    async fn end_at_once(
+        &self,
+        job_id: &str,
+        claim: &str,
+        outcome: &Outcome<'_>,
+        now: i64,
+    ) -> Result<Option<sqlx::any::AnyRow>, StoreError> {
+        let (set, bound) = set_terms(outcome);
+        let beat = bound + 3;
+        let update = format!("UPDATE jobs SET {set}, heartbeat_at = ${beat} {GUARD} AND webhook IS NULL");
+        let (sql, event) = match self.dialect {
+            Dialect::Sqlite => (format!("{update} RETURNING {COLUMNS}"), None),
+            Dialect::Postgres => (
+                format!(
+                    "WITH j AS ({update} RETURNING {COLUMNS}), \
+                     e AS (INSERT INTO job_events (job_id, at, kind, data) SELECT id, ${beat}, ${kind}, ${data} FROM j), \
+                     woken AS (SELECT pg_notify(${channel}, id) FROM j) \
+                     SELECT j.* FROM j, woken",
+                    kind = beat + 1,
+                    data = beat + 2,
+                    channel = beat + 3,
+                ),
+                Some(event_of(outcome)),
+            ),
+        };
+        let mut query = bind_outcome(sqlx::query(&sql).bind(job_id).bind(claim), outcome, now).bind(now);
+        if let Some((kind, data)) = &event {
+            query = query.bind(kind.as_str()).bind(data.to_string()).bind(NOTIFY_CHANNEL);
+        }
+        // Run to completion, so a failed (implicit) commit is this call's error (see `only_row`).
+        let mut rows = query.fetch_all(&self.writer).await?;
+        Ok(rows.pop())
     }
 
     /// Cancels a queued job at once, or asks the worker of a processing one to stop. Returns the

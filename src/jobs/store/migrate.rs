@@ -144,14 +144,15 @@ pub(super) fn migrator(dialect: Dialect) -> Migrator {
     const TRACE_CONTEXT: &str = include_str!("../../../migrations/jobs/0012_trace_context.sql");
     const BEAT_PLAN: &str = include_str!("../../../migrations/jobs/0013_beat_plan.sql");
     const PROJECT_WEBHOOKS: &str = include_str!("../../../migrations/jobs/0014_project_webhooks.sql");
-    const DELIVERIES_PURGE: &str = include_str!("../../../migrations/jobs/0015_project_deliveries_purge.sql");
+    const FINAL_EVENT: &str = include_str!("../../../migrations/jobs/0015_sqlite_final_event.sql");
+    const DELIVERIES_PURGE: &str = include_str!("../../../migrations/jobs/0016_project_deliveries_purge.sql");
     let serial = |sql: &'static str| match dialect {
         Dialect::Sqlite => Cow::Owned(sql.replace("BIGSERIAL PRIMARY KEY", "INTEGER PRIMARY KEY AUTOINCREMENT")),
         Dialect::Postgres => Cow::Borrowed(sql),
     };
-    let (queued_event, claimed_event) = match dialect {
-        Dialect::Sqlite => (QUEUED_EVENT, CLAIMED_EVENT),
-        Dialect::Postgres => ("SELECT 1", "SELECT 1"),
+    let (queued_event, claimed_event, final_event) = match dialect {
+        Dialect::Sqlite => (QUEUED_EVENT, CLAIMED_EVENT, FINAL_EVENT),
+        Dialect::Postgres => ("SELECT 1", "SELECT 1", "SELECT 1"),
     };
     let migrations = vec![
         Migration::new(1, Cow::Borrowed("jobs"), MigrationType::Simple, serial(JOBS), false),
@@ -200,6 +201,13 @@ pub(super) fn migrator(dialect: Dialect) -> Migrator {
         ),
         Migration::new(
             15,
+            Cow::Borrowed("sqlite_final_event"),
+            MigrationType::Simple,
+            Cow::Borrowed(final_event),
+            false,
+        ),
+        Migration::new(
+            16,
             Cow::Borrowed("project_deliveries_purge"),
             MigrationType::Simple,
             Cow::Borrowed(DELIVERIES_PURGE),

@@ -131,7 +131,7 @@ impl Store {
     /// a delivered one sent again by hand is pending again, so it stays too. Returns how many went.
     pub async fn purge_project_deliveries(&self, before: i64, batch: i64) -> Result<u64, StoreError> {
         // The write first, so SQLite takes its write lock at once rather than upgrading a read.
-        // `subject = 'project'` is written out so both engines use migration 15's partial index.
+        // `subject = 'project'` is written out so both engines use migration 16's partial index.
         const GONE: &str = "DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM webhook_deliveries \
                             WHERE subject = 'project' AND completed_at < $1 AND status <> $2 LIMIT $3) RETURNING id";
         let mut tx = self.writer.begin().await?;

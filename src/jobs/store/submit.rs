@@ -96,6 +96,16 @@ pub(super) fn only_row(mut rows: Vec<sqlx::any::AnyRow>) -> Result<sqlx::any::An
     }
 }
 
+/// A new job's `queued` event's data.
+fn queued_data() -> Value {
+    serde_json::json!({ "status": JobStatus::Queued })
+}
+
+/// A job stored claimed: its `processing` event's data (as migration 7's trigger writes it).
+fn claimed_data() -> Value {
+    serde_json::json!({ "status": JobStatus::Processing, "attempts": 1, "takeovers": 0 })
+}
+
 /// The INSERT of a job stored already claimed: `processing`, its first attempt, its heartbeat
 /// and start now; `$13` is the claim.
 const INSERT_CLAIMED: &str = concat!(
@@ -111,8 +121,9 @@ impl Store {
     /// `queued` and `processing` events written with it. A sync request's job is run at once by
     /// the process that stored it, so claiming it through the queue (an `UPDATE` and an event
     /// more on the one writer, and every idle worker woken to race for it) bought nothing. A
-    /// crash leaves it as any claimed job: taken over once its heartbeat is stale. On SQLite one
-    /// statement (migration 7's trigger writes both events); on PostgreSQL one transaction.
+    /// crash leaves it as any claimed job: taken over once its heartbeat is stale. One statement
+    /// (on SQLite migration 7's trigger writes both events); a transaction when a webhook asked
+    /// for `start`, whose delivery is rendered here.
     async fn insert_claimed(&self, job: &NewJob<'_>, claim: &str) -> Result<JobRow, StoreError> {
         let now = now_ms();
         let query = insert_job(INSERT_CLAIMED, job, now).bind(claim);
@@ -120,6 +131,25 @@ impl Store {
         let start = job.webhook.filter(|w| w.events.contains(HookEvent::Start)).map(|w| w.events.stored());
         let seq = match self.dialect {
             Dialect::Sqlite if start.is_none() => only_row(query.fetch_all(&self.writer).await?)?.try_get("seq")?,
+            // One statement too, as a queued job's INSERT (see `insert`): the row, both events in
+            // order (`UNION ALL` inserts its branches in turn, so `queued` gets the lower id), one
+            // wake-up for the replicas (PostgreSQL delivers one of a transaction's identical
+            // notifications anyway).
+            Dialect::Postgres if start.is_none() => {
+                let sql = format!(
+                    "WITH j AS ({INSERT_CLAIMED}), e AS (INSERT INTO job_events (job_id, at, kind, data) \
+                     SELECT $1, $7, '{queued}', $14 FROM j UNION ALL SELECT $1, $7, '{processing}', $15 FROM j), \
+                     woken AS (SELECT pg_notify($16, $1)) SELECT seq FROM j, woken",
+                    queued = EventKind::Queued.as_str(),
+                    processing = EventKind::Processing.as_str(),
+                );
+                let query = insert_job(&sql, job, now)
+                    .bind(claim)
+                    .bind(queued_data().to_string())
+                    .bind(claimed_data().to_string())
+                    .bind(NOTIFY_CHANNEL);
+                only_row(query.fetch_all(&self.writer).await?)?.try_get("seq")?
+            }
             Dialect::Sqlite => {
                 let mut tx = self.writer.begin().await?;
                 let seq = query.fetch_one(&mut *tx).await?.try_get("seq")?;
@@ -130,10 +160,8 @@ impl Store {
             Dialect::Postgres => {
                 let mut tx = self.writer.begin().await?;
                 let seq = query.fetch_one(&mut *tx).await?.try_get("seq")?;
-                let queued = serde_json::json!({ "status": JobStatus::Queued });
-                self.event(&mut tx, job.id, EventKind::Queued, &queued).await?;
-                let claimed = serde_json::json!({ "status": JobStatus::Processing, "attempts": 1, "takeovers": 0 });
-                self.event(&mut tx, job.id, EventKind::Processing, &claimed).await?;
+                self.event(&mut tx, job.id, EventKind::Queued, &queued_data()).await?;
+                self.event(&mut tx, job.id, EventKind::Processing, &claimed_data()).await?;
                 self.queue_delivery(&mut tx, job.id, HookEvent::Start, start.as_deref()).await?;
                 tx.commit().await?;
                 seq
@@ -174,9 +202,7 @@ impl Store {
                      SELECT seq FROM j, woken",
                     queued = EventKind::Queued.as_str(),
                 );
-                insert_job(&insert_and_event, job, now)
-                    .bind(serde_json::json!({ "status": JobStatus::Queued }).to_string())
-                    .bind(NOTIFY_CHANNEL)
+                insert_job(&insert_and_event, job, now).bind(queued_data().to_string()).bind(NOTIFY_CHANNEL)
             }
         };
         let Some(key) = key else {

@@ -1,0 +1,153 @@
+//! What one sync `create_scenes` asks of the jobs database, read from the real binary's own
+//! statement log (`RUST_LOG=sqlx::query=debug`: sqlx logs every statement it runs), on the
+//! embedded SQLite and on PostgreSQL: the job's INSERT and one finishing statement per request,
+//! with the final event written inside it; on SQLite, no heartbeat for a job that just stored its
+//! claim and no idle worker woken into a claim by a job it could never take. And the events and answers stay
+//! what they were: `queued`, `processing`, then `succeeded` or `failed` with the error the
+//! caller got.
+//!
+//! Why a statement count: on SQLite every statement is a round trip to sqlx's one writer thread
+//! (a wake-up on each side), which was most of a sync request's CPU (BENCHMARKS.md, issue 22).
+
+use crate::durable_jobs::{Fakes, SseEvent, all_events, http, start};
+use crate::support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::fake_upstream::{FakeGemini, Scripted};
+use support::postgres::Postgres;
+use support::server_process::ServerProcess;
+
+/// Requests measured after the warm-up.
+const REQUESTS: usize = 20;
+
+/// The engine's idle poll (`EngineConfig::poll`): how often an idle worker claims unwoken.
+const POLL: Duration = Duration::from_millis(500);
+
+const WORKERS: usize = 4;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_scenes_request_is_two_statements_on_sqlite() {
+    let fakes = Fakes::start().await;
+    let seen = scenes_requests(&fakes, &[]).await;
+    assert_eq!(seen.count(|s| s.starts_with("INSERT INTO job_events")), 0, "the final event is the trigger's");
+    let beats: Vec<_> = seen.statements.iter().filter(|s| s.starts_with("UPDATE jobs SET heartbeat_at")).collect();
+    assert!(beats.is_empty(), "no heartbeat for a job that just stored its claim: {beats:#?}");
+    // Workers only claim at their poll when nothing was queued: never woken by these jobs.
+    let bound = WORKERS * (seen.elapsed.as_millis() / POLL.as_millis() + 2) as usize;
+    let claims = seen.count(|s| s.contains("SET status = 'processing', claim = $1"));
+    assert!(claims <= bound, "{claims} claims in {:?} ({bound} at most from the poll)", seen.elapsed);
+    // Nothing else writes: per request the INSERT and the finishing UPDATE, then the claims.
+    let writes = seen.count(|s| s.starts_with("INSERT") || s.starts_with("UPDATE") || s.starts_with("DELETE"));
+    assert_eq!(writes, 2 * (REQUESTS + 1) + claims, "{:#?}", seen.statements);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_scenes_request_is_two_statements_on_postgres() {
+    let Some(pg) = Postgres::start("a_sync_scenes_request_is_two_statements_on_postgres") else {
+        return;
+    };
+    let fakes = Fakes::start().await;
+    let seen = scenes_requests(&fakes, &[("MVGEN_DATABASE_URL", &pg.url)]).await;
+    // Every event rides in its job's INSERT or finishing statement (data-modifying CTEs), none in
+    // a statement of its own.
+    let alone: Vec<_> = seen
+        .statements
+        .iter()
+        .filter(|s| {
+            s.contains("INSERT INTO job_events") && !s.contains("INSERT INTO jobs") && !s.contains("UPDATE jobs")
+        })
+        .collect();
+    assert!(alone.is_empty(), "{alone:#?}");
+    // Not bounded here as on SQLite: idle workers are still woken into a claim by every
+    // notification (another replica's job may be queued), and a running job's watch into a
+    // heartbeat by its own job's (it may be a cancel), this process's own included.
+}
+
+/// The statements a run of sync `create_scenes` requests logged, and how long the requests took.
+struct Seen {
+    statements: Vec<String>,
+    elapsed: Duration,
+}
+
+impl Seen {
+    fn count(&self, what: impl Fn(&str) -> bool) -> usize {
+        self.statements.iter().filter(|s| what(s)).count()
+    }
+}
+
+/// Runs `REQUESTS` successful sync `create_scenes` and a failing one on a binary started with
+/// `extra`, checks what every engine must show (one INSERT and one finishing statement per job,
+/// no heartbeat, the events and the failure's error), and returns the statements logged.
+async fn scenes_requests(fakes: &Fakes, extra: &[(&str, &str)]) -> Seen {
+    let mut settings = vec![
+        ("RUST_LOG", "warn,sqlx::query=debug"),
+        ("MVGEN_WORKERS", "4"),
+        // The default: a heartbeat every 20 s, none due while these jobs run.
+        ("MVGEN_JOB_STALE_AFTER", "60"),
+    ];
+    settings.extend_from_slice(extra);
+    let server = start(&fakes.env(&settings));
+    let base = server.base.clone();
+    scenes(&base, 200).await;
+    let from = server.log().len();
+
+    let started = Instant::now();
+    let mut last = String::new();
+    for _ in 0..REQUESTS {
+        last = scenes(&base, 200).await.0;
+    }
+    let elapsed = started.elapsed();
+    fakes.gemini.push_response(Scripted::json(400, FakeGemini::error_body(400, "INVALID_ARGUMENT", "no lighthouses")));
+    let (failed, answer) = scenes(&base, 502).await;
+
+    let events = all_events(&base, &last).await;
+    assert_eq!(kinds(&events), ["queued", "processing", "succeeded"], "{events:?}");
+    assert_eq!(events[2].2["status"], "succeeded", "{events:?}");
+    let events = all_events(&base, &failed).await;
+    assert_eq!(kinds(&events), ["queued", "processing", "failed"], "{events:?}");
+    let error = &events[2].2["error"];
+    assert_eq!(error["code"], answer["detail"]["error"], "the event names the answer's error: {events:?} {answer}");
+    assert_eq!(error["message"], answer["detail"]["message"], "{events:?} {answer}");
+    assert_eq!(events[2].2["status"], "failed", "{events:?}");
+
+    let seen = Seen { statements: statements(&server, from), elapsed };
+    let inserts = seen.count(|s| s.starts_with("INSERT INTO jobs ") || s.starts_with("WITH j AS (INSERT INTO jobs "));
+    assert_eq!(inserts, REQUESTS + 1, "{:#?}", seen.statements);
+    let ends = |status: &str| {
+        let set = format!("UPDATE jobs SET status = '{status}'");
+        seen.count(|s| s.starts_with(&set) || s.starts_with("WITH j AS (") && s.contains(&set))
+    };
+    assert_eq!((ends("succeeded"), ends("failed")), (REQUESTS, 1), "{:#?}", seen.statements);
+    seen
+}
+
+/// One sync `create_scenes` answered `status`: its job's id (`X-Job-Id`) and its body.
+async fn scenes(base: &str, status: u16) -> (String, Value) {
+    let body =
+        serde_json::json!({ "idea": "a lighthouse keeper's last night", "character_description": "an old sailor" });
+    let resp = http().post(format!("{base}/api/mv/create_scenes")).json(&body).send().await.expect("create_scenes");
+    assert_eq!(resp.status().as_u16(), status);
+    let id = resp.headers().get("x-job-id").and_then(|v| v.to_str().ok()).expect("X-Job-Id").to_owned();
+    (id, resp.json().await.expect("JSON body"))
+}
+
+fn kinds(events: &[SseEvent]) -> Vec<&str> {
+    events.iter().map(|(_, kind, _)| kind.as_str()).collect()
+}
+
+/// The SQL of every statement the server logged after byte `from` of its log, whitespace trimmed.
+fn statements(server: &ServerProcess, from: usize) -> Vec<String> {
+    let log = server.log();
+    log[from..]
+        .lines()
+        .filter(|line| line.contains("sqlx::query"))
+        .filter_map(|line| {
+            let sql = line.split_once("db.statement=\"")?.1;
+            // The statement is a quoted field with `\n` escapes; the next field follows its quote.
+            let sql = sql.split_once("\" rows_affected=").map_or(sql, |(sql, _)| sql);
+            Some(sql.replace("\\n", " ").trim().to_owned())
+        })
+        .collect()
+}
