@@ -72,6 +72,29 @@ impl LocalStorage {
         }
         Ok(removed)
     }
+
+    /// Writes `bytes` as file `id` of `kind` (extension `ext`), replacing any file there; with
+    /// `durable`, the file is on disk before it is renamed into place.
+    async fn write_as(
+        &self,
+        kind: Collection,
+        id: &str,
+        ext: &str,
+        bytes: &[u8],
+        durable: bool,
+    ) -> Result<(), StorageError> {
+        let dir = self.root.join(kind.dir_name());
+        tokio::fs::create_dir_all(&dir).await?;
+        let final_path = dir.join(format!("{id}.{ext}"));
+        // Hidden temp name in the same directory: rename within one filesystem is atomic. The
+        // guard removes it if anything fails, or if the request is dropped mid-write. Its own
+        // name per write: two processes on one output dir may write the same id at once (both
+        // purging), and the rename that lands last replaces the same bytes.
+        let temp = TempFile { path: dir.join(format!(".{id}-{}.partial", Uuid::new_v4())), keep: false };
+        write_then_rename(&temp.path, &final_path, bytes, durable).await?;
+        temp.disarm();
+        Ok(())
+    }
 }
 
 impl Storage for LocalStorage {
@@ -84,15 +107,8 @@ impl Storage for LocalStorage {
         Box::pin(async move {
             // A file stored under an extension `find` never tries would be unreachable.
             let ext = stored_extension(kind, content_type)?;
-            let dir = self.root.join(kind.dir_name());
-            tokio::fs::create_dir_all(&dir).await?;
             let id = Uuid::new_v4().to_string();
-            let final_path = dir.join(format!("{id}.{ext}"));
-            // Hidden temp name in the same directory: rename within one filesystem is atomic. The
-            // guard removes it if anything fails, or if the request is dropped mid-write.
-            let temp = TempFile { path: dir.join(format!(".{id}.partial")), keep: false };
-            write_then_rename(&temp.path, &final_path, bytes, kind.durable()).await?;
-            temp.disarm();
+            self.write_as(kind, &id, ext, bytes, kind.durable()).await?;
             Ok(id)
         })
     }
@@ -107,15 +123,7 @@ impl Storage for LocalStorage {
         Box::pin(async move {
             let id = parse_id(id)?;
             let ext = stored_extension(kind, content_type)?;
-            let dir = self.root.join(kind.dir_name());
-            tokio::fs::create_dir_all(&dir).await?;
-            let final_path = dir.join(format!("{id}.{ext}"));
-            // Two processes on one output dir may write the same id at once (both purging): each
-            // writes its own temp file, and the rename that lands last replaces the same bytes.
-            let temp = TempFile { path: dir.join(format!(".{id}-{}.partial", Uuid::new_v4())), keep: false };
-            write_then_rename(&temp.path, &final_path, bytes, true).await?;
-            temp.disarm();
-            Ok(())
+            self.write_as(kind, &id, ext, bytes, true).await
         })
     }
 

@@ -241,6 +241,20 @@ impl ObjectStorage {
         Err(StorageError::NotFound(id))
     }
 
+    /// `bytes` as file `id` of `kind` (extension `ext`), in one PUT with `mode`.
+    async fn put_file(
+        &self,
+        kind: Collection,
+        id: &str,
+        ext: &str,
+        bytes: &[u8],
+        mode: PutMode,
+    ) -> Result<(), StorageError> {
+        let path = self.file_key(kind, id, ext);
+        let content_type = content_type_for(ext).unwrap_or("application/octet-stream");
+        self.put_whole(&path, content_type, Bytes::copy_from_slice(bytes).into(), mode).await
+    }
+
     async fn put_whole(
         &self,
         path: &Path,
@@ -440,9 +454,7 @@ impl Storage for ObjectStorage {
         Box::pin(async move {
             let ext = stored_extension(kind, content_type)?;
             let id = Uuid::new_v4().to_string();
-            let path = self.file_key(kind, &id, ext);
-            let content_type = content_type_for(ext).unwrap_or("application/octet-stream");
-            self.put_whole(&path, content_type, Bytes::copy_from_slice(bytes).into(), PutMode::Create).await?;
+            self.put_file(kind, &id, ext, bytes, PutMode::Create).await?;
             Ok(id)
         })
     }
@@ -457,12 +469,9 @@ impl Storage for ObjectStorage {
         Box::pin(async move {
             let id = parse_id(id)?;
             let ext = stored_extension(kind, content_type)?;
-            let path = self.file_key(kind, &id, ext);
-            let content_type = content_type_for(ext).unwrap_or("application/octet-stream");
             // Overwrite: the same bytes again when a cut purge redoes it. A PUT that answered is
             // stored, so there is nothing more to wait for.
-            let payload = Bytes::copy_from_slice(bytes).into();
-            self.put_whole(&path, content_type, payload, PutMode::Overwrite).await
+            self.put_file(kind, &id, ext, bytes, PutMode::Overwrite).await
         })
     }
 
