@@ -21,3 +21,4 @@ mod object_storage;
 mod project_changes;
 mod readiness;
 mod store_deadlines;
+mod webhook_order;

@@ -238,6 +238,19 @@ pub enum Retried {
     Queued(Box<DeliveryRow>),
 }
 
+/// The condition that a delivery `d` is not behind an earlier message of its job (or project)
+/// that is due or being sent at `now` (a placeholder; a claim leaves `next_at` alone). So a
+/// receiver gets `start` before `completed` even when a fast job made both before the sender
+/// woke, though the sender sends up to 16 at once. One waiting for its retry holds nothing back:
+/// a message may overtake an earlier one that failed, as Replicate's may. Index:
+/// `webhook_deliveries_subject` (migration 14).
+fn not_behind(now: &str) -> String {
+    format!(
+        "NOT EXISTS (SELECT 1 FROM webhook_deliveries e WHERE e.subject = d.subject AND e.job_id = d.job_id \
+         AND e.seq < d.seq AND e.status = 'pending' AND e.next_at <= {now})"
+    )
+}
+
 const DELIVERY_COLUMNS: &str = "id, job_id, event, url, status, attempts, next_at, claimed_until, last_code, \
      last_error, created_at, completed_at";
 
@@ -312,10 +325,11 @@ impl Store {
     /// being attempted now, when its claim's lease runs out. A read, so an idle sender polls (and
     /// a sender woken by every job's news checks) without taking the writer.
     pub async fn next_delivery_due(&self) -> Result<Option<i64>, StoreError> {
-        let row = sqlx::query(
+        let row = sqlx::query(&format!(
             "SELECT min(CASE WHEN claimed_until > $2 THEN claimed_until ELSE next_at END) AS due \
-             FROM webhook_deliveries WHERE status = $1",
-        )
+             FROM webhook_deliveries d WHERE status = $1 AND {}",
+            not_behind("$2")
+        ))
         .bind(DeliveryStatus::Pending.as_str())
         .bind(now_ms())
         .fetch_one(&self.pool)
@@ -329,10 +343,12 @@ impl Store {
     pub async fn claim_delivery(&self, claim: &str, lease_ms: i64) -> Result<Option<DueDelivery>, StoreError> {
         let now = now_ms();
         let lock = if self.dialect == Dialect::Postgres { "FOR UPDATE SKIP LOCKED" } else { "" };
+        let not_behind = not_behind("$4");
         let sql = format!(
             "UPDATE webhook_deliveries SET claim = $1, claimed_until = $2 \
-             WHERE seq = (SELECT seq FROM webhook_deliveries WHERE status = $3 AND next_at <= $4 \
-                AND (claimed_until IS NULL OR claimed_until < $4) ORDER BY next_at LIMIT 1 {lock}) \
+             WHERE seq = (SELECT seq FROM webhook_deliveries d WHERE status = $3 AND next_at <= $4 \
+                AND (claimed_until IS NULL OR claimed_until < $4) AND {not_behind} \
+                ORDER BY next_at, seq LIMIT 1 {lock}) \
              RETURNING id, job_id, event, url, body, attempts"
         );
         let rows = sqlx::query(&sql)
