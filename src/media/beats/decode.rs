@@ -1,8 +1,11 @@
 //! A song decoded to one low-rate mono signal, streamed: each packet is decoded, mixed down and
 //! decimated, and handed on at once, so memory stays a packet's worth of PCM however long the song.
+//! symphonia decodes MP3, AAC and FLAC; Opus packets, which it demuxes but cannot decode, go to
+//! `opus`.
 
 use symphonia::core::codecs::CodecParameters;
-use symphonia::core::codecs::audio::AudioDecoderOptions;
+use symphonia::core::codecs::audio::well_known::CODEC_ID_OPUS;
+use symphonia::core::codecs::audio::{AudioDecoder, AudioDecoderOptions};
 use symphonia::core::errors::Error as SymError;
 use symphonia::core::formats::FormatOptions;
 use symphonia::core::formats::probe::Hint;
@@ -10,10 +13,19 @@ use symphonia::core::io::{MediaSource, MediaSourceStream, MediaSourceStreamOptio
 use symphonia::core::meta::MetadataOptions;
 
 use super::BeatError;
+use super::opus::{self, OpusPackets};
 
 /// The rate the analysis runs at: beats live below a few kHz, and a quarter of CD rate keeps the
 /// spectra small. The real rate is the song's divided by a whole number, as near this as it gets.
 const TARGET_RATE: f64 = 11_025.0;
+
+/// What turns the track's packets into samples.
+enum Packets {
+    /// symphonia's decoder, for the codecs it has.
+    Symphonia(Box<dyn AudioDecoder>),
+    /// Opus, already mono at the analysis' rate (boxed: the decoder's state is kilobytes).
+    Opus(Box<OpusPackets>),
+}
 
 /// How a decoded song went.
 pub struct Decoded {
@@ -26,7 +38,8 @@ pub struct Decoded {
 /// Decodes `source` (a song the probe accepted) until its end or `max_seconds`, calling `sink`
 /// with each run of mono samples and their rate (the song's over a whole factor). A packet that
 /// fails to decode is skipped (players do the same); a song where most do, or none decodes at
-/// all, is refused. The first `skip` samples (priming a player hides) are dropped.
+/// all, is refused. The first `skip` samples (priming a player hides, counted at the song's own
+/// rate: 48 kHz for Opus) are dropped.
 pub fn decode(
     source: Box<dyn MediaSource>,
     content_type: &str,
@@ -49,9 +62,17 @@ pub fn decode(
             _ => None,
         })
         .ok_or_else(|| BeatError::Undecodable { detail: "it has no audio track".to_string() })?;
-    let mut decoder = symphonia::default::get_codecs()
-        .make_audio_decoder(&params, &AudioDecoderOptions::default())
-        .map_err(|_| BeatError::NoDecoder)?;
+    let mut to_skip = skip;
+    let mut packets = if params.codec == CODEC_ID_OPUS {
+        // Opus is decoded at 12 kHz, so its pre-skip (counted at 48 kHz) shrinks to match.
+        to_skip = skip * u64::from(opus::RATE) / 48_000;
+        Packets::Opus(Box::new(OpusPackets::new(params.extra_data.as_deref()).ok_or(BeatError::NoDecoder)?))
+    } else {
+        let decoder = symphonia::default::get_codecs()
+            .make_audio_decoder(&params, &AudioDecoderOptions::default())
+            .map_err(|_| BeatError::NoDecoder)?;
+        Packets::Symphonia(decoder)
+    };
 
     let mut pcm: Vec<f32> = Vec::new();
     let mut mono: Vec<f32> = Vec::new();
@@ -59,7 +80,6 @@ pub fn decode(
     let (mut good, mut bad) = (0u64, 0u64);
     let mut rate = 0.0;
     let mut source_frames: u64 = 0;
-    let mut to_skip = skip;
     let mut max_frames = u64::MAX;
     let mut capped = false;
     let mut first_error = None;
@@ -68,7 +88,9 @@ pub fn decode(
             Ok(Some(packet)) => packet,
             Ok(None) => break,
             Err(SymError::ResetRequired) => {
-                decoder.reset();
+                if let Packets::Symphonia(decoder) = &mut packets {
+                    decoder.reset();
+                }
                 continue;
             }
             // The probe read every frame of this file already; a failure now is the source's.
@@ -77,30 +99,42 @@ pub fn decode(
         if packet.track_id != track_id {
             continue;
         }
-        let buf = match decoder.decode(&packet) {
-            Ok(buf) => buf,
-            Err(SymError::ResetRequired) => {
-                decoder.reset();
-                continue;
-            }
-            // The decoder reads only the packet, so any failure is the packet's: damaged data
-            // reads as garbage, a feature the decoder lacks, or a bitstream ending early.
+        // The decoder reads only the packet, so any failure is the packet's: damaged data reads
+        // as garbage, a feature the decoder lacks, or a bitstream ending early.
+        let decoded = match &mut packets {
+            Packets::Symphonia(decoder) => match decoder.decode(&packet) {
+                Ok(buf) => {
+                    buf.copy_to_vec_interleaved(&mut pcm);
+                    let spec = buf.spec();
+                    Ok((spec.channels().count().max(1), spec.rate()))
+                }
+                Err(SymError::ResetRequired) => {
+                    decoder.reset();
+                    continue;
+                }
+                Err(e) => Err(e.to_string()),
+            },
+            Packets::Opus(opus) => opus.decode(&packet.data).map(|samples| {
+                pcm.clear();
+                pcm.extend_from_slice(samples);
+                (1, opus::RATE)
+            }),
+        };
+        let (channels, packet_rate) = match decoded {
+            Ok(decoded) => decoded,
             Err(e) => {
                 bad += 1;
-                first_error.get_or_insert_with(|| e.to_string());
+                first_error.get_or_insert(e);
                 continue;
             }
         };
         good += 1;
-        let spec = buf.spec();
-        let channels = spec.channels().count().max(1);
         if rate == 0.0 {
-            let song_rate = f64::from(spec.rate());
+            let song_rate = f64::from(packet_rate);
             decim.factor = ((song_rate / TARGET_RATE).round() as usize).max(1);
             rate = song_rate / decim.factor as f64;
             max_frames = (max_seconds * song_rate) as u64;
         }
-        buf.copy_to_vec_interleaved(&mut pcm);
         let skipped = usize::try_from(to_skip).unwrap_or(usize::MAX).min(pcm.len() / channels);
         to_skip -= skipped as u64;
         pcm.drain(..skipped * channels);

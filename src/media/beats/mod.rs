@@ -8,13 +8,12 @@
 //! caller hands in a `MediaSource` from a blocking thread, as for `media::song`.
 //!
 //! A song without a clear pulse (silence, speech, a drone) gets no beats and a note saying why,
-//! never invented ones; so does an Opus song, which symphonia cannot decode (the pure-Rust Opus
-//! decoders tried were either not libopus' output or, in a release build, 90 s of CPU for a
-//! 4-minute song: BENCHMARKS.md).
+//! never invented ones. Opus, which symphonia demuxes but cannot decode, is decoded by `opus`.
 
 mod bars;
 mod decode;
 mod onset;
+mod opus;
 mod tempo;
 mod track;
 
@@ -25,7 +24,7 @@ use super::song::{SongCodec, SongInfo};
 
 /// Bumped whenever the algorithm changes what it finds, so stored analyses can be told apart
 /// (0 is a song stored before there was any analysis).
-pub const ANALYSIS_VERSION: u32 = 3;
+pub const ANALYSIS_VERSION: u32 = 4;
 
 /// The default of `MV_MAX_SONG_SECONDS`: how much of a song is analysed (15 minutes).
 pub const DEFAULT_MAX_SONG_SECONDS: u32 = 900;
@@ -71,10 +70,6 @@ pub enum BeatError {
 
 /// Analyses a song the song probe accepted (`song` is what it found), up to `max_seconds` of it.
 pub fn analyse(source: Box<dyn MediaSource>, song: &SongInfo, max_seconds: u32) -> Result<BeatAnalysis, BeatError> {
-    if song.codec == SongCodec::Opus {
-        // No maintained Opus decoder is in the build (symphonia has none): say so, cut anywhere.
-        return Ok(without_beats(0.0, "beat analysis is not available for Opus songs (no Opus decoder is built in)"));
-    }
     let mut envelope = onset::OnsetEnvelope::new();
     // Beats are timed as a player presents the song, so the samples a player skips are dropped:
     // the priming an M4A's edit list declares, which symphonia does not apply (it trims an MP3's
@@ -82,6 +77,8 @@ pub fn analyse(source: Box<dyn MediaSource>, song: &SongInfo, max_seconds: u32) 
     // then agree to 0.2 ms, and an M4A was 23 ms late without this).
     let skip = match (song.codec, song.container) {
         (SongCodec::Aac, "mp4") => u64::from(song.priming),
+        // Opus' pre-skip, which symphonia leaves to its decoder, and ours is not symphonia's.
+        (SongCodec::Opus, _) => u64::from(song.priming),
         _ => 0,
     };
     let sink = &mut |rate, samples: &[f32]| envelope.push(rate, samples);
