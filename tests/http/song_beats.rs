@@ -160,6 +160,7 @@ fn silence_short_songs_and_old_records_say_why_they_have_no_beats() {
         // Decoded since analysis version 4 (before, every Opus song said no decoder was built in).
         ("song.opus", read(SONGS, "song.opus"), "too short"),
         ("song.flac", read(SONGS, "song.flac"), "too short"),
+        ("surround_51.opus", read(BEATS, "surround_51.opus"), "more than two channels"),
     ] {
         let (status, body) = upload(&client, bytes);
         assert_eq!(status, 200, "{file}: a song without beats is still a song: {body}");

@@ -66,11 +66,13 @@ pub fn decode(
     let mut packets = if params.codec == CODEC_ID_OPUS {
         // Opus is decoded at 12 kHz, so its pre-skip (counted at 48 kHz) shrinks to match.
         to_skip = skip * u64::from(opus::RATE) / 48_000;
-        Packets::Opus(Box::new(OpusPackets::new(params.extra_data.as_deref()).ok_or(BeatError::NoDecoder)?))
+        Packets::Opus(Box::new(OpusPackets::new(params.extra_data.as_deref()).ok_or(BeatError::NoDecoder(
+            "an Opus song of more than two channels (only mono and stereo streams are decoded)",
+        ))?))
     } else {
         let decoder = symphonia::default::get_codecs()
             .make_audio_decoder(&params, &AudioDecoderOptions::default())
-            .map_err(|_| BeatError::NoDecoder)?;
+            .map_err(|_| BeatError::NoDecoder("this codec (no decoder is built in)"))?;
         Packets::Symphonia(decoder)
     };
 

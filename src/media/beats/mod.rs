@@ -63,9 +63,10 @@ pub enum BeatError {
     /// The source itself failed (a store that stopped answering).
     #[error("the song could not be read: {0}")]
     Io(std::io::Error),
-    /// symphonia has no decoder for the codec (answered as a note, never an error to a caller).
-    #[error("no decoder for the song's codec")]
-    NoDecoder,
+    /// No built-in decoder reads the song's codec or layout, saying which (answered as a note,
+    /// never an error to a caller).
+    #[error("beat analysis is not available for {0}")]
+    NoDecoder(&'static str),
 }
 
 /// Analyses a song the song probe accepted (`song` is what it found), up to `max_seconds` of it.
@@ -84,9 +85,7 @@ pub fn analyse(source: Box<dyn MediaSource>, song: &SongInfo, max_seconds: u32) 
     let sink = &mut |rate, samples: &[f32]| envelope.push(rate, samples);
     let decoded = match decode::decode(source, song.content_type, skip, f64::from(max_seconds), sink) {
         Ok(decoded) => decoded,
-        Err(BeatError::NoDecoder) => {
-            return Ok(without_beats(0.0, "beat analysis is not available for this codec (no decoder is built in)"));
-        }
+        Err(e @ BeatError::NoDecoder(_)) => return Ok(without_beats(0.0, &e.to_string())),
         Err(e) => return Err(e),
     };
     let mut analysis = from_envelope(&envelope, decoded.seconds);
