@@ -234,3 +234,106 @@ async fn postgres_fresh_and_upgraded_databases_end_identical() {
     let upgraded = vec![(1, urls[1].clone()), (7, urls[2].clone()), (11, urls[3].clone())];
     fresh_and_upgraded_end_identical(mvgen::jobs::store::Dialect::Postgres, &urls[0], &upgraded).await;
 }
+
+/// The bookkeeping a fresh SQLite file carries, with each value's storage class: a row the next
+/// build's migrator reads as its own must hold the same kinds of values as one sqlx wrote.
+async fn records_with_types(url: &str) -> Vec<String> {
+    let pool = pool(url).await;
+    let sql = "SELECT version || ' ' || description || ' ' || success || ' ' || hex(checksum) || ' ' || typeof(version) \
+               || typeof(description) || typeof(success) || typeof(checksum) || typeof(execution_time) \
+               || typeof(installed_on) FROM _sqlx_migrations ORDER BY version";
+    let rows: Vec<String> = sqlx::query_scalar(sql).fetch_all(&pool).await.expect("_sqlx_migrations");
+    pool.close().await;
+    rows
+}
+
+/// A fresh SQLite file is built in one batch of SQL (issue 22: sqlx's migrator sent each
+/// statement to SQLite's thread on its own), not by sqlx's migrator; the file must be the one
+/// the migrator makes step by step, one transaction per migration, as earlier builds made it: the
+/// same schema text in `sqlite_master`, the same `_sqlx_migrations` rows with the same kinds of
+/// values, and a next build (one more migration, run by sqlx's migrator with its checksum and
+/// dirty checks) migrating both to the same end.
+#[tokio::test]
+async fn sqlite_a_fresh_file_is_the_one_sqlx_migrator_makes_step_by_step() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sqlite = mvgen::jobs::store::Dialect::Sqlite;
+    let (fresh, stepwise) = (sqlite_url(&dir, "fresh.db"), sqlite_url(&dir, "stepwise.db"));
+    let (code, text) = migrate(&fresh);
+    assert_eq!(code, Some(0), "{text}");
+    let newest = mvgen::jobs::store::embedded_migrations(sqlite).migrations.len();
+    earlier_build(&stepwise, sqlite, newest).await;
+    let both = |url: String| async move { (schema(&url, sqlite).await, records_with_types(&url).await) };
+    let made = both(fresh.clone()).await;
+    assert_eq!(made.1.len(), newest, "{:#?}", made.1);
+    assert_eq!(made, both(stepwise.clone()).await, "the fresh file differs from sqlx's step-by-step one");
+    // The next build: every embedded migration and one more.
+    let mut next = mvgen::jobs::store::embedded_migrations(sqlite);
+    let version = newest as i64 + 1;
+    let mut migrations = next.migrations.to_vec();
+    migrations.push(sqlx::migrate::Migration::new(
+        version,
+        "next_build".into(),
+        sqlx::migrate::MigrationType::Simple,
+        "ALTER TABLE jobs ADD COLUMN next_build TEXT; CREATE INDEX jobs_next_build ON jobs (next_build);".into(),
+        false,
+    ));
+    next.migrations = migrations.into();
+    for url in [&fresh, &stepwise] {
+        let pool = pool(url).await;
+        next.run(&pool).await.unwrap_or_else(|e| panic!("the next build's migrations on {url}: {e}"));
+        pool.close().await;
+    }
+    let after = both(fresh).await;
+    assert_eq!(after.1.len(), newest + 1);
+    assert_eq!(after, both(stepwise).await, "the next build migrated the two differently");
+}
+
+/// What a start on a fresh output dir asks of SQLite before it serves, from the binary's own
+/// statement log (`RUST_LOG=sqlx::query=debug`): the schema in one batch and its commit, the
+/// writer's settings and write check, and each connection's own opening statement; no statement
+/// per migration (before issue 22's change: 16 migrations, each with its bookkeeping row and time,
+/// sqlx's checks, a probe connection and the schema read back, 55 statements), and the file it
+/// made is current and in WAL mode for the next start, which opens it without migrating.
+#[tokio::test]
+async fn sqlite_a_fresh_start_builds_its_schema_in_one_batch() {
+    use crate::support::server_process::ServerProcess;
+    const READY: &str = "jobs database ready";
+    let log_statements = |log: &str| -> Vec<String> {
+        let until = log.find(READY).expect("the database ready line");
+        log[..until]
+            .lines()
+            .filter_map(|line| line.split_once("db.statement=\"").map(|(_, sql)| sql.replace("\\n", " ")))
+            .map(|sql| sql.trim().chars().take(80).collect())
+            .collect()
+    };
+    // The output dir outlives each server (a server's own temp dir goes with it).
+    let out = tempfile::tempdir().expect("temp dir");
+    let outputs = out.path().join("outputs");
+    let env = [
+        ("RUST_LOG", "sqlx::query=debug,mvgen=info"),
+        ("MV_PROVIDER", "mock"),
+        ("MV_OUTPUT_DIR", outputs.to_str().expect("a UTF-8 temp path")),
+    ];
+    let server = ServerProcess::start(&env).expect("mvgen serve");
+    let log = server.log();
+    let statements = log_statements(&log);
+    let opens = statements.iter().filter(|s| s.starts_with("PRAGMA foreign_keys")).count();
+    assert!(opens <= 2, "a connection to build the file and the writer: {statements:#?}");
+    assert!(statements.len() - opens <= 4, "the batch, its commit, the writer's settings and check: {statements:#?}");
+    // sqlx's migrator writes each migration's row with bound values, the batch with literals.
+    assert!(!log.contains("VALUES ( ?1, ?2, TRUE"), "no migration applied on its own: {statements:#?}");
+    // Stopped at once (SIGTERM may come before its handler is set up): the file is WAL, whole.
+    drop(server);
+
+    let url = format!("sqlite://{}?mode=rwc", outputs.join("jobs.db").display());
+    let newest = mvgen::jobs::store::embedded_migrations(mvgen::jobs::store::Dialect::Sqlite).migrations.len();
+    assert_eq!(applied(&url).await.len(), newest);
+    let db = pool(&url).await;
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&db).await.expect("journal mode");
+    assert_eq!(mode, "wal");
+    db.close().await;
+    let again = ServerProcess::start(&env).expect("mvgen serve again");
+    let log = again.log();
+    assert!(!log.contains("_sqlx_migrations ("), "the next start migrates nothing: {:#?}", log_statements(&log));
+    assert!(log_statements(&log).iter().any(|s| s.contains("FROM _sqlx_migrations")), "it reads what is applied");
+}

@@ -90,9 +90,9 @@ pub(super) async fn run(dialect: Dialect, writer: &AnyPool) -> Result<(), Migrat
     }
 }
 
-/// sqlx's migrator run inside one transaction on `conn` (see [`run`]); also how a fresh SQLite
-/// file gets its schema before it is linked into place (`super::fresh`).
-pub(super) async fn apply_in_one_transaction(dialect: Dialect, conn: &mut AnyConnection) -> Result<(), MigrateError> {
+/// sqlx's migrator run inside one transaction on `conn` (see [`run`]). A fresh SQLite file gets
+/// its schema from [`sqlite_schema_batch`] instead.
+async fn apply_in_one_transaction(dialect: Dialect, conn: &mut AnyConnection) -> Result<(), MigrateError> {
     // The lock is ours to take around the transaction; the migrator must not take it inside.
     let migrator = Migrator { locking: false, ..migrator(dialect) };
     conn.lock().await?;
@@ -113,6 +113,52 @@ pub(super) async fn apply_in_one_transaction(dialect: Dialect, conn: &mut AnyCon
     .await;
     let unlocked = conn.unlock().await;
     applied.and(unlocked)
+}
+
+/// sqlx's own table of applied migrations, as its SQLite driver creates it (sqlx-sqlite 0.8,
+/// `Migrate::ensure_migrations_table`), character for character: SQLite keeps a table's CREATE
+/// text in `sqlite_master`, so a fresh file built by [`sqlite_schema_batch`] must carry exactly
+/// the text sqlx's migrator would have written (`e2e schema_migrations` compares the two).
+const SQLITE_MIGRATIONS_TABLE: &str = r#"
+CREATE TABLE IF NOT EXISTS _sqlx_migrations (
+    version BIGINT PRIMARY KEY,
+    description TEXT NOT NULL,
+    installed_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    success BOOLEAN NOT NULL,
+    checksum BLOB NOT NULL,
+    execution_time BIGINT NOT NULL
+);
+                "#;
+
+/// The whole schema of a brand-new SQLite file, and the `_sqlx_migrations` row of every embedded
+/// migration, as one batch of SQL ending inside an open `BEGIN IMMEDIATE` transaction (the caller
+/// records the time taken, then commits: see `fresh::build`).
+///
+/// Why one batch rather than sqlx's migrator: the migrator sends each migration, its savepoint,
+/// its bookkeeping row and its `execution_time` update as separate statements, and on SQLite each
+/// is a hand-off to the connection's worker thread and back (an strace of one fresh start counted
+/// 791 futex calls during the migrations), which was most of a cold start's CPU (BENCHMARKS.md,
+/// issue 22). Sent as one string, SQLite runs every statement on that thread in one go. Only for
+/// a file nobody else can see yet (`fresh`): there is nothing applied to check and no lock to
+/// take. The rows are those sqlx's `apply` writes (version, description, `TRUE`, the checksum as
+/// a blob, `-1` until the time is known), so the next build's migrator reads them as its own.
+pub(super) fn sqlite_schema_batch() -> String {
+    let migrator = migrator(Dialect::Sqlite);
+    let mut batch = String::from("PRAGMA synchronous = OFF;\nPRAGMA journal_mode = WAL;\nBEGIN IMMEDIATE;\n");
+    batch.push_str(SQLITE_MIGRATIONS_TABLE);
+    for migration in migrator.iter() {
+        // The newline first: a migration may end in a `--` comment without one.
+        batch.push_str(&migration.sql);
+        batch.push_str("\n;\n");
+        let description = migration.description.replace('\'', "''");
+        let checksum: String = migration.checksum.iter().map(|b| format!("{b:02x}")).collect();
+        batch.push_str(&format!(
+            "INSERT INTO _sqlx_migrations ( version, description, success, checksum, execution_time ) \
+             VALUES ( {}, '{description}', TRUE, X'{checksum}', -1 );\n",
+            migration.version
+        ));
+    }
+    batch
 }
 
 /// PostgreSQL's message when a migration failed for want of a privilege (SQLSTATE 42501,

@@ -47,7 +47,7 @@ use std::sync::atomic::AtomicI64;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::any::AnyPoolOptions;
-use sqlx::{AnyPool, Connection};
+use sqlx::{AnyPool, Connection, Executor as _};
 
 use crate::jobs::state::UnknownWord;
 
@@ -178,9 +178,8 @@ fn pool_options(size: u32) -> AnyPoolOptions {
 fn sqlite_pool(size: u32, role: Role) -> AnyPoolOptions {
     pool_options(size).after_connect(move |conn, _| {
         Box::pin(async move {
-            sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
-            sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
-            sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
+            // One batch: each statement sent alone is a round trip to the connection's thread.
+            conn.execute("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL").await?;
             if role == Role::Writer {
                 check_writable(conn).await?;
             }
@@ -191,10 +190,14 @@ fn sqlite_pool(size: u32, role: Role) -> AnyPoolOptions {
 
 /// Fails when the SQLite connection `conn` cannot write (see `sqlite_pool`).
 async fn check_writable(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
-    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
-    let created = sqlx::query("CREATE TABLE main.mvgen_write_check (x)").execute(&mut *conn).await;
-    sqlx::query("ROLLBACK").execute(&mut *conn).await?;
-    created.map(drop)
+    // One batch, one round trip to the connection's thread. A batch stops at its first error, so
+    // a refused CREATE leaves the transaction open: it is rolled back here (a ROLLBACK with none
+    // open, after a refused BEGIN, fails harmlessly).
+    let checked = conn.execute("BEGIN IMMEDIATE; CREATE TABLE main.mvgen_write_check (x); ROLLBACK").await;
+    if checked.is_err() {
+        let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+    }
+    checked.map(drop)
 }
 
 /// What an SQLite pool is for.
@@ -235,11 +238,12 @@ impl Store {
         application_name: Option<&str>,
         render: RenderJob,
     ) -> Result<Store, String> {
-        if schema == Schema::Migrate {
-            fresh::create_if_missing(url).await?;
+        let built = schema == Schema::Migrate && fresh::create_if_missing(url).await?;
+        let (dialect, pool, writer) = connect(url, application_name, 16, built).await?;
+        // A file built just now has every migration this build embeds: nothing to read back.
+        if !built {
+            prepare_schema(dialect, &writer, schema, url).await?;
         }
-        let (dialect, pool, writer) = connect(url, application_name, 16).await?;
-        prepare_schema(dialect, &writer, schema, url).await?;
         let shown = shown(url);
         // After the migrations, so the file surely exists (`mode=rwc` creates it on first write).
         // An in-memory database has no file to watch.
@@ -268,7 +272,7 @@ impl Store {
     /// `mvgen migrate`: applies the migrations the database lacks, and says which.
     pub async fn migrate(url: &str, application_name: Option<&str>) -> Result<Migrated, String> {
         let built = fresh::create_if_missing(url).await?;
-        let (dialect, pool, writer) = connect(url, application_name, 1).await?;
+        let (dialect, pool, writer) = connect(url, application_name, 1, built).await?;
         let applied = if built {
             Ok(migrate::migrator(dialect).iter().map(|m| m.version).collect())
         } else {
@@ -317,7 +321,15 @@ async fn prepare_schema(dialect: Dialect, writer: &AnyPool, schema: Schema, url:
 }
 
 /// Opens the store's pools (`size` connections on PostgreSQL, where one pool does everything).
-async fn connect(url: &str, application_name: Option<&str>, size: u32) -> Result<(Dialect, AnyPool, AnyPool), String> {
+/// `built`: this process has just built the SQLite file (`fresh`), so it is surely a database it
+/// can write, and the probe below would only read its whole schema once more (each new SQLite
+/// connection parses all of it) for nothing.
+async fn connect(
+    url: &str,
+    application_name: Option<&str>,
+    size: u32,
+    built: bool,
+) -> Result<(Dialect, AnyPool, AnyPool), String> {
     sqlx::any::install_default_drivers();
     let dialect = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Dialect::Postgres
@@ -336,21 +348,9 @@ async fn connect(url: &str, application_name: Option<&str>, size: u32) -> Result
         (Dialect::Postgres, Some(name)) => with_application_name(url, name),
         _ => url.to_owned(),
     };
-    let mut probe = sqlx::AnyConnection::connect(&named).await.map_err(opened)?;
-    if dialect == Dialect::Sqlite {
-        // And that it can write: a file SQLite could only open read-only is refused here in
-        // one line, not after the writer pool's 3 s of retries (see `sqlite_pool`).
-        let read = sqlx::query("SELECT count(*) FROM sqlite_master").execute(&mut probe).await;
-        let checked = match read {
-            Ok(_) => check_writable(&mut probe).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = checked {
-            let _ = probe.close().await;
-            return Err(opened(e));
-        }
+    if !built {
+        probe(dialect, &named).await.map_err(opened)?;
     }
-    let _ = probe.close().await;
     let (pool, writer) = match dialect {
         Dialect::Sqlite => {
             // Connected on first use: the probe above has read the file, and the writer below
@@ -366,6 +366,23 @@ async fn connect(url: &str, application_name: Option<&str>, size: u32) -> Result
         }
     };
     Ok((dialect, pool, writer))
+}
+
+/// One plain connection to `url`, closed again; on SQLite it also reads the schema and proves
+/// the file writable (see `connect`).
+async fn probe(dialect: Dialect, url: &str) -> Result<(), sqlx::Error> {
+    let mut probe = sqlx::AnyConnection::connect(url).await?;
+    let checked = match dialect {
+        // And that it can write: a file SQLite could only open read-only is refused here in
+        // one line, not after the writer pool's 3 s of retries (see `sqlite_pool`).
+        Dialect::Sqlite => match sqlx::query("SELECT count(*) FROM sqlite_master").execute(&mut probe).await {
+            Ok(_) => check_writable(&mut probe).await,
+            Err(e) => Err(e),
+        },
+        Dialect::Postgres => Ok(()),
+    };
+    let _ = probe.close().await;
+    checked
 }
 
 impl Store {
