@@ -1,5 +1,6 @@
 //! The jobs database's migrations, embedded in the binary. The SQL files themselves are never
-//! edited once released (their checksums are checked); a change is a new file.
+//! edited once released (their checksums are checked); a change is a new file, committed with
+//! `fresh_schema.sql` written again (below, [`SQLITE_SCHEMA`]).
 //!
 //! The rule that keeps a rolling deploy and a rollback working (docs/deploy.md, "Schema changes"):
 //! a migration only adds (tables, nullable or defaulted columns, indexes), so the build before it
@@ -115,41 +116,31 @@ async fn apply_in_one_transaction(dialect: Dialect, conn: &mut AnyConnection) ->
     applied.and(unlocked)
 }
 
-/// sqlx's own table of applied migrations, as its SQLite driver creates it (sqlx-sqlite 0.8,
-/// `Migrate::ensure_migrations_table`), character for character: SQLite keeps a table's CREATE
-/// text in `sqlite_master`, so a fresh file built by [`sqlite_schema_batch`] must carry exactly
-/// the text sqlx's migrator would have written (`e2e schema_migrations` compares the two).
-const SQLITE_MIGRATIONS_TABLE: &str = r#"
-CREATE TABLE IF NOT EXISTS _sqlx_migrations (
-    version BIGINT PRIMARY KEY,
-    description TEXT NOT NULL,
-    installed_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
-    success BOOLEAN NOT NULL,
-    checksum BLOB NOT NULL,
-    execution_time BIGINT NOT NULL
-);
-                "#;
+/// The schema every embedded migration leaves on SQLite, as SQLite itself records it: each
+/// table, index and trigger's `sqlite_master.sql`, in the order they were made (sqlx's own
+/// `_sqlx_migrations` first). Generated from the migrations and committed beside this module, as
+/// `src/api/openapi.json` is: a test fails when it is not what the migrations make, and
+/// `MVGEN_WRITE_SCHEMA=1 cargo test --lib fresh_schema` writes it anew (then commit it).
+const SQLITE_SCHEMA: &str = include_str!("fresh_schema.sql");
 
 /// The whole schema of a brand-new SQLite file, and the `_sqlx_migrations` row of every embedded
 /// migration, as one batch of SQL ending inside an open `BEGIN IMMEDIATE` transaction (the caller
 /// records the time taken, then commits: see `fresh::build`).
 ///
-/// Why one batch rather than sqlx's migrator: the migrator sends each migration, its savepoint,
-/// its bookkeeping row and its `execution_time` update as separate statements, and on SQLite each
-/// is a hand-off to the connection's worker thread and back (an strace of one fresh start counted
-/// 791 futex calls during the migrations), which was most of a cold start's CPU (BENCHMARKS.md,
-/// issue 22). Sent as one string, SQLite runs every statement on that thread in one go. Only for
-/// a file nobody else can see yet (`fresh`): there is nothing applied to check and no lock to
-/// take. The rows are those sqlx's `apply` writes (version, description, `TRUE`, the checksum as
-/// a blob, `-1` until the time is known), so the next build's migrator reads them as its own.
+/// Why not sqlx's migrator (BENCHMARKS.md, issue 22): it sends each migration, its savepoint, its
+/// bookkeeping row and its `execution_time` update as separate statements, each a hand-off to
+/// the connection's worker thread and back; and every `ALTER TABLE` in the migrations makes
+/// SQLite parse the whole schema again (36 times for the 16 migrations). The end state instead
+/// ([`SQLITE_SCHEMA`]), sent as one string, is parsed once, on that thread. SQLite keeps each
+/// CREATE's own text, so the file is the one the migrations make (`e2e schema_migrations`
+/// compares the two, and a next build's migration run on both). Only for a file nobody else can
+/// see yet (`fresh`): there is nothing applied to check and no lock to take. The rows are those
+/// sqlx's `apply` writes (version, description, `TRUE`, the checksum as a blob, `-1` until the
+/// time is known), so the next build's migrator reads them as its own.
 pub(super) fn sqlite_schema_batch() -> String {
-    let migrator = migrator(Dialect::Sqlite);
     let mut batch = String::from("PRAGMA synchronous = OFF;\nPRAGMA journal_mode = WAL;\nBEGIN IMMEDIATE;\n");
-    batch.push_str(SQLITE_MIGRATIONS_TABLE);
-    for migration in migrator.iter() {
-        // The newline first: a migration may end in a `--` comment without one.
-        batch.push_str(&migration.sql);
-        batch.push_str("\n;\n");
+    batch.push_str(SQLITE_SCHEMA);
+    for migration in migrator(Dialect::Sqlite).iter() {
         let description = migration.description.replace('\'', "''");
         let checksum: String = migration.checksum.iter().map(|b| format!("{b:02x}")).collect();
         batch.push_str(&format!(
@@ -265,4 +256,56 @@ pub(super) fn migrator(dialect: Dialect) -> Migrator {
     // never reads). Without it sqlx refuses to start: "migration N was previously applied but is
     // missing in the resolved migrations".
     Migrator { migrations: Cow::Owned(migrations), ignore_missing: true, ..Migrator::DEFAULT }
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::{AnyConnection, Connection};
+
+    use super::{Dialect, SQLITE_SCHEMA, migrator};
+
+    /// The file committed beside this module.
+    const COMMITTED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/jobs/store/fresh_schema.sql");
+
+    /// What the embedded migrations leave in an empty SQLite database, run by sqlx's migrator
+    /// one by one as on any existing file: every CREATE text SQLite keeps, in the order made
+    /// (SQLite's own `sqlite_sequence` and automatic indexes it makes again by itself).
+    async fn schema_the_migrations_make() -> String {
+        sqlx::any::install_default_drivers();
+        let mut conn = AnyConnection::connect("sqlite::memory:").await.expect("an in-memory database");
+        migrator(Dialect::Sqlite).run_direct(&mut conn).await.expect("the migrations");
+        let texts: Vec<String> = sqlx::query_scalar(
+            "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name <> 'sqlite_sequence' ORDER BY rowid",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .expect("sqlite_master");
+        let _ = conn.close().await;
+        let header = "-- Generated from migrations/jobs by `MVGEN_WRITE_SCHEMA=1 cargo test --lib fresh_schema`: the\n\
+                      -- schema they leave on SQLite, which a fresh file is built from (src/jobs/store/migrate.rs).\n\
+                      -- Do not edit; add a migration and write this again.\n\n";
+        header.to_owned() + &texts.iter().map(|t| format!("{t};\n\n")).collect::<String>()
+    }
+
+    /// A fresh file is built from the committed schema, so it must be what the migrations make
+    /// today: a migration added without writing it again fails here.
+    #[tokio::test]
+    async fn the_committed_fresh_schema_is_the_one_the_migrations_make() {
+        let made = schema_the_migrations_make().await;
+        if std::env::var_os("MVGEN_WRITE_SCHEMA").is_some() {
+            std::fs::write(COMMITTED, &made).expect("write src/jobs/store/fresh_schema.sql");
+            return;
+        }
+        if SQLITE_SCHEMA != made {
+            let diff = similar::TextDiff::from_lines(SQLITE_SCHEMA, &made)
+                .unified_diff()
+                .context_radius(3)
+                .header("src/jobs/store/fresh_schema.sql (committed)", "made by the migrations")
+                .to_string();
+            panic!(
+                "src/jobs/store/fresh_schema.sql is not what the migrations make; run `MVGEN_WRITE_SCHEMA=1 cargo \
+                 test --lib fresh_schema` and commit it:\n{diff}"
+            );
+        }
+    }
 }

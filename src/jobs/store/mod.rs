@@ -5,7 +5,8 @@
 //!
 //! - `rows`: the rows the API and workers read ([`rows::JobRow`], [`rows::EventRow`],
 //!   [`rows::Claimed`]) and decoding a row;
-//! - `migrate`: the embedded migrations, and which of them a database lacks;
+//! - `migrate`: the embedded migrations, which of them a database lacks, and the schema they end
+//!   at (`fresh_schema.sql`, generated), which a fresh SQLite file is built from in one batch;
 //! - `fresh`: a new SQLite file built whole beside its path and linked into place;
 //! - `submit`: storing a new job;
 //! - `idempotency`: `Idempotency-Key`s (claim, release, purge);
