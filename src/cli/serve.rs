@@ -26,6 +26,16 @@ pub fn serve(addr: Option<SocketAddr>, configs: Option<&Path>) -> anyhow::Result
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
     let exporting = lifecycle::init_logging(settings.log_json, runtime.handle())?;
+    // The metrics recorder's clock (quanta) calibrates itself against the system clock when it is
+    // made: at least 500 rounds of a 1 µs busy loop, on whichever thread installs the recorder
+    // first, which was a third of a fresh start's instructions (callgrind; BENCHMARKS.md, issue
+    // 22), spent before the first request could be served. Installed on a thread of its own
+    // (after logging, so a failure is still logged), it runs beside the database's creation;
+    // `server::app_with_jobs` later finds it installed, or waits for it. Should the thread not
+    // start, that call installs it as before.
+    if settings.metrics {
+        let _ = std::thread::Builder::new().name("mvgen-metrics".into()).spawn(crate::telemetry::install);
+    }
     let flavors = match configs {
         None => FlavorSource::Embedded,
         Some(dir) => FlavorSource::Live(open_configs(dir)?),
