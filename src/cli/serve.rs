@@ -32,9 +32,9 @@ pub fn serve(addr: Option<SocketAddr>, configs: Option<&Path>) -> anyhow::Result
     // (callgrind; BENCHMARKS.md, issue 22), spent before the first request could be served. Made
     // here on a thread of its own, the calibration runs beside the database's creation, and
     // `server::app_with_jobs` installs the recorder with it done (or waits for it). Only the
-    // clock: the thread allocates nothing, so it adds no malloc arena to the idle memory, and
-    // the recorder is installed where it was. Should the thread not start, the install
-    // calibrates as before.
+    // clock: the recorder itself is still installed there, on the main thread, before the router
+    // exists, so no request goes uncounted. Should the thread not start, the install calibrates
+    // as before.
     if settings.metrics {
         let _ = std::thread::Builder::new().name("mvgen-clock".into()).spawn(|| drop(quanta::Clock::new()));
     }

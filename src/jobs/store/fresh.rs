@@ -77,8 +77,9 @@ async fn build(temp: &Path) -> Result<(), String> {
     let schema = async {
         // One batch (see `migrate::sqlite_schema_batch`): `synchronous = OFF` first, since nobody
         // else has this file until it is linked into place, and it is synced whole before that,
-        // so SQLite's own syncs would buy nothing; then WAL mode and every migration in one
-        // transaction, left open for the time taken.
+        // so SQLite's own syncs would buy nothing; then WAL mode, and the schema the migrations
+        // end at with their `_sqlx_migrations` rows in one transaction, left open for the time
+        // taken.
         let started = Instant::now();
         sqlx::raw_sql(&migrate::sqlite_schema_batch()).execute(&mut conn).await.map_err(reason)?;
         // sqlx records each migration's own time; these ran as one batch, so each row gets the
