@@ -94,9 +94,21 @@ pub(super) async fn stop_workers(jobs: &Jobs, shutdown: CancellationToken, worke
     jobs.close().await;
 }
 
-/// What the handlers and the job workers share; also cleans up partial files an interrupted write
-/// left behind (no write is running yet).
+/// What the handlers and the job workers share, its store checked (see [`unchecked_app_state`]
+/// and [`check_storage`]).
 pub(super) async fn app_state(
+    settings: &Settings,
+    providers: Providers,
+    flavors: FlavorSource,
+) -> anyhow::Result<AppState> {
+    let state = unchecked_app_state(settings, providers, flavors)?;
+    check_storage(&state).await?;
+    Ok(state)
+}
+
+/// What the handlers and the job workers share, its store not yet checked; also cleans up
+/// partial files an interrupted write left behind (no write is running yet).
+pub(super) fn unchecked_app_state(
     settings: &Settings,
     providers: Providers,
     flavors: FlavorSource,
@@ -110,10 +122,6 @@ pub(super) async fn app_state(
     }
     let storage =
         crate::storage::url::open(&settings.storage, &settings.storage_options).map_err(anyhow::Error::msg)?;
-    // A store that can't take a write fails here, before the first request would.
-    storage.check().await.map_err(|e| {
-        anyhow!("storage {} is not usable (reachable and writable is required): {e}", storage.describe())
-    })?;
     Ok(AppState {
         providers,
         storage,
@@ -121,6 +129,13 @@ pub(super) async fn app_state(
         strict_flavors: settings.strict_flavors,
         generations: crate::limits::GenerationSlots::new(settings.max_concurrent_generations),
         flavors,
+    })
+}
+
+/// A store that can't take a write fails here, before the first request would.
+pub(super) async fn check_storage(state: &AppState) -> anyhow::Result<()> {
+    state.storage.check().await.map_err(|e| {
+        anyhow!("storage {} is not usable (reachable and writable is required): {e}", state.storage.describe())
     })
 }
 
