@@ -56,10 +56,11 @@
 //!                 blocking (a stored file as a sync Read + Seek)
 //! api/            every route on one screen (mod) and its handlers: generate, files, flavors,
 //!                 jobs, audio (songs), projects, openapi, health, readiness; extract (body and path
-//!                 extractors), send_file
+//!                 extractors), send_file; routed (the router with its route templates, for metrics)
 //! server          settings from the environment, and the middleware around api's routes
 //! serving/        connections: accept, watchdog, per-request limits, signals, drain
 //! api_keys, request_id, telemetry, page, background   auth, X-Request-Id, /metrics, the create page, detached work
+//! key_check, cors  the API key check and CORS's constant headers, plain services around the router
 //! trace_export    OpenTelemetry spans over OTLP/HTTP, built only when OTEL_EXPORTER_OTLP_ENDPOINT is set
 //! trace_context   W3C traceparent/tracestate: a request's parent, a job's stored context, outgoing calls
 //! webhooks/       outbound webhooks: signatures (signature), the URL checked at submit (target),
@@ -72,6 +73,7 @@ pub mod api_keys;
 pub mod background;
 pub mod cli;
 pub mod compiler;
+pub mod cors;
 mod debug_log;
 pub mod error;
 pub mod flavor;
@@ -79,6 +81,7 @@ pub mod generation;
 pub mod jobs;
 pub mod json_body;
 pub mod json_schema;
+pub mod key_check;
 pub mod limits;
 pub mod live_configs;
 pub mod media;

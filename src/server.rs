@@ -8,18 +8,20 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, anyhow, bail};
 use axum::Router;
-use axum::extract::{Request, State};
-use axum::http::{HeaderValue, Method, header};
-use axum::middleware::{self, Next};
+
+use axum::http::{HeaderValue, Method};
 use axum::response::Response;
 use serde_json::json;
 use tower::util::{Either, MapResponse};
-use tower_http::cors::{AllowOrigin, Cors, CorsLayer};
+use tower_http::cors::Cors;
 
 use crate::api;
+use crate::api::extract::RefuseOversize;
 use crate::api_keys::{ApiKey, ApiKeys};
 use crate::error::{ApiError, ErrorKind};
+use crate::key_check::{KeyCheck, KeyCheckLayer};
 use crate::state::AppState;
+use crate::telemetry::{RequestMetrics, RouteNames};
 
 /// Server settings, read once at startup.
 #[derive(Clone)]
@@ -300,8 +302,14 @@ fn truthy(value: Option<String>) -> bool {
 }
 
 /// The whole application, as `serve` runs it: the request-id service around CORS (when on)
-/// around the router. A tower service, so tests drive it with `oneshot` as they would a router.
-pub type App = crate::request_id::RequestIds<Either<MapResponse<Cors<Router>, fn(Response) -> Response>, Router>>;
+/// around [`Api`]. A tower service, so tests drive it with `oneshot` as they would a router.
+pub type App = crate::request_id::RequestIds<Either<crate::cors::CorsHeaders<Cors<Api>>, Api>>;
+
+/// The router inside the request metrics (when on), the API key check (when keys are set), the
+/// 5xx log and the oversize check: plain services around it, in that order from outside.
+pub type Api = Either<RequestMetrics<Checked>, Checked>;
+type Checked = Either<KeyCheck<Logged>, Logged>;
+type Logged = MapResponse<RefuseOversize<Router>, fn(Response) -> Response>;
 
 /// The whole application.
 pub fn app(state: AppState, settings: &Settings) -> App {
@@ -312,41 +320,41 @@ pub fn app(state: AppState, settings: &Settings) -> App {
 ///
 /// Each `Router::layer` call wraps every route in one more boxed service, and axum clones a
 /// route's whole chain of boxes on every call (one allocation per box, at every level): with eight
-/// levels a flavor-list GET made 110 heap allocations, bare axum 16 (BENCHMARKS.md, issue 22). So the
-/// layers that need the matched route (metrics) or must sit inside it (auth and what answers
-/// before the handler) are one stack applied once, and the ones that do not (CORS, request ids)
-/// wrap the router from outside, as plain services (no router, no box: each connection keeps one
-/// copy of the whole, `serving::conn`).
+/// levels a flavor-list GET made 110 heap allocations, bare axum 16 (BENCHMARKS.md, issue 22). So
+/// no layer goes on the router's routes (beyond the extensions a few handlers read): every
+/// middleware wraps the router from outside, as a plain service (no router, no box: each
+/// connection keeps one copy of the whole, `serving::conn`). The request metrics, which need the
+/// matched route, match the path themselves against the router's templates
+/// ([`crate::telemetry::RouteNames`]).
 pub fn app_with_jobs(state: AppState, settings: &Settings, jobs: Option<Arc<crate::jobs::Jobs>>) -> App {
     let metrics = settings.metrics && crate::telemetry::install().is_some();
-    if metrics {
-        crate::telemetry::count_routes(api::openapi::ROUTES.iter().map(|route| (*route).to_owned()));
-    }
-    // Around the fallbacks too, so an unknown `/api/*` path or a wrong method is a 401 like any
-    // other keyless call: without a key nobody learns which API routes exist. Without keys there is
-    // nothing to check, and the layer is left out.
-    let keys = (!settings.api_keys.is_empty())
-        .then(|| middleware::from_fn_with_state(Arc::new(ApiKeys::from_entries(&settings.api_keys)), require_api_key));
-    let per_route = tower::ServiceBuilder::new()
-        // Outside the key check, so refused (401) calls are counted too.
-        .option_layer(metrics.then_some(crate::telemetry::RequestMetricsLayer))
-        .option_layer(keys)
-        // Inside the request-id span, so a logged fault carries the request's id.
-        .layer(tower::util::MapResponseLayer::new(crate::error::log_server_errors))
-        .layer(api::extract::RefuseDeclaredOversize);
     let songs = api::AudioLimit { max_bytes: settings.max_audio_bytes, max_song_seconds: settings.max_song_seconds };
-    let router = api::routes(jobs, metrics, songs, settings.webhooks.replicate_secret.clone())
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(per_route)
-        .with_state(Arc::new(state));
-    let router = if settings.cors_origins.is_empty() {
-        Either::Right(router)
+    let api::Routed { router, templates } =
+        api::routes(jobs, metrics, songs, settings.webhooks.replicate_secret.clone());
+    if metrics {
+        let listed = api::openapi::ROUTES.iter().chain(&templates);
+        crate::telemetry::count_routes(listed.map(|route| (*route).to_owned()));
+    }
+    let router = router.fallback(not_found).method_not_allowed_fallback(method_not_allowed).with_state(Arc::new(state));
+    let api = tower::ServiceBuilder::new()
+        // Outside the key check, so refused (401) calls are counted too.
+        .option_layer(metrics.then(|| crate::telemetry::RequestMetricsLayer(RouteNames::new(&templates))))
+        // Around the fallbacks too, so an unknown `/api/*` path or a wrong method is a 401 like
+        // any other keyless call: without a key nobody learns which API routes exist. Without
+        // keys there is nothing to check, and the layer is left out.
+        .option_layer(
+            (!settings.api_keys.is_empty()).then(|| KeyCheckLayer::new(ApiKeys::from_entries(&settings.api_keys))),
+        )
+        // Inside the request-id span, so a logged fault carries the request's id.
+        .layer(tower::util::MapResponseLayer::new(crate::error::log_server_errors as fn(Response) -> Response))
+        .layer(api::extract::RefuseDeclaredOversize)
+        .service(router);
+    let api = if settings.cors_origins.is_empty() {
+        Either::Right(api)
     } else {
-        let cors = tower::Layer::layer(&cors(&settings.cors_origins), router);
-        Either::Left(MapResponse::new(cors, vary as fn(Response) -> Response))
+        Either::Left(crate::cors::around(&settings.cors_origins, api))
     };
-    crate::request_id::around(router, settings.access_log)
+    crate::request_id::around(api, settings.access_log)
 }
 
 /// What `mvgen worker --metrics-addr` serves: `GET /metrics` (behind `API_KEY` as on `serve`) and
@@ -359,8 +367,7 @@ pub fn metrics_app(settings: &Settings) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     if !settings.api_keys.is_empty() {
-        let keys = Arc::new(ApiKeys::from_entries(&settings.api_keys));
-        router = router.layer(middleware::from_fn_with_state(keys, require_api_key));
+        router = router.layer(KeyCheckLayer::new(ApiKeys::from_entries(&settings.api_keys)));
     }
     router
 }
@@ -375,83 +382,6 @@ async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> ApiError {
         format!("{method} is not allowed on {}", uri.path()),
         json!({ "path": uri.path(), "method": method.as_str() }),
     )
-}
-
-/// `X-API-Key` header or `?api_key=`, compared in constant time against every configured key. An
-/// empty header counts as absent: the create page of the service mvgen replaces sends
-/// `X-API-Key: ''` when it has no key, and that must not hide a valid `?api_key=`.
-/// Only `/api`, `/api/*` and `/metrics` are guarded: health and the create page stay open.
-/// The key's [`crate::api_keys::KeyScope`] rides on the request as an extension, for the job
-/// handlers (idempotency keys and queue quotas are per API key).
-async fn require_api_key(State(keys): State<Arc<ApiKeys>>, mut request: Request, next: Next) -> Response {
-    let path = request.uri().path();
-    // Replicate's webhooks carry no API key: their Standard Webhooks signature is checked instead.
-    let guarded = (path == "/api" || path.starts_with("/api/") || path == "/metrics")
-        && path != crate::providers::config::REPLICATE_WEBHOOK_PATH;
-    if keys.is_empty() || !guarded || request.method() == Method::OPTIONS {
-        return next.run(request).await;
-    }
-    let from_header = request
-        .headers()
-        .get("x-api-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .map(String::from);
-    let from_query = request.uri().query().and_then(query_api_key).filter(|v| !v.is_empty());
-    match from_header.or(from_query).map(|presented| keys.identify(&presented)) {
-        Some(Some(scope)) => {
-            request.extensions_mut().insert(scope);
-            next.run(request).await
-        }
-        Some(None) => crate::error::unauthorized("Invalid API key"),
-        None => crate::error::unauthorized("API key missing. Provide X-API-Key header or ?api_key=YOUR_KEY"),
-    }
-}
-
-/// The first `api_key` of a query string, decoded as a form value (`+` is a space; a `%` not
-/// followed by two hex digits stays as it is).
-fn query_api_key(query: &str) -> Option<String> {
-    form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "api_key").map(|(_, v)| v.into_owned())
-}
-
-/// The `Vary` of every answer while CORS is on: tower-http's default list, written once. Its CORS
-/// layer joins the list into a new header value on every request (two allocations of the
-/// flavor-list GET's ~25); `vary` appends this one instead, beside any `Vary` of the handler's.
-const VARY: HeaderValue =
-    HeaderValue::from_static("origin, access-control-request-method, access-control-request-headers");
-
-fn vary(mut response: Response) -> Response {
-    response.headers_mut().append(header::VARY, VARY);
-    response
-}
-
-/// Origins were checked by `Settings`; `*` allows any origin (no credentials are involved).
-/// `Vary` is left to [`vary`].
-fn cors(origins: &[String]) -> CorsLayer {
-    let allow = if origins.iter().any(|o| o == "*") {
-        AllowOrigin::any()
-    } else {
-        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
-    };
-    CorsLayer::new()
-        .vary([])
-        .allow_origin(allow)
-        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
-        .allow_headers([
-            header::CONTENT_TYPE,
-            header::HeaderName::from_static("x-api-key"),
-            // The create page sends one with every job it submits (a retry then replays, not repeats).
-            header::HeaderName::from_static("idempotency-key"),
-            header::RANGE,
-            crate::request_id::HEADER,
-        ])
-        .expose_headers([
-            header::HeaderName::from_static("x-config-flavor"),
-            header::HeaderName::from_static("x-config-flavor-hash"),
-            header::CONTENT_RANGE,
-            crate::request_id::HEADER,
-        ])
 }
 
 /// Serves `app` (an [`App`] or any router) on `listener` with the default connection limits until
@@ -538,7 +468,12 @@ mod tests {
     fn cors_origins_are_checked_and_star_means_any() {
         assert!(settings(&[("CORS_ORIGINS", "https://a.example, http://localhost:3000")]).is_ok());
         let star = settings(&[("CORS_ORIGINS", "*")]).expect("star");
-        let _layer = cors(&star.cors_origins);
+        let _cors = crate::cors::around(
+            &star.cors_origins,
+            tower::service_fn(|_: axum::extract::Request| async {
+                Ok::<_, std::convert::Infallible>(Response::new(axum::body::Body::empty()))
+            }),
+        );
         let err = settings(&[("CORS_ORIGINS", "a.example")]).expect_err("no scheme");
         assert!(err.contains("CORS_ORIGINS"), "{err}");
         assert!(settings(&[("CORS_ORIGINS", "https://bad\norigin")]).is_err());
@@ -649,11 +584,5 @@ mod tests {
         let rest = (s.job_max_takeovers, s.sync_wait.as_secs(), s.idempotency_ttl.as_secs());
         assert_eq!(rest, (1000, 86_400, 2_592_000));
         assert_eq!(s.max_concurrent_generations, 1 << 20);
-    }
-
-    #[test]
-    fn percent_decoding_of_query_keys() {
-        assert_eq!(query_api_key("api_key=a%2Bb+c%zz").as_deref(), Some("a+b c%zz"));
-        assert_eq!(query_api_key("x=1&api_key=end%").as_deref(), Some("end%"));
     }
 }

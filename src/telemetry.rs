@@ -22,11 +22,10 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
-use axum::extract::MatchedPath;
 use axum::http::{HeaderValue, Request, Response, StatusCode, header};
 use axum::response::IntoResponse;
 use metrics::Counter;
@@ -200,8 +199,8 @@ struct RouteCounters {
 
 static ROUTES: OnceLock<RouteCounters> = OnceLock::new();
 
-/// The route templates requests are counted by (the server passes the OpenAPI document's paths:
-/// telemetry sits below the API and does not read its document itself). The first call wins; a
+/// The route templates requests are counted by (the server passes the OpenAPI document's paths
+/// and the router's: telemetry sits below the API and reads neither itself). The first call wins; a
 /// route given to none takes the registry's slower path, as an unlisted status does.
 pub fn count_routes(templates: impl IntoIterator<Item = String>) {
     ROUTES.get_or_init(|| {
@@ -225,22 +224,52 @@ fn register(route: &str, status: StatusCode) -> Counter {
     metrics::counter!(REQUESTS, "route" => route.to_string(), "status" => status.as_str().to_string())
 }
 
-/// Counts every request by matched route template and status. Added with `Router::layer`, so it
-/// runs after routing and sees `MatchedPath`; the fallback (no match) counts as `unmatched`.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RequestMetricsLayer;
+/// The route templates a request's path is matched against, with the matcher axum routes by
+/// (`matchit`, the version axum pins), so a request is labelled with the template axum serves it
+/// from. Matching outside the router, rather than reading axum's `MatchedPath` inside it, keeps
+/// the router's routes free of layers: `Router::layer` wrapped each route in one more boxed
+/// level, which axum clones per request (BENCHMARKS.md, issue 22).
+#[derive(Clone)]
+pub struct RouteNames(Arc<matchit::Router<&'static str>>);
+
+impl RouteNames {
+    /// `templates`: every template the router serves (`api::Routed`). One that matchit refuses
+    /// (axum, with the same matcher, would have refused it first) is left out, so its requests
+    /// count as unmatched.
+    pub fn new(templates: &[&'static str]) -> Self {
+        let mut matcher = matchit::Router::new();
+        let mut seen = std::collections::HashSet::new();
+        for template in templates.iter().copied().filter(|t| seen.insert(*t)) {
+            if let Err(e) = matcher.insert(template, template) {
+                tracing::warn!(route = template, error = %e, "route left out of the request metrics");
+            }
+        }
+        RouteNames(Arc::new(matcher))
+    }
+
+    /// The template `path` is routed to, if any.
+    pub fn name(&self, path: &str) -> Option<&'static str> {
+        self.0.at(path).ok().map(|matched| *matched.value)
+    }
+}
+
+/// Counts every request by route template (see [`RouteNames`]) and status; a path no route
+/// matches (the 404 fallback) counts as `unmatched`. Wraps the router from outside.
+#[derive(Clone)]
+pub struct RequestMetricsLayer(pub RouteNames);
 
 impl<S> tower::Layer<S> for RequestMetricsLayer {
     type Service = RequestMetrics<S>;
 
     fn layer(&self, inner: S) -> RequestMetrics<S> {
-        RequestMetrics { inner }
+        RequestMetrics { inner, routes: self.0.clone() }
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RequestMetrics<S> {
     inner: S,
+    routes: RouteNames,
 }
 
 impl<S, B, R> tower::Service<Request<B>> for RequestMetrics<S>
@@ -256,7 +285,7 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let route = request.extensions().get::<MatchedPath>().cloned();
+        let route = self.routes.name(request.uri().path());
         Counted { inner: self.inner.call(request), route }
     }
 }
@@ -266,7 +295,7 @@ pin_project_lite::pin_project! {
     pub struct Counted<F> {
         #[pin]
         inner: F,
-        route: Option<MatchedPath>,
+        route: Option<&'static str>,
     }
 }
 
@@ -280,7 +309,7 @@ where
         let this = self.project();
         let result = ready!(this.inner.poll(cx));
         if let Ok(response) = &result {
-            count_request(this.route.as_ref().map(MatchedPath::as_str), response.status());
+            count_request(*this.route, response.status());
         }
         Poll::Ready(result)
     }

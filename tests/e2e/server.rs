@@ -742,8 +742,18 @@ fn their_front_end_and_scripts_work_against_the_real_binary() {
         let resp = get(format!("/api/mv/get_config_flavors?api_key={key}"), "").send().await.expect("flavors");
         assert_eq!(resp.status(), 200, "an empty X-API-Key must not hide ?api_key=");
         assert_eq!(vary(resp.headers()), cors_vary);
+        // The page reads the flavor, range and request-id headers of any answer, a refusal's too;
+        // a preflight exposes nothing.
+        let exposed = |headers: &reqwest::header::HeaderMap| {
+            let values = headers.get_all("access-control-expose-headers").iter();
+            values.map(|v| v.to_str().expect("ascii").to_owned()).collect::<Vec<_>>()
+        };
+        let cors_exposed = ["x-config-flavor,x-config-flavor-hash,content-range,x-request-id"];
+        assert_eq!(exposed(resp.headers()), cors_exposed);
+        assert_eq!(exposed(preflight.headers()), Vec::<String>::new());
         let resp = get("/api/mv/get_config_flavors".into(), "").send().await.expect("no key");
         assert_eq!(resp.status(), 401);
+        assert_eq!(exposed(resp.headers()), cors_exposed);
         assert_eq!(resp.headers()["www-authenticate"], "ApiKey");
         let body: Value = resp.json().await.expect("json");
         assert_eq!(body["message"], "API key missing. Provide X-API-Key header or ?api_key=YOUR_KEY");

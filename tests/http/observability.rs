@@ -154,6 +154,41 @@ fn metrics_count_generations_and_fallbacks_with_bounded_labels() {
     assert!(samples.len() < 60, "{} series after 1000 distinct flavor names:\n{text}", samples.len());
 }
 
+/// Every request is counted under the template the router served it from, whichever kind of route
+/// that is: the page and its assets (not in the OpenAPI document), a job route with its id, a HEAD
+/// under its GET route, a wrong method (405) under the route whose path it matched; a path no
+/// route matches as `unmatched`.
+#[test]
+fn requests_are_counted_under_the_template_of_the_route_that_served_them() {
+    let server = ServerProcess::start(&[("MV_PROVIDER", "mock")]).expect("start");
+    let client = Client::new(&server);
+    let unknown_job = "/api/mv/jobs/0e4f1a2b-8f0a-4d2b-9c51-3f2b6c1e3c4d";
+    let cases = [
+        (reqwest::Method::GET, "/", "/", 200),
+        (reqwest::Method::GET, "/create", "/create", 200),
+        (reqwest::Method::GET, "/assets/no-such-file.js", "/assets/{file}", 404),
+        (reqwest::Method::GET, unknown_job, "/api/mv/jobs/{id}", 404),
+        (reqwest::Method::HEAD, "/health", "/health", 200),
+        (reqwest::Method::POST, "/api/mv/get_config_flavors", "/api/mv/get_config_flavors", 405),
+        (reqwest::Method::DELETE, "/api/mv/jobs", "/api/mv/jobs", 405),
+        (reqwest::Method::GET, "/api/mv/get_config_flavors/more", "unmatched", 404),
+        (reqwest::Method::GET, "/assets/a/b", "unmatched", 404),
+    ];
+    for (method, path, _, status) in &cases {
+        let (got, _, body) = client.send(client.http.request(method.clone(), format!("{}{path}", client.base)));
+        assert_eq!(got, *status, "{method} {path}: {body}");
+    }
+    let (status, text) = client.metrics(None);
+    assert_eq!(status, 200);
+    let samples = parse_exposition(&text);
+    for (method, path, route, status) in &cases {
+        let series = format!(r#"mvgen_http_requests_total{{route="{route}",status="{status}"}}"#);
+        assert!(samples.get(&series).is_some_and(|n| *n >= 1.0), "{method} {path}: no {series} in:\n{text}");
+    }
+    let unmatched = samples.get(r#"mvgen_http_requests_total{route="unmatched",status="404"}"#);
+    assert_eq!(unmatched, Some(&2.0), "only the two paths no route matches:\n{text}");
+}
+
 #[test]
 fn a_failed_upstream_generation_is_counted_with_its_backend_and_outcome() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
