@@ -2,8 +2,9 @@
 # Issue 22's five figures for two mvgen builds in one run, against the bare axum baseline and an
 # instant fake Gemini, rounds alternating A and B (and which goes first) so the shared, noisy
 # machine weighs on both alike; medians over the rounds, ratios B / A and against bare axum:
-#   1. GET /api/mv/get_config_flavors: req/s against bare axum answering the very same bytes, and
-#      mvgen's CPU per request (/proc/PID/stat);
+#   1. GET /api/mv/get_config_flavors: req/s against bare axum answering the very same bytes (A's
+#      flavor list, `bare_axum ADDR BODY_FILE`), and mvgen's CPU per request (/proc/PID/stat); also
+#      against bare axum's own 19-byte hello, the baseline of the figures before 2026-12-07 03:00;
 #   2. POST /api/mv/create_scenes through the real Gemini client (a durable job per request): req/s
 #      and mvgen's CPU per request, on the embedded SQLite and, beside it, on PostgreSQL (a
 #      throwaway cluster on 127.0.0.1 with PostgreSQL's own defaults: fsync and synchronous
@@ -109,12 +110,22 @@ for name in "${!PORT[@]}"; do
     [[ $backend == '"backend_used":"gemini"' ]] || { echo "$BENCH: $name: create_scenes did not use gemini: $backend" >&2; exit 1; }
 done
 
+# The ceiling as issue 22 defines it: bare axum answering mvgen's own flavor-list bytes (A's). A
+# bare_axum too old to take a body file would answer its hello: refused, not silently compared.
+curl -fsS "http://127.0.0.1:${PORT[a-sqlite]}$FLAVORS_PATH" >"$WORK/flavors.json"
+P_SAME=$(free_port)
+start bare-same "$BARE" "127.0.0.1:$P_SAME" "$WORK/flavors.json"; SAME_PID=$LAST_PID
+wait_ok "http://127.0.0.1:$P_SAME$FLAVORS_PATH"
+curl -fsS "http://127.0.0.1:$P_SAME$FLAVORS_PATH" | cmp -s - "$WORK/flavors.json" ||
+    { echo "$BENCH: $BARE does not serve a body file (examples/bare_axum.rs since 2026-12-07)" >&2; exit 2; }
+
 echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s, $ROUNDS rounds alternating A and B, medians; $STARTS cold starts per build a round; $(nproc) cores" >&2
 for round in $(seq "$ROUNDS"); do
     echo "round $round/$ROUNDS" >&2
     order=(a b)
     ((round % 2 == 0)) && order=(b a)
     measure "$BARE_PID" "http://127.0.0.1:$P_BARE$FLAVORS_PATH" >>"$WORK/get-bare"
+    measure "$SAME_PID" "http://127.0.0.1:$P_SAME$FLAVORS_PATH" >>"$WORK/get-same"
     for build in "${order[@]}"; do
         measure "${PID[$build-sqlite]}" "http://127.0.0.1:${PORT[$build-sqlite]}$FLAVORS_PATH" >>"$WORK/get-$build"
     done
@@ -146,9 +157,13 @@ line() { # label a b [bare] [goal]
         "$([[ -n ${4:-} ]] && num "$4")" "${5:-}"
 }
 ga=$(col "$WORK/get-a" 1) gb=$(col "$WORK/get-b" 1)
-line "GET flavors req/s" "$ga" "$gb" "$bare_get"
-line "GET flavors req/s / bare axum" "$(ratio "$bare_get" "$ga")" "$(ratio "$bare_get" "$gb")" 1 ">= 0.90"
-line "GET flavors mvgen CPU us/request" "$(col "$WORK/get-a" 2)" "$(col "$WORK/get-b" 2)"
+same_get=$(col "$WORK/get-same" 1)
+line "GET flavors req/s (bare: the same bytes)" "$ga" "$gb" "$same_get"
+line "GET flavors req/s / bare axum, the same bytes" "$(ratio "$same_get" "$ga")" "$(ratio "$same_get" "$gb")" 1 ">= 0.90"
+line "GET flavors req/s / bare axum's 19-byte hello" "$(ratio "$bare_get" "$ga")" "$(ratio "$bare_get" "$gb")" 1 \
+    "(bare: $(num "$bare_get") req/s)"
+line "GET flavors CPU us/request (bare: the same bytes)" "$(col "$WORK/get-a" 2)" "$(col "$WORK/get-b" 2)" \
+    "$(col "$WORK/get-same" 2)"
 for engine in "${engines[@]}"; do
     label=SQLite; [[ $engine == pg ]] && label=PostgreSQL
     line "create_scenes req/s ($label)" "$(col "$WORK/post-$engine-a" 1)" "$(col "$WORK/post-$engine-b" 1)" "" ">= 3000"
