@@ -18,6 +18,7 @@ use serde_json::Value;
 use support::fake_upstream::{FakeGemini, Scripted};
 use support::postgres::Postgres;
 use support::server_process::ServerProcess;
+use support::webhook_receiver::WebhookReceiver;
 
 /// Requests measured after the warm-up.
 const REQUESTS: usize = 20;
@@ -63,6 +64,36 @@ async fn a_sync_scenes_request_is_two_statements_on_postgres() {
     // Not bounded here as on SQLite: idle workers are still woken into a claim by every
     // notification (another replica's job may be queued), and a running job's watch into a
     // heartbeat by its own job's (it may be a cancel), this process's own included.
+}
+
+/// A job with a webhook ends in its transaction (the UPDATE, the event, the delivery), and only
+/// there: the one-statement end, which refuses a job with a webhook, is not tried first (it was:
+/// a round trip for nothing on every such job). Its `completed` delivery still goes out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_request_with_a_webhook_ends_in_one_update() {
+    let fakes = Fakes::start().await;
+    let receiver = tokio::task::block_in_place(WebhookReceiver::start);
+    let server = start(&fakes.env(&[
+        ("RUST_LOG", "warn,sqlx::query=debug"),
+        ("MVGEN_WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+        ("MVGEN_WEBHOOK_ALLOW_PRIVATE", "true"),
+        ("MVGEN_JOB_STALE_AFTER", "60"),
+    ]));
+    let from = server.log().len();
+    let body = serde_json::json!({
+        "idea": "a lighthouse keeper's last night", "character_description": "an old sailor",
+        "webhook": receiver.url("/hook"),
+    });
+    let resp = http().post(format!("{}/api/mv/create_scenes", server.base)).json(&body).send().await.expect("post");
+    assert_eq!(resp.status().as_u16(), 200);
+    let got = tokio::task::block_in_place(|| receiver.wait_for("/hook", 1, Duration::from_secs(20)));
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].json()["status"], "succeeded");
+
+    let seen = statements(&server, from);
+    let ends: Vec<_> = seen.iter().filter(|s| s.starts_with("UPDATE jobs SET status = 'succeeded'")).collect();
+    assert_eq!(ends.len(), 1, "one finishing UPDATE: {ends:#?}");
+    assert!(!ends[0].contains("webhook IS NULL"), "the transaction's, not the one-statement end's: {ends:#?}");
 }
 
 /// The statements a run of sync `create_scenes` requests logged, and how long the requests took.

@@ -260,7 +260,7 @@ async fn a_sync_job_taken_over_by_another_worker_holds_its_generation_slot_until
     assert_eq!(slots.available_permits(), 0, "the slot is held while the other worker runs the job");
 
     let output = json!({ "done": "elsewhere" });
-    assert!(jobs.store().finish(&id, "other-worker", Outcome::Succeeded(&output)).await.unwrap().is_some());
+    assert!(jobs.store().finish(&id, "other-worker", false, Outcome::Succeeded(&output)).await.unwrap().is_some());
     let row = tokio::time::timeout(Duration::from_secs(10), jobs.finished(&id))
         .await
         .expect("waited")
@@ -323,7 +323,7 @@ async fn restarts_do_not_use_up_retries(url: &str) {
     let first = jobs.store().claim("dead-1", now).await.unwrap().expect("claimed");
     let second = jobs.store().claim("dead-2", now + 3_600_000).await.unwrap().expect("taken over");
     assert_eq!((first.id.as_str(), second.id.as_str()), (id.as_str(), id.as_str()));
-    assert!(jobs.store().finish(&id, "dead-2", Outcome::Released).await.unwrap().is_some());
+    assert!(jobs.store().finish(&id, "dead-2", false, Outcome::Released).await.unwrap().is_some());
     let shutdown = CancellationToken::new();
     let workers = jobs.start_workers(shutdown.clone());
     let row = wait_until(&jobs, &id, "finished", finished).await;
@@ -506,7 +506,7 @@ async fn a_final_event_is_written_once_by_this_build_and_by_a_previous_one() {
         status: 502,
         details: &details,
     };
-    store.finish(&ours, ours_claim, failed).await.expect("finish").expect("our claim");
+    store.finish(&ours, ours_claim, false, failed).await.expect("finish").expect("our claim");
 
     // A previous build's finish: its own transaction, its own event, no `heartbeat_at`.
     let mut db = sqlx::AnyConnection::connect(&url).await.expect("connect");

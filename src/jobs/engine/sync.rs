@@ -41,7 +41,7 @@ impl Jobs {
         // The run below is its own task, outside the request's span: it continues the request's
         // trace through this context, as a takeover elsewhere would through the stored one.
         let trace_context = crate::trace_context::of(&tracing::Span::current());
-        let claimed = Claimed::stored(&row, claim, Some(1), trace_context);
+        let claimed = Claimed::stored(&row, claim, Some(1), trace_context, webhook.is_some());
         let id = row.id.clone();
         self.holding().insert(id.clone());
         let slot = HeldSlot { guard: Some(Box::new(guard)), jobs: Arc::clone(self), id: id.clone() };

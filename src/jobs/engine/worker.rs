@@ -242,7 +242,12 @@ impl Jobs {
         let mut failures = 0;
         let store_span = crate::trace_context::span(|| tracing::info_span!("job.store", job.id = %job.id));
         loop {
-            match self.store.finish(&job.id, &job.claim, outcome_clone(&outcome)).instrument(store_span.clone()).await {
+            match self
+                .store
+                .finish(&job.id, &job.claim, job.webhook, outcome_clone(&outcome))
+                .instrument(store_span.clone())
+                .await
+            {
                 Ok(stored) => {
                     if stored.is_some() {
                         let started = observer.started.lock().map(|s| s.clone()).unwrap_or_default();

@@ -54,7 +54,7 @@ impl Store {
              WHERE seq = (SELECT seq FROM jobs WHERE ((status = '{queued}' AND run_after <= $2) \
                 OR (status = '{processing}' AND heartbeat_at < $3)) {only} ORDER BY seq LIMIT 1 {lock}) \
              RETURNING id, kind, plan, attempts, takeovers, cancel_requested, max_attempts, config_flavor, heartbeat_at, \
-                started_at, webhook_events, previous_claim, trace_context",
+                started_at, webhook, webhook_events, previous_claim, trace_context",
             processing = status_text!(Processing),
             queued = status_text!(Queued),
         );
@@ -86,6 +86,7 @@ impl Store {
             flavor: flavor_used(&report),
             flavor_hash: flavor_hash(&report),
             trace_context: row.try_get("trace_context")?,
+            webhook: row.try_get::<Option<String>, _>("webhook")?.is_some(),
         };
         let data = serde_json::json!({
             "status": JobStatus::Processing, "attempts": claimed.attempts, "takeovers": claimed.takeovers,

@@ -126,15 +126,20 @@ impl Store {
     /// A final outcome of a job without a webhook is one statement ([`Store::end_at_once`]): one
     /// round trip to the database instead of four, on the path every sync request takes. Any
     /// other (a retry, a release, a job whose end queues a webhook delivery, rendered here) is a
-    /// transaction: the UPDATE, its event and the delivery, committed together.
+    /// transaction: the UPDATE, its event and the delivery, committed together. `webhook`: the
+    /// job has one ([`Claimed::webhook`](super::rows::Claimed)), so the one statement, which
+    /// would match nothing, is not tried. Only a hint: `false` for a job with a webhook costs
+    /// that round trip, never its delivery (the statement's own guard refuses it).
     pub async fn finish(
         &self,
         job_id: &str,
         claim: &str,
+        webhook: bool,
         outcome: Outcome<'_>,
     ) -> Result<Option<Finished>, StoreError> {
         let now = now_ms();
-        if matches!(outcome, Outcome::Succeeded(_) | Outcome::Failed { .. } | Outcome::Canceled)
+        if !webhook
+            && matches!(outcome, Outcome::Succeeded(_) | Outcome::Failed { .. } | Outcome::Canceled)
             && let Some(row) = self.end_at_once(job_id, claim, &outcome, now).await?
         {
             return Ok(Some(Finished { row: job_row(&row).ok() }));

@@ -109,6 +109,10 @@ pub struct Claimed {
     /// The W3C `traceparent` the job was submitted under: its run's spans continue that trace
     /// (`crate::trace_context`). `None` when traces are not exported.
     pub trace_context: Option<String>,
+    /// The job has a webhook: its end also queues a delivery, so `Store::finish` goes straight to
+    /// its transaction instead of first trying the one statement that only a job without one can
+    /// take (a round trip for nothing on every such job's end).
+    pub webhook: bool,
 }
 
 /// The flavor a stored flavor report says was used (`FlavorReport::used`).
@@ -123,8 +127,14 @@ pub fn flavor_hash(report: &Value) -> String {
 
 impl Claimed {
     /// The claim on a job just stored claimed (`row`, as `Store::insert` returned it, with the
-    /// `max_attempts` and `trace_context` it was stored with).
-    pub fn stored(row: &JobRow, claim: String, max_attempts: Option<i64>, trace_context: Option<String>) -> Claimed {
+    /// `max_attempts`, `trace_context` and whether a `webhook` was stored with it).
+    pub fn stored(
+        row: &JobRow,
+        claim: String,
+        max_attempts: Option<i64>,
+        trace_context: Option<String>,
+        webhook: bool,
+    ) -> Claimed {
         Claimed {
             id: row.id.clone(),
             kind: Ok(row.kind),
@@ -141,6 +151,7 @@ impl Claimed {
             flavor: flavor_used(&row.config_flavor),
             flavor_hash: flavor_hash(&row.config_flavor),
             trace_context,
+            webhook,
         }
     }
 }
