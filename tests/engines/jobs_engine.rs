@@ -274,6 +274,30 @@ async fn a_sync_job_taken_over_by_another_worker_holds_its_generation_slot_until
 
 /// A sync wait that could not read the database once before its bound says so (the endpoint answers
 /// 503 `DatabaseUnavailable` with the job's id), rather than "no such job".
+/// A sync job's end is broadcast once (for its event streams); its freed slot wakes its own
+/// waiter alone. Every task on the broadcast (each sync waiter, each running job's watch) wakes
+/// for every message, so a second one per job was a wake-up of every in-flight request.
+#[tokio::test]
+async fn a_sync_jobs_end_is_broadcast_once_and_its_waiter_still_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pipeline, _upstream) = FakePipeline::new();
+    let jobs = Jobs::open(&sqlite_url(&dir), pipeline.clone(), config(0, 60_000)).await.expect("open");
+    let slots = Arc::new(tokio::sync::Semaphore::new(1));
+    let mut news = jobs.subscribe();
+    let planned = pipeline.plan(Kind::Video, json!({ "prompt": "refused", "fail": "caller" })).await.expect("plan");
+    let slot = slots.clone().try_acquire_owned().expect("the one slot");
+    let id = jobs.submit_now(Kind::Video, &planned, slot, None, None).await.expect("submitted");
+    let row = tokio::time::timeout(Duration::from_secs(10), jobs.finished(&id)).await.expect("bounded");
+    let row = row.expect("read").expect("known");
+    assert_eq!(row.status, "failed", "{row:?}");
+    assert_eq!(slots.available_permits(), 1, "answered once the slot is free");
+    let mut told = 0;
+    while let Ok(woken) = news.try_recv() {
+        told += usize::from(woken == id);
+    }
+    assert_eq!(told, 1, "the job's end, once");
+}
+
 #[tokio::test]
 async fn a_sync_wait_that_never_reads_the_database_is_an_error_not_an_unknown_job() {
     let dir = tempfile::tempdir().unwrap();

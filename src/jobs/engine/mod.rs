@@ -143,10 +143,11 @@ pub struct Jobs {
     /// Fired near the shutdown drain's deadline: sync waiters answer with their job's id now
     /// rather than be cut without an answer (see `sync::finished`).
     answer_now: CancellationToken,
-    /// Sync waits in progress (`sync::finished`), by job id, with the job's final row once the
-    /// run in this process stored it: the waiter answers from it without reading the database.
-    /// An entry lives as long as its wait, so a row is never kept for a caller who left.
-    sync_waits: std::sync::Mutex<std::collections::HashMap<String, Option<JobRow>>>,
+    /// Sync waits in progress (`sync::finished`), by job id: how to wake the waiter when its
+    /// job's slot is freed, and the job's final row once the run in this process stored it (the
+    /// waiter answers from it without reading the database). An entry lives as long as its wait,
+    /// so a row is never kept for a caller who left.
+    sync_waits: std::sync::Mutex<std::collections::HashMap<String, sync::Waiting>>,
     /// Sync jobs whose generation slot this process still holds: their waiter answers only once
     /// the slot is free, so the caller's next request is not refused by its own finished one.
     holding: std::sync::Mutex<std::collections::HashSet<String>>,

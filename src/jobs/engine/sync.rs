@@ -135,23 +135,29 @@ impl Jobs {
     /// wait, never the job.
     pub async fn finished(&self, id: &str) -> Result<Option<JobRow>, StoreError> {
         let waiting = SyncWait::register(self, id);
-        let mut wake = self.subscribe();
         let deadline = tokio::time::Instant::now() + self.config.sync_wait;
         // A job run in this process hands its final row over as it ends (`hand_over`): no read
-        // while it runs. Its slot is freed right after, so the row is there once it is free.
+        // while it runs. Its slot is freed right after, so the row is there once it is free. The
+        // slot's drop wakes this wait alone (`freed`), not every task on the broadcast: with N
+        // sync requests in flight, a broadcast here was N wake-ups (and N copies of the id) per job.
+        let freed = &waiting.freed;
         while self.holding().contains(id) && !self.answer_now.is_cancelled() {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             if left.is_zero() {
                 break;
             }
             tokio::select! {
-                () = woken(&mut wake, id, self.config.poll.min(left)) => {}
+                () = freed.notified() => {}
+                () = tokio::time::sleep(self.config.poll.min(left)) => {}
                 () = self.answer_now.cancelled() => {}
             }
         }
         if let Some(row) = waiting.take() {
             return Ok(Some(row));
         }
+        // Not run to its end here (taken over, or run by another process): read the row, woken by
+        // the job's news on the broadcast (or polling, as another process tells us nothing).
+        let mut wake = self.subscribe();
         let mut last = None;
         let mut fault = None;
         loop {
@@ -180,6 +186,7 @@ impl Jobs {
             }
             tokio::select! {
                 () = woken(&mut wake, id, self.config.poll.min(left)) => {}
+                () = freed.notified() => {}
                 // Shutdown's drain ends soon: one last read, then the answer as it stands.
                 () = self.answer_now.cancelled() => {}
             }
@@ -196,13 +203,29 @@ impl Jobs {
     /// (before the job's slot is freed and the waiter woken). No-op when nobody here waits.
     pub(super) fn hand_over(&self, row: JobRow) {
         if let Some(entry) = self.sync_waits().get_mut(&row.id) {
-            *entry = Some(row);
+            entry.row = Some(row);
         }
     }
 
-    fn sync_waits(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Option<JobRow>>> {
+    /// Wakes the sync wait on job `id` (if one is here): its slot is free. A wake-up before the
+    /// wait sleeps is kept (`Notify::notify_one` stores it), so none is lost.
+    fn slot_freed(&self, id: &str) {
+        if let Some(entry) = self.sync_waits().get(id) {
+            entry.freed.notify_one();
+        }
+    }
+
+    fn sync_waits(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Waiting>> {
         self.sync_waits.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
+
+/// What `Jobs::sync_waits` holds for one wait.
+pub(super) struct Waiting {
+    /// Notified when the job's slot is freed (`HeldSlot`'s drop).
+    freed: Arc<tokio::sync::Notify>,
+    /// The job's final row, once the run here stored it.
+    row: Option<JobRow>,
 }
 
 /// One sync wait's entry in `Jobs::sync_waits`, removed when the wait ends or is dropped (the
@@ -210,17 +233,19 @@ impl Jobs {
 struct SyncWait<'a> {
     jobs: &'a Jobs,
     id: &'a str,
+    freed: Arc<tokio::sync::Notify>,
 }
 
 impl<'a> SyncWait<'a> {
     fn register(jobs: &'a Jobs, id: &'a str) -> Self {
-        jobs.sync_waits().insert(id.to_owned(), None);
-        SyncWait { jobs, id }
+        let freed = Arc::new(tokio::sync::Notify::new());
+        jobs.sync_waits().insert(id.to_owned(), Waiting { freed: Arc::clone(&freed), row: None });
+        SyncWait { jobs, id, freed }
     }
 
     /// The row handed over, if any yet.
     fn take(&self) -> Option<JobRow> {
-        self.jobs.sync_waits().get_mut(self.id).and_then(Option::take)
+        self.jobs.sync_waits().get_mut(self.id).and_then(|entry| entry.row.take())
     }
 }
 
@@ -242,6 +267,8 @@ impl Drop for HeldSlot {
         // Freed first: whoever the wake-up answers may send its next request at once.
         drop(self.guard.take());
         self.jobs.holding().remove(&self.id);
-        self.jobs.woke(&self.id);
+        // The waiter alone: the job's news (its end, for event streams) was already broadcast
+        // when it was stored.
+        self.jobs.slot_freed(&self.id);
     }
 }
