@@ -239,7 +239,7 @@ async fn respond<G: Generation>(
     };
     let stored = stored::to_store(state, planned).await?;
     // The slot moves to the job's run: it is held while the generation runs, not while we wait.
-    let id = jobs.submit_now(G::KIND, &stored, slot, scope.map(KeyScope::as_str), webhook.as_ref()).await?;
+    let id = jobs.submit_now(G::KIND, stored, slot, scope.map(KeyScope::as_str), webhook.as_ref()).await?;
     wait_and_answer(jobs, id).await
 }
 
@@ -284,7 +284,7 @@ async fn respond_for_project<G: Generation>(
     if let ProjectLink::Scenes { project } = &link {
         stored.project_id = Some(project.clone());
     }
-    let id = jobs.submit_now(G::KIND, &stored, slot, scope.map(KeyScope::as_str), webhook.as_ref()).await?;
+    let id = jobs.submit_now(G::KIND, stored, slot, scope.map(KeyScope::as_str), webhook.as_ref()).await?;
     let (project, edit) = match link {
         ProjectLink::Scenes { project } => (project, Edit::Project(vec![("scenes_job_id", id.clone().into())])),
         ProjectLink::Video { project, sequence } => {
@@ -321,7 +321,7 @@ pub(super) async fn output_for_project<G: Generation>(
     let (planned, slot) = driver::plan_now_pinned::<G>(state, input, pinned)?;
     let mut stored = stored::to_store(state, planned).await?;
     stored.project_id = Some(project.to_owned());
-    let id = jobs.submit_now(G::KIND, &stored, slot, scope, None).await?;
+    let id = jobs.submit_now(G::KIND, stored, slot, scope, None).await?;
     let job = jobs
         .finished(&id)
         .await

@@ -151,6 +151,15 @@ async fn scenes_requests(fakes: &Fakes, extra: &[(&str, &str)]) -> Seen {
         seen.count(|s| s.starts_with(&set) || s.starts_with("WITH j AS (") && s.contains(&set))
     };
     assert_eq!((ends("succeeded"), ends("failed")), (REQUESTS, 1), "{:#?}", seen.statements);
+    // The scenes are bound once and not read back: the worker still holds them (the answers
+    // above came from that copy).
+    let read_back: Vec<_> = seen
+        .statements
+        .iter()
+        .filter(|s| s.contains("UPDATE jobs SET status = 'succeeded'"))
+        .filter(|s| s.split_once(" RETURNING ").is_some_and(|(_, columns)| columns.contains(", output,")))
+        .collect();
+    assert!(read_back.is_empty(), "the output read back: {read_back:#?}");
     seen
 }
 

@@ -253,7 +253,7 @@ async fn a_sync_job_taken_over_by_another_worker_holds_its_generation_slot_until
     let slots = Arc::new(tokio::sync::Semaphore::new(1));
     let slot = slots.clone().try_acquire_owned().expect("the one slot");
     let planned = pipeline.plan(Kind::Video, json!({ "prompt": "raced" })).await.expect("plan");
-    let id = jobs.submit_now(Kind::Video, &planned, slot, None, None).await.expect("submitted");
+    let id = jobs.submit_now(Kind::Video, planned, slot, None, None).await.expect("submitted");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let row = jobs.store().get(&id).await.unwrap().unwrap();
     assert_eq!(row.status, "processing", "{row:?}");
@@ -286,7 +286,7 @@ async fn a_sync_jobs_end_is_broadcast_once_and_its_waiter_still_answers() {
     let mut news = jobs.subscribe();
     let planned = pipeline.plan(Kind::Video, json!({ "prompt": "refused", "fail": "caller" })).await.expect("plan");
     let slot = slots.clone().try_acquire_owned().expect("the one slot");
-    let id = jobs.submit_now(Kind::Video, &planned, slot, None, None).await.expect("submitted");
+    let id = jobs.submit_now(Kind::Video, planned, slot, None, None).await.expect("submitted");
     let row = tokio::time::timeout(Duration::from_secs(10), jobs.finished(&id)).await.expect("bounded");
     let row = row.expect("read").expect("known");
     assert_eq!(row.status, "failed", "{row:?}");
@@ -305,7 +305,7 @@ async fn a_sync_wait_that_never_reads_the_database_is_an_error_not_an_unknown_jo
     let config = EngineConfig { sync_wait: Duration::from_millis(300), ..config(0, 60_000) };
     let jobs = Jobs::open(&sqlite_url(&dir), pipeline.clone(), config).await.expect("open");
     let planned = pipeline.plan(Kind::Video, json!({ "prompt": "unread", "render_ms": 60_000 })).await.expect("plan");
-    let id = jobs.submit_now(Kind::Video, &planned, (), None, None).await.expect("submitted");
+    let id = jobs.submit_now(Kind::Video, planned, (), None, None).await.expect("submitted");
     jobs.store().close().await;
     let waited = tokio::time::timeout(Duration::from_secs(10), jobs.finished(&id)).await.expect("bounded");
     assert!(waited.is_err(), "{waited:?}");
@@ -321,7 +321,7 @@ async fn a_sync_job_whose_worker_died_is_finished_by_the_sync_request_on_a_serve
     let _workers = jobs.start_workers(CancellationToken::new());
     another_worker_claims_first(&url, 0).await;
     let planned = pipeline.plan(Kind::Video, json!({ "prompt": "orphan" })).await.expect("plan");
-    let id = jobs.submit_now(Kind::Video, &planned, (), None, None).await.expect("submitted");
+    let id = jobs.submit_now(Kind::Video, planned, (), None, None).await.expect("submitted");
     let row = tokio::time::timeout(Duration::from_secs(10), jobs.finished(&id))
         .await
         .expect("the sync wait ends: the dead worker's job is taken over here")

@@ -25,11 +25,12 @@ impl Jobs {
     /// holding `guard` (the caller's generation slot) until the job ends, whoever runs it: a
     /// caller who hangs up neither cancels it nor frees the slot early, and a worker that takes
     /// the job over does not let the cap be bypassed (see [`Jobs::run_to_end`]). `scope`: as for
-    /// [`Jobs::submit`]. `webhook`: as for [`Jobs::submit_with`].
+    /// [`Jobs::submit`]. `webhook`: as for [`Jobs::submit_with`]. `planned` is taken, so its plan
+    /// moves into the run rather than being copied.
     pub async fn submit_now(
         self: &Arc<Self>,
         kind: Kind,
-        planned: &StoredPlan,
+        planned: StoredPlan,
         guard: impl Send + 'static,
         scope: Option<&str>,
         webhook: Option<&WebhookTarget>,
@@ -37,11 +38,11 @@ impl Jobs {
         // Stored already claimed by this process (see `Store::insert`), and refused like any
         // other submission while the queue (or the caller's share) is full.
         let claim = format!("{}/now", uuid::Uuid::new_v4());
-        let row = self.store_planned(kind, planned, None, scope, Some(&claim), webhook).await?;
+        let row = self.store_planned(kind, &planned, None, scope, Some(&claim), webhook).await?;
         // The run below is its own task, outside the request's span: it continues the request's
         // trace through this context, as a takeover elsewhere would through the stored one.
         let trace_context = crate::trace_context::of(&tracing::Span::current());
-        let claimed = Claimed::stored(&row, claim, Some(1), trace_context, webhook.is_some());
+        let claimed = Claimed::stored(&row, planned.plan, claim, Some(1), trace_context, webhook.is_some());
         let id = row.id.clone();
         self.holding().insert(id.clone());
         let slot = HeldSlot { guard: Some(Box::new(guard)), jobs: Arc::clone(self), id: id.clone() };

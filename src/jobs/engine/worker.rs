@@ -241,7 +241,8 @@ impl Jobs {
         // until shutdown (then the job is taken over, and resumes its saved upstream run).
         let mut failures = 0;
         let store_span = crate::trace_context::span(|| tracing::info_span!("job.store", job.id = %job.id));
-        loop {
+        // The job's final row once its end is stored here (`Some(None)`: stored, but unreadable).
+        let final_row = loop {
             match self
                 .store
                 .finish(&job.id, &job.claim, job.webhook, outcome_clone(&outcome))
@@ -256,15 +257,7 @@ impl Jobs {
                         log_outcome(&job, kind, &outcome, &upstream);
                     }
                     let ended = matches!(outcome, Outcome::Succeeded(_) | Outcome::Failed { .. } | Outcome::Canceled);
-                    if let Some(finished) = stored.filter(|_| ended) {
-                        // The waiting sync request (if it waits here) gets the row before the
-                        // slot's drop wakes it.
-                        if let Some(row) = finished.row {
-                            self.hand_over(row);
-                        }
-                        slot.take();
-                    }
-                    break;
+                    break stored.filter(|_| ended).map(|finished| finished.row);
                 }
                 Err(e) => {
                     failures += 1;
@@ -275,12 +268,24 @@ impl Jobs {
                     tokio::time::sleep(backoff(failures, Duration::from_secs(5))).await;
                 }
             }
+        };
+        let requeued = matches!(outcome, Outcome::Retry { .. } | Outcome::Released);
+        if let Some(row) = final_row {
+            // The waiting sync request (if it waits here) gets the row before the slot's drop
+            // wakes it, with the output moved in: the finish did not read it back.
+            if let Some(mut row) = row {
+                if let Ended::Ran(Ok(output)) = ended {
+                    row.output = Some(output);
+                }
+                self.hand_over(row);
+            }
+            slot.take();
         }
         // After the canceled or failed outcome is stored, so no takeover of this job cancels them
         // again.
         self.cancel_runs(&job.id, &orphaned).await;
         self.woke(&job.id);
-        if matches!(outcome, Outcome::Retry { .. } | Outcome::Released) {
+        if requeued {
             self.may_claim();
         }
     }

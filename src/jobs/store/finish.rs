@@ -38,10 +38,19 @@ pub enum Outcome<'a> {
 
 /// A claim's end, stored.
 pub struct Finished {
-    /// The job as it now is (read back by the same statement), for a waiter in this process;
-    /// `None` in the rare case this build cannot read it (a word a newer build stored): the end
-    /// is stored either way.
+    /// The job as it now is (read back by the same statement), for a waiter in this process, but
+    /// for its `output`: `None` here, as the caller holds the output it just stored (see
+    /// [`ended_columns`]). `None` in the rare case this build cannot read the row (a word a newer
+    /// build stored): the end is stored either way.
     pub row: Option<JobRow>,
+}
+
+/// The columns a finishing statement reads back: every one of [`COLUMNS`] but `output`. A
+/// succeeded job's output is kilobytes of JSON its worker still holds; read back, it was copied
+/// out of SQLite's pages and parsed into a tree again (some seventy allocations per sync request)
+/// only to equal what was just bound.
+fn ended_columns() -> String {
+    COLUMNS.replacen(" output,", " NULL AS output,", 1)
 }
 
 /// The `UPDATE … SET` terms that store `outcome`, its values bound from `$3` on
@@ -146,7 +155,7 @@ impl Store {
         }
         let (set, _) = set_terms(&outcome);
         let mut tx = self.writer.begin().await?;
-        let sql = format!("UPDATE jobs SET {set} {GUARD} RETURNING webhook_events, {COLUMNS}");
+        let sql = format!("UPDATE jobs SET {set} {GUARD} RETURNING webhook_events, {}", ended_columns());
         let query = bind_outcome(sqlx::query(&sql).bind(job_id).bind(claim), &outcome, now);
         let Some(row) = query.fetch_optional(&mut *tx).await? else {
             return Ok(None);
@@ -179,11 +188,12 @@ impl Store {
         let (set, bound) = set_terms(outcome);
         let beat = bound + 3;
         let update = format!("UPDATE jobs SET {set}, heartbeat_at = ${beat} {GUARD} AND webhook IS NULL");
+        let columns = ended_columns();
         let (sql, event) = match self.dialect {
-            Dialect::Sqlite => (format!("{update} RETURNING {COLUMNS}"), None),
+            Dialect::Sqlite => (format!("{update} RETURNING {columns}"), None),
             Dialect::Postgres => (
                 format!(
-                    "WITH j AS ({update} RETURNING {COLUMNS}), \
+                    "WITH j AS ({update} RETURNING {columns}), \
                      e AS (INSERT INTO job_events (job_id, at, kind, data) SELECT id, ${beat}, ${kind}, ${data} FROM j), \
                      woken AS (SELECT pg_notify(${channel}, id) FROM j) \
                      SELECT j.* FROM j, woken",

@@ -127,9 +127,10 @@ pub fn flavor_hash(report: &Value) -> String {
 
 impl Claimed {
     /// The claim on a job just stored claimed (`row`, as `Store::insert` returned it, with the
-    /// `max_attempts`, `trace_context` and whether a `webhook` was stored with it).
+    /// `plan`, `max_attempts`, `trace_context` and whether a `webhook` was stored with it).
     pub fn stored(
         row: &JobRow,
+        plan: Value,
         claim: String,
         max_attempts: Option<i64>,
         trace_context: Option<String>,
@@ -138,8 +139,7 @@ impl Claimed {
         Claimed {
             id: row.id.clone(),
             kind: Ok(row.kind),
-            // A row `Store::insert` returned always carries its plan.
-            plan: row.plan.clone().unwrap_or_default(),
+            plan,
             attempts: row.attempts,
             takeovers: row.takeovers,
             max_attempts,
