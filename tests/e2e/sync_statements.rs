@@ -96,6 +96,50 @@ async fn a_sync_request_with_a_webhook_ends_in_one_update() {
     assert!(!ends[0].contains("webhook IS NULL"), "the transaction's, not the one-statement end's: {ends:#?}");
 }
 
+/// Concurrent sync requests on SQLite share commits (`jobs::store::group_commit`): the binary logs
+/// each commit that held several jobs' statements, and every request still gets its own answer
+/// with its own job stored and its events whole (`queued`, `processing`, `succeeded`). Rounds of
+/// sixteen requests at once until one commit was shared; the inserts of a round arrive together.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sync_requests_share_commits_on_sqlite() {
+    let fakes = Fakes::start().await;
+    let server = start(
+        &fakes.env(&[("RUST_LOG", "warn,mvgen::jobs::store::group_commit=debug"), ("MVGEN_JOB_STALE_AFTER", "60")]),
+    );
+    let base = server.base.clone();
+    scenes(&base, 200).await;
+    let from = server.log().len();
+    let shared = || server.log()[from..].lines().filter(|l| l.contains("one commit for several writes")).count();
+    let mut answered = Vec::new();
+    for _ in 0..10 {
+        let round = futures_util::future::join_all((0..16).map(|_| scenes(&base, 200))).await;
+        answered.extend(round);
+        if shared() > 0 {
+            break;
+        }
+    }
+    assert!(shared() > 0, "no commit held more than one write in {} concurrent requests", answered.len());
+    let mut ids: Vec<_> = answered.iter().map(|(id, _)| id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), answered.len(), "each request its own job");
+    for (id, answer) in &answered {
+        assert!(answer["scenes"].as_array().is_some_and(|s| !s.is_empty()), "{answer}");
+        let events = all_events(&base, id).await;
+        assert_eq!(kinds(&events), ["queued", "processing", "succeeded"], "{id}: {events:?}");
+        let job: Value = http()
+            .get(format!("{base}/api/mv/jobs/{id}"))
+            .send()
+            .await
+            .expect("get job")
+            .json()
+            .await
+            .expect("JSON job");
+        assert_eq!(job["status"], "succeeded", "{job}");
+        assert_eq!(job["output"]["scenes"], answer["scenes"], "the stored output is the one answered");
+    }
+}
+
 /// The statements a run of sync `create_scenes` requests logged, and how long the requests took.
 struct Seen {
     statements: Vec<String>,

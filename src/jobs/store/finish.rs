@@ -1,13 +1,13 @@
 //! How a job ends: a worker's claim ending in an [`Outcome`], and a client's cancel.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use serde_json::Value;
-use sqlx::any::AnyArguments;
-use sqlx::query::Query;
 
 use super::deliveries::HookEvent;
 use super::events::NOTIFY_CHANNEL;
+use super::group_commit::{Bound, bind_all};
 use super::rows::{COLUMNS, JobRow, job_row};
 use super::{Dialect, Store, StoreError, now_ms};
 use crate::error::ErrorKind;
@@ -40,7 +40,7 @@ pub enum Outcome<'a> {
 pub struct Finished {
     /// The job as it now is (read back by the same statement), for a waiter in this process, but
     /// for its `output`: `None` here, as the caller holds the output it just stored (see
-    /// [`ended_columns`]). `None` in the rare case this build cannot read the row (a word a newer
+    /// [`ENDED_COLUMNS`]). `None` in the rare case this build cannot read the row (a word a newer
     /// build stored): the end is stored either way.
     pub row: Option<JobRow>,
 }
@@ -48,13 +48,11 @@ pub struct Finished {
 /// The columns a finishing statement reads back: every one of [`COLUMNS`] but `output`. A
 /// succeeded job's output is kilobytes of JSON its worker still holds; read back, it was copied
 /// out of SQLite's pages and parsed into a tree again (some seventy allocations per sync request)
-/// only to equal what was just bound.
-fn ended_columns() -> String {
-    COLUMNS.replacen(" output,", " NULL AS output,", 1)
-}
+/// only to equal what was just bound. Made once, not per finish.
+static ENDED_COLUMNS: LazyLock<String> = LazyLock::new(|| COLUMNS.replacen(" output,", " NULL AS output,", 1));
 
 /// The `UPDATE … SET` terms that store `outcome`, its values bound from `$3` on
-/// ([`bind_outcome`]), and how many those are; `$1` is the job's id, `$2` the claim.
+/// ([`outcome_values`]), and how many those are; `$1` is the job's id, `$2` the claim.
 fn set_terms(outcome: &Outcome<'_>) -> (String, usize) {
     match outcome {
         Outcome::Succeeded(_) => (
@@ -87,23 +85,30 @@ fn set_terms(outcome: &Outcome<'_>) -> (String, usize) {
     }
 }
 
-/// `query` with `outcome`'s values bound after the id and claim, as [`set_terms`] numbers them.
-fn bind_outcome<'q>(
-    query: Query<'q, sqlx::Any, AnyArguments<'q>>,
-    outcome: &Outcome<'q>,
-    now: i64,
-) -> Query<'q, sqlx::Any, AnyArguments<'q>> {
+/// `outcome`'s values, bound after the id and claim as [`set_terms`] numbers them.
+fn outcome_values(outcome: &Outcome<'_>, now: i64) -> Vec<Bound> {
     match *outcome {
-        Outcome::Succeeded(output) => query.bind(output.to_string()).bind(now),
+        Outcome::Succeeded(output) => vec![output.to_string().into(), now.into()],
         // The error kind's wire name, as in the sync endpoints' error bodies.
-        Outcome::Failed { code, message, status, details } => {
-            query.bind(code.to_string()).bind(message).bind(i64::from(status)).bind(now).bind(details.to_string())
-        }
-        Outcome::Canceled | Outcome::Released => query.bind(now),
+        Outcome::Failed { code, message, status, details } => vec![
+            code.to_string().into(),
+            message.into(),
+            i64::from(status).into(),
+            now.into(),
+            details.to_string().into(),
+        ],
+        Outcome::Canceled | Outcome::Released => vec![now.into()],
         Outcome::Retry { code, message, after } => {
-            query.bind(now + after.as_millis() as i64).bind(code.to_string()).bind(message)
+            vec![(now + after.as_millis() as i64).into(), code.to_string().into(), message.into()]
         }
     }
+}
+
+/// The values of a finishing statement: the job's id and claim, then `outcome`'s.
+fn finish_values(job_id: &str, claim: &str, outcome: &Outcome<'_>, now: i64) -> Vec<Bound> {
+    let mut values = vec![job_id.into(), claim.into()];
+    values.extend(outcome_values(outcome, now));
+    values
 }
 
 /// The event that tells of `outcome`, and its data.
@@ -155,9 +160,9 @@ impl Store {
         }
         let (set, _) = set_terms(&outcome);
         let mut tx = self.writer.begin().await?;
-        let sql = format!("UPDATE jobs SET {set} {GUARD} RETURNING webhook_events, {}", ended_columns());
-        let query = bind_outcome(sqlx::query(&sql).bind(job_id).bind(claim), &outcome, now);
-        let Some(row) = query.fetch_optional(&mut *tx).await? else {
+        let sql = format!("UPDATE jobs SET {set} {GUARD} RETURNING webhook_events, {}", *ENDED_COLUMNS);
+        let values = finish_values(job_id, claim, &outcome, now);
+        let Some(row) = bind_all(sqlx::query(&sql), &values).fetch_optional(&mut *tx).await? else {
             return Ok(None);
         };
         let (kind, data) = event_of(&outcome);
@@ -188,10 +193,14 @@ impl Store {
         let (set, bound) = set_terms(outcome);
         let beat = bound + 3;
         let update = format!("UPDATE jobs SET {set}, heartbeat_at = ${beat} {GUARD} AND webhook IS NULL");
-        let columns = ended_columns();
-        let (sql, event) = match self.dialect {
-            Dialect::Sqlite => (format!("{update} RETURNING {columns}"), None),
-            Dialect::Postgres => (
+        let columns = &*ENDED_COLUMNS;
+        let mut values = finish_values(job_id, claim, outcome, now);
+        values.push(now.into());
+        let sql = match self.dialect {
+            Dialect::Sqlite => format!("{update} RETURNING {columns}"),
+            Dialect::Postgres => {
+                let (kind, data) = event_of(outcome);
+                values.extend([kind.as_str().into(), data.to_string().into(), NOTIFY_CHANNEL.into()]);
                 format!(
                     "WITH j AS ({update} RETURNING {columns}), \
                      e AS (INSERT INTO job_events (job_id, at, kind, data) SELECT id, ${beat}, ${kind}, ${data} FROM j), \
@@ -200,16 +209,12 @@ impl Store {
                     kind = beat + 1,
                     data = beat + 2,
                     channel = beat + 3,
-                ),
-                Some(event_of(outcome)),
-            ),
+                )
+            }
         };
-        let mut query = bind_outcome(sqlx::query(&sql).bind(job_id).bind(claim), outcome, now).bind(now);
-        if let Some((kind, data)) = &event {
-            query = query.bind(kind.as_str()).bind(data.to_string()).bind(NOTIFY_CHANNEL);
-        }
-        // Run to completion, so a failed (implicit) commit is this call's error (see `only_row`).
-        let mut rows = query.fetch_all(&self.writer).await?;
+        // Run to completion, so a failed (implicit) commit is this call's error (see `only_row`);
+        // on SQLite it may share its commit with other jobs' statements (`group_commit`).
+        let mut rows = self.write_alone(sql, values).await?;
         Ok(rows.pop())
     }
 

@@ -8,6 +8,7 @@
 //! - `migrate`: the embedded migrations, which of them a database lacks, and the schema they end
 //!   at (`fresh_schema.sql`, generated), which a fresh SQLite file is built from in one batch;
 //! - `fresh`: a new SQLite file built whole beside its path and linked into place;
+//! - `group_commit`: on SQLite, concurrent single-statement writes sharing one commit;
 //! - `submit`: storing a new job;
 //! - `idempotency`: `Idempotency-Key`s (claim, release, purge);
 //! - `events`: writing a job's events (and waking replicas) and reading them back;
@@ -30,6 +31,7 @@ pub mod deliveries;
 pub mod events;
 pub mod finish;
 mod fresh;
+pub mod group_commit;
 pub mod idempotency;
 mod migrate;
 pub mod project_deliveries;
@@ -89,6 +91,10 @@ pub struct Store {
     /// 100 ms), which held submissions to under half of what one queued writer does. Here they
     /// queue in the process instead. On PostgreSQL the same pool as `pool`.
     writer: AnyPool,
+    /// On SQLite, the writer's statements that may share a commit with other callers' (a job's
+    /// INSERT, its one-statement end) go through this (`group_commit`); `None` on PostgreSQL,
+    /// whose connections commit in parallel.
+    group: Option<group_commit::GroupCommit>,
     dialect: Dialect,
     /// When this process last purged the expired idempotency keys (Unix ms; see `begin_key`).
     keys_purged_at: Arc<AtomicI64>,
@@ -254,9 +260,11 @@ impl Store {
             }
             _ => None,
         };
+        let group = (dialect == Dialect::Sqlite).then(|| group_commit::GroupCommit::start(writer.clone()));
         Ok(Store {
             pool,
             writer,
+            group,
             dialect,
             keys_purged_at: Arc::new(AtomicI64::new(0)),
             render,
@@ -387,6 +395,21 @@ async fn probe(dialect: Dialect, url: &str) -> Result<(), sqlx::Error> {
 }
 
 impl Store {
+    /// Runs one autocommit statement on the writer to completion (so a failed commit is its
+    /// error, see `submit::only_row`) and returns its rows: on SQLite through the group commit,
+    /// where it may share its transaction with other callers' statements, answered only once
+    /// that is committed.
+    async fn write_alone(
+        &self,
+        sql: impl Into<std::borrow::Cow<'static, str>>,
+        values: Vec<group_commit::Bound>,
+    ) -> Result<Vec<sqlx::any::AnyRow>, StoreError> {
+        match &self.group {
+            Some(group) => Ok(group.write(sql, values).await?),
+            None => Ok(group_commit::bind_all(sqlx::query(&sql.into()), &values).fetch_all(&self.writer).await?),
+        }
+    }
+
     /// The database this store runs on.
     pub fn dialect(&self) -> Dialect {
         self.dialect

@@ -4,11 +4,10 @@
 
 use serde_json::Value;
 use sqlx::Row;
-use sqlx::any::AnyArguments;
-use sqlx::query::Query;
 
 use super::deliveries::{HookEvent, WebhookTarget};
 use super::events::NOTIFY_CHANNEL;
+use super::group_commit::{Bound, bind_all};
 use super::idempotency::KeyBinding;
 use super::rows::JobRow;
 use super::{Dialect, Store, StoreError, now_ms};
@@ -38,21 +37,22 @@ pub struct NewJob<'a> {
     pub trace_context: Option<&'a str>,
 }
 
-/// `sql` with a new job's twelve values bound as `$1`..`$12`.
-fn insert_job<'q>(sql: &'q str, job: &'q NewJob<'_>, now: i64) -> Query<'q, sqlx::Any, AnyArguments<'q>> {
-    sqlx::query(sql)
-        .bind(job.id)
-        .bind(job.kind.as_str())
-        .bind(job.plan.to_string())
-        .bind(job.config_flavor.to_string())
-        .bind(job.project_id)
-        .bind(job.sequence)
-        .bind(now)
-        .bind(job.max_attempts)
-        .bind(job.api_key_scope)
-        .bind(job.webhook.map(|w| w.url.as_str()))
-        .bind(job.webhook.map(|w| w.events.stored()))
-        .bind(job.trace_context)
+/// A new job's twelve values, for `$1`..`$12`.
+fn job_values(job: &NewJob<'_>, now: i64) -> Vec<Bound> {
+    vec![
+        job.id.into(),
+        job.kind.as_str().into(),
+        job.plan.to_string().into(),
+        job.config_flavor.to_string().into(),
+        job.project_id.into(),
+        job.sequence.into(),
+        now.into(),
+        job.max_attempts.into(),
+        job.api_key_scope.into(),
+        job.webhook.map(|w| w.url.as_str()).into(),
+        job.webhook.map(|w| w.events.stored()).into(),
+        job.trace_context.into(),
+    ]
 }
 
 /// A job's row as [`Store::insert`] just stored it, with `plan` (a copy of the stored one, or
@@ -128,11 +128,15 @@ impl Store {
     /// for `start`, whose delivery is rendered here.
     async fn insert_claimed(&self, job: &NewJob<'_>, claim: &str) -> Result<JobRow, StoreError> {
         let now = now_ms();
-        let query = insert_job(INSERT_CLAIMED, job, now).bind(claim);
+        let mut values = job_values(job, now);
+        values.push(claim.into());
         // A webhook told of the start gets its delivery in the same transaction.
         let start = job.webhook.filter(|w| w.events.contains(HookEvent::Start)).map(|w| w.events.stored());
         let seq = match self.dialect {
-            Dialect::Sqlite if start.is_none() => only_row(query.fetch_all(&self.writer).await?)?.try_get("seq")?,
+            // One statement, which may share its commit with other jobs' (`group_commit`).
+            Dialect::Sqlite if start.is_none() => {
+                only_row(self.write_alone(INSERT_CLAIMED, values).await?)?.try_get("seq")?
+            }
             // One statement too, as a queued job's INSERT (see `insert`): the row, both events in
             // order (`UNION ALL` inserts its branches in turn, so `queued` gets the lower id), one
             // wake-up for the replicas (PostgreSQL delivers one of a transaction's identical
@@ -145,23 +149,23 @@ impl Store {
                     queued = EventKind::Queued.as_str(),
                     processing = EventKind::Processing.as_str(),
                 );
-                let query = insert_job(&sql, job, now)
-                    .bind(claim)
-                    .bind(queued_data().to_string())
-                    .bind(claimed_data().to_string())
-                    .bind(NOTIFY_CHANNEL);
-                only_row(query.fetch_all(&self.writer).await?)?.try_get("seq")?
+                values.extend([
+                    queued_data().to_string().into(),
+                    claimed_data().to_string().into(),
+                    NOTIFY_CHANNEL.into(),
+                ]);
+                only_row(self.write_alone(sql, values).await?)?.try_get("seq")?
             }
             Dialect::Sqlite => {
                 let mut tx = self.writer.begin().await?;
-                let seq = query.fetch_one(&mut *tx).await?.try_get("seq")?;
+                let seq = bind_all(sqlx::query(INSERT_CLAIMED), &values).fetch_one(&mut *tx).await?.try_get("seq")?;
                 self.queue_delivery(&mut tx, job.id, HookEvent::Start, start.as_deref()).await?;
                 tx.commit().await?;
                 seq
             }
             Dialect::Postgres => {
                 let mut tx = self.writer.begin().await?;
-                let seq = query.fetch_one(&mut *tx).await?.try_get("seq")?;
+                let seq = bind_all(sqlx::query(INSERT_CLAIMED), &values).fetch_one(&mut *tx).await?.try_get("seq")?;
                 self.event(&mut tx, job.id, EventKind::Queued, &queued_data()).await?;
                 self.event(&mut tx, job.id, EventKind::Processing, &claimed_data()).await?;
                 self.queue_delivery(&mut tx, job.id, HookEvent::Start, start.as_deref()).await?;
@@ -196,25 +200,26 @@ impl Store {
         // PostgreSQL the statement does, and wakes the replicas (a data-modifying CTE always runs,
         // and `woken` runs once because a CTE calling a volatile function is never inlined).
         let now = now_ms();
-        let insert_and_event;
-        let query = match self.dialect {
-            Dialect::Sqlite => insert_job(INSERT, job, now),
+        let mut values = job_values(job, now);
+        let sql = match self.dialect {
+            Dialect::Sqlite => std::borrow::Cow::Borrowed(INSERT),
             Dialect::Postgres => {
-                insert_and_event = format!(
+                values.extend([queued_data().to_string().into(), NOTIFY_CHANNEL.into()]);
+                std::borrow::Cow::Owned(format!(
                     "WITH j AS ({INSERT}), e AS (INSERT INTO job_events (job_id, at, kind, data) \
                      SELECT $1, $7, '{queued}', $13 FROM j), woken AS (SELECT pg_notify($14, $1)) \
                      SELECT seq FROM j, woken",
                     queued = EventKind::Queued.as_str(),
-                );
-                insert_job(&insert_and_event, job, now).bind(queued_data().to_string()).bind(NOTIFY_CHANNEL)
+                ))
             }
         };
         let Some(key) = key else {
-            let inserted = only_row(query.fetch_all(&self.writer).await?)?;
+            // One statement, which on SQLite may share its commit with other jobs' (`group_commit`).
+            let inserted = only_row(self.write_alone(sql, values).await?)?;
             return Ok(Some(queued_row(job, inserted.try_get("seq")?, now, Some(job.plan.clone()))));
         };
         let mut tx = self.writer.begin().await?;
-        let inserted = query.fetch_one(&mut *tx).await?;
+        let inserted = bind_all(sqlx::query(&sql), &values).fetch_one(&mut *tx).await?;
         let row = queued_row(job, inserted.try_get("seq")?, now, Some(job.plan.clone()));
         let (status, body) = (key.answer)(&row);
         let bound = sqlx::query(
