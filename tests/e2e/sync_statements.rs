@@ -61,6 +61,17 @@ async fn a_sync_scenes_request_is_two_statements_on_postgres() {
         })
         .collect();
     assert!(alone.is_empty(), "{alone:#?}");
+    // The replicas are woken after each write commits, in a statement of its own: a write that
+    // notifies holds PostgreSQL's database-wide notify lock through its commit's fsync, so every
+    // job's writes waited on each other's (BENCHMARKS.md, "the notify lock").
+    let notifying: Vec<_> = seen
+        .statements
+        .iter()
+        .filter(|s| s.contains("pg_notify") && (s.contains("INSERT INTO") || s.contains("UPDATE jobs")))
+        .collect();
+    assert!(notifying.is_empty(), "a write that notifies in its own transaction: {notifying:#?}");
+    let wakes = seen.count(|s| s.starts_with("SELECT pg_notify"));
+    assert!(wakes >= 2 * (REQUESTS + 1), "each job's INSERT and end wake the replicas: {wakes} wake-ups");
     // Not bounded here as on SQLite: idle workers are still woken into a claim by every
     // notification (another replica's job may be queued), and a running job's watch into a
     // heartbeat by its own job's (it may be a cancel), this process's own included.
@@ -231,6 +242,12 @@ fn statements(server: &ServerProcess, from: usize) -> Vec<String> {
             let sql = line.split_once("db.statement=\"")?.1;
             // The statement is a quoted field with `\n` escapes; the next field follows its quote.
             let sql = sql.split_once("\" rows_affected=").map_or(sql, |(sql, _)| sql);
+            // A statement of four words or fewer is logged as its summary alone.
+            let summary = line.split_once("summary=\"").and_then(|(_, s)| s.split_once("\" db.statement="));
+            let sql = match summary {
+                Some((summary, _)) if sql.is_empty() => summary,
+                _ => sql,
+            };
             Some(sql.replace("\\n", " ").trim().to_owned())
         })
         .collect()

@@ -35,6 +35,24 @@ impl Store {
         Ok(())
     }
 
+    /// On PostgreSQL, wakes every replica about `job_id` after a write that committed without
+    /// waking them: in a statement of its own, outside the write's transaction. Why not inside it:
+    /// a transaction that notifies takes one database-wide lock at commit and holds it until its
+    /// commit is flushed to disk (PostgreSQL orders the notification queue by commit that way), so
+    /// every notifying write waited for the previous one's fsync in turn: under load nearly every
+    /// backend sat in `Lock: object` (`pg_stat_activity`, BENCHMARKS.md), and no two jobs' commits
+    /// ever shared a WAL flush. A transaction that only notifies writes nothing to wait for.
+    /// The wake-up is a hint (listeners also poll): a failure here is logged, not the write's.
+    pub(super) async fn wake_replicas(&self, job_id: &str) {
+        if self.dialect != Dialect::Postgres {
+            return;
+        }
+        let woken = sqlx::query("SELECT pg_notify($1, $2)").bind(NOTIFY_CHANNEL).bind(job_id).execute(&self.pool).await;
+        if let Err(e) = woken {
+            tracing::debug!(job = job_id, error = %e, "cannot wake the replicas; they find the job at their poll");
+        }
+    }
+
     /// The job's events after `after`, oldest first.
     pub async fn events_after(&self, job_id: &str, after: i64, limit: i64) -> Result<Vec<EventRow>, StoreError> {
         let rows = sqlx::query(

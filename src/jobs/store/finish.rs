@@ -6,7 +6,6 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::deliveries::HookEvent;
-use super::events::NOTIFY_CHANNEL;
 use super::group_commit::{Bound, bind_all};
 use super::rows::{COLUMNS, JobRow, job_row};
 use super::{Dialect, Store, StoreError, now_ms};
@@ -200,21 +199,22 @@ impl Store {
             Dialect::Sqlite => format!("{update} RETURNING {columns}"),
             Dialect::Postgres => {
                 let (kind, data) = event_of(outcome);
-                values.extend([kind.as_str().into(), data.to_string().into(), NOTIFY_CHANNEL.into()]);
+                values.extend([kind.as_str().into(), data.to_string().into()]);
                 format!(
                     "WITH j AS ({update} RETURNING {columns}), \
-                     e AS (INSERT INTO job_events (job_id, at, kind, data) SELECT id, ${beat}, ${kind}, ${data} FROM j), \
-                     woken AS (SELECT pg_notify(${channel}, id) FROM j) \
-                     SELECT j.* FROM j, woken",
+                     e AS (INSERT INTO job_events (job_id, at, kind, data) SELECT id, ${beat}, ${kind}, ${data} FROM j) \
+                     SELECT j.* FROM j",
                     kind = beat + 1,
                     data = beat + 2,
-                    channel = beat + 3,
                 )
             }
         };
         // Run to completion, so a failed (implicit) commit is this call's error (see `only_row`);
         // on SQLite it may share its commit with other jobs' statements (`group_commit`).
         let mut rows = self.write_alone(sql, values).await?;
+        if !rows.is_empty() {
+            self.wake_replicas(job_id).await;
+        }
         Ok(rows.pop())
     }
 

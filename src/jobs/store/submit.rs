@@ -6,7 +6,6 @@ use serde_json::Value;
 use sqlx::Row;
 
 use super::deliveries::{HookEvent, WebhookTarget};
-use super::events::NOTIFY_CHANNEL;
 use super::group_commit::{Bound, bind_all};
 use super::idempotency::KeyBinding;
 use super::rows::JobRow;
@@ -137,24 +136,21 @@ impl Store {
             Dialect::Sqlite if start.is_none() => {
                 only_row(self.write_alone(INSERT_CLAIMED, values).await?)?.try_get("seq")?
             }
-            // One statement too, as a queued job's INSERT (see `insert`): the row, both events in
-            // order (`UNION ALL` inserts its branches in turn, so `queued` gets the lower id), one
-            // wake-up for the replicas (PostgreSQL delivers one of a transaction's identical
-            // notifications anyway).
+            // One statement too, as a queued job's INSERT (see `insert`): the row and both events
+            // in order (`UNION ALL` inserts its branches in turn, so `queued` gets the lower id);
+            // the replicas woken once it is committed (`wake_replicas`).
             Dialect::Postgres if start.is_none() => {
                 let sql = format!(
                     "WITH j AS ({INSERT_CLAIMED}), e AS (INSERT INTO job_events (job_id, at, kind, data) \
-                     SELECT $1, $7, '{queued}', $14 FROM j UNION ALL SELECT $1, $7, '{processing}', $15 FROM j), \
-                     woken AS (SELECT pg_notify($16, $1)) SELECT seq FROM j, woken",
+                     SELECT $1, $7, '{queued}', $14 FROM j UNION ALL SELECT $1, $7, '{processing}', $15 FROM j) \
+                     SELECT seq FROM j",
                     queued = EventKind::Queued.as_str(),
                     processing = EventKind::Processing.as_str(),
                 );
-                values.extend([
-                    queued_data().to_string().into(),
-                    claimed_data().to_string().into(),
-                    NOTIFY_CHANNEL.into(),
-                ]);
-                only_row(self.write_alone(sql, values).await?)?.try_get("seq")?
+                values.extend([queued_data().to_string().into(), claimed_data().to_string().into()]);
+                let seq = only_row(self.write_alone(sql, values).await?)?.try_get("seq")?;
+                self.wake_replicas(job.id).await;
+                seq
             }
             Dialect::Sqlite => {
                 let mut tx = self.writer.begin().await?;
@@ -197,18 +193,17 @@ impl Store {
         );
         // The row and its first event in one statement, so a submission without a key is one round
         // trip: on SQLite the `jobs_queued_event` trigger (migration 5) writes the event; on
-        // PostgreSQL the statement does, and wakes the replicas (a data-modifying CTE always runs,
-        // and `woken` runs once because a CTE calling a volatile function is never inlined).
+        // PostgreSQL the statement does (a data-modifying CTE always runs), and the replicas are
+        // woken once it is committed (`wake_replicas`).
         let now = now_ms();
         let mut values = job_values(job, now);
         let sql = match self.dialect {
             Dialect::Sqlite => std::borrow::Cow::Borrowed(INSERT),
             Dialect::Postgres => {
-                values.extend([queued_data().to_string().into(), NOTIFY_CHANNEL.into()]);
+                values.push(queued_data().to_string().into());
                 std::borrow::Cow::Owned(format!(
                     "WITH j AS ({INSERT}), e AS (INSERT INTO job_events (job_id, at, kind, data) \
-                     SELECT $1, $7, '{queued}', $13 FROM j), woken AS (SELECT pg_notify($14, $1)) \
-                     SELECT seq FROM j, woken",
+                     SELECT $1, $7, '{queued}', $13 FROM j) SELECT seq FROM j",
                     queued = EventKind::Queued.as_str(),
                 ))
             }
@@ -216,6 +211,7 @@ impl Store {
         let Some(key) = key else {
             // One statement, which on SQLite may share its commit with other jobs' (`group_commit`).
             let inserted = only_row(self.write_alone(sql, values).await?)?;
+            self.wake_replicas(job.id).await;
             return Ok(Some(queued_row(job, inserted.try_get("seq")?, now, Some(job.plan.clone()))));
         };
         let mut tx = self.writer.begin().await?;
@@ -237,6 +233,7 @@ impl Store {
             return Ok(None);
         }
         tx.commit().await?;
+        self.wake_replicas(job.id).await;
         Ok(Some(row))
     }
 }
