@@ -151,6 +151,11 @@ pub struct Jobs {
     /// Sync jobs whose generation slot this process still holds: their waiter answers only once
     /// the slot is free, so the caller's next request is not refused by its own finished one.
     holding: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// The jobs this process runs, by id: how to wake the one job's watch (`worker::watch`, which
+    /// heartbeats to learn of a cancel) when its news comes, without waking every running job's.
+    /// A watch that listened on `wake` was woken by every job's news: with N jobs running, each
+    /// job's end was N wake-ups and N copies of its id, N-1 of them for nothing.
+    watches: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Notify>>>,
     /// The queued counts the submit path last read, per API key scope (see `quota`).
     queue_counts: quota::QueueCounts,
 }
@@ -175,6 +180,7 @@ impl Jobs {
             answer_now: CancellationToken::new(),
             sync_waits: Default::default(),
             holding: Default::default(),
+            watches: Default::default(),
             queue_counts: Default::default(),
         });
         if jobs.store.dialect() == Dialect::Postgres {
@@ -206,6 +212,13 @@ impl Jobs {
     /// the database).
     pub fn woke(&self, job_id: &str) {
         let _ = self.wake.send(job_id.to_owned());
+        if let Some(watch) = self.watches().get(job_id) {
+            watch.notify_one();
+        }
+    }
+
+    fn watches(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Arc<tokio::sync::Notify>>> {
+        self.watches.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Tells idle workers here to claim: a job may be claimable now.

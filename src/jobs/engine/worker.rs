@@ -305,7 +305,7 @@ impl Jobs {
     /// the run must stop.
     async fn watch(&self, job: &Claimed, mut progress: watch::Receiver<Option<(String, Option<String>)>>) -> Ended {
         let every = self.heartbeat_every();
-        let mut wake = self.subscribe();
+        let news = Watching::register(self, &job.id);
         // The first beat one period on: the claim (or the sync job's INSERT) just wrote the
         // heartbeat and read `cancel_requested`, so a beat at once was a write per job for nothing.
         let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
@@ -313,7 +313,7 @@ impl Jobs {
         loop {
             tokio::select! {
                 _ = beat.tick() => {}
-                Ok(id) = wake.recv() => if id != job.id { continue },
+                () = news.notify.notified() => {}
                 changed = progress.changed(), if progress_open => {
                     if changed.is_err() {
                         progress_open = false;
@@ -337,6 +337,33 @@ impl Jobs {
                 // The database is away: keep running; the outcome is stored once it is back.
                 Err(e) => tracing::warn!(job = %job.id, error = %e, "heartbeat failed"),
             }
+        }
+    }
+}
+
+/// A running job's entry in `Jobs::watches` (its news wakes its watch alone), removed when the
+/// watch ends.
+struct Watching<'a> {
+    jobs: &'a Jobs,
+    id: &'a str,
+    notify: Arc<tokio::sync::Notify>,
+}
+
+impl<'a> Watching<'a> {
+    fn register(jobs: &'a Jobs, id: &'a str) -> Self {
+        let notify = Arc::new(tokio::sync::Notify::new());
+        jobs.watches().insert(id.to_owned(), Arc::clone(&notify));
+        Watching { jobs, id, notify }
+    }
+}
+
+impl Drop for Watching<'_> {
+    fn drop(&mut self) {
+        // Only its own entry: the same job may be watched again here meanwhile (a takeover of a
+        // claim this process lost).
+        let mut watches = self.jobs.watches();
+        if watches.get(self.id).is_some_and(|n| Arc::ptr_eq(n, &self.notify)) {
+            watches.remove(self.id);
         }
     }
 }
