@@ -5,6 +5,8 @@
 //! after it, so the memory the analysis adds is measured in one process.
 //!
 //! `MV_MAX_SONG_SECONDS` caps the analysed length as it does in the server (default 900).
+//! `MV_BEATS_MP3_SPECTRUM=1` analyses MP3s with `beats::analyse_mp3_spectrum` instead (the
+//! measured experiment of BENCHMARKS.md's issue 25 section, which the server does not use).
 
 use std::fs::File;
 
@@ -21,6 +23,7 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(beats::DEFAULT_MAX_SONG_SECONDS);
+    let mp3_spectrum = std::env::var("MV_BEATS_MP3_SPECTRUM").is_ok_and(|v| v == "1");
     let rss_before_kib = status_kib("VmRSS:");
     for path in files {
         let open = || -> std::io::Result<Box<dyn symphonia::core::io::MediaSource>> {
@@ -43,7 +46,11 @@ fn main() {
             }
         };
         let cpu_before = cpu_seconds();
-        let analysis = beats::analyse(source, &info, max_seconds);
+        let analysis = if mp3_spectrum && info.codec == song::SongCodec::Mp3 {
+            beats::analyse_mp3_spectrum(source, max_seconds)
+        } else {
+            beats::analyse(source, &info, max_seconds)
+        };
         let cpu = cpu_seconds() - cpu_before;
         let line = match analysis {
             Ok(a) => serde_json::json!({

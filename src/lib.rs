@@ -25,6 +25,7 @@
 //!   cut             the final cut's MP4 planned from clips' headers: tracks, trims, pieces to copy
 //!   song/           a song's format and duration, its coded frames as one MP4 audio track
 //!   beats/          a song's tempo, beats and downbeats: decoded as read, onset envelope, tracker
+//!                   (mp3_*: an MP3's envelope from its coded spectrum, measured, not served)
 //! error           ApiError: every failure's kind, status and JSON body
 //! limits          request bounds and the generation slots
 //! json_body       a JSON body parsed into a type (400 syntax, 422 shape)

@@ -9,9 +9,19 @@
 //!
 //! A song without a clear pulse (silence, speech, a drone) gets no beats and a note saying why,
 //! never invented ones. Opus, which symphonia demuxes but cannot decode, is decoded by `opus`.
+//!
+//! `mp3_frames`, `mp3_huffman` (with `mp3_tables`), `mp3_spectrum` and `mp3_envelope` read an
+//! MP3's onset envelope off its coded spectrum without decoding it to samples, in a fifth of the
+//! CPU; on the benchmark set its beats were worse than the decoded path's, so only the benchmark
+//! runs it ([`analyse_mp3_spectrum`]; BENCHMARKS.md, issue 25).
 
 mod bars;
 mod decode;
+mod mp3_envelope;
+mod mp3_frames;
+mod mp3_huffman;
+mod mp3_spectrum;
+mod mp3_tables;
 mod onset;
 mod opus;
 mod tempo;
@@ -88,8 +98,22 @@ pub fn analyse(source: Box<dyn MediaSource>, song: &SongInfo, max_seconds: u32) 
         Err(e @ BeatError::NoDecoder(_)) => return Ok(without_beats(0.0, &e.to_string())),
         Err(e) => return Err(e),
     };
-    let mut analysis = from_envelope(&envelope, decoded.seconds);
-    if decoded.capped {
+    Ok(with_cap(from_envelope(&envelope.finish(decoded.seconds), decoded.seconds), decoded.capped, max_seconds))
+}
+
+/// The analysis of an MP3 from its coded spectrum (`mp3_envelope`: no decoding to samples, 4-5×
+/// less CPU than [`analyse`]), for the benchmark only: on the benchmark set its beats are worse
+/// than the decoded path's (BENCHMARKS.md, issue 25), so `upload_audio` does not use it. A kind
+/// of MP3 the frame walker does not read (MPEG-2/2.5, free format, layers 1-2) is
+/// `BeatError::NoDecoder`.
+pub fn analyse_mp3_spectrum(mut source: Box<dyn MediaSource>, max_seconds: u32) -> Result<BeatAnalysis, BeatError> {
+    let walked = mp3_envelope::envelope(&mut source, f64::from(max_seconds))?;
+    Ok(with_cap(from_envelope(&walked.envelope, walked.seconds), walked.capped, max_seconds))
+}
+
+/// Notes that only the first `max_seconds` were analysed, when that is so.
+fn with_cap(mut analysis: BeatAnalysis, capped: bool, max_seconds: u32) -> BeatAnalysis {
+    if capped {
         let cap = format!(
             "only the first {max_seconds} s were analysed (MV_MAX_SONG_SECONDS); there are no beats after that"
         );
@@ -98,22 +122,22 @@ pub fn analyse(source: Box<dyn MediaSource>, song: &SongInfo, max_seconds: u32) 
             None => cap,
         });
     }
-    Ok(analysis)
+    analysis
 }
 
 /// Analyses mono samples at `rate` already in memory (tests, and the benchmark's synthetic input).
 pub fn analyse_samples(rate: f64, samples: &[f32]) -> BeatAnalysis {
     let mut envelope = onset::OnsetEnvelope::new();
     envelope.push(rate, samples);
-    from_envelope(&envelope, samples.len() as f64 / rate)
+    let seconds = samples.len() as f64 / rate;
+    from_envelope(&envelope.finish(seconds), seconds)
 }
 
-fn from_envelope(envelope: &onset::OnsetEnvelope, seconds: f64) -> BeatAnalysis {
-    let samples = seconds * envelope.frame_rate() * onset::HOP as f64;
-    if samples < 1.0 || (envelope.energy / samples).sqrt() < SILENCE_RMS {
+fn from_envelope(envelope: &onset::Envelope, seconds: f64) -> BeatAnalysis {
+    if envelope.rms < SILENCE_RMS {
         return without_beats(seconds, "the song is silent: there are no beats to cut on");
     }
-    let fps = envelope.frame_rate();
+    let fps = envelope.fps;
     let Some(tempo) = tempo::estimate(&envelope.flux, fps) else {
         return without_beats(seconds, "the song is too short to find a tempo in (it needs about 6 s)");
     };
@@ -192,5 +216,7 @@ fn round_ms(seconds: f64) -> f64 {
     (seconds * 1000.0).round() / 1000.0
 }
 
+#[cfg(test)]
+mod mp3_tests;
 #[cfg(test)]
 mod tests;

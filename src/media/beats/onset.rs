@@ -13,7 +13,10 @@ pub const WINDOW: usize = 512;
 /// Hop between windows (11.6 ms at 11 025 Hz): an onset is placed to within half of it.
 pub const HOP: usize = 128;
 /// Bands the flux is summed over: log-spaced, so a kick and a hi-hat count alike.
-const BANDS: usize = 36;
+pub const BANDS: usize = 36;
+/// The bands span this range of frequencies (up to the Nyquist frequency when that is lower).
+const LOW_HZ: f64 = 30.0;
+pub const HIGH_HZ: f64 = 5_000.0;
 /// log(1 + GAIN·magnitude): compresses loudness so a quiet onset after a loud one still counts.
 /// A band's magnitude runs to about 100 for a full-scale tone; a larger gain lifts the hiss of
 /// quiet bands (and the codec's noise in them) into the flux, and hid the pulse of soft-attack
@@ -35,18 +38,81 @@ pub struct OnsetEnvelope {
     input: Vec<f32>,
     spectrum: Vec<realfft::num_complex::Complex<f32>>,
     scratch: Vec<realfft::num_complex::Complex<f32>>,
-    /// FFT bin → band, set when the rate is known.
+    /// FFT bin → band (`usize::MAX`: below the bands), set when the rate is known.
     band_of: Vec<usize>,
-    bass_bands: usize,
-    prev: Vec<f32>,
     bands: Vec<f32>,
     rate: f64,
-    /// Onset strength per hop.
-    pub flux: Vec<f32>,
-    /// Low-band flux per hop (the kick and bass line), for downbeats.
-    pub bass: Vec<f32>,
+    flux: Flux,
     /// Sum of squares of every sample, to tell silence.
-    pub energy: f64,
+    energy: f64,
+}
+
+/// The onset envelope, however it was made (`OnsetEnvelope` from samples, `mp3_envelope` from an
+/// MP3's coded spectrum): what the tempo, the tracker and the bars are found on.
+pub struct Envelope {
+    /// Onset strength per frame.
+    pub flux: Vec<f32>,
+    /// Low-band flux per frame (the kick and bass line), for downbeats.
+    pub bass: Vec<f32>,
+    /// Frames per second.
+    pub fps: f64,
+    /// The time frame 0's value stands for, in seconds (see [`OnsetEnvelope::frame_time`]).
+    pub offset: f64,
+    /// The song's root-mean-square level (full scale 1), to tell silence; 0 for no samples.
+    pub rms: f64,
+}
+
+impl Envelope {
+    /// The time a frame's value stands for, in seconds from the start of the song.
+    pub fn frame_time(&self, frame: usize) -> f64 {
+        frame as f64 / self.fps + self.offset
+    }
+}
+
+/// The band (0..BANDS) a frequency counts in, or None below the bands; `high` is the top of the
+/// bands (`HIGH_HZ`, or the Nyquist frequency when lower).
+pub fn band_of(hz: f64, high: f64) -> Option<usize> {
+    if hz < LOW_HZ {
+        return None;
+    }
+    let at = ((hz / LOW_HZ).ln() / (high / LOW_HZ).ln() * BANDS as f64) as usize;
+    Some(at.min(BANDS - 1))
+}
+
+/// How many of the lowest bands are "bass" (below `BASS_HZ`).
+pub fn bass_bands(high: f64) -> usize {
+    ((BASS_HZ / LOW_HZ).ln() / (high / LOW_HZ).ln() * BANDS as f64).ceil() as usize
+}
+
+/// Log-compressed spectral flux: each frame's band magnitudes against the last frame's.
+pub struct Flux {
+    prev: Vec<f32>,
+    bass_bands: usize,
+    pub flux: Vec<f32>,
+    pub bass: Vec<f32>,
+}
+
+impl Flux {
+    pub fn new(bass_bands: usize) -> Flux {
+        Flux { prev: vec![0.0; BANDS], bass_bands, flux: Vec::new(), bass: Vec::new() }
+    }
+
+    /// Adds one frame, from its bands' magnitudes (the sum of the magnitudes of their bins, on the
+    /// scale of a 512-point Hann-windowed FFT of samples within ±1: see `GAIN`).
+    pub fn push(&mut self, bands: &[f32]) {
+        let (mut flux, mut bass) = (0.0f32, 0.0f32);
+        for (i, (b, prev)) in bands.iter().zip(self.prev.iter_mut()).enumerate() {
+            let level = (1.0 + GAIN * b).ln();
+            let rise = (level - *prev).max(0.0);
+            flux += rise;
+            if i < self.bass_bands {
+                bass += rise;
+            }
+            *prev = level;
+        }
+        self.flux.push(flux);
+        self.bass.push(bass);
+    }
 }
 
 impl OnsetEnvelope {
@@ -68,26 +134,26 @@ impl OnsetEnvelope {
             spectrum,
             scratch,
             band_of: Vec::new(),
-            bass_bands: 0,
-            prev: vec![0.0; BANDS],
             bands: vec![0.0; BANDS],
             rate: 0.0,
-            flux: Vec::new(),
-            bass: Vec::new(),
+            flux: Flux::new(0),
             energy: 0.0,
         }
     }
 
-    /// Frames per second of the envelope.
-    pub fn frame_rate(&self) -> f64 {
-        self.rate / HOP as f64
-    }
-
-    /// The time a frame's value stands for, in seconds from the start: its window's centre, less
-    /// the lead the flux has (an onset raises it as soon as it enters the window, which the
-    /// log compression makes the biggest rise). The lead was measured on clicks (tests.rs).
-    pub fn frame_time(&self, frame: usize) -> f64 {
-        (frame * HOP) as f64 / self.rate + LEAD_SECONDS
+    /// The envelope of the `seconds` of samples pushed. Frame k's value stands for its window's
+    /// centre (sample k·HOP), less the lead the flux has (an onset raises it as soon as it enters
+    /// the window, which the log compression makes the biggest rise). The lead was measured on
+    /// clicks (tests.rs).
+    pub fn finish(self, seconds: f64) -> Envelope {
+        let samples = seconds * self.rate;
+        Envelope {
+            fps: self.rate / HOP as f64,
+            offset: LEAD_SECONDS,
+            rms: if samples < 1.0 { 0.0 } else { (self.energy / samples).sqrt() },
+            flux: self.flux.flux,
+            bass: self.flux.bass,
+        }
     }
 
     pub fn push(&mut self, rate: f64, samples: &[f32]) {
@@ -107,20 +173,11 @@ impl OnsetEnvelope {
 
     fn set_rate(&mut self, rate: f64) {
         self.rate = rate;
-        let nyquist = rate / 2.0;
-        let (low, high) = (30.0f64, nyquist.min(5_000.0));
+        let high = (rate / 2.0).min(HIGH_HZ);
         let bins = WINDOW / 2 + 1;
-        self.band_of = (0..bins)
-            .map(|bin| {
-                let hz = bin as f64 * rate / WINDOW as f64;
-                if hz < low {
-                    return usize::MAX;
-                }
-                let at = ((hz / low).ln() / (high / low).ln() * BANDS as f64) as usize;
-                at.min(BANDS - 1)
-            })
-            .collect();
-        self.bass_bands = ((BASS_HZ / low).ln() / (high / low).ln() * BANDS as f64).ceil() as usize;
+        self.band_of =
+            (0..bins).map(|bin| band_of(bin as f64 * rate / WINDOW as f64, high).unwrap_or(usize::MAX)).collect();
+        self.flux = Flux::new(bass_bands(high));
     }
 
     fn frame(&mut self) {
@@ -140,17 +197,6 @@ impl OnsetEnvelope {
                 self.bands[band] += c.norm_sqr().sqrt();
             }
         }
-        let (mut flux, mut bass) = (0.0f32, 0.0f32);
-        for (i, (b, prev)) in self.bands.iter().zip(self.prev.iter_mut()).enumerate() {
-            let level = (1.0 + GAIN * b).ln();
-            let rise = (level - *prev).max(0.0);
-            flux += rise;
-            if i < self.bass_bands {
-                bass += rise;
-            }
-            *prev = level;
-        }
-        self.flux.push(flux);
-        self.bass.push(bass);
+        self.flux.push(&self.bands);
     }
 }

@@ -1,0 +1,196 @@
+//! Layer 3's Huffman codes (the tables of `mp3_tables`) turned into lookup tables: the next
+//! [`STEP`] bits index an entry that is either a value and its code's length, or a sub-table for
+//! the next [`STEP`] bits of a longer code. Built once per process.
+
+use std::sync::OnceLock;
+
+use super::mp3_frames::Bits;
+use super::mp3_tables as t;
+
+/// Bits looked up at once: most codes are shorter, and the tables stay a few KiB.
+const STEP: usize = 8;
+/// An entry pointing to a sub-table at the offset in its low bits.
+const SUB: u32 = 1 << 31;
+
+/// A code that is not in its table: damaged data.
+#[derive(Debug, PartialEq)]
+pub struct BadCode;
+
+/// One code table ready to decode.
+pub struct Lookup {
+    entries: Vec<u32>,
+}
+
+impl Lookup {
+    /// `codes[i]` is value `i`'s codeword and length. Fails when two codes overlap (one is a
+    /// prefix of another), which no table of the standard does.
+    pub fn build(codes: &[(u32, u8)]) -> Result<Lookup, String> {
+        let mut entries = vec![0u32; 1 << STEP];
+        let all: Vec<(u32, u8, u16)> = codes.iter().enumerate().map(|(v, &(c, l))| (c, l, v as u16)).collect();
+        fill(&mut entries, 0, 0, &all)?;
+        Ok(Lookup { entries })
+    }
+
+    /// Decodes one value at `bits`' position.
+    #[inline]
+    pub fn decode(&self, bits: &mut Bits) -> Result<u16, BadCode> {
+        let mut base = 0usize;
+        loop {
+            let index = (bits.peek32() >> (32 - STEP)) as usize;
+            let entry = self.entries[base + index];
+            if entry & SUB != 0 {
+                bits.skip(STEP);
+                base = (entry & !SUB) as usize;
+                continue;
+            }
+            let len = (entry >> 16) as usize;
+            if len == 0 {
+                return Err(BadCode);
+            }
+            bits.skip(len);
+            return Ok(entry as u16);
+        }
+    }
+}
+
+/// Fills the table at `entries[base..base + 2^STEP]` with `codes`, whose first `depth` bits are
+/// already consumed by the tables above it.
+fn fill(entries: &mut Vec<u32>, base: usize, depth: u8, codes: &[(u32, u8, u16)]) -> Result<(), String> {
+    let step = STEP as u8;
+    let mut longer: Vec<Vec<(u32, u8, u16)>> = vec![Vec::new(); 1 << STEP];
+    for &(code, len, value) in codes {
+        if len == 0 || len > 24 {
+            return Err(format!("value {value} has a code of {len} bits"));
+        }
+        let rest = len - depth;
+        if rest <= step {
+            let own = (code & ((1 << rest) - 1)) as usize;
+            let first = own << (step - rest);
+            for slot in &mut entries[base + first..base + first + (1 << (step - rest))] {
+                if *slot != 0 {
+                    return Err(format!("value {value}'s code overlaps another"));
+                }
+                *slot = (u32::from(rest) << 16) | u32::from(value);
+            }
+        } else {
+            let index = ((code >> (rest - step)) & ((1 << step) - 1)) as usize;
+            longer[index].push((code, len, value));
+        }
+    }
+    for (index, group) in longer.iter().enumerate() {
+        if group.is_empty() {
+            continue;
+        }
+        if entries[base + index] != 0 {
+            return Err("a code is the prefix of a longer one".to_string());
+        }
+        let sub = entries.len();
+        entries.resize(sub + (1 << STEP), 0);
+        entries[base + index] = SUB | sub as u32;
+        fill(entries, sub, depth + step, group)?;
+    }
+    Ok(())
+}
+
+/// A big-values table: its lookup, its values' size (values are `x * size + y`) and the extra
+/// bits (`linbits`) that extend a 15.
+pub struct PairTable {
+    pub lookup: &'static Lookup,
+    pub size: u16,
+    pub linbits: usize,
+}
+
+/// The 32 big-values tables by `table_select` (0, 4 and 14 are unused: 0 means all zeros) and the
+/// two count1 tables.
+pub struct Tables {
+    pairs: Vec<Option<Lookup>>,
+    pub quads: [Lookup; 2],
+}
+
+/// Tables 16-23 share table 16's codes and 24-31 table 24's, with more `linbits` each.
+const LINBITS: [usize; 32] =
+    [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 6, 8, 10, 13, 4, 5, 6, 7, 8, 9, 11, 13];
+
+/// Each used table's codes, by table number.
+pub fn pair_codes(table: usize) -> Option<(&'static [(u32, u8)], u16)> {
+    Some(match table {
+        1 => (&t::PAIRS_1, 2),
+        2 => (&t::PAIRS_2, 3),
+        3 => (&t::PAIRS_3, 3),
+        5 => (&t::PAIRS_5, 4),
+        6 => (&t::PAIRS_6, 4),
+        7 => (&t::PAIRS_7, 6),
+        8 => (&t::PAIRS_8, 6),
+        9 => (&t::PAIRS_9, 6),
+        10 => (&t::PAIRS_10, 8),
+        11 => (&t::PAIRS_11, 8),
+        12 => (&t::PAIRS_12, 8),
+        13 => (&t::PAIRS_13, 16),
+        15 => (&t::PAIRS_15, 16),
+        16..=23 => (&t::PAIRS_16, 16),
+        24..=31 => (&t::PAIRS_24, 16),
+        _ => return None,
+    })
+}
+
+impl Tables {
+    /// The process' tables, built on first use.
+    pub fn get() -> &'static Tables {
+        static TABLES: OnceLock<Tables> = OnceLock::new();
+        TABLES.get_or_init(|| {
+            // The codes are the standard's, checked by this module's tests, so building them
+            // cannot fail; an empty lookup (every code "bad") would only make every granule bad.
+            let build = |codes: &[(u32, u8)]| Lookup::build(codes).unwrap_or(Lookup { entries: vec![0; 1 << STEP] });
+            Tables {
+                pairs: (0..32).map(|n| pair_codes(n).map(|(codes, _)| build(codes))).collect(),
+                quads: [build(&t::QUADS_A), build(&t::QUADS_B)],
+            }
+        })
+    }
+
+    /// Table `n` (0-31), or None for the unused 4 and 14 (and 0, all zeros).
+    pub fn pair(&'static self, n: usize) -> Option<PairTable> {
+        let lookup = self.pairs.get(n)?.as_ref()?;
+        let (_, size) = pair_codes(n)?;
+        Some(PairTable { lookup, size, linbits: LINBITS[n] })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every table is a complete prefix code: no code is a prefix of another (the build checks),
+    /// and the lengths fill the code space exactly (Kraft's sum is 1), so any bits decode.
+    #[test]
+    fn every_table_is_a_complete_prefix_code() {
+        let mut tables: Vec<(String, &[(u32, u8)])> = [1, 2, 3, 5, 6, 7, 8, 9, 10, 11, 12, 13, 15, 16, 24]
+            .iter()
+            .map(|&n| (format!("table {n}"), pair_codes(n).unwrap().0))
+            .collect();
+        tables.push(("quads A".into(), &t::QUADS_A));
+        tables.push(("quads B".into(), &t::QUADS_B));
+        for (name, codes) in tables {
+            Lookup::build(codes).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let kraft: f64 = codes.iter().map(|&(_, len)| 0.5f64.powi(i32::from(len))).sum();
+            assert!((kraft - 1.0).abs() < 1e-12, "{name}: Kraft sum {kraft}");
+            for &(code, len) in codes {
+                assert!(code < 1 << len, "{name}: code {code:#x} longer than {len} bits");
+            }
+        }
+    }
+
+    #[test]
+    fn codes_decode_to_their_values() {
+        let (codes, _) = pair_codes(15).unwrap();
+        let lookup = Lookup::build(codes).unwrap();
+        for (value, &(code, len)) in codes.iter().enumerate() {
+            // The code at the top of a word, then ones: only the code's own bits may be taken.
+            let word = (u64::from(code) << (64 - len)) | ((1u64 << (64 - len)) - 1);
+            let bytes = word.to_be_bytes();
+            let mut bits = Bits::new(&bytes);
+            assert_eq!(lookup.decode(&mut bits), Ok(value as u16));
+            assert_eq!(bits.pos, usize::from(len));
+        }
+    }
+}

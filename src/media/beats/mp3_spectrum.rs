@@ -1,0 +1,178 @@
+//! One granule's coded spectrum read back to magnitudes: the Huffman-coded integers of its 576
+//! lines (ISO/IEC 11172-3 2.4.3.4.7: big_values pairs in up to three regions, then count1 quads)
+//! requantised as `|q|^(4/3) · 2^(gain / 4)` (2.4.3.4.7.1), without the signs (which are read
+//! past) and without anything after: a magnitude per MDCT line is what the onset envelope needs.
+
+use std::sync::OnceLock;
+
+use super::mp3_frames::{Bits, GRANULE, Granule, long_bands, short_bands};
+use super::mp3_huffman::Tables;
+
+/// Scale factors' extra boost of the upper long bands when `preflag` is set (Table B.6).
+const PRETAB: [i32; 22] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 3, 3, 3, 2, 0];
+
+/// Largest coded magnitude: 15 plus 13 linbits.
+const MAX_Q: usize = 15 + (1 << 13);
+/// Gain exponents (in quarter steps of 6 dB... of `2^(1/4)`) kept in the table, lowest first.
+const GAIN_MIN: i32 = -480;
+const GAIN_MAX: i32 = 64;
+
+/// A granule whose bits do not decode: a code not in its table, or more bits than it was given.
+#[derive(Debug, PartialEq)]
+pub struct BadGranule;
+
+/// How a granule's bits ended, when all of it was decoded: whether the count1 region ended
+/// exactly at `part2_3_length` (a last quad crossing the end, which the standard says to drop,
+/// does not count as exact). None when decoding stopped at `max_line`.
+pub type Exact = Option<bool>;
+
+struct Powers {
+    /// `q^(4/3)` for every coded magnitude.
+    pow43: Vec<f32>,
+    /// `2^(e/4)` for e from GAIN_MIN to GAIN_MAX.
+    gain: Vec<f32>,
+}
+
+fn powers() -> &'static Powers {
+    static POWERS: OnceLock<Powers> = OnceLock::new();
+    POWERS.get_or_init(|| Powers {
+        pow43: (0..=MAX_Q).map(|q| (q as f64).powf(4.0 / 3.0) as f32).collect(),
+        gain: (GAIN_MIN..=GAIN_MAX).map(|e| (f64::from(e) / 4.0).exp2() as f32).collect(),
+    })
+}
+
+#[inline]
+fn value(p: &Powers, q: i16) -> f32 {
+    let m = p.pow43[usize::from(q.unsigned_abs())];
+    if q < 0 { -m } else { m }
+}
+
+fn gain(e: i32) -> f32 {
+    powers().gain[(e.clamp(GAIN_MIN, GAIN_MAX) - GAIN_MIN) as usize]
+}
+
+/// Decodes the Huffman data of `g` from `bits` (just past its scale factors) up to bit `end`,
+/// and writes each line's value into `out`, in frequency order: a short block's three
+/// windows are interleaved (window `w`'s line `j` at `3j + w`), so a band's sum covers all three.
+/// Lines from `max_line` up are neither decoded nor requantised: the next granule's bits start
+/// `part2_3_length` after this one's whatever they hold, so the rest is skipped unread (the
+/// envelope needs the lines below 5 kHz, a quarter of them).
+pub fn decode(
+    bits: &mut Bits,
+    end: usize,
+    g: &Granule,
+    sample_rate: u32,
+    max_line: usize,
+    out: &mut [f32; GRANULE],
+) -> Result<Exact, BadGranule> {
+    let mut q = [0i16; GRANULE];
+    let tables = Tables::get();
+    // Pairs are whole, so the limit is even.
+    let limit = (max_line + 1).min(GRANULE) & !1;
+    let big = (g.big_values * 2).min(GRANULE);
+    let mut line = 0;
+    for (region, &table) in g.table_select.iter().enumerate() {
+        let stop = match region {
+            0 => g.region1_start,
+            1 => g.region2_start,
+            _ => GRANULE,
+        }
+        .min(big)
+        .min(limit);
+        if line >= stop {
+            continue;
+        }
+        if table == 0 {
+            line = stop;
+            continue;
+        }
+        let t = tables.pair(table).ok_or(BadGranule)?;
+        while line < stop {
+            let v = t.lookup.decode(bits).map_err(|_| BadGranule)?;
+            q[line] = signed(bits, v / t.size, t.linbits);
+            q[line + 1] = signed(bits, v % t.size, t.linbits);
+            line += 2;
+        }
+        if bits.pos > end {
+            return Err(BadGranule);
+        }
+    }
+    if line >= limit && limit < GRANULE {
+        requantise(&q, line, g, sample_rate, out);
+        return Ok(None);
+    }
+    line = line.max(big);
+    let quads = &tables.quads[usize::from(g.count1_table)];
+    let mut exact = bits.pos == end;
+    while bits.pos < end && line + 4 <= GRANULE && line < limit {
+        let v = quads.decode(bits).map_err(|_| BadGranule)?;
+        for k in 0..4 {
+            q[line + k] = signed(bits, (v >> (3 - k)) & 1, 0);
+        }
+        if bits.pos > end {
+            // Past the end: the standard drops this last quad.
+            q[line..line + 4].fill(0);
+            break;
+        }
+        line += 4;
+        exact = bits.pos == end;
+    }
+    requantise(&q, line.min(max_line), g, sample_rate, out);
+    Ok((limit == GRANULE).then_some(exact))
+}
+
+/// A coded value `v` with its `linbits` extension (when 15) and sign bit (when not 0).
+#[inline]
+fn signed(bits: &mut Bits, v: u16, linbits: usize) -> i16 {
+    let mut v = v as i16;
+    if v == 15 && linbits > 0 {
+        v += bits.read(linbits) as i16;
+    }
+    if v != 0 && bits.read(1) == 1 { -v } else { v }
+}
+
+/// Values of lines `..upto` from their coded values, gains and scale factors.
+fn requantise(q: &[i16; GRANULE], upto: usize, g: &Granule, sample_rate: u32, out: &mut [f32; GRANULE]) {
+    out.fill(0.0);
+    let p = powers();
+    let shift = 2 * (1 + i32::from(g.scalefac_scale));
+    let base = g.global_gain - 210;
+    let long = long_bands(sample_rate);
+    // Mixed blocks are long below line 36 (8 long bands), short above (from short band 3).
+    let long_end = if !g.short() {
+        GRANULE
+    } else if g.mixed {
+        long[8]
+    } else {
+        0
+    };
+    for band in 0..22 {
+        let (from, to) = (long[band], long[band + 1].min(long_end).min(upto));
+        if from >= to {
+            break;
+        }
+        let pre = if g.preflag { PRETAB[band] } else { 0 };
+        let scale = gain(base - shift * (i32::from(g.scalefac_l[band]) + pre));
+        for i in from..to {
+            out[i] = value(p, q[i]) * scale;
+        }
+    }
+    if long_end == GRANULE {
+        return;
+    }
+    let short = short_bands(sample_rate);
+    let first = if g.mixed { 3 } else { 0 };
+    for band in first..13 {
+        let (from, width) = (short[band], short[band + 1] - short[band]);
+        if 3 * from >= upto {
+            break;
+        }
+        for w in 0..3 {
+            let scale = gain(base - 8 * g.subblock_gain[w] - shift * i32::from(g.scalefac_s[band][w]));
+            for k in 0..width {
+                let coded = 3 * from + w * width + k;
+                out[3 * (from + k) + w] = value(p, q[coded]) * scale;
+            }
+        }
+    }
+}
