@@ -188,13 +188,18 @@ fn outcome(e: &ProviderError) -> &'static str {
 // ---- Requests by route and status ----------------------------------------------------------------
 
 /// The statuses this server answers; each (route, status) pair among these gets a counter handle
-/// registered on first use and kept, so counting a request is a map probe and an atomic add. Any
+/// registered on first use and kept, so counting a request is an index and an atomic add. Any
 /// other pair takes the registry's slower path (still one series per template and status).
 const STATUSES: [u16; 16] = [200, 204, 206, 304, 400, 401, 404, 405, 413, 415, 416, 422, 500, 502, 503, 504];
 
-/// Counter handles per route template of the OpenAPI document (which lists every API route).
+/// One route's counter handles, one per status of [`STATUSES`], registered on first use.
+type StatusCounters = [OnceLock<Counter>; STATUSES.len()];
+
+/// Counter handles per route template (and for `unmatched`). Built once and never changed, so a
+/// [`RouteNames`] keeps `'static` references into it: counting a request neither hashes its
+/// template (SipHash over the path was ~230 instructions of a flavor-list GET) nor clones a handle.
 struct RouteCounters {
-    routes: HashMap<Box<str>, [OnceLock<Counter>; STATUSES.len()]>,
+    routes: HashMap<Box<str>, StatusCounters>,
 }
 
 static ROUTES: OnceLock<RouteCounters> = OnceLock::new();
@@ -204,19 +209,39 @@ static ROUTES: OnceLock<RouteCounters> = OnceLock::new();
 /// route given to none takes the registry's slower path, as an unlisted status does.
 pub fn count_routes(templates: impl IntoIterator<Item = String>) {
     ROUTES.get_or_init(|| {
-        let routes =
-            templates.into_iter().map(|p| (p.into_boxed_str(), std::array::from_fn(|_| OnceLock::new()))).collect();
+        let routes = templates
+            .into_iter()
+            .chain([UNMATCHED.to_owned()])
+            .map(|p| (p.into_boxed_str(), std::array::from_fn(|_| OnceLock::new())))
+            .collect();
         RouteCounters { routes }
     });
 }
 
-fn count_request(route: Option<&str>, status: StatusCode) {
-    let route = route.unwrap_or(UNMATCHED);
+/// The counter handles of `template`, if [`count_routes`] listed it.
+fn counters_of(template: &str) -> Option<&'static StatusCounters> {
+    ROUTES.get()?.routes.get(template)
+}
+
+/// A route as requests are counted by it: its template, and its handles when they were listed.
+#[derive(Clone, Copy)]
+struct Route {
+    template: &'static str,
+    counters: Option<&'static StatusCounters>,
+}
+
+impl Route {
+    fn new(template: &'static str) -> Self {
+        Route { template, counters: counters_of(template) }
+    }
+}
+
+fn count_request(route: Route, status: StatusCode) {
     let code = status.as_u16();
-    let slot = STATUSES.iter().position(|s| *s == code).and_then(|i| Some(&ROUTES.get()?.routes.get(route)?[i]));
+    let slot = STATUSES.iter().position(|s| *s == code).and_then(|i| Some(&route.counters?[i]));
     match slot {
-        Some(slot) => slot.get_or_init(|| register(route, status)).increment(1),
-        None => register(route, status).increment(1),
+        Some(slot) => slot.get_or_init(|| register(route.template, status)).increment(1),
+        None => register(route.template, status).increment(1),
     }
 }
 
@@ -230,26 +255,29 @@ fn register(route: &str, status: StatusCode) -> Counter {
 /// the router's routes free of layers: `Router::layer` wrapped each route in one more boxed
 /// level, which axum clones per request (BENCHMARKS.md, issue 22).
 #[derive(Clone)]
-pub struct RouteNames(Arc<matchit::Router<&'static str>>);
+pub struct RouteNames {
+    matcher: Arc<matchit::Router<Route>>,
+    unmatched: Route,
+}
 
 impl RouteNames {
     /// `templates`: every template the router serves (`api::Routed`). One that matchit refuses
     /// (axum, with the same matcher, would have refused it first) is left out, so its requests
-    /// count as unmatched.
+    /// count as unmatched. Call after [`count_routes`], whose handles it keeps.
     pub fn new(templates: &[&'static str]) -> Self {
         let mut matcher = matchit::Router::new();
         let mut seen = std::collections::HashSet::new();
         for template in templates.iter().copied().filter(|t| seen.insert(*t)) {
-            if let Err(e) = matcher.insert(template, template) {
+            if let Err(e) = matcher.insert(template, Route::new(template)) {
                 tracing::warn!(route = template, error = %e, "route left out of the request metrics");
             }
         }
-        RouteNames(Arc::new(matcher))
+        RouteNames { matcher: Arc::new(matcher), unmatched: Route::new(UNMATCHED) }
     }
 
-    /// The template `path` is routed to, if any.
-    pub fn name(&self, path: &str) -> Option<&'static str> {
-        self.0.at(path).ok().map(|matched| *matched.value)
+    /// The route `path` is counted under: its template's, or `unmatched`.
+    fn route(&self, path: &str) -> Route {
+        self.matcher.at(path).map_or(self.unmatched, |matched| *matched.value)
     }
 }
 
@@ -285,7 +313,7 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let route = self.routes.name(request.uri().path());
+        let route = self.routes.route(request.uri().path());
         Counted { inner: self.inner.call(request), route }
     }
 }
@@ -295,7 +323,7 @@ pin_project_lite::pin_project! {
     pub struct Counted<F> {
         #[pin]
         inner: F,
-        route: Option<&'static str>,
+        route: Route,
     }
 }
 
