@@ -7,13 +7,16 @@
 //! flavor-list GET's ~23), and it joins its `Vary` list into a new value each time (two more).
 //! [`CorsHeaders`] appends the same `Vary` and sets the same `Access-Control-Expose-Headers` as
 //! constants instead, so a request without an `Origin` costs CORS no allocation (BENCHMARKS.md,
-//! issue 22).
+//! issue 22). Such a request (not a preflight, no `Origin`) does not go through tower-http at all:
+//! with a list of origins it adds nothing to its answer, and its per-request header map, origin
+//! future and response future were ~900 instructions of a flavor-list GET's ~25k.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use axum::http::{HeaderValue, Method, Request, Response, header};
+use futures_util::future::Either;
 use tower_http::cors::{AllowOrigin, Cors, CorsLayer};
 
 /// tower-http's default `Vary` list, as one value.
@@ -25,8 +28,9 @@ const EXPOSE: HeaderValue = HeaderValue::from_static("x-config-flavor,x-config-f
 
 /// CORS around `inner` for these origins (checked by `Settings`; `*` allows any origin: no
 /// credentials are involved).
-pub fn around<S>(origins: &[String], inner: S) -> CorsHeaders<Cors<S>> {
-    CorsHeaders { inner: tower::Layer::layer(&layer(origins), inner) }
+pub fn around<S>(origins: &[String], inner: S) -> CorsHeaders<S> {
+    let any_origin = origins.iter().any(|o| o == "*");
+    CorsHeaders { inner: tower::Layer::layer(&layer(origins), inner), any_origin }
 }
 
 /// tower-http's part: the allowed origins, and a preflight's methods and headers. `Vary` and the
@@ -51,21 +55,25 @@ fn layer(origins: &[String]) -> CorsLayer {
         ])
 }
 
-/// Adds CORS's constant headers to every answer of `inner` (tower-http's `Cors`): `Vary`, beside
-/// any `Vary` of the handler's, and, on anything but an `OPTIONS` (which tower-http answers as a
-/// preflight), `Access-Control-Expose-Headers`.
+/// CORS around `S`: tower-http's `Cors` for preflights and requests with an `Origin`, and CORS's
+/// constant headers on every answer: `Vary`, beside any `Vary` of the handler's, and, on anything
+/// but an `OPTIONS` (which tower-http answers as a preflight), `Access-Control-Expose-Headers`.
 #[derive(Debug, Clone)]
 pub struct CorsHeaders<S> {
-    inner: S,
+    inner: Cors<S>,
+    /// `*` is allowed: tower-http then answers `Access-Control-Allow-Origin: *` with or without an
+    /// `Origin`, so no request may bypass it.
+    any_origin: bool,
 }
 
 impl<S, B, R> tower::Service<Request<B>> for CorsHeaders<S>
 where
     S: tower::Service<Request<B>, Response = Response<R>>,
+    R: Default,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = WithHeaders<S::Future>;
+    type Future = WithHeaders<Either<tower_http::cors::ResponseFuture<S::Future>, S::Future>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
@@ -73,7 +81,15 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let preflight = request.method() == Method::OPTIONS;
-        WithHeaders { inner: self.inner.call(request), preflight }
+        // Not a preflight and no `Origin` (a same-origin page, curl, another server, a probe):
+        // tower-http would add nothing (no allowed origin to echo, no credentials, no private
+        // network, `Vary` and the exposed headers left to us), so the request skips it.
+        let inner = if preflight || self.any_origin || request.headers().contains_key(header::ORIGIN) {
+            Either::Left(self.inner.call(request))
+        } else {
+            Either::Right(self.inner.get_mut().call(request))
+        };
+        WithHeaders { inner, preflight }
     }
 }
 

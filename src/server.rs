@@ -13,7 +13,6 @@ use axum::http::{HeaderValue, Method};
 use axum::response::Response;
 use serde_json::json;
 use tower::util::{Either, MapResponse};
-use tower_http::cors::Cors;
 
 use crate::api;
 use crate::api::extract::RefuseOversize;
@@ -303,7 +302,7 @@ fn truthy(value: Option<String>) -> bool {
 
 /// The whole application, as `serve` runs it: the request-id service around CORS (when on)
 /// around [`Api`]. A tower service, so tests drive it with `oneshot` as they would a router.
-pub type App = crate::request_id::RequestIds<Either<crate::cors::CorsHeaders<Cors<Api>>, Api>>;
+pub type App = crate::request_id::RequestIds<Either<crate::cors::CorsHeaders<Api>, Api>>;
 
 /// The router inside the request metrics (when on), the API key check (when keys are set), the
 /// 5xx log and the oversize check: plain services around it, in that order from outside.
