@@ -62,6 +62,7 @@
 //! serving/        connections: accept, watchdog, per-request limits, signals, drain
 //! api_keys, request_id, telemetry, page, background   auth, X-Request-Id, /metrics, the create page, detached work
 //! key_check, cors  the API key check and CORS's constant headers, plain services around the router
+//! log_fields      the text log's field formatter: a request span's id written in one piece
 //! trace_export    OpenTelemetry spans over OTLP/HTTP, built only when OTEL_EXPORTER_OTLP_ENDPOINT is set
 //! trace_context   W3C traceparent/tracestate: a request's parent, a job's stored context, outgoing calls
 //! webhooks/       outbound webhooks: signatures (signature), the URL checked at submit (target),
@@ -85,6 +86,7 @@ pub mod json_schema;
 pub mod key_check;
 pub mod limits;
 pub mod live_configs;
+pub mod log_fields;
 pub mod media;
 pub mod model;
 pub mod page;

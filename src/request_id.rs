@@ -98,11 +98,14 @@ where
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         let id = identify(&mut request);
+        // The id as text, not `%` (`Display`): the text log then writes it in one piece
+        // (`log_fields`, the field's name is `log_fields::REQUEST_ID`), and JSON lines and
+        // exported spans read the same string either way.
         let span = if self.access_log {
             let (method, path) = (request.method(), request.uri().path());
-            tracing::info_span!("request", request_id = %text(&id), %method, path = %path)
+            tracing::info_span!("request", request_id = text(&id), %method, path = %path)
         } else {
-            tracing::info_span!("request", request_id = %text(&id))
+            tracing::info_span!("request", request_id = text(&id))
         };
         // The caller's W3C `traceparent` makes this span its child (when traces are exported).
         crate::trace_context::adopt_header(&span, request.headers());

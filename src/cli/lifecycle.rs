@@ -156,7 +156,8 @@ pub(super) fn init_logging(json: bool, runtime: &tokio::runtime::Handle) -> anyh
     if json {
         registry.with(fmt.json()).init();
     } else {
-        registry.with(fmt).init();
+        // `DefaultFields`' text, with each request span's id written in one piece.
+        registry.with(fmt.fmt_fields(crate::log_fields::Fields)).init();
     }
     if exporting.is_some() {
         let endpoint = ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"]

@@ -289,3 +289,24 @@ fn request_ids_are_kept_or_replaced_and_reach_headers_error_bodies_and_log_lines
     assert_eq!(line["span"]["request_id"], "log-me-42", "{line}");
     assert!(!log.contains("yyyyyyyyyy") && !log.contains("tab\there"), "a refused id reached the log");
 }
+
+/// The default (text) log writes the request span's id as it always has, `request{request_id=…}`
+/// on every line of the request: kept from the caller, or the fresh one the answer carries. (Since
+/// issue 22 the id is written by `log_fields`, not tracing-subscriber's `DefaultFields`.)
+#[test]
+fn text_log_lines_carry_the_request_id_in_the_request_span() {
+    let server = ServerProcess::start(&[("MV_PROVIDER", "mock")]).expect("start");
+    let client = Client::new(&server);
+    let url = format!("{}/api/mv/create_scenes", client.base);
+    let body = json!({"idea": "x", "character_description": "y", "config_flavor": "gone"});
+    let (status, _, _) = client.send(client.http.post(&url).json(&body).header("x-request-id", "log-me-42"));
+    assert_eq!(status, 200);
+    let (status, headers, _) = client.send(client.http.post(&url).json(&body));
+    assert_eq!(status, 200);
+    let fresh = headers.get("x-request-id").and_then(|v| v.to_str().ok()).expect("an id").to_owned();
+    let log = server.log();
+    let fallbacks: Vec<&str> = log.lines().filter(|l| l.contains("unknown config flavor")).collect();
+    assert_eq!(fallbacks.len(), 2, "{log}");
+    assert!(fallbacks[0].contains(" request{request_id=log-me-42}: "), "{}", fallbacks[0]);
+    assert!(fallbacks[1].contains(&format!(" request{{request_id={fresh}}}: ")), "{}", fallbacks[1]);
+}

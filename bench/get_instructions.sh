@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# User-space instructions per `GET /api/mv/get_config_flavors`, counted by callgrind rather than
+# timed, so builds compare on a busy machine: N sequential GETs on one keep-alive connection, with
+# instrumentation switched on only around them (after 200 warm-up GETs), so start-up and idle
+# timers stay out of the count. Usage: bench/get_instructions.sh SERVER... (an `mvgen` binary, or
+# `bare_axum`, which is given mvgen's flavor-list bytes as the body to answer, fetched from the
+# first mvgen listed). N (2000) requests; KEEP=DIR keeps the callgrind files (symbolized builds:
+# `cargo rustc --release --bin mvgen -- -C strip=none`) for `callgrind_annotate`.
+# Everything listens on 127.0.0.1; everything started here is stopped on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source bench/lib.sh
+need_tools valgrind callgrind_control callgrind_annotate python3 curl
+
+[[ $# -ge 1 ]] || { echo "usage: $0 SERVER..." >&2; exit 2; }
+N=${N:-2000}
+OUT=${KEEP:-$WORK}
+mkdir -p "$OUT"
+
+gets() { # port count
+    python3 - "$1" "$2" <<'PY'
+import socket, sys
+port, n = int(sys.argv[1]), int(sys.argv[2])
+conn = socket.create_connection(("127.0.0.1", port))
+request, pending = b"GET /api/mv/get_config_flavors HTTP/1.1\r\nHost: bench\r\n\r\n", b""
+for _ in range(n):
+    conn.sendall(request)
+    while b"\r\n\r\n" not in pending:
+        pending += conn.recv(65536)
+    head, rest = pending.split(b"\r\n\r\n", 1)
+    length = next(int(l.split(b":")[1]) for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:"))
+    while len(rest) < length:
+        rest += conn.recv(65536)
+    pending = rest[length:]
+PY
+}
+
+BODY=$WORK/flavors.json
+printf '%-50s %14s\n' "server ($N GETs on one connection)" "instr/GET"
+for server in "$@"; do
+    port=$(free_port)
+    name=${server//\//_}
+    args=(serve)
+    if [[ ${server##*/} == bare_axum* ]]; then
+        [[ -s $BODY ]] || { echo "$BENCH: list an mvgen before bare_axum (its body is mvgen's)" >&2; exit 2; }
+        args=("127.0.0.1:$port" "$BODY")
+    fi
+    mkdir -p "$WORK/out-$port"
+    start "server-$port" MV_OUTPUT_DIR="$WORK/out-$port" MVGEN_ADDR="127.0.0.1:$port" MVGEN_WORKERS=0 \
+        valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$OUT/$name.callgrind" "$server" "${args[@]}"
+    pid=$LAST_PID
+    wait_ok "http://127.0.0.1:$port/api/mv/get_config_flavors" "$WORK/server-$port.log"
+    [[ -s $BODY ]] || curl -fsS -o "$BODY" "http://127.0.0.1:$port/api/mv/get_config_flavors"
+    gets "$port" 200
+    callgrind_control -i on "$pid" >/dev/null 2>&1
+    gets "$port" "$N"
+    callgrind_control -i off "$pid" >/dev/null 2>&1
+    # SIGTERM: bare axum ignores SIGINT when started in the background; mvgen drains on either.
+    kill -TERM "$pid"
+    wait "$pid" 2>/dev/null || true
+    total=$(callgrind_annotate "$OUT/$name.callgrind" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')
+    printf '%-50s %14.0f\n' "$server" "$(awk -v t="$total" -v n="$N" 'BEGIN { print t / n }')"
+done
