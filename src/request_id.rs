@@ -110,7 +110,9 @@ where
         // The caller's W3C `traceparent` makes this span its child (when traces are exported).
         crate::trace_context::adopt_header(&span, request.headers());
         let started = self.access_log.then(Instant::now);
-        let inner = span.in_scope(|| self.inner.call(request));
+        // The id is current during `call` too, not only while its future runs: a layer that
+        // answers at once from `call` (the API key check's 401) builds its error body there.
+        let inner = CURRENT.sync_scope(id.clone(), || span.in_scope(|| self.inner.call(request)));
         Identified { inner: CURRENT.scope(id.clone(), inner), span, id: Some(id), started }
     }
 }

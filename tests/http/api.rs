@@ -706,6 +706,14 @@ async fn hash_keys_empty_headers_and_the_401_body_match_the_replaced_service() {
         (body["message"].as_str(), body["detail"]["message"].as_str()),
         (Some("Invalid API key"), Some("Invalid API key"))
     );
+
+    // The refusal is made before any handler runs, yet names the request like every error body.
+    let refused = Request::get("/api/mv/get_config_flavors").header("x-request-id", "keyless-1");
+    let (status, headers, body) = t.call(refused.body(Body::empty()).expect("request")).await;
+    let body: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(headers.get("x-request-id").and_then(|v| v.to_str().ok()), Some("keyless-1"));
+    assert_eq!(body["detail"]["request_id"], "keyless-1", "{body}");
 }
 
 #[tokio::test]
