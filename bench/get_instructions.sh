@@ -17,24 +17,6 @@ N=${N:-2000}
 OUT=${KEEP:-$WORK}
 mkdir -p "$OUT"
 
-gets() { # port count
-    python3 - "$1" "$2" <<'PY'
-import socket, sys
-port, n = int(sys.argv[1]), int(sys.argv[2])
-conn = socket.create_connection(("127.0.0.1", port))
-request, pending = b"GET /api/mv/get_config_flavors HTTP/1.1\r\nHost: bench\r\n\r\n", b""
-for _ in range(n):
-    conn.sendall(request)
-    while b"\r\n\r\n" not in pending:
-        pending += conn.recv(65536)
-    head, rest = pending.split(b"\r\n\r\n", 1)
-    length = next(int(l.split(b":")[1]) for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:"))
-    while len(rest) < length:
-        rest += conn.recv(65536)
-    pending = rest[length:]
-PY
-}
-
 BODY=$WORK/flavors.json
 printf '%-50s %14s\n' "server ($N GETs on one connection)" "instr/GET"
 for server in "$@"; do
@@ -51,9 +33,9 @@ for server in "$@"; do
     pid=$LAST_PID
     wait_ok "http://127.0.0.1:$port/api/mv/get_config_flavors" "$WORK/server-$port.log"
     [[ -s $BODY ]] || curl -fsS -o "$BODY" "http://127.0.0.1:$port/api/mv/get_config_flavors"
-    gets "$port" 200
+    keepalive_gets "$port" 200
     callgrind_control -i on "$pid" >/dev/null 2>&1
-    gets "$port" "$N"
+    keepalive_gets "$port" "$N"
     callgrind_control -i off "$pid" >/dev/null 2>&1
     # SIGTERM: bare axum ignores SIGINT when started in the background; mvgen drains on either.
     kill -TERM "$pid"

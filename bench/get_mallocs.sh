@@ -28,21 +28,7 @@ run() { # server requests
         perf stat -x, -e probe_libc:malloc -o "$WORK/stat-$port" -- "$server" "${args[@]}"
     local perf_pid=$LAST_PID
     wait_ok "http://127.0.0.1:$port/api/mv/get_config_flavors" "$WORK/server-$port.log"
-    python3 - "$port" "$requests" <<'PY'
-import socket, sys
-port, n = int(sys.argv[1]), int(sys.argv[2])
-conn = socket.create_connection(("127.0.0.1", port))
-request, pending = b"GET /api/mv/get_config_flavors HTTP/1.1\r\nHost: bench\r\n\r\n", b""
-for _ in range(n):
-    conn.sendall(request)
-    while b"\r\n\r\n" not in pending:
-        pending += conn.recv(65536)
-    head, rest = pending.split(b"\r\n\r\n", 1)
-    length = next(int(l.split(b":")[1]) for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:"))
-    while len(rest) < length:
-        rest += conn.recv(65536)
-    pending = rest[length:]
-PY
+    keepalive_gets "$port" "$requests"
     # perf stat's child is the server: stopping it ends perf stat, which writes its count.
     kill -INT "$(pgrep -P "$perf_pid" | head -1)"
     wait "$perf_pid" 2>/dev/null || true

@@ -62,3 +62,23 @@ wrk_ok() { # wrk's output, url
 }
 
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# N sequential GETs of the flavor list on one keep-alive connection to 127.0.0.1:PORT, each
+# answer read whole (by its Content-Length) before the next is sent.
+keepalive_gets() { # port count
+    python3 - "$1" "$2" <<'PY'
+import socket, sys
+port, n = int(sys.argv[1]), int(sys.argv[2])
+conn = socket.create_connection(("127.0.0.1", port))
+request, pending = b"GET /api/mv/get_config_flavors HTTP/1.1\r\nHost: bench\r\n\r\n", b""
+for _ in range(n):
+    conn.sendall(request)
+    while b"\r\n\r\n" not in pending:
+        pending += conn.recv(65536)
+    head, rest = pending.split(b"\r\n\r\n", 1)
+    length = next(int(l.split(b":")[1]) for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:"))
+    while len(rest) < length:
+        rest += conn.recv(65536)
+    pending = rest[length:]
+PY
+}
