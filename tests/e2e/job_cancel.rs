@@ -94,3 +94,38 @@ async fn a_sigterm_while_the_create_is_in_flight_saves_its_id_for_the_next_proce
     assert!(fakes.replicate.cancelled().is_empty(), "kept for the next worker to resume");
     assert_eq!(fakes.creates(), 1);
 }
+
+/// A cancel asked of another replica reaches the running job's worker through PostgreSQL's
+/// notification at once, not at its next heartbeat: the heartbeat here is 200 s apart and the
+/// prediction polled every 300 s (both beyond the test's patience), so only the wake-up can stop
+/// the render and cancel its prediction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_through_another_replica_stops_the_running_job_at_once() {
+    use crate::support::postgres::Postgres;
+    let Some(pg) = Postgres::start("a_cancel_through_another_replica_stops_the_running_job_at_once") else {
+        return;
+    };
+    let (fakes, _) = Fakes::with_held_video("cancel-across-replicas").await;
+    let outputs = tempfile::tempdir().expect("temp dir");
+    let outputs_dir = outputs.path().to_str().expect("utf-8 temp path");
+    let shared =
+        [("MVGEN_DATABASE_URL", pg.url.as_str()), ("MV_OUTPUT_DIR", outputs_dir), ("MVGEN_JOB_STALE_AFTER", "600")];
+    // No poll for 300 s after the create: no progress either, whose writes also read the cancel.
+    let mut env = fakes.env(&shared);
+    env.push(("MV_REPLICATE_POLL_SECS", "300"));
+    let runs = start(&env);
+    let id = submit(&runs.base, "video", json!({ "prompt": "A kite over the harbour wall." })).await;
+    let running = wait_job(&runs.base, &id, "saved its prediction", |j| !j["upstream"].is_null()).await;
+    let prediction = running["upstream"]["id"].as_str().expect("prediction id").to_owned();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let mut no_workers = shared.to_vec();
+    no_workers.push(("MVGEN_WORKERS", "0"));
+    let asks = start(&fakes.env(&no_workers));
+    cancel(&asks.base, &id).await;
+    wait_for("the running replica cancelled the prediction", || !fakes.replicate.cancelled().is_empty()).await;
+    assert_eq!(fakes.replicate.cancelled(), [prediction]);
+    let done = wait_job(&asks.base, &id, "finished", finished).await;
+    assert_eq!(done["status"], "canceled", "{done}");
+    drop(pg);
+}

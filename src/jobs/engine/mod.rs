@@ -155,7 +155,9 @@ pub struct Jobs {
     /// heartbeats to learn of a cancel) when its news comes, without waking every running job's.
     /// A watch that listened on `wake` was woken by every job's news: with N jobs running, each
     /// job's end was N wake-ups and N copies of its id, N-1 of them for nothing.
-    watches: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Notify>>>,
+    /// Shared with the PostgreSQL listener, so another replica's news (a cancel asked there)
+    /// wakes the watch here too.
+    watches: Watches,
     /// The queued counts the submit path last read, per API key scope (see `quota`).
     queue_counts: quota::QueueCounts,
 }
@@ -188,7 +190,8 @@ impl Jobs {
             let listener = sqlx::postgres::PgListener::connect(&named)
                 .await
                 .map_err(|e| format!("jobs database {}: cannot listen: {e}", super::store::redact(url)))?;
-            tokio::spawn(listen(listener, jobs.wake.clone(), jobs.claimable.clone(), jobs.closed.clone()));
+            let relay = Relay { wake: jobs.wake.clone(), watches: Arc::clone(&jobs.watches) };
+            tokio::spawn(listen(listener, relay, jobs.claimable.clone(), jobs.closed.clone()));
         }
         Ok(jobs)
     }
@@ -212,13 +215,11 @@ impl Jobs {
     /// the database).
     pub fn woke(&self, job_id: &str) {
         let _ = self.wake.send(job_id.to_owned());
-        if let Some(watch) = self.watches().get(job_id) {
-            watch.notify_one();
-        }
+        wake_watch(&self.watches, job_id);
     }
 
     fn watches(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Arc<tokio::sync::Notify>>> {
-        self.watches.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock_watches(&self.watches)
     }
 
     /// Tells idle workers here to claim: a job may be claimable now.
@@ -526,11 +527,36 @@ pub fn unavailable(e: StoreError) -> ApiError {
     )
 }
 
-/// Relays PostgreSQL notifications (job ids) to this process's broadcast, reconnecting as needed.
-/// Any of them may be a job queued by another replica, so each also tells the workers to claim.
+/// The running jobs' watches by id (see `Jobs::watches`).
+type Watches = Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Notify>>>>;
+
+fn lock_watches(
+    watches: &Watches,
+) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Arc<tokio::sync::Notify>>> {
+    watches.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Wakes the watch of job `job_id` if this process runs it (it then heartbeats and so reads a
+/// cancel at once).
+fn wake_watch(watches: &Watches, job_id: &str) {
+    if let Some(watch) = lock_watches(watches).get(job_id) {
+        watch.notify_one();
+    }
+}
+
+/// Where the listener hands a notification's job id: the broadcast (event streams, sync waits)
+/// and the job's watch when it runs here, as `Jobs::woke` does for this process's own news.
+struct Relay {
+    wake: broadcast::Sender<String>,
+    watches: Watches,
+}
+
+/// Relays PostgreSQL notifications (job ids) to this process's broadcast and running jobs'
+/// watches, reconnecting as needed. Any of them may be a job queued by another replica, so each
+/// also tells the workers to claim.
 async fn listen(
     mut listener: sqlx::postgres::PgListener,
-    wake: broadcast::Sender<String>,
+    relay: Relay,
     claimable: watch::Sender<()>,
     closed: CancellationToken,
 ) {
@@ -553,7 +579,8 @@ async fn listen(
             received = listener.recv() => match received {
                 Ok(note) => {
                     failures = 0;
-                    let _ = wake.send(note.payload().to_owned());
+                    let _ = relay.wake.send(note.payload().to_owned());
+                    wake_watch(&relay.watches, note.payload());
                     claimable.send_replace(());
                 }
                 Err(e) => {
