@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::bind::{Bind, bind_all};
 use super::deliveries::HookEvent;
-use super::group_commit::{Bound, bind_all};
 use super::rows::{COLUMNS, JobRow, job_row};
 use super::{Dialect, Store, StoreError, now_ms};
 use crate::error::ErrorKind;
@@ -85,7 +85,7 @@ fn set_terms(outcome: &Outcome<'_>) -> (String, usize) {
 }
 
 /// `outcome`'s values, bound after the id and claim as [`set_terms`] numbers them.
-fn outcome_values(outcome: &Outcome<'_>, now: i64) -> Vec<Bound> {
+fn outcome_values(outcome: &Outcome<'_>, now: i64) -> Vec<Bind> {
     match *outcome {
         Outcome::Succeeded(output) => vec![output.to_string().into(), now.into()],
         // The error kind's wire name, as in the sync endpoints' error bodies.
@@ -104,7 +104,7 @@ fn outcome_values(outcome: &Outcome<'_>, now: i64) -> Vec<Bound> {
 }
 
 /// The values of a finishing statement: the job's id and claim, then `outcome`'s.
-fn finish_values(job_id: &str, claim: &str, outcome: &Outcome<'_>, now: i64) -> Vec<Bound> {
+fn finish_values(job_id: &str, claim: &str, outcome: &Outcome<'_>, now: i64) -> Vec<Bind> {
     let mut values = vec![job_id.into(), claim.into()];
     values.extend(outcome_values(outcome, now));
     values

@@ -21,76 +21,20 @@
 use std::borrow::Cow;
 
 use sqlx::AnyPool;
-use sqlx::any::{AnyArguments, AnyRow};
-use sqlx::query::Query;
+use sqlx::any::AnyRow;
 use tokio::sync::{mpsc, oneshot};
+
+use super::bind::{Bind, bind_all};
 
 /// At most this many statements share a commit: a bound on how long the writer is held (other
 /// writers, the workers' claims and heartbeats, queue behind a batch) and on what one failure
 /// makes run again.
 const MOST: usize = 64;
 
-/// A value bound to a statement, owned so the statement can wait for its turn in another task.
-#[derive(Debug, Clone)]
-pub enum Bound {
-    Text(Option<String>),
-    Int(Option<i64>),
-}
-
-impl From<&str> for Bound {
-    fn from(text: &str) -> Bound {
-        Bound::Text(Some(text.to_owned()))
-    }
-}
-
-impl From<String> for Bound {
-    fn from(text: String) -> Bound {
-        Bound::Text(Some(text))
-    }
-}
-
-impl From<Option<&str>> for Bound {
-    fn from(text: Option<&str>) -> Bound {
-        Bound::Text(text.map(str::to_owned))
-    }
-}
-
-impl From<Option<String>> for Bound {
-    fn from(text: Option<String>) -> Bound {
-        Bound::Text(text)
-    }
-}
-
-impl From<i64> for Bound {
-    fn from(n: i64) -> Bound {
-        Bound::Int(Some(n))
-    }
-}
-
-impl From<Option<i64>> for Bound {
-    fn from(n: Option<i64>) -> Bound {
-        Bound::Int(n)
-    }
-}
-
-/// `query` with `values` bound in order, borrowed (no copy of a plan's text per bind).
-pub fn bind_all<'q>(
-    mut query: Query<'q, sqlx::Any, AnyArguments<'q>>,
-    values: &'q [Bound],
-) -> Query<'q, sqlx::Any, AnyArguments<'q>> {
-    for value in values {
-        query = match value {
-            Bound::Text(text) => query.bind(text.as_deref()),
-            Bound::Int(n) => query.bind(*n),
-        };
-    }
-    query
-}
-
 /// One statement waiting for its commit, and where its rows go once committed.
 struct Write {
     sql: Cow<'static, str>,
-    values: Vec<Bound>,
+    values: Vec<Bind>,
     answer: oneshot::Sender<Result<Vec<AnyRow>, sqlx::Error>>,
 }
 
@@ -116,7 +60,7 @@ impl GroupCommit {
     pub async fn write(
         &self,
         sql: impl Into<Cow<'static, str>>,
-        values: Vec<Bound>,
+        values: Vec<Bind>,
     ) -> Result<Vec<AnyRow>, sqlx::Error> {
         let (answer, answered) = oneshot::channel();
         let write = Write { sql: sql.into(), values, answer };
@@ -212,7 +156,7 @@ mod tests {
         let pool = pool().await;
         let group = GroupCommit::start(pool.clone());
         let answers =
-            futures_util::future::join_all((1..=5).map(|x| group.write(INSERT, vec![Bound::from(x as i64)]))).await;
+            futures_util::future::join_all((1..=5).map(|x| group.write(INSERT, vec![Bind::from(x as i64)]))).await;
         for (x, rows) in (1..=5).zip(answers) {
             let rows = rows.expect("stored");
             assert_eq!(rows.len(), 1);
@@ -225,7 +169,7 @@ mod tests {
     async fn one_failing_write_fails_alone_and_the_rest_are_stored() {
         let pool = pool().await;
         let group = GroupCommit::start(pool.clone());
-        let writes = [1, 2, 1, 3].map(|x| group.write(INSERT, vec![Bound::from(x as i64)]));
+        let writes = [1, 2, 1, 3].map(|x| group.write(INSERT, vec![Bind::from(x as i64)]));
         let answers = futures_util::future::join_all(writes).await;
         assert!(answers[0].is_ok() && answers[1].is_ok() && answers[3].is_ok(), "{:?}", shown(&answers));
         let refused = &shown(&answers)[2];
@@ -242,7 +186,7 @@ mod tests {
         let group = GroupCommit::start(pool.clone());
         pool.close().await;
         let answers =
-            futures_util::future::join_all([1, 2].map(|x| group.write(INSERT, vec![Bound::from(x as i64)]))).await;
+            futures_util::future::join_all([1, 2].map(|x| group.write(INSERT, vec![Bind::from(x as i64)]))).await;
         assert!(answers.iter().all(Result::is_err), "{:?}", shown(&answers));
     }
 }

@@ -8,6 +8,7 @@
 //! - `migrate`: the embedded migrations, which of them a database lacks, and the schema they end
 //!   at (`fresh_schema.sql`, generated), which a fresh SQLite file is built from in one batch;
 //! - `fresh`: a new SQLite file built whole beside its path and linked into place;
+//! - `bind`: owned values bound into statements built elsewhere (project edits, grouped writes);
 //! - `group_commit`: on SQLite, concurrent single-statement writes sharing one commit;
 //! - `submit`: storing a new job;
 //! - `idempotency`: `Idempotency-Key`s (claim, release, purge);
@@ -26,6 +27,7 @@
 //! project with cursor pagination, and its saved upstream runs and events are rows a client reads
 //! back; a queue crate's opaque job blob would need a second store beside it.
 
+mod bind;
 pub mod claims;
 pub mod deliveries;
 pub mod events;
@@ -402,11 +404,11 @@ impl Store {
     async fn write_alone(
         &self,
         sql: impl Into<std::borrow::Cow<'static, str>>,
-        values: Vec<group_commit::Bound>,
+        values: Vec<bind::Bind>,
     ) -> Result<Vec<sqlx::any::AnyRow>, StoreError> {
         match &self.group {
             Some(group) => Ok(group.write(sql, values).await?),
-            None => Ok(group_commit::bind_all(sqlx::query(&sql.into()), &values).fetch_all(&self.writer).await?),
+            None => Ok(bind::bind_all(sqlx::query(&sql.into()), &values).fetch_all(&self.writer).await?),
         }
     }
 

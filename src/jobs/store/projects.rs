@@ -10,6 +10,8 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::bind::AnyQuery;
+pub use super::bind::Bind;
 use super::{Store, StoreError, now_ms};
 use crate::jobs::state::status_text;
 
@@ -91,50 +93,6 @@ pub struct LinkedJob {
     pub status: String,
     pub output: Option<String>,
     pub error_message: Option<String>,
-}
-
-/// A value bound into a statement.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Bind {
-    Text(Option<String>),
-    Int(Option<i64>),
-}
-
-impl Bind {
-    /// NULL.
-    pub fn none() -> Bind {
-        Bind::Text(None)
-    }
-}
-
-impl From<&str> for Bind {
-    fn from(s: &str) -> Bind {
-        Bind::Text(Some(s.to_owned()))
-    }
-}
-
-impl From<String> for Bind {
-    fn from(s: String) -> Bind {
-        Bind::Text(Some(s))
-    }
-}
-
-impl From<Option<String>> for Bind {
-    fn from(s: Option<String>) -> Bind {
-        Bind::Text(s)
-    }
-}
-
-impl From<i64> for Bind {
-    fn from(n: i64) -> Bind {
-        Bind::Int(Some(n))
-    }
-}
-
-impl From<Option<i64>> for Bind {
-    fn from(n: Option<i64>) -> Bind {
-        Bind::Int(n)
-    }
 }
 
 /// Columns set to values. Column names are always this crate's constants, never input.
@@ -519,8 +477,6 @@ fn edit_sql(edit: &Edit) -> String {
     }
 }
 
-type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
-
 /// Binds the values of `edit` on project `id` into its [`edit_sql`].
 fn bind_edit<'q>(query: AnyQuery<'q>, id: &'q str, now: i64, edit: &'q Edit) -> AnyQuery<'q> {
     match edit {
@@ -562,14 +518,8 @@ fn assignments(sets: &Sets) -> (String, usize) {
     (assign.join(", "), sets.len() + 1)
 }
 
-fn bind_all<'q>(mut query: AnyQuery<'q>, sets: &'q Sets) -> AnyQuery<'q> {
-    for (_, value) in sets {
-        query = match value {
-            Bind::Text(text) => query.bind(text.as_deref()),
-            Bind::Int(n) => query.bind(*n),
-        };
-    }
-    query
+fn bind_all<'q>(query: AnyQuery<'q>, sets: &'q Sets) -> AnyQuery<'q> {
+    sets.iter().fold(query, |query, (_, value)| value.bind_to(query))
 }
 
 fn project_row(row: &AnyRow) -> Result<ProjectRow, StoreError> {

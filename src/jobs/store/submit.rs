@@ -5,8 +5,8 @@
 use serde_json::Value;
 use sqlx::Row;
 
+use super::bind::{Bind, bind_all};
 use super::deliveries::{HookEvent, WebhookTarget};
-use super::group_commit::{Bound, bind_all};
 use super::idempotency::KeyBinding;
 use super::rows::JobRow;
 use super::{Dialect, Store, StoreError, now_ms};
@@ -37,7 +37,7 @@ pub struct NewJob<'a> {
 }
 
 /// A new job's twelve values, for `$1`..`$12`.
-fn job_values(job: &NewJob<'_>, now: i64) -> Vec<Bound> {
+fn job_values(job: &NewJob<'_>, now: i64) -> Vec<Bind> {
     vec![
         job.id.into(),
         job.kind.as_str().into(),
