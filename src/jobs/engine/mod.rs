@@ -214,8 +214,7 @@ impl Jobs {
     /// Tells this process's workers, streams and webhook sender (other processes learn it from
     /// the database).
     pub fn woke(&self, job_id: &str) {
-        let _ = self.wake.send(job_id.to_owned());
-        wake_watch(&self.watches, job_id);
+        tell(&self.wake, &self.watches, job_id);
     }
 
     fn watches(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Arc<tokio::sync::Notify>>> {
@@ -536,16 +535,17 @@ fn lock_watches(
     watches.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Wakes the watch of job `job_id` if this process runs it (it then heartbeats and so reads a
-/// cancel at once).
-fn wake_watch(watches: &Watches, job_id: &str) {
+/// Tells this process that job `job_id` has news: the broadcast (event streams, sync waits,
+/// workers) and the job's watch when it runs here (it then heartbeats and so reads a cancel at
+/// once). Both this process's own news ([`Jobs::woke`]) and other replicas' ([`listen`]) go here.
+fn tell(wake: &broadcast::Sender<String>, watches: &Watches, job_id: &str) {
+    let _ = wake.send(job_id.to_owned());
     if let Some(watch) = lock_watches(watches).get(job_id) {
         watch.notify_one();
     }
 }
 
-/// Where the listener hands a notification's job id: the broadcast (event streams, sync waits)
-/// and the job's watch when it runs here, as `Jobs::woke` does for this process's own news.
+/// Where the listener hands a notification's job id (see [`tell`]).
 struct Relay {
     wake: broadcast::Sender<String>,
     watches: Watches,
@@ -579,8 +579,7 @@ async fn listen(
             received = listener.recv() => match received {
                 Ok(note) => {
                     failures = 0;
-                    let _ = relay.wake.send(note.payload().to_owned());
-                    wake_watch(&relay.watches, note.payload());
+                    tell(&relay.wake, &relay.watches, note.payload());
                     claimable.send_replace(());
                 }
                 Err(e) => {
