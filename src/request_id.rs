@@ -9,9 +9,19 @@
 //! the trace layer read the clock and wrapped every response body to time it, and the UUID went
 //! through a `String` and a copy. Each of those showed in a profile of the flavor-list GET
 //! (BENCHMARKS.md, issue 22); what a client or a log reader sees is unchanged.
+//!
+//! The request's context in the log, `request{request_id=…}`, is a real tracing span only when
+//! something needs one: by default (any subscriber), with spans exported (OpenTelemetry), with the
+//! access log (its line is logged in the span after the handler) and with a coloured text log.
+//! Otherwise `serve` sets [`LogContext::Written`]: no span is made, entered or closed (made,
+//! entered, exited and closed in tracing's registry, it was ~2,300 instructions of a flavor-list
+//! GET's ~22,600), and `log_fields::WithRequest` writes the same context into every line logged
+//! while the request is being handled: where the span would have been entered ([`logged`]).
 
+use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
@@ -26,6 +36,72 @@ pub const MAX_LEN: usize = 128;
 
 tokio::task_local! {
     static CURRENT: HeaderValue;
+}
+
+/// The request span's target (its module), for a filter's verdict on it.
+pub const SPAN_TARGET: &str = module_path!();
+
+/// How a request's id reaches the lines logged while it is handled (set once, before serving).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum LogContext {
+    /// A tracing span per request, `request` with the field `request_id`: what any subscriber
+    /// sees, and what exported traces and the access log need. The default.
+    Span = 0,
+    /// No span: the log's event format writes the same context from [`logged`] (only a log
+    /// formatted by `log_fields::WithRequest` may be told this).
+    Written = 1,
+    /// No span, nothing written: the log's filter would have dropped the span (e.g. `RUST_LOG=warn`).
+    Dropped = 2,
+}
+
+static LOG_CONTEXT: AtomicU8 = AtomicU8::new(LogContext::Span as u8);
+
+/// Sets how requests appear in the log (see [`LogContext`]); `serve` calls it once, before the
+/// request service is made ([`around`] reads it), from what its subscriber records.
+pub fn set_log_context(how: LogContext) {
+    LOG_CONTEXT.store(how as u8, Ordering::Relaxed);
+}
+
+fn log_context() -> LogContext {
+    match LOG_CONTEXT.load(Ordering::Relaxed) {
+        1 => LogContext::Written,
+        2 => LogContext::Dropped,
+        _ => LogContext::Span,
+    }
+}
+
+thread_local! {
+    /// Set while a request's handling runs on this thread with [`LogContext::Written`]: around
+    /// its service's `call` and every poll of its answer, where its span would be entered.
+    static IN_REQUEST: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks this thread as running a request's handling until dropped (restoring what it was).
+struct InRequest(Option<bool>);
+
+impl InRequest {
+    fn enter(on: bool) -> Self {
+        InRequest(on.then(|| IN_REQUEST.replace(true)))
+    }
+}
+
+impl Drop for InRequest {
+    fn drop(&mut self) {
+        if let Some(was) = self.0 {
+            IN_REQUEST.set(was);
+        }
+    }
+}
+
+/// `f` of the id of the request being handled on this thread, when its log context is written by
+/// the log's formatter ([`LogContext::Written`]): `None` outside a request's handling (another
+/// task, a spawned job, a response body streamed after the handler) as outside its span.
+pub fn logged<R>(f: impl FnOnce(&str) -> R) -> Option<R> {
+    if !IN_REQUEST.get() {
+        return None;
+    }
+    CURRENT.try_with(|id| f(text(id))).ok()
 }
 
 /// The id of the request being handled on this task, if any.
@@ -72,8 +148,11 @@ fn text(id: &HeaderValue) -> &str {
 /// for the whole app, not once per route (see `server::app_with_jobs`). `access_log` adds the
 /// method and path (never the query: `?api_key=` may carry a key) to the span, and one line per
 /// response.
+/// The log context is the one [`set_log_context`] set last (a span unless told otherwise; always
+/// a span with the access log).
 pub fn around<S>(service: S, access_log: bool) -> RequestIds<S> {
-    RequestIds { inner: service, access_log }
+    let log_context = if access_log { LogContext::Span } else { log_context() };
+    RequestIds { inner: service, access_log, log_context }
 }
 
 /// Gives each request its id and span, makes the id readable through [`current`] while the
@@ -82,6 +161,14 @@ pub fn around<S>(service: S, access_log: bool) -> RequestIds<S> {
 pub struct RequestIds<S> {
     inner: S,
     access_log: bool,
+    log_context: LogContext,
+}
+
+impl<S> RequestIds<S> {
+    /// The same service, its requests shown in the log as `how` says (for tests of the log).
+    pub fn with_log_context(self, how: LogContext) -> Self {
+        RequestIds { log_context: if self.access_log { LogContext::Span } else { how }, ..self }
+    }
 }
 
 impl<S, B, R> tower::Service<Request<B>> for RequestIds<S>
@@ -98,31 +185,41 @@ where
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         let id = identify(&mut request);
+        let context = self.log_context;
         // The id as text, not `%` (`Display`): the text log then writes it in one piece
         // (`log_fields`, the field's name is `log_fields::REQUEST_ID`), and JSON lines and
         // exported spans read the same string either way.
-        let span = if self.access_log {
-            let (method, path) = (request.method(), request.uri().path());
-            tracing::info_span!("request", request_id = text(&id), %method, path = %path)
-        } else {
-            tracing::info_span!("request", request_id = text(&id))
+        let span = match context {
+            LogContext::Span if self.access_log => {
+                let (method, path) = (request.method(), request.uri().path());
+                tracing::info_span!("request", request_id = text(&id), %method, path = %path)
+            }
+            LogContext::Span => tracing::info_span!("request", request_id = text(&id)),
+            LogContext::Written | LogContext::Dropped => Span::none(),
         };
         // The caller's W3C `traceparent` makes this span its child (when traces are exported).
         crate::trace_context::adopt_header(&span, request.headers());
         let started = self.access_log.then(Instant::now);
+        let written = context == LogContext::Written;
         // The id is current during `call` too, not only while its future runs: a layer that
         // answers at once from `call` (the API key check's 401) builds its error body there.
-        let inner = CURRENT.sync_scope(id.clone(), || span.in_scope(|| self.inner.call(request)));
-        Identified { inner: CURRENT.scope(id.clone(), inner), span, id: Some(id), started }
+        let inner = CURRENT.sync_scope(id.clone(), || {
+            let _in_request = InRequest::enter(written);
+            span.in_scope(|| self.inner.call(request))
+        });
+        Identified { inner: CURRENT.scope(id.clone(), inner), span, written, id: Some(id), started }
     }
 }
 
 pin_project_lite::pin_project! {
-    /// The inner response future, polled in the request's span with its id in [`CURRENT`].
+    /// The inner response future, polled in the request's span (or [`InRequest`]) with its id in
+    /// [`CURRENT`].
     pub struct Identified<F> {
         #[pin]
         inner: tokio::task::futures::TaskLocalFuture<HeaderValue, F>,
         span: Span,
+        // The log's formatter writes the request's context (`LogContext::Written`).
+        written: bool,
         id: Option<HeaderValue>,
         // Set when the access log is on: when the request began.
         started: Option<Instant>,
@@ -138,7 +235,9 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
         let _entered = this.span.enter();
+        let in_request = InRequest::enter(*this.written);
         let mut result = ready!(this.inner.poll(cx));
+        drop(in_request);
         if let Ok(response) = &mut result {
             if let Some(id) = this.id.take()
                 && !response.headers().contains_key(&HEADER)

@@ -143,6 +143,8 @@ pub(super) async fn check_storage(state: &AppState) -> anyhow::Result<()> {
 /// endpoint configured (`crate::trace_export`) the same spans are also exported, their requests
 /// run on `runtime`; the returned exporter must be shut down on exit to send the last spans.
 pub(super) fn init_logging(json: bool, runtime: &tokio::runtime::Handle) -> anyhow::Result<Option<Exporting>> {
+    use crate::log_fields::WithRequest;
+    use crate::request_id::LogContext;
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
     let exporting = crate::trace_export::start(runtime.clone()).map_err(|e| anyhow!("invalid settings: {e}"))?;
@@ -150,15 +152,27 @@ pub(super) fn init_logging(json: bool, runtime: &tokio::runtime::Handle) -> anyh
     // Colours only on a terminal: log collectors and files get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
+    // A request span only when something needs one (`request_id::LogContext`): exported traces,
+    // and coloured text (its context is not spliced in). Otherwise the log's event format writes
+    // the same `request{request_id=…}` into the lines logged while a request is handled, and only
+    // when the filter would have kept the span.
+    let context = if exporting.is_some() || (ansi && !json) {
+        LogContext::Span
+    } else if filter.would_enable(crate::request_id::SPAN_TARGET, &tracing::Level::INFO) {
+        LogContext::Written
+    } else {
+        LogContext::Dropped
+    };
     // `None` when not configured: the subscriber then has no OpenTelemetry layer at all.
     let otel = exporting.as_ref().map(Exporting::layer);
     let registry = tracing_subscriber::registry().with(filter).with(otel);
     if json {
-        registry.with(fmt.json()).init();
+        registry.with(fmt.json().map_event_format(WithRequest::json)).init();
     } else {
         // `DefaultFields`' text, with each request span's id written in one piece.
-        registry.with(fmt.fmt_fields(crate::log_fields::Fields)).init();
+        registry.with(fmt.fmt_fields(crate::log_fields::Fields).map_event_format(WithRequest::text)).init();
     }
+    crate::request_id::set_log_context(context);
     if exporting.is_some() {
         let endpoint = ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"]
             .iter()
