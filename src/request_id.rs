@@ -239,10 +239,12 @@ where
         let mut result = ready!(this.inner.poll(cx));
         drop(in_request);
         if let Ok(response) = &mut result {
+            // One lookup, not a `contains_key` and then an `insert`. A map too full to take
+            // one more header (never, for an answer of ours) goes without the echo.
             if let Some(id) = this.id.take()
-                && !response.headers().contains_key(&HEADER)
+                && let Ok(entry) = response.headers_mut().try_entry(HEADER)
             {
-                response.headers_mut().insert(HEADER, id);
+                let _ = entry.or_try_insert(id);
             }
             if let Some(started) = this.started {
                 // The line and fields tower-http's `DefaultOnResponse` wrote, in microseconds.
