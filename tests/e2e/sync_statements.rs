@@ -232,7 +232,8 @@ fn kinds(events: &[SseEvent]) -> Vec<&str> {
     events.iter().map(|(_, kind, _)| kind.as_str()).collect()
 }
 
-/// The SQL of every statement the server logged after byte `from` of its log, whitespace trimmed.
+/// The SQL of every statement the server logged after byte `from` of its log, whitespace trimmed
+/// (and a grouped commit's BEGIN or COMMIT sent with it).
 fn statements(server: &ServerProcess, from: usize) -> Vec<String> {
     let log = server.log();
     log[from..]
@@ -248,7 +249,14 @@ fn statements(server: &ServerProcess, from: usize) -> Vec<String> {
                 Some((summary, _)) if sql.is_empty() => summary,
                 _ => sql,
             };
-            Some(sql.replace("\\n", " ").trim().to_owned())
+            let sql = sql.replace("\\n", " ");
+            // A grouped commit's BEGIN and COMMIT ride in its first and last statements' text
+            // (`jobs::store::group_commit`): the statement is what is between.
+            let sql = sql.trim();
+            let sql = sql.strip_prefix("BEGIN;").map_or(sql, str::trim_start);
+            let sql =
+                sql.strip_suffix("COMMIT").and_then(|s| s.trim_end().strip_suffix(';')).map_or(sql, str::trim_end);
+            Some(sql.to_owned())
         })
         .collect()
 }
