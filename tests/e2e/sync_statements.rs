@@ -224,6 +224,11 @@ async fn scenes(base: &str, status: u16) -> (String, Value) {
         serde_json::json!({ "idea": "a lighthouse keeper's last night", "character_description": "an old sailor" });
     let resp = http().post(format!("{base}/api/mv/create_scenes")).json(&body).send().await.expect("create_scenes");
     assert_eq!(resp.status().as_u16(), status);
+    // A succeeded job is answered with the JSON text its run stored, as `Json` answered it.
+    assert_eq!(resp.headers().get("content-type").and_then(|v| v.to_str().ok()), Some("application/json"));
+    if status == 200 {
+        assert!(resp.headers().contains_key("x-config-flavor") && resp.headers().contains_key("x-config-flavor-hash"));
+    }
     let id = resp.headers().get("x-job-id").and_then(|v| v.to_str().ok()).expect("X-Job-Id").to_owned();
     (id, resp.json().await.expect("JSON body"))
 }
