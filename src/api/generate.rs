@@ -342,8 +342,8 @@ pub(super) async fn output_for_project<G: Generation>(
 
 /// Waits for sync job `id` and answers with its result (or where to follow it).
 async fn wait_and_answer(jobs: &Arc<Jobs>, id: String) -> Result<Response, ApiError> {
-    let mut response = match jobs.finished(&id).await {
-        Ok(Some(job)) if !job.status.is_final() && jobs.sync_waits_cut() => {
+    let mut response = match jobs.finished_with_text(&id).await {
+        Ok(Some((job, _))) if !job.status.is_final() && jobs.sync_waits_cut() => {
             // Shutdown's drain is about to cut this request: the job goes on (released to the
             // queue at exit, then on any replica) and the caller follows it by its id. 503, not
             // the sync wait's 504: this replica is going away, the job is not slow.
@@ -360,7 +360,7 @@ async fn wait_and_answer(jobs: &Arc<Jobs>, id: String) -> Result<Response, ApiEr
             *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
             response
         }
-        Ok(Some(job)) => answer(&id, job)?,
+        Ok(Some((job, output_text))) => answer(&id, job, output_text)?,
         Ok(None) => return Err(ApiError::internal(format!("job {id} is gone"))),
         Err(e @ StoreError::Unreadable { .. }) => return Err(unavailable(e)),
         // Stored, but the database was unreadable for the whole wait: the job is kept, and the
@@ -385,14 +385,21 @@ async fn wait_and_answer(jobs: &Arc<Jobs>, id: String) -> Result<Response, ApiEr
 }
 
 /// The sync answer for job `id` as the wait left it: its output, its stored error, or where to
-/// follow it.
-fn answer(id: &str, job: JobRow) -> Result<Response, ApiError> {
+/// follow it. `output_text`: the output as the JSON text the run here stored, answered as it is
+/// (the same bytes `Json` would write from `job.output`, without serialising it again).
+fn answer(id: &str, job: JobRow, output_text: Option<String>) -> Result<Response, ApiError> {
     Ok(match job.status {
         JobStatus::Succeeded => {
             let report = FlavorReport::deserialize(&job.config_flavor)
                 .map_err(|e| ApiError::internal(format!("job {id}: its flavor report: {e}")))?;
-            let output = job.output.ok_or_else(|| ApiError::internal(format!("job {id} succeeded with no output")))?;
-            with_flavor(&report, output)
+            match output_text {
+                Some(text) => flavored(&report, json_text_response(text)),
+                None => {
+                    let output =
+                        job.output.ok_or_else(|| ApiError::internal(format!("job {id} succeeded with no output")))?;
+                    with_flavor(&report, output)
+                }
+            }
         }
         // Waited `MVGEN_SYNC_WAIT`: the job goes on; the caller follows it by its id.
         JobStatus::Queued | JobStatus::Processing => ApiError::new(
@@ -416,7 +423,16 @@ fn answer(id: &str, job: JobRow) -> Result<Response, ApiError> {
 
 /// A JSON answer carrying `X-Config-Flavor: <used>` and `X-Config-Flavor-Hash: <its hash>`.
 fn with_flavor<T: Serialize>(report: &FlavorReport, body: T) -> Response {
-    let mut response = axum::Json(body).into_response();
+    flavored(report, axum::Json(body).into_response())
+}
+
+/// `text`, JSON already written, answered as `Json` answers: 200, `Content-Type: application/json`.
+fn json_text_response(text: String) -> Response {
+    ([(axum::http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], text).into_response()
+}
+
+/// `response` with `X-Config-Flavor` and `X-Config-Flavor-Hash` set from `report`.
+fn flavored(report: &FlavorReport, mut response: Response) -> Response {
     if let Ok(value) = HeaderValue::from_str(&report.used) {
         response.headers_mut().insert("x-config-flavor", value);
     }

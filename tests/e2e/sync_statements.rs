@@ -224,6 +224,11 @@ async fn scenes(base: &str, status: u16) -> (String, Value) {
         serde_json::json!({ "idea": "a lighthouse keeper's last night", "character_description": "an old sailor" });
     let resp = http().post(format!("{base}/api/mv/create_scenes")).json(&body).send().await.expect("create_scenes");
     assert_eq!(resp.status().as_u16(), status);
+    // A succeeded job is answered with the JSON text its run stored, as `Json` answered it.
+    assert_eq!(resp.headers().get("content-type").and_then(|v| v.to_str().ok()), Some("application/json"));
+    if status == 200 {
+        assert!(resp.headers().contains_key("x-config-flavor") && resp.headers().contains_key("x-config-flavor-hash"));
+    }
     let id = resp.headers().get("x-job-id").and_then(|v| v.to_str().ok()).expect("X-Job-Id").to_owned();
     (id, resp.json().await.expect("JSON body"))
 }
@@ -232,7 +237,8 @@ fn kinds(events: &[SseEvent]) -> Vec<&str> {
     events.iter().map(|(_, kind, _)| kind.as_str()).collect()
 }
 
-/// The SQL of every statement the server logged after byte `from` of its log, whitespace trimmed.
+/// The SQL of every statement the server logged after byte `from` of its log, whitespace trimmed
+/// (and a grouped commit's BEGIN or COMMIT sent with it).
 fn statements(server: &ServerProcess, from: usize) -> Vec<String> {
     let log = server.log();
     log[from..]
@@ -248,7 +254,14 @@ fn statements(server: &ServerProcess, from: usize) -> Vec<String> {
                 Some((summary, _)) if sql.is_empty() => summary,
                 _ => sql,
             };
-            Some(sql.replace("\\n", " ").trim().to_owned())
+            let sql = sql.replace("\\n", " ");
+            // A grouped commit's BEGIN and COMMIT ride in its first and last statements' text
+            // (`jobs::store::group_commit`): the statement is what is between.
+            let sql = sql.trim();
+            let sql = sql.strip_prefix("BEGIN;").map_or(sql, str::trim_start);
+            let sql =
+                sql.strip_suffix("COMMIT").and_then(|s| s.trim_end().strip_suffix(';')).map_or(sql, str::trim_end);
+            Some(sql.to_owned())
         })
         .collect()
 }

@@ -135,6 +135,12 @@ impl Jobs {
     /// bound. For the sync endpoints' submit-and-wait: a client that hangs up drops only this
     /// wait, never the job.
     pub async fn finished(&self, id: &str) -> Result<Option<JobRow>, StoreError> {
+        Ok(self.finished_with_text(id).await?.map(|(row, _)| row))
+    }
+
+    /// [`Jobs::finished`], with a succeeded job's output as the JSON text its run here stored
+    /// (`None` when the row was read back instead): the bytes to answer with, not serialised again.
+    pub async fn finished_with_text(&self, id: &str) -> Result<Option<(JobRow, Option<String>)>, StoreError> {
         let waiting = SyncWait::register(self, id);
         let deadline = tokio::time::Instant::now() + self.config.sync_wait;
         // A job run in this process hands its final row over as it ends (`hand_over`): no read
@@ -153,8 +159,8 @@ impl Jobs {
                 () = self.answer_now.cancelled() => {}
             }
         }
-        if let Some(row) = waiting.take() {
-            return Ok(Some(row));
+        if let Some(handed) = waiting.take() {
+            return Ok(Some(handed));
         }
         // Not run to its end here (taken over, or run by another process): read the row, woken by
         // the job's news on the broadcast (or polling, as another process tells us nothing).
@@ -167,12 +173,12 @@ impl Jobs {
                 // Its slot is freed a moment after the end is stored (see `run_to_end`).
                 Ok(Some(job)) if job.status.is_final() => {
                     if left.is_zero() || !self.holding().contains(id) {
-                        return Ok(Some(job));
+                        return Ok(Some((job, None)));
                     }
-                    last = Some(job);
+                    last = Some((job, None));
                 }
                 Ok(None) => return Ok(None),
-                Ok(Some(job)) => last = Some(job),
+                Ok(Some(job)) => last = Some((job, None)),
                 Err(e @ StoreError::Unreadable { .. }) => return Err(e),
                 Err(e) => {
                     tracing::debug!(job = %id, error = %e, "cannot read a waited-on job; retrying");
@@ -201,10 +207,11 @@ impl Jobs {
 
 impl Jobs {
     /// Gives a waiting sync request the final row of its job, which this process just stored
-    /// (before the job's slot is freed and the waiter woken). No-op when nobody here waits.
-    pub(super) fn hand_over(&self, row: JobRow) {
+    /// (before the job's slot is freed and the waiter woken), and its output as the JSON text
+    /// stored. No-op when nobody here waits.
+    pub(super) fn hand_over(&self, row: JobRow, output_text: Option<String>) {
         if let Some(entry) = self.sync_waits().get_mut(&row.id) {
-            entry.row = Some(row);
+            entry.row = Some((row, output_text));
         }
     }
 
@@ -225,8 +232,8 @@ impl Jobs {
 pub(super) struct Waiting {
     /// Notified when the job's slot is freed (`HeldSlot`'s drop).
     freed: Arc<tokio::sync::Notify>,
-    /// The job's final row, once the run here stored it.
-    row: Option<JobRow>,
+    /// The job's final row, once the run here stored it, and its output as the JSON text stored.
+    row: Option<(JobRow, Option<String>)>,
 }
 
 /// One sync wait's entry in `Jobs::sync_waits`, removed when the wait ends or is dropped (the
@@ -244,8 +251,8 @@ impl<'a> SyncWait<'a> {
         SyncWait { jobs, id, freed }
     }
 
-    /// The row handed over, if any yet.
-    fn take(&self) -> Option<JobRow> {
+    /// The row handed over (and its output's text), if any yet.
+    fn take(&self) -> Option<(JobRow, Option<String>)> {
         self.jobs.sync_waits().get_mut(self.id).and_then(|entry| entry.row.take())
     }
 }

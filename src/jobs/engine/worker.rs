@@ -15,7 +15,7 @@ use tracing::Instrument as _;
 use super::{Jobs, backoff};
 use crate::error::{ApiError, ErrorKind};
 use crate::generation::Kind;
-use crate::jobs::store::finish::Outcome;
+use crate::jobs::store::finish::{Known, Outcome};
 use crate::jobs::store::rows::Claimed;
 use crate::jobs::store::runs::UPSTREAM_WAKE_PREFIX;
 use crate::jobs::store::{Dialect, Store};
@@ -142,6 +142,7 @@ impl Jobs {
             resumed: Mutex::new(Vec::new()),
             creating: watch::Sender::new(0),
             started: Mutex::new(Vec::new()),
+            saving: AtomicBool::new(false),
             span: tracing::Span::current(),
         };
         let ended = if job.cancel_requested {
@@ -237,6 +238,18 @@ impl Jobs {
                 return;
             }
         };
+        // A succeeded job's output as JSON text, written once: bound into the row, and the very
+        // bytes a sync request waiting here answers with (it was serialised a second time there).
+        let output_text = match &ended {
+            Ended::Ran(Ok(output)) => Some(crate::jobs::store::json_text(output)),
+            _ => None,
+        };
+        let known = Known {
+            webhook: job.webhook,
+            // No run saved before this claim, and none saved (or tried) by it.
+            no_runs: saved.is_empty() && !observer.saving.load(Ordering::Relaxed),
+            output_text: output_text.as_deref(),
+        };
         // The result is in memory only: keep trying to store it until the database is back, or
         // until shutdown (then the job is taken over, and resumes its saved upstream run).
         let mut failures = 0;
@@ -245,7 +258,7 @@ impl Jobs {
         let final_row = loop {
             match self
                 .store
-                .finish(&job.id, &job.claim, job.webhook, outcome_clone(&outcome))
+                .finish_known(&job.id, &job.claim, outcome_clone(&outcome), known)
                 .instrument(store_span.clone())
                 .await
             {
@@ -277,7 +290,7 @@ impl Jobs {
                 if let Ended::Ran(Ok(output)) = ended {
                     row.output = Some(output);
                 }
-                self.hand_over(row);
+                self.hand_over(row, output_text);
             }
             slot.take();
         }
@@ -443,6 +456,8 @@ struct Observer<'a> {
     creating: watch::Sender<usize>,
     /// The upstream runs this attempt started (their ids), for the job's log lines.
     started: Mutex<Vec<String>>,
+    /// This attempt tried to save an upstream run (whether or not the save was answered).
+    saving: AtomicBool,
     /// The job's `job.run` span (disabled unless traces are exported): it names the upstream run.
     span: tracing::Span,
 }
@@ -457,6 +472,7 @@ impl Observer<'_> {
 impl RunObserver for Observer<'_> {
     fn started<'a>(&'a self, run: &'a UpstreamRun) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
+            self.saving.store(true, Ordering::Relaxed);
             // Saved before Ok: a provider waits only on an id the next attempt can resume.
             let mut failures = 0;
             loop {

@@ -27,7 +27,8 @@ impl Store {
         const INSERT_AND_NOTIFY: &str = "WITH e AS (INSERT INTO job_events (job_id, at, kind, data) \
              VALUES ($1, $2, $3, $4) RETURNING job_id) SELECT pg_notify($5, job_id) FROM e";
         let sql = if self.dialect == Dialect::Postgres { INSERT_AND_NOTIFY } else { INSERT };
-        let mut query = sqlx::query(sql).bind(job_id).bind(now_ms()).bind(kind.as_str()).bind(data.to_string());
+        let mut query =
+            sqlx::query(sql).bind(job_id).bind(now_ms()).bind(kind.as_str()).bind(super::bind::json_text(data));
         if self.dialect == Dialect::Postgres {
             query = query.bind(NOTIFY_CHANNEL);
         }

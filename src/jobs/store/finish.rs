@@ -50,6 +50,30 @@ pub struct Finished {
 /// only to equal what was just bound. Made once, not per finish.
 static ENDED_COLUMNS: LazyLock<String> = LazyLock::new(|| COLUMNS.replacen(" output,", " NULL AS output,", 1));
 
+/// [`ENDED_COLUMNS`] for a job that has no saved upstream runs ([`Known::no_runs`]): its latest
+/// run is none, so `up_provider` and `up_id` are NULL rather than two lookups in `job_runs`, for
+/// each of which SQLite opens a temporary b-tree (their `ORDER BY … LIMIT 1`).
+static ENDED_COLUMNS_NO_RUNS: LazyLock<String> = LazyLock::new(|| {
+    let own =
+        ENDED_COLUMNS.split_once(", (SELECT provider FROM job_runs").map_or(ENDED_COLUMNS.as_str(), |(own, _)| own);
+    format!("{own}, NULL AS up_provider, NULL AS up_id")
+});
+
+/// What the worker ending a claim knows of its job, which spares the finishing statement work
+/// ([`Store::finish_known`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Known<'a> {
+    /// The job has a webhook (see [`Store::finish`]'s `webhook`).
+    pub webhook: bool,
+    /// The job has no saved upstream runs: none was saved before this claim and none was saved
+    /// (or tried) by it, so its final row's `upstream` is `None` without reading `job_runs`.
+    pub no_runs: bool,
+    /// A succeeded job's output already written as JSON text by the caller, bound as it is (the
+    /// caller answers a waiting request with the same text, so the output is serialised once per
+    /// job, not once for the row and again for the answer). `None`: written here.
+    pub output_text: Option<&'a str>,
+}
+
 /// The `UPDATE … SET` terms that store `outcome`, its values bound from `$3` on
 /// ([`outcome_values`]), and how many those are; `$1` is the job's id, `$2` the claim.
 fn set_terms(outcome: &Outcome<'_>) -> (String, usize) {
@@ -84,18 +108,15 @@ fn set_terms(outcome: &Outcome<'_>) -> (String, usize) {
     }
 }
 
-/// `outcome`'s values, bound after the id and claim as [`set_terms`] numbers them.
-fn outcome_values(outcome: &Outcome<'_>, now: i64) -> Vec<Bind> {
+/// `outcome`'s values, bound after the id and claim as [`set_terms`] numbers them; `output_text`:
+/// a succeeded job's output already written as JSON text (see [`Known::output_text`]).
+fn outcome_values(outcome: &Outcome<'_>, output_text: Option<&str>, now: i64) -> Vec<Bind> {
     match *outcome {
-        Outcome::Succeeded(output) => vec![output.to_string().into(), now.into()],
+        Outcome::Succeeded(output) => vec![output_text.map_or_else(|| Bind::json(output), Bind::from), now.into()],
         // The error kind's wire name, as in the sync endpoints' error bodies.
-        Outcome::Failed { code, message, status, details } => vec![
-            code.to_string().into(),
-            message.into(),
-            i64::from(status).into(),
-            now.into(),
-            details.to_string().into(),
-        ],
+        Outcome::Failed { code, message, status, details } => {
+            vec![code.to_string().into(), message.into(), i64::from(status).into(), now.into(), Bind::json(details)]
+        }
         Outcome::Canceled | Outcome::Released => vec![now.into()],
         Outcome::Retry { code, message, after } => {
             vec![(now + after.as_millis() as i64).into(), code.to_string().into(), message.into()]
@@ -104,9 +125,9 @@ fn outcome_values(outcome: &Outcome<'_>, now: i64) -> Vec<Bind> {
 }
 
 /// The values of a finishing statement: the job's id and claim, then `outcome`'s.
-fn finish_values(job_id: &str, claim: &str, outcome: &Outcome<'_>, now: i64) -> Vec<Bind> {
+fn finish_values(job_id: &str, claim: &str, outcome: &Outcome<'_>, output_text: Option<&str>, now: i64) -> Vec<Bind> {
     let mut values = vec![job_id.into(), claim.into()];
-    values.extend(outcome_values(outcome, now));
+    values.extend(outcome_values(outcome, output_text, now));
     values
 }
 
@@ -150,17 +171,30 @@ impl Store {
         webhook: bool,
         outcome: Outcome<'_>,
     ) -> Result<Option<Finished>, StoreError> {
+        self.finish_known(job_id, claim, outcome, Known { webhook, ..Known::default() }).await
+    }
+
+    /// [`Store::finish`] with what the worker knows of the job ([`Known`]).
+    pub async fn finish_known(
+        &self,
+        job_id: &str,
+        claim: &str,
+        outcome: Outcome<'_>,
+        known: Known<'_>,
+    ) -> Result<Option<Finished>, StoreError> {
         let now = now_ms();
+        let Known { webhook, no_runs, output_text } = known;
+        let columns = if no_runs { &*ENDED_COLUMNS_NO_RUNS } else { &*ENDED_COLUMNS };
         if !webhook
             && matches!(outcome, Outcome::Succeeded(_) | Outcome::Failed { .. } | Outcome::Canceled)
-            && let Some(row) = self.end_at_once(job_id, claim, &outcome, now).await?
+            && let Some(row) = self.end_at_once(job_id, claim, &outcome, output_text, columns, now).await?
         {
             return Ok(Some(Finished { row: job_row(&row).ok() }));
         }
         let (set, _) = set_terms(&outcome);
         let mut tx = self.writer.begin().await?;
-        let sql = format!("UPDATE jobs SET {set} {GUARD} RETURNING webhook_events, {}", *ENDED_COLUMNS);
-        let values = finish_values(job_id, claim, &outcome, now);
+        let sql = format!("UPDATE jobs SET {set} {GUARD} RETURNING webhook_events, {columns}");
+        let values = finish_values(job_id, claim, &outcome, output_text, now);
         let Some(row) = bind_all(sqlx::query(&sql), &values).fetch_optional(&mut *tx).await? else {
             return Ok(None);
         };
@@ -187,19 +221,20 @@ impl Store {
         job_id: &str,
         claim: &str,
         outcome: &Outcome<'_>,
+        output_text: Option<&str>,
+        columns: &str,
         now: i64,
     ) -> Result<Option<sqlx::any::AnyRow>, StoreError> {
         let (set, bound) = set_terms(outcome);
         let beat = bound + 3;
         let update = format!("UPDATE jobs SET {set}, heartbeat_at = ${beat} {GUARD} AND webhook IS NULL");
-        let columns = &*ENDED_COLUMNS;
-        let mut values = finish_values(job_id, claim, outcome, now);
+        let mut values = finish_values(job_id, claim, outcome, output_text, now);
         values.push(now.into());
         let sql = match self.dialect {
             Dialect::Sqlite => format!("{update} RETURNING {columns}"),
             Dialect::Postgres => {
                 let (kind, data) = event_of(outcome);
-                values.extend([kind.as_str().into(), data.to_string().into()]);
+                values.extend([kind.as_str().into(), Bind::json(&data)]);
                 format!(
                     "WITH j AS ({update} RETURNING {columns}), \
                      e AS (INSERT INTO job_events (job_id, at, kind, data) SELECT id, ${beat}, ${kind}, ${data} FROM j) \
@@ -257,5 +292,23 @@ impl Store {
         }
         tx.commit().await?;
         Ok((self.get(job_id).await?, canceled_queued))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A job without upstream runs ends without reading `job_runs`, and still reads back every
+    /// other column of the full list, in the same order.
+    #[test]
+    fn the_columns_of_a_job_without_runs_skip_job_runs_alone() {
+        let full = &*ENDED_COLUMNS;
+        let lean = &*ENDED_COLUMNS_NO_RUNS;
+        assert!(full.contains("job_runs"), "{full}");
+        assert!(!lean.contains("job_runs"), "{lean}");
+        let (own, _) = full.split_once(", (SELECT provider").expect("the upstream lookups");
+        assert_eq!(lean.as_str(), format!("{own}, NULL AS up_provider, NULL AS up_id"));
+        assert!(own.contains("NULL AS output") && own.contains("cancel_requested"), "{own}");
     }
 }

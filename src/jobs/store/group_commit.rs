@@ -17,6 +17,13 @@
 //! (a constraint, a full disk) is that caller's answer only.
 //!
 //! A lone statement (no other waiting) runs as before, in autocommit: an idle server pays nothing.
+//!
+//! The transaction's `BEGIN` rides in its first statement's text and its `COMMIT` in its last's
+//! (`BEGIN; …` and `…; COMMIT`: SQLite runs a text of several statements in turn, each binding
+//! its own `$n`), so a batch of N statements is N round trips to sqlx's SQLite thread, not N + 2.
+//! sqlx's own `begin()` and `commit()` were each a round trip that also held that thread until
+//! the calling task took the answer (a rendezvous), so some four thread wake-ups a batch. The texts
+//! are the same few each time, so each is prepared once and cached like any other statement.
 
 use std::borrow::Cow;
 
@@ -113,15 +120,40 @@ async fn together(writer: &AnyPool, batch: &mut Vec<Write>) {
     }
 }
 
-/// Every statement of `batch` and one COMMIT; the first error rolls it all back (a transaction
-/// dropped uncommitted is rolled back by sqlx before its connection is used again).
+/// Every statement of `batch` and one COMMIT; the first error rolls it all back. `BEGIN` is sent
+/// in the first statement's text and `COMMIT` in the last's (see the module's doc).
 async fn in_one_transaction(writer: &AnyPool, batch: &[Write]) -> Result<Vec<Vec<AnyRow>>, sqlx::Error> {
-    let mut tx = writer.begin().await?;
-    let mut answers = Vec::with_capacity(batch.len());
-    for write in batch {
-        answers.push(bind_all(sqlx::query(&write.sql), &write.values).fetch_all(&mut *tx).await?);
+    let mut conn = writer.acquire().await?;
+    let ran = run_batch(&mut conn, batch).await;
+    if ran.is_err() {
+        // The transaction may still be open (a failed statement, or a COMMIT that failed without
+        // rolling back): roll it back before the connection is used again. When SQLite already
+        // rolled it back, this ROLLBACK's own error ("no transaction is active") is expected.
+        if let Err(e) = sqlx::query("ROLLBACK").execute(&mut *conn).await {
+            tracing::debug!(error = %e, "rolling back a failed grouped commit");
+        }
     }
-    tx.commit().await?;
+    // Dropped only with the runtime (the task is never aborted otherwise): a batch cut between
+    // its BEGIN and COMMIT then goes with the process, its callers unanswered.
+    ran
+}
+
+/// `batch`'s statements in turn, the first opening the transaction and the last committing it.
+async fn run_batch(
+    conn: &mut sqlx::pool::PoolConnection<sqlx::Any>,
+    batch: &[Write],
+) -> Result<Vec<Vec<AnyRow>>, sqlx::Error> {
+    let last = batch.len().saturating_sub(1);
+    let mut answers = Vec::with_capacity(batch.len());
+    for (i, write) in batch.iter().enumerate() {
+        let sql = match (i == 0, i == last) {
+            (true, true) => Cow::Owned(format!("BEGIN; {}; COMMIT", write.sql)),
+            (true, false) => Cow::Owned(format!("BEGIN; {}", write.sql)),
+            (false, true) => Cow::Owned(format!("{}; COMMIT", write.sql)),
+            (false, false) => Cow::Borrowed(&*write.sql),
+        };
+        answers.push(bind_all(sqlx::query(&sql), &write.values).fetch_all(&mut **conn).await?);
+    }
     Ok(answers)
 }
 
@@ -178,6 +210,30 @@ mod tests {
             "a second 1 breaks the unique index: {refused:?}"
         );
         assert_eq!(stored(&pool).await, [1, 2, 3]);
+    }
+
+    /// No transaction is left open on the writer, whichever statement of a batch failed: the
+    /// first (its text carries the BEGIN), a middle one, or the last (its text carries the COMMIT).
+    #[tokio::test]
+    async fn a_failing_first_middle_or_last_write_leaves_no_transaction_open() {
+        // 5 is stored first, so the write of 5 is the one refused.
+        for xs in [[5, 1, 2], [1, 5, 2], [1, 2, 5]] {
+            let pool = pool().await;
+            sqlx::query("INSERT INTO t (x) VALUES (5)").execute(&pool).await.expect("insert");
+            let group = GroupCommit::start(pool.clone());
+            let answers =
+                futures_util::future::join_all(xs.map(|x| group.write(INSERT, vec![Bind::from(x as i64)]))).await;
+            let refused: Vec<bool> = answers.iter().map(Result::is_err).collect();
+            assert_eq!(refused, xs.map(|x| x == 5), "{xs:?}: {:?}", shown(&answers));
+            assert_eq!(stored(&pool).await, [1, 2, 5], "{xs:?}");
+            // A transaction still open would refuse a second BEGIN.
+            sqlx::query("BEGIN").execute(&pool).await.expect("no transaction left open");
+            sqlx::query("ROLLBACK").execute(&pool).await.expect("rollback");
+            // And later batches commit.
+            let later =
+                futures_util::future::join_all([7, 8].map(|x| group.write(INSERT, vec![Bind::from(x as i64)]))).await;
+            assert!(later.iter().all(Result::is_ok), "{:?}", shown(&later));
+        }
     }
 
     #[tokio::test]

@@ -28,6 +28,7 @@
 //! back; a queue crate's opaque job blob would need a second store beside it.
 
 mod bind;
+pub use bind::json_text;
 pub mod claims;
 pub mod deliveries;
 pub mod events;

@@ -41,8 +41,8 @@ fn job_values(job: &NewJob<'_>, now: i64) -> Vec<Bind> {
     vec![
         job.id.into(),
         job.kind.as_str().into(),
-        job.plan.to_string().into(),
-        job.config_flavor.to_string().into(),
+        Bind::json(job.plan),
+        Bind::json(job.config_flavor),
         job.project_id.into(),
         job.sequence.into(),
         now.into(),
@@ -147,7 +147,7 @@ impl Store {
                     queued = EventKind::Queued.as_str(),
                     processing = EventKind::Processing.as_str(),
                 );
-                values.extend([queued_data().to_string().into(), claimed_data().to_string().into()]);
+                values.extend([Bind::json(&queued_data()), Bind::json(&claimed_data())]);
                 let seq = only_row(self.write_alone(sql, values).await?)?.try_get("seq")?;
                 self.wake_replicas(job.id).await;
                 seq
@@ -200,7 +200,7 @@ impl Store {
         let sql = match self.dialect {
             Dialect::Sqlite => std::borrow::Cow::Borrowed(INSERT),
             Dialect::Postgres => {
-                values.push(queued_data().to_string().into());
+                values.push(Bind::json(&queued_data()));
                 std::borrow::Cow::Owned(format!(
                     "WITH j AS ({INSERT}), e AS (INSERT INTO job_events (job_id, at, kind, data) \
                      SELECT $1, $7, '{queued}', $13 FROM j) SELECT seq FROM j",
