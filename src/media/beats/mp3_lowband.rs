@@ -93,17 +93,20 @@ pub struct LowBand {
     k: usize,
     /// Positions (0..32) within a 32-sample block that can be output.
     positions: Vec<usize>,
-    /// The matrixing rows those positions read, `[position][subband]`: rows `j` (used while
-    /// the FIFO slot's age is even) and `32 + j` (odd).
+    /// The matrixing rows those positions read, `[subband][position]` (so a subband's sample is
+    /// added to every position at once, in independent lanes): rows `j` (used while the FIFO
+    /// slot's age is even) and `32 + j` (odd).
     rows_even: Vec<f32>,
     rows_odd: Vec<f32>,
     /// The FIFO of 16 matrixed vectors, only the rows kept, `[slot][position]`.
     fifo_even: Vec<f32>,
     fifo_odd: Vec<f32>,
     front: usize,
-    /// The synthesis window for each position, `[position][age / 2]`.
-    window_even: Vec<[f32; 8]>,
-    window_odd: Vec<[f32; 8]>,
+    /// The synthesis window for each position, `[age / 2][position]`.
+    window_even: Vec<f32>,
+    window_odd: Vec<f32>,
+    /// One block's output at each position, before the ones not kept are dropped.
+    block: Vec<f32>,
     /// Subband samples of the granule being made (`[subband][time]`), and the IMDCT's overlap.
     sub: [[f32; LINES]; SUBBANDS],
     overlap: [[f32; LINES]; SUBBANDS],
@@ -128,13 +131,14 @@ impl LowBand {
         } else {
             (0..SUBBANDS).collect()
         };
-        let row = |i: usize| -> Vec<f32> {
-            (0..k).map(|sb| (std::f64::consts::PI / 64.0 * ((16 + i) * (2 * sb + 1)) as f64).cos() as f32).collect()
+        let rows = |offset: usize| -> Vec<f32> {
+            let cos = |i: usize, sb: usize| (std::f64::consts::PI / 64.0 * ((16 + i) * (2 * sb + 1)) as f64).cos();
+            (0..k).flat_map(|sb| positions.iter().map(move |&j| cos(offset + j, sb) as f32)).collect()
         };
-        let rows_even = positions.iter().flat_map(|&j| row(j)).collect();
-        let rows_odd = positions.iter().flat_map(|&j| row(32 + j)).collect();
-        let window = |offset: usize| -> Vec<[f32; 8]> {
-            positions.iter().map(|&j| std::array::from_fn(|i| SYNTHESIS_D[64 * i + offset + j])).collect()
+        let rows_even = rows(0);
+        let rows_odd = rows(32);
+        let window = |offset: usize| -> Vec<f32> {
+            (0..8).flat_map(|i| positions.iter().map(move |&j| SYNTHESIS_D[64 * i + offset + j])).collect()
         };
         LowBand {
             rate,
@@ -147,6 +151,7 @@ impl LowBand {
             front: 0,
             window_even: window(0),
             window_odd: window(32),
+            block: vec![0.0; positions.len()],
             positions,
             sub: [[0.0; LINES]; SUBBANDS],
             overlap: [[0.0; LINES]; SUBBANDS],
@@ -264,27 +269,37 @@ impl LowBand {
         let n = self.positions.len();
         let d = self.d as u64;
         for t in 0..LINES {
-            let s: [f32; SUBBANDS] = std::array::from_fn(|sb| if sb < k { self.sub[sb][t] } else { 0.0 });
-            let s = &s[..k];
+            // Matrixing: every position's two rows at once (independent sums, which vectorise;
+            // one position's dot product over the subbands was a chain of dependent adds).
             let slot = self.front * n;
-            for p in 0..n {
-                let dot = |rows: &[f32]| rows[p * k..(p + 1) * k].iter().zip(s).map(|(a, b)| a * b).sum::<f32>();
-                self.fifo_even[slot + p] = dot(&self.rows_even);
-                self.fifo_odd[slot + p] = dot(&self.rows_odd);
+            let even = &mut self.fifo_even[slot..slot + n];
+            let odd = &mut self.fifo_odd[slot..slot + n];
+            even.fill(0.0);
+            odd.fill(0.0);
+            for sb in 0..k {
+                let x = self.sub[sb][t];
+                let (re, ro) = (&self.rows_even[sb * n..(sb + 1) * n], &self.rows_odd[sb * n..(sb + 1) * n]);
+                for (((e, o), a), b) in even.iter_mut().zip(odd.iter_mut()).zip(re).zip(ro) {
+                    *e += a * x;
+                    *o += b * x;
+                }
             }
-            for (p, &j) in self.positions.iter().enumerate() {
+            // Windowing: the same, over the 16 slots of the FIFO by age.
+            self.block.fill(0.0);
+            for i in 0..8 {
+                let e = ((self.front + 2 * i) & 15) * n;
+                let o = ((self.front + 2 * i + 1) & 15) * n;
+                let (fe, fo) = (&self.fifo_even[e..e + n], &self.fifo_odd[o..o + n]);
+                let (we, wo) = (&self.window_even[i * n..(i + 1) * n], &self.window_odd[i * n..(i + 1) * n]);
+                for ((((y, a), b), c), w) in self.block.iter_mut().zip(fe).zip(we).zip(fo).zip(wo) {
+                    *y += a * b + c * w;
+                }
+            }
+            for (&j, &y) in self.positions.iter().zip(&self.block) {
                 let at = self.at + j as u64;
-                if at < self.priming || !(at - self.priming).is_multiple_of(d) {
-                    continue;
+                if at >= self.priming && (at - self.priming).is_multiple_of(d) {
+                    out.push(y);
                 }
-                let mut y = 0.0f32;
-                for i in 0..8 {
-                    let even = ((self.front + 2 * i) & 15) * n;
-                    let odd = ((self.front + 2 * i + 1) & 15) * n;
-                    y += self.fifo_even[even + p] * self.window_even[p][i];
-                    y += self.fifo_odd[odd + p] * self.window_odd[p][i];
-                }
-                out.push(y);
             }
             self.front = (self.front + 15) & 15;
             self.at += SUBBANDS as u64;
