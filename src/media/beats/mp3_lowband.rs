@@ -28,11 +28,14 @@ use super::mp3_tables::SYNTHESIS_D;
 const SUBBANDS: usize = 32;
 const LINES: usize = 18;
 
-/// The IMDCTs' cosines, pre-multiplied by their windows.
+/// The IMDCTs' cosines and windows.
 struct Tables {
-    /// `[block type][k][i]`: the 36-point IMDCT's line k at output i, windowed for block type 0
-    /// (normal), 1 (start) or 3 (stop); 2 is unused (short blocks have their own).
-    long: [[[f32; 36]; LINES]; 4],
+    /// `[k][m]`: the 36-point IMDCT's line k at output 9 + m. Its outputs 0-8 are the negated
+    /// mirror of 9-17 and 27-35 the mirror of 18-26, so these 18 are all it takes.
+    long: [[f32; LINES]; LINES],
+    /// `[block type][i]`: the long windows for block type 0 (normal), 1 (start) and 3 (stop); 2
+    /// is unused (short blocks have their own).
+    window: [[f32; 36]; 4],
     /// `[k][i]`: the 12-point IMDCT of a short window, windowed.
     short: [[f32; 12]; 6],
     /// Alias-reduction butterflies (2.4.3.4.10.1, Table B.9): cs and ca.
@@ -56,15 +59,13 @@ fn tables() -> &'static Tables {
             (3, 12..18) => 1.0,
             _ => sin36(i),
         };
-        let mut long = [[[0.0; 36]; LINES]; 4];
-        for (bt, table) in long.iter_mut().enumerate() {
-            for (k, row) in table.iter_mut().enumerate() {
-                for (i, v) in row.iter_mut().enumerate() {
-                    let c = (PI / 72.0 * ((2 * i + 1 + 18) * (2 * k + 1)) as f64).cos();
-                    *v = (c * window(bt, i)) as f32;
-                }
+        let mut long = [[0.0; LINES]; LINES];
+        for (k, row) in long.iter_mut().enumerate() {
+            for (m, v) in row.iter_mut().enumerate() {
+                *v = (PI / 72.0 * ((2 * (m + 9) + 1 + 18) * (2 * k + 1)) as f64).cos() as f32;
             }
         }
+        let windows: [[f32; 36]; 4] = std::array::from_fn(|bt| std::array::from_fn(|i| window(bt, i) as f32));
         let mut short = [[0.0; 12]; 6];
         for (k, row) in short.iter_mut().enumerate() {
             for (i, v) in row.iter_mut().enumerate() {
@@ -79,7 +80,7 @@ fn tables() -> &'static Tables {
             cs[i] = (1.0 / root) as f32;
             ca[i] = (C[i] / root) as f32;
         }
-        Tables { long, short, cs, ca }
+        Tables { long, window: windows, short, cs, ca }
     })
 }
 
@@ -222,17 +223,25 @@ impl LowBand {
             0
         };
         // Mixed blocks' long subbands use the normal window.
-        let long = &t.long[if g.short() { 0 } else { usize::from(g.block_type) }];
+        let window = &t.window[if g.short() { 0 } else { usize::from(g.block_type) }];
         for sb in 0..k {
             let lines = &x[LINES * sb..LINES * (sb + 1)];
             let mut z = [0.0f32; 36];
             if sb < long_subbands {
-                for (&v, row) in lines.iter().zip(long) {
+                let mut y = [0.0f32; LINES];
+                for (&v, row) in lines.iter().zip(&t.long) {
                     if v != 0.0 {
-                        for (z, c) in z.iter_mut().zip(row) {
-                            *z += v * c;
+                        for (y, c) in y.iter_mut().zip(row) {
+                            *y += v * c;
                         }
                     }
+                }
+                for i in 0..9 {
+                    z[i] = -y[8 - i] * window[i];
+                    z[27 + i] = y[17 - i] * window[27 + i];
+                }
+                for m in 0..LINES {
+                    z[9 + m] = y[m] * window[9 + m];
                 }
             } else {
                 // Three short windows, lines interleaved (window w's line j at 3j + w), each
