@@ -6,7 +6,9 @@
 //!
 //! `MV_MAX_SONG_SECONDS` caps the analysed length as it does in the server (default 900).
 //! `MV_BEATS_MP3_SPECTRUM=1` analyses MP3s with `beats::analyse_mp3_spectrum` instead (the
-//! measured experiment of BENCHMARKS.md's issue 25 section, which the server does not use).
+//! measured experiment of BENCHMARKS.md's issue 25 section, which the server does not use);
+//! `MV_BEATS_MP3_LOWBAND=1` with `beats::analyse_mp3_lowband` (an MP3 decoded only to the
+//! analysis rate from its lowest subbands).
 
 use std::fs::File;
 
@@ -24,6 +26,7 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(beats::DEFAULT_MAX_SONG_SECONDS);
     let mp3_spectrum = std::env::var("MV_BEATS_MP3_SPECTRUM").is_ok_and(|v| v == "1");
+    let mp3_lowband = std::env::var("MV_BEATS_MP3_LOWBAND").is_ok_and(|v| v == "1");
     let rss_before_kib = status_kib("VmRSS:");
     for path in files {
         let open = || -> std::io::Result<Box<dyn symphonia::core::io::MediaSource>> {
@@ -48,6 +51,8 @@ fn main() {
         let cpu_before = cpu_seconds();
         let analysis = if mp3_spectrum && info.codec == song::SongCodec::Mp3 {
             beats::analyse_mp3_spectrum(source, max_seconds)
+        } else if mp3_lowband && info.codec == song::SongCodec::Mp3 {
+            beats::analyse_mp3_lowband(source, &info, max_seconds)
         } else {
             beats::analyse(source, &info, max_seconds)
         };

@@ -17,7 +17,7 @@ use super::opus::{self, OpusPackets};
 
 /// The rate the analysis runs at: beats live below a few kHz, and a quarter of CD rate keeps the
 /// spectra small. The real rate is the song's divided by a whole number, as near this as it gets.
-const TARGET_RATE: f64 = 11_025.0;
+pub const TARGET_RATE: f64 = 11_025.0;
 
 /// What turns the track's packets into samples.
 enum Packets {

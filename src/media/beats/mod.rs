@@ -13,13 +13,18 @@
 //! `mp3_frames`, `mp3_huffman` (with `mp3_tables`), `mp3_spectrum` and `mp3_envelope` read an
 //! MP3's onset envelope off its coded spectrum without decoding it to samples, in a fifth of the
 //! CPU; on the benchmark set its beats were worse than the decoded path's, so only the benchmark
-//! runs it ([`analyse_mp3_spectrum`]; BENCHMARKS.md, issue 25).
+//! runs it ([`analyse_mp3_spectrum`]; BENCHMARKS.md, issue 25). `mp3_lowband` decodes an MP3
+//! only as far as the analysis needs (the lowest subbands, straight to the analysis rate) into
+//! the same envelope as a decoded song; on the benchmark set it was faster than symphonia's whole
+//! decode but its beats were not as good on every half of the set, so it too is only the
+//! benchmark's ([`analyse_mp3_lowband`]).
 
 mod bars;
 mod decode;
 mod mp3_envelope;
 mod mp3_frames;
 mod mp3_huffman;
+mod mp3_lowband;
 mod mp3_spectrum;
 mod mp3_tables;
 mod onset;
@@ -109,6 +114,30 @@ pub fn analyse(source: Box<dyn MediaSource>, song: &SongInfo, max_seconds: u32) 
 pub fn analyse_mp3_spectrum(mut source: Box<dyn MediaSource>, max_seconds: u32) -> Result<BeatAnalysis, BeatError> {
     let walked = mp3_envelope::envelope(&mut source, f64::from(max_seconds))?;
     Ok(with_cap(from_envelope(&walked.envelope, walked.seconds), walked.capped, max_seconds))
+}
+
+/// The analysis of an MP3 decoded only as far as the analysis needs (`mp3_lowband`: the lowest
+/// subbands, straight to the analysis rate), into the same onset envelope as [`analyse`]. A kind
+/// of MP3 the low-band decoder does not read (MPEG-2/2.5, free format, layers 1-2, intensity
+/// stereo) is decoded by symphonia, as [`analyse`] does.
+pub fn analyse_mp3_lowband(
+    mut source: Box<dyn MediaSource>,
+    song: &SongInfo,
+    max_seconds: u32,
+) -> Result<BeatAnalysis, BeatError> {
+    let mut envelope = onset::OnsetEnvelope::new();
+    let sink = &mut |rate, samples: &[f32]| envelope.push(rate, samples);
+    match mp3_lowband::decode(&mut source, f64::from(max_seconds), sink) {
+        Ok(decoded) => {
+            Ok(with_cap(from_envelope(&envelope.finish(decoded.seconds), decoded.seconds), decoded.capped, max_seconds))
+        }
+        Err(mp3_frames::Mp3Error::Unsupported(_)) => {
+            use std::io::Seek;
+            source.seek(std::io::SeekFrom::Start(0)).map_err(BeatError::Io)?;
+            analyse(source, song, max_seconds)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Notes that only the first `max_seconds` were analysed, when that is so.

@@ -41,6 +41,8 @@ pub struct Header {
     pub channels: usize,
     /// Mid/side stereo: the channels are (L+R)/√2 and (L−R)/√2.
     pub mid_side: bool,
+    /// Intensity stereo: above some band the right channel is the left one scaled.
+    pub intensity: bool,
     crc: bool,
     /// The whole frame in bytes, header included.
     len: usize,
@@ -82,6 +84,7 @@ fn parse_header(b: [u8; 4]) -> Parsed {
         sample_rate,
         channels: if mode == 3 { 1 } else { 2 },
         mid_side: mode == 1 && (h >> 5) & 1 == 1,
+        intensity: mode == 1 && (h >> 4) & 1 == 1,
         crc: (h >> 16) & 1 == 0,
         len: (144_000 * BITRATES[bitrate as usize] / sample_rate + padding) as usize,
     })
@@ -311,6 +314,9 @@ pub struct Frame<'a> {
     pub header: Header,
     pub side: &'a mut SideInfo,
     pub main_data: &'a [u8],
+    /// The priming a player drops from the start (as [`Walked::priming`], known from the first
+    /// frame on).
+    pub priming: u64,
 }
 
 impl Frame<'_> {
@@ -383,7 +389,8 @@ pub fn walk(source: &mut dyn Read, each: &mut dyn FnMut(Frame) -> bool) -> Resul
         input.at += header.len;
         if whole {
             walked.good += 1;
-            let keep_going = each(Frame { header, side: &mut side, main_data: &reservoir[start..] });
+            let keep_going =
+                each(Frame { header, side: &mut side, main_data: &reservoir[start..], priming: walked.priming });
             if !keep_going {
                 break;
             }
