@@ -64,6 +64,7 @@ pub fn start(runtime: tokio::runtime::Handle) -> Result<Option<Exporting>, Strin
             break;
         }
     }
+    crate::tls::install_crypto_provider();
     let client = reqwest::Client::builder()
         .user_agent(concat!("mvgen/", env!("CARGO_PKG_VERSION")))
         .tls_certs_only(crate::providers::client::embedded_roots()?)

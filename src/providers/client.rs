@@ -51,6 +51,7 @@ fn common(config: &ProviderConfig) -> reqwest::ClientBuilder {
 }
 
 fn finish(builder: reqwest::ClientBuilder) -> Result<reqwest::Client, String> {
+    crate::tls::install_crypto_provider();
     builder
         // Mozilla's roots are compiled in, so HTTPS works where there is no CA store at all (a
         // `scratch` image has no /etc/ssl) and trusts the same roots on every host.

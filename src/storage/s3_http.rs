@@ -28,6 +28,7 @@ impl HttpConnector for Connector {
     fn connect(&self, options: &ClientOptions) -> object_store::Result<HttpClient> {
         let value = |key| options.get_config_value(&key);
         let allow_http = value(ClientConfigKey::AllowHttp).is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+        crate::tls::install_crypto_provider();
         let mut builder = reqwest::Client::builder()
             .user_agent(concat!("mvgen/", env!("CARGO_PKG_VERSION")))
             .https_only(!allow_http)

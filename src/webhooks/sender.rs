@@ -55,6 +55,7 @@ pub fn start(
     if settings.secret.is_none() {
         return Ok(None);
     }
+    crate::tls::install_crypto_provider();
     let client = reqwest::Client::builder()
         .user_agent(concat!("mvgen/", env!("CARGO_PKG_VERSION"), " (webhooks)"))
         .timeout(ATTEMPT_TIMEOUT)
