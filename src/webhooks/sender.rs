@@ -55,7 +55,6 @@ pub fn start(
     if settings.secret.is_none() {
         return Ok(None);
     }
-    crate::tls::install_crypto_provider();
     let client = reqwest::Client::builder()
         .user_agent(concat!("mvgen/", env!("CARGO_PKG_VERSION"), " (webhooks)"))
         .timeout(ATTEMPT_TIMEOUT)
@@ -64,7 +63,7 @@ pub fn start(
         .dns_resolver(Reach { allow_private: settings.allow_private })
         // Through a proxy the proxy would resolve the target, past the address check above.
         .no_proxy()
-        .tls_certs_only(crate::providers::client::embedded_roots()?)
+        .tls_backend_preconfigured(crate::tls::client_config()?)
         .build()
         .map_err(|e| format!("cannot set up the webhook HTTP client: {e}"))?;
     let sender = Arc::new(Sender {

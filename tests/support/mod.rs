@@ -22,15 +22,14 @@ pub mod tmpfs;
 pub mod tool;
 pub mod webhook_receiver;
 
-/// A plain reqwest client for a test's own requests. reqwest builds every client's TLS setup from
-/// rustls' process-wide crypto provider, which mvgen installs (ring, `mvgen::tls`) rather than
-/// linking one into reqwest, so a test installs it before its first client as the server does.
+/// A plain reqwest client for a test's own requests. reqwest links no crypto provider of its own
+/// (`rustls-no-provider`), so a test's client gets mvgen's TLS setup (ring, `mvgen::tls`) as the
+/// server's clients do.
 pub fn http_client() -> reqwest::Client {
     http_client_builder().build().expect("the test's HTTP client")
 }
 
 /// [`http_client`]'s builder, for a test that sets timeouts, pools or headers.
 pub fn http_client_builder() -> reqwest::ClientBuilder {
-    mvgen::tls::install_crypto_provider();
-    reqwest::Client::builder()
+    reqwest::Client::builder().tls_backend_preconfigured(mvgen::tls::client_config().expect("mvgen's TLS setup"))
 }
