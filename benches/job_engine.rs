@@ -269,6 +269,7 @@ async fn cold_start() {
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     runtime.block_on(async {
+        mvgen::tls::install_crypto_provider();
         let client = reqwest::Client::builder().pool_max_idle_per_host(CLIENTS).build().unwrap();
         let db = tempfile::tempdir().unwrap();
         let sqlite = format!("sqlite://{}?mode=rwc", db.path().join("jobs.db").display());

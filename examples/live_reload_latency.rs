@@ -65,6 +65,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 async fn measure(addr: &str, dir: &Path, rounds: usize) -> Result<Vec<f64>, Box<dyn std::error::Error>> {
+    mvgen::tls::install_crypto_provider();
     let client = reqwest::Client::new();
     let url = format!("http://{addr}/api/mv/get_config_flavors");
     let served = |list: &serde_json::Value, text: &str| {

@@ -64,6 +64,7 @@
 //! key_check, cors  the API key check and CORS's constant headers, plain services around the router
 //! log_fields      the text log's field formatter: a request span's id written in one piece
 //! trace_export    OpenTelemetry spans over OTLP/HTTP, built only when OTEL_EXPORTER_OTLP_ENDPOINT is set
+//! tls             one rustls setup (ring, Mozilla's roots) for every HTTPS client mvgen builds
 //! trace_context   W3C traceparent/tracestate: a request's parent, a job's stored context, outgoing calls
 //! webhooks/       outbound webhooks: signatures (signature), the URL checked at submit (target),
 //!                 each process's sender of due deliveries (sender)
@@ -100,6 +101,7 @@ pub mod serving;
 pub mod state;
 pub mod storage;
 pub mod telemetry;
+pub mod tls;
 pub mod trace_context;
 pub mod trace_export;
 pub mod webhooks;

@@ -66,7 +66,7 @@ pub fn start(runtime: tokio::runtime::Handle) -> Result<Option<Exporting>, Strin
     }
     let client = reqwest::Client::builder()
         .user_agent(concat!("mvgen/", env!("CARGO_PKG_VERSION")))
-        .tls_certs_only(crate::providers::client::embedded_roots()?)
+        .tls_backend_preconfigured(crate::tls::client_config()?)
         .build()
         .map_err(|e| format!("cannot set up the trace exporter's HTTP client: {e}"))?;
     let exporter = opentelemetry_otlp::SpanExporter::builder()

@@ -54,18 +54,9 @@ fn finish(builder: reqwest::ClientBuilder) -> Result<reqwest::Client, String> {
     builder
         // Mozilla's roots are compiled in, so HTTPS works where there is no CA store at all (a
         // `scratch` image has no /etc/ssl) and trusts the same roots on every host.
-        .tls_certs_only(embedded_roots()?)
+        .tls_backend_preconfigured(crate::tls::client_config()?)
         .build()
         .map_err(|e| format!("cannot set up the HTTP client: {}", describe(&e)))
-}
-
-/// Mozilla's TLS roots, compiled in (the webhook sender trusts the same ones).
-pub fn embedded_roots() -> Result<Vec<reqwest::Certificate>, String> {
-    webpki_root_certs::TLS_SERVER_ROOT_CERTS
-        .iter()
-        .map(|der| reqwest::Certificate::from_der(der))
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("cannot load the embedded TLS roots: {}", describe(&e)))
 }
 
 #[cfg(test)]

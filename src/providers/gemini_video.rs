@@ -497,6 +497,7 @@ mod tests {
             gemini_base_url: "http://127.0.0.1:9/".into(),
             ..ProviderConfig::default()
         };
+        crate::tls::install_crypto_provider();
         let client = GeminiVideoClient::new(&config, reqwest::Client::new()).unwrap();
         let url = client.operation_url("models/veo-3.1-generate-preview/operations/abc", ":cancel").unwrap();
         assert_eq!(url.as_str(), "http://127.0.0.1:9/v1beta/models/veo-3.1-generate-preview/operations/abc:cancel");

@@ -1,5 +1,5 @@
 //! The HTTP client `object_store` talks to S3 through: mvgen's own reqwest build (HTTP/1.1 and
-//! rustls with Mozilla's roots compiled in), plugged in as an `HttpConnector`.
+//! rustls with Mozilla's roots compiled in, `crate::tls`), plugged in as an `HttpConnector`.
 //!
 //! Why not `object_store`'s `reqwest` feature: it turns on reqwest's `http2`, which links h2 and
 //! hyper's HTTP/2 client (and, through feature unification, its server) into the binary, the
@@ -28,15 +28,13 @@ impl HttpConnector for Connector {
     fn connect(&self, options: &ClientOptions) -> object_store::Result<HttpClient> {
         let value = |key| options.get_config_value(&key);
         let allow_http = value(ClientConfigKey::AllowHttp).is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+        let tls =
+            crate::tls::client_config().map_err(|e| object_store::Error::Generic { store: "S3", source: e.into() })?;
         let mut builder = reqwest::Client::builder()
             .user_agent(concat!("mvgen/", env!("CARGO_PKG_VERSION")))
             .https_only(!allow_http)
             // The static binary may run where there is no CA store at all (as for the providers).
-            .tls_certs_only(
-                webpki_root_certs::TLS_SERVER_ROOT_CERTS
-                    .iter()
-                    .filter_map(|der| reqwest::Certificate::from_der(der).ok()),
-            );
+            .tls_backend_preconfigured(tls);
         if let Some(timeout) = value(ClientConfigKey::ConnectTimeout).as_deref().and_then(duration) {
             builder = builder.connect_timeout(timeout);
         }

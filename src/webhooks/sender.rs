@@ -63,7 +63,7 @@ pub fn start(
         .dns_resolver(Reach { allow_private: settings.allow_private })
         // Through a proxy the proxy would resolve the target, past the address check above.
         .no_proxy()
-        .tls_certs_only(crate::providers::client::embedded_roots()?)
+        .tls_backend_preconfigured(crate::tls::client_config()?)
         .build()
         .map_err(|e| format!("cannot set up the webhook HTTP client: {e}"))?;
     let sender = Arc::new(Sender {

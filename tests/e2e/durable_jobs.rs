@@ -106,7 +106,7 @@ pub(crate) fn kill(server: &mut ServerProcess) {
 }
 
 pub(crate) fn http() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client")
+    crate::support::http_client_builder().timeout(Duration::from_secs(30)).build().expect("client")
 }
 
 pub(crate) async fn submit(base: &str, kind: &str, input: Value) -> String {
@@ -168,7 +168,7 @@ struct Follow {
 impl Follow {
     async fn open(base: &str, id: &str) -> Follow {
         // No overall timeout: the stream lives as long as the job runs.
-        let response = reqwest::Client::new().get(format!("{base}/api/mv/jobs/{id}/events")).send().await;
+        let response = crate::support::http_client().get(format!("{base}/api/mv/jobs/{id}/events")).send().await;
         let mut response = response.expect("events");
         assert_eq!(response.status(), StatusCode::OK);
         let seen = Arc::new(Mutex::new(Vec::new()));

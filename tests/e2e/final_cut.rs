@@ -111,7 +111,7 @@ fn moov_of(path: &Path) -> Moov {
 async fn three_mock_scenes_cut_into_one_video_with_their_audio() {
     let server = start();
     let base = server.base.clone();
-    let client = reqwest::Client::new();
+    let client = crate::support::http_client();
     let mut ids = Vec::new();
     for _ in 0..3 {
         ids.push(mock_scene(&client, &base).await);
@@ -164,7 +164,7 @@ async fn three_mock_scenes_cut_into_one_video_with_their_audio() {
 async fn trimmed_clips_from_two_encoders_share_one_track() {
     let server = start();
     let base = server.base.clone();
-    let client = reqwest::Client::new();
+    let client = crate::support::http_client();
     let mock = mock_scene(&client, &base).await;
     // B-frames, an edit list, the moov after the mdat, other parameter sets.
     let other = plant(&server, CLIP_B_FRAMES);
@@ -208,7 +208,7 @@ async fn trimmed_clips_from_two_encoders_share_one_track() {
 async fn bad_cuts_are_refused_before_any_work_and_a_missing_song_is_a_warning() {
     let server = start();
     let base = server.base.clone();
-    let client = reqwest::Client::new();
+    let client = crate::support::http_client();
     let url = format!("{base}/api/mv/stitch-videos");
     let mock = mock_scene(&client, &base).await;
 
@@ -272,7 +272,7 @@ async fn bad_cuts_are_refused_before_any_work_and_a_missing_song_is_a_warning() 
 async fn every_song_format_goes_under_the_cut_as_it_is() {
     let server = start();
     let base = server.base.clone();
-    let client = reqwest::Client::new();
+    let client = crate::support::http_client();
     let mut scenes = Vec::new();
     for _ in 0..3 {
         scenes.push(mock_scene(&client, &base).await);

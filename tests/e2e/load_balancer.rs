@@ -47,7 +47,11 @@ fn site(port: u16, replicas: [&str; 2], out: Option<&str>) -> String {
 /// A client that opens a connection per request: a pooled connection nginx closes on reload
 /// (its old worker drops idle client connections) would be this client's race, not the recipe's.
 fn client() -> reqwest::Client {
-    reqwest::Client::builder().pool_max_idle_per_host(0).timeout(Duration::from_secs(30)).build().expect("client")
+    crate::support::http_client_builder()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
 }
 
 /// What one load request got.

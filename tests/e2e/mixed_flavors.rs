@@ -67,7 +67,7 @@ fn mixed_flavor_run(warm_up: usize, requests: usize) -> Run {
             ("RUST_LOG", "error"),
         ])
         .expect("start mvgen");
-        let client = reqwest::Client::builder().pool_max_idle_per_host(CONNECTIONS).build().expect("client");
+        let client = crate::support::http_client_builder().pool_max_idle_per_host(CONNECTIONS).build().expect("client");
 
         let errors = Arc::new(AtomicUsize::new(0));
         run(&client, &server.base, 0, warm_up, &errors).await;

@@ -114,7 +114,7 @@ impl Drop for Worker {
 }
 
 fn http() -> reqwest::Client {
-    reqwest::Client::builder().timeout(PATIENCE).build().expect("client")
+    crate::support::http_client_builder().timeout(PATIENCE).build().expect("client")
 }
 
 async fn ready(base: &str) {

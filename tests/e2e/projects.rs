@@ -21,7 +21,7 @@ pub(crate) struct Ui {
 
 impl Ui {
     pub(crate) fn new(server: &ServerProcess) -> Ui {
-        Ui { client: reqwest::Client::new(), base: server.base.clone() }
+        Ui { client: crate::support::http_client(), base: server.base.clone() }
     }
 
     pub(crate) async fn send(&self, request: reqwest::RequestBuilder) -> (u16, reqwest::header::HeaderMap, Value) {

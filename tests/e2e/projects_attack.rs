@@ -18,7 +18,7 @@ struct Client {
 
 impl Client {
     fn new(server: &ServerProcess) -> Client {
-        Client { http: reqwest::Client::new(), base: server.base.clone() }
+        Client { http: crate::support::http_client(), base: server.base.clone() }
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> (u16, Value) {

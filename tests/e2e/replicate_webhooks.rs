@@ -43,7 +43,7 @@ async fn job(client: &reqwest::Client, base: &str, id: &str) -> Value {
 /// One held video render: submitted, left running `held`, then finished upstream. Returns the
 /// prediction's polls and the time from the finish to the job's `succeeded` (its video stored).
 async fn render(replicate: &FakeReplicate, base: &str, held: Duration) -> (usize, Duration) {
-    let client = reqwest::Client::new();
+    let client = crate::support::http_client();
     replicate.push_prediction(PredictionPlan::held(Outcome::Succeed(FakeFile::mp4())));
     let before = replicate.received_on(Route::Create).len();
     let submitted = client
@@ -122,7 +122,7 @@ async fn a_signed_webhook_finishes_the_render_at_once_and_polling_is_only_a_back
     println!("with webhooks: polls per render {polls:?}, finish-to-stored {latencies:?}");
 
     // Forged, replayed and unsigned messages change nothing.
-    let client = reqwest::Client::new();
+    let client = crate::support::http_client();
     let hook = format!("{base}/api/mv/webhooks/replicate");
     let forged = send_signed(
         &hook,

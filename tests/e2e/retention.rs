@@ -32,7 +32,7 @@ fn start(env: &[(&str, &str)]) -> ServerProcess {
 }
 
 fn http() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client")
+    crate::support::http_client_builder().timeout(Duration::from_secs(30)).build().expect("client")
 }
 
 fn scenes(idea: &str) -> Value {

@@ -286,7 +286,7 @@ fn binary_serves_logs_in_debug_mode_and_never_prints_keys() {
     ])
     .expect("start mvgen");
     let base = server.base.clone();
-    let client = reqwest::Client::new();
+    let client = crate::support::http_client();
     let resp = rt.block_on(
         client
             .post(format!("{base}/api/mv/create_scenes"))
@@ -344,7 +344,7 @@ fn binary_renders_backend_gemini_through_veo() {
     ])
     .expect("start mvgen");
     let base = server.base.clone();
-    let client = reqwest::Client::new();
+    let client = crate::support::http_client();
     let post = |path: &str, body: Value| {
         rt.block_on(async {
             let resp = client.post(format!("{base}{path}")).json(&body).send().await.expect("request");
@@ -586,7 +586,7 @@ impl Upstreams {
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let router = app(state, &settings);
         tokio::spawn(serve(listener, router, std::future::pending()));
-        (TestServer { base, client: reqwest::Client::new(), _dir: dir }, settings.output_dir)
+        (TestServer { base, client: crate::support::http_client(), _dir: dir }, settings.output_dir)
     }
 }
 
@@ -713,7 +713,7 @@ fn their_front_end_and_scripts_work_against_the_real_binary() {
     let base = server.base.clone();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     rt.block_on(async move {
-        let client = reqwest::Client::new();
+        let client = crate::support::http_client();
         // What their page sends on every GET: an empty key header when it has none, JSON type.
         let get = |path: String, key: &str| {
             client.get(format!("{base}{path}")).header("x-api-key", key).header("content-type", "application/json")

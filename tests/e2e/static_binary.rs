@@ -50,7 +50,7 @@ async fn static_binary_serves_from_an_empty_root() {
         ],
     );
     let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
+    let client = crate::support::http_client();
     if !wait_ready(&client, &base, &mut server).await {
         panic!("the static binary never answered /health in the chroot; its log:\n{}", server.log());
     }

@@ -47,7 +47,7 @@ async fn an_uploaded_reference_is_stored_once_and_named_by_id_never_echoed() {
     ])
     .expect("start mvgen");
     let base = server.base.clone();
-    let client = reqwest::Client::new();
+    let client = crate::support::http_client();
     let png = uploaded_png();
     let b64 = base64::engine::general_purpose::STANDARD.encode(&png);
 

@@ -48,7 +48,7 @@ async fn sync_video_is_a_job_that_outlives_its_caller() {
     let replicate = FakeReplicate::start().await;
     let server = start(&replicate);
     let base = server.base.clone();
-    let client = reqwest::Client::new();
+    let client = crate::support::http_client();
     let creates = || replicate.received_on(Route::Create).len();
 
     // A finished render: today's body and headers, plus the job that made it.
@@ -132,7 +132,7 @@ async fn a_sync_video_whose_polling_fails_cancels_its_prediction() {
     let server = start(&replicate);
     replicate.push_prediction(PredictionPlan { polls_until_done: 5, outcome: Outcome::NeverFinish });
     replicate.push_response(Route::Poll, Scripted::json(404, FakeReplicate::problem_body(404, "Not found", "gone")));
-    let client = reqwest::Client::new();
+    let client = crate::support::http_client();
     let resp = client.post(format!("{}/api/mv/generate_video", server.base)).json(&json!({"prompt": "p"})).send().await;
     assert_eq!(resp.expect("request").status(), 502);
     let cancelled = until("the abandoned prediction's cancel", async || {
@@ -150,7 +150,7 @@ async fn a_sync_wait_past_its_bound_answers_504_with_the_job_to_follow() {
     let replicate = FakeReplicate::start().await;
     let server = start_with(&replicate, &[("MVGEN_SYNC_WAIT", "1")]);
     replicate.push_prediction(PredictionPlan::held(Outcome::Succeed(FakeFile::mp4())));
-    let client = reqwest::Client::new();
+    let client = crate::support::http_client();
     let started = Instant::now();
     let resp = client.post(format!("{}/api/mv/generate_video", server.base)).json(&json!({"prompt": "p"}));
     let resp = tokio::time::timeout(Duration::from_secs(15), resp.send()).await.expect("the wait is bounded");

@@ -49,7 +49,7 @@ fn sync_video_server(replicate: &FakeReplicate, extra: &[(&str, &str)]) -> Serve
 
 /// POSTs a sync video with the caller's `traceparent`; the job id, flavor hash and job.
 async fn sync_video(base: &str) -> (String, String, Value) {
-    let client = reqwest::Client::new();
+    let client = crate::support::http_client();
     let resp = client
         .post(format!("{base}/api/mv/generate_video"))
         .header("traceparent", format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01"))
@@ -127,7 +127,7 @@ async fn a_jobs_tracestate_is_stored_and_passed_on_and_a_malformed_one_dropped()
     let replicate = FakeReplicate::start().await;
     let endpoint = receiver.endpoint();
     let server = sync_video_server(&replicate, &otel_env(&endpoint, "mvgen-state"));
-    let client = reqwest::Client::new();
+    let client = crate::support::http_client();
     const STATE: &str = "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7";
     for (trace, sent, kept) in
         [(CALLER_TRACE, STATE, STATE), ("0af7651916cd43dd8448eb211c80319c", "congo=t61rcWkgMzE,Bad Key=1", "")]

@@ -349,7 +349,7 @@ async fn progress_steps_are_sent_when_asked_for_and_the_end_is_not() {
         ("MV_REPLICATE_POLL_SECS", "0.3"),
     ]);
     let server = tokio::task::block_in_place(|| ServerProcess::start(&vars)).expect("start mvgen");
-    let http = reqwest::Client::new();
+    let http = crate::support::http_client();
     let body = json!({
         "kind": "video", "input": {"prompt": "a lighthouse"},
         "webhook": receiver.url("/progress"), "webhook_events_filter": ["progress"],

@@ -90,7 +90,9 @@ impl Replica {
 /// than a request here.
 fn client() -> reqwest::Client {
     static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
-    CLIENT.get_or_init(|| reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()).clone()
+    CLIENT
+        .get_or_init(|| crate::support::http_client_builder().timeout(Duration::from_secs(30)).build().unwrap())
+        .clone()
 }
 
 async fn post(

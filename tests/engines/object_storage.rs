@@ -84,7 +84,7 @@ async fn files_round_trip_through_the_api_with_ranges_conditionals_and_a_presign
         assert_eq!(status, StatusCode::TEMPORARY_REDIRECT, "{url}");
         let location = headers.get(header::LOCATION).and_then(|v| v.to_str().ok()).expect("location");
         assert!(location.starts_with(&store.endpoint) && location.contains("X-Amz-Signature"), "{location}");
-        let fetched = reqwest::get(location).await.expect("presigned GET");
+        let fetched = support::http_client().get(location).send().await.expect("presigned GET");
         assert_eq!(fetched.status(), 200);
         assert_eq!(fetched.bytes().await.expect("body").as_ref(), expected);
         let (status, _, bytes) = t.get_bytes(&format!("{url}?redirect=false"), None).await;

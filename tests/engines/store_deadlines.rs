@@ -32,7 +32,7 @@ fn prefix() -> String {
 fn client() -> reqwest::Client {
     // No redirects followed (the 307 is what is checked); a bound far past the store's old 30 s,
     // so a request that hangs fails the test instead of hanging it.
-    reqwest::Client::builder()
+    crate::support::http_client_builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(120))
         .build()

@@ -385,7 +385,7 @@ async fn replicate_requests_without_a_token_are_rejected_by_the_fake() {
     // Guards the fake itself: the API tests rely on it rejecting unauthenticated calls.
     let fake = FakeReplicate::start().await;
     let url = format!("{}/v1/models/google/imagen-4/predictions", fake.base_url);
-    let answer = reqwest::Client::new().post(url).json(&json!({"input": {}})).send().await.unwrap();
+    let answer = crate::support::http_client().post(url).json(&json!({"input": {}})).send().await.unwrap();
     assert_eq!(answer.status(), 401);
     let body: Value = answer.json().await.unwrap();
     assert_eq!(body["title"], "Unauthenticated");

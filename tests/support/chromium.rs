@@ -155,6 +155,8 @@ impl Chromium {
             .launch_timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| anyhow!("browser config: {e}"))?;
+        // chromiumoxide asks the browser for its debugger URL with a reqwest client of its own.
+        mvgen::tls::install_crypto_provider();
         let (browser, mut handler) =
             Browser::launch(config).await.with_context(|| format!("launching {}", executable.display()))?;
         let events = tokio::spawn(async move { while handler.next().await.is_some() {} });
@@ -236,7 +238,7 @@ impl Tab {
         if let Some(key) = options.api_key {
             headers.insert("x-api-key", key.parse().context("api key header")?);
         }
-        let http = reqwest::Client::builder().default_headers(headers).build().context("http client")?;
+        let http = crate::support::http_client_builder().default_headers(headers).build().context("http client")?;
         Ok(Self { page, base: server.base.clone(), http, replicate, exceptions, options })
     }
 

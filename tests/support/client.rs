@@ -14,7 +14,7 @@ pub struct Client {
 impl Client {
     pub fn new(server: &ServerProcess) -> Client {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-        Client { rt, http: reqwest::Client::new(), base: server.base.clone() }
+        Client { rt, http: crate::support::http_client(), base: server.base.clone() }
     }
 
     /// Sends `request`; status, headers and body text.

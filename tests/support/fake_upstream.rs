@@ -987,7 +987,7 @@ pub async fn send_signed(url: &str, secret: &str, id: &str, body: &Value) -> u16
     let Ok(mut mac) = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&key) else { return 0 };
     mac.update(format!("{id}.{timestamp}.{body}").as_bytes());
     let signature = format!("v1,{}", engine.encode(mac.finalize().into_bytes()));
-    let sent = reqwest::Client::new()
+    let sent = crate::support::http_client()
         .post(url)
         .header("content-type", "application/json")
         .header("webhook-id", id)

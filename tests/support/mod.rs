@@ -21,3 +21,15 @@ pub mod test_app;
 pub mod tmpfs;
 pub mod tool;
 pub mod webhook_receiver;
+
+/// A plain reqwest client for a test's own requests. reqwest links no crypto provider of its own
+/// (`rustls-no-provider`), so a test's client gets mvgen's TLS setup (ring, `mvgen::tls`) as the
+/// server's clients do.
+pub fn http_client() -> reqwest::Client {
+    http_client_builder().build().expect("the test's HTTP client")
+}
+
+/// [`http_client`]'s builder, for a test that sets timeouts, pools or headers.
+pub fn http_client_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder().tls_backend_preconfigured(mvgen::tls::client_config().expect("mvgen's TLS setup"))
+}
