@@ -34,12 +34,5 @@ for server in "$@"; do
     wait_ok "http://127.0.0.1:$port/api/mv/get_config_flavors" "$WORK/server-$port.log"
     [[ -s $BODY ]] || curl -fsS -o "$BODY" "http://127.0.0.1:$port/api/mv/get_config_flavors"
     keepalive_gets "$port" 200
-    callgrind_control -i on "$pid" >/dev/null 2>&1
-    keepalive_gets "$port" "$N"
-    callgrind_control -i off "$pid" >/dev/null 2>&1
-    # SIGTERM: bare axum ignores SIGINT when started in the background; mvgen drains on either.
-    kill -TERM "$pid"
-    wait "$pid" 2>/dev/null || true
-    total=$(callgrind_annotate "$OUT/$name.callgrind" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')
-    printf '%-50s %14.0f\n' "$server" "$(awk -v t="$total" -v n="$N" 'BEGIN { print t / n }')"
+    callgrind_per_request "$pid" "$OUT/$name.callgrind" "$N" "$server" keepalive_gets "$port" "$N"
 done

@@ -82,3 +82,19 @@ for _ in range(n):
     pending = rest[length:]
 PY
 }
+
+# For a server started under `valgrind --tool=callgrind --instr-atstart=no` as PID, writing FILE:
+# runs the rest of the arguments (N requests) with instrumentation on, stops the server, and prints
+# LABEL and its user-space instructions per request.
+callgrind_per_request() { # pid file n label, then the command
+    local pid=$1 file=$2 n=$3 label=$4 total
+    shift 4
+    callgrind_control -i on "$pid" >/dev/null 2>&1
+    "$@"
+    callgrind_control -i off "$pid" >/dev/null 2>&1
+    # SIGTERM: bare axum ignores SIGINT when started in the background; mvgen drains on either.
+    kill -TERM "$pid"
+    wait "$pid" 2>/dev/null || true
+    total=$(callgrind_annotate "$file" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')
+    printf '%-50s %14.0f\n' "$label" "$(awk -v t="$total" -v n="$n" 'BEGIN { print t / n }')"
+}

@@ -70,11 +70,5 @@ for server in "$@"; do
         "http://127.0.0.1:$port/api/mv/create_scenes" | grep -o '"backend_used":"[a-z]*"')
     [[ $backend == '"backend_used":"gemini"' ]] || { echo "$BENCH: create_scenes did not use gemini: $backend" >&2; exit 1; }
     posts "$port" 30 "$C"
-    callgrind_control -i on "$pid" >/dev/null 2>&1
-    posts "$port" "$N" "$C"
-    callgrind_control -i off "$pid" >/dev/null 2>&1
-    kill -TERM "$pid"
-    wait "$pid" 2>/dev/null || true
-    total=$(callgrind_annotate "$OUT/$name.scenes.callgrind" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')
-    printf '%-50s %14.0f\n' "$server" "$(awk -v t="$total" -v n="$N" 'BEGIN { print t / n }')"
+    callgrind_per_request "$pid" "$OUT/$name.scenes.callgrind" "$N" "$server" posts "$port" "$N" "$C"
 done
