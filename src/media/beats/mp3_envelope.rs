@@ -106,15 +106,7 @@ pub fn envelope(source: &mut dyn Read, max_seconds: f64) -> Result<Walk, Mp3Erro
         true
     })?;
     let Some(st) = state else { return Err(Mp3Error::Unsupported("no MPEG audio frame was found")) };
-    // A few damaged frames are skipped (players do the same); a song mostly damaged is refused,
-    // as `decode` refuses one.
-    let bad = walked.bad + bad_granules.div_ceil(2);
-    if walked.good == 0 || bad > walked.good {
-        return Err(Mp3Error::Damaged(format!(
-            "{bad} of its {} audio frames could not be decoded",
-            walked.good + walked.bad
-        )));
-    }
+    walked.refuse_if_damaged(bad_granules)?;
     let rate = f64::from(walked.sample_rate);
     let samples = (st.granules * GRANULE as u64).saturating_sub(walked.priming) as f64;
     let seconds = (samples / rate).min(max_seconds);

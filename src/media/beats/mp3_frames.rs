@@ -308,6 +308,22 @@ pub struct Walked {
     pub bad: u64,
 }
 
+impl Walked {
+    /// A few damaged frames are skipped (players do the same); a song mostly damaged is refused,
+    /// as `decode` refuses one. `bad_granules`: granules the caller could not read in frames the
+    /// walk counted good (two make a frame).
+    pub fn refuse_if_damaged(&self, bad_granules: u64) -> Result<(), Mp3Error> {
+        let bad = self.bad + bad_granules.div_ceil(2);
+        if self.good == 0 || bad > self.good {
+            return Err(Mp3Error::Damaged(format!(
+                "{bad} of its {} audio frames could not be decoded",
+                self.good + self.bad
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// One frame handed to the caller: its header, side information, and its main data (the
 /// reservoir's bytes from `main_data_begin` on, then this frame's own).
 pub struct Frame<'a> {

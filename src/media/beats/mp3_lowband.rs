@@ -452,15 +452,7 @@ pub fn decode_bands(
         return Err(Mp3Error::Unsupported("intensity stereo"));
     }
     let Some(lb) = state else { return Err(Mp3Error::Unsupported("no MPEG audio frame was found")) };
-    // A few damaged frames are skipped (players do the same); a song mostly damaged is refused,
-    // as `decode` refuses one.
-    let bad = walked.bad + bad_granules.div_ceil(2);
-    if walked.good == 0 || bad > walked.good {
-        return Err(Mp3Error::Damaged(format!(
-            "{bad} of its {} audio frames could not be decoded",
-            walked.good + walked.bad
-        )));
-    }
+    walked.refuse_if_damaged(bad_granules)?;
     let seconds = (taken.min(max_frames) as f64 / f64::from(lb.rate)).min(max_seconds);
     Ok(Decoded { seconds, capped })
 }
