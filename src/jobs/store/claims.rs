@@ -41,23 +41,8 @@ impl Store {
         id: Option<&str>,
     ) -> Result<Option<Claimed>, StoreError> {
         let now = now_ms();
-        let lock = if self.dialect == Dialect::Postgres { "FOR UPDATE SKIP LOCKED" } else { "" };
-        let only = if id.is_some() { "AND id = $4" } else { "" };
         let mut tx = self.writer.begin().await?;
-        let sql = format!(
-            "UPDATE jobs SET status = '{processing}', claim = $1, \
-             heartbeat_at = $2 + CASE WHEN status = '{processing}' THEN {TAKEOVER_MARK} ELSE 0 END, \
-             attempts = attempts + CASE WHEN status = '{queued}' AND resume = 0 THEN 1 ELSE 0 END, \
-             takeovers = takeovers + CASE WHEN status = '{processing}' THEN 1 ELSE 0 END, resume = 0, \
-             previous_claim = CASE WHEN status = '{processing}' THEN claim ELSE NULL END, \
-             started_at = COALESCE(started_at, $2) \
-             WHERE seq = (SELECT seq FROM jobs WHERE ((status = '{queued}' AND run_after <= $2) \
-                OR (status = '{processing}' AND heartbeat_at < $3)) {only} ORDER BY seq LIMIT 1 {lock}) \
-             RETURNING id, kind, plan, attempts, takeovers, cancel_requested, max_attempts, config_flavor, heartbeat_at, \
-                started_at, webhook, webhook_events, previous_claim, trace_context",
-            processing = status_text!(Processing),
-            queued = status_text!(Queued),
-        );
+        let sql = claim_sql(self.dialect, id.is_some());
         let mut query = sqlx::query(&sql).bind(claim).bind(now).bind(stale_before);
         if let Some(id) = id {
             query = query.bind(id);
@@ -119,4 +104,25 @@ impl Store {
         .pop();
         Ok(row.map(|r| r.try_get::<i64, _>("cancel_requested")).transpose()?.map(|c| c != 0))
     }
+}
+
+/// The claiming statement: `$1` the claim, `$2` now, `$3` the stale-before time, and with `by_id`
+/// `$4` the one job it may take.
+pub(super) fn claim_sql(dialect: Dialect, by_id: bool) -> String {
+    let lock = if dialect == Dialect::Postgres { "FOR UPDATE SKIP LOCKED" } else { "" };
+    let only = if by_id { "AND id = $4" } else { "" };
+    format!(
+        "UPDATE jobs SET status = '{processing}', claim = $1, \
+         heartbeat_at = $2 + CASE WHEN status = '{processing}' THEN {TAKEOVER_MARK} ELSE 0 END, \
+         attempts = attempts + CASE WHEN status = '{queued}' AND resume = 0 THEN 1 ELSE 0 END, \
+         takeovers = takeovers + CASE WHEN status = '{processing}' THEN 1 ELSE 0 END, resume = 0, \
+         previous_claim = CASE WHEN status = '{processing}' THEN claim ELSE NULL END, \
+         started_at = COALESCE(started_at, $2) \
+         WHERE seq = (SELECT seq FROM jobs WHERE ((status = '{queued}' AND run_after <= $2) \
+            OR (status = '{processing}' AND heartbeat_at < $3)) {only} ORDER BY seq LIMIT 1 {lock}) \
+         RETURNING id, kind, plan, attempts, takeovers, cancel_requested, max_attempts, config_flavor, heartbeat_at, \
+            started_at, webhook, webhook_events, previous_claim, trace_context",
+        processing = status_text!(Processing),
+        queued = status_text!(Queued),
+    )
 }

@@ -37,10 +37,6 @@ CREATE TABLE jobs (
     cancel_requested BIGINT NOT NULL DEFAULT 0
 , max_attempts BIGINT, takeovers BIGINT NOT NULL DEFAULT 0, resume BIGINT NOT NULL DEFAULT 0, api_key_scope TEXT, webhook TEXT, webhook_events TEXT, previous_claim TEXT, trace_context TEXT);
 
-CREATE INDEX jobs_runnable ON jobs (status, run_after);
-
-CREATE INDEX jobs_project ON jobs (project_id, seq);
-
 CREATE TABLE job_runs (
     job_id TEXT NOT NULL,
     provider TEXT NOT NULL,
@@ -68,10 +64,6 @@ CREATE TABLE idempotency (
 , answer_status BIGINT, answer_body TEXT, owner TEXT);
 
 CREATE INDEX idempotency_created ON idempotency (created_at);
-
-CREATE INDEX jobs_scope_queued ON jobs (api_key_scope, status);
-
-CREATE INDEX jobs_finished ON jobs (status, completed_at);
 
 CREATE INDEX idempotency_job ON idempotency (job_id);
 
@@ -195,4 +187,12 @@ BEGIN
 END;
 
 CREATE INDEX webhook_deliveries_project_ended ON webhook_deliveries (completed_at) WHERE subject = 'project';
+
+CREATE INDEX jobs_runnable ON jobs (status, run_after) WHERE status = 'queued' OR status = 'processing';
+
+CREATE INDEX jobs_finished ON jobs (status, completed_at) WHERE completed_at IS NOT NULL;
+
+CREATE INDEX jobs_scope_queued ON jobs (api_key_scope, status) WHERE status = 'queued';
+
+CREATE INDEX jobs_project ON jobs (project_id, seq) WHERE project_id IS NOT NULL;
 

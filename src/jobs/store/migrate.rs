@@ -3,8 +3,9 @@
 //! `fresh_schema.sql` written again (below, [`SQLITE_SCHEMA`]).
 //!
 //! The rule that keeps a rolling deploy and a rollback working (docs/deploy.md, "Schema changes"):
-//! a migration only adds (tables, nullable or defaulted columns, indexes), so the build before it
-//! runs on the new schema, and a build opens a database migrated further than it knows.
+//! a migration only adds (tables, nullable or defaulted columns, indexes) or replaces an index with
+//! a narrower one, so the build before it runs on the new schema, and a build opens a database
+//! migrated further than it knows.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -183,6 +184,7 @@ pub(super) fn migrator(dialect: Dialect) -> Migrator {
     const PROJECT_WEBHOOKS: &str = include_str!("../../../migrations/jobs/0014_project_webhooks.sql");
     const FINAL_EVENT: &str = include_str!("../../../migrations/jobs/0015_sqlite_final_event.sql");
     const DELIVERIES_PURGE: &str = include_str!("../../../migrations/jobs/0016_project_deliveries_purge.sql");
+    const PARTIAL_INDEXES: &str = include_str!("../../../migrations/jobs/0017_partial_job_indexes.sql");
     let serial = |sql: &'static str| match dialect {
         Dialect::Sqlite => Cow::Owned(sql.replace("BIGSERIAL PRIMARY KEY", "INTEGER PRIMARY KEY AUTOINCREMENT")),
         Dialect::Postgres => Cow::Borrowed(sql),
@@ -248,6 +250,13 @@ pub(super) fn migrator(dialect: Dialect) -> Migrator {
             Cow::Borrowed("project_deliveries_purge"),
             MigrationType::Simple,
             Cow::Borrowed(DELIVERIES_PURGE),
+            false,
+        ),
+        Migration::new(
+            17,
+            Cow::Borrowed("partial_job_indexes"),
+            MigrationType::Simple,
+            Cow::Borrowed(PARTIAL_INDEXES),
             false,
         ),
     ];

@@ -40,6 +40,8 @@ mod migrate;
 pub mod project_deliveries;
 pub mod projects;
 pub mod queries;
+#[cfg(test)]
+mod query_plans;
 pub mod quota;
 pub mod retention;
 pub mod rows;

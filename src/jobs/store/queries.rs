@@ -54,24 +54,7 @@ impl Store {
 
     /// Newest first, without their plans (the `plan` column is not even read).
     pub async fn list(&self, filter: &Filter) -> Result<Vec<JobRow>, StoreError> {
-        let mut clauses = Vec::new();
-        let mut texts = Vec::new();
-        let filters = [
-            ("status", filter.status.map(JobStatus::as_str)),
-            ("kind", filter.kind.map(Kind::as_str)),
-            ("project_id", filter.project_id.as_deref()),
-        ];
-        for (column, value) in filters {
-            if let Some(value) = value {
-                texts.push(value);
-                clauses.push(format!("{column} = ${}", texts.len()));
-            }
-        }
-        if filter.before.is_some() {
-            clauses.push(format!("seq < ${}", texts.len() + 1));
-        }
-        let clause = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
-        let sql = format!("SELECT {COLUMNS} FROM jobs {clause} ORDER BY seq DESC LIMIT {}", filter.limit);
+        let (sql, texts) = list_sql(filter);
         let mut query = sqlx::query(&sql);
         for text in texts {
             query = query.bind(text);
@@ -87,13 +70,7 @@ impl Store {
     /// unfinished jobs only, which the queue limits bound (`MVGEN_MAX_QUEUED_JOBS`); finished
     /// ones, however many retention keeps, are never counted.
     pub async fn queue_depth(&self) -> Result<QueueDepth, StoreError> {
-        let sql = concat!(
-            "SELECT status, count(*) AS n, min(created_at) AS oldest FROM jobs WHERE status IN ('",
-            status_text!(Queued),
-            "', '",
-            status_text!(Processing),
-            "') GROUP BY status"
-        );
+        let sql = QUEUE_DEPTH;
         let mut depth = QueueDepth::default();
         for row in sqlx::query(sql).fetch_all(&self.pool).await? {
             let status: String = row.try_get("status")?;
@@ -108,3 +85,39 @@ impl Store {
         Ok(depth)
     }
 }
+
+/// A listing's statement and the texts bound to it, in order (`before`, if any, is bound last).
+pub(super) fn list_sql(filter: &Filter) -> (String, Vec<&str>) {
+    let mut clauses = Vec::new();
+    // The status is one of five words, written into the text rather than bound: the jobs' status
+    // indexes are partial (migrations/jobs/0017_partial_job_indexes.sql), and an engine uses one
+    // only when the statement itself names the rows it holds. A finished status also names
+    // `completed_at`, which every finished job has.
+    if let Some(status) = filter.status {
+        let finished = if status.is_final() { " AND completed_at IS NOT NULL" } else { "" };
+        clauses.push(format!("status = '{}'{finished}", status.as_str()));
+    }
+    let mut texts = Vec::new();
+    let filters = [("kind", filter.kind.map(Kind::as_str)), ("project_id", filter.project_id.as_deref())];
+    for (column, value) in filters {
+        if let Some(value) = value {
+            texts.push(value);
+            clauses.push(format!("{column} = ${}", texts.len()));
+        }
+    }
+    if filter.before.is_some() {
+        clauses.push(format!("seq < ${}", texts.len() + 1));
+    }
+    let clause = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
+    (format!("SELECT {COLUMNS} FROM jobs {clause} ORDER BY seq DESC LIMIT {}", filter.limit), texts)
+}
+
+/// Queued and processing jobs by status. Written as the partial index `jobs_runnable` is (an
+/// `OR`, not `IN`), so SQLite sees that the index holds every row asked for.
+pub(super) const QUEUE_DEPTH: &str = concat!(
+    "SELECT status, count(*) AS n, min(created_at) AS oldest FROM jobs WHERE (status = '",
+    status_text!(Queued),
+    "' OR status = '",
+    status_text!(Processing),
+    "') GROUP BY status"
+);

@@ -19,19 +19,21 @@ pub struct Queued {
 impl Store {
     /// Counts queued jobs, in all and of `scope` (an API key's scope), each up to its limit: one
     /// statement on the read pool, walking at most `total + per_scope` index entries
-    /// (`jobs_finished` and `jobs_scope_queued`), so it never waits on the writer. Read before the
+    /// (`jobs_runnable` and `jobs_scope_queued`), so it never waits on the writer. Read before the
     /// insert rather than inside it: concurrent submitters that read the same count may all pass,
     /// so the queue can go past a limit by the number of submissions racing at that moment.
     pub async fn queued(&self, scope: Option<&str>, total: i64, per_scope: i64) -> Result<Queued, StoreError> {
-        const COUNT: &str = concat!(
-            "SELECT (SELECT count(*) FROM (SELECT 1 FROM jobs WHERE status = '",
-            status_text!(Queued),
-            "' LIMIT $1) q) AS total, \
-             (SELECT count(*) FROM (SELECT 1 FROM jobs WHERE api_key_scope = $2 AND status = '",
-            status_text!(Queued),
-            "' LIMIT $3) s) AS scope"
-        );
-        let row = sqlx::query(COUNT).bind(total).bind(scope).bind(per_scope).fetch_one(&self.pool).await?;
+        let row = sqlx::query(QUEUED).bind(total).bind(scope).bind(per_scope).fetch_one(&self.pool).await?;
         Ok(Queued { total: row.try_get("total")?, scope: row.try_get("scope")? })
     }
 }
+
+/// `$1` the total limit, `$2` the scope, `$3` the scope's limit.
+pub(super) const QUEUED: &str = concat!(
+    "SELECT (SELECT count(*) FROM (SELECT 1 FROM jobs WHERE status = '",
+    status_text!(Queued),
+    "' LIMIT $1) q) AS total, \
+     (SELECT count(*) FROM (SELECT 1 FROM jobs WHERE api_key_scope = $2 AND status = '",
+    status_text!(Queued),
+    "' LIMIT $3) s) AS scope"
+);

@@ -47,6 +47,9 @@ macro_rules! due {
     };
 }
 
+/// Up to `$2` jobs due for the purge (`$1`: finished before).
+pub(super) const DUE: &str = concat!("SELECT id, kind, output FROM jobs WHERE ", due!(), " LIMIT $2");
+
 /// A job due for the purge, with what it answered (a succeeded job's output): what the row holds
 /// that must be kept elsewhere before it goes (see `JobPipeline::keep_output`).
 #[derive(Debug, Clone)]
@@ -62,7 +65,6 @@ impl Store {
     /// any lock: the purge keeps what they hold ([`Due`]) before [`Store::purge_finished`] deletes
     /// them.
     pub async fn due_for_purge(&self, before: i64, batch: i64) -> Result<Vec<Due>, StoreError> {
-        const DUE: &str = concat!("SELECT id, kind, output FROM jobs WHERE ", due!(), " LIMIT $2");
         let rows = sqlx::query(DUE).bind(before).bind(batch).fetch_all(&self.pool).await?;
         rows.iter()
             .map(|row| {
