@@ -27,8 +27,8 @@ use crate::generation::video::Video;
 use crate::generation::{Generation, driver, stored};
 use crate::jobs::Jobs;
 use crate::jobs::engine::unavailable;
-use crate::jobs::store::now_ms;
 use crate::jobs::store::projects::{Bind, Edit};
+use crate::jobs::store::{new_job_id, now_ms};
 use crate::state::AppState;
 
 /// How long one process holds a project between steps before another may take it: a step is a
@@ -283,7 +283,7 @@ async fn start_job<G: Generation>(
     slot: JobSlot,
     expected: Option<i64>,
 ) -> Result<String, ApiError> {
-    let job = uuid::Uuid::new_v4().to_string();
+    let job = new_job_id();
     let edit = match slot {
         JobSlot::Scenes => Edit::Project(vec![("scenes_job_id", job.clone().into())]),
         JobSlot::Character => Edit::Project(vec![("character_job_id", job.clone().into())]),

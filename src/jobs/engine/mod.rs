@@ -27,7 +27,7 @@ use super::store::deliveries::{WebhookPolicy, WebhookTarget};
 use super::store::idempotency::{KeyBinding, KeyState, KeyTimes, Replay};
 use super::store::rows::JobRow;
 use super::store::submit::NewJob;
-use super::store::{Dialect, Schema, Store, StoreError};
+use super::store::{Dialect, Schema, Store, StoreError, new_job_id};
 use crate::error::{ApiError, ErrorKind};
 use crate::generation::Kind;
 use crate::generation::stored::StoredPlan;
@@ -343,7 +343,7 @@ impl Jobs {
         claim: Option<&str>,
         webhook: Option<&WebhookTarget>,
     ) -> Result<Box<JobRow>, ApiError> {
-        let id = uuid::Uuid::new_v4().to_string();
+        let id = new_job_id();
         self.store_planned_as(&id, kind, planned, key, scope, claim, webhook).await
     }
 

@@ -156,6 +156,17 @@ pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
+/// A new job's id: a UUID whose first bits are the time (version 7), the rest random.
+///
+/// Why time first: a job's id is a key in two indexes every job writes (`jobs.id`, and
+/// `job_events_job` for each of its events). Random ids put each job's entries on a page of their
+/// own anywhere in those indexes; ids that grow with time put concurrent jobs' entries on the same
+/// last pages, so jobs sharing a commit (`group_commit`) write those pages once between them
+/// (BENCHMARKS.md, issue 22). 74 random bits keep an id unguessable.
+pub fn new_job_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
 /// A pool of `size` connections. sqlx pings a connection on every release (dropping a broken
 /// one) and, by default, again on every acquire: a second round trip per query, which on SQLite's
 /// one writer is a second hop to its thread for every write. Here only a connection idle for over
