@@ -432,3 +432,105 @@ async fn a_status_patch_does_not_overwrite_a_compose_in_flight() {
     assert_eq!((status, &patched["status"]), (200, &json!("completed")), "{patched}");
     no_panic(&server);
 }
+
+/// The embedded mock clip with its first `stsz` (the video track's) rewritten to say `count`
+/// samples of 100 bytes each: a table of 20 bytes (the rest of the old box becomes `free`), so
+/// the file stays the mock clip's size and every offset in it stays true.
+fn clip_claiming_samples(count: u32) -> Vec<u8> {
+    let mut clip = mvgen::providers::mock::MOCK_CLIP.to_vec();
+    let at = clip.windows(4).position(|w| w == b"stsz").expect("an stsz box") - 4;
+    let len = u32::from_be_bytes(clip[at..at + 4].try_into().expect("4 bytes")) as usize;
+    assert!(len >= 28, "room for the new table and a free box");
+    let mut table = Vec::with_capacity(len);
+    table.extend_from_slice(&20u32.to_be_bytes());
+    table.extend_from_slice(b"stsz");
+    table.extend_from_slice(&[0; 4]);
+    table.extend_from_slice(&100u32.to_be_bytes());
+    table.extend_from_slice(&count.to_be_bytes());
+    table.extend_from_slice(&(len as u32 - 20).to_be_bytes());
+    table.extend_from_slice(b"free");
+    table.resize(len, 0);
+    clip[at..at + len].copy_from_slice(&table);
+    clip
+}
+
+/// `bytes` as the `file` part (`video/mp4`) of a scene's `upload_video`.
+fn upload_clip(client: &Client, id: &str, sequence: u32, bytes: &[u8]) -> reqwest::RequestBuilder {
+    let boundary = "attack-clip-boundary-51c2";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"clip.mp4\"\r\n\
+         Content-Type: video/mp4\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    client
+        .http
+        .post(format!("{}/api/mv/projects/{id}/scenes/{sequence}/upload_video", client.base))
+        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+        .body(body)
+}
+
+/// A scene clip cut short (the upload stopped after its header: an MP4 whose `moov` comes first
+/// reads as whole) and one whose header claims 4 billion frames in 50 KB are refused at upload
+/// with a 400 naming the file, nothing kept, the scene as it was, the server up. Before the fix
+/// the cut-short clip was taken (200, the scene `completed`) and the project's compose failed
+/// later ("shorter than its header says"); the lying one made the server allocate 16 GiB for
+/// its sample table (`memory allocation of 17179869180 bytes failed` and an abort under a 4 GiB
+/// address-space limit; the OOM killer without one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scene_clip_cut_short_or_claiming_billions_of_frames_is_refused_at_upload() {
+    let server = ServerProcess::start(&[("MV_PROVIDER", "mock")]).expect("start mvgen");
+    let client = Client::new(&server);
+    let song = client.upload_song().await;
+    let id = client.project_with_scenes(&song, 1).await;
+    let clip = mvgen::providers::mock::MOCK_CLIP;
+    let cut_short = clip[..clip.len() * 2 / 5].to_vec();
+    for (what, bytes, words) in
+        [("cut short", cut_short, "cut short"), ("lying", clip_claiming_samples(u32::MAX), "samples")]
+    {
+        let (status, refused) = client.send(upload_clip(&client, &id, 1, &bytes)).await;
+        assert_eq!(status, 400, "{what}: {refused}");
+        assert_eq!(refused["detail"]["details"], "file", "{what}: {refused}");
+        let message = refused["detail"]["message"].as_str().unwrap_or_default();
+        assert!(message.starts_with("file: Invalid video file: ") && message.contains(words), "{what}: {refused}");
+        let (status, health) = client.get("/health").await;
+        assert_eq!(status, 200, "{what}: the server is down: {health}");
+    }
+    let (_, project) = client.get(&format!("/api/mv/projects/{id}")).await;
+    assert_eq!(project["scenes"][0]["status"], "pending", "{project}");
+    assert_eq!(project["scenes"][0]["videoClipUrl"], Value::Null, "{project}");
+    assert!(files_under(&server.output_dir().join("videos")).is_empty(), "a refused clip is kept");
+
+    // The whole clip is taken.
+    let (status, scene) = client.send(upload_clip(&client, &id, 1, clip)).await;
+    assert_eq!((status, &scene["status"]), (200, &json!("completed")), "{scene}");
+    no_panic(&server);
+}
+
+/// A stored clip cut short (an older build took one at upload) is the caller's fault in a final
+/// cut: 422 `ClipsIncompatible` naming it, its job failed with that code, like every other clip
+/// the cut can't read. Before the fix the cut started copying and failed with 500
+/// `InternalError` ("shorter than its header says"), logged as a server fault.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_clip_cut_short_is_a_422_naming_it_in_a_final_cut() {
+    let server = ServerProcess::start(&[("MV_PROVIDER", "mock")]).expect("start mvgen");
+    let client = Client::new(&server);
+    let clip = mvgen::providers::mock::MOCK_CLIP;
+    let id = uuid::Uuid::new_v4().to_string();
+    let dir = server.output_dir().join("videos");
+    std::fs::create_dir_all(&dir).expect("videos dir");
+    std::fs::write(dir.join(format!("{id}.mp4")), &clip[..clip.len() * 2 / 5]).expect("plant the clip");
+    let whole = uuid::Uuid::new_v4().to_string();
+    std::fs::write(dir.join(format!("{whole}.mp4")), clip).expect("plant the clip");
+    let body = json!({"video_ids": [whole, id]});
+    let (status, refused) = client.json(reqwest::Method::POST, "/api/mv/stitch-videos", &body).await;
+    assert_eq!(status, 422, "{refused}");
+    assert_eq!(refused["detail"]["error"], "ClipsIncompatible", "{refused}");
+    assert_eq!(refused["detail"]["details"]["field"], "clips[1].video_id", "{refused}");
+    assert!(refused["detail"]["message"].as_str().is_some_and(|m| m.contains(&id) && m.contains("cut short")));
+    let (_, jobs) = client.get("/api/mv/jobs?kind=final_cut").await;
+    assert_eq!(jobs["jobs"][0]["error"]["code"], "ClipsIncompatible", "{jobs}");
+    assert!(!server.log().contains(" ERROR "), "a caller's clip is no server fault:\n{}", server.log());
+    no_panic(&server);
+}

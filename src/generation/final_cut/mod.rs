@@ -35,9 +35,11 @@ pub const MAX_CLIPS: usize = 64;
 /// Clip headers read at once (each a few small requests; the tables they hold are kept anyway).
 const HEADERS_AT_ONCE: usize = 8;
 
+pub use read::ReadError;
+
 /// How long stored video `id` plays: its video track's length from its header (one ranged read).
-pub async fn clip_length(storage: &dyn crate::storage::Storage, id: &str) -> Result<std::time::Duration, String> {
-    let tracks = read::clip_tracks(storage, id).await.map_err(|e| format!("{e:?}"))?;
+pub async fn clip_length(storage: &dyn crate::storage::Storage, id: &str) -> Result<std::time::Duration, ReadError> {
+    let tracks = read::clip_tracks(storage, id).await?;
     let video = &tracks.video;
     let units = video.duration().saturating_sub(video.media_start);
     Ok(std::time::Duration::from_secs_f64(units as f64 / f64::from(video.timescale.max(1))))
