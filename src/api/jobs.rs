@@ -276,8 +276,17 @@ fn listing_filter(query: Option<&str>) -> Result<Filter, ApiError> {
                 filter.status = Some(status);
             }
             "kind" => filter.kind = Some(Kind::from_field(&value)?),
-            "project_id" if !value.is_empty() && value.len() <= 200 => filter.project_id = Some(value),
-            "project_id" => return Err(bad_query("project_id", "must be 1 to 200 characters".into())),
+            // Jobs store a project's id as the canonical UUID (`generation::inputs::project_id`):
+            // matched however it is written, and anything else names no project.
+            "project_id" => match uuid::Uuid::try_parse(&value) {
+                Ok(id) => filter.project_id = Some(id.hyphenated().to_string()),
+                Err(_) => {
+                    return Err(bad_query(
+                        "project_id",
+                        format!("{:?} is not a project id (a UUID)", value.chars().take(80).collect::<String>()),
+                    ));
+                }
+            },
             "limit" => {
                 filter.limit = value
                     .parse()
