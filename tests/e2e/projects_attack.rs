@@ -534,3 +534,20 @@ async fn a_stored_clip_cut_short_is_a_422_naming_it_in_a_final_cut() {
     assert!(!server.log().contains(" ERROR "), "a caller's clip is no server fault:\n{}", server.log());
     no_panic(&server);
 }
+
+/// A create naming its song by a malformed `audioId` is a 400 naming `audioId`, as the image
+/// ids name themselves. Before the fix the refusal named `id` (the store's word), not the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_audio_id_is_refused_naming_the_field() {
+    let server = ServerProcess::start(&[("MV_PROVIDER", "mock")]).expect("start mvgen");
+    let client = Client::new(&server);
+    for id in ["not-a-uuid", "../../jobs.db", "3F2B6C1E-8F0A-4D2B-9C51-0E4F1A2B3C4D"] {
+        let body = json!({"mode": "music-video", "prompt": "A fox dances", "audioId": id});
+        let (status, refused) = client.json(reqwest::Method::POST, "/api/mv/projects", &body).await;
+        assert_eq!(status, 400, "{id}: {refused}");
+        assert_eq!(refused["detail"]["details"], "audioId", "{id}: {refused}");
+    }
+    let (_, listed) = client.get("/api/mv/projects").await;
+    assert_eq!(listed["projects"], json!([]), "no project was made: {listed}");
+    no_panic(&server);
+}

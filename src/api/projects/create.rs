@@ -195,7 +195,11 @@ async fn create(
     let audio_id = match (song, text("audioId", fields.audio_id)?) {
         (Some(id), _) => Some(id),
         (None, Some(id)) => {
-            let id = crate::storage::parse_id(&id)?.to_string();
+            let id = crate::storage::parse_id(&id)
+                .map_err(|_| {
+                    ApiError::invalid("audioId", "Invalid audio ID format: expected an audio_id from upload_audio")
+                })?
+                .to_string();
             if state.storage.record(crate::storage::Collection::Audio, &id).await?.is_none() {
                 return Err(ApiError::not_found(
                     format!("no song {id} (upload it with upload_audio)"),
