@@ -140,11 +140,20 @@ fn replayed(status: u16, body: String) -> Response {
     job_answer(StatusCode::from_u16(status).unwrap_or(StatusCode::ACCEPTED), body)
 }
 
-/// The `Idempotency-Key` header: 1 to 255 visible ASCII characters.
+/// The `Idempotency-Key` header: 1 to 255 visible ASCII characters, sent once (two keys name no
+/// one submission, and honouring either would surprise whoever sent the other).
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(value) = headers.get("idempotency-key") else {
+    let mut values = headers.get_all("idempotency-key").iter();
+    let Some(value) = values.next() else {
         return Ok(None);
     };
+    if values.next().is_some() {
+        return Err(ApiError::new(
+            ErrorKind::InvalidIdempotencyKey,
+            "send one Idempotency-Key header, not several",
+            json!("idempotency-key"),
+        ));
+    }
     let key = value.to_str().ok().map(str::trim).filter(|k| !k.is_empty() && k.len() <= 255);
     key.map(|k| Some(k.to_owned())).ok_or_else(|| {
         ApiError::new(

@@ -318,8 +318,25 @@ async fn idempotency_keys_replay_conflict_and_refuse_another_body() {
     let good = json!({ "kind": "scenes", "input": { "prompt": "fixed" } });
     let (status, _, _) = post(&base, "/api/mv/jobs", &good, Some("key-3")).await;
     assert_eq!(status, StatusCode::ACCEPTED);
+
+    // Two keys on one request name no one submission: a 400, nothing stored, neither key used.
+    // Before, the first was taken and the second ignored (a 202 replaying key-1's job here).
+    let response = client()
+        .post(format!("{base}/api/mv/jobs"))
+        .header("idempotency-key", "key-1")
+        .header("idempotency-key", "key-4")
+        .json(&body)
+        .send()
+        .await
+        .expect("send");
+    let status = response.status();
+    let err: Value = response.json().await.unwrap_or(Value::Null);
+    assert_eq!((status, err["detail"]["error"].as_str()), (StatusCode::BAD_REQUEST, Some("InvalidIdempotencyKey")));
+    assert_eq!(err["detail"]["details"], "idempotency-key", "{err}");
+    let (status, _, fresh) = post(&base, "/api/mv/jobs", &other, Some("key-4")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "key-4 is unused: {fresh}");
     let (_, list) = get(&base, "/api/mv/jobs").await;
-    assert_eq!(list["jobs"].as_array().unwrap().len(), 3);
+    assert_eq!(list["jobs"].as_array().unwrap().len(), 4);
     replica.stop().await;
 }
 
