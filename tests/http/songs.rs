@@ -105,6 +105,20 @@ fn every_accepted_format_uploads_and_its_info_matches() {
     }
 }
 
+/// A FLAC in MP4 whose container claims 541 hours (every `stts` delta 2^31-1, its STREAMINFO's
+/// sample count "unknown") lasts what its frames' own headers say: 2 s, as ffprobe reads it.
+/// Before the fix its answer (and `/info`, and a project's beat plan) said 1 947 831 s.
+#[test]
+fn a_flac_in_mp4_whose_container_lies_about_its_length_lasts_what_its_frames_say() {
+    let server = ServerProcess::start(&[("MV_PROVIDER", "mock")]).expect("start");
+    let client = Client::new(&server);
+    let (status, body) = upload_raw(&client, fixture("flac-lying.m4a"), "audio/mp4");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((body["codec"].as_str(), body["content_type"].as_str()), (Some("flac"), Some("audio/mp4")), "{body}");
+    let got = body["duration_seconds"].as_f64().unwrap_or(-1.0);
+    assert!((got - 2.0).abs() < 1e-6, "{got} s, want the frames' 2 s: {body}");
+}
+
 #[test]
 fn refused_songs_say_what_they_are_and_leave_nothing() {
     let server = ServerProcess::start(&[("MV_PROVIDER", "mock")]).expect("start");
