@@ -551,3 +551,26 @@ async fn a_malformed_audio_id_is_refused_naming_the_field() {
     assert_eq!(listed["projects"], json!([]), "no project was made: {listed}");
     no_panic(&server);
 }
+
+/// `generate` asked eight times at once starts the project once: one 200, seven 409
+/// `ProjectBusy`, as a `generate` after it gets. Before the fix each read the project before any
+/// had marked it, and most (five of six, here) answered 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generates_asked_at_once_start_the_project_once() {
+    let server = ServerProcess::start(&[("MV_PROVIDER", "mock"), ("MVGEN_WORKERS", "0")]).expect("start mvgen");
+    let client = Client::new(&server);
+    let body = json!({"mode": "ad-creative", "prompt": "A fox sells lemonade", "numberOfScenes": 2});
+    let (status, created) = client.json(reqwest::Method::POST, "/api/mv/projects", &body).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["projectId"].as_str().expect("projectId").to_owned();
+    let path = format!("/api/mv/projects/{id}/generate");
+    let empty = json!({});
+    let asks = (0..8).map(|_| client.json(reqwest::Method::POST, &path, &empty));
+    let answers = futures_util::future::join_all(asks).await;
+    let started = answers.iter().filter(|(status, _)| *status == 200).count();
+    assert_eq!(started, 1, "{answers:?}");
+    for (status, body) in answers.iter().filter(|(status, _)| *status != 200) {
+        assert_eq!((*status, &body["detail"]["error"]), (409, &json!("ProjectBusy")), "{body}");
+    }
+    no_panic(&server);
+}
