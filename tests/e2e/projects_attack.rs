@@ -574,3 +574,41 @@ async fn generates_asked_at_once_start_the_project_once() {
     }
     no_panic(&server);
 }
+
+/// A create form's text part larger than a JSON body may be (1 MiB) is a 413 naming it, and is
+/// never held whole: past the limit it is read to its end and dropped (text fields are at most
+/// 20 000 characters). Before the fix any part but the song was buffered whole, up to the song's
+/// cap (50 MiB) and copied once more, and an unknown one of 2 MiB was read and ignored (201).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_form_text_part_over_a_mebibyte_is_a_413_and_never_held_whole() {
+    let server = ServerProcess::start(&[("MV_PROVIDER", "mock")]).expect("start mvgen");
+    let client = Client::new(&server);
+    let boundary = "attack-big-part-9e1d";
+    let form = |name: &str, size: usize| {
+        let mut body = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"mode\"\r\n\r\nad-creative\r\n\
+             --{boundary}\r\nContent-Disposition: form-data; name=\"prompt\"\r\n\r\nA fox\r\n\
+             --{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n"
+        )
+        .into_bytes();
+        body.resize(body.len() + size, b'n');
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        client
+            .http
+            .post(format!("{}/api/mv/projects", client.base))
+            .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+            .body(body)
+    };
+    for name in ["notes", "characterDescription"] {
+        let (status, refused) = client.send(form(name, 2 << 20)).await;
+        assert_eq!(status, 413, "{name}: {refused}");
+        assert_eq!(refused["detail"]["error"], "PayloadTooLarge", "{name}: {refused}");
+        assert!(refused["detail"]["message"].as_str().is_some_and(|m| m.contains(name)), "{name}: {refused}");
+    }
+    let (_, listed) = client.get("/api/mv/projects").await;
+    assert_eq!(listed["projects"], json!([]), "no project was made: {listed}");
+    // A field of their UI's sizes is read as before.
+    let (status, created) = client.send(form("notes", 4096)).await;
+    assert_eq!(status, 201, "{created}");
+    no_panic(&server);
+}
