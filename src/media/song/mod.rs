@@ -176,6 +176,16 @@ fn scan(source: Box<dyn MediaSource>) -> Result<(SongInfo, MediaSourceStream<'st
     if total == 0 {
         return Err(SongError::Corrupt { detail: format!("the {} holds no audio frames", demux.format_name()) });
     }
+    // A priming (an edit list's start, a pre-skip) that hides every sample leaves nothing to play.
+    if u64::from(demux.priming) >= total {
+        return Err(SongError::Corrupt {
+            detail: format!(
+                "the {} declares {} samples of encoder priming, as many as or more than its {total}: nothing would play",
+                demux.format_name(),
+                demux.priming
+            ),
+        });
+    }
     let info = SongInfo {
         codec: demux.codec,
         container: demux.container.name(),
