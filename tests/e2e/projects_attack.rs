@@ -612,3 +612,29 @@ async fn a_create_form_text_part_over_a_mebibyte_is_a_413_and_never_held_whole()
     assert_eq!(status, 201, "{created}");
     no_panic(&server);
 }
+
+/// A query value of the wrong type names its parameter in `details`, as every other bad value
+/// does. Before the fix both answered `details: "query"` (the parameter only inside the message).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_query_value_names_its_parameter() {
+    let server = ServerProcess::start(&[("MV_PROVIDER", "mock")]).expect("start mvgen");
+    let client = Client::new(&server);
+    let id = uuid::Uuid::new_v4();
+    for (path, field) in [
+        ("/api/mv/projects?cursor=abc".to_owned(), "cursor"),
+        ("/api/mv/projects?limit=lots".to_owned(), "limit"),
+        (format!("/api/mv/generate_scene_video/{id}/1?write_to_db=maybe"), "write_to_db"),
+    ] {
+        let request = if path.starts_with("/api/mv/generate") {
+            client.http.post(format!("{}{path}", client.base))
+        } else {
+            client.http.get(format!("{}{path}", client.base))
+        };
+        let (status, refused) = client.send(request).await;
+        assert_eq!(status, 400, "{path}: {refused}");
+        assert_eq!(refused["detail"]["details"], field, "{path}: {refused}");
+        let message = refused["detail"]["message"].as_str().unwrap_or_default();
+        assert!(message.starts_with(&format!("{field}: ")), "{path}: {refused}");
+    }
+    no_panic(&server);
+}
