@@ -180,6 +180,12 @@ impl Generation for FinalCut {
             {
                 return Err(ApiError::invalid(&format!("clips[{i}].out_seconds"), "must be after in_seconds"));
             }
+            if clip.out_seconds.is_some() && clip.end_at_seconds.is_some() {
+                return Err(ApiError::invalid(
+                    &format!("clips[{i}].end_at_seconds"),
+                    "give out_seconds or end_at_seconds, not both: each says where the clip ends",
+                ));
+            }
         }
         let audio_id = super::inputs::optional(body.audio_overlay_id);
         if let Some(id) = &audio_id {
