@@ -112,6 +112,11 @@ impl ClipTracks {
     }
 }
 
+/// The most samples one track of a clip may have: 4.8 hours of 60 fps video (a clip is seconds
+/// long, a final cut of 64 one-minute clips has 230 400 frames). Each is expanded to an entry of
+/// about 40 bytes, so a file of a few MB of 1-byte samples could otherwise ask for gigabytes.
+pub const MAX_TRACK_SAMPLES: u64 = 1 << 20;
+
 /// What a clip whose samples are not all in the file is.
 const CUT_SHORT: &str = "it is cut short (an upload that stopped early?) or its header is wrong";
 
@@ -133,6 +138,13 @@ fn track(trak: &Trak, what: &str, file_len: u64) -> Result<Track, CutError> {
     };
     if claimed > file_len {
         return Err(bad(format!("claims {claimed} bytes of samples, more than the file's {file_len}: {CUT_SHORT}")));
+    }
+    let count = match &stbl.stsz.samples {
+        StszSamples::Identical { count, .. } => u64::from(*count),
+        StszSamples::Different { sizes } => sizes.len() as u64,
+    };
+    if count > MAX_TRACK_SAMPLES {
+        return Err(bad(format!("has {count} samples, more than the {MAX_TRACK_SAMPLES} a clip may have")));
     }
     let sizes: Vec<u32> = match &stbl.stsz.samples {
         StszSamples::Identical { count, size } => vec![*size; *count as usize],
@@ -297,6 +309,23 @@ mod tests {
         moov[at..at + size].copy_from_slice(&table);
         let Err(refused) = ClipTracks::from_moov(&moov, len) else { panic!("a lie") };
         assert!(refused.to_string().contains("429496729500 bytes of samples"), "{refused}");
+    }
+
+    #[test]
+    fn a_track_of_more_samples_than_a_clip_may_have_is_refused() {
+        // 2^20 + 1 one-byte samples: a file that big holds them, but no clip has that many.
+        let (mut moov, _) = mock_moov();
+        let at = moov.windows(4).position(|w| w == b"stsz").expect("stsz") - 4;
+        let size = u32::from_be_bytes(moov[at..at + 4].try_into().expect("4 bytes")) as usize;
+        let count = (MAX_TRACK_SAMPLES + 1) as u32;
+        let mut table =
+            [&20u32.to_be_bytes()[..], b"stsz", &[0; 4], &1u32.to_be_bytes(), &count.to_be_bytes()].concat();
+        table.extend_from_slice(&(size as u32 - 20).to_be_bytes());
+        table.extend_from_slice(b"free");
+        table.resize(size, 0);
+        moov[at..at + size].copy_from_slice(&table);
+        let Err(refused) = ClipTracks::from_moov(&moov, 64 << 20) else { panic!("too many samples") };
+        assert!(refused.to_string().contains("1048577 samples"), "{refused}");
     }
 
     #[test]
