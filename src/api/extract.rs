@@ -121,6 +121,21 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ValidPa
 }
 
 /// 413 for a body over [`BODY_LIMIT`] (also answered from `Content-Length` alone, before reading).
+/// A query string axum's `Query` could not read, as a 400 naming the parameter at fault when
+/// serde names one (`cursor: invalid digit found in string`), else the query as a whole.
+pub fn query_error(e: axum::extract::rejection::QueryRejection) -> ApiError {
+    let text = e.body_text();
+    let detail = text.strip_prefix("Failed to deserialize query string: ").unwrap_or(&text);
+    let field = detail
+        .split_once(": ")
+        .map(|(name, _)| name)
+        .filter(|name| !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+    match field {
+        Some(name) => ApiError::new(ErrorKind::ValidationError, detail.to_owned(), json!(name)),
+        None => ApiError::new(ErrorKind::ValidationError, text, json!("query")),
+    }
+}
+
 pub fn payload_too_large() -> ApiError {
     ApiError::new(
         ErrorKind::PayloadTooLarge,

@@ -151,8 +151,7 @@ pub async fn generate_scene_video(
     super::extract::ValidPath((project, sequence)): super::extract::ValidPath<(String, i64)>,
     query: Result<axum::extract::Query<SceneVideoQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let axum::extract::Query(query) =
-        query.map_err(|e| ApiError::new(ErrorKind::ValidationError, e.body_text(), json!("query")))?;
+    let axum::extract::Query(query) = query.map_err(super::extract::query_error)?;
     let project = projects::load(&state, &jobs, &projects::parse_id(&project)?).await?;
     let scene = project.scene(projects::parse_sequence(sequence)?)?;
     let reference = scene.reference_image_id.clone().or_else(|| project.row.character_image_id.clone());

@@ -140,11 +140,20 @@ fn replayed(status: u16, body: String) -> Response {
     job_answer(StatusCode::from_u16(status).unwrap_or(StatusCode::ACCEPTED), body)
 }
 
-/// The `Idempotency-Key` header: 1 to 255 visible ASCII characters.
+/// The `Idempotency-Key` header: 1 to 255 visible ASCII characters, sent once (two keys name no
+/// one submission, and honouring either would surprise whoever sent the other).
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(value) = headers.get("idempotency-key") else {
+    let mut values = headers.get_all("idempotency-key").iter();
+    let Some(value) = values.next() else {
         return Ok(None);
     };
+    if values.next().is_some() {
+        return Err(ApiError::new(
+            ErrorKind::InvalidIdempotencyKey,
+            "send one Idempotency-Key header, not several",
+            json!("idempotency-key"),
+        ));
+    }
     let key = value.to_str().ok().map(str::trim).filter(|k| !k.is_empty() && k.len() <= 255);
     key.map(|k| Some(k.to_owned())).ok_or_else(|| {
         ApiError::new(
@@ -276,8 +285,17 @@ fn listing_filter(query: Option<&str>) -> Result<Filter, ApiError> {
                 filter.status = Some(status);
             }
             "kind" => filter.kind = Some(Kind::from_field(&value)?),
-            "project_id" if !value.is_empty() && value.len() <= 200 => filter.project_id = Some(value),
-            "project_id" => return Err(bad_query("project_id", "must be 1 to 200 characters".into())),
+            // Jobs store a project's id as the canonical UUID (`generation::inputs::project_id`):
+            // matched however it is written, and anything else names no project.
+            "project_id" => match uuid::Uuid::try_parse(&value) {
+                Ok(id) => filter.project_id = Some(id.hyphenated().to_string()),
+                Err(_) => {
+                    return Err(bad_query(
+                        "project_id",
+                        format!("{:?} is not a project id (a UUID)", value.chars().take(80).collect::<String>()),
+                    ));
+                }
+            },
             "limit" => {
                 filter.limit = value
                     .parse()

@@ -33,6 +33,9 @@ pub const TOLERANCE_SECS: i64 = 5 * 60;
 #[derive(Clone)]
 pub struct Verifier(pub Option<Arc<Secret>>);
 
+/// The longest prediction id taken; Replicate's are 26 characters.
+const MAX_PREDICTION_ID: usize = 256;
+
 fn refused(message: String) -> ApiError {
     ApiError::new(ErrorKind::WebhookSignatureInvalid, message, json!("webhook-signature"))
 }
@@ -102,6 +105,15 @@ pub async fn receive(
         .as_str()
         .filter(|id| !id.is_empty())
         .ok_or_else(|| ApiError::new(ErrorKind::ValidationError, "the body has no prediction `id`", json!("id")))?;
+    // No prediction has such an id; refused alike on both engines (PostgreSQL cannot compare a
+    // NUL, which would answer 503 and have Replicate retry it for a day).
+    if id.len() > MAX_PREDICTION_ID || id.contains('\0') {
+        return Err(ApiError::new(
+            ErrorKind::ValidationError,
+            format!("the prediction `id` is no prediction's (over {MAX_PREDICTION_ID} bytes, or holding a NUL)"),
+            json!("id"),
+        ));
+    }
     let status = prediction["status"].as_str().unwrap_or_default();
     // Only an end is news: `completed` is all creates ask for, but any event might be sent.
     if !matches!(status, "succeeded" | "failed" | "canceled" | "aborted") {

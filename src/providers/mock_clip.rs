@@ -69,7 +69,7 @@ fn tracks() -> Result<ClipTracks, String> {
     while at < len {
         let found: BoxAt = box_at(&MOCK_CLIP[at as usize..], at, len).map_err(|e| e.to_string())?;
         if &found.kind == b"moov" {
-            return ClipTracks::from_moov(&MOCK_CLIP[at as usize..(at + found.len) as usize])
+            return ClipTracks::from_moov(&MOCK_CLIP[at as usize..(at + found.len) as usize], len)
                 .map_err(|e| e.to_string());
         }
         at += found.len.max(8);
@@ -87,7 +87,8 @@ mod tests {
         loop {
             let found = box_at(&bytes[at as usize..], at, len).expect("a box");
             if &found.kind == b"moov" {
-                let tracks = ClipTracks::from_moov(&bytes[at as usize..(at + found.len) as usize]).expect("tracks");
+                let tracks =
+                    ClipTracks::from_moov(&bytes[at as usize..(at + found.len) as usize], len).expect("tracks");
                 return tracks.video.duration() as f64 / f64::from(tracks.video.timescale);
             }
             at += found.len;

@@ -26,22 +26,35 @@ pub enum AddressClass {
     Private,
     /// 169.254.0.0/16 (where cloud metadata lives), fe80::/10.
     LinkLocal,
-    /// Multicast, broadcast, documentation and other reserved ranges: never a file host.
+    /// Multicast, broadcast, documentation, benchmarking and other ranges IANA lists as not
+    /// globally reachable: never a file host or a webhook receiver.
     Reserved,
 }
 
-/// The class of `ip`; IPv4-mapped IPv6 addresses are classed as their IPv4 address.
+/// The class of `ip`. IPv6 forms that carry an IPv4 address are classed as that address
+/// (IPv4-mapped `::ffff:a.b.c.d`, NAT64 `64:ff9b::a.b.c.d`, 6to4 `2002:aabb:ccdd::`), so a
+/// private address cannot pass wrapped in a public-looking one.
 pub fn classify(ip: IpAddr) -> AddressClass {
     match ip {
         IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
+            let [a, b, c, _] = v4.octets();
             if v4.is_loopback() || v4.is_unspecified() {
                 AddressClass::Loopback
             } else if v4.is_private() || (a == 100 && (64..128).contains(&b)) {
                 AddressClass::Private
             } else if v4.is_link_local() {
                 AddressClass::LinkLocal
-            } else if v4.is_multicast() || v4.is_broadcast() || v4.is_documentation() || a == 0 || a >= 240 {
+            } else if v4.is_multicast()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || a == 0
+                || a >= 240
+                // 192.0.0.0/24 IETF protocol assignments, 192.88.99.0/24 the retired 6to4 relays,
+                // 198.18.0.0/15 benchmarking.
+                || (a, b, c) == (192, 0, 0)
+                || (a, b, c) == (192, 88, 99)
+                || (a == 198 && (b & 0xfe) == 18)
+            {
                 AddressClass::Reserved
             } else {
                 AddressClass::Public
@@ -51,14 +64,36 @@ pub fn classify(ip: IpAddr) -> AddressClass {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return classify(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
+            let s = v6.segments();
+            let embedded = |hi: u16, lo: u16| {
+                let [a, b] = hi.to_be_bytes();
+                let [c, d] = lo.to_be_bytes();
+                classify(IpAddr::V4(std::net::Ipv4Addr::new(a, b, c, d)))
+            };
+            if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                return embedded(s[6], s[7]);
+            }
+            if s[0] == 0x2002 {
+                return embedded(s[1], s[2]);
+            }
+            let first = s[0];
             if v6.is_loopback() || v6.is_unspecified() {
                 AddressClass::Loopback
-            } else if first & 0xfe00 == 0xfc00 {
+            } else if first & 0xfe00 == 0xfc00 || first & 0xffc0 == 0xfec0 || (first, s[1]) == (0x64, 0xff9b) {
+                // Unique local, the retired site-local fec0::/10, local-use NAT64 64:ff9b:1::/48.
                 AddressClass::Private
             } else if first & 0xffc0 == 0xfe80 {
                 AddressClass::LinkLocal
-            } else if v6.is_multicast() || first == 0x2001 && v6.segments()[1] == 0x0db8 {
+            } else if v6.is_multicast()
+                // IPv4-compatible ::a.b.c.d (retired), the discard prefix 100::/64, IETF protocol
+                // assignments 2001::/23 (Teredo, benchmarking, ORCHID), documentation 2001:db8::/32
+                // and 3fff::/20.
+                || s[..6] == [0; 6]
+                || s[..4] == [0x100, 0, 0, 0]
+                || (first == 0x2001 && s[1] < 0x200)
+                || (first, s[1]) == (0x2001, 0x0db8)
+                || first & 0xfff0 == 0x3ff0
+            {
                 AddressClass::Reserved
             } else {
                 AddressClass::Public
@@ -168,6 +203,17 @@ mod tests {
             ("::ffff:127.0.0.1", AddressClass::Loopback),
             ("224.0.0.1", AddressClass::Reserved),
             ("255.255.255.255", AddressClass::Reserved),
+            ("198.19.255.1", AddressClass::Reserved),
+            ("192.0.0.8", AddressClass::Reserved),
+            ("::7f00:1", AddressClass::Reserved),
+            ("3fff::1", AddressClass::Reserved),
+            ("64:ff9b::a9fe:a9fe", AddressClass::LinkLocal),
+            ("64:ff9b::808:808", AddressClass::Public),
+            ("2002:c0a8:101::1", AddressClass::Private),
+            ("2002:808:808::1", AddressClass::Public),
+            ("fec0::1", AddressClass::Private),
+            ("199.0.0.1", AddressClass::Public),
+            ("2001:4860::8888", AddressClass::Public),
         ] {
             assert_eq!(classify(ip(addr)), class, "{addr}");
         }

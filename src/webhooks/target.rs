@@ -148,7 +148,13 @@ impl Reach {
             AddressClass::Reserved => "a reserved",
             AddressClass::Public => "a public",
         };
-        let unless = if self.allow_private { "" } else { " (allowed with MVGEN_WEBHOOK_ALLOW_PRIVATE=true)" };
+        // The flag opens loopback, private and link-local targets, never reserved ones.
+        let unless = match classify(ip) {
+            AddressClass::Loopback | AddressClass::Private | AddressClass::LinkLocal if !self.allow_private => {
+                " (allowed with MVGEN_WEBHOOK_ALLOW_PRIVATE=true)"
+            }
+            _ => "",
+        };
         if host == ip.to_string() {
             format!("{ip} is {class} address, which webhooks may not reach{unless}")
         } else {
@@ -242,5 +248,35 @@ mod tests {
         let off = WebhookPolicy { enabled: false, allow_private: true };
         let e = check(ask("https://8.8.8.8/hook"), off).await.expect_err("off");
         assert!(e.message.contains("MVGEN_WEBHOOK_SECRET"), "{}", e.message);
+    }
+
+    /// Ranges that are no public receiver's, and IPv6 forms that carry an IPv4 address, are
+    /// refused as what they are; a reserved range is never offered the flag that cannot open it.
+    /// Before: 198.18.0.1, 192.0.0.1, [::127.0.0.1], [2002:7f00:1::] (6to4 of 127.0.0.1),
+    /// [64:ff9b::a00:1] (NAT64 of 10.0.0.1), [fec0::1], [100::1] and [2001:2::1] were all taken
+    /// as public targets, and 224.0.0.1's refusal said MVGEN_WEBHOOK_ALLOW_PRIVATE would allow it.
+    #[tokio::test]
+    async fn reserved_ranges_and_embedded_ipv4_addresses_are_refused() {
+        let ask = |url: &str| Requested { url: url.to_owned(), events: HookEvents::COMPLETED };
+        for (url, class) in [
+            ("https://198.18.0.1/hook", "reserved"),
+            ("https://192.0.0.1/hook", "reserved"),
+            ("https://[::127.0.0.1]/hook", "reserved"),
+            ("https://[100::1]/hook", "reserved"),
+            ("https://[2001:2::1]/hook", "reserved"),
+            ("https://224.0.0.1/hook", "reserved"),
+            ("https://[2002:7f00:1::]/hook", "loopback"),
+            ("https://[64:ff9b::a00:1]/hook", "private"),
+            ("https://[fec0::1]/hook", "private"),
+        ] {
+            let e = check(ask(url), policy(false)).await.expect_err(url);
+            assert!(e.message.contains(&format!("a {class} address")), "{url}: {}", e.message);
+            let flag = e.message.contains("MVGEN_WEBHOOK_ALLOW_PRIVATE");
+            assert_eq!(flag, class != "reserved", "{url}: {}", e.message);
+        }
+        // A public IPv4 address reached through NAT64 or 6to4 is still public.
+        for url in ["https://[64:ff9b::808:808]/hook", "https://[2002:808:808::1]/hook"] {
+            assert!(check(ask(url), policy(false)).await.is_ok(), "{url}");
+        }
     }
 }

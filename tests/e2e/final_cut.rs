@@ -238,6 +238,13 @@ async fn bad_cuts_are_refused_before_any_work_and_a_missing_song_is_a_warning() 
     assert_eq!(status, 400, "{body}");
     assert!(body["detail"]["message"].as_str().unwrap_or("").contains("in_seconds 5"), "{body}");
 
+    // An end both ways is ambiguous: refused naming the clip (end_at_seconds silently won before).
+    let both = json!({"clips": [{"video_id": mock}, {"video_id": mock, "out_seconds": 1.5, "end_at_seconds": 3.0}]});
+    let (status, headers, body) = post(&client, url.clone(), &both).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["detail"]["details"], "clips[1].end_at_seconds", "{body}");
+    assert!(!headers.contains_key("x-job-id"), "refused before a job was stored");
+
     // A song that is not stored: their warning, and the cut made without it.
     let song = uuid::Uuid::new_v4().to_string();
     let (status, _, body) = post(&client, url.clone(), &json!({"video_ids": [mock], "audio_overlay_id": song})).await;

@@ -35,7 +35,9 @@
 //!
 //! `projects`: a project driven as the Python service's project UI drives it, from create to the
 //! downloaded final cut, its edits, ETags, listing and deletion. `projects_attack`: the same routes
-//! attacked (a create form cut short after its song, a song two projects share, edits racing).
+//! attacked (a create form cut short after its song, a song two projects share, edits and
+//! `generate`s racing, scene clips cut short or whose header lies, oversized form parts, odd ids
+//! and query values).
 //!
 //! `job_observability`: each step of a job logged at info with its id, kind, flavor and upstream
 //! run, and counted in `/metrics` (`serve`'s, and a worker's `--metrics-addr`).

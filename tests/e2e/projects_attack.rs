@@ -432,3 +432,209 @@ async fn a_status_patch_does_not_overwrite_a_compose_in_flight() {
     assert_eq!((status, &patched["status"]), (200, &json!("completed")), "{patched}");
     no_panic(&server);
 }
+
+/// The embedded mock clip with its first `stsz` (the video track's) rewritten to say `count`
+/// samples of 100 bytes each: a table of 20 bytes (the rest of the old box becomes `free`), so
+/// the file stays the mock clip's size and every offset in it stays true.
+fn clip_claiming_samples(count: u32) -> Vec<u8> {
+    let mut clip = mvgen::providers::mock::MOCK_CLIP.to_vec();
+    let at = clip.windows(4).position(|w| w == b"stsz").expect("an stsz box") - 4;
+    let len = u32::from_be_bytes(clip[at..at + 4].try_into().expect("4 bytes")) as usize;
+    assert!(len >= 28, "room for the new table and a free box");
+    let mut table = Vec::with_capacity(len);
+    table.extend_from_slice(&20u32.to_be_bytes());
+    table.extend_from_slice(b"stsz");
+    table.extend_from_slice(&[0; 4]);
+    table.extend_from_slice(&100u32.to_be_bytes());
+    table.extend_from_slice(&count.to_be_bytes());
+    table.extend_from_slice(&(len as u32 - 20).to_be_bytes());
+    table.extend_from_slice(b"free");
+    table.resize(len, 0);
+    clip[at..at + len].copy_from_slice(&table);
+    clip
+}
+
+/// `bytes` as the `file` part (`video/mp4`) of a scene's `upload_video`.
+fn upload_clip(client: &Client, id: &str, sequence: u32, bytes: &[u8]) -> reqwest::RequestBuilder {
+    let boundary = "attack-clip-boundary-51c2";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"clip.mp4\"\r\n\
+         Content-Type: video/mp4\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    client
+        .http
+        .post(format!("{}/api/mv/projects/{id}/scenes/{sequence}/upload_video", client.base))
+        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+        .body(body)
+}
+
+/// A scene clip cut short (the upload stopped after its header: an MP4 whose `moov` comes first
+/// reads as whole) and one whose header claims 4 billion frames in 50 KB are refused at upload
+/// with a 400 naming the file, nothing kept, the scene as it was, the server up. Before the fix
+/// the cut-short clip was taken (200, the scene `completed`) and the project's compose failed
+/// later ("shorter than its header says"); the lying one made the server allocate 16 GiB for
+/// its sample table (`memory allocation of 17179869180 bytes failed` and an abort under a 4 GiB
+/// address-space limit; the OOM killer without one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scene_clip_cut_short_or_claiming_billions_of_frames_is_refused_at_upload() {
+    let server = ServerProcess::start(&[("MV_PROVIDER", "mock")]).expect("start mvgen");
+    let client = Client::new(&server);
+    let song = client.upload_song().await;
+    let id = client.project_with_scenes(&song, 1).await;
+    let clip = mvgen::providers::mock::MOCK_CLIP;
+    let cut_short = clip[..clip.len() * 2 / 5].to_vec();
+    for (what, bytes, words) in
+        [("cut short", cut_short, "cut short"), ("lying", clip_claiming_samples(u32::MAX), "samples")]
+    {
+        let (status, refused) = client.send(upload_clip(&client, &id, 1, &bytes)).await;
+        assert_eq!(status, 400, "{what}: {refused}");
+        assert_eq!(refused["detail"]["details"], "file", "{what}: {refused}");
+        let message = refused["detail"]["message"].as_str().unwrap_or_default();
+        assert!(message.starts_with("file: Invalid video file: ") && message.contains(words), "{what}: {refused}");
+        let (status, health) = client.get("/health").await;
+        assert_eq!(status, 200, "{what}: the server is down: {health}");
+    }
+    let (_, project) = client.get(&format!("/api/mv/projects/{id}")).await;
+    assert_eq!(project["scenes"][0]["status"], "pending", "{project}");
+    assert_eq!(project["scenes"][0]["videoClipUrl"], Value::Null, "{project}");
+    assert!(files_under(&server.output_dir().join("videos")).is_empty(), "a refused clip is kept");
+
+    // The whole clip is taken.
+    let (status, scene) = client.send(upload_clip(&client, &id, 1, clip)).await;
+    assert_eq!((status, &scene["status"]), (200, &json!("completed")), "{scene}");
+    no_panic(&server);
+}
+
+/// A stored clip cut short (an older build took one at upload) is the caller's fault in a final
+/// cut: 422 `ClipsIncompatible` naming it, its job failed with that code, like every other clip
+/// the cut can't read. Before the fix the cut started copying and failed with 500
+/// `InternalError` ("shorter than its header says"), logged as a server fault.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_clip_cut_short_is_a_422_naming_it_in_a_final_cut() {
+    let server = ServerProcess::start(&[("MV_PROVIDER", "mock")]).expect("start mvgen");
+    let client = Client::new(&server);
+    let clip = mvgen::providers::mock::MOCK_CLIP;
+    let id = uuid::Uuid::new_v4().to_string();
+    let dir = server.output_dir().join("videos");
+    std::fs::create_dir_all(&dir).expect("videos dir");
+    std::fs::write(dir.join(format!("{id}.mp4")), &clip[..clip.len() * 2 / 5]).expect("plant the clip");
+    let whole = uuid::Uuid::new_v4().to_string();
+    std::fs::write(dir.join(format!("{whole}.mp4")), clip).expect("plant the clip");
+    let body = json!({"video_ids": [whole, id]});
+    let (status, refused) = client.json(reqwest::Method::POST, "/api/mv/stitch-videos", &body).await;
+    assert_eq!(status, 422, "{refused}");
+    assert_eq!(refused["detail"]["error"], "ClipsIncompatible", "{refused}");
+    assert_eq!(refused["detail"]["details"]["field"], "clips[1].video_id", "{refused}");
+    assert!(refused["detail"]["message"].as_str().is_some_and(|m| m.contains(&id) && m.contains("cut short")));
+    let (_, jobs) = client.get("/api/mv/jobs?kind=final_cut").await;
+    assert_eq!(jobs["jobs"][0]["error"]["code"], "ClipsIncompatible", "{jobs}");
+    assert!(!server.log().contains(" ERROR "), "a caller's clip is no server fault:\n{}", server.log());
+    no_panic(&server);
+}
+
+/// A create naming its song by a malformed `audioId` is a 400 naming `audioId`, as the image
+/// ids name themselves. Before the fix the refusal named `id` (the store's word), not the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_audio_id_is_refused_naming_the_field() {
+    let server = ServerProcess::start(&[("MV_PROVIDER", "mock")]).expect("start mvgen");
+    let client = Client::new(&server);
+    for id in ["not-a-uuid", "../../jobs.db", "3F2B6C1E-8F0A-4D2B-9C51-0E4F1A2B3C4D"] {
+        let body = json!({"mode": "music-video", "prompt": "A fox dances", "audioId": id});
+        let (status, refused) = client.json(reqwest::Method::POST, "/api/mv/projects", &body).await;
+        assert_eq!(status, 400, "{id}: {refused}");
+        assert_eq!(refused["detail"]["details"], "audioId", "{id}: {refused}");
+    }
+    let (_, listed) = client.get("/api/mv/projects").await;
+    assert_eq!(listed["projects"], json!([]), "no project was made: {listed}");
+    no_panic(&server);
+}
+
+/// `generate` asked eight times at once starts the project once: one 200, seven 409
+/// `ProjectBusy`, as a `generate` after it gets. Before the fix each read the project before any
+/// had marked it, and most (five of six, here) answered 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generates_asked_at_once_start_the_project_once() {
+    let server = ServerProcess::start(&[("MV_PROVIDER", "mock"), ("MVGEN_WORKERS", "0")]).expect("start mvgen");
+    let client = Client::new(&server);
+    let body = json!({"mode": "ad-creative", "prompt": "A fox sells lemonade", "numberOfScenes": 2});
+    let (status, created) = client.json(reqwest::Method::POST, "/api/mv/projects", &body).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["projectId"].as_str().expect("projectId").to_owned();
+    let path = format!("/api/mv/projects/{id}/generate");
+    let empty = json!({});
+    let asks = (0..8).map(|_| client.json(reqwest::Method::POST, &path, &empty));
+    let answers = futures_util::future::join_all(asks).await;
+    let started = answers.iter().filter(|(status, _)| *status == 200).count();
+    assert_eq!(started, 1, "{answers:?}");
+    for (status, body) in answers.iter().filter(|(status, _)| *status != 200) {
+        assert_eq!((*status, &body["detail"]["error"]), (409, &json!("ProjectBusy")), "{body}");
+    }
+    no_panic(&server);
+}
+
+/// A create form's text part larger than a JSON body may be (1 MiB) is a 413 naming it, and is
+/// never held whole: past the limit it is read to its end and dropped (text fields are at most
+/// 20 000 characters). Before the fix any part but the song was buffered whole, up to the song's
+/// cap (50 MiB) and copied once more, and an unknown one of 2 MiB was read and ignored (201).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_form_text_part_over_a_mebibyte_is_a_413_and_never_held_whole() {
+    let server = ServerProcess::start(&[("MV_PROVIDER", "mock")]).expect("start mvgen");
+    let client = Client::new(&server);
+    let boundary = "attack-big-part-9e1d";
+    let form = |name: &str, size: usize| {
+        let mut body = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"mode\"\r\n\r\nad-creative\r\n\
+             --{boundary}\r\nContent-Disposition: form-data; name=\"prompt\"\r\n\r\nA fox\r\n\
+             --{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n"
+        )
+        .into_bytes();
+        body.resize(body.len() + size, b'n');
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        client
+            .http
+            .post(format!("{}/api/mv/projects", client.base))
+            .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+            .body(body)
+    };
+    for name in ["notes", "characterDescription"] {
+        let (status, refused) = client.send(form(name, 2 << 20)).await;
+        assert_eq!(status, 413, "{name}: {refused}");
+        assert_eq!(refused["detail"]["error"], "PayloadTooLarge", "{name}: {refused}");
+        assert!(refused["detail"]["message"].as_str().is_some_and(|m| m.contains(name)), "{name}: {refused}");
+    }
+    let (_, listed) = client.get("/api/mv/projects").await;
+    assert_eq!(listed["projects"], json!([]), "no project was made: {listed}");
+    // A field of their UI's sizes is read as before.
+    let (status, created) = client.send(form("notes", 4096)).await;
+    assert_eq!(status, 201, "{created}");
+    no_panic(&server);
+}
+
+/// A query value of the wrong type names its parameter in `details`, as every other bad value
+/// does. Before the fix both answered `details: "query"` (the parameter only inside the message).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_query_value_names_its_parameter() {
+    let server = ServerProcess::start(&[("MV_PROVIDER", "mock")]).expect("start mvgen");
+    let client = Client::new(&server);
+    let id = uuid::Uuid::new_v4();
+    for (path, field) in [
+        ("/api/mv/projects?cursor=abc".to_owned(), "cursor"),
+        ("/api/mv/projects?limit=lots".to_owned(), "limit"),
+        (format!("/api/mv/generate_scene_video/{id}/1?write_to_db=maybe"), "write_to_db"),
+    ] {
+        let request = if path.starts_with("/api/mv/generate") {
+            client.http.post(format!("{}{path}", client.base))
+        } else {
+            client.http.get(format!("{}{path}", client.base))
+        };
+        let (status, refused) = client.send(request).await;
+        assert_eq!(status, 400, "{path}: {refused}");
+        assert_eq!(refused["detail"]["details"], field, "{path}: {refused}");
+        let message = refused["detail"]["message"].as_str().unwrap_or_default();
+        assert!(message.starts_with(&format!("{field}: ")), "{path}: {refused}");
+    }
+    no_panic(&server);
+}

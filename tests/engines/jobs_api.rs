@@ -172,13 +172,17 @@ fn sqlite(dir: &tempfile::TempDir) -> String {
     format!("sqlite://{}?mode=rwc", dir.path().join("jobs.db").display())
 }
 
+/// Two projects' ids, as the jobs below name them.
+const PROJECT_A: &str = "3f2b6c1e-8f0a-4d2b-9c51-0e4f1a2b3c4d";
+const PROJECT_B: &str = "9d1c7e2a-5b3f-4a6e-8c0d-1e2f3a4b5c6d";
+
 #[tokio::test]
 async fn submit_read_and_list_jobs_newest_first_with_a_cursor() {
     let db = tempfile::tempdir().unwrap();
     let (pipeline, upstream) = FakePipeline::new();
     let replica = Replica::start(&sqlite(&db), pipeline, config(2)).await;
     let base = replica.base.clone();
-    let body = json!({ "kind": "video", "input": { "prompt": "first", "project_id": "p1", "sequence": 3 } });
+    let body = json!({ "kind": "video", "input": { "prompt": "first", "project_id": PROJECT_A, "sequence": 3 } });
     let (status, headers, job) = post(&base, "/api/mv/jobs", &body, None).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{job}");
     let id = job["id"].as_str().unwrap();
@@ -186,7 +190,7 @@ async fn submit_read_and_list_jobs_newest_first_with_a_cursor() {
     assert_eq!(job["urls"]["events"], format!("/api/mv/jobs/{id}/events"));
     assert_eq!(
         (job["kind"].as_str(), job["project_id"].as_str(), job["sequence"].as_i64()),
-        (Some("video"), Some("p1"), Some(3))
+        (Some("video"), Some(PROJECT_A), Some(3))
     );
     assert_eq!(job["plan"]["prompt"], "first", "the plan is rendered at submit");
     let done = wait_status(&base, id, &["succeeded"]).await;
@@ -199,12 +203,14 @@ async fn submit_read_and_list_jobs_newest_first_with_a_cursor() {
 
     let mut scenes = Vec::new();
     for n in 0..4 {
-        scenes.push(submit(&base, "scenes", json!({ "prompt": format!("s{n}"), "project_id": "p2" })).await);
+        scenes.push(submit(&base, "scenes", json!({ "prompt": format!("s{n}"), "project_id": PROJECT_B })).await);
     }
     for id in &scenes {
         wait_status(&base, id, &["succeeded"]).await;
     }
-    let (status, page) = get(&base, "/api/mv/jobs?project_id=p2&limit=3").await;
+    // A project id is a UUID, matched however it is written (Swift's `uuidString` is upper case);
+    // before, any text was taken and an upper-case id listed nothing.
+    let (status, page) = get(&base, &format!("/api/mv/jobs?project_id={}&limit=3", PROJECT_B.to_uppercase())).await;
     assert_eq!(status, StatusCode::OK, "{page}");
     // List items carry no plan (`GET /api/mv/jobs/{id}` has it); a succeeded job's output names
     // its prompt as well.
@@ -213,7 +219,7 @@ async fn submit_read_and_list_jobs_newest_first_with_a_cursor() {
         page["jobs"].as_array().unwrap().iter().map(|j| j["output"]["prompt"].as_str().unwrap()).collect();
     assert_eq!(prompts, ["s3", "s2", "s1"], "newest first");
     let cursor = page["next_cursor"].as_str().expect("a next page");
-    let (_, next) = get(&base, &format!("/api/mv/jobs?project_id=p2&limit=3&cursor={cursor}")).await;
+    let (_, next) = get(&base, &format!("/api/mv/jobs?project_id={PROJECT_B}&limit=3&cursor={cursor}")).await;
     let rest: Vec<&str> =
         next["jobs"].as_array().unwrap().iter().map(|j| j["output"]["prompt"].as_str().unwrap()).collect();
     assert_eq!(rest, ["s0"]);
@@ -227,6 +233,7 @@ async fn submit_read_and_list_jobs_newest_first_with_a_cursor() {
         ("limit=1000", "limit"),
         ("cursor=x", "cursor"),
         ("sort=asc", "sort"),
+        ("project_id=p2", "project_id"),
     ] {
         let (status, err) = get(&base, &format!("/api/mv/jobs?{query}")).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {err}");
@@ -311,8 +318,25 @@ async fn idempotency_keys_replay_conflict_and_refuse_another_body() {
     let good = json!({ "kind": "scenes", "input": { "prompt": "fixed" } });
     let (status, _, _) = post(&base, "/api/mv/jobs", &good, Some("key-3")).await;
     assert_eq!(status, StatusCode::ACCEPTED);
+
+    // Two keys on one request name no one submission: a 400, nothing stored, neither key used.
+    // Before, the first was taken and the second ignored (a 202 replaying key-1's job here).
+    let response = client()
+        .post(format!("{base}/api/mv/jobs"))
+        .header("idempotency-key", "key-1")
+        .header("idempotency-key", "key-4")
+        .json(&body)
+        .send()
+        .await
+        .expect("send");
+    let status = response.status();
+    let err: Value = response.json().await.unwrap_or(Value::Null);
+    assert_eq!((status, err["detail"]["error"].as_str()), (StatusCode::BAD_REQUEST, Some("InvalidIdempotencyKey")));
+    assert_eq!(err["detail"]["details"], "idempotency-key", "{err}");
+    let (status, _, fresh) = post(&base, "/api/mv/jobs", &other, Some("key-4")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "key-4 is unused: {fresh}");
     let (_, list) = get(&base, "/api/mv/jobs").await;
-    assert_eq!(list["jobs"].as_array().unwrap().len(), 3);
+    assert_eq!(list["jobs"].as_array().unwrap().len(), 4);
     replica.stop().await;
 }
 

@@ -105,6 +105,38 @@ fn every_accepted_format_uploads_and_its_info_matches() {
     }
 }
 
+/// A FLAC in MP4 whose container claims 541 hours (every `stts` delta 2^31-1, its STREAMINFO's
+/// sample count "unknown") lasts what its frames' own headers say: 2 s, as ffprobe reads it.
+/// Before the fix its answer (and `/info`, and a project's beat plan) said 1 947 831 s.
+#[test]
+fn a_flac_in_mp4_whose_container_lies_about_its_length_lasts_what_its_frames_say() {
+    let server = ServerProcess::start(&[("MV_PROVIDER", "mock")]).expect("start");
+    let client = Client::new(&server);
+    let (status, body) = upload_raw(&client, fixture("flac-lying.m4a"), "audio/mp4");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((body["codec"].as_str(), body["content_type"].as_str()), (Some("flac"), Some("audio/mp4")), "{body}");
+    let got = body["duration_seconds"].as_f64().unwrap_or(-1.0);
+    assert!((got - 2.0).abs() < 1e-6, "{got} s, want the frames' 2 s: {body}");
+}
+
+/// An M4A whose edit list says the first 10 000 000 samples are priming, more than the song's
+/// 134 144, would play nothing: refused as corrupt (400), nothing kept. Before the fix it was
+/// stored as a song of 0.0 s, and a project made with it planned one cut at 0:00 and completed
+/// a video without its song.
+#[test]
+fn an_m4a_whose_edit_list_hides_every_sample_is_refused() {
+    let server = ServerProcess::start(&[("MV_PROVIDER", "mock")]).expect("start");
+    let client = Client::new(&server);
+    let mut bytes = fixture("song.m4a");
+    let at = bytes.windows(4).position(|w| w == b"elst").expect("an edit list") - 4;
+    assert_eq!((bytes[at + 8], &bytes[at + 12..at + 16]), (0, &[0, 0, 0, 1][..]), "one version-0 entry");
+    bytes[at + 20..at + 24].copy_from_slice(&10_000_000i32.to_be_bytes());
+    let (status, body) = upload_raw(&client, bytes, "audio/mp4");
+    assert_eq!(status, 400, "{body}");
+    assert!(message(&body).contains("priming"), "{body}");
+    assert_eq!(stored(&server), Vec::<String>::new(), "the refused song is kept");
+}
+
 #[test]
 fn refused_songs_say_what_they_are_and_leave_nothing() {
     let server = ServerProcess::start(&[("MV_PROVIDER", "mock")]).expect("start");

@@ -103,6 +103,9 @@ pub async fn create_project(
     }
 }
 
+/// The largest text part of a create form: a JSON body's limit.
+const MAX_TEXT_PART_BYTES: usize = 1024 * 1024;
+
 /// Reads their create form: text fields, and the `audio` part streamed into the store as a song.
 async fn form(
     state: &AppState,
@@ -119,6 +122,7 @@ async fn form(
     let mut multipart = multer::Multipart::with_constraints(raw, boundary, constraints);
     let mut fields = serde_json::Map::new();
     let mut song = None;
+    let mut too_big: Option<String> = None;
     // A body that breaks after its song was stored (cut short, a malformed later part) refuses
     // the project, and the song goes with it.
     let read: Result<(), ApiError> = async {
@@ -138,8 +142,24 @@ async fn form(
                 "images" | "audio" => while field.chunk().await.map_err(|e| multipart_error(e, limit))?.is_some() {},
                 _ => {
                     // UTF-8 or refused: never decoded by a guess (a UTF-16 BOM, a Latin-1 byte).
-                    let bytes = field.bytes().await.map_err(|e| multipart_error(e, limit))?;
-                    let text = String::from_utf8(bytes.to_vec())
+                    // At most a JSON body's size is kept (a text field holds 20 000 characters);
+                    // past it the part is read to its end and dropped, and refused (413) once the
+                    // body has been read, so the caller gets the answer rather than a reset.
+                    let mut bytes = Vec::new();
+                    let mut over = false;
+                    while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(e, limit))? {
+                        over |= bytes.len() + chunk.len() > MAX_TEXT_PART_BYTES;
+                        if over {
+                            bytes = Vec::new();
+                        } else {
+                            bytes.extend_from_slice(&chunk);
+                        }
+                    }
+                    if over {
+                        too_big.get_or_insert(name);
+                        continue;
+                    }
+                    let text = String::from_utf8(bytes)
                         .map_err(|e| ApiError::invalid(&name, format!("not UTF-8 text ({e})")))?;
                     fields.insert(name, Value::String(text));
                 }
@@ -147,6 +167,14 @@ async fn form(
         }
     }
     .await;
+    let read = read.and_then(|()| match too_big {
+        Some(name) => Err(ApiError::new(
+            ErrorKind::PayloadTooLarge,
+            format!("{name}: a form field of more than {MAX_TEXT_PART_BYTES} bytes"),
+            json!({ "field": name, "limit_bytes": MAX_TEXT_PART_BYTES }),
+        )),
+        None => Ok(()),
+    });
     let parsed = read.and_then(|()| {
         serde_json::from_value(Value::Object(fields))
             .map_err(|e| ApiError::new(ErrorKind::RequestValidationError, format!("project form: {e}"), Value::Null))
@@ -195,7 +223,11 @@ async fn create(
     let audio_id = match (song, text("audioId", fields.audio_id)?) {
         (Some(id), _) => Some(id),
         (None, Some(id)) => {
-            let id = crate::storage::parse_id(&id)?.to_string();
+            let id = crate::storage::parse_id(&id)
+                .map_err(|_| {
+                    ApiError::invalid("audioId", "Invalid audio ID format: expected an audio_id from upload_audio")
+                })?
+                .to_string();
             if state.storage.record(crate::storage::Collection::Audio, &id).await?.is_none() {
                 return Err(ApiError::not_found(
                     format!("no song {id} (upload it with upload_audio)"),

@@ -112,26 +112,31 @@ pub async fn generate(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = projects::parse_id(&id)?;
-    let project = projects::load(&state, &jobs, &id).await?;
-    if project.row.drive == DRIVE_WHOLE {
-        return Err(busy(format!("project {id} is already being generated")));
-    }
-    if project.row.status == COMPOSING {
-        return Err(busy(format!("Project is in '{COMPOSING}' status")));
-    }
-    let mut edits = vec![Edit::Project(vec![
-        ("drive", DRIVE_WHOLE.into()),
-        ("status", PROCESSING.into()),
-        ("error_message", Bind::none()),
-        ("final_video_id", Bind::none()),
-    ])];
-    // Failed scenes are rendered again; the others keep their clips.
-    edits.extend(project.scenes.iter().filter(|s| s.status == FAILED && s.video_id.is_none()).map(|s| Edit::Scene {
-        sequence: s.sequence,
-        sets: vec![("status", PENDING.into()), ("error_message", Bind::none())],
-        only_if_job: None,
-    }));
-    projects::change(&jobs, &id, if_match(&headers)?, &edits).await?;
+    // Checked and written at one version, so of `generate`s asked at once one starts it and the
+    // others see it started (409), as a later one does.
+    super::change_as_read(&state, &jobs, &id, if_match(&headers)?, |project| {
+        if project.row.drive == DRIVE_WHOLE {
+            return Err(busy(format!("project {id} is already being generated")));
+        }
+        if project.row.status == COMPOSING {
+            return Err(busy(format!("Project is in '{COMPOSING}' status")));
+        }
+        let mut edits = vec![Edit::Project(vec![
+            ("drive", DRIVE_WHOLE.into()),
+            ("status", PROCESSING.into()),
+            ("error_message", Bind::none()),
+            ("final_video_id", Bind::none()),
+        ])];
+        // Failed scenes are rendered again; the others keep their clips.
+        let failed = project.scenes.iter().filter(|s| s.status == FAILED && s.video_id.is_none());
+        edits.extend(failed.map(|s| Edit::Scene {
+            sequence: s.sequence,
+            sets: vec![("status", PENDING.into()), ("error_message", Bind::none())],
+            only_if_job: None,
+        }));
+        Ok((edits, ()))
+    })
+    .await?;
     drive::poke();
     let project = projects::load(&state, &jobs, &id).await?;
     Ok(project_answer(&project))

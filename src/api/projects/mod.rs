@@ -203,7 +203,7 @@ pub async fn list_projects(
     Extension(jobs): Extension<Arc<Jobs>>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::new(ErrorKind::ValidationError, e.body_text(), json!("query")))?;
+    let Query(query) = query.map_err(super::extract::query_error)?;
     if let Some(status) = &query.status
         && !SETTABLE.contains(&status.as_str())
         && status != COMPOSING

@@ -361,7 +361,13 @@ pub async fn upload_video(
             if let Err(e) = state.storage.delete(Collection::Video, &put.id).await {
                 tracing::warn!(video = %put.id, error = %e, "a refused scene upload could not be deleted");
             }
-            return Err(ApiError::invalid("file", format!("Invalid video file: {why}")));
+            // The store failing while the clip is read back is no fault of the clip: retryable.
+            return Err(match why {
+                crate::generation::final_cut::ReadError::Storage(e) => e.into(),
+                crate::generation::final_cut::ReadError::Cut(why) => {
+                    ApiError::invalid("file", format!("Invalid video file: {why}"))
+                }
+            });
         }
     };
     let sets = vec![

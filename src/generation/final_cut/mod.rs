@@ -35,9 +35,11 @@ pub const MAX_CLIPS: usize = 64;
 /// Clip headers read at once (each a few small requests; the tables they hold are kept anyway).
 const HEADERS_AT_ONCE: usize = 8;
 
+pub use read::ReadError;
+
 /// How long stored video `id` plays: its video track's length from its header (one ranged read).
-pub async fn clip_length(storage: &dyn crate::storage::Storage, id: &str) -> Result<std::time::Duration, String> {
-    let tracks = read::clip_tracks(storage, id).await.map_err(|e| format!("{e:?}"))?;
+pub async fn clip_length(storage: &dyn crate::storage::Storage, id: &str) -> Result<std::time::Duration, ReadError> {
+    let tracks = read::clip_tracks(storage, id).await?;
     let video = &tracks.video;
     let units = video.duration().saturating_sub(video.media_start);
     Ok(std::time::Duration::from_secs_f64(units as f64 / f64::from(video.timescale.max(1))))
@@ -177,6 +179,12 @@ impl Generation for FinalCut {
                 && b <= a
             {
                 return Err(ApiError::invalid(&format!("clips[{i}].out_seconds"), "must be after in_seconds"));
+            }
+            if clip.out_seconds.is_some() && clip.end_at_seconds.is_some() {
+                return Err(ApiError::invalid(
+                    &format!("clips[{i}].end_at_seconds"),
+                    "give out_seconds or end_at_seconds, not both: each says where the clip ends",
+                ));
             }
         }
         let audio_id = super::inputs::optional(body.audio_overlay_id);

@@ -10,10 +10,13 @@ use crate::storage::{Collection, Storage, StorageError};
 /// What the first read of a clip fetches: a faststart clip's `ftyp` and `moov` are in it.
 const HEAD: u64 = 64 * 1024;
 
-/// Why a clip's header could not be read.
-#[derive(Debug)]
+/// Why a clip's header could not be read: the store failed (worth retrying), or the file is not
+/// an MP4 the cut reads (the caller's).
+#[derive(Debug, thiserror::Error)]
 pub enum ReadError {
+    #[error("{0}")]
     Storage(StorageError),
+    #[error("{0}")]
     Cut(CutError),
 }
 
@@ -59,7 +62,7 @@ pub async fn clip_tracks(storage: &dyn Storage, id: &str) -> Result<ClipTracks, 
             } else {
                 range(storage, id, found.start, found.len).await?
             };
-            return Ok(ClipTracks::from_moov(&moov)?);
+            return Ok(ClipTracks::from_moov(&moov, len)?);
         }
         at = found.start + found.len;
     }

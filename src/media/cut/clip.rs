@@ -95,20 +95,34 @@ pub struct ClipTracks {
 }
 
 impl ClipTracks {
-    /// Reads the tracks from a clip's `moov` box (its bytes, header included).
-    pub fn from_moov(bytes: &[u8]) -> Result<ClipTracks, CutError> {
+    /// Reads the tracks from a clip's `moov` box (its bytes, header included) in a file of
+    /// `file_len` bytes. Every sample must lie in the file: a clip cut short after its header (an
+    /// upload that stopped early reads as whole when its `moov` comes first) is refused here, and
+    /// so is a table claiming more samples than the file has bytes (4 billion frames in a few
+    /// kilobytes), before anything is allocated for them.
+    pub fn from_moov(bytes: &[u8], file_len: u64) -> Result<ClipTracks, CutError> {
         let moov = Moov::decode(&mut std::io::Cursor::new(bytes))
             .map_err(|e| CutError::Clip(format!("its header (moov) could not be read: {e}")))?;
         let handler = |trak: &Trak| trak.mdia.hdlr.handler;
         let video = moov.trak.iter().find(|t| handler(t) == FourCC::new(b"vide"));
         let video = video.ok_or_else(|| CutError::Clip("it has no video track".into()))?;
         let audio = moov.trak.iter().find(|t| handler(t) == FourCC::new(b"soun"));
-        Ok(ClipTracks { video: track(video, "video")?, audio: audio.map(|a| track(a, "audio")).transpose()? })
+        let video = track(video, "video", file_len)?;
+        Ok(ClipTracks { video, audio: audio.map(|a| track(a, "audio", file_len)).transpose()? })
     }
 }
 
-/// A track's sample tables, expanded to one entry per sample.
-fn track(trak: &Trak, what: &str) -> Result<Track, CutError> {
+/// The most samples one track of a clip may have: 4.8 hours of 60 fps video (a clip is seconds
+/// long, a final cut of 64 one-minute clips has 230 400 frames). Each is expanded to an entry of
+/// about 40 bytes, so a file of a few MB of 1-byte samples could otherwise ask for gigabytes.
+pub const MAX_TRACK_SAMPLES: u64 = 1 << 20;
+
+/// What a clip whose samples are not all in the file is.
+const CUT_SHORT: &str = "it is cut short (an upload that stopped early?) or its header is wrong";
+
+/// A track's sample tables, expanded to one entry per sample, each sample inside the file's
+/// `file_len` bytes.
+fn track(trak: &Trak, what: &str, file_len: u64) -> Result<Track, CutError> {
     let bad = |why: String| CutError::Clip(format!("its {what} track {why}"));
     let stbl = &trak.mdia.minf.stbl;
     let timescale = trak.mdia.mdhd.timescale;
@@ -116,6 +130,22 @@ fn track(trak: &Trak, what: &str) -> Result<Track, CutError> {
         return Err(bad("has a timescale of 0".into()));
     }
 
+    // Samples hold a byte at least and never share one: a count the file cannot hold is a lie,
+    // refused before one entry per sample is made (a table of a few bytes may claim 2^32 of them).
+    let claimed = match &stbl.stsz.samples {
+        StszSamples::Identical { count, size } => u64::from(*count) * u64::from((*size).max(1)),
+        StszSamples::Different { sizes } => sizes.iter().map(|&s| u64::from(s.max(1))).sum(),
+    };
+    if claimed > file_len {
+        return Err(bad(format!("claims {claimed} bytes of samples, more than the file's {file_len}: {CUT_SHORT}")));
+    }
+    let count = match &stbl.stsz.samples {
+        StszSamples::Identical { count, .. } => u64::from(*count),
+        StszSamples::Different { sizes } => sizes.len() as u64,
+    };
+    if count > MAX_TRACK_SAMPLES {
+        return Err(bad(format!("has {count} samples, more than the {MAX_TRACK_SAMPLES} a clip may have")));
+    }
     let sizes: Vec<u32> = match &stbl.stsz.samples {
         StszSamples::Identical { count, size } => vec![*size; *count as usize],
         StszSamples::Different { sizes } => sizes.clone(),
@@ -174,12 +204,16 @@ fn track(trak: &Trak, what: &str) -> Result<Track, CutError> {
                     return Err(bad("places more samples than it has".into()));
                 }
                 samples.push(Sample { offset, size: sizes[n], delta: deltas[n], cts: cts[n], sync: sync[n], entry });
-                offset += u64::from(sizes[n]);
+                offset = offset.saturating_add(u64::from(sizes[n]));
             }
         }
     }
     if samples.len() != count {
         return Err(bad(format!("places {} of its {count} samples", samples.len())));
+    }
+    let end = samples.iter().map(|s| s.offset.saturating_add(u64::from(s.size))).max().unwrap_or(0);
+    if end > file_len {
+        return Err(bad(format!("runs to byte {end}, past the file's {file_len}: {CUT_SHORT}")));
     }
 
     // The first edit that shows media says where presentation starts; an empty edit before it
@@ -226,7 +260,8 @@ mod tests {
             at += b.len;
         }
         let moov = moov.expect("a moov");
-        let tracks = ClipTracks::from_moov(&clip[moov.start as usize..(moov.start + moov.len) as usize]).expect("read");
+        let moov = &clip[moov.start as usize..(moov.start + moov.len) as usize];
+        let tracks = ClipTracks::from_moov(moov, len).expect("read");
         assert_eq!(tracks.video.samples.len(), 24);
         assert!(tracks.video.samples[0].sync);
         let audio = tracks.audio.expect("the mock clip has a tone");
@@ -235,6 +270,62 @@ mod tests {
         for s in tracks.video.samples.iter().chain(&audio.samples) {
             assert!(s.offset + u64::from(s.size) <= len);
         }
+    }
+
+    /// The mock clip's `moov`, and the clip's length.
+    fn mock_moov() -> (Vec<u8>, u64) {
+        let clip = crate::providers::mock::MOCK_CLIP;
+        let len = clip.len() as u64;
+        let mut at = 0;
+        loop {
+            let b = box_at(&clip[at as usize..], at, len).expect("a box");
+            if &b.kind == b"moov" {
+                return (clip[b.start as usize..(b.start + b.len) as usize].to_vec(), len);
+            }
+            at += b.len;
+        }
+    }
+
+    #[test]
+    fn samples_past_the_end_of_the_file_are_a_clip_cut_short() {
+        let (moov, len) = mock_moov();
+        assert!(ClipTracks::from_moov(&moov, len).is_ok());
+        let Err(refused) = ClipTracks::from_moov(&moov, len - 1) else { panic!("the last byte is missing") };
+        assert!(refused.to_string().contains("cut short"), "{refused}");
+    }
+
+    #[test]
+    fn a_table_claiming_more_samples_than_the_file_holds_is_refused_before_they_are_made() {
+        // stsz "4 billion samples of 100 bytes" in 20 bytes (the old table's room left as `free`):
+        // before the check this allocated 16 GiB for the sizes alone.
+        let (mut moov, len) = mock_moov();
+        let at = moov.windows(4).position(|w| w == b"stsz").expect("stsz") - 4;
+        let size = u32::from_be_bytes(moov[at..at + 4].try_into().expect("4 bytes")) as usize;
+        let mut table =
+            [&20u32.to_be_bytes()[..], b"stsz", &[0; 4], &100u32.to_be_bytes(), &u32::MAX.to_be_bytes()].concat();
+        table.extend_from_slice(&(size as u32 - 20).to_be_bytes());
+        table.extend_from_slice(b"free");
+        table.resize(size, 0);
+        moov[at..at + size].copy_from_slice(&table);
+        let Err(refused) = ClipTracks::from_moov(&moov, len) else { panic!("a lie") };
+        assert!(refused.to_string().contains("429496729500 bytes of samples"), "{refused}");
+    }
+
+    #[test]
+    fn a_track_of_more_samples_than_a_clip_may_have_is_refused() {
+        // 2^20 + 1 one-byte samples: a file that big holds them, but no clip has that many.
+        let (mut moov, _) = mock_moov();
+        let at = moov.windows(4).position(|w| w == b"stsz").expect("stsz") - 4;
+        let size = u32::from_be_bytes(moov[at..at + 4].try_into().expect("4 bytes")) as usize;
+        let count = (MAX_TRACK_SAMPLES + 1) as u32;
+        let mut table =
+            [&20u32.to_be_bytes()[..], b"stsz", &[0; 4], &1u32.to_be_bytes(), &count.to_be_bytes()].concat();
+        table.extend_from_slice(&(size as u32 - 20).to_be_bytes());
+        table.extend_from_slice(b"free");
+        table.resize(size, 0);
+        moov[at..at + size].copy_from_slice(&table);
+        let Err(refused) = ClipTracks::from_moov(&moov, 64 << 20) else { panic!("too many samples") };
+        assert!(refused.to_string().contains("1048577 samples"), "{refused}");
     }
 
     #[test]

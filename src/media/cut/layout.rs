@@ -453,7 +453,7 @@ mod tests {
         loop {
             let b = box_at(&MOCK_CLIP[at as usize..], at, len).expect("a box");
             if &b.kind == b"moov" {
-                return ClipTracks::from_moov(&MOCK_CLIP[at as usize..(at + b.len) as usize]).expect("tracks");
+                return ClipTracks::from_moov(&MOCK_CLIP[at as usize..(at + b.len) as usize], len).expect("tracks");
             }
             at += b.len;
         }

@@ -175,6 +175,42 @@ pub fn flac(stream_info: &[u8]) -> Option<Codec> {
     }))
 }
 
+/// Samples in a FLAC frame, from its own header (RFC 9639, 9.1): the block size code, with the
+/// 8- or 16-bit size after the coded frame number for codes 6 and 7. `None` when the bytes are
+/// not a frame header (no sync code, a reserved code). A container's figure can lie; this can't
+/// without the frame failing to decode.
+pub fn flac_frame_samples(frame: &[u8]) -> Option<u32> {
+    let (head, rest) = frame.split_first_chunk::<3>()?;
+    let [a, b, code_byte] = *head;
+    if a != 0xFF || b & 0xFE != 0xF8 {
+        return None;
+    }
+    let code = code_byte >> 4;
+    match code {
+        0 => None,
+        1 => Some(192),
+        2..=5 => Some(576 << (code - 2)),
+        8..=15 => Some(256 << (code - 8)),
+        _ => {
+            // The coded frame (or sample) number, UTF-8 style: 1 to 7 bytes, its first byte's
+            // leading ones say how many; then the channel/sample-size byte comes before it.
+            let lead = rest.get(1)?.leading_ones() as usize;
+            let number = match lead {
+                0 => 1,
+                2..=7 => lead,
+                _ => return None,
+            };
+            let at = 1 + number;
+            let size = if code == 6 {
+                u32::from(*rest.get(at)?)
+            } else {
+                u32::from(u16::from_be_bytes([*rest.get(at)?, *rest.get(at + 1)?]))
+            };
+            Some(size + 1)
+        }
+    }
+}
+
 /// The total samples a STREAMINFO block declares (0 when the encoder did not know).
 pub fn flac_total_samples(stream_info: &[u8]) -> Option<u64> {
     let packed = u64::from_be_bytes(stream_info.get(10..18)?.try_into().ok()?);

@@ -176,6 +176,16 @@ fn scan(source: Box<dyn MediaSource>) -> Result<(SongInfo, MediaSourceStream<'st
     if total == 0 {
         return Err(SongError::Corrupt { detail: format!("the {} holds no audio frames", demux.format_name()) });
     }
+    // A priming (an edit list's start, a pre-skip) that hides every sample leaves nothing to play.
+    if u64::from(demux.priming) >= total {
+        return Err(SongError::Corrupt {
+            detail: format!(
+                "the {} declares {} samples of encoder priming, as many as or more than its {total}: nothing would play",
+                demux.format_name(),
+                demux.priming
+            ),
+        });
+    }
     let info = SongInfo {
         codec: demux.codec,
         container: demux.container.name(),
@@ -213,8 +223,6 @@ struct Demux {
     sample_rate: u32,
     channels: u16,
     timescale: u32,
-    /// Ticks of the track's time base → timescale units, as numerator/denominator.
-    ticks: (u64, u64),
     priming: u32,
     entry: Codec,
     raw: Option<RawLayout>,
@@ -328,10 +336,6 @@ impl Demux {
         if sample_rate == 0 || channels == 0 {
             return Err(corrupt("the stream does not say its sample rate or channels"));
         }
-        let ticks = match track.time_base {
-            Some(tb) => (u64::from(tb.numer.get()) * u64::from(sample_rate), u64::from(tb.denom.get())),
-            None => (1, 1),
-        };
         let track_id = track.id;
         Ok(Demux {
             reader,
@@ -341,7 +345,6 @@ impl Demux {
             sample_rate,
             channels,
             timescale: sample_rate,
-            ticks,
             priming,
             entry,
             raw,
@@ -373,19 +376,17 @@ impl Demux {
             if packet.track_id != self.track_id {
                 continue;
             }
-            let block_dur = packet.block_dur().get();
             let data = packet.data.into_vec();
-            // Durations come from the frames themselves where the codec fixes them: the
-            // containers' figures are coarser (WebM keeps milliseconds) or trimmed (symphonia
-            // trims an MP3's last frames to a length it estimated from the bitrate).
+            // Durations come from the frames themselves: the containers' figures are coarser
+            // (WebM keeps milliseconds), trimmed (symphonia trims an MP3's last frames to a
+            // length it estimated from the bitrate) or can lie (a FLAC in MP4's `stts`).
             let duration = match self.codec {
                 SongCodec::Opus => entry::opus_packet_samples(&data),
                 SongCodec::Mp3 => entry::mp3_frame_samples(&data),
                 SongCodec::Aac => Some(entry::AAC_FRAME_SAMPLES),
-                SongCodec::Flac => {
-                    let ticks = block_dur.checked_mul(self.ticks.0);
-                    ticks.and_then(|t| u32::try_from(t.div_ceil(self.ticks.1)).ok())
-                }
+                // Each frame's header says its length; an MP4's or WebM's `stts`/durations could
+                // claim hours for seconds of frames.
+                SongCodec::Flac => entry::flac_frame_samples(&data),
             }
             .ok_or_else(|| SongError::Corrupt {
                 detail: format!("frame {} of the {} is malformed", self.frames + 1, self.format_name()),

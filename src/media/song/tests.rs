@@ -224,3 +224,19 @@ fn damaged_songs_never_panic() {
         }
     }
 }
+
+#[test]
+fn a_flac_frame_says_its_own_length() {
+    // Sync, fixed blocking; block size code 12 (4096), a one-byte frame number.
+    assert_eq!(entry::flac_frame_samples(&[0xFF, 0xF8, 0xC9, 0x08, 0x00, 0x00]), Some(4096));
+    assert_eq!(entry::flac_frame_samples(&[0xFF, 0xF8, 0x19, 0x08, 0x00]), Some(192));
+    assert_eq!(entry::flac_frame_samples(&[0xFF, 0xF8, 0x59, 0x08, 0x00]), Some(4608));
+    // Code 6: an 8-bit size less one after the frame number (here two bytes, 0xC2 0x80).
+    assert_eq!(entry::flac_frame_samples(&[0xFF, 0xF9, 0x69, 0x08, 0xC2, 0x80, 0x43, 0x00]), Some(0x44));
+    // Code 7: a 16-bit size less one.
+    assert_eq!(entry::flac_frame_samples(&[0xFF, 0xF8, 0x79, 0x08, 0x13, 0x01, 0x43, 0x00]), Some(0x144));
+    // Not a frame: no sync, the reserved code 0, cut before its size.
+    assert_eq!(entry::flac_frame_samples(&[0x00, 0xF8, 0xC9, 0x08, 0x00]), None);
+    assert_eq!(entry::flac_frame_samples(&[0xFF, 0xF8, 0x09, 0x08, 0x00]), None);
+    assert_eq!(entry::flac_frame_samples(&[0xFF, 0xF8, 0x79, 0x08, 0x13, 0x01]), None);
+}
