@@ -61,6 +61,7 @@
 //! server          settings from the environment, and the middleware around api's routes
 //! serving/        connections: accept, watchdog, per-request limits, signals, drain
 //! api_keys, request_id, telemetry, page, background   auth, X-Request-Id, /metrics, the create page, detached work
+//!                 (and the one boxed type cold tasks are spawned as)
 //! key_check, cors  the API key check and CORS's constant headers, plain services around the router
 //! log_fields      the text log's field formatter: a request span's id written in one piece
 //! trace_export    OpenTelemetry spans over OTLP/HTTP, built only when OTEL_EXPORTER_OTLP_ENDPOINT is set

@@ -117,7 +117,7 @@ async fn run(
     let router = server::app_with_jobs(state, &settings, Some(jobs.clone()));
     // With MVGEN_METRICS=false no recorder is installed at all, so nothing records.
     if let Some(handle) = settings.metrics.then(crate::telemetry::install).flatten() {
-        tokio::spawn(crate::telemetry::upkeep(handle));
+        crate::background::spawn_task(crate::telemetry::upkeep(handle));
     }
     // Event streams never end by themselves while a job runs: on the first signal they end, so
     // the drain is not held open to its deadline (clients reconnect with Last-Event-ID elsewhere).
@@ -126,7 +126,7 @@ async fn run(
     let mut first_signal = serving::signals::listen();
     let streams = jobs.clone();
     let answer_by = settings.connections.drain_timeout.saturating_sub(SYNC_ANSWER_MARGIN);
-    tokio::spawn(async move {
+    crate::background::spawn_task(async move {
         if first_signal.recv().await.is_some() {
             streams.end_streams();
             tokio::time::sleep(answer_by).await;

@@ -84,11 +84,11 @@ async fn serve_metrics(
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
     if let Some(handle) = crate::telemetry::install() {
-        tokio::spawn(crate::telemetry::upkeep(handle));
+        crate::background::spawn_task(crate::telemetry::upkeep(handle));
     }
     let app = crate::server::metrics_app(settings);
     tracing::info!("mvgen worker metrics on http://{local}/metrics");
-    Ok(tokio::spawn(async move {
+    Ok(crate::background::spawn_task(async move {
         // The server's own connection handling (header and idle timeouts, a connection cap).
         let stopped = async move { shutdown.cancelled().await };
         if let Err(e) = crate::server::serve(listener, app, stopped).await {

@@ -24,7 +24,7 @@ use crate::generation::character::Character;
 use crate::generation::final_cut::FinalCut;
 use crate::generation::scenes::Scenes;
 use crate::generation::video::Video;
-use crate::generation::{Generation, driver, stored};
+use crate::generation::{Generation, Kind, driver, stored};
 use crate::jobs::Jobs;
 use crate::jobs::engine::unavailable;
 use crate::jobs::store::projects::{Bind, Edit};
@@ -62,7 +62,7 @@ pub fn start(
 ) -> tokio::task::JoinHandle<()> {
     let lease = uuid::Uuid::new_v4().to_string();
     let mut ended = jobs.subscribe();
-    tokio::spawn(async move {
+    crate::background::spawn_task(async move {
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -344,8 +344,10 @@ pub async fn submit<G: Generation>(
     body: Value,
     job: &str,
 ) -> Result<(), ApiError> {
-    let input: G::Input = serde_json::from_value(body)
-        .map_err(|e| ApiError::internal(format!("project {}: a {} body: {e}", project.row.id, G::KIND.as_str())))?;
+    // Through bytes and the sync endpoints' parser, as a job's stored input is planned
+    // (`generation::stored`): each kind's body has one deserializer in the binary, not a second
+    // one from `serde_json::Value` (BENCHMARKS.md, "Issue 22: the binary under 10 MB").
+    let input: G::Input = input_of(project, G::KIND, &body)?;
     let planned = driver::plan_later_pinned::<G>(state, input, pinned(state, jobs, &project.row, None).await?)?;
     let mut stored = stored::to_store(state, planned).await?;
     stored.project_id = Some(project.row.id.clone());
@@ -353,6 +355,16 @@ pub async fn submit<G: Generation>(
         tracing::info!(project = %project.row.id, job, kind = G::KIND.as_str(), "project job submitted");
     }
     Ok(())
+}
+
+/// A project job's `body` (built by the drive itself) parsed as kind `kind`'s input; a body that
+/// does not parse is the drive's bug, an internal error, not the caller's.
+fn input_of<T: serde::de::DeserializeOwned>(project: &Project, kind: Kind, body: &Value) -> Result<T, ApiError> {
+    let not_a_body = |message: String| {
+        ApiError::internal(format!("project {}: a {} body: {message}", project.row.id, kind.as_str()))
+    };
+    let bytes = serde_json::to_vec(body).map_err(|e| not_a_body(e.to_string()))?;
+    crate::json_body::parse(&bytes).map_err(|e| not_a_body(e.message))
 }
 
 /// The jobs `project` names that were never stored (a crash between recording and storing).

@@ -190,7 +190,7 @@ pub async fn serve(
     let slots = slot::Slots::new(connection_cap(limits.max_connections));
     let tasks = TaskTracker::new();
     let shutdown = Shutdown { drain: CancellationToken::new(), cut: CancellationToken::new(), counts: Arc::default() };
-    let trimmer = tokio::spawn(trim::after_floods(tasks.clone()));
+    let trimmer = crate::background::spawn_task(trim::after_floods(tasks.clone()));
     let signal = loop {
         // A place under the cap if one is free, else one in the probes' reserve; past both, stop
         // accepting: new connections wait in the listen backlog.

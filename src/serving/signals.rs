@@ -5,7 +5,7 @@ use tokio::sync::mpsc;
 /// Forwards every SIGTERM and SIGINT (by name) until the receiver is dropped.
 pub fn listen() -> mpsc::UnboundedReceiver<&'static str> {
     let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
+    crate::background::spawn_task(async move {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{SignalKind, signal};
@@ -36,7 +36,7 @@ pub fn listen() -> mpsc::UnboundedReceiver<&'static str> {
 /// A receiver fed once by `shutdown` resolving (for callers with a single shutdown future).
 pub fn from_future(shutdown: impl Future<Output = ()> + Send + 'static) -> mpsc::UnboundedReceiver<&'static str> {
     let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
+    crate::background::spawn_task(async move {
         shutdown.await;
         let _ = tx.send("shutdown");
     });

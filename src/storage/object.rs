@@ -385,9 +385,9 @@ impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         let timeout = self.1;
         if let (Some(mut upload), Ok(runtime)) = (self.0.take(), tokio::runtime::Handle::try_current()) {
-            runtime.spawn(async move {
+            runtime.spawn(crate::background::task(async move {
                 let _ = tokio::time::timeout(timeout, upload.abort()).await;
-            });
+            }));
         }
     }
 }

@@ -74,7 +74,7 @@ pub fn start(
     });
     let wake = jobs.subscribe();
     tracing::info!(process = %sender.process, "webhook sender started");
-    Ok(Some(tokio::spawn(sender.run(wake, shutdown))))
+    Ok(Some(crate::background::spawn_task(sender.run(wake, shutdown))))
 }
 
 impl Sender {
@@ -100,7 +100,7 @@ impl Sender {
                 match self.store.claim_delivery(&claim, LEASE.as_millis() as i64).await {
                     Ok(Some(delivery)) => {
                         let (sender, freed) = (self.clone(), freed.clone());
-                        tokio::spawn(async move {
+                        crate::background::spawn_task(async move {
                             sender.attempt(delivery).await;
                             drop(slot);
                             freed.notify_one();

@@ -5,7 +5,8 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use hmac::{KeyInit, Mac};
+use hmac::Mac;
+use hmac::digest::KeyInit;
 use sha2::Sha256;
 
 /// A webhook signing secret. Never printed: `Debug` shows its length only.

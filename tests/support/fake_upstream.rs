@@ -978,7 +978,7 @@ fn prediction_json(base_url: &str, id: &str, live: &LivePrediction) -> Value {
 /// computed here with the hmac crate directly). The answer's status, or 0 without one.
 pub async fn send_signed(url: &str, secret: &str, id: &str, body: &Value) -> u16 {
     use base64::Engine as _;
-    use hmac::{KeyInit, Mac};
+    use hmac::{Mac, digest::KeyInit};
     let engine = base64::engine::general_purpose::STANDARD;
     let key = engine.decode(secret.trim_start_matches("whsec_")).unwrap_or_default();
     let body = body.to_string();

@@ -15,7 +15,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use hmac::{KeyInit, Mac};
+use hmac::{Mac, digest::KeyInit};
 
 /// One request as the receiver got it.
 #[derive(Debug, Clone)]

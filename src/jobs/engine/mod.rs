@@ -191,7 +191,7 @@ impl Jobs {
                 .await
                 .map_err(|e| format!("jobs database {}: cannot listen: {e}", super::store::redact(url)))?;
             let relay = Relay { wake: jobs.wake.clone(), watches: Arc::clone(&jobs.watches) };
-            tokio::spawn(listen(listener, relay, jobs.claimable.clone(), jobs.closed.clone()));
+            crate::background::spawn_task(listen(listener, relay, jobs.claimable.clone(), jobs.closed.clone()));
         }
         Ok(jobs)
     }

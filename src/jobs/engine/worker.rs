@@ -31,12 +31,12 @@ impl Jobs {
         for n in 0..self.config.workers {
             let jobs = Arc::clone(self);
             let shutdown = shutdown.clone();
-            tracker.spawn(async move { jobs.work(format!("{process}/{n}"), shutdown).await });
+            tracker.spawn(crate::background::task(async move { jobs.work(format!("{process}/{n}"), shutdown).await }));
         }
         // Every process purges, workers or not (an API-only replica too): whichever runs keeps
         // the tables bounded, and on PostgreSQL they take turns.
-        tracker.spawn(Arc::clone(self).purge_finished(shutdown.clone()));
-        tracker.spawn(Arc::clone(self).count_queue(shutdown.clone()));
+        tracker.spawn(crate::background::task(Arc::clone(self).purge_finished(shutdown.clone())));
+        tracker.spawn(crate::background::task(Arc::clone(self).count_queue(shutdown.clone())));
         tracing::info!(process = %process, workers = self.config.workers, "job workers started (claims name this process)");
         tracker.close();
         tracker
