@@ -230,10 +230,8 @@ impl LowBand {
             if sb < long_subbands {
                 let mut y = [0.0f32; LINES];
                 for (&v, row) in lines.iter().zip(&t.long) {
-                    if v != 0.0 {
-                        for (y, c) in y.iter_mut().zip(row) {
-                            *y += v * c;
-                        }
+                    for (y, c) in y.iter_mut().zip(row) {
+                        *y += v * c;
                     }
                 }
                 for i in 0..9 {
