@@ -5,8 +5,10 @@
 //! after it, so the memory the analysis adds is measured in one process.
 //!
 //! `MV_MAX_SONG_SECONDS` caps the analysed length as it does in the server (default 900).
-//! `MV_BEATS_MP3_SPECTRUM=1` analyses MP3s with `beats::analyse_mp3_spectrum` instead (the
-//! measured experiment of BENCHMARKS.md's issue 25 section, which the server does not use);
+//! `MV_BEATS_MP3_SPECTRUM=1` analyses MP3s with `beats::analyse_mp3_coded` instead (the
+//! measured experiment of BENCHMARKS.md's issue 25 section, which the server does not use: the
+//! coded-spectrum envelope, falling back to the low-band decode when its beat is unclear; the
+//! line also says which way it went, `path`, and the envelope's `clarity`);
 //! `MV_BEATS_MP3_LOWBAND=1` with `beats::analyse_mp3_lowband` (an MP3 decoded only to the
 //! analysis rate from its lowest subbands).
 
@@ -49,8 +51,14 @@ fn main() {
             }
         };
         let cpu_before = cpu_seconds();
+        let mut taken = None;
+        let mut clarity = None;
         let analysis = if mp3_spectrum && info.codec == song::SongCodec::Mp3 {
-            beats::analyse_mp3_spectrum(source, max_seconds)
+            beats::analyse_mp3_coded(source, &info, max_seconds).map(|(a, p, c)| {
+                taken = Some(p);
+                clarity = c;
+                a
+            })
         } else if mp3_lowband && info.codec == song::SongCodec::Mp3 {
             beats::analyse_mp3_lowband(source, &info, max_seconds)
         } else {
@@ -65,6 +73,8 @@ fn main() {
                 "cpu_seconds": cpu,
                 "rss_before_kib": rss_before_kib,
                 "peak_rss_kib": status_kib("VmHWM:"),
+                "path": taken,
+                "clarity": clarity,
             }),
             Err(e) => serde_json::json!({ "file": path, "error": e.to_string() }),
         };

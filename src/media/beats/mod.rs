@@ -11,9 +11,10 @@
 //! never invented ones. Opus, which symphonia demuxes but cannot decode, is decoded by `opus`.
 //!
 //! `mp3_frames`, `mp3_huffman` (with `mp3_tables`), `mp3_spectrum` and `mp3_envelope` read an
-//! MP3's onset envelope off its coded spectrum without decoding it to samples, in a fifth of the
-//! CPU; on the benchmark set its beats were worse than the decoded path's, so only the benchmark
-//! runs it ([`analyse_mp3_spectrum`]; BENCHMARKS.md, issue 25). `mp3_lowband` decodes an MP3
+//! MP3's onset envelope off its coded spectrum without the decoder's synthesis, in about a
+//! quarter of the CPU; on the benchmark set its beats were as good as the decoded path's on the
+//! whole but not on every half, and it is not yet 20× librosa, so only the benchmark runs it
+//! ([`analyse_mp3_coded`], [`analyse_mp3_spectrum`]; BENCHMARKS.md, issue 25). `mp3_lowband` decodes an MP3
 //! only as far as the analysis needs (the lowest subbands, straight to the analysis rate) into
 //! the same envelope as a decoded song; on the benchmark set it was faster than symphonia's whole
 //! decode but its beats were not as good on every half of the set, so it too is only the
@@ -106,14 +107,49 @@ pub fn analyse(source: Box<dyn MediaSource>, song: &SongInfo, max_seconds: u32) 
     Ok(with_cap(from_envelope(&envelope.finish(decoded.seconds), decoded.seconds), decoded.capped, max_seconds))
 }
 
-/// The analysis of an MP3 from its coded spectrum (`mp3_envelope`: no decoding to samples, 4-5×
-/// less CPU than [`analyse`]), for the benchmark only: on the benchmark set its beats are worse
-/// than the decoded path's (BENCHMARKS.md, issue 25), so `upload_audio` does not use it. A kind
+/// The analysis of an MP3 from its coded spectrum (`mp3_envelope`: no synthesis, 3-4× less CPU
+/// than [`analyse`]), for the benchmark only: on the benchmark set its beats are not as good as
+/// the decoded path's on every half (BENCHMARKS.md, issue 25), so `upload_audio` does not use it. A kind
 /// of MP3 the frame walker does not read (MPEG-2/2.5, free format, layers 1-2) is
 /// `BeatError::NoDecoder`.
 pub fn analyse_mp3_spectrum(mut source: Box<dyn MediaSource>, max_seconds: u32) -> Result<BeatAnalysis, BeatError> {
     let walked = mp3_envelope::envelope(&mut source, f64::from(max_seconds))?;
     Ok(with_cap(from_envelope(&walked.envelope, walked.seconds), walked.capped, max_seconds))
+}
+
+/// Which way [`analyse_mp3_coded`] went.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mp3Path {
+    /// The coded spectrum's envelope.
+    Spectrum,
+    /// Its beat was unclear, so the song was decoded ([`analyse_mp3_lowband`]) after all.
+    Fallback,
+}
+
+/// [`analyse_mp3_spectrum`], falling back to [`analyse_mp3_lowband`] when the coded spectrum's
+/// envelope has no clear beat (its clarity under the floor), and the clarity it found.
+pub fn analyse_mp3_coded(
+    mut source: Box<dyn MediaSource>,
+    song: &SongInfo,
+    max_seconds: u32,
+) -> Result<(BeatAnalysis, Mp3Path, Option<f64>), BeatError> {
+    let walked = match mp3_envelope::envelope(&mut source, f64::from(max_seconds)) {
+        Ok(walked) => walked,
+        Err(mp3_frames::Mp3Error::Unsupported(_)) => {
+            use std::io::Seek;
+            source.seek(std::io::SeekFrom::Start(0)).map_err(BeatError::Io)?;
+            return Ok((analyse(source, song, max_seconds)?, Mp3Path::Fallback, None));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let (analysis, clarity) = from_envelope_clarity(&walked.envelope, walked.seconds);
+    if clarity.is_some_and(|c| c < MIN_CLARITY) {
+        use std::io::Seek;
+        source.seek(std::io::SeekFrom::Start(0)).map_err(BeatError::Io)?;
+        return Ok((analyse_mp3_lowband(source, song, max_seconds)?, Mp3Path::Fallback, clarity));
+    }
+    Ok((with_cap(analysis, walked.capped, max_seconds), Mp3Path::Spectrum, clarity))
 }
 
 /// The analysis of an MP3 decoded only as far as the analysis needs (`mp3_lowband`: the lowest
@@ -163,13 +199,23 @@ pub fn analyse_samples(rate: f64, samples: &[f32]) -> BeatAnalysis {
 }
 
 fn from_envelope(envelope: &onset::Envelope, seconds: f64) -> BeatAnalysis {
+    from_envelope_clarity(envelope, seconds).0
+}
+
+/// [`from_envelope`], and the clarity of the envelope's tempo (None when silent or too short).
+fn from_envelope_clarity(envelope: &onset::Envelope, seconds: f64) -> (BeatAnalysis, Option<f64>) {
     if envelope.rms < SILENCE_RMS {
-        return without_beats(seconds, "the song is silent: there are no beats to cut on");
+        return (without_beats(seconds, "the song is silent: there are no beats to cut on"), None);
     }
     let fps = envelope.fps;
     let Some(tempo) = tempo::estimate(&envelope.flux, fps) else {
-        return without_beats(seconds, "the song is too short to find a tempo in (it needs about 6 s)");
+        return (without_beats(seconds, "the song is too short to find a tempo in (it needs about 6 s)"), None);
     };
+    (from_tempo(envelope, seconds, &tempo), Some(tempo.clarity))
+}
+
+fn from_tempo(envelope: &onset::Envelope, seconds: f64, tempo: &tempo::Tempo) -> BeatAnalysis {
+    let fps = envelope.fps;
     if tempo.clarity < MIN_CLARITY {
         return without_beats(seconds, "no clear beat was found (speech, ambient or free-time music): cut anywhere");
     }

@@ -26,7 +26,7 @@ use super::mp3_tables::SYNTHESIS_D;
 
 /// Subbands of the polyphase filterbank, lines in each.
 const SUBBANDS: usize = 32;
-const LINES: usize = 18;
+pub const LINES: usize = 18;
 
 /// The IMDCTs' cosines and windows.
 struct Tables {
@@ -230,10 +230,8 @@ impl LowBand {
             if sb < long_subbands {
                 let mut y = [0.0f32; LINES];
                 for (&v, row) in lines.iter().zip(&t.long) {
-                    if v != 0.0 {
-                        for (y, c) in y.iter_mut().zip(row) {
-                            *y += v * c;
-                        }
+                    for (y, c) in y.iter_mut().zip(row) {
+                        *y += v * c;
                     }
                 }
                 for i in 0..9 {
@@ -263,6 +261,14 @@ impl LowBand {
                 self.next_overlap[sb][i] += weight * z[LINES + i];
             }
         }
+    }
+
+    /// Ends a granule without the synthesis: the samples (at rate/32) of the kept subbands,
+    /// before frequency inversion, so each subband `sb`'s spectrum runs upright from
+    /// `sb · rate/64` Hz (the inversion turns the odd ones' over), for `mp3_envelope`'s low end.
+    pub fn finish_subbands(&mut self) -> &[[f32; LINES]] {
+        std::mem::swap(&mut self.overlap, &mut self.next_overlap);
+        &self.sub[..self.k]
     }
 
     /// Ends a granule: frequency inversion, then the polyphase synthesis of its 18 time slots,

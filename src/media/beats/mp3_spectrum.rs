@@ -89,8 +89,7 @@ pub fn decode(
         let t = tables.pair(table).ok_or(BadGranule)?;
         while line < stop {
             let v = t.lookup.decode(bits).map_err(|_| BadGranule)?;
-            q[line] = signed(bits, v / t.size, t.linbits);
-            q[line + 1] = signed(bits, v % t.size, t.linbits);
+            (q[line], q[line + 1]) = pair(bits, v / t.size, v % t.size, t.linbits);
             line += 2;
         }
         if bits.pos > end {
@@ -106,9 +105,18 @@ pub fn decode(
     let mut exact = bits.pos == end;
     while bits.pos < end && line + 4 <= GRANULE && line < limit {
         let v = quads.decode(bits).map_err(|_| BadGranule)?;
+        // The (up to four) sign bits from one look at the next 32.
+        let word = bits.peek32();
+        let mut used = 0;
         for k in 0..4 {
-            q[line + k] = signed(bits, (v >> (3 - k)) & 1, 0);
+            q[line + k] = if (v >> (3 - k)) & 1 == 0 {
+                0
+            } else {
+                used += 1;
+                if (word << (used - 1)) >> 31 == 1 { -1 } else { 1 }
+            };
         }
+        bits.skip(used);
         if bits.pos > end {
             // Past the end: the standard drops this last quad.
             q[line..line + 4].fill(0);
@@ -121,14 +129,27 @@ pub fn decode(
     Ok((limit == GRANULE).then_some(exact))
 }
 
-/// A coded value `v` with its `linbits` extension (when 15) and sign bit (when not 0).
+/// A coded pair `x`, `y`, each with its `linbits` extension (when 15) and sign bit (when not 0),
+/// read from one look at the next 32 bits (they take at most 2 · (13 + 1)).
 #[inline]
-fn signed(bits: &mut Bits, v: u16, linbits: usize) -> i16 {
-    let mut v = v as i16;
-    if v == 15 && linbits > 0 {
-        v += bits.read(linbits) as i16;
-    }
-    if v != 0 && bits.read(1) == 1 { -v } else { v }
+fn pair(bits: &mut Bits, x: u16, y: u16, linbits: usize) -> (i16, i16) {
+    let word = bits.peek32();
+    let mut used = 0usize;
+    let mut one = |v: u16| -> i16 {
+        let mut v = v as i16;
+        if v == 15 && linbits > 0 {
+            v += ((word << used) >> (32 - linbits)) as i16;
+            used += linbits;
+        }
+        if v == 0 {
+            return 0;
+        }
+        used += 1;
+        if (word << (used - 1)) >> 31 == 1 { -v } else { v }
+    };
+    let pair = (one(x), one(y));
+    bits.skip(used);
+    pair
 }
 
 /// Values of lines `..upto` from their coded values, gains and scale factors.

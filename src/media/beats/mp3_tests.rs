@@ -363,3 +363,34 @@ fn channels_with_unlike_blocks_mix_as_each_decoded_alone() {
         assert!((x - (y + z) / 2.0).abs() <= 1e-5 * peak.max(1.0), "sample {i}: {x} against {}", (y + z) / 2.0);
     }
 }
+
+/// `analyse_mp3_coded`: the MPEG-1 clips stay on the coded spectrum, with their tempo and a clear
+/// beat; an MPEG-2 clip, which the walker does not read, is decoded instead and still analysed;
+/// silence is silence whichever way it went.
+#[test]
+fn the_coded_path_keeps_clear_clips_and_hands_on_the_rest() {
+    let analyse = |name: &str| {
+        let bytes = clip(name);
+        let len = bytes.len() as u64;
+        let boxed = |b: Vec<u8>| crate::media::song::SeekableSource::boxed(std::io::Cursor::new(b), len);
+        let info = crate::media::song::probe(boxed(bytes.clone())).expect("probe");
+        analyse_mp3_coded(boxed(bytes), &info, DEFAULT_MAX_SONG_SECONDS).expect("analyse")
+    };
+    let set: serde_json::Value = serde_json::from_slice(&clip("set.json")).expect("set.json");
+    for (track, name) in set["tracks"].as_array().expect("tracks").iter().skip(1).zip(CLIPS.iter().rev()) {
+        let bpm = track["tempo_bpm"].as_f64().expect("tempo");
+        let (found, path, clarity) = analyse(name);
+        assert_eq!(path, Mp3Path::Spectrum, "{name}");
+        assert!(clarity.is_some_and(|c| c >= MIN_CLARITY), "{name}: clarity {clarity:?}");
+        let tempo = found.tempo_bpm.expect("a tempo");
+        assert!((tempo / bpm - 1.0).abs() <= 0.04, "{name}: {tempo} BPM, truly {bpm}");
+    }
+    let (found, path, _) = analyse("00_bwv1_6_180.mp3");
+    assert_eq!(path, Mp3Path::Fallback, "MPEG-2 is symphonia's");
+    assert!(found.beats.len() > 8, "{found:?}");
+    let (found, _, _) = analyse("silence.mp3");
+    assert!(
+        found.beats.is_empty() && found.analysis_note.as_deref().is_some_and(|n| n.contains("silent")),
+        "{found:?}"
+    );
+}
