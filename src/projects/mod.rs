@@ -67,6 +67,24 @@ impl Project {
     }
 }
 
+/// The edit that cancels a project: it ends `failed`, "canceled", and the drive stops. It also
+/// forgets the project-level jobs it was waiting for (scenes, character, final cut): a job that
+/// finished while the cancel ran (after the cancel read the project, before it canceled the job)
+/// would otherwise be written in later by a settle guarded only by that link, which sets the
+/// project back to `pending` (scenes) or `completed` (a cut). Scene renders stay linked: a clip
+/// that lands is kept, as cancel promises, and a clip changes no project status.
+pub fn canceled() -> Edit {
+    use crate::jobs::store::projects::Bind;
+    Edit::Project(vec![
+        ("drive", 0.into()),
+        ("status", words::FAILED.into()),
+        ("error_message", "canceled".into()),
+        ("scenes_job_id", Bind::none()),
+        ("character_job_id", Bind::none()),
+        ("final_job_id", Bind::none()),
+    ])
+}
+
 /// The ETag of a project at `version`.
 pub fn etag(version: i64) -> String {
     format!("\"{version}\"")

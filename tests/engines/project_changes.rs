@@ -45,3 +45,44 @@ async fn a_settle_that_lost_its_race_leaves_the_version_alone() {
     let edit = Edit::Project(vec![("error_message", "x".into())]);
     assert_eq!(store.change_project(id, None, &[edit]).await.expect("edit"), Changed::Done(4));
 }
+
+/// A scenes job that finished while its project was being canceled (after the cancel read the
+/// project, before it canceled the job) is not written in afterwards: the project stays canceled
+/// rather than going back to `pending` (attacked 2026-12-07: 2 of 4 runs of 12 rounds came back).
+#[tokio::test]
+async fn a_result_that_lands_after_a_cancel_does_not_bring_the_project_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (pipeline, _upstream) = FakePipeline::new();
+    let jobs = Jobs::open(&sqlite_url(&dir), pipeline, config(0, 60_000)).await.expect("open");
+    let store = jobs.store();
+    let id = "5d1c0c3e-8a43-4f7e-bb39-0d6b7f1f2a55";
+    let row = ProjectRow {
+        id: id.into(),
+        status: "processing".into(),
+        mode: "music-video".into(),
+        concept_prompt: "a fox".into(),
+        flavor_name: "default".into(),
+        flavor_hash: "0".into(),
+        flavor_content: Some("{}".into()),
+        ..ProjectRow::default()
+    };
+    store.insert_project(&row).await.expect("insert");
+    let link = Edit::Project(vec![("scenes_job_id", "job-1".into()), ("drive", 1.into())]);
+    store.change_project(id, None, &[link]).await.expect("link");
+
+    store.change_project(id, None, &[mvgen::projects::canceled()]).await.expect("cancel");
+    // The settle a reader computed from the project as it was before the cancel (scenes_written's
+    // last edit): the scenes job succeeded.
+    let settle = Edit::SettleProject {
+        column: "scenes_job_id",
+        job: "job-1".into(),
+        sets: vec![("status", "pending".into()), ("error_message", None::<String>.into())],
+    };
+    store.change_project(id, None, &[settle]).await.expect("settle");
+    let (project, _) = store.project(id).await.expect("read").expect("there");
+    assert_eq!(
+        (project.status.as_str(), project.error_message.as_deref(), project.drive),
+        ("failed", Some("canceled"), 0),
+        "the cancel stands"
+    );
+}

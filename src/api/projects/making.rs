@@ -156,8 +156,7 @@ pub async fn cancel(
 ) -> Result<Response, ApiError> {
     let id = projects::parse_id(&id)?;
     let project = projects::load(&state, &jobs, &id).await?;
-    let sets = vec![("drive", 0.into()), ("status", FAILED.into()), ("error_message", "canceled".into())];
-    projects::change(&jobs, &id, if_match(&headers)?, &[Edit::Project(sets)]).await?;
+    projects::change(&jobs, &id, if_match(&headers)?, &[projects::canceled()]).await?;
     for job in project.waits_for() {
         if let Err(e) = jobs.cancel(job).await {
             tracing::warn!(project = %id, job, error = %e, "a canceled project's job could not be canceled");
