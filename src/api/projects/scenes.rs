@@ -251,6 +251,9 @@ pub struct NewScene {
     params(("id" = String, Path, description = "The project id (a UUID)"), ("If-Match" = Option<String>, Header, description = "The ETag read; 412 when the project changed since")), request_body = NewScene,
     responses(
         (status = 201, description = "Written and added; its clip renders in the background", body = SceneAdded),
+        (status = 404, description = "No such project", body = crate::error::ErrorBody),
+        (status = 409, description = "The project's state forbids it now (`ProjectBusy`)", body = crate::error::ErrorBody),
+        (status = 412, description = "`If-Match` names another version of the project", body = crate::error::ErrorBody),
         crate::error::GenerationErrors,
     )
 )]
