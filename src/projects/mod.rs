@@ -32,7 +32,7 @@ use crate::error::{ApiError, ErrorKind};
 use crate::generation::driver::Pinned;
 use crate::jobs::Jobs;
 use crate::jobs::engine::unavailable;
-use crate::jobs::store::projects::{Changed, Edit, ProjectRow, SceneRow};
+use crate::jobs::store::projects::{Bind, Changed, Edit, ProjectRow, SceneRow};
 use crate::state::AppState;
 
 /// A project as read (and settled): its row and its scenes in display order.
@@ -74,7 +74,6 @@ impl Project {
 /// project back to `pending` (scenes) or `completed` (a cut). Scene renders stay linked: a clip
 /// that lands is kept, as cancel promises, and a clip changes no project status.
 pub fn canceled() -> Edit {
-    use crate::jobs::store::projects::Bind;
     Edit::Project(vec![
         ("drive", 0.into()),
         ("status", words::FAILED.into()),

@@ -10,16 +10,15 @@ use support::job_pipeline::FakePipeline;
 
 use super::jobs_engine::{config, sqlite_url};
 
-#[tokio::test]
-async fn a_settle_that_lost_its_race_leaves_the_version_alone() {
+/// A job engine on a fresh SQLite file holding one project `id` in `status`, no job linked yet;
+/// the temp dir and the fake upstream live as long as the caller keeps them.
+async fn with_project(id: &str, status: &str) -> (tempfile::TempDir, std::sync::Arc<Jobs>, impl Sized) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (pipeline, _upstream) = FakePipeline::new();
+    let (pipeline, upstream) = FakePipeline::new();
     let jobs = Jobs::open(&sqlite_url(&dir), pipeline, config(0, 60_000)).await.expect("open");
-    let store = jobs.store();
-    let id = "0b8f3a52-6f0e-4c1e-9f4a-2d1c6b7e9a10";
     let row = ProjectRow {
         id: id.into(),
-        status: "composing".into(),
+        status: status.into(),
         mode: "music-video".into(),
         concept_prompt: "a fox".into(),
         flavor_name: "default".into(),
@@ -27,7 +26,15 @@ async fn a_settle_that_lost_its_race_leaves_the_version_alone() {
         flavor_content: Some("{}".into()),
         ..ProjectRow::default()
     };
-    store.insert_project(&row).await.expect("insert");
+    jobs.store().insert_project(&row).await.expect("insert");
+    (dir, jobs, upstream)
+}
+
+#[tokio::test]
+async fn a_settle_that_lost_its_race_leaves_the_version_alone() {
+    let id = "0b8f3a52-6f0e-4c1e-9f4a-2d1c6b7e9a10";
+    let (_dir, jobs, _upstream) = with_project(id, "composing").await;
+    let store = jobs.store();
     let link = Edit::Project(vec![("final_job_id", "job-1".into())]);
     assert_eq!(store.change_project(id, None, &[link]).await.expect("link"), Changed::Done(2));
 
@@ -51,22 +58,9 @@ async fn a_settle_that_lost_its_race_leaves_the_version_alone() {
 /// rather than going back to `pending` (attacked 2026-12-07: 2 of 4 runs of 12 rounds came back).
 #[tokio::test]
 async fn a_result_that_lands_after_a_cancel_does_not_bring_the_project_back() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (pipeline, _upstream) = FakePipeline::new();
-    let jobs = Jobs::open(&sqlite_url(&dir), pipeline, config(0, 60_000)).await.expect("open");
-    let store = jobs.store();
     let id = "5d1c0c3e-8a43-4f7e-bb39-0d6b7f1f2a55";
-    let row = ProjectRow {
-        id: id.into(),
-        status: "processing".into(),
-        mode: "music-video".into(),
-        concept_prompt: "a fox".into(),
-        flavor_name: "default".into(),
-        flavor_hash: "0".into(),
-        flavor_content: Some("{}".into()),
-        ..ProjectRow::default()
-    };
-    store.insert_project(&row).await.expect("insert");
+    let (_dir, jobs, _upstream) = with_project(id, "processing").await;
+    let store = jobs.store();
     let link = Edit::Project(vec![("scenes_job_id", "job-1".into()), ("drive", 1.into())]);
     store.change_project(id, None, &[link]).await.expect("link");
 
