@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::words::{COMPOSING, DRIVE_CLIPS, DRIVE_OFF, FAILED, PROCESSING};
 use super::{Project, change, load, pinned, planning};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorKind};
 use crate::generation::character::Character;
 use crate::generation::final_cut::FinalCut;
 use crate::generation::scenes::Scenes;
@@ -44,6 +44,9 @@ const GAP: Duration = Duration::from_millis(100);
 
 /// Projects advanced per look.
 const BATCH: i64 = 32;
+
+/// How many times a look reads a project again that changed under its step.
+const STALE_TRIES: usize = 3;
 
 /// Wakes this process's driver at once (a `generate` just asked for a project, a job ended).
 static POKE: LazyLock<Notify> = LazyLock::new(Notify::new);
@@ -93,8 +96,17 @@ async fn look(state: &AppState, jobs: &Jobs, lease: &str, parallel: usize) -> Re
         if !store.lease_project(&id, lease, now, now + LEASE.as_millis() as i64).await.map_err(unavailable)? {
             continue;
         }
-        if let Err(e) = advance(state, jobs, &id, parallel).await {
-            tracing::warn!(project = %id, error = %e.message, "projects: a step failed; it is tried again");
+        // A step writes only at the version it read, so a project changed meanwhile (a cancel, an
+        // edit, a job's result settled by a read) is read again and the step taken afresh.
+        for attempt in 1..=STALE_TRIES {
+            match advance(state, jobs, &id, parallel).await {
+                Err(e) if e.kind == ErrorKind::PreconditionFailed && attempt < STALE_TRIES => continue,
+                Err(e) => {
+                    tracing::warn!(project = %id, error = %e.message, "projects: a step failed; it is tried again")
+                }
+                Ok(()) => {}
+            }
+            break;
         }
         store.release_project(&id, lease).await.map_err(unavailable)?;
     }
@@ -103,11 +115,19 @@ async fn look(state: &AppState, jobs: &Jobs, lease: &str, parallel: usize) -> Re
 
 /// One step of project `id`: what is finished is written in, then the next jobs are submitted.
 pub async fn advance(state: &AppState, jobs: &Jobs, id: &str, parallel: usize) -> Result<(), ApiError> {
-    let project = load(state, jobs, id).await?;
+    step(state, jobs, load(state, jobs, id).await?, parallel).await
+}
+
+/// The next step of `project` as it was read. Every write is made only while the project is
+/// still at the version read (412 otherwise): a cancel or an edit that lands during the step wins,
+/// and no job is started after it.
+pub async fn step(state: &AppState, jobs: &Jobs, project: Project, parallel: usize) -> Result<(), ApiError> {
+    let id = project.row.id.as_str();
     let row = &project.row;
     if row.drive == DRIVE_OFF {
         return Ok(());
     }
+    let mut version = row.version;
     let missing = never_stored(jobs, &project).await?;
     let resubmit = |job: &Option<String>| job.as_ref().filter(|j| missing.contains(j)).cloned();
 
@@ -129,7 +149,9 @@ pub async fn advance(state: &AppState, jobs: &Jobs, id: &str, parallel: usize) -
             body["number_of_scenes"] = json!(n);
         }
         return match (&row.scenes_job_id, resubmit(&row.scenes_job_id)) {
-            (None, _) => start_job::<Scenes>(state, jobs, &project, body, JobSlot::Scenes, None).await.map(drop),
+            (None, _) => {
+                start_job::<Scenes>(state, jobs, &project, body, JobSlot::Scenes, Some(version)).await.map(drop)
+            }
             (Some(_), Some(job)) => submit::<Scenes>(state, jobs, &project, body, &job).await,
             _ => Ok(()),
         };
@@ -140,7 +162,9 @@ pub async fn advance(state: &AppState, jobs: &Jobs, id: &str, parallel: usize) -
     {
         let body = json!({ "character_description": description, "num_images": 1 });
         return match (&row.character_job_id, resubmit(&row.character_job_id)) {
-            (None, _) => start_job::<Character>(state, jobs, &project, body, JobSlot::Character, None).await.map(drop),
+            (None, _) => {
+                start_job::<Character>(state, jobs, &project, body, JobSlot::Character, Some(version)).await.map(drop)
+            }
             (Some(_), Some(job)) => submit::<Character>(state, jobs, &project, body, &job).await,
             _ => Ok(()),
         };
@@ -156,14 +180,14 @@ pub async fn advance(state: &AppState, jobs: &Jobs, id: &str, parallel: usize) -
     let (failed, todo): (Vec<_>, Vec<_>) = waiting.partition(|s| s.status == FAILED);
     for scene in todo.iter().take(parallel.saturating_sub(in_flight.len())) {
         let slot = JobSlot::Video(scene.sequence);
-        start_job::<Video>(state, jobs, &project, video_body(&project, scene), slot, None).await?;
+        version = start_job::<Video>(state, jobs, &project, video_body(&project, scene), slot, Some(version)).await?.1;
     }
     if !in_flight.is_empty() || !todo.is_empty() {
         return Ok(());
     }
     if row.drive == DRIVE_CLIPS {
         // Only the clips were asked for: done, whether or not some failed (the scene says so).
-        change(jobs, id, None, &[Edit::Project(vec![("drive", DRIVE_OFF.into())])]).await?;
+        change(jobs, id, Some(version), &[Edit::Project(vec![("drive", DRIVE_OFF.into())])]).await?;
         return Ok(());
     }
     if !failed.is_empty() {
@@ -173,17 +197,17 @@ pub async fn advance(state: &AppState, jobs: &Jobs, id: &str, parallel: usize) -
             .collect();
         let why = format!("{} failed; regenerate it and generate again", which.join(", "));
         let sets = vec![("status", FAILED.into()), ("error_message", why.into()), ("drive", 0.into())];
-        change(jobs, id, None, &[Edit::Project(sets)]).await?;
+        change(jobs, id, Some(version), &[Edit::Project(sets)]).await?;
         return Ok(());
     }
     match (&row.final_job_id, resubmit(&row.final_job_id), &row.final_video_id) {
-        (None, _, None) => match compose(state, jobs, &project, None).await {
+        (None, _, None) => match compose(state, jobs, &project, Some(version)).await {
             Ok(_) => Ok(()),
             // A cut that can never be made (more scenes than a cut takes): the project fails
             // saying why, rather than being tried again at every step.
-            Err(e) if e.status().is_client_error() => {
+            Err(e) if e.status().is_client_error() && e.kind != ErrorKind::PreconditionFailed => {
                 let sets = vec![("status", FAILED.into()), ("error_message", e.message.into()), ("drive", 0.into())];
-                change(jobs, id, None, &[Edit::Project(sets)]).await.map(drop)
+                change(jobs, id, Some(version), &[Edit::Project(sets)]).await.map(drop)
             }
             Err(e) => Err(e),
         },
@@ -271,10 +295,11 @@ pub async fn compose(
     expected: Option<i64>,
 ) -> Result<String, ApiError> {
     let body = compose_body(project)?;
-    start_job::<FinalCut>(state, jobs, project, body, JobSlot::Final, expected).await
+    Ok(start_job::<FinalCut>(state, jobs, project, body, JobSlot::Final, expected).await?.0)
 }
 
-/// Records a new job id in `slot`, then stores the job under it; the id.
+/// Records a new job id in `slot` (with `expected`, only while the project is at that version),
+/// then stores the job under it; the id, and the project's version that recorded it.
 async fn start_job<G: Generation>(
     state: &AppState,
     jobs: &Jobs,
@@ -282,7 +307,7 @@ async fn start_job<G: Generation>(
     body: Value,
     slot: JobSlot,
     expected: Option<i64>,
-) -> Result<String, ApiError> {
+) -> Result<(String, i64), ApiError> {
     let job = new_job_id();
     let edit = match slot {
         JobSlot::Scenes => Edit::Project(vec![("scenes_job_id", job.clone().into())]),
@@ -298,7 +323,7 @@ async fn start_job<G: Generation>(
             only_if_job: None,
         },
     };
-    change(jobs, &project.row.id, expected, &[edit]).await?;
+    let version = change(jobs, &project.row.id, expected, &[edit]).await?;
     if let Err(e) = submit::<G>(state, jobs, project, body, &job).await {
         // Refused by its plan (a caller's mistake, nothing stored): the project no longer names
         // it, else it would wait for a job that never comes (composing for ever). Any other
@@ -311,7 +336,7 @@ async fn start_job<G: Generation>(
         }
         return Err(e);
     }
-    Ok(job)
+    Ok((job, version))
 }
 
 /// The edit that forgets job `job` recorded in `slot`, putting back what recording it changed.

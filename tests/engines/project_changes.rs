@@ -5,7 +5,7 @@
 use crate::support;
 
 use mvgen::jobs::Jobs;
-use mvgen::jobs::store::projects::{Changed, Edit, ProjectRow};
+use mvgen::jobs::store::projects::{Changed, Edit, ProjectRow, SceneRow};
 use support::job_pipeline::FakePipeline;
 
 use super::jobs_engine::{config, sqlite_url};
@@ -79,4 +79,56 @@ async fn a_result_that_lands_after_a_cancel_does_not_bring_the_project_back() {
         ("failed", Some("canceled"), 0),
         "the cancel stands"
     );
+}
+
+/// The drive's step writes only at the version it read: a cancel that lands between its read and
+/// its write wins, so no scene is rendered after the cancel (the render's job is neither recorded
+/// nor stored). The same step on a project nobody touched starts the render, so the refusal is
+/// the cancel's doing.
+#[tokio::test]
+async fn a_cancel_during_a_drive_step_starts_no_render() {
+    let id = "9e2b7c41-3d5a-4f60-8c1e-6a4f0d2b9c77";
+    let (_dir, jobs, _upstream) = with_project(id, "processing").await;
+    let store = jobs.store();
+    let settings = mvgen::server::Settings::from_vars(None, |_| None).expect("settings");
+    let state = mvgen::state::AppState {
+        providers: mvgen::providers::Providers::mock(),
+        storage: std::sync::Arc::new(mvgen::storage::local::LocalStorage::new(_dir.path().join("outputs"))),
+        debug: false,
+        strict_flavors: false,
+        generations: mvgen::limits::GenerationSlots::new(settings.max_concurrent_generations),
+        flavors: Default::default(),
+    };
+    let hash = state.flavors.choose(Some("default")).flavor.hash.to_string();
+    let scene = SceneRow {
+        sequence: 1,
+        display_sequence: 1,
+        status: "pending".into(),
+        prompt: "a fox runs".into(),
+        duration_ms: 4000,
+        ..SceneRow::default()
+    };
+    let setup = vec![
+        Edit::Project(vec![("drive", mvgen::projects::words::DRIVE_WHOLE.into()), ("flavor_hash", hash.into())]),
+        Edit::InsertScene(Box::new(scene)),
+    ];
+    store.change_project(id, None, &setup).await.expect("setup");
+
+    let read = mvgen::projects::load(&state, &jobs, id).await.expect("read before the cancel");
+    store.change_project(id, None, &[mvgen::projects::canceled()]).await.expect("cancel");
+    let stepped = mvgen::projects::drive::step(&state, &jobs, read.clone(), 2).await;
+    assert_eq!(stepped.map_err(|e| e.kind), Err(mvgen::error::ErrorKind::PreconditionFailed), "the step is refused");
+    let (_, scenes) = store.project(id).await.expect("read").expect("there");
+    assert_eq!((scenes[0].video_job_id.as_deref(), scenes[0].status.as_str()), (None, "pending"), "no render recorded");
+
+    // The control: the same step on the project as it now stands, the drive back on.
+    store
+        .change_project(id, None, &[Edit::Project(vec![("drive", mvgen::projects::words::DRIVE_WHOLE.into())])])
+        .await
+        .expect("on");
+    let now = mvgen::projects::load(&state, &jobs, id).await.expect("read");
+    mvgen::projects::drive::step(&state, &jobs, now, 2).await.expect("step");
+    let (_, scenes) = store.project(id).await.expect("read").expect("there");
+    let job = scenes[0].video_job_id.clone().expect("a render recorded");
+    assert_eq!(store.linked_jobs(&[job.as_str()]).await.expect("jobs").len(), 1, "and stored");
 }
