@@ -63,7 +63,7 @@ fn repeated(seconds: u32) -> Result<Bytes, String> {
 }
 
 /// The embedded clip's tracks, from its `moov`.
-fn tracks() -> Result<ClipTracks, String> {
+pub(crate) fn tracks() -> Result<ClipTracks, String> {
     let len = MOCK_CLIP.len() as u64;
     let mut at = 0u64;
     while at < len {

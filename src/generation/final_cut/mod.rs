@@ -35,6 +35,11 @@ pub const MAX_CLIPS: usize = 64;
 /// Clip headers read at once (each a few small requests; the tables they hold are kept anyway).
 const HEADERS_AT_ONCE: usize = 8;
 
+/// The most samples one cut's clips may hold together, one entry of ~40 bytes each (~84 MB):
+/// 64 clips each at `MAX_TRACK_SAMPLES` would be 1.4 GB; 64 one-minute 60 fps clips with their
+/// sound are ~410 000.
+const MAX_CUT_SAMPLES: u64 = 1 << 21;
+
 pub use read::ReadError;
 
 /// How long stored video `id` plays: its video track's length from its header (one ranged read).
@@ -251,7 +256,12 @@ async fn cut_and_store(request: &FinalCut, run: Run<'_>) -> Result<StitchVideosR
     // Up to HEADERS_AT_ONCE headers are read at a time: on S3 each costs a HEAD and a ranged GET,
     // whose round trips would otherwise add up clip after clip.
     let reads: Vec<_> = request.clips.iter().enumerate().map(|(i, clip)| clip_in(storage, i, clip)).collect();
-    let clips: Vec<ClipIn> = futures_util::stream::iter(reads).buffered(HEADERS_AT_ONCE).try_collect().await?;
+    let mut reading = futures_util::stream::iter(reads).buffered(HEADERS_AT_ONCE);
+    let (mut clips, mut held) = (Vec::with_capacity(request.clips.len()), 0);
+    while let Some(clip) = reading.try_next().await? {
+        held = hold(held, clips.len(), &clip)?;
+        clips.push(clip);
+    }
 
     let (song, audio_overlay_warning) = match &request.audio_id {
         Some(id) => match song::frames(storage, id, request.loop_audio).await? {
@@ -334,6 +344,23 @@ async fn cut_and_store(request: &FinalCut, run: Run<'_>) -> Result<StitchVideosR
     })
 }
 
+/// The samples a cut holds once clip `i` is added to the `held` before it; a cut past
+/// [`MAX_CUT_SAMPLES`] is refused (422), naming the clip that passed it.
+fn hold(held: u64, i: usize, clip: &ClipIn) -> Result<u64, ApiError> {
+    let now = held + clip.tracks.samples();
+    if now > MAX_CUT_SAMPLES {
+        return Err(ApiError::new(
+            ErrorKind::ClipsIncompatible,
+            format!(
+                "the clips up to clip {} hold {now} samples (frames) together, more than the {MAX_CUT_SAMPLES} one cut may hold: cut fewer or shorter clips",
+                short(&clip.name)
+            ),
+            json!({ "field": format!("clips[{i}].video_id") }),
+        ));
+    }
+    Ok(now)
+}
+
 /// Clip `i` of a cut, its header read from the store.
 async fn clip_in(storage: &Arc<dyn Storage>, i: usize, clip: &ClipBody) -> Result<ClipIn, ApiError> {
     let tracks = read::clip_tracks(&**storage, &clip.video_id).await.map_err(|e| match e {
@@ -380,4 +407,27 @@ fn cut_error(e: CutError, clip: Option<(usize, &str)>) -> ApiError {
 /// An id as a message quotes it: at most 80 characters.
 fn short(id: &str) -> String {
     id.chars().take(80).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mock_clip() -> ClipIn {
+        let tracks = crate::providers::mock_clip::tracks().expect("the mock clip's tracks");
+        ClipIn { name: "mock".into(), tracks, in_seconds: None, out_seconds: None, end_at: None }
+    }
+
+    #[test]
+    fn a_cut_holding_more_samples_than_it_may_is_refused_naming_the_clip_that_passed_it() {
+        let clip = mock_clip();
+        let each = clip.tracks.samples();
+        assert!(each > 0);
+        assert_eq!(hold(0, 0, &clip).expect("one clip"), each);
+        assert_eq!(hold(MAX_CUT_SAMPLES - each, 3, &clip).expect("exactly full"), MAX_CUT_SAMPLES);
+        let refused = hold(MAX_CUT_SAMPLES - each + 1, 3, &clip).expect_err("one sample over");
+        assert_eq!(refused.kind, ErrorKind::ClipsIncompatible);
+        assert_eq!(refused.details["field"], "clips[3].video_id");
+        assert!(refused.message.contains(&format!("{} samples", MAX_CUT_SAMPLES + 1)), "{}", refused.message);
+    }
 }
