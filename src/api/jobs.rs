@@ -408,21 +408,23 @@ pub async fn job_events(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let row = load(&jobs, &id).await?;
-    let after = match headers.get("last-event-id") {
-        None => 0,
-        Some(value) => {
-            value.to_str().ok().and_then(|v| v.trim().parse().ok()).filter(|n: &i64| *n >= 0).ok_or_else(|| {
-                ApiError::new(
-                    ErrorKind::ValidationError,
-                    "Last-Event-ID: expected an event id from this stream",
-                    json!("last-event-id"),
-                )
-            })?
-        }
-    };
+    let after = last_event_id(&headers)?;
     let follow = Follow { wake: jobs.subscribe(), jobs, id: row.id, after, pending: VecDeque::new(), done: false };
     let keep_alive = KeepAlive::new().interval(Duration::from_secs(15));
     Ok(Sse::new(follow.into_stream()).keep_alive(keep_alive).into_response())
+}
+
+/// Where a reconnecting event stream resumes: after the `Last-Event-ID` it names (an id this
+/// service gave, so a whole number from 0), else from the start.
+pub(crate) fn last_event_id(headers: &HeaderMap) -> Result<i64, ApiError> {
+    let Some(value) = headers.get("last-event-id") else { return Ok(0) };
+    value.to_str().ok().and_then(|v| v.trim().parse().ok()).filter(|n: &i64| *n >= 0).ok_or_else(|| {
+        ApiError::new(
+            ErrorKind::ValidationError,
+            "Last-Event-ID: expected an event id from this stream",
+            json!("last-event-id"),
+        )
+    })
 }
 
 /// One client's position in a job's events.

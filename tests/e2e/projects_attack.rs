@@ -636,5 +636,9 @@ async fn a_bad_query_value_names_its_parameter() {
         let message = refused["detail"]["message"].as_str().unwrap_or_default();
         assert!(message.starts_with(&format!("{field}: ")), "{path}: {refused}");
     }
+    // A resume point no stream gave (ids count from 0), as the jobs' event stream refuses it.
+    let events = client.http.get(format!("{}/api/mv/projects/{id}/events", client.base));
+    let (status, refused) = client.send(events.header("last-event-id", "-1")).await;
+    assert_eq!((status, &refused["detail"]["details"]), (400, &json!("last-event-id")), "{refused}");
     no_panic(&server);
 }

@@ -183,16 +183,7 @@ pub async fn events(
 ) -> Result<Response, ApiError> {
     use axum::response::sse::{Event, KeepAlive, Sse};
     let id = projects::parse_id(&id)?;
-    let after: i64 = match headers.get("last-event-id") {
-        None => 0,
-        Some(value) => value.to_str().ok().and_then(|v| v.trim().parse().ok()).ok_or_else(|| {
-            ApiError::new(
-                ErrorKind::ValidationError,
-                "Last-Event-ID: expected an event id from this stream",
-                json!("last-event-id"),
-            )
-        })?,
-    };
+    let after = crate::api::jobs::last_event_id(&headers)?;
     projects::load(&state, &jobs, &id).await?;
     let wake = jobs.subscribe();
     let stream = futures_util::stream::unfold(
