@@ -312,7 +312,13 @@ async fn start_job<G: Generation>(
     let edit = match slot {
         JobSlot::Scenes => Edit::Project(vec![("scenes_job_id", job.clone().into())]),
         JobSlot::Character => Edit::Project(vec![("character_job_id", job.clone().into())]),
-        JobSlot::Final => Edit::Project(vec![("final_job_id", job.clone().into()), ("status", COMPOSING.into())]),
+        // The last cut stops being the answer: their export waits for `finalOutputUrl`, and must
+        // get the cut being made, not the one from before the edits.
+        JobSlot::Final => Edit::Project(vec![
+            ("final_job_id", job.clone().into()),
+            ("status", COMPOSING.into()),
+            ("final_video_id", Bind::none()),
+        ]),
         JobSlot::Video(sequence) => Edit::Scene {
             sequence,
             sets: vec![
@@ -345,7 +351,13 @@ fn unlink(project: &Project, slot: &JobSlot, job: &str) -> Edit {
     match slot {
         JobSlot::Scenes => settle("scenes_job_id", vec![]),
         JobSlot::Character => settle("character_job_id", vec![]),
-        JobSlot::Final => settle("final_job_id", vec![("status", project.row.status.clone().into())]),
+        JobSlot::Final => settle(
+            "final_job_id",
+            vec![
+                ("status", project.row.status.clone().into()),
+                ("final_video_id", project.row.final_video_id.clone().into()),
+            ],
+        ),
         JobSlot::Video(sequence) => {
             let scene = project.scenes.iter().find(|s| s.sequence == *sequence);
             Edit::Scene {

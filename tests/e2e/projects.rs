@@ -342,6 +342,14 @@ async fn scenes_are_edited_reordered_trimmed_and_deleted_and_the_cut_follows_the
         project["scenes"].as_array().expect("scenes").iter().filter_map(|s| s["videoId"].as_str()).collect();
     assert_eq!(cut_from, in_order);
 
+    // Composed again after an edit, the old cut is not the answer while the new one is made: their
+    // export waits for `finalOutputUrl` and would have downloaded the old cut at once.
+    let (status, _) = ui.post(&format!("{path}/scenes/1/trim"), &json!({"trimPoints": {"in": 0.0, "out": 0.3}})).await;
+    assert_eq!(status, 200);
+    let recut = export(&ui, &id).await;
+    assert_ne!(recut["finalVideoId"], project["finalVideoId"], "{recut}");
+    let video = recut["finalVideoId"].as_str().expect("final video id");
+
     // Listed, then deleted with its files.
     let (status, _, listed) = ui.get("/api/mv/projects?status=completed").await;
     assert_eq!(status, 200);
