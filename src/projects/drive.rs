@@ -206,8 +206,9 @@ pub async fn step(state: &AppState, jobs: &Jobs, project: Project, parallel: usi
             // A cut that can never be made (more scenes than a cut takes): the project fails
             // saying why, rather than being tried again at every step.
             Err(e) if e.status().is_client_error() && e.kind != ErrorKind::PreconditionFailed => {
+                // At any version: the refused compose recorded and forgot its job (two versions on).
                 let sets = vec![("status", FAILED.into()), ("error_message", e.message.into()), ("drive", 0.into())];
-                change(jobs, id, Some(version), &[Edit::Project(sets)]).await.map(drop)
+                change(jobs, id, None, &[Edit::Project(sets)]).await.map(drop)
             }
             Err(e) => Err(e),
         },
