@@ -318,6 +318,9 @@ async fn scenes_are_edited_reordered_trimmed_and_deleted_and_the_cut_follows_the
     assert_eq!(status, 200);
 
     // Delete scene 2: displaySequences renumbered 1..n-1.
+    let before = ui.project(&id).await;
+    let scene_2 = before["scenes"].as_array().expect("scenes").iter().find(|s| s["sequence"] == 2).expect("scene 2");
+    let dropped = scene_2["videoId"].as_str().expect("scene 2's clip").to_owned();
     let (status, deleted) = ui.json(reqwest::Method::DELETE, &format!("{path}/scenes/2"), &json!({})).await;
     assert_eq!(status, 200, "{deleted}");
     assert_eq!(deleted["remainingSceneCount"], n - 1);
@@ -357,7 +360,11 @@ async fn scenes_are_edited_reordered_trimmed_and_deleted_and_the_cut_follows_the
     let (status, removed) = ui.json(reqwest::Method::DELETE, &path, &json!({})).await;
     assert_eq!(status, 200, "{removed}");
     assert_eq!(ui.get(&path).await.0, 404);
-    assert_eq!(ui.get(&format!("/api/mv/get_video/{video}")).await.0, 404);
+    // Every take it made goes with it: the cut, the cut it replaced, the deleted scene's clip.
+    let first_cut = project["finalVideoId"].as_str().expect("the first cut");
+    for gone in [video, first_cut, dropped.as_str()] {
+        assert_eq!(ui.get(&format!("/api/mv/get_video/{gone}")).await.0, 404, "{gone}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -326,16 +326,21 @@ pub async fn delete_project(
         }
     }
     copies::forget(&id);
-    if !jobs.store().delete_project(&id).await.map_err(unavailable)? {
+    let Some(taken) = jobs.store().delete_project(&id).await.map_err(unavailable)? else {
         return Err(projects::not_found(&id));
-    }
+    };
     // The rows are gone first: a file delete that fails leaves an unreferenced file, never a
     // project naming a missing one.
-    let files = project
-        .scenes
-        .iter()
-        .filter_map(|s| s.video_id.as_deref().map(|v| (Collection::Video, v)))
-        .chain(project.row.final_video_id.as_deref().map(|v| (Collection::Video, v)))
+    // Every take it named (`taken`: earlier clips and cuts too, recorded since migration 18),
+    // and what it names now (a take recorded by an older build is only there).
+    let mut videos: Vec<&str> = taken.iter().map(String::as_str).collect();
+    videos.extend(project.scenes.iter().filter_map(|s| s.video_id.as_deref()));
+    videos.extend(project.row.final_video_id.as_deref());
+    videos.sort_unstable();
+    videos.dedup();
+    let files = videos
+        .into_iter()
+        .map(|v| (Collection::Video, v))
         .chain(project.row.audio_id.as_deref().map(|a| (Collection::Audio, a)));
     let mut deleted = 0;
     for (kind, file) in files {

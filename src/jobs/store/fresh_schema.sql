@@ -196,3 +196,9 @@ CREATE INDEX jobs_scope_queued ON jobs (api_key_scope, status) WHERE status = 'q
 
 CREATE INDEX jobs_project ON jobs (project_id, seq) WHERE project_id IS NOT NULL;
 
+CREATE TABLE project_files (
+    project_id TEXT NOT NULL,
+    video_id TEXT NOT NULL,
+    PRIMARY KEY (project_id, video_id)
+);
+

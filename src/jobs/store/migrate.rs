@@ -185,6 +185,7 @@ pub(super) fn migrator(dialect: Dialect) -> Migrator {
     const FINAL_EVENT: &str = include_str!("../../../migrations/jobs/0015_sqlite_final_event.sql");
     const DELIVERIES_PURGE: &str = include_str!("../../../migrations/jobs/0016_project_deliveries_purge.sql");
     const PARTIAL_INDEXES: &str = include_str!("../../../migrations/jobs/0017_partial_job_indexes.sql");
+    const PROJECT_FILES: &str = include_str!("../../../migrations/jobs/0018_project_files.sql");
     let serial = |sql: &'static str| match dialect {
         Dialect::Sqlite => Cow::Owned(sql.replace("BIGSERIAL PRIMARY KEY", "INTEGER PRIMARY KEY AUTOINCREMENT")),
         Dialect::Postgres => Cow::Borrowed(sql),
@@ -259,6 +260,7 @@ pub(super) fn migrator(dialect: Dialect) -> Migrator {
             Cow::Borrowed(PARTIAL_INDEXES),
             false,
         ),
+        Migration::new(18, Cow::Borrowed("project_files"), MigrationType::Simple, Cow::Borrowed(PROJECT_FILES), false),
     ];
     // `ignore_missing`: a database a newer build has migrated further still opens here, so a
     // rollback by one version works (migrations only add columns and indexes, which this build

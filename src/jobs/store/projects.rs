@@ -351,6 +351,11 @@ impl Store {
             let done = bind_edit(sqlx::query(&sql), id, now, edit).execute(&mut *tx).await?;
             // A finished job's result written in (not a settle that lost its race and did nothing).
             settled |= settles(edit) && done.rows_affected() > 0;
+            if done.rows_affected() > 0 {
+                for video in named_videos(edit) {
+                    sqlx::query(KEEP_FILE).bind(id).bind(video).execute(&mut *tx).await?;
+                }
+            }
         }
         if !settled && !edits.is_empty() && edits.iter().all(settles) {
             // Only settles, and each lost its race (another reader or replica settled first): the
@@ -436,13 +441,39 @@ impl Store {
     }
 
     /// Deletes project `id` and its scenes; `false` when there was none.
-    pub async fn delete_project(&self, id: &str) -> Result<bool, StoreError> {
+    /// Deletes project `id` with its scenes; every video it has named (`project_files`), for the
+    /// caller to delete from the store, or `None` when there was no such project.
+    pub async fn delete_project(&self, id: &str) -> Result<Option<Vec<String>>, StoreError> {
         let mut tx = self.writer.begin().await?;
+        let videos: Vec<String> =
+            sqlx::query_scalar("DELETE FROM project_files WHERE project_id = $1 RETURNING video_id")
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?;
         sqlx::query("DELETE FROM project_scenes WHERE project_id = $1").bind(id).execute(&mut *tx).await?;
         let deleted = sqlx::query("DELETE FROM projects WHERE id = $1").bind(id).execute(&mut *tx).await?;
         tx.commit().await?;
-        Ok(deleted.rows_affected() > 0)
+        Ok((deleted.rows_affected() > 0).then_some(videos))
     }
+}
+
+/// Records that a project named a video (once: a take named again is not a second row).
+const KEEP_FILE: &str = "INSERT INTO project_files (project_id, video_id) VALUES ($1, $2) ON CONFLICT DO NOTHING";
+
+/// The stored videos `edit` names: a scene's clip or the project's final cut.
+fn named_videos(edit: &Edit) -> Vec<&str> {
+    let sets = match edit {
+        Edit::Project(sets) | Edit::SettleProject { sets, .. } | Edit::Scene { sets, .. } => sets,
+        Edit::InsertScene(scene) => return scene.video_id.as_deref().into_iter().collect(),
+        Edit::DeleteScene(_) | Edit::DeleteScenes => return Vec::new(),
+    };
+    sets.iter()
+        .filter(|(column, _)| matches!(*column, "video_id" | "final_video_id"))
+        .filter_map(|(_, value)| match value {
+            Bind::Text(Some(video)) => Some(video.as_str()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The SQL of `edit`; [`bind_edit`] binds its values in the same order.
