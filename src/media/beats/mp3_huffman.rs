@@ -25,21 +25,34 @@ impl Lookup {
     /// `codes[i]` is value `i`'s codeword and length. Fails when two codes overlap (one is a
     /// prefix of another), which no table of the standard does.
     pub fn build(codes: &[(u32, u8)]) -> Result<Lookup, String> {
+        Lookup::build_with(codes, |v| v as u16)
+    }
+
+    /// [`Lookup::build`], each value `i` stored as `value(i)`.
+    fn build_with(codes: &[(u32, u8)], value: impl Fn(usize) -> u16) -> Result<Lookup, String> {
         let mut entries = vec![0u32; 1 << STEP];
-        let all: Vec<(u32, u8, u16)> = codes.iter().enumerate().map(|(v, &(c, l))| (c, l, v as u16)).collect();
+        let all: Vec<(u32, u8, u16)> = codes.iter().enumerate().map(|(v, &(c, l))| (c, l, value(v))).collect();
         fill(&mut entries, 0, 0, &all)?;
         Ok(Lookup { entries })
     }
 
-    /// Decodes one value at `bits`' position.
+    /// Decodes one value from the top bits of `word` (as [`Bits::peek56`] gives them): the value
+    /// and its code's length, nothing consumed. The first [`STEP`] bits are looked up in `head`,
+    /// the same bits as `word` but maybe fewer of them (a `Window` before its refill): the first
+    /// lookup, which most codes end at, then does not wait for the refill's load.
     #[inline]
-    pub fn decode(&self, bits: &mut Bits) -> Result<u16, BadCode> {
-        let mut base = 0usize;
+    pub fn decode_split(&self, head: u64, word: u64) -> Result<(u16, usize), BadCode> {
+        let entry = self.entries[(head >> (64 - STEP)) as usize];
+        if entry & SUB == 0 {
+            let len = (entry >> 16) as usize;
+            return if len == 0 { Err(BadCode) } else { Ok((entry as u16, len)) };
+        }
+        let (mut base, mut depth) = ((entry & !SUB) as usize, STEP);
         loop {
-            let index = (bits.peek32() >> (32 - STEP)) as usize;
+            let index = ((word << depth) >> (64 - STEP)) as usize;
             let entry = self.entries[base + index];
             if entry & SUB != 0 {
-                bits.skip(STEP);
+                depth += STEP;
                 base = (entry & !SUB) as usize;
                 continue;
             }
@@ -47,9 +60,17 @@ impl Lookup {
             if len == 0 {
                 return Err(BadCode);
             }
-            bits.skip(len);
-            return Ok(entry as u16);
+            return Ok((entry as u16, depth + len));
         }
+    }
+
+    /// Decodes one value at `bits`' position.
+    #[inline]
+    pub fn decode(&self, bits: &mut Bits) -> Result<u16, BadCode> {
+        let word = bits.peek56();
+        let (value, len) = self.decode_split(word, word)?;
+        bits.skip(len);
+        Ok(value)
     }
 }
 
@@ -92,11 +113,17 @@ fn fill(entries: &mut Vec<u32>, base: usize, depth: u8, codes: &[(u32, u8, u16)]
     Ok(())
 }
 
-/// A big-values table: its lookup, its values' size (values are `x * size + y`) and the extra
-/// bits (`linbits`) that extend a 15.
+/// A pair's value in a big-values lookup: `x << 4 | y` (the standard's `x · size + y` split when
+/// the table is built, so no division per pair), how many of the two are not 0 (each has a sign
+/// bit after the code) in the bits [`PAIR_SIGNS`], and [`PAIR_ESCAPE`] when one is a 15 that
+/// `linbits` extend (tables 16-31), whose bits then follow the code too.
+pub const PAIR_SIGNS: u32 = 8;
+pub const PAIR_ESCAPE: u16 = 1 << 10;
+
+/// A big-values table: its lookup (values as [`PAIR_SIGNS`] says) and the extra bits
+/// (`linbits`) that extend a 15.
 pub struct PairTable {
     pub lookup: &'static Lookup,
-    pub size: u16,
     pub linbits: usize,
 }
 
@@ -142,7 +169,20 @@ impl Tables {
             // cannot fail; an empty lookup (every code "bad") would only make every granule bad.
             let build = |codes: &[(u32, u8)]| Lookup::build(codes).unwrap_or(Lookup { entries: vec![0; 1 << STEP] });
             Tables {
-                pairs: (0..32).map(|n| pair_codes(n).map(|(codes, _)| build(codes))).collect(),
+                pairs: (0..32)
+                    .map(|n| {
+                        pair_codes(n).map(|(codes, size)| {
+                            let size = usize::from(size);
+                            let value = |v: usize| {
+                                let (x, y) = (v / size, v % size);
+                                let signs = usize::from(x != 0) + usize::from(y != 0);
+                                let escape = if LINBITS[n] > 0 && (x == 15 || y == 15) { PAIR_ESCAPE } else { 0 };
+                                (x << 4 | y | signs << PAIR_SIGNS) as u16 | escape
+                            };
+                            Lookup::build_with(codes, value).unwrap_or(Lookup { entries: vec![0; 1 << STEP] })
+                        })
+                    })
+                    .collect(),
                 quads: [build(&t::QUADS_A), build(&t::QUADS_B)],
             }
         })
@@ -151,8 +191,7 @@ impl Tables {
     /// Table `n` (0-31), or None for the unused 4 and 14 (and 0, all zeros).
     pub fn pair(&'static self, n: usize) -> Option<PairTable> {
         let lookup = self.pairs.get(n)?.as_ref()?;
-        let (_, size) = pair_codes(n)?;
-        Some(PairTable { lookup, size, linbits: LINBITS[n] })
+        Some(PairTable { lookup, linbits: LINBITS[n] })
     }
 }
 
