@@ -1,13 +1,17 @@
 //! Layer 3's Huffman codes (the tables of `mp3_tables`) turned into lookup tables: the next
-//! [`STEP`] bits index an entry that is either a value and its code's length, or a sub-table for
-//! the next [`STEP`] bits of a longer code. Built once per process.
+//! [`FIRST`] bits index an entry that is either a value and its code's length, or a sub-table for
+//! the next [`STEP`] bits of a longer code (and so on). Built once per process.
 
 use std::sync::OnceLock;
 
 use super::mp3_frames::Bits;
 use super::mp3_tables as t;
 
-/// Bits looked up at once: most codes are shorter, and the tables stay a few KiB.
+/// Bits looked up first: all but a few percent of the codes are shorter (at 8 bits, a fifth of
+/// the big-values pairs of the benchmark's `long.mp3` took a second lookup, whose branch and
+/// wait were a third of the Huffman decoding's time), and a table is 4 KiB.
+const FIRST: usize = 10;
+/// Bits looked up in each sub-table after the first.
 const STEP: usize = 8;
 /// An entry pointing to a sub-table at the offset in its low bits.
 const SUB: u32 = 1 << 31;
@@ -30,24 +34,24 @@ impl Lookup {
 
     /// [`Lookup::build`], each value `i` stored as `value(i)`.
     fn build_with(codes: &[(u32, u8)], value: impl Fn(usize) -> u16) -> Result<Lookup, String> {
-        let mut entries = vec![0u32; 1 << STEP];
+        let mut entries = vec![0u32; 1 << FIRST];
         let all: Vec<(u32, u8, u16)> = codes.iter().enumerate().map(|(v, &(c, l))| (c, l, value(v))).collect();
-        fill(&mut entries, 0, 0, &all)?;
+        fill(&mut entries, 0, 0, FIRST as u8, &all)?;
         Ok(Lookup { entries })
     }
 
     /// Decodes one value from the top bits of `word` (as [`Bits::peek56`] gives them): the value
-    /// and its code's length, nothing consumed. The first [`STEP`] bits are looked up in `head`,
+    /// and its code's length, nothing consumed. The first [`FIRST`] bits are looked up in `head`,
     /// the same bits as `word` but maybe fewer of them (a `Window` before its refill): the first
     /// lookup, which most codes end at, then does not wait for the refill's load.
     #[inline]
     pub fn decode_split(&self, head: u64, word: u64) -> Result<(u16, usize), BadCode> {
-        let entry = self.entries[(head >> (64 - STEP)) as usize];
+        let entry = self.entries[(head >> (64 - FIRST)) as usize];
         if entry & SUB == 0 {
             let len = (entry >> 16) as usize;
             return if len == 0 { Err(BadCode) } else { Ok((entry as u16, len)) };
         }
-        let (mut base, mut depth) = ((entry & !SUB) as usize, STEP);
+        let (mut base, mut depth) = ((entry & !SUB) as usize, FIRST);
         loop {
             let index = ((word << depth) >> (64 - STEP)) as usize;
             let entry = self.entries[base + index];
@@ -74,11 +78,10 @@ impl Lookup {
     }
 }
 
-/// Fills the table at `entries[base..base + 2^STEP]` with `codes`, whose first `depth` bits are
-/// already consumed by the tables above it.
-fn fill(entries: &mut Vec<u32>, base: usize, depth: u8, codes: &[(u32, u8, u16)]) -> Result<(), String> {
-    let step = STEP as u8;
-    let mut longer: Vec<Vec<(u32, u8, u16)>> = vec![Vec::new(); 1 << STEP];
+/// Fills the table of `step` bits at `entries[base..base + 2^step]` with `codes`, whose first
+/// `depth` bits are already consumed by the tables above it; its sub-tables are of [`STEP`] bits.
+fn fill(entries: &mut Vec<u32>, base: usize, depth: u8, step: u8, codes: &[(u32, u8, u16)]) -> Result<(), String> {
+    let mut longer: Vec<Vec<(u32, u8, u16)>> = vec![Vec::new(); 1 << step];
     for &(code, len, value) in codes {
         if len == 0 || len > 24 {
             return Err(format!("value {value} has a code of {len} bits"));
@@ -108,7 +111,7 @@ fn fill(entries: &mut Vec<u32>, base: usize, depth: u8, codes: &[(u32, u8, u16)]
         let sub = entries.len();
         entries.resize(sub + (1 << STEP), 0);
         entries[base + index] = SUB | sub as u32;
-        fill(entries, sub, depth + step, group)?;
+        fill(entries, sub, depth + step, STEP as u8, group)?;
     }
     Ok(())
 }
@@ -167,7 +170,7 @@ impl Tables {
         TABLES.get_or_init(|| {
             // The codes are the standard's, checked by this module's tests, so building them
             // cannot fail; an empty lookup (every code "bad") would only make every granule bad.
-            let build = |codes: &[(u32, u8)]| Lookup::build(codes).unwrap_or(Lookup { entries: vec![0; 1 << STEP] });
+            let build = |codes: &[(u32, u8)]| Lookup::build(codes).unwrap_or(Lookup { entries: vec![0; 1 << FIRST] });
             Tables {
                 pairs: (0..32)
                     .map(|n| {
@@ -179,7 +182,7 @@ impl Tables {
                                 let escape = if LINBITS[n] > 0 && (x == 15 || y == 15) { PAIR_ESCAPE } else { 0 };
                                 (x << 4 | y | signs << PAIR_SIGNS) as u16 | escape
                             };
-                            Lookup::build_with(codes, value).unwrap_or(Lookup { entries: vec![0; 1 << STEP] })
+                            Lookup::build_with(codes, value).unwrap_or(Lookup { entries: vec![0; 1 << FIRST] })
                         })
                     })
                     .collect(),

@@ -93,8 +93,8 @@ pub fn decode(
         let mut window = bits.window();
         while line < stop {
             // The code, both values' linbits and signs, from one look at the next 56 bits; the
-            // code's first bits from before the refill (at least 9 are left after a pair, which
-            // takes at most 47).
+            // code's first 10 bits from before the refill (a pair without linbits takes at most
+            // 21 of the 56 or more, and one with them is followed by a refill of its own).
             let head = window.peek();
             window.refill();
             let word = window.peek();
@@ -117,6 +117,7 @@ pub fn decode(
                 q[line] = signed(&mut rest, &mut used, x, t.linbits);
                 q[line + 1] = signed(&mut rest, &mut used, y, t.linbits);
                 window.consume(used as u32);
+                window.refill();
             }
             line += 2;
         }
