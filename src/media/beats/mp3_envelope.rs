@@ -177,7 +177,7 @@ struct State {
     /// The subbands the bands span, decoded to samples (IMDCT and overlap only), and the last
     /// [`WINDOW`] samples of each.
     low: LowBand,
-    rings: Vec<[f32; WINDOW]>,
+    rings: Vec<Ring>,
     /// The FFT of subband 0's window, and the shorter one of every other subband's.
     long: SubbandFft,
     short: SubbandFft,
@@ -204,6 +204,38 @@ fn runs(band_of: &[usize]) -> Vec<Run> {
         }
     }
     runs
+}
+
+/// A subband's samples, the last [`WINDOW`] at the end of `data[..len]`: a granule's are
+/// appended, and the last window moved to the front only when the buffer is full (shifting the
+/// window by a granule every granule was a `memmove` call per subband).
+struct Ring {
+    data: [f32; RING],
+    len: usize,
+}
+
+/// A ring's room: the window and 8 granules more.
+const RING: usize = WINDOW + 8 * LINES;
+
+impl Ring {
+    /// A window of silence.
+    fn new() -> Ring {
+        Ring { data: [0.0; RING], len: WINDOW }
+    }
+
+    fn push(&mut self, samples: &[f32; LINES]) {
+        if self.len + LINES > RING {
+            self.data.copy_within(self.len - (WINDOW - LINES)..self.len, 0);
+            self.len = WINDOW - LINES;
+        }
+        self.data[self.len..self.len + LINES].copy_from_slice(samples);
+        self.len += LINES;
+    }
+
+    /// The last [`WINDOW`] samples.
+    fn window(&self) -> &[f32] {
+        &self.data[self.len - WINDOW..self.len]
+    }
 }
 
 /// A Hann window and real FFT of a subband's last `n` samples, and its bins' scale to `onset`'s.
@@ -234,7 +266,7 @@ impl SubbandFft {
     }
 
     /// Adds the magnitudes of the bins of `ring`'s last `n` samples to their `bands`.
-    fn add(&mut self, ring: &[f32; WINDOW], runs: &[Run], bands: &mut [f32; BANDS]) {
+    fn add(&mut self, ring: &[f32], runs: &[Run], bands: &mut [f32; BANDS]) {
         let n = self.input.len();
         for ((x, s), w) in self.input.iter_mut().zip(&ring[WINDOW - n..]).zip(&self.window) {
             *x = s * w;
@@ -243,10 +275,12 @@ impl SubbandFft {
         if self.fft.process_with_scratch(&mut self.input, &mut self.spectrum, &mut self.scratch).is_err() {
             return;
         }
-        // Every magnitude first (in lanes), then each band's bins summed in a register, in bin
-        // order (one loop over the bins adding each to its band in memory waited on the last
-        // store to the same band: a third of the walk's own time).
-        for (m, c) in self.magnitude.iter_mut().zip(&self.spectrum) {
+        // Every magnitude first (in lanes; those up to the last bin in a band), then each
+        // band's bins summed in a register, in bin order (one loop over the bins adding each to
+        // its band in memory waited on the last store to the same band: a third of the walk's
+        // own time).
+        let used = runs.last().map_or(0, |r| r.to);
+        for (m, c) in self.magnitude.iter_mut().zip(&self.spectrum).take(used) {
             *m = c.norm_sqr().sqrt();
         }
         for run in runs {
@@ -281,7 +315,7 @@ impl State {
             energy: 0.0,
             granules: 0,
             low,
-            rings: vec![[0.0; WINDOW]; subbands],
+            rings: (0..subbands).map(|_| Ring::new()).collect(),
             long: SubbandFft::new(WINDOW, BIN_SCALE),
             short: SubbandFft::new(WINDOW / 2, BIN_SCALE * SHORT_BIN_SCALE),
             // Bin b of an n-point FFT of subband k's samples (before frequency inversion, so its
@@ -309,14 +343,13 @@ impl State {
     fn granule(&mut self, ok: bool) {
         let samples = self.low.finish_subbands();
         for (ring, samples) in self.rings.iter_mut().zip(samples) {
-            ring.copy_within(LINES.., 0);
-            ring[WINDOW - LINES..].copy_from_slice(samples);
+            ring.push(samples);
         }
         if ok {
             self.bands.fill(0.0);
             for (sb, ring) in self.rings.iter().enumerate() {
                 let fft = if sb < SHORT_FROM { &mut self.long } else { &mut self.short };
-                fft.add(ring, &self.runs[sb], &mut self.bands);
+                fft.add(ring.window(), &self.runs[sb], &mut self.bands);
             }
         }
         self.flux.push(&self.bands);

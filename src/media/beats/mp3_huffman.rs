@@ -133,7 +133,9 @@ pub struct PairTable {
 /// The 32 big-values tables by `table_select` (0, 4 and 14 are unused: 0 means all zeros) and the
 /// two count1 tables.
 pub struct Tables {
-    pairs: Vec<Option<Lookup>>,
+    lookups: Vec<Lookup>,
+    /// Each table number's lookup in `lookups`.
+    pairs: [Option<usize>; 32],
     pub quads: [Lookup; 2],
 }
 
@@ -171,29 +173,35 @@ impl Tables {
             // The codes are the standard's, checked by this module's tests, so building them
             // cannot fail; an empty lookup (every code "bad") would only make every granule bad.
             let build = |codes: &[(u32, u8)]| Lookup::build(codes).unwrap_or(Lookup { entries: vec![0; 1 << FIRST] });
-            Tables {
-                pairs: (0..32)
-                    .map(|n| {
-                        pair_codes(n).map(|(codes, size)| {
-                            let size = usize::from(size);
-                            let value = |v: usize| {
-                                let (x, y) = (v / size, v % size);
-                                let signs = usize::from(x != 0) + usize::from(y != 0);
-                                let escape = if LINBITS[n] > 0 && (x == 15 || y == 15) { PAIR_ESCAPE } else { 0 };
-                                (x << 4 | y | signs << PAIR_SIGNS) as u16 | escape
-                            };
-                            Lookup::build_with(codes, value).unwrap_or(Lookup { entries: vec![0; 1 << FIRST] })
-                        })
-                    })
-                    .collect(),
-                quads: [build(&t::QUADS_A), build(&t::QUADS_B)],
+            // Tables 17-23 are table 16's lookup and 25-31 table 24's (the same codes, and every
+            // one with linbits, so the same escapes): built once each.
+            let mut lookups = Vec::new();
+            let mut pairs = [None; 32];
+            for (n, pair) in pairs.iter_mut().enumerate() {
+                let Some((codes, size)) = pair_codes(n) else { continue };
+                *pair = Some(match n {
+                    17..=23 | 25..=31 => lookups.len() - 1,
+                    _ => {
+                        let size = usize::from(size);
+                        let value = |v: usize| {
+                            let (x, y) = (v / size, v % size);
+                            let signs = usize::from(x != 0) + usize::from(y != 0);
+                            let escape = if LINBITS[n] > 0 && (x == 15 || y == 15) { PAIR_ESCAPE } else { 0 };
+                            (x << 4 | y | signs << PAIR_SIGNS) as u16 | escape
+                        };
+                        lookups
+                            .push(Lookup::build_with(codes, value).unwrap_or(Lookup { entries: vec![0; 1 << FIRST] }));
+                        lookups.len() - 1
+                    }
+                });
             }
+            Tables { lookups, pairs, quads: [build(&t::QUADS_A), build(&t::QUADS_B)] }
         })
     }
 
     /// Table `n` (0-31), or None for the unused 4 and 14 (and 0, all zeros).
     pub fn pair(&'static self, n: usize) -> Option<PairTable> {
-        let lookup = self.pairs.get(n)?.as_ref()?;
+        let lookup = self.lookups.get((*self.pairs.get(n)?)?)?;
         Some(PairTable { lookup, linbits: LINBITS[n] })
     }
 }
