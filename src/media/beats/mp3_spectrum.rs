@@ -5,8 +5,8 @@
 
 use std::sync::OnceLock;
 
-use super::mp3_frames::{Bits, GRANULE, Granule, long_bands, short_bands};
-use super::mp3_huffman::{PAIR_ESCAPE, PAIR_SIGNS, Tables};
+use super::mp3_frames::{Bits, GRANULE, Granule, Window, long_bands, short_bands};
+use super::mp3_huffman::{PAIR_ESCAPE, PAIR_SIGNS, PairTable, Tables};
 
 /// Scale factors' extra boost of the upper long bands when `preflag` is set (Table B.6).
 const PRETAB: [i32; 22] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 3, 3, 3, 2, 0];
@@ -74,6 +74,12 @@ pub fn decode(
     let limit = (max_line + 1).min(GRANULE) & !1;
     let big = (g.big_values * 2).min(GRANULE);
     let mut line = 0;
+    // Long blocks' big-values lines are requantised as they are decoded, into `out` (their
+    // lookups and products then run beside the codes' chain of lookups, which is what the
+    // decoding waits on); short blocks' order differs, so theirs go through `q`.
+    let fused = !g.short() && out.len() >= limit;
+    let (p, long) = (powers(), long_bands(sample_rate));
+    let mut band = 0;
     for (region, &table) in g.table_select.iter().enumerate() {
         let stop = match region {
             0 => g.region1_start,
@@ -86,48 +92,51 @@ pub fn decode(
             continue;
         }
         if table == 0 {
+            if fused {
+                out[line..stop].fill(0.0);
+            }
             line = stop;
             continue;
         }
         let t = tables.pair(table).ok_or(BadGranule)?;
         let mut window = bits.window();
-        while line < stop {
-            // The code, both values' linbits and signs, from one look at the next 56 bits; the
-            // code's first 10 bits from before the refill (a pair without linbits takes at most
-            // 21 of the 56 or more, and one with them is followed by a refill of its own).
-            let head = window.peek();
-            window.refill();
-            let word = window.peek();
-            let Ok((xy, len)) = t.lookup.decode_split(head, word) else {
-                bits.pos = window.pos();
-                return Err(BadGranule);
-            };
-            let (x, y, rest) = ((xy >> 4) & 15, xy & 15, word << len);
-            if xy & PAIR_ESCAPE == 0 {
-                // The common case: the bits taken (code and signs) are the table's, so the next
-                // code's lookup waits only on this one's; the signs are read beside it.
-                let x_signed = u32::from(x != 0);
-                let x_negative = (rest >> 63) as u32 & x_signed;
-                let y_negative = ((rest << x_signed) >> 63) as u32 & u32::from(y != 0);
-                q[line] = if x_negative == 1 { -(x as i16) } else { x as i16 };
-                q[line + 1] = if y_negative == 1 { -(y as i16) } else { y as i16 };
-                window.consume(len as u32 + (u32::from(xy >> PAIR_SIGNS) & 3));
-            } else {
-                let (mut rest, mut used) = (rest, len);
-                q[line] = signed(&mut rest, &mut used, x, t.linbits);
-                q[line + 1] = signed(&mut rest, &mut used, y, t.linbits);
-                window.consume(used as u32);
-                window.refill();
+        if fused {
+            // Each scale-factor band's lines straight to their values (band edges are even, so
+            // a pair is never split).
+            while line < stop {
+                while long[band + 1] <= line {
+                    band += 1;
+                }
+                let (segment, scale) = (long[band + 1].min(stop), long_scale(g, band));
+                while line < segment {
+                    let Some((x, y)) = pair(&mut window, &t) else {
+                        bits.pos = window.pos();
+                        return Err(BadGranule);
+                    };
+                    out[line] = value(p, x) * scale;
+                    out[line + 1] = value(p, y) * scale;
+                    line += 2;
+                }
             }
-            line += 2;
+        } else {
+            while line < stop {
+                let Some((x, y)) = pair(&mut window, &t) else {
+                    bits.pos = window.pos();
+                    return Err(BadGranule);
+                };
+                (q[line], q[line + 1]) = (x, y);
+                line += 2;
+            }
         }
         bits.pos = window.pos();
         if bits.pos > end {
             return Err(BadGranule);
         }
     }
+    // The lines requantised already.
+    let done = if fused { line } else { 0 };
     if line >= limit && limit < GRANULE {
-        requantise(&q, line, g, sample_rate, out);
+        requantise(&q, done, line, g, sample_rate, out);
         return Ok(None);
     }
     line = line.max(big);
@@ -155,8 +164,47 @@ pub fn decode(
         line += 4;
         exact = bits.pos == end;
     }
-    requantise(&q, line.min(max_line), g, sample_rate, out);
+    requantise(&q, done, line.min(max_line), g, sample_rate, out);
     Ok((limit == GRANULE).then_some(exact))
+}
+
+/// The next big-values pair: the code, both values' linbits and signs, from one look at the next
+/// 56 bits; the code's first 10 bits from before the refill (a pair without linbits takes at
+/// most 21 of the 56 or more, and one with them is followed by a refill of its own). None for a
+/// code not in the table.
+#[inline(always)]
+fn pair(window: &mut Window, t: &PairTable) -> Option<(i16, i16)> {
+    let head = window.peek();
+    window.refill();
+    let word = window.peek();
+    let (xy, len) = t.lookup.decode_split(head, word).ok()?;
+    let (x, y, rest) = ((xy >> 4) & 15, xy & 15, word << len);
+    if xy & PAIR_ESCAPE == 0 {
+        // The common case: the bits taken (code and signs) are the table's, so the next code's
+        // lookup waits only on this one's; the signs are read beside it.
+        let x_signed = u32::from(x != 0);
+        let x_negative = (rest >> 63) as u32 & x_signed;
+        let y_negative = ((rest << x_signed) >> 63) as u32 & u32::from(y != 0);
+        window.consume(len as u32 + (u32::from(xy >> PAIR_SIGNS) & 3));
+        Some((
+            if x_negative == 1 { -(x as i16) } else { x as i16 },
+            if y_negative == 1 { -(y as i16) } else { y as i16 },
+        ))
+    } else {
+        let (mut rest, mut used) = (rest, len);
+        let pair = (signed(&mut rest, &mut used, x, t.linbits), signed(&mut rest, &mut used, y, t.linbits));
+        window.consume(used as u32);
+        window.refill();
+        Some(pair)
+    }
+}
+
+/// The scale of long band `band`'s lines.
+#[inline]
+fn long_scale(g: &Granule, band: usize) -> f32 {
+    let shift = 2 * (1 + i32::from(g.scalefac_scale));
+    let pre = if g.preflag { PRETAB[band] } else { 0 };
+    gain(g.global_gain - 210 - shift * (i32::from(g.scalefac_l[band]) + pre))
 }
 
 /// A coded value `v` (0-15) with its `linbits` extension (when 15) and its sign bit (when not
@@ -178,10 +226,11 @@ fn signed(rest: &mut u64, used: &mut usize, v: u16, linbits: usize) -> i16 {
     if negative == 1 { -v } else { v }
 }
 
-/// Values of lines `..upto` from their coded values, gains and scale factors; the rest of `out`
-/// zero (only `out`, not a whole granule: zeroing 576 lines per granule was 6 % of the coded
-/// path's instructions).
-fn requantise(q: &[i16; GRANULE], upto: usize, g: &Granule, sample_rate: u32, out: &mut [f32]) {
+/// Values of lines `from..upto` from their coded values, gains and scale factors (those below
+/// `from` are there already: a long block's, see [`decode`]); the rest of `out` zero (only `out`,
+/// not a whole granule: zeroing 576 lines per granule was 6 % of the coded path's
+/// instructions).
+fn requantise(q: &[i16; GRANULE], from: usize, upto: usize, g: &Granule, sample_rate: u32, out: &mut [f32]) {
     let p = powers();
     let shift = 2 * (1 + i32::from(g.scalefac_scale));
     let base = g.global_gain - 210;
@@ -195,15 +244,18 @@ fn requantise(q: &[i16; GRANULE], upto: usize, g: &Granule, sample_rate: u32, ou
         0
     };
     // The lines written run from 0 to here without a gap.
-    let mut written = 0;
+    let mut written = from.min(upto);
     for band in 0..22 {
-        let (from, to) = (long[band], long[band + 1].min(long_end).min(upto).min(out.len()));
-        if from >= to {
+        let (start, to) = (long[band].max(from), long[band + 1].min(long_end).min(upto).min(out.len()));
+        if long[band] >= to {
             break;
+        }
+        if start >= to {
+            continue;
         }
         let pre = if g.preflag { PRETAB[band] } else { 0 };
         let scale = gain(base - shift * (i32::from(g.scalefac_l[band]) + pre));
-        for i in from..to {
+        for i in start..to {
             out[i] = value(p, q[i]) * scale;
         }
         written = to;
