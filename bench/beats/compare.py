@@ -5,7 +5,8 @@
         --variant A= --variant B=MV_BEATS_MP3_SPECTRUM=1 [--cpu 5]
 
 Each `--variant NAME=ENV=VALUE[,ENV=VALUE]` (or `NAME=` for the environment as it is) runs
-`examples/beats` on the set's 40 MP3s with those variables set, and is scored with run.py's own
+`examples/beats` (`--mvgen`, or the variant's own build with `--binary NAME=PATH`, e.g. main's
+build as A against a branch's as B) on the set's 40 MP3s with those variables set, and is scored with run.py's own
 beat F-measure (±70 ms), downbeat F-measure and 4 % tempo rule, on the whole and on each half
 (the tuning half, tracks 0, 1, 4, 5, ...; the held-out half, 2, 3, 6, 7, ...). Every file whose
 F-measure or tempo verdict differs between variants is listed, with the path the analysis took
@@ -42,6 +43,8 @@ def main():
     ap.add_argument("set")
     ap.add_argument("--mvgen", default="target/release/examples/beats")
     ap.add_argument("--variant", action="append", required=True)
+    ap.add_argument("--binary", action="append", default=[],
+                    help="NAME=PATH: the examples/beats build that variant NAME runs")
     ap.add_argument("--cpu", type=int, default=0)
     ap.add_argument("--json")
     args = ap.parse_args()
@@ -49,10 +52,12 @@ def main():
     spec = json.loads((root / "set.json").read_text())
     tracks = spec["tracks"]
     variants = [parse_variant(v) for v in args.variant]
+    binaries = dict(b.split("=", 1) for b in args.binary)
+    binary = {name: binaries.get(name, args.mvgen) for name, _ in variants}
     files = [(i, t, f) for i, t in enumerate(tracks) for f in t["files"] if f.endswith(".mp3")]
     scores = {}
     for name, env in variants:
-        out = run(args.mvgen, env, [root / f for _, _, f in files])
+        out = run(binary[name], env, [root / f for _, _, f in files])
         rows = []
         for i, t, f in files:
             r = out[f]
@@ -100,7 +105,7 @@ def main():
         cpu = {n: [] for n in names}
         for _ in range(args.cpu):
             for name, env in variants:
-                cpu[name].append(run(args.mvgen, env, [root / "long.mp3"])["long.mp3"]["cpu_seconds"])
+                cpu[name].append(run(binary[name], env, [root / "long.mp3"])["long.mp3"]["cpu_seconds"])
         print()
         for name in names:
             print(f"long.mp3 CPU {name}: median {statistics.median(cpu[name]):.4f} s of "

@@ -97,7 +97,14 @@ pub fn envelope(source: &mut dyn Read, max_seconds: f64) -> Result<Walk, Mp3Erro
                     let (g, previous) =
                         if gr == 0 { (&mut first[0][ch], &blank) } else { (&mut second[0][ch], &first[0][ch]) };
                     mp3_frames::read_scalefactors(&mut bits, g, &scfsi[ch], gr, previous);
-                    match mp3_spectrum::decode(&mut bits, end, g, header.sample_rate, st.max_line, &mut st.lines) {
+                    match mp3_spectrum::decode(
+                        &mut bits,
+                        end,
+                        g,
+                        header.sample_rate,
+                        st.max_line,
+                        &mut st.lines[..st.used],
+                    ) {
                         Ok(_) => {
                             st.energy += f64::from(weight * weight) * energy(&st.lines[..st.max_line]);
                             st.low.add(&st.lines, g, weight);
@@ -160,6 +167,9 @@ fn energy(lines: &[f32]) -> f64 {
 struct State {
     /// Lines below the top band's edge; those above are not decoded.
     max_line: usize,
+    /// Lines the subbands' IMDCTs read (those up to `max_line`, the rest zero); those above
+    /// are never written.
+    used: usize,
     lines: [f32; GRANULE],
     flux: Flux,
     energy: f64,
@@ -167,13 +177,65 @@ struct State {
     /// The subbands the bands span, decoded to samples (IMDCT and overlap only), and the last
     /// [`WINDOW`] samples of each.
     low: LowBand,
-    rings: Vec<[f32; WINDOW]>,
+    rings: Vec<Ring>,
     /// The FFT of subband 0's window, and the shorter one of every other subband's.
     long: SubbandFft,
     short: SubbandFft,
-    /// Per subband, each FFT bin's band (`usize::MAX`: outside the bands).
-    band_of: Vec<Vec<usize>>,
+    /// Per subband, its FFT bins by band: runs of consecutive bins in one band, in bin order.
+    runs: Vec<Vec<Run>>,
     bands: [f32; BANDS],
+}
+
+/// Bins `from..to` of a subband's FFT, all in `band`.
+struct Run {
+    band: usize,
+    from: usize,
+    to: usize,
+}
+
+/// Each bin's band (`usize::MAX`: outside the bands) as runs of consecutive bins in one band.
+fn runs(band_of: &[usize]) -> Vec<Run> {
+    let mut runs: Vec<Run> = Vec::new();
+    for (bin, &band) in band_of.iter().enumerate() {
+        match runs.last_mut() {
+            Some(run) if run.band == band && run.to == bin => run.to += 1,
+            _ if band >= BANDS => {}
+            _ => runs.push(Run { band, from: bin, to: bin + 1 }),
+        }
+    }
+    runs
+}
+
+/// A subband's samples, the last [`WINDOW`] at the end of `data[..len]`: a granule's are
+/// appended, and the last window moved to the front only when the buffer is full (shifting the
+/// window by a granule every granule was a `memmove` call per subband).
+struct Ring {
+    data: [f32; RING],
+    len: usize,
+}
+
+/// A ring's room: the window and 8 granules more.
+const RING: usize = WINDOW + 8 * LINES;
+
+impl Ring {
+    /// A window of silence.
+    fn new() -> Ring {
+        Ring { data: [0.0; RING], len: WINDOW }
+    }
+
+    fn push(&mut self, samples: &[f32; LINES]) {
+        if self.len + LINES > RING {
+            self.data.copy_within(self.len - (WINDOW - LINES)..self.len, 0);
+            self.len = WINDOW - LINES;
+        }
+        self.data[self.len..self.len + LINES].copy_from_slice(samples);
+        self.len += LINES;
+    }
+
+    /// The last [`WINDOW`] samples.
+    fn window(&self) -> &[f32] {
+        &self.data[self.len - WINDOW..self.len]
+    }
 }
 
 /// A Hann window and real FFT of a subband's last `n` samples, and its bins' scale to `onset`'s.
@@ -183,6 +245,8 @@ struct SubbandFft {
     input: Vec<f32>,
     spectrum: Vec<Complex<f32>>,
     scratch: Vec<Complex<f32>>,
+    /// Each bin's magnitude.
+    magnitude: Vec<f32>,
     scale: f32,
 }
 
@@ -194,6 +258,7 @@ impl SubbandFft {
             fft,
             window: (0..n).map(|i| 0.5 - 0.5 * (2.0 * std::f32::consts::PI * i as f32 / n as f32).cos()).collect(),
             input: vec![0.0; n],
+            magnitude: vec![0.0; spectrum.len()],
             spectrum,
             scratch,
             scale,
@@ -201,7 +266,7 @@ impl SubbandFft {
     }
 
     /// Adds the magnitudes of the bins of `ring`'s last `n` samples to their `bands`.
-    fn add(&mut self, ring: &[f32; WINDOW], band_of: &[usize], bands: &mut [f32; BANDS]) {
+    fn add(&mut self, ring: &[f32], runs: &[Run], bands: &mut [f32; BANDS]) {
         let n = self.input.len();
         for ((x, s), w) in self.input.iter_mut().zip(&ring[WINDOW - n..]).zip(&self.window) {
             *x = s * w;
@@ -210,10 +275,23 @@ impl SubbandFft {
         if self.fft.process_with_scratch(&mut self.input, &mut self.spectrum, &mut self.scratch).is_err() {
             return;
         }
-        for (c, &band) in self.spectrum.iter().zip(band_of) {
-            if band != usize::MAX {
-                bands[band] += c.norm_sqr().sqrt() * self.scale;
+        // Every magnitude first (in lanes; those up to the last bin in a band), then each
+        // band's bins summed in a register, in bin order (one loop over the bins adding each to
+        // its band in memory waited on the last store to the same band: a third of the walk's
+        // own time).
+        let used = runs.last().map_or(0, |r| r.to);
+        for (m, c) in self.magnitude.iter_mut().zip(&self.spectrum).take(used) {
+            *m = c.norm_sqr().sqrt();
+        }
+        for run in runs {
+            let (Some(band), Some(bins)) = (bands.get_mut(run.band), self.magnitude.get(run.from..run.to)) else {
+                continue;
+            };
+            let mut sum = *band;
+            for &m in bins {
+                sum += m * self.scale;
             }
+            *band = sum;
         }
     }
 }
@@ -228,28 +306,31 @@ impl State {
         // Subband k spans k · rate/64 to (k + 1) · rate/64 Hz.
         let subbands = ((high / (rate / 64.0)).ceil() as usize).clamp(1, 32);
         let width = |sb: usize| if sb < SHORT_FROM { WINDOW } else { WINDOW / 2 };
+        let low = LowBand::new(sample_rate, 0, 1, subbands);
         State {
             max_line,
+            used: low.lines_read().max(max_line),
             lines: [0.0; GRANULE],
             flux: Flux::new(onset::bass_bands(high)),
             energy: 0.0,
             granules: 0,
-            low: LowBand::new(sample_rate, 0, 1, subbands),
-            rings: vec![[0.0; WINDOW]; subbands],
+            low,
+            rings: (0..subbands).map(|_| Ring::new()).collect(),
             long: SubbandFft::new(WINDOW, BIN_SCALE),
             short: SubbandFft::new(WINDOW / 2, BIN_SCALE * SHORT_BIN_SCALE),
             // Bin b of an n-point FFT of subband k's samples (before frequency inversion, so its
             // spectrum runs upright) is at (k + 2b/n) · rate/64 Hz; bin n/2 is the next
             // subband's bin 0, so it is left out.
-            band_of: (0..subbands)
+            runs: (0..subbands)
                 .map(|sb| {
                     let n = width(sb);
-                    (0..n / 2)
+                    let band_of: Vec<usize> = (0..n / 2)
                         .map(|b| {
                             let hz = (sb as f64 + 2.0 * b as f64 / n as f64) * rate / 64.0;
                             if hz < high { onset::band_of(hz, high).unwrap_or(usize::MAX) } else { usize::MAX }
                         })
-                        .collect()
+                        .collect();
+                    runs(&band_of)
                 })
                 .collect(),
             bands: [0.0; BANDS],
@@ -262,14 +343,13 @@ impl State {
     fn granule(&mut self, ok: bool) {
         let samples = self.low.finish_subbands();
         for (ring, samples) in self.rings.iter_mut().zip(samples) {
-            ring.copy_within(LINES.., 0);
-            ring[WINDOW - LINES..].copy_from_slice(samples);
+            ring.push(samples);
         }
         if ok {
             self.bands.fill(0.0);
             for (sb, ring) in self.rings.iter().enumerate() {
                 let fft = if sb < SHORT_FROM { &mut self.long } else { &mut self.short };
-                fft.add(ring, &self.band_of[sb], &mut self.bands);
+                fft.add(ring.window(), &self.runs[sb], &mut self.bands);
             }
         }
         self.flux.push(&self.bands);

@@ -1,13 +1,17 @@
 //! Layer 3's Huffman codes (the tables of `mp3_tables`) turned into lookup tables: the next
-//! [`STEP`] bits index an entry that is either a value and its code's length, or a sub-table for
-//! the next [`STEP`] bits of a longer code. Built once per process.
+//! [`FIRST`] bits index an entry that is either a value and its code's length, or a sub-table for
+//! the next [`STEP`] bits of a longer code (and so on). Built once per process.
 
 use std::sync::OnceLock;
 
 use super::mp3_frames::Bits;
 use super::mp3_tables as t;
 
-/// Bits looked up at once: most codes are shorter, and the tables stay a few KiB.
+/// Bits looked up first: all but a few percent of the codes are shorter (at 8 bits, a fifth of
+/// the big-values pairs of the benchmark's `long.mp3` took a second lookup, whose branch and
+/// wait were a third of the Huffman decoding's time), and a table is 4 KiB.
+const FIRST: usize = 10;
+/// Bits looked up in each sub-table after the first.
 const STEP: usize = 8;
 /// An entry pointing to a sub-table at the offset in its low bits.
 const SUB: u32 = 1 << 31;
@@ -25,21 +29,34 @@ impl Lookup {
     /// `codes[i]` is value `i`'s codeword and length. Fails when two codes overlap (one is a
     /// prefix of another), which no table of the standard does.
     pub fn build(codes: &[(u32, u8)]) -> Result<Lookup, String> {
-        let mut entries = vec![0u32; 1 << STEP];
-        let all: Vec<(u32, u8, u16)> = codes.iter().enumerate().map(|(v, &(c, l))| (c, l, v as u16)).collect();
-        fill(&mut entries, 0, 0, &all)?;
+        Lookup::build_with(codes, |v| v as u16)
+    }
+
+    /// [`Lookup::build`], each value `i` stored as `value(i)`.
+    fn build_with(codes: &[(u32, u8)], value: impl Fn(usize) -> u16) -> Result<Lookup, String> {
+        let mut entries = vec![0u32; 1 << FIRST];
+        let all: Vec<(u32, u8, u16)> = codes.iter().enumerate().map(|(v, &(c, l))| (c, l, value(v))).collect();
+        fill(&mut entries, 0, 0, FIRST as u8, &all)?;
         Ok(Lookup { entries })
     }
 
-    /// Decodes one value at `bits`' position.
+    /// Decodes one value from the top bits of `word` (as [`Bits::peek56`] gives them): the value
+    /// and its code's length, nothing consumed. The first [`FIRST`] bits are looked up in `head`,
+    /// the same bits as `word` but maybe fewer of them (a `Window` before its refill): the first
+    /// lookup, which most codes end at, then does not wait for the refill's load.
     #[inline]
-    pub fn decode(&self, bits: &mut Bits) -> Result<u16, BadCode> {
-        let mut base = 0usize;
+    pub fn decode_split(&self, head: u64, word: u64) -> Result<(u16, usize), BadCode> {
+        let entry = self.entries[(head >> (64 - FIRST)) as usize];
+        if entry & SUB == 0 {
+            let len = (entry >> 16) as usize;
+            return if len == 0 { Err(BadCode) } else { Ok((entry as u16, len)) };
+        }
+        let (mut base, mut depth) = ((entry & !SUB) as usize, FIRST);
         loop {
-            let index = (bits.peek32() >> (32 - STEP)) as usize;
+            let index = ((word << depth) >> (64 - STEP)) as usize;
             let entry = self.entries[base + index];
             if entry & SUB != 0 {
-                bits.skip(STEP);
+                depth += STEP;
                 base = (entry & !SUB) as usize;
                 continue;
             }
@@ -47,17 +64,24 @@ impl Lookup {
             if len == 0 {
                 return Err(BadCode);
             }
-            bits.skip(len);
-            return Ok(entry as u16);
+            return Ok((entry as u16, depth + len));
         }
+    }
+
+    /// Decodes one value at `bits`' position.
+    #[inline]
+    pub fn decode(&self, bits: &mut Bits) -> Result<u16, BadCode> {
+        let word = bits.peek56();
+        let (value, len) = self.decode_split(word, word)?;
+        bits.skip(len);
+        Ok(value)
     }
 }
 
-/// Fills the table at `entries[base..base + 2^STEP]` with `codes`, whose first `depth` bits are
-/// already consumed by the tables above it.
-fn fill(entries: &mut Vec<u32>, base: usize, depth: u8, codes: &[(u32, u8, u16)]) -> Result<(), String> {
-    let step = STEP as u8;
-    let mut longer: Vec<Vec<(u32, u8, u16)>> = vec![Vec::new(); 1 << STEP];
+/// Fills the table of `step` bits at `entries[base..base + 2^step]` with `codes`, whose first
+/// `depth` bits are already consumed by the tables above it; its sub-tables are of [`STEP`] bits.
+fn fill(entries: &mut Vec<u32>, base: usize, depth: u8, step: u8, codes: &[(u32, u8, u16)]) -> Result<(), String> {
+    let mut longer: Vec<Vec<(u32, u8, u16)>> = vec![Vec::new(); 1 << step];
     for &(code, len, value) in codes {
         if len == 0 || len > 24 {
             return Err(format!("value {value} has a code of {len} bits"));
@@ -87,23 +111,31 @@ fn fill(entries: &mut Vec<u32>, base: usize, depth: u8, codes: &[(u32, u8, u16)]
         let sub = entries.len();
         entries.resize(sub + (1 << STEP), 0);
         entries[base + index] = SUB | sub as u32;
-        fill(entries, sub, depth + step, group)?;
+        fill(entries, sub, depth + step, STEP as u8, group)?;
     }
     Ok(())
 }
 
-/// A big-values table: its lookup, its values' size (values are `x * size + y`) and the extra
-/// bits (`linbits`) that extend a 15.
+/// A pair's value in a big-values lookup: `x << 4 | y` (the standard's `x · size + y` split when
+/// the table is built, so no division per pair), how many of the two are not 0 (each has a sign
+/// bit after the code) in the bits [`PAIR_SIGNS`], and [`PAIR_ESCAPE`] when one is a 15 that
+/// `linbits` extend (tables 16-31), whose bits then follow the code too.
+pub const PAIR_SIGNS: u32 = 8;
+pub const PAIR_ESCAPE: u16 = 1 << 10;
+
+/// A big-values table: its lookup (values as [`PAIR_SIGNS`] says) and the extra bits
+/// (`linbits`) that extend a 15.
 pub struct PairTable {
     pub lookup: &'static Lookup,
-    pub size: u16,
     pub linbits: usize,
 }
 
 /// The 32 big-values tables by `table_select` (0, 4 and 14 are unused: 0 means all zeros) and the
 /// two count1 tables.
 pub struct Tables {
-    pairs: Vec<Option<Lookup>>,
+    lookups: Vec<Lookup>,
+    /// Each table number's lookup in `lookups`.
+    pairs: [Option<usize>; 32],
     pub quads: [Lookup; 2],
 }
 
@@ -140,19 +172,37 @@ impl Tables {
         TABLES.get_or_init(|| {
             // The codes are the standard's, checked by this module's tests, so building them
             // cannot fail; an empty lookup (every code "bad") would only make every granule bad.
-            let build = |codes: &[(u32, u8)]| Lookup::build(codes).unwrap_or(Lookup { entries: vec![0; 1 << STEP] });
-            Tables {
-                pairs: (0..32).map(|n| pair_codes(n).map(|(codes, _)| build(codes))).collect(),
-                quads: [build(&t::QUADS_A), build(&t::QUADS_B)],
+            let build = |codes: &[(u32, u8)]| Lookup::build(codes).unwrap_or(Lookup { entries: vec![0; 1 << FIRST] });
+            // Tables 17-23 are table 16's lookup and 25-31 table 24's (the same codes, and every
+            // one with linbits, so the same escapes): built once each.
+            let mut lookups = Vec::new();
+            let mut pairs = [None; 32];
+            for (n, pair) in pairs.iter_mut().enumerate() {
+                let Some((codes, size)) = pair_codes(n) else { continue };
+                *pair = Some(match n {
+                    17..=23 | 25..=31 => lookups.len() - 1,
+                    _ => {
+                        let size = usize::from(size);
+                        let value = |v: usize| {
+                            let (x, y) = (v / size, v % size);
+                            let signs = usize::from(x != 0) + usize::from(y != 0);
+                            let escape = if LINBITS[n] > 0 && (x == 15 || y == 15) { PAIR_ESCAPE } else { 0 };
+                            (x << 4 | y | signs << PAIR_SIGNS) as u16 | escape
+                        };
+                        lookups
+                            .push(Lookup::build_with(codes, value).unwrap_or(Lookup { entries: vec![0; 1 << FIRST] }));
+                        lookups.len() - 1
+                    }
+                });
             }
+            Tables { lookups, pairs, quads: [build(&t::QUADS_A), build(&t::QUADS_B)] }
         })
     }
 
     /// Table `n` (0-31), or None for the unused 4 and 14 (and 0, all zeros).
     pub fn pair(&'static self, n: usize) -> Option<PairTable> {
-        let lookup = self.pairs.get(n)?.as_ref()?;
-        let (_, size) = pair_codes(n)?;
-        Some(PairTable { lookup, size, linbits: LINBITS[n] })
+        let lookup = self.lookups.get((*self.pairs.get(n)?)?)?;
+        Some(PairTable { lookup, linbits: LINBITS[n] })
     }
 }
 

@@ -5,8 +5,8 @@
 
 use std::sync::OnceLock;
 
-use super::mp3_frames::{Bits, GRANULE, Granule, long_bands, short_bands};
-use super::mp3_huffman::Tables;
+use super::mp3_frames::{Bits, GRANULE, Granule, Window, long_bands, short_bands};
+use super::mp3_huffman::{PAIR_ESCAPE, PAIR_SIGNS, PairTable, Tables};
 
 /// Scale factors' extra boost of the upper long bands when `preflag` is set (Table B.6).
 const PRETAB: [i32; 22] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 3, 3, 3, 2, 0];
@@ -44,7 +44,9 @@ fn powers() -> &'static Powers {
 #[inline]
 fn value(p: &Powers, q: i16) -> f32 {
     let m = p.pow43[usize::from(q.unsigned_abs())];
-    if q < 0 { -m } else { m }
+    // q's sign bit onto the magnitude, without a branch (which lines are negative is the
+    // music's: a branch on it mispredicted half the time).
+    f32::from_bits(m.to_bits() | (u32::from(q as u16 & 0x8000) << 16))
 }
 
 fn gain(e: i32) -> f32 {
@@ -52,8 +54,9 @@ fn gain(e: i32) -> f32 {
 }
 
 /// Decodes the Huffman data of `g` from `bits` (just past its scale factors) up to bit `end`,
-/// and writes each line's value into `out`, in frequency order: a short block's three
-/// windows are interleaved (window `w`'s line `j` at `3j + w`), so a band's sum covers all three.
+/// and writes each line's value into `out` (the lowest `out.len()` lines: those the caller
+/// reads), in frequency order: a short block's three windows are interleaved (window `w`'s line
+/// `j` at `3j + w`), so a band's sum covers all three.
 /// Lines from `max_line` up are neither decoded nor requantised: the next granule's bits start
 /// `part2_3_length` after this one's whatever they hold, so the rest is skipped unread (the
 /// envelope needs the lines below 5 kHz, a quarter of them).
@@ -63,7 +66,7 @@ pub fn decode(
     g: &Granule,
     sample_rate: u32,
     max_line: usize,
-    out: &mut [f32; GRANULE],
+    out: &mut [f32],
 ) -> Result<Exact, BadGranule> {
     let mut q = [0i16; GRANULE];
     let tables = Tables::get();
@@ -71,6 +74,12 @@ pub fn decode(
     let limit = (max_line + 1).min(GRANULE) & !1;
     let big = (g.big_values * 2).min(GRANULE);
     let mut line = 0;
+    // Long blocks' big-values lines are requantised as they are decoded, into `out` (their
+    // lookups and products then run beside the codes' chain of lookups, which is what the
+    // decoding waits on); short blocks' order differs, so theirs go through `q`.
+    let fused = !g.short() && out.len() >= limit;
+    let (p, long) = (powers(), long_bands(sample_rate));
+    let mut band = 0;
     for (region, &table) in g.table_select.iter().enumerate() {
         let stop = match region {
             0 => g.region1_start,
@@ -83,21 +92,51 @@ pub fn decode(
             continue;
         }
         if table == 0 {
+            if fused {
+                out[line..stop].fill(0.0);
+            }
             line = stop;
             continue;
         }
         let t = tables.pair(table).ok_or(BadGranule)?;
-        while line < stop {
-            let v = t.lookup.decode(bits).map_err(|_| BadGranule)?;
-            (q[line], q[line + 1]) = pair(bits, v / t.size, v % t.size, t.linbits);
-            line += 2;
+        let mut window = bits.window();
+        if fused {
+            // Each scale-factor band's lines straight to their values (band edges are even, so
+            // a pair is never split).
+            while line < stop {
+                while long[band + 1] <= line {
+                    band += 1;
+                }
+                let (segment, scale) = (long[band + 1].min(stop), long_scale(g, band));
+                while line < segment {
+                    let Some((x, y)) = pair(&mut window, &t) else {
+                        bits.pos = window.pos();
+                        return Err(BadGranule);
+                    };
+                    out[line] = value(p, x) * scale;
+                    out[line + 1] = value(p, y) * scale;
+                    line += 2;
+                }
+            }
+        } else {
+            while line < stop {
+                let Some((x, y)) = pair(&mut window, &t) else {
+                    bits.pos = window.pos();
+                    return Err(BadGranule);
+                };
+                (q[line], q[line + 1]) = (x, y);
+                line += 2;
+            }
         }
+        bits.pos = window.pos();
         if bits.pos > end {
             return Err(BadGranule);
         }
     }
+    // The lines requantised already.
+    let done = if fused { line } else { 0 };
     if line >= limit && limit < GRANULE {
-        requantise(&q, line, g, sample_rate, out);
+        requantise(&q, done, line, g, sample_rate, out);
         return Ok(None);
     }
     line = line.max(big);
@@ -125,36 +164,73 @@ pub fn decode(
         line += 4;
         exact = bits.pos == end;
     }
-    requantise(&q, line.min(max_line), g, sample_rate, out);
+    requantise(&q, done, line.min(max_line), g, sample_rate, out);
     Ok((limit == GRANULE).then_some(exact))
 }
 
-/// A coded pair `x`, `y`, each with its `linbits` extension (when 15) and sign bit (when not 0),
-/// read from one look at the next 32 bits (they take at most 2 · (13 + 1)).
-#[inline]
-fn pair(bits: &mut Bits, x: u16, y: u16, linbits: usize) -> (i16, i16) {
-    let word = bits.peek32();
-    let mut used = 0usize;
-    let mut one = |v: u16| -> i16 {
-        let mut v = v as i16;
-        if v == 15 && linbits > 0 {
-            v += ((word << used) >> (32 - linbits)) as i16;
-            used += linbits;
-        }
-        if v == 0 {
-            return 0;
-        }
-        used += 1;
-        if (word << (used - 1)) >> 31 == 1 { -v } else { v }
-    };
-    let pair = (one(x), one(y));
-    bits.skip(used);
-    pair
+/// The next big-values pair: the code, both values' linbits and signs, from one look at the next
+/// 56 bits; the code's first 10 bits from before the refill (a pair without linbits takes at
+/// most 21 of the 56 or more, and one with them is followed by a refill of its own). None for a
+/// code not in the table.
+#[inline(always)]
+fn pair(window: &mut Window, t: &PairTable) -> Option<(i16, i16)> {
+    let head = window.peek();
+    window.refill();
+    let word = window.peek();
+    let (xy, len) = t.lookup.decode_split(head, word).ok()?;
+    let (x, y, rest) = ((xy >> 4) & 15, xy & 15, word << len);
+    if xy & PAIR_ESCAPE == 0 {
+        // The common case: the bits taken (code and signs) are the table's, so the next code's
+        // lookup waits only on this one's; the signs are read beside it.
+        let x_signed = u32::from(x != 0);
+        let x_negative = (rest >> 63) as u32 & x_signed;
+        let y_negative = ((rest << x_signed) >> 63) as u32 & u32::from(y != 0);
+        window.consume(len as u32 + (u32::from(xy >> PAIR_SIGNS) & 3));
+        Some((
+            if x_negative == 1 { -(x as i16) } else { x as i16 },
+            if y_negative == 1 { -(y as i16) } else { y as i16 },
+        ))
+    } else {
+        let (mut rest, mut used) = (rest, len);
+        let pair = (signed(&mut rest, &mut used, x, t.linbits), signed(&mut rest, &mut used, y, t.linbits));
+        window.consume(used as u32);
+        window.refill();
+        Some(pair)
+    }
 }
 
-/// Values of lines `..upto` from their coded values, gains and scale factors.
-fn requantise(q: &[i16; GRANULE], upto: usize, g: &Granule, sample_rate: u32, out: &mut [f32; GRANULE]) {
-    out.fill(0.0);
+/// The scale of long band `band`'s lines.
+#[inline]
+fn long_scale(g: &Granule, band: usize) -> f32 {
+    let shift = 2 * (1 + i32::from(g.scalefac_scale));
+    let pre = if g.preflag { PRETAB[band] } else { 0 };
+    gain(g.global_gain - 210 - shift * (i32::from(g.scalefac_l[band]) + pre))
+}
+
+/// A coded value `v` (0-15) with its `linbits` extension (when 15) and its sign bit (when not
+/// 0), both read off the top of `rest`, which is moved past them (`used` counts the bits).
+#[inline(always)]
+fn signed(rest: &mut u64, used: &mut usize, v: u16, linbits: usize) -> i16 {
+    let mut v = v as i16;
+    if v == 15 && linbits > 0 {
+        v += (*rest >> (64 - linbits)) as i16;
+        *rest <<= linbits;
+        *used += linbits;
+    }
+    // The sign bit, only when the value is not 0 (without a branch: which lines are 0 is the
+    // music's, so a branch on it mispredicts).
+    let nonzero = u32::from(v != 0);
+    let negative = (*rest >> 63) as u32 & nonzero;
+    *rest <<= nonzero;
+    *used += nonzero as usize;
+    if negative == 1 { -v } else { v }
+}
+
+/// Values of lines `from..upto` from their coded values, gains and scale factors (those below
+/// `from` are there already: a long block's, see [`decode`]); the rest of `out` zero (only `out`,
+/// not a whole granule: zeroing 576 lines per granule was 6 % of the coded path's
+/// instructions).
+fn requantise(q: &[i16; GRANULE], from: usize, upto: usize, g: &Granule, sample_rate: u32, out: &mut [f32]) {
     let p = powers();
     let shift = 2 * (1 + i32::from(g.scalefac_scale));
     let base = g.global_gain - 210;
@@ -167,33 +243,42 @@ fn requantise(q: &[i16; GRANULE], upto: usize, g: &Granule, sample_rate: u32, ou
     } else {
         0
     };
+    // The lines written run from 0 to here without a gap.
+    let mut written = from.min(upto);
     for band in 0..22 {
-        let (from, to) = (long[band], long[band + 1].min(long_end).min(upto));
-        if from >= to {
+        let (start, to) = (long[band].max(from), long[band + 1].min(long_end).min(upto).min(out.len()));
+        if long[band] >= to {
             break;
+        }
+        if start >= to {
+            continue;
         }
         let pre = if g.preflag { PRETAB[band] } else { 0 };
         let scale = gain(base - shift * (i32::from(g.scalefac_l[band]) + pre));
-        for i in from..to {
+        for i in start..to {
             out[i] = value(p, q[i]) * scale;
         }
+        written = to;
     }
-    if long_end == GRANULE {
-        return;
-    }
-    let short = short_bands(sample_rate);
-    let first = if g.mixed { 3 } else { 0 };
-    for band in first..13 {
-        let (from, width) = (short[band], short[band + 1] - short[band]);
-        if 3 * from >= upto {
-            break;
-        }
-        for w in 0..3 {
-            let scale = gain(base - 8 * g.subblock_gain[w] - shift * i32::from(g.scalefac_s[band][w]));
-            for k in 0..width {
-                let coded = 3 * from + w * width + k;
-                out[3 * (from + k) + w] = value(p, q[coded]) * scale;
+    if long_end != GRANULE {
+        let short = short_bands(sample_rate);
+        let first = if g.mixed { 3 } else { 0 };
+        for band in first..13 {
+            let (from, width) = (short[band], short[band + 1] - short[band]);
+            if 3 * from >= upto || 3 * from >= out.len() {
+                break;
             }
+            for w in 0..3 {
+                let scale = gain(base - 8 * g.subblock_gain[w] - shift * i32::from(g.scalefac_s[band][w]));
+                for k in 0..width {
+                    let coded = 3 * from + w * width + k;
+                    if let Some(o) = out.get_mut(3 * (from + k) + w) {
+                        *o = value(p, q[coded]) * scale;
+                    }
+                }
+            }
+            written = (3 * short[band + 1]).min(out.len());
         }
     }
+    out[written..].fill(0.0);
 }
