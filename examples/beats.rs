@@ -5,12 +5,12 @@
 //! after it, so the memory the analysis adds is measured in one process.
 //!
 //! `MV_MAX_SONG_SECONDS` caps the analysed length as it does in the server (default 900).
-//! `MV_BEATS_MP3_SPECTRUM=1` analyses MP3s with `beats::analyse_mp3_coded` instead (the
-//! measured experiment of BENCHMARKS.md's issue 25 section, which the server does not use: the
-//! coded-spectrum envelope, falling back to the low-band decode when its beat is unclear; the
-//! line also says which way it went, `path`, and the envelope's `clarity`);
-//! `MV_BEATS_MP3_LOWBAND=1` with `beats::analyse_mp3_lowband` (an MP3 decoded only to the
-//! analysis rate from its lowest subbands).
+//! For an MP3 that is the coded-spectrum path (`beats::analyse_mp3_coded`), and the line also
+//! says which way it went (`path`: `spectrum`, or `fallback` to a decode) and the envelope's
+//! `clarity`. `MV_BEATS_DECODED=1` analyses MP3s decoded whole by symphonia instead
+//! (`beats::analyse_decoded`, how every other codec is analysed and how MP3s were until analysis
+//! version 5); `MV_BEATS_MP3_LOWBAND=1` with `beats::analyse_mp3_lowband` (an MP3 decoded only to
+//! the analysis rate from its lowest subbands, the coded path's fallback).
 
 use std::fs::File;
 
@@ -27,7 +27,7 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(beats::DEFAULT_MAX_SONG_SECONDS);
-    let mp3_spectrum = std::env::var("MV_BEATS_MP3_SPECTRUM").is_ok_and(|v| v == "1");
+    let decoded = std::env::var("MV_BEATS_DECODED").is_ok_and(|v| v == "1");
     let mp3_lowband = std::env::var("MV_BEATS_MP3_LOWBAND").is_ok_and(|v| v == "1");
     let rss_before_kib = status_kib("VmRSS:");
     for path in files {
@@ -53,14 +53,16 @@ fn main() {
         let cpu_before = cpu_seconds();
         let mut taken = None;
         let mut clarity = None;
-        let analysis = if mp3_spectrum && info.codec == song::SongCodec::Mp3 {
+        let analysis = if decoded {
+            beats::analyse_decoded(source, &info, max_seconds)
+        } else if mp3_lowband && info.codec == song::SongCodec::Mp3 {
+            beats::analyse_mp3_lowband(source, &info, max_seconds)
+        } else if info.codec == song::SongCodec::Mp3 {
             beats::analyse_mp3_coded(source, &info, max_seconds).map(|(a, p, c)| {
                 taken = Some(p);
                 clarity = c;
                 a
             })
-        } else if mp3_lowband && info.codec == song::SongCodec::Mp3 {
-            beats::analyse_mp3_lowband(source, &info, max_seconds)
         } else {
             beats::analyse(source, &info, max_seconds)
         };

@@ -2,7 +2,7 @@
 """Compares ways of analysing the set's MP3s side by side, in one run: mvgen only (run.py has librosa).
 
     target/beats-venv/bin/python bench/beats/compare.py SET_DIR --mvgen BIN \
-        --variant A= --variant B=MV_BEATS_MP3_SPECTRUM=1 [--cpu 5]
+        --variant A=MV_BEATS_DECODED=1 --variant B= [--cpu 5]
 
 Each `--variant NAME=ENV=VALUE[,ENV=VALUE]` (or `NAME=` for the environment as it is) runs
 `examples/beats` (`--mvgen`, or the variant's own build with `--binary NAME=PATH`, e.g. main's

@@ -10,15 +10,14 @@
 //! A song without a clear pulse (silence, speech, a drone) gets no beats and a note saying why,
 //! never invented ones. Opus, which symphonia demuxes but cannot decode, is decoded by `opus`.
 //!
-//! `mp3_frames`, `mp3_huffman` (with `mp3_tables`), `mp3_spectrum` and `mp3_envelope` read an
-//! MP3's onset envelope off its coded spectrum without the decoder's synthesis, in about a
-//! quarter of the CPU; on the benchmark set its beats were as good as the decoded path's on the
-//! whole but not on every half, and it is not yet 20× librosa, so only the benchmark runs it
-//! ([`analyse_mp3_coded`], [`analyse_mp3_spectrum`]; BENCHMARKS.md, issue 25). `mp3_lowband` decodes an MP3
-//! only as far as the analysis needs (the lowest subbands, straight to the analysis rate) into
-//! the same envelope as a decoded song; on the benchmark set it was faster than symphonia's whole
-//! decode but its beats were not as good on every half of the set, so it too is only the
-//! benchmark's ([`analyse_mp3_lowband`]).
+//! An MP3 is not decoded: `mp3_frames`, `mp3_huffman` (with `mp3_tables`), `mp3_spectrum` and
+//! `mp3_envelope` read its onset envelope off its coded spectrum, the lowest subbands' samples
+//! rebuilt without the decoder's synthesis, in a quarter to a sixth of the CPU, with beats as good
+//! on the benchmark set ([`analyse_mp3_coded`]; BENCHMARKS.md, issue 25). Where that envelope has
+//! no clear beat, `mp3_lowband` decodes the MP3 only as far as the analysis needs (the lowest
+//! subbands, straight to the analysis rate) into the same envelope as a decoded song
+//! ([`analyse_mp3_lowband`]); an MP3 neither reads (MPEG-2/2.5, free format, layers 1-2) is
+//! decoded by symphonia.
 
 mod bars;
 mod decode;
@@ -39,8 +38,9 @@ use symphonia::core::io::MediaSource;
 use super::song::{SongCodec, SongInfo};
 
 /// Bumped whenever the algorithm changes what it finds, so stored analyses can be told apart
-/// (0 is a song stored before there was any analysis).
-pub const ANALYSIS_VERSION: u32 = 4;
+/// (0 is a song stored before there was any analysis). 5: an MP3's envelope is read off its coded
+/// spectrum, not its decoded samples, and an MP3 without a Xing header is analysed to its end.
+pub const ANALYSIS_VERSION: u32 = 5;
 
 /// The default of `MV_MAX_SONG_SECONDS`: how much of a song is analysed (15 minutes).
 pub const DEFAULT_MAX_SONG_SECONDS: u32 = 900;
@@ -85,8 +85,23 @@ pub enum BeatError {
     NoDecoder(&'static str),
 }
 
-/// Analyses a song the song probe accepted (`song` is what it found), up to `max_seconds` of it.
+/// Analyses a song the song probe accepted (`song` is what it found), up to `max_seconds` of it:
+/// an MP3 from its coded spectrum ([`analyse_mp3_coded`]: 4-6× less CPU, its beats as good on
+/// the benchmark set, BENCHMARKS.md issue 25), every other song decoded ([`analyse_decoded`]).
 pub fn analyse(source: Box<dyn MediaSource>, song: &SongInfo, max_seconds: u32) -> Result<BeatAnalysis, BeatError> {
+    match song.codec {
+        SongCodec::Mp3 => analyse_mp3_coded(source, song, max_seconds).map(|(analysis, _, _)| analysis),
+        _ => analyse_decoded(source, song, max_seconds),
+    }
+}
+
+/// The analysis of a song decoded whole (symphonia, or `opus`): how every codec but MP3 is
+/// analysed, and an MP3 the coded-spectrum path does not read; the benchmark's baseline for MP3.
+pub fn analyse_decoded(
+    source: Box<dyn MediaSource>,
+    song: &SongInfo,
+    max_seconds: u32,
+) -> Result<BeatAnalysis, BeatError> {
     let mut envelope = onset::OnsetEnvelope::new();
     // Beats are timed as a player presents the song, so the samples a player skips are dropped:
     // the priming an M4A's edit list declares, which symphonia does not apply (it trims an MP3's
@@ -107,11 +122,9 @@ pub fn analyse(source: Box<dyn MediaSource>, song: &SongInfo, max_seconds: u32) 
     Ok(with_cap(from_envelope(&envelope.finish(decoded.seconds), decoded.seconds), decoded.capped, max_seconds))
 }
 
-/// The analysis of an MP3 from its coded spectrum (`mp3_envelope`: no synthesis, 3-4× less CPU
-/// than [`analyse`]), for the benchmark only: on the benchmark set its beats are not as good as
-/// the decoded path's on every half (BENCHMARKS.md, issue 25), so `upload_audio` does not use it. A kind
-/// of MP3 the frame walker does not read (MPEG-2/2.5, free format, layers 1-2) is
-/// `BeatError::NoDecoder`.
+/// The analysis of an MP3 from its coded spectrum alone (`mp3_envelope`), without the fallback
+/// [`analyse_mp3_coded`] has: for the benchmark. A kind of MP3 the frame walker does not read
+/// (MPEG-2/2.5, free format, layers 1-2) is `BeatError::NoDecoder`.
 pub fn analyse_mp3_spectrum(mut source: Box<dyn MediaSource>, max_seconds: u32) -> Result<BeatAnalysis, BeatError> {
     let walked = mp3_envelope::envelope(&mut source, f64::from(max_seconds))?;
     Ok(with_cap(from_envelope(&walked.envelope, walked.seconds), walked.capped, max_seconds))
@@ -127,8 +140,10 @@ pub enum Mp3Path {
     Fallback,
 }
 
-/// [`analyse_mp3_spectrum`], falling back to [`analyse_mp3_lowband`] when the coded spectrum's
-/// envelope has no clear beat (its clarity under the floor), and the clarity it found.
+/// How an MP3 is analysed ([`analyse`]): the onset envelope read off its coded spectrum
+/// (`mp3_envelope`: no synthesis), falling back to [`analyse_mp3_lowband`] when that envelope has
+/// no clear beat (its clarity under the floor), and to [`analyse_decoded`] for an MP3 the frame
+/// walker does not read; with the way it went and the clarity it found.
 pub fn analyse_mp3_coded(
     mut source: Box<dyn MediaSource>,
     song: &SongInfo,
@@ -139,7 +154,7 @@ pub fn analyse_mp3_coded(
         Err(mp3_frames::Mp3Error::Unsupported(_)) => {
             use std::io::Seek;
             source.seek(std::io::SeekFrom::Start(0)).map_err(BeatError::Io)?;
-            return Ok((analyse(source, song, max_seconds)?, Mp3Path::Fallback, None));
+            return Ok((analyse_decoded(source, song, max_seconds)?, Mp3Path::Fallback, None));
         }
         Err(e) => return Err(e.into()),
     };
@@ -155,7 +170,7 @@ pub fn analyse_mp3_coded(
 /// The analysis of an MP3 decoded only as far as the analysis needs (`mp3_lowband`: the lowest
 /// subbands, straight to the analysis rate), into the same onset envelope as [`analyse`]. A kind
 /// of MP3 the low-band decoder does not read (MPEG-2/2.5, free format, layers 1-2, intensity
-/// stereo) is decoded by symphonia, as [`analyse`] does.
+/// stereo) is decoded by symphonia ([`analyse_decoded`]).
 pub fn analyse_mp3_lowband(
     mut source: Box<dyn MediaSource>,
     song: &SongInfo,
@@ -170,7 +185,7 @@ pub fn analyse_mp3_lowband(
         Err(mp3_frames::Mp3Error::Unsupported(_)) => {
             use std::io::Seek;
             source.seek(std::io::SeekFrom::Start(0)).map_err(BeatError::Io)?;
-            analyse(source, song, max_seconds)
+            analyse_decoded(source, song, max_seconds)
         }
         Err(e) => Err(e.into()),
     }
