@@ -79,7 +79,7 @@ fn an_uploaded_song_has_its_tempo_beats_and_downbeats() {
             let file = file.as_str().expect("name");
             let (status, body) = upload(&client, read(BEATS, file));
             assert_eq!(status, 200, "{file}: {body}");
-            assert_eq!(body["analysis_version"], 4, "{file}");
+            assert_eq!(body["analysis_version"], 5, "{file}");
             let beats = times(&body["beats"]);
             let duration = body["duration_seconds"].as_f64().expect("duration");
             assert!(beats.windows(2).all(|w| w[0] < w[1]), "{file}: ascending");
@@ -142,7 +142,7 @@ fn a_piece_whose_tempo_steps_is_reported_at_the_tempo_it_plays_most() {
     let truth = times(&track["beats"]);
     let (status, body) = upload(&client, read(BEATS, "step_madrigal_100.mp3"));
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["analysis_version"], 4);
+    assert_eq!(body["analysis_version"], 5);
     let beats = times(&body["beats"]);
     let f = f_measure(&beats, &truth);
     assert!(f >= 0.9, "beat F-measure {f:.3}: {beats:?}");
