@@ -108,7 +108,7 @@ fn downbeats_fall_on_the_accented_beats() {
 }
 
 #[test]
-fn silence_noise_and_random_onsets_have_no_beats() {
+fn silence_noise_and_a_steady_tone_have_no_beats() {
     let silent = analyse_samples(RATE, &vec![0.0; (20.0 * RATE) as usize]);
     assert!(silent.beats.is_empty() && silent.tempo_bpm.is_none());
     assert!(silent.analysis_note.as_deref().is_some_and(|n| n.contains("silent")), "{:?}", silent.analysis_note);
@@ -118,16 +118,6 @@ fn silence_noise_and_random_onsets_have_no_beats() {
     let hissed = analyse_samples(RATE, &hiss);
     assert!(hissed.beats.is_empty(), "white noise: {:?}", hissed.tempo_bpm);
     assert!(hissed.analysis_note.as_deref().is_some_and(|n| n.contains("no clear beat")));
-
-    // Onsets at random times, as syllables fall in speech.
-    let mut t = 0.3;
-    let mut times = Vec::new();
-    while t < 30.0 {
-        times.push((t, 0.5 + 0.5 * noise.next().abs()));
-        t += 0.08 + 0.5 * noise.next().abs() as f64;
-    }
-    let random = analyse_samples(RATE, &clicks(30.0, &times));
-    assert!(random.beats.is_empty(), "random onsets got a tempo of {:?}", random.tempo_bpm);
 
     // A steady tone: energy, no onsets.
     let tone: Vec<f32> = (0..(20.0 * RATE) as usize).map(|i| 0.3 * (i as f32 * 0.05).sin()).collect();
@@ -221,4 +211,109 @@ fn a_song_is_analysed_to_its_end() {
         let off = (found.analysed_seconds - song.duration_seconds).abs();
         assert!(off <= 0.027, "{file}: analysed {} s of {} s", found.analysed_seconds, song.duration_seconds);
     }
+}
+
+/// A uniform draw in [0, 1).
+fn uniform(noise: &mut Noise) -> f64 {
+    f64::from(noise.next().abs())
+}
+
+/// Onsets at random times over `seconds`, `mean_gap` apart on average, each of random gain: the
+/// gaps uniform over a quarter to 1.75 of the mean (as syllables or a free-time player fall), or
+/// exponential with a 30 ms floor (a Poisson process, `poisson`).
+fn random_onsets(seconds: f64, mean_gap: f64, poisson: bool, noise: &mut Noise) -> Vec<(f64, f32)> {
+    let mut times = Vec::new();
+    let mut t = 0.3 * uniform(noise);
+    while t < seconds {
+        times.push((t, (0.5 + 0.5 * uniform(noise)) as f32));
+        t += if poisson {
+            0.03 + (mean_gap - 0.03) * -(1.0 - uniform(noise)).ln()
+        } else {
+            mean_gap * (0.25 + 1.5 * uniform(noise))
+        };
+    }
+    times
+}
+
+/// `seconds` of speech-like sound: syllables at a random rate of 3 to 6 a second, their gaps
+/// spread as a gamma law of shape 4 (a coefficient of variation of a half, as syllable lengths
+/// vary in speech), in phrases of 3 to 12 syllables with pauses of 0.15 to 0.7 s between them.
+/// A syllable is a voiced harmonic complex (8 harmonics of a pitch of 90 to 220 Hz that falls
+/// through the phrase, each at a random weight) with a 15-30 ms rise and a 30 ms fall, led half
+/// the time by a consonant (a 20-60 ms burst of noise).
+fn speech(seconds: f64, noise: &mut Noise) -> Vec<f32> {
+    let mut out = vec![0.0f32; (seconds * RATE) as usize];
+    let rate = 3.0 + 3.0 * uniform(noise);
+    let mut t = 0.2 * uniform(noise);
+    while t < seconds {
+        let syllables = 3 + (10.0 * uniform(noise)) as usize;
+        let f0 = 90.0 + 130.0 * uniform(noise);
+        for k in 0..syllables {
+            let gap: f64 = (0..4).map(|_| -(1.0 - uniform(noise)).ln()).sum::<f64>() / 4.0 / rate;
+            let gain = (0.3 + 0.7 * uniform(noise)) as f32;
+            let mut at = (t * RATE) as usize;
+            if uniform(noise) < 0.5 {
+                let burst = ((0.02 + 0.04 * uniform(noise)) * RATE) as usize;
+                let level = 0.3 + 0.3 * noise.next().abs();
+                for i in 0..burst {
+                    if let Some(s) = out.get_mut(at + i) {
+                        *s += gain * level * noise.next();
+                    }
+                }
+                at += burst;
+            }
+            let length = ((0.6 * gap).clamp(0.06, 0.25) * RATE) as usize;
+            let rise = ((0.015 + 0.015 * uniform(noise)) * RATE) as usize;
+            let fall = (0.03 * RATE) as usize;
+            let pitch = f0 * (1.0 - 0.2 * k as f64 / syllables as f64);
+            let weights: Vec<f32> = (1..=8).map(|h| noise.next().abs() / h as f32).collect();
+            for i in 0..length {
+                let shape = (i as f32 / rise as f32).min(1.0).min((length - i) as f32 / fall as f32);
+                let phase = 2.0 * std::f64::consts::PI * pitch * i as f64 / RATE;
+                let voiced: f32 =
+                    weights.iter().enumerate().map(|(h, w)| w * ((h + 1) as f64 * phase).sin() as f32).sum();
+                if let Some(s) = out.get_mut(at + i) {
+                    *s += 0.3 * gain * shape * voiced;
+                }
+            }
+            t += gap;
+        }
+        t += 0.15 + 0.55 * uniform(noise);
+    }
+    out
+}
+
+/// Sound without a beat, drawn many times from a fixed seed: onsets at random times of every
+/// density from 1 to 8 a second (as syllables fall, or a free-time player plays; gaps of a
+/// bounded random length, and a Poisson process), speech-like syllables, and white noise every
+/// fourth draw. The refusal rule was once a single clarity floor that the one draw of random
+/// onsets this module tested passed (it measured 0.06) while a third of such draws did not
+/// (BENCHMARKS.md, issue 25). The rule's rate on 200 draws of each kind at 30 and 120 s is under
+/// 2 % (1 % for random onsets at 30 s, none for the others); here at most that rate of these
+/// draws may get beats.
+#[test]
+fn sound_without_a_beat_gets_no_beats_draw_after_draw() {
+    const DRAWS: u64 = 40;
+    let mut given = Vec::new();
+    let mut drawn = 0;
+    for draw in 0..DRAWS {
+        let mut noise = Noise(0x5851_f42d_4c95_7f2d ^ (draw + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let mean_gap = 0.12 + 0.88 * uniform(&mut noise);
+        let mut kinds = vec![
+            ("random onsets", clicks(30.0, &random_onsets(30.0, mean_gap, false, &mut noise))),
+            ("Poisson onsets", clicks(30.0, &random_onsets(30.0, mean_gap, true, &mut noise))),
+            ("speech", speech(30.0, &mut noise)),
+        ];
+        if draw % 4 == 0 {
+            kinds.push(("white noise", (0..(30.0 * RATE) as usize).map(|_| 0.3 * noise.next()).collect()));
+        }
+        for (kind, audio) in kinds {
+            drawn += 1;
+            let found = analyse_samples(RATE, &audio);
+            if !found.beats.is_empty() {
+                given.push(format!("{kind} #{draw} (mean gap {mean_gap:.2} s): {:?} BPM", found.tempo_bpm));
+            }
+        }
+    }
+    assert!(given.len() * 50 <= drawn, "beats for more than 2 % of {drawn} draws without a beat: {given:?}");
 }
