@@ -131,7 +131,19 @@ fn too_short_a_song_says_so() {
     assert!(found.analysis_note.as_deref().is_some_and(|n| n.contains("too short")), "{:?}", found.analysis_note);
 }
 
-/// The clips rendered from MIDI with known beats (tests/media/beats), decoded as an upload is.
+/// The song file at `path` probed and analysed, as `upload_audio` does.
+fn probe_and_analyse(path: &std::path::Path) -> (crate::media::song::SongInfo, BeatAnalysis) {
+    let open = || {
+        let f = std::fs::File::open(path).expect("song file");
+        let len = f.metadata().expect("len").len();
+        crate::media::song::SeekableSource::boxed(f, len)
+    };
+    let song = crate::media::song::probe(open()).expect("probe");
+    let found = analyse(open(), &song, DEFAULT_MAX_SONG_SECONDS).expect("analyse");
+    (song, found)
+}
+
+/// The clips rendered from MIDI with known beats (tests/media/beats), analysed as an upload is.
 #[test]
 fn rendered_clips_have_their_true_tempo_and_beats() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/media/beats");
@@ -141,13 +153,7 @@ fn rendered_clips_have_their_true_tempo_and_beats() {
         let truth: Vec<f64> = track["beats"].as_array().expect("beats").iter().filter_map(|b| b.as_f64()).collect();
         let true_bpm = track["tempo_bpm"].as_f64().expect("tempo");
         for file in track["files"].as_array().expect("files").iter().filter_map(|f| f.as_str()) {
-            let open = || {
-                let f = std::fs::File::open(dir.join(file)).expect("clip");
-                let len = f.metadata().expect("len").len();
-                crate::media::song::SeekableSource::boxed(f, len)
-            };
-            let song = crate::media::song::probe(open()).expect("probe");
-            let found = analyse(open(), &song, DEFAULT_MAX_SONG_SECONDS).expect("analyse");
+            let (_, found) = probe_and_analyse(&dir.join(file));
             let bpm = found.tempo_bpm.expect("a tempo");
             let f = f_measure(&found.beats, &truth);
             if true_bpm > 170.0 {
@@ -200,13 +206,7 @@ fn beats_follow_a_tempo_that_steps_or_ramps() {
 fn a_song_is_analysed_to_its_end() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/media/songs");
     for file in ["song.mp3", "song.aac", "song.m4a", "song.opus", "song.webm", "song.flac"] {
-        let open = || {
-            let f = std::fs::File::open(dir.join(file)).expect("song");
-            let len = f.metadata().expect("len").len();
-            crate::media::song::SeekableSource::boxed(f, len)
-        };
-        let song = crate::media::song::probe(open()).expect("probe");
-        let found = analyse(open(), &song, DEFAULT_MAX_SONG_SECONDS).expect("analyse");
+        let (song, found) = probe_and_analyse(&dir.join(file));
         // Within one frame (1152 samples at 44.1 kHz is 26 ms) and the rounding to milliseconds.
         let off = (found.analysed_seconds - song.duration_seconds).abs();
         assert!(off <= 0.027, "{file}: analysed {} s of {} s", found.analysed_seconds, song.duration_seconds);
