@@ -14,7 +14,7 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::words::{COMPOSING, DRIVE_CLIPS, DRIVE_OFF, FAILED, PROCESSING};
@@ -80,10 +80,7 @@ pub fn start(
             // Many jobs ending at once are one look, not one each: every look reads every
             // project being made.
             tokio::time::sleep(GAP).await;
-            while !matches!(
-                ended.try_recv(),
-                Err(broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed)
-            ) {}
+            Jobs::skip_queued(&mut ended);
         }
     })
 }

@@ -128,13 +128,9 @@ impl Sender {
                 _ = wake.recv() => {}
                 _ = freed.notified() => {}
             }
-            // The news that queued up meanwhile is seen by the one read above, not a read each (a
-            // burst of job events was as many reads of the deliveries, each finding the same).
-            while !matches!(
-                wake.try_recv(),
-                Err(tokio::sync::broadcast::error::TryRecvError::Empty
-                    | tokio::sync::broadcast::error::TryRecvError::Closed)
-            ) {}
+            // The news that queued up meanwhile is seen by the next read, not a read each (a burst
+            // of job events was as many reads of the deliveries, each finding the same).
+            crate::jobs::Jobs::skip_queued(&mut wake);
         }
     }
 

@@ -211,6 +211,15 @@ impl Jobs {
         self.wake.subscribe()
     }
 
+    /// Drops the wake-ups `news` holds now: a task that reads the database after a wake-up has
+    /// seen what they announce, and a burst of them is one read, not one each.
+    pub fn skip_queued(news: &mut broadcast::Receiver<String>) {
+        while !matches!(
+            news.try_recv(),
+            Err(broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed)
+        ) {}
+    }
+
     /// Tells this process's workers, streams and webhook sender (other processes learn it from
     /// the database).
     pub fn woke(&self, job_id: &str) {

@@ -440,7 +440,6 @@ impl Store {
         Ok(row.is_some())
     }
 
-    /// Deletes project `id` and its scenes; `false` when there was none.
     /// Deletes project `id` with its scenes; every video it has named (`project_files`), for the
     /// caller to delete from the store, or `None` when there was no such project.
     pub async fn delete_project(&self, id: &str) -> Result<Option<Vec<String>>, StoreError> {
