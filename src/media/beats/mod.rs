@@ -11,7 +11,8 @@
 //! never invented ones. A pulse is told by two things onsets at random times lack: the envelope
 //! repeats at one period in both halves of the song (the period chosen on one half, the repeat
 //! measured on the other, so the choice's luck does not count: `tempo::Tempo::held_out_clarity`),
-//! and it keeps its phase two to four beats on along the local tempo (`tempo::coherence`). Opus, which symphonia demuxes but cannot decode, is decoded by `opus`.
+//! and it keeps its phase two to four beats on along the local tempo (`tempo::coherence`). Opus,
+//! which symphonia demuxes but cannot decode, is decoded by `opus`.
 //!
 //! An MP3 is not decoded: `mp3_frames`, `mp3_huffman` (with `mp3_tables`), `mp3_spectrum` and
 //! `mp3_envelope` read its onset envelope off its coded spectrum, the lowest subbands' samples
@@ -174,9 +175,7 @@ pub fn analyse_mp3_coded(
     let walked = match mp3_envelope::envelope(&mut source, f64::from(max_seconds)) {
         Ok(walked) => walked,
         Err(mp3_frames::Mp3Error::Unsupported(_)) => {
-            use std::io::Seek;
-            source.seek(std::io::SeekFrom::Start(0)).map_err(BeatError::Io)?;
-            return Ok((analyse_decoded(source, song, max_seconds)?, Mp3Path::Fallback, None));
+            return Ok((analyse_decoded(rewound(source)?, song, max_seconds)?, Mp3Path::Fallback, None));
         }
         Err(e) => return Err(e.into()),
     };
@@ -184,15 +183,13 @@ pub fn analyse_mp3_coded(
     // Neither silent nor too short, yet no beats: the rule every song answers to found no clear
     // beat in this envelope, so the song is decoded and asked again.
     if clarity.is_some() && analysis.beats.is_empty() {
-        use std::io::Seek;
-        source.seek(std::io::SeekFrom::Start(0)).map_err(BeatError::Io)?;
-        return Ok((analyse_mp3_lowband(source, song, max_seconds)?, Mp3Path::Fallback, clarity));
+        return Ok((analyse_mp3_lowband(rewound(source)?, song, max_seconds)?, Mp3Path::Fallback, clarity));
     }
     Ok((with_cap(analysis, walked.capped, max_seconds), Mp3Path::Spectrum, clarity))
 }
 
 /// The analysis of an MP3 decoded only as far as the analysis needs (`mp3_lowband`: the lowest
-/// subbands, straight to the analysis rate), into the same onset envelope as [`analyse`]. A kind
+/// subbands, straight to the analysis rate), into the same onset envelope as [`analyse_decoded`]. A kind
 /// of MP3 the low-band decoder does not read (MPEG-2/2.5, free format, layers 1-2, intensity
 /// stereo) is decoded by symphonia ([`analyse_decoded`]).
 pub fn analyse_mp3_lowband(
@@ -206,13 +203,16 @@ pub fn analyse_mp3_lowband(
         Ok(decoded) => {
             Ok(with_cap(from_envelope(&envelope.finish(decoded.seconds), decoded.seconds), decoded.capped, max_seconds))
         }
-        Err(mp3_frames::Mp3Error::Unsupported(_)) => {
-            use std::io::Seek;
-            source.seek(std::io::SeekFrom::Start(0)).map_err(BeatError::Io)?;
-            analyse_decoded(source, song, max_seconds)
-        }
+        Err(mp3_frames::Mp3Error::Unsupported(_)) => analyse_decoded(rewound(source)?, song, max_seconds),
         Err(e) => Err(e.into()),
     }
+}
+
+/// `source` back at its start, for another path to read the song again.
+fn rewound(mut source: Box<dyn MediaSource>) -> Result<Box<dyn MediaSource>, BeatError> {
+    use std::io::Seek;
+    source.seek(std::io::SeekFrom::Start(0)).map_err(BeatError::Io)?;
+    Ok(source)
 }
 
 /// Notes that only the first `max_seconds` were analysed, when that is so.
