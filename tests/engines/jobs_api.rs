@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mvgen::jobs::{EngineConfig, Generations, JobPipeline, Jobs};
-use mvgen::providers::Providers;
 use mvgen::server::{Settings, app_with_jobs};
 use mvgen::state::AppState;
 use mvgen::storage::local::LocalStorage;
@@ -57,14 +56,7 @@ impl Replica {
         let dir = tempfile::tempdir().unwrap();
         let mut settings = Settings::from_vars(None, |_| None).unwrap();
         settings.output_dir = dir.path().join("outputs");
-        let state = AppState {
-            providers: Providers::mock(),
-            storage: Arc::new(LocalStorage::new(&settings.output_dir)),
-            debug: false,
-            strict_flavors: false,
-            generations: mvgen::limits::GenerationSlots::new(8),
-            flavors: Default::default(),
-        };
+        let state = support::mock_app_state(Arc::new(LocalStorage::new(&settings.output_dir)));
         let jobs = Jobs::open(url, pipeline(&state), config).await.expect("open the jobs database");
         let shutdown = CancellationToken::new();
         let workers = jobs.start_workers(shutdown.clone());

@@ -90,15 +90,8 @@ async fn a_cancel_during_a_drive_step_starts_no_render() {
     let id = "9e2b7c41-3d5a-4f60-8c1e-6a4f0d2b9c77";
     let (_dir, jobs, _upstream) = with_project(id, "processing").await;
     let store = jobs.store();
-    let settings = mvgen::server::Settings::from_vars(None, |_| None).expect("settings");
-    let state = mvgen::state::AppState {
-        providers: mvgen::providers::Providers::mock(),
-        storage: std::sync::Arc::new(mvgen::storage::local::LocalStorage::new(_dir.path().join("outputs"))),
-        debug: false,
-        strict_flavors: false,
-        generations: mvgen::limits::GenerationSlots::new(settings.max_concurrent_generations),
-        flavors: Default::default(),
-    };
+    let outputs = mvgen::storage::local::LocalStorage::new(_dir.path().join("outputs"));
+    let state = support::mock_app_state(std::sync::Arc::new(outputs));
     let hash = state.flavors.choose(Some("default")).flavor.hash.to_string();
     let scene = SceneRow {
         sequence: 1,

@@ -11,9 +11,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use mvgen::jobs::{EngineConfig, Jobs};
-use mvgen::providers::Providers;
 use mvgen::server::{Settings, app_with_jobs};
-use mvgen::state::AppState;
 use mvgen::storage::Storage;
 use mvgen::storage::local::LocalStorage;
 use serde_json::Value;
@@ -31,14 +29,7 @@ async fn app(
     let url = format!("sqlite://{}?mode=rwc", dir.join("jobs.db").display());
     let (pipeline, _) = FakePipeline::new();
     let jobs = Jobs::open(&url, pipeline, EngineConfig { workers: 0, ..EngineConfig::default() }).await.unwrap();
-    let state = AppState {
-        providers: Providers::mock(),
-        storage,
-        debug: false,
-        strict_flavors: false,
-        generations: mvgen::limits::GenerationSlots::new(8),
-        flavors: Default::default(),
-    };
+    let state = support::mock_app_state(storage);
     (app_with_jobs(state, &settings, Some(jobs.clone())), jobs)
 }
 

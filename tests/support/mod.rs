@@ -22,6 +22,19 @@ pub mod tmpfs;
 pub mod tool;
 pub mod webhook_receiver;
 
+/// The app state of a test that runs the job engine itself: the offline mock providers, files in
+/// `storage`, the default flavors, eight generations at once.
+pub fn mock_app_state(storage: std::sync::Arc<dyn mvgen::storage::Storage>) -> mvgen::state::AppState {
+    mvgen::state::AppState {
+        providers: mvgen::providers::Providers::mock(),
+        storage,
+        debug: false,
+        strict_flavors: false,
+        generations: mvgen::limits::GenerationSlots::new(8),
+        flavors: Default::default(),
+    }
+}
+
 /// A plain reqwest client for a test's own requests. reqwest links no crypto provider of its own
 /// (`rustls-no-provider`), so a test's client gets mvgen's TLS setup (ring, `mvgen::tls`) as the
 /// server's clients do.
