@@ -194,76 +194,32 @@ pub(super) fn migrator(dialect: Dialect) -> Migrator {
         Dialect::Sqlite => (QUEUED_EVENT, CLAIMED_EVENT, FINAL_EVENT),
         Dialect::Postgres => ("SELECT 1", "SELECT 1", "SELECT 1"),
     };
+    // Every migration is a plain script, never reversible; only its text varies by dialect.
+    let simple = |version, description, sql| {
+        Migration::new(version, Cow::Borrowed(description), MigrationType::Simple, sql, false)
+    };
     let migrations = vec![
-        Migration::new(1, Cow::Borrowed("jobs"), MigrationType::Simple, serial(JOBS), false),
-        Migration::new(2, Cow::Borrowed("sync_jobs"), MigrationType::Simple, Cow::Borrowed(SYNC_JOBS), false),
-        Migration::new(3, Cow::Borrowed("job_takeovers"), MigrationType::Simple, Cow::Borrowed(TAKEOVERS), false),
-        Migration::new(4, Cow::Borrowed("idempotency_answers"), MigrationType::Simple, Cow::Borrowed(ANSWERS), false),
-        Migration::new(
-            5,
-            Cow::Borrowed("sqlite_queued_event"),
-            MigrationType::Simple,
-            Cow::Borrowed(queued_event),
-            false,
-        ),
-        Migration::new(6, Cow::Borrowed("retention_quotas"), MigrationType::Simple, Cow::Borrowed(RETENTION), false),
-        Migration::new(
-            7,
-            Cow::Borrowed("sqlite_claimed_event"),
-            MigrationType::Simple,
-            Cow::Borrowed(claimed_event),
-            false,
-        ),
-        Migration::new(8, Cow::Borrowed("projects"), MigrationType::Simple, serial(PROJECTS), false),
-        Migration::new(9, Cow::Borrowed("webhooks"), MigrationType::Simple, serial(WEBHOOKS), false),
-        Migration::new(
-            10,
-            Cow::Borrowed("upstream_ended"),
-            MigrationType::Simple,
-            Cow::Borrowed(UPSTREAM_ENDED),
-            false,
-        ),
-        Migration::new(
-            11,
-            Cow::Borrowed("takeover_previous_owner"),
-            MigrationType::Simple,
-            Cow::Borrowed(PREVIOUS_OWNER),
-            false,
-        ),
-        Migration::new(12, Cow::Borrowed("trace_context"), MigrationType::Simple, Cow::Borrowed(TRACE_CONTEXT), false),
-        Migration::new(13, Cow::Borrowed("beat_plan"), MigrationType::Simple, Cow::Borrowed(BEAT_PLAN), false),
-        Migration::new(
-            14,
-            Cow::Borrowed("project_webhooks"),
-            MigrationType::Simple,
-            Cow::Borrowed(PROJECT_WEBHOOKS),
-            false,
-        ),
-        Migration::new(
-            15,
-            Cow::Borrowed("sqlite_final_event"),
-            MigrationType::Simple,
-            Cow::Borrowed(final_event),
-            false,
-        ),
-        Migration::new(
-            16,
-            Cow::Borrowed("project_deliveries_purge"),
-            MigrationType::Simple,
-            Cow::Borrowed(DELIVERIES_PURGE),
-            false,
-        ),
-        Migration::new(
-            17,
-            Cow::Borrowed("partial_job_indexes"),
-            MigrationType::Simple,
-            Cow::Borrowed(PARTIAL_INDEXES),
-            false,
-        ),
-        Migration::new(18, Cow::Borrowed("project_files"), MigrationType::Simple, Cow::Borrowed(PROJECT_FILES), false),
+        simple(1, "jobs", serial(JOBS)),
+        simple(2, "sync_jobs", Cow::Borrowed(SYNC_JOBS)),
+        simple(3, "job_takeovers", Cow::Borrowed(TAKEOVERS)),
+        simple(4, "idempotency_answers", Cow::Borrowed(ANSWERS)),
+        simple(5, "sqlite_queued_event", Cow::Borrowed(queued_event)),
+        simple(6, "retention_quotas", Cow::Borrowed(RETENTION)),
+        simple(7, "sqlite_claimed_event", Cow::Borrowed(claimed_event)),
+        simple(8, "projects", serial(PROJECTS)),
+        simple(9, "webhooks", serial(WEBHOOKS)),
+        simple(10, "upstream_ended", Cow::Borrowed(UPSTREAM_ENDED)),
+        simple(11, "takeover_previous_owner", Cow::Borrowed(PREVIOUS_OWNER)),
+        simple(12, "trace_context", Cow::Borrowed(TRACE_CONTEXT)),
+        simple(13, "beat_plan", Cow::Borrowed(BEAT_PLAN)),
+        simple(14, "project_webhooks", Cow::Borrowed(PROJECT_WEBHOOKS)),
+        simple(15, "sqlite_final_event", Cow::Borrowed(final_event)),
+        simple(16, "project_deliveries_purge", Cow::Borrowed(DELIVERIES_PURGE)),
+        simple(17, "partial_job_indexes", Cow::Borrowed(PARTIAL_INDEXES)),
+        simple(18, "project_files", Cow::Borrowed(PROJECT_FILES)),
     ];
     // `ignore_missing`: a database a newer build has migrated further still opens here, so a
-    // rollback by one version works (migrations only add columns and indexes, which this build
+    // rollback by one version works (migrations only add tables, columns and indexes, which this build
     // never reads). Without it sqlx refuses to start: "migration N was previously applied but is
     // missing in the resolved migrations".
     Migrator { migrations: Cow::Owned(migrations), ignore_missing: true, ..Migrator::DEFAULT }
